@@ -1,0 +1,309 @@
+"""The frame bus: decoded frames from the capture workers to the analytics engine, through shared memory.
+
+Contract (used by the analytics engine; keep these names):
+
+- The supervisor creates ONE :class:`FrameBus` in the parent process, before starting children, and passes it as
+  an argument to the child processes (``multiprocessing`` pickles it into a handle that re-attaches the shared
+  memory). Children must be started from :data:`MP_CONTEXT` (the ``spawn`` context) because the bus holds
+  ``spawn``-context locks.
+- Producer (capture worker): :meth:`FrameBus.publish` ``(camera_id, frame, capture_time) -> None`` copies a
+  ``uint8`` frame (H x W x 3, BGR) into a free slot of that camera. Each camera has ``queue_size`` queued frames
+  at most; when its queue is full the OLDEST queued frame is dropped (counted in :meth:`FrameBus.dropped`).
+- Consumer (engine): :meth:`FrameBus.get_batch` ``(max_frames, timeout_s) -> list[FrameItem]`` gathers up to
+  ``max_frames`` frames round-robin across cameras (one frame per camera per round, oldest first, the starting
+  camera rotating between calls) so that a busy camera cannot starve the others. It waits at most ``timeout_s``
+  for the first frame and returns ``[]`` on timeout.
+- ``FrameItem.frame`` is a read-only numpy VIEW into the shared-memory slot (zero copy). The slot stays reserved
+  until the consumer calls :meth:`FrameBus.release` ``(item)`` (or :meth:`FrameItem.release`); copy what you need
+  to keep (``item.frame.copy()``) before releasing. Each camera has ``hold_slots`` slots beyond its queue for
+  frames held by the consumer; if a consumer holds more than that, new frames of that camera are dropped (and
+  counted) instead of overwriting held ones. ``get_batch(..., copy=True)`` returns private copies and releases
+  the slots at once.
+- :meth:`FrameBus.dropped` ``(camera_id) -> int`` and :meth:`FrameBus.depth` ``(camera_id) -> int`` report the drop
+  count and the number of queued (not yet taken) frames. :meth:`FrameBus.published` counts accepted frames.
+- Frame ids are per camera, increasing from 1, unique for the life of the bus.
+- The creator calls :meth:`FrameBus.close` then :meth:`FrameBus.unlink` at shutdown (or uses it as a context
+  manager); children only :meth:`FrameBus.close`.
+
+Frames wider than ``max_width`` or larger than a slot (``max_width`` x ``max_height`` x 3 bytes) are refused with
+``ValueError``: the capture side downscales to ``ingest.max_width`` before publishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any, Self
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MP_CONTEXT = multiprocessing.get_context("spawn")
+"""Start children that receive a :class:`FrameBus` from this context."""
+
+_FREE, _READY, _HELD = 0, 1, 2
+_SLOT_DTYPE = np.dtype(
+    [("state", "i4"), ("h", "i4"), ("w", "i4"), ("c", "i4"), ("frame_id", "i8"), ("capture_time", "f8")]
+)
+_CAM_DTYPE = np.dtype([("next_id", "i8"), ("dropped", "i8"), ("published", "i8")])
+_attach_lock = threading.Lock()
+
+
+@dataclass
+class FrameItem:
+    """One frame taken from the bus; ``frame`` is a view into shared memory until released (see module doc)."""
+
+    camera_id: str
+    frame_id: int
+    capture_time: float
+    frame: np.ndarray
+    _bus: FrameBus | None = field(default=None, repr=False, compare=False)
+    _cam: int = field(default=-1, repr=False, compare=False)
+    _slot: int = field(default=-1, repr=False, compare=False)
+
+    def release(self) -> None:
+        """Give the slot back to the bus (no-op for copies or when already released)."""
+        if self._bus is not None:
+            self._bus.release(self)
+
+
+def _attach(name: str) -> SharedMemory:
+    """Attach to an existing block without registering it with this process's resource tracker.
+
+    Python < 3.13 registers attached blocks too, and the tracker would unlink them when a child exits.
+    """
+    with _attach_lock:
+        original = resource_tracker.register
+        resource_tracker.register = lambda *args, **kwargs: None  # type: ignore[assignment]
+        try:
+            return SharedMemory(name=name)
+        finally:
+            resource_tracker.register = original  # type: ignore[assignment]
+
+
+class FrameBus:
+    """Bounded per-camera frame queues in shared memory; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        camera_ids: Iterable[str],
+        queue_size: int = 4,
+        max_width: int = 1280,
+        max_height: int | None = None,
+        hold_slots: int = 2,
+        ctx: Any = None,
+    ) -> None:
+        """Create the shared memory for ``camera_ids`` (call in the parent process only).
+
+        ``max_height`` defaults to ``max_width`` (square, so portrait cameras fit too).
+        """
+        self.camera_ids: list[str] = list(dict.fromkeys(camera_ids))
+        if not self.camera_ids:
+            raise ValueError("FrameBus needs at least one camera id")
+        if queue_size < 1 or hold_slots < 0:
+            raise ValueError("queue_size must be >= 1 and hold_slots >= 0")
+        self.queue_size = int(queue_size)
+        self.hold_slots = int(hold_slots)
+        self.max_width = int(max_width)
+        self.max_height = int(max_height or max_width)
+        self.slots = self.queue_size + self.hold_slots
+        self.slot_bytes = self.max_width * self.max_height * 3
+        ctx = ctx or MP_CONTEXT
+        self._lock = ctx.Lock()
+        self._cond = ctx.Condition(self._lock)
+        n = len(self.camera_ids)
+        meta_bytes = n * self.slots * _SLOT_DTYPE.itemsize + n * _CAM_DTYPE.itemsize
+        self._meta_shm = SharedMemory(create=True, size=max(meta_bytes, 1))
+        self._data_shm = SharedMemory(create=True, size=n * self.slots * self.slot_bytes)
+        self._owner = True
+        self._map_arrays()
+        self._slots_meta[:] = np.zeros((), _SLOT_DTYPE)
+        self._cams_meta[:] = np.zeros((), _CAM_DTYPE)
+        self._cams_meta["next_id"] = 1
+        logger.debug(
+            "frame bus created: %d cameras x %d slots of %d bytes", n, self.slots, self.slot_bytes
+        )
+
+    # -- pickling: children re-attach by name -------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in ("_lock", "_cond")}
+        state["_meta_name"] = self._meta_shm.name
+        state["_data_name"] = self._data_shm.name
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        meta_name = state.pop("_meta_name")
+        data_name = state.pop("_data_name")
+        self.__dict__.update(state)
+        self._meta_shm = _attach(meta_name)
+        self._data_shm = _attach(data_name)
+        self._owner = False
+        self._map_arrays()
+
+    def _map_arrays(self) -> None:
+        n = len(self.camera_ids)
+        self._index = {cam: i for i, cam in enumerate(self.camera_ids)}
+        slot_count = n * self.slots
+        self._slots_meta = np.ndarray((n, self.slots), _SLOT_DTYPE, buffer=self._meta_shm.buf)
+        self._cams_meta = np.ndarray(
+            (n,), _CAM_DTYPE, buffer=self._meta_shm.buf, offset=slot_count * _SLOT_DTYPE.itemsize
+        )
+        self._data = np.ndarray((n, self.slots, self.slot_bytes), np.uint8, buffer=self._data_shm.buf)
+        self._rr = 0
+
+    # -- producer -------------------------------------------------------------------------------------
+    def publish(self, camera_id: str, frame: np.ndarray, capture_time: float) -> None:
+        """Copy ``frame`` (uint8, H x W x C) into the bus; drop the camera's oldest queued frame when full."""
+        cam = self._cam_index(camera_id)
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+            raise ValueError(f"frame must be a uint8 H x W [x C] array, got {frame.dtype} {frame.shape}")
+        h, w = frame.shape[:2]
+        c = frame.shape[2] if frame.ndim == 3 else 1
+        if h * w * c > self.slot_bytes or w > self.max_width:
+            raise ValueError(
+                f"frame {w}x{h}x{c} of camera {camera_id!r} exceeds the bus slot "
+                f"({self.max_width} wide, {self.slot_bytes} bytes); downscale before publishing"
+            )
+        with self._lock:
+            meta = self._slots_meta[cam]
+            ready = np.flatnonzero(meta["state"] == _READY)
+            if len(ready) >= self.queue_size:
+                oldest = ready[np.argmin(meta["frame_id"][ready])]
+                meta["state"][oldest] = _FREE
+                self._cams_meta["dropped"][cam] += 1
+            free = np.flatnonzero(meta["state"] == _FREE)
+            if len(free) == 0:  # every slot held by the consumer: drop the new frame
+                self._cams_meta["dropped"][cam] += 1
+                return
+            slot = int(free[0])
+            self._data[cam, slot, : h * w * c] = frame.reshape(-1)
+            frame_id = int(self._cams_meta["next_id"][cam])
+            self._cams_meta["next_id"][cam] = frame_id + 1
+            self._cams_meta["published"][cam] += 1
+            meta[slot] = (_READY, h, w, c, frame_id, capture_time)
+            self._cond.notify_all()
+
+    # -- consumer -------------------------------------------------------------------------------------
+    def get_batch(self, max_frames: int, timeout_s: float, copy: bool = False) -> list[FrameItem]:
+        """Take up to ``max_frames`` frames round-robin across cameras; wait up to ``timeout_s`` for the first."""
+        if max_frames < 1:
+            return []
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._lock:
+            while True:
+                taken = self._take_locked(max_frames)
+                if taken:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            items = [self._make_item(cam, slot) for cam, slot in taken]
+        if copy:
+            for item in items:
+                item.frame = item.frame.copy()
+                self.release(item)
+        return items
+
+    def _take_locked(self, max_frames: int) -> list[tuple[int, int]]:
+        n = len(self.camera_ids)
+        taken: list[tuple[int, int]] = []
+        states = self._slots_meta["state"]
+        start = self._rr
+        while len(taken) < max_frames:
+            progressed = False
+            for k in range(n):
+                cam = (start + k) % n
+                ready = np.flatnonzero(states[cam] == _READY)
+                if len(ready) == 0:
+                    continue
+                slot = int(ready[np.argmin(self._slots_meta["frame_id"][cam][ready])])
+                states[cam, slot] = _HELD
+                taken.append((cam, slot))
+                progressed = True
+                if len(taken) >= max_frames:
+                    break
+            if not progressed:
+                break
+        self._rr = (start + 1) % n
+        return taken
+
+    def _make_item(self, cam: int, slot: int) -> FrameItem:
+        rec = self._slots_meta[cam, slot]
+        h, w, c = int(rec["h"]), int(rec["w"]), int(rec["c"])
+        view = self._data[cam, slot, : h * w * c].reshape((h, w, c) if c > 1 else (h, w))
+        view.flags.writeable = False
+        return FrameItem(
+            camera_id=self.camera_ids[cam],
+            frame_id=int(rec["frame_id"]),
+            capture_time=float(rec["capture_time"]),
+            frame=view,
+            _bus=self,
+            _cam=cam,
+            _slot=slot,
+        )
+
+    def release(self, item: FrameItem) -> None:
+        """Free the shared-memory slot of ``item``; its ``frame`` view must not be used afterwards."""
+        if item._bus is None:
+            return
+        with self._lock:
+            rec = self._slots_meta[item._cam, item._slot]
+            if rec["state"] == _HELD and rec["frame_id"] == item.frame_id:
+                self._slots_meta["state"][item._cam, item._slot] = _FREE
+        item._bus = None
+
+    # -- counters -------------------------------------------------------------------------------------
+    def dropped(self, camera_id: str) -> int:
+        """Frames of this camera dropped because its queue was full (or every slot was held)."""
+        return int(self._cams_meta["dropped"][self._cam_index(camera_id)])
+
+    def published(self, camera_id: str) -> int:
+        """Frames of this camera accepted by :meth:`publish`."""
+        return int(self._cams_meta["published"][self._cam_index(camera_id)])
+
+    def depth(self, camera_id: str) -> int:
+        """Frames of this camera queued and not yet taken by a consumer."""
+        cam = self._cam_index(camera_id)
+        return int(np.count_nonzero(self._slots_meta["state"][cam] == _READY))
+
+    def _cam_index(self, camera_id: str) -> int:
+        try:
+            return self._index[camera_id]
+        except KeyError:
+            raise KeyError(f"camera {camera_id!r} is not on this frame bus") from None
+
+    # -- lifetime -------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Detach this process from the shared memory (views handed out become invalid)."""
+        for name in ("_slots_meta", "_cams_meta", "_data"):
+            self.__dict__.pop(name, None)
+        for shm in (self._meta_shm, self._data_shm):
+            try:
+                shm.close()
+            except BufferError:  # a view is still referenced somewhere; the OS frees it at exit
+                logger.debug("frame bus block %s still referenced at close", shm.name)
+
+    def unlink(self) -> None:
+        """Remove the shared memory blocks (creator only, after every child has stopped)."""
+        if not self._owner:
+            return
+        for shm in (self._meta_shm, self._data_shm):
+            try:
+                shm.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self.unlink()

@@ -1,0 +1,80 @@
+"""FrameBus: shared memory across a real spawned process, drop-oldest, round-robin fairness, release."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.ingest.framebus import MP_CONTEXT, FrameBus
+
+
+def _produce(bus: FrameBus, camera_id: str, count: int) -> None:
+    for i in range(count):
+        frame = np.full((36, 64, 3), i % 256, np.uint8)
+        bus.publish(camera_id, frame, capture_time=1000.0 + i)
+        time.sleep(0.005)
+    bus.close()
+
+
+@pytest.mark.timeout(60)
+def test_frames_cross_processes_without_pickling_images() -> None:
+    with FrameBus(["a", "b"], queue_size=64, max_width=64) as bus:
+        child = MP_CONTEXT.Process(target=_produce, args=(bus, "b", 20))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        assert bus.published("b") == 20 and bus.depth("b") == 20 and bus.dropped("b") == 0
+        items = bus.get_batch(100, timeout_s=1)
+        assert [it.frame_id for it in items] == list(range(1, 21))
+        assert [int(it.frame[0, 0, 0]) for it in items] == list(range(20))
+        assert items[3].capture_time == 1003.0 and items[0].camera_id == "b"
+        assert not items[0].frame.flags.writeable
+        for it in items:
+            it.release()
+        assert bus.depth("b") == 0
+
+
+def test_full_queue_drops_oldest_and_counts() -> None:
+    with FrameBus(["cam"], queue_size=3, max_width=32, hold_slots=1) as bus:
+        for i in range(5):
+            bus.publish("cam", np.full((8, 8, 3), i, np.uint8), capture_time=float(i))
+        assert bus.depth("cam") == 3 and bus.dropped("cam") == 2
+        items = bus.get_batch(10, timeout_s=0.1, copy=True)
+        assert [int(it.frame[0, 0, 0]) for it in items] == [2, 3, 4]
+        assert bus.depth("cam") == 0
+
+
+def test_held_slots_are_never_overwritten() -> None:
+    with FrameBus(["cam"], queue_size=1, max_width=32, hold_slots=1) as bus:
+        bus.publish("cam", np.full((4, 4, 3), 7, np.uint8), 0.0)
+        (held,) = bus.get_batch(1, 0.1)
+        bus.publish("cam", np.full((4, 4, 3), 8, np.uint8), 1.0)
+        bus.publish("cam", np.full((4, 4, 3), 9, np.uint8), 2.0)  # queue full: drops 8
+        assert int(held.frame[0, 0, 0]) == 7
+        assert bus.dropped("cam") == 1
+        held.release()
+        (latest,) = bus.get_batch(1, 0.1, copy=True)
+        assert int(latest.frame[0, 0, 0]) == 9
+
+
+def test_batch_is_round_robin_across_cameras() -> None:
+    with FrameBus(["busy", "quiet1", "quiet2"], queue_size=8, max_width=16) as bus:
+        for i in range(8):
+            bus.publish("busy", np.zeros((4, 4, 3), np.uint8), float(i))
+        bus.publish("quiet1", np.zeros((4, 4, 3), np.uint8), 0.0)
+        bus.publish("quiet2", np.zeros((4, 4, 3), np.uint8), 0.0)
+        batch = bus.get_batch(3, 0.1, copy=True)
+        assert sorted(it.camera_id for it in batch) == ["busy", "quiet1", "quiet2"]
+
+
+def test_timeout_returns_empty_and_bad_frames_are_refused() -> None:
+    with FrameBus(["cam"], queue_size=2, max_width=16) as bus:
+        t0 = time.monotonic()
+        assert bus.get_batch(4, timeout_s=0.2) == []
+        assert time.monotonic() - t0 >= 0.15
+        with pytest.raises(ValueError, match="exceeds the bus slot"):
+            bus.publish("cam", np.zeros((16, 32, 3), np.uint8), 0.0)
+        with pytest.raises(KeyError, match="not on this frame bus"):
+            bus.publish("other", np.zeros((4, 4, 3), np.uint8), 0.0)
