@@ -1,0 +1,85 @@
+"""Flat Redis-stream encoding of the event models (one stream field per model field).
+
+Strings are stored as they are, optional strings as ``""`` for None, everything else as compact JSON; the
+face embedding is float32 bytes. Field names repeat in every entry, which a Redis stream stores once per
+listpack node, so this is both readable and compact.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from pipeline.events import FaceEvent, PlateEvent
+
+M = TypeVar("M", bound=BaseModel)
+EMBEDDING_FIELD = "embedding"
+
+
+def _kind(annotation: Any) -> str:
+    """'str', 'optstr' or 'json' for a model field annotation."""
+    if annotation is str:
+        return "str"
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and set(typing.get_args(annotation)) == {str, type(None)}:
+        return "optstr"
+    return "json"
+
+
+_KINDS: dict[type[BaseModel], dict[str, str]] = {
+    model: {name: _kind(field.annotation) for name, field in model.model_fields.items()}
+    for model in (PlateEvent, FaceEvent)
+}
+
+
+def encode(event: BaseModel) -> dict[str, str | bytes]:
+    """Encode an event into flat stream fields."""
+    kinds = _KINDS[type(event)]
+    out: dict[str, str | bytes] = {}
+    for name, kind in kinds.items():
+        value = getattr(event, name)
+        if isinstance(event, FaceEvent) and name == EMBEDDING_FIELD:
+            out[name] = np.asarray(value, dtype="<f4").tobytes()
+        elif kind == "str":
+            out[name] = value
+        elif kind == "optstr":
+            out[name] = value or ""
+        else:
+            out[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return out
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode(model: type[M], fields: dict[Any, Any]) -> M:
+    """Decode flat stream fields (bytes or str keys/values) back into ``model``."""
+    kinds = _KINDS[model]
+    data: dict[str, Any] = {}
+    for raw_key, raw_value in fields.items():
+        name = _text(raw_key)
+        kind = kinds.get(name)
+        if kind is None:
+            continue
+        if model is FaceEvent and name == EMBEDDING_FIELD:
+            buf = raw_value if isinstance(raw_value, bytes) else raw_value.encode("latin-1")
+            data[name] = np.frombuffer(buf, dtype="<f4").tolist()
+        elif kind == "str":
+            data[name] = _text(raw_value)
+        elif kind == "optstr":
+            data[name] = _text(raw_value) or None
+        else:
+            data[name] = json.loads(raw_value)
+    return model.model_validate(data)
+
+
+def embedding_from_fields(fields: dict[Any, Any]) -> np.ndarray:
+    """The float32 embedding of raw face-stream fields, without decoding the whole event."""
+    raw = fields.get(EMBEDDING_FIELD.encode(), fields.get(EMBEDDING_FIELD))
+    return np.frombuffer(raw, dtype="<f4")

@@ -1,0 +1,49 @@
+"""Plate text normalisation and the index keys of one distinct plate."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+
+from pipeline.search.fuzzy import deletion_variants, fold
+from pipeline.search.grams import plate_grams
+from pipeline.store import keys
+
+logger = logging.getLogger(__name__)
+
+_DASHES = re.compile(r"[\u2010-\u2015\u2212_]")
+_DROP = re.compile(r"[\s.·]")
+
+
+def _fallback_normalise(text: str) -> str:
+    """Local normaliser used until ``pipeline.plates.grammar.normalise_plate`` exists."""
+    text = unicodedata.normalize("NFC", text)
+    text = _DASHES.sub("-", text)
+    return _DROP.sub("", text).upper()
+
+
+try:  # the canonical normaliser, owned by the plate-reader engineer
+    from pipeline.plates.grammar import normalise_plate as _normalise
+except ImportError:  # pragma: no cover - depends on what is merged
+    _normalise = _fallback_normalise
+
+
+def normalise_plate(text: str) -> str:
+    """Canonical storage/search form of a plate text (delegates to ``pipeline.plates.grammar``)."""
+    try:
+        return _normalise(text)
+    except ValueError:
+        return _fallback_normalise(text)
+
+
+def index_keys(plate: str) -> list[str]:
+    """The gram and symmetric-delete set keys one distinct plate is a member of."""
+    grams = [keys.plate_gram(g) for g in sorted(plate_grams(plate))]
+    variants = [keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))]
+    return grams + variants
+
+
+def clean_token(value: str | None) -> str:
+    """A member-safe token (no ``|``, tab or newline)."""
+    return re.sub(r"[|\t\n]", " ", value or "")

@@ -1,0 +1,275 @@
+"""WatchlistStore: plate and face watchlists and enrolled persons in Redis (see :mod:`pipeline.store.keys`).
+
+The API writes through the ``create_*``/``put_*``/``delete_*`` methods; the engine reads the active entries with
+:meth:`WatchlistStore.plate_entries` / :meth:`WatchlistStore.face_entries` and re-reads only when
+:meth:`WatchlistStore.version` changed. Every change runs in one MULTI/EXEC together with ``INCR wl:version``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Literal
+
+import numpy as np
+import redis
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.store import keys
+from pipeline.store.plates import normalise_plate
+
+logger = logging.getLogger(__name__)
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class PlateWatchEntry(BaseModel):
+    """An active plate watchlist entry as the engine's matcher needs it."""
+
+    watchlist_id: str
+    entry_id: str
+    plate: str = Field(description="Normalised plate text.")
+    fuzzy: bool = False
+    max_distance: float = 0.0
+    reason: str = ""
+    severity: Severity = "medium"
+    cameras: list[str] | None = None
+    expires_at: float | None = None
+
+
+class FaceWatchEntry(BaseModel):
+    """An active face watchlist entry (a person) with the person's embeddings."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    watchlist_id: str
+    person_id: str
+    name: str
+    threshold: float
+    embeddings: np.ndarray = Field(description="[k, d] float32, L2-normalised rows.")
+    reason: str = ""
+    severity: Severity = "medium"
+    cameras: list[str] | None = None
+    expires_at: float | None = None
+
+
+def new_id() -> str:
+    """A short random id for watchlists, entries and persons."""
+    return uuid.uuid4().hex[:16]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def normalise_rows(embeddings: np.ndarray) -> np.ndarray:
+    """L2-normalise the rows of a [k, d] matrix (float32)."""
+    mat = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    return mat / np.maximum(norms, 1e-12)
+
+
+class WatchlistStore:
+    """Reads (engine) and writes (API) watchlists, their entries and enrolled persons."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    # -- reading (engine) -------------------------------------------------------------------------------------
+    def version(self) -> int:
+        """Counter bumped on every watchlist or person change."""
+        raw = self.client.get(keys.WATCHLIST_VERSION)
+        return int(raw) if raw else 0
+
+    def _lists_with_entries(self, kind: str) -> list[tuple[dict[str, str], dict[str, dict]]]:
+        lists = [w for w in self.list_watchlists() if w["kind"] == kind]
+        pipe = self.client.pipeline(transaction=False)
+        for w in lists:
+            pipe.hgetall(keys.watchlist_entries(w["id"]))
+        out = []
+        for w, raw in zip(lists, pipe.execute(), strict=True):
+            out.append((w, {_s(k): json.loads(v) for k, v in raw.items()}))
+        return out
+
+    def plate_entries(self, now: float | None = None) -> list[PlateWatchEntry]:
+        """Active (unexpired) plate entries of every plate watchlist."""
+        now = time.time() if now is None else now
+        entries = []
+        for w, raw in self._lists_with_entries("plate"):
+            for entry in raw.values():
+                if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                    continue
+                entries.append(PlateWatchEntry(watchlist_id=w["id"], **{
+                    k: entry.get(k) for k in ("entry_id", "plate", "fuzzy", "max_distance", "reason", "severity",
+                                              "cameras", "expires_at")
+                }))
+        return entries
+
+    def face_entries(self, now: float | None = None) -> list[FaceWatchEntry]:
+        """Active face entries (persons on face watchlists) with their L2-normalised embeddings."""
+        now = time.time() if now is None else now
+        entries = []
+        persons: dict[str, dict | None] = {}
+        for w, raw in self._lists_with_entries("face"):
+            for entry in raw.values():
+                if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                    continue
+                pid = entry["person_id"]
+                if pid not in persons:
+                    persons[pid] = self.get_person(pid, with_embeddings=True)
+                person = persons[pid]
+                if person is None or person["embeddings"].size == 0:
+                    continue
+                entries.append(FaceWatchEntry(
+                    watchlist_id=w["id"], person_id=pid, name=person["name"], threshold=entry["threshold"],
+                    embeddings=person["embeddings"], reason=entry.get("reason", ""),
+                    severity=entry.get("severity", "medium"), cameras=entry.get("cameras"),
+                    expires_at=entry.get("expires_at"),
+                ))
+        return entries
+
+    # -- watchlists -------------------------------------------------------------------------------------------
+    def list_watchlists(self) -> list[dict[str, str]]:
+        """Metadata of every watchlist, sorted by creation time."""
+        ids = sorted(_s(i) for i in self.client.smembers(keys.WATCHLIST_IDS))
+        pipe = self.client.pipeline(transaction=False)
+        for wid in ids:
+            pipe.hgetall(keys.watchlist(wid))
+        lists = [{_s(k): _s(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
+        return sorted(lists, key=lambda w: (float(w.get("created_at", 0)), w["id"]))
+
+    def get_watchlist(self, watchlist_id: str) -> dict[str, str] | None:
+        """Metadata of one watchlist, or None."""
+        raw = self.client.hgetall(keys.watchlist(watchlist_id))
+        return {_s(k): _s(v) for k, v in raw.items()} or None
+
+    def create_watchlist(self, kind: Literal["plate", "face"], name: str, description: str = "",
+                         created_by: str = "") -> dict[str, str]:
+        """Create an empty watchlist and return its metadata."""
+        now = repr(time.time())
+        meta = {"id": new_id(), "kind": kind, "name": name, "description": description,
+                "created_by": created_by, "created_at": now, "updated_at": now}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.watchlist(meta["id"]), mapping=meta)
+        pipe.sadd(keys.WATCHLIST_IDS, meta["id"])
+        pipe.incr(keys.WATCHLIST_VERSION)
+        pipe.execute()
+        return meta
+
+    def update_watchlist(self, watchlist_id: str, **changes: str) -> dict[str, str] | None:
+        """Update name/description; None if the watchlist does not exist."""
+        if self.get_watchlist(watchlist_id) is None:
+            return None
+        fields = {k: v for k, v in changes.items() if k in ("name", "description") and v is not None}
+        fields["updated_at"] = repr(time.time())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.watchlist(watchlist_id), mapping=fields)
+        pipe.incr(keys.WATCHLIST_VERSION)
+        pipe.execute()
+        return self.get_watchlist(watchlist_id)
+
+    def delete_watchlist(self, watchlist_id: str) -> bool:
+        """Delete a watchlist and its entries; False if it did not exist."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.srem(keys.WATCHLIST_IDS, watchlist_id)
+        pipe.delete(keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id))
+        pipe.incr(keys.WATCHLIST_VERSION)
+        removed, _, _ = pipe.execute()
+        return bool(removed)
+
+    # -- entries ----------------------------------------------------------------------------------------------
+    def list_entries(self, watchlist_id: str) -> list[dict]:
+        """Raw entries of a watchlist (expired ones included), sorted by creation time."""
+        raw = self.client.hgetall(keys.watchlist_entries(watchlist_id))
+        entries = [json.loads(v) for v in raw.values()]
+        return sorted(entries, key=lambda e: (e.get("created_at", 0), e["entry_id"]))
+
+    def get_entry(self, watchlist_id: str, entry_id: str) -> dict | None:
+        """One raw entry, or None."""
+        raw = self.client.hget(keys.watchlist_entries(watchlist_id), entry_id)
+        return json.loads(raw) if raw else None
+
+    def put_entry(self, watchlist_id: str, entry: dict) -> dict:
+        """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised)."""
+        entry = dict(entry)
+        entry.setdefault("entry_id", entry.get("person_id") or new_id())
+        entry.setdefault("created_at", time.time())
+        entry["updated_at"] = time.time()
+        if "plate" in entry:
+            entry["plate"] = normalise_plate(entry["plate"])
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.watchlist_entries(watchlist_id), entry["entry_id"], json.dumps(entry, ensure_ascii=False))
+        pipe.hset(keys.watchlist(watchlist_id), "updated_at", repr(time.time()))
+        pipe.incr(keys.WATCHLIST_VERSION)
+        pipe.execute()
+        return entry
+
+    def delete_entry(self, watchlist_id: str, entry_id: str) -> bool:
+        """Remove one entry; False if it did not exist."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(keys.watchlist_entries(watchlist_id), entry_id)
+        pipe.incr(keys.WATCHLIST_VERSION)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    # -- persons ----------------------------------------------------------------------------------------------
+    def create_person(self, name: str, embeddings: np.ndarray, notes: str = "", created_by: str = "") -> dict:
+        """Enrol a person with [k, d] embeddings (stored L2-normalised float32); returns the person."""
+        person_id = new_id()
+        self._write_person(person_id, {"name": name, "notes": notes, "created_by": created_by,
+                                       "created_at": repr(time.time())}, embeddings)
+        return self.get_person(person_id)  # type: ignore[return-value]
+
+    def _write_person(self, person_id: str, fields: dict[str, str], embeddings: np.ndarray | None) -> None:
+        mapping: dict[str, Any] = {"id": person_id, **fields, "updated_at": repr(time.time())}
+        if embeddings is not None:
+            mat = normalise_rows(embeddings)
+            mapping.update({"embeddings": mat.astype("<f4").tobytes(), "dim": str(mat.shape[1]),
+                            "count": str(mat.shape[0])})
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.person(person_id), mapping=mapping)
+        pipe.sadd(keys.PERSON_IDS, person_id)
+        pipe.incr(keys.WATCHLIST_VERSION)
+        pipe.execute()
+
+    def update_person(self, person_id: str, name: str | None = None, notes: str | None = None,
+                      embeddings: np.ndarray | None = None) -> dict | None:
+        """Change a person's name/notes or replace their embeddings; None if unknown."""
+        if not self.client.exists(keys.person(person_id)):
+            return None
+        fields = {k: v for k, v in (("name", name), ("notes", notes)) if v is not None}
+        self._write_person(person_id, fields, embeddings)
+        return self.get_person(person_id)
+
+    def get_person(self, person_id: str, with_embeddings: bool = False) -> dict | None:
+        """A person's fields (``embeddings`` as a [k, d] array if asked), or None."""
+        raw = self.client.hgetall(keys.person(person_id))
+        if not raw:
+            return None
+        person: dict[str, Any] = {_s(k): v for k, v in raw.items()}
+        emb = person.pop("embeddings", b"")
+        person = {k: _s(v) for k, v in person.items()}
+        dim = int(person.get("dim", 0) or 0)
+        if with_embeddings:
+            mat = np.frombuffer(emb, dtype="<f4")
+            person["embeddings"] = mat.reshape(-1, dim).copy() if dim else np.zeros((0, 0), np.float32)
+        return person
+
+    def list_persons(self) -> list[dict]:
+        """Every enrolled person (without embeddings), sorted by name."""
+        persons = [self.get_person(_s(pid)) for pid in self.client.smembers(keys.PERSON_IDS)]
+        return sorted((p for p in persons if p), key=lambda p: (p.get("name", ""), p["id"]))
+
+    def delete_person(self, person_id: str) -> bool:
+        """Delete a person and remove them from every face watchlist; False if unknown."""
+        lists = [w["id"] for w in self.list_watchlists() if w["kind"] == "face"]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.srem(keys.PERSON_IDS, person_id)
+        pipe.delete(keys.person(person_id))
+        for wid in lists:
+            pipe.hdel(keys.watchlist_entries(wid), person_id)
+        pipe.incr(keys.WATCHLIST_VERSION)
+        removed = pipe.execute()[0]
+        return bool(removed)
