@@ -1,0 +1,141 @@
+"""The single command-line entry: ``python -m pipeline <command>``.
+
+Commands:
+    run [--config cameras.yaml]           start the whole service (ingest, recording, analytics, API)
+    check-config PATH                     validate a cameras.yaml; exits 1 and lists every error with its line
+    models fetch [--mirror DIR]           download (or copy from a local mirror) the upstream weights, sha256-checked
+    models verify                         check every model file against the manifest
+    models derive                         produce the batch-capable model files from the upstream ones
+    serve-cameras [--videos DIR]          serve sample footage as looping RTSP cameras on loopback
+    export-clip CAMERA START END          cut an evidence clip with its SHA-256 manifest
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_config
+from pipeline.secrets import referenced_variables
+from pipeline.settings import PROJECT_ROOT, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    import os
+
+    missing = sorted(
+        {var for cam in config.cameras for url in (cam.url, cam.sub_stream or "") for var in referenced_variables(url)}
+        - set(os.environ)
+    )
+    for var in missing:
+        print(f"{args.path}: warning: environment variable {var} is referenced but not set", file=sys.stderr)
+    print(f"{args.path}: OK ({len(config.cameras)} cameras)")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from pipeline.models_manifest import ModelFileError, fetch_models, load_manifest, resolve_model
+
+    model_dir = Path(args.model_dir) if args.model_dir else get_settings().model_dir
+    if args.action == "fetch":
+        try:
+            fetch_models(model_dir, mirror=Path(args.mirror) if args.mirror else None)
+        except (ModelFileError, OSError) as exc:
+            print(f"models fetch failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"all model files present and verified in {model_dir}")
+        return 0
+    if args.action == "derive":
+        from pipeline.models.derive import derive_all
+
+        derive_all(model_dir, get_settings().derived_model_dir)
+        return 0
+    failures = 0
+    for entry in load_manifest():
+        try:
+            resolve_model(entry.path, model_dir)
+            print(f"ok       {entry.path}")
+        except ModelFileError as exc:
+            failures += 0 if entry.optional else 1
+            print(f"{'optional' if entry.optional else 'FAILED  '} {exc}")
+    return 1 if failures else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.service import run_service
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api)
+
+
+def _serve_cameras(args: argparse.Namespace) -> int:
+    from pipeline.testcams import serve_forever
+
+    return serve_forever(Path(args.videos) if args.videos else get_settings().videos_dir, port=args.port)
+
+
+def _export_clip(args: argparse.Namespace) -> int:
+    from pipeline.recording.export import export_clip_cli
+
+    return export_clip_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the command-line entry."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="start the whole service")
+    p.add_argument("--config", default=str(PROJECT_ROOT / "cameras.yaml"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-api", action="store_true", help="run workers only")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("check-config", help="validate a cameras.yaml")
+    p.add_argument("path")
+    p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("models", help="fetch, verify or derive model files")
+    p.add_argument("action", choices=["fetch", "verify", "derive"])
+    p.add_argument("--mirror", help="copy from this local directory instead of downloading")
+    p.add_argument("--model-dir", help="target directory (default: CCTV_MODEL_DIR)")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("serve-cameras", help="serve footage as looping RTSP cameras on loopback")
+    p.add_argument("--videos", help="folder of videos (default: CCTV_VIDEOS_DIR)")
+    p.add_argument("--port", type=int, default=8554)
+    p.set_defaults(func=_serve_cameras)
+
+    p = sub.add_parser("export-clip", help="cut an evidence clip")
+    p.add_argument("camera")
+    p.add_argument("start", help="ISO-8601 UTC time or epoch seconds")
+    p.add_argument("end", help="ISO-8601 UTC time or epoch seconds")
+    p.add_argument("--requester", required=True, help="who asked for it (recorded in the manifest)")
+    p.add_argument("--out", help="output folder (default: recordings/exports)")
+    p.set_defaults(func=_export_clip)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)

@@ -1,0 +1,310 @@
+"""cameras.yaml: strict pydantic models, checked once at start-up.
+
+Errors name the YAML key path and the line, e.g.::
+
+    cameras.yaml:14: cameras[1].analysis_fps: Input should be less than or equal to 30 (got 90)
+
+Credentials are never written in the file: a URL references an environment variable (``${CAM3_PASSWORD}``)
+that is expanded only when the stream is opened (see :mod:`pipeline.secrets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.secrets import redact_text, referenced_variables
+
+CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def check_stream_url(url: str) -> str:
+    """Validate a stream URL: rtsp(s), http(s), ``file://`` or a plain file path; host required for network ones."""
+    if not url.strip():
+        raise ValueError("stream URL is empty")
+    if "://" not in url:
+        return url  # a local file path (tests, replays)
+    parts = urlsplit(url)
+    if parts.scheme not in STREAM_SCHEMES:
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r}; expected one of {', '.join(STREAM_SCHEMES)}")
+    if parts.scheme != "file" and not parts.hostname:
+        raise ValueError("URL has no host")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in URL: {exc}") from None
+    if parts.password and not referenced_variables(parts.password):
+        raise ValueError("password written in clear in the URL; reference an environment variable like ${CAM_PASSWORD}")
+    return url
+
+
+StreamUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class Location(StrictModel):
+    """Where a camera is."""
+
+    description: str = Field(default="", max_length=200, description="Free text, e.g. 'Sukhumvit Soi 21 junction'.")
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude in degrees (WGS84).")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="Longitude in degrees (WGS84).")
+
+    @model_validator(mode="after")
+    def _lat_lon_together(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon must be given together")
+        return self
+
+
+class Analytics(StrictModel):
+    """Which analytics run on a camera."""
+
+    plates: bool = Field(default=True, description="Detect vehicles and read Thai licence plates.")
+    faces: bool = Field(default=False, description="Detect and embed faces of people.")
+
+
+class Zone(StrictModel):
+    """A polygon, in coordinates normalised to the frame (0..1), where analytics apply."""
+
+    name: str = Field(min_length=1, max_length=64, description="Zone name.")
+    points: list[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]] = Field(
+        min_length=3, max_length=64, description="Polygon vertices [x, y], each in 0..1 of frame width/height."
+    )
+
+
+class Recording(StrictModel):
+    """Continuous recording of a camera's main stream (stream copy, no re-encoding)."""
+
+    enabled: bool = Field(default=True, description="Record continuously.")
+    retention_days: int = Field(default=7, ge=1, le=3650, description="Days of recordings kept for this camera.")
+
+
+class Camera(StrictModel):
+    """One camera."""
+
+    id: str = Field(pattern=CAMERA_ID_PATTERN, description="Unique id: lower-case letters, digits, '-' and '_'.")
+    name: str = Field(min_length=1, max_length=120, description="Display name shown to operators.")
+    url: StreamUrl = Field(description="Main stream (recording; also analysis unless sub_stream is given).")
+    sub_stream: StreamUrl | None = Field(default=None, description="Lower-resolution stream used for analysis.")
+    enabled: bool = Field(default=True, description="Whether the camera is ingested at all.")
+    location: Location = Field(default_factory=Location, description="Where the camera is.")
+    analytics: Analytics = Field(default_factory=Analytics, description="Which analytics run.")
+    analysis_fps: float = Field(default=5.0, gt=0, le=30, description="Frames per second sampled for analysis.")
+    zones: list[Zone] = Field(default_factory=list, max_length=32, description="Analytics apply only inside these.")
+    recording: Recording = Field(default_factory=Recording, description="Continuous recording settings.")
+
+    @field_validator("url", "sub_stream")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_stream_url(value)
+
+    @property
+    def analysis_url(self) -> str:
+        """The stream decoded for analytics."""
+        return self.sub_stream or self.url
+
+
+class IngestConfig(StrictModel):
+    """How streams are pulled and decoded."""
+
+    stall_timeout_s: float = Field(default=10.0, ge=1, le=300, description="No frame for this long = stalled.")
+    connect_timeout_s: float = Field(default=10.0, ge=1, le=120, description="Time allowed to open a stream.")
+    backoff_initial_s: float = Field(default=1.0, ge=0.1, le=60, description="First reconnect delay.")
+    backoff_max_s: float = Field(default=30.0, ge=1, le=600, description="Cap of the exponential reconnect delay.")
+    queue_size: int = Field(default=4, ge=1, le=64, description="Frames waiting per camera before the oldest drops.")
+    max_width: int = Field(default=1280, ge=160, le=7680, description="Analysis frames are downscaled to this width.")
+    segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
+    recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")
+
+
+class EngineConfig(StrictModel):
+    """Batched inference and event publication."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where models run.")
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="Largest batch gathered across cameras.")
+    max_wait_ms: float = Field(default=50.0, ge=0, le=2000, description="Longest wait to fill a batch.")
+    motion_threshold: float = Field(default=0.002, ge=0, le=1, description="Changed-pixel fraction that wakes up the detector.")
+    detector_model: str = Field(default="yolo/yolov8n_int8.onnx", min_length=1, description="Vehicle/person detector, relative to the model dir.")
+    plate_detector_model: str = Field(default="plate/license_plate_detector_int8.onnx", min_length=1, description="Plate detector, relative to the model dir.")
+    face_model_pack: str = Field(default="insightface/models/buffalo_s", min_length=1, description="InsightFace pack folder, relative to the model dir.")
+    plate_reader: Literal["crnn", "easyocr"] = Field(default="crnn", description="Plate reader backend.")
+    vehicle_confidence: float = Field(default=0.3, ge=0, le=1, description="Minimum vehicle detection score.")
+    plate_confidence: float = Field(default=0.25, ge=0, le=1, description="Minimum plate detection score.")
+    face_confidence: float = Field(default=0.5, ge=0, le=1, description="Minimum face detection score.")
+    track_lost_s: float = Field(default=2.0, ge=0.1, le=60, description="A track unseen this long has ended.")
+    publish_after_s: float = Field(default=10.0, ge=0.5, le=600, description="Publish a long track after this, then update it.")
+    snapshot_retention_days: int = Field(default=30, ge=1, le=3650, description="Days snapshots and crops are kept.")
+    events_maxlen: int = Field(default=1_000_000, ge=1000, le=100_000_000, description="Approximate max entries per event stream.")
+    spool_max_mb: float = Field(default=256.0, gt=0, le=100_000, description="Local spool size while Redis is unreachable.")
+    detector_keepalive_s: float = Field(default=2.0, ge=0.1, le=60, description="Run the detector at least this often per camera, even on static scenes.")
+    min_track_hits: int = Field(default=2, ge=1, le=100, description="Detections a track needs before it can produce an event.")
+    plate_reads_per_track: int = Field(default=8, ge=1, le=1000, description="Stop reading a vehicle's plate after this many agreeing reads.")
+    spool_dir: str = Field(default="var/spool", min_length=1, max_length=1024, description="Folder of the local event spool (relative to the project root unless absolute).")
+    metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus endpoint port on 127.0.0.1 (0 disables it).")
+    metrics_interval_s: float = Field(default=2.0, ge=0.5, le=60, description="How often engine metrics are written to Redis.")
+
+
+class Config(StrictModel):
+    """The whole cameras.yaml."""
+
+    version: Literal[1] = Field(default=1, description="Schema version of this file.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Stream ingest and recording.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="Analytics engine.")
+    cameras: list[Camera] = Field(min_length=1, max_length=2000, description="The cameras.")
+
+    def camera(self, camera_id: str) -> Camera:
+        """Return the camera with this id or raise ``KeyError``."""
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file, located by key path and line."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "line ?"
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A config file failed validation; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  {source}:{i.line or '?'}: {i.path or '<root>'}: {i.message}" for i in issues)
+        super().__init__(f"{source}: {len(issues)} error(s) in configuration\n{lines}")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a cameras.yaml file; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", None, f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", None, f"not UTF-8 text: {exc.reason}")]) from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Validate YAML text; raise :class:`ConfigError` listing every problem with key path and line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", line, f"invalid YAML: {problem}")]) from None
+    if root is None:
+        raise ConfigError(source, [ConfigIssue("", 1, "file is empty; expected a mapping with a 'cameras' list")])
+    lines: dict[tuple[Any, ...], int] = {}
+    issues = list(_index_lines(root, (), lines))
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", root.start_mark.line + 1, "top level must be a mapping")])
+    issues += _duplicate_camera_ids(data.get("cameras"), lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        issues += [_issue_from_pydantic(err, lines) for err in exc.errors()]
+        raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0)) from None
+    issues += _semantic_issues(config, lines)
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Iterator[ConfigIssue]:
+    """Record the line of every key path; yield issues for duplicate mapping keys."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                yield ConfigIssue(_format_path((*path, key)), key_node.start_mark.line + 1, "duplicate key")
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            yield from _index_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _index_lines(item, (*path, i), lines)
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _issue_from_pydantic(err: Any, lines: dict[tuple[Any, ...], int]) -> ConfigIssue:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        message = f"{message} (got {redact_text(repr(err['input']))[:80]})"
+    return ConfigIssue(_format_path(loc), _line_for(loc, lines), message)
+
+
+def _duplicate_camera_ids(cameras: Any, lines: dict[tuple[Any, ...], int]) -> list[ConfigIssue]:
+    """Report every camera id used twice, even when other errors stop full validation."""
+    if not isinstance(cameras, list):
+        return []
+    issues: list[ConfigIssue] = []
+    first_seen: dict[str, int] = {}
+    for i, cam in enumerate(cameras):
+        cam_id = cam.get("id") if isinstance(cam, dict) else None
+        if not isinstance(cam_id, str):
+            continue
+        if cam_id in first_seen:
+            loc = ("cameras", i, "id")
+            message = f"duplicate camera id {cam_id!r} (first used by cameras[{first_seen[cam_id]}])"
+            issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines), message))
+        else:
+            first_seen[cam_id] = i
+    return issues
+
+
+def _semantic_issues(config: Config, lines: dict[tuple[Any, ...], int]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for i, cam in enumerate(config.cameras):
+        if not (cam.analytics.plates or cam.analytics.faces) and not cam.recording.enabled:
+            loc = ("cameras", i)
+            issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines), "camera neither analysed nor recorded"))
+    if config.ingest.backoff_initial_s > config.ingest.backoff_max_s:
+        loc = ("ingest", "backoff_initial_s")
+        issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines), "must not exceed ingest.backoff_max_s"))
+    return issues

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One command for the main job: installs everything, starts Redis, serves the sample footage as looping RTSP
+# cameras on loopback, then runs the workers and the API until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export CCTV_MODEL_DIR=${CCTV_MODEL_DIR:-$(cd .. && pwd)/shared/models}
+export CCTV_VIDEOS_DIR=${CCTV_VIDEOS_DIR:-$(cd .. && pwd)/shared/data/videos}
+PY=.venv/bin/python
+
+if ! $PY -m pipeline models verify >/dev/null 2>&1; then
+  if [ -d ../shared/models ] && [ "$CCTV_MODEL_DIR" != "$(cd .. && pwd)/shared/models" ]; then
+    $PY -m pipeline models fetch --mirror ../shared/models
+  else
+    $PY -m pipeline models fetch
+  fi
+fi
+$PY -m pipeline check-config cameras.yaml
+
+mkdir -p var/log
+$PY -m pipeline serve-cameras --videos "$CCTV_VIDEOS_DIR" --port 8554 >var/log/cameras.log 2>&1 &
+CAMS=$!
+trap 'kill $CAMS 2>/dev/null || true' EXIT
+echo
+echo "  RTSP cameras : rtsp://127.0.0.1:8554/<video name>   (log: var/log/cameras.log)"
+echo "  Control room : http://127.0.0.1:8000/               (API docs: http://127.0.0.1:8000/docs)"
+echo "  Recordings   : $(pwd)/recordings"
+echo "  Redis        : redis://127.0.0.1:6379/0"
+echo
+$PY -m pipeline run --config cameras.yaml --host 127.0.0.1 --port 8000
