@@ -1,0 +1,438 @@
+"""The analytics engine: one object that turns batches of frames from many cameras into events and alerts.
+
+:meth:`Engine.process_batch` runs, for one batch gathered across cameras:
+
+1. motion gating per camera (static frames skip the detector but keep their camera's tracks alive);
+2. the vehicle/person detector once on all gated frames;
+3. zone filtering and per-camera tracking (vehicles on plate cameras, persons on face cameras);
+4. the plate detector once on all vehicle crops of the batch, then the plate reader once on all plate crops;
+5. the face model once on the gated frames of face cameras; faces are attached to person tracks (face inside the
+   person box) or tracked on their own (close-ups without a person box);
+6. track -> event aggregation; due events get their JPEGs, are matched against the watchlists and published
+   (to Redis, or to the on-disk spool while Redis is down).
+
+It needs no processes or Redis to run (tests feed decoded video frames); :mod:`pipeline.engine.process` wires it
+to the frame bus, Redis and the metrics endpoints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.config import Camera, Config
+from pipeline.detections import Detections
+from pipeline.engine.aggregate import Aggregator, FaceState, PlateObservation, TrackState, VehicleState
+from pipeline.engine.gating import GateBank
+from pipeline.engine.metrics import EngineMetrics
+from pipeline.engine.snapshots import SnapshotWriter
+from pipeline.engine.tracking import Tracker
+from pipeline.engine.zones import ZoneFilter
+
+logger = logging.getLogger(__name__)
+
+PERSON = 0
+VEHICLE_CLASSES = (2, 3, 5, 7)
+MIN_VEHICLE_SIDE = 32
+MIN_FACE_SIDE = 16
+
+
+class FrameLike(Protocol):
+    """What the engine needs from a frame item (the frame bus's ``FrameItem`` fits)."""
+
+    camera_id: str
+    frame_id: int
+    capture_time: float
+    frame: np.ndarray
+
+
+@dataclass
+class CameraRuntime:
+    """Per-camera state: config, zones, trackers and clocks."""
+
+    camera: Camera
+    zones: ZoneFilter
+    vehicles: Tracker
+    persons: Tracker
+    faces: Tracker
+    last_capture: float = 0.0
+    last_arrival: float = 0.0
+    frames: int = 0
+
+    @property
+    def trackers(self) -> tuple[Tracker, ...]:
+        """Every tracker of the camera."""
+        return (self.vehicles, self.persons, self.faces)
+
+
+@dataclass
+class _Frame:
+    """A gated frame moving through one batch."""
+
+    item: FrameLike
+    cam: CameraRuntime
+    _copy: np.ndarray | None = None
+    persons: Detections = field(default_factory=Detections.empty)
+
+    def copy(self) -> np.ndarray:
+        """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
+        if self._copy is None:
+            self._copy = np.ascontiguousarray(self.item.frame).copy()
+        return self._copy
+
+
+@dataclass
+class _VehicleJob:
+    frame: _Frame
+    state: VehicleState
+    box: np.ndarray
+    offset: tuple[int, int]
+    crop: np.ndarray
+
+
+def crop_box(frame: np.ndarray, box: Sequence[float], pad_x: float = 0.0, pad_y: float = 0.0) -> tuple[np.ndarray, int, int]:
+    """Crop ``box`` (xyxy) padded by fractions of its size; return the crop and its top-left offset."""
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = x2 - x1, y2 - y1
+    x1, x2 = int(max(0, np.floor(x1 - pad_x * bw))), int(min(width, np.ceil(x2 + pad_x * bw)))
+    y1, y2 = int(max(0, np.floor(y1 - pad_y * bh))), int(min(height, np.ceil(y2 + pad_y * bh)))
+    return frame[y1:y2, x1:x2], x1, y1
+
+
+class Engine:
+    """Batched multi-camera analytics; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        models: Any,
+        plate_reader: Any | None,
+        publisher: Any | None = None,
+        matcher: Any | None = None,
+        recordings_dir: str | Path | None = None,
+        metrics: EngineMetrics | None = None,
+        vote: Callable[[list[Any], list[float]], Any] | None = None,
+        live: bool = False,
+    ) -> None:
+        """Create the engine.
+
+        Args:
+            config: the validated cameras.yaml (cameras and ``engine`` section).
+            models: a ``ModelSet`` (``vehicles``, ``plates``, ``faces`` batched detectors).
+            plate_reader: an object with ``read_batch(crops)``, or None when no reader model is available
+                (plate events are then published without text).
+            publisher: where events and alerts go (``publish(kind, record)``); None keeps them in ``self.events``.
+            matcher: a :class:`~pipeline.engine.watchmatch.WatchlistMatcher`, or None for no alerts.
+            recordings_dir: root of snapshot JPEGs (default: settings.recordings_dir).
+            metrics: metrics sink (a fresh one if None).
+            vote: plate voting function (default :func:`pipeline.plates.voting.vote`).
+            live: frames come from live cameras, so tracks of a camera that stopped sending frames are ended by
+                wall-clock time in :meth:`tick`; file-driven runs use capture times only and end with :meth:`finish`.
+        """
+        self.config = config
+        self.engine_config = config.engine
+        self.models = models
+        self.plate_reader = plate_reader
+        self.publisher = publisher
+        self.matcher = matcher
+        if recordings_dir is None:
+            from pipeline.settings import get_settings
+
+            recordings_dir = get_settings().recordings_dir
+        self.snapshots = SnapshotWriter(recordings_dir)
+        self.metrics = metrics or EngineMetrics()
+        self.live = live
+        if vote is None:
+            vote = _default_vote()
+        ec = self.engine_config
+        self.aggregator = Aggregator(ec.publish_after_s, ec.min_track_hits, vote, ec.plate_reads_per_track)
+        self.gates = GateBank(ec.motion_threshold, ec.detector_keepalive_s)
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.events: list[tuple[str, Any]] = []  # what was published (kept only when there is no publisher)
+        self._trigger_times: dict[tuple[str, int], float] = {}
+        self._warned_unknown: set[str] = set()
+        if plate_reader is None:
+            logger.warning("no plate reader available: plate events are published with empty text")
+
+    # -- cameras ----------------------------------------------------------------------------------------------
+
+    def _camera(self, camera_id: str) -> CameraRuntime | None:
+        runtime = self.cameras.get(camera_id)
+        if runtime is not None:
+            return runtime
+        try:
+            camera = self.config.camera(camera_id)
+        except KeyError:
+            if camera_id not in self._warned_unknown:
+                logger.error("frame from camera %r which is not in the configuration; ignoring it", camera_id)
+                self._warned_unknown.add(camera_id)
+            return None
+        ec = self.engine_config
+        ids = itertools.count(1).__next__  # one id space per camera: vehicle, person and face tracks never collide
+        runtime = CameraRuntime(
+            camera=camera,
+            zones=ZoneFilter(camera.zones),
+            vehicles=Tracker(ec.track_lost_s, high_score=ec.vehicle_confidence,
+                             low_score=ec.vehicle_confidence / 2, id_source=ids),
+            persons=Tracker(ec.track_lost_s, high_score=ec.vehicle_confidence,
+                            low_score=ec.vehicle_confidence / 2, id_source=ids),
+            faces=Tracker(ec.track_lost_s, high_score=ec.face_confidence,
+                          low_score=ec.face_confidence / 2, iou_threshold=0.1, id_source=ids),
+        )
+        self.cameras[camera_id] = runtime
+        return runtime
+
+    # -- the batch --------------------------------------------------------------------------------------------
+
+    def process_batch(self, items: Sequence[FrameLike]) -> None:
+        """Analyse one batch of frames (any mix of cameras, each camera's frames in capture order)."""
+        if not items:
+            return
+        self.metrics.observe_batch(len(items))
+        gated = self._gate(items)
+        if gated:
+            with self.metrics.stage("detect"):
+                detections = self.models.vehicles.detect_batch([g.item.frame for g in gated])
+            with self.metrics.stage("track"):
+                jobs = self._track(gated, detections)
+            self._plates(jobs)
+            self._faces(gated)
+        self.metrics.count("frames_analysed", len(gated))
+        self.metrics.count("frames_gated_out", len(items) - len(gated))
+        touched = {item.camera_id for item in items if item.camera_id in self.cameras}
+        for camera_id in sorted(touched):
+            runtime = self.cameras[camera_id]
+            self._expire_and_publish(runtime, runtime.last_capture)
+
+    def _gate(self, items: Sequence[FrameLike]) -> list[_Frame]:
+        gated: list[_Frame] = []
+        with self.metrics.stage("gate"):
+            for item in items:
+                runtime = self._camera(item.camera_id)
+                if runtime is None:
+                    continue
+                runtime.last_capture = max(runtime.last_capture, item.capture_time)
+                runtime.last_arrival = time.time()
+                runtime.frames += 1
+                analytics = runtime.camera.analytics
+                if not (analytics.plates or analytics.faces):
+                    continue
+                decision = self.gates.check(item.camera_id, item.frame, item.capture_time)
+                if decision.run_detector:
+                    gated.append(_Frame(item, runtime))
+                else:
+                    for tracker in runtime.trackers:
+                        tracker.touch(item.capture_time)
+                    self._touch_states(item.camera_id, item.capture_time)
+        return gated
+
+    def _touch_states(self, camera_id: str, t: float) -> None:
+        for table in (self.aggregator.vehicles, self.aggregator.faces):
+            for (cam, _), state in table.items():
+                if cam == camera_id:
+                    state.last_seen = max(state.last_seen, t)
+
+    def _track(self, gated: list[_Frame], detections: list[Detections]) -> list[_VehicleJob]:
+        ec = self.engine_config
+        jobs: list[_VehicleJob] = []
+        for g, dets in zip(gated, detections, strict=True):
+            frame, t = g.item.frame, g.item.capture_time
+            height, width = frame.shape[:2]
+            dets = g.cam.zones.filter(dets, width, height)
+            dets = dets[dets.confidence >= ec.vehicle_confidence / 2]
+            if g.cam.camera.analytics.plates:
+                vehicles = g.cam.vehicles.update(dets[np.isin(dets.class_id, VEHICLE_CLASSES)], t)
+                for i in range(len(vehicles)):
+                    box = vehicles.xyxy[i]
+                    state = self.aggregator.vehicle(g.item.camera_id, int(vehicles.tracker_id[i]), t,
+                                                    int(vehicles.class_id[i]), float(vehicles.confidence[i]))
+                    w, h = box[2] - box[0], box[3] - box[1]
+                    if min(w, h) < MIN_VEHICLE_SIDE or not self.aggregator.wants_plate(state):
+                        continue
+                    crop, ox, oy = crop_box(frame, box)
+                    if crop.size:
+                        jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))
+            if g.cam.camera.analytics.faces:
+                g.persons = g.cam.persons.update(dets[dets.class_id == PERSON], t)
+        return jobs
+
+    def _plates(self, jobs: list[_VehicleJob]) -> None:
+        if not jobs:
+            return
+        with self.metrics.stage("plate_detect"):
+            plate_dets = self.models.plates.detect_batch([job.crop for job in jobs])
+        selected: list[tuple[_VehicleJob, np.ndarray, float, np.ndarray]] = []
+        for job, dets in zip(jobs, plate_dets, strict=True):
+            dets = dets[dets.confidence >= self.engine_config.plate_confidence]
+            if not len(dets):
+                continue
+            best = int(np.argmax(dets.confidence))
+            box = dets.xyxy[best]
+            plate_crop, _, _ = crop_box(job.crop, box, pad_x=0.06, pad_y=0.12)
+            if plate_crop.size == 0:
+                continue
+            selected.append((job, box, float(dets.confidence[best]), plate_crop))
+        self.metrics.count("plates_detected", len(selected))
+        if not selected:
+            return
+        reads: list[Any] = [None] * len(selected)
+        if self.plate_reader is not None:
+            with self.metrics.stage("read"):
+                reads = list(self.plate_reader.read_batch([s[3] for s in selected]))
+        for (job, box, score, plate_crop), read in zip(selected, reads, strict=True):
+            ox, oy = job.offset
+            frame_box = [float(box[0] + ox), float(box[1] + oy), float(box[2] + ox), float(box[3] + oy)]
+            area = float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
+            obs = PlateObservation(read=read, crop_area=area, frame_time=job.frame.item.capture_time, det_score=score)
+            self.aggregator.add_plate(job.state, obs, plate_crop, job.frame.copy, frame_box, job.box)
+
+    def _faces(self, gated: list[_Frame]) -> None:
+        face_frames = [g for g in gated if g.cam.camera.analytics.faces]
+        if not face_frames:
+            return
+        with self.metrics.stage("face"):
+            results = self.models.faces.detect_batch([g.item.frame for g in face_frames])
+        with self.metrics.stage("track"):
+            for g, faces in zip(face_frames, results, strict=True):
+                self._attach_faces(g, faces)
+
+    def _attach_faces(self, g: _Frame, faces: Detections) -> None:
+        frame, t, camera_id = g.item.frame, g.item.capture_time, g.item.camera_id
+        height, width = frame.shape[:2]
+        faces = g.cam.zones.filter(faces, width, height)
+        faces = faces[faces.confidence >= self.engine_config.face_confidence]
+        if not len(faces):
+            return
+        sides = np.minimum(faces.xyxy[:, 2] - faces.xyxy[:, 0], faces.xyxy[:, 3] - faces.xyxy[:, 1])
+        faces = faces[sides >= MIN_FACE_SIDE]
+        owners = assign_faces_to_persons(faces.xyxy, g.persons.xyxy)
+        loose = np.flatnonzero(owners < 0)
+        face_track_ids = np.full(len(faces), -1, dtype=np.int64)
+        if len(loose):
+            face_track_ids[loose] = g.cam.faces.assign(faces[loose], t)
+        embeddings = faces.data.get("embedding")
+        qualities = faces.data.get("quality")
+        for i in range(len(faces)):
+            if owners[i] >= 0:
+                track_id = int(g.persons.tracker_id[owners[i]])
+            else:
+                track_id = int(face_track_ids[i])
+            if track_id < 0 or embeddings is None or embeddings[i] is None:
+                continue
+            state = self.aggregator.face_track(camera_id, track_id, t)
+            quality = float(qualities[i]) if qualities is not None and qualities[i] is not None else 0.0
+            crop, _, _ = crop_box(frame, faces.xyxy[i], pad_x=0.2, pad_y=0.2)
+            self.aggregator.add_face(state, np.asarray(embeddings[i], dtype=np.float32), quality,
+                                     float(faces.confidence[i]), faces.xyxy[i], t, crop, g.copy)
+
+    # -- events -----------------------------------------------------------------------------------------------
+
+    def _expire_and_publish(self, runtime: CameraRuntime, now: float) -> None:
+        camera_id = runtime.camera.id
+        for tracker in runtime.trackers:
+            ended = tracker.expire(now)
+            if ended:
+                self.aggregator.end_tracks(camera_id, [tr.track_id for tr in ended])
+        due = self.aggregator.due(camera_id, now)
+        if due:
+            with self.metrics.stage("publish"):
+                for state in due:
+                    self._publish_state(state, trigger_capture_time=runtime.last_capture)
+
+    def _publish_state(self, state: TrackState, trigger_capture_time: float) -> None:
+        version = state.version + 1
+        frame_rel = self.snapshots.save(state.camera_id, state.best_time, state.event_id, "frame", state.best_frame) \
+            if state.best_frame is not None else None
+        if isinstance(state, VehicleState):
+            crop_rel = self.snapshots.save(state.camera_id, state.best_time, state.event_id, "plate", state.best_crop) \
+                if state.best_crop is not None else None
+            event: Any = self.aggregator.plate_event(state, frame_rel, crop_rel)
+            kind = "plate"
+            alerts = self.matcher.match_plate(event) if self.matcher is not None else []
+        else:
+            assert isinstance(state, FaceState)
+            crop_rel = self.snapshots.save(state.camera_id, state.best_time, state.event_id, "face", state.best_crop) \
+                if state.best_crop is not None else None
+            event = self.aggregator.face_event(state, frame_rel, crop_rel)
+            kind = "face"
+            alerts = self.matcher.match_face(event) if self.matcher is not None else []
+        self.aggregator.mark_published(state, trigger_capture_time)
+        self._trigger_times[(event.event_id, version)] = trigger_capture_time
+        self._emit(kind, event)
+        for alert in alerts:
+            self._emit("alert", alert)
+        self.metrics.count(f"{kind}_events")
+        self.metrics.count("alerts", len(alerts))
+
+    def _emit(self, kind: str, record: Any) -> None:
+        if self.publisher is None:
+            self.events.append((kind, record))
+            self.on_delivered(kind, record)
+            return
+        self.publisher.publish(kind, record)
+
+    def on_delivered(self, kind: str, record: Any) -> None:
+        """Called once a record is stored: records the capture-to-Redis latency of events (live runs)."""
+        if kind == "alert":
+            return
+        trigger = self._trigger_times.pop((record.event_id, record.version), None)
+        if trigger is not None and self.live:
+            self.metrics.observe_latency(time.time() - trigger)
+        if len(self._trigger_times) > 10_000:
+            self._trigger_times.clear()
+
+    def tick(self) -> None:
+        """Live runs: end tracks of cameras that stopped sending frames (wall clock), without a new batch."""
+        if not self.live:
+            return
+        wall = time.time()
+        for runtime in self.cameras.values():
+            silent_for = wall - runtime.last_arrival
+            if runtime.last_arrival and silent_for > self.engine_config.track_lost_s:
+                self._expire_and_publish(runtime, runtime.last_capture + silent_for)
+
+    def finish(self) -> None:
+        """End every track and publish what is due (end of a file or shutdown)."""
+        for runtime in self.cameras.values():
+            camera_id = runtime.camera.id
+            for tracker in runtime.trackers:
+                self.aggregator.end_tracks(camera_id, [tr.track_id for tr in tracker.drain()])
+            for state in self.aggregator.due(camera_id, runtime.last_capture):
+                self._publish_state(state, trigger_capture_time=runtime.last_capture)
+
+
+def assign_faces_to_persons(faces_xyxy: np.ndarray, persons_xyxy: np.ndarray) -> np.ndarray:
+    """For each face, the index of the smallest person box that contains the face centre in its upper half; -1 if none."""
+    owners = np.full(len(faces_xyxy), -1, dtype=np.int64)
+    if not len(faces_xyxy) or not len(persons_xyxy):
+        return owners
+    fc = np.stack([(faces_xyxy[:, 0] + faces_xyxy[:, 2]) / 2, (faces_xyxy[:, 1] + faces_xyxy[:, 3]) / 2], axis=1)
+    px1, py1, px2, py2 = (persons_xyxy[:, k][None, :] for k in range(4))
+    upper = py1 + 0.6 * (py2 - py1)
+    inside = (fc[:, 0:1] >= px1) & (fc[:, 0:1] <= px2) & (fc[:, 1:2] >= py1) & (fc[:, 1:2] <= upper)
+    # the face must not be much wider than the person box (a close-up face is not "inside" a tiny far person)
+    face_w = (faces_xyxy[:, 2] - faces_xyxy[:, 0])[:, None]
+    inside &= face_w <= (px2 - px1) * 1.05
+    area = (px2 - px1) * (py2 - py1)
+    for i in range(len(faces_xyxy)):
+        candidates = np.flatnonzero(inside[i])
+        if len(candidates):
+            owners[i] = int(candidates[np.argmin(area[0, candidates])])
+    return owners
+
+
+def _default_vote() -> Callable[[list[Any], list[float]], Any] | None:
+    try:
+        from pipeline.plates.voting import vote
+    except ImportError as exc:
+        logger.warning("plate voting unavailable (%s): plate events carry no voted text", exc)
+        return None
+    return vote

@@ -1,0 +1,101 @@
+"""Delivery of events and alerts to Redis, through the on-disk spool when Redis is unreachable.
+
+Order is preserved: once anything is spooled, every later record is spooled behind it until the spool has been
+drained. Delivery goes through the idempotent :class:`pipeline.store.EventStore` (a version or alert already
+stored returns False, which counts as delivered), so re-delivery after a crash stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from pipeline.engine.spool import EventSpool
+from pipeline.events import Alert, FaceEvent, PlateEvent
+
+logger = logging.getLogger(__name__)
+
+KINDS: dict[str, type[BaseModel]] = {"plate": PlateEvent, "face": FaceEvent, "alert": Alert}
+
+
+class SpooledPublisher:
+    """Publishes records in order: directly to the store, or into the spool while Redis is down."""
+
+    def __init__(
+        self,
+        store: Any,
+        spool: EventSpool,
+        retry_interval_s: float = 1.0,
+        on_delivered: Callable[[str, BaseModel], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.retry_interval_s = retry_interval_s
+        self.on_delivered = on_delivered
+        self._next_retry = 0.0
+        self.redis_ok = True
+        self.spooled_total = 0
+        self.delivered_from_spool = 0
+
+    def publish(self, kind: str, record: BaseModel) -> bool:
+        """Deliver ``record`` now if possible (True), else append it to the spool (False)."""
+        if len(self.spool) == 0 and self._deliver_model(kind, record):
+            return True
+        self.spool.append(kind, record.model_dump(mode="json"))
+        self.spooled_total += 1
+        self.flush()
+        return False
+
+    def flush(self, force: bool = False) -> int:
+        """Try to drain the spool (at most every ``retry_interval_s`` unless ``force``); return records delivered."""
+        if len(self.spool) == 0:
+            return 0
+        now = time.monotonic()
+        if not force and now < self._next_retry:
+            return 0
+        self._next_retry = now + self.retry_interval_s
+        delivered = self.spool.drain(self._deliver_payload)
+        if delivered:
+            self.delivered_from_spool += delivered
+            logger.info("delivered %d spooled records to Redis (%d still spooled)", delivered, len(self.spool))
+        return delivered
+
+    @property
+    def pending(self) -> int:
+        """Records waiting in the spool."""
+        return len(self.spool)
+
+    def _deliver_payload(self, kind: str, payload: dict[str, Any]) -> bool:
+        model_type = KINDS.get(kind)
+        if model_type is None:
+            logger.error("spool holds a record of unknown kind %r; skipping it", kind)
+            return True
+        return self._deliver_model(kind, model_type.model_validate(payload))
+
+    def _deliver_model(self, kind: str, record: BaseModel) -> bool:
+        try:
+            if kind == "plate":
+                self.store.publish_plate_event(record)
+            elif kind == "face":
+                self.store.publish_face_event(record)
+            elif kind == "alert":
+                self.store.publish_alert(record)
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis errors of every sort: keep the record for later
+            if self.redis_ok:
+                logger.warning("Redis unreachable (%s); spooling events on disk", exc)
+            self.redis_ok = False
+            return False
+        if not self.redis_ok:
+            logger.info("Redis reachable again")
+        self.redis_ok = True
+        if self.on_delivered is not None:
+            self.on_delivered(kind, record)
+        return True

@@ -1,0 +1,169 @@
+"""Watchlist matching at event time.
+
+Plates match exactly or, for fuzzy entries, when :func:`pipeline.search.fuzzy.plate_distance` is at most the entry's
+``max_distance``. Faces match when the cosine similarity between the event embedding and any of the person's
+enrolled embeddings is at or above the watchlist threshold. Entry camera restrictions are honoured (an empty list
+means every camera). Lists are read from Redis through :class:`pipeline.store.WatchlistStore` and cached until
+its ``version()`` changes; while Redis is unreachable the last loaded lists keep being used.
+
+Each (event, entry) pair alerts once: an event's later versions do not raise the same alert again, and the alert
+id is derived from the pair so that a re-delivered alert is deduplicated by the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from pipeline.events import Alert, FaceEvent, PlateEvent
+from pipeline.search.fuzzy import plate_distance
+
+logger = logging.getLogger(__name__)
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def _normalise(text: str) -> str:
+    try:
+        from pipeline.plates.grammar import normalise_plate
+    except ImportError:  # the grammar module is optional for matching
+        return "".join(text.split()).upper()
+    return normalise_plate(text)
+
+
+def alert_id_for(event_id: str, watchlist_id: str, entry_id: str) -> str:
+    """Deterministic alert id of an (event, entry) pair: a re-sent alert is the same alert."""
+    digest = hashlib.sha1(f"{event_id}|{watchlist_id}|{entry_id}".encode()).hexdigest()[:12]
+    return f"{event_id}-{digest}"
+
+
+class WatchlistMatcher:
+    """Matches plate and face events against the watchlists stored in Redis."""
+
+    def __init__(self, store: Any, refresh_interval_s: float = 1.0) -> None:
+        self.store = store
+        self.refresh_interval_s = refresh_interval_s
+        self._version: Any = object()
+        self._checked_at = 0.0
+        self._plates: list[Any] = []
+        self._faces: list[Any] = []
+        self._face_matrix: np.ndarray | None = None
+        self._face_owner: np.ndarray | None = None
+        self._alerted: dict[str, float] = {}
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the lists if their version changed (checked at most every ``refresh_interval_s``)."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.refresh_interval_s:
+            return
+        self._checked_at = now
+        try:
+            version = self.store.version()
+            if version == self._version and not force:
+                return
+            plates = list(self.store.plate_entries())
+            faces = list(self.store.face_entries())
+        except Exception as exc:  # noqa: BLE001 - Redis down: keep the cached lists
+            logger.debug("watchlists not refreshed: %s", exc)
+            return
+        self._version = version
+        self._plates = plates
+        self._faces = faces
+        self._build_face_index()
+        logger.info("watchlists loaded (version %s): %d plate entries, %d face entries", version, len(plates), len(faces))
+
+    def _build_face_index(self) -> None:
+        rows, owners = [], []
+        for i, entry in enumerate(self._faces):
+            emb = np.asarray(entry.embeddings, dtype=np.float32)
+            if emb.ndim != 2 or emb.size == 0:
+                continue
+            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+            rows.append(emb)
+            owners.extend([i] * len(emb))
+        self._face_matrix = np.concatenate(rows) if rows else None
+        self._face_owner = np.asarray(owners, dtype=np.int64)
+
+    @staticmethod
+    def _camera_allowed(entry: Any, camera_id: str) -> bool:
+        cameras = getattr(entry, "cameras", None)
+        return not cameras or camera_id in cameras
+
+    def _first_time(self, alert_id: str) -> bool:
+        if alert_id in self._alerted:
+            return False
+        self._alerted[alert_id] = time.monotonic()
+        if len(self._alerted) > 100_000:  # bounded memory: forget the oldest half
+            for key in sorted(self._alerted, key=self._alerted.__getitem__)[:50_000]:
+                del self._alerted[key]
+        return True
+
+    def match_plate(self, event: PlateEvent) -> list[Alert]:
+        """Alerts raised by a plate event (at most one per watchlist entry and event)."""
+        self.refresh()
+        if not event.plate_text:
+            return []
+        text = _normalise(event.plate_text)
+        alerts = []
+        for entry in self._plates:
+            if not self._camera_allowed(entry, event.camera_id):
+                continue
+            target = _normalise(entry.plate)
+            if getattr(entry, "fuzzy", False):
+                distance = plate_distance(text, target)
+                if distance > float(entry.max_distance):
+                    continue
+            else:
+                if text != target:
+                    continue
+                distance = 0.0
+            alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.entry_id)
+            if not self._first_time(alert_id):
+                continue
+            alerts.append(Alert(
+                alert_id=alert_id, kind="plate", watchlist_id=entry.watchlist_id, entry_id=entry.entry_id,
+                event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
+                severity=_severity(entry), label=event.plate_text,
+                score=max(0.0, 1.0 - distance / max(len(target), 1)), crop_path=event.crop_path,
+            ))
+        return alerts
+
+    def match_face(self, event: FaceEvent) -> list[Alert]:
+        """Alerts raised by a face event: per person, the best similarity over the enrolled embeddings."""
+        self.refresh()
+        if self._face_matrix is None or self._face_owner is None or not event.embedding:
+            return []
+        emb = event.embedding_array()
+        if emb.shape[0] != self._face_matrix.shape[1]:
+            logger.warning("face event %s has a %d-d embedding but the watchlists hold %d-d ones",
+                           event.event_id, emb.shape[0], self._face_matrix.shape[1])
+            return []
+        emb = emb / max(float(np.linalg.norm(emb)), 1e-9)
+        sims = self._face_matrix @ emb
+        best: dict[int, float] = {}
+        for owner, sim in zip(self._face_owner.tolist(), sims.tolist(), strict=True):
+            best[owner] = max(best.get(owner, -1.0), sim)
+        alerts = []
+        for owner, sim in sorted(best.items(), key=lambda kv: -kv[1]):
+            entry = self._faces[owner]
+            if sim < float(entry.threshold) or not self._camera_allowed(entry, event.camera_id):
+                continue
+            alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.person_id)
+            if not self._first_time(alert_id):
+                continue
+            alerts.append(Alert(
+                alert_id=alert_id, kind="face", watchlist_id=entry.watchlist_id, entry_id=entry.person_id,
+                event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
+                severity=_severity(entry), label=getattr(entry, "name", "") or entry.person_id,
+                score=float(sim), crop_path=event.crop_path,
+            ))
+        return alerts
+
+
+def _severity(entry: Any) -> str:
+    severity = getattr(entry, "severity", "medium")
+    return severity if severity in SEVERITIES else "medium"
