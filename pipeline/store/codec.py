@@ -50,8 +50,25 @@ def encode(event: BaseModel) -> dict[str, str | bytes]:
         elif kind == "optstr":
             out[name] = value or ""
         else:
-            out[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            out[name] = _json(value)
     return out
+
+
+def _json(value: Any) -> str:
+    """Compact JSON; numbers (the common case) without going through the json module."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and np.isfinite(value):
+        return repr(value)
+    if isinstance(value, list) and all(type(v) is float and np.isfinite(v) for v in value):
+        return "[" + ",".join(map(repr, value)) + "]"
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: str | bytes) -> str:

@@ -19,7 +19,7 @@ from pipeline.store.plates import clean_token, index_keys, normalise_plate
 logger = logging.getLogger(__name__)
 
 _PLATE_LUA = """
--- KEYS: stream, events hash, distinct set; ARGV: event_id, version, expected_current, plate, suffix, score,
+-- KEYS: stream, events hash, distinct set, last-seen zset; ARGV: event_id, version, expected_current, plate, suffix, score,
 -- maxlen, n_new_idx, n_old_idx, n_fields, new index keys..., old index keys..., field/value pairs...
 local eid, version, expected = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local plate, suffix, score, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -45,12 +45,14 @@ if old_member then
     redis.call('ZREM', zkey, old_member)
     if old_plate ~= plate and redis.call('ZCARD', zkey) == 0 then
       redis.call('SREM', KEYS[3], old_plate)
+      redis.call('ZREM', KEYS[4], old_plate)
       for i = 1, n_old do redis.call('SREM', ARGV[10 + n_new + i], old_plate) end
     end
   end
 end
 if plate ~= '' then
   redis.call('ZADD', 'plate:s:' .. plate, score, member)
+  redis.call('ZADD', KEYS[4], 'GT', score, plate)
   if redis.call('SADD', KEYS[3], plate) == 1 then
     for i = 1, n_new do redis.call('SADD', ARGV[10 + i], plate) end
   end
@@ -124,7 +126,7 @@ class EventStore:
             flat += [name, value]
         argv = [event.event_id, event.version, expected, plate, suffix, repr(float(event.frame_time)),
                 events_maxlen, len(new_idx), len(old_idx), len(fields), *new_idx, *old_idx, *flat]
-        return [keys.PLATE_STREAM, keys.PLATE_EVENTS, keys.PLATE_DISTINCT], argv
+        return [keys.PLATE_STREAM, keys.PLATE_EVENTS, keys.PLATE_DISTINCT, keys.PLATE_LAST_SEEN], argv
 
     def publish_plate_event(self, event: PlateEvent) -> bool:
         """Store a plate event and index it; False if this (event_id, version) or a newer one is stored."""

@@ -9,6 +9,8 @@ Events (written by the engine through :class:`pipeline.store.EventStore`, read b
 ``plates:ev``                HASH    event_id -> ``"{version}\\t{plate}\\t{member}"``: the current version (idempotency
                                      per (event_id, version)) and where the event is indexed (to remove stale entries).
 ``plates:distinct``          SET     every distinct normalised plate that has at least one sighting.
+``plates:last``              ZSET    distinct plate -> latest frame_time (an upper bound; ``ZADD GT``). Lets a search
+                                     with thousands of matching plates read only the most recently seen ones.
 ``plate:s:{plate}``          ZSET    sightings of one plate: score = frame_time (epoch s), member =
                                      ``"{stream_id}|{camera_id}|{confidence}|{vehicle_class}|{province}"`` so the API
                                      filters (camera, confidence, class, province, time) without reading records, and
@@ -47,6 +49,7 @@ from __future__ import annotations
 PLATE_STREAM = "events:plates"
 PLATE_EVENTS = "plates:ev"
 PLATE_DISTINCT = "plates:distinct"
+PLATE_LAST_SEEN = "plates:last"
 FACE_STREAM = "events:faces"
 FACE_EVENTS = "faces:ev"
 ALERT_STREAM = "alerts"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from functools import lru_cache
 
 from pipeline.search.fuzzy import deletion_variants, fold
 from pipeline.search.grams import plate_grams
@@ -37,11 +38,12 @@ def normalise_plate(text: str) -> str:
         return _fallback_normalise(text)
 
 
-def index_keys(plate: str) -> list[str]:
+@lru_cache(maxsize=200_000)
+def index_keys(plate: str) -> tuple[str, ...]:
     """The gram and symmetric-delete set keys one distinct plate is a member of."""
     grams = [keys.plate_gram(g) for g in sorted(plate_grams(plate))]
     variants = [keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))]
-    return grams + variants
+    return tuple(grams + variants)
 
 
 def clean_token(value: str | None) -> str:

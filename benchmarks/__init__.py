@@ -1,0 +1,1 @@
+"""Benchmarks: speed goals measured against a baseline in the same run."""
