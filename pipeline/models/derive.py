@@ -1,0 +1,570 @@
+"""Derive batch-capable ONNX files from the upstream exports, which are fixed to batch 1.
+
+The transformation (:func:`make_batch_dynamic`) works on the graph with the ``onnx`` package:
+
+1. the first dimension of the graph input (and of outputs that carry it) becomes the symbolic ``batch``;
+2. ``Reshape`` nodes whose constant target shape hard-codes the batch (leading ``1``) get ``0`` ("copy the
+   input's dim") instead; a ``Transpose`` that moves the batch axis inside a ``Reshape(-1, C)`` that flattens it
+   (SCRFD heads) is changed to keep the batch first, giving ``batch x anchors x C`` outputs;
+3. ``DynamicQuantizeLinear`` (ONNX Runtime dynamic int8 graphs) computes ONE scale and zero point over the whole
+   tensor, so in a batch each image's quantisation would depend on the other images. It is rewritten into a
+   per-sample quantisation (``ReduceMin/ReduceMax`` over all axes but the batch, per-axis ``QuantizeLinear``)
+   and every ``ConvInteger`` consuming it gets its input zero point folded out exactly in int32:
+   ``conv(q - zp, w') = conv(q, w') - zp * sum(w')``, with the convolution padding made explicit by padding the
+   float input with 0.0 (which quantises exactly to ``zp``). The integer arithmetic is unchanged, so batched
+   outputs match the batch-1 outputs up to float rounding;
+4. constructs the transformation cannot prove batch-safe (``Concat``/``Split``/``Slice`` on axis 0 of a
+   batch-carrying tensor, an unknown consumer of a dynamic quantisation) raise :class:`DeriveError`.
+
+The result is checked with ``onnx.checker`` and strict shape inference, then run against the source model on
+real images: the outputs of one batched call must equal the per-image batch-1 outputs within
+``RELATIVE_TOLERANCE`` x the output's scale. Every derived file has a JSON sidecar (source sha256, derived sha256,
+check figures) used to validate it on load; ``derive_all`` also writes ``models/derived.yaml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.models_manifest import ModelFileError, load_manifest, resolve_model, sha256_file
+from pipeline.settings import PROJECT_ROOT, get_settings
+
+logger = logging.getLogger(__name__)
+
+DERIVED_MANIFEST = PROJECT_ROOT / "models" / "derived.yaml"
+DERIVED_SUFFIX = ".batch.onnx"
+TRANSFORMATION_VERSION = 1
+RELATIVE_TOLERANCE = 1e-4
+BATCH_PARAM = "batch"
+CHECK_VIDEO = "thai_bangkok_night_dashcam_bus.mp4"
+
+
+class DeriveError(RuntimeError):
+    """A model could not be made batch-capable, or the derived model failed its equivalence check."""
+
+
+@dataclass
+class DeriveRecord:
+    """How one derived file was made (the content of its sidecar and of its ``derived.yaml`` entry)."""
+
+    source: str
+    source_sha256: str
+    derived: str
+    derived_sha256: str
+    transformation: list[str]
+    transformation_version: int
+    tolerance: str
+    max_abs_diff: float
+    output_scale: float
+    check_batch: int
+    check_images: str
+    seconds: float
+    date: str
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- graph helpers
+
+
+class _Graph:
+    """Small index over an ONNX graph: constants, producers, consumers and fresh names."""
+
+    def __init__(self, model) -> None:  # noqa: ANN001
+        from onnx import numpy_helper
+
+        self.model = model
+        self.graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 11)
+        self.init = {i.name: i for i in self.graph.initializer}
+        self.const_nodes = {n.output[0]: n for n in self.graph.node if n.op_type == "Constant"}
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self._np = numpy_helper
+        self._counter = 0
+        self.batched = self._batch_carrying()
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant-node output, else ``None``."""
+        if name in self.init:
+            return self._np.to_array(self.init[name])
+        node = self.const_nodes.get(name)
+        if node is not None:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return self._np.to_array(attr.t)
+        return None
+
+    def add_const(self, hint: str, value: np.ndarray) -> str:
+        """Add an initializer with a fresh name and return the name."""
+        name = self.fresh(hint)
+        self.graph.initializer.append(self._np.from_array(np.asarray(value), name))
+        return name
+
+    def fresh(self, hint: str) -> str:
+        self._counter += 1
+        return f"{hint}__db{self._counter}"
+
+    def _batch_carrying(self) -> set[str]:
+        """Names of tensors computed from the graph inputs (as opposed to constants only)."""
+        carrying = {i.name for i in self.graph.input if i.name not in self.init}
+        for node in self.graph.node:
+            if any(i in carrying for i in node.input if i):
+                carrying.update(node.output)
+        return carrying
+
+
+def _set_batch_dim(value_info) -> bool:  # noqa: ANN001
+    dims = value_info.type.tensor_type.shape.dim
+    if not dims:
+        return False
+    if dims[0].dim_param or dims[0].dim_value == 1:
+        dims[0].ClearField("dim_value")
+        dims[0].dim_param = BATCH_PARAM
+        return True
+    return False
+
+
+def _clear_shape(value_info) -> None:  # noqa: ANN001
+    value_info.type.tensor_type.ClearField("shape")
+
+
+def _patch_reshapes(g: _Graph, notes: list[str]) -> None:
+    """Replace hard-coded batch sizes in constant Reshape targets; fix batch-moving Transpose+Reshape pairs."""
+    from onnx import helper
+
+    patched = flattened = 0
+    for node in g.graph.node:
+        if node.op_type != "Reshape" or node.input[0] not in g.batched:
+            continue
+        shape = g.const(node.input[1])
+        if shape is None:
+            continue  # computed at run time from Shape(): already batch-aware
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            raise DeriveError(f"Reshape {node.name!r} uses allowzero=1; cannot express 'copy batch dim'")
+        producer = g.producer.get(node.input[0])
+        if shape.size >= 1 and shape[0] == 1:
+            new = shape.copy()
+            new[0] = 0
+            node.input[1] = g.add_const(node.input[1] or "shape", new.astype(np.int64))
+            patched += 1
+        elif shape.size == 2 and shape[0] == -1 and producer is not None and producer.op_type == "Transpose":
+            perm = list(helper.get_attribute_value(next(a for a in producer.attribute if a.name == "perm")))
+            if perm[0] == 0:
+                continue
+            if len(g.consumers.get(producer.output[0], [])) != 1:
+                raise DeriveError(f"Transpose {producer.name!r} output is shared; cannot move its batch axis")
+            new_perm = [0] + [p for p in perm if p != 0]
+            for attr in producer.attribute:
+                if attr.name == "perm":
+                    del attr.ints[:]
+                    attr.ints.extend(new_perm)
+            node.input[1] = g.add_const("shape", np.array([0, -1, int(shape[1])], dtype=np.int64))
+            flattened += 1
+    if patched:
+        notes.append(f"Reshape: {patched} constant target shapes with a hard-coded batch of 1 set to 0 (copy)")
+    if flattened:
+        notes.append(
+            f"Transpose+Reshape(-1,C): {flattened} heads that flattened the batch into the anchors now keep it "
+            "first (outputs batch x anchors x C)"
+        )
+
+
+def _check_axis0_ops(g: _Graph, ranks: dict[str, int]) -> None:
+    """Refuse graphs that concatenate, split or slice a batch-carrying tensor (rank >= 2) along the batch axis."""
+    for node in g.graph.node:
+        if not node.input or node.input[0] not in g.batched or ranks.get(node.input[0], 0) < 2:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        axis0 = False
+        if node.op_type in ("Concat", "Split", "Gather"):
+            axis0 = attrs["axis"].i == 0 if "axis" in attrs else node.op_type != "Concat"
+        elif node.op_type == "Slice" and len(node.input) >= 4 and node.input[3]:
+            axes = g.const(node.input[3])
+            axis0 = axes is None or 0 in axes.tolist()
+        if axis0:
+            raise DeriveError(f"{node.op_type} {node.name!r} works on the batch axis of {node.input[0]!r}")
+
+
+def _reduce(g: _Graph, op: str, x: str, rank: int, out: str):  # noqa: ANN202
+    from onnx import helper
+
+    axes = list(range(1, rank))
+    if g.opset >= 18:
+        axes_name = g.add_const("axes", np.array(axes, dtype=np.int64))
+        return helper.make_node(op, [x, axes_name], [out], keepdims=0, name=out)
+    return helper.make_node(op, [x], [out], axes=axes, keepdims=0, name=out)
+
+
+def _rewrite_dynamic_quantization(g: _Graph, ranks: dict[str, int], notes: list[str]) -> list:
+    """Per-sample ``DynamicQuantizeLinear`` with exact zero-point folding in the consuming ``ConvInteger``s."""
+    from onnx import TensorProto, helper
+
+    new_nodes: list = []
+    params: dict[str, dict[str, str]] = {}  # DQL output q -> names of per-sample scale/zp tensors
+    quantized_inputs: dict[tuple[str, tuple[int, ...]], str] = {}
+    rewritten_dql = rewritten_conv = 0
+    for node in g.graph.node:
+        if node.op_type == "DynamicQuantizeLinear" and node.input[0] in g.batched:
+            x = node.input[0]
+            q_out, s_out, zp_out = node.output
+            rank = ranks.get(x)
+            if rank is None:
+                raise DeriveError(f"rank of {x!r} unknown; cannot quantise it per sample")
+            for consumer in g.consumers.get(q_out, []) + g.consumers.get(zp_out, []):
+                if consumer.op_type != "ConvInteger" or consumer.input[0] != q_out:
+                    raise DeriveError(f"{consumer.op_type} {consumer.name!r} consumes dynamic int8 {q_out!r}")
+            p = {k: g.fresh(f"{x}_{k}") for k in ("min", "max", "min0", "max0", "range", "flat0", "scale1",
+                                                   "scale", "negmin", "zpdiv", "zpclip", "zpf", "zp", "zpi", "zpi4")}
+            zero = g.add_const("zero", np.array(0.0, np.float32))
+            one = g.add_const("one", np.array(1.0, np.float32))
+            c255 = g.add_const("c255", np.array(255.0, np.float32))
+            shape4 = g.add_const("shape_b111", np.array([0] + [1] * (rank - 1), np.int64))
+            new_nodes += [
+                _reduce(g, "ReduceMin", x, rank, p["min"]),
+                _reduce(g, "ReduceMax", x, rank, p["max"]),
+                helper.make_node("Min", [p["min"], zero], [p["min0"]]),
+                helper.make_node("Max", [p["max"], zero], [p["max0"]]),
+                helper.make_node("Sub", [p["max0"], p["min0"]], [p["range"]]),
+                helper.make_node("Equal", [p["max0"], p["min0"]], [p["flat0"]]),
+                helper.make_node("Div", [p["range"], c255], [p["scale1"]]),
+                helper.make_node("Where", [p["flat0"], one, p["scale1"]], [p["scale"]]),
+                helper.make_node("Neg", [p["min0"]], [p["negmin"]]),
+                helper.make_node("Div", [p["negmin"], p["scale"]], [p["zpdiv"]]),
+                helper.make_node("Clip", [p["zpdiv"], zero, c255], [p["zpclip"]]),
+                helper.make_node("Round", [p["zpclip"]], [p["zpf"]]),
+                helper.make_node("Cast", [p["zpf"]], [p["zp"]], to=TensorProto.UINT8),
+                helper.make_node("Cast", [p["zpf"]], [p["zpi"]], to=TensorProto.INT32),
+                helper.make_node("Reshape", [p["zpi"], shape4], [p["zpi4"]]),
+                helper.make_node("Reshape", [p["scale"], shape4], [s_out]),
+            ]
+            p["x"] = x
+            params[q_out] = p
+            rewritten_dql += 1
+            continue
+        if node.op_type == "ConvInteger" and node.input[0] in params:
+            new_nodes += _rewrite_conv_integer(g, node, params[node.input[0]], quantized_inputs)
+            rewritten_conv += 1
+            continue
+        new_nodes.append(node)
+    if rewritten_dql:
+        notes.append(
+            f"DynamicQuantizeLinear: {rewritten_dql} per-tensor dynamic quantisations made per-sample "
+            "(ReduceMin/ReduceMax over non-batch axes, per-axis QuantizeLinear on axis 0)"
+        )
+        notes.append(
+            f"ConvInteger: {rewritten_conv} convolutions fold the per-sample input zero point out exactly in int32 "
+            "(conv(q, w) - zp * sum(w - w_zp)); padding made explicit with 0.0 before quantisation"
+        )
+    return new_nodes
+
+
+def _rewrite_conv_integer(g: _Graph, node, p: dict[str, str], cache: dict) -> list:  # noqa: ANN001
+    from onnx import TensorProto, helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    if auto_pad not in (b"NOTSET", "NOTSET"):
+        raise DeriveError(f"ConvInteger {node.name!r} uses auto_pad={auto_pad!r}; not supported")
+    w = g.const(node.input[1])
+    wzp = g.const(node.input[3]) if len(node.input) > 3 and node.input[3] else np.array(0)
+    if w is None or wzp is None:
+        raise DeriveError(f"ConvInteger {node.name!r} has non-constant weights")
+    pads = tuple(int(v) for v in attrs.get("pads", [0] * (2 * (w.ndim - 2))))
+    out: list = []
+    key = (p["x"], pads)
+    if key not in cache:
+        src = p["x"]
+        if any(pads):
+            half = len(pads) // 2
+            full = [0, 0, *pads[:half], 0, 0, *pads[half:]]
+            padded = g.fresh(f"{src}_pad")
+            out.append(helper.make_node(
+                "Pad", [src, g.add_const("pads", np.array(full, np.int64)), g.add_const("zero", np.float32(0))],
+                [padded], mode="constant"))
+            src = padded
+        q = g.fresh(f"{p['x']}_q")
+        out.append(helper.make_node("QuantizeLinear", [src, p["scale"], p["zp"]], [q], axis=0))
+        cache[key] = q
+    w_int = w.astype(np.int32) - np.asarray(wzp, dtype=np.int32).reshape(-1, *([1] * (w.ndim - 1)))
+    weight_sum = w_int.reshape(w.shape[0], -1).sum(axis=1).astype(np.int32).reshape(1, -1, *([1] * (w.ndim - 2)))
+    raw, corr = g.fresh(f"{node.output[0]}_raw"), g.fresh(f"{node.output[0]}_zpcorr")
+    conv_attrs = {k: v for k, v in attrs.items() if k not in ("pads", "auto_pad")}
+    out += [
+        helper.make_node("ConvInteger", [cache[key], node.input[1], "", node.input[3]], [raw],
+                         name=node.name, **conv_attrs),
+        helper.make_node("Mul", [p["zpi4"], g.add_const("wsum", weight_sum)], [corr]),
+        helper.make_node("Sub", [raw, corr], [node.output[0]]),
+    ]
+    del TensorProto
+    return out
+
+
+def make_batch_dynamic(model):  # noqa: ANN001, ANN201 (onnx.ModelProto)
+    """Return ``(model, notes)``: a batch-capable copy of a batch-1 ONNX model and what was changed.
+
+    Raises :class:`DeriveError` when the graph has a batch-coupling construct this transformation cannot fix.
+    """
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {
+        vi.name: len(vi.type.tensor_type.shape.dim)
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+        if vi.type.tensor_type.HasField("shape")
+    }
+    notes: list[str] = []
+    g = _Graph(model)
+    real_inputs = [i for i in model.graph.input if i.name not in g.init]
+    for value_info in real_inputs:
+        if not _set_batch_dim(value_info):
+            raise DeriveError(f"input {value_info.name!r} has no batch dimension of 1 to make symbolic")
+    notes.append(f"input batch dim made symbolic ('{BATCH_PARAM}')")
+    _check_axis0_ops(g, ranks)
+    _patch_reshapes(g, notes)
+    nodes = _rewrite_dynamic_quantization(g, ranks, notes)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        _clear_shape(output)
+    for meta in model.metadata_props:
+        if meta.key == "batch":
+            meta.value = "-1"
+    model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if not dims or dims[0].dim_value:
+            shape = [d.dim_param or d.dim_value for d in dims]
+            raise DeriveError(f"output {output.name!r} does not carry the batch first after derivation ({shape})")
+        dims[0].dim_param = BATCH_PARAM
+    return model, notes
+
+
+# --------------------------------------------------------------------------------------------- checking
+
+
+def check_images(n: int = 4, videos_dir: Path | None = None) -> tuple[list[np.ndarray], str]:
+    """Real images for equivalence checks: frames of the sample dashcam clip, else deterministic synthetic ones."""
+    import cv2
+
+    video = Path(videos_dir or get_settings().videos_dir) / CHECK_VIDEO
+    frames: list[np.ndarray] = []
+    if video.exists():
+        cap = cv2.VideoCapture(str(video))
+        try:
+            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 100
+            for k in range(n):
+                cap.set(cv2.CAP_PROP_POS_FRAMES, int((k + 0.5) * total / n))
+                ok, frame = cap.read()
+                if ok:
+                    frames.append(frame)
+        finally:
+            cap.release()
+    if len(frames) == n:
+        return frames, f"{n} frames of {video.name}"
+    logger.warning("sample video %s not readable; checking derived models on synthetic images", video)
+    rng = np.random.default_rng(20241120)
+    base = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+    return [np.roll(base, 37 * k, axis=1) for k in range(n)], f"{n} synthetic smooth-noise images (seed 20241120)"
+
+
+def _input_blob(session, images: list[np.ndarray], normalisation: tuple[float, float]) -> np.ndarray:  # noqa: ANN001
+    from pipeline.models.onnx_utils import letterbox, to_blob
+
+    shape = session.get_inputs()[0].shape
+    h = shape[2] if isinstance(shape[2], int) else 640
+    w = shape[3] if isinstance(shape[3], int) else h
+    fitted = [letterbox(im, max(h, w))[0][:h, :w] for im in images]
+    return to_blob(fitted, mean=normalisation[0], std=normalisation[1])
+
+
+def _normalisation(source: Path, session) -> tuple[float, float]:  # noqa: ANN001
+    meta = session.get_modelmeta().custom_metadata_map
+    if "stride" in meta:  # Ultralytics export: RGB / 255
+        return 0.0, 255.0
+    if len(session.get_outputs()) in (6, 9):  # SCRFD
+        return 127.5, 128.0
+    return 127.5, 127.5
+
+
+def compare_batched(source: Path, derived: Path, images: list[np.ndarray]) -> tuple[float, float]:
+    """Run ``source`` image by image and ``derived`` on all images at once; return (max abs diff, output scale)."""
+    from pipeline.models.onnx_utils import create_session
+
+    ref_sess, new_sess = create_session(source, "cpu"), create_session(derived, "cpu")
+    blob = _input_blob(ref_sess, images, _normalisation(source, ref_sess))
+    name_ref, name_new = ref_sess.get_inputs()[0].name, new_sess.get_inputs()[0].name
+    batched = new_sess.run(None, {name_new: blob})
+    max_diff, scale = 0.0, 0.0
+    for i in range(len(blob)):
+        single = ref_sess.run(None, {name_ref: blob[i : i + 1]})
+        for ref, out in zip(single, batched, strict=True):
+            got = out[i].reshape(ref.shape)
+            max_diff = max(max_diff, float(np.abs(got.astype(np.float64) - ref).max()))
+            scale = max(scale, float(np.abs(ref).max()))
+    return max_diff, scale
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def derived_path(relative_path: str, out_dir: Path) -> Path:
+    """Where the derived file of ``relative_path`` (relative to the model dir) lives under ``out_dir``."""
+    rel = Path(relative_path)
+    return Path(out_dir) / rel.parent / (rel.stem + DERIVED_SUFFIX)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def derive_model(source: Path, relative_path: str, out_dir: Path,
+                 images: list[np.ndarray] | None = None, images_note: str = "") -> DeriveRecord:
+    """Derive, check and write the batch-capable version of one ONNX file; returns its record.
+
+    Nothing is left at the target path unless the equivalence check passed.
+    """
+    import onnx
+
+    started = time.perf_counter()
+    target = derived_path(relative_path, out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source_sha = sha256_file(source)
+    model, notes = make_batch_dynamic(onnx.load(str(source)))
+    model.metadata_props.add(key="derived_from", value=f"{relative_path} sha256:{source_sha}")
+    if images is None:
+        images, images_note = check_images()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=".onnx")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        onnx.save(model, str(tmp))
+        max_diff, scale = compare_batched(source, tmp, images)
+        limit = RELATIVE_TOLERANCE * max(scale, 1e-6)
+        if not max_diff <= limit:
+            raise DeriveError(
+                f"{relative_path}: batched outputs differ from batch-1 outputs by {max_diff:.3g} "
+                f"(limit {limit:.3g} = {RELATIVE_TOLERANCE:g} x output scale {scale:.3g})"
+            )
+        record = DeriveRecord(
+            source=relative_path, source_sha256=source_sha, derived=str(target.relative_to(out_dir)),
+            derived_sha256=sha256_file(tmp), transformation=notes, transformation_version=TRANSFORMATION_VERSION,
+            tolerance=f"max abs diff <= {RELATIVE_TOLERANCE:g} x max |batch-1 output|",
+            max_abs_diff=max_diff, output_scale=scale, check_batch=len(images), check_images=images_note,
+            seconds=round(time.perf_counter() - started, 2), date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _sidecar(target).write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+    logger.info("derived %s -> %s in %.1f s (max abs diff %.3g, scale %.3g)",
+                relative_path, target, record.seconds, max_diff, scale)
+    return record
+
+
+def valid_derived(relative_path: str, source: Path, out_dir: Path) -> Path | None:
+    """Return the derived file of ``relative_path`` when it exists and its sidecar matches source and content."""
+    target = derived_path(relative_path, out_dir)
+    sidecar = _sidecar(target)
+    if not target.exists() or not sidecar.exists():
+        return None
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("transformation_version") != TRANSFORMATION_VERSION:
+        return None
+    if record.get("source_sha256") != sha256_file(source) or record.get("derived_sha256") != sha256_file(target):
+        logger.warning("derived model %s does not match its record; deriving it again", target)
+        return None
+    return target
+
+
+def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir: Path | None = None) -> Path:
+    """The file a backend should load for ``relative_path``: the derived batch-capable file when valid.
+
+    Resolves (and sha256-checks) the upstream file first, so a missing or corrupt file raises
+    :class:`~pipeline.models_manifest.ModelFileError`. Derives on first use (seconds) with a log line; if the
+    derivation fails, warns and returns the upstream file (batches then run one image at a time).
+    """
+    settings = get_settings()
+    model_dir = Path(model_dir or settings.model_dir)
+    out_dir = Path(out_dir or settings.derived_model_dir)
+    source = resolve_model(relative_path, model_dir)
+    if source.suffix != ".onnx" or _is_batch_capable(source):
+        return source
+    found = valid_derived(relative_path, source, out_dir)
+    if found is not None:
+        return found
+    logger.info("no valid batch-capable version of %s yet; deriving it into %s", relative_path, out_dir)
+    try:
+        derive_model(source, relative_path, out_dir)
+    except Exception as exc:  # noqa: BLE001 (any failure falls back to the working upstream file)
+        logger.warning("could not derive a batch-capable %s (%s); using the batch-1 file, one image per call",
+                       relative_path, exc)
+        return source
+    return derived_path(relative_path, out_dir)
+
+
+def _is_batch_capable(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in model.graph.initializer}
+    dims = [i.type.tensor_type.shape.dim for i in model.graph.input if i.name not in init]
+    return bool(dims) and all(d and not d[0].dim_value for d in dims)
+
+
+def derive_all(model_dir: Path, out_dir: Path, manifest_path: Path = DERIVED_MANIFEST,
+               relative_paths: Iterable[str] | None = None) -> list[Path]:
+    """Derive batch-capable versions of every ONNX model in the manifest; record them in ``derived.yaml``.
+
+    Optional files that are absent are skipped; a missing or corrupt required file raises ``ModelFileError``.
+    """
+    images, note = check_images()
+    records: list[DeriveRecord] = []
+    paths: list[Path] = []
+    entries = {e.path: e for e in load_manifest()}
+    for rel in relative_paths or [p for p in entries if p.endswith(".onnx")]:
+        try:
+            source = resolve_model(rel, model_dir)
+        except ModelFileError:
+            if rel in entries and entries[rel].optional:
+                logger.info("optional model %s absent; not derived", rel)
+                continue
+            raise
+        if _is_batch_capable(source):
+            logger.info("%s already has a symbolic batch; nothing to derive", rel)
+            continue
+        record = derive_model(source, rel, Path(out_dir), images, note)
+        records.append(record)
+        paths.append(Path(out_dir) / record.derived)
+    _write_manifest(manifest_path, records, Path(out_dir))
+    return paths
+
+
+def _write_manifest(path: Path, records: list[DeriveRecord], out_dir: Path) -> None:
+    header = (
+        "# Derived model files: batch-capable versions of the upstream batch-1 ONNX exports.\n"
+        "# Written by `python -m pipeline models derive` (pipeline/models/derive.py); the files themselves live in\n"
+        "# CCTV_DERIVED_MODEL_DIR (default var/models, git-ignored). Each entry says how the file was made and the\n"
+        "# equivalence check it passed: one batched call vs the source model run image by image.\n"
+    )
+    body = {"derived_dir": str(out_dir), "files": [asdict(r) for r in records]}
+    path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")

@@ -1,0 +1,134 @@
+"""ONNX Runtime helpers shared by the backends: sessions, batched runs, letterbox, NMS."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.models.base import select_providers
+
+logger = logging.getLogger(__name__)
+
+
+def create_session(path: Path, device: str = "auto"):  # noqa: ANN201 (onnxruntime.InferenceSession)
+    """Open an ONNX Runtime session on ``path`` with the providers of ``device``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    providers = select_providers(device)
+    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    logger.info("loaded %s with %s", path, session.get_providers()[0])
+    return session
+
+
+def fixed_batch_size(session) -> int | None:  # noqa: ANN001
+    """Return the batch size a session's first input is fixed to, or ``None`` when the batch dim is symbolic."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def run_batched(session, blob: np.ndarray, max_batch: int | None = None) -> list[np.ndarray]:  # noqa: ANN001
+    """Run ``session`` on ``blob`` (``N x ...``) and return its outputs concatenated along the batch axis.
+
+    A batch-capable session gets the whole blob in one call (or chunks of ``max_batch``); a session fixed to
+    batch ``k`` is fed chunks of ``k`` (the fallback when no derived batch-capable file is available).
+    """
+    name = session.get_inputs()[0].name
+    fixed = fixed_batch_size(session)
+    step = fixed or max_batch or len(blob)
+    step = max(1, step)
+    if len(blob) <= step:
+        return list(session.run(None, {name: blob}))
+    parts = [session.run(None, {name: blob[i : i + step]}) for i in range(0, len(blob), step)]
+    return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input: ``net = orig * scale + (pad_x, pad_y)``."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    orig_h: int
+    orig_w: int
+
+    def to_original(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map ``(N, 4)`` network-space boxes back to clipped original-image pixels."""
+        out = xyxy.astype(np.float32, copy=True)
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.orig_w)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.orig_h)
+        return out
+
+    def points_to_original(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(..., 2)`` network-space points back to original-image pixels."""
+        out = points.astype(np.float32, copy=True)
+        out[..., 0] = (out[..., 0] - self.pad_x) / self.scale
+        out[..., 1] = (out[..., 1] - self.pad_y) / self.scale
+        return out
+
+
+def letterbox(image: np.ndarray, size: int, center: bool = True, pad_value: int = 114) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` to fit ``size x size`` keeping its aspect ratio and pad the rest.
+
+    ``center=True`` pads both sides like Ultralytics; ``center=False`` pads right/bottom like InsightFace.
+    """
+    h, w = image.shape[:2]
+    scale = min(size / h, size / w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else image
+    if center:
+        left, top = round((size - nw) / 2 - 0.1), round((size - nh) / 2 - 0.1)
+    else:
+        left, top = 0, 0
+    canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
+    canvas[top : top + nh, left : left + nw] = resized
+    return canvas, Letterbox(scale=scale, pad_x=float(left), pad_y=float(top), orig_h=h, orig_w=w)
+
+
+def to_blob(images: list[np.ndarray], mean: float = 0.0, std: float = 255.0, swap_rb: bool = True) -> np.ndarray:
+    """Stack same-sized BGR uint8 images into an ``N x 3 x H x W`` float32 blob ``(img - mean) / std``."""
+    batch = np.stack(images)
+    if swap_rb:
+        batch = batch[..., ::-1]
+    blob = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    if mean:
+        blob -= mean
+    blob *= 1.0 / std
+    return np.ascontiguousarray(blob)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns the kept indices, best first."""
+    if len(boxes) == 0:
+        return np.zeros((0,), dtype=np.int64)
+    x1, y1, x2, y2 = (boxes[:, i].astype(np.float32) for i in range(4))
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Class-aware NMS (boxes of different classes never suppress each other) by offsetting boxes per class."""
+    if len(boxes) == 0:
+        return np.zeros((0,), dtype=np.int64)
+    offset = class_ids.astype(np.float32)[:, None] * (float(boxes.max()) + 1.0)
+    return nms(boxes + offset, scores, iou_threshold)

@@ -1,0 +1,108 @@
+"""Loads the set of models the analytics engine runs: vehicles/people, plates, faces."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import EngineConfig
+from pipeline.models.base import select_providers
+from pipeline.models.derive import batch_model_path
+from pipeline.models.faces import FaceAnalyzer, FaceEmbedder, ScrfdDetector
+from pipeline.models.models_files import face_pack_files
+from pipeline.models.plate_detector import PlateDetector, load_plate_detector
+from pipeline.models.yolo import TRAFFIC_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
+from pipeline.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSet:
+    """The engine's models; every detector has ``detect_batch(frames) -> list[Detections]``.
+
+    Attributes:
+        vehicles: COCO detector on full frames, keeps person (0), car (2), motorcycle (3), bus (5), truck (7).
+        plates: plate detector on vehicle crops (boxes in crop pixels, class 0).
+        faces: SCRFD + recogniser; faces carry ``landmarks`` (5x2), ``embedding`` (unit norm) and ``quality``.
+        embedding_size: length of face embeddings, read from the recogniser (128 for the offline pack).
+        providers: ONNX Runtime providers in use (CUDA first when available and asked for).
+        files: the model file each backend loaded (derived batch-capable file or upstream file).
+    """
+
+    vehicles: YoloOnnxDetector | UltralyticsDetector
+    plates: PlateDetector
+    faces: FaceAnalyzer
+    embedding_size: int
+    providers: list[str]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Embedding of the largest face in each photo, ``None`` where no face is found."""
+        return self.faces.embed_face_images(images)
+
+
+def load_model_set(
+    engine_config: EngineConfig, model_dir: Path | None = None, device: str = "auto",
+    derived_dir: Path | None = None,
+) -> ModelSet:
+    """Load every model the engine needs from ``model_dir`` (default: settings / ``CCTV_MODEL_DIR``).
+
+    ONNX files are replaced by their derived batch-capable versions (made on first load if missing); a missing
+    or corrupt upstream file raises :class:`~pipeline.models_manifest.ModelFileError` naming the file, its
+    expected sha256 and the fetch command. ``device`` ``auto`` uses CUDA when onnxruntime has it, else the CPU.
+    """
+    settings = get_settings()
+    model_dir = Path(model_dir or settings.model_dir)
+    derived_dir = Path(derived_dir or settings.derived_model_dir)
+    device = device if device != "auto" else engine_config.device
+    providers = select_providers(device)
+    files: dict[str, Path] = {}
+
+    files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir)
+    vehicles = load_yolo_detector(files["vehicles"], conf=engine_config.vehicle_confidence,
+                                  classes=TRAFFIC_CLASSES, device=device)
+    files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir)
+    plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device)
+
+    det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
+    files["face_detector"] = batch_model_path(det_rel, model_dir, derived_dir)
+    files["face_embedder"] = batch_model_path(rec_rel, model_dir, derived_dir)
+    detector = ScrfdDetector(files["face_detector"], conf=engine_config.face_confidence, device=device)
+    embedder = FaceEmbedder(files["face_embedder"], device=device, source_path=model_dir / rec_rel)
+    faces = FaceAnalyzer(detector, embedder)
+    logger.info("model set loaded on %s: %s", providers[0], {k: str(v) for k, v in files.items()})
+    return ModelSet(vehicles=vehicles, plates=plates, faces=faces, embedding_size=faces.embedding_size,
+                    providers=providers, files=files)
+
+
+def load_face_analyzer(engine_config: EngineConfig | None = None, model_dir: Path | None = None,
+                       device: str = "auto", derived_dir: Path | None = None) -> FaceAnalyzer:
+    """Load only the face models (enrolment, search by photo, face benchmark)."""
+    engine_config = engine_config or EngineConfig()
+    settings = get_settings()
+    model_dir = Path(model_dir or settings.model_dir)
+    derived_dir = Path(derived_dir or settings.derived_model_dir)
+    det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
+    detector = ScrfdDetector(batch_model_path(det_rel, model_dir, derived_dir), conf=engine_config.face_confidence,
+                             device=device)
+    embedder = FaceEmbedder(batch_model_path(rec_rel, model_dir, derived_dir), device=device,
+                            source_path=model_dir / rec_rel)
+    return FaceAnalyzer(detector, embedder)
+
+
+def embed_face_images(images: list[np.ndarray], analyzer: FaceAnalyzer | None = None) -> list[np.ndarray | None]:
+    """Embedding of the largest face in each photo (``None`` where none); loads default face models if needed."""
+    return (analyzer or _default_face_analyzer()).embed_face_images(images)
+
+
+_DEFAULT: dict[str, FaceAnalyzer] = {}
+
+
+def _default_face_analyzer() -> FaceAnalyzer:
+    if "faces" not in _DEFAULT:
+        _DEFAULT["faces"] = load_face_analyzer()
+    return _DEFAULT["faces"]

@@ -1,0 +1,195 @@
+"""Ultralytics YOLO detector (vehicles and people, COCO ids) behind ``detect_batch``.
+
+Two backends:
+
+- :class:`YoloOnnxDetector` runs an Ultralytics ONNX export directly with ONNX Runtime (own letterbox, decode and
+  NMS) so that a whole batch goes through the network in one call; used for ``.onnx`` files.
+- :class:`UltralyticsDetector` uses ``ultralytics.YOLO(path, task='detect')`` for every other format Ultralytics
+  loads (``.pt``, OpenVINO folders, TensorRT ``.engine``...).
+
+Raw outputs are converted once into :class:`~pipeline.detections.Detections` by :func:`from_yolo_onnx` and
+:func:`from_ultralytics`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.detections import Detections
+from pipeline.models.base import check_frames
+from pipeline.models.onnx_utils import Letterbox, batched_nms, create_session, letterbox, run_batched, to_blob
+
+logger = logging.getLogger(__name__)
+
+COCO_PERSON, COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK = 0, 2, 3, 5, 7
+TRAFFIC_CLASSES = (COCO_PERSON, COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK)
+VEHICLE_CLASSES = (COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK)
+MAX_DETECTIONS = 300
+
+
+def from_yolo_onnx(
+    prediction: np.ndarray,
+    box: Letterbox,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    classes: Sequence[int] | None = None,
+    max_det: int = MAX_DETECTIONS,
+) -> Detections:
+    """Decode one image's raw Ultralytics YOLO head output ``(4 + num_classes, anchors)`` into Detections.
+
+    Rows 0-3 are ``cx, cy, w, h`` in network pixels, the rest per-class scores (already sigmoid). Applies the
+    score threshold, the class filter, class-aware NMS and maps boxes back through the letterbox.
+    """
+    pred = prediction.T  # anchors x (4 + nc)
+    scores_all = pred[:, 4:]
+    class_id = scores_all.argmax(axis=1)
+    score = scores_all[np.arange(len(pred)), class_id]
+    mask = score >= conf
+    if classes is not None:
+        mask &= np.isin(class_id, np.asarray(classes))
+    if not mask.any():
+        return Detections.empty()
+    cxcywh, score, class_id = pred[mask, :4], score[mask], class_id[mask]
+    xyxy = np.empty_like(cxcywh)
+    xyxy[:, :2] = cxcywh[:, :2] - cxcywh[:, 2:] / 2
+    xyxy[:, 2:] = cxcywh[:, :2] + cxcywh[:, 2:] / 2
+    keep = batched_nms(xyxy, score, class_id, iou)[:max_det]
+    return Detections(xyxy=box.to_original(xyxy[keep]), confidence=score[keep], class_id=class_id[keep])
+
+
+def from_ultralytics(result: Any) -> Detections:
+    """Convert one ``ultralytics.engine.results.Results`` into Detections (boxes already in image pixels)."""
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return Detections.empty()
+    return Detections(
+        xyxy=boxes.xyxy.cpu().numpy(),
+        confidence=boxes.conf.cpu().numpy(),
+        class_id=boxes.cls.cpu().numpy().astype(np.int32),
+    )
+
+
+class YoloOnnxDetector:
+    """Ultralytics YOLO ONNX export run directly with ONNX Runtime, one network call per batch."""
+
+    def __init__(
+        self,
+        path: Path,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: Sequence[int] | None = None,
+        device: str = "auto",
+        max_batch: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.session = create_session(self.path, device)
+        shape = self.session.get_inputs()[0].shape
+        if not (isinstance(shape[2], int) and shape[2] == shape[3]):
+            raise ValueError(f"{self.path}: expected a square fixed input size, got input shape {shape}")
+        self.imgsz = int(shape[2])
+        self.conf, self.iou = conf, iou
+        self.classes = tuple(classes) if classes is not None else None
+        self.max_batch = max_batch
+        self.names = _names_from_metadata(self.session)
+
+    @property
+    def providers(self) -> list[str]:
+        """The ONNX Runtime providers in use."""
+        return list(self.session.get_providers())
+
+    def preprocess(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """Letterbox each frame to the network size and stack them into one RGB 0..1 blob."""
+        pairs = [letterbox(f, self.imgsz) for f in frames]
+        return to_blob([p[0] for p in pairs]), [p[1] for p in pairs]
+
+    def forward(self, blob: np.ndarray) -> np.ndarray:
+        """Run the network on a preprocessed blob; returns the raw ``N x (4 + nc) x anchors`` output."""
+        return run_batched(self.session, blob, self.max_batch)[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        """Detect objects in every frame with one batched network call."""
+        if not frames:
+            return []
+        check_frames(frames, str(self.path.name))
+        blob, boxes = self.preprocess(frames)
+        raw = self.forward(blob)
+        return [from_yolo_onnx(raw[i], boxes[i], self.conf, self.iou, self.classes) for i in range(len(frames))]
+
+
+class UltralyticsDetector:
+    """Any format ``ultralytics.YOLO`` loads (``.pt``, OpenVINO, TensorRT, ONNX), batched by Ultralytics."""
+
+    def __init__(
+        self,
+        path: Path,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: Sequence[int] | None = None,
+        device: str = "auto",
+        imgsz: int | None = None,
+    ) -> None:
+        from ultralytics import YOLO
+
+        self.path = Path(path)
+        self.model = YOLO(str(self.path), task="detect")
+        self.conf, self.iou = conf, iou
+        self.classes = list(classes) if classes is not None else None
+        self.device = _ultralytics_device(device)
+        self.imgsz = imgsz
+        self.names = dict(getattr(self.model, "names", {}) or {})
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        """Detect objects in every frame (Ultralytics batches the list itself)."""
+        if not frames:
+            return []
+        check_frames(frames, str(self.path.name))
+        kwargs: dict[str, Any] = {"conf": self.conf, "iou": self.iou, "classes": self.classes, "verbose": False}
+        if self.device:
+            kwargs["device"] = self.device
+        if self.imgsz:
+            kwargs["imgsz"] = self.imgsz
+        results = self.model.predict(list(frames), **kwargs)
+        return [from_ultralytics(r) for r in results]
+
+
+def load_yolo_detector(
+    path: Path,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    classes: Sequence[int] | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    max_batch: int | None = None,
+) -> YoloOnnxDetector | UltralyticsDetector:
+    """Load a YOLO detector: ONNX files run on ONNX Runtime directly, anything else through Ultralytics.
+
+    ``backend`` forces ``onnx`` or ``ultralytics``; ``auto`` picks by the file type.
+    """
+    path = Path(path)
+    use_onnx = backend == "onnx" or (backend == "auto" and path.suffix == ".onnx")
+    if use_onnx:
+        return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch)
+    return UltralyticsDetector(path, conf=conf, iou=iou, classes=classes, device=device)
+
+
+def _ultralytics_device(device: str) -> str | None:
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda":
+        return "0"
+    return None  # auto: Ultralytics picks CUDA when torch sees it
+
+
+def _names_from_metadata(session) -> dict[int, str]:  # noqa: ANN001
+    import ast
+
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        return {int(k): str(v) for k, v in ast.literal_eval(meta.get("names", "{}")).items()}
+    except (ValueError, SyntaxError):
+        return {}
