@@ -1,0 +1,197 @@
+// Thin client of the control-room API: bearer token, JSON, uploads, images and errors in plain words.
+// Every route the page uses is named in ROUTES, so the contract with /openapi.json lives in one place.
+
+import { t } from "./i18n.js";
+
+export const ROUTES = {
+  login: "/api/auth/login",
+  me: "/api/auth/me",
+  logout: "/api/auth/logout",
+  alerts: "/api/alerts",
+  alertAck: (id) => `/api/alerts/${enc(id)}/ack`,
+  alertsWs: "/api/alerts/ws",
+  cameras: "/api/cameras",
+  camera: (id) => `/api/cameras/${enc(id)}`,
+  cameraSnapshot: (id) => `/api/cameras/${enc(id)}/snapshot`,
+  plateSearch: "/api/plates/search",
+  plateHistory: (plate) => `/api/plates/${enc(plate)}/history`,
+  faceSearch: "/api/faces/search",
+  faceEvents: "/api/faces/events",
+  media: (path) => `/api/media/${path.split("/").map(enc).join("/")}`,
+  watchlists: "/api/watchlists",
+  watchlist: (id) => `/api/watchlists/${enc(id)}`,
+  watchlistEntries: (id) => `/api/watchlists/${enc(id)}/entries`,
+  watchlistEntry: (id, eid) => `/api/watchlists/${enc(id)}/entries/${enc(eid)}`,
+  persons: "/api/persons",
+  person: (id) => `/api/persons/${enc(id)}`,
+  exports: "/api/exports",
+  export: (id) => `/api/exports/${enc(id)}`,
+  exportDownload: (id) => `/api/exports/${enc(id)}/download`,
+  cases: "/api/cases",
+  case: (id) => `/api/cases/${enc(id)}`,
+  caseItems: (id) => `/api/cases/${enc(id)}/items`,
+  users: "/api/users",
+  user: (name) => `/api/users/${enc(name)}`,
+};
+
+function enc(value) {
+  return encodeURIComponent(String(value));
+}
+
+const TOKEN_KEY = "cctv.token";
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+let onUnauthorized = () => {};
+
+/** The bearer token of the signed-in user ("" when signed out). */
+export function getToken() {
+  return token;
+}
+
+/** Remember (or forget, with "") the bearer token for this browser tab. */
+export function setToken(value) {
+  token = value || "";
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Called once when any request answers 401 (the app goes back to the sign-in screen). */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+/** An API failure with a message a person understands (`message`) and the raw facts for logs. */
+export class ApiError extends Error {
+  constructor(status, message, detail) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** Turn FastAPI's `detail` (a string, or a list of validation errors) into one readable line. */
+export function describeDetail(detail) {
+  if (detail == null) return "";
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => {
+      if (typeof d === "string") return d;
+      const loc = Array.isArray(d.loc) ? d.loc.filter((p) => p !== "body" && p !== "query").join(" › ") : "";
+      return loc ? `${loc}: ${d.msg}` : d.msg || JSON.stringify(d);
+    }).join("; ");
+  }
+  if (typeof detail === "object") return detail.message || detail.msg || JSON.stringify(detail);
+  return String(detail);
+}
+
+/** The person-readable message for an HTTP status and the server's detail. */
+export function messageFor(status, detail) {
+  const text = describeDetail(detail);
+  if (status === 0) return t("err.network");
+  if (status === 422 || status === 400) return t("err.422", { detail: text || status });
+  if ([401, 403, 404, 409, 413, 415, 429].includes(status)) {
+    const base = t(`err.${status}`);
+    return text && status !== 401 ? `${base} (${text})` : base;
+  }
+  if (status >= 500) return t("err.5xx", { status });
+  return t("err.generic", { detail: text || status });
+}
+
+/**
+ * Call the API. `body` may be a plain object (sent as JSON) or FormData (multipart).
+ * Returns parsed JSON (or null for 204); throws ApiError with a readable message.
+ */
+export async function api(path, { method = "GET", body, query, signal, raw = false } = {}) {
+  let url = path;
+  if (query) {
+    const params = new URLSearchParams();
+    Object.entries(query).forEach(([key, value]) => {
+      if (value === undefined || value === null || value === "") return;
+      if (Array.isArray(value)) value.forEach((v) => params.append(key, v));
+      else params.append(key, value);
+    });
+    const qs = params.toString();
+    if (qs) url += (url.includes("?") ? "&" : "?") + qs;
+  }
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let payload = body;
+  if (body !== undefined && !(body instanceof FormData) && !(body instanceof URLSearchParams)) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: payload, signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, t("err.network"), String(err));
+  }
+  if (!response.ok) {
+    let detail = null;
+    try {
+      const data = await response.json();
+      detail = data.detail ?? data.error ?? data.message ?? data;
+    } catch {
+      detail = response.statusText;
+    }
+    if (response.status === 401 && token) onUnauthorized();
+    throw new ApiError(response.status, messageFor(response.status, detail), detail);
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json() : response.text();
+}
+
+const imageCache = new Map();
+
+/**
+ * Show an authenticated image (crop, snapshot) in `img`: fetched with the bearer token and shown from a blob URL.
+ * `cacheable` keeps crops (immutable) in memory; snapshots pass false and are refreshed.
+ */
+export async function loadImage(img, url, { cacheable = true } = {}) {
+  if (!url) return;
+  img.dataset.src = url;
+  try {
+    let objectUrl = cacheable ? imageCache.get(url) : undefined;
+    if (!objectUrl) {
+      const response = await api(url, { raw: true });
+      const blob = await response.blob();
+      objectUrl = URL.createObjectURL(blob);
+      if (cacheable) {
+        imageCache.set(url, objectUrl);
+        if (imageCache.size > 500) {
+          const [oldKey, oldUrl] = imageCache.entries().next().value;
+          imageCache.delete(oldKey);
+          URL.revokeObjectURL(oldUrl);
+        }
+      }
+    }
+    if (img.dataset.src !== url) return;
+    const previous = img.dataset.blob;
+    img.src = objectUrl;
+    img.classList.remove("img-missing");
+    if (!cacheable) {
+      img.dataset.blob = objectUrl;
+      if (previous && previous !== objectUrl) URL.revokeObjectURL(previous);
+    }
+  } catch (err) {
+    img.classList.add("img-missing");
+    img.alt = err.message;
+    img.title = err.message;
+  }
+}
+
+/** Download an authenticated file (evidence clip) and save it under `filename`. */
+export async function downloadFile(url, filename) {
+  const response = await api(url, { raw: true });
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  document.body.appendChild(link);
+  link.click();
+  setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 10_000);
+  return blob;
+}

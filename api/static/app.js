@@ -1,0 +1,261 @@
+// Control-room page: sign-in, role-based navigation, hash router, language switch and the global alert feed.
+
+import { ROUTES, api, setToken, getToken, setUnauthorizedHandler } from "./api.js";
+import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
+import { clear, errorBox, h, toast } from "./dom.js";
+import { AlertFeed, beep, unlockAudio } from "./live.js";
+import { alertsView } from "./views/alerts.js";
+import { camerasView } from "./views/cameras.js";
+import { platesView } from "./views/plates.js";
+import { facesView } from "./views/faces.js";
+import { evidenceView } from "./views/evidence.js";
+import { watchlistsView } from "./views/watchlists.js";
+import { usersView } from "./views/users.js";
+
+/** What each role may use (admin includes investigator, which includes operator). */
+const FEATURES = {
+  operator: ["alerts", "cameras", "plates"],
+  investigator: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence"],
+  admin: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence", "watchlists", "users"],
+};
+
+const VIEWS = [alertsView, camerasView, platesView, facesView, evidenceView, watchlistsView, usersView];
+
+const state = {
+  user: null,
+  cleanup: null,
+  alerts: new Map(),
+  alertListeners: new Set(),
+  soundOn: localStorage.getItem("cctv.sound") !== "off",
+  feed: null,
+};
+
+/** Context handed to every view. */
+const ctx = {
+  get user() { return state.user; },
+  get role() { return state.user ? state.user.role : null; },
+  can(feature) { return Boolean(state.user && (FEATURES[state.user.role] || []).includes(feature)); },
+  go(hash) { location.hash = hash; },
+  alerts() {
+    return [...state.alerts.values()].sort((a, b) => (b.alert.created_at || 0) - (a.alert.created_at || 0));
+  },
+  onAlerts(fn) { state.alertListeners.add(fn); return () => state.alertListeners.delete(fn); },
+  addAlerts(items) { items.forEach((item) => mergeAlert(item)); notifyAlerts(); },
+  updateAlert(alertId, patch) {
+    const item = state.alerts.get(alertId);
+    if (item) Object.assign(item, patch);
+    notifyAlerts();
+  },
+  get soundOn() { return state.soundOn; },
+  set soundOn(value) { state.soundOn = value; localStorage.setItem("cctv.sound", value ? "on" : "off"); },
+};
+window.__cctv = ctx;
+
+function mergeAlert(item) {
+  const existing = state.alerts.get(item.alert.alert_id);
+  state.alerts.set(item.alert.alert_id, existing ? { ...existing, ...item, ack: item.ack || existing.ack } : item);
+  if (state.alerts.size > 1000) {
+    const oldest = ctx.alerts().slice(1000);
+    oldest.forEach((old) => state.alerts.delete(old.alert.alert_id));
+  }
+}
+
+function notifyAlerts() {
+  updateNavCount();
+  state.alertListeners.forEach((fn) => {
+    try { fn(); } catch (err) { console.error(err); }
+  });
+}
+
+function updateNavCount() {
+  const link = document.querySelector('#nav a[data-view="alerts"] .count');
+  if (!link) return;
+  const open = [...state.alerts.values()].filter((item) => !item.ack).length;
+  link.textContent = open ? String(open) : "";
+  link.hidden = !open;
+}
+
+// ---- connection indicator ----
+function setConn(status, info = {}) {
+  const el = document.getElementById("conn");
+  el.hidden = false;
+  el.className = `conn conn-${status}`;
+  el.dataset.state = status;
+  el.textContent = status === "live" ? t("conn.live")
+    : status === "waiting" ? t("conn.reconnecting", { s: info.seconds })
+      : status === "connecting" ? t("conn.connecting") : t("conn.offline");
+}
+
+function startFeed() {
+  if (state.feed) state.feed.stop();
+  state.feed = new AlertFeed({
+    onState: setConn,
+    onAlert: (item, { replayed }) => {
+      const isNew = !state.alerts.has(item.alert.alert_id);
+      mergeAlert(item);
+      notifyAlerts();
+      if (isNew && !replayed && !item.ack) announce(item);
+    },
+    onReplayDone: (count) => { if (count) toast(t("alerts.replayed", { n: count }), "info"); },
+  });
+  state.feed.start();
+}
+
+function announce(item) {
+  const sev = item.alert.severity;
+  if ((sev === "high" || sev === "critical") && state.soundOn) beep(sev);
+  document.dispatchEvent(new CustomEvent("cctv-alert", { detail: item }));
+}
+
+// ---- navigation and routing ----
+function renderNav() {
+  const nav = document.getElementById("nav");
+  clear(nav, VIEWS.filter((v) => ctx.can(v.feature)).map((v) =>
+    h("a", { href: `#/${v.id}`, dataset: { view: v.id } }, t(v.navKey), h("span", { class: "count", hidden: true }))));
+  nav.hidden = false;
+  updateNavCount();
+  markActiveNav();
+}
+
+function markActiveNav() {
+  const current = parseHash().view;
+  document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === current));
+}
+
+function parseHash() {
+  const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
+  const [view, ...rest] = path.split("/").map(decodeURIComponent);
+  return { view: view || "alerts", args: rest.filter(Boolean), params: new URLSearchParams(query) };
+}
+
+async function route() {
+  if (!state.user) return;
+  const { view: id, args, params } = parseHash();
+  const view = VIEWS.find((v) => v.id === id && ctx.can(v.feature)) || VIEWS.find((v) => ctx.can(v.feature));
+  if (view.id !== id) {
+    location.replace(`#/${view.id}`);
+    return;
+  }
+  markActiveNav();
+  if (state.cleanup) {
+    try { state.cleanup(); } catch (err) { console.error(err); }
+    state.cleanup = null;
+  }
+  const container = document.getElementById("view");
+  container.dataset.view = view.id;
+  clear(container, h("p", { class: "muted" }, t("common.loading")));
+  try {
+    state.cleanup = (await view.render(container, ctx, { args, params })) || null;
+  } catch (err) {
+    console.error(err);
+    clear(container, errorBox({ message: t("err.page", { detail: err.message || err }) }));
+  }
+}
+
+// ---- session ----
+async function showLoggedIn(user) {
+  state.user = user;
+  document.getElementById("login-view").hidden = true;
+  document.getElementById("view").hidden = false;
+  document.getElementById("logout").hidden = false;
+  const who = document.getElementById("who");
+  who.hidden = false;
+  who.dataset.role = user.role;
+  who.textContent = `${user.display_name || user.username} · ${t(`role.${user.role}`)}`;
+  document.body.dataset.role = user.role;
+  renderNav();
+  startFeed();
+  await route();
+}
+
+function showLogin(message) {
+  state.user = null;
+  if (state.feed) state.feed.stop();
+  state.feed = null;
+  if (state.cleanup) { try { state.cleanup(); } catch { /* view already gone */ } }
+  state.cleanup = null;
+  state.alerts.clear();
+  delete document.body.dataset.role;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("who").hidden = true;
+  document.getElementById("logout").hidden = true;
+  document.getElementById("conn").hidden = true;
+  document.getElementById("view").hidden = true;
+  document.getElementById("login-view").hidden = false;
+  const box = document.getElementById("login-error");
+  box.hidden = !message;
+  box.textContent = message || "";
+  document.getElementById("login-username").focus();
+}
+
+async function login(event) {
+  event.preventDefault();
+  unlockAudio();
+  const button = document.getElementById("login-submit");
+  const box = document.getElementById("login-error");
+  const username = document.getElementById("login-username").value.trim();
+  const password = document.getElementById("login-password").value;
+  button.disabled = true;
+  button.textContent = t("login.busy");
+  box.hidden = true;
+  try {
+    const data = await api(ROUTES.login, { method: "POST", body: { username, password } });
+    setToken(data.access_token || data.token);
+    const user = data.user || await api(ROUTES.me);
+    document.getElementById("login-password").value = "";
+    await showLoggedIn(user);
+  } catch (err) {
+    box.hidden = false;
+    box.textContent = err.status === 401 || err.status === 400 ? t("login.failed") : err.message;
+  } finally {
+    button.disabled = false;
+    button.textContent = t("login.submit");
+  }
+}
+
+async function logout() {
+  try { await api(ROUTES.logout, { method: "POST" }); } catch { /* token is dropped anyway */ }
+  setToken("");
+  localStorage.removeItem("cctv.lastAlertId");
+  showLogin();
+}
+
+async function boot() {
+  applyI18n();
+  document.getElementById("lang-switch").addEventListener("click", () => setLang(lang() === "th" ? "en" : "th"));
+  document.getElementById("login-form").addEventListener("submit", login);
+  document.getElementById("logout").addEventListener("click", logout);
+  window.addEventListener("hashchange", route);
+  onLangChange(() => {
+    if (!state.user) return;
+    renderNav();
+    const who = document.getElementById("who");
+    who.textContent = `${state.user.display_name || state.user.username} · ${t(`role.${state.user.role}`)}`;
+    const conn = document.getElementById("conn");
+    if (conn.dataset.state) setConn(conn.dataset.state, {});
+    route();
+  });
+  setUnauthorizedHandler(() => {
+    setToken("");
+    showLogin(t("err.401"));
+  });
+  window.addEventListener("unhandledrejection", (event) => {
+    const reason = event.reason;
+    if (reason && reason.name === "AbortError") return;
+    toast(reason && reason.message ? reason.message : String(reason), "error");
+  });
+  window.addEventListener("error", (event) => toast(t("err.page", { detail: event.message }), "error"));
+  if (getToken()) {
+    try {
+      await showLoggedIn(await api(ROUTES.me));
+      return;
+    } catch (err) {
+      setToken("");
+      showLogin(err.status === 401 ? "" : err.message);
+      return;
+    }
+  }
+  showLogin();
+}
+
+boot();

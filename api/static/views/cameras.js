@@ -1,0 +1,154 @@
+// Camera grid (health + latest snapshot, refreshed live) and one camera's page with its recent plate and face events.
+
+import { ROUTES, api, loadImage } from "../api.js";
+import { clear, errorBox, fmtAgo, fmtTime, h, num, pct } from "../dom.js";
+import { t } from "../i18n.js";
+import { authImg, cropUrl, itemsOf, listCameras } from "./common.js";
+
+const REFRESH_MS = 3000;
+
+/** Health fields under whichever names the API uses. */
+export function health(cam) {
+  const hl = cam.health || cam;
+  const status = String(hl.status || hl.state || "unknown").toLowerCase();
+  return {
+    status: ["online", "reconnecting", "offline"].includes(status) ? status : "unknown",
+    fps: hl.analysed_fps ?? hl.analyzed_fps ?? hl.fps ?? null,
+    drops: hl.dropped_frames ?? hl.drops ?? hl.frames_dropped ?? null,
+    lastFrame: hl.last_frame_at ?? hl.last_frame_time ?? hl.last_seen ?? null,
+  };
+}
+
+function statusBadge(status) {
+  return h("span", { class: `badge status-${status}`, dataset: { status } }, t(`cameras.status.${status}`));
+}
+
+function snapshotSrc(cam) {
+  return cam.snapshot_url || ROUTES.cameraSnapshot(cam.id);
+}
+
+function cameraCard(cam) {
+  const hl = health(cam);
+  const img = h("img", { class: "camera-snapshot", alt: cam.name });
+  const card = h("a", {
+    class: `camera-card ${hl.status}`, href: `#/cameras/${encodeURIComponent(cam.id)}`,
+    dataset: { cameraId: cam.id, status: hl.status },
+  }, img,
+  h("div", { class: "camera-body" },
+    h("div", { class: "row" }, h("span", { class: "camera-name" }, cam.name), statusBadge(hl.status)),
+    h("div", { class: "camera-stats" },
+      h("span", { dataset: { stat: "fps" } }, `${t("cameras.fps")}: ${num(hl.fps)}`),
+      h("span", { dataset: { stat: "drops" } }, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
+      h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`))));
+  loadImage(img, snapshotSrc(cam), { cacheable: false });
+  return card;
+}
+
+async function renderGrid(container) {
+  const summary = h("span", { class: "muted", id: "camera-summary" });
+  const grid = h("div", { class: "camera-grid", id: "camera-grid" });
+  const problem = h("div");
+  clear(container, h("div", { class: "view-head" }, h("h1", {}, t("cameras.title")), summary), problem, grid);
+  const refresh = async () => {
+    try {
+      const cameras = await listCameras(true);
+      clear(problem);
+      const online = cameras.filter((c) => health(c).status === "online").length;
+      summary.textContent = t("cameras.summary", { online, total: cameras.length });
+      if (!cameras.length) clear(grid, h("div", { class: "empty" }, t("common.none")));
+      else clear(grid, cameras.map(cameraCard));
+    } catch (err) {
+      clear(problem, errorBox(err));
+    }
+  };
+  await refresh();
+  const timer = setInterval(refresh, REFRESH_MS);
+  return () => clearInterval(timer);
+}
+
+async function recentEvents(cameraId, kind) {
+  if (kind === "plate") {
+    const data = await api(ROUTES.plateSearch, { query: { q: "*", cameras: cameraId, limit: 20 } });
+    return itemsOf(data);
+  }
+  const data = await api(ROUTES.faceEvents, { query: { camera: cameraId, limit: 20 } });
+  return itemsOf(data);
+}
+
+function plateRows(events) {
+  if (!events.length) return h("div", { class: "empty" }, t("common.none"));
+  return h("div", { class: "table-wrap" }, h("table", { id: "camera-plates" },
+    h("thead", {}, h("tr", {}, h("th", {}, t("plates.col.crop")), h("th", {}, t("plates.col.plate")),
+      h("th", {}, t("common.time")), h("th", {}, t("common.confidence")))),
+    h("tbody", {}, events.map((ev) => {
+      const e = ev.event || ev;
+      return h("tr", { class: "clickable", onclick: () => { location.hash = `#/plates?q=${encodeURIComponent(e.plate_text)}`; } },
+        h("td", {}, authImg(cropUrl(e), { class: "crop-thumb" })),
+        h("td", { class: "plate-text" }, e.plate_text || "?"),
+        h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)));
+    }))));
+}
+
+function faceRows(events) {
+  if (!events.length) return h("div", { class: "empty" }, t("common.none"));
+  return h("div", { class: "face-results", id: "camera-faces" }, events.map((ev) => {
+    const e = ev.event || ev;
+    return h("div", { class: "face-card" }, authImg(cropUrl(e), { class: "face-thumb" }),
+      h("div", {}, h("div", {}, fmtTime(e.frame_time)), h("div", { class: "muted" }, `Q ${pct(e.quality)}`)));
+  }));
+}
+
+async function renderDetail(container, ctx, cameraId) {
+  const cameras = await listCameras(true);
+  const cam = cameras.find((c) => c.id === cameraId);
+  if (!cam) {
+    clear(container, errorBox({ message: t("err.404") }),
+      h("a", { class: "btn btn-secondary", href: "#/cameras" }, t("common.back")));
+    return null;
+  }
+  const img = h("img", { class: "snapshot-frame", alt: cam.name, id: "camera-detail-snapshot" });
+  const stats = h("div", { class: "panel", id: "camera-health" });
+  const plates = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
+  const faces = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
+  const paintHealth = (c) => {
+    const hl = health(c);
+    clear(stats, h("div", { class: "row" }, h("h2", {}, c.name), statusBadge(hl.status)),
+      h("p", {}, `${t("cameras.fps")}: ${num(hl.fps)}`),
+      h("p", {}, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
+      h("p", {}, `${t("cameras.last_frame")}: ${fmtTime(hl.lastFrame)}`),
+      c.location ? h("p", { class: "muted" }, c.location) : null);
+  };
+  clear(container,
+    h("div", { class: "view-head" }, h("a", { class: "btn btn-secondary", href: "#/cameras" }, `← ${t("common.back")}`),
+      h("h1", {}, cam.name)),
+    h("div", { class: "camera-detail" }, h("div", {}, img), stats),
+    h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_plates")), plates),
+    ctx.can("faces") ? h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_faces")), faces) : null);
+  paintHealth(cam);
+  loadImage(img, snapshotSrc(cam), { cacheable: false });
+  const loadEvents = async () => {
+    try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, errorBox(err)); }
+    if (ctx.can("faces")) {
+      try { clear(faces, faceRows(await recentEvents(cameraId, "face"))); } catch (err) { clear(faces, errorBox(err)); }
+    }
+  };
+  loadEvents();
+  const timer = setInterval(async () => {
+    try {
+      const fresh = (await listCameras(true)).find((c) => c.id === cameraId);
+      if (fresh) paintHealth(fresh);
+      loadImage(img, snapshotSrc(cam), { cacheable: false });
+    } catch { /* shown on next full load */ }
+  }, REFRESH_MS);
+  const eventsTimer = setInterval(loadEvents, 15_000);
+  return () => { clearInterval(timer); clearInterval(eventsTimer); };
+}
+
+export const camerasView = {
+  id: "cameras",
+  feature: "cameras",
+  navKey: "nav.cameras",
+  render(container, ctx, { args }) {
+    return args.length ? renderDetail(container, ctx, args[0]) : renderGrid(container);
+  },
+};

@@ -1,0 +1,178 @@
+// Evidence: export a camera's time window (background job with progress), download with SHA-256, group into cases.
+
+import { ROUTES, api, downloadFile } from "../api.js";
+import { attempt, clear, dialog, errorBox, field, fmtTime, fromLocalInput, h, toLocalInput, toast } from "../dom.js";
+import { t } from "../i18n.js";
+import { cameraName, cameraSelect, itemsOf, listCameras } from "./common.js";
+
+const POLL_MS = 1000;
+
+/** Export job fields under whichever names the API uses. */
+function job(data) {
+  const j = data.export || data.job || data;
+  const status = String(j.status || j.state || "queued").toLowerCase();
+  const progress = Number(j.progress ?? 0);
+  return {
+    ...j,
+    id: j.id || j.export_id || j.job_id,
+    status: status === "completed" || status === "finished" ? "done" : status === "error" ? "failed" : status,
+    progress: progress > 1 ? progress / 100 : progress,
+    sha256: j.sha256 || j.sha_256 || "",
+    error: j.error || j.message || "",
+    camera_id: j.camera_id || j.camera,
+  };
+}
+
+function exportRow(data, ctx, cases, refreshCases) {
+  const j = job(data);
+  const bar = h("div", { style: { width: `${Math.round(j.progress * 100)}%` } });
+  const state = h("span", { class: "export-state", dataset: { status: j.status } });
+  const body = h("div", { class: "export-item", dataset: { exportId: j.id, status: j.status } },
+    h("div", { class: "row" }, h("strong", {}, cameraName(j.camera_id)),
+      h("span", {}, `${fmtTime(j.start)} → ${fmtTime(j.end, { date: false })}`), state));
+  if (j.status === "done") {
+    state.textContent = t("evidence.status.done");
+    const filename = j.filename || `${j.camera_id}_${Math.floor(j.start)}_${Math.floor(j.end)}.mp4`;
+    const caseSel = h("select", { class: "case-select" }, h("option", { value: "" }, t("evidence.add_to_case")),
+      cases.map((c) => h("option", { value: c.id }, c.title || c.name || c.id)));
+    caseSel.addEventListener("change", async () => {
+      if (!caseSel.value) return;
+      await attempt(() => api(ROUTES.caseItems(caseSel.value), { method: "POST", body: { export_id: j.id } }),
+        { okMessage: t("ok.saved") });
+      caseSel.value = "";
+      refreshCases();
+    });
+    body.append(
+      h("div", {}, h("span", { class: "field-label" }, `${t("evidence.sha256")}: `),
+        h("code", { class: "mono sha256", dataset: { sha256: j.sha256 } }, j.sha256)),
+      h("div", { class: "row" },
+        h("button", { class: "btn btn-primary btn-small download", type: "button",
+          onclick: () => attempt(() => downloadFile(j.download_url || ROUTES.exportDownload(j.id), filename)) },
+        `⬇ ${t("evidence.download")}`),
+        caseSel));
+  } else if (j.status === "failed") {
+    state.textContent = t("evidence.status.failed");
+    body.append(errorBox({ message: t("evidence.failed", { msg: j.error || "?" }) }));
+  } else {
+    state.textContent = `${t(`evidence.status.${j.status}`)} · ${t("evidence.progress", { p: Math.round(j.progress * 100) })}`;
+    body.append(h("div", { class: "progress", role: "progressbar", "aria-valuenow": Math.round(j.progress * 100) }, bar));
+  }
+  return body;
+}
+
+export const evidenceView = {
+  id: "evidence",
+  feature: "evidence",
+  navKey: "nav.evidence",
+  async render(container, ctx, { params }) {
+    const cameras = await listCameras().catch(() => []);
+    const camera = cameraSelect(cameras, { name: "camera", value: params.get("camera") || "" });
+    camera.id = "export-camera";
+    const now = Date.now() / 1000;
+    const start = h("input", { type: "datetime-local", step: 1, id: "export-start",
+      value: toLocalInput(Number(params.get("start")) || now - 120) });
+    const end = h("input", { type: "datetime-local", step: 1, id: "export-end",
+      value: toLocalInput(Number(params.get("end")) || now - 60) });
+    const formError = h("div");
+    const exportsBox = h("div", { id: "export-list" });
+    const casesBox = h("div", { id: "case-list" });
+    const timers = new Set();
+    let cases = [];
+    const jobs = new Map();
+
+    const paintExports = () => {
+      const list = [...jobs.values()].sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
+      if (!list.length) clear(exportsBox, h("div", { class: "empty" }, t("evidence.no_exports")));
+      else clear(exportsBox, list.map((j) => exportRow(j, ctx, cases, refreshCases)));
+    };
+
+    const refreshCases = async () => {
+      try {
+        cases = itemsOf(await api(ROUTES.cases), "cases");
+        if (!cases.length) clear(casesBox, h("div", { class: "empty" }, t("evidence.no_cases")));
+        else {
+          clear(casesBox, h("ul", { class: "list-nav" }, cases.map((c) => {
+            const items = c.items || c.exports || [];
+            return h("li", { dataset: { caseId: c.id } }, h("div", { class: "export-item" },
+              h("strong", {}, c.title || c.name || c.id), c.reference ? h("span", { class: "muted" }, ` · ${c.reference}`) : null,
+              h("div", { class: "muted" }, t("evidence.case_items", { n: c.item_count ?? items.length }))));
+          })));
+        }
+        paintExports();
+      } catch (err) {
+        clear(casesBox, errorBox(err));
+      }
+    };
+
+    const follow = (id) => {
+      const tick = async () => {
+        try {
+          const j = job(await api(ROUTES.export(id)));
+          jobs.set(id, j);
+          paintExports();
+          if (j.status === "done" || j.status === "failed") return;
+        } catch (err) {
+          toast(err.message, "error");
+        }
+        const timer = setTimeout(() => { timers.delete(timer); tick(); }, POLL_MS);
+        timers.add(timer);
+      };
+      tick();
+    };
+
+    const submit = async (ev) => {
+      ev.preventDefault();
+      clear(formError);
+      const s = fromLocalInput(start.value);
+      const e = fromLocalInput(end.value);
+      if (!camera.value || s === null || e === null) {
+        clear(formError, errorBox({ message: t("evidence.window_required") }));
+        return;
+      }
+      try {
+        const j = job(await api(ROUTES.exports, { method: "POST", body: { camera_id: camera.value, start: s, end: e } }));
+        jobs.set(j.id, { ...j, camera_id: j.camera_id || camera.value, start: j.start ?? s, end: j.end ?? e,
+          created_at: j.created_at || Date.now() / 1000 });
+        paintExports();
+        follow(j.id);
+      } catch (err) {
+        clear(formError, errorBox(err));
+      }
+    };
+
+    const newCase = async () => {
+      const title = h("input", { name: "title", required: true, maxlength: 200 });
+      const reference = h("input", { name: "reference", maxlength: 200 });
+      const notes = h("textarea", { name: "notes", rows: 3 });
+      const created = await dialog(t("evidence.new_case"), [field("evidence.case_title", title),
+        field("evidence.case_ref", reference), field("common.notes", notes)], {
+        onSubmit: () => api(ROUTES.cases, { method: "POST",
+          body: { title: title.value.trim(), reference: reference.value.trim(), notes: notes.value.trim() } }),
+      });
+      if (created) { toast(t("ok.saved"), "ok", 3000); refreshCases(); }
+    };
+
+    clear(container, h("div", { class: "view-head" }, h("h1", {}, t("evidence.title"))),
+      h("div", { class: "split" },
+        h("div", {},
+          h("form", { class: "panel", id: "export-form", onsubmit: submit },
+            field("common.camera", camera), field("common.from", start), field("common.to", end), formError,
+            h("button", { class: "btn btn-primary btn-block", type: "submit", id: "export-start-btn" }, t("evidence.start"))),
+          h("div", { class: "panel" }, h("div", { class: "row" }, h("h2", {}, t("evidence.cases")),
+            h("button", { class: "btn btn-secondary btn-small", type: "button", id: "case-new", onclick: newCase },
+              `+ ${t("evidence.new_case")}`)), casesBox)),
+        h("div", { class: "panel" }, h("h2", {}, t("evidence.exports")), exportsBox)));
+
+    try {
+      itemsOf(await api(ROUTES.exports, { query: { limit: 20 } }), "exports").forEach((raw) => {
+        const j = job(raw);
+        jobs.set(j.id, j);
+        if (j.status !== "done" && j.status !== "failed") follow(j.id);
+      });
+    } catch (err) {
+      clear(exportsBox, errorBox(err));
+    }
+    await refreshCases();
+    return () => timers.forEach((timer) => clearTimeout(timer));
+  },
+};
