@@ -1,0 +1,39 @@
+"""``python -m api create-user NAME --role admin`` (password from --password-env or a prompt)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+import redis
+
+from api.settings import ApiSettings
+from api.store import ROLES, ApiStore
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry of the API package."""
+    parser = argparse.ArgumentParser(prog="python -m api")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-user", help="create or reset a user")
+    p.add_argument("username")
+    p.add_argument("--role", choices=ROLES, default="admin")
+    p.add_argument("--password-env", help="read the password from this environment variable")
+    p.add_argument("--cameras", help="comma-separated camera ids the user is limited to")
+    args = parser.parse_args(argv)
+    settings = ApiSettings()
+    password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
+    if len(password) < 8:
+        print("error: the password needs at least 8 characters", file=sys.stderr)
+        return 1
+    store = ApiStore(redis.Redis.from_url(settings.redis_url), settings.scrypt_n)
+    cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None
+    store.put_user(args.username, args.role, password, cameras)
+    print(f"user {args.username} ({args.role}) saved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

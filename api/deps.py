@@ -1,0 +1,103 @@
+"""Dependencies as ``Annotated`` aliases: Redis clients, settings, the current user and role checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from api.settings import ApiSettings
+from api.store import ROLES, ApiStore
+
+
+@dataclass(frozen=True)
+class User:
+    """The authenticated caller."""
+
+    username: str
+    role: str
+    cameras: frozenset[str] | None  # None = every camera
+    via: str  # "token" or "api_key"
+
+    def may(self, role: str) -> bool:
+        """Whether the user's role is at least ``role``."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def sees(self, camera_id: str) -> bool:
+        """Whether the user may see this camera's data."""
+        return self.cameras is None or camera_id in self.cameras
+
+    def camera_filter(self, requested: list[str] | None) -> set[str] | None:
+        """The cameras a search may cover: the requested ones within the user's own."""
+        if requested is None:
+            return None if self.cameras is None else set(self.cameras)
+        return set(requested) if self.cameras is None else set(requested) & self.cameras
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_redis(request: Request) -> redis.Redis:
+    return request.app.state.redis
+
+
+def get_api_store(request: Request) -> ApiStore:
+    return request.app.state.api_store
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+ApiStoreDep = Annotated[ApiStore, Depends(get_api_store)]
+
+_UNAUTHORISED = HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: send 'Authorization: Bearer "
+                              "<token>' or 'X-API-Key'", headers={"WWW-Authenticate": "Bearer"})
+
+
+def resolve_user(store: ApiStore, token: str | None, api_key: str | None) -> User | None:
+    """The user behind a bearer token or an API key, or None."""
+    username, via = None, ""
+    if token:
+        username, via = store.token_user(token), "token"
+    elif api_key:
+        username, via = store.api_key_user(api_key), "api_key"
+    record = store.get_user(username) if username else None
+    if record is None:
+        return None
+    cams = record.get("cameras")
+    return User(record["username"], record["role"], frozenset(cams) if cams is not None else None, via)
+
+
+def get_current_user(store: ApiStoreDep, authorization: Annotated[str | None, Header()] = None,
+                     x_api_key: Annotated[str | None, Header()] = None) -> User:
+    token = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise _UNAUTHORISED
+        token = value.strip()
+    user = resolve_user(store, token, x_api_key)
+    if user is None:
+        raise _UNAUTHORISED
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(role: str):
+    """Dependency factory: the current user, if their role is at least ``role`` (else 403)."""
+
+    def check(user: CurrentUser) -> User:
+        if not user.may(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the '{role}' role; you are '{user.role}'")
+        return user
+
+    return check
+
+
+Operator = Annotated[User, Depends(require_role("operator"))]
+Investigator = Annotated[User, Depends(require_role("investigator"))]
+Admin = Annotated[User, Depends(require_role("admin"))]

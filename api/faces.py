@@ -1,0 +1,58 @@
+"""Face services of the API: the face model (same as the engine's) and the in-process face index."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+from fastapi import HTTPException, status
+
+from api.settings import ApiSettings
+from pipeline.search.faces import FaceIndex
+
+logger = logging.getLogger(__name__)
+
+
+class FaceService:
+    """Detects and embeds faces in uploaded photos and searches stored face events."""
+
+    def __init__(self, index: FaceIndex, settings: ApiSettings):
+        self.index = index
+        self.settings = settings
+        self._analyzer = None
+        self._lock = threading.Lock()
+
+    def analyzer(self):
+        """The engine's face analyzer (:func:`pipeline.models.registry.load_face_analyzer`), loaded once."""
+        with self._lock:
+            if self._analyzer is None:
+                from pipeline.models.registry import load_face_analyzer
+
+                self._analyzer = load_face_analyzer()
+            return self._analyzer
+
+    def usable_faces(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """(embedding, detector score) of every usable face in the image, largest first."""
+        dets = self.analyzer().detect_batch([image])[0]
+        faces = []
+        for i in range(len(dets)):
+            x1, y1, x2, y2 = dets.xyxy[i]
+            if float(dets.confidence[i]) < self.settings.face_min_det_score:
+                continue
+            if min(x2 - x1, y2 - y1) < self.settings.face_min_size:
+                continue
+            faces.append(((x2 - x1) * (y2 - y1), np.asarray(dets.data["embedding"][i], np.float32),
+                          float(dets.confidence[i])))
+        faces.sort(key=lambda f: -f[0])
+        return [(emb, score) for _, emb, score in faces]
+
+    def one_face(self, image: np.ndarray, field: str, exactly_one: bool) -> np.ndarray:
+        """The embedding of the face in a photo; 422 naming ``field`` if there is none (or several)."""
+        faces = self.usable_faces(image)
+        if not faces:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: no usable face found in the photo")
+        if exactly_one and len(faces) > 1:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                                f"{field}: {len(faces)} faces found; an enrolment photo must show exactly one")
+        return faces[0][0]

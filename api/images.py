@@ -1,0 +1,67 @@
+"""Upload checks for images: size limit, content sniffing, decompression-bomb guard, then decoding."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import cv2
+import numpy as np
+from fastapi import HTTPException, UploadFile, status
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", "bmp"))
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type from magic bytes (jpeg, png, webp, bmp), or None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
+    """Read an upload, refusing it (413) as soon as it passes ``max_bytes``."""
+    chunks, size = [], 0
+    while True:
+        chunk = await upload.read(1 << 16)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                                f"{field}: upload is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
+    """Decode a sniffed image to BGR after checking its header dimensions (never decodes a bomb)."""
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: the file is empty")
+    kind = sniff(data)
+    if kind is None:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"{field}: not a JPEG, PNG, WebP or BMP image (content checked, not the file name)")
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            width, height = header.size
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the client's bad file
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: unreadable {kind} header") from exc
+    if width <= 0 or height <= 0 or width * height > max_pixels:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"{field}: image is {width}x{height}; at most {max_pixels} pixels are accepted")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[0] != height or image.shape[1] != width:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: the {kind} image data is corrupt")
+    return image
+
+
+async def load_image(upload: UploadFile, field: str, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Read and decode one uploaded image with every check."""
+    return decode_image(await read_upload(upload, field, max_bytes), field, max_pixels)

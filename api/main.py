@@ -1,0 +1,98 @@
+"""App factory: ``uvicorn api.main:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import redis
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.faces import FaceService
+from api.routes import (
+    alerts,
+    audit,
+    auth,
+    cameras,
+    cases,
+    exports,
+    faces,
+    health,
+    media,
+    persons,
+    plates,
+    users,
+    watchlists,
+)
+from api.settings import ApiSettings
+from api.store import ApiStore
+from pipeline.config import ConfigError, load_config
+from pipeline.search.faces import FaceIndex
+
+logger = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def bootstrap_admin(store: ApiStore, settings: ApiSettings) -> None:
+    """Create the first admin from CCTV_ADMIN_USER / CCTV_ADMIN_PASSWORD if that user does not exist."""
+    if settings.admin_user and settings.admin_password and store.get_user(settings.admin_user) is None:
+        store.put_user(settings.admin_user, "admin", settings.admin_password)
+        logger.info("created admin user %s from the environment", settings.admin_user)
+
+
+def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form")),
+               "message": e.get("msg", "invalid"), "type": e.get("type")} for e in exc.errors()]
+    text = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
+    return JSONResponse({"detail": text, "errors": errors}, status_code=422)
+
+
+def create_app(settings: ApiSettings | None = None, client: redis.Redis | None = None) -> FastAPI:
+    """Build the API (settings from the environment unless given)."""
+    settings = settings or ApiSettings()
+    client = client or redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            bootstrap_admin(app.state.api_store, settings)
+        except redis.RedisError as exc:
+            logger.warning("could not bootstrap the admin user (Redis: %s)", exc)
+        yield
+        client.close()
+
+    app = FastAPI(title="CCTV control-room API", version="1.0", lifespan=lifespan,
+                  description="Plate and face search, watchlists, live alerts, cameras and evidence export.")
+    app.state.settings = settings
+    app.state.redis = client
+    app.state.api_store = ApiStore(client, settings.scrypt_n)
+    app.state.faces = FaceService(FaceIndex(client), settings)
+    try:
+        app.state.camera_config = load_config(settings.config_path)
+    except (ConfigError, OSError) as exc:
+        logger.warning("cameras config %s not loaded: %s", settings.config_path, exc)
+        app.state.camera_config = None
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(redis.RedisError, _redis_down)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    for module in (health, auth, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases, audit,
+                   media):
+        app.include_router(module.router)
+    STATIC_DIR.mkdir(exist_ok=True)
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app
+
+
+def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("Redis error: %s", exc)
+    return JSONResponse({"detail": "the event store is unavailable; try again"}, status_code=503)
+
+
+__all__ = ["HTTPException", "create_app"]

@@ -1,0 +1,125 @@
+"""Evidence export: a background job cuts the clip with its SHA-256 manifest; progress and download."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import FileResponse
+
+from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
+from api.schemas.misc import ExportCreate, ExportOut
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/exports", tags=["exports"])
+
+
+def _job(client: redis.Redis, job_id: str) -> dict[str, str] | None:
+    raw = client.hgetall(f"export:{job_id}")
+    return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+
+def _out(job: dict[str, str]) -> ExportOut:
+    return ExportOut(id=job["id"], status=job["status"], progress=float(job.get("progress", 0)),
+                     camera_id=job["camera_id"], start=float(job["start"]), end=float(job["end"]),
+                     requester=job["requester"], created_at=float(job["created_at"]),
+                     sha256=job.get("sha256") or None, error=job.get("error") or None,
+                     download_url=f"/api/exports/{job['id']}/download" if job["status"] == "done" else None)
+
+
+def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, end: float, requester: str,
+               out_dir: Path) -> None:
+    """The job body (runs in a thread): calls ``pipeline.recording.export.export_clip`` and records the result."""
+    key = f"export:{job_id}"
+    client.hset(key, mapping={"status": "running", "progress": "0"})
+    try:
+        from pipeline.recording.export import ExportError, export_clip
+    except ImportError:
+        client.hset(key, mapping={"status": "failed", "error": "evidence export is not installed on this server"})
+        return
+    try:
+        result = export_clip(client, camera_id, start, end, requester, out_dir=out_dir,
+                             progress=lambda f: client.hset(key, "progress", repr(float(f))))
+    except ExportError as exc:
+        client.hset(key, mapping={"status": "failed", "error": str(exc)})
+        return
+    except Exception:  # noqa: BLE001 - a failed job must be reported, never crash the worker
+        logger.exception("export %s failed", job_id)
+        client.hset(key, mapping={"status": "failed", "error": "internal error while exporting"})
+        return
+    fields: dict[str, Any] = {"status": "done", "progress": "1"}
+    for name in ("path", "clip_path", "manifest_path", "sha256"):
+        value = getattr(result, name, None)
+        if value is not None:
+            fields[name] = str(value)
+    fields.setdefault("path", fields.get("clip_path", ""))
+    client.hset(key, mapping=fields)
+
+
+@router.post("", response_model=ExportOut, status_code=202, summary="Ask for a clip (runs in the background)")
+def create_export(body: ExportCreate, request: Request, user: Investigator, client: RedisDep,
+                  store: ApiStoreDep, settings: SettingsDep) -> ExportOut:
+    config = request.app.state.camera_config
+    if config is None or not any(c.id == body.camera_id for c in config.cameras) or not user.sees(body.camera_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {body.camera_id!r} not found")
+    job_id = uuid.uuid4().hex[:16]
+    job = {"id": job_id, "status": "queued", "progress": "0", "camera_id": body.camera_id, "start": repr(body.start),
+           "end": repr(body.end), "requester": user.username, "created_at": repr(time.time())}
+    client.hset(f"export:{job_id}", mapping=job)
+    client.zadd("exports", {job_id: time.time()})
+    store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
+    out_dir = settings.exports_root() / job_id
+    threading.Thread(target=run_export, name=f"export-{job_id}", daemon=True,
+                     args=(client, job_id, body.camera_id, body.start, body.end, user.username, out_dir)).start()
+    return _out(job)
+
+
+def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
+    """The job if it exists and the user may see it (own job, or admin), else 404."""
+    job = _job(client, job_id)
+    if job is None or (job["requester"] != user.username and not user.may("admin")):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"export {job_id!r} not found")
+    return job
+
+
+@router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first")
+def list_exports(user: Investigator, client: RedisDep) -> list[ExportOut]:
+    ids = [i.decode() for i in client.zrevrange("exports", 0, 199)]
+    jobs = [_job(client, i) for i in ids]
+    return [_out(j) for j in jobs if j and (j["requester"] == user.username or user.may("admin"))]
+
+
+@router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export")
+def get_export(job_id: str, user: Investigator, client: RedisDep) -> ExportOut:
+    return _out(get_job(client, job_id, user))
+
+
+def _file(job: dict[str, str], field: str, settings) -> Path:
+    if job["status"] != "done" or not job.get(field):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"export is {job['status']}, not ready")
+    path = Path(job[field]).resolve()
+    roots = [settings.exports_root().resolve(), settings.recordings_dir.resolve()]
+    if not any(path.is_relative_to(r) for r in roots) or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "export file not found")
+    return path
+
+
+@router.get("/{job_id}/download", summary="Download the MP4 of a finished export")
+def download_export(job_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
+                    settings: SettingsDep) -> FileResponse:
+    job = get_job(client, job_id, user)
+    path = _file(job, "path", settings)
+    store.audit(user.username, "export_download", {"job_id": job_id})
+    return FileResponse(path, media_type="video/mp4", filename=path.name)
+
+
+@router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export")
+def download_manifest(job_id: str, user: Investigator, client: RedisDep, settings: SettingsDep) -> FileResponse:
+    path = _file(get_job(client, job_id, user), "manifest_path", settings)
+    return FileResponse(path, filename=path.name)

@@ -1,0 +1,96 @@
+"""Plate search (exact, partial, wildcard, fuzzy) and a plate's history across cameras."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
+from api.routes.media import media_url
+from api.schemas.plates import PlateHitOut, PlateSearchOut
+from pipeline.plates.provinces import match_province
+from pipeline.search.grams import MAX_QUERY_LEN, QueryError
+from pipeline.search.plates import MAX_FUZZY_DISTANCE, PlateFilters, PlateSearcher, PlateSearchResult
+
+router = APIRouter(prefix="/api/plates", tags=["plates"])
+
+Cameras = Annotated[list[str] | None, Query(max_length=500, description="Only these cameras (repeat the field).")]
+Start = Annotated[float | None, Query(ge=0, description="From this UTC epoch second.")]
+End = Annotated[float | None, Query(ge=0, description="Up to this UTC epoch second.")]
+
+
+def _filters(user: User, cameras: list[str] | None, start: float | None, end: float | None,
+             province: str | None = None, min_confidence: float | None = None,
+             vehicle_class: str | None = None) -> PlateFilters:
+    if start is not None and end is not None and end < start:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "end: must not be before start")
+    thai = None
+    if province:
+        found = match_province(province, max_ratio=0.2)
+        if found is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"province: unknown province {province!r}")
+        thai = found.thai
+    return PlateFilters(cameras=user.camera_filter(cameras), start=start, end=end, province=thai,
+                        min_confidence=min_confidence, vehicle_class=vehicle_class)
+
+
+def _hits(searcher: PlateSearcher, result: PlateSearchResult) -> list[PlateHitOut]:
+    out = []
+    for hit, event in zip(result.hits, searcher.events(result.hits), strict=True):
+        out.append(PlateHitOut(
+            event_id=event.event_id if event else None, stream_id=hit.stream_id, plate=hit.plate,
+            distance=hit.distance, frame_time=hit.frame_time, camera_id=hit.camera_id,
+            confidence=hit.confidence, vehicle_class=hit.vehicle_class, province=hit.province or None,
+            province_latin=event.province_latin if event else None,
+            started_at=event.started_at if event else None, ended_at=event.ended_at if event else None,
+            snapshot_url=media_url(event.snapshot_path) if event else None,
+            crop_url=media_url(event.crop_path) if event else None,
+        ))
+    return out
+
+
+@router.get("/search", response_model=PlateSearchOut, summary="Search plate reads")
+def search_plates(
+    user: Operator, client: RedisDep, store: ApiStoreDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_LEN,
+                            description="Plate, part of it, or a pattern with ? (one char) and * (any run).")],
+    mode: Annotated[Literal["auto", "exact", "partial", "fuzzy"], Query()] = "auto",
+    max_distance: Annotated[float, Query(ge=0, le=MAX_FUZZY_DISTANCE, description="Fuzzy: largest distance.")] = 1.0,
+    cameras: Cameras = None, start: Start = None, end: End = None,
+    province: Annotated[str | None, Query(max_length=64, description="Thai or Latin name.")] = None,
+    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    vehicle_class: Annotated[Literal["car", "motorcycle", "bus", "truck"] | None, Query()] = None,
+    order: Annotated[Literal["time", "distance"], Query()] = "time",
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PlateSearchOut:
+    filters = _filters(user, cameras, start, end, province, min_confidence, vehicle_class)
+    searcher = PlateSearcher(client)
+    try:
+        result = searcher.search(q, mode=mode, filters=filters, offset=offset, limit=limit,
+                                 max_distance=max_distance, order=order)
+    except QueryError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"q: {exc}") from exc
+    store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
+                                                "end": end, "province": province}, result.total)
+    return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
+                          offset=offset, limit=limit, truncated=result.truncated, notes=result.notes,
+                          hits=_hits(searcher, result))
+
+
+@router.get("/{plate}/history", response_model=PlateSearchOut, summary="Every sighting of a plate, oldest first")
+def plate_history(
+    plate: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
+    cameras: Cameras = None, start: Start = None, end: End = None,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> PlateSearchOut:
+    if not 1 <= len(plate) <= MAX_QUERY_LEN:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"plate: 1 to {MAX_QUERY_LEN} characters")
+    searcher = PlateSearcher(client)
+    result = searcher.history(plate, _filters(user, cameras, start, end), offset=offset, limit=limit)
+    store.audit(user.username, "plate_history", {"plate": plate, "cameras": cameras}, result.total)
+    if result.plates_matched == 0:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"plate {plate!r} has never been read")
+    return PlateSearchOut(query=plate, mode="exact", total=result.total, plates_matched=result.plates_matched,
+                          offset=offset, limit=limit, truncated=False, notes=[], hits=_hits(searcher, result))

@@ -1,0 +1,57 @@
+"""User administration (admin only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import Admin, ApiStoreDep
+from api.schemas.auth import UserCreate, UserOut, UserUpdate
+
+router = APIRouter(prefix="/api/users", tags=["users"])
+
+
+def _out(record: dict) -> UserOut:
+    return UserOut(username=record["username"], role=record["role"], cameras=record.get("cameras"))
+
+
+@router.get("", response_model=list[UserOut], summary="List users")
+def list_users(_: Admin, store: ApiStoreDep) -> list[UserOut]:
+    return [_out(u) for u in store.list_users()]
+
+
+@router.post("", response_model=UserOut, status_code=201, summary="Create a user")
+def create_user(body: UserCreate, admin: Admin, store: ApiStoreDep) -> UserOut:
+    if store.get_user(body.username) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists")
+    record = store.put_user(body.username, body.role, body.password, body.cameras)
+    store.audit(admin.username, "user_create", {"username": body.username, "role": body.role})
+    return _out(record)
+
+
+@router.get("/{username}", response_model=UserOut, summary="One user")
+def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
+    record = store.get_user(username)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
+    return _out(record)
+
+
+@router.patch("/{username}", response_model=UserOut, summary="Change a user's role, password or cameras")
+def update_user(username: str, body: UserUpdate, admin: Admin, store: ApiStoreDep) -> UserOut:
+    record = store.get_user(username)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
+    cameras = None if body.all_cameras else (body.cameras if body.cameras is not None else record.get("cameras"))
+    record = store.put_user(username, body.role or record["role"], body.password, cameras)
+    store.audit(admin.username, "user_update", {"username": username, "role": record["role"],
+                                                "password_changed": body.password is not None})
+    return _out(record)
+
+
+@router.delete("/{username}", status_code=204, summary="Delete a user")
+def delete_user(username: str, admin: Admin, store: ApiStoreDep) -> None:
+    if username == admin.username:
+        raise HTTPException(status.HTTP_409_CONFLICT, "you cannot delete yourself")
+    if not store.delete_user(username):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
+    store.audit(admin.username, "user_delete", {"username": username})

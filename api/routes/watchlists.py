@@ -1,0 +1,111 @@
+"""Plate and face watchlists and their entries (reading: investigator; changes: admin; all audited)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import Admin, ApiStoreDep, Investigator, RedisDep
+from api.schemas.watchlists import (
+    EntryOut,
+    FaceEntryCreate,
+    PlateEntryCreate,
+    WatchlistCreate,
+    WatchlistOut,
+    WatchlistUpdate,
+)
+from pipeline.store import WatchlistStore
+
+router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
+
+
+def _out(w: dict, entries: int = 0) -> WatchlistOut:
+    return WatchlistOut(id=w["id"], kind=w["kind"], name=w["name"], description=w.get("description", ""),
+                        created_by=w.get("created_by", ""), created_at=float(w["created_at"]),
+                        updated_at=float(w["updated_at"]), entries=entries)
+
+
+def _get(wl: WatchlistStore, watchlist_id: str) -> dict:
+    w = wl.get_watchlist(watchlist_id)
+    if w is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
+    return w
+
+
+@router.get("", response_model=list[WatchlistOut], summary="List watchlists")
+def list_watchlists(_: Investigator, client: RedisDep) -> list[WatchlistOut]:
+    wl = WatchlistStore(client)
+    return [_out(w, len(wl.list_entries(w["id"]))) for w in wl.list_watchlists()]
+
+
+@router.post("", response_model=WatchlistOut, status_code=201, summary="Create a watchlist")
+def create_watchlist(body: WatchlistCreate, admin: Admin, client: RedisDep, store: ApiStoreDep) -> WatchlistOut:
+    w = WatchlistStore(client).create_watchlist(body.kind, body.name, body.description, admin.username)
+    store.audit(admin.username, "watchlist_create", {"watchlist_id": w["id"], **body.model_dump()})
+    return _out(w)
+
+
+@router.get("/{watchlist_id}", response_model=WatchlistOut, summary="One watchlist")
+def get_watchlist(watchlist_id: str, _: Investigator, client: RedisDep) -> WatchlistOut:
+    wl = WatchlistStore(client)
+    return _out(_get(wl, watchlist_id), len(wl.list_entries(watchlist_id)))
+
+
+@router.patch("/{watchlist_id}", response_model=WatchlistOut, summary="Rename or describe a watchlist")
+def update_watchlist(watchlist_id: str, body: WatchlistUpdate, admin: Admin, client: RedisDep,
+                     store: ApiStoreDep) -> WatchlistOut:
+    wl = WatchlistStore(client)
+    _get(wl, watchlist_id)
+    w = wl.update_watchlist(watchlist_id, **body.model_dump(exclude_none=True))
+    store.audit(admin.username, "watchlist_update", {"watchlist_id": watchlist_id, **body.model_dump()})
+    return _out(w, len(wl.list_entries(watchlist_id)))
+
+
+@router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist and its entries")
+def delete_watchlist(watchlist_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep) -> None:
+    if not WatchlistStore(client).delete_watchlist(watchlist_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
+    store.audit(admin.username, "watchlist_delete", {"watchlist_id": watchlist_id})
+
+
+@router.get("/{watchlist_id}/entries", response_model=list[EntryOut], summary="Entries of a watchlist")
+def list_entries(watchlist_id: str, _: Investigator, client: RedisDep) -> list[EntryOut]:
+    wl = WatchlistStore(client)
+    _get(wl, watchlist_id)
+    return [EntryOut(**e) for e in wl.list_entries(watchlist_id)]
+
+
+@router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry")
+def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, admin: Admin, client: RedisDep,
+                    store: ApiStoreDep) -> EntryOut:
+    wl = WatchlistStore(client)
+    if _get(wl, watchlist_id)["kind"] != "plate":
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "watchlist_id: this is a face watchlist")
+    entry = wl.put_entry(watchlist_id, {**body.model_dump(), "created_by": admin.username})
+    if not entry["plate"]:
+        wl.delete_entry(watchlist_id, entry["entry_id"])
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "plate: nothing left after normalisation")
+    store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
+    return EntryOut(**entry)
+
+
+@router.post("/{watchlist_id}/persons", response_model=EntryOut, status_code=201, summary="Add a person entry")
+def add_face_entry(watchlist_id: str, body: FaceEntryCreate, admin: Admin, client: RedisDep,
+                   store: ApiStoreDep) -> EntryOut:
+    wl = WatchlistStore(client)
+    if _get(wl, watchlist_id)["kind"] != "face":
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "watchlist_id: this is a plate watchlist")
+    if wl.get_person(body.person_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {body.person_id!r} not found")
+    entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,
+                                        "created_by": admin.username})
+    store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
+    return EntryOut(**entry)
+
+
+@router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry")
+def delete_entry(watchlist_id: str, entry_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep) -> None:
+    wl = WatchlistStore(client)
+    _get(wl, watchlist_id)
+    if not wl.delete_entry(watchlist_id, entry_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"entry {entry_id!r} not found")
+    store.audit(admin.username, "watchlist_entry_delete", {"watchlist_id": watchlist_id, "entry_id": entry_id})

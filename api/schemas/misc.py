@@ -1,0 +1,75 @@
+"""Camera, export, case and audit models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    enabled: bool
+    analytics: dict[str, Any]
+    health: dict[str, Any] | None = None
+    snapshot_url: str | None = None
+
+
+class ExportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    camera_id: str = Field(min_length=1, max_length=64)
+    start: float = Field(ge=0, description="UTC epoch seconds.")
+    end: float = Field(ge=0, description="UTC epoch seconds.")
+
+    @model_validator(mode="after")
+    def _window(self) -> ExportCreate:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > 3600:
+            raise ValueError("a clip is at most 3600 seconds")
+        return self
+
+
+class ExportOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float
+    camera_id: str
+    start: float
+    end: float
+    requester: str
+    created_at: float
+    sha256: str | None = None
+    error: str | None = None
+    download_url: str | None = None
+
+
+class CaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+
+
+class CaseItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["clip", "plate", "face"]
+    ref: str = Field(min_length=1, max_length=64, description="Export job id (clip) or event id.")
+
+
+class CaseOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    created_by: str
+    created_at: float
+    items: list[dict[str, Any]]
+
+
+class AuditOut(BaseModel):
+    id: str
+    user: str
+    action: str
+    at: float
+    params: dict[str, Any]
+    results: int | None

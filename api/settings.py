@@ -1,0 +1,40 @@
+"""API settings from the environment (prefix ``CCTV_``); pipeline settings stay in :mod:`pipeline.settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.settings import PROJECT_ROOT
+
+
+class ApiSettings(BaseSettings):
+    """Settings of the control-room API."""
+
+    model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore")
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    recordings_dir: Path = Field(default=PROJECT_ROOT / "recordings", description="Media root served by /api/media.")
+    config_path: Path = Field(default=PROJECT_ROOT / "cameras.yaml", description="cameras.yaml with the cameras.")
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="Bearer token lifetime.")
+    scrypt_n: int = Field(default=2**15, ge=2, le=2**20, description="scrypt cost N (power of two).")
+    max_upload_bytes: int = Field(default=10 * 2**20, ge=1024, description="Largest accepted upload.")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest accepted image (w*h).")
+    max_photos: int = Field(default=10, ge=1, le=100, description="Photos per enrolment.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
+    login_max_per_user: int = Field(default=5, ge=1, description="Login attempts per user per window.")
+    login_max_per_ip: int = Field(default=20, ge=1, description="Login attempts per client IP per window.")
+    login_window_s: int = Field(default=300, ge=1, description="Rate-limit window of login attempts.")
+    face_threshold: float = Field(default=0.45, ge=-1, le=1, description="Default face search similarity threshold.")
+    face_min_det_score: float = Field(default=0.5, ge=0, le=1, description="Detector score of a usable face.")
+    face_min_size: int = Field(default=32, ge=8, description="Smallest usable face (pixels, shorter box side).")
+    admin_user: str | None = Field(default=None, description="Bootstrap admin user name (CCTV_ADMIN_USER).")
+    admin_password: str | None = Field(default=None, description="Bootstrap admin password (CCTV_ADMIN_PASSWORD).")
+    export_dir: Path | None = Field(default=None, description="Where exports/cases go (default recordings/exports).")
+    ws_poll_s: float = Field(default=1.0, gt=0, le=30, description="Live-alert poll interval when idle.")
+
+    def exports_root(self) -> Path:
+        """The folder of export clips and case packages."""
+        return self.export_dir or self.recordings_dir / "exports"
