@@ -97,6 +97,7 @@ function startFeed() {
       if (isNew && !replayed && !item.ack) announce(item);
     },
     onReplayDone: (count) => { if (count) toast(t("alerts.replayed", { n: count }), "info"); },
+    onUnauthorized: () => { setToken(""); showLogin(t("err.401")); },
   });
   state.feed.start();
 }

@@ -11,8 +11,9 @@ const LAST_ID_KEY = "cctv.lastAlertId";
  * last stream id it saw, so nothing is missed.
  */
 export class AlertFeed {
-  constructor({ onAlert, onState, onReplayDone }) {
+  constructor({ onAlert, onState, onReplayDone, onUnauthorized }) {
     this.onAlert = onAlert;
+    this.onUnauthorized = onUnauthorized || (() => {});
     this.onState = onState;
     this.onReplayDone = onReplayDone || (() => {});
     this.lastId = localStorage.getItem(LAST_ID_KEY) || "";
@@ -53,7 +54,7 @@ export class AlertFeed {
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const params = new URLSearchParams({ token: getToken() });
-    if (this.lastId) params.set("last_id", this.lastId);
+    if (this.lastId) params.set("after", this.lastId);
     return `${scheme}//${location.host}${ROUTES.alertsWs}?${params}`;
   }
 
@@ -72,12 +73,25 @@ export class AlertFeed {
     this.replayCount = 0;
     ws.addEventListener("open", () => {
       this.attempt = 0;
+      this.openedAt = Date.now() / 1000;
       this.onState("live", {});
+      clearTimeout(this.replayTimer);
+      this.replayTimer = setTimeout(() => this.finishReplay(), 1500);
     });
     ws.addEventListener("message", (event) => this.handle(event.data));
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (event.code === 4401) {
+        this.stopped = true;
+        this.onState("offline", {});
+        this.onUnauthorized();
+        return;
+      }
+      if (event.code === 4422) {
+        this.lastId = "";
+        localStorage.removeItem(LAST_ID_KEY);
+      }
       this.scheduleReconnect();
     });
     ws.addEventListener("error", () => { /* the close event follows and schedules the reconnect */ });
@@ -92,16 +106,24 @@ export class AlertFeed {
     }
     if (message.type === "ping") return;
     if (message.type === "replay_done" || message.type === "live") {
-      if (this.replaying) this.onReplayDone(this.replayCount);
-      this.replaying = false;
+      this.finishReplay();
       return;
     }
     const item = normaliseItem(message);
     if (!item) return;
-    const replayed = message.type === "replay" || Boolean(message.replayed);
+    // The server sends backlog and live alerts alike; an alert raised before this connection opened is a replay
+    // (no beep, counted in the "received while disconnected" notice).
+    const replayed = message.type === "replay" || Boolean(message.replayed)
+      || (this.openedAt && (item.alert.created_at || 0) < this.openedAt - 2);
     if (replayed) this.replayCount += 1;
     this.markSeen(item.id);
     this.onAlert(item, { replayed });
+  }
+
+  finishReplay() {
+    if (this.replaying) this.onReplayDone(this.replayCount);
+    this.replaying = false;
+    this.replayCount = 0;
   }
 
   scheduleReconnect() {

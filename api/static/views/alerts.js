@@ -7,7 +7,7 @@ import { beep } from "../live.js";
 import { authImg, cameraName, cropUrl, itemsOf, listCameras } from "./common.js";
 
 async function loadBacklog(ctx) {
-  const data = await api(ROUTES.alerts, { query: { limit: 200 } });
+  const data = await api(ROUTES.alerts, { query: { limit: 300 } });
   const items = itemsOf(data, "alerts").map((row) => (row.alert ? row : {
     id: row.stream_id || row.id || "", alert: row, ack: row.ack || null,
   }));
@@ -50,7 +50,7 @@ async function acknowledge(item, ctx) {
     onSubmit: async () => api(ROUTES.alertAck(item.alert.alert_id), { method: "POST", body: { note: note.value.trim() } }),
   });
   if (!result) return;
-  const ack = result.ack || (result.by || result.note !== undefined ? result : { by: ctx.user.username, note: note.value.trim() });
+  const ack = result && result.by ? result : { by: ctx.user.username, note: note.value.trim() };
   ctx.updateAlert(item.alert.alert_id, { ack });
   toast(t("ok.acked"), "ok", 3000);
 }

@@ -3,7 +3,7 @@
 import { ROUTES, api, loadImage } from "../api.js";
 import { clear, errorBox, fmtAgo, fmtTime, h, num, pct } from "../dom.js";
 import { t } from "../i18n.js";
-import { authImg, cropUrl, itemsOf, listCameras } from "./common.js";
+import { authImg, cropUrl, itemsOf, listCameras, plateEventOf } from "./common.js";
 
 const REFRESH_MS = 3000;
 
@@ -67,12 +67,14 @@ async function renderGrid(container) {
 }
 
 async function recentEvents(cameraId, kind) {
-  if (kind === "plate") {
-    const data = await api(ROUTES.plateSearch, { query: { q: "*", cameras: cameraId, limit: 20 } });
-    return itemsOf(data);
-  }
-  const data = await api(ROUTES.faceEvents, { query: { camera: cameraId, limit: 20 } });
-  return itemsOf(data);
+  const data = await api(ROUTES.cameraEvents(cameraId), { query: { kind, limit: 20 } });
+  return itemsOf(data, kind === "plate" ? "plates" : "faces");
+}
+
+function eventsError(err) {
+  // FastAPI answers an unknown route with 404 "Not Found": the server has no per-camera event list yet.
+  if (err.status === 404 && err.detail === "Not Found") return h("div", { class: "empty" }, t("err.not_available"));
+  return errorBox(err);
 }
 
 function plateRows(events) {
@@ -81,7 +83,7 @@ function plateRows(events) {
     h("thead", {}, h("tr", {}, h("th", {}, t("plates.col.crop")), h("th", {}, t("plates.col.plate")),
       h("th", {}, t("common.time")), h("th", {}, t("common.confidence")))),
     h("tbody", {}, events.map((ev) => {
-      const e = ev.event || ev;
+      const e = plateEventOf(ev);
       return h("tr", { class: "clickable", onclick: () => { location.hash = `#/plates?q=${encodeURIComponent(e.plate_text)}`; } },
         h("td", {}, authImg(cropUrl(e), { class: "crop-thumb" })),
         h("td", { class: "plate-text" }, e.plate_text || "?"),
@@ -116,7 +118,7 @@ async function renderDetail(container, ctx, cameraId) {
       h("p", {}, `${t("cameras.fps")}: ${num(hl.fps)}`),
       h("p", {}, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
       h("p", {}, `${t("cameras.last_frame")}: ${fmtTime(hl.lastFrame)}`),
-      c.location ? h("p", { class: "muted" }, c.location) : null);
+      c.location ? h("p", { class: "muted" }, c.location.description || String(c.location)) : null);
   };
   clear(container,
     h("div", { class: "view-head" }, h("a", { class: "btn btn-secondary", href: "#/cameras" }, `← ${t("common.back")}`),
@@ -127,9 +129,9 @@ async function renderDetail(container, ctx, cameraId) {
   paintHealth(cam);
   loadImage(img, snapshotSrc(cam), { cacheable: false });
   const loadEvents = async () => {
-    try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, errorBox(err)); }
+    try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, eventsError(err)); }
     if (ctx.can("faces")) {
-      try { clear(faces, faceRows(await recentEvents(cameraId, "face"))); } catch (err) { clear(faces, errorBox(err)); }
+      try { clear(faces, faceRows(await recentEvents(cameraId, "face"))); } catch (err) { clear(faces, eventsError(err)); }
     }
   };
   loadEvents();

@@ -59,3 +59,10 @@ export function cameraSelect(cameras, { name = "camera", multiple = false, value
   cameras.forEach((c) => select.append(h("option", { value: c.id, selected: c.id === value }, c.name)));
   return select;
 }
+
+/** Event fields of a plate search hit (a hit may wrap the event or be flat with `plate`). */
+export function plateEventOf(hit) {
+  const e = { ...(hit.event || {}), ...hit };
+  e.plate_text = e.plate_text || hit.plate || "";
+  return e;
+}

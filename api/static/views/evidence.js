@@ -34,10 +34,10 @@ function exportRow(data, ctx, cases, refreshCases) {
     state.textContent = t("evidence.status.done");
     const filename = j.filename || `${j.camera_id}_${Math.floor(j.start)}_${Math.floor(j.end)}.mp4`;
     const caseSel = h("select", { class: "case-select" }, h("option", { value: "" }, t("evidence.add_to_case")),
-      cases.map((c) => h("option", { value: c.id }, c.title || c.name || c.id)));
+      cases.map((c) => h("option", { value: c.id }, c.name || c.id)));
     caseSel.addEventListener("change", async () => {
       if (!caseSel.value) return;
-      await attempt(() => api(ROUTES.caseItems(caseSel.value), { method: "POST", body: { export_id: j.id } }),
+      await attempt(() => api(ROUTES.caseItems(caseSel.value), { method: "POST", body: { kind: "clip", ref: j.id } }),
         { okMessage: t("ok.saved") });
       caseSel.value = "";
       refreshCases();
@@ -49,6 +49,9 @@ function exportRow(data, ctx, cases, refreshCases) {
         h("button", { class: "btn btn-primary btn-small download", type: "button",
           onclick: () => attempt(() => downloadFile(j.download_url || ROUTES.exportDownload(j.id), filename)) },
         `⬇ ${t("evidence.download")}`),
+        h("button", { class: "btn btn-secondary btn-small manifest", type: "button",
+          onclick: () => attempt(() => downloadFile(ROUTES.exportManifest(j.id), `${filename}.sha256.json`)) },
+        t("evidence.manifest")),
         caseSel));
   } else if (j.status === "failed") {
     state.textContent = t("evidence.status.failed");
@@ -92,10 +95,15 @@ export const evidenceView = {
         if (!cases.length) clear(casesBox, h("div", { class: "empty" }, t("evidence.no_cases")));
         else {
           clear(casesBox, h("ul", { class: "list-nav" }, cases.map((c) => {
-            const items = c.items || c.exports || [];
-            return h("li", { dataset: { caseId: c.id } }, h("div", { class: "export-item" },
-              h("strong", {}, c.title || c.name || c.id), c.reference ? h("span", { class: "muted" }, ` · ${c.reference}`) : null,
-              h("div", { class: "muted" }, t("evidence.case_items", { n: c.item_count ?? items.length }))));
+            const items = c.items || [];
+            return h("li", { dataset: { caseId: c.id, items: items.length } }, h("div", { class: "export-item" },
+              h("strong", {}, c.name || c.id),
+              c.description ? h("div", { class: "muted" }, c.description) : null,
+              h("div", { class: "muted" }, t("evidence.case_items", { n: items.length }),
+                items.length ? ` · ${items.map((it) => it.ref || it.id).join(", ")}` : ""),
+              items.length ? h("button", { class: "btn btn-secondary btn-small case-package", type: "button",
+                onclick: () => attempt(() => downloadFile(ROUTES.casePackage(c.id), `case_${c.id}.zip`)) },
+              `⬇ ${t("evidence.package")}`) : null));
           })));
         }
         paintExports();
@@ -141,13 +149,12 @@ export const evidenceView = {
     };
 
     const newCase = async () => {
-      const title = h("input", { name: "title", required: true, maxlength: 200 });
-      const reference = h("input", { name: "reference", maxlength: 200 });
-      const notes = h("textarea", { name: "notes", rows: 3 });
-      const created = await dialog(t("evidence.new_case"), [field("evidence.case_title", title),
-        field("evidence.case_ref", reference), field("common.notes", notes)], {
+      const name = h("input", { name: "name", required: true, maxlength: 200, id: "case-name" });
+      const description = h("textarea", { name: "description", rows: 3, maxlength: 5000, id: "case-description" });
+      const created = await dialog(t("evidence.new_case"), [field("evidence.case_title", name),
+        field("evidence.case_description", description)], {
         onSubmit: () => api(ROUTES.cases, { method: "POST",
-          body: { title: title.value.trim(), reference: reference.value.trim(), notes: notes.value.trim() } }),
+          body: { name: name.value.trim(), description: description.value.trim() } }),
       });
       if (created) { toast(t("ok.saved"), "ok", 3000); refreshCases(); }
     };

@@ -46,10 +46,11 @@ export const facesView = {
       status.textContent = t("faces.searching");
       clear(results);
       const form = new FormData();
-      form.append("file", file, file.name);
+      form.append("image", file, file.name);
+      form.append("threshold", threshold.value);
+      form.append("limit", "50");
       try {
-        const data = await api(ROUTES.faceSearch, { method: "POST", body: form,
-          query: { threshold: threshold.value, limit: 50 } });
+        const data = await api(ROUTES.faceSearch, { method: "POST", body: form });
         const hits = itemsOf(data, "matches");
         status.textContent = t("common.results", { n: hits.length });
         if (!hits.length) clear(results, h("div", { class: "empty" }, t("faces.empty")));

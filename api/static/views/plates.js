@@ -3,7 +3,7 @@
 import { ROUTES, api } from "../api.js";
 import { clear, errorBox, field, fmtTime, fromLocalInput, h, pct, toLocalInput } from "../dom.js";
 import { t } from "../i18n.js";
-import { authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras } from "./common.js";
+import { authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf } from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE = 50;
@@ -15,10 +15,6 @@ function svg(tag, attrs = {}, text) {
   return el;
 }
 
-/** Event fields of a search hit (the hit may wrap the event or be the event). */
-function eventOf(hit) {
-  return { ...(hit.event || {}), ...hit, ...(hit.event ? { plate_text: hit.event.plate_text || hit.plate } : {}) };
-}
 
 function exportLink(e) {
   const start = Math.floor((e.started_at ?? e.frame_time) - 5);
@@ -151,13 +147,14 @@ export const platesView = {
       try {
         const data = await api(ROUTES.plateSearch, {
           signal: controller.signal,
-          query: { q: p.q, mode: p.mode, cameras: p.cameras.length ? p.cameras.join(",") : undefined,
+          query: { q: p.q, mode: p.mode, cameras: p.cameras.length ? p.cameras : undefined,
             start: p.start ?? undefined, end: p.end ?? undefined, province: p.province || undefined,
             offset, limit: PAGE },
         });
         const hits = itemsOf(data);
         const total = data.total ?? hits.length + offset;
-        status.textContent = `${t("common.results", { n: total })}${data.mode ? ` · ${t(`plates.mode.${data.mode === "wildcard" ? "partial" : data.mode}`)}` : ""}`;
+        const notes = Array.isArray(data.notes) && data.notes.length ? ` · ${data.notes.join("; ")}` : "";
+        status.textContent = `${t("common.results", { n: total })}${data.truncated ? "+" : ""}${notes}`;
         let tbody = results.querySelector("tbody");
         if (!append || !tbody) {
           if (!hits.length) { clear(results, h("div", { class: "empty" }, t("plates.empty"))); return; }
@@ -169,7 +166,7 @@ export const platesView = {
         hits.forEach((hit) => tbody.append(row(hit)));
         results.querySelector(".more")?.remove();
         offset += hits.length;
-        if ((data.has_more ?? offset < total) && hits.length) {
+        if (hits.length && (data.total != null ? offset < data.total : hits.length === PAGE)) {
           results.append(h("button", { class: "btn btn-secondary more", type: "button", onclick: () => run(true) }, t("common.more")));
         }
       } catch (err) {

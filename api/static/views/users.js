@@ -18,9 +18,10 @@ export const usersView = {
         const users = itemsOf(await api(ROUTES.users), "users");
         if (!users.length) { clear(box, h("div", { class: "empty" }, t("users.empty"))); return; }
         clear(box, h("div", { class: "table-wrap" }, h("table", {},
-          h("thead", {}, h("tr", {}, [t("login.username"), t("common.name"), t("users.role"), ""].map((c) => h("th", {}, c)))),
+          h("thead", {}, h("tr", {}, [t("login.username"), t("users.role"), t("common.cameras"), ""].map((c) => h("th", {}, c)))),
           h("tbody", {}, users.map((u) => h("tr", { dataset: { username: u.username } },
-            h("td", {}, u.username), h("td", {}, u.display_name || "–"), h("td", {}, t(`role.${u.role}`)),
+            h("td", {}, u.username), h("td", {}, t(`role.${u.role}`)),
+            h("td", {}, u.cameras ? u.cameras.join(", ") : t("common.all_cameras")),
             h("td", {}, u.username === ctx.user.username ? null : h("button", { class: "btn btn-small btn-danger", type: "button",
               onclick: async () => {
                 if (!window.confirm(t("common.confirm_delete", { name: u.username }))) return;
@@ -33,13 +34,12 @@ export const usersView = {
     };
     const create = async () => {
       const username = h("input", { name: "username", required: true, autocomplete: "off" });
-      const displayName = h("input", { name: "display_name" });
       const password = h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" });
       const role = h("select", { name: "role" }, ROLES.map((r) => h("option", { value: r }, t(`role.${r}`))));
-      const ok = await dialog(t("users.new"), [field("login.username", username), field("common.name", displayName),
-        field("login.password", password), field("users.role", role)], {
+      const ok = await dialog(t("users.new"), [field("login.username", username),
+        field("login.password", password, t("users.password_hint")), field("users.role", role)], {
         onSubmit: () => api(ROUTES.users, { method: "POST", body: { username: username.value.trim(),
-          display_name: displayName.value.trim(), password: password.value, role: role.value } }),
+          password: password.value, role: role.value } }),
       });
       if (ok) { toast(t("ok.saved"), "ok", 3000); load(); }
     };

@@ -20,11 +20,15 @@ async function plateDialog(list, entry) {
   return dialog(entry ? t("common.edit") : t("watchlists.add_plate"), [
     field("watchlists.plate", plate), h("label", { class: "check field" }, fuzzy, t("watchlists.fuzzy")),
     field("common.reason", reason), field("common.severity", severity)], {
-    onSubmit: () => {
+    onSubmit: async () => {
       const body = { plate: plate.value.trim(), fuzzy: fuzzy.checked, reason: reason.value.trim(), severity: severity.value };
-      return entry
-        ? api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PUT", body })
-        : api(ROUTES.watchlistEntries(list.id), { method: "POST", body });
+      // The API has no entry update: an edit adds the new entry, then removes the old one (never the reverse,
+      // so a failure cannot drop the plate from the list).
+      const saved = await api(ROUTES.watchlistPlates(list.id), { method: "POST", body });
+      if (entry && saved.entry_id !== entry.entry_id) {
+        await api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "DELETE" });
+      }
+      return saved;
     },
   });
 }
@@ -43,20 +47,25 @@ async function personDialog(list, entry, persons) {
     field("common.severity", severity), field("watchlists.threshold", threshold)], {
     onSubmit: async () => {
       let personId = entry?.person_id;
-      if (!personId || photos.files.length || name.value.trim() !== person?.name) {
+      const photoForm = () => {
         const form = new FormData();
-        form.append("name", name.value.trim());
         [...photos.files].forEach((file) => form.append("photos", file, file.name));
-        const saved = personId
-          ? await api(ROUTES.person(personId), { method: "PUT", body: form })
-          : await api(ROUTES.persons, { method: "POST", body: form });
-        personId = saved.id || saved.person_id || personId;
+        return form;
+      };
+      if (!personId) {
+        const form = photoForm();
+        form.append("name", name.value.trim());
+        personId = (await api(ROUTES.persons, { method: "POST", body: form })).id;
+      } else {
+        if (name.value.trim() !== person?.name) {
+          await api(ROUTES.person(personId), { method: "PATCH", body: { name: name.value.trim() } });
+        }
+        if (photos.files.length) await api(ROUTES.personPhotos(personId), { method: "PUT", body: photoForm() });
       }
       const body = { person_id: personId, reason: reason.value.trim(), severity: severity.value,
         threshold: Number(threshold.value) };
-      return entry
-        ? api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PUT", body })
-        : api(ROUTES.watchlistEntries(list.id), { method: "POST", body });
+      // A person entry's id is the person id, so posting it again replaces the entry in place.
+      return api(ROUTES.watchlistPersons(list.id), { method: "POST", body });
     },
   });
 }
@@ -65,8 +74,10 @@ async function showMatches(entry, label) {
   const box = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
   const pending = dialog(`${t("watchlists.matches")}: ${label}`, box, { submitLabel: t("common.close") });
   try {
-    const data = await api(ROUTES.alerts, { query: { entry_id: entry.entry_id, limit: 100 } });
-    const rows = itemsOf(data, "alerts").map((r) => r.alert || r).filter((a) => a.entry_id === entry.entry_id);
+    // GET /api/alerts has no entry filter yet: read the latest 1000 alerts and keep this entry's.
+    const data = await api(ROUTES.alerts, { query: { limit: 1000 } });
+    const rows = itemsOf(data, "alerts").map((r) => r.alert || r).filter((a) => a.entry_id === entry.entry_id)
+      .sort((a, b) => b.created_at - a.created_at);
     clear(box, rows.length ? h("table", { class: "matches" }, h("tbody", {}, rows.map((a) => h("tr", {},
       h("td", {}, authImg(cropUrl(a), { class: "crop-thumb" })), h("td", {}, cameraName(a.camera_id)),
       h("td", {}, fmtTime(a.created_at)), h("td", {}, pct(a.score))))))
