@@ -6,7 +6,7 @@ import logging
 import threading
 
 import numpy as np
-from fastapi import HTTPException, status
+from fastapi import HTTPException
 
 from api.settings import ApiSettings
 from pipeline.search.faces import FaceIndex
@@ -51,8 +51,8 @@ class FaceService:
         """The embedding of the face in a photo; 422 naming ``field`` if there is none (or several)."""
         faces = self.usable_faces(image)
         if not faces:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: no usable face found in the photo")
+            raise HTTPException(422, f"{field}: no usable face found in the photo")
         if exactly_one and len(faces) > 1:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+            raise HTTPException(422,
                                 f"{field}: {len(faces)} faces found; an enrolment photo must show exactly one")
         return faces[0][0]

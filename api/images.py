@@ -43,7 +43,7 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
 def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
     """Decode a sniffed image to BGR after checking its header dimensions (never decodes a bomb)."""
     if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: the file is empty")
+        raise HTTPException(422, f"{field}: the file is empty")
     kind = sniff(data)
     if kind is None:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -52,13 +52,13 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             width, height = header.size
     except Exception as exc:  # noqa: BLE001 - any parser failure is the client's bad file
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: unreadable {kind} header") from exc
+        raise HTTPException(422, f"{field}: unreadable {kind} header") from exc
     if width <= 0 or height <= 0 or width * height > max_pixels:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"{field}: image is {width}x{height}; at most {max_pixels} pixels are accepted")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.shape[0] != height or image.shape[1] != width:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: the {kind} image data is corrupt")
+        raise HTTPException(422, f"{field}: the {kind} image data is corrupt")
     return image
 
 

@@ -6,7 +6,6 @@ reconnect (``?after=<id>`` or SSE ``Last-Event-ID``) and live alerts come throug
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -91,7 +90,7 @@ def _check_after(after: str | None) -> None:
     import re
 
     if after is not None and not re.fullmatch(STREAM_ID, after):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "after: must be an alert stream id like 1-0")
+        raise HTTPException(422, "after: must be an alert stream id like 1-0")
 
 
 @router.websocket("/ws")
@@ -114,24 +113,12 @@ async def alerts_ws(websocket: WebSocket, token: str | None = None, after: str |
         top = websocket.app.state.redis.xrevrange(keys.ALERT_STREAM, count=1)
         last = top[0][0].decode() if top else "0-0"
 
-    async def pump() -> None:
+    try:
         async for item in _tail(settings.redis_url, user, last, int(settings.ws_poll_s * 1000)):
             if item is not None:
                 await websocket.send_json(item)
-
-    async def drain() -> None:
-        while True:
-            await websocket.receive_text()
-
-    tasks = [asyncio.create_task(pump()), asyncio.create_task(drain())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    except (WebSocketDisconnect, RuntimeError):
+        logger.debug("alert websocket of %s closed", user.username)
 
 
 @router.get("/stream", summary="Live alerts as Server-Sent Events (resumes from Last-Event-ID)")

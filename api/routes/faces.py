@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.images import load_image
@@ -33,7 +33,7 @@ async def search_faces(
     query = await run_in_threadpool(service.one_face, photo, "image", False)
     threshold = settings.face_threshold if threshold is None else threshold
     if start is not None and end is not None and end < start:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "end: must not be before start")
+        raise HTTPException(422, "end: must not be before start")
 
     def run() -> list:
         service.index.refresh()

@@ -24,9 +24,9 @@ def _out(p: dict) -> PersonOut:
 
 async def _embed_photos(request: Request, photos: list[UploadFile], settings) -> np.ndarray:
     if not photos:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "photos: at least one photo is needed")
+        raise HTTPException(422, "photos: at least one photo is needed")
     if len(photos) > settings.max_photos:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"photos: at most {settings.max_photos} photos")
+        raise HTTPException(422, f"photos: at most {settings.max_photos} photos")
     service = request.app.state.faces
     embeddings = []
     for i, upload in enumerate(photos):

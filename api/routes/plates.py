@@ -24,12 +24,12 @@ def _filters(user: User, cameras: list[str] | None, start: float | None, end: fl
              province: str | None = None, min_confidence: float | None = None,
              vehicle_class: str | None = None) -> PlateFilters:
     if start is not None and end is not None and end < start:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "end: must not be before start")
+        raise HTTPException(422, "end: must not be before start")
     thai = None
     if province:
         found = match_province(province, max_ratio=0.2)
         if found is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"province: unknown province {province!r}")
+            raise HTTPException(422, f"province: unknown province {province!r}")
         thai = found.thai
     return PlateFilters(cameras=user.camera_filter(cameras), start=start, end=end, province=thai,
                         min_confidence=min_confidence, vehicle_class=vehicle_class)
@@ -71,7 +71,7 @@ def search_plates(
         result = searcher.search(q, mode=mode, filters=filters, offset=offset, limit=limit,
                                  max_distance=max_distance, order=order)
     except QueryError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"q: {exc}") from exc
+        raise HTTPException(422, f"q: {exc}") from exc
     store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
                                                 "end": end, "province": province}, result.total)
     return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
@@ -86,7 +86,7 @@ def plate_history(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> PlateSearchOut:
     if not 1 <= len(plate) <= MAX_QUERY_LEN:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"plate: 1 to {MAX_QUERY_LEN} characters")
+        raise HTTPException(422, f"plate: 1 to {MAX_QUERY_LEN} characters")
     searcher = PlateSearcher(client)
     result = searcher.history(plate, _filters(user, cameras, start, end), offset=offset, limit=limit)
     store.audit(user.username, "plate_history", {"plate": plate, "cameras": cameras}, result.total)

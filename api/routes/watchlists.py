@@ -79,11 +79,11 @@ def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, admin: Admin, cli
                     store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "plate":
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "watchlist_id: this is a face watchlist")
+        raise HTTPException(422, "watchlist_id: this is a face watchlist")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "created_by": admin.username})
     if not entry["plate"]:
         wl.delete_entry(watchlist_id, entry["entry_id"])
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "plate: nothing left after normalisation")
+        raise HTTPException(422, "plate: nothing left after normalisation")
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
     return EntryOut(**entry)
 
@@ -93,7 +93,7 @@ def add_face_entry(watchlist_id: str, body: FaceEntryCreate, admin: Admin, clien
                    store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "face":
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "watchlist_id: this is a plate watchlist")
+        raise HTTPException(422, "watchlist_id: this is a plate watchlist")
     if wl.get_person(body.person_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {body.person_id!r} not found")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,

@@ -1,0 +1,528 @@
+"""The control-room page in a real headless Chromium against the real API, a real Redis and real footage.
+
+Events are written with :class:`pipeline.store.EventStore` (the engine's writer) and carry real crops cut with
+ffmpeg from ../shared/data footage and photos, saved by the engine's :class:`SnapshotWriter`; face events carry
+embeddings computed by the engine's face models from real LFW photos. Screenshots go to ``test-artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import cv2
+import numpy as np
+import pytest
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
+PASSWORD = "correct-horse-42"
+DASHCAM = "thai_bangkok_night_dashcam_bus.mp4"
+PLATE_CAMS = ("bkk-night-01", "bkk-night-02")
+FACE_CAM = "walkway-01"
+LFW_PEOPLE = ("Colin_Farrell", "Dick_Cheney", "Billy_Crystal")
+
+
+
+def free_port() -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="Debian chromium/chromedriver absent"),
+]
+
+CAMERAS_YAML = """\
+version: 1
+cameras:
+  - id: bkk-night-01
+    name: Bangkok night traffic A
+    url: rtsp://127.0.0.1:8554/thai_bangkok_night_dashcam_bus
+    analytics: {plates: true, faces: false}
+  - id: bkk-night-02
+    name: Bangkok night traffic B
+    url: rtsp://127.0.0.1:8554/thai_bangkok_night_dashcam_bus_b
+    analytics: {plates: true, faces: false}
+  - id: walkway-01
+    name: Covered walkway
+    url: rtsp://127.0.0.1:8554/pedestrians_walking_toward_camera
+    analytics: {plates: false, faces: true}
+"""
+
+
+@dataclass
+class WebData:
+    """What the module fixture stored, for the tests to look for."""
+
+    recordings: Path
+    config_path: Path
+    plate_events: list = field(default_factory=list)
+    face_events: dict = field(default_factory=dict)
+    query_photo: Path | None = None
+    recording_window: tuple[float, float] | None = None
+    recording_error: str = ""
+
+
+def ffmpeg_frame(video: Path, at_s: float) -> np.ndarray:
+    """One decoded frame (BGR) of a real video at ``at_s`` seconds, through ffmpeg."""
+    out = subprocess.run(["ffmpeg", "-loglevel", "error", "-ss", str(at_s), "-i", str(video), "-frames:v", "1",
+                          "-f", "image2pipe", "-vcodec", "png", "-"], capture_output=True, check=True, timeout=60)
+    frame = cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None, f"could not decode a frame of {video} at {at_s}s"
+    return frame
+
+
+def store_plate_events(store, writer, shared: Path, now: float) -> list:
+    """Plate events with real crops: the Hilux (1กอ5180) and the bus (16-7186) from the Bangkok dashcam at 12 s,
+    and the smoke-test photo (ฒก8534) with its labelled box. 1กอ5180 is seen three times on two cameras."""
+    from pipeline.events import PlateCandidate, PlateEvent
+
+    frame = ffmpeg_frame(shared / "data" / "videos" / DASHCAM, 12.0)
+    photo = cv2.imread(str(shared / "data" / "plates_thai_smoke" / "images" / "car_image.jpg"))
+    reads = [
+        ("1กอ5180", frame, (578, 642, 728, 712), "car", [(PLATE_CAMS[0], 3000), (PLATE_CAMS[0], 1200),
+                                                         (PLATE_CAMS[1], 600)]),
+        ("167186", frame, (268, 404, 348, 448), "bus", [(PLATE_CAMS[0], 2400)]),
+        ("ฒก8534", photo, (228, 880, 972, 1074), "car", [(PLATE_CAMS[1], 900)]),
+    ]
+    events = []
+    for text, image, (x1, y1, x2, y2), vclass, sightings in reads:
+        for track, (camera, ago) in enumerate(sightings):
+            t = now - ago
+            ev = PlateEvent(camera_id=camera, track_id=track, started_at=t - 2, ended_at=t + 2, frame_time=t,
+                            plate_text=text, province="กรุงเทพมหานคร", province_latin="Bangkok", confidence=0.91,
+                            candidates=[PlateCandidate(text=text, score=0.91)], vehicle_class=vclass,
+                            plate_box=[x1, y1, x2, y2])
+            ev.crop_path = writer.save(camera, t, ev.event_id, "plate", image[y1:y2, x1:x2])
+            ev.snapshot_path = writer.save(camera, t, ev.event_id, "frame", image)
+            assert store.publish_plate_event(ev)
+            events.append(ev)
+    return events
+
+
+def store_face_events(store, writer, shared: Path, now: float) -> tuple[dict, Path]:
+    """One face event per LFW identity (photo 1, embedded by the engine's face models); returns the events and a
+    different photo (photo 2) of the first identity to search with."""
+    from pipeline.events import FaceEvent
+    from pipeline.models.registry import load_face_analyzer
+
+    analyzer = load_face_analyzer(device="cpu")
+    root = shared / "data" / "faces_lfw" / "images"
+    events = {}
+    for i, person in enumerate(LFW_PEOPLE):
+        image = cv2.imread(str(root / person / f"{person}_0001.jpg"))
+        embedding = analyzer.embed_face_images([image])[0]
+        assert embedding is not None, f"no face found in the LFW photo of {person}"
+        t = now - 300 - 60 * i
+        ev = FaceEvent(camera_id=FACE_CAM, track_id=i, started_at=t - 1, ended_at=t + 1, frame_time=t,
+                       embedding=[float(v) for v in embedding], quality=0.8, det_score=0.9,
+                       face_box=[25, 25, 125, 125])
+        ev.crop_path = writer.save(FACE_CAM, t, ev.event_id, "face", image[20:130, 20:130])
+        ev.snapshot_path = writer.save(FACE_CAM, t, ev.event_id, "frame", image)
+        assert store.publish_face_event(ev)
+        events[person] = ev
+    return events, root / LFW_PEOPLE[0] / f"{LFW_PEOPLE[0]}_0002.jpg"
+
+
+def store_recording(client: redis.Redis, recordings: Path, shared: Path, now: float) -> tuple[float, float]:
+    """A short real recording segment of the Bangkok camera, in the ingest engineer's layout and index."""
+    from pipeline.recording import segments  # the recorder's layout and index
+
+    start = now - 120
+    return segments.add_test_segment(client, recordings, PLATE_CAMS[0], shared / "data" / "videos" / DASHCAM,
+                                      start, seconds=6)
+
+
+@pytest.fixture(scope="module")
+def web_data(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPathFactory) -> WebData:
+    """Real events, crops and (if the recorder is installed) a recording segment in a freshly flushed Redis."""
+    from pipeline.engine.snapshots import SnapshotWriter
+    from pipeline.store import EventStore
+
+    if redis_server.process is None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    base = tmp_path_factory.mktemp("web")
+    data = WebData(recordings=base / "recordings", config_path=base / "cameras.yaml")
+    data.recordings.mkdir()
+    data.config_path.write_text(CAMERAS_YAML, encoding="utf-8")
+    store, writer, now = EventStore(client), SnapshotWriter(data.recordings), time.time()
+    data.plate_events = store_plate_events(store, writer, shared_dir, now)
+    data.face_events, data.query_photo = store_face_events(store, writer, shared_dir, now)
+    try:
+        data.recording_window = store_recording(client, data.recordings, shared_dir, now)
+    except (ImportError, AttributeError) as exc:
+        data.recording_error = f"recording layout not available: {exc}"
+    client.close()
+    return data
+
+
+@dataclass
+class Server:
+    """The real API under uvicorn on a loopback port."""
+
+    url: str
+    redis_url: str
+    client: redis.Redis
+
+
+@pytest.fixture(scope="module")
+def server(web_data: WebData, redis_server) -> Iterator[Server]:
+    """``api.main:create_app`` served by uvicorn in a thread, with three users (one per role)."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from api.store import ApiStore
+
+    settings = ApiSettings(redis_url=redis_server.url, recordings_dir=web_data.recordings,
+                           config_path=web_data.config_path, scrypt_n=2**10, face_threshold=0.4,
+                           login_max_per_user=50, login_max_per_ip=200)
+    client = redis.Redis.from_url(redis_server.url)
+    users = ApiStore(client, scrypt_n=2**10)
+    for name, role in (("op", "operator"), ("inv", "investigator"), ("boss", "admin")):
+        users.put_user(name, role, PASSWORD)
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                            ws_ping_interval=None)
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, name="uvicorn-web-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not uv.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        yield Server(url=f"http://127.0.0.1:{port}", redis_url=redis_server.url, client=client)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Headless Chromium driven by Selenium, with a fresh profile and a download folder."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--window-size=1600,1000",
+                "--lang=en-GB", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.downloads = downloads
+    try:
+        driver.set_page_load_timeout(30)
+        yield driver
+    finally:
+        driver.quit()
+
+
+ARTIFACTS_READY = False
+
+
+def shot(driver, name: str) -> Path:
+    """Save a screenshot into test-artifacts/web/ and return its path."""
+    global ARTIFACTS_READY
+    if not ARTIFACTS_READY:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        ARTIFACTS_READY = True
+    path = ARTIFACTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), f"screenshot {path} failed"
+    return path
+
+
+def wait(driver, css: str, timeout: float = 15, visible: bool = True):
+    """The first element matching ``css`` once it is present (and visible)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    condition = ec.visibility_of_element_located if visible else ec.presence_of_element_located
+    return WebDriverWait(driver, timeout).until(condition((By.CSS_SELECTOR, css)))
+
+
+def wait_until(driver, predicate, timeout: float = 15, message: str = ""):
+    """Wait until ``predicate(driver)`` is truthy and return it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(predicate, message)
+
+
+def css(driver, selector: str) -> list:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def page_errors(driver) -> list[str]:
+    """Severe browser console messages (uncaught exceptions, failed module loads)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+            and "favicon" not in e["message"]]
+
+
+def login(driver, server: Server, username: str, password: str = PASSWORD, lang: str = "en") -> None:
+    """Open the page signed out, in ``lang``, and sign in."""
+    driver.get(server.url + "/#/alerts")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear(); localStorage.setItem('cctv.lang', arguments[0]);",
+                          lang)
+    driver.refresh()
+    wait(driver, "#login-username").send_keys(username)
+    css(driver, "#login-password")[0].send_keys(password)
+    css(driver, "#login-submit")[0].click()
+
+
+def nav_views(driver) -> list[str]:
+    return [a.get_attribute("data-view") for a in css(driver, "#nav a")]
+
+
+def image_loaded(driver, selector: str) -> bool:
+    """Whether every image matching ``selector`` decoded a real picture."""
+    return bool(driver.execute_script(
+        "const imgs=[...document.querySelectorAll(arguments[0])];"
+        "return imgs.length>0 && imgs.every(i=>i.complete && i.naturalWidth>0 && i.src.startsWith('blob:'));",
+        selector))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_login_errors_and_role_navigation(browser, server):
+    """A wrong password is explained in words; each role sees only its screens."""
+    login(browser, server, "op", "wrong-password")
+    box = wait(browser, "#login-error")
+    assert "wrong" in box.text.lower()
+    shot(browser, "01_login_error")
+
+    expected = {
+        "op": ["alerts", "cameras", "plates"],
+        "inv": ["alerts", "cameras", "plates", "faces", "evidence"],
+        "boss": ["alerts", "cameras", "plates", "faces", "evidence", "watchlists", "users"],
+    }
+    for user, views in expected.items():
+        login(browser, server, user)
+        wait(browser, "#nav a")
+        assert nav_views(browser) == views, user
+        shot(browser, f"01_nav_{user}")
+    # an operator typing the URL of an investigator screen is sent back to one of theirs
+    login(browser, server, "op")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/faces")
+    wait_until(browser, lambda d: d.execute_script("return document.getElementById('view').dataset.view") == "alerts")
+    assert not page_errors(browser)
+
+
+def test_live_alert_appears_beeps_and_is_acknowledged(browser, server, web_data):
+    """An alert published by the engine's writer while the page is open appears live with its crop, beeps, and is
+    acknowledged with a note (the note is stored by the API)."""
+    from pipeline.events import Alert
+    from pipeline.store import EventStore
+
+    login(browser, server, "op")
+    wait(browser, "#alert-list")
+    wait_until(browser, lambda d: d.find_element("id", "conn").get_attribute("data-state") == "live",
+               message="alert WebSocket never went live")
+    beeps_before = browser.execute_script("return window.__beeps || 0")
+    hilux = web_data.plate_events[2]
+    alert = Alert(kind="plate", watchlist_id="wl-test", entry_id="entry-1", event_id=hilux.event_id,
+                  camera_id=hilux.camera_id, reason="Stolen vehicle report 2567/118", severity="high",
+                  label=hilux.plate_text, score=1.0, crop_path=hilux.crop_path)
+    assert EventStore(server.client).publish_alert(alert)
+
+    card = wait(browser, f'.alert-card[data-alert-id="{alert.alert_id}"]', timeout=20)
+    assert "1กอ5180" in card.text and "Stolen vehicle report" in card.text
+    assert "High" in card.text and "flash" in card.get_attribute("class")
+    wait_until(browser, lambda d: image_loaded(d, f'.alert-card[data-alert-id="{alert.alert_id}"] img'),
+               message="alert crop did not load")
+    wait_until(browser, lambda d: d.execute_script("return window.__beeps || 0") > beeps_before,
+               message="no beep for a high-severity alert")
+    shot(browser, "02_alert_wall_live")
+
+    card.find_element("css selector", '[data-action="ack"]').click()
+    note = wait(browser, "dialog textarea[name=note]")
+    note.send_keys("Patrol 12 informed")
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait_until(browser, lambda d: "acked" in d.find_element(
+        "css selector", f'.alert-card[data-alert-id="{alert.alert_id}"]').get_attribute("class"))
+    ack = json.loads(server.client.hget("alerts:acks", alert.alert_id))
+    assert ack["by"] == "op" and ack["note"] == "Patrol 12 informed"
+    shot(browser, "03_alert_acknowledged")
+
+
+def test_alert_feed_reconnects_and_replays_missed_alerts(browser, server, web_data):
+    """When the WebSocket drops, the page reconnects with backoff and replays alerts raised meanwhile."""
+    from pipeline.events import Alert
+    from pipeline.store import EventStore
+
+    login(browser, server, "op")
+    wait_until(browser, lambda d: d.find_element("id", "conn").get_attribute("data-state") == "live")
+    # cut the connection from the page side (as a network drop would) and raise an alert while it is down
+    browser.execute_script("window.__cctvFeed && window.__cctvFeed.ws && window.__cctvFeed.ws.close(4000, 'test')")
+    wait_until(browser, lambda d: d.find_element("id", "conn").get_attribute("data-state") in ("waiting",
+                                                                                                  "connecting"))
+    face = web_data.face_events[LFW_PEOPLE[1]]
+    missed = Alert(kind="face", watchlist_id="wl-faces", entry_id="person-1", event_id=face.event_id,
+                   camera_id=face.camera_id, reason="Missing person", severity="medium", label=LFW_PEOPLE[1],
+                   score=0.71, crop_path=face.crop_path)
+    assert EventStore(server.client).publish_alert(missed)
+    wait(browser, f'.alert-card[data-alert-id="{missed.alert_id}"]', timeout=20)
+    assert browser.find_element("id", "conn").get_attribute("data-state") == "live"
+
+
+def test_fuzzy_plate_search_and_sightings_timeline(browser, server, web_data):
+    """A fuzzy query one character off finds the Hilux; opening it shows its sightings on two cameras."""
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/plates")
+    box = wait(browser, "#plate-query")
+    box.send_keys("~1กอ5186")
+    css(browser, "#plate-search")[0].click()
+    wait(browser, "#plate-table")
+    rows = css(browser, '#plate-table tbody tr[data-plate="1กอ5180"]')
+    assert len(rows) == 3, [r.text for r in css(browser, "#plate-table tbody tr")]
+    wait_until(browser, lambda d: image_loaded(d, '#plate-table tbody tr[data-plate="1กอ5180"] img'),
+               message="plate crops did not load")
+    shot(browser, "04_plate_search_fuzzy")
+    rows[0].click()
+    timeline = wait(browser, "#plate-timeline")
+    assert timeline.get_attribute("data-count") == "3"
+    assert len(css(browser, "#plate-timeline circle.dot")) == 3
+    labels = {el.text for el in css(browser, "#plate-timeline .lane-label")}
+    assert labels == {"Bangkok night traffic A", "Bangkok night traffic B"}
+    shot(browser, "05_plate_timeline")
+
+
+def test_operator_sees_plate_results_without_history(browser, server):
+    """An operator may search plates (wildcard) but has no timeline or export."""
+    login(browser, server, "op")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/plates?q=" + quote("1ก?5180"))
+    wait(browser, "#plate-table")
+    row = css(browser, "#plate-table tbody tr")[0]
+    assert "clickable" not in row.get_attribute("class")
+    assert not css(browser, "#plate-table a.btn")
+    # a query the API refuses is explained, not a blank page
+    box = css(browser, "#plate-query")[0]
+    box.clear()
+    box.send_keys("*")
+    css(browser, "#plate-search")[0].click()
+    err = wait(browser, "#plate-results .error-box")
+    assert "not valid" in err.text and "q:" in err.text
+    shot(browser, "06_plate_search_error")
+
+
+def test_face_search_by_photo(browser, server, web_data):
+    """Uploading another photo of a stored person finds that person's face event first, with its similarity."""
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/faces")
+    wait(browser, "#face-drop")
+    css(browser, "#face-file")[0].send_keys(str(web_data.query_photo))
+    wait(browser, "#face-results .face-card", timeout=60)
+    cards = css(browser, "#face-results .face-card")
+    expected = web_data.face_events[LFW_PEOPLE[0]].event_id
+    assert cards[0].get_attribute("data-event-id") == expected
+    assert float(cards[0].get_attribute("data-similarity")) >= 0.4
+    others = {web_data.face_events[p].event_id for p in LFW_PEOPLE[1:]}
+    assert not others & {c.get_attribute("data-event-id") for c in cards}
+    wait_until(browser, lambda d: image_loaded(d, "#face-results .face-card img"))
+    assert "Covered walkway" in cards[0].text
+    shot(browser, "07_face_search")
+    # a file that is not a photo is refused in words
+    bad = web_data.recordings / "not-a-photo.jpg"
+    bad.write_bytes(b"this is text, not an image")
+    css(browser, "#face-file")[0].send_keys(str(bad))
+    err = wait(browser, "#face-results .error-box", timeout=30)
+    assert "not accepted" in err.text
+    shot(browser, "08_face_search_error")
+
+
+def test_evidence_export_download_and_case(browser, server, web_data):
+    """Export a window of a recorded camera, follow its progress, download it and check its SHA-256."""
+    if web_data.recording_window is None:
+        pytest.skip(web_data.recording_error)
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    start, end = web_data.recording_window
+    browser.get(f"{server.url}/#/evidence?camera={PLATE_CAMS[0]}&start={int(start) + 1}&end={int(start) + 4}")
+    wait(browser, "#export-form")
+    css(browser, "#export-start-btn")[0].click()
+    item = wait(browser, '#export-list .export-item[data-status="done"]', timeout=90)
+    sha = item.find_element("css selector", ".sha256").text.strip()
+    assert len(sha) == 64
+    shot(browser, "09_evidence_export")
+    item.find_element("css selector", "button.download").click()
+    clip = wait_until(browser, lambda d: next((p for p in d.downloads.glob("*.mp4")), None), timeout=30)
+    wait_until(browser, lambda d: not list(d.downloads.glob("*.crdownload")), timeout=30)
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() == sha
+
+
+def test_watchlists_and_camera_grid_as_admin(browser, server):
+    """An admin creates a plate watchlist and adds an entry; the camera grid lists every camera."""
+    login(browser, server, "boss")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/watchlists")
+    css(browser, "#wl-new")[0].click() if css(browser, "#wl-new") else wait(browser, "#wl-new").click()
+    wait(browser, "#wl-name").send_keys("Stolen vehicles")
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait(browser, "#wl-add").click()
+    wait(browser, "#wl-plate").send_keys("1กอ 5180")
+    css(browser, "#wl-reason")[0].send_keys("Stolen 2567/118")
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    row = wait(browser, "#wl-entries tbody tr")
+    assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text
+    shot(browser, "10_watchlists")
+    browser.get(server.url + "/#/cameras")
+    wait(browser, "#camera-grid .camera-card")
+    ids = [c.get_attribute("data-camera-id") for c in css(browser, "#camera-grid .camera-card")]
+    assert ids == [*PLATE_CAMS, FACE_CAM]
+    shot(browser, "11_camera_grid")
+
+
+def test_thai_language_switch(browser, server):
+    """The language switch turns every visible string to Thai (no English navigation left)."""
+    login(browser, server, "boss")
+    wait(browser, "#nav a")
+    css(browser, "#lang-switch")[0].click()
+    wait_until(browser, lambda d: d.execute_script("return document.documentElement.lang") == "th")
+    nav = [a.text for a in css(browser, "#nav a")]
+    assert nav[:3] == ["การแจ้งเตือน", "กล้อง", "ค้นหาทะเบียน"], nav
+    assert "ผู้ดูแลระบบ" in css(browser, "#who")[0].text
+    shot(browser, "12_thai_alerts")
+    browser.get(server.url + "/#/plates")
+    wait(browser, "#plate-query")
+    assert css(browser, "#plate-search")[0].text == "ค้นหา"
+    shot(browser, "13_thai_plates")
+    # both dictionaries have the same keys
+    keys = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/i18n.js').then((m) => { const d = m.dictionaries();"
+        "done([Object.keys(d.en).sort(), Object.keys(d.th).sort()]); });")
+    assert keys[0] == keys[1]
+    assert not page_errors(browser)
