@@ -34,7 +34,7 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
             break
         size += len(chunk)
         if size > max_bytes:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(413,
                                 f"{field}: upload is larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
