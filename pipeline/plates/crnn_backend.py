@@ -1,0 +1,136 @@
+"""ONNX Runtime backend of the project's Thai plate reader (``models/plate_reader``).
+
+The network (:mod:`pipeline.plates.net`) reads the registration line with a CTC head and classifies the province
+(77 classes) from the whole crop. Crops are resized to the network input (64x128, BGR); normalisation happens in
+the graph. Decoding uses a grammar-constrained CTC prefix beam search (:mod:`pipeline.plates.decoding`); when no
+valid registration is found, the best-path read is returned with ``valid=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.plates.decoding import Decoded, beam_search, best_path
+from pipeline.plates.grammar import compact_display, is_valid_prefix, plate_format
+from pipeline.plates.provinces import PROVINCES
+from pipeline.plates.reader import PlateRead
+
+logger = logging.getLogger(__name__)
+
+ONNX_NAME = "plate_reader.onnx"
+META_NAME = "plate_reader.json"
+
+
+def _providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device in ("auto", "cuda", "gpu") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device in ("cuda", "gpu"):
+        logger.warning("CUDAExecutionProvider not available (providers: %s); using CPU", available)
+    return ["CPUExecutionProvider"]
+
+
+def _to_bgr(crop: np.ndarray) -> np.ndarray:
+    if crop.ndim == 2:
+        return cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    if crop.shape[2] == 4:
+        return cv2.cvtColor(crop, cv2.COLOR_BGRA2BGR)
+    return crop
+
+
+def _with_hyphen_confs(text: str, confs: list[float]) -> tuple[str, list[float]]:
+    """Display text (hyphen for commercial) and one confidence per displayed character."""
+    shown = compact_display(text)
+    if shown != text and len(shown) == len(text) + 1 and len(confs) == len(text):
+        confs = confs[:2] + [min(confs[1], confs[2])] + confs[2:]
+    return shown, confs
+
+
+class CrnnPlateReader:
+    """Batched Thai plate reader running the shipped ONNX model."""
+
+    def __init__(self, model_dir: Path, device: str = "auto", batch_size: int = 64, beam: int = 8,
+                 top_k: int = 5, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        onnx_path = model_dir / ONNX_NAME
+        meta_path = model_dir / META_NAME
+        for p in (onnx_path, meta_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"plate reader model file missing: {p}")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.charset: str = meta["charset"]
+        self.input_h = int(meta["input"]["height"])
+        self.input_w = int(meta["input"]["width"])
+        if len(meta["provinces"]) != len(PROVINCES):
+            raise ValueError(f"{meta_path}: expected {len(PROVINCES)} provinces")
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=_providers(device))
+        self.providers = self.session.get_providers()
+        self.batch_size = batch_size
+        self.beam = beam
+        self.top_k = top_k
+        logger.info("plate reader %s on %s", onnx_path, self.providers)
+
+    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Resize crops to the network input: float32 ``[B, 3, H, W]`` in 0..255 (BGR)."""
+        out = np.zeros((len(crops), self.input_h, self.input_w, 3), np.uint8)
+        for i, crop in enumerate(crops):
+            if crop is None or crop.size == 0:
+                continue
+            crop = _to_bgr(np.asarray(crop))
+            shrink = crop.shape[0] > self.input_h or crop.shape[1] > self.input_w
+            out[i] = cv2.resize(crop, (self.input_w, self.input_h),
+                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return out.transpose(0, 3, 1, 2).astype(np.float32)
+
+    def infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw network outputs (``char_probs [B,T,C]``, ``province_probs [B,77]``) in batches."""
+        cps, pps = [], []
+        for i in range(0, len(crops), self.batch_size):
+            x = self.preprocess(crops[i:i + self.batch_size])
+            cp, pp = self.session.run(None, {"image": x})
+            cps.append(cp)
+            pps.append(pp)
+        return np.concatenate(cps), np.concatenate(pps)
+
+    def decode(self, char_probs: np.ndarray, province_probs: np.ndarray) -> PlateRead:
+        """Turn one crop's network outputs into a :class:`PlateRead`."""
+        results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
+                              prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+        best: Decoded = results[0] if results else best_path(char_probs, self.charset)
+        text, confs = _with_hyphen_confs(best.text, best.char_confidences)
+        pidx = int(province_probs.argmax())
+        prov = PROVINCES[pidx]
+        return PlateRead(
+            text=text,
+            confidence=float(best.score),
+            char_confidences=[float(c) for c in confs],
+            candidates=[(compact_display(r.text), float(r.score)) for r in results] or [(text, float(best.score))],
+            province=prov.thai,
+            province_latin=prov.latin,
+            province_confidence=float(province_probs[pidx]),
+            valid=best.valid,
+        )
+
+    def read_batch(self, crops: list[np.ndarray]) -> list[PlateRead]:
+        """Read BGR plate crops of any size (batched inference, per-crop decoding)."""
+        if not crops:
+            return []
+        cps, pps = self.infer(crops)
+        reads = [self.decode(cp, pp) for cp, pp in zip(cps, pps, strict=True)]
+        for i, crop in enumerate(crops):
+            if crop is None or np.asarray(crop).size == 0:
+                reads[i] = PlateRead("", 0.0, [], [], None, None, 0.0, False)
+        return reads

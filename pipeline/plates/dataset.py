@@ -1,0 +1,68 @@
+"""Loading the Thai plate crops (``labels.csv`` in the shared format) and the plate-disjoint split."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.plates.grammar import CHARSET, normalise_plate
+from pipeline.plates.provinces import match_province
+
+logger = logging.getLogger(__name__)
+
+CHAR_INDEX = {ch: i + 1 for i, ch in enumerate(CHARSET)}  # 0 is the CTC blank
+
+
+@dataclass
+class PlateSample:
+    """One labelled crop."""
+
+    path: Path
+    label: str  # canonical registration
+    province: int  # class id, -1 when absent/unknown
+
+
+def read_labels(labels_csv: Path) -> list[PlateSample]:
+    """Read ``relative_path,label[,province,...]``; paths are relative to the labels file."""
+    labels_csv = Path(labels_csv)
+    out: list[PlateSample] = []
+    with labels_csv.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            prov = match_province(row.get("province") or "")
+            out.append(PlateSample(labels_csv.parent / row["relative_path"], normalise_plate(row["label"]),
+                                   prov.index if prov else -1))
+    return out
+
+
+def plate_disjoint_split(samples: list[PlateSample], val_fraction: float = 0.15,
+                         seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split sample indices so that no registration string is in both parts (seeded)."""
+    plates = sorted({s.label for s in samples})
+    random.Random(seed).shuffle(plates)
+    val_plates = set(plates[: int(round(len(plates) * val_fraction))])
+    train = [i for i, s in enumerate(samples) if s.label not in val_plates]
+    val = [i for i, s in enumerate(samples) if s.label in val_plates]
+    return train, val
+
+
+def load_images(samples: list[PlateSample], size: tuple[int, int]) -> np.ndarray:
+    """Load all crops as BGR ``uint8`` ``[N, H, W, 3]`` resized to ``size`` = (H, W)."""
+    h, w = size
+    arr = np.empty((len(samples), h, w, 3), np.uint8)
+    for i, s in enumerate(samples):
+        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {s.path}")
+        arr[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return arr
+
+
+def encode_label(label: str) -> list[int]:
+    """CTC target ids of a canonical registration (unknown characters are dropped)."""
+    return [CHAR_INDEX[ch] for ch in label if ch in CHAR_INDEX]

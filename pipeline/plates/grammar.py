@@ -1,0 +1,108 @@
+"""Thai licence-plate grammar: normalisation, validation and display.
+
+Canonical form (used everywhere for storage, search and watchlists): :func:`normalise_plate` returns the
+registration **without spaces and without hyphens**, Thai consonants plus Arabic digits, e.g. ``"1กข1234"``,
+``"กข12"`` and, for a commercial ``70-1234`` plate, ``"701234"``. Steps:
+
+1. Unicode NFC; Thai digits ``๐``-``๙`` become ``0``-``9``; Latin letters are upper-cased.
+2. Spaces, hyphens, dots and any other punctuation or Thai vowel/tone marks are dropped.
+3. If the text is Thai (contains a Thai consonant) or is digits apart from look-alike Latin letters, the
+   look-alikes are mapped to digits (``O``/``Q``/``D``->0, ``I``/``L``/``|``->1, ``Z``->2, ``S``->5, ``G``->6,
+   ``T``->7, ``B``->8); Thai registrations never contain Latin letters. Any other Latin text (foreign plates)
+   keeps its letters.
+
+:func:`display_plate` formats a canonical string for people: commercial six digits as ``NN-NNNN`` and private
+plates as ``1กข 1234``. :func:`compact_display` is the form :class:`~pipeline.plates.reader.PlateRead` uses in
+``text``: no spaces, hyphen only for commercial plates (``"70-1234"``).
+
+Formats recognised by :func:`plate_format`:
+
+- ``private``: ``[0-9]?[ก-ฮ]{1,2}[0-9]{1,4}`` (cars, pick-ups, taxis, also red dealer plates such as ``ป 1234``
+  and two-line motorcycle plates ``1กข 123``);
+- ``commercial``: six digits shown ``NN-NNNN`` (vans, trucks, buses);
+- ``motorcycle``: old three-consonant motorcycle plates ``[ก-ฮ]{3}[0-9]{1,3}`` (three-line layout:
+  consonants / province / number).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+THAI_DIGITS = "๐๑๒๓๔๕๖๗๘๙"
+DIGITS = "0123456789"
+# The 44 Thai consonants used on plates (ก-ฮ without the obsolete ฃ and ฅ).
+THAI_CONSONANTS = "".join(chr(c) for c in range(0x0E01, 0x0E2F) if chr(c) not in "ฃฅ")
+# Recogniser alphabet (index 0 of the CTC output is the blank, then these characters).
+CHARSET = DIGITS + THAI_CONSONANTS
+
+_LOOKALIKES = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "|": "1", "!": "1", "Z": "2", "S": "5",
+               "G": "6", "T": "7", "B": "8"}
+_THAI_DIGIT_MAP = {ord(t): a for t, a in zip(THAI_DIGITS, DIGITS, strict=True)}
+_THAI_CONS_SET = frozenset(THAI_CONSONANTS + "ฃฅ")
+
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "private": re.compile(r"^[0-9]?[ก-ฮ]{1,2}[0-9]{1,4}$"),
+    "commercial": re.compile(r"^[0-9]{6}$"),
+    "motorcycle": re.compile(r"^[ก-ฮ]{3}[0-9]{1,3}$"),
+}
+
+
+def normalise_plate(text: str) -> str:
+    """Return the canonical registration (see module docstring): no spaces/hyphens, Arabic digits."""
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", text).translate(_THAI_DIGIT_MAP).upper()
+    kept = [ch for ch in text if ch in _THAI_CONS_SET or ch.isascii() and (ch.isalnum() or ch in "|!")]
+    has_thai = any(ch in _THAI_CONS_SET for ch in kept)
+    core = [ch for ch in kept if ch not in "|!"]
+    lookalike_digits = all(ch.isdigit() or ch in _LOOKALIKES for ch in core)
+    if has_thai or (lookalike_digits and any(ch.isdigit() for ch in core)):
+        return "".join(_LOOKALIKES.get(ch, ch) for ch in kept)
+    return "".join(core)
+
+
+def plate_format(text: str) -> str | None:
+    """The Thai format name (``private``, ``commercial``, ``motorcycle``) of a canonical string, or None."""
+    for name, pattern in PATTERNS.items():
+        if pattern.match(text):
+            return name
+    return None
+
+
+def is_valid_plate(text: str) -> bool:
+    """True when the (canonical or display) text matches one of the Thai plate formats."""
+    return plate_format(normalise_plate(text)) is not None
+
+
+def is_valid_prefix(prefix: str) -> bool:
+    """True when ``prefix`` (canonical characters) can still be completed into a valid plate."""
+    # Work on a character-class string: d = digit, c = consonant.
+    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    if "x" in kinds:
+        return False
+    return bool(_PREFIX_RE.match(kinds))
+
+
+# Prefixes of: d?c{1,2}d{0,4} | d{0,6} | c{0,3}d{0,3}
+_PREFIX_RE = re.compile(r"^(?:d?c{1,2}d{0,4}|d{0,6}|c{3}d{0,3}|d?)$")
+
+
+def display_plate(text: str, fmt: str | None = None) -> str:
+    """Human display: ``70-1234`` for commercial plates, ``1กข 1234`` for private ones."""
+    canon = normalise_plate(text)
+    fmt = fmt or plate_format(canon)
+    if fmt and fmt.startswith("commercial") and len(canon) == 6 and canon.isdigit():
+        return f"{canon[:2]}-{canon[2:]}"
+    m = re.match(r"^([0-9]?[ก-ฮ]{1,3})([0-9]{1,4})$", canon)
+    if m:
+        return f"{m.group(1)} {m.group(2)}"
+    return canon
+
+
+def compact_display(text: str) -> str:
+    """Form used by ``PlateRead.text``: canonical, plus the hyphen for commercial plates (``70-1234``)."""
+    canon = normalise_plate(text)
+    if plate_format(canon) == "commercial":
+        return f"{canon[:2]}-{canon[2:]}"
+    return canon
