@@ -313,9 +313,11 @@ def _rewrite_conv_integer(g: _Graph, node, p: dict[str, str], cache: dict) -> li
     return out
 
 
-def make_batch_dynamic(model):  # noqa: ANN001, ANN201 (onnx.ModelProto)
+def make_batch_dynamic(model, per_sample_quantisation: bool = True):  # noqa: ANN001, ANN201 (onnx.ModelProto)
     """Return ``(model, notes)``: a batch-capable copy of a batch-1 ONNX model and what was changed.
 
+    ``per_sample_quantisation=False`` leaves ``DynamicQuantizeLinear`` per-tensor (over the whole batch): only
+    for demonstrating why the rewrite is needed (each image's outputs then depend on the rest of the batch).
     Raises :class:`DeriveError` when the graph has a batch-coupling construct this transformation cannot fix.
     """
     import onnx
@@ -336,9 +338,10 @@ def make_batch_dynamic(model):  # noqa: ANN001, ANN201 (onnx.ModelProto)
     notes.append(f"input batch dim made symbolic ('{BATCH_PARAM}')")
     _check_axis0_ops(g, ranks)
     _patch_reshapes(g, notes)
-    nodes = _rewrite_dynamic_quantization(g, ranks, notes)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    if per_sample_quantisation:
+        nodes = _rewrite_dynamic_quantization(g, ranks, notes)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
     del model.graph.value_info[:]
     for output in model.graph.output:
         _clear_shape(output)
@@ -532,12 +535,15 @@ def _is_batch_capable(path: Path) -> bool:
 
 
 def derive_all(model_dir: Path, out_dir: Path, manifest_path: Path = DERIVED_MANIFEST,
-               relative_paths: Iterable[str] | None = None) -> list[Path]:
+               relative_paths: Iterable[str] | None = None, check_count: int = 4,
+               record_naive: bool = True) -> list[Path]:
     """Derive batch-capable versions of every ONNX model in the manifest; record them in ``derived.yaml``.
 
-    Optional files that are absent are skipped; a missing or corrupt required file raises ``ModelFileError``.
+    Each is checked on ``check_count`` real frames; ``record_naive`` also records how far batched outputs would
+    drift if the dynamic quantisation were left per-tensor. Optional files that are absent are skipped; a
+    missing or corrupt required file raises ``ModelFileError``.
     """
-    images, note = check_images()
+    images, note = check_images(check_count)
     records: list[DeriveRecord] = []
     paths: list[Path] = []
     entries = {e.path: e for e in load_manifest()}
@@ -553,10 +559,32 @@ def derive_all(model_dir: Path, out_dir: Path, manifest_path: Path = DERIVED_MAN
             logger.info("%s already has a symbolic batch; nothing to derive", rel)
             continue
         record = derive_model(source, rel, Path(out_dir), images, note)
+        naive = naive_batch_diff(source, Path(out_dir), images) if record_naive else None
+        if naive is not None:
+            record.extra["max_abs_diff_with_per_tensor_quantisation_kept"] = naive
         records.append(record)
         paths.append(Path(out_dir) / record.derived)
+    Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
     _write_manifest(manifest_path, records, Path(out_dir))
     return paths
+
+
+def naive_batch_diff(source: Path, out_dir: Path, images: list[np.ndarray]) -> float | None:
+    """Max abs diff of batched vs batch-1 outputs when only the shapes are patched (dynamic quantisation kept
+    per-tensor); ``None`` for graphs without ``DynamicQuantizeLinear``. Recorded to show what the rewrite fixes."""
+    import onnx
+
+    model = onnx.load(str(source))
+    if not any(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node):
+        return None
+    naive, _ = make_batch_dynamic(model, per_sample_quantisation=False)
+    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".naive-", suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(naive, tmp_name)
+        return compare_batched(source, Path(tmp_name), images)[0]
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
 
 
 def _write_manifest(path: Path, records: list[DeriveRecord], out_dir: Path) -> None:
@@ -566,5 +594,7 @@ def _write_manifest(path: Path, records: list[DeriveRecord], out_dir: Path) -> N
         "# CCTV_DERIVED_MODEL_DIR (default var/models, git-ignored). Each entry says how the file was made and the\n"
         "# equivalence check it passed: one batched call vs the source model run image by image.\n"
     )
-    body = {"derived_dir": str(out_dir), "files": [asdict(r) for r in records]}
+    shown = out_dir.resolve()
+    shown_dir = str(shown.relative_to(PROJECT_ROOT)) if shown.is_relative_to(PROJECT_ROOT) else str(out_dir)
+    body = {"derived_dir": shown_dir, "files": [asdict(r) for r in records]}
     path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")

@@ -126,9 +126,8 @@ class FaceEmbedder:
 
     def align(self, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Warp the face with these 5 landmarks to the recogniser's aligned input (InsightFace ``norm_crop``)."""
-        from insightface.utils.face_align import norm_crop
-
-        return norm_crop(frame, landmark=np.asarray(landmarks, dtype=np.float32), image_size=self.input_size)
+        matrix = _arcface_transform(np.asarray(landmarks, dtype=np.float64), self.input_size)
+        return cv2.warpAffine(frame, matrix, (self.input_size, self.input_size), borderValue=0.0)
 
     def embed(self, aligned: list[np.ndarray]) -> np.ndarray:
         """Embed aligned BGR faces in one network call; returns ``(N, embedding_size)`` L2-normalised float32."""
@@ -138,6 +137,20 @@ class FaceEmbedder:
         feats = run_batched(self.session, blob, self.max_batch)[0].reshape(len(aligned), -1).astype(np.float32)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return feats / np.maximum(norms, 1e-12)
+
+
+def _arcface_transform(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """InsightFace ``estimate_norm``: similarity transform (Umeyama) of 5 landmarks onto the ArcFace template."""
+    from insightface.utils.face_align import arcface_dst
+    from skimage.transform import SimilarityTransform
+
+    dst = arcface_dst * (size / 112.0) if size % 112 == 0 else arcface_dst * (size / 128.0) + [8.0 * size / 128.0, 0]
+    if hasattr(SimilarityTransform, "from_estimate"):
+        tform = SimilarityTransform.from_estimate(landmarks, dst)
+    else:  # older scikit-image
+        tform = SimilarityTransform()
+        tform.estimate(landmarks, dst)
+    return tform.params[0:2, :]
 
 
 def face_quality(box: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray) -> float:

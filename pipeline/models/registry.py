@@ -15,6 +15,7 @@ from pipeline.models.faces import FaceAnalyzer, FaceEmbedder, ScrfdDetector
 from pipeline.models.models_files import face_pack_files
 from pipeline.models.plate_detector import PlateDetector, load_plate_detector
 from pipeline.models.yolo import TRAFFIC_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
+from pipeline.models_manifest import resolve_model
 from pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ def load_model_set(
     derived_dir = Path(derived_dir or settings.derived_model_dir)
     device = device if device != "auto" else engine_config.device
     providers = select_providers(device)
+    det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
+    for rel in (engine_config.detector_model, engine_config.plate_detector_model, det_rel, rec_rel):
+        resolve_model(rel, model_dir)  # fail fast, before deriving anything, on a missing or corrupt file
     files: dict[str, Path] = {}
 
     files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir)
@@ -68,7 +72,6 @@ def load_model_set(
     files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir)
     plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device)
 
-    det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
     files["face_detector"] = batch_model_path(det_rel, model_dir, derived_dir)
     files["face_embedder"] = batch_model_path(rec_rel, model_dir, derived_dir)
     detector = ScrfdDetector(files["face_detector"], conf=engine_config.face_confidence, device=device)

@@ -1,0 +1,94 @@
+"""Face detection, embeddings (size read from the model, unit norm), batching and identity separation."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from pipeline.models.registry import ModelSet
+
+
+def _enrol_images(shared_dir: Path) -> list[np.ndarray]:
+    paths = sorted((shared_dir / "data" / "videos" / "enroll").glob("*.png"))
+    assert paths
+    return [cv2.imread(str(p)) for p in paths]
+
+
+@pytest.mark.timeout(60)
+def test_faces_in_enrolment_stills_have_landmarks_quality_and_unit_embeddings(
+    model_set: ModelSet, shared_dir: Path, model_dir: Path
+) -> None:
+    recogniser = onnx.load(str(model_dir / "insightface/models/buffalo_s/mobilefacenet.onnx"))
+    size = recogniser.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+    assert model_set.embedding_size == size
+    images = _enrol_images(shared_dir)
+    for faces in model_set.faces.detect_batch(images):
+        assert len(faces) >= 1
+        emb = np.asarray(faces.data["embedding"])
+        assert emb.shape == (len(faces), size) and emb.dtype == np.float32
+        assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+        lm = np.asarray(faces.data["landmarks"])
+        assert lm.shape == (len(faces), 5, 2)
+        x1, y1, x2, y2 = faces.xyxy[0]
+        assert (lm[0, :, 0] >= x1 - 5).all() and (lm[0, :, 0] <= x2 + 5).all()
+        quality = np.asarray(faces.data["quality"])
+        assert ((quality >= 0) & (quality <= 1)).all() and quality.max() > 0.3
+
+
+@pytest.mark.timeout(60)
+def test_all_faces_of_all_frames_go_through_one_embedder_call(
+    model_set: ModelSet, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = model_set.faces.embedder
+    calls: list[int] = []
+
+    class CountingSession:
+        """The real ONNX Runtime session, counting the batch size of every run."""
+
+        def __init__(self, real: object) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.real, name)
+
+        def run(self, outputs, feeds):  # noqa: ANN001, ANN201
+            calls.append(next(iter(feeds.values())).shape[0])
+            return self.real.run(outputs, feeds)
+
+    monkeypatch.setattr(embedder, "session", CountingSession(embedder.session))
+    images = _enrol_images(shared_dir)
+    faces = model_set.faces.detect_batch(images)
+    assert calls == [sum(len(f) for f in faces)]
+
+
+@pytest.mark.timeout(90)
+def test_same_person_lfw_photos_are_more_similar_than_different_people(model_set: ModelSet, shared_dir: Path) -> None:
+    root = shared_dir / "data" / "faces_lfw"
+    with (root / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    people = sorted({r["label"] for r in rows})[:4]
+    chosen = [r for p in people for r in [r for r in rows if r["label"] == p][:2]]
+    embeddings = model_set.embed_face_images([cv2.imread(str(root / r["relative_path"])) for r in chosen])
+    assert all(e is not None for e in embeddings)
+    labels = [r["label"] for r in chosen]
+    same, different = [], []
+    for i in range(len(chosen)):
+        for j in range(i + 1, len(chosen)):
+            (same if labels[i] == labels[j] else different).append(float(embeddings[i] @ embeddings[j]))
+    assert np.mean(same) > np.mean(different) + 0.3, (same, different)
+    assert min(same) > np.percentile(different, 90)
+
+
+@pytest.mark.timeout(30)
+def test_photo_without_a_face_gives_none(model_set: ModelSet, shared_dir: Path) -> None:
+    plate = cv2.imread(str(next((shared_dir / "data" / "plates_thai").rglob("*.jpg"))))
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    face = _enrol_images(shared_dir)[0]
+    result = model_set.embed_face_images([blank, face, plate])
+    assert result[0] is None and result[2] is None
+    assert result[1] is not None and result[1].shape == (model_set.embedding_size,)
