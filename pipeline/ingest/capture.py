@@ -1,0 +1,386 @@
+"""One camera's capture loop: an ``ffmpeg`` subprocess over RTSP/TCP, decoded frames to the frame bus, recording.
+
+Why an ffmpeg subprocess (see ``benchmarks/ingest.py`` for the measured comparison with PyAV and OpenCV): it is
+crash-isolated (a corrupt stream can kill ffmpeg, never the worker), it samples and scales inside ffmpeg
+(``-vf fps=N,scale=W:-2``, so Python touches only the analysed frames, as ready BGR bytes), and the same process
+records the main stream by stream copy through a second output (one RTSP connection per camera).
+
+The ffmpeg command has up to two outputs:
+
+1. recording: stream copy into segments (see :mod:`pipeline.recording.recorder`); when the camera is not recorded
+   (or is recorded by a separate main-stream session) a stream-copy ``null`` output takes its place, so that
+   ffmpeg's ``-progress`` ``frame=`` counts input frames (measured input fps);
+2. analysis: ``fps=N,scale`` then ``rawvideo bgr24`` on stdout.
+
+:class:`CameraCapture` multiplexes stdout (frames), stderr (errors, frame size), the progress pipe and the segment
+list pipe with ``select`` in one thread, watches for stalls and retries with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Camera, IngestConfig
+from pipeline.recording.recorder import SegmentFinalizer, segment_output_args
+from pipeline.secrets import MissingSecretError, expand_env, redact_text, redact_url, referenced_variables
+
+logger = logging.getLogger(__name__)
+
+_RAWVIDEO_SIZE = re.compile(r"Video: rawvideo.*?, (\d{2,5})x(\d{2,5})")
+_FAILURES_BEFORE_OFFLINE = 3
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
+                 "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
+
+
+@dataclass
+class CameraState:
+    """Live state of one camera in a capture worker; turned into the Redis health hash."""
+
+    camera_id: str
+    url: str
+    status: str = "connecting"
+    status_since: float = field(default_factory=time.time)
+    last_frame_time: float = 0.0
+    reconnects: int = 0
+    last_error: str = ""
+    last_error_time: float = 0.0
+    recording: str = "off"
+    last_segment_end: float = 0.0
+    input_fps: float = 0.0
+    published: int = 0
+    frame_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def set_status(self, status: str) -> None:
+        """Change the status (and its timestamp) if it differs."""
+        with self.lock:
+            if status != self.status:
+                logger.info("camera %s: %s -> %s", self.camera_id, self.status, status)
+                self.status = status
+                self.status_since = time.time()
+
+    def set_error(self, message: str, secrets: list[str]) -> None:
+        """Record an error with credentials removed."""
+        with self.lock:
+            self.last_error = redact_text(message, secrets)[:500]
+            self.last_error_time = time.time()
+
+    def analysed_fps(self, window_s: float = 5.0) -> float:
+        """Frames published per second over the last ``window_s`` seconds."""
+        now = time.time()
+        recent = [t for t in self.frame_times if now - t <= window_s]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+
+    def health_fields(self) -> dict[str, Any]:
+        """The Redis health hash fields (see :mod:`pipeline.ingest.health`)."""
+        with self.lock:
+            return {
+                "status": self.status,
+                "status_since": f"{self.status_since:.3f}",
+                "last_frame_time": f"{self.last_frame_time:.3f}",
+                "input_fps": f"{self.input_fps:.2f}",
+                "analysed_fps": f"{self.analysed_fps():.2f}",
+                "published_frames": self.published,
+                "reconnects": self.reconnects,
+                "last_error": self.last_error,
+                "last_error_time": f"{self.last_error_time:.3f}",
+                "recording": self.recording,
+                "last_segment_end": f"{self.last_segment_end:.3f}",
+                "url": redact_url(self.url),
+                "worker_pid": os.getpid(),
+            }
+
+
+def _die_with_parent() -> None:
+    """In the ffmpeg child: get SIGTERM when the capture thread that started it dies (worker killed)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def backoff_delay(failures: int, initial: float, maximum: float) -> float:
+    """Capped exponential backoff: ``initial * 2**(failures-1)``, at most ``maximum``."""
+    return min(maximum, initial * (2 ** max(0, failures - 1)))
+
+
+class CameraCapture:
+    """Pull one stream with ffmpeg until ``stop_event`` is set; reconnects by itself.
+
+    ``analyse`` publishes sampled frames to ``bus`` (a :class:`~pipeline.ingest.framebus.FrameBus`); ``record``
+    writes segments of this URL (the main stream) and indexes them through ``finalizer``. ``primary`` sessions
+    own the camera's ``status``; a secondary (record-only session of a camera analysed on its sub-stream) only
+    updates the ``recording`` field.
+    """
+
+    def __init__(
+        self,
+        camera: Camera,
+        ingest: IngestConfig,
+        state: CameraState,
+        stop_event: Any,
+        url: str,
+        bus: Any = None,
+        finalizer: SegmentFinalizer | None = None,
+        recordings_dir: Path | None = None,
+        primary: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.ingest = ingest
+        self.state = state
+        self.stop_event = stop_event
+        self.url = url
+        self.bus = bus
+        self.finalizer = finalizer
+        self.recordings_dir = recordings_dir
+        self.primary = primary
+        self.secrets: list[str] = [os.environ.get(v, "") for v in referenced_variables(url)]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- outer loop ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Capture until stopped; never raises."""
+        failures = 0
+        if self.finalizer is not None:
+            try:
+                self.finalizer.recover_incoming()
+            except OSError as exc:
+                logger.warning("camera %s: cannot recover leftover segments: %s", self.camera.id, exc)
+        while not self.stop_event.is_set():
+            try:
+                got_frames = self._session()
+            except Exception as exc:  # noqa: BLE001 - a camera problem must never kill the worker
+                got_frames = False
+                self._fail(f"capture error: {exc}")
+                logger.exception("camera %s: unexpected capture error", self.camera.id)
+            if self.stop_event.is_set():
+                break
+            failures = 1 if got_frames else failures + 1
+            with self.state.lock:
+                self.state.reconnects += 1
+            if self.primary:
+                self.state.set_status("offline" if failures >= _FAILURES_BEFORE_OFFLINE else "reconnecting")
+            delay = backoff_delay(failures, self.ingest.backoff_initial_s, self.ingest.backoff_max_s)
+            logger.info("camera %s: reconnecting in %.1fs (attempt %d)", self.camera.id, delay, failures)
+            self.stop_event.wait(delay)
+        if self.primary:
+            self.state.set_status("stopped")
+        self.state.recording = "off"
+
+    def _fail(self, message: str) -> None:
+        self.state.set_error(message, self.secrets)
+        logger.warning("camera %s: %s", self.camera.id, redact_text(message, self.secrets))
+
+    # -- one ffmpeg process ------------------------------------------------------------------------------------
+    def build_command(self, opened_url: str, progress_fd: int, list_fd: int | None) -> list[str]:
+        """The ffmpeg command line (contains the expanded URL: never log it)."""
+        timeout_us = str(int(self.ingest.connect_timeout_s * 1_000_000))
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-threads", "1"]
+        if opened_url.startswith(("rtsp://", "rtsps://")):
+            cmd += ["-rtsp_transport", "tcp", "-timeout", timeout_us]
+        cmd += ["-i", opened_url, "-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
+        if list_fd is not None and self.recordings_dir is not None:
+            cmd += segment_output_args(self.recordings_dir, self.camera.id, self.ingest.segment_seconds, list_fd)
+        else:
+            cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+        if self.bus is not None:
+            width = self.ingest.max_width
+            vf = f"fps={self.camera.analysis_fps},scale='min({width},iw)':-2:flags=fast_bilinear"
+            cmd += ["-map", "0:v:0", "-vf", vf, "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+        return cmd
+
+    def _session(self) -> bool:
+        """Run one ffmpeg process until it ends, stalls or we stop; return whether it delivered anything."""
+        try:
+            opened_url = expand_env(self.url)
+        except MissingSecretError as exc:
+            self._fail(f"cannot open stream: {exc}")
+            return False
+        progress_r, progress_w = os.pipe()
+        list_r, list_w = os.pipe() if self.finalizer is not None else (None, None)
+        cmd = self.build_command(opened_url, progress_w, list_w)
+        pass_fds = tuple(fd for fd in (progress_w, list_w) if fd is not None)
+        if self.primary:
+            self.state.set_status("connecting" if self.state.reconnects == 0 else self.state.status)
+        if self.finalizer is not None:
+            self.finalizer.new_session()
+        try:
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.bus is not None else subprocess.DEVNULL,
+                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**os.environ, "TZ": "UTC"}, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        try:
+            return _SessionLoop(self, self.process, progress_r, list_r).run()
+        finally:
+            self._reap()
+            for fd in (progress_r, list_r):
+                if fd is not None:
+                    os.close(fd)
+
+    def _reap(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class _SessionLoop:
+    """The select loop of one ffmpeg process (frames, stderr, progress, segment list, watchdog)."""
+
+    def __init__(self, owner: CameraCapture, proc: subprocess.Popen[bytes], progress_fd: int, list_fd: int | None):
+        self.o = owner
+        self.proc = proc
+        self.fds: dict[int, str] = {proc.stderr.fileno(): "stderr", progress_fd: "progress"}  # type: ignore[union-attr]
+        if proc.stdout is not None:
+            self.fds[proc.stdout.fileno()] = "frames"
+        if list_fd is not None:
+            self.fds[list_fd] = "segments"
+        self.buffers: dict[str, bytearray] = {name: bytearray() for name in self.fds.values()}
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
+        self.frame_shape: tuple[int, int] | None = None
+        self.started = time.monotonic()
+        self.last_activity = self.started
+        self.delivered = False
+        self.progress_frames: int | None = None
+        self.progress_time = time.monotonic()
+        self.stopping_since: float | None = None
+
+    def run(self) -> bool:
+        ingest = self.o.ingest
+        while self.fds:
+            if self.o.stop_event.is_set() and self.stopping_since is None:
+                self._stop_gracefully()
+            readable, _, _ = select.select(list(self.fds), [], [], 0.5)
+            for fd in sorted(readable, key=lambda f: self.fds[f] != "stderr"):  # stderr first: frame size
+                self._read(fd)
+            now = time.monotonic()
+            if self.stopping_since is not None:
+                if now - self.stopping_since > 8:
+                    self.proc.kill()
+                continue
+            limit = ingest.stall_timeout_s + (0 if self.delivered else ingest.connect_timeout_s)
+            if now - self.last_activity > limit:
+                what = "no frame" if self.delivered else "no video after connecting"
+                self.o._fail(f"stalled: {what} for {now - self.last_activity:.0f}s from {redact_url(self.o.url)}")
+                self.proc.kill()
+                self.stopping_since = now
+        code = self.proc.wait(timeout=10)
+        if self.stopping_since is None and not self.o.stop_event.is_set():
+            detail = " | ".join(self.stderr_tail) or f"ffmpeg exited with code {code}"
+            self.o._fail(f"stream ended: {detail}")
+        return self.delivered
+
+    def _stop_gracefully(self) -> None:
+        """SIGINT lets ffmpeg close the current segment and list it; keep reading so it never blocks."""
+        self.stopping_since = time.monotonic()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+
+    def _read(self, fd: int) -> None:
+        name = self.fds[fd]
+        try:
+            data = os.read(fd, 1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            del self.fds[fd]
+            return
+        buf = self.buffers[name]
+        buf += data
+        if name == "frames":
+            self._frames(buf)
+        else:
+            *lines, rest = buf.split(b"\n")
+            self.buffers[name] = bytearray(rest)
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").strip()
+                if line:
+                    getattr(self, f"_on_{name}")(line)
+
+    def _on_stderr(self, line: str) -> None:
+        if self.frame_shape is None:
+            match = _RAWVIDEO_SIZE.search(line)
+            if match:
+                self.frame_shape = (int(match.group(2)), int(match.group(1)))
+                if "frames" in self.buffers:
+                    self._frames(self.buffers["frames"])
+        if not line.startswith(_STDERR_NOISE) and "period set to" not in line:
+            self.stderr_tail.append(redact_text(line, self.o.secrets)[:200])
+
+    def _on_progress(self, line: str) -> None:
+        key, _, value = line.partition("=")
+        if key != "frame":
+            return
+        try:
+            frames = int(value)
+        except ValueError:
+            return
+        now = time.monotonic()
+        if self.progress_frames is not None and frames > self.progress_frames:
+            self.o.state.input_fps = (frames - self.progress_frames) / max(now - self.progress_time, 1e-3)
+            if self.o.bus is None:  # record-only: input packets are the liveness signal
+                self._alive(now)
+        self.progress_frames, self.progress_time = frames, now
+
+    def _on_segments(self, line: str) -> None:
+        finalizer = self.o.finalizer
+        if finalizer is None:
+            return
+        segment = finalizer.on_list_line(line)
+        if segment is not None:
+            self.o.state.recording = "on"
+            self.o.state.last_segment_end = segment.end
+            logger.debug("camera %s: segment %s indexed", self.o.camera.id, segment.path)
+
+    def _alive(self, now: float) -> None:
+        self.last_activity = now
+        if not self.delivered:
+            self.delivered = True
+            if self.o.finalizer is not None:
+                self.o.state.recording = "on"
+        if self.o.primary:
+            self.o.state.set_status("online")
+
+    def _frames(self, buf: bytearray) -> None:
+        if self.frame_shape is None:
+            if len(buf) > 64 << 20:
+                raise RuntimeError("frame size unknown and 64 MiB of video buffered")
+            return
+        h, w = self.frame_shape
+        size = h * w * 3
+        while len(buf) >= size:
+            frame = np.frombuffer(memoryview(buf)[:size], np.uint8).reshape(h, w, 3)
+            now = time.time()
+            self.o.bus.publish(self.o.camera.id, frame, now)
+            del frame
+            del buf[:size]
+            state = self.o.state
+            with state.lock:
+                state.last_frame_time = now
+                state.published += 1
+                state.frame_times.append(now)
+            self._alive(time.monotonic())

@@ -1,0 +1,100 @@
+"""Per-camera health in Redis, written by the capture workers and read by the API.
+
+Key layout (all values are strings; times are UTC epoch seconds):
+
+- ``cctv:health:cameras`` (set): ids of every camera that has reported health.
+- ``cctv:health:<camera_id>`` (hash), rewritten about once a second by the worker that owns the camera:
+
+  ========================  ==================================================================================
+  ``status``                ``connecting`` | ``online`` | ``reconnecting`` | ``offline`` | ``stopped``
+  ``status_since``          when ``status`` last changed
+  ``last_frame_time``       when the last analysis frame was decoded (0 if never)
+  ``input_fps``             frames per second arriving from the camera (measured)
+  ``analysed_fps``          frames per second sampled and published for analysis (measured)
+  ``dropped_frames``        frames dropped by the frame bus because the analytics side was behind
+  ``published_frames``      frames handed to the frame bus
+  ``reconnects``            reconnection attempts since the worker started
+  ``last_error``            last error, credentials redacted (``rtsp://user:***@host``), '' if none
+  ``last_error_time``       when ``last_error`` happened
+  ``recording``             ``on`` while segments are being written, else ``off`` (or ``disabled``)
+  ``last_segment_end``      end time of the last recording segment indexed
+  ``url``                   the analysis URL, credentials redacted
+  ``worker_pid``            process id of the capture worker
+  ``updated_at``            when this hash was written
+  ========================  ==================================================================================
+
+:func:`read_camera_health` returns these hashes as dicts with numbers parsed and a ``stale`` flag (``updated_at``
+older than :data:`STALE_AFTER_S`, i.e. the worker is gone or hung).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CAMERAS_KEY = "cctv:health:cameras"
+STALE_AFTER_S = 15.0
+_FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
+                 "last_segment_end", "updated_at")  # fmt: skip
+_INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid")
+
+
+def health_key(camera_id: str) -> str:
+    """Redis key of one camera's health hash."""
+    return f"cctv:health:{camera_id}"
+
+
+def write_camera_health(client: Any, camera_id: str, fields: dict[str, Any]) -> None:
+    """Write (merge) health fields of a camera; values are stringified, ``updated_at`` is set to now."""
+    mapping = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+    mapping["updated_at"] = f"{time.time():.3f}"
+    pipe = client.pipeline()
+    pipe.sadd(CAMERAS_KEY, camera_id)
+    pipe.hset(health_key(camera_id), mapping=mapping)
+    pipe.execute()
+
+
+def read_camera_health(client: Any, camera_id: str | None = None) -> list[dict[str, Any]]:
+    """Health of one camera (``camera_id``) or of every camera (``None``), sorted by id.
+
+    Each dict has ``camera_id``, the fields of the module docstring (numbers parsed) and ``stale``. A camera
+    that never reported is absent from the list.
+    """
+    if camera_id is not None:
+        ids = [camera_id]
+    else:
+        ids = sorted(_decode(m) for m in client.smembers(CAMERAS_KEY))
+    pipe = client.pipeline()
+    for cam in ids:
+        pipe.hgetall(health_key(cam))
+    now = time.time()
+    out: list[dict[str, Any]] = []
+    for cam, raw in zip(ids, pipe.execute(), strict=True):
+        if not raw:
+            continue
+        record: dict[str, Any] = {"camera_id": cam}
+        for key, value in raw.items():
+            record[_decode(key)] = _decode(value)
+        for name in _FLOAT_FIELDS:
+            record[name] = _to_number(record.get(name), float)
+        for name in _INT_FIELDS:
+            record[name] = _to_number(record.get(name), int)
+        record["stale"] = record["updated_at"] is None or now - record["updated_at"] > STALE_AFTER_S
+        out.append(record)
+    return out
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _to_number(value: str | None, kind: type) -> float | int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except ValueError:
+        return None

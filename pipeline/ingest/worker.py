@@ -1,0 +1,144 @@
+"""Capture worker process: one thread per camera stream (each driving its own ffmpeg) plus a health thread.
+
+Started by the supervisor (:mod:`pipeline.service`) with :func:`run_capture_worker`; a camera's problems stay in
+its thread (and its ffmpeg process), so no other camera is disturbed. Which sessions a camera gets:
+
+- no ``sub_stream``: one ffmpeg on ``url`` both records (stream copy) and decodes for analysis;
+- ``sub_stream``: one ffmpeg decodes the sub-stream for analysis, another records the main stream;
+- analytics off (``plates`` and ``faces`` false): recording only; recording disabled: analysis only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.config import Camera, IngestConfig
+from pipeline.ingest.capture import CameraCapture, CameraState
+from pipeline.ingest.health import write_camera_health
+from pipeline.recording.recorder import SegmentFinalizer
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PERIOD_S = 1.0
+
+
+def camera_is_analysed(camera: Camera) -> bool:
+    """Whether any analytics run on this camera."""
+    return camera.analytics.plates or camera.analytics.faces
+
+
+def build_captures(
+    camera: Camera,
+    ingest: IngestConfig,
+    state: CameraState,
+    stop_event: Any,
+    bus: Any,
+    client: Any,
+    recordings_dir: Path,
+) -> list[CameraCapture]:
+    """The capture sessions of one camera (see the module docstring)."""
+    analysed = camera_is_analysed(camera) and bus is not None
+    recorded = camera.recording.enabled
+    finalizer = SegmentFinalizer(client, recordings_dir, camera.id) if recorded else None
+    common = {"camera": camera, "ingest": ingest, "state": state, "stop_event": stop_event}
+    if camera.sub_stream and analysed and recorded:
+        return [
+            CameraCapture(**common, url=camera.sub_stream, bus=bus),
+            CameraCapture(**common, url=camera.url, finalizer=finalizer, recordings_dir=recordings_dir, primary=False),
+        ]
+    url = camera.analysis_url if analysed and not recorded else camera.url
+    return [CameraCapture(**common, url=url, bus=bus if analysed else None, finalizer=finalizer,
+                          recordings_dir=recordings_dir)]  # fmt: skip
+
+
+def run_capture_worker(
+    cameras: list[Camera],
+    ingest: IngestConfig,
+    bus: Any,
+    stop_event: Any,
+    redis_url: str,
+    recordings_dir: str | Path,
+    log_level: int = logging.INFO,
+) -> None:
+    """Process entry: capture ``cameras`` until ``stop_event`` is set, writing health to Redis every second."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    recordings_dir = Path(recordings_dir)
+    states = {cam.id: CameraState(cam.id, cam.analysis_url if camera_is_analysed(cam) else cam.url) for cam in cameras}
+    for cam in cameras:
+        if not cam.recording.enabled:
+            states[cam.id].recording = "disabled"
+    captures = [c for cam in cameras for c in build_captures(cam, ingest, states[cam.id], stop_event, bus, client,
+                                                             recordings_dir)]  # fmt: skip
+    threads = [threading.Thread(target=c.run, name=f"capture-{c.camera.id}", daemon=True) for c in captures]
+    for thread in threads:
+        thread.start()
+    logger.info("capture worker %d: %d cameras, %d streams", os.getpid(), len(cameras), len(captures))
+    try:
+        while not stop_event.is_set():
+            _write_health(client, states, bus, captures)
+            stop_event.wait(HEALTH_PERIOD_S)
+    finally:
+        for thread in threads:
+            thread.join(timeout=15)
+        _write_health(client, states, bus, captures)
+        if bus is not None:
+            bus.close()
+        client.close()
+
+
+def _write_health(client: Any, states: dict[str, CameraState], bus: Any, captures: list[CameraCapture]) -> None:
+    for capture in captures:
+        if capture.finalizer is not None and capture.finalizer.pending:
+            capture.finalizer.flush()
+    for camera_id, state in states.items():
+        fields = state.health_fields()
+        if bus is not None and camera_id in bus.camera_ids:
+            fields["dropped_frames"] = bus.dropped(camera_id)
+        try:
+            write_camera_health(client, camera_id, fields)
+        except redis.RedisError as exc:
+            logger.warning("cannot write health of %s to Redis: %s", camera_id, exc)
+            return
+
+
+class CaptureWorkerProcess:
+    """A capture worker in a child process (for the supervisor, the tests and the benchmarks)."""
+
+    def __init__(
+        self, cameras: list[Camera], ingest: IngestConfig, bus: Any, redis_url: str, recordings_dir: str | Path,
+        stop_event: Any = None, name: str = "capture",
+    ) -> None:  # fmt: skip
+        from pipeline.ingest.framebus import MP_CONTEXT
+
+        self.stop_event = stop_event if stop_event is not None else MP_CONTEXT.Event()
+        self.process = MP_CONTEXT.Process(
+            target=run_capture_worker,
+            args=(cameras, ingest, bus, self.stop_event, redis_url, str(recordings_dir), logging.getLogger().level),
+            name=name,
+            daemon=False,
+        )
+
+    def start(self) -> CaptureWorkerProcess:
+        """Start the child process."""
+        self.process.start()
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """Set the stop event, wait for a clean exit, kill after ``timeout_s``; return the exit code."""
+        self.stop_event.set()
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            logger.warning("capture worker %s did not stop in %.0fs; killing it", self.process.pid, timeout_s)
+            self.process.kill()
+            self.process.join(5)
+        return self.process.exitcode

@@ -1,0 +1,1 @@
+"""Continuous recording (segments written by the capture workers), the segment index, retention and clip export."""

@@ -1,0 +1,140 @@
+"""Continuous recording by stream copy (no re-encoding), in short Matroska segments.
+
+The capture session (:mod:`pipeline.ingest.capture`) adds :func:`segment_output_args` to its ffmpeg command, so
+recording shares the RTSP connection with analysis decode when the camera has no sub-stream (one connection,
+one demux). ffmpeg's segment muxer writes ``<recordings>/<camera>/.incoming/<camera>_<UTC time>.mkv`` and prints
+``name,start,end`` (stream seconds) to a pipe when it closes a segment. :class:`SegmentFinalizer` turns that
+into real UTC times, moves the file to ``<recordings>/<camera>/<YYYY-MM-DD>/<HH>/`` and indexes it in Redis.
+
+Real times: ffmpeg reports a segment's end the moment the first packet of the next segment arrives, so
+``anchor = arrival_time - end`` is the wall-clock time of stream time 0 plus a positive delay; the smallest
+anchor seen in a session is the best estimate, and ``start = anchor + start_stream``. Matroska is used because
+a segment cut short by a crash stays playable; :func:`recover_incoming` indexes such leftovers at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.recording.index import Segment, add_segment
+
+logger = logging.getLogger(__name__)
+
+INCOMING = ".incoming"
+SEGMENT_SUFFIX = ".mkv"
+
+
+def incoming_dir(recordings_dir: Path, camera_id: str) -> Path:
+    """Folder where ffmpeg writes the segments of a camera before they are final."""
+    return recordings_dir / camera_id / INCOMING
+
+
+def segment_output_args(recordings_dir: Path, camera_id: str, segment_seconds: int, list_fd: int) -> list[str]:
+    """ffmpeg output options recording the first video stream by stream copy into segments."""
+    folder = incoming_dir(recordings_dir, camera_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", str(segment_seconds),
+        "-segment_format", "matroska", "-reset_timestamps", "1", "-strftime", "1",
+        "-segment_list", f"pipe:{list_fd}", "-segment_list_type", "csv",
+        str(folder / f"{camera_id}_%Y%m%dT%H%M%SZ{SEGMENT_SUFFIX}"),
+    ]  # fmt: skip
+
+
+def final_path(recordings_dir: Path, camera_id: str, start: float) -> Path:
+    """Where a segment starting at ``start`` lives: ``<camera>/<UTC date>/<hour>/<camera>_<time>Z.mkv``."""
+    when = datetime.fromtimestamp(start, UTC)
+    name = f"{camera_id}_{when:%Y%m%dT%H%M%S}.{when.microsecond // 1000:03d}Z{SEGMENT_SUFFIX}"
+    return recordings_dir / camera_id / f"{when:%Y-%m-%d}" / f"{when:%H}" / name
+
+
+class SegmentFinalizer:
+    """Moves finished segments into place and indexes them; keeps them pending while Redis is unreachable."""
+
+    def __init__(self, client: Any, recordings_dir: Path, camera_id: str) -> None:
+        self.client = client
+        self.recordings_dir = recordings_dir
+        self.camera_id = camera_id
+        self.anchor: float | None = None
+        self.pending: list[Segment] = []
+        self.last_end: float | None = None
+        self.count = 0
+
+    def new_session(self) -> None:
+        """A new ffmpeg process started: its stream time starts again at 0."""
+        self.anchor = None
+
+    def on_list_line(self, line: str, arrival: float | None = None) -> Segment | None:
+        """Handle one ``name,start,end`` line of the segment list; return the indexed segment."""
+        arrival = time.time() if arrival is None else arrival
+        try:
+            name, start_s, end_s = line.strip().rsplit(",", 2)
+            start_stream, end_stream = float(start_s), float(end_s)
+        except ValueError:
+            logger.warning("camera %s: unexpected segment list line %r", self.camera_id, line[:200])
+            return None
+        estimate = arrival - end_stream
+        self.anchor = estimate if self.anchor is None else min(self.anchor, estimate)
+        source = incoming_dir(self.recordings_dir, self.camera_id) / Path(name).name
+        return self._finalize(source, self.anchor + start_stream, self.anchor + end_stream)
+
+    def _finalize(self, source: Path, start: float, end: float) -> Segment | None:
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError:
+            logger.warning("camera %s: segment %s vanished before indexing", self.camera_id, source.name)
+            return None
+        if size == 0 or end - start <= 0:
+            source.unlink(missing_ok=True)
+            return None
+        target = final_path(self.recordings_dir, self.camera_id, start)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size)
+        self.pending.append(segment)
+        self.flush()
+        self.last_end = end
+        self.count += 1
+        return segment
+
+    def flush(self) -> None:
+        """Index pending segments (retried later if Redis is down)."""
+        while self.pending:
+            try:
+                add_segment(self.client, self.camera_id, self.pending[0])
+            except Exception as exc:  # noqa: BLE001 - Redis down: keep the segment pending, never lose it
+                logger.warning("camera %s: cannot index segment yet (%s); will retry", self.camera_id, exc)
+                return
+            self.pending.pop(0)
+
+    def recover_incoming(self) -> int:
+        """Index segments left in ``.incoming`` by a crashed ffmpeg (end = file mtime, length from ffprobe)."""
+        folder = incoming_dir(self.recordings_dir, self.camera_id)
+        recovered = 0
+        for path in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")):
+            duration = probe_duration(path)
+            if duration is None or duration <= 0:
+                logger.warning("camera %s: unreadable leftover segment %s removed", self.camera_id, path.name)
+                path.unlink(missing_ok=True)
+                continue
+            end = path.stat().st_mtime
+            if self._finalize(path, end - duration, end) is not None:
+                recovered += 1
+        return recovered
+
+
+def probe_duration(path: Path) -> float | None:
+    """Duration of a media file in seconds via ffprobe (None if unreadable)."""
+    cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        return float(json.loads(result.stdout)["format"]["duration"])
+    except (subprocess.TimeoutExpired, KeyError, ValueError, json.JSONDecodeError):
+        return None
