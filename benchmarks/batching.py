@@ -1,10 +1,11 @@
 """What batching buys: images/s of each model's network call at batch 1, 4, 8, 16 vs a loop of batch-1 calls.
 
 Usage: ``python -m benchmarks.batching [--batches 1 4 8 16] [--images 16] [--repeat 2] [--json OUT] [--plot PNG]
-[--models yolo plate scrfd embedder]``
+[--models yolo yolo_fp32 plate plate_fp32 scrfd embedder]``
 
 Baseline (same run): the upstream batch-1 file run image by image. Candidates: the derived batch-capable file
-(``pipeline.models.derive``) at each batch size. Inputs are real: frames of the sample dashcam clip for the
+(``pipeline.models.derive``) at each batch size; ``*_fp32`` rows use the dequantised variant of the int8
+models (same weights, float convolutions; outputs differ from int8 by its activation-quantisation noise). Inputs are real: frames of the sample dashcam clip for the
 detectors (letterboxed like the backends do), face crops of the enrolment stills for the embedder. The time is
 the median over ``--repeat`` passes of ``--images`` images; the first call of every session is a warm-up.
 The equivalence of the outputs is checked by the derivation itself and by the tests, not here.
@@ -26,10 +27,12 @@ from pipeline.models.onnx_utils import create_session, letterbox, to_blob
 from pipeline.settings import get_settings
 
 MODELS = {
-    "yolo": ("yolo/yolov8n_int8.onnx", 640, (0.0, 255.0)),
-    "plate": ("plate/license_plate_detector_int8.onnx", 320, (0.0, 255.0)),
-    "scrfd": ("insightface/models/buffalo_s/det_500m.onnx", 640, (127.5, 128.0)),
-    "embedder": ("insightface/models/buffalo_s/mobilefacenet.onnx", 112, (127.5, 127.5)),
+    "yolo": ("yolo/yolov8n_int8.onnx", 640, (0.0, 255.0), "int8"),
+    "yolo_fp32": ("yolo/yolov8n_int8.onnx", 640, (0.0, 255.0), "fp32"),
+    "plate": ("plate/license_plate_detector_int8.onnx", 320, (0.0, 255.0), "int8"),
+    "plate_fp32": ("plate/license_plate_detector_int8.onnx", 320, (0.0, 255.0), "fp32"),
+    "scrfd": ("insightface/models/buffalo_s/det_500m.onnx", 640, (127.5, 128.0), "int8"),
+    "embedder": ("insightface/models/buffalo_s/mobilefacenet.onnx", 112, (127.5, 127.5), "int8"),
 }
 
 
@@ -53,10 +56,10 @@ def _time(fn, repeat: int) -> float:  # noqa: ANN001
 
 def bench_model(name: str, batches: list[int], n_images: int, repeat: int, device: str) -> dict:
     """Images/s of the batch-1 loop (upstream file) and of the derived file at each batch size."""
-    rel, size, norm = MODELS[name]
+    rel, size, norm, precision = MODELS[name]
     settings = get_settings()
     source = settings.model_dir / rel
-    derived = batch_model_path(rel, settings.model_dir, settings.derived_model_dir)
+    derived = batch_model_path(rel, settings.model_dir, settings.derived_model_dir, precision)
     blob = _inputs(n_images, size, norm, faces=name == "embedder")
     base_sess, new_sess = create_session(source, device), create_session(derived, device)
     base_in, new_in = base_sess.get_inputs()[0].name, new_sess.get_inputs()[0].name

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 DERIVED_MANIFEST = PROJECT_ROOT / "models" / "derived.yaml"
 DERIVED_SUFFIX = ".batch.onnx"
+PRECISIONS = ("int8", "fp32")
 TRANSFORMATION_VERSION = 1
 RELATIVE_TOLERANCE = 1e-4
 BATCH_PARAM = "batch"
@@ -313,6 +314,68 @@ def _rewrite_conv_integer(g: _Graph, node, p: dict[str, str], cache: dict) -> li
     return out
 
 
+def has_dynamic_quantisation(model) -> bool:  # noqa: ANN001
+    """Whether the graph uses ONNX Runtime dynamic int8 quantisation (``DynamicQuantizeLinear``)."""
+    return any(n.op_type == "DynamicQuantizeLinear" for n in model.graph.node)
+
+
+def dequantize_dynamic(model):  # noqa: ANN001, ANN201 (onnx.ModelProto)
+    """Return ``(model, notes)``: the int8 dynamic-quantised graph with float convolutions on dequantised weights.
+
+    ``DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul(x_scale * w_scale)`` becomes ``Conv(x, (w - w_zp) *
+    w_scale)``: the weights keep their int8 values, activations are no longer quantised. Runs on every execution
+    provider (CUDA has no ``ConvInteger``) and is usually faster on CPUs without VNNI; outputs differ from the int8
+    graph by its activation-quantisation noise (recorded by the derivation).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    dql_input = {n.output[0]: n.input[0] for n in g.graph.node if n.op_type == "DynamicQuantizeLinear"}
+    drop: set[int] = set()
+    replace: dict[int, object] = {}
+    for node in g.graph.node:
+        if node.op_type != "ConvInteger" or node.input[0] not in dql_input:
+            continue
+        casts = g.consumers.get(node.output[0], [])
+        muls = g.consumers.get(casts[0].output[0], []) if len(casts) == 1 else []
+        if len(casts) != 1 or casts[0].op_type != "Cast" or len(muls) != 1 or muls[0].op_type != "Mul":
+            raise DeriveError(f"ConvInteger {node.name!r} is not followed by Cast -> Mul(scale); cannot dequantise")
+        mul = muls[0]
+        scale_node = g.producer.get(mul.input[1] if mul.input[0] == casts[0].output[0] else mul.input[0])
+        w, wzp = g.const(node.input[1]), g.const(node.input[3]) if len(node.input) > 3 else np.array(0)
+        w_scale = g.const(scale_node.input[1]) if scale_node is not None and scale_node.op_type == "Mul" else None
+        if w is None or wzp is None or w_scale is None:
+            raise DeriveError(f"ConvInteger {node.name!r}: weights, zero point or scale are not constants")
+        shape = (-1, *([1] * (w.ndim - 1)))
+        w_float = (w.astype(np.float32) - np.asarray(wzp, np.float32).reshape(shape)) * np.asarray(
+            w_scale, np.float32).reshape(shape if np.ndim(w_scale) else ())
+        name = g.fresh(f"{node.input[1]}_dequantised")
+        g.graph.initializer.append(numpy_helper.from_array(w_float.astype(np.float32), name))
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        replace[id(node)] = helper.make_node("Conv", [dql_input[node.input[0]], name], [mul.output[0]],
+                                             name=node.name, **attrs)
+        drop.update({id(casts[0]), id(mul), id(scale_node)})
+    remaining = [n for n in g.graph.node if id(n) not in drop and id(n) not in replace]
+    used = {i for n in remaining for i in n.input}
+    leftover = [n for n in remaining if n.op_type == "DynamicQuantizeLinear" and any(o in used for o in n.output)]
+    if leftover:
+        raise DeriveError(f"DynamicQuantizeLinear {leftover[0].name!r} feeds something other than ConvInteger")
+    nodes = [replace.get(id(n), n) for n in g.graph.node
+             if id(n) not in drop and n.op_type != "DynamicQuantizeLinear"]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    del model.graph.value_info[:]
+    onnx.checker.check_model(model)
+    return model, [f"dequantised: {len(replace)} DynamicQuantizeLinear+ConvInteger convolutions replaced by float "
+                   "Conv on (w - w_zp) * w_scale weights (activations no longer quantised)"]
+
+
 def make_batch_dynamic(model, per_sample_quantisation: bool = True):  # noqa: ANN001, ANN201 (onnx.ModelProto)
     """Return ``(model, notes)``: a batch-capable copy of a batch-1 ONNX model and what was changed.
 
@@ -427,10 +490,16 @@ def compare_batched(source: Path, derived: Path, images: list[np.ndarray]) -> tu
 # --------------------------------------------------------------------------------------------- files
 
 
-def derived_path(relative_path: str, out_dir: Path) -> Path:
-    """Where the derived file of ``relative_path`` (relative to the model dir) lives under ``out_dir``."""
+def derived_path(relative_path: str, out_dir: Path, precision: str = "int8") -> Path:
+    """Where the derived file of ``relative_path`` (relative to the model dir) lives under ``out_dir``.
+
+    ``precision`` ``int8`` keeps the upstream arithmetic; ``fp32`` is the dequantised variant of int8 graphs.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     rel = Path(relative_path)
-    return Path(out_dir) / rel.parent / (rel.stem + DERIVED_SUFFIX)
+    suffix = DERIVED_SUFFIX if precision == "int8" else ".batch.fp32.onnx"
+    return Path(out_dir) / rel.parent / (rel.stem + suffix)
 
 
 def _sidecar(path: Path) -> Path:
@@ -438,27 +507,40 @@ def _sidecar(path: Path) -> Path:
 
 
 def derive_model(source: Path, relative_path: str, out_dir: Path,
-                 images: list[np.ndarray] | None = None, images_note: str = "") -> DeriveRecord:
+                 images: list[np.ndarray] | None = None, images_note: str = "", precision: str = "int8") -> DeriveRecord:
     """Derive, check and write the batch-capable version of one ONNX file; returns its record.
 
-    Nothing is left at the target path unless the equivalence check passed.
+    ``precision="fp32"`` first dequantises an int8 dynamic graph (:func:`dequantize_dynamic`); its batched
+    outputs are checked against the dequantised graph at batch 1, and the deviation from the int8 upstream
+    model is recorded in ``extra``. Nothing is left at the target path unless the equivalence check passed.
     """
     import onnx
 
     started = time.perf_counter()
-    target = derived_path(relative_path, out_dir)
+    target = derived_path(relative_path, out_dir, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_file(source)
-    model, notes = make_batch_dynamic(onnx.load(str(source)))
+    base, notes = onnx.load(str(source)), []
+    if precision == "fp32":
+        base, notes = dequantize_dynamic(base)
+    model, batch_notes = make_batch_dynamic(base)
+    notes += batch_notes
     model.metadata_props.add(key="derived_from", value=f"{relative_path} sha256:{source_sha}")
     if images is None:
         images, images_note = check_images()
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=".onnx")
     os.close(fd)
     tmp = Path(tmp_name)
+    reference = tmp.with_name(tmp.name + ".ref.onnx")
+    extra: dict[str, float] = {}
     try:
         onnx.save(model, str(tmp))
-        max_diff, scale = compare_batched(source, tmp, images)
+        if precision == "fp32":
+            onnx.save(base, str(reference))
+            max_diff, scale = compare_batched(reference, tmp, images)
+            extra["max_abs_diff_vs_int8_source"] = compare_batched(source, tmp, images)[0]
+        else:
+            max_diff, scale = compare_batched(source, tmp, images)
         limit = RELATIVE_TOLERANCE * max(scale, 1e-6)
         if not max_diff <= limit:
             raise DeriveError(
@@ -471,19 +553,21 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
             tolerance=f"max abs diff <= {RELATIVE_TOLERANCE:g} x max |batch-1 output|",
             max_abs_diff=max_diff, output_scale=scale, check_batch=len(images), check_images=images_note,
             seconds=round(time.perf_counter() - started, 2), date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            extra=extra,
         )
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+        reference.unlink(missing_ok=True)
     _sidecar(target).write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
     logger.info("derived %s -> %s in %.1f s (max abs diff %.3g, scale %.3g)",
                 relative_path, target, record.seconds, max_diff, scale)
     return record
 
 
-def valid_derived(relative_path: str, source: Path, out_dir: Path) -> Path | None:
+def valid_derived(relative_path: str, source: Path, out_dir: Path, precision: str = "int8") -> Path | None:
     """Return the derived file of ``relative_path`` when it exists and its sidecar matches source and content."""
-    target = derived_path(relative_path, out_dir)
+    target = derived_path(relative_path, out_dir, precision)
     sidecar = _sidecar(target)
     if not target.exists() or not sidecar.exists():
         return None
@@ -499,8 +583,12 @@ def valid_derived(relative_path: str, source: Path, out_dir: Path) -> Path | Non
     return target
 
 
-def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir: Path | None = None) -> Path:
+def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir: Path | None = None,
+                     precision: str = "int8") -> Path:
     """The file a backend should load for ``relative_path``: the derived batch-capable file when valid.
+
+    ``precision="fp32"`` asks for the dequantised variant of an int8 dynamic-quantised model (float graphs have
+    only one variant).
 
     Resolves (and sha256-checks) the upstream file first, so a missing or corrupt file raises
     :class:`~pipeline.models_manifest.ModelFileError`. Derives on first use (seconds) with a log line; if the
@@ -512,17 +600,25 @@ def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir:
     source = resolve_model(relative_path, model_dir)
     if source.suffix != ".onnx" or _is_batch_capable(source):
         return source
-    found = valid_derived(relative_path, source, out_dir)
+    if precision == "fp32" and not _source_is_dynamic_int8(source):
+        precision = "int8"
+    found = valid_derived(relative_path, source, out_dir, precision)
     if found is not None:
         return found
-    logger.info("no valid batch-capable version of %s yet; deriving it into %s", relative_path, out_dir)
+    logger.info("no valid batch-capable %s version of %s yet; deriving it into %s", precision, relative_path, out_dir)
     try:
-        derive_model(source, relative_path, out_dir)
+        derive_model(source, relative_path, out_dir, precision=precision)
     except Exception as exc:  # noqa: BLE001 (any failure falls back to the working upstream file)
         logger.warning("could not derive a batch-capable %s (%s); using the batch-1 file, one image per call",
                        relative_path, exc)
         return source
-    return derived_path(relative_path, out_dir)
+    return derived_path(relative_path, out_dir, precision)
+
+
+def _source_is_dynamic_int8(path: Path) -> bool:
+    import onnx
+
+    return has_dynamic_quantisation(onnx.load(str(path), load_external_data=False))
 
 
 def _is_batch_capable(path: Path) -> bool:
@@ -536,10 +632,11 @@ def _is_batch_capable(path: Path) -> bool:
 
 def derive_all(model_dir: Path, out_dir: Path, manifest_path: Path = DERIVED_MANIFEST,
                relative_paths: Iterable[str] | None = None, check_count: int = 4,
-               record_naive: bool = True) -> list[Path]:
+               record_naive: bool = True, precisions: tuple[str, ...] = PRECISIONS) -> list[Path]:
     """Derive batch-capable versions of every ONNX model in the manifest; record them in ``derived.yaml``.
 
-    Each is checked on ``check_count`` real frames; ``record_naive`` also records how far batched outputs would
+    Each is checked on ``check_count`` real frames; int8 dynamic-quantised models also get their dequantised
+    ``fp32`` variant when ``precisions`` includes it; ``record_naive`` also records how far batched outputs would
     drift if the dynamic quantisation were left per-tensor. Optional files that are absent are skipped; a
     missing or corrupt required file raises ``ModelFileError``.
     """
@@ -564,6 +661,10 @@ def derive_all(model_dir: Path, out_dir: Path, manifest_path: Path = DERIVED_MAN
             record.extra["max_abs_diff_with_per_tensor_quantisation_kept"] = naive
         records.append(record)
         paths.append(Path(out_dir) / record.derived)
+        if "fp32" in precisions and _source_is_dynamic_int8(source):
+            record = derive_model(source, rel, Path(out_dir), images, note, precision="fp32")
+            records.append(record)
+            paths.append(Path(out_dir) / record.derived)
     Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
     _write_manifest(manifest_path, records, Path(out_dir))
     return paths

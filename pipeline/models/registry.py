@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.config import EngineConfig
 from pipeline.models.base import select_providers
-from pipeline.models.derive import batch_model_path
+from pipeline.models.derive import PRECISIONS, batch_model_path
 from pipeline.models.faces import FaceAnalyzer, FaceEmbedder, ScrfdDetector
 from pipeline.models.models_files import face_pack_files
 from pipeline.models.plate_detector import PlateDetector, load_plate_detector
@@ -32,6 +32,7 @@ class ModelSet:
         embedding_size: length of face embeddings, read from the recogniser (128 for the offline pack).
         providers: ONNX Runtime providers in use (CUDA first when available and asked for).
         files: the model file each backend loaded (derived batch-capable file or upstream file).
+        precision: ``int8`` or ``fp32`` variant of the int8 detectors in use.
     """
 
     vehicles: YoloOnnxDetector | UltralyticsDetector
@@ -40,36 +41,50 @@ class ModelSet:
     embedding_size: int
     providers: list[str]
     files: dict[str, Path] = field(default_factory=dict)
+    precision: str = "int8"
 
     def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Embedding of the largest face in each photo, ``None`` where no face is found."""
         return self.faces.embed_face_images(images)
 
 
+def resolve_precision(precision: str, providers: list[str]) -> str:
+    """``auto`` -> ``fp32`` on CUDA (it has no ``ConvInteger`` kernel), else ``int8`` (the upstream arithmetic)."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"unknown precision {precision!r}; expected auto, int8 or fp32")
+    if precision != "auto":
+        return precision
+    return "fp32" if providers[0] == "CUDAExecutionProvider" else "int8"
+
+
 def load_model_set(
     engine_config: EngineConfig, model_dir: Path | None = None, device: str = "auto",
-    derived_dir: Path | None = None,
+    derived_dir: Path | None = None, precision: str = "auto",
 ) -> ModelSet:
     """Load every model the engine needs from ``model_dir`` (default: settings / ``CCTV_MODEL_DIR``).
 
     ONNX files are replaced by their derived batch-capable versions (made on first load if missing); a missing
     or corrupt upstream file raises :class:`~pipeline.models_manifest.ModelFileError` naming the file, its
-    expected sha256 and the fetch command. ``device`` ``auto`` uses CUDA when onnxruntime has it, else the CPU.
+    expected sha256 and the fetch command. ``device`` ``auto`` uses CUDA when onnxruntime has it, else the CPU
+    (``auto`` defers to ``engine_config.device``). ``precision`` picks the variant of the int8 detectors:
+    ``int8`` (exactly the upstream arithmetic), ``fp32`` (dequantised weights, float convolutions) or ``auto``
+    (see :func:`resolve_precision`).
     """
     settings = get_settings()
     model_dir = Path(model_dir or settings.model_dir)
     derived_dir = Path(derived_dir or settings.derived_model_dir)
     device = device if device != "auto" else engine_config.device
     providers = select_providers(device)
+    precision = resolve_precision(precision, providers)
     det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
     for rel in (engine_config.detector_model, engine_config.plate_detector_model, det_rel, rec_rel):
         resolve_model(rel, model_dir)  # fail fast, before deriving anything, on a missing or corrupt file
     files: dict[str, Path] = {}
 
-    files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir)
+    files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir, precision)
     vehicles = load_yolo_detector(files["vehicles"], conf=engine_config.vehicle_confidence,
                                   classes=TRAFFIC_CLASSES, device=device)
-    files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir)
+    files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precision)
     plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device)
 
     files["face_detector"] = batch_model_path(det_rel, model_dir, derived_dir)
@@ -77,9 +92,9 @@ def load_model_set(
     detector = ScrfdDetector(files["face_detector"], conf=engine_config.face_confidence, device=device)
     embedder = FaceEmbedder(files["face_embedder"], device=device, source_path=model_dir / rec_rel)
     faces = FaceAnalyzer(detector, embedder)
-    logger.info("model set loaded on %s: %s", providers[0], {k: str(v) for k, v in files.items()})
+    logger.info("model set loaded on %s (%s): %s", providers[0], precision, {k: str(v) for k, v in files.items()})
     return ModelSet(vehicles=vehicles, plates=plates, faces=faces, embedding_size=faces.embedding_size,
-                    providers=providers, files=files)
+                    providers=providers, files=files, precision=precision)
 
 
 def load_face_analyzer(engine_config: EngineConfig | None = None, model_dir: Path | None = None,

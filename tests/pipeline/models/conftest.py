@@ -36,6 +36,7 @@ def derived(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[
         ],
         check_count=2,
         record_naive=False,
+        precisions=("int8",),
     )
     return out, manifest, files
 

@@ -103,3 +103,37 @@ def test_missing_derived_file_is_derived_on_first_load(model_dir: Path, tmp_path
     rel = "insightface/models/buffalo_s/mobilefacenet.onnx"
     path = batch_model_path(rel, model_dir, tmp_path)
     assert path == derived_path(rel, tmp_path) and path.exists()
+
+
+@pytest.mark.timeout(120)
+def test_fp32_variant_is_batch_exact_and_finds_the_same_plate(
+    model_dir: Path, dashcam_frames: list[np.ndarray], shared_dir: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    from pipeline.models.derive import derive_model
+    from pipeline.models.plate_detector import load_plate_detector
+
+    rel = "plate/license_plate_detector_int8.onnx"
+    record = derive_model(model_dir / rel, rel, tmp_path, dashcam_frames[:2], "dashcam", precision="fp32")
+    path = derived_path(rel, tmp_path, "fp32")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "ConvInteger" not in ops and "DynamicQuantizeLinear" not in ops and "Conv" in ops
+    assert record.max_abs_diff <= RELATIVE_TOLERANCE * record.output_scale
+    assert record.extra["max_abs_diff_vs_int8_source"] > 0  # a different arithmetic, recorded as such
+
+    image = cv2.imread(str(shared_dir / "data" / "plates_thai_smoke" / "images" / "car_image.jpg"))
+    fp32 = load_plate_detector(path, device="cpu").detect_batch([image])[0]
+    int8 = load_plate_detector(model_dir / rel, device="cpu").detect_batch([image])[0]
+    assert len(fp32) == len(int8) >= 1
+    assert np.abs(fp32.xyxy[0] - int8.xyxy[0]).max() < 0.05 * (int8.xyxy[0, 2] - int8.xyxy[0, 0])
+
+
+def test_auto_precision_is_int8_on_cpu_and_fp32_on_cuda() -> None:
+    from pipeline.models.registry import resolve_precision
+
+    assert resolve_precision("auto", ["CPUExecutionProvider"]) == "int8"
+    assert resolve_precision("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "fp32"
+    assert resolve_precision("fp32", ["CPUExecutionProvider"]) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int4", ["CPUExecutionProvider"])
