@@ -1,0 +1,225 @@
+"""Evidence clip export: one playable MP4 of a camera's time window, with a SHA-256 manifest.
+
+The recorded segments overlapping the window (from the Redis index, :mod:`pipeline.recording.index`) are joined
+with ffmpeg's concat demuxer and cut by STREAM COPY (the pictures are the camera's own bits, nothing is
+re-encoded): the clip starts at the keyframe at or before the window start and an MP4 edit list hides the frames
+before it, so players and ffprobe show the window itself (within the GOP of the camera; the test cameras use a
+1 s GOP). ``accurate=True`` re-encodes (libx264) for a frame-exact cut instead. Gaps in the recording (camera
+offline) are skipped and listed in the manifest.
+
+Files go to ``<recordings>/exports/`` (never deleted by retention): ``<camera>_<start>_<end>_<created>.mp4`` and
+``.json`` manifest with camera, window, covered window, gaps, creation time, requester, segments used, file size
+and SHA-256 of the MP4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.recording.index import Segment, segments_between
+from pipeline.recording.recorder import probe_duration
+from pipeline.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+EXPORTS_DIRNAME = "exports"
+_GAP_TOLERANCE_S = 0.5
+
+
+class ExportError(RuntimeError):
+    """The clip cannot be exported (no recording covers the window, bad window, ffmpeg failure)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the exported clip and its manifest are, with the clip's SHA-256, size and duration."""
+
+    mp4_path: Path
+    manifest_path: Path
+    sha256: str
+    size: int
+    duration: float
+
+
+def exports_dir(recordings_dir: Path | None = None) -> Path:
+    """The evidence folder ``<recordings>/exports``."""
+    return (recordings_dir or get_settings().recordings_dir) / EXPORTS_DIRNAME
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan_cut(segments: list[Segment], start: float, end: float) -> tuple[float, float, list[tuple[float, float]]]:
+    """Offset and duration of the window in the concatenation of ``segments``, and the gaps (real times)."""
+    offset = 0.0
+    position = 0.0
+    duration = 0.0
+    gaps: list[tuple[float, float]] = []
+    previous_end: float | None = None
+    for seg in segments:
+        if previous_end is not None and seg.start - previous_end > _GAP_TOLERANCE_S:
+            gaps.append((max(previous_end, start), min(seg.start, end)))
+        if seg.start <= start < seg.end:
+            offset = position + (start - seg.start)
+        elif seg.start > start and duration == 0.0:
+            offset = position  # window starts in a gap or before the first segment
+        duration += max(0.0, min(seg.end, end) - max(seg.start, start))
+        position += seg.duration
+        previous_end = seg.end
+    return offset, duration, gaps
+
+
+def export_clip(
+    client: Any,
+    camera_id: str,
+    start: float,
+    end: float,
+    requester: str,
+    out_dir: Path | None = None,
+    progress: Callable[[float], None] | None = None,
+    recordings_dir: Path | None = None,
+    accurate: bool = False,
+) -> ExportResult:
+    """Cut ``[start, end]`` (UTC epoch seconds) of ``camera_id`` into one MP4 plus a JSON manifest.
+
+    ``progress`` is called with a fraction 0..1. Raises :class:`ExportError` when the window is invalid or no
+    recording covers any of it.
+    """
+    if not requester.strip():
+        raise ExportError("requester is required (it is written in the evidence manifest)")
+    if not end > start:
+        raise ExportError(f"empty window: end {_iso(end)} is not after start {_iso(start)}")
+    if end - start > 6 * 3600:
+        raise ExportError("window longer than 6 hours; export it in parts")
+    recordings_dir = recordings_dir or get_settings().recordings_dir
+    segments = segments_between(client, camera_id, start, end)
+    segments = [s for s in segments if (recordings_dir / s.path).exists()]
+    if not segments:
+        raise ExportError(f"no recording of camera {camera_id!r} covers {_iso(start)} .. {_iso(end)}")
+    offset, duration, gaps = plan_cut(segments, start, end)
+    covered = (max(start, segments[0].start), min(end, segments[-1].end))
+    out_dir = out_dir or exports_dir(recordings_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    created = time.time()
+    base = f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}"
+    mp4_path, manifest_path = out_dir / f"{base}.mp4", out_dir / f"{base}.json"
+    _run_cut(recordings_dir, segments, offset, duration, mp4_path, progress, accurate)
+    actual = probe_duration(mp4_path) or 0.0
+    digest, size = sha256_file(mp4_path), mp4_path.stat().st_size
+    manifest = {
+        "camera_id": camera_id,
+        "window": {"start": _iso(start), "end": _iso(end), "start_epoch": start, "end_epoch": end},
+        "covered": {"start": _iso(covered[0]), "end": _iso(covered[1])},
+        "gaps": [{"start": _iso(a), "end": _iso(b)} for a, b in gaps],
+        "created": _iso(created),
+        "requester": requester,
+        "file": mp4_path.name,
+        "size_bytes": size,
+        "sha256": digest,
+        "duration_s": round(actual, 3),
+        "cut": "re-encoded (libx264)" if accurate else "stream copy (original bits), MP4 edit list at window start",
+        "segments": [s.path for s in segments],
+    }
+    tmp = manifest_path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.replace(tmp, manifest_path)
+    if progress is not None:
+        progress(1.0)
+    logger.info("exported %s (%.1fs, %d bytes, sha256 %s) for %s", mp4_path.name, actual, size, digest, requester)
+    return ExportResult(mp4_path, manifest_path, digest, size, actual)
+
+
+def _run_cut(
+    recordings_dir: Path, segments: list[Segment], offset: float, duration: float, target: Path,
+    progress: Callable[[float], None] | None, accurate: bool,
+) -> None:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        listing = Path(tmp) / "segments.ffconcat"
+        lines = ["ffconcat version 1.0"]
+        for seg in segments:
+            escaped = str((recordings_dir / seg.path).resolve()).replace("'", "'\\''")
+            lines += [f"file '{escaped}'", f"duration {seg.duration:.3f}"]
+        listing.write_text("\n".join(lines) + "\n")
+        part = target.with_suffix(".part.mp4")
+        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if accurate else ["-c", "copy"]
+        cmd = [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
+            "-ss", f"{offset:.3f}", "-i", str(listing), "-t", f"{duration:.3f}", "-map", "0:v:0", *codec,
+            "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", str(part),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            key, _, value = line.strip().partition("=")
+            if progress is not None and key == "out_time_us" and value.isdigit() and duration > 0:
+                progress(min(0.99, int(value) / 1e6 / duration))
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.wait() != 0 or not part.exists():
+            part.unlink(missing_ok=True)
+            raise ExportError(f"ffmpeg could not cut the clip: {stderr.strip()[-300:]}")
+        os.replace(part, target)
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from ``1700000000.5`` or ISO-8601 (``2024-11-20T10:00:00Z``; naive = UTC)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ExportError(f"not a time: {text!r} (use ISO-8601 UTC like 2024-11-20T10:00:00Z or epoch seconds)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def export_clip_cli(args: argparse.Namespace) -> int:
+    """``python -m pipeline export-clip CAMERA START END --requester NAME [--out DIR]``; exit code 0/1."""
+    import redis
+
+    settings = get_settings()
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        result = export_clip(
+            client, args.camera, start, end, args.requester, out_dir=Path(args.out) if args.out else None,
+            recordings_dir=settings.recordings_dir,
+        )  # fmt: skip
+    except ExportError as exc:
+        sys.stderr.write(f"export-clip: {exc}\n")
+        return 1
+    except redis.RedisError as exc:
+        sys.stderr.write(f"export-clip: cannot reach Redis: {exc}\n")
+        return 1
+    sys.stdout.write(f"clip      {result.mp4_path}\nmanifest  {result.manifest_path}\n")
+    sys.stdout.write(f"duration  {result.duration:.2f}s\nsize      {result.size}\nsha256    {result.sha256}\n")
+    return 0

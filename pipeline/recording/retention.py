@@ -1,0 +1,123 @@
+"""Recording retention: by age per camera (``recording.retention_days``) and by the disk quota
+(``ingest.recordings_quota_gb``, oldest segments first across cameras).
+
+Only indexed segments (and, for age, leftover date folders of cameras) are deleted; anything under
+``<recordings>/exports`` (evidence) is never touched. Each index entry is removed with its file, after the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.recording.export import EXPORTS_DIRNAME
+from pipeline.recording.index import Segment, indexed_bytes, oldest_segments, remove_segment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RetentionReport:
+    """What one retention pass deleted."""
+
+    deleted_by_age: int = 0
+    deleted_by_quota: int = 0
+    bytes_freed: int = 0
+
+
+def _is_protected(recordings_dir: Path, path: Path) -> bool:
+    exports = (recordings_dir / EXPORTS_DIRNAME).resolve()
+    resolved = path.resolve()
+    return resolved == exports or exports in resolved.parents
+
+
+def _delete(client: Any, recordings_dir: Path, camera_id: str, segment: Segment) -> int:
+    path = recordings_dir / segment.path
+    if _is_protected(recordings_dir, path):
+        logger.error("refusing to delete %s: it is exported evidence", path)
+        return 0
+    path.unlink(missing_ok=True)
+    remove_segment(client, camera_id, segment)
+    for folder in (path.parent, path.parent.parent):  # hour, then date folder, when empty
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+    return segment.size
+
+
+def apply_retention(
+    client: Any,
+    config: Config,
+    recordings_dir: Path,
+    now: float | None = None,
+    quota_bytes: int | None = None,
+) -> RetentionReport:
+    """One retention pass: age limits per camera, then the quota (oldest first across cameras)."""
+    now = time.time() if now is None else now
+    report = RetentionReport()
+    for camera in config.cameras:
+        cutoff = now - camera.recording.retention_days * 86400
+        while True:
+            batch = [s for s in oldest_segments(client, camera.id, 200, before=cutoff) if s.end <= cutoff]
+            if not batch:
+                break
+            for segment in batch:
+                report.bytes_freed += _delete(client, recordings_dir, camera.id, segment)
+                report.deleted_by_age += 1
+        _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir)
+    quota = int(config.ingest.recordings_quota_gb * 1e9) if quota_bytes is None else quota_bytes
+    total = sum(indexed_bytes(client).values())
+    while total > quota:
+        candidates = [(segs[0], cam) for cam in indexed_bytes(client) if (segs := oldest_segments(client, cam, 1))]
+        if not candidates:
+            break
+        segment, camera_id = min(candidates, key=lambda c: c[0].start)
+        freed = _delete(client, recordings_dir, camera_id, segment)
+        total -= segment.size
+        report.bytes_freed += freed
+        report.deleted_by_quota += 1
+    if report.deleted_by_age or report.deleted_by_quota:
+        logger.info(
+            "retention: %d segments past their age, %d over quota, %.1f MB freed",
+            report.deleted_by_age, report.deleted_by_quota, report.bytes_freed / 1e6,
+        )  # fmt: skip
+    return report
+
+
+def _remove_old_date_folders(camera_dir: Path, cutoff: float, recordings_dir: Path) -> None:
+    """Delete ``<camera>/<YYYY-MM-DD>`` folders entirely older than the cutoff (files no index knows about)."""
+    if not camera_dir.is_dir() or _is_protected(recordings_dir, camera_dir):
+        return
+    for folder in camera_dir.iterdir():
+        try:
+            day = datetime.strptime(folder.name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+        if day + 86400 <= cutoff and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_retention_loop(config: Config, redis_url: str, recordings_dir: str | Path, stop_event: Any,
+                       period_s: float = 60.0) -> None:  # fmt: skip
+    """Process entry used by the supervisor: a retention pass every ``period_s`` until ``stop_event``."""
+    import signal
+
+    import redis
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    while not stop_event.is_set():
+        try:
+            apply_retention(client, config, Path(recordings_dir))
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("retention pass failed: %s", exc)
+        stop_event.wait(period_s)
