@@ -86,8 +86,22 @@ function setConn(status, info = {}) {
       : status === "connecting" ? t("conn.connecting") : t("conn.offline");
 }
 
-function startFeed() {
+/** The latest alerts from the REST backlog (with acknowledgements); returns the newest stream id seen. */
+async function loadBacklog() {
+  const data = await api(ROUTES.alerts, { query: { limit: 300 } });
+  const items = (Array.isArray(data) ? data : []).map((row) => ({ id: row.id, alert: row.alert, ack: row.ack || null }));
+  ctx.addAlerts(items);
+  return items.length ? items[items.length - 1].id : "";
+}
+
+async function startFeed() {
   if (state.feed) state.feed.stop();
+  let newest = "";
+  try {
+    newest = await loadBacklog();
+  } catch (err) {
+    toast(err.message, "error");
+  }
   state.feed = new AlertFeed({
     onState: setConn,
     onAlert: (item, { replayed }) => {
@@ -99,7 +113,11 @@ function startFeed() {
     onReplayDone: (count) => { if (count) toast(t("alerts.replayed", { n: count }), "info"); },
     onUnauthorized: () => { setToken(""); showLogin(t("err.401")); },
   });
+  // Replay from the newest alert already shown; with an empty backlog from the stream's start ("0-0"), so an
+  // alert raised during a reconnect is never lost.
+  state.feed.markSeen(newest || "0-0");
   state.feed.start();
+  window.__cctvFeed = state.feed;
 }
 
 function announce(item) {
@@ -112,7 +130,8 @@ function announce(item) {
 function renderNav() {
   const nav = document.getElementById("nav");
   clear(nav, VIEWS.filter((v) => ctx.can(v.feature)).map((v) =>
-    h("a", { href: `#/${v.id}`, dataset: { view: v.id } }, t(v.navKey), h("span", { class: "count", hidden: true }))));
+    h("a", { href: `#/${v.id}`, dataset: { view: v.id } }, h("span", { class: "label" }, t(v.navKey)),
+      h("span", { class: "count", hidden: true }))));
   nav.hidden = false;
   updateNavCount();
   markActiveNav();
@@ -165,7 +184,7 @@ async function showLoggedIn(user) {
   who.textContent = `${user.display_name || user.username} · ${t(`role.${user.role}`)}`;
   document.body.dataset.role = user.role;
   renderNav();
-  startFeed();
+  await startFeed();
   await route();
 }
 
@@ -217,7 +236,6 @@ async function login(event) {
 async function logout() {
   try { await api(ROUTES.logout, { method: "POST" }); } catch { /* token is dropped anyway */ }
   setToken("");
-  localStorage.removeItem("cctv.lastAlertId");
   showLogin();
 }
 

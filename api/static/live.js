@@ -2,8 +2,6 @@
 
 import { ROUTES, getToken } from "./api.js";
 
-const LAST_ID_KEY = "cctv.lastAlertId";
-
 /**
  * Keeps one WebSocket to the alert feed open. Calls `onAlert(item, {replayed})` for each alert
  * (item = {id, alert, ack?}) and `onState(state, info)` with "connecting", "live" or "waiting" (info.seconds).
@@ -16,7 +14,7 @@ export class AlertFeed {
     this.onUnauthorized = onUnauthorized || (() => {});
     this.onState = onState;
     this.onReplayDone = onReplayDone || (() => {});
-    this.lastId = localStorage.getItem(LAST_ID_KEY) || "";
+    this.lastId = "";
     this.attempt = 0;
     this.ws = null;
     this.timer = null;
@@ -48,7 +46,6 @@ export class AlertFeed {
   markSeen(id) {
     if (!id || (this.lastId && compareIds(id, this.lastId) <= 0)) return;
     this.lastId = id;
-    localStorage.setItem(LAST_ID_KEY, id);
   }
 
   url() {
@@ -88,10 +85,7 @@ export class AlertFeed {
         this.onUnauthorized();
         return;
       }
-      if (event.code === 4422) {
-        this.lastId = "";
-        localStorage.removeItem(LAST_ID_KEY);
-      }
+      if (event.code === 4422) this.lastId = "";
       this.scheduleReconnect();
     });
     ws.addEventListener("error", () => { /* the close event follows and schedules the reconnect */ });

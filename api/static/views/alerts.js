@@ -4,15 +4,7 @@ import { ROUTES, api } from "../api.js";
 import { clear, dialog, errorBox, field, fmtAgo, fmtTime, h, pct, severityBadge, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { beep } from "../live.js";
-import { authImg, cameraName, cropUrl, itemsOf, listCameras } from "./common.js";
-
-async function loadBacklog(ctx) {
-  const data = await api(ROUTES.alerts, { query: { limit: 300 } });
-  const items = itemsOf(data, "alerts").map((row) => (row.alert ? row : {
-    id: row.stream_id || row.id || "", alert: row, ack: row.ack || null,
-  }));
-  ctx.addAlerts(items);
-}
+import { authImg, cameraName, cropUrl, listCameras } from "./common.js";
 
 function alertCard(item, ctx, fresh) {
   const a = item.alert;
@@ -76,17 +68,40 @@ export const alertsView = {
     });
     paintSound();
 
+    // Cards are kept per alert and only rebuilt when their acknowledgement changes, so a busy wall does not
+    // flicker or reload crops on every new alert.
+    const cards = new Map();
     const paint = () => {
       const items = ctx.alerts().filter((item) => !onlyOpen.checked || !item.ack);
       if (!items.length) {
+        cards.clear();
         clear(list, h("div", { class: "empty" }, t("alerts.empty")));
         return;
       }
-      clear(list, items.map((item) => {
-        const fresh = !seen.has(item.alert.alert_id);
-        seen.add(item.alert.alert_id);
-        return alertCard(item, ctx, fresh);
-      }));
+      const wanted = new Set(items.map((item) => item.alert.alert_id));
+      for (const [id, entry] of cards) {
+        if (!wanted.has(id)) { entry.el.remove(); cards.delete(id); }
+      }
+      list.querySelector(".empty")?.remove();
+      let previous = null;
+      for (const item of items) {
+        const id = item.alert.alert_id;
+        let entry = cards.get(id);
+        if (!entry || Boolean(entry.acked) !== Boolean(item.ack)) {
+          const fresh = !seen.has(id);
+          seen.add(id);
+          const el = alertCard(item, ctx, fresh);
+          if (entry) entry.el.replaceWith(el);
+          entry = { el, acked: Boolean(item.ack) };
+          cards.set(id, entry);
+        }
+        const expectedNext = previous ? previous.nextElementSibling : list.firstElementChild;
+        if (expectedNext !== entry.el) {
+          if (previous) previous.after(entry.el);
+          else list.prepend(entry.el);
+        }
+        previous = entry.el;
+      }
     };
     onlyOpen.addEventListener("change", paint);
 
@@ -98,8 +113,6 @@ export const alertsView = {
     const off = ctx.onAlerts(paint);
     try {
       await listCameras();
-      await loadBacklog(ctx);
-      ctx.alerts().forEach((item) => seen.add(item.alert.alert_id));
       paint();
     } catch (err) {
       clear(problem, errorBox(err));

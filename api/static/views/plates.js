@@ -22,6 +22,10 @@ function exportLink(e) {
   return `#/evidence?camera=${encodeURIComponent(e.camera_id)}&start=${start}&end=${end}`;
 }
 
+function shorten(text, n) {
+  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
 /** Sightings of one plate as camera lanes on a time axis (SVG) plus a list. */
 export function timeline(plate, sightings) {
   const wrap = h("div", { class: "timeline", id: "plate-timeline", dataset: { plate, count: sightings.length } });
@@ -33,7 +37,7 @@ export function timeline(plate, sightings) {
   const events = sightings.map(eventOf).sort((a, b) => a.frame_time - b.frame_time);
   const cams = [...new Set(events.map((e) => e.camera_id))];
   const width = 1000;
-  const left = 170;
+  const left = 250;
   const lane = 34;
   const height = cams.length * lane + 40;
   const t0 = events[0].frame_time;
@@ -42,7 +46,7 @@ export function timeline(plate, sightings) {
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": t("plates.timeline", { plate }) });
   cams.forEach((cam, i) => {
     const y = 20 + i * lane;
-    chart.append(svg("text", { x: 4, y: y + 5, class: "lane-label" }, cameraName(cam).slice(0, 22)));
+    chart.append(svg("text", { x: 4, y: y + 5, class: "lane-label" }, shorten(cameraName(cam), 30)));
     chart.append(svg("line", { x1: left, x2: width - 20, y1: y, y2: y, class: "axis" }));
   });
   for (let k = 0; k <= 4; k += 1) {

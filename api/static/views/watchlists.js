@@ -154,7 +154,7 @@ export const watchlistsView = {
                 h("button", { class: "btn btn-small btn-secondary", type: "button",
                   onclick: () => showMatches(entry, entryLabel(entry, persons)) }, t("watchlists.matches")),
                 h("button", { class: "btn btn-small btn-secondary", type: "button", onclick: () => edit(entry) }, t("common.edit")),
-                h("button", { class: "btn btn-small btn-danger", type: "button", onclick: () => remove(entry) }, t("common.delete")))))))))
+                h("button", { class: "btn btn-small btn-danger", type: "button", onclick: () => remove(entry) }, t("common.delete"))))))))
             : h("div", { class: "empty" }, t("watchlists.entries_empty")));
       } catch (err) {
         clear(main, errorBox(err));

@@ -116,8 +116,8 @@ def store_plate_events(store, writer, shared: Path, now: float) -> list:
 
 
 def store_face_events(store, writer, shared: Path, now: float) -> tuple[dict, Path]:
-    """One face event per LFW identity (photo 1, embedded by the engine's face models); returns the events and a
-    different photo (photo 2) of the first identity to search with."""
+    """One face event per LFW identity (its first photo, embedded by the engine's face models); returns the events
+    and a different photo (the second) of the first identity to search with."""
     from pipeline.events import FaceEvent
     from pipeline.models.registry import load_face_analyzer
 
@@ -125,7 +125,7 @@ def store_face_events(store, writer, shared: Path, now: float) -> tuple[dict, Pa
     root = shared / "data" / "faces_lfw" / "images"
     events = {}
     for i, person in enumerate(LFW_PEOPLE):
-        image = cv2.imread(str(root / person / f"{person}_0001.jpg"))
+        image = cv2.imread(str(sorted((root / person).glob("*.jpg"))[0]))
         embedding = analyzer.embed_face_images([image])[0]
         assert embedding is not None, f"no face found in the LFW photo of {person}"
         t = now - 300 - 60 * i
@@ -136,7 +136,7 @@ def store_face_events(store, writer, shared: Path, now: float) -> tuple[dict, Pa
         ev.snapshot_path = writer.save(FACE_CAM, t, ev.event_id, "frame", image)
         assert store.publish_face_event(ev)
         events[person] = ev
-    return events, root / LFW_PEOPLE[0] / f"{LFW_PEOPLE[0]}_0002.jpg"
+    return events, sorted((root / LFW_PEOPLE[0]).glob("*.jpg"))[1]
 
 
 def store_recording(client: redis.Redis, recordings: Path, shared: Path, now: float) -> tuple[float, float]:
@@ -262,17 +262,26 @@ def wait(driver, css: str, timeout: float = 15, visible: bool = True):
     """The first element matching ``css`` once it is present (and visible)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     condition = ec.visibility_of_element_located if visible else ec.presence_of_element_located
-    return WebDriverWait(driver, timeout).until(condition((By.CSS_SELECTOR, css)))
+    return wait_until(driver, condition((By.CSS_SELECTOR, css)), timeout, f"nothing matched {css!r}")
 
 
 def wait_until(driver, predicate, timeout: float = 15, message: str = ""):
-    """Wait until ``predicate(driver)`` is truthy and return it."""
+    """Wait until ``predicate(driver)`` is truthy and return it; on timeout fail with a screenshot and the
+    browser's console errors."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(predicate, message)
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                             ).until(predicate, message)
+    except TimeoutException:
+        path = shot(driver, f"FAILED_{int(time.time() * 1000)}")
+        view = driver.execute_script("const v = document.getElementById('view'); return v ? v.innerText : ''")
+        pytest.fail(f"timed out after {timeout}s: {message}; screenshot {path}; console: {page_errors(driver)}; "
+                    f"view: {view[:500]!r}")
 
 
 def css(driver, selector: str) -> list:
@@ -282,9 +291,10 @@ def css(driver, selector: str) -> list:
 
 
 def page_errors(driver) -> list[str]:
-    """Severe browser console messages (uncaught exceptions, failed module loads)."""
+    """Severe browser console messages since the last call (uncaught exceptions, failed module loads); HTTP error
+    answers the page handles (the tests provoke some) are not counted."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
-            and "favicon" not in e["message"]]
+            and "Failed to load resource" not in e["message"]]
 
 
 def login(driver, server: Server, username: str, password: str = PASSWORD, lang: str = "en") -> None:
@@ -368,8 +378,9 @@ def test_live_alert_appears_beeps_and_is_acknowledged(browser, server, web_data)
     note = wait(browser, "dialog textarea[name=note]")
     note.send_keys("Patrol 12 informed")
     css(browser, 'dialog [data-role="submit"]')[0].click()
-    wait_until(browser, lambda d: "acked" in d.find_element(
-        "css selector", f'.alert-card[data-alert-id="{alert.alert_id}"]').get_attribute("class"))
+    wait_until(browser, lambda d: d.execute_script(
+        "const c = document.querySelector(arguments[0]); return c && c.classList.contains('acked');",
+        f'.alert-card[data-alert-id="{alert.alert_id}"]'), message="the alert card never showed the ack")
     ack = json.loads(server.client.hget("alerts:acks", alert.alert_id))
     assert ack["by"] == "op" and ack["note"] == "Patrol 12 informed"
     shot(browser, "03_alert_acknowledged")
@@ -511,7 +522,7 @@ def test_thai_language_switch(browser, server):
     wait(browser, "#nav a")
     css(browser, "#lang-switch")[0].click()
     wait_until(browser, lambda d: d.execute_script("return document.documentElement.lang") == "th")
-    nav = [a.text for a in css(browser, "#nav a")]
+    nav = [a.text for a in css(browser, "#nav a .label")]
     assert nav[:3] == ["การแจ้งเตือน", "กล้อง", "ค้นหาทะเบียน"], nav
     assert "ผู้ดูแลระบบ" in css(browser, "#who")[0].text
     shot(browser, "12_thai_alerts")
