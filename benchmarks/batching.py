@@ -7,7 +7,9 @@ Baseline (same run): the upstream batch-1 file run image by image. Candidates: t
 (``pipeline.models.derive``) at each batch size; ``*_fp32`` rows use the dequantised variant of the int8
 models (same weights, float convolutions; outputs differ from int8 by its activation-quantisation noise). Inputs are real: frames of the sample dashcam clip for the
 detectors (letterboxed like the backends do), face crops of the enrolment stills for the embedder. The time is
-the median over ``--repeat`` passes of ``--images`` images; the first call of every session is a warm-up.
+the median over ``--repeat`` rounds of ``--images`` images; every round times the baseline and all batch sizes
+one after the other and the speed-up is the median of the per-round ratios (robust to a changing machine load);
+every session and shape is warmed up first.
 The equivalence of the outputs is checked by the derivation itself and by the tests, not here.
 """
 
@@ -64,24 +66,35 @@ def bench_model(name: str, batches: list[int], n_images: int, repeat: int, devic
     base_sess, new_sess = create_session(source, device), create_session(derived, device)
     base_in, new_in = base_sess.get_inputs()[0].name, new_sess.get_inputs()[0].name
     base_sess.run(None, {base_in: blob[:1]})
+    for b in batches:
+        new_sess.run(None, {new_in: blob[:b]})  # warm-up per shape
 
     def loop() -> None:
         for i in range(len(blob)):
             base_sess.run(None, {base_in: blob[i : i + 1]})
 
-    row = {"model": name, "file": rel, "derived": str(derived), "input": size, "images": n_images,
-           "baseline_loop_ips": n_images / _time(loop, repeat), "batched_ips": {}}
-    for b in batches:
-        new_sess.run(None, {new_in: blob[:b]})
+    def batched(b: int) -> None:
+        for i in range(0, len(blob), b):
+            new_sess.run(None, {new_in: blob[i : i + b]})
 
-        def batched(b: int = b) -> None:
-            for i in range(0, len(blob), b):
-                new_sess.run(None, {new_in: blob[i : i + b]})
-
-        row["batched_ips"][str(b)] = n_images / _time(batched, repeat)
-        print(f"  {name:9s} batch {b:3d}: {row['batched_ips'][str(b)]:8.1f} img/s", file=sys.stderr, flush=True)
-    row["speedup"] = {b: ips / row["baseline_loop_ips"] for b, ips in row["batched_ips"].items()}
-    return row
+    # Rounds interleave the baseline and every batch size, so a change in machine load hits all of them alike;
+    # the speed-up is the median over rounds of the per-round ratio.
+    base_times: list[float] = []
+    times: dict[int, list[float]] = {b: [] for b in batches}
+    for r in range(repeat):
+        base_times.append(_time(loop, 1))
+        for b in batches:
+            times[b].append(_time(lambda b=b: batched(b), 1))
+        print(f"  {name:10s} round {r + 1}/{repeat}: loop {n_images / base_times[-1]:.1f} img/s, "
+              + ", ".join(f"b{b} {n_images / times[b][-1]:.1f}" for b in batches), file=sys.stderr, flush=True)
+    return {
+        "model": name, "file": rel, "precision": precision, "derived": str(derived), "input": size,
+        "images": n_images, "baseline_loop_ips": n_images / float(np.median(base_times)),
+        "batched_ips": {str(b): n_images / float(np.median(times[b])) for b in batches},
+        "speedup": {str(b): float(np.median([bt / t for bt, t in zip(base_times, times[b], strict=True)]))
+                    for b in batches},
+        "raw_seconds": {"loop": base_times, **{str(b): times[b] for b in batches}},
+    }
 
 
 def print_table(rows: list[dict], batches: list[int]) -> None:

@@ -85,13 +85,17 @@ class YoloOnnxDetector:
         classes: Sequence[int] | None = None,
         device: str = "auto",
         max_batch: int | None = None,
+        imgsz: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.session = create_session(self.path, device)
         shape = self.session.get_inputs()[0].shape
-        if not (isinstance(shape[2], int) and shape[2] == shape[3]):
-            raise ValueError(f"{self.path}: expected a square fixed input size, got input shape {shape}")
-        self.imgsz = int(shape[2])
+        if isinstance(shape[2], int) and isinstance(shape[3], int):
+            if shape[2] != shape[3]:
+                raise ValueError(f"{self.path}: expected a square input size, got input shape {shape}")
+            self.imgsz = int(shape[2])
+        else:  # dynamic-size export: use the size it was trained/exported at
+            self.imgsz = imgsz or _imgsz_from_metadata(self.session) or 640
         self.conf, self.iou = conf, iou
         self.classes = tuple(classes) if classes is not None else None
         self.max_batch = max_batch
@@ -183,6 +187,16 @@ def _ultralytics_device(device: str) -> str | None:
     if device == "cuda":
         return "0"
     return None  # auto: Ultralytics picks CUDA when torch sees it
+
+
+def _imgsz_from_metadata(session) -> int | None:  # noqa: ANN001
+    import ast
+
+    try:
+        size = ast.literal_eval(session.get_modelmeta().custom_metadata_map.get("imgsz", "None"))
+    except (ValueError, SyntaxError):
+        return None
+    return int(max(size)) if isinstance(size, list | tuple) and size else None
 
 
 def _names_from_metadata(session) -> dict[int, str]:  # noqa: ANN001

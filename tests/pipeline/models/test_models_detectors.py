@@ -90,3 +90,20 @@ def test_bad_frames_are_refused_with_their_index(model_set: ModelSet, dashcam_fr
     assert model_set.vehicles.detect_batch([]) == []
     with pytest.raises(ValueError, match="frame 1"):
         model_set.vehicles.detect_batch([dashcam_frames[0], np.zeros((10, 10), np.uint8)])
+
+
+@pytest.mark.timeout(120)
+def test_own_onnx_decode_matches_ultralytics_loading(model_set: ModelSet, dashcam_frames: list[np.ndarray],
+                                                     model_dir: Path) -> None:
+    """The ONNX Runtime backend (own letterbox, decode, NMS) gives what ``ultralytics.YOLO`` gives."""
+    from pipeline.models.yolo import UltralyticsDetector
+
+    reference = UltralyticsDetector(model_dir / "yolo/yolov8n_int8.onnx", conf=0.3, device="cpu",
+                                    classes=model_set.vehicles.classes)
+    frame = dashcam_frames[2]
+    ours, theirs = model_set.vehicles.detect_batch([frame])[0], reference.detect_batch([frame])[0]
+    assert len(theirs) >= 1 and len(ours) == len(theirs)
+    order_a, order_b = np.argsort(ours.xyxy[:, 0]), np.argsort(theirs.xyxy[:, 0])
+    assert np.allclose(ours.xyxy[order_a], theirs.xyxy[order_b], atol=1.0)
+    assert (ours.class_id[order_a] == theirs.class_id[order_b]).all()
+    assert np.allclose(ours.confidence[order_a], theirs.confidence[order_b], atol=0.01)
