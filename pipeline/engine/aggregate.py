@@ -23,6 +23,8 @@ VEHICLE_CLASS_NAMES = {2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
 MAX_OBSERVATIONS = 64
 MIN_TEXT_GAIN = 0.05
 MIN_QUALITY_GAIN = 0.05
+PLATE_INTERVAL_S = 0.4
+TOP_FACES = 3
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrackState:
     event_id: str = field(default_factory=new_event_id)
     version: int = 0
     last_publish_time: float | None = None
+    published_until: float = 0.0
     ended: bool = False
     best_score: float = -1.0
     best_time: float = 0.0
@@ -71,6 +74,7 @@ class VehicleState(TrackState):
     published_text: str = ""
     published_confidence: float = -1.0
     voted: Any = None
+    last_plate_attempt: float | None = None
 
     @property
     def vehicle_class(self) -> str:
@@ -94,6 +98,7 @@ class FaceState(TrackState):
     det_score: float = 0.0
     face_box: list[float] = field(default_factory=list)
     published_quality: float = -1.0
+    top_faces: list[tuple[float, np.ndarray]] = field(default_factory=list)
 
     @property
     def has_content(self) -> bool:
@@ -141,10 +146,22 @@ class Aggregator:
         state.hits += 1
         return state
 
-    def wants_plate(self, state: VehicleState) -> bool:
-        """Whether reading this vehicle's plate again can still change its event."""
+    def wants_plate(self, state: VehicleState, t: float) -> bool:
+        """Whether to look for this vehicle's plate in the frame at ``t``.
+
+        Not once the vote has ``max_agreeing_reads`` agreeing frames (or, without a reader, once that many crops
+        were collected), and at most once per ``PLATE_INTERVAL_S`` per track: consecutive frames add little.
+        """
+        if state.last_plate_attempt is not None and t - state.last_plate_attempt < PLATE_INTERVAL_S:
+            return False
         voted = state.voted
-        return voted is None or getattr(voted, "agreeing_frames", 0) < self.max_agreeing_reads
+        if voted is not None and getattr(voted, "agreeing_frames", 0) >= self.max_agreeing_reads:
+            return False
+        if self.vote is None or not any(o.read is not None for o in state.observations):
+            if len(state.observations) >= self.max_agreeing_reads * 2:
+                return False
+        state.last_plate_attempt = t
+        return True
 
     def add_plate(
         self,
@@ -188,10 +205,21 @@ class Aggregator:
         crop: np.ndarray,
         frame_getter: Callable[[], np.ndarray],
     ) -> None:
-        """Offer one face of a person/face track; kept if its quality beats the best so far."""
+        """Offer one face of a person/face track.
+
+        The event's embedding is the normalised mean of the track's ``TOP_FACES`` best-quality embeddings (a
+        template is more robust than one frame); the crop and snapshot are those of the best face.
+        """
+        emb = np.asarray(embedding, dtype=np.float32)
+        state.top_faces.append((float(quality), emb))
+        state.top_faces.sort(key=lambda qe: -qe[0])
+        del state.top_faces[TOP_FACES:]
         if quality <= state.quality and state.embedding is not None:
+            if any(e is emb for _, e in state.top_faces):
+                state.embedding = _mean_embedding([e for _, e in state.top_faces])
+                state.dirty = state.dirty or not state.published
             return
-        state.embedding = np.asarray(embedding, dtype=np.float32)
+        state.embedding = _mean_embedding([e for _, e in state.top_faces])
         state.quality = float(quality)
         state.det_score = float(det_score)
         state.face_box = [float(v) for v in box]
@@ -228,10 +256,13 @@ class Aggregator:
         return {k[0] for k in self.vehicles} | {k[0] for k in self.faces}
 
     def _is_due(self, state: TrackState, now: float) -> bool:
-        if not state.has_content or state.hits < self.min_hits or not state.dirty:
+        if not state.has_content or state.hits < self.min_hits:
             return False
         if state.ended:
-            return True
+            # the final version: anything better, or the track went on after the last publication
+            return state.dirty or (state.published and state.last_seen > state.published_until)
+        if not state.dirty:
+            return False
         if not state.published:
             return now - state.started_at >= self.publish_after_s
         return state.last_publish_time is None or now - state.last_publish_time >= self.update_interval_s
@@ -303,10 +334,16 @@ class Aggregator:
         """Record that the state's next version went out (to Redis or to the spool)."""
         state.version += 1
         state.last_publish_time = now
+        state.published_until = state.last_seen
         state.dirty = False
         if state.ended:
             state.best_frame = None
             state.best_crop = None
+
+
+def _mean_embedding(embeddings: list[np.ndarray]) -> np.ndarray:
+    mean = np.mean(np.stack(embeddings), axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
 
 
 def _read_confidence(read: Any) -> float:

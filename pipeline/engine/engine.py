@@ -35,12 +35,15 @@ from pipeline.engine.metrics import EngineMetrics
 from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker
 from pipeline.engine.zones import ZoneFilter
+from pipeline.models.onnx_utils import nms
 
 logger = logging.getLogger(__name__)
 
 PERSON = 0
 VEHICLE_CLASSES = (2, 3, 5, 7)
-MIN_VEHICLE_SIDE = 32
+MIN_VEHICLE_WIDTH = 64  # narrower vehicles have plates too small to read
+MIN_VEHICLE_HEIGHT = 40
+CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
 
 
@@ -249,13 +252,16 @@ class Engine:
             dets = g.cam.zones.filter(dets, width, height)
             dets = dets[dets.confidence >= ec.vehicle_confidence / 2]
             if g.cam.camera.analytics.plates:
-                vehicles = g.cam.vehicles.update(dets[np.isin(dets.class_id, VEHICLE_CLASSES)], t)
+                vehicles = dets[np.isin(dets.class_id, VEHICLE_CLASSES)]
+                # one object, one box: the detector's class-aware NMS leaves car/truck/bus boxes on one vehicle
+                vehicles = vehicles[np.sort(nms(vehicles.xyxy, vehicles.confidence, CROSS_CLASS_IOU))]
+                vehicles = g.cam.vehicles.update(vehicles, t)
                 for i in range(len(vehicles)):
                     box = vehicles.xyxy[i]
                     state = self.aggregator.vehicle(g.item.camera_id, int(vehicles.tracker_id[i]), t,
                                                     int(vehicles.class_id[i]), float(vehicles.confidence[i]))
                     w, h = box[2] - box[0], box[3] - box[1]
-                    if min(w, h) < MIN_VEHICLE_SIDE or not self.aggregator.wants_plate(state):
+                    if w < MIN_VEHICLE_WIDTH or h < MIN_VEHICLE_HEIGHT or not self.aggregator.wants_plate(state, t):
                         continue
                     crop, ox, oy = crop_box(frame, box)
                     if crop.size:

@@ -18,9 +18,12 @@ import time
 from typing import Any
 
 import numpy as np
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.search.fuzzy import plate_distance
+from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +31,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 
 def _normalise(text: str) -> str:
-    try:
-        from pipeline.plates.grammar import normalise_plate
-    except ImportError:  # the grammar module is optional for matching
-        return "".join(text.split()).upper()
+    """The store's canonical plate form (entries are stored normalised; events are normalised on publish)."""
     return normalise_plate(text)
 
 
@@ -54,6 +54,7 @@ class WatchlistMatcher:
         self._face_matrix: np.ndarray | None = None
         self._face_owner: np.ndarray | None = None
         self._alerted: dict[str, float] = {}
+        self._last_error: str | None = None
 
     def refresh(self, force: bool = False) -> None:
         """Reload the lists if their version changed (checked at most every ``refresh_interval_s``)."""
@@ -67,9 +68,16 @@ class WatchlistMatcher:
                 return
             plates = list(self.store.plate_entries())
             faces = list(self.store.face_entries())
-        except Exception as exc:  # noqa: BLE001 - Redis down: keep the cached lists
+        except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis down: keep the cached lists
             logger.debug("watchlists not refreshed: %s", exc)
             return
+        except Exception as exc:  # noqa: BLE001 - bad stored data must not stop the engine; keep the cache
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if message != self._last_error:
+                logger.error("watchlists could not be loaded, keeping the previous ones: %s", exc)
+                self._last_error = message
+            return
+        self._last_error = None
         self._version = version
         self._plates = plates
         self._faces = faces

@@ -1,0 +1,81 @@
+"""Watchlist matching against lists stored in a real Redis, and alert publication through the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from pipeline.engine.publisher import SpooledPublisher
+from pipeline.engine.spool import EventSpool
+from pipeline.engine.watchmatch import WatchlistMatcher
+from pipeline.events import Alert, FaceEvent, PlateEvent
+from pipeline.store import EventStore, WatchlistStore, keys
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _plate_event(text: str, camera: str = "bkk-night-01") -> PlateEvent:
+    return PlateEvent(camera_id=camera, track_id=1, started_at=1.0, ended_at=2.0, frame_time=1.5, plate_text=text,
+                      confidence=0.9, crop_path="snapshots/x/plate.jpg")
+
+
+def test_plate_watchlist_entry_raises_an_alert_for_a_matching_plate_event(redis_url: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lists = WatchlistStore(client)
+    wanted = lists.create_watchlist("plate", "wanted")
+    exact = lists.put_entry(wanted["id"], {"plate": "1กอ 5180", "fuzzy": False, "max_distance": 0,
+                                           "reason": "stolen", "severity": "critical"})
+    fuzzy = lists.put_entry(wanted["id"], {"plate": "1กอ5188", "fuzzy": True, "max_distance": 1.0,
+                                           "reason": "similar", "severity": "low"})
+    lists.put_entry(wanted["id"], {"plate": "1กอ5180", "fuzzy": False, "max_distance": 0, "reason": "elsewhere",
+                                   "severity": "medium", "cameras": ["other-cam"]})
+    matcher = WatchlistMatcher(lists)
+    publisher = SpooledPublisher(EventStore(client), EventSpool(tmp_path / "spool", 1_000_000))
+
+    event = _plate_event("1กอ5180")
+    publisher.publish("plate", event)
+    alerts = matcher.match_plate(event)
+    for alert in alerts:
+        publisher.publish("alert", alert)
+    assert sorted(a.entry_id for a in alerts) == sorted([exact["entry_id"], fuzzy["entry_id"]])
+    by_entry = {a.entry_id: a for a in alerts}
+    assert by_entry[exact["entry_id"]].score == 1.0 and by_entry[exact["entry_id"]].severity == "critical"
+    assert 0 < by_entry[fuzzy["entry_id"]].score < 1.0
+    stored = [Alert.model_validate_json(f[b"alert"]) for _, f in client.xrange(keys.ALERT_STREAM)]
+    assert sorted(a.alert_id for a in stored) == sorted(a.alert_id for a in alerts)
+    assert all(a.event_id == event.event_id and a.label == "1กอ5180" for a in stored)
+
+    # a later version of the same event does not alert again; an unrelated plate does not alert at all
+    assert matcher.match_plate(event.model_copy(update={"version": 2})) == []
+    assert matcher.match_plate(_plate_event("9ขข9999")) == []
+    assert matcher.match_plate(_plate_event("")) == []
+    # the camera-restricted entry only fires on its camera; a list change is picked up (version cache)
+    other = matcher.match_plate(_plate_event("1กอ5180", camera="other-cam"))
+    assert len(other) == 3
+    lists.delete_watchlist(wanted["id"])
+    matcher.refresh(force=True)
+    assert matcher.match_plate(_plate_event("1กอ5180")) == []
+
+
+def test_face_match_takes_the_best_of_the_persons_embeddings_and_honours_threshold(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lists = WatchlistStore(client)
+    rng = np.random.default_rng(0)
+    a, b, c = (v / np.linalg.norm(v) for v in rng.normal(size=(3, 128)))
+    person = lists.create_person("P", np.stack([a, b]))
+    watch = lists.create_watchlist("face", "vip")
+    lists.put_entry(watch["id"], {"person_id": person["id"], "threshold": 0.6, "severity": "high"})
+    matcher = WatchlistMatcher(lists)
+
+    def face(vec: np.ndarray) -> FaceEvent:
+        return FaceEvent(camera_id="cam", track_id=1, started_at=0, ended_at=1, frame_time=0.5,
+                         embedding=vec.tolist(), quality=0.8, det_score=0.9)
+
+    near_b = b + 0.3 * c
+    alerts = matcher.match_face(face(near_b / np.linalg.norm(near_b)))
+    assert [x.entry_id for x in alerts] == [person["id"]] and alerts[0].score > 0.9 and alerts[0].label == "P"
+    assert matcher.match_face(face(c)) == []
+    assert matcher.match_face(face(np.ones(64) / 8.0)) == []  # wrong embedding size: no crash, no match
