@@ -58,7 +58,7 @@ export const alertsView = {
     const list = h("div", { class: "alert-list", id: "alert-list", "aria-live": "polite" });
     const problem = h("div");
     const paintSound = () => {
-      soundBtn.textContent = ctx.soundOn ? `🔊 ${t("alerts.sound_on")}` : `🔇 ${t("alerts.sound_off")}`;
+      soundBtn.textContent = ctx.soundOn ? t("alerts.sound_on") : t("alerts.sound_off");
       soundBtn.setAttribute("aria-pressed", String(ctx.soundOn));
     };
     soundBtn.addEventListener("click", () => {

@@ -48,7 +48,7 @@ function exportRow(data, ctx, cases, refreshCases) {
       h("div", { class: "row" },
         h("button", { class: "btn btn-primary btn-small download", type: "button",
           onclick: () => attempt(() => downloadFile(j.download_url || ROUTES.exportDownload(j.id), filename)) },
-        `⬇ ${t("evidence.download")}`),
+        `↓ ${t("evidence.download")}`),
         h("button", { class: "btn btn-secondary btn-small manifest", type: "button",
           onclick: () => attempt(() => downloadFile(ROUTES.exportManifest(j.id), `${filename}.sha256.json`)) },
         t("evidence.manifest")),
@@ -103,7 +103,7 @@ export const evidenceView = {
                 items.length ? ` · ${items.map((it) => it.ref || it.id).join(", ")}` : ""),
               items.length ? h("button", { class: "btn btn-secondary btn-small case-package", type: "button",
                 onclick: () => attempt(() => downloadFile(ROUTES.casePackage(c.id), `case_${c.id}.zip`)) },
-              `⬇ ${t("evidence.package")}`) : null));
+              `↓ ${t("evidence.package")}`) : null));
           })));
         }
         paintExports();

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -74,8 +75,7 @@ class WebData:
     plate_events: list = field(default_factory=list)
     face_events: dict = field(default_factory=dict)
     query_photo: Path | None = None
-    recording_window: tuple[float, float] | None = None
-    recording_error: str = ""
+    recording_window: tuple[float, float] = (0.0, 0.0)
 
 
 def ffmpeg_frame(video: Path, at_s: float) -> np.ndarray:
@@ -140,12 +140,25 @@ def store_face_events(store, writer, shared: Path, now: float) -> tuple[dict, Pa
 
 
 def store_recording(client: redis.Redis, recordings: Path, shared: Path, now: float) -> tuple[float, float]:
-    """A short real recording segment of the Bangkok camera, in the ingest engineer's layout and index."""
-    from pipeline.recording import segments  # the recorder's layout and index
+    """A 6 s real segment of the Bangkok camera (stream copy of the dashcam, as the recorder does), finalised and
+    indexed by the recorder's own :class:`SegmentFinalizer` (the crash-recovery path: file in ``.incoming``)."""
+    from pipeline.recording.recorder import SegmentFinalizer, incoming_dir
 
-    start = now - 120
-    return segments.add_test_segment(client, recordings, PLATE_CAMS[0], shared / "data" / "videos" / DASHCAM,
-                                      start, seconds=6)
+    camera = PLATE_CAMS[0]
+    folder = incoming_dir(recordings, camera)
+    folder.mkdir(parents=True, exist_ok=True)
+    segment = folder / f"{camera}_test.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", "8", "-i", str(shared / "data" / "videos" / DASHCAM),
+                    "-t", "6", "-map", "0:v:0", "-c", "copy", "-f", "matroska", str(segment)], check=True, timeout=60)
+    end = now - 60
+    os.utime(segment, (end, end))
+    finalizer = SegmentFinalizer(client, recordings, camera)
+    assert finalizer.recover_incoming() == 1, "the recorder did not index the test segment"
+    from pipeline.recording.index import segments_between
+
+    indexed = segments_between(client, camera, end - 60, end + 1)
+    assert len(indexed) == 1
+    return indexed[0].start, indexed[0].end
 
 
 @pytest.fixture(scope="module")
@@ -165,10 +178,7 @@ def web_data(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPathFa
     store, writer, now = EventStore(client), SnapshotWriter(data.recordings), time.time()
     data.plate_events = store_plate_events(store, writer, shared_dir, now)
     data.face_events, data.query_photo = store_face_events(store, writer, shared_dir, now)
-    try:
-        data.recording_window = store_recording(client, data.recordings, shared_dir, now)
-    except (ImportError, AttributeError) as exc:
-        data.recording_error = f"recording layout not available: {exc}"
+    data.recording_window = store_recording(client, data.recordings, shared_dir, now)
     client.close()
     return data
 
@@ -198,6 +208,13 @@ def server(web_data: WebData, redis_server) -> Iterator[Server]:
     users = ApiStore(client, scrypt_n=2**10)
     for name, role in (("op", "operator"), ("inv", "investigator"), ("boss", "admin")):
         users.put_user(name, role, PASSWORD)
+    # pipeline.recording.export_clip reads the recordings folder from the pipeline settings (the API does not pass
+    # its own), so point both at the test folder for the life of the server.
+    from pipeline.settings import get_settings
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CCTV_RECORDINGS_DIR", str(web_data.recordings))
+    get_settings.cache_clear()
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                             ws_ping_interval=None)
@@ -215,6 +232,8 @@ def server(web_data: WebData, redis_server) -> Iterator[Server]:
         uv.should_exit = True
         thread.join(timeout=15)
         client.close()
+        patch.undo()
+        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -474,22 +493,52 @@ def test_face_search_by_photo(browser, server, web_data):
     shot(browser, "08_face_search_error")
 
 
-def test_evidence_export_download_and_case(browser, server, web_data):
-    """Export a window of a recorded camera, follow its progress, download it and check its SHA-256."""
-    if web_data.recording_window is None:
-        pytest.skip(web_data.recording_error)
+def start_export(browser, server, web_data):
+    """Open the evidence screen on a window inside the recorded segment and export it; return the finished row."""
     login(browser, server, "inv")
     wait(browser, "#nav a")
-    start, end = web_data.recording_window
+    start, _ = web_data.recording_window
     browser.get(f"{server.url}/#/evidence?camera={PLATE_CAMS[0]}&start={int(start) + 1}&end={int(start) + 4}")
     wait(browser, "#export-form")
     css(browser, "#export-start-btn")[0].click()
-    item = wait(browser, '#export-list .export-item[data-status="done"]', timeout=90)
+    return wait(browser, '#export-list .export-item[data-status="done"]', timeout=90)
+
+
+def test_evidence_export_progress_sha_and_case(browser, server, web_data):
+    """Export a window of a recorded camera: the job finishes, the page shows the clip's real SHA-256, and the clip
+    is grouped into a new case."""
+    item = start_export(browser, server, web_data)
+    job_id = item.get_attribute("data-export-id")
     sha = item.find_element("css selector", ".sha256").text.strip()
-    assert len(sha) == 64
+    clips = list((web_data.recordings / "exports" / job_id).glob("*.mp4"))
+    assert len(clips) == 1, clips
+    assert hashlib.sha256(clips[0].read_bytes()).hexdigest() == sha
     shot(browser, "09_evidence_export")
+
+    css(browser, "#case-new")[0].click()
+    wait(browser, "#case-name").send_keys("Police request 2567/77")
+    css(browser, "#case-description")[0].send_keys("Hilux 1กอ5180, Bangkok night")
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait(browser, "#case-list li[data-case-id]")
+    from selenium.webdriver.support.ui import Select
+
+    select = Select(wait(browser, f'.export-item[data-export-id="{job_id}"] select.case-select'))
+    select.select_by_visible_text("Police request 2567/77")
+    wait(browser, '#case-list li[data-items="1"]')
+    assert job_id in css(browser, "#case-list li")[0].text
+    shot(browser, "10_evidence_case")
+
+
+@pytest.mark.xfail(strict=True, reason="API gap: api/routes/exports.run_export stores result.path/clip_path, but "
+                   "pipeline.recording.export.ExportResult names the clip mp4_path, so the job has no file and "
+                   "/download answers 409; remove this marker when fixed")
+def test_evidence_download_matches_sha(browser, server, web_data):
+    """The downloaded clip's SHA-256 equals the one the page shows."""
+    item = start_export(browser, server, web_data)
+    sha = item.find_element("css selector", ".sha256").text.strip()
     item.find_element("css selector", "button.download").click()
-    clip = wait_until(browser, lambda d: next((p for p in d.downloads.glob("*.mp4")), None), timeout=30)
+    clip = wait_until(browser, lambda d: next(iter(d.downloads.glob("*.mp4")), None), timeout=20,
+                      message="no clip was downloaded")
     wait_until(browser, lambda d: not list(d.downloads.glob("*.crdownload")), timeout=30)
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == sha
 
@@ -508,12 +557,12 @@ def test_watchlists_and_camera_grid_as_admin(browser, server):
     css(browser, 'dialog [data-role="submit"]')[0].click()
     row = wait(browser, "#wl-entries tbody tr")
     assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text
-    shot(browser, "10_watchlists")
+    shot(browser, "11_watchlists")
     browser.get(server.url + "/#/cameras")
     wait(browser, "#camera-grid .camera-card")
     ids = [c.get_attribute("data-camera-id") for c in css(browser, "#camera-grid .camera-card")]
     assert ids == [*PLATE_CAMS, FACE_CAM]
-    shot(browser, "11_camera_grid")
+    shot(browser, "12_camera_grid")
 
 
 def test_thai_language_switch(browser, server):
@@ -525,11 +574,11 @@ def test_thai_language_switch(browser, server):
     nav = [a.text for a in css(browser, "#nav a .label")]
     assert nav[:3] == ["การแจ้งเตือน", "กล้อง", "ค้นหาทะเบียน"], nav
     assert "ผู้ดูแลระบบ" in css(browser, "#who")[0].text
-    shot(browser, "12_thai_alerts")
+    shot(browser, "13_thai_alerts")
     browser.get(server.url + "/#/plates")
     wait(browser, "#plate-query")
     assert css(browser, "#plate-search")[0].text == "ค้นหา"
-    shot(browser, "13_thai_plates")
+    shot(browser, "14_thai_plates")
     # both dictionaries have the same keys
     keys = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
