@@ -127,6 +127,7 @@ class IngestConfig(StrictModel):
     max_width: int = Field(default=1280, ge=160, le=7680, description="Analysis frames are downscaled to this width.")
     segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
     recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")
+    cameras_per_worker: int = Field(default=8, ge=1, le=64, description="Cameras handled by one capture process.")
 
 
 class EngineConfig(StrictModel):

@@ -22,6 +22,8 @@ Contract (used by the analytics engine; keep these names):
 - :meth:`FrameBus.dropped` ``(camera_id) -> int`` and :meth:`FrameBus.depth` ``(camera_id) -> int`` report the drop
   count and the number of queued (not yet taken) frames. :meth:`FrameBus.published` counts accepted frames.
 - Frame ids are per camera, increasing from 1, unique for the life of the bus.
+- Robust to a process being SIGKILLed: no Condition or Event waits are shared (waking uses a binary semaphore,
+  stop signals are polled); the lock is held only for bookkeeping, never while copying a frame.
 - The creator calls :meth:`FrameBus.close` then :meth:`FrameBus.unlink` at shutdown (or uses it as a context
   manager); children only :meth:`FrameBus.close`.
 
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 MP_CONTEXT = multiprocessing.get_context("spawn")
 """Start children that receive a :class:`FrameBus` from this context."""
 
-_FREE, _READY, _HELD = 0, 1, 2
+_FREE, _READY, _HELD, _WRITING = 0, 1, 2, 3
 _SLOT_DTYPE = np.dtype(
     [("state", "i4"), ("h", "i4"), ("w", "i4"), ("c", "i4"), ("frame_id", "i8"), ("capture_time", "f8")]
 )
@@ -117,7 +119,9 @@ class FrameBus:
         self.slot_bytes = self.max_width * self.max_height * 3
         ctx = ctx or MP_CONTEXT
         self._lock = ctx.Lock()
-        self._cond = ctx.Condition(self._lock)
+        # a binary "doorbell" instead of a Condition: a Condition's notify waits for every sleeper to acknowledge,
+        # so a consumer killed while waiting would freeze every producer
+        self._doorbell = ctx.BoundedSemaphore(1)
         n = len(self.camera_ids)
         meta_bytes = n * self.slots * _SLOT_DTYPE.itemsize + n * _CAM_DTYPE.itemsize
         self._meta_shm = SharedMemory(create=True, size=max(meta_bytes, 1))
@@ -133,7 +137,7 @@ class FrameBus:
 
     # -- pickling: children re-attach by name -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in ("_lock", "_cond")}
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in ("_lock", "_doorbell")}
         state["_meta_name"] = self._meta_shm.name
         state["_data_name"] = self._data_shm.name
         return state
@@ -171,7 +175,7 @@ class FrameBus:
                 f"frame {w}x{h}x{c} of camera {camera_id!r} exceeds the bus slot "
                 f"({self.max_width} wide, {self.slot_bytes} bytes); downscale before publishing"
             )
-        with self._lock:
+        with self._lock:  # reserve a slot; the copy happens outside the lock
             meta = self._slots_meta[cam]
             ready = np.flatnonzero(meta["state"] == _READY)
             if len(ready) >= self.queue_size:
@@ -183,12 +187,17 @@ class FrameBus:
                 self._cams_meta["dropped"][cam] += 1
                 return
             slot = int(free[0])
-            self._data[cam, slot, : h * w * c] = frame.reshape(-1)
+            meta["state"][slot] = _WRITING
+        self._data[cam, slot, : h * w * c] = frame.reshape(-1)
+        with self._lock:
             frame_id = int(self._cams_meta["next_id"][cam])
             self._cams_meta["next_id"][cam] = frame_id + 1
             self._cams_meta["published"][cam] += 1
-            meta[slot] = (_READY, h, w, c, frame_id, capture_time)
-            self._cond.notify_all()
+            self._slots_meta[cam, slot] = (_READY, h, w, c, frame_id, capture_time)
+        try:
+            self._doorbell.release()
+        except ValueError:  # already rung
+            pass
 
     # -- consumer -------------------------------------------------------------------------------------
     def get_batch(self, max_frames: int, timeout_s: float, copy: bool = False) -> list[FrameItem]:
@@ -196,16 +205,16 @@ class FrameBus:
         if max_frames < 1:
             return []
         deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._lock:
-            while True:
+        while True:
+            with self._lock:
                 taken = self._take_locked(max_frames)
-                if taken:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                self._cond.wait(remaining)
-            items = [self._make_item(cam, slot) for cam, slot in taken]
+                items = [self._make_item(cam, slot) for cam, slot in taken]
+            if items:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._doorbell.acquire(timeout=min(remaining, 0.1))
         if copy:
             for item in items:
                 item.frame = item.frame.copy()
@@ -307,3 +316,33 @@ class FrameBus:
     def __exit__(self, *exc: object) -> None:
         self.close()
         self.unlink()
+
+
+class StopFlag:
+    """A stop signal shared with child processes: ``set()``, ``is_set()``, ``wait(timeout)`` like an Event.
+
+    Unlike ``multiprocessing.Event`` it is a plain shared byte that is polled, so a child killed while waiting on it
+    cannot block ``set()`` in the others. Create it in the parent (from :data:`MP_CONTEXT`) and pass it to children.
+    """
+
+    def __init__(self, ctx: Any = None, poll_s: float = 0.1) -> None:
+        self._value = (ctx or MP_CONTEXT).RawValue("b", 0)
+        self.poll_s = poll_s
+
+    def set(self) -> None:
+        """Ask everyone to stop."""
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        """Whether stop was requested."""
+        return bool(self._value.value)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until set or ``timeout`` seconds passed; return :meth:`is_set`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            remaining = self.poll_s if deadline is None else min(self.poll_s, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            time.sleep(remaining)
+        return self.is_set()

@@ -118,9 +118,9 @@ class CaptureWorkerProcess:
         self, cameras: list[Camera], ingest: IngestConfig, bus: Any, redis_url: str, recordings_dir: str | Path,
         stop_event: Any = None, name: str = "capture",
     ) -> None:  # fmt: skip
-        from pipeline.ingest.framebus import MP_CONTEXT
+        from pipeline.ingest.framebus import MP_CONTEXT, StopFlag
 
-        self.stop_event = stop_event if stop_event is not None else MP_CONTEXT.Event()
+        self.stop_event = stop_event if stop_event is not None else StopFlag()
         self.process = MP_CONTEXT.Process(
             target=run_capture_worker,
             args=(cameras, ingest, bus, self.stop_event, redis_url, str(recordings_dir), logging.getLogger().level),

@@ -1,0 +1,179 @@
+"""The supervisor: one parent process that starts, restarts and stops every child of the service.
+
+Children (all started from the ``spawn`` context, see :data:`pipeline.ingest.framebus.MP_CONTEXT`):
+
+- ``capture-N``: capture workers (:mod:`pipeline.ingest.worker`), ``ingest.cameras_per_worker`` cameras each;
+  they decode for analysis AND record (one ffmpeg per camera stream), so recorders live inside them;
+- ``retention``: recording retention every minute (:mod:`pipeline.recording.retention`);
+- ``engine``: the analytics engine, ``pipeline.engine.process.run_engine(config, frame_bus, stop_event)``;
+- ``api``: the control-room API, ``api.main:create_app`` served by uvicorn.
+
+The supervisor creates the :class:`~pipeline.ingest.framebus.FrameBus` before starting children and owns ONE stop
+event shared by all of them. SIGINT/SIGTERM set it; children finish their work (ffmpeg closes its current
+segment) and exit; stragglers are killed after a grace period. A child that dies is restarted with capped
+exponential backoff (1 s doubling to 30 s; the count resets after a minute of good running).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Camera, Config
+from pipeline.ingest.capture import backoff_delay
+from pipeline.ingest.framebus import MP_CONTEXT, FrameBus, StopFlag
+from pipeline.ingest.worker import camera_is_analysed, run_capture_worker
+from pipeline.recording.retention import run_retention_loop
+from pipeline.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_S = 20.0
+HEALTHY_AFTER_S = 60.0
+
+
+@dataclass
+class ChildSpec:
+    """A supervised child process: how to start it and its restart bookkeeping."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    graceful_signal: int | None = None  # sent at stop (uvicorn wants SIGTERM); others use the stop event
+    process: Any = None
+    started_at: float = 0.0
+    failures: int = 0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        """Start (or restart) the child."""
+        self.process = MP_CONTEXT.Process(target=self.target, args=self.args, name=self.name)
+        self.process.start()
+        self.started_at = time.monotonic()
+        logger.info("started %s (pid %s)", self.name, self.process.pid)
+
+
+def partition(cameras: list[Camera], per_worker: int) -> list[list[Camera]]:
+    """Split cameras into groups of at most ``per_worker``."""
+    return [cameras[i : i + per_worker] for i in range(0, len(cameras), per_worker)]
+
+
+def _engine_child(config: Config, frame_bus: Any, stop_event: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from pipeline.engine.process import run_engine
+
+    run_engine(config, frame_bus, stop_event)
+
+
+def _api_child(host: str, port: int, log_level: int) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+def _module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_host: str, api_port: int,
+                   with_api: bool) -> list[ChildSpec]:  # fmt: skip
+    """The child processes for this configuration."""
+    settings = get_settings()
+    level = logging.getLogger().level
+    cameras = [cam for cam in config.cameras if cam.enabled]
+    children = [
+        ChildSpec(f"capture-{i}", run_capture_worker,
+                  (group, config.ingest, bus, stop_event, settings.redis_url, str(settings.recordings_dir), level))
+        for i, group in enumerate(partition(cameras, config.ingest.cameras_per_worker))
+    ]  # fmt: skip
+    children.append(ChildSpec("retention", run_retention_loop,
+                              (config, settings.redis_url, str(settings.recordings_dir), stop_event)))  # fmt: skip
+    if bus is not None:
+        if _module_available("pipeline.engine.process"):
+            children.append(ChildSpec("engine", _engine_child, (config, bus, stop_event)))
+        else:
+            logger.warning("analytics engine not available (pipeline.engine.process not found): ingest and recording only")
+    if with_api:
+        if _module_available("api.main"):
+            children.append(ChildSpec("api", _api_child, (api_host, api_port, level), graceful_signal=signal.SIGTERM))
+        else:
+            logger.warning("API not available (api.main not found): running without it")
+    return children
+
+
+def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 8000, with_api: bool = True) -> int:
+    """Run the whole service until SIGINT/SIGTERM; return the process exit code."""
+    stop_event = StopFlag()
+    analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]
+    bus = FrameBus(analysed, config.ingest.queue_size, config.ingest.max_width) if analysed else None
+    children = build_children(config, bus, stop_event, api_host, api_port, with_api)
+
+    requested: list[int] = []
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        # only a plain append here: setting the multiprocessing Event inside a signal handler can deadlock
+        # against the main thread holding the Event's lock
+        requested.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    logger.info("service starting: %d cameras, children: %s", len(config.cameras), ", ".join(c.name for c in children))
+    try:
+        while not requested:
+            _supervise(children)
+            time.sleep(0.5)
+        logger.info("received %s: stopping every child", signal.Signals(requested[0]).name)
+    finally:
+        _stop_all(children, stop_event)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if bus is not None:
+            bus.close()
+            bus.unlink()
+    logger.info("service stopped")
+    return 0
+
+
+def _supervise(children: list[ChildSpec]) -> None:
+    now = time.monotonic()
+    for child in children:
+        proc = child.process
+        if proc is not None and proc.is_alive():
+            if child.failures and now - child.started_at > HEALTHY_AFTER_S:
+                child.failures = 0
+            continue
+        if proc is not None:  # it died
+            child.failures += 1
+            delay = backoff_delay(child.failures, 1.0, 30.0)
+            logger.error("%s exited with code %s; restarting in %.0fs", child.name, proc.exitcode, delay)
+            child.process = None
+            child.next_start = now + delay
+        if now >= child.next_start:
+            child.start()
+
+
+def _stop_all(children: list[ChildSpec], stop_event: Any) -> None:
+    stop_event.set()
+    running = [c for c in children if c.process is not None and c.process.is_alive()]
+    for child in running:
+        if child.graceful_signal is not None and child.process.pid:
+            os.kill(child.process.pid, child.graceful_signal)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in running:
+        child.process.join(max(0.1, deadline - time.monotonic()))
+    for child in running:
+        if child.process.is_alive():
+            logger.warning("%s did not stop within %.0fs; killing it", child.name, STOP_GRACE_S)
+            child.process.kill()
+            child.process.join(5)
+        else:
+            logger.info("%s stopped (exit code %s)", child.name, child.process.exitcode)
