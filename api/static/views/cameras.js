@@ -7,15 +7,24 @@ import { authImg, cropUrl, itemsOf, listCameras, plateEventOf } from "./common.j
 
 const REFRESH_MS = 3000;
 
-/** Health fields under whichever names the API uses. */
+/**
+ * Health of a camera as the capture workers report it (pipeline.ingest.health): a report that went stale means
+ * the worker is gone, so the camera is shown offline; "connecting" is shown as reconnecting, "stopped" as offline.
+ */
 export function health(cam) {
-  const hl = cam.health || cam;
-  const status = String(hl.status || hl.state || "unknown").toLowerCase();
+  const hl = cam.health || {};
+  let status = String(hl.status || "unknown").toLowerCase();
+  if (status === "connecting") status = "reconnecting";
+  if (status === "stopped" || (cam.health && hl.stale)) status = "offline";
   return {
     status: ["online", "reconnecting", "offline"].includes(status) ? status : "unknown",
-    fps: hl.analysed_fps ?? hl.analyzed_fps ?? hl.fps ?? null,
-    drops: hl.dropped_frames ?? hl.drops ?? hl.frames_dropped ?? null,
-    lastFrame: hl.last_frame_at ?? hl.last_frame_time ?? hl.last_seen ?? null,
+    fps: hl.analysed_fps ?? null,
+    inputFps: hl.input_fps ?? null,
+    drops: hl.dropped_frames ?? null,
+    reconnects: hl.reconnects ?? null,
+    lastFrame: hl.last_frame_time || null,
+    lastError: hl.last_error || "",
+    recording: hl.recording || "",
   };
 }
 
@@ -23,31 +32,44 @@ function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, dataset: { status } }, t(`cameras.status.${status}`));
 }
 
-function snapshotSrc(cam) {
-  return cam.snapshot_url || ROUTES.cameraSnapshot(cam.id);
+function showSnapshot(img, cam) {
+  if (cam.snapshot_url) loadImage(img, cam.snapshot_url, { cacheable: false });
+  else {
+    img.removeAttribute("src");
+    img.classList.add("img-missing");
+    img.alt = t("cameras.no_snapshot");
+  }
 }
 
-function cameraCard(cam) {
-  const hl = health(cam);
-  const img = h("img", { class: "camera-snapshot", alt: cam.name });
-  const card = h("a", {
-    class: `camera-card ${hl.status}`, href: `#/cameras/${encodeURIComponent(cam.id)}`,
-    dataset: { cameraId: cam.id, status: hl.status },
-  }, img,
-  h("div", { class: "camera-body" },
+function cameraBody(cam, hl) {
+  return h("div", { class: "camera-body" },
     h("div", { class: "row" }, h("span", { class: "camera-name" }, cam.name), statusBadge(hl.status)),
     h("div", { class: "camera-stats" },
       h("span", { dataset: { stat: "fps" } }, `${t("cameras.fps")}: ${num(hl.fps)}`),
       h("span", { dataset: { stat: "drops" } }, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
-      h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`))));
-  loadImage(img, snapshotSrc(cam), { cacheable: false });
-  return card;
+      h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`)));
+}
+
+/** Create or update (in place, so the wall does not flicker) the card of one camera. */
+function paintCard(card, cam) {
+  const hl = health(cam);
+  let el = card;
+  if (!el) {
+    el = h("a", { href: `#/cameras/${encodeURIComponent(cam.id)}`, dataset: { cameraId: cam.id } },
+      h("img", { class: "camera-snapshot", alt: cam.name }), h("div", { class: "camera-body" }));
+  }
+  el.className = `camera-card ${hl.status}`;
+  el.dataset.status = hl.status;
+  el.querySelector(".camera-body").replaceWith(cameraBody(cam, hl));
+  showSnapshot(el.querySelector("img"), cam);
+  return el;
 }
 
 async function renderGrid(container) {
   const summary = h("span", { class: "muted", id: "camera-summary" });
   const grid = h("div", { class: "camera-grid", id: "camera-grid" });
   const problem = h("div");
+  const cards = new Map();
   clear(container, h("div", { class: "view-head" }, h("h1", {}, t("cameras.title")), summary), problem, grid);
   const refresh = async () => {
     try {
@@ -55,8 +77,19 @@ async function renderGrid(container) {
       clear(problem);
       const online = cameras.filter((c) => health(c).status === "online").length;
       summary.textContent = t("cameras.summary", { online, total: cameras.length });
-      if (!cameras.length) clear(grid, h("div", { class: "empty" }, t("common.none")));
-      else clear(grid, cameras.map(cameraCard));
+      if (!cameras.length) {
+        cards.clear();
+        clear(grid, h("div", { class: "empty" }, t("common.none")));
+        return;
+      }
+      grid.querySelector(".empty")?.remove();
+      const ids = new Set(cameras.map((c) => c.id));
+      for (const [id, el] of cards) if (!ids.has(id)) { el.remove(); cards.delete(id); }
+      cameras.forEach((cam) => {
+        const el = paintCard(cards.get(cam.id), cam);
+        cards.set(cam.id, el);
+        grid.append(el);
+      });
     } catch (err) {
       clear(problem, errorBox(err));
     }
@@ -115,10 +148,12 @@ async function renderDetail(container, ctx, cameraId) {
   const paintHealth = (c) => {
     const hl = health(c);
     clear(stats, h("div", { class: "row" }, h("h2", {}, c.name), statusBadge(hl.status)),
-      h("p", {}, `${t("cameras.fps")}: ${num(hl.fps)}`),
+      h("p", {}, `${t("cameras.fps")}: ${num(hl.fps)} (${t("cameras.input_fps")}: ${num(hl.inputFps)})`),
       h("p", {}, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
+      h("p", {}, `${t("cameras.reconnects")}: ${hl.reconnects ?? "–"}`),
       h("p", {}, `${t("cameras.last_frame")}: ${fmtTime(hl.lastFrame)}`),
-      c.location ? h("p", { class: "muted" }, c.location.description || String(c.location)) : null);
+      hl.recording ? h("p", {}, `${t("cameras.recording")}: ${hl.recording}`) : null,
+      hl.lastError ? h("div", { class: "error-box" }, `${t("cameras.last_error")}: ${hl.lastError}`) : null);
   };
   clear(container,
     h("div", { class: "view-head" }, h("a", { class: "btn btn-secondary", href: "#/cameras" }, `← ${t("common.back")}`),
@@ -127,7 +162,7 @@ async function renderDetail(container, ctx, cameraId) {
     h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_plates")), plates),
     ctx.can("faces") ? h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_faces")), faces) : null);
   paintHealth(cam);
-  loadImage(img, snapshotSrc(cam), { cacheable: false });
+  showSnapshot(img, cam);
   const loadEvents = async () => {
     try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, eventsError(err)); }
     if (ctx.can("faces")) {
@@ -138,8 +173,7 @@ async function renderDetail(container, ctx, cameraId) {
   const timer = setInterval(async () => {
     try {
       const fresh = (await listCameras(true)).find((c) => c.id === cameraId);
-      if (fresh) paintHealth(fresh);
-      loadImage(img, snapshotSrc(cam), { cacheable: false });
+      if (fresh) { paintHealth(fresh); showSnapshot(img, fresh); }
     } catch { /* shown on next full load */ }
   }, REFRESH_MS);
   const eventsTimer = setInterval(loadEvents, 15_000);

@@ -543,12 +543,12 @@ def test_evidence_download_matches_sha(browser, server, web_data):
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == sha
 
 
-def test_watchlists_and_camera_grid_as_admin(browser, server):
-    """An admin creates a plate watchlist and adds an entry; the camera grid lists every camera."""
+def test_watchlists_as_admin(browser, server):
+    """An admin creates a plate watchlist and adds a plate with a reason; the entry is listed normalised."""
     login(browser, server, "boss")
     wait(browser, "#nav a")
     browser.get(server.url + "/#/watchlists")
-    css(browser, "#wl-new")[0].click() if css(browser, "#wl-new") else wait(browser, "#wl-new").click()
+    wait(browser, "#wl-new").click()
     wait(browser, "#wl-name").send_keys("Stolen vehicles")
     css(browser, 'dialog [data-role="submit"]')[0].click()
     wait(browser, "#wl-add").click()
@@ -558,11 +558,34 @@ def test_watchlists_and_camera_grid_as_admin(browser, server):
     row = wait(browser, "#wl-entries tbody tr")
     assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text
     shot(browser, "11_watchlists")
+
+
+def test_camera_grid_health_refreshes_live(browser, server):
+    """The grid shows each camera's health as the capture workers report it, and follows changes live."""
+    from pipeline.ingest.health import write_camera_health
+
+    now = time.time()
+    write_camera_health(server.client, PLATE_CAMS[0], {"status": "online", "analysed_fps": 5.0, "input_fps": 29.0,
+                                                       "dropped_frames": 3, "last_frame_time": now, "reconnects": 0})
+    write_camera_health(server.client, PLATE_CAMS[1], {"status": "reconnecting", "analysed_fps": 0.0,
+                                                       "dropped_frames": 0, "last_frame_time": now - 40,
+                                                       "reconnects": 4, "last_error": "connection refused"})
+    login(browser, server, "op")
+    wait(browser, "#nav a")
     browser.get(server.url + "/#/cameras")
     wait(browser, "#camera-grid .camera-card")
-    ids = [c.get_attribute("data-camera-id") for c in css(browser, "#camera-grid .camera-card")]
-    assert ids == [*PLATE_CAMS, FACE_CAM]
+    status = {c.get_attribute("data-camera-id"): c.get_attribute("data-status")
+              for c in css(browser, "#camera-grid .camera-card")}
+    assert status == {PLATE_CAMS[0]: "online", PLATE_CAMS[1]: "reconnecting", FACE_CAM: "unknown"}
+    first = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"]')[0]
+    assert "5.0" in first.text and "3" in first.find_element("css selector", '[data-stat="drops"]').text
     shot(browser, "12_camera_grid")
+    write_camera_health(server.client, PLATE_CAMS[1], {"status": "online", "analysed_fps": 4.8})
+    wait(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[1]}"][data-status="online"]', timeout=15)
+    first.click()
+    panel = wait(browser, "#camera-health")
+    assert "Bangkok night traffic A" in panel.text and "29" in panel.text
+    shot(browser, "12b_camera_page")
 
 
 def test_thai_language_switch(browser, server):
