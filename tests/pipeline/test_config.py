@@ -1,0 +1,64 @@
+"""cameras.yaml validation: every broken file is reported with the offending key path and its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, parse_config
+
+GOOD = """\
+version: 1
+ingest:
+  stall_timeout_s: 5
+cameras:
+  - id: cam-1
+    name: Sukhumvit 21
+    url: rtsp://admin:${CAM1_PASSWORD}@10.0.0.3/stream1
+    location: {lat: 13.7377, lon: 100.5606}
+    analysis_fps: 5
+  - id: cam-2
+    name: Silom
+    url: rtsp://10.0.0.4/main
+    sub_stream: rtsp://10.0.0.4/sub
+"""
+
+
+def issues_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="cams.yaml")
+    return [str(issue) for issue in err.value.issues]
+
+
+def test_good_file_parses() -> None:
+    config = parse_config(GOOD)
+    assert [c.id for c in config.cameras] == ["cam-1", "cam-2"]
+    assert config.camera("cam-2").analysis_url == "rtsp://10.0.0.4/sub"
+    assert config.ingest.stall_timeout_s == 5 and config.ingest.cameras_per_worker == 8
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (GOOD.replace("    analysis_fps: 5", "    analysis_fps: 90"), "line 9: cameras[0].analysis_fps: Input should be less than or equal to 30"),
+        (GOOD.replace("lat: 13.7377", "lat: 200"), "line 8: cameras[0].location.lat: Input should be less than or equal to 90"),
+        (GOOD.replace("    analysis_fps: 5", "    analysis_fsp: 5"), "line 9: cameras[0].analysis_fsp: unknown key"),
+        (GOOD.replace("id: cam-2", "id: cam-1"), "line 10: cameras[1].id: duplicate camera id 'cam-1'"),
+        (GOOD.replace("rtsp://10.0.0.4/main", "ftp://10.0.0.4/main"), "line 12: cameras[1].url: unsupported URL scheme 'ftp'"),
+        (GOOD.replace("${CAM1_PASSWORD}", "hunter2"), "line 7: cameras[0].url: password written in clear"),
+        (GOOD.replace("  stall_timeout_s: 5", "  stall_timeout_s: 0"), "line 3: ingest.stall_timeout_s: Input should be greater than or equal to 1"),
+    ],
+)
+def test_each_error_names_key_and_line(broken: str, expected: str) -> None:
+    issues = issues_of(broken)
+    assert any(issue.startswith(expected) for issue in issues), issues
+
+
+def test_clear_text_password_never_echoed() -> None:
+    issues = issues_of(GOOD.replace("${CAM1_PASSWORD}", "hunter2"))
+    assert "hunter2" not in " ".join(issues)
+
+
+def test_invalid_yaml_reports_its_line() -> None:
+    issues = issues_of(GOOD.replace("    name: Silom", "    name: [Silom"))
+    assert len(issues) == 1 and "invalid YAML" in issues[0]
+    assert issues[0].startswith("line 12:")
