@@ -1,0 +1,122 @@
+"""Plate grammar, provinces and CTC decoding (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.plates.decoding import beam_search, best_path
+from pipeline.plates.grammar import (
+    CHARSET,
+    compact_display,
+    display_plate,
+    is_valid_plate,
+    is_valid_prefix,
+    normalise_plate,
+    plate_format,
+)
+from pipeline.plates.provinces import PROVINCES, match_province, province_by_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "canon"),
+    [
+        ("1กข 1234", "1กข1234"),
+        ("1 กข-1234", "1กข1234"),
+        ("70-1234", "701234"),
+        ("๗๐-๑๒๓๔", "701234"),
+        ("7O-I234", "701234"),
+        ("กข ๑๒", "กข12"),
+        ("ก.ข. 12", "กข12"),
+        ("yg9x2g", "YG9X2G"),
+        ("", ""),
+    ],
+)
+def test_normalise(raw: str, canon: str) -> None:
+    assert normalise_plate(raw) == canon
+    assert normalise_plate(canon) == canon  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("1กข1234", "private"),
+        ("กข1234", "private"),
+        ("ก1", "private"),
+        ("701234", "commercial"),
+        ("กขค123", "motorcycle"),
+        ("1กขค1234", None),
+        ("12345", None),
+        ("1234567", None),
+        ("กข12345", None),
+    ],
+)
+def test_formats(text: str, fmt: str | None) -> None:
+    assert plate_format(text) == fmt
+    assert is_valid_plate(text) is (fmt is not None)
+
+
+def test_display() -> None:
+    assert display_plate("701234") == "70-1234"
+    assert display_plate("1กข1234") == "1กข 1234"
+    assert compact_display("70 1234") == "70-1234"
+    assert compact_display("1กข 1234") == "1กข1234"
+
+
+def test_prefixes() -> None:
+    for good in ["", "1", "1ก", "1กข", "1กข1", "12345", "กขค", "กขค12"]:
+        assert is_valid_prefix(good), good
+    for bad in ["1กขค1", "1234567", "1ก12345", "กขค1234", "A1"]:
+        assert not is_valid_prefix(bad), bad
+
+
+def test_provinces_table() -> None:
+    assert len(PROVINCES) == 77
+    assert len({p.thai for p in PROVINCES}) == 77
+    assert len({p.latin for p in PROVINCES}) == 77
+    assert PROVINCES[0].thai == "กรุงเทพมหานคร" and PROVINCES[0].latin == "Bangkok"
+    assert province_by_name("บึงกาฬ").latin == "Bueng Kan"
+    assert province_by_name("bueng kan").thai == "บึงกาฬ"
+    assert match_province("กรุงเทพ").latin == "Bangkok"
+    assert match_province("สมุทรปราการ").latin == "Samut Prakan"
+    assert match_province("สมุทรปรากร").latin == "Samut Prakan"  # one character dropped
+    assert match_province("Nakorn Pathom").thai == "นครปฐม"
+    assert match_province("zzzzqqq") is None
+    assert match_province("") is None
+
+
+def _probs(seq: list[str], n_t: int = 32, p: float = 0.9) -> np.ndarray:
+    """Synthetic CTC output spelling ``seq`` with blanks in between."""
+    c = len(CHARSET) + 1
+    probs = np.full((n_t, c), (1 - p) / (c - 1), np.float32)
+    probs[:, 0] = p  # blank by default
+    for i, ch in enumerate(seq):
+        t = 2 + 3 * i
+        probs[t] = (1 - p) / (c - 1)
+        probs[t, CHARSET.index(ch) + 1] = p
+    return probs / probs.sum(1, keepdims=True)
+
+
+def test_best_path_and_beam() -> None:
+    probs = _probs(list("1กข1234"))
+    assert best_path(probs, CHARSET).text == "1กข1234"
+    res = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+    assert res[0].text == "1กข1234"
+    assert res[0].valid
+    assert len(res[0].char_confidences) == 7
+    assert 0.0 < res[0].score <= 1.0
+
+
+def test_beam_grammar_constraint() -> None:
+    # Best path reads an invalid "1กขค1234" (3 letters after a digit); the constrained search must drop
+    # the weakest letter.
+    probs = _probs(list("1กขค1234"))
+    t_weak = 2 + 3 * 3
+    k = CHARSET.index("ค") + 1
+    probs[t_weak, k] = 0.5
+    probs[t_weak, 0] = 0.45
+    probs /= probs.sum(1, keepdims=True)
+    assert best_path(probs, CHARSET).text == "1กขค1234"
+    res = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+    assert res and res[0].text == "1กข1234"
+    assert all(plate_format(r.text) for r in res)
