@@ -75,6 +75,7 @@ class VehicleState(TrackState):
     published_confidence: float = -1.0
     voted: Any = None
     last_plate_attempt: float | None = None
+    plate_misses: int = 0
 
     @property
     def vehicle_class(self) -> str:
@@ -152,16 +153,24 @@ class Aggregator:
         Not once the vote has ``max_agreeing_reads`` agreeing frames (or, without a reader, once that many crops
         were collected), and at most once per ``PLATE_INTERVAL_S`` per track: consecutive frames add little.
         """
-        if state.last_plate_attempt is not None and t - state.last_plate_attempt < PLATE_INTERVAL_S:
-            return False
+        if state.last_plate_attempt is not None:
+            # back off on vehicles whose plate is not visible (side views, far away): 0.4 s, 0.8 s, ... 3.2 s
+            interval = PLATE_INTERVAL_S * 2 ** min(state.plate_misses, 3)
+            if t - state.last_plate_attempt < interval:
+                return False
         voted = state.voted
         if voted is not None and getattr(voted, "agreeing_frames", 0) >= self.max_agreeing_reads:
             return False
         if self.vote is None or not any(o.read is not None for o in state.observations):
-            if len(state.observations) >= self.max_agreeing_reads * 2:
+            if len(state.observations) >= self.max_agreeing_reads:
                 return False
         state.last_plate_attempt = t
         return True
+
+    @staticmethod
+    def plate_missed(state: VehicleState) -> None:
+        """The plate detector found nothing on this vehicle this time."""
+        state.plate_misses += 1
 
     def add_plate(
         self,
@@ -174,6 +183,7 @@ class Aggregator:
     ) -> None:
         """Add one plate observation; keep the crop/frame if it is the best so far; re-vote."""
         state.observations.append(obs)
+        state.plate_misses = 0
         if len(state.observations) > MAX_OBSERVATIONS:
             # keep the most informative observations (largest crops) when a track lives very long
             state.observations.sort(key=lambda o: (o.read is not None and _read_confidence(o.read)) * o.crop_area)

@@ -279,6 +279,7 @@ class Engine:
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= self.engine_config.plate_confidence]
             if not len(dets):
+                self.aggregator.plate_missed(job.state)
                 continue
             best = int(np.argmax(dets.confidence))
             box = dets.xyxy[best]

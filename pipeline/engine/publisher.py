@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.engine.spool import EventSpool
 from pipeline.events import Alert, FaceEvent, PlateEvent
@@ -88,10 +90,14 @@ class SpooledPublisher:
                 raise ValueError(f"unknown record kind {kind!r}")
         except ValueError:
             raise
-        except Exception as exc:  # noqa: BLE001 - Redis errors of every sort: keep the record for later
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             if self.redis_ok:
                 logger.warning("Redis unreachable (%s); spooling events on disk", exc)
             self.redis_ok = False
+            return False
+        except Exception as exc:  # noqa: BLE001 - never lose the record: keep it spooled, say why loudly
+            logger.error("could not store %s record %s (%s: %s); kept in the spool for a later retry", kind,
+                         getattr(record, "event_id", getattr(record, "alert_id", "?")), type(exc).__name__, exc)
             return False
         if not self.redis_ok:
             logger.info("Redis reachable again")
