@@ -1,0 +1,410 @@
+"""Ingest benchmark: decode options compared, then how many cameras this machine ingests AND records.
+
+    python -m benchmarks.ingest --streams 16 --seconds 15 [--json OUT] [--png OUT]
+
+Everything is real: loopback RTSP cameras (:mod:`pipeline.testcams`) loop the sample footage (H.264, 25 fps,
+1080p/720p/360p), a private redis-server holds health and the segment index, capture workers run as in
+production.
+
+1. Decode options, one 720p camera each, same run: ``ffmpeg`` subprocess (the production path, analysis only;
+   analysis + recording in one process; recording only) versus PyAV and OpenCV's FFmpeg backend decoding in
+   Python. Reported: CPU seconds per decoded (input) frame and per analysed frame, RSS.
+2. Ramp: N = 1, 2, 4, 8, ... cameras (cycling over the sample videos) at 5 fps analysis with continuous recording,
+   a consumer draining the frame bus like the engine; a step is sustained when every camera gets >= 95 % of its
+   target fps and ingest's own CPU is below 90 % of the cores. ``max_streams`` is the largest sustained N;
+   ``streams_with_25pct_cpu_spare`` projects how many cameras fit in 75 % of the cores at the measured cost.
+
+The camera server's own CPU (ffmpeg ``-re`` sources and the Python RTSP server) is measured apart and not charged
+to ingest. The machine may be shared: the load of other processes is printed with each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from pipeline.config import parse_config
+from pipeline.ingest.framebus import MP_CONTEXT, FrameBus
+from pipeline.ingest.health import read_camera_health
+from pipeline.ingest.worker import CaptureWorkerProcess
+from pipeline.settings import PROJECT_ROOT, get_settings
+from pipeline.testcams import TestCameraServer, find_videos
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+COMPARE_VIDEO = "thai_bangkok_night_dashcam_bus"  # 1280x720
+FPS = 5.0
+MAX_WIDTH = 1280
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisProcess:
+    """A private redis-server on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tree_cpu_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds (user+system) and RSS bytes of a process and its live descendants."""
+    cpu = rss = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+            rss += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return cpu, rss
+
+
+def server_cpu(server: TestCameraServer) -> float:
+    """CPU seconds of the camera server's ffmpeg sources plus this process's threads (approximation)."""
+    total = 0.0
+    for pid in server.source_pids():
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+# ------------------------------------------------------------------------------------------------------------
+# decode options in Python (child processes)
+# ------------------------------------------------------------------------------------------------------------
+def _pyav_decode(url: str, seconds: float, out: Any) -> None:
+    import av
+    import cv2
+
+    container = av.open(url, options={"rtsp_transport": "tcp"})
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    decoded = analysed = 0
+    next_t = started = None
+    cpu0 = 0.0
+    for frame in container.decode(stream):
+        now = time.monotonic()
+        if started is None:  # steady state only: from the first frame on
+            started, cpu0 = now, time.process_time()
+        decoded += 1
+        if next_t is None or now >= next_t:
+            image = frame.to_ndarray(format="bgr24")
+            if image.shape[1] > MAX_WIDTH:
+                image = cv2.resize(image, (MAX_WIDTH, image.shape[0] * MAX_WIDTH // image.shape[1]))
+            analysed += 1
+            next_t = (next_t or now) + 1 / FPS
+        if now - started >= seconds:
+            break
+    cpu = time.process_time() - cpu0
+    container.close()
+    out.put((decoded, analysed, cpu, psutil.Process().memory_info().rss, time.monotonic() - started))
+
+
+def _opencv_decode(url: str, seconds: float, out: Any) -> None:
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+    import cv2
+
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+    decoded = analysed = 0
+    next_t = started = None
+    cpu0 = 0.0
+    while cap.grab():
+        now = time.monotonic()
+        if started is None:
+            started, cpu0 = now, time.process_time()
+        decoded += 1
+        if next_t is None or now >= next_t:
+            ok, image = cap.retrieve()
+            if ok and image.shape[1] > MAX_WIDTH:
+                image = cv2.resize(image, (MAX_WIDTH, image.shape[0] * MAX_WIDTH // image.shape[1]))
+            analysed += 1
+            next_t = (next_t or now) + 1 / FPS
+        if now - started >= seconds:
+            break
+    cpu = time.process_time() - cpu0
+    cap.release()
+    out.put((decoded, analysed, cpu, psutil.Process().memory_info().rss, time.monotonic() - started))
+
+
+def measure_python_decoder(name: str, target: Any, url: str, seconds: float) -> dict[str, Any]:
+    """Run a Python decode loop in a child process; CPU counted from its first frame (imports excluded)."""
+    queue = MP_CONTEXT.Queue()
+    proc = MP_CONTEXT.Process(target=target, args=(url, seconds, queue))
+    proc.start()
+    deadline = time.monotonic() + seconds + 60
+    while proc.is_alive() and queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        print(f"\r  {name}: running", end="", flush=True)
+    print("\r", end="")
+    decoded, analysed, cpu, rss, elapsed = queue.get(timeout=30)
+    proc.join(10)
+    return _row(name, cpu, decoded, analysed, rss, elapsed, note="in-process decode, all threads")
+
+
+def _row(name: str, cpu: float, decoded: float, analysed: float, rss: float, seconds: float, note: str = "") -> dict[str, Any]:
+    return {
+        "option": name,
+        "decoded_fps": decoded / seconds,
+        "analysed_fps": analysed / seconds,
+        "cpu_cores": cpu / seconds,
+        "cpu_s_per_decoded_frame": cpu / decoded if decoded else float("nan"),
+        "cpu_s_per_analysed_frame": cpu / analysed if analysed else float("nan"),
+        "rss_mb": rss / 1e6,
+        "note": note,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# production capture workers
+# ------------------------------------------------------------------------------------------------------------
+def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seconds: float, analyse: bool,
+                record: bool, rec_dir: Path, progress: str = "") -> dict[str, Any]:  # fmt: skip
+    """Run capture workers for ``names``; measure the steady state for ``seconds``."""
+    analytics = "{plates: true, faces: false}" if analyse else "{plates: false, faces: false}"
+    lines = [
+        f"  - {{id: {n}, name: {n}, url: '{server.url(n)}', analysis_fps: {FPS}, analytics: {analytics}, "
+        f"recording: {{enabled: {str(record).lower()}}}}}"
+        for n in names
+    ]
+    config = parse_config(
+        f"ingest: {{max_width: {MAX_WIDTH}, segment_seconds: 10, stall_timeout_s: 10, cameras_per_worker: 8}}\n"
+        "cameras:\n" + "\n".join(lines) + "\n"
+    )
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    bus = FrameBus(names, queue_size=4, max_width=MAX_WIDTH) if analyse else None
+    groups = [config.cameras[i : i + 8] for i in range(0, len(config.cameras), 8)]
+    workers = [CaptureWorkerProcess(g, config.ingest, bus, redis_url, rec_dir).start() for g in groups]
+    stop_consumer = threading.Event()
+
+    def consume() -> None:  # drains the bus like the engine would
+        while not stop_consumer.is_set() and bus is not None:
+            for item in bus.get_batch(16, 0.2):
+                item.release()
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            health = read_camera_health(client)
+            if len(health) == len(names) and all(h["status"] == "online" for h in health):
+                break
+            time.sleep(0.5)
+        time.sleep(3.0)  # warm-up: first segment opened, filters primed
+        published0 = {n: bus.published(n) for n in names} if bus else {}
+        cpu0 = sum(tree_cpu_rss(w.process.pid)[0] for w in workers)
+        srv0 = server_cpu(server)
+        psutil.cpu_percent(None)
+        t0 = time.monotonic()
+        input_fps: list[float] = []
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1.0)
+            input_fps.append(sum(h["input_fps"] or 0 for h in read_camera_health(client)))
+            if progress:
+                print(f"\r  {progress}: {time.monotonic() - t0:4.0f}/{seconds:.0f}s", end="", flush=True)
+        elapsed = time.monotonic() - t0
+        machine_cpu = psutil.cpu_percent(None)
+        measures = [tree_cpu_rss(w.process.pid) for w in workers]
+        cpu = sum(m[0] for m in measures) - cpu0
+        rss = sum(m[1] for m in measures)
+        srv = server_cpu(server) - srv0
+        published = {n: (bus.published(n) - published0[n]) / elapsed for n in names} if bus else {}
+        dropped = sum(bus.dropped(n) for n in names) if bus else 0
+        segments = sum(client.zcard(f"cctv:rec:{n}") for n in names)
+    finally:
+        for w in workers:
+            w.stop()
+        stop_consumer.set()
+        consumer.join(5)
+        if bus is not None:
+            bus.close()
+            bus.unlink()
+    if progress:
+        print("\r", end="")
+    decoded = (sum(input_fps) / max(len(input_fps), 1)) * elapsed
+    analysed = sum(published.values()) * elapsed
+    return {
+        "streams": len(names), "cpu_s": cpu, "cpu_cores": cpu / elapsed, "rss_mb": rss / 1e6,
+        "rss_mb_per_stream": rss / 1e6 / len(names), "decoded_frames": decoded, "analysed_frames": analysed,
+        "min_fps": min(published.values()) if published else 0.0,
+        "mean_fps": sum(published.values()) / len(published) if published else 0.0,
+        "cpu_s_per_decoded_frame": cpu / decoded if decoded else float("nan"),
+        "cpu_s_per_analysed_frame": cpu / analysed if analysed else float("nan"),
+        "machine_cpu_percent": machine_cpu, "server_cpu_cores": srv / elapsed, "dropped": dropped,
+        "segments": segments, "seconds": elapsed,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------
+def compare_decoders(videos: Path, redis_url: str, seconds: float, rec_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    with TestCameraServer(videos, 0, names=[COMPARE_VIDEO]) as server:
+        url = server.url(COMPARE_VIDEO)
+        for label, analyse, record in (("ffmpeg subprocess: analysis only", True, False),
+                                       ("ffmpeg subprocess: analysis + recording (production)", True, True),
+                                       ("ffmpeg subprocess: recording only (stream copy)", False, True)):  # fmt: skip
+            print(f"[decode options] {label} ...", flush=True)
+            r = run_workers(server, [COMPARE_VIDEO], redis_url, seconds, analyse, record, rec_dir, progress=label[:40])
+            rows.append(_row(label, r["cpu_s"], r["decoded_frames"], r["analysed_frames"], r["rss_mb"] * 1e6,
+                             r["seconds"], note="worker + ffmpeg"))  # fmt: skip
+        for label, target in (("PyAV in Python", _pyav_decode), ("OpenCV CAP_FFMPEG", _opencv_decode)):
+            print(f"[decode options] {label} ...", flush=True)
+            rows.append(measure_python_decoder(label, target, url, seconds))
+    return rows
+
+
+def ramp(videos: Path, redis_url: str, max_streams: int, seconds: float, rec_dir: Path) -> list[dict[str, Any]]:
+    stems = list(find_videos(videos))
+    steps = [n for n in (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64) if n < max_streams] + [max_streams]
+    results = []
+    for n in steps:
+        names = [f"cam{i:02d}" for i in range(n)]
+        aliases = {name: stems[i % len(stems)] for i, name in enumerate(names)}
+        with TestCameraServer(videos, 0, names=[], aliases=aliases) as server:
+            r = run_workers(server, names, redis_url, seconds, True, True, rec_dir, progress=f"ramp N={n}")
+        # our own CPU, not the machine's: the machine may be shared with other work (printed for context)
+        r["sustained"] = r["min_fps"] >= 0.95 * FPS and r["cpu_cores"] < 0.9 * (psutil.cpu_count() or 1)
+        results.append(r)
+        print(f"[ramp] N={n:3d}  fps/stream min {r['min_fps']:.2f} mean {r['mean_fps']:.2f}  ingest CPU "
+              f"{r['cpu_cores']:.2f} cores  machine {r['machine_cpu_percent']:.0f}%  RSS/stream "
+              f"{r['rss_mb_per_stream']:.0f} MB  server {r['server_cpu_cores']:.2f} cores  "
+              f"{'OK' if r['sustained'] else 'NOT sustained'}", flush=True)  # fmt: skip
+        if not r["sustained"]:
+            break
+    return results
+
+
+def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
+    a.barh([r["option"] for r in rows], [r["cpu_s_per_decoded_frame"] * 1000 for r in rows], color="tab:blue")
+    a.set_xlabel("CPU ms per decoded frame (720p H.264)")
+    a.invert_yaxis()
+    a.set_title("Decode options")
+    ns = [s["streams"] for s in steps]
+    b.plot(ns, [s["min_fps"] for s in steps], "o-", label="min analysed fps / stream")
+    b.axhline(0.95 * FPS, color="grey", ls="--", label="95% of 5 fps")
+    b.set_xlabel("cameras (5 fps analysis + recording)")
+    b.set_ylabel("fps")
+    b2 = b.twinx()
+    b2.plot(ns, [s["cpu_cores"] for s in steps], "s-", color="tab:red", label="ingest CPU (cores)")
+    b2.set_ylabel("CPU cores")
+    b.legend(loc="lower left")
+    b2.legend(loc="lower right")
+    b.set_title("Ramp")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=16, help="largest N of the ramp")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per step")
+    parser.add_argument("--videos", type=Path, default=get_settings().videos_dir)
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "ingest.json")
+    parser.add_argument("--png", type=Path, default=RESULTS_DIR / "ingest.png")
+    parser.add_argument("--skip-compare", action="store_true", help="only the ramp")
+    args = parser.parse_args(argv)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.png.parent.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before start", flush=True)
+    server = RedisProcess()
+    rec_dir = Path(tempfile.mkdtemp(prefix="bench-rec-"))
+    try:
+        rows = [] if args.skip_compare else compare_decoders(args.videos, server.url, args.seconds, rec_dir)
+        steps = ramp(args.videos, server.url, args.streams, args.seconds, rec_dir)
+    finally:
+        server.stop()
+        shutil.rmtree(rec_dir, ignore_errors=True)
+    if rows:
+        print("\nDecode options (one 720p H.264 camera, 25 fps in, 5 fps analysed, scaled to <= 1280 wide)")
+        print(f"{'option':56s} {'dec fps':>8s} {'an fps':>7s} {'cores':>6s} {'ms/dec frame':>13s} "
+              f"{'ms/an frame':>12s} {'RSS MB':>7s}")  # fmt: skip
+        for r in rows:
+            print(f"{r['option']:56s} {r['decoded_fps']:8.1f} {r['analysed_fps']:7.2f} {r['cpu_cores']:6.3f} "
+                  f"{r['cpu_s_per_decoded_frame'] * 1e3:13.2f} {r['cpu_s_per_analysed_frame'] * 1e3:12.2f} "
+                  f"{r['rss_mb']:7.0f}")  # fmt: skip
+    sustained = [s for s in steps if s["sustained"]]
+    best = sustained[-1] if sustained else steps[0]
+    print("\nRamp (5 fps analysis + continuous recording per camera)")
+    print(f"{'N':>4s} {'min fps':>8s} {'mean fps':>9s} {'cores':>6s} {'machine%':>9s} {'ms/dec frame':>13s} "
+          f"{'RSS MB/str':>11s} {'dropped':>8s} {'sustained':>10s}")  # fmt: skip
+    for s in steps:
+        print(f"{s['streams']:4d} {s['min_fps']:8.2f} {s['mean_fps']:9.2f} {s['cpu_cores']:6.2f} "
+              f"{s['machine_cpu_percent']:9.0f} {s['cpu_s_per_decoded_frame'] * 1e3:13.2f} "
+              f"{s['rss_mb_per_stream']:11.0f} {s['dropped']:8d} {str(s['sustained']):>10s}")  # fmt: skip
+    result: dict[str, Any] = {
+        "max_streams": best["streams"] if sustained else 0,
+        "cpu_s_per_frame": best["cpu_s_per_decoded_frame"],
+        "cpu_s_per_analysed_frame": best["cpu_s_per_analysed_frame"],
+        "rss_mb_per_stream": best["rss_mb_per_stream"],
+        "cpu_cores_at_max": best["cpu_cores"],
+        "streams_with_25pct_cpu_spare": int(0.75 * (psutil.cpu_count() or 1) / (best["cpu_cores"] / best["streams"])),
+        "load_average_1m": os.getloadavg()[0],
+        "cpu_count": psutil.cpu_count(),
+        "seconds_per_step": args.seconds,
+        "target_fps": FPS,
+    }
+    for r in rows:
+        key = r["option"].split(":")[-1].split("(")[0].strip().lower().replace(" ", "_").replace("+", "and")
+        key = ("ffmpeg_" if r["option"].startswith("ffmpeg") else "") + key
+        result[f"decode_{key}_cpu_s_per_frame"] = r["cpu_s_per_decoded_frame"]
+        result[f"decode_{key}_rss_mb"] = r["rss_mb"]
+    for s in steps:
+        result[f"ramp_{s['streams']}_min_fps"] = s["min_fps"]
+        result[f"ramp_{s['streams']}_cpu_cores"] = s["cpu_cores"]
+    args.json.write_text(json.dumps(result, indent=2))
+    plot(rows, steps, args.png)
+    print(f"\nmax_streams={result['max_streams']}  cpu_s_per_frame={result['cpu_s_per_frame']:.5f}  "
+          f"rss_mb_per_stream={result['rss_mb_per_stream']:.0f}  "
+          f"streams_with_25pct_cpu_spare={result['streams_with_25pct_cpu_spare']}\nJSON: {args.json}\nplot: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
