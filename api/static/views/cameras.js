@@ -32,13 +32,20 @@ function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, dataset: { status } }, t(`cameras.status.${status}`));
 }
 
-function showSnapshot(img, cam) {
+/** A 16:9 box with the camera's latest snapshot, or a "no picture yet" placeholder. */
+function snapshotBox(cam, id) {
+  const box = h("div", { class: "snapshot-box" }, h("img", { class: "camera-snapshot", alt: cam.name, id }),
+    h("span", { class: "snapshot-placeholder" }, t("cameras.no_snapshot")));
+  showSnapshot(box, cam);
+  return box;
+}
+
+function showSnapshot(box, cam) {
+  const img = box.querySelector("img");
+  const placeholder = box.querySelector(".snapshot-placeholder");
+  img.hidden = !cam.snapshot_url;
+  placeholder.hidden = Boolean(cam.snapshot_url);
   if (cam.snapshot_url) loadImage(img, cam.snapshot_url, { cacheable: false });
-  else {
-    img.removeAttribute("src");
-    img.classList.add("img-missing");
-    img.alt = t("cameras.no_snapshot");
-  }
 }
 
 function cameraBody(cam, hl) {
@@ -56,12 +63,12 @@ function paintCard(card, cam) {
   let el = card;
   if (!el) {
     el = h("a", { href: `#/cameras/${encodeURIComponent(cam.id)}`, dataset: { cameraId: cam.id } },
-      h("img", { class: "camera-snapshot", alt: cam.name }), h("div", { class: "camera-body" }));
+      snapshotBox(cam), h("div", { class: "camera-body" }));
   }
   el.className = `camera-card ${hl.status}`;
   el.dataset.status = hl.status;
   el.querySelector(".camera-body").replaceWith(cameraBody(cam, hl));
-  showSnapshot(el.querySelector("img"), cam);
+  if (card) showSnapshot(el.querySelector(".snapshot-box"), cam);
   return el;
 }
 
@@ -141,7 +148,7 @@ async function renderDetail(container, ctx, cameraId) {
       h("a", { class: "btn btn-secondary", href: "#/cameras" }, t("common.back")));
     return null;
   }
-  const img = h("img", { class: "snapshot-frame", alt: cam.name, id: "camera-detail-snapshot" });
+  const img = snapshotBox(cam, "camera-detail-snapshot");
   const stats = h("div", { class: "panel", id: "camera-health" });
   const plates = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
   const faces = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
@@ -162,7 +169,6 @@ async function renderDetail(container, ctx, cameraId) {
     h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_plates")), plates),
     ctx.can("faces") ? h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_faces")), faces) : null);
   paintHealth(cam);
-  showSnapshot(img, cam);
   const loadEvents = async () => {
     try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, eventsError(err)); }
     if (ctx.can("faces")) {

@@ -51,7 +51,8 @@ export function timeline(plate, sightings) {
   });
   for (let k = 0; k <= 4; k += 1) {
     const time = t0 + ((t1 - t0) * k) / 4;
-    chart.append(svg("text", { x: x(time), y: height - 6, class: "tick", "text-anchor": "middle" },
+    const anchor = k === 0 ? "start" : k === 4 ? "end" : "middle";
+    chart.append(svg("text", { x: x(time), y: height - 6, class: "tick", "text-anchor": anchor },
       fmtTime(time, { date: (t1 - t0) > 86400 })));
   }
   events.forEach((e) => {
