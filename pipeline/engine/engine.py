@@ -342,7 +342,7 @@ class Engine:
 
     # -- events -----------------------------------------------------------------------------------------------
 
-    def _expire_and_publish(self, runtime: CameraRuntime, now: float) -> None:
+    def _expire_and_publish(self, runtime: CameraRuntime, now: float, measure_latency: bool = True) -> None:
         camera_id = runtime.camera.id
         for tracker in runtime.trackers:
             ended = tracker.expire(now)
@@ -351,10 +351,16 @@ class Engine:
         due = self.aggregator.due(camera_id, now)
         if due:
             with self.metrics.stage("publish"):
+                trigger = runtime.last_capture if measure_latency else None
                 for state in due:
-                    self._publish_state(state, trigger_capture_time=runtime.last_capture)
+                    self._publish_state(state, trigger_capture_time=trigger)
 
-    def _publish_state(self, state: TrackState, trigger_capture_time: float) -> None:
+    def _publish_state(self, state: TrackState, trigger_capture_time: float | None) -> None:
+        """Write the JPEGs, build the next version of the state's event, match it, publish event and alerts.
+
+        ``trigger_capture_time``: capture time of the frame whose processing made the event due (for the
+        capture-to-Redis latency metric); None when the event is due for another reason (shutdown, silence).
+        """
         version = state.version + 1
         frame_rel = self.snapshots.save(state.camera_id, state.best_time, state.event_id, "frame", state.best_frame) \
             if state.best_frame is not None else None
@@ -371,8 +377,9 @@ class Engine:
             event = self.aggregator.face_event(state, frame_rel, crop_rel)
             kind = "face"
             alerts = self.matcher.match_face(event) if self.matcher is not None else []
-        self.aggregator.mark_published(state, trigger_capture_time)
-        self._trigger_times[(event.event_id, version)] = trigger_capture_time
+        self.aggregator.mark_published(state, state.last_seen if trigger_capture_time is None else trigger_capture_time)
+        if trigger_capture_time is not None:
+            self._trigger_times[(event.event_id, version)] = trigger_capture_time
         self._emit(kind, event)
         for alert in alerts:
             self._emit("alert", alert)
@@ -404,7 +411,7 @@ class Engine:
         for runtime in self.cameras.values():
             silent_for = wall - runtime.last_arrival
             if runtime.last_arrival and silent_for > self.engine_config.track_lost_s:
-                self._expire_and_publish(runtime, runtime.last_capture + silent_for)
+                self._expire_and_publish(runtime, runtime.last_capture + silent_for, measure_latency=False)
 
     def finish(self) -> None:
         """End every track and publish what is due (end of a file or shutdown)."""
@@ -413,7 +420,7 @@ class Engine:
             for tracker in runtime.trackers:
                 self.aggregator.end_tracks(camera_id, [tr.track_id for tr in tracker.drain()])
             for state in self.aggregator.due(camera_id, runtime.last_capture):
-                self._publish_state(state, trigger_capture_time=runtime.last_capture)
+                self._publish_state(state, trigger_capture_time=None)
 
 
 def assign_faces_to_persons(faces_xyxy: np.ndarray, persons_xyxy: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ class SpooledPublisher:
         self.retry_interval_s = retry_interval_s
         self.on_delivered = on_delivered
         self._next_retry = 0.0
+        self._failures = 0
         self.redis_ok = True
         self.spooled_total = 0
         self.delivered_from_spool = 0
@@ -59,8 +60,10 @@ class SpooledPublisher:
         now = time.monotonic()
         if not force and now < self._next_retry:
             return 0
-        self._next_retry = now + self.retry_interval_s
         delivered = self.spool.drain(self._deliver_payload)
+        # back off while Redis stays away (a connect timeout must not eat the engine's time): 1 s, 2 s, ... 16 s
+        self._failures = 0 if delivered else min(self._failures + 1, 4)
+        self._next_retry = time.monotonic() + self.retry_interval_s * 2**self._failures
         if delivered:
             self.delivered_from_spool += delivered
             logger.info("delivered %d spooled records to Redis (%d still spooled)", delivered, len(self.spool))

@@ -70,6 +70,7 @@ class WatchlistMatcher:
             faces = list(self.store.face_entries())
         except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis down: keep the cached lists
             logger.debug("watchlists not refreshed: %s", exc)
+            self._checked_at = now + 4 * self.refresh_interval_s  # and do not retry on every event
             return
         except Exception as exc:  # noqa: BLE001 - bad stored data must not stop the engine; keep the cache
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
