@@ -602,6 +602,14 @@ def test_thai_language_switch(browser, server):
     wait(browser, "#plate-query")
     assert css(browser, "#plate-search")[0].text == "ค้นหา"
     shot(browser, "14_thai_plates")
+    # a laptop-sized window: the navigation wraps, nothing spills sideways
+    browser.set_window_size(1024, 700)
+    try:
+        wait_until(browser, lambda d: d.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"), message="page wider than the window")
+        shot(browser, "15_thai_plates_laptop")
+    finally:
+        browser.set_window_size(1600, 1000)
     # both dictionaries have the same keys
     keys = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
