@@ -310,8 +310,8 @@ def ramp(videos: Path, redis_url: str, max_streams: int, seconds: float, rec_dir
               f"{r['cpu_cores']:.2f} cores  machine {r['machine_cpu_percent']:.0f}%  RSS/stream "
               f"{r['rss_mb_per_stream']:.0f} MB  server {r['server_cpu_cores']:.2f} cores  "
               f"{'OK' if r['sustained'] else 'NOT sustained'}", flush=True)  # fmt: skip
-        if not r["sustained"]:
-            break
+        if r["cpu_cores"] >= 0.9 * (psutil.cpu_count() or 1):
+            break  # ingest alone saturates the machine: no point going further
     return results
 
 
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['cpu_s_per_decoded_frame'] * 1e3:13.2f} {r['cpu_s_per_analysed_frame'] * 1e3:12.2f} "
                   f"{r['rss_mb']:7.0f}")  # fmt: skip
     sustained = [s for s in steps if s["sustained"]]
-    best = sustained[-1] if sustained else steps[0]
+    best = sustained[-1] if sustained else steps[-1]
     print("\nRamp (5 fps analysis + continuous recording per camera)")
     print(f"{'N':>4s} {'min fps':>8s} {'mean fps':>9s} {'cores':>6s} {'machine%':>9s} {'ms/dec frame':>13s} "
           f"{'RSS MB/str':>11s} {'dropped':>8s} {'sustained':>10s}")  # fmt: skip

@@ -125,6 +125,7 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
         # against the main thread holding the Event's lock
         requested.append(signum)
 
+    _mark_disabled_cameras(config)
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     logger.info("service starting: %d cameras, children: %s", len(config.cameras), ", ".join(c.name for c in children))
     try:
@@ -141,6 +142,27 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
             bus.unlink()
     logger.info("service stopped")
     return 0
+
+
+def _mark_disabled_cameras(config: Config) -> None:
+    """Report ``status=disabled`` for cameras switched off in the config, so the API lists them too."""
+    disabled = [cam for cam in config.cameras if not cam.enabled]
+    if not disabled:
+        return
+    import redis
+
+    from pipeline.ingest.health import write_camera_health
+    from pipeline.secrets import redact_url
+
+    client = redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        for cam in disabled:
+            write_camera_health(client, cam.id, {"status": "disabled", "status_since": f"{time.time():.3f}",
+                                                 "recording": "disabled", "url": redact_url(cam.analysis_url)})
+    except redis.RedisError as exc:
+        logger.warning("cannot write the health of disabled cameras: %s", exc)
+    finally:
+        client.close()
 
 
 def _supervise(children: list[ChildSpec]) -> None:

@@ -200,7 +200,9 @@ class CameraCapture:
             cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
         if self.bus is not None:
             width = self.ingest.max_width
-            vf = f"fps={self.camera.analysis_fps},scale='min({width},iw)':-2:flags=fast_bilinear"
+            # fit in a max_width square (portrait cameras too: the frame bus slot is max_width x max_width)
+            vf = (f"fps={self.camera.analysis_fps},scale='min({width},iw)':'min({width},ih)'"
+                  ":force_original_aspect_ratio=decrease:force_divisible_by=2:flags=fast_bilinear")
             cmd += ["-map", "0:v:0", "-vf", vf, "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
         return cmd
 

@@ -67,6 +67,7 @@ def test_good_camera_online_while_broken_ones_retry_and_restart_recovers(
                 for broken in ("garbage", "silent"):
                     wait_for(lambda b=broken: status_of(client, b) in ("reconnecting", "offline"), 30, f"{broken} down")
                 wait_for(lambda: read_camera_health(client, "garbage")[0]["last_error"] != "", 10, "garbage error")
+                wait_for(lambda: (read_camera_health(client, "good")[0]["input_fps"] or 0) > 10, 10, "input fps measured")
                 health = {h["camera_id"]: h for h in read_camera_health(client)}
                 assert health["good"]["status"] == "online" and health["good"]["analysed_fps"] > 0
                 assert health["good"]["input_fps"] > 10 and health["good"]["stale"] is False
