@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import redis
 from fastapi import APIRouter, HTTPException, Request, status
@@ -34,7 +33,7 @@ def _out(job: dict[str, str]) -> ExportOut:
 
 
 def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, end: float, requester: str,
-               out_dir: Path) -> None:
+               out_dir: Path, recordings_dir: Path) -> None:
     """The job body (runs in a thread): calls ``pipeline.recording.export.export_clip`` and records the result."""
     key = f"export:{job_id}"
     client.hset(key, mapping={"status": "running", "progress": "0"})
@@ -45,7 +44,8 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
         return
     try:
         result = export_clip(client, camera_id, start, end, requester, out_dir=out_dir,
-                             progress=lambda f: client.hset(key, "progress", repr(float(f))))
+                             progress=lambda f: client.hset(key, "progress", repr(float(f))),
+                             recordings_dir=recordings_dir)
     except ExportError as exc:
         client.hset(key, mapping={"status": "failed", "error": str(exc)})
         return
@@ -53,13 +53,9 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
         logger.exception("export %s failed", job_id)
         client.hset(key, mapping={"status": "failed", "error": "internal error while exporting"})
         return
-    fields: dict[str, Any] = {"status": "done", "progress": "1"}
-    for name in ("path", "clip_path", "manifest_path", "sha256"):
-        value = getattr(result, name, None)
-        if value is not None:
-            fields[name] = str(value)
-    fields.setdefault("path", fields.get("clip_path", ""))
-    client.hset(key, mapping=fields)
+    client.hset(key, mapping={"status": "done", "progress": "1", "path": str(result.mp4_path),
+                              "manifest_path": str(result.manifest_path), "sha256": result.sha256,
+                              "size": str(result.size), "duration": repr(result.duration)})
 
 
 @router.post("", response_model=ExportOut, status_code=202, summary="Ask for a clip (runs in the background)")
@@ -76,7 +72,8 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
     store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
     out_dir = settings.exports_root() / job_id
     threading.Thread(target=run_export, name=f"export-{job_id}", daemon=True,
-                     args=(client, job_id, body.camera_id, body.start, body.end, user.username, out_dir)).start()
+                     args=(client, job_id, body.camera_id, body.start, body.end, user.username, out_dir,
+                           settings.recordings_dir)).start()
     return _out(job)
 
 

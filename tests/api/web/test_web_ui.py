@@ -529,9 +529,6 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
     shot(browser, "10_evidence_case")
 
 
-@pytest.mark.xfail(strict=True, reason="API gap: api/routes/exports.run_export stores result.path/clip_path, but "
-                   "pipeline.recording.export.ExportResult names the clip mp4_path, so the job has no file and "
-                   "/download answers 409; remove this marker when fixed")
 def test_evidence_download_matches_sha(browser, server, web_data):
     """The downloaded clip's SHA-256 equals the one the page shows."""
     item = start_export(browser, server, web_data)
