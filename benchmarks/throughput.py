@@ -11,7 +11,11 @@ Both phases run in the same invocation on the same machine:
    batched model calls, events to a real redis-server.
 2. **baseline** (naive): one process per camera, each with its own models and its own capture worker/frame bus,
    the detector per frame, the plate detector per vehicle crop, the reader per plate crop and the face model per
-   frame, all as batch-1 calls, no motion gating and no per-track plate throttling; same tracking/event code.
+   person crop (the full frame when no person is detected), all as batch-1 calls, no motion gating and no
+   per-track plate throttling; same tracking/event code.
+
+``--mode files`` (or ``both``) also runs the two configurations on the SAME decoded frames inside this process and
+compares CPU time per frame and the events produced (a same-accuracy check independent of machine load).
 
 Measured over ``--seconds`` after every process has warmed up (models loaded, first frame analysed):
 analysed frames per second (frames the engine took from the bus and analysed, gated frames included; the frames
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +120,33 @@ class _PerItem:
         return [self.model.read_batch([c])[0] for c in crops]
 
 
+def naive_engine_class() -> type:
+    """The baseline's Engine: the face model per person crop (batch-1), full frame only when nobody is detected."""
+    from pipeline.detections import Detections
+    from pipeline.engine.engine import Engine, crop_box
+
+    class NaiveEngine(Engine):
+        def _faces(self, gated: list[Any]) -> None:
+            for g in gated:
+                if not g.cam.camera.analytics.faces:
+                    continue
+                with self.metrics.stage("face"):
+                    frame = g.item.frame
+                    if len(g.persons):
+                        parts = []
+                        for box in g.persons.xyxy:
+                            crop, ox, oy = crop_box(frame, box, pad_x=0.05, pad_y=0.05)
+                            if crop.size:
+                                parts.append(self.models.faces.detect_batch([crop])[0].with_offset(ox, oy))
+                        faces = Detections.merge(parts)
+                    else:
+                        faces = self.models.faces.detect_batch([frame])[0]
+                with self.metrics.stage("track"):
+                    self._attach_faces(g, faces)
+
+    return NaiveEngine
+
+
 def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: str, engine_id: str) -> None:
     """Baseline process of ONE camera: batch-1 model calls per frame and per crop, no gating, no throttling."""
     logging.basicConfig(level=logging.WARNING)
@@ -130,6 +162,7 @@ def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: st
     engine, publisher, client = build_engine(config, redis_url=redis_url, models=models,
                                              plate_reader=_PerItem(reader) if reader is not None else None,
                                              engine_id=engine_id, live=True)
+    engine.__class__ = naive_engine_class()  # same state, naive face path
     camera_id = config.cameras[0].id
     next_export = 0.0
     try:
@@ -320,6 +353,129 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
             bus.unlink()
 
 
+# -- file mode: the same decoded frames through both configurations, in this process ------------------------------
+
+
+def decode_camera_frames(streams: int, fps: float, seconds: float, width: int) -> list[list[Any]]:
+    """Per benchmark camera, the frames of its clip sampled at ``fps`` (looping the clip to fill ``seconds``)."""
+    from pipeline.engine.filesource import iter_video_frames
+
+    videos_dir = get_settings().videos_dir
+    start = time.time()
+    clips: dict[str, list[Any]] = {}
+    cameras = []
+    for k in range(streams):
+        stem = VIDEOS[k % len(VIDEOS)][0]
+        if stem not in clips:
+            clips[stem] = list(iter_video_frames(videos_dir / f"{stem}.mp4", stem, 0.0, sample_fps=fps,
+                                                 max_width=width))
+        frames, t, i = [], 0.0, 0
+        source = clips[stem]
+        duration = source[-1].capture_time + 1.0 / fps
+        while t < seconds:
+            item = source[i % len(source)]
+            loop = i // len(source)
+            t = item.capture_time + loop * duration
+            frames.append(type(item)(f"cam{k + 1:02d}", i + 1, start + t, item.frame))
+            i += 1
+        cameras.append(frames)
+    return cameras
+
+
+def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU and wall time per analysed frame of the engine vs the naive per-camera batch-1 loop, same frames."""
+    import pipeline.engine.aggregate as aggregate
+    from pipeline.engine.engine import Engine
+    from pipeline.engine.filesource import interleave
+    from pipeline.models.registry import load_model_set
+
+    cameras = decode_camera_frames(args.streams, args.fps, args.seconds, args.width)
+    urls = {f"cam{k + 1:02d}": f"/videos/cam{k + 1:02d}.mp4" for k in range(args.streams)}
+    work = Path(tempfile.mkdtemp(prefix="cctv-throughput-files-"))
+    try:
+        config = make_config(urls, args.fps, args.width, work / "spool", naive=False)
+        models = load_model_set(config.engine)
+        total = sum(len(c) for c in cameras)
+        print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each)",
+              flush=True)
+
+        def timed(label: str, body: Any) -> dict[str, float]:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            body()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            print(f"  [{label}] {total} frames in {wall:.1f} s wall, {cpu:.1f} s CPU "
+                  f"({1000 * cpu / total:.0f} ms CPU per frame)", flush=True)
+            return {"wall_s": wall, "cpu_s": cpu}
+
+        engine = Engine(config, models, None, recordings_dir=work / "rec")
+
+        def run_engine_files() -> None:
+            sources = [iter(c) for c in cameras]
+            for batch in interleave(sources, config.engine.max_batch_size):
+                engine.process_batch(batch)
+            engine.finish()
+
+        engine_t = timed("engine", run_engine_files)
+        naive_models = type("NaiveModels", (), {"vehicles": _PerItem(models.vehicles), "plates": _PerItem(models.plates),
+                                                 "faces": _PerItem(models.faces)})()
+        naive_class = naive_engine_class()
+        interval, aggregate.PLATE_INTERVAL_S = aggregate.PLATE_INTERVAL_S, 0.0
+        naive_engines = []
+
+        def run_naive_files() -> None:
+            for k, frames in enumerate(cameras):
+                naive_config = make_config({f"cam{k + 1:02d}": urls[f"cam{k + 1:02d}"]}, args.fps, args.width,
+                                           work / "spool", naive=True, first=k)
+                naive = naive_class(naive_config, naive_models, None, recordings_dir=work / "rec")
+                naive_engines.append(naive)
+                for item in frames:
+                    naive.process_batch([item])
+                naive.finish()
+
+        try:
+            naive_t = timed("baseline", run_naive_files)
+        finally:
+            aggregate.PLATE_INTERVAL_S = interval
+
+        def events(engines: list[Any]) -> dict[str, int]:
+            kinds = Counter(kind for e in engines for kind, _ in e.events)
+            long_tracks = sum(1 for e in engines for kind, ev in e.events
+                              if kind == "plate" and ev.ended_at - ev.started_at >= 10)
+            return {"plate_events": kinds["plate"], "face_events": kinds["face"], "long_vehicle_tracks": long_tracks,
+                    "plates_detected": sum(int(e.metrics.counters["plates_detected"]) for e in engines),
+                    "detector_frames": sum(int(e.metrics.counters["frames_analysed"]) for e in engines)}
+
+        return {
+            "frames": total,
+            "engine": {**engine_t, "events": events([engine]), "stage_ms": _stage_ms(engine, total)},
+            "baseline": {**naive_t, "events": events(naive_engines),
+                         "stage_ms": {k: sum(_stage_ms(e, total)[k] for e in naive_engines) for k in _stage_ms(engine, 1)}},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stage_ms(engine: Any, frames: int) -> dict[str, float]:
+    snap = engine.metrics.snapshot()
+    return {stage: 1000.0 * float(snap.get(f"stage_{stage}_total_s", 0.0)) / max(frames, 1)
+            for stage in ("gate", "detect", "plate_detect", "read", "face", "track", "publish")}
+
+
+def print_file_mode(files: dict[str, Any]) -> None:
+    """Table of the file-mode comparison."""
+    e, b, n = files["engine"], files["baseline"], files["frames"]
+    print(f"\nfile mode ({n} frames, same frames for both):")
+    print(f"{'':28s}{'engine':>12s}{'baseline':>12s}")
+    print(f"{'CPU ms per frame':28s}{1000 * e['cpu_s'] / n:>12.0f}{1000 * b['cpu_s'] / n:>12.0f}")
+    print(f"{'frames per CPU-second':28s}{n / e['cpu_s']:>12.2f}{n / b['cpu_s']:>12.2f}")
+    print(f"{'frames per wall-second':28s}{n / e['wall_s']:>12.2f}{n / b['wall_s']:>12.2f}")
+    for stage in e["stage_ms"]:
+        print(f"  {stage + ' ms/frame':26s}{e['stage_ms'][stage]:>12.1f}{b['stage_ms'][stage]:>12.1f}")
+    for key in e["events"]:
+        print(f"  {key:26s}{e['events'][key]:>12d}{b['events'][key]:>12d}")
+    print(f"ratio (CPU per frame, baseline / engine): {b['cpu_s'] / e['cpu_s']:.2f}x")
+
+
 # -- report -----------------------------------------------------------------------------------------------------
 
 
@@ -377,6 +533,33 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _file_fields(files: dict[str, Any]) -> dict[str, Any]:
+    e, b, n = files["engine"], files["baseline"], files["frames"]
+    return {
+        "files_frames": n,
+        "files_engine_cpu_ms_per_frame": round(1000 * e["cpu_s"] / n, 1),
+        "files_baseline_cpu_ms_per_frame": round(1000 * b["cpu_s"] / n, 1),
+        "files_cpu_ratio": round(b["cpu_s"] / e["cpu_s"], 3),
+        "files_engine_fps": round(n / e["wall_s"], 3), "files_baseline_fps": round(n / b["wall_s"], 3),
+        **{f"files_engine_{k}": v for k, v in e["events"].items()},
+        **{f"files_baseline_{k}": v for k, v in b["events"].items()},
+    }
+
+
+def write_file_mode(args: argparse.Namespace, files: dict[str, Any]) -> int:
+    """JSON (and plot) of a files-only run: fps are frames per wall-second, ratio is CPU-time based."""
+    e, b, n = files["engine"], files["baseline"], files["frames"]
+    flat = {"mode": "files", "streams": args.streams, "fps_per_camera": args.fps, "seconds": args.seconds,
+            "analysed_fps": round(n / e["wall_s"], 3), "baseline_fps": round(n / b["wall_s"], 3),
+            "ratio": round(b["cpu_s"] / e["cpu_s"], 3), "ratio_basis": "cpu_time_per_frame",
+            "latency_p50_s": None, "latency_p95_s": None, "dropped_frames": 0, **_file_fields(files)}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(flat, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both phases and report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -387,12 +570,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=2,
                         help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase")
+    parser.add_argument("--mode", choices=("live", "files", "both"), default="live",
+                        help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
+                             "through engine and baseline in this process, compared by CPU time per frame")
     parser.add_argument("--json", type=Path, help="write the flat results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    files = run_file_mode(args) if args.mode in ("files", "both") else None
+    if files is not None:
+        print_file_mode(files)
+    if args.mode == "files":
+        return write_file_mode(args, files)
     from pipeline.testcams import TestCameraServer
 
     work = Path(tempfile.mkdtemp(prefix="cctv-throughput-"))
@@ -400,6 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     redis_proc, redis_url = start_redis(work)
     os.environ["CCTV_REDIS_URL"] = redis_url  # the engine process reads it from its settings
     aliases = {f"cam{i + 1:02d}": VIDEOS[i % len(VIDEOS)][0] for i in range(args.streams)}
+    print("preparing models (derives the batch-capable files once, so that no phase pays for it)", flush=True)
+    from pipeline.models.registry import load_model_set
+
+    load_model_set(make_config({"cam": "rtsp://127.0.0.1/x"}, 1.0, args.width, work, naive=False).engine)
     result: dict[str, Any] = {"streams": args.streams, "fps": args.fps, "seconds": args.seconds, "width": args.width}
     try:
         with TestCameraServer(get_settings().videos_dir, port=free_port(), names=[], aliases=aliases) as cams:
@@ -434,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         **{f"events_per_100_{k}": round(v, 2) for k, v in engine["events_per_100_frames"].items()},
         **({f"baseline_events_per_100_{k}": round(v, 2) for k, v in baseline["events_per_100_frames"].items()}
            if baseline else {}),
+        **(_file_fields(files) if files else {}),
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

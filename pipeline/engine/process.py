@@ -108,8 +108,12 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
     next_metrics = next_cleanup = 0.0
     logger.info("engine %s serving %d cameras (batch <= %d, wait <= %.0f ms)", metrics.engine_id, len(camera_ids),
                 ec.max_batch_size, ec.max_wait_ms)
+    parent = os.getppid()
     try:
         while not stop_event.is_set():
+            if os.getppid() != parent:
+                logger.error("engine: the supervisor (pid %d) is gone; stopping", parent)
+                break
             start = time.perf_counter()
             batch = batcher.next_batch(IDLE_TIMEOUT_S)
             metrics.observe_stage("decode_wait", time.perf_counter() - start)
