@@ -97,6 +97,15 @@ def tree_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
+def _own_cpu(pid: int) -> float:
+    """CPU seconds of one process (without its children)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
+
+
 def server_cpu(server: TestCameraServer) -> float:
     """CPU seconds of the camera server's ffmpeg sources plus this process's threads (approximation)."""
     total = 0.0
@@ -234,6 +243,7 @@ def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seco
         time.sleep(3.0)  # warm-up: first segment opened, filters primed
         published0 = {n: bus.published(n) for n in names} if bus else {}
         cpu0 = sum(tree_cpu_rss(w.process.pid)[0] for w in workers)
+        python_cpu0 = sum(_own_cpu(w.process.pid) for w in workers)
         srv0 = server_cpu(server)
         psutil.cpu_percent(None)
         t0 = time.monotonic()
@@ -247,6 +257,7 @@ def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seco
         machine_cpu = psutil.cpu_percent(None)
         measures = [tree_cpu_rss(w.process.pid) for w in workers]
         cpu = sum(m[0] for m in measures) - cpu0
+        python_cpu = sum(_own_cpu(w.process.pid) for w in workers) - python_cpu0
         rss = sum(m[1] for m in measures)
         srv = server_cpu(server) - srv0
         published = {n: (bus.published(n) - published0[n]) / elapsed for n in names} if bus else {}
@@ -265,7 +276,7 @@ def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seco
     decoded = (sum(input_fps) / max(len(input_fps), 1)) * elapsed
     analysed = sum(published.values()) * elapsed
     return {
-        "streams": len(names), "cpu_s": cpu, "cpu_cores": cpu / elapsed, "rss_mb": rss / 1e6,
+        "streams": len(names), "cpu_s": cpu, "cpu_cores": cpu / elapsed, "python_share": python_cpu / cpu if cpu else 0.0, "rss_mb": rss / 1e6,
         "rss_mb_per_stream": rss / 1e6 / len(names), "decoded_frames": decoded, "analysed_frames": analysed,
         "min_fps": min(published.values()) if published else 0.0,
         "mean_fps": sum(published.values()) / len(published) if published else 0.0,
@@ -287,7 +298,7 @@ def compare_decoders(videos: Path, redis_url: str, seconds: float, rec_dir: Path
             print(f"[decode options] {label} ...", flush=True)
             r = run_workers(server, [COMPARE_VIDEO], redis_url, seconds, analyse, record, rec_dir, progress=label[:40])
             rows.append(_row(label, r["cpu_s"], r["decoded_frames"], r["analysed_frames"], r["rss_mb"] * 1e6,
-                             r["seconds"], note="worker + ffmpeg"))  # fmt: skip
+                             r["seconds"], note=f"worker + ffmpeg; Python worker share {r['python_share']:.0%}"))  # fmt: skip
         for label, target in (("PyAV in Python", _pyav_decode), ("OpenCV CAP_FFMPEG", _opencv_decode)):
             print(f"[decode options] {label} ...", flush=True)
             rows.append(measure_python_decoder(label, target, url, seconds))
@@ -328,6 +339,7 @@ def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path) ->
     a.set_title("Decode options")
     ns = [s["streams"] for s in steps]
     b.plot(ns, [s["min_fps"] for s in steps], "o-", label="min analysed fps / stream")
+    b.plot(ns, [s["mean_fps"] for s in steps], "^:", color="tab:green", label="mean analysed fps / stream")
     b.axhline(0.95 * FPS, color="grey", ls="--", label="95% of 5 fps")
     b.set_xlabel("cameras (5 fps analysis + recording)")
     b.set_ylabel("fps")
@@ -368,16 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(f"{r['option']:56s} {r['decoded_fps']:8.1f} {r['analysed_fps']:7.2f} {r['cpu_cores']:6.3f} "
                   f"{r['cpu_s_per_decoded_frame'] * 1e3:13.2f} {r['cpu_s_per_analysed_frame'] * 1e3:12.2f} "
-                  f"{r['rss_mb']:7.0f}")  # fmt: skip
+                  f"{r['rss_mb']:7.0f}  {r['note']}")  # fmt: skip
     sustained = [s for s in steps if s["sustained"]]
     best = sustained[-1] if sustained else steps[-1]
     print("\nRamp (5 fps analysis + continuous recording per camera)")
     print(f"{'N':>4s} {'min fps':>8s} {'mean fps':>9s} {'cores':>6s} {'machine%':>9s} {'ms/dec frame':>13s} "
-          f"{'RSS MB/str':>11s} {'dropped':>8s} {'sustained':>10s}")  # fmt: skip
+          f"{'RSS MB/str':>11s} {'dropped':>8s} {'sustained':>10s} {'python':>7s}")  # fmt: skip
     for s in steps:
         print(f"{s['streams']:4d} {s['min_fps']:8.2f} {s['mean_fps']:9.2f} {s['cpu_cores']:6.2f} "
               f"{s['machine_cpu_percent']:9.0f} {s['cpu_s_per_decoded_frame'] * 1e3:13.2f} "
-              f"{s['rss_mb_per_stream']:11.0f} {s['dropped']:8d} {str(s['sustained']):>10s}")  # fmt: skip
+              f"{s['rss_mb_per_stream']:11.0f} {s['dropped']:8d} {str(s['sustained']):>10s} {s['python_share']:7.0%}")  # fmt: skip
     result: dict[str, Any] = {
         "max_streams": best["streams"] if sustained else 0,
         "cpu_s_per_frame": best["cpu_s_per_decoded_frame"],
@@ -398,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in steps:
         result[f"ramp_{s['streams']}_min_fps"] = s["min_fps"]
         result[f"ramp_{s['streams']}_cpu_cores"] = s["cpu_cores"]
+        result[f"ramp_{s['streams']}_mean_fps"] = s["mean_fps"]
     args.json.write_text(json.dumps(result, indent=2))
     plot(rows, steps, args.png)
     print(f"\nmax_streams={result['max_streams']}  cpu_s_per_frame={result['cpu_s_per_frame']:.5f}  "

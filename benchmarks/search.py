@@ -1,18 +1,23 @@
 """Search benchmark: fills its own Redis with synthetic Thai plate reads and faces, then times the searches.
 
-Usage: ``python -m benchmarks.search [--reads N] [--faces M] [--json OUT] [--plot PNG]``
+Usage: ``python -m benchmarks.search [--reads N] [--faces M] [--checkpoints N1,N2,...] [--json OUT] [--plot PNG]``
 
-The fill goes through the engine's own writer layout (the EventStore Lua scripts, pipelined EVALSHA), so the
-indexes are exactly the production ones. Plates follow real formats (``1กข1234``, ``กข1234``, commercial
-``70-1234`` stored normalised as ``701234``, motorcycle ``กขค123``) with skewed series letters, real provinces
-(Bangkok-heavy), Zipf-like sightings per plate and 3% OCR look-alike misreads. Faces are 128-d unit vectors
-around synthetic identities. Timings are per query (p50/p95 ms); baselines are linear scans in the same run.
+The fill goes through the engine's own writer (the EventStore Lua script, many events per call), so the indexes
+are exactly the production ones; only the Python side is a fast path: the script arguments are formatted directly
+instead of through pydantic, and :func:`fast_plate_args` is checked against :meth:`EventStore.plate_event_args` (the
+test suite and every run compare a sample). Plates follow real formats (``1กข1234``, ``กข1234``, commercial
+``701234``, motorcycle ``กขค123``) with skewed series letters, real provinces (Bangkok-heavy), Zipf-like sightings
+per plate, 3% OCR look-alike misreads, and arrive in time order over 30 days like a live feed. Faces are 128-d unit
+vectors around synthetic identities. The searches are timed at every checkpoint of one fill (p50/p95 ms per query),
+with Redis ``used_memory`` per read; baselines are linear scans in the same run; face recall@10 is measured
+against float32 brute force over the same embeddings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import redis
+from tqdm import tqdm
 
 from pipeline.events import FaceEvent, PlateEvent
 from pipeline.plates.provinces import PROVINCES
@@ -30,12 +37,15 @@ from pipeline.search.faces import FaceIndex
 from pipeline.search.fuzzy import LOOKALIKE_CLASSES, plate_distance
 from pipeline.search.grams import compile_query
 from pipeline.search.plates import PlateFilters, PlateSearcher
-from pipeline.store import EventStore, keys
-from pipeline.store.events import _FACE_LUA, _PLATE_LUA
+from pipeline.store import EventStore, keys, normalise_plate
+from pipeline.store.codec import _KINDS
 
 CONSONANTS = "กขคฆงจฉชซฌญฎฏฐฑฒณดตถทธนบปผฝพฟภมยรลวศษสหฬอฮ"
 CAMERAS = [f"cam{i:02d}" for i in range(50)]
 CLASSES = ["car", "car", "car", "car", "motorcycle", "truck", "bus"]
+SPAN_S = 30 * 86400
+MEMORY_STOP_BYTES = 16 * 2**30
+"""The fill stops early (and the run is measured where it stopped) once the machine uses this much memory."""
 
 
 def _free_port() -> int:
@@ -45,7 +55,7 @@ def _free_port() -> int:
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
-    """Start a private redis-server on a free loopback port."""
+    """Start a private redis-server (no persistence) on a free loopback port."""
     port = _free_port()
     exe = shutil.which("redis-server") or sys.exit("redis-server is not installed")
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -72,6 +82,7 @@ def make_plates(rng: np.random.Generator, n: int) -> list[str]:
         letters = rng.choice(len(CONSONANTS), size=(k, 3), p=weights)
         nums = rng.integers(1, 10000, size=k)
         lead = rng.integers(1, 10, size=k)
+        series = rng.integers(10, 100, size=k)
         for i in range(k):
             a, b, c = (CONSONANTS[j] for j in letters[i])
             if kind[i] == 0:
@@ -79,95 +90,172 @@ def make_plates(rng: np.random.Generator, n: int) -> list[str]:
             elif kind[i] == 1:
                 plates.add(f"{a}{b}{nums[i]}")
             elif kind[i] == 2:
-                plates.add(f"{rng.integers(10, 100)}{nums[i]:04d}")
+                plates.add(f"{series[i]}{nums[i]:04d}")
             else:
                 plates.add(f"{a}{b}{c}{nums[i] % 1000}")
     return sorted(plates)[:n]
 
 
+_CLASS_OF = {ch: g for g in LOOKALIKE_CLASSES for ch in g}
+
+
 def misread(rng: np.random.Generator, plate: str) -> str:
     """One OCR look-alike substitution (or a random one when the plate has no look-alike character)."""
-    classes = {ch: g for g in LOOKALIKE_CLASSES for ch in g}
-    spots = [i for i, ch in enumerate(plate) if ch in classes and len(classes[ch]) > 1]
+    spots = [i for i, ch in enumerate(plate) if ch in _CLASS_OF and len(_CLASS_OF[ch]) > 1]
     if spots:
         i = spots[rng.integers(len(spots))]
-        choices = [c for c in classes[plate[i]] if c != plate[i] and not c.isascii()] or [plate[i]]
+        choices = [c for c in _CLASS_OF[plate[i]] if c != plate[i] and not c.isascii()] or [plate[i]]
         return plate[:i] + choices[rng.integers(len(choices))] + plate[i + 1:]
     i = int(rng.integers(len(plate)))
     return plate[:i] + CONSONANTS[rng.integers(len(CONSONANTS))] + plate[i + 1:]
 
 
-def fill_plates(client: redis.Redis, reads: int, distinct: int, seed: int = 1, batch: int = 2000) -> list[str]:
-    """Write ``reads`` plate events of ``distinct`` plates through the EventStore Lua script, pipelined."""
-    rng = np.random.default_rng(seed)
-    plates = make_plates(rng, distinct)
-    popularity = rng.pareto(1.5, size=distinct) + 0.2  # most plates seen a few times, a few seen very often
-    popularity /= popularity.sum()
-    sha = client.script_load(_PLATE_LUA)
-    t0 = now = time.time()
-    start = now - 30 * 86400
-    province_w = np.array([40.0] + [60.0 / (len(PROVINCES) - 1)] * (len(PROVINCES) - 1))
-    province_of = rng.choice(len(PROVINCES), size=distinct, p=province_w / province_w.sum())
-    done = 0
-    while done < reads:
-        k = min(batch, reads - done)
-        idx = rng.choice(distinct, size=k, p=popularity)
-        times = np.sort(rng.uniform(start, now, size=k))
+PLATE_FIELDS = tuple(_KINDS[PlateEvent])
+
+
+def fast_plate_args(n: int, plate: str, camera: str, confidence: float, vclass: str, province: str,
+                    province_latin: str, frame_time: float) -> list:
+    """The writer-script arguments :meth:`EventStore.plate_event_args` gives for the benchmark's event ``n``
+    (``plate`` already normalised), formatted directly (the codec's formats, field order and values)."""
+    values = (f"b{n:012d}", "1", camera, str(n), repr(frame_time - 2), repr(frame_time + 1), repr(frame_time), plate,
+              province, province_latin, repr(confidence), "[]", "5", "6", vclass, "[100.0,200.0,400.0,500.0]",
+              "[200.0,420.0,300.0,460.0]", f"snapshots/cam/{n}.jpg", f"crops/cam/{n}.jpg")
+    args: list = [f"b{n:012d}", 1, plate, camera, f"{confidence:.3f}", vclass, province, repr(frame_time),
+                  len(PLATE_FIELDS)]
+    for name, value in zip(PLATE_FIELDS, values, strict=True):
+        args += [name, value]
+    return args
+
+
+def bench_event(n: int, plate: str, camera: str, confidence: float, vclass: str, province: str,
+                province_latin: str, frame_time: float) -> PlateEvent:
+    """The PlateEvent that :func:`fast_plate_args` encodes (to check the fast path against the store's)."""
+    return PlateEvent(
+        event_id=f"b{n:012d}", version=1, camera_id=camera, track_id=n, started_at=frame_time - 2,
+        ended_at=frame_time + 1, frame_time=frame_time, plate_text=plate, province=province,
+        province_latin=province_latin, confidence=confidence, candidates=[], agreeing_frames=5, total_frames=6,
+        vehicle_class=vclass, vehicle_box=[100.0, 200.0, 400.0, 500.0], plate_box=[200.0, 420.0, 300.0, 460.0],
+        snapshot_path=f"snapshots/cam/{n}.jpg", crop_path=f"crops/cam/{n}.jpg")
+
+
+def check_fast_path(samples: list[tuple]) -> None:
+    """Fail loudly if the fast arguments differ from the store's own encoding of the same events."""
+    for sample in samples:
+        fast = [str(a) for a in fast_plate_args(*sample)]
+        store = [str(a) for a in EventStore.plate_event_args(bench_event(*sample))]
+        if fast != store:
+            raise AssertionError(f"benchmark fast path differs from EventStore.plate_event_args: {fast} != {store}")
+
+
+class PlateFiller:
+    """Writes plate reads in time order through the EventStore writer script, resumable between checkpoints."""
+
+    def __init__(self, client: redis.Redis, reads: int, distinct: int, seed: int, batch: int = 500,
+                 calls_per_round: int = 8):
+        self.client = client
+        self.reads = reads
+        self.rng = np.random.default_rng(seed)
+        self.plates = [normalise_plate(p) for p in make_plates(self.rng, distinct)]
+        popularity = self.rng.pareto(1.5, size=distinct) + 0.2  # most plates seen a few times, a few very often
+        self.cdf = np.cumsum(popularity / popularity.sum())
+        weights = np.array([40.0] + [60.0 / (len(PROVINCES) - 1)] * (len(PROVINCES) - 1))
+        self.province_of = self.rng.choice(len(PROVINCES), size=distinct, p=weights / weights.sum())
+        self.store = EventStore(client, events_maxlen=max(reads * 2, 1000))
+        self.sha = client.script_load(self.store._plate_script.script)
+        self.batch = batch
+        self.calls_per_round = calls_per_round
+        self.start = time.time() - SPAN_S
+        self.done = 0
+        self.seconds = 0.0
+        self.stopped_for_memory = False
+        self.stopped_for_time = False
+        self.deadline = float("inf")
+
+    def sample(self, n: int) -> list[tuple]:
+        """(fast-path arguments) of ``n`` reads like the fill's, for :func:`check_fast_path`."""
+        out = []
+        for j in range(n):
+            p = PROVINCES[self.province_of[j]]
+            out.append((j, self.plates[j], CAMERAS[j % 50], 0.5 + j / (2 * n), CLASSES[j % 7], p.thai, p.latin,
+                        self.start + j * 1.37))
+        return out
+
+    def fill_to(self, target: int, bar: tqdm) -> None:
+        """Write reads until ``target`` are stored (or the machine's memory reaches the stop line)."""
+        t0 = time.time()
+        while self.done < target:
+            if psutil.virtual_memory().used > MEMORY_STOP_BYTES:
+                self.stopped_for_memory = True
+                break
+            if time.time() > self.deadline:
+                self.stopped_for_time = True
+                break
+            k = min(self.batch * self.calls_per_round, target - self.done)
+            self._write(k)
+            bar.update(k)
+        self.seconds += time.time() - t0
+
+    def _write(self, k: int) -> None:
+        rng, base = self.rng, self.done
+        idx = np.searchsorted(self.cdf, rng.random(k) * self.cdf[-1])
+        times = self.start + (base + np.arange(k) + rng.random(k)) * (SPAN_S / self.reads)
         noisy = rng.random(k) < 0.03
         cams = rng.integers(len(CAMERAS), size=k)
         confs = rng.uniform(0.4, 1.0, size=k).round(3)
         classes = rng.integers(len(CLASSES), size=k)
-        pipe = client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
+        calls: list[list] = []
         for j in range(k):
-            plate = plates[idx[j]]
+            plate = self.plates[idx[j]]
             if noisy[j]:
-                plate = misread(rng, plate)
-            prov = PROVINCES[province_of[idx[j]]]
-            ft = float(times[j])
-            event = PlateEvent.model_construct(
-                event_id=f"b{done + j:012d}", version=1, camera_id=CAMERAS[cams[j]], track_id=done + j,
-                started_at=ft - 2, ended_at=ft + 1, frame_time=ft, plate_text=plate, province=prov.thai,
-                province_latin=prov.latin, confidence=float(confs[j]), candidates=[], agreeing_frames=5,
-                total_frames=6, vehicle_class=CLASSES[classes[j]],
-                               vehicle_box=[100.0, 200.0, 400.0, 500.0], plate_box=[200.0, 420.0, 300.0, 460.0],
-                               snapshot_path=f"snapshots/cam/{done + j}.jpg", crop_path=f"crops/cam/{done + j}.jpg")
-            script_keys, argv = EventStore.plate_args(event, "", 100_000_000)
-            pipe.evalsha(sha, len(script_keys), *script_keys, *argv)
+                plate = normalise_plate(misread(rng, plate))
+            prov = PROVINCES[self.province_of[idx[j]]]
+            calls.append(fast_plate_args(base + j, plate, CAMERAS[cams[j]], float(confs[j]), CLASSES[classes[j]],
+                                         prov.thai, prov.latin, float(times[j])))
+            if len(calls) == self.batch or j == k - 1:
+                script_keys, argv = self.store.plate_script_call(calls)
+                pipe.evalsha(self.sha, len(script_keys), *script_keys, *argv)
+                calls = []
         pipe.execute()
-        done += k
-        if done % (batch * 25) == 0 or done == reads:
-            rate = done / max(time.time() - t0, 1e-9)
-            print(f"  plates {done:>10,}/{reads:,}  {rate:,.0f} reads/s", file=sys.stderr, flush=True)
-    return plates
+        self.done += k
 
 
-def fill_faces(client: redis.Redis, faces: int, seed: int = 2, batch: int = 2000) -> np.ndarray:
-    """Write ``faces`` face events around synthetic identities; returns the identity centres."""
+def fill_faces(client: redis.Redis, faces: int, seed: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, float]:
+    """Write ``faces`` face events around synthetic identities (through the EventStore face writer, batched).
+
+    Returns the identity centres, the float32 embeddings in write order and the seconds taken.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(faces // 20, 10), 128)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    sha = client.script_load(_FACE_LUA)
+    store = EventStore(client, events_maxlen=max(faces * 2, 1000))
+    sha = client.script_load(store._face_script.script)
+    everything = np.zeros((faces, 128), np.float32)
     t0, done = time.time(), 0
-    while done < faces:
-        k = min(batch, faces - done)
-        who = rng.integers(len(centres), size=k)
-        emb = centres[who] + rng.normal(scale=0.05, size=(k, 128)).astype(np.float32)
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-        pipe = client.pipeline(transaction=False)
-        for j in range(k):
-            t = t0 - rng.uniform(0, 30 * 86400)
-            event = FaceEvent.model_construct(
-                event_id=f"f{done + j:012d}", version=1, camera_id=CAMERAS[rng.integers(len(CAMERAS))],
-                track_id=done + j, started_at=t, ended_at=t, frame_time=t, embedding=emb[j], quality=0.8,
-                det_score=0.9, face_box=[1.0, 2.0, 3.0, 4.0], snapshot_path=None, crop_path=f"faces/{done + j}.jpg")
-            script_keys, argv = EventStore.face_args(event, 100_000_000)
-            pipe.evalsha(sha, len(script_keys), *script_keys, *argv)
-        pipe.execute()
-        done += k
-        if done % (batch * 25) == 0 or done == faces:
-            print(f"  faces  {done:>10,}/{faces:,}  {done / max(time.time() - t0, 1e-9):,.0f} faces/s",
-                  file=sys.stderr, flush=True)
-    return centres
+    with tqdm(total=faces, desc="faces", unit="face", file=sys.stderr, mininterval=5) as bar:
+        while done < faces:
+            k = min(batch * 8, faces - done)
+            who = rng.integers(len(centres), size=k)
+            emb = centres[who] + rng.normal(scale=0.05, size=(k, 128)).astype(np.float32)
+            emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+            everything[done:done + k] = emb
+            pipe = client.pipeline(transaction=False)
+            for s in range(0, k, batch):
+                calls = []
+                for j in range(s, min(s + batch, k)):
+                    t = t0 - rng.uniform(0, SPAN_S)
+                    event = FaceEvent.model_construct(
+                        event_id=f"f{done + j:012d}", version=1, camera_id=CAMERAS[rng.integers(len(CAMERAS))],
+                        track_id=done + j, started_at=t, ended_at=t, frame_time=t, embedding=emb[j], quality=0.8,
+                        det_score=0.9, face_box=[1.0, 2.0, 3.0, 4.0], snapshot_path=None,
+                        crop_path=f"faces/{done + j}.jpg")
+                    calls.append(EventStore.face_event_args(event))
+                script_keys, argv = store.face_script_call(calls)
+                pipe.evalsha(sha, len(script_keys), *script_keys, *argv)
+            pipe.execute()
+            done += k
+            bar.update(k)
+    return centres, everything, time.time() - t0
 
 
 def timed(fn, queries) -> list[float]:
@@ -184,101 +272,218 @@ def pct(values: list[float], p: float) -> float:
     return float(np.percentile(values, p)) if values else float("nan")
 
 
-def run(reads: int, faces: int, queries: int, seed: int) -> dict:
-    """Fill a private Redis, time every search kind, return the figures."""
+def partial_queries(pick: list[str]) -> list[str]:
+    """Operator queries from stored plates: last 4 digits, 2-letter series, one ``?``, ``*`` + suffix."""
+    out = []
+    for i, p in enumerate(pick):
+        digits = "".join(c for c in p if c.isdigit())
+        letters = "".join(c for c in p if not c.isdigit())
+        kind = i % 4
+        if kind == 0 and len(digits) >= 4:
+            out.append(digits[-4:])
+        elif kind == 1 and len(letters) >= 2:
+            out.append(letters[:2])
+        elif kind == 2:
+            out.append(p[:-3] + "?" + p[-2:])
+        else:
+            out.append("*" + p[-4:])
+    return out
+
+
+def measure_plates(client: redis.Redis, filler: PlateFiller, queries: int, seed: int, baselines: bool) -> dict:
+    """Time every plate search kind on what is stored now."""
+    rng = np.random.default_rng(seed)
+    info = client.info("memory")
+    searcher = PlateSearcher(client)
+    seen = [m.decode() for m in client.zrandmember(keys.PLATE_LAST_SEEN, queries * 3)]
+    pick = [seen[i] for i in rng.integers(len(seen), size=queries)]
+    exact = timed(lambda q: searcher.events(searcher.search(q, mode="exact").hits), pick)
+    partial_q = partial_queries(pick)
+    incomplete = []
+
+    def partial_one(q: str) -> None:
+        result = searcher.search(q)
+        searcher.events(result.hits)
+        incomplete.append(not result.complete)
+
+    partial = timed(partial_one, partial_q)
+    fuzzy_q = [misread(rng, p) for p in pick]
+    found = []
+
+    def fuzzy_one(q: str) -> None:
+        result = searcher.search(q, mode="fuzzy", max_distance=1.0)
+        searcher.events(result.hits)
+        found.append(result.plates_matched > 0)
+
+    fuzzy = timed(fuzzy_one, fuzzy_q)
+    filtered = timed(lambda q: searcher.events(searcher.search(q, filters=PlateFilters(cameras={"cam01", "cam02"}))
+                                               .hits), partial_q[: max(queries // 2, 1)])
+    stored = int(client.zcard(keys.PLATE_LAST_SEEN))
+    out = {
+        "reads": filler.done, "distinct_plates": stored, "fill_seconds": round(filler.seconds, 1),
+        "fill_rate": round(filler.done / max(filler.seconds, 1e-9)),
+        "redis_used_memory_mb": round(info["used_memory"] / 2**20, 1),
+        "bytes_per_read": round(info["used_memory"] / max(filler.done, 1)),
+        "load_average_1m": os.getloadavg()[0],
+        "exact_p50_ms": pct(exact, 50), "exact_p95_ms": pct(exact, 95),
+        "partial_p50_ms": pct(partial, 50), "partial_p95_ms": pct(partial, 95),
+        "partial_answered_early": float(np.mean(incomplete)),
+        "partial_filtered_p95_ms": pct(filtered, 95),
+        "fuzzy_p50_ms": pct(fuzzy, 50), "fuzzy_p95_ms": pct(fuzzy, 95),
+        "fuzzy_found_rate": float(np.mean(found)) if found else 0.0,
+    }
+    if baselines:
+        all_plates = [m.decode() for m in client.zrange(keys.PLATE_LAST_SEEN, 0, -1)]
+        base_partial = timed(lambda q: [p for p in all_plates if compile_query(q).matches(p)], partial_q[:3])
+        sample = all_plates[:20000]
+        base_fuzzy = [ms * len(all_plates) / len(sample) for ms in
+                      timed(lambda q: [p for p in sample if plate_distance(q, p) <= 1.0], fuzzy_q[:3])]
+        out["baseline_partial_scan_p50_ms"] = pct(base_partial, 50)
+        out["baseline_fuzzy_scan_p50_ms_extrapolated"] = pct(base_fuzzy, 50)
+    return out
+
+
+def measure_faces(client: redis.Redis, faces: int, queries: int, seed: int) -> dict:
+    """Fill faces, load the index (float16 default and float32), time searches, recall@10 vs float32 brute force."""
+    if faces == 0:
+        return {"faces": 0, "face_p50_ms": float("nan"), "face_p95_ms": float("nan")}
+    mem0 = client.info("memory")["used_memory"]
+    centres, everything, fill_s = fill_faces(client, faces, seed)
+    mem1 = client.info("memory")["used_memory"]
+    rng = np.random.default_rng(seed + 5)
+    who = rng.integers(len(centres), size=min(queries, 50))
+    face_q = centres[who] + rng.normal(scale=0.05, size=(len(who), 128)).astype(np.float32)
+    face_q /= np.linalg.norm(face_q, axis=1, keepdims=True)
+    out = {"faces": faces, "face_fill_seconds": round(fill_s, 1),
+           "face_bytes_per_face_redis": round((mem1 - mem0) / faces)}
+    for dtype in ("float32", "float16"):
+        index = FaceIndex(client, dtype=dtype)
+        t = time.time()
+        index.refresh()
+        load_s = time.time() - t
+        ms = timed(lambda q, ix=index: ix.search(q, threshold=0.5, top_k=50), face_q)
+        recall = []
+        for q in face_q:
+            truth = set(np.argsort(-(everything @ q), kind="stable")[:10].tolist())
+            got = {int(h.event_id[1:]) for h in index.search(q, threshold=-1.0, top_k=10)}
+            recall.append(len(truth & got) / 10)
+        prefix = "face" if dtype == "float16" else "face_float32"
+        out.update({f"{prefix}_p50_ms": pct(ms, 50), f"{prefix}_p95_ms": pct(ms, 95),
+                    f"{prefix}_index_load_s": round(load_s, 1), f"{prefix}_recall_at_10": float(np.mean(recall)),
+                    f"{prefix}_matrix_mb": round(index.nbytes / 2**20, 1)})
+        del index
+    return out
+
+
+def default_checkpoints(reads: int) -> list[int]:
+    """Volumes measured on the way to ``reads``: 1-3-10 steps from 100k."""
+    points, base = [], 100_000
+    while base < reads:
+        points += [p for p in (base, 3 * base) if p < reads]
+        base *= 10
+    return points + [reads]
+
+
+def run(reads: int, faces: int, queries: int, seed: int, checkpoints: list[int] | None = None,
+        max_fill_s: float | None = None, progress_json: str | None = None) -> dict:
+    """Fill a private Redis up to each checkpoint, time every search kind there, then the faces.
+
+    The plate fill stops early (and is measured where it stopped) at ``max_fill_s`` seconds or at the memory line.
+    """
+    checkpoints = sorted({c for c in (checkpoints or default_checkpoints(reads)) if 0 < c <= reads} | {reads})
     distinct = max(reads // 10, 100)
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_redis(Path(tmp))
         try:
             client = redis.Redis(port=port)
-            print(f"filling {reads:,} plate reads ({distinct:,} plates) and {faces:,} faces", file=sys.stderr)
-            t = time.time()
-            fill_plates(client, reads, distinct, seed)
-            fill_s = time.time() - t
-            mem_plates = client.info("memory")["used_memory"]
-            t = time.time()
-            centres = fill_faces(client, faces, seed + 1)
-            face_fill_s = time.time() - t
-            mem_total = client.info("memory")["used_memory"]
-            stored = client.scard(keys.PLATE_DISTINCT)
-            rng = np.random.default_rng(seed + 7)
-            searcher = PlateSearcher(client)
-            seen = [m.decode() for m in client.srandmember(keys.PLATE_DISTINCT, queries * 3)]
-            pick = [seen[i] for i in rng.integers(len(seen), size=queries)]
-            exact = timed(lambda q: searcher.events(searcher.search(q, mode="exact").hits), pick)
-            partial_q = []
-            for i, p in enumerate(pick):
-                digits = "".join(c for c in p if c.isdigit())
-                letters = "".join(c for c in p if not c.isdigit())
-                kind = i % 4
-                if kind == 0 and len(digits) >= 4:
-                    partial_q.append(digits[-4:])
-                elif kind == 1 and len(letters) >= 2:
-                    partial_q.append(letters[:2])
-                elif kind == 2:
-                    partial_q.append(p[:-3] + "?" + p[-2:])
-                else:
-                    partial_q.append("*" + p[-4:])
-            partial = timed(lambda q: searcher.events(searcher.search(q).hits), partial_q)
-            fuzzy_q = [misread(rng, p) for p in pick]
-            found = []
-
-            def fuzzy_one(q: str) -> None:
-                result = searcher.search(q, mode="fuzzy", max_distance=1.0)
-                searcher.events(result.hits)
-                found.append(result.plates_matched > 0)
-
-            fuzzy = timed(fuzzy_one, fuzzy_q)
-            filtered = timed(lambda q: searcher.search(q, filters=PlateFilters(cameras={"cam01", "cam02"})),
-                             partial_q[: queries // 2])
-            # baselines: linear scans over the distinct plates (partial in full, fuzzy over a sample, scaled)
-            all_plates = [m.decode() for m in client.smembers(keys.PLATE_DISTINCT)]
-            base_partial = timed(lambda q: [p for p in all_plates if compile_query(q).matches(p)], partial_q[:5])
-            sample = all_plates[:20000]
-            base_fuzzy = [ms * len(all_plates) / len(sample) for ms in
-                          timed(lambda q: [p for p in sample if plate_distance(q, p) <= 1.0], fuzzy_q[:3])]
-            index = FaceIndex(client)
-            t = time.time()
-            index.refresh()
-            face_load_s = time.time() - t
-            face_q = centres[rng.integers(len(centres), size=min(queries, 50))] if faces else []
-            face = timed(lambda q: index.search(q, threshold=0.5, top_k=50), face_q)
-            return {
-                "reads": reads, "distinct_plates": int(stored), "faces": faces,
-                "plate_fill_s": round(fill_s, 1), "plate_fill_rate": round(reads / max(fill_s, 1e-9)),
-                "face_fill_s": round(face_fill_s, 1), "face_index_load_s": round(face_load_s, 1),
-                "redis_used_memory_plates_mb": round(mem_plates / 2**20, 1),
-                "redis_used_memory_total_mb": round(mem_total / 2**20, 1),
-                "exact_p50_ms": pct(exact, 50), "exact_p95_ms": pct(exact, 95),
-                "partial_p50_ms": pct(partial, 50), "partial_p95_ms": pct(partial, 95),
-                "partial_filtered_p95_ms": pct(filtered, 95),
-                "fuzzy_p50_ms": pct(fuzzy, 50), "fuzzy_p95_ms": pct(fuzzy, 95),
-                "fuzzy_found_rate": float(np.mean(found)) if found else 0.0,
-                "face_p50_ms": pct(face, 50), "face_p95_ms": pct(face, 95),
-                "baseline_partial_scan_p50_ms": pct(base_partial, 50),
-                "baseline_fuzzy_scan_p50_ms_extrapolated": pct(base_fuzzy, 50),
-                "queries": queries,
-            }
+            print(f"filling {reads:,} plate reads ({distinct:,} plates) and {faces:,} faces; checkpoints "
+                  f"{checkpoints}", file=sys.stderr)
+            filler = PlateFiller(client, reads, distinct, seed)
+            if max_fill_s:
+                filler.deadline = time.time() + max_fill_s
+            check_fast_path(filler.sample(50))
+            curve = []
+            with tqdm(total=reads, desc="plate reads", unit="read", file=sys.stderr, mininterval=5) as bar:
+                for point in checkpoints:
+                    filler.fill_to(point, bar)
+                    stopped = filler.stopped_for_memory or filler.stopped_for_time
+                    last = point == checkpoints[-1] or stopped
+                    row = measure_plates(client, filler, queries, seed + 7, baselines=last)
+                    curve.append(row)
+                    if progress_json:
+                        Path(progress_json).write_text(json.dumps({"partial": True, "curve": curve}, indent=2))
+                    tqdm.write(f"  at {row['reads']:,} reads: exact p95 {row['exact_p95_ms']:.1f} ms, partial "
+                               f"{row['partial_p95_ms']:.1f}, fuzzy {row['fuzzy_p95_ms']:.1f}, "
+                               f"{row['bytes_per_read']} B/read, {row['fill_rate']:,} reads/s", file=sys.stderr)
+                    if stopped:
+                        why = "machine memory reached the stop line" if filler.stopped_for_memory else "fill time"
+                        tqdm.write(f"  {why}: stopped and measured here", file=sys.stderr)
+                        break
+            result = dict(curve[-1])
+            result.update(measure_faces(client, faces, queries, seed + 1))
+            result.update({"reads_target": reads, "stopped_for_memory": filler.stopped_for_memory,
+                           "stopped_for_time": filler.stopped_for_time, "load_average_1m_end": os.getloadavg()[0],
+                           "queries": queries, "redis_used_memory_total_mb":
+                           round(client.info("memory")["used_memory"] / 2**20, 1), "curve": curve})
+            return result
         finally:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
 
 
 def print_table(r: dict) -> None:
-    """Print the figures as a table."""
+    """Print the figures as a table (and the curve over volume)."""
     print(f"reads {r['reads']:,}  distinct plates {r['distinct_plates']:,}  faces {r['faces']:,}")
-    print(f"fill {r['plate_fill_s']} s ({r['plate_fill_rate']:,} reads/s), faces {r['face_fill_s']} s, "
-          f"face index load {r['face_index_load_s']} s")
-    print(f"redis used_memory: plates {r['redis_used_memory_plates_mb']} MB, total {r['redis_used_memory_total_mb']} MB")
+    print(f"fill {r['fill_seconds']} s ({r['fill_rate']:,} reads/s); redis used_memory {r['redis_used_memory_mb']} MB "
+          f"= {r['bytes_per_read']} bytes/read; with faces {r['redis_used_memory_total_mb']} MB")
     print(f"{'search':<22}{'p50 ms':>10}{'p95 ms':>10}{'goal p95':>10}")
     for name, goal in (("exact", 10), ("partial", 10), ("fuzzy", 50), ("face", 200)):
         print(f"{name:<22}{r[name + '_p50_ms']:>10.2f}{r[name + '_p95_ms']:>10.2f}{goal:>10}")
     print(f"{'partial+camera filter':<22}{'':>10}{r['partial_filtered_p95_ms']:>10.2f}")
+    if r["faces"]:
+        print(f"{'face float32 matrix':<22}{r['face_float32_p50_ms']:>10.2f}{r['face_float32_p95_ms']:>10.2f}")
+        print(f"face index: float16 {r['face_matrix_mb']} MB, load {r['face_index_load_s']} s, recall@10 "
+              f"{r['face_recall_at_10']:.3f} vs float32 brute force (float32 matrix: {r['face_float32_matrix_mb']} MB,"
+              f" recall {r['face_float32_recall_at_10']:.3f})")
     print(f"baseline linear scan: partial {r['baseline_partial_scan_p50_ms']:.1f} ms, "
           f"fuzzy {r['baseline_fuzzy_scan_p50_ms_extrapolated']:.1f} ms (extrapolated from a 20k sample)")
-    print(f"speed-up vs scan: partial x{r['baseline_partial_scan_p50_ms'] / max(r['partial_p50_ms'], 1e-9):.0f}, "
-          f"fuzzy x{r['baseline_fuzzy_scan_p50_ms_extrapolated'] / max(r['fuzzy_p50_ms'], 1e-9):.0f}; "
-          f"fuzzy found the true plate for {r['fuzzy_found_rate']:.0%} of misread queries")
+    print(f"fuzzy found the true plate for {r['fuzzy_found_rate']:.0%} of misread queries; "
+          f"{r['partial_answered_early']:.0%} of partial queries were answered early (page full)")
+    print(f"{'reads':>12}{'distinct':>10}{'B/read':>8}{'reads/s':>9}{'exact':>8}{'partial':>9}{'fuzzy':>8}"
+          f"{'load':>6}  (p95 ms; load = 1-min load average of the 2-core machine)")
+    for c in r["curve"]:
+        print(f"{c['reads']:>12,}{c['distinct_plates']:>10,}{c['bytes_per_read']:>8}{c['fill_rate']:>9,}"
+              f"{c['exact_p95_ms']:>8.2f}{c['partial_p95_ms']:>9.2f}{c['fuzzy_p95_ms']:>8.2f}"
+              f"{c['load_average_1m']:>6.1f}")
+    if r.get("stopped_for_time") or r.get("stopped_for_memory"):
+        print(f"the fill stopped at {r['reads']:,} of {r['reads_target']:,} reads "
+              f"({'memory line' if r['stopped_for_memory'] else 'time limit'})")
+
+
+def plot(r: dict, path: str) -> None:
+    """p95 per search kind and bytes per read against the number of stored reads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reads = [c["reads"] for c in r["curve"]]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, goal, colour in (("exact", 10, "C0"), ("partial", 10, "C1"), ("fuzzy", 50, "C2")):
+        ax.plot(reads, [c[f"{name}_p95_ms"] for c in r["curve"]], "o-", color=colour, label=f"{name} p95")
+        ax.axhline(goal, color=colour, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("stored plate reads")
+    ax.set_ylabel("p95 latency (ms); dotted = goal")
+    ax.set_title("plate search p95 vs volume")
+    ax.legend()
+    ax2.plot(reads, [c["bytes_per_read"] for c in r["curve"]], "o-", color="C3")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("stored plate reads")
+    ax2.set_ylabel("Redis used_memory / reads (bytes)")
+    ax2.set_title("memory per stored read")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,14 +492,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=10_000_000, help="plate reads to store (default 10M)")
     parser.add_argument("--faces", type=int, default=None, help="face events to store (default min(reads, 1M))")
     parser.add_argument("--queries", type=int, default=200, help="queries per search kind")
+    parser.add_argument("--checkpoints", help="comma-separated read counts to measure on the way (default 1-3-10)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-fill-seconds", type=float, help="stop the plate fill after this long; measure there")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--plot", help="draw p95 and bytes per read against volume into this PNG")
     args = parser.parse_args(argv)
     faces = min(args.reads, 1_000_000) if args.faces is None else args.faces
-    result = run(args.reads, faces, args.queries, args.seed)
+    points = [int(float(x)) for x in args.checkpoints.split(",")] if args.checkpoints else None
+    result = run(args.reads, faces, args.queries, args.seed, points, args.max_fill_seconds, args.json)
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.plot:
+        plot(result, args.plot)
     return 0
 
 

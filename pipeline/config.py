@@ -139,7 +139,7 @@ class EngineConfig(StrictModel):
     motion_threshold: float = Field(default=0.002, ge=0, le=1, description="Changed-pixel fraction that wakes up the detector.")
     detector_model: str = Field(default="yolo/yolov8n_int8.onnx", min_length=1, description="Vehicle/person detector, relative to the model dir.")
     plate_detector_model: str = Field(default="plate/license_plate_detector_int8.onnx", min_length=1, description="Plate detector, relative to the model dir.")
-    model_precision: Literal["auto", "int8", "fp32"] = Field(default="auto", description="Variant of the int8 detectors: int8 (upstream arithmetic, bit-exact), fp32 (dequantised, ~1.8x faster on CPU, runs on CUDA) or auto (fp32).")
+    model_precision: Literal["auto", "int8", "fp32"] = Field(default="auto", description="Variant of the int8 detectors: int8 (upstream arithmetic, bit-exact), fp32 (dequantised, ~1.8x faster on CPU, runs on CUDA) or auto (int8 on CPU, fp32 on CUDA).")
     face_model_pack: str = Field(default="insightface/models/buffalo_s", min_length=1, description="InsightFace pack folder, relative to the model dir.")
     plate_reader: Literal["crnn", "easyocr"] = Field(default="crnn", description="Plate reader backend.")
     vehicle_confidence: float = Field(default=0.3, ge=0, le=1, description="Minimum vehicle detection score.")

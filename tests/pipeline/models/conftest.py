@@ -36,14 +36,14 @@ def derived(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[
         ],
         check_count=2,
         record_naive=False,
-        precisions=("int8",),
+        precisions=("int8", "fp32"),
     )
     return out, manifest, files
 
 
 @pytest.fixture(scope="session")
 def model_set(derived: tuple[Path, Path, list[Path]], model_dir: Path) -> ModelSet:
-    """The engine's model set on the CPU, using the derived batch-capable files."""
+    """The engine's model set on the CPU with the default precision, using the derived batch-capable files."""
     return load_model_set(EngineConfig(), model_dir=model_dir, device="cpu", derived_dir=derived[0])
 
 

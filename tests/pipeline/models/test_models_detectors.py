@@ -35,18 +35,21 @@ def test_vehicle_detector_finds_cars_in_dashcam_frames(model_set: ModelSet, dash
 
 @pytest.mark.timeout(120)
 def test_batched_detections_equal_one_by_one_and_the_batch1_fallback(
-    model_set: ModelSet, dashcam_frames: list[np.ndarray], model_dir: Path
+    model_set: ModelSet, dashcam_frames: list[np.ndarray], model_dir: Path, derived: tuple[Path, Path, list[Path]]
 ) -> None:
+    from pipeline.models.derive import derived_path
+
     frames = dashcam_frames[:3]
-    batched = model_set.vehicles.detect_batch(frames)
-    upstream = YoloOnnxDetector(model_dir / "yolo/yolov8n_int8.onnx", conf=0.3, device="cpu",
-                                classes=model_set.vehicles.classes)  # fixed batch 1: run image by image
+    rel = "yolo/yolov8n_int8.onnx"
+    kwargs = {"conf": 0.3, "device": "cpu", "classes": model_set.vehicles.classes}
+    int8 = YoloOnnxDetector(derived_path(rel, derived[0], "int8"), **kwargs).detect_batch(frames)
+    upstream = YoloOnnxDetector(model_dir / rel, **kwargs)  # fixed batch 1: run image by image
     fallback = upstream.detect_batch(frames)
+    batched = model_set.vehicles.detect_batch(frames)
     for i, frame in enumerate(frames):
         single = model_set.vehicles.detect_batch([frame])[0]
-        for other in (single, fallback[i]):
-            assert np.allclose(batched[i].xyxy, other.xyxy, atol=1e-3)
-            assert (batched[i].class_id == other.class_id).all()
+        assert np.allclose(batched[i].xyxy, single.xyxy, atol=1e-3) and (batched[i].class_id == single.class_id).all()
+        assert np.array_equal(int8[i].xyxy, fallback[i].xyxy) and np.array_equal(int8[i].class_id, fallback[i].class_id)
 
 
 @pytest.mark.timeout(120)
@@ -98,10 +101,11 @@ def test_own_onnx_decode_matches_ultralytics_loading(model_set: ModelSet, dashca
     """The ONNX Runtime backend (own letterbox, decode, NMS) gives what ``ultralytics.YOLO`` gives."""
     from pipeline.models.yolo import UltralyticsDetector
 
-    reference = UltralyticsDetector(model_dir / "yolo/yolov8n_int8.onnx", conf=0.3, device="cpu",
-                                    classes=model_set.vehicles.classes)
+    path = model_dir / "yolo/yolov8n_int8.onnx"
+    reference = UltralyticsDetector(path, conf=0.3, device="cpu", classes=model_set.vehicles.classes)
+    ours_detector = YoloOnnxDetector(path, conf=0.3, device="cpu", classes=model_set.vehicles.classes)
     frame = dashcam_frames[2]
-    ours, theirs = model_set.vehicles.detect_batch([frame])[0], reference.detect_batch([frame])[0]
+    ours, theirs = ours_detector.detect_batch([frame])[0], reference.detect_batch([frame])[0]
     assert len(theirs) >= 1 and len(ours) == len(theirs)
     order_a, order_b = np.argsort(ours.xyxy[:, 0]), np.argsort(theirs.xyxy[:, 0])
     assert np.allclose(ours.xyxy[order_a], theirs.xyxy[order_b], atol=1.0)
