@@ -75,8 +75,8 @@ def search_plates(
     store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
                                                 "end": end, "province": province}, result.total)
     return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
-                          offset=offset, limit=limit, truncated=result.truncated, notes=result.notes,
-                          hits=_hits(searcher, result))
+                          complete=result.complete, has_more=result.has_more, offset=offset, limit=limit,
+                          truncated=result.truncated, notes=result.notes, hits=_hits(searcher, result))
 
 
 @router.get("/{plate}/history", response_model=PlateSearchOut, summary="Every sighting of a plate, oldest first")
@@ -93,4 +93,5 @@ def plate_history(
     if result.plates_matched == 0:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"plate {plate!r} has never been read")
     return PlateSearchOut(query=plate, mode="exact", total=result.total, plates_matched=result.plates_matched,
-                          offset=offset, limit=limit, truncated=False, notes=[], hits=_hits(searcher, result))
+                          has_more=result.has_more, offset=offset, limit=limit, truncated=False, notes=[],
+                          hits=_hits(searcher, result))

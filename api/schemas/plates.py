@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PlateHitOut(BaseModel):
@@ -25,8 +25,11 @@ class PlateHitOut(BaseModel):
 class PlateSearchOut(BaseModel):
     query: str
     mode: str
-    total: int | None
-    plates_matched: int
+    total: int | None = Field(description="Exact number of matching sightings when `complete`, else null.")
+    plates_matched: int = Field(description="Distinct plates matched: exact when `complete`, else a lower bound.")
+    complete: bool = Field(default=True, description="False when the page was answered from the newest matches "
+                           "without reading every match (broad partial queries).")
+    has_more: bool = Field(default=False, description="More hits may follow this page (ask with a larger offset).")
     offset: int
     limit: int
     truncated: bool

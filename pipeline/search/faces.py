@@ -1,8 +1,13 @@
-"""In-process face index: the embeddings of ``events:faces`` as one float32 matrix searched by brute force.
+"""In-process face index: the embeddings of ``events:faces`` as one matrix searched by brute force.
 
-The index tails the stream incrementally (``XRANGE (last_id +``), so a refresh costs only the new entries. A newer
-version of an event overwrites its row; rows whose entries were trimmed from the stream are masked out. A query is
-one matrix-vector product (1M x 128 float32 = 512 MB, a few tens of milliseconds) followed by the filters.
+The index tails the stream incrementally with a server-side scan script that returns each batch as a few bulk
+strings (ids, cameras, times and the embeddings concatenated), so loading a million faces costs seconds. A newer
+version of an event overwrites its row; rows whose entries were trimmed from the stream are masked out.
+
+By default the matrix is float16 (half the memory: 1M x 128 = 256 MB): a query is one half-precision
+matrix-vector product (torch when available, else numpy in float32 blocks), then the best candidates (and every
+candidate near the threshold) are re-ranked with their exact float32 embeddings read back from the stream, so the
+similarities returned and the order are the float32 ones. ``dtype="float32"`` keeps the full-precision matrix.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from pipeline.store import keys
+from pipeline.store import keys, lua
 from pipeline.store.codec import embedding_from_fields
 
 logger = logging.getLogger(__name__)
@@ -36,16 +41,45 @@ class FaceHit:
     similarity: float
 
 
-class FaceIndex:
-    """Brute-force cosine search over every stored face embedding; thread-safe."""
+def _matvec(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` as float32, fast for a float16 matrix (torch's half GEMV, else float32 blocks)."""
+    if matrix.dtype == np.float32:
+        return matrix @ query
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is in the venv
+        torch = None
+    if torch is not None:
+        out = torch.mv(torch.from_numpy(matrix), torch.from_numpy(query.astype(matrix.dtype)))
+        return out.numpy().astype(np.float32)
+    out = np.empty(len(matrix), np.float32)
+    for i in range(0, len(matrix), 65536):
+        out[i:i + 65536] = matrix[i:i + 65536].astype(np.float32) @ query
+    return out
 
-    def __init__(self, client: redis.Redis, batch: int = 5000):
+
+class FaceIndex:
+    """Brute-force cosine search over every stored face embedding; thread-safe.
+
+    Args:
+        client: redis-py client of the event store.
+        batch: stream entries per load step.
+        dtype: ``float16`` (default; exact float32 re-rank of the candidates) or ``float32``.
+        rerank: float16 only: how many more candidates than ``top_k`` are re-ranked in float32.
+    """
+
+    def __init__(self, client: redis.Redis, batch: int = 10_000, dtype: str = "float16", rerank: int = 32):
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype: float16 or float32, not {dtype!r}")
         self.client = client
         self.batch = batch
+        self.dtype = np.dtype(dtype)
+        self.rerank = rerank
+        self._scan = client.register_script(lua.FACE_SCAN)
         self._lock = threading.Lock()
         self._dim = 0
         self._n = 0
-        self._matrix = np.zeros((0, 0), np.float32)
+        self._matrix = np.zeros((0, 0), self.dtype)
         self._times = np.zeros(0, np.float64)
         self._cams = np.zeros(0, np.int32)
         self._sid_ms = np.zeros(0, np.int64)
@@ -60,12 +94,17 @@ class FaceIndex:
     def __len__(self) -> int:
         return int(self._valid[: self._n].sum())
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored rows of the embedding matrix (the buffer keeps up to 50% spare rows to grow)."""
+        return int(self._matrix[: self._n].nbytes)
+
     def _grow(self, needed: int) -> None:
         capacity = len(self._times)
         if needed <= capacity:
             return
-        new_cap = max(needed, capacity * 2, 1024)
-        matrix = np.zeros((new_cap, self._dim), np.float32)
+        new_cap = max(needed, int(capacity * 1.5), 1024)
+        matrix = np.zeros((new_cap, self._dim), self.dtype)
         matrix[: self._n] = self._matrix[: self._n]
         self._matrix = matrix
         for name in ("_times", "_cams", "_sid_ms", "_sid_seq", "_valid"):
@@ -81,42 +120,64 @@ class FaceIndex:
             self._camera_names.append(name)
         return code
 
-    def _add(self, sid: str, fields: dict) -> None:
-        emb = embedding_from_fields(fields)
+    def _add_batch(self, reply: list) -> str | None:
+        """Add one scan-script batch; returns the last stream id read (None if the batch was empty)."""
+        count = int(reply[0])
+        if count == 0:
+            return None
+        sids = reply[1].decode().split("\0")
+        eids = reply[2].decode().split("\0")
+        cams = reply[3].decode().split("\0")
+        times = np.array(reply[4].split(b"\0"), dtype=np.float64)
+        lens = np.array(reply[5].split(b","), dtype=np.int64)
+        blob = reply[6]
         if self._dim == 0:
-            self._dim = emb.size
-            self._matrix = np.zeros((0, self._dim), np.float32)
-        if emb.size != self._dim:
-            logger.warning("face entry %s has embedding size %s, index has %s; skipped", sid, emb.size, self._dim)
-            return
-        event_id = fields[b"event_id"].decode()
-        row = self._row_of.get(event_id)
-        if row is None:
-            row = self._n
-            self._grow(row + 1)
-            self._n += 1
-            self._event_ids.append(event_id)
-            self._row_of[event_id] = row
-        self._matrix[row] = emb
-        self._times[row] = float(fields[b"frame_time"])
-        self._cams[row] = self._camera(fields[b"camera_id"].decode())
-        self._sid_ms[row], self._sid_seq[row] = _sid_pair(sid)
-        self._valid[row] = True
+            self._dim = int(lens[0]) // 4
+            self._matrix = np.zeros((0, self._dim), self.dtype)
+        if np.all(lens == self._dim * 4):
+            embs = np.frombuffer(blob, "<f4").reshape(count, self._dim)
+            keep = np.ones(count, bool)
+        else:
+            ends = np.cumsum(lens)
+            embs = np.zeros((count, self._dim), np.float32)
+            keep = lens == self._dim * 4
+            for j in np.flatnonzero(keep):
+                embs[j] = np.frombuffer(blob[ends[j] - lens[j]:ends[j]], "<f4")
+            for j in np.flatnonzero(~keep):
+                logger.warning("face entry %s has %s embedding bytes, index has dim %s; skipped", sids[j], lens[j],
+                               self._dim)
+        rows = np.empty(count, np.int64)
+        for j in range(count):
+            row = self._row_of.get(eids[j])
+            if row is None:
+                row = self._row_of[eids[j]] = len(self._event_ids)
+                self._event_ids.append(eids[j])
+            rows[j] = row
+        self._grow(len(self._event_ids))
+        self._n = len(self._event_ids)
+        rows, embs, times = rows[keep], embs[keep], times[keep]
+        self._matrix[rows] = embs.astype(self.dtype)
+        self._times[rows] = times
+        self._cams[rows] = [self._camera(cams[j]) for j in np.flatnonzero(keep)]
+        ms_seq = [sids[j].split("-") for j in np.flatnonzero(keep)]
+        self._sid_ms[rows] = [int(m) for m, _ in ms_seq]
+        self._sid_seq[rows] = [int(q) for _, q in ms_seq]
+        self._valid[rows] = True
+        return sids[-1]
 
     def refresh(self) -> int:
         """Read the stream entries added since the last refresh; returns how many were read."""
         with self._lock:
             read = 0
             while True:
-                entries = self.client.xrange(keys.FACE_STREAM, f"({self._last_id}", "+", count=self.batch)
-                for sid, fields in entries:
-                    self._add(sid.decode(), fields)
-                read += len(entries)
-                if not entries or len(entries) < self.batch:
+                reply = self._scan(keys=[keys.FACE_STREAM], args=[f"({self._last_id}", self.batch])
+                last = self._add_batch(reply)
+                if last is None:
                     break
-                self._last_id = entries[-1][0].decode()
-            if entries:
-                self._last_id = entries[-1][0].decode()
+                read += int(reply[0])
+                self._last_id = last
+                if int(reply[0]) < self.batch:
+                    break
             self._mask_trimmed()
             return read
 
@@ -131,6 +192,20 @@ class FaceIndex:
         older = (self._sid_ms[:n] < ms) | ((self._sid_ms[:n] == ms) & (self._sid_seq[:n] < seq))
         self._valid[:n] &= ~older
 
+    def _exact(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Float32 similarities of ``rows`` from their stored embeddings (-inf where the record is gone)."""
+        pipe = self.client.pipeline(transaction=False)
+        for r in rows:
+            sid = f"{self._sid_ms[r]}-{self._sid_seq[r]}"
+            pipe.xrange(keys.FACE_STREAM, sid, sid)
+        out = np.full(len(rows), -np.inf, np.float32)
+        for j, entries in enumerate(pipe.execute()):
+            if entries:
+                emb = embedding_from_fields(entries[0][1])
+                if emb.size == q.size:
+                    out[j] = float(emb @ q)
+        return out
+
     def search(self, query: np.ndarray, threshold: float = 0.4, top_k: int = 50, cameras: set[str] | None = None,
                start: float | None = None, end: float | None = None) -> list[FaceHit]:
         """The most similar stored faces (cosine similarity >= threshold), best first."""
@@ -142,8 +217,10 @@ class FaceIndex:
             if q.size != self._dim:
                 raise ValueError(f"query embedding has size {q.size}, stored faces have {self._dim}")
             q = q / max(float(np.linalg.norm(q)), 1e-12)
-            sims = self._matrix[:n] @ q
-            mask = self._valid[:n] & (sims >= threshold)
+            sims = _matvec(self._matrix[:n], q)
+            approx = self.dtype != np.float32
+            margin = 0.01 if approx else 0.0  # float16 rounding moves a unit-vector dot product by < 0.002
+            mask = self._valid[:n] & (sims >= threshold - margin)
             if cameras is not None:
                 codes = [self._camera_code[c] for c in cameras if c in self._camera_code]
                 mask &= np.isin(self._cams[:n], codes)
@@ -152,8 +229,16 @@ class FaceIndex:
             if end is not None:
                 mask &= self._times[:n] <= end
             rows = np.flatnonzero(mask)
-            if rows.size > top_k:
-                rows = rows[np.argpartition(-sims[rows], top_k - 1)[:top_k]]
-            rows = rows[np.argsort(-sims[rows], kind="stable")]
+            keep = top_k + (self.rerank if approx else 0)
+            if rows.size > keep:
+                rows = rows[np.argpartition(-sims[rows], keep - 1)[:keep]]
+            if approx and rows.size:
+                exact = self._exact(rows, q)
+                ok = exact >= threshold
+                rows, row_sims = rows[ok], exact[ok]
+            else:
+                row_sims = sims[rows]
+            order = np.argsort(-row_sims, kind="stable")[:top_k]
             return [FaceHit(f"{self._sid_ms[r]}-{self._sid_seq[r]}", self._event_ids[r],
-                            self._camera_names[self._cams[r]], float(self._times[r]), float(sims[r])) for r in rows]
+                            self._camera_names[self._cams[r]], float(self._times[r]), float(s))
+                    for r, s in zip(rows[order], row_sims[order], strict=True)]

@@ -61,6 +61,28 @@ class PlatePattern:
         """Whether ``plate`` contains the query (partial) or matches the wildcard pattern."""
         return self._regex.search(plate) is not None
 
+    def server_match(self) -> tuple[str, bytes]:
+        """(mode, pattern) for the server-side walk: ``find`` a plain substring, or ``match`` a Lua pattern.
+
+        Lua patterns work on bytes: ``?`` becomes one UTF-8 sequence (a lead byte and its continuation bytes) and
+        ``*`` any bytes; both match exactly the plates the Python matcher accepts (the walk's hits are checked
+        again with :meth:`matches`).
+        """
+        if not self.has_wildcards:
+            return "find", self.text.encode()
+        parts = [b"^"]
+        for ch in re.sub(r"\*+", "*", self.text):
+            if ch == "?":
+                parts.append(b"[^\x80-\xbf][\x80-\xbf]*")
+            elif ch == "*":
+                parts.append(b".*")
+            elif ch.isascii() and not ch.isalnum():
+                parts.append(b"%" + ch.encode())
+            else:
+                parts.append(ch.encode())
+        parts.append(b"$")
+        return "match", b"".join(parts)
+
     def index_grams(self) -> set[str]:
         """Grams every matching plate must contain."""
         grams: set[str] = set()

@@ -1,10 +1,16 @@
 """Plate search over the indexes written by :class:`pipeline.store.EventStore` (the API's reader side).
 
-Candidate distinct plates come from the index that fits the query (exact: the plate's own sorted set; partial and
-wildcard: SINTER of n-gram sets, then the compiled pattern; fuzzy: union of symmetric-delete buckets, then the
-weighted distance). Their sightings are read with one pipelined ZREVRANGEBYSCORE each, filtered on the fields
-encoded in the sorted-set member, merged newest first and paginated; only the page's records are read from the
-stream. Every step is bounded (candidates, sightings per plate, page size), so no query can stall Redis.
+Results are newest first and paginated, so a search never needs every match. Broad partial and wildcard queries
+(large gram sets, e.g. a two-letter series) walk the distinct plates newest first (``plates:last``) in a server-side
+script that matches the compiled pattern and returns a bounded batch; their sightings are read with one pipelined
+ZREVRANGEBYSCORE each, and the walk stops as soon as the page's oldest hit is newer than anything an unread plate
+can hold (its score + :data:`pipeline.store.keys.LAST_SEEN_SLACK_S`). Selective ones intersect the gram sets and
+read the few matches newest first the same way. Exact search reads one sorted set; fuzzy search takes the union of
+symmetric-delete buckets and the weighted distance.
+Only the page's records are read from the stream. Every step is bounded, so no query can stall Redis.
+
+When a page is answered early, ``complete`` is False: ``total`` is None, ``plates_matched`` counts only the plates
+read so far (a lower bound) and ``has_more`` says that further pages may exist.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ import redis
 
 from pipeline.events import PlateEvent
 from pipeline.search.fuzzy import deletion_variants, fold, plate_distance
-from pipeline.search.grams import compile_query
-from pipeline.store import codec, keys
+from pipeline.search.grams import PlatePattern, compile_query
+from pipeline.store import codec, keys, lua
 from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
@@ -66,39 +72,110 @@ class PlateHit:
 
 @dataclass
 class PlateSearchResult:
-    """A page of hits, newest first (or by distance), with totals."""
+    """A page of hits, newest first (or by distance), with totals.
+
+    ``total`` is the exact number of matching sightings when every match was read (``complete``), else None;
+    ``plates_matched`` is exact when ``complete``, else a lower bound; ``has_more``: more hits may follow this page.
+    """
 
     hits: list[PlateHit]
     total: int | None
     plates_matched: int
     truncated: bool = False
     notes: list[str] = field(default_factory=list)
+    complete: bool = True
+    has_more: bool = False
+
+
+@dataclass
+class _Codes:
+    """The filters translated into member codes (None: no constraint; empty set: nothing can match)."""
+
+    cameras: set[str] | None
+    vehicle_class: str | None
+    province: str | None
+    min_confidence: float | None
+
+    def accepts(self, camera: str, confidence: str, vehicle_class: str, province: str) -> bool:
+        if self.cameras is not None and camera not in self.cameras:
+            return False
+        if self.min_confidence is not None and float(confidence) < self.min_confidence:
+            return False
+        if self.vehicle_class is not None and vehicle_class != self.vehicle_class:
+            return False
+        return self.province is None or province == self.province
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.cameras, self.vehicle_class, self.province, self.min_confidence))
+
+
+_NO_CODE = "\x00none"
 
 
 class PlateSearcher:
-    """Reads plate indexes; see the module docstring."""
+    """Reads plate indexes; see the module docstring.
 
-    def __init__(self, client: redis.Redis, max_candidates: int = 50_000, max_sightings_per_plate: int = 1000,
-                 small_set: int = 64):
+    Args:
+        client: redis-py client of the event store.
+        max_scan: most gram-set members one partial/wildcard search may walk (then ``truncated``).
+        max_sightings_per_plate: most sightings read per plate when the page needs filtering in Python.
+        small_set: fuzzy candidate sets up to this size are read at once.
+        walk_budget: plates one server-side walk step may scan (bounds each script's run time).
+        small_gram_set: partial queries whose smallest gram set is at most this size always intersect.
+        strategy: partial/wildcard strategy: ``auto`` (by the gram set sizes), or always ``walk``/``intersect``.
+        walk_factor: ``auto``: plates walked per member of the smallest gram set before intersecting instead.
+    """
+
+    def __init__(self, client: redis.Redis, max_scan: int = 2_000_000, max_sightings_per_plate: int = 1000,
+                 small_set: int = 64, walk_budget: int = 20_000, small_gram_set: int = 2000,
+                 strategy: Literal["auto", "walk", "intersect"] = "auto", walk_factor: int = 4):
         self.client = client
         self.small_set = small_set
-        self.max_candidates = max_candidates
+        self.max_scan = max_scan
+        self.max_candidates = max_scan
         self.max_sightings_per_plate = max_sightings_per_plate
+        self.walk_budget = walk_budget
+        self.small_gram_set = small_gram_set
+        self.strategy = strategy
+        self.walk_factor = walk_factor
+        self._walk = client.register_script(lua.PLATE_WALK)
+        self._names: dict[str, str] = {}
+
+    # -- member codes -----------------------------------------------------------------------------------------
+    def _codes(self, filters: PlateFilters) -> _Codes:
+        wanted = [("c" + c) for c in sorted(filters.cameras or ())]
+        singles = [("v" + filters.vehicle_class) if filters.vehicle_class is not None else None,
+                   ("p" + filters.province) if filters.province is not None else None]
+        fields = wanted + [f for f in singles if f is not None]
+        found = dict(zip(fields, self.client.hmget(keys.PLATE_CODES, fields), strict=True)) if fields else {}
+
+        def one(f: str | None) -> str | None:
+            if f is None:
+                return None
+            code = found.get(f)
+            return code.decode() if code is not None else _NO_CODE
+
+        cameras = None if filters.cameras is None else {found[f].decode() for f in wanted if found[f] is not None}
+        return _Codes(cameras, one(singles[0]), one(singles[1]), filters.min_confidence)
+
+    def _decode_names(self, hits: list[PlateHit]) -> None:
+        """Replace the camera/class/province codes of ``hits`` by their text (one HMGET for unknown codes)."""
+        missing = sorted({f"{kind}{code}" for h in hits for kind, code in
+                          (("c", h.camera_id), ("v", h.vehicle_class), ("p", h.province)) if code} - set(self._names))
+        if missing:
+            for f, text in zip(missing, self.client.hmget(keys.PLATE_CODES_REVERSE, missing), strict=True):
+                self._names[f] = text.decode() if text is not None else f[1:]
+        for h in hits:
+            h.camera_id = self._names.get("c" + h.camera_id, "") if h.camera_id else ""
+            h.vehicle_class = self._names.get("v" + h.vehicle_class, "") if h.vehicle_class else ""
+            h.province = self._names.get("p" + h.province, "") if h.province else ""
 
     # -- candidates -------------------------------------------------------------------------------------------
     def exact_candidates(self, plate: str) -> dict[str, float]:
         """{plate: 0} if the normalised plate has sightings."""
         plate = normalise_plate(plate)
-        return {plate: 0.0} if plate and self.client.sismember(keys.PLATE_DISTINCT, plate) else {}
-
-    def partial_candidates(self, query: str) -> tuple[dict[str, float], bool]:
-        """Plates matching a partial or wildcard query (raises QueryError for a refused query)."""
-        pattern = compile_query(query)
-        grams = sorted(pattern.index_grams())
-        raw = self.client.sinter([keys.plate_gram(g) for g in grams])
-        plates = sorted(p for p in (r.decode() for r in raw) if pattern.matches(p))
-        truncated = len(plates) > self.max_candidates
-        return {p: 0.0 for p in plates[: self.max_candidates]}, truncated
+        return {plate: 0.0} if plate and self.client.zscore(keys.PLATE_LAST_SEEN, plate) is not None else {}
 
     def fuzzy_candidates(self, query: str, max_distance: float) -> dict[str, float]:
         """Plates within ``max_distance`` (weighted, < 2) of ``query``, with their distance."""
@@ -115,101 +192,204 @@ class PlateSearcher:
         return out
 
     # -- sightings --------------------------------------------------------------------------------------------
-    def _read_sightings(self, plates: dict[str, float], names: list[str], filters: PlateFilters,
-                        newest_first: bool) -> list[PlateHit]:
+    def _read_sightings(self, plates: dict[str, float], names: list[str], filters: PlateFilters, codes: _Codes,
+                        newest_first: bool, per_plate: int) -> list[PlateHit]:
+        """Filtered sightings of ``names`` (at most ``per_plate`` each), with member codes still encoded."""
         low = "-inf" if filters.start is None else repr(float(filters.start))
         high = "+inf" if filters.end is None else repr(float(filters.end))
         pipe = self.client.pipeline(transaction=False)
         for plate in names:
             key = keys.plate_sightings(plate)
             if newest_first:
-                pipe.zrevrangebyscore(key, high, low, start=0, num=self.max_sightings_per_plate, withscores=True)
+                pipe.zrevrangebyscore(key, high, low, start=0, num=per_plate, withscores=True)
             else:
-                pipe.zrangebyscore(key, low, high, start=0, num=self.max_sightings_per_plate, withscores=True)
+                pipe.zrangebyscore(key, low, high, start=0, num=per_plate, withscores=True)
         hits: list[PlateHit] = []
         for plate, members in zip(names, pipe.execute(), strict=True):
             for member, score in members:
                 sid, camera, conf, vclass, province = member.decode().split("|", 4)
-                confidence = float(conf)
-                if filters.accepts(camera, confidence, vclass, province):
-                    hits.append(PlateHit(sid, plate, score, camera, confidence, vclass, province, plates[plate]))
+                if codes.accepts(camera, conf, vclass, province):
+                    hits.append(PlateHit(sid, plate, score, camera, float(conf), vclass, province, plates[plate]))
         return hits
+
+    def _count(self, names: list[str], filters: PlateFilters) -> int:
+        """Sightings of ``names`` in the time filter (ZCOUNT; exact without reading them)."""
+        low = "-inf" if filters.start is None else repr(float(filters.start))
+        high = "+inf" if filters.end is None else repr(float(filters.end))
+        pipe = self.client.pipeline(transaction=False)
+        for plate in names:
+            pipe.zcount(keys.plate_sightings(plate), low, high)
+        return int(sum(pipe.execute()))
+
+    def _per_plate(self, codes: _Codes, need: int) -> int:
+        """Sightings to read per plate: the page size when Redis does all the filtering (time), else the bound."""
+        return self.max_sightings_per_plate if codes.any else max(min(need, self.max_sightings_per_plate), 1)
 
     def sightings(self, plates: dict[str, float], filters: PlateFilters, newest_first: bool = True
                   ) -> list[PlateHit]:
-        """Every filtered sighting of the candidate plates (bounded per plate), in time order."""
-        hits = self._read_sightings(plates, list(plates), filters, newest_first)
+        """Every filtered sighting of the candidate plates (bounded per plate), in time order, decoded."""
+        codes = self._codes(filters)
+        hits = self._read_sightings(plates, list(plates), filters, codes, newest_first, self.max_sightings_per_plate)
         hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=newest_first)
+        self._decode_names(hits)
         return hits
+
+    @staticmethod
+    def _page_done(hits: list[PlateHit], need: int, bound: float) -> bool:
+        """Whether the ``need`` newest hits are final: every unread plate's sightings are no newer than ``bound``."""
+        return len(hits) >= need and bound < hits[need - 1].frame_time
 
     def newest_sightings(self, plates: dict[str, float], filters: PlateFilters, need: int
                          ) -> tuple[list[PlateHit], int | None]:
         """The ``need`` newest filtered sightings of many plates, and the total (None if not all were read).
 
-        Plates are read in order of their last-seen time (``plates:last``) in growing batches, stopping once the
-        ``need``-th newest hit is newer than every plate not read yet: a plate can only contribute sightings no
-        newer than its last-seen time, so the page is exact without reading every plate.
+        Plates are read in order of their coarse last-seen score (``plates:last``) in growing batches, stopping once
+        the ``need``-th newest hit is newer than ``score + LAST_SEEN_SLACK_S`` of every plate not read yet.
         """
+        codes = self._codes(filters)
+        per_plate = self._per_plate(codes, need)
         if len(plates) <= self.small_set:
-            hits = self.sightings(plates, filters)
-            return hits, len(hits)
+            hits = self._read_sightings(plates, list(plates), filters, codes, True, per_plate)
+            hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
+            self._decode_names(hits)
+            return hits, len(hits) if codes.any else self._count(list(plates), filters)
         names = list(plates)
         last: list[tuple[float, str]] = []
         for i in range(0, len(names), 10_000):
             chunk = names[i:i + 10_000]
             for plate, score in zip(chunk, self.client.zmscore(keys.PLATE_LAST_SEEN, chunk), strict=True):
-                if score is not None and (filters.start is None or score >= filters.start):
+                if score is not None and (filters.start is None or score + keys.LAST_SEEN_SLACK_S >= filters.start):
                     last.append((score, plate))
         last.sort(reverse=True)
         hits: list[PlateHit] = []
         i, batch = 0, max(need, 32)
         while i < len(last):
             chunk = [plate for _, plate in last[i:i + batch]]
-            hits += self._read_sightings(plates, chunk, filters, newest_first=True)
+            hits += self._read_sightings(plates, chunk, filters, codes, True, per_plate)
             i += len(chunk)
             batch *= 2
             hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
-            if len(hits) >= need and i < len(last) and last[i][0] < hits[need - 1].frame_time:
+            if i < len(last) and self._page_done(hits, need, last[i][0] + keys.LAST_SEEN_SLACK_S):
+                self._decode_names(hits[:need])
                 return hits[:need], None
-        return hits, len(hits)
+        self._decode_names(hits)
+        return hits, len(hits) if codes.any else self._count([p for _, p in last], filters)
+
+    def partial_sightings(self, query: str, filters: PlateFilters, need: int
+                          ) -> tuple[list[PlateHit], int | None, int, bool]:
+        """Newest ``need`` sightings of plates matching a partial/wildcard query (QueryError if refused).
+
+        Selective queries (a small gram set) intersect the gram sets and read the matches newest first. Otherwise the
+        distinct plates are first walked newest first server-side (a broad query fills its page after a few hundred
+        plates), for at most ``walk_factor`` x the smallest gram set's size; if the page is not settled by then the
+        query was narrower than its grams suggested and the intersection answers it. Either way the cost stays
+        within a small factor of the cheaper strategy.
+        Returns (hits, total or None when answered early, plates matched so far, truncated).
+        """
+        pattern = compile_query(query)
+        gram_keys = [keys.plate_gram(g) for g in sorted(pattern.index_grams())]
+        pipe = self.client.pipeline(transaction=False)
+        for key in gram_keys:
+            pipe.scard(key)
+        sizes = pipe.execute()
+        if not gram_keys or min(sizes) == 0:
+            return [], 0, 0, False
+        codes = self._codes(filters)
+        if codes.cameras == set() or _NO_CODE in (codes.vehicle_class, codes.province):
+            return [], 0, 0, False
+        if self.strategy != "intersect" and (self.strategy == "walk" or min(sizes) > self.small_gram_set):
+            limit = self.max_scan if self.strategy == "walk" else self.walk_factor * min(sizes)
+            walked = self._walk_newest(pattern, filters, codes, need, limit)
+            if walked is not None:
+                return walked
+        raw = self.client.sinter(gram_keys)
+        plates = {p: 0.0 for p in sorted(r.decode() for r in raw) if pattern.matches(p)}
+        hits, total = self.newest_sightings(plates, filters, need)
+        return hits, total, len(plates), False
+
+    def _walk_newest(self, pattern: PlatePattern, filters: PlateFilters, codes: _Codes, need: int, limit: int
+                     ) -> tuple[list[PlateHit], int | None, int, bool] | None:
+        """The newest-first walk; None if ``limit`` plates were scanned without settling the page."""
+        mode, server_pattern = pattern.server_match()
+        per_plate = self._per_plate(codes, need)
+        low = "" if filters.start is None else repr(float(filters.start) - keys.LAST_SEEN_SLACK_S)
+        hits: list[PlateHit] = []
+        matched: set[str] = set()
+        offset, want = 0, max(need, 32)
+        while True:
+            reply = self._walk(keys=[keys.PLATE_LAST_SEEN],
+                               args=[offset, self.walk_budget, want, low, mode, server_pattern])
+            offset = int(reply[0])
+            new = {p: 0.0 for p in (reply[j].decode() for j in range(2, len(reply), 2))
+                   if p not in matched and pattern.matches(p)}
+            matched.update(new)
+            if new:
+                hits += self._read_sightings(new, list(new), filters, codes, True, per_plate)
+                hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
+            if offset < 0:
+                self._decode_names(hits)
+                total = len(hits) if codes.any else self._count(sorted(matched), filters)
+                return hits, total, len(matched), False
+            bound = float(reply[1]) + keys.LAST_SEEN_SLACK_S if reply[1] else float("inf")
+            if self._page_done(hits, need, bound):
+                self._decode_names(hits[:need])
+                return hits[:need], None, len(matched), False
+            if offset >= limit:
+                if limit < self.max_scan:
+                    return None
+                self._decode_names(hits[:need])
+                return hits[:need], None, len(matched), True
+            want = min(want * 2, 4096)
 
     def search(self, query: str, mode: Mode = "auto", filters: PlateFilters | None = None, offset: int = 0,
                limit: int = 50, max_distance: float = 1.0, order: Literal["time", "distance"] = "time"
                ) -> PlateSearchResult:
         """Search plates; ``mode`` auto = wildcard if the query has ``?``/``*``, else partial (substring).
 
-        ``total`` is None when the page could be answered without reading every matching sighting.
+        ``total`` is None (and ``complete`` False) when the page could be answered without reading every match.
         """
         filters = filters or PlateFilters()
         truncated = False
         notes: list[str] = []
+        need = offset + limit
+        if mode in ("auto", "partial"):
+            hits, total, matched, truncated = self.partial_sightings(normalise_query(query), filters, need + 1)
+            if truncated:
+                notes.append(f"the search stopped after {self.max_scan} candidate plates; refine the query")
+            return self._page(hits, total, matched, truncated, notes, offset, limit)
         if mode == "exact":
             plates = self.exact_candidates(query)
-        elif mode == "fuzzy":
-            plates = self.fuzzy_candidates(query, min(max_distance, MAX_FUZZY_DISTANCE))
-            if len(plates) > self.max_candidates:
-                kept = sorted(plates.items(), key=lambda kv: (kv[1], kv[0]))[: self.max_candidates]
-                plates, truncated = dict(kept), True
         else:
-            plates, truncated = self.partial_candidates(normalise_query(query))
-        if truncated:
-            notes.append(f"more than {self.max_candidates} plates match; refine the query")
-        total: int | None
+            plates = self.fuzzy_candidates(query, min(max_distance, MAX_FUZZY_DISTANCE))
+            if len(plates) > self.max_scan:
+                kept = sorted(plates.items(), key=lambda kv: (kv[1], kv[0]))[: self.max_scan]
+                plates, truncated = dict(kept), True
+                notes.append(f"more than {self.max_scan} plates match; refine the query")
         if order == "distance":
             hits = self.sightings(plates, filters)
             hits.sort(key=lambda h: h.distance)
-            total = len(hits)
+            total: int | None = len(hits)
         else:
-            hits, total = self.newest_sightings(plates, filters, offset + limit)
-        return PlateSearchResult(hits=hits[offset:offset + limit], total=total, plates_matched=len(plates),
-                                 truncated=truncated, notes=notes)
+            hits, total = self.newest_sightings(plates, filters, need + 1)
+        return self._page(hits, total, len(plates), truncated, notes, offset, limit)
+
+    @staticmethod
+    def _page(hits: list[PlateHit], total: int | None, matched: int, truncated: bool, notes: list[str],
+              offset: int, limit: int) -> PlateSearchResult:
+        complete = total is not None
+        if not complete:
+            notes.append("answered from the newest matches: total is unknown and plates_matched is a lower bound")
+        return PlateSearchResult(hits=hits[offset:offset + limit], total=total, plates_matched=matched,
+                                 truncated=truncated, notes=notes, complete=complete,
+                                 has_more=len(hits) > offset + limit or not complete)
 
     def history(self, plate: str, filters: PlateFilters | None = None, offset: int = 0, limit: int = 200
                 ) -> PlateSearchResult:
         """Every sighting of one plate across cameras, oldest first."""
         plates = self.exact_candidates(plate)
         hits = self.sightings(plates, filters or PlateFilters(), newest_first=False)
-        return PlateSearchResult(hits=hits[offset:offset + limit], total=len(hits), plates_matched=len(plates))
+        return PlateSearchResult(hits=hits[offset:offset + limit], total=len(hits), plates_matched=len(plates),
+                                 has_more=len(hits) > offset + limit)
 
     def events(self, hits: list[PlateHit]) -> list[PlateEvent | None]:
         """The stored records of ``hits`` (None where the stream has been trimmed past them)."""

@@ -1,8 +1,11 @@
 """EventStore: the single writer of plate/face events and alerts into Redis (see :mod:`pipeline.store.keys`).
 
-Every publish is one Lua script, so an event and all of its index entries change atomically. Publishing is
-idempotent per (event_id, version): the same or an older version is a no-op returning False; a higher version
-replaces the stream entry and moves the index entries (stale ones are removed in the same script).
+Every publish is one Lua script call (:mod:`pipeline.store.lua`) that takes a batch of events, so an event and all of
+its index entries change atomically and bulk loads need one round trip per batch. Publishing is idempotent per
+(event_id, version): the same or an older version is a no-op returning False; a higher version replaces the stream
+entry and moves the index entries (stale ones are removed in the same script). :meth:`EventStore.prune_before`
+applies retention by age and :meth:`EventStore.prune_trimmed` removes index entries whose records the stream cap
+trimmed; call them periodically (they scan the events hash in small atomic steps).
 """
 
 from __future__ import annotations
@@ -13,70 +16,10 @@ import logging
 import redis
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
-from pipeline.store import codec, keys
-from pipeline.store.plates import clean_token, index_keys, normalise_plate
+from pipeline.store import codec, keys, lua
+from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
-
-_PLATE_LUA = """
--- KEYS: stream, events hash, distinct set, last-seen zset; ARGV: event_id, version, expected_current, plate, suffix, score,
--- maxlen, n_new_idx, n_old_idx, n_fields, new index keys..., old index keys..., field/value pairs...
-local eid, version, expected = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local plate, suffix, score, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local n_new, n_old, n_fields = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local cur = redis.call('HGET', KEYS[2], eid)
-if (cur or '') ~= expected then return -1 end
-local old_plate, old_member
-if cur then
-  local v, p, m = string.match(cur, '^(%d+)\\t([^\\t]*)\\t(.*)$')
-  if tonumber(v) >= version then return 0 end
-  old_plate, old_member = p, m
-end
-local fields = {}
-local base = 10 + n_new + n_old
-for i = 1, n_fields * 2 do fields[i] = ARGV[base + i] end
-local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
-local member = sid .. '|' .. suffix
-if old_member then
-  local old_sid = string.match(old_member, '^([^|]+)')
-  redis.call('XDEL', KEYS[1], old_sid)
-  if old_plate ~= '' then
-    local zkey = 'plate:s:' .. old_plate
-    redis.call('ZREM', zkey, old_member)
-    if old_plate ~= plate and redis.call('ZCARD', zkey) == 0 then
-      redis.call('SREM', KEYS[3], old_plate)
-      redis.call('ZREM', KEYS[4], old_plate)
-      for i = 1, n_old do redis.call('SREM', ARGV[10 + n_new + i], old_plate) end
-    end
-  end
-end
-if plate ~= '' then
-  redis.call('ZADD', 'plate:s:' .. plate, score, member)
-  redis.call('ZADD', KEYS[4], 'GT', score, plate)
-  if redis.call('SADD', KEYS[3], plate) == 1 then
-    for i = 1, n_new do redis.call('SADD', ARGV[10 + i], plate) end
-  end
-end
-redis.call('HSET', KEYS[2], eid, ARGV[2] .. '\\t' .. plate .. '\\t' .. member)
-return 1
-"""
-
-_FACE_LUA = """
--- KEYS: stream, events hash; ARGV: event_id, version, maxlen, field/value pairs...
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-local old_sid
-if cur then
-  local v, s = string.match(cur, '^(%d+)\\t(.*)$')
-  if tonumber(v) >= tonumber(ARGV[2]) then return 0 end
-  old_sid = s
-end
-local fields = {}
-for i = 4, #ARGV do fields[i - 3] = ARGV[i] end
-local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-if old_sid then redis.call('XDEL', KEYS[1], old_sid) end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '\\t' .. sid)
-return 1
-"""
 
 _ALERT_LUA = """
 -- KEYS: stream, index hash; ARGV: alert_id, maxlen, channel, json
@@ -87,7 +30,8 @@ redis.call('PUBLISH', ARGV[3], '{"id":"' .. sid .. '","alert":' .. ARGV[4] .. '}
 return 1
 """
 
-MAX_RETRIES = 8
+BATCH = 500
+"""Events per writer-script call (one atomic step; a few milliseconds of Redis time)."""
 
 
 class EventStore:
@@ -102,59 +46,119 @@ class EventStore:
         self.client = client
         self.events_maxlen = int(events_maxlen)
         self.alerts_maxlen = int(alerts_maxlen)
-        self._plate_script = client.register_script(_PLATE_LUA)
-        self._face_script = client.register_script(_FACE_LUA)
+        self._plate_script = client.register_script(lua.PLATE_WRITE)
+        self._face_script = client.register_script(lua.FACE_WRITE)
+        self._plate_prune = client.register_script(lua.PLATE_PRUNE)
+        self._face_prune = client.register_script(lua.FACE_PRUNE)
         self._alert_script = client.register_script(_ALERT_LUA)
 
     # -- plates -----------------------------------------------------------------------------------------------
     @staticmethod
-    def plate_args(event: PlateEvent, expected: str, events_maxlen: int) -> tuple[list[str], list]:
-        """KEYS and ARGV of the plate script for ``event`` given the current ``plates:ev`` value ``expected``."""
+    def plate_event_args(event: PlateEvent) -> list:
+        """The writer script's arguments for one plate event (the plate text is stored normalised)."""
         plate = normalise_plate(event.plate_text)
         if plate != event.plate_text:
             event = event.model_copy(update={"plate_text": plate})
-        old_plate = expected.split("\t")[1] if expected else ""
-        new_idx = index_keys(plate) if plate else []
-        old_idx = index_keys(old_plate) if old_plate and old_plate != plate else []
-        suffix = "|".join([
-            clean_token(event.camera_id), f"{event.confidence:.3f}", clean_token(event.vehicle_class),
-            clean_token(event.province),
-        ])
         fields = codec.encode(event)
-        flat: list = []
+        args: list = [event.event_id, event.version, plate, event.camera_id, f"{event.confidence:.3f}",
+                      event.vehicle_class or "", event.province or "", repr(float(event.frame_time)), len(fields)]
         for name, value in fields.items():
-            flat += [name, value]
-        argv = [event.event_id, event.version, expected, plate, suffix, repr(float(event.frame_time)),
-                events_maxlen, len(new_idx), len(old_idx), len(fields), *new_idx, *old_idx, *flat]
-        return [keys.PLATE_STREAM, keys.PLATE_EVENTS, keys.PLATE_DISTINCT, keys.PLATE_LAST_SEEN], argv
+            args += [name, value]
+        return args
+
+    def plate_script_call(self, event_args: list[list]) -> tuple[list[str], list]:
+        """KEYS and ARGV of one writer-script call storing several events (each from :meth:`plate_event_args`)."""
+        argv: list = [self.events_maxlen, repr(keys.LAST_SEEN_SLACK_S), len(event_args)]
+        for args in event_args:
+            argv += args
+        return [keys.PLATE_STREAM, keys.PLATE_EVENTS, keys.PLATE_LAST_SEEN, keys.PLATE_CODES,
+                keys.PLATE_CODES_REVERSE], argv
+
+    def publish_plate_events(self, events: list[PlateEvent]) -> list[bool]:
+        """Store and index plate events, :data:`BATCH` per atomic script call; per event False if this
+        (event_id, version) or a newer one was already stored."""
+        out: list[bool] = []
+        for i in range(0, len(events), BATCH):
+            script_keys, argv = self.plate_script_call([self.plate_event_args(e) for e in events[i:i + BATCH]])
+            out += [int(r) == 1 for r in self._plate_script(keys=script_keys, args=argv)]
+        return out
 
     def publish_plate_event(self, event: PlateEvent) -> bool:
         """Store a plate event and index it; False if this (event_id, version) or a newer one is stored."""
-        for _ in range(MAX_RETRIES):
-            current = self.client.hget(keys.PLATE_EVENTS, event.event_id)
-            expected = current.decode() if current else ""
-            if expected and int(expected.split("\t", 1)[0]) >= event.version:
-                return False
-            script_keys, argv = self.plate_args(event, expected, self.events_maxlen)
-            result = int(self._plate_script(keys=script_keys, args=argv))
-            if result >= 0:
-                return result == 1
-            logger.debug("plate event %s changed concurrently; retrying", event.event_id)
-        raise RuntimeError(f"plate event {event.event_id} kept changing during publish")
+        return self.publish_plate_events([event])[0]
 
     # -- faces ------------------------------------------------------------------------------------------------
     @staticmethod
-    def face_args(event: FaceEvent, events_maxlen: int) -> tuple[list[str], list]:
-        """KEYS and ARGV of the face script for ``event``."""
-        flat: list = []
-        for name, value in codec.encode(event).items():
-            flat += [name, value]
-        return [keys.FACE_STREAM, keys.FACE_EVENTS], [event.event_id, event.version, events_maxlen, *flat]
+    def face_event_args(event: FaceEvent) -> list:
+        """The face writer script's arguments for one face event."""
+        fields = codec.encode(event)
+        args: list = [event.event_id, event.version, len(fields)]
+        for name, value in fields.items():
+            args += [name, value]
+        return args
+
+    def face_script_call(self, event_args: list[list]) -> tuple[list[str], list]:
+        """KEYS and ARGV of one face-writer call storing several events (each from :meth:`face_event_args`)."""
+        argv: list = [self.events_maxlen, len(event_args)]
+        for args in event_args:
+            argv += args
+        return [keys.FACE_STREAM, keys.FACE_EVENTS], argv
+
+    def publish_face_events(self, events: list[FaceEvent]) -> list[bool]:
+        """Store face events (embedding as float32 bytes), :data:`BATCH` per script call."""
+        out: list[bool] = []
+        for i in range(0, len(events), BATCH):
+            script_keys, argv = self.face_script_call([self.face_event_args(e) for e in events[i:i + BATCH]])
+            out += [int(r) == 1 for r in self._face_script(keys=script_keys, args=argv)]
+        return out
 
     def publish_face_event(self, event: FaceEvent) -> bool:
         """Store a face event (embedding as float32 bytes); False if this version or a newer one is stored."""
-        script_keys, argv = self.face_args(event, self.events_maxlen)
-        return int(self._face_script(keys=script_keys, args=argv)) == 1
+        return self.publish_face_events([event])[0]
+
+    # -- retention --------------------------------------------------------------------------------------------
+    def prune_before(self, timestamp: float, count: int = 1000) -> dict[str, int]:
+        """Delete every plate and face event stored before ``timestamp`` (UTC epoch s, by stream id = storage
+        time) from the streams and every index; plates left without a sighting leave the indexes too."""
+        return self._prune(f"{int(timestamp * 1000)}-0", f"{int(timestamp * 1000)}-0", count)
+
+    def prune_trimmed(self, count: int = 1000) -> dict[str, int]:
+        """Remove the index entries of events whose records the streams' ``MAXLEN`` cap has already trimmed."""
+        return self._prune(self._first_id(keys.PLATE_STREAM), self._first_id(keys.FACE_STREAM), count)
+
+    def _first_id(self, stream: str) -> str:
+        """The oldest id still in ``stream`` (or one past the last id ever given when the stream is empty)."""
+        first = self.client.xrange(stream, "-", "+", count=1)
+        if first:
+            return first[0][0].decode()
+        try:
+            last = self.client.xinfo_stream(stream)["last-generated-id"]
+        except redis.ResponseError:  # no such stream: nothing was ever stored
+            return "0-0"
+        ms, _, seq = (last.decode() if isinstance(last, bytes) else str(last)).partition("-")
+        return f"{ms}-{int(seq) + 1}"
+
+    def _prune(self, plate_cutoff: str, face_cutoff: str, count: int) -> dict[str, int]:
+        stats = {"plate_events": 0, "plates_emptied": 0, "face_events": 0}
+        cursor = "0"
+        while True:
+            cursor, removed, emptied = self._plate_prune(keys=[keys.PLATE_EVENTS, keys.PLATE_LAST_SEEN],
+                                                         args=[cursor, count, plate_cutoff])
+            stats["plate_events"] += int(removed)
+            stats["plates_emptied"] += int(emptied)
+            if int(cursor) == 0:
+                break
+        cursor = "0"
+        while True:
+            cursor, removed = self._face_prune(keys=[keys.FACE_EVENTS], args=[cursor, count, face_cutoff])
+            stats["face_events"] += int(removed)
+            if int(cursor) == 0:
+                break
+        self.client.xtrim(keys.PLATE_STREAM, minid=plate_cutoff, approximate=False)
+        self.client.xtrim(keys.FACE_STREAM, minid=face_cutoff, approximate=False)
+        logger.info("pruned %s plate events (%s plates emptied) and %s face events", stats["plate_events"],
+                    stats["plates_emptied"], stats["face_events"])
+        return stats
 
     # -- alerts -----------------------------------------------------------------------------------------------
     def publish_alert(self, alert: Alert) -> bool:

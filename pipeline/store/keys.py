@@ -3,21 +3,28 @@
 Events (written by the engine through :class:`pipeline.store.EventStore`, read by the API)
 -------------------------------------------------------------------------------------------------
 ``events:plates``            STREAM  one entry per *current* plate-event version; fields are the PlateEvent fields
-                                     (flat, so the stream's listpack shares field names; lists as JSON). Trimmed with
-                                     ``XADD MAXLEN ~ events_maxlen``. A higher version XADDs a new entry and XDELs the
-                                     old one, so the stream holds each event once.
+                                     (flat, so the stream's listpack shares field names; lists as JSON). Capped with
+                                     ``XADD MAXLEN ~ events_maxlen``; retention by age is :meth:`EventStore.prune_before`
+                                     and :meth:`EventStore.prune_trimmed` removes index entries of trimmed records. A
+                                     higher version XADDs a new entry and XDELs the old one (the stream holds each event
+                                     once). The stream keeps the full record of every stored read (crop, snapshot...).
 ``plates:ev``                HASH    event_id -> ``"{version}\\t{plate}\\t{member}"``: the current version (idempotency
                                      per (event_id, version)) and where the event is indexed (to remove stale entries).
-``plates:distinct``          SET     every distinct normalised plate that has at least one sighting.
-``plates:last``              ZSET    distinct plate -> latest frame_time (an upper bound; ``ZADD GT``). Lets a search
-                                     with thousands of matching plates read only the most recently seen ones.
+``plates:last``              ZSET    distinct plate -> last-seen frame_time, *coarse*: it moves only when a sighting is
+                                     more than :data:`LAST_SEEN_SLACK_S` newer, so the true last-seen time of a plate is
+                                     at most ``score + LAST_SEEN_SLACK_S`` (searches stop on that bound). A plate is here
+                                     iff it has at least one sighting (this is also the set of distinct plates).
 ``plate:s:{plate}``          ZSET    sightings of one plate: score = frame_time (epoch s), member =
-                                     ``"{stream_id}|{camera_id}|{confidence}|{vehicle_class}|{province}"`` so the API
-                                     filters (camera, confidence, class, province, time) without reading records, and
-                                     reads the record with ``XRANGE events:plates {stream_id} {stream_id}``.
+                                     ``"{stream_id}|{camera}|{confidence}|{class}|{province}"`` where camera, class and
+                                     province are short codes of :data:`PLATE_CODES` (compact members keep small sorted
+                                     sets in Redis' listpack encoding). The API filters on the member without reading
+                                     records and reads the record with ``XRANGE events:plates {stream_id} {stream_id}``.
                                      Exact search = one ZREVRANGEBYSCORE; plate history = ZRANGEBYSCORE.
-``plates:g:{gram}``          SET     distinct plates containing the 2- or 3-gram (partial and wildcard search: SINTER
-                                     then verify each candidate with the compiled pattern).
+``plates:codes``             HASH    ``"{kind}{text}"`` -> code (kind ``c`` camera, ``v`` vehicle class, ``p`` province)
+                                     and ``"#{kind}"`` -> last code given; ``plates:codes:r`` HASH ``"{kind}{code}"`` ->
+                                     text. Codes are assigned by the writer script on first use and never change.
+``plates:g:{gram}``          SET     distinct plates containing the 2- or 3-gram (selective partial and wildcard queries:
+                                     SINTER, then the compiled pattern; broad ones walk ``plates:last`` newest first).
 ``plates:d:{variant}``       SET     distinct plates whose *folded* text (look-alikes mapped to one canonical char) is
                                      ``variant`` or becomes it by deleting one character (symmetric-delete index: fuzzy
                                      candidates for any weighted distance < 2, then exact weighted distance).
@@ -48,8 +55,14 @@ from __future__ import annotations
 
 PLATE_STREAM = "events:plates"
 PLATE_EVENTS = "plates:ev"
-PLATE_DISTINCT = "plates:distinct"
 PLATE_LAST_SEEN = "plates:last"
+PLATE_CODES = "plates:codes"
+PLATE_CODES_REVERSE = "plates:codes:r"
+SIGHTINGS_PREFIX = "plate:s:"
+GRAM_PREFIX = "plates:g:"
+VARIANT_PREFIX = "plates:d:"
+LAST_SEEN_SLACK_S = 60.0
+"""How far (seconds) a plate's true last-seen time may be ahead of its ``plates:last``/gram score."""
 FACE_STREAM = "events:faces"
 FACE_EVENTS = "faces:ev"
 ALERT_STREAM = "alerts"
@@ -63,17 +76,17 @@ PERSON_IDS = "person:ids"
 
 def plate_sightings(plate: str) -> str:
     """Sorted set of one plate's sightings (score = frame time)."""
-    return f"plate:s:{plate}"
+    return SIGHTINGS_PREFIX + plate
 
 
 def plate_gram(gram: str) -> str:
     """Set of distinct plates containing ``gram``."""
-    return f"plates:g:{gram}"
+    return GRAM_PREFIX + gram
 
 
 def plate_variant(variant: str) -> str:
     """Set of distinct plates in the symmetric-delete neighbourhood bucket ``variant``."""
-    return f"plates:d:{variant}"
+    return VARIANT_PREFIX + variant
 
 
 def watchlist(watchlist_id: str) -> str:

@@ -38,12 +38,20 @@ def normalise_plate(text: str) -> str:
         return _fallback_normalise(text)
 
 
+def gram_keys(plate: str) -> list[str]:
+    """The gram sorted-set keys one distinct plate is a member of (the writer script computes the same)."""
+    return [keys.plate_gram(g) for g in sorted(plate_grams(plate))]
+
+
+def variant_keys(plate: str) -> list[str]:
+    """The symmetric-delete set keys one distinct plate is a member of (the writer script computes the same)."""
+    return [keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))]
+
+
 @lru_cache(maxsize=200_000)
 def index_keys(plate: str) -> tuple[str, ...]:
-    """The gram and symmetric-delete set keys one distinct plate is a member of."""
-    grams = [keys.plate_gram(g) for g in sorted(plate_grams(plate))]
-    variants = [keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))]
-    return tuple(grams + variants)
+    """Every gram and symmetric-delete key one distinct plate is a member of."""
+    return tuple(gram_keys(plate) + variant_keys(plate))
 
 
 def clean_token(value: str | None) -> str:

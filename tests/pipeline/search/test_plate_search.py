@@ -1,0 +1,117 @@
+"""Plate search against a real Redis filled through the EventStore: both partial strategies equal brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+
+from pipeline.events import PlateEvent
+from pipeline.search.grams import compile_query
+from pipeline.search.plates import PlateFilters, PlateSearcher, normalise_query
+from pipeline.store import EventStore, keys, lua
+
+pytestmark = pytest.mark.timeout(120)
+
+LETTERS = "กขคงจชซดตบปพมรสหอฮ"
+
+
+@pytest.fixture()
+def client(redis_url: str) -> redis.Redis:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+def random_plates(rng: np.random.Generator, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        a, b = LETTERS[rng.integers(4)], LETTERS[rng.integers(len(LETTERS))]  # a few common series letters
+        kind = rng.integers(3)
+        num = int(rng.integers(1, 10000))
+        out.add(f"{rng.integers(1, 10)}{a}{b}{num}" if kind == 0 else f"{a}{b}{num}" if kind == 1
+                else f"{rng.integers(10, 100)}{num:04d}")
+    return sorted(out)
+
+
+@pytest.fixture()
+def filled(client: redis.Redis) -> list[tuple[float, str, str, str]]:
+    """3000 reads of 600 plates in time order; returns (time, plate, camera, class) of each, newest first."""
+    rng = np.random.default_rng(7)
+    plates = random_plates(rng, 600)
+    weights = rng.pareto(1.2, len(plates)) + 0.1
+    weights /= weights.sum()
+    events, rows = [], []
+    for i in range(3000):
+        plate = plates[rng.choice(len(plates), p=weights)]
+        t = 1_000_000.0 + i * 7.3 + float(rng.random())
+        camera, vclass = f"cam{rng.integers(6)}", ["car", "truck", "motorcycle"][rng.integers(3)]
+        events.append(PlateEvent(camera_id=camera, track_id=i, started_at=t - 1, ended_at=t, frame_time=t,
+                                 plate_text=plate, province="กรุงเทพมหานคร", confidence=float(rng.uniform(0.3, 1)),
+                                 vehicle_class=vclass))
+        rows.append((t, plate, camera, vclass))
+    EventStore(client).publish_plate_events(events)
+    return sorted(rows, reverse=True)
+
+
+QUERIES = ["กข", "ขก", "12", "123", "1234", "ก?12*", "*12", "?กข*", "2กข*", "99", "ฮฮ", "กข?2*"]
+FILTERS = [PlateFilters(), PlateFilters(cameras={"cam1", "cam2"}), PlateFilters(start=1_010_000.0, end=1_015_000.0),
+           PlateFilters(vehicle_class="truck"), PlateFilters(cameras={"nope"})]
+
+
+def test_walk_and_intersection_equal_brute_force(client: redis.Redis, filled: list) -> None:
+    walk = PlateSearcher(client, strategy="walk", walk_budget=300)  # in several script steps
+    intersect = PlateSearcher(client, strategy="intersect", small_set=8)
+    hedged = PlateSearcher(client, small_gram_set=0, walk_factor=1, walk_budget=50)  # walks, then often intersects
+    early = 0
+    for q in QUERIES:
+        pattern = compile_query(normalise_query(q))
+        matching = len({p for _, p, _, _ in filled if pattern.matches(p)})
+        for f in FILTERS:
+            truth = [(t, p) for t, p, cam, vc in filled if pattern.matches(p)
+                     and (f.cameras is None or cam in f.cameras) and (f.vehicle_class in (None, vc))
+                     and (f.start is None or t >= f.start) and (f.end is None or t <= f.end)]
+            for searcher in (walk, intersect, hedged):
+                for offset, limit in ((0, 10), (7, 25)):
+                    r = searcher.search(q, filters=f, offset=offset, limit=limit)
+                    assert [(h.frame_time, h.plate) for h in r.hits] == truth[offset:offset + limit], (q, f)
+                    assert all(h.province == "กรุงเทพมหานคร" and h.camera_id.startswith("cam") for h in r.hits)
+                    if r.complete:
+                        assert r.total == len(truth) and r.plates_matched <= matching
+                        assert r.plates_matched in (matching, 0) or f.start is not None  # the walk stops at start
+                        assert r.has_more == (len(truth) > offset + limit)
+                    else:
+                        early += 1
+                        assert r.total is None and r.has_more
+                        assert r.plates_matched <= matching
+    assert early > 0  # broad queries really were answered without reading every match
+
+
+def test_server_pattern_matches_like_python(client: redis.Redis, filled: list) -> None:
+    """The walk's Lua pattern (bytes, UTF-8 aware ``?``) keeps exactly the plates the Python matcher keeps."""
+    walk = client.register_script(lua.PLATE_WALK)
+    plates = [m.decode() for m in client.zrevrange(keys.PLATE_LAST_SEEN, 0, -1)]
+    for q in ["ก?12*", "?กข*", "*12", "กข?2*", "12?", "??12*", "*กข?1?*", "91?2?", "กข12"]:
+        pattern = compile_query(normalise_query(q))
+        mode, server = pattern.server_match()
+        reply = walk(keys=[keys.PLATE_LAST_SEEN], args=[0, 10**6, 10**6, "", mode, server])
+        got = {reply[j].decode() for j in range(2, len(reply), 2)}
+        assert got == {p for p in plates if pattern.matches(p)}, q
+        assert int(reply[0]) == -1
+
+
+def test_exact_total_is_counted_without_reading_every_sighting(client: redis.Redis, filled: list) -> None:
+    plate = max({p for _, p, _, _ in filled}, key=lambda p: sum(1 for r in filled if r[1] == p))
+    seen = [t for t, p, _, _ in filled if p == plate]
+    r = PlateSearcher(client).search(plate, mode="exact", limit=3)
+    assert r.total == len(seen) > 3 and [h.frame_time for h in r.hits] == seen[:3] and r.has_more
+    r = PlateSearcher(client).search(plate, mode="exact", limit=3, filters=PlateFilters(cameras={"cam1"}))
+    assert r.total == sum(1 for t, p, cam, _ in filled if p == plate and cam == "cam1")
+
+
+def test_fuzzy_finds_lookalike_and_history_is_oldest_first(client: redis.Redis, filled: list) -> None:
+    plate = next(p for _, p, _, _ in filled if "ข" in p)
+    r = PlateSearcher(client).search(plate.replace("ข", "ช"), mode="fuzzy", max_distance=0.5)
+    assert plate in {h.plate for h in r.hits}
+    hist = PlateSearcher(client).history(plate)
+    assert [h.frame_time for h in hist.hits] == sorted(t for t, p, _, _ in filled if p == plate)
