@@ -6,6 +6,7 @@ Frames are decoded with OpenCV at reduced width and a few frames per second (fil
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import urllib.request
@@ -26,7 +27,6 @@ from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.search.fuzzy import plate_distance
 from pipeline.store import WatchlistStore, keys
 from pipeline.store.codec import decode
-from tests.conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,6 +51,12 @@ def models(shared_dir: Path) -> Any:
 def reader() -> Any:
     """The plate reader, or None while its trained model is not installed (events then carry no text)."""
     return load_plate_reader_or_none("crnn", device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def make_config(camera_id: str, plates: bool, faces: bool, **engine: Any) -> Config:
@@ -174,7 +180,7 @@ def test_face_watchlist_alerts_for_the_performer_only(models: Any, videos: Path,
 
 
 def test_redis_outage_events_are_spooled_and_delivered_once_in_order(models: Any, videos: Path,
-                                                                     own_redis: RedisServer, tmp_path: Path) -> None:
+                                                                     own_redis: Any, tmp_path: Path) -> None:
     config = make_config("stage-01", plates=False, faces=True, publish_after_s=1.0, track_lost_s=1.0)
     engine, publisher, client = engine_for(config, models, None, own_redis.url, tmp_path)
     delivered: list[tuple[str, int]] = []
