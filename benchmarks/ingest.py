@@ -12,7 +12,8 @@ production.
 2. Ramp: N = 1, 2, 4, 8, ... cameras (cycling over the sample videos) at 5 fps analysis with continuous recording,
    a consumer draining the frame bus like the engine; a step is sustained when every camera gets >= 95 % of its
    target fps and ingest's own CPU is below 90 % of the cores. ``max_streams`` is the largest sustained N;
-   ``streams_with_25pct_cpu_spare`` projects how many cameras fit in 75 % of the cores at the measured cost.
+   ``cpu_share_at_max`` is the fraction of the machine's cores ingest used there (the rest is left for inference)
+   and ``streams_within_75pct_cpu`` projects how many cameras fit in 75 % of the cores at the measured cost.
 
 The camera server's own CPU (ffmpeg ``-re`` sources and the Python RTSP server) is measured apart and not charged
 to ingest. The machine may be shared: the load of other processes is printed with each step.
@@ -396,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s_per_analysed_frame": best["cpu_s_per_analysed_frame"],
         "rss_mb_per_stream": best["rss_mb_per_stream"],
         "cpu_cores_at_max": best["cpu_cores"],
-        "streams_with_25pct_cpu_spare": int(0.75 * (psutil.cpu_count() or 1) / (best["cpu_cores"] / best["streams"])),
+        "cpu_share_at_max": best["cpu_cores"] / (psutil.cpu_count() or 1),
+        "streams_within_75pct_cpu": int(0.75 * (psutil.cpu_count() or 1) / (best["cpu_cores"] / best["streams"])),
         "load_average_1m": os.getloadavg()[0],
         "cpu_count": psutil.cpu_count(),
         "seconds_per_step": args.seconds,
@@ -415,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, steps, args.png)
     print(f"\nmax_streams={result['max_streams']}  cpu_s_per_frame={result['cpu_s_per_frame']:.5f}  "
           f"rss_mb_per_stream={result['rss_mb_per_stream']:.0f}  "
-          f"streams_with_25pct_cpu_spare={result['streams_with_25pct_cpu_spare']}\nJSON: {args.json}\nplot: {args.png}")
+          f"cpu_share_at_max={result['cpu_share_at_max']:.0%}  "
+          f"streams_within_75pct_cpu={result['streams_within_75pct_cpu']}\nJSON: {args.json}\nplot: {args.png}")
     return 0
 
 

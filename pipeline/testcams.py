@@ -174,10 +174,14 @@ class _Source:
         self.sdp = ""
         self.running = False
         self._sockets: list[socket.socket] = []
+        self._start_lock = threading.Lock()
 
     def start(self) -> None:
-        if self.running:
-            return
+        with self._start_lock:  # two viewers may DESCRIBE at once: start one ffmpeg only
+            if not self.running:
+                self._start()
+
+    def _start(self) -> None:
         rtp, rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtp.bind(("127.0.0.1", 0))
         rtcp.bind(("127.0.0.1", 0))

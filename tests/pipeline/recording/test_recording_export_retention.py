@@ -160,3 +160,21 @@ def test_quota_deletes_oldest_first(archive: Any) -> None:
     assert not (rec_dir / segments[0].path).exists() and not (rec_dir / segments[1].path).exists()
     assert (rec_dir / segments[2].path).exists()
     assert indexed_bytes(client)[CAM] == total - segments[0].size - segments[1].size
+
+
+def test_accurate_export_reencodes_to_the_frame(archive: Any) -> None:
+    rec_dir, segments, client = archive
+    start, end = segments[1].start + 0.37, segments[2].start + 0.81
+    result = export_clip(client, CAM, start, end, "x", recordings_dir=rec_dir, accurate=True)
+    assert abs(float(ffprobe(result.mp4_path)["format"]["duration"]) - (end - start)) <= 0.1
+    assert "re-encoded" in json.loads(result.manifest_path.read_text())["cut"]
+
+
+def test_cut_plan_skips_gaps_and_reports_them() -> None:
+    from pipeline.recording.export import plan_cut
+
+    segs = [Segment("a", 100.0, 110.0, 1), Segment("b", 110.0, 120.0, 1), Segment("c", 130.0, 140.0, 1)]
+    offset, duration, gaps = plan_cut(segs, 105.0, 135.0)
+    assert offset == 5.0 and duration == 20.0 and gaps == [(120.0, 130.0)]  # 5 s of a, all of b, 5 s of c
+    offset, duration, gaps = plan_cut(segs, 125.0, 138.0)  # starts inside the gap
+    assert offset == 20.0 and duration == 8.0 and gaps == [(125.0, 130.0)]
