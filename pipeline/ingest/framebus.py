@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -322,20 +323,27 @@ class StopFlag:
     """A stop signal shared with child processes: ``set()``, ``is_set()``, ``wait(timeout)`` like an Event.
 
     Unlike ``multiprocessing.Event`` it is a plain shared byte that is polled, so a child killed while waiting on it
-    cannot block ``set()`` in the others. Create it in the parent (from :data:`MP_CONTEXT`) and pass it to children.
+    cannot block ``set()`` in the others. Create it in the parent (from :data:`MP_CONTEXT`) and pass it to DIRECT
+    children: a child also sees it set when the creating process has died (killed supervisor), so nothing lingers.
     """
 
     def __init__(self, ctx: Any = None, poll_s: float = 0.1) -> None:
         self._value = (ctx or MP_CONTEXT).RawValue("b", 0)
         self.poll_s = poll_s
+        self._owner_pid = os.getpid()
 
     def set(self) -> None:
         """Ask everyone to stop."""
         self._value.value = 1
 
     def is_set(self) -> bool:
-        """Whether stop was requested."""
-        return bool(self._value.value)
+        """Whether stop was requested, or (in a direct child) the process that created the flag has died."""
+        if self._value.value:
+            return True
+        if os.getpid() != self._owner_pid and os.getppid() != self._owner_pid:  # orphaned: parent was killed
+            self._value.value = 1
+            return True
+        return False
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until set or ``timeout`` seconds passed; return :meth:`is_set`."""

@@ -12,8 +12,8 @@ from pipeline.testcams import TestCameraServer
 CLIP = "short_hamilton_clip"  # 640x360, 10 s: the cheapest sample to decode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def h264_cameras(shared_dir: Path) -> Iterator[TestCameraServer]:
-    """RTSP server (H.264) for the short sample clip, for the whole session."""
+    """RTSP server (H.264) for the short sample clip, per test module (its source stops afterwards)."""
     with TestCameraServer(shared_dir / "data" / "videos", 0, codec="h264", names=[CLIP]) as server:
         yield server

@@ -70,3 +70,27 @@ def test_supervisor_restarts_a_killed_worker_and_stops_cleanly(
     text = (tmp_path / "service.log").read_text()
     assert "capture-0 exited with code -9; restarting" in text and "service stopped" in text
     assert read_camera_health(client, "sup-cam")[0]["status"] == "stopped"
+
+
+@pytest.mark.timeout(120)
+def test_children_exit_when_the_supervisor_is_killed(h264_cameras: TestCameraServer, redis_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "cameras.yaml"
+    config.write_text(  # record-only: no engine process to load models in this test
+        f"cameras:\n  - {{id: orphan-cam, name: O, url: '{h264_cameras.url(CLIP)}', "
+        "analytics: {plates: false, faces: false}}\n"
+    )
+    env = {**os.environ, "CCTV_REDIS_URL": redis_url, "CCTV_RECORDINGS_DIR": str(tmp_path / "rec")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--config", str(config), "--no-api"], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_for(lambda: (h := read_camera_health(client, "orphan-cam")) and h[0]["status"] == "online", 60, "online")
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert any("ffmpeg" in p.name() for p in tree)
+    finally:
+        proc.kill()  # no clean shutdown possible
+        proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for leftover in alive:
+        leftover.kill()
+    assert not alive, f"orphans left behind: {alive}"
