@@ -33,6 +33,10 @@ class ApiSettings(BaseSettings):
     admin_user: str | None = Field(default=None, description="Bootstrap admin user name (CCTV_ADMIN_USER).")
     admin_password: str | None = Field(default=None, description="Bootstrap admin password (CCTV_ADMIN_PASSWORD).")
     export_dir: Path | None = Field(default=None, description="Where exports/cases go (default recordings/exports).")
+    camera_events_scan: int = Field(default=5000, ge=100, le=1_000_000,
+                                    description="Most stream entries one recent-events-of-a-camera request reads.")
+    alert_filter_scan: int = Field(default=20_000, ge=100, le=10_000_000,
+                                   description="Most alerts one filtered alert-list request (entry/watchlist) reads.")
     ws_poll_s: float = Field(default=1.0, gt=0, le=30, description="Live-alert poll interval when idle.")
 
     def exports_root(self) -> Path:

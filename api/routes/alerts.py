@@ -13,17 +13,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import ApiStoreDep, Operator, RedisDep, User, resolve_user
+from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User, resolve_user
 from api.schemas.alerts import AckOut, AckRequest, AlertOut
+from api.streamscan import scan_stream
 from pipeline.store import keys
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 STREAM_ID = r"^\d{1,20}-\d{1,20}$"
+REF_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 def _alert(sid: bytes | str, fields: dict, acks: dict | None = None) -> dict:
@@ -33,23 +35,64 @@ def _alert(sid: bytes | str, fields: dict, acks: dict | None = None) -> dict:
     return {"id": sid, "alert": alert, "ack": ack}
 
 
-@router.get("", response_model=list[AlertOut], summary="Alerts after a stream id (backlog), oldest first")
-def list_alerts(user: Operator, client: RedisDep,
-                after: Annotated[str | None, Query(pattern=STREAM_ID)] = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
-    if after is None:
-        entries = list(reversed(client.xrevrange(keys.ALERT_STREAM, count=limit)))
-    else:
-        entries = client.xrange(keys.ALERT_STREAM, f"({after}", "+", count=limit)
-    alerts = [_alert(sid, f) for sid, f in entries]
+def _with_acks(client, user: User, entries: list) -> list[AlertOut]:
+    """AlertOut of the stream entries the user may see, each with its acknowledgement (who, note, when) or None."""
+    alerts = [a for a in (_alert(sid, f) for sid, f in entries) if user.sees(a["alert"]["camera_id"])]
     ids = [a["alert"]["alert_id"] for a in alerts]
     raw_acks = client.hmget(keys.ALERT_ACKS, ids) if ids else []
     out = []
     for a, raw in zip(alerts, raw_acks, strict=True):
-        if user.sees(a["alert"]["camera_id"]):
-            a["ack"] = json.loads(raw) if raw else None
-            out.append(AlertOut(**a))
+        a["ack"] = json.loads(raw) if raw else None
+        out.append(AlertOut(**a))
     return out
+
+
+def _matcher(user: User, entry_id: str | None, watchlist_id: str | None):
+    """Predicate on raw alert-stream fields: the alert is of this entry/watchlist and on a camera the user sees.
+
+    The ids are plain tokens (:data:`REF_ID`), so a quoted id in the JSON payload is a cheap, encoding-agnostic
+    pre-filter before the payload is parsed."""
+    needles = [f'"{v}"'.encode() for v in (entry_id, watchlist_id) if v]
+
+    def match(fields: dict) -> bool:
+        raw = fields.get(b"alert", b"")
+        if not all(n in raw for n in needles):
+            return False
+        alert = json.loads(raw)
+        return ((entry_id is None or alert.get("entry_id") == entry_id)
+                and (watchlist_id is None or alert.get("watchlist_id") == watchlist_id)
+                and user.sees(alert.get("camera_id", "")))
+
+    return match
+
+
+@router.get("", response_model=list[AlertOut], summary="Alerts after a stream id (backlog), oldest first",
+            description="Each alert comes with its acknowledgement (`ack`: who, note, when) or null. With `entry_id` "
+                        "and/or `watchlist_id` only that entry's / watchlist's alerts are returned: the stream has no "
+                        "per-entry index, so at most CCTV_ALERT_FILTER_SCAN alerts (default 20000) are read, the "
+                        "newest ones (or the first ones after `after`); the headers `X-Alerts-Scanned` and "
+                        "`X-Alerts-Scan-Complete` (false when the cap stopped the scan before `limit` matches) say "
+                        "how far it looked.")
+def list_alerts(user: Operator, client: RedisDep, settings: SettingsDep, response: Response,
+                after: Annotated[str | None, Query(pattern=STREAM_ID)] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                entry_id: Annotated[str | None, Query(pattern=REF_ID, description="Only this watchlist entry's "
+                                                      "alerts (person entries: the person id).")] = None,
+                watchlist_id: Annotated[str | None, Query(pattern=REF_ID,
+                                                          description="Only this watchlist's alerts.")] = None,
+                ) -> list[AlertOut]:
+    if entry_id or watchlist_id:
+        scan = scan_stream(client, keys.ALERT_STREAM, _matcher(user, entry_id, watchlist_id), limit,
+                           settings.alert_filter_scan, start=after, newest_first=after is None)
+        response.headers["X-Alerts-Scanned"] = str(scan.scanned)
+        response.headers["X-Alerts-Scan-Complete"] = "false" if scan.capped else "true"
+        entries = scan.entries if after is not None else list(reversed(scan.entries))
+        return _with_acks(client, user, entries)
+    if after is None:
+        entries = list(reversed(client.xrevrange(keys.ALERT_STREAM, count=limit)))
+    else:
+        entries = client.xrange(keys.ALERT_STREAM, f"({after}", "+", count=limit)
+    return _with_acks(client, user, entries)
 
 
 @router.post("/{alert_id}/ack", response_model=AckOut, summary="Acknowledge an alert with a note")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
 
 from api.deps import Operator, RedisDep, SettingsDep, User
 from api.routes.media import media_url, safe_path
+from api.schemas.events import CameraEventsOut, CameraFaceEventOut, CameraPlateEventOut
 from api.schemas.misc import CameraOut
+from api.streamscan import scan_stream
+from pipeline.events import FaceEvent, PlateEvent
+from pipeline.store import codec, keys
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -24,6 +28,17 @@ def read_health(client: redis.Redis, camera_id: str | None) -> list[dict[str, An
     except ImportError:
         return []
     return read_camera_health(client, camera_id)
+
+
+def check_camera_ids(request: Request, camera_ids: list[str] | None, field: str) -> None:
+    """422 naming ``field`` if a camera id is not in cameras.yaml (skipped when the config is not loaded)."""
+    config = request.app.state.camera_config
+    if camera_ids is None or config is None:
+        return
+    known = {c.id for c in config.cameras}
+    for i, camera_id in enumerate(camera_ids):
+        if camera_id not in known:
+            raise HTTPException(422, f"{field}[{i}]: unknown camera {camera_id!r} (known: {', '.join(sorted(known))})")
 
 
 def _cameras(request: Request, user: User) -> list:
@@ -65,4 +80,59 @@ def camera_snapshot(camera_id: str, request: Request, user: Operator, client: Re
     return FileResponse(safe_path(settings.recordings_dir, snap), media_type="image/jpeg")
 
 
-__all__ = ["media_url", "router"]
+STREAM_ID = r"^\d{1,20}-\d{1,20}$"
+
+
+def _plate_out(sid: str, fields: dict) -> CameraPlateEventOut:
+    e = codec.decode(PlateEvent, fields)
+    return CameraPlateEventOut(
+        event_id=e.event_id, stream_id=sid, version=e.version, camera_id=e.camera_id, track_id=e.track_id,
+        started_at=e.started_at, ended_at=e.ended_at, frame_time=e.frame_time, crop_url=media_url(e.crop_path),
+        snapshot_url=media_url(e.snapshot_path), plate_text=e.plate_text, province=e.province,
+        province_latin=e.province_latin, confidence=e.confidence, vehicle_class=e.vehicle_class,
+        agreeing_frames=e.agreeing_frames, total_frames=e.total_frames)
+
+
+def _face_out(sid: str, fields: dict) -> CameraFaceEventOut:
+    # the embedding (kilobytes, never shown) is not decoded
+    e = codec.decode(FaceEvent, {**fields, codec.EMBEDDING_FIELD.encode(): b""})
+    return CameraFaceEventOut(
+        event_id=e.event_id, stream_id=sid, version=e.version, camera_id=e.camera_id, track_id=e.track_id,
+        started_at=e.started_at, ended_at=e.ended_at, frame_time=e.frame_time, crop_url=media_url(e.crop_path),
+        snapshot_url=media_url(e.snapshot_path), quality=e.quality, det_score=e.det_score)
+
+
+@router.get("/{camera_id}/events", response_model=CameraEventsOut,
+            summary="Recent plate or face events of one camera, newest first",
+            description="A bounded newest-first scan of the event stream filtered to this camera (the streams have "
+                        "no per-camera index): at most `scan_cap` stored events (setting CCTV_CAMERA_EVENTS_SCAN) "
+                        "are read per request; page back with `before=next_before`. Plate events need the "
+                        "operator role, face events the investigator role.")
+def camera_events(
+    camera_id: str, request: Request, user: Operator, client: RedisDep, settings: SettingsDep,
+    kind: Annotated[Literal["plate", "face"], Query(description="plate or face events.")] = "plate",
+    limit: Annotated[int, Query(ge=1, le=200, description="Most events returned.")] = 20,
+    before: Annotated[str | None, Query(pattern=STREAM_ID, description="Only events stored before this stream id "
+                                        "(the `next_before` of the previous page).")] = None,
+) -> CameraEventsOut:
+    if kind == "face" and not user.may("investigator"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"face events need the 'investigator' role; you are "
+                            f"'{user.role}'")
+    if not any(c.id == camera_id for c in _cameras(request, user)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id!r} not found")
+    wanted = camera_id.encode()
+    stream = keys.PLATE_STREAM if kind == "plate" else keys.FACE_STREAM
+    scan = scan_stream(client, stream, lambda f: f.get(b"camera_id") == wanted, limit, settings.camera_events_scan,
+                       start=before)
+    to_out = _plate_out if kind == "plate" else _face_out
+    items = []
+    for sid, fields in scan.entries:
+        try:
+            items.append(to_out(sid, fields))
+        except ValueError as exc:  # a record this version cannot read must not hide the others
+            logger.warning("skipping unreadable %s event %s: %s", kind, sid, exc)
+    return CameraEventsOut(camera_id=camera_id, kind=kind, items=items, next_before=scan.next_id,
+                           scanned=scan.scanned, scan_cap=settings.camera_events_scan, capped=scan.capped)
+
+
+__all__ = ["check_camera_ids", "media_url", "router"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import Admin, ApiStoreDep
+from api.routes.cameras import check_camera_ids
 from api.schemas.auth import UserCreate, UserOut, UserUpdate
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -20,11 +21,13 @@ def list_users(_: Admin, store: ApiStoreDep) -> list[UserOut]:
 
 
 @router.post("", response_model=UserOut, status_code=201, summary="Create a user")
-def create_user(body: UserCreate, admin: Admin, store: ApiStoreDep) -> UserOut:
+def create_user(body: UserCreate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
     if store.get_user(body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists")
+    check_camera_ids(request, body.cameras, "cameras")
     record = store.put_user(body.username, body.role, body.password, body.cameras)
-    store.audit(admin.username, "user_create", {"username": body.username, "role": body.role})
+    store.audit(admin.username, "user_create", {"username": body.username, "role": body.role,
+                                                "cameras": body.cameras})
     return _out(record)
 
 
@@ -36,16 +39,30 @@ def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
     return _out(record)
 
 
-@router.patch("/{username}", response_model=UserOut, summary="Change a user's role, password or cameras")
-def update_user(username: str, body: UserUpdate, admin: Admin, store: ApiStoreDep) -> UserOut:
+@router.patch("/{username}", response_model=UserOut, summary="Change a user's role, password or cameras",
+              description="`cameras` limits the user to those cameras (ids from cameras.yaml; [] = none), "
+                          "`all_cameras: true` removes the limit; omitted fields stay as they are. The change applies "
+                          "to the user's live sessions at once. The last admin cannot be demoted.")
+def update_user(username: str, body: UserUpdate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
     record = store.get_user(username)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
+    if body.all_cameras and body.cameras is not None:
+        raise HTTPException(422, "cameras: give either cameras or all_cameras: true, not both")
+    check_camera_ids(request, body.cameras, "cameras")
+    role = body.role or record["role"]
+    if record["role"] == "admin" and role != "admin" and _admins(store) == [username]:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"role: {username!r} is the last admin; make another admin first")
     cameras = None if body.all_cameras else (body.cameras if body.cameras is not None else record.get("cameras"))
-    record = store.put_user(username, body.role or record["role"], body.password, cameras)
+    record = store.put_user(username, role, body.password, cameras)
     store.audit(admin.username, "user_update", {"username": username, "role": record["role"],
+                                                "cameras": record.get("cameras"),
                                                 "password_changed": body.password is not None})
     return _out(record)
+
+
+def _admins(store) -> list[str]:
+    return [u["username"] for u in store.list_users() if u["role"] == "admin"]
 
 
 @router.delete("/{username}", status_code=204, summary="Delete a user")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep
+from api.routes.cameras import check_camera_ids
 from api.schemas.watchlists import (
     EntryOut,
+    EntryUpdate,
     FaceEntryCreate,
     PlateEntryCreate,
     WatchlistCreate,
@@ -14,8 +16,12 @@ from api.schemas.watchlists import (
     WatchlistUpdate,
 )
 from pipeline.store import WatchlistStore
+from pipeline.store.plates import normalise_plate
 
 router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
+
+ONLY_FOR = {"plate": ("plate", "fuzzy", "max_distance"), "face": ("threshold",)}
+"""Entry fields that only one kind of watchlist has."""
 
 
 def _out(w: dict, entries: int = 0) -> WatchlistOut:
@@ -75,31 +81,68 @@ def list_entries(watchlist_id: str, _: Investigator, client: RedisDep) -> list[E
 
 
 @router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry")
-def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, admin: Admin, client: RedisDep,
+def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, request: Request, admin: Admin, client: RedisDep,
                     store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "plate":
         raise HTTPException(422, "watchlist_id: this is a face watchlist")
+    _check_plate(body.plate)
+    check_camera_ids(request, body.cameras, "cameras")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "created_by": admin.username})
-    if not entry["plate"]:
-        wl.delete_entry(watchlist_id, entry["entry_id"])
-        raise HTTPException(422, "plate: nothing left after normalisation")
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
     return EntryOut(**entry)
 
 
 @router.post("/{watchlist_id}/persons", response_model=EntryOut, status_code=201, summary="Add a person entry")
-def add_face_entry(watchlist_id: str, body: FaceEntryCreate, admin: Admin, client: RedisDep,
+def add_face_entry(watchlist_id: str, body: FaceEntryCreate, request: Request, admin: Admin, client: RedisDep,
                    store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "face":
         raise HTTPException(422, "watchlist_id: this is a plate watchlist")
+    check_camera_ids(request, body.cameras, "cameras")
     if wl.get_person(body.person_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {body.person_id!r} not found")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,
                                         "created_by": admin.username})
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
     return EntryOut(**entry)
+
+
+def _check_plate(text: str) -> str:
+    """The normalised plate, or 422 when normalisation leaves nothing."""
+    plate = normalise_plate(text)
+    if not plate:
+        raise HTTPException(422, f"plate: nothing left of {text!r} after normalisation")
+    return plate
+
+
+@router.patch("/{watchlist_id}/entries/{entry_id}", response_model=EntryOut, summary="Edit a watchlist entry",
+              description="Changes reason, severity, expiry, cameras and (plate entries) plate text, fuzzy and "
+                          "max_distance or (person entries) threshold in place: the entry keeps its id, so its past "
+                          "alerts stay linked. A new plate text is normalised. Bumps the watchlist version so the "
+                          "engine re-reads the entries; audited as `watchlist_entry_update`.")
+def update_entry(watchlist_id: str, entry_id: str, body: EntryUpdate, request: Request, admin: Admin,
+                 client: RedisDep, store: ApiStoreDep) -> EntryOut:
+    wl = WatchlistStore(client)
+    kind = _get(wl, watchlist_id)["kind"]
+    if wl.get_entry(watchlist_id, entry_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"entry {entry_id!r} not found in watchlist {watchlist_id!r}")
+    changes = body.changes()
+    other = "face" if kind == "plate" else "plate"
+    for name in ONLY_FOR[other]:
+        if name in changes:
+            raise HTTPException(422, f"{name}: {kind} watchlist entries have no {name}")
+    if "plate" in changes:
+        changes["plate"] = _check_plate(changes["plate"])
+    check_camera_ids(request, changes.get("cameras"), "cameras")
+    result = wl.update_entry(watchlist_id, entry_id, changes)
+    if result is None:  # removed between the check and the write
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"entry {entry_id!r} not found in watchlist {watchlist_id!r}")
+    before, after = result
+    store.audit(admin.username, "watchlist_entry_update", {
+        "watchlist_id": watchlist_id, "entry_id": entry_id, "changes": changes,
+        "before": {name: before.get(name) for name in changes}})
+    return EntryOut(**after)
 
 
 @router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry")

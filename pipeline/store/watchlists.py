@@ -206,6 +206,38 @@ class WatchlistStore:
         pipe.execute()
         return entry
 
+    def update_entry(self, watchlist_id: str, entry_id: str, changes: dict[str, Any]) -> tuple[dict, dict] | None:
+        """Change fields of an existing entry in place (same ``entry_id``; a new plate text is normalised).
+
+        The read-modify-write is optimistic (``WATCH`` on the entries hash, retried on a concurrent change) and
+        bumps ``wl:version`` in the same transaction, so the engine re-reads the entry. ``entry_id``,
+        ``person_id``, ``created_at`` and ``created_by`` are never changed. Returns ``(before, after)`` or None if
+        the entry does not exist.
+        """
+        fixed = {"entry_id", "person_id", "created_at", "created_by"}
+        changes = {k: v for k, v in changes.items() if k not in fixed}
+        if "plate" in changes:
+            changes["plate"] = normalise_plate(changes["plate"])
+        key = keys.watchlist_entries(watchlist_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, entry_id)
+                    if raw is None:
+                        pipe.reset()
+                        return None
+                    before = json.loads(raw)
+                    after = {**before, **changes, "updated_at": time.time()}
+                    pipe.multi()
+                    pipe.hset(key, entry_id, json.dumps(after, ensure_ascii=False))
+                    pipe.hset(keys.watchlist(watchlist_id), "updated_at", repr(time.time()))
+                    pipe.incr(keys.WATCHLIST_VERSION)
+                    pipe.execute()
+                    return before, after
+                except redis.WatchError:
+                    logger.debug("entry %s of watchlist %s changed concurrently; retrying", entry_id, watchlist_id)
+
     def delete_entry(self, watchlist_id: str, entry_id: str) -> bool:
         """Remove one entry; False if it did not exist."""
         pipe = self.client.pipeline(transaction=True)

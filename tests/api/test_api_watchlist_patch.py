@@ -1,0 +1,106 @@
+"""Editing watchlist entries in place: fields, plate re-normalisation, engine version bump, audit, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from pipeline.store import WatchlistStore
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def plate_list(client: TestClient, adm: dict, plate: str = "1กข1234") -> tuple[str, dict]:
+    wid = client.post("/api/watchlists", headers=adm, json={"kind": "plate", "name": "stolen"}).json()["id"]
+    r = client.post(f"/api/watchlists/{wid}/plates", headers=adm,
+                    json={"plate": plate, "reason": "stolen", "severity": "medium", "cameras": ["walkway-01"],
+                          "expires_at": 4_000_000_000})
+    assert r.status_code == 201, r.text
+    return wid, r.json()
+
+
+def test_patch_changes_fields_in_place_and_bumps_version(client: TestClient, tokens: dict,
+                                                         rclient: redis.Redis) -> None:
+    adm = tokens["adm"]
+    wid, entry = plate_list(client, adm)
+    wl = WatchlistStore(rclient)
+    version = wl.version()
+    url = f"/api/watchlists/{wid}/entries/{entry['entry_id']}"
+    r = client.patch(url, headers=adm, json={"reason": "robbery 2567/9", "severity": "critical",
+                                             "plate": "1กข 1235", "fuzzy": True, "max_distance": 0.6})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["entry_id"] == entry["entry_id"] and out["plate"] == "1กข1235"
+    assert (out["reason"], out["severity"], out["fuzzy"], out["max_distance"]) == ("robbery 2567/9", "critical",
+                                                                                   True, 0.6)
+    assert out["cameras"] == ["walkway-01"] and out["created_at"] == entry["created_at"]
+    assert out["updated_at"] > entry["updated_at"] and wl.version() == version + 1
+    # the engine's reader sees the edited entry (and only it)
+    [active] = wl.plate_entries()
+    assert (active.entry_id, active.plate, active.severity, active.fuzzy) == (entry["entry_id"], "1กข1235",
+                                                                              "critical", True)
+    # explicit nulls: no expiry, every camera
+    out = client.patch(url, headers=adm, json={"expires_at": None, "cameras": None}).json()
+    assert out["expires_at"] is None and out["cameras"] is None and out["reason"] == "robbery 2567/9"
+    listed = client.get(f"/api/watchlists/{wid}/entries", headers=adm).json()
+    assert len(listed) == 1 and listed[0]["plate"] == "1กข1235" and listed[0]["cameras"] is None
+    # an expiry in the past takes the entry out of the engine's active entries at once
+    client.patch(url, headers=adm, json={"expires_at": 1000.0})
+    assert wl.plate_entries() == []
+
+
+def test_patch_is_audited_with_previous_values(client: TestClient, tokens: dict) -> None:
+    wid, entry = plate_list(client, tokens["adm"])
+    client.patch(f"/api/watchlists/{wid}/entries/{entry['entry_id']}", headers=tokens["adm"],
+                 json={"severity": "high", "plate": "1กข9999"})
+    [rec] = client.get("/api/audit?action=watchlist_entry_update", headers=tokens["adm"]).json()
+    assert rec["user"] == "adm" and rec["params"]["entry_id"] == entry["entry_id"]
+    assert rec["params"]["changes"] == {"severity": "high", "plate": "1กข9999"}
+    assert rec["params"]["before"] == {"severity": "medium", "plate": "1กข1234"}
+
+
+def test_patch_refusals_name_the_field_and_keep_the_entry(client: TestClient, tokens: dict) -> None:
+    adm = tokens["adm"]
+    wid, entry = plate_list(client, adm)
+    url = f"/api/watchlists/{wid}/entries/{entry['entry_id']}"
+    cases = [({"reason": None}, "reason"), ({"severity": "urgent"}, "severity"), ({"threshold": 0.5}, "threshold"),
+             ({"plate": "- . -"}, "plate"), ({"cameras": ["no-such-cam"]}, "cameras[0]"),
+             ({"max_distance": 5}, "max_distance"), ({"colour": "red"}, "colour"), ({}, "request")]
+    for body, name in cases:
+        r = client.patch(url, headers=adm, json=body)
+        assert r.status_code == 422 and r.json()["detail"].startswith(name), (body, r.text)
+    after = client.get(f"/api/watchlists/{wid}/entries", headers=adm).json()
+    assert [(e["plate"], e["reason"], e["updated_at"]) for e in after] == [("1กข1234", "stolen", entry["updated_at"])]
+    assert client.patch(f"/api/watchlists/nope/entries/{entry['entry_id']}", headers=adm,
+                        json={"reason": "x"}).status_code == 404
+    r = client.patch(f"/api/watchlists/{wid}/entries/nope", headers=adm, json={"reason": "x"})
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+    for who in ("op", "inv"):
+        assert client.patch(url, headers=tokens[who], json={"reason": "x"}).status_code == 403
+    assert client.patch(url, json={"reason": "x"}).status_code == 401
+
+
+def test_patch_person_entry(client: TestClient, tokens: dict, rclient: redis.Redis) -> None:
+    adm = tokens["adm"]
+    wl = WatchlistStore(rclient)
+    person = wl.create_person("Somchai", np.random.default_rng(1).normal(size=(2, 512)).astype(np.float32))
+    wid = client.post("/api/watchlists", headers=adm, json={"kind": "face", "name": "missing"}).json()["id"]
+    client.post(f"/api/watchlists/{wid}/persons", headers=adm, json={"person_id": person["id"], "threshold": 0.45})
+    url = f"/api/watchlists/{wid}/entries/{person['id']}"
+    r = client.patch(url, headers=adm, json={"threshold": 0.6, "reason": "missing since Monday"})
+    assert r.status_code == 200 and r.json()["threshold"] == 0.6 and r.json()["person_id"] == person["id"]
+    [active] = wl.face_entries()
+    assert (active.threshold, active.reason) == (0.6, "missing since Monday")
+    r = client.patch(url, headers=adm, json={"plate": "1กข1234"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("plate")
+
+
+def test_add_plate_that_normalises_to_nothing_stores_nothing(client: TestClient, tokens: dict,
+                                                             rclient: redis.Redis) -> None:
+    wid = client.post("/api/watchlists", headers=tokens["adm"], json={"kind": "plate", "name": "x"}).json()["id"]
+    version = WatchlistStore(rclient).version()
+    r = client.post(f"/api/watchlists/{wid}/plates", headers=tokens["adm"], json={"plate": " . "})
+    assert r.status_code == 422 and r.json()["detail"].startswith("plate")
+    assert WatchlistStore(rclient).list_entries(wid) == [] and WatchlistStore(rclient).version() == version
