@@ -50,6 +50,7 @@ _SUFFIXES = {"int8": DERIVED_SUFFIX, "fp32": ".batch.fp32.onnx"}
 TRANSFORMATION_VERSION = 2
 RELATIVE_TOLERANCE = 1e-4
 SCORED = 0.01
+ON_LOAD_CHECK_IMAGES = 2
 BATCH_PARAM = "batch"
 CHECK_VIDEO = "thai_bangkok_night_dashcam_bus.mp4"
 
@@ -508,24 +509,32 @@ def compare_batched(reference: Path, candidate: Path, images: list[np.ndarray]) 
     ``SCORED`` (the rest can never become a detection at the engine's thresholds); elsewhere it equals
     ``max_abs_diff``. ``output_scale`` is the largest ``|reference output|``.
     """
+    return compare_many([reference], candidate, images)[0]
+
+
+def compare_many(references: list[Path], candidate: Path, images: list[np.ndarray]) -> list[Comparison]:
+    """:func:`compare_batched` against several references with a single batched run of ``candidate``."""
     from pipeline.models.onnx_utils import create_session
 
-    ref_sess = create_session(reference, "cpu")
-    new_sess = ref_sess if Path(candidate) == Path(reference) else create_session(candidate, "cpu")
-    blob = _input_blob(ref_sess, images, _normalisation(reference, ref_sess))
-    name_ref, name_new = ref_sess.get_inputs()[0].name, new_sess.get_inputs()[0].name
-    batched = new_sess.run(None, {name_new: blob})
-    max_diff = max_scored = scale = 0.0
-    for i in range(len(blob)):
-        single = ref_sess.run(None, {name_ref: blob[i : i + 1]})
-        for ref, out in zip(single, batched, strict=True):
-            diff = np.abs(out[i].reshape(ref.shape).astype(np.float64) - ref)
-            max_diff = max(max_diff, float(diff.max()))
-            mask = _scored_mask(ref, ref_sess)
-            scored = diff if mask is None else diff[..., mask]
-            max_scored = max(max_scored, float(scored.max()) if scored.size else 0.0)
-            scale = max(scale, float(np.abs(ref).max()))
-    return Comparison(max_diff, max_scored, scale)
+    cand_sess = create_session(candidate, "cpu")
+    blob = _input_blob(cand_sess, images, _normalisation(candidate, cand_sess))
+    batched = cand_sess.run(None, {cand_sess.get_inputs()[0].name: blob})
+    results = []
+    for reference in references:
+        ref_sess = cand_sess if Path(reference) == Path(candidate) else create_session(reference, "cpu")
+        name = ref_sess.get_inputs()[0].name
+        max_diff = max_scored = scale = 0.0
+        for i in range(len(blob)):
+            single = ref_sess.run(None, {name: blob[i : i + 1]})
+            for ref, out in zip(single, batched, strict=True):
+                diff = np.abs(out[i].reshape(ref.shape).astype(np.float64) - ref)
+                max_diff = max(max_diff, float(diff.max()))
+                mask = _scored_mask(ref, ref_sess)
+                scored = diff if mask is None else diff[..., mask]
+                max_scored = max(max_scored, float(scored.max()) if scored.size else 0.0)
+                scale = max(scale, float(np.abs(ref).max()))
+        results.append(Comparison(max_diff, max_scored, scale))
+    return results
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -581,8 +590,8 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
     extra: dict[str, float] = {}
     try:
         onnx.save(model, str(tmp))
-        own = compare_batched(tmp, tmp, images)  # batching must change nothing, bit for bit or nearly
-        versus = compare_batched(source, tmp, images)  # fidelity to the upstream model at batch 1
+        # batching must change nothing (vs the same file at batch 1); fidelity to the upstream file at batch 1
+        own, versus = compare_many([tmp, source], tmp, images)
         limit = RELATIVE_TOLERANCE * max(own.output_scale, 1e-6)
         if not own.max_abs_diff <= limit:
             raise DeriveError(
@@ -601,7 +610,8 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
         record = DeriveRecord(
             source=relative_path, source_sha256=source_sha, derived=str(target.relative_to(out_dir)),
             derived_sha256=sha256_file(tmp), transformation=notes, transformation_version=TRANSFORMATION_VERSION,
-            precision=precision, tolerance=_tolerance_text(precision),
+            precision=precision if _source_is_dynamic_int8(source) else "unchanged (float graph)",
+            tolerance=_tolerance_text(precision),
             max_abs_diff=own.max_abs_diff, output_scale=own.output_scale,
             source_max_abs_diff=versus.max_abs_diff, source_max_abs_diff_scored=versus.max_abs_diff_scored,
             check_batch=len(images), check_images=images_note,
@@ -690,7 +700,7 @@ def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir:
         return found
     logger.info("no valid batch-capable %s version of %s yet; deriving it into %s", precision, relative_path, out_dir)
     try:
-        derive_model(source, relative_path, out_dir, precision=precision)
+        derive_model(source, relative_path, out_dir, *check_images(ON_LOAD_CHECK_IMAGES), precision=precision)
     except Exception as exc:  # noqa: BLE001 (any failure falls back to the working upstream file)
         logger.warning("could not derive a batch-capable %s (%s); using the batch-1 file, one image per call",
                        relative_path, exc)

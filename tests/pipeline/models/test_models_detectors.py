@@ -35,21 +35,19 @@ def test_vehicle_detector_finds_cars_in_dashcam_frames(model_set: ModelSet, dash
 
 @pytest.mark.timeout(120)
 def test_batched_detections_equal_one_by_one_and_the_batch1_fallback(
-    model_set: ModelSet, dashcam_frames: list[np.ndarray], model_dir: Path, derived: tuple[Path, Path, list[Path]]
+    model_set: ModelSet, dashcam_frames: list[np.ndarray], model_dir: Path
 ) -> None:
-    from pipeline.models.derive import derived_path
-
-    frames = dashcam_frames[:3]
-    rel = "yolo/yolov8n_int8.onnx"
-    kwargs = {"conf": 0.3, "device": "cpu", "classes": model_set.vehicles.classes}
-    int8 = YoloOnnxDetector(derived_path(rel, derived[0], "int8"), **kwargs).detect_batch(frames)
-    upstream = YoloOnnxDetector(model_dir / rel, **kwargs)  # fixed batch 1: run image by image
+    assert model_set.precision == "int8"  # derived int8 file: the upstream arithmetic, bit for bit
+    frames = dashcam_frames[1:3]
+    upstream = YoloOnnxDetector(model_dir / "yolo/yolov8n_int8.onnx", conf=0.3, device="cpu",
+                                classes=model_set.vehicles.classes)  # fixed batch 1: the fallback, image by image
     fallback = upstream.detect_batch(frames)
     batched = model_set.vehicles.detect_batch(frames)
-    for i, frame in enumerate(frames):
-        single = model_set.vehicles.detect_batch([frame])[0]
-        assert np.allclose(batched[i].xyxy, single.xyxy, atol=1e-3) and (batched[i].class_id == single.class_id).all()
-        assert np.array_equal(int8[i].xyxy, fallback[i].xyxy) and np.array_equal(int8[i].class_id, fallback[i].class_id)
+    singles = [model_set.vehicles.detect_batch([frame])[0] for frame in frames]
+    assert sum(len(d) for d in batched) >= 1
+    for i in range(len(frames)):
+        for other in (singles[i], fallback[i]):
+            assert np.array_equal(batched[i].xyxy, other.xyxy) and np.array_equal(batched[i].class_id, other.class_id)
 
 
 @pytest.mark.timeout(120)
