@@ -175,7 +175,7 @@ def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: st
             finally:
                 for item in items:
                     bus.release(item)
-            engine.tick()
+            engine.tick(lambda cam: bus.depth(cam) > 0)
             publisher.flush()
             if time.monotonic() >= next_export:
                 next_export = time.monotonic() + 2.0

@@ -403,12 +403,18 @@ class Engine:
         if len(self._trigger_times) > 10_000:
             self._trigger_times.clear()
 
-    def tick(self) -> None:
-        """Live runs: end tracks of cameras that stopped sending frames (wall clock), without a new batch."""
+    def tick(self, pending: Callable[[str], bool] | None = None) -> None:
+        """Live runs: end tracks of cameras that stopped sending frames (wall clock), without a new batch.
+
+        ``pending(camera_id)`` tells whether frames of that camera are still queued: such a camera is not silent,
+        the engine is just behind, and its tracks are ended by capture time when those frames are processed.
+        """
         if not self.live:
             return
         wall = time.time()
         for runtime in self.cameras.values():
+            if pending is not None and pending(runtime.camera.id):
+                continue
             silent_for = wall - runtime.last_arrival
             if runtime.last_arrival and silent_for > self.engine_config.track_lost_s:
                 self._expire_and_publish(runtime, runtime.last_capture + silent_for, measure_latency=False)

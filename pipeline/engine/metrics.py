@@ -164,7 +164,7 @@ class EngineMetrics:
         with self._lock:
             return list(self.event_latency_s)
 
-    def export_redis(self, client: Any, ttl_s: int = 30) -> bool:
+    def export_redis(self, client: Any, ttl_s: int = 300) -> bool:
         """Write :meth:`snapshot` to ``metrics:engine:<id>``; False (logged at debug) if Redis is unreachable."""
         data = {k: str(v) for k, v in self.snapshot().items()}
         key = metrics_key(self.engine_id)

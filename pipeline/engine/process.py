@@ -125,7 +125,7 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
             finally:
                 for item in batch:
                     frame_bus.release(item)
-            engine.tick()
+            engine.tick(lambda camera_id: _queued(frame_bus, camera_id) > 0)
             publisher.flush()
             now = time.monotonic()
             if now >= next_metrics:
@@ -143,6 +143,13 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
             logger.warning("engine stopping with %d events still spooled in %s; they are delivered on next start",
                            publisher.pending, publisher.spool.folder)
         logger.info("engine %s stopped", metrics.engine_id)
+
+
+def _queued(frame_bus: Any, camera_id: str) -> int:
+    try:
+        return int(frame_bus.depth(camera_id))
+    except (KeyError, ValueError):
+        return 0
 
 
 def _export_metrics(engine: Engine, publisher: SpooledPublisher, client: Any, frame_bus: Any,
