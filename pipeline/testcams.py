@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Self
+from typing import BinaryIO, Self
 
 from pipeline.settings import PROJECT_ROOT
 
@@ -456,35 +456,35 @@ class TestCameraServer:
                 conn.close()
 
 
-def _read_request(reader: object) -> tuple[str, str, dict[str, str]] | None:
+def _read_request(reader: BinaryIO) -> tuple[str, str, dict[str, str]] | None:
     """Read one RTSP request, skipping interleaved binary data ($) sent by the client (RTCP reports)."""
     while True:
-        first = reader.read(1)  # type: ignore[attr-defined]
+        first = reader.read(1)
         if not first:
             return None
         if first == b"$":
-            header = reader.read(3)  # type: ignore[attr-defined]
+            header = reader.read(3)
             if len(header) < 3:
                 return None
-            reader.read(int.from_bytes(header[1:3], "big"))  # type: ignore[attr-defined]
+            reader.read(int.from_bytes(header[1:3], "big"))
             continue
         if first in b"\r\n":
             continue
-        line = first + reader.readline(4096)  # type: ignore[attr-defined]
+        line = first + reader.readline(4096)
         break
     parts = line.decode("latin-1").strip().split()
     if len(parts) < 3:
         raise ValueError(f"bad RTSP request line {line[:80]!r}")
     headers: dict[str, str] = {}
     while True:
-        raw = reader.readline(4096)  # type: ignore[attr-defined]
+        raw = reader.readline(4096)
         if not raw or raw in (b"\r\n", b"\n"):
             break
         key, _, value = raw.decode("latin-1").partition(":")
         headers[key.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0") or 0)
     if length:
-        reader.read(length)  # type: ignore[attr-defined]
+        reader.read(length)
     return parts[0].upper(), parts[1], headers
 
 

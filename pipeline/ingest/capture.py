@@ -257,7 +257,7 @@ class CameraCapture:
 class _SessionLoop:
     """The select loop of one ffmpeg process (frames, stderr, progress, segment list, watchdog)."""
 
-    def __init__(self, owner: CameraCapture, proc: subprocess.Popen[bytes], progress_fd: int, list_fd: int | None):
+    def __init__(self, owner: CameraCapture, proc: subprocess.Popen[bytes], progress_fd: int, list_fd: int | None) -> None:
         self.o = owner
         self.proc = proc
         self.fds: dict[int, str] = {proc.stderr.fileno(): "stderr", progress_fd: "progress"}  # type: ignore[union-attr]
