@@ -41,14 +41,19 @@ class FaceHit:
     similarity: float
 
 
-def _matvec(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """``matrix @ query`` as float32, fast for a float16 matrix (torch's half GEMV, else float32 blocks)."""
-    if matrix.dtype == np.float32:
-        return matrix @ query
+def _load_torch():
+    """torch if it can be imported (its half-precision GEMV is fast on CPU), else None."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is in the venv
-        torch = None
+        return None
+    return torch
+
+
+def _matvec(matrix: np.ndarray, query: np.ndarray, torch=None) -> np.ndarray:
+    """``matrix @ query`` as float32, fast for a float16 matrix (torch's half GEMV, else float32 blocks)."""
+    if matrix.dtype == np.float32:
+        return matrix @ query
     if torch is not None:
         out = torch.mv(torch.from_numpy(matrix), torch.from_numpy(query.astype(matrix.dtype)))
         return out.numpy().astype(np.float32)
@@ -75,6 +80,7 @@ class FaceIndex:
         self.batch = batch
         self.dtype = np.dtype(dtype)
         self.rerank = rerank
+        self._torch = _load_torch() if self.dtype == np.float16 else None  # imported now, not in the first query
         self._scan = client.register_script(lua.FACE_SCAN)
         self._lock = threading.Lock()
         self._dim = 0
@@ -217,7 +223,7 @@ class FaceIndex:
             if q.size != self._dim:
                 raise ValueError(f"query embedding has size {q.size}, stored faces have {self._dim}")
             q = q / max(float(np.linalg.norm(q)), 1e-12)
-            sims = _matvec(self._matrix[:n], q)
+            sims = _matvec(self._matrix[:n], q, self._torch)
             approx = self.dtype != np.float32
             margin = 0.01 if approx else 0.0  # float16 rounding moves a unit-vector dot product by < 0.002
             mask = self._valid[:n] & (sims >= threshold - margin)

@@ -75,25 +75,44 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_BY_BYTES: dict[type[BaseModel], dict[bytes, tuple[str, str]]] = {
+    model: {name.encode(): (name, kind) for name, kind in kinds.items()} for model, kinds in _KINDS.items()
+}
+
+
 def decode(model: type[M], fields: dict[Any, Any]) -> M:
     """Decode flat stream fields (bytes or str keys/values) back into ``model``."""
+    by_bytes = _BY_BYTES[model]
     kinds = _KINDS[model]
     data: dict[str, Any] = {}
     for raw_key, raw_value in fields.items():
-        name = _text(raw_key)
-        kind = kinds.get(name)
-        if kind is None:
+        entry = by_bytes.get(raw_key) if type(raw_key) is bytes else (raw_key, kinds.get(raw_key))
+        if entry is None or entry[1] is None:
             continue
-        if model is FaceEvent and name == EMBEDDING_FIELD:
+        name, kind = entry
+        if kind == "str":
+            data[name] = raw_value.decode() if type(raw_value) is bytes else raw_value
+        elif kind == "optstr":
+            data[name] = (raw_value.decode() if type(raw_value) is bytes else raw_value) or None
+        elif model is FaceEvent and name == EMBEDDING_FIELD:
             buf = raw_value if isinstance(raw_value, bytes) else raw_value.encode("latin-1")
             data[name] = np.frombuffer(buf, dtype="<f4").tolist()
-        elif kind == "str":
-            data[name] = _text(raw_value)
-        elif kind == "optstr":
-            data[name] = _text(raw_value) or None
         else:
-            data[name] = json.loads(raw_value)
+            data[name] = _parse_json(raw_value.decode() if type(raw_value) is bytes else raw_value)
     return model.model_validate(data)
+
+
+def _parse_json(text: str) -> Any:
+    """JSON of one field; plain numbers (most fields) without going through the json module."""
+    if text and (text[0].isdigit() or text[0] == "-"):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+    return json.loads(text)
 
 
 def embedding_from_fields(fields: dict[Any, Any]) -> np.ndarray:
