@@ -28,7 +28,11 @@ const state = {
   alertListeners: new Set(),
   soundOn: localStorage.getItem("cctv.sound") !== "off",
   feed: null,
+  ackTimer: null,
 };
+
+/** How often acknowledgements made elsewhere (another operator's screen) are fetched. */
+const ACK_REFRESH_MS = 15_000;
 
 /** Context handed to every view. */
 const ctx = {
@@ -94,8 +98,26 @@ async function loadBacklog() {
   return items.length ? items[items.length - 1].id : "";
 }
 
+/**
+ * Acknowledgements of the alerts already shown, from the REST backlog (who, when, note): the live feed only
+ * carries new alerts, so an acknowledgement made on another screen reaches this wall this way. New alerts are left
+ * to the live feed (so they still flash and beep).
+ */
+async function refreshAcks() {
+  const data = await api(ROUTES.alerts, { query: { limit: 300 } });
+  let changed = false;
+  (Array.isArray(data) ? data : []).forEach((row) => {
+    const known = state.alerts.get(row.alert.alert_id);
+    if (known && row.ack && !known.ack) { known.ack = row.ack; changed = true; }
+  });
+  if (changed) notifyAlerts();
+}
+
 async function startFeed() {
   if (state.feed) state.feed.stop();
+  clearInterval(state.ackTimer);
+  state.ackTimer = setInterval(() => { refreshAcks().catch(() => { /* the feed shows the connection state */ }); },
+    ACK_REFRESH_MS);
   let newest = "";
   try {
     newest = await loadBacklog();
@@ -192,6 +214,8 @@ function showLogin(message) {
   state.user = null;
   if (state.feed) state.feed.stop();
   state.feed = null;
+  clearInterval(state.ackTimer);
+  state.ackTimer = null;
   if (state.cleanup) { try { state.cleanup(); } catch { /* view already gone */ } }
   state.cleanup = null;
   state.alerts.clear();

@@ -26,7 +26,11 @@ function alertCard(item, ctx, fresh) {
       a.score !== undefined && a.score !== null ? h("span", {}, t("alerts.score", { p: pct(a.score).replace("%", "") })) : null),
     a.reason ? h("p", { class: "alert-reason" }, `${t("common.reason")}: ${a.reason}`) : null,
     item.ack
-      ? h("p", { class: "alert-ack" }, `✔ ${t("alerts.acked", { by: item.ack.by || "" })}${item.ack.note ? ` — ${item.ack.note}` : ""}`)
+      ? h("div", { class: "alert-ack", dataset: { ackBy: item.ack.by || "", ackAt: item.ack.at || "" } },
+        h("span", {}, `✔ ${t("alerts.acked", { by: item.ack.by || "" })}`),
+        item.ack.at ? h("time", { class: "ack-time", datetime: new Date(item.ack.at * 1000).toISOString() },
+          ` · ${fmtTime(item.ack.at)}`) : null,
+        item.ack.note ? h("p", { class: "ack-note" }, `${t("alerts.ack_note_label")}: ${item.ack.note}`) : null)
       : h("button", { class: "btn btn-primary btn-small", type: "button", dataset: { action: "ack" },
         onclick: () => acknowledge(item, ctx) }, t("alerts.ack"))));
   return card;
@@ -42,7 +46,7 @@ async function acknowledge(item, ctx) {
     onSubmit: async () => api(ROUTES.alertAck(item.alert.alert_id), { method: "POST", body: { note: note.value.trim() } }),
   });
   if (!result) return;
-  const ack = result && result.by ? result : { by: ctx.user.username, note: note.value.trim() };
+  const ack = result && result.by ? result : { by: ctx.user.username, note: note.value.trim(), at: Date.now() / 1000 };
   ctx.updateAlert(item.alert.alert_id, { ack });
   toast(t("ok.acked"), "ok", 3000);
 }

@@ -3,7 +3,7 @@
 import { ROUTES, api, loadImage } from "../api.js";
 import { clear, errorBox, fmtAgo, fmtTime, h, num, pct } from "../dom.js";
 import { t } from "../i18n.js";
-import { authImg, cropUrl, itemsOf, listCameras, plateEventOf } from "./common.js";
+import { authImg, cropUrl, listCameras } from "./common.js";
 
 const REFRESH_MS = 3000;
 
@@ -106,38 +106,78 @@ async function renderGrid(container) {
   return () => clearInterval(timer);
 }
 
-async function recentEvents(cameraId, kind) {
-  const data = await api(ROUTES.cameraEvents(cameraId), { query: { kind, limit: 20 } });
-  return itemsOf(data, kind === "plate" ? "plates" : "faces");
+const EVENTS_PAGE = 20;
+const VEHICLES = ["car", "motorcycle", "bus", "truck"];
+
+/** One page of a camera's recent events (newest first) from GET /api/cameras/{id}/events. */
+async function recentEvents(cameraId, kind, before) {
+  return api(ROUTES.cameraEvents(cameraId), { query: { kind, limit: EVENTS_PAGE, before } });
 }
 
-function eventsError(err) {
-  // FastAPI answers an unknown route with 404 "Not Found": the server has no per-camera event list yet.
-  if (err.status === 404 && err.detail === "Not Found") return h("div", { class: "empty" }, t("err.not_available"));
-  return errorBox(err);
+function plateRow(e) {
+  return h("tr", { class: "clickable", dataset: { eventId: e.event_id, plate: e.plate_text },
+    onclick: () => { location.hash = `#/plates?q=${encodeURIComponent(e.plate_text)}`; } },
+  h("td", {}, authImg(cropUrl(e), { class: "crop-thumb", alt: e.plate_text })),
+  h("td", { class: "plate-text" }, e.plate_text || "?"),
+  h("td", {}, e.province || "–"),
+  h("td", {}, VEHICLES.includes(e.vehicle_class) ? t(`cameras.vehicle.${e.vehicle_class}`) : e.vehicle_class || "–"),
+  h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)));
 }
 
-function plateRows(events) {
-  if (!events.length) return h("div", { class: "empty" }, t("common.none"));
+function plateTable() {
   return h("div", { class: "table-wrap" }, h("table", { id: "camera-plates" },
-    h("thead", {}, h("tr", {}, h("th", {}, t("plates.col.crop")), h("th", {}, t("plates.col.plate")),
-      h("th", {}, t("common.time")), h("th", {}, t("common.confidence")))),
-    h("tbody", {}, events.map((ev) => {
-      const e = plateEventOf(ev);
-      return h("tr", { class: "clickable", onclick: () => { location.hash = `#/plates?q=${encodeURIComponent(e.plate_text)}`; } },
-        h("td", {}, authImg(cropUrl(e), { class: "crop-thumb" })),
-        h("td", { class: "plate-text" }, e.plate_text || "?"),
-        h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)));
-    }))));
+    h("thead", {}, h("tr", {}, [t("plates.col.crop"), t("plates.col.plate"), t("common.province"),
+      t("cameras.col.vehicle"), t("common.time"), t("common.confidence")].map((c) => h("th", {}, c)))),
+    h("tbody", {})));
 }
 
-function faceRows(events) {
-  if (!events.length) return h("div", { class: "empty" }, t("common.none"));
-  return h("div", { class: "face-results", id: "camera-faces" }, events.map((ev) => {
-    const e = ev.event || ev;
-    return h("div", { class: "face-card" }, authImg(cropUrl(e), { class: "face-thumb" }),
-      h("div", {}, h("div", {}, fmtTime(e.frame_time)), h("div", { class: "muted" }, `Q ${pct(e.quality)}`)));
-  }));
+function faceCard(e) {
+  return h("div", { class: "face-card", dataset: { eventId: e.event_id } },
+    authImg(cropUrl(e), { class: "face-thumb" }),
+    h("div", {}, h("div", {}, fmtTime(e.frame_time)),
+      h("div", { class: "muted" }, `${t("cameras.face_quality")} ${pct(e.quality)}`)));
+}
+
+/**
+ * A list of a camera's recent events of one kind, with "older events" paging (the server scans a bounded number of
+ * stored events per request and says where to continue).
+ */
+function eventList(cameraId, kind) {
+  const box = h("div", { class: "camera-events", dataset: { kind } }, h("p", { class: "muted" }, t("common.loading")));
+  let before = null;
+  const load = async (more) => {
+    const data = await recentEvents(cameraId, kind, more ? before : undefined);
+    before = data.next_before;
+    const items = data.items || [];
+    let holder = box.querySelector(kind === "plate" ? "#camera-plates tbody" : "#camera-faces");
+    if (!more || !holder) {
+      const body = kind === "plate" ? plateTable() : h("div", { class: "face-results", id: "camera-faces" });
+      clear(box, body);
+      holder = kind === "plate" ? body.querySelector("tbody") : body;
+    }
+    holder.append(...items.map((e) => (kind === "plate" ? plateRow(e) : faceCard(e))));
+    box.querySelector(".events-more")?.remove();
+    box.querySelector(".events-note")?.remove();
+    if (!holder.children.length && !before) box.prepend(h("div", { class: "empty events-note" }, t("common.none")));
+    else if (data.capped) {
+      box.append(h("p", { class: "muted events-note" }, t("cameras.scan_capped", { n: data.scan_cap })));
+    }
+    if (before) {
+      box.append(h("button", { type: "button", class: "btn btn-secondary btn-small events-more",
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try { await load(true); } catch (err) { box.append(errorBox(err)); event.target.disabled = false; }
+        } }, t("cameras.older")));
+    }
+  };
+  /** Reload the newest page, unless the user has paged back (then the list is left as it is). */
+  const refresh = async () => {
+    const paged = box.querySelectorAll(kind === "plate" ? "#camera-plates tbody tr" : "#camera-faces .face-card").length
+      > EVENTS_PAGE;
+    if (paged) return;
+    try { await load(false); } catch (err) { clear(box, errorBox(err)); }
+  };
+  return { box, refresh };
 }
 
 async function renderDetail(container, ctx, cameraId) {
@@ -150,8 +190,8 @@ async function renderDetail(container, ctx, cameraId) {
   }
   const img = snapshotBox(cam, "camera-detail-snapshot");
   const stats = h("div", { class: "panel", id: "camera-health" });
-  const plates = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
-  const faces = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
+  const plates = eventList(cameraId, "plate");
+  const faces = ctx.can("faces") ? eventList(cameraId, "face") : null;
   const paintHealth = (c) => {
     const hl = health(c);
     clear(stats, h("div", { class: "row" }, h("h2", {}, c.name), statusBadge(hl.status)),
@@ -166,15 +206,11 @@ async function renderDetail(container, ctx, cameraId) {
     h("div", { class: "view-head" }, h("a", { class: "btn btn-secondary", href: "#/cameras" }, `← ${t("common.back")}`),
       h("h1", {}, cam.name)),
     h("div", { class: "camera-detail" }, h("div", {}, img), stats),
-    h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_plates")), plates),
-    ctx.can("faces") ? h("div", { class: "panel" }, h("h2", {}, t("cameras.recent_faces")), faces) : null);
+    h("div", { class: "panel", id: "camera-recent-plates" }, h("h2", {}, t("cameras.recent_plates")), plates.box),
+    faces ? h("div", { class: "panel", id: "camera-recent-faces" }, h("h2", {}, t("cameras.recent_faces")), faces.box)
+      : null);
   paintHealth(cam);
-  const loadEvents = async () => {
-    try { clear(plates, plateRows(await recentEvents(cameraId, "plate"))); } catch (err) { clear(plates, eventsError(err)); }
-    if (ctx.can("faces")) {
-      try { clear(faces, faceRows(await recentEvents(cameraId, "face"))); } catch (err) { clear(faces, eventsError(err)); }
-    }
-  };
+  const loadEvents = () => Promise.all([plates.refresh(), faces?.refresh()]);
   loadEvents();
   const timer = setInterval(async () => {
     try {

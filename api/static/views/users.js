@@ -1,11 +1,30 @@
-// Users (admin): list, create and remove accounts and set their role.
+// Users (admin): list, create and remove accounts; change a user's role and the cameras they may see.
 
 import { ROUTES, api } from "../api.js";
 import { attempt, clear, dialog, errorBox, field, h, toast } from "../dom.js";
 import { t } from "../i18n.js";
-import { itemsOf } from "./common.js";
+import { cameraName, itemsOf, listCameras } from "./common.js";
 
 const ROLES = ["operator", "investigator", "admin"];
+
+/** Role select and camera choice ("all cameras" or the ticked ones) of a user; `values()` gives the API fields. */
+function accessFields(user, cameras) {
+  const role = h("select", { name: "role", id: "user-role" }, ROLES.map((r) =>
+    h("option", { value: r, selected: user?.role === r }, t(`role.${r}`))));
+  const all = h("input", { type: "checkbox", name: "all_cameras", id: "user-all-cameras", checked: !user?.cameras });
+  const chosen = new Set(user?.cameras || []);
+  const boxes = cameras.map((c) => h("input", { type: "checkbox", name: "cameras", value: c.id, checked: chosen.has(c.id),
+    disabled: !user?.cameras }));
+  all.addEventListener("change", () => boxes.forEach((b) => { b.disabled = all.checked; }));
+  const list = h("div", { class: "check-list", id: "user-cameras" },
+    cameras.map((c, i) => h("label", { class: "check" }, boxes[i], c.name)));
+  return {
+    fields: [field("users.role", role), h("label", { class: "check field" }, all, t("common.all_cameras")),
+      field("common.cameras", list, t("users.cameras_hint"))],
+    values: () => (all.checked ? { role: role.value, all_cameras: true }
+      : { role: role.value, cameras: boxes.filter((b) => b.checked).map((b) => b.value) }),
+  };
+}
 
 export const usersView = {
   id: "users",
@@ -13,6 +32,15 @@ export const usersView = {
   navKey: "nav.users",
   async render(container, ctx) {
     const box = h("div", { class: "panel", id: "user-list" });
+    let cameras = [];
+    try { cameras = await listCameras(); } catch { cameras = []; }
+    const edit = async (u) => {
+      const access = accessFields(u, cameras);
+      const ok = await dialog(`${t("users.edit")}: ${u.username}`, access.fields, {
+        onSubmit: () => api(ROUTES.user(u.username), { method: "PATCH", body: access.values() }),
+      });
+      if (ok) { toast(t("ok.saved"), "ok", 3000); load(); }
+    };
     const load = async () => {
       try {
         const users = itemsOf(await api(ROUTES.users), "users");
@@ -21,13 +49,17 @@ export const usersView = {
           h("thead", {}, h("tr", {}, [t("login.username"), t("users.role"), t("common.cameras"), ""].map((c) => h("th", {}, c)))),
           h("tbody", {}, users.map((u) => h("tr", { dataset: { username: u.username } },
             h("td", {}, u.username), h("td", {}, t(`role.${u.role}`)),
-            h("td", {}, u.cameras ? u.cameras.join(", ") : t("common.all_cameras")),
-            h("td", {}, u.username === ctx.user.username ? null : h("button", { class: "btn btn-small btn-danger", type: "button",
-              onclick: async () => {
-                if (!window.confirm(t("common.confirm_delete", { name: u.username }))) return;
-                if (await attempt(() => api(ROUTES.user(u.username), { method: "DELETE" }).then(() => true),
-                  { okMessage: t("ok.removed") })) load();
-              } }, t("common.delete")))))))));
+            h("td", { class: "user-cameras" }, u.cameras
+              ? (u.cameras.length ? u.cameras.map(cameraName).join(", ") : t("users.no_cameras")) : t("common.all_cameras")),
+            h("td", { class: "row" },
+              h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "edit" },
+                onclick: () => edit(u) }, t("common.edit")),
+              u.username === ctx.user.username ? null : h("button", { class: "btn btn-small btn-danger", type: "button",
+                onclick: async () => {
+                  if (!window.confirm(t("common.confirm_delete", { name: u.username }))) return;
+                  if (await attempt(() => api(ROUTES.user(u.username), { method: "DELETE" }).then(() => true),
+                    { okMessage: t("ok.removed") })) load();
+                } }, t("common.delete")))))))));
       } catch (err) {
         clear(box, errorBox(err));
       }
@@ -35,16 +67,19 @@ export const usersView = {
     const create = async () => {
       const username = h("input", { name: "username", required: true, autocomplete: "off" });
       const password = h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" });
-      const role = h("select", { name: "role" }, ROLES.map((r) => h("option", { value: r }, t(`role.${r}`))));
+      const access = accessFields(null, cameras);
       const ok = await dialog(t("users.new"), [field("login.username", username),
-        field("login.password", password, t("users.password_hint")), field("users.role", role)], {
-        onSubmit: () => api(ROUTES.users, { method: "POST", body: { username: username.value.trim(),
-          password: password.value, role: role.value } }),
+        field("login.password", password, t("users.password_hint")), ...access.fields], {
+        onSubmit: () => {
+          const { role, cameras: limit } = access.values();
+          return api(ROUTES.users, { method: "POST", body: { username: username.value.trim(), password: password.value,
+            role, cameras: limit ?? null } });
+        },
       });
       if (ok) { toast(t("ok.saved"), "ok", 3000); load(); }
     };
     clear(container, h("div", { class: "view-head" }, h("h1", {}, t("users.title")),
-      h("button", { class: "btn btn-primary", type: "button", onclick: create }, `+ ${t("users.new")}`)), box);
+      h("button", { class: "btn btn-primary", type: "button", id: "user-new", onclick: create }, `+ ${t("users.new")}`)), box);
     await load();
     return null;
   },

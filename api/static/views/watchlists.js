@@ -1,9 +1,11 @@
 // Watchlists (admin): plate and person lists; add, edit and remove entries (persons with photos); see matches.
 
 import { ROUTES, api } from "../api.js";
-import { attempt, clear, dialog, errorBox, field, fmtTime, h, pct, severityBadge, severitySelect, toast } from "../dom.js";
+import {
+  attempt, clear, dialog, errorBox, field, fmtTime, fromLocalInput, h, pct, severityBadge, severitySelect, toLocalInput, toast,
+} from "../dom.js";
 import { t } from "../i18n.js";
-import { authImg, cameraName, cropUrl, itemsOf } from "./common.js";
+import { authImg, cameraName, cropUrl, itemsOf, listCameras } from "./common.js";
 
 function entryLabel(entry, persons) {
   if (entry.plate) return entry.plate;
@@ -11,40 +13,70 @@ function entryLabel(entry, persons) {
   return entry.name || (person && person.name) || entry.person_id;
 }
 
-async function plateDialog(list, entry) {
-  const plate = h("input", { name: "plate", required: true, value: entry?.plate || "", class: "plate-text", id: "wl-plate" });
-  const fuzzy = h("input", { type: "checkbox", name: "fuzzy", checked: Boolean(entry?.fuzzy) });
-  const reason = h("input", { name: "reason", value: entry?.reason || "", id: "wl-reason" });
+/** Inputs shared by plate and person entries: reason, severity, expiry and cameras (none ticked = every camera). */
+function entryFields(entry, cameras) {
+  const reason = h("input", { name: "reason", value: entry?.reason || "", id: "wl-reason", maxlength: 500 });
   const severity = severitySelect(entry?.severity || "high");
   severity.id = "wl-severity";
-  return dialog(entry ? t("common.edit") : t("watchlists.add_plate"), [
+  const expires = h("input", { type: "datetime-local", name: "expires_at", id: "wl-expires", step: 1,
+    value: entry?.expires_at ? toLocalInput(entry.expires_at) : "" });
+  const chosen = new Set(entry?.cameras || []);
+  const boxes = cameras.map((c) => h("input", { type: "checkbox", name: "cameras", value: c.id, checked: chosen.has(c.id) }));
+  const cameraBox = h("div", { class: "check-list", id: "wl-cameras" },
+    cameras.map((c, i) => h("label", { class: "check" }, boxes[i], c.name)));
+  const fields = [field("common.reason", reason), field("common.severity", severity),
+    field("watchlists.expires", expires, t("watchlists.expires_hint")),
+    field("common.cameras", cameraBox, t("watchlists.cameras_hint"))];
+  const values = () => {
+    const ticked = boxes.filter((b) => b.checked).map((b) => b.value);
+    return { reason: reason.value.trim(), severity: severity.value, expires_at: fromLocalInput(expires.value),
+      cameras: ticked.length ? ticked : null };
+  };
+  return { fields, values };
+}
+
+/** Only the fields whose value differs from the entry's (what a PATCH sends). */
+function changed(entry, body) {
+  const same = (a, b) => (typeof a === "number" && typeof b === "number" ? Math.abs(a - b) < 1e-6
+    : JSON.stringify(a ?? null) === JSON.stringify(b ?? null));
+  return Object.fromEntries(Object.entries(body).filter(([key, value]) => !same(entry[key], value)));
+}
+
+async function plateDialog(list, entry, cameras) {
+  const plate = h("input", { name: "plate", required: true, value: entry?.plate || "", class: "plate-text", id: "wl-plate" });
+  const fuzzy = h("input", { type: "checkbox", name: "fuzzy", checked: Boolean(entry?.fuzzy), id: "wl-fuzzy" });
+  const distance = h("input", { type: "number", name: "max_distance", min: 0, max: 1.9, step: 0.1, id: "wl-distance",
+    value: entry?.max_distance ?? 1.0 });
+  const common = entryFields(entry, cameras);
+  return dialog(entry ? t("watchlists.edit_plate") : t("watchlists.add_plate"), [
     field("watchlists.plate", plate), h("label", { class: "check field" }, fuzzy, t("watchlists.fuzzy")),
-    field("common.reason", reason), field("common.severity", severity)], {
+    field("watchlists.max_distance", distance), ...common.fields], {
     onSubmit: async () => {
-      const body = { plate: plate.value.trim(), fuzzy: fuzzy.checked, reason: reason.value.trim(), severity: severity.value };
-      // The API has no entry update: an edit adds the new entry, then removes the old one (never the reverse,
-      // so a failure cannot drop the plate from the list).
-      const saved = await api(ROUTES.watchlistPlates(list.id), { method: "POST", body });
-      if (entry && saved.entry_id !== entry.entry_id) {
-        await api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "DELETE" });
-      }
-      return saved;
+      const body = { plate: plate.value.trim(), fuzzy: fuzzy.checked, max_distance: Number(distance.value),
+        ...common.values() };
+      if (!entry) return api(ROUTES.watchlistPlates(list.id), { method: "POST", body });
+      // The entry is changed in place (same id, so its past matches stay linked to it).
+      const patch = changed(entry, body);
+      // the expiry input has whole seconds: an unchanged expiry with a fraction is not a change
+      if (entry.expires_at && body.expires_at && Math.abs(entry.expires_at - body.expires_at) < 1) delete patch.expires_at;
+      if (patch.plate && patch.plate.replace(/\s/g, "") === entry.plate) delete patch.plate;
+      if (!Object.keys(patch).length) return entry;
+      return api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PATCH", body: patch });
     },
   });
 }
 
-async function personDialog(list, entry, persons) {
+async function personDialog(list, entry, persons, cameras) {
   const person = entry ? persons.get(entry.person_id) : null;
   const name = h("input", { name: "name", required: true, value: person?.name || entry?.name || "", id: "wl-person-name" });
   const photos = h("input", { type: "file", name: "photos", multiple: true, accept: "image/jpeg,image/png", id: "wl-photos",
     required: !entry });
-  const reason = h("input", { name: "reason", value: entry?.reason || "" });
-  const severity = severitySelect(entry?.severity || "high");
   const threshold = h("input", { type: "number", name: "threshold", min: 0.2, max: 0.95, step: 0.01,
     value: entry?.threshold ?? 0.45 });
-  return dialog(entry ? t("common.edit") : t("watchlists.add_person"), [
-    field("common.name", name), field("watchlists.photos", photos), field("common.reason", reason),
-    field("common.severity", severity), field("watchlists.threshold", threshold)], {
+  const common = entryFields(entry, cameras);
+  return dialog(entry ? t("watchlists.edit_person") : t("watchlists.add_person"), [
+    field("common.name", name), field("watchlists.photos", photos), field("watchlists.threshold", threshold),
+    ...common.fields], {
     onSubmit: async () => {
       let personId = entry?.person_id;
       const photoForm = () => {
@@ -62,30 +94,42 @@ async function personDialog(list, entry, persons) {
         }
         if (photos.files.length) await api(ROUTES.personPhotos(personId), { method: "PUT", body: photoForm() });
       }
-      const body = { person_id: personId, reason: reason.value.trim(), severity: severity.value,
-        threshold: Number(threshold.value) };
-      // A person entry's id is the person id, so posting it again replaces the entry in place.
-      return api(ROUTES.watchlistPersons(list.id), { method: "POST", body });
+      const body = { threshold: Number(threshold.value), ...common.values() };
+      if (!entry) return api(ROUTES.watchlistPersons(list.id), { method: "POST", body: { person_id: personId, ...body } });
+      const patch = changed(entry, body);
+      if (!Object.keys(patch).length) return entry;
+      return api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PATCH", body: patch });
     },
   });
 }
 
-async function showMatches(entry, label) {
-  const box = h("div", {}, h("p", { class: "muted" }, t("common.loading")));
+async function showMatches(list, entry, label) {
+  const box = h("div", { id: "wl-matches" }, h("p", { class: "muted" }, t("common.loading")));
   const pending = dialog(`${t("watchlists.matches")}: ${label}`, box, { submitLabel: t("common.close") });
   try {
-    // GET /api/alerts has no entry filter yet: read the latest 1000 alerts and keep this entry's.
-    const data = await api(ROUTES.alerts, { query: { limit: 1000 } });
-    const rows = itemsOf(data, "alerts").map((r) => r.alert || r).filter((a) => a.entry_id === entry.entry_id)
+    // The server reads a bounded number of the newest alerts for this filter and says whether it read them all.
+    const response = await api(ROUTES.alerts, { query: { entry_id: entry.entry_id, watchlist_id: list.id, limit: 200 },
+      raw: true });
+    const rows = (await response.json()).map((r) => ({ ...r.alert, ack: r.ack }))
       .sort((a, b) => b.created_at - a.created_at);
-    clear(box, rows.length ? h("table", { class: "matches" }, h("tbody", {}, rows.map((a) => h("tr", {},
-      h("td", {}, authImg(cropUrl(a), { class: "crop-thumb" })), h("td", {}, cameraName(a.camera_id)),
-      h("td", {}, fmtTime(a.created_at)), h("td", {}, pct(a.score))))))
-      : h("div", { class: "empty" }, t("watchlists.no_matches")));
+    const complete = response.headers.get("X-Alerts-Scan-Complete") !== "false";
+    clear(box, rows.length ? h("table", { class: "matches" }, h("tbody", {}, rows.map((a) => h("tr", { dataset: { alertId: a.alert_id } },
+      h("td", {}, authImg(cropUrl(a), { class: "crop-thumb" })), h("td", {}, a.label || ""),
+      h("td", {}, cameraName(a.camera_id)), h("td", {}, fmtTime(a.created_at)), h("td", {}, pct(a.score)),
+      h("td", {}, a.ack ? `✔ ${a.ack.by}` : "")))))
+      : h("div", { class: "empty" }, t("watchlists.no_matches")),
+    complete ? null : h("p", { class: "muted" }, t("watchlists.matches_partial", {
+      n: response.headers.get("X-Alerts-Scanned") || "?" })));
   } catch (err) {
     clear(box, errorBox(err));
   }
   await pending;
+}
+
+function expiryText(entry) {
+  if (!entry.expires_at) return t("watchlists.never");
+  return entry.expires_at * 1000 < Date.now() ? `${t("watchlists.expired")} ${fmtTime(entry.expires_at)}`
+    : fmtTime(entry.expires_at);
 }
 
 export const watchlistsView = {
@@ -100,6 +144,7 @@ export const watchlistsView = {
     h("div", { class: "split" }, side, main));
     let lists = [];
     let persons = new Map();
+    let cameras = [];
     let selected = args[0] || null;
 
     const loadPersons = async () => {
@@ -123,9 +168,9 @@ export const watchlistsView = {
       try {
         const entries = itemsOf(await api(ROUTES.watchlistEntries(list.id)), "entries");
         const add = list.kind === "plate"
-          ? () => plateDialog(list).then((ok) => ok && (toast(t("ok.saved"), "ok", 3000), paintMain()))
-          : () => personDialog(list, null, persons).then(async (ok) => ok && (toast(t("ok.saved"), "ok", 3000), await loadPersons(), paintMain()));
-        const edit = (entry) => (list.kind === "plate" ? plateDialog(list, entry) : personDialog(list, entry, persons))
+          ? () => plateDialog(list, null, cameras).then((ok) => ok && (toast(t("ok.saved"), "ok", 3000), paintMain()))
+          : () => personDialog(list, null, persons, cameras).then(async (ok) => ok && (toast(t("ok.saved"), "ok", 3000), await loadPersons(), paintMain()));
+        const edit = (entry) => (list.kind === "plate" ? plateDialog(list, entry, cameras) : personDialog(list, entry, persons, cameras))
           .then(async (ok) => { if (ok) { toast(t("ok.saved"), "ok", 3000); await loadPersons(); paintMain(); } });
         const remove = async (entry) => {
           if (!window.confirm(t("common.confirm_delete", { name: entryLabel(entry, persons) }))) return;
@@ -145,15 +190,19 @@ export const watchlistsView = {
             } }, t("common.delete"))),
           list.description ? h("p", { class: "muted" }, list.description) : null,
           entries.length ? h("div", { class: "table-wrap" }, h("table", { id: "wl-entries" },
-            h("thead", {}, h("tr", {}, [t("watchlists.entries"), t("common.reason"), t("common.severity"), ""].map((c) => h("th", {}, c)))),
+            h("thead", {}, h("tr", {}, [t("watchlists.entries"), t("common.reason"), t("common.severity"),
+              t("watchlists.expires"), t("common.cameras"), ""].map((c) => h("th", {}, c)))),
             h("tbody", {}, entries.map((entry) => h("tr", { dataset: { entryId: entry.entry_id } },
               h("td", { class: list.kind === "plate" ? "plate-text" : "" }, entryLabel(entry, persons),
                 entry.fuzzy ? h("span", { class: "muted" }, " ≈") : null),
-              h("td", {}, entry.reason || "–"), h("td", {}, severityBadge(entry.severity)),
+              h("td", { class: "entry-reason" }, entry.reason || "–"), h("td", {}, severityBadge(entry.severity)),
+              h("td", { class: "entry-expires" }, expiryText(entry)),
+              h("td", { class: "entry-cameras" }, entry.cameras ? entry.cameras.map(cameraName).join(", ") : t("common.all_cameras")),
               h("td", { class: "row" },
-                h("button", { class: "btn btn-small btn-secondary", type: "button",
-                  onclick: () => showMatches(entry, entryLabel(entry, persons)) }, t("watchlists.matches")),
-                h("button", { class: "btn btn-small btn-secondary", type: "button", onclick: () => edit(entry) }, t("common.edit")),
+                h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "matches" },
+                  onclick: () => showMatches(list, entry, entryLabel(entry, persons)) }, t("watchlists.matches")),
+                h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "edit" },
+                  onclick: () => edit(entry) }, t("common.edit")),
                 h("button", { class: "btn btn-small btn-danger", type: "button", onclick: () => remove(entry) }, t("common.delete"))))))))
             : h("div", { class: "empty" }, t("watchlists.entries_empty")));
       } catch (err) {
@@ -185,6 +234,7 @@ export const watchlistsView = {
       if (created) { selected = created.id || selected; toast(t("ok.saved"), "ok", 3000); await load(); }
     };
 
+    try { cameras = await listCameras(); } catch { cameras = []; }
     await loadPersons();
     await load();
     return null;

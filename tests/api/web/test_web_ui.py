@@ -402,6 +402,9 @@ def test_live_alert_appears_beeps_and_is_acknowledged(browser, server, web_data)
         f'.alert-card[data-alert-id="{alert.alert_id}"]'), message="the alert card never showed the ack")
     ack = json.loads(server.client.hget("alerts:acks", alert.alert_id))
     assert ack["by"] == "op" and ack["note"] == "Patrol 12 informed"
+    acked = css(browser, f'.alert-card[data-alert-id="{alert.alert_id}"] .alert-ack')[0]
+    assert "Acknowledged by op" in acked.text and "Patrol 12 informed" in acked.text
+    assert css(browser, f'.alert-card[data-alert-id="{alert.alert_id}"] .alert-ack .ack-time')
     shot(browser, "03_alert_acknowledged")
 
 
@@ -531,17 +534,24 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
 
 def test_evidence_download_matches_sha(browser, server, web_data):
     """The downloaded clip's SHA-256 equals the one the page shows."""
-    item = start_export(browser, server, web_data)
-    sha = item.find_element("css selector", ".sha256").text.strip()
-    item.find_element("css selector", "button.download").click()
+    job_id = start_export(browser, server, web_data).get_attribute("data-export-id")
+    # the export list repaints while jobs progress: look the finished item up afresh for each step
+    done = f'#export-list .export-item[data-export-id="{job_id}"][data-status="done"]'
+    sha = wait_until(browser, lambda d: d.find_element("css selector", f"{done} .sha256").text.strip(),
+                     message="no SHA-256 shown for the finished export")
+    wait_until(browser, lambda d: d.find_element("css selector", f"{done} button.download").click() or True,
+               message="could not click the download button")
     clip = wait_until(browser, lambda d: next(iter(d.downloads.glob("*.mp4")), None), timeout=20,
                       message="no clip was downloaded")
     wait_until(browser, lambda d: not list(d.downloads.glob("*.crdownload")), timeout=30)
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == sha
 
 
-def test_watchlists_as_admin(browser, server):
-    """An admin creates a plate watchlist and adds a plate with a reason; the entry is listed normalised."""
+def test_watchlists_as_admin(browser, server, web_data):
+    """An admin creates a plate watchlist and adds a plate with a reason; the entry is listed normalised, is edited
+    in place (plate, reason, severity, camera) and lists the alerts raised for it."""
+    from selenium.webdriver.support.ui import Select
+
     login(browser, server, "boss")
     wait(browser, "#nav a")
     browser.get(server.url + "/#/watchlists")
@@ -555,9 +565,75 @@ def test_watchlists_as_admin(browser, server):
     row = wait(browser, "#wl-entries tbody tr")
     assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text
     shot(browser, "11_watchlists")
+    entry_id = row.get_attribute("data-entry-id")
+
+    # edit in place: a corrected plate, a new reason, severity and one camera (PATCH keeps the entry id)
+    row.find_element("css selector", '[data-action="edit"]').click()
+    plate = wait(browser, "#wl-plate")
+    plate.clear()
+    plate.send_keys("1กอ 5181")
+    reason = css(browser, "#wl-reason")[0]
+    reason.clear()
+    reason.send_keys("Robbery 2567/120")
+    Select(css(browser, "#wl-severity")[0]).select_by_value("critical")
+    css(browser, f'#wl-cameras input[value="{PLATE_CAMS[1]}"]')[0].click()
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait_until(browser, lambda d: "Robbery 2567/120" in d.find_element(
+        "css selector", f'#wl-entries tr[data-entry-id="{entry_id}"]').text, message="the edited entry was not shown")
+    row = css(browser, f'#wl-entries tr[data-entry-id="{entry_id}"]')[0]
+    assert "1กอ5181" in row.text and "Critical" in row.text and "Bangkok night traffic B" in row.text
+    assert len(css(browser, "#wl-entries tbody tr")) == 1
+    wid = css(browser, "#watchlist-list button.active")[0].get_attribute("data-watchlist-id")
+    from pipeline.store import WatchlistStore
+
+    [stored] = WatchlistStore(server.client).list_entries(wid)
+    assert (stored["entry_id"], stored["plate"], stored["severity"], stored["cameras"]) == (
+        entry_id, "1กอ5181", "critical", [PLATE_CAMS[1]])
+    shot(browser, "11b_watchlist_entry_edited")
+
+    # the entry's matches come from the alert list filtered to it
+    from pipeline.events import Alert
+    from pipeline.store import EventStore
+
+    hilux = web_data.plate_events[2]
+    hit = Alert(kind="plate", watchlist_id=wid, entry_id=entry_id, event_id=hilux.event_id, camera_id=hilux.camera_id,
+                reason="Robbery 2567/120", severity="critical", label=hilux.plate_text, crop_path=hilux.crop_path)
+    other = Alert(kind="plate", watchlist_id=wid, entry_id="another-entry", event_id=hilux.event_id,
+                  camera_id=hilux.camera_id, label="X")
+    store = EventStore(server.client)
+    assert store.publish_alert(hit) and store.publish_alert(other)
+    row.find_element("css selector", '[data-action="matches"]').click()
+    wait(browser, f'#wl-matches tr[data-alert-id="{hit.alert_id}"]')
+    assert len(css(browser, "#wl-matches tr")) == 1
+    wait_until(browser, lambda d: image_loaded(d, "#wl-matches img"), message="match crop did not load")
+    shot(browser, "11c_watchlist_matches")
+    css(browser, 'dialog [data-role="submit"]')[0].click()
 
 
-def test_camera_grid_health_refreshes_live(browser, server):
+def test_admin_edits_role_and_cameras_of_a_user(browser, server):
+    """The users screen changes a user's role and limits them to one camera."""
+    from selenium.webdriver.support.ui import Select
+
+    from api.store import ApiStore
+
+    ApiStore(server.client, scrypt_n=2**10).put_user("guard", "operator", PASSWORD)
+    login(browser, server, "boss")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/users")
+    wait(browser, '#user-list tr[data-username="guard"] [data-action="edit"]').click()
+    Select(wait(browser, "#user-role")).select_by_value("investigator")
+    css(browser, "#user-all-cameras")[0].click()
+    css(browser, f'#user-cameras input[value="{FACE_CAM}"]')[0].click()
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait_until(browser, lambda d: "Covered walkway" in d.find_element(
+        "css selector", '#user-list tr[data-username="guard"] .user-cameras').text, message="camera limit not shown")
+    assert "Investigator" in css(browser, '#user-list tr[data-username="guard"]')[0].text
+    record = ApiStore(server.client).get_user("guard")
+    assert (record["role"], record["cameras"]) == ("investigator", [FACE_CAM])
+    shot(browser, "11d_user_edited")
+
+
+def test_camera_grid_health_refreshes_live(browser, server, web_data):
     """The grid shows each camera's health as the capture workers report it, and follows changes live."""
     from pipeline.ingest.health import write_camera_health
 
@@ -583,6 +659,28 @@ def test_camera_grid_health_refreshes_live(browser, server):
     panel = wait(browser, "#camera-health")
     assert "Bangkok night traffic A" in panel.text and "29" in panel.text
     shot(browser, "12b_camera_page")
+    # recent plate events of this camera, newest stored first, with their crops; an operator has no face list
+    expected = [e.event_id for e in reversed(web_data.plate_events) if e.camera_id == PLATE_CAMS[0]]
+    wait(browser, "#camera-plates tbody tr")
+    assert [r.get_attribute("data-event-id") for r in css(browser, "#camera-plates tbody tr")] == expected
+    wait_until(browser, lambda d: image_loaded(d, "#camera-plates img"), message="camera event crops did not load")
+    assert not css(browser, "#camera-recent-faces")
+    browser.execute_script("document.getElementById('camera-recent-plates').scrollIntoView()")
+    shot(browser, "12c_camera_recent_plates")
+
+
+def test_camera_page_recent_faces_for_investigator(browser, server, web_data):
+    """An investigator's camera page lists the camera's recent face events with their crops."""
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(f"{server.url}/#/cameras/{FACE_CAM}")
+    wait(browser, "#camera-faces .face-card")
+    expected = [web_data.face_events[p].event_id for p in reversed(LFW_PEOPLE)]
+    assert [c.get_attribute("data-event-id") for c in css(browser, "#camera-faces .face-card")] == expected
+    wait_until(browser, lambda d: image_loaded(d, "#camera-faces img"), message="face crops did not load")
+    assert "Nothing to show" in css(browser, "#camera-recent-plates")[0].text
+    browser.execute_script("document.getElementById('camera-recent-faces').scrollIntoView()")
+    shot(browser, "12d_camera_recent_faces")
 
 
 def test_thai_language_switch(browser, server):
