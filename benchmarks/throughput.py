@@ -525,7 +525,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         values = [result[p]["stage_ms_per_frame"][stage] for p in phases]
         ax2.bar(phases, values, bottom=bottom, label=stage)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax2.set_ylabel("ms per analysed frame (process time)")
+    ax2.set_ylabel("stage wall ms per analysed frame\n(summed over processes)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
