@@ -66,7 +66,14 @@ def _matcher(user: User, entry_id: str | None, watchlist_id: str | None):
     return match
 
 
+_SCAN_HEADERS = {200: {"headers": {
+    "X-Alerts-Scanned": {"description": "Filtered requests: alerts read.", "schema": {"type": "integer"}},
+    "X-Alerts-Scan-Complete": {"description": "Filtered requests: false when the scan cap stopped the scan before "
+                               "`limit` matches were found.", "schema": {"type": "boolean"}}}}}
+
+
 @router.get("", response_model=list[AlertOut], summary="Alerts after a stream id (backlog), oldest first",
+            responses=_SCAN_HEADERS,
             description="Each alert comes with its acknowledgement (`ack`: who, note, when) or null. With `entry_id` "
                         "and/or `watchlist_id` only that entry's / watchlist's alerts are returned: the stream has no "
                         "per-entry index, so at most CCTV_ALERT_FILTER_SCAN alerts (default 20000) are read, the "

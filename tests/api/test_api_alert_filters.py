@@ -79,3 +79,17 @@ def test_alert_list_carries_who_when_and_note_of_the_ack(client: TestClient, tok
         ack = rows[acked.alert_id]["ack"]
         assert ack["by"] == "op" and ack["note"] == "patrol 12 sent" and ack["at"] >= acked.created_at
         assert rows[open_.alert_id]["ack"] is None
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    missing = [(m, p) for p, ops in spec["paths"].items() for m, op in ops.items() if not op.get("summary")]
+    assert missing == []
+    alerts = spec["paths"]["/api/alerts"]["get"]
+    assert {"entry_id", "watchlist_id"} <= {p["name"] for p in alerts["parameters"]}
+    assert "X-Alerts-Scan-Complete" in alerts["responses"]["200"]["headers"]
+    patch = spec["paths"]["/api/watchlists/{watchlist_id}/entries/{entry_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/EntryUpdate")
+    assert patch["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/EntryOut")
+    events = spec["paths"]["/api/cameras/{camera_id}/events"]["get"]
+    assert events["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CameraEventsOut")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import redis
@@ -104,3 +106,38 @@ def test_add_plate_that_normalises_to_nothing_stores_nothing(client: TestClient,
     r = client.post(f"/api/watchlists/{wid}/plates", headers=tokens["adm"], json={"plate": " . "})
     assert r.status_code == 422 and r.json()["detail"].startswith("plate")
     assert WatchlistStore(rclient).list_entries(wid) == [] and WatchlistStore(rclient).version() == version
+
+
+def test_concurrent_change_is_not_overwritten(rclient: redis.Redis, redis_url: str) -> None:
+    """An entry change racing with another write to the same watchlist is retried on the fresh state."""
+    wl = WatchlistStore(rclient)
+    wid = wl.create_watchlist("plate", "stolen")["id"]
+    entry = wl.put_entry(wid, {"plate": "1กข1234", "reason": "stolen"})
+    other = redis.Redis.from_url(redis_url)
+    reads = []
+    real_pipeline = rclient.pipeline
+
+    def racing_pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        real_hget = pipe.hget
+
+        def hget(key, field):
+            value = real_hget(key, field)
+            reads.append(value)
+            if len(reads) == 1:  # another API worker edits the same entry between our read and our write
+                changed = {**entry, "severity": "critical"}
+                other.hset(key, field, json.dumps(changed, ensure_ascii=False))
+            return value
+
+        pipe.hget = hget
+        return pipe
+
+    rclient.pipeline = racing_pipeline
+    try:
+        before, after = wl.update_entry(wid, entry["entry_id"], {"reason": "robbery"})
+    finally:
+        rclient.pipeline = real_pipeline
+        other.close()
+    assert len(reads) == 2 and before["severity"] == "critical"
+    stored = wl.get_entry(wid, entry["entry_id"])
+    assert (stored["reason"], stored["severity"]) == ("robbery", "critical")
