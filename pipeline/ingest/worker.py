@@ -85,7 +85,10 @@ def run_capture_worker(
     logger.info("capture worker %d: %d cameras, %d streams", os.getpid(), len(cameras), len(captures))
     try:
         while not stop_event.is_set():
-            _write_health(client, states, bus, captures)
+            try:
+                _write_health(client, states, bus, captures)
+            except Exception:  # the health thread must never take the cameras down with it
+                logger.exception("health update failed")
             stop_event.wait(HEALTH_PERIOD_S)
     finally:
         for thread in threads:

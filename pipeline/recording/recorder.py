@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ class SegmentFinalizer:
         self.pending: list[Segment] = []
         self.last_end: float | None = None
         self.count = 0
+        self._lock = threading.Lock()  # the capture thread and the worker's health thread both flush
 
     def new_session(self) -> None:
         """A new ffmpeg process started: its stream time starts again at 0."""
@@ -98,21 +100,23 @@ class SegmentFinalizer:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
         segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size)
-        self.pending.append(segment)
+        with self._lock:
+            self.pending.append(segment)
         self.flush()
         self.last_end = end
         self.count += 1
         return segment
 
     def flush(self) -> None:
-        """Index pending segments (retried later if Redis is down)."""
-        while self.pending:
-            try:
-                add_segment(self.client, self.camera_id, self.pending[0])
-            except Exception as exc:  # noqa: BLE001 - Redis down: keep the segment pending, never lose it
-                logger.warning("camera %s: cannot index segment yet (%s); will retry", self.camera_id, exc)
-                return
-            self.pending.pop(0)
+        """Index pending segments (retried later if Redis is down); safe to call from several threads."""
+        with self._lock:
+            while self.pending:
+                try:
+                    add_segment(self.client, self.camera_id, self.pending[0])
+                except Exception as exc:  # noqa: BLE001 - Redis down: keep the segment pending, never lose it
+                    logger.warning("camera %s: cannot index segment yet (%s); will retry", self.camera_id, exc)
+                    return
+                self.pending.pop(0)
 
     def recover_incoming(self) -> int:
         """Index segments left in ``.incoming`` by a crashed ffmpeg (end = file mtime, length from ffprobe)."""
