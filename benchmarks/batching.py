@@ -99,12 +99,12 @@ def bench_model(name: str, batches: list[int], n_images: int, repeat: int, devic
 
 def print_table(rows: list[dict], batches: list[int]) -> None:
     """Print images/s and speed-up against the batch-1 loop."""
-    head = f"{'model':9s} {'loop b1':>9s} " + " ".join(f"{'b' + str(b):>15s}" for b in batches)
+    head = f"{'model':10s} {'loop b1':>9s} " + " ".join(f"{'b' + str(b):>15s}" for b in batches)
     print(head)
     print("-" * len(head))
     for r in rows:
         cells = " ".join(f"{r['batched_ips'][str(b)]:7.1f} ({r['speedup'][str(b)]:4.2f}x)" for b in batches)
-        print(f"{r['model']:9s} {r['baseline_loop_ips']:9.1f} {cells}")
+        print(f"{r['model']:10s} {r['baseline_loop_ips']:9.1f} {cells}")
     print("images/s (speed-up vs the upstream batch-1 file run in a loop, same run)")
 
 
