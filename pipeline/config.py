@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.secrets import redact_text, referenced_variables
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RESERVED_CAMERA_IDS = frozenset({"exports", "snapshots", "cache"})  # folder names under the recordings dir
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
@@ -104,6 +105,13 @@ class Camera(StrictModel):
     analysis_fps: float = Field(default=5.0, gt=0, le=30, description="Frames per second sampled for analysis.")
     zones: list[Zone] = Field(default_factory=list, max_length=32, description="Analytics apply only inside these.")
     recording: Recording = Field(default_factory=Recording, description="Continuous recording settings.")
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_CAMERA_IDS:
+            raise ValueError(f"camera id {value!r} is reserved (a folder of the recordings dir)")
+        return value
 
     @field_validator("url", "sub_stream")
     @classmethod

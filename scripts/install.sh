@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the service needs on a fresh Debian/Ubuntu machine with Python 3.11:
-# system packages (redis-server, ffmpeg, GStreamer RTSP server, chromium for browser tests), a virtual
+# system packages (redis-server, ffmpeg, chromium and a Thai font for browser tests), a virtual
 # environment in .venv with the pinned Python packages, and a running Redis on 127.0.0.1:6379.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(redis-server ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav chromium chromium-driver
-  fonts-tlwg-loma-otf)
+SYSTEM_PACKAGES=(redis-server ffmpeg chromium chromium-driver fonts-tlwg-loma-otf)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
