@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=5, help="validate every N epochs")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint (plate_reader.pt of an earlier run), e.g. to continue training")
     ap.add_argument("--no-export", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -169,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     provs = np.array([s.province for s in samples])
 
     model = PlateNet(len(CHARSET), len(PROVINCES))
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"])
+        logger.info("initialised from %s", args.init)
     logger.info("parameters: %d", sum(p.numel() for p in model.parameters()))
     ema = EMA(model, args.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.02)
