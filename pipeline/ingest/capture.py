@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipeline.config import Camera, IngestConfig
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 _RAWVIDEO_SIZE = re.compile(r"Video: rawvideo.*?, (\d{2,5})x(\d{2,5})")
 _FAILURES_BEFORE_OFFLINE = 3
+SNAPSHOT_INTERVAL_S = 5.0
+SNAPSHOTS_DIRNAME = "snapshots"
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 _STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
@@ -68,6 +71,8 @@ class CameraState:
     last_segment_end: float = 0.0
     input_fps: float = 0.0
     published: int = 0
+    snapshot_path: str = ""
+    snapshot_time: float = 0.0
     frame_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -108,6 +113,7 @@ class CameraState:
                 "last_error_time": f"{self.last_error_time:.3f}",
                 "recording": self.recording,
                 "last_segment_end": f"{self.last_segment_end:.3f}",
+                "snapshot_path": self.snapshot_path,
                 "url": redact_url(self.url),
                 "worker_pid": os.getpid(),
             }
@@ -375,6 +381,28 @@ class _SessionLoop:
         if self.o.primary:
             self.o.state.set_status("online")
 
+    def _write_latest_snapshot(self, frame: np.ndarray, now: float) -> None:
+        """Keep ``<recordings>/snapshots/<camera>/latest.jpg`` fresh (atomic replace) for the control room."""
+        state = self.o.state
+        state.snapshot_time = now
+        if self.o.recordings_dir is None:
+            return
+        relative = Path(SNAPSHOTS_DIRNAME) / self.o.camera.id / "latest.jpg"
+        target = self.o.recordings_dir / relative
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(jpeg.tobytes())
+            tmp.replace(target)
+        except OSError as exc:
+            logger.warning("camera %s: cannot write snapshot %s: %s", self.o.camera.id, target, exc)
+            return
+        with state.lock:
+            state.snapshot_path = relative.as_posix()
+
     def _frames(self, buf: bytearray) -> None:
         if self.frame_shape is None:
             if len(buf) > 64 << 20:
@@ -386,9 +414,11 @@ class _SessionLoop:
             frame = np.frombuffer(memoryview(buf)[:size], np.uint8).reshape(h, w, 3)
             now = time.time()
             self.o.bus.publish(self.o.camera.id, frame, now)
+            state = self.o.state
+            if now - state.snapshot_time >= SNAPSHOT_INTERVAL_S:
+                self._write_latest_snapshot(frame, now)
             del frame
             del buf[:size]
-            state = self.o.state
             with state.lock:
                 state.last_frame_time = now
                 state.published += 1

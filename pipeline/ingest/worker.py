@@ -50,7 +50,7 @@ def build_captures(
     common = {"camera": camera, "ingest": ingest, "state": state, "stop_event": stop_event}
     if camera.sub_stream and analysed and recorded:
         return [
-            CameraCapture(**common, url=camera.sub_stream, bus=bus),
+            CameraCapture(**common, url=camera.sub_stream, bus=bus, recordings_dir=recordings_dir),
             CameraCapture(**common, url=camera.url, finalizer=finalizer, recordings_dir=recordings_dir, primary=False),
         ]
     url = camera.analysis_url if analysed and not recorded else camera.url

@@ -64,6 +64,9 @@ def test_good_camera_online_while_broken_ones_retry_and_restart_recovers(
                 items = bus.get_batch(4, timeout_s=5, copy=True)
                 assert items and items[0].camera_id == "good" and items[0].frame.shape == (180, 320, 3)
                 assert items[0].frame.std() > 5  # real picture, not a blank buffer
+                wait_for(lambda: read_camera_health(client, "good")[0].get("snapshot_path"), 10, "latest snapshot")
+                snapshot = tmp_path / read_camera_health(client, "good")[0]["snapshot_path"]
+                assert snapshot.read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG of the live picture
                 for broken in ("garbage", "silent"):
                     wait_for(lambda b=broken: status_of(client, b) in ("reconnecting", "offline"), 30, f"{broken} down")
                 wait_for(lambda: read_camera_health(client, "garbage")[0]["last_error"] != "", 10, "garbage error")
