@@ -55,18 +55,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
-    """Start a private redis-server (no persistence) on a free loopback port."""
+def start_redis(workdir: Path, rdb: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """Start a private redis-server (no persistence) on a free loopback port, loading ``rdb`` if given."""
     port = _free_port()
     exe = shutil.which("redis-server") or sys.exit("redis-server is not installed")
+    where = ["--dir", str(rdb.parent), "--dbfilename", rdb.name] if rdb else ["--dir", str(workdir)]
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *where], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)
-    for _ in range(200):
+    for _ in range(200 if rdb is None else 12000):  # loading a 10M-read dump takes minutes
         try:
             client.ping()
             return proc, port
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
             time.sleep(0.05)
     proc.kill()
     sys.exit("redis-server did not start")
@@ -369,7 +370,7 @@ def measure_plates(client: redis.Redis, filler: PlateFiller, queries: int, seed:
     stored = int(client.zcard(keys.PLATE_LAST_SEEN))
     out = {
         "reads": filler.done, "distinct_plates": stored, "fill_seconds": round(filler.seconds, 1),
-        "fill_rate": round(filler.done / max(filler.seconds, 1e-9)),
+        "fill_rate": round(filler.done / filler.seconds) if filler.seconds > 0 else 0,
         "redis_used_memory_mb": round(info["used_memory"] / 2**20, 1),
         "bytes_per_read": round(info["used_memory"] / max(filler.done, 1)),
         "load_average_1m": os.getloadavg()[0],
@@ -402,17 +403,32 @@ def measure_faces(client: redis.Redis, faces: int, queries: int, seed: int) -> d
     mem0 = client.info("memory")["used_memory"]
     centres, everything, fill_s = fill_faces(client, faces, seed)
     mem1 = client.info("memory")["used_memory"]
+    out = {"face_fill_seconds": round(fill_s, 1), "face_bytes_per_face_redis": round((mem1 - mem0) / faces)}
+    out.update(time_faces(client, faces, queries, seed, centres, everything))
+    return out
+
+
+def time_faces(client: redis.Redis, faces: int, queries: int, seed: int, centres: np.ndarray | None,
+               everything: np.ndarray | None) -> dict:
+    """Load the face index (float32 and the float16 default), time searches and recall@10 against float32 brute
+    force (the written embeddings, or the float32 index's matrix when re-measuring a dump)."""
     rng = np.random.default_rng(seed + 5)
-    who = rng.integers(len(centres), size=min(queries, 50))
-    face_q = centres[who] + rng.normal(scale=0.05, size=(len(who), 128)).astype(np.float32)
-    face_q /= np.linalg.norm(face_q, axis=1, keepdims=True)
-    out = {"faces": faces, "face_fill_seconds": round(fill_s, 1),
-           "face_bytes_per_face_redis": round((mem1 - mem0) / faces)}
+    out: dict = {"faces": faces}
     for dtype in ("float32", "float16"):
         index = FaceIndex(client, dtype=dtype)
         t = time.time()
         index.refresh()
         load_s = time.time() - t
+        if everything is None:  # re-measuring a dump: the float32 index holds the exact embeddings, row = face n
+            rows = np.array([int(e[1:]) for e in index._event_ids])
+            everything = np.zeros((rows.max() + 1, index._dim), np.float32)
+            everything[rows] = index._matrix[: len(rows)]
+            centres = everything[rng.integers(len(rows), size=50)]
+        if centres is None:
+            raise ValueError("time_faces needs centres with the written embeddings")
+        who = rng.integers(len(centres), size=min(queries, 50))
+        face_q = centres[who] + rng.normal(scale=0.05, size=(len(who), centres.shape[1])).astype(np.float32)
+        face_q /= np.linalg.norm(face_q, axis=1, keepdims=True)
         index.search(face_q[0], threshold=0.5, top_k=50)  # warm-up (first-call allocations), not timed
         ms, ms_cpu = Timer(client)(lambda q, ix=index: ix.search(q, threshold=0.5, top_k=50), face_q)
         recall = []
@@ -436,6 +452,28 @@ def default_checkpoints(reads: int) -> list[int]:
         points += [p for p in (base, 3 * base) if p < reads]
         base *= 10
     return points + [reads]
+
+
+def remeasure(rdb: Path, queries: int, seed: int) -> dict:
+    """Re-time every search on a saved dump of a filled store (same data, current code), without filling again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_redis(Path(tmp), rdb)
+        try:
+            client = redis.Redis(port=port)
+            reads = int(client.xlen(keys.PLATE_STREAM))
+            filler = argparse.Namespace(done=reads, seconds=float("nan"))
+            result = measure_plates(client, filler, queries, seed + 7, baselines=False)
+            faces = int(client.xlen(keys.FACE_STREAM))
+            if faces:
+                result.update(time_faces(client, faces, queries, seed + 1, None, None))
+            else:
+                result.update({"faces": 0, "face_p50_ms": float("nan"), "face_p95_ms": float("nan")})
+            result.update({"remeasured_dump": str(rdb), "queries": queries, "curve": [dict(result)],
+                           "redis_used_memory_total_mb": round(client.info("memory")["used_memory"] / 2**20, 1)})
+            return result
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def run(reads: int, faces: int, queries: int, seed: int, checkpoints: list[int] | None = None,
@@ -488,6 +526,8 @@ def run(reads: int, faces: int, queries: int, seed: int, checkpoints: list[int] 
 def print_table(r: dict) -> None:
     """Print the figures as a table (and the curve over volume)."""
     print(f"reads {r['reads']:,}  distinct plates {r['distinct_plates']:,}  faces {r['faces']:,}")
+    if "remeasured_dump" in r:
+        print(f"re-measured on the saved dump {r['remeasured_dump']} (no fill in this run)")
     print(f"fill {r['fill_seconds']} s ({r['fill_rate']:,} reads/s); redis used_memory {r['redis_used_memory_mb']} MB "
           f"= {r['bytes_per_read']} bytes/read; with faces {r['redis_used_memory_total_mb']} MB")
     print(f"{'search':<22}{'p50 ms':>10}{'p95 ms':>10}{'goal p95':>10}{'CPU p95':>10}  (CPU = client + Redis CPU time)")
@@ -500,8 +540,9 @@ def print_table(r: dict) -> None:
         print(f"face index: float16 {r['face_matrix_mb']} MB, load {r['face_index_load_s']} s, recall@10 "
               f"{r['face_recall_at_10']:.3f} vs float32 brute force (float32 matrix: {r['face_float32_matrix_mb']} MB,"
               f" recall {r['face_float32_recall_at_10']:.3f})")
-    print(f"baseline linear scan: partial {r['baseline_partial_scan_p50_ms']:.1f} ms, "
-          f"fuzzy {r['baseline_fuzzy_scan_p50_ms_extrapolated']:.1f} ms (extrapolated from a 20k sample)")
+    if "baseline_partial_scan_p50_ms" in r:
+        print(f"baseline linear scan: partial {r['baseline_partial_scan_p50_ms']:.1f} ms, "
+              f"fuzzy {r['baseline_fuzzy_scan_p50_ms_extrapolated']:.1f} ms (extrapolated from a 20k sample)")
     print(f"fuzzy found the true plate for {r['fuzzy_found_rate']:.0%} of misread queries; "
           f"{r['partial_answered_early']:.0%} of partial queries were answered early (page full)")
     print(f"memory by key family (MB): {r.get('memory_mb_by_family')}")
@@ -554,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="queries per search kind")
     parser.add_argument("--checkpoints", help="comma-separated read counts to measure on the way (default 1-3-10)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rdb", help="re-time the searches on this saved dump of a filled store instead of filling")
     parser.add_argument("--max-fill-seconds", type=float, help="stop the plate fill after this long; measure there")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="draw p95 and bytes per read against volume into this PNG")
@@ -561,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (the private redis-server) on TERM
     faces = min(args.reads, 1_000_000) if args.faces is None else args.faces
     points = [int(float(x)) for x in args.checkpoints.split(",")] if args.checkpoints else None
-    result = run(args.reads, faces, args.queries, args.seed, points, args.max_fill_seconds, args.json)
+    if args.rdb:
+        result = remeasure(Path(args.rdb).resolve(), args.queries, args.seed)
+    else:
+        result = run(args.reads, faces, args.queries, args.seed, points, args.max_fill_seconds, args.json)
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

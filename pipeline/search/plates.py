@@ -124,12 +124,12 @@ class PlateSearcher:
         walk_budget: plates one server-side walk step may scan (bounds each script's run time).
         small_gram_set: partial queries whose smallest gram set is at most this size always intersect.
         strategy: partial/wildcard strategy: ``auto`` (by the gram set sizes), or always ``walk``/``intersect``.
-        walk_factor: ``auto``: plates walked per member of the smallest gram set before intersecting instead.
+        sample_size: ``auto``: members of the smallest gram set sampled to estimate how many plates match.
     """
 
     def __init__(self, client: redis.Redis, max_scan: int = 2_000_000, max_sightings_per_plate: int = 1000,
                  small_set: int = 64, walk_budget: int = 20_000, small_gram_set: int = 2000,
-                 strategy: Literal["auto", "walk", "intersect"] = "auto", walk_factor: int = 4):
+                 strategy: Literal["auto", "walk", "intersect"] = "auto", sample_size: int = 128):
         self.client = client
         self.small_set = small_set
         self.max_scan = max_scan
@@ -138,7 +138,8 @@ class PlateSearcher:
         self.walk_budget = walk_budget
         self.small_gram_set = small_gram_set
         self.strategy = strategy
-        self.walk_factor = walk_factor
+        self.sample_size = sample_size
+        self._sample = client.register_script(lua.PLATE_SAMPLE)
         self._walk = client.register_script(lua.PLATE_WALK)
         self._names: dict[str, str] = {}
 
@@ -279,11 +280,11 @@ class PlateSearcher:
                           ) -> tuple[list[PlateHit], int | None, int, bool]:
         """Newest ``need`` sightings of plates matching a partial/wildcard query (QueryError if refused).
 
-        Selective queries (a small gram set) intersect the gram sets and read the matches newest first. Otherwise the
-        distinct plates are first walked newest first server-side (a broad query fills its page after a few hundred
-        plates), for at most ``walk_factor`` x the smallest gram set's size; if the page is not settled by then the
-        query was narrower than its grams suggested and the intersection answers it. Either way the cost stays
-        within a small factor of the cheaper strategy.
+        Selective queries (a small gram set) intersect the gram sets and read the matches newest first. For larger
+        ones a server-side sample of the smallest gram set estimates how many plates match; the searcher then walks
+        the distinct plates newest first (a broad query fills its page after need x distinct / matches plates) when
+        that is cheaper than intersecting, else intersects. A walk that has not settled the page after twice the
+        expected scan hands over to the intersection, so a bad estimate costs at most a constant factor.
         Returns (hits, total or None when answered early, plates matched so far, truncated).
         """
         pattern = compile_query(query)
@@ -291,14 +292,26 @@ class PlateSearcher:
         pipe = self.client.pipeline(transaction=False)
         for key in gram_keys:
             pipe.scard(key)
-        sizes = pipe.execute()
+        pipe.zcard(keys.PLATE_LAST_SEEN)
+        *sizes, distinct = pipe.execute()
         if not gram_keys or min(sizes) == 0:
             return [], 0, 0, False
         codes = self._codes(filters)
         if codes.cameras == set() or _NO_CODE in (codes.vehicle_class, codes.province):
             return [], 0, 0, False
-        if self.strategy != "intersect" and (self.strategy == "walk" or min(sizes) > self.small_gram_set):
-            limit = self.max_scan if self.strategy == "walk" else self.walk_factor * min(sizes)
+        gram_keys = [k for _, k in sorted(zip(sizes, gram_keys, strict=True))]
+        smallest = min(sizes)
+        limit = self.max_scan if self.strategy == "walk" else 0
+        if self.strategy == "auto" and smallest > self.small_gram_set:
+            mode, server_pattern = pattern.server_match()
+            sampled, matched = self._sample(keys=gram_keys, args=[self.sample_size, mode, server_pattern])
+            estimate = smallest * int(matched) / max(int(sampled), 1)
+            if estimate > 0:
+                walk_scan = need * distinct / estimate
+                intersect_cost = smallest * len(gram_keys) + 4 * estimate
+                if walk_scan < intersect_cost:
+                    limit = int(2 * walk_scan) + 1000
+        if limit:
             walked = self._walk_newest(pattern, filters, codes, need, limit)
             if walked is not None:
                 return walked
@@ -315,7 +328,7 @@ class PlateSearcher:
         low = "" if filters.start is None else repr(float(filters.start) - keys.LAST_SEEN_SLACK_S)
         hits: list[PlateHit] = []
         matched: set[str] = set()
-        offset, want = 0, max(need, 32)
+        offset, want = 0, max(2 * need, 64)  # a page usually settles in one step: plates beyond it bound the page
         while True:
             reply = self._walk(keys=[keys.PLATE_LAST_SEEN],
                                args=[offset, self.walk_budget, want, low, mode, server_pattern])

@@ -235,7 +235,7 @@ local off, budget, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]
 local low = ARGV[4] ~= '' and tonumber(ARGV[4]) or nil
 local plain, pat = ARGV[5] == 'find', ARGV[6]
 local out, scanned, found, last = {}, 0, 0, ''
-local chunk = 256
+local chunk = math.min(256, budget)
 while scanned < budget and found < want do
   local page = redis.call('ZREVRANGE', KEYS[1], off, off + chunk - 1, 'WITHSCORES')
   if #page == 0 then off = -1; break end
@@ -254,4 +254,20 @@ end
 local res = {tostring(off), last}
 for j = 1, #out do res[#res + 1] = out[j] end
 return res
+"""
+
+PLATE_SAMPLE = r"""
+-- KEYS: gram sets, smallest first. ARGV: sample size, match mode ('find' | 'match'), pattern.
+-- Returns {members sampled, of which in every gram set and matching the pattern}: estimates how many plates a
+-- partial query matches, so the searcher can choose between walking newest first and intersecting.
+local sample = redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[1]))
+local plain, pat, hits = ARGV[2] == 'find', ARGV[3], 0
+for _, plate in ipairs(sample) do
+  local ok = true
+  for k = 2, #KEYS do
+    if redis.call('SISMEMBER', KEYS[k], plate) == 0 then ok = false; break end
+  end
+  if ok and string.find(plate, pat, 1, plain) then hits = hits + 1 end
+end
+return {#sample, hits}
 """
