@@ -1,7 +1,8 @@
 """Plate search over the indexes written by :class:`pipeline.store.EventStore` (the API's reader side).
 
 Results are newest first and paginated, so a search never needs every match. Broad partial and wildcard queries
-(large gram sets, e.g. a two-letter series) walk the distinct plates newest first (``plates:last``) in a server-side
+(large gram sets, e.g. a two-letter series) walk a time-ordered set newest first (the series set ``plates:gz:*`` of
+a two-letter series in the query, else all distinct plates, ``plates:last``) in a server-side
 script that matches the compiled pattern and returns a bounded batch; their sightings are read with one pipelined
 ZREVRANGEBYSCORE each, and the walk stops as soon as the page's oldest hit is newer than anything an unread plate
 can hold (its score + :data:`pipeline.store.keys.LAST_SEEN_SLACK_S`). Selective ones intersect the gram sets and
@@ -25,7 +26,7 @@ from pipeline.events import PlateEvent
 from pipeline.search.fuzzy import deletion_variants, fold, plate_distance
 from pipeline.search.grams import PlatePattern, compile_query
 from pipeline.store import codec, keys, lua
-from pipeline.store.plates import normalise_plate
+from pipeline.store.plates import is_series_bigram, normalise_plate
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +126,13 @@ class PlateSearcher:
         small_gram_set: partial queries whose smallest gram set is at most this size always intersect.
         strategy: partial/wildcard strategy: ``auto`` (by the gram set sizes), or always ``walk``/``intersect``.
         sample_size: ``auto``: members of the smallest gram set sampled to estimate how many plates match.
+        first_sightings: sightings read per walked plate at first (all of a plate's are read if it reaches the page).
     """
 
     def __init__(self, client: redis.Redis, max_scan: int = 2_000_000, max_sightings_per_plate: int = 1000,
                  small_set: int = 64, walk_budget: int = 20_000, small_gram_set: int = 2000,
-                 strategy: Literal["auto", "walk", "intersect"] = "auto", sample_size: int = 128):
+                 strategy: Literal["auto", "walk", "intersect"] = "auto", sample_size: int = 128,
+                 first_sightings: int = 4):
         self.client = client
         self.small_set = small_set
         self.max_scan = max_scan
@@ -139,8 +142,10 @@ class PlateSearcher:
         self.small_gram_set = small_gram_set
         self.strategy = strategy
         self.sample_size = sample_size
+        self.first_sightings = first_sightings
         self._sample = client.register_script(lua.PLATE_SAMPLE)
         self._walk = client.register_script(lua.PLATE_WALK)
+        self._read = client.register_script(lua.PLATE_READ)
         self._names: dict[str, str] = {}
 
     # -- member codes -----------------------------------------------------------------------------------------
@@ -194,23 +199,31 @@ class PlateSearcher:
 
     # -- sightings --------------------------------------------------------------------------------------------
     def _read_sightings(self, plates: dict[str, float], names: list[str], filters: PlateFilters, codes: _Codes,
-                        newest_first: bool, per_plate: int) -> list[PlateHit]:
-        """Filtered sightings of ``names`` (at most ``per_plate`` each), with member codes still encoded."""
+                        newest_first: bool, per_plate: int, capped: dict[str, float] | None = None
+                        ) -> list[PlateHit]:
+        """Filtered sightings of ``names`` (at most ``per_plate`` each), with member codes still encoded.
+
+        ``capped`` (if given) receives plate -> score of the last sighting read, for plates that had more.
+        """
         low = "-inf" if filters.start is None else repr(float(filters.start))
         high = "+inf" if filters.end is None else repr(float(filters.end))
-        pipe = self.client.pipeline(transaction=False)
-        for plate in names:
-            key = keys.plate_sightings(plate)
-            if newest_first:
-                pipe.zrevrangebyscore(key, high, low, start=0, num=per_plate, withscores=True)
-            else:
-                pipe.zrangebyscore(key, low, high, start=0, num=per_plate, withscores=True)
         hits: list[PlateHit] = []
-        for plate, members in zip(names, pipe.execute(), strict=True):
-            for member, score in members:
-                sid, camera, conf, vclass, province = member.decode().split("|", 4)
-                if codes.accepts(camera, conf, vclass, province):
-                    hits.append(PlateHit(sid, plate, score, camera, float(conf), vclass, province, plates[plate]))
+        for i in range(0, len(names), 500):
+            chunk = names[i:i + 500]
+            reply = self._read(keys=[keys.plate_sightings(p) for p in chunk],
+                               args=[high, low, per_plate, "1" if newest_first else "0"])
+            j = 0
+            for plate in chunk:
+                n = int(reply[j])
+                distance = plates[plate]
+                for k in range(j + 1, j + 1 + 2 * n, 2):
+                    sid, camera, conf, vclass, province = reply[k].decode().split("|", 4)
+                    if codes.accepts(camera, conf, vclass, province):
+                        hits.append(PlateHit(sid, plate, float(reply[k + 1]), camera, float(conf), vclass, province,
+                                             distance))
+                if capped is not None and n == per_plate:
+                    capped[plate] = float(reply[j + 2 * n])
+                j += 1 + 2 * n
         return hits
 
     def _count(self, names: list[str], filters: PlateFilters) -> int:
@@ -263,16 +276,22 @@ class PlateSearcher:
                     last.append((score, plate))
         last.sort(reverse=True)
         hits: list[PlateHit] = []
+        first = per_plate if codes.any else min(per_plate, self.first_sightings)
+        capped: dict[str, float] = {}
         i, batch = 0, max(need, 32)
         while i < len(last):
             chunk = [plate for _, plate in last[i:i + batch]]
-            hits += self._read_sightings(plates, chunk, filters, codes, True, per_plate)
+            hits += self._read_sightings(plates, chunk, filters, codes, True, first,
+                                         capped if first < per_plate else None)
             i += len(chunk)
             batch *= 2
             hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
             if i < len(last) and self._page_done(hits, need, last[i][0] + keys.LAST_SEEN_SLACK_S):
-                self._decode_names(hits[:need])
-                return hits[:need], None
+                hits = self._complete_capped(hits, capped, need, filters, codes, per_plate)
+                if self._page_done(hits, need, last[i][0] + keys.LAST_SEEN_SLACK_S):
+                    self._decode_names(hits[:need])
+                    return hits[:need], None
+        hits = self._complete_capped(hits, capped, need, filters, codes, per_plate)
         self._decode_names(hits)
         return hits, len(hits) if codes.any else self._count([p for _, p in last], filters)
 
@@ -288,31 +307,43 @@ class PlateSearcher:
         Returns (hits, total or None when answered early, plates matched so far, truncated).
         """
         pattern = compile_query(query)
-        gram_keys = [keys.plate_gram(g) for g in sorted(pattern.index_grams())]
+        grams = sorted(pattern.index_grams())
+        gram_keys = [keys.plate_gram(g) for g in grams]
+        series = [keys.plate_series(g) for g in grams if is_series_bigram(g)]
         pipe = self.client.pipeline(transaction=False)
         for key in gram_keys:
             pipe.scard(key)
         pipe.zcard(keys.PLATE_LAST_SEEN)
-        *sizes, distinct = pipe.execute()
+        for key in series:
+            pipe.zcard(key)
+        replies = pipe.execute()
+        sizes, distinct = replies[:len(gram_keys)], replies[len(gram_keys)]
         if not gram_keys or min(sizes) == 0:
             return [], 0, 0, False
         codes = self._codes(filters)
         if codes.cameras == set() or _NO_CODE in (codes.vehicle_class, codes.province):
             return [], 0, 0, False
+        # walk the smallest time-ordered set that holds every match: a series set, else all distinct plates
+        # (only a series set as complete as its gram set: a store written before series sets existed has none)
+        gram_size = dict(zip(grams, sizes, strict=True))
+        complete = [(n, key) for n, key, g in zip(replies[len(gram_keys) + 1:], series,
+                                                  [g for g in grams if is_series_bigram(g)], strict=True)
+                    if n == gram_size[g]]
+        source_size, source = min(complete, default=(distinct, keys.PLATE_LAST_SEEN))
         gram_keys = [k for _, k in sorted(zip(sizes, gram_keys, strict=True))]
         smallest = min(sizes)
         limit = self.max_scan if self.strategy == "walk" else 0
-        if self.strategy == "auto" and smallest > self.small_gram_set:
+        if self.strategy == "auto" and (smallest > self.small_gram_set or source != keys.PLATE_LAST_SEEN):
             mode, server_pattern = pattern.server_match()
             sampled, matched = self._sample(keys=gram_keys, args=[self.sample_size, mode, server_pattern])
             estimate = smallest * int(matched) / max(int(sampled), 1)
             if estimate > 0:
-                walk_scan = need * distinct / estimate
-                intersect_cost = smallest * len(gram_keys) + 4 * estimate
+                walk_scan = 2 * need * source_size / estimate
+                intersect_cost = smallest * len(gram_keys) + estimate
                 if walk_scan < intersect_cost:
                     limit = int(2 * walk_scan) + 1000
         if limit:
-            walked = self._walk_newest(pattern, filters, codes, need, limit)
+            walked = self._walk_newest(source, pattern, filters, codes, need, limit)
             if walked is not None:
                 return walked
         raw = self.client.sinter(gram_keys)
@@ -320,39 +351,62 @@ class PlateSearcher:
         hits, total = self.newest_sightings(plates, filters, need)
         return hits, total, len(plates), False
 
-    def _walk_newest(self, pattern: PlatePattern, filters: PlateFilters, codes: _Codes, need: int, limit: int
-                     ) -> tuple[list[PlateHit], int | None, int, bool] | None:
+    def _walk_newest(self, source: str, pattern: PlatePattern, filters: PlateFilters, codes: _Codes, need: int,
+                     limit: int) -> tuple[list[PlateHit], int | None, int, bool] | None:
         """The newest-first walk; None if ``limit`` plates were scanned without settling the page."""
         mode, server_pattern = pattern.server_match()
         per_plate = self._per_plate(codes, need)
+        # read a few sightings per plate first; plates with more are re-read in full only if they reach the page
+        first = per_plate if codes.any else min(per_plate, self.first_sightings)
+        capped: dict[str, float] = {}
         low = "" if filters.start is None else repr(float(filters.start) - keys.LAST_SEEN_SLACK_S)
         hits: list[PlateHit] = []
         matched: set[str] = set()
         offset, want = 0, max(2 * need, 64)  # a page usually settles in one step: plates beyond it bound the page
         while True:
-            reply = self._walk(keys=[keys.PLATE_LAST_SEEN],
+            reply = self._walk(keys=[source],
                                args=[offset, self.walk_budget, want, low, mode, server_pattern])
             offset = int(reply[0])
             new = {p: 0.0 for p in (reply[j].decode() for j in range(2, len(reply), 2))
                    if p not in matched and pattern.matches(p)}
             matched.update(new)
             if new:
-                hits += self._read_sightings(new, list(new), filters, codes, True, per_plate)
+                hits += self._read_sightings(new, list(new), filters, codes, True, first,
+                                             capped if first < per_plate else None)
                 hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
             if offset < 0:
+                hits = self._complete_capped(hits, capped, need, filters, codes, per_plate)
                 self._decode_names(hits)
                 total = len(hits) if codes.any else self._count(sorted(matched), filters)
                 return hits, total, len(matched), False
             bound = float(reply[1]) + keys.LAST_SEEN_SLACK_S if reply[1] else float("inf")
             if self._page_done(hits, need, bound):
-                self._decode_names(hits[:need])
-                return hits[:need], None, len(matched), False
+                hits = self._complete_capped(hits, capped, need, filters, codes, per_plate)
+                if self._page_done(hits, need, bound):
+                    self._decode_names(hits[:need])
+                    return hits[:need], None, len(matched), False
             if offset >= limit:
                 if limit < self.max_scan:
                     return None
+                hits = self._complete_capped(hits, capped, need, filters, codes, per_plate)
                 self._decode_names(hits[:need])
                 return hits[:need], None, len(matched), True
             want = min(want * 2, 4096)
+
+    def _complete_capped(self, hits: list[PlateHit], capped: dict[str, float], need: int, filters: PlateFilters,
+                         codes: _Codes, per_plate: int) -> list[PlateHit]:
+        """Re-read in full (up to ``per_plate``) the capped plates whose unread sightings could enter the page."""
+        cut = hits[need - 1].frame_time if len(hits) >= need else float("-inf")
+        stale = [p for p, oldest in capped.items() if oldest >= cut]
+        if not stale:
+            return hits
+        for p in stale:
+            del capped[p]
+        gone = set(stale)
+        hits = [h for h in hits if h.plate not in gone]
+        hits += self._read_sightings(dict.fromkeys(stale, 0.0), stale, filters, codes, True, per_plate)
+        hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
+        return hits
 
     def search(self, query: str, mode: Mode = "auto", filters: PlateFilters | None = None, offset: int = 0,
                limit: int = 50, max_distance: float = 1.0, order: Literal["time", "distance"] = "time"

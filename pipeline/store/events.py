@@ -50,6 +50,7 @@ class EventStore:
         self._face_script = client.register_script(lua.FACE_WRITE)
         self._plate_prune = client.register_script(lua.PLATE_PRUNE)
         self._face_prune = client.register_script(lua.FACE_PRUNE)
+        self._series_rebuild = client.register_script(lua.SERIES_REBUILD)
         self._alert_script = client.register_script(_ALERT_LUA)
 
     # -- plates -----------------------------------------------------------------------------------------------
@@ -125,6 +126,13 @@ class EventStore:
     def prune_trimmed(self, count: int = 1000) -> dict[str, int]:
         """Remove the index entries of events whose records the streams' ``MAXLEN`` cap has already trimmed."""
         return self._prune(self._first_id(keys.PLATE_STREAM), self._first_id(keys.FACE_STREAM), count)
+
+    def rebuild_series_index(self, count: int = 2000) -> None:
+        """(Re)build the ``plates:gz:*`` series sets from ``plates:last`` in small atomic steps (a store written
+        before they existed; the writer keeps them current from then on)."""
+        offset = 0
+        while offset >= 0:
+            offset = int(self._series_rebuild(keys=[keys.PLATE_LAST_SEEN], args=[offset, count]))
 
     def _first_id(self, stream: str) -> str:
         """The oldest id still in ``stream`` (or one past the last id ever given when the stream is empty)."""

@@ -25,6 +25,10 @@ Events (written by the engine through :class:`pipeline.store.EventStore`, read b
                                      text. Codes are assigned by the writer script on first use and never change.
 ``plates:g:{gram}``          SET     distinct plates containing the 2- or 3-gram (selective partial and wildcard queries:
                                      SINTER, then the compiled pattern; broad ones walk ``plates:last`` newest first).
+``plates:gz:{bigram}``       ZSET    distinct plates containing the *series* bigram (two non-digit characters, e.g. the
+                                     ``กข`` of ``1กข1234``), scored like ``plates:last``: the broadest partial queries
+                                     (a two-letter series matches thousands of plates) read it newest first and stop
+                                     once the page is full. One or two ZADDs per read; digit bigrams have no such set.
 ``plates:d:{variant}``       SET     distinct plates whose *folded* text (look-alikes mapped to one canonical char) is
                                      ``variant`` or becomes it by deleting one character (symmetric-delete index: fuzzy
                                      candidates for any weighted distance < 2, then exact weighted distance).
@@ -61,6 +65,7 @@ PLATE_CODES_REVERSE = "plates:codes:r"
 SIGHTINGS_PREFIX = "plate:s:"
 GRAM_PREFIX = "plates:g:"
 VARIANT_PREFIX = "plates:d:"
+SERIES_PREFIX = "plates:gz:"
 LAST_SEEN_SLACK_S = 60.0
 """How far (seconds) a plate's true last-seen time may be ahead of its ``plates:last``/gram score."""
 FACE_STREAM = "events:faces"
@@ -82,6 +87,11 @@ def plate_sightings(plate: str) -> str:
 def plate_gram(gram: str) -> str:
     """Set of distinct plates containing ``gram``."""
     return GRAM_PREFIX + gram
+
+
+def plate_series(bigram: str) -> str:
+    """Sorted set of distinct plates containing the two-letter ``bigram`` (scored by coarse last-seen time)."""
+    return SERIES_PREFIX + bigram
 
 
 def plate_variant(variant: str) -> str:

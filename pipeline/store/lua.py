@@ -23,7 +23,7 @@ def _fold_table() -> str:
 
 
 _HELPERS = r"""
-local SIGHT, GRAM, VAR = @SIGHT@, @GRAM@, @VAR@
+local SIGHT, GRAM, VAR, SERIES = @SIGHT@, @GRAM@, @VAR@, @SERIES@
 local FOLD = @FOLD@
 local function chars(s)
   local out = {}
@@ -41,6 +41,16 @@ local function grams(plate)
   if #out == 0 and plate ~= '' then out[1] = plate end
   return out
 end
+local function series(plate)
+  local c, seen, out = chars(plate), {}, {}
+  for i = 1, #c - 1 do
+    if not string.find(c[i], '^%d$') and not string.find(c[i + 1], '^%d$') then
+      local g = c[i] .. c[i + 1]
+      if not seen[g] then seen[g] = true; out[#out + 1] = g end
+    end
+  end
+  return out
+end
 local function variants(plate)
   local c = chars(plate)
   for i = 1, #c do c[i] = FOLD[c[i]] or c[i] end
@@ -54,6 +64,7 @@ local function variants(plate)
 end
 local function unindex(last_key, plate)
   redis.call('ZREM', last_key, plate)
+  for _, g in ipairs(series(plate)) do redis.call('ZREM', SERIES .. g, plate) end
   for _, g in ipairs(grams(plate)) do redis.call('SREM', GRAM .. g, plate) end
   for _, v in ipairs(variants(plate)) do redis.call('SREM', VAR .. v, plate) end
 end
@@ -70,7 +81,8 @@ end
 def _render(body: str) -> str:
     text = _HELPERS + body
     for name, value in (("@SIGHT@", _lua_str(keys.SIGHTINGS_PREFIX)), ("@GRAM@", _lua_str(keys.GRAM_PREFIX)),
-                        ("@VAR@", _lua_str(keys.VARIANT_PREFIX)), ("@FOLD@", _fold_table())):
+                        ("@VAR@", _lua_str(keys.VARIANT_PREFIX)),
+                        ("@SERIES@", _lua_str(keys.SERIES_PREFIX)), ("@FOLD@", _fold_table())):
         text = text.replace(name, value)
     return text
 
@@ -100,6 +112,7 @@ local function index(plate, score)
   local last = redis.call('ZSCORE', KEYS[3], plate)
   if last and tonumber(score) <= tonumber(last) + slack then return end
   redis.call('ZADD', KEYS[3], 'GT', score, plate)
+  for _, g in ipairs(series(plate)) do redis.call('ZADD', SERIES .. g, 'GT', score, plate) end
   if not last then
     for _, g in ipairs(grams(plate)) do redis.call('SADD', GRAM .. g, plate) end
     for _, v in ipairs(variants(plate)) do redis.call('SADD', VAR .. v, plate) end
@@ -226,7 +239,7 @@ return {#entries, table.concat(sids, '\0'), table.concat(eids, '\0'), table.conc
 """
 
 PLATE_WALK = r"""
--- KEYS: last-seen zset. ARGV: rank offset, scan budget, matches wanted, lowest useful score ('' for none),
+-- KEYS: a zset scored by last-seen (plates:last or a series set). ARGV: rank offset, scan budget, matches wanted, lowest useful score ('' for none),
 -- match mode ('find' plain substring, 'match' Lua pattern), pattern.
 -- Walks the distinct plates newest first and keeps those matching the pattern (broad partial/wildcard queries,
 -- where a few hundred plates newest first fill a page long before the gram sets could be intersected).
@@ -270,4 +283,33 @@ for _, plate in ipairs(sample) do
   if ok and string.find(plate, pat, 1, plain) then hits = hits + 1 end
 end
 return {#sample, hits}
+"""
+
+SERIES_REBUILD = _render(r"""
+-- KEYS: last-seen zset; ARGV: rank offset, count. (Re)builds the series-bigram sorted sets of a batch of distinct
+-- plates from their last-seen scores (for stores written before those sets existed). Returns the next offset or -1.
+local page = redis.call('ZRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1, 'WITHSCORES')
+for j = 1, #page, 2 do
+  for _, g in ipairs(series(page[j])) do redis.call('ZADD', SERIES .. g, 'GT', page[j + 1], page[j]) end
+end
+if #page < 2 * tonumber(ARGV[2]) then return -1 end
+return tonumber(ARGV[1]) + tonumber(ARGV[2])
+""")
+
+PLATE_READ = r"""
+-- KEYS: sighting zsets. ARGV: high, low, per-key limit, '1' newest first else oldest first.
+-- Returns, per key, the number of sightings read followed by member, score pairs (one flat array of strings:
+-- much cheaper for the client than one reply per plate).
+local out = {}
+for _, key in ipairs(KEYS) do
+  local rows
+  if ARGV[4] == '1' then
+    rows = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  else
+    rows = redis.call('ZRANGEBYSCORE', key, ARGV[2], ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  end
+  out[#out + 1] = #rows / 2
+  for j = 1, #rows do out[#out + 1] = rows[j] end
+end
+return out
 """

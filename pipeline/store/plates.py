@@ -48,6 +48,17 @@ def variant_keys(plate: str) -> list[str]:
     return [keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))]
 
 
+def is_series_bigram(gram: str) -> bool:
+    """Whether ``gram`` is two non-digit characters (a registration series; it has a time-ordered set)."""
+    return len(gram) == 2 and not any(ch in "0123456789" for ch in gram)
+
+
+def series_keys(plate: str) -> list[str]:
+    """The series-bigram sorted-set keys of one distinct plate (the writer script computes the same)."""
+    return sorted({keys.plate_series(plate[i:i + 2]) for i in range(len(plate) - 1)
+                   if is_series_bigram(plate[i:i + 2])})
+
+
 @lru_cache(maxsize=200_000)
 def index_keys(plate: str) -> tuple[str, ...]:
     """Every gram and symmetric-delete key one distinct plate is a member of."""

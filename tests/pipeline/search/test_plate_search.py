@@ -60,7 +60,7 @@ FILTERS = [PlateFilters(), PlateFilters(cameras={"cam1", "cam2"}), PlateFilters(
 
 
 def test_walk_and_intersection_equal_brute_force(client: redis.Redis, filled: list) -> None:
-    walk = PlateSearcher(client, strategy="walk", walk_budget=40)  # in several script steps
+    walk = PlateSearcher(client, strategy="walk", walk_budget=40, first_sightings=1)  # several steps, capped
     intersect = PlateSearcher(client, strategy="intersect", small_set=8)
     hedged = PlateSearcher(client, small_gram_set=0, sample_size=16, walk_budget=50)  # sampled choice, both ways
     early = 0

@@ -11,7 +11,7 @@ import redis
 from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.store import EventStore, keys
 from pipeline.store.codec import decode
-from pipeline.store.plates import index_keys
+from pipeline.store.plates import index_keys, series_keys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -110,6 +110,16 @@ def test_writer_script_indexes_the_keys_python_computes(client: redis.Redis, pla
     written = {k.decode() for k in client.keys("plates:[gd]:*")}
     assert written == set(index_keys(plate))
     assert all(client.type(k) == b"set" for k in written)
+    series = {k.decode() for k in client.keys(keys.SERIES_PREFIX + "*")}
+    assert series == set(series_keys(plate))
+    assert (series != set()) == any(not (a.isdigit() or b.isdigit())
+                                    for a, b in zip(plate, plate[1:], strict=False))
+    for key in series:  # time-ordered like plates:last
+        assert client.zscore(key, plate) == client.zscore(keys.PLATE_LAST_SEEN, plate)
+    if series:
+        client.delete(*series)
+    EventStore(client).rebuild_series_index()
+    assert {k.decode() for k in client.keys(keys.SERIES_PREFIX + "*")} == series
 
 
 def test_batch_publish_is_idempotent_and_ordered_within_the_batch(client: redis.Redis) -> None:
@@ -166,6 +176,7 @@ def test_prune_before_removes_old_events_and_emptied_plates(client: redis.Redis)
     assert client.zscore(keys.PLATE_LAST_SEEN, "9ฮฮ9999") is None
     for key in index_keys("9ฮฮ9999"):
         assert not client.sismember(key, "9ฮฮ9999"), key
+    assert client.zscore(keys.plate_series("ฮฮ"), "9ฮฮ9999") is None
     assert all(client.sismember(k, "1กข1234") for k in index_keys("1กข1234"))
     assert client.hlen(keys.FACE_EVENTS) == 0
     assert store.prune_before(cutoff) == {"plate_events": 0, "plates_emptied": 0, "face_events": 0}
