@@ -15,7 +15,6 @@ and SHA-256 of the MP4.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.models_manifest import sha256_file
 from pipeline.recording.index import Segment, segments_between
 from pipeline.recording.recorder import probe_duration
 from pipeline.settings import get_settings
@@ -57,15 +57,6 @@ class ExportResult:
 def exports_dir(recordings_dir: Path | None = None) -> Path:
     """The evidence folder ``<recordings>/exports``."""
     return (recordings_dir or get_settings().recordings_dir) / EXPORTS_DIRNAME
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _iso(ts: float) -> str:
