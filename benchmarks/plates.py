@@ -94,9 +94,10 @@ def run_crops(rows: list[dict[str, str]], reader, batch: int) -> tuple[list[Plat
 
 def run_scenes(rows: list[dict[str, str]], reader) -> tuple[list[PlateRead], float, float, int]:
     """Cascade on whole scenes; returns best read per scene, ms/plate (reader), ms/image, plates read."""
-    from benchmarks._yolo_onnx import PlateCascade
+    from benchmarks.plate_detection import build_cascade
+    from pipeline.engine.engine import READING_PAD, crop_box
 
-    cascade = PlateCascade()
+    cascade = build_cascade(0.25, 0.15)
     reads: list[PlateRead] = []
     t_reader = t_total = 0.0
     n_plates = 0
@@ -105,16 +106,12 @@ def run_scenes(rows: list[dict[str, str]], reader) -> tuple[list[PlateRead], flo
         if img is None:
             raise FileNotFoundError(f"cannot read {r['path']}")
         t0 = time.perf_counter()
-        plates, _ = cascade.cascade(img)
+        plates, _ = cascade.detect(img)
         crops = []
-        h, w = img.shape[:2]
-        for x1, y1, x2, y2 in plates.boxes:
-            # Small margin: the detector's box can clip the province line.
-            mx, my = 0.04 * (x2 - x1), 0.08 * (y2 - y1)
-            a, b = int(max(0, x1 - mx)), int(max(0, y1 - my))
-            c, d = int(min(w, x2 + mx)), int(min(h, y2 + my))
-            if c - a >= 4 and d - b >= 4:
-                crops.append(img[b:d, a:c])
+        for box in np.asarray(plates.data.get("reading_xyxy", plates.xyxy), np.float32).reshape(-1, 4):
+            crop, _, _ = crop_box(img, box, *READING_PAD)  # the engine's reading crop
+            if crop.shape[0] >= 4 and crop.shape[1] >= 4:
+                crops.append(crop)
         t1 = time.perf_counter()
         got = reader.read_batch(crops) if crops else []
         t2 = time.perf_counter()

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.models.onnx_utils import create_session
 from pipeline.plates.decoding import Decoded, beam_search, best_path
 from pipeline.plates.grammar import compact_display, is_valid_prefix, plate_format
 from pipeline.plates.provinces import PROVINCES
@@ -24,17 +25,6 @@ logger = logging.getLogger(__name__)
 
 ONNX_NAME = "plate_reader.onnx"
 META_NAME = "plate_reader.json"
-
-
-def _providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device in ("auto", "cuda", "gpu") and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device in ("cuda", "gpu"):
-        logger.warning("CUDAExecutionProvider not available (providers: %s); using CPU", available)
-    return ["CPUExecutionProvider"]
 
 
 def _to_bgr(crop: np.ndarray) -> np.ndarray:
@@ -58,8 +48,6 @@ class CrnnPlateReader:
 
     def __init__(self, model_dir: Path, device: str = "auto", batch_size: int = 64, beam: int = 8,
                  top_k: int = 5, threads: int = 0) -> None:
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         onnx_path = model_dir / ONNX_NAME
         meta_path = model_dir / META_NAME
@@ -72,11 +60,7 @@ class CrnnPlateReader:
         self.input_w = int(meta["input"]["width"])
         if len(meta["provinces"]) != len(PROVINCES):
             raise ValueError(f"{meta_path}: expected {len(PROVINCES)} provinces")
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=_providers(device))
+        self.session = create_session(onnx_path, device=device, threads=threads)
         self.providers = self.session.get_providers()
         self.batch_size = batch_size
         self.beam = beam

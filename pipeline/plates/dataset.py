@@ -66,3 +66,49 @@ def load_images(samples: list[PlateSample], size: tuple[int, int]) -> np.ndarray
 def encode_label(label: str) -> list[int]:
     """CTC target ids of a canonical registration (unknown characters are dropped)."""
     return [CHAR_INDEX[ch] for ch in label if ch in CHAR_INDEX]
+
+
+def write_split(labels_csv: Path, out_dir: Path, val_fraction: float = 0.15, seed: int = 0) -> dict[str, Path]:
+    """Write the plate-disjoint split as ``train.csv`` / ``val.csv`` labels files (absolute image paths).
+
+    The files keep every column of the source, so ``python -m benchmarks.plates --labels <out>/val.csv``
+    scores exactly the images the trainer held out (same ``val_fraction`` and ``seed`` as ``train``).
+    """
+    labels_csv = Path(labels_csv).resolve()
+    samples = read_labels(labels_csv)
+    train_idx, val_idx = plate_disjoint_split(samples, val_fraction, seed)
+    with labels_csv.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, idx in (("train", train_idx), ("val", val_idx)):
+        path = out_dir / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            for i in idx:
+                writer.writerow(rows[i] | {"relative_path": str(labels_csv.parent / rows[i]["relative_path"])})
+        written[name] = path
+        logger.info("%s: %d images", path, len(idx))
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pipeline.plates.dataset --labels L --out DIR``: write the plate-disjoint split."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=write_split.__doc__)
+    ap.add_argument("--labels", type=Path, required=True, help="labels.csv in the shared format")
+    ap.add_argument("--out", type=Path, required=True, help="folder for train.csv and val.csv")
+    ap.add_argument("--val-fraction", type=float, default=0.15, help="share of distinct plates held out")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the split (as in train --split-seed)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    write_split(args.labels, args.out, args.val_fraction, args.split_seed)
+
+
+if __name__ == "__main__":
+    main()

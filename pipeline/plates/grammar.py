@@ -42,7 +42,8 @@ _THAI_DIGIT_MAP = {ord(t): a for t, a in zip(THAI_DIGITS, DIGITS, strict=True)}
 _THAI_CONS_SET = frozenset(THAI_CONSONANTS + "ฃฅ")
 
 PATTERNS: dict[str, re.Pattern[str]] = {
-    "private": re.compile(r"^[0-9]?[ก-ฮ]{1,2}[0-9]{1,4}$"),
+    # One or two consonants, or a series digit followed by exactly two (``1กข 1234``; no ``1ก 1234`` exists).
+    "private": re.compile(r"^(?:[0-9][ก-ฮ]{2}|[ก-ฮ]{1,2})[0-9]{1,4}$"),
     "commercial": re.compile(r"^[0-9]{6}$"),
     "motorcycle": re.compile(r"^[ก-ฮ]{3}[0-9]{1,3}$"),
 }
@@ -84,8 +85,8 @@ def is_valid_prefix(prefix: str) -> bool:
     return bool(_PREFIX_RE.match(kinds))
 
 
-# Prefixes of: d?c{1,2}d{0,4} | d{0,6} | c{0,3}d{0,3}
-_PREFIX_RE = re.compile(r"^(?:d?c{1,2}d{0,4}|d{0,6}|c{3}d{0,3}|d?)$")
+# Prefixes of: dccd{0,4} | c{1,2}d{0,4} | d{0,6} | cccd{0,3}
+_PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,2}d{0,4}|d{0,6}|c{3}d{0,3})$")
 
 
 def display_plate(text: str, fmt: str | None = None) -> str:

@@ -46,6 +46,8 @@ def test_normalise(raw: str, canon: str) -> None:
         ("701234", "commercial"),
         ("กขค123", "motorcycle"),
         ("1กขค1234", None),
+        ("2ฎ6847", None),  # a series digit is always followed by two consonants
+        ("ฎ6847", "private"),
         ("12345", None),
         ("1234567", None),
         ("กข12345", None),
@@ -66,7 +68,7 @@ def test_display() -> None:
 def test_prefixes() -> None:
     for good in ["", "1", "1ก", "1กข", "1กข1", "12345", "กขค", "กขค12"]:
         assert is_valid_prefix(good), good
-    for bad in ["1กขค1", "1234567", "1ก12345", "กขค1234", "A1"]:
+    for bad in ["1กขค1", "1234567", "1ก12345", "1ก1", "กขค1234", "A1"]:
         assert not is_valid_prefix(bad), bad
 
 
