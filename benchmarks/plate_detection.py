@@ -2,12 +2,19 @@
 
 Usage::
 
-    python -m benchmarks.plate_detection --labels ../shared/data/plates_openalpr_us/labels.csv [--json OUT]
+    python -m benchmarks.plate_detection --labels ../shared/data/plates_openalpr_us/labels.csv [--json OUT] [--fit]
 
 The labels file has ``relative_path,label,x,y,w,h,...`` (one row per plate, paths relative to the labels file).
-``recall``/``precision`` are for the plate detector on the whole frame; ``cascade_recall``/``cascade_precision``
-for the cascade (COCO vehicles -> crop with margin -> plate detector at 320 -> boxes mapped back, merged with the
-full-frame detections by NMS). Each ground-truth box matches at most one detection (greedy by score).
+Both figures use the engine's own models and code (:func:`pipeline.models.registry.load_model_set`):
+``recall``/``precision`` for the plate detector on the whole frame (with its search windows),
+``cascade_recall``/``cascade_precision`` for the cascade the engine runs (COCO vehicles -> crop with margin ->
+plate detector on the crop and, for large crops, its tiles -> calibrated boxes mapped back to the frame,
+:class:`pipeline.models.plate_detector.PlateCascade`). Each ground-truth box matches at most one detection
+(greedy by score); a frame without any vehicle is searched whole, as the engine does. ``vehicle_cascade_recall``
+counts only plates found on vehicle crops; ``raw_cascade_recall`` scores the detector's own (uncalibrated) boxes.
+
+``--fit`` also prints the box calibration (:class:`pipeline.models.plate_detector.BoxCalibration`) that these
+labels imply: median width ratio and median height excess per unit of width over detections matched at IoU 0.2.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks._yolo_onnx import Detections, PlateCascade, iou_matrix
+from pipeline.config import EngineConfig
+from pipeline.detections import Detections
+from pipeline.engine.tracking import iou_matrix
+from pipeline.models.plate_detector import PlateCascade
 
 logger = logging.getLogger(__name__)
 
@@ -38,43 +48,77 @@ def read_boxes(labels: Path) -> dict[Path, list[list[float]]]:
     return out
 
 
-def match(dets: Detections, gt: np.ndarray, iou: float = 0.5) -> tuple[int, int]:
-    """(true positives, number of detections) with greedy one-to-one matching by score."""
-    if len(dets.boxes) == 0:
-        return 0, 0
-    m = iou_matrix(dets.boxes, gt)
-    used: set[int] = set()
+def match(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> int:
+    """True positives with greedy one-to-one matching by score."""
+    if len(boxes) == 0 or len(gt) == 0:
+        return 0
+    m = iou_matrix(np.asarray(boxes, np.float32), gt)
+    free = np.ones(len(gt), bool)
     tp = 0
-    for i in np.argsort(-dets.scores):
-        if m.shape[1] == 0:
-            break
-        j = int(np.argmax(np.where([k in used for k in range(m.shape[1])], -1, m[i])))
-        if m[i, j] >= iou and j not in used:
-            used.add(j)
+    for i in np.argsort(-scores, kind="stable"):
+        cand = np.where(free, m[i], -1.0)
+        j = int(np.argmax(cand))
+        if cand[j] >= iou:
+            free[j] = False
             tp += 1
-    return tp, len(dets.boxes)
+    return tp
 
 
-def run(labels: Path, conf: float = 0.25, vehicle_conf: float = 0.25, margin: float = 0.1) -> dict[str, float]:
-    """Evaluate one labels file; returns the flat metrics dict."""
+def box_ratios(dets: Detections, gt: np.ndarray, iou: float = 0.2) -> list[tuple[float, float]]:
+    """``(gt_w / det_w, (det_h - gt_h) / det_w)`` of the detector's own box best matching each ground truth."""
+    raw = np.asarray(dets.data.get("reading_xyxy", dets.xyxy), np.float32).reshape(-1, 4)
+    if not len(raw):
+        return []
+    m = iou_matrix(raw, gt)
+    out = []
+    for j in range(len(gt)):
+        i = int(np.argmax(m[:, j]))
+        if m[i, j] >= iou:
+            dw, dh = raw[i, 2] - raw[i, 0], raw[i, 3] - raw[i, 1]
+            gw, gh = gt[j, 2] - gt[j, 0], gt[j, 3] - gt[j, 1]
+            out.append((float(gw / dw), float((dh - gh) / dw)))
+    return out
+
+
+def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
+                  precision: str = "auto") -> PlateCascade:
+    """The engine's models (derived batch files, ``engine.model_precision``) wired as a stand-alone cascade."""
+    from pipeline.models.registry import load_model_set
+
+    config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision)
+    models = load_model_set(config, device=device)
+    return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf)
+
+
+def run(labels: Path, conf: float = 0.25, vehicle_conf: float = 0.15, device: str = "auto",
+        cascade: PlateCascade | None = None) -> tuple[dict[str, float], list[tuple[float, float]]]:
+    """Evaluate one labels file; returns the flat metrics dict and the box ratios for ``--fit``."""
     gt = read_boxes(labels)
-    cascade = PlateCascade(plate_conf=conf, vehicle_conf=vehicle_conf, margin=margin)
-    n_gt = tp_full = n_full = tp_cas = n_cas = 0
+    cascade = cascade or build_cascade(conf, vehicle_conf, device)
+    n_gt = tp_full = n_full = tp_cas = n_cas = tp_raw = tp_veh = 0
+    ratios: list[tuple[float, float]] = []
     t0 = time.perf_counter()
-    for path, boxes in gt.items():
+    for i, (path, boxes) in enumerate(gt.items()):
         img = cv2.imread(str(path))
         if img is None:
             raise FileNotFoundError(f"cannot read {path}")
         g = np.asarray(boxes, np.float32)
         n_gt += len(g)
         full = cascade.full_frame(img)
-        a, b = match(full, g)
-        tp_full += a
-        n_full += b
-        plates, _ = cascade.cascade(img)
-        a, b = match(plates, g)
-        tp_cas += a
-        n_cas += b
+        full = full[full.confidence >= conf]
+        tp_full += match(full.xyxy, full.confidence, g)
+        n_full += len(full)
+        plates, vehicles = cascade.detect(img)
+        plates = plates[plates.confidence >= conf]
+        if len(vehicles):
+            tp_veh += match(plates.xyxy, plates.confidence, g)
+        tp_cas += match(plates.xyxy, plates.confidence, g)
+        tp_raw += match(np.asarray(plates.data.get("reading_xyxy", plates.xyxy), np.float32).reshape(-1, 4),
+                        plates.confidence, g)
+        n_cas += len(plates)
+        ratios += box_ratios(plates, g)
+        if (i + 1) % 25 == 0:
+            logger.warning("%d/%d images, cascade recall so far %.3f", i + 1, len(gt), tp_cas / max(n_gt, 1))
     ms = (time.perf_counter() - t0) * 1000 / max(len(gt), 1)
     return {
         "n": len(gt),
@@ -83,29 +127,57 @@ def run(labels: Path, conf: float = 0.25, vehicle_conf: float = 0.25, margin: fl
         "precision": tp_full / n_full if n_full else 0.0,
         "cascade_recall": tp_cas / max(n_gt, 1),
         "cascade_precision": tp_cas / n_cas if n_cas else 0.0,
+        "raw_cascade_recall": tp_raw / max(n_gt, 1),
+        "vehicle_cascade_recall": tp_veh / max(n_gt, 1),
         "plate_conf": conf,
         "vehicle_conf": vehicle_conf,
         "ms_per_image": ms,
-    }
+    }, ratios
+
+
+def fit_calibration(ratios: list[tuple[float, float]]) -> dict[str, float]:
+    """Median width scale and height trim (see :class:`~pipeline.models.plate_detector.BoxCalibration`)."""
+    if not ratios:
+        return {}
+    arr = np.asarray(ratios)
+    return {"width_scale": float(np.median(arr[:, 0])), "height_trim": float(np.median(arr[:, 1])),
+            "matched": len(arr)}
 
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--labels", type=Path, required=True)
+    ap.add_argument("--labels", type=Path, required=True, nargs="+", help="one or more labels files")
     ap.add_argument("--json", type=Path, default=None, help="write the metrics as a flat JSON object")
     ap.add_argument("--conf", type=float, default=0.25, help="plate detector confidence threshold")
-    ap.add_argument("--vehicle-conf", type=float, default=0.25)
-    ap.add_argument("--margin", type=float, default=0.1, help="margin around vehicle crops (fraction)")
+    ap.add_argument("--vehicle-conf", type=float, default=0.15,
+                    help="vehicle score; default 0.15, the score at which the engine tracks vehicles "
+                         "(engine.vehicle_confidence / 2)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+                    help="engine.model_precision of the detectors (auto: fp32)")
+    ap.add_argument("--fit", action="store_true", help="print the box calibration these labels imply")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    res = run(args.labels, args.conf, args.vehicle_conf, args.margin)
-    print(f"{'metric':<20}{'value':>10}")
-    for k, v in res.items():
-        print(f"{k:<20}{v:>10.4f}" if isinstance(v, float) else f"{k:<20}{v:>10}")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision)
+    results: dict[str, dict[str, float]] = {}
+    all_ratios: list[tuple[float, float]] = []
+    for labels in args.labels:
+        res, ratios = run(labels, args.conf, args.vehicle_conf, args.device, cascade)
+        results[labels.parent.name] = res
+        all_ratios += ratios
+    names = list(results)
+    print(f"{'metric':<20}" + "".join(f"{n[-22:]:>24}" for n in names))
+    for key in results[names[0]]:
+        cells = "".join(f"{results[n][key]:>24.4f}" if isinstance(results[n][key], float)
+                        else f"{results[n][key]:>24}" for n in names)
+        print(f"{key:<20}{cells}")
+    if args.fit:
+        print("box calibration fit:", json.dumps(fit_calibration(all_ratios)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        flat = results[names[0]] if len(names) == 1 else {f"{n}.{k}": v for n in names for k, v in results[n].items()}
+        args.json.write_text(json.dumps(flat, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

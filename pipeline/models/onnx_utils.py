@@ -114,8 +114,12 @@ def to_blob(images: list[np.ndarray], mean: float = 0.0, std: float = 255.0, swa
     return np.ascontiguousarray(blob)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns the kept indices, best first."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, over: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; returns the kept indices, best first.
+
+    The overlap is the intersection over the ``union`` of two boxes (IoU), or over the ``smaller`` of the two
+    (a box lying mostly inside a better one goes, as when a tile edge cuts an object).
+    """
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
     x1, y1, x2, y2 = (boxes[:, i].astype(np.float32) for i in range(4))
@@ -129,8 +133,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
         inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
+        denominator = areas[i] + areas[rest] - inter if over == "union" else np.minimum(areas[i], areas[rest])
+        overlap = inter / np.maximum(denominator, 1e-9)
+        order = rest[overlap <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -1,38 +1,155 @@
-"""Licence-plate detector (one-class Ultralytics YOLO, 320 px) run batched on vehicle crops."""
+"""Licence-plate detector (one-class Ultralytics YOLO, 320 px) run batched on vehicle crops.
+
+Two things sit between the raw network and the rest of the pipeline:
+
+- **search windows**: a large vehicle crop (a bus, a truck, a van close to the camera) shrunk to the 320 px
+  input leaves its plate a few pixels tall, so crops larger than :attr:`PlateDetector.tile` are searched as a
+  whole *and* as overlapping tiles of that size; every window goes into the same batched network call and the
+  detections are merged by NMS.
+- **box calibration**: the upstream detector draws its box with a margin around the plate that grows with the
+  plate's width (about 4 % of the width left and right, 7 % above and below). :class:`BoxCalibration` maps it to
+  the tight plate rectangle (``benchmarks.plate_detection --fit`` measures the two factors on labelled scenes).
+  The detector's own box is kept in ``data["reading_xyxy"]``: the reader was trained on crops with that margin.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.detections import Detections
-from pipeline.models.yolo import UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
+from pipeline.models.onnx_utils import nms
+from pipeline.models.yolo import VEHICLE_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
 
 logger = logging.getLogger(__name__)
 
 PLATE_CLASS = 0
+TILE_FACTOR = 1.5  # tile side = 1.5 x the network input (480 px for the 320 px detector)
+TILE_OVERLAP = 0.25
+MERGE_IOU = 0.5
+MERGE_IOS = 0.6  # intersection over the smaller box above which two plate boxes are one plate
+VEHICLE_MARGIN = 0.1  # vehicle crops grow by 10 % of the box on each side (plates sit on the bumper edge)
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Detector box -> tight plate box: ``w' = width_scale * w``, ``h' = h - height_trim * w``, same centre.
+
+    Defaults: medians over 210 matched plates of the OpenALPR US and EU development scenes
+    (``python -m benchmarks.plate_detection --fit``); the height never shrinks below ``min_height`` of itself.
+    """
+
+    width_scale: float = 0.90
+    height_trim: float = 0.146
+    min_height: float = 0.4
+
+    def apply(self, xyxy: np.ndarray) -> np.ndarray:
+        """Calibrated copy of ``[N, 4]`` boxes."""
+        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+        cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+        nw = w * self.width_scale
+        nh = np.maximum(h - self.height_trim * w, h * self.min_height)
+        return np.stack([cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2], axis=1).astype(np.float32)
+
+
+IDENTITY = BoxCalibration(1.0, 0.0, 1.0)
+
+
+def search_windows(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """The whole image plus, when it is larger than ``tile``, overlapping ``tile``-sized windows covering it."""
+    windows = [(0, 0, width, height)]
+    if max(width, height) <= tile * 1.2:
+        return windows
+
+    def starts(size: int) -> list[int]:
+        if size <= tile:
+            return [0]
+        n = int(np.ceil((size - tile * TILE_OVERLAP) / (tile * (1 - TILE_OVERLAP))))
+        n = max(n, 2)
+        return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+    for y0 in starts(height):
+        for x0 in starts(width):
+            windows.append((x0, y0, min(width, x0 + tile), min(height, y0 + tile)))
+    return windows
+
+
+def touches_inner_edge(xyxy: np.ndarray, origin: tuple[int, int], tile_hw: tuple[int, int],
+                       image_hw: tuple[int, int], tolerance: float = 2.0) -> np.ndarray:
+    """Mask of tile boxes (tile pixels) that reach a tile edge lying inside the image (cut objects)."""
+    x0, y0 = origin
+    th, tw = tile_hw
+    ih, iw = image_hw
+    cut = np.zeros(len(xyxy), bool)
+    if x0 > 0:
+        cut |= xyxy[:, 0] <= tolerance
+    if y0 > 0:
+        cut |= xyxy[:, 1] <= tolerance
+    if x0 + tw < iw:
+        cut |= xyxy[:, 2] >= tw - tolerance
+    if y0 + th < ih:
+        cut |= xyxy[:, 3] >= th - tolerance
+    return cut
+
+
+def suppress_overlapping(xyxy: np.ndarray, scores: np.ndarray, threshold: float = MERGE_IOS) -> np.ndarray:
+    """Sorted indices of the boxes to keep: a box whose intersection with a better-scoring kept box covers
+    ``threshold`` of the smaller of the two goes (a plate cut by a tile edge next to the whole plate)."""
+    return np.sort(nms(xyxy, scores, threshold, over="smaller"))
 
 
 class PlateDetector:
-    """Finds plates in vehicle crops; ``detect_batch(crops)`` returns boxes in each crop's own pixels."""
+    """Finds plates in vehicle crops; ``detect_batch(crops)`` returns boxes in each crop's own pixels.
 
-    def __init__(self, detector: YoloOnnxDetector | UltralyticsDetector) -> None:
+    Boxes (``xyxy``) are calibrated to the tight plate rectangle; ``data["reading_xyxy"]`` holds the detector's
+    own box, the region to hand the plate reader.
+    """
+
+    def __init__(self, detector: YoloOnnxDetector | UltralyticsDetector, tile: int | None = None,
+                 calibration: BoxCalibration | None = None) -> None:
         self.detector = detector
+        imgsz = int(getattr(detector, "imgsz", None) or 320)
+        self.tile = int(tile if tile is not None else round(imgsz * TILE_FACTOR))
+        self.calibration = calibration or BoxCalibration()
 
     def detect_batch(self, crops: list[np.ndarray]) -> list[Detections]:
-        """Detect plates in every crop with one batched network call (class id 0)."""
-        return self.detector.detect_batch(crops)
+        """Detect plates in every crop (and its tiles) with one batched network call (class id 0)."""
+        images: list[np.ndarray] = []
+        owners: list[tuple[int, int, int]] = []
+        for i, crop in enumerate(crops):
+            h, w = crop.shape[:2]
+            for x0, y0, x1, y1 in search_windows(w, h, self.tile) if h and w else []:
+                images.append(crop[y0:y1, x0:x1])
+                owners.append((i, x0, y0))
+        raw = self.detector.detect_batch(images) if images else []
+        parts: list[list[Detections]] = [[] for _ in crops]
+        for (i, x0, y0), image, dets in zip(owners, images, raw, strict=True):
+            if image.shape[:2] != crops[i].shape[:2]:  # a tile: a plate cut by an inner edge is not a plate
+                dets = dets[~touches_inner_edge(dets.xyxy, (x0, y0), image.shape[:2], crops[i].shape[:2])]
+            parts[i].append(dets.with_offset(x0, y0) if x0 or y0 else dets)
+        return [self._finish(Detections.merge(p)) for p in parts]
+
+    def _finish(self, dets: Detections) -> Detections:
+        if len(dets) > 1:
+            dets = dets[np.sort(nms(dets.xyxy, dets.confidence, MERGE_IOU))]
+            dets = dets[suppress_overlapping(dets.xyxy, dets.confidence)]
+        data = dict(dets.data)
+        data["reading_xyxy"] = dets.xyxy.copy()
+        return Detections(self.calibration.apply(dets.xyxy), dets.confidence, dets.class_id, dets.tracker_id, data)
 
 
 def load_plate_detector(
     path: Path, conf: float = 0.25, iou: float = 0.45, device: str = "auto", backend: str = "auto",
-    max_batch: int | None = None,
+    max_batch: int | None = None, calibration: BoxCalibration | None = None,
 ) -> PlateDetector:
     """Load the plate detector from an ONNX file (ONNX Runtime) or any Ultralytics format."""
     return PlateDetector(
-        load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend, max_batch=max_batch)
+        load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend, max_batch=max_batch),
+        calibration=calibration,
     )
 
 
@@ -50,3 +167,51 @@ def crop_boxes(frame: np.ndarray, xyxy: np.ndarray, margin: float = 0.0) -> list
         x3, y3 = max(x3, x0 + 1), max(y3, y0 + 1)
         out.append((frame[y0:y3, x0:x3], (x0, y0)))
     return out
+
+
+class PlateCascade:
+    """Vehicle detector -> vehicle crops (with margin) -> plate detector; plates in frame pixels.
+
+    The engine runs the same steps inside its batches (with tracking in between); this class is the stand-alone
+    form used by the benchmarks and tools. ``data["vehicle"]`` is the index of the vehicle a plate was found in.
+    Like the engine (``engine.plates_without_vehicle``), a frame without any vehicle (a close-up gate view) is
+    searched whole; its plates carry ``vehicle`` -1.
+    """
+
+    def __init__(self, vehicles: YoloOnnxDetector | UltralyticsDetector, plates: PlateDetector,
+                 vehicle_confidence: float = 0.15, margin: float = VEHICLE_MARGIN,
+                 without_vehicle: bool = True) -> None:
+        self.vehicles = vehicles
+        self.plates = plates
+        self.vehicle_confidence = vehicle_confidence
+        self.margin = margin
+        self.without_vehicle = without_vehicle
+
+    def find_vehicles(self, frame: np.ndarray) -> Detections:
+        """COCO vehicles (car, motorcycle, bus, truck) above the vehicle confidence."""
+        dets = self.vehicles.detect_batch([frame])[0]
+        return dets[np.isin(dets.class_id, VEHICLE_CLASSES) & (dets.confidence >= self.vehicle_confidence)]
+
+    def detect(self, frame: np.ndarray) -> tuple[Detections, Detections]:
+        """``(plates, vehicles)`` of one frame; plates from all vehicle crops in one batch, merged by NMS."""
+        vehicles = self.find_vehicles(frame)
+        if not len(vehicles) and self.without_vehicle:
+            plates = self.full_frame(frame)
+            plates.data["vehicle"] = [-1] * len(plates)
+            return plates, vehicles
+        crops = crop_boxes(frame, vehicles.xyxy, self.margin)
+        found = self.plates.detect_batch([c for c, _ in crops]) if crops else []
+        parts = []
+        for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found, strict=True)):
+            dets = dets.with_offset(x0, y0)
+            dets.data["reading_xyxy"] = np.asarray(dets.data["reading_xyxy"]) + np.float32([x0, y0, x0, y0])
+            dets.data["vehicle"] = [k] * len(dets)
+            parts.append(dets)
+        plates = Detections.merge(parts)
+        if len(plates) > 1:
+            plates = plates[np.sort(nms(plates.xyxy, plates.confidence, MERGE_IOU))]
+        return plates, vehicles
+
+    def full_frame(self, frame: np.ndarray) -> Detections:
+        """The plate detector on the whole frame (with its search windows), for comparison."""
+        return self.plates.detect_batch([frame])[0]
