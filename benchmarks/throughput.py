@@ -89,7 +89,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, naive: bool, first: int = 0,
-                queue_size: int = 2) -> Config:
+                queue_size: int = 2, precision: str = "auto") -> Config:
     """cameras.yaml equivalent for the benchmark cameras (analysis only, no recording).
 
     Camera ``k`` of the benchmark (``first`` + position here) shows video ``k mod 3`` with that video's analytics.
@@ -99,10 +99,11 @@ def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, n
         analytics = VIDEOS[(first + i) % len(VIDEOS)][1]
         cameras.append({"id": camera_id, "name": camera_id, "url": url, "analytics": analytics, "analysis_fps": fps,
                         "recording": {"enabled": False}})
-    engine: dict[str, Any] = {"device": "auto", "spool_dir": str(spool_dir), "metrics_port": 0}
+    engine: dict[str, Any] = {"device": "auto", "spool_dir": str(spool_dir), "metrics_port": 0,
+                              "model_precision": precision}
     if naive:
         engine.update({"max_batch_size": 1, "max_wait_ms": 0, "motion_threshold": 0.0, "detector_keepalive_s": 0.1,
-                       "plate_reads_per_track": 1000})
+                       "plate_reads_per_track": 1000, "person_tracks_for_faces": True})  # the detector on every frame
     return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size}, "engine": engine,
                                   "cameras": cameras})
 
@@ -292,7 +293,8 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
     from pipeline.ingest.framebus import MP_CONTEXT, FrameBus
     from pipeline.ingest.worker import CaptureWorkerProcess
 
-    config = make_config(urls, args.fps, args.width, work / "spool-engine", naive=False, queue_size=args.queue_size)
+    config = make_config(urls, args.fps, args.width, work / "spool-engine", naive=False, queue_size=args.queue_size,
+                         precision=args.precision)
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     stop = MP_CONTEXT.Event()
@@ -326,7 +328,7 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
     try:
         for i, (camera_id, url) in enumerate(urls.items()):
             config = make_config({camera_id: url}, args.fps, args.width, work / f"spool-base-{i}", naive=True, first=i,
-                                 queue_size=args.queue_size)
+                                 queue_size=args.queue_size, precision=args.precision)
             bus = FrameBus([camera_id], queue_size=config.ingest.queue_size, max_width=args.width)
             buses.append(bus)
             captures.append(CaptureWorkerProcess(config.cameras, config.ingest, bus, redis_url, work / "rec",
@@ -393,7 +395,7 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
     urls = {f"cam{k + 1:02d}": f"/videos/cam{k + 1:02d}.mp4" for k in range(args.streams)}
     work = Path(tempfile.mkdtemp(prefix="cctv-throughput-files-"))
     try:
-        config = make_config(urls, args.fps, args.width, work / "spool", naive=False)
+        config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision)
         models = load_model_set(config.engine)
         total = sum(len(c) for c in cameras)
         print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each)",
@@ -425,7 +427,7 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
         def run_naive_files() -> None:
             for k, frames in enumerate(cameras):
                 naive_config = make_config({f"cam{k + 1:02d}": urls[f"cam{k + 1:02d}"]}, args.fps, args.width,
-                                           work / "spool", naive=True, first=k)
+                                           work / "spool", naive=True, first=k, precision=args.precision)
                 naive = naive_class(naive_config, naive_models, None, recordings_dir=work / "rec")
                 naive_engines.append(naive)
                 for item in frames:
@@ -570,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=2,
                         help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase")
+    parser.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+                        help="engine.model_precision for both phases (auto: fp32)")
     parser.add_argument("--mode", choices=("live", "files", "both"), default="live",
                         help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
                              "through engine and baseline in this process, compared by CPU time per frame")
@@ -594,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     print("preparing models (derives the batch-capable files once, so that no phase pays for it)", flush=True)
     from pipeline.models.registry import load_model_set
 
-    load_model_set(make_config({"cam": "rtsp://127.0.0.1/x"}, 1.0, args.width, work, naive=False).engine)
+    load_model_set(make_config({"cam": "rtsp://127.0.0.1/x"}, 1.0, args.width, work, naive=False,
+                               precision=args.precision).engine)
     result: dict[str, Any] = {"streams": args.streams, "fps": args.fps, "seconds": args.seconds, "width": args.width}
     try:
         with TestCameraServer(get_settings().videos_dir, port=free_port(), names=[], aliases=aliases) as cams:

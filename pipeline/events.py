@@ -47,7 +47,7 @@ class PlateEvent(BaseModel):
     candidates: list[PlateCandidate] = Field(default_factory=list, description="Top alternative reads.")
     agreeing_frames: int = Field(default=1, ge=0, description="Frames whose read agreed with the vote.")
     total_frames: int = Field(default=1, ge=0, description="Frames with a plate read in this track.")
-    vehicle_class: str = Field(default="car", description="car, motorcycle, bus or truck.")
+    vehicle_class: str = Field(default="car", description="car, motorcycle, bus or truck; vehicle when the plate was seen without a detected vehicle.")
     vehicle_box: list[float] = Field(default_factory=list, description="x1,y1,x2,y2 of the vehicle.")
     plate_box: list[float] = Field(default_factory=list, description="x1,y1,x2,y2 of the plate in the frame.")
     snapshot_path: str | None = Field(default=None, description="Full-frame JPEG, relative to recordings dir.")

@@ -19,7 +19,7 @@ from pipeline.events import FaceEvent, PlateCandidate, PlateEvent, new_event_id
 
 logger = logging.getLogger(__name__)
 
-VEHICLE_CLASS_NAMES = {2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
+VEHICLE_CLASS_NAMES = {-1: "vehicle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}  # -1: plate seen alone
 MAX_OBSERVATIONS = 64
 MIN_TEXT_GAIN = 0.05
 MIN_QUALITY_GAIN = 0.05

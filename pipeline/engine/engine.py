@@ -3,11 +3,14 @@
 :meth:`Engine.process_batch` runs, for one batch gathered across cameras:
 
 1. motion gating per camera (static frames skip the detector but keep their camera's tracks alive);
-2. the vehicle/person detector once on all gated frames;
+2. the vehicle/person detector once on the gated frames of plate cameras (and of face cameras when
+   ``engine.person_tracks_for_faces`` is on);
 3. zone filtering and per-camera tracking (vehicles on plate cameras, persons on face cameras);
-4. the plate detector once on all vehicle crops of the batch, then the plate reader once on all plate crops;
+4. the plate detector once on all vehicle crops of the batch (frames of plate cameras without any vehicle, such as
+   close-up gate views, are searched whole and their plates tracked on their own), then the plate reader once
+   on all plate crops;
 5. the face model once on the gated frames of face cameras; faces are attached to person tracks (face inside the
-   person box) or tracked on their own (close-ups without a person box);
+   person box) or tracked on their own (no person detector on the camera, or no person box);
 6. track -> event aggregation; due events get their JPEGs, are matched against the watchlists and published
    (to Redis, or to the on-disk spool while Redis is down).
 
@@ -36,13 +39,18 @@ from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
+from pipeline.models.plate_detector import VEHICLE_MARGIN
+from pipeline.models.yolo import VEHICLE_CLASSES
 
 logger = logging.getLogger(__name__)
 
 PERSON = 0
-VEHICLE_CLASSES = (2, 3, 5, 7)
 MIN_VEHICLE_WIDTH = 64  # narrower vehicles have plates too small to read
 MIN_VEHICLE_HEIGHT = 40
+PLATE_ONLY_CLASS = -1  # class of a plate tracked without a vehicle (the event says "vehicle")
+PLATE_ONLY_REGION = (1.0, 1.5)  # a plate-only job searches the plate box grown by 100 % / 150 % of its size
+FACE_TRACK_SIMILARITY = 0.5  # a face that moved too far for its box keeps its track at this embedding cosine
+READING_PAD = (0.06, 0.12)  # plate reader crop: the detector's box grown by 6 % / 12 % of its width / height
 CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
 
@@ -65,6 +73,7 @@ class CameraRuntime:
     vehicles: Tracker
     persons: Tracker
     faces: Tracker
+    plates: Tracker  # plates found without a vehicle (close-up views), tracked on their own
     last_capture: float = 0.0
     last_arrival: float = 0.0
     frames: int = 0
@@ -72,7 +81,7 @@ class CameraRuntime:
     @property
     def trackers(self) -> tuple[Tracker, ...]:
         """Every tracker of the camera."""
-        return (self.vehicles, self.persons, self.faces)
+        return (self.vehicles, self.persons, self.faces, self.plates)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class _Frame:
     cam: CameraRuntime
     _copy: np.ndarray | None = None
     persons: Detections = field(default_factory=Detections.empty)
+    no_vehicle: bool = False  # a plate camera's frame in which the detector found no vehicle
 
     def copy(self) -> np.ndarray:
         """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
@@ -188,7 +198,10 @@ class Engine:
             persons=Tracker(ec.track_lost_s, high_score=ec.vehicle_confidence,
                             low_score=ec.vehicle_confidence / 2, id_source=ids),
             faces=Tracker(ec.track_lost_s, high_score=ec.face_confidence,
-                          low_score=ec.face_confidence / 2, iou_threshold=0.1, id_source=ids),
+                          low_score=ec.face_confidence / 2, iou_threshold=0.1, id_source=ids,
+                          appearance_threshold=FACE_TRACK_SIMILARITY),
+            plates=Tracker(ec.track_lost_s, high_score=ec.plate_confidence, low_score=ec.plate_confidence / 2,
+                           iou_threshold=0.1, id_source=ids),
         )
         self.cameras[camera_id] = runtime
         return runtime
@@ -203,9 +216,11 @@ class Engine:
         gated = self._gate(items)
         if gated:
             with self.metrics.stage("detect"):
-                detections = self.models.vehicles.detect_batch([g.item.frame for g in gated])
+                detections = self._detect_objects(gated)
             with self.metrics.stage("track"):
                 jobs = self._track(gated, detections)
+            if self.engine_config.plates_without_vehicle:
+                jobs += self._plate_only_jobs([g for g in gated if g.no_vehicle])
             self._plates(jobs)
             self._faces(gated)
         self.metrics.count("frames_analysed", len(gated))
@@ -214,6 +229,19 @@ class Engine:
         for camera_id in sorted(touched):
             runtime = self.cameras[camera_id]
             self._expire_and_publish(runtime, runtime.last_capture)
+
+    def _needs_object_detector(self, g: _Frame) -> bool:
+        analytics = g.cam.camera.analytics
+        return analytics.plates or (analytics.faces and self.engine_config.person_tracks_for_faces)
+
+    def _detect_objects(self, gated: list[_Frame]) -> list[Detections]:
+        """The object detector on the frames that need it (plate cameras; face cameras with person tracks)."""
+        wanted = [i for i, g in enumerate(gated) if self._needs_object_detector(g)]
+        found = self.models.vehicles.detect_batch([gated[i].item.frame for i in wanted]) if wanted else []
+        detections = [Detections.empty() for _ in gated]
+        for i, dets in zip(wanted, found, strict=True):
+            detections[i] = dets
+        return detections
 
     def _gate(self, items: Sequence[FrameLike]) -> list[_Frame]:
         gated: list[_Frame] = []
@@ -253,6 +281,7 @@ class Engine:
             dets = dets[dets.confidence >= ec.vehicle_confidence / 2]
             if g.cam.camera.analytics.plates:
                 vehicles = dets[np.isin(dets.class_id, VEHICLE_CLASSES)]
+                g.no_vehicle = not len(vehicles)
                 # one object, one box: the detector's class-aware NMS leaves car/truck/bus boxes on one vehicle
                 vehicles = vehicles[np.sort(nms(vehicles.xyxy, vehicles.confidence, CROSS_CLASS_IOU))]
                 vehicles = g.cam.vehicles.update(vehicles, t)
@@ -263,11 +292,38 @@ class Engine:
                     w, h = box[2] - box[0], box[3] - box[1]
                     if w < MIN_VEHICLE_WIDTH or h < MIN_VEHICLE_HEIGHT or not self.aggregator.wants_plate(state, t):
                         continue
-                    crop, ox, oy = crop_box(frame, box)
+                    crop, ox, oy = crop_box(frame, box, pad_x=VEHICLE_MARGIN, pad_y=VEHICLE_MARGIN)
                     if crop.size:
                         jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))
             if g.cam.camera.analytics.faces:
                 g.persons = g.cam.persons.update(dets[dets.class_id == PERSON], t)
+        return jobs
+
+    def _plate_only_jobs(self, frames: list[_Frame]) -> list[_VehicleJob]:
+        """Plates in frames without any vehicle (a close-up gate view): the plate detector searches the whole
+        frame, the plates are tracked on their own and each track's plate region becomes a plate job."""
+        if not frames:
+            return []
+        ec = self.engine_config
+        with self.metrics.stage("plate_detect"):
+            found = self.models.plates.detect_batch([g.item.frame for g in frames])
+        jobs: list[_VehicleJob] = []
+        with self.metrics.stage("track"):
+            for g, dets in zip(frames, found, strict=True):
+                frame, t = g.item.frame, g.item.capture_time
+                height, width = frame.shape[:2]
+                dets = g.cam.zones.filter(dets, width, height)
+                tracked = g.cam.plates.update(dets[dets.confidence >= ec.plate_confidence / 2], t)
+                for i in range(len(tracked)):
+                    state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
+                                                    PLATE_ONLY_CLASS, float(tracked.confidence[i]))
+                    if not self.aggregator.wants_plate(state, t):
+                        continue
+                    box = tracked.xyxy[i]
+                    crop, ox, oy = crop_box(frame, box, *PLATE_ONLY_REGION)
+                    if crop.size:
+                        jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))
+        self.metrics.count("plate_only_jobs", len(jobs))
         return jobs
 
     def _plates(self, jobs: list[_VehicleJob]) -> None:
@@ -282,8 +338,9 @@ class Engine:
                 self.aggregator.plate_missed(job.state)
                 continue
             best = int(np.argmax(dets.confidence))
-            box = dets.xyxy[best]
-            plate_crop, _, _ = crop_box(job.crop, box, pad_x=0.06, pad_y=0.12)
+            box = dets.xyxy[best]  # the tight plate rectangle (calibrated)
+            reading_box = np.asarray(dets.data.get("reading_xyxy", dets.xyxy)[best])  # the detector's own box
+            plate_crop, _, _ = crop_box(job.crop, reading_box, *READING_PAD)
             if plate_crop.size == 0:
                 continue
             selected.append((job, box, float(dets.confidence[best]), plate_crop))

@@ -37,6 +37,11 @@ def _to_cxcywh(box: np.ndarray) -> np.ndarray:
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)], dtype=np.float64)
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32).ravel()
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
 def _to_xyxy(state: np.ndarray) -> np.ndarray:
     cx, cy, w, h = state[:4]
     w, h = max(w, 1.0), max(h, 1.0)
@@ -57,6 +62,7 @@ class Track:
     cov: np.ndarray = field(default_factory=lambda: np.eye(8))
     state_time: float = 0.0
     class_votes: dict[int, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # running mean of unit appearance embeddings (face tracks)
 
     @property
     def box(self) -> np.ndarray:
@@ -120,12 +126,14 @@ class Tracker:
         iou_threshold: float = 0.2,
         centre_threshold: float = 0.6,
         id_source: Callable[[], int] | None = None,
+        appearance_threshold: float | None = None,
     ) -> None:
         self.lost_s = lost_s
         self.high_score = high_score
         self.low_score = low_score
         self.iou_threshold = iou_threshold
         self.centre_threshold = centre_threshold
+        self.appearance_threshold = appearance_threshold
         self._next_id = id_source or itertools.count(1).__next__
         self._kf = KalmanBox()
         self.tracks: dict[int, Track] = {}
@@ -154,6 +162,9 @@ class Tracker:
                 ids[d] = track.track_id
             matched = {unmatched_tracks[ti] for ti, _ in pairs}
             unmatched_tracks = [i for i in unmatched_tracks if i not in matched]
+        for ti, d in self._associate_by_appearance(tracks, unmatched_tracks, detections, high[ids[high] < 0]):
+            self._apply(tracks[ti], detections, d, t)
+            ids[d] = tracks[ti].track_id
         for d in high:
             if ids[d] < 0:
                 ids[d] = self._start(detections, int(d), t).track_id
@@ -199,6 +210,25 @@ class Tracker:
         rows, cols = linear_sum_assignment(-similarity)
         return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= threshold]
 
+    def _associate_by_appearance(
+        self, tracks: list[Track], candidates: list[int], detections: Detections, det_idx: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """Last pass (face tracks): a face that moved too far for its box to match keeps its track when its
+        embedding matches the track's (cosine >= ``appearance_threshold``); returns (track index, detection)."""
+        embeddings = detections.data.get("embedding")
+        if self.appearance_threshold is None or embeddings is None or not len(det_idx):
+            return []
+        cands = [i for i in candidates if tracks[i].embedding is not None]
+        dets = [int(d) for d in det_idx if embeddings[d] is not None]
+        if not cands or not dets:
+            return []
+        a = np.stack([tracks[i].embedding for i in cands])
+        b = np.stack([_unit(embeddings[d]) for d in dets])
+        similarity = a @ b.T
+        rows, cols = linear_sum_assignment(-similarity)
+        return [(cands[r], dets[c]) for r, c in zip(rows, cols, strict=True)
+                if similarity[r, c] >= self.appearance_threshold]
+
     @staticmethod
     def _centre_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """1 - centre distance / track diagonal, zeroed where the sizes differ by more than 2x."""
@@ -220,6 +250,15 @@ class Tracker:
         track.score = float(detections.confidence[d])
         track.class_id = int(detections.class_id[d])
         track.class_votes[track.class_id] = track.class_votes.get(track.class_id, 0.0) + track.score
+        self._remember_appearance(track, detections, d)
+
+    @staticmethod
+    def _remember_appearance(track: Track, detections: Detections, d: int) -> None:
+        embeddings = detections.data.get("embedding")
+        if embeddings is None or embeddings[d] is None:
+            return
+        e = _unit(embeddings[d])
+        track.embedding = e if track.embedding is None else _unit(0.7 * track.embedding + 0.3 * e)
 
     def _start(self, detections: Detections, d: int, t: float) -> Track:
         mean, cov = self._kf.initiate(detections.xyxy[d])
@@ -229,5 +268,6 @@ class Tracker:
             track_id=int(self._next_id()), class_id=class_id, score=score, first_seen=t, last_seen=t,
             state=mean, cov=cov, state_time=t, class_votes={class_id: score},
         )
+        self._remember_appearance(track, detections, d)
         self.tracks[track.track_id] = track
         return track

@@ -1,5 +1,6 @@
 """Recording retention: by age per camera (``recording.retention_days``) and by the disk quota
-(``ingest.recordings_quota_gb``, oldest segments first across cameras).
+(``ingest.recordings_quota_gb``, oldest segments first across cameras). The same loop keeps the event store's
+search indexes in step with its streams once an hour (:func:`prune_events`).
 
 Only indexed segments (and, for age, leftover date folders of cameras) are deleted; anything under
 ``<recordings>/exports`` (evidence) is never touched. Each index entry is removed with its file, after the file.
@@ -104,6 +105,25 @@ def _remove_old_date_folders(camera_dir: Path, cutoff: float, recordings_dir: Pa
             shutil.rmtree(folder, ignore_errors=True)
 
 
+EVENT_PRUNE_INTERVAL_S = 3600.0
+
+
+def prune_events(client: Any, config: Config, now: float | None = None) -> dict[str, int]:
+    """Drop index entries of events the streams' ``events_maxlen`` cap trimmed, and every event older than
+    ``engine.events_retention_days`` (when set). Returns the counts removed."""
+    from pipeline.store.events import EventStore
+
+    store = EventStore(client, config.engine.events_maxlen)
+    stats = store.prune_trimmed()
+    days = config.engine.events_retention_days
+    if days:
+        aged = store.prune_before((time.time() if now is None else now) - days * 86400.0)
+        stats = {key: count + aged[key] for key, count in stats.items()}
+    if any(stats.values()):
+        logger.info("event retention: %s", stats)
+    return stats
+
+
 def run_retention_loop(config: Config, redis_url: str, recordings_dir: str | Path, stop_event: Any,
                        period_s: float = 60.0) -> None:  # fmt: skip
     """Process entry used by the supervisor: a retention pass every ``period_s`` until ``stop_event``."""
@@ -115,9 +135,13 @@ def run_retention_loop(config: Config, redis_url: str, recordings_dir: str | Pat
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    next_event_prune = time.monotonic()
     while not stop_event.is_set():
         try:
             apply_retention(client, config, Path(recordings_dir))
+            if time.monotonic() >= next_event_prune:
+                prune_events(client, config)
+                next_event_prune = time.monotonic() + EVENT_PRUNE_INTERVAL_S
         except (redis.RedisError, OSError) as exc:
             logger.warning("retention pass failed: %s", exc)
         stop_event.wait(period_s)

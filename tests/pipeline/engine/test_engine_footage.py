@@ -24,6 +24,7 @@ from pipeline.engine.filesource import FileFrame, iter_video_frames, run_files
 from pipeline.engine.metrics import metrics_key
 from pipeline.engine.process import build_engine, load_plate_reader_or_none, run_loop
 from pipeline.events import Alert, FaceEvent, PlateEvent
+from pipeline.models.plate_detector import VEHICLE_MARGIN
 from pipeline.search.fuzzy import plate_distance
 from pipeline.store import WatchlistStore, keys
 from pipeline.store.codec import decode
@@ -128,7 +129,9 @@ def test_dashcam_vehicle_track_yields_a_plate_event(models: Any, reader: Any, vi
         assert event.crop_path.startswith("snapshots/bkk-night-01/")
         x1, y1, x2, y2 = event.plate_box
         vx1, vy1, vx2, vy2 = event.vehicle_box
-        assert vx1 - 1 <= x1 < x2 <= vx2 + 1 and vy1 - 1 <= y1 < y2 <= vy2 + 1  # the plate lies on its vehicle
+        # the plate lies on its vehicle (searched with VEHICLE_MARGIN around the box: bumpers stick out)
+        mx, my = (vx2 - vx1) * VEHICLE_MARGIN + 1, (vy2 - vy1) * VEHICLE_MARGIN + 1
+        assert vx1 - mx <= x1 < x2 <= vx2 + mx and vy1 - my <= y1 < y2 <= vy2 + my
     if reader is None:
         assert all(e.plate_text == "" for e in events)
         return
@@ -273,3 +276,29 @@ def test_engine_loop_serves_the_frame_bus_and_exports_metrics(models: Any, video
     assert face_events(client), "the loop published no face event (finish() on stop)"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)  # endpoint closed on stop
+
+
+def test_close_up_plate_without_a_vehicle_yields_a_plate_event(models: Any, reader: Any, shared_dir: Path,
+                                                               redis_url: str, tmp_path: Path) -> None:
+    """A gate camera's close-up: no vehicle box at all, the plate is still found, tracked and published."""
+    root = shared_dir / "data" / "plates_openalpr_us"
+    image = cv2.imread(str(root / "images" / "us7.jpg"))
+    assert image is not None
+    assert not len(models.vehicles.detect_batch([image])[0])  # the detector sees no vehicle in this view
+    config = make_config("gate-01", plates=True, faces=False)
+    engine, publisher, client = engine_for(config, models, reader, redis_url, tmp_path)
+    shifted = [np.roll(image, 3 * k, axis=1) for k in range(6)]  # six frames, one second apart, slight motion
+    frames = iter(FileFrame("gate-01", k, START + k, frame) for k, frame in enumerate(shifted))
+    run_files(engine, [frames], batch_size=2)
+    events = [e for e in plate_events(client) if e.camera_id == "gate-01"]
+    assert len(events) == 1, events  # one plate, one track, one event
+    event = events[0]
+    assert event.vehicle_class == "vehicle"
+    px1, py1, px2, py2 = event.plate_box
+    assert px2 - px1 > 100 and py2 - py1 > 40  # the big plate of the close-up, not a speck
+    assert (tmp_path / "rec" / event.crop_path).is_file()
+    # the same view with the option off publishes nothing
+    off = make_config("gate-02", plates=True, faces=False, plates_without_vehicle=False)
+    engine, publisher, client = engine_for(off, models, reader, redis_url, tmp_path)
+    run_files(engine, [iter(FileFrame("gate-02", k, START + k, f) for k, f in enumerate(shifted))], batch_size=2)
+    assert not [e for e in plate_events(client) if e.camera_id == "gate-02"]

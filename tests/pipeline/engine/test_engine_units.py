@@ -175,6 +175,30 @@ def test_tracker_touch_keeps_static_tracks_alive_and_low_scores_do_not_start_tra
     assert len(tracker.tracks) == 1
 
 
+def test_face_tracker_follows_a_jumping_face_by_its_embedding_only() -> None:
+    rng = np.random.default_rng(0)
+    alice, bob = rng.normal(size=128), rng.normal(size=128)
+
+    def faces(boxes: list[list[float]], people: list[np.ndarray]) -> Detections:
+        noisy = [p + rng.normal(scale=0.3, size=128) for p in people]
+        return Detections(xyxy=boxes, confidence=[0.9] * len(boxes), class_id=[0] * len(boxes),
+                          data={"embedding": [n / np.linalg.norm(n) for n in noisy]})
+
+    tracker = Tracker(lost_s=2.0, high_score=0.5, iou_threshold=0.1, appearance_threshold=0.5)
+    first = tracker.update(faces([[100, 100, 140, 150], [400, 100, 440, 150]], [alice, bob]), 0.0)
+    # one second later both faces are far from their boxes (no IoU, centres too far) and have swapped sides
+    second = tracker.update(faces([[330, 260, 370, 310], [20, 260, 60, 310]], [alice, bob]), 1.0)
+    assert second.tracker_id.tolist() == first.tracker_id.tolist()
+    # without the appearance pass the same jump starts two new tracks
+    plain = Tracker(lost_s=2.0, high_score=0.5, iou_threshold=0.1)
+    a = plain.update(faces([[100, 100, 140, 150], [400, 100, 440, 150]], [alice, bob]), 0.0)
+    b = plain.update(faces([[330, 260, 370, 310], [20, 260, 60, 310]], [alice, bob]), 1.0)
+    assert set(a.tracker_id.tolist()).isdisjoint(b.tracker_id.tolist())
+    # a stranger does not inherit anyone's track
+    third = tracker.update(faces([[200, 400, 240, 450]], [rng.normal(size=128)]), 1.5)
+    assert third.tracker_id[0] not in first.tracker_id.tolist()
+
+
 def test_iou_and_face_assignment() -> None:
     assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
     persons = np.array([[100, 100, 200, 400], [90, 80, 400, 500]], dtype=np.float32)

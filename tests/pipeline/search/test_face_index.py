@@ -13,13 +13,6 @@ from pipeline.store import EventStore, keys
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture()
-def client(redis_url: str) -> redis.Redis:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
-
-
 def faces(rng: np.random.Generator, centres: np.ndarray, n: int, start: int = 0, dim: int = 128
           ) -> tuple[list[FaceEvent], np.ndarray]:
     who = rng.integers(len(centres), size=n)

@@ -16,13 +16,6 @@ pytestmark = pytest.mark.timeout(120)
 LETTERS = "กขคงจชซดตบปพมรสหอฮ"
 
 
-@pytest.fixture()
-def client(redis_url: str) -> redis.Redis:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
-
-
 def random_plates(rng: np.random.Generator, n: int) -> list[str]:
     out = set()
     while len(out) < n:

@@ -16,13 +16,6 @@ from pipeline.store.plates import index_keys, series_keys
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture()
-def client(redis_url: str) -> redis.Redis:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
-
-
 def plate_event(**kw) -> PlateEvent:
     base = dict(camera_id="cam1", track_id=1, started_at=100.0, ended_at=101.0, frame_time=100.5,
                 plate_text="1กข1234", province="กรุงเทพมหานคร", confidence=0.9)
