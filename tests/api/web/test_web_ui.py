@@ -504,15 +504,29 @@ def start_export(browser, server, web_data):
     browser.get(f"{server.url}/#/evidence?camera={PLATE_CAMS[0]}&start={int(start) + 1}&end={int(start) + 4}")
     wait(browser, "#export-form")
     css(browser, "#export-start-btn")[0].click()
-    return wait(browser, '#export-list .export-item[data-status="done"]', timeout=90)
+    # the export list repaints while jobs progress, so an element found once can go stale: read the id afresh
+    done = '#export-list .export-item[data-status="done"]'
+    wait(browser, done, timeout=90)
+    return wait_until(browser, lambda d: d.find_element("css selector", done).get_attribute("data-export-id"),
+                      message="the finished export has no id")
+
+
+def finished_export(job_id: str) -> str:
+    """CSS selector of the finished export row ``job_id``."""
+    return f'#export-list .export-item[data-export-id="{job_id}"][data-status="done"]'
+
+
+def shown_sha(browser, job_id: str) -> str:
+    """The SHA-256 the page shows for the finished export ``job_id`` (looked up afresh on every poll)."""
+    return wait_until(browser, lambda d: d.find_element("css selector", f"{finished_export(job_id)} .sha256").text.strip(),
+                      message="no SHA-256 shown for the finished export")
 
 
 def test_evidence_export_progress_sha_and_case(browser, server, web_data):
     """Export a window of a recorded camera: the job finishes, the page shows the clip's real SHA-256, and the clip
     is grouped into a new case."""
-    item = start_export(browser, server, web_data)
-    job_id = item.get_attribute("data-export-id")
-    sha = item.find_element("css selector", ".sha256").text.strip()
+    job_id = start_export(browser, server, web_data)
+    sha = shown_sha(browser, job_id)
     clips = list((web_data.recordings / "exports" / job_id).glob("*.mp4"))
     assert len(clips) == 1, clips
     assert hashlib.sha256(clips[0].read_bytes()).hexdigest() == sha
@@ -525,8 +539,10 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
     wait(browser, "#case-list li[data-case-id]")
     from selenium.webdriver.support.ui import Select
 
-    select = Select(wait(browser, f'.export-item[data-export-id="{job_id}"] select.case-select'))
-    select.select_by_visible_text("Police request 2567/77")
+    case_select = f'.export-item[data-export-id="{job_id}"] select.case-select'
+    wait(browser, case_select)
+    wait_until(browser, lambda d: Select(d.find_element("css selector", case_select))
+               .select_by_visible_text("Police request 2567/77") or True, message="could not choose the case")
     wait(browser, '#case-list li[data-items="1"]')
     assert job_id in css(browser, "#case-list li")[0].text
     shot(browser, "10_evidence_case")
@@ -534,12 +550,9 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
 
 def test_evidence_download_matches_sha(browser, server, web_data):
     """The downloaded clip's SHA-256 equals the one the page shows."""
-    job_id = start_export(browser, server, web_data).get_attribute("data-export-id")
-    # the export list repaints while jobs progress: look the finished item up afresh for each step
-    done = f'#export-list .export-item[data-export-id="{job_id}"][data-status="done"]'
-    sha = wait_until(browser, lambda d: d.find_element("css selector", f"{done} .sha256").text.strip(),
-                     message="no SHA-256 shown for the finished export")
-    wait_until(browser, lambda d: d.find_element("css selector", f"{done} button.download").click() or True,
+    job_id = start_export(browser, server, web_data)
+    sha = shown_sha(browser, job_id)
+    wait_until(browser, lambda d: d.find_element("css selector", f"{finished_export(job_id)} button.download").click() or True,
                message="could not click the download button")
     clip = wait_until(browser, lambda d: next(iter(d.downloads.glob("*.mp4")), None), timeout=20,
                       message="no clip was downloaded")
