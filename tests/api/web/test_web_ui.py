@@ -286,6 +286,20 @@ def wait(driver, css: str, timeout: float = 15, visible: bool = True):
     return wait_until(driver, condition((By.CSS_SELECTOR, css)), timeout, f"nothing matched {css!r}")
 
 
+def fresh(driver, read, timeout: float = 10):
+    """``read(driver)``, retried while the page repaints the elements it touches (stale element references)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read(driver)
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def wait_until(driver, predicate, timeout: float = 15, message: str = ""):
     """Wait until ``predicate(driver)`` is truthy and return it; on timeout fail with a screenshot and the
     browser's console errors."""
@@ -660,11 +674,12 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     wait(browser, "#nav a")
     browser.get(server.url + "/#/cameras")
     wait(browser, "#camera-grid .camera-card")
-    status = {c.get_attribute("data-camera-id"): c.get_attribute("data-status")
-              for c in css(browser, "#camera-grid .camera-card")}
+    status = fresh(browser, lambda d: {c.get_attribute("data-camera-id"): c.get_attribute("data-status")
+                                       for c in css(d, "#camera-grid .camera-card")})
     assert status == {PLATE_CAMS[0]: "online", PLATE_CAMS[1]: "reconnecting", FACE_CAM: "unknown"}
     first = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"]')[0]
-    assert "5.0" in first.text and "3" in first.find_element("css selector", '[data-stat="drops"]').text
+    card_text, drops = fresh(browser, lambda d: (first.text, first.find_element("css selector", '[data-stat="drops"]').text))
+    assert "5.0" in card_text and "3" in drops
     shot(browser, "12_camera_grid")
     write_camera_health(server.client, PLATE_CAMS[1], {"status": "online", "analysed_fps": 4.8})
     wait(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[1]}"][data-status="online"]', timeout=15)
@@ -675,7 +690,7 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     # recent plate events of this camera, newest stored first, with their crops; an operator has no face list
     expected = [e.event_id for e in reversed(web_data.plate_events) if e.camera_id == PLATE_CAMS[0]]
     wait(browser, "#camera-plates tbody tr")
-    assert [r.get_attribute("data-event-id") for r in css(browser, "#camera-plates tbody tr")] == expected
+    assert fresh(browser, lambda d: [r.get_attribute("data-event-id") for r in css(d, "#camera-plates tbody tr")]) == expected
     wait_until(browser, lambda d: image_loaded(d, "#camera-plates img"), message="camera event crops did not load")
     assert not css(browser, "#camera-recent-faces")
     browser.execute_script("document.getElementById('camera-recent-plates').scrollIntoView()")
@@ -689,7 +704,7 @@ def test_camera_page_recent_faces_for_investigator(browser, server, web_data):
     browser.get(f"{server.url}/#/cameras/{FACE_CAM}")
     wait(browser, "#camera-faces .face-card")
     expected = [web_data.face_events[p].event_id for p in reversed(LFW_PEOPLE)]
-    assert [c.get_attribute("data-event-id") for c in css(browser, "#camera-faces .face-card")] == expected
+    assert fresh(browser, lambda d: [c.get_attribute("data-event-id") for c in css(d, "#camera-faces .face-card")]) == expected
     wait_until(browser, lambda d: image_loaded(d, "#camera-faces img"), message="face crops did not load")
     assert "Nothing to show" in css(browser, "#camera-recent-plates")[0].text
     browser.execute_script("document.getElementById('camera-recent-faces').scrollIntoView()")
