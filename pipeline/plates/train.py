@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
             step += 1
             ema.update(model, step)
             run_loss = 0.95 * run_loss + 0.05 * loss.item() if b else loss.item()
-            bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+            bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}", refresh=False)
         elapsed = (time.time() - start) / 60
         last = epoch + 1 == args.epochs
         over = args.minutes > 0 and elapsed >= args.minutes
