@@ -58,11 +58,23 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
     beams: dict[str, list] = {"": [1.0, 0.0, []]}
     log_scale = 0.0
     n_t = probs.shape[0]
+    allowed: dict[str, bool] = {}  # prefix_ok memo: the same extensions recur at every frame
+    likely = probs[:, 1:] > prune
+    has_char = likely.any(1).tolist()
     for t in range(n_t):
         row = probs[t]
-        cand = np.flatnonzero(row > prune)
-        nxt: dict[str, list] = {}
+        cand = (np.flatnonzero(likely[t]) + 1).tolist() if has_char[t] else []
         p_blank = float(row[0])
+        if not cand:
+            # Only the blank is likely: every prefix keeps its rank, so rescale in place (same arithmetic as below).
+            top = (next(iter(beams.values()))[0] + next(iter(beams.values()))[1]) * p_blank + 0.0
+            if top <= 0.0:
+                return []
+            log_scale += math.log(top)
+            beams = {k: [(v[0] + v[1]) * p_blank / top, 0.0, v[2]] for k, v in beams.items()}
+            continue
+        row_values = row.tolist()
+        nxt: dict[str, list] = {}
         for prefix, (pb, pnb, confs) in beams.items():
             total = pb + pnb
             last = prefix[-1] if prefix else None
@@ -72,11 +84,8 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
                 e = nxt[prefix] = [0.0, 0.0, confs]
             e[0] += total * p_blank
             for k in cand:
-                k = int(k)
-                if k == 0:
-                    continue
                 ch = charset[k - 1]
-                pk = float(row[k])
+                pk = row_values[k]
                 if ch == last:
                     # Repeat without blank collapses onto the same prefix.
                     e[1] += pnb * pk
@@ -89,8 +98,12 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
                     add = total * pk
                 if add <= 0.0:
                     continue
-                if prefix_ok is not None and not prefix_ok(ext):
-                    continue
+                if prefix_ok is not None:
+                    ok = allowed.get(ext)
+                    if ok is None:
+                        ok = allowed[ext] = prefix_ok(ext)
+                    if not ok:
+                        continue
                 f = nxt.get(ext)
                 if f is None:
                     nxt[ext] = [0.0, add, confs + [pk]]

@@ -26,6 +26,7 @@ Formats recognised by :func:`plate_format`:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -76,6 +77,7 @@ def is_valid_plate(text: str) -> bool:
     return plate_format(normalise_plate(text)) is not None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_valid_prefix(prefix: str) -> bool:
     """True when ``prefix`` (canonical characters) can still be completed into a valid plate."""
     # Work on a character-class string: d = digit, c = consonant.
