@@ -122,3 +122,28 @@ def test_beam_grammar_constraint() -> None:
     res = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
     assert res and res[0].text == "1กข1234"
     assert all(plate_format(r.text) for r in res)
+
+
+def test_beam_scores_are_exact_ctc_probabilities() -> None:
+    """With a beam wide enough to keep everything, each text's score is its CTC probability summed over every
+    alignment (brute force), including frames where only the blank is likely (the decoder's fast path)."""
+    import itertools
+
+    charset = "1กข"
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(len(charset) + 1), size=7)
+    probs[[1, 4]] = [0.9997, 0.0001, 0.0001, 0.0001]  # blank-only frames: characters below the pruning level
+    prune = 1e-3
+    kept = np.where(probs > prune, probs, 0.0)
+    kept[:, 0] = probs[:, 0]
+    expected: dict[str, float] = {}
+    for path in itertools.product(range(len(charset) + 1), repeat=len(probs)):
+        p = float(np.prod(kept[np.arange(len(probs)), path]))
+        collapsed = [k for i, k in enumerate(path) if k and (i == 0 or path[i - 1] != k)]
+        text = "".join(charset[k - 1] for k in collapsed)
+        expected[text] = expected.get(text, 0.0) + p
+    res = beam_search(probs, charset, beam=10_000, top_k=10_000, prune=prune)
+    assert len(res) == sum(1 for text, p in expected.items() if text and p > 0)
+    for r in res:
+        assert r.score == pytest.approx(expected[r.text], rel=1e-9, abs=1e-15)
+    assert [r.score for r in res] == sorted((r.score for r in res), reverse=True)
