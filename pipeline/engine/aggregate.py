@@ -19,7 +19,8 @@ from pipeline.events import FaceEvent, PlateCandidate, PlateEvent, new_event_id
 
 logger = logging.getLogger(__name__)
 
-VEHICLE_CLASS_NAMES = {-1: "vehicle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}  # -1: plate seen alone
+PLATE_ONLY_CLASS = -1  # class of a plate tracked without a vehicle (the event says "vehicle")
+VEHICLE_CLASS_NAMES = {PLATE_ONLY_CLASS: "vehicle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
 MAX_OBSERVATIONS = 64
 MIN_TEXT_GAIN = 0.05
 MIN_QUALITY_GAIN = 0.05
@@ -85,9 +86,20 @@ class VehicleState(TrackState):
         return VEHICLE_CLASS_NAMES.get(max(self.class_votes, key=self.class_votes.__getitem__), "car")
 
     @property
+    def plate_only(self) -> bool:
+        """The track follows a plate seen without any vehicle (no vehicle detection ever voted)."""
+        return set(self.class_votes) == {PLATE_ONLY_CLASS}
+
+    @property
     def has_content(self) -> bool:
-        """A plate was seen at least once."""
-        return bool(self.observations)
+        """A plate was seen at least once. A plate tracked without a vehicle also needs one read that is a real
+        Thai plate (when a reader runs): text on a van or a sign that the plate detector fires on is no event."""
+        if not self.plate_only:
+            return bool(self.observations)
+        reads = [o.read for o in self.observations if o.read is not None]
+        if len(reads) < len(self.observations):
+            return bool(self.observations)  # no reader: the detection alone is the evidence
+        return any(getattr(r, "valid", False) for r in reads)
 
 
 @dataclass

@@ -32,7 +32,14 @@ import numpy as np
 
 from pipeline.config import Camera, Config
 from pipeline.detections import Detections
-from pipeline.engine.aggregate import Aggregator, FaceState, PlateObservation, TrackState, VehicleState
+from pipeline.engine.aggregate import (
+    PLATE_ONLY_CLASS,
+    Aggregator,
+    FaceState,
+    PlateObservation,
+    TrackState,
+    VehicleState,
+)
 from pipeline.engine.gating import GateBank
 from pipeline.engine.metrics import EngineMetrics
 from pipeline.engine.snapshots import SnapshotWriter
@@ -47,7 +54,6 @@ logger = logging.getLogger(__name__)
 PERSON = 0
 MIN_VEHICLE_WIDTH = 64  # narrower vehicles have plates too small to read
 MIN_VEHICLE_HEIGHT = 40
-PLATE_ONLY_CLASS = -1  # class of a plate tracked without a vehicle (the event says "vehicle")
 PLATE_ONLY_REGION = (1.0, 1.5)  # a plate-only job searches the plate box grown by 100 % / 150 % of its size
 FACE_TRACK_SIMILARITY = 0.5  # a face that moved too far for its box keeps its track at this embedding cosine
 READING_PAD = (0.06, 0.12)  # plate reader crop: the detector's box grown by 6 % / 12 % of its width / height

@@ -78,3 +78,28 @@ def test_without_a_reader_events_have_no_text_but_keep_the_best_crop() -> None:
     agg.end_tracks("cam", [7])
     (event,) = _publish(agg, 5.0)
     assert event.plate_text == "" and event.confidence == 0.0 and event.plate_box[0] == 1
+
+
+def _plate_only_track(agg: Aggregator, track_id: int, reads: list[PlateRead | None], class_id: int = -1) -> None:
+    for i, read in enumerate(reads):
+        state = agg.vehicle("cam", track_id, i * 0.5, class_id, 0.6)
+        agg.add_plate(state, PlateObservation(read, 900.0, i * 0.5, 0.6), CROP, FRAME.copy, [0] * 4, [0] * 4)
+    agg.end_tracks("cam", [track_id])
+
+
+def test_plate_seen_without_vehicle_needs_a_real_plate_read() -> None:
+    """A plate tracked without a vehicle is an event only once a read is a valid Thai plate: text on a van or a
+    sign never is. A vehicle's track stays an event whatever its reads, and without a reader the detection is."""
+    agg = Aggregator(publish_after_s=10.0, min_hits=2, vote=vote)
+    lettering = PlateRead(text="0812345", confidence=0.4, char_confidences=[0.4] * 7, valid=False)
+    _plate_only_track(agg, 1, [lettering, lettering, lettering])
+    assert _publish(agg, 5.0) == []
+    _plate_only_track(agg, 2, [lettering, _read("1กข1234", 0.9), lettering])
+    (event,) = _publish(agg, 5.0)
+    assert event.vehicle_class == "vehicle" and event.plate_text == "1กข1234"
+    _plate_only_track(agg, 3, [lettering, lettering], class_id=2)
+    (car,) = _publish(agg, 5.0)
+    assert car.vehicle_class == "car"
+    no_reader = Aggregator(publish_after_s=10.0, min_hits=2, vote=None)
+    _plate_only_track(no_reader, 4, [None, None])
+    assert len(_publish(no_reader, 5.0)) == 1
