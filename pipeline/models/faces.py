@@ -16,7 +16,15 @@ import numpy as np
 
 from pipeline.detections import Detections
 from pipeline.models.base import check_frames
-from pipeline.models.onnx_utils import Letterbox, create_session, letterbox, nms, run_batched, to_blob
+from pipeline.models.onnx_utils import (
+    Letterbox,
+    create_session,
+    fitted_size,
+    letterbox,
+    nms,
+    run_batched,
+    to_blob,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ def _anchor_centers(height: int, width: int, stride: int, num_anchors: int) -> n
 def from_scrfd(
     outputs: list[np.ndarray],
     box: Letterbox,
-    input_size: int,
+    input_hw: tuple[int, int],
     conf: float = 0.5,
     iou: float = 0.4,
     strides: tuple[int, ...] = (8, 16, 32),
@@ -49,7 +57,7 @@ def from_scrfd(
         pos = np.where(scores >= conf)[0]
         if pos.size == 0:
             continue
-        centers = _anchor_centers(input_size // stride, input_size // stride, stride, num_anchors)[pos]
+        centers = _anchor_centers(input_hw[0] // stride, input_hw[1] // stride, stride, num_anchors)[pos]
         dist = outputs[idx + fmc].reshape(-1, 4)[pos] * stride
         kps = outputs[idx + 2 * fmc].reshape(-1, 10)[pos] * stride if len(outputs) >= 3 * fmc else None
         all_boxes.append(np.concatenate([centers - dist[:, :2], centers + dist[:, 2:]], axis=1))
@@ -70,7 +78,12 @@ def from_scrfd(
 
 
 class ScrfdDetector:
-    """InsightFace SCRFD face detector; frames are letterboxed to ``input_size`` and run as one batch."""
+    """InsightFace SCRFD face detector; frames are letterboxed to ``input_size`` and run as one batch.
+
+    SCRFD is fully convolutional, so with ``tight=True`` (default) the batch's canvas is only as large as its
+    frames need (``input_size`` on the long side, the short side rounded up to the largest stride): a 16:9
+    camera costs 640x384 instead of 640x640, the same pixels at the same scale without the padding.
+    """
 
     def __init__(
         self,
@@ -80,10 +93,12 @@ class ScrfdDetector:
         input_size: int = 640,
         device: str = "auto",
         max_batch: int | None = None,
+        tight: bool = True,
     ) -> None:
         self.path = Path(path)
         self.session = create_session(self.path, device)
         self.conf, self.iou, self.input_size, self.max_batch = conf, iou, input_size, max_batch
+        self.tight = tight
         n_out = len(self.session.get_outputs())
         if n_out not in (6, 9):
             raise ValueError(f"{self.path}: expected an SCRFD model with 6 or 9 outputs, got {n_out}")
@@ -94,15 +109,26 @@ class ScrfdDetector:
         if not frames:
             return []
         check_frames(frames, self.path.name)
-        pairs = [letterbox(f, self.input_size, center=False, pad_value=0) for f in frames]
+        canvas_hw = self.canvas_size([f.shape[:2] for f in frames])
+        pairs = [letterbox(f, self.input_size, center=False, pad_value=0, canvas_hw=canvas_hw) for f in frames]
         blob = to_blob([p[0] for p in pairs], mean=SCRFD_MEAN, std=SCRFD_STD)
         outputs = run_batched(self.session, blob, self.max_batch)
         per_image = [o.reshape(len(frames), -1, o.shape[-1]) for o in outputs]
         return [
-            from_scrfd([o[i] for o in per_image], pairs[i][1], self.input_size, self.conf, self.iou,
+            from_scrfd([o[i] for o in per_image], pairs[i][1], canvas_hw, self.conf, self.iou,
                        self.strides, self.num_anchors)
             for i in range(len(frames))
         ]
+
+    def canvas_size(self, frame_hws: list[tuple[int, int]]) -> tuple[int, int]:
+        """The network input ``(height, width)`` for a batch of frames of these sizes."""
+        if not self.tight:
+            return self.input_size, self.input_size
+        step = max(self.strides)
+        fitted = [fitted_size(hw, self.input_size) for hw in frame_hws]
+        height = max(h for h, _ in fitted)
+        width = max(w for _, w in fitted)
+        return (min(self.input_size, -(-height // step) * step), min(self.input_size, -(-width // step) * step))
 
 
 class FaceEmbedder:

@@ -84,20 +84,33 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: int, center: bool = True, pad_value: int = 114) -> tuple[np.ndarray, Letterbox]:
+def fitted_size(image_hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(height, width)`` of an image of ``image_hw`` scaled to fit ``size x size`` with its aspect ratio kept."""
+    h, w = image_hw
+    scale = min(size / h, size / w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def letterbox(image: np.ndarray, size: int, center: bool = True, pad_value: int = 114,
+              canvas_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` to fit ``size x size`` keeping its aspect ratio and pad the rest.
 
     ``center=True`` pads both sides like Ultralytics; ``center=False`` pads right/bottom like InsightFace.
+    ``canvas_hw`` pads to that (smaller, at least the fitted size) canvas instead of the square, for networks
+    that accept any input size.
     """
     h, w = image.shape[:2]
     scale = min(size / h, size / w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    nh, nw = fitted_size((h, w), size)
+    canvas_h, canvas_w = canvas_hw or (size, size)
+    if canvas_h < nh or canvas_w < nw:
+        raise ValueError(f"canvas {canvas_h}x{canvas_w} is smaller than the fitted image {nh}x{nw}")
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else image
     if center:
-        left, top = round((size - nw) / 2 - 0.1), round((size - nh) / 2 - 0.1)
+        left, top = round((canvas_w - nw) / 2 - 0.1), round((canvas_h - nh) / 2 - 0.1)
     else:
         left, top = 0, 0
-    canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
+    canvas = np.full((canvas_h, canvas_w, 3), pad_value, dtype=np.uint8)
     canvas[top : top + nh, left : left + nw] = resized
     return canvas, Letterbox(scale=scale, pad_x=float(left), pad_y=float(top), orig_h=h, orig_w=w)
 

@@ -92,3 +92,44 @@ def test_photo_without_a_face_gives_none(model_set: ModelSet, shared_dir: Path) 
     result = model_set.embed_face_images([blank, face, plate])
     assert result[0] is None and result[2] is None
     assert result[1] is not None and result[1].shape == (model_set.embedding_size,)
+
+
+def _pedestrian_frames(shared_dir: Path, count: int = 6) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(shared_dir / "data" / "videos" / "pedestrians_walking_toward_camera.mp4"))
+    frames = []
+    try:
+        while len(frames) < count:
+            ok, frame = cap.read()
+            assert ok, "cannot read the pedestrian clip"
+            frames.append(frame)
+            for _ in range(10):
+                cap.grab()
+    finally:
+        cap.release()
+    return frames
+
+
+@pytest.mark.timeout(120)
+def test_tight_canvas_finds_the_faces_of_the_square_one(model_set: ModelSet, shared_dir: Path) -> None:
+    """A 16:9 camera runs SCRFD on a 640x384 canvas instead of 640x640: the same faces, boxes and scores."""
+    from pipeline.engine.tracking import iou_matrix
+    from pipeline.models.faces import ScrfdDetector
+
+    tight = model_set.faces.detector
+    assert isinstance(tight, ScrfdDetector) and tight.tight
+    square = ScrfdDetector(tight.path, conf=tight.conf, device="cpu", tight=False)
+    frames = _pedestrian_frames(shared_dir)
+    assert tight.canvas_size([f.shape[:2] for f in frames]) == (384, 640)
+    assert tight.canvas_size([(1080, 1920), (1920, 1080)]) == (640, 640)  # a portrait camera in the batch
+    assert tight.canvas_size([(250, 250)]) == (640, 640)
+    found_tight, found_square = tight.detect_batch(frames), square.detect_batch(frames)
+    assert sum(len(d) for d in found_square) >= 6
+    for a, b in zip(found_square, found_tight, strict=True):
+        for box, score in zip(a.xyxy, a.confidence, strict=True):
+            if score < tight.conf + 0.05:
+                continue  # a face at the threshold may fall either side
+            overlap = iou_matrix(box[None], b.xyxy)[0]
+            j = int(np.argmax(overlap)) if len(overlap) else -1
+            assert j >= 0 and overlap[j] > 0.9, (box, b.xyxy)
+            assert abs(float(b.confidence[j]) - float(score)) < 0.05
+
