@@ -67,7 +67,8 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
         p_blank = float(row[0])
         if not cand:
             # Only the blank is likely: every prefix keeps its rank, so rescale in place (same arithmetic as below).
-            top = (next(iter(beams.values()))[0] + next(iter(beams.values()))[1]) * p_blank + 0.0
+            best = next(iter(beams.values()))  # beams are kept best first
+            top = (best[0] + best[1]) * p_blank
             if top <= 0.0:
                 return []
             log_scale += math.log(top)
