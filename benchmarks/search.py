@@ -471,7 +471,8 @@ def remeasure(rdb: Path, queries: int, seed: int) -> dict:
                 result.update(time_faces(client, faces, queries, seed + 1, None, None))
             else:
                 result.update({"faces": 0, "face_p50_ms": float("nan"), "face_p95_ms": float("nan")})
-            result.update({"remeasured_dump": str(rdb), "series_index_rebuild_s": round(rebuild_s, 1), "queries": queries, "curve": [dict(result)],
+            result.update({"remeasured_dump": str(rdb), "series_index_rebuild_s": round(rebuild_s, 1),
+                           "queries": queries, "curve": [dict(result)],
                            "redis_used_memory_total_mb": round(client.info("memory")["used_memory"] / 2**20, 1)})
             return result
         finally:

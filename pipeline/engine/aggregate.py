@@ -96,10 +96,8 @@ class VehicleState(TrackState):
         Thai plate (when a reader runs): text on a van or a sign that the plate detector fires on is no event."""
         if not self.plate_only:
             return bool(self.observations)
-        reads = [o.read for o in self.observations if o.read is not None]
-        if len(reads) < len(self.observations):
-            return bool(self.observations)  # no reader: the detection alone is the evidence
-        return any(getattr(r, "valid", False) for r in reads)
+        # without a reader (read None) the detection alone is the evidence
+        return any(o.read is None or getattr(o.read, "valid", False) for o in self.observations)
 
 
 @dataclass

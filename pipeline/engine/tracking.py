@@ -42,6 +42,12 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
+def _assign(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Optimal one-to-one (row, column) pairs of ``similarity`` whose similarity reaches ``threshold``."""
+    rows, cols = linear_sum_assignment(-similarity)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= threshold]
+
+
 def _to_xyxy(state: np.ndarray) -> np.ndarray:
     cx, cy, w, h = state[:4]
     w, h = max(w, 1.0), max(h, 1.0)
@@ -207,8 +213,7 @@ class Tracker:
         else:
             similarity = iou_matrix(track_boxes, boxes)
             threshold = self.iou_threshold
-        rows, cols = linear_sum_assignment(-similarity)
-        return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= threshold]
+        return _assign(similarity, threshold)
 
     def _associate_by_appearance(
         self, tracks: list[Track], candidates: list[int], detections: Detections, det_idx: np.ndarray
@@ -224,10 +229,7 @@ class Tracker:
             return []
         a = np.stack([tracks[i].embedding for i in cands])
         b = np.stack([_unit(embeddings[d]) for d in dets])
-        similarity = a @ b.T
-        rows, cols = linear_sum_assignment(-similarity)
-        return [(cands[r], dets[c]) for r, c in zip(rows, cols, strict=True)
-                if similarity[r, c] >= self.appearance_threshold]
+        return [(cands[r], dets[c]) for r, c in _assign(a @ b.T, self.appearance_threshold)]
 
     @staticmethod
     def _centre_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -57,9 +57,7 @@ def resolve_precision(precision: str, providers: list[str]) -> str:
     bit for bit (``engine.model_precision: int8``)."""
     if precision not in ("auto", *PRECISIONS):
         raise ValueError(f"unknown precision {precision!r}; expected auto or one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    return "fp32"
+    return "fp32" if precision == "auto" else precision
 
 
 def load_model_set(

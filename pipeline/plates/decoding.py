@@ -58,7 +58,6 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
     beams: dict[str, list] = {"": [1.0, 0.0, []]}
     log_scale = 0.0
     n_t = probs.shape[0]
-    allowed: dict[str, bool] = {}  # prefix_ok memo: the same extensions recur at every frame
     likely = probs[:, 1:] > prune
     has_char = likely.any(1).tolist()
     for t in range(n_t):
@@ -99,12 +98,8 @@ def beam_search(probs: np.ndarray, charset: str, beam: int = 8, top_k: int = 5, 
                     add = total * pk
                 if add <= 0.0:
                     continue
-                if prefix_ok is not None:
-                    ok = allowed.get(ext)
-                    if ok is None:
-                        ok = allowed[ext] = prefix_ok(ext)
-                    if not ok:
-                        continue
+                if prefix_ok is not None and not prefix_ok(ext):
+                    continue
                 f = nxt.get(ext)
                 if f is None:
                     nxt[ext] = [0.0, add, confs + [pk]]
