@@ -11,17 +11,24 @@ registration **without spaces and without hyphens**, Thai consonants plus Arabic
    ``T``->7, ``B``->8); Thai registrations never contain Latin letters. Any other Latin text (foreign plates)
    keeps its letters.
 
-:func:`display_plate` formats a canonical string for people: commercial six digits as ``NN-NNNN`` and private
-plates as ``1กข 1234``. :func:`compact_display` is the form :class:`~pipeline.plates.reader.PlateRead` uses in
-``text``: no spaces, hyphen only for commercial plates (``"70-1234"``).
+:func:`display_plate` formats a canonical string for people: commercial six digits as ``NN-NNNN``, the others
+as series, space, number (``1กข 1234``, ``อคม 888``). :func:`compact_display` is the form
+:class:`~pipeline.plates.reader.PlateRead` uses in ``text``: no spaces, hyphen only for commercial plates
+(``"70-1234"``).
 
-Formats recognised by :func:`plate_format`:
+Formats (:data:`PATTERNS`, in the order :func:`plate_format` tries them):
 
-- ``private``: ``[0-9]?[ก-ฮ]{1,2}[0-9]{1,4}`` (cars, pick-ups, taxis, also red dealer plates such as ``ป 1234``
-  and two-line motorcycle plates ``1กข 123``);
+- ``private``: ``(?:[0-9][ก-ฮ]{2}|[ก-ฮ]{1,2})[0-9]{1,4}`` (cars, pick-ups, taxis, also red dealer plates such as
+  ``ป 1234``);
 - ``commercial``: six digits shown ``NN-NNNN`` (vans, trucks, buses);
-- ``motorcycle``: old three-consonant motorcycle plates ``[ก-ฮ]{3}[0-9]{1,3}`` (three-line layout:
-  consonants / province / number).
+- ``motorcycle``: ``(?:[0-9][ก-ฮ]{2}|[ก-ฮ]{3})[0-9]{1,4}``: three-line plates with the series on top (a digit and
+  two consonants ``1กช``, or three consonants ``อคม``), the province in the middle and 1 to 4 digits at the
+  bottom; written ``1กช4986`` / ``อคม888``, displayed ``1กช 4986`` / ``อคม 888``.
+
+A digit-series motorcycle registration (``1กช4986``) is also a valid private-car text: the string alone does not
+say which plate layout it came from. :func:`plate_format` returns the first matching format (``private`` for
+it), :func:`plate_formats` every matching one and :func:`is_motorcycle_text` whether a text can be a motorcycle
+registration.
 """
 
 from __future__ import annotations
@@ -46,8 +53,10 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     # One or two consonants, or a series digit followed by exactly two (``1กข 1234``; no ``1ก 1234`` exists).
     "private": re.compile(r"^(?:[0-9][ก-ฮ]{2}|[ก-ฮ]{1,2})[0-9]{1,4}$"),
     "commercial": re.compile(r"^[0-9]{6}$"),
-    "motorcycle": re.compile(r"^[ก-ฮ]{3}[0-9]{1,3}$"),
+    # Three-line plates: series (digit + two consonants, or three consonants) / province / 1-4 digits.
+    "motorcycle": re.compile(r"^(?:[0-9][ก-ฮ]{2}|[ก-ฮ]{3})[0-9]{1,4}$"),
 }
+"""Thai plate formats by name, tried in this order by :func:`plate_format` (canonical text, see above)."""
 
 
 def normalise_plate(text: str) -> str:
@@ -72,6 +81,23 @@ def plate_format(text: str) -> str | None:
     return None
 
 
+def plate_formats(text: str) -> list[str]:
+    """Every Thai format name a canonical string matches, in :data:`PATTERNS` order (empty if none).
+
+    ``plate_formats("1กช4986") == ["private", "motorcycle"]``: a digit-series registration fits both layouts.
+    """
+    return [name for name, pattern in PATTERNS.items() if pattern.match(text)]
+
+
+def is_motorcycle_text(text: str) -> bool:
+    """True when the (canonical or display) text can be a motorcycle registration (``1กช 4986``, ``อคม888``).
+
+    A digit-series text such as ``1กช4986`` is also a private-car text, so True does not mean it *is* a
+    motorcycle plate; three-consonant series (``อคม888``) are motorcycle-only.
+    """
+    return PATTERNS["motorcycle"].match(normalise_plate(text)) is not None
+
+
 def is_valid_plate(text: str) -> bool:
     """True when the (canonical or display) text matches one of the Thai plate formats."""
     return plate_format(normalise_plate(text)) is not None
@@ -87,12 +113,14 @@ def is_valid_prefix(prefix: str) -> bool:
     return bool(_PREFIX_RE.match(kinds))
 
 
-# Prefixes of: dccd{0,4} | c{1,2}d{0,4} | d{0,6} | cccd{0,3}
-_PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,2}d{0,4}|d{0,6}|c{3}d{0,3})$")
+# Prefixes of the PATTERNS over character kinds: private dccd{1,4} | c{1,2}d{1,4}, commercial d{6}, motorcycle
+# dccd{1,4} | cccd{1,4} (every prefix, including the empty one and the bare series).
+_PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,3}d{0,4}|d{0,6})$")
 
 
 def display_plate(text: str, fmt: str | None = None) -> str:
-    """Human display: ``70-1234`` for commercial plates, ``1กข 1234`` for private ones."""
+    """Human display: ``70-1234`` for commercial plates, series space number for the others (``1กข 1234``,
+    ``อคม 888``); text that is neither is returned canonical."""
     canon = normalise_plate(text)
     fmt = fmt or plate_format(canon)
     if fmt and fmt.startswith("commercial") and len(canon) == 6 and canon.isdigit():

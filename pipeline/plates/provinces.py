@@ -1,8 +1,9 @@
 """The 77 provinces of Thailand (Thai name and Latin transliteration) and nearest-name matching.
 
-Thai plates carry the province name in Thai on their bottom line. The table below lists the 76 provinces plus
-Bangkok (กรุงเทพมหานคร) in Thai alphabetical order, with the Royal Thai General System spelling used by the
-Thai government. :func:`match_province` maps a noisy Thai or Latin string to the nearest entry.
+Thai plates carry the province name in Thai: on the bottom line of car plates, on the middle line of three-line
+motorcycle plates (series / province / number). The table below lists the 76 provinces plus Bangkok
+(กรุงเทพมหานคร) in Thai alphabetical order, with the Royal Thai General System spelling used by the Thai
+government. :func:`match_province` maps a noisy Thai or Latin string to the nearest entry.
 """
 
 from __future__ import annotations

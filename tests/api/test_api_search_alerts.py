@@ -47,6 +47,34 @@ def test_exact_partial_wildcard_and_fuzzy(client: TestClient, tokens: dict, rcli
     assert r["hits"] == []
 
 
+
+def test_motorcycle_registrations_exact_partial_wildcard_and_history(client: TestClient, tokens: dict,
+                                                                      rclient: redis.Redis) -> None:
+    """Three-line motorcycle plates (``1กช 4986``, ``อคม 888``, ``งบล 7970``) are searchable like car plates."""
+    publish(rclient, "1กช4986", t=1000, vehicle_class="motorcycle")
+    publish(rclient, "อคม888", t=1100, vehicle_class="motorcycle")
+    publish(rclient, "งบล7970", t=1200, vehicle_class="motorcycle")
+    publish(rclient, "คม1234", t=1300)
+    h = tokens["op"]
+
+    def plates(**params: str) -> list[str]:
+        r = client.get("/api/plates/search", params=params, headers=h)
+        assert r.status_code == 200, r.text
+        return [x["plate"] for x in r.json()["hits"]]
+
+    assert plates(q="กช4986") == ["1กช4986"]
+    assert plates(q="อคม*") == ["อคม888"]
+    assert plates(q="คม") == ["คม1234", "อคม888"]
+    assert plates(q="คม", vehicle_class="motorcycle") == ["อคม888"]
+    assert plates(q="???7970") == ["งบล7970"]
+    assert plates(q="1กช 4986", mode="exact") == ["1กช4986"]
+    assert plates(q="งบล 7970", mode="exact") == ["งบล7970"]
+    assert plates(q="อคม888", mode="exact") == ["อคม888"]
+    assert plates(q="งปล7970", mode="fuzzy") == ["งบล7970"]
+    hist = client.get("/api/plates/อคม 888/history", headers=tokens["inv"])
+    assert hist.status_code == 200 and [x["plate"] for x in hist.json()["hits"]] == ["อคม888"]
+
+
 def test_filters_pagination_and_camera_limits(client: TestClient, tokens: dict, rclient: redis.Redis) -> None:
     for i in range(5):
         publish(rclient, "1กข1234", t=1000 + i, confidence=0.5 + i / 10)

@@ -108,6 +108,29 @@ def test_add_plate_that_normalises_to_nothing_stores_nothing(client: TestClient,
     assert WatchlistStore(rclient).list_entries(wid) == [] and WatchlistStore(rclient).version() == version
 
 
+
+def test_motorcycle_plates_are_accepted_added_and_patched(client: TestClient, tokens: dict,
+                                                          rclient: redis.Redis) -> None:
+    """Three-consonant and four-digit motorcycle registrations pass request validation and are stored canonical."""
+    adm = tokens["adm"]
+    wid, entry = plate_list(client, adm, plate="อคม 888")
+    assert entry["plate"] == "อคม888"
+    url = f"/api/watchlists/{wid}"
+    added = {}
+    for typed, canon in (("งบล 7970", "งบล7970"), ("1กช 4986", "1กช4986"), ("๑กช๔๙๘๖", "1กช4986")):
+        r = client.post(f"{url}/plates", headers=adm, json={"plate": typed, "severity": "high"})
+        assert r.status_code == 201, r.text
+        assert r.json()["plate"] == canon
+        added[typed] = r.json()["entry_id"]
+    r = client.patch(f"{url}/entries/{added['งบล 7970']}", headers=adm, json={"plate": "ยลม 7777"})
+    assert r.status_code == 200, r.text
+    assert r.json()["plate"] == "ยลม7777" and r.json()["entry_id"] == added["งบล 7970"]
+    stored = sorted(e.plate for e in WatchlistStore(rclient).plate_entries())
+    assert stored == sorted(["อคม888", "ยลม7777", "1กช4986", "1กช4986"])
+    listed = client.get(f"{url}/entries", headers=tokens["inv"]).json()
+    assert sorted(e["plate"] for e in listed) == stored
+
+
 def test_concurrent_change_is_not_overwritten(rclient: redis.Redis, redis_url: str) -> None:
     """An entry change racing with another write to the same watchlist is retried on the fresh state."""
     wl = WatchlistStore(rclient)

@@ -79,3 +79,27 @@ def test_face_match_takes_the_best_of_the_persons_embeddings_and_honours_thresho
     assert [x.entry_id for x in alerts] == [person["id"]] and alerts[0].score > 0.9 and alerts[0].label == "P"
     assert matcher.match_face(face(c)) == []
     assert matcher.match_face(face(np.ones(64) / 8.0)) == []  # wrong embedding size: no crash, no match
+
+
+def test_motorcycle_plate_entries_match_motorcycle_plate_events(redis_url: str) -> None:
+    """Three-consonant, four-digit and digit-series motorcycle entries (typed as displayed) alert on their plates."""
+    client = redis.Redis.from_url(redis_url)
+    lists = WatchlistStore(client)
+    wanted = lists.create_watchlist("plate", "motorcycles")
+    entry = {"fuzzy": False, "max_distance": 0, "reason": "stolen", "severity": "high"}
+    three = lists.put_entry(wanted["id"], {**entry, "plate": "อคม 888"})
+    four = lists.put_entry(wanted["id"], {**entry, "plate": "งบล ๗๙๗๐", "fuzzy": True, "max_distance": 0.5})
+    series = lists.put_entry(wanted["id"], {**entry, "plate": "1กช 4986"})
+    assert (three["plate"], four["plate"], series["plate"]) == ("อคม888", "งบล7970", "1กช4986")
+    assert sorted(e.plate for e in lists.plate_entries()) == sorted(["อคม888", "งบล7970", "1กช4986"])
+    matcher = WatchlistMatcher(lists)
+
+    def entries(text: str) -> list[str]:
+        return [a.entry_id for a in matcher.match_plate(_plate_event(text))]
+
+    assert entries("อคม888") == [three["entry_id"]]
+    assert entries("งบล7970") == [four["entry_id"]]
+    assert entries("งปล7970") == [four["entry_id"]]  # one look-alike (บ/ป) from the fuzzy entry
+    assert entries("1กช4986") == [series["entry_id"]]
+    assert entries("อคม8880") == [] and entries("อคม88") == [] and entries("งบล7971") == []
+    client.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,10 +14,12 @@ from pipeline.plates.grammar import (
     CHARSET,
     compact_display,
     display_plate,
+    is_motorcycle_text,
     is_valid_plate,
     is_valid_prefix,
     normalise_plate,
     plate_format,
+    plate_formats,
 )
 from pipeline.plates.provinces import PROVINCES, match_province, province_by_name
 
@@ -45,6 +51,13 @@ def test_normalise(raw: str, canon: str) -> None:
         ("ก1", "private"),
         ("701234", "commercial"),
         ("กขค123", "motorcycle"),
+        ("อคม888", "motorcycle"),
+        ("งบล7970", "motorcycle"),  # three consonants and four digits
+        ("อคม1", "motorcycle"),
+        ("1กช4986", "private"),  # also a motorcycle text: the first format in PATTERNS order wins
+        ("กขค12345", None),
+        ("กขคง12", None),
+        ("กขค", None),
         ("1กขค1234", None),
         ("2ฎ6847", None),  # a series digit is always followed by two consonants
         ("ฎ6847", "private"),
@@ -58,18 +71,77 @@ def test_formats(text: str, fmt: str | None) -> None:
     assert is_valid_plate(text) is (fmt is not None)
 
 
+@pytest.mark.parametrize(
+    ("text", "formats", "motorcycle"),
+    [
+        ("1กช4986", ["private", "motorcycle"], True),
+        ("1กช 4986", [], True),  # plate_formats takes canonical text, is_motorcycle_text normalises first
+        ("อคม888", ["motorcycle"], True),
+        ("งบล 7970", [], True),
+        ("งบล7970", ["motorcycle"], True),
+        ("กข1234", ["private"], False),
+        ("701234", ["commercial"], False),
+        ("1กช12345", [], False),
+        ("อคม", [], False),
+        ("", [], False),
+    ],
+)
+def test_plate_formats_and_motorcycle_text(text: str, formats: list[str], motorcycle: bool) -> None:
+    assert plate_formats(text) == formats
+    assert plate_format(text) == (formats[0] if formats else None)
+    assert is_motorcycle_text(text) is motorcycle
+
+
 def test_display() -> None:
     assert display_plate("701234") == "70-1234"
     assert display_plate("1กข1234") == "1กข 1234"
+    assert display_plate("1กช4986") == "1กช 4986"
+    assert display_plate("1กช4986", "motorcycle") == "1กช 4986"
+    assert display_plate("อคม888") == "อคม 888"
+    assert display_plate("งบล7970") == "งบล 7970"
     assert compact_display("70 1234") == "70-1234"
     assert compact_display("1กข 1234") == "1กข1234"
+    assert compact_display("อคม 888") == "อคม888"
+    assert compact_display("1กช 4986") == "1กช4986"
 
 
 def test_prefixes() -> None:
-    for good in ["", "1", "1ก", "1กข", "1กข1", "12345", "กขค", "กขค12"]:
+    for good in ["", "1", "1ก", "1กข", "1กข1", "12345", "กขค", "กขค12", "กขค1234", "1กช4986"]:
         assert is_valid_prefix(good), good
-    for bad in ["1กขค1", "1234567", "1ก12345", "1ก1", "กขค1234", "A1"]:
+    for bad in ["1กขค1", "1234567", "1ก12345", "1ก1", "กขค12345", "กขคง", "1กช49861", "A1"]:
         assert not is_valid_prefix(bad), bad
+
+
+def test_prefix_grammar_is_exactly_the_prefixes_of_the_formats() -> None:
+    """Every digit/consonant shape up to 8 characters: a prefix is accepted iff some valid plate starts with it."""
+    shapes = ["".join(p) for n in range(9) for p in itertools.product("dc", repeat=n)]
+    as_text = {shape: shape.replace("d", "1").replace("c", "ก") for shape in shapes}
+    valid = [shape for shape in shapes if plate_format(as_text[shape]) is not None]
+    assert {"dccdddd", "cccdddd", "cccd", "dccd"} <= set(valid)
+    prefixes = {shape[:i] for shape in valid for i in range(len(shape) + 1)}
+    for shape in shapes:
+        assert is_valid_prefix(as_text[shape]) is (shape in prefixes), shape
+
+
+def test_every_motorcycle_label_is_a_valid_motorcycle_plate(shared_dir: Path) -> None:
+    """The real three-line motorcycle labels: canonical, valid, motorcycle texts, displayed ``top bottom``."""
+    labels_csv = shared_dir / "data" / "plates_thai_moto" / "labels.csv"
+    if not labels_csv.is_file():
+        pytest.skip(f"{labels_csv} not found")
+    with labels_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows
+    for row in rows:
+        label = row["label"]
+        assert normalise_plate(label) == label, label
+        assert is_valid_plate(label), label
+        assert "motorcycle" in plate_formats(label), label
+        assert is_motorcycle_text(f"{row['top_line']} {row['bottom_line']}"), label
+        assert display_plate(label) == f"{row['top_line']} {row['bottom_line']}", label
+        assert all(is_valid_prefix(label[:i]) for i in range(len(label) + 1)), label
+    # both series kinds (digit + two consonants, three consonants) and four-digit numbers are in the data
+    assert any(r["top_line"][0].isdigit() for r in rows) and any(not r["top_line"][0].isdigit() for r in rows)
+    assert any(len(r["bottom_line"]) == 4 for r in rows)
 
 
 def test_provinces_table() -> None:
@@ -122,6 +194,14 @@ def test_beam_grammar_constraint() -> None:
     res = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
     assert res and res[0].text == "1กข1234"
     assert all(plate_format(r.text) for r in res)
+
+
+@pytest.mark.parametrize("plate", ["งบล7970", "อคม888", "1กช4986"])
+def test_beam_reads_motorcycle_registrations(plate: str) -> None:
+    """The grammar-constrained beam keeps three-consonant and four-digit motorcycle registrations."""
+    probs = _probs(list(plate))
+    res = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+    assert res and res[0].text == plate and res[0].valid
 
 
 def test_beam_scores_are_exact_ctc_probabilities() -> None:

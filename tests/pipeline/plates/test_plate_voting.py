@@ -47,3 +47,26 @@ def test_normalised_forms_agree_and_empty() -> None:
     assert vote([_read("", 0.0)], [10]) is None
     with pytest.raises(ValueError):
         vote([_read("กข1", 0.5)], [])
+
+
+@pytest.mark.parametrize("plate", ["อคม888", "งบล7970", "1กช4986"])
+def test_motorcycle_registration_wins_over_noise(plate: str) -> None:
+    """Three-line motorcycle registrations vote like car ones: display forms agree, the text stays canonical."""
+    noisy = plate[:-1] + ("1" if plate[-1] != "1" else "2")
+    shown = plate[:3] + " " + plate[3:]
+    reads = [_read(plate, 0.9, "สระแก้ว"), _read(shown, 0.8, "สระแก้ว"), _read(noisy, 0.7, "สระแก้ว", 0.5)]
+    v = vote(reads, [900, 900, 900])
+    assert v is not None
+    assert v.text == plate and v.agreeing_frames == 2 and v.total_frames == 3
+    assert v.province == "สระแก้ว" and v.province_latin == "Sa Kaeo"
+    assert v.candidates[0][0] == plate
+
+
+def test_character_vote_can_pick_a_four_digit_three_consonant_motorcycle_plate() -> None:
+    """The per-position vote only overrides the heaviest text with a valid plate: ``งบล7971`` must count as one."""
+    reads = [_read("งบล7971", 1.0), _read("งบล7970", 0.6), _read("งบล7970", 0.6), _read("งบม7971", 0.5)]
+    # text weights: งบล7970 1.2 > งบล7971 1.0, but position by position ล (2.2) and 1 (1.5) win
+    v = vote(reads, [100, 100, 100, 100])
+    assert v is not None
+    assert v.text == "งบล7971"
+    assert v.agreeing_frames == 1

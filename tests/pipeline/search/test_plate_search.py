@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from pipeline.events import PlateEvent
+from pipeline.search.fuzzy import plate_distance
 from pipeline.search.grams import compile_query
 from pipeline.search.plates import PlateFilters, PlateSearcher, normalise_query
 from pipeline.store import EventStore, keys, lua
@@ -108,3 +109,79 @@ def test_fuzzy_finds_lookalike_and_history_is_oldest_first(client: redis.Redis, 
     assert plate in {h.plate for h in r.hits}
     hist = PlateSearcher(client).history(plate)
     assert [h.frame_time for h in hist.hits] == sorted(t for t, p, _, _ in filled if p == plate)
+
+
+MOTO_PLATES = ["1กช4986", "อคม888", "อคม12", "งบล7970", "2กช1234"]
+"""Three-line motorcycle registrations (digit or three-consonant series, up to four digits)."""
+CAR_PLATES = ["กช4986", "คม1234", "1กข4986", "701234"]
+
+
+@pytest.fixture()
+def motorcycles(client: redis.Redis) -> list[tuple[float, str]]:
+    """Two reads of each motorcycle and car plate, published through the EventStore; (time, plate), newest first."""
+    events, rows = [], []
+    for i, plate in enumerate(MOTO_PLATES + CAR_PLATES + MOTO_PLATES + CAR_PLATES):
+        t = 2_000_000.0 + 10 * i
+        vclass = "motorcycle" if plate in MOTO_PLATES else "car"
+        events.append(PlateEvent(camera_id="cam0", track_id=i, started_at=t - 1, ended_at=t, frame_time=t,
+                                 plate_text=plate, province="สระแก้ว", confidence=0.9, vehicle_class=vclass))
+        rows.append((t, plate))
+    EventStore(client).publish_plate_events(events)
+    return sorted(rows, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("กช4986", {"1กช4986", "กช4986"}),
+        ("อคม*", {"อคม888", "อคม12"}),
+        ("อคม", {"อคม888", "อคม12"}),
+        ("คม", {"อคม888", "อคม12", "คม1234"}),  # a series bigram inside a three-consonant series
+        ("งบล", {"งบล7970"}),
+        ("บล79", {"งบล7970"}),
+        ("*7970", {"งบล7970"}),
+        ("???7970", {"งบล7970"}),
+        ("?กช*", {"1กช4986", "2กช1234"}),
+        ("1กช 4986", {"1กช4986"}),
+        ("อคม 888", {"อคม888"}),
+    ],
+)
+def test_motorcycle_registrations_are_found_by_partial_and_wildcard_search(
+        client: redis.Redis, motorcycles: list, query: str, expected: set[str]) -> None:
+    """Every strategy (series-set walk, all-plates walk, gram intersection) finds the motorcycle plates."""
+    truth = [(t, p) for t, p in motorcycles if p in expected]
+    searchers = (PlateSearcher(client, strategy="walk", walk_budget=3, first_sightings=1),
+                 PlateSearcher(client, strategy="intersect", small_set=2),
+                 PlateSearcher(client, small_gram_set=0, sample_size=4, walk_budget=3))
+    for searcher in searchers:
+        r = searcher.search(query, limit=50)
+        assert [(h.frame_time, h.plate) for h in r.hits] == truth, (query, searcher.strategy)
+        assert r.complete and r.total == len(truth) and r.plates_matched == len(expected)
+    motorcycles_only = PlateSearcher(client).search(query, filters=PlateFilters(vehicle_class="motorcycle"))
+    assert {h.plate for h in motorcycles_only.hits} == expected & set(MOTO_PLATES)
+
+
+def test_motorcycle_series_bigrams_are_indexed(client: redis.Redis, motorcycles: list) -> None:
+    """``อคม888`` is in the time-ordered series sets of both its bigrams; ``1กช4986`` in that of ``กช``."""
+    for bigram, plates in (("อค", {"อคม888", "อคม12"}), ("คม", {"อคม888", "อคม12", "คม1234"}),
+                           ("งบ", {"งบล7970"}), ("บล", {"งบล7970"}), ("กช", {"1กช4986", "2กช1234", "กช4986"})):
+        members = {m.decode() for m in client.zrange(keys.plate_series(bigram), 0, -1)}
+        assert members == plates, bigram
+        for plate in plates:
+            assert client.zscore(keys.plate_series(bigram), plate) == client.zscore(keys.PLATE_LAST_SEEN, plate)
+
+
+@pytest.mark.parametrize("plate", MOTO_PLATES)
+def test_motorcycle_exact_fuzzy_and_history(client: redis.Redis, motorcycles: list, plate: str) -> None:
+    seen = [t for t, p in motorcycles if p == plate]
+    shown = plate[:3] + " " + plate[3:]
+    searcher = PlateSearcher(client)
+    for query in (plate, shown):
+        r = searcher.search(query, mode="exact")
+        assert [h.frame_time for h in r.hits] == seen and {h.plate for h in r.hits} == {plate}, query
+        assert all(h.vehicle_class == "motorcycle" and h.province == "สระแก้ว" for h in r.hits)
+    assert [h.frame_time for h in searcher.history(shown).hits] == sorted(seen)
+    lookalike = plate.replace("บ", "ป").replace("ช", "ข").replace("ค", "ด")  # one look-alike in each series
+    assert plate_distance(lookalike, plate) == pytest.approx(0.4)
+    r = searcher.search(lookalike, mode="fuzzy", max_distance=0.5)
+    assert plate in {h.plate for h in r.hits}

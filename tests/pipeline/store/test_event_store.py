@@ -96,7 +96,8 @@ def test_stream_is_trimmed_to_maxlen(client: redis.Redis) -> None:
     assert client.xlen(keys.PLATE_STREAM) < 500
 
 
-@pytest.mark.parametrize("plate", ["1กข1234", "กข12", "ฮฮฮ999", "701234", "AB12", "ก", "12", "ขขขข"])
+@pytest.mark.parametrize("plate", ["1กข1234", "กข12", "ฮฮฮ999", "701234", "AB12", "ก", "12", "ขขขข",
+                                   "งบล7970", "1กช4986"])
 def test_writer_script_indexes_the_keys_python_computes(client: redis.Redis, plate: str) -> None:
     """The Lua writer computes grams and folded one-deletion variants itself; they equal the Python ones."""
     EventStore(client).publish_plate_event(plate_event(plate_text=plate))
