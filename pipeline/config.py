@@ -153,6 +153,7 @@ class EngineConfig(StrictModel):
     vehicle_confidence: float = Field(default=0.3, ge=0, le=1, description="Minimum vehicle detection score.")
     plate_confidence: float = Field(default=0.25, ge=0, le=1, description="Minimum plate detection score.")
     face_confidence: float = Field(default=0.5, ge=0, le=1, description="Minimum face detection score.")
+    plate_rectification: bool = Field(default=True, description="Find each plate's four corners and its layout (car or motorcycle) between the plate detector and the reader, and read it warped upright (angled and rotated plates); off: the reader reads the detector's crop as cut.")
     plates_without_vehicle: bool = Field(default=True, description="On plate cameras, search the whole frame for plates when the detector finds no vehicle (close-up gate views) and track those plates on their own.")
     person_tracks_for_faces: bool = Field(default=False, description="Also run the object detector on face-only cameras and attach faces to person tracks (steadier through head turns, one more detector pass per frame); off: faces are tracked by themselves.")
     track_lost_s: float = Field(default=2.0, ge=0.1, le=60, description="A track unseen this long has ended.")

@@ -48,6 +48,8 @@ from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
 from pipeline.models.plate_detector import VEHICLE_MARGIN
 from pipeline.models.yolo import VEHICLE_CLASSES
+from pipeline.plates.geometry import READING_PAD
+from pipeline.plates.rectifier import RectifiedPlate, reading_layout
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,6 @@ MIN_VEHICLE_WIDTH = 64  # narrower vehicles have plates too small to read
 MIN_VEHICLE_HEIGHT = 40
 PLATE_ONLY_REGION = (1.0, 1.5)  # a plate-only job searches the plate box grown by 100 % / 150 % of its size
 FACE_TRACK_SIMILARITY = 0.5  # a face that moved too far for its box keeps its track at this embedding cosine
-READING_PAD = (0.06, 0.12)  # plate reader crop: the detector's box grown by 6 % / 12 % of its width / height
 CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
 
@@ -116,6 +117,14 @@ class _VehicleJob:
     crop: np.ndarray
 
 
+@dataclass
+class _PlateCrop:
+    job: _VehicleJob
+    box: np.ndarray  # tight plate rectangle in the job's crop
+    score: float
+    crop: np.ndarray  # the detector's box with the reading pad: what the rectifier and reader see
+
+
 def crop_box(frame: np.ndarray, box: Sequence[float], pad_x: float = 0.0, pad_y: float = 0.0) -> tuple[np.ndarray, int, int]:
     """Crop ``box`` (xyxy) padded by fractions of its size; return the crop and its top-left offset."""
     height, width = frame.shape[:2]
@@ -140,6 +149,7 @@ class Engine:
         metrics: EngineMetrics | None = None,
         vote: Callable[[list[Any], list[float]], Any] | None = None,
         live: bool = False,
+        plate_rectifier: Any | None = None,
     ) -> None:
         """Create the engine.
 
@@ -155,11 +165,14 @@ class Engine:
             vote: plate voting function (default :func:`pipeline.plates.voting.vote`).
             live: frames come from live cameras, so tracks of a camera that stopped sending frames are ended by
                 wall-clock time in :meth:`tick`; file-driven runs use capture times only and end with :meth:`finish`.
+            plate_rectifier: a :class:`~pipeline.plates.rectifier.PlateRectifier` between the plate detector and
+                the reader (corners and layout of each plate, warped upright), or None to read the crops as cut.
         """
         self.config = config
         self.engine_config = config.engine
         self.models = models
         self.plate_reader = plate_reader
+        self.plate_rectifier = plate_rectifier
         self.publisher = publisher
         self.matcher = matcher
         if recordings_dir is None:
@@ -333,11 +346,28 @@ class Engine:
         return jobs
 
     def _plates(self, jobs: list[_VehicleJob]) -> None:
-        if not jobs:
+        """Plate detection on the jobs' crops, rectification, reading, then the reads go to their tracks."""
+        selected = self._detect_plates(jobs)
+        if not selected:
             return
+        rectified = self._rectify([s.crop for s in selected])
+        reads = self._read(selected, rectified)
+        for plate, read in zip(selected, reads, strict=True):
+            job, box = plate.job, plate.box
+            ox, oy = job.offset
+            frame_box = [float(box[0] + ox), float(box[1] + oy), float(box[2] + ox), float(box[3] + oy)]
+            area = float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
+            obs = PlateObservation(read=read, crop_area=area, frame_time=job.frame.item.capture_time,
+                                   det_score=plate.score)
+            self.aggregator.add_plate(job.state, obs, plate.crop, job.frame.copy, frame_box, job.box)
+
+    def _detect_plates(self, jobs: list[_VehicleJob]) -> list[_PlateCrop]:
+        """The plate detector once over every job's crop; the best plate of each job, cut for reading."""
+        if not jobs:
+            return []
         with self.metrics.stage("plate_detect"):
             plate_dets = self.models.plates.detect_batch([job.crop for job in jobs])
-        selected: list[tuple[_VehicleJob, np.ndarray, float, np.ndarray]] = []
+        selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= self.engine_config.plate_confidence]
             if not len(dets):
@@ -349,20 +379,26 @@ class Engine:
             plate_crop, _, _ = crop_box(job.crop, reading_box, *READING_PAD)
             if plate_crop.size == 0:
                 continue
-            selected.append((job, box, float(dets.confidence[best]), plate_crop))
+            selected.append(_PlateCrop(job, box, float(dets.confidence[best]), plate_crop))
         self.metrics.count("plates_detected", len(selected))
-        if not selected:
-            return
-        reads: list[Any] = [None] * len(selected)
-        if self.plate_reader is not None:
-            with self.metrics.stage("read"):
-                reads = list(self.plate_reader.read_batch([s[3] for s in selected]))
-        for (job, box, score, plate_crop), read in zip(selected, reads, strict=True):
-            ox, oy = job.offset
-            frame_box = [float(box[0] + ox), float(box[1] + oy), float(box[2] + ox), float(box[3] + oy)]
-            area = float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
-            obs = PlateObservation(read=read, crop_area=area, frame_time=job.frame.item.capture_time, det_score=score)
-            self.aggregator.add_plate(job.state, obs, plate_crop, job.frame.copy, frame_box, job.box)
+        return selected
+
+    def _rectify(self, crops: list[np.ndarray]) -> list[RectifiedPlate] | None:
+        """Corners and layout of each plate, warped upright (None without a rectifier)."""
+        if self.plate_rectifier is None or self.plate_reader is None:
+            return None
+        with self.metrics.stage("rectify"):
+            return self.plate_rectifier.rectify_batch(crops)
+
+    def _read(self, selected: list[_PlateCrop], rectified: list[RectifiedPlate] | None) -> list[Any]:
+        """The plate reader once over every plate (None per plate without a reader)."""
+        if self.plate_reader is None:
+            return [None] * len(selected)
+        images = [r.image for r in rectified] if rectified is not None else [s.crop for s in selected]
+        layouts = [reading_layout(rectified[i] if rectified is not None else None,
+                                  s.job.state.vehicle_class == "motorcycle") for i, s in enumerate(selected)]
+        with self.metrics.stage("read"):
+            return list(self.plate_reader.read_batch(images, layouts))
 
     def _faces(self, gated: list[_Frame]) -> None:
         face_frames = [g for g in gated if g.cam.camera.analytics.faces]

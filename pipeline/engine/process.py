@@ -43,6 +43,17 @@ def load_plate_reader_or_none(backend: str, model_dir: Path | None = None, devic
         return None
 
 
+def load_plate_rectifier_or_none(device: str = "auto") -> Any | None:
+    """Load the plate rectifier; None (logged once, clearly) when its model file is missing."""
+    from pipeline.plates.rectifier import load_plate_rectifier
+
+    try:
+        return load_plate_rectifier(device=device)
+    except (FileNotFoundError, OSError) as exc:
+        logger.error("plate rectifier model missing (%s): plates are read as the detector cuts them", exc)
+        return None
+
+
 def redis_client(url: str) -> Any:
     """A redis-py client with short timeouts so that a dead Redis never stalls the engine."""
     import redis
@@ -65,6 +76,7 @@ def build_engine(
     plate_reader: Any = "load",
     engine_id: str | None = None,
     live: bool = True,
+    plate_rectifier: Any = "load",
 ) -> tuple[Engine, SpooledPublisher, Any]:
     """Wire an :class:`Engine` to models, Redis (through the spool) and the watchlists; return (engine, publisher, client)."""
     from pipeline.store import EventStore, WatchlistStore
@@ -77,6 +89,8 @@ def build_engine(
         models = load_model_set(config.engine, device=device)
     if isinstance(plate_reader, str) and plate_reader == "load":
         plate_reader = load_plate_reader_or_none(config.engine.plate_reader, device=device)
+    if isinstance(plate_rectifier, str) and plate_rectifier == "load":
+        plate_rectifier = load_plate_rectifier_or_none(device) if config.engine.plate_rectification else None
     client = redis_client(redis_url or settings.redis_url)
     store = EventStore(client, config.engine.events_maxlen)
     spool = EventSpool(spool_dir or spool_folder(config), int(config.engine.spool_max_mb * 1024 * 1024))
@@ -84,7 +98,8 @@ def build_engine(
     publisher = SpooledPublisher(store, spool)
     matcher = WatchlistMatcher(WatchlistStore(client))
     engine = Engine(config, models, plate_reader, publisher=publisher, matcher=matcher,
-                    recordings_dir=recordings_dir or settings.recordings_dir, metrics=metrics, live=live)
+                    recordings_dir=recordings_dir or settings.recordings_dir, metrics=metrics, live=live,
+                    plate_rectifier=plate_rectifier)
     publisher.on_delivered = engine.on_delivered
     return engine, publisher, client
 

@@ -32,6 +32,7 @@ TILE_OVERLAP = 0.25
 MERGE_IOU = 0.5
 MERGE_IOS = 0.6  # intersection over the smaller box above which two plate boxes are one plate
 VEHICLE_MARGIN = 0.1  # vehicle crops grow by 10 % of the box on each side (plates sit on the bumper edge)
+WHOLE_FRAME_MODES = ("off", "window", "tiles")
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,18 @@ class PlateDetector:
         self.tile = int(tile if tile is not None else round(imgsz * TILE_FACTOR))
         self.calibration = calibration or BoxCalibration()
 
-    def detect_batch(self, crops: list[np.ndarray]) -> list[Detections]:
-        """Detect plates in every crop (and its tiles) with one batched network call (class id 0)."""
+    def detect_batch(self, crops: list[np.ndarray], tiles: list[int] | None = None) -> list[Detections]:
+        """Detect plates in every crop (and its tiles) with one batched network call (class id 0).
+
+        ``tiles[i]`` overrides the tile side for crop ``i``: 0 searches it as one window only (a cheap whole-frame
+        look for large plates), a side below the network input zooms into it (small plates).
+        """
         images: list[np.ndarray] = []
         owners: list[tuple[int, int, int]] = []
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]
-            for x0, y0, x1, y1 in search_windows(w, h, self.tile) if h and w else []:
+            tile = self.tile if tiles is None else tiles[i] or max(h, w)
+            for x0, y0, x1, y1 in search_windows(w, h, tile) if h and w else []:
                 images.append(crop[y0:y1, x0:x1])
                 owners.append((i, x0, y0))
         raw = self.detector.detect_batch(images) if images else []
@@ -173,19 +179,30 @@ class PlateCascade:
     """Vehicle detector -> vehicle crops (with margin) -> plate detector; plates in frame pixels.
 
     The engine runs the same steps inside its batches (with tracking in between); this class is the stand-alone
-    form used by the benchmarks and tools. ``data["vehicle"]`` is the index of the vehicle a plate was found in.
-    Like the engine (``engine.plates_without_vehicle``), a frame without any vehicle (a close-up gate view) is
-    searched whole; its plates carry ``vehicle`` -1.
+    form used by the benchmarks and tools. ``data["vehicle"]`` is the index of the vehicle a plate belongs to
+    (-1: none). Like the engine:
+
+    - a frame without any vehicle (a close-up gate view) is searched whole, with tiles
+      (``engine.plates_without_vehicle``);
+    - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
+      ``tiles``, one window plus overlapping tiles of ``whole_frame_tile`` pixels; ``off``), in the same batched
+      call as the vehicle crops: a plate found there that no vehicle crop found is added (a close-up motorcycle
+      the vehicle detector missed or boxed badly, a plate cut off by a vehicle box), owned by the vehicle whose
+      box holds its centre.
     """
 
     def __init__(self, vehicles: YoloOnnxDetector | UltralyticsDetector, plates: PlateDetector,
                  vehicle_confidence: float = 0.15, margin: float = VEHICLE_MARGIN,
-                 without_vehicle: bool = True) -> None:
+                 without_vehicle: bool = True, whole_frame: str = "tiles", whole_frame_tile: int = 0) -> None:
+        if whole_frame not in WHOLE_FRAME_MODES:
+            raise ValueError(f"whole_frame must be one of {WHOLE_FRAME_MODES}, not {whole_frame!r}")
         self.vehicles = vehicles
         self.plates = plates
         self.vehicle_confidence = vehicle_confidence
         self.margin = margin
         self.without_vehicle = without_vehicle
+        self.whole_frame = whole_frame
+        self.whole_frame_tile = whole_frame_tile or plates.tile
 
     def find_vehicles(self, frame: np.ndarray) -> Detections:
         """COCO vehicles (car, motorcycle, bus, truck) above the vehicle confidence."""
@@ -200,9 +217,12 @@ class PlateCascade:
             plates.data["vehicle"] = [-1] * len(plates)
             return plates, vehicles
         crops = crop_boxes(frame, vehicles.xyxy, self.margin)
-        found = self.plates.detect_batch([c for c, _ in crops]) if crops else []
+        whole = [frame] if self.whole_frame != "off" and len(vehicles) else []
+        whole_tile = self.whole_frame_tile if self.whole_frame == "tiles" else 0
+        found = self.plates.detect_batch([c for c, _ in crops] + whole,
+                                         [self.plates.tile] * len(crops) + [whole_tile] * len(whole))
         parts = []
-        for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found, strict=True)):
+        for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found, strict=False)):
             dets = dets.with_offset(x0, y0)
             dets.data["reading_xyxy"] = np.asarray(dets.data["reading_xyxy"]) + np.float32([x0, y0, x0, y0])
             dets.data["vehicle"] = [k] * len(dets)
@@ -210,8 +230,35 @@ class PlateCascade:
         plates = Detections.merge(parts)
         if len(plates) > 1:
             plates = plates[np.sort(nms(plates.xyxy, plates.confidence, MERGE_IOU))]
+        if len(found) > len(crops):
+            plates = add_missed_plates(plates, found[-1], vehicles.xyxy)
         return plates, vehicles
 
     def full_frame(self, frame: np.ndarray) -> Detections:
         """The plate detector on the whole frame (with its search windows), for comparison."""
         return self.plates.detect_batch([frame])[0]
+
+
+def add_missed_plates(plates: Detections, whole: Detections, vehicle_xyxy: np.ndarray) -> Detections:
+    """``plates`` plus the plates of the whole-frame window that none of them covers (intersection over the
+    smaller box at least :data:`MERGE_IOS`); each added plate is owned (``data["vehicle"]``) by the first vehicle
+    whose box holds its centre, or -1."""
+    if not len(whole):
+        return plates
+    whole = Detections(whole.xyxy, whole.confidence, whole.class_id, whole.tracker_id, dict(whole.data))
+    whole.data["vehicle"] = [owner_of(box, vehicle_xyxy) for box in whole.xyxy]
+    if not len(plates):
+        return whole
+    both = Detections.merge([plates, whole])
+    # Plates found on vehicle crops rank first: a whole-frame box only survives where none of them is.
+    rank = both.confidence + np.r_[np.ones(len(plates)), np.zeros(len(whole))].astype(np.float32)
+    return both[np.sort(nms(both.xyxy, rank, MERGE_IOS, over="smaller"))]
+
+
+def owner_of(box: np.ndarray, vehicle_xyxy: np.ndarray) -> int:
+    """Index of the first vehicle box that holds the centre of ``box``, or -1."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    for k, (x1, y1, x2, y2) in enumerate(np.asarray(vehicle_xyxy, np.float32).reshape(-1, 4)):
+        if x1 <= cx <= x2 and y1 <= cy <= y2:
+            return k
+    return -1

@@ -46,8 +46,17 @@ def _motion_kernel(k: int, rng: np.random.Generator) -> np.ndarray:
 
 def augment(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Return an augmented BGR ``uint8`` crop of size ``out_hw`` = (H, W)."""
-    oh, ow = out_hw
-    out = _perspective(img, out_hw, rng)
+    return photometric(geometric(img, out_hw, rng), rng, strength)
+
+
+def geometric(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Perspective, rotation, shift and loose/tight framing jitter (as a plate detector and rectifier leave)."""
+    return _perspective(img, out_hw, rng)
+
+
+def photometric(out: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Light, colour, glare, blur, resolution, occlusion, noise, monochrome and JPEG changes of a BGR crop."""
+    oh, ow = out.shape[:2]
     x = out.astype(np.float32)
     p = strength
     if rng.random() < 0.5 * p:  # contrast / brightness / colour cast

@@ -1,8 +1,11 @@
 """ONNX Runtime backend of the project's Thai plate reader (``models/plate_reader``).
 
 The network (:mod:`pipeline.plates.net`) reads the registration line with a CTC head and classifies the province
-(77 classes) from the whole crop. Crops are resized to the network input (64x128, BGR); normalisation happens in
-the graph. Decoding uses a grammar-constrained CTC prefix beam search (:mod:`pipeline.plates.decoding`); when no
+(77 classes, plus a "no province" class in models that have one: the province line is cut off or unreadable, and
+the read then carries no province rather than an invented one) from the whole crop. Crops are resized to the
+network input (64x128, BGR); a motorcycle crop is first re-laid into the car form
+(:func:`pipeline.plates.layout.to_reader_form`). With layout ``auto`` a crop is read in both forms and the better
+read wins (valid first, then CTC probability). Normalisation happens in the graph. Decoding uses a grammar-constrained CTC prefix beam search (:mod:`pipeline.plates.decoding`); when no
 valid registration is found, the best-path read is returned with ``valid=False``.
 """
 
@@ -18,8 +21,15 @@ import numpy as np
 from pipeline.models.onnx_utils import create_session
 from pipeline.plates.decoding import Decoded, beam_search, best_path
 from pipeline.plates.grammar import compact_display, is_valid_prefix, plate_format
+from pipeline.plates.layout import CAR, LAYOUTS, MOTORCYCLE, to_reader_form
 from pipeline.plates.provinces import PROVINCES
-from pipeline.plates.reader import PlateRead
+from pipeline.plates.types import PlateRead
+
+AUTO = "auto"
+
+
+def _empty_read() -> PlateRead:
+    return PlateRead("", 0.0, [], [], None, None, 0.0, False)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +70,8 @@ class CrnnPlateReader:
         self.input_w = int(meta["input"]["width"])
         if len(meta["provinces"]) != len(PROVINCES):
             raise ValueError(f"{meta_path}: expected {len(PROVINCES)} provinces")
+        self.no_province_class: int | None = meta.get("no_province_class")
+        self.layouts = tuple(meta.get("layouts", {CAR: "as is"}))
         self.session = create_session(onnx_path, device=device, threads=threads)
         self.providers = self.session.get_providers()
         self.batch_size = batch_size
@@ -67,54 +79,73 @@ class CrnnPlateReader:
         self.top_k = top_k
         logger.info("plate reader %s on %s", onnx_path, self.providers)
 
-    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Resize crops to the network input: float32 ``[B, 3, H, W]`` in 0..255 (BGR)."""
+    def preprocess(self, crops: list[np.ndarray], layouts: list[str] | None = None) -> np.ndarray:
+        """Crops in the network's input form: float32 ``[B, 3, H, W]`` in 0..255 (BGR); motorcycle crops are
+        re-laid into the car form."""
         out = np.zeros((len(crops), self.input_h, self.input_w, 3), np.uint8)
         for i, crop in enumerate(crops):
             if crop is None or crop.size == 0:
                 continue
-            crop = _to_bgr(np.asarray(crop))
-            shrink = crop.shape[0] > self.input_h or crop.shape[1] > self.input_w
-            out[i] = cv2.resize(crop, (self.input_w, self.input_h),
-                                interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            layout = layouts[i] if layouts else CAR
+            out[i] = to_reader_form(_to_bgr(np.asarray(crop)), layout, (self.input_h, self.input_w))
         return out.transpose(0, 3, 1, 2).astype(np.float32)
 
-    def infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw network outputs (``char_probs [B,T,C]``, ``province_probs [B,77]``) in batches."""
+    def infer(self, crops: list[np.ndarray], layouts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw network outputs (``char_probs [B,T,C]``, ``province_probs [B,P]``) in batches."""
         cps, pps = [], []
         for i in range(0, len(crops), self.batch_size):
-            x = self.preprocess(crops[i:i + self.batch_size])
+            x = self.preprocess(crops[i:i + self.batch_size], layouts[i:i + self.batch_size] if layouts else None)
             cp, pp = self.session.run(None, {"image": x})
             cps.append(cp)
             pps.append(pp)
         return np.concatenate(cps), np.concatenate(pps)
 
-    def decode(self, char_probs: np.ndarray, province_probs: np.ndarray) -> PlateRead:
+    def decode(self, char_probs: np.ndarray, province_probs: np.ndarray, layout: str = CAR) -> PlateRead:
         """Turn one crop's network outputs into a :class:`PlateRead`."""
         results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
                               prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
         best: Decoded = results[0] if results else best_path(char_probs, self.charset)
         text, confs = _with_hyphen_confs(best.text, best.char_confidences)
         pidx = int(province_probs.argmax())
-        prov = PROVINCES[pidx]
+        prov = PROVINCES[pidx] if pidx < len(PROVINCES) else None  # else: the "no province" class
         return PlateRead(
             text=text,
             confidence=float(best.score),
             char_confidences=[float(c) for c in confs],
             candidates=[(compact_display(r.text), float(r.score)) for r in results] or [(text, float(best.score))],
-            province=prov.thai,
-            province_latin=prov.latin,
-            province_confidence=float(province_probs[pidx]),
+            province=prov.thai if prov else None,
+            province_latin=prov.latin if prov else None,
+            province_confidence=float(province_probs[pidx]) if prov else 0.0,
             valid=best.valid,
+            layout=layout,
         )
 
-    def read_batch(self, crops: list[np.ndarray]) -> list[PlateRead]:
-        """Read BGR plate crops of any size (batched inference, per-crop decoding)."""
+    def read_batch(self, crops: list[np.ndarray], layouts: list[str] | None = None) -> list[PlateRead]:
+        """Read BGR plate crops of any size (batched inference, per-crop decoding).
+
+        ``layouts``: per crop ``car``, ``motorcycle`` or ``auto`` (both forms read, the better kept); None = car.
+        A model trained without motorcycle plates reads every crop as a car plate.
+        """
         if not crops:
             return []
-        cps, pps = self.infer(crops)
-        reads = [self.decode(cp, pp) for cp, pp in zip(cps, pps, strict=True)]
+        wanted = [self._layout(lay) for lay in (layouts or [CAR] * len(crops))]
+        jobs: list[tuple[int, str]] = []
+        for i, lay in enumerate(wanted):
+            jobs += [(i, CAR), (i, MOTORCYCLE)] if lay == AUTO else [(i, lay)]
+        cps, pps = self.infer([crops[i] for i, _ in jobs], [lay for _, lay in jobs])
+        reads: list[PlateRead | None] = [None] * len(crops)
+        for (i, lay), cp, pp in zip(jobs, cps, pps, strict=True):
+            rd = self.decode(cp, pp, lay)
+            if reads[i] is None or (rd.valid, rd.confidence) > (reads[i].valid, reads[i].confidence):
+                reads[i] = rd
         for i, crop in enumerate(crops):
             if crop is None or np.asarray(crop).size == 0:
-                reads[i] = PlateRead("", 0.0, [], [], None, None, 0.0, False)
-        return reads
+                reads[i] = _empty_read()
+        return [r if r is not None else _empty_read() for r in reads]
+
+    def _layout(self, layout: str) -> str:
+        if layout not in (*LAYOUTS, AUTO):
+            raise ValueError(f"unknown plate layout {layout!r}; expected one of {(*LAYOUTS, AUTO)}")
+        if MOTORCYCLE not in self.layouts:
+            return CAR
+        return layout

@@ -8,7 +8,8 @@ Backends:
 - ``easyocr``: EasyOCR Thai+English, for deployments that can provide its weights
   (``craft_mlt_25k.pth`` and ``thai.pth`` in ``<model_dir>/easyocr``); see :mod:`pipeline.plates.easyocr_backend`.
 
-The backend is chosen by the caller or, through :func:`default_backend`, by the environment variable
+The shared types (:class:`PlateRead`, :class:`PlateReader`) live in :mod:`pipeline.plates.types`, which the
+backends import; this module only picks and builds a backend. The backend is chosen by the caller or, through :func:`default_backend`, by the environment variable
 ``CCTV_PLATE_READER_BACKEND``.
 """
 
@@ -16,43 +17,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-import numpy as np
+from pipeline.plates.types import PlateRead, PlateReader
+
+__all__ = ["BACKENDS", "PlateRead", "PlateReader", "default_backend", "load_plate_reader"]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("crnn", "easyocr")
-
-
-@dataclass
-class PlateRead:
-    """One plate reading.
-
-    ``text`` is the canonical registration (:func:`pipeline.plates.grammar.normalise_plate`) except that
-    commercial plates keep their hyphen (``"70-1234"``); pass it through ``normalise_plate`` before storing or
-    searching.
-    """
-
-    text: str
-    confidence: float
-    char_confidences: list[float]
-    candidates: list[tuple[str, float]] = field(default_factory=list)
-    province: str | None = None
-    province_latin: str | None = None
-    province_confidence: float = 0.0
-    valid: bool = False
-
-
-@runtime_checkable
-class PlateReader(Protocol):
-    """Anything that reads a batch of plate crops."""
-
-    def read_batch(self, crops: list[np.ndarray]) -> list[PlateRead]:
-        """Read BGR ``uint8`` plate crops of any size; one result per crop, same order."""
-        ...
 
 
 def default_backend() -> str:

@@ -27,11 +27,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.plates.augment import augment
-from pipeline.plates.dataset import encode_label, load_images, plate_disjoint_split, read_labels
+from pipeline.plates.dataset import PlateSample, encode_label, load_images, plate_disjoint_split, read_labels
 from pipeline.plates.grammar import CHARSET
+from pipeline.plates.layout import MOTO_BANDS, REGISTRATION_SHARE
 from pipeline.plates.net import INPUT_H, INPUT_W, PlateNet
 from pipeline.plates.provinces import PROVINCES
+from pipeline.plates.training_data import (
+    NO_PROVINCE,
+    ExtraPools,
+    cut_province,
+    make_sample,
+    motorcycle_validation_images,
+    real_pool,
+    rectified_pools,
+    rendered_pools,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +83,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces:
     texts: list[str] = []
     prov_pred: list[int] = []
     for i in range(0, len(images), batch):
-        chunk = np.stack([cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
+        chunk = np.stack([im if im.shape[:2] == (INPUT_H, INPUT_W) else
+                          cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
                           for im in images[i:i + batch]])
         cp, pp = model(_to_tensor(chunk))
         texts += greedy_decode(cp.numpy())
@@ -81,7 +92,7 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces:
     exact = float(np.mean([t == g for t, g in zip(texts, labels, strict=True)]))
     n_chars = sum(len(g) for g in labels)
     errs = sum(levenshtein(t, g) for t, g in zip(texts, labels, strict=True))
-    with_prov = [(p, g) for p, g in zip(prov_pred, provinces, strict=True) if g >= 0]
+    with_prov = [(p, g) for p, g in zip(prov_pred, provinces, strict=True) if g >= 0 and g != NO_PROVINCE]
     prov_acc = float(np.mean([p == g for p, g in with_prov])) if with_prov else float("nan")
     return {"exact": exact, "char_accuracy": 1.0 - errs / max(n_chars, 1), "province_accuracy": prov_acc}
 
@@ -125,9 +136,46 @@ def write_meta(out: Path, onnx_name: str, extra: dict[str, object]) -> None:
         "charset": CHARSET,
         "blank_index": 0,
         "provinces": [{"thai": p.thai, "latin": p.latin} for p in PROVINCES],
+        "no_province_class": NO_PROVINCE,  # the extra class after the provinces: no province line to read
+        "layouts": {"car": "as is", "motorcycle": {"bands": MOTO_BANDS, "registration_share": REGISTRATION_SHARE}},
         **extra,
     }
     (out / "plate_reader.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def rng_pick(n: int, k: int, seed: int) -> np.ndarray:
+    """``min(n, k)`` distinct indices below ``n`` (seeded)."""
+    return np.random.default_rng(seed).permutation(n)[: min(n, k)]
+
+
+def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
+                 ) -> tuple[ExtraPools, tuple[np.ndarray, list[str], list[int]] | None]:
+    """Motorcycle crops (train part; the held-out part is returned for validation), rendered plates and
+    rectified warps of training plates."""
+    extra = ExtraPools()
+    moto_val = None
+    moto_train: list[PlateSample] = []
+    if args.moto is not None:
+        moto = read_labels(args.moto)
+        m_tr, m_va = plate_disjoint_split(moto, args.moto_val_fraction, args.split_seed)
+        logger.info("motorcycle crops: %d train / %d val (plate-disjoint)", len(m_tr), len(m_va))
+        moto_train = [moto[i] for i in m_tr]
+        extra.add(real_pool(moto_train, True, PRELOAD_HW), 0.20)
+        if m_va:
+            val_pool = real_pool([moto[i] for i in m_va], True, PRELOAD_HW)
+            moto_val = (motorcycle_validation_images(val_pool, (INPUT_H, INPUT_W)),
+                        [moto[i].label for i in m_va], [moto[i].province for i in m_va])
+    if args.synthetic:
+        cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
+        extra.add(cars, 0.30)
+        extra.add(motos, 0.20)
+    if args.rectified:
+        videos = sorted(args.videos.glob("*.mp4")) if args.videos else []
+        cars, motos = rectified_pools(car_train, moto_train, args.rectifier_dir, args.rectified, args.seed + 2,
+                                      PRELOAD_HW, videos, args.backgrounds)
+        extra.add(cars, 0.22)
+        extra.add(motos, 0.08)
+    return extra, moto_val
 
 
 def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear training script
@@ -152,6 +200,22 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--eval-every", type=int, default=5, help="validate every N epochs")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint (plate_reader.pt of an earlier run), e.g. to continue training")
+    ap.add_argument("--init-onnx", type=Path, default=None,
+                    help="start from an exported reader (a folder with plate_reader.onnx), e.g. the shipped one")
+    ap.add_argument("--moto", type=Path, default=None,
+                    help="labels.csv of real motorcycle crops (three-line plates); split by plate like --data")
+    ap.add_argument("--moto-val-fraction", type=float, default=0.5)
+    ap.add_argument("--synthetic", type=int, default=0, help="render this many synthetic plates (Thai fonts)")
+    ap.add_argument("--synthetic-moto-share", type=float, default=0.4)
+    ap.add_argument("--rectified", type=int, default=0,
+                    help="add this many training plates warped in 3-D and put upright by the rectifier")
+    ap.add_argument("--rectifier-dir", type=Path, default=Path("models/plate_rectifier"))
+    ap.add_argument("--videos", type=Path, default=None, help="folder of videos (backgrounds for --rectified)")
+    ap.add_argument("--backgrounds", type=Path, nargs="*", default=[], help="image folders (backgrounds)")
+    ap.add_argument("--extra-share", type=float, default=0.25,
+                    help="share of each batch drawn from the motorcycle crops and the rendered plates")
+    ap.add_argument("--cut-share", type=float, default=0.06,
+                    help="share of car samples cut below the registration line (province -> none)")
     ap.add_argument("--no-export", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -167,17 +231,28 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     t0 = time.time()
     images = load_images(samples, PRELOAD_HW)
     logger.info("loaded images in %.1fs", time.time() - t0)
+    import cv2
+
     targets = [encode_label(s.label) for s in samples]
     provs = np.array([s.province for s in samples])
 
-    model = PlateNet(len(CHARSET), len(PROVINCES))
+    extra, moto_val = _extra_pools(args, [samples[i] for i in tr_idx])
+    model = PlateNet(len(CHARSET), NO_PROVINCE + 1)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"])
         logger.info("initialised from %s", args.init)
+    elif args.init_onnx is not None:
+        from pipeline.plates.onnx_import import load_onnx_weights
+
+        calib = np.stack([cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
+                          for im in images[np.asarray(tr_idx)[rng_pick(len(tr_idx), 256, args.seed)]]])
+        load_onnx_weights(model, args.init_onnx / "plate_reader.onnx", calib)
     logger.info("parameters: %d", sum(p.numel() for p in model.parameters()))
     ema = EMA(model, args.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.02)
-    steps_per_epoch = math.ceil(len(tr_idx) / args.batch)
+    n_extra = int(round(args.batch * args.extra_share)) if extra.pools else 0
+    n_car = args.batch - n_extra
+    steps_per_epoch = math.ceil(len(tr_idx) / n_car)
     total = steps_per_epoch * args.epochs
 
     def lr_at(progress: float) -> float:
@@ -210,17 +285,29 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(progress)
-            idx = order[b * args.batch:(b + 1) * args.batch]
+            idx = order[b * n_car:(b + 1) * n_car]
             if len(idx) < 2:
                 continue
-            # Light augmentation for 10% of samples keeps clean-crop accuracy high.
-            x = np.stack([augment(images[i], out_hw, rng, 0.3 if rng.random() < 0.1 else 1.0) for i in idx])
-            tg = [targets[i] for i in idx]
+            xs, tg, pv = [], [], []
+            for i in idx:
+                img, prov = images[i], int(provs[i])
+                if rng.random() < args.cut_share:
+                    img, prov = cut_province(img, rng), NO_PROVINCE
+                # Light augmentation for 10% of samples keeps clean-crop accuracy high.
+                xs.append(make_sample(img, False, out_hw, rng, 0.3 if rng.random() < 0.1 else 1.0))
+                tg.append(targets[i])
+                pv.append(prov)
+            for _ in range(n_extra):
+                pool, j = extra.draw(rng)
+                xs.append(make_sample(pool.images[j], pool.motorcycle, out_hw, rng, 1.0))
+                tg.append(pool.targets[j])
+                pv.append(int(pool.provinces[j]))
+            x = np.stack(xs)
             ctc_logits, prov_logits = model.forward_logits(_to_tensor(x))
             logp = ctc_logits.log_softmax(-1).transpose(0, 1)  # T, B, C
-            t_len = torch.full((len(idx),), logp.shape[0], dtype=torch.long)
+            t_len = torch.full((len(x),), logp.shape[0], dtype=torch.long)
             loss = ctc(logp, torch.tensor([c for t in tg for c in t]), t_len, torch.tensor([len(t) for t in tg]))
-            loss = loss + args.province_weight * ce(prov_logits, torch.from_numpy(provs[idx]).long())
+            loss = loss + args.province_weight * ce(prov_logits, torch.tensor(pv, dtype=torch.long))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -232,9 +319,12 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
         elapsed = (time.time() - start) / 60
         last = epoch + 1 == args.epochs
         over = args.minutes > 0 and elapsed >= args.minutes
-        if va_idx and ((epoch + 1) % args.eval_every == 0 or last or over):
+        if (va_idx or moto_val is not None) and ((epoch + 1) % args.eval_every == 0 or last or over):
             m_raw = evaluate(model, va_imgs, va_labels, va_provs)
             m_ema = evaluate(ema.model, va_imgs, va_labels, va_provs)
+            if moto_val is not None:
+                m_raw |= {f"moto_{k}": v for k, v in evaluate(model, *moto_val).items()}
+                m_ema |= {f"moto_{k}": v for k, v in evaluate(ema.model, *moto_val).items()}
             history.append({"epoch": epoch + 1, "minutes": elapsed, **{f"raw_{k}": v for k, v in m_raw.items()},
                             **{f"ema_{k}": v for k, v in m_ema.items()}})
             logger.info("epoch %d (%.1f min) raw %s | ema %s", epoch + 1, elapsed, m_raw, m_ema)
@@ -245,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
 
     args.out.mkdir(parents=True, exist_ok=True)
     final = ema.model
-    if history and history[-1]["raw_exact"] + history[-1]["raw_province_accuracy"] > \
+    if history and "raw_exact" in history[-1] and history[-1]["raw_exact"] + history[-1]["raw_province_accuracy"] > \
             history[-1]["ema_exact"] + history[-1]["ema_province_accuracy"]:
         final = model
     chosen = "raw" if final is model else "ema"

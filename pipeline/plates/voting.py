@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pipeline.plates.grammar import compact_display, normalise_plate, plate_format
 from pipeline.plates.provinces import levenshtein, province_by_name
-from pipeline.plates.reader import PlateRead
+from pipeline.plates.types import PlateRead
 
 logger = logging.getLogger(__name__)
 

@@ -82,3 +82,82 @@ def test_plate_detection_cli_json(shared_dir: Path, tmp_path: Path) -> None:
         assert key in res
     assert res["n"] == 2
     assert 0.0 <= res["recall"] <= 1.0 and 0.0 <= res["cascade_recall"] <= 1.0
+
+
+def _has_rectifier() -> bool:
+    return (REPO / "models" / "plate_rectifier" / "plate_rectifier.onnx").is_file()
+
+
+def _copy_rows(src: Path, rows: list[dict[str, str]], dst: Path) -> Path:
+    """Copy the rows' images under ``dst`` and write their ``relative_path,label`` labels file."""
+    with (dst / "labels.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, ["relative_path", "label"])
+        w.writeheader()
+        for i, r in enumerate(rows):
+            shutil.copy(src / r["relative_path"], dst / f"{i}.jpg")
+            w.writerow({"relative_path": f"{i}.jpg", "label": r["label"]})
+    return dst / "labels.csv"
+
+
+def test_plates_sweep_cli(shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (_has_model() and _has_rectifier()):
+        pytest.fail("models/plate_reader/plate_reader.onnx or models/plate_rectifier/plate_rectifier.onnx is missing")
+    from pipeline.plates.scene_reader import SceneReader
+
+    calls: list[bool] = []  # one entry per scene reader call that read plates: was a rectifier used?
+    read_crops = SceneReader.read_crops
+
+    def spy(self: SceneReader, crops, *args, **kwargs):
+        calls.append(self.rectifier is not None)
+        return read_crops(self, crops, *args, **kwargs)
+
+    monkeypatch.setattr(SceneReader, "read_crops", spy)
+    src = shared_dir / "data" / "plates_thai"
+    with (src / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[::700][:3]
+    labels = _copy_rows(src, rows, tmp_path)
+    out = tmp_path / "sweep.json"
+    plates.main(["--labels", str(labels), "--sweep", "--sweep-n", "3", "--rolls", "0,30", "--yaws", "0",
+                 "--widths", "160", "--videos", str(shared_dir / "data" / "videos" / "thai_bangkok_night_dashcam_bus.mp4"),
+                 "--video-frames", "2", "--backgrounds", str(shared_dir / "data" / "plates_openalpr_eu" / "images"),
+                 "--json", str(out), "--device", "cpu"])
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["modes"] == ["rectified", "off"]
+    assert [(c["roll"], c["yaw"], c["width"]) for c in res["cells"]] == [(0, 0, 160), (30, 0, 160)]
+    assert set(res["sweeps"]) == {"roll", "yaw", "width", "grid"} and res["sweeps"]["roll"] == [0, 1]
+    for cell in res["cells"]:
+        assert cell["n"] == 3
+        rates = [cell["detected"], cell["best_is_plate"], cell["rectifier_applied"],
+                 *cell["exact"].values(), *cell["char_accuracy"].values(), *cell["exact_true_box"].values()]
+        assert all(0.0 <= v <= 1.0 for v in rates), cell
+    summary = res["summary"]
+    for key in ("frontal", "roll_30", "min", "mean"):
+        assert set(summary[key]) == {"rectified", "off"} and all(0.0 <= v <= 1.0 for v in summary[key].values())
+    assert summary["yaw_40"] is None and summary["true_box"]["yaw_40"] is None  # not in this sweep
+    assert all(0.0 <= v <= 1.0 for v in summary["true_box"]["frontal"].values())
+    assert True in calls and False in calls  # both modes read the plates they found
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "exact_rect" in printed and "r30 y0" in printed
+
+
+def test_plates_cli_motorcycle_layout(shared_dir: Path, tmp_path: Path) -> None:
+    if not (_has_model() and _has_rectifier()):
+        pytest.fail("models/plate_reader/plate_reader.onnx or models/plate_rectifier/plate_rectifier.onnx is missing")
+    src = shared_dir / "data" / "plates_thai_moto"
+    with (src / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[::25][:4]
+    labels = _copy_rows(src, rows, tmp_path)
+    out = tmp_path / "moto.json"
+    plates.main(["--labels", str(labels), "--layout", "motorcycle", "--json", str(out), "--device", "cpu"])
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["n"] == 4 and res["layout"] == "motorcycle" and res["rectified"] is False
+    assert 0.0 <= res["exact"] <= res["char_accuracy"] + 1e-9 <= 1.0 + 1e-9
+    plates.main(["--labels", str(labels), "--layout", "motorcycle", "--rectify", "--reading-pad", "--json", str(out),
+                 "--device", "cpu"])
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["rectified"] is True and res["reading_pad"] is True and 0.0 <= res["rectified_share"] <= 1.0
+    assert res["layout_car"] + res["layout_motorcycle"] == 4
+    assert res["rectifier_car"] + res["rectifier_motorcycle"] + res["rectifier_auto"] == 4

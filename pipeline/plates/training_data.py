@@ -1,0 +1,152 @@
+"""What the plate reader trains on besides the real car crops: real motorcycle crops, rendered plates, cut plates.
+
+Each training batch draws most of its samples from the real car crops and the rest (``extra_share``) from an
+*extra pool*: the real motorcycle crops of the training split (re-laid into the car form,
+:mod:`pipeline.plates.layout`) and synthetic plates rendered with Thai fonts (:mod:`pipeline.plates.render`:
+every consonant equally often, doubled series letters such as ``ผผ``, red dealer, green pickup and graphic
+plates, motorcycle plates). A share of the car samples (``cut_share``) loses its province line (cut at 55-72 %
+of the height, as a plate cut by the frame edge or a close-up) and is labelled :data:`NO_PROVINCE`, so that the
+province head answers "no province" instead of inventing one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.plates.augment import augment, geometric, photometric
+from pipeline.plates.dataset import PlateSample, encode_label, load_images
+from pipeline.plates.layout import motorcycle_to_car_form
+from pipeline.plates.provinces import PROVINCES
+
+logger = logging.getLogger(__name__)
+
+NO_PROVINCE = len(PROVINCES)  # extra province class: the province line is cut off or unreadable
+MOTO_PRELOAD_HW = (112, 128)  # canonical motorcycle crops (three lines), re-laid into the car form per sample
+
+
+@dataclass
+class Pool:
+    """Images of one kind with their CTC targets and province ids."""
+
+    images: np.ndarray
+    targets: list[list[int]]
+    provinces: np.ndarray
+    motorcycle: bool
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class ExtraPools:
+    """The pools an extra sample is drawn from, with their weights."""
+
+    pools: list[Pool] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+    def add(self, pool: Pool, weight: float) -> None:
+        if len(pool):
+            self.pools.append(pool)
+            self.weights.append(weight)
+
+    def draw(self, rng: np.random.Generator) -> tuple[Pool, int]:
+        p = np.asarray(self.weights, np.float64)
+        pool = self.pools[int(rng.choice(len(self.pools), p=p / p.sum()))]
+        return pool, int(rng.integers(len(pool)))
+
+
+def real_pool(samples: list[PlateSample], motorcycle: bool, car_hw: tuple[int, int]) -> Pool:
+    """Real crops preloaded at the car or motorcycle preload size."""
+    images = load_images(samples, MOTO_PRELOAD_HW if motorcycle else car_hw)
+    return Pool(images, [encode_label(s.label) for s in samples], np.array([s.province for s in samples]),
+                motorcycle)
+
+
+def rendered_pools(n: int, seed: int, moto_share: float, car_hw: tuple[int, int]) -> tuple[Pool, Pool]:
+    """``n`` rendered plates as a car pool and a motorcycle pool (progress bar; a few ms per plate)."""
+    from pipeline.plates.render import render_plate
+
+    rng = np.random.default_rng(seed)
+    cars: list[tuple[np.ndarray, str, int]] = []
+    motos: list[tuple[np.ndarray, str, int]] = []
+    for _ in tqdm(range(n), desc="rendering plates", mininterval=5.0):
+        moto = rng.random() < moto_share
+        plate = render_plate(rng, "motorcycle" if moto else "car")
+        h, w = MOTO_PRELOAD_HW if moto else car_hw
+        img = cv2.resize(plate.image, (w, h), interpolation=cv2.INTER_AREA)
+        (motos if moto else cars).append((img, plate.label, plate.province))
+
+    return _pool(cars, False, car_hw), _pool(motos, True, car_hw)
+
+
+def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The registration line only: the crop cut at 55-72 % of its height, stretched back to its size."""
+    h, w = img.shape[:2]
+    keep = img[: max(2, int(h * rng.uniform(0.55, 0.72)))]
+    return cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def make_sample(img: np.ndarray, motorcycle: bool, out_hw: tuple[int, int], rng: np.random.Generator,
+                strength: float) -> np.ndarray:
+    """One augmented training image in the car form (motorcycle crops: jitter, re-lay, then photometry)."""
+    if motorcycle:
+        return photometric(motorcycle_to_car_form(geometric(img, img.shape[:2], rng), out_hw), rng, strength)
+    return augment(img, out_hw, rng, strength)
+
+
+def motorcycle_validation_images(pool: Pool, out_hw: tuple[int, int]) -> np.ndarray:
+    """Validation motorcycle crops re-laid into the car form (no augmentation)."""
+    return np.stack([motorcycle_to_car_form(im, out_hw) for im in pool.images]) if len(pool) else \
+        np.empty((0, *out_hw, 3), np.uint8)
+
+
+def rectified_pools(car: list[PlateSample], moto: list[PlateSample], rectifier_dir: Path, n: int, seed: int,
+                    car_hw: tuple[int, int], videos: list[Path], backgrounds: list[Path]) -> tuple[Pool, Pool]:
+    """``n`` training plates turned in 3-D into real backgrounds (:mod:`pipeline.plates.warps`), cut out like a
+    detector box and put upright again by the trained rectifier: what the reader sees behind the rectifier,
+    residual corner errors included. Split into a car pool and a motorcycle pool by the layout the rectifier
+    found (a wrong layout guess keeps the true label: the reader learns to read what it will be given)."""
+    from pipeline.plates.rectifier import PlateRectifier
+    from pipeline.plates.warps import Backgrounds, random_pose, warped_plate
+
+    rng = np.random.default_rng(seed)
+    rectifier = PlateRectifier(rectifier_dir, device="cpu")
+    bgs = Backgrounds.from_paths(videos, backgrounds)
+    sources = [(s, False) for s in car] + [(s, True) for s in moto]
+    # a quarter of the warps are motorcycle plates
+    weights = np.array([1.0 if not m else len(car) / (3.0 * max(len(moto), 1)) for _, m in sources])
+    picks = rng.choice(len(sources), size=n, p=weights / weights.sum())
+    crops, labels, provs = [], [], []
+    for k in tqdm(picks, desc="warping plates", mininterval=5.0):
+        sample, is_moto = sources[int(k)]
+        img = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {sample.path}")
+        roll, yaw, pitch = random_pose(rng)
+        width = float(np.exp(rng.uniform(np.log(60), np.log(400))))
+        crops.append(warped_plate(img, "motorcycle" if is_moto else "car", bgs, rng, width, roll, yaw, pitch,
+                                  max_side=384).crop)
+        labels.append(sample.label)
+        provs.append(sample.province)
+    cars: list[tuple[np.ndarray, str, int]] = []
+    motos: list[tuple[np.ndarray, str, int]] = []
+    for i in range(0, len(crops), 256):
+        for j, r in enumerate(rectifier.rectify_batch(crops[i:i + 256])):
+            moto = r.layout == "motorcycle"
+            h, w = MOTO_PRELOAD_HW if moto else car_hw
+            img = cv2.resize(r.image, (w, h), interpolation=cv2.INTER_AREA)
+            (motos if moto else cars).append((img, labels[i + j], provs[i + j]))
+    logger.info("rectified warps: %d read as car plates, %d as motorcycle plates", len(cars), len(motos))
+    return _pool(cars, False, car_hw), _pool(motos, True, car_hw)
+
+
+def _pool(items: list[tuple[np.ndarray, str, int]], motorcycle: bool, car_hw: tuple[int, int]) -> Pool:
+    hw = MOTO_PRELOAD_HW if motorcycle else car_hw
+    images = np.stack([i for i, _, _ in items]) if items else np.empty((0, *hw, 3), np.uint8)
+    return Pool(images, [encode_label(lbl) for _, lbl, _ in items], np.array([p for *_, p in items]), motorcycle)
