@@ -46,7 +46,7 @@ from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
-from pipeline.models.plate_detector import VEHICLE_MARGIN
+from pipeline.models.plate_detector import VEHICLE_MARGIN, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
@@ -100,6 +100,7 @@ class _Frame:
     _copy: np.ndarray | None = None
     persons: Detections = field(default_factory=Detections.empty)
     no_vehicle: bool = False  # a plate camera's frame in which the detector found no vehicle
+    vehicle_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # tracked, frame px
 
     def copy(self) -> np.ndarray:
         """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
@@ -238,8 +239,7 @@ class Engine:
                 detections = self._detect_objects(gated)
             with self.metrics.stage("track"):
                 jobs = self._track(gated, detections)
-            if self.engine_config.plates_without_vehicle:
-                jobs += self._plate_only_jobs([g for g in gated if g.no_vehicle])
+            jobs += self._plate_only_jobs(self._frames_searched_whole(gated))
             self._plates(jobs)
             self._faces(gated)
         self.metrics.count("frames_analysed", len(gated))
@@ -304,6 +304,7 @@ class Engine:
                 # one object, one box: the detector's class-aware NMS leaves car/truck/bus boxes on one vehicle
                 vehicles = vehicles[np.sort(nms(vehicles.xyxy, vehicles.confidence, CROSS_CLASS_IOU))]
                 vehicles = g.cam.vehicles.update(vehicles, t)
+                g.vehicle_boxes = vehicles.xyxy
                 for i in range(len(vehicles)):
                     box = vehicles.xyxy[i]
                     state = self.aggregator.vehicle(g.item.camera_id, int(vehicles.tracker_id[i]), t,
@@ -318,20 +319,39 @@ class Engine:
                 g.persons = g.cam.persons.update(dets[dets.class_id == PERSON], t)
         return jobs
 
+    def _frames_searched_whole(self, gated: list[_Frame]) -> list[_Frame]:
+        """Plate-camera frames the plate detector also searches whole: frames without any vehicle
+        (``plates_without_vehicle``) and, unless ``plates_whole_frame`` is off, frames with vehicles."""
+        ec = self.engine_config
+        return [g for g in gated if g.cam.camera.analytics.plates and (
+            (g.no_vehicle and ec.plates_without_vehicle) or (not g.no_vehicle and ec.plates_whole_frame != "off"))]
+
     def _plate_only_jobs(self, frames: list[_Frame]) -> list[_VehicleJob]:
-        """Plates in frames without any vehicle (a close-up gate view): the plate detector searches the whole
-        frame, the plates are tracked on their own and each track's plate region becomes a plate job."""
+        """Plates found by searching whole frames that belong to no tracked vehicle: a frame without vehicles (a
+        close-up gate view) is searched with tiles, a frame with vehicles in one window (``plates_whole_frame``:
+        a close-up motorcycle the vehicle detector missed); plates whose centre lies in a tracked vehicle's box
+        are left to that vehicle. The rest are tracked on their own and each track's plate region becomes a
+        plate job."""
         if not frames:
             return []
         ec = self.engine_config
+        tile = self.models.plates.tile
+        tiles = [tile if g.no_vehicle or ec.plates_whole_frame == "tiles" else 0 for g in frames]
         with self.metrics.stage("plate_detect"):
-            found = self.models.plates.detect_batch([g.item.frame for g in frames])
+            found = self.models.plates.detect_batch([g.item.frame for g in frames], tiles)
+            if ec.plate_second_look:
+                empty = [k for k, g in enumerate(frames) if g.no_vehicle and not len(found[k])]
+                for k, dets in zip(empty, self.models.plates.detect_rotated([frames[k].item.frame for k in empty]),
+                                   strict=True):
+                    found[k] = dets
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
                 frame, t = g.item.frame, g.item.capture_time
                 height, width = frame.shape[:2]
                 dets = g.cam.zones.filter(dets, width, height)
+                if len(dets) and len(g.vehicle_boxes):
+                    dets = dets[np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)]
                 tracked = g.cam.plates.update(dets[dets.confidence >= ec.plate_confidence / 2], t)
                 for i in range(len(tracked)):
                     state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
@@ -365,8 +385,14 @@ class Engine:
         """The plate detector once over every job's crop; the best plate of each job, cut for reading."""
         if not jobs:
             return []
+        conf = self.engine_config.plate_confidence
         with self.metrics.stage("plate_detect"):
             plate_dets = self.models.plates.detect_batch([job.crop for job in jobs])
+            if self.engine_config.plate_second_look:
+                missed = [k for k, d in enumerate(plate_dets) if not (d.confidence >= conf).any()]
+                turned = self.models.plates.detect_rotated([jobs[k].crop for k in missed]) if missed else []
+                for k, dets in zip(missed, turned, strict=True):
+                    plate_dets[k] = dets
         selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= self.engine_config.plate_confidence]

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pipeline.detections import Detections
@@ -33,6 +34,7 @@ MERGE_IOU = 0.5
 MERGE_IOS = 0.6  # intersection over the smaller box above which two plate boxes are one plate
 VEHICLE_MARGIN = 0.1  # vehicle crops grow by 10 % of the box on each side (plates sit on the bumper edge)
 WHOLE_FRAME_MODES = ("off", "window", "tiles")
+SECOND_LOOK_ANGLES = (-25.0, 25.0)  # crops with no plate are searched again turned by these (rolled plates)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,18 @@ class BoxCalibration:
 
 
 IDENTITY = BoxCalibration(1.0, 0.0, 1.0)
+
+
+def _turn_back(xyxy: np.ndarray, inverse: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Axis-aligned boxes (clipped to ``width`` x ``height``) around boxes of a turned image mapped back by the
+    2x3 affine ``inverse``."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    corners = np.stack([xyxy[:, [0, 1]], xyxy[:, [2, 1]], xyxy[:, [2, 3]], xyxy[:, [0, 3]]], axis=1)  # N,4,2
+    back = corners @ inverse[:, :2].T.astype(np.float32) + inverse[:, 2].astype(np.float32)
+    lo, hi = back.min(axis=1), back.max(axis=1)
+    lo = np.clip(lo, 0, [width, height])
+    hi = np.clip(hi, 0, [width, height])
+    return np.concatenate([lo, hi], axis=1).astype(np.float32)
 
 
 def search_windows(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -139,6 +153,46 @@ class PlateDetector:
             parts[i].append(dets.with_offset(x0, y0) if x0 or y0 else dets)
         return [self._finish(Detections.merge(p)) for p in parts]
 
+    def detect_rotated(self, crops: list[np.ndarray], angles: tuple[float, ...] = SECOND_LOOK_ANGLES
+                       ) -> list[Detections]:
+        """Second look for plates rolled too far for the upright detector: each crop is searched turned by each
+        of ``angles`` (degrees, on a canvas that holds the whole turned crop), in one batched call. A plate found
+        there comes back as the crop-pixel box around the turned-back detector box (the reading box likewise),
+        so it holds the whole rolled plate; the rectifier straightens it."""
+        images: list[np.ndarray] = []
+        owners: list[tuple[int, np.ndarray]] = []
+        for i, crop in enumerate(crops):
+            h, w = crop.shape[:2]
+            if min(h, w) < 8:
+                continue
+            for angle in angles:
+                m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+                cos, sin = abs(m[0, 0]), abs(m[0, 1])
+                nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+                m[0, 2] += nw / 2 - w / 2
+                m[1, 2] += nh / 2 - h / 2
+                images.append(cv2.warpAffine(crop, m, (nw, nh), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_REPLICATE))
+                owners.append((i, cv2.invertAffineTransform(m)))
+        found = self.detect_batch(images) if images else []
+        parts: list[list[Detections]] = [[] for _ in crops]
+        for (i, inverse), dets in zip(owners, found, strict=True):
+            if not len(dets):
+                continue
+            h, w = crops[i].shape[:2]
+            boxes = _turn_back(dets.xyxy, inverse, w, h)
+            reading = _turn_back(np.asarray(dets.data["reading_xyxy"], np.float32), inverse, w, h)
+            parts[i].append(Detections(boxes, dets.confidence, dets.class_id, None, {"reading_xyxy": reading}))
+        out = []
+        for p in parts:
+            merged = Detections.merge(p)
+            if len(merged) > 1:
+                merged = merged[np.sort(nms(merged.xyxy, merged.confidence, MERGE_IOU))]
+            if not len(merged):
+                merged.data["reading_xyxy"] = np.zeros((0, 4), np.float32)
+            out.append(merged)
+        return out
+
     def _finish(self, dets: Detections) -> Detections:
         if len(dets) > 1:
             dets = dets[np.sort(nms(dets.xyxy, dets.confidence, MERGE_IOU))]
@@ -184,6 +238,8 @@ class PlateCascade:
 
     - a frame without any vehicle (a close-up gate view) is searched whole, with tiles
       (``engine.plates_without_vehicle``);
+    - a vehicle crop (or whole frame) in which nothing is found is searched again turned by +-25 degrees
+      (``engine.plate_second_look``: plates rolled too far for the upright detector);
     - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
       ``tiles``, one window plus overlapping tiles of ``whole_frame_tile`` pixels; ``off``), in the same batched
       call as the vehicle crops: a plate found there that no vehicle crop found is added (a close-up motorcycle
@@ -193,7 +249,8 @@ class PlateCascade:
 
     def __init__(self, vehicles: YoloOnnxDetector | UltralyticsDetector, plates: PlateDetector,
                  vehicle_confidence: float = 0.15, margin: float = VEHICLE_MARGIN,
-                 without_vehicle: bool = True, whole_frame: str = "tiles", whole_frame_tile: int = 0) -> None:
+                 without_vehicle: bool = True, whole_frame: str = "window", whole_frame_tile: int = 0,
+                 second_look: bool = True) -> None:
         if whole_frame not in WHOLE_FRAME_MODES:
             raise ValueError(f"whole_frame must be one of {WHOLE_FRAME_MODES}, not {whole_frame!r}")
         self.vehicles = vehicles
@@ -203,6 +260,7 @@ class PlateCascade:
         self.without_vehicle = without_vehicle
         self.whole_frame = whole_frame
         self.whole_frame_tile = whole_frame_tile or plates.tile
+        self.second_look = second_look
 
     def find_vehicles(self, frame: np.ndarray) -> Detections:
         """COCO vehicles (car, motorcycle, bus, truck) above the vehicle confidence."""
@@ -214,6 +272,8 @@ class PlateCascade:
         vehicles = self.find_vehicles(frame)
         if not len(vehicles) and self.without_vehicle:
             plates = self.full_frame(frame)
+            if not len(plates) and self.second_look:
+                plates = self.plates.detect_rotated([frame])[0]
             plates.data["vehicle"] = [-1] * len(plates)
             return plates, vehicles
         crops = crop_boxes(frame, vehicles.xyxy, self.margin)
@@ -221,6 +281,10 @@ class PlateCascade:
         whole_tile = self.whole_frame_tile if self.whole_frame == "tiles" else 0
         found = self.plates.detect_batch([c for c, _ in crops] + whole,
                                          [self.plates.tile] * len(crops) + [whole_tile] * len(whole))
+        if self.second_look:
+            missed = [k for k in range(len(crops)) if not len(found[k])]
+            for k, dets in zip(missed, self.plates.detect_rotated([crops[k][0] for k in missed]), strict=True):
+                found[k] = dets
         parts = []
         for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found, strict=False)):
             dets = dets.with_offset(x0, y0)

@@ -60,7 +60,7 @@ def _split(labels: Path, fraction: float, seed: int) -> tuple[list[PlateSample],
 
 
 def make_set(plates: dict[str, list[np.ndarray]], backgrounds: Backgrounds, n: int, moto_share: float,
-             seed: int, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+             seed: int, desc: str, cut: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``n`` warped samples: images ``[n, 96, 96, 3]``, corners ``[n, 8]`` (fractions of the crop), layout ids and
     the plate width in crop pixels of each sample's corners (for error in % of the plate width)."""
     rng = np.random.default_rng(seed)
@@ -74,7 +74,8 @@ def make_set(plates: dict[str, list[np.ndarray]], backgrounds: Backgrounds, n: i
         plate = pool[int(rng.integers(len(pool)))]
         roll, yaw, pitch = random_pose(rng)
         width = float(math.exp(rng.uniform(math.log(30), math.log(600))))
-        s = warped_plate(plate, layout, backgrounds, rng, width, roll, yaw, pitch, max_side=2 * RECT_INPUT)
+        s = warped_plate(plate, layout, backgrounds, rng, width, roll, yaw, pitch, max_side=2 * RECT_INPUT,
+                         cut=cut)
         h, w = s.crop.shape[:2]
         images[k] = cv2.resize(s.crop, (RECT_INPUT, RECT_INPUT),
                                interpolation=cv2.INTER_AREA if max(h, w) > RECT_INPUT else cv2.INTER_LINEAR)
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-samples", type=int, default=30000)
     ap.add_argument("--val-samples", type=int, default=2000)
     ap.add_argument("--moto-share", type=float, default=0.35)
+    ap.add_argument("--cut", type=float, default=0.12,
+                    help="share of samples whose crop runs through the plate (close-ups leaving the picture)")
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -157,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
             train_plates[layout].append(cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA))
     videos = sorted(args.videos.glob("*.mp4")) if args.videos else []
     backgrounds = Backgrounds.from_paths(videos, args.backgrounds)
-    train = make_set(train_plates, backgrounds, args.train_samples, args.moto_share, args.seed, "train warps")
-    val = make_set(val_plates, backgrounds, args.val_samples, args.moto_share, args.seed + 1, "val warps")
+    train = make_set(train_plates, backgrounds, args.train_samples, args.moto_share, args.seed, "train warps",
+                     args.cut)
+    val = make_set(val_plates, backgrounds, args.val_samples, args.moto_share, args.seed + 1, "val warps", args.cut)
     model = RectifierNet()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * math.ceil(args.train_samples / args.batch)

@@ -124,11 +124,13 @@ def random_pose(rng: np.random.Generator) -> tuple[float, float, float]:
 
 def warped_plate(plate: np.ndarray, layout: str, backgrounds: Backgrounds, rng: np.random.Generator,
                  width_px: float, roll: float, yaw: float, pitch: float, frame: bool | None = None,
-                 jitter: bool = True, max_side: int = 0) -> WarpedPlate:
+                 jitter: bool = True, max_side: int = 0, cut: float = 0.0) -> WarpedPlate:
     """One plate turned by the given angles, ``width_px`` wide, in a background, cut out like a detector box.
 
     ``max_side`` > 0 renders the cut-out at most that large (a plate much larger than what consumes it is
-    rendered smaller straight away: same geometry, less work).
+    rendered smaller straight away: same geometry, less work). ``cut`` is the probability that one side of the
+    cut-out runs through the plate (5-30 % of it lost), as when a close-up plate leaves the picture; its corners
+    then lie outside the crop.
     """
     plate_img, inner = add_frame(plate, rng) if (frame if frame is not None else rng.random() < 0.5) else \
         (plate, np.float32([[0, 0], [plate.shape[1], 0], [plate.shape[1], plate.shape[0]], [0, plate.shape[0]]]))
@@ -139,6 +141,8 @@ def warped_plate(plate: np.ndarray, layout: str, backgrounds: Backgrounds, rng: 
     fh, fw = plate_img.shape[:2]
     outer = cv2.perspectiveTransform(np.float32([[[0, 0], [fw, 0], [fw, fh], [0, fh]]]), m)[0]
     box = _detector_box(outer if rng.random() < 0.6 else quad, rng, jitter)
+    if cut and rng.random() < cut:
+        box = _cut_through(box, quad, rng)
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
     scale = 1.0
@@ -152,6 +156,25 @@ def warped_plate(plate: np.ndarray, layout: str, backgrounds: Backgrounds, rng: 
     canvas = composite(canvas, plate_img, outer_c)
     canvas = photometric(canvas, rng, 0.8)
     return WarpedPlate(canvas, quad_c.astype(np.float32), layout)
+
+
+def _cut_through(box: tuple[float, float, float, float], quad: np.ndarray,
+                 rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """``box`` with one side moved into the plate by 5-30 % of the plate's extent on that axis."""
+    x0, y0, x1, y1 = box
+    qx0, qy0 = quad.min(axis=0)
+    qx1, qy1 = quad.max(axis=0)
+    f = rng.uniform(0.05, 0.3)
+    side = int(rng.integers(4))
+    if side == 0:
+        x0 = qx0 + f * (qx1 - qx0)
+    elif side == 1:
+        x1 = qx1 - f * (qx1 - qx0)
+    elif side == 2:
+        y0 = qy0 + f * (qy1 - qy0)
+    else:
+        y1 = qy1 - f * (qy1 - qy0)
+    return x0, y0, x1, y1
 
 
 def _detector_box(pts: np.ndarray, rng: np.random.Generator, jitter: bool) -> tuple[float, float, float, float]:
