@@ -171,6 +171,12 @@ class EngineConfig(StrictModel):
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus endpoint port on 127.0.0.1 (0 disables it).")
     metrics_interval_s: float = Field(default=2.0, ge=0.5, le=60, description="How often engine metrics are written to Redis.")
 
+    @field_validator("plates_whole_frame", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted ``off`` as False: take it as the ``off`` it was meant to be."""
+        return "off" if value is False else value
+
 
 class Config(StrictModel):
     """The whole cameras.yaml."""

@@ -72,12 +72,12 @@ def expand_quad(quad: np.ndarray, mx: float, my: float) -> np.ndarray:
 def rectify(image: np.ndarray, quad: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Warp the region inside ``quad`` (corners TL, TR, BR, BL in ``image`` pixels) to an upright ``out_hw`` image.
 
-    When the plate is larger than the output it is first warped at its own scale (at most 4x the output) and then
-    shrunk with area averaging, so that large plates do not alias. Pixels outside the image repeat its border.
+    When the plate is larger than the output it is first warped at up to twice the output's size and then shrunk
+    with area averaging, so that large plates do not alias. Pixels outside the image repeat its border.
     """
     oh, ow = out_hw
     pw, ph = quad_size(quad)
-    k = int(min(4, max(1, math.floor(min(pw / ow, ph / oh)))))
+    k = int(min(2, max(1, math.floor(min(pw / ow, ph / oh)))))
     dst = np.float32([[0, 0], [ow * k, 0], [ow * k, oh * k], [0, oh * k]])
     m = cv2.getPerspectiveTransform(np.asarray(quad, np.float32), dst)
     out = cv2.warpPerspective(image, m, (ow * k, oh * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -30,8 +30,10 @@ GAP = 0.04  # blank share of the width between the two halves of a re-laid regis
 
 
 def _band(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Rows ``lo``..``hi`` (fractions of the height); at least one row, even of a crop one pixel tall."""
     h = img.shape[0]
-    return img[int(round(lo * h)):max(int(round(hi * h)), int(round(lo * h)) + 1)]
+    start = min(int(round(lo * h)), h - 1)
+    return img[start:max(int(round(hi * h)), start + 1)]
 
 
 def _fit(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 ONNX_NAME = "plate_rectifier.onnx"
 META_NAME = "plate_rectifier.json"
 AUTO = "auto"
-CAR_OUT_HW = (96, 192)  # 2:1, as the reader's training crops
-MOTO_OUT_HW = (168, 192)  # as plates_thai_moto/crops
+CAR_OUT_HW = (72, 144)  # 2:1, as the reader's training crops (it reads them at 64x128)
+MOTO_OUT_HW = (112, 128)  # as plates_thai_moto/crops (re-laid into the car form by the reader)
 # Margins added around the found corners, in fractions of the plate: the reader was trained on crops between
 # 4 % tighter and 12-15 % looser than the plate, so a small margin keeps a slightly-off corner harmless.
 CAR_MARGIN = (0.03, 0.05)
@@ -94,7 +94,7 @@ class PlateRectifier:
         """Second look: each plate warped upright from its first corners (with a detector-like margin), located
         again, and the new corners mapped back into the crop; the network is most precise on near-frontal plates,
         so the residual error of a steep first look shrinks."""
-        side = self.input_hw[0] * 2
+        side = self.input_hw[0]
         views, inverse = [], []
         for crop, quad in zip(crops, corners, strict=True):
             outer = expand_quad(quad, *REFINE_MARGIN)
