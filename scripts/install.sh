@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(redis-server ffmpeg chromium chromium-driver fonts-tlwg-loma-otf)
+SYSTEM_PACKAGES=(redis-server ffmpeg chromium chromium-driver fonts-tlwg-loma-otf
+  # Thai fonts the plate-reader trainer renders synthetic plates with (pipeline.plates.render)
+  fonts-tlwg-loma-ttf fonts-tlwg-garuda-ttf fonts-tlwg-waree-ttf fonts-tlwg-umpush-ttf fonts-tlwg-laksaman-ttf
+  fonts-tlwg-typist-ttf)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

@@ -153,6 +153,7 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
     """Motorcycle crops (train part; the held-out part is returned for validation), rendered plates and
     rectified warps of training plates."""
     extra = ExtraPools()
+    weights = {k: float(v) for k, v in (kv.split("=") for kv in args.pool_weights.split(",") if kv)}
     moto_val = None
     moto_train: list[PlateSample] = []
     if args.moto is not None:
@@ -160,21 +161,21 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
         m_tr, m_va = plate_disjoint_split(moto, args.moto_val_fraction, args.split_seed)
         logger.info("motorcycle crops: %d train / %d val (plate-disjoint)", len(m_tr), len(m_va))
         moto_train = [moto[i] for i in m_tr]
-        extra.add(real_pool(moto_train, True, PRELOAD_HW), 0.20)
+        extra.add(real_pool(moto_train, True, PRELOAD_HW), weights.get("real_moto", 0.0))
         if m_va:
             val_pool = real_pool([moto[i] for i in m_va], True, PRELOAD_HW)
             moto_val = (motorcycle_validation_images(val_pool, (INPUT_H, INPUT_W)),
                         [moto[i].label for i in m_va], [moto[i].province for i in m_va])
     if args.synthetic:
         cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
-        extra.add(cars, 0.30)
-        extra.add(motos, 0.20)
+        extra.add(cars, weights.get("rendered_car", 0.0))
+        extra.add(motos, weights.get("rendered_moto", 0.0))
     if args.rectified:
         videos = sorted(args.videos.glob("*.mp4")) if args.videos else []
         cars, motos = rectified_pools(car_train, moto_train, args.rectifier_dir, args.rectified, args.seed + 2,
                                       PRELOAD_HW, videos, args.backgrounds)
-        extra.add(cars, 0.22)
-        extra.add(motos, 0.08)
+        extra.add(cars, weights.get("rectified_car", 0.0))
+        extra.add(motos, weights.get("rectified_moto", 0.0))
     return extra, moto_val
 
 
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--rectifier-dir", type=Path, default=Path("models/plate_rectifier"))
     ap.add_argument("--videos", type=Path, default=None, help="folder of videos (backgrounds for --rectified)")
     ap.add_argument("--backgrounds", type=Path, nargs="*", default=[], help="image folders (backgrounds)")
+    ap.add_argument("--pool-weights", default="real_moto=0.20,rendered_car=0.30,rendered_moto=0.20,"
+                    "rectified_car=0.22,rectified_moto=0.08",
+                    help="relative weights of the extra pools an extra sample is drawn from")
     ap.add_argument("--extra-share", type=float, default=0.25,
                     help="share of each batch drawn from the motorcycle crops and the rendered plates")
     ap.add_argument("--cut-share", type=float, default=0.06,

@@ -51,7 +51,8 @@ class ExtraPools:
     weights: list[float] = field(default_factory=list)
 
     def add(self, pool: Pool, weight: float) -> None:
-        if len(pool):
+        """Draw from ``pool`` with relative ``weight`` (empty pools and zero weights are skipped)."""
+        if len(pool) and weight > 0:
             self.pools.append(pool)
             self.weights.append(weight)
 

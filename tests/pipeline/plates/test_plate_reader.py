@@ -1,12 +1,12 @@
-"""The plate readers in models/plate_reader on real Thai plate crops.
+"""The shipped plate reader (``models/plate_reader``) on real Thai plate crops.
 
-The shipped reader (``models/plate_reader``) is trained on every labelled crop, so its accuracy is measured with
-the same recipe's validation model (``models/plate_reader/validation``), trained without the plate-disjoint
-validation split, on that whole split."""
+The shipped reader is trained with the plate-disjoint validation split held out (15 % of the car plate strings,
+half of the motorcycle plate strings, seed 0), so its accuracy is measured on those crops: plates it never saw."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -20,8 +20,9 @@ from pipeline.plates.reader import PlateRead, PlateReader, load_plate_reader
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL_DIR = REPO / "models" / "plate_reader"
-VALIDATION_DIR = MODEL_DIR / "validation"
+BASE_DIR = MODEL_DIR / "base"
 N_SAMPLE = 160
+MOTO_EXACT_MIN = 0.45  # measured 0.52 (27 of 52) with the shipped model; see MODEL_CARD.md
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,13 @@ def validation_split(shared_dir: Path, every: int = 1) -> tuple[list[np.ndarray]
     return crops, [samples[i].label for i in pick], [PROVINCES[samples[i].province].thai for i in pick]
 
 
+def motorcycle_validation(shared_dir: Path) -> tuple[list[np.ndarray], list[str]]:
+    """The held-out half of the real motorcycle plates (split by plate string, as the trainer splits them)."""
+    samples = read_labels(shared_dir / "data" / "plates_thai_moto" / "labels.csv")
+    _, val = plate_disjoint_split(samples, 0.5, 0)
+    return [cv2.imread(str(samples[i].path)) for i in val], [samples[i].label for i in val]
+
+
 @pytest.fixture(scope="module")
 def held_out(shared_dir: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
     """A sample of real crops for the behaviour tests."""
@@ -47,39 +55,91 @@ def held_out(shared_dir: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
 
 
 def test_models_are_compact() -> None:
-    for folder in (MODEL_DIR, VALIDATION_DIR):
+    for folder in (MODEL_DIR, BASE_DIR):
         onnx = folder / "plate_reader.onnx"
         assert onnx.is_file()
         assert onnx.stat().st_size < 5 * 1024 * 1024
     assert (MODEL_DIR / "MODEL_CARD.md").is_file()
 
 
-def test_training_reports_say_what_each_model_saw() -> None:
-    """The shipped model saw every crop; the validation model held the plate-disjoint split out."""
-    shipped = json.loads((MODEL_DIR / "train_report.json").read_text(encoding="utf-8"))
-    validation = json.loads((VALIDATION_DIR / "train_report.json").read_text(encoding="utf-8"))
-    assert shipped["n_val"] == 0 and shipped["n_train"] == validation["n_train"] + validation["n_val"]
-    assert validation["n_val"] > 900 and float(validation["args"]["val_fraction"]) == 0.15
-    assert validation["args"]["split_seed"] == "0"
+def test_training_report_says_what_the_model_never_saw() -> None:
+    """The shipped model held out the plate-disjoint car split and half of the motorcycle plates."""
+    report = json.loads((MODEL_DIR / "train_report.json").read_text(encoding="utf-8"))
+    assert report["n_val"] > 900
+    args = report["args"]
+    assert float(args["val_fraction"]) == 0.15 and args["split_seed"] == "0"
+    assert float(args["moto_val_fraction"]) == 0.5
+    meta = json.loads((MODEL_DIR / "plate_reader.json").read_text(encoding="utf-8"))
+    assert meta["no_province_class"] == len(PROVINCES)
+    assert set(meta["layouts"]) == {"car", "motorcycle"}
 
 
-def test_accuracy_on_plates_never_seen_in_training(shared_dir: Path) -> None:
-    """The validation model on every crop of its held-out split (670 plate strings it never saw)."""
+def test_accuracy_on_plates_never_seen_in_training(reader: PlateReader, shared_dir: Path) -> None:
+    """Every crop of the held-out split (670 plate strings the model never saw)."""
     crops, labels, provinces = validation_split(shared_dir)
-    reads = load_plate_reader("crnn", VALIDATION_DIR, device="cpu").read_batch(crops)
+    reads = reader.read_batch(crops)
     assert len(reads) == len(crops) > 900
     exact = np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels, strict=True)])
     prov = np.mean([r.province == g for r, g in zip(reads, provinces, strict=True)])
     assert exact >= 0.975, exact
-    assert prov >= 0.955, prov
+    assert prov >= 0.975, prov
+
+
+def test_doubled_series_letters_are_read(reader: PlateReader, shared_dir: Path) -> None:
+    """Held-out plates with a doubled series consonant (กก, ขข) keep both letters."""
+    crops, labels, _ = validation_split(shared_dir)
+    doubled = [(c, g) for c, g in zip(crops, labels, strict=True) if re.search(r"([ก-ฮ])\1", g)]
+    assert len(doubled) >= 10
+    reads = reader.read_batch([c for c, _ in doubled])
+    right = sum(normalise_plate(r.text) == g for r, (_, g) in zip(reads, doubled, strict=True))
+    assert right >= len(doubled) - 1, [r.text for r in reads]
+
+
+def test_motorcycle_plates_never_seen_in_training(reader: PlateReader, shared_dir: Path) -> None:
+    """Three-line motorcycle plates (re-laid into the car form) the model never saw; the old car-only reader
+    read none of them."""
+    crops, labels = motorcycle_validation(shared_dir)
+    assert len(crops) >= 50
+    reads = reader.read_batch(crops, ["motorcycle"] * len(crops))
+    exact = np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels, strict=True)])
+    assert all(r.layout == "motorcycle" for r in reads)
+    assert exact >= MOTO_EXACT_MIN, exact
+
+
+def test_cut_province_line_gives_no_province(reader: PlateReader, held_out) -> None:
+    """A plate cut below its registration line (a close-up, the frame edge) still reads, and its province comes
+    back empty instead of invented."""
+    crops, labels, provinces = held_out
+    cut = [c[: int(c.shape[0] * 0.65)] for c in crops]
+    reads = reader.read_batch(cut)
+    exact = np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels, strict=True)])
+    none = np.mean([r.province is None for r in reads])
+    wrong = np.mean([r.province is not None and r.province != g for r, g in zip(reads, provinces, strict=True)])
+    assert exact >= 0.85, exact
+    assert none >= 0.85, none
+    assert wrong <= 0.05, wrong
+    whole = reader.read_batch(crops)
+    assert np.mean([r.province is None for r in whole]) <= 0.02
 
 
 def test_shipped_reader_reads_real_plates(reader: PlateReader, held_out) -> None:
-    """A sanity check only: the shipped reader was trained on these crops, so this is no accuracy figure."""
     crops, labels, _ = held_out
     reads = reader.read_batch(crops)
     exact = np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels, strict=True)])
     assert exact >= 0.95, exact
+
+
+def test_auto_layout_reads_cars_and_motorcycles(reader: PlateReader, held_out, shared_dir: Path) -> None:
+    """``auto`` reads each crop both ways and keeps the better read: car crops stay car reads."""
+    crops, labels, _ = held_out
+    reads = reader.read_batch(crops[:40], ["auto"] * 40)
+    assert np.mean([r.layout == "car" for r in reads]) >= 0.9
+    assert np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels[:40], strict=True)]) >= 0.9
+    moto, moto_labels = motorcycle_validation(shared_dir)
+    reads = reader.read_batch(moto, ["auto"] * len(moto))
+    assert np.mean([r.layout == "motorcycle" for r in reads]) >= 0.6
+    with pytest.raises(ValueError, match="layout"):
+        reader.read_batch(crops[:1], ["sideways"])
 
 
 def test_read_fields(reader: PlateReader, held_out) -> None:
@@ -91,8 +151,9 @@ def test_read_fields(reader: PlateReader, held_out) -> None:
         assert 0.0 <= r.confidence <= 1.0 and 0.0 <= r.province_confidence <= 1.0
         assert r.candidates and r.candidates[0][0] == r.text
         assert [s for _, s in r.candidates] == sorted((s for _, s in r.candidates), reverse=True)
-        assert r.province in {p.thai for p in PROVINCES}
-        assert r.province_latin == next(p.latin for p in PROVINCES if p.thai == r.province)
+        assert r.province is None or r.province in {p.thai for p in PROVINCES}
+        if r.province is not None:
+            assert r.province_latin == next(p.latin for p in PROVINCES if p.thai == r.province)
         if r.valid and normalise_plate(r.text).isdigit():
             assert r.text[2] == "-"  # commercial plates shown as NN-NNNN
 
