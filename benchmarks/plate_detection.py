@@ -81,13 +81,16 @@ def box_ratios(dets: Detections, gt: np.ndarray, iou: float = 0.2) -> list[tuple
 
 
 def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
-                  precision: str = "auto") -> PlateCascade:
-    """The engine's models (derived batch files, ``engine.model_precision``) wired as a stand-alone cascade."""
+                  precision: str = "auto", whole_frame: str = "window", whole_frame_tile: int = 0,
+                  second_look: bool = True) -> PlateCascade:
+    """The engine's models (derived batch files, ``engine.model_precision``) wired as a stand-alone cascade with
+    the engine's plate settings (``engine.plates_whole_frame``, ``engine.plate_second_look``)."""
     from pipeline.models.registry import load_model_set
 
     config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision)
     models = load_model_set(config, device=device)
-    return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf)
+    return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf, whole_frame=whole_frame,
+                        whole_frame_tile=whole_frame_tile, second_look=second_look)
 
 
 def run(labels: Path, conf: float = 0.25, vehicle_conf: float = 0.15, device: str = "auto",
@@ -160,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iou", type=float, default=0.5,
                     help="IoU a detection needs with a labelled box (0.5; 0.3 for labels drawn tight around the "
                          "characters, as plates_thai_moto/detection.csv, whose boxes are smaller than the plate)")
+    ap.add_argument("--whole-frame", choices=("off", "window", "tiles"), default="window",
+                    help="engine.plates_whole_frame: also search frames with vehicles whole (default window)")
+    ap.add_argument("--whole-frame-tile", type=int, default=0, help="tile side of --whole-frame tiles (0: 480)")
+    ap.add_argument("--no-second-look", action="store_true", help="engine.plate_second_look off")
     ap.add_argument("--fit", action="store_true", help="print the box calibration these labels imply")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision)
+    cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision, args.whole_frame,
+                            args.whole_frame_tile, not args.no_second_look)
     results: dict[str, dict[str, float]] = {}
     all_ratios: list[tuple[float, float]] = []
     for labels in args.labels:

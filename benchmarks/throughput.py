@@ -124,7 +124,8 @@ class _PerItem:
 def naive_engine_class() -> type:
     """The baseline's Engine: the face model per person crop (batch-1), full frame only when nobody is detected."""
     from pipeline.detections import Detections
-    from pipeline.engine.engine import Engine, crop_box
+    from pipeline.engine.engine import Engine
+    from pipeline.plates.geometry import crop_box
 
     class NaiveEngine(Engine):
         def _faces(self, gated: list[Any]) -> None:

@@ -48,7 +48,7 @@ from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
 from pipeline.models.plate_detector import VEHICLE_MARGIN, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
-from pipeline.plates.geometry import READING_PAD
+from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
 
 logger = logging.getLogger(__name__)
@@ -124,16 +124,6 @@ class _PlateCrop:
     box: np.ndarray  # tight plate rectangle in the job's crop
     score: float
     crop: np.ndarray  # the detector's box with the reading pad: what the rectifier and reader see
-
-
-def crop_box(frame: np.ndarray, box: Sequence[float], pad_x: float = 0.0, pad_y: float = 0.0) -> tuple[np.ndarray, int, int]:
-    """Crop ``box`` (xyxy) padded by fractions of its size; return the crop and its top-left offset."""
-    height, width = frame.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    bw, bh = x2 - x1, y2 - y1
-    x1, x2 = int(max(0, np.floor(x1 - pad_x * bw))), int(min(width, np.ceil(x2 + pad_x * bw)))
-    y1, y2 = int(max(0, np.floor(y1 - pad_y * bh))), int(min(height, np.ceil(y2 + pad_y * bh)))
-    return frame[y1:y2, x1:x2], x1, y1
 
 
 class Engine:

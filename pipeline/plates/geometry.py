@@ -8,6 +8,7 @@ Corners are always ordered in the plate's own reading frame: top-left, top-right
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -98,3 +99,13 @@ def quad_angles(quad: np.ndarray) -> tuple[float, float]:
         cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
         dev = max(dev, abs(90.0 - math.degrees(math.acos(max(-1.0, min(1.0, cos))))))
     return roll, dev
+
+
+def crop_box(frame: np.ndarray, box: Sequence[float], pad_x: float = 0.0, pad_y: float = 0.0) -> tuple[np.ndarray, int, int]:
+    """Crop ``box`` (xyxy) padded by fractions of its size; return the crop and its top-left offset."""
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = x2 - x1, y2 - y1
+    x1, x2 = int(max(0, np.floor(x1 - pad_x * bw))), int(min(width, np.ceil(x2 + pad_x * bw)))
+    y1, y2 = int(max(0, np.floor(y1 - pad_y * bh))), int(min(height, np.ceil(y2 + pad_y * bh)))
+    return frame[y1:y2, x1:x2], x1, y1

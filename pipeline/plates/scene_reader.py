@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.models.plate_detector import PlateCascade
 from pipeline.models.yolo import COCO_MOTORCYCLE
-from pipeline.plates.geometry import READING_PAD
+from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, reading_layout
 from pipeline.plates.types import PlateRead, PlateReader
 
@@ -32,12 +32,7 @@ class ScenePlate:
 
 def reading_crop(frame: np.ndarray, box: np.ndarray, pad: tuple[float, float] = READING_PAD) -> np.ndarray:
     """The region handed to the rectifier and reader: ``box`` (xyxy) grown by ``pad`` of its size, clipped."""
-    h, w = frame.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    bw, bh = x2 - x1, y2 - y1
-    x1, x2 = int(max(0, np.floor(x1 - pad[0] * bw))), int(min(w, np.ceil(x2 + pad[0] * bw)))
-    y1, y2 = int(max(0, np.floor(y1 - pad[1] * bh))), int(min(h, np.ceil(y2 + pad[1] * bh)))
-    return frame[y1:y2, x1:x2]
+    return crop_box(frame, box, *pad)[0]
 
 
 class SceneReader:
