@@ -328,12 +328,10 @@ class Engine:
         tile = self.models.plates.tile
         tiles = [tile if g.no_vehicle or ec.plates_whole_frame == "tiles" else 0 for g in frames]
         with self.metrics.stage("plate_detect"):
-            found = self.models.plates.detect_batch([g.item.frame for g in frames], tiles)
+            images = [g.item.frame for g in frames]
+            found = self.models.plates.detect_batch(images, tiles)
             if ec.plate_second_look:
-                empty = [k for k, g in enumerate(frames) if g.no_vehicle and not len(found[k])]
-                for k, dets in zip(empty, self.models.plates.detect_rotated([frames[k].item.frame for k in empty]),
-                                   strict=True):
-                    found[k] = dets
+                self.models.plates.look_again(images, found, eligible=[k for k, g in enumerate(frames) if g.no_vehicle])
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -377,15 +375,13 @@ class Engine:
             return []
         conf = self.engine_config.plate_confidence
         with self.metrics.stage("plate_detect"):
-            plate_dets = self.models.plates.detect_batch([job.crop for job in jobs])
+            crops = [job.crop for job in jobs]
+            plate_dets = self.models.plates.detect_batch(crops)
             if self.engine_config.plate_second_look:
-                missed = [k for k, d in enumerate(plate_dets) if not (d.confidence >= conf).any()]
-                turned = self.models.plates.detect_rotated([jobs[k].crop for k in missed]) if missed else []
-                for k, dets in zip(missed, turned, strict=True):
-                    plate_dets[k] = dets
+                self.models.plates.look_again(crops, plate_dets, conf)
         selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
-            dets = dets[dets.confidence >= self.engine_config.plate_confidence]
+            dets = dets[dets.confidence >= conf]
             if not len(dets):
                 self.aggregator.plate_missed(job.state)
                 continue

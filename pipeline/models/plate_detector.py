@@ -193,6 +193,18 @@ class PlateDetector:
             out.append(merged)
         return out
 
+    def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
+                   eligible: list[int] | None = None) -> list[Detections]:
+        """``found`` (one result per crop, updated in place and returned) with every crop in which no plate
+        reached ``min_confidence`` searched again turned (:meth:`detect_rotated`); ``eligible`` limits that to
+        some crop indices."""
+        candidates = range(len(crops)) if eligible is None else eligible
+        missed = [k for k in candidates if not (found[k].confidence >= min_confidence).any()]
+        if missed:
+            for k, dets in zip(missed, self.detect_rotated([crops[k] for k in missed]), strict=True):
+                found[k] = dets
+        return found
+
     def _finish(self, dets: Detections) -> Detections:
         if len(dets) > 1:
             dets = dets[np.sort(nms(dets.xyxy, dets.confidence, MERGE_IOU))]
@@ -272,8 +284,8 @@ class PlateCascade:
         vehicles = self.find_vehicles(frame)
         if not len(vehicles) and self.without_vehicle:
             plates = self.full_frame(frame)
-            if not len(plates) and self.second_look:
-                plates = self.plates.detect_rotated([frame])[0]
+            if self.second_look:
+                plates = self.plates.look_again([frame], [plates])[0]
             plates.data["vehicle"] = [-1] * len(plates)
             return plates, vehicles
         crops = crop_boxes(frame, vehicles.xyxy, self.margin)
@@ -282,11 +294,9 @@ class PlateCascade:
         found = self.plates.detect_batch([c for c, _ in crops] + whole,
                                          [self.plates.tile] * len(crops) + [whole_tile] * len(whole))
         if self.second_look:
-            missed = [k for k in range(len(crops)) if not len(found[k])]
-            for k, dets in zip(missed, self.plates.detect_rotated([crops[k][0] for k in missed]), strict=True):
-                found[k] = dets
+            self.plates.look_again([c for c, _ in crops] + whole, found, eligible=list(range(len(crops))))
         parts = []
-        for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found, strict=False)):
+        for k, ((_, (x0, y0)), dets) in enumerate(zip(crops, found[:len(crops)], strict=True)):
             dets = dets.with_offset(x0, y0)
             dets.data["reading_xyxy"] = np.asarray(dets.data["reading_xyxy"]) + np.float32([x0, y0, x0, y0])
             dets.data["vehicle"] = [k] * len(dets)

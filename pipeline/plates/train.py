@@ -22,6 +22,7 @@ import random
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -75,8 +76,6 @@ def greedy_decode(char_probs: np.ndarray) -> list[str]:
 def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces: list[int],
              batch: int = 256) -> dict[str, float]:
     """Exact match (greedy), character accuracy and province accuracy of ``model`` on center-resized crops."""
-    import cv2
-
     from pipeline.plates.provinces import levenshtein
 
     model.eval()
@@ -235,7 +234,6 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     t0 = time.time()
     images = load_images(samples, PRELOAD_HW)
     logger.info("loaded images in %.1fs", time.time() - t0)
-    import cv2
 
     targets = [encode_label(s.label) for s in samples]
     provs = np.array([s.province for s in samples])
