@@ -610,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--limit", type=int, default=0, help="only the first N rows")
     ap.add_argument("--show", type=int, default=0, help="print N wrong reads (crops and scenes)")
-    ap.add_argument("--layout", default="car", choices=LAYOUT_CHOICES, help="crops: the layout to read them in")
+    ap.add_argument("--layout", default="auto", choices=LAYOUT_CHOICES,
+                    help="crops: the layout to read them in (auto: both, the better read kept)")
     ap.add_argument("--rectify", action="store_true", help="crops: rectify each crop before reading it")
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")

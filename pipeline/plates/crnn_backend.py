@@ -123,12 +123,13 @@ class CrnnPlateReader:
     def read_batch(self, crops: list[np.ndarray], layouts: list[str] | None = None) -> list[PlateRead]:
         """Read BGR plate crops of any size (batched inference, per-crop decoding).
 
-        ``layouts``: per crop ``car``, ``motorcycle`` or ``auto`` (both forms read, the better kept); None = car.
-        A model trained without motorcycle plates reads every crop as a car plate.
+        ``layouts``: per crop ``car``, ``motorcycle`` or ``auto`` (both forms read, the better kept); None reads
+        every crop ``auto`` (a caller that does not know the layout gets motorcycle plates read too; the engine
+        always says, from the rectifier). A model trained without motorcycle plates reads every crop as a car plate.
         """
         if not crops:
             return []
-        wanted = [self._layout(lay) for lay in (layouts or [CAR] * len(crops))]
+        wanted = [self._layout(lay) for lay in (layouts or [AUTO] * len(crops))]
         jobs: list[tuple[int, str]] = []
         for i, lay in enumerate(wanted):
             jobs += [(i, CAR), (i, MOTORCYCLE)] if lay == AUTO else [(i, lay)]

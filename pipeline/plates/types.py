@@ -36,6 +36,6 @@ class PlateReader(Protocol):
         """Read BGR ``uint8`` plate crops of any size; one result per crop, same order.
 
         ``layouts`` gives each crop's plate layout (``"car"``, ``"motorcycle"`` or ``"auto"`` to let the reader
-        try both); None reads every crop as a car plate.
+        try both); None lets the reader decide (the CRNN reader tries both layouts; EasyOCR reads car plates).
         """
         ...

@@ -138,6 +138,8 @@ def test_auto_layout_reads_cars_and_motorcycles(reader: PlateReader, held_out, s
     moto, moto_labels = motorcycle_validation(shared_dir)
     reads = reader.read_batch(moto, ["auto"] * len(moto))
     assert np.mean([r.layout == "motorcycle" for r in reads]) >= 0.6
+    unsaid = reader.read_batch(moto)  # a caller that does not say the layout gets auto
+    assert [r.text for r in unsaid] == [r.text for r in reads]
     with pytest.raises(ValueError, match="layout"):
         reader.read_batch(crops[:1], ["sideways"])
 
