@@ -519,7 +519,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax1.bar(phases, [result[p]["analysed_fps"] for p in phases], color=["tab:green", "tab:gray"][: len(phases)])
     ax1.axhline(result["streams"] * result["fps"], ls="--", color="tab:red", label="offered")
     ax1.set_ylabel("analysed frames / s")
-    ax1.set_title(f"{result['streams']} cameras, ratio {result.get('ratio', 0):.2f}x")
+    ratio = result.get("ratio")
+    ratio_text = f"ratio {ratio:.2f}x" if ratio is not None else "no baseline run"
+    ax1.set_title(f"{result['streams']} cameras, {ratio_text}")
     ax1.legend()
     bottom = [0.0] * len(phases)
     for stage in result["engine"]["stage_ms_per_frame"]:
