@@ -33,6 +33,8 @@ from api.settings import ApiSettings
 from api.store import ApiStore
 from pipeline.config import ConfigError, load_config
 from pipeline.search.faces import FaceIndex
+from pipeline.settings import get_settings
+from pipeline.store.durability import ensure_durable
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -59,6 +61,8 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # refuse to serve from a Redis that keeps nothing on disk (CCTV_REDIS_ALLOW_VOLATILE=1 overrides)
+        ensure_durable(client, get_settings().redis_allow_volatile, settings.redis_url)
         try:
             bootstrap_admin(app.state.api_store, settings)
         except redis.RedisError as exc:

@@ -8,6 +8,9 @@ Commands:
     models derive                         produce the batch-capable model files from the upstream ones
     serve-cameras [--videos DIR]          serve sample footage as looping RTSP cameras on loopback
     export-clip CAMERA START END          cut an evidence clip with its SHA-256 manifest
+    redis-setup                           generate the project's Redis credentials and redis.conf (AOF + RDB)
+    backup DIR                            back up the Redis store and the export manifests (not the video)
+    restore DIR [--force]                 restore a backup into an empty Redis (--force: a non-empty one)
 """
 
 from __future__ import annotations
@@ -78,7 +81,13 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api)
+    from pipeline.store.durability import VolatileRedisError
+
+    try:
+        return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api)
+    except VolatileRedisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _serve_cameras(args: argparse.Namespace) -> int:
@@ -91,6 +100,57 @@ def _export_clip(args: argparse.Namespace) -> int:
     from pipeline.recording.export import export_clip_cli
 
     return export_clip_cli(args)
+
+
+def _redis_setup(args: argparse.Namespace) -> int:
+    from pipeline.store.redis_setup import setup_redis
+
+    settings = get_settings()
+    done = setup_redis(settings.redis_secrets_file, settings.redis_conf_file, settings.redis_data_dir,
+                       settings.redis_port, log_file=PROJECT_ROOT / "var" / "log" / "redis.log",
+                       pid_file=settings.redis_data_dir / "redis.pid")
+    (PROJECT_ROOT / "var" / "log").mkdir(parents=True, exist_ok=True)
+    state = "generated" if done.created_credentials else "kept"
+    print(f"redis credentials {state}: {done.env_file} (mode 0600)")
+    print(f"redis config written: {done.conf_file} (mode 0600; AOF everysec + RDB in {done.data_dir}, "
+          f"127.0.0.1:{done.port})")
+    return 0
+
+
+def _admin_client() -> object:
+    import redis
+
+    settings = get_settings()
+    return redis.Redis.from_url(settings.redis_admin_url or settings.redis_url, socket_connect_timeout=5,
+                                socket_timeout=120)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import redis
+
+    from pipeline.store.backup import BackupError, backup
+
+    exports_root = Path(args.exports) if args.exports else get_settings().recordings_dir / "exports"
+    try:
+        backup(_admin_client(), Path(args.dir), exports_root)
+    except (BackupError, redis.RedisError, OSError) as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import redis
+
+    from pipeline.store.backup import BackupError, restore
+
+    exports_root = Path(args.exports) if args.exports else get_settings().recordings_dir / "exports"
+    try:
+        restore(_admin_client(), Path(args.dir), exports_root, force=args.force)
+    except (BackupError, redis.RedisError, OSError) as exc:
+        print(f"restore failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requester", required=True, help="who asked for it (recorded in the manifest)")
     p.add_argument("--out", help="output folder (default: recordings/exports)")
     p.set_defaults(func=_export_clip)
+
+    p = sub.add_parser("redis-setup", help="generate the project's Redis credentials and redis.conf")
+    p.set_defaults(func=_redis_setup)
+
+    p = sub.add_parser("backup", help="back up the Redis store and the export manifests (not the video)")
+    p.add_argument("dir", help="a new (or empty) folder for the backup")
+    p.add_argument("--exports", help="exports folder whose manifests are copied (default: recordings/exports)")
+    p.set_defaults(func=_backup)
+
+    p = sub.add_parser("restore", help="restore a backup written by `backup`")
+    p.add_argument("dir", help="the backup folder")
+    p.add_argument("--exports", help="exports folder the manifests go back to (default: recordings/exports)")
+    p.add_argument("--force", action="store_true",
+                   help="restore into a non-empty Redis, replacing keys of the same name (others are kept)")
+    p.set_defaults(func=_restore)
     return parser
 
 

@@ -71,9 +71,11 @@ def _engine_child(config: Config, frame_bus: Any, stop_event: Any) -> None:
     run_engine(config, frame_bus, stop_event)
 
 
-def _api_child(host: str, port: int, log_level: int) -> None:
+def _api_child(host: str, port: int, log_level: int, redis_url: str | None = None) -> None:
     import uvicorn
 
+    if redis_url:  # the API's own ACL user (CCTV_API_REDIS_URL); api.settings reads CCTV_REDIS_URL
+        os.environ["CCTV_REDIS_URL"] = redis_url
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
 
@@ -105,14 +107,20 @@ def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_ho
             logger.warning("analytics engine not available (pipeline.engine.process not found): ingest and recording only")
     if with_api:
         if _module_available("api.main"):
-            children.append(ChildSpec("api", _api_child, (api_host, api_port, level), graceful_signal=signal.SIGTERM))
+            children.append(ChildSpec("api", _api_child, (api_host, api_port, level, settings.api_redis_url),
+                                      graceful_signal=signal.SIGTERM))
         else:
             logger.warning("API not available (api.main not found): running without it")
     return children
 
 
 def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 8000, with_api: bool = True) -> int:
-    """Run the whole service until SIGINT/SIGTERM; return the process exit code."""
+    """Run the whole service until SIGINT/SIGTERM; return the process exit code.
+
+    Raises :class:`~pipeline.store.durability.VolatileRedisError` before starting anything when Redis keeps
+    nothing on disk (unless ``CCTV_REDIS_ALLOW_VOLATILE`` is set).
+    """
+    check_redis_durable()
     stop_event = StopFlag()
     analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]
     bus = FrameBus(analysed, config.ingest.queue_size, config.ingest.max_width) if analysed else None
@@ -142,6 +150,20 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
             bus.unlink()
     logger.info("service stopped")
     return 0
+
+
+def check_redis_durable() -> None:
+    """Refuse to start against a Redis that keeps nothing on disk (see :mod:`pipeline.store.durability`)."""
+    import redis
+
+    from pipeline.store.durability import ensure_durable
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        ensure_durable(client, settings.redis_allow_volatile, settings.redis_url)
+    finally:
+        client.close()
 
 
 def _mark_disabled_cameras(config: Config) -> None:

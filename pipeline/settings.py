@@ -5,7 +5,17 @@ Every setting has an environment variable prefixed with ``CCTV_``:
 - ``CCTV_MODEL_DIR``: directory holding the upstream model files (the layout of ``models/manifest.yaml``).
 - ``CCTV_PROJECT_MODEL_DIR``: directory holding the models this project trains and ships (default ``models/``).
 - ``CCTV_DERIVED_MODEL_DIR``: where derived files (batch-capable exports) are written (default ``var/models``).
-- ``CCTV_REDIS_URL``: Redis connection URL.
+- ``CCTV_REDIS_URL``: Redis connection URL of the workers (``scripts/install.sh`` writes it, with the workers' ACL
+  user and password, to ``var/secrets/redis.env``).
+- ``CCTV_API_REDIS_URL``: Redis URL of the API (its own ACL user); the supervisor hands it to the API child. Unset:
+  the API uses ``CCTV_REDIS_URL``.
+- ``CCTV_REDIS_ADMIN_URL``: Redis URL with full rights, used by ``python -m pipeline backup/restore`` (unset: the
+  workers' URL).
+- ``CCTV_REDIS_ALLOW_VOLATILE``: ``1`` lets the service start against a Redis that keeps nothing on disk (tests,
+  throw-away demos); without it the service refuses to start (see :mod:`pipeline.store.durability`).
+- ``CCTV_REDIS_PORT``, ``CCTV_REDIS_DATA_DIR``, ``CCTV_REDIS_SECRETS_FILE``, ``CCTV_REDIS_CONF_FILE``: the project's
+  own Redis written by ``python -m pipeline redis-setup`` (port 6380, data in ``var/redis``, credentials in
+  ``var/secrets/redis.env`` and the generated ``var/secrets/redis.conf``, both mode 0600).
 - ``CCTV_RECORDINGS_DIR``: root of recordings, snapshots and exported evidence.
 - ``CCTV_VIDEOS_DIR``: folder of sample footage served as loopback RTSP cameras by the demo.
 """
@@ -39,6 +49,17 @@ class Settings(BaseSettings):
         description="Directory where derived model files (batch-capable exports) are written.",
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    api_redis_url: str | None = Field(default=None, description="Redis URL of the API child (its own ACL user).")
+    redis_admin_url: str | None = Field(default=None, description="Redis URL with full rights (backup/restore).")
+    redis_allow_volatile: bool = Field(
+        default=False, description="Start even against a Redis that keeps nothing on disk (tests, demos only).")
+    redis_port: int = Field(default=6380, ge=1, le=65535, description="Port of the project's own Redis.")
+    redis_data_dir: Path = Field(default=PROJECT_ROOT / "var" / "redis",
+                                 description="Data folder (AOF and RDB) of the project's own Redis.")
+    redis_secrets_file: Path = Field(default=PROJECT_ROOT / "var" / "secrets" / "redis.env",
+                                     description="Generated credentials of the project's Redis (mode 0600).")
+    redis_conf_file: Path = Field(default=PROJECT_ROOT / "var" / "secrets" / "redis.conf",
+                                  description="Generated redis.conf of the project's Redis (mode 0600).")
     recordings_dir: Path = Field(
         default=PROJECT_ROOT / "recordings",
         description="Root for recordings, snapshots, crops and exported evidence.",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,43 +29,72 @@ def free_port() -> int:
 
 @dataclass
 class RedisServer:
-    """A redis-server process owned by the tests, on loopback, that a test may stop and start again."""
+    """A redis-server process owned by the tests, on loopback, that a test may stop and start again.
+
+    By default it runs like the project's own Redis (:mod:`pipeline.store.redis_setup`): a generated ``redis.conf``
+    (mode 0600, so the password is in no process listing) with AOF (``appendfsync everysec``) and RDB snapshots in
+    ``workdir`` and a password; a restart on the same ``workdir`` keeps the data. ``durable=False`` gives a server
+    that keeps nothing on disk (only for tests of the refusal of such a server).
+    """
 
     port: int
     workdir: Path
     process: subprocess.Popen | None = None
+    durable: bool = True
+    password: str | None = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "redis.conf"
 
     def start(self) -> None:
-        """Start (or restart) the server on the same port and wait until it answers."""
+        """Start (or restart) the server on the same port and data folder and wait until it answers."""
+        from pipeline.store.redis_setup import RedisCredentials, render_conf, write_private
+
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.fail("redis-server is not installed: run the README's test command, which installs it")
-        self.process = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+        credentials = RedisCredentials(self.password, "", "") if self.password else None
+        write_private(self.conf_path, render_conf(self.port, self.workdir, credentials, durable=self.durable,
+                                                  service_users=False))
+        self.process = subprocess.Popen([exe, str(self.conf_path)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until the server answers PING (after loading its AOF/RDB)."""
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {self.port} exited with {self.process.returncode}")
+                try:
+                    if client.ping():
                         return
-            except OSError:
-                time.sleep(0.05)
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    time.sleep(0.05)
+        finally:
+            client.close()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
-    def stop(self) -> None:
-        """Stop the server (kill it; data is in memory only)."""
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no shutdown save; what the AOF holds survives)."""
         if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
             self.process = None
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL; a durable one keeps what its AOF holds)."""
+        self.kill()
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +107,7 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port for the whole session."""
+    """A real, durable, password-protected redis-server on a free loopback port for the whole session."""
     server = RedisServer(port=free_port(), workdir=tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
@@ -98,7 +129,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 @pytest.fixture()
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server just for this test, which the test may stop and restart."""
+    """A durable redis-server just for this test (data in ``tmp_path``), which the test may kill and restart."""
     server = RedisServer(port=free_port(), workdir=tmp_path)
     server.start()
     yield server
