@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the service needs on a fresh Debian/Ubuntu machine with Python 3.11:
 # system packages (redis-server, ffmpeg, chromium and a Thai font for browser tests), a virtual
-# environment in .venv with the pinned Python packages, and a running Redis on 127.0.0.1:6379.
+# environment in .venv with the pinned Python packages, and the project's own durable Redis on 127.0.0.1:6380
+# (see the end of this file).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  echo "[install] starting redis-server on 127.0.0.1:6379"
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-    --dir /tmp --logfile /tmp/cctv-redis.log
+# The project's own Redis (not the machine's 6379): AOF (appendfsync everysec) + RDB snapshots in var/redis, bound
+# to 127.0.0.1:${CCTV_REDIS_PORT:-6380}, ACL users for the workers and the API with passwords generated on first run
+# into var/secrets/redis.env (mode 0600). redis-server reads them from the generated var/secrets/redis.conf (0600,
+# password hashes only), so no password shows in a process listing; redis-cli authenticates with REDISCLI_AUTH.
+.venv/bin/python -m pipeline redis-setup
+set -a; . "${CCTV_REDIS_SECRETS_FILE:-var/secrets/redis.env}"; set +a
+REDIS_PORT=${CCTV_REDIS_PORT:-6380}
+if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+    echo "[install] 127.0.0.1:$REDIS_PORT is taken by something that does not accept var/secrets/redis.env;" \
+      "stop it or choose another port with CCTV_REDIS_PORT" >&2
+    exit 1
+  fi
+  echo "[install] starting the project's redis-server on 127.0.0.1:$REDIS_PORT (data: ${CCTV_REDIS_DATA_DIR:-var/redis})"
+  redis-server "${CCTV_REDIS_CONF_FILE:-var/secrets/redis.conf}" --daemonize yes
+  for _ in $(seq 100); do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
 fi
-echo "[install] ready"
+echo "[install] ready (Redis credentials: var/secrets/redis.env; load them with: set -a; . var/secrets/redis.env; set +a)"

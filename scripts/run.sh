@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+set -a; . "${CCTV_REDIS_SECRETS_FILE:-var/secrets/redis.env}"; set +a  # Redis URLs of the workers and the API
 export CCTV_MODEL_DIR=${CCTV_MODEL_DIR:-$(cd .. && pwd)/shared/models}
 export CCTV_VIDEOS_DIR=${CCTV_VIDEOS_DIR:-$(cd .. && pwd)/shared/data/videos}
 PY=.venv/bin/python
@@ -25,6 +26,6 @@ echo
 echo "  RTSP cameras : rtsp://127.0.0.1:8554/<video name>   (log: var/log/cameras.log)"
 echo "  Control room : http://127.0.0.1:8000/               (API docs: http://127.0.0.1:8000/docs)"
 echo "  Recordings   : $(pwd)/recordings"
-echo "  Redis        : redis://127.0.0.1:6379/0"
+echo "  Redis        : 127.0.0.1:${CCTV_REDIS_PORT:-6380} (AOF + RDB in ${CCTV_REDIS_DATA_DIR:-var/redis}; credentials in var/secrets/redis.env)"
 echo
 $PY -m pipeline run --config cameras.yaml --host 127.0.0.1 --port 8000
