@@ -25,6 +25,7 @@ MAX_OBSERVATIONS = 64
 MIN_TEXT_GAIN = 0.05
 MIN_QUALITY_GAIN = 0.05
 PLATE_INTERVAL_S = 0.4
+SETTLED_GROWTH = 1.5  # a settled vehicle is read again once its box is this many times the largest box read
 TOP_FACES = 3
 
 
@@ -77,6 +78,7 @@ class VehicleState(TrackState):
     voted: Any = None
     last_plate_attempt: float | None = None
     plate_misses: int = 0
+    read_box_area: float = 0.0  # largest vehicle box (px^2) the plate was looked for in
 
     @property
     def vehicle_class(self) -> str:
@@ -127,11 +129,16 @@ class Aggregator:
         vote: Callable[[list[Any], list[float]], Any] | None,
         max_agreeing_reads: int = 8,
         update_interval_s: float = 1.0,
+        settle_reads: int | None = None,
+        settle_confidence: float = 0.75,
     ) -> None:
         self.publish_after_s = publish_after_s
         self.min_hits = min_hits
         self.vote = vote
         self.max_agreeing_reads = max_agreeing_reads
+        self.settle_reads = min(settle_reads or max_agreeing_reads, max_agreeing_reads)
+        self.settle_confidence = settle_confidence
+        self.settled_skips = 0  # plate looks saved on settled vehicles (a metric)
         self.update_interval_s = update_interval_s
         self.vehicles: dict[tuple[str, int], VehicleState] = {}
         self.faces: dict[tuple[str, int], FaceState] = {}
@@ -157,11 +164,27 @@ class Aggregator:
         state.hits += 1
         return state
 
-    def wants_plate(self, state: VehicleState, t: float) -> bool:
-        """Whether to look for this vehicle's plate in the frame at ``t``.
+    def plate_settled(self, state: VehicleState) -> bool:
+        """Whether the vehicle's voted plate can no longer change: ``max_agreeing_reads`` agreeing frames, or
+        ``settle_reads`` agreeing frames with a vote and a province both at ``settle_confidence`` or better
+        (without a reader: ``max_agreeing_reads`` crops collected)."""
+        voted = state.voted
+        if voted is None:
+            return self.vote is None and len(state.observations) >= self.max_agreeing_reads
+        agreeing = getattr(voted, "agreeing_frames", 0)
+        if agreeing >= self.max_agreeing_reads:
+            return True
+        return (agreeing >= self.settle_reads and voted.confidence >= self.settle_confidence
+                and voted.province is not None and voted.province_confidence >= self.settle_confidence)
 
-        Not once the vote has ``max_agreeing_reads`` agreeing frames (or, without a reader, once that many crops
-        were collected), and at most once per ``PLATE_INTERVAL_S`` per track: consecutive frames add little.
+    def wants_plate(self, state: VehicleState, t: float, box_area: float | None = None) -> bool:
+        """Whether to look for this vehicle's plate in the frame at ``t`` (its box ``box_area`` px^2 now).
+
+        Only while the plate can still change the answer: not on a settled vehicle (:meth:`plate_settled`)
+        unless its box has grown to :data:`SETTLED_GROWTH` times the largest box its plate was looked for in
+        (an approaching vehicle: a larger, sharper plate may correct the read); never after
+        ``max_agreeing_reads`` agreeing frames; at most once per ``PLATE_INTERVAL_S`` per track (consecutive
+        frames add little), backing off on vehicles whose plate is not found.
         """
         if state.last_plate_attempt is not None:
             # back off on vehicles whose plate is not visible (side views, far away): 0.4 s, 0.8 s, ... 3.2 s
@@ -174,7 +197,12 @@ class Aggregator:
         if self.vote is None or not any(o.read is not None for o in state.observations):
             if len(state.observations) >= self.max_agreeing_reads:
                 return False
+        if self.plate_settled(state) and (box_area is None or box_area < SETTLED_GROWTH * state.read_box_area):
+            self.settled_skips += 1
+            return False
         state.last_plate_attempt = t
+        if box_area is not None:
+            state.read_box_area = max(state.read_box_area, box_area)
         return True
 
     @staticmethod

@@ -42,6 +42,7 @@ from pipeline.engine.aggregate import (
 )
 from pipeline.engine.gating import GateBank
 from pipeline.engine.metrics import EngineMetrics
+from pipeline.engine.schedule import DetectionSchedule
 from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker
 from pipeline.engine.zones import ZoneFilter
@@ -176,8 +177,10 @@ class Engine:
         if vote is None:
             vote = _default_vote()
         ec = self.engine_config
-        self.aggregator = Aggregator(ec.publish_after_s, ec.min_track_hits, vote, ec.plate_reads_per_track)
+        self.aggregator = Aggregator(ec.publish_after_s, ec.min_track_hits, vote, ec.plate_reads_per_track,
+                                     settle_reads=ec.plate_settle_reads, settle_confidence=ec.plate_settle_confidence)
         self.gates = GateBank(ec.motion_threshold, ec.detector_keepalive_s)
+        self.schedule = DetectionSchedule(ec.detection_schedule, ec.settled_detect_interval_s, ec.motion_threshold)
         self.cameras: dict[str, CameraRuntime] = {}
         self.events: list[tuple[str, Any]] = []  # what was published (kept only when there is no publisher)
         self._trigger_times: dict[tuple[str, int], float] = {}
@@ -225,11 +228,13 @@ class Engine:
         self.metrics.observe_batch(len(items))
         gated = self._gate(items)
         if gated:
+            skipped_before = self.aggregator.settled_skips
             with self.metrics.stage("detect"):
                 detections = self._detect_objects(gated)
             with self.metrics.stage("track"):
                 jobs = self._track(gated, detections)
             jobs += self._plate_only_jobs(self._frames_searched_whole(gated))
+            self.metrics.count("plate_looks_settled", self.aggregator.settled_skips - skipped_before)
             self._plates(jobs)
             self._faces(gated)
         self.metrics.count("frames_analysed", len(gated))
@@ -266,13 +271,33 @@ class Engine:
                 if not (analytics.plates or analytics.faces):
                     continue
                 decision = self.gates.check(item.camera_id, item.frame, item.capture_time)
-                if decision.run_detector:
+                if decision.run_detector and decision.reason == "motion" and not self._scheduled(runtime, item,
+                                                                                                   decision.changed):
+                    self.metrics.count("frames_scheduled_out")
+                elif decision.run_detector:
                     gated.append(_Frame(item, runtime))
-                else:
-                    for tracker in runtime.trackers:
-                        tracker.touch(item.capture_time)
-                    self._touch_states(item.camera_id, item.capture_time)
+                    continue
+                for tracker in runtime.trackers:
+                    tracker.touch(item.capture_time)
+                self._touch_states(item.camera_id, item.capture_time)
         return gated
+
+    def _scheduled(self, runtime: CameraRuntime, item: FrameLike, changed: np.ndarray | None) -> bool:
+        """The detection schedule's say on a moving frame (see :mod:`pipeline.engine.schedule`)."""
+        camera_id = item.camera_id
+        settled = self._settled_for_schedule
+        face_trackers = (runtime.persons, runtime.faces) if runtime.camera.analytics.faces else ()
+        return self.schedule.decide(camera_id, item.capture_time, changed, item.frame.shape[:2],
+                                    (runtime.vehicles, runtime.plates), face_trackers,
+                                    lambda tid: settled(camera_id, tid)).run_detector
+
+    def _settled_for_schedule(self, camera_id: str, track_id: int) -> bool:
+        """A vehicle (or plate-only) track the detector need not follow on every frame: its plate is settled, or
+        its plate was not found four times running (the plate look backs off anyway)."""
+        state = self.aggregator.vehicles.get((camera_id, track_id))
+        if state is None:
+            return False
+        return self.aggregator.plate_settled(state) or (not state.observations and state.plate_misses >= 4)
 
     def _touch_states(self, camera_id: str, t: float) -> None:
         for table in (self.aggregator.vehicles, self.aggregator.faces):
@@ -300,7 +325,8 @@ class Engine:
                     state = self.aggregator.vehicle(g.item.camera_id, int(vehicles.tracker_id[i]), t,
                                                     int(vehicles.class_id[i]), float(vehicles.confidence[i]))
                     w, h = box[2] - box[0], box[3] - box[1]
-                    if w < MIN_VEHICLE_WIDTH or h < MIN_VEHICLE_HEIGHT or not self.aggregator.wants_plate(state, t):
+                    if w < MIN_VEHICLE_WIDTH or h < MIN_VEHICLE_HEIGHT or \
+                            not self.aggregator.wants_plate(state, t, float(w * h)):
                         continue
                     crop, ox, oy = crop_box(frame, box, pad_x=VEHICLE_MARGIN, pad_y=VEHICLE_MARGIN)
                     if crop.size:
@@ -344,9 +370,9 @@ class Engine:
                 for i in range(len(tracked)):
                     state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
                                                     PLATE_ONLY_CLASS, float(tracked.confidence[i]))
-                    if not self.aggregator.wants_plate(state, t):
-                        continue
                     box = tracked.xyxy[i]
+                    if not self.aggregator.wants_plate(state, t, float((box[2] - box[0]) * (box[3] - box[1]))):
+                        continue
                     crop, ox, oy = crop_box(frame, box, *PLATE_ONLY_REGION)
                     if crop.size:
                         jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))

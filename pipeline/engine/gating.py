@@ -24,6 +24,7 @@ class GateDecision:
     run_detector: bool
     changed_fraction: float
     reason: str  # "first", "motion", "keepalive" or "static"
+    changed: np.ndarray | None = None  # the changed pixels of the gate thumbnail (motion decisions only)
 
 
 class MotionGate:
@@ -52,9 +53,12 @@ class MotionGate:
         if self._reference is None or self._reference.shape != thumb.shape or self._last_run is None:
             return self._accept(thumb, capture_time, 1.0, "first")
         diff = cv2.absdiff(thumb, self._reference)
-        changed = float(np.count_nonzero(diff > self.pixel_delta)) / diff.size
+        mask = diff > self.pixel_delta
+        changed = float(np.count_nonzero(mask)) / diff.size
         if changed > self.motion_threshold:
-            return self._accept(thumb, capture_time, changed, "motion")
+            decision = self._accept(thumb, capture_time, changed, "motion")
+            decision.changed = mask
+            return decision
         if capture_time - self._last_run >= self.keepalive_s:
             return self._accept(thumb, capture_time, changed, "keepalive")
         return GateDecision(False, changed, "static")

@@ -188,6 +188,14 @@ class Tracker:
             del self.tracks[track.track_id]
         return ended
 
+    def predicted_boxes(self, t: float) -> np.ndarray:
+        """Where the live tracks are expected at time ``t`` (xyxy, one row per track), without changing them."""
+        boxes = []
+        for track in self.tracks.values():
+            state, _ = self._kf.predict(track.state, track.cov, t - track.state_time)
+            boxes.append(_to_xyxy(state))
+        return np.stack(boxes) if boxes else np.zeros((0, 4), np.float32)
+
     def drain(self) -> list[Track]:
         """Remove and return every track (end of stream)."""
         ended = list(self.tracks.values())

@@ -1,0 +1,239 @@
+"""Work that follows the scene: the detection schedule and plates read only while they can change the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.config import Config
+from pipeline.detections import Detections
+from pipeline.engine.aggregate import SETTLED_GROWTH, Aggregator, PlateObservation
+from pipeline.engine.engine import Engine
+from pipeline.engine.schedule import DetectionSchedule, motion_outside
+from pipeline.engine.tracking import Tracker
+from pipeline.plates.types import PlateRead
+from pipeline.plates.voting import vote
+
+pytestmark = pytest.mark.timeout(60)
+
+CROP = np.full((20, 60, 3), 200, dtype=np.uint8)
+FRAME = np.zeros((90, 160, 3), dtype=np.uint8)
+
+
+def _read(text: str, confidence: float = 0.95, province: str | None = "กรุงเทพมหานคร") -> PlateRead:
+    return PlateRead(text=text, confidence=confidence, char_confidences=[confidence] * len(text), valid=True,
+                     province=province, province_confidence=0.95 if province else 0.0)
+
+
+def _observe(agg: Aggregator, t: float, read: PlateRead, track: int = 7) -> Any:
+    state = agg.vehicle("cam", track, t, 2, 0.8)
+    agg.add_plate(state, PlateObservation(read, 1200.0, t, 0.7), CROP, FRAME.copy, [1, 2, 61, 22], [0, 0, 100, 60])
+    return state
+
+
+# -- settled plates ------------------------------------------------------------------------------------------
+
+
+def test_a_plate_settles_after_agreeing_confident_reads_and_is_looked_at_again_when_the_vehicle_grows() -> None:
+    agg = Aggregator(10.0, 1, vote, max_agreeing_reads=8, settle_reads=3, settle_confidence=0.75)
+    state = agg.vehicle("cam", 7, 0.0, 2, 0.8)
+    t = 0.0
+    for _ in range(3):
+        assert agg.wants_plate(state, t, 10_000.0)
+        _observe(agg, t, _read("1กข1234"))
+        t += 0.5
+    assert agg.plate_settled(state)
+    assert not agg.wants_plate(state, t, 10_000.0)  # same size: nothing a new read could change
+    assert not agg.wants_plate(state, t + 0.5, 10_000.0 * (SETTLED_GROWTH - 0.1))
+    assert agg.settled_skips == 2
+    assert agg.wants_plate(state, t + 1.0, 10_000.0 * SETTLED_GROWTH)  # approaching: a larger plate, look again
+
+
+@pytest.mark.parametrize("reads", [
+    [_read("1กข1234"), _read("1กข1234")],                              # too few agreeing reads
+    [_read("1กข1234", 0.3)] * 3,                                        # confident reads only
+    [_read("1กข1234", province=None)] * 3,                              # province not read yet
+    [_read("1กข1234"), _read("1กข1284"), _read("1กข1234"), _read("1กข1284")],  # two texts still compete
+])
+def test_a_plate_that_can_still_change_is_not_settled(reads: list[PlateRead]) -> None:
+    agg = Aggregator(10.0, 1, vote, max_agreeing_reads=8, settle_reads=3, settle_confidence=0.75)
+    state = None
+    for k, read in enumerate(reads):
+        state = _observe(agg, k * 0.5, read)
+    assert not agg.plate_settled(state)
+    assert agg.wants_plate(state, 100.0, 1.0)
+
+
+def test_settle_reads_never_exceeds_the_hard_cap_and_without_a_reader_crops_count() -> None:
+    agg = Aggregator(10.0, 1, None, max_agreeing_reads=2, settle_reads=5)
+    assert agg.settle_reads == 2
+    state = agg.vehicle("cam", 1, 0.0, 2, 0.8)
+    for k in range(2):
+        agg.add_plate(state, PlateObservation(None, 900.0, k, 0.7), CROP, FRAME.copy, [1, 2, 61, 22], [0, 0, 100, 60])
+    assert agg.plate_settled(state)
+
+
+# -- the schedule --------------------------------------------------------------------------------------------
+
+
+def _tracker_with_car(box: list[float], t: float = 0.0) -> Tracker:
+    tracker = Tracker(2.0, high_score=0.3)
+    tracker.update(Detections(xyxy=np.array([box], np.float32), confidence=np.array([0.9], np.float32),
+                              class_id=np.array([2])), t)
+    return tracker
+
+
+def _mask(hw: tuple[int, int], *boxes: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros(hw, bool)
+    for x1, y1, x2, y2 in boxes:
+        mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def test_motion_outside_predicted_boxes_is_measured_on_the_thumbnail() -> None:
+    # frame 640x360 -> thumbnail 96x54 (scale 0.15)
+    inside = _mask((54, 96), (20, 20, 30, 30))
+    box = np.array([[120, 120, 210, 210]], np.float32)  # thumbnail 18..31.5, covers the change (with margin)
+    assert motion_outside(inside, box, (360, 640)) == 0.0
+    outside = _mask((54, 96), (70, 5, 80, 15))
+    assert motion_outside(outside, box, (360, 640)) == pytest.approx(100 / (54 * 96))
+
+
+def test_schedule_thins_only_settled_scenes_and_always_detects_new_things() -> None:
+    sched = DetectionSchedule("adaptive", settled_interval_s=1.0, motion_threshold=0.002)
+    hw = (360, 640)
+    inside = _mask((54, 96), (20, 20, 30, 30))
+    empty = Tracker(2.0)
+    car = _tracker_with_car([120, 120, 210, 210])
+    yes, no = (lambda tid: True), (lambda tid: False)
+
+    def decide(t: float, changed: np.ndarray, trackers: tuple, settled: Any, faces: tuple = ()) -> str:
+        return sched.decide("cam", t, changed, hw, trackers, faces, settled).reason
+
+    assert decide(0.0, inside, (empty,), yes) == "no_tracks"       # motion in an empty scene: always detected
+    assert decide(0.1, inside, (car,), no) == "unsettled"          # a plate still being read
+    assert decide(0.2, inside, (car,), yes) == "settled"           # the settled car moves: tracker carries it
+    assert not sched.decide("cam", 0.3, inside, hw, (car,), (), yes).run_detector
+    outside = _mask((54, 96), (60, 5, 90, 20))
+    assert decide(0.4, outside, (car,), yes) == "new_motion"       # something enters beside the settled car
+    assert decide(0.5, inside, (car,), yes) == "settled"
+    assert decide(1.5, inside, (car,), yes) == "interval"          # refreshed at least every second
+    person = _tracker_with_car([300, 50, 340, 150])
+    assert decide(1.6, inside, (car,), yes, faces=(person,)) == "faces"
+    every = DetectionSchedule("every_frame", 1.0, 0.002)
+    assert every.decide("cam", 0.0, inside, hw, (car,), (), yes).run_detector
+    with pytest.raises(ValueError, match="unknown detection schedule"):
+        DetectionSchedule("sometimes", 1.0, 0.002)
+
+
+# -- in the engine -------------------------------------------------------------------------------------------
+
+
+class _CarDetector:
+    """A vehicle detector that finds the bright block of :func:`_scene` (and counts its calls)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        self.frames += len(frames)
+        out = []
+        for frame in frames:
+            ys, xs = np.nonzero(frame[:, :, 0] > 200)
+            boxes = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32) if len(xs) else \
+                np.zeros((0, 4), np.float32)
+            out.append(Detections(xyxy=boxes, confidence=np.full(len(boxes), 0.9, np.float32),
+                                  class_id=np.full(len(boxes), 2)))
+        return out
+
+
+class _PlateDetector:
+    """Finds a plate in the lower middle of every vehicle crop."""
+
+    tile = 320
+
+    def __init__(self) -> None:
+        self.crops = 0
+
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None) -> list[Detections]:
+        self.crops += len(crops)
+        out = []
+        for crop in crops:
+            h, w = crop.shape[:2]
+            box = np.array([[w * 0.35, h * 0.6, w * 0.65, h * 0.75]], np.float32)
+            out.append(Detections(xyxy=box, confidence=np.array([0.8], np.float32), class_id=np.array([0])))
+        return out
+
+    def look_again(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.plates = 0
+
+    def read_batch(self, crops: list[np.ndarray], layouts: Any = None) -> list[PlateRead]:
+        self.plates += len(crops)
+        return [_read("1กข1234") for _ in crops]
+
+
+class _Models:
+    def __init__(self) -> None:
+        self.vehicles, self.plates = _CarDetector(), _PlateDetector()
+
+
+def _scene(x: int) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 60, size=(360, 640, 3)).astype(np.uint8)
+    frame[150:290, x:x + 200] = 230
+    return frame
+
+
+class _Frame:
+    def __init__(self, t: float, frame: np.ndarray) -> None:
+        self.camera_id, self.capture_time, self.frame, self.frame_no = "cam", t, frame, int(t * 10)
+
+
+def _run(schedule: str, tmp_path: Any) -> tuple[_Models, _Reader, Engine]:
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "detection_schedule": schedule, "plates_whole_frame": "off",
+                   "plate_second_look": False, "plate_rectification": False},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    models, reader = _Models(), _Reader()
+    engine = Engine(config, models, reader, recordings_dir=tmp_path)
+    for k in range(40):  # a car creeping through the view at 10 fps, 4 s
+        engine.process_batch([_Frame(k * 0.1, _scene(40 + 3 * k))])
+    engine.finish()
+    return models, reader, engine
+
+
+def test_engine_detects_fewer_frames_of_a_settled_scene_and_reads_the_same_plate(tmp_path: Any) -> None:
+    every_models, every_reader, every = _run("every_frame", tmp_path / "every")
+    models, reader, adaptive = _run("adaptive", tmp_path / "adaptive")
+    texts = [{e.plate_text for kind, e in eng.events if kind == "plate"} for eng in (every, adaptive)]
+    assert texts[0] == texts[1] == {"1กข1234"}
+    # the reader stops once the plate settled (3 agreeing reads), in both schedules
+    assert every_reader.plates == reader.plates == 3
+    assert every_models.vehicles.frames == 40
+    # after it settled the car is carried by the tracker, detected about once a second
+    assert models.vehicles.frames <= 15, models.vehicles.frames
+    assert adaptive.metrics.counters["frames_scheduled_out"] == 40 - models.vehicles.frames
+
+
+def test_a_second_car_entering_beside_a_settled_one_is_detected_at_once(tmp_path: Any) -> None:
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "plates_whole_frame": "off", "plate_second_look": False,
+                   "plate_rectification": False},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    models = _Models()
+    engine = Engine(config, models, _Reader(), recordings_dir=tmp_path)
+    for k in range(12):
+        engine.process_batch([_Frame(k * 0.1, _scene(40 + 3 * k))])
+    detected = models.vehicles.frames
+    frame = _scene(40 + 3 * 12)
+    frame[20:80, 500:600] = 120  # something new far from the settled car
+    engine.process_batch([_Frame(1.2, frame)])
+    assert models.vehicles.frames == detected + 1
+    assert engine.metrics.counters["frames_scheduled_out"] > 0  # the scene was thinned before the newcomer
