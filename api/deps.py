@@ -8,8 +8,12 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from api.auditing import set_user
 from api.settings import ApiSettings
 from api.store import ROLES, ApiStore
+
+# the routes a user who must change their password may still call
+PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/me", "/api/auth/password", "/api/auth/logout"})
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class User:
     role: str
     cameras: frozenset[str] | None  # None = every camera
     via: str  # "token" or "api_key"
+    must_change: bool = False  # first-run admin: every route but the password change answers 403
 
     def may(self, role: str) -> bool:
         """Whether the user's role is at least ``role``."""
@@ -67,11 +72,14 @@ def resolve_user(store: ApiStore, token: str | None, api_key: str | None) -> Use
     if record is None:
         return None
     cams = record.get("cameras")
-    return User(record["username"], record["role"], frozenset(cams) if cams is not None else None, via)
+    return User(record["username"], record["role"], frozenset(cams) if cams is not None else None, via,
+                bool(record.get("must_change")))
 
 
-def get_current_user(store: ApiStoreDep, authorization: Annotated[str | None, Header()] = None,
+def get_current_user(request: Request, store: ApiStoreDep, authorization: Annotated[str | None, Header()] = None,
                      x_api_key: Annotated[str | None, Header()] = None) -> User:
+    """The caller, checked on every request against the live user record (a revoked token, a deleted user or a
+    changed role shows at once); 401 without valid credentials, 403 while a first-login password change is due."""
     token = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -81,6 +89,10 @@ def get_current_user(store: ApiStoreDep, authorization: Annotated[str | None, He
     user = resolve_user(store, token, x_api_key)
     if user is None:
         raise _UNAUTHORISED
+    set_user(user.username)
+    if user.must_change and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "password change required: set your own password with "
+                            "POST /api/auth/password before using the service")
     return user
 
 

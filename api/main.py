@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.auditing import AuditMiddleware
 from api.faces import FaceService
 from api.routes import (
     alerts,
+    apikeys,
     audit,
     auth,
     cameras,
@@ -41,15 +44,37 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def bootstrap_admin(store: ApiStore, settings: ApiSettings) -> None:
-    """Create the first admin from CCTV_ADMIN_USER / CCTV_ADMIN_PASSWORD if that user does not exist."""
-    if settings.admin_user and settings.admin_password and store.get_user(settings.admin_user) is None:
-        store.put_user(settings.admin_user, "admin", settings.admin_password)
-        logger.info("created admin user %s from the environment", settings.admin_user)
+    """Create the first admin from CCTV_ADMIN_USER / CCTV_ADMIN_PASSWORD if that user does not exist; else, when
+    no user exists at all (first run), create ``CCTV_FIRST_ADMIN_USER`` with a generated password, printed once to
+    the console (stderr; never to a logger or log file) and to be changed at first login."""
+    if settings.admin_user and settings.admin_password:
+        if store.get_user(settings.admin_user) is None:
+            store.put_user(settings.admin_user, "admin", settings.admin_password)
+            logger.info("created admin user %s from the environment", settings.admin_user)
+        return
+    password = store.create_first_admin(settings.first_admin_user)
+    if password is None:
+        return
+    logger.info("first run: created admin user %s (password shown once on the console)", settings.first_admin_user)
+    bar = "=" * 72
+    sys.stderr.write(f"\n{bar}\n  First run: no user existed, so an admin was created.\n"
+                     f"    user name : {settings.first_admin_user}\n    password  : {password}\n"
+                     f"  Sign in at the control room; you will be asked to choose a new password.\n"
+                     f"  Shown only now. Lost it? python -m api create-user {settings.first_admin_user}\n{bar}\n")
+    sys.stderr.flush()
+
+
+# clearer words than "Field required" for fields people are likely to leave out
+MISSING_HINTS = {"reason": "required: give the reason for this search or its case number (recorded in the audit "
+                           "trail; face and plate-history searches are personal data under the PDPA)"}
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "form")),
                "message": e.get("msg", "invalid"), "type": e.get("type")} for e in exc.errors()]
+    for e in errors:
+        if e["type"] == "missing" and e["field"] in MISSING_HINTS:
+            e["message"] = MISSING_HINTS[e["field"]]
     text = "; ".join(f"{e['field'] or 'request'}: {e['message']}" for e in errors)
     return JSONResponse({"detail": text, "errors": errors}, status_code=422)
 
@@ -83,11 +108,13 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         app.state.camera_config = None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(redis.RedisError, _redis_down)
+    # outside the others: refused and failed requests (theirs too) and unrecorded queries are audited
+    app.add_middleware(AuditMiddleware, store_getter=lambda: app.state.api_store)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
-    for module in (health, auth, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases, audit,
-                   media):
+    for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
+                   audit, media):
         app.include_router(module.router)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

@@ -19,14 +19,25 @@ class ApiSettings(BaseSettings):
     recordings_dir: Path = Field(default=PROJECT_ROOT / "recordings", description="Media root served by /api/media.")
     config_path: Path = Field(default=PROJECT_ROOT / "cameras.yaml", description="cameras.yaml with the cameras.")
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="Bearer token lifetime.")
-    scrypt_n: int = Field(default=2**15, ge=2, le=2**20, description="scrypt cost N (power of two).")
+    scrypt_n: int = Field(default=2**17, ge=2, le=2**20,
+                          description="scrypt cost N (power of two; OWASP: 2^17 with r=8, p=1). Stored hashes with "
+                                      "a smaller N are re-hashed at the user's next login.")
     max_upload_bytes: int = Field(default=10 * 2**20, ge=1024, description="Largest accepted upload.")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest accepted image (w*h).")
     max_photos: int = Field(default=10, ge=1, le=100, description="Photos per enrolment.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
-    login_max_per_user: int = Field(default=5, ge=1, description="Login attempts per user per window.")
-    login_max_per_ip: int = Field(default=20, ge=1, description="Login attempts per client IP per window.")
-    login_window_s: int = Field(default=300, ge=1, description="Rate-limit window of login attempts.")
+    login_max_per_user: int = Field(default=5, ge=1, description="Failed logins of one user from one client "
+                                    "address before each further attempt there waits (exponential backoff).")
+    login_max_per_ip: int = Field(default=20, ge=1, description="Failed logins from one client address (any user "
+                                  "name) before each further attempt from there waits.")
+    login_window_s: int = Field(default=900, ge=1, description="Failures are forgotten this long after the last "
+                                "one's wait has passed.")
+    login_backoff_base_s: float = Field(default=2.0, gt=0, le=60, description="First wait after the free failures; "
+                                        "it doubles with every further failure.")
+    login_backoff_max_s: float = Field(default=900.0, gt=0, le=86400, description="Longest wait (no lockout is "
+                                       "permanent; a right password from another address is never held up).")
+    first_admin_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+                                  description="Name of the admin created at first run when no user exists.")
     face_threshold: float = Field(default=0.45, ge=-1, le=1, description="Default face search similarity threshold.")
     face_min_det_score: float = Field(default=0.5, ge=0, le=1, description="Detector score of a usable face.")
     face_min_size: int = Field(default=32, ge=8, description="Smallest usable face (pixels, shorter box side).")

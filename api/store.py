@@ -3,12 +3,18 @@
 Keys
 ----
 ``users``                    SET     user names.
-``user:{name}``              HASH    username, password (scrypt hash), role, cameras (JSON list or ""), created_at.
-``token:{sha256(token)}``    STRING  user name; EX = session TTL (opaque bearer tokens, only hashes stored).
-``apikey:{sha256(key)}``     STRING  JSON {key_id, username, name, created_at}.
+``user:{name}``              HASH    username, password (scrypt hash), role, cameras (JSON list or ""), created_at,
+                                     gen (session generation: random, replaced whenever the user's sessions are
+                                     revoked), must_change ("1" until the user has set their own password).
+``token:{sha256(token)}``    STRING  JSON {u: user name, g: gen}; EX = session TTL (opaque bearer tokens, only hashes
+                                     stored). A token is valid only while ``g`` equals the user's current gen, so a
+                                     revocation (or deleting and re-creating the name) ends every older token at once.
+``apikey:{sha256(key)}``     STRING  JSON {key_id, username, name, created_at, expires_at, gen}; EX = expiry if any.
 ``user:{name}:apikeys``      HASH    key_id -> sha256(key).
-``rl:login:u:{name}``        STRING  attempts in the window (INCR + EXPIRE); ``rl:login:ip:{ip}`` likewise.
-``audit``                    STREAM  append-only: user, action, params (JSON), results, at.
+``rl:login:{key}``           HASH    failures, until: failed logins of one (user, address) pair or one address, with
+                                     the time before which further attempts are refused (exponential backoff).
+``bootstrap:admin``          STRING  set once when the first-run admin was created (only one process creates it).
+``audit``                    STREAM  append-only: user, action, ip, params (JSON), results, status, at.
 ``export:{job_id}``          HASH    job state: status, progress, camera_id, start, end, requester, path, sha256, error.
 ``exports``                  ZSET    job ids by creation time.
 ``case:{id}``                HASH    id, name, description, created_by, created_at.
@@ -23,11 +29,14 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from typing import Any
 
 import redis
+
+from api.auditing import current_context
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +48,21 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+SCRYPT_R, SCRYPT_P = 8, 1  # OWASP (2025): scrypt N=2^17, r=8, p=1 (N is the setting CCTV_SCRYPT_N)
+
+
+def _maxmem(n: int, r: int, p: int) -> int:
+    """Memory bound for hashlib.scrypt: 128*N*r bytes of V plus the blocks, with room to spare."""
+    return 2 * 128 * r * (n + p) + 2**20
+
+
 def hash_password(password: str, n: int) -> str:
     """Salted scrypt hash ``scrypt$n$r$p$salt$hash`` (base64)."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, maxmem=2**27, dklen=32)
-    return "$".join(["scrypt", str(n), "8", "1", base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
+                            maxmem=_maxmem(n, SCRYPT_R, SCRYPT_P), dklen=32)
+    return "$".join(["scrypt", str(n), str(SCRYPT_R), str(SCRYPT_P), base64.b64encode(salt).decode(),
+                     base64.b64encode(digest).decode()])
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -51,10 +70,19 @@ def verify_password(password: str, stored: str) -> bool:
     try:
         _, n, r, p, salt, digest = stored.split("$")
         calc = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                              maxmem=2**27, dklen=32)
+                              maxmem=_maxmem(int(n), int(r), int(p)), dklen=32)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(calc, base64.b64decode(digest))
+
+
+def needs_rehash(stored: str, n: int) -> bool:
+    """Whether a stored hash is weaker than the current parameters (smaller N, r or p, or not scrypt)."""
+    try:
+        kind, sn, sr, sp, _, _ = stored.split("$")
+        return kind != "scrypt" or int(sn) < n or int(sr) < SCRYPT_R or int(sp) < SCRYPT_P
+    except ValueError:
+        return True
 
 
 def token_hash(token: str) -> str:
@@ -65,9 +93,10 @@ def token_hash(token: str) -> str:
 class ApiStore:
     """Users, sessions, API keys, rate limits and the audit trail in Redis."""
 
-    def __init__(self, client: redis.Redis, scrypt_n: int = 2**15):
+    def __init__(self, client: redis.Redis, scrypt_n: int = 2**17):
         self.client = client
         self.scrypt_n = scrypt_n
+        self._dummy: str | None = None
 
     # -- users ------------------------------------------------------------------------------------------------
     def get_user(self, username: str) -> dict[str, Any] | None:
@@ -76,7 +105,10 @@ class ApiStore:
         if not raw:
             return None
         user = {_s(k): _s(v) for k, v in raw.items()}
+        user.pop("password", None)
         user["cameras"] = json.loads(user["cameras"]) if user.get("cameras") else None
+        user["must_change"] = user.get("must_change") == "1"
+        user.setdefault("gen", "")
         return user
 
     def list_users(self) -> list[dict[str, Any]]:
@@ -85,74 +117,169 @@ class ApiStore:
         return [u for u in (self.get_user(n) for n in names) if u]
 
     def put_user(self, username: str, role: str, password: str | None = None,
-                 cameras: list[str] | None = None, keep_cameras: bool = False) -> dict[str, Any]:
-        """Create or update a user (a password is hashed with scrypt)."""
+                 cameras: list[str] | None = None, keep_cameras: bool = False,
+                 must_change: bool | None = None) -> dict[str, Any]:
+        """Create or update a user (a password is hashed with scrypt).
+
+        A new password, role or camera limit revokes every session and API key of the user (see
+        :meth:`revoke_sessions`); ``must_change`` sets or clears the first-login password-change flag."""
+        before = self.get_user(username)
         mapping: dict[str, str] = {"username": username, "role": role}
         if not keep_cameras:
             mapping["cameras"] = json.dumps(cameras) if cameras is not None else ""
         if password is not None:
             mapping["password"] = hash_password(password, self.scrypt_n)
-        if not self.client.exists(f"user:{username}"):
+        if must_change is not None:
+            mapping["must_change"] = "1" if must_change else ""
+        if before is None:
             mapping["created_at"] = repr(time.time())
+            mapping["gen"] = secrets.token_hex(8)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(f"user:{username}", mapping=mapping)
         pipe.sadd("users", username)
         pipe.execute()
+        if before is not None and (password is not None or before["role"] != role
+                                   or (not keep_cameras and before.get("cameras") != cameras)):
+            self.revoke_sessions(username)
         return self.get_user(username)  # type: ignore[return-value]
 
+    def revoke_sessions(self, username: str) -> None:
+        """End every bearer token (new session generation) and delete every API key of a user."""
+        hashes = [_s(h) for h in self.client.hvals(f"user:{username}:apikeys")]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(f"user:{username}", "gen", secrets.token_hex(8))
+        pipe.delete(f"user:{username}:apikeys", *[f"apikey:{h}" for h in hashes])
+        pipe.execute()
+        logger.info("revoked the sessions and %d API key(s) of %s", len(hashes), username)
+
     def delete_user(self, username: str) -> bool:
-        """Delete a user and their API keys (their sessions expire on their own but stop validating)."""
+        """Delete a user and their API keys; their tokens stop validating at once (the generation is gone, and a
+        re-created user of the same name gets a new one)."""
         hashes = [_s(h) for h in self.client.hvals(f"user:{username}:apikeys")]
         pipe = self.client.pipeline(transaction=True)
         pipe.srem("users", username)
         pipe.delete(f"user:{username}", f"user:{username}:apikeys", *[f"apikey:{h}" for h in hashes])
         return bool(pipe.execute()[0])
 
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = hash_password(secrets.token_urlsafe(16), self.scrypt_n)
+        return self._dummy
+
     def check_password(self, username: str, password: str) -> bool:
-        """Whether the password is right (runs the hash even for unknown users, against timing probes)."""
+        """Whether the password is right: one scrypt computation whether or not the user exists (an unknown user
+        is checked against a dummy hash of the current parameters), so timing does not tell names apart. A right
+        password stored with weaker parameters than today's is re-hashed transparently."""
         stored = self.client.hget(f"user:{username}", "password")
         if stored is None:
-            verify_password(password, hash_password("x", self.scrypt_n))
+            verify_password(password, self._dummy_hash())
             return False
-        return verify_password(password, _s(stored))
+        ok = verify_password(password, _s(stored))
+        if ok and needs_rehash(_s(stored), self.scrypt_n):
+            # only if the hash is still the one we checked (a concurrent password change wins)
+            new = hash_password(password, self.scrypt_n)
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(f"user:{username}")
+                    if pipe.hget(f"user:{username}", "password") == stored:
+                        pipe.multi()
+                        pipe.hset(f"user:{username}", "password", new)
+                        pipe.execute()
+                        logger.info("re-hashed the password of %s with the current scrypt parameters", username)
+                except redis.WatchError:
+                    pass
+        return ok
+
+    def create_first_admin(self, username: str = "admin") -> str | None:
+        """First run: when no user exists, create ``username`` (admin) with a generated password that must be
+        changed at first login, and return that password; None when users exist or another process did it."""
+        if self.client.scard("users") > 0 or not self.client.set("bootstrap:admin", repr(time.time()), nx=True):
+            return None
+        password = secrets.token_urlsafe(12)
+        self.put_user(username, "admin", password, must_change=True)
+        return password
 
     # -- sessions and API keys --------------------------------------------------------------------------------
+    def _gen(self, username: str) -> str | None:
+        raw = self.client.hget(f"user:{username}", "gen")
+        if raw is None:
+            return None if not self.client.exists(f"user:{username}") else ""
+        return _s(raw)
+
     def new_token(self, username: str, ttl_s: int) -> str:
-        """Issue an opaque bearer token (stored hashed with a TTL)."""
+        """Issue an opaque bearer token (stored hashed with a TTL) bound to the user's session generation."""
         token = secrets.token_urlsafe(32)
-        self.client.set(f"token:{token_hash(token)}", username, ex=ttl_s)
+        record = json.dumps({"u": username, "g": self._gen(username) or ""})
+        self.client.set(f"token:{token_hash(token)}", record, ex=ttl_s)
         return token
 
     def token_user(self, token: str) -> str | None:
-        """The user name of a live token, or None."""
+        """The user name of a live token whose session generation is still the user's, or None."""
         raw = self.client.get(f"token:{token_hash(token)}")
-        return _s(raw) if raw else None
+        try:
+            record = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or record.get("g") != self._gen(str(record.get("u"))):
+            return None  # revoked, user deleted (or re-created), or a token of an older format
+        return record["u"]
 
     def revoke_token(self, token: str) -> None:
         """Invalidate a bearer token."""
         self.client.delete(f"token:{token_hash(token)}")
 
-    def new_api_key(self, username: str, name: str) -> tuple[str, dict[str, Any]]:
-        """Create an API key for an integrator; the key is returned once and stored only hashed."""
+    def new_api_key(self, username: str, name: str, expires_in_s: int | None = None) -> tuple[str, dict[str, Any]]:
+        """Create an API key for an integrator (optionally expiring); the key is returned once and stored only
+        hashed, bound to the user's session generation."""
         key = "cctv_" + secrets.token_urlsafe(32)
-        meta = {"key_id": secrets.token_hex(8), "username": username, "name": name, "created_at": time.time()}
+        now = time.time()
+        meta = {"key_id": secrets.token_hex(8), "username": username, "name": name, "created_at": now,
+                "expires_at": now + expires_in_s if expires_in_s else None, "gen": self._gen(username) or ""}
         digest = token_hash(key)
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(f"apikey:{digest}", json.dumps(meta))
+        pipe.set(f"apikey:{digest}", json.dumps(meta), ex=expires_in_s or None)
         pipe.hset(f"user:{username}:apikeys", meta["key_id"], digest)
         pipe.execute()
         return key, meta
 
     def api_key_user(self, key: str) -> str | None:
-        """The user name an API key belongs to, or None."""
+        """The user name an API key belongs to, or None (unknown, expired or revoked)."""
         raw = self.client.get(f"apikey:{token_hash(key)}")
-        return json.loads(raw)["username"] if raw else None
+        if not raw:
+            return None
+        meta = json.loads(raw)
+        if meta.get("expires_at") and meta["expires_at"] <= time.time():
+            return None
+        if meta.get("gen", "") != self._gen(meta["username"]):
+            return None
+        return meta["username"]
 
     def list_api_keys(self, username: str) -> list[dict[str, Any]]:
-        """Metadata of a user's API keys."""
-        hashes = [_s(h) for h in self.client.hvals(f"user:{username}:apikeys")]
-        metas = [self.client.get(f"apikey:{h}") for h in hashes]
-        return [json.loads(m) for m in metas if m]
+        """Metadata of a user's live API keys (expired ones are dropped from the user's list)."""
+        ids_hashes = {_s(k): _s(h) for k, h in self.client.hgetall(f"user:{username}:apikeys").items()}
+        out = []
+        for key_id, digest in ids_hashes.items():
+            raw = self.client.get(f"apikey:{digest}")
+            if raw is None:
+                self.client.hdel(f"user:{username}:apikeys", key_id)
+                continue
+            meta = json.loads(raw)
+            meta.setdefault("expires_at", None)
+            meta.pop("gen", None)
+            out.append(meta)
+        return sorted(out, key=lambda m: m["created_at"])
+
+    def list_all_api_keys(self, username: str | None = None) -> list[dict[str, Any]]:
+        """Metadata of every user's API keys (or one user's), for admins."""
+        names = [username] if username else sorted(_s(n) for n in self.client.smembers("users"))
+        return [m for n in names for m in self.list_api_keys(n)]
+
+    def api_key_owner(self, key_id: str) -> str | None:
+        """The user an API key id belongs to, or None."""
+        for name in self.client.smembers("users"):
+            if self.client.hexists(f"user:{_s(name)}:apikeys", key_id):
+                return _s(name)
+        return None
 
     def delete_api_key(self, username: str, key_id: str) -> bool:
         """Revoke one API key; False if unknown."""
@@ -165,23 +292,45 @@ class ApiStore:
         pipe.execute()
         return True
 
-    # -- rate limits ------------------------------------------------------------------------------------------
-    def hit_rate_limit(self, key: str, limit: int, window_s: int) -> int | None:
-        """Count one attempt; seconds to wait if over ``limit`` in the window, else None."""
+    # -- login backoff ----------------------------------------------------------------------------------------
+    def login_wait(self, keys: list[str]) -> int | None:
+        """Seconds before another login attempt under any of ``keys`` is accepted, or None."""
+        now = time.time()
+        untils = [float(_s(u)) for u in (self.client.hget(f"rl:login:{k}", "until") for k in keys) if u]
+        wait = max((u - now for u in untils), default=0.0)
+        return math.ceil(wait) if wait > 0 else None
+
+    def login_failed(self, key: str, free: int, base_s: float, max_s: float, window_s: int) -> float:
+        """Count one failed login under ``key``; from the ``free``-th failure on, further attempts wait
+        ``base_s * 2**(failures - free)`` seconds, at most ``max_s`` (never a permanent lockout). The count is
+        forgotten ``window_s`` after the last failure's wait. Returns the wait set (0 if none)."""
+        rkey = f"rl:login:{key}"
+        failures = int(self.client.hincrby(rkey, "failures", 1))
+        wait = min(max_s, base_s * 2 ** (failures - free)) if failures >= free else 0.0
         pipe = self.client.pipeline(transaction=True)
-        pipe.incr(f"rl:{key}")
-        pipe.expire(f"rl:{key}", window_s, nx=True)
-        pipe.ttl(f"rl:{key}")
-        count, _, ttl = pipe.execute()
-        return max(int(ttl), 1) if count > limit else None
+        if wait:
+            pipe.hset(rkey, "until", repr(time.time() + wait))
+        pipe.expire(rkey, int(window_s + wait) + 1)
+        pipe.execute()
+        return wait
+
+    def login_succeeded(self, key: str) -> None:
+        """Forget the failures under ``key`` (a right password from that user and address)."""
+        self.client.delete(f"rl:login:{key}")
 
     # -- audit ------------------------------------------------------------------------------------------------
-    def audit(self, user: str, action: str, params: dict[str, Any], results: int | None = None) -> None:
-        """Append one record to the audit stream (never trimmed)."""
+    def audit(self, user: str, action: str, params: dict[str, Any], results: int | None = None,
+              status: int | None = None, ip: str | None = None) -> None:
+        """Append one record to the audit stream (never trimmed); the client address comes from the request's
+        audit context (see :mod:`api.auditing`) unless given, and the request is marked as audited."""
+        ctx = current_context()
+        if ctx is not None:
+            ctx.audited = True
+            ip = ip or ctx.ip
         self.client.xadd(AUDIT_STREAM, {
-            "user": user, "action": action, "at": repr(time.time()),
+            "user": user, "action": action, "at": repr(time.time()), "ip": ip or "",
             "params": json.dumps(params, ensure_ascii=False, default=str),
-            "results": "" if results is None else str(results),
+            "results": "" if results is None else str(results), "status": "" if status is None else str(status),
         })
 
     def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None) -> list[dict[str, Any]]:
@@ -197,8 +346,9 @@ class ApiStore:
                 if (user and rec["user"] != user) or (action and rec["action"] != action):
                     continue
                 out.append({"id": _s(sid), "user": rec["user"], "action": rec["action"], "at": float(rec["at"]),
-                            "params": json.loads(rec["params"]),
-                            "results": int(rec["results"]) if rec["results"] else None})
+                            "ip": rec.get("ip") or None, "params": json.loads(rec["params"]),
+                            "results": int(rec["results"]) if rec["results"] else None,
+                            "status": int(rec["status"]) if rec.get("status") else None})
                 if len(out) >= limit:
                     break
             start = f"({_s(entries[-1][0])}"

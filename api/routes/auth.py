@@ -1,4 +1,4 @@
-"""Login (rate-limited per user and per client IP), logout, who-am-I and API keys."""
+"""Login (with growing delays per user and client address), logout, who-am-I, own password and own API keys."""
 
 from __future__ import annotations
 
@@ -7,61 +7,126 @@ import logging
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
 from api.deps import ApiStoreDep, CurrentUser, SettingsDep
-from api.schemas.auth import ApiKeyCreate, ApiKeyOut, LoginRequest, TokenOut, UserOut
+from api.schemas.auth import (
+    USER_KEY_DEFAULT_DAYS,
+    USER_KEY_MAX_DAYS,
+    ApiKeyCreate,
+    ApiKeyOut,
+    LoginRequest,
+    PasswordChange,
+    TokenOut,
+    UserOut,
+)
+from api.schemas.errors import ErrorOut
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
+_401 = {401: {"model": ErrorOut, "description": "Not authenticated."}}
 
-@router.post("/login", response_model=TokenOut, summary="Exchange a user name and password for a bearer token")
+
+def client_ip(request: Request) -> str:
+    """The client address of a request (the socket peer; put a proxy's real-IP handling in uvicorn)."""
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/login", response_model=TokenOut, summary="Exchange a user name and password for a bearer token",
+             description="Failed logins are counted per (user name, client address) and per client address: past "
+                         "CCTV_LOGIN_MAX_PER_USER (resp. _PER_IP) failures each further attempt from there waits "
+                         "CCTV_LOGIN_BACKOFF_BASE_S, doubling per failure up to CCTV_LOGIN_BACKOFF_MAX_S (429 with "
+                         "Retry-After). A right password resets its pair; attempts from another address are not "
+                         "held up, so a flood from one address never locks the admin out.",
+             responses={401: {"model": ErrorOut, "description": "Wrong user name or password."},
+                        429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
-    ip = request.client.host if request.client else "unknown"
-    for key, limit in ((f"login:u:{body.username}", settings.login_max_per_user),
-                       (f"login:ip:{ip}", settings.login_max_per_ip)):
-        wait = store.hit_rate_limit(key, limit, settings.login_window_s)
-        if wait is not None:
-            logger.warning("login rate limit hit for %s", key.split(":")[1])
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many login attempts; try again later",
-                                headers={"Retry-After": str(wait)})
+    ip = client_ip(request)
+    pair, address = f"u:{body.username}|ip:{ip}", f"ip:{ip}"
+    wait = store.login_wait([pair, address])
+    if wait is not None:
+        store.audit(body.username, "login_refused", {"ip": ip, "retry_after": wait}, status=429)
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"too many failed logins; try again in {wait} s",
+                            headers={"Retry-After": str(wait)})
     if not store.check_password(body.username, body.password):
-        store.audit(body.username, "login_failed", {"ip": ip})
+        for key, free in ((pair, settings.login_max_per_user), (address, settings.login_max_per_ip)):
+            delay = store.login_failed(key, free, settings.login_backoff_base_s, settings.login_backoff_max_s,
+                                       settings.login_window_s)
+            if delay:
+                logger.warning("failed logins: %s waits %.0f s", key.split("|")[-1], delay)
+        store.audit(body.username, "login_failed", {"ip": ip}, status=401)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    store.login_succeeded(pair)
     user = store.get_user(body.username)
     token = store.new_token(body.username, settings.session_ttl_s)
-    store.audit(body.username, "login", {"ip": ip})
-    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=user["role"])
+    store.audit(body.username, "login", {"ip": ip}, status=200)
+    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=user["role"],
+                    must_change_password=user["must_change"])
 
 
-@router.post("/logout", status_code=204, summary="Revoke the current bearer token")
+@router.post("/logout", status_code=204, summary="Revoke the current bearer token", responses=_401)
 def logout(user: CurrentUser, store: ApiStoreDep, authorization: str | None = Header(default=None)) -> None:
     if authorization and user.via == "token":
         store.revoke_token(authorization.partition(" ")[2].strip())
 
 
-@router.get("/me", response_model=UserOut, summary="The authenticated user")
+@router.get("/me", response_model=UserOut, summary="The authenticated user", responses=_401)
 def me(user: CurrentUser) -> UserOut:
     return UserOut(username=user.username, role=user.role,
-                   cameras=sorted(user.cameras) if user.cameras is not None else None)
+                   cameras=sorted(user.cameras) if user.cameras is not None else None,
+                   must_change_password=user.must_change)
 
 
-@router.post("/api-keys", response_model=ApiKeyOut, status_code=201, summary="Create an API key (shown once)")
+@router.post("/password", response_model=TokenOut, summary="Change your own password (ends your other sessions)",
+             description="Needs the current password. Every token and API key of yours is revoked; the answer "
+                         "carries a fresh token for this session. The first-run admin must call this first.",
+             responses={**_401, 403: {"model": ErrorOut, "description": "Wrong current password, or an API key "
+                                                                        "(only a signed-in person changes it)."}})
+def change_password(body: PasswordChange, user: CurrentUser, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
+    if user.via != "token":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in with your password to change it, not an API key")
+    if not store.check_password(user.username, body.current_password):
+        store.audit(user.username, "password_change_refused", {}, status=403)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "current_password: wrong password")
+    if body.new_password == body.current_password:
+        raise HTTPException(422, "new_password: must differ from the current password")
+    record = store.put_user(user.username, user.role, body.new_password, keep_cameras=True, must_change=False)
+    store.audit(user.username, "password_change", {}, status=200)
+    token = store.new_token(user.username, settings.session_ttl_s)
+    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=record["role"])
+
+
+@router.post("/api-keys", response_model=ApiKeyOut, status_code=201, summary="Create an API key (shown once)",
+             description=f"Non-admins create keys only for themselves, expiring within {USER_KEY_MAX_DAYS} days "
+                         f"(default {USER_KEY_DEFAULT_DAYS}). Admins may create keys for anyone, without expiry "
+                         "unless `expires_in_days` is given. A key acts with its owner's live role and cameras and "
+                         "is revoked with the owner's sessions (password, role or camera change, deletion).",
+             responses={**_401, 403: {"model": ErrorOut, "description": "Not allowed for this user or expiry."},
+                        404: {"model": ErrorOut, "description": "No such user."}})
 def create_api_key(body: ApiKeyCreate, user: CurrentUser, store: ApiStoreDep) -> ApiKeyOut:
     owner = body.username or user.username
-    if owner != user.username and not user.may("admin"):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins create API keys for other users")
+    days = body.expires_in_days
+    if not user.may("admin"):
+        if owner != user.username:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins create API keys for other users")
+        days = USER_KEY_DEFAULT_DAYS if days is None else days
+        if days > USER_KEY_MAX_DAYS:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"expires_in_days: at most {USER_KEY_MAX_DAYS} days "
+                                "for your own keys; ask an admin for a longer-lived key")
     if store.get_user(owner) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {owner!r} not found")
-    key, meta = store.new_api_key(owner, body.name)
-    store.audit(user.username, "api_key_create", {"owner": owner, "name": body.name, "key_id": meta["key_id"]})
-    return ApiKeyOut(**meta, key=key)
+    key, meta = store.new_api_key(owner, body.name, days * 86400 if days else None)
+    store.audit(user.username, "api_key_create", {"owner": owner, "name": body.name, "key_id": meta["key_id"],
+                                                  "expires_at": meta["expires_at"]})
+    return ApiKeyOut(**{k: v for k, v in meta.items() if k != "gen"}, key=key)
 
 
-@router.get("/api-keys", response_model=list[ApiKeyOut], summary="Your API keys (without the keys)")
+@router.get("/api-keys", response_model=list[ApiKeyOut], summary="Your API keys (without the keys)",
+            responses=_401)
 def list_api_keys(user: CurrentUser, store: ApiStoreDep) -> list[ApiKeyOut]:
     return [ApiKeyOut(**m) for m in store.list_api_keys(user.username)]
 
 
-@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke one of your API keys")
+@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke one of your API keys",
+               responses={**_401, 404: {"model": ErrorOut, "description": "No such key of yours."}})
 def delete_api_key(key_id: str, user: CurrentUser, store: ApiStoreDep) -> None:
     if not store.delete_api_key(user.username, key_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"API key {key_id!r} not found")

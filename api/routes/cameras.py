@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
 
 from api.deps import Operator, RedisDep, SettingsDep, User
-from api.routes.media import media_url, safe_path
+from api.routes.media import media_camera, media_url, safe_path
 from api.schemas.events import CameraEventsOut, CameraFaceEventOut, CameraPlateEventOut
 from api.schemas.misc import CameraOut
 from api.streamscan import scan_stream
@@ -77,7 +77,10 @@ def camera_snapshot(camera_id: str, request: Request, user: Operator, client: Re
     snap = health[0].get("snapshot_path") if health else None
     if not snap:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id!r} has no snapshot yet")
-    return FileResponse(safe_path(settings.recordings_dir, snap), media_type="image/jpeg")
+    path = safe_path(settings.recordings_dir, snap)
+    if media_camera(settings.recordings_dir, path) != camera_id:  # a stored path must not lead to another camera
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id!r} has no snapshot yet")
+    return FileResponse(path, media_type="image/jpeg")
 
 
 STREAM_ID = r"^\d{1,20}-\d{1,20}$"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.images import load_image
 from api.routes.media import media_url
+from api.routes.plates import REASON_DESCRIPTION
 from api.schemas.faces import FaceHitOut, FaceSearchOut
 from pipeline.events import FaceEvent
 from pipeline.store import codec, keys
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/api/faces", tags=["faces"])
 async def search_faces(
     request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
     image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
+    reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
     threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
     cameras: Annotated[list[str] | None, Form()] = None,
     start: Annotated[float | None, Form(ge=0)] = None,
@@ -51,6 +53,7 @@ async def search_faces(
                               frame_time=hit.frame_time, quality=event.quality if event else None,
                               crop_url=media_url(event.crop_path) if event else None,
                               snapshot_url=media_url(event.snapshot_path) if event else None))
-    store.audit(user.username, "face_search", {"threshold": threshold, "cameras": cameras, "start": start,
+    store.audit(user.username, "face_search", {"reason": reason, "threshold": threshold, "cameras": cameras,
+                                               "start": start,
                                                "end": end, "image_bytes": image.size}, len(out))
     return FaceSearchOut(threshold=threshold, total=len(out), hits=out)

@@ -18,6 +18,9 @@ router = APIRouter(prefix="/api/plates", tags=["plates"])
 Cameras = Annotated[list[str] | None, Query(max_length=500, description="Only these cameras (repeat the field).")]
 Start = Annotated[float | None, Query(ge=0, description="From this UTC epoch second.")]
 End = Annotated[float | None, Query(ge=0, description="Up to this UTC epoch second.")]
+REASON_DESCRIPTION = ("Why you search: a reason or case number (required; recorded in the audit trail and shown in "
+                      "the audit view -- plate histories and face searches are personal data under the PDPA).")
+Reason = Annotated[str, Query(min_length=3, max_length=500, description=REASON_DESCRIPTION)]
 
 
 def _filters(user: User, cameras: list[str] | None, start: float | None, end: float | None,
@@ -81,7 +84,7 @@ def search_plates(
 
 @router.get("/{plate}/history", response_model=PlateSearchOut, summary="Every sighting of a plate, oldest first")
 def plate_history(
-    plate: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
+    plate: str, user: Investigator, client: RedisDep, store: ApiStoreDep, reason: Reason,
     cameras: Cameras = None, start: Start = None, end: End = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> PlateSearchOut:
@@ -89,7 +92,8 @@ def plate_history(
         raise HTTPException(422, f"plate: 1 to {MAX_QUERY_LEN} characters")
     searcher = PlateSearcher(client)
     result = searcher.history(plate, _filters(user, cameras, start, end), offset=offset, limit=limit)
-    store.audit(user.username, "plate_history", {"plate": plate, "cameras": cameras}, result.total)
+    store.audit(user.username, "plate_history", {"plate": plate, "reason": reason, "cameras": cameras,
+                                                 "start": start, "end": end}, result.total)
     if result.plates_matched == 0:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"plate {plate!r} has never been read")
     return PlateSearchOut(query=plate, mode="exact", total=result.total, plates_matched=result.plates_matched,

@@ -12,7 +12,8 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 
 def _out(record: dict) -> UserOut:
-    return UserOut(username=record["username"], role=record["role"], cameras=record.get("cameras"))
+    return UserOut(username=record["username"], role=record["role"], cameras=record.get("cameras"),
+                   must_change_password=bool(record.get("must_change")))
 
 
 @router.get("", response_model=list[UserOut], summary="List users")
@@ -41,8 +42,9 @@ def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
 
 @router.patch("/{username}", response_model=UserOut, summary="Change a user's role, password or cameras",
               description="`cameras` limits the user to those cameras (ids from cameras.yaml; [] = none), "
-                          "`all_cameras: true` removes the limit; omitted fields stay as they are. The change applies "
-                          "to the user's live sessions at once. The last admin cannot be demoted.")
+                          "`all_cameras: true` removes the limit; omitted fields stay as they are. A new password, role or "
+                          "camera limit revokes every token and API key of the user (they sign in again). The last "
+                          "admin cannot be demoted.")
 def update_user(username: str, body: UserUpdate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
     record = store.get_user(username)
     if record is None:
@@ -65,7 +67,7 @@ def _admins(store) -> list[str]:
     return [u["username"] for u in store.list_users() if u["role"] == "admin"]
 
 
-@router.delete("/{username}", status_code=204, summary="Delete a user")
+@router.delete("/{username}", status_code=204, summary="Delete a user (their tokens and API keys end at once)")
 def delete_user(username: str, admin: Admin, store: ApiStoreDep) -> None:
     if username == admin.username:
         raise HTTPException(status.HTTP_409_CONFLICT, "you cannot delete yourself")

@@ -17,11 +17,26 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
+# Non-admins mint keys only for themselves and only with an expiry of at most this many days (default 30);
+# admins may mint keys for anyone, without expiry or up to ten years.
+USER_KEY_MAX_DAYS = 90
+USER_KEY_DEFAULT_DAYS = 30
+ADMIN_KEY_MAX_DAYS = 3650
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
     role: Role
+    must_change_password: bool = Field(default=False, description="True for the first-run admin: every route but "
+                                       "POST /api/auth/password, /me and /logout answers 403 until it is changed.")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=12, max_length=256, description="At least 12 characters.")
 
 
 class UserCreate(BaseModel):
@@ -44,12 +59,17 @@ class UserOut(BaseModel):
     username: str
     role: Role
     cameras: list[str] | None
+    must_change_password: bool = False
 
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     username: str | None = Field(default=None, pattern=USERNAME, description="Admins may create keys for others.")
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=ADMIN_KEY_MAX_DAYS,
+        description=f"Lifetime in days. Non-admins: at most {USER_KEY_MAX_DAYS} (default {USER_KEY_DEFAULT_DAYS}); "
+                    "admins: omit for a key that does not expire.")
 
 
 class ApiKeyOut(BaseModel):
@@ -57,4 +77,5 @@ class ApiKeyOut(BaseModel):
     username: str
     name: str
     created_at: float
+    expires_at: float | None = Field(default=None, description="UTC epoch seconds; null = does not expire.")
     key: str | None = Field(default=None, description="The key itself; shown only once, at creation.")

@@ -68,8 +68,11 @@ class CaseOut(BaseModel):
 
 class AuditOut(BaseModel):
     id: str
-    user: str
-    action: str
+    user: str = Field(description="User name, or '-' for a request without valid credentials.")
+    action: str = Field(description="What was done; 'refused'/'failed' for answers >= 400 that no route recorded, "
+                                    "'query' for a query a route did not record itself.")
     at: float
+    ip: str | None = Field(default=None, description="Client address.")
     params: dict[str, Any]
     results: int | None
+    status: int | None = Field(default=None, description="HTTP status of the answer, where recorded.")

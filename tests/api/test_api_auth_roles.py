@@ -12,7 +12,7 @@ ROUTES = [
     ("GET", "/api/alerts", "operator"),
     ("GET", "/api/cameras", "operator"),
     ("GET", "/api/plates/search?q=1234", "operator"),
-    ("GET", "/api/plates/1กข1234/history", "investigator"),
+    ("GET", "/api/plates/1กข1234/history?reason=case-42", "investigator"),
     ("GET", "/api/exports", "investigator"),
     ("GET", "/api/cases", "investigator"),
     ("GET", "/api/persons", "investigator"),
@@ -56,7 +56,8 @@ def test_bootstrap_admin_and_user_admin(client: TestClient, tokens: dict) -> Non
     assert client.get("/api/users/ghost", headers=adm).status_code == 404
     assert client.delete("/api/users/new", headers=adm).status_code == 204
     me = client.get("/api/auth/me", headers=tokens["limited"]).json()
-    assert me == {"username": "limited", "role": "investigator", "cameras": ["walkway-01"]}
+    assert me == {"username": "limited", "role": "investigator", "cameras": ["walkway-01"],
+                  "must_change_password": False}
 
 
 def test_logout_revokes_token(client: TestClient, tokens: dict) -> None:

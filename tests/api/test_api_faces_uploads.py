@@ -45,13 +45,13 @@ def test_enrol_and_search_finds_person_not_strangers(client: TestClient, tokens:
                           embedding=emb.tolist(), quality=0.9, det_score=0.9, crop_path=f"faces/{who}.jpg")
         assert EventStore(rclient).publish_face_event(event)
         ids[who] = event.event_id
-    r = client.post("/api/faces/search", headers=inv,
+    r = client.post("/api/faces/search", headers=inv, data={"reason": "case 12"},
                     files={"image": ("q.jpg", lfw(shared_dir, "Angela_Bassett", 4), "image/jpeg")})
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     assert [h["event_id"] for h in hits] == [ids["angela"]]
     assert hits[0]["similarity"] > 0.45 and hits[0]["camera_id"] == "walkway-01"
-    r = client.post("/api/faces/search", headers=inv, data={"cameras": ["bkk-night-01"]},
+    r = client.post("/api/faces/search", headers=inv, data={"cameras": ["bkk-night-01"], "reason": "case 12"},
                     files={"image": ("q.jpg", lfw(shared_dir, "Angela_Bassett", 4), "image/jpeg")})
     assert r.json()["hits"] == []
     assert client.post("/api/faces/search", headers=tokens["op"],
@@ -94,7 +94,8 @@ def _png_header(width: int, height: int) -> bytes:
     ("truncated.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 32, 422),
 ])
 def test_hostile_uploads_are_refused(client: TestClient, tokens: dict, name: str, data: bytes, status: int) -> None:
-    r = client.post("/api/faces/search", headers=tokens["inv"], files={"image": (name, data, "image/jpeg")})
+    r = client.post("/api/faces/search", headers=tokens["inv"], data={"reason": "case 12"},
+                    files={"image": (name, data, "image/jpeg")})
     assert r.status_code == status, r.text
     assert "image" in r.json()["detail"]
     assert client.get("/api/health").status_code == 200
@@ -102,5 +103,6 @@ def test_hostile_uploads_are_refused(client: TestClient, tokens: dict, name: str
 
 def test_oversized_upload_is_413(client: TestClient, tokens: dict, api_settings) -> None:
     big = b"\xff\xd8\xff" + b"\x00" * (api_settings.max_upload_bytes + 10)
-    r = client.post("/api/faces/search", headers=tokens["inv"], files={"image": ("big.jpg", io.BytesIO(big))})
+    r = client.post("/api/faces/search", headers=tokens["inv"], data={"reason": "case 12"},
+                    files={"image": ("big.jpg", io.BytesIO(big))})
     assert r.status_code == 413

@@ -71,7 +71,7 @@ def test_motorcycle_registrations_exact_partial_wildcard_and_history(client: Tes
     assert plates(q="งบล 7970", mode="exact") == ["งบล7970"]
     assert plates(q="อคม888", mode="exact") == ["อคม888"]
     assert plates(q="งปล7970", mode="fuzzy") == ["งบล7970"]
-    hist = client.get("/api/plates/อคม 888/history", headers=tokens["inv"])
+    hist = client.get("/api/plates/อคม 888/history", params={"reason": "case 12"}, headers=tokens["inv"])
     assert hist.status_code == 200 and [x["plate"] for x in hist.json()["hits"]] == ["อคม888"]
 
 
@@ -92,7 +92,7 @@ def test_filters_pagination_and_camera_limits(client: TestClient, tokens: dict, 
     assert r["total"] == 6
     limited = client.get("/api/plates/search", params={"q": "1234"}, headers=tokens["limited"]).json()
     assert [x["camera_id"] for x in limited["hits"]] == ["walkway-01"]
-    hist = client.get("/api/plates/1กข1234/history", headers=h).json()
+    hist = client.get("/api/plates/1กข1234/history", params={"reason": "case 12"}, headers=h).json()
     assert [x["frame_time"] for x in hist["hits"]] == [1000, 1001, 1002, 1003, 1004, 5000]
 
 
