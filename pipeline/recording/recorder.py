@@ -28,6 +28,9 @@ from pipeline.recording.index import Segment, add_segment
 
 logger = logging.getLogger(__name__)
 
+CLUSTER_MS = 1000
+"""Longest Matroska cluster (ms): what a hard kill of ffmpeg can lose of the segment it is writing."""
+
 INCOMING = ".incoming"
 SEGMENT_SUFFIX = ".mkv"
 
@@ -44,6 +47,9 @@ def segment_output_args(recordings_dir: Path, camera_id: str, segment_seconds: i
     return [
         "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", str(segment_seconds),
         "-segment_format", "matroska", "-reset_timestamps", "1", "-strftime", "1",
+        # a cluster at least every second, written through at once: a hard kill (SIGKILL, power cut) of ffmpeg
+        # loses at most the last second of the segment being written, not the whole segment still in buffers
+        "-segment_format_options", f"cluster_time_limit={CLUSTER_MS}:flush_packets=1",
         "-segment_list", f"pipe:{list_fd}", "-segment_list_type", "csv",
         str(folder / f"{camera_id}_%Y%m%dT%H%M%SZ{SEGMENT_SUFFIX}"),
     ]  # fmt: skip
@@ -135,10 +141,28 @@ class SegmentFinalizer:
 
 
 def probe_duration(path: Path) -> float | None:
-    """Duration of a media file in seconds via ffprobe (None if unreadable)."""
+    """Duration of a media file in seconds via ffprobe (None if unreadable).
+
+    A Matroska segment cut short by a killed ffmpeg has no duration in its header; its length is then the time of
+    its last video packet.
+    """
     cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
         return float(json.loads(result.stdout)["format"]["duration"])
     except (subprocess.TimeoutExpired, KeyError, ValueError, json.JSONDecodeError):
+        pass
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time",
+           "-of", "csv=p=0", str(path)]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
         return None
+    last = 0.0
+    for line in result.stdout.splitlines():
+        pts, _, duration = line.partition(",")
+        try:
+            last = max(last, float(pts) + (float(duration) if duration.strip() not in ("", "N/A") else 0.0))
+        except ValueError:
+            continue
+    return last or None
