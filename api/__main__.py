@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     store = ApiStore(redis.Redis.from_url(settings.redis_url), settings.scrypt_n)
     cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None
-    store.put_user(args.username, args.role, password, cameras)
-    print(f"user {args.username} ({args.role}) saved")
+    store.put_user(args.username, args.role, password, cameras, must_change=False)  # revokes old sessions
+    print(f"user {args.username} ({args.role}) saved; their earlier sessions and API keys are revoked")
     return 0
 
 

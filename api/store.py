@@ -333,12 +333,15 @@ class ApiStore:
             "results": "" if results is None else str(results), "status": "" if status is None else str(status),
         })
 
-    def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None) -> list[dict[str, Any]]:
-        """Audit records oldest first after ``after`` (a stream id), filtered by user/action."""
+    def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None,
+                   newest_first: bool = False) -> list[dict[str, Any]]:
+        """Audit records oldest first after ``after`` (a stream id), or newest first before it, filtered by
+        user/action."""
         out: list[dict[str, Any]] = []
-        start = f"({after}" if after else "-"
+        start = (f"({after}" if after else "+") if newest_first else (f"({after}" if after else "-")
         while len(out) < limit:
-            entries = self.client.xrange(AUDIT_STREAM, start, "+", count=500)
+            entries = (self.client.xrevrange(AUDIT_STREAM, start, "-", count=500) if newest_first
+                       else self.client.xrange(AUDIT_STREAM, start, "+", count=500))
             if not entries:
                 break
             for sid, fields in entries:

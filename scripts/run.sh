@@ -28,4 +28,13 @@ echo "  Control room : http://127.0.0.1:8000/               (API docs: http://12
 echo "  Recordings   : $(pwd)/recordings"
 echo "  Redis        : 127.0.0.1:${CCTV_REDIS_PORT:-6380} (AOF + RDB in ${CCTV_REDIS_DATA_DIR:-var/redis}; credentials in var/secrets/redis.env)"
 echo
+if [ -n "${CCTV_ADMIN_USER:-}" ] && [ -n "${CCTV_ADMIN_PASSWORD:-}" ]; then
+  echo "  Sign in      : as ${CCTV_ADMIN_USER} with CCTV_ADMIN_PASSWORD (created if that user does not exist yet)"
+else
+  echo "  Sign in      : first run (no user yet): the user name and a generated password of a new admin appear"
+  echo "                 below, once, in a box; sign in with them and choose your own password."
+  echo "                 Later runs: your own accounts. Lost the admin password?"
+  echo "                 .venv/bin/python -m api create-user admin --role admin"
+fi
+echo
 $PY -m pipeline run --config cameras.yaml --host 127.0.0.1 --port 8000

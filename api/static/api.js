@@ -7,6 +7,8 @@ export const ROUTES = {
   login: "/api/auth/login",
   me: "/api/auth/me",
   logout: "/api/auth/logout",
+  password: "/api/auth/password",
+  audit: "/api/audit",
   alerts: "/api/alerts",
   alertAck: (id) => `/api/alerts/${enc(id)}/ack`,
   alertsWs: "/api/alerts/ws",

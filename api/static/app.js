@@ -196,8 +196,13 @@ async function route() {
 
 // ---- session ----
 async function showLoggedIn(user) {
+  if (user.must_change_password) {
+    showPasswordChange();
+    return;
+  }
   state.user = user;
   document.getElementById("login-view").hidden = true;
+  document.getElementById("password-view").hidden = true;
   document.getElementById("view").hidden = false;
   document.getElementById("logout").hidden = false;
   const who = document.getElementById("who");
@@ -225,6 +230,7 @@ function showLogin(message) {
   document.getElementById("logout").hidden = true;
   document.getElementById("conn").hidden = true;
   document.getElementById("view").hidden = true;
+  document.getElementById("password-view").hidden = true;
   document.getElementById("login-view").hidden = false;
   const box = document.getElementById("login-error");
   box.hidden = !message;
@@ -257,6 +263,45 @@ async function login(event) {
   }
 }
 
+/** First sign-in with a generated password: only the change-password form until the user has chosen their own. */
+function showPasswordChange() {
+  state.user = null;
+  ["nav", "who", "conn", "view", "login-view"].forEach((id) => { document.getElementById(id).hidden = true; });
+  document.getElementById("logout").hidden = false;
+  document.getElementById("password-view").hidden = false;
+  document.getElementById("password-error").hidden = true;
+  document.getElementById("password-current").focus();
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  const box = document.getElementById("password-error");
+  const current = document.getElementById("password-current");
+  const fresh = document.getElementById("password-new");
+  const repeat = document.getElementById("password-repeat");
+  box.hidden = true;
+  if (fresh.value !== repeat.value) {
+    box.hidden = false;
+    box.textContent = t("password.mismatch");
+    return;
+  }
+  const button = document.getElementById("password-submit");
+  button.disabled = true;
+  try {
+    const data = await api(ROUTES.password, { method: "POST",
+      body: { current_password: current.value, new_password: fresh.value } });
+    setToken(data.access_token);
+    [current, fresh, repeat].forEach((input) => { input.value = ""; });
+    toast(t("password.changed"), "ok", 4000);
+    await showLoggedIn(await api(ROUTES.me));
+  } catch (err) {
+    box.hidden = false;
+    box.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function logout() {
   try { await api(ROUTES.logout, { method: "POST" }); } catch { /* token is dropped anyway */ }
   setToken("");
@@ -267,6 +312,7 @@ async function boot() {
   applyI18n();
   document.getElementById("lang-switch").addEventListener("click", () => setLang(lang() === "th" ? "en" : "th"));
   document.getElementById("login-form").addEventListener("submit", login);
+  document.getElementById("password-form").addEventListener("submit", changePassword);
   document.getElementById("logout").addEventListener("click", logout);
   window.addEventListener("hashchange", route);
   onLangChange(() => {

@@ -212,3 +212,5 @@ def test_refused_requests_and_queries_are_audited(client: TestClient, tokens: di
     assert history[-1]["params"]["reason"] == "case 99" and history[-1]["ip"]
     r = client.get("/api/plates/1234/history", headers=tokens["inv"])
     assert r.status_code == 422 and "reason" in r.json()["detail"] and "case number" in r.json()["detail"]
+    newest = client.get("/api/audit?order=newest&limit=2", headers=tokens["adm"]).json()
+    assert [(a["user"], a["status"]) for a in newest] == [("inv", 422), ("adm", 200)]

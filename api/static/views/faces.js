@@ -32,6 +32,8 @@ export const facesView = {
     const drop = h("div", { class: "dropzone", id: "face-drop", tabindex: 0, role: "button" }, t("faces.drop"));
     const threshold = h("input", { type: "range", min: 0.2, max: 0.9, step: 0.05, value: 0.4, id: "face-threshold" });
     const thresholdOut = h("output", {}, pct(0.4));
+    const reason = h("input", { name: "reason", id: "face-reason", required: true, minlength: 3, maxlength: 500,
+      autocomplete: "off", placeholder: t("common.reason_placeholder") });
     const preview = h("div", { id: "face-preview" });
     const status = h("div", { class: "muted", id: "face-status" });
     const results = h("div", { id: "face-results" });
@@ -40,6 +42,11 @@ export const facesView = {
     const search = async (file) => {
       if (!file) return;
       lastFile = file;
+      if (reason.value.trim().length < 3) {
+        status.textContent = t("common.need_reason");
+        reason.focus();
+        return;
+      }
       const url = URL.createObjectURL(file);
       clear(preview, h("p", { class: "field-label" }, t("faces.query_photo")),
         h("img", { src: url, class: "query-photo", alt: file.name }));
@@ -48,6 +55,7 @@ export const facesView = {
       const form = new FormData();
       form.append("image", file, file.name);
       form.append("threshold", threshold.value);
+      form.append("reason", reason.value.trim());
       form.append("limit", "50");
       try {
         const data = await api(ROUTES.faceSearch, { method: "POST", body: form });
@@ -75,7 +83,8 @@ export const facesView = {
     threshold.addEventListener("change", () => search(lastFile));
 
     clear(container, h("div", { class: "view-head" }, h("h1", {}, t("faces.title"))),
-      h("div", { class: "panel" }, drop, input,
+      h("div", { class: "panel" }, h("div", { class: "row" }, h("div", { class: "grow" },
+        field("common.reason", reason, t("common.reason_hint")))), drop, input,
         h("div", { class: "row" }, field("faces.threshold", h("span", { class: "row" }, threshold, thresholdOut)))),
       h("div", { class: "row" }, preview), status, results);
     return null;

@@ -86,6 +86,8 @@ export const platesView = {
     const from = h("input", { type: "datetime-local", name: "from", step: 1 });
     const to = h("input", { type: "datetime-local", name: "to", step: 1 });
     const province = h("input", { name: "province", id: "plate-province", placeholder: t("common.any") });
+    const reason = h("input", { name: "reason", id: "plate-reason", minlength: 3, maxlength: 500, autocomplete: "off",
+      placeholder: t("common.reason_placeholder"), value: params.get("reason") || "" });
     const status = h("div", { class: "muted", id: "plate-status" });
     const results = h("div", { id: "plate-results" });
     const detail = h("div", { id: "plate-detail" });
@@ -104,9 +106,14 @@ export const platesView = {
     };
 
     const showHistory = async (plate) => {
+      if (reason.value.trim().length < 3) {
+        clear(detail, h("div", { class: "error-box", role: "alert", id: "plate-need-reason" }, t("common.need_reason")));
+        reason.focus();
+        return;
+      }
       clear(detail, h("p", { class: "muted" }, t("common.loading")));
       try {
-        const data = await api(ROUTES.plateHistory(plate), { query: { limit: 500 } });
+        const data = await api(ROUTES.plateHistory(plate), { query: { limit: 500, reason: reason.value.trim() } });
         clear(detail, h("div", { class: "panel" }, timeline(plate, itemsOf(data, "sightings"))));
         detail.scrollIntoView({ behavior: "smooth", block: "start" });
       } catch (err) {
@@ -187,7 +194,10 @@ export const platesView = {
         field("plates.mode", mode),
         h("button", { class: "btn btn-primary", type: "submit", id: "plate-search" }, t("common.search"))),
       h("div", { class: "row" }, field("common.cameras", camSel), field("common.from", from), field("common.to", to),
-        field("common.province", province)));
+        field("common.province", province)),
+      ctx.can("plate_history")
+        ? h("div", { class: "row" }, h("div", { class: "grow" }, field("common.reason", reason, t("plates.reason_hint"))))
+        : null);
     clear(container, h("div", { class: "view-head" }, h("h1", {}, t("plates.title"))), form, status, results, detail);
     if (params.get("start")) from.value = toLocalInput(Number(params.get("start")));
     if (q.value) await run();

@@ -1,7 +1,8 @@
-// Users (admin): list, create and remove accounts; change a user's role and the cameras they may see.
+// Users (admin): list, create and remove accounts; change a user's role and the cameras they may see; the audit
+// trail (newest first), with the reason or case number given for plate histories and face searches.
 
 import { ROUTES, api } from "../api.js";
-import { attempt, clear, dialog, errorBox, field, h, toast } from "../dom.js";
+import { attempt, clear, dialog, errorBox, field, fmtTime, h, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { cameraName, itemsOf, listCameras } from "./common.js";
 
@@ -24,6 +25,25 @@ function accessFields(user, cameras) {
     values: () => (all.checked ? { role: role.value, all_cameras: true }
       : { role: role.value, cameras: boxes.filter((b) => b.checked).map((b) => b.value) }),
   };
+}
+
+/** The latest audit records as a table (reason/case shown in its own column). */
+async function loadAudit(box) {
+  try {
+    const rows = await api(ROUTES.audit, { query: { order: "newest", limit: 200 } });
+    if (!rows.length) { clear(box, h("div", { class: "empty" }, t("audit.empty"))); return; }
+    const details = (p) => Object.entries(p || {}).filter(([k, v]) => k !== "reason" && v !== null && v !== "")
+      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" · ");
+    clear(box, h("h2", {}, t("audit.title")), h("div", { class: "table-wrap" }, h("table", { id: "audit-table" },
+      h("thead", {}, h("tr", {}, ["time", "user", "action", "address", "status", "reason", "results", "details"]
+        .map((c) => h("th", {}, t(`audit.col.${c}`))))),
+      h("tbody", {}, rows.map((a) => h("tr", { dataset: { action: a.action } },
+        h("td", {}, fmtTime(a.at)), h("td", {}, a.user), h("td", {}, a.action), h("td", {}, a.ip || ""),
+        h("td", {}, a.status ?? ""), h("td", { class: "audit-reason" }, (a.params && a.params.reason) || ""),
+        h("td", {}, a.results ?? ""), h("td", { class: "muted" }, details(a.params))))))));
+  } catch (err) {
+    clear(box, errorBox(err));
+  }
 }
 
 export const usersView = {
@@ -78,9 +98,12 @@ export const usersView = {
       });
       if (ok) { toast(t("ok.saved"), "ok", 3000); load(); }
     };
+    const audit = h("div", { class: "panel", id: "audit-list" });
     clear(container, h("div", { class: "view-head" }, h("h1", {}, t("users.title")),
-      h("button", { class: "btn btn-primary", type: "button", id: "user-new", onclick: create }, `+ ${t("users.new")}`)), box);
+      h("button", { class: "btn btn-primary", type: "button", id: "user-new", onclick: create }, `+ ${t("users.new")}`)), box,
+    audit);
     await load();
+    await loadAudit(audit);
     return null;
   },
 };

@@ -456,6 +456,9 @@ def test_fuzzy_plate_search_and_sightings_timeline(browser, server, web_data):
     wait_until(browser, lambda d: image_loaded(d, '#plate-table tbody tr[data-plate="1กอ5180"] img'),
                message="plate crops did not load")
     shot(browser, "04_plate_search_fuzzy")
+    rows[0].click()  # a plate's history needs a reason or case number first
+    assert "reason" in wait(browser, "#plate-need-reason").text
+    css(browser, "#plate-reason")[0].send_keys("case 2026/77 stolen pickup")
     rows[0].click()
     timeline = wait(browser, "#plate-timeline")
     assert timeline.get_attribute("data-count") == "3"
@@ -490,6 +493,7 @@ def test_face_search_by_photo(browser, server, web_data):
     wait(browser, "#nav a")
     browser.get(server.url + "/#/faces")
     wait(browser, "#face-drop")
+    css(browser, "#face-reason")[0].send_keys("case 2026/78 missing person")
     css(browser, "#face-file")[0].send_keys(str(web_data.query_photo))
     wait(browser, "#face-results .face-card", timeout=60)
     cards = css(browser, "#face-results .face-card")
@@ -658,6 +662,31 @@ def test_admin_edits_role_and_cameras_of_a_user(browser, server):
     record = ApiStore(server.client).get_user("guard")
     assert (record["role"], record["cameras"]) == ("investigator", [FACE_CAM])
     shot(browser, "11d_user_edited")
+
+
+def test_first_login_asks_for_a_new_password_and_audit_shows_reasons(browser, server):
+    """A user created with a generated password (the first-run admin) gets only the change-password form; after
+    the change the page opens, and the audit view shows the reason given for a plate history."""
+    from api.store import ApiStore
+
+    store = ApiStore(server.client, scrypt_n=2**10)
+    store.put_user("firstadmin", "admin", "generated-pass-1", must_change=True)
+    store.audit("inv", "plate_history", {"plate": "1กอ5180", "reason": "case web-77"}, 3)
+    login(browser, server, "firstadmin", "generated-pass-1")
+    wait(browser, "#password-view")
+    assert not browser.find_element("id", "view").is_displayed()
+    shot(browser, "13a_first_login_password")
+    css(browser, "#password-current")[0].send_keys("generated-pass-1")
+    css(browser, "#password-new")[0].send_keys("my own long password")
+    css(browser, "#password-repeat")[0].send_keys("my own long password")
+    css(browser, "#password-submit")[0].click()
+    wait(browser, "#nav a")
+    assert not ApiStore(server.client).get_user("firstadmin")["must_change"]
+    browser.get(server.url + "/#/users")
+    wait(browser, "#audit-table")
+    wait_until(browser, lambda d: "case web-77" in d.find_element("id", "audit-table").text,
+               message="reason not shown in the audit view")
+    shot(browser, "13b_audit_view")
 
 
 def test_camera_grid_health_refreshes_live(browser, server, web_data):
