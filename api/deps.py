@@ -27,8 +27,9 @@ class User:
     must_change: bool = False  # first-run admin: every route but the password change answers 403
 
     def may(self, role: str) -> bool:
-        """Whether the user's role is at least ``role``."""
-        return ROLES.index(self.role) >= ROLES.index(role)
+        """Whether the user's role is at least ``role`` (never while a first-login password change is due, so
+        that checks outside :func:`get_current_user`, such as the alert WebSocket's, refuse such a user too)."""
+        return not self.must_change and ROLES.index(self.role) >= ROLES.index(role)
 
     def sees(self, camera_id: str) -> bool:
         """Whether the user may see this camera's data."""

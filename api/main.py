@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from api.auditing import AuditMiddleware
 from api.faces import FaceService
@@ -90,6 +91,8 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         ensure_durable(client, get_settings().redis_allow_volatile, settings.redis_url)
         try:
             bootstrap_admin(app.state.api_store, settings)
+            # the dummy hash of unknown user names, made now so that no login pays for it (equal login cost)
+            await run_in_threadpool(app.state.api_store.dummy_hash)
         except redis.RedisError as exc:
             logger.warning("could not bootstrap the admin user (Redis: %s)", exc)
         yield

@@ -161,7 +161,8 @@ class ApiStore:
         pipe.delete(f"user:{username}", f"user:{username}:apikeys", *[f"apikey:{h}" for h in hashes])
         return bool(pipe.execute()[0])
 
-    def _dummy_hash(self) -> str:
+    def dummy_hash(self) -> str:
+        """The hash unknown user names are checked against (current parameters; made once, at start-up)."""
         if self._dummy is None:
             self._dummy = hash_password(secrets.token_urlsafe(16), self.scrypt_n)
         return self._dummy
@@ -172,7 +173,7 @@ class ApiStore:
         password stored with weaker parameters than today's is re-hashed transparently."""
         stored = self.client.hget(f"user:{username}", "password")
         if stored is None:
-            verify_password(password, self._dummy_hash())
+            verify_password(password, self.dummy_hash())
             return False
         ok = verify_password(password, _s(stored))
         if ok and needs_rehash(_s(stored), self.scrypt_n):

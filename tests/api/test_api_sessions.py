@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
 from api.settings import ApiSettings
@@ -146,7 +147,7 @@ def test_unknown_and_known_users_cost_one_hash_each(rclient: redis.Redis, monkey
     monkeypatch.setattr(store_mod, "verify_password", lambda p, s: calls.append(1) or real(p, s))
     real_hash = store_mod.hash_password
     monkeypatch.setattr(store_mod, "hash_password", lambda p, n: calls.append(10) or real_hash(p, n))
-    store._dummy_hash()  # computed once, at the first unknown name
+    store.dummy_hash()  # made once (the app makes it at start-up)
     calls.clear()
     assert not store.check_password("nobody", "x")
     assert calls == [1]
@@ -183,6 +184,9 @@ def test_first_run_creates_an_admin_who_must_change_the_password(redis_url: str,
         r = client.get("/api/cameras", headers=h)
         assert r.status_code == 403 and "password change required" in r.json()["detail"]
         assert client.get("/api/auth/me", headers=h).json()["must_change_password"] is True
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect("/api/alerts/ws") as ws:
+            ws.send_json({"token": h["Authorization"].split()[1]})  # nor live alerts before the change
+            ws.receive_json()
         r = client.post("/api/auth/password", headers=h,
                         json={"current_password": password, "new_password": "my own good password"})
         assert r.status_code == 200 and r.json()["must_change_password"] is False
