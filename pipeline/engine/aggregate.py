@@ -242,6 +242,14 @@ class Aggregator:
         if not state.published or text != state.published_text or confidence > state.published_confidence + MIN_TEXT_GAIN:
             state.dirty = True
 
+    @staticmethod
+    def face_could_improve(state: FaceState, quality: float) -> bool:
+        """Whether a face of this quality would enter the track's ``TOP_FACES`` best (and so change its
+        template, crop or snapshot)."""
+        if len(state.top_faces) < TOP_FACES or state.embedding is None:
+            return True
+        return quality > min(q for q, _ in state.top_faces)
+
     def add_face(
         self,
         state: FaceState,

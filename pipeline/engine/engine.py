@@ -44,7 +44,7 @@ from pipeline.engine.gating import GateBank
 from pipeline.engine.metrics import EngineMetrics
 from pipeline.engine.schedule import DetectionSchedule
 from pipeline.engine.snapshots import SnapshotWriter
-from pipeline.engine.tracking import Tracker
+from pipeline.engine.tracking import Tracker, iou_matrix
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
 from pipeline.models.plate_detector import VEHICLE_MARGIN, owner_of
@@ -61,6 +61,7 @@ PLATE_ONLY_REGION = (1.0, 1.5)  # a plate-only job searches the plate box grown 
 FACE_TRACK_SIMILARITY = 0.5  # a face that moved too far for its box keeps its track at this embedding cosine
 CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
+FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this much belongs to it (embedding choice)
 
 
 class FrameLike(Protocol):
@@ -442,11 +443,43 @@ class Engine:
         face_frames = [g for g in gated if g.cam.camera.analytics.faces]
         if not face_frames:
             return
+        def worth_embedding(k: int, faces: Detections) -> np.ndarray:
+            return self._faces_worth_embedding(face_frames[k], faces)
+
         with self.metrics.stage("face"):
-            results = self.models.faces.detect_batch([g.item.frame for g in face_frames])
+            results = self.models.faces.detect_batch([g.item.frame for g in face_frames], worth_embedding)
+        embedded = sum(sum(e is not None for e in r.data.get("embedding", [])) for r in results)
+        self.metrics.count("faces_embedded", embedded)
+        self.metrics.count("faces_not_embedded", sum(len(r) for r in results) - embedded)
         with self.metrics.stage("track"):
             for g, faces in zip(face_frames, results, strict=True):
                 self._attach_faces(g, faces)
+
+    def _faces_worth_embedding(self, g: _Frame, faces: Detections) -> np.ndarray:
+        """Which faces of a frame to embed: a face whose track (its person box, or the face track its box
+        overlaps) already holds ``TOP_FACES`` better faces cannot change that track's template, so it is not
+        embedded; new faces, and faces whose track is uncertain, always are."""
+        want = np.ones(len(faces), bool)
+        quality = faces.data.get("quality")
+        if quality is None or not len(faces):
+            return want
+        camera_id = g.item.camera_id
+        owners = assign_faces_to_persons(faces.xyxy, g.persons.xyxy)
+        predicted = g.cam.faces.predicted_boxes(g.item.capture_time)
+        face_ids = list(g.cam.faces.tracks)
+        overlap = iou_matrix(faces.xyxy, predicted) if len(face_ids) else np.zeros((len(faces), 0))
+        for i in range(len(faces)):
+            if owners[i] >= 0:
+                track_id = int(g.persons.tracker_id[owners[i]])
+            elif overlap.shape[1] and overlap[i].max() >= FACE_TRACK_IOU and \
+                    (overlap[:, overlap[i].argmax()] >= FACE_TRACK_IOU).sum() == 1:
+                track_id = face_ids[int(overlap[i].argmax())]
+            else:
+                continue  # a new face or an ambiguous one: embed (its embedding may decide its track)
+            state = self.aggregator.faces.get((camera_id, track_id))
+            if state is not None and not self.aggregator.face_could_improve(state, float(quality[i])):
+                want[i] = False
+        return want
 
     def _attach_faces(self, g: _Frame, faces: Detections) -> None:
         frame, t, camera_id = g.item.frame, g.item.capture_time, g.item.camera_id
@@ -469,9 +502,11 @@ class Engine:
                 track_id = int(g.persons.tracker_id[owners[i]])
             else:
                 track_id = int(face_track_ids[i])
-            if track_id < 0 or embeddings is None or embeddings[i] is None:
+            if track_id < 0:
                 continue
             state = self.aggregator.face_track(camera_id, track_id, t)
+            if embeddings is None or embeddings[i] is None:
+                continue  # not embedded: it could not improve its track (it is still seen)
             quality = float(qualities[i]) if qualities is not None and qualities[i] is not None else 0.0
             crop, _, _ = crop_box(frame, faces.xyxy[i], pad_x=0.2, pad_y=0.2)
             self.aggregator.add_face(state, np.asarray(embeddings[i], dtype=np.float32), quality,

@@ -9,6 +9,7 @@ size, read from the model: 128 for the offline MobileFaceNet pack) and ``data["q
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -212,25 +213,34 @@ class FaceAnalyzer:
         """Length of the embeddings, read from the recogniser model."""
         return self.embedder.embedding_size
 
-    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
-        """Detect faces in all frames (one detector call) and embed all of them (one embedder call)."""
+    def detect_batch(self, frames: list[np.ndarray],
+                     select: Callable[[int, Detections], np.ndarray] | None = None) -> list[Detections]:
+        """Detect faces in all frames (one detector call) and embed them (one embedder call).
+
+        ``select(k, faces)``, when given, sees frame ``k``'s faces with their landmarks and quality (no embedding
+        yet) and returns a boolean mask of the faces worth embedding; the others carry ``None`` as embedding
+        (the embedder is the costly part: the engine embeds a face only when it could improve its track).
+        """
         detections = self.detector.detect_batch(frames)
-        aligned: list[np.ndarray] = []
-        for frame, dets in zip(frames, detections, strict=True):
-            aligned.extend(self.embedder.align(frame, lm) for lm in dets.data["landmarks"])
-        embeddings = self.embedder.embed(aligned)
         out: list[Detections] = []
-        start = 0
-        for dets in detections:
+        aligned: list[np.ndarray] = []
+        wanted: list[tuple[int, int]] = []  # (frame, face) of each aligned crop to embed
+        for k, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
             n = len(dets)
-            faces = aligned[start : start + n]
-            quality = np.array(
-                [face_quality(dets.xyxy[i], dets.data["landmarks"][i], faces[i]) for i in range(n)], dtype=np.float32
-            )
-            data = {"landmarks": np.asarray(dets.data["landmarks"], dtype=np.float32).reshape(n, 5, 2),
-                    "embedding": embeddings[start : start + n], "quality": quality}
-            out.append(Detections(xyxy=dets.xyxy, confidence=dets.confidence, class_id=dets.class_id, data=data))
-            start += n
+            landmarks = np.asarray(dets.data["landmarks"], dtype=np.float32).reshape(n, 5, 2)
+            faces = [self.embedder.align(frame, lm) for lm in landmarks]
+            quality = np.array([face_quality(dets.xyxy[i], landmarks[i], faces[i]) for i in range(n)],
+                               dtype=np.float32)
+            found = Detections(xyxy=dets.xyxy, confidence=dets.confidence, class_id=dets.class_id,
+                               data={"landmarks": landmarks, "quality": quality})
+            mask = np.ones(n, bool) if select is None or not n else np.asarray(select(k, found), bool)
+            for i in np.flatnonzero(mask):
+                aligned.append(faces[i])
+                wanted.append((k, int(i)))
+            found.data["embedding"] = [None] * n
+            out.append(found)
+        for (k, i), emb in zip(wanted, self.embedder.embed(aligned), strict=True):
+            out[k].data["embedding"][i] = emb
         return out
 
     def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:

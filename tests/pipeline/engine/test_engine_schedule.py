@@ -237,3 +237,17 @@ def test_a_second_car_entering_beside_a_settled_one_is_detected_at_once(tmp_path
     engine.process_batch([_Frame(1.2, frame)])
     assert models.vehicles.frames == detected + 1
     assert engine.metrics.counters["frames_scheduled_out"] > 0  # the scene was thinned before the newcomer
+
+
+# -- faces embedded only when better -------------------------------------------------------------------------
+
+
+def test_a_face_is_embedded_only_while_it_could_enter_its_tracks_best_faces() -> None:
+    agg = Aggregator(10.0, 1, vote)
+    state = agg.face_track("cam", 3, 0.0)
+    assert agg.face_could_improve(state, 0.1)  # nothing yet
+    emb = np.ones(8, np.float32) / np.sqrt(8)
+    for k, q in enumerate((0.5, 0.7, 0.6)):
+        agg.add_face(state, emb, q, 0.9, [0, 0, 40, 40], k * 0.1, CROP, FRAME.copy)
+    assert not agg.face_could_improve(state, 0.5)  # three better (or equal) faces held
+    assert agg.face_could_improve(state, 0.55)  # would replace the 0.5 one

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from pipeline.detections import Detections
 from pipeline.models.registry import ModelSet
 
 
@@ -133,3 +134,22 @@ def test_tight_canvas_finds_the_faces_of_the_square_one(model_set: ModelSet, sha
             assert j >= 0 and overlap[j] > 0.9, (box, b.xyxy)
             assert abs(float(b.confidence[j]) - float(score)) < 0.05
 
+
+
+@pytest.mark.timeout(60)
+def test_only_the_faces_selected_are_embedded_with_the_same_embedding(model_set: ModelSet, shared_dir: Path) -> None:
+    images = _enrol_images(shared_dir)
+    full = model_set.faces.detect_batch(images)
+    seen: list[tuple[int, int]] = []
+
+    def first_frame_only(k: int, faces: Detections) -> np.ndarray:
+        assert "embedding" not in faces.data and len(faces.data["quality"]) == len(faces)
+        seen.append((k, len(faces)))
+        return np.full(len(faces), k == 0)
+
+    part = model_set.faces.detect_batch(images, first_frame_only)
+    assert seen == [(k, len(f)) for k, f in enumerate(full)]
+    assert all(e is not None for e in part[0].data["embedding"])
+    assert np.allclose(np.asarray(part[0].data["embedding"]), np.asarray(full[0].data["embedding"]), atol=1e-5)
+    assert all(e is None for faces in part[1:] for e in faces.data["embedding"])
+    assert np.allclose(part[1].data["quality"], full[1].data["quality"])
