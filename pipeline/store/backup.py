@@ -152,6 +152,9 @@ def _bgsave(client: redis.Redis, progress: Progress, timeout_s: float = 3600) ->
             break
         except redis.ResponseError as exc:  # another save or an AOF rewrite is running: wait for it, then ours
             busy = "in progress" in str(exc).lower() or "another child" in str(exc).lower()
+            if isinstance(exc, redis.exceptions.NoPermissionError):
+                raise BackupError(f"BGSAVE refused ({exc}): run the backup with the admin URL "
+                                  "(CCTV_REDIS_ADMIN_URL from var/secrets/redis.env)") from None
             if not busy or time.monotonic() > deadline:
                 raise BackupError(f"BGSAVE refused: {exc}") from None
             time.sleep(0.2)
