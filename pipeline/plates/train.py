@@ -39,6 +39,7 @@ from pipeline.plates.training_data import (
     cut_province,
     make_sample,
     motorcycle_validation_images,
+    pseudo_moto_pool,
     real_pool,
     rectified_pools,
     rendered_pools,
@@ -165,6 +166,8 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
             val_pool = real_pool([moto[i] for i in m_va], True, PRELOAD_HW)
             moto_val = (motorcycle_validation_images(val_pool, (INPUT_H, INPUT_W)),
                         [moto[i].label for i in m_va], [moto[i].province for i in m_va])
+    if args.pseudo_moto:
+        extra.add(pseudo_moto_pool(car_train, PRELOAD_HW), weights.get("pseudo_moto", 0.0))
     if args.synthetic:
         cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
         extra.add(cars, weights.get("rendered_car", 0.0))
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--moto", type=Path, default=None,
                     help="labels.csv of real motorcycle crops (three-line plates); split by plate like --data")
     ap.add_argument("--moto-val-fraction", type=float, default=0.5)
+    ap.add_argument("--pseudo-moto", action="store_true",
+                    help="also train on training car crops with a three-character series re-laid as motorcycle plates "
+                         "(pool weight pseudo_moto)")
     ap.add_argument("--synthetic", type=int, default=0, help="render this many synthetic plates (Thai fonts)")
     ap.add_argument("--synthetic-moto-share", type=float, default=0.4)
     ap.add_argument("--rectified", type=int, default=0,

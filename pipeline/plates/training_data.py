@@ -12,6 +12,7 @@ province head answers "no province" instead of inventing one.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +22,14 @@ from tqdm import tqdm
 
 from pipeline.plates.augment import augment, geometric, photometric
 from pipeline.plates.dataset import PlateSample, encode_label, load_images
-from pipeline.plates.layout import motorcycle_to_car_form
+from pipeline.plates.layout import car_to_motorcycle_form, motorcycle_to_car_form
 from pipeline.plates.provinces import PROVINCES
 
 logger = logging.getLogger(__name__)
 
 NO_PROVINCE = len(PROVINCES)  # extra province class: the province line is cut off or unreadable
 MOTO_PRELOAD_HW = (112, 128)  # canonical motorcycle crops (three lines), re-laid into the car form per sample
+PSEUDO_MOTO_LABEL = re.compile(r"[0-9][ก-ฮ]{2}[0-9]{3,4}")  # car plates whose characters also form a motorcycle plate
 
 
 @dataclass
@@ -84,6 +86,21 @@ def rendered_pools(n: int, seed: int, moto_share: float, car_hw: tuple[int, int]
         (motos if moto else cars).append((img, plate.label, plate.province))
 
     return _pool(cars, False, car_hw), _pool(motos, True, car_hw)
+
+
+def pseudo_moto_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Pool:
+    """Real car crops whose series has three characters, re-laid as motorcycle plates
+    (:func:`pipeline.plates.layout.car_to_motorcycle_form`): the real plate font in the motorcycle layout."""
+    items: list[tuple[np.ndarray, str, int]] = []
+    for sample in tqdm(samples, desc="pseudo-motorcycle plates", unit="crop", mininterval=2.0):
+        if not PSEUDO_MOTO_LABEL.fullmatch(sample.label):
+            continue
+        img = cv2.imread(str(sample.path))
+        moto = car_to_motorcycle_form(img, len(sample.label) - 3, MOTO_PRELOAD_HW) if img is not None else None
+        if moto is not None:
+            items.append((moto, sample.label, sample.province))
+    logger.info("pseudo-motorcycle plates: %d of %d car crops", len(items), len(samples))
+    return _pool(items, True, car_hw)
 
 
 def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,9 @@ from pipeline.plates.layout import (
     MOTO_BANDS,
     MOTORCYCLE,
     REGISTRATION_SHARE,
+    car_to_motorcycle_form,
     motorcycle_to_car_form,
+    series_gap,
     to_reader_form,
 )
 
@@ -148,3 +150,43 @@ def test_one_pixel_tall_crop_does_not_crash() -> None:
     """A 1-pixel-tall crop (a degenerate detector box read with layout ``auto``) should give a car form too."""
     out = motorcycle_to_car_form(np.full((1, 40, 3), 90, np.uint8), (64, 128))
     assert out.shape == (64, 128, 3)
+
+
+def _text_line(series: str, number: str, h: int = 60) -> np.ndarray:
+    """A white registration line with dark blocks for characters: ``series`` blocks, a wide gap, ``number``."""
+    w = 300
+    img = np.full((h, w, 3), 235, np.uint8)
+    for k, ch in enumerate(series + " " + number):
+        if ch != " ":
+            img[10:50, 10 + 26 * k + 3:10 + 26 * k + 22] = 20
+    return img
+
+
+def test_series_gap_finds_the_blank_between_series_and_number() -> None:
+    line = _text_line("1กข", "1234")
+    gap = series_gap(line)
+    assert gap is not None and 10 + 3 * 26 <= gap <= 10 + 4 * 26 + 3  # inside the blank character slot
+    solid = np.full((60, 300, 3), 235, np.uint8)
+    solid[10:50, 10:290] = 20  # ink without any blank column: no gap to cut at
+    assert series_gap(solid) is None
+
+
+def test_car_plates_become_motorcycle_plates_with_their_own_characters(shared_dir: Path) -> None:
+    samples = [s for s in read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")[:400]
+               if len(s.label) == 7 and s.label[0].isdigit() and not s.label[1].isdigit()]
+    assert len(samples) >= 40
+    made = 0
+    for sample in samples[:60]:
+        crop = cv2.imread(str(sample.path))
+        moto = car_to_motorcycle_form(crop, 4)
+        if moto is None:
+            continue
+        made += 1
+        assert moto.shape == (112, 128, 3)
+        # three lines of ink: series on top, province in the middle, number at the bottom, blank between them
+        grey = cv2.cvtColor(moto, cv2.COLOR_BGR2GRAY)
+        rows = (grey < grey.mean() - 40).mean(1)
+        assert rows[15:40].max() > 0.15 and rows[72:105].max() > 0.15
+    assert made >= 0.6 * 60
+    # a plate whose number has a digit count the gap model does not know is not used
+    assert car_to_motorcycle_form(cv2.imread(str(samples[0].path)), 1) is None
