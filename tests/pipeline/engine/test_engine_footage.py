@@ -217,7 +217,7 @@ def test_redis_outage_events_are_spooled_and_delivered_once_in_order(models: Any
     gap = [(eid, v) for eid, v, direct in emitted if not direct]
     assert len(gap) >= 2, "the outage window produced too few events to test the spool"
     assert publisher.pending == len(gap) and not publisher.redis_ok
-    own_redis.start()  # a fresh, empty server on the same port
+    own_redis.start()  # restarted on the same port and data folder
     for i in range(2 * third, len(frames), 4):
         engine.process_batch(frames[i : i + 4])
     engine.finish()
