@@ -6,7 +6,9 @@ restart, every process of the service at once (ffmpeg dies in the middle of a se
 segment already indexed is still indexed, on disk and playable, the records the API side had stored are untouched
 and no process is left behind; started again (what systemd's ``Restart=always`` in ``scripts/systemd/cctv.service``
 does), the service comes back by itself: the camera goes online, a segment cut by the kill is recovered from
-``.incoming`` and indexed, and recording goes on.
+``.incoming`` and indexed, and recording goes on. An evidence export (``python -m pipeline export-clip``, what the
+API's export worker runs) is SIGKILLed while its ffmpeg cuts: no clip is left that looks finished without its
+manifest, and the same export asked again after the restart completes.
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ def test_supervisor_sigkill_mid_recording_loses_nothing_and_a_restart_resumes(
     #    of the service: ffmpeg dies in the middle of a segment)
     proc = start_service(config, env, log)
     wait_back(admin, tree, len(after_kill))
-    before, after_kill, tree = kill_mid_recording(proc, admin, rec, whole_tree=True)
+    exports = tmp_path / "exports"
+    before, after_kill, tree = kill_mid_recording(proc, admin, rec, whole_tree=True,
+                                                  export=lambda: start_export(env, admin, exports))
+    export_state = {"killed_while_ffmpeg_cut": KILLED_EXPORT[-1], **check_exports(exports)}
+    assert export_state["clip_without_manifest"] == 0  # a cut export never looks like finished evidence
     check_nothing_lost(before, after_kill, rec)
     leftovers = {p.name: (p.stat().st_mtime, probe_duration(p) or 0.0) for p in incoming_dir(rec, CAM).glob("*.mkv")}
     assert leftovers, "no segment was being written at the kill"
@@ -114,6 +120,9 @@ def test_supervisor_sigkill_mid_recording_loses_nothing_and_a_restart_resumes(
         assert not set(leftovers) & {p.name for p in incoming_dir(rec, CAM).glob("*.mkv")}, "leftovers not handled"
         recovered = [s for s in resumed if any(abs(s.end - mtime) < 0.01 for mtime in playable.values())]
         assert len(recovered) == len(playable), f"segments cut by the kill not recovered: {leftovers}"
+        again = start_export(env, admin, exports)  # the export asked again after the crash completes
+        assert again.wait(timeout=120) == 0, again.stderr.read() if again.stderr else ""
+        assert check_exports(exports)["complete"] >= 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0
     finally:
@@ -127,18 +136,71 @@ def test_supervisor_sigkill_mid_recording_loses_nothing_and_a_restart_resumes(
     figures["whole_tree"] = {"indexed_before_kill": len(before), "indexed_after_kill": len(after_kill),
                              "lost": len({s.member() for s in before} - {s.member() for s in after_kill}),
                              "segments_cut_by_kill": len(leftovers), "playable_cut_segments": len(playable),
-                             "recovered_after_restart": len(recovered), "indexed_after_restart": len(resumed)}
+                             "recovered_after_restart": len(recovered), "indexed_after_restart": len(resumed),
+                             "export_at_kill": export_state}
     print("\nSUPERVISOR CRASH FIGURES " + json.dumps(figures))
 
 
-def kill_mid_recording(proc: subprocess.Popen, client: redis.Redis, rec: Path,
-                       whole_tree: bool) -> tuple[list[Segment], list[Segment], list[psutil.Process]]:
-    """Wait until recording runs, SIGKILL the supervisor (or its whole process tree); return the segments indexed
-    before and after the kill and the killed tree, once every process of it has gone."""
+def start_export(env: dict[str, str], client: redis.Redis, out: Path) -> subprocess.Popen:
+    """``python -m pipeline export-clip`` of everything recorded so far (as the API's export worker would run it)."""
+    recorded = segments(client)
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "export-clip", CAM, repr(recorded[0].start),
+                             repr(recorded[-1].end), "--requester", "crash-test", "--out", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def check_exports(out: Path) -> dict[str, Any]:
+    """Nothing half-written looks finished: every clip has its manifest and matches its SHA-256."""
+    from pipeline.models_manifest import sha256_file
+
+    clips = sorted(out.glob("*.mp4")) if out.is_dir() else []
+    final = [c for c in clips if not c.name.endswith(".part.mp4")]
+    for clip in final:
+        manifest = clip.with_suffix(".json")
+        if manifest.exists():
+            assert json.loads(manifest.read_text())["sha256"] == sha256_file(clip), clip
+    complete = [c for c in final if c.with_suffix(".json").exists()]
+    return {"complete": len(complete), "clip_without_manifest": len(final) - len(complete),
+            "part_files_left": len(clips) - len(final)}
+
+
+KILLED_EXPORT: list[bool] = []
+
+
+def kill_export_mid_cut(exporter: subprocess.Popen) -> bool:
+    """SIGKILL an export and its ffmpeg as soon as ffmpeg runs; True if it was cut mid-way (not finished yet)."""
+    deadline = time.monotonic() + 60
+    cut = False
+    while exporter.poll() is None and time.monotonic() < deadline:
+        try:
+            procs = [psutil.Process(exporter.pid), *psutil.Process(exporter.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        if any("ffmpeg" in p.name() for p in procs[1:]):
+            for p in procs:
+                try:
+                    p.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
+            cut = True
+            break
+        time.sleep(0.01)
+    exporter.wait(timeout=30)
+    return cut and exporter.returncode == -signal.SIGKILL
+
+
+def kill_mid_recording(proc: subprocess.Popen, client: redis.Redis, rec: Path, whole_tree: bool,
+                       export: Callable[[], subprocess.Popen] | None = None,
+                       ) -> tuple[list[Segment], list[Segment], list[psutil.Process]]:
+    """Wait until recording runs (and SIGKILL an export of it in the middle of its cut), SIGKILL the supervisor (or
+    its whole process tree); return the segments indexed before and after the kill and the killed tree, once it has
+    all gone."""
     tree: list[psutil.Process] = []
     try:
         start = len(segments(client))
         wait_for(lambda: len(segments(client)) >= start + 3, 180, "three more segments recorded and indexed")
+        if export is not None:
+            KILLED_EXPORT.append(kill_export_mid_cut(export()))
         if whole_tree:  # kill once the segment being written holds at least one flushed cluster (1 s)
             wait_for(lambda: any((probe_duration(p) or 0) > 0 for p in incoming_dir(rec, CAM).glob("*.mkv")), 60,
                      "a segment being written with a second of video in it")
