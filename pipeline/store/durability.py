@@ -89,7 +89,8 @@ def ensure_durable(client: redis.Redis, allow_volatile: bool, url: str = "") -> 
     try:
         found = read_persistence(client)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        logger.warning("cannot check how %s persists its data (%s); checking again when it answers", where, exc)
+        logger.warning("cannot check how %s persists its data (%s): not checked at this start (the engine spools "
+                       "its events on disk until Redis answers)", where, exc)
         return None
     if found.keeps_anything:
         if not found.aof:
