@@ -37,6 +37,7 @@ from api.settings import ApiSettings
 from api.store import ApiStore
 from pipeline.config import ConfigError, load_config
 from pipeline.search.faces import FaceIndex
+from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
 from pipeline.store.durability import ensure_durable
 
@@ -109,6 +110,9 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     except (ConfigError, OSError) as exc:
         logger.warning("cameras config %s not loaded: %s", settings.config_path, exc)
         app.state.camera_config = None
+    install_log_redaction()
+    for url in app.state.camera_config.stream_urls() if app.state.camera_config else []:
+        url_secrets(url)  # registered: camera health read from Redis and every log line are redacted by value too
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(redis.RedisError, _redis_down)
     # outside the others: refused and failed requests (theirs too) and unrecorded queries are audited

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_config
-from pipeline.secrets import referenced_variables
+from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import PROJECT_ROOT, get_settings
 
 logger = logging.getLogger(__name__)
@@ -33,14 +33,10 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    import os
-
-    missing = sorted(
-        {var for cam in config.cameras for url in (cam.url, cam.sub_stream or "") for var in referenced_variables(url)}
-        - set(os.environ)
-    )
-    for var in missing:
-        print(f"{args.path}: warning: environment variable {var} is referenced but not set", file=sys.stderr)
+    for url in config.stream_urls():
+        url_secrets(url)  # registered, so that nothing printed below can hold one
+    for issue in config.warnings():
+        print(f"{args.path}:{issue.line or '?'}: {issue.path}: warning: {issue.message}", file=sys.stderr)
     print(f"{args.path}: OK ({len(config.cameras)} cameras)")
     return 0
 
@@ -81,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    for issue in config.warnings():
+        logger.warning("%s:%s: %s: %s", args.config, issue.line or "?", issue.path, issue.message)
     from pipeline.store.durability import VolatileRedisError
 
     try:
@@ -209,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -4,22 +4,24 @@ Errors name the YAML key path and the line, e.g.::
 
     cameras.yaml:14: cameras[1].analysis_fps: Input should be less than or equal to 30 (got 90)
 
-Credentials are never written in the file: a URL references an environment variable (``${CAM3_PASSWORD}``)
-that is expanded only when the stream is opened (see :mod:`pipeline.secrets`).
+Credentials belong in the environment: a URL references a variable (``${CAM3_PASSWORD}``) that is expanded,
+percent-encoded, only when the stream is opened (see :mod:`pipeline.secrets`). :meth:`Config.warnings` lists what
+``check-config`` warns about without failing: unset variables, a password written in clear, a user-info that
+URL parsers would cut differently from what its author meant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pipeline.secrets import redact_text, referenced_variables
+from pipeline.secrets import redact_text, url_warnings
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RESERVED_CAMERA_IDS = frozenset({"exports", "snapshots", "cache"})  # folder names under the recordings dir
@@ -45,11 +47,11 @@ def check_stream_url(url: str) -> str:
         raise ValueError("URL has no host")
     try:
         _ = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in URL: {exc}") from None
-    if parts.password and not referenced_variables(parts.password):
-        raise ValueError("password written in clear in the URL; reference an environment variable like ${CAM_PASSWORD}")
-    return url
+    except ValueError:
+        # the parser's message would echo what it took for a port: part of a password holding '/', '?' or '#'
+        raise ValueError("bad port in URL (a password holding '/', '?' or '#' must be written percent-encoded, "
+                         "or put in an environment variable)") from None
+    return url  # a password written in clear is a warning (Config.warnings): percent-encoded, it works
 
 
 StreamUrl = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -189,6 +191,7 @@ class Config(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Stream ingest and recording.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Analytics engine.")
     cameras: list[Camera] = Field(min_length=1, max_length=2000, description="The cameras.")
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 
     def camera(self, camera_id: str) -> Camera:
         """Return the camera with this id or raise ``KeyError``."""
@@ -196,6 +199,23 @@ class Config(StrictModel):
             if cam.id == camera_id:
                 return cam
         raise KeyError(camera_id)
+
+    def stream_urls(self) -> list[str]:
+        """Every stream URL of the file (main and sub-streams), as written."""
+        return [url for cam in self.cameras for url in (cam.url, cam.sub_stream) if url]
+
+    def warnings(self, environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+        """Problems that do not stop the service, with key path and line: credentials (see
+        :func:`pipeline.secrets.url_warnings`), judged against ``environ`` (default: the process environment)."""
+        out: list[ConfigIssue] = []
+        for i, cam in enumerate(self.cameras):
+            for key in ("url", "sub_stream"):
+                url = getattr(cam, key)
+                if url:
+                    loc = ("cameras", i, key)
+                    out += [ConfigIssue(_format_path(loc), _line_for(loc, self._lines), message)
+                            for message in url_warnings(url, environ)]  # fmt: skip
+        return out
 
 
 @dataclass(frozen=True)
@@ -258,6 +278,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     issues += _semantic_issues(config, lines)
     if issues:
         raise ConfigError(source, issues)
+    config._lines = lines
     return config
 
 

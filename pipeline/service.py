@@ -30,6 +30,7 @@ from pipeline.ingest.capture import backoff_delay
 from pipeline.ingest.framebus import MP_CONTEXT, FrameBus, StopFlag
 from pipeline.ingest.worker import camera_is_analysed, run_capture_worker
 from pipeline.recording.retention import run_retention_loop
+from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
     Raises :class:`~pipeline.store.durability.VolatileRedisError` before starting anything when Redis keeps
     nothing on disk (unless ``CCTV_REDIS_ALLOW_VOLATILE`` is set).
     """
+    for url in config.stream_urls():
+        url_secrets(url)  # registered: redacted from every log line of the supervisor
+    install_log_redaction()
     check_redis_durable()
     stop_event = StopFlag()
     analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the service needs on a fresh Debian/Ubuntu machine with Python 3.11:
-# system packages (redis-server, ffmpeg, chromium and a Thai font for browser tests), a virtual
-# environment in .venv with the pinned Python packages, and the project's own durable Redis on 127.0.0.1:6380
-# (see the end of this file).
+# system packages (redis-server, ffmpeg, chromium and a Thai font for browser tests, GStreamer's RTSP server as
+# the tests' independent Digest-authenticated camera), a virtual environment in .venv with the pinned Python
+# packages, and the project's own durable Redis on 127.0.0.1:6380 (see the end of this file).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(redis-server ffmpeg chromium chromium-driver fonts-tlwg-loma-otf
   # Thai fonts the plate-reader trainer renders synthetic plates with (pipeline.plates.render)
   fonts-tlwg-loma-ttf fonts-tlwg-garuda-ttf fonts-tlwg-waree-ttf fonts-tlwg-umpush-ttf fonts-tlwg-laksaman-ttf
-  fonts-tlwg-typist-ttf)
+  fonts-tlwg-typist-ttf
+  # an independent RTSP camera with Digest authentication for the tests (pipeline/gstcams.py): gst-rtsp-server
+  # through the system Python's GObject bindings; base/good/bad give filesrc, qtdemux, h264parse/h265parse, rtph26Xpay
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

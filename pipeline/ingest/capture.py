@@ -9,6 +9,15 @@ Python only touches the analysed frames as ready BGR bytes; and the same process
 stream copy through a second output, which costs ~0 extra CPU (0.103 vs 0.103 cores) on the same RTSP connection,
 whereas a separate recorder costs another connection, 0.005 cores and ~115 MB RSS per camera.
 
+Credentials: the URL's ``${VAR}`` references are expanded (percent-encoded into the user-info) only here, just
+before ffmpeg starts, and never reach ffmpeg's command line, which ``ps`` shows to every user of the host: a URL
+with secrets is handed over in a one-line ``ffconcat`` script through an inherited pipe (``-f concat -i pipe:N``,
+the only way ffmpeg 5 reads an input URL from somewhere other than its arguments), with the RTSP options as
+``option`` lines; ffmpeg's environment is stripped of the secret variables too. Every error text goes through
+:func:`pipeline.secrets.redact_text`. A camera that refuses the login (``401``) is reported as such and goes
+``offline`` at once (retried at the longest backoff: many cameras lock an account after a few failed logins);
+one that refuses RTSP over TCP (``461 Unsupported transport``) is retried over UDP, and back.
+
 The ffmpeg command has up to two outputs:
 
 1. recording: stream copy into segments (see :mod:`pipeline.recording.recorder`); when the camera is not recorded
@@ -41,7 +50,16 @@ import numpy as np
 
 from pipeline.config import Camera, IngestConfig
 from pipeline.recording.recorder import SegmentFinalizer, segment_output_args
-from pipeline.secrets import MissingSecretError, expand_env, redact_text, redact_url, referenced_variables
+from pipeline.secrets import (
+    MissingSecretError,
+    child_environment,
+    expand_url,
+    looks_percent_encoded,
+    redact_text,
+    redact_url,
+    referenced_variables,
+    url_secrets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +69,12 @@ SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOTS_DIRNAME = "snapshots"
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
+# every protocol an RTSP/HTTP camera may need once the URL is read from the concat script (pipe)
+_PROTOCOL_WHITELIST = "pipe,file,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
+_AUTH_FAILED = re.compile(r"\b401 Unauthorized\b|authorization failed", re.IGNORECASE)
+_FORBIDDEN = re.compile(r"\b403 Forbidden\b", re.IGNORECASE)
+_TRANSPORT_REFUSED = re.compile(r"\b461 Unsupported transport\b", re.IGNORECASE)
+AUTH_FAILED_MESSAGE = "401 Unauthorized: check the camera's user and password"
 _STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
                  "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
 
@@ -159,7 +183,9 @@ class CameraCapture:
         self.finalizer = finalizer
         self.recordings_dir = recordings_dir
         self.primary = primary
-        self.secrets: list[str] = [os.environ.get(v, "") for v in referenced_variables(url)]
+        self.secrets: list[str] = url_secrets(url)  # also registered for every log line of this process
+        self.transport = "tcp"  # RTSP lower transport; switched to udp (and back) when the camera answers 461
+        self.auth_failed = False  # the last session ended with the camera refusing the login
         self.process: subprocess.Popen[bytes] | None = None
 
     # -- outer loop ------------------------------------------------------------------------------------------
@@ -184,8 +210,11 @@ class CameraCapture:
             with self.state.lock:
                 self.state.reconnects += 1
             if self.primary:
-                self.state.set_status("offline" if failures >= _FAILURES_BEFORE_OFFLINE else "reconnecting")
+                down = self.auth_failed or failures >= _FAILURES_BEFORE_OFFLINE
+                self.state.set_status("offline" if down else "reconnecting")
             delay = backoff_delay(failures, self.ingest.backoff_initial_s, self.ingest.backoff_max_s)
+            if self.auth_failed:  # retrying a refused login soon never helps and may lock the camera's account
+                delay = self.ingest.backoff_max_s
             logger.info("camera %s: reconnecting in %.1fs (attempt %d)", self.camera.id, delay, failures)
             self.stop_event.wait(delay)
         if self.primary:
@@ -196,14 +225,58 @@ class CameraCapture:
         self.state.set_error(message, self.secrets)
         logger.warning("camera %s: %s", self.camera.id, redact_text(message, self.secrets))
 
+    def ended_with(self, stderr_tail: list[str], code: int | None) -> str:
+        """The error of a session that ended by itself, from ffmpeg's last stderr lines (already redacted)."""
+        text = " | ".join(stderr_tail)
+        where = redact_url(self.url)
+        if _AUTH_FAILED.search(text):
+            self.auth_failed = True
+            hint = ""
+            for name in referenced_variables(self.url):
+                if looks_percent_encoded(os.environ.get(name, "")):
+                    hint = (f"; {name} looks percent-encoded, but a variable holds the password itself "
+                            "(it is encoded for the URL here)")  # fmt: skip
+            return f"{AUTH_FAILED_MESSAGE} ({where}){hint}"
+        if _FORBIDDEN.search(text):
+            self.auth_failed = True
+            return (f"403 Forbidden: the camera refused this user ({where}): locked out after failed logins, "
+                    "or no right to this stream")  # fmt: skip
+        if _TRANSPORT_REFUSED.search(text) and self.url.startswith(("rtsp://", "rtsps://")):
+            refused, self.transport = self.transport, "udp" if self.transport == "tcp" else "tcp"
+            logger.info("camera %s: the camera refuses RTSP over %s; trying %s", self.camera.id, refused, self.transport)
+            return (f"461 Unsupported transport: the camera refused RTSP over {refused.upper()}; "
+                    f"next try over {self.transport.upper()} ({where})")  # fmt: skip
+        return f"stream ended: {text or f'ffmpeg exited with code {code}'}"
+
     # -- one ffmpeg process ------------------------------------------------------------------------------------
-    def build_command(self, opened_url: str, progress_fd: int, list_fd: int | None) -> list[str]:
-        """The ffmpeg command line (contains the expanded URL: never log it)."""
-        timeout_us = str(int(self.ingest.connect_timeout_s * 1_000_000))
-        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-threads", "1"]
+    def input_args(self, opened_url: str, script_fd: int | None) -> tuple[list[str], bytes | None]:
+        """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL.
+
+        With a script the URL (and its credentials) is read from the pipe ``script_fd``; ffmpeg's command line
+        then reads ``-f concat -safe 0 -i pipe:N``, and the RTSP options move into the script as ``option`` lines.
+        """
+        options: list[tuple[str, str]] = []
         if opened_url.startswith(("rtsp://", "rtsps://")):
-            cmd += ["-rtsp_transport", "tcp", "-timeout", timeout_us]
-        cmd += ["-i", opened_url, "-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
+            options = [("rtsp_transport", self.transport),
+                       ("timeout", str(int(self.ingest.connect_timeout_s * 1_000_000)))]  # fmt: skip
+        if script_fd is None:
+            return [arg for key, value in options for arg in (f"-{key}", value)] + ["-i", opened_url], None
+        if any(ord(char) < 32 or ord(char) == 127 for char in opened_url):
+            raise ValueError("the stream URL holds control characters")
+        # a plain path would be taken relative to the script's own URL (pipe:N): name its protocol
+        target = opened_url if "://" in opened_url else f"file:{opened_url}"
+        quoted = "'" + target.replace("'", "'\\''") + "'"
+        lines = ["ffconcat version 1.0", f"file {quoted}", *(f"option {key} {value}" for key, value in options)]
+        script = ("\n".join(lines) + "\n").encode()
+        if len(script) > 16384:  # the pipe is written before ffmpeg starts reading it
+            raise ValueError("the stream URL is too long")
+        args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", _PROTOCOL_WHITELIST, "-i", f"pipe:{script_fd}"]
+        return args, script
+
+    def build_command(self, input_args: list[str], progress_fd: int, list_fd: int | None) -> list[str]:
+        """The ffmpeg command line around ``input_args`` (see :meth:`input_args`)."""
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-threads", "1"]
+        cmd += [*input_args, "-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
         if list_fd is not None and self.recordings_dir is not None:
             cmd += segment_output_args(self.recordings_dir, self.camera.id, self.ingest.segment_seconds, list_fd)
         else:
@@ -218,15 +291,28 @@ class CameraCapture:
 
     def _session(self) -> bool:
         """Run one ffmpeg process until it ends, stalls or we stop; return whether it delivered anything."""
+        self.auth_failed = False
         try:
-            opened_url = expand_env(self.url)
+            opened_url = expand_url(self.url)
         except MissingSecretError as exc:
             self._fail(f"cannot open stream: {exc}")
             return False
+        script_r, script_w = os.pipe() if self.secrets else (None, None)
+        try:
+            input_args, script = self.input_args(opened_url, script_r)
+        except ValueError as exc:
+            for fd in (script_r, script_w):
+                if fd is not None:
+                    os.close(fd)
+            self._fail(f"cannot open stream: {exc}")
+            return False
+        if script_w is not None and script is not None:
+            os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
+            os.close(script_w)
         progress_r, progress_w = os.pipe()
         list_r, list_w = os.pipe() if self.finalizer is not None else (None, None)
-        cmd = self.build_command(opened_url, progress_w, list_w)
-        pass_fds = tuple(fd for fd in (progress_w, list_w) if fd is not None)
+        cmd = self.build_command(input_args, progress_w, list_w)
+        pass_fds = tuple(fd for fd in (progress_w, list_w, script_r) if fd is not None)
         if self.primary:
             self.state.set_status("connecting" if self.state.reconnects == 0 else self.state.status)
         if self.finalizer is not None:
@@ -234,7 +320,7 @@ class CameraCapture:
         try:
             self.process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.bus is not None else subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**os.environ, "TZ": "UTC"}, start_new_session=True,
+                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"}, start_new_session=True,
                 preexec_fn=_die_with_parent,
             )  # fmt: skip
         finally:
@@ -306,8 +392,7 @@ class _SessionLoop:
                 self.stopping_since = now
         code = self.proc.wait(timeout=10)
         if self.stopping_since is None and not self.o.stop_event.is_set():
-            detail = " | ".join(self.stderr_tail) or f"ffmpeg exited with code {code}"
-            self.o._fail(f"stream ended: {detail}")
+            self.o._fail(self.o.ended_with(list(self.stderr_tail), code))
         return self.delivered
 
     def _stop_gracefully(self) -> None:

@@ -24,7 +24,9 @@ Key layout (all values are strings; times are UTC epoch seconds):
   ========================  ==================================================================================
 
 :func:`read_camera_health` returns these hashes as dicts with numbers parsed and a ``stale`` flag (``updated_at``
-older than :data:`STALE_AFTER_S`, i.e. the worker is gone or hung).
+older than :data:`STALE_AFTER_S`, i.e. the worker is gone or hung). Its text fields pass through
+:func:`pipeline.secrets.redact_text` once more on the way out (with the reader's registered secrets), so a hash
+written by an older worker cannot put a credential in an API response.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import logging
 import time
 from typing import Any
 
+from pipeline.secrets import redact_text
+
 logger = logging.getLogger(__name__)
 
 CAMERAS_KEY = "cctv:health:cameras"
@@ -40,6 +44,7 @@ STALE_AFTER_S = 15.0
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
                  "last_segment_end", "updated_at")  # fmt: skip
 _INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid")
+_TEXT_FIELDS = ("last_error", "url")
 
 
 def health_key(camera_id: str) -> str:
@@ -82,6 +87,9 @@ def read_camera_health(client: Any, camera_id: str | None = None) -> list[dict[s
             record[name] = _to_number(record.get(name), float)
         for name in _INT_FIELDS:
             record[name] = _to_number(record.get(name), int)
+        for name in _TEXT_FIELDS:
+            if record.get(name):
+                record[name] = redact_text(record[name])
         record["stale"] = record["updated_at"] is None or now - record["updated_at"] > STALE_AFTER_S
         out.append(record)
     return out

@@ -23,6 +23,7 @@ from pipeline.config import Camera, IngestConfig
 from pipeline.ingest.capture import CameraCapture, CameraState
 from pipeline.ingest.health import write_camera_health
 from pipeline.recording.recorder import SegmentFinalizer
+from pipeline.secrets import install_log_redaction
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def run_capture_worker(
     log_level: int = logging.INFO,
 ) -> None:
     """Process entry: capture ``cameras`` until ``stop_event`` is set, writing health to Redis every second."""
+    install_log_redaction()  # this process expands the secrets: none of its log lines may print one
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event

@@ -47,7 +47,6 @@ def test_good_file_warns_about_unset_secret(tmp_path: Path) -> None:
         (GOOD + "    colour: red\n", ":5: cameras[0].colour: unknown key"),
         (GOOD + "  - {id: cam-1, name: Again, url: 'rtsp://h/x'}\n", ":5: cameras[1].id: duplicate camera id 'cam-1'"),
         (GOOD.replace("rtsp://admin", "ftp://admin"), ":4: cameras[0].url: unsupported URL scheme"),
-        (GOOD.replace("${CLI_TEST_CAM_PASSWORD}", "s3cret"), ":4: cameras[0].url: password written in clear"),
         (GOOD + "  - id: [\n", ":6: <root>: invalid YAML"),
     ],
 )
@@ -58,6 +57,32 @@ def test_broken_file_exits_1_with_line(tmp_path: Path, text: str, expected: str)
     assert result.returncode == 1
     assert f"{path}{expected}" in result.stderr, result.stderr
     assert "s3cret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("password", "expected"),
+    [
+        ("s3cret", ":4: cameras[0].url: warning: password written in clear"),
+        ("Adm!n@2024#x", ":4: cameras[0].url: warning: the URL holds an '@' after a '#'"),
+        ("Adm%21n%402024%23x", ":4: cameras[0].url: warning: password written in clear"),
+    ],
+)
+def test_literal_password_is_accepted_with_a_warning_never_echoed(tmp_path: Path, password: str, expected: str) -> None:
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD.replace("${CLI_TEST_CAM_PASSWORD}", password))
+    result = check_config(path)
+    assert result.returncode == 0 and "OK (1 cameras)" in result.stdout
+    assert f"{path}{expected}" in result.stderr, result.stderr
+    for part in (password, "s3cret", "2024", "Adm"):
+        assert part not in result.stderr + result.stdout
+
+
+def test_variable_holding_any_character_needs_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD)
+    assert check_config(path, CLI_TEST_CAM_PASSWORD="Adm!n@2024#x/:% ก").stderr == ""
+    result = check_config(path, CLI_TEST_CAM_PASSWORD="Adm%21n%402024")
+    assert "CLI_TEST_CAM_PASSWORD looks percent-encoded" in result.stderr and "Adm" not in result.stderr
 
 
 def test_missing_file(tmp_path: Path) -> None:

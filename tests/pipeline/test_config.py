@@ -44,7 +44,6 @@ def test_good_file_parses() -> None:
         (GOOD.replace("    analysis_fps: 5", "    analysis_fsp: 5"), "line 9: cameras[0].analysis_fsp: unknown key"),
         (GOOD.replace("id: cam-2", "id: cam-1"), "line 10: cameras[1].id: duplicate camera id 'cam-1'"),
         (GOOD.replace("rtsp://10.0.0.4/main", "ftp://10.0.0.4/main"), "line 12: cameras[1].url: unsupported URL scheme 'ftp'"),
-        (GOOD.replace("${CAM1_PASSWORD}", "hunter2"), "line 7: cameras[0].url: password written in clear"),
         (GOOD.replace("  stall_timeout_s: 5", "  stall_timeout_s: 0"), "line 3: ingest.stall_timeout_s: Input should be greater than or equal to 1"),
     ],
 )
@@ -53,9 +52,28 @@ def test_each_error_names_key_and_line(broken: str, expected: str) -> None:
     assert any(issue.startswith(expected) for issue in issues), issues
 
 
-def test_clear_text_password_never_echoed() -> None:
-    issues = issues_of(GOOD.replace("${CAM1_PASSWORD}", "hunter2"))
-    assert "hunter2" not in " ".join(issues)
+def test_clear_text_password_is_a_warning_with_its_line_never_echoed() -> None:
+    config = parse_config(GOOD.replace("${CAM1_PASSWORD}", "hunter2"))  # percent-encoded, it works: not an error
+    warnings = [str(w) for w in config.warnings({})]
+    assert any(w.startswith("line 7: cameras[0].url: password written in clear") for w in warnings), warnings
+    assert "hunter2" not in " ".join(warnings)
+
+
+def test_userinfo_parsed_differently_is_warned_and_a_bad_port_never_echoes_the_password() -> None:
+    config = parse_config(GOOD.replace("${CAM1_PASSWORD}", "Adm!n@2024#x"))  # the issue's password, typed in
+    warnings = [str(w) for w in config.warnings({})]
+    assert any("line 7: cameras[0].url: the URL holds an '@' after a '#'" in w for w in warnings), warnings
+    issues = issues_of(GOOD.replace("${CAM1_PASSWORD}", "pa#ss"))  # the parser takes "pa" for a port
+    assert any(i.startswith("line 7: cameras[0].url: bad port in URL") for i in issues), issues
+    assert "pa#ss" not in " ".join(issues + warnings) and "2024" not in " ".join(warnings)
+
+
+def test_warnings_judge_the_environment() -> None:
+    config = parse_config(GOOD)
+    assert [str(w) for w in config.warnings({})] == [
+        "line 7: cameras[0].url: environment variable CAM1_PASSWORD is referenced but not set"]
+    assert config.warnings({"CAM1_PASSWORD": "Adm!n@2024#x/:% ก"}) == []
+    assert "looks percent-encoded" in str(config.warnings({"CAM1_PASSWORD": "Adm%21n"})[0])
 
 
 def test_invalid_yaml_reports_its_line() -> None:
