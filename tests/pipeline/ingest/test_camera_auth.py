@@ -145,6 +145,8 @@ def test_right_password_records_and_analyses_wrong_one_is_401_offline_and_no_sec
                 items = bus.get_batch(4, timeout_s=10, copy=True)
                 assert items and items[0].camera_id == "good" and items[0].frame.shape == (180, 320, 3)
                 assert items[0].frame.std() > 5  # the real picture, decoded from the authenticated H.264 sub-stream
+                faces = face_events_of(items + collect_frames(bus, 12), config, shared_dir, tmp_path)
+                assert faces and {e.camera_id for e in faces} == {"good"}  # events from the authenticated camera
                 wait_for(lambda: client.zcard("cctv:rec:good") >= 1, 90, "an H.265 segment of the main stream recorded")
                 assert health_of(client, "good")["recording"] == "on"
 
@@ -178,6 +180,32 @@ def test_right_password_records_and_analyses_wrong_one_is_401_offline_and_no_sec
     assert leaked(api_text, secrets) == []
     assert "2024#x" not in out + err + caplog.text + dump + api_text  # the tail the issue saw leak
     assert "${CAM_GOOD_PW}" not in dump + api_text
+
+
+def collect_frames(bus: FrameBus, n: int, timeout_s: float = 60.0) -> list:
+    """Up to ``n`` more frames of the good camera from the frame bus (a few seconds at its analysis rate)."""
+    frames: list = []
+    deadline = time.monotonic() + timeout_s
+    while len(frames) < n and time.monotonic() < deadline:
+        frames += [f for f in bus.get_batch(4, timeout_s=2, copy=True) if f.camera_id == "good"]
+    return frames
+
+
+def face_events_of(frames: list, config: Config, shared_dir: Path, tmp_path: Path) -> list:
+    """The engine (real face models, CPU) over the camera's frames: the face events it publishes."""
+    from pipeline.config import EngineConfig
+    from pipeline.engine.engine import Engine
+    from pipeline.models.registry import load_model_set
+
+    models = load_model_set(EngineConfig(), model_dir=shared_dir / "models", device="cpu")
+    analysed = config.model_copy(update={"cameras": [
+        cam.model_copy(update={"analytics": cam.analytics.model_copy(update={"plates": False, "faces": True})})
+        for cam in config.cameras]})
+    engine = Engine(analysed, models, None, recordings_dir=tmp_path / "engine")
+    for frame in frames:
+        engine.process_batch([frame])
+    engine.finish()
+    return [event for kind, event in engine.events if kind == "face"]
 
 
 def api_camera_output(redis_url: str, tmp_path: Path, cameras_yaml: str) -> str:
