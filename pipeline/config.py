@@ -105,6 +105,8 @@ class Camera(StrictModel):
     location: Location = Field(default_factory=Location, description="Where the camera is.")
     analytics: Analytics = Field(default_factory=Analytics, description="Which analytics run.")
     analysis_fps: float = Field(default=5.0, gt=0, le=30, description="Frames per second sampled for analysis.")
+    analysis_width: int | None = Field(default=None, ge=160, le=7680, description="Analysis frames of this camera are downscaled to fit this width (at most ingest.max_width, the frame bus slot); default ingest.max_width.")
+    decode: Literal["auto", "keyframes", "all"] = Field(default="auto", description="Analysis decode: keyframes = decode only keyframes (ffmpeg -skip_frame nokey) when the keyframe interval measured at connection fits analysis_fps (within ingest.keyframe_tolerance), else every frame, said in a log line and in the health's decode_reason; auto = the same, measured only when analysis_fps is low enough for a plausible keyframe interval (0.5 s or more); all = decode every frame. Recording is never affected (stream copy).")
     zones: list[Zone] = Field(default_factory=list, max_length=32, description="Analytics apply only inside these.")
     recording: Recording = Field(default_factory=Recording, description="Continuous recording settings.")
 
@@ -138,6 +140,8 @@ class IngestConfig(StrictModel):
     segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
     recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")
     cameras_per_worker: int = Field(default=8, ge=1, le=64, description="Cameras handled by one capture process.")
+    keyframe_tolerance: float = Field(default=1.2, ge=1.0, le=4.0, description="Keyframe-only decode is used when the measured keyframe interval is at most this times 1/analysis_fps (a little fewer frames than asked).")
+    keyframe_probe_s: float = Field(default=5.0, ge=1.0, le=30.0, description="Longest time spent measuring a stream's keyframe interval before its keyframe-only decode starts.")
 
 
 class EngineConfig(StrictModel):
@@ -351,6 +355,11 @@ def _semantic_issues(config: Config, lines: dict[tuple[Any, ...], int]) -> list[
         if not (cam.analytics.plates or cam.analytics.faces) and not cam.recording.enabled:
             loc = ("cameras", i)
             issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines), "camera neither analysed nor recorded"))
+    for i, cam in enumerate(config.cameras):
+        if cam.analysis_width is not None and cam.analysis_width > config.ingest.max_width:
+            loc = ("cameras", i, "analysis_width")
+            issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines),
+                                      f"must not exceed ingest.max_width ({config.ingest.max_width}, the frame bus slot)"))  # fmt: skip
     if config.ingest.backoff_initial_s > config.ingest.backoff_max_s:
         loc = ("ingest", "backoff_initial_s")
         issues.append(ConfigIssue(_format_path(loc), _line_for(loc, lines), "must not exceed ingest.backoff_max_s"))

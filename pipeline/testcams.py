@@ -4,12 +4,15 @@ A small RTSP server (OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN; RT
 connection, RFC 2326 §10.12) written in Python, fed per stream by ``ffmpeg -re -stream_loop -1 -c copy -f rtp``
 over a loopback UDP socket. Each video is transcoded once (H.264 or H.265, keyframe every second, no B-frames,
 no audio) into a cache folder and then served by stream copy, so serving costs almost no CPU. A new viewer is
-fed from the next keyframe on, like a real camera.
+fed from the next keyframe on, like a real camera. Like a real camera, each stream also has a smaller
+sub-stream at ``<name>/sub`` (half the height, at most 360 lines, the same 1 s keyframe interval): cameras
+analysed on their sub-stream and recorded on the main stream are tested against it.
 
 Used by ``python -m pipeline serve-cameras`` (:func:`serve_forever`), by the tests and by the benchmarks::
 
     with TestCameraServer(videos_dir, port) as cams:
         url = cams.url("short_hamilton_clip")     # rtsp://127.0.0.1:PORT/short_hamilton_clip
+        sub = cams.sub_url("short_hamilton_clip") # rtsp://127.0.0.1:PORT/short_hamilton_clip/sub
         cams.stop_stream("short_hamilton_clip")   # viewers are cut off, DESCRIBE answers 404
         cams.start_stream("short_hamilton_clip")
 
@@ -52,13 +55,18 @@ def find_videos(videos_dir: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(videos_dir.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
 
 
-def cached_transcode(source: Path, codec: str = "h264", cache_dir: Path = DEFAULT_CACHE_DIR, max_height: int = 1080) -> Path:
-    """Transcode ``source`` once to ``codec`` (h264/h265), 1 s GOP, no B-frames, no audio; return the cached file."""
+def cached_transcode(source: Path, codec: str = "h264", cache_dir: Path = DEFAULT_CACHE_DIR, max_height: int = 1080,
+                     sub_stream: bool = False) -> Path:
+    """Transcode ``source`` once to ``codec`` (h264/h265), 1 s GOP, no B-frames, no audio; return the cached file.
+
+    ``sub_stream``: the camera's smaller sub-stream instead, half the height and at most 360 lines.
+    """
     if codec not in ("h264", "h265"):
         raise ValueError(f"codec must be h264 or h265, got {codec!r}")
     stat = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{max_height}".encode()).hexdigest()[:10]
-    target = cache_dir / f"{source.stem}.{key}.{codec}.mp4"
+    target = cache_dir / f"{source.stem}.{key}.{codec}{'.sub' if sub_stream else ''}.mp4"
+    height = "'min(360,trunc(ih/4)*2)'" if sub_stream else f"'min({max_height},ih)'"
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +79,7 @@ def cached_transcode(source: Path, codec: str = "h264", cache_dir: Path = DEFAUL
     )
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-an", "-sn",
-        "-vf", f"fps=25,scale=-2:'min({max_height},ih)'", *encoder, "-pix_fmt", "yuv420p",
+        "-vf", f"fps=25,scale=-2:{height}", *encoder, "-pix_fmt", "yuv420p",
         "-movflags", "+faststart", str(tmp),
     ]  # fmt: skip
     logger.info("transcoding %s to %s (once; cached in %s)", source.name, codec, cache_dir)
@@ -279,16 +287,19 @@ class TestCameraServer:
         names: list[str] | None = None,
         aliases: dict[str, str] | None = None,
         cache_dir: Path = DEFAULT_CACHE_DIR,
+        sub_streams: bool = True,
     ) -> None:
         """Serve the videos of ``videos_dir`` (stem = path), only ``names`` if given.
 
         ``aliases`` maps extra stream names to video stems (e.g. ``{"cam07": "short_hamilton_clip"}``); each alias is
-        an independent stream with its own source process.
+        an independent stream with its own source process. ``sub_streams``: also serve ``<name>/sub`` (its source
+        starts on its first viewer, like the main stream's).
         """
         self.videos_dir = Path(videos_dir)
         self.port = port
         self.codec = codec
         self.cache_dir = cache_dir
+        self.sub_streams = sub_streams
         videos = find_videos(self.videos_dir)
         wanted = names if names is not None else list(videos)
         unknown = [n for n in [*wanted, *(aliases or {}).values()] if n not in videos]
@@ -307,9 +318,14 @@ class TestCameraServer:
     def start(self) -> Self:
         """Transcode what is missing from the cache, then listen on 127.0.0.1:port."""
         self._workdir.mkdir(parents=True, exist_ok=True)
-        media = {stem: cached_transcode(self._videos[stem], self.codec, self.cache_dir) for stem in set(self.streams.values())}
+        stems = set(self.streams.values())
+        media = {stem: cached_transcode(self._videos[stem], self.codec, self.cache_dir) for stem in stems}
+        subs = {stem: cached_transcode(self._videos[stem], self.codec, self.cache_dir, sub_stream=True)
+                for stem in stems} if self.sub_streams else {}  # fmt: skip
         for name, stem in self.streams.items():
             self._sources[name] = _Source(name, media[stem], self.codec, self._workdir)
+            if stem in subs:
+                self._sources[f"{name}/sub"] = _Source(f"{name}.sub", subs[stem], self.codec, self._workdir)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -326,12 +342,19 @@ class TestCameraServer:
             raise KeyError(f"no stream named {name!r}")
         return f"rtsp://127.0.0.1:{self.port}/{name}"
 
+    def sub_url(self, name: str) -> str:
+        """The RTSP URL of stream ``name``'s smaller sub-stream."""
+        if not self.sub_streams:
+            raise KeyError("this server serves no sub-streams")
+        return f"{self.url(name)}/sub"
+
     def stop_stream(self, name: str) -> None:
         """Kill one stream like a camera losing power: viewers are cut off, new requests get 404."""
         with self._lock:
             self._stopped.add(name)
-            source = self._sources[name]
-        source.stop()
+            sources = [self._sources[name], *([self._sources[f"{name}/sub"]] if f"{name}/sub" in self._sources else [])]
+        for source in sources:
+            source.stop()
 
     def start_stream(self, name: str) -> None:
         """Bring a stream stopped by :meth:`stop_stream` back."""
@@ -381,11 +404,13 @@ class TestCameraServer:
 
     def _source_for(self, url: str) -> _Source | None:
         path = url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url.lstrip("/")
-        name = path.split("?", 1)[0].split("/", 1)[0]
+        parts = path.split("?", 1)[0].split("/")
+        name = parts[0]
+        key = f"{name}/sub" if len(parts) > 1 and parts[1] == "sub" else name
         with self._lock:
-            if name in self._stopped or name not in self._sources:
+            if name in self._stopped or key not in self._sources:
                 return None
-            source = self._sources[name]
+            source = self._sources[key]
         if not source.running:
             source.start()
         return source
@@ -574,7 +599,7 @@ def serve_forever(videos_dir: Path, port: int = 8554, codec: str = "h264") -> in
         logger.error("cannot serve test cameras: %s", exc)
         return 1
     for name in sorted(server.streams):
-        logger.info("serving %s", server.url(name))
+        logger.info("serving %s (sub-stream %s)", server.url(name), server.sub_url(name))
     try:
         stop.wait()
     finally:

@@ -23,7 +23,17 @@ The ffmpeg command has up to two outputs:
 1. recording: stream copy into segments (see :mod:`pipeline.recording.recorder`); when the camera is not recorded
    (or is recorded by a separate main-stream session) a stream-copy ``null`` output takes its place, so that
    ffmpeg's ``-progress`` ``frame=`` counts input frames (measured input fps);
-2. analysis: ``fps=N,scale`` then ``rawvideo bgr24`` on stdout.
+2. analysis: ``fps=N,scale`` then ``rawvideo bgr24`` on stdout; the width is the camera's ``analysis_width``
+   (default ``ingest.max_width``).
+
+Keyframe-only decode (camera ``decode: auto|keyframes``): before a session the stream's keyframe interval is
+measured from packet flags (``ffprobe``, no decoding, same credential hiding, at most ``ingest.keyframe_probe_s``).
+When it fits the analysis rate (interval <= ``keyframe_tolerance / analysis_fps``) the input gets
+``-skip_frame nokey``: the decoder only decodes keyframes (one frame per GOP) and a ``select`` filter keeps at most
+``analysis_fps`` of them; the recording output is stream copy and never decoded, so it is unaffected. When the
+camera sends keyframes less often than ``analysis_fps`` asks for, every frame is decoded and the reason is logged
+and put in the health (``decode``, ``decode_reason``). ``auto`` skips the measurement (decodes everything) when
+``analysis_fps`` is so high that only keyframes closer than 0.5 s apart would fit.
 
 :class:`CameraCapture` multiplexes stdout (frames), stderr (errors, frame size), the progress pipe and the segment
 list pipe with ``select`` in one thread, watches for stalls and retries with capped exponential backoff.
@@ -75,6 +85,7 @@ _AUTH_FAILED = re.compile(r"\b401 Unauthorized\b|authorization failed", re.IGNOR
 _FORBIDDEN = re.compile(r"\b403 Forbidden\b", re.IGNORECASE)
 _TRANSPORT_REFUSED = re.compile(r"\b461 Unsupported transport\b", re.IGNORECASE)
 AUTH_FAILED_MESSAGE = "401 Unauthorized: check the camera's user and password"
+_MIN_PLAUSIBLE_GOP_S = 0.5  # decode auto: keyframes closer than this are not looked for
 _STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
                  "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
 
@@ -97,6 +108,9 @@ class CameraState:
     published: int = 0
     snapshot_path: str = ""
     snapshot_time: float = 0.0
+    decode: str = ""
+    decode_reason: str = ""
+    keyframe_interval_s: float | None = None
     frame_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -138,6 +152,9 @@ class CameraState:
                 "recording": self.recording,
                 "last_segment_end": f"{self.last_segment_end:.3f}",
                 "snapshot_path": self.snapshot_path,
+                "decode": self.decode,
+                "decode_reason": self.decode_reason,
+                "keyframe_interval_s": "" if self.keyframe_interval_s is None else f"{self.keyframe_interval_s:.3f}",
                 "url": redact_url(self.url),
                 "worker_pid": os.getpid(),
             }
@@ -146,6 +163,35 @@ class CameraState:
 def _die_with_parent() -> None:
     """In the ffmpeg child: get SIGTERM when the capture thread that started it dies (worker killed)."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def choose_decode(setting: str, analysis_fps: float, keyframe_interval_s: float | None, tolerance: float,
+                  measured: bool = True) -> tuple[str, str]:
+    """Pick ``keyframes`` or ``all`` for a camera's analysis decode; return ``(mode, reason)``.
+
+    ``setting`` is the camera's ``decode``; ``keyframe_interval_s`` the measured interval between keyframes
+    (``None``: not measured, or fewer than two keyframes seen); ``measured`` False when no measurement was tried.
+    """
+    needed = tolerance / analysis_fps  # the longest keyframe interval that still gives (about) analysis_fps
+    if setting == "all":
+        return "all", "decode: all (configured)"
+    if not measured:
+        return "all", (f"analysis_fps {analysis_fps:g} needs a keyframe every {needed:.2f} s or less, closer than "
+                       f"cameras send them: every frame decoded (decode: auto, not measured)")  # fmt: skip
+    if keyframe_interval_s is None:
+        return "all", "keyframe interval could not be measured: every frame decoded"
+    if keyframe_interval_s <= needed:
+        return "keyframes", (f"keyframes only: a keyframe every {keyframe_interval_s:.2f} s fits analysis_fps "
+                             f"{analysis_fps:g} (<= {needed:.2f} s)")  # fmt: skip
+    return "all", (f"keyframe-only decode not used: a keyframe every {keyframe_interval_s:.2f} s gives "
+                   f"{1 / keyframe_interval_s:.2f} fps, fewer than analysis_fps {analysis_fps:g} asks for "
+                   f"(needs <= {needed:.2f} s): every frame decoded")  # fmt: skip
+
+
+def keyframe_interval(keyframe_times: list[float]) -> float | None:
+    """Median interval between consecutive keyframe timestamps (``None`` with fewer than two)."""
+    gaps = sorted(b - a for a, b in zip(keyframe_times, keyframe_times[1:], strict=False) if b > a)
+    return gaps[len(gaps) // 2] if gaps else None
 
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
@@ -187,6 +233,13 @@ class CameraCapture:
         self.transport = "tcp"  # RTSP lower transport; switched to udp (and back) when the camera answers 461
         self.auth_failed = False  # the last session ended with the camera refusing the login
         self.process: subprocess.Popen[bytes] | None = None
+        self.decode_mode = "all"  # "keyframes": the analysis decode gets -skip_frame nokey (see choose_decode)
+        self.keyframe_interval_s: float | None = None  # measured once per capture (again after a failed probe)
+
+    @property
+    def analysis_width(self) -> int:
+        """Width (and height: portrait cameras too) the analysis frames are fitted into."""
+        return min(self.camera.analysis_width or self.ingest.max_width, self.ingest.max_width)
 
     # -- outer loop ------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -276,18 +329,120 @@ class CameraCapture:
     def build_command(self, input_args: list[str], progress_fd: int, list_fd: int | None) -> list[str]:
         """The ffmpeg command line around ``input_args`` (see :meth:`input_args`)."""
         cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-threads", "1"]
+        keyframes = self.bus is not None and self.decode_mode == "keyframes"
+        if keyframes:  # a decoder option of the input: the stream-copy outputs (recording) never decode
+            cmd += ["-skip_frame", "nokey"]
         cmd += [*input_args, "-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
         if list_fd is not None and self.recordings_dir is not None:
             cmd += segment_output_args(self.recordings_dir, self.camera.id, self.ingest.segment_seconds, list_fd)
         else:
             cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
         if self.bus is not None:
-            width = self.ingest.max_width
-            # fit in a max_width square (portrait cameras too: the frame bus slot is max_width x max_width)
-            vf = (f"fps={self.camera.analysis_fps},scale='min({width},iw)':'min({width},ih)'"
+            width = self.analysis_width
+            fps = self.camera.analysis_fps
+            # keyframes: keep at most analysis_fps of them, never duplicate (fps= would repeat a keyframe)
+            rate = (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.9 / fps:.4f})'" if keyframes
+                    else f"fps={fps}")  # fmt: skip
+            # fit in a width square (portrait cameras too: the frame bus slot is max_width x max_width)
+            vf = (f"{rate},scale='min({width},iw)':'min({width},ih)'"
                   ":force_original_aspect_ratio=decrease:force_divisible_by=2:flags=fast_bilinear")
-            cmd += ["-map", "0:v:0", "-vf", vf, "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]
+            # keyframes: pass the selected frames as they come (constant-rate output would repeat each one)
+            cmd += ["-map", "0:v:0", "-vf", vf, *(["-fps_mode", "passthrough"] if keyframes else []),
+                    "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]  # fmt: skip
         return cmd
+
+    def _open_input(self, opened_url: str) -> tuple[list[str], tuple[int, int] | None]:
+        """Input args and, with secrets, a pipe ``(read_fd, write_fd)`` already holding the concat script.
+
+        Raises ``ValueError`` (fds closed) for a URL that cannot be put in the script."""
+        script_r, script_w = os.pipe() if self.secrets else (None, None)
+        try:
+            input_args, script = self.input_args(opened_url, script_r)
+        except ValueError:
+            for fd in (script_r, script_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        if script_r is None or script_w is None or script is None:
+            return input_args, None
+        os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
+        return input_args, (script_r, script_w)
+
+    def probe_keyframe_interval(self, opened_url: str) -> float | None:
+        """Measure the seconds between keyframes from packet flags (``ffprobe``, nothing decoded).
+
+        Reads packets until three keyframes were seen or ``ingest.keyframe_probe_s`` passed; ``None`` when fewer
+        than two keyframes came (the interval is then longer than the probe, or the stream did not answer).
+        """
+        try:
+            input_args, pipe = self._open_input(opened_url)
+        except ValueError:
+            return None
+        if pipe is not None:
+            os.close(pipe[1])
+        cmd = ["ffprobe", "-hide_banner", "-loglevel", "error", "-select_streams", "v:0",
+               "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", *input_args]  # fmt: skip
+        pass_fds = (pipe[0],) if pipe is not None else ()
+        times: list[float] = []
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"},
+                                    start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + self.ingest.keyframe_probe_s + self.ingest.connect_timeout_s
+        first_packet: float | None = None
+        buf = b""
+        try:
+            while len(times) < 3 and not self.stop_event.is_set():
+                now = time.monotonic()
+                if now > deadline or (first_packet is not None and now - first_packet > self.ingest.keyframe_probe_s):
+                    break
+                readable, _, _ = select.select([proc.stdout], [], [], 0.5)
+                if not readable:
+                    continue
+                data = os.read(proc.stdout.fileno(), 65536)
+                if not data:
+                    break
+                if first_packet is None:
+                    first_packet = time.monotonic()
+                *lines, buf = (buf + data).split(b"\n")
+                for line in lines:
+                    pts, _, flags = line.decode("ascii", "replace").strip().partition(",")
+                    if "K" in flags:
+                        try:
+                            times.append(float(pts))
+                        except ValueError:
+                            continue
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            proc.stdout.close()
+        return keyframe_interval(times)
+
+    def _choose_decode(self, opened_url: str) -> None:
+        """Set :attr:`decode_mode` for the next session (measuring the keyframe interval when it may matter)."""
+        camera, ingest = self.camera, self.ingest
+        if self.bus is None:
+            self.decode_mode = "all"
+            return
+        measured = camera.decode == "keyframes" or (
+            camera.decode == "auto" and ingest.keyframe_tolerance / camera.analysis_fps >= _MIN_PLAUSIBLE_GOP_S
+        )
+        if camera.decode != "all" and measured and self.keyframe_interval_s is None:
+            self.keyframe_interval_s = self.probe_keyframe_interval(opened_url)
+        mode, reason = choose_decode(camera.decode, camera.analysis_fps, self.keyframe_interval_s,
+                                     ingest.keyframe_tolerance, measured=measured)  # fmt: skip
+        if (mode, reason) != (self.decode_mode, self.state.decode_reason):
+            refused = camera.decode == "keyframes" and mode != "keyframes"
+            logger.log(logging.WARNING if refused else logging.INFO, "camera %s: %s", camera.id, reason)
+        self.decode_mode = mode
+        with self.state.lock:
+            self.state.decode, self.state.decode_reason = mode, reason
+            self.state.keyframe_interval_s = self.keyframe_interval_s
 
     def _session(self) -> bool:
         """Run one ffmpeg process until it ends, stalls or we stop; return whether it delivered anything."""
@@ -297,6 +452,7 @@ class CameraCapture:
         except MissingSecretError as exc:
             self._fail(f"cannot open stream: {exc}")
             return False
+        self._choose_decode(opened_url)
         script_r, script_w = os.pipe() if self.secrets else (None, None)
         try:
             input_args, script = self.input_args(opened_url, script_r)
@@ -368,6 +524,8 @@ class _SessionLoop:
         self.stopping_since: float | None = None
         # a very low analysis fps must not look like a stall: allow two frame periods on top of the timeout
         frame_period = 1.0 / owner.camera.analysis_fps if owner.bus is not None else 0.0
+        if owner.bus is not None and owner.decode_mode == "keyframes":
+            frame_period = max(frame_period, owner.keyframe_interval_s or 0.0)
         self.stall_limit = owner.ingest.stall_timeout_s + 2 * frame_period
         owner.state.input_fps = 0.0
 

@@ -19,6 +19,9 @@ Key layout (all values are strings; times are UTC epoch seconds):
   ``recording``             ``on`` while segments are being written, else ``off`` (or ``disabled``)
   ``last_segment_end``      end time of the last recording segment indexed
   ``url``                   the analysis URL, credentials redacted
+  ``decode``                analysis decode: ``keyframes`` (keyframes only) or ``all`` (every frame)
+  ``decode_reason``         why: the measured keyframe interval against ``analysis_fps`` (or the setting)
+  ``keyframe_interval_s``   seconds between the stream's keyframes, measured at connection ('' if not measured)
   ``worker_pid``            process id of the capture worker
   ``updated_at``            when this hash was written
   ========================  ==================================================================================
@@ -42,7 +45,7 @@ logger = logging.getLogger(__name__)
 CAMERAS_KEY = "cctv:health:cameras"
 STALE_AFTER_S = 15.0
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
-                 "last_segment_end", "updated_at")  # fmt: skip
+                 "last_segment_end", "updated_at", "keyframe_interval_s")  # fmt: skip
 _INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid")
 _TEXT_FIELDS = ("last_error", "url")
 
