@@ -154,6 +154,7 @@ class EngineConfig(StrictModel):
     detector_model: str = Field(default="yolo/yolov8n_int8.onnx", min_length=1, description="Vehicle/person detector, relative to the model dir.")
     plate_detector_model: str = Field(default="plate/license_plate_detector_int8.onnx", min_length=1, description="Plate detector, relative to the model dir.")
     model_precision: Literal["auto", "int8", "fp32"] = Field(default="auto", description="Variant of the int8 detectors: int8 (upstream arithmetic, bit-exact), fp32 (dequantised weights, ~1.7x faster on CPU, same plate recall, runs on CUDA) or auto (fp32).")
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="What runs the ONNX models on the CPU: onnxruntime, openvino (the OpenVINO runtime, optional extra `pip install .[openvino]`; falls back to onnxruntime with a logged reason where it is not installed, the device is CUDA or it cannot compile a model) or auto (per model the runtime measured fastest with the same outputs by benchmarks.runtimes; onnxruntime for every model on the 2-core AVX2 CPU, where OpenVINO was slower).")
     face_model_pack: str = Field(default="insightface/models/buffalo_s", min_length=1, description="InsightFace pack folder, relative to the model dir.")
     plate_reader: Literal["crnn", "easyocr"] = Field(default="crnn", description="Plate reader backend.")
     vehicle_confidence: float = Field(default=0.3, ge=0, le=1, description="Minimum vehicle detection score.")

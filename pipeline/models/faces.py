@@ -95,9 +95,10 @@ class ScrfdDetector:
         device: str = "auto",
         max_batch: int | None = None,
         tight: bool = True,
+        runtime: str = "onnxruntime",
     ) -> None:
         self.path = Path(path)
-        self.session = create_session(self.path, device)
+        self.session = create_session(self.path, device, runtime=runtime)
         self.conf, self.iou, self.input_size, self.max_batch = conf, iou, input_size, max_batch
         self.tight = tight
         n_out = len(self.session.get_outputs())
@@ -136,11 +137,11 @@ class FaceEmbedder:
     """InsightFace recogniser (ArcFace-style) on 112x112 aligned faces; many faces per network call."""
 
     def __init__(self, path: Path, device: str = "auto", source_path: Path | None = None,
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, runtime: str = "onnxruntime") -> None:
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
         self.path = Path(path)
-        self.session = create_session(self.path, device)
+        self.session = create_session(self.path, device, runtime=runtime)
         # InsightFace reads the input normalisation from the graph; use the upstream file for that decision.
         reference = ArcFaceONNX(model_file=str(source_path or self.path), session=self.session)
         self.input_mean, self.input_std = float(reference.input_mean), float(reference.input_std)

@@ -14,12 +14,75 @@ from pipeline.models.base import select_providers
 logger = logging.getLogger(__name__)
 
 
-def create_session(path: Path, device: str = "auto", threads: int = 0):  # noqa: ANN201 (onnxruntime.InferenceSession)
+RUNTIMES = ("auto", "onnxruntime", "openvino")
+# The runtime ``auto`` takes per model (the engine's roles: vehicles, plates, face_detector, face_embedder) where
+# OpenVINO is installed: the faster one with the same outputs, as measured by ``python -m benchmarks.runtimes`` on
+# the 2-core AMD EPYC (AVX2) CPU. A model not listed runs on ONNX Runtime.
+FASTEST_RUNTIME: dict[str, str] = {}
+
+
+def resolve_runtime(runtime: str, model: str, device: str = "auto") -> str:
+    """The runtime (``onnxruntime`` or ``openvino``) to run ``model`` (a :data:`FASTEST_RUNTIME` key) with.
+
+    ``auto`` takes :data:`FASTEST_RUNTIME` when OpenVINO imports and the model runs on the CPU, else ONNX Runtime;
+    an explicit ``openvino`` is kept (:func:`create_session` falls back, with a warning, where it cannot run).
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    choice = FASTEST_RUNTIME.get(model, "onnxruntime")
+    if choice == "openvino":
+        from pipeline.models.openvino_runtime import openvino_available
+
+        ok, detail = openvino_available()
+        if not ok:
+            logger.info("runtime auto: %s on ONNX Runtime (%s)", model, detail)
+            return "onnxruntime"
+        if select_providers(device)[0] != "CPUExecutionProvider":
+            logger.info("runtime auto: %s on ONNX Runtime (CUDA is in use; OpenVINO runs on the CPU)", model)
+            return "onnxruntime"
+    return choice
+
+
+def _openvino_session(path: Path, device: str, threads: int):  # noqa: ANN202 (OpenVinoSession | None)
+    """An :class:`~pipeline.models.openvino_runtime.OpenVinoSession` on ``path``, or ``None`` (reason logged as a
+    warning) when OpenVINO is not installed, the device is CUDA, or OpenVINO cannot compile the model."""
+    from pipeline.models.openvino_runtime import OpenVinoSession, openvino_available
+
+    if device == "cuda":
+        logger.warning("runtime openvino: %s runs on ONNX Runtime instead (device cuda; OpenVINO runs on the CPU)",
+                       path)
+        return None
+    ok, detail = openvino_available()
+    if not ok:
+        logger.warning("runtime openvino: %s runs on ONNX Runtime instead (%s; pip install .[openvino])", path,
+                       detail)
+        return None
+    try:
+        return OpenVinoSession(path, threads=threads)
+    except Exception as exc:  # noqa: BLE001 (any compile failure means: use ONNX Runtime)
+        logger.warning("runtime openvino: %s runs on ONNX Runtime instead (OpenVINO could not compile it: %s: %s)",
+                       path, type(exc).__name__, exc)
+        return None
+
+
+def create_session(path: Path, device: str = "auto", threads: int = 0,
+                   runtime: str = "onnxruntime"):  # noqa: ANN201 (onnxruntime.InferenceSession | OpenVinoSession)
     """Open an ONNX Runtime session on ``path`` with the providers of ``device``.
 
     Worker threads do not spin while idle: the engine shares the CPU with the ffmpeg decoders, and spinning
     threads burn the cycles those need between batches. ``threads`` > 0 caps the intra-op thread count.
+    ``runtime`` ``openvino`` returns an :class:`~pipeline.models.openvino_runtime.OpenVinoSession` (the same
+    ``run``/``get_inputs``/``get_outputs`` calls) on the CPU instead, falling back to ONNX Runtime with a logged
+    reason where OpenVINO is missing or fails (``auto`` is resolved per model by :func:`resolve_runtime` first).
     """
+    if runtime not in RUNTIMES[1:]:
+        raise ValueError(f"runtime must be onnxruntime or openvino here (resolve auto first), not {runtime!r}")
+    if runtime == "openvino":
+        session = _openvino_session(Path(path), device, threads)
+        if session is not None:
+            return session
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -33,6 +96,13 @@ def create_session(path: Path, device: str = "auto", threads: int = 0):  # noqa:
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     logger.info("loaded %s with %s", path, session.get_providers()[0])
     return session
+
+
+def session_runtime(session) -> str:  # noqa: ANN001
+    """``openvino`` or ``onnxruntime``: what a session from :func:`create_session` actually runs on."""
+    from pipeline.models.openvino_runtime import PROVIDER_NAME
+
+    return "openvino" if list(session.get_providers())[:1] == [PROVIDER_NAME] else "onnxruntime"
 
 
 def fixed_batch_size(session) -> int | None:  # noqa: ANN001

@@ -216,11 +216,13 @@ class PlateDetector:
 
 def load_plate_detector(
     path: Path, conf: float = 0.25, iou: float = 0.45, device: str = "auto", backend: str = "auto",
-    max_batch: int | None = None, calibration: BoxCalibration | None = None,
+    max_batch: int | None = None, calibration: BoxCalibration | None = None, runtime: str = "onnxruntime",
 ) -> PlateDetector:
-    """Load the plate detector from an ONNX file (ONNX Runtime) or any Ultralytics format."""
+    """Load the plate detector from an ONNX file (ONNX Runtime, or OpenVINO with ``runtime="openvino"``) or any
+    Ultralytics format."""
     return PlateDetector(
-        load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend, max_batch=max_batch),
+        load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend, max_batch=max_batch,
+                           runtime=runtime),
         calibration=calibration,
     )
 

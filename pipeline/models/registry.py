@@ -13,6 +13,7 @@ from pipeline.models.base import select_providers
 from pipeline.models.derive import PRECISIONS, batch_model_path
 from pipeline.models.faces import FaceAnalyzer, FaceEmbedder, ScrfdDetector
 from pipeline.models.models_files import face_pack_files
+from pipeline.models.onnx_utils import resolve_runtime, session_runtime
 from pipeline.models.plate_detector import PlateDetector, load_plate_detector
 from pipeline.models.yolo import TRAFFIC_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
 from pipeline.models_manifest import resolve_model
@@ -33,6 +34,7 @@ class ModelSet:
         providers: ONNX Runtime providers in use (CUDA first when available and asked for).
         files: the model file each backend loaded (derived batch-capable file or upstream file).
         precision: ``int8`` or ``fp32`` variant of the int8 detectors in use.
+        runtimes: what runs each model (``onnxruntime`` or ``openvino``), after any fallback.
     """
 
     vehicles: YoloOnnxDetector | UltralyticsDetector
@@ -42,6 +44,7 @@ class ModelSet:
     providers: list[str]
     files: dict[str, Path] = field(default_factory=dict)
     precision: str = "fp32"
+    runtimes: dict[str, str] = field(default_factory=dict)
 
     def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Embedding of the largest face in each photo, ``None`` where no face is found."""
@@ -62,7 +65,7 @@ def resolve_precision(precision: str, providers: list[str]) -> str:
 
 def load_model_set(
     engine_config: EngineConfig, model_dir: Path | None = None, device: str = "auto",
-    derived_dir: Path | None = None, precision: str | None = None,
+    derived_dir: Path | None = None, precision: str | None = None, runtime: str | None = None,
 ) -> ModelSet:
     """Load every model the engine needs from ``model_dir`` (default: settings / ``CCTV_MODEL_DIR``).
 
@@ -71,7 +74,8 @@ def load_model_set(
     expected sha256 and the fetch command. ``device`` ``auto`` uses CUDA when onnxruntime has it, else the CPU
     (``auto`` defers to ``engine_config.device``). ``precision`` picks the variant of the int8 detectors:
     ``int8`` (the upstream arithmetic, bit-exact), ``fp32`` (dequantised weights, float activations) or ``auto``
-    (see :func:`resolve_precision`); ``None`` takes ``engine_config.model_precision``.
+    (see :func:`resolve_precision`); ``None`` takes ``engine_config.model_precision``. ``runtime`` (``None``:
+    ``engine_config.runtime``) is resolved per model by :func:`pipeline.models.onnx_utils.resolve_runtime`.
     """
     settings = get_settings()
     model_dir = Path(model_dir or settings.model_dir)
@@ -83,35 +87,46 @@ def load_model_set(
     for rel in (engine_config.detector_model, engine_config.plate_detector_model, det_rel, rec_rel):
         resolve_model(rel, model_dir)  # fail fast, before deriving anything, on a missing or corrupt file
     files: dict[str, Path] = {}
+    runtime = runtime or engine_config.runtime
+    wanted = {role: resolve_runtime(runtime, role, device)
+              for role in ("vehicles", "plates", "face_detector", "face_embedder")}
 
     files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir, precision)
     vehicles = load_yolo_detector(files["vehicles"], conf=engine_config.vehicle_confidence,
-                                  classes=TRAFFIC_CLASSES, device=device)
+                                  classes=TRAFFIC_CLASSES, device=device, runtime=wanted["vehicles"])
     files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precision)
-    plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device)
+    plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device,
+                                 runtime=wanted["plates"])
 
     files["face_detector"] = batch_model_path(det_rel, model_dir, derived_dir)
     files["face_embedder"] = batch_model_path(rec_rel, model_dir, derived_dir)
-    detector = ScrfdDetector(files["face_detector"], conf=engine_config.face_confidence, device=device)
-    embedder = FaceEmbedder(files["face_embedder"], device=device, source_path=model_dir / rec_rel)
+    detector = ScrfdDetector(files["face_detector"], conf=engine_config.face_confidence, device=device,
+                             runtime=wanted["face_detector"])
+    embedder = FaceEmbedder(files["face_embedder"], device=device, source_path=model_dir / rec_rel,
+                            runtime=wanted["face_embedder"])
     faces = FaceAnalyzer(detector, embedder)
-    logger.info("model set loaded on %s (%s): %s", providers[0], precision, {k: str(v) for k, v in files.items()})
+    sessions = {"vehicles": getattr(vehicles, "session", None), "plates": getattr(plates.detector, "session", None),
+                "face_detector": detector.session, "face_embedder": embedder.session}
+    runtimes = {role: session_runtime(s) if s is not None else "ultralytics" for role, s in sessions.items()}
+    logger.info("model set loaded on %s (%s, runtimes %s): %s", providers[0], precision, runtimes,
+                {k: str(v) for k, v in files.items()})
     return ModelSet(vehicles=vehicles, plates=plates, faces=faces, embedding_size=faces.embedding_size,
-                    providers=providers, files=files, precision=precision)
+                    providers=providers, files=files, precision=precision, runtimes=runtimes)
 
 
 def load_face_analyzer(engine_config: EngineConfig | None = None, model_dir: Path | None = None,
                        device: str = "auto", derived_dir: Path | None = None) -> FaceAnalyzer:
-    """Load only the face models (enrolment, search by photo, face benchmark)."""
+    """Load only the face models (enrolment, search by photo, face benchmark) on ``engine_config.runtime``."""
     engine_config = engine_config or EngineConfig()
     settings = get_settings()
     model_dir = Path(model_dir or settings.model_dir)
     derived_dir = Path(derived_dir or settings.derived_model_dir)
     det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
     detector = ScrfdDetector(batch_model_path(det_rel, model_dir, derived_dir), conf=engine_config.face_confidence,
-                             device=device)
+                             device=device, runtime=resolve_runtime(engine_config.runtime, "face_detector", device))
     embedder = FaceEmbedder(batch_model_path(rec_rel, model_dir, derived_dir), device=device,
-                            source_path=model_dir / rec_rel)
+                            source_path=model_dir / rec_rel,
+                            runtime=resolve_runtime(engine_config.runtime, "face_embedder", device))
     return FaceAnalyzer(detector, embedder)
 
 

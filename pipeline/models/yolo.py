@@ -75,7 +75,8 @@ def from_ultralytics(result: Any) -> Detections:
 
 
 class YoloOnnxDetector:
-    """Ultralytics YOLO ONNX export run directly with ONNX Runtime, one network call per batch."""
+    """Ultralytics YOLO ONNX export run directly with ONNX Runtime (or OpenVINO, ``runtime="openvino"``), one
+    network call per batch."""
 
     def __init__(
         self,
@@ -86,9 +87,10 @@ class YoloOnnxDetector:
         device: str = "auto",
         max_batch: int | None = None,
         imgsz: int | None = None,
+        runtime: str = "onnxruntime",
     ) -> None:
         self.path = Path(path)
-        self.session = create_session(self.path, device)
+        self.session = create_session(self.path, device, runtime=runtime)
         shape = self.session.get_inputs()[0].shape
         if isinstance(shape[2], int) and isinstance(shape[3], int):
             if shape[2] != shape[3]:
@@ -169,15 +171,18 @@ def load_yolo_detector(
     device: str = "auto",
     backend: str = "auto",
     max_batch: int | None = None,
+    runtime: str = "onnxruntime",
 ) -> YoloOnnxDetector | UltralyticsDetector:
     """Load a YOLO detector: ONNX files run on ONNX Runtime directly, anything else through Ultralytics.
 
-    ``backend`` forces ``onnx`` or ``ultralytics``; ``auto`` picks by the file type.
+    ``backend`` forces ``onnx`` or ``ultralytics``; ``auto`` picks by the file type. ``runtime`` (``onnxruntime``
+    or ``openvino``, see :func:`pipeline.models.onnx_utils.create_session`) runs the ONNX file.
     """
     path = Path(path)
     use_onnx = backend == "onnx" or (backend == "auto" and path.suffix == ".onnx")
     if use_onnx:
-        return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch)
+        return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch,
+                                runtime=runtime)
     return UltralyticsDetector(path, conf=conf, iou=iou, classes=classes, device=device)
 
 
