@@ -1,6 +1,7 @@
 """Ingest benchmark: decode options compared, then how many cameras this machine ingests AND records.
 
     python -m benchmarks.ingest --streams 16 --seconds 15 [--json OUT] [--png OUT]
+    python -m benchmarks.ingest --decode all keyframes --decode-fps 1 --decode-streams 8 --skip-compare --skip-ramp
 
 Everything is real: loopback RTSP cameras (:mod:`pipeline.testcams`) loop the sample footage (H.264, 25 fps,
 1080p/720p/360p), a private redis-server holds health and the segment index, capture workers run as in
@@ -14,6 +15,13 @@ production.
    target fps and ingest's own CPU is below 90 % of the cores. ``max_streams`` is the largest sustained N;
    ``cpu_share_at_max`` is the fraction of the machine's cores ingest used there (the rest is left for inference)
    and ``streams_within_75pct_cpu`` projects how many cameras fit in 75 % of the cores at the measured cost.
+
+3. Decode modes (``--decode all keyframes``, the same run): ``--decode-streams`` cameras of the 720p sample at
+   ``--decode-fps`` analysed fps with recording, analysed on the main stream and on the sub-stream (main recorded
+   by a second session), once per decode mode (camera ``decode: all`` / ``keyframes``). Reported: cores per camera,
+   frames delivered per camera (analysed fps), the mode really used (a camera refuses keyframes when its keyframe
+   interval does not fit the fps) and the frames ratio against ``all``: keyframe mode must deliver the same
+   analysed fps when the GOP fits.
 
 The camera server's own CPU (ffmpeg ``-re`` sources and the Python RTSP server) is measured apart and not charged
 to ingest. The machine may be shared: the load of other processes is printed with each step.
@@ -208,12 +216,17 @@ def _row(name: str, cpu: float, decoded: float, analysed: float, rss: float, sec
 # production capture workers
 # ------------------------------------------------------------------------------------------------------------
 def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seconds: float, analyse: bool,
-                record: bool, rec_dir: Path, progress: str = "") -> dict[str, Any]:  # fmt: skip
-    """Run capture workers for ``names``; measure the steady state for ``seconds``."""
+                record: bool, rec_dir: Path, progress: str = "", fps: float = FPS, decode: str = "auto",
+                sub_stream: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run capture workers for ``names``; measure the steady state for ``seconds``.
+
+    ``decode`` is every camera's ``decode`` setting; ``sub_stream``: analyse the sub-stream, record the main one.
+    """
     analytics = "{plates: true, faces: false}" if analyse else "{plates: false, faces: false}"
     lines = [
-        f"  - {{id: {n}, name: {n}, url: '{server.url(n)}', analysis_fps: {FPS}, analytics: {analytics}, "
-        f"recording: {{enabled: {str(record).lower()}}}}}"
+        f"  - {{id: {n}, name: {n}, url: '{server.url(n)}', analysis_fps: {fps}, analytics: {analytics}, "
+        + (f"sub_stream: '{server.sub_url(n)}', " if sub_stream else "")
+        + f"decode: {decode}, recording: {{enabled: {str(record).lower()}}}}}"
         for n in names
     ]
     config = parse_config(
@@ -264,6 +277,7 @@ def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seco
         published = {n: (bus.published(n) - published0[n]) / elapsed for n in names} if bus else {}
         dropped = sum(bus.dropped(n) for n in names) if bus else 0
         segments = sum(client.zcard(f"cctv:rec:{n}") for n in names)
+        modes = sorted({str(h.get("decode") or "") for h in read_camera_health(client)})
     finally:
         for w in workers:
             w.stop()
@@ -284,7 +298,7 @@ def run_workers(server: TestCameraServer, names: list[str], redis_url: str, seco
         "cpu_s_per_decoded_frame": cpu / decoded if decoded else float("nan"),
         "cpu_s_per_analysed_frame": cpu / analysed if analysed else float("nan"),
         "machine_cpu_percent": machine_cpu, "server_cpu_cores": srv / elapsed, "dropped": dropped,
-        "segments": segments, "seconds": elapsed,
+        "segments": segments, "seconds": elapsed, "decode_used": ",".join(modes),
     }  # fmt: skip
 
 
@@ -303,6 +317,32 @@ def compare_decoders(videos: Path, redis_url: str, seconds: float, rec_dir: Path
         for label, target in (("PyAV in Python", _pyav_decode), ("OpenCV CAP_FFMPEG", _opencv_decode)):
             print(f"[decode options] {label} ...", flush=True)
             rows.append(measure_python_decoder(label, target, url, seconds))
+    return rows
+
+
+def compare_decode_modes(videos: Path, redis_url: str, seconds: float, rec_dir: Path, modes: list[str], fps: float,
+                         streams: int) -> list[dict[str, Any]]:  # fmt: skip
+    """``streams`` 720p cameras at ``fps`` with recording, per decode mode, on the main stream and the sub-stream."""
+    names = [f"dec{i:02d}" for i in range(streams)]
+    rows: list[dict[str, Any]] = []
+    with TestCameraServer(videos, 0, names=[], aliases=dict.fromkeys(names, COMPARE_VIDEO)) as server:
+        for sub_stream in (False, True):
+            for mode in modes:
+                label = f"{'sub' if sub_stream else 'main'}/{mode}"
+                print(f"[decode modes] {label}: {streams} cameras at {fps:g} fps + recording ...", flush=True)
+                r = run_workers(server, names, redis_url, seconds, True, True, rec_dir, progress=label, fps=fps,
+                                decode=mode, sub_stream=sub_stream)  # fmt: skip
+                rows.append({"stream": "sub" if sub_stream else "main", "decode": mode,
+                             "decode_used": r["decode_used"], "streams": streams, "fps": fps,
+                             "cores_per_camera": r["cpu_cores"] / streams, "analysed_fps_per_camera": r["mean_fps"],
+                             "min_analysed_fps": r["min_fps"],
+                             "cpu_ms_per_analysed_frame": r["cpu_s_per_analysed_frame"] * 1e3,
+                             "rss_mb_per_camera": r["rss_mb_per_stream"], "dropped": r["dropped"],
+                             "segments": r["segments"], "machine_cpu_percent": r["machine_cpu_percent"]})  # fmt: skip
+    for row in rows:
+        ref = next((r for r in rows if r["stream"] == row["stream"] and r["decode"] == "all"), None)
+        row["frames_vs_all"] = row["analysed_fps_per_camera"] / ref["analysed_fps_per_camera"] if ref and ref["analysed_fps_per_camera"] else None
+        row["cpu_vs_all"] = row["cores_per_camera"] / ref["cores_per_camera"] if ref and ref["cores_per_camera"] else None
     return rows
 
 
@@ -327,13 +367,28 @@ def ramp(videos: Path, redis_url: str, max_streams: int, seconds: float, rec_dir
     return results
 
 
-def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path,
+         decode_rows: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
+    decode_rows = decode_rows or []
+    fig, axes = plt.subplots(1, 3 if decode_rows else 2, figsize=(19 if decode_rows else 13, 4.8))
+    a, b = axes[0], axes[1]
+    if decode_rows:
+        c = axes[2]
+        labels = [f"{r['stream']} / {r['decode']}" for r in decode_rows]
+        c.bar(labels, [r["cores_per_camera"] for r in decode_rows], color="tab:purple")
+        c.set_ylabel("CPU cores per camera")
+        c.set_title(f"Decode modes ({decode_rows[0]['fps']:g} fps analysed + recording)")
+        c2 = c.twinx()
+        c2.plot(labels, [r["analysed_fps_per_camera"] for r in decode_rows], "o", color="tab:orange",
+                label="analysed fps / camera")  # fmt: skip
+        c2.set_ylim(0, max(r["fps"] for r in decode_rows) * 1.3)
+        c2.set_ylabel("analysed fps per camera")
+        c2.legend(loc="upper right")
     a.barh([r["option"] for r in rows], [r["cpu_s_per_decoded_frame"] * 1000 for r in rows], color="tab:blue")
     a.set_xlabel("CPU ms per decoded frame (720p H.264)")
     a.invert_yaxis()
@@ -354,6 +409,10 @@ def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path) ->
     fig.savefig(path, dpi=110)
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=16, help="largest N of the ramp")
@@ -361,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=Path, default=get_settings().videos_dir)
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "ingest.json")
     parser.add_argument("--png", type=Path, default=RESULTS_DIR / "ingest.png")
-    parser.add_argument("--skip-compare", action="store_true", help="only the ramp")
+    parser.add_argument("--skip-compare", action="store_true", help="skip the decoder comparison")
+    parser.add_argument("--skip-ramp", action="store_true", help="skip the ramp")
+    parser.add_argument("--decode", nargs="*", choices=["all", "keyframes"], default=[],
+                        help="compare these decode modes (camera decode setting), main and sub-stream, e.g. --decode all keyframes")  # fmt: skip
+    parser.add_argument("--decode-fps", type=float, default=1.0, help="analysed fps of the decode-mode comparison")
+    parser.add_argument("--decode-streams", type=int, default=4, help="cameras of the decode-mode comparison")
     args = parser.parse_args(argv)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.png.parent.mkdir(parents=True, exist_ok=True)
@@ -370,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     rec_dir = Path(tempfile.mkdtemp(prefix="bench-rec-"))
     try:
         rows = [] if args.skip_compare else compare_decoders(args.videos, server.url, args.seconds, rec_dir)
-        steps = ramp(args.videos, server.url, args.streams, args.seconds, rec_dir)
+        decode_rows = (compare_decode_modes(args.videos, server.url, args.seconds, rec_dir, args.decode, args.decode_fps,
+                                            args.decode_streams) if args.decode else [])  # fmt: skip
+        steps = [] if args.skip_ramp else ramp(args.videos, server.url, args.streams, args.seconds, rec_dir)
     finally:
         server.stop()
         shutil.rmtree(rec_dir, ignore_errors=True)
@@ -382,6 +448,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['option']:56s} {r['decoded_fps']:8.1f} {r['analysed_fps']:7.2f} {r['cpu_cores']:6.3f} "
                   f"{r['cpu_s_per_decoded_frame'] * 1e3:13.2f} {r['cpu_s_per_analysed_frame'] * 1e3:12.2f} "
                   f"{r['rss_mb']:7.0f}  {r['note']}")  # fmt: skip
+    if decode_rows:
+        print(f"\nDecode modes ({args.decode_streams} cameras, 720p H.264 25 fps main / 360p sub-stream, keyframe every "
+              f"1 s, {args.decode_fps:g} fps analysed, main stream recorded)")  # fmt: skip
+        print(f"{'stream/decode':16s} {'used':>10s} {'cores/cam':>10s} {'an fps/cam':>11s} {'min fps':>8s} "
+              f"{'ms/an frame':>12s} {'frames vs all':>14s} {'cpu vs all':>11s} {'machine%':>9s}")  # fmt: skip
+        for r in decode_rows:
+            print(f"{r['stream'] + '/' + r['decode']:16s} {r['decode_used']:>10s} {r['cores_per_camera']:10.4f} "
+                  f"{r['analysed_fps_per_camera']:11.2f} {r['min_analysed_fps']:8.2f} "
+                  f"{r['cpu_ms_per_analysed_frame']:12.1f} {_ratio(r['frames_vs_all']):>14s} "
+                  f"{_ratio(r['cpu_vs_all']):>11s} {r['machine_cpu_percent']:9.0f}")  # fmt: skip
+    result: dict[str, Any] = {
+        "load_average_1m": os.getloadavg()[0],
+        "cpu_count": psutil.cpu_count(),
+        "seconds_per_step": args.seconds,
+        "target_fps": FPS,
+        "decode_compare": decode_rows,
+    }
+    for r in decode_rows:
+        key = f"decode_{r['stream']}_{r['decode']}"
+        result[f"{key}_cores_per_camera"] = r["cores_per_camera"]
+        result[f"{key}_analysed_fps_per_camera"] = r["analysed_fps_per_camera"]
+    if not steps:
+        args.json.write_text(json.dumps(result, indent=2))
+        plot(rows, steps, args.png, decode_rows)
+        print(f"\nJSON: {args.json}\nplot: {args.png}")
+        return 0
     sustained = [s for s in steps if s["sustained"]]
     best = sustained[-1] if sustained else steps[-1]
     print("\nRamp (5 fps analysis + continuous recording per camera)")
@@ -391,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{s['streams']:4d} {s['min_fps']:8.2f} {s['mean_fps']:9.2f} {s['cpu_cores']:6.2f} "
               f"{s['machine_cpu_percent']:9.0f} {s['cpu_s_per_decoded_frame'] * 1e3:13.2f} "
               f"{s['rss_mb_per_stream']:11.0f} {s['dropped']:8d} {str(s['sustained']):>10s} {s['python_share']:7.0%}")  # fmt: skip
-    result: dict[str, Any] = {
+    result |= {
         "max_streams": best["streams"] if sustained else 0,
         "cpu_s_per_frame": best["cpu_s_per_decoded_frame"],
         "cpu_s_per_analysed_frame": best["cpu_s_per_analysed_frame"],
@@ -399,10 +491,6 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_cores_at_max": best["cpu_cores"],
         "cpu_share_at_max": best["cpu_cores"] / (psutil.cpu_count() or 1),
         "streams_within_75pct_cpu": int(0.75 * (psutil.cpu_count() or 1) / (best["cpu_cores"] / best["streams"])),
-        "load_average_1m": os.getloadavg()[0],
-        "cpu_count": psutil.cpu_count(),
-        "seconds_per_step": args.seconds,
-        "target_fps": FPS,
     }
     for r in rows:
         key = r["option"].split(":")[-1].split("(")[0].strip().lower().replace(" ", "_").replace("+", "and")
@@ -414,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         result[f"ramp_{s['streams']}_cpu_cores"] = s["cpu_cores"]
         result[f"ramp_{s['streams']}_mean_fps"] = s["mean_fps"]
     args.json.write_text(json.dumps(result, indent=2))
-    plot(rows, steps, args.png)
+    plot(rows, steps, args.png, decode_rows)
     print(f"\nmax_streams={result['max_streams']}  cpu_s_per_frame={result['cpu_s_per_frame']:.5f}  "
           f"rss_mb_per_stream={result['rss_mb_per_stream']:.0f}  "
           f"cpu_share_at_max={result['cpu_share_at_max']:.0%}  "
