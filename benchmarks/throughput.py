@@ -1,6 +1,8 @@
 """Throughput of the whole service path (RTSP cameras -> ingest -> frame bus -> engine -> Redis) vs a naive baseline.
 
-Usage: ``python -m benchmarks.throughput --streams N --seconds S [--fps F] [--json OUT] [--plot PNG]``
+Usage: ``python -m benchmarks.throughput --streams N --seconds S [--fps F] [--json OUT] [--plot PNG]``,
+``--streams-sweep 4,8,12,16,24`` for the live measurement at each camera count, ``--mode files`` for the
+same-frames comparison and the answer check.
 
 Both phases run in the same invocation on the same machine:
 
@@ -8,21 +10,35 @@ Both phases run in the same invocation on the same machine:
    cycling dashcam -> plates, pedestrians/stage -> faces), one capture worker (ffmpeg decode, ``analysis_fps``
    sampling, :class:`pipeline.ingest.worker.CaptureWorkerProcess`) feeding one shared-memory frame bus, and ONE
    engine process (:func:`pipeline.engine.process.run_engine`): dynamic batches across cameras, motion gating,
-   batched model calls, events to a real redis-server.
+   the adaptive detection schedule, settled plates, selective face embedding, batched model calls, events to a
+   real redis-server.
 2. **baseline** (naive): one process per camera, each with its own models and its own capture worker/frame bus,
    the detector per frame, the plate detector per vehicle crop, the reader per plate crop and the face model per
    person crop (the full frame when no person is detected), all as batch-1 calls, no motion gating and no
    per-track plate throttling; same tracking/event code.
-
-``--mode files`` (or ``both``) also runs the two configurations on the SAME decoded frames inside this process and
-compares CPU time per frame and the events produced (a same-accuracy check independent of machine load).
 
 Measured over ``--seconds`` after every process has warmed up (models loaded, first frame analysed):
 analysed frames per second (frames the engine took from the bus and analysed, gated frames included; the frames
 that reached the detector are reported separately), event latency from frame capture to event stored in Redis
 (p50/p95, measured by the engines), per-stage milliseconds, batch sizes, frames dropped by backpressure, CPU
 (cores used by all benchmark processes, ffmpeg included) and memory (RSS). Events per 100 analysed frames are
-reported for both phases as a coarse same-accuracy check (same models and event logic in both).
+reported for both phases as a coarse same-accuracy check (same models and event logic in both). The
+**models-only limit** ``models_only_ms_per_frame`` is the wall time of the engine's model stages (detect,
+plate_detect, rectify, read, face) per analysed frame; ``engine_ms_per_frame`` is the engine process's busy wall
+time (not waiting for frames) per analysed frame, and ``engine_cpu_ms_per_frame`` its CPU.
+
+``--streams-sweep`` repeats the live measurement at each camera count (fresh Redis, cameras and engine each
+time, one after another: warm-up + ``--seconds`` per phase per count) and plots analysed fps and event latency
+p95 against the number of cameras.
+
+``--mode files`` (or ``both``) runs the SAME decoded frames through the engine, a **reference** run (every frame,
+every model: ``every_frame`` schedule, motion threshold 0, no early plate settling, no retry back-off, every face
+embedded) and the naive baseline inside this process. It compares CPU time per frame, the models' own CPU time
+(every model call timed alone: ``models_only_ms_per_frame``; ``engine_ms_per_frame`` is the engine's CPU per
+frame), and the **answer check**: ``reference_recall`` (share of the reference's distinct plate reads
+``(camera, text)`` and face events that the engine also produced; goal >= 0.98) and ``extra_event_rate``
+(events the engine made that the reference did not, over the reference's count; goal <= 0.02). Deterministic and
+independent of machine load, apart from the times.
 """
 
 from __future__ import annotations
@@ -37,6 +53,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +107,11 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, naive: bool, first: int = 0,
-                queue_size: int = 2, precision: str = "auto") -> Config:
+                queue_size: int = 2, precision: str = "auto", engine_overrides: dict[str, Any] | None = None) -> Config:
     """cameras.yaml equivalent for the benchmark cameras (analysis only, no recording).
 
     Camera ``k`` of the benchmark (``first`` + position here) shows video ``k mod 3`` with that video's analytics.
+    ``engine_overrides`` are set on the ``engine`` section last (the answer check's reference run).
     """
     cameras = []
     for i, (camera_id, url) in enumerate(urls.items()):
@@ -104,21 +123,85 @@ def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, n
     if naive:
         engine.update({"max_batch_size": 1, "max_wait_ms": 0, "motion_threshold": 0.0, "detector_keepalive_s": 0.1,
                        "plate_reads_per_track": 1000, "person_tracks_for_faces": True})  # the detector on every frame
+    engine.update(engine_overrides or {})
     return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size}, "engine": engine,
                                   "cameras": cameras})
 
 
 class _PerItem:
-    """Naive wrapper: one batch-1 model call per image."""
+    """Naive wrapper: one batch-1 model call per image (other attributes are the model's own)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def detect_batch(self, frames: list[Any]) -> list[Any]:
-        return [self.model.detect_batch([f])[0] for f in frames]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
-    def read_batch(self, crops: list[Any]) -> list[Any]:
-        return [self.model.read_batch([c])[0] for c in crops]
+    def detect_batch(self, frames: list[Any], tiles: list[int] | None = None) -> list[Any]:
+        if tiles is None:
+            return [self.model.detect_batch([f])[0] for f in frames]
+        return [self.model.detect_batch([f], [t])[0] for f, t in zip(frames, tiles, strict=True)]
+
+    def look_again(self, crops: list[Any], found: list[Any], min_confidence: float = 0.0,
+                   eligible: list[int] | None = None) -> list[Any]:
+        for k in range(len(crops)) if eligible is None else eligible:
+            found[k] = self.model.look_again([crops[k]], [found[k]], min_confidence)[0]
+        return found
+
+    def read_batch(self, crops: list[Any], layouts: list[str] | None = None) -> list[Any]:
+        if layouts is None:
+            return [self.model.read_batch([c])[0] for c in crops]
+        return [self.model.read_batch([c], [lay])[0] for c, lay in zip(crops, layouts, strict=True)]
+
+    def rectify_batch(self, crops: list[Any]) -> list[Any]:
+        return [self.model.rectify_batch([c])[0] for c in crops]
+
+
+MODEL_METHODS = ("detect_batch", "look_again", "read_batch", "rectify_batch")
+MODEL_STAGES = ("detect", "plate_detect", "rectify", "read", "face")  # engine stages that are model calls
+ALL_STAGES = ("decode_wait", "gate", "detect", "plate_detect", "rectify", "read", "face", "track", "publish")
+
+
+class ModelClock:
+    """CPU and wall seconds spent inside model calls (every thread of this process: ONNX Runtime's too)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+        self.calls = 0
+        self._depth = 0
+
+    def wrap(self, model: Any) -> Any:
+        """``model`` (or None) with its inference methods timed by this clock."""
+        return None if model is None else _Timed(model, self)
+
+    def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``method`` timed (a call nested in a timed call is counted once, by the outer one)."""
+        if self._depth:
+            return method(*args, **kwargs)
+        self._depth += 1
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self.cpu_s += time.process_time() - cpu0
+            self.wall_s += time.perf_counter() - wall0
+            self.calls += 1
+            self._depth -= 1
+
+
+class _Timed:
+    """A model whose inference methods (:data:`MODEL_METHODS`) are timed by a :class:`ModelClock`."""
+
+    def __init__(self, model: Any, clock: ModelClock) -> None:
+        self._model = model
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name not in MODEL_METHODS:
+            return attr
+        return lambda *args, **kwargs: self._clock.call(attr, *args, **kwargs)
 
 
 def naive_engine_class() -> type:
@@ -147,6 +230,31 @@ def naive_engine_class() -> type:
                     self._attach_faces(g, faces)
 
     return NaiveEngine
+
+
+def reference_overrides(plate_reads_per_track: int = 8) -> dict[str, Any]:
+    """Engine settings of the answer check's reference run: every frame, every model.
+
+    Every frame passes the motion gate (threshold 0, keepalive at its minimum, shorter than any frame interval the
+    benchmark uses), every moving frame is detected (``every_frame`` schedule), and a vehicle's plate is read until
+    ``plate_reads_per_track`` agreeing reads (no early settling). Faces are all embedded by
+    :func:`reference_engine_class`, and the plate retry interval is 0 during the run (see :func:`run_file_mode`).
+    """
+    return {"detection_schedule": "every_frame", "plate_settle_reads": plate_reads_per_track,
+            "motion_threshold": 0.0, "detector_keepalive_s": 0.1}
+
+
+def reference_engine_class() -> type:
+    """The reference run's Engine: every detected face is embedded (no selective face embedding)."""
+    import numpy as np
+
+    from pipeline.engine.engine import Engine
+
+    class ReferenceEngine(Engine):
+        def _faces_worth_embedding(self, g: Any, faces: Any) -> np.ndarray:
+            return np.ones(len(faces), bool)
+
+    return ReferenceEngine
 
 
 def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: str, engine_id: str) -> None:
@@ -237,10 +345,30 @@ def wait_warm(client: redis.Redis, expected_engines: int, deadline_s: float, lab
     raise SystemExit(f"{label}: engines did not start analysing within {deadline_s:.0f}s")
 
 
-def measure(client: redis.Redis, seconds: float, label: str, dropped: Any) -> dict[str, Any]:
-    """Counters over a ``seconds`` window, with progress lines."""
+def pids_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) of the processes ``pids`` (those that are gone count 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def measure(client: redis.Redis, seconds: float, label: str, dropped: Any,
+            engine_pids: list[int] | None = None) -> dict[str, Any]:
+    """Counters over a ``seconds`` window, with progress lines.
+
+    ``engine_pids`` are the analysing processes (not the capture workers): their CPU per analysed frame is
+    ``engine_cpu_ms_per_frame``. ``models_only_ms_per_frame`` sums the model stages' wall time
+    (:data:`MODEL_STAGES`) per analysed frame; ``engine_busy_ms_per_frame`` is the engines' wall time minus their
+    wait for frames (``decode_wait``) per analysed frame, so their ratio compares wall with wall.
+    """
     hashes0 = engine_hashes(client)
     cpu0, _ = descendants_cpu_rss()
+    engine_cpu0 = pids_cpu(engine_pids or [])
     drop0 = dropped()
     t0 = time.monotonic()
     rss_max = 0.0
@@ -256,6 +384,7 @@ def measure(client: redis.Redis, seconds: float, label: str, dropped: Any) -> di
     elapsed = time.monotonic() - t0
     hashes1 = engine_hashes(client)
     cpu1, rss = descendants_cpu_rss()
+    engine_cpu = pids_cpu(engine_pids or []) - engine_cpu0
     frames = _sum(hashes1, "count_frames") - _sum(hashes0, "count_frames")
     detector = _sum(hashes1, "count_frames_analysed") - _sum(hashes0, "count_frames_analysed")
     events = {k: _sum(hashes1, f"count_{k}") - _sum(hashes0, f"count_{k}")
@@ -263,11 +392,16 @@ def measure(client: redis.Redis, seconds: float, label: str, dropped: Any) -> di
     p50 = max((float(h.get("event_latency_p50_s", 0) or 0) for h in hashes1.values()), default=0.0)
     p95 = max((float(h.get("event_latency_p95_s", 0) or 0) for h in hashes1.values()), default=0.0)
     stages = {}
-    for stage in ("decode_wait", "gate", "detect", "plate_detect", "read", "face", "track", "publish"):
+    for stage in ALL_STAGES:
         total = _sum(hashes1, f"stage_{stage}_total_s") - _sum(hashes0, f"stage_{stage}_total_s")
         stages[stage] = 1000.0 * total / max(frames, 1)
     batch_sizes = [float(h.get("batch_size_mean", 0) or 0) for h in hashes1.values()]
+    models_only = sum(stages[s] for s in MODEL_STAGES)
+    busy = max(1000.0 * elapsed * max(len(engine_pids or []), 1) / max(frames, 1) - stages["decode_wait"], 0.0)
     return {
+        "models_only_ms_per_frame": models_only,
+        "engine_cpu_ms_per_frame": 1000.0 * engine_cpu / max(frames, 1) if engine_pids else None,
+        "engine_busy_ms_per_frame": busy,
         "analysed_fps": frames / elapsed,
         "detector_fps": detector / elapsed,
         "frames": frames,
@@ -306,7 +440,8 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
         engine.start()
         capture.start()
         wait_warm(client, 1, WARMUP_TIMEOUT_S, "engine")
-        return measure(client, args.seconds, "engine", lambda: sum(bus.dropped(c) for c in urls))
+        return measure(client, args.seconds, "engine", lambda: sum(bus.dropped(c) for c in urls),
+                       engine_pids=[engine.pid])
     finally:
         stop.set()
         engine.join(60)
@@ -342,7 +477,8 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
             capture.start()
         wait_warm(client, len(procs), WARMUP_TIMEOUT_S, "baseline")
         return measure(client, args.seconds, "baseline",
-                       lambda: sum(b.dropped(c) for b, c in zip(buses, urls, strict=True)))
+                       lambda: sum(b.dropped(c) for b, c in zip(buses, urls, strict=True)),
+                       engine_pids=[proc.pid for proc in procs])
     finally:
         stop.set()
         for proc in procs:
@@ -385,11 +521,105 @@ def decode_camera_frames(streams: int, fps: float, seconds: float, width: int) -
     return cameras
 
 
+@dataclass(frozen=True)
+class FaceSpan:
+    """A face event reduced to what the answer check compares: camera, time span and embedding."""
+
+    camera_id: str
+    start: float
+    end: float
+    embedding: tuple[float, ...] | None = None
+
+
+FACE_MATCH_SLACK_S = 1.0  # two face events of a camera match when their spans overlap or lie this close
+FACE_MATCH_SIMILARITY = 0.5  # ... and their best faces' embeddings (when both have one) are at least this similar
+
+
+def event_keys(events: Iterable[tuple[str, Any]]) -> tuple[set[tuple[str, str]], list[FaceSpan]]:
+    """What an engine's published events answered: the distinct plate reads ``(camera, text)`` (non-empty text)
+    and the face events, each from the last version of its event."""
+    latest: dict[str, tuple[str, Any]] = {}
+    for kind, event in events:
+        if kind not in ("plate", "face"):
+            continue
+        seen = latest.get(event.event_id)
+        if seen is None or event.version >= seen[1].version:
+            latest[event.event_id] = (kind, event)
+    plates = {(ev.camera_id, ev.plate_text) for kind, ev in latest.values() if kind == "plate" and ev.plate_text}
+    faces = [FaceSpan(ev.camera_id, float(ev.started_at), float(ev.ended_at),
+                      tuple(float(x) for x in ev.embedding) if getattr(ev, "embedding", None) else None)
+             for kind, ev in latest.values() if kind == "face"]
+    return plates, faces
+
+
+def _similarity(a: FaceSpan, b: FaceSpan) -> float | None:
+    if a.embedding is None or b.embedding is None or len(a.embedding) != len(b.embedding):
+        return None
+    dot = sum(x * y for x, y in zip(a.embedding, b.embedding, strict=True))
+    norm = (sum(x * x for x in a.embedding) * sum(y * y for y in b.embedding)) ** 0.5
+    return dot / norm if norm > 0 else 0.0
+
+
+def match_faces(measured: list[FaceSpan], reference: list[FaceSpan]) -> list[tuple[int, int]]:
+    """One-to-one pairs ``(measured index, reference index)`` of face events that are the same answer: same
+    camera, spans overlapping (within :data:`FACE_MATCH_SLACK_S`), embeddings at least
+    :data:`FACE_MATCH_SIMILARITY` alike when both have one; the most similar, then most overlapping pairs first."""
+    candidates = []
+    for i, m in enumerate(measured):
+        for j, r in enumerate(reference):
+            if m.camera_id != r.camera_id:
+                continue
+            overlap = min(m.end, r.end) - max(m.start, r.start)
+            if overlap < -FACE_MATCH_SLACK_S:
+                continue
+            sim = _similarity(m, r)
+            if sim is not None and sim < FACE_MATCH_SIMILARITY:
+                continue
+            candidates.append((-(sim if sim is not None else 1.0), -overlap, i, j))
+    pairs, used_m, used_r = [], set(), set()
+    for _, _, i, j in sorted(candidates):
+        if i in used_m or j in used_r:
+            continue
+        used_m.add(i)
+        used_r.add(j)
+        pairs.append((i, j))
+    return sorted(pairs)
+
+
+def answer_check(measured_plates: set[tuple[str, str]], measured_faces: list[FaceSpan],
+                 reference_plates: set[tuple[str, str]], reference_faces: list[FaceSpan]) -> dict[str, Any]:
+    """Compare the measured run's answers with the reference run's (every frame, every model).
+
+    ``reference_recall``: share of the reference's distinct plate reads and face events that the measured run
+    also produced; ``extra_event_rate``: the measured run's plate reads and face events that the reference did not
+    produce, over the reference's count. Both are None when the reference produced nothing.
+    """
+    matched_plates = measured_plates & reference_plates
+    pairs = match_faces(measured_faces, reference_faces)
+    reference_n = len(reference_plates) + len(reference_faces)
+    matched_n = len(matched_plates) + len(pairs)
+    extra_plates = measured_plates - reference_plates
+    extra_faces = len(measured_faces) - len(pairs)
+    return {
+        "reference_plate_reads": len(reference_plates), "reference_face_events": len(reference_faces),
+        "measured_plate_reads": len(measured_plates), "measured_face_events": len(measured_faces),
+        "matched_plate_reads": len(matched_plates), "matched_face_events": len(pairs),
+        "missed_plate_texts": sorted(f"{cam}:{text}" for cam, text in reference_plates - measured_plates),
+        "extra_plate_texts": sorted(f"{cam}:{text}" for cam, text in extra_plates),
+        "missed_face_events": len(reference_faces) - len(pairs), "extra_face_events": extra_faces,
+        "reference_recall": matched_n / reference_n if reference_n else None,
+        "extra_event_rate": (len(extra_plates) + extra_faces) / reference_n if reference_n else None,
+    }
+
+
 def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
-    """CPU and wall time per analysed frame of the engine vs the naive per-camera batch-1 loop, same frames."""
+    """The same decoded frames through the engine, the reference run (every frame, every model; the answer
+    check) and the naive per-camera batch-1 loop, in this process: CPU and wall time per analysed frame, the
+    models' own time (:class:`ModelClock`) and the answers."""
     import pipeline.engine.aggregate as aggregate
     from pipeline.engine.engine import Engine
     from pipeline.engine.filesource import interleave
+    from pipeline.engine.process import load_plate_reader_or_none, load_plate_rectifier_or_none
     from pipeline.models.registry import load_model_set
 
     cameras = decode_camera_frames(args.streams, args.fps, args.seconds, args.width)
@@ -397,118 +627,214 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cctv-throughput-files-"))
     try:
         config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision)
-        models = load_model_set(config.engine)
+        ec = config.engine
+        models = load_model_set(ec)
+        reader = load_plate_reader_or_none(ec.plate_reader, device=ec.device)
+        rectifier = load_plate_rectifier_or_none(ec.device) if ec.plate_rectification else None
         total = sum(len(c) for c in cameras)
-        print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each)",
-              flush=True)
+        print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each)"
+              f"{'' if reader is not None else ' -- NO PLATE READER: plate events have no text'}", flush=True)
 
-        def timed(label: str, body: Any) -> dict[str, float]:
+        def timed(label: str, body: Any, clock: ModelClock) -> dict[str, Any]:
             wall0, cpu0 = time.perf_counter(), time.process_time()
             body()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             print(f"  [{label}] {total} frames in {wall:.1f} s wall, {cpu:.1f} s CPU "
-                  f"({1000 * cpu / total:.0f} ms CPU per frame)", flush=True)
-            return {"wall_s": wall, "cpu_s": cpu}
+                  f"({1000 * cpu / total:.0f} ms CPU per frame, {1000 * clock.cpu_s / total:.0f} of them in models)",
+                  flush=True)
+            return {"wall_s": wall, "cpu_s": cpu, "models_cpu_s": clock.cpu_s, "models_wall_s": clock.wall_s}
 
-        engine = Engine(config, models, None, recordings_dir=work / "rec")
+        def batched_run(label: str, engine_class: type, run_config: Config) -> tuple[dict[str, Any], Any]:
+            clock = ModelClock()
+            timed_models = type("TimedModels", (), {"vehicles": clock.wrap(models.vehicles),
+                                                    "plates": clock.wrap(models.plates),
+                                                    "faces": clock.wrap(models.faces)})()
+            engine = engine_class(run_config, timed_models, clock.wrap(reader), recordings_dir=work / "rec",
+                                  plate_rectifier=clock.wrap(rectifier))
 
-        def run_engine_files() -> None:
-            sources = [iter(c) for c in cameras]
-            for batch in interleave(sources, config.engine.max_batch_size):
-                engine.process_batch(batch)
-            engine.finish()
+            def body() -> None:
+                for batch in interleave([iter(c) for c in cameras], run_config.engine.max_batch_size):
+                    engine.process_batch(batch)
+                engine.finish()
 
-        engine_t = timed("engine", run_engine_files)
-        naive_models = type("NaiveModels", (), {"vehicles": _PerItem(models.vehicles), "plates": _PerItem(models.plates),
-                                                 "faces": _PerItem(models.faces)})()
-        naive_class = naive_engine_class()
-        interval, aggregate.PLATE_INTERVAL_S = aggregate.PLATE_INTERVAL_S, 0.0
-        naive_engines = []
+            result = timed(label, body, clock)
+            return {**result, "events": _events([engine]), "stage_ms": _stage_ms(engine, total)}, engine
 
-        def run_naive_files() -> None:
-            for k, frames in enumerate(cameras):
-                naive_config = make_config({f"cam{k + 1:02d}": urls[f"cam{k + 1:02d}"]}, args.fps, args.width,
-                                           work / "spool", naive=True, first=k, precision=args.precision)
-                naive = naive_class(naive_config, naive_models, None, recordings_dir=work / "rec")
-                naive_engines.append(naive)
-                for item in frames:
-                    naive.process_batch([item])
-                naive.finish()
-
-        try:
-            naive_t = timed("baseline", run_naive_files)
-        finally:
-            aggregate.PLATE_INTERVAL_S = interval
-
-        def events(engines: list[Any]) -> dict[str, int]:
-            kinds = Counter(kind for e in engines for kind, _ in e.events)
-            long_tracks = sum(1 for e in engines for kind, ev in e.events
-                              if kind == "plate" and ev.ended_at - ev.started_at >= 10)
-            return {"plate_events": kinds["plate"], "face_events": kinds["face"], "long_vehicle_tracks": long_tracks,
-                    "plates_detected": sum(int(e.metrics.counters["plates_detected"]) for e in engines),
-                    "detector_frames": sum(int(e.metrics.counters["frames_analysed"]) for e in engines)}
-
-        return {
-            "frames": total,
-            "engine": {**engine_t, "events": events([engine]), "stage_ms": _stage_ms(engine, total)},
-            "baseline": {**naive_t, "events": events(naive_engines),
-                         "stage_ms": {k: sum(_stage_ms(e, total)[k] for e in naive_engines) for k in _stage_ms(engine, 1)}},
-        }
+        warm = Engine(config, models, reader, recordings_dir=work / "warm", plate_rectifier=rectifier)
+        for batch in interleave([iter(c[:2]) for c in cameras], ec.max_batch_size):
+            warm.process_batch(batch)  # first calls (allocations, lazy initialisation) are paid by no run
+        out: dict[str, Any] = {"frames": total, "plate_reader": reader is not None}
+        out["engine"], engine = batched_run("engine", Engine, config)
+        if not args.no_reference:
+            ref_config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision,
+                                     engine_overrides=reference_overrides(ec.plate_reads_per_track))
+            interval, aggregate.PLATE_INTERVAL_S = aggregate.PLATE_INTERVAL_S, 0.0  # no retry back-off either
+            try:
+                out["reference"], reference = batched_run("reference", reference_engine_class(), ref_config)
+            finally:
+                aggregate.PLATE_INTERVAL_S = interval
+            out["answer_check"] = answer_check(*event_keys(engine.events), *event_keys(reference.events))
+        if not args.no_baseline:
+            out["baseline"] = run_naive_files(args, cameras, urls, models, reader, rectifier, work, total, timed)
+        return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_naive_files(args: argparse.Namespace, cameras: list[list[Any]], urls: dict[str, str], models: Any,
+                    reader: Any, rectifier: Any, work: Path, total: int, timed: Any) -> dict[str, Any]:
+    """The naive baseline on the file frames: per camera its own engine, batch-1 model calls, no gating."""
+    import pipeline.engine.aggregate as aggregate
+
+    clock = ModelClock()
+    naive_models = type("NaiveModels", (), {"vehicles": clock.wrap(_PerItem(models.vehicles)),
+                                            "plates": clock.wrap(_PerItem(models.plates)),
+                                            "faces": clock.wrap(_PerItem(models.faces))})()
+    naive_reader = clock.wrap(_PerItem(reader)) if reader is not None else None
+    naive_rectifier = clock.wrap(_PerItem(rectifier)) if rectifier is not None else None
+    naive_class = naive_engine_class()
+    interval, aggregate.PLATE_INTERVAL_S = aggregate.PLATE_INTERVAL_S, 0.0
+    naive_engines: list[Any] = []
+
+    def body() -> None:
+        for k, frames in enumerate(cameras):
+            camera_id = f"cam{k + 1:02d}"
+            naive_config = make_config({camera_id: urls[camera_id]}, args.fps, args.width, work / "spool",
+                                       naive=True, first=k, precision=args.precision)
+            naive = naive_class(naive_config, naive_models, naive_reader, recordings_dir=work / "rec",
+                                plate_rectifier=naive_rectifier)
+            naive_engines.append(naive)
+            for item in frames:
+                naive.process_batch([item])
+            naive.finish()
+
+    try:
+        result = timed("baseline", body, clock)
+    finally:
+        aggregate.PLATE_INTERVAL_S = interval
+    stage_ms = {k: sum(_stage_ms(e, total)[k] for e in naive_engines) for k in _stage_ms(naive_engines[0], 1)}
+    return {**result, "events": _events(naive_engines), "stage_ms": stage_ms}
+
+
+def _events(engines: list[Any]) -> dict[str, int]:
+    """Event counts of file-mode engines (every published version counts once per event)."""
+    finals: dict[str, tuple[str, Any]] = {ev.event_id: (kind, ev) for e in engines for kind, ev in e.events
+                                          if kind in ("plate", "face")}
+    kinds = Counter(kind for kind, _ in finals.values())
+    long_tracks = sum(1 for kind, ev in finals.values() if kind == "plate" and ev.ended_at - ev.started_at >= 10)
+    plates, _ = event_keys(ev for e in engines for ev in e.events)
+    return {"plate_events": kinds["plate"], "face_events": kinds["face"], "distinct_plate_reads": len(plates),
+            "long_vehicle_tracks": long_tracks,
+            "plates_detected": sum(int(e.metrics.counters["plates_detected"]) for e in engines),
+            "detector_frames": sum(int(e.metrics.counters["frames_analysed"]) for e in engines)}
 
 
 def _stage_ms(engine: Any, frames: int) -> dict[str, float]:
     snap = engine.metrics.snapshot()
     return {stage: 1000.0 * float(snap.get(f"stage_{stage}_total_s", 0.0)) / max(frames, 1)
-            for stage in ("gate", "detect", "plate_detect", "read", "face", "track", "publish")}
+            for stage in ALL_STAGES if stage != "decode_wait"}
+
+
+def files_fields(files: dict[str, Any]) -> dict[str, Any]:
+    """Flat JSON fields of a file-mode run (``files_`` prefixed, plus the answer check and models-only figures)."""
+    n = files["frames"]
+    out: dict[str, Any] = {"files_frames": n, "files_plate_reader": files.get("plate_reader")}
+    for phase in ("engine", "reference", "baseline"):
+        p = files.get(phase)
+        if not p:
+            continue
+        out.update({f"files_{phase}_cpu_ms_per_frame": round(1000 * p["cpu_s"] / n, 1),
+                    f"files_{phase}_wall_ms_per_frame": round(1000 * p["wall_s"] / n, 1),
+                    f"files_{phase}_models_cpu_ms_per_frame": round(1000 * p["models_cpu_s"] / n, 1),
+                    f"files_{phase}_fps": round(n / p["wall_s"], 3),
+                    **{f"files_{phase}_{k}": v for k, v in p["events"].items()}})
+    e, b = files["engine"], files.get("baseline")
+    out["files_cpu_ratio"] = round(b["cpu_s"] / e["cpu_s"], 3) if b else None
+    out["models_only_ms_per_frame"] = round(1000 * e["models_cpu_s"] / n, 1)
+    out["engine_ms_per_frame"] = round(1000 * e["cpu_s"] / n, 1)
+    out["engine_over_models_only"] = round(e["cpu_s"] / max(e["models_cpu_s"], 1e-9), 3)
+    out["models_only_basis"] = "cpu: model calls alone, same frames (--mode files)"
+    out["engine_ms_basis"] = "cpu: whole engine per analysed frame (--mode files)"
+    check = files.get("answer_check")
+    out["reference_recall"] = round(check["reference_recall"], 4) if check and check["reference_recall"] is not None \
+        else None
+    out["extra_event_rate"] = round(check["extra_event_rate"], 4) if check and check["extra_event_rate"] is not None \
+        else None
+    if check:
+        out.update({f"answer_{k}": v for k, v in check.items() if k not in ("reference_recall", "extra_event_rate")})
+    return out
 
 
 def print_file_mode(files: dict[str, Any]) -> None:
-    """Table of the file-mode comparison."""
-    e, b, n = files["engine"], files["baseline"], files["frames"]
-    print(f"\nfile mode ({n} frames, same frames for both):")
-    print(f"{'':28s}{'engine':>12s}{'baseline':>12s}")
-    print(f"{'CPU ms per frame':28s}{1000 * e['cpu_s'] / n:>12.0f}{1000 * b['cpu_s'] / n:>12.0f}")
-    print(f"{'frames per CPU-second':28s}{n / e['cpu_s']:>12.2f}{n / b['cpu_s']:>12.2f}")
-    print(f"{'frames per wall-second':28s}{n / e['wall_s']:>12.2f}{n / b['wall_s']:>12.2f}")
-    for stage in e["stage_ms"]:
-        print(f"  {stage + ' ms/frame':26s}{e['stage_ms'][stage]:>12.1f}{b['stage_ms'][stage]:>12.1f}")
-    for key in e["events"]:
-        print(f"  {key:26s}{e['events'][key]:>12d}{b['events'][key]:>12d}")
-    print(f"ratio (CPU per frame, baseline / engine): {b['cpu_s'] / e['cpu_s']:.2f}x")
+    """Table of the file-mode comparison (engine, reference, baseline; the answer check)."""
+    n = files["frames"]
+    phases = [p for p in ("engine", "reference", "baseline") if files.get(p)]
+    print(f"\nfile mode ({n} frames, same frames for every run):")
+    print(f"{'':30s}" + "".join(f"{p:>12s}" for p in phases))
+
+    def row(label: str, fmt: str, value: Any) -> None:
+        print(f"{label:30s}" + "".join(f"{fmt.format(value(files[p])):>12s}" for p in phases))
+
+    row("CPU ms per frame", "{:.0f}", lambda p: 1000 * p["cpu_s"] / n)
+    row("  models alone (CPU ms/frame)", "{:.0f}", lambda p: 1000 * p["models_cpu_s"] / n)
+    row("  engine / models alone", "{:.2f}x", lambda p: p["cpu_s"] / max(p["models_cpu_s"], 1e-9))
+    row("frames per CPU-second", "{:.2f}", lambda p: n / p["cpu_s"])
+    row("frames per wall-second", "{:.2f}", lambda p: n / p["wall_s"])
+    for stage in files["engine"]["stage_ms"]:
+        row(f"  {stage} ms/frame", "{:.1f}", lambda p, stage=stage: p["stage_ms"][stage])
+    for key in files["engine"]["events"]:
+        row(f"  {key}", "{:d}", lambda p, key=key: p["events"][key])
+    if files.get("baseline"):
+        print(f"ratio (CPU per frame, baseline / engine): {files['baseline']['cpu_s'] / files['engine']['cpu_s']:.2f}x")
+    check = files.get("answer_check")
+    if check:
+        recall, extra = check["reference_recall"], check["extra_event_rate"]
+        print(f"answer check against the reference (every frame, every model): "
+              f"reference_recall {'-' if recall is None else f'{recall:.3f}'} (goal >= 0.98), "
+              f"extra_event_rate {'-' if extra is None else f'{extra:.3f}'} (goal <= 0.02)")
+        print(f"  plate reads: {check['matched_plate_reads']}/{check['reference_plate_reads']} of the reference's, "
+              f"{len(check['extra_plate_texts'])} extra; face events: {check['matched_face_events']}/"
+              f"{check['reference_face_events']}, {check['extra_face_events']} extra")
+        if check["missed_plate_texts"] or check["extra_plate_texts"]:
+            print(f"  missed reads: {check['missed_plate_texts']}; extra reads: {check['extra_plate_texts']}")
 
 
 # -- report -----------------------------------------------------------------------------------------------------
 
 
-def print_table(engine: dict[str, Any], baseline: dict[str, Any] | None, args: argparse.Namespace) -> None:
-    """Human-readable comparison."""
+def print_table(engine: dict[str, Any], baseline: dict[str, Any] | None, args: argparse.Namespace,
+                streams: int | None = None) -> None:
+    """Human-readable comparison of one live measurement."""
+    streams = args.streams if streams is None else streams
     rows = [("analysed frames/s", "analysed_fps", "{:.2f}"), ("detector frames/s", "detector_fps", "{:.2f}"),
             ("event latency p50 (s)", "latency_p50_s", "{:.2f}"), ("event latency p95 (s)", "latency_p95_s", "{:.2f}"),
             ("dropped frames", "dropped_frames", "{:.0f}"), ("mean batch size", "batch_size_mean", "{:.2f}"),
-            ("CPU cores used", "cpu_cores", "{:.2f}"), ("RSS (MB)", "rss_mb", "{:.0f}")]
-    print(f"\n{args.streams} RTSP cameras offered at {args.fps:g} fps each ({args.streams * args.fps:g} frames/s), "
+            ("CPU cores used", "cpu_cores", "{:.2f}"), ("RSS (MB)", "rss_mb", "{:.0f}"),
+            ("models-only ms/frame (wall)", "models_only_ms_per_frame", "{:.1f}"),
+            ("engine busy ms/frame (wall)", "engine_busy_ms_per_frame", "{:.1f}"),
+            ("engine CPU ms/frame", "engine_cpu_ms_per_frame", "{:.1f}")]
+    print(f"\n{streams} RTSP cameras offered at {args.fps:g} fps each ({streams * args.fps:g} frames/s), "
           f"{args.seconds:g} s measured per phase")
-    print(f"{'':28s}{'engine':>12s}{'baseline':>12s}")
+    print(f"{'':30s}{'engine':>12s}{'baseline':>12s}")
     for label, key, fmt in rows:
-        base = fmt.format(baseline[key]) if baseline else "-"
-        print(f"{label:28s}{fmt.format(engine[key]):>12s}{base:>12s}")
+        base = fmt.format(baseline[key]) if baseline and baseline.get(key) is not None else "-"
+        mine = fmt.format(engine[key]) if engine.get(key) is not None else "-"
+        print(f"{label:30s}{mine:>12s}{base:>12s}")
     print("stage ms per analysed frame:")
     for stage, value in engine["stage_ms_per_frame"].items():
         base = f"{baseline['stage_ms_per_frame'][stage]:.1f}" if baseline else "-"
-        print(f"  {stage:26s}{value:>12.1f}{base:>12s}")
+        print(f"  {stage:28s}{value:>12.1f}{base:>12s}")
     print("events per 100 analysed frames:")
     for kind, value in engine["events_per_100_frames"].items():
         base = f"{baseline['events_per_100_frames'][kind]:.2f}" if baseline else "-"
-        print(f"  {kind:26s}{value:>12.2f}{base:>12s}")
+        print(f"  {kind:28s}{value:>12.2f}{base:>12s}")
     if baseline:
         ratio = engine["analysed_fps"] / max(baseline["analysed_fps"], 1e-9)
         print(f"\nratio engine / naive baseline (analysed frames/s): {ratio:.2f}x")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Bars of analysed fps and stacked stage times per frame."""
+    """Bars of analysed fps and stacked stage times per frame (one camera count)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -527,7 +853,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for stage in result["engine"]["stage_ms_per_frame"]:
         if stage == "decode_wait":
             continue
-        values = [result[p]["stage_ms_per_frame"][stage] for p in phases]
+        values = [result[p]["stage_ms_per_frame"].get(stage, 0.0) for p in phases]
         ax2.bar(phases, values, bottom=bottom, label=stage)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax2.set_ylabel("stage wall ms per analysed frame\n(summed over processes)")
@@ -538,93 +864,78 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _file_fields(files: dict[str, Any]) -> dict[str, Any]:
-    e, b, n = files["engine"], files["baseline"], files["frames"]
-    return {
-        "files_frames": n,
-        "files_engine_cpu_ms_per_frame": round(1000 * e["cpu_s"] / n, 1),
-        "files_baseline_cpu_ms_per_frame": round(1000 * b["cpu_s"] / n, 1),
-        "files_cpu_ratio": round(b["cpu_s"] / e["cpu_s"], 3),
-        "files_engine_fps": round(n / e["wall_s"], 3), "files_baseline_fps": round(n / b["wall_s"], 3),
-        **{f"files_engine_{k}": v for k, v in e["events"].items()},
-        **{f"files_baseline_{k}": v for k, v in b["events"].items()},
-    }
+LATENCY_GOAL_S = 2.0  # issue 13: event latency p95 under 2 s at 16 cameras x 1 fps
+
+
+def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
+    """Analysed fps (with the offered rate) and event latency p95 against the number of cameras.
+
+    ``points`` are the flat results of a sweep (``streams``, ``fps_per_camera``, ``analysed_fps``,
+    ``latency_p95_s``; ``baseline_fps`` and ``baseline_latency_p95_s`` drawn when present)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(points, key=lambda p: p["streams"])
+    cams = [p["streams"] for p in points]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(cams, [p["streams"] * p["fps_per_camera"] for p in points], ls="--", color="tab:red", label="offered")
+    ax1.plot(cams, [p["analysed_fps"] for p in points], marker="o", color="tab:green", label="engine")
+    if any(p.get("baseline_fps") is not None for p in points):
+        base = [(p["streams"], p["baseline_fps"]) for p in points if p.get("baseline_fps") is not None]
+        ax1.plot(*zip(*base, strict=True), marker="s", color="tab:gray", label="naive baseline")
+    ax1.set_xlabel("cameras")
+    ax1.set_ylabel("analysed frames / s")
+    ax1.set_xticks(cams)
+    ax1.set_title(f"{points[0]['fps_per_camera']:g} fps offered per camera" if points else "")
+    ax1.legend()
+    ax2.plot(cams, [p["latency_p95_s"] if p.get("latency_p95_s") is not None else float("nan") for p in points],
+             marker="o", color="tab:green", label="engine")
+    if any(p.get("baseline_latency_p95_s") is not None for p in points):
+        base = [(p["streams"], p["baseline_latency_p95_s"]) for p in points
+                if p.get("baseline_latency_p95_s") is not None]
+        ax2.plot(*zip(*base, strict=True), marker="s", color="tab:gray", label="naive baseline")
+    ax2.axhline(LATENCY_GOAL_S, ls="--", color="tab:red", label=f"goal {LATENCY_GOAL_S:g} s")
+    ax2.set_xlabel("cameras")
+    ax2.set_ylabel("event latency p95 (s)")
+    ax2.set_xticks(cams)
+    ax2.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(path: Path | None, flat: dict[str, Any]) -> None:
+    """Write the flat results (when ``--json`` was given)."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(flat, indent=2))
+        print(f"wrote {path}")
 
 
 def write_file_mode(args: argparse.Namespace, files: dict[str, Any]) -> int:
-    """JSON (and plot) of a files-only run: fps are frames per wall-second, ratio is CPU-time based."""
-    e, b, n = files["engine"], files["baseline"], files["frames"]
+    """JSON of a files-only run: fps are frames per wall-second, ratio is CPU-time based."""
+    e, b, n = files["engine"], files.get("baseline"), files["frames"]
     flat = {"mode": "files", "streams": args.streams, "fps_per_camera": args.fps, "seconds": args.seconds,
-            "analysed_fps": round(n / e["wall_s"], 3), "baseline_fps": round(n / b["wall_s"], 3),
-            "ratio": round(b["cpu_s"] / e["cpu_s"], 3), "ratio_basis": "cpu_time_per_frame",
-            "latency_p50_s": None, "latency_p95_s": None, "dropped_frames": 0, **_file_fields(files)}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(flat, indent=2))
-        print(f"wrote {args.json}")
+            "analysed_fps": round(n / e["wall_s"], 3), "baseline_fps": round(n / b["wall_s"], 3) if b else None,
+            "ratio": round(b["cpu_s"] / e["cpu_s"], 3) if b else None, "ratio_basis": "cpu_time_per_frame",
+            "latency_p50_s": None, "latency_p95_s": None, "dropped_frames": 0, **files_fields(files)}
+    write_json(args.json, flat)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run both phases and report."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=8, help="number of RTSP cameras")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per phase")
-    parser.add_argument("--fps", type=float, default=1.0, help="analysis fps per camera")
-    parser.add_argument("--width", type=int, default=960, help="analysis frame width (ingest.max_width)")
-    parser.add_argument("--queue-size", type=int, default=2,
-                        help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase")
-    parser.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
-                        help="engine.model_precision for both phases (auto: fp32)")
-    parser.add_argument("--mode", choices=("live", "files", "both"), default="live",
-                        help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
-                             "through engine and baseline in this process, compared by CPU time per frame")
-    parser.add_argument("--json", type=Path, help="write the flat results here")
-    parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
-    args = parser.parse_args(argv)
-    if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
-        parser.error("--streams, --seconds and --fps must be positive")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    files = run_file_mode(args) if args.mode in ("files", "both") else None
-    if files is not None:
-        print_file_mode(files)
-    if args.mode == "files":
-        return write_file_mode(args, files)
-    from pipeline.testcams import TestCameraServer
-
-    work = Path(tempfile.mkdtemp(prefix="cctv-throughput-"))
-    os.environ["CCTV_RECORDINGS_DIR"] = str(work / "rec")
-    redis_proc, redis_url = start_redis(work)
-    os.environ["CCTV_REDIS_URL"] = redis_url  # the engine process reads it from its settings
-    aliases = {f"cam{i + 1:02d}": VIDEOS[i % len(VIDEOS)][0] for i in range(args.streams)}
-    print("preparing models (derives the batch-capable files once, so that no phase pays for it)", flush=True)
-    from pipeline.models.registry import load_model_set
-
-    load_model_set(make_config({"cam": "rtsp://127.0.0.1/x"}, 1.0, args.width, work, naive=False,
-                               precision=args.precision).engine)
-    result: dict[str, Any] = {"streams": args.streams, "fps": args.fps, "seconds": args.seconds, "width": args.width}
-    try:
-        with TestCameraServer(get_settings().videos_dir, port=free_port(), names=[], aliases=aliases) as cams:
-            urls = {name: cams.url(name) for name in aliases}
-            print(f"phase 1/2: engine ({args.streams} cameras -> capture worker -> frame bus -> 1 engine process)",
-                  flush=True)
-            result["engine"] = run_engine_phase(urls, args, redis_url, work)
-            if not args.no_baseline:
-                print(f"phase 2/2: naive baseline ({args.streams} processes, batch-1 calls, no gating)", flush=True)
-                result["baseline"] = run_baseline_phase(urls, args, redis_url, work)
-    finally:
-        redis_proc.kill()
-        redis_proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-    engine, baseline = result["engine"], result.get("baseline")
-    result["ratio"] = engine["analysed_fps"] / max(baseline["analysed_fps"], 1e-9) if baseline else None
-    print_table(engine, baseline, args)
-    flat = {
-        "streams": args.streams, "fps_per_camera": args.fps, "seconds": args.seconds,
+def live_flat(engine: dict[str, Any], baseline: dict[str, Any] | None, streams: int,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Flat JSON fields of one live measurement."""
+    ratio = engine["analysed_fps"] / max(baseline["analysed_fps"], 1e-9) if baseline else None
+    models_only = engine["models_only_ms_per_frame"]
+    return {
+        "streams": streams, "fps_per_camera": args.fps, "seconds": args.seconds,
         "analysed_fps": round(engine["analysed_fps"], 3), "detector_fps": round(engine["detector_fps"], 3),
         "baseline_fps": round(baseline["analysed_fps"], 3) if baseline else None,
-        "ratio": round(result["ratio"], 3) if baseline else None,
+        "ratio": round(ratio, 3) if ratio is not None else None,
         "latency_p50_s": engine["latency_p50_s"], "latency_p95_s": engine["latency_p95_s"],
         "baseline_latency_p95_s": baseline["latency_p95_s"] if baseline else None,
         "dropped_frames": engine["dropped_frames"],
@@ -633,17 +944,159 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_cores": round(engine["cpu_cores"], 2), "rss_mb": round(engine["rss_mb"], 1),
         "baseline_cpu_cores": round(baseline["cpu_cores"], 2) if baseline else None,
         "baseline_rss_mb": round(baseline["rss_mb"], 1) if baseline else None,
+        "models_only_ms_per_frame": round(models_only, 1),
+        "engine_ms_per_frame": round(engine["engine_busy_ms_per_frame"], 1),
+        "engine_cpu_ms_per_frame": (round(engine["engine_cpu_ms_per_frame"], 1)
+                                    if engine.get("engine_cpu_ms_per_frame") is not None else None),
+        "engine_over_models_only": round(engine["engine_busy_ms_per_frame"] / models_only, 3) if models_only else None,
+        "models_only_basis": "wall: model stages of the engine process (live)",
+        "engine_ms_basis": "wall: engine process busy (not waiting for frames) per analysed frame (live)",
         **{f"stage_{k}_ms": round(v, 2) for k, v in engine["stage_ms_per_frame"].items()},
         **{f"events_per_100_{k}": round(v, 2) for k, v in engine["events_per_100_frames"].items()},
         **({f"baseline_events_per_100_{k}": round(v, 2) for k, v in baseline["events_per_100_frames"].items()}
            if baseline else {}),
-        **(_file_fields(files) if files else {}),
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(flat, indent=2))
-        print(f"wrote {args.json}")
+
+
+def run_live(args: argparse.Namespace, streams: int, label: str = "") -> dict[str, Any]:
+    """One live measurement at ``streams`` cameras: its own redis-server and test cameras, the engine phase,
+    then the baseline phase unless ``--no-baseline``. Returns ``{"streams", "fps", ..., "engine", "baseline"}``."""
+    from pipeline.testcams import TestCameraServer
+
+    work = Path(tempfile.mkdtemp(prefix="cctv-throughput-"))
+    os.environ["CCTV_RECORDINGS_DIR"] = str(work / "rec")
+    redis_proc, redis_url = start_redis(work)
+    os.environ["CCTV_REDIS_URL"] = redis_url  # the engine process reads it from its settings
+    aliases = {f"cam{i + 1:02d}": VIDEOS[i % len(VIDEOS)][0] for i in range(streams)}
+    result: dict[str, Any] = {"streams": streams, "fps": args.fps, "seconds": args.seconds, "width": args.width}
+    phases = 1 if args.no_baseline else 2
+    try:
+        with TestCameraServer(get_settings().videos_dir, port=free_port(), names=[], aliases=aliases) as cams:
+            urls = {name: cams.url(name) for name in aliases}
+            print(f"{label}phase 1/{phases}: engine ({streams} cameras -> capture worker -> frame bus -> "
+                  f"1 engine process)", flush=True)
+            result["engine"] = run_engine_phase(urls, args, redis_url, work)
+            if not args.no_baseline:
+                print(f"{label}phase 2/2: naive baseline ({streams} processes, batch-1 calls, no gating)", flush=True)
+                result["baseline"] = run_baseline_phase(urls, args, redis_url, work)
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    engine, baseline = result["engine"], result.get("baseline")
+    result["ratio"] = engine["analysed_fps"] / max(baseline["analysed_fps"], 1e-9) if baseline else None
+    return result
+
+
+def parse_sweep(text: str) -> list[int]:
+    """``"4,8,12"`` -> ``[4, 8, 12]`` (positive, in the given order, duplicates dropped)."""
+    counts: list[int] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        n = int(part)
+        if n < 1:
+            raise ValueError(f"camera counts must be positive, not {n}")
+        if n not in counts:
+            counts.append(n)
+    if not counts:
+        raise ValueError("no camera counts given")
+    return counts
+
+
+def sweep_result(points: list[dict[str, Any]], args: argparse.Namespace, wall_s: float) -> dict[str, Any]:
+    """The JSON of a sweep: one flat result per camera count under ``sweep``, the counts and the time it took."""
+    return {"mode": "sweep", "fps_per_camera": args.fps, "seconds": args.seconds,
+            "streams_sweep": [p["streams"] for p in points], "sweep_wall_s": round(wall_s, 1), "sweep": points}
+
+
+def print_sweep(points: list[dict[str, Any]]) -> None:
+    """One line per camera count."""
+    print(f"\n{'cameras':>8s}{'offered/s':>11s}{'analysed/s':>12s}{'p50 (s)':>9s}{'p95 (s)':>9s}{'dropped':>9s}"
+          f"{'models ms':>11s}{'engine ms':>11s}{'baseline/s':>12s}")
+    for p in points:
+        base = f"{p['baseline_fps']:.2f}" if p.get("baseline_fps") is not None else "-"
+        print(f"{p['streams']:>8d}{p['streams'] * p['fps_per_camera']:>11.1f}{p['analysed_fps']:>12.2f}"
+              f"{p['latency_p50_s']:>9.2f}{p['latency_p95_s']:>9.2f}{p['dropped_frames']:>9.0f}"
+              f"{p['models_only_ms_per_frame']:>11.1f}{p['engine_ms_per_frame']:>11.1f}{base:>12s}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the requested measurements and report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=8, help="number of RTSP cameras")
+    parser.add_argument("--streams-sweep", type=str, default=None, metavar="N,N,...",
+                        help="live measurement at each of these camera counts, one after another (e.g. 4,8,12,16,24); "
+                             "the plot shows analysed fps and event latency p95 against the number of cameras")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per phase (video seconds per "
+                                                                    "camera in --mode files)")
+    parser.add_argument("--fps", type=float, default=1.0, help="analysis fps per camera")
+    parser.add_argument("--width", type=int, default=960, help="analysis frame width (ingest.max_width)")
+    parser.add_argument("--queue-size", type=int, default=2,
+                        help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase (both modes)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="--mode files: skip the reference run (every frame, every model) and the answer check")
+    parser.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+                        help="engine.model_precision for both phases (auto: fp32)")
+    parser.add_argument("--mode", choices=("live", "files", "both"), default="live",
+                        help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
+                             "through engine, reference and baseline in this process, compared by CPU time per "
+                             "frame and by their answers")
+    parser.add_argument("--json", type=Path, help="write the flat results here")
+    parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
+    args = parser.parse_args(argv)
+    if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
+        parser.error("--streams, --seconds and --fps must be positive")
+    sweep = None
+    if args.streams_sweep:
+        try:
+            sweep = parse_sweep(args.streams_sweep)
+        except ValueError as exc:
+            parser.error(f"--streams-sweep: {exc}")
+        if args.mode != "live":
+            parser.error("--streams-sweep runs live measurements (--mode live)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    files = run_file_mode(args) if args.mode in ("files", "both") else None
+    if files is not None:
+        print_file_mode(files)
+    if args.mode == "files":
+        return write_file_mode(args, files)
+    print("preparing models (derives the batch-capable files once, so that no phase pays for it)", flush=True)
+    from pipeline.models.registry import load_model_set
+
+    prep = Path(tempfile.mkdtemp(prefix="cctv-throughput-prep-"))
+    try:
+        load_model_set(make_config({"cam": "rtsp://127.0.0.1/x"}, 1.0, args.width, prep, naive=False,
+                                   precision=args.precision).engine)
+    finally:
+        shutil.rmtree(prep, ignore_errors=True)
     plot_path = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if sweep is not None:
+        start, points = time.monotonic(), []
+        per_count = (1 if args.no_baseline else 2) * args.seconds
+        print(f"sweep over {sweep} cameras at {args.fps:g} fps: {len(sweep)} measurements one after another, "
+              f"{per_count:g} s measured each plus warm-up and shutdown (about a minute or more each)", flush=True)
+        for k, streams in enumerate(sweep):
+            elapsed = time.monotonic() - start
+            print(f"sweep {k + 1}/{len(sweep)}: {streams} cameras ({elapsed:.0f} s since the sweep started)",
+                  flush=True)
+            result = run_live(args, streams, label=f"[{streams} cams] ")
+            print_table(result["engine"], result.get("baseline"), args, streams)
+            points.append(live_flat(result["engine"], result.get("baseline"), streams, args))
+        wall = time.monotonic() - start
+        print_sweep(points)
+        print(f"sweep took {wall:.0f} s")
+        write_json(args.json, sweep_result(points, args, wall))
+        if plot_path:
+            plot_sweep(points, plot_path)
+            print(f"wrote {plot_path}")
+        return 0
+    result = run_live(args, args.streams)
+    engine, baseline = result["engine"], result.get("baseline")
+    print_table(engine, baseline, args)
+    flat = {**(files_fields(files) if files else {}), **live_flat(engine, baseline, args.streams, args)}
+    write_json(args.json, flat)
     if plot_path:
         plot(result, plot_path)
         print(f"wrote {plot_path}")
