@@ -423,8 +423,12 @@ class CameraCapture:
             proc.stdout.close()
         return keyframe_interval(times)
 
-    def _choose_decode(self, opened_url: str) -> None:
-        """Set :attr:`decode_mode` for the next session (measuring the keyframe interval when it may matter)."""
+    def _choose_decode(self, opened_url: str, login_refused: bool = False) -> None:
+        """Set :attr:`decode_mode` for the next session (measuring the keyframe interval when it may matter).
+
+        ``login_refused``: the last session's login was refused; no measurement then (a second failed login per
+        attempt would bring an account lock-out closer), the session itself tries.
+        """
         camera, ingest = self.camera, self.ingest
         if self.bus is None:
             self.decode_mode = "all"
@@ -432,10 +436,12 @@ class CameraCapture:
         measured = camera.decode == "keyframes" or (
             camera.decode == "auto" and ingest.keyframe_tolerance / camera.analysis_fps >= _MIN_PLAUSIBLE_GOP_S
         )
-        if camera.decode != "all" and measured and self.keyframe_interval_s is None:
+        if camera.decode != "all" and measured and self.keyframe_interval_s is None and not login_refused:
             self.keyframe_interval_s = self.probe_keyframe_interval(opened_url)
         mode, reason = choose_decode(camera.decode, camera.analysis_fps, self.keyframe_interval_s,
                                      ingest.keyframe_tolerance, measured=measured)  # fmt: skip
+        if login_refused and measured and self.keyframe_interval_s is None and camera.decode != "all":
+            reason = "keyframe interval not measured after a refused login (measured at the next connection)"
         if (mode, reason) != (self.decode_mode, self.state.decode_reason):
             refused = camera.decode == "keyframes" and mode != "keyframes"
             logger.log(logging.WARNING if refused else logging.INFO, "camera %s: %s", camera.id, reason)
@@ -446,13 +452,13 @@ class CameraCapture:
 
     def _session(self) -> bool:
         """Run one ffmpeg process until it ends, stalls or we stop; return whether it delivered anything."""
-        self.auth_failed = False
+        login_refused, self.auth_failed = self.auth_failed, False
         try:
             opened_url = expand_url(self.url)
         except MissingSecretError as exc:
             self._fail(f"cannot open stream: {exc}")
             return False
-        self._choose_decode(opened_url)
+        self._choose_decode(opened_url, login_refused)
         script_r, script_w = os.pipe() if self.secrets else (None, None)
         try:
             input_args, script = self.input_args(opened_url, script_r)

@@ -72,6 +72,19 @@ def test_keyframe_command_skips_non_keyframes_on_the_analysis_decode_only(tmp_pa
     assert cmd[segment - 5 : segment] == ["-map", "0:v:0", "-c", "copy", "-f"]  # recording stays a stream copy
 
 
+def test_no_keyframe_measurement_after_a_refused_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera that refused the login is not logged into twice per attempt (account lock-outs)."""
+    config = parse_config("cameras:\n  - {id: cam, name: C, url: 'rtsp://10.0.0.9/m', analysis_fps: 1, decode: keyframes}\n")
+    state = CameraState("cam", "")
+    cap = CameraCapture(config.cameras[0], config.ingest, state, threading.Event(), "rtsp://10.0.0.9/m", bus=object())
+    probes: list[str] = []
+    monkeypatch.setattr(cap, "probe_keyframe_interval", lambda url: probes.append(url) or 2.0)
+    cap._choose_decode("rtsp://10.0.0.9/m", login_refused=True)
+    assert probes == [] and cap.decode_mode == "all" and "refused login" in state.decode_reason
+    cap._choose_decode("rtsp://10.0.0.9/m")  # measured at the next connection: 2 s GOP cannot give 1 fps
+    assert len(probes) == 1 and cap.decode_mode == "all" and "not used" in state.decode_reason
+
+
 def test_analysis_width_above_the_frame_bus_slot_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"cameras\[0\]\.analysis_width: must not exceed ingest.max_width"):
         parse_config("ingest: {max_width: 320}\ncameras:\n  - {id: a, name: A, url: 'rtsp://h/x', analysis_width: 640}\n")
