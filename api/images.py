@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from fastapi import HTTPException, UploadFile, status
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 logger = logging.getLogger(__name__)
 
@@ -63,5 +64,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
 
 
 async def load_image(upload: UploadFile, field: str, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Read and decode one uploaded image with every check."""
-    return decode_image(await read_upload(upload, field, max_bytes), field, max_pixels)
+    """Read and decode one uploaded image with every check; decoding runs in the thread pool (a large JPEG takes
+    tens of milliseconds, which must not stall the event loop serving everyone else)."""
+    data = await read_upload(upload, field, max_bytes)
+    return await run_in_threadpool(decode_image, data, field, max_pixels)

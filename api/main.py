@@ -16,7 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api.auditing import AuditMiddleware
+from api.exportqueue import ExportQueue
 from api.faces import FaceService
+from api.limits import BodyGuard
 from api.routes import (
     alerts,
     apikeys,
@@ -97,6 +99,10 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         except redis.RedisError as exc:
             logger.warning("could not bootstrap the admin user (Redis: %s)", exc)
         yield
+        for job_id in app.state.export_queue.shutdown():
+            client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the server stopped before the "
+                                                                                  "export ran; ask again"})
+        await alerts.close_stream_pool(app)
         client.close()
 
     app = FastAPI(title="CCTV control-room API", version="1.0", lifespan=lifespan,
@@ -105,6 +111,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     app.state.redis = client
     app.state.api_store = ApiStore(client, settings.scrypt_n)
     app.state.faces = FaceService(FaceIndex(client), settings)
+    app.state.export_queue = ExportQueue(settings.export_workers, settings.export_queue)
     try:
         app.state.camera_config = load_config(settings.config_path)
     except (ConfigError, OSError) as exc:
@@ -115,6 +122,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         url_secrets(url)  # registered: camera health read from Redis and every log line are redacted by value too
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(redis.RedisError, _redis_down)
+    app.add_middleware(BodyGuard)  # anonymous and oversized bodies refused before they are read
     # outside the others: refused and failed requests (theirs too) and unrecorded queries are audited
     app.add_middleware(AuditMiddleware, store_getter=lambda: app.state.api_store)
     if settings.cors_origins:

@@ -49,6 +49,19 @@ class ApiSettings(BaseSettings):
     alert_filter_scan: int = Field(default=20_000, ge=100, le=10_000_000,
                                    description="Most alerts one filtered alert-list request (entry/watchlist) reads.")
     ws_poll_s: float = Field(default=1.0, gt=0, le=30, description="Live-alert poll interval when idle.")
+    max_body_bytes: int = Field(default=1 * 2**20, ge=1024,
+                                description="Largest JSON (non-upload) request body; uploads: max_upload_bytes.")
+    export_workers: int = Field(default=2, ge=1, le=32, description="Exports cut at the same time (ffmpeg each).")
+    export_queue: int = Field(default=8, ge=0, le=1000,
+                              description="Exports waiting for a worker; beyond that a new export gets 429.")
+    alert_streams_per_user: int = Field(default=4, ge=1, le=100,
+                                        description="Open live-alert streams (WebSocket + SSE) per user.")
+    alert_streams_total: int = Field(default=200, ge=1, le=10_000,
+                                     description="Open live-alert streams in total (one shared Redis pool).")
+    stream_recheck_s: float = Field(default=30.0, gt=0, le=30,
+                                    description="How often an open alert stream re-checks its user and token.")
+    ws_auth_timeout_s: float = Field(default=5.0, gt=0, le=60,
+                                     description="Time a WebSocket has to send its first message {\"token\": ...}.")
 
     def exports_root(self) -> Path:
         """The folder of export clips and case packages."""

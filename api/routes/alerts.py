@@ -6,6 +6,7 @@ reconnect (``?after=<id>`` or SSE ``Last-Event-ID``) and live alerts come throug
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,10 +15,12 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User, resolve_user
 from api.schemas.alerts import AckOut, AckRequest, AlertOut
+from api.schemas.errors import ErrorOut
 from api.streamscan import scan_stream
 from pipeline.store import keys
 
@@ -114,26 +117,106 @@ def ack_alert(alert_id: str, body: AckRequest, user: Operator, client: RedisDep,
     return AckOut(**ack)
 
 
-async def _tail(redis_url: str, user: User, after: str | None, block_ms: int) -> AsyncIterator[dict | None]:
-    """Alerts after ``after`` (or from now), then live ones; yields None on each idle poll (keep-alive)."""
-    client = aioredis.from_url(redis_url)
-    try:
-        last = after or "$"
-        while True:
-            reply = await client.xread({keys.ALERT_STREAM: last}, count=100, block=block_ms)
-            if not reply:
-                if last == "$":
-                    top = await client.xrevrange(keys.ALERT_STREAM, count=1)
-                    last = top[0][0].decode() if top else "0-0"
-                yield None
-                continue
-            for sid, fields in reply[0][1]:
-                last = sid.decode()
-                alert = _alert(sid, fields)
-                if user.sees(alert["alert"]["camera_id"]):
-                    yield alert
-    finally:
-        await client.aclose()
+class StreamSlots:
+    """Counts the open live-alert streams per user and in total (in this API process)."""
+
+    def __init__(self) -> None:
+        self.per_user: dict[str, int] = {}
+        self.total = 0
+
+    def acquire(self, username: str, per_user: int, total: int) -> str | None:
+        """Take a slot; the reason it is refused, or None when taken."""
+        if self.total >= total:
+            return f"too many live alert streams are open ({total}); try again later"
+        if self.per_user.get(username, 0) >= per_user:
+            return f"you already have {per_user} live alert streams open; close one first"
+        self.per_user[username] = self.per_user.get(username, 0) + 1
+        self.total += 1
+        return None
+
+    def release(self, username: str) -> None:
+        """Give a slot back."""
+        self.total -= 1
+        left = self.per_user.get(username, 1) - 1
+        if left > 0:
+            self.per_user[username] = left
+        else:
+            self.per_user.pop(username, None)
+
+
+def _slots(app) -> StreamSlots:
+    if getattr(app.state, "alert_slots", None) is None:
+        app.state.alert_slots = StreamSlots()
+    return app.state.alert_slots
+
+
+def stream_client(app) -> aioredis.Redis:
+    """The one asyncio Redis client (one connection pool, sized to the stream cap) every alert stream shares.
+
+    Made on first use in the serving event loop (a pool's connections belong to the loop that opened them)."""
+    loop = asyncio.get_running_loop()
+    current = getattr(app.state, "stream_redis", None)
+    if current is None or current[0] is not loop:
+        settings = app.state.settings
+        pool = aioredis.ConnectionPool.from_url(settings.redis_url,
+                                                max_connections=settings.alert_streams_total + 4)
+        app.state.stream_redis = (loop, aioredis.Redis(connection_pool=pool))
+    return app.state.stream_redis[1]
+
+
+async def close_stream_pool(app) -> None:
+    """Close the shared stream pool (app shutdown)."""
+    current = getattr(app.state, "stream_redis", None)
+    app.state.stream_redis = None
+    if current is not None and current[0] is asyncio.get_running_loop():
+        await current[1].aclose()
+
+
+class SessionEnded(Exception):
+    """The stream's user was deleted, disabled, lost the role, or their token/key was revoked."""
+
+
+def _rechecker(store, token: str | None, api_key: str | None, every_s: float):
+    """An async callable that re-validates the stream's credentials at most every ``every_s`` seconds: the user
+    (with current role and camera limits) or :class:`SessionEnded`."""
+    next_check = time.monotonic() + every_s
+    current: list[User | None] = [None]
+
+    async def recheck(user: User) -> User:
+        nonlocal next_check
+        if time.monotonic() < next_check:
+            return current[0] or user
+        next_check = time.monotonic() + every_s
+        fresh = await run_in_threadpool(resolve_user, store, token, api_key)
+        if fresh is None or not fresh.may("operator"):
+            raise SessionEnded("the session ended (signed out, revoked, or the user changed)")
+        current[0] = fresh
+        return fresh
+
+    return recheck
+
+
+async def _tail(client: aioredis.Redis, user: User, after: str | None, block_ms: int,
+                recheck) -> AsyncIterator[dict | None]:
+    """Alerts after ``after`` (or from now), then live ones; yields None on each idle poll (keep-alive).
+
+    ``recheck(user)`` runs before every read: it returns the (possibly updated) user or raises
+    :class:`SessionEnded`."""
+    last = after or "$"
+    while True:
+        user = await recheck(user)
+        reply = await client.xread({keys.ALERT_STREAM: last}, count=100, block=block_ms)
+        if not reply:
+            if last == "$":
+                top = await client.xrevrange(keys.ALERT_STREAM, count=1)
+                last = top[0][0].decode() if top else "0-0"
+            yield None
+            continue
+        for sid, fields in reply[0][1]:
+            last = sid.decode()
+            alert = _alert(sid, fields)
+            if user.sees(alert["alert"]["camera_id"]):
+                yield alert
 
 
 def _check_after(after: str | None) -> None:
@@ -143,52 +226,118 @@ def _check_after(after: str | None) -> None:
         raise HTTPException(422, "after: must be an alert stream id like 1-0")
 
 
+async def _ws_credentials(websocket: WebSocket, timeout_s: float) -> tuple[str | None, str | None]:
+    """(token, api key) of an accepted WebSocket: the ``X-API-Key`` header, else the first message
+    ``{"token": "..."}`` within ``timeout_s`` (never the URL, which ends up in access logs)."""
+    api_key = websocket.headers.get("x-api-key")
+    if api_key:
+        return None, api_key
+    try:
+        first = await asyncio.wait_for(websocket.receive_text(), timeout_s)
+        token = json.loads(first).get("token")
+    except (TimeoutError, ValueError, AttributeError):
+        return None, None
+    return (token if isinstance(token, str) and token else None), None
+
+
 @router.websocket("/ws")
-async def alerts_ws(websocket: WebSocket, token: str | None = None, after: str | None = None) -> None:
-    """Live alerts as JSON messages ``{"id", "alert"}``; authenticate with ``?token=`` or ``X-API-Key``."""
-    store = websocket.app.state.api_store
-    user = resolve_user(store, token, websocket.headers.get("x-api-key"))
-    if user is None or not user.may("operator"):
-        await websocket.close(code=4401, reason="not authenticated")
-        return
+async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
+    """Live alerts as JSON messages ``{"id", "alert"}``.
+
+    Authenticate with the ``X-API-Key`` header, or send ``{"token": "<bearer token>"}`` as the first message within
+    CCTV_WS_AUTH_TIMEOUT_S (default 5 s). Close codes: 4401 not authenticated or the session ended (the user and
+    token are re-checked every CCTV_STREAM_RECHECK_S, at most 30 s), 4422 bad ``after``, 4429 too many streams."""
+    app = websocket.app
+    settings = app.state.settings
+    store = app.state.api_store
     try:
         _check_after(after)
     except HTTPException as exc:
         await websocket.close(code=4422, reason=str(exc.detail))
         return
     await websocket.accept()
-    settings = websocket.app.state.settings
-    last = after
-    if last is None:  # start from "now", fixed before anything is sent so no alert falls in a gap
-        top = websocket.app.state.redis.xrevrange(keys.ALERT_STREAM, count=1)
-        last = top[0][0].decode() if top else "0-0"
-
     try:
-        async for item in _tail(settings.redis_url, user, last, int(settings.ws_poll_s * 1000)):
+        token, api_key = await _ws_credentials(websocket, settings.ws_auth_timeout_s)
+    except WebSocketDisconnect:
+        return
+    user = await run_in_threadpool(resolve_user, store, token, api_key) if token or api_key else None
+    if user is None or not user.may("operator"):
+        await websocket.close(code=4401, reason="not authenticated")
+        return
+    slots = _slots(app)
+    refused = slots.acquire(user.username, settings.alert_streams_per_user, settings.alert_streams_total)
+    if refused:
+        logger.info("alert websocket of %s refused: %s", user.username, refused)
+        await websocket.close(code=4429, reason=refused[:120])
+        return
+    try:
+        client = stream_client(app)
+        last = after
+        if last is None:  # start from "now", fixed before anything is sent so no alert falls in a gap
+            top = await client.xrevrange(keys.ALERT_STREAM, count=1)
+            last = top[0][0].decode() if top else "0-0"
+        recheck = _rechecker(store, token, api_key, settings.stream_recheck_s)
+        async for item in _tail(client, user, last, int(settings.ws_poll_s * 1000), recheck):
             if item is not None:
                 await websocket.send_json(item)
+    except SessionEnded as exc:
+        logger.info("alert websocket of %s closed: %s", user.username, exc)
+        await websocket.close(code=4401, reason="session ended")
     except (WebSocketDisconnect, RuntimeError):
         logger.debug("alert websocket of %s closed", user.username)
+    finally:
+        slots.release(user.username)
 
 
-@router.get("/stream", summary="Live alerts as Server-Sent Events (resumes from Last-Event-ID)")
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(bearer token, API key) of a request, as the authentication dependency read them."""
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return token, (None if token else request.headers.get("x-api-key"))
+
+
+@router.get("/stream", summary="Live alerts as Server-Sent Events (resumes from Last-Event-ID)",
+            response_class=StreamingResponse,
+            description="Each alert is an `alert` event whose data is `{\"id\", \"alert\"}`; idle comments keep the "
+                        "connection open. The user and token are re-checked every CCTV_STREAM_RECHECK_S (at most "
+                        "30 s): when the session ended the stream sends an `end` event and closes. At most "
+                        "CCTV_ALERT_STREAMS_PER_USER streams per user and CCTV_ALERT_STREAMS_TOTAL in all (429).",
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                       429: {"model": ErrorOut, "description": "Too many open alert streams.",
+                             "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 async def alerts_sse(request: Request, user: Operator,
                      after: Annotated[str | None, Query(pattern=STREAM_ID)] = None,
-                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+                     last_event_id: Annotated[str | None, Header(pattern=STREAM_ID)] = None) -> Response:
     start = after or last_event_id
     _check_after(start)
-    settings = request.app.state.settings
-    if start is None:
-        top = request.app.state.redis.xrevrange(keys.ALERT_STREAM, count=1)
-        start = top[0][0].decode() if top else "0-0"
+    app = request.app
+    settings = app.state.settings
+    slots = _slots(app)
+    refused = slots.acquire(user.username, settings.alert_streams_per_user, settings.alert_streams_total)
+    if refused:
+        logger.info("alert stream of %s refused: %s", user.username, refused)
+        return JSONResponse({"detail": refused}, status_code=429, headers={"Retry-After": "30"})
+    token, api_key = _credentials(request)
+    recheck = _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s)
 
     async def events() -> AsyncIterator[str]:
-        async for item in _tail(settings.redis_url, user, start, int(settings.ws_poll_s * 1000)):
-            if await request.is_disconnected():
-                break
-            if item is None:
-                yield ": keep-alive\n\n"
-            else:
-                yield f"id: {item['id']}\nevent: alert\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
+        try:
+            client = stream_client(app)
+            begin = start
+            if begin is None:
+                top = await client.xrevrange(keys.ALERT_STREAM, count=1)
+                begin = top[0][0].decode() if top else "0-0"
+            async for item in _tail(client, user, begin, int(settings.ws_poll_s * 1000), recheck):
+                if await request.is_disconnected():
+                    break
+                if item is None:
+                    yield ": keep-alive\n\n"
+                else:
+                    yield f"id: {item['id']}\nevent: alert\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
+        except SessionEnded as exc:
+            logger.info("alert stream of %s closed: %s", user.username, exc)
+            yield 'event: end\ndata: {"reason": "session ended"}\n\n'
+        finally:
+            slots.release(user.username)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import redis
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
+from api.schemas.errors import ErrorOut
 from api.schemas.misc import ExportCreate, ExportOut
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,14 @@ def _job(client: redis.Redis, job_id: str) -> dict[str, str] | None:
     return {k.decode(): v.decode() for k, v in raw.items()} or None
 
 
-def _out(job: dict[str, str]) -> ExportOut:
-    return ExportOut(id=job["id"], status=job["status"], progress=float(job.get("progress", 0)),
+RETRY_AFTER_S = 30
+"""Retry-After of a refused export (the queue was full)."""
+
+
+def _out(job: dict[str, str], request: Request | None = None) -> ExportOut:
+    queue = getattr(request.app.state, "export_queue", None) if request is not None else None
+    position = queue.position(job["id"]) if queue is not None and job["status"] == "queued" else None
+    return ExportOut(queue_position=position, id=job["id"], status=job["status"], progress=float(job.get("progress", 0)),
                      camera_id=job["camera_id"], start=float(job["start"]), end=float(job["end"]),
                      requester=job["requester"], created_at=float(job["created_at"]),
                      sha256=job.get("sha256") or None, error=job.get("error") or None,
@@ -58,12 +64,27 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                               "size": str(result.size), "duration": repr(result.duration)})
 
 
-@router.post("", response_model=ExportOut, status_code=202, summary="Ask for a clip (runs in the background)")
+@router.post("", response_model=ExportOut, status_code=202, summary="Ask for a clip (runs in the background)",
+             description="The clip is cut by a bounded pool of workers (CCTV_EXPORT_WORKERS, default 2) with a "
+                         "bounded waiting line (CCTV_EXPORT_QUEUE, default 8): a job waits as `queued` with its "
+                         "`queue_position`, and when the line is full the request is refused with 429 and "
+                         "`Retry-After`.",
+             responses={404: {"model": ErrorOut, "description": "Unknown camera or not one of yours."},
+                        429: {"model": ErrorOut, "description": "The export queue is full; retry later.",
+                              "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 def create_export(body: ExportCreate, request: Request, user: Investigator, client: RedisDep,
-                  store: ApiStoreDep, settings: SettingsDep) -> ExportOut:
+                  store: ApiStoreDep, settings: SettingsDep) -> ExportOut | JSONResponse:
     config = request.app.state.camera_config
     if config is None or not any(c.id == body.camera_id for c in config.cameras) or not user.sees(body.camera_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {body.camera_id!r} not found")
+    queue = request.app.state.export_queue
+    running, waiting = queue.load()
+    if running + waiting >= queue.capacity:
+        logger.info("export refused for %s: queue full (%d running, %d waiting)", user.username, running, waiting)
+        store.audit(user.username, "export_refused", body.model_dump() | {"reason": "queue full"})
+        return JSONResponse({"detail": f"the export queue is full ({running} running, {waiting} waiting); "
+                                       f"retry in {RETRY_AFTER_S} s"}, status_code=429,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
     job_id = uuid.uuid4().hex[:16]
     job = {"id": job_id, "status": "queued", "progress": "0", "camera_id": body.camera_id, "start": repr(body.start),
            "end": repr(body.end), "requester": user.username, "created_at": repr(time.time())}
@@ -71,10 +92,12 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
     client.zadd("exports", {job_id: time.time()})
     store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
     out_dir = settings.exports_root() / job_id
-    threading.Thread(target=run_export, name=f"export-{job_id}", daemon=True,
-                     args=(client, job_id, body.camera_id, body.start, body.end, user.username, out_dir,
-                           settings.recordings_dir)).start()
-    return _out(job)
+    if not queue.submit(job_id, run_export, client, job_id, body.camera_id, body.start, body.end, user.username,
+                        out_dir, settings.recordings_dir):  # filled up between the check and now
+        client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the export queue was full"})
+        return JSONResponse({"detail": f"the export queue is full; retry in {RETRY_AFTER_S} s"}, status_code=429,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+    return _out(job, request)
 
 
 def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
@@ -86,15 +109,15 @@ def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
 
 
 @router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first")
-def list_exports(user: Investigator, client: RedisDep) -> list[ExportOut]:
+def list_exports(request: Request, user: Investigator, client: RedisDep) -> list[ExportOut]:
     ids = [i.decode() for i in client.zrevrange("exports", 0, 199)]
     jobs = [_job(client, i) for i in ids]
-    return [_out(j) for j in jobs if j and (j["requester"] == user.username or user.may("admin"))]
+    return [_out(j, request) for j in jobs if j and (j["requester"] == user.username or user.may("admin"))]
 
 
 @router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export")
-def get_export(job_id: str, user: Investigator, client: RedisDep) -> ExportOut:
-    return _out(get_job(client, job_id, user))
+def get_export(request: Request, job_id: str, user: Investigator, client: RedisDep) -> ExportOut:
+    return _out(get_job(client, job_id, user), request)
 
 
 def _file(job: dict[str, str], field: str, settings) -> Path:

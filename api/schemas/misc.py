@@ -43,6 +43,7 @@ class ExportOut(BaseModel):
     sha256: str | None = None
     error: str | None = None
     download_url: str | None = None
+    queue_position: int | None = Field(default=None, description="Place in the export queue while `queued`.")
 
 
 class CaseCreate(BaseModel):

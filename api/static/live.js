@@ -50,9 +50,11 @@ export class AlertFeed {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = new URLSearchParams({ token: getToken() });
+    // The token is sent as the first message once the socket is open, never in the URL (URLs end up in logs).
+    const params = new URLSearchParams();
     if (this.lastId) params.set("after", this.lastId);
-    return `${scheme}//${location.host}${ROUTES.alertsWs}?${params}`;
+    const query = params.toString();
+    return `${scheme}//${location.host}${ROUTES.alertsWs}${query ? `?${query}` : ""}`;
   }
 
   connect() {
@@ -69,6 +71,7 @@ export class AlertFeed {
     this.replaying = Boolean(this.lastId);
     this.replayCount = 0;
     ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ token: getToken() }));
       this.attempt = 0;
       this.openedAt = Date.now() / 1000;
       this.onState("live", {});

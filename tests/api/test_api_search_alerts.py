@@ -113,7 +113,8 @@ def test_alert_arrives_on_websocket_and_replays(client: TestClient, tokens: dict
     store = EventStore(rclient)
     first = _alert()
     store.publish_alert(first)
-    with client.websocket_connect(f"/api/alerts/ws?token={token}") as ws:
+    with client.websocket_connect("/api/alerts/ws") as ws:
+        ws.send_json({"token": token})  # first message: the token never goes into the URL
         time.sleep(0.3)
         live = _alert()
         store.publish_alert(live)
@@ -122,14 +123,16 @@ def test_alert_arrives_on_websocket_and_replays(client: TestClient, tokens: dict
     # reconnect with the id of the first alert: the live one is replayed from the backlog
     backlog = client.get("/api/alerts", headers=tokens["op"]).json()
     first_id = next(a["id"] for a in backlog if a["alert"]["alert_id"] == first.alert_id)
-    with client.websocket_connect(f"/api/alerts/ws?token={token}&after={first_id}") as ws:
+    with client.websocket_connect(f"/api/alerts/ws?after={first_id}") as ws:
+        ws.send_json({"token": token})
         assert ws.receive_json()["alert"]["alert_id"] == live.alert_id
 
 
 def test_websocket_refuses_unauthenticated(client: TestClient) -> None:
     from starlette.websockets import WebSocketDisconnect
 
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/api/alerts/ws?token=bad") as ws:
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/api/alerts/ws") as ws:
+        ws.send_json({"token": "bad"})
         ws.receive_json()
 
 
@@ -153,7 +156,8 @@ def test_watchlist_hit_alert_via_engine_matcher(client: TestClient, tokens: dict
         pytest.skip(f"matcher interface differs: {exc}")
     assert alerts, "the matcher found no watchlist hit for a one-look-alike read"
     token = tokens["op"]["Authorization"].split()[1]
-    with client.websocket_connect(f"/api/alerts/ws?token={token}&after=0-0") as ws:
+    with client.websocket_connect("/api/alerts/ws?after=0-0") as ws:
+        ws.send_json({"token": token})
         for alert in alerts:
             EventStore(rclient).publish_alert(alert)
         msg = ws.receive_json()

@@ -1,0 +1,151 @@
+"""Bounded request bodies: authentication and the size limit are checked before a body is read.
+
+:class:`BodyGuard` is an ASGI middleware in front of the whole app. For a request that carries a body to ``/api/``
+(except the public ones: login) it
+
+1. refuses an anonymous caller (401) before a single body byte is read or spooled to disk;
+2. refuses a declared ``Content-Length`` over the limit of the request (413) before the body is read;
+3. counts the bytes as the app reads them and stops a body without (or lying about) ``Content-Length``
+   (chunked) as soon as it passes the limit (413).
+
+The limit is ``max_upload_bytes * max_photos`` plus 64 KiB of form overhead for ``multipart/form-data`` (image
+uploads; each file is also checked against ``max_upload_bytes`` by :func:`api.images.read_upload`) and
+``max_body_bytes`` for every other body (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.settings import ApiSettings
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_BODY_PATHS = frozenset({"/api/auth/login"})
+"""Paths that take a body from anonymous callers."""
+FORM_OVERHEAD = 64 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _StoreDown(Exception):
+    """Redis did not answer the authentication pre-check."""
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes its limit (FastAPI re-raises HTTPExceptions as they
+    are, so the client gets this 413 whether the body was being parsed as JSON or as a form)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes")
+
+
+def body_limit(settings: ApiSettings, content_type: str) -> int:
+    """The largest body accepted for a request of this content type."""
+    if content_type.lower().startswith("multipart/form-data"):
+        return settings.max_upload_bytes * settings.max_photos + FORM_OVERHEAD
+    return settings.max_body_bytes
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class BodyGuard:
+    """ASGI middleware: authentication and size limit first, then a streaming cap (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        app = scope["app"]
+        settings: ApiSettings = app.state.settings
+        length_header = _header(scope, b"content-length")
+        has_body = _header(scope, b"transfer-encoding") is not None or (length_header not in (None, "", "0"))
+        try:
+            anonymous = (has_body and scope["path"] not in PUBLIC_BODY_PATHS
+                         and not await self._authenticated(app, scope))
+        except _StoreDown:
+            await _reply(send, 503, "the event store is unavailable; try again")
+            return
+        if anonymous:
+            await _reply(send, 401, "not authenticated: send 'Authorization: Bearer <token>' or 'X-API-Key' "
+                                    "(checked before the body is read)", {"WWW-Authenticate": "Bearer"})
+            return
+        limit = body_limit(settings, _header(scope, b"content-type") or "")
+        if length_header is not None:
+            try:
+                declared = int(length_header)
+            except ValueError:
+                await _reply(send, 400, "invalid Content-Length")
+                return
+            if declared > limit:
+                logger.info("refused a %s-byte body to %s (limit %s)", declared, scope["path"], limit)
+                await _reply(send, 413, f"request body of {declared} bytes is larger than the {limit} bytes "
+                                        f"accepted here")
+                return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    logger.info("stopped a streamed body to %s at %s bytes (limit %s)", scope["path"], received,
+                                limit)
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, tracked_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _reply(send, 413, str(exc.detail))
+
+    @staticmethod
+    async def _authenticated(app, scope: Scope) -> bool:
+        """Whether the request's bearer token or API key belongs to a user (a pre-check; the routes' own
+        dependencies still decide roles and camera limits)."""
+        from api.deps import resolve_user
+
+        authorization = _header(scope, b"authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        api_key = _header(scope, b"x-api-key")
+        if not token and not api_key:
+            return False
+        try:
+            user = await run_in_threadpool(resolve_user, app.state.api_store, token or None, api_key)
+        except redis.RedisError as exc:
+            logger.error("Redis error while authenticating a body request: %s", exc)
+            raise _StoreDown from exc
+        return user is not None
+
+
+async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
