@@ -1,9 +1,14 @@
-"""Cases: several clips and related plate/face events packaged into one zip with a manifest of hashes."""
+"""Cases: several clips and related plate/face events packaged into one zip with a manifest of hashes.
+
+Everything attached to an open case is under legal hold (:mod:`pipeline.store.holds`): event, snapshot/crop and
+recording retention leave it alone until the case is closed (``POST /api/cases/{id}/close``). A package lists in
+its manifest (``missing``) whatever it could not include, with the reason, instead of leaving it out silently."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import time
 import uuid
@@ -17,10 +22,12 @@ from starlette.background import BackgroundTask
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.routes.exports import get_job
+from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
-from pipeline.store import codec, keys
+from pipeline.store import codec, holds, keys
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 
@@ -36,7 +43,20 @@ def _case(client: redis.Redis, case_id: str, user: User) -> dict:
 
 def _out(case: dict) -> CaseOut:
     return CaseOut(id=case["id"], name=case["name"], description=case["description"],
-                   created_by=case["created_by"], created_at=float(case["created_at"]), items=case["items"])
+                   created_by=case["created_by"], created_at=float(case["created_at"]), items=case["items"],
+                   status=case.get("status") or "open",
+                   closed_at=float(case["closed_at"]) if case.get("closed_at") else None)
+
+
+def _clip_hold(job: dict[str, str], recordings_dir: Path) -> holds.Hold:
+    """The hold of an export: its files (when under the recordings dir) and the recording of its window."""
+    root = recordings_dir.resolve()
+    paths = []
+    for field in ("path", "manifest_path"):
+        path = Path(job[field]).resolve() if job.get(field) else None
+        if path is not None and path.is_relative_to(root):
+            paths.append(path.relative_to(root).as_posix())
+    return holds.Hold(paths=paths, windows=[(job["camera_id"], float(job["start"]), float(job["end"]))])
 
 
 def _event(client: redis.Redis, kind: str, event_id: str) -> PlateEvent | FaceEvent | None:
@@ -77,19 +97,42 @@ def get_case(case_id: str, user: Investigator, client: RedisDep) -> CaseOut:
     return _out(_case(client, case_id, user))
 
 
-@router.post("/{case_id}/items", response_model=CaseOut, status_code=201, summary="Add a clip or an event")
-def add_item(case_id: str, body: CaseItemCreate, user: Investigator, client: RedisDep,
-             store: ApiStoreDep) -> CaseOut:
-    _case(client, case_id, user)
+@router.post("/{case_id}/items", response_model=CaseOut, status_code=201, summary="Add a clip or an event",
+             description="The item (and for an event its snapshot, crop and the recording 30 s either side; for a "
+                         "clip its files and recording) is kept from every retention until the case is closed.",
+             responses={404: {"model": ErrorOut, "description": "No such case, clip or event (or not yours)."},
+                        409: {"model": ErrorOut, "description": "The case is closed."}})
+def add_item(case_id: str, body: CaseItemCreate, user: Investigator, client: RedisDep, store: ApiStoreDep,
+             settings: SettingsDep) -> CaseOut:
+    case = _case(client, case_id, user)
+    if case.get("status") == "closed":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
     if body.kind == "clip":
-        get_job(client, body.ref, user)
+        hold = _clip_hold(get_job(client, body.ref, user), settings.recordings_dir)
     else:
         event = _event(client, body.kind, body.ref)
         if event is None or not user.sees(event.camera_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{body.kind} event {body.ref!r} not found")
+        hold = holds.event_hold(body.kind, event)
     item = {"kind": body.kind, "ref": body.ref, "added_by": user.username, "added_at": time.time()}
     client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
+    holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
+    return _out(_case(client, case_id, user))
+
+
+@router.post("/{case_id}/close", response_model=CaseOut, summary="Close a case (lifts its legal hold)",
+             description="From now on retention may delete the case's items again (unless another open case holds "
+                         "them). Closing a closed case changes nothing.",
+             responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
+def close_case(case_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
+    case = _case(client, case_id, user)
+    if case.get("status") != "closed":
+        client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
+                                                "closed_by": user.username})
+        holds.release(client, case_id)
+        logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
+        store.audit(user.username, "case_close", {"case_id": case_id})
     return _out(_case(client, case_id, user))
 
 
@@ -106,25 +149,45 @@ def package_case(case_id: str, user: Investigator, client: RedisDep, store: ApiS
                  settings: SettingsDep) -> FileResponse:
     case = _case(client, case_id, user)
     files: list[tuple[str, Path | bytes]] = []
+    missing: list[dict[str, str]] = []
+    root = settings.recordings_dir.resolve()
     for item in case["items"]:
+        ref = f"{item['kind']}:{item['ref']}"
         if item["kind"] == "clip":
-            job = get_job(client, item["ref"], user)
-            for field in ("path", "manifest_path"):
-                if job.get(field) and Path(job[field]).is_file():
-                    files.append((f"clips/{item['ref']}/{Path(job[field]).name}", Path(job[field])))
+            try:
+                job = get_job(client, item["ref"], user)
+            except HTTPException:
+                missing.append({"item": ref, "what": "export job", "reason": "the export job is gone"})
+                continue
+            if job.get("status") != "done":
+                missing.append({"item": ref, "what": "clip", "reason": f"the export is {job.get('status')}"})
+                continue
+            for field, what in (("path", "clip"), ("manifest_path", "clip manifest")):
+                path = Path(job[field]) if job.get(field) else None
+                if path is not None and path.is_file():
+                    files.append((f"clips/{item['ref']}/{path.name}", path))
+                else:
+                    missing.append({"item": ref, "what": what, "reason": f"file not found: {job.get(field)}"})
             continue
         event = _event(client, item["kind"], item["ref"])
         if event is None:
+            missing.append({"item": ref, "what": "event record", "reason": "the event is no longer in the store"})
             continue
         data = event.model_dump(mode="json", exclude={"embedding"})
         files.append((f"events/{item['kind']}-{item['ref']}.json", json.dumps(data, ensure_ascii=False).encode()))
-        for rel in (event.snapshot_path, event.crop_path):
-            path = (settings.recordings_dir / rel).resolve() if rel else None
-            if path and path.is_relative_to(settings.recordings_dir.resolve()) and path.is_file():
+        for what, rel in (("snapshot", event.snapshot_path), ("crop", event.crop_path)):
+            if not rel:
+                missing.append({"item": ref, "what": what, "reason": "the event has none"})
+                continue
+            path = (settings.recordings_dir / rel).resolve()
+            if path.is_relative_to(root) and path.is_file():
                 files.append((f"media/{rel}", path))
+            else:
+                missing.append({"item": ref, "what": what, "reason": f"file not found: {rel}"})
     tmp = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)
     manifest = {"case": {k: case[k] for k in ("id", "name", "description", "created_by", "created_at")},
-                "packaged_by": user.username, "packaged_at": time.time(), "files": []}
+                "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": time.time(),
+                "files": [], "missing": missing}
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, src in files:
             if isinstance(src, Path):

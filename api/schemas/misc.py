@@ -65,6 +65,9 @@ class CaseOut(BaseModel):
     created_by: str
     created_at: float
     items: list[dict[str, Any]]
+    status: Literal["open", "closed"] = Field(default="open", description="Open cases hold their items from "
+                                              "retention; closing lifts the hold.")
+    closed_at: float | None = None
 
 
 class AuditOut(BaseModel):

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from pipeline.config import Config
 from pipeline.engine.batcher import DynamicBatcher
 from pipeline.engine.engine import Engine
@@ -22,6 +24,7 @@ from pipeline.engine.snapshots import cleanup_snapshots
 from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import WatchlistMatcher
 from pipeline.settings import PROJECT_ROOT, get_settings
+from pipeline.store import holds
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +151,12 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
                 _export_metrics(engine, publisher, client, frame_bus, camera_ids)
             if now >= next_cleanup:
                 next_cleanup = now + CLEANUP_INTERVAL_S
-                cleanup_snapshots(engine.snapshots.recordings_dir, ec.snapshot_retention_days)
+                try:
+                    held = holds.held(client)
+                except redis.RedisError as exc:  # without the hold list nothing may go
+                    logger.warning("snapshot retention skipped: legal holds unreadable (%s)", exc)
+                else:
+                    cleanup_snapshots(engine.snapshots.recordings_dir, ec.snapshot_retention_days, held=held)
     finally:
         engine.finish()
         publisher.flush(force=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.store.holds import Held
+
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_DIR = "snapshots"
@@ -54,14 +56,19 @@ class SnapshotWriter:
         return relative.as_posix()
 
 
-def cleanup_snapshots(recordings_dir: str | Path, retention_days: int, now: float | None = None) -> int:
-    """Delete snapshot date folders older than ``retention_days`` (by their UTC date); return folders removed."""
+def cleanup_snapshots(recordings_dir: str | Path, retention_days: int, now: float | None = None,
+                      held: Held | None = None) -> int:
+    """Delete snapshot date folders older than ``retention_days`` (by their UTC date); return folders removed.
+
+    Files under legal hold (``held``, :mod:`pipeline.store.holds`) stay: a folder holding one loses only its other
+    files."""
     root = Path(recordings_dir) / SNAPSHOT_DIR
     if not root.is_dir():
         return 0
     today = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC).date()
     oldest_kept = today - timedelta(days=retention_days)
-    removed = 0
+    held_dirs = held.dirs() if held is not None else frozenset()
+    removed = kept = 0
     for camera_dir in root.iterdir():
         if not camera_dir.is_dir():
             continue
@@ -72,11 +79,21 @@ def cleanup_snapshots(recordings_dir: str | Path, retention_days: int, now: floa
                 day = datetime.strptime(date_dir.name, "%Y-%m-%d").date()
             except ValueError:
                 continue
-            if day < oldest_kept:
-                shutil.rmtree(date_dir, ignore_errors=True)
-                removed += 1
+            if day >= oldest_kept:
+                continue
+            relative = date_dir.relative_to(recordings_dir).as_posix()
+            if held is not None and relative in held_dirs:
+                for path in date_dir.rglob("*"):
+                    if path.is_file() and not held.path(path.relative_to(recordings_dir).as_posix()):
+                        path.unlink(missing_ok=True)
+                    elif path.is_file():
+                        kept += 1
+                continue
+            shutil.rmtree(date_dir, ignore_errors=True)
+            removed += 1
         if not any(camera_dir.iterdir()):
             camera_dir.rmdir()
-    if removed:
-        logger.info("snapshot retention: removed %d day folders older than %s", removed, oldest_kept)
+    if removed or kept:
+        logger.info("snapshot retention: removed %d day folders older than %s, kept %d files under legal hold",
+                    removed, oldest_kept, kept)
     return removed

@@ -76,12 +76,13 @@ def segments_between(client: Any, camera_id: str, start: float, end: float, max_
     return sorted((s for s in segments if s.end > start and s.start < end), key=lambda s: s.start)
 
 
-def oldest_segments(client: Any, camera_id: str, count: int = 100, before: float | None = None) -> list[Segment]:
-    """The ``count`` oldest segments of a camera (starting before ``before`` if given)."""
+def oldest_segments(client: Any, camera_id: str, count: int = 100, before: float | None = None,
+                    offset: int = 0) -> list[Segment]:
+    """The ``count`` oldest segments of a camera (starting before ``before`` if given), skipping ``offset``."""
     if before is None:
-        raw = client.zrange(index_key(camera_id), 0, count - 1)
+        raw = client.zrange(index_key(camera_id), offset, offset + count - 1)
     else:
-        raw = client.zrangebyscore(index_key(camera_id), "-inf", f"({before}", start=0, num=count)
+        raw = client.zrangebyscore(index_key(camera_id), "-inf", f"({before}", start=offset, num=count)
     return [Segment.from_member(m) for m in raw]
 
 

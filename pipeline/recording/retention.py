@@ -4,6 +4,8 @@ search indexes in step with its streams once an hour (:func:`prune_events`).
 
 Only indexed segments (and, for age, leftover date folders of cameras) are deleted; anything under
 ``<recordings>/exports`` (evidence) is never touched. Each index entry is removed with its file, after the file.
+Segments, events, snapshots and crops under legal hold (attached to an open case, :mod:`pipeline.store.holds`) are
+kept by every pass until the case is closed.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.recording.export import EXPORTS_DIRNAME
 from pipeline.recording.index import Segment, indexed_bytes, oldest_segments, remove_segment
+from pipeline.store import holds
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class RetentionReport:
     deleted_by_age: int = 0
     deleted_by_quota: int = 0
     bytes_freed: int = 0
+    kept_on_hold: int = 0
 
 
 def _is_protected(recordings_dir: Path, path: Path) -> bool:
@@ -60,24 +64,37 @@ def apply_retention(
     now: float | None = None,
     quota_bytes: int | None = None,
 ) -> RetentionReport:
-    """One retention pass: age limits per camera, then the quota (oldest first across cameras)."""
+    """One retention pass: age limits per camera, then the quota (oldest first across cameras).
+
+    Segments under legal hold (their camera's recording overlaps a window an open case holds,
+    :mod:`pipeline.store.holds`) are never deleted, by age or by quota; when only held segments are left over
+    the quota, the pass says so in the log and stops."""
     now = time.time() if now is None else now
     report = RetentionReport()
+    held = holds.held(client)  # read once per pass; if Redis cannot say, nothing is deleted (the caller logs)
     for camera in config.cameras:
         cutoff = now - camera.recording.retention_days * 86400
+        skip = 0
         while True:
-            batch = [s for s in oldest_segments(client, camera.id, 200, before=cutoff) if s.end <= cutoff]
+            batch = [s for s in oldest_segments(client, camera.id, 200, before=cutoff, offset=skip)
+                     if s.end <= cutoff]
             if not batch:
                 break
             for segment in batch:
+                if held.segment(camera.id, segment.start, segment.end):
+                    skip += 1
+                    report.kept_on_hold += 1
+                    continue
                 report.bytes_freed += _delete(client, recordings_dir, camera.id, segment)
                 report.deleted_by_age += 1
-        _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir)
+        _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir, _held_dates(held, camera.id))
     quota = int(config.ingest.recordings_quota_gb * 1e9) if quota_bytes is None else quota_bytes
     total = sum(indexed_bytes(client).values())
     while total > quota:
-        candidates = [(segs[0], cam) for cam in indexed_bytes(client) if (segs := oldest_segments(client, cam, 1))]
+        candidates = [(seg, cam) for cam in indexed_bytes(client) if (seg := _oldest_unheld(client, cam, held))]
         if not candidates:
+            logger.warning("retention: %.1f MB over the quota, but every remaining segment is under legal hold",
+                           (total - quota) / 1e6)
             break
         segment, camera_id = min(candidates, key=lambda c: c[0].start)
         freed = _delete(client, recordings_dir, camera_id, segment)
@@ -86,17 +103,47 @@ def apply_retention(
         report.deleted_by_quota += 1
     if report.deleted_by_age or report.deleted_by_quota:
         logger.info(
-            "retention: %d segments past their age, %d over quota, %.1f MB freed",
-            report.deleted_by_age, report.deleted_by_quota, report.bytes_freed / 1e6,
+            "retention: %d segments past their age, %d over quota, %.1f MB freed, %d kept under legal hold",
+            report.deleted_by_age, report.deleted_by_quota, report.bytes_freed / 1e6, report.kept_on_hold,
         )  # fmt: skip
     return report
 
 
-def _remove_old_date_folders(camera_dir: Path, cutoff: float, recordings_dir: Path) -> None:
-    """Delete ``<camera>/<YYYY-MM-DD>`` folders entirely older than the cutoff (files no index knows about)."""
+def _oldest_unheld(client: Any, camera_id: str, held: holds.Held, scan: int = 200) -> Segment | None:
+    """The oldest segment of a camera that no case holds (looks at most ``scan`` segments at a time)."""
+    offset = 0
+    while True:
+        batch = oldest_segments(client, camera_id, scan, offset=offset)
+        if not batch:
+            return None
+        for segment in batch:
+            if not held.segment(camera_id, segment.start, segment.end):
+                return segment
+        offset += len(batch)
+
+
+def _held_dates(held: holds.Held, camera_id: str) -> set[str]:
+    """UTC date folder names (YYYY-MM-DD) a held window of this camera touches."""
+    dates: set[str] = set()
+    for cam, start, end in held.windows:
+        if cam != camera_id:
+            continue
+        day = datetime.fromtimestamp(start, UTC).date()
+        while day <= datetime.fromtimestamp(end, UTC).date():
+            dates.add(day.isoformat())
+            day += timedelta(days=1)
+    return dates
+
+
+def _remove_old_date_folders(camera_dir: Path, cutoff: float, recordings_dir: Path,
+                             keep: set[str] | frozenset[str] = frozenset()) -> None:
+    """Delete ``<camera>/<YYYY-MM-DD>`` folders entirely older than the cutoff (files no index knows about),
+    except the dates in ``keep`` (they hold recording under legal hold)."""
     if not camera_dir.is_dir() or _is_protected(recordings_dir, camera_dir):
         return
     for folder in camera_dir.iterdir():
+        if folder.name in keep:
+            continue
         try:
             day = datetime.strptime(folder.name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
         except ValueError:

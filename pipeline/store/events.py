@@ -16,7 +16,7 @@ import logging
 import redis
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
-from pipeline.store import codec, keys, lua
+from pipeline.store import codec, holds, keys, lua
 from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class EventStore:
         self._face_script = client.register_script(lua.FACE_WRITE)
         self._plate_prune = client.register_script(lua.PLATE_PRUNE)
         self._face_prune = client.register_script(lua.FACE_PRUNE)
+        self._age_trim = client.register_script(lua.STREAM_AGE_TRIM)
         self._series_rebuild = client.register_script(lua.SERIES_REBUILD)
         self._alert_script = client.register_script(_ALERT_LUA)
 
@@ -120,8 +121,10 @@ class EventStore:
     # -- retention --------------------------------------------------------------------------------------------
     def prune_before(self, timestamp: float, count: int = 1000) -> dict[str, int]:
         """Delete every plate and face event stored before ``timestamp`` (UTC epoch s, by stream id = storage
-        time) from the streams and every index; plates left without a sighting leave the indexes too."""
-        return self._prune(f"{int(timestamp * 1000)}-0", f"{int(timestamp * 1000)}-0", count)
+        time) from the streams and every index; plates left without a sighting leave the indexes too. Events under
+        legal hold (:mod:`pipeline.store.holds`: attached to an open case) are kept, record and index entries."""
+        cutoff = f"{int(timestamp * 1000)}-0"
+        return self._prune(cutoff, cutoff, count, hold_key=holds.EVENTS)
 
     def prune_trimmed(self, count: int = 1000) -> dict[str, int]:
         """Remove the index entries of events whose records the streams' ``MAXLEN`` cap has already trimmed."""
@@ -146,11 +149,14 @@ class EventStore:
         ms, _, seq = (last.decode() if isinstance(last, bytes) else str(last)).partition("-")
         return f"{ms}-{int(seq) + 1}"
 
-    def _prune(self, plate_cutoff: str, face_cutoff: str, count: int) -> dict[str, int]:
+    def _prune(self, plate_cutoff: str, face_cutoff: str, count: int,
+               hold_key: str = "hold:none") -> dict[str, int]:
+        """Index entries older than the cutoffs go (except held events when ``hold_key`` names the hold set);
+        with a hold set the streams lose the unheld entries one by one, else they are trimmed at the cutoff."""
         stats = {"plate_events": 0, "plates_emptied": 0, "face_events": 0}
         cursor = "0"
         while True:
-            cursor, removed, emptied = self._plate_prune(keys=[keys.PLATE_EVENTS, keys.PLATE_LAST_SEEN],
+            cursor, removed, emptied = self._plate_prune(keys=[keys.PLATE_EVENTS, keys.PLATE_LAST_SEEN, hold_key],
                                                          args=[cursor, count, plate_cutoff])
             stats["plate_events"] += int(removed)
             stats["plates_emptied"] += int(emptied)
@@ -158,15 +164,30 @@ class EventStore:
                 break
         cursor = "0"
         while True:
-            cursor, removed = self._face_prune(keys=[keys.FACE_EVENTS], args=[cursor, count, face_cutoff])
+            cursor, removed = self._face_prune(keys=[keys.FACE_EVENTS, hold_key], args=[cursor, count, face_cutoff])
             stats["face_events"] += int(removed)
             if int(cursor) == 0:
                 break
-        self.client.xtrim(keys.PLATE_STREAM, minid=plate_cutoff, approximate=False)
-        self.client.xtrim(keys.FACE_STREAM, minid=face_cutoff, approximate=False)
+        if hold_key == "hold:none" or not self.client.exists(hold_key):
+            self.client.xtrim(keys.PLATE_STREAM, minid=plate_cutoff, approximate=False)
+            self.client.xtrim(keys.FACE_STREAM, minid=face_cutoff, approximate=False)
+        else:
+            self._trim_unheld(keys.PLATE_STREAM, "plate", plate_cutoff, hold_key, count)
+            self._trim_unheld(keys.FACE_STREAM, "face", face_cutoff, hold_key, count)
         logger.info("pruned %s plate events (%s plates emptied) and %s face events", stats["plate_events"],
                     stats["plates_emptied"], stats["face_events"])
         return stats
+
+    def _trim_unheld(self, stream: str, kind: str, cutoff: str, hold_key: str, count: int) -> int:
+        """Delete the stream entries older than ``cutoff`` that are not held, ``count`` per atomic step."""
+        start, deleted = "-", 0
+        while True:
+            last, n = self._age_trim(keys=[stream, hold_key], args=[start, cutoff, count, kind])
+            deleted += int(n)
+            last = last.decode() if isinstance(last, bytes) else str(last)
+            if not last:
+                return deleted
+            start = f"({last}"
 
     # -- alerts -----------------------------------------------------------------------------------------------
     def publish_alert(self, alert: Alert) -> bool:

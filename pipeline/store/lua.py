@@ -183,16 +183,17 @@ return results
 """
 
 PLATE_PRUNE = _render(r"""
--- KEYS: events hash, last-seen zset; ARGV: HSCAN cursor, count, cutoff stream id.
+-- KEYS: events hash, last-seen zset, legal-hold set; ARGV: HSCAN cursor, count, cutoff stream id.
 -- Removes every plate event whose stream id is older than the cutoff from the sighting sets (and its plate from
--- the gram/variant/last-seen indexes once it has no sighting left) and from the events hash.
+-- the gram/variant/last-seen indexes once it has no sighting left) and from the events hash, except the events
+-- in the hold set (members 'plate:<event id>').
 -- Returns {next cursor, events removed, plates emptied}.
 local scan = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
 local fields, removed, emptied = scan[2], 0, 0
 for j = 1, #fields, 2 do
   local v, plate, member = string.match(fields[j + 1], '^(%d+)\t([^\t]*)\t(.*)$')
   local sid = member and string.match(member, '^([^|]+)')
-  if sid and sid_less(sid, ARGV[3]) then
+  if sid and sid_less(sid, ARGV[3]) and redis.call('SISMEMBER', KEYS[3], 'plate:' .. fields[j]) == 0 then
     if plate ~= '' then
       local zkey = SIGHT .. plate
       redis.call('ZREM', zkey, member)
@@ -206,15 +207,34 @@ return {scan[1], removed, emptied}
 """)
 
 FACE_PRUNE = _render(r"""
--- KEYS: events hash; ARGV: HSCAN cursor, count, cutoff stream id. Returns {next cursor, events removed}.
+-- KEYS: events hash, legal-hold set; ARGV: HSCAN cursor, count, cutoff stream id. Held events (members
+-- 'face:<event id>') stay. Returns {next cursor, events removed}.
 local scan = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
 local fields, removed = scan[2], 0
 for j = 1, #fields, 2 do
   local sid = string.match(fields[j + 1], '^%d+\t(.*)$')
-  if sid and sid_less(sid, ARGV[3]) then redis.call('HDEL', KEYS[1], fields[j]); removed = removed + 1 end
+  if sid and sid_less(sid, ARGV[3]) and redis.call('SISMEMBER', KEYS[2], 'face:' .. fields[j]) == 0 then redis.call('HDEL', KEYS[1], fields[j]); removed = removed + 1 end
 end
 return {scan[1], removed}
 """)
+
+STREAM_AGE_TRIM = r"""
+-- KEYS: event stream, legal-hold set; ARGV: start id ('-' or '(' exclusive), cutoff id (exclusive), count, kind.
+-- Deletes up to `count` entries older than the cutoff whose event ('<kind>:<event_id>') is not held.
+-- Returns {last id looked at ('' when none was left), entries deleted}.
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '(' .. ARGV[2], 'COUNT', ARGV[3])
+local deleted, last = 0, ''
+for _, e in ipairs(entries) do
+  last = e[1]
+  local eid = ''
+  local f = e[2]
+  for j = 1, #f, 2 do if f[j] == 'event_id' then eid = f[j + 1]; break end end
+  if redis.call('SISMEMBER', KEYS[2], ARGV[4] .. ':' .. eid) == 0 then
+    redis.call('XDEL', KEYS[1], e[1]); deleted = deleted + 1
+  end
+end
+return {last, deleted}
+"""
 
 FACE_SCAN = r"""
 -- KEYS: face stream; ARGV: start id (inclusive, or '(' exclusive), count.

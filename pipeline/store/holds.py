@@ -1,0 +1,162 @@
+"""Legal hold: evidence attached to an open case is exempt from every retention until the case is closed.
+
+What a case item holds
+----------------------
+- a plate/face event: the event itself (event retention leaves its record and index entries alone), its snapshot and
+  crop files, and the camera's recording from ``EVENT_MARGIN_S`` before to after the event;
+- a clip (export job): the export's files and the recording segments of its window.
+
+Keys
+----
+``hold:case:{case_id}``   HASH    item key (``kind:ref``) -> JSON {events, paths, windows} held by that case.
+``hold:cases``            SET     case ids with a hold.
+``hold:events``           SET     ``plate:{event_id}`` / ``face:{event_id}`` held by any open case.
+``hold:paths``            SET     files (relative to the recordings dir, POSIX) held by any open case.
+``hold:windows``          SET     JSON [camera_id, start, end] recording windows held by any open case.
+``hold:version``          STRING  bumped on every change (closing rebuilds the three sets under WATCH of it).
+
+The three sets are the union over the cases: adding an item only adds to them; closing a case drops its hash and
+rebuilds the sets from the remaining cases (so an item two cases hold stays held while either is open).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+CASES = "hold:cases"
+EVENTS = "hold:events"
+PATHS = "hold:paths"
+WINDOWS = "hold:windows"
+VERSION = "hold:version"
+EVENT_MARGIN_S = 30.0
+"""Recording kept either side of a held event."""
+
+
+def case_key(case_id: str) -> str:
+    """The hash of the items one case holds."""
+    return f"hold:case:{case_id}"
+
+
+@dataclass
+class Hold:
+    """What one case item keeps from retention."""
+
+    events: list[str] = field(default_factory=list)  # "plate:<id>" / "face:<id>"
+    paths: list[str] = field(default_factory=list)  # relative to the recordings dir
+    windows: list[tuple[str, float, float]] = field(default_factory=list)  # camera, start, end
+
+    def to_json(self) -> str:
+        return json.dumps({"events": self.events, "paths": self.paths, "windows": self.windows})
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def event_hold(kind: str, event: Any) -> Hold:
+    """The hold of a plate/face event: the event, its JPEGs and the recording around it."""
+    paths = [p for p in (event.snapshot_path, event.crop_path) if p]
+    t = float(event.frame_time)
+    return Hold(events=[f"{kind}:{event.event_id}"], paths=paths,
+                windows=[(event.camera_id, t - EVENT_MARGIN_S, t + EVENT_MARGIN_S)])
+
+
+def place(client: redis.Redis, case_id: str, item_key: str, hold: Hold) -> None:
+    """Hold ``hold`` for ``case_id``'s item ``item_key`` (idempotent)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(case_key(case_id), item_key, hold.to_json())
+    pipe.sadd(CASES, case_id)
+    if hold.events:
+        pipe.sadd(EVENTS, *hold.events)
+    if hold.paths:
+        pipe.sadd(PATHS, *hold.paths)
+    if hold.windows:
+        pipe.sadd(WINDOWS, *[json.dumps(list(w)) for w in hold.windows])
+    pipe.incr(VERSION)
+    pipe.execute()
+
+
+def release(client: redis.Redis, case_id: str) -> None:
+    """Lift every hold of ``case_id`` (the case was closed); items other open cases hold stay held."""
+    client.delete(case_key(case_id))
+    client.srem(CASES, case_id)
+    rebuild(client)
+
+
+def rebuild(client: redis.Redis) -> None:
+    """Recompute the held events, paths and windows from the cases' hold hashes (atomically)."""
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(VERSION, CASES)
+                events: set[str] = set()
+                paths: set[str] = set()
+                windows: set[str] = set()
+                for cid in pipe.smembers(CASES):
+                    for raw in pipe.hvals(case_key(_s(cid))):
+                        item = json.loads(raw)
+                        events.update(item["events"])
+                        paths.update(item["paths"])
+                        windows.update(json.dumps(list(w)) for w in item["windows"])
+                pipe.multi()
+                pipe.delete(EVENTS, PATHS, WINDOWS)
+                if events:
+                    pipe.sadd(EVENTS, *events)
+                if paths:
+                    pipe.sadd(PATHS, *paths)
+                if windows:
+                    pipe.sadd(WINDOWS, *windows)
+                pipe.incr(VERSION)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+
+
+@dataclass(frozen=True)
+class Held:
+    """A snapshot of everything held, for one retention pass."""
+
+    events: frozenset[str]
+    paths: frozenset[str]
+    windows: tuple[tuple[str, float, float], ...]
+
+    def path(self, relative: str | PurePosixPath) -> bool:
+        """Whether the file (relative to the recordings dir) is held."""
+        return PurePosixPath(relative).as_posix() in self.paths
+
+    def segment(self, camera_id: str, start: float, end: float) -> bool:
+        """Whether a recording segment of ``camera_id`` overlaps a held window."""
+        return any(cam == camera_id and start < w_end and end > w_start for cam, w_start, w_end in self.windows)
+
+    def dirs(self) -> frozenset[str]:
+        """Every folder (relative, POSIX) that contains a held file."""
+        out: set[str] = set()
+        for p in self.paths:
+            out.update(parent.as_posix() for parent in PurePosixPath(p).parents)
+        return frozenset(out)
+
+
+NOTHING = Held(frozenset(), frozenset(), ())
+
+
+def held(client: redis.Redis) -> Held:
+    """What is held now."""
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(EVENTS)
+    pipe.smembers(PATHS)
+    pipe.smembers(WINDOWS)
+    events, paths, windows = pipe.execute()
+    parsed = []
+    for raw in windows:
+        cam, start, end = json.loads(raw)
+        parsed.append((str(cam), float(start), float(end)))
+    return Held(frozenset(_s(e) for e in events), frozenset(_s(p) for p in paths), tuple(parsed))

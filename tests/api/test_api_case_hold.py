@@ -1,0 +1,153 @@
+"""Legal hold: what is attached to an open case survives every retention; closing the case lets it go.
+
+Real files under a real recordings folder, real Redis, the real retention functions."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from fastapi.testclient import TestClient
+
+from api.settings import ApiSettings
+from pipeline.config import parse_config
+from pipeline.engine.snapshots import cleanup_snapshots
+from pipeline.events import PlateEvent
+from pipeline.recording.index import Segment, add_segment, index_key
+from pipeline.recording.retention import apply_retention
+from pipeline.store import EventStore, holds, keys
+
+CAM = "bkk-night-01"
+T0 = datetime(2024, 1, 10, 12, 0, tzinfo=UTC).timestamp()
+DAY = "2024-01-10"
+
+
+def _event(rclient: redis.Redis, rec: Path, plate: str, t: float) -> PlateEvent:
+    """A stored plate event with a real snapshot and crop file."""
+    event = PlateEvent(camera_id=CAM, track_id=1, started_at=t - 1, ended_at=t + 1, frame_time=t, plate_text=plate,
+                       province="กรุงเทพมหานคร", confidence=0.9)
+    rel = f"snapshots/{CAM}/{DAY}"
+    event = event.model_copy(update={"snapshot_path": f"{rel}/{event.event_id}_frame.jpg",
+                                     "crop_path": f"{rel}/{event.event_id}_plate.jpg"})
+    for path in (event.snapshot_path, event.crop_path):
+        (rec / path).parent.mkdir(parents=True, exist_ok=True)
+        (rec / path).write_bytes(b"\xff\xd8\xff jpeg of " + plate.encode())
+    assert EventStore(rclient).publish_plate_event(event)
+    return event
+
+
+def _segment(rclient: redis.Redis, rec: Path, start: float, end: float) -> Segment:
+    """A recorded segment file, indexed."""
+    hour = datetime.fromtimestamp(start, UTC).strftime("%H")
+    day = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
+    rel = f"{CAM}/{day}/{hour}/{int(start)}.mp4"
+    (rec / rel).parent.mkdir(parents=True, exist_ok=True)
+    (rec / rel).write_bytes(b"\0" * 1000)
+    segment = Segment(path=rel, start=start, end=end, size=1000)
+    add_segment(rclient, CAM, segment)
+    return segment
+
+
+def _retention(rclient: redis.Redis, rec: Path) -> None:
+    """Every retention, as far in the future as it takes: events, snapshots/crops, recording segments."""
+    EventStore(rclient).prune_before(time.time() + 60)
+    cleanup_snapshots(rec, 1, now=time.time(), held=holds.held(rclient))
+    config = parse_config(f'cameras:\n  - {{id: {CAM}, name: N, url: "rtsp://h/x", '
+                          f'recording: {{retention_days: 1}}}}\n')
+    apply_retention(rclient, config, rec, now=time.time())
+
+
+def _stored(rclient: redis.Redis, event: PlateEvent) -> bool:
+    raw = rclient.hget(keys.PLATE_EVENTS, event.event_id)
+    if raw is None:
+        return False
+    sid = raw.decode().split("\t")[-1].split("|")[0]
+    return bool(rclient.xrange(keys.PLATE_STREAM, sid, sid))
+
+
+def _indexed(rclient: redis.Redis, segment: Segment) -> bool:
+    return rclient.zscore(index_key(CAM), segment.member()) is not None
+
+
+def _package(client: TestClient, headers: dict, case_id: str) -> tuple[dict, set[str]]:
+    r = client.get(f"/api/cases/{case_id}/package", headers=headers)
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        return json.loads(zf.read("manifest.json")), set(zf.namelist())
+
+
+def test_case_items_survive_retention_until_the_case_is_closed(client: TestClient, tokens: dict,
+                                                               rclient: redis.Redis,
+                                                               api_settings: ApiSettings) -> None:
+    rec = api_settings.recordings_dir
+    inv = tokens["inv"]
+    kept, other = _event(rclient, rec, "1กข1234", T0), _event(rclient, rec, "2กข5678", T0 + 5000)
+    near = _segment(rclient, rec, T0 - 10, T0 + 50)  # the recording of the held event
+    far = _segment(rclient, rec, T0 + 3600, T0 + 3660)  # nobody holds this one
+    clip_seg = _segment(rclient, rec, T0 + 7200, T0 + 7260)
+    export_dir = api_settings.exports_root() / "job1"
+    export_dir.mkdir(parents=True)
+    (export_dir / "clip.mp4").write_bytes(b"mp4")
+    (export_dir / "clip.json").write_text("{}")
+    rclient.hset("export:job1", mapping={"id": "job1", "status": "done", "progress": "1", "camera_id": CAM,
+                                         "start": repr(T0 + 7200), "end": repr(T0 + 7230), "requester": "inv",
+                                         "created_at": repr(time.time()), "path": str(export_dir / "clip.mp4"),
+                                         "manifest_path": str(export_dir / "clip.json"), "sha256": "x" * 64})
+    case = client.post("/api/cases", headers=inv, json={"name": "stolen pickup"}).json()
+    assert case["status"] == "open"
+    for kind, ref in (("plate", kept.event_id), ("clip", "job1")):
+        r = client.post(f"/api/cases/{case['id']}/items", headers=inv, json={"kind": kind, "ref": ref})
+        assert r.status_code == 201, r.text
+
+    _retention(rclient, rec)
+    assert _stored(rclient, kept) and not _stored(rclient, other)
+    assert (rec / kept.snapshot_path).is_file() and (rec / kept.crop_path).is_file()
+    assert not (rec / other.snapshot_path).exists() and not (rec / other.crop_path).exists()
+    assert _indexed(rclient, near) and (rec / near.path).is_file()
+    assert _indexed(rclient, clip_seg) and (rec / clip_seg.path).is_file()
+    assert not _indexed(rclient, far) and not (rec / far.path).exists()
+    hits = client.get("/api/plates/search", params={"q": "1กข1234", "mode": "exact"}, headers=inv).json()["hits"]
+    assert [h["event_id"] for h in hits] == [kept.event_id]  # still searchable, not just kept
+
+    manifest, names = _package(client, inv, case["id"])
+    assert manifest["missing"] == []
+    assert f"events/plate-{kept.event_id}.json" in names and f"media/{kept.crop_path}" in names
+    assert "clips/job1/clip.mp4" in names
+    (export_dir / "clip.mp4").unlink()  # lost outside the service: the package says so
+    manifest, names = _package(client, inv, case["id"])
+    assert [(m["item"], m["what"]) for m in manifest["missing"]] == [("clip:job1", "clip")]
+
+    closed = client.post(f"/api/cases/{case['id']}/close", headers=inv)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed" and closed.json()["closed_at"]
+    refused = client.post(f"/api/cases/{case['id']}/items", headers=inv, json={"kind": "clip", "ref": "job1"})
+    assert refused.status_code == 409
+    _retention(rclient, rec)
+    assert not _stored(rclient, kept)
+    assert not (rec / kept.snapshot_path).exists() and not (rec / kept.crop_path).exists()
+    assert not _indexed(rclient, near) and not (rec / near.path).exists()
+    assert not _indexed(rclient, clip_seg) and not (rec / clip_seg.path).exists()
+    manifest, _ = _package(client, inv, case["id"])
+    assert {(m["item"], m["what"]) for m in manifest["missing"]} == {(f"plate:{kept.event_id}", "event record"),
+                                                                     ("clip:job1", "clip")}
+
+
+def test_an_item_two_cases_hold_stays_held_until_both_close(client: TestClient, tokens: dict,
+                                                           rclient: redis.Redis, api_settings: ApiSettings) -> None:
+    rec = api_settings.recordings_dir
+    inv = tokens["inv"]
+    event = _event(rclient, rec, "3กข9999", T0)
+    cases = [client.post("/api/cases", headers=inv, json={"name": f"c{i}"}).json()["id"] for i in range(2)]
+    for cid in cases:
+        assert client.post(f"/api/cases/{cid}/items", headers=inv,
+                           json={"kind": "plate", "ref": event.event_id}).status_code == 201
+    client.post(f"/api/cases/{cases[0]}/close", headers=inv)
+    _retention(rclient, rec)
+    assert _stored(rclient, event) and (rec / event.crop_path).is_file()
+    client.post(f"/api/cases/{cases[1]}/close", headers=inv)
+    _retention(rclient, rec)
+    assert not _stored(rclient, event) and not (rec / event.crop_path).exists()
