@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.runtimes [--json OUT] [--plot OUT.png] [--batches 1,4,8] [--repeat N]
+    python -m benchmarks.runtimes [--json OUT] [--plot OUT.png] [--batches 1,4,8] [--repeat N] [--models a,b]
 
 Models (the files the engine loads: the derived batch-capable fp32 detectors, ``engine.model_precision: auto``):
 ``vehicles`` (YOLOv8n COCO, 640), ``plates`` (plate detector, 320), ``face_detector`` (SCRFD-500M, 640x384 canvas
@@ -358,15 +358,17 @@ def pick_fastest(timings: dict[str, dict[int, float]], agreement: dict[str, dict
     return best
 
 
-def run(batches: list[int], repeat: int, plate_limit: int = 300) -> dict[str, Any]:
-    """Measure every case on every available runtime; the JSON-ready results."""
+def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[str] | None = None) -> dict[str, Any]:
+    """Measure every case (or those named in ``models``) on every available runtime; the JSON-ready results."""
     import onnxruntime as ort
 
     have, skipped = available_runtimes()
     for rt, why in skipped.items():
         print(f"skipping runtime {rt}: {why}", flush=True)
     load = os.getloadavg()
-    cases = build_cases(max(batches), plate_limit)
+    all_cases = build_cases(max(batches), plate_limit)
+    cases = [c for c in all_cases if not models or c.name in models or (c.name == "vehicles" and "yolo11n_int8_ov"
+                                                                          in models)]
     rows: list[dict[str, Any]] = []
     agreement: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, dict[int, float]]] = {}
@@ -380,7 +382,7 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300) -> dict[str, An
         for rt in runtimes:
             path = case.path
             if case.only and rt == ORT:
-                path = next(c.path for c in cases if c.name == case.reference)
+                path = next(c.path for c in all_cases if c.name == case.reference)
             try:
                 backends[rt] = case.build(open_session(rt, path))
             except Exception as exc:  # noqa: BLE001 (a runtime that cannot load a model is a result)
@@ -412,6 +414,7 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300) -> dict[str, An
         versions["openvino"] = detail
     return {
         "host": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_before": [round(x, 2) for x in load],
+                 "load_after": [round(x, 2) for x in os.getloadavg()],
                  "python": platform.python_version(), **versions},
         "batches": batches, "repeat": repeat, "skipped": skipped, "rows": rows, "agreement": agreement,
         "fastest": fastest,
@@ -435,6 +438,10 @@ def print_table(result: dict[str, Any]) -> None:
         agree = "yes" if row["agree"] else "NO"
         print(f"{row['model']:18s}{row['runtime']:14s}{row['batch']:>6d}{row['ms_per_frame']:>10.2f}"
               f"{row['ratio']:>7.2f}x  {agree}{'  (' + row['note'] + ')' if row['note'] else ''}")
+    host = result.get("host", {})
+    if "load_before" in host:
+        print(f"host: {host.get('cpu')} ({host.get('cores')} cores), load average before {host['load_before']}, "
+              f"after {host.get('load_after')}")
     print("\nfastest with the same outputs (engine.runtime: auto):", result["fastest"])
 
 
@@ -482,10 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,4,8", help="batch sizes, comma list (the engine's: 1, 4, 8)")
     ap.add_argument("--repeat", type=int, default=20, help="timed calls per model, runtime and batch")
     ap.add_argument("--plates", type=int, default=300, help="held-out plate crops for the reader's agreement")
+    ap.add_argument("--models", default="", help="only these models, comma list (default: all)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    result = run(batches, args.repeat, args.plates)
+    result = run(batches, args.repeat, args.plates, [m for m in args.models.split(",") if m.strip()] or None)
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
