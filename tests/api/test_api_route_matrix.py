@@ -133,6 +133,8 @@ ROWS = [
     Row("POST", "/api/cases/{case_id}/items", f"/api/cases/{CASE}/items", "investigator", 404,
         kwargs={"json": {"kind": "plate", "ref": "nope"}}, note="unknown event"),
     Row("GET", "/api/cases/{case_id}/package", f"/api/cases/{CASE}/package", "investigator", 200, who=OWNER_ONLY),
+    Row("POST", "/api/cases/{case_id}/close", "/api/cases/nope/close", "investigator", 404,
+        note="unknown case (closing the seeded one would change the rows after it)"),
     Row("GET", "/api/audit", "/api/audit", "admin", 200),
     # media: only event images of cameras the caller sees; nothing through .., encodings, links, recordings, exports
     Row("GET", M, f"/api/media/{SNAP_MINE}", "operator", 200, note="own camera's snapshot"),
