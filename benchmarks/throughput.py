@@ -604,6 +604,7 @@ def answer_check(measured_plates: set[tuple[str, str]], measured_faces: list[Fac
         "reference_plate_reads": len(reference_plates), "reference_face_events": len(reference_faces),
         "measured_plate_reads": len(measured_plates), "measured_face_events": len(measured_faces),
         "matched_plate_reads": len(matched_plates), "matched_face_events": len(pairs),
+        "reference_plate_texts": sorted(f"{cam}:{text}" for cam, text in reference_plates),
         "missed_plate_texts": sorted(f"{cam}:{text}" for cam, text in reference_plates - measured_plates),
         "extra_plate_texts": sorted(f"{cam}:{text}" for cam, text in extra_plates),
         "missed_face_events": len(reference_faces) - len(pairs), "extra_face_events": extra_faces,
@@ -897,6 +898,8 @@ def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
                 if p.get("baseline_latency_p95_s") is not None]
         ax2.plot(*zip(*base, strict=True), marker="s", color="tab:gray", label="naive baseline")
     ax2.axhline(LATENCY_GOAL_S, ls="--", color="tab:red", label=f"goal {LATENCY_GOAL_S:g} s")
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     ax2.set_xlabel("cameras")
     ax2.set_ylabel("event latency p95 (s)")
     ax2.set_xticks(cams)

@@ -43,6 +43,7 @@ def test_missed_and_extra_events_are_counted_against_the_reference() -> None:
     assert check["extra_event_rate"] == pytest.approx(2 / 50)
     assert check["missed_plate_texts"] == [f"cam01:{t}" for _, t in sorted(reference_plates)[:2]]
     assert check["extra_plate_texts"] == ["cam01:9ฮฮ9999"]
+    assert len(check["reference_plate_texts"]) == 30
     assert check["missed_face_events"] == 1 and check["extra_face_events"] == 1
 
 
