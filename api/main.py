@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from api import openapi as api_openapi
 from api.auditing import AuditMiddleware
 from api.exportqueue import ExportQueue
 from api.faces import FaceService
@@ -123,6 +124,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(redis.RedisError, _redis_down)
     app.add_middleware(BodyGuard)  # anonymous and oversized bodies refused before they are read
+    api_openapi.install(app)  # security schemes and the error bodies every route really sends
     # outside the others: refused and failed requests (theirs too) and unrecorded queries are audited
     app.add_middleware(AuditMiddleware, store_getter=lambda: app.state.api_store)
     if settings.cors_origins:

@@ -340,6 +340,8 @@ class ApiStore:
         user/action."""
         out: list[dict[str, Any]] = []
         start = (f"({after}" if after else "+") if newest_first else (f"({after}" if after else "-")
+        if newest_first and after and not any(int(part) for part in after.split("-")):
+            return out  # nothing is older than 0-0 (Redis refuses that exclusive bound: was a 503)
         while len(out) < limit:
             entries = (self.client.xrevrange(AUDIT_STREAM, start, "-", count=500) if newest_first
                        else self.client.xrange(AUDIT_STREAM, start, "+", count=500))

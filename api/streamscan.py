@@ -52,6 +52,8 @@ def scan_stream(client: redis.Redis, stream: str, match: Callable[[Fields], bool
     """
     out = StreamScan()
     cursor = start
+    if newest_first and cursor and not any(int(part) for part in cursor.split("-")):
+        return out  # nothing is older than 0-0 (Redis refuses that exclusive bound)
     while len(out.entries) < limit and out.scanned < cap:
         count = min(chunk, cap - out.scanned)
         if newest_first:

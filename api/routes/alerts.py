@@ -27,7 +27,7 @@ from pipeline.store import keys
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
-STREAM_ID = r"^\d{1,20}-\d{1,20}$"
+STREAM_ID = r"^\d{1,19}-\d{1,19}$"  # 19 digits stay below 2**64 (Redis refuses larger ids)
 REF_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from api.deps import Admin, ApiStoreDep
 from api.routes.cameras import check_camera_ids
 from api.schemas.auth import UserCreate, UserOut, UserUpdate
+from api.schemas.errors import ErrorOut
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -21,7 +22,8 @@ def list_users(_: Admin, store: ApiStoreDep) -> list[UserOut]:
     return [_out(u) for u in store.list_users()]
 
 
-@router.post("", response_model=UserOut, status_code=201, summary="Create a user")
+@router.post("", response_model=UserOut, status_code=201, summary="Create a user",
+             responses={409: {"model": ErrorOut, "description": "The user exists already."}})
 def create_user(body: UserCreate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
     if store.get_user(body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists")
@@ -41,6 +43,7 @@ def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
 
 
 @router.patch("/{username}", response_model=UserOut, summary="Change a user's role, password or cameras",
+              responses={409: {"model": ErrorOut, "description": "That would leave no admin."}},
               description="`cameras` limits the user to those cameras (ids from cameras.yaml; [] = none), "
                           "`all_cameras: true` removes the limit; omitted fields stay as they are. A new password, role or "
                           "camera limit revokes every token and API key of the user (they sign in again). The last "
@@ -67,7 +70,8 @@ def _admins(store) -> list[str]:
     return [u["username"] for u in store.list_users() if u["role"] == "admin"]
 
 
-@router.delete("/{username}", status_code=204, summary="Delete a user (their tokens and API keys end at once)")
+@router.delete("/{username}", status_code=204, summary="Delete a user (their tokens and API keys end at once)",
+               responses={409: {"model": ErrorOut, "description": "You cannot delete yourself."}})
 def delete_user(username: str, admin: Admin, store: ApiStoreDep) -> None:
     if username == admin.username:
         raise HTTPException(status.HTTP_409_CONFLICT, "you cannot delete yourself")
