@@ -22,6 +22,9 @@ production.
    frames delivered per camera (analysed fps), the mode really used (a camera refuses keyframes when its keyframe
    interval does not fit the fps) and the frames ratio against ``all``: keyframe mode must deliver the same
    analysed fps when the GOP fits.
+4. Reads check (``--reads-check``): the served 720p sample (keyframe every second) decoded at 1 fps both ways
+   (``fps=1`` from every frame, and keyframes only), each frame sequence run through the engine (the real
+   models, plates on, a private Redis): the distinct plate reads of both are compared.
 
 The camera server's own CPU (ffmpeg ``-re`` sources and the Python RTSP server) is measured apart and not charged
 to ingest. The machine may be shared: the load of other processes is printed with each step.
@@ -346,6 +349,72 @@ def compare_decode_modes(videos: Path, redis_url: str, seconds: float, rec_dir: 
     return rows
 
 
+def _decode_file(path: Path, keyframes: bool, fps: float = 1.0, rate: str | None = None) -> list[Any]:
+    """Frames of ``path`` at ``fps`` as the capture worker's ffmpeg would give them (1280 wide BGR).
+
+    ``rate``: another frame-picking filter (decoding every frame), e.g. ``select='not(mod(n-12,25))'``."""
+    import numpy as np
+
+    from pipeline.engine.filesource import FileFrame
+
+    if rate is None:
+        rate = (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.9 / fps:.4f})'" if keyframes
+                else f"fps={fps}")  # fmt: skip
+    passthrough = keyframes or rate.startswith("select")
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *(["-skip_frame", "nokey"] if keyframes else []),
+           "-i", str(path), "-map", "0:v:0", "-vf", f"{rate},scale=1280:720", *(["-fps_mode", "passthrough"] if passthrough else []),
+           "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]  # fmt: skip
+    data = subprocess.run(cmd, capture_output=True, check=True, timeout=600).stdout
+    size = 1280 * 720 * 3
+    start = 1_763_600_000.0
+    return [FileFrame("bkk-night-01", i + 1, start + i / fps, np.frombuffer(data[i * size : (i + 1) * size], np.uint8)
+                      .reshape(720, 1280, 3).copy()) for i in range(len(data) // size)]  # fmt: skip
+
+
+def reads_check(videos: Path, redis_url: str, work: Path) -> dict[str, Any]:
+    """Distinct plate reads of the engine on 1 fps frames decoded from every frame vs from keyframes only.
+
+    Also: the every-frame decode picked at another phase of the second (``all_shifted``: frames 6, 31, 56, ...,
+    while ``fps=1`` picks about mid-GOP and keyframes are frames 0, 25, 50, ...: how much two equally valid 1 fps
+    samplings differ, the noise of this check) and whether the keyframes are pixel-identical to the same
+    frames picked from a full decode (``keyframes_identical_to_full_decode``)."""
+    from pipeline.config import Config
+    from pipeline.engine.filesource import run_files
+    from pipeline.engine.process import build_engine
+    from pipeline.events import PlateEvent
+    from pipeline.store import keys
+    from pipeline.store.codec import decode
+    from pipeline.testcams import cached_transcode
+
+    clip = cached_transcode(find_videos(videos)[COMPARE_VIDEO])  # what the test cameras serve: 1 s GOP
+    client = redis.Redis.from_url(redis_url)
+    reads: dict[str, list[str]] = {}
+    frames_n: dict[str, int] = {}
+    key_frames = _decode_file(clip, keyframes=True)
+    same_phase = _decode_file(clip, keyframes=False, rate="select='not(mod(n,25))'")  # the GOP is 25 frames
+    identical = len(key_frames) == len(same_phase) and all(
+        (a.frame == b.frame).all() for a, b in zip(key_frames, same_phase, strict=True))  # fmt: skip
+    for mode in ("all", "all_shifted", "keyframes"):
+        print(f"[reads check] engine on 1 fps frames, decode {mode} ...", flush=True)
+        client.flushall()
+        frames = (key_frames if mode == "keyframes" else
+                  _decode_file(clip, keyframes=False, rate="select='not(mod(n-6,25))'" if mode == "all_shifted" else None))  # fmt: skip
+        frames_n[mode] = len(frames)
+        config = Config.model_validate({"engine": {"device": "cpu"}, "cameras": [
+            {"id": "bkk-night-01", "name": "bkk", "url": str(clip), "analytics": {"plates": True, "faces": False}}]})
+        engine, _publisher, _ = build_engine(config, redis_url=redis_url, recordings_dir=work / mode / "rec",
+                                             spool_dir=work / mode / "spool", engine_id=f"reads-{mode}", live=False)  # fmt: skip
+        run_files(engine, [iter(frames)], batch_size=8)
+        events = [decode(PlateEvent, fields) for _, fields in client.xrange(keys.PLATE_STREAM)]
+        reads[mode] = sorted({e.plate_text for e in events if e.plate_text})
+    ref, kf, shifted = set(reads["all"]), set(reads["keyframes"]), set(reads["all_shifted"])
+    return {"frames_all": frames_n["all"], "frames_keyframes": frames_n["keyframes"], "reads_all": reads["all"],
+            "reads_keyframes": reads["keyframes"], "reads_all_shifted": reads["all_shifted"],
+            "recall_of_all": len(ref & kf) / len(ref) if ref else None, "extra_reads": sorted(kf - ref),
+            "shifted_recall_of_all": len(ref & shifted) / len(ref) if ref else None,
+            "keyframes_identical_to_full_decode": identical}  # fmt: skip
+
+
 def ramp(videos: Path, redis_url: str, max_streams: int, seconds: float, rec_dir: Path) -> list[dict[str, Any]]:
     stems = list(find_videos(videos))
     steps = [n for n in (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64) if n < max_streams] + [max_streams]
@@ -375,10 +444,11 @@ def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path,
     import matplotlib.pyplot as plt
 
     decode_rows = decode_rows or []
-    fig, axes = plt.subplots(1, 3 if decode_rows else 2, figsize=(19 if decode_rows else 13, 4.8))
-    a, b = axes[0], axes[1]
-    if decode_rows:
-        c = axes[2]
+    panels = [name for name, data in (("options", rows), ("ramp", steps), ("decode", decode_rows)) if data]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 4.8), squeeze=False)
+    ax = dict(zip(panels, axes[0], strict=False))
+    if "decode" in ax:
+        c = ax["decode"]
         labels = [f"{r['stream']} / {r['decode']}" for r in decode_rows]
         c.bar(labels, [r["cores_per_camera"] for r in decode_rows], color="tab:purple")
         c.set_ylabel("CPU cores per camera")
@@ -389,10 +459,22 @@ def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path,
         c2.set_ylim(0, max(r["fps"] for r in decode_rows) * 1.3)
         c2.set_ylabel("analysed fps per camera")
         c2.legend(loc="upper right")
+    if "options" in ax:
+        _plot_options(ax["options"], rows)
+    if "ramp" in ax:
+        _plot_ramp(ax["ramp"], steps)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plot_options(a: Any, rows: list[dict[str, Any]]) -> None:
     a.barh([r["option"] for r in rows], [r["cpu_s_per_decoded_frame"] * 1000 for r in rows], color="tab:blue")
     a.set_xlabel("CPU ms per decoded frame (720p H.264)")
     a.invert_yaxis()
     a.set_title("Decode options")
+
+
+def _plot_ramp(b: Any, steps: list[dict[str, Any]]) -> None:
     ns = [s["streams"] for s in steps]
     b.plot(ns, [s["min_fps"] for s in steps], "o-", label="min analysed fps / stream")
     b.plot(ns, [s["mean_fps"] for s in steps], "^:", color="tab:green", label="mean analysed fps / stream")
@@ -405,8 +487,6 @@ def plot(rows: list[dict[str, Any]], steps: list[dict[str, Any]], path: Path,
     b.legend(loc="lower left")
     b2.legend(loc="lower right")
     b.set_title("Ramp")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def _ratio(value: float | None) -> str:
@@ -426,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare these decode modes (camera decode setting), main and sub-stream, e.g. --decode all keyframes")  # fmt: skip
     parser.add_argument("--decode-fps", type=float, default=1.0, help="analysed fps of the decode-mode comparison")
     parser.add_argument("--decode-streams", type=int, default=4, help="cameras of the decode-mode comparison")
+    parser.add_argument("--reads-check", action="store_true",
+                        help="engine plate reads on 1 fps frames decoded from every frame vs keyframes only")  # fmt: skip
     args = parser.parse_args(argv)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.png.parent.mkdir(parents=True, exist_ok=True)
@@ -436,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [] if args.skip_compare else compare_decoders(args.videos, server.url, args.seconds, rec_dir)
         decode_rows = (compare_decode_modes(args.videos, server.url, args.seconds, rec_dir, args.decode, args.decode_fps,
                                             args.decode_streams) if args.decode else [])  # fmt: skip
+        reads = reads_check(args.videos, server.url, rec_dir) if args.reads_check else None
         steps = [] if args.skip_ramp else ramp(args.videos, server.url, args.streams, args.seconds, rec_dir)
     finally:
         server.stop()
@@ -464,15 +547,24 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_step": args.seconds,
         "target_fps": FPS,
         "decode_compare": decode_rows,
+        "reads_check": reads,
     }
+    if reads is not None:
+        print(f"\nReads check (engine, 1 fps, {COMPARE_VIDEO}): decode all {reads['frames_all']} frames, reads "
+              f"{reads['reads_all']}; keyframes {reads['frames_keyframes']} frames, reads {reads['reads_keyframes']}; "
+              f"recall of all's reads {'-' if reads['recall_of_all'] is None else format(reads['recall_of_all'], '.0%')}, extra {reads['extra_reads']}; "
+              f"every frame decoded, picked at another phase (frames 6, 31, ...): reads {reads['reads_all_shifted']} (recall of all's "
+              f"{'-' if reads['shifted_recall_of_all'] is None else format(reads['shifted_recall_of_all'], '.0%')}); "
+              f"keyframes pixel-identical to the same frames of a full decode: {reads['keyframes_identical_to_full_decode']}")  # fmt: skip
     for r in decode_rows:
         key = f"decode_{r['stream']}_{r['decode']}"
         result[f"{key}_cores_per_camera"] = r["cores_per_camera"]
         result[f"{key}_analysed_fps_per_camera"] = r["analysed_fps_per_camera"]
     if not steps:
         args.json.write_text(json.dumps(result, indent=2))
-        plot(rows, steps, args.png, decode_rows)
-        print(f"\nJSON: {args.json}\nplot: {args.png}")
+        if rows or decode_rows:  # the reads check alone has nothing to plot
+            plot(rows, steps, args.png, decode_rows)
+        print(f"\nJSON: {args.json}" + (f"\nplot: {args.png}" if rows or decode_rows else ""))
         return 0
     sustained = [s for s in steps if s["sustained"]]
     best = sustained[-1] if sustained else steps[-1]
