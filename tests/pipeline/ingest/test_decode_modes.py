@@ -7,6 +7,7 @@ No timing goals here: frame-rate checks are loose bounds (the host is shared); t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -22,6 +23,7 @@ from pipeline.ingest.capture import CameraCapture, CameraState, choose_decode, k
 from pipeline.ingest.framebus import FrameBus
 from pipeline.ingest.health import read_camera_health
 from pipeline.ingest.worker import CaptureWorkerProcess
+from pipeline.secrets import expand_url
 from pipeline.testcams import TestCameraServer
 
 CLIP = "short_hamilton_clip"  # 640x360 main stream, 320x180 sub-stream, a keyframe every second
@@ -83,6 +85,32 @@ def test_no_keyframe_measurement_after_a_refused_login(monkeypatch: pytest.Monke
     assert probes == [] and cap.decode_mode == "all" and "refused login" in state.decode_reason
     cap._choose_decode("rtsp://10.0.0.9/m")  # measured at the next connection: 2 s GOP cannot give 1 fps
     assert len(probes) == 1 and cap.decode_mode == "all" and "not used" in state.decode_reason
+
+
+def test_keyframe_measurement_hides_the_password_like_the_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffprobe gets the URL in the ffconcat script on a pipe: not on its command line, not in its environment."""
+    password = "kf-probe-S3cret@/#"
+    monkeypatch.setenv("CAM_KF_PASSWORD", password)
+    url = "rtsp://admin:${CAM_KF_PASSWORD}@10.0.0.9/main"
+    config = parse_config(f"cameras:\n  - {{id: cam, name: C, url: '{url}', analysis_fps: 1}}\n")
+    cap = CameraCapture(config.cameras[0], config.ingest, CameraState("cam", url), threading.Event(), url, bus=object())
+    seen: dict[str, object] = {}
+
+    class Started(Exception):
+        pass
+
+    def fake_popen(cmd: list[str], **kwargs: object) -> None:
+        (fd,) = kwargs["pass_fds"]  # type: ignore[misc]
+        seen.update(cmd=cmd, env=kwargs["env"], script=os.read(fd, 65536).decode())
+        raise Started
+
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    with pytest.raises(Started):
+        cap.probe_keyframe_interval(expand_url(url))
+    cmd = " ".join(seen["cmd"])  # type: ignore[arg-type]
+    assert cmd.startswith("ffprobe") and "-f concat" in cmd and "pipe:" in cmd and "kf-probe" not in cmd
+    assert "CAM_KF_PASSWORD" not in seen["env"]  # type: ignore[operator]
+    assert "@10.0.0.9/main" in str(seen["script"]) and "admin:" in str(seen["script"])
 
 
 def test_analysis_width_above_the_frame_bus_slot_is_refused() -> None:
