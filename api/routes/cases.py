@@ -121,6 +121,33 @@ def add_item(case_id: str, body: CaseItemCreate, user: Investigator, client: Red
     return _out(_case(client, case_id, user))
 
 
+def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
+    """Place the legal hold of every open case that has none yet (cases made before holds existed); returns the
+    number of cases held now. Items whose event or export job is already gone cannot be held (the package lists
+    them as missing)."""
+    held = 0
+    for raw_id in client.zrange("cases", 0, -1):
+        case_id = raw_id.decode()
+        if client.hget(f"case:{case_id}", "status") == b"closed" or client.exists(holds.case_key(case_id)):
+            continue
+        placed = False
+        for key, raw in client.hgetall(f"case:{case_id}:items").items():
+            item = json.loads(raw)
+            if item["kind"] == "clip":
+                job = {k.decode(): v.decode() for k, v in client.hgetall(f"export:{item['ref']}").items()}
+                hold = _clip_hold(job, recordings_dir) if job else None
+            else:
+                event = _event(client, item["kind"], item["ref"])
+                hold = holds.event_hold(item["kind"], event) if event is not None else None
+            if hold is not None:
+                holds.place(client, case_id, key.decode(), hold)
+                placed = True
+        held += placed
+    if held:
+        logger.info("legal hold placed on %d open cases that had none", held)
+    return held
+
+
 @router.post("/{case_id}/close", response_model=CaseOut, summary="Close a case (lifts its legal hold)",
              description="From now on retention may delete the case's items again (unless another open case holds "
                          "them). Closing a closed case changes nothing.",

@@ -151,3 +151,23 @@ def test_an_item_two_cases_hold_stays_held_until_both_close(client: TestClient, 
     client.post(f"/api/cases/{cases[1]}/close", headers=inv)
     _retention(rclient, rec)
     assert not _stored(rclient, event) and not (rec / event.crop_path).exists()
+
+
+def test_open_cases_from_before_legal_hold_are_held_at_start(rclient: redis.Redis,
+                                                            api_settings: ApiSettings) -> None:
+    """A case written without a hold (older version) gets its hold when the API starts; a closed one does not."""
+    from api.main import create_app
+
+    rec = api_settings.recordings_dir
+    old, closed = _event(rclient, rec, "4กข1111", T0), _event(rclient, rec, "5กข2222", T0 + 10)
+    for case_id, event, status in (("oldcase", old, "open"), ("shut", closed, "closed")):
+        rclient.hset(f"case:{case_id}", mapping={"id": case_id, "name": case_id, "description": "",
+                                                 "created_by": "inv", "created_at": repr(T0), "status": status})
+        rclient.zadd("cases", {case_id: T0})
+        rclient.hset(f"case:{case_id}:items", f"plate:{event.event_id}",
+                     json.dumps({"kind": "plate", "ref": event.event_id, "added_by": "inv", "added_at": T0}))
+    with TestClient(create_app(api_settings)):
+        pass
+    _retention(rclient, rec)
+    assert _stored(rclient, old) and (rec / old.crop_path).is_file()
+    assert not _stored(rclient, closed) and not (rec / closed.crop_path).exists()
