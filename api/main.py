@@ -99,6 +99,10 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
             await run_in_threadpool(app.state.api_store.dummy_hash)
         except redis.RedisError as exc:
             logger.warning("could not bootstrap the admin user (Redis: %s)", exc)
+        try:  # exports a killed server left queued or running will never finish: say so
+            await run_in_threadpool(exports.fail_interrupted_exports, client, settings.exports_root())
+        except redis.RedisError as exc:
+            logger.warning("could not check for interrupted exports (Redis: %s)", exc)
         try:  # open cases from before legal hold existed get their hold now
             await run_in_threadpool(cases.hold_open_cases, client, settings.recordings_dir)
         except redis.RedisError as exc:

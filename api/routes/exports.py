@@ -100,6 +100,30 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
     return _out(job, request)
 
 
+INTERRUPTED = "interrupted: the server stopped while this export was queued or running; ask again"
+
+
+def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
+    """At start-up: jobs left ``queued`` or ``running`` by a server that was killed are marked failed (nothing
+    will ever finish them), and the half-written clips they left (``*.part.mp4``, ``*.json.part``) are removed.
+    Returns the number of jobs marked. One API process per Redis runs exports, so none of them is still alive."""
+    marked = 0
+    for raw in client.zrange("exports", 0, -1):
+        key = f"export:{raw.decode()}"
+        if client.hget(key, "status") in (b"queued", b"running"):
+            client.hset(key, mapping={"status": "failed", "error": INTERRUPTED})
+            marked += 1
+    removed = 0
+    if exports_root.is_dir():
+        for part in [*exports_root.rglob("*.part.mp4"), *exports_root.rglob("*.json.part")]:
+            part.unlink(missing_ok=True)
+            removed += 1
+    if marked or removed:
+        logger.warning("%d export job(s) interrupted by the last stop marked failed; %d partial file(s) removed",
+                       marked, removed)
+    return marked
+
+
 def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
     """The job if it exists and the user may see it (own job, or admin), else 404."""
     job = _job(client, job_id)
