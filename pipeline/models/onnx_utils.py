@@ -17,7 +17,9 @@ logger = logging.getLogger(__name__)
 RUNTIMES = ("auto", "onnxruntime", "openvino")
 # The runtime ``auto`` takes per model (the engine's roles: vehicles, plates, face_detector, face_embedder) where
 # OpenVINO is installed: the faster one with the same outputs, as measured by ``python -m benchmarks.runtimes`` on
-# the 2-core AMD EPYC (AVX2) CPU. A model not listed runs on ONNX Runtime.
+# the 2-core AMD EPYC (AVX2) CPU. A model not listed runs on ONNX Runtime. On that CPU OpenVINO 2026.4 gave the same
+# outputs for every model but was slower (plate detector, faces, plate reader and rectifier) or at most ~10 % faster
+# (vehicle detector at batch 4-8, within the shared host's noise): none is listed (var/issue13_runtimes_note.md).
 FASTEST_RUNTIME: dict[str, str] = {}
 
 
