@@ -71,6 +71,15 @@ def _event(client: redis.Redis, kind: str, event_id: str) -> PlateEvent | FaceEv
     return codec.decode(model, entries[0][1]) if entries else None
 
 
+def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:
+    """The copy of an event record kept with its case item (the event stream no longer holds it)."""
+    data = item.get("event")
+    if not data:
+        return None
+    model = PlateEvent if item["kind"] == "plate" else FaceEvent
+    return model.model_validate({**data, **({"embedding": []} if model is FaceEvent else {})})
+
+
 @router.post("", response_model=CaseOut, status_code=201, summary="Open a case")
 def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     case_id = uuid.uuid4().hex[:16]
@@ -115,6 +124,8 @@ def add_item(case_id: str, body: CaseItemCreate, user: Investigator, client: Red
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{body.kind} event {body.ref!r} not found")
         hold = holds.event_hold(body.kind, event)
     item = {"kind": body.kind, "ref": body.ref, "added_by": user.username, "added_at": time.time()}
+    if body.kind != "clip":  # the record itself, kept with the case: size-capped event streams may trim it later
+        item["event"] = event.model_dump(mode="json", exclude={"embedding"})
     client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
     holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
@@ -196,7 +207,7 @@ def package_case(case_id: str, user: Investigator, client: RedisDep, store: ApiS
                 else:
                     missing.append({"item": ref, "what": what, "reason": f"file not found: {job.get(field)}"})
             continue
-        event = _event(client, item["kind"], item["ref"])
+        event = _event(client, item["kind"], item["ref"]) or _kept_event(item)
         if event is None:
             missing.append({"item": ref, "what": "event record", "reason": "the event is no longer in the store"})
             continue

@@ -131,9 +131,32 @@ def test_case_items_survive_retention_until_the_case_is_closed(client: TestClien
     assert not (rec / kept.snapshot_path).exists() and not (rec / kept.crop_path).exists()
     assert not _indexed(rclient, near) and not (rec / near.path).exists()
     assert not _indexed(rclient, clip_seg) and not (rec / clip_seg.path).exists()
-    manifest, _ = _package(client, inv, case["id"])
-    assert {(m["item"], m["what"]) for m in manifest["missing"]} == {(f"plate:{kept.event_id}", "event record"),
+    manifest, names = _package(client, inv, case["id"])
+    # the event record travels with the case; its pictures went with retention once the case was closed
+    assert f"events/plate-{kept.event_id}.json" in names
+    assert {(m["item"], m["what"]) for m in manifest["missing"]} == {(f"plate:{kept.event_id}", "snapshot"),
+                                                                     (f"plate:{kept.event_id}", "crop"),
                                                                      ("clip:job1", "clip")}
+
+
+def test_a_held_event_trimmed_from_its_size_capped_stream_stays_in_the_case(client: TestClient, tokens: dict,
+                                                                            rclient: redis.Redis,
+                                                                            api_settings: ApiSettings) -> None:
+    rec = api_settings.recordings_dir
+    inv = tokens["inv"]
+    event = _event(rclient, rec, "4กข4444", T0)
+    case = client.post("/api/cases", headers=inv, json={"name": "trimmed"}).json()
+    assert client.post(f"/api/cases/{case['id']}/items", headers=inv,
+                       json={"kind": "plate", "ref": event.event_id}).status_code == 201
+    rclient.xtrim(keys.PLATE_STREAM, maxlen=0)  # what events_maxlen does to old entries of a busy control room
+    assert not _stored(rclient, event)
+    manifest, names = _package(client, inv, case["id"])
+    assert manifest["missing"] == []
+    record = json.loads(zipfile.ZipFile(io.BytesIO(client.get(f"/api/cases/{case['id']}/package",
+                                                              headers=inv).content))
+                        .read(f"events/plate-{event.event_id}.json"))
+    assert record["plate_text"] == "4กข4444" and record["event_id"] == event.event_id
+    assert f"media/{event.crop_path}" in names
 
 
 def test_an_item_two_cases_hold_stays_held_until_both_close(client: TestClient, tokens: dict,
