@@ -45,6 +45,11 @@ fi
 # to 127.0.0.1:${CCTV_REDIS_PORT:-6380}, ACL users for the workers and the API with passwords generated on first run
 # into var/secrets/redis.env (mode 0600). redis-server reads them from the generated var/secrets/redis.conf (0600,
 # password hashes only), so no password shows in a process listing; redis-cli authenticates with REDISCLI_AUTH.
+# CCTV_START_REDIS=0 skips this (scripts/test.sh: the tests start their own servers on free ports).
+if [ "${CCTV_START_REDIS:-1}" = "0" ]; then
+  echo "[install] ready (the project's Redis not started: CCTV_START_REDIS=0)"
+  exit 0
+fi
 .venv/bin/python -m pipeline redis-setup
 set -a; . "${CCTV_REDIS_SECRETS_FILE:-var/secrets/redis.env}"; set +a
 REDIS_PORT=${CCTV_REDIS_PORT:-6380}
