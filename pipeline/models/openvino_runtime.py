@@ -72,29 +72,19 @@ class OpenVinoSession:
     """An OpenVINO compiled model with the ``onnxruntime.InferenceSession`` calls the backends use.
 
     ``threads`` > 0 caps the CPU inference threads (like ONNX Runtime's ``intra_op_num_threads``). The latency
-    hint runs one request on all the cores, as ONNX Runtime does. ``dynamic_batch`` turns a model whose batch
-    dimension is fixed into one that takes any batch (a graph with batch-1 reshapes inside, like the YOLO11n
-    OpenVINO export's attention, then fails at run time: leave it off there). Threads are not pinned to cores.
-    Inference is
+    hint runs one request on all the cores, as ONNX Runtime does. A model fixed to batch 1 (the YOLO11n OpenVINO
+    export, whose attention reshapes hard-code the batch) keeps that shape: ``run_batched`` feeds it image by image.
+    Threads are not pinned to cores. Inference is
     in float32 (``INFERENCE_PRECISION_HINT``), so outputs match ONNX Runtime's within float rounding. Each thread
     gets its own infer request (an OpenVINO request must not be used from two threads at once).
     """
 
-    def __init__(self, path: Path, threads: int = 0, dynamic_batch: bool = False) -> None:
+    def __init__(self, path: Path, threads: int = 0) -> None:
         import openvino as ov
 
         self.path = Path(path)
         core = _core()
         model = core.read_model(str(self.path))
-        if dynamic_batch:
-            shapes = {}
-            for port in model.inputs:
-                shape = port.get_partial_shape()
-                if shape.rank.is_static and shape.rank.get_length() > 0 and shape[0].is_static:
-                    shape[0] = ov.Dimension()
-                    shapes[port] = shape
-            if shapes:
-                model.reshape(shapes)
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
