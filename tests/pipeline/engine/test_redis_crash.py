@@ -26,6 +26,7 @@ from pipeline.engine.publisher import SpooledPublisher
 from pipeline.engine.spool import EventSpool
 from pipeline.events import PlateEvent
 from pipeline.store import EventStore, WatchlistStore, keys
+from tests.conftest import wait_for
 
 PROVINCE = "กรุงเทพมหานคร"
 
@@ -107,14 +108,6 @@ def side_present(client: redis.Redis, kind: str, ident: str, audit_markers: set[
         return client.zscore("cases", ident) is not None and client.exists(f"case:{ident}") == 1
     return ident in audit_markers
 
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.mark.timeout(300)

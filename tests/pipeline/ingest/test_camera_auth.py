@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ from pipeline.ingest.framebus import FrameBus
 from pipeline.ingest.health import read_camera_health
 from pipeline.ingest.worker import CaptureWorkerProcess
 from pipeline.secrets import clear_registered_secrets, encode_userinfo, secret_forms
+from tests.conftest import wait_for
 
 CLIP = "short_hamilton_clip"
 GOOD_PASSWORD = "Adm!n@2024#x/:% ก๊อป"  # @ # / : % ! space and Thai: every character that broke or leaked
@@ -61,14 +62,6 @@ def make_config(cameras_yaml: str) -> Config:
         " segment_seconds: 2, max_width: 320, queue_size: 4}\ncameras:\n" + cameras_yaml
     )
 
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def health_of(client: redis.Redis, camera_id: str) -> dict:

@@ -4,8 +4,6 @@ H.265, credentials never leaking. A real redis-server (fixture) holds the health
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from pipeline.ingest.framebus import FrameBus
 from pipeline.ingest.health import read_camera_health
 from pipeline.ingest.worker import CaptureWorkerProcess
 from pipeline.testcams import GarbageServer, SilentServer, TestCameraServer
+from tests.conftest import wait_for
 
 CLIP = "short_hamilton_clip"
 PASSWORD = "pw-Zq81-never-logged"
@@ -27,14 +26,6 @@ def make_config(cameras_yaml: str) -> Config:
         " segment_seconds: 2, max_width: 320, queue_size: 4}\ncameras:\n" + cameras_yaml
     )
 
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def status_of(client: redis.Redis, camera_id: str) -> str | None:

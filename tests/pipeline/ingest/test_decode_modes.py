@@ -11,7 +11,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -25,17 +24,10 @@ from pipeline.ingest.health import read_camera_health
 from pipeline.ingest.worker import CaptureWorkerProcess
 from pipeline.secrets import expand_url
 from pipeline.testcams import TestCameraServer
+from tests.conftest import wait_for
 
 CLIP = "short_hamilton_clip"  # 640x360 main stream, 320x180 sub-stream, a keyframe every second
 
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def health(client: redis.Redis, camera_id: str) -> dict[str, object]:

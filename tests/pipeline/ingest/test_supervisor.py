@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -17,18 +15,11 @@ import redis
 
 from pipeline.ingest.health import read_camera_health
 from pipeline.testcams import TestCameraServer
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 CLIP = "short_hamilton_clip"
 
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.mark.timeout(150)

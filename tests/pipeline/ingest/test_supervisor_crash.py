@@ -34,19 +34,12 @@ from pipeline.recording.recorder import incoming_dir, probe_duration
 from pipeline.store import WatchlistStore
 from pipeline.store.redis_setup import SERVICE_RULES, WORKERS_USER
 from pipeline.testcams import TestCameraServer
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 CLIP = "short_hamilton_clip"
 CAM = "crash-cam"
 
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def segments(client: redis.Redis) -> list[Segment]:
