@@ -79,6 +79,7 @@ class VehicleState(TrackState):
     last_plate_attempt: float | None = None
     plate_misses: int = 0
     read_box_area: float = 0.0  # largest vehicle box (px^2) the plate was looked for in
+    rotated_misses: int = 0  # turned second looks on this vehicle that found no plate (plate_second_look)
 
     @property
     def vehicle_class(self) -> str:

@@ -61,6 +61,11 @@ PLATE_ONLY_REGION = (1.0, 1.5)  # a plate-only job searches the plate box grown 
 FACE_TRACK_SIMILARITY = 0.5  # a face that moved too far for its box keeps its track at this embedding cosine
 CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
+# The turned second look (plate_second_look) costs two detector windows per miss: a vehicle gets it until it has come
+# back empty twice (a plate rolled by the camera's mount stays rolled), a frame without vehicles at most this often.
+ROTATED_LOOKS_PER_TRACK = 2  # empty turned looks after which a vehicle gets no more
+TURNED_LOOK_MIN_WIDTH = 160  # px of the vehicle crop: narrower vehicles show plates too small to read turned
+ROTATED_LOOK_INTERVAL_S = 10.0
 FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this much belongs to it (embedding choice)
 
 
@@ -86,6 +91,8 @@ class CameraRuntime:
     last_capture: float = 0.0
     last_arrival: float = 0.0
     frames: int = 0
+    last_rotated_look: float = float("-inf")  # capture time of the last turned search of a frame without vehicles
+    turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
 
     @property
     def trackers(self) -> tuple[Tracker, ...]:
@@ -358,7 +365,10 @@ class Engine:
             images = [g.item.frame for g in frames]
             found = self.models.plates.detect_batch(images, tiles)
             if ec.plate_second_look:
-                self.models.plates.look_again(images, found, eligible=[k for k, g in enumerate(frames) if g.no_vehicle])
+                due = self._frames_due_a_turned_look(frames, found)
+                self.models.plates.look_again(images, found, eligible=due)
+                for k in due:
+                    frames[k].cam.turned_hits += bool(len(found[k]))
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -405,7 +415,9 @@ class Engine:
             crops = [job.crop for job in jobs]
             plate_dets = self.models.plates.detect_batch(crops)
             if self.engine_config.plate_second_look:
-                self.models.plates.look_again(crops, plate_dets, conf)
+                due = self._jobs_due_a_turned_look(jobs, plate_dets)
+                self.models.plates.look_again(crops, plate_dets, conf, eligible=due)
+                self._count_turned_misses(jobs, plate_dets, due, conf)
         selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= conf]
@@ -421,6 +433,37 @@ class Engine:
             selected.append(_PlateCrop(job, box, float(dets.confidence[best]), plate_crop))
         self.metrics.count("plates_detected", len(selected))
         return selected
+
+    def _jobs_due_a_turned_look(self, jobs: list[_VehicleJob], found: list[Detections]) -> list[int]:
+        """Vehicle crops without a plate, wide enough to hold a readable plate (``TURNED_LOOK_MIN_WIDTH``), whose
+        track's turned looks have not come back empty ``ROTATED_LOOKS_PER_TRACK`` times (a vehicle whose plate
+        the turned look finds keeps getting it: its plate is rolled)."""
+        conf = self.engine_config.plate_confidence
+        due = [k for k, (job, dets) in enumerate(zip(jobs, found, strict=True))
+               if job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK and job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH
+               and not (dets.confidence >= conf).any()]
+        self.metrics.count("turned_looks", len(due))
+        return due
+
+    @staticmethod
+    def _count_turned_misses(jobs: list[_VehicleJob], found: list[Detections], due: list[int], conf: float) -> None:
+        for k in due:
+            if not (found[k].confidence >= conf).any():
+                jobs[k].state.rotated_misses += 1
+
+    def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
+        """Frames without vehicles and without a plate whose camera is due a turned look: every such frame once a
+        turned look found a plate on that camera (its mount rolls every plate), else one every
+        ``ROTATED_LOOK_INTERVAL_S``."""
+        due = []
+        for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
+            t = g.item.capture_time
+            if g.no_vehicle and not len(dets) and (g.cam.turned_hits or
+                                                  t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S):
+                g.cam.last_rotated_look = t
+                due.append(k)
+        self.metrics.count("turned_looks", len(due))
+        return due
 
     def _rectify(self, crops: list[np.ndarray]) -> list[RectifiedPlate] | None:
         """Corners and layout of each plate, warped upright (None without a rectifier)."""

@@ -251,3 +251,65 @@ def test_a_face_is_embedded_only_while_it_could_enter_its_tracks_best_faces() ->
         agg.add_face(state, emb, q, 0.9, [0, 0, 40, 40], k * 0.1, CROP, FRAME.copy)
     assert not agg.face_could_improve(state, 0.5)  # three better (or equal) faces held
     assert agg.face_could_improve(state, 0.55)  # would replace the 0.5 one
+
+
+# -- the turned second look: spent where it can find a plate ------------------------------------------------
+
+
+class _RolledPlateDetector(_PlateDetector):
+    """Finds nothing upright; the turned look finds a plate only when ``rolled`` (and records what it searched)."""
+
+    def __init__(self, rolled: bool) -> None:
+        super().__init__()
+        self.rolled = rolled
+        self.turned: list[int] = []
+
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None) -> list[Detections]:
+        self.crops += len(crops)
+        return [Detections.empty() for _ in crops]
+
+    def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
+                   eligible: list[int] | None = None) -> list[Detections]:
+        eligible = list(range(len(crops))) if eligible is None else eligible
+        self.turned.append(len(eligible))
+        if self.rolled:
+            for k in eligible:
+                h, w = crops[k].shape[:2]
+                found[k] = Detections(xyxy=np.array([[w * 0.35, h * 0.6, w * 0.65, h * 0.75]], np.float32),
+                                      confidence=np.array([0.8], np.float32), class_id=np.array([0]))
+        return found
+
+
+def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any) -> tuple[list[int], Engine]:
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "plates_whole_frame": "off", "plate_rectification": False,
+                   "detection_schedule": "every_frame"},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    models = _Models()
+    models.plates = _RolledPlateDetector(rolled)
+    if not vehicle:
+        models.vehicles.detect_batch = lambda frames: [Detections.empty() for _ in frames]
+    engine = Engine(config, models, _Reader(), recordings_dir=tmp_path)
+    for k in range(40):  # 20 s at 2 fps
+        engine.process_batch([_Frame(k * 0.5, _scene(40 + 3 * k))])
+    return [n for n in models.plates.turned if n], engine
+
+
+def test_a_vehicle_whose_plate_is_not_rolled_gets_two_turned_looks_and_no_more(tmp_path: Any) -> None:
+    turned, _ = _turned_looks(rolled=False, vehicle=True, tmp_path=tmp_path)
+    assert sum(turned) == 2
+
+
+def test_a_vehicle_whose_turned_look_finds_its_plate_keeps_getting_it(tmp_path: Any) -> None:
+    turned, engine = _turned_looks(rolled=True, vehicle=True, tmp_path=tmp_path)
+    assert sum(turned) >= 3  # read turned until the plate settled (3 agreeing reads)
+    engine.finish()
+    assert {e.plate_text for kind, e in engine.events if kind == "plate"} == {"1กข1234"}
+
+
+def test_frames_without_vehicles_get_a_turned_look_every_ten_seconds_unless_the_camera_rolls_plates(
+        tmp_path: Any) -> None:
+    turned, _ = _turned_looks(rolled=False, vehicle=False, tmp_path=tmp_path / "upright")
+    assert sum(turned) == 2  # at 0 s and 10 s of the 20 s
+    turned, _ = _turned_looks(rolled=True, vehicle=False, tmp_path=tmp_path / "rolled")
+    assert sum(turned) >= 30  # the first one found a plate: every frame without a plate found upright
