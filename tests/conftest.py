@@ -136,6 +136,16 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture()
+def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that keeps nothing on disk (the machine's default Redis, or the old install.sh): what the
+    service's durability check must refuse."""
+    server = RedisServer(port=free_port(), workdir=tmp_path / "volatile", durable=False)
+    server.workdir.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.25) -> None:
     """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout_s`` (generous timeouts: CI is a
     loaded 2-core machine)."""

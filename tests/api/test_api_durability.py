@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,11 @@ from api.main import create_app
 from api.settings import ApiSettings
 from pipeline.settings import get_settings
 from pipeline.store.durability import VolatileRedisError
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture()
-def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), workdir=tmp_path / "volatile", durable=False)
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def settings_for(url: str, tmp_path: Path) -> ApiSettings:

@@ -6,7 +6,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from tests.conftest import RedisServer, free_port
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture()
-def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server that keeps nothing on disk (the machine's default Redis, or the old install.sh)."""
-    server = RedisServer(port=free_port(), workdir=tmp_path / "volatile", durable=False)
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_durable_server_passes_and_volatile_one_is_refused_unless_allowed(own_redis: RedisServer,
