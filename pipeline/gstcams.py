@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from pipeline.testcams import DEFAULT_CACHE_DIR, cached_transcode, find_videos
+from pipeline.testcams import DEFAULT_CACHE_DIR, cached_transcode, ffmpeg_into, find_videos
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +75,8 @@ def looped_media(source: Path, codec: str, loops: int = 30, cache_dir: Path = DE
     target = clip.with_name(f"{clip.stem}.x{loops}.mp4")
     if target.exists():
         return target
-    tmp = target.with_suffix(f".{os.getpid()}.part.mp4")
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
-           "-i", str(clip), "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", str(tmp)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"looping {clip} failed: {result.stderr.strip()[-500:]}")
-    os.replace(tmp, target)
-    return target
+    return ffmpeg_into(target, ["-stream_loop", str(loops - 1), "-i", str(clip), "-map", "0:v:0", "-c", "copy",
+                                "-movflags", "+faststart"], f"looping {clip}")
 
 
 def _server_env(config: dict[str, object]) -> dict[str, str]:

@@ -70,23 +70,26 @@ def cached_transcode(source: Path, codec: str = "h264", cache_dir: Path = DEFAUL
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.part.mp4")
     gop = "keyint=25:min-keyint=25:scenecut=0:bframes=0:log-level=error"
     encoder = (
         ["-c:v", "libx264", "-preset", "veryfast", "-x264-params", gop, "-bf", "0"]
         if codec == "h264"
         else ["-c:v", "libx265", "-preset", "veryfast", "-x265-params", gop, "-tag:v", "hvc1"]
     )
-    cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-an", "-sn",
-        "-vf", f"fps=25,scale=-2:{height}", *encoder, "-pix_fmt", "yuv420p",
-        "-movflags", "+faststart", str(tmp),
-    ]  # fmt: skip
     logger.info("transcoding %s to %s (once; cached in %s)", source.name, codec, cache_dir)
+    return ffmpeg_into(target, ["-i", str(source), "-an", "-sn", "-vf", f"fps=25,scale=-2:{height}", *encoder,
+                                "-pix_fmt", "yuv420p", "-movflags", "+faststart"], f"transcoding {source}")
+
+
+def ffmpeg_into(target: Path, args: list[str], what: str) -> Path:
+    """Run ffmpeg with ``args`` (inputs and options) writing ``target`` through a temporary file, so that a failed
+    or interrupted run never leaves a half-written ``target``; raises ``RuntimeError`` naming ``what``."""
+    tmp = target.with_suffix(f".{os.getpid()}.part.mp4")
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args, str(tmp)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"transcoding {source} failed: {result.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{what} failed: {result.stderr.strip()[-500:]}")
     os.replace(tmp, target)
     return target
 

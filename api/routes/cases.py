@@ -25,6 +25,7 @@ from api.routes.exports import get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
+from pipeline.models_manifest import sha256_file
 from pipeline.store import codec, holds, keys
 
 logger = logging.getLogger(__name__)
@@ -174,14 +175,6 @@ def close_case(case_id: str, user: Investigator, client: RedisDep, store: ApiSto
     return _out(_case(client, case_id, user))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest")
 def package_case(case_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
@@ -230,7 +223,7 @@ def package_case(case_id: str, user: Investigator, client: RedisDep, store: ApiS
         for name, src in files:
             if isinstance(src, Path):
                 zf.write(src, name)
-                digest = _sha256(src)
+                digest = sha256_file(src)
             else:
                 zf.writestr(name, src)
                 digest = hashlib.sha256(src).hexdigest()

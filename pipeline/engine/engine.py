@@ -368,7 +368,7 @@ class Engine:
                 due = self._frames_due_a_turned_look(frames, found)
                 self.models.plates.look_again(images, found, eligible=due)
                 for k in due:
-                    frames[k].cam.turned_hits += bool(len(found[k]))
+                    frames[k].cam.turned_hits += _has_plate(found[k])
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -441,15 +441,14 @@ class Engine:
         conf = self.engine_config.plate_confidence
         due = [k for k, (job, dets) in enumerate(zip(jobs, found, strict=True))
                if job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK and job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH
-               and not (dets.confidence >= conf).any()]
+               and not _has_plate(dets, conf)]
         self.metrics.count("turned_looks", len(due))
         return due
 
     @staticmethod
     def _count_turned_misses(jobs: list[_VehicleJob], found: list[Detections], due: list[int], conf: float) -> None:
         for k in due:
-            if not (found[k].confidence >= conf).any():
-                jobs[k].state.rotated_misses += 1
+            jobs[k].state.rotated_misses += not _has_plate(found[k], conf)
 
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
         """Frames without vehicles and without a plate whose camera is due a turned look: every such frame once a
@@ -458,7 +457,7 @@ class Engine:
         due = []
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
             t = g.item.capture_time
-            if g.no_vehicle and not len(dets) and (g.cam.turned_hits or
+            if g.no_vehicle and not _has_plate(dets) and (g.cam.turned_hits or
                                                   t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S):
                 g.cam.last_rotated_look = t
                 due.append(k)
@@ -642,6 +641,11 @@ class Engine:
                 self.aggregator.end_tracks(camera_id, [tr.track_id for tr in tracker.drain()])
             for state in self.aggregator.due(camera_id, runtime.last_capture):
                 self._publish_state(state, trigger_capture_time=None)
+
+
+def _has_plate(dets: Detections, min_confidence: float = 0.0) -> bool:
+    """Whether a plate detector result holds a plate at ``min_confidence`` or better."""
+    return bool((dets.confidence >= min_confidence).any())
 
 
 def assign_faces_to_persons(faces_xyxy: np.ndarray, persons_xyxy: np.ndarray) -> np.ndarray:

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from typing import Any
 
 import redis
 
+from pipeline.models_manifest import sha256_file
 from pipeline.store import keys
 from pipeline.store.redis_setup import write_private
 
@@ -65,15 +65,6 @@ class BackupResult:
     keys: int
     counts: dict[str, int]
     manifests: int
-
-
-def sha256_path(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text(value: Any) -> str:
@@ -208,7 +199,7 @@ def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Prog
     with snapshot_server(target, db) as snap:
         counts = store_counts(snap)
     progress("backup: the snapshot loads; it holds " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    files = [{"path": RDB_FILE, "bytes": target.stat().st_size, "sha256": sha256_path(target)}]
+    files = [{"path": RDB_FILE, "bytes": target.stat().st_size, "sha256": sha256_file(target)}]
     copied = 0
     for path in _manifest_files(exports_root):
         rel = Path(MANIFESTS_DIR) / path.relative_to(exports_root)
@@ -216,7 +207,7 @@ def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Prog
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
         os.chmod(dest, 0o600)
-        files.append({"path": str(rel), "bytes": dest.stat().st_size, "sha256": sha256_path(dest)})
+        files.append({"path": str(rel), "bytes": dest.stat().st_size, "sha256": sha256_file(dest)})
         copied += 1
     progress(f"backup: copied {copied} export/case manifests")
     manifest = {
@@ -247,7 +238,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             raise BackupError(f"{path}: file path {entry['path']!r} leaves the backup folder")
         if not file.is_file():
             raise BackupError(f"the backup is incomplete: {file} is missing")
-        if file.stat().st_size != entry["bytes"] or sha256_path(file) != entry["sha256"]:
+        if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
             raise BackupError(f"the backup is damaged: {file} does not match its SHA-256 in {path}")
     if not any(e["path"] == RDB_FILE for e in manifest.get("files", [])):
         raise BackupError(f"{path} lists no {RDB_FILE}")
@@ -294,7 +285,7 @@ def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool =
             continue
         source = folder / entry["path"]
         dest = exports_root / Path(entry["path"]).relative_to(MANIFESTS_DIR)
-        if dest.exists() and sha256_path(dest) == entry["sha256"]:
+        if dest.exists() and sha256_file(dest) == entry["sha256"]:
             continue
         if dest.exists() and not force:
             progress(f"restore: kept the existing, different {dest} (--force replaces it)")
