@@ -7,10 +7,9 @@ import getpass
 import os
 import sys
 
-import redis
-
 from api.settings import ApiSettings
 from api.store import ROLES, ApiStore
+from pipeline.store.connection import redis_client
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(password) < 8:
         print("error: the password needs at least 8 characters", file=sys.stderr)
         return 1
-    store = ApiStore(redis.Redis.from_url(settings.redis_url), settings.scrypt_n)
+    store = ApiStore(redis_client(settings.redis_url), settings.scrypt_n)
     cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None
     store.put_user(args.username, args.role, password, cameras, must_change=False)  # revokes old sessions
     print(f"user {args.username} ({args.role}) saved; their earlier sessions and API keys are revoked")

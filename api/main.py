@@ -42,6 +42,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.search.faces import FaceIndex
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
+from pipeline.store.connection import redis_client
 from pipeline.store.durability import ensure_durable
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 def create_app(settings: ApiSettings | None = None, client: redis.Redis | None = None) -> FastAPI:
     """Build the API (settings from the environment unless given)."""
     settings = settings or ApiSettings()
-    client = client or redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    client = client or redis_client(settings.redis_url, health_check_interval=30)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -116,11 +116,10 @@ def _redis_setup(args: argparse.Namespace) -> int:
 
 
 def _admin_client() -> object:
-    import redis
+    from pipeline.store.connection import redis_client
 
     settings = get_settings()
-    return redis.Redis.from_url(settings.redis_admin_url or settings.redis_url, socket_connect_timeout=5,
-                                socket_timeout=120)
+    return redis_client(settings.redis_admin_url or settings.redis_url, socket_connect_timeout=5, socket_timeout=120)
 
 
 def _backup(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from pipeline.ingest.worker import camera_is_analysed, run_capture_worker
 from pipeline.recording.retention import run_retention_loop
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
+from pipeline.store.connection import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +159,10 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
 
 def check_redis_durable() -> None:
     """Refuse to start against a Redis that keeps nothing on disk (see :mod:`pipeline.store.durability`)."""
-    import redis
-
     from pipeline.store.durability import ensure_durable
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    client = redis_client(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     try:
         ensure_durable(client, settings.redis_allow_volatile, settings.redis_url)
     finally:
@@ -180,7 +179,7 @@ def _mark_disabled_cameras(config: Config) -> None:
     from pipeline.ingest.health import write_camera_health
     from pipeline.secrets import redact_url
 
-    client = redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=5, socket_timeout=5)
+    client = redis_client(get_settings().redis_url, socket_connect_timeout=5, socket_timeout=5)
     try:
         for cam in disabled:
             write_camera_health(client, cam.id, {"status": "disabled", "status_since": f"{time.time():.3f}",

@@ -16,12 +16,21 @@ Every setting has an environment variable prefixed with ``CCTV_``:
 - ``CCTV_REDIS_PORT``, ``CCTV_REDIS_DATA_DIR``, ``CCTV_REDIS_SECRETS_FILE``, ``CCTV_REDIS_CONF_FILE``: the project's
   own Redis written by ``python -m pipeline redis-setup`` (port 6380, data in ``var/redis``, credentials in
   ``var/secrets/redis.env`` and the generated ``var/secrets/redis.conf``, both mode 0600).
+- ``CCTV_REDIS_SENTINELS`` (``host:port,host:port,...``), ``CCTV_REDIS_SENTINEL_MASTER`` (``cctv``),
+  ``CCTV_REDIS_SENTINEL_USERNAME``, ``CCTV_REDIS_SENTINEL_PASSWORD``: find the Redis primary through Redis Sentinel
+  (:mod:`pipeline.store.connection`); the Redis URLs then give only user, password and database.
+- ``CCTV_REDIS_WAIT_REPLICAS``, ``CCTV_REDIS_WAIT_TIMEOUT_MS``: replicas that must confirm each event (``WAIT``)
+  before it leaves the engine's spool (unset: 1 with Sentinel, 0 without), and how long to wait for them.
+- ``CCTV_HOST_NAME``: this host's name in the recording index (default: the machine's host name).
+- ``CCTV_INTERNAL_TOKEN``, ``CCTV_INTERNAL_LISTEN``, ``CCTV_INTERNAL_URL``: the shared secret, listen address and
+  advertised base URL of the worker's internal segment server (:mod:`pipeline.recording.serve`).
 - ``CCTV_RECORDINGS_DIR``: root of recordings, snapshots and exported evidence.
 - ``CCTV_VIDEOS_DIR``: folder of sample footage served as loopback RTSP cameras by the demo.
 """
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,6 +69,25 @@ class Settings(BaseSettings):
                                      description="Generated credentials of the project's Redis (mode 0600).")
     redis_conf_file: Path = Field(default=PROJECT_ROOT / "var" / "secrets" / "redis.conf",
                                   description="Generated redis.conf of the project's Redis (mode 0600).")
+    redis_sentinels: str | None = Field(default=None, max_length=4096,
+                                        description="Sentinels host:port,host:port,... (unset: no Sentinel).")
+    redis_sentinel_master: str = Field(default="cctv", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
+                                       description="Name of the group the Sentinels monitor.")
+    redis_sentinel_username: str | None = Field(default=None, max_length=256, description="Sentinel ACL user.")
+    redis_sentinel_password: str | None = Field(default=None, max_length=1024,
+                                                description="Sentinel password (their requirepass).")
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=16,
+                                            description="Replicas that must confirm each event (WAIT).")
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000,
+                                       description="How long an event write waits for its replicas (ms).")
+    host_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
+                           pattern=r"^[A-Za-z0-9_.-]+$", description="This host's name in the recording index.")
+    internal_token: str | None = Field(default=None, min_length=16, max_length=1024,
+                                       description="Shared secret of the hosts' internal segment servers.")
+    internal_listen: str = Field(default="0.0.0.0:9110", max_length=300,
+                                 description="host:port the internal segment server listens on.")
+    internal_url: str | None = Field(default=None, max_length=300,
+                                     description="Base URL other hosts reach this host's segment server at.")
     recordings_dir: Path = Field(
         default=PROJECT_ROOT / "recordings",
         description="Root for recordings, snapshots, crops and exported evidence.",

@@ -23,6 +23,7 @@ from api.schemas.alerts import AckOut, AckRequest, AlertOut
 from api.schemas.errors import ErrorOut
 from api.streamscan import scan_stream
 from pipeline.store import keys
+from pipeline.store.connection import async_redis_client
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -158,9 +159,8 @@ def stream_client(app) -> aioredis.Redis:
     current = getattr(app.state, "stream_redis", None)
     if current is None or current[0] is not loop:
         settings = app.state.settings
-        pool = aioredis.ConnectionPool.from_url(settings.redis_url,
-                                                max_connections=settings.alert_streams_total + 4)
-        app.state.stream_redis = (loop, aioredis.Redis(connection_pool=pool))
+        app.state.stream_redis = (loop, async_redis_client(settings.redis_url,
+                                                           max_connections=settings.alert_streams_total + 4))
     return app.state.stream_redis[1]
 
 

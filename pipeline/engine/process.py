@@ -59,9 +59,9 @@ def load_plate_rectifier_or_none(device: str = "auto") -> Any | None:
 
 def redis_client(url: str) -> Any:
     """A redis-py client with short timeouts so that a dead Redis never stalls the engine."""
-    import redis
+    from pipeline.store.connection import redis_client as make_client
 
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=0.5, health_check_interval=10)
+    return make_client(url, socket_timeout=2.0, socket_connect_timeout=0.5, health_check_interval=10)
 
 
 def spool_folder(config: Config) -> Path:
@@ -95,7 +95,10 @@ def build_engine(
     if isinstance(plate_rectifier, str) and plate_rectifier == "load":
         plate_rectifier = load_plate_rectifier_or_none(device) if config.engine.plate_rectification else None
     client = redis_client(redis_url or settings.redis_url)
-    store = EventStore(client, config.engine.events_maxlen)
+    from pipeline.store.connection import wait_replicas
+
+    store = EventStore(client, config.engine.events_maxlen, wait_replicas=wait_replicas(settings),
+                       wait_timeout_ms=settings.redis_wait_timeout_ms)
     spool = EventSpool(spool_dir or spool_folder(config), int(config.engine.spool_max_mb * 1024 * 1024))
     metrics = EngineMetrics(engine_id or f"{socket.gethostname()}-{os.getpid()}")
     publisher = SpooledPublisher(store, spool)

@@ -1,8 +1,10 @@
 """Delivery of events and alerts to Redis, through the on-disk spool when Redis is unreachable.
 
 Order is preserved: once anything is spooled, every later record is spooled behind it until the spool has been
-drained. Delivery goes through the idempotent :class:`pipeline.store.EventStore` (a version or alert already
-stored returns False, which counts as delivered), so re-delivery after a crash stores nothing twice.
+drained. A record counts as delivered when the store acknowledged it (with Sentinel: on the primary and confirmed
+by the replicas, see :mod:`pipeline.store.events`); until then it stays in the spool. Delivery goes through the
+idempotent :class:`pipeline.store.EventStore` (a version or alert already stored returns False, which counts as
+delivered), so re-delivery after a crash or a failover stores nothing twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.engine.spool import EventSpool
 from pipeline.events import Alert, FaceEvent, PlateEvent
+from pipeline.store.events import NotReplicatedError
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,11 @@ class SpooledPublisher:
                 raise ValueError(f"unknown record kind {kind!r}")
         except ValueError:
             raise
+        except NotReplicatedError as exc:  # on the primary, not yet on its replicas: not acknowledged, retried
+            if self.redis_ok:
+                logger.warning("Redis replicas did not confirm (%s); keeping events in the spool until they do", exc)
+            self.redis_ok = False
+            return False
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             if self.redis_ok:
                 logger.warning("Redis unreachable (%s); spooling events on disk", exc)

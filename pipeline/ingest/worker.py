@@ -24,6 +24,7 @@ from pipeline.ingest.capture import CameraCapture, CameraState
 from pipeline.ingest.health import write_camera_health
 from pipeline.recording.recorder import SegmentFinalizer
 from pipeline.secrets import install_log_redaction
+from pipeline.store.connection import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def run_capture_worker(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_client(redis_url, socket_timeout=5, socket_connect_timeout=5)
     recordings_dir = Path(recordings_dir)
     states = {cam.id: CameraState(cam.id, cam.analysis_url if camera_is_analysed(cam) else cam.url) for cam in cameras}
     for cam in cameras:

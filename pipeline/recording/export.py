@@ -197,10 +197,12 @@ def export_clip_cli(args: argparse.Namespace) -> int:
     """``python -m pipeline export-clip CAMERA START END --requester NAME [--out DIR]``; exit code 0/1."""
     import redis
 
+    from pipeline.store.connection import redis_client
+
     settings = get_settings()
     try:
         start, end = parse_time(args.start), parse_time(args.end)
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        client = redis_client(settings.redis_url, socket_connect_timeout=5)
         result = export_clip(
             client, args.camera, start, end, args.requester, out_dir=Path(args.out) if args.out else None,
             recordings_dir=settings.recordings_dir,

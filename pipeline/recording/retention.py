@@ -22,6 +22,7 @@ from pipeline.config import Config
 from pipeline.recording.export import EXPORTS_DIRNAME
 from pipeline.recording.index import Segment, indexed_bytes, oldest_segments, remove_segment
 from pipeline.store import holds
+from pipeline.store.connection import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def run_retention_loop(config: Config, redis_url: str, recordings_dir: str | Pat
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    client = redis_client(redis_url, socket_timeout=10)
     next_event_prune = time.monotonic()
     while not stop_event.is_set():
         try:

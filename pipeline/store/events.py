@@ -6,6 +6,14 @@ its index entries change atomically and bulk loads need one round trip per batch
 entry and moves the index entries (stale ones are removed in the same script). :meth:`EventStore.prune_before`
 applies retention by age and :meth:`EventStore.prune_trimmed` removes index entries whose records the stream cap
 trimmed; call them periodically (they scan the events hash in small atomic steps).
+
+Replicated acknowledgement: with ``wait_replicas`` N > 0 (Redis Sentinel deployments, see
+:func:`pipeline.store.connection.wait_replicas`), every write is followed on the same connection by ``WAIT N
+timeout``; a publish returns only when N replicas hold it, otherwise it raises :class:`NotReplicatedError` and the
+engine keeps the record in its spool and delivers it again later. An event is *acknowledged* when a publish call
+returned: it is then on the primary and on N replicas, so a failover (Sentinel promotes a replica) keeps it. A
+redelivery that finds the event already stored writes a small marker key and WAITs for that, which covers the
+earlier write too (replication is in order).
 """
 
 from __future__ import annotations
@@ -30,8 +38,15 @@ redis.call('PUBLISH', ARGV[3], '{"id":"' .. sid .. '","alert":' .. ARGV[4] .. '}
 return 1
 """
 
+REPLICATION_MARK = "cctv:repl:mark"
+"""Key written (INCR) when a redelivery stored nothing, so that WAIT has a write of this connection to confirm."""
+
 BATCH = 500
 """Events per writer-script call (one atomic step; a few milliseconds of Redis time)."""
+
+
+class NotReplicatedError(redis.RedisError):
+    """The write reached the primary but not enough replicas confirmed it within the timeout (not acknowledged)."""
 
 
 class EventStore:
@@ -40,10 +55,15 @@ class EventStore:
     Args:
         client: a redis-py client (``decode_responses`` must be False: embeddings are bytes).
         events_maxlen: approximate number of entries kept per event stream (``XADD MAXLEN ~``).
+        wait_replicas: replicas that must confirm each write (``WAIT``) before a publish returns (0: none).
+        wait_timeout_ms: how long a write waits for them before :class:`NotReplicatedError`.
     """
 
-    def __init__(self, client: redis.Redis, events_maxlen: int = 1_000_000, alerts_maxlen: int = 1_000_000):
+    def __init__(self, client: redis.Redis, events_maxlen: int = 1_000_000, alerts_maxlen: int = 1_000_000,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 1000):
         self.client = client
+        self.wait_replicas = int(wait_replicas)
+        self.wait_timeout_ms = int(wait_timeout_ms)
         self.events_maxlen = int(events_maxlen)
         self.alerts_maxlen = int(alerts_maxlen)
         self._plate_script = client.register_script(lua.PLATE_WRITE)
@@ -82,7 +102,7 @@ class EventStore:
         out: list[bool] = []
         for i in range(0, len(events), BATCH):
             script_keys, argv = self.plate_script_call([self.plate_event_args(e) for e in events[i:i + BATCH]])
-            out += [int(r) == 1 for r in self._plate_script(keys=script_keys, args=argv)]
+            out += [int(r) == 1 for r in self._write(self._plate_script, script_keys, argv)]
         return out
 
     def publish_plate_event(self, event: PlateEvent) -> bool:
@@ -111,7 +131,7 @@ class EventStore:
         out: list[bool] = []
         for i in range(0, len(events), BATCH):
             script_keys, argv = self.face_script_call([self.face_event_args(e) for e in events[i:i + BATCH]])
-            out += [int(r) == 1 for r in self._face_script(keys=script_keys, args=argv)]
+            out += [int(r) == 1 for r in self._write(self._face_script, script_keys, argv)]
         return out
 
     def publish_face_event(self, event: FaceEvent) -> bool:
@@ -196,8 +216,27 @@ class EventStore:
         Returns False (and publishes nothing) if an alert with this alert_id was already stored.
         """
         payload = json.dumps(alert.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
-        result = self._alert_script(
-            keys=[keys.ALERT_STREAM, keys.ALERT_INDEX],
-            args=[alert.alert_id, self.alerts_maxlen, keys.ALERT_CHANNEL, payload],
-        )
+        result = self._write(self._alert_script, [keys.ALERT_STREAM, keys.ALERT_INDEX],
+                             [alert.alert_id, self.alerts_maxlen, keys.ALERT_CHANNEL, payload])
         return int(result) == 1
+
+    # -- replicated writes ------------------------------------------------------------------------------------
+    def _write(self, script, script_keys: list, argv: list):
+        """Run a writer script; with ``wait_replicas`` also WAIT (same connection) and raise
+        :class:`NotReplicatedError` unless enough replicas confirmed it."""
+        if not self.wait_replicas:
+            return script(keys=script_keys, args=argv)
+        pipe = self.client.pipeline(transaction=False)
+        script(keys=script_keys, args=argv, client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        result, acked = pipe.execute()
+        stored = any(int(r) == 1 for r in (result if isinstance(result, list) else [result]))
+        if not stored:  # nothing written by this call: confirm the earlier write (maybe another connection's)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incr(REPLICATION_MARK)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            _, acked = pipe.execute()
+        if int(acked) < self.wait_replicas:
+            raise NotReplicatedError(f"{int(acked)} of {self.wait_replicas} replica(s) confirmed the write within "
+                                     f"{self.wait_timeout_ms} ms")
+        return result

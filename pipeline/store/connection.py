@@ -1,0 +1,136 @@
+"""The one place Redis clients are made: a plain server, or the primary that Redis Sentinel names.
+
+Without ``CCTV_REDIS_SENTINELS`` a client connects to the URL it is given (``CCTV_REDIS_URL`` and friends). With it
+(``host:port,host:port,...``), the URL gives only the user, password and database; the server is the current
+primary of the Sentinel-monitored group ``CCTV_REDIS_SENTINEL_MASTER`` (default ``cctv``), asked of the Sentinels on
+every new connection. After a failover the old connections fail (connection refused, or ``READONLY`` from a demoted
+primary, which redis-py turns into a connection error), the next command asks the Sentinels again and reaches the
+new primary; meanwhile the engine spools its events on disk (:mod:`pipeline.engine.publisher`). The Sentinels' own
+password (their ``requirepass``) comes from ``CCTV_REDIS_SENTINEL_PASSWORD`` (user: ``CCTV_REDIS_SENTINEL_USERNAME``),
+never from a URL or a command line.
+
+Everything that talks to Redis (workers, engine, retention, API, alert streams, CLI) goes through
+:func:`redis_client` or :func:`async_redis_client`, so one setting moves the whole service onto Sentinel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
+
+from pipeline.secrets import redact_url
+from pipeline.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+SENTINEL_SOCKET_TIMEOUT_S = 1.0
+"""How long one Sentinel may take to answer ``get-master-addr-by-name`` before the next one is asked."""
+
+
+class SentinelConfigError(ValueError):
+    """``CCTV_REDIS_SENTINELS`` cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class SentinelSetup:
+    """Where the Sentinels are and what they monitor."""
+
+    addresses: tuple[tuple[str, int], ...]
+    master: str
+    username: str | None
+    password: str | None
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (IPv6 as ``[addr]:port``) -> addresses; :class:`SentinelConfigError` says which
+    entry is wrong."""
+    out: list[tuple[str, int]] = []
+    for i, raw in enumerate(text.split(",")):
+        entry = raw.strip()
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SentinelConfigError(f"CCTV_REDIS_SENTINELS entry {i + 1} ({entry!r}) is not host:port "
+                                      "(e.g. 10.0.0.1:26379)")
+        out.append((host, int(port)))
+    if not out:
+        raise SentinelConfigError("CCTV_REDIS_SENTINELS is set but names no Sentinel (host:port,host:port,...)")
+    return tuple(out)
+
+
+def sentinel_setup(settings: Settings | None = None) -> SentinelSetup | None:
+    """The Sentinel configuration of the settings, or None when the service talks to one Redis directly."""
+    settings = settings or get_settings()
+    if not settings.redis_sentinels or not settings.redis_sentinels.strip():
+        return None
+    return SentinelSetup(parse_sentinels(settings.redis_sentinels), settings.redis_sentinel_master,
+                         settings.redis_sentinel_username, settings.redis_sentinel_password)
+
+
+def _url_auth(url: str) -> dict[str, Any]:
+    """User name, password and database of a ``redis://`` URL (its host and port are not used with Sentinel)."""
+    parts = urlsplit(url)
+    out: dict[str, Any] = {}
+    if parts.username:
+        out["username"] = unquote(parts.username)
+    if parts.password:
+        out["password"] = unquote(parts.password)
+    db = parts.path.lstrip("/")
+    if db:
+        if not db.isdigit():
+            raise ValueError(f"Redis URL {redact_url(url)}: database {db!r} is not a number")
+        out["db"] = int(db)
+    return out
+
+
+def _sentinel_kwargs(setup: SentinelSetup) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"socket_timeout": SENTINEL_SOCKET_TIMEOUT_S,
+                              "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_S}
+    if setup.password:
+        kwargs["password"] = setup.password
+    if setup.username:
+        kwargs["username"] = setup.username
+    return kwargs
+
+
+def redis_client(url: str | None = None, settings: Settings | None = None, **kwargs: Any) -> redis.Redis:
+    """A redis-py client for ``url`` (default ``CCTV_REDIS_URL``): that server, or with Sentinel configured the
+    current primary of the monitored group, found again after every failover. ``kwargs`` go to every connection
+    (timeouts, ``health_check_interval``, ``decode_responses``)."""
+    settings = settings or get_settings()
+    url = url or settings.redis_url
+    setup = sentinel_setup(settings)
+    if setup is None:
+        return redis.Redis.from_url(url, **kwargs)
+    sentinel = Sentinel(list(setup.addresses), sentinel_kwargs=_sentinel_kwargs(setup))
+    logger.debug("Redis through Sentinel %s (group %s) as %s", setup.addresses, setup.master, redact_url(url))
+    return sentinel.master_for(setup.master, redis_class=redis.Redis, **(_url_auth(url) | kwargs))
+
+
+def async_redis_client(url: str | None = None, settings: Settings | None = None, **kwargs: Any) -> aioredis.Redis:
+    """The asyncio twin of :func:`redis_client` (``max_connections`` and other pool options in ``kwargs``)."""
+    settings = settings or get_settings()
+    url = url or settings.redis_url
+    setup = sentinel_setup(settings)
+    if setup is None:
+        return aioredis.Redis(connection_pool=aioredis.ConnectionPool.from_url(url, **kwargs))
+    sentinel = AsyncSentinel(list(setup.addresses), sentinel_kwargs=_sentinel_kwargs(setup))
+    return sentinel.master_for(setup.master, redis_class=aioredis.Redis, **(_url_auth(url) | kwargs))
+
+
+def wait_replicas(settings: Settings | None = None) -> int:
+    """Replicas that must confirm an event before it counts as stored (``CCTV_REDIS_WAIT_REPLICAS``; unset: 1
+    with Sentinel, 0 without)."""
+    settings = settings or get_settings()
+    if settings.redis_wait_replicas is not None:
+        return settings.redis_wait_replicas
+    return 1 if sentinel_setup(settings) is not None else 0

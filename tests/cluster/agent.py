@@ -1,0 +1,112 @@
+"""Programs the cluster tests run inside namespace hosts (``python -m tests.cluster.agent <command>``).
+
+The test process lives in the machine's own namespace and cannot reach the hosts' addresses, so whatever talks
+to Redis runs here, inside a host, through the project's own code paths:
+
+- ``publish``: the engine's real event path (:class:`pipeline.store.EventStore` with replica acknowledgement,
+  :class:`pipeline.engine.spool.EventSpool`, :class:`pipeline.engine.publisher.SpooledPublisher`) over a client
+  from :func:`pipeline.store.connection.redis_client` (Sentinel when ``CCTV_REDIS_SENTINELS`` is set), publishing
+  plate events ``<prefix>-<n>`` at a steady rate until SIGTERM, then draining its spool; it writes a JSON summary
+  (how many it made, when Redis stopped and started taking them again).
+- ``count``: every plate event of a prefix in the stream, by id (JSON: ids, entries, duplicated ids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pipeline.engine.publisher import SpooledPublisher
+from pipeline.engine.spool import EventSpool
+from pipeline.events import PlateEvent
+from pipeline.settings import get_settings
+from pipeline.store import EventStore, keys
+from pipeline.store.codec import decode
+from pipeline.store.connection import redis_client, wait_replicas
+
+logger = logging.getLogger("tests.cluster.agent")
+
+
+def event(prefix: str, n: int) -> PlateEvent:
+    """The n-th synthetic plate event of a publisher."""
+    now = time.time()
+    return PlateEvent(event_id=f"{prefix}-{n:07d}", camera_id="cam-ha", track_id=n, started_at=now, ended_at=now,
+                      frame_time=now, plate_text=f"1กข{n % 10000:04d}", confidence=0.9)
+
+
+def publish(args: argparse.Namespace) -> int:
+    """Publish until SIGTERM, then drain the spool (at most ``--drain-s``); write the summary to ``--out``."""
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    settings = get_settings()
+    client = redis_client(socket_timeout=1.0, socket_connect_timeout=0.5)
+    store = EventStore(client, wait_replicas=wait_replicas(settings), wait_timeout_ms=settings.redis_wait_timeout_ms)
+    publisher = SpooledPublisher(store, EventSpool(args.spool, 64 * 1024 * 1024), retry_interval_s=0.2)
+    made, first_spooled, back_at, outage_start = 0, None, None, None
+    period = 1.0 / args.rate
+    next_at = time.monotonic()
+    while not stop:
+        now = time.time()
+        direct = publisher.publish("plate", event(args.prefix, made))
+        made += 1
+        if not direct and outage_start is None:
+            outage_start = now
+            first_spooled = first_spooled or now
+        elif direct and outage_start is not None and back_at is None:
+            back_at = now
+        publisher.flush()
+        if made % 20 == 0:
+            Path(args.out).with_suffix(".progress").write_text(json.dumps({"made": made, "pending": publisher.pending,
+                                                                          "first_spooled": first_spooled,
+                                                                          "back_at": back_at}))
+        next_at += period
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    deadline = time.monotonic() + args.drain_s
+    while publisher.pending and time.monotonic() < deadline:
+        publisher.flush(force=True)
+        time.sleep(0.2)
+    summary = {"made": made, "pending": publisher.pending, "spooled_total": publisher.spooled_total,
+               "delivered_from_spool": publisher.delivered_from_spool, "first_spooled": first_spooled,
+               "back_at": back_at, "dropped": publisher.spool.dropped}
+    Path(args.out).write_text(json.dumps(summary))
+    return 0 if publisher.pending == 0 else 1
+
+
+def count(args: argparse.Namespace) -> int:
+    """Print the plate events of ``--prefix`` in the stream: distinct ids, entries, ids stored more than once."""
+    client = redis_client(socket_timeout=5, socket_connect_timeout=2)
+    seen: dict[str, int] = {}
+    for _sid, fields in client.xrange(keys.PLATE_STREAM):
+        ev = decode(PlateEvent, fields)
+        if ev.event_id.startswith(args.prefix + "-"):
+            seen[ev.event_id] = seen.get(ev.event_id, 0) + 1
+    ids = sorted(seen)
+    print(json.dumps({"ids": len(ids), "entries": sum(seen.values()),
+                      "duplicated": [i for i in ids if seen[i] > 1][:50], "max_n": ids[-1] if ids else None}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="tests.cluster.agent")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("publish")
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--spool", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--drain-s", type=float, default=60.0)
+    p = sub.add_parser("count")
+    p.add_argument("--prefix", required=True)
+    args = parser.parse_args(argv)
+    return publish(args) if args.cmd == "publish" else count(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

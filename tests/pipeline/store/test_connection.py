@@ -1,0 +1,112 @@
+"""The connection factory (plain Redis or Sentinel) and replica-acknowledged event writes (WAIT), on loopback with
+real servers; the multi-host failover itself is in tests/cluster/test_redis_failover.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline.engine.publisher import SpooledPublisher
+from pipeline.engine.spool import EventSpool
+from pipeline.events import PlateEvent
+from pipeline.settings import Settings
+from pipeline.store import EventStore, NotReplicatedError, keys
+from pipeline.store.connection import (
+    SentinelConfigError,
+    parse_sentinels,
+    redis_client,
+    sentinel_setup,
+    wait_replicas,
+)
+from pipeline.store.redis_setup import RedisCredentials, render_conf, render_sentinel_conf, write_private
+from tests.conftest import RedisServer, free_port, wait_for
+
+
+def test_sentinel_list_is_parsed_and_bad_entries_are_named() -> None:
+    assert parse_sentinels("10.0.0.1:26379, 10.0.0.2:26380,[fd00::3]:26379") == (
+        ("10.0.0.1", 26379), ("10.0.0.2", 26380), ("fd00::3", 26379))
+    with pytest.raises(SentinelConfigError, match=r"entry 2 \('10.0.0.2'\)"):
+        parse_sentinels("10.0.0.1:26379,10.0.0.2")
+    with pytest.raises(SentinelConfigError, match="entry 1"):
+        parse_sentinels("host:99999")
+    with pytest.raises(SentinelConfigError, match="names no Sentinel"):
+        parse_sentinels(" , ")
+
+
+def test_acknowledgement_default_follows_sentinel() -> None:
+    plain = Settings(redis_url="redis://127.0.0.1:1/0")
+    assert sentinel_setup(plain) is None and wait_replicas(plain) == 0
+    ha = Settings(redis_sentinels="10.0.0.1:26379", redis_sentinel_password="s3cret")
+    assert sentinel_setup(ha).addresses == (("10.0.0.1", 26379),) and wait_replicas(ha) == 1
+    assert wait_replicas(Settings(redis_sentinels="10.0.0.1:26379", redis_wait_replicas=0)) == 0
+
+
+def event(n: int) -> PlateEvent:
+    return PlateEvent(event_id=f"ack-{n}", camera_id="cam", track_id=n, started_at=1.0, ended_at=2.0, frame_time=2.0,
+                      plate_text="1กข1234", confidence=0.9)
+
+
+def start_server(folder: Path, port: int, password: str, replica_of: int | None = None) -> subprocess.Popen:
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "redis.conf"
+    write_private(conf, render_conf(port, folder, RedisCredentials(password, "", ""), service_users=False,
+                                    replica_of=("127.0.0.1", replica_of) if replica_of else None))
+    return subprocess.Popen([shutil.which("redis-server") or "redis-server", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def test_event_without_a_replica_is_not_acknowledged_and_is_delivered_once_when_one_confirms(
+        own_redis: RedisServer, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=5)
+    store = EventStore(client, wait_replicas=1, wait_timeout_ms=200)
+    with pytest.raises(NotReplicatedError, match="0 of 1 replica"):
+        store.publish_plate_event(event(0))  # on the primary, but no replica confirmed it
+
+    publisher = SpooledPublisher(store, EventSpool(tmp_path / "spool", 1 << 20), retry_interval_s=0.05)
+    assert publisher.publish("plate", event(1)) is False and publisher.pending == 1
+    replica: Any = None
+    try:
+        port = free_port()
+        replica = start_server(tmp_path / "replica", port, own_redis.password, replica_of=own_redis.port)
+        replica_client = redis.Redis(port=port, password=own_redis.password, socket_timeout=5)
+        wait_for(lambda: replica_client.info("replication").get("master_link_status") == "up", 60, "replica in sync")
+        # the spooled record was already written on the primary: the redelivery stores nothing new, writes the
+        # marker and WAITs for it, which confirms the earlier write too
+        wait_for(lambda: publisher.flush(force=True) or publisher.pending == 0, 30, "spool delivered")
+        assert publisher.publish("plate", event(2)) is True
+        assert store.publish_plate_event(event(0)) is False  # already stored: acknowledged without a second copy
+        ids = [f[b"event_id"] for _, f in replica_client.xrange(keys.PLATE_STREAM)]
+        assert sorted(ids) == [b"ack-0", b"ack-1", b"ack-2"]
+    finally:
+        if replica is not None:
+            replica.kill()
+            replica.wait(timeout=30)
+
+
+def test_factory_reaches_the_primary_that_sentinel_names(own_redis: RedisServer, tmp_path: Path) -> None:
+    port = free_port()
+    folder = tmp_path / "sentinel"
+    folder.mkdir()
+    write_private(folder / "sentinel.conf", render_sentinel_conf(
+        port, "127.0.0.1", folder, "cctv", ("127.0.0.1", own_redis.port), 1, own_redis.password, "sentinel-pw"))
+    sentinel = subprocess.Popen([shutil.which("redis-sentinel") or shutil.which("redis-server") or "redis-server",
+                                 str(folder / "sentinel.conf"), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        settings = Settings(redis_sentinels=f"127.0.0.1:{port}", redis_sentinel_master="cctv",
+                            redis_sentinel_password="sentinel-pw", redis_url=f"redis://:{own_redis.password}@x/0")
+        client = redis_client(settings=settings, socket_timeout=5)
+        wait_for(lambda: client.set("via-sentinel", "1"), 60, "write through Sentinel")
+        assert redis.Redis.from_url(own_redis.url).get("via-sentinel") == b"1"
+        wrong = Settings(redis_sentinels=f"127.0.0.1:{port}", redis_sentinel_master="cctv",
+                         redis_sentinel_password="wrong", redis_url=f"redis://:{own_redis.password}@x/0")
+        with pytest.raises(redis.ConnectionError):  # a Sentinel that refuses us names no primary
+            redis_client(settings=wrong, socket_timeout=2).ping()
+    finally:
+        sentinel.kill()
+        sentinel.wait(timeout=30)
