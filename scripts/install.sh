@@ -13,7 +13,9 @@ SYSTEM_PACKAGES=(redis-server ffmpeg chromium chromium-driver fonts-tlwg-loma-ot
   fonts-tlwg-typist-ttf
   # an independent RTSP camera with Digest authentication for the tests (pipeline/gstcams.py): gst-rtsp-server
   # through the system Python's GObject bindings; base/good/bad give filesrc, qtdemux, h264parse/h265parse, rtph26Xpay
-  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  # Redis high availability (README: three-node layout) and the multi-host tests' network namespaces (tests/cluster)
+  redis-sentinel iproute2)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
