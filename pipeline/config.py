@@ -163,6 +163,7 @@ class EngineConfig(StrictModel):
     plate_rectification: bool = Field(default=True, description="Find each plate's four corners and its layout (car or motorcycle) between the plate detector and the reader, and read it warped upright (angled and rotated plates); off: the reader reads the detector's crop as cut.")
     plates_whole_frame: Literal["off", "window", "tiles"] = Field(default="window", description="On plate cameras, also search every analysed frame that has vehicles whole for plates outside all vehicle boxes (close-up motorcycles and cars the vehicle detector misses): window = one detector window (cheap, finds large plates), tiles = that window plus overlapping tiles (small plates too, several detector windows a frame), off = vehicle crops only.")
     plate_second_look: bool = Field(default=True, description="Search a vehicle crop (or a frame without vehicles) in which no plate was found again, turned by -25 and +25 degrees: plates rolled too far for the upright plate detector (dashcams, tilted cameras, angled mounts). Costs two more detector windows per miss; misses back off per track.")
+    plate_search: Literal["coarse_first", "all_windows"] = Field(default="coarse_first", description="How the plate detector searches a vehicle crop larger than its tile (a close vehicle, a bus): coarse_first = the whole crop first, then all its overlapping tiles only where that look found no plate, one tile centred on the plate where it found one small (to sharpen its box), nothing more where it found one at least 64 input pixels wide (one or two detector windows instead of five or more for most close vehicles); all_windows = the whole crop and every tile in one call.")
     plates_without_vehicle: bool = Field(default=True, description="On plate cameras, search the whole frame for plates when the detector finds no vehicle (close-up gate views) and track those plates on their own.")
     person_tracks_for_faces: bool = Field(default=False, description="Also run the object detector on face-only cameras and attach faces to person tracks (steadier through head turns, one more detector pass per frame); off: faces are tracked by themselves.")
     track_lost_s: float = Field(default=2.0, ge=0.1, le=60, description="A track unseen this long has ended.")
@@ -189,12 +190,29 @@ class EngineConfig(StrictModel):
         return "off" if value is False else value
 
 
+class ClusterConfig(StrictModel):
+    """Several worker hosts sharing the cameras (``pipeline run --role worker``; see pipeline.cluster)."""
+
+    lease_ttl_s: float = Field(default=5.0, ge=1, le=120, description="A camera's lease lives this long unless its worker renews it; a dead worker's cameras are free after it (keep it above a Redis failover's duration with Sentinel).")
+    renew_interval_s: float = Field(default=1.5, ge=0.1, le=60, description="How often a worker renews its leases and its heartbeat (at most a third of lease_ttl_s).")
+    rebalance_interval_s: float = Field(default=10.0, ge=1, le=3600, description="A worker holding more than its fair share gives up at most one camera this often (bounded churn).")
+    orphan_grace_s: float = Field(default=2.0, ge=0, le=120, description="A free camera no worker under its fair share took within this long is taken by any worker with a free slot.")
+    config_poll_s: float = Field(default=2.0, ge=0.2, le=300, description="How often workers look for a new configuration version in Redis.")
+
+    @model_validator(mode="after")
+    def _renew_often_enough(self) -> ClusterConfig:
+        if self.renew_interval_s * 3 > self.lease_ttl_s:
+            raise ValueError("renew_interval_s must be at most a third of lease_ttl_s")
+        return self
+
+
 class Config(StrictModel):
     """The whole cameras.yaml."""
 
     version: Literal[1] = Field(default=1, description="Schema version of this file.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Stream ingest and recording.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Analytics engine.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Camera leases across worker hosts.")
     cameras: list[Camera] = Field(min_length=1, max_length=2000, description="The cameras.")
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 
