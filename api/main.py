@@ -142,6 +142,9 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
                    audit, media):
         app.include_router(module.router)
+    from api.routes import recordings  # recorded playback: timeline and fMP4 stream
+
+    app.include_router(recordings.router)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
