@@ -1,0 +1,193 @@
+"""Camera leases, fencing tokens and the worker registry in Redis.
+
+Key layout (``cctv:cluster:`` prefix):
+
+- ``workers`` (set): ids of workers that have registered; an id whose heartbeat key is gone is removed on reading.
+- ``worker:<worker_id>`` (string, JSON, ``PX`` heartbeat TTL): ``host``, ``pid``, ``slots`` (camera capacity),
+  ``held`` (cameras it holds now), ``started_at``; rewritten every renewal period by the live worker.
+- ``lease:<camera_id>`` (string ``<worker_id>|<token>``, ``PX`` lease TTL): who holds the camera. Taken with
+  ``SET NX PX`` semantics inside a script, renewed only by its holder (compare-and-``PEXPIRE``), released only by
+  its holder (compare-and-``DEL``); a dead holder's lease simply expires.
+- ``fence:<camera_id>`` (hash): ``current`` = the camera's fencing token (``HINCRBY`` on every acquisition, so it only
+  grows) and, for the last :data:`FENCE_HISTORY` tokens, ``<token>`` = when that token was handed out (Redis
+  ``TIME``, epoch seconds). :mod:`pipeline.cluster.fencing` accepts a write made under token *k* only when *k* is the
+  current token, or when the record's capture time is before the moment token *k + 1* was handed out: what a
+  worker saw while it held the camera is kept (even if it reaches Redis late, from its spool), what it saw after
+  another worker took over is refused.
+
+Times of the fence come from the Redis server's clock (one clock for every host); the record's capture time comes
+from the worker's clock, so hosts must keep their clocks in sync (NTP); the lease TTL is the margin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "cctv:cluster:"
+WORKERS_KEY = PREFIX + "workers"
+FENCE_HISTORY = 64
+WORKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+_ACQUIRE = f"""
+-- KEYS: lease, fence; ARGV: worker_id, ttl_ms. Returns the new token, or 0 if the camera is held.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('HINCRBY', KEYS[2], 'current', 1)
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[2], tostring(token), t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
+if token > {FENCE_HISTORY} then redis.call('HDEL', KEYS[2], tostring(token - {FENCE_HISTORY})) end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+return token
+"""
+
+_RENEW = """
+-- KEYS: lease; ARGV: holder value, ttl_ms. 1 renewed, 0 not ours (expired or taken).
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_RELEASE = """
+-- KEYS: lease; ARGV: holder value. 1 released, 0 not ours.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lease_key(camera_id: str) -> str:
+    """Redis key of a camera's lease."""
+    return f"{PREFIX}lease:{camera_id}"
+
+
+def fence_key(camera_id: str) -> str:
+    """Redis key of a camera's fencing tokens."""
+    return f"{PREFIX}fence:{camera_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    """Redis key of a worker's heartbeat."""
+    return f"{PREFIX}worker:{worker_id}"
+
+
+def check_worker_id(worker_id: str) -> str:
+    """Return ``worker_id`` if usable (letters, digits, ``_ . : -``, at most 128), else raise ``ValueError``."""
+    if not WORKER_ID_PATTERN.match(worker_id):
+        raise ValueError(f"worker id {worker_id!r} must be 1-128 of letters, digits, '_', '.', ':' and '-'")
+    return worker_id
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a camera: the worker and its fencing token."""
+
+    worker_id: str
+    token: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker as its last heartbeat describes it."""
+
+    worker_id: str
+    host: str
+    pid: int
+    slots: int
+    held: int
+    started_at: float
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_holder(value: Any) -> Holder | None:
+    """A lease value ``<worker_id>|<token>`` as a :class:`Holder` (None when absent or malformed)."""
+    if value is None:
+        return None
+    worker_id, sep, token = _text(value).rpartition("|")
+    if not sep or not token.isdigit():
+        return None
+    return Holder(worker_id, int(token))
+
+
+class LeaseStore:
+    """The lease and registry operations on one Redis client (``decode_responses`` either way)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    # -- leases ----------------------------------------------------------------------------------------------
+    def acquire(self, camera_id: str, worker_id: str, ttl_ms: int) -> int | None:
+        """Take the camera if nobody holds it; return the new fencing token, or None when it is held."""
+        token = int(self._acquire(keys=[lease_key(camera_id), fence_key(camera_id)], args=[worker_id, int(ttl_ms)]))
+        return token or None
+
+    def renew(self, camera_id: str, worker_id: str, token: int, ttl_ms: int) -> bool:
+        """Extend our lease by ``ttl_ms``; False when it is no longer ours (expired, or another worker took it)."""
+        return int(self._renew(keys=[lease_key(camera_id)], args=[f"{worker_id}|{token}", int(ttl_ms)])) == 1
+
+    def release(self, camera_id: str, worker_id: str, token: int) -> bool:
+        """Give the camera up (only if the lease is still ours)."""
+        return int(self._release(keys=[lease_key(camera_id)], args=[f"{worker_id}|{token}"])) == 1
+
+    def holders(self, camera_ids: list[str]) -> dict[str, Holder | None]:
+        """The current holder of each camera (None: free)."""
+        if not camera_ids:
+            return {}
+        values = self.client.mget([lease_key(cam) for cam in camera_ids])
+        return {cam: parse_holder(value) for cam, value in zip(camera_ids, values, strict=True)}
+
+    def current_token(self, camera_id: str) -> int:
+        """The camera's current fencing token (0 if it was never leased)."""
+        value = self.client.hget(fence_key(camera_id), "current")
+        return int(_text(value)) if value is not None else 0
+
+    def token_issued_at(self, camera_id: str, token: int) -> float | None:
+        """When ``token`` was handed out (Redis clock), if still in the history."""
+        value = self.client.hget(fence_key(camera_id), str(token))
+        return float(_text(value)) if value is not None else None
+
+    # -- workers ---------------------------------------------------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
+        """Register or refresh a worker (its key lives ``ttl_ms`` unless refreshed)."""
+        payload = json.dumps({"host": info.host, "pid": info.pid, "slots": info.slots, "held": info.held,
+                              "started_at": info.started_at}, separators=(",", ":"))  # fmt: skip
+        pipe = self.client.pipeline()
+        pipe.sadd(WORKERS_KEY, info.worker_id)
+        pipe.set(worker_key(info.worker_id), payload, px=int(ttl_ms))
+        pipe.execute()
+
+    def unregister(self, worker_id: str) -> None:
+        """Remove a worker's heartbeat at a clean stop (its leases are released separately)."""
+        pipe = self.client.pipeline()
+        pipe.delete(worker_key(worker_id))
+        pipe.srem(WORKERS_KEY, worker_id)
+        pipe.execute()
+
+    def live_workers(self) -> dict[str, WorkerInfo]:
+        """Workers whose heartbeat has not expired (ids whose heartbeat is gone are dropped from the set)."""
+        ids = sorted(_text(m) for m in self.client.smembers(WORKERS_KEY))
+        if not ids:
+            return {}
+        out: dict[str, WorkerInfo] = {}
+        dead: list[str] = []
+        for worker_id, raw in zip(ids, self.client.mget([worker_key(w) for w in ids]), strict=True):
+            if raw is None:
+                dead.append(worker_id)
+                continue
+            try:
+                data = json.loads(_text(raw))
+                out[worker_id] = WorkerInfo(worker_id, str(data["host"]), int(data["pid"]), int(data["slots"]),
+                                            int(data["held"]), float(data["started_at"]))  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                logger.warning("worker %s has a malformed heartbeat; ignoring it", worker_id)
+        if dead:
+            self.client.srem(WORKERS_KEY, *dead)
+        return out

@@ -1,0 +1,142 @@
+"""Camera leases, fencing tokens, the worker registry and the agent's decisions, against a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from pipeline.cluster.agent import Agent
+from pipeline.cluster.leases import LeaseStore, WorkerInfo, check_worker_id, lease_key
+from pipeline.config import ClusterConfig
+from tests.conftest import wait_for
+
+
+def test_acquire_renew_release_and_expiry(client: redis.Redis) -> None:
+    leases = LeaseStore(client)
+    assert leases.acquire("cam-1", "w-a", 400) == 1
+    assert leases.acquire("cam-1", "w-b", 400) is None  # held: nobody else gets it
+    assert leases.renew("cam-1", "w-a", 1, 400)
+    assert not leases.renew("cam-1", "w-b", 1, 400)  # only the holder renews
+    assert not leases.renew("cam-1", "w-a", 2, 400)  # with its own token
+    assert not leases.release("cam-1", "w-b", 1)
+    assert leases.holders(["cam-1", "cam-2"]) == {"cam-1": leases.holders(["cam-1"])["cam-1"], "cam-2": None}
+    assert leases.holders(["cam-1"])["cam-1"].worker_id == "w-a"
+    wait_for(lambda: client.get(lease_key("cam-1")) is None, 10, "the unrenewed lease to expire", poll_s=0.05)
+    assert not leases.renew("cam-1", "w-a", 1, 400)  # expired: renewing is refused, the worker must stop
+    assert leases.acquire("cam-1", "w-b", 5000) == 2  # the token only grows
+    first, second = leases.token_issued_at("cam-1", 1), leases.token_issued_at("cam-1", 2)
+    assert first is not None and second is not None and second > first
+    assert leases.current_token("cam-1") == 2
+    assert leases.release("cam-1", "w-b", 2)
+    assert leases.acquire("cam-1", "w-a", 5000) == 3
+
+
+def test_worker_registry_drops_expired_heartbeats(client: redis.Redis) -> None:
+    leases = LeaseStore(client)
+    leases.heartbeat(WorkerInfo("w-a", "host-a", 10, 4, 1, time.time()), 300)
+    leases.heartbeat(WorkerInfo("w-b", "host-b", 11, 8, 0, time.time()), 60_000)
+    assert set(leases.live_workers()) == {"w-a", "w-b"}
+    wait_for(lambda: set(leases.live_workers()) == {"w-b"}, 10, "w-a's heartbeat to expire", poll_s=0.05)
+    assert client.smembers("cctv:cluster:workers") == {b"w-b"}
+    assert leases.live_workers()["w-b"].slots == 8
+
+
+def test_worker_ids_are_checked() -> None:
+    assert check_worker_id("gpu-01.example:7") == "gpu-01.example:7"
+    for bad in ("", "a|b", "a b", "x" * 129, "ไทย"):
+        with pytest.raises(ValueError, match="worker id"):
+            check_worker_id(bad)
+
+
+FAST = ClusterConfig(lease_ttl_s=3, renew_interval_s=1, rebalance_interval_s=1, orphan_grace_s=0.5)
+
+
+def _agent(client: redis.Redis, name: str, slots: int, cameras: list[str], settings: ClusterConfig = FAST,
+           clock=time.monotonic) -> Agent:  # fmt: skip
+    agent = Agent(LeaseStore(client), name, f"host-{name}", slots, settings, clock=clock)
+    agent.set_cameras(cameras)
+    return agent
+
+
+def test_fair_share_then_a_dead_workers_cameras_beyond_it(client: redis.Redis) -> None:
+    cams = [f"cam-{i}" for i in range(4)]
+    a = _agent(client, "w-a", 8, cams)
+    b = _agent(client, "w-b", 8, cams)
+    LeaseStore(client).heartbeat(WorkerInfo("w-a", "host-w-a", 1, 8, 0, time.time()), 60_000)  # a registered
+    assert len(b.step().acquired) == 2  # b's share: ceil(4 * 8 / 16) = 2
+    assert len(a.step().acquired) == 2  # a's share: ceil(4 * 8 / 16) = 2
+    assert len(a.step().acquired) == 0 and len(b.step().acquired) == 0
+    assert set(a.held) | set(b.held) == set(cams) and not set(a.held) & set(b.held)
+    # b dies (stops renewing): its leases expire; a takes them beyond its share after orphan_grace_s,
+    # even while b's heartbeat still counts it as alive
+    started = time.monotonic()
+    wait_for(lambda: len(a.step().acquired) >= 0 and len(a.held) == 4, 30, "a to take b's cameras", poll_s=0.3)
+    assert time.monotonic() - started < 15
+    assert all(LeaseStore(client).current_token(cam) == (2 if cam in b.held else 1) for cam in cams)
+
+
+def test_a_joining_worker_gets_cameras_one_move_at_a_time(client: redis.Redis) -> None:
+    cams = [f"cam-{i}" for i in range(6)]
+    a = _agent(client, "w-a", 8, cams)
+    assert len(a.step().acquired) == 6  # alone: everything
+    b = _agent(client, "w-b", 8, cams)
+    assert b.step().acquired == []  # nothing free: it waits for a to release
+    moves = 0
+    deadline = time.monotonic() + 60
+    while (len(a.held), len(b.held)) != (3, 3) and time.monotonic() < deadline:
+        result = a.step()
+        assert len(result.release) <= 1  # bounded churn: one camera per rebalance period
+        for cam in result.release:
+            a.release(cam)  # the caller stops the camera first, then releases it
+            moves += 1
+            taken = b.step().acquired
+            assert [c for c, _ in taken] == [cam]  # the under-loaded worker takes it
+            assert taken[0][1] == 2  # a new fencing token
+        b.step()
+        time.sleep(0.2)
+    assert (len(a.held), len(b.held)) == (3, 3)
+    assert moves == 3  # no ping-pong
+    for _ in range(3):  # balanced: nothing moves any more
+        time.sleep(1.1)
+        assert a.step().release == [] and b.step().release == []
+
+
+def test_a_stolen_lease_is_reported_lost(client: redis.Redis) -> None:
+    a = _agent(client, "w-a", 4, ["cam-x"])
+    assert a.step().acquired == [("cam-x", 1)]
+    client.delete(lease_key("cam-x"))  # as if it had expired while a was stalled
+    assert LeaseStore(client).acquire("cam-x", "w-b", 10_000) == 2
+    assert a.step().lost == ["cam-x"]
+    assert a.held == {}
+
+
+def test_deadline_passes_without_renewal(client: redis.Redis) -> None:
+    now = [100.0]
+    a = _agent(client, "w-a", 4, ["cam-y"], clock=lambda: now[0])
+    assert a.step().acquired == [("cam-y", 1)]
+    now[0] += FAST.lease_ttl_s - a.safety_s - 0.01
+    assert a.check_deadlines() == []
+    now[0] += 0.02  # the lease may expire in Redis within the safety margin: stop now
+    assert a.check_deadlines() == ["cam-y"]
+
+
+def test_cameras_removed_from_the_configuration_are_released(client: redis.Redis) -> None:
+    a = _agent(client, "w-a", 4, ["cam-1", "cam-2"])
+    assert len(a.step().acquired) == 2
+    a.set_cameras(["cam-1", "cam-3"])
+    result = a.step()
+    assert result.release == ["cam-2"] and result.acquired == []  # at its share until cam-2 is given up
+    a.release("cam-2")
+    assert client.get(lease_key("cam-2")) is None
+    assert [c for c, _ in a.step().acquired] == ["cam-3"]
+    a.release_all()
+    assert LeaseStore(client).live_workers() == {}
+
+
+def test_a_restarted_worker_with_the_same_id_keeps_its_cameras(client: redis.Redis) -> None:
+    a = _agent(client, "w-fixed", 4, ["cam-1"])
+    assert a.step().acquired == [("cam-1", 1)]
+    again = _agent(client, "w-fixed", 4, ["cam-1"])  # the process restarted within the lease TTL
+    assert again.step().acquired == [("cam-1", 1)]  # adopted, same token: nothing to fence
