@@ -50,7 +50,8 @@ def _out(camera, health: dict | None) -> CameraOut:
     snap = (health or {}).get("snapshot_path")
     return CameraOut(id=camera.id, name=camera.name, enabled=camera.enabled,
                      analytics=camera.analytics.model_dump() if hasattr(camera, "analytics") else {},
-                     health=health, snapshot_url=f"/api/cameras/{camera.id}/snapshot" if snap else None)
+                     health=health, snapshot_url=f"/api/cameras/{camera.id}/snapshot" if snap else None,
+                     worker=(health or {}).get("worker") or None, host=(health or {}).get("host") or None)
 
 
 @router.get("", response_model=list[CameraOut], summary="Cameras you may see, with live health")

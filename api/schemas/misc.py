@@ -14,6 +14,9 @@ class CameraOut(BaseModel):
     analytics: dict[str, Any]
     health: dict[str, Any] | None = None
     snapshot_url: str | None = None
+    worker: str | None = Field(default=None, description="Multi-host deployments: the worker holding the camera's "
+                                                         "lease (from the health); null on one machine or when unknown.")
+    host: str | None = Field(default=None, description="Multi-host deployments: that worker's host name.")
 
 
 class ExportCreate(BaseModel):

@@ -23,6 +23,9 @@ Key layout (all values are strings; times are UTC epoch seconds):
   ``decode_reason``         why: the measured keyframe interval against ``analysis_fps`` (or the setting)
   ``keyframe_interval_s``   seconds between the stream's keyframes, measured at connection ('' if not measured)
   ``worker_pid``            process id of the capture worker
+  ``worker``                multi-host (``--role worker``): id of the worker holding the camera's lease
+  ``host``                  multi-host: host name of that worker
+  ``lease_token``           multi-host: the fencing token of that lease (grows at every hand-over)
   ``updated_at``            when this hash was written
   ========================  ==================================================================================
 
@@ -46,7 +49,7 @@ CAMERAS_KEY = "cctv:health:cameras"
 STALE_AFTER_S = 15.0
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
                  "last_segment_end", "updated_at", "keyframe_interval_s")  # fmt: skip
-_INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid")
+_INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid", "lease_token")
 _TEXT_FIELDS = ("last_error", "url")
 
 
