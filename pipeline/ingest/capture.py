@@ -194,6 +194,32 @@ def keyframe_interval(keyframe_times: list[float]) -> float | None:
     return gaps[len(gaps) // 2] if gaps else None
 
 
+def ffmpeg_input_args(opened_url: str, script_fd: int | None, transport: str = "tcp",
+                      connect_timeout_s: float = 10.0) -> tuple[list[str], bytes | None]:
+    """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL.
+
+    With a script the URL (and its credentials) is read from the pipe ``script_fd``; ffmpeg's command line
+    then reads ``-f concat -safe 0 -i pipe:N``, and the RTSP options move into the script as ``option`` lines.
+    Raises ``ValueError`` for a URL that cannot be put in the script (control characters, too long).
+    """
+    options: list[tuple[str, str]] = []
+    if opened_url.startswith(("rtsp://", "rtsps://")):
+        options = [("rtsp_transport", transport), ("timeout", str(int(connect_timeout_s * 1_000_000)))]
+    if script_fd is None:
+        return [arg for key, value in options for arg in (f"-{key}", value)] + ["-i", opened_url], None
+    if any(ord(char) < 32 or ord(char) == 127 for char in opened_url):
+        raise ValueError("the stream URL holds control characters")
+    # a plain path would be taken relative to the script's own URL (pipe:N): name its protocol
+    target = opened_url if "://" in opened_url else f"file:{opened_url}"
+    quoted = "'" + target.replace("'", "'\\''") + "'"
+    lines = ["ffconcat version 1.0", f"file {quoted}", *(f"option {key} {value}" for key, value in options)]
+    script = ("\n".join(lines) + "\n").encode()
+    if len(script) > 16384:  # the pipe is written before ffmpeg starts reading it
+        raise ValueError("the stream URL is too long")
+    args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", _PROTOCOL_WHITELIST, "-i", f"pipe:{script_fd}"]
+    return args, script
+
+
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
     """Capped exponential backoff: ``initial * 2**(failures-1)``, at most ``maximum``."""
     return min(maximum, initial * (2 ** max(0, failures - 1)))
@@ -303,28 +329,9 @@ class CameraCapture:
 
     # -- one ffmpeg process ------------------------------------------------------------------------------------
     def input_args(self, opened_url: str, script_fd: int | None) -> tuple[list[str], bytes | None]:
-        """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL.
-
-        With a script the URL (and its credentials) is read from the pipe ``script_fd``; ffmpeg's command line
-        then reads ``-f concat -safe 0 -i pipe:N``, and the RTSP options move into the script as ``option`` lines.
-        """
-        options: list[tuple[str, str]] = []
-        if opened_url.startswith(("rtsp://", "rtsps://")):
-            options = [("rtsp_transport", self.transport),
-                       ("timeout", str(int(self.ingest.connect_timeout_s * 1_000_000)))]  # fmt: skip
-        if script_fd is None:
-            return [arg for key, value in options for arg in (f"-{key}", value)] + ["-i", opened_url], None
-        if any(ord(char) < 32 or ord(char) == 127 for char in opened_url):
-            raise ValueError("the stream URL holds control characters")
-        # a plain path would be taken relative to the script's own URL (pipe:N): name its protocol
-        target = opened_url if "://" in opened_url else f"file:{opened_url}"
-        quoted = "'" + target.replace("'", "'\\''") + "'"
-        lines = ["ffconcat version 1.0", f"file {quoted}", *(f"option {key} {value}" for key, value in options)]
-        script = ("\n".join(lines) + "\n").encode()
-        if len(script) > 16384:  # the pipe is written before ffmpeg starts reading it
-            raise ValueError("the stream URL is too long")
-        args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", _PROTOCOL_WHITELIST, "-i", f"pipe:{script_fd}"]
-        return args, script
+        """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL
+        (see :func:`ffmpeg_input_args`)."""
+        return ffmpeg_input_args(opened_url, script_fd, self.transport, self.ingest.connect_timeout_s)
 
     def build_command(self, input_args: list[str], progress_fd: int, list_fd: int | None) -> list[str]:
         """The ffmpeg command line around ``input_args`` (see :meth:`input_args`)."""

@@ -1,0 +1,453 @@
+"""Live video hub: one upstream ffmpeg per camera stream, remuxed (never re-encoded) to fragmented MP4, fanned
+out to any number of viewers with small bounded queues.
+
+Why this shape (measured with ``python -m benchmarks.video``): a remux with ``-c copy`` costs a few percent of a
+core per camera whatever the viewer count, since a viewer only gets references to the same immutable fragment
+bytes; the browser side is Media Source Extensions, which every current browser has, and one fragment per frame
+(``frag_every_frame``) keeps the hub's own delay at one frame.
+
+- **One upstream per camera stream.** :meth:`LiveHub.subscribe` starts the camera's :class:`LiveSource` on the
+  first viewer; the last viewer leaving starts a linger timer (``linger_s``), after which ffmpeg is stopped.
+- **Bounded viewers.** Each :class:`Viewer` holds at most ``queue_fragments`` fragments and ``queue_bytes`` bytes.
+  A viewer that falls behind (its WebSocket cannot take the stream's rate) loses everything queued and resumes
+  at the next keyframe fragment (``dropped`` counts the fragments it never got); memory never grows with lag.
+- **Fast start.** The fragments since the last keyframe (the current GOP, at most ``gop_cache_bytes``) are kept,
+  so a new viewer starts decoding at once instead of waiting up to a keyframe interval.
+- **H.265.** Browsers rarely decode H.265 through MSE. A main stream that turns out to be H.265 is replaced by the
+  camera's sub-stream when it has one; when that is H.265 too (or there is none) the stream is transcoded to
+  H.264 (``-preset ultrafast``, at most ``transcode_width`` wide), at most ``max_transcodes`` at a time;
+  :attr:`LiveSource.mode` says which (``remux``, ``sub-stream``, ``transcode``) and the web page shows it.
+- **Credentials** never reach a command line: the URL goes through the same inherited-pipe ``ffconcat`` script
+  as the recorder's (:func:`pipeline.ingest.capture.ffmpeg_input_args`); errors are redacted.
+
+Everything runs on one asyncio event loop (the API's); nothing here blocks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.config import Camera, Config
+from pipeline.ingest.capture import _die_with_parent, backoff_delay, ffmpeg_input_args
+from pipeline.live.fmp4 import Fmp4Error, Fmp4Splitter, Fragment, InitSegment
+from pipeline.secrets import MissingSecretError, child_environment, expand_url, redact_text, url_secrets
+
+logger = logging.getLogger(__name__)
+
+Variant = Literal["main", "sub"]
+VARIANTS: tuple[str, ...] = ("main", "sub")
+_MOVFLAGS = "frag_keyframe+frag_every_frame+empty_moov+default_base_moof"
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Limits of the live hub (the API passes its CCTV_LIVE_* settings)."""
+
+    linger_s: float = 10.0  # upstream kept this long after its last viewer left
+    queue_fragments: int = 50  # per viewer (one fragment = one frame): ~2 s at 25 fps
+    queue_bytes: int = 8 * 2**20  # per viewer
+    gop_cache_bytes: int = 8 * 2**20  # fragments since the last keyframe kept for new viewers
+    stall_s: float = 10.0  # no byte from ffmpeg this long: the upstream is restarted
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 15.0
+    connect_timeout_s: float = 10.0
+    max_transcodes: int = 2  # H.265 cameras without an H.264 stream transcoded at the same time
+    transcode_width: int = 960
+
+
+@dataclass
+class StatusMessage:
+    """A change of the source's state for viewers (connecting, live, offline with the reason)."""
+
+    status: str
+    reason: str = ""
+
+
+class Viewer:
+    """One viewer's bounded queue of init segments, fragments and status messages."""
+
+    def __init__(self, source: LiveSource, max_fragments: int, max_bytes: int) -> None:
+        self.source = source
+        self.max_fragments = max_fragments
+        self.max_bytes = max_bytes
+        self._items: collections.deque[InitSegment | Fragment | StatusMessage] = collections.deque()
+        self._fragments = 0
+        self._bytes = 0
+        self._ready = asyncio.Event()
+        self.need_key = True  # until a keyframe fragment arrives (start, after a drop, after a new init)
+        self.dropped = 0  # fragments this viewer never got (fell behind)
+        self.lag_drops = 0  # times it fell behind
+        self.sent_fragments = 0
+        self.sent_bytes = 0
+        self.closed = False
+        self.started = time.time()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def queued_fragments(self) -> int:
+        return self._fragments
+
+    def _push(self, item: InitSegment | Fragment | StatusMessage) -> None:
+        self._items.append(item)
+        if isinstance(item, Fragment):
+            self._fragments += 1
+            self._bytes += len(item.data)
+        self._ready.set()
+
+    def offer_init(self, init: InitSegment) -> None:
+        """A new upstream session: what is queued of the old one is useless now."""
+        self._drop_fragments(count=False)
+        self.need_key = True
+        self._push(init)
+
+    def offer_status(self, message: StatusMessage) -> None:
+        # status messages are tiny and rare; keep only the newest one waiting
+        self._items = collections.deque(i for i in self._items if not isinstance(i, StatusMessage))
+        self._push(message)
+
+    def offer(self, fragment: Fragment) -> None:
+        """Queue a fragment, or drop the queue and wait for the next keyframe when this viewer fell behind."""
+        if self.need_key and not fragment.key:
+            self.dropped += 1
+            return
+        if self._fragments >= self.max_fragments or self._bytes + len(fragment.data) > self.max_bytes:
+            self.lag_drops += 1
+            self._drop_fragments(count=True)
+            self.need_key = True
+            if not fragment.key:
+                self.dropped += 1
+                return
+        self.need_key = False
+        self._push(fragment)
+
+    def _drop_fragments(self, count: bool) -> None:
+        kept = collections.deque(i for i in self._items if not isinstance(i, Fragment))
+        if count:
+            self.dropped += self._fragments
+        self._items, self._fragments, self._bytes = kept, 0, 0
+
+    async def get(self) -> InitSegment | Fragment | StatusMessage:
+        """The next item (waits)."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if isinstance(item, Fragment):
+            self._fragments -= 1
+            self._bytes -= len(item.data)
+            self.sent_fragments += 1
+            self.sent_bytes += len(item.data)
+        return item
+
+
+@dataclass
+class _Session:
+    url: str
+    mode: str  # remux | sub-stream | transcode
+
+
+@dataclass
+class LiveSource:
+    """One camera stream (main or sub) and its upstream ffmpeg while anyone watches."""
+
+    camera: Camera
+    variant: str
+    hub: LiveHub
+    viewers: set[Viewer] = field(default_factory=set)
+    status: str = "idle"  # idle | connecting | live | offline
+    reason: str = ""
+    mode: str = "remux"
+    init: InitSegment | None = None
+    gop: list[Fragment] = field(default_factory=list)
+    pid: int | None = None
+    sessions: int = 0  # upstream ffmpeg processes started (for tests and the info route)
+    fragments: int = 0
+    last_fragment_at: float = 0.0
+    _gop_bytes: int = 0
+    _task: asyncio.Task | None = None
+    _linger: asyncio.TimerHandle | None = None
+    _fallback: str = ""  # the stream was H.265: "sub" (the camera's sub-stream) or "transcode"
+    _transcoding: bool = False  # holds one of the hub's transcode places
+    _end_reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.camera.id}/{self.variant}"
+
+    def info(self) -> dict[str, Any]:
+        """What the info route shows."""
+        init = self.init
+        return {"status": self.status, "reason": self.reason, "mode": self.mode, "viewers": len(self.viewers),
+                "codec": init.codec if init else None, "mime": init.mime if init else None,
+                "width": init.width if init else None, "height": init.height if init else None,
+                "last_fragment_age_s": round(time.time() - self.last_fragment_at, 3) if self.last_fragment_at else None}
+
+    # -- viewers ---------------------------------------------------------------------------------------------
+    def add(self, viewer: Viewer) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self.viewers.add(viewer)
+        if self.init is not None:
+            viewer.offer_init(self.init)
+            for fragment in self.gop:
+                viewer.offer(fragment)
+        viewer.offer_status(StatusMessage(self.status, self.reason))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"live-{self.key}")
+
+    def remove(self, viewer: Viewer) -> None:
+        viewer.closed = True
+        self.viewers.discard(viewer)
+        if not self.viewers and self._task is not None and self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(self.hub.settings.linger_s, self._stop_if_idle)
+
+    def _stop_if_idle(self) -> None:
+        self._linger = None
+        if not self.viewers and self._task is not None:
+            self._task.cancel()
+
+    async def stop(self) -> None:
+        """Stop the upstream now (hub shutdown)."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._task = None
+
+    def _set_status(self, status: str, reason: str = "") -> None:
+        if (status, reason) == (self.status, self.reason):
+            return
+        self.status, self.reason = status, reason
+        for viewer in list(self.viewers):
+            viewer.offer_status(StatusMessage(status, reason))
+
+    # -- upstream --------------------------------------------------------------------------------------------
+    def _session_plan(self) -> _Session:
+        cam = self.camera
+        url = cam.sub_stream if self.variant == "sub" and cam.sub_stream else cam.url
+        if not self._fallback:
+            return _Session(url, "remux")
+        if self._fallback == "sub" and cam.sub_stream:
+            return _Session(cam.sub_stream, "sub-stream")
+        return _Session(cam.sub_stream or url, "transcode")  # the smaller stream is the cheaper one to encode
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while self.viewers or self._linger is not None:
+                plan = self._session_plan()
+                self.mode = plan.mode
+                got = await self._session(plan)
+                if got == "switch":
+                    continue
+                failures = 1 if got else failures + 1
+                delay = backoff_delay(failures, self.hub.settings.backoff_initial_s, self.hub.settings.backoff_max_s)
+                self._set_status("offline", self._end_reason or "the camera stream ended")
+                logger.info("live %s: upstream ended (%s); retrying in %.1fs", self.key, self.reason, delay)
+                await asyncio.sleep(delay)
+        finally:
+            if self._transcoding:
+                self.hub.transcodes -= 1
+                self._transcoding = False
+            self.status, self.reason, self.pid = "idle", "", None
+            self.init, self.gop, self._gop_bytes = None, [], 0
+
+    def _command(self, input_args: list[str], plan: _Session) -> list[str]:
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
+               "-probesize", "1000000", "-analyzeduration", "1000000", *input_args, "-map", "0:v:0", "-an", "-sn"]
+        if plan.mode == "transcode":
+            width = self.hub.settings.transcode_width
+            cmd += ["-vf", f"scale='min({width},iw)':-2", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-force_key_frames", "expr:gte(t,n_forced*1)"]
+        else:
+            cmd += ["-c:v", "copy"]
+        return cmd + ["-f", "mp4", "-movflags", _MOVFLAGS, "-flush_packets", "1", "pipe:1"]
+
+    async def _spawn(self, plan: _Session) -> tuple[asyncio.subprocess.Process, list[str]]:
+        secrets = url_secrets(plan.url)
+        opened = expand_url(plan.url)
+        script_r, script_w = os.pipe() if secrets else (None, None)
+        try:
+            input_args, script = ffmpeg_input_args(opened, script_r, "tcp", self.hub.settings.connect_timeout_s)
+            if script_w is not None and script is not None:
+                os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
+        finally:
+            if script_w is not None:
+                os.close(script_w)
+        pass_fds = (script_r,) if script_r is not None else ()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(input_args, plan), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"},
+                start_new_session=True, preexec_fn=_die_with_parent, limit=2**20)
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        return proc, secrets
+
+    async def _session(self, plan: _Session) -> bool | str:
+        """One ffmpeg process; True when it delivered fragments, "switch" to restart on the H.265 fallback."""
+        if plan.mode == "transcode" and not self._transcoding:
+            if self.hub.transcodes >= self.hub.settings.max_transcodes:
+                self._set_status("offline", "H.265 camera without an H.264 stream, and the live transcode limit "
+                                 f"({self.hub.settings.max_transcodes}) is reached")
+                return False
+            self.hub.transcodes += 1
+            self._transcoding = True
+        if self.status == "idle":
+            self._set_status("connecting")
+        self._end_reason = ""
+        try:
+            proc, secrets = await self._spawn(plan)
+        except (MissingSecretError, ValueError, OSError) as exc:
+            self._end_reason = f"cannot open the stream: {redact_text(str(exc))}"
+            return False
+        self.pid, self.sessions = proc.pid, self.sessions + 1
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
+        err_task = asyncio.get_running_loop().create_task(self._read_stderr(proc, stderr_tail, secrets))
+        delivered: bool | str = False
+        splitter = Fmp4Splitter()
+        try:
+            delivered = await self._pump(proc, splitter, plan)
+        except Fmp4Error as exc:
+            self._end_reason = f"unreadable stream from ffmpeg: {exc}"
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 10)
+            err_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await err_task
+            self.pid = None
+        if delivered != "switch" and not self._end_reason:
+            self._end_reason = (redact_text(" | ".join(stderr_tail), secrets)[:300] if stderr_tail
+                                else "the camera stream ended")
+        return delivered
+
+    async def _pump(self, proc: asyncio.subprocess.Process, splitter: Fmp4Splitter, plan: _Session) -> bool | str:
+        assert proc.stdout is not None
+        delivered = False
+        stall = self.hub.settings.stall_s + (self.hub.settings.connect_timeout_s if not delivered else 0)
+        while True:
+            try:
+                chunk = await asyncio.wait_for(proc.stdout.read(256 * 1024), stall)
+            except TimeoutError:
+                self._end_reason = f"no video from the camera for {stall:.0f} s"
+                return delivered
+            if not chunk:
+                return delivered
+            for piece in splitter.feed(chunk):
+                if isinstance(piece, InitSegment):
+                    if not piece.is_h264 and plan.mode != "transcode":
+                        sub_left = plan.mode == "remux" and self.camera.sub_stream and plan.url != self.camera.sub_stream
+                        self._fallback = "sub" if sub_left else "transcode"
+                        logger.info("live %s: the stream is %s, which browsers rarely play: using the %s", self.key,
+                                    piece.codec, "sub-stream" if sub_left else "H.264 transcode")
+                        return "switch"
+                    self._new_init(piece)
+                else:
+                    if not delivered:
+                        delivered = True
+                        stall = self.hub.settings.stall_s
+                        self._set_status("live", self._mode_note())
+                    self._fragment(piece)
+
+    def _mode_note(self) -> str:
+        return {"remux": "", "sub-stream": "H.265 main stream: showing the H.264 sub-stream",
+                "transcode": "H.265 camera: transcoded to H.264 for the browser"}.get(self.mode, "")
+
+    def _new_init(self, init: InitSegment) -> None:
+        self.init, self.gop, self._gop_bytes = init, [], 0
+        for viewer in list(self.viewers):
+            viewer.offer_init(init)
+
+    def _fragment(self, fragment: Fragment) -> None:
+        self.fragments += 1
+        self.last_fragment_at = time.time()
+        if fragment.key:
+            self.gop, self._gop_bytes = [], 0
+        if self._gop_bytes + len(fragment.data) <= self.hub.settings.gop_cache_bytes:
+            self.gop.append(fragment)
+            self._gop_bytes += len(fragment.data)
+        for viewer in list(self.viewers):
+            viewer.offer(fragment)
+
+    @staticmethod
+    async def _read_stderr(proc: asyncio.subprocess.Process, tail: collections.deque[str],
+                           secrets: list[str]) -> None:
+        assert proc.stderr is not None
+        while True:
+            line = await proc.stderr.readline()
+            if not line:
+                return
+            text = redact_text(line.decode("utf-8", "replace").strip(), secrets)
+            if text:
+                tail.append(text)
+
+
+class LiveHub:
+    """The live sources of one process, by camera and variant."""
+
+    def __init__(self, config: Config | None, settings: LiveSettings | None = None) -> None:
+        self.config = config
+        self.settings = settings or LiveSettings()
+        self.sources: dict[tuple[str, str], LiveSource] = {}
+        self.transcodes = 0
+
+    def camera(self, camera_id: str) -> Camera | None:
+        """The enabled camera of that id in the config, or None."""
+        if self.config is None:
+            return None
+        return next((c for c in self.config.cameras if c.id == camera_id and c.enabled), None)
+
+    def source(self, camera_id: str, variant: str = "main") -> LiveSource:
+        """The source of a camera stream (made on first use); KeyError for an unknown camera or variant."""
+        camera = self.camera(camera_id)
+        if camera is None or variant not in VARIANTS:
+            raise KeyError(camera_id)
+        if variant == "sub" and not camera.sub_stream:
+            variant = "main"  # no sub-stream: the main one (a second upstream of the same stream is pointless)
+        key = (camera_id, variant)
+        if key not in self.sources:
+            self.sources[key] = LiveSource(camera=camera, variant=variant, hub=self)
+        return self.sources[key]
+
+    def subscribe(self, camera_id: str, variant: str = "main") -> Viewer:
+        """A new viewer of a camera stream (starts its upstream if needed). Call in the event loop."""
+        source = self.source(camera_id, variant)
+        viewer = Viewer(source, self.settings.queue_fragments, self.settings.queue_bytes)
+        source.add(viewer)
+        return viewer
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        """The viewer is gone; its upstream stops ``linger_s`` after the last one."""
+        viewer.source.remove(viewer)
+
+    def info(self, camera_id: str, variant: str = "main") -> dict[str, Any]:
+        """State of a camera stream (``idle`` when nobody watches)."""
+        return self.source(camera_id, variant).info()
+
+    def upstream_pids(self) -> list[int]:
+        """PIDs of the running upstream ffmpeg processes."""
+        return [s.pid for s in self.sources.values() if s.pid is not None]
+
+    async def close(self) -> None:
+        """Stop every upstream."""
+        await asyncio.gather(*(s.stop() for s in self.sources.values()), return_exceptions=True)

@@ -1,0 +1,181 @@
+"""The live hub against real RTSP cameras: one upstream ffmpeg however many viewers, slow viewers dropped to the
+next keyframe with bounded memory, an offline camera reported and recovered, and an H.265 camera with Digest
+authentication shown through its H.264 sub-stream with no password in any process listing."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.config import Config, parse_config
+from pipeline.live.fmp4 import Fmp4Splitter, Fragment, InitSegment
+from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
+from pipeline.secrets import clear_registered_secrets, secret_forms
+from pipeline.testcams import TestCameraServer, cached_transcode
+from tests.pipeline.ingest.conftest import gst_rtsp_server  # noqa: F401 - fixture
+
+CLIP = "short_hamilton_clip"  # 640x360, 25 fps, a keyframe every second
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def cams(shared_dir: Path) -> Iterator[TestCameraServer]:
+    with TestCameraServer(shared_dir / "data" / "videos", 0, names=[CLIP], aliases={"cam2": CLIP}) as server:
+        yield server
+
+
+def config_for(cams: TestCameraServer) -> Config:
+    return parse_config("cameras:\n"
+                        f"  - {{id: lobby, name: Lobby, url: '{cams.url(CLIP)}', sub_stream: '{cams.sub_url(CLIP)}'}}\n"
+                        f"  - {{id: gate, name: Gate, url: '{cams.url('cam2')}'}}\n")
+
+
+async def next_of(viewer: Viewer, kind: type, timeout_s: float = 60.0, where=None):
+    """The next item of ``kind`` (that satisfies ``where``) from a viewer, skipping the others."""
+    async def find():
+        while True:
+            item = await viewer.get()
+            if isinstance(item, kind) and (where is None or where(item)):
+                return item
+    return await asyncio.wait_for(find(), timeout_s)
+
+
+def hub_ffmpegs() -> list[psutil.Process]:
+    """This test process's live upstream ffmpeg processes (children writing fragmented MP4)."""
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == "ffmpeg" and "frag_keyframe+frag_every_frame+empty_moov+default_base_moof" in \
+                    " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def test_splitter_cuts_every_frame_into_one_fragment_whatever_the_chunking(shared_dir: Path) -> None:
+    """ffmpeg's fragmented MP4 of the real footage (cut into odd chunk sizes): one init segment with the H.264
+    codec string, one fragment per frame, a keyframe fragment exactly where ffprobe sees keyframes."""
+    source = cached_transcode(shared_dir / "data" / "videos" / f"{CLIP}.mp4")
+    data = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), "-t", "4", "-map", "0:v:0", "-c",
+                           "copy", "-f", "mp4", "-movflags", "frag_keyframe+frag_every_frame+empty_moov+"
+                           "default_base_moof", "pipe:1"], capture_output=True, check=True, timeout=60).stdout
+    flags = subprocess.run(["ffprobe", "-loglevel", "error", "-select_streams", "v:0", "-read_intervals", "%+4",
+                            "-show_entries", "packet=flags", "-of", "csv=p=0", str(source)],
+                           capture_output=True, check=True, text=True, timeout=60).stdout.split()
+    splitter, pieces, pos, step = Fmp4Splitter(), [], 0, 1
+    while pos < len(data):
+        pieces += splitter.feed(data[pos:pos + step])
+        pos, step = pos + step, (step * 7 + 3) % 9001 + 1
+    inits = [p for p in pieces if isinstance(p, InitSegment)]
+    frags = [p for p in pieces if isinstance(p, Fragment)]
+    assert len(inits) == 1 and inits[0].codec.startswith("avc1.") and len(inits[0].codec) == 11
+    assert (inits[0].width, inits[0].height) == (640, 360)
+    assert len(frags) == len(flags) and all(f.samples == 1 for f in frags)
+    assert [f.key for f in frags] == ["K" in f for f in flags]
+    assert [f.decode_time for f in frags] == sorted(f.decode_time for f in frags)
+
+
+def test_two_viewers_one_upstream_slow_viewer_dropped_to_next_keyframe(cams: TestCameraServer) -> None:
+    async def run() -> None:
+        hub = LiveHub(config_for(cams), LiveSettings(linger_s=1.0, queue_fragments=10, queue_bytes=2**20))
+        fast, slow = hub.subscribe("lobby"), hub.subscribe("lobby")
+        source = fast.source
+        assert slow.source is source
+        init = await next_of(fast, InitSegment)
+        assert init.is_h264
+        frags = [await next_of(fast, Fragment) for _ in range(60)]  # ~2.4 s of video, two keyframes at least
+        assert frags[0].key and sum(f.key for f in frags) >= 2
+        assert all(b.decode_time > a.decode_time for a, b in zip(frags, frags[1:], strict=False))
+        # the slow viewer read nothing: it was capped at 10 fragments and dropped the rest
+        assert slow.queued_fragments <= 10 and slow.queued_bytes <= 2**20
+        assert slow.lag_drops >= 1 and slow.dropped >= 40
+        # what it gets next (after its init) starts at a keyframe
+        assert isinstance(await next_of(slow, InitSegment), InitSegment)
+        assert (await next_of(slow, Fragment)).key
+        # one upstream ffmpeg for both viewers, and a third viewer joins it too
+        third = hub.subscribe("lobby")
+        assert third.source is source and source.sessions == 1
+        assert len(hub.upstream_pids()) == 1 and [p.pid for p in hub_ffmpegs()] == hub.upstream_pids()
+        # the GOP cache: the newcomer starts at a keyframe at once
+        assert (await next_of(third, Fragment, timeout_s=5)).key
+        for viewer in (fast, slow, third):
+            hub.unsubscribe(viewer)
+        deadline = asyncio.get_running_loop().time() + 30
+        while hub.upstream_pids() or hub_ffmpegs():
+            assert asyncio.get_running_loop().time() < deadline, "upstream not stopped after the last viewer"
+            await asyncio.sleep(0.2)
+        assert source.status == "idle"
+        await hub.close()
+
+    asyncio.run(run())
+
+
+def test_offline_camera_is_reported_and_recovers_by_itself(cams: TestCameraServer) -> None:
+    async def run() -> None:
+        hub = LiveHub(config_for(cams), LiveSettings(linger_s=0.5, backoff_initial_s=0.5, backoff_max_s=1.0,
+                                                     stall_s=3.0, connect_timeout_s=3.0))
+        viewer = hub.subscribe("gate")
+        await next_of(viewer, Fragment)
+        cams.stop_stream("cam2")
+        try:
+            offline = await next_of(viewer, StatusMessage, where=lambda m: m.status == "offline")
+            assert offline.reason  # says why (stream ended, 404, no video for N s)
+            assert hub.info("gate")["status"] == "offline"
+        finally:
+            cams.start_stream("cam2")
+        # a new upstream session: a new init segment, then video from a keyframe on, and the status is live again
+        assert isinstance(await next_of(viewer, InitSegment, timeout_s=90), InitSegment)
+        assert (await next_of(viewer, Fragment)).key
+        assert hub.info("gate")["status"] == "live" and hub.info("gate")["reason"] == ""
+        assert viewer.source.sessions >= 2
+        hub.unsubscribe(viewer)
+        await hub.close()
+        assert not hub.upstream_pids()
+
+    asyncio.run(run())
+
+
+def test_h265_camera_with_password_plays_its_h264_sub_stream_and_hides_the_password(
+        gst_rtsp_server: None, shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from pipeline.gstcams import MAIN_STREAM, SUB_STREAM, GstCameraServer
+
+    password = "Adm!n@2024#x/:% ก๊อป"
+    monkeypatch.setenv("LIVE_CAM_PW", password)
+    mounts = {MAIN_STREAM: (CLIP, "h265"), SUB_STREAM: (CLIP, "h264")}
+    try:
+        with GstCameraServer(shared_dir / "data" / "videos", {"admin": password}, mounts) as cam:
+            config = parse_config("cameras:\n"
+                                  f'  - {{id: hik, name: Hik, url: "{cam.url("admin", "${LIVE_CAM_PW}")}",'
+                                  f' sub_stream: "{cam.url("admin", "${LIVE_CAM_PW}", SUB_STREAM)}"}}\n')
+
+            async def run() -> None:
+                hub = LiveHub(config, LiveSettings(linger_s=0.5))
+                viewer = hub.subscribe("hik", "main")
+                init = await next_of(viewer, InitSegment, timeout_s=90)
+                assert init.is_h264, init.codec  # the main stream is H.265: the H.264 sub-stream is shown
+                assert viewer.source.mode == "sub-stream"
+                live = await next_of(viewer, StatusMessage, where=lambda m: m.status == "live")
+                assert "sub-stream" in live.reason
+                assert (await next_of(viewer, Fragment)).key
+                listing = "\n".join(_cmdline(p) for p in psutil.process_iter())
+                assert not [f for f in secret_forms(password) if f in listing], "a camera password is in ps"
+                assert hub_ffmpegs(), "no upstream ffmpeg seen"
+                hub.unsubscribe(viewer)
+                await hub.close()
+
+            asyncio.run(run())
+    finally:
+        clear_registered_secrets()
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
