@@ -102,6 +102,10 @@ def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_ho
     ]  # fmt: skip
     children.append(ChildSpec("retention", run_retention_loop,
                               (config, settings.redis_url, str(settings.recordings_dir), stop_event)))  # fmt: skip
+    if settings.internal_token:  # other hosts (API, exports, playback) read this host's segments through it
+        from pipeline.recording.serve import run_segment_server
+
+        children.append(ChildSpec("segments", run_segment_server, (stop_event,)))
     if bus is not None:
         if _module_available("pipeline.engine.process"):
             children.append(ChildSpec("engine", _engine_child, (config, bus, stop_event)))

@@ -25,7 +25,18 @@ def _job(client: redis.Redis, job_id: str) -> dict[str, str] | None:
 
 
 RETRY_AFTER_S = 30
-"""Retry-After of a refused export (the queue was full)."""
+"""Retry-After of a refused export (the queue was full, or a host holding the footage is down)."""
+
+
+def unavailable_footage(client: redis.Redis, camera_id: str, start: float, end: float,
+                        recordings_dir: Path) -> str | None:
+    """Why the window cannot be exported now (a worker host holding part of it does not answer), else None."""
+    from pipeline.recording.export import FootageUnavailable
+    from pipeline.recording.index import segments_between
+    from pipeline.recording.locate import unreachable_hosts
+
+    hosts = unreachable_hosts(client, recordings_dir, segments_between(client, camera_id, start, end))
+    return str(FootageUnavailable(camera_id, hosts)) if hosts else None
 
 
 def _out(job: dict[str, str], request: Request | None = None) -> ExportOut:
@@ -71,6 +82,9 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                          "`Retry-After`.",
              responses={404: {"model": ErrorOut, "description": "Unknown camera or not one of yours."},
                         429: {"model": ErrorOut, "description": "The export queue is full; retry later.",
+                              "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+                        503: {"model": ErrorOut, "description": "Part of the window is recorded on a worker host "
+                                                                "that cannot be reached now (named in `detail`).",
                               "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 def create_export(body: ExportCreate, request: Request, user: Investigator, client: RedisDep,
                   store: ApiStoreDep, settings: SettingsDep) -> ExportOut | JSONResponse:
@@ -85,6 +99,10 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
         return JSONResponse({"detail": f"the export queue is full ({running} running, {waiting} waiting); "
                                        f"retry in {RETRY_AFTER_S} s"}, status_code=429,
                             headers={"Retry-After": str(RETRY_AFTER_S)})
+    down = unavailable_footage(client, body.camera_id, body.start, body.end, settings.recordings_dir)
+    if down is not None:
+        store.audit(user.username, "export_refused", body.model_dump() | {"reason": down}, status=503)
+        return JSONResponse({"detail": down}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     job_id = uuid.uuid4().hex[:16]
     job = {"id": job_id, "status": "queued", "progress": "0", "camera_id": body.camera_id, "start": repr(body.start),
            "end": repr(body.end), "requester": user.username, "created_at": repr(time.time())}

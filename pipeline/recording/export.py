@@ -2,7 +2,8 @@
 
 The recorded segments overlapping the window (from the Redis index, :mod:`pipeline.recording.index`) are joined
 with ffmpeg's concat demuxer and cut by STREAM COPY (the pictures are the camera's own bits, nothing is
-re-encoded): the clip starts at the keyframe at or before the window start and an MP4 edit list hides the frames
+re-encoded; segments held by another worker host are fetched from it, :mod:`pipeline.recording.locate`, and a
+host that cannot be reached fails the export with :class:`FootageUnavailable` naming it): the clip starts at the keyframe at or before the window start and an MP4 edit list hides the frames
 before it, so players and ffprobe show the window itself (within the GOP of the camera; the test cameras use a
 1 s GOP). ``accurate=True`` re-encodes (libx264) for a frame-exact cut instead. Gaps in the recording (camera
 offline) are skipped and listed in the manifest.
@@ -30,6 +31,7 @@ from typing import Any
 
 from pipeline.models_manifest import sha256_file
 from pipeline.recording.index import Segment, segments_between
+from pipeline.recording.locate import SegmentMissing, SegmentUnavailable, open_segment
 from pipeline.recording.recorder import probe_duration
 from pipeline.settings import get_settings
 
@@ -41,6 +43,35 @@ _GAP_TOLERANCE_S = 0.5
 
 class ExportError(RuntimeError):
     """The clip cannot be exported (no recording covers the window, bad window, ffmpeg failure)."""
+
+
+class FootageUnavailable(ExportError):
+    """Part of the window is recorded on hosts that cannot be reached now (``hosts``: host -> why)."""
+
+    def __init__(self, camera_id: str, hosts: dict[str, str]) -> None:
+        named = "; ".join(f"host {h!r}: {why}" for h, why in sorted(hosts.items()))
+        super().__init__(f"footage of camera {camera_id!r} in this window is held by a host that cannot be reached "
+                         f"now ({named}); try again when it is back")
+        self.camera_id = camera_id
+        self.hosts = hosts
+
+
+def locate_segments(client: Any, recordings_dir: Path, camera_id: str,
+                    segments: list[Segment]) -> list[tuple[Segment, Path]]:
+    """Each segment with a local file to read (fetched from its host when needed); segments whose file is gone
+    are left out (a gap); raises :class:`FootageUnavailable` when a holding host cannot be reached."""
+    located: list[tuple[Segment, Path]] = []
+    unavailable: dict[str, str] = {}
+    for seg in segments:
+        try:
+            located.append((seg, open_segment(client, recordings_dir, seg)))
+        except SegmentMissing:
+            continue
+        except SegmentUnavailable as exc:
+            unavailable.setdefault(exc.host, exc.reason)
+    if unavailable:
+        raise FootageUnavailable(camera_id, unavailable)
+    return located
 
 
 @dataclass(frozen=True)
@@ -110,8 +141,8 @@ def export_clip(
     if end - start > 6 * 3600:
         raise ExportError("window longer than 6 hours; export it in parts")
     recordings_dir = recordings_dir or get_settings().recordings_dir
-    segments = segments_between(client, camera_id, start, end)
-    segments = [s for s in segments if (recordings_dir / s.path).exists()]
+    located = locate_segments(client, recordings_dir, camera_id, segments_between(client, camera_id, start, end))
+    segments = [seg for seg, _ in located]
     if not segments:
         raise ExportError(f"no recording of camera {camera_id!r} covers {_iso(start)} .. {_iso(end)}")
     offset, duration, gaps = plan_cut(segments, start, end)
@@ -121,7 +152,7 @@ def export_clip(
     created = time.time()
     base = f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}"
     mp4_path, manifest_path = out_dir / f"{base}.mp4", out_dir / f"{base}.json"
-    _run_cut(recordings_dir, segments, offset, duration, mp4_path, progress, accurate)
+    _run_cut(located, offset, duration, mp4_path, progress, accurate)
     actual = probe_duration(mp4_path) or 0.0
     digest, size = sha256_file(mp4_path), mp4_path.stat().st_size
     manifest = {
@@ -148,14 +179,14 @@ def export_clip(
 
 
 def _run_cut(
-    recordings_dir: Path, segments: list[Segment], offset: float, duration: float, target: Path,
+    located: list[tuple[Segment, Path]], offset: float, duration: float, target: Path,
     progress: Callable[[float], None] | None, accurate: bool,
 ) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         listing = Path(tmp) / "segments.ffconcat"
         lines = ["ffconcat version 1.0"]
-        for seg in segments:
-            escaped = str((recordings_dir / seg.path).resolve()).replace("'", "'\\''")
+        for seg, path in located:
+            escaped = str(path.resolve()).replace("'", "'\\''")
             lines += [f"file '{escaped}'", f"duration {seg.duration:.3f}"]
         listing.write_text("\n".join(lines) + "\n")
         part = target.with_suffix(".part.mp4")

@@ -3,8 +3,12 @@
 Key layout:
 
 - ``cctv:rec:<camera_id>`` (sorted set): one member per segment, scored by its real start time (UTC epoch s).
-  The member is compact JSON ``{"path": ..., "start": ..., "end": ..., "size": ...}`` with ``path`` relative to
-  the recordings folder (``<camera>/<YYYY-MM-DD>/<HH>/<camera>_<YYYYmmddTHHMMSS.mmm>Z.mkv``).
+  The member is compact JSON ``{"host": ..., "path": ..., "start": ..., "end": ..., "size": ...}`` with ``path``
+  relative to the recordings folder (``<camera>/<YYYY-MM-DD>/<HH>/<camera>_<YYYYmmddTHHMMSS.mmm>Z.mkv``) of
+  ``host``, the host that recorded it and holds the file (``CCTV_HOST_NAME``). Members written before hosts were
+  recorded have no ``host`` (the segment is on the one host there was) and keep their exact text, so removing
+  them still matches.
+- ``cctv:segment-servers`` (hash): host -> base URL of its internal segment server (:mod:`pipeline.recording.serve`).
 - ``cctv:rec:bytes`` (hash): camera id -> total bytes of its indexed segments (for the disk quota).
 
 Segments are added by the capture workers when ffmpeg closes them and removed by retention together with
@@ -21,6 +25,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 BYTES_KEY = "cctv:rec:bytes"
+HOSTS_KEY = "cctv:segment-servers"
 
 
 def index_key(camera_id: str) -> str:
@@ -30,12 +35,14 @@ def index_key(camera_id: str) -> str:
 
 @dataclass(frozen=True)
 class Segment:
-    """One recorded segment: ``path`` relative to the recordings folder, real start/end times, size in bytes."""
+    """One recorded segment: ``path`` relative to the recordings folder, real start/end times, size in bytes, and
+    the host holding the file (None: recorded before hosts were indexed, i.e. on the single host)."""
 
     path: str
     start: float
     end: float
     size: int
+    host: str | None = None
 
     @property
     def duration(self) -> float:
@@ -44,13 +51,18 @@ class Segment:
 
     def member(self) -> str:
         """The sorted-set member encoding this segment."""
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        data = asdict(self)
+        if self.host is None:
+            del data["host"]  # the exact text of a member written before hosts were indexed
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_member(cls, member: bytes | str) -> Segment:
         """Decode a sorted-set member."""
         data = json.loads(member)
-        return cls(path=data["path"], start=float(data["start"]), end=float(data["end"]), size=int(data["size"]))
+        host = data.get("host")
+        return cls(path=data["path"], start=float(data["start"]), end=float(data["end"]), size=int(data["size"]),
+                   host=str(host) if host is not None else None)
 
 
 def add_segment(client: Any, camera_id: str, segment: Segment) -> None:
@@ -84,6 +96,17 @@ def oldest_segments(client: Any, camera_id: str, count: int = 100, before: float
     else:
         raw = client.zrangebyscore(index_key(camera_id), "-inf", f"({before}", start=offset, num=count)
     return [Segment.from_member(m) for m in raw]
+
+
+def register_host(client: Any, host: str, url: str) -> None:
+    """Record where ``host``'s internal segment server is (its base URL)."""
+    client.hset(HOSTS_KEY, host, url)
+
+
+def host_url(client: Any, host: str) -> str | None:
+    """The base URL of ``host``'s internal segment server, or None when it never registered one."""
+    raw = client.hget(HOSTS_KEY, host)
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def indexed_bytes(client: Any) -> dict[str, int]:

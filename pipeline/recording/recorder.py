@@ -65,8 +65,11 @@ def final_path(recordings_dir: Path, camera_id: str, start: float) -> Path:
 class SegmentFinalizer:
     """Moves finished segments into place and indexes them; keeps them pending while Redis is unreachable."""
 
-    def __init__(self, client: Any, recordings_dir: Path, camera_id: str) -> None:
+    def __init__(self, client: Any, recordings_dir: Path, camera_id: str, host: str | None = None) -> None:
+        from pipeline.settings import get_settings
+
         self.client = client
+        self.host = host or get_settings().host_name  # recorded in the index: the host holding the files
         self.recordings_dir = recordings_dir
         self.camera_id = camera_id
         self.anchor: float | None = None
@@ -105,7 +108,8 @@ class SegmentFinalizer:
         target = final_path(self.recordings_dir, self.camera_id, start)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
-        segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size)
+        segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size,
+                          host=self.host)
         with self._lock:
             self.pending.append(segment)
         self.flush()
