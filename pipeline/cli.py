@@ -8,6 +8,8 @@ Commands:
     models derive                         produce the batch-capable model files from the upstream ones
     serve-cameras [--videos DIR]          serve sample footage as looping RTSP cameras on loopback
     export-clip CAMERA START END          cut an evidence clip with its SHA-256 manifest
+    run --role worker|api [--slots N]     one role of a multi-host deployment (pipeline.cluster)
+    cluster push-config PATH | status     the configuration in Redis; which worker holds which camera
     redis-setup                           generate the project's Redis credentials and redis.conf (AOF + RDB)
     backup DIR                            back up the Redis store and the export manifests (not the video)
     restore DIR [--force]                 restore a backup into an empty Redis (--force: a non-empty one)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -72,6 +75,10 @@ def _models(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.service import run_service
 
+    if args.role != "all":
+        from pipeline.cluster.roles import run_role
+
+        return run_role(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -86,6 +93,12 @@ def _run(args: argparse.Namespace) -> int:
     except VolatileRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from pipeline.cluster.roles import cluster_command
+
+    return cluster_command(args)
 
 
 def _serve_cameras(args: argparse.Namespace) -> int:
@@ -161,7 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-api", action="store_true", help="run workers only")
+    p.add_argument("--role", choices=["all", "worker", "api"], default="all",
+                   help="all: the whole service on this machine (default); worker: capture, recording and analysis "
+                        "of the cameras this host leases (configuration from Redis); api: the API only (pushes "
+                        "--config to Redis)")
+    p.add_argument("--worker-id", default=os.environ.get("CCTV_WORKER_ID"),
+                   help="worker role: this worker's id (default CCTV_WORKER_ID, else <host>-<pid>)")
+    p.add_argument("--slots", type=int, default=None,
+                   help="worker role: camera slots of this host (default CCTV_WORKER_SLOTS, else 8)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("cluster", help="configuration and camera leases of a multi-host deployment")
+    p.add_argument("action", choices=["push-config", "status"])
+    p.add_argument("path", nargs="?", help="push-config: the cameras.yaml to store in Redis")
+    p.add_argument("--json", action="store_true", help="status: print JSON")
+    p.set_defaults(func=_cluster)
 
     p = sub.add_parser("check-config", help="validate a cameras.yaml")
     p.add_argument("path")

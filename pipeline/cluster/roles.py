@@ -1,0 +1,195 @@
+"""The roles of ``pipeline run --role`` other than ``all``, and ``pipeline cluster push-config | status``.
+
+- ``worker``: :func:`pipeline.cluster.node.run_worker_role` (capture, recording, analysis of leased cameras);
+- ``api``: the control-room API only, stateless (several replicas may run behind a load balancer: users, sessions,
+  alerts, exports and audit live in Redis; live alerts come from the ``alerts`` stream and ``alerts:live``
+  channel that the workers' engines publish to). It pushes ``--config`` to Redis at start when the file is there
+  (the same text again keeps the version) and marks the configuration's disabled cameras in the health.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, load_config
+from pipeline.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SLOTS = 8
+
+
+def worker_slots(value: int | None) -> int:
+    """``--slots``, else ``CCTV_WORKER_SLOTS``, else :data:`DEFAULT_SLOTS`; ValueError saying what is wrong."""
+    if value is None:
+        raw = os.environ.get("CCTV_WORKER_SLOTS", "").strip()
+        if not raw:
+            return DEFAULT_SLOTS
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"CCTV_WORKER_SLOTS must be a whole number of camera slots (got {raw!r})") from None
+    if not 1 <= value <= 4096:
+        raise ValueError(f"camera slots must be between 1 and 4096 (got {value})")
+    return value
+
+
+def run_role(args: argparse.Namespace) -> int:
+    """``pipeline run --role worker|api``."""
+    from pipeline.store.durability import VolatileRedisError
+
+    try:
+        if args.role == "worker":
+            from pipeline.cluster.leases import check_worker_id
+            from pipeline.cluster.node import run_worker_role
+
+            slots = worker_slots(args.slots)
+            worker_id = check_worker_id(args.worker_id) if args.worker_id else None
+            return run_worker_role(worker_id, slots)
+        return run_api_role(Path(args.config), args.host, args.port)
+    except VolatileRedisError as exc:
+        _say(f"error: {exc}", err=True)
+        return 2
+    except ValueError as exc:
+        _say(f"error: {exc}", err=True)
+        return 1
+
+
+def _say(text: str, err: bool = False) -> None:
+    """A line for the person at the terminal (command-line output, not logging)."""
+    (sys.stderr if err else sys.stdout).write(f"{text}\n")
+
+
+def _client() -> Any:
+    from pipeline.cluster import cluster_redis_client
+
+    return cluster_redis_client(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def push_config_file(client: Any, path: Path) -> Any:
+    """Validate and push a cameras.yaml; returns :class:`~pipeline.cluster.configstore.PushResult`."""
+    from pipeline.cluster.configstore import push_config
+
+    load_config(path)  # errors with the file's own name and lines
+    return push_config(client, path.read_text(encoding="utf-8"), source=f"{_host()}:{path.resolve()}")
+
+
+def _host() -> str:
+    from pipeline.cluster.node import host_name
+
+    return host_name()
+
+
+def run_api_role(config_path: Path, host: str, port: int) -> int:
+    """The API alone, supervised (restarted when it dies) until SIGINT/SIGTERM."""
+    from pipeline.secrets import install_log_redaction, url_secrets
+    from pipeline.service import (
+        ChildSpec,
+        _api_child,
+        _mark_disabled_cameras,
+        _stop_all,
+        _supervise,
+        check_redis_durable,
+    )
+
+    install_log_redaction()
+    check_redis_durable()
+    if config_path.is_file():
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            _say(str(exc), err=True)
+            return 1
+        for url in config.stream_urls():
+            url_secrets(url)
+        client = _client()
+        try:
+            result = push_config_file(client, config_path)
+        finally:
+            client.close()
+        logger.info("configuration %s: version %d in Redis (%s)", config_path, result.version,
+                    "pushed" if result.changed else "unchanged")  # fmt: skip
+        _mark_disabled_cameras(config)
+    else:
+        logger.info("no %s here: the API serves the configuration already in Redis", config_path)
+    from pipeline.ingest.framebus import StopFlag
+
+    stop_event = StopFlag()
+    settings = get_settings()
+    children = [ChildSpec("api", _api_child, (host, port, logging.getLogger().level, settings.api_redis_url),
+                          graceful_signal=signal.SIGTERM)]  # fmt: skip
+    requested: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _f: requested.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        while not requested:
+            _supervise(children)
+            time.sleep(0.5)
+    finally:
+        _stop_all(children, stop_event)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def cluster_status(client: Any) -> dict[str, Any]:
+    """Workers alive, the configuration version and the holder of every enabled camera."""
+    from pipeline.cluster.configstore import load_cluster_config
+    from pipeline.cluster.leases import LeaseStore
+
+    leases = LeaseStore(client)
+    stored = load_cluster_config(client)
+    cameras = [cam.id for cam in stored.config.cameras if cam.enabled] if stored else []
+    holders = leases.holders(cameras)
+    workers = leases.live_workers()
+    return {
+        "config_version": stored.version if stored else 0,
+        "workers": [{"worker": w.worker_id, "host": w.host, "pid": w.pid, "slots": w.slots, "held": w.held}
+                    for w in workers.values()],
+        "cameras": [{"camera": cam, "worker": h.worker_id if h else None, "token": h.token if h else None,
+                     "host": workers[h.worker_id].host if h and h.worker_id in workers else None}
+                    for cam, h in holders.items()],
+    }  # fmt: skip
+
+
+def cluster_command(args: argparse.Namespace) -> int:
+    """``pipeline cluster push-config PATH`` / ``pipeline cluster status [--json]``."""
+    import redis
+
+    client = _client()
+    try:
+        if args.action == "push-config":
+            if not args.path:
+                _say("push-config needs the path of a cameras.yaml", err=True)
+                return 1
+            try:
+                result = push_config_file(client, Path(args.path))
+            except ConfigError as exc:
+                _say(str(exc), err=True)
+                return 1
+            state = "stored as" if result.changed else "unchanged, still"
+            _say(f"{args.path}: {result.cameras} cameras, {state} version {result.version}")
+            return 0
+        status = cluster_status(client)
+    except redis.RedisError as exc:
+        _say(f"Redis unreachable: {exc}", err=True)
+        return 1
+    finally:
+        client.close()
+    if args.json:
+        _say(json.dumps(status, indent=2))
+        return 0
+    _say(f"configuration version {status['config_version']}; {len(status['workers'])} workers")
+    for w in status["workers"]:
+        _say(f"  worker {w['worker']:<32} host {w['host']:<20} slots {w['slots']:>4} holds {w['held']:>4}")
+    for c in status["cameras"]:
+        _say(f"  camera {c['camera']:<32} {c['worker'] or '(free)':<32} {c['host'] or ''}")
+    return 0
