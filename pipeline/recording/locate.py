@@ -78,11 +78,11 @@ def open_segment(client: Any, recordings_dir: Path, segment: Segment, settings: 
         raise SegmentMissing(f"segment {segment.path} is not on this host any more")
     if not plain_segment_path(segment.path):  # a crafted index entry: never fetched, never written outside the cache
         raise SegmentMissing(f"segment path {segment.path!r} is not a plain relative path")
+    cached = cached_copy(recordings_dir, segment)
+    if cached is not None:
+        return cached
     host, base = _base_url(client, segment, settings)
-    cache_root = recordings_dir / REMOTE_CACHE / host
-    target = cache_root / segment.path
-    if resolve_segment(cache_root, segment.path) is not None and target.stat().st_size == segment.size:
-        return target
+    target = recordings_dir / REMOTE_CACHE / host / segment.path
     url = f"{base}{SEGMENT_ROUTE}{quote(segment.path)}"
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + f".{os.getpid()}.part")
@@ -106,6 +106,14 @@ def open_segment(client: Any, recordings_dir: Path, segment: Segment, settings: 
     return target
 
 
+def cached_copy(recordings_dir: Path, segment: Segment) -> Path | None:
+    """The complete copy of a remote segment fetched earlier, if there is one."""
+    if not segment.host or not plain_segment_path(segment.path):
+        return None
+    path = resolve_segment(Path(recordings_dir) / REMOTE_CACHE / segment.host, segment.path)
+    return path if path is not None and path.stat().st_size == segment.size else None
+
+
 def host_reachable(client: Any, host: str, settings: Settings | None = None, timeout_s: float = 3.0) -> str | None:
     """None when ``host``'s segment server answers its health check, else why not (for a quick refusal)."""
     settings = settings or get_settings()
@@ -127,8 +135,8 @@ def unreachable_hosts(client: Any, recordings_dir: Path, segments: list[Segment]
                       settings: Settings | None = None) -> dict[str, str]:
     """Hosts holding some of ``segments`` (not here) whose segment server does not answer: host -> why."""
     settings = settings or get_settings()
-    hosts = {s.host for s in segments
-             if s.host and not is_local(s, settings) and resolve_segment(Path(recordings_dir), s.path) is None}
+    hosts = {s.host for s in segments if s.host and not is_local(s, settings)
+             and resolve_segment(Path(recordings_dir), s.path) is None and cached_copy(recordings_dir, s) is None}
     out = {}
     for host in sorted(hosts):
         reason = host_reachable(client, host, settings)

@@ -9,6 +9,9 @@ to Redis runs here, inside a host, through the project's own code paths:
   plate events ``<prefix>-<n>`` at a steady rate until SIGTERM, then draining its spool; it writes a JSON summary
   (how many it made, when Redis stopped and started taking them again).
 - ``count``: every plate event of a prefix in the stream, by id (JSON: ids, entries, duplicated ids).
+- ``index``: index segments listed in a JSON file (as this host's recorder would).
+- ``serve-segments``: this host's internal segment server (:mod:`pipeline.recording.serve`) until SIGTERM.
+- ``api-export``: log in to the control-room API, ask for a clip and wait for it; JSON with what came back.
 """
 
 from __future__ import annotations
@@ -91,6 +94,64 @@ def count(args: argparse.Namespace) -> int:
     return 0
 
 
+def index(args: argparse.Namespace) -> int:
+    """Add the segments of ``--segments`` (JSON list of Segment fields) to the index of ``--camera``."""
+    from pipeline.recording.index import Segment, add_segment
+
+    client = redis_client(socket_timeout=5, socket_connect_timeout=2)
+    for item in json.loads(Path(args.segments).read_text()):
+        add_segment(client, args.camera, Segment(**item))
+    return 0
+
+
+def serve_segments(_args: argparse.Namespace) -> int:
+    """Run this host's segment server (settings from the environment) until SIGTERM."""
+    import threading
+
+    from pipeline.recording.serve import start_segment_server
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    server = start_segment_server(redis_client(socket_timeout=5, socket_connect_timeout=2), stop_event=stop)
+    if server is None:
+        print("CCTV_INTERNAL_TOKEN is not set", file=sys.stderr)
+        return 2
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+def api_export(args: argparse.Namespace) -> int:
+    """Log in, POST an export, poll it to the end, download the clip; print what happened as JSON."""
+    import hashlib
+    import os
+
+    import httpx
+
+    with httpx.Client(base_url=args.base, timeout=60) as http:
+        login = http.post("/api/auth/login", json={"username": args.user, "password": os.environ[args.password_env]})
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        created = http.post("/api/exports", headers=headers,
+                            json={"camera_id": args.camera, "start": args.start, "end": args.end})
+        out: dict = {"status_code": created.status_code, "body": created.json(),
+                     "retry_after": created.headers.get("retry-after")}
+        if created.status_code == 202:
+            job_id = created.json()["id"]
+            deadline = time.monotonic() + args.wait_s
+            job = created.json()
+            while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.5)
+                job = http.get(f"/api/exports/{job_id}", headers=headers).json()
+            out["job"] = job
+            if job["status"] == "done":
+                clip = http.get(f"/api/exports/{job_id}/download", headers=headers)
+                out["download_sha256"] = hashlib.sha256(clip.content).hexdigest()
+                out["manifest"] = http.get(f"/api/exports/{job_id}/manifest", headers=headers).json()
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -104,8 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain-s", type=float, default=60.0)
     p = sub.add_parser("count")
     p.add_argument("--prefix", required=True)
+    p = sub.add_parser("index")
+    p.add_argument("--camera", required=True)
+    p.add_argument("--segments", required=True)
+    sub.add_parser("serve-segments")
+    p = sub.add_parser("api-export")
+    p.add_argument("--base", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password-env", required=True)
+    p.add_argument("--camera", required=True)
+    p.add_argument("--start", type=float, required=True)
+    p.add_argument("--end", type=float, required=True)
+    p.add_argument("--wait-s", type=float, default=120)
     args = parser.parse_args(argv)
-    return publish(args) if args.cmd == "publish" else count(args)
+    commands = {"publish": publish, "count": count, "index": index, "serve-segments": serve_segments,
+                "api-export": api_export}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,9 @@ import redis
 from pipeline.recording.export import FootageUnavailable, export_clip
 from pipeline.recording.index import Segment, add_segment, index_key, remove_segment, segments_between
 from pipeline.recording.locate import SegmentMissing, SegmentUnavailable, open_segment, unreachable_hosts
-from pipeline.recording.recorder import final_path
 from pipeline.recording.serve import SegmentServer, start_segment_server
 from pipeline.settings import Settings
+from tests.cluster.footage import cut_segments
 from tests.conftest import wait_for
 
 CAM = "far-cam"
@@ -49,20 +47,8 @@ def test_host_field_is_optional_and_old_members_keep_their_exact_text(redis_url:
 def footage(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Segment]]:
     """Real footage cut by stream copy into 2 s Matroska segments, laid out as the recorder does, on "worker-2"."""
     rec = tmp_path_factory.mktemp("worker2-rec")
-    work = tmp_path_factory.mktemp("cut")
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(shared_dir / "data" / "videos" / VIDEO),
-                    "-t", "6", "-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", "2",
-                    "-segment_format", "matroska", "-reset_timestamps", "1", str(work / "s%03d.mkv")], check=True)
-    segments, start = [], 1_700_000_000.0
-    for part in sorted(work.glob("s*.mkv")):
-        duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
-                                         "csv=p=0", str(part)], capture_output=True, text=True, check=True).stdout)
-        target = final_path(rec, CAM, start)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, target)
-        segments.append(Segment(str(target.relative_to(rec)), start, round(start + duration, 3),
-                                target.stat().st_size, host="worker-2"))
-        start = round(start + duration, 3)
+    segments = cut_segments(shared_dir / "data" / "videos" / VIDEO, rec, CAM, "worker-2",
+                            tmp_path_factory.mktemp("cut"))
     return rec, segments
 
 
