@@ -20,7 +20,13 @@ import numpy as np
 
 from pipeline.models.onnx_utils import create_session
 from pipeline.plates.decoding import Decoded, beam_search, best_path
-from pipeline.plates.grammar import compact_display, is_valid_prefix, plate_format
+from pipeline.plates.grammar import (
+    compact_display,
+    is_motorcycle_registration,
+    is_valid_motorcycle_prefix,
+    is_valid_prefix,
+    plate_format,
+)
 from pipeline.plates.layout import CAR, LAYOUTS, MOTORCYCLE, to_reader_form
 from pipeline.plates.provinces import PROVINCES
 from pipeline.plates.types import PlateRead
@@ -101,10 +107,20 @@ class CrnnPlateReader:
         return np.concatenate(cps), np.concatenate(pps)
 
     def decode(self, char_probs: np.ndarray, province_probs: np.ndarray, layout: str = CAR) -> PlateRead:
-        """Turn one crop's network outputs into a :class:`PlateRead`."""
-        results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
-                              prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+        """Turn one crop's network outputs into a :class:`PlateRead`.
+
+        A plate read as ``motorcycle`` is decoded with the motorcycle grammar only (a three-character series:
+        the top line of a three-line plate never holds one or two consonants alone); car reads with every Thai
+        format."""
+        if layout == MOTORCYCLE:
+            results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
+                                  prefix_ok=is_valid_motorcycle_prefix, final_ok=is_motorcycle_registration)
+        else:
+            results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
+                                  prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
         best: Decoded = results[0] if results else best_path(char_probs, self.charset)
+        if layout == MOTORCYCLE and not is_motorcycle_registration(best.text):
+            best.valid = False  # a best-path fallback that only a car plate could carry
         text, confs = _with_hyphen_confs(best.text, best.char_confidences)
         pidx = int(province_probs.argmax())
         prov = PROVINCES[pidx] if pidx < len(PROVINCES) else None  # else: the "no province" class

@@ -113,6 +113,22 @@ def is_valid_prefix(prefix: str) -> bool:
     return bool(_PREFIX_RE.match(kinds))
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def is_valid_motorcycle_prefix(prefix: str) -> bool:
+    """True when ``prefix`` (canonical characters) can still be completed into a motorcycle registration
+    (``[0-9][ก-ฮ]{2}`` or ``[ก-ฮ]{3}`` then 1-4 digits): the reader's grammar for a plate it knows has three lines,
+    so that a top line read with one consonant too few (``วล458`` for ``วลพ458``) is not taken for a car plate."""
+    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    return "x" not in kinds and bool(_MOTO_PREFIX_RE.match(kinds))
+
+
+def is_motorcycle_registration(text: str) -> bool:
+    """True when the canonical ``text`` is a complete motorcycle registration (:data:`PATTERNS` ``motorcycle``)."""
+    return PATTERNS["motorcycle"].match(text) is not None
+
+
+_MOTO_PREFIX_RE = re.compile(r"^(?:d|dc{1,2}|dccd{1,4}|c{1,3}|cccd{1,4})?$")
+
 # Prefixes of the PATTERNS over character kinds: private dccd{1,4} | c{1,2}d{1,4}, commercial d{6}, motorcycle
 # dccd{1,4} | cccd{1,4} (every prefix, including the empty one and the bare series).
 _PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,3}d{0,4}|d{0,6})$")

@@ -36,6 +36,7 @@ from pipeline.plates.provinces import PROVINCES
 from pipeline.plates.training_data import (
     NO_PROVINCE,
     ExtraPools,
+    collage_pool,
     cut_province,
     make_sample,
     motorcycle_validation_images,
@@ -166,6 +167,8 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
             val_pool = real_pool([moto[i] for i in m_va], True, PRELOAD_HW)
             moto_val = (motorcycle_validation_images(val_pool, (INPUT_H, INPUT_W)),
                         [moto[i].label for i in m_va], [moto[i].province for i in m_va])
+    if args.collage:
+        extra.add(collage_pool(car_train, args.collage, args.seed + 3, PRELOAD_HW), weights.get("collage_moto", 0.0))
     if args.pseudo_moto:
         extra.add(pseudo_moto_pool(car_train, PRELOAD_HW), weights.get("pseudo_moto", 0.0))
     if args.synthetic:
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
+    ap.add_argument("--collage", type=int, default=0,
+                    help="add this many motorcycle plates collaged from the real characters of the training car crops "
+                         "(pipeline/plates/collage.py; pool weight collage_moto)")
     ap.add_argument("--synthetic", type=int, default=0, help="render this many synthetic plates (Thai fonts)")
     ap.add_argument("--synthetic-moto-share", type=float, default=0.4)
     ap.add_argument("--rectified", type=int, default=0,

@@ -103,6 +103,21 @@ def pseudo_moto_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Poo
     return _pool(items, True, car_hw)
 
 
+def collage_pool(samples: list[PlateSample], n: int, seed: int, car_hw: tuple[int, int]) -> Pool:
+    """``n`` motorcycle plates collaged from the real characters of ``samples`` (training car crops only;
+    :mod:`pipeline.plates.collage`): the plate typeface in the three-line layout, any series."""
+    from pipeline.plates.collage import build_bank, collage_motorcycle
+
+    bank = build_bank(samples)
+    rng = np.random.default_rng(seed)
+    h, w = MOTO_PRELOAD_HW
+    items = []
+    for _ in tqdm(range(n), desc="collaging motorcycle plates", mininterval=5.0):
+        img, label, province = collage_motorcycle(bank, rng)
+        items.append((cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), label, province))
+    return _pool(items, True, car_hw)
+
+
 def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The registration line only: the crop cut at 55-72 % of its height, stretched back to its size."""
     h, w = img.shape[:2]

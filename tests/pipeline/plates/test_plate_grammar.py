@@ -14,7 +14,9 @@ from pipeline.plates.grammar import (
     CHARSET,
     compact_display,
     display_plate,
+    is_motorcycle_registration,
     is_motorcycle_text,
+    is_valid_motorcycle_prefix,
     is_valid_plate,
     is_valid_prefix,
     normalise_plate,
@@ -121,6 +123,41 @@ def test_prefix_grammar_is_exactly_the_prefixes_of_the_formats() -> None:
     prefixes = {shape[:i] for shape in valid for i in range(len(shape) + 1)}
     for shape in shapes:
         assert is_valid_prefix(as_text[shape]) is (shape in prefixes), shape
+
+
+def test_motorcycle_prefix_grammar_is_exactly_the_prefixes_of_the_motorcycle_format() -> None:
+    """The grammar a three-line plate is decoded with: every digit/consonant shape up to 8 characters is accepted
+    iff some motorcycle registration starts with it, so a series of one or two consonants (a car series) never
+    completes, and the car-only shapes are refused."""
+    shapes = ["".join(p) for n in range(9) for p in itertools.product("dc", repeat=n)]
+    as_text = {shape: shape.replace("d", "1").replace("c", "ก") for shape in shapes}
+    valid = {shape for shape in shapes if is_motorcycle_registration(as_text[shape])}
+    assert valid == {s + "d" * k for s in ("dcc", "ccc") for k in range(1, 5)}
+    prefixes = {shape[:i] for shape in valid for i in range(len(shape) + 1)}
+    for shape in shapes:
+        assert is_valid_motorcycle_prefix(as_text[shape]) is (shape in prefixes), shape
+    for car_only in ("กข1234", "ก1", "123456", "กข"):
+        assert not is_motorcycle_registration(car_only) and is_valid_prefix(car_only), car_only
+    assert not is_valid_motorcycle_prefix("กข1") and not is_valid_motorcycle_prefix("1A")
+
+
+def test_motorcycle_grammar_completes_a_series_a_car_read_would_cut() -> None:
+    """Beam search with the motorcycle grammar on frames where a two-consonant car read is the likeliest text
+    (``วล458``) but a third series consonant has some probability: the three-line grammar finds ``วลพ458``."""
+    frames = ["ว", "-", "ล", "-", "พ?", "-", "4", "-", "5", "-", "8", "-"]
+    probs = np.full((len(frames), len(CHARSET) + 1), 1e-4)
+    for t, f in enumerate(frames):
+        if f == "-":
+            probs[t, 0] = 1.0
+        elif f.endswith("?"):  # the faint third consonant: blank likelier than the letter
+            probs[t, 0], probs[t, CHARSET.index(f[0]) + 1] = 0.6, 0.4
+        else:
+            probs[t, CHARSET.index(f) + 1] = 1.0
+    probs /= probs.sum(1, keepdims=True)
+    car = beam_search(probs, CHARSET, prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+    moto = beam_search(probs, CHARSET, prefix_ok=is_valid_motorcycle_prefix, final_ok=is_motorcycle_registration)
+    assert car[0].text == "วล458"
+    assert moto[0].text == "วลพ458" and all(is_motorcycle_registration(r.text) for r in moto)
 
 
 def test_every_motorcycle_label_is_a_valid_motorcycle_plate(shared_dir: Path) -> None:

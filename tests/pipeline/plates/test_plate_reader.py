@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.plates.dataset import plate_disjoint_split, read_labels
-from pipeline.plates.grammar import normalise_plate
+from pipeline.plates.grammar import is_motorcycle_registration, normalise_plate
 from pipeline.plates.provinces import PROVINCES
 from pipeline.plates.reader import PlateRead, PlateReader, load_plate_reader
 
@@ -103,6 +103,10 @@ def test_motorcycle_plates_never_seen_in_training(reader: PlateReader, shared_di
     reads = reader.read_batch(crops, ["motorcycle"] * len(crops))
     exact = np.mean([normalise_plate(r.text) == g for r, g in zip(reads, labels, strict=True)])
     assert all(r.layout == "motorcycle" for r in reads)
+    # read as a three-line plate, the registration has a three-character series (never a car's one or two
+    # consonants, which the motorcycle grammar refuses)
+    assert all(is_motorcycle_registration(normalise_plate(r.text)) for r in reads if r.valid)
+    assert np.mean([r.valid for r in reads]) >= 0.95
     assert exact >= MOTO_EXACT_MIN, exact
 
 

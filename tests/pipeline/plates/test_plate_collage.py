@@ -1,0 +1,110 @@
+"""Motorcycle plates collaged from the real characters of car crops (``pipeline.plates.collage``), built from
+real crops of the car training split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.plates.collage import (
+    NUMBER_ROWS,
+    PROVINCE_ROWS,
+    SERIES_ROWS,
+    GlyphBank,
+    build_bank,
+    collage_motorcycle,
+    random_motorcycle_label,
+    split_characters,
+)
+from pipeline.plates.dataset import PlateSample, plate_disjoint_split, read_labels
+from pipeline.plates.grammar import DIGITS, THAI_CONSONANTS, is_motorcycle_registration
+from pipeline.plates.layout import motorcycle_to_car_form
+
+N_CROPS = 400
+
+
+@pytest.fixture(scope="module")
+def car_train(shared_dir: Path) -> list[PlateSample]:
+    """The first crops of the car training split (the trainer's split: the validation plates are never used)."""
+    samples = read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")
+    train, _ = plate_disjoint_split(samples, 0.15, 0)
+    return [samples[i] for i in train[:N_CROPS]]
+
+
+@pytest.fixture(scope="module")
+def bank(car_train: list[PlateSample]) -> GlyphBank:
+    return build_bank(car_train)
+
+
+def test_real_car_crops_split_into_their_characters(car_train: list[PlateSample]) -> None:
+    """A crop splits into exactly as many character images as its label has characters, or not at all; a label
+    one character longer than the plate never splits."""
+    split = 0
+    for s in car_train[:150]:
+        crop = cv2.imread(str(s.path))
+        pieces = split_characters(crop, len(s.label))
+        if pieces is not None:
+            split += 1
+            assert len(pieces) == len(s.label)
+            assert all(p.ndim == 3 and min(p.shape[:2]) >= 2 for p in pieces)
+            # characters are taller than a fifth of the registration line and come left to right without overlap
+            assert all(p.shape[0] >= 0.2 * 0.67 * crop.shape[0] for p in pieces)
+        assert split_characters(crop, len(s.label) + 1) is None or pieces is None
+    assert split >= 0.2 * 150, split
+
+
+def test_bank_holds_every_digit_and_province_lines(bank: GlyphBank) -> None:
+    assert all(bank.glyphs.get(d) for d in DIGITS)
+    assert len([c for c in THAI_CONSONANTS if bank.glyphs.get(c)]) >= 25
+    assert len(bank.provinces) >= 50
+    assert all(line.shape[1] > line.shape[0] for line, _ in bank.provinces)  # a line of text, wider than tall
+
+
+def test_labels_are_motorcycle_registrations_with_both_series_kinds() -> None:
+    rng = np.random.default_rng(0)
+    labels = [random_motorcycle_label(rng) for _ in range(3000)]
+    assert all(is_motorcycle_registration(lbl) for lbl in labels)
+    three = np.mean([not lbl[0].isdigit() for lbl in labels])
+    assert 0.45 <= three <= 0.55, three
+    assert set("".join(lbl[:3] for lbl in labels)) >= set(THAI_CONSONANTS)
+    assert all(lbl[3] != "0" for lbl in labels)
+
+
+def _band(img: np.ndarray, rows: tuple[float, float]) -> np.ndarray:
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    h = grey.shape[0]
+    return grey[int(rows[0] * h):int(rows[1] * h)]
+
+
+def test_collage_is_a_three_line_plate_where_the_real_ones_have_their_lines(bank: GlyphBank) -> None:
+    """Ink in the series, province and number rows measured on the real crops, plain paper above and below; the re-laid
+    car form has the series on the upper left, the number on the upper right."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        img, label, province = collage_motorcycle(bank, rng)
+        assert is_motorcycle_registration(label)
+        assert 0 <= province < 77
+        h, w = img.shape[:2]
+        assert 150 <= h < 190 and 1.05 * h <= w <= 1.55 * h and img.dtype == np.uint8
+        margins = np.concatenate([_band(img, (0.0, SERIES_ROWS[0] - 0.02)).ravel(),
+                                  _band(img, (NUMBER_ROWS[1] + 0.02, 1.0)).ravel()])
+        paper = float(np.median(margins))
+        assert np.percentile(margins, 2) > paper - 10  # nothing drawn above the series or below the number
+        for rows in (SERIES_ROWS, PROVINCE_ROWS, NUMBER_ROWS):
+            assert np.percentile(_band(img, rows), 2) < paper - 40, (label, rows)
+        relaid = motorcycle_to_car_form(img, (64, 128))
+        assert relaid.shape == (64, 128, 3)
+        grey = cv2.cvtColor(relaid, cv2.COLOR_BGR2GRAY)
+        assert grey[:40, :60].min() < grey[:40, :60].max() - 40 and grey[:40, 68:].min() < grey[:40, 68:].max() - 40
+
+
+def test_a_given_label_is_drawn_with_its_own_characters(bank: GlyphBank) -> None:
+    """The same label twice gives two different plates (other character images, sizes and paper)."""
+    label = next(lbl for lbl in ("1กข1234", "2กค567", "กขง89") if all(bank.glyphs.get(c) for c in lbl))
+    a, la, _ = collage_motorcycle(bank, np.random.default_rng(1), label)
+    b, lb, _ = collage_motorcycle(bank, np.random.default_rng(2), label)
+    assert la == lb == label
+    assert a.shape != b.shape or not np.array_equal(a, b)
