@@ -108,7 +108,7 @@ def render_conf(port: int, data_dir: Path, credentials: RedisCredentials | None,
 
 def render_sentinel_conf(port: int, bind: str, data_dir: Path, master: str, primary: tuple[str, int], quorum: int,
                          admin_password: str | None, sentinel_password: str | None, *,
-                         down_after_ms: int = 5000, failover_timeout_ms: int = 60_000) -> str:
+                         down_after_ms: int = 2000, failover_timeout_ms: int = 20_000) -> str:
     """The text of a ``sentinel.conf`` (Debian's ``redis-sentinel``) monitoring ``primary`` as group ``master``.
 
     Sentinel rewrites this file as it learns the group (replicas, other Sentinels, the current primary), so it
