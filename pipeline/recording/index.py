@@ -8,6 +8,8 @@ Key layout:
   ``host``, the host that recorded it and holds the file (``CCTV_HOST_NAME``). Members written before hosts were
   recorded have no ``host`` (the segment is on the one host there was) and keep their exact text, so removing
   them still matches.
+- ``cctv:rec:host-bytes`` (hash): host -> total bytes of the indexed segments it holds (each host's retention
+  applies the disk quota to its own disk).
 - ``cctv:segment-servers`` (hash): host -> base URL of its internal segment server (:mod:`pipeline.recording.serve`).
 - ``cctv:rec:bytes`` (hash): camera id -> total bytes of its indexed segments (for the disk quota).
 
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 BYTES_KEY = "cctv:rec:bytes"
 HOSTS_KEY = "cctv:segment-servers"
+HOST_BYTES_KEY = "cctv:rec:host-bytes"
 
 
 def index_key(camera_id: str) -> str:
@@ -70,6 +73,8 @@ def add_segment(client: Any, camera_id: str, segment: Segment) -> None:
     pipe = client.pipeline()
     pipe.zadd(index_key(camera_id), {segment.member(): segment.start})
     pipe.hincrby(BYTES_KEY, camera_id, segment.size)
+    if segment.host:
+        pipe.hincrby(HOST_BYTES_KEY, segment.host, segment.size)
     pipe.execute()
 
 
@@ -78,6 +83,8 @@ def remove_segment(client: Any, camera_id: str, segment: Segment) -> None:
     pipe = client.pipeline()
     pipe.zrem(index_key(camera_id), segment.member())
     pipe.hincrby(BYTES_KEY, camera_id, -segment.size)
+    if segment.host:
+        pipe.hincrby(HOST_BYTES_KEY, segment.host, -segment.size)
     pipe.execute()
 
 
@@ -112,6 +119,13 @@ def host_url(client: Any, host: str) -> str | None:
 def indexed_bytes(client: Any) -> dict[str, int]:
     """Total indexed bytes per camera."""
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(BYTES_KEY).items()}
+
+
+def bytes_held_by(client: Any, host: str) -> int:
+    """Indexed bytes on ``host``'s disk: every indexed byte but those other hosts hold (segments indexed before
+    hosts were recorded count as this host's: there was one host)."""
+    per_host = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(HOST_BYTES_KEY).items()}
+    return sum(indexed_bytes(client).values()) - sum(v for h, v in per_host.items() if h != host)
 
 
 def indexed_cameras(client: Any) -> list[str]:

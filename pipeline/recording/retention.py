@@ -20,7 +20,8 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.recording.export import EXPORTS_DIRNAME
-from pipeline.recording.index import Segment, indexed_bytes, oldest_segments, remove_segment
+from pipeline.recording.index import Segment, bytes_held_by, indexed_bytes, oldest_segments, remove_segment
+from pipeline.settings import get_settings
 from pipeline.store import holds
 from pipeline.store.connection import redis_client
 
@@ -64,13 +65,18 @@ def apply_retention(
     recordings_dir: Path,
     now: float | None = None,
     quota_bytes: int | None = None,
+    host: str | None = None,
 ) -> RetentionReport:
     """One retention pass: age limits per camera, then the quota (oldest first across cameras).
+
+    Only segments this host holds (``host``, default ``CCTV_HOST_NAME``; index entries without a host count as
+    this host's) are deleted, and the quota is this host's disk: other hosts' segments are theirs to delete.
 
     Segments under legal hold (their camera's recording overlaps a window an open case holds,
     :mod:`pipeline.store.holds`) are never deleted, by age or by quota; when only held segments are left over
     the quota, the pass says so in the log and stops."""
     now = time.time() if now is None else now
+    host = host or get_settings().host_name
     report = RetentionReport()
     held = holds.held(client)  # read once per pass; if Redis cannot say, nothing is deleted (the caller logs)
     for camera in config.cameras:
@@ -82,6 +88,9 @@ def apply_retention(
             if not batch:
                 break
             for segment in batch:
+                if segment.host not in (None, host):  # on another host's disk: its retention deletes it
+                    skip += 1
+                    continue
                 if held.segment(camera.id, segment.start, segment.end):
                     skip += 1
                     report.kept_on_hold += 1
@@ -90,9 +99,9 @@ def apply_retention(
                 report.deleted_by_age += 1
         _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir, _held_dates(held, camera.id))
     quota = int(config.ingest.recordings_quota_gb * 1e9) if quota_bytes is None else quota_bytes
-    total = sum(indexed_bytes(client).values())
+    total = bytes_held_by(client, host)
     while total > quota:
-        candidates = [(seg, cam) for cam in indexed_bytes(client) if (seg := _oldest_unheld(client, cam, held))]
+        candidates = [(seg, cam) for cam in indexed_bytes(client) if (seg := _oldest_unheld(client, cam, held, host))]
         if not candidates:
             logger.warning("retention: %.1f MB over the quota, but every remaining segment is under legal hold",
                            (total - quota) / 1e6)
@@ -110,15 +119,15 @@ def apply_retention(
     return report
 
 
-def _oldest_unheld(client: Any, camera_id: str, held: holds.Held, scan: int = 200) -> Segment | None:
-    """The oldest segment of a camera that no case holds (looks at most ``scan`` segments at a time)."""
+def _oldest_unheld(client: Any, camera_id: str, held: holds.Held, host: str, scan: int = 200) -> Segment | None:
+    """The oldest segment of a camera on ``host`` that no case holds (looks at most ``scan`` segments at a time)."""
     offset = 0
     while True:
         batch = oldest_segments(client, camera_id, scan, offset=offset)
         if not batch:
             return None
         for segment in batch:
-            if not held.segment(camera_id, segment.start, segment.end):
+            if segment.host in (None, host) and not held.segment(camera_id, segment.start, segment.end):
                 return segment
         offset += len(batch)
 

@@ -162,3 +162,40 @@ def test_export_of_footage_held_by_another_host(worker2: SegmentServer, footage:
     with pytest.raises(FootageUnavailable, match="host 'worker-2'") as info:
         export_clip(client, CAM, start, end, "inv", out_dir=tmp_path / "out2", recordings_dir=other.recordings_dir)
     assert set(info.value.hosts) == {"worker-2"}
+
+
+def test_retention_deletes_only_this_hosts_segments_and_applies_the_quota_to_its_own_disk(
+        redis_url: str, tmp_path: Path) -> None:
+    from pipeline.config import parse_config
+    from pipeline.recording.index import bytes_held_by
+    from pipeline.recording.recorder import final_path
+    from pipeline.recording.retention import apply_retention
+
+    client = redis.Redis.from_url(redis_url)
+    cam = "ret-cam"
+    client.delete(index_key(cam), "cctv:rec:bytes", "cctv:rec:host-bytes")
+    config = parse_config(f"cameras:\n  - {{id: {cam}, name: R, url: 'rtsp://127.0.0.1:1/x', "
+                          "recording: {retention_days: 1}}\n")
+    disks = {"host-a": tmp_path / "a", "host-b": tmp_path / "b"}
+    now = 1_700_000_000.0
+    made: list[Segment] = []
+    for i, (host, age_days) in enumerate([("host-a", 3), ("host-b", 3), ("host-a", 0), ("host-b", 0), (None, 0)]):
+        start = now - age_days * 86400 + i
+        path = final_path(disks[host or "host-a"], cam, start)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        seg = Segment(str(path.relative_to(disks[host or "host-a"])), start, start + 1, 1000, host=host)
+        add_segment(client, cam, seg)
+        made.append(seg)
+    # the entry without a host (indexed before hosts were recorded) counts as the asking host's own
+    assert bytes_held_by(client, "host-a") == 3000 and bytes_held_by(client, "host-b") == 3000
+
+    report = apply_retention(client, config, disks["host-a"], now=now, quota_bytes=10**9, host="host-a")
+    left = segments_between(client, cam, 0, now + 10)
+    assert report.deleted_by_age == 1 and made[0] not in left and made[1] in left  # b's old segment is b's to delete
+    assert (disks["host-b"] / made[1].path).exists()
+
+    report = apply_retention(client, config, disks["host-a"], now=now, quota_bytes=1000, host="host-a")
+    left = segments_between(client, cam, 0, now + 10)
+    assert report.deleted_by_quota == 1 and made[2] not in left  # host-a's oldest goes; host-b's are not counted
+    assert set(left) == {made[1], made[3], made[4]} and bytes_held_by(client, "host-a") == 1000
