@@ -50,23 +50,25 @@ def publish(args: argparse.Namespace) -> int:
     client = redis_client(socket_timeout=1.0, socket_connect_timeout=0.5)
     store = EventStore(client, wait_replicas=wait_replicas(settings), wait_timeout_ms=settings.redis_wait_timeout_ms)
     publisher = SpooledPublisher(store, EventSpool(args.spool, 64 * 1024 * 1024), retry_interval_s=0.2)
-    made, first_spooled, back_at, outage_start = 0, None, None, None
+    made = 0
+    outages: list[list[float | None]] = []  # [first spooled, first stored directly again] (epoch s)
     period = 1.0 / args.rate
     next_at = time.monotonic()
     while not stop:
         now = time.time()
         direct = publisher.publish("plate", event(args.prefix, made))
         made += 1
-        if not direct and outage_start is None:
-            outage_start = now
-            first_spooled = first_spooled or now
-        elif direct and outage_start is not None and back_at is None:
-            back_at = now
+        if not direct and (not outages or outages[-1][1] is not None):
+            outages.append([now, None])
+        elif direct and outages and outages[-1][1] is None:
+            outages[-1][1] = now
         publisher.flush()
-        if made % 20 == 0:
-            Path(args.out).with_suffix(".progress").write_text(json.dumps({"made": made, "pending": publisher.pending,
-                                                                          "first_spooled": first_spooled,
-                                                                          "back_at": back_at}))
+        if made % 10 == 0:
+            tmp = Path(args.out).with_suffix(".progress.tmp")
+            tmp.write_text(json.dumps({"made": made, "pending": publisher.pending, "outages": outages,
+                                       "first_spooled": outages[0][0] if outages else None,
+                                       "back_at": outages[0][1] if outages else None}))
+            tmp.replace(Path(args.out).with_suffix(".progress"))
         next_at += period
         time.sleep(max(0.0, next_at - time.monotonic()))
     deadline = time.monotonic() + args.drain_s
@@ -74,8 +76,8 @@ def publish(args: argparse.Namespace) -> int:
         publisher.flush(force=True)
         time.sleep(0.2)
     summary = {"made": made, "pending": publisher.pending, "spooled_total": publisher.spooled_total,
-               "delivered_from_spool": publisher.delivered_from_spool, "first_spooled": first_spooled,
-               "back_at": back_at, "dropped": publisher.spool.dropped}
+               "delivered_from_spool": publisher.delivered_from_spool, "outages": outages,
+               "dropped": publisher.spool.dropped}
     Path(args.out).write_text(json.dumps(summary))
     return 0 if publisher.pending == 0 else 1
 

@@ -64,7 +64,7 @@ class SentinelGroup:
         conf = folder / "redis.conf"
         credentials = RedisCredentials(self.admin_password, "", "")
         write_private(conf, render_conf(REDIS_PORT, folder, credentials, service_users=False, bind=host.ip,
-                                        replica_of=replica_of, min_replicas=1))
+                                        replica_of=replica_of, min_replicas=1, group=True))
         proc = host.popen([_exe("redis-server"), str(conf)], log=folder / "redis.log")
         self.redis[host.name] = proc
         wait_until(lambda: self.cli(host, REDIS_PORT, "PING") == "PONG", 60, f"redis on {host.name}")
@@ -86,6 +86,11 @@ class SentinelGroup:
     def host_of(self, ip: str) -> Host:
         """The host with address ``ip``."""
         return next(h for h in self.hosts if h.ip == ip)
+
+    def replica_in_sync(self, host: Host) -> bool:
+        """True when ``host``'s Redis is a replica with its link to the primary up (authenticated, synced)."""
+        info = self.cli(host, REDIS_PORT, "INFO", "replication")
+        return "role:slave" in info and "master_link_status:up" in info
 
     def _replicas_online(self, primary: Host) -> int:
         info = self.cli(primary, REDIS_PORT, "INFO", "replication")
