@@ -60,8 +60,10 @@ from typing import Any
 
 import psutil
 import redis
+import yaml
+from pydantic import ValidationError
 
-from pipeline.config import Config
+from pipeline.config import Config, EngineConfig
 from pipeline.settings import get_settings
 
 logger = logging.getLogger("benchmarks.throughput")
@@ -137,10 +139,10 @@ class _PerItem:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
-    def detect_batch(self, frames: list[Any], tiles: list[int] | None = None) -> list[Any]:
+    def detect_batch(self, frames: list[Any], tiles: list[int] | None = None, **options: Any) -> list[Any]:
         if tiles is None:
-            return [self.model.detect_batch([f])[0] for f in frames]
-        return [self.model.detect_batch([f], [t])[0] for f, t in zip(frames, tiles, strict=True)]
+            return [self.model.detect_batch([f], **options)[0] for f in frames]
+        return [self.model.detect_batch([f], [t], **options)[0] for f, t in zip(frames, tiles, strict=True)]
 
     def look_again(self, crops: list[Any], found: list[Any], min_confidence: float = 0.0,
                    eligible: list[int] | None = None) -> list[Any]:
@@ -429,7 +431,7 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
     from pipeline.ingest.worker import CaptureWorkerProcess
 
     config = make_config(urls, args.fps, args.width, work / "spool-engine", naive=False, queue_size=args.queue_size,
-                         precision=args.precision)
+                         precision=args.precision, engine_overrides=args.engine_set)
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     stop = MP_CONTEXT.Event()
@@ -627,7 +629,8 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
     urls = {f"cam{k + 1:02d}": f"/videos/cam{k + 1:02d}.mp4" for k in range(args.streams)}
     work = Path(tempfile.mkdtemp(prefix="cctv-throughput-files-"))
     try:
-        config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision)
+        config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision,
+                             engine_overrides=args.engine_set)
         ec = config.engine
         models = load_model_set(ec)
         reader = load_plate_reader_or_none(ec.plate_reader, device=ec.device)
@@ -991,6 +994,14 @@ def run_live(args: argparse.Namespace, streams: int, label: str = "") -> dict[st
     return result
 
 
+def engine_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--engine-set`` (VALUE read as YAML: numbers, booleans, strings)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
 def parse_sweep(text: str) -> list[int]:
     """``"4,8,12"`` -> ``[4, 8, 12]`` (positive, in the given order, duplicates dropped)."""
     counts: list[int] = []
@@ -1046,9 +1057,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
                              "through engine, reference and baseline in this process, compared by CPU time per "
                              "frame and by their answers")
+    parser.add_argument("--engine-set", type=engine_setting, action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine setting of the measured engine (not the reference or the baseline), e.g. "
+                             "plate_search=all_windows; repeatable")
     parser.add_argument("--json", type=Path, help="write the flat results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
+    args.engine_set = dict(args.engine_set)
+    try:
+        EngineConfig.model_validate(args.engine_set)
+    except ValidationError as exc:
+        parser.error(f"--engine-set: {exc}")
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
     sweep = None

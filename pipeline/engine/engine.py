@@ -413,7 +413,8 @@ class Engine:
         conf = self.engine_config.plate_confidence
         with self.metrics.stage("plate_detect"):
             crops = [job.crop for job in jobs]
-            plate_dets = self.models.plates.detect_batch(crops)
+            plate_dets = self.models.plates.detect_batch(
+                crops, coarse_first=self.engine_config.plate_search == "coarse_first", min_confidence=conf)
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
                 self.models.plates.look_again(crops, plate_dets, conf, eligible=due)

@@ -34,6 +34,9 @@ MERGE_IOU = 0.5
 MERGE_IOS = 0.6  # intersection over the smaller box above which two plate boxes are one plate
 VEHICLE_MARGIN = 0.1  # vehicle crops grow by 10 % of the box on each side (plates sit on the bumper edge)
 WHOLE_FRAME_MODES = ("off", "window", "tiles")
+COARSE_SHARP_PLATE_PX = 64.0
+"""Width (network input pixels) from which the box of a plate found by the whole-crop look is sharp enough to read
+from without a tile around it (coarse first)."""
 SECOND_LOOK_ANGLES = (-25.0, 25.0)  # crops with no plate are searched again turned by these (rolled plates)
 
 
@@ -93,6 +96,14 @@ def search_windows(width: int, height: int, tile: int) -> list[tuple[int, int, i
     return windows
 
 
+def centred_window(box: np.ndarray, width: int, height: int, tile: int) -> tuple[int, int, int, int]:
+    """A ``tile``-sized window (clipped to the image) centred on ``box``."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0 = int(min(max(0.0, cx - tile / 2), max(0, width - tile)))
+    y0 = int(min(max(0.0, cy - tile / 2), max(0, height - tile)))
+    return x0, y0, min(width, x0 + tile), min(height, y0 + tile)
+
+
 def touches_inner_edge(xyxy: np.ndarray, origin: tuple[int, int], tile_hw: tuple[int, int],
                        image_hw: tuple[int, int], tolerance: float = 2.0) -> np.ndarray:
     """Mask of tile boxes (tile pixels) that reach a tile edge lying inside the image (cut objects)."""
@@ -127,22 +138,56 @@ class PlateDetector:
     def __init__(self, detector: YoloOnnxDetector | UltralyticsDetector, tile: int | None = None,
                  calibration: BoxCalibration | None = None) -> None:
         self.detector = detector
-        imgsz = int(getattr(detector, "imgsz", None) or 320)
-        self.tile = int(tile if tile is not None else round(imgsz * TILE_FACTOR))
+        self.imgsz = int(getattr(detector, "imgsz", None) or 320)
+        self.tile = int(tile if tile is not None else round(self.imgsz * TILE_FACTOR))
         self.calibration = calibration or BoxCalibration()
 
-    def detect_batch(self, crops: list[np.ndarray], tiles: list[int] | None = None) -> list[Detections]:
-        """Detect plates in every crop (and its tiles) with one batched network call (class id 0).
+    def detect_batch(self, crops: list[np.ndarray], tiles: list[int] | None = None, coarse_first: bool = False,
+                     min_confidence: float = 0.0) -> list[Detections]:
+        """Detect plates in every crop (and its tiles) with batched network calls (class id 0).
 
         ``tiles[i]`` overrides the tile side for crop ``i``: 0 searches it as one window only (a cheap whole-frame
         look for large plates), a side below the network input zooms into it (small plates).
+
+        ``coarse_first`` searches every crop whole first, then, in one more batched call, only where it helps: a
+        crop where that look found no plate of at least ``min_confidence`` is searched with all its tiles; one
+        where it found a plate that the network saw narrower than :data:`COARSE_SHARP_PLATE_PX` pixels gets one
+        tile centred on that plate (its box sharpened at tile resolution); one whose plate the network saw wide
+        enough needs nothing more. A large vehicle whose plate the whole look finds costs one or two windows
+        instead of five or more.
         """
+        windows = [self._windows(crop, None if tiles is None else tiles[i]) for i, crop in enumerate(crops)]
+        if not coarse_first:
+            return [self._finish(Detections.merge(p)) for p in self._search(crops, windows)]
+        parts = self._search(crops, [w[:1] for w in windows])
+        fine: list[int] = []
+        fine_windows: list[list[tuple[int, int, int, int]]] = []
+        for i, wins in enumerate(windows):
+            if len(wins) > 1:
+                more = self._after_whole_look(parts[i][0], crops[i], wins, min_confidence)
+                if more:
+                    fine.append(i)
+                    fine_windows.append(more)
+        if fine:
+            for i, extra in zip(fine, self._search([crops[i] for i in fine], fine_windows), strict=True):
+                parts[i].extend(extra)
+        return [self._finish(Detections.merge(p)) for p in parts]
+
+    def _windows(self, crop: np.ndarray, tile: int | None) -> list[tuple[int, int, int, int]]:
+        """The crop's search windows: the whole crop first, then its tiles."""
+        h, w = crop.shape[:2]
+        if not (h and w):
+            return []
+        return search_windows(w, h, self.tile if tile is None else tile or max(h, w))
+
+    def _search(self, crops: list[np.ndarray], windows: list[list[tuple[int, int, int, int]]]
+                ) -> list[list[Detections]]:
+        """One batched network call over the given windows of each crop; per crop, its windows' detections in
+        crop pixels (a plate cut by a tile's inner edge dropped)."""
         images: list[np.ndarray] = []
         owners: list[tuple[int, int, int]] = []
-        for i, crop in enumerate(crops):
-            h, w = crop.shape[:2]
-            tile = self.tile if tiles is None else tiles[i] or max(h, w)
-            for x0, y0, x1, y1 in search_windows(w, h, tile) if h and w else []:
+        for i, (crop, wins) in enumerate(zip(crops, windows, strict=True)):
+            for x0, y0, x1, y1 in wins:
                 images.append(crop[y0:y1, x0:x1])
                 owners.append((i, x0, y0))
         raw = self.detector.detect_batch(images) if images else []
@@ -151,7 +196,20 @@ class PlateDetector:
             if image.shape[:2] != crops[i].shape[:2]:  # a tile: a plate cut by an inner edge is not a plate
                 dets = dets[~touches_inner_edge(dets.xyxy, (x0, y0), image.shape[:2], crops[i].shape[:2])]
             parts[i].append(dets.with_offset(x0, y0) if x0 or y0 else dets)
-        return [self._finish(Detections.merge(p)) for p in parts]
+        return parts
+
+    def _after_whole_look(self, whole: Detections, crop: np.ndarray, windows: list[tuple[int, int, int, int]],
+                          min_confidence: float) -> list[tuple[int, int, int, int]]:
+        """The windows a crop still needs after its whole look found ``whole`` (coarse first): every tile when no
+        plate reached ``min_confidence``, one tile centred on the best plate when the network saw it narrower
+        than :data:`COARSE_SHARP_PLATE_PX`, none otherwise."""
+        confident = whole[whole.confidence >= min_confidence] if len(whole) else whole
+        if not len(confident):
+            return windows[1:]
+        best = confident.xyxy[int(np.argmax(confident.confidence))]
+        if (best[2] - best[0]) * self.imgsz / max(crop.shape[:2]) >= COARSE_SHARP_PLATE_PX:
+            return []
+        return [centred_window(best, crop.shape[1], crop.shape[0], self.tile)]
 
     def detect_rotated(self, crops: list[np.ndarray], angles: tuple[float, ...] = SECOND_LOOK_ANGLES
                        ) -> list[Detections]:
@@ -254,6 +312,8 @@ class PlateCascade:
       (``engine.plates_without_vehicle``);
     - a vehicle crop (or whole frame) in which nothing is found is searched again turned by +-25 degrees
       (``engine.plate_second_look``: plates rolled too far for the upright detector);
+    - a vehicle crop larger than the plate detector's tile is searched whole first and with its tiles only where
+      no readable plate was found (``engine.plate_search: coarse_first``; ``all_windows``: every window at once);
     - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
       ``tiles``, one window plus overlapping tiles of ``whole_frame_tile`` pixels; ``off``), in the same batched
       call as the vehicle crops: a plate found there that no vehicle crop found is added (a close-up motorcycle
@@ -264,7 +324,7 @@ class PlateCascade:
     def __init__(self, vehicles: YoloOnnxDetector | UltralyticsDetector, plates: PlateDetector,
                  vehicle_confidence: float = 0.15, margin: float = VEHICLE_MARGIN,
                  without_vehicle: bool = True, whole_frame: str = "window", whole_frame_tile: int = 0,
-                 second_look: bool = True) -> None:
+                 second_look: bool = True, coarse_first: bool = True, plate_confidence: float = 0.25) -> None:
         if whole_frame not in WHOLE_FRAME_MODES:
             raise ValueError(f"whole_frame must be one of {WHOLE_FRAME_MODES}, not {whole_frame!r}")
         self.vehicles = vehicles
@@ -275,6 +335,8 @@ class PlateCascade:
         self.whole_frame = whole_frame
         self.whole_frame_tile = whole_frame_tile or plates.tile
         self.second_look = second_look
+        self.coarse_first = coarse_first
+        self.plate_confidence = plate_confidence
 
     def find_vehicles(self, frame: np.ndarray) -> Detections:
         """COCO vehicles (car, motorcycle, bus, truck) above the vehicle confidence."""
@@ -293,8 +355,9 @@ class PlateCascade:
         crops = crop_boxes(frame, vehicles.xyxy, self.margin)
         whole = [frame] if self.whole_frame != "off" and len(vehicles) else []
         whole_tile = self.whole_frame_tile if self.whole_frame == "tiles" else 0
-        found = self.plates.detect_batch([c for c, _ in crops] + whole,
-                                         [self.plates.tile] * len(crops) + [whole_tile] * len(whole))
+        found = self.plates.detect_batch([c for c, _ in crops], coarse_first=self.coarse_first,
+                                         min_confidence=self.plate_confidence)
+        found += self.plates.detect_batch(whole, [whole_tile] * len(whole))
         if self.second_look:
             self.plates.look_again([c for c, _ in crops] + whole, found, eligible=list(range(len(crops))))
         parts = []

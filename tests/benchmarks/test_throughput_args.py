@@ -1,0 +1,29 @@
+"""``benchmarks.throughput --engine-set``: engine settings of the measured engine, checked before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks import throughput
+
+
+def test_engine_setting_reads_yaml_values() -> None:
+    assert throughput.engine_setting("plate_search=all_windows") == ("plate_search", "all_windows")
+    assert throughput.engine_setting("plate_second_look=false") == ("plate_second_look", False)
+    assert throughput.engine_setting(" max_batch_size = 4") == ("max_batch_size", 4)
+
+
+@pytest.mark.parametrize("text", ["plate_search", "=coarse_first", ""])
+def test_engine_setting_without_key_and_value_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        throughput.engine_setting(text)
+
+
+@pytest.mark.parametrize("setting", ["plate_search=everything", "no_such_field=1", "max_batch_size=0"])
+def test_an_invalid_engine_setting_stops_before_any_run(setting: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        throughput.main(["--mode", "files", "--engine-set", setting])
+    assert exc.value.code == 2
+    assert "--engine-set" in capsys.readouterr().err
