@@ -110,6 +110,10 @@ class WorkerNode:
         settings = get_settings()
         self.children.append(ChildSpec("retention", run_retention_loop,
                                        (self.config, settings.redis_url, self.recordings_dir, self.stop_event)))
+        if settings.internal_token:  # the API and exports on other hosts read this host's segments through it
+            from pipeline.recording.serve import run_segment_server
+
+            self.children.append(ChildSpec("segments", run_segment_server, (self.stop_event,)))
         logger.info("worker %s on %s: %d camera slots, configuration version %d (%d cameras)", self.worker_id,
                     self.host, self.agent.slots, self.stored.version, len(self.config.cameras))  # fmt: skip
         try:
