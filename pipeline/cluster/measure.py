@@ -34,13 +34,15 @@ def _online_elsewhere(client: Any, camera_id: str, lost_worker: str) -> bool:
 
 def wait_handover(client: Any, cameras: list[str], lost_worker: str, online: bool = False, timeout_s: float = 120.0,
                   poll_s: float = 0.05, started: float | None = None) -> dict[str, float]:  # fmt: skip
-    """Seconds (from ``started``, default now, monotonic clock) until each camera's lease is held by a worker other
-    than ``lost_worker`` (with ``online``: also until its health says ``online`` on that worker). Cameras not handed
-    over within ``timeout_s`` are missing from the result."""
+    """Seconds (from ``started``, default now, on the monotonic clock, which every process of the machine shares;
+    ``started=0`` gives the monotonic times themselves) until each camera's lease is held by a worker other than
+    ``lost_worker`` (with ``online``: also until its health says ``online`` on that worker). Cameras not handed over
+    within ``timeout_s`` from the call are missing from the result."""
+    deadline = time.monotonic() + timeout_s
     start = time.monotonic() if started is None else started
     done: dict[str, float] = {}
     leased: dict[str, float] = {}
-    while len(done) < len(cameras) and time.monotonic() - start < timeout_s:
+    while len(done) < len(cameras) and time.monotonic() < deadline:
         now_holders = camera_holders(client, [c for c in cameras if c not in done])
         for cam, worker in now_holders.items():
             if worker and worker != lost_worker:
