@@ -30,6 +30,7 @@ from api.routes import (
     exports,
     faces,
     health,
+    live,
     media,
     persons,
     plates,
@@ -113,6 +114,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
             client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the server stopped before the "
                                                                                   "export ran; ask again"})
         await alerts.close_stream_pool(app)
+        await live.close_live_hub(app)
         client.close()
 
     app = FastAPI(title="CCTV control-room API", version="1.0", lifespan=lifespan,
@@ -142,6 +144,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
                    audit, media):
         app.include_router(module.router)
+    app.include_router(live.router)  # live video (WebSocket) and the video wall layout
     from api.routes import recordings  # recorded playback: timeline and fMP4 stream
 
     app.include_router(recordings.router)

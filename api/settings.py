@@ -62,6 +62,21 @@ class ApiSettings(BaseSettings):
                                     description="How often an open alert stream re-checks its user and token.")
     ws_auth_timeout_s: float = Field(default=5.0, gt=0, le=60,
                                      description="Time a WebSocket has to send its first message {\"token\": ...}.")
+    live_linger_s: float = Field(default=10.0, ge=0, le=600,
+                                 description="A camera's live upstream (ffmpeg) is kept this long after its last "
+                                             "viewer left.")
+    live_queue_fragments: int = Field(default=50, ge=4, le=2000,
+                                      description="Live video fragments (frames) queued per viewer; a viewer that "
+                                                  "falls further behind resumes at the next keyframe.")
+    live_queue_bytes: int = Field(default=8 * 2**20, ge=2**16, le=2**30,
+                                  description="Bytes of live video queued per viewer at most.")
+    live_streams_per_user: int = Field(default=32, ge=1, le=256,
+                                       description="Open live video WebSockets per user (a 4x4 wall needs 16).")
+    live_streams_total: int = Field(default=400, ge=1, le=10_000,
+                                    description="Open live video WebSockets in this API process.")
+    live_max_transcodes: int = Field(default=2, ge=0, le=64,
+                                     description="H.265 cameras without an H.264 sub-stream transcoded to H.264 for "
+                                                 "the browser at the same time.")
 
     def exports_root(self) -> Path:
         """The folder of export clips and case packages."""

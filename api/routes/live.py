@@ -1,0 +1,265 @@
+"""Live video of the cameras over WebSocket (fragmented MP4 for Media Source Extensions) and the video wall layout.
+
+The stream comes from :class:`pipeline.live.hub.LiveHub`, which runs in this API process: one upstream ffmpeg per
+camera stream however many viewers (every viewer of one API process shares it), started on the first viewer and
+stopped ``CCTV_LIVE_LINGER_S`` after the last. The API process is where the viewers' authentication, role and
+camera limits are checked, and forwarding bytes costs it little (nothing is decoded); a deployment with several
+API processes gets one upstream per camera per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Operator, RedisDep, User, resolve_user
+from api.routes.alerts import SessionEnded, StreamSlots, _rechecker, _ws_credentials
+from api.schemas.errors import ErrorOut
+from api.schemas.live import LiveInfoOut, WallLayoutIn, WallLayoutOut
+from pipeline.config import CAMERA_ID_PATTERN
+from pipeline.live.fmp4 import Fragment, InitSegment
+from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/live", tags=["live"])
+
+LAYOUT_KEY = "wall:layout:{username}"
+GRID_TILES = {"1": 1, "2x2": 4, "3x3": 9, "4x4": 16}
+
+WS_PROTOCOL = """\
+**Live video: `GET /api/live/{camera_id}/ws?stream=main|sub` (WebSocket).** The stream is the camera's own
+H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions, one fragment per frame.
+
+1. Authenticate without putting the token in the URL: send `{"token": "<bearer token>"}` as the first text message
+   within CCTV_WS_AUTH_TIMEOUT_S (5 s), or connect with the `X-API-Key` header. Operator role or higher.
+2. The server sends text (JSON) and binary messages:
+   - `{"type": "hello", "camera_id", "name", "stream"}` once;
+   - `{"type": "init", "codec": "avc1.64001f", "mime": "video/mp4; codecs=\\"avc1.64001f\\"", "width", "height",
+     "mode"}`, followed by one **binary** message: the init segment (`ftyp`+`moov`); again whenever the upstream
+     restarts (then start a new SourceBuffer or `changeType` and append the new init segment);
+   - **binary** messages: `moof`+`mdat` fragments, the first one after an init a keyframe;
+   - `{"type": "status", "status": "connecting|live|offline", "reason", "mode"}` on every change: an offline camera
+     keeps the socket open and is retried by the server (the stream resumes with a new init);
+   - `{"type": "end", "reason"}` before the server closes.
+3. A viewer that cannot keep up (slow network) loses the queued fragments and resumes at the next keyframe: it
+   never makes the server buffer more than CCTV_LIVE_QUEUE_FRAGMENTS fragments.
+
+Close codes: 4401 not authenticated or the session ended (user and token re-checked every CCTV_STREAM_RECHECK_S),
+4403 the role does not allow live video, 4404 no such camera or not one the user may see (camera limits),
+4422 a malformed camera id or stream, 4429 too many live streams (CCTV_LIVE_STREAMS_PER_USER per user,
+CCTV_LIVE_STREAMS_TOTAL in all). Every live session is audited (`live_start`, `live_stop` with its duration,
+bytes and dropped fragments).
+"""
+
+
+def live_hub(app) -> LiveHub:
+    """The app's live hub (made on first use from the camera config and the CCTV_LIVE_* settings)."""
+    hub = getattr(app.state, "live_hub", None)
+    if hub is None:
+        settings = app.state.settings
+        config = app.state.camera_config
+        hub = LiveHub(config, LiveSettings(
+            linger_s=settings.live_linger_s, queue_fragments=settings.live_queue_fragments,
+            queue_bytes=settings.live_queue_bytes, max_transcodes=settings.live_max_transcodes,
+            connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
+            stall_s=config.ingest.stall_timeout_s if config else 10.0))
+        app.state.live_hub = hub
+    return hub
+
+
+async def close_live_hub(app) -> None:
+    """Stop every upstream (app shutdown)."""
+    hub = getattr(app.state, "live_hub", None)
+    if hub is not None:
+        await hub.close()
+
+
+def _slots(app) -> StreamSlots:
+    if getattr(app.state, "live_slots", None) is None:
+        app.state.live_slots = StreamSlots()
+    return app.state.live_slots
+
+
+def _visible_camera(request_app, user: User, camera_id: str):
+    config = request_app.state.camera_config
+    camera = next((c for c in (config.cameras if config else []) if c.id == camera_id and c.enabled), None)
+    return camera if camera is not None and user.sees(camera_id) else None
+
+
+CameraId = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="A camera id of cameras.yaml.")]
+StreamQuery = Annotated[Literal["main", "sub"], Query(description="main: the camera's main stream; sub: its "
+                                                      "sub-stream (the main one when it has none).")]
+
+
+@router.get("/{camera_id}/info", response_model=LiveInfoOut, summary="Live stream state of a camera (and the "
+            "live WebSocket protocol)", description=WS_PROTOCOL,
+            responses={404: {"model": ErrorOut, "description": "No such camera, or not one you may see."}})
+def live_info(camera_id: CameraId, request: Request, user: Operator, stream: StreamQuery = "main") -> LiveInfoOut:
+    camera = _visible_camera(request.app, user, camera_id)
+    if camera is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id!r} not found")
+    source = live_hub(request.app).source(camera_id, stream)
+    return LiveInfoOut(camera_id=camera.id, name=camera.name, stream=source.variant,
+                       has_sub_stream=bool(camera.sub_stream), websocket=f"/api/live/{camera.id}/ws",
+                       **source.info())
+
+
+def _default_layout(request: Request, user: User) -> WallLayoutOut:
+    config = request.app.state.camera_config
+    cams = [c.id for c in (config.cameras if config else []) if c.enabled and user.sees(c.id)]
+    grid = next(g for g, n in GRID_TILES.items() if n >= min(len(cams), 16) or g == "4x4")
+    return WallLayoutOut(grid=grid, tiles=cams[:GRID_TILES[grid]], stream="auto", saved=False)
+
+
+@router.get("/layout", response_model=WallLayoutOut, summary="Your saved video wall layout")
+def get_layout(request: Request, user: Operator, client: RedisDep) -> WallLayoutOut:
+    raw = client.get(LAYOUT_KEY.format(username=user.username))
+    if not raw:
+        return _default_layout(request, user)
+    data = json.loads(raw)
+    # cameras the user may no longer see (limits changed, camera removed) are shown as empty tiles
+    tiles = [c if c and _visible_camera(request.app, user, c) else None for c in data.get("tiles", [])]
+    return WallLayoutOut(grid=data["grid"], tiles=tiles, stream=data.get("stream", "auto"), saved=True,
+                         updated_at=data.get("updated_at"))
+
+
+@router.put("/layout", response_model=WallLayoutOut, summary="Save your video wall layout",
+            responses={422: {"description": "A tile names a camera that does not exist or that you may not see."}})
+def put_layout(body: WallLayoutIn, request: Request, user: Operator, client: RedisDep) -> WallLayoutOut:
+    for i, cam in enumerate(body.tiles):
+        if cam is not None and _visible_camera(request.app, user, cam) is None:
+            raise HTTPException(422, f"tiles[{i}]: unknown camera {cam!r}")
+    record = {"grid": body.grid, "tiles": body.tiles, "stream": body.stream, "updated_at": time.time()}
+    client.set(LAYOUT_KEY.format(username=user.username), json.dumps(record))
+    return WallLayoutOut(**record, saved=True)
+
+
+# -- WebSocket -----------------------------------------------------------------------------------------------
+async def _authenticate(websocket: WebSocket) -> User | None:
+    settings = websocket.app.state.settings
+    try:
+        token, api_key = await _ws_credentials(websocket, settings.ws_auth_timeout_s)
+    except WebSocketDisconnect:
+        return None
+    if not (token or api_key):
+        return None
+    user = await run_in_threadpool(resolve_user, websocket.app.state.api_store, token, api_key)
+    websocket.state.credentials = (token, api_key)
+    return user
+
+
+async def _send(websocket: WebSocket, item: InitSegment | Fragment | StatusMessage, mode: str) -> int:
+    """Send one hub item; returns the bytes of video sent."""
+    if isinstance(item, Fragment):
+        await websocket.send_bytes(item.data)
+        return len(item.data)
+    if isinstance(item, InitSegment):
+        await websocket.send_text(json.dumps({"type": "init", "codec": item.codec, "mime": item.mime,
+                                              "width": item.width, "height": item.height, "mode": mode}))
+        await websocket.send_bytes(item.data)
+        return len(item.data)
+    await websocket.send_text(json.dumps({"type": "status", "status": item.status, "reason": item.reason,
+                                          "mode": mode}))
+    return 0
+
+
+async def _watch_client(websocket: WebSocket) -> None:
+    """Returns when the client closes (its other messages, e.g. keep-alives, are ignored)."""
+    while True:
+        message = await websocket.receive()
+        if message.get("type") == "websocket.disconnect":
+            return
+
+
+async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: str, recheck) -> None:
+    """Forward the viewer's queue to the socket until the client goes or the session ends."""
+    closed = asyncio.get_running_loop().create_task(_watch_client(websocket))
+    every = websocket.app.state.settings.stream_recheck_s
+    try:
+        while not closed.done():
+            getter = asyncio.ensure_future(viewer.get())
+            done, _ = await asyncio.wait({getter, closed}, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+            else:
+                await _send(websocket, getter.result(), viewer.source.mode)
+            user = await recheck(user)
+            if not user.sees(camera_id):
+                raise SessionEnded("camera no longer permitted")
+    finally:
+        closed.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await closed
+
+
+async def _audit(app, user: str, action: str, params: dict, ip: str) -> None:
+    try:
+        await run_in_threadpool(app.state.api_store.audit, user, action, params, None, None, ip)
+    except Exception as exc:  # noqa: BLE001 - an audit failure is logged; the stream itself is not the cause
+        logger.warning("could not audit %s of %s: %s", action, user, exc)
+
+
+@router.websocket("/{camera_id}/ws")
+async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") -> None:
+    """Live video of one camera as fragmented MP4 (protocol: the description of ``GET /api/live/{id}/info``)."""
+    app = websocket.app
+    settings = app.state.settings
+    if not re.fullmatch(CAMERA_ID_PATTERN, camera_id) or stream not in ("main", "sub"):
+        await websocket.close(code=4422, reason="malformed camera id or stream (main or sub)")
+        return
+    await websocket.accept()
+    user = await _authenticate(websocket)
+    if user is None:
+        await websocket.close(code=4401, reason="not authenticated")
+        return
+    if not user.may("operator"):
+        await websocket.close(code=4403, reason="live video needs the operator role")
+        return
+    camera = _visible_camera(app, user, camera_id)
+    ip = websocket.client.host if websocket.client else ""
+    if camera is None:
+        await _audit(app, user.username, "live_refused", {"camera_id": camera_id, "reason": "not found or not "
+                                                                                            "permitted"}, ip)
+        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found")
+        return
+    slots = _slots(app)
+    refused = slots.acquire(user.username, settings.live_streams_per_user, settings.live_streams_total)
+    if refused:
+        await websocket.close(code=4429, reason=refused.replace("live alert", "live video")[:120])
+        return
+    hub = live_hub(app)
+    viewer = hub.subscribe(camera_id, stream)
+    started = time.time()
+    await _audit(app, user.username, "live_start", {"camera_id": camera_id, "stream": viewer.source.variant}, ip)
+    reason = "client closed"
+    try:
+        await websocket.send_text(json.dumps({"type": "hello", "camera_id": camera.id, "name": camera.name,
+                                              "stream": viewer.source.variant}))
+        token, api_key = websocket.state.credentials
+        await _stream(websocket, viewer, user, camera_id,
+                      _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s))
+    except SessionEnded as exc:
+        reason = "session ended"
+        logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
+            await websocket.close(code=4401, reason=reason)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        reason = "connection lost"
+    finally:
+        hub.unsubscribe(viewer)
+        slots.release(user.username)
+        await _audit(app, user.username, "live_stop", {
+            "camera_id": camera_id, "stream": viewer.source.variant, "seconds": round(time.time() - started, 1),
+            "bytes": viewer.sent_bytes, "fragments": viewer.sent_fragments, "dropped_fragments": viewer.dropped,
+            "reason": reason}, ip)

@@ -1,0 +1,211 @@
+"""Live video WebSocket and the video wall layout against the real API, Redis and real RTSP test cameras: what a
+viewer gets (hello, init JSON with the codec, the init segment, keyframe-first fragments), what an attacker gets
+(no token, a bad token, the token in the URL, another camera, crafted ids), audit of every session, one upstream
+for many viewers, the info route and the saved layout."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from api.main import create_app
+from api.settings import ApiSettings
+from api.store import ApiStore
+from pipeline.testcams import TestCameraServer
+
+CLIP = "short_hamilton_clip"
+PASSWORD = "correct horse battery"
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def cams(shared_dir: Path) -> Iterator[TestCameraServer]:
+    with TestCameraServer(shared_dir / "data" / "videos", 0, names=[CLIP], aliases={"cam2": CLIP}) as server:
+        yield server
+
+
+@pytest.fixture()
+def live_client(cams: TestCameraServer, redis_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict]]:
+    config = tmp_path / "cameras.yaml"
+    config.write_text("cameras:\n"
+                      f"  - {{id: lobby, name: Lobby, url: '{cams.url(CLIP)}', sub_stream: '{cams.sub_url(CLIP)}'}}\n"
+                      f"  - {{id: gate, name: Gate, url: '{cams.url('cam2')}'}}\n"
+                      "  - {id: dead, name: Dead, url: 'rtsp://127.0.0.1:9/none'}\n", encoding="utf-8")
+    settings = ApiSettings(redis_url=redis_url, recordings_dir=tmp_path / "rec", config_path=config, scrypt_n=16,
+                           ws_auth_timeout_s=1.0, live_linger_s=0.5, live_streams_per_user=3)
+    store = ApiStore(redis.Redis.from_url(redis_url), scrypt_n=16)
+    for name, role, limit in (("op", "operator", None), ("lim", "operator", ["lobby"]), ("adm", "admin", None)):
+        store.put_user(name, role, PASSWORD, limit)
+    with TestClient(create_app(settings)) as client:
+        tokens = {}
+        for name in ("op", "lim", "adm"):
+            r = client.post("/api/auth/login", json={"username": name, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            tokens[name] = r.json()["access_token"]
+        yield client, tokens
+
+
+def boxes(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        out.append(kind)
+        pos += size
+    return out
+
+
+def refused(client: TestClient, path: str, first: str | None = None, headers: dict | None = None) -> tuple[int, str]:
+    """(close code, reason) of a live WebSocket that the server refuses."""
+    try:
+        with client.websocket_connect(path, headers=headers or {}) as ws:
+            if first is not None:
+                ws.send_text(first)
+            while True:
+                message = ws.receive()
+                if message["type"] == "websocket.close":
+                    return message["code"], message.get("reason", "")
+                assert "bytes" not in message or not message["bytes"], f"video sent to a refused viewer on {path}"
+                text = message.get("text") or ""
+                assert '"hello"' not in text and '"init"' not in text, f"{path}: stream opened: {text}"
+    except WebSocketDisconnect as exc:
+        return exc.code, exc.reason or ""
+
+
+def watch(ws, fragments: int) -> dict:
+    """Read a live socket: the hello, init JSON, init segment and ``fragments`` fragments."""
+    got = {"texts": [], "init": None, "fragments": []}
+    while len(got["fragments"]) < fragments:
+        message = ws.receive()
+        assert message["type"] == "websocket.send", message
+        if message.get("text") is not None:
+            got["texts"].append(json.loads(message["text"]))
+        elif got["init"] is None:
+            got["init"] = message["bytes"]
+        else:
+            got["fragments"].append(message["bytes"])
+    return got
+
+
+def audit(rclient: redis.Redis, action: str) -> list[dict]:
+    out = []
+    for _, fields in rclient.xrange("audit"):
+        if fields[b"action"].decode() == action:
+            out.append({"user": fields[b"user"].decode(), **json.loads(fields[b"params"])})
+    return out
+
+
+def test_viewer_gets_codec_init_and_keyframe_first_fragments_and_the_session_is_audited(live_client, rclient):
+    client, tokens = live_client
+    with client.websocket_connect("/api/live/lobby/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["op"]}))
+        got = watch(ws, 30)
+    hello, init = got["texts"][0], next(t for t in got["texts"] if t["type"] == "init")
+    assert hello == {"type": "hello", "camera_id": "lobby", "name": "Lobby", "stream": "main"}
+    assert init["codec"].startswith("avc1.") and init["mime"] == f'video/mp4; codecs="{init["codec"]}"'
+    assert (init["width"], init["height"], init["mode"]) == (640, 360, "remux")
+    assert boxes(got["init"]) == [b"ftyp", b"moov"]
+    assert all(boxes(f) == [b"moof", b"mdat"] for f in got["fragments"])
+    # the first fragment is a keyframe: trun's first-sample flags, or the default flags of tfhd, say "sync"
+    from pipeline.live.fmp4 import fragment_facts
+
+    facts = [fragment_facts(f) for f in got["fragments"]]
+    assert facts[0].key and [f.decode_time for f in facts] == sorted(f.decode_time for f in facts)
+    starts, stops = audit(rclient, "live_start"), audit(rclient, "live_stop")
+    assert starts == [{"user": "op", "camera_id": "lobby", "stream": "main"}]
+    assert stops and stops[0]["camera_id"] == "lobby" and stops[0]["bytes"] > 0 and stops[0]["user"] == "op"
+
+
+def test_attackers_get_no_video(live_client, rclient):
+    client, tokens = live_client
+    # no token at all (nothing sent within the auth timeout), a bad token, garbage, the token in the URL
+    assert refused(client, "/api/live/lobby/ws")[0] == 4401
+    assert refused(client, "/api/live/lobby/ws", json.dumps({"token": "not-a-token"}))[0] == 4401
+    assert refused(client, "/api/live/lobby/ws", "{not json")[0] == 4401
+    assert refused(client, "/api/live/lobby/ws", json.dumps({"token": ["x"]}))[0] == 4401
+    assert refused(client, f"/api/live/lobby/ws?token={tokens['op']}", "hello")[0] == 4401
+    assert refused(client, "/api/live/lobby/ws", headers={"X-API-Key": "forged-key"})[0] == 4401
+    # a camera-limited user asks for another camera, and for one that does not exist: the same answer
+    code, reason = refused(client, "/api/live/gate/ws", json.dumps({"token": tokens["lim"]}))
+    assert code == 4404 and "gate" in reason
+    assert refused(client, "/api/live/nope/ws", json.dumps({"token": tokens["lim"]}))[0] == 4404
+    assert refused(client, "/api/live/nope/ws", json.dumps({"token": tokens["op"]}))[0] == 4404
+    # crafted camera ids and streams never reach the hub
+    for path in ("/api/live/GATE/ws", "/api/live/gate%00/ws", "/api/live/-gate/ws", f"/api/live/{'a' * 65}/ws",
+                 "/api/live/lobby/ws?stream=../../etc", "/api/live/lobby/ws?stream=MAIN"):
+        assert refused(client, path, json.dumps({"token": tokens["op"]})) == (
+            4422, "malformed camera id or stream (main or sub)"), path
+    # an encoded slash matches no WebSocket route at all: closed without a stream
+    assert refused(client, "/api/live/gate%2F..%2Flobby/ws", json.dumps({"token": tokens["op"]}))[0] == 1000
+    hub = getattr(client.app.state, "live_hub", None)
+    assert hub is None or not [k for k, s in hub.sources.items() if s.sessions], "a refused viewer got an upstream"
+    refusals = audit(rclient, "live_refused")
+    assert {"user": "lim", "camera_id": "gate", "reason": "not found or not permitted"} in refusals
+    # the limited user does get their own camera
+    with client.websocket_connect("/api/live/lobby/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["lim"]}))
+        assert watch(ws, 3)["fragments"]
+
+
+def test_many_viewers_share_one_upstream_and_the_stream_cap_holds(live_client):
+    client, tokens = live_client
+    first = json.dumps({"token": tokens["op"]})
+    with client.websocket_connect("/api/live/gate/ws") as a, client.websocket_connect("/api/live/gate/ws") as b:
+        a.send_text(first)
+        b.send_text(first)
+        watch(a, 5)
+        watch(b, 5)
+        hub = client.app.state.live_hub
+        source = hub.sources[("gate", "main")]
+        assert source.sessions == 1 and len(hub.upstream_pids()) == 1 and len(source.viewers) == 2
+        info = client.get("/api/live/gate/info", headers={"Authorization": f"Bearer {tokens['op']}"}).json()
+        assert info["status"] == "live" and info["viewers"] == 2 and info["codec"].startswith("avc1.")
+        with client.websocket_connect("/api/live/gate/ws") as c:
+            c.send_text(first)
+            watch(c, 1)
+            assert refused(client, "/api/live/gate/ws", first)[0] == 4429  # CCTV_LIVE_STREAMS_PER_USER = 3
+
+
+def test_dead_camera_says_offline_and_keeps_the_socket(live_client):
+    client, tokens = live_client
+    with client.websocket_connect("/api/live/dead/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["op"]}))
+        statuses = []
+        while not any(s.get("status") == "offline" for s in statuses):
+            message = ws.receive()
+            assert message.get("bytes") is None
+            statuses.append(json.loads(message["text"]))
+        offline = statuses[-1]
+        assert offline["reason"], offline
+
+
+def test_info_and_layout(live_client):
+    client, tokens = live_client
+    op = {"Authorization": f"Bearer {tokens['op']}"}
+    lim = {"Authorization": f"Bearer {tokens['lim']}"}
+    info = client.get("/api/live/lobby/info?stream=sub", headers=op).json()
+    assert info["stream"] == "sub" and info["has_sub_stream"] and info["status"] == "idle"
+    assert client.get("/api/live/gate/info?stream=sub", headers=op).json()["stream"] == "main"  # no sub-stream
+    assert client.get("/api/live/gate/info", headers=lim).status_code == 404
+    assert client.get("/api/live/GATE/info", headers=op).status_code == 422
+    assert client.get("/api/live/gate/info").status_code == 401
+    # layouts: the default, a saved one (survives a new app = read back from Redis), refused cameras
+    default = client.get("/api/live/layout", headers=lim).json()
+    assert default == {"grid": "1", "tiles": ["lobby"], "stream": "auto", "saved": False, "updated_at": None}
+    saved = client.put("/api/live/layout", headers=op, json={"grid": "2x2", "tiles": ["gate", None, "lobby"],
+                                                             "stream": "sub"})
+    assert saved.status_code == 200 and saved.json()["saved"]
+    again = client.get("/api/live/layout", headers=op).json()
+    assert (again["grid"], again["tiles"], again["stream"]) == ("2x2", ["gate", None, "lobby"], "sub")
+    assert client.put("/api/live/layout", headers=lim, json={"grid": "2x2", "tiles": ["gate"]}).status_code == 422
+    assert client.put("/api/live/layout", headers=op, json={"grid": "1", "tiles": ["gate", "lobby"]}).status_code == 422
+    bad = client.put("/api/live/layout", headers=op, json={"grid": "2x2", "tiles": ["../etc"]})
+    assert bad.status_code == 422 and "tiles[0]" in bad.json()["detail"]
+    assert client.put("/api/live/layout", headers=op, json={"grid": "5x5"}).status_code == 422
+    assert client.get("/api/live/layout", headers=lim).json()["saved"] is False  # per user
