@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from contextlib import asynccontextmanager
@@ -17,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api import openapi as api_openapi
 from api.auditing import AuditMiddleware
-from api.exportqueue import ExportQueue
+from api.clusterconfig import camera_config_loop, follow_camera_config
+from api.exportqueue import ALIVE_TTL_S, ExportQueue, alive_key
 from api.faces import FaceService
 from api.limits import BodyGuard
 from api.routes import (
@@ -102,14 +104,21 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         except redis.RedisError as exc:
             logger.warning("could not bootstrap the admin user (Redis: %s)", exc)
         try:  # exports a killed server left queued or running will never finish: say so
+            client.set(alive_key(app.state.export_queue.instance), "1", px=int(ALIVE_TTL_S * 1000))
             await run_in_threadpool(exports.fail_interrupted_exports, client, settings.exports_root())
         except redis.RedisError as exc:
             logger.warning("could not check for interrupted exports (Redis: %s)", exc)
+        # several API replicas: this one stays alive for its own jobs and fails those of replicas that are gone
+        app.state.export_queue.keep_alive(client, lambda: exports.fail_interrupted_exports(client,
+                                                                                           settings.exports_root()))
+        follow_camera_config(app, client)  # multi-host: the cameras.yaml pushed to Redis, if any
+        config_task = asyncio.create_task(camera_config_loop(app, client))
         try:  # open cases from before legal hold existed get their hold now
             await run_in_threadpool(cases.hold_open_cases, client, settings.recordings_dir)
         except redis.RedisError as exc:
             logger.warning("could not check the legal hold of open cases (Redis: %s)", exc)
         yield
+        config_task.cancel()
         for job_id in app.state.export_queue.shutdown():
             client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the server stopped before the "
                                                                                   "export ran; ask again"})

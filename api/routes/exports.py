@@ -105,7 +105,8 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
         return JSONResponse({"detail": down}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     job_id = uuid.uuid4().hex[:16]
     job = {"id": job_id, "status": "queued", "progress": "0", "camera_id": body.camera_id, "start": repr(body.start),
-           "end": repr(body.end), "requester": user.username, "created_at": repr(time.time())}
+           "end": repr(body.end), "requester": user.username, "created_at": repr(time.time()),
+           "owner": queue.instance}
     client.hset(f"export:{job_id}", mapping=job)
     client.zadd("exports", {job_id: time.time()})
     store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
@@ -122,24 +123,37 @@ INTERRUPTED = "interrupted: the server stopped while this export was queued or r
 
 
 def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
-    """At start-up: jobs left ``queued`` or ``running`` by a server that was killed are marked failed (nothing
-    will ever finish them), and the half-written clips they left (``*.part.mp4``, ``*.json.part``) are removed.
-    Returns the number of jobs marked. One API process per Redis runs exports, so none of them is still alive."""
-    marked = 0
+    """Jobs left ``queued`` or ``running`` by an API process that is gone are marked failed (nothing will ever
+    finish them) and the half-written clips they left (``*.part.mp4``, ``*.json.part`` in their folders) removed.
+
+    Run at start-up and every :data:`api.exportqueue.SWEEP_S` by every API process: with several API replicas a job
+    belongs to the replica that queued it (``owner``) and is failed only once that replica's liveness key
+    (:func:`api.exportqueue.alive_key`, refreshed while it runs) is gone; a job without an owner (written before
+    replicas existed) counts as its owner gone. Returns the number of jobs marked."""
+    from api.exportqueue import alive_key
+
+    marked: list[str] = []
     for raw in client.zrange("exports", 0, -1):
-        key = f"export:{raw.decode()}"
-        if client.hget(key, "status") in (b"queued", b"running"):
-            client.hset(key, mapping={"status": "failed", "error": INTERRUPTED})
-            marked += 1
+        job_id = raw.decode()
+        key = f"export:{job_id}"
+        status_, owner = client.hmget(key, ["status", "owner"])
+        if status_ not in (b"queued", b"running"):
+            continue
+        if owner and client.exists(alive_key(owner.decode())):
+            continue  # its API process is alive and will finish it
+        client.hset(key, mapping={"status": "failed", "error": INTERRUPTED})
+        marked.append(job_id)
     removed = 0
-    if exports_root.is_dir():
-        for part in [*exports_root.rglob("*.part.mp4"), *exports_root.rglob("*.json.part")]:
-            part.unlink(missing_ok=True)
-            removed += 1
+    for job_id in marked:
+        folder = exports_root / job_id
+        if folder.is_dir():
+            for part in [*folder.rglob("*.part.mp4"), *folder.rglob("*.json.part")]:
+                part.unlink(missing_ok=True)
+                removed += 1
     if marked or removed:
         logger.warning("%d export job(s) interrupted by the last stop marked failed; %d partial file(s) removed",
-                       marked, removed)
-    return marked
+                       len(marked), removed)
+    return len(marked)
 
 
 def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
