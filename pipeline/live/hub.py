@@ -180,6 +180,7 @@ class LiveSource:
     _fallback: str = ""  # the stream was H.265: "sub" (the camera's sub-stream) or "transcode"
     _transcoding: bool = False  # holds one of the hub's transcode places
     _end_reason: str = ""
+    _long_probe: bool = False  # the short probe did not get the stream's parameters once: probe longer
 
     @property
     def key(self) -> str:
@@ -268,8 +269,12 @@ class LiveSource:
             self.init, self.gop, self._gop_bytes = None, [], 0
 
     def _command(self, input_args: list[str], plan: _Session) -> list[str]:
-        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
-               "-probesize", "1000000", "-analyzeduration", "1000000", *input_args, "-map", "0:v:0", "-an", "-sn"]
+        # a short probe (the SDP's parameter sets usually say all): ~1 s less to the first frame; a stream that
+        # needs more (no parameter sets in the SDP) fails its first session and gets the long probe after
+        probe = ["-probesize", "1000000", "-analyzeduration", "1000000"] if self._long_probe else \
+            ["-probesize", "32", "-analyzeduration", "0"]
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1", *probe, *input_args,
+               "-map", "0:v:0", "-an", "-sn"]
         if plan.mode == "transcode":
             width = self.hub.settings.transcode_width
             cmd += ["-vf", f"scale='min({width},iw)':-2", "-c:v", "libx264", "-preset", "ultrafast",
@@ -336,6 +341,8 @@ class LiveSource:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await err_task
             self.pid = None
+        if not delivered and not self._long_probe:
+            self._long_probe = True
         if delivered != "switch" and not self._end_reason:
             self._end_reason = (redact_text(" | ".join(stderr_tail), secrets)[:300] if stderr_tail
                                 else "the camera stream ended")

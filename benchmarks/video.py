@@ -1,0 +1,455 @@
+"""Video benchmark (issue 15): live latency, time to first frame, and what live viewers cost the server.
+
+    python -m benchmarks.video [--cameras 8] [--viewers 1,4,16] [--seconds 20] [--json OUT] [--png OUT]
+
+Everything is real: loopback RTSP cameras (:mod:`pipeline.testcams`, the 720p Bangkok sample, H.264 at 25 fps with a
+keyframe every second) run in this process, the API (``uvicorn api.main:create_app``) runs as its own process with
+its live hub and a private redis-server, and viewers are WebSocket clients that authenticate like the web page
+(token as the first message) and read every message without decoding.
+
+**Live latency, capture -> received** (``live_latency_*``): the test camera records, for its RTSP connection to the
+hub, the wall-clock time at which it hands each frame's first RTP packet to the connection (the frame's RTP
+timestamp); a viewer records the wall-clock time at which each fragment arrives and maps it to the frame by its
+decode time (``tfdt``; the RTP and MP4 timelines differ by the first frame's timestamp; no B-frames). Same clock,
+same machine. Not included: a real camera's own encoder delay (the test camera sends pre-encoded frames, a real
+one adds its encoder's tens to a few hundred ms) and the browser's decode and display (``--browser`` measures
+that part in headless Chromium on the video wall when selenium and chromium are there: ``browser_*`` fields).
+
+**Time to first frame** (``live_first_frame_s``): a viewer opening a camera nobody watches (the hub starts the
+upstream: RTSP connect + the camera's next keyframe, which the test cameras send every second) until its first
+fragment (the camera's source is already running, as a real camera's encoder is); ``live_first_frame_warm_s``: a second viewer
+of a camera already streaming (served from the hub's GOP cache).
+
+**Cost**: CPU (user+system) and RSS of the API process and its ffmpeg children, first with no viewer (baseline),
+then with V viewers on each of the N cameras for ``--seconds``: cores per camera (one viewer each) and
+``cpu_cores_per_viewer`` (the slope between the smallest and the largest viewer count). The camera server and the
+viewer clients run in this process and are not charged to the API.
+
+``seek_first_frame_s`` (recorded playback) is filled by :func:`measure_seek_first_frame` when the playback benchmark
+is present; ``null`` otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.ingest import RedisProcess, tree_cpu_rss
+from pipeline import testcams
+from pipeline.settings import PROJECT_ROOT
+from pipeline.testcams import TestCameraServer
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+VIDEO = "thai_bangkok_night_dashcam_bus"  # 1280x720
+PASSWORD = "bench-password-1"
+RTP_CLOCK = 90_000
+
+
+# -- camera-side send times --------------------------------------------------------------------------------------
+class SendLog:
+    """Wall-clock time each frame (RTP timestamp) was handed to each RTSP connection, per stream name."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.streams: dict[str, dict[str, Any]] = {}
+
+    def install(self) -> None:
+        """Wrap the test camera's per-connection packet hand-over (the benchmark's own camera server only)."""
+        original_offer, original_add = testcams._Viewer.offer, testcams._Source.add_viewer
+        log = self
+
+        def add_viewer(source, viewer) -> None:
+            viewer.bench_stream = source.name
+            original_add(source, viewer)
+
+        def offer(viewer, packet: bytes, key: bool) -> None:
+            original_offer(viewer, packet, key)
+            if viewer.waiting_for_key or len(packet) < 12:
+                return
+            ts = int.from_bytes(packet[4:8], "big")
+            with log.lock:
+                entry = log.streams.get(viewer.bench_stream)
+                if entry is None or entry["viewer"] != id(viewer):  # a new connection (the hub's upstream)
+                    entry = log.streams[viewer.bench_stream] = {"viewer": id(viewer), "first": ts, "times": {}}
+                entry["times"].setdefault(ts, time.time())
+
+        testcams._Viewer.offer, testcams._Source.add_viewer = offer, add_viewer
+
+    def sent_at(self, stream: str, offset_s: float) -> float | None:
+        """When the frame ``offset_s`` after the connection's first frame was sent."""
+        with self.lock:
+            entry = self.streams.get(stream)
+            if entry is None:
+                return None
+            ts = (entry["first"] + round(offset_s * RTP_CLOCK)) % 2**32
+            for delta in (0, -1, 1, -2, 2):  # rounding of the 25 fps clock (3600 ticks a frame)
+                found = entry["times"].get((ts + delta) % 2**32)
+                if found is not None:
+                    return found
+        return None
+
+
+# -- fragments ---------------------------------------------------------------------------------------------------
+def decode_time(fragment: bytes) -> int | None:
+    """tfdt of a moof+mdat fragment."""
+    from pipeline.live.fmp4 import Fmp4Error, fragment_facts
+
+    try:
+        return fragment_facts(fragment).decode_time
+    except (Fmp4Error, struct.error, IndexError):
+        return None
+
+
+def timescale(init: bytes) -> int:
+    from pipeline.live.fmp4 import init_facts
+
+    return init_facts(init).timescale
+
+
+class ViewerStats:
+    """One headless viewer's counters."""
+
+    def __init__(self, camera: str, stream: str) -> None:
+        self.camera, self.stream = camera, stream
+        self.opened = time.time()
+        self.first_fragment: float | None = None
+        self.fragments = 0
+        self.bytes = 0
+        self.latencies: list[float] = []
+        self.closed_with: str | None = None
+
+
+async def run_viewer(base: str, token: str, stats: ViewerStats, log: SendLog, stop: asyncio.Event,
+                     measure: bool) -> None:
+    """A WebSocket viewer: token first, then read (no decoding); latencies when ``measure``."""
+    import websockets
+
+    stats.opened = time.time()
+    scale = 90_000
+    try:
+        async with websockets.connect(f"{base}/api/live/{stats.camera}/ws", max_size=2**24) as ws:
+            await ws.send(json.dumps({"token": token}))
+            while not stop.is_set():
+                try:
+                    message = await asyncio.wait_for(ws.recv(), 1.0)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                if isinstance(message, str):
+                    continue
+                if message[4:8] == b"ftyp":
+                    scale = timescale(message)
+                    continue
+                stats.fragments += 1
+                stats.bytes += len(message)
+                if stats.first_fragment is None:
+                    stats.first_fragment = now
+                if measure:
+                    dts = decode_time(message)
+                    sent = log.sent_at(stats.stream, dts / scale) if dts is not None else None
+                    if sent is not None:
+                        stats.latencies.append(now - sent)
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        stats.closed_with = f"{type(exc).__name__}: {exc}"
+
+
+# -- the API process ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ApiProcess:
+    """``uvicorn api.main:create_app --factory`` with a cameras.yaml of the test cameras."""
+
+    def __init__(self, redis_url: str, cameras_yaml: str, workdir: Path) -> None:
+        self.port = free_port()
+        config = workdir / "cameras.yaml"
+        config.write_text(cameras_yaml, encoding="utf-8")
+        env = {**os.environ, "CCTV_REDIS_URL": redis_url, "CCTV_CONFIG_PATH": str(config),
+               "CCTV_RECORDINGS_DIR": str(workdir / "rec"), "CCTV_REDIS_ALLOW_VOLATILE": "1", "CCTV_SCRYPT_N": "16",
+               "CCTV_ADMIN_USER": "bench", "CCTV_ADMIN_PASSWORD": PASSWORD, "CCTV_LIVE_STREAMS_PER_USER": "256",
+               "CCTV_LIVE_STREAMS_TOTAL": "1000", "CCTV_LIVE_LINGER_S": "2"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+                                      "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+                                      "--ws-ping-interval", "0"], cwd=PROJECT_ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=(workdir / "api.log").open("wb"))
+        self.log_path = workdir / "api.log"
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        import httpx
+
+        while True:
+            try:
+                if httpx.get(f"{self.base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"the API did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        self.token = httpx.post(f"{self.base}/api/auth/login", json={"username": "bench", "password": PASSWORD},
+                                timeout=30).json()["access_token"]
+
+    def cpu_rss(self) -> tuple[float, float]:
+        return tree_cpu_rss(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- phases ------------------------------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+async def first_frames(api: ApiProcess, log: SendLog, cameras: list[str]) -> dict[str, Any]:
+    """Cold (no upstream) and warm (upstream running) time to the first fragment."""
+    ws_base = api.base.replace("http", "ws", 1)
+    cold, warm = [], []
+    for cam in cameras[:3]:
+        stop = asyncio.Event()
+        a = ViewerStats(cam, cam)
+        task = asyncio.create_task(run_viewer(ws_base, api.token, a, log, stop, measure=False))
+        while a.first_fragment is None and a.closed_with is None and time.time() - a.opened < 60:
+            await asyncio.sleep(0.01)
+        b = ViewerStats(cam, cam)
+        task_b = asyncio.create_task(run_viewer(ws_base, api.token, b, log, stop, measure=False))
+        while b.first_fragment is None and b.closed_with is None and time.time() - b.opened < 60:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(task, task_b)
+        if a.first_fragment:
+            cold.append(a.first_fragment - a.opened)
+        if b.first_fragment:
+            warm.append(b.first_fragment - b.opened)
+    await asyncio.sleep(3)  # the upstreams linger 2 s, then stop: the load phases start from nothing
+    return {"cold": cold, "warm": warm}
+
+
+async def load_phase(api: ApiProcess, log: SendLog, cameras: list[str], per_camera: int, seconds: float,
+                     measure: bool) -> dict[str, Any]:
+    """``per_camera`` viewers on every camera for ``seconds`` (after a warm-up); the API's CPU and RSS."""
+    ws_base = api.base.replace("http", "ws", 1)
+    stop = asyncio.Event()
+    viewers = [ViewerStats(cam, cam) for cam in cameras for _ in range(per_camera)]
+    tasks = [asyncio.create_task(run_viewer(ws_base, api.token, v, log, stop, measure and i % per_camera == 0))
+             for i, v in enumerate(viewers)]
+    deadline = time.time() + 60
+    while any(v.first_fragment is None and v.closed_with is None for v in viewers) and time.time() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)  # steady state
+    for v in viewers:
+        v.latencies.clear()
+    frags0 = sum(v.fragments for v in viewers)
+    cpu0, _ = api.cpu_rss()
+    t0 = time.monotonic()
+    rss_samples = []
+    while time.monotonic() - t0 < seconds:
+        await asyncio.sleep(1.0)
+        rss_samples.append(api.cpu_rss()[1])
+        print(f"\r  {per_camera} viewer(s) x {len(cameras)} cameras: {time.monotonic() - t0:4.0f}/{seconds:.0f} s",
+              end="", flush=True)
+    cpu1, _ = api.cpu_rss()
+    elapsed = time.monotonic() - t0
+    frags = sum(v.fragments for v in viewers) - frags0
+    stop.set()
+    await asyncio.gather(*tasks)
+    print()
+    latencies = [x for v in viewers for x in v.latencies]
+    return {"viewers_per_camera": per_camera, "viewers": len(viewers), "cores": (cpu1 - cpu0) / elapsed,
+            "rss_mb": statistics.mean(rss_samples) / 2**20, "fragments_per_s": frags / elapsed,
+            "fragments_per_viewer_s": frags / elapsed / len(viewers),
+            "errors": sorted({v.closed_with for v in viewers if v.closed_with}), "latencies": latencies}
+
+
+async def idle_phase(api: ApiProcess, seconds: float) -> dict[str, Any]:
+    cpu0, _ = api.cpu_rss()
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, rss = api.cpu_rss()
+    return {"viewers_per_camera": 0, "viewers": 0, "cores": (cpu1 - cpu0) / (time.monotonic() - t0),
+            "rss_mb": rss / 2**20, "fragments_per_s": 0.0, "fragments_per_viewer_s": 0.0, "errors": [],
+            "latencies": []}
+
+
+def measure_seek_first_frame(args: argparse.Namespace) -> float | None:
+    """Recorded playback: seconds from a seek to the first frame (the playback helper's part of issue 15).
+
+    ``None`` until recorded playback has its measurement here."""
+    return None
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+def summarise(cold_warm: dict[str, Any], phases: list[dict[str, Any]], cameras: int,
+              browser: dict[str, Any] | None) -> dict[str, Any]:
+    idle = phases[0]
+    loaded = [p for p in phases if p["viewers_per_camera"] > 0]
+    latencies = loaded[0]["latencies"] if loaded else []
+    first, last = (loaded[0], loaded[-1]) if loaded else (idle, idle)
+    per_viewer = ((last["cores"] - first["cores"]) / (last["viewers"] - first["viewers"])
+                  if last["viewers"] > first["viewers"] else None)
+    out = {
+        "live_latency_p50_s": percentile(latencies, 50),
+        "live_latency_p95_s": percentile(latencies, 95),
+        "live_latency_method": "camera hands frame to its RTSP connection -> fragment received by a WebSocket "
+                               "viewer (same clock); camera encoder and browser decode/display not included",
+        "live_latency_samples": len(latencies),
+        "live_first_frame_s": statistics.median(cold_warm["cold"]) if cold_warm["cold"] else None,
+        "live_first_frame_warm_s": statistics.median(cold_warm["warm"]) if cold_warm["warm"] else None,
+        "seek_first_frame_s": None,
+        "cpu_cores_per_viewer": per_viewer,
+        "cpu_cores_per_camera": (first["cores"] - idle["cores"]) / cameras if loaded else None,
+        "rss_mb_per_camera": (first["rss_mb"] - idle["rss_mb"]) / cameras if loaded else None,
+        "rss_mb_per_viewer": ((last["rss_mb"] - first["rss_mb"]) / (last["viewers"] - first["viewers"])
+                              if last["viewers"] > first["viewers"] else None),
+        "cameras": cameras,
+        "phases": [{k: v for k, v in p.items() if k != "latencies"} | {
+            "latency_p50_s": percentile(p["latencies"], 50), "latency_p95_s": percentile(p["latencies"], 95)}
+            for p in phases],
+        "host": {"cpus": psutil.cpu_count(), "load_1m": os.getloadavg()[0]},
+    }
+    if browser:
+        out.update(browser)
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{'viewers/camera':>14} {'viewers':>8} {'API cores':>10} {'RSS MB':>8} {'frag/s/viewer':>14} "
+          f"{'lat p50':>8} {'lat p95':>8}")
+    for p in result["phases"]:
+        lat50 = f"{p['latency_p50_s']:.3f}" if p["latency_p50_s"] is not None else "-"
+        lat95 = f"{p['latency_p95_s']:.3f}" if p["latency_p95_s"] is not None else "-"
+        print(f"{p['viewers_per_camera']:>14} {p['viewers']:>8} {p['cores']:>10.3f} {p['rss_mb']:>8.1f} "
+              f"{p['fragments_per_viewer_s']:>14.1f} {lat50:>8} {lat95:>8}")
+    for key in ("live_latency_p50_s", "live_latency_p95_s", "live_first_frame_s", "live_first_frame_warm_s",
+                "seek_first_frame_s", "cpu_cores_per_camera", "cpu_cores_per_viewer", "rss_mb_per_camera",
+                "rss_mb_per_viewer", "browser_latency_p50_s", "browser_latency_p95_s", "browser_first_frame_s"):
+        if key in result:
+            value = result[key]
+            print(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = result["phases"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot([p["viewers"] for p in phases], [p["cores"] for p in phases], "o-", label="API + ffmpeg cores")
+    ax1.set_xlabel(f"viewers ({result['cameras']} cameras)")
+    ax1.set_ylabel("CPU cores")
+    ax1.set_ylim(bottom=0)
+    ax1.set_title("Live video cost: nothing re-encoded")
+    ax1b = ax1.twinx()
+    ax1b.plot([p["viewers"] for p in phases], [p["rss_mb"] for p in phases], "s--", color="tab:orange",
+              label="RSS MB")
+    ax1b.set_ylabel("RSS MB")
+    ax1b.set_ylim(bottom=0)
+    labels = [f"{p['viewers']}" for p in phases if p["latency_p50_s"] is not None]
+    p50 = [p["latency_p50_s"] for p in phases if p["latency_p50_s"] is not None]
+    p95 = [p["latency_p95_s"] for p in phases if p["latency_p95_s"] is not None]
+    x = range(len(labels))
+    ax2.bar([i - 0.2 for i in x], p50, 0.4, label="p50")
+    ax2.bar([i + 0.2 for i in x], p95, 0.4, label="p95")
+    if result.get("browser_latency_p95_s") is not None:
+        ax2.axhline(result["browser_latency_p95_s"], color="tab:red", ls=":", label="browser p95 (display)")
+    ax2.axhline(1.0, color="grey", ls="--", label="goal p95 1.0 s")
+    ax2.set_xticks(list(x), labels)
+    ax2.set_xlabel("viewers")
+    ax2.set_ylabel("capture -> received (s)")
+    ax2.set_title("Live latency")
+    ax2.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cameras_yaml(cams: TestCameraServer, names: list[str]) -> str:
+    lines = ["cameras:"]
+    for name in names:
+        lines.append(f"  - {{id: {name}, name: 'Bench {name}', url: '{cams.url(name)}'}}")
+    return "\n".join(lines) + "\n"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    log = SendLog()
+    log.install()
+    names = [f"cam{i:02d}" for i in range(args.cameras)]
+    videos = Path(os.environ.get("CCTV_VIDEOS_DIR", PROJECT_ROOT.parent / "shared" / "data" / "videos"))
+    redis_proc = RedisProcess()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    with TestCameraServer(videos, 0, names=[], aliases={n: args.video for n in names}, sub_streams=False) as cams:
+        for name in names:  # a real camera's encoder is always running: start the looping sources now
+            cams._sources[name].start()
+        api = ApiProcess(redis_proc.url, cameras_yaml(cams, names), workdir)
+        try:
+            print("time to first frame (cold: upstream starts; warm: joins a running upstream) ...")
+            cold_warm = await first_frames(api, log, names)
+            print(f"  cold {cold_warm['cold']}, warm {cold_warm['warm']}")
+            phases = [await idle_phase(api, min(5.0, args.seconds))]
+            for per_camera in args.viewers:
+                phases.append(await load_phase(api, log, names, per_camera, args.seconds, measure=True))
+            browser = None
+            if args.browser:
+                from benchmarks.video_browser import measure_browser  # optional: selenium + chromium
+
+                browser = measure_browser(api.base, "bench", PASSWORD, names[: args.browser_tiles], log,
+                                          args.seconds, RESULTS_DIR)
+        finally:
+            api.stop()
+            redis_proc.stop()
+    return summarise(cold_warm, phases, args.cameras, browser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=8, help="test cameras (each its own RTSP stream)")
+    parser.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16],
+                        help="viewers per camera in each load phase, comma-separated")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each load phase")
+    parser.add_argument("--video", default=VIDEO, help="sample video the cameras loop")
+    parser.add_argument("--browser", action="store_true", help="also measure display latency in headless Chromium")
+    parser.add_argument("--browser-tiles", type=int, default=4, help="cameras on the browser's wall")
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "video.json")
+    parser.add_argument("--png", type=Path, default=RESULTS_DIR / "video.png")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    result["seek_first_frame_s"] = measure_seek_first_frame(args)
+    result["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    print_table(result)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    plot(result, args.png)
+    print(f"\nJSON {args.json}\nplot {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
