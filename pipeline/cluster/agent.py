@@ -105,7 +105,10 @@ class Agent:
     def step(self) -> StepResult:
         """Renew, heartbeat, take and release (see the module docstring); never raises for Redis errors."""
         result = StepResult()
-        self._renew(result)
+        if not self._renew(result):
+            logger.warning("worker %s: Redis unreachable; keeping %d cameras until their leases run out",
+                           self.worker_id, len(self.held))  # fmt: skip
+            return result
         try:
             self.leases.heartbeat(WorkerInfo(self.worker_id, self.host, os.getpid(), self.slots, len(self.held),
                                              self.started_at), self.ttl_ms)  # fmt: skip
@@ -125,15 +128,23 @@ class Agent:
         total_slots = sum(w.slots for w in workers.values() if w.worker_id != self.worker_id) + self.slots
         return min(self.slots, math.ceil(len(self.cameras) * self.slots / total_slots)) if total_slots else 0
 
-    def _renew(self, result: StepResult) -> None:
+    def _renew(self, result: StepResult) -> bool:
+        """Renew every lease; False when Redis could not be reached (the remaining leases are then only checked
+        against their deadlines, so that one step never waits for a timeout per camera)."""
+        reachable = True
         for cam, lease in list(self.held.items()):
             started = self.clock()
-            try:
-                ok = self.leases.renew(cam, self.worker_id, lease.token, self.ttl_ms)
-            except (redis.RedisError, OSError) as exc:
+            error: Exception | None = None
+            ok = False
+            if reachable:
+                try:
+                    ok = self.leases.renew(cam, self.worker_id, lease.token, self.ttl_ms)
+                except (redis.RedisError, OSError) as exc:
+                    error, reachable = exc, False
+            if error is not None or not reachable:
                 if self.clock() >= lease.deadline:
                     logger.error("camera %s: lease could not be renewed before its deadline (%s); stopping it", cam,
-                                 exc)  # fmt: skip
+                                 error or "Redis unreachable")  # fmt: skip
                     self._drop(cam, result)
                 continue
             if ok:
@@ -141,6 +152,7 @@ class Agent:
             else:
                 logger.warning("camera %s: lease (token %d) lost; stopping it", cam, lease.token)
                 self._drop(cam, result)
+        return reachable
 
     def check_deadlines(self) -> list[str]:
         """Cameras whose lease deadline passed without a renewal (call between steps; they are dropped)."""

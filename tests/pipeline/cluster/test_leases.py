@@ -10,7 +10,7 @@ import redis
 from pipeline.cluster.agent import Agent
 from pipeline.cluster.leases import LeaseStore, WorkerInfo, check_worker_id, lease_key
 from pipeline.config import ClusterConfig
-from tests.conftest import wait_for
+from tests.conftest import RedisServer, wait_for
 
 
 def test_acquire_renew_release_and_expiry(client: redis.Redis) -> None:
@@ -140,3 +140,30 @@ def test_a_restarted_worker_with_the_same_id_keeps_its_cameras(client: redis.Red
     assert a.step().acquired == [("cam-1", 1)]
     again = _agent(client, "w-fixed", 4, ["cam-1"])  # the process restarted within the lease TTL
     assert again.step().acquired == [("cam-1", 1)]  # adopted, same token: nothing to fence
+
+
+class _CountingLeases(LeaseStore):
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.renewals = 0
+
+    def renew(self, camera_id: str, worker_id: str, token: int, ttl_ms: int) -> bool:
+        self.renewals += 1
+        return super().renew(camera_id, worker_id, token, ttl_ms)
+
+
+def test_redis_unreachable_keeps_cameras_until_their_deadline_then_stops_them(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=1, socket_connect_timeout=0.5)
+    now = [100.0]
+    leases = _CountingLeases(client)
+    a = Agent(leases, "w-a", "host-a", 4, FAST, clock=lambda: now[0])
+    a.set_cameras(["cam-1", "cam-2", "cam-3"])
+    assert len(a.step().acquired) == 3
+    own_redis.kill()
+    leases.renewals = 0
+    assert a.step().lost == []  # within the deadline: keep analysing (a failover may be under way)
+    assert leases.renewals == 1  # one failed call tells Redis is away: no timeout per camera
+    now[0] += FAST.lease_ttl_s
+    assert sorted(a.step().lost) == ["cam-1", "cam-2", "cam-3"]  # past it: another worker may hold them now
+    assert a.held == {}
+    client.close()
