@@ -11,6 +11,8 @@ to Redis runs here, inside a host, through the project's own code paths:
 - ``count``: every plate event of a prefix in the stream, by id (JSON: ids, entries, duplicated ids).
 - ``index``: index segments listed in a JSON file (as this host's recorder would).
 - ``serve-segments``: this host's internal segment server (:mod:`pipeline.recording.serve`) until SIGTERM.
+- ``cluster-state``: per camera, the worker holding its lease, its health (status, worker, host) and the hosts
+  of its indexed segments (JSON).
 - ``api-export``: log in to the control-room API, ask for a clip and wait for it; JSON with what came back.
 """
 
@@ -154,6 +156,29 @@ def api_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster_state(args: argparse.Namespace) -> int:
+    """Print who holds each camera, whether it is online there, and where its segments are."""
+    from pipeline.cluster.measure import camera_holders
+    from pipeline.ingest.health import read_camera_health
+    from pipeline.recording.index import index_key, segments_between
+
+    client = redis_client(socket_timeout=5, socket_connect_timeout=2)
+    cams = args.cameras.split(",")
+    holders = camera_holders(client, cams)
+    out = {}
+    for cam in cams:
+        health = read_camera_health(client, cam)
+        record = health[0] if health else {}
+        hosts: dict[str, int] = {}
+        for seg in segments_between(client, cam, 0, time.time() + 3600, max_segment_s=0):
+            hosts[seg.host or ""] = hosts.get(seg.host or "", 0) + 1
+        out[cam] = {"holder": holders[cam], "status": record.get("status"), "worker": record.get("worker"),
+                    "host": record.get("host"), "stale": record.get("stale"), "segments": hosts,
+                    "indexed": client.zcard(index_key(cam))}
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -171,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--camera", required=True)
     p.add_argument("--segments", required=True)
     sub.add_parser("serve-segments")
+    p = sub.add_parser("cluster-state")
+    p.add_argument("--cameras", required=True)
     p = sub.add_parser("api-export")
     p.add_argument("--base", required=True)
     p.add_argument("--user", required=True)
@@ -181,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-s", type=float, default=120)
     args = parser.parse_args(argv)
     commands = {"publish": publish, "count": count, "index": index, "serve-segments": serve_segments,
-                "api-export": api_export}
+                "api-export": api_export, "cluster-state": cluster_state}
     return commands[args.cmd](args)
 
 
