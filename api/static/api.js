@@ -34,6 +34,8 @@ export const ROUTES = {
   exportDownload: (id) => `/api/exports/${enc(id)}/download`,
   exportManifest: (id) => `/api/exports/${enc(id)}/manifest`,
   cameraEvents: (id) => `/api/cameras/${enc(id)}/events`,
+  recordingTimeline: (id) => `/api/recordings/${enc(id)}/timeline`,
+  recordingStream: (id) => `/api/recordings/${enc(id)}/stream`,
   cases: "/api/cases",
   case: (id) => `/api/cases/${enc(id)}`,
   caseItems: (id) => `/api/cases/${enc(id)}/items`,

@@ -9,17 +9,18 @@ import { camerasView } from "./views/cameras.js";
 import { platesView } from "./views/plates.js";
 import { facesView } from "./views/faces.js";
 import { evidenceView } from "./views/evidence.js";
+import { playbackView } from "./views/playback.js";
 import { watchlistsView } from "./views/watchlists.js";
 import { usersView } from "./views/users.js";
 
 /** What each role may use (admin includes investigator, which includes operator). */
 const FEATURES = {
-  operator: ["alerts", "cameras", "plates"],
-  investigator: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence"],
-  admin: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence", "watchlists", "users"],
+  operator: ["alerts", "cameras", "plates", "playback"],
+  investigator: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence", "playback"],
+  admin: ["alerts", "cameras", "plates", "faces", "plate_history", "evidence", "watchlists", "users", "playback"],
 };
 
-const VIEWS = [alertsView, camerasView, platesView, facesView, evidenceView, watchlistsView, usersView];
+const VIEWS = [alertsView, camerasView, playbackView, platesView, facesView, evidenceView, watchlistsView, usersView];
 
 const state = {
   user: null,

@@ -5,6 +5,7 @@ import { clear, dialog, errorBox, field, fmtAgo, fmtTime, h, pct, severityBadge,
 import { t } from "../i18n.js";
 import { beep } from "../live.js";
 import { authImg, cameraName, cropUrl, listCameras } from "./common.js";
+import { playButton } from "./playback.js";
 
 function alertCard(item, ctx, fresh) {
   const a = item.alert;
@@ -25,6 +26,7 @@ function alertCard(item, ctx, fresh) {
         fmtTime(a.created_at)),
       a.score !== undefined && a.score !== null ? h("span", {}, t("alerts.score", { p: pct(a.score).replace("%", "") })) : null),
     a.reason ? h("p", { class: "alert-reason" }, `${t("common.reason")}: ${a.reason}`) : null,
+    ctx.can("playback") ? h("div", { class: "row" }, playButton(a.camera_id, a.created_at)) : null,
     item.ack
       ? h("div", { class: "alert-ack", dataset: { ackBy: item.ack.by || "", ackAt: item.ack.at || "" } },
         h("span", {}, `✔ ${t("alerts.acked", { by: item.ack.by || "" })}`),

@@ -4,6 +4,7 @@ import { ROUTES, api, downloadFile } from "../api.js";
 import { attempt, clear, dialog, errorBox, field, fmtTime, fromLocalInput, h, toLocalInput, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { cameraName, cameraSelect, itemsOf, listCameras } from "./common.js";
+import { playButton } from "./playback.js";
 
 const POLL_MS = 1000;
 
@@ -63,6 +64,39 @@ function exportRow(data, ctx, cases, refreshCases) {
   return body;
 }
 
+/**
+ * The export dialog opened from elsewhere (playback's in and out points): camera and window prefilled; the job is
+ * created with the same route as the evidence screen and followed there. Resolves with the job or null.
+ */
+export async function exportDialog(ctx, { cameras, camera, start, end }) {
+  const select = cameraSelect(cameras, { name: "camera", value: camera });
+  select.id = "export-dialog-camera";
+  const from = h("input", { type: "datetime-local", step: 1, id: "export-dialog-start", value: toLocalInput(start) });
+  const to = h("input", { type: "datetime-local", step: 1, id: "export-dialog-end", value: toLocalInput(end) });
+  const created = await dialog(t("evidence.export_title"), [field("common.camera", select), field("common.from", from),
+    field("common.to", to)], {
+    submitLabel: t("evidence.start"),
+    onSubmit: async () => {
+      const s = fromLocalInput(from.value);
+      const e = fromLocalInput(to.value);
+      if (!select.value || s === null || e === null) throw new Error(t("evidence.window_required"));
+      // the inputs hold whole seconds: keep the exact in/out points unless they were changed
+      const exact = (value, input) => (toLocalInput(value) === input.value ? value : null);
+      return api(ROUTES.exports, { method: "POST", body: { camera_id: select.value,
+        start: exact(start, from) ?? s, end: exact(end, to) ?? e } });
+    },
+  });
+  if (created) toast(t("evidence.export_started"), "ok", 5000);
+  return created || null;
+}
+
+/** Where a case item happened (camera, time) when the page knows it: events carry their record; clips their job. */
+function itemPlace(item, jobs) {
+  if (item.event && item.event.camera_id) return { camera: item.event.camera_id, time: item.event.frame_time };
+  const j = item.kind === "clip" ? jobs.get(item.ref) : null;
+  return j && j.camera_id ? { camera: j.camera_id, time: Number(j.start) + 5 } : null;
+}
+
 export const evidenceView = {
   id: "evidence",
   feature: "evidence",
@@ -101,6 +135,12 @@ export const evidenceView = {
               c.description ? h("div", { class: "muted" }, c.description) : null,
               h("div", { class: "muted" }, t("evidence.case_items", { n: items.length }),
                 items.length ? ` · ${items.map((it) => it.ref || it.id).join(", ")}` : ""),
+              h("div", { class: "row case-items" }, items.map((it) => {
+                const place = itemPlace(it, jobs);
+                return place ? h("span", { class: "case-item", dataset: { ref: it.ref, kind: it.kind } },
+                  `${t(`evidence.kind.${it.kind}`)} · ${cameraName(place.camera)} `, playButton(place.camera, place.time))
+                  : null;
+              })),
               items.length ? h("button", { class: "btn btn-secondary btn-small case-package", type: "button",
                 onclick: () => attempt(() => downloadFile(ROUTES.casePackage(c.id), `case_${c.id}.zip`)) },
               `↓ ${t("evidence.package")}`) : null));

@@ -4,6 +4,7 @@ import { ROUTES, api } from "../api.js";
 import { clear, errorBox, field, fmtTime, h, pct } from "../dom.js";
 import { t } from "../i18n.js";
 import { authImg, cameraName, cropUrl, itemsOf, listCameras } from "./common.js";
+import { playButton } from "./playback.js";
 
 function resultCard(hit, ctx) {
   const e = { ...(hit.event || {}), ...hit };
@@ -16,6 +17,7 @@ function resultCard(hit, ctx) {
       h("div", { class: "similarity" }, pct(similarity)),
       h("div", {}, cameraName(e.camera_id)),
       h("div", { class: "muted" }, fmtTime(e.frame_time)),
+      ctx.can("playback") ? playButton(e.camera_id, e.frame_time) : null,
       ctx.can("evidence")
         ? h("a", { class: "btn btn-small btn-secondary",
           href: `#/evidence?camera=${encodeURIComponent(e.camera_id)}&start=${start}&end=${end}` }, t("common.export_clip"))

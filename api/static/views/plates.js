@@ -4,6 +4,7 @@ import { ROUTES, api } from "../api.js";
 import { clear, errorBox, field, fmtTime, fromLocalInput, h, pct, toLocalInput } from "../dom.js";
 import { t } from "../i18n.js";
 import { authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf } from "./common.js";
+import { playButton } from "./playback.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE = 50;
@@ -67,7 +68,8 @@ export function timeline(plate, sightings) {
     h("tbody", {}, events.slice().reverse().map((e) => h("tr", { dataset: { eventId: e.event_id } },
       h("td", {}, authImg(cropUrl(e), { class: "crop-thumb" })),
       h("td", {}, cameraName(e.camera_id)), h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)),
-      h("td", {}, h("a", { class: "btn btn-small btn-secondary", href: exportLink(e) }, t("common.export_clip")))))))));
+      h("td", {}, playButton(e.camera_id, e.frame_time), " ",
+        h("a", { class: "btn btn-small btn-secondary", href: exportLink(e) }, t("common.export_clip")))))))));
   return wrap;
 }
 
@@ -131,10 +133,11 @@ export const platesView = {
         h("td", {}, cameraName(e.camera_id)),
         h("td", {}, fmtTime(e.frame_time)),
         h("td", {}, pct(e.confidence)),
-        h("td", {}, ctx.can("evidence")
-          ? h("a", { class: "btn btn-small btn-secondary", href: exportLink(e), onclick: (ev) => ev.stopPropagation() },
-            t("common.export_clip"))
-          : null));
+        h("td", {}, ctx.can("playback") ? playButton(e.camera_id, e.frame_time) : null, " ",
+          ctx.can("evidence")
+            ? h("a", { class: "btn btn-small btn-secondary", href: exportLink(e), onclick: (ev) => ev.stopPropagation() },
+              t("common.export_clip"))
+            : null));
       if (ctx.can("plate_history")) {
         tr.addEventListener("click", () => {
           results.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));

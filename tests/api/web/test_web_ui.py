@@ -364,9 +364,9 @@ def test_login_errors_and_role_navigation(browser, server):
     shot(browser, "01_login_error")
 
     expected = {
-        "op": ["alerts", "cameras", "plates"],
-        "inv": ["alerts", "cameras", "plates", "faces", "evidence"],
-        "boss": ["alerts", "cameras", "plates", "faces", "evidence", "watchlists", "users"],
+        "op": ["alerts", "cameras", "playback", "plates"],
+        "inv": ["alerts", "cameras", "playback", "plates", "faces", "evidence"],
+        "boss": ["alerts", "cameras", "playback", "plates", "faces", "evidence", "watchlists", "users"],
     }
     for user, views in expected.items():
         login(browser, server, user)
@@ -476,7 +476,8 @@ def test_operator_sees_plate_results_without_history(browser, server):
     wait(browser, "#plate-table")
     row = css(browser, "#plate-table tbody tr")[0]
     assert "clickable" not in row.get_attribute("class")
-    assert not css(browser, "#plate-table a.btn")
+    assert not css(browser, "#plate-table a.btn:not(.play-link)")  # no export: only the recording's "play"
+    assert css(browser, "#plate-table a.play-link")
     # a query the API refuses is explained, not a blank page
     box = css(browser, "#plate-query")[0]
     box.clear()
@@ -747,7 +748,7 @@ def test_thai_language_switch(browser, server):
     css(browser, "#lang-switch")[0].click()
     wait_until(browser, lambda d: d.execute_script("return document.documentElement.lang") == "th")
     nav = [a.text for a in css(browser, "#nav a .label")]
-    assert nav[:3] == ["การแจ้งเตือน", "กล้อง", "ค้นหาทะเบียน"], nav
+    assert nav[:4] == ["การแจ้งเตือน", "กล้อง", "เล่นย้อนหลัง", "ค้นหาทะเบียน"], nav
     assert "ผู้ดูแลระบบ" in css(browser, "#who")[0].text
     shot(browser, "13_thai_alerts")
     browser.get(server.url + "/#/plates")
