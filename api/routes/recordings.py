@@ -27,6 +27,7 @@ from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User
 from api.schemas.errors import ErrorOut
 from api.schemas.recordings import MarkerOut, RangeOut, TimelineOut
 from pipeline.recording.index import segments_between
+from pipeline.recording.locate import SegmentUnavailable
 from pipeline.recording.playback import (
     GAP_S,
     MAX_SEGMENT_S,
@@ -250,6 +251,9 @@ async def _body(proc: asyncio.subprocess.Process, first: bytes, counter: dict[st
                                                                "when the next recording starts)."},
                        422: {"description": "`t` is malformed or out of range, or `max_s` is out of bounds."},
                        429: {"model": ErrorOut, "description": f"{MAX_STREAMS} playback streams are running; retry.",
+                             "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+                       503: {"model": ErrorOut, "description": "The recording at `t` is held by a worker host that "
+                                                               "cannot be reached now (named in `detail`).",
                              "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 async def stream(
     camera_id: str, request: Request, user: Operator, client: RedisDep, settings: SettingsDep, store: ApiStoreDep,
@@ -268,6 +272,8 @@ async def stream(
         plan = await run_in_threadpool(plan_playback, client, settings.recordings_dir, camera_id, instant, max_s)
     except PlaybackError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except SegmentUnavailable as exc:  # recorded on a worker host that is down: unavailable, not an error
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}) from None
     counter["n"] += 1
     try:
         proc, first = await _remux(plan)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.recording.index import Segment, index_key, segments_between
+from pipeline.recording.locate import SegmentMissing, is_local, open_segment
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +178,18 @@ def plan_playback(client: Any, recordings_dir: Path, camera_id: str, t: float, m
                   gap_s: float = GAP_S) -> PlaybackPlan:
     """What to stream from instant ``t`` for at most ``max_s`` seconds (see the module docstring).
 
-    Raises :class:`PlaybackError` when no playable segment holds ``t`` or starts within ``max_s`` after it.
+    Raises :class:`PlaybackError` when no playable segment holds ``t`` or starts within ``max_s`` after it, and
+    :class:`pipeline.recording.locate.SegmentUnavailable` when one is held by a worker host that cannot be reached.
     """
     candidates = segments_between(client, camera_id, t, t + max_s, max_segment_s=MAX_SEGMENT_S)
     chosen: list[tuple[Segment, Path]] = []
     for seg in candidates:
         path = safe_segment_path(recordings_dir, camera_id, seg)
+        if path is None and not is_local(seg):  # held by another worker host: fetched from it (or its cache);
+            try:                                # SegmentUnavailable (its host is down) goes to the caller
+                path = open_segment(client, recordings_dir, seg)
+            except SegmentMissing:
+                path = None
         if path is None:
             logger.warning("camera %s: indexed segment %s is missing or outside its folder; skipped", camera_id,
                            seg.path)

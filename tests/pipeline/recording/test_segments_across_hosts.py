@@ -199,3 +199,22 @@ def test_retention_deletes_only_this_hosts_segments_and_applies_the_quota_to_its
     left = segments_between(client, cam, 0, now + 10)
     assert report.deleted_by_quota == 1 and made[2] not in left  # host-a's oldest goes; host-b's are not counted
     assert set(left) == {made[1], made[3], made[4]} and bytes_held_by(client, "host-a") == 1000
+
+
+def test_playback_plan_reaches_segments_on_another_host_and_says_when_it_is_down(
+        worker2: SegmentServer, footage: tuple[Path, list[Segment]], redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.recording.playback import plan_playback
+
+    rec, segments = footage
+    client = redis.Redis.from_url(redis_url)
+    settings = api_settings(redis_url, tmp_path)
+    monkeypatch.setattr("pipeline.recording.locate.get_settings", lambda: settings)
+    plan = plan_playback(client, settings.recordings_dir, CAM, segments[0].start + 0.5, 60)
+    assert [p.read_bytes() for p in plan.files] == [(rec / s.path).read_bytes() for s in segments]
+    worker2.shutdown()
+    worker2.server_close()
+    other = api_settings(redis_url, tmp_path / "fresh")
+    monkeypatch.setattr("pipeline.recording.locate.get_settings", lambda: other)
+    with pytest.raises(SegmentUnavailable, match="'worker-2'"):
+        plan_playback(client, other.recordings_dir, CAM, segments[0].start + 0.5, 60)
