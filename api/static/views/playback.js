@@ -441,7 +441,7 @@ class Review {
     }
     this.drawn = key;
     const width = 1000;
-    const left = 170;
+    const left = 215;
     const lane = 40;
     const top = 10;
     const height = top + this.chosen.length * lane + 28;
@@ -461,7 +461,7 @@ class Review {
       const y = top + i * lane;
       const data = this.timelines.get(id) || { ranges: [], gaps: [], markers: [] };
       const camera = this.cameras.find((c) => c.id === id);
-      chart.append(svg("text", { x: 4, y: y + 22, class: "lane-label" }, (camera ? camera.name : id).slice(0, 22)));
+      chart.append(svg("text", { x: 4, y: y + 22, class: "lane-label" }, (camera ? camera.name : id).slice(0, 26)));
       chart.append(svg("rect", { x: left, y: y + 4, width: width - left - 10, height: 26, class: "lane-bg",
         dataset: { camera: id } }));
       data.ranges.forEach((r) => {

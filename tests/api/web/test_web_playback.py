@@ -160,6 +160,16 @@ def until(driver, predicate, timeout: float = 15, message: str = ""):
         raise AssertionError(f"{message}: players {players_state(driver)}") from exc
 
 
+def full_shot(driver, name: str) -> None:
+    """A screenshot tall enough for the players, the controls and the timeline."""
+    driver.set_window_size(1600, 1300)
+    try:
+        time.sleep(0.5)  # the layout settles (no condition to poll for a resize)
+        shot(driver, name)
+    finally:
+        driver.set_window_size(1600, 1000)
+
+
 def tile(camera: str) -> str:
     return f'#pb-players .pb-tile[data-camera="{camera}"]'
 
@@ -230,7 +240,7 @@ def test_playback_seeks_to_the_instant_and_shows_its_frame(browser, server, pb_d
     print("frame differences around the instant:", near)
     clock = css(browser, f"{tile(CAM)} .pb-clock")[0].text
     assert time.strftime("%H:%M:%S", time.localtime(target)) in clock
-    shot(browser, "playback")
+    full_shot(browser, "playback")
 
     # one frame forward
     css(browser, "#pb-step")[0].click()
@@ -273,7 +283,7 @@ def test_timeline_shows_the_gap_and_markers(browser, server, pb_data):
     # in the gap the player says there is nothing, then the marker plays from just before the read
     until(browser, lambda d: d.find_element("css selector", tile(CAM)).get_attribute("data-state") in
                ("none", "paused", "playing"), 30, "the player did not settle")
-    shot(browser, "playback_gap")
+    full_shot(browser, "playback_gap")
     fresh(browser, lambda d: d.find_element("css selector", marker).click())
     when = pb_data.plate_event.frame_time
     until(browser, lambda d: (position(d, CAM) or 0) >= when - 5.1, 30, "the marker did not open the event")
@@ -297,7 +307,7 @@ def test_plate_search_play_opens_footage_of_the_vehicle(browser, server, pb_data
     shown = capture(browser, CAM)
     score = cv2.minMaxLoc(cv2.matchTemplate(shown, pb_data.crop, cv2.TM_CCOEFF_NORMED))[1]
     assert score > 0.8, f"the Hilux's plate is not in the frame played at the read (match {score:.2f})"
-    shot(browser, "playback_from_plate_search")
+    full_shot(browser, "playback_from_plate_search")
 
 
 def test_camera_limited_user_gets_no_playback_of_another_camera(browser, server, pb_data):
