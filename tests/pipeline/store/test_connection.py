@@ -3,6 +3,7 @@ real servers; the multi-host failover itself is in tests/cluster/test_redis_fail
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from pipeline.settings import Settings
 from pipeline.store import EventStore, NotReplicatedError, keys
 from pipeline.store.connection import (
     SentinelConfigError,
+    async_redis_client,
     parse_sentinels,
     redis_client,
     sentinel_setup,
@@ -103,6 +105,15 @@ def test_factory_reaches_the_primary_that_sentinel_names(own_redis: RedisServer,
         client = redis_client(settings=settings, socket_timeout=5)
         wait_for(lambda: client.set("via-sentinel", "1"), 60, "write through Sentinel")
         assert redis.Redis.from_url(own_redis.url).get("via-sentinel") == b"1"
+
+        async def read_async() -> bytes | None:  # the API's live-alert streams use the asyncio twin
+            aclient = async_redis_client(settings=settings, max_connections=4)
+            try:
+                return await aclient.get("via-sentinel")
+            finally:
+                await aclient.aclose()
+
+        assert asyncio.run(read_async()) == b"1"
         wrong = Settings(redis_sentinels=f"127.0.0.1:{port}", redis_sentinel_master="cctv",
                          redis_sentinel_password="wrong", redis_url=f"redis://:{own_redis.password}@x/0")
         with pytest.raises(redis.ConnectionError):  # a Sentinel that refuses us names no primary
