@@ -27,6 +27,20 @@ logger = logging.getLogger(__name__)
 KINDS: dict[str, type[BaseModel]] = {"plate": PlateEvent, "face": FaceEvent, "alert": Alert}
 
 
+MAX_BACKOFF_S = 16.0
+MAX_BACKOFF_SENTINEL_S = 4.0
+
+
+def _default_max_backoff() -> float:
+    """Longest wait between delivery attempts: shorter when Sentinel will soon name a new primary."""
+    from pipeline.store.connection import sentinel_setup
+
+    try:
+        return MAX_BACKOFF_SENTINEL_S if sentinel_setup() is not None else MAX_BACKOFF_S
+    except ValueError:  # a malformed Sentinel list is reported where the client is made
+        return MAX_BACKOFF_S
+
+
 class SpooledPublisher:
     """Publishes records in order: directly to the store, or into the spool while Redis is down."""
 
@@ -36,8 +50,10 @@ class SpooledPublisher:
         spool: EventSpool,
         retry_interval_s: float = 1.0,
         on_delivered: Callable[[str, BaseModel], None] | None = None,
+        max_backoff_s: float | None = None,
     ) -> None:
         self.store = store
+        self.max_backoff_s = _default_max_backoff() if max_backoff_s is None else max_backoff_s
         self.spool = spool
         self.retry_interval_s = retry_interval_s
         self.on_delivered = on_delivered
@@ -65,8 +81,9 @@ class SpooledPublisher:
             return 0
         delivered = self.spool.drain(self._deliver_payload)
         # back off while Redis stays away (a connect timeout must not eat the engine's time): 1 s, 2 s, ... 16 s
+        # (4 s with Sentinel: a failover is over in seconds, and alerts should not wait 16 s more after it)
         self._failures = 0 if delivered else min(self._failures + 1, 4)
-        self._next_retry = time.monotonic() + self.retry_interval_s * 2**self._failures
+        self._next_retry = time.monotonic() + min(self.retry_interval_s * 2**self._failures, self.max_backoff_s)
         if delivered:
             self.delivered_from_spool += delivered
             logger.info("delivered %d spooled records to Redis (%d still spooled)", delivered, len(self.spool))

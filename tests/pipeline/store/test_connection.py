@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,24 @@ def test_factory_reaches_the_primary_that_sentinel_names(own_redis: RedisServer,
     finally:
         sentinel.kill()
         sentinel.wait(timeout=30)
+
+
+def test_publisher_backs_off_at_most_4_s_with_sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Down:  # a store whose Redis is away (failover in progress)
+        def publish_plate_event(self, _event: PlateEvent) -> bool:
+            raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr("pipeline.store.connection.get_settings",
+                        lambda: Settings(redis_sentinels="10.0.0.1:26379"))
+    with_sentinel = SpooledPublisher(Down(), EventSpool(tmp_path / "a", 1 << 20))
+    monkeypatch.setattr("pipeline.store.connection.get_settings", lambda: Settings())
+    without = SpooledPublisher(Down(), EventSpool(tmp_path / "b", 1 << 20))
+    assert (with_sentinel.max_backoff_s, without.max_backoff_s) == (4.0, 16.0)
+    for publisher in (with_sentinel, without):
+        waits = []
+        publisher.publish("plate", event(100))  # spooled: Redis is away
+        for _ in range(8):  # every retry fails; the wait doubles up to the cap
+            publisher.flush(force=True)
+            waits.append(publisher._next_retry - time.monotonic())
+        assert max(waits) <= publisher.max_backoff_s + 0.1 and max(waits) > publisher.max_backoff_s - 1
+        assert publisher.pending == 1
