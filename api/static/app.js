@@ -12,6 +12,7 @@ import { evidenceView } from "./views/evidence.js";
 import { playbackView } from "./views/playback.js";
 import { watchlistsView } from "./views/watchlists.js";
 import { usersView } from "./views/users.js";
+import { wallView } from "./views/wall.js";
 
 /** What each role may use (admin includes investigator, which includes operator). */
 const FEATURES = {
@@ -21,6 +22,10 @@ const FEATURES = {
 };
 
 const VIEWS = [alertsView, camerasView, playbackView, platesView, facesView, evidenceView, watchlistsView, usersView];
+
+// the video wall (views/wall.js): every role, right after the camera grid
+Object.values(FEATURES).forEach((features) => features.push("wall"));
+VIEWS.splice(VIEWS.indexOf(camerasView) + 1, 0, wallView);
 
 const state = {
   user: null,

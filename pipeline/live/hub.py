@@ -30,6 +30,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,26 @@ logger = logging.getLogger(__name__)
 Variant = Literal["main", "sub"]
 VARIANTS: tuple[str, ...] = ("main", "sub")
 _MOVFLAGS = "frag_keyframe+frag_every_frame+empty_moov+default_base_moof"
+
+
+_EXPLAINED = (
+    (re.compile(r"401 Unauthorized|authorization failed", re.I), "the camera refused the login (401): check its user "
+                                                                 "and password"),
+    (re.compile(r"403 Forbidden", re.I), "the camera refused this user (403)"),
+    (re.compile(r"404 Not Found", re.I), "the camera has no such stream (404)"),
+    (re.compile(r"Connection refused", re.I), "the camera refused the connection (is it on, and is the port right?)"),
+    (re.compile(r"timed out|Operation timed out|Connection timed out", re.I), "the camera did not answer in time"),
+    (re.compile(r"No route to host|Network is unreachable", re.I), "the camera's network is unreachable"),
+)
+
+
+def explain(stderr: str) -> str:
+    """A person-readable reason for an ended upstream, from ffmpeg's last (already redacted) error lines."""
+    for pattern, text in _EXPLAINED:
+        if pattern.search(stderr):
+            return text
+    cleaned = re.sub(r"\[[a-z0-9_]+ @ 0x[0-9a-f]+\] ?", "", stderr).strip()
+    return f"the camera stream ended: {cleaned[:240]}" if cleaned else "the camera stream ended"
 
 
 @dataclass(frozen=True)
@@ -344,8 +365,7 @@ class LiveSource:
         if not delivered and not self._long_probe:
             self._long_probe = True
         if delivered != "switch" and not self._end_reason:
-            self._end_reason = (redact_text(" | ".join(stderr_tail), secrets)[:300] if stderr_tail
-                                else "the camera stream ended")
+            self._end_reason = explain(redact_text(" | ".join(stderr_tail), secrets))
         return delivered
 
     async def _pump(self, proc: asyncio.subprocess.Process, splitter: Fmp4Splitter, plan: _Session) -> bool | str:

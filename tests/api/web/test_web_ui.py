@@ -364,9 +364,9 @@ def test_login_errors_and_role_navigation(browser, server):
     shot(browser, "01_login_error")
 
     expected = {
-        "op": ["alerts", "cameras", "playback", "plates"],
-        "inv": ["alerts", "cameras", "playback", "plates", "faces", "evidence"],
-        "boss": ["alerts", "cameras", "playback", "plates", "faces", "evidence", "watchlists", "users"],
+        "op": ["alerts", "cameras", "wall", "playback", "plates"],
+        "inv": ["alerts", "cameras", "wall", "playback", "plates", "faces", "evidence"],
+        "boss": ["alerts", "cameras", "wall", "playback", "plates", "faces", "evidence", "watchlists", "users"],
     }
     for user, views in expected.items():
         login(browser, server, user)
@@ -748,7 +748,7 @@ def test_thai_language_switch(browser, server):
     css(browser, "#lang-switch")[0].click()
     wait_until(browser, lambda d: d.execute_script("return document.documentElement.lang") == "th")
     nav = [a.text for a in css(browser, "#nav a .label")]
-    assert nav[:4] == ["การแจ้งเตือน", "กล้อง", "เล่นย้อนหลัง", "ค้นหาทะเบียน"], nav
+    assert nav[:5] == ["การแจ้งเตือน", "กล้อง", "วิดีโอวอลล์", "เล่นย้อนหลัง", "ค้นหาทะเบียน"], nav
     assert "ผู้ดูแลระบบ" in css(browser, "#who")[0].text
     shot(browser, "13_thai_alerts")
     browser.get(server.url + "/#/plates")

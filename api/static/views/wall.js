@@ -1,0 +1,416 @@
+// Video wall: live cameras in 1 / 2x2 / 3x3 / 4x4 tiles (fragmented MP4 over WebSocket into Media Source
+// Extensions, nothing re-encoded), the layout saved per user on the server, the newest plate read or alert of each
+// camera over its tile, click to enlarge. Only tiles on screen in a visible tab stream.
+
+import { ROUTES, api, getToken } from "../api.js";
+import { clear, errorBox, fmtTime, h, toast } from "../dom.js";
+import { t } from "../i18n.js";
+import { listCameras } from "./common.js";
+
+const GRIDS = { "1": 1, "2x2": 4, "3x3": 9, "4x4": 16 };
+const KEEP_BEHIND_S = 6; // buffered video kept behind the playhead
+const MAX_LAG_S = 1.5; // further behind the live edge than this: jump to it
+const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the stream is restarted
+const EVENTS_MS = 5000;
+
+/**
+ * One live stream in a <video>: WebSocket (token as the first message), MediaSource fed with the init segment and
+ * then one fragment per frame, buffer trimmed, playhead kept near the live edge. Reconnects by itself (1 s doubling
+ * to 15 s) except when the server refuses the camera (4403/4404/4422) or the session (4401).
+ */
+export class LivePlayer {
+  constructor(video, cameraId, stream, { onState = () => {}, onUnauthorized = () => {} } = {}) {
+    Object.assign(this, { video, cameraId, stream, onState, onUnauthorized });
+    this.ws = null;
+    this.stopped = true;
+    this.attempt = 0;
+    this.timer = null;
+    this.pending = [];
+    this.sourceBuffer = null;
+    this.mediaSource = null;
+    this.expectInit = false;
+    this.mime = "";
+    this.mode = "remux";
+    this.stats = { fragments: 0, bytes: 0, presented: 0, firstFrameAt: null, openedAt: null, frames: [] };
+    this.tick = setInterval(() => this.keepLive(), 1000);
+    if (video.requestVideoFrameCallback) {
+      const onFrame = (now, meta) => {
+        if (this.dead) return;
+        this.stats.presented += 1;
+        if (this.stats.firstFrameAt === null) this.stats.firstFrameAt = Date.now();
+        // wall-clock presentation time of each frame with its media time (read by benchmarks.video --browser)
+        this.stats.frames.push([performance.timeOrigin + meta.expectedDisplayTime, meta.mediaTime]);
+        if (this.stats.frames.length > 1000) this.stats.frames.splice(0, 500);
+        video.requestVideoFrameCallback(onFrame);
+      };
+      video.requestVideoFrameCallback(onFrame);
+    }
+  }
+
+  url() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}${ROUTES.liveWs(this.cameraId)}?stream=${encodeURIComponent(this.stream)}`;
+  }
+
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(state = "paused") {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000, "bye"); }
+    this.resetMedia();
+    this.onState(state, {});
+  }
+
+  destroy() {
+    this.dead = true;
+    this.stop("paused");
+    clearInterval(this.tick);
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.onState("connecting", {});
+    this.stats.openedAt = Date.now();
+    this.stats.firstFrameAt = null;
+    const ws = new WebSocket(this.url());
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ token: getToken() })));
+    ws.addEventListener("message", (event) => {
+      if (this.ws !== ws) return;
+      if (typeof event.data === "string") this.onText(event.data);
+      else this.onBinary(event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.resetMedia();
+      if (event.code === 4401) { this.stopped = true; this.onState("denied", { reason: event.reason }); this.onUnauthorized(); return; }
+      if ([4403, 4404, 4422].includes(event.code)) {
+        this.stopped = true;
+        this.onState("denied", { reason: event.reason || t("wall.denied") });
+        return;
+      }
+      this.retry(event.reason);
+    });
+  }
+
+  retry(reason) {
+    if (this.stopped) return;
+    const delay = Math.min(15, 2 ** this.attempt) * 1000;
+    this.attempt += 1;
+    this.onState("offline", { reason: reason || t("wall.connection_lost") });
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  onText(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    if (msg.type === "init") {
+      this.mime = msg.mime;
+      this.mode = msg.mode || "remux";
+      this.expectInit = true;
+      if (!window.MediaSource || !MediaSource.isTypeSupported(msg.mime)) {
+        this.onState("offline", { reason: t("wall.unsupported", { codec: msg.codec }) });
+      }
+    } else if (msg.type === "status") {
+      this.mode = msg.mode || this.mode;
+      this.onState(msg.status === "live" ? "live" : msg.status, { reason: msg.reason, mode: this.mode });
+      if (msg.status === "live") this.attempt = 0;
+    } else if (msg.type === "end") {
+      this.onState("offline", { reason: msg.reason });
+    }
+  }
+
+  onBinary(buffer) {
+    if (this.expectInit) {
+      this.expectInit = false;
+      this.newMedia(buffer);
+      return;
+    }
+    if (!this.mediaSource) return;
+    this.stats.fragments += 1;
+    this.stats.bytes += buffer.byteLength;
+    this.pending.push(buffer);
+    if (this.pending.length > MAX_PENDING) { // the decoder cannot keep up: start again from a keyframe
+      this.resetMedia();
+      if (this.ws) this.ws.close(4000, "behind");
+      return;
+    }
+    this.pump();
+  }
+
+  newMedia(init) {
+    this.resetMedia();
+    const ms = new MediaSource();
+    this.mediaSource = ms;
+    this.pending = [init];
+    this.video.src = URL.createObjectURL(ms);
+    ms.addEventListener("sourceopen", () => {
+      if (this.mediaSource !== ms) return;
+      try {
+        this.sourceBuffer = ms.addSourceBuffer(this.mime);
+        this.sourceBuffer.mode = "segments";
+        this.sourceBuffer.addEventListener("updateend", () => this.pump());
+        this.pump();
+      } catch (err) {
+        this.onState("offline", { reason: t("wall.unsupported", { codec: this.mime }) });
+      }
+    }, { once: true });
+  }
+
+  resetMedia() {
+    this.pending = [];
+    this.sourceBuffer = null;
+    if (this.mediaSource) {
+      const old = this.video.src;
+      this.mediaSource = null;
+      this.video.removeAttribute("src");
+      this.video.load();
+      if (old) URL.revokeObjectURL(old);
+    }
+  }
+
+  pump() {
+    const sb = this.sourceBuffer;
+    if (!sb || sb.updating || !this.pending.length) return;
+    try {
+      sb.appendBuffer(this.pending.shift());
+    } catch (err) {
+      if (err.name === "QuotaExceededError") { this.trim(true); return; }
+      this.resetMedia();
+      if (this.ws) this.ws.close(4000, "append failed");
+      return;
+    }
+    const v = this.video;
+    if (v.paused && v.buffered.length) {
+      if (v.currentTime < v.buffered.start(0)) v.currentTime = v.buffered.start(0);
+      v.play().catch(() => { /* autoplay of muted video is allowed; retried on the next fragment */ });
+    }
+  }
+
+  /** Remove what lies more than KEEP_BEHIND_S behind the playhead. */
+  trim(force = false) {
+    const sb = this.sourceBuffer;
+    const v = this.video;
+    if (!sb || sb.updating || !v.buffered.length) return;
+    const start = v.buffered.start(0);
+    const cut = v.currentTime - (force ? 1 : KEEP_BEHIND_S);
+    if (cut - start > 1) {
+      try { sb.remove(start, cut); } catch { /* removed on the next tick */ }
+    }
+  }
+
+  /** Jump to the live edge when the playhead fell behind (tab throttled, slow decode); trim the buffer. */
+  keepLive() {
+    const v = this.video;
+    if (!this.sourceBuffer || !v.buffered.length) return;
+    const end = v.buffered.end(v.buffered.length - 1);
+    if (end - v.currentTime > MAX_LAG_S) v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.2);
+    this.trim();
+  }
+}
+
+function statusText(state, info) {
+  if (state === "live") return info.mode && info.mode !== "remux" ? t(`wall.mode.${info.mode}`) : "";
+  if (state === "offline" || state === "denied") return info.reason || "";
+  return "";
+}
+
+/** One tile: header (name, status), video, overlay of the newest event, offline notice. */
+function makeTile(index, cameras, wall) {
+  const video = h("video", { muted: true, autoplay: true, playsinline: true, class: "wall-video" });
+  video.muted = true;
+  const name = h("span", { class: "wall-name" });
+  const badge = h("span", { class: "badge wall-status" });
+  const note = h("div", { class: "wall-note" });
+  const overlay = h("div", { class: "wall-overlay", hidden: true });
+  const select = h("select", { class: "wall-select", "aria-label": t("wall.choose_camera") },
+    h("option", { value: "" }, t("wall.empty_tile")),
+    ...cameras.map((c) => h("option", { value: c.id }, c.name)));
+  const el = h("div", { class: "wall-tile", dataset: { index: String(index), state: "empty" } },
+    h("div", { class: "wall-head" }, name, badge, select), video, overlay, note);
+  const tile = { el, video, player: null, cameraId: "", visible: false, state: "empty", info: {}, overlay, note };
+  tile.paint = (state, info = {}) => {
+    tile.state = state;
+    tile.info = info;
+    el.dataset.state = state;
+    badge.className = `badge wall-status status-${state}`;
+    badge.textContent = state === "empty" ? "" : t(`wall.state.${state}`);
+    badge.hidden = state === "empty";
+    const text = statusText(state, info);
+    note.textContent = text;
+    note.hidden = !text;
+    note.classList.toggle("wall-note-error", state === "offline" || state === "denied");
+  };
+  tile.assign = (cameraId) => {
+    if (tile.player) { tile.player.destroy(); tile.player = null; }
+    tile.cameraId = cameraId || "";
+    el.dataset.cameraId = tile.cameraId;
+    select.value = tile.cameraId;
+    const cam = cameras.find((c) => c.id === cameraId);
+    name.textContent = cam ? cam.name : "";
+    overlay.hidden = true;
+    if (!cam) { tile.paint("empty"); return; }
+    tile.player = new LivePlayer(video, cam.id, wall.streamFor(tile), {
+      onState: (state, info) => tile.paint(state, info),
+      onUnauthorized: () => wall.ctx.go("#/alerts"),
+    });
+    tile.paint("paused");
+    if (wall.newest.has(cam.id)) showEvent(tile, wall.newest.get(cam.id));
+    wall.updateStreaming(tile);
+  };
+  select.addEventListener("change", () => { tile.assign(select.value); wall.markDirty(); });
+  select.addEventListener("click", (event) => event.stopPropagation());
+  el.addEventListener("click", () => { if (tile.cameraId) wall.toggleEnlarge(tile); });
+  return tile;
+}
+
+function showEvent(tile, event) {
+  if (!event) return;
+  const { overlay } = tile;
+  clear(overlay, h("span", { class: `wall-event wall-event-${event.kind}` }, event.text),
+    h("time", { class: "wall-event-time" }, fmtTime(event.at, { date: false })));
+  overlay.dataset.kind = event.kind;
+  overlay.hidden = false;
+}
+
+async function render(container, ctx) {
+  const cameras = await listCameras(true);
+  let layout;
+  try { layout = await api(ROUTES.liveLayout); } catch (err) { layout = { grid: "2x2", tiles: [], stream: "auto" }; toast(err.message, "error"); }
+  const grid = h("div", { class: "wall-grid", id: "wall-grid" });
+  const saveButton = h("button", { class: "btn btn-secondary", id: "wall-save", type: "button" }, t("wall.save"));
+  const gridButtons = Object.keys(GRIDS).map((g) => h("button", {
+    class: "btn btn-secondary wall-grid-btn", type: "button", dataset: { grid: g }, onclick: () => wall.setGrid(g, true),
+  }, g === "1" ? t("wall.single") : g));
+  const wall = {
+    ctx,
+    grid: layout.grid,
+    stream: layout.stream || "auto",
+    tiles: [],
+    enlarged: null,
+    dirty: false,
+    newest: new Map(), // camera id -> newest plate read or alert shown over its tiles
+    streamFor(tile) {
+      if (this.stream !== "auto") return this.stream;
+      return this.grid === "1" || this.enlarged === tile ? "main" : "sub";
+    },
+    markDirty() { this.dirty = true; saveButton.classList.add("btn-primary"); },
+    setGrid(g, byUser) {
+      const keep = this.tiles.map((tile) => tile.cameraId);
+      this.tiles.forEach((tile) => { if (tile.player) tile.player.destroy(); if (tile.el) observer.unobserve(tile.el); });
+      this.grid = g;
+      this.enlarged = null;
+      grid.className = `wall-grid wall-grid-${g.replace("x", "-")}`;
+      grid.dataset.grid = g;
+      gridButtons.forEach((b) => b.classList.toggle("active", b.dataset.grid === g));
+      this.tiles = Array.from({ length: GRIDS[g] }, (_, i) => makeTile(i, cameras, this));
+      clear(grid, ...this.tiles.map((tile) => tile.el));
+      this.tiles.forEach((tile, i) => { observer.observe(tile.el); tile.assign(keep[i] || ""); });
+      if (byUser) this.markDirty();
+    },
+    updateStreaming(tile) {
+      if (!tile.player) return;
+      const on = tile.visible && document.visibilityState === "visible"
+        && (!this.enlarged || this.enlarged === tile);
+      if (on) tile.player.start();
+      else if (!tile.player.stopped) tile.player.stop("paused");
+    },
+    toggleEnlarge(tile) {
+      this.enlarged = this.enlarged === tile ? null : tile;
+      grid.classList.toggle("wall-has-enlarged", Boolean(this.enlarged));
+      this.tiles.forEach((other) => {
+        other.el.classList.toggle("wall-enlarged", other === this.enlarged);
+        const wanted = this.streamFor(other);
+        if (other.player && other.player.stream !== wanted) other.assign(other.cameraId);
+        this.updateStreaming(other);
+      });
+    },
+  };
+  const observer = new IntersectionObserver((entries) => {
+    entries.forEach((entry) => {
+      const tile = wall.tiles.find((x) => x.el === entry.target);
+      if (!tile) return;
+      tile.visible = entry.isIntersecting;
+      wall.updateStreaming(tile);
+    });
+  }, { threshold: 0.05 });
+  const onVisibility = () => wall.tiles.forEach((tile) => wall.updateStreaming(tile));
+  document.addEventListener("visibilitychange", onVisibility);
+
+  saveButton.addEventListener("click", async () => {
+    saveButton.disabled = true;
+    try {
+      const tiles = wall.tiles.map((tile) => tile.cameraId || null);
+      await api(ROUTES.liveLayout, { method: "PUT", body: { grid: wall.grid, tiles, stream: wall.stream } });
+      wall.dirty = false;
+      saveButton.classList.remove("btn-primary");
+      toast(t("wall.saved"), "ok", 3000);
+    } catch (err) {
+      toast(err.message, "error");
+    } finally {
+      saveButton.disabled = false;
+    }
+  });
+
+  clear(container,
+    h("div", { class: "view-head" }, h("h1", {}, t("wall.title")),
+      h("div", { class: "wall-toolbar", role: "toolbar" }, ...gridButtons, saveButton)),
+    cameras.length ? grid : errorBox({ message: t("wall.no_cameras") }));
+  const initial = (layout.tiles || []).slice(0, GRIDS[layout.grid]);
+  wall.tiles = initial.map((cameraId) => ({ cameraId }));
+  wall.setGrid(layout.grid, false);
+
+  // newest plate read (polled per visible camera) or alert (live feed) over each tile
+  const { newest } = wall;
+  const offer = (cameraId, event) => {
+    const known = newest.get(cameraId);
+    if (known && known.at >= event.at) return;
+    newest.set(cameraId, event);
+    wall.tiles.filter((tile) => tile.cameraId === cameraId).forEach((tile) => showEvent(tile, event));
+  };
+  const fromAlerts = () => {
+    ctx.alerts().forEach((item) => {
+      const a = item.alert;
+      offer(a.camera_id, { kind: a.kind === "face" || a.kind === "person" ? "face" : "alert",
+        text: `⚠ ${a.label || t(`alerts.kind.${a.kind}`)}`, at: a.created_at || 0 });
+    });
+  };
+  const pollPlates = async () => {
+    const ids = [...new Set(wall.tiles.filter((tile) => tile.cameraId && tile.visible).map((tile) => tile.cameraId))];
+    await Promise.all(ids.map(async (id) => {
+      try {
+        const data = await api(ROUTES.cameraEvents(id), { query: { kind: "plate", limit: 1 } });
+        const e = (data.items || [])[0];
+        if (e) offer(id, { kind: "plate", text: `${e.plate_text} ${e.province || ""}`.trim(), at: e.frame_time || 0 });
+      } catch { /* a tile without events access shows none */ }
+    }));
+  };
+  fromAlerts();
+  pollPlates();
+  const stopAlerts = ctx.onAlerts(fromAlerts);
+  const eventsTimer = setInterval(pollPlates, EVENTS_MS);
+  window.__wall = wall;
+  return () => {
+    clearInterval(eventsTimer);
+    stopAlerts();
+    document.removeEventListener("visibilitychange", onVisibility);
+    observer.disconnect();
+    wall.tiles.forEach((tile) => { if (tile.player) tile.player.destroy(); });
+    delete window.__wall;
+  };
+}
+
+export const wallView = {
+  id: "wall",
+  feature: "wall",
+  navKey: "nav.wall",
+  render,
+};

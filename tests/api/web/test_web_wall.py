@@ -1,0 +1,221 @@
+"""The video wall in a real headless Chromium against the real API, a real Redis and real RTSP test cameras: live
+tiles play (the playhead advances, the picture has a size, a frame drawn to a canvas is not blank), an offline
+camera says so, the newest plate read shows over its tile, the layout is saved per user, a tile enlarges, hidden
+tabs stop streaming, and a camera-limited user gets no video of another camera. Screenshots go to
+``test-artifacts/web/``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.api.web.test_web_ui import CHROMEDRIVER, CHROMIUM, css, free_port, page_errors, shot, wait, wait_until
+from tests.api.web.test_web_ui import browser as browser  # noqa: F401 - the same Chromium fixture
+
+CLIP = "thai_bangkok_night_dashcam_bus"  # 1280x720 night traffic (sub-stream 640x360)
+PASSWORD = "correct-horse-42"
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="Debian chromium/chromedriver absent"),
+]
+
+
+@dataclass
+class WallServer:
+    url: str
+    client: redis.Redis
+    app: object
+
+
+@pytest.fixture(scope="module")
+def wall_server(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WallServer]:
+    """RTSP cameras (two streams of the night footage), a dead camera, the API under uvicorn, users and a plate read."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from api.store import ApiStore
+    from pipeline.events import PlateCandidate, PlateEvent
+    from pipeline.store import EventStore
+    from pipeline.testcams import TestCameraServer
+
+    if redis_server.process is None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    base = tmp_path_factory.mktemp("wall")
+    with TestCameraServer(shared_dir / "data" / "videos", 0, names=[CLIP], aliases={"gate": CLIP}) as cams:
+        config = base / "cameras.yaml"
+        config.write_text("cameras:\n"
+                          f"  - {{id: lobby, name: Lobby entrance, url: '{cams.url(CLIP)}',"
+                          f" sub_stream: '{cams.sub_url(CLIP)}'}}\n"
+                          f"  - {{id: gate, name: Gate road, url: '{cams.url('gate')}'}}\n"
+                          "  - {id: dead, name: Loading dock, url: 'rtsp://127.0.0.1:9/none'}\n", encoding="utf-8")
+        users = ApiStore(client, scrypt_n=2**10)
+        users.put_user("op", "operator", PASSWORD)
+        users.put_user("lim", "operator", PASSWORD, ["lobby"])
+        now = time.time()
+        event = PlateEvent(camera_id="lobby", track_id=1, started_at=now - 3, ended_at=now - 1, frame_time=now - 2,
+                           plate_text="1กอ5180", province="กรุงเทพมหานคร", province_latin="Bangkok", confidence=0.93,
+                           candidates=[PlateCandidate(text="1กอ5180", score=0.93)], vehicle_class="car",
+                           plate_box=[10, 10, 60, 30])
+        assert EventStore(client).publish_plate_event(event)
+        settings = ApiSettings(redis_url=redis_server.url, recordings_dir=base / "rec", config_path=config,
+                               scrypt_n=2**10, login_max_per_user=50, login_max_per_ip=200, live_linger_s=1.0)
+        app = create_app(settings)
+        port = free_port()
+        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ws_ping_interval=None))
+        thread = threading.Thread(target=uv.run, name="uvicorn-wall-test", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not uv.started:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise RuntimeError("uvicorn did not start")
+                time.sleep(0.05)
+            yield WallServer(url=f"http://127.0.0.1:{port}", client=client, app=app)
+        finally:
+            uv.should_exit = True
+            thread.join(timeout=20)
+            client.close()
+
+
+def sign_in(driver, server: WallServer, username: str) -> None:
+    driver.get(server.url + "/#/wall")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear(); localStorage.setItem('cctv.lang', 'en');")
+    driver.refresh()
+    wait(driver, "#login-username").send_keys(username)
+    css(driver, "#login-password")[0].send_keys(PASSWORD)
+    css(driver, "#login-submit")[0].click()
+    wait(driver, "#nav a")
+
+
+TILE = '.wall-tile[data-camera-id="{}"]'
+PLAYING = """
+const v = document.querySelector(arguments[0] + ' video');
+if (!v || !v.videoWidth || v.readyState < 2) return null;
+const c = document.createElement('canvas'); c.width = 64; c.height = 36;
+const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 36);
+const px = g.getImageData(0, 0, 64, 36).data; let sum = 0, sq = 0, n = 0;
+for (let i = 0; i < px.length; i += 4) { const y = (px[i] + px[i+1] + px[i+2]) / 3; sum += y; sq += y * y; n++; }
+const mean = sum / n;
+return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, mean, std: Math.sqrt(sq / n - mean * mean),
+        paused: v.paused};
+"""
+
+
+def playing(driver, camera: str, min_time: float = 0.0):
+    """The tile's video facts once it shows a picture beyond ``min_time`` (else None)."""
+    facts = driver.execute_script(PLAYING, TILE.format(camera))
+    return facts if facts and facts["t"] > min_time else None
+
+
+def hub_upstreams(server: WallServer) -> dict:
+    hub = getattr(server.app.state, "live_hub", None)
+    return {} if hub is None else {k: s.pid for k, s in hub.sources.items() if s.pid}
+
+
+def test_wall_plays_live_tiles_shows_offline_and_plate_and_saves_layout(browser, wall_server):  # noqa: F811
+    sign_in(browser, wall_server, "op")
+    wait(browser, "#wall-grid .wall-tile")
+    assert browser.execute_script("return document.getElementById('wall-grid').dataset.grid") == "2x2"
+    assert [e.get_attribute("data-camera-id") for e in css(browser, "#wall-grid .wall-tile")] == \
+        ["lobby", "gate", "dead", ""]
+    # live tiles play: the playhead advances, the picture has a size, a captured frame is not blank
+    first = wait_until(browser, lambda d: playing(d, "lobby"), 60, "the lobby tile did not play")
+    later = wait_until(browser, lambda d: playing(d, "lobby", first["t"] + 1.0), 30, "the playhead did not advance")
+    assert (later["w"], later["h"]) == (640, 360)  # a 2x2 wall shows the sub-stream
+    assert later["std"] > 8 and 5 < later["mean"] < 250, later  # a real night-traffic frame, not black or flat
+    gate = wait_until(browser, lambda d: playing(d, "gate", 1.0), 60, "the gate tile did not play")
+    assert (gate["w"], gate["h"]) == (1280, 720)  # no sub-stream: the main one
+    wait(browser, f'{TILE.format("lobby")}[data-state="live"]')
+    # the dead camera says so, with the reason, and keeps trying
+    dead = wait(browser, f'{TILE.format("dead")}[data-state="offline"] .wall-note', timeout=60)
+    assert "refused the connection" in dead.text
+    # the newest plate read of the lobby camera over its tile
+    overlay = wait(browser, f'{TILE.format("lobby")} .wall-overlay[data-kind="plate"]', timeout=20)
+    assert "1กอ5180" in overlay.text
+    shot(browser, "wall")
+    # one upstream per camera stream for the whole wall
+    ups = hub_upstreams(wall_server)
+    assert set(ups) >= {("lobby", "sub"), ("gate", "main")} and len(set(ups.values())) == len(ups)
+    # click to enlarge: the lobby tile fills the wall on the main stream, the others stop streaming
+    css(browser, TILE.format("lobby"))[0].click()
+    wait_until(browser, lambda d: (playing(d, "lobby") or {}).get("w") == 1280, 60, "enlarged tile not on main")
+    assert css(browser, ".wall-enlarged")[0].get_attribute("data-camera-id") == "lobby"
+    assert "1กอ5180" in wait(browser, '.wall-enlarged .wall-overlay[data-kind="plate"]').text
+    wait_until(browser, lambda d: d.execute_script(
+        f"return document.querySelector('{TILE.format('gate')}').dataset.state") == "paused", 15, "gate kept going")
+    shot(browser, "wall_enlarged")
+    css(browser, TILE.format("lobby"))[0].click()
+    # a 3x3 layout with the gate first, saved on the server for this user
+    browser.execute_script("document.querySelector('.wall-grid-btn[data-grid=\"3x3\"]').click()")
+    wait(browser, "#wall-grid[data-grid='3x3']")
+    select = css(browser, '.wall-tile[data-index="3"] select')[0]
+    from selenium.webdriver.support.ui import Select
+
+    Select(select).select_by_value("gate")
+    css(browser, "#wall-save")[0].click()
+    wait_until(browser, lambda d: json.loads(wall_server.client.get("wall:layout:op") or "{}").get("grid") == "3x3",
+               15, "layout not saved")
+    saved = json.loads(wall_server.client.get("wall:layout:op"))
+    assert saved["tiles"][:4] == ["lobby", "gate", "dead", "gate"]
+    browser.refresh()
+    wait(browser, "#wall-grid[data-grid='3x3']")
+    assert css(browser, '.wall-tile[data-index="3"]')[0].get_attribute("data-camera-id") == "gate"
+    wait_until(browser, lambda d: playing(d, "gate", 0.5), 60, "the saved layout did not play")
+    shot(browser, "wall_3x3")
+    assert not page_errors(browser)
+
+
+def test_hidden_tab_stops_streaming(browser, wall_server):  # noqa: F811
+    sign_in(browser, wall_server, "lim")
+    wait_until(browser, lambda d: playing(d, "lobby", 0.5), 60, "the lobby tile did not play")
+    viewers = lambda: wall_server.app.state.live_hub.sources[("lobby", "main")].viewers  # noqa: E731
+    assert len(viewers()) == 1
+    browser.execute_script("Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+                           "document.dispatchEvent(new Event('visibilitychange'));")
+    wait_until(browser, lambda d: not viewers(), 15, "a hidden tab kept its live stream")
+    browser.execute_script("Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});"
+                           "document.dispatchEvent(new Event('visibilitychange'));")
+    wait_until(browser, lambda d: len(viewers()) == 1, 15, "the stream did not resume when the tab came back")
+
+
+def test_camera_limited_user_gets_no_other_camera(browser, wall_server):  # noqa: F811
+    sign_in(browser, wall_server, "lim")
+    wait(browser, "#wall-grid .wall-tile")
+    # only the permitted camera is on the wall and in the choices
+    assert [e.get_attribute("data-camera-id") for e in css(browser, "#wall-grid .wall-tile")] == ["lobby"]
+    options = [o.get_attribute("value") for o in css(browser, ".wall-tile select option")]
+    assert options == ["", "lobby"]
+    # a page script of this user asking for another camera directly is refused, with no video
+    result = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const ws = new WebSocket(`ws://${location.host}/api/live/gate/ws`);
+        ws.binaryType = 'arraybuffer'; let binary = 0;
+        ws.onopen = () => ws.send(JSON.stringify({token: sessionStorage.getItem('cctv.token')}));
+        ws.onmessage = (e) => { if (typeof e.data !== 'string') binary += 1; };
+        ws.onclose = (e) => done({code: e.code, reason: e.reason, binary});
+    """)
+    assert result["code"] == 4404 and result["binary"] == 0 and "gate" in result["reason"]
+    # the page's own player pointed at another camera ends "denied" with the server's reason, and stops retrying
+    states = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/views/wall.js').then((m) => {
+          const states = [];
+          const player = new m.LivePlayer(document.createElement('video'), 'gate', 'main', {
+            onState: (s, info) => { states.push([s, info.reason || '']);
+                                    if (s === 'denied') { done(states.slice()); player.destroy(); } } });
+          player.start();
+        });
+    """)
+    assert states[-1][0] == "denied" and "gate" in states[-1][1], states
+    shot(browser, "wall_limited")
