@@ -88,6 +88,7 @@ class WorkerNode:
         self.bus = LaneBus(slots, self.config.ingest.queue_size, self.config.ingest.max_width)
         self.cameras: dict[str, CameraChild] = {}
         self.stopping: list[StoppingCamera] = []
+        self.pending: dict[str, int] = {}  # leased cameras waiting for a lane (camera -> token)
         self.children: list[Any] = []
         self.engine: Any = None
         self._next_step = 0.0
@@ -139,6 +140,7 @@ class WorkerNode:
             self._next_config = now + self.config.cluster.config_poll_s
             self._follow_config()
         self._reap_stopping()
+        self._start_pending()
         self._supervise_cameras()
         _supervise(self.children)
 
@@ -166,8 +168,14 @@ class WorkerNode:
             return
         analysed = camera_is_analysed(camera)
         if analysed:
-            self.bus.assign(camera_id, token)
+            try:
+                self.bus.assign(camera_id, token)
+            except RuntimeError:  # every lane still held by a capture that is exiting: start when one is free
+                logger.info("camera %s waits for a free frame bus lane", camera_id)
+                self.pending[camera_id] = token
+                return
             self._ensure_engine()
+        self.pending.pop(camera_id, None)
         for url in (camera.url, camera.sub_stream):
             if url:
                 url_secrets(url)
@@ -185,6 +193,13 @@ class WorkerNode:
         :meth:`_reap_stopping`: the loop never blocks on a stopping capture, so the other leases stay renewed."""
         child = self.cameras.pop(camera_id, None)
         if child is None:
+            self.pending.pop(camera_id, None)
+            for item in self.stopping:  # already exiting: what follows is decided anew
+                if item.child.camera.id == camera_id:
+                    item.then = then
+                    return
+            if then == "release":  # not running (waiting for a lane): nothing to wait for
+                self.agent.release(camera_id)
             return
         child.worker.stop_event.set()
         self.stopping.append(StoppingCamera(child, time.monotonic() + timeout_s, why, then))
@@ -210,6 +225,14 @@ class WorkerNode:
             elif item.then == "restart" and camera_id in self.agent.held:
                 self._start_camera(camera_id, self.agent.held[camera_id].token)
 
+    def _start_pending(self) -> None:
+        for camera_id, token in list(self.pending.items()):
+            held = self.agent.held.get(camera_id)
+            if held is None or held.token != token or camera_id in self.cameras:
+                self.pending.pop(camera_id)  # lost or released meanwhile
+            elif not self.is_stopping(camera_id):
+                self._start_camera(camera_id, token)
+
     def _note(self, camera_id: str, what: str) -> None:
         self.handovers.append((camera_id, what, time.time()))
         del self.handovers[:-1000]
@@ -232,7 +255,8 @@ class WorkerNode:
                 if child.analysed:
                     self.bus.unassign(camera_id)
                 self._start_camera(camera_id, child.token)
-                self.cameras[camera_id].restarts = child.restarts
+                if camera_id in self.cameras:
+                    self.cameras[camera_id].restarts = child.restarts
 
     def _write_holder(self, camera_id: str, token: int) -> None:
         try:
