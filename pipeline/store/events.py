@@ -224,12 +224,17 @@ class EventStore:
     def _write(self, script, script_keys: list, argv: list):
         """Run a writer script; with ``wait_replicas`` also WAIT (same connection) and raise
         :class:`NotReplicatedError` unless enough replicas confirmed it."""
-        if not self.wait_replicas:
-            return script(keys=script_keys, args=argv)
-        pipe = self.client.pipeline(transaction=False)
-        script(keys=script_keys, args=argv, client=pipe)
-        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-        result, acked = pipe.execute()
+        try:
+            if not self.wait_replicas:
+                return script(keys=script_keys, args=argv)
+            pipe = self.client.pipeline(transaction=False)
+            script(keys=script_keys, args=argv, client=pipe)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            result, acked = pipe.execute()
+        except redis.ResponseError as exc:  # min-replicas-to-write: the primary has too few replicas to take it
+            if "NOREPLICAS" in str(exc):
+                raise NotReplicatedError(f"the primary refused the write: {exc}") from None
+            raise
         stored = any(int(r) == 1 for r in (result if isinstance(result, list) else [result]))
         if not stored:  # nothing written by this call: confirm the earlier write (maybe another connection's)
             pipe = self.client.pipeline(transaction=False)

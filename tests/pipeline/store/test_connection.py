@@ -143,3 +143,21 @@ def test_publisher_backs_off_at_most_4_s_with_sentinel(tmp_path: Path, monkeypat
             waits.append(publisher._next_retry - time.monotonic())
         assert max(waits) <= publisher.max_backoff_s + 0.1 and max(waits) > publisher.max_backoff_s - 1
         assert publisher.pending == 1
+
+
+def test_a_primary_without_its_replicas_refuses_and_the_event_stays_spooled(own_redis: RedisServer,
+                                                                           tmp_path: Path) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=5)
+    client.config_set("min-replicas-to-write", 1)  # the group's setting: no replica connected -> NOREPLICAS
+    try:
+        store = EventStore(client)
+        with pytest.raises(NotReplicatedError, match="NOREPLICAS"):
+            store.publish_plate_event(event(500))
+        publisher = SpooledPublisher(store, EventSpool(tmp_path / "spool", 1 << 20), retry_interval_s=0.05)
+        assert publisher.publish("plate", event(501)) is False and publisher.pending == 1
+        assert not publisher.redis_ok
+        client.config_set("min-replicas-to-write", 0)
+        wait_for(lambda: publisher.flush(force=True) or publisher.pending == 0, 30, "spool delivered")
+        assert client.hexists(keys.PLATE_EVENTS, "ack-501") and not client.hexists(keys.PLATE_EVENTS, "ack-500")
+    finally:
+        client.config_set("min-replicas-to-write", 0)
