@@ -52,7 +52,6 @@ def test_publisher_rides_through_a_sentinel_failover_without_loss_or_duplicates(
                               "--rate", "25", "--spool", str(tmp_path / "spool"), "--out", str(out)],
                              log=tmp_path / "publisher.log", env=agent_env(group, tmp_path), cwd=REPO_ROOT)
     wait_until(lambda: progress(out).get("made", 0) >= 100, 120, "100 events published before the kill")
-    assert progress(out).get("first_spooled") is None, "events spooled before any failure"
 
     killed_host, killed_at = group.kill_primary()
     made_at_kill = progress(out)["made"]
