@@ -3,8 +3,9 @@
 :func:`open_segment` returns a local path to read: the file itself when it is here (this host recorded it, or the
 recordings folder is shared storage), else a copy fetched from the holding host's internal segment server
 (:mod:`pipeline.recording.serve`, ``Authorization: Bearer <CCTV_INTERNAL_TOKEN>``) into a cache under
-``<recordings>/.remote/<host>/`` (segments never change once indexed; the cache keeps at most
-:data:`CACHE_MAX_BYTES`, oldest out first). A holding host that cannot be reached raises
+``<recordings>/.remote/<host>/`` (segments never change once indexed; the cache keeps about
+:data:`CACHE_MAX_BYTES`, least recently used out first, but never a copy used in the last :data:`CACHE_KEEP_S`, so
+a long export never loses the segments it fetched before it cuts them). A holding host that cannot be reached raises
 :class:`SegmentUnavailable` naming the host, so callers (exports, playback) report the footage as unavailable
 rather than failing; a segment the holding host no longer has (retention removed it) raises
 :class:`SegmentMissing`.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 REMOTE_CACHE = ".remote"
 CACHE_MAX_BYTES = 2 * 1024**3
+CACHE_KEEP_S = 3600.0
 FETCH_TIMEOUT_S = 10.0
 
 
@@ -80,12 +84,13 @@ def open_segment(client: Any, recordings_dir: Path, segment: Segment, settings: 
         raise SegmentMissing(f"segment path {segment.path!r} is not a plain relative path")
     cached = cached_copy(recordings_dir, segment)
     if cached is not None:
+        os.utime(cached)  # used now: the last to leave the cache
         return cached
     host, base = _base_url(client, segment, settings)
     target = recordings_dir / REMOTE_CACHE / host / segment.path
     url = f"{base}{SEGMENT_ROUTE}{quote(segment.path)}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + f".{os.getpid()}.part")
+    part = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.part")  # threads fetch in parallel
     try:
         with urllib.request.urlopen(_request(url, settings.internal_token or ""), timeout=timeout_s) as response, \
                 part.open("wb") as out:
@@ -145,12 +150,20 @@ def unreachable_hosts(client: Any, recordings_dir: Path, segments: list[Segment]
     return out
 
 
-def _trim_cache(root: Path, keep: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
-    """Remove the oldest cached segments while the cache holds more than ``max_bytes``."""
-    files = [(p.stat().st_mtime, p.stat().st_size, p) for p in root.rglob("*") if p.is_file()]
+def _trim_cache(root: Path, keep: Path, max_bytes: int = CACHE_MAX_BYTES, keep_s: float = CACHE_KEEP_S) -> None:
+    """Remove the least recently used cached segments while the cache holds more than ``max_bytes``; copies used
+    within ``keep_s`` stay (an export in progress needs them)."""
+    files = []
+    for path in root.rglob("*.mkv"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # another thread trimmed it
+            continue
+        files.append((stat.st_mtime, stat.st_size, path))
     total = sum(size for _, size, _ in files)
-    for _, size, path in sorted(files):
-        if total <= max_bytes:
+    recent = time.time() - keep_s
+    for mtime, size, path in sorted(files):
+        if total <= max_bytes or mtime >= recent:
             return
         if path != keep:
             path.unlink(missing_ok=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +220,20 @@ def test_playback_plan_reaches_segments_on_another_host_and_says_when_it_is_down
     monkeypatch.setattr("pipeline.recording.locate.get_settings", lambda: other)
     with pytest.raises(SegmentUnavailable, match="'worker-2'"):
         plan_playback(client, other.recordings_dir, CAM, segments[0].start + 0.5, 60)
+
+
+def test_fetch_cache_drops_least_recently_used_copies_but_never_ones_in_use(tmp_path: Path) -> None:
+    from pipeline.recording.locate import _trim_cache
+
+    root = tmp_path / ".remote"
+    files = []
+    for i, age_s in enumerate((7200, 5400, 10)):  # two used hours ago, one just now (an export in progress)
+        path = root / "worker-2" / CAM / f"s{i}.mkv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
+        files.append(path)
+    _trim_cache(root, keep=files[2], max_bytes=1500)
+    assert [p.exists() for p in files] == [False, False, True]
+    _trim_cache(root, keep=files[0], max_bytes=0)  # over the cap, but the copy left was used seconds ago
+    assert files[2].exists()
