@@ -89,6 +89,10 @@ class WorkerNode:
         self.cameras: dict[str, CameraChild] = {}
         self.stopping: list[StoppingCamera] = []
         self.pending: dict[str, int] = {}  # leased cameras waiting for a lane (camera -> token)
+        self.retention: Any = None
+        self.retention_stop = StopFlag()
+        self._old_retention: Any = None
+        self._old_deadline = 0.0
         self.children: list[Any] = []
         self.engine: Any = None
         self._next_step = 0.0
@@ -105,12 +109,10 @@ class WorkerNode:
     # -- the loop ----------------------------------------------------------------------------------------------
     def run(self, requested: list[int]) -> None:
         """Run until ``requested`` (signals appended by the caller's handler) is non-empty."""
-        from pipeline.recording.retention import run_retention_loop
         from pipeline.service import ChildSpec
 
         settings = get_settings()
-        self.children.append(ChildSpec("retention", run_retention_loop,
-                                       (self.config, settings.redis_url, self.recordings_dir, self.stop_event)))
+        self._start_retention()
         if settings.internal_token:  # the API and exports on other hosts read this host's segments through it
             from pipeline.recording.serve import run_segment_server
 
@@ -123,6 +125,29 @@ class WorkerNode:
                 time.sleep(LOOP_S)
         finally:
             self.shutdown()
+
+    def _start_retention(self) -> None:
+        """A retention child on the current configuration, with a stop flag of its own (restarted on a new one)."""
+        from pipeline.recording.retention import run_retention_loop
+        from pipeline.service import ChildSpec
+
+        self.retention_stop = StopFlag()
+        self.retention = ChildSpec("retention", run_retention_loop, (self.config, get_settings().redis_url,
+                                                                     self.recordings_dir, self.retention_stop))
+        self.children.append(self.retention)
+
+    def _cycle_retention(self) -> None:
+        """Once the retention child on the old configuration has exited (or after 30 s), start one on the new."""
+        old = self._old_retention
+        if old is None:
+            return
+        if old.process is not None and old.process.is_alive():
+            if time.monotonic() < self._old_deadline:
+                return
+            old.process.kill()
+            old.process.join(5)
+        self._old_retention = None
+        self._start_retention()
 
     def tick(self) -> None:
         """One pass: lease step when due (else deadline check), configuration, children."""
@@ -141,6 +166,7 @@ class WorkerNode:
             self._follow_config()
         self._reap_stopping()
         self._start_pending()
+        self._cycle_retention()
         self._supervise_cameras()
         _supervise(self.children)
 
@@ -310,6 +336,11 @@ class WorkerNode:
             self._stop_camera(camera_id, RELEASE_STOP_S, "configuration changed", then="restart")
         self.agent.settings = self.config.cluster
         self.agent.set_cameras(list(new))
+        if self._old_retention is None and self.retention is not None:  # per-camera retention of the new version
+            self.children.remove(self.retention)
+            self.retention_stop.set()
+            self._old_retention, self._old_deadline = self.retention, time.monotonic() + 30
+            self.retention = None
         logger.info("worker %s now on configuration version %d (%d cameras; %d restarted)", self.worker_id,
                     stored.version, len(new), len(changed))  # fmt: skip
 
@@ -324,6 +355,11 @@ class WorkerNode:
             self._reap_stopping()
             time.sleep(LOOP_S)
         self.agent.release_all()
+        self.retention_stop.set()
+        if self._old_retention is not None and self._old_retention.process is not None:
+            self._old_retention.process.join(20)
+            if self._old_retention.process.is_alive():
+                self._old_retention.process.kill()
         _stop_all(self.children, self.stop_event)
         self.bus.close()
         self.bus.unlink()

@@ -118,6 +118,8 @@ def test_a_joining_worker_gets_cameras_one_at_a_time_and_config_changes_reach_ru
     assert LeaseStore(client).current_token("j-1") == tokens["j-1"]  # restarted under the same lease
     assert a.poll() is None and b.poll() is None  # the workers themselves kept running
     assert "now on configuration version 2" in workers.log("w-a") and "now on configuration version 2" in workers.log("w-b")
+    # retention follows the new version too (per-camera retention of the added camera)
+    wait_for(lambda: workers.log("w-a").count("started retention") == 2, 60, "w-a's retention on version 2")
     client.close()
 
 
