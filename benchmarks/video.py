@@ -281,6 +281,7 @@ async def load_phase(api: ApiProcess, log: SendLog, cameras: list[str], per_came
     print()
     latencies = [x for v in viewers for x in v.latencies]
     return {"viewers_per_camera": per_camera, "viewers": len(viewers), "cores": (cpu1 - cpu0) / elapsed,
+            "load_1m": os.getloadavg()[0],
             "rss_mb": statistics.mean(rss_samples) / 2**20, "fragments_per_s": frags / elapsed,
             "fragments_per_viewer_s": frags / elapsed / len(viewers),
             "errors": sorted({v.closed_with for v in viewers if v.closed_with}), "latencies": latencies}
@@ -292,6 +293,7 @@ async def idle_phase(api: ApiProcess, seconds: float) -> dict[str, Any]:
     await asyncio.sleep(seconds)
     cpu1, rss = api.cpu_rss()
     return {"viewers_per_camera": 0, "viewers": 0, "cores": (cpu1 - cpu0) / (time.monotonic() - t0),
+            "load_1m": os.getloadavg()[0],
             "rss_mb": rss / 2**20, "fragments_per_s": 0.0, "fragments_per_viewer_s": 0.0, "errors": [],
             "latencies": []}
 
@@ -310,8 +312,18 @@ def summarise(cold_warm: dict[str, Any], phases: list[dict[str, Any]], cameras: 
     loaded = [p for p in phases if p["viewers_per_camera"] > 0]
     latencies = loaded[0]["latencies"] if loaded else []
     first, last = (loaded[0], loaded[-1]) if loaded else (idle, idle)
-    per_viewer = ((last["cores"] - first["cores"]) / (last["viewers"] - first["viewers"])
-                  if last["viewers"] > first["viewers"] else None)
+    # a viewer costs the API one WebSocket message per frame: fit cores against fragments forwarded per second
+    # (robust when the largest phases cannot deliver every frame on a loaded host), times the stream's frame rate
+    source_fps = max((p["fragments_per_viewer_s"] for p in loaded), default=0.0)
+    for p in phases:
+        p["delivered_share"] = p["fragments_per_viewer_s"] / source_fps if source_fps and p["viewers"] else None
+    per_fragment = None
+    if len(loaded) >= 2:
+        xs, ys = [p["fragments_per_s"] for p in phases], [p["cores"] for p in phases]
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        per_fragment = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else None
+    per_viewer = per_fragment * source_fps if per_fragment is not None else None
     out = {
         "live_latency_p50_s": percentile(latencies, 50),
         "live_latency_p95_s": percentile(latencies, 95),
@@ -322,7 +334,13 @@ def summarise(cold_warm: dict[str, Any], phases: list[dict[str, Any]], cameras: 
         "live_first_frame_warm_s": statistics.median(cold_warm["warm"]) if cold_warm["warm"] else None,
         "seek_first_frame_s": None,
         "cpu_cores_per_viewer": per_viewer,
+        "cpu_ms_per_fragment": per_fragment * 1000 if per_fragment is not None else None,
+        "cpu_cores_per_viewer_method": "least-squares slope of API+ffmpeg cores against fragments forwarded per "
+                                       "second over all phases, times the stream's frame rate (a full-rate viewer)",
+        "source_fps": source_fps,
         "cpu_cores_per_camera": (first["cores"] - idle["cores"]) / cameras if loaded else None,
+        "cpu_cores_per_camera_method": "(cores with one viewer per camera - cores with none) / cameras: the "
+                                       "camera's upstream ffmpeg remux and one viewer's forwarding",
         "rss_mb_per_camera": (first["rss_mb"] - idle["rss_mb"]) / cameras if loaded else None,
         "rss_mb_per_viewer": ((last["rss_mb"] - first["rss_mb"]) / (last["viewers"] - first["viewers"])
                               if last["viewers"] > first["viewers"] else None),
@@ -330,7 +348,7 @@ def summarise(cold_warm: dict[str, Any], phases: list[dict[str, Any]], cameras: 
         "phases": [{k: v for k, v in p.items() if k != "latencies"} | {
             "latency_p50_s": percentile(p["latencies"], 50), "latency_p95_s": percentile(p["latencies"], 95)}
             for p in phases],
-        "host": {"cpus": psutil.cpu_count(), "load_1m": os.getloadavg()[0]},
+        "host": {"cpus": psutil.cpu_count(), "load_1m_after": os.getloadavg()[0]},
     }
     if browser:
         out.update(browser)
@@ -339,14 +357,16 @@ def summarise(cold_warm: dict[str, Any], phases: list[dict[str, Any]], cameras: 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"\n{'viewers/camera':>14} {'viewers':>8} {'API cores':>10} {'RSS MB':>8} {'frag/s/viewer':>14} "
-          f"{'lat p50':>8} {'lat p95':>8}")
+          f"{'delivered':>9} {'lat p50':>8} {'lat p95':>8} {'load':>5}")
     for p in result["phases"]:
         lat50 = f"{p['latency_p50_s']:.3f}" if p["latency_p50_s"] is not None else "-"
         lat95 = f"{p['latency_p95_s']:.3f}" if p["latency_p95_s"] is not None else "-"
+        share = f"{p['delivered_share']:.0%}" if p.get("delivered_share") is not None else "-"
         print(f"{p['viewers_per_camera']:>14} {p['viewers']:>8} {p['cores']:>10.3f} {p['rss_mb']:>8.1f} "
-              f"{p['fragments_per_viewer_s']:>14.1f} {lat50:>8} {lat95:>8}")
+              f"{p['fragments_per_viewer_s']:>14.1f} {share:>9} {lat50:>8} {lat95:>8} {p['load_1m']:>5.1f}")
     for key in ("live_latency_p50_s", "live_latency_p95_s", "live_first_frame_s", "live_first_frame_warm_s",
-                "seek_first_frame_s", "cpu_cores_per_camera", "cpu_cores_per_viewer", "rss_mb_per_camera",
+                "seek_first_frame_s", "cpu_cores_per_camera", "cpu_cores_per_viewer", "cpu_ms_per_fragment",
+                "rss_mb_per_camera",
                 "rss_mb_per_viewer", "browser_latency_p50_s", "browser_latency_p95_s", "browser_first_frame_s"):
         if key in result:
             value = result[key]

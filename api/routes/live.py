@@ -171,35 +171,59 @@ async def _send(websocket: WebSocket, item: InitSegment | Fragment | StatusMessa
     return 0
 
 
-async def _watch_client(websocket: WebSocket) -> None:
-    """Returns when the client closes (its other messages, e.g. keep-alives, are ignored)."""
-    while True:
-        message = await websocket.receive()
-        if message.get("type") == "websocket.disconnect":
-            return
+async def _watch_client(websocket: WebSocket, viewer: Viewer) -> None:
+    """Wakes the viewer when the client closes (its other messages, e.g. keep-alives, are ignored)."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message.get("type") == "websocket.disconnect":
+                return
+    finally:
+        viewer.wake()
 
 
 async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: str, recheck) -> None:
-    """Forward the viewer's queue to the socket until the client goes or the session ends."""
-    closed = asyncio.get_running_loop().create_task(_watch_client(websocket))
+    """Forward the viewer's queue to the socket until the client goes or the session ends.
+
+    One wait per frame on the viewer's event (no task per message); the client watcher and a periodic timer wake it
+    to notice a closed socket and to re-check the session."""
+    loop = asyncio.get_running_loop()
+    closed = loop.create_task(_watch_client(websocket, viewer))
     every = websocket.app.state.settings.stream_recheck_s
+    ticker = _Ticker(loop, every, viewer.wake)
+    next_check = loop.time() + every
     try:
         while not closed.done():
-            getter = asyncio.ensure_future(viewer.get())
-            done, _ = await asyncio.wait({getter, closed}, timeout=every, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
+            item = viewer.pop()
+            if item is not None:
+                await _send(websocket, item, viewer.source.mode)
             else:
-                await _send(websocket, getter.result(), viewer.source.mode)
-            user = await recheck(user)
-            if not user.sees(camera_id):
-                raise SessionEnded("camera no longer permitted")
+                await viewer.wait()
+            if loop.time() >= next_check:
+                next_check = loop.time() + every
+                user = await recheck(user)
+                if not user.sees(camera_id):
+                    raise SessionEnded("camera no longer permitted")
     finally:
+        ticker.cancel()
         closed.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await closed
+
+
+class _Ticker:
+    """Calls ``fn`` every ``every`` seconds until cancelled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, every: float, fn) -> None:
+        self.loop, self.every, self.fn = loop, every, fn
+        self.handle = loop.call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        self.fn()
+        self.handle = self.loop.call_later(self.every, self._tick)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 async def _audit(app, user: str, action: str, params: dict, ip: str) -> None:

@@ -161,8 +161,23 @@ class Viewer:
     async def get(self) -> InitSegment | Fragment | StatusMessage:
         """The next item (waits)."""
         while not self._items:
+            await self.wait()
+        return self.pop()  # type: ignore[return-value]
+
+    async def wait(self) -> None:
+        """Until an item is queued or :meth:`wake` is called (no task is created: cheap at one call per frame)."""
+        if not self._items:
             self._ready.clear()
             await self._ready.wait()
+
+    def wake(self) -> None:
+        """End a pending :meth:`wait` (the client left, or it is time for a periodic check)."""
+        self._ready.set()
+
+    def pop(self) -> InitSegment | Fragment | StatusMessage | None:
+        """The next item, or None when nothing is queued."""
+        if not self._items:
+            return None
         item = self._items.popleft()
         if isinstance(item, Fragment):
             self._fragments -= 1

@@ -10,6 +10,7 @@ import { listCameras } from "./common.js";
 const GRIDS = { "1": 1, "2x2": 4, "3x3": 9, "4x4": 16 };
 const KEEP_BEHIND_S = 6; // buffered video kept behind the playhead
 const MAX_LAG_S = 1.5; // further behind the live edge than this: jump to it
+const CATCH_UP_S = 0.4; // further behind than this: play 10 % faster until back
 const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the stream is restarted
 const EVENTS_MS = 5000;
 
@@ -32,7 +33,7 @@ export class LivePlayer {
     this.mime = "";
     this.mode = "remux";
     this.stats = { fragments: 0, bytes: 0, presented: 0, firstFrameAt: null, openedAt: null, frames: [] };
-    this.tick = setInterval(() => this.keepLive(), 1000);
+    this.tick = setInterval(() => this.keepLive(), 500);
     if (video.requestVideoFrameCallback) {
       const onFrame = (now, meta) => {
         if (this.dead) return;
@@ -212,7 +213,9 @@ export class LivePlayer {
     const v = this.video;
     if (!this.sourceBuffer || !v.buffered.length) return;
     const end = v.buffered.end(v.buffered.length - 1);
-    if (end - v.currentTime > MAX_LAG_S) v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.2);
+    const lag = end - v.currentTime;
+    if (lag > MAX_LAG_S) v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.1);
+    else v.playbackRate = lag > CATCH_UP_S ? 1.1 : 1.0; // drift back to the live edge without a jump
     this.trim();
   }
 }
