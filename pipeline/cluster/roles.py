@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, load_config
+from pipeline.secrets import url_secrets
 from pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,30 @@ def push_config_file(client: Any, path: Path) -> Any:
     return push_config(client, path.read_text(encoding="utf-8"), source=f"{_host()}:{path.resolve()}")
 
 
+def push_warnings(config: Any) -> list[Any]:
+    """What ``check-config`` warns about, plus every password written into a URL itself: pushed, it is stored in
+    Redis with the configuration and read by every host (a ``${VARIABLE}`` stays on each host)."""
+    from urllib.parse import urlsplit
+
+    from pipeline.config import ConfigIssue
+
+    issues = list(config.warnings())
+    for i, cam in enumerate(config.cameras):
+        for key in ("url", "sub_stream"):
+            url = getattr(cam, key)
+            if not url or "://" not in url:
+                continue
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                continue
+            if password and "${" not in password:
+                issues.append(ConfigIssue(f"cameras[{i}].{key}", None, "a password written in the URL is stored in "
+                                          "Redis with the configuration; put it in a ${VARIABLE} set on each "
+                                          "worker host"))  # fmt: skip
+    return issues
+
+
 def _host() -> str:
     from pipeline.cluster.node import host_name
 
@@ -90,7 +115,7 @@ def _host() -> str:
 
 def run_api_role(config_path: Path, host: str, port: int) -> int:
     """The API alone, supervised (restarted when it dies) until SIGINT/SIGTERM."""
-    from pipeline.secrets import install_log_redaction, url_secrets
+    from pipeline.secrets import install_log_redaction
     from pipeline.service import (
         ChildSpec,
         _api_child,
@@ -171,10 +196,15 @@ def cluster_command(args: argparse.Namespace) -> int:
                 _say("push-config needs the path of a cameras.yaml", err=True)
                 return 1
             try:
+                config = load_config(args.path)
                 result = push_config_file(client, Path(args.path))
             except ConfigError as exc:
                 _say(str(exc), err=True)
                 return 1
+            for url in config.stream_urls():
+                url_secrets(url)  # registered: no warning below can print one
+            for issue in push_warnings(config):
+                _say(f"{args.path}:{issue.line or '?'}: {issue.path}: warning: {issue.message}", err=True)
             state = "stored as" if result.changed else "unchanged, still"
             _say(f"{args.path}: {result.cameras} cameras, {state} version {result.version}")
             return 0

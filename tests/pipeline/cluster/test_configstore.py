@@ -52,3 +52,16 @@ def test_cli_push_config_and_status(redis_url: str, tmp_path: Path) -> None:
     out = subprocess.run([*run, "status", "--json"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert '"config_version": 1' in out.stdout and '"worker": null' in out.stdout
+
+
+def test_cli_push_config_warns_about_a_password_written_in_the_url(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras:\n  - {id: cam-p, name: P, url: 'rtsp://admin:Tr0ub4dor3x@10.0.0.5/live'}\n"
+                    "  - {id: cam-v, name: V, url: 'rtsp://admin:${CAM_V_PASSWORD}@10.0.0.6/live'}\n")
+    env = {**os.environ, "CCTV_REDIS_URL": redis_url, "CAM_V_PASSWORD": "fromtheenv"}
+    out = subprocess.run([sys.executable, "-m", "pipeline", "cluster", "push-config", str(path)], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "cameras[0].url: warning: a password written in the URL is stored in Redis" in out.stderr
+    assert "cameras[1]" not in out.stderr  # a variable stays on each host
+    assert "Tr0ub4dor3x" not in out.stderr + out.stdout
