@@ -5,7 +5,9 @@
 - :mod:`pipeline.cluster.agent`: what one worker decides every step (renew, take, release one for balance);
 - :mod:`pipeline.cluster.fencing`: the event store and publisher that refuse writes of a lease that was lost;
 - :mod:`pipeline.cluster.lanebus`: a frame bus whose lanes are (re)assigned to cameras while it runs;
-- :mod:`pipeline.cluster.node`: ``pipeline run --role worker``, the supervisor of one worker host.
+- :mod:`pipeline.cluster.node`: ``pipeline run --role worker``, the supervisor of one worker host;
+- :mod:`pipeline.cluster.roles`: ``pipeline run --role api`` and ``pipeline cluster push-config | status``;
+- :mod:`pipeline.cluster.measure`: who holds which camera, and how long a lost worker's cameras take to move.
 """
 
 from __future__ import annotations

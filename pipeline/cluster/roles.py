@@ -142,6 +142,8 @@ def run_api_role(config_path: Path, host: str, port: int) -> int:
             client.close()
         logger.info("configuration %s: version %d in Redis (%s)", config_path, result.version,
                     "pushed" if result.changed else "unchanged")  # fmt: skip
+        for issue in push_warnings(config):
+            logger.warning("%s:%s: %s: %s", config_path, issue.line or "?", issue.path, issue.message)
         _mark_disabled_cameras(config)
     else:
         logger.info("no %s here: the API serves the configuration already in Redis", config_path)
