@@ -13,6 +13,8 @@ to Redis runs here, inside a host, through the project's own code paths:
 - ``serve-segments``: this host's internal segment server (:mod:`pipeline.recording.serve`) until SIGTERM.
 - ``cluster-state``: per camera, the worker holding its lease, its health (status, worker, host) and the hosts
   of its indexed segments (JSON).
+- ``api-probe``: log in to the API once, then ask for the camera list every 0.2 s until SIGTERM, counting the
+  status codes before and after ``--mark-file`` appears (JSON progress in ``--out``).
 - ``api-export``: log in to the control-room API, ask for a clip and wait for it; JSON with what came back.
 """
 
@@ -179,6 +181,35 @@ def cluster_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def api_probe(args: argparse.Namespace) -> int:
+    """Poll ``GET /api/cameras`` with one session until SIGTERM; count status codes before/after the mark."""
+    import os
+
+    import httpx
+
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    codes: dict[str, dict[str, int]] = {"before": {}, "after": {}}
+    ok_after = 0
+    with httpx.Client(base_url=args.base, timeout=10) as http:
+        login = http.post("/api/auth/login", json={"username": args.user, "password": os.environ[args.password_env]})
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        while not stop:
+            phase = "after" if Path(args.mark_file).exists() else "before"
+            try:
+                code = str(http.get("/api/cameras", headers=headers).status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            codes[phase][code] = codes[phase].get(code, 0) + 1
+            ok_after += phase == "after" and code == "200"
+            tmp = Path(args.out).with_suffix(".tmp")
+            tmp.write_text(json.dumps({"codes": codes, "ok_after": ok_after}))
+            tmp.replace(args.out)
+            time.sleep(0.2)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -196,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--camera", required=True)
     p.add_argument("--segments", required=True)
     sub.add_parser("serve-segments")
+    p = sub.add_parser("api-probe")
+    p.add_argument("--base", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password-env", required=True)
+    p.add_argument("--mark-file", required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("cluster-state")
     p.add_argument("--cameras", required=True)
     p = sub.add_parser("api-export")
@@ -208,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-s", type=float, default=120)
     args = parser.parse_args(argv)
     commands = {"publish": publish, "count": count, "index": index, "serve-segments": serve_segments,
-                "api-export": api_export, "cluster-state": cluster_state}
+                "api-export": api_export, "cluster-state": cluster_state,
+                "api-probe": api_probe}
     return commands[args.cmd](args)
 
 
