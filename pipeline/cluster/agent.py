@@ -82,6 +82,7 @@ class Agent:
         self._released_at: dict[str, float] = {}
         self._next_rebalance = clock() + settings.rebalance_interval_s
         self._releasing: set[str] = set()
+        self._next_full_warning = 0.0
 
     # -- configuration ---------------------------------------------------------------------------------------
     def set_cameras(self, camera_ids: list[str]) -> None:
@@ -181,6 +182,7 @@ class Agent:
             self._free_since.pop(cam, None)
         for cam in self.cameras:
             if len(self.held) >= self.slots:
+                self._warn_full(holders, now)
                 return
             holder = holders.get(cam)
             if holder is not None and holder.worker_id == self.worker_id and cam not in self.held:
@@ -194,6 +196,15 @@ class Agent:
             if len(self.held) >= share and not orphaned:
                 continue
             self._acquire(cam, result)
+
+    def _warn_full(self, holders: dict[str, Holder | None], now: float) -> None:
+        """Say (at most once a minute) that cameras stay unassigned while this worker is full."""
+        free = [cam for cam, holder in holders.items() if holder is None]
+        orphaned = [cam for cam in free if now - self._free_since.get(cam, now) >= self.settings.orphan_grace_s]
+        if orphaned and now >= self._next_full_warning:
+            self._next_full_warning = now + 60.0
+            logger.warning("%d cameras have no worker (%s...): worker %s is full (%d slots); add workers or slots",
+                           len(orphaned), ", ".join(orphaned[:5]), self.worker_id, self.slots)  # fmt: skip
 
     def _acquire(self, cam: str, result: StepResult) -> None:
         started = self.clock()

@@ -219,7 +219,9 @@ def cluster_command(args: argparse.Namespace) -> int:
     if args.json:
         _say(json.dumps(status, indent=2))
         return 0
-    _say(f"configuration version {status['config_version']}; {len(status['workers'])} workers")
+    free = sum(1 for c in status["cameras"] if not c["worker"])
+    _say(f"configuration version {status['config_version']}; {len(status['workers'])} workers; "
+         f"{len(status['cameras']) - free} cameras held, {free} without a worker")
     for w in status["workers"]:
         _say(f"  worker {w['worker']:<32} host {w['host']:<20} slots {w['slots']:>4} holds {w['held']:>4}")
     for c in status["cameras"]:

@@ -167,3 +167,15 @@ def test_redis_unreachable_keeps_cameras_until_their_deadline_then_stops_them(ow
     assert sorted(a.step().lost) == ["cam-1", "cam-2", "cam-3"]  # past it: another worker may hold them now
     assert a.held == {}
     client.close()
+
+
+def test_a_full_worker_says_which_cameras_have_no_worker(client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    a = _agent(client, "w-a", 1, ["cam-1", "cam-2"], clock=lambda: now[0])
+    assert len(a.step().acquired) == 1
+    now[0] += FAST.orphan_grace_s + 0.1
+    with caplog.at_level("WARNING", logger="pipeline.cluster.agent"):
+        a.step()
+        a.step()  # once a minute, not every step
+    warnings = [r.getMessage() for r in caplog.records if "have no worker" in r.getMessage()]
+    assert len(warnings) == 1 and "1 cameras have no worker" in warnings[0] and "w-a is full (1 slots)" in warnings[0]
