@@ -122,9 +122,8 @@ _cache_lock = threading.Lock()
 
 
 def probe_segment(path: Path) -> SegmentInfo:
-    """Keyframe times, frame rate, codec and size of a segment via ffprobe (packets only, nothing decoded).
-
-    Cached per (path, size, mtime): a finished segment never changes.
+    """Keyframe times, frame rate, codec and size of a segment (its packets, nothing decoded): PyAV in-process,
+    ffprobe when PyAV cannot read it. Cached per (path, size, mtime): a finished segment never changes.
     """
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -132,6 +131,34 @@ def probe_segment(path: Path) -> SegmentInfo:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
+    try:
+        info = _probe_av(path)
+    except Exception as exc:  # noqa: BLE001 - PyAV missing or refusing the file: ffprobe decides
+        logger.debug("PyAV could not read %s (%s); using ffprobe", path.name, exc)
+        info = _probe_ffprobe(path)
+    with _cache_lock:
+        _cache[key] = info
+        while len(_cache) > _KEYFRAME_CACHE_SIZE:
+            _cache.popitem(last=False)
+    return info
+
+
+def _probe_av(path: Path) -> SegmentInfo:
+    """The segment's video packets read in-process with PyAV (demux only, nothing decoded; no process start)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        base = stream.time_base
+        keyframes = sorted(float(packet.pts * base) for packet in container.demux(stream)
+                           if packet.is_keyframe and packet.pts is not None)
+        rate = float(stream.average_rate) if stream.average_rate else None
+        return SegmentInfo(tuple(keyframes), rate if rate and 0 < rate < 1000 else None, stream.codec_context.name,
+                           stream.codec_context.width or None, stream.codec_context.height or None)
+
+
+def _probe_ffprobe(path: Path) -> SegmentInfo:
+    """The same facts from ffprobe (packets only, nothing decoded)."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
            "stream=codec_name,avg_frame_rate,r_frame_rate,width,height:packet=pts_time,flags", "-of", "json", str(path)]
     try:
@@ -142,13 +169,8 @@ def probe_segment(path: Path) -> SegmentInfo:
     keyframes = sorted(float(p["pts_time"]) for p in data.get("packets", [])
                        if "K" in p.get("flags", "") and p.get("pts_time") not in (None, "N/A"))
     stream = (data.get("streams") or [{}])[0]
-    info = SegmentInfo(tuple(keyframes), _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
+    return SegmentInfo(tuple(keyframes), _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
                        stream.get("codec_name"), stream.get("width"), stream.get("height"))
-    with _cache_lock:
-        _cache[key] = info
-        while len(_cache) > _KEYFRAME_CACHE_SIZE:
-            _cache.popitem(last=False)
-    return info
 
 
 def _rate(text: Any) -> float | None:

@@ -63,7 +63,11 @@ function concat(a, b) {
   return out;
 }
 
-/** One camera's player: a <video> fed by a MediaSource, one stream request at a time. */
+/**
+ * One camera's player: a <video> fed by a MediaSource. Every seek outside what is buffered opens a new session (its
+ * own MediaSource, SourceBuffer and stream requests); work of an older session stops at its next step and never
+ * touches the new one.
+ */
 class Player {
   constructor(camera, review) {
     this.camera = camera;
@@ -75,13 +79,21 @@ class Player {
     this.el = h("div", { class: "pb-tile", dataset: { camera: camera.id, state: "idle" } },
       this.video, h("div", { class: "pb-name" }, camera.name), this.clock, this.status);
     this.fps = 25;
-    this.generation = 0;
-    this.loading = false;
-    this.next = null;
-    this.sb = null;
+    this.session = null;
+    this.pending = false;
+    this.trace = []; // the last steps, for failure reports (window.__cctvPlayback.players.get(id).trace)
     this.video.addEventListener("waiting", () => this.crossGap());
     this.video.addEventListener("playing", () => this.setState("playing"));
     this.video.addEventListener("pause", () => { if (this.el.dataset.state === "playing") this.setState("paused"); });
+  }
+
+  get sb() { return this.session ? this.session.sb : null; }
+
+  get loading() { return Boolean(this.session && this.session.loading); }
+
+  note(text) {
+    this.trace.push(`${performance.now().toFixed(0)} ${text} t=${this.video.currentTime.toFixed(3)} rs=${this.video.readyState}`);
+    if (this.trace.length > 60) this.trace.shift();
   }
 
   setState(state, message = "") {
@@ -90,7 +102,7 @@ class Player {
     this.status.hidden = !message;
   }
 
-  /** Real time shown now (null when nothing is loaded). */
+  /** Real time shown now (null while nothing is shown). */
   position() {
     return this.sb && !this.pending && this.video.buffered.length ? this.review.origin + this.video.currentTime : null;
   }
@@ -108,19 +120,27 @@ class Player {
     return 0;
   }
 
-  /** A new MediaSource for a new stream (the seek's generation `gen` is already current). */
-  async reset() {
-    if (this.controller) this.controller.abort();
-    this.controller = null;
-    this.loading = false;
-    this.next = null;
-    this.sb = null;
-    this.el.dataset.start = "";
-    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
-    this.ms = new MediaSource();
-    this.objectUrl = URL.createObjectURL(this.ms);
+  /** Close the current session (its requests aborted) and open a new one on a fresh MediaSource. */
+  async open() {
+    this.close();
+    const session = { ms: new MediaSource(), sb: null, loading: false, next: null, controller: null };
+    this.session = session;
+    this.objectUrl = URL.createObjectURL(session.ms);
     this.video.src = this.objectUrl;
-    await new Promise((resolve) => this.ms.addEventListener("sourceopen", resolve, { once: true }));
+    this.el.dataset.start = "";
+    await new Promise((resolve) => session.ms.addEventListener("sourceopen", resolve, { once: true }));
+    // media time is seconds since the day's midnight; without a long duration the element would clamp a seek to
+    // the end of what the first bytes hold (fragmented MP4 has no duration of its own)
+    if (session === this.session) session.ms.duration = 2 * DAY_S;
+    return session;
+  }
+
+  close() {
+    const old = this.session;
+    this.session = null;
+    if (old && old.controller) old.controller.abort();
+    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
+    this.objectUrl = null;
   }
 
   /** Show real time `real`: within what is buffered, or from a new stream; resolves when the frame is there. */
@@ -131,135 +151,154 @@ class Player {
       if (play) this.video.play().catch(() => {});
       return true;
     }
-    this.generation += 1; // taken before any wait: an older seek still running sees it is stale and stops
-    const gen = this.generation;
     this.pending = true;
+    this.note(`seek ${real.toFixed(3)} media ${media.toFixed(3)}`);
     this.setState("loading", t("playback.loading"));
+    const session = await this.open();
+    this.note("open");
+    if (session !== this.session) return false;
     try {
-      await this.reset();
-      if (gen !== this.generation) return false;
-      const started = await this.load(real, gen);
-      if (!started || gen !== this.generation) return false;
+      const started = await this.load(session, real);
+      if (started === null || session !== this.session) return false;
+      // the init segment is parsed on the media thread: a time set before the element has its metadata is lost
+      this.note(`started ${started.toFixed(3)}`);
+      await this.until(() => this.video.readyState >= 1, ["loadedmetadata"]);
+      if (session !== this.session) return false;
       this.video.currentTime = Math.max(media, started - this.review.origin);
-      await new Promise((resolve) => {
-        if (this.video.readyState >= 2 && !this.video.seeking) resolve();
-        else this.video.addEventListener("seeked", resolve, { once: true });
-      });
-      if (gen !== this.generation) return false;
+      this.note("currentTime set");
+      const shown = await this.until(() => this.video.readyState >= 2 && !this.video.seeking,
+        ["seeked", "loadeddata", "canplay", "timeupdate"]);
+      if (session !== this.session) return false;
+      this.note(`shown ${shown}`);
+      if (!shown) {
+        this.setState("error", t("playback.stalled"));
+        return false;
+      }
       this.video.playbackRate = this.review.rate;
       this.setState(play ? "playing" : "paused");
       if (play) this.video.play().catch(() => {});
       return true;
     } finally {
-      if (gen === this.generation) this.pending = false;
+      if (session === this.session) this.pending = false;
     }
   }
 
-  /** Ask for the stream from `real`; resolves with its real start once its first bytes are appended. */
-  load(real, gen) {
-    this.loading = true;
+  /** Resolves true once `ready()` holds (checked on the element's `events`), false after 15 s: never hangs. */
+  until(ready, events) {
+    return new Promise((resolve) => {
+      const check = () => { if (ready()) { cleanup(); resolve(true); } };
+      const timer = setTimeout(() => { cleanup(); resolve(false); }, 15_000);
+      const cleanup = () => { clearTimeout(timer); events.forEach((e) => this.video.removeEventListener(e, check)); };
+      events.forEach((e) => this.video.addEventListener(e, check));
+      check();
+    });
+  }
+
+  /** Ask for the stream from `real` in `session`; resolves with its real start once its first bytes are appended,
+   *  or null when there is nothing (the rest of the stream keeps coming in the background). */
+  load(session, real) {
+    session.loading = true;
     const controller = new AbortController();
-    this.controller = controller;
+    session.controller = controller;
     return new Promise((resolve) => {
       let resolved = false;
       const done = (value) => { if (!resolved) { resolved = true; resolve(value); } };
       (async () => {
-        let response;
         try {
-          response = await api(ROUTES.recordingStream(this.camera.id), {
+          const response = await api(ROUTES.recordingStream(this.camera.id), {
             query: { t: real.toFixed(3), max_s: CHUNK_S, session: this.review.session }, raw: true,
             signal: controller.signal });
+          if (session !== this.session) return;
+          const start = Number(response.headers.get("X-Playback-Start"));
+          const end = Number(response.headers.get("X-Playback-End"));
+          const upcoming = Number(response.headers.get("X-Playback-Next")) || null;
+          this.fps = Number(response.headers.get("X-Playback-Frame-Rate")) || this.fps;
+          // the continuation: from the end of this stream, or from the next recording after a gap
+          session.next = upcoming && upcoming - end > GAP_S ? upcoming : (upcoming ? end : null);
+          if (!this.el.dataset.start) this.el.dataset.start = String(start);
+          await this.pump(session, response, start, codecOf(response), done);
         } catch (err) {
-          if (gen !== this.generation || err.name === "AbortError") { done(null); return; }
-          this.loading = false;
+          if (session !== this.session || err.name === "AbortError") return;
           if (err.status === 404) {
-            if (!this.sb) this.setState("none", t("playback.no_recording"));
+            if (!session.sb) this.setState("none", t("playback.no_recording"));
           } else {
             this.setState("error", err.message);
           }
+        } finally {
+          session.loading = false;
           done(null);
-          return;
         }
-        const start = Number(response.headers.get("X-Playback-Start"));
-        const end = Number(response.headers.get("X-Playback-End"));
-        const upcoming = Number(response.headers.get("X-Playback-Next")) || null;
-        this.fps = Number(response.headers.get("X-Playback-Frame-Rate")) || this.fps;
-        // where the continuation starts: the end of this stream, or the next recording after a gap
-        this.next = upcoming && upcoming - end > GAP_S ? upcoming : (upcoming ? end : null);
-        this.el.dataset.start = String(start);
-        await this.pump(response, start, gen, codecOf(response), done);
-        if (gen === this.generation) this.loading = false;
-        done(null);
       })();
     });
   }
 
-  async pump(response, start, gen, codec, done) {
+  /** Append a stream's bytes to the session's SourceBuffer (created from the first bytes' codec). */
+  async pump(session, response, start, codec, done) {
     const reader = response.body.getReader();
+    const stale = () => session !== this.session;
     let head = null;
     let first = true;
+    let first2 = true;
     try {
       for (;;) {
-        if (gen !== this.generation) { reader.cancel().catch(() => {}); return; }
         const { done: finished, value } = await reader.read();
-        if (finished) return;
+        if (finished || stale()) return;
         let data = value;
-        if (!this.sb) {
+        if (!session.sb) {
           head = head ? concat(head, data) : data;
           const mime = mimeOf(head, codec);
           if (!mime) continue;
           if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) {
             this.setState("error", t("playback.codec_unsupported", { codec }));
-            reader.cancel().catch(() => {});
             return;
           }
-          this.sb = this.ms.addSourceBuffer(mime);
-          this.sb.mode = "segments";
+          session.sb = session.ms.addSourceBuffer(mime);
+          session.sb.mode = "segments";
           data = head;
           head = null;
         }
         if (first) {
-          await this.idle();
-          this.sb.timestampOffset = start - this.review.origin; // media time = real time - the day's midnight
+          await idle(session.sb);
+          if (stale()) return;
+          session.sb.timestampOffset = start - this.review.origin; // media time = real time - the day's midnight
           first = false;
         }
-        await this.append(data);
-        if (gen !== this.generation) return;
+        await this.append(session, data);
+        if (first2) { this.note(`appended first ${data.length} B`); first2 = false; }
+        if (stale()) return;
         done(start);
-        while (gen === this.generation && this.ahead() > 3 * AHEAD_S) await sleep(250); // back-pressure
+        while (!stale() && this.ahead() > 3 * AHEAD_S) await sleep(250); // back-pressure: the request waits
       }
     } catch (err) {
-      if (err.name !== "AbortError" && gen === this.generation) this.setState("error", err.message);
+      if (err.name !== "AbortError" && !stale()) this.setState("error", err.message);
+    } finally {
+      reader.cancel().catch(() => {});
     }
   }
 
-  idle() {
-    return new Promise((resolve) => {
-      if (!this.sb || !this.sb.updating) resolve();
-      else this.sb.addEventListener("updateend", resolve, { once: true });
-    });
-  }
-
-  async append(data) {
-    await this.idle();
+  async append(session, data) {
+    const { sb } = session;
+    await idle(sb);
+    if (session !== this.session) return;
     try {
-      this.sb.appendBuffer(data);
+      sb.appendBuffer(data);
     } catch (err) {
       if (err.name !== "QuotaExceededError") throw err;
-      await this.trim(5);
-      this.sb.appendBuffer(data);
+      await this.trim(session, 5);
+      sb.appendBuffer(data);
     }
-    await this.idle();
-    await this.trim(KEEP_BEHIND_S);
+    await idle(sb);
+    if (session === this.session) await this.trim(session, KEEP_BEHIND_S);
   }
 
-  async trim(keep) {
+  async trim(session, keep) {
     const b = this.video.buffered;
     const cut = this.video.currentTime - keep;
-    if (this.sb && b.length && b.start(0) < cut) {
-      await this.idle();
-      this.sb.remove(0, cut);
-      await this.idle();
+    if (b.length && b.start(0) < cut) {
+      await idle(session.sb);
+      if (session !== this.session) return;
+      session.sb.remove(0, cut);
+      await idle(session.sb);
     }
   }
 
@@ -269,6 +308,7 @@ class Player {
     const now = this.video.currentTime;
     for (let i = 0; i < b.length; i += 1) {
       if (b.start(i) > now + 0.05 && (i === 0 || b.end(i - 1) <= now + 0.3)) {
+        this.note(`gap jump to ${b.start(i).toFixed(3)}`);
         this.video.currentTime = b.start(i);
         toast(t("playback.gap_jump", { time: fmtTime(this.review.origin + b.start(i)) }), "info", 3000);
         return;
@@ -278,10 +318,12 @@ class Player {
 
   /** Fetch the continuation in time; called by the review's clock. */
   keepFed() {
-    if (!this.sb || this.loading || this.next === null || this.ahead() > AHEAD_S) return;
-    const from = this.next;
-    this.next = null;
-    this.load(from, this.generation);
+    const session = this.session;
+    if (!session || !session.sb || this.pending || session.loading || session.next === null) return;
+    if (this.ahead() > AHEAD_S) return;
+    const from = session.next;
+    session.next = null;
+    this.load(session, from);
   }
 
   step(frames) {
@@ -296,12 +338,18 @@ class Player {
   }
 
   destroy() {
-    this.generation += 1;
-    if (this.controller) this.controller.abort();
+    this.close();
     this.video.removeAttribute("src");
     this.video.load();
-    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
   }
+}
+
+/** Resolves when the SourceBuffer is not updating (at once if it is not). */
+function idle(sb) {
+  return new Promise((resolve) => {
+    if (!sb || !sb.updating) resolve();
+    else sb.addEventListener("updateend", resolve, { once: true });
+  });
 }
 
 function codecOf(response) {
