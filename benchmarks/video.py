@@ -299,10 +299,18 @@ async def idle_phase(api: ApiProcess, seconds: float) -> dict[str, Any]:
 
 
 def measure_seek_first_frame(args: argparse.Namespace) -> float | None:
-    """Recorded playback: seconds from a seek to the first frame (the playback helper's part of issue 15).
+    """Recorded playback: seconds from a seek to the first frame shown (:mod:`benchmarks.video_playback`: 8 random
+    far seeks in real recorded segments, in headless Chromium on the playback page when it is installed, else the
+    server part up to the first fMP4 fragment). Its whole result (API and browser figures, method) is written
+    beside ``--json`` as ``<name>.playback.json``."""
+    from benchmarks.video_playback import measure, print_table
 
-    ``None`` until recorded playback has its measurement here."""
-    return None
+    result = measure(seeks=8, loops=20, browser=True)
+    print_table(result)
+    path = args.json.with_suffix(".playback.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return result["seek_first_frame_s"]
 
 
 # -- report ------------------------------------------------------------------------------------------------------
