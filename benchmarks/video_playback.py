@@ -11,6 +11,8 @@ so nothing is served from a buffer).
 - ``seek_api_headers_s`` / ``seek_api_first_fragment_s``: request -> response headers, and -> the first complete
   fMP4 fragment (``moof`` + ``mdat``: a decodable keyframe) at an HTTP client. Server side: keyframe lookup
   (ffprobe, cached per segment), ffmpeg concat remux start.
+- ``seek_api_cpu_s``: CPU seconds the API process and its ffmpeg remuxers spend per seek (independent of how
+  loaded the host is, unlike the wall times).
 - ``seek_browser_s``: in headless Chromium on the playback page, ``seekAll(t)`` until the player shows the frame
   at ``t`` (video ``seeked`` with a decoded frame; a new MediaSource, the stream fetched with the bearer token,
   the init segment and fragments appended, the decoder run from the keyframe to ``t``). When measured this is
@@ -189,7 +191,9 @@ def measure(seeks: int = 20, loops: int = 20, browser: bool = True) -> dict[str,
         try:
             instants = pick_instants(segments, seeks)
             print(f"{seeks} seeks through the API ...")
+            cpu0 = process_cpu(api.proc.pid)
             api_runs = api_seeks(api.base, api.token, instants)
+            cpu_per_seek = (process_cpu(api.proc.pid) - cpu0) / len(instants)
             browser_runs: list[float] | str = "not asked (--no-browser)"
             if browser:
                 print(f"{seeks} seeks in headless Chromium ...")
@@ -198,7 +202,17 @@ def measure(seeks: int = 20, loops: int = 20, browser: bool = True) -> dict[str,
             api.stop()
     finally:
         redis_proc.stop()
-    return summarise(api_runs, browser_runs, len(segments))
+    result = summarise(api_runs, browser_runs, len(segments))
+    result["seek_api_cpu_s"] = cpu_per_seek
+    return result
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a process and of its children it has waited for (the ffmpeg remuxers of ended streams)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -239,6 +253,9 @@ def print_table(result: dict[str, Any]) -> None:
     for name, p50, p95 in rows:
         fmt = lambda v: f"{v:8.3f}" if v is not None else f"{'-':>8}"  # noqa: E731
         print(f"{name:>32} {fmt(p50)} {fmt(p95)}")
+    if result.get("seek_api_cpu_s") is not None:
+        print(f"{'API CPU per seek (load-free)':>32} {result['seek_api_cpu_s']:8.3f}  (API process + its ffmpeg, "
+              f"CPU seconds; the wall times above depend on the host's load)")
     print(f"{'seek_first_frame_s':>32} {result['seek_first_frame_s']:8.3f}  ({result['seek_first_frame_method']}; "
           f"goal < {GOAL_S} s)")
 
