@@ -81,7 +81,7 @@ export async function exportDialog(ctx, { cameras, camera, start, end }) {
       const e = fromLocalInput(to.value);
       if (!select.value || s === null || e === null) throw new Error(t("evidence.window_required"));
       // the inputs hold whole seconds: keep the exact in/out points unless they were changed
-      const exact = (value, input) => (toLocalInput(value) === input.value ? value : null);
+      const exact = (value, input) => (Math.abs(fromLocalInput(input.value) - Math.floor(value)) < 0.5 ? value : null);
       return api(ROUTES.exports, { method: "POST", body: { camera_id: select.value,
         start: exact(start, from) ?? s, end: exact(end, to) ?? e } });
     },

@@ -329,3 +329,29 @@ def test_camera_limited_user_gets_no_playback_of_another_camera(browser, server,
                if f[b"action"] == b"playback"]
     assert any(user == "inv" and p["camera_id"] == CAM and p["from"] <= p["to"] for user, p in records)
     assert not any(user == "guard" for user, _ in records)
+
+
+def test_export_dialog_opens_with_the_in_and_out_points(browser, server, pb_data):
+    """Mark in, +10 s, mark out, export: the dialog holds the camera and the window, and the job asks for exactly
+    that window (the export route of the evidence screen)."""
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    start = pb_data.first[0].start + 3.0
+    browser.get(f"{server.url}/#/playback?camera={CAM}&t={start:.3f}&play=0")
+    until(browser, lambda d: settled(d, CAM) and abs(position(d, CAM) - start) < 0.002, 60, "no frame")
+    css(browser, "#pb-in")[0].click()
+    css(browser, "#pb-fwd10")[0].click()
+    until(browser, lambda d: settled(d, CAM) and abs(position(d, CAM) - (start + 10)) < 0.01, 30, "+10 s")
+    css(browser, "#pb-out")[0].click()
+    assert "In" in css(browser, "#pb-inout")[0].text
+    css(browser, "#pb-export")[0].click()
+    camera = wait(browser, "dialog #export-dialog-camera")
+    assert camera.get_attribute("value") == CAM
+    before = set(server.client.zrange("exports", 0, -1))
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    until(browser, lambda d: set(server.client.zrange("exports", 0, -1)) - before, 30, "no export job was created")
+    job_id = (set(server.client.zrange("exports", 0, -1)) - before).pop().decode()
+    job = {k.decode(): v.decode() for k, v in server.client.hgetall(f"export:{job_id}").items()}
+    assert job["camera_id"] == CAM and job["requester"] == "inv"
+    assert float(job["start"]) == pytest.approx(start, abs=0.01)
+    assert float(job["end"]) == pytest.approx(start + 10, abs=0.01)
