@@ -74,6 +74,10 @@ class ApiSettings(BaseSettings):
                                        description="Open live video WebSockets per user (a 4x4 wall needs 16).")
     live_streams_total: int = Field(default=400, ge=1, le=10_000,
                                     description="Open live video WebSockets in this API process.")
+    live_ack_window: int = Field(default=30, ge=2, le=1000,
+                                 description="Live video fragments in flight to a client that acknowledges "
+                                             "({\"ack\": N}); beyond that its queue fills and it drops to the next "
+                                             "keyframe.")
     live_max_transcodes: int = Field(default=2, ge=0, le=64,
                                      description="H.265 cameras without an H.264 sub-stream transcoded to H.264 for "
                                                  "the browser at the same time.")

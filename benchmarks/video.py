@@ -156,6 +156,8 @@ async def run_viewer(base: str, token: str, stats: ViewerStats, log: SendLog, st
                     continue
                 stats.fragments += 1
                 stats.bytes += len(message)
+                if stats.fragments % 5 == 0:  # flow control, as the web page does
+                    await ws.send(json.dumps({"ack": stats.fragments}))
                 if stats.first_fragment is None:
                     stats.first_fragment = now
                 if measure:

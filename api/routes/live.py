@@ -49,8 +49,11 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
    - `{"type": "status", "status": "connecting|live|offline", "reason", "mode"}` on every change: an offline camera
      keeps the socket open and is retried by the server (the stream resumes with a new init);
    - `{"type": "end", "reason"}` before the server closes.
-3. A viewer that cannot keep up (slow network) loses the queued fragments and resumes at the next keyframe: it
-   never makes the server buffer more than CCTV_LIVE_QUEUE_FRAGMENTS fragments.
+3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, init segments not
+   counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
+   that cannot keep up (slow network or decoder) loses the queued fragments and resumes at the next keyframe, so
+   its delay stays bounded and the server never buffers more than CCTV_LIVE_QUEUE_FRAGMENTS fragments for it. A
+   client that never acknowledges is only bounded by that queue and its socket buffers.
 
 Close codes: 4401 not authenticated or the session ended (user and token re-checked every CCTV_STREAM_RECHECK_S),
 4403 the role does not allow live video, 4404 no such camera or not one the user may see (camera limits),
@@ -178,6 +181,14 @@ async def _watch_client(websocket: WebSocket, viewer: Viewer) -> None:
             message = await websocket.receive()
             if message.get("type") == "websocket.disconnect":
                 return
+            text = message.get("text")
+            if text and len(text) < 200:
+                try:
+                    received = json.loads(text).get("ack")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(received, int) and not isinstance(received, bool):
+                    viewer.ack(received)
     finally:
         viewer.wake()
 
@@ -190,10 +201,14 @@ async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: s
     loop = asyncio.get_running_loop()
     closed = loop.create_task(_watch_client(websocket, viewer))
     every = websocket.app.state.settings.stream_recheck_s
+    window = websocket.app.state.settings.live_ack_window
     ticker = _Ticker(loop, every, viewer.wake)
     next_check = loop.time() + every
     try:
         while not closed.done():
+            if viewer.in_flight() >= window:  # the client is behind: what comes meanwhile queues (bounded) or drops
+                await viewer.wait_ack()
+                continue
             item = viewer.pop()
             if item is not None:
                 await _send(websocket, item, viewer.source.mode)
@@ -283,7 +298,9 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
     finally:
         hub.unsubscribe(viewer)
         slots.release(user.username)
-        await _audit(app, user.username, "live_stop", {
+        stop = asyncio.get_running_loop().create_task(_audit(app, user.username, "live_stop", {
             "camera_id": camera_id, "stream": viewer.source.variant, "seconds": round(time.time() - started, 1),
             "bytes": viewer.sent_bytes, "fragments": viewer.sent_fragments, "dropped_fragments": viewer.dropped,
-            "reason": reason}, ip)
+            "reason": reason}, ip))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(stop)  # recorded even when the server cancels this handler (shutdown)

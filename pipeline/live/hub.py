@@ -103,6 +103,8 @@ class Viewer:
         self._fragments = 0
         self._bytes = 0
         self._ready = asyncio.Event()
+        self._acked_event = asyncio.Event()
+        self.acked: int | None = None  # fragments the client said it received (None: it does not acknowledge)
         self.need_key = True  # until a keyframe fragment arrives (start, after a drop, after a new init)
         self.dropped = 0  # fragments this viewer never got (fell behind)
         self.lag_drops = 0  # times it fell behind
@@ -167,12 +169,29 @@ class Viewer:
     async def wait(self) -> None:
         """Until an item is queued or :meth:`wake` is called (no task is created: cheap at one call per frame)."""
         if not self._items:
-            self._ready.clear()
-            await self._ready.wait()
+            await self._ready.wait()  # set by a push or wake() since the last wait: no wake-up is lost
+            if not self._items:
+                self._ready.clear()
 
     def wake(self) -> None:
-        """End a pending :meth:`wait` (the client left, or it is time for a periodic check)."""
+        """End a pending :meth:`wait` or :meth:`wait_ack` (the client left, or it is time for a periodic check)."""
         self._ready.set()
+        self._acked_event.set()
+
+    def ack(self, received: int) -> None:
+        """The client has received ``received`` fragments of this connection (flow control)."""
+        if 0 <= received <= self.sent_fragments and (self.acked is None or received > self.acked):
+            self.acked = received
+        self._acked_event.set()
+
+    def in_flight(self) -> int:
+        """Fragments sent but not yet acknowledged (0 for a client that does not acknowledge)."""
+        return 0 if self.acked is None else self.sent_fragments - self.acked
+
+    async def wait_ack(self) -> None:
+        """Until the client acknowledges more (or :meth:`wake`)."""
+        await self._acked_event.wait()  # set by an ack or wake() since the last wait
+        self._acked_event.clear()
 
     def pop(self) -> InitSegment | Fragment | StatusMessage | None:
         """The next item, or None when nothing is queued."""

@@ -19,6 +19,7 @@ from api.main import create_app
 from api.settings import ApiSettings
 from api.store import ApiStore
 from pipeline.testcams import TestCameraServer
+from tests.conftest import wait_for
 
 CLIP = "short_hamilton_clip"
 PASSWORD = "correct horse battery"
@@ -117,6 +118,7 @@ def test_viewer_gets_codec_init_and_keyframe_first_fragments_and_the_session_is_
 
     facts = [fragment_facts(f) for f in got["fragments"]]
     assert facts[0].key and [f.decode_time for f in facts] == sorted(f.decode_time for f in facts)
+    wait_for(lambda: audit(rclient, "live_stop"), 30, "the live_stop audit record")
     starts, stops = audit(rclient, "live_start"), audit(rclient, "live_stop")
     assert starts == [{"user": "op", "camera_id": "lobby", "stream": "main"}]
     assert stops and stops[0]["camera_id"] == "lobby" and stops[0]["bytes"] > 0 and stops[0]["user"] == "op"
@@ -209,3 +211,35 @@ def test_info_and_layout(live_client):
     assert bad.status_code == 422 and "tiles[0]" in bad.json()["detail"]
     assert client.put("/api/live/layout", headers=op, json={"grid": "5x5"}).status_code == 422
     assert client.get("/api/live/layout", headers=lim).json()["saved"] is False  # per user
+
+
+def test_a_client_that_stops_acknowledging_gets_no_more_and_resumes_at_a_keyframe(live_client):
+    """Flow control: with {"ack": N} messages, at most CCTV_LIVE_ACK_WINDOW (30) fragments are in flight; a client
+    that falls behind loses what queued meanwhile and resumes at a keyframe."""
+    import time
+
+    from pipeline.live.fmp4 import fragment_facts
+
+    client, tokens = live_client
+    with client.websocket_connect("/api/live/gate/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["op"]}))
+        got = watch(ws, 5)
+        ws.send_text(json.dumps({"ack": 5}))  # from now on this client acknowledges... and then stops
+        viewer = next(iter(client.app.state.live_hub.sources[("gate", "main")].viewers))
+        deadline = time.monotonic() + 60
+        while viewer.lag_drops == 0:  # 30 in flight, then the queue (50) fills and is dropped
+            assert time.monotonic() < deadline, "the server kept sending to a client that stopped acknowledging"
+            time.sleep(0.2)
+        assert viewer.in_flight() == 30 and viewer.sent_fragments == 35
+        assert viewer.queued_fragments <= client.app.state.settings.live_queue_fragments
+        received = len(got["fragments"])
+        while received < 35:  # exactly what was in flight is there to read, nothing more
+            message = ws.receive()
+            if message.get("bytes") is not None:
+                received += 1
+        ws.send_text(json.dumps({"ack": 35}))
+        message = ws.receive()
+        while message.get("bytes") is None:
+            message = ws.receive()
+        assert fragment_facts(message["bytes"]).key, "after a drop the stream did not resume at a keyframe"
+        assert viewer.dropped > 0

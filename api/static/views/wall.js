@@ -13,6 +13,7 @@ const MAX_LAG_S = 1.5; // further behind the live edge than this: jump to it
 const CATCH_UP_S = 0.4; // further behind than this: play 10 % faster until back
 const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the stream is restarted
 const EVENTS_MS = 5000;
+const ACK_EVERY = 5; // fragments between acknowledgements (the server allows CCTV_LIVE_ACK_WINDOW in flight)
 
 /**
  * One live stream in a <video>: WebSocket (token as the first message), MediaSource fed with the init segment and
@@ -81,6 +82,7 @@ export class LivePlayer {
     const ws = new WebSocket(this.url());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.received = 0;
     ws.addEventListener("open", () => ws.send(JSON.stringify({ token: getToken() })));
     ws.addEventListener("message", (event) => {
       if (this.ws !== ws) return;
@@ -135,6 +137,8 @@ export class LivePlayer {
       this.newMedia(buffer);
       return;
     }
+    this.received += 1; // flow control: the server keeps at most a window of unacknowledged fragments in flight
+    if (this.received % ACK_EVERY === 0 && this.ws) this.ws.send(JSON.stringify({ ack: this.received }));
     if (!this.mediaSource) return;
     this.stats.fragments += 1;
     this.stats.bytes += buffer.byteLength;
