@@ -49,10 +49,14 @@ def test_generated_files_form_a_sentinel_group(cluster: Cluster, tmp_path: Path)
         wait_until(lambda h=host: "slaves=2,sentinels=3" in cli(h, 26379, "INFO", "sentinel",
                                                                  auth=client_env["CCTV_REDIS_SENTINEL_PASSWORD"]),
                    120, f"Sentinel on {host.name} sees the group")
-    probe = ("from pipeline.store.connection import redis_client; c = redis_client(socket_timeout=5); "
-             "c.set('ha-probe', 'ok'); print(c.get('ha-probe').decode())")
+    # the workers' ACL user (not the admin) through Sentinel, with the engine's replicated acknowledgement (WAIT 1)
+    probe = ("from pipeline.events import Alert; from pipeline.store import EventStore; "
+             "from pipeline.store.connection import redis_client, wait_replicas; c = redis_client(socket_timeout=5); "
+             "a = Alert(kind='plate', watchlist_id='w', entry_id='e', event_id='ev', camera_id='cam'); "
+             "print('ok' if EventStore(c, wait_replicas=wait_replicas()).publish_alert(a) else 'not stored')")
+    workers = read_credentials(secrets_dir / "redis.env").workers
     done = hosts[2].run([sys.executable, "-c", probe], timeout=60,
                         env=os.environ | client_env | {"PYTHONPATH": str(REPO_ROOT),
-                                                       "CCTV_REDIS_URL": f"redis://:{admin}@x/0"})
+                                                       "CCTV_REDIS_URL": f"redis://cctv-workers:{workers}@x/0"})
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
