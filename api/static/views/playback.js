@@ -82,7 +82,14 @@ class Player {
     this.session = null;
     this.pending = false;
     this.trace = []; // the last steps, for failure reports (window.__cctvPlayback.players.get(id).trace)
-    this.video.addEventListener("waiting", () => this.crossGap());
+    this.stalls = 0; // playback ran out of data (a gap jumped over is not one, nor a decoder behind at 8x)
+    this.video.addEventListener("waiting", () => {
+      if (!this.crossGap() && !this.pending && !this.video.seeking && this.el.dataset.state === "playing"
+          && this.ahead() < 0.1) {
+        this.stalls += 1;
+        this.note("stall");
+      }
+    });
     this.video.addEventListener("playing", () => this.setState("playing"));
     this.video.addEventListener("pause", () => { if (this.el.dataset.state === "playing") this.setState("paused"); });
   }
@@ -311,9 +318,10 @@ class Player {
         this.note(`gap jump to ${b.start(i).toFixed(3)}`);
         this.video.currentTime = b.start(i);
         toast(t("playback.gap_jump", { time: fmtTime(this.review.origin + b.start(i)) }), "info", 3000);
-        return;
+        return true;
       }
     }
+    return false;
   }
 
   /** Fetch the continuation in time; called by the review's clock. */
@@ -445,6 +453,7 @@ class Review {
     if (lead) this.master = lead.position();
     for (const p of this.players.values()) {
       p.keepFed();
+      if (!p.video.paused && !p.pending && p.sb && p.ahead() < 0.15) p.crossGap(); // the next stretch came late
       if (p === lead || p.loading || p.pending) continue;
       const pos = p.position();
       const media = this.master - this.origin;

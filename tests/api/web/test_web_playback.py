@@ -259,6 +259,10 @@ def test_playback_seeks_to_the_instant_and_shows_its_frame(browser, server, pb_d
                "playback never crossed the gap into the second recording")
     assert css(browser, tile(CAM))[0].get_attribute("data-state") == "playing"
     css(browser, "#pb-play")[0].click()
+    # segment boundaries and the continuation were crossed without waiting for data (the gap was jumped)
+    stalls, trace = browser.execute_script("const p = window.__cctvPlayback.players.get(arguments[0]);"
+                                           "return [p.stalls, p.trace];", CAM)
+    assert stalls == 0, "\n".join(trace)
     assert not page_errors(browser)
 
 
