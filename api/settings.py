@@ -70,6 +70,9 @@ class ApiSettings(BaseSettings):
                                                   "falls further behind resumes at the next keyframe.")
     live_queue_bytes: int = Field(default=8 * 2**20, ge=2**16, le=2**30,
                                   description="Bytes of live video queued per viewer at most.")
+    live_queue_age_s: float = Field(default=1.0, gt=0, le=30,
+                                    description="A viewer whose oldest queued live fragment waited longer than this "
+                                                "is behind: its queue is dropped and it resumes at the next keyframe.")
     live_streams_per_user: int = Field(default=32, ge=1, le=256,
                                        description="Open live video WebSockets per user (a 4x4 wall needs 16).")
     live_streams_total: int = Field(default=400, ge=1, le=10_000,

@@ -71,7 +71,8 @@ def live_hub(app) -> LiveHub:
         config = app.state.camera_config
         hub = LiveHub(config, LiveSettings(
             linger_s=settings.live_linger_s, queue_fragments=settings.live_queue_fragments,
-            queue_bytes=settings.live_queue_bytes, max_transcodes=settings.live_max_transcodes,
+            queue_bytes=settings.live_queue_bytes, queue_age_s=settings.live_queue_age_s,
+            max_transcodes=settings.live_max_transcodes,
             connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
             stall_s=config.ingest.stall_timeout_s if config else 10.0))
         app.state.live_hub = hub

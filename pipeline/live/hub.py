@@ -8,7 +8,8 @@ bytes; the browser side is Media Source Extensions, which every current browser 
 
 - **One upstream per camera stream.** :meth:`LiveHub.subscribe` starts the camera's :class:`LiveSource` on the
   first viewer; the last viewer leaving starts a linger timer (``linger_s``), after which ffmpeg is stopped.
-- **Bounded viewers.** Each :class:`Viewer` holds at most ``queue_fragments`` fragments and ``queue_bytes`` bytes.
+- **Bounded viewers.** Each :class:`Viewer` holds at most ``queue_fragments`` fragments, ``queue_bytes`` bytes and
+  nothing older than ``queue_age_s``.
   A viewer that falls behind (its WebSocket cannot take the stream's rate) loses everything queued and resumes
   at the next keyframe fragment (``dropped`` counts the fragments it never got); memory never grows with lag.
 - **Fast start.** The fragments since the last keyframe (the current GOP, at most ``gop_cache_bytes``) are kept,
@@ -75,6 +76,7 @@ class LiveSettings:
     linger_s: float = 10.0  # upstream kept this long after its last viewer left
     queue_fragments: int = 50  # per viewer (one fragment = one frame): ~2 s at 25 fps
     queue_bytes: int = 8 * 2**20  # per viewer
+    queue_age_s: float = 1.0  # a viewer whose oldest queued fragment waited longer is behind: next keyframe
     gop_cache_bytes: int = 8 * 2**20  # fragments since the last keyframe kept for new viewers
     stall_s: float = 10.0  # no byte from ffmpeg this long: the upstream is restarted
     backoff_initial_s: float = 1.0
@@ -95,9 +97,11 @@ class StatusMessage:
 class Viewer:
     """One viewer's bounded queue of init segments, fragments and status messages."""
 
-    def __init__(self, source: LiveSource, max_fragments: int, max_bytes: int) -> None:
+    def __init__(self, source: LiveSource, max_fragments: int, max_bytes: int, max_age_s: float = 1.0) -> None:
         self.source = source
         self.max_fragments = max_fragments
+        self.max_age_s = max_age_s  # a queued fragment older than this: the viewer is behind
+        self._times: collections.deque[float] = collections.deque()  # when each queued fragment was queued
         self.max_bytes = max_bytes
         self._items: collections.deque[InitSegment | Fragment | StatusMessage] = collections.deque()
         self._fragments = 0
@@ -124,6 +128,7 @@ class Viewer:
     def _push(self, item: InitSegment | Fragment | StatusMessage) -> None:
         self._items.append(item)
         if isinstance(item, Fragment):
+            self._times.append(time.monotonic())
             self._fragments += 1
             self._bytes += len(item.data)
         self._ready.set()
@@ -144,7 +149,8 @@ class Viewer:
         if self.need_key and not fragment.key:
             self.dropped += 1
             return
-        if self._fragments >= self.max_fragments or self._bytes + len(fragment.data) > self.max_bytes:
+        if (self._fragments >= self.max_fragments or self._bytes + len(fragment.data) > self.max_bytes
+                or (self._times and time.monotonic() - self._times[0] > self.max_age_s)):
             self.lag_drops += 1
             self._drop_fragments(count=True)
             self.need_key = True
@@ -159,6 +165,7 @@ class Viewer:
         if count:
             self.dropped += self._fragments
         self._items, self._fragments, self._bytes = kept, 0, 0
+        self._times.clear()
 
     async def get(self) -> InitSegment | Fragment | StatusMessage:
         """The next item (waits)."""
@@ -199,6 +206,7 @@ class Viewer:
             return None
         item = self._items.popleft()
         if isinstance(item, Fragment):
+            self._times.popleft()
             self._fragments -= 1
             self._bytes -= len(item.data)
             self.sent_fragments += 1
@@ -493,7 +501,7 @@ class LiveHub:
     def subscribe(self, camera_id: str, variant: str = "main") -> Viewer:
         """A new viewer of a camera stream (starts its upstream if needed). Call in the event loop."""
         source = self.source(camera_id, variant)
-        viewer = Viewer(source, self.settings.queue_fragments, self.settings.queue_bytes)
+        viewer = Viewer(source, self.settings.queue_fragments, self.settings.queue_bytes, self.settings.queue_age_s)
         source.add(viewer)
         return viewer
 

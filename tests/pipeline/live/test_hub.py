@@ -179,3 +179,25 @@ def _cmdline(proc: psutil.Process) -> str:
         return " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return ""
+
+
+def test_a_viewer_whose_queue_grows_old_drops_to_the_next_keyframe(cams: TestCameraServer) -> None:
+    """Besides the count and byte caps, a queue whose oldest fragment waited longer than queue_age_s is dropped:
+    a viewer that reads, but slower than the camera sends, stays within about a second of live."""
+    async def run() -> None:
+        hub = LiveHub(config_for(cams), LiveSettings(linger_s=0.5, queue_fragments=1000, queue_age_s=0.5))
+        viewer = hub.subscribe("gate")
+        await next_of(viewer, Fragment)
+        got = []
+        while viewer.lag_drops < 2:  # read one fragment every 0.1 s: 10 fps of a 25 fps camera
+            await asyncio.sleep(0.1)
+            item = viewer.pop()
+            if isinstance(item, Fragment):
+                got.append(item)
+            assert len(got) < 300, "a slow reader was never dropped"
+        resumed = await next_of(viewer, Fragment)
+        assert resumed.key and viewer.dropped > 0
+        hub.unsubscribe(viewer)
+        await hub.close()
+
+    asyncio.run(run())
