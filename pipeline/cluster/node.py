@@ -43,6 +43,44 @@ CAPTURE_STOP_S = 1.0
 RELEASE_STOP_S = 15.0
 
 
+STANDBY_CAPTURES = 2
+"""Capture processes kept started ahead of need: a camera taken over starts at once instead of waiting for a new
+Python process (seconds on a loaded host)."""
+
+
+@dataclass
+class StandbyCapture:
+    """A capture process waiting for its camera (same ``process`` / ``stop_event`` as a CaptureWorkerProcess)."""
+
+    process: Any
+    stop_event: Any
+    conn: Any
+
+
+def run_standby_capture(conn: Any, ingest: Any, bus: Any, stop_event: Any, redis_url: str, recordings_dir: str,
+                        log_level: int) -> None:  # fmt: skip
+    """Process entry: wait (imports done) for ``(camera, analysed)`` on ``conn``, then capture that camera until
+    ``stop_event`` (:func:`pipeline.ingest.worker.run_capture_worker`); ``None`` or the stop event ends it unused."""
+    import multiprocessing
+
+    from pipeline.ingest.worker import run_capture_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    message = None
+    while not stop_event.is_set():
+        try:
+            if conn.poll(0.2):
+                message = conn.recv()
+                break
+        except (EOFError, OSError):  # the supervisor is gone
+            return
+    if message is None:
+        return
+    camera, analysed = message
+    multiprocessing.current_process().name = f"capture-{camera.id}"
+    run_capture_worker([camera], ingest, bus if analysed else None, stop_event, redis_url, recordings_dir, log_level)
+
+
 @dataclass
 class StoppingCamera:
     """A capture asked to stop, and what follows once it has exited."""
@@ -51,6 +89,7 @@ class StoppingCamera:
     deadline: float
     why: str
     then: str
+    killed: bool = False
 
 
 @dataclass
@@ -59,7 +98,7 @@ class CameraChild:
 
     camera: Camera
     token: int
-    worker: CaptureWorkerProcess
+    worker: Any  # CaptureWorkerProcess or StandbyCapture: .process and .stop_event
     analysed: bool
     restarts: int = 0
     next_restart: float = 0.0
@@ -89,6 +128,8 @@ class WorkerNode:
         self.cameras: dict[str, CameraChild] = {}
         self.stopping: list[StoppingCamera] = []
         self.pending: dict[str, int] = {}  # leased cameras waiting for a lane (camera -> token)
+        self.standbys: list[StandbyCapture] = []
+        self._retired: list[StandbyCapture] = []
         self.retention: Any = None
         self.retention_stop = StopFlag()
         self._old_retention: Any = None
@@ -167,6 +208,7 @@ class WorkerNode:
         self._reap_stopping()
         self._start_pending()
         self._cycle_retention()
+        self._keep_standbys()
         self._supervise_cameras()
         _supervise(self.children)
 
@@ -205,13 +247,54 @@ class WorkerNode:
         for url in (camera.url, camera.sub_stream):
             if url:
                 url_secrets(url)
-        worker = CaptureWorkerProcess([camera], self.config.ingest, self.bus if analysed else None, self.redis_url,
-                                      self.recordings_dir, stop_event=StopFlag(),
-                                      name=f"capture-{camera_id}").start()  # fmt: skip
+        worker = self._take_standby(camera, analysed)
+        if worker is None:
+            worker = CaptureWorkerProcess([camera], self.config.ingest, self.bus if analysed else None,
+                                          self.redis_url, self.recordings_dir, stop_event=StopFlag(),
+                                          name=f"capture-{camera_id}").start()  # fmt: skip
         self.cameras[camera_id] = CameraChild(camera, token, worker, analysed)
         self._note(camera_id, "started")
         self._write_holder(camera_id, token)
         logger.info("camera %s started on %s (token %d, pid %s)", camera_id, self.worker_id, token, worker.process.pid)
+
+    def _take_standby(self, camera: Camera, analysed: bool) -> StandbyCapture | None:
+        while self.standbys:
+            standby = self.standbys.pop(0)
+            if not standby.process.is_alive():
+                continue
+            try:
+                standby.conn.send((camera, analysed))
+            except (OSError, ValueError):
+                self._retire(standby)
+                continue
+            return standby
+        return None
+
+    def _keep_standbys(self) -> None:
+        """Keep :data:`STANDBY_CAPTURES` capture processes waiting (on the current ingest settings)."""
+        from pipeline.ingest.framebus import MP_CONTEXT
+
+        self.standbys = [s for s in self.standbys if s.process.is_alive()]
+        self._retired = [s for s in self._retired if s.process.is_alive()]  # is_alive() reaps the exited ones
+        while len(self.standbys) < min(STANDBY_CAPTURES, self.agent.slots):
+            parent, child = MP_CONTEXT.Pipe()
+            stop = StopFlag()
+            process = MP_CONTEXT.Process(target=run_standby_capture, name="capture-standby",
+                                         args=(child, self.config.ingest, self.bus, stop, self.redis_url,
+                                               self.recordings_dir, self.log_level))  # fmt: skip
+            process.start()
+            child.close()
+            self.standbys.append(StandbyCapture(process, stop, parent))
+
+    def _retire(self, standby: StandbyCapture) -> None:
+        standby.stop_event.set()
+        standby.conn.close()
+        self._retired.append(standby)
+
+    def _retire_standbys(self) -> None:
+        for standby in self.standbys:
+            self._retire(standby)
+        self.standbys = []
 
     def _stop_camera(self, camera_id: str, timeout_s: float, why: str, then: str = "") -> None:
         """Ask the camera's capture to stop (killed after ``timeout_s``); the lane is given up, and the lease
@@ -237,9 +320,13 @@ class WorkerNode:
             if process.is_alive() and now < item.deadline:
                 continue
             if process.is_alive():
-                logger.warning("capture of %s did not stop in time; killing it", item.child.camera.id)
-                process.kill()
-            process.join(2)
+                if not item.killed:
+                    logger.warning("capture of %s did not stop in time; killing it", item.child.camera.id)
+                    process.kill()
+                    item.killed = True
+                process.join(0.05)  # never block the loop (renewals): reaped at a later pass
+                if process.is_alive():
+                    continue
             self.stopping.remove(item)
             camera_id = item.child.camera.id
             if item.child.analysed:
@@ -336,6 +423,7 @@ class WorkerNode:
             self._stop_camera(camera_id, RELEASE_STOP_S, "configuration changed", then="restart")
         self.agent.settings = self.config.cluster
         self.agent.set_cameras(list(new))
+        self._retire_standbys()  # made with the old ingest settings
         if self._old_retention is None and self.retention is not None:  # per-camera retention of the new version
             self.children.remove(self.retention)
             self.retention_stop.set()
@@ -355,6 +443,11 @@ class WorkerNode:
             self._reap_stopping()
             time.sleep(LOOP_S)
         self.agent.release_all()
+        self._retire_standbys()
+        for standby in self._retired:
+            standby.process.join(5)
+            if standby.process.is_alive():
+                standby.process.kill()
         self.retention_stop.set()
         if self._old_retention is not None and self._old_retention.process is not None:
             self._old_retention.process.join(20)
