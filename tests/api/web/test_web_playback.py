@@ -267,7 +267,8 @@ def test_playback_seeks_to_the_instant_and_shows_its_frame(browser, server, pb_d
 
 
 def test_timeline_shows_the_gap_and_markers(browser, server, pb_data):
-    login(browser, server, "inv")
+    """In Thai: the 20 s gap is drawn where it is, the plate read is a marker that plays from just before it."""
+    login(browser, server, "inv", lang="th")
     wait(browser, "#nav a")
     middle = (pb_data.first[-1].end + pb_data.second[0].start) / 2
     browser.get(f"{server.url}/#/playback?camera={CAM}&t={middle:.3f}&play=0")
@@ -287,7 +288,7 @@ def test_timeline_shows_the_gap_and_markers(browser, server, pb_data):
     # in the gap the player says there is nothing, then the marker plays from just before the read
     until(browser, lambda d: d.find_element("css selector", tile(CAM)).get_attribute("data-state") in
                ("none", "paused", "playing"), 30, "the player did not settle")
-    full_shot(browser, "playback_gap")
+    full_shot(browser, "playback_gap_thai")
     fresh(browser, lambda d: d.find_element("css selector", marker).click())
     when = pb_data.plate_event.frame_time
     until(browser, lambda d: (position(d, CAM) or 0) >= when - 5.1, 30, "the marker did not open the event")
