@@ -44,7 +44,7 @@ print(json.dumps(wait_handover(client, {victims!r}, {lost!r}, timeout_s=90, poll
 
 
 def config_text() -> str:
-    lines = ["cluster: {lease_ttl_s: 3, renew_interval_s: 1, rebalance_interval_s: 2, orphan_grace_s: 1}\n",
+    lines = ["cluster: {lease_ttl_s: 5, renew_interval_s: 1, rebalance_interval_s: 2, orphan_grace_s: 1}\n",
              "ingest: {stall_timeout_s: 5, backoff_initial_s: 0.5, backoff_max_s: 2, segment_seconds: 2}\n",
              "cameras:\n"]
     for cam in CAMERAS:
@@ -132,7 +132,7 @@ def test_three_worker_hosts_share_cameras_and_take_over_a_killed_ones(
     taken = json.loads(watch_log.read_text().strip().splitlines()[-1])
     assert sorted(taken) == sorted(victims), f"not taken over within 90 s: {set(victims) - set(taken)}"
     handover_s = max(taken.values()) - killed
-    print(f"\nw-1 SIGKILLed: its {len(victims)} cameras leased elsewhere after {handover_s:.2f} s (lease TTL 3 s)")
+    print(f"\nw-1 SIGKILLed: its {len(victims)} cameras leased elsewhere after {handover_s:.2f} s (lease TTL 5 s)")
     assert handover_s < 15
     wait_until(lambda: captured_once(status(redis_host, env)), 120, "every camera online once on w-2 and w-3")
     assert counts(status(redis_host, env)) == {"w-2": 3, "w-3": 3}
