@@ -4,6 +4,7 @@ import { ROUTES, api, loadImage } from "../api.js";
 import { clear, errorBox, fmtAgo, fmtTime, h, num, pct } from "../dom.js";
 import { t } from "../i18n.js";
 import { authImg, cropUrl, listCameras } from "./common.js";
+import { playButton } from "./playback.js";
 
 const REFRESH_MS = 3000;
 
@@ -121,13 +122,13 @@ function plateRow(e) {
   h("td", { class: "plate-text" }, e.plate_text || "?"),
   h("td", {}, e.province || "–"),
   h("td", {}, VEHICLES.includes(e.vehicle_class) ? t(`cameras.vehicle.${e.vehicle_class}`) : e.vehicle_class || "–"),
-  h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)));
+  h("td", {}, fmtTime(e.frame_time)), h("td", {}, pct(e.confidence)), h("td", {}, playButton(e.camera_id, e.frame_time)));
 }
 
 function plateTable() {
   return h("div", { class: "table-wrap" }, h("table", { id: "camera-plates" },
     h("thead", {}, h("tr", {}, [t("plates.col.crop"), t("plates.col.plate"), t("common.province"),
-      t("cameras.col.vehicle"), t("common.time"), t("common.confidence")].map((c) => h("th", {}, c)))),
+      t("cameras.col.vehicle"), t("common.time"), t("common.confidence"), ""].map((c) => h("th", {}, c)))),
     h("tbody", {})));
 }
 
@@ -135,7 +136,8 @@ function faceCard(e) {
   return h("div", { class: "face-card", dataset: { eventId: e.event_id } },
     authImg(cropUrl(e), { class: "face-thumb" }),
     h("div", {}, h("div", {}, fmtTime(e.frame_time)),
-      h("div", { class: "muted" }, `${t("cameras.face_quality")} ${pct(e.quality)}`)));
+      h("div", { class: "muted" }, `${t("cameras.face_quality")} ${pct(e.quality)}`),
+      playButton(e.camera_id, e.frame_time)));
 }
 
 /**
