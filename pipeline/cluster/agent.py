@@ -17,7 +17,10 @@ Each step:
    then calls :meth:`Agent.release`, so the worker under its share takes it. A camera removed from the
    configuration is released the same way (not rate-limited).
 
-A camera released by this worker is not taken back by it for ``rebalance_interval_s`` (no ping-pong).
+A camera released by this worker is not taken back by it for ``rebalance_interval_s`` (no ping-pong). Cameras it
+lost because Redis was unreachable are taken back first when Redis is back, and other free cameras only after
+``orphan_grace_s`` meanwhile: after a failover longer than the TTL (every lease and heartbeat expired) each worker
+takes its own cameras back instead of the first one back taking everything.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class Agent:
         self._next_rebalance = clock() + settings.rebalance_interval_s
         self._releasing: set[str] = set()
         self._next_full_warning = 0.0
+        self._previously: dict[str, float] = {}  # cameras lost lately (Redis away): taken back first
+        self._recover_until: float | None = None
 
     # -- configuration ---------------------------------------------------------------------------------------
     def set_cameras(self, camera_ids: list[str]) -> None:
@@ -166,6 +171,8 @@ class Agent:
         return result.lost
 
     def _drop(self, cam: str, result: StepResult) -> None:
+        if cam in self.held:
+            self._previously[cam] = self.clock()
         self.held.pop(cam, None)
         self._releasing.discard(cam)
         result.lost.append(cam)
@@ -180,7 +187,14 @@ class Agent:
                 self._free_since.pop(cam, None)
         for cam in [c for c in self._free_since if c not in holders]:
             self._free_since.pop(cam, None)
-        for cam in self.cameras:
+        if self._previously and self._recover_until is None:  # Redis is back after we lost cameras to its absence
+            self._recover_until = now + self.settings.orphan_grace_s + self.settings.renew_interval_s
+        if self._recover_until is not None and now >= self._recover_until:
+            self._previously.clear()
+            self._recover_until = None
+        # after an outage every lease expired at once: each worker takes back its own cameras first, so that a
+        # Redis failover longer than the TTL does not shuffle the cameras between workers
+        for cam in sorted(self.cameras, key=lambda c: (c not in self._previously, c)):
             if len(self.held) >= self.slots:
                 self._warn_full(holders, now)
                 return
@@ -193,7 +207,8 @@ class Agent:
             if now - self._released_at.get(cam, -math.inf) < self.settings.rebalance_interval_s:
                 continue
             orphaned = now - self._free_since.get(cam, now) >= self.settings.orphan_grace_s
-            if len(self.held) >= share and not orphaned:
+            recovering = self._recover_until is not None and cam not in self._previously  # others take theirs first
+            if (len(self.held) >= share or recovering) and not orphaned:
                 continue
             self._acquire(cam, result)
 

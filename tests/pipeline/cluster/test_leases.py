@@ -179,3 +179,24 @@ def test_a_full_worker_says_which_cameras_have_no_worker(client: redis.Redis, ca
         a.step()  # once a minute, not every step
     warnings = [r.getMessage() for r in caplog.records if "have no worker" in r.getMessage()]
     assert len(warnings) == 1 and "1 cameras have no worker" in warnings[0] and "w-a is full (1 slots)" in warnings[0]
+
+
+def test_after_an_outage_longer_than_the_ttl_each_worker_takes_its_own_cameras_back(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=1, socket_connect_timeout=0.5)
+    now = [100.0]
+    cams = ["cam-0", "cam-1", "cam-2", "cam-3"]
+    a = Agent(LeaseStore(client), "w-a", "host-a", 4, FAST, clock=lambda: now[0])
+    b = Agent(LeaseStore(client), "w-b", "host-b", 4, FAST, clock=lambda: now[0])
+    a.set_cameras(cams)
+    b.set_cameras(cams)
+    LeaseStore(client).heartbeat(WorkerInfo("w-b", "host-b", 2, 4, 0, time.time()), 60_000)
+    assert [c for c, _ in a.step().acquired] == ["cam-0", "cam-1"]  # a's share of 4 cameras over 8 slots
+    assert [c for c, _ in b.step().acquired] == ["cam-2", "cam-3"]
+    own_redis.kill()  # a failover longer than the lease TTL
+    now[0] += FAST.lease_ttl_s
+    assert sorted(a.step().lost) == ["cam-0", "cam-1"] and sorted(b.step().lost) == ["cam-2", "cam-3"]
+    own_redis.start()
+    wait_for(lambda: all(h is None for h in LeaseStore(client).holders(cams).values()), 30, "the old leases to expire")
+    assert [c for c, _ in b.step().acquired] == ["cam-2", "cam-3"]  # b steps first, and takes its own back
+    assert [c for c, _ in a.step().acquired] == ["cam-0", "cam-1"]
+    client.close()
