@@ -372,8 +372,8 @@ class LiveSource:
         """One ffmpeg process; True when it delivered fragments, "switch" to restart on the H.265 fallback."""
         if plan.mode == "transcode" and not self._transcoding:
             if self.hub.transcodes >= self.hub.settings.max_transcodes:
-                self._set_status("offline", "H.265 camera without an H.264 stream, and the live transcode limit "
-                                 f"({self.hub.settings.max_transcodes}) is reached")
+                self._end_reason = ("H.265 camera without an H.264 stream, and the live transcode limit "
+                                    f"({self.hub.settings.max_transcodes}) is reached")
                 return False
             self.hub.transcodes += 1
             self._transcoding = True

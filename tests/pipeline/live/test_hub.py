@@ -201,3 +201,31 @@ def test_a_viewer_whose_queue_grows_old_drops_to_the_next_keyframe(cams: TestCam
         await hub.close()
 
     asyncio.run(run())
+
+
+def test_h265_camera_without_sub_stream_is_transcoded_within_the_limit(shared_dir: Path) -> None:
+    """An H.265 camera with no sub-stream plays as a bounded H.264 transcode (said in the status); beyond
+    ``max_transcodes`` a second such camera is offline with the reason instead of costing more CPU."""
+    with TestCameraServer(shared_dir / "data" / "videos", 0, codec="h265", names=[CLIP], aliases={"h2": CLIP},
+                          sub_streams=False) as server:
+        config = parse_config("cameras:\n"
+                              f"  - {{id: hevc, name: HEVC, url: '{server.url(CLIP)}'}}\n"
+                              f"  - {{id: hevc2, name: HEVC 2, url: '{server.url('h2')}'}}\n")
+
+        async def run() -> None:
+            hub = LiveHub(config, LiveSettings(linger_s=0.5, max_transcodes=1, backoff_max_s=2.0))
+            viewer = hub.subscribe("hevc")
+            init = await next_of(viewer, InitSegment, timeout_s=90)
+            assert init.is_h264 and viewer.source.mode == "transcode"
+            assert (await next_of(viewer, Fragment)).key
+            assert "transcoded" in hub.info("hevc")["reason"]
+            other = hub.subscribe("hevc2")
+            refused = await next_of(other, StatusMessage, timeout_s=90,
+                                    where=lambda m: m.status == "offline" and "transcode" in m.reason)
+            assert "limit" in refused.reason and hub.transcodes == 1
+            for v in (viewer, other):
+                hub.unsubscribe(v)
+            await hub.close()
+            assert hub.transcodes == 0
+
+        asyncio.run(run())
