@@ -347,6 +347,7 @@ async function render(container, ctx) {
       if (!tile) return;
       tile.visible = entry.isIntersecting;
       wall.updateStreaming(tile);
+      if (tile.visible && wall.onVisible) wall.onVisible(); // its newest plate read now, not at the next poll
     });
   }, { threshold: 0.05 });
   const onVisibility = () => wall.tiles.forEach((tile) => wall.updateStreaming(tile));
@@ -401,12 +402,15 @@ async function render(container, ctx) {
     }));
   };
   fromAlerts();
+  let soon = null;
+  wall.onVisible = () => { clearTimeout(soon); soon = setTimeout(pollPlates, 200); };
   pollPlates();
   const stopAlerts = ctx.onAlerts(fromAlerts);
   const eventsTimer = setInterval(pollPlates, EVENTS_MS);
   window.__wall = wall;
   return () => {
     clearInterval(eventsTimer);
+    clearTimeout(soon);
     stopAlerts();
     document.removeEventListener("visibilitychange", onVisibility);
     observer.disconnect();

@@ -218,4 +218,6 @@ def test_camera_limited_user_gets_no_other_camera(browser, wall_server):  # noqa
         });
     """)
     assert states[-1][0] == "denied" and "gate" in states[-1][1], states
+    wait_until(browser, lambda d: playing(d, "lobby", 0.5), 60, "the limited user's own camera did not play")
+    assert "1กอ5180" in wait(browser, '.wall-overlay[data-kind="plate"]', timeout=20).text
     shot(browser, "wall_limited")
