@@ -223,8 +223,9 @@ def test_a_client_that_stops_acknowledging_gets_no_more_and_resumes_at_a_keyfram
     client, tokens = live_client
     with client.websocket_connect("/api/live/gate/ws") as ws:
         ws.send_text(json.dumps({"token": tokens["op"]}))
+        ws.send_text(json.dumps({"ack": 0}))  # this client acknowledges (flow control from the start)
         got = watch(ws, 5)
-        ws.send_text(json.dumps({"ack": 5}))  # from now on this client acknowledges... and then stops
+        ws.send_text(json.dumps({"ack": 5}))  # ... and then stops acknowledging
         viewer = next(iter(client.app.state.live_hub.sources[("gate", "main")].viewers))
         deadline = time.monotonic() + 60
         while viewer.lag_drops == 0:  # 30 in flight, then the queue (50) fills and is dropped
