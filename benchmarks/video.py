@@ -49,6 +49,7 @@ from typing import Any
 import psutil
 
 from benchmarks.ingest import RedisProcess, tree_cpu_rss
+from benchmarks.report import save_results
 from pipeline import testcams
 from pipeline.settings import PROJECT_ROOT
 from pipeline.testcams import TestCameraServer
@@ -472,12 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
     result["seek_first_frame_s"] = measure_seek_first_frame(args)
-    result["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    plot(result, args.png)
-    print(f"\nJSON {args.json}\nplot {args.png}")
+    save_results(result, args, print_table, plot)
     return 0
 
 

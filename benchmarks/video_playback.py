@@ -25,7 +25,6 @@ so nothing is served from a buffer).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import save_results
 from pipeline.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
@@ -292,12 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=RESULTS_DIR / "video_playback.png")
     args = parser.parse_args(argv)
     result = measure(args.seeks, args.loops, not args.no_browser)
-    result["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    plot(result, args.png)
-    print(f"\nJSON {args.json}\nplot {args.png}")
+    save_results(result, args, print_table, plot)
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pytest
 import redis
 
 from tests.api.web import test_web_ui
+from tests.api.web.serving import served
 from tests.api.web.test_web_ui import (
     CAMERAS_YAML,
     CHROMEDRIVER,
@@ -29,7 +29,6 @@ from tests.api.web.test_web_ui import (
     PASSWORD,
     Server,
     css,
-    free_port,
     fresh,
     login,
     page_errors,
@@ -103,7 +102,6 @@ def pb_data(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def server(pb_data: PlaybackData, redis_server) -> Iterator[Server]:
-    import uvicorn
 
     from api.main import create_app
     from api.settings import ApiSettings
@@ -121,21 +119,10 @@ def server(pb_data: PlaybackData, redis_server) -> Iterator[Server]:
     patch = pytest.MonkeyPatch()
     patch.setenv("CCTV_RECORDINGS_DIR", str(pb_data.recordings))
     get_settings.cache_clear()
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                       ws_ping_interval=None))
-    thread = threading.Thread(target=uv.run, name="uvicorn-playback-test", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not uv.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        yield Server(url=f"http://127.0.0.1:{port}", redis_url=redis_server.url, client=client)
+        with served(create_app(settings), "uvicorn-playback-test", join_timeout_s=15) as url:
+            yield Server(url=url, redis_url=redis_server.url, client=client)
     finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
         client.close()
         patch.undo()
         get_settings.cache_clear()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,8 @@ import numpy as np
 import pytest
 import redis
 
+from tests.api.web.serving import served
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -34,13 +34,6 @@ PLATE_CAMS = ("bkk-night-01", "bkk-night-02")
 FACE_CAM = "walkway-01"
 LFW_PEOPLE = ("Colin_Farrell", "Dick_Cheney", "Billy_Crystal")
 
-
-
-def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 pytestmark = [
@@ -195,8 +188,6 @@ class Server:
 @pytest.fixture(scope="module")
 def server(web_data: WebData, redis_server) -> Iterator[Server]:
     """``api.main:create_app`` served by uvicorn in a thread, with three users (one per role)."""
-    import uvicorn
-
     from api.main import create_app
     from api.settings import ApiSettings
     from api.store import ApiStore
@@ -215,22 +206,10 @@ def server(web_data: WebData, redis_server) -> Iterator[Server]:
     patch = pytest.MonkeyPatch()
     patch.setenv("CCTV_RECORDINGS_DIR", str(web_data.recordings))
     get_settings.cache_clear()
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            ws_ping_interval=None)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn-web-test", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not uv.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        yield Server(url=f"http://127.0.0.1:{port}", redis_url=redis_server.url, client=client)
+        with served(create_app(settings), "uvicorn-web-test", join_timeout_s=15) as url:
+            yield Server(url=url, redis_url=redis_server.url, client=client)
     finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
         client.close()
         patch.undo()
         get_settings.cache_clear()

@@ -7,7 +7,6 @@ tabs stop streaming, and a camera-limited user gets no video of another camera. 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.api.web.test_web_ui import CHROMEDRIVER, CHROMIUM, css, free_port, page_errors, shot, wait, wait_until
+from tests.api.web.serving import served
+from tests.api.web.test_web_ui import CHROMEDRIVER, CHROMIUM, css, page_errors, shot, wait, wait_until
 from tests.api.web.test_web_ui import browser as browser  # noqa: F401 - the same Chromium fixture
 
 CLIP = "thai_bangkok_night_dashcam_bus"  # 1280x720 night traffic (sub-stream 640x360)
@@ -37,7 +37,6 @@ class WallServer:
 @pytest.fixture(scope="module")
 def wall_server(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WallServer]:
     """RTSP cameras (two streams of the night footage), a dead camera, the API under uvicorn, users and a plate read."""
-    import uvicorn
 
     from api.main import create_app
     from api.settings import ApiSettings
@@ -70,21 +69,10 @@ def wall_server(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPat
         settings = ApiSettings(redis_url=redis_server.url, recordings_dir=base / "rec", config_path=config,
                                scrypt_n=2**10, login_max_per_user=50, login_max_per_ip=200, live_linger_s=1.0)
         app = create_app(settings)
-        port = free_port()
-        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws_ping_interval=None))
-        thread = threading.Thread(target=uv.run, name="uvicorn-wall-test", daemon=True)
-        thread.start()
         try:
-            deadline = time.monotonic() + 30
-            while not uv.started:
-                if time.monotonic() > deadline or not thread.is_alive():
-                    raise RuntimeError("uvicorn did not start")
-                time.sleep(0.05)
-            yield WallServer(url=f"http://127.0.0.1:{port}", client=client, app=app)
+            with served(app, "uvicorn-wall-test") as url:
+                yield WallServer(url=url, client=client, app=app)
         finally:
-            uv.should_exit = True
-            thread.join(timeout=20)
             client.close()
 
 
