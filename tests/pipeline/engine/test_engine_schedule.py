@@ -157,7 +157,7 @@ class _PlateDetector:
     def __init__(self) -> None:
         self.crops = 0
 
-    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None) -> list[Detections]:
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
         self.crops += len(crops)
         out = []
         for crop in crops:
@@ -264,7 +264,7 @@ class _RolledPlateDetector(_PlateDetector):
         self.rolled = rolled
         self.turned: list[int] = []
 
-    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None) -> list[Detections]:
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
         self.crops += len(crops)
         return [Detections.empty() for _ in crops]
 
