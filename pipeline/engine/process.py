@@ -25,6 +25,8 @@ from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import WatchlistMatcher
 from pipeline.settings import PROJECT_ROOT, get_settings
 from pipeline.store import holds
+from pipeline.store.connection import redis_client as make_client
+from pipeline.store.connection import wait_replicas
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +61,6 @@ def load_plate_rectifier_or_none(device: str = "auto") -> Any | None:
 
 def redis_client(url: str) -> Any:
     """A redis-py client with short timeouts so that a dead Redis never stalls the engine."""
-    from pipeline.store.connection import redis_client as make_client
-
     return make_client(url, socket_timeout=2.0, socket_connect_timeout=0.5, health_check_interval=10)
 
 
@@ -95,8 +95,6 @@ def build_engine(
     if isinstance(plate_rectifier, str) and plate_rectifier == "load":
         plate_rectifier = load_plate_rectifier_or_none(device) if config.engine.plate_rectification else None
     client = redis_client(redis_url or settings.redis_url)
-    from pipeline.store.connection import wait_replicas
-
     store = EventStore(client, config.engine.events_maxlen, wait_replicas=wait_replicas(settings),
                        wait_timeout_ms=settings.redis_wait_timeout_ms)
     spool = EventSpool(spool_dir or spool_folder(config), int(config.engine.spool_max_mb * 1024 * 1024))
