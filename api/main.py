@@ -148,8 +148,11 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     # outside the others: refused and failed requests (theirs too) and unrecorded queries are audited
     app.add_middleware(AuditMiddleware, store_getter=lambda: app.state.api_store)
     if settings.cors_origins:
+        from api.routes.recordings import PLAYBACK_HEADERS  # a cross-origin player reads these and downloads
+
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition"])
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
                    audit, media):
         app.include_router(module.router)

@@ -63,7 +63,9 @@ def search_plates(
     cameras: Cameras = None, start: Start = None, end: End = None,
     province: Annotated[str | None, Query(max_length=64, description="Thai or Latin name.")] = None,
     min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
-    vehicle_class: Annotated[Literal["car", "motorcycle", "bus", "truck"] | None, Query()] = None,
+    vehicle_class: Annotated[Literal["car", "motorcycle", "bus", "truck", "vehicle"] | None, Query(
+        description="Class of the vehicle the plate was read on; vehicle: a plate seen without a vehicle box "
+                    "(close-up gate views).")] = None,
     order: Annotated[Literal["time", "distance"], Query()] = "time",
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -21,7 +21,6 @@ export const ROUTES = {
   plateSearch: "/api/plates/search",
   plateHistory: (plate) => `/api/plates/${enc(plate)}/history`,
   faceSearch: "/api/faces/search",
-  faceEvents: "/api/faces/events",
   media: (path) => `/api/media/${path.split("/").map(enc).join("/")}`,
   watchlists: "/api/watchlists",
   watchlist: (id) => `/api/watchlists/${enc(id)}`,

@@ -66,6 +66,9 @@ def test_motorcycle_registrations_exact_partial_wildcard_and_history(client: Tes
     assert plates(q="อคม*") == ["อคม888"]
     assert plates(q="คม") == ["คม1234", "อคม888"]
     assert plates(q="คม", vehicle_class="motorcycle") == ["อคม888"]
+    publish(rclient, "กม5555", t=1400, vehicle_class="vehicle")  # a plate tracked without a vehicle box
+    assert plates(q="ม5555", vehicle_class="vehicle") == ["กม5555"]
+    assert plates(q="ม5555", vehicle_class="car") == []
     assert plates(q="???7970") == ["งบล7970"]
     assert plates(q="1กช 4986", mode="exact") == ["1กช4986"]
     assert plates(q="งบล 7970", mode="exact") == ["งบล7970"]

@@ -108,7 +108,7 @@ async function renderGrid(container) {
 }
 
 const EVENTS_PAGE = 20;
-const VEHICLES = ["car", "motorcycle", "bus", "truck"];
+const VEHICLES = ["car", "motorcycle", "bus", "truck", "vehicle"];
 
 /** One page of a camera's recent events (newest first) from GET /api/cameras/{id}/events. */
 async function recentEvents(cameraId, kind, before) {
