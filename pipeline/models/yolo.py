@@ -14,6 +14,8 @@ Raw outputs are converted once into :class:`~pipeline.detections.Detections` by 
 from __future__ import annotations
 
 import logging
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import numpy as np
 from pipeline.detections import Detections
 from pipeline.models.base import check_frames
 from pipeline.models.onnx_utils import Letterbox, batched_nms, create_session, letterbox, run_batched, to_blob
+from pipeline.models.yolo_canvas import CanvasRewriteError, canvas_for, write_canvas_model
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ COCO_PERSON, COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK = 0, 2, 3, 5, 7
 TRAFFIC_CLASSES = (COCO_PERSON, COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK)
 VEHICLE_CLASSES = (COCO_CAR, COCO_MOTORCYCLE, COCO_BUS, COCO_TRUCK)
 MAX_DETECTIONS = 300
+CANVAS_MODES = ("square", "fit")
+MAX_CANVASES = 4
+"""Input canvases (frame shapes) one detector keeps a rewritten network for; others run on the square."""
 
 
 def from_yolo_onnx(
@@ -88,8 +94,12 @@ class YoloOnnxDetector:
         max_batch: int | None = None,
         imgsz: int | None = None,
         runtime: str = "onnxruntime",
+        canvas: str = "square",
     ) -> None:
+        if canvas not in CANVAS_MODES:
+            raise ValueError(f"canvas must be one of {CANVAS_MODES}, not {canvas!r}")
         self.path = Path(path)
+        self.device, self.runtime, self.canvas = device, runtime, canvas
         self.session = create_session(self.path, device, runtime=runtime)
         shape = self.session.get_inputs()[0].shape
         if isinstance(shape[2], int) and isinstance(shape[3], int):
@@ -102,29 +112,69 @@ class YoloOnnxDetector:
         self.classes = tuple(classes) if classes is not None else None
         self.max_batch = max_batch
         self.names = _names_from_metadata(self.session)
+        self._sessions: dict[tuple[int, int], Any] = {(self.imgsz, self.imgsz): self.session}
+        self._sessions_lock = threading.Lock()
 
     @property
     def providers(self) -> list[str]:
         """The ONNX Runtime providers in use."""
         return list(self.session.get_providers())
 
-    def preprocess(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        """Letterbox each frame to the network size and stack them into one RGB 0..1 blob."""
-        pairs = [letterbox(f, self.imgsz) for f in frames]
+    def preprocess(self, frames: list[np.ndarray],
+                   canvas_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+        """Letterbox each frame to the network size (or the ``canvas_hw`` canvas) and stack them into one RGB 0..1
+        blob."""
+        pairs = [letterbox(f, self.imgsz, canvas_hw=canvas_hw) for f in frames]
         return to_blob([p[0] for p in pairs]), [p[1] for p in pairs]
 
     def forward(self, blob: np.ndarray) -> np.ndarray:
         """Run the network on a preprocessed blob; returns the raw ``N x (4 + nc) x anchors`` output."""
-        return run_batched(self.session, blob, self.max_batch)[0]
+        session = self._sessions.get(tuple(blob.shape[2:4]), self.session)
+        return run_batched(session, blob, self.max_batch)[0]
+
+    def canvas_of(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """The input canvas a frame of ``image_hw`` runs on: the square, or with ``canvas="fit"`` the smallest
+        stride-aligned canvas holding the fitted frame, where its rewritten network is available."""
+        if self.canvas == "square":
+            return self.imgsz, self.imgsz
+        hw = canvas_for(image_hw, self.imgsz)
+        with self._sessions_lock:
+            if hw not in self._sessions:
+                self._sessions[hw] = self._canvas_session(hw)
+        return hw if self._sessions[hw] is not None else (self.imgsz, self.imgsz)
+
+    def _canvas_session(self, hw: tuple[int, int]) -> Any:
+        """A session of the network rewritten for ``hw`` (None: keep the square, with the reason logged)."""
+        if len(self._sessions) > MAX_CANVASES:
+            logger.warning("%s: more than %d frame shapes, a %dx%d frame runs on the square input", self.path.name,
+                           MAX_CANVASES, *hw)
+            return None
+        try:
+            with tempfile.TemporaryDirectory(prefix="cctv-canvas-") as folder:
+                session = create_session(write_canvas_model(self.path, *hw, Path(folder)), self.device,
+                                         runtime=self.runtime)
+        except (CanvasRewriteError, OSError) as exc:
+            logger.warning("%s: no %dx%d input canvas (%s); frames of that shape run on the square input",
+                           self.path.name, *hw, exc)
+            return None
+        logger.info("%s: %dx%d input canvas for frames fitted to %s", self.path.name, *hw, self.imgsz)
+        return session
 
     def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
-        """Detect objects in every frame with one batched network call."""
+        """Detect objects in every frame, one batched network call per input canvas (one for same-shaped frames)."""
         if not frames:
             return []
         check_frames(frames, str(self.path.name))
-        blob, boxes = self.preprocess(frames)
-        raw = self.forward(blob)
-        return [from_yolo_onnx(raw[i], boxes[i], self.conf, self.iou, self.classes) for i in range(len(frames))]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(self.canvas_of(frame.shape[:2]), []).append(i)
+        out: list[Detections] = [Detections.empty()] * len(frames)
+        for hw, indices in groups.items():
+            blob, boxes = self.preprocess([frames[i] for i in indices], canvas_hw=hw)
+            raw = self.forward(blob)
+            for k, i in enumerate(indices):
+                out[i] = from_yolo_onnx(raw[k], boxes[k], self.conf, self.iou, self.classes)
+        return out
 
 
 class UltralyticsDetector:
@@ -172,17 +222,19 @@ def load_yolo_detector(
     backend: str = "auto",
     max_batch: int | None = None,
     runtime: str = "onnxruntime",
+    canvas: str = "square",
 ) -> YoloOnnxDetector | UltralyticsDetector:
     """Load a YOLO detector: ONNX files run on ONNX Runtime directly, anything else through Ultralytics.
 
     ``backend`` forces ``onnx`` or ``ultralytics``; ``auto`` picks by the file type. ``runtime`` (``onnxruntime``
-    or ``openvino``, see :func:`pipeline.models.onnx_utils.create_session`) runs the ONNX file.
+    or ``openvino``, see :func:`pipeline.models.onnx_utils.create_session`) runs the ONNX file. ``canvas``
+    ``fit`` runs each frame on the smallest input canvas that holds it (:mod:`pipeline.models.yolo_canvas`).
     """
     path = Path(path)
     use_onnx = backend == "onnx" or (backend == "auto" and path.suffix == ".onnx")
     if use_onnx:
         return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch,
-                                runtime=runtime)
+                                runtime=runtime, canvas=canvas)
     return UltralyticsDetector(path, conf=conf, iou=iou, classes=classes, device=device)
 
 

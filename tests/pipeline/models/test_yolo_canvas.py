@@ -1,0 +1,128 @@
+"""Rectangular input canvases for the YOLO detector: the same boxes as the square input on real footage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from pipeline.models.yolo import TRAFFIC_CLASSES, YoloOnnxDetector
+from pipeline.models.yolo_canvas import CanvasRewriteError, anchor_grid, canvas_for, rewrite_for_canvas
+
+
+def _footage_frames(shared_dir: Path, count: int = 6) -> list[np.ndarray]:
+    """Frames spread over the Bangkok dashcam (1280x720) and the walkway clip (people), both 16:9."""
+    frames = []
+    for name in ("thai_bangkok_night_dashcam_bus.mp4", "pedestrians_walking_toward_camera.mp4"):
+        cap = cv2.VideoCapture(str(shared_dir / "data" / "videos" / name))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        for k in range(count // 2):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(total * (k + 0.5) / (count // 2)))
+            ok, frame = cap.read()
+            assert ok, f"cannot read {name}"
+            frames.append(frame)
+        cap.release()
+    return frames
+
+
+def _matched(a, b, min_iou: float = 0.7) -> int:  # noqa: ANN001
+    """Boxes of ``a`` matched one to one (same class, IoU >= min_iou) to boxes of ``b``."""
+    used: set[int] = set()
+    for box, cls in zip(a.xyxy, a.class_id, strict=True):
+        best, best_iou = -1, min_iou
+        for j, (other, other_cls) in enumerate(zip(b.xyxy, b.class_id, strict=True)):
+            w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
+            h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
+            inter = w * h
+            iou = inter / ((box[2] - box[0]) * (box[3] - box[1]) + (other[2] - other[0]) * (other[3] - other[1]) - inter)
+            if cls == other_cls and j not in used and iou >= best_iou:
+                best, best_iou = j, iou
+        if best >= 0:
+            used.add(best)
+    return len(used)
+
+
+def test_canvas_sizes() -> None:
+    assert canvas_for((720, 1280), 640) == (384, 640)  # 16:9 -> 640x360 fitted, 384 rows
+    assert canvas_for((480, 640), 640) == (480, 640)  # 4:3
+    assert canvas_for((1080, 1080), 640) == (640, 640)
+    assert canvas_for((1920, 1080), 640) == (640, 384)  # portrait
+    points, strides = anchor_grid(640, 640)
+    assert points.shape == (1, 2, 8400) and strides.shape == (1, 8400)
+    assert anchor_grid(384, 640)[0].shape == (1, 2, 80 * 48 + 40 * 24 + 20 * 12)
+
+
+@pytest.mark.timeout(300)
+def test_fit_canvas_gives_the_square_inputs_boxes_on_footage(derived: tuple[Path, Path, list[Path]],
+                                                            shared_dir: Path) -> None:
+    path = derived[0] / "yolo" / "yolov8n_int8.batch.fp32.onnx"
+    square = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="square")
+    fit = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
+    frames = _footage_frames(shared_dir)
+    assert fit.canvas_of(frames[0].shape[:2]) == (384, 640)
+    reference, rect = square.detect_batch(frames), fit.detect_batch(frames)
+    total = sum(len(d) for d in reference) + sum(len(d) for d in rect)
+    matched = 2 * sum(_matched(r, f) for r, f in zip(reference, rect, strict=True))
+    assert sum(len(d) for d in reference) >= 6, "the footage should show vehicles and people"
+    assert matched / total >= 0.95, (matched, total)
+    blob, _ = fit.preprocess(frames[:1], canvas_hw=(384, 640))
+    assert fit.forward(blob).shape == (1, 84, 80 * 48 + 40 * 24 + 20 * 12)
+
+
+@pytest.mark.timeout(300)
+def test_mixed_shapes_keep_their_order_and_match_one_by_one(derived: tuple[Path, Path, list[Path]],
+                                                            shared_dir: Path) -> None:
+    path = derived[0] / "yolo" / "yolov8n_int8.batch.onnx"  # the int8 file has the same head constants
+    fit = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
+    wide = _footage_frames(shared_dir, count=2)[0]
+    four_three = cv2.resize(wide[:, 160:1120], (640, 480))
+    square = cv2.resize(wide[:, 280:1000], (640, 640))
+    frames = [wide, four_three, square, wide]
+    batched = fit.detect_batch(frames)
+    for frame, got in zip(frames, batched, strict=True):
+        alone = fit.detect_batch([frame])[0]
+        assert np.array_equal(alone.class_id, got.class_id)
+        assert np.allclose(alone.xyxy, got.xyxy, atol=1e-3)
+    assert {(384, 640), (480, 640), (640, 640)} <= set(fit._sessions)
+    for frame, dets in zip(frames, batched, strict=True):
+        h, w = frame.shape[:2]
+        assert (dets.xyxy[:, [0, 2]] <= w).all() and (dets.xyxy[:, [1, 3]] <= h).all()
+
+
+def test_a_graph_without_the_anchor_grid_is_refused(model_dir: Path,
+                                                    derived: tuple[Path, Path, list[Path]]) -> None:
+    face_detector = onnx.load(str(model_dir / "insightface/models/buffalo_s/det_500m.onnx"))
+    with pytest.raises(CanvasRewriteError):
+        rewrite_for_canvas(face_detector, 384, 640)
+    model = onnx.load(str(derived[0] / "yolo" / "yolov8n_int8.batch.fp32.onnx"))
+    with pytest.raises(CanvasRewriteError, match="multiple of 32"):
+        rewrite_for_canvas(model, 360, 640)
+    for points in (i for i in model.graph.initializer if list(i.dims) == [1, 2, 8400]):
+        points.float_data[:] = []
+        points.raw_data = np.zeros((1, 2, 8400), np.float32).tobytes()  # an unknown head: no grid to recognise
+    with pytest.raises(CanvasRewriteError, match="anchor grid"):
+        rewrite_for_canvas(model, 384, 640)
+
+
+def test_fit_detector_falls_back_to_the_square_when_rewriting_fails(
+        tmp_path: Path, derived: tuple[Path, Path, list[Path]], shared_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    model = onnx.load(str(derived[0] / "yolo" / "yolov8n_int8.batch.fp32.onnx"))
+    for init in model.graph.initializer:
+        if list(init.dims) == [1, 8400]:  # strides replaced: the head is no longer recognised
+            init.float_data[:] = []
+            init.raw_data = np.full((1, 8400), 7.0, np.float32).tobytes()
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, str(path))
+    fit = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
+    frame = _footage_frames(shared_dir, count=2)[0]
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.yolo"):
+        assert fit.canvas_of(frame.shape[:2]) == (640, 640)
+        fit.detect_batch([frame])
+    assert "no 384x640 input canvas" in caplog.text
+    with pytest.raises(ValueError, match="canvas must be"):
+        YoloOnnxDetector(path, canvas="round")
