@@ -3,8 +3,8 @@
 Usage::
 
     python -m benchmarks.plates --labels PATH/labels.csv [--json OUT] [--backend crnn|easyocr] [--show N]
-        [--layout car|motorcycle|auto] [--rectify] [--reading-pad]      # crops (default mode)
-    python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify]
+        [--layout car|motorcycle|auto] [--rectify] [--reading-pad] [--no-second-read]   # crops (default mode)
+    python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify] [--no-second-read]
     python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] \\
         [--rolls 0,10,20,30,40] [--yaws 0,20,40,60] [--widths 40,80,160,320] [--json OUT] [--plot OUT.png]
 
@@ -29,6 +29,9 @@ reported, with ``--rectify`` also ``rectified_share`` (crops the rectifier warpe
 the layouts the rectifier told (``rectifier_car``, ``rectifier_motorcycle``, ``rectifier_auto`` when unsure).
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
 grows tight crops by that pad (border replicated) first, so that they look like what the rectifier gets.
+Rectified plates read with a low confidence are read again from margin views as the engine does
+(:mod:`pipeline.plates.second_read`; ``--no-second-read`` turns that off, also for ``--scenes``); the time is in
+``ms_per_plate``.
 
 **Scenes** (``--scenes``): each image is a whole scene read by :class:`pipeline.plates.scene_reader.SceneReader`
 (vehicle -> plate cascade, rectifier unless ``--no-rectify``, reader); the most confident valid read is scored.
@@ -156,17 +159,20 @@ def empty_read() -> PlateRead:
 
 
 def read_crop_batch(crops: list[np.ndarray], reader: PlateReader, layout: str,
-                    rectifier: PlateRectifier | None = None) -> tuple[list[PlateRead], list[RectifiedPlate]]:
-    """Read crops in ``layout``; with a rectifier, rectify first and read in the layout it found.
+                    rectifier: PlateRectifier | None = None,
+                    second_read: bool = True) -> tuple[list[PlateRead], list[RectifiedPlate]]:
+    """Read crops in ``layout``; with a rectifier, rectify first and read in the layout it found (uncertain plates
+    read again from margin views unless ``second_read`` is False).
 
     Returns the reads and the rectifier's results (empty without one)."""
     if rectifier is None:
         return reader.read_batch(crops, [layout] * len(crops)), []
     from pipeline.plates.rectifier import reading_layout
+    from pipeline.plates.second_read import read_plates
 
     rectified = rectifier.rectify_batch(crops)
     layouts = [reading_layout(r, layout == "motorcycle") for r in rectified]
-    return reader.read_batch([r.image for r in rectified], layouts), rectified
+    return read_plates(reader, crops, rectified, layouts, second_read), rectified
 
 
 def with_reading_pad(crop: np.ndarray) -> np.ndarray:
@@ -180,8 +186,8 @@ def with_reading_pad(crop: np.ndarray) -> np.ndarray:
 
 
 def run_crops(rows: list[dict[str, str]], reader: PlateReader, batch: int, layout: str = "car",
-              rectifier: PlateRectifier | None = None,
-              pad: bool = False) -> tuple[list[PlateRead], float, list[RectifiedPlate]]:
+              rectifier: PlateRectifier | None = None, pad: bool = False,
+              second_read: bool = True) -> tuple[list[PlateRead], float, list[RectifiedPlate]]:
     """Read plate crops in batches (grown by the reading pad first when ``pad``); returns reads, milliseconds per
     plate (rectifier + reader) and the rectifier's results (empty without one)."""
     reads: list[PlateRead] = []
@@ -192,7 +198,7 @@ def run_crops(rows: list[dict[str, str]], reader: PlateReader, batch: int, layou
         if pad:
             crops = [with_reading_pad(c) for c in crops]
         t0 = time.perf_counter()
-        got, rect = read_crop_batch(crops, reader, layout, rectifier)
+        got, rect = read_crop_batch(crops, reader, layout, rectifier, second_read)
         elapsed += time.perf_counter() - t0
         reads += got
         rectified += rect
@@ -229,8 +235,8 @@ class OnceCascade:
         return self._result
 
 
-def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None,
-                        device: str) -> tuple[OnceCascade, dict[str, SceneReader]]:
+def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, device: str,
+                        second_read: bool = True) -> tuple[OnceCascade, dict[str, SceneReader]]:
     """The engine's cascade (shared, detecting each frame once) and a scene reader per rectifier mode:
     ``rectified`` when ``rectifier`` is given, ``off`` always."""
     from benchmarks.plate_detection import build_cascade
@@ -239,7 +245,7 @@ def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None,
     cascade = OnceCascade(build_cascade(0.25, 0.15, device))
     readers = {"off": SceneReader(cascade, reader, None)}
     if rectifier is not None:
-        readers = {"rectified": SceneReader(cascade, reader, rectifier), **readers}
+        readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read), **readers}
     return cascade, readers
 
 
@@ -616,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
+    ap.add_argument("--no-second-read", action="store_true",
+                    help="rectified plates: no second read of uncertain plates from margin views")
     sweep = ap.add_argument_group("angle sweep")
     sweep.add_argument("--sweep-n", type=int, default=60, help="plates per cell")
     sweep.add_argument("--rolls", default="0,10,20,30,40", help="roll angles (degrees), comma list")
@@ -667,19 +675,22 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     if args.scenes:
         rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
-        cascade, readers = build_scene_readers(reader, rectifier, args.device)
+        cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read)
         scene_reader = readers["off" if rectifier is None else "rectified"]
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}
     else:
         rectifier = load_plate_rectifier(args.rectifier_dir, args.device) if args.rectify else None
-        reads, ms_plate, rectified = run_crops(rows, reader, args.batch, args.layout, rectifier, args.reading_pad)
+        reads, ms_plate, rectified = run_crops(rows, reader, args.batch, args.layout, rectifier, args.reading_pad,
+                                               not args.no_second_read)
         extra = {"layout": args.layout, "rectified": args.rectify, "reading_pad": args.reading_pad}
         if args.rectify:
             extra["rectified_share"] = sum(r.applied for r in rectified) / max(len(rows), 1)
             extra.update(layout_counts([r.layout for r in rectified], "rectifier_", ("car", "motorcycle", "auto")))
         if args.rectify or args.layout == "auto":
             extra.update(layout_counts([rd.layout for rd in reads]))
+    if args.scenes and not args.no_rectify or args.rectify:
+        extra["second_read"] = not args.no_second_read
     res: dict[str, Any] = {**score(rows, reads), "ms_per_plate": ms_plate, **extra,
                            "backend": args.backend, "scenes": args.scenes}
     print_metrics(res)

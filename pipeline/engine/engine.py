@@ -51,6 +51,7 @@ from pipeline.models.plate_detector import VEHICLE_MARGIN, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
+from pipeline.plates.second_read import read_plates
 
 logger = logging.getLogger(__name__)
 
@@ -476,11 +477,10 @@ class Engine:
         """The plate reader once over every plate (None per plate without a reader)."""
         if self.plate_reader is None:
             return [None] * len(selected)
-        images = [r.image for r in rectified] if rectified is not None else [s.crop for s in selected]
         layouts = [reading_layout(rectified[i] if rectified is not None else None,
                                   s.job.state.vehicle_class == "motorcycle") for i, s in enumerate(selected)]
-        with self.metrics.stage("read"):
-            return list(self.plate_reader.read_batch(images, layouts))
+        with self.metrics.stage("read"):  # uncertain rectified plates read again from margin views
+            return read_plates(self.plate_reader, [s.crop for s in selected], rectified, layouts)
 
     def _faces(self, gated: list[_Frame]) -> None:
         face_frames = [g for g in gated if g.cam.camera.analytics.faces]

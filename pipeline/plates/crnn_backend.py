@@ -112,15 +112,24 @@ class CrnnPlateReader:
         A plate read as ``motorcycle`` is decoded with the motorcycle grammar only (a three-character series:
         the top line of a three-line plate never holds one or two consonants alone); car reads with every Thai
         format."""
-        if layout == MOTORCYCLE:
-            results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
-                                  prefix_ok=is_valid_motorcycle_prefix, final_ok=is_motorcycle_registration)
-        else:
-            results = beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
-                                  prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+        results = self._beam(char_probs, layout)
         best: Decoded = results[0] if results else best_path(char_probs, self.charset)
         if layout == MOTORCYCLE and not is_motorcycle_registration(best.text):
             best.valid = False  # a best-path fallback that only a car plate could carry
+        return self._plate_read(best, results, province_probs, layout)
+
+    def _beam(self, char_probs: np.ndarray, layout: str) -> list[Decoded]:
+        """Grammar-valid registrations of one view, best first: the motorcycle grammar for ``motorcycle``, every
+        Thai format for ``car``."""
+        if layout == MOTORCYCLE:
+            return beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
+                               prefix_ok=is_valid_motorcycle_prefix, final_ok=is_motorcycle_registration)
+        return beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
+                           prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+
+    def _plate_read(self, best: Decoded, results: list[Decoded], province_probs: np.ndarray,
+                    layout: str) -> PlateRead:
+        """The :class:`PlateRead` of a decoded registration, its alternatives and the province probabilities."""
         text, confs = _with_hyphen_confs(best.text, best.char_confidences)
         pidx = int(province_probs.argmax())
         prov = PROVINCES[pidx] if pidx < len(PROVINCES) else None  # else: the "no province" class
@@ -159,6 +168,39 @@ class CrnnPlateReader:
             if crop is None or np.asarray(crop).size == 0:
                 reads[i] = _empty_read()
         return [r if r is not None else _empty_read() for r in reads]
+
+    def read_views(self, views: list[list[np.ndarray]], layouts: list[str] | None = None) -> list[PlateRead]:
+        """Read each plate from several views of it (the same plate framed slightly differently, see
+        :mod:`pipeline.plates.second_read`): every view goes through the network in one batch, the grammar-valid
+        candidates of the first view's beam are rescored by their mean CTC log-likelihood under all the views, and
+        the best wins (confidence: the geometric mean of its probabilities; per-character confidences of the
+        first view's alignment; province probabilities averaged over the views). ``layouts`` as in
+        :meth:`read_batch`; a plate without a valid candidate gets its first view's read."""
+        wanted = [self._layout(lay) for lay in (layouts or [AUTO] * len(views))]
+        jobs: list[tuple[int, str, int]] = []  # plate, layout, view
+        for i, (vs, lay) in enumerate(zip(views, wanted, strict=True)):
+            for form in ((CAR, MOTORCYCLE) if lay == AUTO else (lay,)):
+                jobs += [(i, form, v) for v in range(len(vs))]
+        cps, pps = self.infer([views[i][v] for i, _, v in jobs], [form for _, form, _ in jobs])
+        reads: list[PlateRead | None] = [None] * len(views)
+        for i, form in dict.fromkeys((i, form) for i, form, _ in jobs):
+            rows = [k for k, job in enumerate(jobs) if job[:2] == (i, form)]
+            rd = self._rescore(cps[rows], pps[rows], form)
+            if reads[i] is None or (rd.valid, rd.confidence) > (reads[i].valid, reads[i].confidence):
+                reads[i] = rd
+        return [r if r is not None else _empty_read() for r in reads]
+
+    def _rescore(self, char_probs: np.ndarray, province_probs: np.ndarray, layout: str) -> PlateRead:
+        """One plate's views (``[V, T, C]``, ``[V, P]``) read in ``layout``: the first view's candidates rescored."""
+        from pipeline.plates.second_read import ctc_log_likelihood
+
+        decoded = self._beam(char_probs[0], layout)
+        if not decoded:
+            return self.decode(char_probs[0], province_probs[0], layout)
+        mean_ll = ctc_log_likelihood(char_probs, [d.text for d in decoded], self.charset).mean(axis=0)
+        ranked = [Decoded(decoded[k].text, float(np.exp(mean_ll[k])), decoded[k].char_confidences, True)
+                  for k in np.argsort(-mean_ll, kind="stable")]
+        return self._plate_read(ranked[0], ranked, province_probs.mean(axis=0), layout)
 
     def _layout(self, layout: str) -> str:
         if layout not in (*LAYOUTS, AUTO):

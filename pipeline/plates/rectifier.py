@@ -34,6 +34,8 @@ MOTO_OUT_HW = (112, 128)  # as plates_thai_moto/crops (re-laid into the car form
 CAR_MARGIN = (0.03, 0.05)
 MOTO_MARGIN = (0.02, 0.02)
 LAYOUT_SURE = 0.75  # a layout probability below this reads the plate both ways (``auto``)
+LAYOUT_MARGIN = {CAR: CAR_MARGIN, MOTORCYCLE: MOTO_MARGIN}
+LAYOUT_OUT_HW = {CAR: CAR_OUT_HW, MOTORCYCLE: MOTO_OUT_HW}
 REFINE_MARGIN = (0.12, 0.25)  # second look: the first quad grown like a detector box around a frontal plate
 
 
@@ -48,6 +50,7 @@ class RectifiedPlate:
     layout: str
     layout_confidence: float
     applied: bool
+    warped_as: str = CAR  # the layout whose margins and size ``image`` was warped with (when ``applied``)
 
 
 def _plausible(quad: np.ndarray, w: int, h: int) -> bool:
@@ -129,11 +132,15 @@ class PlateRectifier:
             if not _plausible(quad, crop.shape[1], crop.shape[0]):
                 out[i] = RectifiedPlate(crop, quad, layout, conf, False)
                 continue
-            moto = self.layouts[k] == MOTORCYCLE
-            mx, my = MOTO_MARGIN if moto else CAR_MARGIN
-            image = rectify(crop, expand_quad(quad, mx, my), MOTO_OUT_HW if moto else CAR_OUT_HW)
-            out[i] = RectifiedPlate(image, quad, layout, conf, True)
+            warped_as = MOTORCYCLE if self.layouts[k] == MOTORCYCLE else CAR
+            image = rectify(crop, expand_quad(quad, *LAYOUT_MARGIN[warped_as]), LAYOUT_OUT_HW[warped_as])
+            out[i] = RectifiedPlate(image, quad, layout, conf, True, warped_as)
         return out
+
+
+def plate_margin(rectified: RectifiedPlate) -> tuple[float, float]:
+    """The margins (fractions of the plate's width, height) ``rectified.image`` was warped with."""
+    return LAYOUT_MARGIN[rectified.warped_as]
 
 
 def load_plate_rectifier(model_dir: Path | None = None, device: str = "auto") -> PlateRectifier:
@@ -143,7 +150,8 @@ def load_plate_rectifier(model_dir: Path | None = None, device: str = "auto") ->
     return PlateRectifier(model_dir or get_settings().project_model_dir / "plate_rectifier", device=device)
 
 
-__all__ = ["AUTO", "CAR", "MOTORCYCLE", "PlateRectifier", "RectifiedPlate", "load_plate_rectifier", "reading_layout"]
+__all__ = ["AUTO", "CAR", "MOTORCYCLE", "PlateRectifier", "RectifiedPlate", "load_plate_rectifier", "plate_margin",
+           "reading_layout"]
 
 
 def reading_layout(rectified: RectifiedPlate | None, vehicle_is_motorcycle: bool = False) -> str:

@@ -3,7 +3,8 @@
 The engine runs the same steps inside its batches (with tracking in between); this is the stand-alone form the
 benchmarks and tools use, so that what they measure is what the engine does: the plate detector's box grown by
 the engine's reading pad, rectified (corners and layout) when a rectifier is given, read in the layout the
-rectifier found (``auto`` on motorcycles when it is unsure).
+rectifier found (``auto`` on motorcycles when it is unsure), uncertain plates read again from margin views
+(:mod:`pipeline.plates.second_read`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pipeline.models.plate_detector import PlateCascade
 from pipeline.models.yolo import COCO_MOTORCYCLE
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, reading_layout
+from pipeline.plates.second_read import read_plates
 from pipeline.plates.types import PlateRead, PlateReader
 
 
@@ -39,11 +41,12 @@ class SceneReader:
     """``read(frame)`` -> every plate the cascade finds, rectified and read."""
 
     def __init__(self, cascade: PlateCascade, reader: PlateReader, rectifier: PlateRectifier | None = None,
-                 plate_confidence: float = 0.25) -> None:
+                 plate_confidence: float = 0.25, second_read: bool = True) -> None:
         self.cascade = cascade
         self.reader = reader
         self.rectifier = rectifier
         self.plate_confidence = plate_confidence
+        self.second_read = second_read  # uncertain rectified plates read again from margin views
 
     def read(self, frame: np.ndarray) -> list[ScenePlate]:
         """Plates of one frame, best detection first."""
@@ -70,10 +73,9 @@ class SceneReader:
         n = len(crops)
         on_motorcycle = on_motorcycle or [False] * n
         rectified = self.rectifier.rectify_batch(crops) if self.rectifier is not None else None
-        images = [r.image for r in rectified] if rectified is not None else crops
         layouts = [reading_layout(rectified[i] if rectified is not None else None, on_motorcycle[i])
                    for i in range(n)]
-        reads = self.reader.read_batch(images, layouts)
+        reads = read_plates(self.reader, crops, rectified, layouts, self.second_read)
         empty = np.zeros(4, np.float32)
         return [ScenePlate(boxes[i] if boxes else empty, reading_boxes[i] if reading_boxes else empty,
                            scores[i] if scores else 0.0, reads[i], rectified[i] if rectified is not None else None)
