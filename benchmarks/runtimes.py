@@ -115,8 +115,8 @@ def held_out_plates(limit: int) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def match_detections(ref: list[Detections], other: list[Detections]) -> dict[str, Any]:
-    """Greedy one-to-one matching (same class, IoU > :data:`MATCH_IOU`) of two runs' detections per image."""
+def match_detections(ref: list[Detections], other: list[Detections], min_iou: float = MATCH_IOU) -> dict[str, Any]:
+    """Greedy one-to-one matching (same class, IoU > ``min_iou``) of two runs' detections per image."""
     from pipeline.engine.tracking import iou_matrix
 
     matched = n_ref = n_other = 0
@@ -131,7 +131,7 @@ def match_detections(ref: list[Detections], other: list[Detections]) -> dict[str
         for i in np.argsort(-np.asarray(a.confidence), kind="stable"):
             cand = np.where(free, m[i], -1.0)
             j = int(np.argmax(cand))
-            if cand[j] > MATCH_IOU:
+            if cand[j] > min_iou:
                 free[j] = False
                 matched += 1
                 ious.append(float(cand[j]))

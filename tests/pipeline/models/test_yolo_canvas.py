@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from benchmarks.runtimes import match_detections
 from pipeline.models.yolo import TRAFFIC_CLASSES, YoloOnnxDetector
 from pipeline.models.yolo_canvas import CanvasRewriteError, anchor_grid, canvas_for, rewrite_for_canvas
 
@@ -27,23 +28,6 @@ def _footage_frames(shared_dir: Path, count: int = 6) -> list[np.ndarray]:
             frames.append(frame)
         cap.release()
     return frames
-
-
-def _matched(a, b, min_iou: float = 0.7) -> int:  # noqa: ANN001
-    """Boxes of ``a`` matched one to one (same class, IoU >= min_iou) to boxes of ``b``."""
-    used: set[int] = set()
-    for box, cls in zip(a.xyxy, a.class_id, strict=True):
-        best, best_iou = -1, min_iou
-        for j, (other, other_cls) in enumerate(zip(b.xyxy, b.class_id, strict=True)):
-            w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
-            h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
-            inter = w * h
-            iou = inter / ((box[2] - box[0]) * (box[3] - box[1]) + (other[2] - other[0]) * (other[3] - other[1]) - inter)
-            if cls == other_cls and j not in used and iou >= best_iou:
-                best, best_iou = j, iou
-        if best >= 0:
-            used.add(best)
-    return len(used)
 
 
 def test_canvas_sizes() -> None:
@@ -64,11 +48,9 @@ def test_fit_canvas_gives_the_square_inputs_boxes_on_footage(derived: tuple[Path
     fit = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
     frames = _footage_frames(shared_dir)
     assert fit.canvas_of(frames[0].shape[:2]) == (384, 640)
-    reference, rect = square.detect_batch(frames), fit.detect_batch(frames)
-    total = sum(len(d) for d in reference) + sum(len(d) for d in rect)
-    matched = 2 * sum(_matched(r, f) for r, f in zip(reference, rect, strict=True))
-    assert sum(len(d) for d in reference) >= 6, "the footage should show vehicles and people"
-    assert matched / total >= 0.95, (matched, total)
+    agreement = match_detections(square.detect_batch(frames), fit.detect_batch(frames), min_iou=0.7)
+    assert agreement["boxes_ref"] >= 6, "the footage should show vehicles and people"
+    assert agreement["match_rate"] >= 0.95, agreement
     blob, _ = fit.preprocess(frames[:1], canvas_hw=(384, 640))
     assert fit.forward(blob).shape == (1, 84, 80 * 48 + 40 * 24 + 20 * 12)
 
