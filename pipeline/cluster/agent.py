@@ -1,12 +1,13 @@
 """What one worker decides about its cameras, one step at a time (the worker host's supervisor calls
-:meth:`Agent.step` every ``renew_interval_s``).
+:meth:`Agent.step`), and the :class:`LeaseKeeper` threads that renew its leases off the supervisor's loop.
 
 Each step:
 
 1. **renew** every lease held (compare-and-renew); a lease whose renewal Redis refused is *lost* at once, one that
    could not be renewed (Redis unreachable) is lost when its local deadline passes (the moment of the last good
    renewal plus the TTL, less a safety margin). The caller must stop capture and analysis of a lost camera at once:
-   by then another worker may hold it.
+   by then another worker may hold it. With a :class:`LeaseKeeper` running, renewal and heartbeat are its work
+   (``step(renew=False)``): a slow supervisor pass can then neither let a lease expire nor miss a deadline.
 2. **heartbeat**: the worker's registry entry (host, pid, slots, how many it holds) with a TTL.
 3. **take** free cameras: up to this worker's *fair share* (cameras x its slots / all live workers' slots, rounded
    up, at most its slots) at once; beyond it, up to its slots, only a camera that stayed free for
@@ -21,6 +22,12 @@ A camera released by this worker is not taken back by it for ``rebalance_interva
 lost because Redis was unreachable are taken back first when Redis is back, and other free cameras only after
 ``orphan_grace_s`` meanwhile: after a failover longer than the TTL (every lease and heartbeat expired) each worker
 takes its own cameras back instead of the first one back taking everything.
+
+Reacting to a dead peer: each step also reads how long the other workers' leases and heartbeats have left
+(``PTTL``). One that missed a renewal (less left than ``lease_ttl_s - renew_interval_s - 1 s``) is *suspect*:
+:attr:`Agent.wake_at` is then the moment its last lease and heartbeat run out (plus 50 ms), and the supervisor
+steps again right then instead of up to ``renew_interval_s`` later; the heartbeat being gone by then, the fair
+shares already count the dead worker out and its cameras are taken in that same step.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +96,9 @@ class Agent:
         self._next_full_warning = 0.0
         self._previously: dict[str, float] = {}  # cameras lost lately (Redis away): taken back first
         self._recover_until: float | None = None
+        self.lock = threading.RLock()  # held, _previously, _lost_pending: shared with the keeper's threads (no Redis call under it)
+        self._lost_pending: list[str] = []  # lost in the keeper's threads, not yet handed to the supervisor
+        self.wake_at: float | None = None  # step again then: a suspect peer's leases and heartbeat run out
 
     # -- configuration ---------------------------------------------------------------------------------------
     def set_cameras(self, camera_ids: list[str]) -> None:
@@ -108,26 +119,70 @@ class Agent:
         return {cam: lease.token for cam, lease in self.held.items()}
 
     # -- the step ----------------------------------------------------------------------------------------------
-    def step(self) -> StepResult:
-        """Renew, heartbeat, take and release (see the module docstring); never raises for Redis errors."""
-        result = StepResult()
-        if not self._renew(result):
+    def step(self, renew: bool = True) -> StepResult:
+        """Renew and heartbeat (``renew``; else a :class:`LeaseKeeper` does), take and release (see the module
+        docstring); never raises for Redis errors. Cameras the keeper lost since the last step are in ``lost``."""
+        result = StepResult(lost=self.take_lost())
+        if renew and not self.renew(result):
             logger.warning("worker %s: Redis unreachable; keeping %d cameras until their leases run out",
                            self.worker_id, len(self.held))  # fmt: skip
             return result
         try:
-            self.leases.heartbeat(WorkerInfo(self.worker_id, self.host, os.getpid(), self.slots, len(self.held),
-                                             self.started_at), self.ttl_ms)  # fmt: skip
             workers = self.leases.live_workers()
             holders = self.leases.holders(self.cameras)
+            self.wake_at = self._suspect_expiry(workers, holders)
         except (redis.RedisError, OSError) as exc:
             logger.warning("worker %s: Redis unreachable (%s); keeping %d cameras until their leases run out",
                            self.worker_id, exc, len(self.held))  # fmt: skip
             return result
         share = self.fair_share(workers)
         self._take(holders, share, result)
-        self._plan_release(workers, holders, share, result)
+        with self.lock:
+            self._plan_release(workers, holders, share, result)
         return result
+
+    def renew(self, result: StepResult) -> bool:
+        """Renew every lease held, then the heartbeat; False when Redis could not be reached. Lost cameras are
+        added to ``result.lost``."""
+        if not self._renew(result):
+            return False
+        try:
+            with self.lock:
+                info = WorkerInfo(self.worker_id, self.host, os.getpid(), self.slots, len(self.held), self.started_at)
+            self.leases.heartbeat(info, self.ttl_ms)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("worker %s: heartbeat not written (%s)", self.worker_id, exc)
+            return False
+        return True
+
+    def hand_lost(self, cameras: list[str]) -> None:
+        """Cameras lost outside :meth:`step` (the keeper's threads): the next step returns them in ``lost``."""
+        if cameras:
+            with self.lock:
+                self._lost_pending += cameras
+
+    def take_lost(self) -> list[str]:
+        """Cameras lost in the keeper's threads since the last call (the caller stops them)."""
+        with self.lock:
+            lost, self._lost_pending = self._lost_pending, []
+        return lost
+
+    def _suspect_expiry(self, workers: dict[str, WorkerInfo], holders: dict[str, Holder | None]) -> float | None:
+        """When (local monotonic time, + 50 ms) the leases and heartbeat of every peer that missed a renewal have
+        run out; None when no peer is suspect (see the module docstring)."""
+        limit = (self.settings.lease_ttl_s - self.settings.renew_interval_s - 1.0) * 1000.0
+        peers = {w for w in workers if w != self.worker_id}
+        peer_cams = [cam for cam, h in holders.items() if h is not None and h.worker_id in peers]
+        ttls = self.leases.remaining_ms(peer_cams, sorted(peers))
+        suspects = {w for w in peers if 0 <= ttls.get(("worker", w), -1) < limit}
+        suspects |= {holders[cam].worker_id for cam in peer_cams  # type: ignore[union-attr]
+                     if 0 <= ttls.get(("lease", cam), -1) < limit}
+        if not suspects:
+            return None
+        left = [ttls.get(("worker", w), -1) for w in suspects]
+        left += [ttls.get(("lease", cam), -1) for cam in peer_cams
+                 if holders[cam].worker_id in suspects]  # type: ignore[union-attr]
+        return self.clock() + max(max(left), 0) / 1000.0 + 0.05
 
     def fair_share(self, workers: dict[str, WorkerInfo]) -> int:
         """Cameras this worker should hold: its part of all live workers' slots, at most its own slots."""
@@ -138,7 +193,9 @@ class Agent:
         """Renew every lease; False when Redis could not be reached (the remaining leases are then only checked
         against their deadlines, so that one step never waits for a timeout per camera)."""
         reachable = True
-        for cam, lease in list(self.held.items()):
+        with self.lock:
+            held = list(self.held.items())
+        for cam, lease in held:
             started = self.clock()
             error: Exception | None = None
             ok = False
@@ -147,27 +204,31 @@ class Agent:
                     ok = self.leases.renew(cam, self.worker_id, lease.token, self.ttl_ms)
                 except (redis.RedisError, OSError) as exc:
                     error, reachable = exc, False
-            if error is not None or not reachable:
-                if self.clock() >= lease.deadline:
-                    logger.error("camera %s: lease could not be renewed before its deadline (%s); stopping it", cam,
-                                 error or "Redis unreachable")  # fmt: skip
+            with self.lock:
+                if self.held.get(cam) is not lease:  # released or dropped meanwhile
+                    continue
+                if error is not None or not reachable:
+                    if self.clock() >= lease.deadline:
+                        logger.error("camera %s: lease could not be renewed before its deadline (%s); stopping it",
+                                     cam, error or "Redis unreachable")  # fmt: skip
+                        self._drop(cam, result)
+                    continue
+                if ok:
+                    lease.deadline = started + self.settings.lease_ttl_s - self.safety_s
+                else:
+                    logger.warning("camera %s: lease (token %d) lost; stopping it", cam, lease.token)
                     self._drop(cam, result)
-                continue
-            if ok:
-                lease.deadline = started + self.settings.lease_ttl_s - self.safety_s
-            else:
-                logger.warning("camera %s: lease (token %d) lost; stopping it", cam, lease.token)
-                self._drop(cam, result)
         return reachable
 
     def check_deadlines(self) -> list[str]:
         """Cameras whose lease deadline passed without a renewal (call between steps; they are dropped)."""
         result = StepResult()
-        now = self.clock()
-        for cam, lease in list(self.held.items()):
-            if now >= lease.deadline:
-                logger.error("camera %s: lease deadline passed without a renewal; stopping it", cam)
-                self._drop(cam, result)
+        with self.lock:
+            now = self.clock()
+            for cam, lease in list(self.held.items()):
+                if now >= lease.deadline:
+                    logger.error("camera %s: lease deadline passed without a renewal; stopping it", cam)
+                    self._drop(cam, result)
         return result.lost
 
     def _drop(self, cam: str, result: StepResult) -> None:
@@ -230,7 +291,8 @@ class Agent:
             return
         if token is None:
             return
-        self.held[cam] = HeldLease(token, started + self.settings.lease_ttl_s - self.safety_s, started)
+        with self.lock:
+            self.held[cam] = HeldLease(token, started + self.settings.lease_ttl_s - self.safety_s, started)
         self._free_since.pop(cam, None)
         result.acquired.append((cam, token))
         logger.info("worker %s took camera %s (token %d)", self.worker_id, cam, token)
@@ -242,7 +304,8 @@ class Agent:
         except (redis.RedisError, OSError):
             return
         if ok:
-            self.held[cam] = HeldLease(holder.token, started + self.settings.lease_ttl_s - self.safety_s, started)
+            with self.lock:
+                self.held[cam] = HeldLease(holder.token, started + self.settings.lease_ttl_s - self.safety_s, started)
             result.acquired.append((cam, holder.token))
             logger.info("worker %s kept camera %s from its previous run (token %d)", self.worker_id, cam,
                         holder.token)  # fmt: skip
@@ -277,8 +340,9 @@ class Agent:
 
     def release(self, cam: str) -> None:
         """Give a camera up after its capture stopped (compare-and-delete: only if still ours)."""
-        lease = self.held.pop(cam, None)
-        self._releasing.discard(cam)
+        with self.lock:
+            lease = self.held.pop(cam, None)
+            self._releasing.discard(cam)
         if lease is None:
             return
         self._released_at[cam] = self.clock()
@@ -290,13 +354,78 @@ class Agent:
 
     def release_all(self) -> None:
         """Give every camera up and leave the registry (clean stop, after every capture stopped)."""
-        for cam in list(self.held):
+        with self.lock:
+            cams = list(self.held)
+        for cam in cams:
             self.release(cam)
         try:
             self.leases.unregister(self.worker_id)
         except (redis.RedisError, OSError) as exc:
             logger.warning("worker %s: could not unregister (%s); its heartbeat expires by itself", self.worker_id,
                            exc)  # fmt: skip
+
+
+class LeaseKeeper:
+    """Keeps a worker's leases off the supervisor's loop, in two daemon threads:
+
+    - *renew*: every ``renew_interval_s``, every lease held, then the heartbeat (:meth:`Agent.renew`);
+    - *fence*: every :attr:`FENCE_CHECK_S`, a lease whose deadline passed without a good renewal (a renewal
+      waiting on an unreachable Redis cannot hold this one up) is dropped (:meth:`Agent.check_deadlines`).
+
+    A camera lost either way goes to ``on_lost(camera)`` at once, from the thread that noticed (it must be quick
+    and thread-safe: the supervisor's stops the camera's capture, so no frame captured after the deadline reaches
+    the engine; the fencing token in the writer scripts refuses anything captured after another worker's token),
+    and to the next :meth:`Agent.step` in ``lost`` for the supervisor's bookkeeping.
+    """
+
+    FENCE_CHECK_S = 0.05
+
+    def __init__(self, agent: Agent, on_lost: Callable[[str], None]) -> None:
+        self.agent = agent
+        self.on_lost = on_lost
+        self.stop_event = threading.Event()
+        self.renewals = 0
+        self._threads = [threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True),
+                         threading.Thread(target=self._fence_loop, name="lease-fence", daemon=True)]
+
+    def start(self) -> LeaseKeeper:
+        """Start both threads (once)."""
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop both threads (the leases stay held: release them with :meth:`Agent.release_all`)."""
+        self.stop_event.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout_s)
+
+    def _lost(self, cameras: list[str]) -> None:
+        if not cameras:
+            return
+        self.agent.hand_lost(cameras)
+        for cam in cameras:
+            try:
+                self.on_lost(cam)
+            except Exception:  # noqa: BLE001 - the keeper must go on renewing the other leases
+                logger.exception("camera %s: stopping it after its lease was lost failed", cam)
+
+    def _renew_loop(self) -> None:
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            result = StepResult()
+            try:
+                self.agent.renew(result)
+                self.renewals += 1
+            except Exception:  # noqa: BLE001 - a bug here must not stop renewals for good
+                logger.exception("worker %s: lease renewal failed", self.agent.worker_id)
+            self._lost(result.lost)
+            self.stop_event.wait(max(0.0, self.agent.settings.renew_interval_s - (time.monotonic() - started)))
+
+    def _fence_loop(self) -> None:
+        while not self.stop_event.wait(self.FENCE_CHECK_S):
+            self._lost(self.agent.check_deadlines())
 
 
 def default_worker_id(host: str) -> str:

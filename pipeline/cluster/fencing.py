@@ -12,8 +12,14 @@ publishes what it sees.
 Neither lost nor duplicated across a hand-over: records published by the old holder before it stopped are in Redis;
 records it had spooled reach Redis whenever it comes back (accepted: captured before the hand-over); records of
 frames it analysed after the new holder's token was issued (a worker cut off from Redis that did not notice) are
-refused; the new holder's records carry new event ids from its own tracks. Re-delivery of the same record (a crash
-between write and spool commit) is a no-op of the idempotent store (same event id and version), fenced or not.
+refused. Re-delivery of the same record (a crash between write and spool commit) is a no-op of the idempotent store
+(same event id and version), fenced or not.
+
+A vehicle still in view when the new holder takes over is seen again by the new holder's own tracker, which knows
+nothing of the old holder's track: without more, the same vehicle would be published twice, under two event ids.
+:class:`HandoverMerger` recognises it (see there): the new holder's event of that vehicle is published as the next
+versions of the old holder's event (same event id, the earlier start, the more confident read), and its watchlist
+alerts get the old holder's alert ids, so an alert already raised is not raised again.
 """
 
 from __future__ import annotations
@@ -29,9 +35,22 @@ from pydantic import BaseModel
 from pipeline.cluster.leases import fence_key
 from pipeline.engine.publisher import KINDS, SpooledPublisher
 from pipeline.engine.spool import EventSpool
+from pipeline.engine.watchmatch import alert_id_for
+from pipeline.events import Alert, PlateEvent
+from pipeline.store import keys
+from pipeline.store.codec import decode
 from pipeline.store.events import EventStore
+from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
+
+MERGE_WINDOW_S = 30.0
+"""A hand-over merge joins a new holder's track that started at most this long after its token was issued to an old
+holder's event of the same plate that ended at most this long before that track started."""
+MERGE_LOOKBACK_S = 900.0
+"""How far back (frame time of the best read) an old holder's event of the same plate is looked for."""
+_READ_FIELDS = ("plate_text", "province", "province_latin", "confidence", "candidates", "agreeing_frames",
+                "frame_time", "plate_box", "vehicle_box", "snapshot_path", "crop_path")
 
 FENCE_FIELD = "_fence"
 """Key of the fence inside a spooled record's payload (removed before the record is validated)."""
@@ -110,6 +129,108 @@ class FencedEventStore(EventStore):
             return False
 
 
+class HandoverMerger:
+    """Publishes a vehicle that the previous holder of a camera already published as that same event.
+
+    The first version of a plate event from this host is *taken over* when (one Redis look-up, only then):
+
+    - this host's token of the camera is not its first (another worker held it) and the track started at most
+      :data:`MERGE_WINDOW_S` after the token was issued (the vehicle was in view around the hand-over);
+    - the store holds an event of the same camera and the same (normalised) plate text whose best read was
+      captured before this host's token was issued (so by an earlier holder) and that ended at most
+      :data:`MERGE_WINDOW_S` before this track started.
+
+    That event (the most recent such) is then the *target*: this and every later version of the track are
+    published as the target's next versions (one counter per target, so two tracks of one vehicle on the new holder
+    update it in turn), with the earlier ``started_at`` and, when the target's read was more confident, the
+    target's read fields (text, province, candidates, crop, snapshot...); alerts of the track get the target's
+    event id and so the target's alert ids (:func:`~pipeline.engine.watchmatch.alert_id_for`): the store keeps an
+    alert once. Without Redis (records going to the spool) nothing is looked up and the track stays an event of
+    its own. Face events are not merged (nothing to recognise a person by across two trackers but the embedding).
+    """
+
+    def __init__(self, client: Any, window_s: float = MERGE_WINDOW_S) -> None:
+        self.client = client
+        self.window_s = window_s
+        self.merged = 0  # tracks published as an earlier holder's event
+        self._issued: dict[tuple[str, int], float | None] = {}
+        self._targets: dict[str, PlateEvent] = {}  # this host's event id -> target (as last published)
+        self._next_version: dict[str, int] = {}  # target event id -> last version used
+
+    def rewrite(self, kind: str, record: BaseModel, token: int) -> BaseModel:
+        """``record`` as it must be published (itself, or rewritten onto its target)."""
+        if kind == "alert":
+            return self._alert(record)  # type: ignore[arg-type]
+        if kind != "plate":
+            return record
+        event: PlateEvent = record  # type: ignore[assignment]
+        target = self._targets.get(event.event_id)
+        if target is None and event.version == 1 and token > 1:
+            target = self._find_target(event, token)
+            if target is not None:
+                self._targets[event.event_id] = target
+                self.merged += 1
+                logger.info("camera %s: plate %s still in view at the hand-over: published as event %s of the "
+                            "previous holder (not as a second event)", event.camera_id, target.plate_text,
+                            target.event_id)  # fmt: skip
+        if target is None:
+            return event
+        version = max(self._next_version.get(target.event_id, target.version), target.version) + 1
+        self._next_version[target.event_id] = version
+        update: dict[str, Any] = {"event_id": target.event_id, "version": version,
+                                  "started_at": min(target.started_at, event.started_at)}
+        if target.confidence > event.confidence:
+            update |= {name: getattr(target, name) for name in _READ_FIELDS}
+        merged = event.model_copy(update=update)
+        self._targets[event.event_id] = merged
+        return merged
+
+    def _alert(self, alert: Alert) -> Alert:
+        target = self._targets.get(alert.event_id)
+        if target is None:
+            return alert
+        return alert.model_copy(update={"event_id": target.event_id,
+                                        "alert_id": alert_id_for(target.event_id, alert.watchlist_id, alert.entry_id)})
+
+    def _token_issued(self, camera_id: str, token: int) -> float | None:
+        key = (camera_id, token)
+        if key not in self._issued:
+            raw = self.client.hget(fence_key(camera_id), str(token))
+            self._issued[key] = float(raw) if raw is not None else None
+            while len(self._issued) > 4096:
+                self._issued.pop(next(iter(self._issued)))
+        return self._issued[key]
+
+    def _find_target(self, event: PlateEvent, token: int) -> PlateEvent | None:
+        plate = normalise_plate(event.plate_text or "")
+        if not plate:
+            return None
+        try:
+            issued = self._token_issued(event.camera_id, token)
+            if issued is None or event.started_at > issued + self.window_s:
+                return None
+            code = self.client.hget(keys.PLATE_CODES, "c" + event.camera_id)
+            if code is None:
+                return None
+            code = code.decode() if isinstance(code, bytes) else str(code)
+            members = self.client.zrevrangebyscore(keys.plate_sightings(plate), issued, issued - MERGE_LOOKBACK_S,
+                                                   start=0, num=32)  # fmt: skip
+            for member in members:
+                text = member.decode() if isinstance(member, bytes) else str(member)
+                sid, _, rest = text.partition("|")
+                if rest.split("|", 1)[0] != code:
+                    continue
+                found = self.client.xrange(keys.PLATE_STREAM, sid, sid)
+                if not found:
+                    continue
+                old = decode(PlateEvent, found[0][1])
+                if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.window_s:
+                    return old
+        except (redis.RedisError, OSError, ValueError) as exc:
+            logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)
+        return None
+
+
 class FencedPublisher(SpooledPublisher):
     """:class:`~pipeline.engine.publisher.SpooledPublisher` that attaches a fence to every record.
 
@@ -119,13 +240,16 @@ class FencedPublisher(SpooledPublisher):
     """
 
     def __init__(self, store: FencedEventStore, spool: EventSpool, fence_for: Callable[[str], int | None],
-                 **kwargs: Any) -> None:  # fmt: skip
+                 merger: HandoverMerger | None = None, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(store, spool, **kwargs)
         self.fence_for = fence_for
+        self.merger = merger
         self._event_times: OrderedDict[str, float] = OrderedDict()
 
     def publish(self, kind: str, record: BaseModel) -> bool:
         fence = self._fence_of(kind, record)
+        if self.merger is not None and self.redis_ok:
+            record = self.merger.rewrite(kind, record, int(fence["token"]))
         if len(self.spool) == 0 and self._deliver_fenced(kind, record, fence):
             return True
         payload = record.model_dump(mode="json")

@@ -154,6 +154,17 @@ class LeaseStore:
         value = self.client.hget(fence_key(camera_id), str(token))
         return float(_text(value)) if value is not None else None
 
+    def remaining_ms(self, camera_ids: list[str], worker_ids: list[str]) -> dict[tuple[str, str], int]:
+        """Milliseconds left (``PTTL``; negative: gone) of cameras' leases and workers' heartbeats, keyed
+        ``("lease", camera)`` and ``("worker", worker)``: one round trip."""
+        names = [("lease", cam) for cam in camera_ids] + [("worker", w) for w in worker_ids]
+        if not names:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for kind, name in names:
+            pipe.pttl(lease_key(name) if kind == "lease" else worker_key(name))
+        return {key: int(ttl) for key, ttl in zip(names, pipe.execute(), strict=True)}
+
     # -- workers ---------------------------------------------------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
         """Register or refresh a worker (its key lives ``ttl_ms`` unless refreshed)."""

@@ -1,16 +1,21 @@
 """``pipeline run --role worker``: the supervisor of one worker host in a cluster of worker hosts.
 
 It reads the configuration from Redis (pushed with ``pipeline cluster push-config`` or by an API host), registers
-as a worker with its camera slots, and runs :class:`~pipeline.cluster.agent.Agent` steps: a camera whose lease it
-takes gets its own capture process (and, when analysed, a lane on the host's :class:`~pipeline.cluster.lanebus.
+as a worker with its camera slots, renews its leases and heartbeat in a :class:`~pipeline.cluster.agent.LeaseKeeper`
+(threads of their own: a slow pass of this loop never lets a lease lapse; a lease that could not be renewed before
+its deadline has its capture stopped from the keeper's thread at once) and runs :class:`~pipeline.cluster.agent.
+Agent` steps to take and release cameras (every ``renew_interval_s``, and right when a peer that stopped renewing
+has run out, :attr:`~pipeline.cluster.agent.Agent.wake_at`): a camera whose lease it takes gets its own capture process (and, when analysed, a lane on the host's :class:`~pipeline.cluster.lanebus.
 LaneBus`); a camera whose lease it loses is stopped at once (capture killed if it does not stop within a second);
 a camera it releases for balance is stopped first and released after. The engine child (started with the first
 analysed camera) publishes through :class:`~pipeline.cluster.fencing.FencedPublisher`, so events of a camera whose
-lease this host lost are refused by Redis. A new configuration version is applied without restarting anything
+lease this host lost are refused by Redis, and a vehicle in view at a hand-over stays the previous holder's event
+(:class:`~pipeline.cluster.fencing.HandoverMerger`). A new configuration version is applied without restarting anything
 else: cameras removed are stopped and released, cameras changed are restarted under the same lease, cameras added
 become free leases; the engine follows the version too (zones, analytics per camera).
 
-The camera health hash gets ``worker``, ``host`` and ``lease_token`` (see :mod:`pipeline.ingest.health`).
+The camera health hash gets ``worker``, ``host`` and ``lease_token`` (see :mod:`pipeline.ingest.health`); a camera
+started here is marked ``connecting`` at once, so the previous holder's ``online`` never shows under the new one.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import redis
 
 from pipeline.cluster import cluster_redis_client
-from pipeline.cluster.agent import Agent, StepResult
+from pipeline.cluster.agent import Agent, LeaseKeeper, StepResult
 from pipeline.cluster.configstore import StoredConfig, config_version, load_cluster_config
 from pipeline.cluster.lanebus import LaneBus
 from pipeline.cluster.leases import LeaseStore
@@ -139,6 +144,7 @@ class WorkerNode:
         self._next_step = 0.0
         self._next_config = 0.0
         self.handovers: list[tuple[str, str, float]] = []  # (camera, what, when) for benchmarks and logs
+        self.keeper: LeaseKeeper | None = None  # started by run(); tests may step without it
 
     @property
     def worker_id(self) -> str:
@@ -160,6 +166,9 @@ class WorkerNode:
             self.children.append(ChildSpec("segments", run_segment_server, (self.stop_event,)))
         logger.info("worker %s on %s: %d camera slots, configuration version %d (%d cameras)", self.worker_id,
                     self.host, self.agent.slots, self.stored.version, len(self.config.cameras))  # fmt: skip
+        if any(camera_is_analysed(cam) for cam in self.config.cameras if cam.enabled):
+            self._ensure_engine()  # models loaded ahead: an analysed camera taken over is analysed from its first frame
+        self.keeper = LeaseKeeper(self.agent, self.fence_camera).start()
         try:
             while not requested:
                 self.tick()
@@ -195,12 +204,15 @@ class WorkerNode:
         from pipeline.service import _supervise
 
         now = time.monotonic()
-        if now >= self._next_step:
+        wake = self.agent.wake_at
+        if now >= self._next_step or (wake is not None and now >= wake):
             self._next_step = now + self.config.cluster.renew_interval_s
-            result = self.agent.step()
+            result = self.agent.step(renew=self.keeper is None)
             self._mark_holders()
-        else:
+        elif self.keeper is None:
             result = StepResult(lost=self.agent.check_deadlines())
+        else:
+            result = StepResult(lost=self.agent.take_lost())
         self._apply(result)
         if now >= self._next_config:
             self._next_config = now + self.config.cluster.config_poll_s
@@ -211,6 +223,14 @@ class WorkerNode:
         self._keep_standbys()
         self._supervise_cameras()
         _supervise(self.children)
+
+    def fence_camera(self, camera_id: str) -> None:
+        """The camera's lease is lost (called from the keeper's thread): its capture stops sending frames now; the
+        loop does the rest (:meth:`_stop_camera`) at its next pass."""
+        child = self.cameras.get(camera_id)
+        if child is not None:
+            child.worker.stop_event.set()
+            logger.warning("camera %s: lease lost; capture stopped by the lease keeper", camera_id)
 
     def _apply(self, result: StepResult) -> None:
         for cam in result.lost:
@@ -254,7 +274,7 @@ class WorkerNode:
                                           name=f"capture-{camera_id}").start()  # fmt: skip
         self.cameras[camera_id] = CameraChild(camera, token, worker, analysed)
         self._note(camera_id, "started")
-        self._write_holder(camera_id, token)
+        self._write_holder(camera_id, token, starting=True)
         logger.info("camera %s started on %s (token %d, pid %s)", camera_id, self.worker_id, token, worker.process.pid)
 
     def _take_standby(self, camera: Camera, analysed: bool) -> StandbyCapture | None:
@@ -371,10 +391,12 @@ class WorkerNode:
                 if camera_id in self.cameras:
                     self.cameras[camera_id].restarts = child.restarts
 
-    def _write_holder(self, camera_id: str, token: int) -> None:
+    def _write_holder(self, camera_id: str, token: int, starting: bool = False) -> None:
+        fields: dict[str, Any] = {"worker": self.worker_id, "host": self.host, "lease_token": token}
+        if starting:  # the previous holder's "online" is not this capture's
+            fields |= {"status": "connecting", "status_since": f"{time.time():.3f}"}
         try:
-            write_camera_health(self.client, camera_id, {"worker": self.worker_id, "host": self.host,
-                                                         "lease_token": token})  # fmt: skip
+            write_camera_health(self.client, camera_id, fields)
         except (redis.RedisError, OSError) as exc:
             logger.debug("cannot write the holder of %s: %s", camera_id, exc)
 
@@ -442,6 +464,8 @@ class WorkerNode:
         while self.stopping:
             self._reap_stopping()
             time.sleep(LOOP_S)
+        if self.keeper is not None:
+            self.keeper.stop()
         self.agent.release_all()
         self._retire_standbys()
         for standby in self._retired:
@@ -512,7 +536,7 @@ def run_worker_role(worker_id: str | None, slots: int) -> int:
 # -- the engine child ----------------------------------------------------------------------------------------------
 def run_cluster_engine(config: Config, bus: LaneBus, stop_event: Any, redis_url: str, poll_s: float) -> None:
     """The engine of a worker host: fenced publishing, camera settings following the configuration version."""
-    from pipeline.cluster.fencing import FencedEventStore, FencedPublisher
+    from pipeline.cluster.fencing import FencedEventStore, FencedPublisher, HandoverMerger
     from pipeline.engine.process import build_engine, run_loop
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -522,7 +546,7 @@ def run_cluster_engine(config: Config, bus: LaneBus, stop_event: Any, redis_url:
     old = plain.store
     extra = {name: getattr(old, name) for name in ("wait_replicas", "wait_timeout_ms") if hasattr(old, name)}
     store = FencedEventStore(client, old.events_maxlen, old.alerts_maxlen, **extra)
-    publisher = FencedPublisher(store, plain.spool, bus.fence_token)
+    publisher = FencedPublisher(store, plain.spool, bus.fence_token, merger=HandoverMerger(client))
     publisher.on_delivered = engine.on_delivered
     engine.publisher = publisher
     follower = EngineConfigFollower(engine, client, poll_s)

@@ -113,6 +113,7 @@ class CameraState:
     keyframe_interval_s: float | None = None
     frame_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    changed: threading.Event | None = field(default=None, repr=False)  # set on a status change (health written now)
 
     def set_status(self, status: str) -> None:
         """Change the status (and its timestamp) if it differs."""
@@ -121,6 +122,8 @@ class CameraState:
                 logger.info("camera %s: %s -> %s", self.camera_id, self.status, status)
                 self.status = status
                 self.status_since = time.time()
+                if self.changed is not None:
+                    self.changed.set()
 
     def set_error(self, message: str, secrets: list[str]) -> None:
         """Record an error with credentials removed."""
@@ -339,7 +342,7 @@ class CameraCapture:
         keyframes = self.bus is not None and self.decode_mode == "keyframes"
         if keyframes:  # a decoder option of the input: the stream-copy outputs (recording) never decode
             cmd += ["-skip_frame", "nokey"]
-        cmd += [*input_args, "-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
+        cmd += [*input_args, "-progress", f"pipe:{progress_fd}", "-stats_period", "0.5"]  # record-only liveness
         if list_fd is not None and self.recordings_dir is not None:
             cmd += segment_output_args(self.recordings_dir, self.camera.id, self.ingest.segment_seconds, list_fd)
         else:
@@ -614,8 +617,8 @@ class _SessionLoop:
         now = time.monotonic()
         if self.progress_frames is not None and frames > self.progress_frames:
             self.o.state.input_fps = (frames - self.progress_frames) / max(now - self.progress_time, 1e-3)
-            if self.o.bus is None:  # record-only: input packets are the liveness signal
-                self._alive(now)
+        if self.o.bus is None and frames > (self.progress_frames or 0):  # record-only: input packets are the
+            self._alive(now)  # liveness signal (online from the first report that counts any)
         self.progress_frames, self.progress_time = frames, now
 
     def _on_segments(self, line: str) -> None:

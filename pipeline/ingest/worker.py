@@ -1,7 +1,12 @@
 """Capture worker process: one thread per camera stream (each driving its own ffmpeg) plus a health thread.
 
 Started by the supervisor (:mod:`pipeline.service`) with :func:`run_capture_worker`; a camera's problems stay in
-its thread (and its ffmpeg process), so no other camera is disturbed. Which sessions a camera gets:
+its thread (and its ffmpeg process), so no other camera is disturbed. The health hash is written every
+:data:`HEALTH_PERIOD_S`, and at once when a camera's status changes (a camera shows ``online`` as soon as its first
+frame or packets came, which is what a hand-over between worker hosts waits for). A camera whose previous capture
+(a restart, or another worker host before a hand-over) measured its keyframe interval on the same URL starts with
+that value from its health hash instead of measuring again (seconds of ``ffprobe`` before the first frame).
+Which sessions a camera gets:
 
 - no ``sub_stream``: one ffmpeg on ``url`` both records (stream copy) and decodes for analysis;
 - ``sub_stream``: one ffmpeg decodes the sub-stream for analysis, another records the main stream;
@@ -14,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,9 @@ import redis
 
 from pipeline.config import Camera, IngestConfig
 from pipeline.ingest.capture import CameraCapture, CameraState
-from pipeline.ingest.health import write_camera_health
+from pipeline.ingest.health import read_camera_health, write_camera_health
 from pipeline.recording.recorder import SegmentFinalizer
-from pipeline.secrets import install_log_redaction
+from pipeline.secrets import install_log_redaction, redact_url
 from pipeline.store.connection import redis_client
 
 logger = logging.getLogger(__name__)
@@ -80,8 +86,12 @@ def run_capture_worker(
     for cam in cameras:
         if not cam.recording.enabled:
             states[cam.id].recording = "disabled"
+    changed = threading.Event()
+    for state in states.values():
+        state.changed = changed
     captures = [c for cam in cameras for c in build_captures(cam, ingest, states[cam.id], stop_event, bus, client,
                                                              recordings_dir)]  # fmt: skip
+    _reuse_keyframe_intervals(client, captures)
     threads = [threading.Thread(target=c.run, name=f"capture-{c.camera.id}", daemon=True) for c in captures]
     for thread in threads:
         thread.start()
@@ -92,7 +102,7 @@ def run_capture_worker(
                 _write_health(client, states, bus, captures)
             except Exception:  # the health thread must never take the cameras down with it
                 logger.exception("health update failed")
-            stop_event.wait(HEALTH_PERIOD_S)
+            _wait_for_health(stop_event, changed)
     finally:
         for thread in threads:
             thread.join(timeout=15)
@@ -100,6 +110,32 @@ def run_capture_worker(
         if bus is not None:
             bus.close()
         client.close()
+
+
+def _wait_for_health(stop_event: Any, changed: threading.Event) -> None:
+    """Until the next health write: :data:`HEALTH_PERIOD_S`, or sooner on a status change or the stop event."""
+    deadline = time.monotonic() + HEALTH_PERIOD_S
+    while not stop_event.is_set() and not changed.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            break
+    changed.clear()
+
+
+def _reuse_keyframe_intervals(client: Any, captures: list[CameraCapture]) -> None:
+    """Give analysed captures the keyframe interval their camera's health holds from an earlier capture of the
+    same URL (see the module docstring); Redis errors only mean measuring again."""
+    for capture in captures:
+        if capture.bus is None or capture.camera.decode == "all":
+            continue
+        try:
+            health = read_camera_health(client, capture.camera.id)
+        except (redis.RedisError, OSError) as exc:
+            logger.debug("camera %s: earlier keyframe interval unreadable: %s", capture.camera.id, exc)
+            continue
+        if health and health[0].get("keyframe_interval_s") and health[0].get("url") == redact_url(capture.url):
+            capture.keyframe_interval_s = float(health[0]["keyframe_interval_s"])
+            logger.info("camera %s: keyframe interval %.2f s as measured by its previous capture", capture.camera.id,
+                        capture.keyframe_interval_s)  # fmt: skip
 
 
 def _write_health(client: Any, states: dict[str, CameraState], bus: Any, captures: list[CameraCapture]) -> None:

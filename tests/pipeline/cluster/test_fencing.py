@@ -8,11 +8,13 @@ from pathlib import Path
 
 import redis
 
-from pipeline.cluster.fencing import FencedEventStore, FencedPublisher
+from pipeline.cluster.fencing import MERGE_WINDOW_S, FencedEventStore, FencedPublisher, HandoverMerger
 from pipeline.cluster.leases import LeaseStore, lease_key
 from pipeline.engine.spool import EventSpool
+from pipeline.engine.watchmatch import alert_id_for
 from pipeline.events import Alert, PlateEvent
 from pipeline.store import keys
+from pipeline.store.codec import decode
 from tests.conftest import RedisServer
 
 
@@ -100,3 +102,67 @@ def test_spooled_records_cross_a_hand_over_exactly_once(own_redis: RedisServer, 
     assert client.xlen(keys.PLATE_STREAM) == 4
     assert stored_ids(client) == {e.event_id for e in before} | {by_b.event_id}
     client.close()
+
+
+def test_a_vehicle_in_view_at_the_hand_over_stays_one_event(client: redis.Redis, tmp_path: Path) -> None:
+    """a published a vehicle (and its watchlist alert) before b took the camera; b's tracker sees the same
+    vehicle as a new track: b's versions update a's event, its alert is a's alert, other plates stay b's own."""
+    leases = LeaseStore(client)
+    token_a = leases.acquire("cam", "w-a", 60_000)
+    a = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-a", 1 << 20), {"cam": token_a}.get)
+    seen = plate("cam", time.time() - 2, "1กข1234")
+    seen = seen.model_copy(update={"confidence": 0.95})
+    assert a.publish("plate", seen)
+    a_alert = Alert(kind="plate", watchlist_id="wl", entry_id="e1", event_id=seen.event_id, camera_id="cam",
+                    alert_id=alert_id_for(seen.event_id, "wl", "e1"))  # fmt: skip
+    assert a.publish("alert", a_alert)
+    elsewhere = plate("other-cam", time.time() - 2, "1กข1234")  # the same car on another camera: not a's
+    assert a.publish("plate", elsewhere)
+    token_b, issued_b = hand_over(client, "cam")
+
+    merger = HandoverMerger(client)
+    b = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-b", 1 << 20), {"cam": token_b}.get,
+                        merger=merger)  # fmt: skip
+    again = PlateEvent(camera_id="cam", track_id=7, started_at=issued_b + 0.5, ended_at=issued_b + 1,
+                       frame_time=issued_b + 1, plate_text="1กข1234", confidence=0.8)  # fmt: skip
+    assert b.publish("plate", again)
+    b_alert = Alert(kind="plate", watchlist_id="wl", entry_id="e1", event_id=again.event_id, camera_id="cam",
+                    alert_id=alert_id_for(again.event_id, "wl", "e1"))  # fmt: skip
+    assert b.publish("alert", b_alert)
+    later = again.model_copy(update={"version": 2, "ended_at": issued_b + 4, "confidence": 0.97,
+                                     "frame_time": issued_b + 3})  # fmt: skip
+    assert b.publish("plate", later)
+    other = PlateEvent(camera_id="cam", track_id=8, started_at=issued_b + 1, ended_at=issued_b + 2,
+                       frame_time=issued_b + 2, plate_text="7ขค5555", confidence=0.9)  # fmt: skip
+    assert b.publish("plate", other)
+    much_later = PlateEvent(camera_id="cam", track_id=9, started_at=issued_b + MERGE_WINDOW_S + 5,
+                            ended_at=issued_b + MERGE_WINDOW_S + 6, frame_time=issued_b + MERGE_WINDOW_S + 6,
+                            plate_text="1กข1234", confidence=0.9)  # the same car back a minute later: a new visit
+    assert b.publish("plate", much_later)
+
+    assert stored_ids(client) == {seen.event_id, elsewhere.event_id, other.event_id, much_later.event_id}
+    assert merger.merged == 1
+    records = {ev.event_id: ev for ev in (decode(PlateEvent, f) for _sid, f in client.xrange(keys.PLATE_STREAM))}
+    assert client.xlen(keys.PLATE_STREAM) == 4  # one entry per event
+    kept = records[seen.event_id]
+    assert kept.version == 3 and kept.started_at == seen.started_at and kept.ended_at == issued_b + 4
+    assert kept.confidence == 0.97  # b's later read was the better one
+    assert client.xlen(keys.ALERT_STREAM) == 1  # b's alert for the vehicle is a's alert: raised once
+
+
+def test_a_less_confident_read_after_the_hand_over_keeps_the_old_read(client: redis.Redis, tmp_path: Path) -> None:
+    leases = LeaseStore(client)
+    token_a = leases.acquire("cam", "w-a", 60_000)
+    a = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-a", 1 << 20), {"cam": token_a}.get)
+    seen = plate("cam", time.time() - 2).model_copy(update={"confidence": 0.95, "snapshot_path": "a.jpg"})
+    assert a.publish("plate", seen)
+    token_b, issued_b = hand_over(client, "cam")
+    b = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-b", 1 << 20), {"cam": token_b}.get,
+                        merger=HandoverMerger(client))  # fmt: skip
+    again = PlateEvent(camera_id="cam", track_id=3, started_at=issued_b + 0.2, ended_at=issued_b + 2,
+                       frame_time=issued_b + 1, plate_text=seen.plate_text, confidence=0.6, snapshot_path="b.jpg")
+    assert b.publish("plate", again)
+    (_sid, fields), = client.xrange(keys.PLATE_STREAM)
+    kept = decode(PlateEvent, fields)
+    assert (kept.event_id, kept.version, kept.confidence, kept.snapshot_path, kept.ended_at) == (
+        seen.event_id, 2, 0.95, "a.jpg", issued_b + 2)

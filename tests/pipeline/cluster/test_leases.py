@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import redis
 
-from pipeline.cluster.agent import Agent
+from pipeline.cluster.agent import Agent, LeaseKeeper
 from pipeline.cluster.leases import LeaseStore, WorkerInfo, check_worker_id, lease_key
 from pipeline.config import ClusterConfig
 from tests.conftest import RedisServer, wait_for
@@ -200,3 +201,81 @@ def test_after_an_outage_longer_than_the_ttl_each_worker_takes_its_own_cameras_b
     assert [c for c, _ in b.step().acquired] == ["cam-2", "cam-3"]  # b steps first, and takes its own back
     assert [c for c, _ in a.step().acquired] == ["cam-0", "cam-1"]
     client.close()
+
+
+class _SlowRenewals(LeaseStore):
+    """Renewals that hang (a Redis that stopped answering) once ``hang`` is set."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.hang = threading.Event()
+        self.released = threading.Event()
+
+    def renew(self, camera_id: str, worker_id: str, token: int, ttl_ms: int) -> bool:
+        if self.hang.is_set():
+            self.released.wait(30)
+            raise redis.TimeoutError("renewal timed out")
+        return super().renew(camera_id, worker_id, token, ttl_ms)
+
+
+def test_the_keeper_renews_off_the_loop_and_fences_a_lease_it_cannot_renew(client: redis.Redis) -> None:
+    leases = _SlowRenewals(client)
+    a = Agent(leases, "w-a", "host-a", 4, FAST)
+    a.set_cameras(["cam-1", "cam-2"])
+    assert len(a.step().acquired) == 2
+    fenced: list[tuple[str, str]] = []
+    keeper = LeaseKeeper(a, lambda cam: fenced.append((cam, threading.current_thread().name))).start()
+    try:
+        # nobody steps for two TTLs (a stalled supervisor loop): the keeper alone keeps both leases
+        wait_for(lambda: keeper.renewals >= 3, 30, "three renewal rounds", poll_s=0.05)
+        time.sleep(2 * FAST.lease_ttl_s)
+        assert sorted(a.held) == ["cam-1", "cam-2"] and fenced == []
+        assert all(h is not None and h.worker_id == "w-a" for h in leases.holders(["cam-1", "cam-2"]).values())
+        # a renewal now hangs (Redis gone silent): the fence thread stops both cameras at their deadline,
+        # while the renewal thread is still waiting
+        leases.hang.set()
+        wait_for(lambda: len(fenced) == 2, 30, "both cameras fenced", poll_s=0.05)
+        assert {name for _, name in fenced} == {"lease-fence"} and a.held == {}
+        assert not leases.released.is_set()  # the renewal was still hanging when the cameras were stopped
+        leases.hang.clear()
+        leases.released.set()  # Redis answers again
+        assert sorted(a.step(renew=False).lost) == ["cam-1", "cam-2"]  # and the supervisor hears of them once
+        assert a.step(renew=False).lost == []
+    finally:
+        leases.released.set()
+        keeper.stop()
+
+
+def test_the_keeper_reports_a_lease_redis_refused(client: redis.Redis) -> None:
+    a = _agent(client, "w-a", 4, ["cam-x"])
+    assert a.step().acquired == [("cam-x", 1)]
+    fenced: list[str] = []
+    keeper = LeaseKeeper(a, fenced.append).start()
+    try:
+        client.delete(lease_key("cam-x"))  # expired while the host was frozen, and another worker took it
+        assert LeaseStore(client).acquire("cam-x", "w-b", 10_000) == 2
+        wait_for(lambda: fenced == ["cam-x"], 30, "the lost lease reported", poll_s=0.05)
+        assert a.step(renew=False).lost == ["cam-x"]
+    finally:
+        keeper.stop()
+
+
+def test_a_dead_peers_cameras_are_taken_as_soon_as_its_lease_and_heartbeat_run_out(client: redis.Redis) -> None:
+    cams = ["cam-0", "cam-1", "cam-2", "cam-3"]
+    a = _agent(client, "w-a", 4, cams)
+    b = _agent(client, "w-b", 4, cams)
+    LeaseStore(client).heartbeat(WorkerInfo("w-b", "host-b", 2, 4, 0, time.time()), 60_000)
+    assert len(a.step().acquired) == 2
+    assert len(b.step().acquired) == 2  # b's heartbeat now has the lease TTL; then b dies (no more renewals)
+    b_cams = sorted(b.held)
+    assert a.step().acquired == [] and a.wake_at is None  # b's keys are fresh: nothing suspect
+    limit_ms = (FAST.lease_ttl_s - FAST.renew_interval_s - 1.0) * 1000
+    wait_for(lambda: 0 <= client.pttl(lease_key(b_cams[0])) < limit_ms, 30, "b to miss a renewal", poll_s=0.05)
+    assert a.step().acquired == []  # b still counts: its lease has not run out
+    assert a.wake_at is not None
+    expiry = max(client.pttl(lease_key(cam)) for cam in b_cams) / 1000.0
+    now = time.monotonic()
+    assert now + expiry <= a.wake_at <= now + FAST.lease_ttl_s  # once b's keys have run out, not a renewal later
+    while time.monotonic() < a.wake_at:
+        time.sleep(0.01)
+    assert sorted(c for c, _ in a.step().acquired) == b_cams  # in the first step at wake_at: b counted out
