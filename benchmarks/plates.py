@@ -172,7 +172,7 @@ def read_crop_batch(crops: list[np.ndarray], reader: PlateReader, layout: str,
 
     rectified = rectifier.rectify_batch(crops)
     layouts = [reading_layout(r, layout == "motorcycle") for r in rectified]
-    return read_plates(reader, crops, rectified, layouts, second_read), rectified
+    return read_plates(reader, crops, rectified, layouts, second_read, rectifier=rectifier), rectified
 
 
 def with_reading_pad(crop: np.ndarray) -> np.ndarray:

@@ -480,7 +480,8 @@ class Engine:
         layouts = [reading_layout(rectified[i] if rectified is not None else None,
                                   s.job.state.vehicle_class == "motorcycle") for i, s in enumerate(selected)]
         with self.metrics.stage("read"):  # uncertain rectified plates read again from margin views
-            return read_plates(self.plate_reader, [s.crop for s in selected], rectified, layouts)
+            return read_plates(self.plate_reader, [s.crop for s in selected], rectified, layouts,
+                               rectifier=self.plate_rectifier)
 
     def _faces(self, gated: list[_Frame]) -> None:
         face_frames = [g for g in gated if g.cam.camera.analytics.faces]

@@ -75,7 +75,7 @@ class SceneReader:
         rectified = self.rectifier.rectify_batch(crops) if self.rectifier is not None else None
         layouts = [reading_layout(rectified[i] if rectified is not None else None, on_motorcycle[i])
                    for i in range(n)]
-        reads = read_plates(self.reader, crops, rectified, layouts, self.second_read)
+        reads = read_plates(self.reader, crops, rectified, layouts, self.second_read, rectifier=self.rectifier)
         empty = np.zeros(4, np.float32)
         return [ScenePlate(boxes[i] if boxes else empty, reading_boxes[i] if reading_boxes else empty,
                            scores[i] if scores else 0.0, reads[i], rectified[i] if rectified is not None else None)

@@ -20,15 +20,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipeline.plates.geometry import expand_quad, rectify
+from pipeline.plates.layout import CAR, REGISTRATION_SHARE
 from pipeline.plates.rectifier import RectifiedPlate, plate_margin
 
 SECOND_READ_BELOW = 0.9
 """A first read that is invalid or less probable than this is read again from more views."""
 MARGIN_VIEWS = ((-0.02, -0.03), (0.03, 0.04))
 """Extra margins (fractions of the plate's width, height) of the second read's views, added to the rectifier's."""
+TURN_BELOW = 0.05
+"""A plate whose read is invalid or less probable than this after the second read may be turned past the
+rectifier's training range (roll up to 35 degrees; a plate standing on its end is placed as a motorcycle plate or
+not at all): it is read turned a quarter both ways."""
+TURNED_MIN = 0.1
+"""A turned read replaces the first only when valid and at least this probable (and more than the first)."""
+SHEARS = tuple(np.linspace(-1.2, 1.2, 13))
+"""Horizontal shear factors :func:`deslant` chooses from."""
 
 
 def margin_views(crop: np.ndarray, rectified: RectifiedPlate,
@@ -79,9 +89,11 @@ def needs_second_read(read: Any, rectified: RectifiedPlate | None, below: float 
 
 
 def read_plates(reader: Any, crops: list[np.ndarray], rectified: list[RectifiedPlate] | None, layouts: list[str],
-                second_read: bool = True, below: float = SECOND_READ_BELOW) -> list[Any]:
+                second_read: bool = True, below: float = SECOND_READ_BELOW, rectifier: Any | None = None) -> list[Any]:
     """Read each plate (the rectified image when there is one, else the crop) in its layout; with ``second_read``
-    and a reader that has ``read_views``, uncertain rectified plates are read again from margin views."""
+    and a reader that has ``read_views``, uncertain rectified plates are read again from margin views, and, given
+    the ``rectifier``, a plate still unread (:func:`unread`) is also read turned a quarter both ways (:func:`turned_reads`), that read kept when valid, more probable and at least
+    :data:`TURNED_MIN`."""
     images = [r.image for r in rectified] if rectified is not None else crops
     reads = list(reader.read_batch(images, layouts))
     if not second_read or rectified is None or not hasattr(reader, "read_views"):
@@ -94,4 +106,46 @@ def read_plates(reader: Any, crops: list[np.ndarray], rectified: list[RectifiedP
     for i, rd in zip(due, again, strict=True):
         if rd.valid:  # else no view found a valid registration: the first read stays
             reads[i] = rd
+    if rectifier is not None:
+        turn = [i for i in due if unread(reads[i])]
+        for i, rd in zip(turn, turned_reads(reader, rectifier, [crops[i] for i in turn]), strict=True):
+            if rd.valid and rd.confidence >= TURNED_MIN and (not reads[i].valid or rd.confidence > reads[i].confidence):
+                reads[i] = rd
     return reads
+
+
+def unread(read: Any, below: float = TURN_BELOW) -> bool:
+    """A read that is invalid or less probable than ``below`` even after the second read."""
+    return not read.valid or read.confidence < below
+
+
+def slant_views(image: np.ndarray, shears: Sequence[float] = SHEARS, neighbours: int = 1) -> list[np.ndarray]:
+    """``image`` sheared horizontally by the factor of ``shears`` that makes the registration line's columns of ink
+    sharpest (largest variance of the column profile), then by its ``neighbours`` on either side in ``shears``:
+    upright strokes for a plate whose corners the rectifier could not see (a frame covering its edges, a steep
+    side view), and the views of the second read around them."""
+    h, w = image.shape[:2]
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    band = grey[int(0.05 * h):int(REGISTRATION_SHARE * h)]
+    _, ink = cv2.threshold(band, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    if ink.mean() > 0.5:  # light characters on a dark plate
+        ink = 1 - ink
+
+    def sheared(img: np.ndarray, s: float) -> np.ndarray:
+        m = np.float32([[1, s, -s * img.shape[0] / 2], [0, 1, 0]])
+        return cv2.warpAffine(img, m, (w, img.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+
+    best = int(np.argmax([float(sheared(ink, s).mean(axis=0).var()) for s in shears]))
+    order = [best] + [k for d in range(1, neighbours + 1) for k in (best - d, best + d) if 0 <= k < len(shears)]
+    return [sheared(image, shears[k]) for k in order]
+
+
+def turned_reads(reader: Any, rectifier: Any, crops: list[np.ndarray]) -> list[Any]:
+    """Each crop turned a quarter both ways, rectified, deslanted (:func:`slant_views`) and read as a car plate from
+    its slant views; the more probable valid read of the two turns (an invalid read when neither is valid)."""
+    if not crops:
+        return []
+    turned = [cv2.rotate(c, k) for c in crops for k in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE)]
+    views = [slant_views(r.image) if r.applied else [r.image] for r in rectifier.rectify_batch(turned)]
+    reads = reader.read_views(views, [CAR] * len(views))
+    return [max(reads[2 * k:2 * k + 2], key=lambda rd: (rd.valid, rd.confidence)) for k in range(len(crops))]
