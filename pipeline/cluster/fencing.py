@@ -44,9 +44,12 @@ from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
 
-MERGE_WINDOW_S = 30.0
-"""A hand-over merge joins a new holder's track that started at most this long after its token was issued to an old
-holder's event of the same plate that ended at most this long before that track started."""
+MERGE_WINDOW_S = 15.0
+"""A hand-over merge considers a new holder's track that started at most this long after its token was issued (a
+vehicle in view at the hand-over is seen in the first seconds of the new capture)."""
+MERGE_GAP_S = 20.0
+"""... and joins it to an old holder's event of the same plate that ended at most this long before the track began
+(the kill, the lease TTL running out, the new capture's start, and the old event's last update before the kill)."""
 MERGE_LOOKBACK_S = 900.0
 """How far back (frame time of the best read) an old holder's event of the same plate is looked for."""
 _READ_FIELDS = ("plate_text", "province", "province_latin", "confidence", "candidates", "agreeing_frames",
@@ -138,7 +141,7 @@ class HandoverMerger:
       :data:`MERGE_WINDOW_S` after the token was issued (the vehicle was in view around the hand-over);
     - the store holds an event of the same camera and the same (normalised) plate text whose best read was
       captured before this host's token was issued (so by an earlier holder) and that ended at most
-      :data:`MERGE_WINDOW_S` before this track started.
+      :data:`MERGE_GAP_S` before this track started.
 
     That event (the most recent such) is then the *target*: this and every later version of the track are
     published as the target's next versions (one counter per target, so two tracks of one vehicle on the new holder
@@ -149,9 +152,10 @@ class HandoverMerger:
     its own. Face events are not merged (nothing to recognise a person by across two trackers but the embedding).
     """
 
-    def __init__(self, client: Any, window_s: float = MERGE_WINDOW_S) -> None:
+    def __init__(self, client: Any, window_s: float = MERGE_WINDOW_S, gap_s: float = MERGE_GAP_S) -> None:
         self.client = client
         self.window_s = window_s
+        self.gap_s = gap_s
         self.merged = 0  # tracks published as an earlier holder's event
         self._issued: dict[tuple[str, int], float | None] = {}
         self._targets: dict[str, PlateEvent] = {}  # this host's event id -> target (as last published)
@@ -224,7 +228,7 @@ class HandoverMerger:
                 if not found:
                     continue
                 old = decode(PlateEvent, found[0][1])
-                if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.window_s:
+                if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.gap_s:
                     return old
         except (redis.RedisError, OSError, ValueError) as exc:
             logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)

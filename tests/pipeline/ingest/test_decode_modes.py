@@ -172,3 +172,26 @@ def test_keyframes_decode_sub_stream_and_analysis_width_on_real_cameras(
     probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
                             "-of", "csv=p=0", str(segments[0])], capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     assert probe.stdout.strip() == "640,360"  # the main stream is what is recorded
+
+
+def test_a_capture_reuses_the_keyframe_interval_its_camera_s_previous_capture_measured(redis_url: str) -> None:
+    """A camera taken over by another worker host (or restarted) starts without measuring its keyframe interval
+    again when its health hash holds one measured on the same URL; another URL, or decode: all, measures anew."""
+    from pipeline.ingest.health import write_camera_health
+    from pipeline.ingest.worker import _reuse_keyframe_intervals
+    from pipeline.secrets import redact_url
+
+    config = parse_config("cameras:\n"
+                          "  - {id: a, name: A, url: 'rtsp://10.0.0.9/main', analysis_fps: 1}\n"
+                          "  - {id: b, name: B, url: 'rtsp://10.0.0.9/other', analysis_fps: 1}\n"
+                          "  - {id: c, name: C, url: 'rtsp://10.0.0.9/main', analysis_fps: 1, decode: all}\n")  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    for cam in ("a", "b", "c"):  # what the previous captures wrote, all on the same URL
+        write_camera_health(client, cam, {"url": redact_url("rtsp://10.0.0.9/main"), "keyframe_interval_s": "1.000"})
+    captures = [CameraCapture(cam, config.ingest, CameraState(cam.id, cam.url), threading.Event(), cam.url,
+                              bus=object()) for cam in config.cameras]  # fmt: skip
+    captures.append(CameraCapture(config.cameras[0], config.ingest, CameraState("a", ""), threading.Event(),
+                                  config.cameras[0].url))  # record-only: no analysis decode to choose
+    _reuse_keyframe_intervals(client, captures)
+    assert [c.keyframe_interval_s for c in captures] == [1.0, None, None, None]
+    client.close()
