@@ -5,7 +5,7 @@ Usage::
     python -m benchmarks.plates --labels PATH/labels.csv [--json OUT] [--backend crnn|easyocr] [--show N]
         [--layout car|motorcycle|auto] [--rectify] [--reading-pad] [--no-second-read]   # crops (default mode)
     python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify] [--no-second-read]
-    python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] \\
+    python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] [--no-second-read] \\
         [--rolls 0,10,20,30,40] [--yaws 0,20,40,60] [--widths 40,80,160,320] [--json OUT] [--plot OUT.png]
 
 The labels file has ``relative_path,label[,province,...]`` with paths relative to the labels file. Labels may
@@ -577,7 +577,7 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
     from pipeline.plates.rectifier import load_plate_rectifier
 
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
-    _, readers = build_scene_readers(reader, rectifier, args.device)
+    _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read)
     backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
