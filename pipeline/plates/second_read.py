@@ -43,6 +43,10 @@ TURN_BELOW = 0.05
 """A plate whose read is invalid or less probable than this after the second read may be turned past the
 rectifier's training range (roll up to 35 degrees; a plate standing on its end is placed as a motorcycle plate or
 not at all): it is read turned a quarter both ways."""
+TURN_MIN_SIDE = 40
+"""Crops whose longer side is shorter than this (pixels) get no turned look: such a plate would be under 40 px wide
+upright, where even frontal plates read 0.6-0.9 from their true box; the dashcam footage's unread plates are mostly
+crops of 20-35 px."""
 TURNED_MIN = 0.1
 """A turned read replaces the first only when valid and at least this probable (and more than the first)."""
 SHEARS = tuple(np.linspace(-1.2, 1.2, 13))
@@ -115,16 +119,17 @@ def read_plates(reader: Any, crops: list[np.ndarray], rectified: list[RectifiedP
         if rd.valid:  # else no view found a valid registration: the first read stays
             reads[i] = rd
     if rectifier is not None:
-        turn = [i for i in due if unread(reads[i])]
+        turn = [i for i in due if unread(reads[i], crops[i])]
         for i, rd in zip(turn, turned_reads(reader, rectifier, [crops[i] for i in turn]), strict=True):
             if rd.valid and rd.confidence >= TURNED_MIN and (not reads[i].valid or rd.confidence > reads[i].confidence):
                 reads[i] = rd
     return reads
 
 
-def unread(read: Any, below: float = TURN_BELOW) -> bool:
-    """A read that is invalid or less probable than ``below`` even after the second read."""
-    return not read.valid or read.confidence < below
+def unread(read: Any, crop: np.ndarray, below: float = TURN_BELOW, min_side: int = TURN_MIN_SIDE) -> bool:
+    """A read that is invalid or less probable than ``below`` even after the second read, of a crop whose longer
+    side is at least ``min_side`` pixels (a plate turned on its end in a smaller crop is too small to read)."""
+    return (not read.valid or read.confidence < below) and max(crop.shape[:2]) >= min_side
 
 
 def slant_views(image: np.ndarray, shears: Sequence[float] = SHEARS, neighbours: int = 1) -> list[np.ndarray]:

@@ -23,6 +23,7 @@ from pipeline.plates.second_read import (
     needs_second_read,
     read_plates,
     slant_views,
+    unread,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -170,3 +171,11 @@ def test_deslant_uprights_a_sheared_plate(rectifier: PlateRectifier, shared_dir:
         grey = [cv2.cvtColor(v, cv2.COLOR_BGR2GRAY).astype(np.float32) for v in (image, sheared, back)]
         inner = np.s_[int(0.1 * h):int(0.6 * h), int(0.2 * w):int(0.8 * w)]
         assert np.abs(grey[2][inner] - grey[0][inner]).mean() < np.abs(grey[1][inner] - grey[0][inner]).mean()
+
+
+def test_only_unread_plates_in_crops_large_enough_get_the_turned_look() -> None:
+    bad, good = PlateRead("ก4", 0.01, [0.5, 0.5], valid=True), PlateRead("1กข1234", 0.6, [0.9] * 7, valid=True)
+    invalid = PlateRead("79", 0.9, [0.9, 0.9], valid=False)
+    big, small = np.zeros((60, 30, 3), np.uint8), np.zeros((26, 19, 3), np.uint8)
+    assert unread(bad, big) and unread(invalid, big)
+    assert not unread(good, big) and not unread(bad, small)
