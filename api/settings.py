@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.config import CAMERA_ID_PATTERN
 from pipeline.settings import PROJECT_ROOT
 
 
@@ -84,6 +86,26 @@ class ApiSettings(BaseSettings):
     live_max_transcodes: int = Field(default=2, ge=0, le=64,
                                      description="H.265 cameras without an H.264 sub-stream transcoded to H.264 for "
                                                  "the browser at the same time.")
+    live_preload: Literal["none", "layouts", "all"] = Field(
+        default="layouts",
+        description="Camera streams whose upstream (ffmpeg + RTSP) runs with no viewer, so that a wall opening "
+                    "shows them at once from the hub's keyframe cache instead of waiting for the upstream to start "
+                    "and the camera's next keyframe (go2rtc's preload). layouts: the streams of every user's saved "
+                    "video wall layout (the sub-stream of a multi-tile grid, the main stream of a one-tile wall, as "
+                    "the wall opens them); all: those, then every enabled camera's wall stream; none: only "
+                    "CCTV_LIVE_PRELOAD_CAMERAS. At most CCTV_LIVE_PRELOAD_MAX in all. A preloaded camera costs "
+                    "its remux ffmpeg and the parsing of its fragments (benchmarks.video: "
+                    "cpu_cores_per_preloaded_camera).")
+    live_preload_cameras: list[Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]] = Field(
+        default_factory=list, max_length=2000,
+        description="Camera ids whose wall stream is always preloaded, first (JSON list in the environment).")
+    live_preload_max: int = Field(default=32, ge=0, le=2000,
+                                  description="Camera streams preloaded at most (each one ffmpeg remux); the newest "
+                                              "saved layouts come first.")
+    live_preload_refresh_s: float = Field(default=30.0, ge=1, le=3600,
+                                          description="How often the preload set is read again from the saved "
+                                                      "layouts (a layout saved through this API process applies at "
+                                                      "once; other API processes follow within this time).")
 
     def exports_root(self) -> Path:
         """The folder of export clips and case packages."""

@@ -73,13 +73,19 @@ def _engine_child(config: Config, frame_bus: Any, stop_event: Any) -> None:
     run_engine(config, frame_bus, stop_event)
 
 
+# uvicorn options of the API wherever it is served (here, the browser tests): no WebSocket permessage-deflate,
+# which uvicorn enables by default and browsers offer: the WebSockets carry H.264 (live video), which deflate
+# cannot shrink, at a CPU cost per message and per viewer in the API process (benchmarks.video)
+API_SERVER_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
+
+
 def _api_child(host: str, port: int, log_level: int, redis_url: str | None = None) -> None:
     import uvicorn
 
     if redis_url:  # the API's own ACL user (CCTV_API_REDIS_URL); api.settings reads CCTV_REDIS_URL
         os.environ["CCTV_REDIS_URL"] = redis_url
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info", **API_SERVER_OPTIONS)
 
 
 def _module_available(name: str) -> bool:

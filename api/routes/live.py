@@ -5,6 +5,10 @@ camera stream however many viewers (every viewer of one API process shares it), 
 stopped ``CCTV_LIVE_LINGER_S`` after the last. The API process is where the viewers' authentication, role and
 camera limits are checked, and forwarding bytes costs it little (nothing is decoded); a deployment with several
 API processes gets one upstream per camera per process.
+
+**Preload** (``CCTV_LIVE_PRELOAD``, default ``layouts``): the camera streams of the saved wall layouts run with no
+viewer, so a wall opening shows them at once from the hub's keyframe cache; the set is read from Redis every
+``CCTV_LIVE_PRELOAD_REFRESH_S`` and again at once when a layout is saved here (:func:`preload_wanted`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect, status
+import redis
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, WebSocket, WebSocketDisconnect, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Operator, RedisDep, User, resolve_user
@@ -29,7 +36,6 @@ from pipeline.live.fmp4 import Fragment, InitSegment
 from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/live", tags=["live"])
 
 LAYOUT_KEY = "wall:layout:{username}"
 GRID_TILES = {"1": 1, "2x2": 4, "3x3": 9, "4x4": 16}
@@ -45,12 +51,14 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
    - `{"type": "init", "codec": "avc1.64001f", "mime": "video/mp4; codecs=\\"avc1.64001f\\"", "width", "height",
      "mode"}`, followed by one **binary** message: the init segment (`ftyp`+`moov`); again whenever the upstream
      restarts (then start a new SourceBuffer or `changeType` and append the new init segment);
-   - **binary** messages: `moof`+`mdat` fragments, the first one after an init a keyframe;
+   - **binary** messages: one or more whole `moof`+`mdat` fragments each (a viewer that fell a little behind
+     gets what queued meanwhile in one message; Media Source Extensions take the concatenation in one
+     `appendBuffer`), the first one after an init a keyframe;
    - `{"type": "status", "status": "connecting|live|offline", "reason", "mode"}` on every change: an offline camera
      keeps the socket open and is retried by the server (the stream resumes with a new init);
    - `{"type": "end", "reason"}` before the server closes.
-3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, init segments not
-   counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
+3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, i.e. the `moof`
+   boxes of the binary messages after their init segments, init segments not counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
    that cannot keep up (slow network or decoder) loses the queued fragments and resumes at the next keyframe, so
    its delay stays bounded and the server never buffers more than CCTV_LIVE_QUEUE_FRAGMENTS fragments for it. A
    client that never acknowledges is only bounded by that queue and its socket buffers.
@@ -63,6 +71,11 @@ bytes and dropped fragments).
 """
 
 
+MAX_BATCH_FRAGMENTS = 50  # fragments sent in one WebSocket message at most
+MAX_BATCH_BYTES = 4 * 2**20
+LAYOUT_SCAN = "wall:layout:*"
+
+
 def live_hub(app) -> LiveHub:
     """The app's live hub (made on first use from the camera config and the CCTV_LIVE_* settings)."""
     hub = getattr(app.state, "live_hub", None)
@@ -72,7 +85,7 @@ def live_hub(app) -> LiveHub:
         hub = LiveHub(config, LiveSettings(
             linger_s=settings.live_linger_s, queue_fragments=settings.live_queue_fragments,
             queue_bytes=settings.live_queue_bytes, queue_age_s=settings.live_queue_age_s,
-            max_transcodes=settings.live_max_transcodes,
+            max_transcodes=settings.live_max_transcodes, preload_max=settings.live_preload_max,
             connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
             stall_s=config.ingest.stall_timeout_s if config else 10.0))
         app.state.live_hub = hub
@@ -80,10 +93,97 @@ def live_hub(app) -> LiveHub:
 
 
 async def close_live_hub(app) -> None:
-    """Stop every upstream (app shutdown)."""
+    """Stop the preload loop and every upstream (app shutdown)."""
+    task = getattr(app.state, "live_preload_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        app.state.live_preload_task = None
     hub = getattr(app.state, "live_hub", None)
     if hub is not None:
         await hub.close()
+
+
+# -- preload -------------------------------------------------------------------------------------------------
+def layout_streams(layout: dict) -> list[tuple[str, str]]:
+    """``(camera_id, variant)`` a saved layout's wall opens: ``auto`` is the sub-stream in a multi-tile grid and the
+    main stream on a one-tile wall (as wall.js does; the hub falls back to main for a camera without a sub-stream)."""
+    stream = layout.get("stream", "auto")
+    variant = stream if stream in ("main", "sub") else ("main" if layout.get("grid") == "1" else "sub")
+    return [(cam, variant) for cam in layout.get("tiles", []) if isinstance(cam, str)]
+
+
+def preload_wanted(app, client: redis.Redis) -> list[tuple[str, str]]:
+    """The camera streams to preload, by CCTV_LIVE_PRELOAD: CCTV_LIVE_PRELOAD_CAMERAS, then (``layouts``/``all``)
+    the streams of every saved layout, newest first, then (``all``) every enabled camera's wall stream. Duplicates
+    removed; the hub keeps the first CCTV_LIVE_PRELOAD_MAX. Blocking (Redis): call in a thread."""
+    settings = app.state.settings
+    wanted = [(cam, "sub") for cam in settings.live_preload_cameras]
+    if settings.live_preload in ("layouts", "all"):
+        layouts = []
+        for key in client.scan_iter(match=LAYOUT_SCAN, count=500):
+            raw = client.get(key)
+            try:
+                layouts.append(json.loads(raw) if raw else {})
+            except ValueError:
+                continue
+        layouts.sort(key=lambda layout: -float(layout.get("updated_at") or 0))
+        for layout in layouts:
+            wanted += layout_streams(layout)
+    config = app.state.camera_config
+    if settings.live_preload == "all" and config is not None:
+        wanted += [(c.id, "sub") for c in config.cameras if c.enabled]
+    return list(dict.fromkeys(wanted))
+
+
+async def apply_preload(app) -> list[str]:
+    """Read the preload set now and hand it to the hub; returns the streams preloaded (``camera/variant``)."""
+    wanted = await run_in_threadpool(preload_wanted, app, app.state.redis)
+    return live_hub(app).set_preload(wanted)
+
+
+async def _preload_loop(app, wake: asyncio.Event) -> None:
+    """Re-evaluate the preload set every CCTV_LIVE_PRELOAD_REFRESH_S and whenever ``wake`` is set (a layout was
+    saved); a Redis error keeps the previous set."""
+    every = app.state.settings.live_preload_refresh_s
+    while True:
+        wake.clear()
+        try:
+            keys = await apply_preload(app)
+            logger.debug("live preload: %s", keys)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("live preload not re-evaluated (Redis: %s); keeping the previous set", exc)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):  # not wait_for, which can drop the shutdown's cancellation (3.11)
+                await wake.wait()
+
+
+def _wake_preload(app) -> None:
+    """Re-evaluate the preload set soon (from any thread: the layout routes run in the thread pool)."""
+    wake, loop = getattr(app.state, "live_preload_wake", None), getattr(app.state, "live_preload_loop", None)
+    if wake is not None and loop is not None:
+        with contextlib.suppress(RuntimeError):  # the loop is closing (shutdown)
+            loop.call_soon_threadsafe(wake.set)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the preload loop with the app (unless nothing can be preloaded) and stop every upstream at shutdown."""
+    settings = app.state.settings
+    if settings.live_preload_max > 0 and (settings.live_preload != "none" or settings.live_preload_cameras):
+        app.state.live_preload_wake = asyncio.Event()
+        app.state.live_preload_loop = asyncio.get_running_loop()
+        app.state.live_preload_task = asyncio.create_task(_preload_loop(app, app.state.live_preload_wake),
+                                                          name="live-preload")
+    try:
+        yield
+    finally:
+        app.state.live_preload_wake = app.state.live_preload_loop = None
+        await close_live_hub(app)
+
+
+router = APIRouter(prefix="/api/live", tags=["live"], lifespan=_lifespan)
 
 
 def _slots(app) -> StreamSlots:
@@ -143,6 +243,7 @@ def put_layout(body: WallLayoutIn, request: Request, user: Operator, client: Red
             raise HTTPException(422, f"tiles[{i}]: unknown camera {cam!r}")
     record = {"grid": body.grid, "tiles": body.tiles, "stream": body.stream, "updated_at": time.time()}
     client.set(LAYOUT_KEY.format(username=user.username), json.dumps(record))
+    _wake_preload(request.app)  # the preload set follows the saved layouts
     return WallLayoutOut(**record, saved=True)
 
 
@@ -160,11 +261,12 @@ async def _authenticate(websocket: WebSocket) -> User | None:
     return user
 
 
-async def _send(websocket: WebSocket, item: InitSegment | Fragment | StatusMessage, mode: str) -> int:
-    """Send one hub item; returns the bytes of video sent."""
-    if isinstance(item, Fragment):
-        await websocket.send_bytes(item.data)
-        return len(item.data)
+async def _send(websocket: WebSocket, item: InitSegment | list[Fragment] | StatusMessage, mode: str) -> int:
+    """Send one hub item (fragments: all in one binary message); returns the bytes of video sent."""
+    if isinstance(item, list):
+        data = item[0].data if len(item) == 1 else b"".join(f.data for f in item)
+        await websocket.send_bytes(data)
+        return len(data)
     if isinstance(item, InitSegment):
         await websocket.send_text(json.dumps({"type": "init", "codec": item.codec, "mime": item.mime,
                                               "width": item.width, "height": item.height, "mode": mode}))
@@ -211,7 +313,11 @@ async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: s
                 await viewer.wait_ack()
                 continue
             item = viewer.pop()
-            if item is not None:
+            if isinstance(item, Fragment):  # with what else queued meanwhile, up to the window: one message
+                room = window - viewer.in_flight() if viewer.acked is not None else MAX_BATCH_FRAGMENTS
+                more = viewer.pop_fragments(min(room, MAX_BATCH_FRAGMENTS - 1), MAX_BATCH_BYTES - len(item.data))
+                await _send(websocket, [item, *more], viewer.source.mode)
+            elif item is not None:
                 await _send(websocket, item, viewer.source.mode)
             else:
                 await viewer.wait()

@@ -32,6 +32,12 @@ class LiveInfoOut(BaseModel):
     width: int | None = Field(description="Picture width once known.")
     height: int | None = Field(description="Picture height once known.")
     viewers: int = Field(description="Viewers of this stream in this API process.")
+    preloaded: bool = Field(default=False, description="The upstream runs with no viewer (CCTV_LIVE_PRELOAD): a new "
+                                                       "viewer starts at once from the keyframe cache.")
+    startup: dict[str, float | None] | None = Field(
+        default=None, description="How the last upstream session started, in seconds after it began: spawn_s "
+                                  "(ffmpeg started), init_s (init segment: RTSP set up and the first packet in), "
+                                  "first_fragment_s (the first keyframe fragment); null before any.")
     last_fragment_age_s: float | None = Field(description="Seconds since the last fragment arrived from the camera.")
     websocket: str = Field(description="Path of the live WebSocket of this camera (see the route description).")
 

@@ -14,6 +14,11 @@ bytes; the browser side is Media Source Extensions, which every current browser 
   at the next keyframe fragment (``dropped`` counts the fragments it never got); memory never grows with lag.
 - **Fast start.** The fragments since the last keyframe (the current GOP, at most ``gop_cache_bytes``) are kept,
   so a new viewer starts decoding at once instead of waiting up to a keyframe interval.
+- **Preload** (go2rtc's ``preload``): :meth:`LiveHub.set_preload` keeps chosen camera streams running with no
+  viewer (at most ``preload_max``), so that the first viewer of one is served at once from the GOP cache instead
+  of waiting for ffmpeg, the RTSP set-up and the camera's next keyframe. A preloaded upstream is retried after
+  failures like any other and stops (after ``linger_s``) when it leaves the preload set without viewers. The API
+  decides which streams (``CCTV_LIVE_PRELOAD``: the cameras of the saved wall layouts by default).
 - **H.265.** Browsers rarely decode H.265 through MSE. A main stream that turns out to be H.265 is replaced by the
   camera's sub-stream when it has one; when that is H.265 too (or there is none) the stream is transcoded to
   H.264 (``-preset ultrafast``, at most ``transcode_width`` wide), at most ``max_transcodes`` at a time;
@@ -33,12 +38,13 @@ import logging
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.config import Camera, Config
-from pipeline.ingest.capture import _die_with_parent, backoff_delay, ffmpeg_input_args
+from pipeline.ingest.capture import backoff_delay, ffmpeg_input_args
 from pipeline.live.fmp4 import Fmp4Error, Fmp4Splitter, Fragment, InitSegment
 from pipeline.secrets import MissingSecretError, child_environment, expand_url, redact_text, url_secrets
 
@@ -84,6 +90,7 @@ class LiveSettings:
     connect_timeout_s: float = 10.0
     max_transcodes: int = 2  # H.265 cameras without an H.264 stream transcoded at the same time
     transcode_width: int = 960
+    preload_max: int = 32  # camera streams kept running without viewers (set_preload) at most
 
 
 @dataclass
@@ -200,6 +207,16 @@ class Viewer:
         await self._acked_event.wait()  # set by an ack or wake() since the last wait
         self._acked_event.clear()
 
+    def pop_fragments(self, max_count: int, max_bytes: int) -> list[Fragment]:
+        """The fragments at the head of the queue (up to the next init or status message), at most ``max_count``
+        of them and ``max_bytes`` together: what one WebSocket message carries to a viewer that fell behind."""
+        out: list[Fragment] = []
+        while len(out) < max_count and self._items and isinstance(self._items[0], Fragment) \
+                and len(self._items[0].data) <= max_bytes:
+            max_bytes -= len(self._items[0].data)
+            out.append(self.pop())  # type: ignore[arg-type]
+        return out
+
     def pop(self) -> InitSegment | Fragment | StatusMessage | None:
         """The next item, or None when nothing is queued."""
         if not self._items:
@@ -212,6 +229,77 @@ class Viewer:
             self.sent_fragments += 1
             self.sent_bytes += len(item.data)
         return item
+
+
+class Upstream:
+    """An upstream ffmpeg: started by :class:`subprocess.Popen` in a worker thread, its pipes read by the event loop.
+
+    Not ``asyncio.create_subprocess_exec``: under uvicorn the loop is uvloop, whose spawn forks the whole API process
+    on the event loop (~40 ms measured with the API's ~600 MB, every viewer of the process held up meanwhile, and
+    once per camera when the preload starts); ``Popen`` without ``preexec_fn`` uses vfork (~2 ms) and runs off the
+    loop. No parent-death signal (that needs ``preexec_fn``): an ffmpeg whose API process died exits at its next
+    write to the closed stdout pipe, and the RTSP read timeout ends one whose camera sends nothing."""
+
+    def __init__(self, popen: subprocess.Popen, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader,
+                 transports: list[asyncio.BaseTransport]) -> None:
+        self.popen, self.stdout, self.stderr, self._transports = popen, stdout, stderr, transports
+        self.pid = popen.pid
+
+    @classmethod
+    async def start(cls, cmd: list[str], pass_fds: tuple[int, ...], env: dict[str, str]) -> Upstream:
+        """Start ``cmd`` (stdin from /dev/null, stdout and stderr piped) in its own session."""
+        loop = asyncio.get_running_loop()
+        starting = loop.run_in_executor(None, lambda: subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds, env=env,
+            start_new_session=True))
+        try:
+            popen = await asyncio.shield(starting)
+        except asyncio.CancelledError:  # the source stopped meanwhile: the process still starts; end it then
+            starting.add_done_callback(_kill_started)
+            raise
+        readers, transports = [], []
+        try:
+            for pipe in (popen.stdout, popen.stderr):
+                reader = asyncio.StreamReader(limit=2**20)
+                transport, _ = await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), pipe)
+                readers.append(reader)
+                transports.append(transport)
+        except BaseException:
+            popen.kill()
+            for transport in transports:
+                transport.close()
+            await asyncio.to_thread(popen.wait)
+            raise
+        return cls(popen, readers[0], readers[1], transports)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    async def wait(self) -> int:
+        """Until the process ended (its exit status)."""
+        return await asyncio.to_thread(self.popen.wait)
+
+    def close(self) -> None:
+        """Stop reading its pipes (after it ended: what it wrote last has been read)."""
+        for transport in self._transports:
+            transport.close()
+
+
+def _kill_started(starting: asyncio.Future) -> None:
+    """Kill (and reap, off the loop) an upstream whose start finished after its source had stopped."""
+    if starting.cancelled() or starting.exception() is not None:
+        return
+    popen = starting.result()
+    with contextlib.suppress(ProcessLookupError):
+        popen.kill()
+    for pipe in (popen.stdout, popen.stderr):
+        if pipe is not None:
+            pipe.close()
+    threading.Thread(target=popen.wait, name="live-reap", daemon=True).start()
 
 
 @dataclass
@@ -235,6 +323,9 @@ class LiveSource:
     gop: list[Fragment] = field(default_factory=list)
     pid: int | None = None
     sessions: int = 0  # upstream ffmpeg processes started (for tests and the info route)
+    preloaded: bool = False  # kept running without viewers (LiveHub.set_preload)
+    startup: dict[str, float | None] = field(default_factory=dict)  # the last session's start, seconds after it began
+    _session_t0: float = 0.0
     fragments: int = 0
     last_fragment_at: float = 0.0
     _gop_bytes: int = 0
@@ -253,6 +344,7 @@ class LiveSource:
         """What the info route shows."""
         init = self.init
         return {"status": self.status, "reason": self.reason, "mode": self.mode, "viewers": len(self.viewers),
+                "preloaded": self.preloaded, "startup": dict(self.startup) or None,
                 "codec": init.codec if init else None, "mime": init.mime if init else None,
                 "width": init.width if init else None, "height": init.height if init else None,
                 "last_fragment_age_s": round(time.time() - self.last_fragment_at, 3) if self.last_fragment_at else None}
@@ -268,18 +360,38 @@ class LiveSource:
             for fragment in self.gop:
                 viewer.offer(fragment)
         viewer.offer_status(StatusMessage(self.status, self.reason))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"live-{self.key}")
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        task = self._task
+        if task is None or task.done() or task.cancelling():
+            # a task being cancelled (linger ended) is awaited by the new one before it starts its upstream
+            previous = task if task is not None and not task.done() else None
+            self._task = asyncio.get_running_loop().create_task(self._run(previous), name=f"live-{self.key}")
 
     def remove(self, viewer: Viewer) -> None:
         viewer.closed = True
         self.viewers.discard(viewer)
-        if not self.viewers and self._task is not None and self._linger is None:
+        self._linger_if_unused()
+
+    def set_preloaded(self, preloaded: bool) -> None:
+        """Keep the upstream running without viewers (True), or let it stop ``linger_s`` after it is unused."""
+        self.preloaded = preloaded
+        if preloaded:
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
+            self._ensure_running()
+        else:
+            self._linger_if_unused()
+
+    def _linger_if_unused(self) -> None:
+        if not self.viewers and not self.preloaded and self._task is not None and self._linger is None:
             self._linger = asyncio.get_running_loop().call_later(self.hub.settings.linger_s, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:
         self._linger = None
-        if not self.viewers and self._task is not None:
+        if not self.viewers and not self.preloaded and self._task is not None:
             self._task.cancel()
 
     async def stop(self) -> None:
@@ -310,10 +422,13 @@ class LiveSource:
             return _Session(cam.sub_stream, "sub-stream")
         return _Session(cam.sub_stream or url, "transcode")  # the smaller stream is the cheaper one to encode
 
-    async def _run(self) -> None:
+    async def _run(self, previous: asyncio.Task | None = None) -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
         failures = 0
         try:
-            while self.viewers or self._linger is not None:
+            while self._wanted():
                 plan = self._session_plan()
                 self.mode = plan.mode
                 got = await self._session(plan)
@@ -346,7 +461,7 @@ class LiveSource:
             cmd += ["-c:v", "copy"]
         return cmd + ["-f", "mp4", "-movflags", _MOVFLAGS, "-flush_packets", "1", "pipe:1"]
 
-    async def _spawn(self, plan: _Session) -> tuple[asyncio.subprocess.Process, list[str]]:
+    async def _spawn(self, plan: _Session) -> tuple[Upstream, list[str]]:
         secrets = url_secrets(plan.url)
         opened = expand_url(plan.url)
         script_r, script_w = os.pipe() if secrets else (None, None)
@@ -359,10 +474,8 @@ class LiveSource:
                 os.close(script_w)
         pass_fds = (script_r,) if script_r is not None else ()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._command(input_args, plan), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"},
-                start_new_session=True, preexec_fn=_die_with_parent, limit=2**20)
+            proc = await Upstream.start(self._command(input_args, plan), pass_fds,
+                                        {**child_environment(), "TZ": "UTC"})
         finally:
             for fd in pass_fds:
                 os.close(fd)
@@ -380,12 +493,15 @@ class LiveSource:
         if self.status == "idle":
             self._set_status("connecting")
         self._end_reason = ""
+        self._session_t0 = time.monotonic()
+        self.startup = {"spawn_s": None, "init_s": None, "first_fragment_s": None}
         try:
             proc, secrets = await self._spawn(plan)
         except (MissingSecretError, ValueError, OSError) as exc:
             self._end_reason = f"cannot open the stream: {redact_text(str(exc))}"
             return False
         self.pid, self.sessions = proc.pid, self.sessions + 1
+        self._mark("spawn_s")
         stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         err_task = asyncio.get_running_loop().create_task(self._read_stderr(proc, stderr_tail, secrets))
         delivered: bool | str = False
@@ -400,9 +516,9 @@ class LiveSource:
                     proc.kill()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 10)
-            err_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await err_task
+                await asyncio.wait_for(err_task, 1)  # its last lines say why it ended
+            proc.close()
             self.pid = None
         if not delivered and not self._long_probe:
             self._long_probe = True
@@ -410,13 +526,15 @@ class LiveSource:
             self._end_reason = explain(redact_text(" | ".join(stderr_tail), secrets))
         return delivered
 
-    async def _pump(self, proc: asyncio.subprocess.Process, splitter: Fmp4Splitter, plan: _Session) -> bool | str:
-        assert proc.stdout is not None
+    async def _pump(self, proc: Upstream, splitter: Fmp4Splitter, plan: _Session) -> bool | str:
         delivered = False
         stall = self.hub.settings.stall_s + (self.hub.settings.connect_timeout_s if not delivered else 0)
-        while True:
+        while self._wanted():
             try:
-                chunk = await asyncio.wait_for(proc.stdout.read(256 * 1024), stall)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (the linger's stop) that
+                # comes as the read completes, and this upstream then ran on with nobody watching
+                async with asyncio.timeout(stall):
+                    chunk = await proc.stdout.read(256 * 1024)
             except TimeoutError:
                 self._end_reason = f"no video from the camera for {stall:.0f} s"
                 return delivered
@@ -430,13 +548,25 @@ class LiveSource:
                         logger.info("live %s: the stream is %s, which browsers rarely play: using the %s", self.key,
                                     piece.codec, "sub-stream" if sub_left else "H.264 transcode")
                         return "switch"
+                    self._mark("init_s")
                     self._new_init(piece)
                 else:
                     if not delivered:
+                        self._mark("first_fragment_s")
                         delivered = True
                         stall = self.hub.settings.stall_s
                         self._set_status("live", self._mode_note())
                     self._fragment(piece)
+        return delivered
+
+    def _wanted(self) -> bool:
+        """Whether the upstream should run: viewers, the preload set, or a linger timer."""
+        return bool(self.viewers) or self.preloaded or self._linger is not None
+
+    def _mark(self, step: str) -> None:
+        """Record when a step of the session's start (spawn, init segment, first fragment) was reached."""
+        if self.startup.get(step) is None:
+            self.startup[step] = round(time.monotonic() - self._session_t0, 4)
 
     def _mode_note(self) -> str:
         return {"remux": "", "sub-stream": "H.265 main stream: showing the H.264 sub-stream",
@@ -459,9 +589,7 @@ class LiveSource:
             viewer.offer(fragment)
 
     @staticmethod
-    async def _read_stderr(proc: asyncio.subprocess.Process, tail: collections.deque[str],
-                           secrets: list[str]) -> None:
-        assert proc.stderr is not None
+    async def _read_stderr(proc: Upstream, tail: collections.deque[str], secrets: list[str]) -> None:
         while True:
             line = await proc.stderr.readline()
             if not line:
@@ -513,10 +641,37 @@ class LiveHub:
         """State of a camera stream (``idle`` when nobody watches)."""
         return self.source(camera_id, variant).info()
 
+    def set_preload(self, wanted: list[tuple[str, str]]) -> list[str]:
+        """Keep exactly these ``(camera_id, variant)`` streams running without viewers: the first ``preload_max``
+        known ones, in the order given (unknown or disabled cameras are skipped); the others stop ``linger_s``
+        after their last viewer. Returns the keys (``camera/variant``) now preloaded. Call in the event loop."""
+        chosen: dict[str, LiveSource] = {}
+        for camera_id, variant in wanted:
+            if len(chosen) >= self.settings.preload_max:
+                break
+            try:
+                source = self.source(camera_id, variant)
+            except KeyError:
+                continue
+            chosen.setdefault(source.key, source)
+        for source in list(self.sources.values()):
+            if source.preloaded and source.key not in chosen:
+                source.set_preloaded(False)
+        for source in chosen.values():
+            if not source.preloaded:
+                source.set_preloaded(True)
+        return list(chosen)
+
+    def preloaded(self) -> list[str]:
+        """Keys (``camera/variant``) of the streams kept running without viewers."""
+        return [s.key for s in self.sources.values() if s.preloaded]
+
     def upstream_pids(self) -> list[int]:
         """PIDs of the running upstream ffmpeg processes."""
         return [s.pid for s in self.sources.values() if s.pid is not None]
 
     async def close(self) -> None:
-        """Stop every upstream."""
+        """Stop every upstream (preloaded ones too)."""
+        for source in self.sources.values():
+            source.preloaded = False
         await asyncio.gather(*(s.stop() for s in self.sources.values()), return_exceptions=True)

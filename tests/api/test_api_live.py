@@ -79,9 +79,23 @@ def refused(client: TestClient, path: str, first: str | None = None, headers: di
         return exc.code, exc.reason or ""
 
 
+def split_fragments(message: bytes) -> list[bytes]:
+    """The ``moof``+``mdat`` fragments of a binary live message (one or more; nothing else in it)."""
+    out, pos = [], 0
+    kinds = boxes(message)
+    assert kinds and len(kinds) % 2 == 0 and kinds == [b"moof", b"mdat"] * (len(kinds) // 2), kinds
+    while pos < len(message):
+        moof = struct.unpack_from(">I", message, pos)[0]
+        mdat = struct.unpack_from(">I", message, pos + moof)[0]
+        out.append(message[pos:pos + moof + mdat])
+        pos += moof + mdat
+    return out
+
+
 def watch(ws, fragments: int) -> dict:
-    """Read a live socket: the hello, init JSON, init segment and ``fragments`` fragments."""
-    got = {"texts": [], "init": None, "fragments": []}
+    """Read a live socket: the hello, init JSON, init segment and at least ``fragments`` fragments (``messages``:
+    the binary messages after the init segment, each one or more fragments)."""
+    got = {"texts": [], "init": None, "fragments": [], "messages": []}
     while len(got["fragments"]) < fragments:
         message = ws.receive()
         assert message["type"] == "websocket.send", message
@@ -90,7 +104,8 @@ def watch(ws, fragments: int) -> dict:
         elif got["init"] is None:
             got["init"] = message["bytes"]
         else:
-            got["fragments"].append(message["bytes"])
+            got["messages"].append(message["bytes"])
+            got["fragments"] += split_fragments(message["bytes"])
     return got
 
 
@@ -225,22 +240,130 @@ def test_a_client_that_stops_acknowledging_gets_no_more_and_resumes_at_a_keyfram
         ws.send_text(json.dumps({"token": tokens["op"]}))
         ws.send_text(json.dumps({"ack": 0}))  # this client acknowledges (flow control from the start)
         got = watch(ws, 5)
-        ws.send_text(json.dumps({"ack": 5}))  # ... and then stops acknowledging
+        acked = len(got["fragments"])  # fragments, not messages: a message may carry several
+        ws.send_text(json.dumps({"ack": acked}))  # ... and then stops acknowledging
         viewer = next(iter(client.app.state.live_hub.sources[("gate", "main")].viewers))
         deadline = time.monotonic() + 60
         while viewer.lag_drops == 0:  # 30 in flight, then the queue (50) fills and is dropped
             assert time.monotonic() < deadline, "the server kept sending to a client that stopped acknowledging"
             time.sleep(0.2)
-        assert viewer.in_flight() == 30 and viewer.sent_fragments == 35
+        assert viewer.in_flight() == 30 and viewer.sent_fragments == acked + 30
         assert viewer.queued_fragments <= client.app.state.settings.live_queue_fragments
         received = len(got["fragments"])
-        while received < 35:  # exactly what was in flight is there to read, nothing more
+        while received < acked + 30:  # exactly what was in flight is there to read, nothing more
             message = ws.receive()
             if message.get("bytes") is not None:
-                received += 1
-        ws.send_text(json.dumps({"ack": 35}))
+                received += len(split_fragments(message["bytes"]))
+        assert received == acked + 30
+        ws.send_text(json.dumps({"ack": received}))
         message = ws.receive()
         while message.get("bytes") is None:
             message = ws.receive()
-        assert fragment_facts(message["bytes"]).key, "after a drop the stream did not resume at a keyframe"
+        assert fragment_facts(split_fragments(message["bytes"])[0]).key, \
+            "after a drop the stream did not resume at a keyframe"
         assert viewer.dropped > 0
+
+
+def test_the_preload_set_follows_the_saved_layouts(live_client):
+    """CCTV_LIVE_PRELOAD=layouts (the default): a saved wall's camera streams run with no viewer, the first viewer
+    of one joins that upstream (no new ffmpeg) and starts at a keyframe; a new layout moves the preload."""
+    client, tokens = live_client
+    op = {"Authorization": f"Bearer {tokens['op']}"}
+    hub = client.app.state.live_hub  # made by the preload loop at startup
+    assert hub.preloaded() == []
+    # a 2x2 wall on "auto" opens sub-streams; gate has none, so its main stream is what runs
+    assert client.put("/api/live/layout", headers=op, json={"grid": "2x2", "tiles": ["gate"]}).status_code == 200
+    wait_for(lambda: hub.preloaded() == ["gate/main"], 30, "gate preloaded after its layout was saved")
+    info = {}
+
+    def live_without_viewers() -> bool:
+        info.update(client.get("/api/live/gate/info", headers=op).json())
+        return info["status"] == "live"
+    wait_for(live_without_viewers, 60, "the preloaded upstream live")
+    assert info["preloaded"] and info["viewers"] == 0 and info["startup"]["first_fragment_s"] > 0
+    source = hub.sources[("gate", "main")]
+    with client.websocket_connect("/api/live/gate/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["op"]}))
+        from pipeline.live.fmp4 import fragment_facts
+
+        assert fragment_facts(watch(ws, 1)["fragments"][0]).key
+        assert source.sessions == 1  # served by the preloaded upstream
+    # another user's one-tile wall on "auto" opens the main stream; op's new layout drops gate
+    assert client.put("/api/live/layout", headers={"Authorization": f"Bearer {tokens['lim']}"},
+                      json={"grid": "1", "tiles": ["lobby"]}).status_code == 200
+    assert client.put("/api/live/layout", headers=op, json={"grid": "1", "tiles": []}).status_code == 200
+    wait_for(lambda: hub.preloaded() == ["lobby/main"], 30, "the preload set following the layouts")
+    wait_for(lambda: client.get("/api/live/gate/info", headers=op).json()["status"] == "idle", 60,
+             "gate's upstream stopped once no layout holds it")
+
+
+def test_a_viewer_that_fell_behind_gets_what_queued_in_one_message_and_acks_count_fragments(live_client):
+    """Coalescing: fragments that queued while the client's window was full go out together in one binary message
+    of whole moof+mdat fragments (consecutive frames); the client acknowledges fragments, and the server's count
+    of fragments in flight agrees with it."""
+    import dataclasses
+    import time
+
+    from pipeline.live.fmp4 import fragment_facts
+
+    client, tokens = live_client
+    hub = client.app.state.live_hub
+    hub.settings = dataclasses.replace(hub.settings, queue_age_s=30.0)  # no drop while this test holds back
+    with client.websocket_connect("/api/live/gate/ws") as ws:
+        ws.send_text(json.dumps({"token": tokens["op"]}))
+        ws.send_text(json.dumps({"ack": 0}))
+        got = watch(ws, 30)  # the window (30) is full now: the server waits for an ack
+        received = len(got["fragments"])
+        viewer = next(iter(hub.sources[("gate", "main")].viewers))
+        deadline = time.monotonic() + 60
+        while viewer.queued_fragments < 5:  # frames queue meanwhile
+            assert time.monotonic() < deadline, "nothing queued while the window was full"
+            time.sleep(0.05)
+        ws.send_text(json.dumps({"ack": received}))
+        message = ws.receive()
+        while message.get("bytes") is None:
+            message = ws.receive()
+        batch = split_fragments(message["bytes"])
+        assert len(batch) >= 5, f"{len(batch)} fragment(s) in the message after the window opened"
+        facts = [fragment_facts(f) for f in [got["fragments"][-1], *batch]]
+        steps = {b.decode_time - a.decode_time for a, b in zip(facts, facts[1:], strict=False)}
+        assert len(steps) == 1 and steps.pop() > 0, "the message is not the next consecutive frames"
+        received += len(batch)
+        ws.send_text(json.dumps({"ack": received}))
+        wait_for(lambda: viewer.acked == received, 30, "the server taking the fragment count as acknowledged")
+        assert viewer.sent_fragments - viewer.in_flight() == received and viewer.dropped == 0
+
+
+def test_the_served_api_does_not_negotiate_permessage_deflate(cams: TestCameraServer, redis_url: str,
+                                                              tmp_path: Path) -> None:
+    """H.264 does not deflate: the API as pipeline.service serves it declines the permessage-deflate that
+    browsers and the websockets client offer (uvicorn's default would accept it), and the live socket works."""
+    import asyncio
+
+    import websockets
+
+    from tests.api.web.serving import served
+
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"cameras:\n  - {{id: gate, name: Gate, url: '{cams.url('cam2')}'}}\n", encoding="utf-8")
+    settings = ApiSettings(redis_url=redis_url, recordings_dir=tmp_path / "rec", config_path=config, scrypt_n=16,
+                           live_linger_s=0.5, live_preload="none")
+    ApiStore(redis.Redis.from_url(redis_url), scrypt_n=16).put_user("op", "operator", PASSWORD, None)
+    with served(create_app(settings), "live-deflate") as base:
+        import httpx
+
+        token = httpx.post(f"{base}/api/auth/login", json={"username": "op", "password": PASSWORD},
+                           timeout=30).json()["access_token"]
+
+        async def handshake() -> tuple[str | None, str | None, dict]:
+            async with websockets.connect(base.replace("http", "ws", 1) + "/api/live/gate/ws",
+                                          compression="deflate") as ws:
+                offered = ws.request.headers.get("Sec-WebSocket-Extensions")
+                await ws.send(json.dumps({"token": token}))
+                hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                return offered, ws.response.headers.get("Sec-WebSocket-Extensions"), hello
+
+        offered, accepted, hello = asyncio.run(handshake())
+    assert offered and "permessage-deflate" in offered  # the client did offer it
+    assert accepted is None, f"the server negotiated {accepted}"
+    assert hello["type"] == "hello" and hello["camera_id"] == "gate"

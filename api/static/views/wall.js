@@ -15,9 +15,22 @@ const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the st
 const EVENTS_MS = 5000;
 const ACK_EVERY = 5; // fragments between acknowledgements (the server allows CCTV_LIVE_ACK_WINDOW in flight)
 
+/** Fragments (`moof` boxes) in a binary message of one or more whole `moof`+`mdat` fragments. */
+export function countFragments(buffer) {
+  const view = new DataView(buffer);
+  let count = 0;
+  for (let pos = 0; pos + 8 <= view.byteLength;) {
+    const size = view.getUint32(pos);
+    if (view.getUint32(pos + 4) === 0x6d6f6f66) count += 1; // "moof"
+    if (size < 8) break; // not a box stream this client knows (64-bit sizes are not used for fragments)
+    pos += size;
+  }
+  return count;
+}
+
 /**
  * One live stream in a <video>: WebSocket (token as the first message), MediaSource fed with the init segment and
- * then one fragment per frame, buffer trimmed, playhead kept near the live edge. Reconnects by itself (1 s doubling
+ * then the fragments (one per frame; one message may carry several, appended together), buffer trimmed, playhead kept near the live edge. Reconnects by itself (1 s doubling
  * to 15 s) except when the server refuses the camera (4403/4404/4422) or the session (4401).
  */
 export class LivePlayer {
@@ -83,6 +96,7 @@ export class LivePlayer {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.received = 0;
+    this.acked = 0;
     ws.addEventListener("open", () => ws.send(JSON.stringify({ token: getToken() })));
     ws.addEventListener("message", (event) => {
       if (this.ws !== ws) return;
@@ -137,10 +151,16 @@ export class LivePlayer {
       this.newMedia(buffer);
       return;
     }
-    this.received += 1; // flow control: the server keeps at most a window of unacknowledged fragments in flight
-    if (this.received % ACK_EVERY === 0 && this.ws) this.ws.send(JSON.stringify({ ack: this.received }));
+    // flow control: the server keeps at most a window of unacknowledged fragments in flight; a message may carry
+    // several fragments (sent together when this viewer fell a little behind): each one counts
+    const fragments = countFragments(buffer);
+    this.received += fragments;
+    if (this.received - this.acked >= ACK_EVERY && this.ws) {
+      this.acked = this.received;
+      this.ws.send(JSON.stringify({ ack: this.received }));
+    }
     if (!this.mediaSource) return;
-    this.stats.fragments += 1;
+    this.stats.fragments += fragments;
     this.stats.bytes += buffer.byteLength;
     this.pending.push(buffer);
     if (this.pending.length > MAX_PENDING) { // the decoder cannot keep up: start again from a keyframe

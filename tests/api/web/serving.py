@@ -21,13 +21,16 @@ def free_port() -> int:
 
 @contextmanager
 def served(app: Any, name: str, join_timeout_s: float = 20.0) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port (WebSocket pings off) in a daemon thread named ``name``;
-    yields its base URL once it accepts connections and stops it on exit."""
+    """``app`` served by uvicorn on a free loopback port (WebSocket pings and permessage-deflate off, as
+    pipeline.service serves it) in a daemon thread named ``name``; yields its base URL once it accepts connections
+    and stops it on exit."""
     import uvicorn
+
+    from pipeline.service import API_SERVER_OPTIONS
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws_ping_interval=None))
+                                           ws_ping_interval=None, **API_SERVER_OPTIONS))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     try:

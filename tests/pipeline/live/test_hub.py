@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import Config, parse_config
 from pipeline.live.fmp4 import Fmp4Splitter, Fragment, InitSegment
-from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
+from pipeline.live.hub import LiveHub, LiveSettings, LiveSource, StatusMessage, Viewer
 from pipeline.secrets import clear_registered_secrets, secret_forms
 from pipeline.testcams import TestCameraServer, cached_transcode
 from tests.pipeline.ingest.conftest import gst_rtsp_server  # noqa: F401 - fixture
@@ -108,7 +108,9 @@ def test_two_viewers_one_upstream_slow_viewer_dropped_to_next_keyframe(cams: Tes
             hub.unsubscribe(viewer)
         deadline = asyncio.get_running_loop().time() + 30
         while hub.upstream_pids() or hub_ffmpegs():
-            assert asyncio.get_running_loop().time() < deadline, "upstream not stopped after the last viewer"
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"upstream not stopped after the last viewer: {hub.upstream_pids()}, " \
+                f"{[(p.pid, p.status()) for p in hub_ffmpegs()]}, {source.status}, {source._task}"
             await asyncio.sleep(0.2)
         assert source.status == "idle"
         await hub.close()
@@ -229,3 +231,76 @@ def test_h265_camera_without_sub_stream_is_transcoded_within_the_limit(shared_di
             assert hub.transcodes == 0
 
         asyncio.run(run())
+
+
+def test_a_preloaded_stream_runs_without_viewers_serves_a_first_viewer_from_its_cache_and_recovers(
+        cams: TestCameraServer) -> None:
+    """Preload (go2rtc's ``preload``): the upstream runs with no viewer, at most ``preload_max`` of them; a first
+    viewer finds the init segment and a keyframe fragment already queued when it subscribes; the last viewer
+    leaving starts no linger; a camera outage is retried without viewers; leaving the preload set stops it."""
+    async def run() -> None:
+        hub = LiveHub(config_for(cams), LiveSettings(linger_s=0.5, preload_max=1, backoff_initial_s=0.5,
+                                                     backoff_max_s=1.0, stall_s=3.0, connect_timeout_s=3.0))
+        assert hub.set_preload([("nope", "main"), ("gate", "main"), ("lobby", "main")]) == ["gate/main"]  # the cap
+        source = hub.sources[("gate", "main")]
+        await until(lambda: source.status == "live" and source.gop and source.gop[0].key, "a preloaded upstream")
+        assert not source.viewers and source.sessions == 1 and hub.preloaded() == ["gate/main"]
+        assert [p.pid for p in hub_ffmpegs()] == hub.upstream_pids() == [source.pid]
+        assert source.info()["preloaded"] and source.info()["startup"]["first_fragment_s"] > 0
+        viewer = hub.subscribe("gate")
+        # already queued when subscribe returns: no wait for ffmpeg, RTSP or the camera's next keyframe
+        assert isinstance(viewer.pop(), InitSegment)
+        first = viewer.pop()
+        assert isinstance(first, Fragment) and first.key
+        hub.unsubscribe(viewer)
+        assert source._linger is None and source._task is not None and not source._task.done()
+        cams.stop_stream("cam2")  # an outage with nobody watching: retried by itself
+        try:
+            await until(lambda: source.status == "offline", "the preloaded camera seen offline")
+        finally:
+            cams.start_stream("cam2")
+        await until(lambda: source.status == "live" and source.sessions >= 2, "the preloaded camera back", 90)
+        assert hub.set_preload([]) == [] and not source.preloaded
+        await until(lambda: not hub.upstream_pids() and not hub_ffmpegs() and source.status == "idle",
+                    "the upstream stopped after leaving the preload set",
+                    state=lambda: (hub.upstream_pids(), [(p.pid, p.status()) for p in hub_ffmpegs()], source.status,
+                                   source._task, source._linger))
+        hub.set_preload([("lobby", "sub")])  # the hub's shutdown stops preloaded upstreams too
+        await until(lambda: hub.upstream_pids(), "the sub-stream preloaded")
+        await hub.close()
+        assert not hub.upstream_pids() and not hub_ffmpegs()
+
+    asyncio.run(run())
+
+
+async def until(predicate, what: str, timeout_s: float = 60.0, state=None) -> None:
+    """Poll ``predicate`` in the event loop until it is truthy (generous: CI is a loaded 2-core machine);
+    ``state()`` says what was seen instead."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"timed out waiting for {what}" + (f": {state()}" if state else "")
+        await asyncio.sleep(0.1)
+
+
+def test_queued_fragments_are_taken_together_up_to_the_count_bytes_and_the_next_message() -> None:
+    """What one WebSocket message of a viewer that fell behind carries: the fragments at the head of its queue, at
+    most ``max_count`` and ``max_bytes``, never past an init segment or status message, counted as sent."""
+    async def run() -> None:
+        config = parse_config("cameras:\n  - {id: x, name: X, url: 'rtsp://127.0.0.1:9/x'}\n")
+        source = LiveSource(camera=config.cameras[0], variant="main", hub=LiveHub(config))
+        viewer = Viewer(source, max_fragments=50, max_bytes=2**20)
+        frags = [Fragment(data=bytes([i]) * 100, key=i == 0, decode_time=i, samples=1) for i in range(6)]
+        for fragment in frags[:4]:
+            viewer.offer(fragment)
+        viewer.offer_status(StatusMessage("live"))
+        for fragment in frags[4:]:
+            viewer.offer(fragment)
+        assert viewer.pop() is frags[0]
+        assert viewer.pop_fragments(10, 250) == frags[1:3]  # the bytes cap: two more of 100 bytes
+        assert viewer.pop_fragments(10, 2**20) == frags[3:4]  # stops at the status message
+        assert isinstance(viewer.pop(), StatusMessage)
+        assert viewer.pop_fragments(1, 2**20) == frags[4:5]  # the count cap
+        assert viewer.sent_fragments == 5 and viewer.queued_fragments == 1 and viewer.sent_bytes == 500
+
+    asyncio.run(run())
