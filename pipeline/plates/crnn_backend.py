@@ -145,12 +145,14 @@ class CrnnPlateReader:
             layout=layout,
         )
 
-    def read_batch(self, crops: list[np.ndarray], layouts: list[str] | None = None) -> list[PlateRead]:
+    def read_batch(self, crops: list[np.ndarray], layouts: list[str] | None = None,
+                   outputs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] | None = None) -> list[PlateRead]:
         """Read BGR plate crops of any size (batched inference, per-crop decoding).
 
         ``layouts``: per crop ``car``, ``motorcycle`` or ``auto`` (both forms read, the better kept); None reads
         every crop ``auto`` (a caller that does not know the layout gets motorcycle plates read too; the engine
         always says, from the rectifier). A model trained without motorcycle plates reads every crop as a car plate.
+        ``outputs``, when given, receives the network's outputs per (crop index, form) for :meth:`read_views`.
         """
         if not crops:
             return []
@@ -161,6 +163,8 @@ class CrnnPlateReader:
         cps, pps = self.infer([crops[i] for i, _ in jobs], [lay for _, lay in jobs])
         reads: list[PlateRead | None] = [None] * len(crops)
         for (i, lay), cp, pp in zip(jobs, cps, pps, strict=True):
+            if outputs is not None:
+                outputs[(i, lay)] = (cp, pp)
             rd = self.decode(cp, pp, lay)
             if reads[i] is None or (rd.valid, rd.confidence) > (reads[i].valid, reads[i].confidence):
                 reads[i] = rd
@@ -169,23 +173,30 @@ class CrnnPlateReader:
                 reads[i] = _empty_read()
         return [r if r is not None else _empty_read() for r in reads]
 
-    def read_views(self, views: list[list[np.ndarray]], layouts: list[str] | None = None) -> list[PlateRead]:
+    def read_views(self, views: list[list[np.ndarray]], layouts: list[str] | None = None,
+                   known: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] | None = None) -> list[PlateRead]:
         """Read each plate from several views of it (the same plate framed slightly differently, see
         :mod:`pipeline.plates.second_read`): every view goes through the network in one batch, the grammar-valid
         candidates of the first view's beam are rescored by their mean CTC log-likelihood under all the views, and
         the best wins (confidence: the geometric mean of its probabilities; per-character confidences of the
         first view's alignment; province probabilities averaged over the views). ``layouts`` as in
-        :meth:`read_batch`; a plate without a valid candidate gets its first view's read."""
+        :meth:`read_batch`; a plate without a valid candidate gets its first view's read. ``known``: network outputs
+        of first views already read, per (plate index, form), as :meth:`read_batch` leaves them in ``outputs``."""
         wanted = [self._layout(lay) for lay in (layouts or [AUTO] * len(views))]
+        known = known or {}
         jobs: list[tuple[int, str, int]] = []  # plate, layout, view
         for i, (vs, lay) in enumerate(zip(views, wanted, strict=True)):
             for form in ((CAR, MOTORCYCLE) if lay == AUTO else (lay,)):
                 jobs += [(i, form, v) for v in range(len(vs))]
-        cps, pps = self.infer([views[i][v] for i, _, v in jobs], [form for _, form, _ in jobs])
+        out = {job: known[job[:2]] for job in jobs if job[2] == 0 and job[:2] in known}
+        todo = [k for k, job in enumerate(jobs) if job not in out]
+        if todo:
+            cps, pps = self.infer([views[jobs[k][0]][jobs[k][2]] for k in todo], [jobs[k][1] for k in todo])
+            out.update({jobs[k]: (cp, pp) for k, cp, pp in zip(todo, cps, pps, strict=True)})
         reads: list[PlateRead | None] = [None] * len(views)
         for i, form in dict.fromkeys((i, form) for i, form, _ in jobs):
-            rows = [k for k, job in enumerate(jobs) if job[:2] == (i, form)]
-            rd = self._rescore(cps[rows], pps[rows], form)
+            mine = [out[job] for job in jobs if job[:2] == (i, form)]
+            rd = self._rescore(np.stack([m[0] for m in mine]), np.stack([m[1] for m in mine]), form)
             if reads[i] is None or (rd.valid, rd.confidence) > (reads[i].valid, reads[i].confidence):
                 reads[i] = rd
         return [r if r is not None else _empty_read() for r in reads]

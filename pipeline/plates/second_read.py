@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from pipeline.plates.geometry import expand_quad, rectify
-from pipeline.plates.layout import CAR, REGISTRATION_SHARE
+from pipeline.plates.layout import CAR, MOTORCYCLE, REGISTRATION_SHARE
 from pipeline.plates.rectifier import RectifiedPlate, plate_margin
 
 SECOND_READ_BELOW = 0.9
@@ -107,14 +107,17 @@ def read_plates(reader: Any, crops: list[np.ndarray], rectified: list[RectifiedP
     the ``rectifier``, a plate still unread (:func:`unread`) is also read turned a quarter both ways (:func:`turned_reads`), that read kept when valid, more probable and at least
     :data:`TURNED_MIN`."""
     images = [r.image for r in rectified] if rectified is not None else crops
-    reads = list(reader.read_batch(images, layouts))
     if not second_read or rectified is None or not hasattr(reader, "read_views"):
-        return reads
+        return list(reader.read_batch(images, layouts))
+    outputs: dict[tuple[int, str], Any] = {}
+    reads = list(reader.read_batch(images, layouts, outputs=outputs))
     due = [i for i, rd in enumerate(reads) if needs_second_read(rd, rectified[i], below)]
     if not due:
         return reads
     views = [[rectified[i].image, *margin_views(crops[i], rectified[i])] for i in due]
-    again = reader.read_views(views, [layouts[i] for i in due])
+    known = {(k, form): outputs[(i, form)] for k, i in enumerate(due) for form in (CAR, MOTORCYCLE)
+             if (i, form) in outputs}
+    again = reader.read_views(views, [layouts[i] for i in due], known=known)
     for i, rd in zip(due, again, strict=True):
         if rd.valid:  # else no view found a valid registration: the first read stays
             reads[i] = rd
