@@ -179,3 +179,18 @@ def test_only_unread_plates_in_crops_large_enough_get_the_turned_look() -> None:
     big, small = np.zeros((60, 30, 3), np.uint8), np.zeros((26, 19, 3), np.uint8)
     assert unread(bad, big) and unread(invalid, big)
     assert not unread(good, big) and not unread(bad, small)
+
+
+def test_read_views_reuses_the_first_views_outputs(reader: Any, rectifier: PlateRectifier, shared_dir: Path) -> None:
+    """Outputs left by ``read_batch`` stand in for the first view: the same reads, one network pass fewer each."""
+    crops, _ = held_out(shared_dir, "plates_thai_moto", 0.5, every=6)
+    rectified = rectifier.rectify_batch(crops)
+    views = [[r.image, *margin_views(c, r)] for c, r in zip(crops, rectified, strict=True)]
+    layouts = ["motorcycle"] * (len(crops) - 1) + ["auto"]
+    outputs: dict[tuple[int, str], Any] = {}
+    reader.read_batch([v[0] for v in views], layouts, outputs=outputs)
+    assert set(outputs) >= {(len(crops) - 1, "car"), (len(crops) - 1, "motorcycle"), (0, "motorcycle")}
+    fresh = reader.read_views(views, layouts)
+    reused = reader.read_views(views, layouts, known=outputs)
+    assert [(r.text, r.layout) for r in reused] == [(r.text, r.layout) for r in fresh]
+    np.testing.assert_allclose([r.confidence for r in reused], [r.confidence for r in fresh], rtol=1e-4)
