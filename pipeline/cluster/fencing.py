@@ -50,6 +50,10 @@ vehicle in view at the hand-over is seen in the first seconds of the new capture
 MERGE_GAP_S = 20.0
 """... and joins it to an old holder's event of the same plate that ended at most this long before the track began
 (the kill, the lease TTL running out, the new capture's start, and the old event's last update before the kill)."""
+MERGE_PLATE_DISTANCE = 1.0
+"""Largest plate distance (:func:`pipeline.search.fuzzy.plate_distance`, look-alikes cheaper) between the old and
+the new holder's reads of one vehicle: one character read differently (two close plates of different vehicles on one
+camera within the window would be joined: one character is the risk taken)."""
 MERGE_LOOKBACK_S = 900.0
 """How far back (frame time of the best read) an old holder's event of the same plate is looked for."""
 _READ_FIELDS = ("plate_text", "province", "province_latin", "confidence", "candidates", "agreeing_frames",
@@ -139,7 +143,8 @@ class HandoverMerger:
 
     - this host's token of the camera is not its first (another worker held it) and the track started at most
       :data:`MERGE_WINDOW_S` after the token was issued (the vehicle was in view around the hand-over);
-    - the store holds an event of the same camera and the same (normalised) plate text whose best read was
+    - the store holds an event of the same camera and the same plate (normalised; or within
+      :data:`MERGE_PLATE_DISTANCE`, found through the store's fuzzy index, the exact plate first) whose best read was
       captured before this host's token was issued (so by an earlier holder) and that ended at most
       :data:`MERGE_GAP_S` before this track started.
 
@@ -217,21 +222,38 @@ class HandoverMerger:
             if code is None:
                 return None
             code = code.decode() if isinstance(code, bytes) else str(code)
-            members = self.client.zrevrangebyscore(keys.plate_sightings(plate), issued, issued - MERGE_LOOKBACK_S,
-                                                   start=0, num=32)  # fmt: skip
-            for member in members:
-                text = member.decode() if isinstance(member, bytes) else str(member)
-                sid, _, rest = text.partition("|")
-                if rest.split("|", 1)[0] != code:
-                    continue
-                found = self.client.xrange(keys.PLATE_STREAM, sid, sid)
-                if not found:
-                    continue
-                old = decode(PlateEvent, found[0][1])
-                if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.gap_s:
-                    return old
+            for candidate in self._plates_near(plate):
+                found = self._old_event(candidate, code, event, issued)
+                if found is not None:
+                    return found
         except (redis.RedisError, OSError, ValueError) as exc:
             logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)
+        return None
+
+    def _plates_near(self, plate: str) -> list[str]:
+        """``plate`` and the stored plates within :data:`MERGE_PLATE_DISTANCE` of it, nearest first (at most 8)."""
+        from pipeline.search.fuzzy import deletion_variants, fold, plate_distance
+
+        raw = self.client.sunion([keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))])
+        near = {(r.decode() if isinstance(r, bytes) else str(r)) for r in raw} - {plate}
+        scored = sorted((plate_distance(plate, p), p) for p in near)
+        return [plate] + [p for d, p in scored if d <= MERGE_PLATE_DISTANCE][:7]
+
+    def _old_event(self, plate: str, code: str, event: PlateEvent, issued: float) -> PlateEvent | None:
+        """The newest event of ``plate`` on the event's camera seen before ``issued`` and ended within the gap."""
+        members = self.client.zrevrangebyscore(keys.plate_sightings(plate), issued, issued - MERGE_LOOKBACK_S,
+                                               start=0, num=32)  # fmt: skip
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            sid, _, rest = text.partition("|")
+            if rest.split("|", 1)[0] != code:
+                continue
+            found = self.client.xrange(keys.PLATE_STREAM, sid, sid)
+            if not found:
+                continue
+            old = decode(PlateEvent, found[0][1])
+            if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.gap_s:
+                return old
         return None
 
 

@@ -166,3 +166,22 @@ def test_a_less_confident_read_after_the_hand_over_keeps_the_old_read(client: re
     kept = decode(PlateEvent, fields)
     assert (kept.event_id, kept.version, kept.confidence, kept.snapshot_path, kept.ended_at) == (
         seen.event_id, 2, 0.95, "a.jpg", issued_b + 2)
+
+
+def test_a_read_one_character_off_is_the_same_vehicle_two_are_not(client: redis.Redis, tmp_path: Path) -> None:
+    leases = LeaseStore(client)
+    token_a = leases.acquire("cam", "w-a", 60_000)
+    a = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-a", 1 << 20), {"cam": token_a}.get)
+    seen = plate("cam", time.time() - 2, "1กข1234")
+    assert a.publish("plate", seen)
+    token_b, issued_b = hand_over(client, "cam")
+    b = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-b", 1 << 20), {"cam": token_b}.get,
+                        merger=HandoverMerger(client))  # fmt: skip
+
+    def track(text: str, n: int) -> PlateEvent:
+        return PlateEvent(camera_id="cam", track_id=n, started_at=issued_b + 0.2 * n, ended_at=issued_b + 2,
+                          frame_time=issued_b + 1, plate_text=text, confidence=0.9)  # fmt: skip
+
+    off_by_one, far = track("1กข1284", 1), track("1กข5678", 2)
+    assert b.publish("plate", off_by_one) and b.publish("plate", far)
+    assert stored_ids(client) == {seen.event_id, far.event_id}  # 1234 / 1284: one vehicle; 5678: another
