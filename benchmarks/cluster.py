@@ -1,7 +1,7 @@
 """Many servers, one control room: Redis failover, worker hand-over, events lost or duplicated, and capacity.
 
-Usage: ``python -m benchmarks.cluster [--failovers 5] [--handovers 5] [--cameras 6] [--workers 3]
-[--throughput-json PATH] [--json OUT] [--plot PNG]``
+Usage: ``python -m benchmarks.cluster [--failovers 5] [--handovers 5] [--cameras 6] [--plate-cameras 3]
+[--plate-fps 2] [--workers 3] [--throughput-json PATH] [--json OUT] [--plot PNG]``
 
 1. **Redis failover** (needs root and ``ip netns``; the hosts of ``tests/cluster/netns.py``): three Redis hosts
    (primary + two replicas, ``min-replicas-to-write 1``) with a Sentinel each (``down-after-milliseconds``
@@ -12,16 +12,32 @@ Usage: ``python -m benchmarks.cluster [--failovers 5] [--handovers 5] [--cameras
    old primary (it rejoins as a replica) before the next round. At the end every event id is counted on the final
    primary: ``events_lost`` = made - stored, ``events_duplicated`` = stream entries - distinct ids.
 2. **Worker hand-over** (``pipeline run --role worker`` processes of :mod:`pipeline.cluster` on one Redis, real
-   loopback RTSP cameras, record-only so that no models load): each round SIGKILLs the worker holding the most
-   cameras and times, per camera, until its lease is held elsewhere and until it is ``online`` on its new worker
+   loopback RTSP cameras): ``--cameras`` record-only cameras and ``--plate-cameras`` analysed ones (plate analytics,
+   ``--plate-fps``) on a looping clip made from the Bangkok dashcam footage: the 17.5 s in which the pickup with the
+   legible Thai plate drives ahead, then 45 s of black (:func:`plate_clip`), so each passage of the plate is one
+   vehicle visit, 45 s away from the next. Each round waits until a plate camera has just published the pickup
+   (an event at most 4 s old, whose track began at most 9 s ago: the vehicle stays in view ~8 s more), SIGKILLs
+   the worker holding that camera (without plate cameras: the worker holding the most cameras) and times, per
+   camera, until its lease is held elsewhere and until it is ``online`` on its new worker
    (:func:`pipeline.cluster.measure.wait_handover`); the killed worker is started again before the next round.
-   ``handover_p50_s`` / ``handover_p95_s`` are over the rounds' slowest camera (online).
+   ``handover_p50_s`` / ``handover_p95_s`` are over the rounds' slowest camera (online). Events across a
+   hand-over, per round, once the passage is over:
+
+   - *lost*: an event stored before the kill (acknowledged to the old holder) that is not in the stream exactly
+     once at the end of the run;
+   - *duplicated*: an event of a killed worker's plate camera whose track began within 40 s after the kill (the new
+     holder's, same visit) with a plate within distance 1.5 of an event of the old holder's (a track begun before
+     the kill, seen until at most 15 s before it: the same visit) under another event id; plus any event id
+     stored twice in the stream;
+   - *merged*: an old holder's event of that visit whose end moved past the kill (+3 s) under the same id: updated
+     by the new holder's track (:class:`pipeline.cluster.fencing.HandoverMerger`), one event across the hand-over.
 3. **Capacity**: from a ``benchmarks.throughput`` JSON (``--throughput-json``; measured CPU per analysed frame of the
    whole service, and of the model stages), how many 2-core servers like this one, and how many GPU servers of the
    stated kind (assumptions printed with the table), a city of ``--city-cameras`` (500) needs at ``--fps``.
 
-Prints a table, writes ``--json`` (``handover_p95_s``, ``events_lost``, ``events_duplicated``, ``failover_s``, ...)
-and a PNG plot (default next to the JSON).
+Prints a table, writes ``--json`` (``handover_p95_s``, ``events_lost``, ``events_duplicated`` (failovers and
+hand-overs together; ``events_lost_failover``, ``events_lost_handover``, ... apart), ``failover_s``, ...) and a PNG
+plot (default next to the JSON).
 """
 
 from __future__ import annotations
@@ -42,6 +58,19 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = "short_hamilton_clip"
+PLATE_SOURCE = "thai_bangkok_night_dashcam_bus.mp4"
+PLATE_CLIP = "plate_pass"
+PLATE_FROM_S, PLATE_PASS_S, PLATE_GAP_S = 6.5, 17.5, 45.0
+"""The pickup with the legible plate drives ahead from 6.5 s of the source for 17.5 s; then 45 s of black (longer
+than the hand-over merge's 20 s gap: a merge of two visits would count as lost visits, not hide as one)."""
+SAME_VISIT_S = 40.0
+"""A track that began less than this after the kill saw the visit in view at the kill (the next one begins ~50 s
+after the kill at the earliest)."""
+VISIT_SEEN_S = 15.0
+"""An old holder's event that ended less than this before the kill saw the visit in view at the kill (the previous
+visit ended ~50 s before it)."""
+PLATE_MATCH = 1.5
+"""Largest plate distance (:func:`pipeline.search.fuzzy.plate_distance`) between two reads of one vehicle."""
 
 # -- capacity assumptions (stated in the output) -------------------------------------------------------------------
 SERVER_CORES = 2
@@ -169,19 +198,120 @@ def _wait(condition: Any, timeout_s: float, what: str) -> None:
     raise TimeoutError(f"{what} not reached within {timeout_s:.0f} s")
 
 
-def run_handovers(rounds: int, cameras: int, workers: int, work: Path) -> dict[str, Any]:
-    """Kill the busiest worker ``rounds`` times; see the module docstring."""
+def plate_clip(videos_dir: Path) -> Path:
+    """The looping plate footage (see the module docstring), made once into the test cameras' cache folder."""
+    from pipeline.testcams import DEFAULT_CACHE_DIR, ffmpeg_into
+
+    source = videos_dir / PLATE_SOURCE
+    stat = source.stat()
+    target = DEFAULT_CACHE_DIR / (f"{PLATE_CLIP}.{PLATE_FROM_S:g}-{PLATE_PASS_S:g}-{PLATE_GAP_S:g}."
+                                  f"{stat.st_size}-{int(stat.st_mtime)}.mp4")
+    if target.exists():
+        return target
+    DEFAULT_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    progress(f"making the plate clip ({PLATE_PASS_S:g} s of {PLATE_SOURCE}, {PLATE_GAP_S:g} s of black; once)")
+    graph = ("[0:v]fps=25,scale=960:540,setsar=1[a];[1:v]setsar=1[b];[a][b]concat=n=2:v=1:a=0[v]")
+    return ffmpeg_into(target, ["-ss", str(PLATE_FROM_S), "-t", str(PLATE_PASS_S), "-i", str(source), "-f", "lavfi",
+                                "-t", str(PLATE_GAP_S), "-i", "color=c=black:s=960x540:r=25",
+                                "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast",
+                                "-g", "25", "-pix_fmt", "yuv420p"], "making the plate clip")
+
+
+def _camera_videos(work: Path, plates: bool) -> Path:
+    """A videos folder for the test cameras: the short clip, and the plate clip when plate cameras run."""
+    from pipeline.settings import get_settings
+
+    videos = get_settings().videos_dir
+    folder = work / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{CLIP}.mp4").symlink_to(Path(videos) / f"{CLIP}.mp4")
+    if plates:
+        (folder / f"{PLATE_CLIP}.mp4").symlink_to(plate_clip(Path(videos)))
+    return folder
+
+
+def _config_text(record_ids: list[str], plate_ids: list[str], cams: Any, plate_fps: float) -> str:
+    lines = ["cluster: {lease_ttl_s: 5, renew_interval_s: 1.5, rebalance_interval_s: 3, orphan_grace_s: 2}\n",
+             "ingest: {stall_timeout_s: 5, backoff_initial_s: 0.5, backoff_max_s: 2, segment_seconds: 10}\n",
+             "engine: {device: cpu, publish_after_s: 3, metrics_port: 0}\n", "cameras:\n"]
+    lines += [f"  - {{id: {c}, name: {c}, url: '{cams.url(CLIP)}', analytics: {{plates: false, faces: false}}}}\n"
+              for c in record_ids]
+    lines += [f"  - {{id: {c}, name: {c}, url: '{cams.url(PLATE_CLIP)}', analysis_fps: {plate_fps:g}, "
+              f"analytics: {{plates: true, faces: false}}}}\n" for c in plate_ids]
+    return "".join(lines)
+
+
+def _plate_events(client: Any) -> list[Any]:
+    """Every plate event in the stream (one entry per event: the current version)."""
+    from pipeline.events import PlateEvent
+    from pipeline.store import keys
+    from pipeline.store.codec import decode
+
+    return [decode(PlateEvent, fields) for _sid, fields in client.xrange(keys.PLATE_STREAM)]
+
+
+def _vehicle_in_view(client: Any, plate_ids: list[str], timeout_s: float) -> str | None:
+    """A plate camera that has just published a vehicle still in view (see the module docstring), or None."""
+    from pipeline.events import PlateEvent
+    from pipeline.store import keys
+    from pipeline.store.codec import decode
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = time.time()
+        for _sid, fields in client.xrevrange(keys.PLATE_STREAM, count=50):
+            event = decode(PlateEvent, fields)
+            if (event.camera_id in plate_ids and event.plate_text and now - event.ended_at <= 4.0
+                    and now - event.started_at <= 9.0):
+                return event.camera_id
+        time.sleep(0.3)
+    return None
+
+
+def _brief(event: Any, t0: float) -> list[Any]:
+    """An event in a few words: id tail, version, plate, start and end from ``t0``."""
+    return [event.event_id[-6:], event.version, event.plate_text, round(event.started_at - t0, 1),
+            round(event.ended_at - t0, 1)]
+
+
+def handover_events(before: list[Any], after: list[Any], cameras: list[str], killed_at: float) -> dict[str, Any]:
+    """One round's events across the hand-over of ``cameras`` (see the module docstring; lost is counted at the
+    end of the run)."""
+    from pipeline.search.fuzzy import plate_distance
+
+    out: dict[str, Any] = {"acked": len(before), "duplicated": [], "merged": [], "new_holder_events": 0,
+                           "detail": {}}
+    for cam in cameras:
+        # the old holder's events of the visit in view at the kill (stored before it, or just after by its engine)
+        old = [e for e in after if e.camera_id == cam and e.plate_text and e.started_at < killed_at
+               and e.ended_at >= killed_at - VISIT_SEEN_S]
+        new = [e for e in after if e.camera_id == cam and killed_at <= e.started_at < killed_at + SAME_VISIT_S]
+        out["new_holder_events"] += len(new)
+        for event in new:
+            if event.plate_text and any(plate_distance(o.plate_text, event.plate_text) <= PLATE_MATCH for o in old):
+                out["duplicated"].append({"camera": cam, "event_id": event.event_id, "plate": event.plate_text})
+        out["merged"] += [{"camera": cam, "event_id": o.event_id, "plate": o.plate_text, "version": o.version}
+                          for o in old if o.ended_at > killed_at + 3.0]  # updated by the new holder's track
+        out["detail"][cam] = {"old": [_brief(e, killed_at) for e in old], "new": [_brief(e, killed_at) for e in new]}
+    return out
+
+
+def run_handovers(rounds: int, cameras: int, workers: int, work: Path, plate_cameras: int = 0,
+                  plate_fps: float = 2.0) -> dict[str, Any]:  # fmt: skip
+    """Kill a worker ``rounds`` times; see the module docstring."""
     import redis
 
     from pipeline.cluster.configstore import push_config
     from pipeline.cluster.measure import camera_holders, wait_handover
-    from pipeline.settings import get_settings
+    from pipeline.store import keys
     from pipeline.testcams import TestCameraServer
 
     redis_proc, url = _start_redis(work)
     procs: dict[str, subprocess.Popen] = {}
-    ids = [f"cam-{i + 1:02d}" for i in range(cameras)]
-    slots = max(1, math.ceil(cameras / max(workers - 1, 1)))  # the others can take a lost worker's cameras
+    record_ids = [f"cam-{i + 1:02d}" for i in range(cameras)]
+    plate_ids = [f"plate-{i + 1:02d}" for i in range(plate_cameras)]
+    ids = record_ids + plate_ids
+    slots = max(1, math.ceil(len(ids) / max(workers - 1, 1)))  # the others can take a lost worker's cameras
 
     def start(worker_id: str) -> None:
         env = {**os.environ, "CCTV_REDIS_URL": url, "CCTV_RECORDINGS_DIR": str(work / worker_id),
@@ -195,29 +325,31 @@ def run_handovers(rounds: int, cameras: int, workers: int, work: Path) -> dict[s
     lease_s: list[float] = []
     online_s: list[float] = []
     per_camera: list[float] = []
+    events: list[dict[str, Any]] = []
+    acked_ids: set[str] = set()
     try:
         client = redis.Redis.from_url(url, socket_timeout=5)
         _wait(client.ping, 30, "Redis")
-        with TestCameraServer(get_settings().videos_dir, 0, codec="h264", names=[CLIP]) as cams:
-            lines = ["cluster: {lease_ttl_s: 5, renew_interval_s: 1.5, rebalance_interval_s: 3, orphan_grace_s: 2}\n",
-                     "ingest: {stall_timeout_s: 5, backoff_initial_s: 0.5, backoff_max_s: 2, segment_seconds: 10}\n",
-                     "cameras:\n"]
-            lines += [f"  - {{id: {c}, name: {c}, url: '{cams.url(CLIP)}', analytics: {{plates: false, faces: false}}}}\n"
-                      for c in ids]
-            push_config(client, "".join(lines))
+        with TestCameraServer(_camera_videos(work, bool(plate_ids)), 0, codec="h264",
+                              names=[CLIP] + ([PLATE_CLIP] if plate_ids else [])) as cams:
+            push_config(client, _config_text(record_ids, plate_ids, cams, plate_fps))
             names = [f"w-{i + 1}" for i in range(workers)]
             for name in names:
                 start(name)
-            progress(f"{workers} workers ({slots} slots each), {cameras} record-only cameras")
+            progress(f"{workers} workers ({slots} slots each), {cameras} record-only cameras, {plate_cameras} plate "
+                     f"cameras at {plate_fps:g} fps")
             for i in range(rounds):
                 _wait(lambda: all(camera_holders(client, ids).values()) and
-                      len(set(camera_holders(client, ids).values())) == workers, 240,
+                      len(set(camera_holders(client, ids).values())) == workers, 300,
                       "every camera held and every worker holding some")
-                _wait(lambda: all(_online(client, c) for c in ids), 240, "every camera online")
+                _wait(lambda: all(_online(client, c) for c in ids), 300, "every camera online")
+                in_view = _vehicle_in_view(client, plate_ids, 150) if plate_ids else None
                 held = camera_holders(client, ids)
-                victim = max(names, key=lambda w: sum(1 for h in held.values() if h == w))
+                victim = held[in_view] if in_view else max(names, key=lambda w: sum(1 for h in held.values() if h == w))
                 cams_lost = [c for c, h in held.items() if h == victim]
-                started = time.monotonic()
+                before = _plate_events(client)
+                acked_ids |= {e.event_id for e in before}
+                started, killed_at = time.monotonic(), time.time()
                 procs[victim].send_signal(signal.SIGKILL)
                 procs[victim].wait(timeout=30)
                 leased = wait_handover(client, cams_lost, victim, online=False, timeout_s=120, started=started)
@@ -228,9 +360,23 @@ def run_handovers(rounds: int, cameras: int, workers: int, work: Path) -> dict[s
                 lease_s.append(max(leased.values()))
                 online_s.append(max(online.values()))
                 per_camera += list(online.values())
-                progress(f"hand-over {i + 1}/{rounds}: {victim} killed with {len(cams_lost)} cameras; leased "
-                         f"elsewhere after {lease_s[-1]:.1f} s, online after {online_s[-1]:.1f} s")
+                progress(f"hand-over {i + 1}/{rounds}: {victim} killed with {len(cams_lost)} cameras"
+                         f"{f' (vehicle in view on {in_view})' if in_view else ''}; leased elsewhere after "
+                         f"{lease_s[-1]:.1f} s, online after {online_s[-1]:.1f} s")
+                if plate_ids:  # the visit is over, its tracks ended and published, before counting
+                    time.sleep(max(0.0, killed_at + PLATE_PASS_S + 12.0 - time.time()))
+                    round_events = handover_events(before, _plate_events(client),
+                                                   [c for c in cams_lost if c in plate_ids], killed_at)
+                    round_events |= {"round": i + 1, "camera_in_view": in_view}
+                    events.append(round_events)
+                    progress(f"  events: {round_events['acked']} stored before the kill, "
+                             f"{len(round_events['merged'])} updated by the new holder (vehicle in view, one event), "
+                             f"{len(round_events['duplicated'])} published twice")
                 start(victim)  # the host comes back (its old children stopped when their parent died)
+            entries: dict[str, int] = {}
+            for _sid, fields in client.xrange(keys.PLATE_STREAM):
+                event_id = (fields.get(b"event_id") or b"").decode()
+                entries[event_id] = entries.get(event_id, 0) + 1
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -242,8 +388,16 @@ def run_handovers(rounds: int, cameras: int, workers: int, work: Path) -> dict[s
                 proc.kill()
         redis_proc.terminate()
         redis_proc.wait(timeout=30)
-    return {"rounds": rounds, "cameras": cameras, "workers": workers, "lease_ttl_s": 5.0,
-            "handover_lease_s": lease_s, "handover_online_s": online_s, "per_camera_online_s": per_camera}
+    lost = sorted(e for e in acked_ids if entries.get(e, 0) != 1)
+    twice = sorted(e for e, n in entries.items() if n > 1)
+    duplicated = sum(len(r["duplicated"]) for r in events) + len(twice)
+    return {"rounds": rounds, "cameras": cameras, "plate_cameras": plate_cameras, "plate_fps": plate_fps,
+            "workers": workers, "lease_ttl_s": 5.0, "handover_lease_s": lease_s, "handover_online_s": online_s,
+            "per_camera_online_s": per_camera, "events_acked_before_kills": len(acked_ids),
+            "events_lost": len(lost) if plate_ids else None, "lost_ids": lost[:50],
+            "events_duplicated": duplicated if plate_ids else None, "ids_stored_twice": twice[:50],
+            "vehicles_in_view_merged": sum(len(r["merged"]) for r in events) if plate_ids else None,
+            "event_rounds": events}
 
 
 def _online(client: Any, camera_id: str) -> bool:
@@ -310,9 +464,16 @@ def flat(failover: dict[str, Any] | None, handover: dict[str, Any] | None,
         "failover_max_s": round(max(f_times), 3) if f_times else None,
         "failover_rounds": f_times,
         "write_gap_s": (failover or {}).get("write_gap_s"),
-        "events_lost": (failover or {}).get("events_lost"),
-        "events_duplicated": (failover or {}).get("events_duplicated"),
+        "events_lost": _sum((failover or {}).get("events_lost"), (handover or {}).get("events_lost")),
+        "events_duplicated": _sum((failover or {}).get("events_duplicated"),
+                                  (handover or {}).get("events_duplicated")),  # fmt: skip
+        "events_lost_failover": (failover or {}).get("events_lost"),
+        "events_duplicated_failover": (failover or {}).get("events_duplicated"),
+        "events_lost_handover": (handover or {}).get("events_lost"),
+        "events_duplicated_handover": (handover or {}).get("events_duplicated"),
         "events_made": (failover or {}).get("events_made"),
+        "handover_events_acked": (handover or {}).get("events_acked_before_kills"),
+        "handover_vehicles_in_view_merged": (handover or {}).get("vehicles_in_view_merged"),
         "handover_p50_s": _round(percentile(online, 50)),
         "handover_p95_s": _round(percentile(online, 95)),
         "handover_lease_p95_s": _round(percentile(lease, 95)),
@@ -320,6 +481,12 @@ def flat(failover: dict[str, Any] | None, handover: dict[str, Any] | None,
         "failover": failover, "handover": handover, "capacity": cap, "notes": notes,
     }
     return out
+
+
+def _sum(*values: int | None) -> int | None:
+    """Sum of the measured values (None when none was measured)."""
+    measured = [v for v in values if v is not None]
+    return sum(measured) if measured else None
 
 
 def _round(value: float | None) -> float | None:
@@ -337,8 +504,16 @@ def print_table(result: dict[str, Any]) -> None:
             ("Redis failover, worst round", fmt(result["failover_max_s"]) + " s"),
             ("publisher storing directly again (rounds)", ", ".join(f"{g:.1f}" for g in result["write_gap_s"] or [])
              + " s"),
-            ("events made / lost / duplicated", f"{fmt(result['events_made'])} / {fmt(result['events_lost'])} / "
-                                                 f"{fmt(result['events_duplicated'])}"),
+            ("Redis failovers: events made / lost / duplicated",
+             f"{fmt(result['events_made'])} / {fmt(result['events_lost_failover'])} / "
+             f"{fmt(result['events_duplicated_failover'])}"),
+            ("worker hand-overs: events stored before the kills / lost / duplicated",
+             f"{fmt(result['handover_events_acked'])} / {fmt(result['events_lost_handover'])} / "
+             f"{fmt(result['events_duplicated_handover'])}"),
+            ("worker hand-overs: vehicle in view, kept as one event (merged)",
+             fmt(result["handover_vehicles_in_view_merged"])),
+            ("events lost / duplicated, all together", f"{fmt(result['events_lost'])} / "
+                                                       f"{fmt(result['events_duplicated'])}"),
             ("worker hand-over, online elsewhere p50", fmt(result["handover_p50_s"]) + " s"),
             ("worker hand-over, online elsewhere p95", fmt(result["handover_p95_s"]) + " s"),
             ("worker hand-over, lease taken p95", fmt(result["handover_lease_p95_s"]) + " s")]
@@ -422,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down-after-ms", type=int, default=2000, help="Sentinel down-after-milliseconds")
     parser.add_argument("--handovers", type=int, default=5, help="worker kills (0: skip)")
     parser.add_argument("--cameras", type=int, default=6, help="record-only cameras shared by the workers")
+    parser.add_argument("--plate-cameras", type=int, default=3,
+                        help="plate-analysed cameras on the looping plate clip (0: record-only hand-overs, no events)")
+    parser.add_argument("--plate-fps", type=float, default=2.0, help="analysed frames per second of a plate camera")
     parser.add_argument("--workers", type=int, default=3, help="worker processes")
     parser.add_argument("--throughput-json", type=Path, help="a benchmarks.throughput --json result (capacity)")
     parser.add_argument("--city-cameras", type=int, default=500)
@@ -429,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
+    if args.throughput_json and not args.throughput_json.is_file():  # found out now, not after the long runs
+        parser.error(f"--throughput-json {args.throughput_json}: no such file (python -m benchmarks.throughput "
+                     "--streams 4 --fps 1 --json FILE makes one)")
     signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(143))  # unwind: namespaces and processes cleaned up
     os.environ.setdefault("CCTV_MODEL_DIR", str(REPO.parent / "shared" / "models"))
     if str(REPO) not in sys.path:
@@ -446,15 +627,16 @@ def main(argv: list[str] | None = None) -> int:
             notes["failover"] = "skipped (--failovers 0)"
         if args.handovers > 0:
             try:
-                handover = run_handovers(args.handovers, args.cameras, args.workers, work / "handover")
+                handover = run_handovers(args.handovers, args.cameras, args.workers, work / "handover",
+                                         args.plate_cameras, args.plate_fps)  # fmt: skip
             except ImportError as exc:
                 notes["handover"] = f"worker roles not available in this tree ({exc})"
         else:
             notes["handover"] = "skipped (--handovers 0)"
-    if failover is not None:
-        notes["events"] = ("events_lost / events_duplicated count the engine's real publisher across the Redis "
-                           "failovers; the hand-over rounds run record-only cameras (no events): across a hand-over "
-                           "the fencing of pipeline.cluster refuses a lost lease's writes (tests/pipeline/cluster)")
+    notes["events"] = ("events_lost / events_duplicated: the failovers' count (the engine's real publisher) plus "
+                       "the hand-overs' (plate cameras, see the module docstring for what counts)")
+    if handover is not None and not handover.get("plate_cameras"):
+        notes["events"] += "; no plate cameras (--plate-cameras 0): the hand-over rounds made no events"
     if args.throughput_json:
         cap = capacity(json.loads(args.throughput_json.read_text()), args.city_cameras, args.fps)
         notes["capacity"] = f"per-frame costs from {args.throughput_json}"
