@@ -111,6 +111,9 @@ class _Frame:
     persons: Detections = field(default_factory=Detections.empty)
     no_vehicle: bool = False  # a plate camera's frame in which the detector found no vehicle
     vehicle_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # tracked, frame px
+    # plates of the whole-frame window whose centre lies in a tracked vehicle's box (frame px): a vehicle crop whose
+    # upright search finds no plate takes its plate from here instead of a turned look
+    held_plates: Detections = field(default_factory=Detections.empty)
 
     def copy(self) -> np.ndarray:
         """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
@@ -377,7 +380,8 @@ class Engine:
                 height, width = frame.shape[:2]
                 dets = g.cam.zones.filter(dets, width, height)
                 if len(dets) and len(g.vehicle_boxes):
-                    dets = dets[np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)]
+                    free = np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)
+                    g.held_plates, dets = dets[~free], dets[free]
                 tracked = g.cam.plates.update(dets[dets.confidence >= ec.plate_confidence / 2], t)
                 for i in range(len(tracked)):
                     state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
@@ -416,6 +420,10 @@ class Engine:
             crops = [job.crop for job in jobs]
             plate_dets = self.models.plates.detect_batch(
                 crops, coarse_first=self.engine_config.plate_search == "coarse_first", min_confidence=conf)
+            for k, job in enumerate(jobs):
+                held = None if _has_plate(plate_dets[k], conf) else _held_plate(job, conf)
+                if held is not None:
+                    plate_dets[k] = held
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
                 self.models.plates.look_again(crops, plate_dets, conf, eligible=due)
@@ -643,6 +651,24 @@ class Engine:
                 self.aggregator.end_tracks(camera_id, [tr.track_id for tr in tracker.drain()])
             for state in self.aggregator.due(camera_id, runtime.last_capture):
                 self._publish_state(state, trigger_capture_time=None)
+
+
+def _held_plate(job: _VehicleJob, min_confidence: float) -> Detections | None:
+    """The whole-frame window's plates of at least ``min_confidence`` whose centre lies in the job's vehicle box,
+    in the job's crop pixels (reading box likewise), or None: for a crop whose upright search found no plate, the
+    whole frame's upright box is sharper than the hull of a turned look, and two detector windows cheaper."""
+    held = job.frame.held_plates
+    if not len(held):
+        return None
+    x1, y1, x2, y2 = (float(v) for v in job.box)
+    cx, cy = (held.xyxy[:, 0] + held.xyxy[:, 2]) / 2, (held.xyxy[:, 1] + held.xyxy[:, 3]) / 2
+    mine = held[(held.confidence >= min_confidence) & (x1 <= cx) & (cx <= x2) & (y1 <= cy) & (cy <= y2)]
+    if not len(mine):
+        return None
+    ox, oy = job.offset
+    shift = np.float32([ox, oy, ox, oy])
+    reading = np.asarray(mine.data.get("reading_xyxy", mine.xyxy), np.float32).reshape(-1, 4) - shift
+    return Detections(mine.xyxy - shift, mine.confidence, mine.class_id, None, {"reading_xyxy": reading})
 
 
 def _has_plate(dets: Detections, min_confidence: float = 0.0) -> bool:
