@@ -21,7 +21,8 @@ user opening its wall gets: the first viewer of a camera of a saved wall layout,
 cache); the benchmark saves a layout of the first ``--wall-cameras`` cameras and waits until the API shows them
 preloaded. ``live_first_frame_cold_s``: the first viewer of a camera nobody watches and no layout holds (the hub
 starts the upstream: ffmpeg, RTSP set-up and the camera's next keyframe, which the test cameras send every second;
-the camera's source is already running, as a real camera's encoder is), measured before any layout is saved, with
+the camera's source is already running, as a real camera's encoder is), one per camera, each opened at a random
+instant of the keyframe interval (median of the cameras), measured before any layout is saved, with
 its breakdown (``live_first_frame_cold_breakdown``: ffmpeg start to the camera's RTSP PLAY, the camera's wait for
 its next keyframe, the hub's first fragment after ffmpeg started, and the rest: WebSocket, authentication,
 subscription). ``live_first_frame_warm_s``: a second viewer of a camera already streaming. Idle cost of preloading:
@@ -47,6 +48,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import struct
@@ -283,7 +285,12 @@ async def first_frames(api: ApiProcess, log: SendLog, cameras: list[str], kind: 
     with no viewer) and of a second viewer that joins it (warm); for cold ones, where the time went."""
     ws_base = api.base.replace("http", "ws", 1)
     cold, warm, breakdown = [], [], []
-    for cam in cameras[:3]:
+    jitter = random.Random(15)
+    for cam in cameras if kind == "cold" else cameras[:3]:
+        # the test cameras loop one clip from the same instant: their keyframes are in step, and a viewer opened
+        # right after the previous camera's first fragment would always wait almost a whole keyframe interval;
+        # a random instant within the 1 s interval is what a user opening a camera meets
+        await asyncio.sleep(jitter.uniform(0.0, 1.0))
         stop = asyncio.Event()
         a = ViewerStats(cam, cam)
         task = asyncio.create_task(run_viewer(ws_base, api.token, a, log, stop, measure=False))

@@ -10,6 +10,8 @@ import { listCameras } from "./common.js";
 const GRIDS = { "1": 1, "2x2": 4, "3x3": 9, "4x4": 16 };
 const KEEP_BEHIND_S = 6; // buffered video kept behind the playhead
 const MAX_LAG_S = 1.5; // further behind the live edge than this: jump to it
+const START_S = 3; // in the first seconds of a stream, jump as soon as it is CATCH_UP_S behind: a stream starts at
+// the server's cached keyframe, up to a keyframe interval old, and playing 10 % faster would take seconds to catch up
 const CATCH_UP_S = 0.4; // further behind than this: play 10 % faster until back
 const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the stream is restarted
 const EVENTS_MS = 5000;
@@ -173,6 +175,7 @@ export class LivePlayer {
 
   newMedia(init) {
     this.resetMedia();
+    this.mediaStartedAt = Date.now();
     const ms = new MediaSource();
     this.mediaSource = ms;
     this.pending = [init];
@@ -238,7 +241,8 @@ export class LivePlayer {
     if (!this.sourceBuffer || !v.buffered.length) return;
     const end = v.buffered.end(v.buffered.length - 1);
     const lag = end - v.currentTime;
-    if (lag > MAX_LAG_S) v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.1);
+    const starting = Date.now() - (this.mediaStartedAt || 0) < START_S * 1000;
+    if (lag > (starting ? CATCH_UP_S : MAX_LAG_S)) v.currentTime = Math.max(v.buffered.start(v.buffered.length - 1), end - 0.1);
     else v.playbackRate = lag > CATCH_UP_S ? 1.1 : 1.0; // drift back to the live edge without a jump
     this.trim();
   }
