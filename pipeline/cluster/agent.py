@@ -260,6 +260,8 @@ class Agent:
                 self._warn_full(holders, now)
                 return
             holder = holders.get(cam)
+            if cam in self._lost_pending:  # dropped by the keeper, not yet stopped by the supervisor: next step
+                continue
             if holder is not None and holder.worker_id == self.worker_id and cam not in self.held:
                 self._adopt(cam, holder, result)
                 continue

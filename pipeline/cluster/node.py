@@ -234,6 +234,8 @@ class WorkerNode:
 
     def _apply(self, result: StepResult) -> None:
         for cam in result.lost:
+            if cam in self.agent.held:  # taken again since (its lease was still ours): restarted under it below
+                continue
             self._stop_camera(cam, CAPTURE_STOP_S, "lost")
         for cam in result.release:
             self._stop_camera(cam, RELEASE_STOP_S, "released", then="release")
@@ -242,6 +244,15 @@ class WorkerNode:
 
     # -- cameras -----------------------------------------------------------------------------------------------
     def _start_camera(self, camera_id: str, token: int) -> None:
+        running = self.cameras.get(camera_id)
+        if running is not None:  # taken again while its capture runs (or was fenced): never two captures
+            if not running.worker.stop_event.is_set() and running.worker.process.is_alive():
+                running.token = token
+                if running.analysed:
+                    self.bus.assign(camera_id, token)
+                self._write_holder(camera_id, token)
+                return
+            self._stop_camera(camera_id, CAPTURE_STOP_S, "fenced", then="restart")
         if self.is_stopping(camera_id):  # its previous capture is still exiting: start once it has
             for item in self.stopping:
                 if item.child.camera.id == camera_id:
