@@ -533,7 +533,8 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"{key:>30}: {value:.4f}" if isinstance(value, float) else f"{key:>30}: {value}")
     breakdown = result.get("live_first_frame_cold_breakdown") or {}
     if breakdown:
-        print("  cold first frame, medians (s): " + ", ".join(f"{k} {v:.3f}" for k, v in breakdown.items()))
+        print("  cold first frame, medians (s): " + ", ".join(
+            f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in breakdown.items()))
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

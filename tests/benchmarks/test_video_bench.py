@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIELDS = ("live_latency_p50_s", "live_latency_p95_s", "live_first_frame_s", "seek_first_frame_s",
+FIELDS = ("live_latency_p50_s", "live_latency_p95_s", "live_first_frame_s", "live_first_frame_cold_s",
+          "live_first_frame_cold_breakdown", "cpu_cores_per_preloaded_camera", "seek_first_frame_s",
           "cpu_cores_per_viewer")
 
 pytestmark = [
@@ -34,7 +35,11 @@ def test_video_benchmark_writes_json_and_plot(tmp_path: Path, shared_dir: Path) 
     missing = [f for f in FIELDS if f not in result]
     assert not missing, f"JSON lacks {missing}"
     assert 0 < result["live_latency_p50_s"] <= result["live_latency_p95_s"]
-    assert result["live_first_frame_s"] > 0
+    assert result["live_first_frame_s"] > 0 and result["live_first_frame_cold_s"] > 0
+    # the API showed the saved wall's camera preloaded (live with no viewer) before its first viewer was timed
+    assert result["preload_idle_phase"] is not None and result["live_first_frame_preloaded_samples"]
+    assert result["live_first_frame_cold_breakdown"]["hub_first_fragment_s"] > 0
+    assert result["phases"][-1]["delivered_share"] is not None
     assert result["seek_first_frame_s"] is not None and result["seek_first_frame_s"] > 0
     assert png.stat().st_size > 10_000
-    assert "live_latency_p95_s" in proc.stdout  # the table
+    assert "live_latency_p95_s" in proc.stdout and "live_first_frame_cold_s" in proc.stdout  # the table
