@@ -367,3 +367,42 @@ def test_the_served_api_does_not_negotiate_permessage_deflate(cams: TestCameraSe
     assert offered and "permessage-deflate" in offered  # the client did offer it
     assert accepted is None, f"the server negotiated {accepted}"
     assert hello["type"] == "hello" and hello["camera_id"] == "gate"
+
+
+def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_path: Path) -> None:
+    """preload_wanted: CCTV_LIVE_PRELOAD_CAMERAS first, then the saved layouts newest first with the stream each
+    wall opens, then (all) every enabled camera; duplicates once; none reads no layout; the hub keeps the cap."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from api.routes.live import LAYOUT_KEY, preload_wanted
+    from pipeline.config import parse_config
+    from pipeline.live.hub import LiveHub, LiveSettings
+
+    config = parse_config("cameras:\n" + "".join(
+        f"  - {{id: c{i}, name: C{i}, url: 'rtsp://127.0.0.1:9/c{i}'{', enabled: false' if i == 4 else ''}}}\n"
+        for i in range(5)))
+    layouts = {"old": {"grid": "2x2", "tiles": ["c1", None, "c2"], "stream": "auto", "updated_at": 100},
+               "new": {"grid": "1", "tiles": ["c2"], "stream": "auto", "updated_at": 200},
+               "odd": {"grid": "2x2", "tiles": ["c3"], "stream": "main", "updated_at": 50}}
+    for user, layout in layouts.items():
+        rclient.set(LAYOUT_KEY.format(username=user), json.dumps(layout))
+    rclient.set(LAYOUT_KEY.format(username="broken"), "{not json")
+
+    def wanted(**settings) -> list[tuple[str, str]]:
+        app = SimpleNamespace(state=SimpleNamespace(camera_config=config, settings=ApiSettings(**settings)))
+        return preload_wanted(app, rclient)
+
+    assert wanted(live_preload_cameras=["c3"]) == [("c3", "sub"), ("c2", "main"), ("c1", "sub"), ("c2", "sub"),
+                                                   ("c3", "main")]
+    assert wanted(live_preload="none", live_preload_cameras=["c0"]) == [("c0", "sub")]
+    assert wanted(live_preload="all")[-2:] == [("c0", "sub"), ("c3", "sub")]  # c4 is disabled; c1, c2 came before
+    assert ("c4", "sub") not in wanted(live_preload="all")
+
+    async def capped() -> list[str]:
+        hub = LiveHub(config, LiveSettings(preload_max=2, linger_s=0.1, backoff_initial_s=5.0))
+        try:  # the camera URLs answer nothing: the upstreams only retry; the cap and the order are what counts
+            return hub.set_preload([("c4", "sub"), *wanted(live_preload="all")])
+        finally:
+            await hub.close()
+    assert asyncio.run(capped()) == ["c2/main", "c1/main"]  # c4 unknown (disabled); c1 has no sub-stream: main
