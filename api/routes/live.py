@@ -125,16 +125,22 @@ def preload_wanted(app, client: redis.Redis) -> list[tuple[str, str]]:
         for key in client.scan_iter(match=LAYOUT_SCAN, count=500):
             raw = client.get(key)
             try:
-                layouts.append(json.loads(raw) if raw else {})
+                layout = json.loads(raw) if raw else {}
             except ValueError:
                 continue
-        layouts.sort(key=lambda layout: -float(layout.get("updated_at") or 0))
+            if isinstance(layout, dict) and isinstance(layout.get("tiles", []), list):
+                layouts.append(layout)
+        layouts.sort(key=lambda layout: -_number(layout.get("updated_at")))
         for layout in layouts:
             wanted += layout_streams(layout)
     config = app.state.camera_config
     if settings.live_preload == "all" and config is not None:
         wanted += [(c.id, "sub") for c in config.cameras if c.enabled]
     return list(dict.fromkeys(wanted))
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 async def apply_preload(app) -> list[str]:
@@ -154,6 +160,8 @@ async def _preload_loop(app, wake: asyncio.Event) -> None:
             logger.debug("live preload: %s", keys)
         except (redis.RedisError, OSError) as exc:
             logger.warning("live preload not re-evaluated (Redis: %s); keeping the previous set", exc)
+        except Exception:  # noqa: BLE001 - the loop must outlive anything one evaluation meets; logged with its cause
+            logger.exception("live preload not re-evaluated; keeping the previous set")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(every):  # not wait_for, which can drop the shutdown's cancellation (3.11)
                 await wake.wait()

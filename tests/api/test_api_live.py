@@ -371,7 +371,7 @@ def test_the_served_api_does_not_negotiate_permessage_deflate(cams: TestCameraSe
 
 def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_path: Path) -> None:
     """preload_wanted: CCTV_LIVE_PRELOAD_CAMERAS first, then the saved layouts newest first with the stream each
-    wall opens, then (all) every enabled camera; duplicates once; none reads no layout; the hub keeps the cap."""
+    wall opens, then (all) every enabled camera; duplicates once; none reads no layout; malformed records are skipped; the hub keeps the cap."""
     import asyncio
     from types import SimpleNamespace
 
@@ -388,6 +388,8 @@ def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_pat
     for user, layout in layouts.items():
         rclient.set(LAYOUT_KEY.format(username=user), json.dumps(layout))
     rclient.set(LAYOUT_KEY.format(username="broken"), "{not json")
+    rclient.set(LAYOUT_KEY.format(username="list"), "[1, 2]")
+    rclient.set(LAYOUT_KEY.format(username="odd-time"), json.dumps({"grid": "1", "tiles": [], "updated_at": "x"}))
 
     def wanted(**settings) -> list[tuple[str, str]]:
         app = SimpleNamespace(state=SimpleNamespace(camera_config=config, settings=ApiSettings(**settings)))
