@@ -269,7 +269,9 @@ def test_the_preload_set_follows_the_saved_layouts(live_client):
     of one joins that upstream (no new ffmpeg) and starts at a keyframe; a new layout moves the preload."""
     client, tokens = live_client
     op = {"Authorization": f"Bearer {tokens['op']}"}
-    hub = client.app.state.live_hub  # made by the preload loop at startup
+    from api.routes.live import live_hub
+
+    hub = live_hub(client.app)  # the one the preload loop uses (made by whichever comes first)
     assert hub.preloaded() == []
     # a 2x2 wall on "auto" opens sub-streams; gate has none, so its main stream is what runs
     assert client.put("/api/live/layout", headers=op, json={"grid": "2x2", "tiles": ["gate"]}).status_code == 200
@@ -304,10 +306,11 @@ def test_a_viewer_that_fell_behind_gets_what_queued_in_one_message_and_acks_coun
     import dataclasses
     import time
 
+    from api.routes.live import live_hub
     from pipeline.live.fmp4 import fragment_facts
 
     client, tokens = live_client
-    hub = client.app.state.live_hub
+    hub = live_hub(client.app)
     hub.settings = dataclasses.replace(hub.settings, queue_age_s=30.0)  # no drop while this test holds back
     with client.websocket_connect("/api/live/gate/ws") as ws:
         ws.send_text(json.dumps({"token": tokens["op"]}))
