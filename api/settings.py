@@ -96,6 +96,12 @@ class ApiSettings(BaseSettings):
                     "CCTV_LIVE_PRELOAD_CAMERAS. At most CCTV_LIVE_PRELOAD_MAX in all. A preloaded camera costs "
                     "its remux ffmpeg and the parsing of its fragments (benchmarks.video: "
                     "cpu_cores_per_preloaded_camera).")
+    live_preload_default_wall: bool = Field(
+        default=False,
+        description="With CCTV_LIVE_PRELOAD layouts or all, also preload the default wall (what a user who saved no "
+                    "layout opens: the first 16 enabled cameras on the smallest grid that holds them), after the "
+                    "saved layouts. Off by default: up to 16 more upstreams per API process whether or not anyone "
+                    "uses that wall; turn it on where operators open the wall without saving one.")
     live_preload_cameras: list[Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]] = Field(
         default_factory=list, max_length=2000,
         description="Camera ids whose wall stream is always preloaded, first (JSON list in the environment).")

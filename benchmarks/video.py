@@ -237,7 +237,9 @@ class ApiProcess:
         env = {**os.environ, "CCTV_REDIS_URL": redis_url, "CCTV_CONFIG_PATH": str(config),
                "CCTV_RECORDINGS_DIR": str(workdir / "rec"), "CCTV_REDIS_ALLOW_VOLATILE": "1", "CCTV_SCRYPT_N": "16",
                "CCTV_ADMIN_USER": "bench", "CCTV_ADMIN_PASSWORD": PASSWORD, "CCTV_LIVE_STREAMS_PER_USER": "256",
-               "CCTV_LIVE_STREAMS_TOTAL": "1000", "CCTV_LIVE_LINGER_S": "2"}
+               "CCTV_LIVE_STREAMS_TOTAL": "1000", "CCTV_LIVE_LINGER_S": "2",
+               # only the bench user's saved wall is preloaded: the cold and idle phases need cameras nobody holds
+               "CCTV_LIVE_PRELOAD_DEFAULT_WALL": "0"}
         self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
                                       "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
                                       "--ws-ping-interval", "0", "--ws-per-message-deflate", "false"],

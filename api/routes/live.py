@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
@@ -31,7 +31,7 @@ from api.deps import Operator, RedisDep, User, resolve_user
 from api.routes.alerts import SessionEnded, StreamSlots, _rechecker, _ws_credentials
 from api.schemas.errors import ErrorOut
 from api.schemas.live import LiveInfoOut, WallLayoutIn, WallLayoutOut
-from pipeline.config import CAMERA_ID_PATTERN
+from pipeline.config import CAMERA_ID_PATTERN, Config
 from pipeline.live.fmp4 import Fragment, InitSegment
 from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
 
@@ -116,7 +116,8 @@ def layout_streams(layout: dict) -> list[tuple[str, str]]:
 
 def preload_wanted(app, client: redis.Redis) -> list[tuple[str, str]]:
     """The camera streams to preload, by CCTV_LIVE_PRELOAD: CCTV_LIVE_PRELOAD_CAMERAS, then (``layouts``/``all``)
-    the streams of every saved layout, newest first, then (``all``) every enabled camera's wall stream. Duplicates
+    the streams of every saved layout, newest first, and of the default wall (:func:`default_wall`, what a user
+    without a saved layout opens), then (``all``) every enabled camera's wall stream. Duplicates
     removed; the hub keeps the first CCTV_LIVE_PRELOAD_MAX. Blocking (Redis): call in a thread."""
     settings = app.state.settings
     wanted = [(cam, "sub") for cam in settings.live_preload_cameras]
@@ -134,6 +135,8 @@ def preload_wanted(app, client: redis.Redis) -> list[tuple[str, str]]:
         for layout in layouts:
             wanted += layout_streams(layout)
     config = app.state.camera_config
+    if settings.live_preload in ("layouts", "all") and settings.live_preload_default_wall:
+        wanted += layout_streams(default_wall(config))
     if settings.live_preload == "all" and config is not None:
         wanted += [(c.id, "sub") for c in config.cameras if c.enabled]
     return list(dict.fromkeys(wanted))
@@ -224,11 +227,16 @@ def live_info(camera_id: CameraId, request: Request, user: Operator, stream: Str
                        **source.info())
 
 
-def _default_layout(request: Request, user: User) -> WallLayoutOut:
-    config = request.app.state.camera_config
-    cams = [c.id for c in (config.cameras if config else []) if c.enabled and user.sees(c.id)]
+def default_wall(config: Config | None, sees: Callable[[str], bool] = lambda _camera: True) -> dict:
+    """The wall of a user who saved none: the enabled cameras they see, in configuration order, on the smallest
+    grid that holds them (at most 4x4)."""
+    cams = [c.id for c in (config.cameras if config else []) if c.enabled and sees(c.id)]
     grid = next(g for g, n in GRID_TILES.items() if n >= min(len(cams), 16) or g == "4x4")
-    return WallLayoutOut(grid=grid, tiles=cams[:GRID_TILES[grid]], stream="auto", saved=False)
+    return {"grid": grid, "tiles": cams[:GRID_TILES[grid]], "stream": "auto"}
+
+
+def _default_layout(request: Request, user: User) -> WallLayoutOut:
+    return WallLayoutOut(**default_wall(request.app.state.camera_config, user.sees), saved=False)
 
 
 @router.get("/layout", response_model=WallLayoutOut, summary="Your saved video wall layout")

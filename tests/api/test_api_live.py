@@ -40,7 +40,8 @@ def live_client(cams: TestCameraServer, redis_url: str, tmp_path: Path) -> Itera
                       f"  - {{id: gate, name: Gate, url: '{cams.url('cam2')}'}}\n"
                       "  - {id: dead, name: Dead, url: 'rtsp://127.0.0.1:9/none'}\n", encoding="utf-8")
     settings = ApiSettings(redis_url=redis_url, recordings_dir=tmp_path / "rec", config_path=config, scrypt_n=16,
-                           ws_auth_timeout_s=1.0, live_linger_s=0.5, live_streams_per_user=3)
+                           ws_auth_timeout_s=1.0, live_linger_s=0.5, live_streams_per_user=3,
+                           live_preload_default_wall=False)  # upstreams start only where a test asks
     store = ApiStore(redis.Redis.from_url(redis_url), scrypt_n=16)
     for name, role, limit in (("op", "operator", None), ("lim", "operator", ["lobby"]), ("adm", "admin", None)):
         store.put_user(name, role, PASSWORD, limit)
@@ -395,6 +396,7 @@ def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_pat
     rclient.set(LAYOUT_KEY.format(username="odd-time"), json.dumps({"grid": "1", "tiles": [], "updated_at": "x"}))
 
     def wanted(**settings) -> list[tuple[str, str]]:
+        settings.setdefault("live_preload_default_wall", False)
         app = SimpleNamespace(state=SimpleNamespace(camera_config=config, settings=ApiSettings(**settings)))
         return preload_wanted(app, rclient)
 
@@ -403,6 +405,10 @@ def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_pat
     assert wanted(live_preload="none", live_preload_cameras=["c0"]) == [("c0", "sub")]
     assert wanted(live_preload="all")[-2:] == [("c0", "sub"), ("c3", "sub")]  # c4 is disabled; c1, c2 came before
     assert ("c4", "sub") not in wanted(live_preload="all")
+    # the default wall (users without a saved layout): c0-c3 enabled -> 2x2 on sub-streams, after the saved layouts
+    assert wanted(live_preload_default_wall=True) == [("c2", "main"), ("c1", "sub"), ("c2", "sub"), ("c3", "main"),
+                                                      ("c0", "sub"), ("c3", "sub")]
+    assert wanted(live_preload="none", live_preload_default_wall=True) == []
 
     async def capped() -> list[str]:
         hub = LiveHub(config, LiveSettings(preload_max=2, linger_s=0.1, backoff_initial_s=5.0))

@@ -67,7 +67,8 @@ def wall_server(shared_dir: Path, redis_server, tmp_path_factory: pytest.TempPat
                            plate_box=[10, 10, 60, 30])
         assert EventStore(client).publish_plate_event(event)
         settings = ApiSettings(redis_url=redis_server.url, recordings_dir=base / "rec", config_path=config,
-                               scrypt_n=2**10, login_max_per_user=50, login_max_per_ip=200, live_linger_s=1.0)
+                               scrypt_n=2**10, login_max_per_user=50, login_max_per_ip=200, live_linger_s=1.0,
+                               live_preload_default_wall=False)  # the tests watch streams start and stop
         app = create_app(settings)
         try:
             with served(app, "uvicorn-wall-test") as url:
