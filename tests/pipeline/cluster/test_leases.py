@@ -279,3 +279,32 @@ def test_a_dead_peers_cameras_are_taken_as_soon_as_its_lease_and_heartbeat_run_o
     while time.monotonic() < a.wake_at:
         time.sleep(0.01)
     assert sorted(c for c, _ in a.step().acquired) == b_cams  # in the first step at wake_at: b counted out
+
+
+def test_a_lease_dropped_by_the_keeper_during_a_step_is_not_taken_again_before_the_supervisor_heard(
+        client: redis.Redis) -> None:  # fmt: skip
+    """The fence thread drops a lease (its deadline passed while Redis still holds it as ours) in the middle of a
+    step: that step must not adopt it again (the supervisor has not stopped its capture yet); the next step reports
+    it lost, and only then may it be taken again."""
+    now = [100.0]
+
+    class DropDuringStep(LeaseStore):
+        agent: Agent | None = None
+
+        def holders(self, camera_ids: list[str]) -> dict:
+            found = super().holders(camera_ids)
+            if self.agent is not None and now[0] > 102:  # the fence thread acts between take_lost() and _take()
+                self.agent.hand_lost(self.agent.check_deadlines())
+            return found
+
+    leases = DropDuringStep(client)
+    a = Agent(leases, "w-a", "host-a", 4, FAST, clock=lambda: now[0])
+    a.set_cameras(["cam-1"])
+    leases.agent = a
+    assert a.step().acquired == [("cam-1", 1)]
+    now[0] += FAST.lease_ttl_s  # past the local deadline; the lease is still ours in Redis (real time)
+    result = a.step(renew=False)
+    assert result.lost == [] and result.acquired == [] and a.held == {}  # dropped, not adopted behind its back
+    result = a.step(renew=False)
+    assert result.lost == ["cam-1"]  # the supervisor hears of it (and stops the capture) ...
+    assert result.acquired == [("cam-1", 1)]  # ... and it is adopted again in the same step: stopped, then restarted
