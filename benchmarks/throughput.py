@@ -150,10 +150,25 @@ class _PerItem:
             found[k] = self.model.look_again([crops[k]], [found[k]], min_confidence)[0]
         return found
 
-    def read_batch(self, crops: list[Any], layouts: list[str] | None = None) -> list[Any]:
-        if layouts is None:
-            return [self.model.read_batch([c])[0] for c in crops]
-        return [self.model.read_batch([c], [lay])[0] for c, lay in zip(crops, layouts, strict=True)]
+    def read_batch(self, crops: list[Any], layouts: list[str] | None = None,
+                   outputs: dict[tuple[int, str], Any] | None = None) -> list[Any]:
+        reads = []
+        for i, crop in enumerate(crops):
+            own: dict[tuple[int, str], Any] | None = {} if outputs is not None else None
+            extra = {} if own is None else {"outputs": own}
+            reads.append(self.model.read_batch([crop], None if layouts is None else [layouts[i]], **extra)[0])
+            if own and outputs is not None:  # the network outputs under this crop's index in the whole batch
+                outputs.update({(i, form): value for (_, form), value in own.items()})
+        return reads
+
+    def read_views(self, views: list[Any], layouts: list[str] | None = None,
+                   known: dict[tuple[int, str], Any] | None = None) -> list[Any]:
+        out = []
+        for k, plate_views in enumerate(views):
+            own = None if known is None else {(0, form): value for (j, form), value in known.items() if j == k}
+            out.append(self.model.read_views([plate_views], None if layouts is None else [layouts[k]],
+                                             known=own)[0])
+        return out
 
     def rectify_batch(self, crops: list[Any]) -> list[Any]:
         return [self.model.rectify_batch([c])[0] for c in crops]
