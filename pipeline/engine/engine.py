@@ -47,7 +47,7 @@ from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker, iou_matrix
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
-from pipeline.models.plate_detector import VEHICLE_MARGIN, owner_of
+from pipeline.models.plate_detector import VEHICLE_MARGIN, centres_inside, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
@@ -660,9 +660,7 @@ def _held_plate(job: _VehicleJob, min_confidence: float) -> Detections | None:
     held = job.frame.held_plates
     if not len(held):
         return None
-    x1, y1, x2, y2 = (float(v) for v in job.box)
-    cx, cy = (held.xyxy[:, 0] + held.xyxy[:, 2]) / 2, (held.xyxy[:, 1] + held.xyxy[:, 3]) / 2
-    mine = held[(held.confidence >= min_confidence) & (x1 <= cx) & (cx <= x2) & (y1 <= cy) & (cy <= y2)]
+    mine = held[(held.confidence >= min_confidence) & centres_inside(held.xyxy, job.box)[:, 0]]
     if not len(mine):
         return None
     ox, oy = job.offset

@@ -207,21 +207,29 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, over: str =
     """
     if len(boxes) == 0:
         return np.zeros((0,), dtype=np.int64)
-    x1, y1, x2, y2 = (boxes[:, i].astype(np.float32) for i in range(4))
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    boxes = np.asarray(boxes, np.float32)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        denominator = areas[i] + areas[rest] - inter if over == "union" else np.minimum(areas[i], areas[rest])
-        overlap = inter / np.maximum(denominator, 1e-9)
-        order = rest[overlap <= iou_threshold]
+        order = rest[box_overlap(boxes[i], boxes[rest], over) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def box_overlap(box: np.ndarray, others: np.ndarray, over: str = "union") -> np.ndarray:
+    """Intersection of ``box`` with each of ``others`` (xyxy) over their union (IoU) or over the ``smaller`` of
+    the two areas."""
+    box = np.asarray(box, np.float32)
+    others = np.asarray(others, np.float32).reshape(-1, 4)
+    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    inter = w * h
+    area = np.clip(box[2] - box[0], 0, None) * np.clip(box[3] - box[1], 0, None)
+    areas = np.clip(others[:, 2] - others[:, 0], 0, None) * np.clip(others[:, 3] - others[:, 1], 0, None)
+    denominator = area + areas - inter if over == "union" else np.minimum(area, areas)
+    return inter / np.maximum(denominator, 1e-9)
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:

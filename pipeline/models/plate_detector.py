@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.detections import Detections
-from pipeline.models.onnx_utils import nms
+from pipeline.models.onnx_utils import box_overlap, nms
 from pipeline.models.yolo import VEHICLE_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
 
 logger = logging.getLogger(__name__)
@@ -406,18 +406,8 @@ def merge_crop_plates(xyxy: np.ndarray, scores: np.ndarray, cut: np.ndarray) -> 
     rank = np.asarray(scores, np.float32) + (~cut).astype(np.float32)
     keep = np.sort(nms(xyxy, rank, MERGE_IOU))
     whole = keep[~cut[keep]]
-    parts = [i for i in keep[cut[keep]] if not (overlap_over_smaller(xyxy[i], xyxy[whole]) >= MERGE_IOS).any()]
+    parts = [i for i in keep[cut[keep]] if not (box_overlap(xyxy[i], xyxy[whole], over="smaller") >= MERGE_IOS).any()]
     return np.sort(np.r_[whole, np.asarray(parts, np.int64)]).astype(np.int64)
-
-
-def overlap_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Intersection of ``box`` with each of ``others`` over the smaller of the two areas."""
-    others = np.asarray(others, np.float32).reshape(-1, 4)
-    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 0.0)
-    areas = np.clip(others[:, 2] - others[:, 0], 0, None) * np.clip(others[:, 3] - others[:, 1], 0, None)
-    return w * h / np.maximum(np.minimum(area, areas), 1e-9)
 
 
 def add_missed_plates(plates: Detections, whole: Detections, vehicle_xyxy: np.ndarray,
@@ -443,18 +433,21 @@ def plates_held(whole: Detections, vehicle_xyxy: np.ndarray, min_confidence: flo
     """Indices of the vehicles whose box holds the centre of a whole-frame plate of at least ``min_confidence``:
     their crops need no turned second look when the upright search of the crop finds nothing, the whole-frame
     window has an upright box of their plate (sharper than the hull of a turned one, and two windows cheaper)."""
-    held: set[int] = set()
-    for box in whole.xyxy[whole.confidence >= min_confidence] if len(whole) else []:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        v = np.asarray(vehicle_xyxy, np.float32).reshape(-1, 4)
-        held.update(int(k) for k in np.flatnonzero((v[:, 0] <= cx) & (cx <= v[:, 2]) & (v[:, 1] <= cy) & (cy <= v[:, 3])))
-    return held
+    if not len(whole):
+        return set()
+    inside = centres_inside(whole.xyxy[whole.confidence >= min_confidence], vehicle_xyxy)
+    return {int(k) for k in np.flatnonzero(inside.any(axis=0))}
+
+
+def centres_inside(xyxy: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[len(xyxy), len(boxes)]`` booleans: whether each box of ``boxes`` holds the centre of each of ``xyxy``."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    cx, cy = ((xyxy[:, 0] + xyxy[:, 2]) / 2)[:, None], ((xyxy[:, 1] + xyxy[:, 3]) / 2)[:, None]
+    return (boxes[:, 0] <= cx) & (cx <= boxes[:, 2]) & (boxes[:, 1] <= cy) & (cy <= boxes[:, 3])
 
 
 def owner_of(box: np.ndarray, vehicle_xyxy: np.ndarray) -> int:
     """Index of the first vehicle box that holds the centre of ``box``, or -1."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    for k, (x1, y1, x2, y2) in enumerate(np.asarray(vehicle_xyxy, np.float32).reshape(-1, 4)):
-        if x1 <= cx <= x2 and y1 <= cy <= y2:
-            return k
-    return -1
+    owners = np.flatnonzero(centres_inside(box, vehicle_xyxy)[0])
+    return int(owners[0]) if len(owners) else -1
