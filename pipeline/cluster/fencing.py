@@ -19,14 +19,18 @@ A vehicle still in view when the new holder takes over is seen again by the new 
 nothing of the old holder's track: without more, the same vehicle would be published twice, under two event ids.
 :class:`HandoverMerger` recognises it (see there): the new holder's event of that vehicle is published as the next
 versions of the old holder's event (same event id, the earlier start, the more confident read), and its watchlist
-alerts get the old holder's alert ids, so an alert already raised is not raised again.
+alerts get the old holder's alert ids, so an alert already raised is not raised again. A track that may still turn
+out to be such a vehicle (its read not settled yet) is held back briefly rather than published as an event of its
+own that a later merge would leave behind.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -56,6 +60,19 @@ the new holder's reads of one vehicle: one character read differently (two close
 camera within the window would be joined: one character is the risk taken)."""
 MERGE_LOOKBACK_S = 900.0
 """How far back (frame time of the best read) an old holder's event of the same plate is looked for."""
+MERGE_HOLD_S = 8.0
+"""A track that may still be merged (see :class:`HandoverMerger`) but matched no earlier holder's event yet is held
+back at most this long (wall clock from its first version's arrival) before it is published as an event of its
+own: the first versions often carry no read or a different one, and the read one character off comes seconds later.
+The latency cost: only tracks that begin within :data:`MERGE_WINDOW_S` of a take-over, and only when they are not
+merged (a merged track is published at once)."""
+MERGE_CANDIDATES = 3
+"""Reads of a track looked up for a merge: the voted plate and the best alternative reads (``candidates``), at most
+this many in all."""
+SETTLED_READS, SETTLED_CONFIDENCE = 3, 0.75
+"""A held track whose voted read has at least this many agreeing frames at this confidence (the engine's default
+``plate_settle_reads`` / ``plate_settle_confidence``) and still matched nothing is released at once: its read is
+not going to change into the old holder's."""
 _READ_FIELDS = ("plate_text", "province", "province_latin", "confidence", "candidates", "agreeing_frames",
                 "frame_time", "plate_box", "vehicle_box", "snapshot_path", "crop_path")
 
@@ -136,54 +153,132 @@ class FencedEventStore(EventStore):
             return False
 
 
+Outgoing = tuple[str, BaseModel, dict[str, Any]]
+"""A record to deliver: kind, record, fence (see :meth:`FencedPublisher._fence_of`)."""
+
+
+@dataclass
+class _Held:
+    """A track held back by :class:`HandoverMerger`: its latest version and its alerts, each with its fence."""
+
+    until: float
+    event: PlateEvent | None = None
+    fence: dict[str, Any] = field(default_factory=dict)
+    alerts: list[tuple[Alert, dict[str, Any]]] = field(default_factory=list)
+
+
 class HandoverMerger:
     """Publishes a vehicle that the previous holder of a camera already published as that same event.
 
-    The first version of a plate event from this host is *taken over* when (one Redis look-up, only then):
-
-    - this host's token of the camera is not its first (another worker held it) and the track started at most
-      :data:`MERGE_WINDOW_S` after the token was issued (the vehicle was in view around the hand-over);
-    - the store holds an event of the same camera and the same plate (normalised; or within
-      :data:`MERGE_PLATE_DISTANCE`, found through the store's fuzzy index, the exact plate first) whose best read was
-      captured before this host's token was issued (so by an earlier holder) and that ended at most
-      :data:`MERGE_GAP_S` before this track started.
+    A plate track of this host is *considered* when its first version arrives and (one Redis look-up, cached):
+    this host's token of the camera is not its first (another worker held it) and the track started at most
+    :data:`MERGE_WINDOW_S` after the token was issued (the vehicle may have been in view around the hand-over).
+    While considered, each version is matched against the store, with its voted plate and its best alternative
+    reads (:data:`MERGE_CANDIDATES`): an event of the same camera and a plate equal (normalised) or within
+    :data:`MERGE_PLATE_DISTANCE` (found through the store's fuzzy index, the exact plate first) whose best read was
+    captured before this host's token was issued (so by an earlier holder) and that ended at most
+    :data:`MERGE_GAP_S` before this track started.
 
     That event (the most recent such) is then the *target*: this and every later version of the track are
     published as the target's next versions (one counter per target, so two tracks of one vehicle on the new holder
     update it in turn), with the earlier ``started_at`` and, when the target's read was more confident, the
     target's read fields (text, province, candidates, crop, snapshot...); alerts of the track get the target's
     event id and so the target's alert ids (:func:`~pipeline.engine.watchmatch.alert_id_for`): the store keeps an
-    alert once. Without Redis (records going to the spool) nothing is looked up and the track stays an event of
-    its own. Face events are not merged (nothing to recognise a person by across two trackers but the embedding).
+    alert once.
+
+    Until a considered track matches, it is *held*: nothing of it is published (its latest version and its alerts
+    wait here), so a track whose first versions had no read, or a different one, does not leave an event of its
+    own behind when a later version merges. It is released as an event of its own (latest version, then its
+    alerts) when its read settled without a match (:data:`SETTLED_READS`) or :data:`MERGE_HOLD_S` after its first
+    version arrived (:meth:`release`, called by the publisher's :meth:`FencedPublisher.flush`), whichever comes
+    first; from then on it is never merged. Without Redis (records going to the spool) a new track is not
+    considered, and a held one is not matched (it is released as its own when its time is up). Face events are
+    not merged (nothing to recognise a person by across two trackers but the embedding).
     """
 
-    def __init__(self, client: Any, window_s: float = MERGE_WINDOW_S, gap_s: float = MERGE_GAP_S) -> None:
+    def __init__(self, client: Any, window_s: float = MERGE_WINDOW_S, gap_s: float = MERGE_GAP_S,
+                 hold_s: float = MERGE_HOLD_S, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.client = client
         self.window_s = window_s
         self.gap_s = gap_s
+        self.hold_s = hold_s
+        self.clock = clock
         self.merged = 0  # tracks published as an earlier holder's event
+        self.released = 0  # held tracks published as events of their own
         self._issued: dict[tuple[str, int], float | None] = {}
         self._targets: dict[str, PlateEvent] = {}  # this host's event id -> target (as last published)
         self._next_version: dict[str, int] = {}  # target event id -> last version used
+        self._held: dict[str, _Held] = {}  # this host's event id -> held track
+        self._own: OrderedDict[str, None] = OrderedDict()  # event ids decided: published as themselves
 
-    def rewrite(self, kind: str, record: BaseModel, token: int) -> BaseModel:
-        """``record`` as it must be published (itself, or rewritten onto its target)."""
+    @property
+    def holding(self) -> int:
+        """Tracks held back now."""
+        return len(self._held)
+
+    def admit(self, kind: str, record: BaseModel, token: int, fence: dict[str, Any],
+              lookup: bool = True) -> list[Outgoing]:  # fmt: skip
+        """What to deliver now for ``record`` (fenced with ``fence``): itself, rewritten onto its target, the
+        target's version and the track's held alerts, or nothing (held). ``lookup``: Redis is reachable."""
         if kind == "alert":
-            return self._alert(record)  # type: ignore[arg-type]
+            alert: Alert = record  # type: ignore[assignment]
+            held = self._held.get(alert.event_id)
+            if held is not None:
+                held.alerts.append((alert, fence))
+                return []
+            return [(kind, self._alert(alert), fence)]
         if kind != "plate":
-            return record
+            return [(kind, record, fence)]
         event: PlateEvent = record  # type: ignore[assignment]
         target = self._targets.get(event.event_id)
-        if target is None and event.version == 1 and token > 1:
-            target = self._find_target(event, token)
-            if target is not None:
-                self._targets[event.event_id] = target
-                self.merged += 1
-                logger.info("camera %s: plate %s still in view at the hand-over: published as event %s of the "
-                            "previous holder (not as a second event)", event.camera_id, target.plate_text,
-                            target.event_id)  # fmt: skip
+        if target is not None:
+            return [(kind, self._onto(event, target), fence)]
+        held = self._held.get(event.event_id)
+        if held is None and (event.event_id in self._own or not lookup or not self._considered(event, token)):
+            self._decided(event.event_id)
+            return [(kind, event, fence)]
+        target = self._find_target(event, token) if lookup else None
         if target is None:
-            return event
+            if held is None:
+                held = self._held[event.event_id] = _Held(until=self.clock() + self.hold_s)
+            held.event, held.fence = event, fence
+            if _settled(event):
+                return self._release(event.event_id)
+            return []
+        self._targets[event.event_id] = target
+        self.merged += 1
+        logger.info("camera %s: plate %s still in view at the hand-over: published as event %s of the previous "
+                    "holder (not as a second event)", event.camera_id, target.plate_text, target.event_id)
+        out: list[Outgoing] = [(kind, self._onto(event, target), fence)]
+        if held is not None:
+            del self._held[event.event_id]
+            out += [("alert", self._alert(alert), alert_fence) for alert, alert_fence in held.alerts]
+        return out
+
+    def release(self, force: bool = False) -> list[Outgoing]:
+        """The held tracks whose time is up (all with ``force``), as events of their own, each followed by its
+        alerts."""
+        now = self.clock()
+        out: list[Outgoing] = []
+        for event_id in [e for e, held in self._held.items() if force or now >= held.until]:
+            out += self._release(event_id)
+        return out
+
+    def _release(self, event_id: str) -> list[Outgoing]:
+        held = self._held.pop(event_id)
+        self._decided(event_id)
+        self.released += 1
+        out: list[Outgoing] = [("plate", held.event, held.fence)] if held.event is not None else []
+        return out + [("alert", alert, fence) for alert, fence in held.alerts]
+
+    def _decided(self, event_id: str) -> None:
+        self._own[event_id] = None
+        self._own.move_to_end(event_id)
+        while len(self._own) > 10_000:
+            self._own.popitem(last=False)
+
+    def _onto(self, event: PlateEvent, target: PlateEvent) -> PlateEvent:
+        """``event`` as the target's next version (the target as last published moves on to it)."""
         version = max(self._next_version.get(target.event_id, target.version), target.version) + 1
         self._next_version[target.event_id] = version
         update: dict[str, Any] = {"event_id": target.event_id, "version": version,
@@ -210,9 +305,21 @@ class HandoverMerger:
                 self._issued.pop(next(iter(self._issued)))
         return self._issued[key]
 
+    def _considered(self, event: PlateEvent, token: int) -> bool:
+        """Whether a new track may be a vehicle of an earlier holder: a first version, on a camera taken over (token
+        above 1), begun within the window after the token was issued."""
+        if event.version != 1 or token <= 1:
+            return False
+        try:
+            issued = self._token_issued(event.camera_id, token)
+        except (redis.RedisError, OSError, ValueError) as exc:
+            logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)
+            return False
+        return issued is not None and event.started_at <= issued + self.window_s
+
     def _find_target(self, event: PlateEvent, token: int) -> PlateEvent | None:
-        plate = normalise_plate(event.plate_text or "")
-        if not plate:
+        reads = _reads(event)
+        if not reads:
             return None
         try:
             issued = self._token_issued(event.camera_id, token)
@@ -222,10 +329,11 @@ class HandoverMerger:
             if code is None:
                 return None
             code = code.decode() if isinstance(code, bytes) else str(code)
-            for candidate in self._plates_near(plate):
-                found = self._old_event(candidate, code, event, issued)
-                if found is not None:
-                    return found
+            for plate in reads:
+                for candidate in self._plates_near(plate):
+                    found = self._old_event(candidate, code, event, issued)
+                    if found is not None:
+                        return found
         except (redis.RedisError, OSError, ValueError) as exc:
             logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)
         return None
@@ -257,12 +365,29 @@ class HandoverMerger:
         return None
 
 
+def _reads(event: PlateEvent) -> list[str]:
+    """The event's voted plate and best alternative reads, normalised, distinct, at most :data:`MERGE_CANDIDATES`."""
+    out: list[str] = []
+    for text in [event.plate_text or "", *(c.text for c in event.candidates)]:
+        plate = normalise_plate(text)
+        if plate and plate not in out:
+            out.append(plate)
+    return out[:MERGE_CANDIDATES]
+
+
+def _settled(event: PlateEvent) -> bool:
+    """Whether the event's read will not change any more (see :data:`SETTLED_READS`)."""
+    return bool(event.plate_text) and event.agreeing_frames >= SETTLED_READS and event.confidence >= SETTLED_CONFIDENCE
+
+
 class FencedPublisher(SpooledPublisher):
     """:class:`~pipeline.engine.publisher.SpooledPublisher` that attaches a fence to every record.
 
     ``fence_for(camera_id)`` gives this host's fencing token of the camera (None: this host never held it, then
     token 0 is sent, which the store refuses once the camera was ever leased). The fence travels with a spooled
-    record, so a late delivery is judged by the token and capture time it was seen with.
+    record, so a late delivery is judged by the token and capture time it was seen with. With a ``merger``
+    (:class:`HandoverMerger`) a record may be rewritten onto an earlier holder's event or held back for a few
+    seconds; :meth:`flush` (the engine loop calls it all the time) delivers the held tracks whose time is up.
     """
 
     def __init__(self, store: FencedEventStore, spool: EventSpool, fence_for: Callable[[str], int | None],
@@ -273,16 +398,30 @@ class FencedPublisher(SpooledPublisher):
         self._event_times: OrderedDict[str, float] = OrderedDict()
 
     def publish(self, kind: str, record: BaseModel) -> bool:
+        """Deliver ``record`` (or what the merger makes of it) now if possible (True); False when it went to the
+        spool or the merger holds it back."""
         fence = self._fence_of(kind, record)
-        if self.merger is not None and self.redis_ok:
-            record = self.merger.rewrite(kind, record, int(fence["token"]))
+        if self.merger is None:
+            return self._send(kind, record, fence)
+        out = self.merger.admit(kind, record, int(fence["token"]), fence, lookup=self.redis_ok)
+        delivered = [self._send(*item) for item in out]
+        return bool(delivered) and all(delivered)
+
+    def flush(self, force: bool = False) -> int:
+        """Deliver the merger's held tracks whose time is up (all of them with ``force``), then drain the spool."""
+        if self.merger is not None:
+            for item in self.merger.release(force):
+                self._send(*item)
+        return super().flush(force)
+
+    def _send(self, kind: str, record: BaseModel, fence: dict[str, Any]) -> bool:
         if len(self.spool) == 0 and self._deliver_fenced(kind, record, fence):
             return True
         payload = record.model_dump(mode="json")
         payload[FENCE_FIELD] = fence
         self.spool.append(kind, payload)
         self.spooled_total += 1
-        self.flush()
+        SpooledPublisher.flush(self)
         return False
 
     def _fence_of(self, kind: str, record: Any) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import redis
 
-from pipeline.cluster.fencing import MERGE_WINDOW_S, FencedEventStore, FencedPublisher, HandoverMerger
+from pipeline.cluster.fencing import MERGE_HOLD_S, MERGE_WINDOW_S, FencedEventStore, FencedPublisher, HandoverMerger
 from pipeline.cluster.leases import LeaseStore, lease_key
 from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import alert_id_for
-from pipeline.events import Alert, PlateEvent
+from pipeline.events import Alert, PlateCandidate, PlateEvent
 from pipeline.store import keys
 from pipeline.store.codec import decode
 from tests.conftest import RedisServer
@@ -21,6 +21,16 @@ from tests.conftest import RedisServer
 def plate(camera_id: str, frame_time: float, text: str = "1กข1234") -> PlateEvent:
     return PlateEvent(camera_id=camera_id, track_id=1, started_at=frame_time - 1, ended_at=frame_time,
                       frame_time=frame_time, plate_text=text, confidence=0.9)  # fmt: skip
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (the merger's hold-back deadlines)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def stored_ids(client: redis.Redis) -> set[str]:
@@ -120,7 +130,8 @@ def test_a_vehicle_in_view_at_the_hand_over_stays_one_event(client: redis.Redis,
     assert a.publish("plate", elsewhere)
     token_b, issued_b = hand_over(client, "cam")
 
-    merger = HandoverMerger(client)
+    clock = Clock()
+    merger = HandoverMerger(client, clock=clock)
     b = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-b", 1 << 20), {"cam": token_b}.get,
                         merger=merger)  # fmt: skip
     again = PlateEvent(camera_id="cam", track_id=7, started_at=issued_b + 0.5, ended_at=issued_b + 1,
@@ -134,7 +145,11 @@ def test_a_vehicle_in_view_at_the_hand_over_stays_one_event(client: redis.Redis,
     assert b.publish("plate", later)
     other = PlateEvent(camera_id="cam", track_id=8, started_at=issued_b + 1, ended_at=issued_b + 2,
                        frame_time=issued_b + 2, plate_text="7ขค5555", confidence=0.9)  # fmt: skip
-    assert b.publish("plate", other)
+    assert not b.publish("plate", other)  # may still read as a's plate: held back for a few seconds
+    assert other.event_id not in stored_ids(client)
+    clock.now += MERGE_HOLD_S
+    b.flush()
+    assert other.event_id in stored_ids(client) and merger.released == 1
     much_later = PlateEvent(camera_id="cam", track_id=9, started_at=issued_b + MERGE_WINDOW_S + 5,
                             ended_at=issued_b + MERGE_WINDOW_S + 6, frame_time=issued_b + MERGE_WINDOW_S + 6,
                             plate_text="1กข1234", confidence=0.9)  # the same car back a minute later: a new visit
@@ -183,5 +198,119 @@ def test_a_read_one_character_off_is_the_same_vehicle_two_are_not(client: redis.
                           frame_time=issued_b + 1, plate_text=text, confidence=0.9)  # fmt: skip
 
     off_by_one, far = track("1กข1284", 1), track("1กข5678", 2)
-    assert b.publish("plate", off_by_one) and b.publish("plate", far)
+    assert b.publish("plate", off_by_one)
+    assert not b.publish("plate", far)  # held back: its read may still change
+    b.flush(force=True)
     assert stored_ids(client) == {seen.event_id, far.event_id}  # 1234 / 1284: one vehicle; 5678: another
+
+
+def handed_over_with(client: redis.Redis, tmp_path: Path, clock: Clock) -> tuple[PlateEvent, FencedPublisher, float]:
+    """a published 1กข1234 on "cam" with a watchlist alert (entry e1), then b took the camera: (a's event, b's
+    publisher with a merger on ``clock``, when b's token was issued)."""
+    leases = LeaseStore(client)
+    token_a = leases.acquire("cam", "w-a", 60_000)
+    a = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-a", 1 << 20), {"cam": token_a}.get)
+    seen = plate("cam", time.time() - 2, "1กข1234").model_copy(update={"confidence": 0.95})
+    assert a.publish("plate", seen)
+    assert a.publish("alert", watch_alert(seen, "e1"))
+    token_b, issued_b = hand_over(client, "cam")
+    b = FencedPublisher(FencedEventStore(client), EventSpool(tmp_path / "spool-b", 1 << 20), {"cam": token_b}.get,
+                        merger=HandoverMerger(client, clock=clock))  # fmt: skip
+    return seen, b, issued_b
+
+
+def watch_alert(event: PlateEvent, entry_id: str) -> Alert:
+    return Alert(kind="plate", watchlist_id="wl", entry_id=entry_id, event_id=event.event_id,
+                 camera_id=event.camera_id, alert_id=alert_id_for(event.event_id, "wl", entry_id))  # fmt: skip
+
+
+def b_track(issued_b: float, text: str, version: int = 1, **fields: object) -> PlateEvent:
+    """Version ``version`` of b's track 5, begun half a second after b's token."""
+    return PlateEvent(event_id="b-track-5", version=version, camera_id="cam", track_id=5, started_at=issued_b + 0.5,
+                      ended_at=issued_b + 1 + version, frame_time=issued_b + version, plate_text=text,
+                      confidence=0.8 if text else 0.0, **fields)  # fmt: skip
+
+
+def stored(client: redis.Redis) -> dict[str, PlateEvent]:
+    return {ev.event_id: ev for ev in (decode(PlateEvent, f) for _sid, f in client.xrange(keys.PLATE_STREAM))}
+
+
+def alerts(client: redis.Redis) -> list[Alert]:
+    import json
+
+    return [Alert.model_validate(json.loads(f[b"alert"])) for _sid, f in client.xrange(keys.ALERT_STREAM)]
+
+
+def test_a_track_whose_first_version_had_no_read_merges_at_a_later_one(client: redis.Redis, tmp_path: Path) -> None:
+    """b's first version of the vehicle has no plate yet; its second reads one character off a's: one event, and
+    b's alert for it is a's alert."""
+    clock = Clock()
+    seen, b, issued_b = handed_over_with(client, tmp_path, clock)
+    assert not b.publish("plate", b_track(issued_b, ""))  # nothing to match by yet: held, nothing stored
+    assert stored_ids(client) == {seen.event_id}
+    clock.now += MERGE_HOLD_S / 2
+    b.flush()
+    assert stored_ids(client) == {seen.event_id}  # still within the hold
+    second = b_track(issued_b, "1กข1284", version=2)
+    assert b.publish("plate", second)
+    assert b.publish("alert", watch_alert(second, "e1"))
+    clock.now += MERGE_HOLD_S
+    b.flush()
+    third = b_track(issued_b, "1กข1284", version=3).model_copy(update={"confidence": 0.97})
+    assert b.publish("plate", third)
+    records = stored(client)
+    assert set(records) == {seen.event_id} and client.xlen(keys.PLATE_STREAM) == 1
+    kept = records[seen.event_id]
+    assert (kept.version, kept.plate_text, kept.started_at, kept.ended_at) == (
+        3, "1กข1284", seen.started_at, third.ended_at)  # b's later, more confident read; a's start
+    assert [(a.event_id, a.alert_id) for a in alerts(client)] == [(seen.event_id, alert_id_for(seen.event_id, "wl",
+                                                                                                "e1"))]
+
+
+def test_alerts_held_with_a_track_follow_it_onto_the_merged_event(client: redis.Redis, tmp_path: Path) -> None:
+    """b's first read is two characters off (not merged) and raised an alert of another watchlist entry; a
+    later version lists a's plate among its alternative reads: the track and its held alert go onto a's event."""
+    clock = Clock()
+    seen, b, issued_b = handed_over_with(client, tmp_path, clock)
+    first = b_track(issued_b, "1กข1884")
+    assert not b.publish("plate", first)
+    assert not b.publish("alert", watch_alert(first, "e2"))  # held with its track
+    assert len(alerts(client)) == 1
+    second = b_track(issued_b, "1กข1884", version=2, candidates=[PlateCandidate(text="1กข1884", score=0.5),
+                                                                 PlateCandidate(text="1กข1234", score=0.4)])
+    assert b.publish("plate", second)
+    assert set(stored(client)) == {seen.event_id}
+    assert {(a.entry_id, a.event_id, a.alert_id) for a in alerts(client)} == {
+        (entry, seen.event_id, alert_id_for(seen.event_id, "wl", entry)) for entry in ("e1", "e2")}
+    b.flush(force=True)
+    assert set(stored(client)) == {seen.event_id} and len(alerts(client)) == 2
+
+
+def test_another_vehicle_after_the_hand_over_stays_its_own_event(client: redis.Redis, tmp_path: Path) -> None:
+    """A plate far from a's is published as b's own event with its own alert once its hold is up (or at once when
+    its read settled); a track released as its own is never merged afterwards."""
+    clock = Clock()
+    seen, b, issued_b = handed_over_with(client, tmp_path, clock)
+    other = b_track(issued_b, "7ขค5555")
+    assert not b.publish("plate", other)
+    assert not b.publish("alert", watch_alert(other, "e3"))
+    clock.now += MERGE_HOLD_S - 0.5
+    b.flush()
+    assert stored_ids(client) == {seen.event_id}
+    clock.now += 0.5
+    b.flush()
+    assert stored_ids(client) == {seen.event_id, other.event_id}
+    assert {(a.event_id, a.entry_id) for a in alerts(client)} == {(seen.event_id, "e1"), (other.event_id, "e3")}
+    later = b_track(issued_b, "1กข1234", version=2)  # released as its own: a later read no longer joins a's event
+    assert b.publish("plate", later)
+    assert stored(client)[other.event_id].version == 2 and stored(client)[seen.event_id].version == 1
+
+    settled = PlateEvent(camera_id="cam", track_id=6, started_at=issued_b + 2, ended_at=issued_b + 3,
+                         frame_time=issued_b + 3, plate_text="2คง4321", confidence=0.9, agreeing_frames=3)
+    assert b.publish("plate", settled)  # a settled read matching nothing: not held
+    first_holder = PlateEvent(camera_id="new-cam", track_id=1, started_at=time.time(), ended_at=time.time(),
+                              frame_time=time.time(), plate_text="", confidence=0.0)  # fmt: skip
+    LeaseStore(client).acquire("new-cam", "w-b", 60_000)
+    b.fence_for = {"cam": b.fence_for("cam"), "new-cam": 1}.get
+    assert b.publish("plate", first_holder)  # a camera nobody held before: nothing to merge with, never held
+    assert b.merger is not None and b.merger.merged == 0 and b.merger.holding == 0
