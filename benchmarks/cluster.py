@@ -71,7 +71,7 @@ VISIT_SEEN_S = 15.0
 """An old holder's event that ended less than this before the kill saw the visit in view at the kill (the previous
 visit ended ~50 s before it)."""
 PLATE_MATCH = 1.5
-"""Largest plate distance (:func:`pipeline.search.fuzzy.plate_distance`) between two reads of one vehicle."""
+"""Largest plate distance (:func:`pipeline.plates.fuzzy.plate_distance`) between two reads of one vehicle."""
 
 # -- capacity assumptions (stated in the output) -------------------------------------------------------------------
 SERVER_CORES = 2
@@ -281,7 +281,7 @@ def _brief(event: Any, t0: float) -> list[Any]:
 def handover_events(before: list[Any], after: list[Any], cameras: list[str], killed_at: float) -> dict[str, Any]:
     """One round's events across the hand-over of ``cameras`` (see the module docstring; lost is counted at the
     end of the run)."""
-    from pipeline.search.fuzzy import plate_distance
+    from pipeline.plates.fuzzy import plate_distance
 
     out: dict[str, Any] = {"acked": len(before), "duplicated": [], "merged": [], "new_holder_events": 0,
                            "detail": {}}

@@ -33,10 +33,10 @@ import redis
 from tqdm import tqdm
 
 from pipeline.events import FaceEvent, PlateEvent
+from pipeline.plates.fuzzy import LOOKALIKE_CLASSES, plate_distance
+from pipeline.plates.grams import compile_query
 from pipeline.plates.provinces import PROVINCES
 from pipeline.search.faces import FaceIndex
-from pipeline.search.fuzzy import LOOKALIKE_CLASSES, plate_distance
-from pipeline.search.grams import compile_query
 from pipeline.search.plates import PlateFilters, PlateSearcher
 from pipeline.store import EventStore, keys, normalise_plate
 from pipeline.store.codec import _KINDS

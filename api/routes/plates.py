@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
 from api.routes.media import media_url
 from api.schemas.plates import PlateHitOut, PlateSearchOut
+from pipeline.plates.grams import MAX_QUERY_LEN, QueryError
 from pipeline.plates.provinces import match_province
-from pipeline.search.grams import MAX_QUERY_LEN, QueryError
 from pipeline.search.plates import MAX_FUZZY_DISTANCE, PlateFilters, PlateSearcher, PlateSearchResult
 
 router = APIRouter(prefix="/api/plates", tags=["plates"])

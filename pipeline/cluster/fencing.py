@@ -55,7 +55,7 @@ MERGE_GAP_S = 20.0
 """... and joins it to an old holder's event of the same plate that ended at most this long before the track began
 (the kill, the lease TTL running out, the new capture's start, and the old event's last update before the kill)."""
 MERGE_PLATE_DISTANCE = 1.0
-"""Largest plate distance (:func:`pipeline.search.fuzzy.plate_distance`, look-alikes cheaper) between the old and
+"""Largest plate distance (:func:`pipeline.plates.fuzzy.plate_distance`, look-alikes cheaper) between the old and
 the new holder's reads of one vehicle: one character read differently (two close plates of different vehicles on one
 camera within the window would be joined: one character is the risk taken)."""
 MERGE_LOOKBACK_S = 900.0
@@ -340,7 +340,7 @@ class HandoverMerger:
 
     def _plates_near(self, plate: str) -> list[str]:
         """``plate`` and the stored plates within :data:`MERGE_PLATE_DISTANCE` of it, nearest first (at most 8)."""
-        from pipeline.search.fuzzy import deletion_variants, fold, plate_distance
+        from pipeline.plates.fuzzy import deletion_variants, fold, plate_distance
 
         raw = self.client.sunion([keys.plate_variant(v) for v in sorted(deletion_variants(fold(plate)))])
         near = {(r.decode() if isinstance(r, bytes) else str(r)) for r in raw} - {plate}

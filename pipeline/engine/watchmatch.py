@@ -1,6 +1,6 @@
 """Watchlist matching at event time.
 
-Plates match exactly or, for fuzzy entries, when :func:`pipeline.search.fuzzy.plate_distance` is at most the entry's
+Plates match exactly or, for fuzzy entries, when :func:`pipeline.plates.fuzzy.plate_distance` is at most the entry's
 ``max_distance``. Faces match when the cosine similarity between the event embedding and any of the person's
 enrolled embeddings is at or above the watchlist threshold. Entry camera restrictions are honoured (an empty list
 means every camera). Lists are read from Redis through :class:`pipeline.store.WatchlistStore` and cached until
@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
-from pipeline.search.fuzzy import plate_distance
+from pipeline.plates.fuzzy import plate_distance
 from pipeline.store.plates import normalise_plate
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Literal
 import redis
 
 from pipeline.events import PlateEvent
-from pipeline.search.fuzzy import deletion_variants, fold, plate_distance
-from pipeline.search.grams import PlatePattern, compile_query
+from pipeline.plates.fuzzy import deletion_variants, fold, plate_distance
+from pipeline.plates.grams import PlatePattern, compile_query
 from pipeline.store import codec, keys, lua
 from pipeline.store.plates import is_series_bigram, normalise_plate
 

@@ -8,7 +8,7 @@ computation in Python; the tests check that both agree.
 
 from __future__ import annotations
 
-from pipeline.search.fuzzy import LOOKALIKE_CLASSES
+from pipeline.plates.fuzzy import LOOKALIKE_CLASSES
 from pipeline.store import keys
 
 

@@ -7,8 +7,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from pipeline.search.fuzzy import deletion_variants, fold
-from pipeline.search.grams import plate_grams
+from pipeline.plates.fuzzy import deletion_variants, fold
+from pipeline.plates.grams import plate_grams
 from pipeline.store import keys
 
 logger = logging.getLogger(__name__)

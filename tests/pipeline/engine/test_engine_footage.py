@@ -25,7 +25,7 @@ from pipeline.engine.metrics import metrics_key
 from pipeline.engine.process import build_engine, load_plate_reader_or_none, run_loop
 from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.models.plate_detector import VEHICLE_MARGIN
-from pipeline.search.fuzzy import plate_distance
+from pipeline.plates.fuzzy import plate_distance
 from pipeline.store import WatchlistStore, keys
 from pipeline.store.codec import decode
 

@@ -7,8 +7,8 @@ import pytest
 import redis
 
 from pipeline.events import PlateEvent
-from pipeline.search.fuzzy import plate_distance
-from pipeline.search.grams import compile_query
+from pipeline.plates.fuzzy import plate_distance
+from pipeline.plates.grams import compile_query
 from pipeline.search.plates import PlateFilters, PlateSearcher, normalise_query
 from pipeline.store import EventStore, keys, lua
 

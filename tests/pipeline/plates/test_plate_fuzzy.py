@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.search.fuzzy import LOOKALIKE_COST, deletion_variants, fold, plate_distance
-from pipeline.search.grams import QueryError, compile_query
+from pipeline.plates.fuzzy import LOOKALIKE_COST, deletion_variants, fold, plate_distance
+from pipeline.plates.grams import QueryError, compile_query
 
 
 @pytest.mark.parametrize("a,b", [("ข", "ช"), ("ค", "ด"), ("ด", "ต"), ("ภ", "ถ"), ("บ", "ป"), ("ฎ", "ฏ"),
