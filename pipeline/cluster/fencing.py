@@ -248,7 +248,8 @@ class HandoverMerger:
         self._targets[event.event_id] = target
         self.merged += 1
         logger.info("camera %s: plate %s still in view at the hand-over: published as event %s of the previous "
-                    "holder (not as a second event)", event.camera_id, target.plate_text, target.event_id)
+                    "holder (not as a second event; matched at version %d of track %s, read %r)", event.camera_id,
+                    target.plate_text, target.event_id, event.version, event.track_id, event.plate_text)
         out: list[Outgoing] = [(kind, self._onto(event, target), fence)]
         if held is not None:
             del self._held[event.event_id]
@@ -268,6 +269,10 @@ class HandoverMerger:
         held = self._held.pop(event_id)
         self._decided(event_id)
         self.released += 1
+        if held.event is not None:
+            logger.info("camera %s: track %s (read %r, version %d) matched no earlier holder's event: published as "
+                        "an event of its own after %.1f s held", held.event.camera_id, held.event.track_id,
+                        held.event.plate_text, held.event.version, self.clock() - (held.until - self.hold_s))
         out: list[Outgoing] = [("plate", held.event, held.fence)] if held.event is not None else []
         return out + [("alert", alert, fence) for alert, fence in held.alerts]
 
