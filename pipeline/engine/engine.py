@@ -47,7 +47,7 @@ from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker, iou_matrix
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import nms
-from pipeline.models.plate_detector import VEHICLE_MARGIN, centres_inside, owner_of
+from pipeline.models.plate_detector import VEHICLE_MARGIN, centres_inside, has_plate, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
@@ -370,9 +370,9 @@ class Engine:
             found = self.models.plates.detect_batch(images, tiles)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)
-                self.models.plates.look_again(images, found, eligible=due)
+                self.models.plates.look_again(images, found, ec.plate_confidence, eligible=due)
                 for k in due:
-                    frames[k].cam.turned_hits += _has_plate(found[k])
+                    frames[k].cam.turned_hits += has_plate(found[k], ec.plate_confidence)
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -421,7 +421,7 @@ class Engine:
             plate_dets = self.models.plates.detect_batch(
                 crops, coarse_first=self.engine_config.plate_search == "coarse_first", min_confidence=conf)
             for k, job in enumerate(jobs):
-                held = None if _has_plate(plate_dets[k], conf) else _held_plate(job, conf)
+                held = None if has_plate(plate_dets[k], conf) else _held_plate(job, conf)
                 if held is not None:
                     plate_dets[k] = held
             if self.engine_config.plate_second_look:
@@ -451,24 +451,25 @@ class Engine:
         conf = self.engine_config.plate_confidence
         due = [k for k, (job, dets) in enumerate(zip(jobs, found, strict=True))
                if job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK and job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH
-               and not _has_plate(dets, conf)]
+               and not has_plate(dets, conf)]
         self.metrics.count("turned_looks", len(due))
         return due
 
     @staticmethod
     def _count_turned_misses(jobs: list[_VehicleJob], found: list[Detections], due: list[int], conf: float) -> None:
         for k in due:
-            jobs[k].state.rotated_misses += not _has_plate(found[k], conf)
+            jobs[k].state.rotated_misses += not has_plate(found[k], conf)
 
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
         """Frames without vehicles and without a plate whose camera is due a turned look: every such frame once a
         turned look found a plate on that camera (its mount rolls every plate), else one every
         ``ROTATED_LOOK_INTERVAL_S``."""
         due = []
+        conf = self.engine_config.plate_confidence  # a weak upright hit (a rolled plate half seen) is no plate
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
             t = g.item.capture_time
-            if g.no_vehicle and not _has_plate(dets) and (g.cam.turned_hits or
-                                                  t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S):
+            if g.no_vehicle and not has_plate(dets, conf) and (g.cam.turned_hits or
+                                                                t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S):
                 g.cam.last_rotated_look = t
                 due.append(k)
         self.metrics.count("turned_looks", len(due))
@@ -667,11 +668,6 @@ def _held_plate(job: _VehicleJob, min_confidence: float) -> Detections | None:
     shift = np.float32([ox, oy, ox, oy])
     reading = np.asarray(mine.data.get("reading_xyxy", mine.xyxy), np.float32).reshape(-1, 4) - shift
     return Detections(mine.xyxy - shift, mine.confidence, mine.class_id, None, {"reading_xyxy": reading})
-
-
-def _has_plate(dets: Detections, min_confidence: float = 0.0) -> bool:
-    """Whether a plate detector result holds a plate at ``min_confidence`` or better."""
-    return bool((dets.confidence >= min_confidence).any())
 
 
 def assign_faces_to_persons(faces_xyxy: np.ndarray, persons_xyxy: np.ndarray) -> np.ndarray:

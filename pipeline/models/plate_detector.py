@@ -258,7 +258,7 @@ class PlateDetector:
         reached ``min_confidence`` searched again turned (:meth:`detect_rotated`); ``eligible`` limits that to
         some crop indices."""
         candidates = range(len(crops)) if eligible is None else eligible
-        missed = [k for k in candidates if not (found[k].confidence >= min_confidence).any()]
+        missed = [k for k in candidates if not has_plate(found[k], min_confidence)]
         if missed:
             for k, dets in zip(missed, self.detect_rotated([crops[k] for k in missed]), strict=True):
                 found[k] = dets
@@ -311,8 +311,10 @@ class PlateCascade:
 
     - a frame without any vehicle (a close-up gate view) is searched whole, with tiles
       (``engine.plates_without_vehicle``);
-    - a vehicle crop (or whole frame) in which nothing is found is searched again turned by +-25 degrees
-      (``engine.plate_second_look``: plates rolled too far for the upright detector);
+    - a vehicle crop or whole frame in which no plate reaches the plate confidence is searched again turned by
+      +-25 degrees (``engine.plate_second_look``: plates rolled too far for the upright detector, which often
+      gives them a weak upright hit); the whole-frame window of a frame with vehicles too when no window found a
+      plate (a rolled plate of a vehicle the vehicle detector missed);
     - a vehicle crop larger than the plate detector's tile is searched whole first and with its tiles only where
       no readable plate was found (``engine.plate_search: coarse_first``; ``all_windows``: every window at once);
     - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
@@ -362,7 +364,7 @@ class PlateCascade:
         if not len(vehicles) and self.without_vehicle:
             plates = self.full_frame(frame)
             if self.second_look:
-                plates = self.plates.look_again([frame], [plates])[0]
+                plates = self.plates.look_again([frame], [plates], self.plate_confidence)[0]
             plates.data["vehicle"] = [-1] * len(plates)
             return plates
         crops = crop_boxes(frame, vehicles.xyxy, self.margin)
@@ -373,8 +375,10 @@ class PlateCascade:
         found += self.plates.detect_batch(whole, [whole_tile] * len(whole))
         if self.second_look:
             held = plates_held(found[-1], vehicles.xyxy, self.plate_confidence) if whole else set()
-            self.plates.look_again([c for c, _ in crops] + whole, found,
-                                   eligible=[k for k in range(len(crops)) if k not in held])
+            eligible = [k for k in range(len(crops)) if k not in held]
+            if whole and not any(has_plate(d, self.plate_confidence) for d in found):
+                eligible.append(len(crops))  # no plate anywhere: perhaps a rolled one no vehicle box holds
+            self.plates.look_again([c for c, _ in crops] + whole, found, self.plate_confidence, eligible=eligible)
         parts, cut = [], []
         for k, ((crop, (x0, y0)), dets) in enumerate(zip(crops, found[:len(crops)], strict=True)):
             own = np.asarray(dets.data["reading_xyxy"], np.float32).reshape(-1, 4)  # the detector's box
@@ -395,6 +399,11 @@ class PlateCascade:
     def full_frame(self, frame: np.ndarray) -> Detections:
         """The plate detector on the whole frame (with its search windows), for comparison."""
         return self.plates.detect_batch([frame])[0]
+
+
+def has_plate(dets: Detections, min_confidence: float = 0.0) -> bool:
+    """Whether a plate detector result holds a plate at ``min_confidence`` or better."""
+    return bool((dets.confidence >= min_confidence).any())
 
 
 def merge_crop_plates(xyxy: np.ndarray, scores: np.ndarray, cut: np.ndarray) -> np.ndarray:
