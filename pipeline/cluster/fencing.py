@@ -206,8 +206,10 @@ class HandoverMerger:
         self.merged = 0  # tracks published as an earlier holder's event
         self.released = 0  # held tracks published as events of their own
         self._issued: dict[tuple[str, int], float | None] = {}
-        self._targets: dict[str, PlateEvent] = {}  # this host's event id -> target (as last published)
-        self._next_version: dict[str, int] = {}  # target event id -> last version used
+        # this host's event id -> target (as last published); target event id -> last version used. Both are
+        # bounded (MERGED_KEPT, oldest out): a merged track lives seconds to minutes, merges happen at hand-overs
+        self._targets: OrderedDict[str, PlateEvent] = OrderedDict()
+        self._next_version: OrderedDict[str, int] = OrderedDict()
         self._held: dict[str, _Held] = {}  # this host's event id -> held track
         self._own: OrderedDict[str, None] = OrderedDict()  # event ids decided: published as themselves
 
@@ -245,7 +247,7 @@ class HandoverMerger:
             if _settled(event):
                 return self._release(event.event_id)
             return []
-        self._targets[event.event_id] = target
+        _remember(self._targets, event.event_id, target)
         self.merged += 1
         logger.info("camera %s: plate %s still in view at the hand-over: published as event %s of the previous "
                     "holder (not as a second event; matched at version %d of track %s, read %r)", event.camera_id,
@@ -285,13 +287,13 @@ class HandoverMerger:
     def _onto(self, event: PlateEvent, target: PlateEvent) -> PlateEvent:
         """``event`` as the target's next version (the target as last published moves on to it)."""
         version = max(self._next_version.get(target.event_id, target.version), target.version) + 1
-        self._next_version[target.event_id] = version
+        _remember(self._next_version, target.event_id, version)
         update: dict[str, Any] = {"event_id": target.event_id, "version": version,
                                   "started_at": min(target.started_at, event.started_at)}
         if target.confidence > event.confidence:
             update |= {name: getattr(target, name) for name in _READ_FIELDS}
         merged = event.model_copy(update=update)
-        self._targets[event.event_id] = merged
+        _remember(self._targets, event.event_id, merged)
         return merged
 
     def _alert(self, alert: Alert) -> Alert:
@@ -457,3 +459,15 @@ class FencedPublisher(SpooledPublisher):
             return self._deliver_model(kind, record)
         finally:
             store.fence = None
+
+
+MERGED_KEPT = 4096
+"""Merged tracks (and their targets' version counters) the merger remembers, most recent first."""
+
+
+def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+    """``table[key] = value`` as the most recent entry, the oldest dropped beyond :data:`MERGED_KEPT`."""
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MERGED_KEPT:
+        table.popitem(last=False)

@@ -314,3 +314,22 @@ def test_another_vehicle_after_the_hand_over_stays_its_own_event(client: redis.R
     b.fence_for = {"cam": b.fence_for("cam"), "new-cam": 1}.get
     assert b.publish("plate", first_holder)  # a camera nobody held before: nothing to merge with, never held
     assert b.merger is not None and b.merger.merged == 0 and b.merger.holding == 0
+
+
+def test_the_merger_remembers_a_bounded_number_of_merged_tracks(client: redis.Redis, tmp_path: Path,
+                                                                 monkeypatch: object) -> None:
+    """A long-running worker merges a track at every hand-over: what the merger keeps per merged track (its target
+    and the target's version counter) is bounded, the oldest dropped first; the newest still merges."""
+    import pipeline.cluster.fencing as fencing
+
+    monkeypatch.setattr(fencing, "MERGED_KEPT", 2)  # type: ignore[attr-defined]
+    seen, b, issued_b = handed_over_with(client, tmp_path, Clock())
+    merger = b.merger
+    assert merger is not None
+    for track in range(5):
+        event = b_track(issued_b, "1กข1234").model_copy(update={"event_id": f"b-track-{track}", "track_id": track})
+        assert b.publish("plate", event)
+    assert merger.merged == 5
+    assert len(merger._targets) == 2 and set(merger._targets) == {"b-track-3", "b-track-4"}
+    assert len(merger._next_version) == 1  # one target: a's event
+    assert stored_ids(client) == {seen.event_id}
