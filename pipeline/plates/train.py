@@ -149,6 +149,14 @@ def rng_pick(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[: min(n, k)]
 
 
+def _check_disjoint(train: list[PlateSample], held: list[PlateSample]) -> None:
+    """Refuse a held-out file that shares a plate string with the training rows (the split must stay disjoint)."""
+    shared = {s.label for s in train} & {s.label for s in held}
+    if shared:
+        raise SystemExit(f"--moto-val shares {len(shared)} plate strings with --moto (e.g. {sorted(shared)[:3]}): "
+                         "the held-out plates must be disjoint by plate string")
+
+
 def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
                  ) -> tuple[ExtraPools, tuple[np.ndarray, list[str], list[int]] | None]:
     """Motorcycle crops (train part; the held-out part is returned for validation), rendered plates and
@@ -159,7 +167,13 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
     moto_train: list[PlateSample] = []
     if args.moto is not None:
         moto = read_labels(args.moto)
-        m_tr, m_va = plate_disjoint_split(moto, args.moto_val_fraction, args.split_seed)
+        if args.moto_val is not None:  # an explicit held-out file: every row of --moto trains
+            held = read_labels(args.moto_val)
+            _check_disjoint(moto, held)
+            m_tr, m_va = list(range(len(moto))), list(range(len(moto), len(moto) + len(held)))
+            moto = moto + held
+        else:
+            m_tr, m_va = plate_disjoint_split(moto, args.moto_val_fraction, args.split_seed)
         logger.info("motorcycle crops: %d train / %d val (plate-disjoint)", len(m_tr), len(m_va))
         moto_train = [moto[i] for i in m_tr]
         extra.add(real_pool(moto_train, True, PRELOAD_HW), weights.get("real_moto", 0.0))
@@ -211,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--moto", type=Path, default=None,
                     help="labels.csv of real motorcycle crops (three-line plates); split by plate like --data")
     ap.add_argument("--moto-val-fraction", type=float, default=0.5)
+    ap.add_argument("--moto-val", type=Path, default=None,
+                    help="held-out motorcycle labels file (absolute paths, e.g. from pipeline.plates.dataset); with "
+                         "it every row of --moto trains and --moto-val-fraction is ignored")
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 MODEL_DIR = REPO / "models" / "plate_reader"
 BASE_DIR = MODEL_DIR / "base"
 N_SAMPLE = 160
-MOTO_EXACT_MIN = 0.45  # measured 0.538 (28 of 52) with the shipped model; see MODEL_CARD.md
+MOTO_EXACT_MIN = 0.45  # 0.538 (28 of 52) when these plates were held out; the shipped model trained on them
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,11 @@ def validation_split(shared_dir: Path, every: int = 1) -> tuple[list[np.ndarray]
 
 
 def motorcycle_validation(shared_dir: Path) -> tuple[list[np.ndarray], list[str]]:
-    """The held-out half of the real motorcycle plates (split by plate string, as the trainer splits them)."""
+    """The half of the real motorcycle plates that the models before 2026-12-02 held out (split by plate string).
+
+    The shipped model was fine-tuned on every real motorcycle plate (its generalisation to plates it never saw is
+    measured by cross-fitting, see MODEL_CARD.md), so these check the three-line reading path, not generalisation.
+    """
     samples = read_labels(shared_dir / "data" / "plates_thai_moto" / "labels.csv")
     _, val = plate_disjoint_split(samples, 0.5, 0)
     return [cv2.imread(str(samples[i].path)) for i in val], [samples[i].label for i in val]
@@ -63,12 +67,14 @@ def test_models_are_compact() -> None:
 
 
 def test_training_report_says_what_the_model_never_saw() -> None:
-    """The shipped model held out the plate-disjoint car split and half of the motorcycle plates."""
+    """The shipped model held out the plate-disjoint car split; it trained on every real motorcycle plate (no
+    motorcycle plate is held out, and the report says so), after cross-fitting measured that recipe."""
     report = json.loads((MODEL_DIR / "train_report.json").read_text(encoding="utf-8"))
     assert report["n_val"] > 900
     args = report["args"]
     assert float(args["val_fraction"]) == 0.15 and args["split_seed"] == "0"
-    assert float(args["moto_val_fraction"]) == 0.5
+    assert float(args["moto_val_fraction"]) == 0.0 and args["moto_val"] == "None"
+    assert args["moto"].endswith("plates_thai_moto/labels.csv")
     meta = json.loads((MODEL_DIR / "plate_reader.json").read_text(encoding="utf-8"))
     assert meta["no_province_class"] == len(PROVINCES)
     assert set(meta["layouts"]) == {"car", "motorcycle"}
@@ -95,9 +101,9 @@ def test_doubled_series_letters_are_read(reader: PlateReader, shared_dir: Path) 
     assert right >= len(doubled) - 1, [r.text for r in reads]
 
 
-def test_motorcycle_plates_never_seen_in_training(reader: PlateReader, shared_dir: Path) -> None:
-    """Three-line motorcycle plates (re-laid into the car form) the model never saw; the old car-only reader
-    read none of them."""
+def test_motorcycle_plates_are_read_as_three_line_plates(reader: PlateReader, shared_dir: Path) -> None:
+    """Real three-line motorcycle plates (re-laid into the car form; in the shipped model's training since
+    2026-12-02, see :func:`motorcycle_validation`); the old car-only reader read none of them."""
     crops, labels = motorcycle_validation(shared_dir)
     assert len(crops) >= 50
     reads = reader.read_batch(crops, ["motorcycle"] * len(crops))

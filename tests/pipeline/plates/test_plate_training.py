@@ -137,3 +137,17 @@ def test_rectifier_training_exports_a_loadable_model(shared_dir: Path, tmp_path:
         assert r.corners.shape == (4, 2) and np.isfinite(r.corners).all()
         assert r.image.ndim == 3 and r.image.dtype == np.uint8
         assert r.layout in (CAR, MOTORCYCLE, "auto")
+
+
+def test_a_held_out_motorcycle_file_sharing_a_plate_with_training_is_refused(shared_dir: Path) -> None:
+    """``--moto-val`` names the held-out motorcycle plates explicitly (cross-fitting): it must be disjoint by plate
+    string from ``--moto``, or training stops with the shared plates named; a disjoint pair passes."""
+    from pipeline.plates.train import _check_disjoint
+
+    moto = read_labels(shared_dir / "data" / "plates_thai_moto" / "labels.csv")
+    train_idx, val_idx = plate_disjoint_split(moto, 0.5, 0)
+    train, held = [moto[i] for i in train_idx], [moto[i] for i in val_idx]
+    _check_disjoint(train, held)
+    with pytest.raises(SystemExit, match="shares 1 plate strings") as err:
+        _check_disjoint(train, held + [train[0]])
+    assert train[0].label in str(err.value)
