@@ -165,6 +165,7 @@ class _Held:
     event: PlateEvent | None = None
     fence: dict[str, Any] = field(default_factory=dict)
     alerts: list[tuple[Alert, dict[str, Any]]] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)  # reads already looked up (each costs Redis round trips)
 
 
 class HandoverMerger:
@@ -239,10 +240,10 @@ class HandoverMerger:
         if held is None and (event.event_id in self._own or not lookup or not self._considered(event, token)):
             self._decided(event.event_id)
             return [(kind, event, fence)]
-        target = self._find_target(event, token) if lookup else None
+        if held is None:
+            held = self._held[event.event_id] = _Held(until=self.clock() + self.hold_s)
+        target = self._find_target(event, token, held.tried) if lookup else None
         if target is None:
-            if held is None:
-                held = self._held[event.event_id] = _Held(until=self.clock() + self.hold_s)
             held.event, held.fence = event, fence
             if _settled(event):
                 return self._release(event.event_id)
@@ -253,10 +254,8 @@ class HandoverMerger:
                     "holder (not as a second event; matched at version %d of track %s, read %r)", event.camera_id,
                     target.plate_text, target.event_id, event.version, event.track_id, event.plate_text)
         out: list[Outgoing] = [(kind, self._onto(event, target), fence)]
-        if held is not None:
-            del self._held[event.event_id]
-            out += [("alert", self._alert(alert), alert_fence) for alert, alert_fence in held.alerts]
-        return out
+        del self._held[event.event_id]
+        return out + [("alert", self._alert(alert), alert_fence) for alert, alert_fence in held.alerts]
 
     def release(self, force: bool = False) -> list[Outgoing]:
         """The held tracks whose time is up (all with ``force``), as events of their own, each followed by its
@@ -324,8 +323,12 @@ class HandoverMerger:
             return False
         return issued is not None and event.started_at <= issued + self.window_s
 
-    def _find_target(self, event: PlateEvent, token: int) -> PlateEvent | None:
-        reads = _reads(event)
+    def _find_target(self, event: PlateEvent, token: int, tried: set[str]) -> PlateEvent | None:
+        """The earlier holder's event this track is (None: none yet). The voted read matches a stored plate within
+        :data:`MERGE_PLATE_DISTANCE`, an alternative read only exactly (a weak alternative one character off would
+        let a different vehicle disappear into an old event); reads in ``tried`` are not looked up again, and the
+        look-up is best effort: any failure leaves the track unmatched for now."""
+        reads = [(plate, k == 0) for k, plate in enumerate(_reads(event)) if plate not in tried]
         if not reads:
             return None
         try:
@@ -336,13 +339,17 @@ class HandoverMerger:
             if code is None:
                 return None
             code = code.decode() if isinstance(code, bytes) else str(code)
-            for plate in reads:
-                for candidate in self._plates_near(plate):
+            for plate, voted in reads:
+                for candidate in self._plates_near(plate) if voted and event.plate_text else [plate]:
                     found = self._old_event(candidate, code, event, issued)
                     if found is not None:
                         return found
+                tried.add(plate)
         except (redis.RedisError, OSError, ValueError) as exc:
             logger.debug("camera %s: no hand-over merge look-up (%s)", event.camera_id, exc)
+        except Exception:  # a stored record that does not decode, a bug: the merge is best effort, never a loss
+            logger.exception("camera %s: hand-over merge look-up failed; the track stays unmatched for now",
+                             event.camera_id)
         return None
 
     def _plates_near(self, plate: str) -> list[str]:

@@ -159,8 +159,10 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
                 else:
                     cleanup_snapshots(engine.snapshots.recordings_dir, ec.snapshot_retention_days, held=held)
     finally:
-        engine.finish()
-        publisher.flush(force=True)
+        try:
+            engine.finish()
+        finally:  # held and spooled records go out (or stay spooled) even when finishing the engine failed
+            publisher.flush(force=True)
         _export_metrics(engine, publisher, client, frame_bus, camera_ids)
         metrics.stop_prometheus()
         if publisher.pending:

@@ -1,1 +1,2 @@
-"""Plate and face search helpers shared by the Redis store (index writer) and the API (reader)."""
+"""Plate and face search for the API: queries over the Redis store's indexes (the plate-text helpers both
+sides share, fuzzy distance and n-grams, live in :mod:`pipeline.plates`)."""

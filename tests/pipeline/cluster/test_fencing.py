@@ -333,3 +333,55 @@ def test_the_merger_remembers_a_bounded_number_of_merged_tracks(client: redis.Re
     assert len(merger._targets) == 2 and set(merger._targets) == {"b-track-3", "b-track-4"}
     assert len(merger._next_version) == 1  # one target: a's event
     assert stored_ids(client) == {seen.event_id}
+
+
+class CountingClient:
+    """The real Redis client, counting the sightings look-ups the merger makes (one per plate it tries)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self.sighting_lookups = 0
+
+    def zrevrangebyscore(self, *args: object, **kwargs: object) -> object:
+        self.sighting_lookups += 1
+        return self._client.zrevrangebyscore(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_an_alternative_read_merges_only_exactly_and_reads_are_looked_up_once(client: redis.Redis,
+                                                                               tmp_path: Path) -> None:
+    """An alternative read one character off a's plate does not merge (a weak alternative of another vehicle must
+    not make it disappear into a's event); a read already looked up is not looked up again at the next version."""
+    clock = Clock()
+    seen, b, issued_b = handed_over_with(client, tmp_path, clock)
+    assert b.merger is not None
+    counting = CountingClient(client)
+    b.merger.client = counting
+    near = [PlateCandidate(text="7ขค5555", score=0.6), PlateCandidate(text="1กข1284", score=0.1)]
+    assert not b.publish("plate", b_track(issued_b, "7ขค5555", candidates=near))
+    first = counting.sighting_lookups
+    assert first >= 2  # the voted read and the alternative
+    assert not b.publish("plate", b_track(issued_b, "7ขค5555", version=2, candidates=near))
+    assert counting.sighting_lookups == first  # nothing new to look up
+    clock.now += MERGE_HOLD_S
+    b.flush()
+    assert stored_ids(client) == {seen.event_id, "b-track-5"} and b.merger.merged == 0
+
+
+def test_a_failing_merge_look_up_leaves_the_track_unmatched_not_lost(client: redis.Redis, tmp_path: Path) -> None:
+    """Whatever goes wrong in the look-up (here a stored event that does not decode), the track is held and then
+    published as its own event; publishing never raises."""
+    clock = Clock()
+    seen, b, issued_b = handed_over_with(client, tmp_path, clock)
+    assert b.merger is not None
+
+    def broken(*_args: object) -> None:
+        raise KeyError("plate_text")
+
+    b.merger._old_event = broken  # type: ignore[method-assign]
+    assert not b.publish("plate", b_track(issued_b, "1กข1234"))
+    clock.now += MERGE_HOLD_S
+    b.flush()
+    assert stored_ids(client) == {seen.event_id, "b-track-5"}

@@ -231,10 +231,10 @@ def test_add_missed_plates_keeps_vehicle_plates_and_adds_the_others() -> None:
 @pytest.mark.timeout(120)
 def test_a_weak_upright_hit_does_not_block_the_turned_look(
         model_set: ModelSet, rolled_scenes: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """A rolled plate often gets a weak upright hit (half the plate, below the plate confidence): with the plate
-    confidence as ``min_confidence`` such a crop is searched turned and its result replaces the weak hit; with
-    the old threshold (any hit counts) the weak hit stayed and the plate was lost (the angle sweep's roll 30 cell
-    went from 0.70 to 0.88 exact end to end with this)."""
+    """A hit below ``min_confidence`` (a rolled plate half seen, when the detector is loaded with a threshold below
+    the plate confidence) does not stop the turned look: that crop is searched turned and its result replaces the
+    weak hit; with ``min_confidence`` 0 any hit counts and the crop keeps it. (The engine loads the detector at the
+    plate confidence, so there this only guards the threshold the callers pass.)"""
     scenes = [s for s, _ in rolled_scenes]
     weak = Detections(np.float32([[2, 2, 40, 20]]), np.float32([0.1]), np.zeros(1, int), None,
                       {"reading_xyxy": np.float32([[2, 2, 40, 20]])})
