@@ -92,7 +92,7 @@ class CameraRuntime:
     last_capture: float = 0.0
     last_arrival: float = 0.0
     frames: int = 0
-    last_rotated_look: float = float("-inf")  # capture time of the last turned search of a frame without vehicles
+    last_rotated_look: float = float("-inf")  # capture time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
 
     @property
@@ -370,9 +370,10 @@ class Engine:
             found = self.models.plates.detect_batch(images, tiles)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)
-                self.models.plates.look_again(images, found, ec.plate_confidence, eligible=due)
+                self.models.plates.look_again(images, found, ec.plate_confidence, eligible=due, tiles=tiles)
                 for k in due:
-                    frames[k].cam.turned_hits += has_plate(found[k], ec.plate_confidence)
+                    if frames[k].no_vehicle:
+                        frames[k].cam.turned_hits += has_plate(found[k], ec.plate_confidence)
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -461,15 +462,18 @@ class Engine:
             jobs[k].state.rotated_misses += not has_plate(found[k], conf)
 
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
-        """Frames without vehicles and without a plate whose camera is due a turned look: every such frame once a
-        turned look found a plate on that camera (its mount rolls every plate), else one every
+        """Frames searched whole in which no plate was found, whose camera is due a turned look (searched as they
+        were upright: a frame with vehicles in one window): a frame without vehicles every time once a turned look
+        found a plate in one on that camera (its mount rolls every plate), else, and a frame with vehicles always
+        (their crops get turned looks of their own; this is for a rolled plate no vehicle box holds), one every
         ``ROTATED_LOOK_INTERVAL_S``."""
         due = []
-        conf = self.engine_config.plate_confidence  # a weak upright hit (a rolled plate half seen) is no plate
+        conf = self.engine_config.plate_confidence
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
             t = g.item.capture_time
-            if g.no_vehicle and not has_plate(dets, conf) and (g.cam.turned_hits or
-                                                                t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S):
+            if has_plate(dets, conf):
+                continue
+            if (g.no_vehicle and g.cam.turned_hits) or t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S:
                 g.cam.last_rotated_look = t
                 due.append(k)
         self.metrics.count("turned_looks", len(due))

@@ -212,13 +212,16 @@ class PlateDetector:
             return []
         return [centred_window(best, crop.shape[1], crop.shape[0], self.tile)]
 
-    def detect_rotated(self, crops: list[np.ndarray], angles: tuple[float, ...] = SECOND_LOOK_ANGLES
-                       ) -> list[Detections]:
+    def detect_rotated(self, crops: list[np.ndarray], angles: tuple[float, ...] = SECOND_LOOK_ANGLES,
+                       tiles: list[int] | None = None) -> list[Detections]:
         """Second look for plates rolled too far for the upright detector: each crop is searched turned by each
         of ``angles`` (degrees, on a canvas that holds the whole turned crop), in one batched call. A plate found
         there comes back as the crop-pixel box around the turned-back detector box (the reading box likewise),
-        so it holds the whole rolled plate; the rectifier straightens it."""
+        so it holds the whole rolled plate; the rectifier straightens it. ``tiles[i]`` is crop ``i``'s tile side
+        as in :meth:`detect_batch` (0: each turned canvas is one window, as the whole-frame window searches it
+        upright)."""
         images: list[np.ndarray] = []
+        image_tiles: list[int] = []
         owners: list[tuple[int, np.ndarray]] = []
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]
@@ -232,8 +235,9 @@ class PlateDetector:
                 m[1, 2] += nh / 2 - h / 2
                 images.append(cv2.warpAffine(crop, m, (nw, nh), flags=cv2.INTER_LINEAR,
                                              borderMode=cv2.BORDER_REPLICATE))
+                image_tiles.append(self.tile if tiles is None else tiles[i])
                 owners.append((i, cv2.invertAffineTransform(m)))
-        found = self.detect_batch(images) if images else []
+        found = self.detect_batch(images, image_tiles) if images else []
         parts: list[list[Detections]] = [[] for _ in crops]
         for (i, inverse), dets in zip(owners, found, strict=True):
             if not len(dets):
@@ -253,14 +257,16 @@ class PlateDetector:
         return out
 
     def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
-                   eligible: list[int] | None = None) -> list[Detections]:
+                   eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Detections]:
         """``found`` (one result per crop, updated in place and returned) with every crop in which no plate
-        reached ``min_confidence`` searched again turned (:meth:`detect_rotated`); ``eligible`` limits that to
-        some crop indices."""
+        reached ``min_confidence`` searched again turned (:meth:`detect_rotated`, ``tiles`` per crop as there);
+        ``eligible`` limits that to some crop indices."""
         candidates = range(len(crops)) if eligible is None else eligible
         missed = [k for k in candidates if not has_plate(found[k], min_confidence)]
         if missed:
-            for k, dets in zip(missed, self.detect_rotated([crops[k] for k in missed]), strict=True):
+            turned = self.detect_rotated([crops[k] for k in missed],
+                                         tiles=None if tiles is None else [tiles[k] for k in missed])
+            for k, dets in zip(missed, turned, strict=True):
                 found[k] = dets
         return found
 
@@ -313,8 +319,9 @@ class PlateCascade:
       (``engine.plates_without_vehicle``);
     - a vehicle crop or whole frame in which no plate reaches the plate confidence is searched again turned by
       +-25 degrees (``engine.plate_second_look``: plates rolled too far for the upright detector, which often
-      gives them a weak upright hit); the whole-frame window of a frame with vehicles too when no window found a
-      plate (a rolled plate of a vehicle the vehicle detector missed);
+      gives them a weak upright hit); the whole frame of a frame with vehicles too when no window found a plate
+      (a rolled plate of a vehicle the vehicle detector missed), turned as it was searched upright (one window
+      in ``window`` mode); the engine gives such frames that look on its ten-second schedule;
     - a vehicle crop larger than the plate detector's tile is searched whole first and with its tiles only where
       no readable plate was found (``engine.plate_search: coarse_first``; ``all_windows``: every window at once);
     - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
@@ -378,7 +385,9 @@ class PlateCascade:
             eligible = [k for k in range(len(crops)) if k not in held]
             if whole and not any(has_plate(d, self.plate_confidence) for d in found):
                 eligible.append(len(crops))  # no plate anywhere: perhaps a rolled one no vehicle box holds
-            self.plates.look_again([c for c, _ in crops] + whole, found, self.plate_confidence, eligible=eligible)
+            tiles = [self.plates.tile] * len(crops) + [whole_tile] * len(whole)  # the whole frame as searched upright
+            self.plates.look_again([c for c, _ in crops] + whole, found, self.plate_confidence, eligible=eligible,
+                                   tiles=tiles)
         parts, cut = [], []
         for k, ((crop, (x0, y0)), dets) in enumerate(zip(crops, found[:len(crops)], strict=True)):
             own = np.asarray(dets.data["reading_xyxy"], np.float32).reshape(-1, 4)  # the detector's box

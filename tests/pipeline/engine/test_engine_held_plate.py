@@ -36,7 +36,7 @@ class _Plates:
 
     def __init__(self, whole_frame_finds: bool) -> None:
         self.whole_frame_finds = whole_frame_finds
-        self.turned: list[int] = []
+        self.turned: list[tuple[int, ...]] = []  # the shape of each image searched turned
 
     def detect_batch(self, images: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
         out = []
@@ -49,8 +49,8 @@ class _Plates:
         return out
 
     def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
-                   eligible: list[int] | None = None) -> list[Detections]:
-        self.turned.extend(range(len(crops)) if eligible is None else eligible)
+                   eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Detections]:
+        self.turned.extend(crops[k].shape[:2] for k in (range(len(crops)) if eligible is None else eligible))
         return found
 
 
@@ -97,5 +97,6 @@ def test_a_vehicle_whose_plate_the_whole_frame_holds_gets_no_turned_look_and_rea
 
 def test_without_a_whole_frame_plate_the_vehicle_crop_gets_its_turned_look(tmp_path: Any) -> None:
     models, reader, _ = _run(False, tmp_path)
-    assert models.plates.turned == [0]
+    whole, crop = models.plates.turned  # the whole frame (nothing found there either), then the vehicle crop
+    assert whole == FRAME_HW and crop != FRAME_HW
     assert reader.shapes == []

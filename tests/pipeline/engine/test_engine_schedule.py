@@ -263,15 +263,17 @@ class _RolledPlateDetector(_PlateDetector):
         super().__init__()
         self.rolled = rolled
         self.turned: list[int] = []
+        self.searched: list[list[tuple[tuple[int, int], int | None]]] = []  # per call: (shape, tile) searched turned
 
     def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
         self.crops += len(crops)
         return [Detections.empty() for _ in crops]
 
     def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
-                   eligible: list[int] | None = None) -> list[Detections]:
+                   eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Detections]:
         eligible = list(range(len(crops))) if eligible is None else eligible
         self.turned.append(len(eligible))
+        self.searched.append([(crops[k].shape[:2], None if tiles is None else tiles[k]) for k in eligible])
         if self.rolled:
             for k in eligible:
                 h, w = crops[k].shape[:2]
@@ -280,9 +282,9 @@ class _RolledPlateDetector(_PlateDetector):
         return found
 
 
-def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any) -> tuple[list[int], Engine]:
+def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any, whole_frame: str = "off") -> tuple[list[int], Engine]:
     config = Config.model_validate({
-        "engine": {"device": "cpu", "plates_whole_frame": "off", "plate_rectification": False,
+        "engine": {"device": "cpu", "plates_whole_frame": whole_frame, "plate_rectification": False,
                    "detection_schedule": "every_frame"},
         "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
     models = _Models()
@@ -313,3 +315,19 @@ def test_frames_without_vehicles_get_a_turned_look_every_ten_seconds_unless_the_
     assert sum(turned) == 2  # at 0 s and 10 s of the 20 s
     turned, _ = _turned_looks(rolled=True, vehicle=False, tmp_path=tmp_path / "rolled")
     assert sum(turned) >= 30  # the first one found a plate: every frame without a plate found upright
+
+
+def test_frames_with_vehicles_get_a_one_window_turned_look_of_the_whole_frame_every_ten_seconds(
+        tmp_path: Any) -> None:
+    """With the whole-frame window on, a frame with vehicles where it found no plate gets a turned look of the
+    whole frame too (a rolled plate no vehicle box holds), in one window as it was searched upright, on the ten
+    second schedule even when a turned look finds a plate (the vehicles' crops get their own turned looks); the
+    vehicle crop still gets its own two."""
+    for rolled in (False, True):
+        _, engine = _turned_looks(rolled=rolled, vehicle=True, tmp_path=tmp_path / str(rolled), whole_frame="window")
+        detector = engine.models.plates
+        whole = [(k, s) for k, call in enumerate(detector.searched) for s in call if s[1] == 0]
+        assert len(whole) == 2, detector.searched  # at 0 s and 10 s of the 20 s
+        assert all(shape == (360, 640) for _, (shape, _) in whole)
+        crops = [s for call in detector.searched for s in call if s[1] != 0]
+        assert crops and all(tile is None for _, tile in crops)
