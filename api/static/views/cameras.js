@@ -49,13 +49,21 @@ function showSnapshot(box, cam) {
   if (cam.snapshot_url) loadImage(img, cam.snapshot_url, { cacheable: false });
 }
 
+/** Which server (and worker) holds the camera in a multi-host deployment; null on one machine. */
+function holder(cam) {
+  if (cam.host && cam.worker && cam.worker !== cam.host) return `${cam.host} · ${cam.worker}`;
+  return cam.host || cam.worker || null;
+}
+
 function cameraBody(cam, hl) {
+  const where = holder(cam);
   return h("div", { class: "camera-body" },
     h("div", { class: "row" }, h("span", { class: "camera-name" }, cam.name), statusBadge(hl.status)),
     h("div", { class: "camera-stats" },
       h("span", { dataset: { stat: "fps" } }, `${t("cameras.fps")}: ${num(hl.fps)}`),
       h("span", { dataset: { stat: "drops" } }, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
-      h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`)));
+      h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`),
+      where ? h("span", { dataset: { stat: "host" } }, `${t("cameras.host")}: ${where}`) : null));
 }
 
 /** Create or update (in place, so the wall does not flicker) the card of one camera. */

@@ -675,7 +675,8 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
 
     now = time.time()
     write_camera_health(server.client, PLATE_CAMS[0], {"status": "online", "analysed_fps": 5.0, "input_fps": 29.0,
-                                                       "dropped_frames": 3, "last_frame_time": now, "reconnects": 0})
+                                                       "dropped_frames": 3, "last_frame_time": now, "reconnects": 0,
+                                                       "host": "node-b", "worker": "w-2"})
     write_camera_health(server.client, PLATE_CAMS[1], {"status": "reconnecting", "analysed_fps": 0.0,
                                                        "dropped_frames": 0, "last_frame_time": now - 40,
                                                        "reconnects": 4, "last_error": "connection refused"})
@@ -689,6 +690,11 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     first = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"]')[0]
     card_text, drops = fresh(browser, lambda d: (first.text, first.find_element("css selector", '[data-stat="drops"]').text))
     assert "5.0" in card_text and "3" in drops
+    # a multi-host deployment: the card says which server (and worker) holds the camera; one machine says nothing
+    assert fresh(browser, lambda d: first.find_element("css selector", '[data-stat="host"]').text) == \
+        "Server: node-b · w-2"
+    second = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[1]}"]')[0]
+    assert not second.find_elements("css selector", '[data-stat="host"]')
     shot(browser, "12_camera_grid")
     write_camera_health(server.client, PLATE_CAMS[1], {"status": "online", "analysed_fps": 4.8})
     wait(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[1]}"][data-status="online"]', timeout=15)
