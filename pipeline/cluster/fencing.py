@@ -206,7 +206,7 @@ class HandoverMerger:
         self.clock = clock
         self.merged = 0  # tracks published as an earlier holder's event
         self.released = 0  # held tracks published as events of their own
-        self._issued: dict[tuple[str, int], float | None] = {}
+        self._issued: OrderedDict[tuple[str, int], float | None] = OrderedDict()
         # this host's event id -> target (as last published); target event id -> last version used. Both are
         # bounded (MERGED_KEPT, oldest out): a merged track lives seconds to minutes, merges happen at hand-overs
         self._targets: OrderedDict[str, PlateEvent] = OrderedDict()
@@ -278,10 +278,7 @@ class HandoverMerger:
         return out + [("alert", alert, fence) for alert, fence in held.alerts]
 
     def _decided(self, event_id: str) -> None:
-        self._own[event_id] = None
-        self._own.move_to_end(event_id)
-        while len(self._own) > 10_000:
-            self._own.popitem(last=False)
+        _remember(self._own, event_id, None, cap=10_000)
 
     def _onto(self, event: PlateEvent, target: PlateEvent) -> PlateEvent:
         """``event`` as the target's next version (the target as last published moves on to it)."""
@@ -306,9 +303,7 @@ class HandoverMerger:
         key = (camera_id, token)
         if key not in self._issued:
             raw = self.client.hget(fence_key(camera_id), str(token))
-            self._issued[key] = float(raw) if raw is not None else None
-            while len(self._issued) > 4096:
-                self._issued.pop(next(iter(self._issued)))
+            _remember(self._issued, key, float(raw) if raw is not None else None)
         return self._issued[key]
 
     def _considered(self, event: PlateEvent, token: int) -> bool:
@@ -469,12 +464,13 @@ class FencedPublisher(SpooledPublisher):
 
 
 MERGED_KEPT = 4096
-"""Merged tracks (and their targets' version counters) the merger remembers, most recent first."""
+"""Merged tracks (and their targets' version counters, and tokens' issue times) the merger remembers, most recent
+first."""
 
 
-def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
-    """``table[key] = value`` as the most recent entry, the oldest dropped beyond :data:`MERGED_KEPT`."""
+def _remember(table: OrderedDict[Any, Any], key: Any, value: Any, cap: int | None = None) -> None:
+    """``table[key] = value`` as the most recent entry, the oldest dropped beyond ``cap`` (:data:`MERGED_KEPT`)."""
     table[key] = value
     table.move_to_end(key)
-    while len(table) > MERGED_KEPT:
+    while len(table) > (MERGED_KEPT if cap is None else cap):
         table.popitem(last=False)
