@@ -11,8 +11,8 @@ for 16:9 frames), ``face_embedder`` (MobileFaceNet, 112), ``plate_reader`` (the 
 shared models folder (OpenVINO only, a different network: it is compared against the YOLOv8n ONNX Runtime run).
 
 Runtimes: ``onnxruntime`` (the project's sessions, :func:`pipeline.models.onnx_utils.create_session`),
-``openvino`` (:class:`pipeline.models.openvino_runtime.OpenVinoSession` on the same ONNX file) and
-``ort-openvino`` (ONNX Runtime's OpenVINO execution provider), each where it is installed; the others are
+``openvino`` (:class:`pipeline.models.openvino_runtime.OpenVinoSession` on the same ONNX file, f32),
+``openvino-bf16`` (the same in bfloat16, only on CPUs that run it natively: AMX) and ``ort-openvino`` (ONNX Runtime's OpenVINO execution provider), each where it is installed; the others are
 skipped with the reason printed.
 
 Inputs are real: frames of ``../shared/data/videos``, vehicle crops the vehicle detector finds there and crops of
@@ -51,8 +51,8 @@ from pipeline.detections import Detections
 from pipeline.models.derive import batch_model_path
 from pipeline.models.faces import FaceEmbedder, ScrfdDetector
 from pipeline.models.models_files import face_pack_files
-from pipeline.models.onnx_utils import create_session, run_batched
-from pipeline.models.openvino_runtime import OpenVinoSession, openvino_available
+from pipeline.models.onnx_utils import cpu_class, create_session, run_batched
+from pipeline.models.openvino_runtime import OpenVinoSession, native_bf16, openvino_available
 from pipeline.models.plate_detector import VEHICLE_MARGIN, crop_boxes
 from pipeline.models.yolo import TRAFFIC_CLASSES, VEHICLE_CLASSES, YoloOnnxDetector
 from pipeline.settings import get_settings
@@ -63,8 +63,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VIDEOS = SHARED / "data" / "videos"
 PLATES = SHARED / "data" / "plates_thai"
 YOLO11_OV = "yolo/yolo11n_int8_openvino_model/yolo11n.xml"
-ORT, OV, ORT_OV = "onnxruntime", "openvino", "ort-openvino"
-RUNTIMES = (ORT, OV, ORT_OV)
+ORT, OV, OV_BF16, ORT_OV = "onnxruntime", "openvino", "openvino-bf16", "ort-openvino"
+RUNTIMES = (ORT, OV, OV_BF16, ORT_OV)
 MATCH_IOU = 0.9
 FASTER = 1.10  # "fastest": at least 10 % faster on average over the batches ...
 NOT_SLOWER = 0.97  # ... and no batch more than 3 % slower (noise)
@@ -180,8 +180,8 @@ def open_session(runtime: str, path: Path):  # noqa: ANN201
     """A session of ``runtime`` on ``path`` (``ort-openvino``: ONNX Runtime with its OpenVINO provider)."""
     if runtime == ORT:
         return create_session(path, "cpu")
-    if runtime == OV:
-        return OpenVinoSession(path)
+    if runtime in (OV, OV_BF16):
+        return OpenVinoSession(path, precision="bf16" if runtime == OV_BF16 else "f32")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -201,6 +201,10 @@ def available_runtimes() -> tuple[list[str], dict[str, str]]:
         have.append(OV)
     else:
         skipped[OV] = detail
+    if ok and native_bf16():
+        have.append(OV_BF16)
+    else:
+        skipped[OV_BF16] = detail if not ok else "this CPU has no native bfloat16 (OpenVINO's default precision is f32)"
     if "OpenVINOExecutionProvider" in ort.get_available_providers():
         have.append(ORT_OV)
     else:
@@ -417,7 +421,7 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[st
                  "load_after": [round(x, 2) for x in os.getloadavg()],
                  "python": platform.python_version(), **versions},
         "batches": batches, "repeat": repeat, "skipped": skipped, "rows": rows, "agreement": agreement,
-        "fastest": fastest,
+        "fastest": fastest, "cpu_class": cpu_class(),
     }
 
 
@@ -442,7 +446,8 @@ def print_table(result: dict[str, Any]) -> None:
     if "load_before" in host:
         print(f"host: {host.get('cpu')} ({host.get('cores')} cores), load average before {host['load_before']}, "
               f"after {host.get('load_after')}")
-    print("\nfastest with the same outputs (engine.runtime: auto):", result["fastest"])
+    print(f"\nfastest with the same outputs (engine.runtime: auto, CPU class {result.get('cpu_class', '?')}):",
+          result["fastest"])
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

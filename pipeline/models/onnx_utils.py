@@ -14,43 +14,66 @@ from pipeline.models.base import select_providers
 logger = logging.getLogger(__name__)
 
 
-RUNTIMES = ("auto", "onnxruntime", "openvino")
+RUNTIMES = ("auto", "onnxruntime", "openvino", "openvino-bf16")
+OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # runtime name -> OpenVINO inference precision
 # The runtime ``auto`` takes per model (the engine's roles: vehicles, plates, face_detector, face_embedder) where
-# OpenVINO is installed: the faster one with the same outputs, as measured by ``python -m benchmarks.runtimes`` on
-# the 2-core AMD EPYC (AVX2) CPU. A model not listed runs on ONNX Runtime. On that CPU OpenVINO 2026.4 gave the same
-# outputs for every model but was slower (plate detector, faces, plate reader and rectifier) or at most ~10 % faster
-# (vehicle detector at batch 4-8, within the shared host's noise): none is listed (var/issue13_runtimes_note.md).
-FASTEST_RUNTIME: dict[str, str] = {}
+# OpenVINO is installed, per kind of CPU (:func:`cpu_class`): the fastest with the same outputs, as measured by
+# ``python -m benchmarks.runtimes`` on that kind. A model not listed runs on ONNX Runtime.
+# - ``f32`` (no native bfloat16; measured on a 2-core AMD EPYC, AVX2): OpenVINO 2026.4 gave the same outputs for
+#   every model but was slower (plate detector, faces, plate reader and rectifier) or at most ~10 % faster (vehicle
+#   detector at batch 4-8, within the shared host's noise): none is listed.
+# - ``bf16`` (AMX; measured on a 2-core Intel Xeon of the Sapphire Rapids kind, 2026-12-02): OpenVINO in bfloat16
+#   runs the vehicle and plate detectors about 3x and the face embedder 2.7x faster than ONNX Runtime, with the same
+#   boxes (every one matched, IoU > 0.9, same class) and embeddings (cosine > 0.99). End to end on the footage
+#   (``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``, against the f32 reference) the engine
+#   kept all 66 face events and 5 of 6 plate reads: the sixth is an illegible night plate (each read 0.02-0.03)
+#   that it guessed differently, and it made 2 extra guesses (that plate, an advert) and 1 extra face event more
+#   than on ONNX Runtime. The face detector stays on ONNX Runtime: in bf16 it kept 143 of 144 faces, but the
+#   engine then made 55 face events where the reference made 66 (faces near the score threshold come and go,
+#   tracks split differently). The plate reader and rectifier stay too (small networks, text that must not move).
+FASTEST_RUNTIME: dict[str, dict[str, str]] = {
+    "f32": {},
+    "bf16": {"vehicles": "openvino-bf16", "plates": "openvino-bf16", "face_embedder": "openvino-bf16"},
+}
+
+
+def cpu_class() -> str:
+    """``bf16`` where OpenVINO is installed and runs bfloat16 natively on this CPU, else ``f32``."""
+    from pipeline.models.openvino_runtime import native_bf16
+
+    return "bf16" if native_bf16() else "f32"
 
 
 def resolve_runtime(runtime: str, model: str, device: str = "auto") -> str:
-    """The runtime (``onnxruntime`` or ``openvino``) to run ``model`` (a :data:`FASTEST_RUNTIME` key) with.
+    """The runtime (one of :data:`RUNTIMES` but ``auto``) to run ``model`` (a :data:`FASTEST_RUNTIME` key) with.
 
-    ``auto`` takes :data:`FASTEST_RUNTIME` when OpenVINO imports and the model runs on the CPU, else ONNX Runtime;
-    an explicit ``openvino`` is kept (:func:`create_session` falls back, with a warning, where it cannot run).
+    ``auto`` takes the :data:`FASTEST_RUNTIME` entry of this CPU's :func:`cpu_class` when OpenVINO imports and the
+    model runs on the CPU, else ONNX Runtime; an explicit ``openvino``/``openvino-bf16`` is kept
+    (:func:`create_session` falls back, with a warning, where it cannot run).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     if runtime != "auto":
         return runtime
-    choice = FASTEST_RUNTIME.get(model, "onnxruntime")
-    if choice == "openvino":
-        from pipeline.models.openvino_runtime import openvino_available
+    from pipeline.models.openvino_runtime import openvino_available
 
-        ok, detail = openvino_available()
-        if not ok:
-            logger.info("runtime auto: %s on ONNX Runtime (%s)", model, detail)
-            return "onnxruntime"
-        if select_providers(device)[0] != "CPUExecutionProvider":
-            logger.info("runtime auto: %s on ONNX Runtime (CUDA is in use; OpenVINO runs on the CPU)", model)
-            return "onnxruntime"
+    ok, detail = openvino_available()
+    if not ok:
+        logger.info("runtime auto: %s on ONNX Runtime (%s)", model, detail)
+        return "onnxruntime"
+    choice = FASTEST_RUNTIME[cpu_class()].get(model, "onnxruntime")
+    if choice != "onnxruntime" and select_providers(device)[0] != "CPUExecutionProvider":
+        logger.info("runtime auto: %s on ONNX Runtime (CUDA is in use; OpenVINO runs on the CPU)", model)
+        return "onnxruntime"
     return choice
 
 
-def _openvino_session(path: Path, device: str, threads: int):  # noqa: ANN202 (OpenVinoSession | None)
+def _openvino_session(path: Path, device: str, threads: int,
+                      precision: str = "f32"):  # noqa: ANN202 (OpenVinoSession | None)
     """An :class:`~pipeline.models.openvino_runtime.OpenVinoSession` on ``path``, or ``None`` (reason logged as a
-    warning) when OpenVINO is not installed, the device is CUDA, or OpenVINO cannot compile the model."""
-    from pipeline.models.openvino_runtime import OpenVinoSession, openvino_available
+    warning) when OpenVINO is not installed, the device is CUDA, or OpenVINO cannot compile the model. ``bf16`` on a
+    CPU without native bfloat16 runs in f32 (logged): emulated bf16 would be slower and no more exact."""
+    from pipeline.models.openvino_runtime import OpenVinoSession, native_bf16, openvino_available
 
     if device == "cuda":
         logger.warning("runtime openvino: %s runs on ONNX Runtime instead (device cuda; OpenVINO runs on the CPU)",
@@ -61,8 +84,11 @@ def _openvino_session(path: Path, device: str, threads: int):  # noqa: ANN202 (O
         logger.warning("runtime openvino: %s runs on ONNX Runtime instead (%s; pip install .[openvino])", path,
                        detail)
         return None
+    if precision == "bf16" and not native_bf16():
+        logger.warning("runtime openvino-bf16: %s runs in f32 (this CPU has no native bfloat16)", path)
+        precision = "f32"
     try:
-        return OpenVinoSession(path, threads=threads)
+        return OpenVinoSession(path, threads=threads, precision=precision)
     except Exception as exc:  # noqa: BLE001 (any compile failure means: use ONNX Runtime)
         logger.warning("runtime openvino: %s runs on ONNX Runtime instead (OpenVINO could not compile it: %s: %s)",
                        path, type(exc).__name__, exc)
@@ -75,14 +101,16 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
 
     Worker threads do not spin while idle: the engine shares the CPU with the ffmpeg decoders, and spinning
     threads burn the cycles those need between batches. ``threads`` > 0 caps the intra-op thread count.
-    ``runtime`` ``openvino`` returns an :class:`~pipeline.models.openvino_runtime.OpenVinoSession` (the same
-    ``run``/``get_inputs``/``get_outputs`` calls) on the CPU instead, falling back to ONNX Runtime with a logged
-    reason where OpenVINO is missing or fails (``auto`` is resolved per model by :func:`resolve_runtime` first).
+    ``runtime`` ``openvino`` (or ``openvino-bf16``) returns an
+    :class:`~pipeline.models.openvino_runtime.OpenVinoSession` (the same ``run``/``get_inputs``/``get_outputs``
+    calls) on the CPU instead, falling back to ONNX Runtime with a logged reason where OpenVINO is missing or fails
+    (``auto`` is resolved per model by :func:`resolve_runtime` first).
     """
     if runtime not in RUNTIMES[1:]:
-        raise ValueError(f"runtime must be onnxruntime or openvino here (resolve auto first), not {runtime!r}")
-    if runtime == "openvino":
-        session = _openvino_session(Path(path), device, threads)
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES[1:])} here (resolve auto first), "
+                         f"not {runtime!r}")
+    if runtime in OPENVINO_PRECISION:
+        session = _openvino_session(Path(path), device, threads, OPENVINO_PRECISION[runtime])
         if session is not None:
             return session
     import onnxruntime as ort
@@ -101,10 +129,13 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
 
 
 def session_runtime(session) -> str:  # noqa: ANN001
-    """``openvino`` or ``onnxruntime``: what a session from :func:`create_session` actually runs on."""
+    """``openvino``, ``openvino-bf16`` or ``onnxruntime``: what a session from :func:`create_session` actually
+    runs on."""
     from pipeline.models.openvino_runtime import PROVIDER_NAME
 
-    return "openvino" if list(session.get_providers())[:1] == [PROVIDER_NAME] else "onnxruntime"
+    if list(session.get_providers())[:1] != [PROVIDER_NAME]:
+        return "onnxruntime"
+    return "openvino-bf16" if getattr(session, "precision", "f32") == "bf16" else "openvino"
 
 
 def fixed_batch_size(session) -> int | None:  # noqa: ANN001

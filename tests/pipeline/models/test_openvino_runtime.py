@@ -71,20 +71,68 @@ def test_openvino_requested_but_not_importable_falls_back_to_onnxruntime_with_a_
 
 
 def test_auto_takes_onnxruntime_where_openvino_is_missing(no_openvino: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_utils, "FASTEST_RUNTIME", {"vehicles": "openvino"})
+    monkeypatch.setattr(onnx_utils, "FASTEST_RUNTIME", {"f32": {"vehicles": "openvino"},
+                                                        "bf16": {"vehicles": "openvino-bf16"}})
+    assert onnx_utils.cpu_class() == "f32"  # no OpenVINO: no native bf16 either
     assert resolve_runtime("auto", "vehicles", "cpu") == "onnxruntime"
     assert resolve_runtime("auto", "plates", "cpu") == "onnxruntime"
 
 
 @needs_openvino
-def test_auto_takes_the_measured_fastest_where_openvino_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_utils, "FASTEST_RUNTIME", {"vehicles": "openvino"})
-    assert resolve_runtime("auto", "vehicles", "cpu") == "openvino"
-    assert resolve_runtime("auto", "plates", "cpu") == "onnxruntime"
+@pytest.mark.parametrize("kind", ["f32", "bf16"])
+def test_auto_takes_the_fastest_measured_on_this_kind_of_cpu(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setattr(onnx_utils, "FASTEST_RUNTIME", {"f32": {"vehicles": "openvino"},
+                                                        "bf16": {"vehicles": "openvino-bf16", "plates": "openvino"}})
+    monkeypatch.setattr(onnx_utils, "cpu_class", lambda: kind)
+    assert resolve_runtime("auto", "vehicles", "cpu") == ("openvino" if kind == "f32" else "openvino-bf16")
+    assert resolve_runtime("auto", "plates", "cpu") == ("onnxruntime" if kind == "f32" else "openvino")
+    assert resolve_runtime("auto", "face_embedder", "cpu") == "onnxruntime"
+    assert resolve_runtime("onnxruntime", "vehicles", "cpu") == "onnxruntime"  # an explicit choice is kept
 
 
-def test_measured_table_names_only_known_runtimes() -> None:
-    assert set(onnx_utils.FASTEST_RUNTIME.values()) <= {"onnxruntime", "openvino"}
+def test_measured_table_names_only_known_runtimes_and_cpu_classes() -> None:
+    assert set(onnx_utils.FASTEST_RUNTIME) == {"f32", "bf16"}
+    for table in onnx_utils.FASTEST_RUNTIME.values():
+        assert set(table) <= {"vehicles", "plates", "face_detector", "face_embedder"}
+        assert set(table.values()) <= set(onnx_utils.RUNTIMES[1:])
+    assert "openvino-bf16" not in onnx_utils.FASTEST_RUNTIME["f32"].values()  # bf16 only where it is native
+    assert onnx_utils.cpu_class() in ("f32", "bf16")
+
+
+@needs_openvino
+def test_bf16_asked_on_a_cpu_without_native_bf16_runs_f32_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch, derived: tuple[Path, Path, list[Path]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.models import openvino_runtime
+
+    monkeypatch.setattr(openvino_runtime, "native_bf16", lambda: False)
+    path = _derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
+        session = create_session(path, "cpu", runtime="openvino-bf16")
+    assert session_runtime(session) == "openvino" and session.precision == "f32"
+    assert any("no native bfloat16" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="unknown OpenVINO precision"):
+        openvino_runtime.OpenVinoSession(path, precision="int4")
+
+
+@pytest.mark.skipif(not HAVE_OPENVINO or not onnx_utils.cpu_class() == "bf16",
+                    reason="needs OpenVINO on a CPU with native bfloat16 (AMX)")
+def test_bf16_keeps_the_same_detections_on_real_frames(
+        derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
+    """What ``auto`` takes on AMX CPUs: every vehicle box ONNX Runtime finds, found again (IoU > 0.9, same class)."""
+    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    reference = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu")
+    bf16 = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", runtime="openvino-bf16")
+    assert session_runtime(bf16.session) == "openvino-bf16"
+    boxes, matched = 0, 0
+    for ref, ov in zip(reference.detect_batch(dashcam_frames), bf16.detect_batch(dashcam_frames), strict=True):
+        boxes += len(ref) + len(ov)
+        if len(ref) and len(ov):
+            iou = iou_matrix(ref.xyxy, ov.xyxy)
+            same = (iou > 0.9) & (ref.class_id[:, None] == ov.class_id[None, :])
+            matched += 2 * int(min(same.any(axis=1).sum(), same.any(axis=0).sum()))
+    assert boxes > 0
+    assert matched / boxes >= 0.95, (matched, boxes)
 
 
 @needs_openvino
