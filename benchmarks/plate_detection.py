@@ -37,6 +37,7 @@ import numpy as np
 from pipeline.config import EngineConfig
 from pipeline.detections import Detections
 from pipeline.engine.tracking import iou_matrix
+from pipeline.models.onnx_utils import RUNTIMES
 from pipeline.models.plate_detector import PlateCascade
 
 logger = logging.getLogger(__name__)
@@ -86,13 +87,14 @@ def box_ratios(dets: Detections, gt: np.ndarray, iou: float = 0.2) -> list[tuple
 
 def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
                   precision: str = "auto", whole_frame: str = "window", whole_frame_tile: int = 0,
-                  second_look: bool = True, plate_search: str = "coarse_first") -> PlateCascade:
-    """The engine's models (derived batch files, ``engine.model_precision``) wired as a stand-alone cascade with
-    the engine's plate settings (``engine.plates_whole_frame``, ``engine.plate_second_look``,
-    ``engine.plate_search``)."""
+                  second_look: bool = True, plate_search: str = "coarse_first", runtime: str = "auto") -> PlateCascade:
+    """The engine's models (derived batch files, ``engine.model_precision``, ``engine.runtime``) wired as a
+    stand-alone cascade with the engine's plate settings (``engine.plates_whole_frame``,
+    ``engine.plate_second_look``, ``engine.plate_search``)."""
     from pipeline.models.registry import load_model_set
 
-    config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision)
+    config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision,
+                          runtime=runtime)
     models = load_model_set(config, device=device)
     return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf, whole_frame=whole_frame,
                         whole_frame_tile=whole_frame_tile, second_look=second_look,
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
                     help="engine.model_precision of the detectors (auto: fp32)")
+    ap.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                    help="engine.runtime of the detectors (auto: the fastest measured for this kind of CPU)")
     ap.add_argument("--iou", type=float, default=0.5,
                     help="IoU a detection needs with a labelled box (0.5; 0.3 for labels drawn tight around the "
                          "characters, as plates_thai_moto/detection.csv, whose boxes are smaller than the plate)")
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision, args.whole_frame,
-                            args.whole_frame_tile, not args.no_second_look, args.plate_search)
+                            args.whole_frame_tile, not args.no_second_look, args.plate_search, args.runtime)
     results: dict[str, dict[str, float]] = {}
     all_ratios: list[tuple[float, float]] = []
     for labels in args.labels:

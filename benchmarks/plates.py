@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from pipeline.models.onnx_utils import RUNTIMES
 from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.provinces import levenshtein, match_province
 from pipeline.plates.reader import PlateRead, PlateReader, load_plate_reader
@@ -236,13 +237,13 @@ class OnceCascade:
 
 
 def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, device: str,
-                        second_read: bool = True) -> tuple[OnceCascade, dict[str, SceneReader]]:
-    """The engine's cascade (shared, detecting each frame once) and a scene reader per rectifier mode:
-    ``rectified`` when ``rectifier`` is given, ``off`` always."""
+                        second_read: bool = True, runtime: str = "auto") -> tuple[OnceCascade, dict[str, SceneReader]]:
+    """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``)
+    and a scene reader per rectifier mode: ``rectified`` when ``rectifier`` is given, ``off`` always."""
     from benchmarks.plate_detection import build_cascade
     from pipeline.plates.scene_reader import SceneReader
 
-    cascade = OnceCascade(build_cascade(0.25, 0.15, device))
+    cascade = OnceCascade(build_cascade(0.25, 0.15, device, runtime=runtime))
     readers = {"off": SceneReader(cascade, reader, None)}
     if rectifier is not None:
         readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read), **readers}
@@ -577,7 +578,8 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
     from pipeline.plates.rectifier import load_plate_rectifier
 
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
-    _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read)
+    _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
+                                     args.runtime)
     backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
@@ -613,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model-dir", type=Path, default=None, help="reader model folder (default: shipped)")
     ap.add_argument("--rectifier-dir", type=Path, default=None, help="rectifier model folder (default: shipped)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                    help="engine.runtime of the cascade's detectors (auto: the fastest measured for this kind of CPU)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--limit", type=int, default=0, help="only the first N rows")
     ap.add_argument("--show", type=int, default=0, help="print N wrong reads (crops and scenes)")
@@ -675,7 +679,8 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     if args.scenes:
         rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
-        cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read)
+        cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
+                                             args.runtime)
         scene_reader = readers["off" if rectifier is None else "rectified"]
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}

@@ -145,9 +145,10 @@ class _PerItem:
         return [self.model.detect_batch([f], [t], **options)[0] for f, t in zip(frames, tiles, strict=True)]
 
     def look_again(self, crops: list[Any], found: list[Any], min_confidence: float = 0.0,
-                   eligible: list[int] | None = None) -> list[Any]:
+                   eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Any]:
         for k in range(len(crops)) if eligible is None else eligible:
-            found[k] = self.model.look_again([crops[k]], [found[k]], min_confidence)[0]
+            own_tiles = None if tiles is None else [tiles[k]]
+            found[k] = self.model.look_again([crops[k]], [found[k]], min_confidence, tiles=own_tiles)[0]
         return found
 
     def read_batch(self, crops: list[Any], layouts: list[str] | None = None,

@@ -31,3 +31,25 @@ def test_per_item_reader_matches_the_batched_reader(shared_dir: Path) -> None:
              if (k, form) in batched_out}
     assert [r.text for r in _PerItem(reader).read_views(views, layouts[:2], known=known)] == \
         [r.text for r in reader.read_views(views, layouts[:2], known=known)]
+
+
+def test_per_item_wrapper_takes_every_argument_of_the_models_it_wraps() -> None:
+    """The baseline crashed on ``look_again(..., tiles=...)`` after the plate detector gained ``tiles``: every
+    wrapped method must accept the parameters of the real one (the engine passes them by name)."""
+    import inspect
+
+    from pipeline.models.faces import FaceAnalyzer
+    from pipeline.models.plate_detector import PlateDetector
+    from pipeline.models.yolo import YoloOnnxDetector
+    from pipeline.plates.crnn_backend import CrnnPlateReader
+    from pipeline.plates.rectifier import PlateRectifier
+
+    for model in (PlateDetector, YoloOnnxDetector, FaceAnalyzer, CrnnPlateReader, PlateRectifier):
+        for name in ("detect_batch", "look_again", "read_batch", "read_views", "rectify_batch"):
+            if not hasattr(model, name):
+                continue
+            real = set(inspect.signature(getattr(model, name)).parameters) - {"self"}
+            wrapped = inspect.signature(getattr(_PerItem, name)).parameters
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in wrapped.values())
+            missing = real - set(wrapped) - {"self"}
+            assert takes_any or not missing, f"_PerItem.{name} lacks {sorted(missing)} of {model.__name__}.{name}"
