@@ -22,18 +22,19 @@ OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # runtime nam
 # - ``f32`` (no native bfloat16; measured on a 2-core AMD EPYC, AVX2): OpenVINO 2026.4 gave the same outputs for
 #   every model but was slower (plate detector, faces, plate reader and rectifier) or at most ~10 % faster (vehicle
 #   detector at batch 4-8, within the shared host's noise): none is listed.
-# - ``bf16`` (AMX; measured on a 2-core Intel Xeon of the Sapphire Rapids kind, 2026-12-02): OpenVINO in bfloat16
-#   runs the vehicle and plate detectors about 3x and the face embedder 2.7x faster than ONNX Runtime, with the same
-#   boxes (every one matched, IoU > 0.9, same class) and embeddings (cosine > 0.99). End to end on the footage
-#   (``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``, against the f32 reference) the engine
-#   kept all 66 face events and 5 of 6 plate reads: the sixth is an illegible night plate (each read 0.02-0.03)
-#   that it guessed differently, and it made 2 extra guesses (that plate, an advert) and 1 extra face event more
-#   than on ONNX Runtime. The face detector stays on ONNX Runtime: in bf16 it kept 143 of 144 faces, but the
-#   engine then made 55 face events where the reference made 66 (faces near the score threshold come and go,
-#   tracks split differently). The plate reader and rectifier stay too (small networks, text that must not move).
+# - ``bf16`` (AMX; measured on a 2-core Intel Xeon of the Sapphire Rapids kind, 2026-12-02): OpenVINO in f32 runs
+#   the vehicle and plate detectors 1.1-1.26x faster than ONNX Runtime with identical boxes; OpenVINO in bfloat16
+#   runs the face embedder 2.7x faster with embeddings at cosine > 0.99, and the engine kept all 66 face events of
+#   the f32 reference on the footage (``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``).
+#   Not taken: bfloat16 for the detectors, about 3x faster with every box matched at IoU > 0.9, because the plate
+#   cascade is sensitive to small box changes: with the vehicle detector in bf16 the scene photos read 8 of 11
+#   (9 on f32) and the OpenALPR US cascade recall fell 0.960 -> 0.953 (both detectors: 0.946); with the face
+#   detector in bf16 the engine made 55 face events where the reference made 66. ``engine.runtime:
+#   openvino-bf16`` still runs every model that way where capacity matters more. The plate reader and rectifier
+#   are loaded on ONNX Runtime (small networks).
 FASTEST_RUNTIME: dict[str, dict[str, str]] = {
     "f32": {},
-    "bf16": {"vehicles": "openvino-bf16", "plates": "openvino-bf16", "face_embedder": "openvino-bf16"},
+    "bf16": {"vehicles": "openvino", "plates": "openvino", "face_embedder": "openvino-bf16"},
 }
 
 
