@@ -64,7 +64,10 @@ VIDEOS = SHARED / "data" / "videos"
 PLATES = SHARED / "data" / "plates_thai"
 YOLO11_OV = "yolo/yolo11n_int8_openvino_model/yolo11n.xml"
 ORT, OV, OV_BF16, ORT_OV = "onnxruntime", "openvino", "openvino-bf16", "ort-openvino"
-RUNTIMES = (ORT, OV, OV_BF16, ORT_OV)
+ORT_CUDA, ORT_TRT = "ort-cuda", "ort-tensorrt"  # ONNX Runtime's GPU providers, where this build has them
+RUNTIMES = (ORT, OV, OV_BF16, ORT_OV, ORT_CUDA, ORT_TRT)
+GPU_RUNTIMES = (ORT_CUDA, ORT_TRT)  # measured and reported, never what engine.runtime: auto takes on the CPU
+GPU_PROVIDERS = {ORT_CUDA: "CUDAExecutionProvider", ORT_TRT: "TensorrtExecutionProvider"}
 MATCH_IOU = 0.9
 FASTER = 1.10  # "fastest": at least 10 % faster on average over the batches ...
 NOT_SLOWER = 0.97  # ... and no batch more than 3 % slower (noise)
@@ -177,7 +180,8 @@ def in_chunks(items: list[Any], size: int, fn: Callable[[list[Any]], list[Any]])
 
 
 def open_session(runtime: str, path: Path):  # noqa: ANN201
-    """A session of ``runtime`` on ``path`` (``ort-openvino``: ONNX Runtime with its OpenVINO provider)."""
+    """A session of ``runtime`` on ``path`` (``ort-openvino``: ONNX Runtime with its OpenVINO provider;
+    ``ort-cuda`` / ``ort-tensorrt``: its CUDA / TensorRT provider, the CPU behind them for unsupported nodes)."""
     if runtime == ORT:
         return create_session(path, "cpu")
     if runtime in (OV, OV_BF16):
@@ -186,6 +190,13 @@ def open_session(runtime: str, path: Path):  # noqa: ANN201
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if runtime == ORT_TRT:
+        return ort.InferenceSession(str(path), sess_options=options,
+                                    providers=["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                               "CPUExecutionProvider"])
+    if runtime == ORT_CUDA:
+        return ort.InferenceSession(str(path), sess_options=options,
+                                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     return ort.InferenceSession(str(path), sess_options=options,
                                 providers=[("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32"}),
                                            "CPUExecutionProvider"])
@@ -210,6 +221,13 @@ def available_runtimes() -> tuple[list[str], dict[str, str]]:
     else:
         skipped[ORT_OV] = (f"onnxruntime {ort.__version__} has no OpenVINOExecutionProvider (onnxruntime-openvino "
                            "ships its own 'onnxruntime' package and would replace the pinned one)")
+    for runtime, provider in GPU_PROVIDERS.items():
+        if provider in ort.get_available_providers():
+            have.append(runtime)
+        else:
+            skipped[runtime] = (f"onnxruntime {ort.__version__} has no {provider} (providers: "
+                                f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu on a machine "
+                                "with an NVIDIA GPU)")
     return have, skipped
 
 
@@ -353,7 +371,7 @@ def pick_fastest(timings: dict[str, dict[int, float]], agreement: dict[str, dict
     ONNX Runtime when none is."""
     best, best_mean = ORT, 1.0
     for rt, per_batch in timings.items():
-        if rt == ORT or not agreement.get(rt, {}).get("ok"):
+        if rt == ORT or rt in GPU_RUNTIMES or not agreement.get(rt, {}).get("ok"):
             continue
         ratios = [timings[ORT][b] / ms for b, ms in per_batch.items()]
         mean = float(np.mean(ratios))
@@ -362,11 +380,15 @@ def pick_fastest(timings: dict[str, dict[int, float]], agreement: dict[str, dict
     return best
 
 
-def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[str] | None = None) -> dict[str, Any]:
-    """Measure every case (or those named in ``models``) on every available runtime; the JSON-ready results."""
+def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[str] | None = None,
+        runtimes: list[str] | None = None) -> dict[str, Any]:
+    """Measure every case (or those named in ``models``) on every available runtime (or those of ``runtimes``
+    that are available; ONNX Runtime on the CPU always, as the reference); the JSON-ready results."""
     import onnxruntime as ort
 
     have, skipped = available_runtimes()
+    if runtimes is not None:
+        have = [rt for rt in have if rt == ORT or rt in runtimes]
     for rt, why in skipped.items():
         print(f"skipping runtime {rt}: {why}", flush=True)
     load = os.getloadavg()
