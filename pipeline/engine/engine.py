@@ -67,6 +67,12 @@ MIN_FACE_SIDE = 16
 ROTATED_LOOKS_PER_TRACK = 2  # empty turned looks after which a vehicle gets no more
 TURNED_LOOK_MIN_WIDTH = 160  # px of the vehicle crop: narrower vehicles show plates too small to read turned
 ROTATED_LOOK_INTERVAL_S = 10.0
+# A frame without vehicles is searched with tiles (small plates of a close-up view: a dozen detector windows for a
+# 960x540 frame) at most this often per camera, and on every such frame while a tiled search found a plate on the
+# camera in the last TILED_HIT_HOLD_S; its other frames get one window, as frames with vehicles do. A road or
+# dashcam camera whose vehicle-less frames hold no plate so stops paying for the tiles on each frame.
+TILED_LOOK_INTERVAL_S = 2.0
+TILED_HIT_HOLD_S = 10.0
 FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this much belongs to it (embedding choice)
 
 
@@ -94,6 +100,8 @@ class CameraRuntime:
     frames: int = 0
     last_rotated_look: float = float("-inf")  # capture time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
+    last_tiled_look: float = float("-inf")  # capture time of the last tiled search of a frame without vehicles
+    last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
 
     @property
     def trackers(self) -> tuple[Tracker, ...]:
@@ -363,11 +371,11 @@ class Engine:
         if not frames:
             return []
         ec = self.engine_config
-        tile = self.models.plates.tile
-        tiles = [tile if g.no_vehicle or ec.plates_whole_frame == "tiles" else 0 for g in frames]
+        tiles = self._whole_frame_tiles(frames)
         with self.metrics.stage("plate_detect"):
             images = [g.item.frame for g in frames]
             found = self.models.plates.detect_batch(images, tiles)
+            self._note_tiled_hits(frames, tiles, found)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)
                 self.models.plates.look_again(images, found, ec.plate_confidence, eligible=due, tiles=tiles)
@@ -395,6 +403,30 @@ class Engine:
                         jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))
         self.metrics.count("plate_only_jobs", len(jobs))
         return jobs
+
+    def _whole_frame_tiles(self, frames: list[_Frame]) -> list[int]:
+        """Tile side of each frame searched whole (0: one window). Frames with vehicles get one window
+        (``plates_whole_frame: tiles``: tiles); a frame without vehicles gets tiles when its camera's last tiled
+        search is ``TILED_LOOK_INTERVAL_S`` old or one found a plate within ``TILED_HIT_HOLD_S``, else one window."""
+        tile = self.models.plates.tile
+        tiles = []
+        for g in frames:
+            t = g.item.capture_time
+            if not g.no_vehicle:
+                tiles.append(tile if self.engine_config.plates_whole_frame == "tiles" else 0)
+            elif t - g.cam.last_tiled_look >= TILED_LOOK_INTERVAL_S or t - g.cam.last_tiled_hit <= TILED_HIT_HOLD_S:
+                g.cam.last_tiled_look = t
+                tiles.append(tile)
+            else:
+                tiles.append(0)
+        self.metrics.count("tiled_looks", sum(1 for g, s in zip(frames, tiles, strict=True) if g.no_vehicle and s))
+        return tiles
+
+    def _note_tiled_hits(self, frames: list[_Frame], tiles: list[int], found: list[Detections]) -> None:
+        conf = self.engine_config.plate_confidence
+        for g, side, dets in zip(frames, tiles, found, strict=True):
+            if g.no_vehicle and side and has_plate(dets, conf):
+                g.cam.last_tiled_hit = g.item.capture_time
 
     def _plates(self, jobs: list[_VehicleJob]) -> None:
         """Plate detection on the jobs' crops, rectification, reading, then the reads go to their tracks."""

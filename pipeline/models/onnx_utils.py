@@ -23,18 +23,18 @@ OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # runtime nam
 #   every model but was slower (plate detector, faces, plate reader and rectifier) or at most ~10 % faster (vehicle
 #   detector at batch 4-8, within the shared host's noise): none is listed.
 # - ``bf16`` (AMX; measured on a 2-core Intel Xeon of the Sapphire Rapids kind, 2026-12-02): OpenVINO in f32 runs
-#   the vehicle and plate detectors 1.1-1.26x faster than ONNX Runtime with identical boxes; OpenVINO in bfloat16
-#   runs the face embedder 2.7x faster with embeddings at cosine > 0.99, and the engine kept all 66 face events of
-#   the f32 reference on the footage (``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``).
-#   Not taken: bfloat16 for the detectors, about 3x faster with every box matched at IoU > 0.9, because the plate
-#   cascade is sensitive to small box changes: with the vehicle detector in bf16 the scene photos read 8 of 11
-#   (9 on f32) and the OpenALPR US cascade recall fell 0.960 -> 0.953 (both detectors: 0.946); with the face
-#   detector in bf16 the engine made 55 face events where the reference made 66. ``engine.runtime:
-#   openvino-bf16`` still runs every model that way where capacity matters more. The plate reader and rectifier
-#   are loaded on ONNX Runtime (small networks).
+#   the vehicle and plate detectors 1.1-1.26x and the face embedder 1.04-1.22x faster than ONNX Runtime with
+#   identical outputs. Not taken: bfloat16 (``openvino-bf16``), 2.7-3x faster with every box matched at IoU > 0.9
+#   and embeddings at cosine > 0.99, because answers moved: with the vehicle detector in bf16 the Thai scene photos
+#   read 8 of 11 (9 in f32) and the OpenALPR US cascade recall fell 0.960 -> 0.953 (0.946 with the plate detector
+#   in bf16 too); with the face detector in bf16 the engine made 55 face events on the footage where the f32
+#   reference made 66; with the embedder in bf16 it made one extra face event (2 of 66 instead of 1,
+#   ``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``). ``engine.runtime: openvino-bf16``
+#   runs every model that way where capacity matters more. The face detector stays on ONNX Runtime (OpenVINO
+#   was slower at batch 4-8); the plate reader and rectifier are loaded on ONNX Runtime (small networks).
 FASTEST_RUNTIME: dict[str, dict[str, str]] = {
     "f32": {},
-    "bf16": {"vehicles": "openvino", "plates": "openvino", "face_embedder": "openvino-bf16"},
+    "bf16": {"vehicles": "openvino", "plates": "openvino", "face_embedder": "openvino"},
 }
 
 

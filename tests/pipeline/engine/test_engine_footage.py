@@ -302,3 +302,33 @@ def test_close_up_plate_without_a_vehicle_yields_a_plate_event(models: Any, read
     engine, publisher, client = engine_for(off, models, reader, redis_url, tmp_path)
     run_files(engine, [iter(FileFrame("gate-02", k, START + k, f) for k, f in enumerate(shifted))], batch_size=2)
     assert not [e for e in plate_events(client) if e.camera_id == "gate-02"]
+
+
+def test_frames_without_vehicles_get_tiles_every_two_seconds_unless_tiles_found_plates(
+        models: Any, reader: Any, videos: Path, shared_dir: Path, redis_url: str, tmp_path: Path) -> None:
+    """The tiled search of vehicle-less frames follows what it finds: a walkway (people, no vehicle, no plate) is
+    tiled once per TILED_LOOK_INTERVAL_S, a gate's close-up whose tiled look found a plate on every frame."""
+    from pipeline.engine.engine import TILED_LOOK_INTERVAL_S
+
+    walkway = [item.frame for item in iter_video_frames(videos / "pedestrians_walking_toward_camera.mp4", "w", 0.0,
+                                                         sample_fps=2.0, max_width=960)][:8]
+    assert len(walkway) == 8
+    assert not any(np.isin(d.class_id, [2, 3, 5, 7]).any() for d in models.vehicles.detect_batch(walkway))
+    config = make_config("walk-01", plates=True, faces=False, motion_threshold=0.0)
+    engine, _, client = engine_for(config, models, reader, redis_url, tmp_path)
+    run_files(engine, [iter(FileFrame("walk-01", k, START + 0.5 * k, f) for k, f in enumerate(walkway))],
+              batch_size=2)
+    analysed = engine.metrics.counters["frames_analysed"]
+    assert analysed == 8
+    step = round(TILED_LOOK_INTERVAL_S / 0.5)  # frames are 0.5 s apart
+    assert engine.metrics.counters["tiled_looks"] == len(range(0, 8, step)) == 2  # at t = 0 and 2 s
+    assert not [e for e in plate_events(client) if e.camera_id == "walk-01"]
+
+    image = cv2.imread(str(shared_dir / "data" / "plates_openalpr_us" / "images" / "us7.jpg"))
+    gate = make_config("gate-03", plates=True, faces=False)
+    engine, _, client = engine_for(gate, models, reader, redis_url, tmp_path / "gate")
+    shifted = [np.roll(image, 3 * k, axis=1) for k in range(6)]
+    run_files(engine, [iter(FileFrame("gate-03", k, START + k, f) for k, f in enumerate(shifted))], batch_size=2)
+    # its plate keeps every later frame tiled; the frame batched with the first is decided before that one's hit
+    assert engine.metrics.counters["tiled_looks"] == 5
+    assert len([e for e in plate_events(client) if e.camera_id == "gate-03"]) == 1
