@@ -97,7 +97,7 @@ def measure(fps: float, streams: int, seconds: float, batches: list[int], repeat
 
 def print_report(result: dict[str, Any]) -> None:
     """The per-model table of :mod:`benchmarks.runtimes`, then the engine's cameras at the analysed fps."""
-    runtimes_bench.print_table(result["models"])
+    runtimes_bench.print_table(result["models"], show_fastest=False)
     where = "per GPU" if result["gpu_measured"] else "on this CPU (no GPU: " + result["device"].get("reason", "") + ")"
     print(f"\nengine on {result['engine_device']}: {result['engine_frames_per_s']:.1f} analysed frames per second "
           f"-> {result['cameras_at_fps']} cameras at {result['fps_per_camera']:g} fps {where}")
@@ -107,23 +107,12 @@ def print_report(result: dict[str, Any]) -> None:
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Per-model panels of ms per frame by runtime and batch, titled with the cameras at the analysed fps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runtimes_bench.plot(result["models"], path)
-    image = plt.imread(str(path))
-    fig, ax = plt.subplots(figsize=(image.shape[1] / 110, image.shape[0] / 110 + 0.5))
-    ax.imshow(image)
-    ax.axis("off")
     where = "per GPU" if result["gpu_measured"] else "on this CPU (no CUDA provider)"
-    ax.set_title(f"engine on {result['engine_device']}: {result['cameras_at_fps']} cameras at "
-                 f"{result['fps_per_camera']:g} fps {where}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"wrote {path}")
+    host = result["models"]["host"]
+    runtimes_bench.plot(result["models"], path,
+                        title=f"{host['cpu']}, GPU {result['device']['gpu_name'] or 'none'}\nengine on "
+                              f"{result['engine_device']}: {result['cameras_at_fps']} cameras\nat "
+                              f"{result['fps_per_camera']:g} fps {where}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -457,7 +457,7 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def print_table(result: dict[str, Any]) -> None:
+def print_table(result: dict[str, Any], show_fastest: bool = True) -> None:
     """The model x runtime x batch table."""
     print(f"\n{'model':18s}{'runtime':14s}{'batch':>6s}{'ms/frame':>10s}{'vs ORT':>8s}  agree")
     for row in result["rows"]:
@@ -468,12 +468,14 @@ def print_table(result: dict[str, Any]) -> None:
     if "load_before" in host:
         print(f"host: {host.get('cpu')} ({host.get('cores')} cores), load average before {host['load_before']}, "
               f"after {host.get('load_after')}")
-    print(f"\nfastest with the same outputs (engine.runtime: auto, CPU class {result.get('cpu_class', '?')}):",
-          result["fastest"])
+    if show_fastest:
+        print(f"\nfastest with the same outputs (engine.runtime: auto, CPU class {result.get('cpu_class', '?')}):",
+              result["fastest"])
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Bars of ms per frame, one panel per model, grouped by batch, one bar per runtime."""
+def plot(result: dict[str, Any], path: Path, title: str | None = None) -> None:
+    """Bars of ms per frame, one panel per model, grouped by batch, one bar per runtime (``title``: the figure's
+    title, default the host and the number of timed calls)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -498,7 +500,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     host = result["host"]
-    fig.suptitle(f"Runtimes on {host['cpu']} ({host['cores']} cores), network call only, median of "
+    fig.suptitle(title or f"Runtimes on {host['cpu']} ({host['cores']} cores), network call only, median of "
                  f"{result['repeat']}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
