@@ -34,8 +34,6 @@ from typing import Any
 from benchmarks import runtimes as runtimes_bench
 from benchmarks import throughput
 
-GPU_RUNTIMES = list(runtimes_bench.GPU_RUNTIMES)
-
 
 def device_report() -> dict[str, Any]:
     """What this machine offers: onnxruntime's providers, whether CUDA can run, and the GPU as nvidia-smi names it."""
@@ -43,8 +41,9 @@ def device_report() -> dict[str, Any]:
 
     providers = ort.get_available_providers()
     report: dict[str, Any] = {"onnxruntime": ort.__version__, "providers": providers,
-                              "cuda": "CUDAExecutionProvider" in providers,
-                              "tensorrt": "TensorrtExecutionProvider" in providers, "gpu_name": None}
+                              "cuda": runtimes_bench.GPU_PROVIDERS[runtimes_bench.ORT_CUDA] in providers,
+                              "tensorrt": runtimes_bench.GPU_PROVIDERS[runtimes_bench.ORT_TRT] in providers,
+                              "gpu_name": None}
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -76,9 +75,9 @@ def measure(fps: float, streams: int, seconds: float, batches: list[int], repeat
           f"{device['gpu_name'] or 'none found'}", flush=True)
     if not device["cuda"]:
         print(f"  {device['reason']}", flush=True)
-    print("step 2/3: models on " + ", ".join(["onnxruntime (CPU)", *[r for r in GPU_RUNTIMES
-                                                                    if device[r.split('-')[1]]]]), flush=True)
-    model_times = runtimes_bench.run(batches, repeat, plates, models, runtimes=GPU_RUNTIMES)
+    gpu_runtimes = [rt for rt, provider in runtimes_bench.GPU_PROVIDERS.items() if provider in device["providers"]]
+    print("step 2/3: models on " + ", ".join(["onnxruntime (CPU)", *gpu_runtimes]), flush=True)
+    model_times = runtimes_bench.run(batches, repeat, plates, models, runtimes=list(runtimes_bench.GPU_RUNTIMES))
     engine_device = "cuda" if device["cuda"] else "cpu"
     print(f"step 3/3: the engine on {engine_device}, {streams} cameras' footage at {fps:g} fps", flush=True)
     with tempfile.TemporaryDirectory(prefix="cctv-gpu-bench-") as tmp:

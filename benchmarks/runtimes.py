@@ -10,10 +10,10 @@ for 16:9 frames), ``face_embedder`` (MobileFaceNet, 112), ``plate_reader`` (the 
 ``plate_rectifier`` (96x96), plus ``yolo11n_int8_ov``: the Ultralytics YOLO11n int8 OpenVINO export from the
 shared models folder (OpenVINO only, a different network: it is compared against the YOLOv8n ONNX Runtime run).
 
-Runtimes: ``onnxruntime`` (the project's sessions, :func:`pipeline.models.onnx_utils.create_session`),
-``openvino`` (:class:`pipeline.models.openvino_runtime.OpenVinoSession` on the same ONNX file, f32),
-``openvino-bf16`` (the same in bfloat16, only on CPUs that run it natively: AMX) and ``ort-openvino`` (ONNX Runtime's OpenVINO execution provider), each where it is installed; the others are
-skipped with the reason printed.
+Runtimes: ``onnxruntime`` (the project's sessions, :func:`pipeline.models.onnx_utils.create_session`), ``openvino``
+(:class:`pipeline.models.openvino_runtime.OpenVinoSession` on the same ONNX file, f32), ``openvino-bf16`` (the same
+in bfloat16, only on CPUs that run it natively: AMX) and ``ort-openvino`` (ONNX Runtime's OpenVINO execution
+provider), each where it is installed; the others are skipped with the reason printed.
 
 Inputs are real: frames of ``../shared/data/videos``, vehicle crops the vehicle detector finds there and crops of
 ``../shared/data/plates_thai`` for the plate detector, faces of the walkway clip and the enrolment photos for the
@@ -68,6 +68,11 @@ ORT_CUDA, ORT_TRT = "ort-cuda", "ort-tensorrt"  # ONNX Runtime's GPU providers, 
 RUNTIMES = (ORT, OV, OV_BF16, ORT_OV, ORT_CUDA, ORT_TRT)
 GPU_RUNTIMES = (ORT_CUDA, ORT_TRT)  # measured and reported, never what engine.runtime: auto takes on the CPU
 GPU_PROVIDERS = {ORT_CUDA: "CUDAExecutionProvider", ORT_TRT: "TensorrtExecutionProvider"}
+ORT_PROVIDERS: dict[str, list[Any]] = {  # the provider list of each ONNX Runtime session other than the project's own
+    ORT_OV: [("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32"}), "CPUExecutionProvider"],
+    ORT_CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    ORT_TRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 MATCH_IOU = 0.9
 FASTER = 1.10  # "fastest": at least 10 % faster on average over the batches ...
 NOT_SLOWER = 0.97  # ... and no batch more than 3 % slower (noise)
@@ -190,16 +195,7 @@ def open_session(runtime: str, path: Path):  # noqa: ANN201
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if runtime == ORT_TRT:
-        return ort.InferenceSession(str(path), sess_options=options,
-                                    providers=["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                               "CPUExecutionProvider"])
-    if runtime == ORT_CUDA:
-        return ort.InferenceSession(str(path), sess_options=options,
-                                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    return ort.InferenceSession(str(path), sess_options=options,
-                                providers=[("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32"}),
-                                           "CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=options, providers=ORT_PROVIDERS[runtime])
 
 
 def available_runtimes() -> tuple[list[str], dict[str, str]]:

@@ -706,8 +706,8 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401
     """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime, so that the answer
-    check also judges a faster runtime the engine took (``engine.runtime: auto`` may pick OpenVINO in bfloat16);
-    the engine's own models when they already run there."""
+    check also judges the runtime the engine took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and
+    ``openvino-bf16`` moves answers); the engine's own models when they already run there."""
     from pipeline.models.registry import load_model_set
 
     if set(models.runtimes.values()) <= {"onnxruntime", "ultralytics"}:
