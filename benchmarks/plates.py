@@ -226,6 +226,12 @@ class OnceCascade:
         self._frame: np.ndarray | None = None
         self._result: Any = None
 
+    @property
+    def plates(self) -> Any:
+        """The cascade's plate detector (the scene reader's turned looks search with it; their time counts as
+        reading time)."""
+        return self.cascade.plates
+
     def detect(self, frame: np.ndarray) -> Any:
         """The cascade's ``(plates, vehicles)`` for ``frame``; cached for the last frame object."""
         if frame is not self._frame:

@@ -64,6 +64,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.config import Config, EngineConfig
+from pipeline.models.plate_detector import SECOND_LOOK_ANGLES
 from pipeline.settings import get_settings
 
 logger = logging.getLogger("benchmarks.throughput")
@@ -150,6 +151,11 @@ class _PerItem:
             own_tiles = None if tiles is None else [tiles[k]]
             found[k] = self.model.look_again([crops[k]], [found[k]], min_confidence, tiles=own_tiles)[0]
         return found
+
+    def detect_rotated(self, crops: list[Any], angles: tuple[float, ...] = SECOND_LOOK_ANGLES,
+                       tiles: list[int] | None = None) -> list[Any]:
+        return [self.model.detect_rotated([c], angles, None if tiles is None else [tiles[k]])[0]
+                for k, c in enumerate(crops)]
 
     def read_batch(self, crops: list[Any], layouts: list[str] | None = None,
                    outputs: dict[tuple[int, str], Any] | None = None) -> list[Any]:

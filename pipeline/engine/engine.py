@@ -46,12 +46,13 @@ from pipeline.engine.schedule import DetectionSchedule
 from pipeline.engine.snapshots import SnapshotWriter
 from pipeline.engine.tracking import Tracker, iou_matrix
 from pipeline.engine.zones import ZoneFilter
-from pipeline.models.onnx_utils import nms
-from pipeline.models.plate_detector import VEHICLE_MARGIN, centres_inside, has_plate, owner_of
+from pipeline.models.onnx_utils import box_overlap, nms
+from pipeline.models.plate_detector import MERGE_IOS, VEHICLE_MARGIN, centres_inside, has_plate, owner_of
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
 from pipeline.plates.second_read import read_plates
+from pipeline.plates.turned_look import TURN_MIN_REGION_WIDTH, better_read, turned_plates, wants_turned_look
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,13 @@ CROSS_CLASS_IOU = 0.7
 MIN_FACE_SIDE = 16
 # The turned second look (plate_second_look) costs two detector windows per miss: a vehicle gets it until it has come
 # back empty twice (a plate rolled by the camera's mount stays rolled), a frame without vehicles at most this often.
+# A vehicle whose plate reads unsure (pipeline.plates.turned_look) gets the turned look too, until it has come back
+# empty or no better ROTATED_LOOKS_PER_TRACK times; plates of a whole frame read unsure (or every plate of the frame)
+# make the camera's next whole-frame search due a turned look, within UNSURE_HOLD_S and at the same interval.
 ROTATED_LOOKS_PER_TRACK = 2  # empty turned looks after which a vehicle gets no more
-TURNED_LOOK_MIN_WIDTH = 160  # px of the vehicle crop: narrower vehicles show plates too small to read turned
+TURNED_LOOK_MIN_WIDTH = TURN_MIN_REGION_WIDTH  # px of the vehicle crop: narrower vehicles' plates are too small
 ROTATED_LOOK_INTERVAL_S = 10.0
+UNSURE_HOLD_S = 2.0
 # A frame without vehicles is searched with tiles (small plates of a close-up view: a dozen detector windows for a
 # 960x540 frame) at most this often per camera, and on every such frame while a tiled search found a plate on the
 # camera in the last TILED_HIT_HOLD_S; its other frames get one window, as frames with vehicles do. A road or
@@ -100,6 +105,7 @@ class CameraRuntime:
     frames: int = 0
     last_rotated_look: float = float("-inf")  # capture time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
+    unsure_whole_at: float = float("-inf")  # capture time of the last frame whose whole-frame plates read unsure
     last_tiled_look: float = float("-inf")  # capture time of the last tiled search of a frame without vehicles
     last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
 
@@ -137,6 +143,7 @@ class _VehicleJob:
     box: np.ndarray
     offset: tuple[int, int]
     crop: np.ndarray
+    turned: bool = False  # its crop was searched turned in this batch
 
 
 @dataclass
@@ -378,10 +385,10 @@ class Engine:
             self._note_tiled_hits(frames, tiles, found)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)
-                self.models.plates.look_again(images, found, ec.plate_confidence, eligible=due, tiles=tiles)
-                for k in due:
+                turned = self._look_turned(images, found, due, tiles)
+                for k, dets in zip(due, turned, strict=True):
                     if frames[k].no_vehicle:
-                        frames[k].cam.turned_hits += has_plate(found[k], ec.plate_confidence)
+                        frames[k].cam.turned_hits += has_plate(dets, ec.plate_confidence)
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -403,6 +410,29 @@ class Engine:
                         jobs.append(_VehicleJob(g, state, box, (ox, oy), crop))
         self.metrics.count("plate_only_jobs", len(jobs))
         return jobs
+
+    def _look_turned(self, images: list[np.ndarray], found: list[Detections], due: list[int], tiles: list[int]
+                     ) -> list[Detections]:
+        """Whole frames ``due`` a turned look searched turned (as searched upright when tiled, else in coarse
+        tiles). A frame without an upright plate takes what the turned look found; in a frame with upright plates
+        (read unsure), a plate found turned joins them unless it overlaps one (intersection over the smaller box
+        at least ``MERGE_IOS``: the same plate, whose upright box keeps its track). Returns what each turned look
+        found."""
+        plates = self.models.plates
+        conf = self.engine_config.plate_confidence
+        turned_tiles = [side or plates.coarse_tile(image.shape) for side, image in zip(tiles, images, strict=True)]
+        missing = [k for k in due if not has_plate(found[k], conf)]
+        plates.look_again(images, found, conf, eligible=missing, tiles=turned_tiles)
+        turned_of = {k: found[k] for k in missing}
+        unsure = [k for k in due if k not in turned_of]
+        if unsure:
+            for k, dets in zip(unsure, plates.detect_rotated([images[k] for k in unsure],
+                                                             tiles=[turned_tiles[k] for k in unsure]), strict=True):
+                turned_of[k] = dets
+                upright = found[k]
+                new = [max(box_overlap(b, upright.xyxy, over="smaller")) < MERGE_IOS for b in dets.xyxy]
+                found[k] = Detections.merge([upright, dets[np.asarray(new, bool)]])
+        return [turned_of[k] for k in due]
 
     def _whole_frame_tiles(self, frames: list[_Frame]) -> list[int]:
         """Tile side of each frame searched whole (0: one window). Frames with vehicles get one window
@@ -435,6 +465,9 @@ class Engine:
             return
         rectified = self._rectify([s.crop for s in selected])
         reads = self._read(selected, rectified)
+        if self.engine_config.plate_second_look and self.plate_reader is not None:
+            self._turn_unread(selected, reads)
+            self._note_unsure_frames(selected, reads)
         for plate, read in zip(selected, reads, strict=True):
             job, box = plate.job, plate.box
             ox, oy = job.offset
@@ -461,6 +494,8 @@ class Engine:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
                 self.models.plates.look_again(crops, plate_dets, conf, eligible=due)
                 self._count_turned_misses(jobs, plate_dets, due, conf)
+                for k in due:
+                    jobs[k].turned = True
         selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= conf]
@@ -476,6 +511,53 @@ class Engine:
             selected.append(_PlateCrop(job, box, float(dets.confidence[best]), plate_crop))
         self.metrics.count("plates_detected", len(selected))
         return selected
+
+    def _turn_unread(self, selected: list[_PlateCrop], reads: list[Any]) -> None:
+        """Vehicles whose plate read unsure (:func:`wants_turned_look`) and whose crop was not searched turned in
+        this batch get a turned look of the crop (coarse tiles: the plate was found upright); the best plate found
+        there is read and replaces the plate and read when its read is better (:func:`better_read`); a look that
+        finds nothing better counts against ``ROTATED_LOOKS_PER_TRACK``."""
+        due = [i for i, (s, read) in enumerate(zip(selected, reads, strict=True))
+               if wants_turned_look(read) and not s.job.turned and not s.job.state.plate_only
+               and s.job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK
+               and s.job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH]
+        if not due:
+            return
+        self.metrics.count("unsure_turned_looks", len(due))
+        plates = self.models.plates
+        with self.metrics.stage("plate_detect"):
+            crops = [selected[i].job.crop for i in due]
+            turned = turned_plates(plates, crops, self.engine_config.plate_confidence,
+                                   [plates.coarse_tile(c.shape) for c in crops])
+        hits = [(i, found[0]) for i, found in zip(due, turned, strict=True) if found]
+        again = [_PlateCrop(selected[i].job, p.box, p.score, p.crop) for i, p in hits]
+        again_reads = self._read(again, self._rectify([a.crop for a in again])) if again else []
+        better = set()
+        for (i, _), plate, read in zip(hits, again, again_reads, strict=True):
+            if better_read(read, reads[i]):
+                selected[i], reads[i] = plate, read
+                better.add(i)
+        for i in due:
+            selected[i].job.turned = True
+            selected[i].job.state.rotated_misses += i not in better
+        self.metrics.count("unsure_turned_kept", len(better))
+
+    @staticmethod
+    def _note_unsure_frames(selected: list[_PlateCrop], reads: list[Any]) -> None:
+        """Cameras whose frame read every plate unsure, or a plate without a vehicle unsure: their next whole-frame
+        search is due a turned look (:meth:`_frames_due_a_turned_look`)."""
+        sure: dict[int, bool] = {}
+        frames: dict[int, _Frame] = {}
+        for s, read in zip(selected, reads, strict=True):
+            key = id(s.job.frame)
+            frames[key] = s.job.frame
+            unsure = wants_turned_look(read)
+            sure[key] = sure.get(key, False) or not unsure
+            if unsure and s.job.state.plate_only:
+                frames[key].cam.unsure_whole_at = s.job.frame.item.capture_time
+        for key, any_sure in sure.items():
+            if not any_sure:
+                frames[key].cam.unsure_whole_at = frames[key].item.capture_time
 
     def _jobs_due_a_turned_look(self, jobs: list[_VehicleJob], found: list[Detections]) -> list[int]:
         """Vehicle crops without a plate, wide enough to hold a readable plate (``TURNED_LOOK_MIN_WIDTH``), whose
@@ -494,8 +576,8 @@ class Engine:
             jobs[k].state.rotated_misses += not has_plate(found[k], conf)
 
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
-        """Frames searched whole in which no plate was found, whose camera is due a turned look (searched as they
-        were upright: a frame with vehicles in one window): a frame without vehicles every time once a turned look
+        """Frames searched whole in which no plate was found (or whose camera's plates read unsure within
+        ``UNSURE_HOLD_S``), whose camera is due a turned look: a frame without vehicles every time once a turned look
         found a plate in one on that camera (its mount rolls every plate), else, and a frame with vehicles always
         (their crops get turned looks of their own; this is for a rolled plate no vehicle box holds), one every
         ``ROTATED_LOOK_INTERVAL_S``."""
@@ -503,7 +585,7 @@ class Engine:
         conf = self.engine_config.plate_confidence
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
             t = g.item.capture_time
-            if has_plate(dets, conf):
+            if has_plate(dets, conf) and t - g.cam.unsure_whole_at > UNSURE_HOLD_S:
                 continue
             if (g.no_vehicle and g.cam.turned_hits) or t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S:
                 g.cam.last_rotated_look = t

@@ -39,6 +39,10 @@ COARSE_SHARP_PLATE_PX = 64.0
 """Width (network input pixels) from which the box of a plate found by the whole-crop look is sharp enough to read
 from without a tile around it (coarse first)."""
 SECOND_LOOK_ANGLES = (-25.0, 25.0)  # crops with no plate are searched again turned by these (rolled plates)
+COARSE_TILE_SHARE = 0.6
+"""A whole frame searched turned in one window loses the plates a tile finds, and in tiles of the upright search's
+side costs 10-30 windows an angle; :meth:`PlateDetector.coarse_tile` sizes its tiles at this share of the turned
+frame's longer side: the turned frame whole and 2 x 2 tiles, five windows an angle."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,14 @@ class PlateDetector:
         self.imgsz = int(getattr(detector, "imgsz", None) or 320)
         self.tile = int(tile if tile is not None else round(self.imgsz * TILE_FACTOR))
         self.calibration = calibration or BoxCalibration()
+
+    def coarse_tile(self, image_hw: tuple[int, ...]) -> int:
+        """Tile side for searching a whole frame of ``image_hw`` turned (:data:`COARSE_TILE_SHARE` of the longer
+        side of the frame turned by the second look's steepest angle, never below :attr:`tile`)."""
+        h, w = image_hw[:2]
+        a = np.radians(max(abs(v) for v in SECOND_LOOK_ANGLES))
+        side = max(w * np.cos(a) + h * np.sin(a), h * np.cos(a) + w * np.sin(a))
+        return max(self.tile, int(np.ceil(COARSE_TILE_SHARE * side)))
 
     def detect_batch(self, crops: list[np.ndarray], tiles: list[int] | None = None, coarse_first: bool = False,
                      min_confidence: float = 0.0) -> list[Detections]:
@@ -385,7 +397,8 @@ class PlateCascade:
             eligible = [k for k in range(len(crops)) if k not in held]
             if whole and not any(has_plate(d, self.plate_confidence) for d in found):
                 eligible.append(len(crops))  # no plate anywhere: perhaps a rolled one no vehicle box holds
-            tiles = [self.plates.tile] * len(crops) + [whole_tile] * len(whole)  # the whole frame as searched upright
+            # crops with their own tiles, the whole frame in coarse tiles (a rolled plate no vehicle box holds)
+            tiles = [self.plates.tile] * len(crops) + [self.plates.coarse_tile(frame.shape)] * len(whole)
             self.plates.look_again([c for c, _ in crops] + whole, found, self.plate_confidence, eligible=eligible,
                                    tiles=tiles)
         parts, cut = [], []

@@ -4,7 +4,8 @@ The engine runs the same steps inside its batches (with tracking in between); th
 benchmarks and tools use, so that what they measure is what the engine does: the plate detector's box grown by
 the engine's reading pad, rectified (corners and layout) when a rectifier is given, read in the layout the
 rectifier found (``auto`` on motorcycles when it is unsure), uncertain plates read again from margin views
-(:mod:`pipeline.plates.second_read`).
+(:mod:`pipeline.plates.second_read`), plates read unsure given a turned look of their region
+(:mod:`pipeline.plates.turned_look`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.models.plate_detector import PlateCascade
+from pipeline.detections import Detections
+from pipeline.models.onnx_utils import box_overlap
+from pipeline.models.plate_detector import VEHICLE_MARGIN, PlateCascade
 from pipeline.models.yolo import COCO_MOTORCYCLE
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, reading_layout
 from pipeline.plates.second_read import read_plates
+from pipeline.plates.turned_look import (
+    SAME_PLATE_IOU,
+    TURN_MIN_REGION_WIDTH,
+    TurnedPlate,
+    better_read,
+    turned_plates,
+    wants_turned_look,
+)
 from pipeline.plates.types import PlateRead, PlateReader
 
 
@@ -41,12 +52,13 @@ class SceneReader:
     """``read(frame)`` -> every plate the cascade finds, rectified and read."""
 
     def __init__(self, cascade: PlateCascade, reader: PlateReader, rectifier: PlateRectifier | None = None,
-                 plate_confidence: float = 0.25, second_read: bool = True) -> None:
+                 plate_confidence: float = 0.25, second_read: bool = True, turn_unread: bool = True) -> None:
         self.cascade = cascade
         self.reader = reader
         self.rectifier = rectifier
         self.plate_confidence = plate_confidence
         self.second_read = second_read  # uncertain rectified plates read again from margin views
+        self.turn_unread = turn_unread  # plates read unsure: their region searched turned (needs the rectifier)
 
     def read(self, frame: np.ndarray) -> list[ScenePlate]:
         """Plates of one frame, best detection first."""
@@ -61,8 +73,56 @@ class SceneReader:
         crops = [reading_crop(frame, reading[i]) for i in keep]
         on_moto = [0 <= owner[i] < len(vehicles) and int(vehicles.class_id[owner[i]]) == COCO_MOTORCYCLE
                    for i in keep]
-        return self.read_crops(crops, on_moto, [plates.xyxy[i] for i in keep], [reading[i] for i in keep],
-                               [float(plates.confidence[i]) for i in keep])
+        found = self.read_crops(crops, on_moto, [plates.xyxy[i] for i in keep], [reading[i] for i in keep],
+                                [float(plates.confidence[i]) for i in keep])
+        if self.turn_unread and self.rectifier is not None:
+            self._turn_unread(frame, found, [owner[i] for i in keep], vehicles, on_moto)
+        return found
+
+    def _turn_unread(self, frame: np.ndarray, found: list[ScenePlate], owners: list[int], vehicles: Detections,
+                     on_moto: list[bool]) -> None:
+        """Plates read unsure (:func:`wants_turned_look`) get a turned look of their region, as in the engine: the
+        vehicle's crop (once per vehicle; its best plate's read replaces the plate's when better), and the whole
+        frame when a plate that belongs to no vehicle, or every plate, read unsure (each plate found turned there
+        replaces the plate it overlaps when it reads better, or joins ``found`` when valid and overlapping none)."""
+        unsure = [j for j, plate in enumerate(found) if wants_turned_look(plate.read)]
+        targets = list({owners[j]: j for j in reversed(unsure) if 0 <= owners[j] < len(vehicles)}.values())
+        regions = [crop_box(frame, vehicles.xyxy[owners[j]], VEHICLE_MARGIN, VEHICLE_MARGIN) for j in targets]
+        keep = [k for k, (region, _, _) in enumerate(regions) if region.shape[1] >= TURN_MIN_REGION_WIDTH]
+        targets, regions = [targets[k] for k in keep], [regions[k] for k in keep]
+        whole = bool(found) and len(unsure) == len(found) or any(not 0 <= owners[j] < len(vehicles) for j in unsure)
+        crops = [r for r, _, _ in regions] + ([frame] if whole else [])
+        tiles = [self.cascade.plates.coarse_tile(c.shape) for c in crops]  # the plate was found upright: coarse
+        turned = turned_plates(self.cascade.plates, crops, self.plate_confidence, tiles)
+        for j, (_, ox, oy), plates in zip(targets, regions, turned, strict=False):
+            if plates:
+                again = self._read_turned(plates[:1], (ox, oy), on_moto[j])[0]
+                if better_read(again.read, found[j].read):
+                    found[j] = again
+        if whole and turned[-1]:
+            for plate in self._read_turned(turned[-1], (0, 0), False):
+                self._merge_turned(found, plate)
+
+    def _read_turned(self, plates: list[TurnedPlate], offset: tuple[int, int], on_moto: bool) -> list[ScenePlate]:
+        """Turned plates of a region at ``offset`` in the frame, rectified and read, boxes in frame pixels."""
+        shift = np.float32([offset[0], offset[1]] * 2)
+        return self.read_crops([p.crop for p in plates], [on_moto] * len(plates), [p.box + shift for p in plates],
+                               [p.reading_box + shift for p in plates], [p.score for p in plates])
+
+    @staticmethod
+    def _merge_turned(found: list[ScenePlate], plate: ScenePlate) -> None:
+        """A plate the whole frame's turned look read: replaces the plate of ``found`` it overlaps (IoU at least
+        :data:`SAME_PLATE_IOU`) when its read is better; joins ``found`` when valid and overlapping none."""
+        if found:
+            ious = box_overlap(np.asarray(plate.box, np.float32), np.stack([np.asarray(p.box, np.float32)
+                                                                              for p in found]))
+            j = int(np.argmax(ious))
+            if ious[j] >= SAME_PLATE_IOU:
+                if better_read(plate.read, found[j].read):
+                    found[j] = plate
+                return
+        if plate.read.valid:
+            found.append(plate)
 
     def read_crops(self, crops: list[np.ndarray], on_motorcycle: list[bool] | None = None,
                    boxes: list[np.ndarray] | None = None, reading_boxes: list[np.ndarray] | None = None,

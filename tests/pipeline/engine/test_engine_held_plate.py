@@ -34,6 +34,9 @@ class _Plates:
 
     tile = 480
 
+    def coarse_tile(self, image_hw: tuple[int, ...]) -> int:
+        return self.tile
+
     def __init__(self, whole_frame_finds: bool) -> None:
         self.whole_frame_finds = whole_frame_finds
         self.turned: list[tuple[int, ...]] = []  # the shape of each image searched turned

@@ -256,6 +256,9 @@ def test_a_face_is_embedded_only_while_it_could_enter_its_tracks_best_faces() ->
 # -- the turned second look: spent where it can find a plate ------------------------------------------------
 
 
+COARSE = 777  # the double's coarse tile side for whole frames searched turned
+
+
 class _RolledPlateDetector(_PlateDetector):
     """Finds nothing upright; the turned look finds a plate only when ``rolled`` (and records what it searched)."""
 
@@ -268,6 +271,10 @@ class _RolledPlateDetector(_PlateDetector):
     def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
         self.crops += len(crops)
         return [Detections.empty() for _ in crops]
+
+    @staticmethod
+    def coarse_tile(image_hw: tuple[int, ...]) -> int:
+        return COARSE
 
     def look_again(self, crops: list[np.ndarray], found: list[Detections], min_confidence: float = 0.0,
                    eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Detections]:
@@ -317,17 +324,17 @@ def test_frames_without_vehicles_get_a_turned_look_every_ten_seconds_unless_the_
     assert sum(turned) >= 30  # the first one found a plate: every frame without a plate found upright
 
 
-def test_frames_with_vehicles_get_a_one_window_turned_look_of_the_whole_frame_every_ten_seconds(
+def test_frames_with_vehicles_get_a_coarse_turned_look_of_the_whole_frame_every_ten_seconds(
         tmp_path: Any) -> None:
     """With the whole-frame window on, a frame with vehicles where it found no plate gets a turned look of the
-    whole frame too (a rolled plate no vehicle box holds), in one window as it was searched upright, on the ten
-    second schedule even when a turned look finds a plate (the vehicles' crops get their own turned looks); the
-    vehicle crop still gets its own two."""
+    whole frame too (a rolled plate no vehicle box holds), in coarse tiles (searched upright in one window, which
+    loses turned plates), on the ten second schedule even when a turned look finds a plate (the vehicles' crops
+    get their own turned looks); the vehicle crop still gets its own two."""
     for rolled in (False, True):
         _, engine = _turned_looks(rolled=rolled, vehicle=True, tmp_path=tmp_path / str(rolled), whole_frame="window")
         detector = engine.models.plates
-        whole = [(k, s) for k, call in enumerate(detector.searched) for s in call if s[1] == 0]
+        whole = [(k, s) for k, call in enumerate(detector.searched) for s in call if s[1] == COARSE]
         assert len(whole) == 2, detector.searched  # at 0 s and 10 s of the 20 s
         assert all(shape == (360, 640) for _, (shape, _) in whole)
-        crops = [s for call in detector.searched for s in call if s[1] != 0]
+        crops = [s for call in detector.searched for s in call if s[1] != COARSE]
         assert crops and all(tile is None for _, tile in crops)
