@@ -72,6 +72,11 @@ ROTATED_LOOKS_PER_TRACK = 2  # empty turned looks after which a vehicle gets no 
 TURNED_LOOK_MIN_WIDTH = TURN_MIN_REGION_WIDTH  # px of the vehicle crop: narrower vehicles' plates are too small
 ROTATED_LOOK_INTERVAL_S = 10.0
 UNSURE_HOLD_S = 2.0
+# A frame without vehicles gets a turned look on every frame while one found a plate on the camera within
+# TURNED_HIT_HOLD_S (its mount rolls the plates in view), then at least every ROLLED_CAMERA_INTERVAL_S on a camera
+# where a turned look ever found one (the next rolled plate is found within that), else every ROTATED_LOOK_INTERVAL_S.
+TURNED_HIT_HOLD_S = 10.0
+ROLLED_CAMERA_INTERVAL_S = 2.0
 # A frame without vehicles is searched with tiles (small plates of a close-up view: a dozen detector windows for a
 # 960x540 frame) at most this often per camera, and on every such frame while a tiled search found a plate on the
 # camera in the last TILED_HIT_HOLD_S; its other frames get one window, as frames with vehicles do. A road or
@@ -105,6 +110,7 @@ class CameraRuntime:
     frames: int = 0
     last_rotated_look: float = float("-inf")  # capture time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
+    last_turned_hit: float = float("-inf")  # capture time of the last of them
     unsure_whole_at: float = float("-inf")  # capture time of the last frame whose whole-frame plates read unsure
     last_tiled_look: float = float("-inf")  # capture time of the last tiled search of a frame without vehicles
     last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
@@ -387,8 +393,9 @@ class Engine:
                 due = self._frames_due_a_turned_look(frames, found)
                 turned = self._look_turned(images, found, due, tiles)
                 for k, dets in zip(due, turned, strict=True):
-                    if frames[k].no_vehicle:
-                        frames[k].cam.turned_hits += has_plate(dets, ec.plate_confidence)
+                    if frames[k].no_vehicle and has_plate(dets, ec.plate_confidence):
+                        frames[k].cam.turned_hits += 1
+                        frames[k].cam.last_turned_hit = frames[k].item.capture_time
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -575,19 +582,29 @@ class Engine:
         for k in due:
             jobs[k].state.rotated_misses += not has_plate(found[k], conf)
 
+    @staticmethod
+    def _turned_look_due(g: _Frame, t: float) -> bool:
+        """The turned-look schedule of a frame searched whole (see :meth:`_frames_due_a_turned_look`)."""
+        cam = g.cam
+        since = t - cam.last_rotated_look
+        if g.no_vehicle and cam.turned_hits:
+            return t - cam.last_turned_hit <= TURNED_HIT_HOLD_S or since >= ROLLED_CAMERA_INTERVAL_S
+        return since >= ROTATED_LOOK_INTERVAL_S
+
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
         """Frames searched whole in which no plate was found (or whose camera's plates read unsure within
-        ``UNSURE_HOLD_S``), whose camera is due a turned look: a frame without vehicles every time once a turned look
-        found a plate in one on that camera (its mount rolls every plate), else, and a frame with vehicles always
-        (their crops get turned looks of their own; this is for a rolled plate no vehicle box holds), one every
-        ``ROTATED_LOOK_INTERVAL_S``."""
+        ``UNSURE_HOLD_S``), whose camera is due a turned look: a frame without vehicles every time within
+        ``TURNED_HIT_HOLD_S`` of a turned look that found a plate in one on that camera, one every
+        ``ROLLED_CAMERA_INTERVAL_S`` on a camera where one ever did (its mount rolls the plates); otherwise, and
+        for frames with vehicles always (their crops get turned looks of their own; this is for a rolled plate no
+        vehicle box holds), one every ``ROTATED_LOOK_INTERVAL_S``."""
         due = []
         conf = self.engine_config.plate_confidence
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
             t = g.item.capture_time
             if has_plate(dets, conf) and t - g.cam.unsure_whole_at > UNSURE_HOLD_S:
                 continue
-            if (g.no_vehicle and g.cam.turned_hits) or t - g.cam.last_rotated_look >= ROTATED_LOOK_INTERVAL_S:
+            if self._turned_look_due(g, t):
                 g.cam.last_rotated_look = t
                 due.append(k)
         self.metrics.count("turned_looks", len(due))

@@ -262,10 +262,12 @@ COARSE = 777  # the double's coarse tile side for whole frames searched turned
 class _RolledPlateDetector(_PlateDetector):
     """Finds nothing upright; the turned look finds a plate only when ``rolled`` (and records what it searched)."""
 
-    def __init__(self, rolled: bool) -> None:
+    def __init__(self, rolled: bool, rolled_looks: int | None = None) -> None:
         super().__init__()
         self.rolled = rolled
+        self.rolled_looks = rolled_looks  # the turned look finds a plate this many times, then never
         self.turned: list[int] = []
+        self.frame_looks: list[int] = []  # per whole-frame call: how many frames it turned
         self.searched: list[list[tuple[tuple[int, int], int | None]]] = []  # per call: (shape, tile) searched turned
 
     def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
@@ -280,8 +282,11 @@ class _RolledPlateDetector(_PlateDetector):
                    eligible: list[int] | None = None, tiles: list[int] | None = None) -> list[Detections]:
         eligible = list(range(len(crops))) if eligible is None else eligible
         self.turned.append(len(eligible))
+        if crops and crops[0].shape[:2] == (360, 640):  # the whole frames' call (one a batch, one frame a batch)
+            self.frame_looks.append(len(eligible))
         self.searched.append([(crops[k].shape[:2], None if tiles is None else tiles[k]) for k in eligible])
-        if self.rolled:
+        looks = sum(1 for n in self.frame_looks if n)
+        if self.rolled and (self.rolled_looks is None or looks <= self.rolled_looks):
             for k in eligible:
                 h, w = crops[k].shape[:2]
                 found[k] = Detections(xyxy=np.array([[w * 0.35, h * 0.6, w * 0.65, h * 0.75]], np.float32),
@@ -289,18 +294,19 @@ class _RolledPlateDetector(_PlateDetector):
         return found
 
 
-def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any, whole_frame: str = "off") -> tuple[list[int], Engine]:
+def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any, whole_frame: str = "off",
+                  rolled_looks: int | None = None, frames: int = 40) -> tuple[list[int], Engine]:
     config = Config.model_validate({
         "engine": {"device": "cpu", "plates_whole_frame": whole_frame, "plate_rectification": False,
                    "detection_schedule": "every_frame"},
         "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
     models = _Models()
-    models.plates = _RolledPlateDetector(rolled)
+    models.plates = _RolledPlateDetector(rolled, rolled_looks)
     if not vehicle:
         models.vehicles.detect_batch = lambda frames: [Detections.empty() for _ in frames]
     engine = Engine(config, models, _Reader(), recordings_dir=tmp_path)
-    for k in range(40):  # 20 s at 2 fps
-        engine.process_batch([_Frame(k * 0.5, _scene(40 + 3 * k))])
+    for k in range(frames):  # 2 fps
+        engine.process_batch([_Frame(k * 0.5, _scene(40 + 3 * (k % 40)))])
     return [n for n in models.plates.turned if n], engine
 
 
@@ -322,6 +328,19 @@ def test_frames_without_vehicles_get_a_turned_look_every_ten_seconds_unless_the_
     assert sum(turned) == 2  # at 0 s and 10 s of the 20 s
     turned, _ = _turned_looks(rolled=True, vehicle=False, tmp_path=tmp_path / "rolled")
     assert sum(turned) >= 30  # the first one found a plate: every frame without a plate found upright
+
+
+def test_a_camera_that_stopped_rolling_plates_falls_back_to_a_turned_look_every_two_seconds(tmp_path: Any) -> None:
+    """The turned look finds a plate on the first 10 looks (5 s), then never: every frame until 10 s after the last
+    hit, then one every 2 s (the camera's mount rolled plates once), not every frame for ever."""
+    _, engine = _turned_looks(rolled=True, vehicle=False, tmp_path=tmp_path, rolled_looks=10, frames=100)
+    calls = engine.models.plates.frame_looks  # one call a frame, 2 fps: whether it turned the frame
+    assert len(calls) == 100
+    looked = [k * 0.5 for k, n in enumerate(calls) if n]
+    assert looked[:30] == [k * 0.5 for k in range(30)]  # every frame to 14.5 s (last hit at 4.5 s, held 10 s)
+    later = looked[30:]
+    assert later and all(round(b - a, 1) == 2.0 for a, b in zip(later, later[1:], strict=False))
+    assert len(later) == 17  # 15.5 ... 47.5 s, every 2 s, of the remaining 70 frames
 
 
 def test_frames_with_vehicles_get_a_coarse_turned_look_of_the_whole_frame_every_ten_seconds(
