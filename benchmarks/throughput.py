@@ -183,6 +183,8 @@ class _PerItem:
 
 MODEL_METHODS = ("detect_batch", "look_again", "read_batch", "rectify_batch")
 MODEL_STAGES = ("detect", "plate_detect", "rectify", "read", "face")  # engine stages that are model calls
+LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks")
+"""Engine counters of the plate search's extra looks, reported per 100 analysed frames beside the events."""
 ALL_STAGES = ("decode_wait", "gate", "detect", "plate_detect", "rectify", "read", "face", "track", "publish")
 
 
@@ -412,7 +414,7 @@ def measure(client: redis.Redis, seconds: float, label: str, dropped: Any,
     frames = _sum(hashes1, "count_frames") - _sum(hashes0, "count_frames")
     detector = _sum(hashes1, "count_frames_analysed") - _sum(hashes0, "count_frames_analysed")
     events = {k: _sum(hashes1, f"count_{k}") - _sum(hashes0, f"count_{k}")
-              for k in ("plate_events", "face_events", "alerts", "plates_detected")}
+              for k in ("plate_events", "face_events", "alerts", "plates_detected", *LOOK_COUNTERS)}
     p50 = max((float(h.get("event_latency_p50_s", 0) or 0) for h in hashes1.values()), default=0.0)
     p95 = max((float(h.get("event_latency_p95_s", 0) or 0) for h in hashes1.values()), default=0.0)
     stages = {}

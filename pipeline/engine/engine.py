@@ -52,7 +52,13 @@ from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
 from pipeline.plates.second_read import read_plates
-from pipeline.plates.turned_look import TURN_MIN_REGION_WIDTH, better_read, turned_plates, wants_turned_look
+from pipeline.plates.turned_look import (
+    TURN_MIN_REGION_WIDTH,
+    better_read,
+    large_enough,
+    turned_plates,
+    wants_turned_look,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -499,7 +505,9 @@ class Engine:
                     plate_dets[k] = held
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
-                self.models.plates.look_again(crops, plate_dets, conf, eligible=due)
+                self.models.plates.look_again(crops, plate_dets, conf, eligible=due,
+                                              tiles=[self.models.plates.coarse_tile(c.shape, crop=True)
+                                                     for c in crops])
                 self._count_turned_misses(jobs, plate_dets, due, conf)
                 for k in due:
                     jobs[k].turned = True
@@ -520,12 +528,14 @@ class Engine:
         return selected
 
     def _turn_unread(self, selected: list[_PlateCrop], reads: list[Any]) -> None:
-        """Vehicles whose plate read unsure (:func:`wants_turned_look`) and whose crop was not searched turned in
+        """Vehicles whose plate read unsure (:func:`wants_turned_look`; a plate :func:`large_enough` to read) and
+        whose crop was not searched turned in
         this batch get a turned look of the crop (coarse tiles: the plate was found upright); the best plate found
         there is read and replaces the plate and read when its read is better (:func:`better_read`); a look that
         finds nothing better counts against ``ROTATED_LOOKS_PER_TRACK``."""
         due = [i for i, (s, read) in enumerate(zip(selected, reads, strict=True))
-               if wants_turned_look(read) and not s.job.turned and not s.job.state.plate_only
+               if wants_turned_look(read) and large_enough(s.crop.shape) and not s.job.turned
+               and not s.job.state.plate_only
                and s.job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK
                and s.job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH]
         if not due:
@@ -535,7 +545,7 @@ class Engine:
         with self.metrics.stage("plate_detect"):
             crops = [selected[i].job.crop for i in due]
             turned = turned_plates(plates, crops, self.engine_config.plate_confidence,
-                                   [plates.coarse_tile(c.shape) for c in crops])
+                                   [plates.coarse_tile(c.shape, crop=True) for c in crops])
         hits = [(i, found[0]) for i, found in zip(due, turned, strict=True) if found]
         again = [_PlateCrop(selected[i].job, p.box, p.score, p.crop) for i, p in hits]
         again_reads = self._read(again, self._rectify([a.crop for a in again])) if again else []

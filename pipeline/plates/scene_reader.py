@@ -26,6 +26,7 @@ from pipeline.plates.turned_look import (
     TURN_MIN_REGION_WIDTH,
     TurnedPlate,
     better_read,
+    large_enough,
     turned_plates,
     wants_turned_look,
 )
@@ -76,23 +77,26 @@ class SceneReader:
         found = self.read_crops(crops, on_moto, [plates.xyxy[i] for i in keep], [reading[i] for i in keep],
                                 [float(plates.confidence[i]) for i in keep])
         if self.turn_unread and self.rectifier is not None:
-            self._turn_unread(frame, found, [owner[i] for i in keep], vehicles, on_moto)
+            self._turn_unread(frame, found, [c.shape for c in crops], [owner[i] for i in keep], vehicles, on_moto)
         return found
 
-    def _turn_unread(self, frame: np.ndarray, found: list[ScenePlate], owners: list[int], vehicles: Detections,
-                     on_moto: list[bool]) -> None:
+    def _turn_unread(self, frame: np.ndarray, found: list[ScenePlate], crop_shapes: list[tuple[int, ...]],
+                     owners: list[int], vehicles: Detections, on_moto: list[bool]) -> None:
         """Plates read unsure (:func:`wants_turned_look`) get a turned look of their region, as in the engine: the
         vehicle's crop (once per vehicle; its best plate's read replaces the plate's when better), and the whole
         frame when a plate that belongs to no vehicle, or every plate, read unsure (each plate found turned there
         replaces the plate it overlaps when it reads better, or joins ``found`` when valid and overlapping none)."""
         unsure = [j for j, plate in enumerate(found) if wants_turned_look(plate.read)]
-        targets = list({owners[j]: j for j in reversed(unsure) if 0 <= owners[j] < len(vehicles)}.values())
+        targets = list({owners[j]: j for j in reversed(unsure)
+                        if 0 <= owners[j] < len(vehicles) and large_enough(crop_shapes[j])}.values())
         regions = [crop_box(frame, vehicles.xyxy[owners[j]], VEHICLE_MARGIN, VEHICLE_MARGIN) for j in targets]
         keep = [k for k, (region, _, _) in enumerate(regions) if region.shape[1] >= TURN_MIN_REGION_WIDTH]
         targets, regions = [targets[k] for k in keep], [regions[k] for k in keep]
         whole = bool(found) and len(unsure) == len(found) or any(not 0 <= owners[j] < len(vehicles) for j in unsure)
         crops = [r for r, _, _ in regions] + ([frame] if whole else [])
-        tiles = [self.cascade.plates.coarse_tile(c.shape) for c in crops]  # the plate was found upright: coarse
+        plates = self.cascade.plates
+        tiles = [plates.coarse_tile(r.shape, crop=True) for r, _, _ in regions] + \
+            [plates.coarse_tile(frame.shape)] * whole
         turned = turned_plates(self.cascade.plates, crops, self.plate_confidence, tiles)
         for j, (_, ox, oy), plates in zip(targets, regions, turned, strict=False):
             if plates:

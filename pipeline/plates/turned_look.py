@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.models.plate_detector import PlateDetector
 from pipeline.plates.geometry import READING_PAD, crop_box
+from pipeline.plates.second_read import TURN_MIN_SIDE
 from pipeline.plates.types import PlateRead
 
 TURN_UNREAD_BELOW = 0.5
@@ -45,6 +46,14 @@ class TurnedPlate:
 def wants_turned_look(read: PlateRead | None) -> bool:
     """Whether a plate's read is unsure enough for a turned look of its region."""
     return read is not None and (not read.valid or read.confidence < TURN_UNREAD_BELOW)
+
+
+def large_enough(crop_hw: tuple[int, ...]) -> bool:
+    """Whether a plate's reading crop is large enough for its vehicle's crop to be searched turned when it reads
+    unsure: a plate under :data:`TURN_MIN_SIDE` pixels reads unsure for its size, not for its roll (the footage's
+    unread plates are mostly crops of 20-35 px), and reads no better turned. (A frame's own turned look, due when
+    every plate of it reads unsure, takes plates of any size: it is rationed per camera.)"""
+    return max(crop_hw[:2]) >= TURN_MIN_SIDE
 
 
 def better_read(new: PlateRead | None, old: PlateRead | None) -> bool:

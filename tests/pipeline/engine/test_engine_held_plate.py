@@ -34,7 +34,7 @@ class _Plates:
 
     tile = 480
 
-    def coarse_tile(self, image_hw: tuple[int, ...]) -> int:
+    def coarse_tile(self, image_hw: tuple[int, ...], crop: bool = False) -> int:
         return self.tile
 
     def __init__(self, whole_frame_finds: bool) -> None:

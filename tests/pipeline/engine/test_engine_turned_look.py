@@ -40,7 +40,7 @@ class _Plates:
         self.turned_finds = turned_finds
         self.rotated: list[tuple[tuple[int, ...], int | None]] = []  # (shape, tile) of each region searched turned
 
-    def coarse_tile(self, image_hw: tuple[int, ...]) -> int:
+    def coarse_tile(self, image_hw: tuple[int, ...], crop: bool = False) -> int:
         return 999
 
     def detect_batch(self, images: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:

@@ -58,6 +58,12 @@ def test_coarse_tiles_bound_a_whole_frame_turned_look(readers: dict[str, SceneRe
         canvas = int(np.ceil(w * np.cos(np.radians(25)) + h * np.sin(np.radians(25)))), \
             int(np.ceil(h * np.cos(np.radians(25)) + w * np.sin(np.radians(25))))
         assert len(search_windows(*canvas, tile)) <= 5  # the turned frame whole and at most 2 x 2 tiles
+    for h, w in ((360, 500), (300, 560)):  # vehicle crops searched upright in one window: turned in one too
+        canvas = int(np.ceil(w * np.cos(np.radians(25)) + h * np.sin(np.radians(25)))), \
+            int(np.ceil(h * np.cos(np.radians(25)) + w * np.sin(np.radians(25))))
+        assert len(search_windows(w, h, plates.tile)) == 1
+        assert len(search_windows(*canvas, plates.coarse_tile((h, w, 3), crop=True))) == 1
+        assert len(search_windows(*canvas, plates.tile)) > 1  # as they were searched before
 
 
 def rolled_scene(shared_dir: Path, image: str, roll: float) -> np.ndarray:
