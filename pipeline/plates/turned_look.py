@@ -4,14 +4,14 @@ The upright plate detector finds a plate rolled 30 degrees in a quarter of the s
 often holds only part of the plate (or it found a badge, a sign, a bumper sticker instead): the read comes back
 invalid or unsure, and the turned second look of :meth:`PlateDetector.look_again` never runs, because a plate was
 found. So the read decides: a plate whose read is invalid or less probable than :data:`TURN_UNREAD_BELOW` has its
-region searched turned (:meth:`PlateDetector.detect_rotated`): its vehicle's crop, or for a plate that belongs to
-no vehicle the whole frame (in coarse tiles, :meth:`PlateDetector.coarse_tile`), where the whole-frame search
-found it; the whole frame likewise when no plate of the frame read well. The plates found there are rectified and read,
-and a read replaces the first when it is better (:func:`better_read`). A plate read well upright costs nothing
-more.
+region searched turned (:meth:`PlateDetector.detect_rotated`, tiles from :meth:`PlateDetector.coarse_tile`): its
+vehicle's crop when the plate is :func:`large_enough` to read, or, for a plate that belongs to no vehicle and when no
+plate of the frame read well, the whole frame. The plates found there are rectified and read, and a read replaces
+the first when it is better (:func:`better_read`). A plate read well upright costs nothing more. (In the engine the
+whole frame's turned look comes on the camera's next frame, rationed per camera; see ``pipeline.engine.engine``.)
 
 Measured on the angle sweep (``benchmarks.plates --sweep``, 100 held-out car plates a cell, 160 px, 2026-12-02):
-exact end to end at roll 30 0.76 -> 0.89, frontal 0.89 -> 0.91 (see the reader's model card).
+exact end to end at roll 30 0.76 -> 0.89, frontal 0.89 -> 0.90 (see the reader's model card).
 """
 
 from __future__ import annotations
