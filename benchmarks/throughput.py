@@ -183,7 +183,7 @@ class _PerItem:
 
 MODEL_METHODS = ("detect_batch", "look_again", "read_batch", "rectify_batch")
 MODEL_STAGES = ("detect", "plate_detect", "rectify", "read", "face")  # engine stages that are model calls
-LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks")
+LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks", "whole_looks")
 """Engine counters of the plate search's extra looks, reported per 100 analysed frames beside the events."""
 ALL_STAGES = ("decode_wait", "gate", "detect", "plate_detect", "rectify", "read", "face", "track", "publish")
 

@@ -356,3 +356,54 @@ def test_frames_with_vehicles_get_a_coarse_turned_look_of_the_whole_frame_every_
         assert len(whole) == 2, detector.searched  # at 0 s and 10 s of the 20 s
         crops = [s for call in detector.searched for s in call if s[0] != (360, 640)]
         assert crops and all(tile == COARSE for _, (_, tile) in whole) and all(tile == COARSE for _, tile in crops)
+
+
+class _CropPlateDetector(_PlateDetector):
+    """Finds the plate in vehicle crops only; the whole frame adds nothing."""
+
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
+        out = super().detect_batch(crops, tiles, **search)
+        return [Detections.empty() if crop.shape[:2] == (360, 640) else dets for crop, dets in zip(crops, out, strict=True)]
+
+
+class _FreePlateDetector(_PlateDetector):
+    """Also finds a plate in the top-left corner of a whole frame, outside every vehicle box (a close-up plate the
+    vehicle detector missed)."""
+
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
+        out = super().detect_batch(crops, tiles, **search)
+        for k, crop in enumerate(crops):
+            if crop.shape[:2] == (360, 640):
+                out[k] = Detections(xyxy=np.array([[10, 10, 90, 40]], np.float32),
+                                    confidence=np.array([0.8], np.float32), class_id=np.array([0]))
+        return out
+
+
+class _UnreadReader:
+    """Reads every plate as nothing valid, so no track settles and the detector runs on every frame."""
+
+    def read_batch(self, crops: list[np.ndarray], layouts: Any = None) -> list[PlateRead]:
+        return [PlateRead(text="", confidence=0.0, char_confidences=[], valid=False) for _ in crops]
+
+
+def _whole_looks(plates: _PlateDetector, tmp_path: Any, schedule: str = "adaptive") -> int:
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "plates_whole_frame": "window", "plate_rectification": False,
+                   "detection_schedule": schedule, "plate_second_look": False},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    models = _Models()
+    models.plates = plates
+    engine = Engine(config, models, _UnreadReader(), recordings_dir=tmp_path)
+    for k in range(40):  # 20 s at 2 fps, the car always in view
+        engine.process_batch([_Frame(k * 0.5, _scene(40 + 3 * k))])
+    assert engine.metrics.counters.get("frames_analysed", 0) == 40  # unsettled: the detector ran on every frame
+    return int(engine.metrics.counters.get("whole_looks", 0))
+
+
+def test_frames_with_vehicles_are_searched_whole_every_two_seconds_until_it_finds_a_free_plate(tmp_path: Any) -> None:
+    """The whole-frame window (a close-up plate the vehicle detector missed) is rationed to one frame every 2 s
+    while it finds only the plates the vehicles' own crops find; once it finds a plate outside every vehicle, every
+    frame is searched whole; the every_frame schedule (the answer check's reference) searches every frame."""
+    assert _whole_looks(_CropPlateDetector(), tmp_path / "crops") == 10  # 0, 2, ... 18 s
+    assert _whole_looks(_FreePlateDetector(), tmp_path / "free") == 40
+    assert _whole_looks(_CropPlateDetector(), tmp_path / "reference", schedule="every_frame") == 40
