@@ -75,7 +75,6 @@ MIN_FACE_SIDE = 16
 # empty or no better ROTATED_LOOKS_PER_TRACK times; plates of a whole frame read unsure (or every plate of the frame)
 # make the camera's next whole-frame search due a turned look, within UNSURE_HOLD_S and at the same interval.
 ROTATED_LOOKS_PER_TRACK = 2  # empty turned looks after which a vehicle gets no more
-TURNED_LOOK_MIN_WIDTH = TURN_MIN_REGION_WIDTH  # px of the vehicle crop: narrower vehicles' plates are too small
 ROTATED_LOOK_INTERVAL_S = 10.0
 UNSURE_HOLD_S = 2.0
 # A frame without vehicles gets a turned look on every frame while one found a plate on the camera within
@@ -456,7 +455,8 @@ class Engine:
         found."""
         plates = self.models.plates
         conf = self.engine_config.plate_confidence
-        turned_tiles = [side or plates.coarse_tile(image.shape) for side, image in zip(tiles, images, strict=True)]
+        turned_tiles = [(tiles[k] or plates.coarse_tile(images[k].shape)) if k in due else 0
+                        for k in range(len(images))]
         missing = [k for k in due if not has_plate(found[k], conf)]
         plates.look_again(images, found, conf, eligible=missing, tiles=turned_tiles)
         turned_of = {k: found[k] for k in missing}
@@ -529,9 +529,10 @@ class Engine:
                     job.frame.cam.last_whole_hit = job.frame.item.capture_time
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
-                self.models.plates.look_again(crops, plate_dets, conf, eligible=due,
-                                              tiles=[self.models.plates.coarse_tile(c.shape, crop=True)
-                                                     for c in crops])
+                if due:
+                    self.models.plates.look_again(crops, plate_dets, conf, eligible=due,
+                                                  tiles=[self.models.plates.coarse_tile(c.shape, crop=True)
+                                                         for c in crops])
                 self._count_turned_misses(jobs, plate_dets, due, conf)
                 for k in due:
                     jobs[k].turned = True
@@ -561,7 +562,7 @@ class Engine:
                if wants_turned_look(read) and large_enough(s.crop.shape) and not s.job.turned
                and not s.job.state.plate_only
                and s.job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK
-               and s.job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH]
+               and s.job.crop.shape[1] >= TURN_MIN_REGION_WIDTH]
         if not due:
             return
         self.metrics.count("unsure_turned_looks", len(due))
@@ -601,12 +602,12 @@ class Engine:
                 frames[key].cam.unsure_whole_at = frames[key].item.capture_time
 
     def _jobs_due_a_turned_look(self, jobs: list[_VehicleJob], found: list[Detections]) -> list[int]:
-        """Vehicle crops without a plate, wide enough to hold a readable plate (``TURNED_LOOK_MIN_WIDTH``), whose
+        """Vehicle crops without a plate, wide enough to hold a readable plate (``TURN_MIN_REGION_WIDTH``), whose
         track's turned looks have not come back empty ``ROTATED_LOOKS_PER_TRACK`` times (a vehicle whose plate
         the turned look finds keeps getting it: its plate is rolled)."""
         conf = self.engine_config.plate_confidence
         due = [k for k, (job, dets) in enumerate(zip(jobs, found, strict=True))
-               if job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK and job.crop.shape[1] >= TURNED_LOOK_MIN_WIDTH
+               if job.state.rotated_misses < ROTATED_LOOKS_PER_TRACK and job.crop.shape[1] >= TURN_MIN_REGION_WIDTH
                and not has_plate(dets, conf)]
         self.metrics.count("turned_looks", len(due))
         return due

@@ -92,15 +92,15 @@ class SceneReader:
         regions = [crop_box(frame, vehicles.xyxy[owners[j]], VEHICLE_MARGIN, VEHICLE_MARGIN) for j in targets]
         keep = [k for k, (region, _, _) in enumerate(regions) if region.shape[1] >= TURN_MIN_REGION_WIDTH]
         targets, regions = [targets[k] for k in keep], [regions[k] for k in keep]
-        whole = bool(found) and len(unsure) == len(found) or any(not 0 <= owners[j] < len(vehicles) for j in unsure)
+        whole = (bool(found) and len(unsure) == len(found)) or any(not 0 <= owners[j] < len(vehicles) for j in unsure)
         crops = [r for r, _, _ in regions] + ([frame] if whole else [])
-        plates = self.cascade.plates
-        tiles = [plates.coarse_tile(r.shape, crop=True) for r, _, _ in regions] + \
-            [plates.coarse_tile(frame.shape)] * whole
-        turned = turned_plates(self.cascade.plates, crops, self.plate_confidence, tiles)
-        for j, (_, ox, oy), plates in zip(targets, regions, turned, strict=False):
-            if plates:
-                again = self._read_turned(plates[:1], (ox, oy), on_moto[j])[0]
+        detector = self.cascade.plates
+        tiles = [detector.coarse_tile(r.shape, crop=True) for r, _, _ in regions] + \
+            [detector.coarse_tile(frame.shape)] * whole
+        turned = turned_plates(detector, crops, self.plate_confidence, tiles)
+        for j, (_, ox, oy), in_region in zip(targets, regions, turned, strict=False):  # the frame's look is last
+            if in_region:
+                again = self._read_turned(in_region[:1], (ox, oy), on_moto[j])[0]
                 if better_read(again.read, found[j].read):
                     found[j] = again
         if whole and turned[-1]:
