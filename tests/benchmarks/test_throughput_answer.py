@@ -84,3 +84,34 @@ def test_event_keys_take_the_last_version_of_each_event() -> None:
     plates, faces = event_keys(events)
     assert plates == {("cam01", "1กข1234")}
     assert faces == [FaceSpan("cam02", 0.0, 3.0, (0.0, 1.0))]
+
+
+def test_recall_counts_only_the_reference_reads_legible_by_eye() -> None:
+    # the reference also guessed at a blurred plate ("กพ2843"); the engine did not: that costs no recall, but
+    # is still reported among all reads
+    reference = {("cam01", "1กอ5180"), ("cam01", "16-7186"), ("cam01", "กพ2843"), ("cam04", "1กข1234")}
+    measured = {("cam01", "1กอ5180"), ("cam01", "16-7186"), ("cam04", "1กข1234")}
+    legible = {"cam01": {"1กอ5180", "16-7186"}}  # cam04 has no labels: its reads all count
+    check = answer_check(measured, [], reference, [], legible=legible)
+    assert check["reference_correct_plate_reads"] == 3 and check["matched_correct_plate_reads"] == 3
+    assert check["reference_recall"] == 1.0
+    assert check["reference_recall_all_reads"] == pytest.approx(3 / 4)
+    assert check["missed_plate_texts"] == ["cam01:กพ2843"] and check["missed_correct_plate_texts"] == []
+    assert check["plate_truth"] == "by eye on cam01"
+    # a legible plate the engine missed does cost recall
+    check = answer_check(measured - {("cam01", "16-7186")}, [], reference, [], legible=legible)
+    assert check["reference_recall"] == pytest.approx(2 / 3)
+    assert check["missed_correct_plate_texts"] == ["cam01:16-7186"]
+
+
+def test_footage_labels_map_to_the_cameras_showing_that_video(tmp_path) -> None:
+    from benchmarks.throughput import FOOTAGE_PLATES, camera_plate_truth, load_footage_plates
+
+    legible = load_footage_plates(FOOTAGE_PLATES)
+    assert "1กอ5180" in legible["thai_bangkok_night_dashcam_bus"]
+    truth = camera_plate_truth(["cam01", "cam02", "cam03", "cam04"], legible)
+    assert set(truth) == {"cam01", "cam04"}  # cameras 1 and 4 show the dashcam; 2, 3 show faces (no labels)
+    broken = tmp_path / "plates.csv"
+    broken.write_text("video,plate,seen\nthai_bangkok_night_dashcam_bus,,blurred\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"plates.csv:2: a row needs both"):
+        load_footage_plates(broken)

@@ -27,4 +27,7 @@ def test_file_mode_reports_models_only_and_answer_check(shared_dir: Path, tmp_pa
     assert result["files_reference_detector_frames"] == result["files_frames"]  # every frame, every model
     assert result["answer_reference_face_events"] > 0  # two of the three cameras look for faces
     assert 0.0 <= result["reference_recall"] <= 1.0 and result["extra_event_rate"] >= 0.0
+    assert result["answer_plate_truth"] == "by eye on cam01"  # the dashcam's plates legible by eye
+    assert 0.0 <= result["answer_reference_recall_all_reads"] <= 1.0
+    assert result["files_engine_faces_embedded"] > 0  # the face stage's counters are reported
     assert result["baseline_fps"] is None and result["files_cpu_ratio"] is None  # --no-baseline
