@@ -69,6 +69,7 @@ class Track:
     state_time: float = 0.0
     class_votes: dict[int, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None  # running mean of unit appearance embeddings (face tracks)
+    embedding_time: float = float("-inf")  # capture time of the last embedding in that mean
 
     @property
     def box(self) -> np.ndarray:
@@ -260,15 +261,16 @@ class Tracker:
         track.score = float(detections.confidence[d])
         track.class_id = int(detections.class_id[d])
         track.class_votes[track.class_id] = track.class_votes.get(track.class_id, 0.0) + track.score
-        self._remember_appearance(track, detections, d)
+        self._remember_appearance(track, detections, d, t)
 
     @staticmethod
-    def _remember_appearance(track: Track, detections: Detections, d: int) -> None:
+    def _remember_appearance(track: Track, detections: Detections, d: int, t: float) -> None:
         embeddings = detections.data.get("embedding")
         if embeddings is None or embeddings[d] is None:
             return
         e = _unit(embeddings[d])
         track.embedding = e if track.embedding is None else _unit(0.7 * track.embedding + 0.3 * e)
+        track.embedding_time = t
 
     def _start(self, detections: Detections, d: int, t: float) -> Track:
         mean, cov = self._kf.initiate(detections.xyxy[d])
@@ -278,6 +280,6 @@ class Tracker:
             track_id=int(self._next_id()), class_id=class_id, score=score, first_seen=t, last_seen=t,
             state=mean, cov=cov, state_time=t, class_votes={class_id: score},
         )
-        self._remember_appearance(track, detections, d)
+        self._remember_appearance(track, detections, d, t)
         self.tracks[track.track_id] = track
         return track

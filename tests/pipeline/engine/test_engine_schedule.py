@@ -253,6 +253,53 @@ def test_a_face_is_embedded_only_while_it_could_enter_its_tracks_best_faces() ->
     assert agg.face_could_improve(state, 0.55)  # would replace the 0.5 one
 
 
+class _SteadyFaces:
+    """A face model that finds one face, a little to the right each frame, always of quality 0.9; it embeds
+    only the faces the engine selects, and records for each frame whether it did."""
+
+    def __init__(self) -> None:
+        self.embedded: list[bool] = []
+        self.frames = 0
+
+    def detect_batch(self, frames: list[np.ndarray], select: Any = None) -> list[Detections]:
+        out = []
+        for k, _ in enumerate(frames):
+            x = 200 + 2 * self.frames
+            self.frames += 1
+            faces = Detections(xyxy=np.array([[x, 100, x + 60, 170]], np.float32),
+                               confidence=np.array([0.9], np.float32), class_id=np.array([0]),
+                               data={"landmarks": np.zeros((1, 5, 2), np.float32),
+                                     "quality": np.array([0.9], np.float32)})
+            wanted = np.ones(1, bool) if select is None else np.asarray(select(k, faces), bool)
+            self.embedded.append(bool(wanted[0]))
+            faces.data["embedding"] = [np.ones(8, np.float32) / np.sqrt(8) if wanted[0] else None]
+            out.append(faces)
+        return out
+
+
+def test_a_steady_face_is_embedded_again_only_to_refresh_its_tracks_appearance(tmp_path: Any) -> None:
+    from pipeline.engine.engine import APPEARANCE_REFRESH_S
+
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "motion_threshold": 0.0, "detector_keepalive_s": 0.1},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": False, "faces": True}}]})
+    models = _Models()
+    models.faces = _SteadyFaces()
+    engine = Engine(config, models, None, recordings_dir=tmp_path)
+    step = 0.25  # 4 fps: four frames a refresh interval
+    times = [k * step for k in range(int(4 * APPEARANCE_REFRESH_S / step))]
+    for t in times:
+        engine.process_batch([_Frame(t, _scene(40))])
+    embedded = [t for t, e in zip(times, models.faces.embedded, strict=True) if e]
+    # the first three fill the track's best faces; later ones (no better) only when its appearance is 1 s old
+    assert embedded[:3] == times[:3]
+    later = embedded[3:]
+    assert later, "the track's appearance was never refreshed"
+    assert all(b - a >= APPEARANCE_REFRESH_S - 1e-9 for a, b in zip(embedded[2:], later, strict=False))
+    assert len(embedded) < len(times) / 2  # most frames' faces are not embedded
+    assert engine.metrics.counters["faces_not_embedded"] == len(times) - len(embedded)
+
+
 # -- the turned second look: spent where it can find a plate ------------------------------------------------
 
 
