@@ -189,7 +189,8 @@ class _PerItem:
 
 MODEL_METHODS = ("detect_batch", "look_again", "read_batch", "rectify_batch")
 MODEL_STAGES = ("detect", "plate_detect", "rectify", "read", "face")  # engine stages that are model calls
-LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks", "whole_looks")
+LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks", "whole_looks",
+                 "closer_looks")
 """Engine counters of the plate search's extra looks, reported per 100 analysed frames beside the events."""
 FACE_COUNTERS = ("faces_embedded", "faces_not_embedded")
 """Engine counters of the face stage: faces embedded, and faces found but not embedded (they could not improve)."""
@@ -821,7 +822,7 @@ def _events(engines: list[Any]) -> dict[str, int]:
     return {"plate_events": kinds["plate"], "face_events": kinds["face"], "distinct_plate_reads": len(plates),
             "long_vehicle_tracks": long_tracks,
             "plates_detected": sum(int(e.metrics.counters["plates_detected"]) for e in engines),
-            **{name: sum(int(e.metrics.counters[name]) for e in engines) for name in FACE_COUNTERS},
+            **{name: sum(int(e.metrics.counters[name]) for e in engines) for name in FACE_COUNTERS + LOOK_COUNTERS},
             "detector_frames": sum(int(e.metrics.counters["frames_analysed"]) for e in engines)}
 
 

@@ -94,6 +94,14 @@ TILED_HIT_HOLD_S = 10.0
 # 3 fps: the window off changed no answer and saved 10 and 7 CPU ms a frame (77 -> 67, 59 -> 52).
 WHOLE_LOOK_INTERVAL_S = 2.0
 WHOLE_HIT_HOLD_S = 10.0
+# A frame with vehicles to search whose crops, and whole-frame window if it had one, showed no plate (a night scene
+# whose vehicle boxes miss the plates, plates too small for one window) makes the camera's next frame with vehicles
+# get a closer look (plates_closer_look): searched whole in tiles (PlateDetector.closer_tile: 7 windows for a
+# 960x540 frame). Plates it finds are held by their vehicles or tracked on their own. At most one every
+# CLOSER_LOOK_INTERVAL_S per camera; the interval doubles after each look that finds nothing, up to
+# CLOSER_LOOK_MAX_INTERVAL_S (a camera whose plates are simply too small stops paying), and resets on a find.
+CLOSER_LOOK_INTERVAL_S = 2.0
+CLOSER_LOOK_MAX_INTERVAL_S = 30.0
 FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this much belongs to it (embedding choice)
 # ... and is still embedded when its track's appearance (the running mean the tracker matches a face that jumped, at a
 # cut or after an occlusion, against) was last refreshed this long ago. Files mode, 3 cameras at 3 fps: without the
@@ -132,6 +140,9 @@ class CameraRuntime:
     last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
     last_whole_look: float = float("-inf")  # capture time of the last whole-frame window of a frame with vehicles
     last_whole_hit: float = float("-inf")  # ... and of the last one that found a plate the vehicle crops did not
+    plateless: bool = False  # the last frame with vehicles to search showed no plate in their crops nor whole
+    last_closer_look: float = float("-inf")  # capture time of the last closer look at a frame with vehicles
+    closer_interval: float = CLOSER_LOOK_INTERVAL_S  # seconds between closer looks (doubles after each miss)
 
     @property
     def trackers(self) -> tuple[Tracker, ...]:
@@ -152,6 +163,8 @@ class _Frame:
     # plates of the whole-frame window whose centre lies in a tracked vehicle's box (frame px): a vehicle crop whose
     # upright search finds no plate takes its plate from here instead of a turned look
     held_plates: Detections = field(default_factory=Detections.empty)
+    whole_found: bool = False  # its whole-frame search found a plate (free or held)
+    closer: bool = False  # its whole-frame search is a closer look (tiles), its camera's last frame was plateless
 
     def copy(self) -> np.ndarray:
         """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
@@ -168,6 +181,7 @@ class _VehicleJob:
     offset: tuple[int, int]
     crop: np.ndarray
     turned: bool = False  # its crop was searched turned in this batch
+    found: bool = False  # the plate detector found a plate in its crop (upright, turned or held) in this batch
 
 
 @dataclass
@@ -287,6 +301,7 @@ class Engine:
             jobs += self._plate_only_jobs(self._frames_searched_whole(gated))
             self.metrics.count("plate_looks_settled", self.aggregator.settled_skips - skipped_before)
             self._plates(jobs)
+            self._note_plateless_frames(gated, jobs)
             self._faces(gated)
         self.metrics.count("frames_analysed", len(gated))
         self.metrics.count("frames_gated_out", len(items) - len(gated))
@@ -392,7 +407,30 @@ class Engine:
         ec = self.engine_config
         return [g for g in gated if g.cam.camera.analytics.plates and (
             (g.no_vehicle and ec.plates_without_vehicle)
-            or (not g.no_vehicle and ec.plates_whole_frame != "off" and self._whole_look_due(g)))]
+            or (not g.no_vehicle and ec.plates_whole_frame != "off"
+                and (self._closer_look_due(g) or self._whole_look_due(g))))]
+
+    def _closer_look_due(self, g: _Frame) -> bool:
+        """Whether a frame with vehicles gets a closer look (see ``CLOSER_LOOK_INTERVAL_S``): its camera's last frame
+        with vehicles to search showed no plate, and its last closer look is the camera's interval old."""
+        t, cam = g.item.capture_time, g.cam
+        if not (self.engine_config.plates_closer_look and cam.plateless) or \
+                t - cam.last_closer_look < cam.closer_interval:
+            return False
+        cam.last_closer_look = t
+        g.closer = True
+        self.metrics.count("closer_looks")
+        return True
+
+    def _note_plateless_frames(self, gated: list[_Frame], jobs: list[_VehicleJob]) -> None:
+        """Remember per plate camera whether its last frame with vehicles showed no plate: it had vehicles to
+        search, and neither their crops nor its whole-frame search found one (settled or unreadably small
+        vehicles alone do not count)."""
+        searched = {id(job.frame) for job in jobs if not job.state.plate_only}
+        found = {id(job.frame) for job in jobs if job.found}
+        for g in gated:
+            if g.cam.camera.analytics.plates and not g.no_vehicle:
+                g.cam.plateless = id(g) in searched and id(g) not in found and not g.whole_found
 
     def _whole_look_due(self, g: _Frame) -> bool:
         """Whether a frame with vehicles is searched whole: with the ``adaptive`` detection schedule at most every
@@ -422,7 +460,9 @@ class Engine:
             self._note_tiled_hits(frames, tiles, found)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)
-                turned = self._look_turned(images, found, due, tiles)
+                # a closer look's tiles are for small plates; a turned look of that frame searches as usual
+                turned = self._look_turned(images, found, due, [0 if g.closer else side
+                                                                for g, side in zip(frames, tiles, strict=True)])
                 for k, dets in zip(due, turned, strict=True):
                     if frames[k].no_vehicle and has_plate(dets, ec.plate_confidence):
                         frames[k].cam.turned_hits += 1
@@ -433,6 +473,7 @@ class Engine:
                 frame, t = g.item.frame, g.item.capture_time
                 height, width = frame.shape[:2]
                 dets = g.cam.zones.filter(dets, width, height)
+                g.whole_found = has_plate(dets, ec.plate_confidence)
                 if len(dets) and len(g.vehicle_boxes):
                     free = np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)
                     g.held_plates, dets = dets[~free], dets[free]
@@ -477,17 +518,20 @@ class Engine:
 
     def _whole_frame_tiles(self, frames: list[_Frame]) -> list[int]:
         """Tile side of each frame searched whole (0: one window). Frames with vehicles get one window
-        (``plates_whole_frame: tiles``: tiles); a frame without vehicles gets tiles when its camera's last tiled
-        search is ``TILED_LOOK_INTERVAL_S`` old or one found a plate within ``TILED_HIT_HOLD_S``, else one window."""
+        (``plates_whole_frame: tiles``: tiles), or the closer look's tiles when it is due; a frame without
+        vehicles gets tiles (:meth:`PlateDetector.closer_tile`: at most half a small frame) when its camera's last
+        tiled search is ``TILED_LOOK_INTERVAL_S`` old or one found a plate within ``TILED_HIT_HOLD_S``, else one
+        window."""
         tile = self.models.plates.tile
         tiles = []
         for g in frames:
             t = g.item.capture_time
             if not g.no_vehicle:
-                tiles.append(tile if self.engine_config.plates_whole_frame == "tiles" else 0)
+                closer = self.models.plates.closer_tile(g.item.frame.shape) if g.closer else 0
+                tiles.append(tile if self.engine_config.plates_whole_frame == "tiles" else closer)
             elif t - g.cam.last_tiled_look >= TILED_LOOK_INTERVAL_S or t - g.cam.last_tiled_hit <= TILED_HIT_HOLD_S:
                 g.cam.last_tiled_look = t
-                tiles.append(tile)
+                tiles.append(self.models.plates.closer_tile(g.item.frame.shape))
             else:
                 tiles.append(0)
         self.metrics.count("tiled_looks", sum(1 for g, s in zip(frames, tiles, strict=True) if g.no_vehicle and s))
@@ -498,6 +542,9 @@ class Engine:
         for g, side, dets in zip(frames, tiles, found, strict=True):
             if g.no_vehicle and side and has_plate(dets, conf):
                 g.cam.last_tiled_hit = g.item.capture_time
+            elif g.closer:
+                g.cam.closer_interval = CLOSER_LOOK_INTERVAL_S if has_plate(dets, conf) else \
+                    min(2 * g.cam.closer_interval, CLOSER_LOOK_MAX_INTERVAL_S)
 
     def _plates(self, jobs: list[_VehicleJob]) -> None:
         """Plate detection on the jobs' crops, rectification, reading, then the reads go to their tracks."""
@@ -541,6 +588,8 @@ class Engine:
                 self._count_turned_misses(jobs, plate_dets, due, conf)
                 for k in due:
                     jobs[k].turned = True
+            for job, dets in zip(jobs, plate_dets, strict=True):
+                job.found = has_plate(dets, conf)
         selected: list[_PlateCrop] = []
         for job, dets in zip(jobs, plate_dets, strict=True):
             dets = dets[dets.confidence >= conf]

@@ -32,6 +32,8 @@ OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # runtime nam
 #   ``benchmarks.throughput --mode files --streams 3 --fps 1 --seconds 60``). ``engine.runtime: openvino-bf16``
 #   runs every model that way where capacity matters more. The face detector stays on ONNX Runtime (OpenVINO
 #   was slower at batch 4-8); the plate reader and rectifier are loaded on ONNX Runtime (small networks).
+#   A 2-core AMD EPYC with AVX-512 BF16 (Zen 4; 2026-12-02 evening) is of this class too and agrees: OpenVINO f32
+#   1.07-1.14x (vehicles), 1.06-1.14x (plates), 1.07-1.24x (embedder), 0.80-0.90x (face detector); bf16 1.4-2.3x.
 FASTEST_RUNTIME: dict[str, dict[str, str]] = {
     "f32": {},
     "bf16": {"vehicles": "openvino", "plates": "openvino", "face_embedder": "openvino"},

@@ -163,6 +163,11 @@ class PlateDetector:
             return int(np.ceil(side))
         return max(self.tile, int(np.ceil(COARSE_TILE_SHARE * side)))
 
+    def closer_tile(self, image_hw: tuple[int, ...]) -> int:
+        """Tile side of a closer look at a whole frame: :attr:`tile`, but at most half the frame's longer side (a
+        frame smaller than two tiles would get no zoom from them), never below half the network input (2x zoom)."""
+        return max(self.imgsz // 2, min(self.tile, int(np.ceil(max(image_hw[:2]) / 2))))
+
     def detect_batch(self, crops: list[np.ndarray], tiles: list[int] | None = None, coarse_first: bool = False,
                      min_confidence: float = 0.0) -> list[Detections]:
         """Detect plates in every crop (and its tiles) with batched network calls (class id 0).
@@ -335,8 +340,8 @@ class PlateCascade:
     form used by the benchmarks and tools. ``data["vehicle"]`` is the index of the vehicle a plate belongs to
     (-1: none). Like the engine:
 
-    - a frame without any vehicle (a close-up gate view) is searched whole, with tiles
-      (``engine.plates_without_vehicle``);
+    - a frame without any vehicle (a close-up gate view) is searched whole, with tiles of
+      :meth:`PlateDetector.closer_tile` (``engine.plates_without_vehicle``);
     - a vehicle crop or whole frame in which no plate reaches the plate confidence is searched again turned by
       +-25 degrees (``engine.plate_second_look``: plates rolled too far for the upright detector, which often
       gives them a weak upright hit); the whole frame of a frame with vehicles too when no window found a plate
@@ -348,13 +353,17 @@ class PlateCascade:
       ``tiles``, one window plus overlapping tiles of ``whole_frame_tile`` pixels; ``off``), in the same batched
       call as the vehicle crops: a plate found there that no vehicle crop found is added (a close-up motorcycle
       the vehicle detector missed or boxed badly, a plate cut off by a vehicle box), owned by the vehicle whose
-      box holds its centre.
+      box holds its centre;
+    - a frame with vehicles in which nothing of that found a plate gets a closer look (``closer_look``): searched
+      whole in tiles of :meth:`PlateDetector.closer_tile` (a night scene whose vehicle boxes miss the plates,
+      plates too small for one window); the engine gives the camera's next frame that look, at most every 2 s.
     """
 
     def __init__(self, vehicles: YoloOnnxDetector | UltralyticsDetector, plates: PlateDetector,
                  vehicle_confidence: float = 0.15, margin: float = VEHICLE_MARGIN,
                  without_vehicle: bool = True, whole_frame: str = "window", whole_frame_tile: int = 0,
-                 second_look: bool = True, coarse_first: bool = True, plate_confidence: float = 0.25) -> None:
+                 second_look: bool = True, coarse_first: bool = True, plate_confidence: float = 0.25,
+                 closer_look: bool = True) -> None:
         if whole_frame not in WHOLE_FRAME_MODES:
             raise ValueError(f"whole_frame must be one of {WHOLE_FRAME_MODES}, not {whole_frame!r}")
         self.vehicles = vehicles
@@ -367,6 +376,7 @@ class PlateCascade:
         self.second_look = second_look
         self.coarse_first = coarse_first
         self.plate_confidence = plate_confidence
+        self.closer_look = closer_look
         self.seconds = {"vehicles": 0.0, "plates": 0.0}
         """Wall time :meth:`detect` spent so far in the vehicle detector and in the plate search after it."""
 
@@ -389,7 +399,7 @@ class PlateCascade:
     def _plates_of(self, frame: np.ndarray, vehicles: Detections) -> Detections:
         """The plates of one frame given its vehicles (the plate-search part of :meth:`detect`)."""
         if not len(vehicles) and self.without_vehicle:
-            plates = self.full_frame(frame)
+            plates = self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
             if self.second_look:
                 plates = self.plates.look_again([frame], [plates], self.plate_confidence)[0]
             plates.data["vehicle"] = [-1] * len(plates)
@@ -425,6 +435,9 @@ class PlateCascade:
             plates, cut_mask = plates[keep], cut_mask[keep]
         if len(found) > len(crops):
             plates = add_missed_plates(plates, found[-1], vehicles.xyxy, cut_mask)
+            if self.closer_look and not has_plate(plates, self.plate_confidence):
+                closer = self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
+                plates = add_missed_plates(plates, closer, vehicles.xyxy, np.zeros(len(plates), bool))
         return plates
 
     def full_frame(self, frame: np.ndarray) -> Detections:

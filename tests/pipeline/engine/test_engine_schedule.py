@@ -149,6 +149,9 @@ class _CarDetector:
         return out
 
 
+CLOSER = 160  # the double's tile side for a closer look at a whole frame
+
+
 class _PlateDetector:
     """Finds a plate in the lower middle of every vehicle crop."""
 
@@ -168,6 +171,9 @@ class _PlateDetector:
 
     def look_again(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+    def closer_tile(self, image_hw: tuple[int, ...]) -> int:
+        return CLOSER
 
 
 class _Reader:
@@ -298,6 +304,71 @@ def test_a_steady_face_is_embedded_again_only_to_refresh_its_tracks_appearance(t
     assert all(b - a >= APPEARANCE_REFRESH_S - 1e-9 for a, b in zip(embedded[2:], later, strict=False))
     assert len(embedded) < len(times) / 2  # most frames' faces are not embedded
     assert engine.metrics.counters["faces_not_embedded"] == len(times) - len(embedded)
+
+
+# -- the closer look: frames whose vehicles show no plate ----------------------------------------------------
+
+
+class _SmallPlateDetector(_PlateDetector):
+    """Finds no plate in vehicle crops nor in one window of the whole frame; a closer look (tiles of ``CLOSER``)
+    finds one below the car while ``small_plate`` (and records the tile of every whole-frame search)."""
+
+    def __init__(self, small_plate: bool) -> None:
+        super().__init__()
+        self.small_plate = small_plate
+        self.whole_tiles: list[int] = []
+
+    def detect_batch(self, crops: list[np.ndarray], tiles: Any = None, **search: Any) -> list[Detections]:
+        out = []
+        for k, crop in enumerate(crops):
+            side = None if tiles is None else tiles[k]
+            if crop.shape[:2] == (360, 640):  # a whole frame
+                self.whole_tiles.append(side)
+            if side == CLOSER and self.small_plate:
+                out.append(Detections(xyxy=np.array([[300, 300, 330, 310]], np.float32),
+                                      confidence=np.array([0.7], np.float32), class_id=np.array([0])))
+            else:
+                out.append(Detections.empty())
+        return out
+
+
+def _closer_run(tmp_path: Any, small_plate: bool, seconds: float, step: float = 0.5,
+                **engine: Any) -> tuple[_SmallPlateDetector, Engine, list[float]]:
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "plate_second_look": False, "plate_rectification": False,
+                   "motion_threshold": 0.0, "detector_keepalive_s": 0.1, **engine},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    models = _Models()
+    models.plates = _SmallPlateDetector(small_plate)
+    engine_ = Engine(config, models, _Reader(), recordings_dir=tmp_path)
+    looked: list[float] = []  # capture times of the frames that got a closer look
+    for k in range(int(seconds / step)):
+        before = models.plates.whole_tiles.count(CLOSER)
+        engine_.process_batch([_Frame(k * step, _scene(40 + k))])
+        if models.plates.whole_tiles.count(CLOSER) > before:
+            looked.append(k * step)
+    return models.plates, engine_, looked
+
+
+def test_a_frame_whose_vehicles_show_no_plate_gets_a_closer_look_that_backs_off(tmp_path: Any) -> None:
+    from pipeline.engine.engine import CLOSER_LOOK_INTERVAL_S, CLOSER_LOOK_MAX_INTERVAL_S
+
+    plates, engine, looked = _closer_run(tmp_path, small_plate=False, seconds=90.0)
+    assert looked[0] == 0.5  # the first frame showed no plate: the second gets the closer look
+    assert len(looked) == engine.metrics.counters["closer_looks"] == plates.whole_tiles.count(CLOSER)
+    # nothing found: the interval doubles (2, 4, 8, 16 s, then 30 s); a look comes at the first frame showing no
+    # plate after it (a vehicle whose reads back off is not searched, so some frames show nothing either way)
+    gaps = np.diff(looked)
+    intervals = [min(CLOSER_LOOK_INTERVAL_S * 2 ** i, CLOSER_LOOK_MAX_INTERVAL_S) for i in range(len(gaps))]
+    assert all(gap >= interval for gap, interval in zip(gaps, intervals, strict=True)), (looked, intervals)
+    assert 3 <= len(looked) <= 7
+    # a closer look that finds a plate keeps the camera at the short interval
+    plates, engine, looked = _closer_run(tmp_path, small_plate=True, seconds=10.0)
+    assert len(looked) >= 3 and engine.cameras["cam"].closer_interval == CLOSER_LOOK_INTERVAL_S
+    assert engine.metrics.counters["plate_only_jobs"] > 0  # the plate it found (no vehicle's) is tracked and read
+    # switched off: never
+    plates, engine, looked = _closer_run(tmp_path, small_plate=True, seconds=10.0, plates_closer_look=False)
+    assert not looked and CLOSER not in plates.whole_tiles and engine.metrics.counters["closer_looks"] == 0
 
 
 # -- the turned second look: spent where it can find a plate ------------------------------------------------

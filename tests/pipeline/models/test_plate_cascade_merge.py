@@ -107,3 +107,35 @@ def test_the_cascade_keeps_every_motorcycle_plate_the_whole_frame_finds(model_se
     by_cascade = iou_matrix(found.xyxy, truth).max(axis=0) >= IOU
     assert by_cascade[found_whole].all(), (found.xyxy, truth)
     assert cascade.seconds["plates"] > 0 and cascade.seconds["vehicles"] > 0
+
+
+# A night photo of parked scooters: the vehicle detector finds none of them (or, at a low confidence, boxes their
+# seats and mirrors, not their plates), and the whole frame's one window (432 px into 320) sees the plates too small;
+# tiles of half the photo (a frame without vehicles, or the closer look at one whose vehicles show no plate) find them.
+NIGHT = "IMG_7746_jpeg.rf.39fd390948d6b4665457ed82311652b1.jpg"
+
+
+def test_closer_tile_is_half_a_small_frame_and_the_usual_tile_for_a_large_one(model_set: ModelSet) -> None:
+    plates = model_set.plates
+    assert plates.closer_tile((432, 432, 3)) == 216
+    assert plates.closer_tile((540, 960, 3)) == plates.tile == 480
+    assert plates.closer_tile((200, 240, 3)) == plates.imgsz // 2  # never more than a 2x zoom
+
+
+def test_night_plates_too_small_for_one_window_are_found_in_closer_tiles(model_set: ModelSet,
+                                                                         shared_dir: Path) -> None:
+    image = cv2.imread(str(shared_dir / "data" / "plates_thai_moto" / "images" / NIGHT))
+    assert image is not None
+    truth = labelled_boxes(shared_dir, NIGHT)
+
+    def hits(plates: Detections) -> np.ndarray:
+        plates = plates[plates.confidence >= 0.25]
+        return iou_matrix(plates.xyxy, truth).max(axis=0) >= IOU if len(plates) else np.zeros(len(truth), bool)
+
+    assert not hits(model_set.plates.detect_batch([image], [0])[0]).any()  # one window: none
+    for closer_look in (True, False):  # with or without vehicles, the photo is searched in tiles of half its side
+        cascade = PlateCascade(model_set.vehicles, model_set.plates, vehicle_confidence=0.15, plate_confidence=0.25,
+                               closer_look=closer_look)
+        plates, vehicles = cascade.detect(image)
+        if closer_look or not len(vehicles):
+            assert hits(plates).sum() >= 1, (closer_look, len(vehicles))
