@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the metrics as a flat JSON object")
     ap.add_argument("--conf", type=float, default=0.25, help="plate detector confidence threshold")
     ap.add_argument("--vehicle-conf", type=float, default=0.15,
-                    help="vehicle score; default 0.15, the score at which the engine tracks vehicles "
-                         "(engine.vehicle_confidence / 2)")
+                    help="vehicle score; default 0.15, the tracker's floor for continuing a vehicle's track "
+                         "(engine.vehicle_confidence / 2); a new track needs engine.vehicle_confidence (0.3): "
+                         "--vehicle-conf 0.3 measures what the engine does with a single photo")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
                     help="engine.model_precision of the detectors (auto: fp32)")
