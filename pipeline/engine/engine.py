@@ -522,16 +522,17 @@ class Engine:
         vehicles gets tiles (:meth:`PlateDetector.closer_tile`: at most half a small frame) when its camera's last
         tiled search is ``TILED_LOOK_INTERVAL_S`` old or one found a plate within ``TILED_HIT_HOLD_S``, else one
         window."""
-        tile = self.models.plates.tile
+        plates = self.models.plates
         tiles = []
         for g in frames:
             t = g.item.capture_time
-            if not g.no_vehicle:
-                closer = self.models.plates.closer_tile(g.item.frame.shape) if g.closer else 0
-                tiles.append(tile if self.engine_config.plates_whole_frame == "tiles" else closer)
+            if not g.no_vehicle and self.engine_config.plates_whole_frame == "tiles":
+                tiles.append(plates.tile)
+            elif not g.no_vehicle:
+                tiles.append(plates.closer_tile(g.item.frame.shape) if g.closer else 0)
             elif t - g.cam.last_tiled_look >= TILED_LOOK_INTERVAL_S or t - g.cam.last_tiled_hit <= TILED_HIT_HOLD_S:
                 g.cam.last_tiled_look = t
-                tiles.append(self.models.plates.closer_tile(g.item.frame.shape))
+                tiles.append(plates.closer_tile(g.item.frame.shape))
             else:
                 tiles.append(0)
         self.metrics.count("tiled_looks", sum(1 for g, s in zip(frames, tiles, strict=True) if g.no_vehicle and s))

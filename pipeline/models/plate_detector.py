@@ -399,7 +399,7 @@ class PlateCascade:
     def _plates_of(self, frame: np.ndarray, vehicles: Detections) -> Detections:
         """The plates of one frame given its vehicles (the plate-search part of :meth:`detect`)."""
         if not len(vehicles) and self.without_vehicle:
-            plates = self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
+            plates = self._closer_look(frame)
             if self.second_look:
                 plates = self.plates.look_again([frame], [plates], self.plate_confidence)[0]
             plates.data["vehicle"] = [-1] * len(plates)
@@ -436,9 +436,13 @@ class PlateCascade:
         if len(found) > len(crops):
             plates = add_missed_plates(plates, found[-1], vehicles.xyxy, cut_mask)
             if self.closer_look and not has_plate(plates, self.plate_confidence):
-                closer = self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
-                plates = add_missed_plates(plates, closer, vehicles.xyxy, np.zeros(len(plates), bool))
+                plates = add_missed_plates(plates, self._closer_look(frame), vehicles.xyxy,
+                                           np.zeros(len(plates), bool))
         return plates
+
+    def _closer_look(self, frame: np.ndarray) -> Detections:
+        """The whole frame searched in tiles of :meth:`PlateDetector.closer_tile`."""
+        return self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
 
     def full_frame(self, frame: np.ndarray) -> Detections:
         """The plate detector on the whole frame (with its search windows), for comparison."""
