@@ -108,6 +108,15 @@ FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this m
 # refresh the engine split six face tracks that the every-frame reference kept (119 of 125 events matched, 6 extra);
 # with it 125 of 125, none extra, for 10 % more embeddings (1071 -> 1177 of 1470 faces); 2 s did not help.
 APPEARANCE_REFRESH_S = 1.0
+# The look schedules above (whole-frame window, tiles, closer look, turned looks and their holds) run on a camera's
+# *look clock*, not its capture time: each frame the engine takes from the camera moves it by the time since the
+# camera's previous frame, but at most LOOK_CLOCK_MAX_STEP of the camera's analysis interval (1 / analysis_fps). At the
+# analysis rate it is the capture time; an engine that keeps up with only a few of many cameras' frames (saturation:
+# a camera analysed every 2-3 s instead of 3 times a second) would otherwise give the periodic looks to almost every
+# frame it does analyse (files mode, 3 cameras, every 7th frame of 3 fps: whole-frame turned looks alone cost 45 of
+# 170 CPU ms a frame), spending more per frame exactly when it has the least time; on the look clock they cost the
+# same per analysed frame at any load.
+LOOK_CLOCK_MAX_STEP = 1.5
 
 
 class FrameLike(Protocol):
@@ -132,17 +141,29 @@ class CameraRuntime:
     last_capture: float = 0.0
     last_arrival: float = 0.0
     frames: int = 0
-    last_rotated_look: float = float("-inf")  # capture time of the last turned search of a whole frame
+    last_rotated_look: float = float("-inf")  # look time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
-    last_turned_hit: float = float("-inf")  # capture time of the last of them
-    unsure_whole_at: float = float("-inf")  # capture time of the last frame whose whole-frame plates read unsure
-    last_tiled_look: float = float("-inf")  # capture time of the last tiled search of a frame without vehicles
+    last_turned_hit: float = float("-inf")  # look time of the last of them
+    unsure_whole_at: float = float("-inf")  # look time of the last frame whose whole-frame plates read unsure
+    last_tiled_look: float = float("-inf")  # look time of the last tiled search of a frame without vehicles
     last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
-    last_whole_look: float = float("-inf")  # capture time of the last whole-frame window of a frame with vehicles
+    last_whole_look: float = float("-inf")  # look time of the last whole-frame window of a frame with vehicles
     last_whole_hit: float = float("-inf")  # ... and of the last one that found a plate the vehicle crops did not
     plateless: bool = False  # the last frame with vehicles to search showed no plate in their crops nor whole
-    last_closer_look: float = float("-inf")  # capture time of the last closer look at a frame with vehicles
+    last_closer_look: float = float("-inf")  # look time of the last closer look at a frame with vehicles
     closer_interval: float = CLOSER_LOOK_INTERVAL_S  # seconds between closer looks (doubles after each miss)
+    look_clock: float = float("-inf")  # the camera's look clock (see LOOK_CLOCK_MAX_STEP) at its last frame
+    look_clock_capture: float | None = None  # capture time of the frame that last advanced it
+
+    def advance_look_clock(self, t: float) -> None:
+        """Move the look clock to the frame captured at ``t``: by the time since the camera's last frame, but at
+        most :data:`LOOK_CLOCK_MAX_STEP` of its analysis interval."""
+        if self.look_clock_capture is None:
+            self.look_clock = t
+        else:
+            step = LOOK_CLOCK_MAX_STEP / self.camera.analysis_fps
+            self.look_clock += min(max(t - self.look_clock_capture, 0.0), step)
+        self.look_clock_capture = max(t, self.look_clock_capture or t)
 
     @property
     def trackers(self) -> tuple[Tracker, ...]:
@@ -165,6 +186,7 @@ class _Frame:
     held_plates: Detections = field(default_factory=Detections.empty)
     whole_found: bool = False  # its whole-frame search found a plate (free or held)
     closer: bool = False  # its whole-frame search is a closer look (tiles), its camera's last frame was plateless
+    look_t: float = 0.0  # its camera's look clock at this frame (see LOOK_CLOCK_MAX_STEP): the look schedules' time
 
     def copy(self) -> np.ndarray:
         """A private copy of the frame (made once, shared by every track that keeps it as its snapshot)."""
@@ -333,6 +355,7 @@ class Engine:
                 runtime.last_capture = max(runtime.last_capture, item.capture_time)
                 runtime.last_arrival = time.time()
                 runtime.frames += 1
+                runtime.advance_look_clock(item.capture_time)
                 analytics = runtime.camera.analytics
                 if not (analytics.plates or analytics.faces):
                     continue
@@ -341,7 +364,7 @@ class Engine:
                                                                                                    decision.changed):
                     self.metrics.count("frames_scheduled_out")
                 elif decision.run_detector:
-                    gated.append(_Frame(item, runtime))
+                    gated.append(_Frame(item, runtime, look_t=runtime.look_clock))
                     continue
                 for tracker in runtime.trackers:
                     tracker.touch(item.capture_time)
@@ -413,7 +436,7 @@ class Engine:
     def _closer_look_due(self, g: _Frame) -> bool:
         """Whether a frame with vehicles gets a closer look (see ``CLOSER_LOOK_INTERVAL_S``): its camera's last frame
         with vehicles to search showed no plate, and its last closer look is the camera's interval old."""
-        t, cam = g.item.capture_time, g.cam
+        t, cam = g.look_t, g.cam
         if not (self.engine_config.plates_closer_look and cam.plateless) or \
                 t - cam.last_closer_look < cam.closer_interval:
             return False
@@ -436,7 +459,7 @@ class Engine:
         """Whether a frame with vehicles is searched whole: with the ``adaptive`` detection schedule at most every
         ``WHOLE_LOOK_INTERVAL_S`` per camera, and every frame within ``WHOLE_HIT_HOLD_S`` of a whole-frame window
         that found a plate the crops did not; with ``every_frame``, every frame."""
-        t, cam = g.item.capture_time, g.cam
+        t, cam = g.look_t, g.cam
         if self.engine_config.detection_schedule != "adaptive" or t - cam.last_whole_look >= WHOLE_LOOK_INTERVAL_S \
                 or t - cam.last_whole_hit <= WHOLE_HIT_HOLD_S:
             cam.last_whole_look = t
@@ -466,7 +489,7 @@ class Engine:
                 for k, dets in zip(due, turned, strict=True):
                     if frames[k].no_vehicle and has_plate(dets, ec.plate_confidence):
                         frames[k].cam.turned_hits += 1
-                        frames[k].cam.last_turned_hit = frames[k].item.capture_time
+                        frames[k].cam.last_turned_hit = frames[k].look_t
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -478,7 +501,7 @@ class Engine:
                     free = np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)
                     g.held_plates, dets = dets[~free], dets[free]
                     if has_plate(dets, ec.plate_confidence):
-                        g.cam.last_whole_hit = t
+                        g.cam.last_whole_hit = g.look_t
                 tracked = g.cam.plates.update(dets[dets.confidence >= ec.plate_confidence / 2], t)
                 for i in range(len(tracked)):
                     state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
@@ -525,7 +548,7 @@ class Engine:
         plates = self.models.plates
         tiles = []
         for g in frames:
-            t = g.item.capture_time
+            t = g.look_t
             if not g.no_vehicle and self.engine_config.plates_whole_frame == "tiles":
                 tiles.append(plates.tile)
             elif not g.no_vehicle:
@@ -542,7 +565,7 @@ class Engine:
         conf = self.engine_config.plate_confidence
         for g, side, dets in zip(frames, tiles, found, strict=True):
             if g.no_vehicle and side and has_plate(dets, conf):
-                g.cam.last_tiled_hit = g.item.capture_time
+                g.cam.last_tiled_hit = g.look_t
             elif g.closer:
                 g.cam.closer_interval = CLOSER_LOOK_INTERVAL_S if has_plate(dets, conf) else \
                     min(2 * g.cam.closer_interval, CLOSER_LOOK_MAX_INTERVAL_S)
@@ -579,7 +602,7 @@ class Engine:
                 held = None if has_plate(plate_dets[k], conf) else _held_plate(job, conf)
                 if held is not None:
                     plate_dets[k] = held
-                    job.frame.cam.last_whole_hit = job.frame.item.capture_time
+                    job.frame.cam.last_whole_hit = job.frame.look_t
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
                 if due:
@@ -651,10 +674,10 @@ class Engine:
             unsure = wants_turned_look(read)
             sure[key] = sure.get(key, False) or not unsure
             if unsure and s.job.state.plate_only:
-                frames[key].cam.unsure_whole_at = s.job.frame.item.capture_time
+                frames[key].cam.unsure_whole_at = s.job.frame.look_t
         for key, any_sure in sure.items():
             if not any_sure:
-                frames[key].cam.unsure_whole_at = frames[key].item.capture_time
+                frames[key].cam.unsure_whole_at = frames[key].look_t
 
     def _jobs_due_a_turned_look(self, jobs: list[_VehicleJob], found: list[Detections]) -> list[int]:
         """Vehicle crops without a plate, wide enough to hold a readable plate (``TURN_MIN_REGION_WIDTH``), whose
@@ -691,7 +714,7 @@ class Engine:
         due = []
         conf = self.engine_config.plate_confidence
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
-            t = g.item.capture_time
+            t = g.look_t
             if has_plate(dets, conf) and t - g.cam.unsure_whole_at > UNSURE_HOLD_S:
                 continue
             if self._turned_look_due(g, t):
@@ -795,10 +818,14 @@ class Engine:
 
     # -- events -----------------------------------------------------------------------------------------------
 
-    def _expire_and_publish(self, runtime: CameraRuntime, now: float, measure_latency: bool = True) -> None:
+    def _expire_and_publish(self, runtime: CameraRuntime, now: float, measure_latency: bool = True,
+                            count_misses: bool = True) -> None:
+        """End the camera's tracks that are lost at ``now`` (unseen ``track_lost_s`` and, with ``count_misses``,
+        missed by its last looks: see :data:`pipeline.engine.tracking.LOST_AFTER_MISSES`) and publish what is
+        due."""
         camera_id = runtime.camera.id
         for tracker in runtime.trackers:
-            ended = tracker.expire(now)
+            ended = tracker.expire(now, count_misses)
             if ended:
                 self.aggregator.end_tracks(camera_id, [tr.track_id for tr in ended])
         due = self.aggregator.due(camera_id, now)
@@ -870,7 +897,8 @@ class Engine:
                 continue
             silent_for = wall - runtime.last_arrival
             if runtime.last_arrival and silent_for > self.engine_config.track_lost_s:
-                self._expire_and_publish(runtime, runtime.last_capture + silent_for, measure_latency=False)
+                self._expire_and_publish(runtime, runtime.last_capture + silent_for, measure_latency=False,
+                                         count_misses=False)
 
     def finish(self) -> None:
         """End every track and publish what is due (end of a file or shutdown)."""

@@ -2,7 +2,10 @@
 
 Why our own tracker rather than a frame-counting one: frames reach the engine at irregular intervals (motion gating
 skips static frames, backpressure drops frames), so ageing and motion prediction are driven by *capture time*, not
-by frame counts. Association follows ByteTrack: confident detections are matched first (IoU, Hungarian), then
+by frame counts. A track also has to miss :data:`LOST_AFTER_MISSES` looks in a row before it ends: a camera analysed
+less often than ``lost_s`` allows (a saturated engine analyses each of many cameras once every few seconds) would
+otherwise end every track between two of its frames and start it again on the next, splitting one vehicle or face
+into an event per frame and paying the new track's plate and face work each time. Association follows ByteTrack: confident detections are matched first (IoU, Hungarian), then
 low-score detections may continue unmatched tracks; leftovers are matched on centre distance (fast objects at low
 analysis fps); only confident leftovers start new tracks. Track ids are written into ``Detections.tracker_id``.
 """
@@ -17,6 +20,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.detections import Detections
+
+LOST_AFTER_MISSES = 2
+"""Looks in a row a track must miss, besides being unseen for ``lost_s``, before it ends (a camera analysed once every
+few seconds keeps its tracks across one missed detection, as at full rate)."""
+LOST_UNLOOKED_FACTOR = 5.0
+"""A track its tracker did not look for (a plate-only track while only vehicle crops are searched) ends after this
+many ``lost_s`` unseen, misses or not."""
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,6 +80,7 @@ class Track:
     class_votes: dict[int, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None  # running mean of unit appearance embeddings (face tracks)
     embedding_time: float = float("-inf")  # capture time of the last embedding in that mean
+    misses: int = 0  # looks in a row (detector frames of its camera) that did not find it
 
     @property
     def box(self) -> np.ndarray:
@@ -172,6 +183,9 @@ class Tracker:
         for ti, d in self._associate_by_appearance(tracks, unmatched_tracks, detections, high[ids[high] < 0]):
             self._apply(tracks[ti], detections, d, t)
             ids[d] = tracks[ti].track_id
+        found = set(ids[ids >= 0].tolist())
+        for track in tracks:
+            track.misses += track.track_id not in found
         for d in high:
             if ids[d] < 0:
                 ids[d] = self._start(detections, int(d), t).track_id
@@ -181,10 +195,15 @@ class Tracker:
         """Mark every live track as still present at ``t`` (the scene did not change, so nothing left)."""
         for track in self.tracks.values():
             track.last_seen = max(track.last_seen, t)
+            track.misses = 0
 
-    def expire(self, now: float) -> list[Track]:
-        """Remove and return the tracks unseen for longer than ``lost_s`` at time ``now``."""
-        ended = [tr for tr in self.tracks.values() if now - tr.last_seen > self.lost_s]
+    def expire(self, now: float, count_misses: bool = True) -> list[Track]:
+        """Remove and return the tracks unseen for longer than ``lost_s`` at time ``now`` that also missed
+        :data:`LOST_AFTER_MISSES` looks in a row or were not looked for in :data:`LOST_UNLOOKED_FACTOR` times that
+        (``count_misses=False``: time alone, for a camera that stopped sending frames)."""
+        ended = [tr for tr in self.tracks.values() if now - tr.last_seen > self.lost_s
+                 and (not count_misses or tr.misses >= LOST_AFTER_MISSES
+                      or now - tr.last_seen > LOST_UNLOOKED_FACTOR * self.lost_s)]
         for track in ended:
             del self.tracks[track.track_id]
         return ended
@@ -257,6 +276,7 @@ class Tracker:
         track.state, track.cov = self._kf.update(track.state, track.cov, detections.xyxy[d])
         track.state_time = t
         track.last_seen = max(track.last_seen, t)
+        track.misses = 0
         track.hits += 1
         track.score = float(detections.confidence[d])
         track.class_id = int(detections.class_id[d])

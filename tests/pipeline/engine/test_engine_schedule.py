@@ -337,7 +337,8 @@ def _closer_run(tmp_path: Any, small_plate: bool, seconds: float, step: float = 
     config = Config.model_validate({
         "engine": {"device": "cpu", "plate_second_look": False, "plate_rectification": False,
                    "motion_threshold": 0.0, "detector_keepalive_s": 0.1, **engine},
-        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False},
+                     "analysis_fps": 2}]})
     models = _Models()
     models.plates = _SmallPlateDetector(small_plate)
     engine_ = Engine(config, models, _Reader(), recordings_dir=tmp_path)
@@ -417,7 +418,8 @@ def _turned_looks(rolled: bool, vehicle: bool, tmp_path: Any, whole_frame: str =
     config = Config.model_validate({
         "engine": {"device": "cpu", "plates_whole_frame": whole_frame, "plate_rectification": False,
                    "detection_schedule": "every_frame"},
-        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False},
+                     "analysis_fps": 2}]})
     models = _Models()
     models.plates = _RolledPlateDetector(rolled, rolled_looks)
     if not vehicle:
@@ -508,7 +510,8 @@ def _whole_looks(plates: _PlateDetector, tmp_path: Any, schedule: str = "adaptiv
     config = Config.model_validate({
         "engine": {"device": "cpu", "plates_whole_frame": "window", "plate_rectification": False,
                    "detection_schedule": schedule, "plate_second_look": False},
-        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False},
+                     "analysis_fps": 2}]})
     models = _Models()
     models.plates = plates
     engine = Engine(config, models, _UnreadReader(), recordings_dir=tmp_path)

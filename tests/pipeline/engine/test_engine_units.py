@@ -161,9 +161,41 @@ def test_tracker_bridges_a_gap_predicts_motion_and_expires_by_time() -> None:
     # missed for 0.5 s, then seen again further along: the Kalman prediction keeps the id
     again = tracker.update(Detections(xyxy=[_moving_car(0.9)], confidence=[0.9], class_id=[2]), 0.9)
     assert again.tracker_id.tolist() == first.tracker_id.tolist()
-    assert tracker.expire(1.5) == []
+    nothing = Detections(xyxy=np.zeros((0, 4)), confidence=[], class_id=[])
+    tracker.update(nothing, 1.5)  # a look that misses it
+    assert tracker.expire(1.5) == []  # unseen 0.6 s: not lost yet
+    tracker.update(nothing, 2.0)  # a second look that misses it, unseen 1.1 s > lost_s
     ended = tracker.expire(2.0)
     assert [tr.track_id for tr in ended] == first.tracker_id.tolist() and not tracker.tracks
+
+
+def test_tracker_of_a_camera_analysed_rarely_keeps_its_tracks_across_frames_and_one_miss() -> None:
+    """A saturated engine analyses a camera every 2.5 s, longer than ``lost_s``: a track ends only after
+    ``LOST_AFTER_MISSES`` looks missed it, not between two frames (which split one car into an event per frame)."""
+    tracker = Tracker(lost_s=2.0, high_score=0.5)
+    nothing = Detections(xyxy=np.zeros((0, 4)), confidence=[], class_id=[])
+    ids = []
+    for t in (0.0, 2.5, 5.0, 10.0):  # seen every 2.5 s, missed once at 7.5 s
+        ids.append(tracker.update(Detections(xyxy=[_moving_car(t / 10)], confidence=[0.9], class_id=[2]), t)
+                   .tracker_id.tolist())
+        assert tracker.expire(t) == []
+        if t == 5.0:
+            tracker.update(nothing, 7.5)
+            assert tracker.expire(7.5) == []  # one look missed it: kept
+    assert len({tuple(i) for i in ids}) == 1
+    tracker.update(nothing, 12.5)
+    assert tracker.expire(12.5) == []
+    tracker.update(nothing, 15.0)
+    assert [tr.track_id for tr in tracker.expire(15.0)] == ids[0]  # two looks in a row: ended
+
+
+def test_tracker_ends_tracks_by_time_alone_when_not_looked_for_or_told_so() -> None:
+    tracker = Tracker(lost_s=1.0)
+    tracker.update(Detections(xyxy=[[0, 0, 50, 50]], confidence=[0.9], class_id=[2]), 0.0)
+    assert tracker.expire(3.0) == []  # unseen 3 s but no look missed it (its tracker was not run)
+    assert tracker.expire(3.0, count_misses=False) != []  # the camera stopped sending frames: time alone
+    tracker.update(Detections(xyxy=[[0, 0, 50, 50]], confidence=[0.9], class_id=[2]), 4.0)
+    assert tracker.expire(8.9) == [] and len(tracker.expire(9.1)) == 1  # never looked for: 5 x lost_s
 
 
 def test_tracker_touch_keeps_static_tracks_alive_and_low_scores_do_not_start_tracks() -> None:
