@@ -117,6 +117,7 @@ APPEARANCE_REFRESH_S = 1.0
 # 170 CPU ms a frame), spending more per frame exactly when it has the least time; on the look clock they cost the
 # same per analysed frame at any load.
 LOOK_CLOCK_MAX_STEP = 1.5
+MAX_PENDING_LATENCIES = 10_000  # capture times of published versions awaiting delivery, kept for event latency
 
 
 class FrameLike(Protocol):
@@ -880,8 +881,8 @@ class Engine:
         trigger = self._trigger_times.pop((record.event_id, record.version), None)
         if trigger is not None and self.live:
             self.metrics.observe_latency(time.time() - trigger)
-        if len(self._trigger_times) > 10_000:
-            self._trigger_times.clear()
+        while len(self._trigger_times) > MAX_PENDING_LATENCIES:  # never delivered (dropped): forget the oldest
+            del self._trigger_times[next(iter(self._trigger_times))]
 
     def tick(self, pending: Callable[[str], bool] | None = None) -> None:
         """Live runs: end tracks of cameras that stopped sending frames (wall clock), without a new batch.

@@ -103,3 +103,23 @@ def test_without_a_whole_frame_plate_the_vehicle_crop_gets_its_turned_look(tmp_p
     whole, crop = models.plates.turned  # the whole frame (nothing found there either), then the vehicle crop
     assert whole == FRAME_HW and crop != FRAME_HW
     assert reader.shapes == []
+
+
+def test_latencies_of_versions_never_delivered_are_forgotten_oldest_first(tmp_path: Any) -> None:
+    """Capture times of published versions wait for their delivery (event latency); versions that are never
+    delivered (dropped) are forgotten oldest first, so the latency of what is delivered next is still measured."""
+    from types import SimpleNamespace
+
+    import pipeline.engine.engine as engine_module
+
+    config = Config.model_validate({
+        "engine": {"device": "cpu"},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": True, "faces": False}}]})
+    engine = Engine(config, _Models(False), None, recordings_dir=tmp_path, live=True)
+    cap = engine_module.MAX_PENDING_LATENCIES
+    for k in range(cap + 5):
+        engine._trigger_times[(f"ev{k}", 1)] = 100.0 + k
+    engine.on_delivered("plate", SimpleNamespace(event_id=f"ev{cap + 4}", version=1))
+    assert len(engine._trigger_times) == cap
+    assert ("ev0", 1) not in engine._trigger_times and (f"ev{cap + 3}", 1) in engine._trigger_times
+    assert len(engine.metrics.event_latency_s) == 1  # the delivered one was measured
