@@ -108,14 +108,15 @@ FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this m
 # refresh the engine split six face tracks that the every-frame reference kept (119 of 125 events matched, 6 extra);
 # with it 125 of 125, none extra, for 10 % more embeddings (1071 -> 1177 of 1470 faces); 2 s did not help.
 APPEARANCE_REFRESH_S = 1.0
-# The look schedules above (whole-frame window, tiles, closer look, turned looks and their holds) run on a camera's
-# *look clock*, not its capture time: each frame the engine takes from the camera moves it by the time since the
-# camera's previous frame, but at most LOOK_CLOCK_MAX_STEP of the camera's analysis interval (1 / analysis_fps). At the
-# analysis rate it is the capture time; an engine that keeps up with only a few of many cameras' frames (saturation:
-# a camera analysed every 2-3 s instead of 3 times a second) would otherwise give the periodic looks to almost every
-# frame it does analyse (files mode, 3 cameras, every 7th frame of 3 fps: whole-frame turned looks alone cost 45 of
-# 170 CPU ms a frame), spending more per frame exactly when it has the least time; on the look clock they cost the
-# same per analysed frame at any load.
+# The intervals of the periodic looks above (whole-frame window, tiles, closer look, turned look of a whole frame) run
+# on a camera's *look clock*, not its capture time: each frame the engine takes from the camera moves it by the time
+# since the camera's previous frame, but at most LOOK_CLOCK_MAX_STEP of the camera's analysis interval
+# (1 / analysis_fps). At the analysis rate it is the capture time; an engine that keeps up with only a few of many
+# cameras' frames (saturation: a camera analysed every 2-3 s instead of 3 times a second) would otherwise give the
+# periodic looks to almost every frame it does analyse (files mode, 3 cameras, every 7th frame of 3 fps: whole-frame
+# turned looks alone cost 45 of 170 CPU ms a frame), spending more per frame exactly when it has the least time; on
+# the look clock they cost the same share of analysed frames at any load. The holds (a look found something, or plates
+# read unsure, within so many seconds) stay on capture time: they say what the scene held recently.
 LOOK_CLOCK_MAX_STEP = 1.5
 MAX_PENDING_LATENCIES = 10_000  # capture times of published versions awaiting delivery, kept for event latency
 
@@ -144,12 +145,12 @@ class CameraRuntime:
     frames: int = 0
     last_rotated_look: float = float("-inf")  # look time of the last turned search of a whole frame
     turned_hits: int = 0  # turned searches of frames without vehicles that found a plate
-    last_turned_hit: float = float("-inf")  # look time of the last of them
-    unsure_whole_at: float = float("-inf")  # look time of the last frame whose whole-frame plates read unsure
+    last_turned_hit: float = float("-inf")  # capture time of the last of them
+    unsure_whole_at: float = float("-inf")  # capture time of the last frame whose whole-frame plates read unsure
     last_tiled_look: float = float("-inf")  # look time of the last tiled search of a frame without vehicles
-    last_tiled_hit: float = float("-inf")  # ... and of the last one that found a plate
+    last_tiled_hit: float = float("-inf")  # capture time of the last one that found a plate
     last_whole_look: float = float("-inf")  # look time of the last whole-frame window of a frame with vehicles
-    last_whole_hit: float = float("-inf")  # ... and of the last one that found a plate the vehicle crops did not
+    last_whole_hit: float = float("-inf")  # capture time of the last one that found a plate the crops did not
     plateless: bool = False  # the last frame with vehicles to search showed no plate in their crops nor whole
     last_closer_look: float = float("-inf")  # look time of the last closer look at a frame with vehicles
     closer_interval: float = CLOSER_LOOK_INTERVAL_S  # seconds between closer looks (doubles after each miss)
@@ -462,7 +463,7 @@ class Engine:
         that found a plate the crops did not; with ``every_frame``, every frame."""
         t, cam = g.look_t, g.cam
         if self.engine_config.detection_schedule != "adaptive" or t - cam.last_whole_look >= WHOLE_LOOK_INTERVAL_S \
-                or t - cam.last_whole_hit <= WHOLE_HIT_HOLD_S:
+                or g.item.capture_time - cam.last_whole_hit <= WHOLE_HIT_HOLD_S:
             cam.last_whole_look = t
             self.metrics.count("whole_looks")
             return True
@@ -490,7 +491,7 @@ class Engine:
                 for k, dets in zip(due, turned, strict=True):
                     if frames[k].no_vehicle and has_plate(dets, ec.plate_confidence):
                         frames[k].cam.turned_hits += 1
-                        frames[k].cam.last_turned_hit = frames[k].look_t
+                        frames[k].cam.last_turned_hit = frames[k].item.capture_time
         jobs: list[_VehicleJob] = []
         with self.metrics.stage("track"):
             for g, dets in zip(frames, found, strict=True):
@@ -502,7 +503,7 @@ class Engine:
                     free = np.array([owner_of(b, g.vehicle_boxes) < 0 for b in dets.xyxy], bool)
                     g.held_plates, dets = dets[~free], dets[free]
                     if has_plate(dets, ec.plate_confidence):
-                        g.cam.last_whole_hit = g.look_t
+                        g.cam.last_whole_hit = t
                 tracked = g.cam.plates.update(dets[dets.confidence >= ec.plate_confidence / 2], t)
                 for i in range(len(tracked)):
                     state = self.aggregator.vehicle(g.item.camera_id, int(tracked.tracker_id[i]), t,
@@ -554,7 +555,8 @@ class Engine:
                 tiles.append(plates.tile)
             elif not g.no_vehicle:
                 tiles.append(plates.closer_tile(g.item.frame.shape) if g.closer else 0)
-            elif t - g.cam.last_tiled_look >= TILED_LOOK_INTERVAL_S or t - g.cam.last_tiled_hit <= TILED_HIT_HOLD_S:
+            elif t - g.cam.last_tiled_look >= TILED_LOOK_INTERVAL_S or \
+                    g.item.capture_time - g.cam.last_tiled_hit <= TILED_HIT_HOLD_S:
                 g.cam.last_tiled_look = t
                 tiles.append(plates.closer_tile(g.item.frame.shape))
             else:
@@ -566,7 +568,7 @@ class Engine:
         conf = self.engine_config.plate_confidence
         for g, side, dets in zip(frames, tiles, found, strict=True):
             if g.no_vehicle and side and has_plate(dets, conf):
-                g.cam.last_tiled_hit = g.look_t
+                g.cam.last_tiled_hit = g.item.capture_time
             elif g.closer:
                 g.cam.closer_interval = CLOSER_LOOK_INTERVAL_S if has_plate(dets, conf) else \
                     min(2 * g.cam.closer_interval, CLOSER_LOOK_MAX_INTERVAL_S)
@@ -603,7 +605,7 @@ class Engine:
                 held = None if has_plate(plate_dets[k], conf) else _held_plate(job, conf)
                 if held is not None:
                     plate_dets[k] = held
-                    job.frame.cam.last_whole_hit = job.frame.look_t
+                    job.frame.cam.last_whole_hit = job.frame.item.capture_time
             if self.engine_config.plate_second_look:
                 due = self._jobs_due_a_turned_look(jobs, plate_dets)
                 if due:
@@ -675,10 +677,10 @@ class Engine:
             unsure = wants_turned_look(read)
             sure[key] = sure.get(key, False) or not unsure
             if unsure and s.job.state.plate_only:
-                frames[key].cam.unsure_whole_at = s.job.frame.look_t
+                frames[key].cam.unsure_whole_at = s.job.frame.item.capture_time
         for key, any_sure in sure.items():
             if not any_sure:
-                frames[key].cam.unsure_whole_at = frames[key].look_t
+                frames[key].cam.unsure_whole_at = frames[key].item.capture_time
 
     def _jobs_due_a_turned_look(self, jobs: list[_VehicleJob], found: list[Detections]) -> list[int]:
         """Vehicle crops without a plate, wide enough to hold a readable plate (``TURN_MIN_REGION_WIDTH``), whose
@@ -697,12 +699,12 @@ class Engine:
             jobs[k].state.rotated_misses += not has_plate(found[k], conf)
 
     @staticmethod
-    def _turned_look_due(g: _Frame, t: float) -> bool:
+    def _turned_look_due(g: _Frame) -> bool:
         """The turned-look schedule of a frame searched whole (see :meth:`_frames_due_a_turned_look`)."""
         cam = g.cam
-        since = t - cam.last_rotated_look
+        since = g.look_t - cam.last_rotated_look
         if g.no_vehicle and cam.turned_hits:
-            return t - cam.last_turned_hit <= TURNED_HIT_HOLD_S or since >= ROLLED_CAMERA_INTERVAL_S
+            return g.item.capture_time - cam.last_turned_hit <= TURNED_HIT_HOLD_S or since >= ROLLED_CAMERA_INTERVAL_S
         return since >= ROTATED_LOOK_INTERVAL_S
 
     def _frames_due_a_turned_look(self, frames: list[_Frame], found: list[Detections]) -> list[int]:
@@ -715,11 +717,10 @@ class Engine:
         due = []
         conf = self.engine_config.plate_confidence
         for k, (g, dets) in enumerate(zip(frames, found, strict=True)):
-            t = g.look_t
-            if has_plate(dets, conf) and t - g.cam.unsure_whole_at > UNSURE_HOLD_S:
+            if has_plate(dets, conf) and g.item.capture_time - g.cam.unsure_whole_at > UNSURE_HOLD_S:
                 continue
-            if self._turned_look_due(g, t):
-                g.cam.last_rotated_look = t
+            if self._turned_look_due(g):
+                g.cam.last_rotated_look = g.look_t
                 due.append(k)
         self.metrics.count("turned_looks", len(due))
         return due
