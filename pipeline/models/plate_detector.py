@@ -436,8 +436,10 @@ class PlateCascade:
         if len(found) > len(crops):
             plates = add_missed_plates(plates, found[-1], vehicles.xyxy, cut_mask)
             if self.closer_look and not has_plate(plates, self.plate_confidence):
+                # every plate so far is below the plate confidence: they and the closer look's compete on
+                # confidence (as in the engine, where a confident whole-frame plate wins)
                 plates = add_missed_plates(plates, self._closer_look(frame), vehicles.xyxy,
-                                           np.zeros(len(plates), bool))
+                                           np.ones(len(plates), bool))
         return plates
 
     def _closer_look(self, frame: np.ndarray) -> Detections:

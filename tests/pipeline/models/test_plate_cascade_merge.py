@@ -139,3 +139,41 @@ def test_night_plates_too_small_for_one_window_are_found_in_closer_tiles(model_s
         plates, vehicles = cascade.detect(image)
         if closer_look or not len(vehicles):
             assert hits(plates).sum() >= 1, (closer_look, len(vehicles))
+
+
+class _OneVehicle:
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        return [Detections(np.float32([[40, 40, 600, 320]]), np.float32([0.9]), np.int32([2])) for _ in frames]
+
+
+class _FaintCropConfidentCloser:
+    """Vehicle crops: a faint plate (0.15, under the plate confidence); the whole frame in one window: nothing; the
+    whole frame in closer tiles: the same plate, confident (0.7)."""
+
+    tile = 480
+
+    def closer_tile(self, image_hw: tuple[int, ...]) -> int:
+        return 320
+
+    def detect_batch(self, images: list[np.ndarray], tiles: list[int] | None = None, **search: object
+                     ) -> list[Detections]:
+        out = []
+        for k, image in enumerate(images):
+            closer = tiles is not None and tiles[k] == 320
+            if image.shape[:2] == (360, 640) and not closer:
+                out.append(Detections(data={"reading_xyxy": np.zeros((0, 4), np.float32)}))
+                continue
+            # the plate at frame (300, 250, 380, 290); a vehicle crop starts at (0, 12) after its 10 % margin
+            box = np.float32([[300, 250, 380, 290]] if closer else [[300, 238, 380, 278]])
+            out.append(Detections(box, np.float32([0.7 if closer else 0.15]), np.int32([0]), None,
+                                  {"reading_xyxy": box.copy()}))
+        return out
+
+
+def test_a_confident_closer_look_plate_wins_over_the_crops_faint_one() -> None:
+    """When no plate reached the plate confidence, the closer look's plates compete with the faint ones on
+    confidence (the engine lets a confident whole-frame plate win too): the confident box is kept."""
+    cascade = PlateCascade(_OneVehicle(), _FaintCropConfidentCloser(), second_look=False)  # type: ignore[arg-type]
+    found, _ = cascade.detect(np.zeros((360, 640, 3), np.uint8))
+    confident = found[found.confidence >= 0.25]
+    assert len(confident) == 1 and confident.xyxy.tolist() == [[300.0, 250.0, 380.0, 290.0]]
