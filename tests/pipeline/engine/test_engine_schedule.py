@@ -506,7 +506,7 @@ class _UnreadReader:
         return [PlateRead(text="", confidence=0.0, char_confidences=[], valid=False) for _ in crops]
 
 
-def _whole_looks(plates: _PlateDetector, tmp_path: Any, schedule: str = "adaptive") -> int:
+def _whole_looks(plates: _PlateDetector, tmp_path: Any, schedule: str = "adaptive", step: float = 0.5) -> int:
     config = Config.model_validate({
         "engine": {"device": "cpu", "plates_whole_frame": "window", "plate_rectification": False,
                    "detection_schedule": schedule, "plate_second_look": False},
@@ -515,8 +515,8 @@ def _whole_looks(plates: _PlateDetector, tmp_path: Any, schedule: str = "adaptiv
     models = _Models()
     models.plates = plates
     engine = Engine(config, models, _UnreadReader(), recordings_dir=tmp_path)
-    for k in range(40):  # 20 s at 2 fps, the car always in view
-        engine.process_batch([_Frame(k * 0.5, _scene(40 + 3 * k))])
+    for k in range(40):  # 20 s at 2 fps (the camera's analysis rate; ``step`` longer: an engine that falls behind)
+        engine.process_batch([_Frame(k * step, _scene(40 + 3 * k))])
     assert engine.metrics.counters.get("frames_analysed", 0) == 40  # unsettled: the detector ran on every frame
     return int(engine.metrics.counters.get("whole_looks", 0))
 
@@ -528,3 +528,13 @@ def test_frames_with_vehicles_are_searched_whole_every_two_seconds_until_it_find
     assert _whole_looks(_CropPlateDetector(), tmp_path / "crops") == 10  # 0, 2, ... 18 s
     assert _whole_looks(_FreePlateDetector(), tmp_path / "free") == 40
     assert _whole_looks(_CropPlateDetector(), tmp_path / "reference", schedule="every_frame") == 40
+
+
+def test_a_camera_analysed_less_often_than_its_rate_gets_the_periodic_looks_on_the_same_share_of_frames(
+        tmp_path: Any) -> None:
+    """An engine that keeps up with only every fifth frame of a 2 fps camera (one every 2.5 s): the whole-frame
+    window's 2 s interval runs on the camera's look clock (at most 1.5 analysis intervals, 0.75 s, a frame), so it
+    searches every third frame, not every frame; its hold (a free plate found, every frame for 10 s) stays on real
+    time."""
+    assert _whole_looks(_CropPlateDetector(), tmp_path / "slow", step=2.5) == 14  # frames 0, 3, 6, ... 39
+    assert _whole_looks(_FreePlateDetector(), tmp_path / "slow_free", step=2.5) == 40
