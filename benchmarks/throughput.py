@@ -701,7 +701,8 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.engine.process import load_plate_reader_or_none, load_plate_rectifier_or_none
     from pipeline.models.registry import load_model_set
 
-    cameras = decode_camera_frames(args.streams, args.fps, args.seconds, args.width)
+    cameras = [frames[::args.keep_every] for frames in decode_camera_frames(args.streams, args.fps, args.seconds,
+                                                                          args.width)]
     urls = {f"cam{k + 1:02d}": f"/videos/cam{k + 1:02d}.mp4" for k in range(args.streams)}
     work = Path(tempfile.mkdtemp(prefix="cctv-throughput-files-"))
     try:
@@ -712,7 +713,9 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
         reader = load_plate_reader_or_none(ec.plate_reader, device=ec.device)
         rectifier = load_plate_rectifier_or_none(ec.device) if ec.plate_rectification else None
         total = sum(len(c) for c in cameras)
-        print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each)"
+        kept = f", every {args.keep_every}th analysed" if args.keep_every > 1 else ""
+        print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each"
+              f"{kept})"
               f"{'' if reader is not None else ' -- NO PLATE READER: plate events have no text'}", flush=True)
 
         def timed(label: str, body: Any, clock: ModelClock) -> dict[str, Any]:
@@ -744,7 +747,7 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
         warm = Engine(config, models, reader, recordings_dir=work / "warm", plate_rectifier=rectifier)
         for batch in interleave([iter(c[:2]) for c in cameras], ec.max_batch_size):
             warm.process_batch(batch)  # first calls (allocations, lazy initialisation) are paid by no run
-        out: dict[str, Any] = {"frames": total, "plate_reader": reader is not None}
+        out: dict[str, Any] = {"frames": total, "plate_reader": reader is not None, "keep_every": args.keep_every}
         out["engine"], engine = batched_run("engine", Engine, config)
         if not args.no_reference:
             ref_config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision,
@@ -835,7 +838,8 @@ def _stage_ms(engine: Any, frames: int) -> dict[str, float]:
 def files_fields(files: dict[str, Any]) -> dict[str, Any]:
     """Flat JSON fields of a file-mode run (``files_`` prefixed, plus the answer check and models-only figures)."""
     n = files["frames"]
-    out: dict[str, Any] = {"files_frames": n, "files_plate_reader": files.get("plate_reader")}
+    out: dict[str, Any] = {"files_frames": n, "files_plate_reader": files.get("plate_reader"),
+                           "files_keep_every": files.get("keep_every", 1)}
     for phase in ("engine", "reference", "baseline"):
         p = files.get(phase)
         if not p:
@@ -1159,6 +1163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-set", type=engine_setting, action="append", default=[], metavar="KEY=VALUE",
                         help="an engine setting of the measured engine (not the reference or the baseline), e.g. "
                              "plate_search=all_windows; repeatable")
+    parser.add_argument("--keep-every", type=int, default=1, metavar="N",
+                        help="--mode files: analyse only every Nth decoded frame of each camera (its configured "
+                             "analysis fps stays --fps): an engine that keeps up with a share of each camera's frames, "
+                             "as at saturation, on frames that are the same for every run")
     parser.add_argument("--json", type=Path, help="write the flat results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
@@ -1169,6 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--engine-set: {exc}")
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
+    if args.keep_every < 1:
+        parser.error(f"--keep-every must be 1 or more, not {args.keep_every}")
     sweep = None
     if args.streams_sweep:
         try:

@@ -27,3 +27,11 @@ def test_an_invalid_engine_setting_stops_before_any_run(setting: str, capsys: py
         throughput.main(["--mode", "files", "--engine-set", setting])
     assert exc.value.code == 2
     assert "--engine-set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_keep_every_below_one_is_refused_before_any_run(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        throughput.main(["--mode", "files", "--keep-every", value])
+    assert exc.value.code == 2
+    assert "--keep-every" in capsys.readouterr().err

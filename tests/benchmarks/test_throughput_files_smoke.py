@@ -17,11 +17,12 @@ def test_file_mode_reports_models_only_and_answer_check(shared_dir: Path, tmp_pa
     if not (shared_dir / "data" / "videos" / f"{throughput.VIDEOS[0][0]}.mp4").exists():
         pytest.skip("benchmark footage missing")
     out = tmp_path / "files.json"
-    code = throughput.main(["--mode", "files", "--streams", "3", "--seconds", "3", "--fps", "1", "--no-baseline",
-                            "--json", str(out)])
+    # 6 s of video at 1 fps, every other frame analysed (--keep-every: an engine behind its cameras)
+    code = throughput.main(["--mode", "files", "--streams", "3", "--seconds", "6", "--fps", "1", "--keep-every", "2",
+                            "--no-baseline", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["mode"] == "files" and result["files_frames"] >= 9
+    assert result["mode"] == "files" and result["files_frames"] >= 9 and result["files_keep_every"] == 2
     assert result["models_only_ms_per_frame"] > 0 and result["engine_ms_per_frame"] > 0
     assert result["engine_ms_per_frame"] >= result["models_only_ms_per_frame"]  # the models run inside the engine
     assert result["files_reference_detector_frames"] == result["files_frames"]  # every frame, every model
