@@ -136,6 +136,7 @@ class IngestConfig(StrictModel):
     backoff_initial_s: float = Field(default=1.0, ge=0.1, le=60, description="First reconnect delay.")
     backoff_max_s: float = Field(default=30.0, ge=1, le=600, description="Cap of the exponential reconnect delay.")
     queue_size: int = Field(default=4, ge=1, le=64, description="Frames waiting per camera before the oldest drops.")
+    freshest_when_full: bool = Field(default=True, description="When the engine has fallen a whole queue behind a camera (its queue_size frames waiting), it takes that camera's newest frame and drops the older waiting ones (counted as dropped): an overloaded server analyses each camera's latest picture instead of one queue_size frame intervals old (event latency). Off: always the oldest first.")
     max_width: int = Field(default=1280, ge=160, le=7680, description="Analysis frames are downscaled to this width.")
     segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
     recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")

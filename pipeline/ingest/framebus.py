@@ -12,7 +12,11 @@ Contract (used by the analytics engine; keep these names):
 - Consumer (engine): :meth:`FrameBus.get_batch` ``(max_frames, timeout_s) -> list[FrameItem]`` gathers up to
   ``max_frames`` frames round-robin across cameras (one frame per camera per round, oldest first, the starting
   camera rotating between calls) so that a busy camera cannot starve the others. It waits at most ``timeout_s``
-  for the first frame and returns ``[]`` on timeout.
+  for the first frame and returns ``[]`` on timeout. A camera whose queue is *full* when it is taken from (the
+  consumer has fallen a whole queue behind it) gives its newest frames instead, and its older queued frames are
+  dropped and counted (``freshest_when_full``, default on): an overloaded engine then analyses each camera's latest
+  picture, one analysis interval old, not one a queue's worth of intervals old (the next frames would push those
+  out anyway). Each camera's frames still come in capture order.
 - ``FrameItem.frame`` is a read-only numpy VIEW into the shared-memory slot (zero copy). The slot stays reserved
   until the consumer calls :meth:`FrameBus.release` ``(item)`` (or :meth:`FrameItem.release`); copy what you need
   to keep (``item.frame.copy()``) before releasing. Each camera has ``hold_slots`` slots beyond its queue for
@@ -102,10 +106,12 @@ class FrameBus:
         max_height: int | None = None,
         hold_slots: int = 2,
         ctx: Any = None,
+        freshest_when_full: bool = True,
     ) -> None:
         """Create the shared memory for ``camera_ids`` (call in the parent process only).
 
-        ``max_height`` defaults to ``max_width`` (square, so portrait cameras fit too).
+        ``max_height`` defaults to ``max_width`` (square, so portrait cameras fit too). ``freshest_when_full``: see
+        the module docstring (off: always oldest first; frames are then dropped only by :meth:`publish`).
         """
         self.camera_ids: list[str] = list(dict.fromkeys(camera_ids))
         if not self.camera_ids:
@@ -114,6 +120,7 @@ class FrameBus:
             raise ValueError("queue_size must be >= 1 and hold_slots >= 0")
         self.queue_size = int(queue_size)
         self.hold_slots = int(hold_slots)
+        self.freshest_when_full = bool(freshest_when_full)
         self.max_width = int(max_width)
         self.max_height = int(max_height or max_width)
         self.slots = self.queue_size + self.hold_slots
@@ -224,24 +231,40 @@ class FrameBus:
 
     def _take_locked(self, max_frames: int) -> list[tuple[int, int]]:
         n = len(self.camera_ids)
-        taken: list[tuple[int, int]] = []
         states = self._slots_meta["state"]
+        ids = self._slots_meta["frame_id"]
         start = self._rr
-        while len(taken) < max_frames:
+        order = [(start + k) % n for k in range(n)]
+        queued = {cam: ready[np.argsort(ids[cam][ready])] for cam in order
+                  if len(ready := np.flatnonzero(states[cam] == _READY))}
+        quota = dict.fromkeys(queued, 0)
+        left = max_frames
+        while left > 0:  # round robin: one frame per camera per round
             progressed = False
-            for k in range(n):
-                cam = (start + k) % n
-                ready = np.flatnonzero(states[cam] == _READY)
-                if len(ready) == 0:
-                    continue
-                slot = int(ready[np.argmin(self._slots_meta["frame_id"][cam][ready])])
-                states[cam, slot] = _HELD
-                taken.append((cam, slot))
-                progressed = True
-                if len(taken) >= max_frames:
-                    break
+            for cam in order:
+                if left > 0 and cam in queued and quota[cam] < len(queued[cam]):
+                    quota[cam] += 1
+                    left -= 1
+                    progressed = True
             if not progressed:
                 break
+        chosen: dict[int, np.ndarray] = {}
+        for cam, slots in queued.items():
+            q = quota[cam]
+            if not q:
+                continue
+            if self.freshest_when_full and len(slots) >= self.queue_size and len(slots) > q:
+                states[cam, slots[:-q]] = _FREE  # fallen a whole queue behind: the newest, the older ones dropped
+                self._cams_meta["dropped"][cam] += len(slots) - q
+                slots = slots[-q:]
+            chosen[cam] = slots[:q]
+        taken: list[tuple[int, int]] = []
+        for j in range(max(quota.values(), default=0)):  # each camera's frames in capture order
+            for cam in order:
+                if cam in chosen and j < len(chosen[cam]):
+                    slot = int(chosen[cam][j])
+                    states[cam, slot] = _HELD
+                    taken.append((cam, slot))
         self._rr = (start + 1) % n
         return taken
 

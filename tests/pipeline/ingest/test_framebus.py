@@ -78,3 +78,52 @@ def test_timeout_returns_empty_and_bad_frames_are_refused() -> None:
             bus.publish("cam", np.zeros((16, 32, 3), np.uint8), 0.0)
         with pytest.raises(KeyError, match="not on this frame bus"):
             bus.publish("other", np.zeros((4, 4, 3), np.uint8), 0.0)
+
+
+def _fill(bus: FrameBus, camera_id: str, values: list[int]) -> None:
+    for v in values:
+        bus.publish(camera_id, np.full((4, 4, 3), v, np.uint8), float(v))
+
+
+def test_a_camera_whose_queue_is_full_gives_its_newest_frame_and_drops_the_older() -> None:
+    """An engine a whole queue behind a camera analyses its latest picture (event latency), not the oldest."""
+    with FrameBus(["a", "b", "c"], queue_size=2, max_width=16) as bus:
+        _fill(bus, "a", [1, 2])  # full
+        _fill(bus, "b", [5])  # not full
+        _fill(bus, "c", [7, 8])  # full
+        batch = bus.get_batch(3, 0.1, copy=True)
+        assert [(it.camera_id, int(it.frame[0, 0, 0])) for it in batch] == [("a", 2), ("b", 5), ("c", 8)]
+        assert (bus.dropped("a"), bus.dropped("b"), bus.dropped("c")) == (1, 0, 1)
+        assert bus.depth("a") == bus.depth("c") == 0
+
+
+def test_a_full_queue_the_batch_has_room_for_is_taken_whole_in_capture_order() -> None:
+    with FrameBus(["a", "b"], queue_size=2, max_width=16) as bus:
+        _fill(bus, "a", [1, 2])
+        _fill(bus, "b", [5])
+        batch = bus.get_batch(4, 0.1, copy=True)
+        assert [(it.camera_id, int(it.frame[0, 0, 0])) for it in batch] == [("a", 1), ("b", 5), ("a", 2)]
+        assert bus.dropped("a") == 0
+
+
+def test_a_queue_not_yet_full_is_taken_oldest_first_and_loses_nothing() -> None:
+    with FrameBus(["a", "b"], queue_size=4, max_width=16) as bus:
+        _fill(bus, "a", [1, 2, 3])
+        _fill(bus, "b", [9])
+        batch = bus.get_batch(2, 0.1, copy=True)
+        assert sorted((it.camera_id, int(it.frame[0, 0, 0])) for it in batch) == [("a", 1), ("b", 9)]
+        assert bus.dropped("a") == 0 and bus.depth("a") == 2
+
+
+def test_with_freshest_when_full_off_a_full_queue_is_still_taken_oldest_first() -> None:
+    with FrameBus(["a", "b"], queue_size=2, max_width=16, freshest_when_full=False) as bus:
+        _fill(bus, "a", [1, 2])
+        _fill(bus, "b", [3, 4])
+        batch = bus.get_batch(2, 0.1, copy=True)
+        assert sorted((it.camera_id, int(it.frame[0, 0, 0])) for it in batch) == [("a", 1), ("b", 3)]
+        assert bus.dropped("a") == bus.dropped("b") == 0
+
+
+def test_freshest_when_full_travels_with_the_bus_to_a_child() -> None:
+    with FrameBus(["a"], queue_size=2, max_width=16, freshest_when_full=False) as bus:
+        assert bus.__getstate__()["freshest_when_full"] is False  # what a spawned child re-attaches with
