@@ -116,11 +116,13 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, naive: bool, first: int = 0,
-                queue_size: int = 2, precision: str = "auto", engine_overrides: dict[str, Any] | None = None) -> Config:
+                queue_size: int = 2, precision: str = "auto", engine_overrides: dict[str, Any] | None = None,
+                freshest_when_full: bool = True) -> Config:
     """cameras.yaml equivalent for the benchmark cameras (analysis only, no recording).
 
     Camera ``k`` of the benchmark (``first`` + position here) shows video ``k mod 3`` with that video's analytics.
     ``engine_overrides`` are set on the ``engine`` section last (the answer check's reference run).
+    ``freshest_when_full`` is ``ingest.freshest_when_full``.
     """
     cameras = []
     for i, (camera_id, url) in enumerate(urls.items()):
@@ -133,8 +135,9 @@ def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, n
         engine.update({"max_batch_size": 1, "max_wait_ms": 0, "motion_threshold": 0.0, "detector_keepalive_s": 0.1,
                        "plate_reads_per_track": 1000, "person_tracks_for_faces": True})  # the detector on every frame
     engine.update(engine_overrides or {})
-    return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size}, "engine": engine,
-                                  "cameras": cameras})
+    return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size,
+                                             "freshest_when_full": freshest_when_full},
+                                  "engine": engine, "cameras": cameras})
 
 
 class _PerItem:
@@ -464,7 +467,8 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
     from pipeline.ingest.worker import CaptureWorkerProcess
 
     config = make_config(urls, args.fps, args.width, work / "spool-engine", naive=False, queue_size=args.queue_size,
-                         precision=args.precision, engine_overrides=args.engine_set)
+                         precision=args.precision, engine_overrides=args.engine_set,
+                         freshest_when_full=not args.oldest_first)
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     stop = MP_CONTEXT.Event()
@@ -500,7 +504,8 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
     try:
         for i, (camera_id, url) in enumerate(urls.items()):
             config = make_config({camera_id: url}, args.fps, args.width, work / f"spool-base-{i}", naive=True, first=i,
-                                 queue_size=args.queue_size, precision=args.precision)
+                                 queue_size=args.queue_size, precision=args.precision,
+                                 freshest_when_full=not args.oldest_first)
             bus = FrameBus([camera_id], queue_size=config.ingest.queue_size, max_width=args.width,
                            freshest_when_full=config.ingest.freshest_when_full)
             buses.append(bus)
@@ -1044,6 +1049,7 @@ def live_flat(engine: dict[str, Any], baseline: dict[str, Any] | None, streams: 
     models_only = engine["models_only_ms_per_frame"]
     return {
         "streams": streams, "fps_per_camera": args.fps, "seconds": args.seconds,
+        "queue_size": args.queue_size, "freshest_when_full": not args.oldest_first,
         "analysed_fps": round(engine["analysed_fps"], 3), "detector_fps": round(engine["detector_fps"], 3),
         "baseline_fps": round(baseline["analysed_fps"], 3) if baseline else None,
         "ratio": round(ratio, 3) if ratio is not None else None,
@@ -1153,6 +1159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=960, help="analysis frame width (ingest.max_width)")
     parser.add_argument("--queue-size", type=int, default=2,
                         help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
+    parser.add_argument("--oldest-first", action="store_true",
+                        help="ingest.freshest_when_full off in both live phases: a camera's oldest waiting frame is "
+                             "taken even when the engine has fallen a whole queue behind it")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase (both modes)")
     parser.add_argument("--no-reference", action="store_true",
                         help="--mode files: skip the reference run (every frame, every model) and the answer check")
