@@ -22,11 +22,12 @@ class LaneBus(FrameBus):
     """A frame bus of ``lanes`` dynamically assigned camera lanes (see the module docstring)."""
 
     def __init__(self, lanes: int, queue_size: int = 4, max_width: int = 1280, max_height: int | None = None,
-                 hold_slots: int = 2, freshest_when_full: bool = True) -> None:  # fmt: skip
+                 hold_slots: int = 2, freshest_when_full: bool = True,
+                 freshest_lag_s: float = 1.0) -> None:  # fmt: skip
         if lanes < 1:
             raise ValueError("a lane bus needs at least one lane")
         super().__init__([f"lane-{i}" for i in range(lanes)], queue_size, max_width, max_height, hold_slots,
-                         freshest_when_full=freshest_when_full)
+                         freshest_when_full=freshest_when_full, freshest_lag_s=freshest_lag_s)
         self._names = MP_CONTEXT.RawArray("c", lanes * NAME_BYTES)
         self._tokens = MP_CONTEXT.RawArray("q", lanes)
         self._lane_cache: dict[str, int] = {}

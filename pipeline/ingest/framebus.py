@@ -12,11 +12,11 @@ Contract (used by the analytics engine; keep these names):
 - Consumer (engine): :meth:`FrameBus.get_batch` ``(max_frames, timeout_s) -> list[FrameItem]`` gathers up to
   ``max_frames`` frames round-robin across cameras (one frame per camera per round, oldest first, the starting
   camera rotating between calls) so that a busy camera cannot starve the others. It waits at most ``timeout_s``
-  for the first frame and returns ``[]`` on timeout. A camera whose queue is *full* when it is taken from (the
-  consumer has fallen a whole queue behind it) gives its newest frames instead, and its older queued frames are
-  dropped and counted (``freshest_when_full``, default on): an overloaded engine then analyses each camera's latest
-  picture, one analysis interval old, not one a queue's worth of intervals old (the next frames would push those
-  out anyway). Each camera's frames still come in capture order.
+  for the first frame and returns ``[]`` on timeout. A camera the consumer has fallen behind when it is taken from
+  (its queue full, or its waiting frames spanning at least ``freshest_lag_s`` of capture time) gives its newest
+  frames instead, and its older waiting frames are dropped and counted (``freshest_when_full``, default on): an
+  overloaded engine then analyses each camera's latest picture, not one a queue's worth of intervals old. Each
+  camera's frames still come in capture order; a camera the consumer keeps up with loses nothing.
 - ``FrameItem.frame`` is a read-only numpy VIEW into the shared-memory slot (zero copy). The slot stays reserved
   until the consumer calls :meth:`FrameBus.release` ``(item)`` (or :meth:`FrameItem.release`); copy what you need
   to keep (``item.frame.copy()``) before releasing. Each camera has ``hold_slots`` slots beyond its queue for
@@ -107,11 +107,13 @@ class FrameBus:
         hold_slots: int = 2,
         ctx: Any = None,
         freshest_when_full: bool = True,
+        freshest_lag_s: float = 1.0,
     ) -> None:
         """Create the shared memory for ``camera_ids`` (call in the parent process only).
 
-        ``max_height`` defaults to ``max_width`` (square, so portrait cameras fit too). ``freshest_when_full``: see
-        the module docstring (off: always oldest first; frames are then dropped only by :meth:`publish`).
+        ``max_height`` defaults to ``max_width`` (square, so portrait cameras fit too). ``freshest_when_full`` and
+        ``freshest_lag_s`` (0: a full queue only): see the module docstring (off: always oldest first; frames are
+        then dropped only by :meth:`publish`).
         """
         self.camera_ids: list[str] = list(dict.fromkeys(camera_ids))
         if not self.camera_ids:
@@ -121,6 +123,7 @@ class FrameBus:
         self.queue_size = int(queue_size)
         self.hold_slots = int(hold_slots)
         self.freshest_when_full = bool(freshest_when_full)
+        self.freshest_lag_s = float(freshest_lag_s)
         self.max_width = int(max_width)
         self.max_height = int(max_height or max_width)
         self.slots = self.queue_size + self.hold_slots
@@ -253,7 +256,7 @@ class FrameBus:
             q = quota[cam]
             if not q:
                 continue
-            if self.freshest_when_full and len(slots) >= self.queue_size and len(slots) > q:
+            if self.freshest_when_full and len(slots) > q and self._behind_locked(cam, slots):
                 states[cam, slots[:-q]] = _FREE  # fallen a whole queue behind: the newest, the older ones dropped
                 self._cams_meta["dropped"][cam] += len(slots) - q
                 slots = slots[-q:]
@@ -267,6 +270,14 @@ class FrameBus:
                     taken.append((cam, slot))
         self._rr = (start + 1) % n
         return taken
+
+    def _behind_locked(self, cam: int, waiting: np.ndarray) -> bool:
+        """Whether the consumer has fallen behind camera ``cam`` (its ``waiting`` slots, oldest first): its queue is
+        full, or the waiting frames span ``freshest_lag_s`` of capture time or more."""
+        if len(waiting) >= self.queue_size:
+            return True
+        times = self._slots_meta["capture_time"][cam]
+        return self.freshest_lag_s > 0 and float(times[waiting[-1]] - times[waiting[0]]) >= self.freshest_lag_s
 
     def _make_item(self, cam: int, slot: int) -> FrameItem:
         rec = self._slots_meta[cam, slot]

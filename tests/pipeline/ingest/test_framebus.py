@@ -80,9 +80,10 @@ def test_timeout_returns_empty_and_bad_frames_are_refused() -> None:
             bus.publish("other", np.zeros((4, 4, 3), np.uint8), 0.0)
 
 
-def _fill(bus: FrameBus, camera_id: str, values: list[int]) -> None:
+def _fill(bus: FrameBus, camera_id: str, values: list[int], interval_s: float = 1.0) -> None:
+    """Frames showing ``values``, captured ``interval_s`` apart."""
     for v in values:
-        bus.publish(camera_id, np.full((4, 4, 3), v, np.uint8), float(v))
+        bus.publish(camera_id, np.full((4, 4, 3), v, np.uint8), v * interval_s)
 
 
 def test_a_camera_whose_queue_is_full_gives_its_newest_frame_and_drops_the_older() -> None:
@@ -107,12 +108,27 @@ def test_a_full_queue_the_batch_has_room_for_is_taken_whole_in_capture_order() -
 
 
 def test_a_queue_not_yet_full_is_taken_oldest_first_and_loses_nothing() -> None:
+    """Frames 0.2 s apart (5 fps), three waiting of four: the engine is less than ``freshest_lag_s`` behind."""
     with FrameBus(["a", "b"], queue_size=4, max_width=16) as bus:
-        _fill(bus, "a", [1, 2, 3])
-        _fill(bus, "b", [9])
+        _fill(bus, "a", [1, 2, 3], interval_s=0.2)
+        _fill(bus, "b", [9], interval_s=0.2)
         batch = bus.get_batch(2, 0.1, copy=True)
         assert sorted((it.camera_id, int(it.frame[0, 0, 0])) for it in batch) == [("a", 1), ("b", 9)]
         assert bus.dropped("a") == 0 and bus.depth("a") == 2
+
+
+def test_waiting_frames_that_span_the_lag_count_as_behind_even_in_a_queue_not_full() -> None:
+    """1 fps with a queue of four: two frames waiting already mean the engine is a second behind the camera."""
+    with FrameBus(["a", "b"], queue_size=4, max_width=16, freshest_lag_s=1.0) as bus:
+        _fill(bus, "a", [1, 2])
+        _fill(bus, "b", [5])
+        batch = bus.get_batch(2, 0.1, copy=True)
+        assert [(it.camera_id, int(it.frame[0, 0, 0])) for it in batch] == [("a", 2), ("b", 5)]
+        assert bus.dropped("a") == 1
+    with FrameBus(["a", "b"], queue_size=4, max_width=16, freshest_lag_s=0) as bus:  # 0: a full queue only
+        _fill(bus, "a", [1, 2])
+        _fill(bus, "b", [5])
+        assert int(bus.get_batch(2, 0.1, copy=True)[0].frame[0, 0, 0]) == 1 and bus.dropped("a") == 0
 
 
 def test_with_freshest_when_full_off_a_full_queue_is_still_taken_oldest_first() -> None:
