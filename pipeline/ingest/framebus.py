@@ -81,6 +81,23 @@ class FrameItem:
             self._bus.release(self)
 
 
+def _round_robin_quotas(order: list[int], waiting: dict[int, int], max_frames: int) -> dict[int, int]:
+    """How many frames each camera gives to one batch of ``max_frames``: one per camera per round, in ``order``,
+    a camera at most its ``waiting`` frames; cameras that give none are left out."""
+    quota = dict.fromkeys(waiting, 0)
+    left = max_frames
+    while left > 0:
+        progressed = False
+        for cam in order:
+            if left > 0 and cam in waiting and quota[cam] < waiting[cam]:
+                quota[cam] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    return {cam: q for cam, q in quota.items() if q}
+
+
 def _attach(name: str) -> SharedMemory:
     """Attach to an existing block without registering it with this process's resource tracker.
 
@@ -240,29 +257,17 @@ class FrameBus:
         order = [(start + k) % n for k in range(n)]
         queued = {cam: ready[np.argsort(ids[cam][ready])] for cam in order
                   if len(ready := np.flatnonzero(states[cam] == _READY))}
-        quota = dict.fromkeys(queued, 0)
-        left = max_frames
-        while left > 0:  # round robin: one frame per camera per round
-            progressed = False
-            for cam in order:
-                if left > 0 and cam in queued and quota[cam] < len(queued[cam]):
-                    quota[cam] += 1
-                    left -= 1
-                    progressed = True
-            if not progressed:
-                break
         chosen: dict[int, np.ndarray] = {}
-        for cam, slots in queued.items():
-            q = quota[cam]
-            if not q:
-                continue
+        for cam, q in _round_robin_quotas(order, {cam: len(slots) for cam, slots in queued.items()},
+                                          max_frames).items():
+            slots = queued[cam]
             if self.freshest_when_full and len(slots) > q and self._behind_locked(cam, slots):
-                states[cam, slots[:-q]] = _FREE  # fallen a whole queue behind: the newest, the older ones dropped
+                states[cam, slots[:-q]] = _FREE  # fallen behind: its newest frames, the older ones dropped
                 self._cams_meta["dropped"][cam] += len(slots) - q
                 slots = slots[-q:]
             chosen[cam] = slots[:q]
         taken: list[tuple[int, int]] = []
-        for j in range(max(quota.values(), default=0)):  # each camera's frames in capture order
+        for j in range(max((len(c) for c in chosen.values()), default=0)):  # each camera's frames in capture order
             for cam in order:
                 if cam in chosen and j < len(chosen[cam]):
                     slot = int(chosen[cam][j])
