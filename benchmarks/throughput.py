@@ -472,8 +472,7 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     stop = MP_CONTEXT.Event()
-    bus = FrameBus(list(urls), queue_size=config.ingest.queue_size, max_width=args.width,
-                   freshest_when_full=config.ingest.freshest_when_full, freshest_lag_s=config.ingest.freshest_lag_s)
+    bus = FrameBus(list(urls), **config.ingest.bus_options())
     capture = CaptureWorkerProcess(config.cameras, config.ingest, bus, redis_url, work / "rec", stop_event=stop)
     engine = MP_CONTEXT.Process(target=run_engine, args=(config, bus, stop), name="engine")
     try:
@@ -506,9 +505,7 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
             config = make_config({camera_id: url}, args.fps, args.width, work / f"spool-base-{i}", naive=True, first=i,
                                  queue_size=args.queue_size, precision=args.precision,
                                  freshest_when_full=not args.oldest_first)
-            bus = FrameBus([camera_id], queue_size=config.ingest.queue_size, max_width=args.width,
-                           freshest_when_full=config.ingest.freshest_when_full,
-                           freshest_lag_s=config.ingest.freshest_lag_s)
+            bus = FrameBus([camera_id], **config.ingest.bus_options())
             buses.append(bus)
             captures.append(CaptureWorkerProcess(config.cameras, config.ingest, bus, redis_url, work / "rec",
                                                  stop_event=stop, name=f"capture-{i}"))

@@ -138,6 +138,11 @@ class IngestConfig(StrictModel):
     queue_size: int = Field(default=4, ge=1, le=64, description="Frames waiting per camera before the oldest drops.")
     freshest_when_full: bool = Field(default=True, description="When the engine has fallen behind a camera (its queue_size frames waiting, or waiting frames spanning freshest_lag_s), it takes that camera's newest frame and drops the older waiting ones (counted as dropped): an overloaded server analyses each camera's latest picture instead of one several frame intervals old (event latency). Off: always the oldest first.")
     freshest_lag_s: float = Field(default=1.0, ge=0, le=60, description="Capture time spanned by a camera's waiting frames from which the engine counts as behind it (freshest_when_full); 0: only a full queue counts.")
+
+    def bus_options(self) -> dict[str, Any]:
+        """Keyword arguments of the frame bus (``FrameBus`` / ``LaneBus``) these settings ask for."""
+        return {"queue_size": self.queue_size, "max_width": self.max_width,
+                "freshest_when_full": self.freshest_when_full, "freshest_lag_s": self.freshest_lag_s}
     max_width: int = Field(default=1280, ge=160, le=7680, description="Analysis frames are downscaled to this width.")
     segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
     recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")

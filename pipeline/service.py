@@ -138,9 +138,7 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
     check_redis_durable()
     stop_event = StopFlag()
     analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]
-    bus = FrameBus(analysed, config.ingest.queue_size, config.ingest.max_width,
-                   freshest_when_full=config.ingest.freshest_when_full,
-                   freshest_lag_s=config.ingest.freshest_lag_s) if analysed else None
+    bus = FrameBus(analysed, **config.ingest.bus_options()) if analysed else None
     children = build_children(config, bus, stop_event, api_host, api_port, with_api)
 
     requested: list[int] = []

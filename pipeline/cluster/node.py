@@ -129,9 +129,7 @@ class WorkerNode:
         self.agent = Agent(LeaseStore(client), worker_id, self.host, slots, self.config.cluster)
         self.agent.set_cameras(self._enabled_ids())
         self.stop_event = StopFlag()  # the engine and retention children
-        self.bus = LaneBus(slots, self.config.ingest.queue_size, self.config.ingest.max_width,
-                           freshest_when_full=self.config.ingest.freshest_when_full,
-                           freshest_lag_s=self.config.ingest.freshest_lag_s)
+        self.bus = LaneBus(slots, **self.config.ingest.bus_options())
         self.cameras: dict[str, CameraChild] = {}
         self.stopping: list[StoppingCamera] = []
         self.pending: dict[str, int] = {}  # leased cameras waiting for a lane (camera -> token)

@@ -155,17 +155,18 @@ class CameraRuntime:
     last_closer_look: float = float("-inf")  # look time of the last closer look at a frame with vehicles
     closer_interval: float = CLOSER_LOOK_INTERVAL_S  # seconds between closer looks (doubles after each miss)
     look_clock: float = float("-inf")  # the camera's look clock (see LOOK_CLOCK_MAX_STEP) at its last frame
-    look_clock_capture: float | None = None  # capture time of the frame that last advanced it
 
-    def advance_look_clock(self, t: float) -> None:
-        """Move the look clock to the frame captured at ``t``: by the time since the camera's last frame, but at
-        most :data:`LOOK_CLOCK_MAX_STEP` of its analysis interval."""
-        if self.look_clock_capture is None:
+    def take_frame(self, t: float) -> None:
+        """A frame captured at ``t`` arrived: the look clock moves by the time since the camera's last frame, but
+        at most :data:`LOOK_CLOCK_MAX_STEP` of its analysis interval (the first frame sets it to ``t``)."""
+        if self.look_clock == float("-inf"):
             self.look_clock = t
         else:
             step = LOOK_CLOCK_MAX_STEP / self.camera.analysis_fps
-            self.look_clock += min(max(t - self.look_clock_capture, 0.0), step)
-        self.look_clock_capture = max(t, self.look_clock_capture or t)
+            self.look_clock += min(max(t - self.last_capture, 0.0), step)
+        self.last_capture = max(self.last_capture, t)
+        self.last_arrival = time.time()
+        self.frames += 1
 
     @property
     def trackers(self) -> tuple[Tracker, ...]:
@@ -354,10 +355,7 @@ class Engine:
                 runtime = self._camera(item.camera_id)
                 if runtime is None:
                     continue
-                runtime.last_capture = max(runtime.last_capture, item.capture_time)
-                runtime.last_arrival = time.time()
-                runtime.frames += 1
-                runtime.advance_look_clock(item.capture_time)
+                runtime.take_frame(item.capture_time)
                 analytics = runtime.camera.analytics
                 if not (analytics.plates or analytics.faces):
                     continue

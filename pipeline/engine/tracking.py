@@ -5,9 +5,10 @@ skips static frames, backpressure drops frames), so ageing and motion prediction
 by frame counts. A track also has to miss :data:`LOST_AFTER_MISSES` looks in a row before it ends: a camera analysed
 less often than ``lost_s`` allows (a saturated engine analyses each of many cameras once every few seconds) would
 otherwise end every track between two of its frames and start it again on the next, splitting one vehicle or face
-into an event per frame and paying the new track's plate and face work each time. Association follows ByteTrack: confident detections are matched first (IoU, Hungarian), then
-low-score detections may continue unmatched tracks; leftovers are matched on centre distance (fast objects at low
-analysis fps); only confident leftovers start new tracks. Track ids are written into ``Detections.tracker_id``.
+into an event per frame and paying the new track's plate and face work each time. Association follows ByteTrack:
+confident detections are matched first (IoU, Hungarian), then low-score detections may continue unmatched tracks;
+leftovers are matched on centre distance (fast objects at low analysis fps); only confident leftovers start new
+tracks. Track ids are written into ``Detections.tracker_id``.
 """
 
 from __future__ import annotations
