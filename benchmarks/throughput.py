@@ -17,7 +17,8 @@ Both phases run in the same invocation on the same machine:
    person crop (the full frame when no person is detected), all as batch-1 calls, no motion gating and no
    per-track plate throttling; same tracking/event code.
 
-Measured over ``--seconds`` after every process has warmed up (models loaded, first frame analysed):
+Measured over ``--seconds`` after every process has warmed up (models loaded, first frame analysed) and every
+camera has sent a frame, plus ``--settle`` seconds (default 10) in both phases:
 analysed frames per second (frames the engine took from the bus and analysed, gated frames included; the frames
 that reached the detector are reported separately), event latency from frame capture to event stored in Redis
 (p50/p95, measured by the engines), per-stage milliseconds, batch sizes, frames dropped by backpressure, CPU
@@ -56,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,32 @@ def wait_warm(client: redis.Redis, expected_engines: int, deadline_s: float, lab
     raise SystemExit(f"{label}: engines did not start analysing within {deadline_s:.0f}s")
 
 
+def wait_cameras_settled(published: dict[str, Callable[[], int]], settle_s: float, deadline_s: float,
+                         label: str) -> None:
+    """Wait until every camera has put a frame on its frame bus (``published[camera]()`` counts them), then
+    ``settle_s`` more, so that the measured window holds no camera still connecting and no burst of new scenes.
+
+    Both phases wait the same way: the baseline's warm-up already needs every camera (one process each), the
+    engine's would otherwise start measuring when its first camera was analysed, with the others still starting
+    their ffmpeg and every scene new."""
+    start = time.monotonic()
+    last_note = start
+    while True:
+        missing = [camera for camera, count in published.items() if count() < 1]
+        if not missing:
+            break
+        if time.monotonic() - start > deadline_s:
+            raise SystemExit(f"{label}: cameras {', '.join(missing)} sent no frame within {deadline_s:.0f}s")
+        if time.monotonic() - last_note > 10:
+            last_note = time.monotonic()
+            print(f"  [{label}] waiting for {len(missing)} of {len(published)} cameras", flush=True)
+        time.sleep(0.5)
+    if settle_s > 0:
+        print(f"  [{label}] every camera up after {time.monotonic() - start:.1f}s; settling {settle_s:g}s",
+              flush=True)
+        time.sleep(settle_s)
+
+
 def pids_cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) of the processes ``pids`` (those that are gone count 0)."""
     total = 0.0
@@ -479,6 +506,8 @@ def run_engine_phase(urls: dict[str, str], args: argparse.Namespace, redis_url: 
         engine.start()
         capture.start()
         wait_warm(client, 1, WARMUP_TIMEOUT_S, "engine")
+        wait_cameras_settled({c: (lambda c=c: bus.published(c)) for c in urls}, args.settle, WARMUP_TIMEOUT_S,
+                             "engine")
         return measure(client, args.seconds, "engine", lambda: sum(bus.dropped(c) for c in urls),
                        engine_pids=[engine.pid])
     finally:
@@ -516,6 +545,8 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
         for capture in captures:
             capture.start()
         wait_warm(client, len(procs), WARMUP_TIMEOUT_S, "baseline")
+        wait_cameras_settled({c: (lambda b=b, c=c: b.published(c)) for b, c in zip(buses, urls, strict=True)},
+                             args.settle, WARMUP_TIMEOUT_S, "baseline")
         return measure(client, args.seconds, "baseline",
                        lambda: sum(b.dropped(c) for b, c in zip(buses, urls, strict=True)),
                        engine_pids=[proc.pid for proc in procs])
@@ -1046,7 +1077,7 @@ def live_flat(engine: dict[str, Any], baseline: dict[str, Any] | None, streams: 
     ratio = engine["analysed_fps"] / max(baseline["analysed_fps"], 1e-9) if baseline else None
     models_only = engine["models_only_ms_per_frame"]
     return {
-        "streams": streams, "fps_per_camera": args.fps, "seconds": args.seconds,
+        "streams": streams, "fps_per_camera": args.fps, "seconds": args.seconds, "settle_s": args.settle,
         "queue_size": args.queue_size, "freshest_when_full": not args.oldest_first,
         "analysed_fps": round(engine["analysed_fps"], 3), "detector_fps": round(engine["detector_fps"], 3),
         "baseline_fps": round(baseline["analysed_fps"], 3) if baseline else None,
@@ -1155,6 +1186,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "camera in --mode files)")
     parser.add_argument("--fps", type=float, default=1.0, help="analysis fps per camera")
     parser.add_argument("--width", type=int, default=960, help="analysis frame width (ingest.max_width)")
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="live mode: seconds to wait after every camera has sent its first frame (and every "
+                             "engine analysed one) before measuring, in both phases (default 10; 0 measures the "
+                             "start-up too)")
     parser.add_argument("--queue-size", type=int, default=2,
                         help="frames queued per camera before the oldest is dropped (ingest.queue_size)")
     parser.add_argument("--oldest-first", action="store_true",
@@ -1186,6 +1221,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--engine-set: {exc}")
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
+    if args.settle < 0:
+        parser.error(f"--settle must be 0 or more, not {args.settle}")
     if args.keep_every < 1:
         parser.error(f"--keep-every must be 1 or more, not {args.keep_every}")
     sweep = None
