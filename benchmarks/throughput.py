@@ -296,9 +296,14 @@ def reference_engine_class() -> type:
     return ReferenceEngine
 
 
-def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: str, engine_id: str) -> None:
-    """Baseline process of ONE camera: batch-1 model calls per frame and per crop, no gating, no throttling."""
+def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: str, engine_id: str,
+                        model_threads: int = 0) -> None:
+    """Baseline process of ONE camera: batch-1 model calls per frame and per crop, no gating, no throttling;
+    ``model_threads`` > 0 caps each model's CPU threads in this process (``CCTV_MODEL_THREADS``)."""
     logging.basicConfig(level=logging.WARNING)
+    if model_threads:
+        os.environ["CCTV_MODEL_THREADS"] = str(model_threads)
+        get_settings.cache_clear()
     import pipeline.engine.aggregate as aggregate
     from pipeline.engine.process import build_engine, load_plate_reader_or_none
     from pipeline.models.registry import load_model_set
@@ -539,7 +544,8 @@ def run_baseline_phase(urls: dict[str, str], args: argparse.Namespace, redis_url
             captures.append(CaptureWorkerProcess(config.cameras, config.ingest, bus, redis_url, work / "rec",
                                                  stop_event=stop, name=f"capture-{i}"))
             procs.append(MP_CONTEXT.Process(target=run_baseline_camera,
-                                            args=(config, bus, stop, redis_url, f"baseline-{i}"), name=f"base-{i}"))
+                                            args=(config, bus, stop, redis_url, f"baseline-{i}",
+                                                  args.baseline_threads), name=f"base-{i}"))
         for proc in procs:
             proc.start()
         for capture in captures:
@@ -1078,6 +1084,7 @@ def live_flat(engine: dict[str, Any], baseline: dict[str, Any] | None, streams: 
     models_only = engine["models_only_ms_per_frame"]
     return {
         "streams": streams, "fps_per_camera": args.fps, "seconds": args.seconds, "settle_s": args.settle,
+        "baseline_model_threads": args.baseline_threads if baseline else None,
         "queue_size": args.queue_size, "freshest_when_full": not args.oldest_first,
         "analysed_fps": round(engine["analysed_fps"], 3), "detector_fps": round(engine["detector_fps"], 3),
         "baseline_fps": round(baseline["analysed_fps"], 3) if baseline else None,
@@ -1186,6 +1193,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "camera in --mode files)")
     parser.add_argument("--fps", type=float, default=1.0, help="analysis fps per camera")
     parser.add_argument("--width", type=int, default=960, help="analysis frame width (ingest.max_width)")
+    parser.add_argument("--baseline-threads", type=int, default=0,
+                        help="CPU threads each model of each baseline process may use (default 0: every core, as "
+                             "an integrator who sets nothing gets; 1 keeps N processes from oversubscribing the "
+                             "cores)")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="live mode: seconds to wait after every camera has sent its first frame (and every "
                              "engine analysed one) before measuring, in both phases (default 10; 0 measures the "
@@ -1221,6 +1232,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--engine-set: {exc}")
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
+    if args.baseline_threads < 0:
+        parser.error(f"--baseline-threads must be 0 or more, not {args.baseline_threads}")
     if args.settle < 0:
         parser.error(f"--settle must be 0 or more, not {args.settle}")
     if args.keep_every < 1:

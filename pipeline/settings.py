@@ -26,6 +26,8 @@ Every setting has an environment variable prefixed with ``CCTV_``:
   advertised base URL of the worker's internal segment server (:mod:`pipeline.recording.serve`).
 - ``CCTV_RECORDINGS_DIR``: root of recordings, snapshots and exported evidence.
 - ``CCTV_VIDEOS_DIR``: folder of sample footage served as loopback RTSP cameras by the demo.
+- ``CCTV_MODEL_THREADS``: CPU threads each model's inference may use (default 0: the runtime's own choice, every
+  core); cap it where several worker processes share one host.
 """
 
 from __future__ import annotations
@@ -97,6 +99,9 @@ class Settings(BaseSettings):
         description="Folder of sample footage that the demo serves as loopback RTSP cameras.",
     )
     device: str = Field(default="auto", description="Inference device: auto, cpu or cuda.")
+    model_threads: int = Field(default=0, ge=0, le=1024,
+                               description="CPU threads each model's inference may use (0: the runtime's default, "
+                                           "every core); cap it where several worker processes share one host.")
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from pipeline.models.base import select_providers
+from pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
     """Open an ONNX Runtime session on ``path`` with the providers of ``device``.
 
     Worker threads do not spin while idle: the engine shares the CPU with the ffmpeg decoders, and spinning
-    threads burn the cycles those need between batches. ``threads`` > 0 caps the intra-op thread count.
+    threads burn the cycles those need between batches. ``threads`` > 0 caps the intra-op thread count; 0 takes
+    the ``CCTV_MODEL_THREADS`` setting (itself 0 by default: the runtime's own choice, every core).
     ``runtime`` ``openvino`` (or ``openvino-bf16``) returns an
     :class:`~pipeline.models.openvino_runtime.OpenVinoSession` (the same ``run``/``get_inputs``/``get_outputs``
     calls) on the CPU instead, falling back to ONNX Runtime with a logged reason where OpenVINO is missing or fails
@@ -112,6 +114,7 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
     if runtime not in RUNTIMES[1:]:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES[1:])} here (resolve auto first), "
                          f"not {runtime!r}")
+    threads = threads or get_settings().model_threads
     if runtime in OPENVINO_PRECISION:
         session = _openvino_session(Path(path), device, threads, OPENVINO_PRECISION[runtime])
         if session is not None:
