@@ -15,7 +15,9 @@ Both phases run in the same invocation on the same machine:
 2. **baseline** (naive): one process per camera, each with its own models and its own capture worker/frame bus,
    the detector per frame, the plate detector per vehicle crop, the reader per plate crop and the face model per
    person crop (the full frame when no person is detected), all as batch-1 calls, no motion gating and no
-   per-track plate throttling; same tracking/event code.
+   per-track plate throttling; same tracking/event code. Each model uses every core (the runtimes' default, what
+   an integrator who sets nothing gets); ``--baseline-threads N`` caps them (``CCTV_MODEL_THREADS``), which on the
+   2-core host made twelve such processes slower, not faster.
 
 Measured over ``--seconds`` after every process has warmed up (models loaded, first frame analysed) and every
 camera has sent a frame, plus ``--settle`` seconds (default 10) in both phases:
