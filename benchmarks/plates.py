@@ -27,6 +27,10 @@ motorcycle); it measures whether rectification hurts plates that were already up
 ``--rectify`` the count of reads per layout the reader settled on (``layout_car``, ``layout_motorcycle``) is
 reported, with ``--rectify`` also ``rectified_share`` (crops the rectifier warped rather than passed through) and
 the layouts the rectifier told (``rectifier_car``, ``rectifier_motorcycle``, ``rectifier_auto`` when unsure).
+``--doubled`` reads, instead of the crops, those whose two-letter series can be doubled with their series doubled
+(``XY`` -> ``XX`` or ``YY``, every other crop each way: the first letter's real image pasted over the second's, or
+the other way round, :func:`pipeline.plates.collage.doubled_series`): doubled series of every consonant on plates
+the reader never saw, where the real crops hold few besides ``กก`` and ``ขข``.
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
 grows tight crops by that pad (border replicated) first, so that they look like what the rectifier gets.
 Rectified plates read with a low confidence are read again from margin views as the engine does
@@ -195,7 +199,7 @@ def run_crops(rows: list[dict[str, str]], reader: PlateReader, batch: int, layou
     rectified: list[RectifiedPlate] = []
     elapsed = 0.0
     for i in range(0, len(rows), batch):
-        crops = [load_image(r["path"]) for r in rows[i:i + batch]]
+        crops = [r["image"] if "image" in r else load_image(r["path"]) for r in rows[i:i + batch]]
         if pad:
             crops = [with_reading_pad(c) for c in crops]
         t0 = time.perf_counter()
@@ -204,6 +208,20 @@ def run_crops(rows: list[dict[str, str]], reader: PlateReader, batch: int, layou
         reads += got
         rectified += rect
     return reads, elapsed * 1000 / max(len(rows), 1), rectified
+
+
+def doubled_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The crops whose series ``XY`` can be made the doubled ``XX`` / ``YY`` (every other row each way), with
+    their new labels and images (:func:`pipeline.plates.collage.doubled_series`): doubled series of every
+    consonant on real crops of plates the reader never saw."""
+    from pipeline.plates.collage import doubled_series
+
+    out = []
+    for k, r in enumerate(rows):
+        made = doubled_series(load_image(r["path"]), normalise_plate(r["label"]), first=k % 2 == 0)
+        if made is not None:
+            out.append({**r, "image": made[0], "label": made[1]})
+    return out
 
 
 def layout_counts(layouts: list[str], prefix: str = "layout_", names: tuple[str, ...] = ("car", "motorcycle")
@@ -629,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--layout", default="auto", choices=LAYOUT_CHOICES,
                     help="crops: the layout to read them in (auto: both, the better read kept)")
     ap.add_argument("--rectify", action="store_true", help="crops: rectify each crop before reading it")
+    ap.add_argument("--doubled", action="store_true",
+                    help="crops: read only the crops whose two-letter series can be doubled, doubled (XY -> XX or YY)")
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
@@ -691,10 +711,13 @@ def main(argv: list[str] | None = None) -> None:
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}
     else:
+        if args.doubled:
+            rows = doubled_rows(rows)
+            extra["doubled"] = True
         rectifier = load_plate_rectifier(args.rectifier_dir, args.device) if args.rectify else None
         reads, ms_plate, rectified = run_crops(rows, reader, args.batch, args.layout, rectifier, args.reading_pad,
                                                not args.no_second_read)
-        extra = {"layout": args.layout, "rectified": args.rectify, "reading_pad": args.reading_pad}
+        extra |= {"layout": args.layout, "rectified": args.rectify, "reading_pad": args.reading_pad}
         if args.rectify:
             extra["rectified_share"] = sum(r.applied for r in rectified) / max(len(rows), 1)
             extra.update(layout_counts([r.layout for r in rectified], "rectifier_", ("car", "motorcycle", "auto")))

@@ -75,6 +75,15 @@ def _ink(grey: np.ndarray) -> np.ndarray:
 def split_characters(crop: np.ndarray, n: int) -> list[np.ndarray] | None:
     """The ``n`` characters of a car crop's registration line, left to right, as BGR patches (the character's box
     grown by 8 % of the line height), or None when the ink does not split into exactly ``n`` tall pieces."""
+    boxes = character_boxes(crop, n)
+    if boxes is None:
+        return None
+    return [crop[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
+
+
+def character_boxes(crop: np.ndarray, n: int) -> list[tuple[int, int, int, int]] | None:
+    """Boxes ``(x0, y0, x1, y1)`` in ``crop`` pixels of the ``n`` characters of a car crop's registration line (see
+    :func:`split_characters`), or None."""
     h = crop.shape[0]
     r0, r1 = int(CUT_ROWS[0] * h), int(CUT_ROWS[1] * h)
     line = crop[r0:r1]
@@ -97,7 +106,29 @@ def split_characters(crop: np.ndarray, n: int) -> list[np.ndarray] | None:
         if xb < xa + 0.6 * wa:  # overlapping pieces: a character in two parts or two characters stacked
             return None
     m = max(1, int(round(0.08 * lh)))
-    return [line[max(y - m, 0):y + hh + m, max(x - m, 0):x + w + m].copy() for x, y, w, hh in boxes]
+    return [(max(x - m, 0), r0 + max(y - m, 0), min(x + w + m, lw), r0 + min(y + hh + m, lh)) for x, y, w, hh in boxes]
+
+
+def doubled_series(crop: np.ndarray, label: str, first: bool = True) -> tuple[np.ndarray, str] | None:
+    """A real car crop whose series ``XY`` (two different consonants side by side) becomes the doubled ``XX``
+    (``first``: the first letter's image pasted over the second's box, scaled to it) or ``YY``; None when the
+    label has no such pair or the line does not split into its characters. The plate's own typeface, lighting
+    and blur around a doubled letter, for reading doubled series (``ผผ``, ``พพ``, ``จจ``) that real crops rarely
+    hold."""
+    pair = next((i for i in range(len(label) - 1) if label[i] in THAI_CONSONANTS and label[i + 1] in THAI_CONSONANTS
+                 and label[i] != label[i + 1]), None)
+    if pair is None:
+        return None
+    boxes = character_boxes(crop, len(label))
+    if boxes is None:
+        return None
+    src, dst = (pair, pair + 1) if first else (pair + 1, pair)
+    sx0, sy0, sx1, sy1 = boxes[src]
+    dx0, dy0, dx1, dy1 = boxes[dst]
+    out = crop.copy()
+    out[dy0:dy1, dx0:dx1] = cv2.resize(crop[sy0:sy1, sx0:sx1], (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA)
+    letter = label[src]
+    return out, label[:pair] + letter + letter + label[pair + 2:]
 
 
 def random_motorcycle_label(rng: np.random.Generator, three_consonants: float = 0.5) -> str:

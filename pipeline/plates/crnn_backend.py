@@ -22,10 +22,10 @@ from pipeline.models.onnx_utils import create_session
 from pipeline.plates.decoding import Decoded, beam_search, best_path
 from pipeline.plates.grammar import (
     compact_display,
+    is_car_registration,
     is_motorcycle_registration,
+    is_valid_car_prefix,
     is_valid_motorcycle_prefix,
-    is_valid_prefix,
-    plate_format,
 )
 from pipeline.plates.layout import CAR, LAYOUTS, MOTORCYCLE, to_reader_form
 from pipeline.plates.provinces import PROVINCES
@@ -110,8 +110,9 @@ class CrnnPlateReader:
         """Turn one crop's network outputs into a :class:`PlateRead`.
 
         A plate read as ``motorcycle`` is decoded with the motorcycle grammar only (a three-character series:
-        the top line of a three-line plate never holds one or two consonants alone); car reads with every Thai
-        format."""
+        the top line of a three-line plate never holds one or two consonants alone), a plate read as ``car`` with
+        the two-line formats only (``private``, ``commercial``: no three-consonant series; ``auto`` reads both
+        forms)."""
         results = self._beam(char_probs, layout)
         best: Decoded = results[0] if results else best_path(char_probs, self.charset)
         if layout == MOTORCYCLE and not is_motorcycle_registration(best.text):
@@ -119,13 +120,13 @@ class CrnnPlateReader:
         return self._plate_read(best, results, province_probs, layout)
 
     def _beam(self, char_probs: np.ndarray, layout: str) -> list[Decoded]:
-        """Grammar-valid registrations of one view, best first: the motorcycle grammar for ``motorcycle``, every
-        Thai format for ``car``."""
+        """Grammar-valid registrations of one view, best first: the motorcycle grammar for ``motorcycle``, the
+        two-line formats for ``car`` (a car-form read of ``ตร1055`` may not grow a third series letter)."""
         if layout == MOTORCYCLE:
             return beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
                                prefix_ok=is_valid_motorcycle_prefix, final_ok=is_motorcycle_registration)
         return beam_search(char_probs, self.charset, beam=self.beam, top_k=self.top_k,
-                           prefix_ok=is_valid_prefix, final_ok=lambda s: plate_format(s) is not None)
+                           prefix_ok=is_valid_car_prefix, final_ok=is_car_registration)
 
     def _plate_read(self, best: Decoded, results: list[Decoded], province_probs: np.ndarray,
                     layout: str) -> PlateRead:

@@ -122,6 +122,21 @@ def is_valid_motorcycle_prefix(prefix: str) -> bool:
     return "x" not in kinds and bool(_MOTO_PREFIX_RE.match(kinds))
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def is_valid_car_prefix(prefix: str) -> bool:
+    """True when ``prefix`` (canonical characters) can still be completed into a two-line plate's registration
+    (``private`` or ``commercial``): the reader's grammar for a plate it reads in the car form, whose top line never
+    holds three consonants (a three-consonant series is a motorcycle plate's, read in the motorcycle form)."""
+    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    return "x" not in kinds and bool(_CAR_PREFIX_RE.match(kinds))
+
+
+def is_car_registration(text: str) -> bool:
+    """True when the canonical ``text`` is a complete two-line plate registration (:data:`PATTERNS` ``private`` or
+    ``commercial``)."""
+    return PATTERNS["private"].match(text) is not None or PATTERNS["commercial"].match(text) is not None
+
+
 def is_motorcycle_registration(text: str) -> bool:
     """True when the canonical ``text`` is a complete motorcycle registration (:data:`PATTERNS` ``motorcycle``)."""
     return PATTERNS["motorcycle"].match(text) is not None
@@ -132,6 +147,7 @@ _MOTO_PREFIX_RE = re.compile(r"^(?:d|dc{1,2}|dccd{1,4}|c{1,3}|cccd{1,4})?$")
 # Prefixes of the PATTERNS over character kinds: private dccd{1,4} | c{1,2}d{1,4}, commercial d{6}, motorcycle
 # dccd{1,4} | cccd{1,4} (every prefix, including the empty one and the bare series).
 _PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,3}d{0,4}|d{0,6})$")
+_CAR_PREFIX_RE = re.compile(r"^(?:dc?|dccd{0,4}|c{1,2}d{0,4}|d{0,6})$")  # private and commercial only
 
 
 def display_plate(text: str, fmt: str | None = None) -> str:

@@ -38,6 +38,7 @@ from pipeline.plates.training_data import (
     ExtraPools,
     collage_pool,
     cut_province,
+    doubled_pool,
     make_sample,
     motorcycle_validation_images,
     pseudo_moto_pool,
@@ -185,6 +186,8 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
         extra.add(collage_pool(car_train, args.collage, args.seed + 3, PRELOAD_HW), weights.get("collage_moto", 0.0))
     if args.pseudo_moto:
         extra.add(pseudo_moto_pool(car_train, PRELOAD_HW), weights.get("pseudo_moto", 0.0))
+    if args.doubled:
+        extra.add(doubled_pool(car_train, PRELOAD_HW), weights.get("doubled_car", 0.0))
     if args.synthetic:
         cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
         extra.add(cars, weights.get("rendered_car", 0.0))
@@ -231,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
+    ap.add_argument("--doubled", action="store_true",
+                    help="real training crops with their series letter doubled (XY -> XX, YY; "
+                         "pipeline/plates/collage.py doubled_series; pool weight doubled_car)")
     ap.add_argument("--collage", type=int, default=0,
                     help="add this many motorcycle plates collaged from the real characters of the training car crops "
                          "(pipeline/plates/collage.py; pool weight collage_moto)")

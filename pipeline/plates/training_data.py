@@ -118,6 +118,26 @@ def collage_pool(samples: list[PlateSample], n: int, seed: int, car_hw: tuple[in
     return _pool(items, True, car_hw)
 
 
+def doubled_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Pool:
+    """Real car crops of ``samples`` (training split only) whose series ``XY`` is made the doubled ``XX`` and
+    ``YY`` (:func:`pipeline.plates.collage.doubled_series`): the real crops hold few doubled series besides ``กก``
+    and ``ขข``, and the reader read a doubled letter once (``ผผ9959`` -> ``ผ9959``)."""
+    from pipeline.plates.collage import doubled_series
+
+    h, w = car_hw
+    items = []
+    for s in tqdm(samples, desc="doubling series letters", mininterval=5.0):
+        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {s.path}")
+        for first in (True, False):
+            made = doubled_series(img, s.label, first)
+            if made is not None:
+                items.append((cv2.resize(made[0], (w, h), interpolation=cv2.INTER_AREA), made[1], s.province))
+    logger.info("doubled series: %d plates from %d training crops", len(items), len(samples))
+    return _pool(items, False, car_hw)
+
+
 def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The registration line only: the crop cut at 55-72 % of its height, stretched back to its size."""
     h, w = img.shape[:2]

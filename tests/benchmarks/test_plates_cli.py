@@ -161,3 +161,23 @@ def test_plates_cli_motorcycle_layout(shared_dir: Path, tmp_path: Path) -> None:
     assert res["rectified"] is True and res["reading_pad"] is True and 0.0 <= res["rectified_share"] <= 1.0
     assert res["layout_car"] + res["layout_motorcycle"] == 4
     assert res["rectifier_car"] + res["rectifier_motorcycle"] + res["rectifier_auto"] == 4
+
+
+def test_plates_cli_doubled_reads_only_doubled_series(shared_dir: Path, tmp_path: Path) -> None:
+    """``--doubled`` reads the crops whose two-letter series can be doubled, with doubled labels."""
+    src = shared_dir / "data" / "plates_thai"
+    with (src / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[:40]
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, ["relative_path", "label", "province"])
+        w.writeheader()
+        w.writerows({"relative_path": str(src / r["relative_path"]), "label": r["label"],
+                     "province": r["province"]} for r in rows)
+    kept = plates.doubled_rows(plates.read_rows(labels))
+    assert 5 <= len(kept) < len(rows)
+    assert all(any(a == b and a.isalpha() for a, b in zip(r["label"], r["label"][1:], strict=False)) for r in kept)
+    out = tmp_path / "res.json"
+    plates.main(["--labels", str(labels), "--doubled", "--layout", "car", "--json", str(out), "--device", "cpu"])
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["n"] == len(kept) and res["doubled"] is True

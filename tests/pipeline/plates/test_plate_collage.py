@@ -15,7 +15,9 @@ from pipeline.plates.collage import (
     SERIES_ROWS,
     GlyphBank,
     build_bank,
+    character_boxes,
     collage_motorcycle,
+    doubled_series,
     random_motorcycle_label,
     split_characters,
 )
@@ -108,3 +110,37 @@ def test_a_given_label_is_drawn_with_its_own_characters(bank: GlyphBank) -> None
     b, lb, _ = collage_motorcycle(bank, np.random.default_rng(2), label)
     assert la == lb == label
     assert a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_doubled_series_repeats_a_real_letter_in_place(car_train: list[PlateSample]) -> None:
+    """A crop with the series ``XY`` becomes ``XX`` (or ``YY``): only the replaced letter's box changes, and it
+    holds the other letter's real image."""
+    made = 0
+    for s in car_train[:120]:
+        crop = cv2.imread(str(s.path))
+        for first in (True, False):
+            result = doubled_series(crop, s.label, first)
+            if result is None:
+                continue
+            made += 1
+            image, label = result
+            i = next(k for k in range(len(s.label) - 1) if s.label[k] in THAI_CONSONANTS
+                     and s.label[k + 1] in THAI_CONSONANTS and s.label[k] != s.label[k + 1])
+            letter = s.label[i] if first else s.label[i + 1]
+            assert label == s.label[:i] + letter + letter + s.label[i + 2:]
+            assert image.shape == crop.shape
+            boxes = character_boxes(crop, len(s.label))
+            x0, y0, x1, y1 = boxes[i + 1 if first else i]
+            outside = np.ones(crop.shape[:2], bool)
+            outside[y0:y1, x0:x1] = False
+            assert np.array_equal(image[outside], crop[outside])
+            sx0, sy0, sx1, sy1 = boxes[i if first else i + 1]
+            pasted = cv2.resize(crop[sy0:sy1, sx0:sx1], (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(image[y0:y1, x0:x1], pasted)
+    assert made >= 40, made
+
+
+@pytest.mark.parametrize("label", ["กก1234", "1กก234", "12-3456", "ก1234"])
+def test_a_series_without_two_different_letters_is_not_doubled(car_train: list[PlateSample], label: str) -> None:
+    crop = cv2.imread(str(car_train[0].path))
+    assert doubled_series(crop, label) is None

@@ -14,8 +14,10 @@ from pipeline.plates.grammar import (
     CHARSET,
     compact_display,
     display_plate,
+    is_car_registration,
     is_motorcycle_registration,
     is_motorcycle_text,
+    is_valid_car_prefix,
     is_valid_motorcycle_prefix,
     is_valid_plate,
     is_valid_prefix,
@@ -139,6 +141,36 @@ def test_motorcycle_prefix_grammar_is_exactly_the_prefixes_of_the_motorcycle_for
     for car_only in ("กข1234", "ก1", "123456", "กข"):
         assert not is_motorcycle_registration(car_only) and is_valid_prefix(car_only), car_only
     assert not is_valid_motorcycle_prefix("กข1") and not is_valid_motorcycle_prefix("1A")
+
+
+def test_car_prefix_grammar_is_exactly_the_prefixes_of_the_two_line_formats() -> None:
+    """The grammar a plate read in the car form is decoded with: private and commercial registrations, never a
+    three-consonant series (a motorcycle plate's, read in the motorcycle form)."""
+    shapes = ["".join(p) for n in range(9) for p in itertools.product("dc", repeat=n)]
+    as_text = {shape: shape.replace("d", "1").replace("c", "ก") for shape in shapes}
+    valid = {shape for shape in shapes if plate_format(as_text[shape]) in ("private", "commercial")}
+    assert {shape for shape in shapes if is_car_registration(as_text[shape])} == valid
+    assert "cccd" not in valid and "dccd" in valid and "dddddd" in valid
+    prefixes = {shape[:i] for shape in valid for i in range(len(shape) + 1)}
+    for shape in shapes:
+        assert is_valid_car_prefix(as_text[shape]) is (shape in prefixes), shape
+    assert not is_valid_car_prefix("ตรร") and not is_car_registration("ตรร1055") and is_car_registration("ตร1055")
+
+
+def test_car_form_beam_never_grows_a_third_series_letter() -> None:
+    """Frames whose likeliest text is ``กขข1`` (a doubled letter the network half-sees): read in the car form, the
+    beam keeps a two-consonant series."""
+    idx = {ch: i + 1 for i, ch in enumerate(CHARSET)}
+    frames = []
+    for ch, p in (("ก", 0.9), ("", 0.9), ("ข", 0.9), ("", 0.6), ("ข", 0.6), ("", 0.9), ("1", 0.9)):
+        row = np.full(len(CHARSET) + 1, (1 - p) / len(CHARSET), np.float32)
+        row[idx[ch] if ch else 0] = p
+        frames.append(row / row.sum())
+    probs = np.stack(frames)
+    assert best_path(probs, CHARSET).text == "กขข1"
+    reads = beam_search(probs, CHARSET, beam=8, top_k=3, prefix_ok=is_valid_car_prefix,
+                        final_ok=is_car_registration)
+    assert reads and reads[0].text == "กข1"
 
 
 def test_motorcycle_grammar_completes_a_series_a_car_read_would_cut() -> None:
