@@ -13,8 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.plates.collage import doubled_series
 from pipeline.plates.dataset import plate_disjoint_split, read_labels
 from pipeline.plates.grammar import is_motorcycle_registration, normalise_plate
+from pipeline.plates.layout import CAR
 from pipeline.plates.provinces import PROVINCES
 from pipeline.plates.reader import PlateRead, PlateReader, load_plate_reader
 
@@ -99,6 +101,19 @@ def test_doubled_series_letters_are_read(reader: PlateReader, shared_dir: Path) 
     reads = reader.read_batch([c for c, _ in doubled])
     right = sum(normalise_plate(r.text) == g for r, (_, g) in zip(reads, doubled, strict=True))
     assert right >= len(doubled) - 1, [r.text for r in reads]
+
+
+def test_doubled_series_of_any_letter_are_read(reader: PlateReader, shared_dir: Path) -> None:
+    """Held-out crops whose two-letter series is made doubled from the plate's own letters (``XY`` -> ``XX`` or
+    ``YY``, :func:`pipeline.plates.collage.doubled_series`: ``ผผ``, ``พพ``, ``จจ`` as well as ``กก``) keep both
+    letters: 79 % of all 287 (the reader before training on such plates: 58 %, mostly one letter read)."""
+    crops, labels, _ = validation_split(shared_dir, every=2)
+    made = [doubled_series(c, g, first=k % 2 == 0) for k, (c, g) in enumerate(zip(crops, labels, strict=True))]
+    doubled = [m for m in made if m is not None]
+    assert len(doubled) >= 100
+    reads = reader.read_batch([image for image, _ in doubled], [CAR] * len(doubled))
+    rate = np.mean([normalise_plate(r.text) == g for r, (_, g) in zip(reads, doubled, strict=True)])
+    assert rate >= 0.7, rate
 
 
 def test_motorcycle_plates_are_read_as_three_line_plates(reader: PlateReader, shared_dir: Path) -> None:
