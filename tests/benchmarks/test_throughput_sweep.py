@@ -34,7 +34,8 @@ def _measured(streams: int, fps: float) -> dict:
 
 
 def _args(baseline: bool) -> argparse.Namespace:
-    return argparse.Namespace(fps=1.0, seconds=30.0, no_baseline=not baseline, queue_size=2, oldest_first=False)
+    return argparse.Namespace(fps=1.0, seconds=30.0, no_baseline=not baseline, queue_size=2, oldest_first=False,
+                              settle=10.0, baseline_threads=0)
 
 
 def test_parse_sweep() -> None:
@@ -61,6 +62,7 @@ def test_sweep_json_and_plot_shape(tmp_path: Path, baseline: bool, capsys: pytes
                 "engine_over_models_only", "dropped_frames"} <= set(point)
         assert point["models_only_ms_per_frame"] == 50.0 and point["engine_ms_per_frame"] == 60.0
         assert point["queue_size"] == 2 and point["freshest_when_full"] is True  # the frame bus's policy
+        assert point["settle_s"] == 10.0 and point["baseline_model_threads"] == (0 if baseline else None)
         assert point["engine_over_models_only"] == pytest.approx(1.2)
         assert (point["baseline_fps"] is not None) == baseline and (point["ratio"] is not None) == baseline
     assert loaded["sweep"][-1]["analysed_fps"] == 12.0 and loaded["sweep"][0]["analysed_fps"] == 4.0
