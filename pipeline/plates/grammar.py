@@ -103,11 +103,15 @@ def is_valid_plate(text: str) -> bool:
     return plate_format(normalise_plate(text)) is not None
 
 
+def _kinds(text: str) -> str:
+    """``text`` as a character-class string: ``d`` a digit, ``c`` a Thai consonant, ``x`` anything else."""
+    return "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in text)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def is_valid_prefix(prefix: str) -> bool:
     """True when ``prefix`` (canonical characters) can still be completed into a valid plate."""
-    # Work on a character-class string: d = digit, c = consonant.
-    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    kinds = _kinds(prefix)
     if "x" in kinds:
         return False
     return bool(_PREFIX_RE.match(kinds))
@@ -118,7 +122,7 @@ def is_valid_motorcycle_prefix(prefix: str) -> bool:
     """True when ``prefix`` (canonical characters) can still be completed into a motorcycle registration
     (``[0-9][ก-ฮ]{2}`` or ``[ก-ฮ]{3}`` then 1-4 digits): the reader's grammar for a plate it knows has three lines,
     so that a top line read with one consonant too few (``วล458`` for ``วลพ458``) is not taken for a car plate."""
-    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    kinds = _kinds(prefix)
     return "x" not in kinds and bool(_MOTO_PREFIX_RE.match(kinds))
 
 
@@ -127,7 +131,7 @@ def is_valid_car_prefix(prefix: str) -> bool:
     """True when ``prefix`` (canonical characters) can still be completed into a two-line plate's registration
     (``private`` or ``commercial``): the reader's grammar for a plate it reads in the car form, whose top line never
     holds three consonants (a three-consonant series is a motorcycle plate's, read in the motorcycle form)."""
-    kinds = "".join("d" if ch.isdigit() else "c" if ch in _THAI_CONS_SET else "x" for ch in prefix)
+    kinds = _kinds(prefix)
     return "x" not in kinds and bool(_CAR_PREFIX_RE.match(kinds))
 
 
