@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.plates --labels PATH/labels.csv [--json OUT] [--backend crnn|easyocr] [--show N]
         [--layout car|motorcycle|auto] [--rectify] [--reading-pad] [--no-second-read]   # crops (default mode)
+        [--doubled | --edge-cut KEEP]
     python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify] [--no-second-read]
     python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] [--no-second-read] \\
         [--rolls 0,10,20,30,40] [--yaws 0,20,40,60] [--widths 40,80,160,320] [--json OUT] [--plot OUT.png]
@@ -30,7 +31,10 @@ the layouts the rectifier told (``rectifier_car``, ``rectifier_motorcycle``, ``r
 ``--doubled`` reads, instead of the crops, those whose two-letter series can be doubled with their series doubled
 (``XY`` -> ``XX`` or ``YY``, every other crop each way: the first letter's real image pasted over the second's, or
 the other way round, :func:`pipeline.plates.collage.doubled_series`): doubled series of every consonant on plates
-the reader never saw, where the real crops hold few besides ``กก`` and ``ขข``.
+the reader never saw, where the real crops hold few besides ``กก`` and ``ขข``. ``--edge-cut KEEP`` reads, instead
+of the crops, those that split into their characters cut through the first (every other crop) or the last
+character with ``KEEP`` of its width left (:func:`pipeline.plates.collage.edge_cut`; with ``--reading-pad`` the pad
+is added on every side but the cut one): plates that run out of the picture at a frame edge, labels whole.
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
 grows tight crops by that pad (border replicated) first, so that they look like what the rectifier gets.
 Rectified plates read with a low confidence are read again from margin views as the engine does
@@ -221,6 +225,26 @@ def doubled_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         made = doubled_series(load_image(r["path"]), normalise_plate(r["label"]), first=k % 2 == 0)
         if made is not None:
             out.append({**r, "image": made[0], "label": made[1]})
+    return out
+
+
+def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[dict[str, Any]]:
+    """The crops that split into their characters, cut through the first (even rows) or last (odd rows) character
+    with ``keep`` of its width left, labels whole (:func:`pipeline.plates.collage.edge_cut`): plates running out
+    of the picture at a frame edge. With ``pad`` the engine's reading pad is added on every side but the cut one
+    (the reading crop of a plate at the frame edge)."""
+    from pipeline.plates.collage import edge_cut
+    from pipeline.plates.geometry import READING_PAD
+
+    out = []
+    for k, r in enumerate(rows):
+        crop = load_image(r["path"])
+        h, w = crop.shape[:2]
+        grow = (round(READING_PAD[0] * w), round(READING_PAD[1] * h)) if pad else (0, 0)
+        side = "left" if k % 2 == 0 else "right"
+        made = edge_cut(crop, normalise_plate(r["label"]), keep, side, grow)
+        if made is not None:
+            out.append({**r, "image": made, "edge": side})
     return out
 
 
@@ -649,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rectify", action="store_true", help="crops: rectify each crop before reading it")
     ap.add_argument("--doubled", action="store_true",
                     help="crops: read only the crops whose two-letter series can be doubled, doubled (XY -> XX or YY)")
+    ap.add_argument("--edge-cut", type=float, default=None, metavar="KEEP",
+                    help="crops: read the crops cut through their first or last character (every other crop each "
+                         "way), KEEP (0-1] of its width left, as at a frame edge")
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
@@ -714,8 +741,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.doubled:
             rows = doubled_rows(rows)
             extra["doubled"] = True
+        pad = args.reading_pad
+        if args.edge_cut is not None:
+            if not 0.0 < args.edge_cut <= 1.0:
+                raise SystemExit(f"--edge-cut: KEEP must be in (0, 1], got {args.edge_cut}")
+            rows = edge_cut_rows(rows, args.edge_cut, pad)
+            pad = False  # edge_cut_rows padded every side but the cut one
+            extra["edge_cut"] = args.edge_cut
         rectifier = load_plate_rectifier(args.rectifier_dir, args.device) if args.rectify else None
-        reads, ms_plate, rectified = run_crops(rows, reader, args.batch, args.layout, rectifier, args.reading_pad,
+        reads, ms_plate, rectified = run_crops(rows, reader, args.batch, args.layout, rectifier, pad,
                                                not args.no_second_read)
         extra |= {"layout": args.layout, "rectified": args.rectify, "reading_pad": args.reading_pad}
         if args.rectify:

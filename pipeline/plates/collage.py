@@ -81,9 +81,9 @@ def split_characters(crop: np.ndarray, n: int) -> list[np.ndarray] | None:
     return [crop[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
 
 
-def character_boxes(crop: np.ndarray, n: int) -> list[tuple[int, int, int, int]] | None:
-    """Boxes ``(x0, y0, x1, y1)`` in ``crop`` pixels of the ``n`` characters of a car crop's registration line (see
-    :func:`split_characters`), or None."""
+def character_boxes(crop: np.ndarray, n: int, margin: float = 0.08) -> list[tuple[int, int, int, int]] | None:
+    """Boxes ``(x0, y0, x1, y1)`` in ``crop`` pixels of the ``n`` characters of a car crop's registration line,
+    each grown by ``margin`` of the line's height (see :func:`split_characters`), or None."""
     h = crop.shape[0]
     r0, r1 = int(CUT_ROWS[0] * h), int(CUT_ROWS[1] * h)
     line = crop[r0:r1]
@@ -105,7 +105,7 @@ def character_boxes(crop: np.ndarray, n: int) -> list[tuple[int, int, int, int]]
     for (xa, _, wa, _), (xb, _, _, _) in zip(boxes, boxes[1:], strict=False):
         if xb < xa + 0.6 * wa:  # overlapping pieces: a character in two parts or two characters stacked
             return None
-    m = max(1, int(round(0.08 * lh)))
+    m = max(1, int(round(margin * lh))) if margin > 0 else 0
     return [(max(x - m, 0), r0 + max(y - m, 0), min(x + w + m, lw), r0 + min(y + hh + m, lh)) for x, y, w, hh in boxes]
 
 
@@ -129,6 +129,27 @@ def doubled_series(crop: np.ndarray, label: str, first: bool = True) -> tuple[np
     out[dy0:dy1, dx0:dx1] = cv2.resize(crop[sy0:sy1, sx0:sx1], (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA)
     letter = label[src]
     return out, label[:pair] + letter + letter + label[pair + 2:]
+
+
+def edge_cut(crop: np.ndarray, label: str, keep: float, side: str = "left",
+             pad: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+    """A real car crop cut through its first (``side="left"``) or last (``"right"``) character so that only
+    ``keep`` (0-1] of that character's width is left, as when the plate runs out of the picture at a frame edge
+    (or the detector's box stops inside the character); the label stays whole. ``pad`` (x, y pixels) grows the
+    crop first, border replicated, on every side but the cut one: the engine's reading crop around a plate at the
+    frame edge. None when the registration line does not split into its characters."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    boxes = character_boxes(crop, len(label), margin=0.0)
+    if boxes is None:
+        return None
+    px, py = pad
+    grown = cv2.copyMakeBorder(crop, py, py, px, px, cv2.BORDER_REPLICATE) if px or py else crop
+    x0, _, x1, _ = boxes[0] if side == "left" else boxes[-1]
+    cut = int(round(x1 - keep * (x1 - x0))) if side == "left" else int(round(x0 + keep * (x1 - x0)))
+    return grown[:, cut + px:].copy() if side == "left" else grown[:, :cut + px].copy()
 
 
 def random_motorcycle_label(rng: np.random.Generator, three_consonants: float = 0.5) -> str:

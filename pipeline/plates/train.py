@@ -39,6 +39,7 @@ from pipeline.plates.training_data import (
     collage_pool,
     cut_province,
     doubled_pool,
+    edge_cut_pool,
     make_sample,
     motorcycle_validation_images,
     pseudo_moto_pool,
@@ -188,6 +189,8 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
         extra.add(pseudo_moto_pool(car_train, PRELOAD_HW), weights.get("pseudo_moto", 0.0))
     if args.doubled:
         extra.add(doubled_pool(car_train, PRELOAD_HW), weights.get("doubled_car", 0.0))
+    if args.edge_cut:
+        extra.add(edge_cut_pool(car_train, PRELOAD_HW, args.seed + 4), weights.get("edge_cut_car", 0.0))
     if args.synthetic:
         cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
         extra.add(cars, weights.get("rendered_car", 0.0))
@@ -234,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
+    ap.add_argument("--edge-cut", action="store_true",
+                    help="real training crops cut through their first or last character at a frame edge "
+                         "(pipeline/plates/collage.py edge_cut; pool weight edge_cut_car)")
     ap.add_argument("--doubled", action="store_true",
                     help="real training crops with their series letter doubled (XY -> XX, YY; "
                          "pipeline/plates/collage.py doubled_series; pool weight doubled_car)")

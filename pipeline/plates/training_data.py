@@ -138,6 +138,30 @@ def doubled_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Pool:
     return _pool(items, False, car_hw)
 
 
+def edge_cut_pool(samples: list[PlateSample], car_hw: tuple[int, int], seed: int,
+                  keep: tuple[float, float] = (0.5, 0.95)) -> Pool:
+    """Real car crops of ``samples`` (training split only) cut through their first or last character, a share
+    ``keep`` of its width left (:func:`pipeline.plates.collage.edge_cut`), labels whole: plates running out of
+    the picture at a frame edge, or a detector box that stops inside the first letter (the scene photo whose
+    half-cut first ``ข`` of ``ขข8241`` was read ``ข8241``). One cut per crop that splits into its characters,
+    left or right at random."""
+    from pipeline.plates.collage import edge_cut
+
+    rng = np.random.default_rng(seed)
+    h, w = car_hw
+    items = []
+    for s in tqdm(samples, desc="cutting plate edges", mininterval=5.0):
+        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {s.path}")
+        side = "left" if rng.random() < 0.5 else "right"
+        made = edge_cut(img, s.label, float(rng.uniform(*keep)), side)
+        if made is not None:
+            items.append((cv2.resize(made, (w, h), interpolation=cv2.INTER_AREA), s.label, s.province))
+    logger.info("edge-cut plates: %d from %d training crops", len(items), len(samples))
+    return _pool(items, False, car_hw)
+
+
 def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The registration line only: the crop cut at 55-72 % of its height, stretched back to its size."""
     h, w = img.shape[:2]

@@ -181,3 +181,29 @@ def test_plates_cli_doubled_reads_only_doubled_series(shared_dir: Path, tmp_path
     plates.main(["--labels", str(labels), "--doubled", "--layout", "car", "--json", str(out), "--device", "cpu"])
     res = json.loads(out.read_text(encoding="utf-8"))
     assert res["n"] == len(kept) and res["doubled"] is True
+
+
+def test_plates_cli_edge_cut_reads_crops_cut_through_an_end_character(shared_dir: Path, tmp_path: Path) -> None:
+    """``--edge-cut KEEP`` reads the crops that split into their characters, cut through the first or last one
+    (every other crop each way), labels whole; a KEEP outside (0, 1] is refused."""
+    src = shared_dir / "data" / "plates_thai"
+    with (src / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))[:30]
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, ["relative_path", "label", "province"])
+        w.writeheader()
+        w.writerows({"relative_path": str(src / r["relative_path"]), "label": r["label"],
+                     "province": r["province"]} for r in rows)
+    kept = plates.edge_cut_rows(plates.read_rows(labels), 0.6, pad=True)
+    assert 5 <= len(kept) < len(rows)
+    assert {r["edge"] for r in kept} == {"left", "right"}
+    whole = {r["relative_path"]: r["label"] for r in plates.read_rows(labels)}
+    assert all(r["label"] == whole[r["relative_path"]] for r in kept)
+    out = tmp_path / "res.json"
+    plates.main(["--labels", str(labels), "--edge-cut", "0.6", "--layout", "car", "--rectify", "--reading-pad",
+                 "--json", str(out), "--device", "cpu"])
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["n"] == len(kept) and res["edge_cut"] == 0.6 and 0.0 <= res["exact"] <= 1.0
+    with pytest.raises(SystemExit, match="KEEP"):
+        plates.main(["--labels", str(labels), "--edge-cut", "1.5", "--device", "cpu"])

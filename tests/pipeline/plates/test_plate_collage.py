@@ -18,6 +18,7 @@ from pipeline.plates.collage import (
     character_boxes,
     collage_motorcycle,
     doubled_series,
+    edge_cut,
     random_motorcycle_label,
     split_characters,
 )
@@ -144,3 +145,45 @@ def test_doubled_series_repeats_a_real_letter_in_place(car_train: list[PlateSamp
 def test_a_series_without_two_different_letters_is_not_doubled(car_train: list[PlateSample], label: str) -> None:
     crop = cv2.imread(str(car_train[0].path))
     assert doubled_series(crop, label) is None
+
+
+def test_edge_cut_leaves_the_asked_share_of_the_end_character(car_train: list[PlateSample]) -> None:
+    """Cut through the first (last) character: the crop ends inside that character, ``keep`` of its tight width
+    left, the rest of the crop untouched; keep 1 cuts at the character's edge."""
+    made = 0
+    for s in car_train[:80]:
+        crop = cv2.imread(str(s.path))
+        boxes = character_boxes(crop, len(s.label), margin=0.0)
+        if boxes is None:
+            assert edge_cut(crop, s.label, 0.5) is None
+            continue
+        made += 1
+        (fx0, _, fx1, _), (lx0, _, lx1, _) = boxes[0], boxes[-1]
+        for keep in (1.0, 0.5):
+            left = edge_cut(crop, s.label, keep, "left")
+            cut = round(fx1 - keep * (fx1 - fx0))
+            assert left.shape == (crop.shape[0], crop.shape[1] - cut, 3)
+            assert np.array_equal(left, crop[:, cut:])
+            right = edge_cut(crop, s.label, keep, "right")
+            assert np.array_equal(right, crop[:, :round(lx0 + keep * (lx1 - lx0))])
+        # half a character: the cut column runs through its ink
+        line = cv2.cvtColor(edge_cut(crop, s.label, 0.5, "left"), cv2.COLOR_BGR2GRAY)[: int(0.67 * crop.shape[0])]
+        assert line[:, 0].min() < line.mean() - 30
+    assert made >= 20, made
+
+
+def test_edge_cut_pads_every_side_but_the_cut_one(car_train: list[PlateSample]) -> None:
+    s = next(s for s in car_train if character_boxes(cv2.imread(str(s.path)), len(s.label)) is not None)
+    crop = cv2.imread(str(s.path))
+    bare = edge_cut(crop, s.label, 0.7, "left")
+    padded = edge_cut(crop, s.label, 0.7, "left", pad=(9, 5))
+    assert padded.shape == (crop.shape[0] + 10, bare.shape[1] + 9, 3)
+    assert np.array_equal(padded[5:-5, :bare.shape[1]], bare)
+    right = edge_cut(crop, s.label, 0.7, "right", pad=(9, 5))
+    assert np.array_equal(right[5:-5, 9:], edge_cut(crop, s.label, 0.7, "right"))
+
+
+@pytest.mark.parametrize(("keep", "side"), [(0.0, "left"), (1.2, "left"), (-0.1, "right"), (0.5, "top")])
+def test_edge_cut_refuses_a_bad_share_or_side(car_train: list[PlateSample], keep: float, side: str) -> None:
+    with pytest.raises(ValueError, match="keep|side"):
+        edge_cut(cv2.imread(str(car_train[0].path)), car_train[0].label, keep, side)
