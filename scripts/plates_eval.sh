@@ -10,6 +10,7 @@ $PY -m pipeline.plates.dataset --labels $D/plates_thai/labels.csv --out var/plat
 $PY -m pipeline.plates.dataset --labels $D/plates_thai_moto/labels.csv --out var/moto_split --val-fraction 0.5
 echo "== car crops, plates never seen";       $PY -m benchmarks.plates --labels var/plates_split/val.csv --layout car --json $R/plates_val.json
 echo "== car crops, series doubled";       $PY -m benchmarks.plates --labels var/plates_split/val.csv --layout car --doubled --json $R/plates_val_doubled.json
+echo "== car crops cut at a frame edge";     $PY -m benchmarks.plates --labels var/plates_split/val.csv --layout car --edge-cut 0.6 --rectify --reading-pad --json $R/plates_val_edge_cut.json
 echo "== car crops through the rectifier";    $PY -m benchmarks.plates --labels var/plates_split/val.csv --rectify --reading-pad --json $R/plates_val_rectified.json
 echo "== motorcycle crops, never seen";       $PY -m benchmarks.plates --labels var/moto_split/val.csv --layout motorcycle --json $R/plates_moto.json
 echo "== all motorcycle crops, layout auto";  $PY -m benchmarks.plates --labels $D/plates_thai_moto/labels.csv --json $R/plates_moto_all.json
