@@ -35,8 +35,10 @@ class PlateNet(nn.Module):
     """CNN backbone + BiGRU CTC head + province classification head."""
 
     def __init__(self, n_chars: int, n_provinces: int, channels: tuple[int, int, int, int] = (16, 32, 64, 96),
-                 rnn: int = 96) -> None:
+                 rnn: int = 96, input_h: int = INPUT_H) -> None:
         super().__init__()
+        if input_h % 8:
+            raise ValueError(f"input height must be a multiple of 8, got {input_h}")
         c0, c1, c2, c3 = channels
         self.backbone = nn.Sequential(
             _cbr(3, c0, 2),  # 32x64
@@ -49,7 +51,9 @@ class PlateNet(nn.Module):
             _Res(c3),
         )
         c = c3
-        self.seq_in = nn.Sequential(nn.Conv2d(c, c, (8, 1), bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        # the backbone leaves H/8 rows: one column of them is a time step
+        self.seq_in = nn.Sequential(nn.Conv2d(c, c, (input_h // 8, 1), bias=False), nn.BatchNorm2d(c),
+                                    nn.ReLU(inplace=True))
         self.rnn = nn.GRU(c, rnn, batch_first=True, bidirectional=True)
         self.ctc_fc = nn.Linear(2 * rnn, n_chars + 1)
         self.prov_conv = nn.Sequential(_cbr(c, c, (2, 2)), nn.AdaptiveAvgPool2d((2, 4)))  # 4x16 -> 2x4
@@ -74,3 +78,17 @@ class PlateNet(nn.Module):
         """Export form: softmax probabilities (``char_probs``, ``province_probs``)."""
         ctc, prov = self.forward_logits(x)
         return ctc.softmax(-1), prov.softmax(-1)
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], model: PlateNet) -> dict[str, torch.Tensor]:
+    """``state`` (a :class:`PlateNet` of another input height) made loadable into ``model``: every weight keeps its
+    shape except the time-step convolution's, whose rows are resampled to the new height (and scaled so that a
+    column's sum is kept); the backbone is convolutional and the heads pool, so the rest carries over as is."""
+    out = dict(state)
+    key = "seq_in.0.weight"
+    target = model.state_dict()[key].shape
+    if out[key].shape != target:
+        w = out[key].float()
+        resized = nn.functional.interpolate(w, size=(target[2], 1), mode="bilinear", align_corners=True)
+        out[key] = resized * (w.shape[2] / target[2])
+    return out

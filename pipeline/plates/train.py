@@ -31,7 +31,7 @@ from tqdm import tqdm
 from pipeline.plates.dataset import PlateSample, encode_label, load_images, plate_disjoint_split, read_labels
 from pipeline.plates.grammar import CHARSET
 from pipeline.plates.layout import MOTO_BANDS, REGISTRATION_SHARE
-from pipeline.plates.net import INPUT_H, INPUT_W, PlateNet
+from pipeline.plates.net import INPUT_H, INPUT_W, PlateNet, adapt_state_dict
 from pipeline.plates.provinces import PROVINCES
 from pipeline.plates.training_data import (
     NO_PROVINCE,
@@ -76,9 +76,20 @@ def greedy_decode(char_probs: np.ndarray) -> list[str]:
     return out
 
 
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``"64x128"`` -> ``(64, 128)``; the height a multiple of 8, the width of 4, both at least 32."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--input-size: expected HxW such as 64x128, got {text!r}") from None
+    if h < 32 or w < 32 or h % 8 or w % 4:
+        raise SystemExit(f"--input-size {text}: the height must be a multiple of 8 and the width of 4, both >= 32")
+    return h, w
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces: list[int],
-             batch: int = 256) -> dict[str, float]:
+             batch: int = 256, input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> dict[str, float]:
     """Exact match (greedy), character accuracy and province accuracy of ``model`` on center-resized crops."""
     from pipeline.plates.provinces import levenshtein
 
@@ -86,8 +97,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces:
     texts: list[str] = []
     prov_pred: list[int] = []
     for i in range(0, len(images), batch):
-        chunk = np.stack([im if im.shape[:2] == (INPUT_H, INPUT_W) else
-                          cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
+        chunk = np.stack([im if im.shape[:2] == input_hw else
+                          cv2.resize(im, input_hw[::-1], interpolation=cv2.INTER_AREA)
                           for im in images[i:i + batch]])
         cp, pp = model(_to_tensor(chunk))
         texts += greedy_decode(cp.numpy())
@@ -120,10 +131,10 @@ class EMA:
                 v.copy_(src[k])
 
 
-def export_onnx(model: PlateNet, path: Path) -> None:
+def export_onnx(model: PlateNet, path: Path, input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> None:
     """Export with a dynamic batch axis: input ``image`` [B,3,H,W] 0..255 BGR -> char_probs, province_probs."""
     model = copy.deepcopy(model).eval().float()
-    dummy = torch.rand(2, 3, INPUT_H, INPUT_W) * 255
+    dummy = torch.rand(2, 3, *input_hw) * 255
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(model, (dummy,), str(path), input_names=["image"],
                       output_names=["char_probs", "province_probs"],
@@ -131,11 +142,12 @@ def export_onnx(model: PlateNet, path: Path) -> None:
                       opset_version=17, dynamo=False)
 
 
-def write_meta(out: Path, onnx_name: str, extra: dict[str, object]) -> None:
+def write_meta(out: Path, onnx_name: str, extra: dict[str, object],
+               input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> None:
     """Write the reader's side-car JSON (charset, provinces, input size)."""
     meta = {
         "onnx": onnx_name,
-        "input": {"height": INPUT_H, "width": INPUT_W, "channels": "BGR", "range": "0..255"},
+        "input": {"height": input_hw[0], "width": input_hw[1], "channels": "BGR", "range": "0..255"},
         "charset": CHARSET,
         "blank_index": 0,
         "provinces": [{"thai": p.thai, "latin": p.latin} for p in PROVINCES],
@@ -159,10 +171,11 @@ def _check_disjoint(train: list[PlateSample], held: list[PlateSample]) -> None:
                          "the held-out plates must be disjoint by plate string")
 
 
-def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
+def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample], preload_hw: tuple[int, int] = PRELOAD_HW,
+                 input_hw: tuple[int, int] = (INPUT_H, INPUT_W)
                  ) -> tuple[ExtraPools, tuple[np.ndarray, list[str], list[int]] | None]:
     """Motorcycle crops (train part; the held-out part is returned for validation), rendered plates and
-    rectified warps of training plates."""
+    rectified warps of training plates; car-form pools at ``preload_hw``, validation at ``input_hw``."""
     extra = ExtraPools()
     weights = {k: float(v) for k, v in (kv.split("=") for kv in args.pool_weights.split(",") if kv)}
     moto_val = None
@@ -178,27 +191,27 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample]
             m_tr, m_va = plate_disjoint_split(moto, args.moto_val_fraction, args.split_seed)
         logger.info("motorcycle crops: %d train / %d val (plate-disjoint)", len(m_tr), len(m_va))
         moto_train = [moto[i] for i in m_tr]
-        extra.add(real_pool(moto_train, True, PRELOAD_HW), weights.get("real_moto", 0.0))
+        extra.add(real_pool(moto_train, True, preload_hw), weights.get("real_moto", 0.0))
         if m_va:
-            val_pool = real_pool([moto[i] for i in m_va], True, PRELOAD_HW)
-            moto_val = (motorcycle_validation_images(val_pool, (INPUT_H, INPUT_W)),
+            val_pool = real_pool([moto[i] for i in m_va], True, preload_hw)
+            moto_val = (motorcycle_validation_images(val_pool, input_hw),
                         [moto[i].label for i in m_va], [moto[i].province for i in m_va])
     if args.collage:
-        extra.add(collage_pool(car_train, args.collage, args.seed + 3, PRELOAD_HW), weights.get("collage_moto", 0.0))
+        extra.add(collage_pool(car_train, args.collage, args.seed + 3, preload_hw), weights.get("collage_moto", 0.0))
     if args.pseudo_moto:
-        extra.add(pseudo_moto_pool(car_train, PRELOAD_HW), weights.get("pseudo_moto", 0.0))
+        extra.add(pseudo_moto_pool(car_train, preload_hw), weights.get("pseudo_moto", 0.0))
     if args.doubled:
-        extra.add(doubled_pool(car_train, PRELOAD_HW), weights.get("doubled_car", 0.0))
+        extra.add(doubled_pool(car_train, preload_hw), weights.get("doubled_car", 0.0))
     if args.edge_cut:
-        extra.add(edge_cut_pool(car_train, PRELOAD_HW, args.seed + 4), weights.get("edge_cut_car", 0.0))
+        extra.add(edge_cut_pool(car_train, preload_hw, args.seed + 4), weights.get("edge_cut_car", 0.0))
     if args.synthetic:
-        cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, PRELOAD_HW)
+        cars, motos = rendered_pools(args.synthetic, args.seed + 1, args.synthetic_moto_share, preload_hw)
         extra.add(cars, weights.get("rendered_car", 0.0))
         extra.add(motos, weights.get("rendered_moto", 0.0))
     if args.rectified:
         videos = sorted(args.videos.glob("*.mp4")) if args.videos else []
         cars, motos = rectified_pools(car_train, moto_train, args.rectifier_dir, args.rectified, args.seed + 2,
-                                      PRELOAD_HW, videos, args.backgrounds)
+                                      preload_hw, videos, args.backgrounds)
         extra.add(cars, weights.get("rectified_car", 0.0))
         extra.add(motos, weights.get("rectified_moto", 0.0))
     return extra, moto_val
@@ -237,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
+    ap.add_argument("--input-size", default=f"{INPUT_H}x{INPUT_W}", metavar="HxW",
+                    help="network input (height a multiple of 8, width of 4); another size than the --init "
+                         "checkpoint's resamples its time-step convolution (net.adapt_state_dict)")
     ap.add_argument("--edge-cut", action="store_true",
                     help="real training crops cut through their first or last character at a frame edge "
                          "(pipeline/plates/collage.py edge_cut; pool weight edge_cut_car)")
@@ -273,20 +289,26 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     logger.info("%d images, %d train / %d val (plate-disjoint, %d/%d distinct plates)", len(samples), len(tr_idx),
                 len(va_idx), len({samples[i].label for i in tr_idx}), len({samples[i].label for i in va_idx}))
     t0 = time.time()
-    images = load_images(samples, PRELOAD_HW)
+    input_hw = parse_input_size(args.input_size)
+    preload_hw = (round(input_hw[0] * PRELOAD_HW[0] / INPUT_H), round(input_hw[1] * PRELOAD_HW[1] / INPUT_W))
+    images = load_images(samples, preload_hw)
     logger.info("loaded images in %.1fs", time.time() - t0)
 
     targets = [encode_label(s.label) for s in samples]
     provs = np.array([s.province for s in samples])
 
-    extra, moto_val = _extra_pools(args, [samples[i] for i in tr_idx])
-    model = PlateNet(len(CHARSET), NO_PROVINCE + 1)
+    extra, moto_val = _extra_pools(args, [samples[i] for i in tr_idx], preload_hw, input_hw)
+    model = PlateNet(len(CHARSET), NO_PROVINCE + 1, input_h=input_hw[0])
     if args.init is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"])
+        state = torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(adapt_state_dict(state, model))
         logger.info("initialised from %s", args.init)
     elif args.init_onnx is not None:
         from pipeline.plates.onnx_import import load_onnx_weights
 
+        if input_hw != (INPUT_H, INPUT_W):
+            raise SystemExit("--init-onnx loads a reader of the default input size; start another size from "
+                             "--init <checkpoint .pt>")
         calib = np.stack([cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
                           for im in images[np.asarray(tr_idx)[rng_pick(len(tr_idx), 256, args.seed)]]])
         load_onnx_weights(model, args.init_onnx / "plate_reader.onnx", calib)
@@ -307,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     ce = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing, ignore_index=-1)
     rng = np.random.default_rng(args.seed)
-    out_hw = (INPUT_H, INPUT_W)
+    out_hw = input_hw
     va_imgs = images[va_idx]
     va_labels = [samples[i].label for i in va_idx]
     va_provs = [samples[i].province for i in va_idx]
@@ -363,11 +385,11 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
         last = epoch + 1 == args.epochs
         over = args.minutes > 0 and elapsed >= args.minutes
         if (va_idx or moto_val is not None) and ((epoch + 1) % args.eval_every == 0 or last or over):
-            m_raw = evaluate(model, va_imgs, va_labels, va_provs)
-            m_ema = evaluate(ema.model, va_imgs, va_labels, va_provs)
+            m_raw = evaluate(model, va_imgs, va_labels, va_provs, input_hw=input_hw)
+            m_ema = evaluate(ema.model, va_imgs, va_labels, va_provs, input_hw=input_hw)
             if moto_val is not None:
-                m_raw |= {f"moto_{k}": v for k, v in evaluate(model, *moto_val).items()}
-                m_ema |= {f"moto_{k}": v for k, v in evaluate(ema.model, *moto_val).items()}
+                m_raw |= {f"moto_{k}": v for k, v in evaluate(model, *moto_val, input_hw=input_hw).items()}
+                m_ema |= {f"moto_{k}": v for k, v in evaluate(ema.model, *moto_val, input_hw=input_hw).items()}
             history.append({"epoch": epoch + 1, "minutes": elapsed, **{f"raw_{k}": v for k, v in m_raw.items()},
                             **{f"ema_{k}": v for k, v in m_ema.items()}})
             logger.info("epoch %d (%.1f min) raw %s | ema %s", epoch + 1, elapsed, m_raw, m_ema)
@@ -389,8 +411,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
               "args": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "train_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     if not args.no_export:
-        export_onnx(final, args.out / "plate_reader.onnx")
-        write_meta(args.out, "plate_reader.onnx", {"weights": chosen})
+        export_onnx(final, args.out / "plate_reader.onnx", input_hw)
+        write_meta(args.out, "plate_reader.onnx", {"weights": chosen}, input_hw)
         logger.info("exported %s", args.out / "plate_reader.onnx")
 
 

@@ -151,3 +151,42 @@ def test_a_held_out_motorcycle_file_sharing_a_plate_with_training_is_refused(sha
     with pytest.raises(SystemExit, match="shares 1 plate strings") as err:
         _check_disjoint(train, held + [train[0]])
     assert train[0].label in str(err.value)
+
+
+def test_a_reader_of_another_input_size_starts_from_a_trained_one() -> None:
+    """``--input-size``: a checkpoint of the 64x128 reader loads into a 96x192 one (the time-step convolution's
+    rows resampled, ends kept in proportion, every other weight as is), which reads 48 time steps."""
+    from pipeline.plates.net import PlateNet, adapt_state_dict
+
+    torch.manual_seed(0)
+    small = PlateNet(len(CHARSET), len(PROVINCES) + 1)
+    big = PlateNet(len(CHARSET), len(PROVINCES) + 1, input_h=96)
+    state = small.state_dict()
+    big.load_state_dict(adapt_state_dict(state, big))
+    for key, value in big.state_dict().items():
+        if key == "seq_in.0.weight":
+            assert value.shape[2:] == (12, 1) and state[key].shape[2:] == (8, 1)
+            assert torch.allclose(value[:, :, 0], state[key][:, :, 0] * 8 / 12, atol=1e-6)
+            assert torch.allclose(value[:, :, -1], state[key][:, :, -1] * 8 / 12, atol=1e-6)
+        else:
+            assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        chars, provinces = big.eval()(torch.rand(2, 3, 96, 192) * 255)
+    assert chars.shape == (2, 48, len(CHARSET) + 1) and provinces.shape == (2, len(PROVINCES) + 1)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        PlateNet(len(CHARSET), 10, input_h=60)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("64x128", (64, 128)), ("96X192", (96, 192)), ("72x100", (72, 100))])
+def test_input_size_is_parsed(text: str, expected: tuple[int, int]) -> None:
+    from pipeline.plates.train import parse_input_size
+
+    assert parse_input_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["64", "64x", "axb", "60x128", "64x130", "24x128", "-64x128"])
+def test_a_bad_input_size_is_refused(text: str) -> None:
+    from pipeline.plates.train import parse_input_size
+
+    with pytest.raises(SystemExit, match="input-size"):
+        parse_input_size(text)
