@@ -87,6 +87,12 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def exported_input_size(model_dir: Path) -> tuple[int, int]:
+    """The input (height, width) an exported reader's side-car JSON states."""
+    meta = json.loads((Path(model_dir) / "plate_reader.json").read_text(encoding="utf-8"))
+    return int(meta["input"]["height"]), int(meta["input"]["width"])
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images: np.ndarray, labels: list[str], provinces: list[int],
              batch: int = 256, input_hw: tuple[int, int] = (INPUT_H, INPUT_W)) -> dict[str, float]:
@@ -250,9 +256,10 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--pseudo-moto", action="store_true",
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
-    ap.add_argument("--input-size", default=f"{INPUT_H}x{INPUT_W}", metavar="HxW",
-                    help="network input (height a multiple of 8, width of 4); another size than the --init "
-                         "checkpoint's resamples its time-step convolution (net.adapt_state_dict)")
+    ap.add_argument("--input-size", default=None, metavar="HxW",
+                    help="network input (height a multiple of 8, width of 4; default: the --init-onnx reader's, "
+                         f"else {INPUT_H}x{INPUT_W}); another size than the starting model's resamples its "
+                         "time-step convolution (net.adapt_state_dict)")
     ap.add_argument("--edge-cut", action="store_true",
                     help="real training crops cut through their first or last character at a frame edge "
                          "(pipeline/plates/collage.py edge_cut; pool weight edge_cut_car)")
@@ -289,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     logger.info("%d images, %d train / %d val (plate-disjoint, %d/%d distinct plates)", len(samples), len(tr_idx),
                 len(va_idx), len({samples[i].label for i in tr_idx}), len({samples[i].label for i in va_idx}))
     t0 = time.time()
-    input_hw = parse_input_size(args.input_size)
+    input_hw = parse_input_size(args.input_size) if args.input_size else \
+        exported_input_size(args.init_onnx) if args.init_onnx is not None else (INPUT_H, INPUT_W)
     preload_hw = (round(input_hw[0] * PRELOAD_HW[0] / INPUT_H), round(input_hw[1] * PRELOAD_HW[1] / INPUT_W))
     images = load_images(samples, preload_hw)
     logger.info("loaded images in %.1fs", time.time() - t0)
@@ -306,12 +314,12 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     elif args.init_onnx is not None:
         from pipeline.plates.onnx_import import load_onnx_weights
 
-        if input_hw != (INPUT_H, INPUT_W):
-            raise SystemExit("--init-onnx loads a reader of the default input size; start another size from "
-                             "--init <checkpoint .pt>")
-        calib = np.stack([cv2.resize(im, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
+        onnx_hw = exported_input_size(args.init_onnx)
+        source = PlateNet(len(CHARSET), NO_PROVINCE + 1, input_h=onnx_hw[0])
+        calib = np.stack([cv2.resize(im, onnx_hw[::-1], interpolation=cv2.INTER_AREA)
                           for im in images[np.asarray(tr_idx)[rng_pick(len(tr_idx), 256, args.seed)]]])
-        load_onnx_weights(model, args.init_onnx / "plate_reader.onnx", calib)
+        load_onnx_weights(source, args.init_onnx / "plate_reader.onnx", calib)
+        model.load_state_dict(adapt_state_dict(source.state_dict(), model))
     logger.info("parameters: %d", sum(p.numel() for p in model.parameters()))
     ema = EMA(model, args.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.02)

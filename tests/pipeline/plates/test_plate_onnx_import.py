@@ -19,7 +19,7 @@ from pipeline.plates.grammar import CHARSET
 from pipeline.plates.net import INPUT_H, INPUT_W, PlateNet
 from pipeline.plates.onnx_import import load_onnx_weights
 from pipeline.plates.provinces import PROVINCES
-from pipeline.plates.train import export_onnx, greedy_decode
+from pipeline.plates.train import export_onnx, exported_input_size, greedy_decode
 
 REPO = Path(__file__).resolve().parents[3]
 READER_DIR = REPO / "models" / "plate_reader"
@@ -38,22 +38,32 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def crops(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(calibration, test): 48 training crops and 24 validation crops at the network input size."""
-    samples = read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")
-    train, val = plate_disjoint_split(samples, 0.15, 0)
-    return (load_images([samples[i] for i in train[::100][:48]], (INPUT_H, INPUT_W)),
-            load_images([samples[i] for i in val[:: len(val) // 24][:24]], (INPUT_H, INPUT_W)))
+    """(calibration, test): 48 training crops and 24 validation crops at the network's default input size."""
+    return _calibration_and_test(shared_dir, (INPUT_H, INPUT_W))
 
 
 @pytest.fixture(scope="module")
-def imported(crops: tuple[np.ndarray, np.ndarray]) -> dict[int, PlateNet]:
+def shipped_crops(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The same crops at the shipped reader's input size (its side-car JSON)."""
+    return _calibration_and_test(shared_dir, exported_input_size(READER_DIR))
+
+
+def _calibration_and_test(shared_dir: Path, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    samples = read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")
+    train, val = plate_disjoint_split(samples, 0.15, 0)
+    return (load_images([samples[i] for i in train[::100][:48]], hw),
+            load_images([samples[i] for i in val[:: len(val) // 24][:24]], hw))
+
+
+@pytest.fixture(scope="module")
+def imported(shipped_crops: tuple[np.ndarray, np.ndarray]) -> dict[int, PlateNet]:
     """The shipped reader loaded into a network with 77 and one with 78 province classes (eval mode)."""
     out = {}
     for n in (77, 78):
         if n < shipped_province_classes():
             continue
-        model = PlateNet(len(CHARSET), n)
-        load_onnx_weights(model, READER_DIR / "plate_reader.onnx", crops[0])
+        model = PlateNet(len(CHARSET), n, input_h=exported_input_size(READER_DIR)[0])
+        load_onnx_weights(model, READER_DIR / "plate_reader.onnx", shipped_crops[0])
         out[n] = model.eval()
     return out
 
@@ -90,7 +100,7 @@ def shipped_province_classes() -> int:
 
 
 @pytest.mark.parametrize("n_provinces", [77, 78])
-def test_shipped_reader_round_trips(crops: tuple[np.ndarray, np.ndarray], imported: dict[int, PlateNet],
+def test_shipped_reader_round_trips(shipped_crops: tuple[np.ndarray, np.ndarray], imported: dict[int, PlateNet],
                                     n_provinces: int) -> None:
     """The shipped ONNX loaded into a network with 77 or 78 province classes gives the ONNX outputs to 1e-4 in eval
     mode (measured 4.4e-6 on the characters, 3e-7 on the provinces); a grown head keeps the exported classes'
@@ -98,7 +108,7 @@ def test_shipped_reader_round_trips(crops: tuple[np.ndarray, np.ndarray], import
     n_onnx = shipped_province_classes()
     if n_provinces < n_onnx:
         pytest.skip(f"the shipped ONNX has {n_onnx} province classes; a smaller head cannot hold them")
-    test = crops[1]
+    test = shipped_crops[1]
     model = imported[n_provinces]
     char_ref, prov_ref = onnx_outputs(READER_DIR / "plate_reader.onnx", test)
     ctc, prov = torch_logits(model, test)
@@ -116,14 +126,14 @@ def test_shipped_reader_round_trips(crops: tuple[np.ndarray, np.ndarray], import
         assert np.abs(pp.numpy() - prov_ref).max() < TOL
 
 
-def test_unfolded_batchnorm_trains_from_the_calibration_statistics(crops: tuple[np.ndarray, np.ndarray],
+def test_unfolded_batchnorm_trains_from_the_calibration_statistics(shipped_crops: tuple[np.ndarray, np.ndarray],
                                                                    imported: dict[int, PlateNet]) -> None:
     """Each BatchNorm gets the statistics its convolution produces on the calibration crops, so in train mode
     (batch statistics, dropout off) on those very crops the network still computes the exported function
     (measured 2.5e-6); on a batch of other crops it still reads what the export reads (measured: 24/24 greedy
     reads equal, mean probability change 1.3e-4; folding the whole BatchNorm into its bias instead, as a plain
     import would, gives 20/24 and 1.7e-3): training continues from the export."""
-    calibration, test = crops
+    calibration, test = shipped_crops
     model = imported[78]
     ref_calib, ref_test = torch_logits(model, calibration)[0], torch_logits(model, test)[0]
     train = copy.deepcopy(model).train()

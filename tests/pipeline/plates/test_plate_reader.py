@@ -109,22 +109,23 @@ def test_doubled_series_letters_are_read(reader: PlateReader, shared_dir: Path) 
 def test_doubled_series_of_any_letter_are_read(reader: PlateReader, shared_dir: Path) -> None:
     """Held-out crops whose two-letter series is made doubled from the plate's own letters (``XY`` -> ``XX`` or
     ``YY``, :func:`pipeline.plates.collage.doubled_series`: ``ผผ``, ``พพ``, ``จจ`` as well as ``กก``) keep both
-    letters: 79 % of all 287 (the reader before training on such plates: 58 %, mostly one letter read)."""
+    letters: 91 % of these 141 and of all 287 with the 96x192 reader (stage 6); the 64x128 reader trained on such
+    plates read 79-82 % of all 287, the one before 58 %, mostly one letter for two."""
     crops, labels, _ = validation_split(shared_dir, every=2)
     made = [doubled_series(c, g, first=k % 2 == 0) for k, (c, g) in enumerate(zip(crops, labels, strict=True))]
     doubled = [m for m in made if m is not None]
     assert len(doubled) >= 100
     reads = reader.read_batch([image for image, _ in doubled], [CAR] * len(doubled))
     rate = np.mean([normalise_plate(r.text) == g for r, (_, g) in zip(reads, doubled, strict=True)])
-    assert rate >= 0.7, rate
+    assert rate >= 0.85, rate
 
 
 def test_plates_cut_at_a_frame_edge_are_read_whole(reader: PlateReader, shared_dir: Path) -> None:
     """Held-out crops cut through their first or last character, 60 % of it left (a plate running out of the
     picture; :func:`pipeline.plates.collage.edge_cut`), with the reading pad on the other sides, read as the engine
-    reads them (rectifier, layout, second read): the whole registration, cut character included, for 79 % of these
-    150 (80 % of all 303; the reader before training on such plates: 70 %, a third of its misses the registration
-    without the cut character)."""
+    reads them (rectifier, layout, second read): the whole registration, cut character included, for 88 % of these
+    150 and of all 303 with the 96x192 reader (stage 6); the 64x128 reader trained on such cuts (stage 5) read 79 %
+    of these, the one before 70 %, a third of its misses the registration without the cut character."""
     crops, labels, _ = validation_split(shared_dir, every=2)
     made = []
     for k, (crop, label) in enumerate(zip(crops, labels, strict=True)):
@@ -139,7 +140,7 @@ def test_plates_cut_at_a_frame_edge_are_read_whole(reader: PlateReader, shared_d
     layouts = [reading_layout(r, False) for r in rectified]
     reads = read_plates(reader, [c for c, _ in made], rectified, layouts, rectifier=rectifier)
     rate = np.mean([normalise_plate(r.text) == g for r, (_, g) in zip(reads, made, strict=True)])
-    assert rate >= 0.74, rate
+    assert rate >= 0.82, rate
 
 
 def test_motorcycle_plates_are_read_as_three_line_plates(reader: PlateReader, shared_dir: Path) -> None:

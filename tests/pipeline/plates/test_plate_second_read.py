@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from benchmarks.plates import read_crop_batch, with_reading_pad
+from pipeline.plates.collage import edge_cut
 from pipeline.plates.dataset import plate_disjoint_split, read_labels
+from pipeline.plates.geometry import READING_PAD
 from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.reader import PlateRead, load_plate_reader
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, load_plate_rectifier
@@ -91,13 +93,33 @@ def test_margin_views_frame_the_same_plate(rectifier: PlateRectifier, shared_dir
     assert margin_views(crops[0], passed) == []
 
 
-def test_second_read_gains_on_motorcycle_plates(reader: Any, rectifier: PlateRectifier, shared_dir: Path) -> None:
-    """Measured 33 -> 37 of 52 while these plates were held out (see the reader's model card; the shipped model has
-    trained on them since); at least two more exact, none of the plates the first read got right and read
-    confidently touched."""
-    crops, labels = held_out(shared_dir, "plates_thai_moto", 0.5)
-    first, rectified = read_crop_batch(crops, reader, "motorcycle", rectifier, second_read=False)
-    second, _ = read_crop_batch(crops, reader, "motorcycle", rectifier, second_read=True)
+def edge_cut_held_out(shared_dir: Path, every: int = 2) -> tuple[list[np.ndarray], list[str]]:
+    """Held-out car crops cut through their first or last character, 60 % of it left, with the reading pad on the
+    other sides (:func:`pipeline.plates.collage.edge_cut`): plates at a frame edge, which the reader reads less
+    surely than whole ones."""
+    samples = read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")
+    _, val = plate_disjoint_split(samples, 0.15, 0)
+    crops, labels = [], []
+    for k, i in enumerate(val[::every]):
+        crop = cv2.imread(str(samples[i].path))
+        h, w = crop.shape[:2]
+        cut = edge_cut(crop, samples[i].label, 0.6, "left" if k % 2 == 0 else "right",
+                       (round(READING_PAD[0] * w), round(READING_PAD[1] * h)))
+        if cut is not None:
+            crops.append(cut)
+            labels.append(samples[i].label)
+    return crops, labels
+
+
+def test_second_read_gains_on_uncertain_plates(reader: Any, rectifier: PlateRectifier, shared_dir: Path) -> None:
+    """Plates cut at a frame edge, never seen in training: the shipped reader reads 248 of all 303 with one read,
+    266 with the second (measured on this half: 128 -> 132 of 150); at least two more exact here, and none of the
+    plates the first read got right and read confidently touched. (On the 52 held-out motorcycle plates, before the
+    reader trained on them, the second read took 33 to 37: see the reader's model card.)"""
+    crops, labels = edge_cut_held_out(shared_dir)
+    assert len(crops) >= 100
+    first, rectified = read_crop_batch(crops, reader, "car", rectifier, second_read=False)
+    second, _ = read_crop_batch(crops, reader, "car", rectifier, second_read=True)
     assert exact(second, labels) >= exact(first, labels) + 2, (exact(first, labels), exact(second, labels))
     again = [needs_second_read(rd, r) for rd, r in zip(first, rectified, strict=True)]
     assert 0 < sum(again) < len(crops)
@@ -105,7 +127,7 @@ def test_second_read_gains_on_motorcycle_plates(reader: Any, rectifier: PlateRec
         if not was_due or not b.valid:  # read confidently, or no view found a valid registration: first read kept
             assert b.text == a.text and b.confidence == a.confidence
         else:
-            assert b.layout == "motorcycle" and 0.0 < b.confidence <= 1.0
+            assert b.layout == a.layout and 0.0 < b.confidence <= 1.0
             assert len(b.char_confidences) == len(b.text) and b.candidates[0][0] == b.text
 
 
