@@ -3,7 +3,7 @@
 The network (:mod:`pipeline.plates.net`) reads the registration line with a CTC head and classifies the province
 (77 classes, plus a "no province" class in models that have one: the province line is cut off or unreadable, and
 the read then carries no province rather than an invented one) from the whole crop. Crops are resized to the
-network input (64x128, BGR); a motorcycle crop is first re-laid into the car form
+network input (its side-car JSON's size: 96x192 since stage 6, BGR); a motorcycle crop is first re-laid into the car form
 (:func:`pipeline.plates.layout.to_reader_form`). With layout ``auto`` a crop is read in both forms and the better
 read wins (valid first, then CTC probability). Normalisation happens in the graph. Decoding uses a grammar-constrained CTC prefix beam search (:mod:`pipeline.plates.decoding`); when no
 valid registration is found, the best-path read is returned with ``valid=False``.

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 ONNX_NAME = "plate_rectifier.onnx"
 META_NAME = "plate_rectifier.json"
 AUTO = "auto"
-CAR_OUT_HW = (72, 144)  # 2:1, as the reader's training crops (it reads them at 64x128)
+CAR_OUT_HW = (72, 144)  # 2:1, as the reader's training crops (it resizes them to its input; 108x216 read the same)
 MOTO_OUT_HW = (112, 128)  # as plates_thai_moto/crops (re-laid into the car form by the reader)
 # Margins added around the found corners, in fractions of the plate: the reader was trained on crops between
 # 4 % tighter and 12-15 % looser than the plate, so a small margin keeps a slightly-off corner harmless.
