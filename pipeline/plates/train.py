@@ -87,6 +87,13 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def checkpoint_input_size(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """The input (height, width) a :class:`PlateNet` checkpoint was trained at: its time-step convolution reads
+    H/8 rows; the width is twice the height (the plate's 2:1)."""
+    height = 8 * int(state["seq_in.0.weight"].shape[2])
+    return height, 2 * height
+
+
 def exported_input_size(model_dir: Path) -> tuple[int, int]:
     """The input (height, width) an exported reader's side-car JSON states."""
     meta = json.loads((Path(model_dir) / "plate_reader.json").read_text(encoding="utf-8"))
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
                     help="also train on training car crops with a three-character series re-laid as motorcycle plates "
                          "(pool weight pseudo_moto)")
     ap.add_argument("--input-size", default=None, metavar="HxW",
-                    help="network input (height a multiple of 8, width of 4; default: the --init-onnx reader's, "
+                    help="network input (height a multiple of 8, width of 4; default: the --init or --init-onnx reader's, "
                          f"else {INPUT_H}x{INPUT_W}); another size than the starting model's resamples its "
                          "time-step convolution (net.adapt_state_dict)")
     ap.add_argument("--edge-cut", action="store_true",
@@ -296,7 +303,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     logger.info("%d images, %d train / %d val (plate-disjoint, %d/%d distinct plates)", len(samples), len(tr_idx),
                 len(va_idx), len({samples[i].label for i in tr_idx}), len({samples[i].label for i in va_idx}))
     t0 = time.time()
+    init_state = torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"] if args.init else None
     input_hw = parse_input_size(args.input_size) if args.input_size else \
+        checkpoint_input_size(init_state) if init_state is not None else \
         exported_input_size(args.init_onnx) if args.init_onnx is not None else (INPUT_H, INPUT_W)
     preload_hw = (round(input_hw[0] * PRELOAD_HW[0] / INPUT_H), round(input_hw[1] * PRELOAD_HW[1] / INPUT_W))
     images = load_images(samples, preload_hw)
@@ -307,9 +316,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
 
     extra, moto_val = _extra_pools(args, [samples[i] for i in tr_idx], preload_hw, input_hw)
     model = PlateNet(len(CHARSET), NO_PROVINCE + 1, input_h=input_hw[0])
-    if args.init is not None:
-        state = torch.load(args.init, map_location="cpu", weights_only=False)["state_dict"]
-        model.load_state_dict(adapt_state_dict(state, model))
+    if init_state is not None:
+        model.load_state_dict(adapt_state_dict(init_state, model))
         logger.info("initialised from %s", args.init)
     elif args.init_onnx is not None:
         from pipeline.plates.onnx_import import load_onnx_weights

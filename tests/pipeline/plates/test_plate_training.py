@@ -170,6 +170,9 @@ def test_a_reader_of_another_input_size_starts_from_a_trained_one() -> None:
             assert torch.allclose(value[:, :, -1], state[key][:, :, -1] * 8 / 12, atol=1e-6)
         else:
             assert torch.equal(value, state[key]), key
+    from pipeline.plates.train import checkpoint_input_size
+
+    assert checkpoint_input_size(state) == (64, 128) and checkpoint_input_size(big.state_dict()) == (96, 192)
     with torch.no_grad():
         chars, provinces = big.eval()(torch.rand(2, 3, 96, 192) * 255)
     assert chars.shape == (2, 48, len(CHARSET) + 1) and provinces.shape == (2, len(PROVINCES) + 1)
