@@ -187,10 +187,9 @@ def read_crop_batch(crops: list[np.ndarray], reader: PlateReader, layout: str,
 def with_reading_pad(crop: np.ndarray) -> np.ndarray:
     """``crop`` grown by the engine's reading pad (:data:`pipeline.plates.geometry.READING_PAD`), border
     replicated: a tight plate crop made to look like the reading crop around a detector's box."""
-    from pipeline.plates.geometry import READING_PAD
+    from pipeline.plates.geometry import reading_pad_pixels
 
-    h, w = crop.shape[:2]
-    px, py = round(READING_PAD[0] * w), round(READING_PAD[1] * h)
+    px, py = reading_pad_pixels(crop.shape)
     return cv2.copyMakeBorder(crop, py, py, px, px, cv2.BORDER_REPLICATE)
 
 
@@ -234,13 +233,12 @@ def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[di
     of the picture at a frame edge. With ``pad`` the engine's reading pad is added on every side but the cut one
     (the reading crop of a plate at the frame edge)."""
     from pipeline.plates.collage import edge_cut
-    from pipeline.plates.geometry import READING_PAD
+    from pipeline.plates.geometry import reading_pad_pixels
 
     out = []
     for k, r in enumerate(rows):
         crop = load_image(r["path"])
-        h, w = crop.shape[:2]
-        grow = (round(READING_PAD[0] * w), round(READING_PAD[1] * h)) if pad else (0, 0)
+        grow = reading_pad_pixels(crop.shape) if pad else (0, 0)
         side = "left" if k % 2 == 0 else "right"
         made = edge_cut(crop, normalise_plate(r["label"]), keep, side, grow)
         if made is not None:

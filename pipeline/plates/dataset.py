@@ -51,15 +51,20 @@ def plate_disjoint_split(samples: list[PlateSample], val_fraction: float = 0.15,
     return train, val
 
 
+def read_crop(sample: PlateSample) -> np.ndarray:
+    """The sample's crop as BGR ``uint8``; FileNotFoundError when it cannot be read."""
+    img = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {sample.path}")
+    return img
+
+
 def load_images(samples: list[PlateSample], size: tuple[int, int]) -> np.ndarray:
     """Load all crops as BGR ``uint8`` ``[N, H, W, 3]`` resized to ``size`` = (H, W)."""
     h, w = size
     arr = np.empty((len(samples), h, w, 3), np.uint8)
     for i, s in enumerate(samples):
-        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"cannot read image {s.path}")
-        arr[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        arr[i] = cv2.resize(read_crop(s), (w, h), interpolation=cv2.INTER_AREA)
     return arr
 
 

@@ -17,6 +17,12 @@ UNIT_SQUARE = np.float32([[0, 0], [1, 0], [1, 1], [0, 1]])
 READING_PAD = (0.06, 0.12)  # the reader's crop: the plate detector's box grown by 6 % / 12 % of its width / height
 
 
+def reading_pad_pixels(hw: tuple[int, ...]) -> tuple[int, int]:
+    """The reading pad (x, y pixels) of a tight plate crop of shape ``hw``: :data:`READING_PAD` of its width and
+    height."""
+    return round(READING_PAD[0] * hw[1]), round(READING_PAD[1] * hw[0])
+
+
 def _rotation(roll: float, yaw: float, pitch: float) -> np.ndarray:
     """Rotation matrix for angles in degrees: roll about the view axis, yaw about the vertical, pitch about the
     horizontal axis."""

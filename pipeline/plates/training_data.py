@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.plates.augment import augment, geometric, photometric
-from pipeline.plates.dataset import PlateSample, encode_label, load_images
+from pipeline.plates.dataset import PlateSample, encode_label, load_images, read_crop
 from pipeline.plates.layout import car_to_motorcycle_form, motorcycle_to_car_form
 from pipeline.plates.provinces import PROVINCES
 
@@ -127,9 +127,7 @@ def doubled_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Pool:
     h, w = car_hw
     items = []
     for s in tqdm(samples, desc="doubling series letters", mininterval=5.0):
-        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"cannot read image {s.path}")
+        img = read_crop(s)
         for first in (True, False):
             made = doubled_series(img, s.label, first)
             if made is not None:
@@ -151,9 +149,7 @@ def edge_cut_pool(samples: list[PlateSample], car_hw: tuple[int, int], seed: int
     h, w = car_hw
     items = []
     for s in tqdm(samples, desc="cutting plate edges", mininterval=5.0):
-        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"cannot read image {s.path}")
+        img = read_crop(s)
         side = "left" if rng.random() < 0.5 else "right"
         made = edge_cut(img, s.label, float(rng.uniform(*keep)), side)
         if made is not None:
@@ -202,9 +198,7 @@ def rectified_pools(car: list[PlateSample], moto: list[PlateSample], rectifier_d
     crops, labels, provs = [], [], []
     for k in tqdm(picks, desc="warping plates", mininterval=5.0):
         sample, is_moto = sources[int(k)]
-        img = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"cannot read image {sample.path}")
+        img = read_crop(sample)
         roll, yaw, pitch = random_pose(rng)
         width = float(np.exp(rng.uniform(np.log(60), np.log(400))))
         crops.append(warped_plate(img, "motorcycle" if is_moto else "car", bgs, rng, width, roll, yaw, pitch,

@@ -163,17 +163,23 @@ def test_plates_cli_motorcycle_layout(shared_dir: Path, tmp_path: Path) -> None:
     assert res["rectifier_car"] + res["rectifier_motorcycle"] + res["rectifier_auto"] == 4
 
 
-def test_plates_cli_doubled_reads_only_doubled_series(shared_dir: Path, tmp_path: Path) -> None:
-    """``--doubled`` reads the crops whose two-letter series can be doubled, with doubled labels."""
+def first_car_crops(shared_dir: Path, tmp_path: Path, n: int) -> tuple[Path, list[dict[str, str]]]:
+    """A labels file of the first ``n`` car crops (absolute paths) in ``tmp_path``, and their source rows."""
     src = shared_dir / "data" / "plates_thai"
     with (src / "labels.csv").open(encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))[:40]
+        rows = list(csv.DictReader(fh))[:n]
     labels = tmp_path / "labels.csv"
     with labels.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, ["relative_path", "label", "province"])
         w.writeheader()
         w.writerows({"relative_path": str(src / r["relative_path"]), "label": r["label"],
                      "province": r["province"]} for r in rows)
+    return labels, rows
+
+
+def test_plates_cli_doubled_reads_only_doubled_series(shared_dir: Path, tmp_path: Path) -> None:
+    """``--doubled`` reads the crops whose two-letter series can be doubled, with doubled labels."""
+    labels, rows = first_car_crops(shared_dir, tmp_path, 40)
     kept = plates.doubled_rows(plates.read_rows(labels))
     assert 5 <= len(kept) < len(rows)
     assert all(any(a == b and a.isalpha() for a, b in zip(r["label"], r["label"][1:], strict=False)) for r in kept)
@@ -186,15 +192,7 @@ def test_plates_cli_doubled_reads_only_doubled_series(shared_dir: Path, tmp_path
 def test_plates_cli_edge_cut_reads_crops_cut_through_an_end_character(shared_dir: Path, tmp_path: Path) -> None:
     """``--edge-cut KEEP`` reads the crops that split into their characters, cut through the first or last one
     (every other crop each way), labels whole; a KEEP outside (0, 1] is refused."""
-    src = shared_dir / "data" / "plates_thai"
-    with (src / "labels.csv").open(encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))[:30]
-    labels = tmp_path / "labels.csv"
-    with labels.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, ["relative_path", "label", "province"])
-        w.writeheader()
-        w.writerows({"relative_path": str(src / r["relative_path"]), "label": r["label"],
-                     "province": r["province"]} for r in rows)
+    labels, rows = first_car_crops(shared_dir, tmp_path, 30)
     kept = plates.edge_cut_rows(plates.read_rows(labels), 0.6, pad=True)
     assert 5 <= len(kept) < len(rows)
     assert {r["edge"] for r in kept} == {"left", "right"}

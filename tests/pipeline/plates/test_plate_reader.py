@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.plates.collage import doubled_series, edge_cut
 from pipeline.plates.dataset import plate_disjoint_split, read_labels
-from pipeline.plates.geometry import READING_PAD
+from pipeline.plates.geometry import reading_pad_pixels
 from pipeline.plates.grammar import is_motorcycle_registration, normalise_plate
 from pipeline.plates.layout import CAR
 from pipeline.plates.provinces import PROVINCES
@@ -129,9 +129,8 @@ def test_plates_cut_at_a_frame_edge_are_read_whole(reader: PlateReader, shared_d
     crops, labels, _ = validation_split(shared_dir, every=2)
     made = []
     for k, (crop, label) in enumerate(zip(crops, labels, strict=True)):
-        h, w = crop.shape[:2]
         cut = edge_cut(crop, label, 0.6, "left" if k % 2 == 0 else "right",
-                       (round(READING_PAD[0] * w), round(READING_PAD[1] * h)))
+                       reading_pad_pixels(crop.shape))
         if cut is not None:
             made.append((cut, label))
     assert len(made) >= 100

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.plates import read_crop_batch, with_reading_pad
 from pipeline.plates.collage import edge_cut
 from pipeline.plates.dataset import plate_disjoint_split, read_labels
-from pipeline.plates.geometry import READING_PAD
+from pipeline.plates.geometry import reading_pad_pixels
 from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.reader import PlateRead, load_plate_reader
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, load_plate_rectifier
@@ -102,9 +102,8 @@ def edge_cut_held_out(shared_dir: Path, every: int = 2) -> tuple[list[np.ndarray
     crops, labels = [], []
     for k, i in enumerate(val[::every]):
         crop = cv2.imread(str(samples[i].path))
-        h, w = crop.shape[:2]
         cut = edge_cut(crop, samples[i].label, 0.6, "left" if k % 2 == 0 else "right",
-                       (round(READING_PAD[0] * w), round(READING_PAD[1] * h)))
+                       reading_pad_pixels(crop.shape))
         if cut is not None:
             crops.append(cut)
             labels.append(samples[i].label)
