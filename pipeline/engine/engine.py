@@ -479,7 +479,8 @@ class Engine:
         tiles = self._whole_frame_tiles(frames)
         with self.metrics.stage("plate_detect"):
             images = [g.item.frame for g in frames]
-            found = self.models.plates.detect_batch(images, tiles)
+            found = self.models.plates.detect_batch(images, tiles, coarse_first=ec.plate_search == "coarse_first",
+                                                    min_confidence=ec.plate_confidence)
             self._note_tiled_hits(frames, tiles, found)
             if ec.plate_second_look:
                 due = self._frames_due_a_turned_look(frames, found)

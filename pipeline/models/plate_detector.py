@@ -178,9 +178,9 @@ class PlateDetector:
         ``coarse_first`` searches every crop whole first, then, in one more batched call, only where it helps: a
         crop where that look found no plate of at least ``min_confidence`` is searched with all its tiles; one
         where it found a plate that the network saw narrower than :data:`COARSE_SHARP_PLATE_PX` pixels gets one
-        tile centred on that plate (its box sharpened at tile resolution); one whose plate the network saw wide
-        enough needs nothing more. A large vehicle whose plate the whole look finds costs one or two windows
-        instead of five or more.
+        tile (of the crop's tile side) centred on that plate (its box sharpened at tile resolution); one whose
+        plate the network saw wide enough needs nothing more. A large vehicle whose plate the whole look finds
+        costs one or two windows instead of five or more; so does a close-up frame searched whole in tiles.
         """
         windows = [self._windows(crop, None if tiles is None else tiles[i]) for i, crop in enumerate(crops)]
         if not coarse_first:
@@ -190,7 +190,8 @@ class PlateDetector:
         fine_windows: list[list[tuple[int, int, int, int]]] = []
         for i, wins in enumerate(windows):
             if len(wins) > 1:
-                more = self._after_whole_look(parts[i][0], crops[i], wins, min_confidence)
+                side = self.tile if tiles is None else tiles[i] or max(crops[i].shape[:2])
+                more = self._after_whole_look(parts[i][0], crops[i], wins, min_confidence, side)
                 if more:
                     fine.append(i)
                     fine_windows.append(more)
@@ -225,17 +226,17 @@ class PlateDetector:
         return parts
 
     def _after_whole_look(self, whole: Detections, crop: np.ndarray, windows: list[tuple[int, int, int, int]],
-                          min_confidence: float) -> list[tuple[int, int, int, int]]:
+                          min_confidence: float, side: int) -> list[tuple[int, int, int, int]]:
         """The windows a crop still needs after its whole look found ``whole`` (coarse first): every tile when no
-        plate reached ``min_confidence``, one tile centred on the best plate when the network saw it narrower
-        than :data:`COARSE_SHARP_PLATE_PX`, none otherwise."""
+        plate reached ``min_confidence``, one tile of ``side`` pixels centred on the best plate when the network
+        saw it narrower than :data:`COARSE_SHARP_PLATE_PX`, none otherwise."""
         confident = whole[whole.confidence >= min_confidence] if len(whole) else whole
         if not len(confident):
             return windows[1:]
         best = confident.xyxy[int(np.argmax(confident.confidence))]
         if (best[2] - best[0]) * self.imgsz / max(crop.shape[:2]) >= COARSE_SHARP_PLATE_PX:
             return []
-        return [centred_window(best, crop.shape[1], crop.shape[0], self.tile)]
+        return [centred_window(best, crop.shape[1], crop.shape[0], side)]
 
     def detect_rotated(self, crops: list[np.ndarray], angles: tuple[float, ...] = SECOND_LOOK_ANGLES,
                        tiles: list[int] | None = None) -> list[Detections]:
@@ -347,8 +348,9 @@ class PlateCascade:
       gives them a weak upright hit); the whole frame of a frame with vehicles too when no window found a plate
       (a rolled plate of a vehicle the vehicle detector missed), turned as it was searched upright (one window
       in ``window`` mode); the engine gives such frames that look on its ten-second schedule;
-    - a vehicle crop larger than the plate detector's tile is searched whole first and with its tiles only where
-      no readable plate was found (``engine.plate_search: coarse_first``; ``all_windows``: every window at once);
+    - a vehicle crop larger than the plate detector's tile, and a frame searched in tiles (without vehicles, or
+      a closer look), is searched whole first and with its tiles only where no readable plate was found
+      (``engine.plate_search: coarse_first``; ``all_windows``: every window at once);
     - a frame with vehicles is also searched whole (``engine.plates_whole_frame``: ``window``, one window;
       ``tiles``, one window plus overlapping tiles of ``whole_frame_tile`` pixels; ``off``), in the same batched
       call as the vehicle crops: a plate found there that no vehicle crop found is added (a close-up motorcycle
@@ -444,7 +446,8 @@ class PlateCascade:
 
     def _closer_look(self, frame: np.ndarray) -> Detections:
         """The whole frame searched in tiles of :meth:`PlateDetector.closer_tile`."""
-        return self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)])[0]
+        return self.plates.detect_batch([frame], [self.plates.closer_tile(frame.shape)], coarse_first=self.coarse_first,
+                                        min_confidence=self.plate_confidence)[0]
 
     def full_frame(self, frame: np.ndarray) -> Detections:
         """The plate detector on the whole frame (with its search windows), for comparison."""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.detections import Detections
-from pipeline.models.plate_detector import PlateDetector, search_windows
+from pipeline.models.plate_detector import PlateCascade, PlateDetector, search_windows
 from pipeline.models.registry import ModelSet
 
 N_PHOTOS = 10
@@ -116,3 +116,73 @@ def test_a_crop_without_plate_gets_every_tile(model_set: ModelSet) -> None:
     dets, windows = search(model_set, [blank], coarse_first=True)
     assert not len(dets[0])
     assert windows == len(search_windows(1200, 900, model_set.plates.tile))
+
+
+def moto_photos(shared_dir: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(photo, plate box)`` of the first ``n`` motorcycle photos with one labelled plate (close-ups, 432 px)."""
+    root = shared_dir / "data" / "plates_thai_moto"
+    rows: dict[str, list[dict[str, str]]] = {}
+    with (root / "detection.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.setdefault(row["relative_path"], []).append(row)
+    out = []
+    for path, boxes in rows.items():
+        if len(boxes) != 1:
+            continue
+        x, y, w, h = (float(boxes[0][k]) for k in ("x", "y", "w", "h"))
+        out.append((cv2.imread(str(root / path)), np.float32([x, y, x + w, y + h])))
+        if len(out) == n:
+            break
+    return out
+
+
+def test_a_close_up_frame_searched_in_tiles_is_searched_whole_first(model_set: ModelSet, shared_dir: Path) -> None:
+    """A frame searched whole in tiles (no vehicle found on it, or a closer look) with coarse-first: the whole
+    frame first, its tiles only where that found no plate; a plate the whole look saw small gets one tile of
+    the frame's own (closer) tile side around it. Real close-up motorcycle photos: the same plates as the full
+    tiled search, with fewer windows."""
+    photos = moto_photos(shared_dir, N_PHOTOS)
+    assert len(photos) == N_PHOTOS
+    frames = [image for image, _ in photos]
+    tiles = [model_set.plates.closer_tile(f.shape) for f in frames]
+    counting = CountingDetector(model_set.plates.detector)
+    detector = PlateDetector(counting, tile=model_set.plates.tile, calibration=model_set.plates.calibration)
+    full = detector.detect_batch(frames, tiles)
+    full_windows = counting.windows
+    coarse = detector.detect_batch(frames, tiles, coarse_first=True, min_confidence=CONF)
+    coarse_windows = counting.windows - full_windows
+    full_hits = [found(d, truth) for d, (_, truth) in zip(full, photos, strict=True)]
+    coarse_hits = [found(d, truth) for d, (_, truth) in zip(coarse, photos, strict=True)]
+    assert sum(full_hits) >= N_PHOTOS // 2, f"the tiled search found only {sum(full_hits)} of {N_PHOTOS} plates"
+    lost = [k for k in range(N_PHOTOS) if full_hits[k] and not coarse_hits[k]]
+    assert not lost, f"coarse-first lost the plates of photos {lost}"
+    assert coarse_windows <= full_windows // 2, (coarse_windows, full_windows)
+
+
+def test_the_sharpening_tile_has_the_frames_tile_side(model_set: ModelSet) -> None:
+    """The one tile around a plate the whole look saw small is of the tile side asked for (a closer look's),
+    not the vehicle crops' default: a smaller tile is a closer look at the plate."""
+    detector = PlateDetector(model_set.plates.detector, tile=model_set.plates.tile)
+    image = np.zeros((900, 900, 3), np.uint8)
+    small = Detections(np.float32([[400, 400, 440, 420]]), np.float32([0.9]), np.zeros(1, np.int64))
+    windows = search_windows(900, 900, 300)
+    more = detector._after_whole_look(small, image, windows, CONF, 300)
+    assert len(more) == 1
+    x0, y0, x1, y1 = more[0]
+    assert (x1 - x0, y1 - y0) == (300, 300) and x0 <= 400 and x1 >= 440
+
+
+def test_the_cascades_closer_look_is_coarse_first(model_set: ModelSet, shared_dir: Path) -> None:
+    """``PlateCascade``'s closer look (a frame without vehicles, the benchmark's single photos) searches coarse
+    first like the engine: a close-up whose plate the whole look finds costs one or two windows, not the
+    whole frame's tiles."""
+    image, truth = moto_photos(shared_dir, 1)[0]
+    counts = {}
+    for coarse in (False, True):
+        counting = CountingDetector(model_set.plates.detector)
+        plates = PlateDetector(counting, tile=model_set.plates.tile, calibration=model_set.plates.calibration)
+        cascade = PlateCascade(model_set.vehicles, plates, coarse_first=coarse, plate_confidence=CONF)
+        dets = cascade._closer_look(image)
+        assert found(dets, truth)
+        counts[coarse] = counting.windows
+    assert counts[True] <= 2 < counts[False], counts
