@@ -190,7 +190,7 @@ class PlateDetector:
         fine_windows: list[list[tuple[int, int, int, int]]] = []
         for i, wins in enumerate(windows):
             if len(wins) > 1:
-                side = self.tile if tiles is None else tiles[i] or max(crops[i].shape[:2])
+                side = self._tile_side(crops[i], None if tiles is None else tiles[i])
                 more = self._after_whole_look(parts[i][0], crops[i], wins, min_confidence, side)
                 if more:
                     fine.append(i)
@@ -200,12 +200,17 @@ class PlateDetector:
                 parts[i].extend(extra)
         return [self._finish(Detections.merge(p)) for p in parts]
 
+    def _tile_side(self, crop: np.ndarray, tile: int | None) -> int:
+        """The tile side a crop is searched with: :attr:`tile` by default, ``tile`` when given, the crop's longer
+        side for 0 (one window)."""
+        return self.tile if tile is None else tile or max(crop.shape[:2])
+
     def _windows(self, crop: np.ndarray, tile: int | None) -> list[tuple[int, int, int, int]]:
         """The crop's search windows: the whole crop first, then its tiles."""
         h, w = crop.shape[:2]
         if not (h and w):
             return []
-        return search_windows(w, h, self.tile if tile is None else tile or max(h, w))
+        return search_windows(w, h, self._tile_side(crop, tile))
 
     def _search(self, crops: list[np.ndarray], windows: list[list[tuple[int, int, int, int]]]
                 ) -> list[list[Detections]]:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.plate_detection import read_boxes
 from pipeline.detections import Detections
 from pipeline.models.plate_detector import PlateCascade, PlateDetector, search_windows
 from pipeline.models.registry import ModelSet
@@ -120,20 +121,9 @@ def test_a_crop_without_plate_gets_every_tile(model_set: ModelSet) -> None:
 
 def moto_photos(shared_dir: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(photo, plate box)`` of the first ``n`` motorcycle photos with one labelled plate (close-ups, 432 px)."""
-    root = shared_dir / "data" / "plates_thai_moto"
-    rows: dict[str, list[dict[str, str]]] = {}
-    with (root / "detection.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            rows.setdefault(row["relative_path"], []).append(row)
-    out = []
-    for path, boxes in rows.items():
-        if len(boxes) != 1:
-            continue
-        x, y, w, h = (float(boxes[0][k]) for k in ("x", "y", "w", "h"))
-        out.append((cv2.imread(str(root / path)), np.float32([x, y, x + w, y + h])))
-        if len(out) == n:
-            break
-    return out
+    boxes = read_boxes(shared_dir / "data" / "plates_thai_moto" / "detection.csv")
+    single = [(path, b[0]) for path, b in boxes.items() if len(b) == 1][:n]
+    return [(cv2.imread(str(path)), np.float32(box)) for path, box in single]
 
 
 def test_a_close_up_frame_searched_in_tiles_is_searched_whole_first(model_set: ModelSet, shared_dir: Path) -> None:
