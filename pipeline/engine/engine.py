@@ -44,7 +44,7 @@ from pipeline.engine.gating import GateBank
 from pipeline.engine.metrics import EngineMetrics
 from pipeline.engine.schedule import DetectionSchedule
 from pipeline.engine.snapshots import SnapshotWriter
-from pipeline.engine.tracking import Tracker, iou_matrix
+from pipeline.engine.tracking import Tracker
 from pipeline.engine.zones import ZoneFilter
 from pipeline.models.onnx_utils import box_overlap, nms
 from pipeline.models.plate_detector import MERGE_IOS, VEHICLE_MARGIN, centres_inside, has_plate, owner_of
@@ -102,7 +102,6 @@ WHOLE_HIT_HOLD_S = 10.0
 # CLOSER_LOOK_MAX_INTERVAL_S (a camera whose plates are simply too small stops paying), and resets on a find.
 CLOSER_LOOK_INTERVAL_S = 2.0
 CLOSER_LOOK_MAX_INTERVAL_S = 30.0
-FACE_TRACK_IOU = 0.3  # a face overlapping one face track's predicted box this much belongs to it (embedding choice)
 # ... and is still embedded when its track's appearance (the running mean the tracker matches a face that jumped, at a
 # cut or after an occlusion, against) was last refreshed this long ago. Files mode, 3 cameras at 3 fps: without the
 # refresh the engine split six face tracks that the every-frame reference kept (119 of 125 events matched, 6 extra);
@@ -758,43 +757,51 @@ class Engine:
                 self._attach_faces(g, faces)
 
     def _faces_worth_embedding(self, g: _Frame, faces: Detections) -> np.ndarray:
-        """Which faces of a frame to embed: a face whose track (its person box, or the face track its box
-        overlaps) already holds ``TOP_FACES`` better faces cannot change that track's template, so it is not
-        embedded, unless that face track's appearance is ``APPEARANCE_REFRESH_S`` old; new faces, and faces
-        whose track is uncertain, always are."""
+        """Which faces of a frame to embed: a face whose track its box already tells (its person box, or the face
+        track the tracker's overlap and centre passes give it) is embedded only while that track holds fewer
+        than ``TOP_FACES`` better faces, or when the face track's appearance is ``APPEARANCE_REFRESH_S`` old
+        (a face that jumps is found again by it); faces the box does not place (new faces, faces that moved too
+        far, which the tracker's appearance pass then places) always are."""
         want = np.ones(len(faces), bool)
         quality = faces.data.get("quality")
         if quality is None or not len(faces):
             return want
-        camera_id = g.item.camera_id
+        camera_id, t = g.item.camera_id, g.item.capture_time
+        want &= self._faces_kept(g, faces)  # the others are dropped before tracking
         owners = assign_faces_to_persons(faces.xyxy, g.persons.xyxy)
-        predicted = g.cam.faces.predicted_boxes(g.item.capture_time)
-        face_ids = list(g.cam.faces.tracks)
-        overlap = iou_matrix(faces.xyxy, predicted) if len(face_ids) else np.zeros((len(faces), 0))
-        for i in range(len(faces)):
+        loose = np.flatnonzero((owners < 0) & want)
+        by_box = np.full(len(faces), -1, dtype=np.int64)
+        if len(loose):
+            by_box[loose] = g.cam.faces.match_by_geometry(faces[loose], t)
+        for i in np.flatnonzero(want):
             if owners[i] >= 0:
                 track_id = int(g.persons.tracker_id[owners[i]])
-            elif overlap.shape[1] and overlap[i].max() >= FACE_TRACK_IOU and \
-                    (overlap[:, overlap[i].argmax()] >= FACE_TRACK_IOU).sum() == 1:
-                track_id = face_ids[int(overlap[i].argmax())]
-                if g.item.capture_time - g.cam.faces.tracks[track_id].embedding_time >= APPEARANCE_REFRESH_S:
-                    continue  # its track's appearance is getting old: refresh it (a face that jumps is found by it)
+            elif by_box[i] >= 0:
+                track_id = int(by_box[i])
+                if t - g.cam.faces.tracks[track_id].embedding_time >= APPEARANCE_REFRESH_S:
+                    continue  # its track's appearance is getting old: refresh it
             else:
-                continue  # a new face or an ambiguous one: embed (its embedding may decide its track)
+                continue  # a new face, or one only its embedding can place
             state = self.aggregator.faces.get((camera_id, track_id))
             if state is not None and not self.aggregator.face_could_improve(state, float(quality[i])):
                 want[i] = False
         return want
 
+    def _faces_kept(self, g: _Frame, faces: Detections) -> np.ndarray:
+        """Boolean mask of the faces the engine tracks: inside the camera's zones, at least the face confidence,
+        and at least ``MIN_FACE_SIDE`` pixels on their shorter side."""
+        if not len(faces):
+            return np.zeros(0, dtype=bool)
+        height, width = g.item.frame.shape[:2]
+        sides = np.minimum(faces.xyxy[:, 2] - faces.xyxy[:, 0], faces.xyxy[:, 3] - faces.xyxy[:, 1])
+        return g.cam.zones.keeps(faces, width, height) & (faces.confidence >= self.engine_config.face_confidence) \
+            & (sides >= MIN_FACE_SIDE)
+
     def _attach_faces(self, g: _Frame, faces: Detections) -> None:
         frame, t, camera_id = g.item.frame, g.item.capture_time, g.item.camera_id
-        height, width = frame.shape[:2]
-        faces = g.cam.zones.filter(faces, width, height)
-        faces = faces[faces.confidence >= self.engine_config.face_confidence]
+        faces = faces[self._faces_kept(g, faces)]
         if not len(faces):
             return
-        sides = np.minimum(faces.xyxy[:, 2] - faces.xyxy[:, 0], faces.xyxy[:, 3] - faces.xyxy[:, 1])
-        faces = faces[sides >= MIN_FACE_SIDE]
         owners = assign_faces_to_persons(faces.xyxy, g.persons.xyxy)
         loose = np.flatnonzero(owners < 0)
         face_track_ids = np.full(len(faces), -1, dtype=np.int64)

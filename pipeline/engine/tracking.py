@@ -169,18 +169,12 @@ class Tracker:
         self._predict(t)
         tracks = list(self.tracks.values())
         ids = np.full(len(detections), -1, dtype=np.int64)
-        high = np.flatnonzero(detections.confidence >= self.high_score)
-        low = np.flatnonzero((detections.confidence < self.high_score) & (detections.confidence >= self.low_score))
-        unmatched_tracks = list(range(len(tracks)))
-        for det_idx, by_centre in ((high, False), (low, False), (high, True)):
-            det_idx = np.array([i for i in det_idx if ids[i] < 0], dtype=np.int64)
-            pairs = self._associate(tracks, unmatched_tracks, detections.xyxy[det_idx], by_centre)
-            for ti, di in pairs:
-                track, d = tracks[unmatched_tracks[ti]], int(det_idx[di])
-                self._apply(track, detections, d, t)
-                ids[d] = track.track_id
-            matched = {unmatched_tracks[ti] for ti, _ in pairs}
-            unmatched_tracks = [i for i in unmatched_tracks if i not in matched]
+        high, low = self._score_bands(detections)
+        track_boxes = np.stack([tr.box for tr in tracks]) if tracks else np.zeros((0, 4), np.float32)
+        matches, unmatched_tracks = self._match_geometry(track_boxes, detections, high, low)
+        for ti, d in matches:
+            self._apply(tracks[ti], detections, d, t)
+            ids[d] = tracks[ti].track_id
         for ti, d in self._associate_by_appearance(tracks, unmatched_tracks, detections, high[ids[high] < 0]):
             self._apply(tracks[ti], detections, d, t)
             ids[d] = tracks[ti].track_id
@@ -191,6 +185,43 @@ class Tracker:
             if ids[d] < 0:
                 ids[d] = self._start(detections, int(d), t).track_id
         return ids
+
+    def match_by_geometry(self, detections: Detections, t: float) -> np.ndarray:
+        """The track each detection would join by its box alone (:meth:`assign`'s overlap and centre passes on the
+        tracks predicted to ``t``), without changing any track; -1 where only its appearance, or a new track,
+        could place it. The engine uses it to embed only the faces whose track their box does not already tell."""
+        tracks = list(self.tracks.values())
+        ids = np.full(len(detections), -1, dtype=np.int64)
+        if not tracks or not len(detections):
+            return ids
+        high, low = self._score_bands(detections)
+        matches, _ = self._match_geometry(self.predicted_boxes(t), detections, high, low)
+        for ti, d in matches:
+            ids[d] = tracks[ti].track_id
+        return ids
+
+    def _score_bands(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the high-score detections and of the low-score ones the tracker still follows."""
+        high = np.flatnonzero(detections.confidence >= self.high_score)
+        low = np.flatnonzero((detections.confidence < self.high_score) & (detections.confidence >= self.low_score))
+        return high, low
+
+    def _match_geometry(self, track_boxes: np.ndarray, detections: Detections, high: np.ndarray, low: np.ndarray
+                        ) -> tuple[list[tuple[int, int]], list[int]]:
+        """Overlap pass on the high-score detections, then on the low ones, then a centre pass on the high ones
+        left; returns the (track index, detection) pairs and the track indices left unmatched."""
+        matched_dets: set[int] = set()
+        pairs_out: list[tuple[int, int]] = []
+        unmatched_tracks = list(range(len(track_boxes)))
+        for det_idx, by_centre in ((high, False), (low, False), (high, True)):
+            det_idx = np.array([i for i in det_idx if int(i) not in matched_dets], dtype=np.int64)
+            pairs = self._associate(track_boxes, unmatched_tracks, detections.xyxy[det_idx], by_centre)
+            for ti, di in pairs:
+                pairs_out.append((unmatched_tracks[ti], int(det_idx[di])))
+                matched_dets.add(int(det_idx[di]))
+            matched = {unmatched_tracks[ti] for ti, _ in pairs}
+            unmatched_tracks = [i for i in unmatched_tracks if i not in matched]
+        return pairs_out, unmatched_tracks
 
     def touch(self, t: float) -> None:
         """Mark every live track as still present at ``t`` (the scene did not change, so nothing left)."""
@@ -213,8 +244,8 @@ class Tracker:
         """Where the live tracks are expected at time ``t`` (xyxy, one row per track), without changing them."""
         boxes = []
         for track in self.tracks.values():
-            state, _ = self._kf.predict(track.state, track.cov, t - track.state_time)
-            boxes.append(_to_xyxy(state))
+            dt = t - track.state_time
+            boxes.append(_to_xyxy(self._kf.predict(track.state, track.cov, dt)[0]) if dt > 0 else track.box)
         return np.stack(boxes) if boxes else np.zeros((0, 4), np.float32)
 
     def drain(self) -> list[Track]:
@@ -231,11 +262,11 @@ class Tracker:
                 track.state_time = t
 
     def _associate(
-        self, tracks: list[Track], candidates: list[int], boxes: np.ndarray, by_centre: bool
+        self, all_track_boxes: np.ndarray, candidates: list[int], boxes: np.ndarray, by_centre: bool
     ) -> list[tuple[int, int]]:
         if not candidates or not len(boxes):
             return []
-        track_boxes = np.stack([tracks[i].box for i in candidates])
+        track_boxes = all_track_boxes[candidates]
         if by_centre:
             similarity = self._centre_similarity(track_boxes, boxes)
             threshold = 1.0 - self.centre_threshold

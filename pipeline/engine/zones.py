@@ -35,15 +35,21 @@ class ZoneFilter:
             mask |= points_in_polygon(norm, polygon)
         return mask
 
-    def filter(self, detections: Detections, width: int, height: int) -> Detections:
-        """Keep the detections whose box bottom-centre lies inside a zone."""
+    def keeps(self, detections: Detections, width: int, height: int) -> np.ndarray:
+        """Boolean mask: which detections' box bottom-centre lies inside a zone (all of them without zones)."""
         if not self._paths or not len(detections):
-            return detections
+            return np.ones(len(detections), dtype=bool)
         xyxy = detections.xyxy
         bottom_centre = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)
         # boxes touching the bottom edge land exactly on it: nudge inward so full-frame zones keep them
         bottom_centre[:, 1] = np.minimum(bottom_centre[:, 1], height - 0.5)
-        return detections[self.inside(bottom_centre, width, height)]
+        return self.inside(bottom_centre, width, height)
+
+    def filter(self, detections: Detections, width: int, height: int) -> Detections:
+        """Keep the detections whose box bottom-centre lies inside a zone."""
+        if not self._paths or not len(detections):
+            return detections
+        return detections[self.keeps(detections, width, height)]
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:

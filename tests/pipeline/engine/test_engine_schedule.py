@@ -263,14 +263,15 @@ class _SteadyFaces:
     """A face model that finds one face, a little to the right each frame, always of quality 0.9; it embeds
     only the faces the engine selects, and records for each frame whether it did."""
 
-    def __init__(self) -> None:
+    def __init__(self, left: Any = None) -> None:
         self.embedded: list[bool] = []
         self.frames = 0
+        self.left = left or (lambda n: 200 + 2 * n)  # the face's left edge in frame n
 
     def detect_batch(self, frames: list[np.ndarray], select: Any = None) -> list[Detections]:
         out = []
         for k, _ in enumerate(frames):
-            x = 200 + 2 * self.frames
+            x = self.left(self.frames)
             self.frames += 1
             faces = Detections(xyxy=np.array([[x, 100, x + 60, 170]], np.float32),
                                confidence=np.array([0.9], np.float32), class_id=np.array([0]),
@@ -304,6 +305,41 @@ def test_a_steady_face_is_embedded_again_only_to_refresh_its_tracks_appearance(t
     assert all(b - a >= APPEARANCE_REFRESH_S - 1e-9 for a, b in zip(embedded[2:], later, strict=False))
     assert len(embedded) < len(times) / 2  # most frames' faces are not embedded
     assert engine.metrics.counters["faces_not_embedded"] == len(times) - len(embedded)
+
+
+def test_a_face_that_jumps_within_its_tracks_reach_is_not_embedded_again(tmp_path: Any) -> None:
+    """A face 45 px to the side of where its track stood (overlap 0.14: the tracker's overlap pass still places it)
+    keeps its track, and is not embedded when that track's best faces are full and its appearance is fresh:
+    the embedding choice places faces as the tracker does (it embedded every face overlapping less than 0.3)."""
+    config = Config.model_validate({
+        "engine": {"device": "cpu", "motion_threshold": 0.0, "detector_keepalive_s": 0.1},
+        "cameras": [{"id": "cam", "name": "cam", "url": "/v.mp4", "analytics": {"plates": False, "faces": True}}]})
+    models = _Models()
+    models.faces = _SteadyFaces(left=lambda n: 200 if n < 4 else 245)
+    engine = Engine(config, models, None, recordings_dir=tmp_path)
+    for k in range(6):
+        engine.process_batch([_Frame(k * 0.25, _scene(40))])
+    assert models.faces.embedded == [True, True, True, False, False, False]
+    assert len(engine.cameras["cam"].faces.tracks) == 1  # one face track throughout
+
+
+def test_match_by_geometry_places_faces_like_the_tracker_without_changing_it() -> None:
+    from pipeline.engine.tracking import Tracker
+
+    tracker = Tracker(2.0, high_score=0.5, low_score=0.25, iou_threshold=0.1)
+
+    def faces(*lefts: float) -> Detections:
+        return Detections(xyxy=np.array([[x, 100, x + 60, 170] for x in lefts], np.float32),
+                          confidence=np.full(len(lefts), 0.9, np.float32), class_id=np.zeros(len(lefts), int))
+
+    first = tracker.update(faces(100, 400), 0.0).tracker_id
+    before = {tid: (tr.state.copy(), tr.hits) for tid, tr in tracker.tracks.items()}
+    seen = faces(140, 700, 405)  # 40 px off the first (overlap 0.2), a stranger, the second nearly in place
+    by_box = tracker.match_by_geometry(seen, 0.25)
+    assert by_box.tolist() == [first[0], -1, first[1]]
+    assert all(np.array_equal(tr.state, before[tid][0]) and tr.hits == before[tid][1]
+               for tid, tr in tracker.tracks.items())  # nothing moved
+    assert tracker.assign(seen, 0.25)[[0, 2]].tolist() == by_box[[0, 2]].tolist()  # the tracker agrees
 
 
 # -- the closer look: frames whose vehicles show no plate ----------------------------------------------------
