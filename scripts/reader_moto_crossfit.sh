@@ -59,8 +59,8 @@ for fold in ${FOLDS:-1 2}; do
         --minutes 30 --init-onnx "$d/stage6" --doubled --edge-cut \
         --pool-weights "$POOLS,doubled_car=0.25,edge_cut_car=0.25" --out "$d/stage7_finetune"
     "$PY" -m pipeline.plates.average_exports "$d/stage6" "$d/stage7_finetune" --out "$d/stage7"
-    for stage in stage2 stage7; do
-        model=$d/$stage; [[ $stage == stage2 ]] && model=$WORK/stage2
+    for model in "$WORK/stage2" "$d/stage7"; do
+        stage=$(basename "$model")
         echo "-- fold $fold, $stage, reads the held-out half through the rectifier"
         "$PY" -m benchmarks.plates --labels "$held" --rectify --reading-pad --model-dir "$model" \
             --json "$d/${stage}_held.json" | grep -E "^(n|exact|province_accuracy|exact_both) "

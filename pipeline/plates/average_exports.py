@@ -32,13 +32,14 @@ def _initialisers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def _check_same_graph(first: onnx.ModelProto, other: onnx.ModelProto, where: Path) -> None:
+def _check_same_graph(first: onnx.ModelProto, first_weights: dict[str, np.ndarray], other: onnx.ModelProto,
+                      other_weights: dict[str, np.ndarray], where: Path) -> None:
     ops_a = [(n.op_type, tuple(n.input), tuple(n.output)) for n in first.graph.node]
     ops_b = [(n.op_type, tuple(n.input), tuple(n.output)) for n in other.graph.node]
     if ops_a != ops_b:
         raise ExportMismatch(f"{where}: its graph differs from the first export's (nodes or their wiring)")
-    shapes_a = {k: v.shape for k, v in _initialisers(first).items()}
-    shapes_b = {k: v.shape for k, v in _initialisers(other).items()}
+    shapes_a = {k: v.shape for k, v in first_weights.items()}
+    shapes_b = {k: v.shape for k, v in other_weights.items()}
     if shapes_a != shapes_b:
         diff = sorted(k for k in shapes_a.keys() | shapes_b.keys() if shapes_a.get(k) != shapes_b.get(k))
         raise ExportMismatch(f"{where}: initialisers differ in name or shape from the first export's: {diff[:5]}")
@@ -49,9 +50,9 @@ def average_exports(folders: list[Path], out: Path) -> Path:
     if len(folders) < 2:
         raise ValueError("average at least two exports")
     models = [onnx.load(str(f / ONNX_NAME)) for f in folders]
-    for folder, model in zip(folders[1:], models[1:], strict=True):
-        _check_same_graph(models[0], model, folder / ONNX_NAME)
     weights = [_initialisers(m) for m in models]
+    for folder, model, own in zip(folders[1:], models[1:], weights[1:], strict=True):
+        _check_same_graph(models[0], weights[0], model, own, folder / ONNX_NAME)
     merged = models[0]
     for i, tensor in enumerate(merged.graph.initializer):
         first = weights[0][tensor.name]
