@@ -88,14 +88,14 @@ def box_ratios(dets: Detections, gt: np.ndarray, iou: float = 0.2) -> list[tuple
 def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
                   precision: str = "auto", whole_frame: str = "window", whole_frame_tile: int = 0,
                   second_look: bool = True, plate_search: str = "coarse_first", runtime: str = "auto",
-                  closer_look: bool = True) -> PlateCascade:
+                  closer_look: bool = True, detector_upscale: bool = False) -> PlateCascade:
     """The engine's models (derived batch files, ``engine.model_precision``, ``engine.runtime``) wired as a
     stand-alone cascade with the engine's plate settings (``engine.plates_whole_frame``,
-    ``engine.plate_second_look``, ``engine.plate_search``)."""
+    ``engine.plate_second_look``, ``engine.plate_search``, ``engine.detector_upscale``)."""
     from pipeline.models.registry import load_model_set
 
     config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision,
-                          runtime=runtime)
+                          runtime=runtime, detector_upscale=detector_upscale)
     models = load_model_set(config, device=device)
     return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf, whole_frame=whole_frame,
                         whole_frame_tile=whole_frame_tile, second_look=second_look,
@@ -190,12 +190,14 @@ def main(argv: list[str] | None = None) -> None:
                          "readable plate (coarse_first, default) or always (all_windows)")
     ap.add_argument("--no-closer-look", action="store_true",
                     help="no closer look (whole frame in tiles) at frames whose vehicles and windows show no plate")
+    ap.add_argument("--detector-upscale", action="store_true",
+                    help="engine.detector_upscale on: photos smaller than 640 px enlarged for the vehicle detector")
     ap.add_argument("--fit", action="store_true", help="print the box calibration these labels imply")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision, args.whole_frame,
                             args.whole_frame_tile, not args.no_second_look, args.plate_search, args.runtime,
-                            closer_look=not args.no_closer_look)
+                            closer_look=not args.no_closer_look, detector_upscale=args.detector_upscale)
     results: dict[str, dict[str, float]] = {}
     all_ratios: list[tuple[float, float]] = []
     for labels in args.labels:

@@ -283,13 +283,15 @@ class OnceCascade:
 
 
 def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, device: str,
-                        second_read: bool = True, runtime: str = "auto") -> tuple[OnceCascade, dict[str, SceneReader]]:
-    """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``)
-    and a scene reader per rectifier mode: ``rectified`` when ``rectifier`` is given, ``off`` always."""
+                        second_read: bool = True, runtime: str = "auto",
+                        detector_upscale: bool = False) -> tuple[OnceCascade, dict[str, SceneReader]]:
+    """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``,
+    ``engine.detector_upscale`` ``detector_upscale``) and a scene reader per rectifier mode: ``rectified`` when
+    ``rectifier`` is given, ``off`` always."""
     from benchmarks.plate_detection import build_cascade
     from pipeline.plates.scene_reader import SceneReader
 
-    cascade = OnceCascade(build_cascade(0.25, 0.15, device, runtime=runtime))
+    cascade = OnceCascade(build_cascade(0.25, 0.15, device, runtime=runtime, detector_upscale=detector_upscale))
     readers = {"off": SceneReader(cascade, reader, None)}
     if rectifier is not None:
         readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read), **readers}
@@ -625,7 +627,7 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
 
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
     _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                     args.runtime)
+                                     args.runtime, args.detector_upscale)
     backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
@@ -679,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
     ap.add_argument("--no-second-read", action="store_true",
                     help="rectified plates: no second read of uncertain plates from margin views")
+    ap.add_argument("--detector-upscale", action="store_true",
+                    help="scenes/sweep: engine.detector_upscale on (scenes smaller than 640 px enlarged for the "
+                         "vehicle detector)")
     sweep = ap.add_argument_group("angle sweep")
     sweep.add_argument("--sweep-n", type=int, default=60, help="plates per cell")
     sweep.add_argument("--rolls", default="0,10,20,30,40", help="roll angles (degrees), comma list")
@@ -731,7 +736,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.scenes:
         rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
         cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                             args.runtime)
+                                               args.runtime, args.detector_upscale)
         scene_reader = readers["off" if rectifier is None else "rectified"]
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}

@@ -94,7 +94,7 @@ def load_model_set(
     files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir, precision)
     vehicles = load_yolo_detector(files["vehicles"], conf=engine_config.vehicle_confidence,
                                   classes=TRAFFIC_CLASSES, device=device, runtime=wanted["vehicles"],
-                                  canvas=engine_config.detector_canvas)
+                                  canvas=engine_config.detector_canvas, upscale=engine_config.detector_upscale)
     files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precision)
     plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device,
                                  runtime=wanted["plates"])

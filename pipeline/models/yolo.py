@@ -95,11 +95,13 @@ class YoloOnnxDetector:
         imgsz: int | None = None,
         runtime: str = "onnxruntime",
         canvas: str = "square",
+        upscale: bool = True,
     ) -> None:
         if canvas not in CANVAS_MODES:
             raise ValueError(f"canvas must be one of {CANVAS_MODES}, not {canvas!r}")
         self.path = Path(path)
         self.device, self.runtime, self.canvas = device, runtime, canvas
+        self.upscale = upscale  # False: frames smaller than the input run at their own size, never enlarged
         self.session = create_session(self.path, device, runtime=runtime)
         shape = self.session.get_inputs()[0].shape
         if isinstance(shape[2], int) and isinstance(shape[3], int):
@@ -120,11 +122,13 @@ class YoloOnnxDetector:
         """The ONNX Runtime providers in use."""
         return list(self.session.get_providers())
 
-    def preprocess(self, frames: list[np.ndarray],
-                   canvas_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, list[Letterbox]]:
-        """Letterbox each frame to the network size (or the ``canvas_hw`` canvas) and stack them into one RGB 0..1
-        blob."""
-        pairs = [letterbox(f, self.imgsz, canvas_hw=canvas_hw) for f in frames]
+    def preprocess(self, frames: list[np.ndarray], canvas_hw: tuple[int, int] | None = None,
+                   sides: list[int] | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+        """Letterbox each frame, fitted into a square of ``sides[i]`` (default :meth:`fit_side`), on the
+        ``canvas_hw`` canvas (default: the network's square) and stack them into one RGB 0..1 blob."""
+        canvas = canvas_hw or (self.imgsz, self.imgsz)
+        sides = sides or [self.fit_side(f.shape[:2]) for f in frames]
+        pairs = [letterbox(f, side, canvas_hw=canvas) for f, side in zip(frames, sides, strict=True)]
         return to_blob([p[0] for p in pairs]), [p[1] for p in pairs]
 
     def forward(self, blob: np.ndarray) -> np.ndarray:
@@ -132,16 +136,35 @@ class YoloOnnxDetector:
         session = self._sessions.get(tuple(blob.shape[2:4]), self.session)
         return run_batched(session, blob, self.max_batch)[0]
 
+    def fit_side(self, image_hw: tuple[int, int]) -> int:
+        """The side of the square a frame of ``image_hw`` is fitted into: the network's input size, or with
+        ``upscale=False`` the frame's own longer side where that is smaller (a small frame is not enlarged)."""
+        return self.imgsz if self.upscale else min(self.imgsz, max(image_hw))
+
     def canvas_of(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        """The input canvas a frame of ``image_hw`` runs on: the square, or with ``canvas="fit"`` the smallest
-        stride-aligned canvas holding the fitted frame, where its rewritten network is available."""
+        """The input canvas a frame of ``image_hw`` runs on (see :meth:`plan`)."""
+        return self.plan(image_hw)[0]
+
+    def plan(self, image_hw: tuple[int, int]) -> tuple[tuple[int, int], int]:
+        """The input canvas a frame of ``image_hw`` runs on and the side of the square it is fitted into: the
+        square, or with ``canvas="fit"`` the smallest stride-aligned canvas holding the fitted frame, where its
+        rewritten network is available. A frame left at its own size (``upscale=False``) whose canvas has no
+        network (more frame shapes than :data:`MAX_CANVASES`) is enlarged onto the canvas it had with ``upscale``."""
+        side = self.fit_side(image_hw)
         if self.canvas == "square":
-            return self.imgsz, self.imgsz
-        hw = canvas_for(image_hw, self.imgsz)
+            return (self.imgsz, self.imgsz), side
+        hw = self._available(canvas_for(image_hw, self.imgsz, fit=side))
+        if hw is None and side < self.imgsz:
+            side = self.imgsz
+            hw = self._available(canvas_for(image_hw, self.imgsz))
+        return hw or (self.imgsz, self.imgsz), side
+
+    def _available(self, hw: tuple[int, int]) -> tuple[int, int] | None:
+        """``hw`` when a network for that canvas exists or can be made; None otherwise."""
         with self._sessions_lock:
             if hw not in self._sessions:
                 self._sessions[hw] = self._canvas_session(hw)
-        return hw if self._sessions[hw] is not None else (self.imgsz, self.imgsz)
+            return hw if self._sessions[hw] is not None else None
 
     def _canvas_session(self, hw: tuple[int, int]) -> Any:
         """A session of the network rewritten for ``hw`` (None: keep the square, with the reason logged)."""
@@ -166,11 +189,14 @@ class YoloOnnxDetector:
             return []
         check_frames(frames, str(self.path.name))
         groups: dict[tuple[int, int], list[int]] = {}
+        sides: list[int] = []
         for i, frame in enumerate(frames):
-            groups.setdefault(self.canvas_of(frame.shape[:2]), []).append(i)
+            hw, side = self.plan(frame.shape[:2])
+            groups.setdefault(hw, []).append(i)
+            sides.append(side)
         out: list[Detections] = [Detections.empty()] * len(frames)
         for hw, indices in groups.items():
-            blob, boxes = self.preprocess([frames[i] for i in indices], canvas_hw=hw)
+            blob, boxes = self.preprocess([frames[i] for i in indices], canvas_hw=hw, sides=[sides[i] for i in indices])
             raw = self.forward(blob)
             for k, i in enumerate(indices):
                 out[i] = from_yolo_onnx(raw[k], boxes[k], self.conf, self.iou, self.classes)
@@ -223,18 +249,20 @@ def load_yolo_detector(
     max_batch: int | None = None,
     runtime: str = "onnxruntime",
     canvas: str = "square",
+    upscale: bool = True,
 ) -> YoloOnnxDetector | UltralyticsDetector:
     """Load a YOLO detector: ONNX files run on ONNX Runtime directly, anything else through Ultralytics.
 
     ``backend`` forces ``onnx`` or ``ultralytics``; ``auto`` picks by the file type. ``runtime`` (``onnxruntime``
     or ``openvino``, see :func:`pipeline.models.onnx_utils.create_session`) runs the ONNX file. ``canvas``
-    ``fit`` runs each frame on the smallest input canvas that holds it (:mod:`pipeline.models.yolo_canvas`).
+    ``fit`` runs each frame on the smallest input canvas that holds it (:mod:`pipeline.models.yolo_canvas`);
+    ``upscale=False`` runs frames smaller than the input at their own size (ONNX files; Ultralytics enlarges).
     """
     path = Path(path)
     use_onnx = backend == "onnx" or (backend == "auto" and path.suffix == ".onnx")
     if use_onnx:
         return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch,
-                                runtime=runtime, canvas=canvas)
+                                runtime=runtime, canvas=canvas, upscale=upscale)
     return UltralyticsDetector(path, conf=conf, iou=iou, classes=classes, device=device)
 
 

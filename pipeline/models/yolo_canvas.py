@@ -33,10 +33,11 @@ class CanvasRewriteError(ValueError):
     """The ONNX graph is not an Ultralytics detection head this module knows how to resize."""
 
 
-def canvas_for(image_hw: tuple[int, int], size: int, stride: int = STRIDES[-1]) -> tuple[int, int]:
+def canvas_for(image_hw: tuple[int, int], size: int, stride: int = STRIDES[-1],
+               fit: int | None = None) -> tuple[int, int]:
     """The smallest ``(h, w)`` canvas, in multiples of ``stride`` and at most ``size x size``, holding the image
-    fitted to ``size``."""
-    nh, nw = fitted_size(image_hw, size)
+    fitted to ``fit`` (default ``size``; a smaller ``fit`` leaves a small image at its own size)."""
+    nh, nw = fitted_size(image_hw, fit or size)
     return min(size, math.ceil(nh / stride) * stride), min(size, math.ceil(nw / stride) * stride)
 
 

@@ -35,6 +35,8 @@ def test_canvas_sizes() -> None:
     assert canvas_for((480, 640), 640) == (480, 640)  # 4:3
     assert canvas_for((1080, 1080), 640) == (640, 640)
     assert canvas_for((1920, 1080), 640) == (640, 384)  # portrait
+    assert canvas_for((432, 432), 640, fit=432) == (448, 448)  # a small photo at its own size, stride-aligned
+    assert canvas_for((150, 200), 640, fit=200) == (160, 224)
     points, strides = anchor_grid(640, 640)
     assert points.shape == (1, 2, 8400) and strides.shape == (1, 8400)
     assert anchor_grid(384, 640)[0].shape == (1, 2, 80 * 48 + 40 * 24 + 20 * 12)
@@ -108,3 +110,49 @@ def test_fit_detector_falls_back_to_the_square_when_rewriting_fails(
     assert "no 384x640 input canvas" in caplog.text
     with pytest.raises(ValueError, match="canvas must be"):
         YoloOnnxDetector(path, canvas="round")
+
+
+@pytest.mark.timeout(300)
+def test_small_frames_run_at_their_own_size_without_upscale(derived: tuple[Path, Path, list[Path]],
+                                                            shared_dir: Path) -> None:
+    """``upscale=False``: a frame smaller than the input runs on a canvas that just holds it, its boxes still in
+    frame pixels (the enlarged run's vehicles and people found again); frames of 640 px and more are untouched."""
+    path = derived[0] / "yolo" / "yolov8n_int8.batch.onnx"
+    enlarged = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
+    native = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit", upscale=False)
+    frames = _footage_frames(shared_dir)
+    small = [cv2.resize(f, (480, 270), interpolation=cv2.INTER_AREA) for f in frames]
+    assert native.fit_side((270, 480)) == 480 and enlarged.fit_side((270, 480)) == 640
+    assert native.canvas_of((270, 480)) == (288, 480) and enlarged.canvas_of((270, 480)) == (384, 640)
+    assert native.canvas_of((720, 1280)) == (384, 640)
+    assert native.canvas_of((432, 432)) == (448, 448)
+    found = native.detect_batch(small)
+    agreement = match_detections(enlarged.detect_batch(small), found, min_iou=0.7)
+    assert agreement["boxes_ref"] >= 10, "the small frames should still show vehicles and people"
+    assert agreement["match_rate"] >= 0.8, agreement
+    for dets in found:
+        assert (dets.xyxy[:, [0, 2]] <= 480 + 1e-3).all() and (dets.xyxy[:, [1, 3]] <= 270 + 1e-3).all()
+    for a, b in zip(enlarged.detect_batch(frames[:2]), native.detect_batch(frames[:2]), strict=True):
+        assert np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.class_id, b.class_id)
+    square = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", upscale=False)
+    same = match_detections(found, square.detect_batch(small), min_iou=0.8)  # the same frame centred in 640x640
+    assert same["match_rate"] >= 0.85, same
+
+
+def test_a_small_frame_without_a_canvas_of_its_own_is_enlarged_as_before(
+        derived: tuple[Path, Path, list[Path]], shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past :data:`MAX_CANVASES` frame shapes a small frame runs on the canvas it had when enlarged (not on the
+    square at its own size, which costs the whole square)."""
+    import pipeline.models.yolo as yolo
+
+    monkeypatch.setattr(yolo, "MAX_CANVASES", 1)
+    path = derived[0] / "yolo" / "yolov8n_int8.batch.onnx"
+    native = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit", upscale=False)
+    wide = _footage_frames(shared_dir, count=2)[0]
+    assert native.plan((720, 1280)) == ((384, 640), 640)  # the square plus this canvas: the limit is reached
+    small = cv2.resize(wide, (480, 270), interpolation=cv2.INTER_AREA)
+    assert native.plan((270, 480)) == ((384, 640), 640)  # its own (288, 480) canvas would be one too many
+    assert native.plan((300, 300)) == ((640, 640), 640)  # its enlarged canvas is the square: as before
+    enlarged = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit")
+    a, b = enlarged.detect_batch([small])[0], native.detect_batch([small])[0]
+    assert len(a) and np.allclose(a.xyxy, b.xyxy, atol=1e-3) and np.array_equal(a.class_id, b.class_id)
