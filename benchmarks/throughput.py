@@ -136,7 +136,8 @@ def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, n
                               "model_precision": precision}
     if naive:
         engine.update({"max_batch_size": 1, "max_wait_ms": 0, "motion_threshold": 0.0, "detector_keepalive_s": 0.1,
-                       "plate_reads_per_track": 1000, "person_tracks_for_faces": True})  # the detector on every frame
+                       "plate_reads_per_track": 1000, "person_tracks_for_faces": True,  # the detector on every frame
+                       "face_search": "frame"})  # and the face detector on the whole frame
     engine.update(engine_overrides or {})
     return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size,
                                              "freshest_when_full": freshest_when_full},
@@ -278,11 +279,12 @@ def reference_overrides(plate_reads_per_track: int = 8) -> dict[str, Any]:
 
     Every frame passes the motion gate (threshold 0, keepalive at its minimum, shorter than any frame interval the
     benchmark uses), every moving frame is detected (``every_frame`` schedule), and a vehicle's plate is read until
-    ``plate_reads_per_track`` agreeing reads (no early settling). Faces are all embedded by
-    :func:`reference_engine_class`, and the plate retry interval is 0 during the run (see :func:`run_file_mode`).
+    ``plate_reads_per_track`` agreeing reads (no early settling). Faces are searched on the whole frame and all
+    embedded by :func:`reference_engine_class`, and the plate retry interval is 0 during the run (see
+    :func:`run_file_mode`).
     """
     return {"detection_schedule": "every_frame", "plate_settle_reads": plate_reads_per_track,
-            "motion_threshold": 0.0, "detector_keepalive_s": 0.1}
+            "motion_threshold": 0.0, "detector_keepalive_s": 0.1, "face_search": "frame"}
 
 
 def reference_engine_class() -> type:

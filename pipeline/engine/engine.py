@@ -9,8 +9,10 @@
 4. the plate detector once on all vehicle crops of the batch (frames of plate cameras without any vehicle, such as
    close-up gate views, are searched whole and their plates tracked on their own), then the plate reader once
    on all plate crops;
-5. the face model once on the gated frames of face cameras; faces are attached to person tracks (face inside the
-   person box) or tracked on their own (no person detector on the camera, or no person box);
+5. the face model once on the gated frames of face cameras (with ``engine.face_search: person_boxes`` only on the
+   upper part of their person boxes where the detector found persons, :mod:`pipeline.engine.face_regions`); faces
+   are attached to person tracks (face inside the person box) or tracked on their own (no person detector on the
+   camera, or no person box);
 6. track -> event aggregation; due events get their JPEGs, are matched against the watchlists and published
    (to Redis, or to the on-disk spool while Redis is down).
 
@@ -39,6 +41,15 @@ from pipeline.engine.aggregate import (
     PlateObservation,
     TrackState,
     VehicleState,
+)
+from pipeline.engine.face_regions import (
+    DETECTOR_INPUT,
+    WHOLE_FRAME_INTERVAL_S,
+    face_searches,
+    faces_per_frame,
+    regions_cost_less,
+    shifted_faces,
+    upper_person_regions,
 )
 from pipeline.engine.gating import GateBank
 from pipeline.engine.metrics import EngineMetrics
@@ -154,6 +165,7 @@ class CameraRuntime:
     last_closer_look: float = float("-inf")  # look time of the last closer look at a frame with vehicles
     closer_interval: float = CLOSER_LOOK_INTERVAL_S  # seconds between closer looks (doubles after each miss)
     look_clock: float = float("-inf")  # the camera's look clock (see LOOK_CLOCK_MAX_STEP) at its last frame
+    last_whole_face_search: float = float("-inf")  # look time of the last face search of a whole frame
 
     def take_frame(self, t: float) -> None:
         """A frame captured at ``t`` arrived: the look clock moves by the time since the camera's last frame, but
@@ -744,17 +756,34 @@ class Engine:
         face_frames = [g for g in gated if g.cam.camera.analytics.faces]
         if not face_frames:
             return
-        def worth_embedding(k: int, faces: Detections) -> np.ndarray:
-            return self._faces_worth_embedding(face_frames[k], faces)
+        searches = face_searches([g.item.frame for g in face_frames], [self._face_regions(g) for g in face_frames])
+
+        def worth_embedding(j: int, faces: Detections) -> np.ndarray:
+            search = searches[j]
+            return self._faces_worth_embedding(face_frames[search.frame], shifted_faces(faces, search.offset))
 
         with self.metrics.stage("face"):
-            results = self.models.faces.detect_batch([g.item.frame for g in face_frames], worth_embedding)
+            results = self.models.faces.detect_batch([s.image for s in searches], worth_embedding,
+                                                     enlarge=[s.whole for s in searches])
         embedded = sum(sum(e is not None for e in r.data.get("embedding", [])) for r in results)
         self.metrics.count("faces_embedded", embedded)
         self.metrics.count("faces_not_embedded", sum(len(r) for r in results) - embedded)
+        self.metrics.count("face_regions", sum(not s.whole for s in searches))
         with self.metrics.stage("track"):
-            for g, faces in zip(face_frames, results, strict=True):
+            for g, faces in zip(face_frames, faces_per_frame(searches, results, len(face_frames)), strict=True):
                 self._attach_faces(g, faces)
+
+    def _face_regions(self, g: _Frame) -> np.ndarray | None:
+        """The regions of ``g`` the face detector searches instead of the whole frame (see
+        :mod:`pipeline.engine.face_regions`); None: the whole frame (and the camera's clock for it restarts)."""
+        if self.engine_config.face_search == "person_boxes" and len(g.persons) and \
+                g.look_t - g.cam.last_whole_face_search < WHOLE_FRAME_INTERVAL_S:
+            frame_hw = g.item.frame.shape[:2]
+            regions = upper_person_regions(g.persons.xyxy, frame_hw)
+            if len(regions) and regions_cost_less(regions, frame_hw, DETECTOR_INPUT):
+                return regions
+        g.cam.last_whole_face_search = g.look_t
+        return None
 
     def _faces_worth_embedding(self, g: _Frame, faces: Detections) -> np.ndarray:
         """Which faces of a frame to embed: a face whose track its box already tells (its person box, or the face

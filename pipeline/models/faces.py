@@ -9,7 +9,7 @@ size, read from the model: 128 for the offline MobileFaceNet pack) and ``data["q
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -106,13 +106,32 @@ class ScrfdDetector:
             raise ValueError(f"{self.path}: expected an SCRFD model with 6 or 9 outputs, got {n_out}")
         self.strides, self.num_anchors = (8, 16, 32), 2
 
-    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
-        """Detect faces (boxes, scores, 5 landmarks) in every frame with one network call."""
+    def detect_batch(self, frames: list[np.ndarray], enlarge: bool = True) -> list[Detections]:
+        """Detect faces (boxes, scores, 5 landmarks) in every frame with one network call.
+
+        ``enlarge=False`` searches a frame smaller than the input at its own size instead of enlarging it to
+        ``input_size`` (regions cut from an analysis frame), with one call per canvas size."""
         if not frames:
             return []
         check_frames(frames, self.path.name)
-        canvas_hw = self.canvas_size([f.shape[:2] for f in frames])
-        pairs = [letterbox(f, self.input_size, center=False, pad_value=0, canvas_hw=canvas_hw) for f in frames]
+        sides = [self.fit_side(f.shape[:2], enlarge) for f in frames]
+        if enlarge:
+            return self._run(frames, sides, self.canvas_size([f.shape[:2] for f in frames], sides))
+        # regions of different sizes: one call per canvas, so that a small region is not padded to a large one's
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (frame, side) in enumerate(zip(frames, sides, strict=True)):
+            groups.setdefault(self.canvas_size([frame.shape[:2]], [side]), []).append(i)
+        out: list[Detections] = [Detections.empty()] * len(frames)
+        for canvas_hw, idx in groups.items():
+            for i, dets in zip(idx, self._run([frames[i] for i in idx], [sides[i] for i in idx], canvas_hw),
+                               strict=True):
+                out[i] = dets
+        return out
+
+    def _run(self, frames: list[np.ndarray], sides: list[int], canvas_hw: tuple[int, int]) -> list[Detections]:
+        """One batched network call: each frame fitted into a square of its side, on ``canvas_hw``."""
+        pairs = [letterbox(f, side, center=False, pad_value=0, canvas_hw=canvas_hw)
+                 for f, side in zip(frames, sides, strict=True)]
         blob = to_blob([p[0] for p in pairs], mean=SCRFD_MEAN, std=SCRFD_STD)
         outputs = run_batched(self.session, blob, self.max_batch)
         per_image = [o.reshape(len(frames), -1, o.shape[-1]) for o in outputs]
@@ -122,12 +141,19 @@ class ScrfdDetector:
             for i in range(len(frames))
         ]
 
-    def canvas_size(self, frame_hws: list[tuple[int, int]]) -> tuple[int, int]:
-        """The network input ``(height, width)`` for a batch of frames of these sizes."""
+    def fit_side(self, frame_hw: tuple[int, int], enlarge: bool = True) -> int:
+        """The side of the square a frame of ``frame_hw`` is fitted into: ``input_size``, or without ``enlarge``
+        the frame's own longer side where that is smaller."""
+        return self.input_size if enlarge else min(self.input_size, max(frame_hw))
+
+    def canvas_size(self, frame_hws: list[tuple[int, int]], sides: list[int] | None = None) -> tuple[int, int]:
+        """The network input ``(height, width)`` for a batch of frames of these sizes (fitted into squares of
+        ``sides``, default ``input_size``)."""
         if not self.tight:
             return self.input_size, self.input_size
         step = max(self.strides)
-        fitted = [fitted_size(hw, self.input_size) for hw in frame_hws]
+        sides = sides or [self.input_size] * len(frame_hws)
+        fitted = [fitted_size(hw, side) for hw, side in zip(frame_hws, sides, strict=True)]
         height = max(h for h, _ in fitted)
         width = max(w for _, w in fitted)
         return (min(self.input_size, -(-height // step) * step), min(self.input_size, -(-width // step) * step))
@@ -215,14 +241,19 @@ class FaceAnalyzer:
         return self.embedder.embedding_size
 
     def detect_batch(self, frames: list[np.ndarray],
-                     select: Callable[[int, Detections], np.ndarray] | None = None) -> list[Detections]:
-        """Detect faces in all frames (one detector call) and embed them (one embedder call).
+                     select: Callable[[int, Detections], np.ndarray] | None = None,
+                     enlarge: Sequence[bool] | None = None) -> list[Detections]:
+        """Detect faces in all frames (one detector call, two when ``enlarge`` mixes values) and embed them (one
+        embedder call).
+
+        ``enlarge[k]`` False searches image ``k`` at its own size where it is smaller than the detector's input
+        (a region of a frame, :meth:`ScrfdDetector.detect_batch`); default True for every image.
 
         ``select(k, faces)``, when given, sees frame ``k``'s faces with their landmarks and quality (no embedding
         yet) and returns a boolean mask of the faces worth embedding; the others carry ``None`` as embedding
         (the embedder is the costly part: the engine embeds a face only when it could improve its track).
         """
-        detections = self.detector.detect_batch(frames)
+        detections = self._detect(frames, enlarge)
         out: list[Detections] = []
         aligned: list[np.ndarray] = []
         wanted: list[tuple[int, int]] = []  # (frame, face) of each aligned crop to embed
@@ -243,6 +274,18 @@ class FaceAnalyzer:
         for (k, i), emb in zip(wanted, self.embedder.embed(aligned), strict=True):
             out[k].data["embedding"][i] = emb
         return out
+
+    def _detect(self, frames: list[np.ndarray], enlarge: Sequence[bool] | None) -> list[Detections]:
+        """The detector on ``frames``, one call per value of ``enlarge`` (results in the frames' order)."""
+        flags = [True] * len(frames) if enlarge is None else [bool(e) for e in enlarge]
+        found: list[Detections] = [Detections.empty()] * len(frames)
+        for flag in (True, False):
+            idx = [i for i, f in enumerate(flags) if f == flag]
+            if idx:
+                for i, dets in zip(idx, self.detector.detect_batch([frames[i] for i in idx], enlarge=flag),
+                                   strict=True):
+                    found[i] = dets
+        return found
 
     def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Embed the largest face of each photo (enrolment, search by photo); ``None`` where no face is found."""

@@ -268,7 +268,7 @@ class _SteadyFaces:
         self.frames = 0
         self.left = left or (lambda n: 200 + 2 * n)  # the face's left edge in frame n
 
-    def detect_batch(self, frames: list[np.ndarray], select: Any = None) -> list[Detections]:
+    def detect_batch(self, frames: list[np.ndarray], select: Any = None, enlarge: Any = None) -> list[Detections]:
         out = []
         for k, _ in enumerate(frames):
             x = self.left(self.frames)
