@@ -136,8 +136,7 @@ def make_config(urls: dict[str, str], fps: float, width: int, spool_dir: Path, n
                               "model_precision": precision}
     if naive:
         engine.update({"max_batch_size": 1, "max_wait_ms": 0, "motion_threshold": 0.0, "detector_keepalive_s": 0.1,
-                       "plate_reads_per_track": 1000, "person_tracks_for_faces": True,  # the detector on every frame
-                       "face_search": "frame"})  # and the face detector on the whole frame
+                       "plate_reads_per_track": 1000, "person_tracks_for_faces": True})  # the detector on every frame
     engine.update(engine_overrides or {})
     return Config.model_validate({"ingest": {"max_width": width, "queue_size": queue_size,
                                              "freshest_when_full": freshest_when_full},
