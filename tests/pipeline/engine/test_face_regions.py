@@ -177,4 +177,6 @@ def test_the_engine_searches_person_regions_and_the_whole_frame_once_a_second(mo
     aimed = len(engine.aggregator.faces)
     calls, engine = run("frame")
     assert all(all(call) for call in calls) and engine.metrics.counters.get("face_regions", 0) == 0
-    assert aimed >= len(engine.aggregator.faces) - 1  # as many face tracks (give or take one) as the whole frame
+    whole = len(engine.aggregator.faces)
+    assert whole >= 5, "the walkway should give face tracks"
+    assert aimed >= 0.8 * whole  # about as many face tracks as the whole frame gives (13 and 13 here)
