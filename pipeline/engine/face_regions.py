@@ -74,20 +74,21 @@ def _at_least(regions: np.ndarray, side: float) -> np.ndarray:
 def merge_overlapping(regions: np.ndarray) -> np.ndarray:
     """Regions (xyxy) with every group of overlapping ones replaced by their bounding box, until none overlap."""
     merged = [r.copy() for r in np.asarray(regions).reshape(-1, 4)]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    merged[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
-                    del merged[j]
-                    changed = True
-                    break
-            if changed:
-                break
+    while (pair := _first_overlap(merged)) is not None:
+        i, j = pair
+        merged[i] = np.concatenate([np.minimum(merged[i][:2], merged[j][:2]), np.maximum(merged[i][2:], merged[j][2:])])
+        del merged[j]
     return np.asarray(merged, dtype=regions.dtype if len(merged) else np.int64).reshape(-1, 4)
+
+
+def _first_overlap(boxes: list[np.ndarray]) -> tuple[int, int] | None:
+    """Indices ``(i, j)``, ``i < j``, of the first two boxes whose interiors overlap; None when none do."""
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            b = boxes[j]
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                return i, j
+    return None
 
 
 def regions_cost_less(regions: np.ndarray, frame_hw: tuple[int, int], input_size: int) -> bool:

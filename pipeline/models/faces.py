@@ -20,6 +20,7 @@ from pipeline.models.base import check_frames
 from pipeline.models.onnx_utils import (
     Letterbox,
     create_session,
+    fit_side,
     fitted_size,
     letterbox,
     nms,
@@ -144,7 +145,7 @@ class ScrfdDetector:
     def fit_side(self, frame_hw: tuple[int, int], enlarge: bool = True) -> int:
         """The side of the square a frame of ``frame_hw`` is fitted into: ``input_size``, or without ``enlarge``
         the frame's own longer side where that is smaller."""
-        return self.input_size if enlarge else min(self.input_size, max(frame_hw))
+        return fit_side(frame_hw, self.input_size, enlarge)
 
     def canvas_size(self, frame_hws: list[tuple[int, int]], sides: list[int] | None = None) -> tuple[int, int]:
         """The network input ``(height, width)`` for a batch of frames of these sizes (fitted into squares of

@@ -200,6 +200,12 @@ def fitted_size(image_hw: tuple[int, int], size: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def fit_side(image_hw: tuple[int, int], size: int, enlarge: bool = True) -> int:
+    """The side of the square an image of ``image_hw`` is fitted into for a network of input ``size``: ``size``,
+    or without ``enlarge`` the image's own longer side where that is smaller (a small image is not enlarged)."""
+    return size if enlarge else min(size, max(image_hw))
+
+
 def letterbox(image: np.ndarray, size: int, center: bool = True, pad_value: int = 114,
               canvas_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` to fit ``size x size`` keeping its aspect ratio and pad the rest.

@@ -24,7 +24,15 @@ import numpy as np
 
 from pipeline.detections import Detections
 from pipeline.models.base import check_frames
-from pipeline.models.onnx_utils import Letterbox, batched_nms, create_session, letterbox, run_batched, to_blob
+from pipeline.models.onnx_utils import (
+    Letterbox,
+    batched_nms,
+    create_session,
+    fit_side,
+    letterbox,
+    run_batched,
+    to_blob,
+)
 from pipeline.models.yolo_canvas import CanvasRewriteError, canvas_for, write_canvas_model
 
 logger = logging.getLogger(__name__)
@@ -139,7 +147,7 @@ class YoloOnnxDetector:
     def fit_side(self, image_hw: tuple[int, int]) -> int:
         """The side of the square a frame of ``image_hw`` is fitted into: the network's input size, or with
         ``upscale=False`` the frame's own longer side where that is smaller (a small frame is not enlarged)."""
-        return self.imgsz if self.upscale else min(self.imgsz, max(image_hw))
+        return fit_side(image_hw, self.imgsz, self.upscale)
 
     def canvas_of(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """The input canvas a frame of ``image_hw`` runs on (see :meth:`plan`)."""
