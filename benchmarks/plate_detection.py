@@ -30,10 +30,12 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from benchmarks.report import add_engine_set, engine_settings
 from pipeline.config import EngineConfig
 from pipeline.detections import Detections
 from pipeline.engine.tracking import iou_matrix
@@ -88,14 +90,16 @@ def box_ratios(dets: Detections, gt: np.ndarray, iou: float = 0.2) -> list[tuple
 def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
                   precision: str = "auto", whole_frame: str = "window", whole_frame_tile: int = 0,
                   second_look: bool = True, plate_search: str = "coarse_first", runtime: str = "auto",
-                  closer_look: bool = True, detector_upscale: bool = False) -> PlateCascade:
+                  closer_look: bool = True, detector_upscale: bool = False,
+                  engine_set: dict[str, Any] | None = None) -> PlateCascade:
     """The engine's models (derived batch files, ``engine.model_precision``, ``engine.runtime``) wired as a
     stand-alone cascade with the engine's plate settings (``engine.plates_whole_frame``,
-    ``engine.plate_second_look``, ``engine.plate_search``, ``engine.detector_upscale``)."""
+    ``engine.plate_second_look``, ``engine.plate_search``, ``engine.detector_upscale``); ``engine_set`` sets any
+    other ``engine:`` setting the models read (``plate_canvas``, ``plate_upscale``)."""
     from pipeline.models.registry import load_model_set
 
     config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision,
-                          runtime=runtime, detector_upscale=detector_upscale)
+                          runtime=runtime, detector_upscale=detector_upscale, **(engine_set or {}))
     models = load_model_set(config, device=device)
     return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf, whole_frame=whole_frame,
                         whole_frame_tile=whole_frame_tile, second_look=second_look,
@@ -192,12 +196,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="no closer look (whole frame in tiles) at frames whose vehicles and windows show no plate")
     ap.add_argument("--detector-upscale", action="store_true",
                     help="engine.detector_upscale on: photos smaller than 640 px enlarged for the vehicle detector")
+    add_engine_set(ap, "an engine: setting of the models, e.g. plate_canvas=square; repeatable")
     ap.add_argument("--fit", action="store_true", help="print the box calibration these labels imply")
     args = ap.parse_args(argv)
+    args.engine_set = engine_settings(ap, args.engine_set)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cascade = build_cascade(args.conf, args.vehicle_conf, args.device, args.precision, args.whole_frame,
                             args.whole_frame_tile, not args.no_second_look, args.plate_search, args.runtime,
-                            closer_look=not args.no_closer_look, detector_upscale=args.detector_upscale)
+                            closer_look=not args.no_closer_look, detector_upscale=args.detector_upscale,
+                            engine_set=args.engine_set)
     results: dict[str, dict[str, float]] = {}
     all_ratios: list[tuple[float, float]] = []
     for labels in args.labels:

@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from benchmarks.report import add_engine_set, engine_settings
 from pipeline.models.onnx_utils import RUNTIMES
 from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.provinces import levenshtein, match_province
@@ -284,14 +285,17 @@ class OnceCascade:
 
 def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, device: str,
                         second_read: bool = True, runtime: str = "auto",
-                        detector_upscale: bool = False) -> tuple[OnceCascade, dict[str, SceneReader]]:
+                        detector_upscale: bool = False, engine_set: dict[str, Any] | None = None
+                        ) -> tuple[OnceCascade, dict[str, SceneReader]]:
     """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``,
-    ``engine.detector_upscale`` ``detector_upscale``) and a scene reader per rectifier mode: ``rectified`` when
+    ``engine.detector_upscale`` ``detector_upscale``, other ``engine:`` settings in ``engine_set``) and a scene
+    reader per rectifier mode: ``rectified`` when
     ``rectifier`` is given, ``off`` always."""
     from benchmarks.plate_detection import build_cascade
     from pipeline.plates.scene_reader import SceneReader
 
-    cascade = OnceCascade(build_cascade(0.25, 0.15, device, runtime=runtime, detector_upscale=detector_upscale))
+    cascade = OnceCascade(build_cascade(0.25, 0.15, device, runtime=runtime, detector_upscale=detector_upscale,
+                                        engine_set=engine_set))
     readers = {"off": SceneReader(cascade, reader, None)}
     if rectifier is not None:
         readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read), **readers}
@@ -627,7 +631,7 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
 
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
     _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                     args.runtime, args.detector_upscale)
+                                     args.runtime, args.detector_upscale, args.engine_set)
     backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
@@ -684,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--detector-upscale", action="store_true",
                     help="scenes/sweep: engine.detector_upscale on (scenes smaller than 640 px enlarged for the "
                          "vehicle detector)")
+    add_engine_set(ap, "scenes/sweep: an engine: setting of the cascade's models, e.g. plate_canvas=square; "
+                       "repeatable")
     sweep = ap.add_argument_group("angle sweep")
     sweep.add_argument("--sweep-n", type=int, default=60, help="plates per cell")
     sweep.add_argument("--rolls", default="0,10,20,30,40", help="roll angles (degrees), comma list")
@@ -721,7 +727,9 @@ def show_wrong(rows: list[dict[str, str]], reads: list[PlateRead], limit: int) -
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.engine_set = engine_settings(parser, args.engine_set)
     logging.basicConfig(level=logging.WARNING)
     rows = read_rows(args.labels)
     if args.limit:
@@ -736,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.scenes:
         rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
         cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                               args.runtime, args.detector_upscale)
+                                               args.runtime, args.detector_upscale, args.engine_set)
         scene_reader = readers["off" if rectifier is None else "rectified"]
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}

@@ -66,10 +66,9 @@ from typing import Any
 
 import psutil
 import redis
-import yaml
-from pydantic import ValidationError
 
-from pipeline.config import Config, EngineConfig
+from benchmarks.report import add_engine_set, engine_settings
+from pipeline.config import Config
 from pipeline.models.plate_detector import SECOND_LOOK_ANGLES
 from pipeline.settings import get_settings
 
@@ -814,15 +813,17 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401
-    """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime, so that the answer
-    check also judges the runtime the engine took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and
-    ``openvino-bf16`` moves answers); the engine's own models when they already run there."""
+    """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime, and the plate
+    detector on its square input, so that the answer check also judges the runtime and the plate canvas the engine
+    took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and ``openvino-bf16`` moves answers); the engine's
+    own models when they already run so."""
     from pipeline.models.registry import load_model_set
 
-    if set(models.runtimes.values()) <= {"onnxruntime", "ultralytics"}:
+    if set(models.runtimes.values()) <= {"onnxruntime", "ultralytics"} and engine_config.plate_canvas == "square":
         return models
-    print(f"  [reference] models on ONNX Runtime (the engine runs {models.runtimes})", flush=True)
-    return load_model_set(engine_config, runtime="onnxruntime")
+    print(f"  [reference] models on ONNX Runtime, plates on the square canvas (the engine runs {models.runtimes}, "
+          f"plate canvas {engine_config.plate_canvas})", flush=True)
+    return load_model_set(engine_config.model_copy(update={"plate_canvas": "square"}), runtime="onnxruntime")
 
 
 def run_naive_files(args: argparse.Namespace, cameras: list[list[Any]], urls: dict[str, str], models: Any,
@@ -1144,14 +1145,6 @@ def run_live(args: argparse.Namespace, streams: int, label: str = "") -> dict[st
     return result
 
 
-def engine_setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` of ``--engine-set`` (VALUE read as YAML: numbers, booleans, strings)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
-
-
 def parse_sweep(text: str) -> list[int]:
     """``"4,8,12"`` -> ``[4, 8, 12]`` (positive, in the given order, duplicates dropped)."""
     counts: list[int] = []
@@ -1218,9 +1211,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
                              "through engine, reference and baseline in this process, compared by CPU time per "
                              "frame and by their answers")
-    parser.add_argument("--engine-set", type=engine_setting, action="append", default=[], metavar="KEY=VALUE",
-                        help="an engine setting of the measured engine (not the reference or the baseline), e.g. "
-                             "plate_search=all_windows; repeatable")
+    add_engine_set(parser, "an engine setting of the measured engine (not the reference or the baseline), e.g. "
+                           "plate_search=all_windows; repeatable")
     parser.add_argument("--keep-every", type=int, default=1, metavar="N",
                         help="--mode files: analyse only every Nth decoded frame of each camera (its configured "
                              "analysis fps stays --fps): an engine that keeps up with a share of each camera's frames, "
@@ -1228,11 +1220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the flat results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
-    args.engine_set = dict(args.engine_set)
-    try:
-        EngineConfig.model_validate(args.engine_set)
-    except ValidationError as exc:
-        parser.error(f"--engine-set: {exc}")
+    args.engine_set = engine_settings(parser, args.engine_set)
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         parser.error("--streams, --seconds and --fps must be positive")
     if args.baseline_threads < 0:

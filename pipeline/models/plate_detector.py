@@ -39,6 +39,15 @@ WHOLE_FRAME_MODES = ("off", "window", "tiles")
 COARSE_SHARP_PLATE_PX = 64.0
 """Width (network input pixels) from which the box of a plate found by the whole-crop look is sharp enough to read
 from without a tile around it (coarse first)."""
+CANVAS_SIDES = (256, 320)
+"""With ``engine.plate_canvas: fit`` a window's canvas is 320 px one way and the smallest of these that holds it the
+other (three canvases, made at load). A 16:9 whole frame is not put on 192 x 320, which holds it: on that canvas (grey
+above and below it 6 px instead of 70) the detector saw large false plates around vehicles and lost one plate of the
+OpenALPR US frames (``python -m benchmarks.plate_detection``, 2026-12-03: with 192 too, US 144 -> 143 plates found,
+174 -> 183 boxes, plate search -20 %; with 256 and 320 only, US 144 -> 145 plates, 174 -> 177 boxes, EU 71 -> 71,
+Thai motorcycle photos 102 -> 103 at IoU 0.3, plate search 4-10 % less time)."""
+MAX_CANVASES = 2 * len(CANVAS_SIDES) - 1
+"""Canvases the plate detector keeps a rewritten network for (each about 12 MB): the square and the others."""
 SECOND_LOOK_ANGLES = (-25.0, 25.0)  # crops with no plate are searched again turned by these (rolled plates)
 COARSE_TILE_SHARE = 0.6
 """A whole frame searched turned in one window loses the plates a tile finds, and in tiles of the upright search's
@@ -313,14 +322,17 @@ class PlateDetector:
 def load_plate_detector(
     path: Path, conf: float = 0.25, iou: float = 0.45, device: str = "auto", backend: str = "auto",
     max_batch: int | None = None, calibration: BoxCalibration | None = None, runtime: str = "onnxruntime",
+    canvas: str = "square",
 ) -> PlateDetector:
     """Load the plate detector from an ONNX file (ONNX Runtime, or OpenVINO with ``runtime="openvino"``) or any
-    Ultralytics format."""
-    return PlateDetector(
-        load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend, max_batch=max_batch,
-                           runtime=runtime),
-        calibration=calibration,
-    )
+    Ultralytics format. ``canvas="fit"`` runs each window on the smallest of a few canvases that holds it
+    (:data:`CANVAS_SIDES`), their networks made at load."""
+    detector = load_yolo_detector(path, conf=conf, iou=iou, classes=None, device=device, backend=backend,
+                                  max_batch=max_batch, runtime=runtime, canvas=canvas,
+                                  canvas_sides=CANVAS_SIDES, max_canvases=MAX_CANVASES)
+    if isinstance(detector, YoloOnnxDetector):
+        detector.prepare_canvases()
+    return PlateDetector(detector, calibration=calibration)
 
 
 def crop_boxes(frame: np.ndarray, xyxy: np.ndarray, margin: float = 0.0) -> list[tuple[np.ndarray, tuple[int, int]]]:

@@ -97,7 +97,7 @@ def load_model_set(
                                   canvas=engine_config.detector_canvas, upscale=engine_config.detector_upscale)
     files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precision)
     plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device,
-                                 runtime=wanted["plates"])
+                                 runtime=wanted["plates"], canvas=engine_config.plate_canvas)
 
     files["face_detector"] = batch_model_path(det_rel, model_dir, derived_dir)
     files["face_embedder"] = batch_model_path(rec_rel, model_dir, derived_dir)

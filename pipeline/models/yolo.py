@@ -31,9 +31,10 @@ from pipeline.models.onnx_utils import (
     fit_side,
     letterbox,
     run_batched,
+    session_runtime,
     to_blob,
 )
-from pipeline.models.yolo_canvas import CanvasRewriteError, canvas_for, write_canvas_model
+from pipeline.models.yolo_canvas import STRIDES, CanvasRewriteError, canvas_for, write_canvas_model
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +105,18 @@ class YoloOnnxDetector:
         runtime: str = "onnxruntime",
         canvas: str = "square",
         upscale: bool = True,
+        canvas_sides: tuple[int, ...] | None = None,
+        max_canvases: int = MAX_CANVASES,
     ) -> None:
         if canvas not in CANVAS_MODES:
             raise ValueError(f"canvas must be one of {CANVAS_MODES}, not {canvas!r}")
         self.path = Path(path)
         self.device, self.runtime, self.canvas = device, runtime, canvas
         self.upscale = upscale  # False: frames smaller than the input run at their own size, never enlarged
+        if canvas_sides and any(s <= 0 or s % STRIDES[-1] for s in canvas_sides):
+            raise ValueError(f"canvas sides must be positive multiples of {STRIDES[-1]}, not {canvas_sides}")
+        self.canvas_sides = tuple(sorted(canvas_sides)) if canvas_sides else None
+        self.max_canvases = max_canvases
         self.session = create_session(self.path, device, runtime=runtime)
         shape = self.session.get_inputs()[0].shape
         if isinstance(shape[2], int) and isinstance(shape[3], int):
@@ -161,11 +168,22 @@ class YoloOnnxDetector:
         side = self.fit_side(image_hw)
         if self.canvas == "square":
             return (self.imgsz, self.imgsz), side
-        hw = self._available(canvas_for(image_hw, self.imgsz, fit=side))
+        hw = self._available(canvas_for(image_hw, self.imgsz, fit=side, sides=self.canvas_sides))
         if hw is None and side < self.imgsz:
             side = self.imgsz
-            hw = self._available(canvas_for(image_hw, self.imgsz))
+            hw = self._available(canvas_for(image_hw, self.imgsz, sides=self.canvas_sides))
         return hw or (self.imgsz, self.imgsz), side
+
+    def prepare_canvases(self) -> list[tuple[int, int]]:
+        """Make, now, the rewritten network of every canvas a frame enlarged to the input can get (``canvas="fit"``
+        with :attr:`canvas_sides`: the input's side one way, one of those the other; widest first, up to
+        :attr:`max_canvases`), so that no frame waits for one (0.2-0.5 s each on a 2-core CPU). Returns the
+        canvases that have a network."""
+        if self.canvas == "fit" and self.canvas_sides:
+            for short in sorted({min(s, self.imgsz) for s in self.canvas_sides}, reverse=True):
+                for hw in ((short, self.imgsz), (self.imgsz, short)):
+                    self._available(hw)
+        return [hw for hw, session in self._sessions.items() if session is not None]
 
     def _available(self, hw: tuple[int, int]) -> tuple[int, int] | None:
         """``hw`` when a network for that canvas exists or can be made; None otherwise."""
@@ -176,14 +194,14 @@ class YoloOnnxDetector:
 
     def _canvas_session(self, hw: tuple[int, int]) -> Any:
         """A session of the network rewritten for ``hw`` (None: keep the square, with the reason logged)."""
-        if len(self._sessions) > MAX_CANVASES:
+        if len(self._sessions) > self.max_canvases:
             logger.warning("%s: more than %d frame shapes, a %dx%d frame runs on the square input", self.path.name,
-                           MAX_CANVASES, *hw)
+                           self.max_canvases, *hw)
             return None
         try:
             with tempfile.TemporaryDirectory(prefix="cctv-canvas-") as folder:
                 session = create_session(write_canvas_model(self.path, *hw, Path(folder)), self.device,
-                                         runtime=self.runtime)
+                                         runtime=session_runtime(self.session))  # the square's: warned once
         except (CanvasRewriteError, OSError) as exc:
             logger.warning("%s: no %dx%d input canvas (%s); frames of that shape run on the square input",
                            self.path.name, *hw, exc)
@@ -258,6 +276,8 @@ def load_yolo_detector(
     runtime: str = "onnxruntime",
     canvas: str = "square",
     upscale: bool = True,
+    canvas_sides: tuple[int, ...] | None = None,
+    max_canvases: int = MAX_CANVASES,
 ) -> YoloOnnxDetector | UltralyticsDetector:
     """Load a YOLO detector: ONNX files run on ONNX Runtime directly, anything else through Ultralytics.
 
@@ -265,12 +285,15 @@ def load_yolo_detector(
     or ``openvino``, see :func:`pipeline.models.onnx_utils.create_session`) runs the ONNX file. ``canvas``
     ``fit`` runs each frame on the smallest input canvas that holds it (:mod:`pipeline.models.yolo_canvas`);
     ``upscale=False`` runs frames smaller than the input at their own size (ONNX files; Ultralytics enlarges).
+    ``canvas_sides`` (multiples of the largest stride) are the only sides a fitted canvas may have besides the input's,
+    so that frames of many shapes share a few; past ``max_canvases`` shapes a frame runs on the square.
     """
     path = Path(path)
     use_onnx = backend == "onnx" or (backend == "auto" and path.suffix == ".onnx")
     if use_onnx:
         return YoloOnnxDetector(path, conf=conf, iou=iou, classes=classes, device=device, max_batch=max_batch,
-                                runtime=runtime, canvas=canvas, upscale=upscale)
+                                runtime=runtime, canvas=canvas, upscale=upscale, canvas_sides=canvas_sides,
+                                max_canvases=max_canvases)
     return UltralyticsDetector(path, conf=conf, iou=iou, classes=classes, device=device)
 
 

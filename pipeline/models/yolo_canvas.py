@@ -34,11 +34,20 @@ class CanvasRewriteError(ValueError):
 
 
 def canvas_for(image_hw: tuple[int, int], size: int, stride: int = STRIDES[-1],
-               fit: int | None = None) -> tuple[int, int]:
+               fit: int | None = None, sides: tuple[int, ...] | None = None) -> tuple[int, int]:
     """The smallest ``(h, w)`` canvas, in multiples of ``stride`` and at most ``size x size``, holding the image
-    fitted to ``fit`` (default ``size``; a smaller ``fit`` leaves a small image at its own size)."""
+    fitted to ``fit`` (default ``size``; a smaller ``fit`` leaves a small image at its own size). With ``sides``
+    each side is the smallest of those (then ``size``) that holds the image: a few canvases for images of every
+    shape."""
     nh, nw = fitted_size(image_hw, fit or size)
+    if sides:
+        return _side_from(nh, sides, size), _side_from(nw, sides, size)
     return min(size, math.ceil(nh / stride) * stride), min(size, math.ceil(nw / stride) * stride)
+
+
+def _side_from(length: int, sides: tuple[int, ...], size: int) -> int:
+    """The smallest of ``sides`` holding ``length`` pixels, else ``size``."""
+    return min((s for s in sides if s >= length), default=size)
 
 
 def anchor_grid(h: int, w: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:

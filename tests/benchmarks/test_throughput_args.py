@@ -6,19 +6,19 @@ import argparse
 
 import pytest
 
-from benchmarks import throughput
+from benchmarks import report, throughput
 
 
 def test_engine_setting_reads_yaml_values() -> None:
-    assert throughput.engine_setting("plate_search=all_windows") == ("plate_search", "all_windows")
-    assert throughput.engine_setting("plate_second_look=false") == ("plate_second_look", False)
-    assert throughput.engine_setting(" max_batch_size = 4") == ("max_batch_size", 4)
+    assert report.engine_setting("plate_search=all_windows") == ("plate_search", "all_windows")
+    assert report.engine_setting("plate_second_look=false") == ("plate_second_look", False)
+    assert report.engine_setting(" max_batch_size = 4") == ("max_batch_size", 4)
 
 
 @pytest.mark.parametrize("text", ["plate_search", "=coarse_first", ""])
 def test_engine_setting_without_key_and_value_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
-        throughput.engine_setting(text)
+        report.engine_setting(text)
 
 
 @pytest.mark.parametrize("setting", ["plate_search=everything", "no_such_field=1", "max_batch_size=0"])

@@ -140,14 +140,12 @@ def test_small_frames_run_at_their_own_size_without_upscale(derived: tuple[Path,
 
 
 def test_a_small_frame_without_a_canvas_of_its_own_is_enlarged_as_before(
-        derived: tuple[Path, Path, list[Path]], shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past :data:`MAX_CANVASES` frame shapes a small frame runs on the canvas it had when enlarged (not on the
+        derived: tuple[Path, Path, list[Path]], shared_dir: Path) -> None:
+    """Past ``max_canvases`` frame shapes a small frame runs on the canvas it had when enlarged (not on the
     square at its own size, which costs the whole square)."""
-    import pipeline.models.yolo as yolo
-
-    monkeypatch.setattr(yolo, "MAX_CANVASES", 1)
     path = derived[0] / "yolo" / "yolov8n_int8.batch.onnx"
-    native = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit", upscale=False)
+    native = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", canvas="fit", upscale=False,
+                              max_canvases=1)
     wide = _footage_frames(shared_dir, count=2)[0]
     assert native.plan((720, 1280)) == ((384, 640), 640)  # the square plus this canvas: the limit is reached
     small = cv2.resize(wide, (480, 270), interpolation=cv2.INTER_AREA)
