@@ -95,11 +95,12 @@ def build_cascade(plate_conf: float, vehicle_conf: float, device: str = "auto",
     """The engine's models (derived batch files, ``engine.model_precision``, ``engine.runtime``) wired as a
     stand-alone cascade with the engine's plate settings (``engine.plates_whole_frame``,
     ``engine.plate_second_look``, ``engine.plate_search``, ``engine.detector_upscale``); ``engine_set`` sets any
-    other ``engine:`` setting the models read (``plate_canvas``, ``plate_upscale``)."""
+    ``engine:`` setting over these (``plate_canvas``, ``runtime``)."""
     from pipeline.models.registry import load_model_set
 
-    config = EngineConfig(plate_confidence=plate_conf, vehicle_confidence=vehicle_conf, model_precision=precision,
-                          runtime=runtime, detector_upscale=detector_upscale, **(engine_set or {}))
+    config = EngineConfig(**{"plate_confidence": plate_conf, "vehicle_confidence": vehicle_conf,
+                             "model_precision": precision, "runtime": runtime, "detector_upscale": detector_upscale,
+                             **(engine_set or {})})
     models = load_model_set(config, device=device)
     return PlateCascade(models.vehicles, models.plates, vehicle_confidence=vehicle_conf, whole_frame=whole_frame,
                         whole_frame_tile=whole_frame_tile, second_look=second_look,

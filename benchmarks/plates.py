@@ -289,8 +289,7 @@ def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, d
                         ) -> tuple[OnceCascade, dict[str, SceneReader]]:
     """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``,
     ``engine.detector_upscale`` ``detector_upscale``, other ``engine:`` settings in ``engine_set``) and a scene
-    reader per rectifier mode: ``rectified`` when
-    ``rectifier`` is given, ``off`` always."""
+    reader per rectifier mode: ``rectified`` when ``rectifier`` is given, ``off`` always."""
     from benchmarks.plate_detection import build_cascade
     from pipeline.plates.scene_reader import SceneReader
 

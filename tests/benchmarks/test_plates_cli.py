@@ -75,13 +75,27 @@ def test_plate_detection_cli_json(shared_dir: Path, tmp_path: Path) -> None:
         w = csv.DictWriter(fh, fields)
         w.writeheader()
         w.writerows(rows)
-    out = tmp_path / "det.json"
-    plate_detection.main(["--labels", str(tmp_path / "labels.csv"), "--json", str(out)])
-    res = json.loads(out.read_text(encoding="utf-8"))
-    for key in ("n", "recall", "precision", "cascade_recall", "cascade_precision"):
-        assert key in res
-    assert res["n"] == 2
-    assert 0.0 <= res["recall"] <= 1.0 and 0.0 <= res["cascade_recall"] <= 1.0
+    found = {}
+    for canvas in ("square", "fit"):
+        out = tmp_path / f"det_{canvas}.json"
+        plate_detection.main(["--labels", str(tmp_path / "labels.csv"), "--json", str(out),
+                              "--engine-set", f"plate_canvas={canvas}"])
+        res = json.loads(out.read_text(encoding="utf-8"))
+        for key in ("n", "recall", "precision", "cascade_recall", "cascade_precision"):
+            assert key in res
+        assert res["n"] == 2
+        assert 0.0 <= res["recall"] <= 1.0 and 0.0 <= res["cascade_recall"] <= 1.0
+        found[canvas] = res["cascade_recall"]
+    assert found["fit"] == found["square"] > 0  # the same plates on these two frames
+
+
+@pytest.mark.parametrize("cli", [plate_detection, plates])
+def test_plate_benchmarks_refuse_a_bad_engine_setting_before_reading_anything(
+        cli: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--labels", str(tmp_path / "missing.csv"), "--engine-set", "plate_canvas=round"])  # type: ignore[attr-defined]
+    assert exc.value.code == 2
+    assert "--engine-set" in capsys.readouterr().err
 
 
 def _has_rectifier() -> bool:
