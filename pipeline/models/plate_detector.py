@@ -40,14 +40,14 @@ COARSE_SHARP_PLATE_PX = 64.0
 """Width (network input pixels) from which the box of a plate found by the whole-crop look is sharp enough to read
 from without a tile around it (coarse first)."""
 CANVAS_SIDES = (256, 320)
-"""With ``engine.plate_canvas: fit`` a window's canvas is 320 px one way and the smallest of these that holds it the
-other (three canvases, made at load). A 16:9 whole frame is not put on 192 x 320, which holds it: on that canvas (grey
-above and below it 6 px instead of 70) the detector saw large false plates around vehicles and lost one plate of the
-OpenALPR US frames (2026-12-03, the cascade of ``benchmarks.plate_detection``: with 192 too, US 144 -> 143 plates found, 174 -> 183
-boxes; with 256 and 320 only, US 144 -> 145, 174 -> 177 boxes, EU 71 -> 71, Thai motorcycle photos 102 -> 103 at
-IoU 0.3, plate search per plate found 12-14 % less time, README)."""
+"""With ``engine.plate_canvas: fit`` a window's canvas is 320 px one way and the smallest of these that holds it
+the other (three canvases, made at load). A 16:9 whole frame is not put on 192 x 320, which holds it: on that
+canvas (grey above and below it 6 px instead of 70) the detector saw large false plates around vehicles and lost
+one plate of the OpenALPR US frames (2026-12-03, the cascade of ``benchmarks.plate_detection``: with 192 too, US
+144 -> 143 plates found, 174 -> 183 boxes; with 256 and 320 only, US 144 -> 145, 174 -> 177 boxes, EU 71 -> 71,
+Thai motorcycle photos 102 -> 103 at IoU 0.3, plate search per plate found 12-14 % less time; README)."""
 MAX_CANVASES = 2 * len(CANVAS_SIDES) - 1
-"""Canvases the plate detector keeps a rewritten network for (each about 12 MB): the square and the others."""
+"""Canvases the plate detector keeps a rewritten network for (about 18 MB each): the square and the others."""
 SECOND_LOOK_ANGLES = (-25.0, 25.0)  # crops with no plate are searched again turned by these (rolled plates)
 COARSE_TILE_SHARE = 0.6
 """A whole frame searched turned in one window loses the plates a tile finds, and in tiles of the upright search's
