@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
                          "(engine.vehicle_confidence / 2); a new track needs engine.vehicle_confidence (0.3): "
                          "--vehicle-conf 0.3 measures what the engine does with a single photo")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
-                    help="engine.model_precision of the detectors (auto: fp32)")
+    ap.add_argument("--precision", choices=("auto", "int8", "fp32", "int8-static"), default="auto",
+                    help="engine.model_precision of the detectors (auto: the plate detector int8-static, the vehicle "
+                         "detector fp32, on ONNX Runtime on the CPU)")
     ap.add_argument("--runtime", choices=RUNTIMES, default="auto",
                     help="engine.runtime of the detectors (auto: the fastest measured for this kind of CPU)")
     ap.add_argument("--iou", type=float, default=0.5,

@@ -4,7 +4,8 @@ Usage::
 
     python -m benchmarks.runtimes [--json OUT] [--plot OUT.png] [--batches 1,4,8] [--repeat N] [--models a,b]
 
-Models (the files the engine loads: the derived batch-capable fp32 detectors, ``engine.model_precision: auto``):
+Models (the derived batch-capable fp32 detectors; the static int8 plate detector that ``engine.model_precision: auto``
+runs on OpenVINO is compared end to end by ``benchmarks.plate_detection --engine-set model_precision=...``):
 ``vehicles`` (YOLOv8n COCO, 640), ``plates`` (plate detector, 320), ``face_detector`` (SCRFD-500M, 640x384 canvas
 for 16:9 frames), ``face_embedder`` (MobileFaceNet, 112), ``plate_reader`` (the project's CRNN, 64x128) and
 ``plate_rectifier`` (96x96), plus ``yolo11n_int8_ov``: the Ultralytics YOLO11n int8 OpenVINO export from the

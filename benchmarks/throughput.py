@@ -813,17 +813,20 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401
-    """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime, and the plate
-    detector on its square input, so that the answer check also judges the runtime and the plate canvas the engine
-    took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and ``openvino-bf16`` moves answers); the engine's
-    own models when they already run so."""
+    """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime and precision, and
+    the plate detector on its square input, so that the answer check also judges the runtime, the precision and
+    the plate canvas the engine took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and ``openvino-bf16``
+    moves answers; ``engine.model_precision: auto`` runs the plate detector in static int8); the engine's own models
+    when they already run so."""
     from pipeline.models.registry import load_model_set
 
-    if set(models.runtimes.values()) <= {"onnxruntime", "ultralytics"} and engine_config.plate_canvas == "square":
+    if (set(models.runtimes.values()) <= {"onnxruntime", "ultralytics"} and engine_config.plate_canvas == "square"
+            and set(models.precisions.values()) <= {"fp32"}):
         return models
-    print(f"  [reference] models on ONNX Runtime, plates on the square canvas (the engine runs {models.runtimes}, "
-          f"plate canvas {engine_config.plate_canvas})", flush=True)
-    return load_model_set(engine_config.model_copy(update={"plate_canvas": "square"}), runtime="onnxruntime")
+    print(f"  [reference] models on ONNX Runtime in fp32, plates on the square canvas (the engine runs "
+          f"{models.runtimes}, {models.precisions}, plate canvas {engine_config.plate_canvas})", flush=True)
+    return load_model_set(engine_config.model_copy(update={"plate_canvas": "square"}), runtime="onnxruntime",
+                          precision="fp32")
 
 
 def run_naive_files(args: argparse.Namespace, cameras: list[list[Any]], urls: dict[str, str], models: Any,
@@ -1205,8 +1208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline phase (both modes)")
     parser.add_argument("--no-reference", action="store_true",
                         help="--mode files: skip the reference run (every frame, every model) and the answer check")
-    parser.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
-                        help="engine.model_precision for both phases (auto: fp32)")
+    parser.add_argument("--precision", choices=("auto", "int8", "fp32", "int8-static"), default="auto",
+                        help="engine.model_precision for both phases (auto: the plate detector int8-static, the "
+                             "vehicle detector fp32, on ONNX Runtime on the CPU)")
     parser.add_argument("--mode", choices=("live", "files", "both"), default="live",
                         help="live: RTSP + ingest + engine process + Redis (default); files: the same decoded frames "
                              "through engine, reference and baseline in this process, compared by CPU time per "

@@ -14,6 +14,8 @@ The transformation (:func:`make_batch_dynamic`) works on the graph with the ``on
    with 0.0 (which quantises exactly to ``zp``): the integer arithmetic is unchanged, batched outputs are
    bit-identical to batch-1 outputs (precision ``int8``). Precision ``fp32`` instead dequantises the weights and
    drops the activation quantisation (:func:`dequantize_dynamic`), which is faster and runs on any provider;
+   precision ``int8-static`` quantises that fp32 graph again with static, calibrated activation ranges
+   (:mod:`pipeline.models.static_int8`: ``QLinearConv``, the fastest on CPUs with VNNI);
 4. constructs the transformation cannot prove batch-safe (``Concat``/``Split``/``Slice`` on axis 0 of a
    batch-carrying tensor, an unknown consumer of a dynamic quantisation) raise :class:`DeriveError`.
 
@@ -45,8 +47,8 @@ logger = logging.getLogger(__name__)
 
 DERIVED_MANIFEST = PROJECT_ROOT / "models" / "derived.yaml"
 DERIVED_SUFFIX = ".batch.onnx"
-PRECISIONS = ("int8", "fp32")
-_SUFFIXES = {"int8": DERIVED_SUFFIX, "fp32": ".batch.fp32.onnx"}
+PRECISIONS = ("int8", "fp32", "int8-static")
+_SUFFIXES = {"int8": DERIVED_SUFFIX, "fp32": ".batch.fp32.onnx", "int8-static": ".batch.int8-static.onnx"}
 TRANSFORMATION_VERSION = 2
 RELATIVE_TOLERANCE = 1e-4
 SCORED = 0.01
@@ -563,12 +565,15 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
     Variants of int8 dynamic-quantised graphs (float graphs only have ``int8``, i.e. unchanged arithmetic):
 
     - ``int8``: per-sample dynamic quantisation, integer ``ConvInteger`` (the upstream arithmetic, bit-exact);
-    - ``fp32``: :func:`dequantize_dynamic` first (float activations; about 1.8x faster on this CPU).
+    - ``fp32``: :func:`dequantize_dynamic` first (float activations; about 1.8x faster on this CPU);
+    - ``int8-static``: the ``fp32`` graph quantised statically, calibrated on frames of the sample clips
+      (:func:`pipeline.models.static_int8.quantize_detector`; Ultralytics detectors only).
 
     Checks on ``images`` (one batched call vs batch 1): the file against itself at batch 1 and, for ``int8``,
     against the upstream file, both within ``RELATIVE_TOLERANCE`` x output scale on every output. For ``fp32``
-    the deviation from the upstream file is recorded next to the upstream model's own noise floor (its output
-    change when the input is scaled by 1 + 1e-6). Nothing is left at the target path unless the checks pass.
+    and ``int8-static`` the deviation from the upstream file is recorded next to the upstream model's own noise
+    floor (its output change when the input is scaled by 1 + 1e-6). Nothing is left at the target path unless the
+    checks pass.
     """
     import onnx
 
@@ -577,7 +582,7 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
     target.parent.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_file(source)
     base, notes = onnx.load(str(source)), []
-    if precision == "fp32":
+    if precision in ("fp32", "int8-static"):
         base, notes = dequantize_dynamic(base)
     model, batch_notes = make_batch_dynamic(base)
     notes += batch_notes
@@ -590,6 +595,8 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
     extra: dict[str, float] = {}
     try:
         onnx.save(model, str(tmp))
+        if precision == "int8-static":
+            notes += _quantize_static(tmp)
         # batching must change nothing (vs the same file at batch 1); fidelity to the upstream file at batch 1
         own, versus = compare_many([tmp, source], tmp, images)
         limit = RELATIVE_TOLERANCE * max(own.output_scale, 1e-6)
@@ -603,7 +610,7 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
                 f"{relative_path}: batched outputs differ from the upstream batch-1 outputs by "
                 f"{versus.max_abs_diff:.3g} (limit {RELATIVE_TOLERANCE:g} x output scale {versus.output_scale:.3g})"
             )
-        if precision == "fp32":
+        if precision != "int8":
             floor = noise_floor(source, images)
             extra["upstream_noise_floor_max_abs_diff"] = floor.max_abs_diff
             extra["upstream_noise_floor_max_abs_diff_scored"] = floor.max_abs_diff_scored
@@ -628,12 +635,27 @@ def derive_model(source: Path, relative_path: str, out_dir: Path,
     return record
 
 
+def _quantize_static(path: Path) -> list[str]:
+    """Replace the batch-capable fp32 graph at ``path`` by its static int8 version; returns the notes."""
+    from pipeline.models.static_int8 import StaticQuantisationError, calibration_images, quantize_detector
+
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.replace(fp32)
+    try:
+        return quantize_detector(fp32, path, calibration_images(get_settings().videos_dir))
+    except StaticQuantisationError as exc:
+        raise DeriveError(f"{path.name}: {exc}") from exc
+    finally:
+        fp32.unlink(missing_ok=True)
+
+
 def _tolerance_text(precision: str) -> str:
     batch = (f"batched == batch-1 of the same file: max abs diff <= {RELATIVE_TOLERANCE:g} x max |output| "
              "(all outputs, all anchors)")
     if precision == "int8":
         return batch + "; vs upstream batch-1: the same limit"
-    return (batch + "; vs upstream batch-1: recorded, not limited (activations are no longer quantised), next to the "
+    how = "quantised with static ranges" if precision == "int8-static" else "no longer quantised"
+    return (batch + f"; vs upstream batch-1: recorded, not limited (activations {how}), next to the "
             "upstream model's own change for input x (1 + 1e-6)")
 
 
@@ -680,12 +702,13 @@ def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir:
                      precision: str = "int8") -> Path:
     """The file a backend should load for ``relative_path``: the derived batch-capable file when valid.
 
-    ``precision="fp32"`` asks for the dequantised variant of an int8 dynamic-quantised model (float graphs have
-    only one variant).
+    ``precision="fp32"`` asks for the dequantised variant of an int8 dynamic-quantised model, ``"int8-static"``
+    for its statically quantised one (float graphs have only one variant).
 
     Resolves (and sha256-checks) the upstream file first, so a missing or corrupt file raises
-    :class:`~pipeline.models_manifest.ModelFileError`. Derives on first use (seconds) with a log line; if the
-    derivation fails, warns and returns the upstream file (batches then run one image at a time).
+    :class:`~pipeline.models_manifest.ModelFileError`. Derives on first use (seconds; a static int8 model
+    calibrates for up to a minute) with a log line; if the derivation fails, warns and returns the upstream file
+    (batches then run one image at a time), for ``int8-static`` its fp32 variant.
     """
     settings = get_settings()
     model_dir = Path(model_dir or settings.model_dir)
@@ -701,7 +724,10 @@ def batch_model_path(relative_path: str, model_dir: Path | None = None, out_dir:
     logger.info("no valid batch-capable %s version of %s yet; deriving it into %s", precision, relative_path, out_dir)
     try:
         derive_model(source, relative_path, out_dir, *check_images(ON_LOAD_CHECK_IMAGES), precision=precision)
-    except Exception as exc:  # noqa: BLE001 (any failure falls back to the working upstream file)
+    except Exception as exc:  # noqa: BLE001 (any failure falls back to a working file)
+        if precision == "int8-static":
+            logger.warning("could not make a static int8 %s (%s); using its fp32 variant", relative_path, exc)
+            return batch_model_path(relative_path, model_dir, out_dir, "fp32")
         logger.warning("could not derive a batch-capable %s (%s); using the batch-1 file, one image per call",
                        relative_path, exc)
         return source

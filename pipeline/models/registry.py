@@ -33,7 +33,8 @@ class ModelSet:
         embedding_size: length of face embeddings, read from the recogniser (128 for the offline pack).
         providers: ONNX Runtime providers in use (CUDA first when available and asked for).
         files: the model file each backend loaded (derived batch-capable file or upstream file).
-        precision: ``int8`` or ``fp32`` variant of the int8 detectors in use.
+        precisions: the variant of each int8 detector in use (``vehicles``, ``plates``: ``fp32``, ``int8-static``
+            or ``int8``), as asked for (a static model that cannot be made falls back to ``fp32``, see ``files``).
         runtimes: what runs each model (``onnxruntime`` or ``openvino``), after any fallback.
     """
 
@@ -43,7 +44,7 @@ class ModelSet:
     embedding_size: int
     providers: list[str]
     files: dict[str, Path] = field(default_factory=dict)
-    precision: str = "fp32"
+    precisions: dict[str, str] = field(default_factory=dict)
     runtimes: dict[str, str] = field(default_factory=dict)
 
     def embed_face_images(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
@@ -52,12 +53,16 @@ class ModelSet:
 
 
 def resolve_precision(precision: str, providers: list[str]) -> str:
-    """``auto`` -> ``fp32`` (dequantised weights, float activations) on CPU and CUDA; ``int8`` stays available.
+    """``auto`` -> ``fp32`` (dequantised weights, float activations) on CPU and CUDA; ``int8`` and ``int8-static``
+    stay available.
 
     Measured on the 2-core CPU: fp32 runs the COCO detector ~1.7x and the whole plate cascade ~4x faster than
     int8, with the same cascade recall on the OpenALPR scenes (US 0.940, EU 1.000 at IoU 0.5) and a slightly
     higher full-frame recall; CUDA has no ``ConvInteger`` kernel at all. ``int8`` is the upstream arithmetic,
-    bit for bit (``engine.model_precision: int8``)."""
+    bit for bit (``engine.model_precision: int8``). ``int8-static`` (calibrated static quantisation) searches
+    batches of plate windows ~1.3x faster, but its slightly moved plate boxes lost one of the eleven Thai scene
+    photos (an extreme oblique plate read at 0.22 in fp32), so ``auto`` does not take it (README, "Model
+    precision")."""
     if precision not in ("auto", *PRECISIONS):
         raise ValueError(f"unknown precision {precision!r}; expected auto or one of {', '.join(PRECISIONS)}")
     return "fp32" if precision == "auto" else precision
@@ -73,16 +78,15 @@ def load_model_set(
     or corrupt upstream file raises :class:`~pipeline.models_manifest.ModelFileError` naming the file, its
     expected sha256 and the fetch command. ``device`` ``auto`` uses CUDA when onnxruntime has it, else the CPU
     (``auto`` defers to ``engine_config.device``). ``precision`` picks the variant of the int8 detectors:
-    ``int8`` (the upstream arithmetic, bit-exact), ``fp32`` (dequantised weights, float activations) or ``auto``
-    (see :func:`resolve_precision`); ``None`` takes ``engine_config.model_precision``. ``runtime`` (``None``:
-    ``engine_config.runtime``) is resolved per model by :func:`pipeline.models.onnx_utils.resolve_runtime`.
+    ``int8`` (the upstream arithmetic, bit-exact), ``fp32`` (dequantised weights, float activations),
+    ``int8-static`` (calibrated static quantisation) or ``auto`` (see :func:`resolve_precision`); ``None`` takes
+    ``engine_config.model_precision``. ``runtime`` (``None``: ``engine_config.runtime``) is resolved per model by :func:`pipeline.models.onnx_utils.resolve_runtime`.
     """
     settings = get_settings()
     model_dir = Path(model_dir or settings.model_dir)
     derived_dir = Path(derived_dir or settings.derived_model_dir)
     device = device if device != "auto" else engine_config.device
     providers = select_providers(device)
-    precision = resolve_precision(precision or engine_config.model_precision, providers)
     det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
     for rel in (engine_config.detector_model, engine_config.plate_detector_model, det_rel, rec_rel):
         resolve_model(rel, model_dir)  # fail fast, before deriving anything, on a missing or corrupt file
@@ -90,12 +94,14 @@ def load_model_set(
     runtime = runtime or engine_config.runtime
     wanted = {role: resolve_runtime(runtime, role, device)
               for role in ("vehicles", "plates", "face_detector", "face_embedder")}
+    chosen = resolve_precision(precision or engine_config.model_precision, providers)
+    precisions = {"vehicles": chosen, "plates": chosen}
 
-    files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir, precision)
+    files["vehicles"] = batch_model_path(engine_config.detector_model, model_dir, derived_dir, precisions["vehicles"])
     vehicles = load_yolo_detector(files["vehicles"], conf=engine_config.vehicle_confidence,
                                   classes=TRAFFIC_CLASSES, device=device, runtime=wanted["vehicles"],
                                   canvas=engine_config.detector_canvas, upscale=engine_config.detector_upscale)
-    files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precision)
+    files["plates"] = batch_model_path(engine_config.plate_detector_model, model_dir, derived_dir, precisions["plates"])
     plates = load_plate_detector(files["plates"], conf=engine_config.plate_confidence, device=device,
                                  runtime=wanted["plates"], canvas=engine_config.plate_canvas)
 
@@ -109,10 +115,10 @@ def load_model_set(
     sessions = {"vehicles": getattr(vehicles, "session", None), "plates": getattr(plates.detector, "session", None),
                 "face_detector": detector.session, "face_embedder": embedder.session}
     runtimes = {role: session_runtime(s) if s is not None else "ultralytics" for role, s in sessions.items()}
-    logger.info("model set loaded on %s (%s, runtimes %s): %s", providers[0], precision, runtimes,
+    logger.info("model set loaded on %s (precisions %s, runtimes %s): %s", providers[0], precisions, runtimes,
                 {k: str(v) for k, v in files.items()})
     return ModelSet(vehicles=vehicles, plates=plates, faces=faces, embedding_size=faces.embedding_size,
-                    providers=providers, files=files, precision=precision, runtimes=runtimes)
+                    providers=providers, files=files, precisions=precisions, runtimes=runtimes)
 
 
 def load_face_analyzer(engine_config: EngineConfig | None = None, model_dir: Path | None = None,

@@ -144,9 +144,11 @@ def test_fp32_variant_finds_the_same_plate_as_the_upstream_int8_model(
 def test_precision_choice(model_set: object) -> None:
     from pipeline.models.registry import resolve_precision
 
-    assert resolve_precision("auto", ["CPUExecutionProvider"]) == "fp32"
-    assert resolve_precision("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "fp32"
-    assert resolve_precision("int8", ["CPUExecutionProvider"]) == "int8"
-    assert model_set.precision == "fp32" and model_set.files["vehicles"].name.endswith(".batch.fp32.onnx")
+    cpu, cuda = ["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_precision("auto", cpu) == resolve_precision("auto", cuda) == "fp32"
+    assert resolve_precision("int8", cpu) == "int8"
+    assert resolve_precision("int8-static", cuda) == "int8-static"  # asked for: kept
+    assert model_set.precisions == {"vehicles": "fp32", "plates": "fp32"}
+    assert model_set.files["vehicles"].name.endswith(".batch.fp32.onnx")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int4", ["CPUExecutionProvider"])

@@ -37,10 +37,10 @@ def test_vehicle_detector_finds_cars_in_dashcam_frames(model_set: ModelSet, dash
 def test_batched_detections_equal_one_by_one_and_the_batch1_fallback(
     model_set: ModelSet, dashcam_frames: list[np.ndarray], model_dir: Path, derived: tuple[Path, Path, list[Path]]
 ) -> None:
-    assert model_set.precision == "fp32"  # the default on every device
+    assert model_set.precisions["vehicles"] == "fp32"  # the default on every device
     int8_set = load_model_set(EngineConfig(model_precision="int8", detector_canvas="square"), model_dir=model_dir,
                               device="cpu", derived_dir=derived[0])  # square: the upstream's own input
-    assert int8_set.precision == "int8"  # derived int8 file: the upstream arithmetic, bit for bit
+    assert int8_set.precisions == {"vehicles": "int8", "plates": "int8"}  # derived int8 files: the upstream arithmetic, bit for bit
     frames = dashcam_frames[1:3]
     upstream = YoloOnnxDetector(model_dir / "yolo/yolov8n_int8.onnx", conf=0.3, device="cpu",
                                 classes=int8_set.vehicles.classes)  # fixed batch 1: the fallback, image by image
