@@ -55,6 +55,7 @@ from pipeline.models.models_files import face_pack_files
 from pipeline.models.onnx_utils import cpu_class, create_session, run_batched
 from pipeline.models.openvino_runtime import OpenVinoSession, native_bf16, openvino_available
 from pipeline.models.plate_detector import VEHICLE_MARGIN, crop_boxes
+from pipeline.models.sample_frames import evenly_spaced_frames
 from pipeline.models.yolo import TRAFFIC_CLASSES, VEHICLE_CLASSES, YoloOnnxDetector
 from pipeline.settings import get_settings
 
@@ -97,17 +98,8 @@ class Case:
 
 def video_frames(per_video: int = 8) -> list[np.ndarray]:
     """``per_video`` evenly spaced frames of each shared video."""
-    frames = []
-    for video in sorted(VIDEOS.glob("*.mp4")):
-        cap = cv2.VideoCapture(str(video))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or per_video
-        for k in range(per_video):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, int((k + 0.5) * total / per_video))
-            ok, frame = cap.read()
-            if ok:
-                frames.append(frame)
-        cap.release()
-    return frames
+    return [frame for video in sorted(VIDEOS.glob("*.mp4"))
+            for frame in evenly_spaced_frames(video, per_video, assumed_total=per_video)]
 
 
 def held_out_plates(limit: int) -> list[tuple[np.ndarray, str]]:

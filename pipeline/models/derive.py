@@ -448,19 +448,10 @@ def check_images(n: int = 4, videos_dir: Path | None = None) -> tuple[list[np.nd
     """Real images for equivalence checks: frames of the sample dashcam clip, else deterministic synthetic ones."""
     import cv2
 
+    from pipeline.models.sample_frames import evenly_spaced_frames
+
     video = Path(videos_dir or get_settings().videos_dir) / CHECK_VIDEO
-    frames: list[np.ndarray] = []
-    if video.exists():
-        cap = cv2.VideoCapture(str(video))
-        try:
-            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 100
-            for k in range(n):
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int((k + 0.5) * total / n))
-                ok, frame = cap.read()
-                if ok:
-                    frames.append(frame)
-        finally:
-            cap.release()
+    frames = evenly_spaced_frames(video, n, assumed_total=100) if video.exists() else []
     if len(frames) == n:
         return frames, f"{n} frames of {video.name}"
     logger.warning("sample video %s not readable; checking derived models on synthetic images", video)

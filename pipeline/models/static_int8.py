@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.models.onnx_utils import letterbox
+from pipeline.models.sample_frames import evenly_spaced_frames
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +56,11 @@ def calibration_images(videos_dir: Path, per_video: int = CALIBRATION_FRAMES_PER
     """Frames of every ``*.mp4`` in ``videos_dir`` (sorted, ``per_video`` evenly spaced each), each followed by a
     square tile of half its shorter side at a seeded random place; raises :class:`StaticQuantisationError` when
     fewer than :data:`MIN_CALIBRATION_IMAGES` are read."""
-    import cv2
-
     rng = np.random.default_rng(TILE_SEED)
     images: list[np.ndarray] = []
     for video in sorted(Path(videos_dir).glob("*.mp4")):
-        cap = cv2.VideoCapture(str(video))
-        try:
-            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            for k in range(per_video if total > 0 else 0):
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int((k + 0.5) * total / per_video))
-                ok, frame = cap.read()
-                if ok:
-                    images += [frame, _tile(frame, rng)]
-        finally:
-            cap.release()
+        for frame in evenly_spaced_frames(video, per_video):
+            images += [frame, _tile(frame, rng)]
     if len(images) < MIN_CALIBRATION_IMAGES:
         raise StaticQuantisationError(
             f"only {len(images)} calibration images from the clips in {videos_dir} (need {MIN_CALIBRATION_IMAGES}); "
