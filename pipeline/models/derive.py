@@ -15,7 +15,8 @@ The transformation (:func:`make_batch_dynamic`) works on the graph with the ``on
    bit-identical to batch-1 outputs (precision ``int8``). Precision ``fp32`` instead dequantises the weights and
    drops the activation quantisation (:func:`dequantize_dynamic`), which is faster and runs on any provider;
    precision ``int8-static`` quantises that fp32 graph again with static, calibrated activation ranges
-   (:mod:`pipeline.models.static_int8`: ``QLinearConv``, the fastest on CPUs with VNNI);
+   (:mod:`pipeline.models.static_int8`: a quantise/dequantise graph, faster in batches on CPUs with VNNI; an
+   opt-in, ``engine.model_precision: int8-static``);
 4. constructs the transformation cannot prove batch-safe (``Concat``/``Split``/``Slice`` on axis 0 of a
    batch-carrying tensor, an unknown consumer of a dynamic quantisation) raise :class:`DeriveError`.
 

@@ -114,6 +114,7 @@ def quantize_detector(fp32_path: Path, out_path: Path, images: list[np.ndarray])
     name = source.graph.input[0].name
     dims = source.graph.input[0].type.tensor_type.shape.dim
     size = int(dims[2].dim_value or 640)
+    logger.info("static int8: calibrating activation ranges on %d images (a minute or two on 2 cores)", len(images))
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".static-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
