@@ -285,11 +285,12 @@ class OnceCascade:
 
 def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, device: str,
                         second_read: bool = True, runtime: str = "auto",
-                        detector_upscale: bool = False, engine_set: dict[str, Any] | None = None
-                        ) -> tuple[OnceCascade, dict[str, SceneReader]]:
+                        detector_upscale: bool = False, engine_set: dict[str, Any] | None = None,
+                        regrow: bool = True) -> tuple[OnceCascade, dict[str, SceneReader]]:
     """The engine's cascade (shared, detecting each frame once; its detectors on ``engine.runtime`` ``runtime``,
     ``engine.detector_upscale`` ``detector_upscale``, other ``engine:`` settings in ``engine_set``) and a scene
-    reader per rectifier mode: ``rectified`` when ``rectifier`` is given, ``off`` always."""
+    reader per rectifier mode: ``rectified`` when ``rectifier`` is given (plates cut by their box grown and read
+    again unless not ``regrow``), ``off`` always."""
     from benchmarks.plate_detection import build_cascade
     from pipeline.plates.scene_reader import SceneReader
 
@@ -297,7 +298,8 @@ def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, d
                                         engine_set=engine_set))
     readers = {"off": SceneReader(cascade, reader, None)}
     if rectifier is not None:
-        readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read), **readers}
+        readers = {"rectified": SceneReader(cascade, reader, rectifier, second_read=second_read, regrow=regrow),
+                   **readers}
     return cascade, readers
 
 
@@ -630,14 +632,14 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
 
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
     _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                     args.runtime, args.detector_upscale, args.engine_set)
+                                     args.runtime, args.detector_upscale, args.engine_set, not args.no_regrow)
     backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
     samples = sweep_samples(rows, args.sweep_n, args.seed)
     results = run_sweep(samples, cells, backgrounds, readers, args.seed, args.noise)
     doc = {"labels": str(args.labels), "n_per_cell": len(samples), "seed": args.seed, "pitch": args.pitch,
-           "grid_width": args.grid_width, "noise": args.noise, "backend": args.backend,
+           "grid_width": args.grid_width, "noise": args.noise, "backend": args.backend, "regrow": not args.no_regrow,
            "modes": list(readers), "cells": results, "sweeps": sweeps,
            "summary": summarise(results, args.grid_width)}
     print_sweep(results, sweeps)
@@ -684,6 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
     ap.add_argument("--no-second-read", action="store_true",
                     help="rectified plates: no second read of uncertain plates from margin views")
+    ap.add_argument("--no-regrow", action="store_true",
+                    help="scenes/sweep: plates the rectifier finds cut by their box are not grown and read again")
     ap.add_argument("--detector-upscale", action="store_true",
                     help="scenes/sweep: engine.detector_upscale on (scenes smaller than 640 px enlarged for the "
                          "vehicle detector)")
@@ -743,10 +747,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.scenes:
         rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
         cascade, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
-                                               args.runtime, args.detector_upscale, args.engine_set)
+                                               args.runtime, args.detector_upscale, args.engine_set,
+                                               not args.no_regrow)
         scene_reader = readers["off" if rectifier is None else "rectified"]
         reads, ms_plate, ms_image, n_plates = run_scenes(rows, scene_reader, cascade)
-        extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None}
+        extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None,
+                 "regrow": rectifier is not None and not args.no_regrow}
     else:
         if args.doubled:
             rows = doubled_rows(rows)

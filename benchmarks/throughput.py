@@ -195,7 +195,7 @@ class _PerItem:
 MODEL_METHODS = ("detect_batch", "look_again", "read_batch", "rectify_batch")
 MODEL_STAGES = ("detect", "plate_detect", "rectify", "read", "face")  # engine stages that are model calls
 LOOK_COUNTERS = ("turned_looks", "unsure_turned_looks", "unsure_turned_kept", "tiled_looks", "whole_looks",
-                 "closer_looks")
+                 "closer_looks", "regrown_plates", "regrown_kept")
 """Engine counters of the plate search's extra looks, reported per 100 analysed frames beside the events."""
 FACE_COUNTERS = ("faces_embedded", "faces_not_embedded")
 """Engine counters of the face stage: faces embedded, and faces found but not embedded (they could not improve)."""
@@ -878,6 +878,18 @@ def _events(engines: list[Any]) -> dict[str, int]:
             "detector_frames": sum(int(e.metrics.counters["frames_analysed"]) for e in engines)}
 
 
+PLATE_CASCADE_STAGES = ("plate_detect", "rectify", "read")
+
+
+def plate_cascade_ms_per_plate_found(phase: dict[str, Any], frames: int) -> float | None:
+    """The plate cascade's time (plate detector, rectifier, reader: the stages' batched wall time) per plate found
+    in a file-mode phase, or None when it found none."""
+    found = phase["events"].get("plates_detected", 0)
+    if not found:
+        return None
+    return sum(phase["stage_ms"].get(s, 0.0) for s in PLATE_CASCADE_STAGES) * frames / found
+
+
 def _stage_ms(engine: Any, frames: int) -> dict[str, float]:
     snap = engine.metrics.snapshot()
     return {stage: 1000.0 * float(snap.get(f"stage_{stage}_total_s", 0.0)) / max(frames, 1)
@@ -897,6 +909,7 @@ def files_fields(files: dict[str, Any]) -> dict[str, Any]:
                     f"files_{phase}_wall_ms_per_frame": round(1000 * p["wall_s"] / n, 1),
                     f"files_{phase}_models_cpu_ms_per_frame": round(1000 * p["models_cpu_s"] / n, 1),
                     f"files_{phase}_fps": round(n / p["wall_s"], 3),
+                    f"files_{phase}_plate_cascade_ms_per_plate_found": _round(plate_cascade_ms_per_plate_found(p, n)),
                     **{f"files_{phase}_{k}": v for k, v in p["events"].items()}})
     e, b = files["engine"], files.get("baseline")
     out["files_cpu_ratio"] = round(b["cpu_s"] / e["cpu_s"], 3) if b else None
@@ -913,6 +926,10 @@ def files_fields(files: dict[str, Any]) -> dict[str, Any]:
     if check:
         out.update({f"answer_{k}": v for k, v in check.items() if k not in ("reference_recall", "extra_event_rate")})
     return out
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _rate(value: float | None) -> str:
@@ -938,6 +955,7 @@ def print_file_mode(files: dict[str, Any]) -> None:
         row(f"  {stage} ms/frame", "{:.1f}", lambda p, stage=stage: p["stage_ms"][stage])
     for key in files["engine"]["events"]:
         row(f"  {key}", "{:d}", lambda p, key=key: p["events"][key])
+    row("plate cascade ms per plate found", "{}", lambda p: _round(plate_cascade_ms_per_plate_found(p, n)))
     if files.get("baseline"):
         print(f"ratio (CPU per frame, baseline / engine): {files['baseline']['cpu_s'] / files['engine']['cpu_s']:.2f}x")
     check = files.get("answer_check")

@@ -62,6 +62,7 @@ from pipeline.models.plate_detector import MERGE_IOS, VEHICLE_MARGIN, centres_in
 from pipeline.models.yolo import VEHICLE_CLASSES
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import RectifiedPlate, reading_layout
+from pipeline.plates.regrow import better_regrown_read, found_box, regrown_box
 from pipeline.plates.second_read import read_plates
 from pipeline.plates.turned_look import (
     TURN_MIN_REGION_WIDTH,
@@ -226,6 +227,7 @@ class _PlateCrop:
     box: np.ndarray  # tight plate rectangle in the job's crop
     score: float
     crop: np.ndarray  # the detector's box with the reading pad: what the rectifier and reader see
+    reading_box: np.ndarray | None = None  # the detector's box in the job's crop (None: found turned)
 
 
 class Engine:
@@ -590,6 +592,8 @@ class Engine:
             return
         rectified = self._rectify([s.crop for s in selected])
         reads = self._read(selected, rectified)
+        if rectified is not None and self.engine_config.plate_regrow:
+            self._regrow_cut(selected, rectified, reads)
         if self.engine_config.plate_second_look and self.plate_reader is not None:
             self._turn_unread(selected, reads)
             self._note_unsure_frames(selected, reads)
@@ -639,9 +643,31 @@ class Engine:
             plate_crop, _, _ = crop_box(job.crop, reading_box, *READING_PAD)
             if plate_crop.size == 0:
                 continue
-            selected.append(_PlateCrop(job, box, float(dets.confidence[best]), plate_crop))
+            selected.append(_PlateCrop(job, box, float(dets.confidence[best]), plate_crop, reading_box))
         self.metrics.count("plates_detected", len(selected))
         return selected
+
+    def _regrow_cut(self, selected: list[_PlateCrop], rectified: list[RectifiedPlate], reads: list[Any]) -> None:
+        """Plates the rectifier finds cut by the detector's box (:func:`regrown_box`): the grown box's crop of the
+        job's crop is rectified and read, and replaces the plate and its read when :func:`better_regrown_read`."""
+        grown = [(i, box) for i, (s, r) in enumerate(zip(selected, rectified, strict=True)) if s.reading_box is not None
+                 for box in [regrown_box(s.job.crop, s.reading_box, r)] if box is not None]
+        if not grown:
+            return
+        self.metrics.count("regrown_plates", len(grown))
+        cuts = [crop_box(selected[i].job.crop, box, *READING_PAD) for i, box in grown]
+        again = [_PlateCrop(selected[i].job, box, selected[i].score, crop, box)
+                 for (i, box), (crop, _, _) in zip(grown, cuts, strict=True)]
+        again_rectified = self._rectify([a.crop for a in again])
+        again_reads = self._read(again, again_rectified)
+        kept = 0
+        for k, ((i, _), plate, read) in enumerate(zip(grown, again, again_reads, strict=True)):
+            if better_regrown_read(read, reads[i]):
+                if again_rectified is not None:  # the tight box from the corners found in the grown crop
+                    plate.box = found_box(again_rectified[k], cuts[k][1:], plate.box)
+                selected[i], reads[i] = plate, read
+                kept += 1
+        self.metrics.count("regrown_kept", kept)
 
     def _turn_unread(self, selected: list[_PlateCrop], reads: list[Any]) -> None:
         """Vehicles whose plate read unsure (:func:`wants_turned_look`; a plate :func:`large_enough` to read) and

@@ -81,11 +81,13 @@ def split_characters(crop: np.ndarray, n: int) -> list[np.ndarray] | None:
     return [crop[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
 
 
-def character_boxes(crop: np.ndarray, n: int, margin: float = 0.08) -> list[tuple[int, int, int, int]] | None:
-    """Boxes ``(x0, y0, x1, y1)`` in ``crop`` pixels of the ``n`` characters of a car crop's registration line,
-    each grown by ``margin`` of the line's height (see :func:`split_characters`), or None."""
+def character_boxes(crop: np.ndarray, n: int, margin: float = 0.08,
+                    rows: tuple[float, float] = CUT_ROWS) -> list[tuple[int, int, int, int]] | None:
+    """Boxes ``(x0, y0, x1, y1)`` in ``crop`` pixels of the ``n`` characters of the line in ``rows`` (fractions of
+    the height; by default a car crop's registration line), each grown by ``margin`` of the line's height (see
+    :func:`split_characters`), or None."""
     h = crop.shape[0]
-    r0, r1 = int(CUT_ROWS[0] * h), int(CUT_ROWS[1] * h)
+    r0, r1 = int(rows[0] * h), int(rows[1] * h)
     line = crop[r0:r1]
     if line.size == 0:
         return None
@@ -150,6 +152,57 @@ def edge_cut(crop: np.ndarray, label: str, keep: float, side: str = "left",
     x0, _, x1, _ = boxes[0] if side == "left" else boxes[-1]
     cut = int(round(x1 - keep * (x1 - x0))) if side == "left" else int(round(x0 + keep * (x1 - x0)))
     return grown[:, cut + px:].copy() if side == "left" else grown[:, :cut + px].copy()
+
+
+MOTO_SERIES_ROWS = (0.0, 0.42)  # rows of a canonical motorcycle crop that hold the series line (layout.MOTO_BANDS)
+
+
+def motorcycle_series_glyphs(crop: np.ndarray, label: str) -> dict[str, list[np.ndarray]]:
+    """The consonants of a real motorcycle crop's series line (``1กช`` or ``อคม``) as BGR patches by consonant,
+    empty when the line does not split into its three characters."""
+    boxes = character_boxes(crop, 3, rows=MOTO_SERIES_ROWS)
+    out: dict[str, list[np.ndarray]] = {}
+    for ch, (x0, y0, x1, y1) in zip(label[:3], boxes or [], strict=False):
+        if ch in THAI_CONSONANTS:
+            out.setdefault(ch, []).append(crop[y0:y1, x0:x1].copy())
+    return out
+
+
+def _recolour(glyph: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``glyph`` (BGR) redrawn at the size of ``like`` in ``like``'s own paper and ink colours (the 85th and 5th
+    percentiles of its pixels by brightness), so that a character of another plate sits in this plate's light."""
+    h, w = like.shape[:2]
+    t = (_paper(cv2.resize(glyph, (w, h), interpolation=cv2.INTER_AREA), 0.0)[..., :1])
+    grey = cv2.cvtColor(like, cv2.COLOR_BGR2GRAY).reshape(-1)
+    order = np.argsort(grey)
+    pixels = like.reshape(-1, 3).astype(np.float32)
+    ink = pixels[order[: max(1, len(order) // 20)]].mean(0)
+    paper = pixels[order[int(0.85 * len(order)):]].mean(0)
+    return np.clip(ink + (paper - ink) * t, 0, 255).astype(np.uint8)
+
+
+def swap_series(crop: np.ndarray, label: str, glyphs: dict[str, list[np.ndarray]], rng: np.random.Generator,
+                share: float = 0.67) -> tuple[np.ndarray, str] | None:
+    """A real motorcycle crop with characters of its series replaced by other consonants' images from ``glyphs``
+    (real motorcycle series letters, :func:`motorcycle_series_glyphs`), each drawn in the plate's own light: new
+    series in the motorcycle typeface, framing, province and number of a real plate. Each series character is
+    replaced with probability ``share`` (at least one); a leading digit becomes a consonant, which makes the
+    three-consonant series (``ยลม``) that few real training plates carry. None when the series line does not split
+    into its three characters or ``glyphs`` is empty."""
+    boxes = character_boxes(crop, 3, rows=MOTO_SERIES_ROWS)
+    letters = sorted(ch for ch, images in glyphs.items() if images)
+    if boxes is None or not letters or len(label) < 4:
+        return None
+    chosen = [i for i in range(3) if rng.random() < share] or [int(rng.integers(3))]
+    out = crop.copy()
+    series = list(label[:3])
+    for i in chosen:
+        ch = letters[int(rng.integers(len(letters)))]
+        images = glyphs[ch]
+        x0, y0, x1, y1 = boxes[i]
+        out[y0:y1, x0:x1] = _recolour(images[int(rng.integers(len(images)))], crop[y0:y1, x0:x1])
+        series[i] = ch
+    return out, "".join(series) + label[3:]
 
 
 def random_motorcycle_label(rng: np.random.Generator, three_consonants: float = 0.5) -> str:

@@ -20,6 +20,7 @@ from pipeline.models.plate_detector import VEHICLE_MARGIN, PlateCascade
 from pipeline.models.yolo import COCO_MOTORCYCLE
 from pipeline.plates.geometry import READING_PAD, crop_box
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate, reading_layout
+from pipeline.plates.regrow import better_regrown_read, found_box, regrown_box
 from pipeline.plates.second_read import read_plates
 from pipeline.plates.turned_look import (
     SAME_PLATE_IOU,
@@ -53,13 +54,15 @@ class SceneReader:
     """``read(frame)`` -> every plate the cascade finds, rectified and read."""
 
     def __init__(self, cascade: PlateCascade, reader: PlateReader, rectifier: PlateRectifier | None = None,
-                 plate_confidence: float = 0.25, second_read: bool = True, turn_unread: bool = True) -> None:
+                 plate_confidence: float = 0.25, second_read: bool = True, turn_unread: bool = True,
+                 regrow: bool = True) -> None:
         self.cascade = cascade
         self.reader = reader
         self.rectifier = rectifier
         self.plate_confidence = plate_confidence
         self.second_read = second_read  # uncertain rectified plates read again from margin views
         self.turn_unread = turn_unread  # plates read unsure: their region searched turned (needs the rectifier)
+        self.regrow = regrow  # plates the rectifier finds cut by their box: grown and read again
 
     def read(self, frame: np.ndarray) -> list[ScenePlate]:
         """Plates of one frame, best detection first."""
@@ -76,9 +79,28 @@ class SceneReader:
                    for i in keep]
         found = self.read_crops(crops, on_moto, [plates.xyxy[i] for i in keep], [reading[i] for i in keep],
                                 [float(plates.confidence[i]) for i in keep])
+        if self.regrow and self.rectifier is not None:
+            self._regrow_cut(frame, found, [on_moto[k] for k in range(len(keep))])
         if self.turn_unread and self.rectifier is not None:
             self._turn_unread(frame, found, [c.shape for c in crops], [owner[i] for i in keep], vehicles, on_moto)
         return found
+
+    def _regrow_cut(self, frame: np.ndarray, found: list[ScenePlate], on_moto: list[bool]) -> None:
+        """Plates whose rectified corners say the detector's box cut them (:func:`regrown_box`): the grown box's
+        crop is rectified and read, and replaces the plate when :func:`better_regrown_read`."""
+        grown = [(j, box) for j, plate in enumerate(found) if plate.rectified is not None
+                 for box in [regrown_box(frame, plate.reading_box, plate.rectified)] if box is not None]
+        if not grown:
+            return
+        cuts = [crop_box(frame, box, *READING_PAD) for _, box in grown]
+        again = self.read_crops([crop for crop, _, _ in cuts], [on_moto[j] for j, _ in grown],
+                                [box for _, box in grown], [box for _, box in grown],
+                                [found[j].score for j, _ in grown])
+        for (j, _), (_, ox, oy), plate in zip(grown, cuts, again, strict=True):
+            if better_regrown_read(plate.read, found[j].read):
+                if plate.rectified is not None:  # the tight box from the corners found in the grown crop
+                    plate.box = found_box(plate.rectified, (ox, oy), plate.box)
+                found[j] = plate
 
     def _turn_unread(self, frame: np.ndarray, found: list[ScenePlate], crop_shapes: list[tuple[int, ...]],
                      owners: list[int], vehicles: Detections, on_moto: list[bool]) -> None:

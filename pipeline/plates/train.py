@@ -46,6 +46,7 @@ from pipeline.plates.training_data import (
     real_pool,
     rectified_pools,
     rendered_pools,
+    series_swap_pool,
 )
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,9 @@ def _extra_pools(args: argparse.Namespace, car_train: list[PlateSample], preload
             val_pool = real_pool([moto[i] for i in m_va], True, preload_hw)
             moto_val = (motorcycle_validation_images(val_pool, input_hw),
                         [moto[i].label for i in m_va], [moto[i].province for i in m_va])
+    if args.swap_series and moto_train:
+        extra.add(series_swap_pool(moto_train, args.swap_series, args.seed + 5, preload_hw,
+                                   car_train if args.swap_car_glyphs else None), weights.get("moto_swap", 0.0))
     if args.collage:
         extra.add(collage_pool(car_train, args.collage, args.seed + 3, preload_hw), weights.get("collage_moto", 0.0))
     if args.pseudo_moto:
@@ -273,6 +277,12 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ap.add_argument("--doubled", action="store_true",
                     help="real training crops with their series letter doubled (XY -> XX, YY; "
                          "pipeline/plates/collage.py doubled_series; pool weight doubled_car)")
+    ap.add_argument("--swap-series", type=int, default=0, metavar="N",
+                    help="add N variants of each training motorcycle crop with its series letters replaced by other "
+                         "real motorcycle series letters (pipeline/plates/collage.py swap_series; pool weight "
+                         "moto_swap)")
+    ap.add_argument("--swap-car-glyphs", action="store_true",
+                    help="--swap-series also draws the consonants no motorcycle series shows from the car crops")
     ap.add_argument("--collage", type=int, default=0,
                     help="add this many motorcycle plates collaged from the real characters of the training car crops "
                          "(pipeline/plates/collage.py; pool weight collage_moto)")

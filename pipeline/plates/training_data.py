@@ -118,6 +118,39 @@ def collage_pool(samples: list[PlateSample], n: int, seed: int, car_hw: tuple[in
     return _pool(items, True, car_hw)
 
 
+def series_swap_pool(samples: list[PlateSample], per_crop: int, seed: int, car_hw: tuple[int, int],
+                     car_samples: list[PlateSample] | None = None) -> Pool:
+    """Real motorcycle crops of ``samples`` (training split only) with their series letters replaced by other real
+    motorcycle series letters (:func:`pipeline.plates.collage.swap_series`), ``per_crop`` variants of each crop
+    whose series line splits: the motorcycle typeface with every series, three-consonant ones included. With
+    ``car_samples`` (training car crops), consonants no motorcycle series shows are taken from the car crops'
+    registration lines (:func:`pipeline.plates.collage.build_bank`)."""
+    from pipeline.plates.collage import THAI_CONSONANTS, build_bank, motorcycle_series_glyphs, swap_series
+
+    rng = np.random.default_rng(seed)
+    crops = [(read_crop(s), s) for s in samples]
+    glyphs: dict[str, list[np.ndarray]] = {}
+    for img, s in crops:
+        for ch, images in motorcycle_series_glyphs(img, s.label).items():
+            glyphs.setdefault(ch, []).extend(images)
+    if car_samples:
+        car_glyphs = build_bank(car_samples).glyphs
+        for ch in THAI_CONSONANTS:
+            if ch not in glyphs and car_glyphs.get(ch):
+                glyphs[ch] = car_glyphs[ch]
+    h, w = MOTO_PRELOAD_HW
+    items = []
+    for img, s in crops:
+        for _ in range(per_crop):
+            made = swap_series(img, s.label, glyphs, rng)
+            if made is None:
+                break
+            items.append((cv2.resize(made[0], (w, h), interpolation=cv2.INTER_AREA), made[1], s.province))
+    logger.info("series swaps: %d motorcycle plates from %d training crops, %d consonants in the glyph bank",
+                len(items), len(samples), len(glyphs))
+    return _pool(items, True, car_hw)
+
+
 def doubled_pool(samples: list[PlateSample], car_hw: tuple[int, int]) -> Pool:
     """Real car crops of ``samples`` (training split only) whose series ``XY`` is made the doubled ``XX`` and
     ``YY`` (:func:`pipeline.plates.collage.doubled_series`): the real crops hold few doubled series besides ``กก``

@@ -31,4 +31,7 @@ def test_file_mode_reports_models_only_and_answer_check(shared_dir: Path, tmp_pa
     assert result["answer_plate_truth"] == "by eye on cam01"  # the dashcam's plates legible by eye
     assert 0.0 <= result["answer_reference_recall_all_reads"] <= 1.0
     assert result["files_engine_faces_embedded"] > 0  # the face stage's counters are reported
+    # the plate cascade's batched time per plate found: the dashcam shows plates in these seconds
+    assert result["files_reference_plates_detected"] > 0
+    assert result["files_reference_plate_cascade_ms_per_plate_found"] > 0
     assert result["baseline_fps"] is None and result["files_cpu_ratio"] is None  # --no-baseline

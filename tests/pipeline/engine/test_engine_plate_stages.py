@@ -156,3 +156,53 @@ def test_plate_options_are_validated() -> None:
 def test_unquoted_off_turns_the_whole_frame_search_off() -> None:
     """``plates_whole_frame: off``, written as the option's description spells it, should mean off."""
     assert parse_config(CAMERAS.format(whole="off", second="true")).engine.plates_whole_frame == "off"
+
+
+def test_a_plate_cut_by_its_box_is_grown_and_read_whole(shared_dir: Path, models: Any, reader: Any, rectifier: Any,
+                                                        redis_url: str, tmp_path: Path) -> None:
+    """The engine's regrow step (``engine.plate_regrow``): held-out car crops pasted into a real video frame, each
+    given to the step with a detector box that misses the left 45 % of the plate and the cut read; the step grows
+    the box, reads it again and keeps the whole plate's read (the cut reads are all wrong)."""
+    from types import SimpleNamespace
+
+    from pipeline.engine.engine import _PlateCrop
+    from pipeline.plates.dataset import plate_disjoint_split, read_labels
+    from pipeline.plates.geometry import READING_PAD, crop_box
+
+    config = Config.model_validate({
+        "engine": {"device": "cpu"},
+        "cameras": [{"id": "c1", "name": "c1", "url": "/videos/c1.mp4", "analytics": {"plates": True}}],
+    })
+    assert config.engine.plate_regrow
+    eng, _, _ = build_engine(config, redis_url=redis_url, recordings_dir=tmp_path / "rec",
+                             spool_dir=tmp_path / "spool", models=models, plate_reader=reader,
+                             engine_id="regrow", live=False, plate_rectifier=rectifier)
+    samples = read_labels(shared_dir / "data" / "plates_thai" / "labels.csv")
+    _, val = plate_disjoint_split(samples, 0.15, 0)
+    cap = cv2.VideoCapture(str(sorted((shared_dir / "data" / "videos").glob("*.mp4"))[0]))
+    ok, background = cap.read()
+    cap.release()
+    assert ok
+    background = cv2.resize(background, (640, 360))
+    selected, labels, plate_x0 = [], [], []
+    for sample in (samples[i] for i in val[:12]):
+        plate = cv2.imread(str(sample.path))
+        plate = cv2.resize(plate, (160, int(round(160 * plate.shape[0] / plate.shape[1]))))
+        frame = background.copy()
+        frame[140:140 + plate.shape[0], 240:400] = plate
+        cut = np.float32([240 + 0.45 * 160, 140, 400, 140 + plate.shape[0]])
+        job = SimpleNamespace(crop=frame, state=SimpleNamespace(vehicle_class="car"))
+        selected.append(_PlateCrop(job, cut, 0.9, crop_box(frame, cut, *READING_PAD)[0], cut))  # type: ignore[arg-type]
+        labels.append(normalise_plate(sample.label))
+        plate_x0.append(240)
+    rectified = eng._rectify([s.crop for s in selected])
+    reads = eng._read(selected, rectified)
+    assert not any(normalise_plate(r.text) == label for r, label in zip(reads, labels, strict=True))
+    eng._regrow_cut(selected, rectified, reads)
+    right = [normalise_plate(r.text) == label for r, label in zip(reads, labels, strict=True)]
+    assert sum(right) >= 7, [(r.text, label) for r, label in zip(reads, labels, strict=True)]
+    counters = eng.metrics.counters
+    assert counters["regrown_kept"] >= sum(right) and counters["regrown_plates"] >= counters["regrown_kept"]
+    for s, ok_read, x0 in zip(selected, right, plate_x0, strict=True):
+        if ok_read:
+            assert s.box[0] <= x0 + 16  # the plate box now starts where the plate does (the crop has a margin)

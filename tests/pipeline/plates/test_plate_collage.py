@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.plates.collage import (
+    MOTO_SERIES_ROWS,
     NUMBER_ROWS,
     PROVINCE_ROWS,
     SERIES_ROWS,
@@ -19,12 +20,15 @@ from pipeline.plates.collage import (
     collage_motorcycle,
     doubled_series,
     edge_cut,
+    motorcycle_series_glyphs,
     random_motorcycle_label,
     split_characters,
+    swap_series,
 )
 from pipeline.plates.dataset import PlateSample, plate_disjoint_split, read_labels
 from pipeline.plates.grammar import DIGITS, THAI_CONSONANTS, is_motorcycle_registration
 from pipeline.plates.layout import motorcycle_to_car_form
+from pipeline.plates.reader import load_plate_reader
 
 N_CROPS = 400
 
@@ -187,3 +191,82 @@ def test_edge_cut_pads_every_side_but_the_cut_one(car_train: list[PlateSample]) 
 def test_edge_cut_refuses_a_bad_share_or_side(car_train: list[PlateSample], keep: float, side: str) -> None:
     with pytest.raises(ValueError, match="keep|side"):
         edge_cut(cv2.imread(str(car_train[0].path)), car_train[0].label, keep, side)
+
+
+@pytest.fixture(scope="module")
+def moto_train(shared_dir: Path) -> list[PlateSample]:
+    """The motorcycle training split of stage 2 (half the plates, split by plate string)."""
+    samples = read_labels(shared_dir / "data" / "plates_thai_moto" / "labels.csv")
+    train, _ = plate_disjoint_split(samples, 0.5, 0)
+    return [samples[i] for i in train]
+
+
+@pytest.fixture(scope="module")
+def moto_glyphs(moto_train: list[PlateSample]) -> dict[str, list[np.ndarray]]:
+    glyphs: dict[str, list[np.ndarray]] = {}
+    for s in moto_train:
+        for ch, images in motorcycle_series_glyphs(cv2.imread(str(s.path)), s.label).items():
+            glyphs.setdefault(ch, []).extend(images)
+    return glyphs
+
+
+def test_motorcycle_series_lines_split_into_their_consonants(moto_train: list[PlateSample],
+                                                            moto_glyphs: dict[str, list[np.ndarray]]) -> None:
+    """Most real motorcycle series lines split into three characters; only consonants of the series are kept."""
+    split = sum(character_boxes(cv2.imread(str(s.path)), 3, rows=MOTO_SERIES_ROWS) is not None for s in moto_train)
+    assert split >= 0.4 * len(moto_train), (split, len(moto_train))
+    series_letters = {ch for s in moto_train for ch in s.label[:3]}
+    assert set(moto_glyphs) <= series_letters & set(THAI_CONSONANTS)
+    assert len(moto_glyphs) >= 15, sorted(moto_glyphs)
+    assert all(img.ndim == 3 and img.shape[0] >= 8 for images in moto_glyphs.values() for img in images)
+
+
+def test_swapped_series_changes_only_series_boxes(moto_train: list[PlateSample],
+                                                   moto_glyphs: dict[str, list[np.ndarray]]) -> None:
+    """A swap keeps the number and the province band pixel for pixel, changes the series' letters to consonants
+    of the bank (a leading digit too, giving three-consonant series), and draws them in the plate's own light."""
+    rng = np.random.default_rng(0)
+    made = three = 0
+    for s in moto_train:
+        crop = cv2.imread(str(s.path))
+        result = swap_series(crop, s.label, moto_glyphs, rng)
+        boxes = character_boxes(crop, 3, rows=MOTO_SERIES_ROWS)
+        if boxes is None:
+            assert result is None
+            continue
+        made += 1
+        image, label = result
+        assert image.shape == crop.shape
+        assert label[3:] == s.label[3:] and is_motorcycle_registration(label), (s.label, label)
+        changed = [i for i in range(3) if label[i] != s.label[i]]
+        assert all(label[i] in moto_glyphs for i in changed)
+        three += label[0] in THAI_CONSONANTS and s.label[0] in DIGITS
+        outside = np.ones(crop.shape[:2], bool)
+        for x0, y0, x1, y1 in boxes:
+            outside[y0:y1, x0:x1] = False
+        assert np.array_equal(image[outside], crop[outside])
+        for i in changed:
+            x0, y0, x1, y1 = boxes[i]
+            old, new = (cv2.cvtColor(im[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY) for im in (crop, image))
+            assert abs(float(np.percentile(new, 90)) - float(np.percentile(old, 90))) < 40
+            assert abs(float(np.percentile(new, 3)) - float(np.percentile(old, 3))) < 40
+    assert made >= 0.4 * len(moto_train) and three >= 3, (made, three)
+
+
+def test_swapped_series_stay_legible(moto_train: list[PlateSample], moto_glyphs: dict[str, list[np.ndarray]]) -> None:
+    """The shipped reader reads a good share of swapped plates as their new label (it reads the originals, which
+    it trained on, nearly all): the pasted letters are letters, not smears."""
+    rng = np.random.default_rng(1)
+    made = [swap_series(cv2.imread(str(s.path)), s.label, moto_glyphs, rng) for s in moto_train]
+    made = [m for m in made if m is not None]
+    reader = load_plate_reader("crnn", Path(__file__).resolve().parents[3] / "models" / "plate_reader", device="cpu")
+    reads = reader.read_batch([image for image, _ in made], ["motorcycle"] * len(made))
+    right = sum(r.text == label for r, (_, label) in zip(reads, made, strict=True))
+    assert right >= 0.3 * len(made), (right, len(made))
+
+
+def test_swap_without_glyphs_or_series_is_refused(moto_train: list[PlateSample]) -> None:
+    crop = cv2.imread(str(moto_train[0].path))
+    assert swap_series(crop, moto_train[0].label, {}, np.random.default_rng(0)) is None
+    assert swap_series(np.full((60, 80, 3), 200, np.uint8), "กขค12", {"ก": [crop[:10, :10]]},
+                       np.random.default_rng(0)) is None

@@ -39,14 +39,15 @@ def torch_threads_restored() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def trained_reader(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch on the first 120 car crops plus the motorcycle crops and 20 rendered plates, starting from the
-    shipped reader (its ONNX unfolded into the network)."""
+    """One epoch on the first 120 car crops plus the motorcycle crops (and their series swapped) and 20 rendered
+    plates, starting from the shipped reader (its ONNX unfolded into the network)."""
     from pipeline.plates.train import main
 
     out = tmp_path_factory.mktemp("reader")
     data = shared_dir / "data"
     main(["--data", str(data / "plates_thai" / "labels.csv"), "--limit", "120", "--epochs", "1", "--batch", "16",
           "--moto", str(data / "plates_thai_moto" / "labels.csv"), "--synthetic", "20",
+          "--swap-series", "2", "--pool-weights", "real_moto=0.2,rendered_car=0.3,rendered_moto=0.2,moto_swap=0.3",
           "--init-onnx", str(REPO / "models" / "plate_reader"), "--out", str(out), "--eval-every", "1",
           "--threads", "1"])
     return out
