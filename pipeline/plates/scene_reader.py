@@ -80,7 +80,7 @@ class SceneReader:
         found = self.read_crops(crops, on_moto, [plates.xyxy[i] for i in keep], [reading[i] for i in keep],
                                 [float(plates.confidence[i]) for i in keep])
         if self.regrow and self.rectifier is not None:
-            self._regrow_cut(frame, found, [on_moto[k] for k in range(len(keep))])
+            self._regrow_cut(frame, found, on_moto)
         if self.turn_unread and self.rectifier is not None:
             self._turn_unread(frame, found, [c.shape for c in crops], [owner[i] for i in keep], vehicles, on_moto)
         return found
