@@ -303,25 +303,46 @@ def build_scene_readers(reader: PlateReader, rectifier: PlateRectifier | None, d
     return cascade, readers
 
 
+BOX_COLUMNS = ("x", "y", "w", "h")  # a labels file with a plate box per row (``plates_thai_moto/detection.csv``)
+
+
+def labelled_box(row: dict[str, str]) -> np.ndarray | None:
+    """The row's plate box (xyxy) when the labels file has :data:`BOX_COLUMNS`, else None."""
+    if not all(row.get(k) not in (None, "") for k in BOX_COLUMNS):
+        return None
+    x, y, w, h = (float(row[k]) for k in BOX_COLUMNS)
+    return np.float32([x, y, x + w, y + h])
+
+
 def run_scenes(rows: list[dict[str, str]], scene_reader: SceneReader,
                cascade: OnceCascade) -> tuple[list[PlateRead], float, float, int]:
-    """Whole scenes through ``scene_reader``; returns the most confident valid read per scene, ms per plate
-    (rectifier + reader), ms per image (everything) and the number of plates read."""
+    """Whole scenes through ``scene_reader`` (each image once); returns a read per row, ms per plate (rectifier +
+    reader), ms per image (everything) and the number of plates read. A row with a plate box
+    (:func:`labelled_box`) gets the read of the plate found there (at least :data:`MATCH_IOU`; several rows may
+    share an image), a row without one the most confident valid read of its image."""
     reads: list[PlateRead] = []
     t_total = 0.0
     n_plates = 0
     t_detect0 = cascade.seconds
+    seen: dict[str, list[ScenePlate]] = {}
     for r in rows:
-        img = load_image(r["path"])
-        t0 = time.perf_counter()
-        found = scene_reader.read(img)
-        t_total += time.perf_counter() - t0
-        n_plates += len(found)
-        best = max((p.read for p in found), key=lambda rd: (rd.valid, rd.confidence), default=empty_read())
-        logger.info("%s: %d plates, best %s %s", r["path"], len(found), best.text, best.province)
+        if r["path"] not in seen:
+            img = load_image(r["path"])
+            t0 = time.perf_counter()
+            seen[r["path"]] = scene_reader.read(img)
+            t_total += time.perf_counter() - t0
+            n_plates += len(seen[r["path"]])
+        found = seen[r["path"]]
+        box = labelled_box(r)
+        if box is not None:
+            plate = plate_at(found, box)
+            best = plate.read if plate is not None else empty_read()
+        else:
+            best = max((p.read for p in found), key=lambda rd: (rd.valid, rd.confidence), default=empty_read())
+        logger.info("%s: %d plates, read %s %s", r["path"], len(found), best.text, best.province)
         reads.append(best)
     t_read = t_total - (cascade.seconds - t_detect0)
-    return reads, t_read * 1000 / max(n_plates, 1), t_total * 1000 / max(len(rows), 1), n_plates
+    return reads, t_read * 1000 / max(n_plates, 1), t_total * 1000 / max(len(seen), 1), n_plates
 
 
 # --- angle sweep -------------------------------------------------------------------------------------------------
