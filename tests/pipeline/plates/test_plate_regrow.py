@@ -15,7 +15,7 @@ from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.layout import CAR, MOTORCYCLE
 from pipeline.plates.reader import load_plate_reader
 from pipeline.plates.rectifier import PlateRectifier, RectifiedPlate
-from pipeline.plates.regrow import better_regrown_read, cut_sides, regrown_box
+from pipeline.plates.regrow import Cut, better_regrown_read, cut_sides, regrown_box
 from pipeline.plates.scene_reader import SceneReader, reading_crop
 from pipeline.plates.types import PlateRead
 
@@ -104,14 +104,26 @@ def plate(corners: list[list[float]], layout: str = CAR, applied: bool = True) -
 
 
 def test_cut_sides_follow_the_corners() -> None:
-    whole = plate([[5, 5], [95, 5], [95, 50], [5, 50]])
-    assert cut_sides(whole, 100) == (False, False)
-    assert cut_sides(plate([[-20, 5], [95, 5], [95, 50], [-20, 50]]), 100) == (True, False)
-    assert cut_sides(plate([[5, 5], [120, 5], [120, 50], [5, 50]]), 100) == (False, True)
+    hw = (60, 100)
+    assert not cut_sides(plate([[5, 5], [95, 5], [95, 50], [5, 50]]), hw)
+    assert cut_sides(plate([[-20, 5], [95, 5], [95, 50], [-20, 50]]), hw) == Cut(left=True)
+    assert cut_sides(plate([[5, 5], [120, 5], [120, 50], [5, 50]]), hw) == Cut(right=True)
+    assert cut_sides(plate([[5, -10], [95, -10], [95, 50], [5, 50]]), hw) == Cut(top=True)
+    assert cut_sides(plate([[5, 5], [95, 5], [95, 80], [5, 80]], MOTORCYCLE), hw) == Cut(bottom=True)
+    assert not cut_sides(plate([[5, 5], [95, 5], [95, 62], [5, 62]]), hw)  # 2 px of 57: within the tolerance
     narrow = [[30, 5], [70, 5], [70, 50], [30, 50]]  # 40 x 45: a car plate seen from the side, not a cut one
-    assert cut_sides(plate(narrow), 100) == (False, False)
-    assert cut_sides(plate(narrow, MOTORCYCLE), 100) == (False, False)
-    assert cut_sides(plate([[-20, 5], [95, 5], [95, 50], [-20, 50]], applied=False), 100) == (False, False)
+    assert not cut_sides(plate(narrow), hw)
+    assert not cut_sides(plate([[-20, 5], [95, 5], [95, 50], [-20, 50]], applied=False), hw)
+
+
+def test_a_plate_cut_at_the_bottom_grows_down_along_its_sides() -> None:
+    """A motorcycle plate whose number line the box cut: the box grows downwards, not sideways."""
+    source = np.zeros((400, 400, 3), np.uint8)
+    box = np.float32([100, 100, 200, 160])  # reading crop 94..206 x 92..168 (the reading pad)
+    cut_low = plate([[10, 8], [100, 8], [100, 90], [10, 90]], MOTORCYCLE)  # 14 px below a 76 px crop
+    grown = regrown_box(source, box, cut_low)
+    assert grown is not None
+    assert grown[3] > 92 + 90 + 10 and grown[1] >= 92 and abs(grown[0] - (94 + 10)) < 1 and abs(grown[2] - 194) < 1
 
 
 def test_a_cut_plate_at_the_source_edge_is_not_grown() -> None:
