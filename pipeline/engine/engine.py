@@ -650,21 +650,24 @@ class Engine:
     def _regrow_cut(self, selected: list[_PlateCrop], rectified: list[RectifiedPlate], reads: list[Any]) -> None:
         """Plates the rectifier finds cut by the detector's box (:func:`regrown_box`): the grown box's crop of the
         job's crop is rectified and read, and replaces the plate and its read when :func:`better_regrown_read`."""
-        grown = [(i, box) for i, (s, r) in enumerate(zip(selected, rectified, strict=True)) if s.reading_box is not None
-                 for box in [regrown_box(s.job.crop, s.reading_box, r)] if box is not None]
+        grown = [(i, *found) for i, (s, r) in enumerate(zip(selected, rectified, strict=True))
+                 if s.reading_box is not None
+                 for found in [regrown_box(s.job.crop, s.reading_box, r, s.job.state.vehicle_class == "motorcycle")]
+                 if found is not None]
         if not grown:
             return
         self.metrics.count("regrown_plates", len(grown))
-        cuts = [crop_box(selected[i].job.crop, box, *READING_PAD) for i, box in grown]
+        cuts = [crop_box(selected[i].job.crop, box, *READING_PAD) for i, box, _ in grown]
         again = [_PlateCrop(selected[i].job, box, selected[i].score, crop, box)
-                 for (i, box), (crop, _, _) in zip(grown, cuts, strict=True)]
+                 for (i, box, _), (crop, _, _) in zip(grown, cuts, strict=True)]
         again_rectified = self._rectify([a.crop for a in again])
         again_reads = self._read(again, again_rectified)
         kept = 0
-        for k, ((i, _), plate, read) in enumerate(zip(grown, again, again_reads, strict=True)):
-            if better_regrown_read(read, reads[i]):
+        for k, ((i, _, cut), plate, read) in enumerate(zip(grown, again, again_reads, strict=True)):
+            if better_regrown_read(read, reads[i], cut):
                 if again_rectified is not None:  # the tight box from the corners found in the grown crop
-                    plate.box = found_box(again_rectified[k], cuts[k][1:], plate.box)
+                    crop, ox, oy = cuts[k]
+                    plate.box = found_box(again_rectified[k], (ox, oy), crop.shape[:2], selected[i].box)
                 selected[i], reads[i] = plate, read
                 kept += 1
         self.metrics.count("regrown_kept", kept)

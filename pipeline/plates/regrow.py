@@ -79,10 +79,13 @@ def _grown(quad: np.ndarray, left: float, right: float, top: float, bottom: floa
     return q
 
 
-def regrown_box(source: np.ndarray, reading_box: np.ndarray, rectified: RectifiedPlate) -> np.ndarray | None:
-    """A reading box (xyxy, ``source`` pixels, before the reading pad) around the whole plate when the rectifier
-    says the plate read from ``reading_box`` (the detector's box, whose padded crop of ``source`` it rectified)
-    is cut; None when it is not, or when the crop already reaches the source's edge on every cut side."""
+def regrown_box(source: np.ndarray, reading_box: np.ndarray, rectified: RectifiedPlate,
+                on_motorcycle: bool = False) -> tuple[np.ndarray, Cut] | None:
+    """A reading box (xyxy, ``source`` pixels, before the reading pad) around the whole plate, and the sides it
+    grew on, when the rectifier says the plate read from ``reading_box`` (the detector's box, whose padded crop of
+    ``source`` it rectified) is cut; None when it is not, or when the crop already reaches the source's edge on
+    every cut side. The growth assumes a motorcycle plate's aspect when the rectifier warped it as one, or when it
+    is on a vehicle the detector calls a motorcycle and the rectifier is not sure it is a car plate."""
     crop, ox, oy = crop_box(source, reading_box, *READING_PAD)
     ch, cw = crop.shape[:2]
     sh, sw = source.shape[:2]
@@ -91,7 +94,8 @@ def regrown_box(source: np.ndarray, reading_box: np.ndarray, rectified: Rectifie
     if not cut:
         return None
     width, height = quad_size(rectified.corners)
-    aspect = WHOLE_ASPECT[MOTORCYCLE if rectified.layout == MOTORCYCLE else CAR]
+    moto = rectified.warped_as == MOTORCYCLE or (on_motorcycle and rectified.layout != CAR)
+    aspect = WHOLE_ASPECT[MOTORCYCLE if moto else CAR]
     along = max(aspect * height - width, MIN_GROWTH * width)
     across = max(width / aspect - height, MIN_GROWTH * height)
     quad = _grown(rectified.corners, along * cut.left, along * cut.right, across * cut.top, across * cut.bottom)
@@ -100,23 +104,31 @@ def regrown_box(source: np.ndarray, reading_box: np.ndarray, rectified: Rectifie
     x1, y1 = np.minimum(quad.max(axis=0), np.float64([sw, sh]))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    return np.float32([x0, y0, x1, y1])
+    return np.float32([x0, y0, x1, y1]), cut
 
 
-def found_box(rectified: RectifiedPlate, origin: tuple[int, int], fallback: np.ndarray) -> np.ndarray:
-    """The plate's box (xyxy, source pixels) from the corners the rectifier found in a crop at ``origin``;
-    ``fallback`` when the crop was passed through unrectified."""
+def found_box(rectified: RectifiedPlate, origin: tuple[int, int], crop_hw: tuple[int, int],
+              fallback: np.ndarray) -> np.ndarray:
+    """The plate's box (xyxy, source pixels) from the corners the rectifier found in a crop of ``crop_hw``
+    (height, width) at ``origin``, clipped to that crop; ``fallback`` (the plate's box before growing) when the
+    crop was passed through unrectified."""
     if not rectified.applied:
         return np.asarray(fallback, np.float32)
-    q = np.asarray(rectified.corners, np.float32) + np.float32(origin)
+    h, w = crop_hw
+    q = np.clip(np.asarray(rectified.corners, np.float32), 0.0, np.float32([w, h])) + np.float32(origin)
     return np.float32([*q.min(axis=0), *q.max(axis=0)])
 
 
-def better_regrown_read(new: PlateRead | None, old: PlateRead | None) -> bool:
+def better_regrown_read(new: PlateRead | None, old: PlateRead | None, cut: Cut | None = None) -> bool:
     """Whether the read of the grown crop replaces the cut one: valid, and the cut read invalid, less probable,
-    or a part of it (``ต2349`` inside ``ศต2349``: the grown plate holds what the cut one read, and more)."""
+    or a part of it on the side that was kept (``ต2349`` ending ``ศต2349`` when the box cut the plate's left; a
+    grown read that only adds characters where nothing was cut is not taken over a more probable read)."""
     if new is None or not new.valid:
         return False
     if old is None or not old.valid or new.confidence > old.confidence:
         return True
-    return len(old.text) < len(new.text) and old.text in new.text and new.confidence >= PART_READ_FLOOR
+    if len(old.text) >= len(new.text) or new.confidence < PART_READ_FLOOR:
+        return False
+    if cut is not None and not (cut.top or cut.bottom) and cut.left != cut.right:
+        return new.text.endswith(old.text) if cut.left else new.text.startswith(old.text)
+    return old.text in new.text

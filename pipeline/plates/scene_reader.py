@@ -82,24 +82,26 @@ class SceneReader:
         if self.regrow and self.rectifier is not None:
             self._regrow_cut(frame, found, on_moto)
         if self.turn_unread and self.rectifier is not None:
-            self._turn_unread(frame, found, [c.shape for c in crops], [owner[i] for i in keep], vehicles, on_moto)
+            shapes = [reading_crop(frame, plate.reading_box).shape for plate in found]  # grown plates' own crops
+            self._turn_unread(frame, found, shapes, [owner[i] for i in keep], vehicles, on_moto)
         return found
 
     def _regrow_cut(self, frame: np.ndarray, found: list[ScenePlate], on_moto: list[bool]) -> None:
         """Plates whose rectified corners say the detector's box cut them (:func:`regrown_box`): the grown box's
         crop is rectified and read, and replaces the plate when :func:`better_regrown_read`."""
-        grown = [(j, box) for j, plate in enumerate(found) if plate.rectified is not None
-                 for box in [regrown_box(frame, plate.reading_box, plate.rectified)] if box is not None]
+        grown = [(j, *regrowth) for j, plate in enumerate(found) if plate.rectified is not None
+                 for regrowth in [regrown_box(frame, plate.reading_box, plate.rectified, on_moto[j])]
+                 if regrowth is not None]
         if not grown:
             return
-        cuts = [crop_box(frame, box, *READING_PAD) for _, box in grown]
-        again = self.read_crops([crop for crop, _, _ in cuts], [on_moto[j] for j, _ in grown],
-                                [box for _, box in grown], [box for _, box in grown],
-                                [found[j].score for j, _ in grown])
-        for (j, _), (_, ox, oy), plate in zip(grown, cuts, again, strict=True):
-            if better_regrown_read(plate.read, found[j].read):
+        cuts = [crop_box(frame, box, *READING_PAD) for _, box, _ in grown]
+        again = self.read_crops([crop for crop, _, _ in cuts], [on_moto[j] for j, _, _ in grown],
+                                [box for _, box, _ in grown], [box for _, box, _ in grown],
+                                [found[j].score for j, _, _ in grown])
+        for (j, _, cut), (crop, ox, oy), plate in zip(grown, cuts, again, strict=True):
+            if better_regrown_read(plate.read, found[j].read, cut):
                 if plate.rectified is not None:  # the tight box from the corners found in the grown crop
-                    plate.box = found_box(plate.rectified, (ox, oy), plate.box)
+                    plate.box = found_box(plate.rectified, (ox, oy), crop.shape[:2], found[j].box)
                 found[j] = plate
 
     def _turn_unread(self, frame: np.ndarray, found: list[ScenePlate], crop_shapes: list[tuple[int, ...]],

@@ -84,12 +84,15 @@ def test_a_cut_plate_is_grown_to_the_whole_plate_and_read(scene_reader: SceneRea
                     for p, (_, _, label) in zip(cut_plates, scenes, strict=True))
     grown, covering, read_right = 0, 0, 0
     for (frame, box, label), cut_box, plate in zip(scenes, cut_boxes, cut_plates, strict=True):
-        new = regrown_box(frame, cut_box, plate.rectified)
-        if new is None:
+        regrowth = regrown_box(frame, cut_box, plate.rectified)
+        if regrowth is None:
             continue
+        new, cut = regrowth
+        assert cut == Cut(left=side == "left", right=side == "right")
         grown += 1
         width = box[2] - box[0]
-        covering += bool(new[0] <= box[0] + 0.05 * width if side == "left" else new[2] >= box[2] - 0.05 * width)
+        covering += bool(abs(new[0] - box[0]) <= 0.15 * width if side == "left" else
+                         abs(new[2] - box[2]) <= 0.15 * width)
         again = scene_reader.read_crops([reading_crop(frame, new)])[0]
         read_right += normalise_plate(again.read.text) == normalise_plate(label)
     n = len(scenes)
@@ -121,8 +124,9 @@ def test_a_plate_cut_at_the_bottom_grows_down_along_its_sides() -> None:
     source = np.zeros((400, 400, 3), np.uint8)
     box = np.float32([100, 100, 200, 160])  # reading crop 94..206 x 92..168 (the reading pad)
     cut_low = plate([[10, 8], [100, 8], [100, 90], [10, 90]], MOTORCYCLE)  # 14 px below a 76 px crop
-    grown = regrown_box(source, box, cut_low)
-    assert grown is not None
+    regrowth = regrown_box(source, box, cut_low)
+    assert regrowth is not None and regrowth[1] == Cut(bottom=True)
+    grown = regrowth[0]
     assert grown[3] > 92 + 90 + 10 and grown[1] >= 92 and abs(grown[0] - (94 + 10)) < 1 and abs(grown[2] - 194) < 1
 
 
@@ -131,21 +135,27 @@ def test_a_cut_plate_at_the_source_edge_is_not_grown() -> None:
     source = np.zeros((100, 200, 3), np.uint8)
     cut_at_edge = plate([[-20, 5], [55, 5], [55, 35], [-20, 35]])  # in the 64 px wide reading crop
     assert regrown_box(source, np.float32([0, 20, 60, 60]), cut_at_edge) is None
-    grown = regrown_box(source, np.float32([80, 20, 140, 60]), cut_at_edge)
-    assert grown is not None and grown[0] < 80 and grown[2] <= 200
+    regrowth = regrown_box(source, np.float32([80, 20, 140, 60]), cut_at_edge)
+    assert regrowth is not None
+    grown, cut = regrowth
+    assert cut == Cut(left=True) and grown[0] < 80 and grown[2] <= 200
 
 
 def read(text: str, confidence: float, valid: bool = True) -> PlateRead:
     return PlateRead(text=text, confidence=confidence, char_confidences=[], valid=valid)
 
 
-@pytest.mark.parametrize(("new", "old", "kept"), [
-    (read("ศต2349", 0.9), read("ต2349", 0.8), True),  # more probable
-    (read("ศต2349", 0.3), read("ต2349", 0.95), True),  # holds the cut read, and more
-    (read("ศต2349", 0.1), read("ต2349", 0.95), False),  # too unsure
-    (read("ขก2349", 0.3), read("ต2349", 0.95), False),  # another plate, less probable
-    (read("ศต2349", 0.9, valid=False), read("ต2349", 0.1), False),  # not a registration
-    (read("ศต2349", 0.2), read("ต23", 0.5, valid=False), True),  # the cut read was no registration
+@pytest.mark.parametrize(("new", "old", "cut", "kept"), [
+    (read("ศต2349", 0.9), read("ต2349", 0.8), Cut(left=True), True),  # more probable
+    (read("ศต2349", 0.3), read("ต2349", 0.95), Cut(left=True), True),  # holds the cut read, and what was cut
+    (read("ศต2349", 0.3), read("ต2349", 0.95), None, True),
+    (read("ศต2349", 0.3), read("ศต23", 0.95), Cut(right=True), True),
+    (read("ศต2349", 0.3), read("ศต23", 0.95), Cut(left=True), False),  # grew where nothing was cut
+    (read("1กด3374", 0.3), read("1กด", 0.95), Cut(bottom=True), True),
+    (read("ศต2349", 0.1), read("ต2349", 0.95), Cut(left=True), False),  # too unsure
+    (read("ขก2349", 0.3), read("ต2349", 0.95), Cut(left=True), False),  # another plate, less probable
+    (read("ศต2349", 0.9, valid=False), read("ต2349", 0.1), Cut(left=True), False),  # not a registration
+    (read("ศต2349", 0.2), read("ต23", 0.5, valid=False), Cut(left=True), True),  # the cut read was no registration
 ])
-def test_which_grown_read_is_kept(new: PlateRead, old: PlateRead, kept: bool) -> None:
-    assert better_regrown_read(new, old) is kept
+def test_which_grown_read_is_kept(new: PlateRead, old: PlateRead, cut: Cut | None, kept: bool) -> None:
+    assert better_regrown_read(new, old, cut) is kept
