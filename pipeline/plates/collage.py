@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.plates.dataset import PlateSample
 from pipeline.plates.grammar import DIGITS, THAI_CONSONANTS
+from pipeline.plates.layout import MOTO_BANDS
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def edge_cut(crop: np.ndarray, label: str, keep: float, side: str = "left",
     return grown[:, cut + px:].copy() if side == "left" else grown[:, :cut + px].copy()
 
 
-MOTO_SERIES_ROWS = (0.0, 0.42)  # rows of a canonical motorcycle crop that hold the series line (layout.MOTO_BANDS)
+MOTO_SERIES_ROWS = MOTO_BANDS[0]  # rows of a canonical motorcycle crop that hold the series line
 
 
 def motorcycle_series_glyphs(crop: np.ndarray, label: str) -> dict[str, list[np.ndarray]]:

@@ -125,7 +125,8 @@ def series_swap_pool(samples: list[PlateSample], per_crop: int, seed: int, car_h
     whose series line splits: the motorcycle typeface with every series, three-consonant ones included. With
     ``car_samples`` (training car crops), consonants no motorcycle series shows are taken from the car crops'
     registration lines (:func:`pipeline.plates.collage.build_bank`)."""
-    from pipeline.plates.collage import THAI_CONSONANTS, build_bank, motorcycle_series_glyphs, swap_series
+    from pipeline.plates.collage import build_bank, motorcycle_series_glyphs, swap_series
+    from pipeline.plates.grammar import THAI_CONSONANTS
 
     rng = np.random.default_rng(seed)
     crops = [(read_crop(s), s) for s in samples]
