@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.plates --labels PATH/labels.csv [--json OUT] [--backend crnn|easyocr] [--show N]
         [--layout car|motorcycle|auto] [--rectify] [--reading-pad] [--no-second-read]   # crops (default mode)
-        [--doubled | --edge-cut KEEP]
+        [--doubled | --edge-cut KEEP] [--restyle red|graphic]
     python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify] [--no-second-read]
     python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] [--no-second-read] \\
         [--rolls 0,10,20,30,40] [--yaws 0,20,40,60] [--widths 40,80,160,320] [--json OUT] [--plot OUT.png]
@@ -35,6 +35,9 @@ the reader never saw, where the real crops hold few besides ``กก`` and ``ข
 of the crops, those that split into their characters cut through the first (every other crop) or the last
 character with ``KEEP`` of its width left (:func:`pipeline.plates.collage.edge_cut`; with ``--reading-pad`` the pad
 is added on every side but the cut one): plates that run out of the picture at a frame edge, labels whole.
+``--restyle red|graphic`` (crops and ``--sweep``) redraws every crop as a red dealer plate or a graphic (vanity)
+plate, its own characters, light and blur kept (:func:`pipeline.plates.collage.restyle`): plate colours the
+data holds no photos of, read from real characters of plates the reader never saw.
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
 grows tight crops by that pad (border replicated) first, so that they look like what the rectifier gets.
 Rectified plates read with a low confidence are read again from margin views as the engine does
@@ -84,6 +87,7 @@ import numpy as np
 
 from benchmarks.report import add_engine_set, engine_settings
 from pipeline.models.onnx_utils import RUNTIMES
+from pipeline.plates.collage import RESTYLES
 from pipeline.plates.grammar import normalise_plate
 from pipeline.plates.provinces import levenshtein, match_province
 from pipeline.plates.reader import PlateRead, PlateReader, load_plate_reader
@@ -228,6 +232,15 @@ def doubled_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def restyled_rows(rows: list[dict[str, Any]], style: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Every crop redrawn as a ``red`` dealer or ``graphic`` vanity plate (:func:`pipeline.plates.collage.restyle`,
+    seeded per row): real characters of plates the reader never saw, in the colours the data has no photos of."""
+    from pipeline.plates.collage import restyle
+
+    return [{**r, "image": restyle(r["image"] if "image" in r else load_image(r["path"]), style,
+                                   np.random.default_rng([seed, k]))} for k, r in enumerate(rows)]
+
+
 def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[dict[str, Any]]:
     """The crops that split into their characters, cut through the first (even rows) or last (odd rows) character
     with ``keep`` of its width left, labels whole (:func:`pipeline.plates.collage.edge_cut`): plates running out
@@ -238,7 +251,7 @@ def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[di
 
     out = []
     for k, r in enumerate(rows):
-        crop = load_image(r["path"])
+        crop = r["image"] if "image" in r else load_image(r["path"])
         grow = reading_pad_pixels(crop.shape) if pad else (0, 0)
         side = "left" if k % 2 == 0 else "right"
         made = edge_cut(crop, normalise_plate(r["label"]), keep, side, grow)
@@ -658,8 +671,12 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
     samples = sweep_samples(rows, args.sweep_n, args.seed)
+    if args.restyle:
+        samples = [(row["image"], row["label"]) for row in
+                   restyled_rows([{"image": img, "label": label} for img, label in samples], args.restyle, args.seed)]
     results = run_sweep(samples, cells, backgrounds, readers, args.seed, args.noise)
     doc = {"labels": str(args.labels), "n_per_cell": len(samples), "seed": args.seed, "pitch": args.pitch,
+           "restyle": args.restyle,
            "grid_width": args.grid_width, "noise": args.noise, "backend": args.backend, "regrow": not args.no_regrow,
            "modes": list(readers), "cells": results, "sweeps": sweeps,
            "summary": summarise(results, args.grid_width)}
@@ -702,6 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--edge-cut", type=float, default=None, metavar="KEEP",
                     help="crops: read the crops cut through their first or last character (every other crop each "
                          "way), KEEP (0-1] of its width left, as at a frame edge")
+    ap.add_argument("--restyle", choices=RESTYLES, default=None,
+                    help="crops/sweep: every crop redrawn as a red dealer or a graphic (vanity) plate, its own "
+                         "characters and light kept")
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
@@ -778,6 +798,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.doubled:
             rows = doubled_rows(rows)
             extra["doubled"] = True
+        if args.restyle:
+            rows = restyled_rows(rows, args.restyle, args.seed)
+            extra["restyle"] = args.restyle
         pad = args.reading_pad
         if args.edge_cut is not None:
             if not 0.0 < args.edge_cut <= 1.0:

@@ -155,6 +155,29 @@ def edge_cut(crop: np.ndarray, label: str, keep: float, side: str = "left",
     return grown[:, cut + px:].copy() if side == "left" else grown[:, :cut + px].copy()
 
 
+RESTYLES = ("red", "graphic")
+
+
+def restyle(crop: np.ndarray, style: str, rng: np.random.Generator) -> np.ndarray:
+    """A real plate crop redrawn in another plate style, its own characters, light and blur kept: ``red`` (a
+    dealer plate, dark characters on red) or ``graphic`` (a vanity plate, dark characters on a colourful picture).
+    Each pixel keeps its paper factor (:func:`_paper`: 1 on the paper, low on the strokes) between the new ink and
+    the new paper, so that real plates of colours the project has no photos of can be read and measured."""
+    if style not in RESTYLES:
+        raise ValueError(f"style must be one of {RESTYLES}, got {style!r}")
+    h, w = crop.shape[:2]
+    f = _paper(crop, 0.0)
+    ink = np.full(3, rng.uniform(10, 40), np.float32)
+    if style == "red":
+        paper = np.broadcast_to(np.float32([rng.uniform(25, 70), rng.uniform(20, 60), rng.uniform(165, 235)]),
+                                (h, w, 3))
+    else:
+        from pipeline.plates.render import graphic_background
+
+        paper = graphic_background(rng, h, w)
+    return np.clip(ink + (paper - ink) * f, 0, 255).astype(np.uint8)
+
+
 MOTO_SERIES_ROWS = MOTO_BANDS[0]  # rows of a canonical motorcycle crop that hold the series line
 
 

@@ -378,7 +378,7 @@ def _random_bright(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _graphic_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def graphic_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A colourful vanity-plate picture: gradient, blobs, stripes, a faint pictogram; paler behind the text."""
     lh, lw = max(8, h // 4), max(8, w // 4)
     yy, xx = _grid(lh, lw)
@@ -595,7 +595,7 @@ def _render_car(rng: np.random.Generator, label: str, province: int, style: str)
     pw, ph = px1 - px0, py1 - py0
     radius = int(rng.uniform(3, 12))
     if style == "graphic":
-        plate = _graphic_background(rng, ph + 1, pw + 1)
+        plate = graphic_background(rng, ph + 1, pw + 1)
         mask = np.zeros((H, W), np.float32)
         _rounded_rect(mask, px0, py0, px1, py1, radius, 1.0)
         full = np.empty_like(img)

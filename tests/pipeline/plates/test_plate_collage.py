@@ -22,11 +22,12 @@ from pipeline.plates.collage import (
     edge_cut,
     motorcycle_series_glyphs,
     random_motorcycle_label,
+    restyle,
     split_characters,
     swap_series,
 )
 from pipeline.plates.dataset import PlateSample, plate_disjoint_split, read_labels
-from pipeline.plates.grammar import DIGITS, THAI_CONSONANTS, is_motorcycle_registration
+from pipeline.plates.grammar import DIGITS, THAI_CONSONANTS, is_motorcycle_registration, normalise_plate
 from pipeline.plates.layout import motorcycle_to_car_form
 from pipeline.plates.reader import load_plate_reader
 
@@ -270,3 +271,43 @@ def test_swap_without_glyphs_or_series_is_refused(moto_train: list[PlateSample])
     assert swap_series(crop, moto_train[0].label, {}, np.random.default_rng(0)) is None
     assert swap_series(np.full((60, 80, 3), 200, np.uint8), "กขค12", {"ก": [crop[:10, :10]]},
                        np.random.default_rng(0)) is None
+
+
+@pytest.mark.parametrize("style", ["red", "graphic"])
+def test_restyle_keeps_the_strokes_dark_and_changes_the_paper(car_train: list[PlateSample], style: str) -> None:
+    """A restyled crop keeps its characters where they were (dark on the new paper) and its paper takes the
+    style's colours: red paper for a dealer plate, a picture of many colours for a vanity plate."""
+    crop = cv2.imread(str(car_train[0].path))
+    made = restyle(crop, style, np.random.default_rng(0))
+    assert made.shape == crop.shape and made.dtype == np.uint8
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    ink, paper = grey <= np.percentile(grey, 5), grey >= np.percentile(grey, 80)
+    brightest = made.max(axis=2).astype(np.float32)  # red paper is dark in grey, bright in its red channel
+    assert brightest[ink].mean() + 60 < brightest[paper].mean()
+    b, g, r = (made[paper][:, k].astype(np.float32) for k in range(3))
+    if style == "red":
+        assert r.mean() > 1.8 * max(g.mean(), b.mean())
+    else:
+        assert np.std(made[paper].astype(np.float32), axis=0).max() > 10  # not one flat colour
+
+
+def test_restyled_plates_stay_legible(car_train: list[PlateSample]) -> None:
+    """The shipped reader reads restyled crops of plates it trained on about as well as the originals."""
+    crops = [cv2.imread(str(s.path)) for s in car_train[:60]]
+    reader = load_plate_reader("crnn", Path(__file__).resolve().parents[3] / "models" / "plate_reader", device="cpu")
+    labels = [normalise_plate(s.label) for s in car_train[:60]]
+
+    def right(images: list[np.ndarray]) -> int:
+        reads = reader.read_batch(images, ["car"] * len(images))
+        return sum(normalise_plate(r.text) == label for r, label in zip(reads, labels, strict=True))
+
+    original = right(crops)
+    assert original >= 0.9 * len(crops)
+    for style in ("red", "graphic"):
+        made = right([restyle(c, style, np.random.default_rng(k)) for k, c in enumerate(crops)])
+        assert made >= original - 3, (style, made, original)
+
+
+def test_restyle_refuses_an_unknown_style(car_train: list[PlateSample]) -> None:
+    with pytest.raises(ValueError, match="style"):
+        restyle(cv2.imread(str(car_train[0].path)), "blue", np.random.default_rng(0))
