@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.plates --labels PATH/labels.csv [--json OUT] [--backend crnn|easyocr] [--show N]
         [--layout car|motorcycle|auto] [--rectify] [--reading-pad] [--no-second-read]   # crops (default mode)
-        [--doubled | --edge-cut KEEP] [--restyle red|graphic]
+        [--doubled | --edge-cut KEEP] [--restyle red|graphic] [--shrink PX]
     python -m benchmarks.plates --labels PATH/labels.csv --scenes [--no-rectify] [--no-second-read]
     python -m benchmarks.plates --labels var/plates_split/val.csv --sweep [--sweep-n 60] [--pitch 10] [--no-second-read] \\
         [--rolls 0,10,20,30,40] [--yaws 0,20,40,60] [--widths 40,80,160,320] [--json OUT] [--plot OUT.png]
@@ -35,7 +35,8 @@ the reader never saw, where the real crops hold few besides ``กก`` and ``ข
 of the crops, those that split into their characters cut through the first (every other crop) or the last
 character with ``KEEP`` of its width left (:func:`pipeline.plates.collage.edge_cut`; with ``--reading-pad`` the pad
 is added on every side but the cut one): plates that run out of the picture at a frame edge, labels whole.
-``--restyle red|graphic`` (crops and ``--sweep``) redraws every crop as a red dealer plate or a graphic (vanity)
+``--shrink PX`` reads every crop shrunk to ``PX`` pixels wide (area averaging) first: plates as small as road
+cameras see them. ``--restyle red|graphic`` (crops and ``--sweep``) redraws every crop as a red dealer plate or a graphic (vanity)
 plate, its own characters, light and blur kept (:func:`pipeline.plates.collage.restyle`): plate colours the
 data holds no photos of, read from real characters of plates the reader never saw.
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
@@ -239,6 +240,18 @@ def restyled_rows(rows: list[dict[str, Any]], style: str, seed: int = 0) -> list
 
     return [{**r, "image": restyle(r["image"] if "image" in r else load_image(r["path"]), style,
                                    np.random.default_rng([seed, k]))} for k, r in enumerate(rows)]
+
+
+def shrunk_rows(rows: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
+    """Every crop shrunk (area averaging) to ``width`` pixels wide, its aspect kept: plates as small as a road
+    camera sees them (the reader and the rectifier enlarge them again, as in the engine)."""
+    out = []
+    for r in rows:
+        crop = r["image"] if "image" in r else load_image(r["path"])
+        h, w = crop.shape[:2]
+        size = (width, max(4, round(h * width / w)))
+        out.append({**r, "image": cv2.resize(crop, size, interpolation=cv2.INTER_AREA) if width < w else crop})
+    return out
 
 
 def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[dict[str, Any]]:
@@ -722,6 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--restyle", choices=RESTYLES, default=None,
                     help="crops/sweep: every crop redrawn as a red dealer or a graphic (vanity) plate, its own "
                          "characters and light kept")
+    ap.add_argument("--shrink", type=int, default=None, metavar="PX",
+                    help="crops: every crop shrunk to PX pixels wide first (plates as small as road cameras see them)")
     ap.add_argument("--reading-pad", action="store_true",
                     help="crops: grow each crop by the engine's reading pad (border replicated) before reading")
     ap.add_argument("--no-rectify", action="store_true", help="scenes/sweep: no rectifier (sweep: 'off' only)")
@@ -801,6 +816,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.restyle:
             rows = restyled_rows(rows, args.restyle, args.seed)
             extra["restyle"] = args.restyle
+        if args.shrink:
+            if args.shrink < 8:
+                raise SystemExit(f"--shrink: PX must be at least 8, got {args.shrink}")
+            rows = shrunk_rows(rows, args.shrink)
+            extra["shrink"] = args.shrink
         pad = args.reading_pad
         if args.edge_cut is not None:
             if not 0.0 < args.edge_cut <= 1.0:

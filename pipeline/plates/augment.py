@@ -44,9 +44,15 @@ def _motion_kernel(k: int, rng: np.random.Generator) -> np.ndarray:
     return ker / max(float(ker.sum()), 1e-6)
 
 
-def augment(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+LOW_RES = (0.35, 0.75)
+"""Range of the low-resolution step's scale (shrunk to this share of the crop's size and enlarged back): at the
+reader's 192 px input width, plates 67-144 px wide."""
+
+
+def augment(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator, strength: float = 1.0,
+            low_res: tuple[float, float] = LOW_RES) -> np.ndarray:
     """Return an augmented BGR ``uint8`` crop of size ``out_hw`` = (H, W)."""
-    return photometric(geometric(img, out_hw, rng), rng, strength)
+    return photometric(geometric(img, out_hw, rng), rng, strength, low_res)
 
 
 def geometric(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -54,8 +60,10 @@ def geometric(img: np.ndarray, out_hw: tuple[int, int], rng: np.random.Generator
     return _perspective(img, out_hw, rng)
 
 
-def photometric(out: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """Light, colour, glare, blur, resolution, occlusion, noise, monochrome and JPEG changes of a BGR crop."""
+def photometric(out: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
+                low_res: tuple[float, float] = LOW_RES) -> np.ndarray:
+    """Light, colour, glare, blur, resolution (``low_res``: the range of the scale it is shrunk to and enlarged
+    back from), occlusion, noise, monochrome and JPEG changes of a BGR crop."""
     oh, ow = out.shape[:2]
     x = out.astype(np.float32)
     p = strength
@@ -78,7 +86,7 @@ def photometric(out: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     elif r < 0.35 * p:
         x = cv2.filter2D(x, -1, _motion_kernel(int(rng.choice([3, 5, 7])), rng))
     if rng.random() < 0.3 * p:  # low resolution
-        f = rng.uniform(0.35, 0.75)
+        f = rng.uniform(*low_res)
         small = cv2.resize(x, (max(8, int(ow * f)), max(4, int(oh * f))), interpolation=cv2.INTER_AREA)
         x = cv2.resize(small, (ow, oh), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.12 * p:  # partial occlusion (small bar or blob, e.g. tow hitch, frame, dirt)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.plates.augment import LOW_RES
 from pipeline.plates.dataset import PlateSample, encode_label, load_images, plate_disjoint_split, read_labels
 from pipeline.plates.grammar import CHARSET
 from pipeline.plates.layout import MOTO_BANDS, REGISTRATION_SHARE
@@ -298,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
                     help="relative weights of the extra pools an extra sample is drawn from")
     ap.add_argument("--extra-share", type=float, default=0.25,
                     help="share of each batch drawn from the motorcycle crops and the rendered plates")
+    ap.add_argument("--low-res-min", type=float, default=LOW_RES[0],
+                    help="smallest scale of the low-resolution augmentation (share of the input size the crop is "
+                         "shrunk to and enlarged back from; 0.2 = plates 38 px wide at the 192 px input)")
     ap.add_argument("--cut-share", type=float, default=0.06,
                     help="share of car samples cut below the registration line (province -> none)")
     ap.add_argument("--no-export", action="store_true")
@@ -356,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ce = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing, ignore_index=-1)
     rng = np.random.default_rng(args.seed)
     out_hw = input_hw
+    if not 0.05 <= args.low_res_min <= LOW_RES[1]:
+        raise SystemExit(f"--low-res-min must be in [0.05, {LOW_RES[1]}], got {args.low_res_min}")
+    low_res = (args.low_res_min, LOW_RES[1])
     va_imgs = images[va_idx]
     va_labels = [samples[i].label for i in va_idx]
     va_provs = [samples[i].province for i in va_idx]
@@ -385,12 +392,12 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
                 if rng.random() < args.cut_share:
                     img, prov = cut_province(img, rng), NO_PROVINCE
                 # Light augmentation for 10% of samples keeps clean-crop accuracy high.
-                xs.append(make_sample(img, False, out_hw, rng, 0.3 if rng.random() < 0.1 else 1.0))
+                xs.append(make_sample(img, False, out_hw, rng, 0.3 if rng.random() < 0.1 else 1.0, low_res))
                 tg.append(targets[i])
                 pv.append(prov)
             for _ in range(n_extra):
                 pool, j = extra.draw(rng)
-                xs.append(make_sample(pool.images[j], pool.motorcycle, out_hw, rng, 1.0))
+                xs.append(make_sample(pool.images[j], pool.motorcycle, out_hw, rng, 1.0, low_res))
                 tg.append(pool.targets[j])
                 pv.append(int(pool.provinces[j]))
             x = np.stack(xs)

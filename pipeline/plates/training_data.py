@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.plates.augment import augment, geometric, photometric
+from pipeline.plates.augment import LOW_RES, augment, geometric, photometric
 from pipeline.plates.dataset import PlateSample, encode_label, load_images, read_crop
 from pipeline.plates.layout import car_to_motorcycle_form, motorcycle_to_car_form
 from pipeline.plates.provinces import PROVINCES
@@ -200,11 +200,13 @@ def cut_province(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_sample(img: np.ndarray, motorcycle: bool, out_hw: tuple[int, int], rng: np.random.Generator,
-                strength: float) -> np.ndarray:
-    """One augmented training image in the car form (motorcycle crops: jitter, re-lay, then photometry)."""
+                strength: float, low_res: tuple[float, float] = LOW_RES) -> np.ndarray:
+    """One augmented training image in the car form (motorcycle crops: jitter, re-lay, then photometry;
+    ``low_res``: the low-resolution step's scale range, :data:`pipeline.plates.augment.LOW_RES`)."""
     if motorcycle:
-        return photometric(motorcycle_to_car_form(geometric(img, img.shape[:2], rng), out_hw), rng, strength)
-    return augment(img, out_hw, rng, strength)
+        return photometric(motorcycle_to_car_form(geometric(img, img.shape[:2], rng), out_hw), rng, strength,
+                           low_res)
+    return augment(img, out_hw, rng, strength, low_res)
 
 
 def motorcycle_validation_images(pool: Pool, out_hw: tuple[int, int]) -> np.ndarray:

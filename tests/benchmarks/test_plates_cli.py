@@ -243,3 +243,36 @@ def test_plates_cli_scenes_with_plate_boxes_read_each_plate(shared_dir: Path, tm
     assert res["n"] == len(chosen) == 7
     assert res["exact"] >= 4 / 7, res  # the shipped reader trained on these plates; measured 6 of 7
     assert res["plates_detected"] >= 5
+
+
+def test_plates_cli_shrink_reads_crops_at_the_asked_width(shared_dir: Path, tmp_path: Path) -> None:
+    """``--shrink PX`` reads every crop shrunk to PX wide (aspect kept): fewer right at 24 px than at full size;
+    a width under 8 px is refused."""
+    labels, rows = first_car_crops(shared_dir, tmp_path, 30)
+    shrunk = plates.shrunk_rows(plates.read_rows(labels), 40)
+    assert len(shrunk) == len(rows)
+    for row in shrunk:
+        original = plates.load_image(row["path"])
+        assert row["image"].shape[1] == min(40, original.shape[1])
+        assert abs(row["image"].shape[0] / row["image"].shape[1] - original.shape[0] / original.shape[1]) < 0.1
+    results = {}
+    for width in ("24", "0"):
+        out = tmp_path / f"res{width}.json"
+        plates.main(["--labels", str(labels), "--layout", "car", "--json", str(out), "--device", "cpu",
+                     *(["--shrink", width] if width != "0" else [])])
+        results[width] = json.loads(out.read_text(encoding="utf-8"))
+    assert results["24"]["shrink"] == 24 and "shrink" not in results["0"]
+    assert results["24"]["exact"] < results["0"]["exact"]
+    with pytest.raises(SystemExit, match="PX"):
+        plates.main(["--labels", str(labels), "--shrink", "4", "--device", "cpu"])
+
+
+def test_plates_cli_restyle_reads_red_and_graphic_plates(shared_dir: Path, tmp_path: Path) -> None:
+    """``--restyle`` reads every crop redrawn as a red dealer or graphic plate, and says which in the JSON."""
+    labels, rows = first_car_crops(shared_dir, tmp_path, 20)
+    for style in ("red", "graphic"):
+        out = tmp_path / f"{style}.json"
+        plates.main(["--labels", str(labels), "--layout", "car", "--restyle", style, "--json", str(out),
+                     "--device", "cpu"])
+        res = json.loads(out.read_text(encoding="utf-8"))
+        assert res["n"] == len(rows) and res["restyle"] == style and res["exact"] >= 0.6

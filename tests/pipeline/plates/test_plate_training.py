@@ -49,7 +49,7 @@ def trained_reader(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
           "--moto", str(data / "plates_thai_moto" / "labels.csv"), "--synthetic", "20",
           "--swap-series", "2", "--pool-weights", "real_moto=0.2,rendered_car=0.3,rendered_moto=0.2,moto_swap=0.3",
           "--init-onnx", str(REPO / "models" / "plate_reader"), "--out", str(out), "--eval-every", "1",
-          "--threads", "1"])
+          "--threads", "1", "--low-res-min", "0.25"])
     return out
 
 
@@ -68,8 +68,8 @@ def test_reader_training_exports_model_meta_and_report(trained_reader: Path) -> 
     outputs = {o.name: o.shape for o in session.get_outputs()}
     assert outputs["province_probs"][1] == len(PROVINCES) + 1
     assert outputs["char_probs"][2] == len(CHARSET) + 1
-
     report = json.loads((trained_reader / "train_report.json").read_text(encoding="utf-8"))
+    assert report["args"]["low_res_min"] == "0.25"
     assert report["n_train"] + report["n_val"] == 120 and report["n_val"] > 0
     assert report["chosen"] in ("raw", "ema") and meta["weights"] == report["chosen"]
     (last,) = report["history"]  # one epoch, validated (--eval-every 1)
@@ -82,6 +82,30 @@ def test_reader_training_exports_model_meta_and_report(trained_reader: Path) -> 
     # started from the shipped reader, one short epoch keeps it reading: measured exact 0.89 on the 19 held-out
     # crops (a network trained from scratch for one epoch reads none)
     assert last[f"{report['chosen']}_exact"] >= 0.6, last
+
+
+def test_low_resolution_augmentation_reaches_the_asked_scale(shared_dir: Path) -> None:
+    """``low_res`` sets how far the augmentation shrinks a crop before enlarging it back: the same draws with a
+    0.2 scale leave far less fine detail than with 0.75; a bad ``--low-res-min`` is refused."""
+    from pipeline.plates.augment import photometric
+    from pipeline.plates.train import main
+
+    crop = cv2.resize(cv2.imread(str(next((shared_dir / "data" / "plates_thai" / "images").glob("*.jpg")))),
+                      (192, 96))
+
+    def made(scale: float) -> list[np.ndarray]:  # the same draws but the scale (it takes one draw either way)
+        return [photometric(crop, np.random.default_rng(seed), 1.0, (scale, scale)).astype(np.float32)
+                for seed in range(60)]
+
+    small, large = made(0.2), made(0.75)
+    shrunk = [k for k in range(60) if not np.array_equal(small[k], large[k])]  # the draws that took the step
+    assert 8 <= len(shrunk) <= 35
+    blur = np.mean([np.abs(small[k] - cv2.GaussianBlur(small[k], (0, 0), 2.0)).mean() for k in shrunk])
+    sharp = np.mean([np.abs(large[k] - cv2.GaussianBlur(large[k], (0, 0), 2.0)).mean() for k in shrunk])
+    assert blur < 0.8 * sharp
+    with pytest.raises(SystemExit, match="low-res-min"):
+        main(["--data", str(shared_dir / "data" / "plates_thai" / "labels.csv"), "--limit", "20", "--epochs", "1",
+              "--low-res-min", "0.9", "--out", "/nonexistent", "--threads", "1"])
 
 
 def test_trained_reader_loads_and_reads(trained_reader: Path, shared_dir: Path) -> None:
