@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
                     help="share of car samples cut below the registration line (province -> none)")
     ap.add_argument("--no-export", action="store_true")
     args = ap.parse_args(argv)
+    if not 0.05 <= args.low_res_min <= LOW_RES[1]:
+        raise SystemExit(f"--low-res-min must be in [0.05, {LOW_RES[1]}], got {args.low_res_min}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
     _seed(args.seed)
@@ -360,8 +362,6 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a linear tra
     ce = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing, ignore_index=-1)
     rng = np.random.default_rng(args.seed)
     out_hw = input_hw
-    if not 0.05 <= args.low_res_min <= LOW_RES[1]:
-        raise SystemExit(f"--low-res-min must be in [0.05, {LOW_RES[1]}], got {args.low_res_min}")
     low_res = (args.low_res_min, LOW_RES[1])
     va_imgs = images[va_idx]
     va_labels = [samples[i].label for i in va_idx]
