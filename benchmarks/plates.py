@@ -36,9 +36,9 @@ of the crops, those that split into their characters cut through the first (ever
 character with ``KEEP`` of its width left (:func:`pipeline.plates.collage.edge_cut`; with ``--reading-pad`` the pad
 is added on every side but the cut one): plates that run out of the picture at a frame edge, labels whole.
 ``--shrink PX`` reads every crop shrunk to ``PX`` pixels wide (area averaging) first: plates as small as road
-cameras see them. ``--restyle red|graphic`` (crops and ``--sweep``) redraws every crop as a red dealer plate or a graphic (vanity)
-plate, its own characters, light and blur kept (:func:`pipeline.plates.collage.restyle`): plate colours the
-data holds no photos of, read from real characters of plates the reader never saw.
+cameras see them. ``--restyle red|graphic`` (crops and ``--sweep``) redraws every crop as a red dealer plate or a
+graphic (vanity) plate, its own characters, light and blur kept (:func:`pipeline.plates.collage.restyle`): plate
+colours the data holds no photos of, read from real characters of plates the reader never saw.
 The rectifier was trained on reading crops (the detector's box plus the engine's reading pad); ``--reading-pad``
 grows tight crops by that pad (border replicated) first, so that they look like what the rectifier gets.
 Rectified plates read with a low confidence are read again from margin views as the engine does
@@ -130,6 +130,11 @@ def load_image(path: str) -> np.ndarray:
     return img
 
 
+def row_image(row: dict[str, Any]) -> np.ndarray:
+    """The row's image: the one an earlier step made (``image``), else its file."""
+    return row["image"] if "image" in row else load_image(row["path"])
+
+
 def char_errors(pred: str, gt: str) -> int:
     """Edit distance between normalised ``pred`` and ``gt``, capped at the label's length."""
     return min(levenshtein(pred, gt), len(gt))
@@ -208,7 +213,7 @@ def run_crops(rows: list[dict[str, str]], reader: PlateReader, batch: int, layou
     rectified: list[RectifiedPlate] = []
     elapsed = 0.0
     for i in range(0, len(rows), batch):
-        crops = [r["image"] if "image" in r else load_image(r["path"]) for r in rows[i:i + batch]]
+        crops = [row_image(r) for r in rows[i:i + batch]]
         if pad:
             crops = [with_reading_pad(c) for c in crops]
         t0 = time.perf_counter()
@@ -238,8 +243,7 @@ def restyled_rows(rows: list[dict[str, Any]], style: str, seed: int = 0) -> list
     seeded per row): real characters of plates the reader never saw, in the colours the data has no photos of."""
     from pipeline.plates.collage import restyle
 
-    return [{**r, "image": restyle(r["image"] if "image" in r else load_image(r["path"]), style,
-                                   np.random.default_rng([seed, k]))} for k, r in enumerate(rows)]
+    return [{**r, "image": restyle(row_image(r), style, np.random.default_rng([seed, k]))} for k, r in enumerate(rows)]
 
 
 def shrunk_rows(rows: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
@@ -247,7 +251,7 @@ def shrunk_rows(rows: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
     camera sees them (the reader and the rectifier enlarge them again, as in the engine)."""
     out = []
     for r in rows:
-        crop = r["image"] if "image" in r else load_image(r["path"])
+        crop = row_image(r)
         h, w = crop.shape[:2]
         size = (width, max(4, round(h * width / w)))
         out.append({**r, "image": cv2.resize(crop, size, interpolation=cv2.INTER_AREA) if width < w else crop})
@@ -264,7 +268,7 @@ def edge_cut_rows(rows: list[dict[str, Any]], keep: float, pad: bool) -> list[di
 
     out = []
     for k, r in enumerate(rows):
-        crop = r["image"] if "image" in r else load_image(r["path"])
+        crop = row_image(r)
         grow = reading_pad_pixels(crop.shape) if pad else (0, 0)
         side = "left" if k % 2 == 0 else "right"
         made = edge_cut(crop, normalise_plate(r["label"]), keep, side, grow)
@@ -685,8 +689,10 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
                                 args.pitch)
     samples = sweep_samples(rows, args.sweep_n, args.seed)
     if args.restyle:
-        samples = [(row["image"], row["label"]) for row in
-                   restyled_rows([{"image": img, "label": label} for img, label in samples], args.restyle, args.seed)]
+        from pipeline.plates.collage import restyle
+
+        samples = [(restyle(img, args.restyle, np.random.default_rng([args.seed, k])), label)
+                   for k, (img, label) in enumerate(samples)]
     results = run_sweep(samples, cells, backgrounds, readers, args.seed, args.noise)
     doc = {"labels": str(args.labels), "n_per_cell": len(samples), "seed": args.seed, "pitch": args.pitch,
            "restyle": args.restyle,
@@ -810,6 +816,8 @@ def main(argv: list[str] | None = None) -> None:
         extra = {"ms_per_image": ms_image, "plates_detected": n_plates, "rectified": rectifier is not None,
                  "regrow": rectifier is not None and not args.no_regrow}
     else:
+        if args.shrink is not None and args.shrink < 8:
+            raise SystemExit(f"--shrink: PX must be at least 8, got {args.shrink}")
         if args.doubled:
             rows = doubled_rows(rows)
             extra["doubled"] = True
@@ -817,8 +825,6 @@ def main(argv: list[str] | None = None) -> None:
             rows = restyled_rows(rows, args.restyle, args.seed)
             extra["restyle"] = args.restyle
         if args.shrink:
-            if args.shrink < 8:
-                raise SystemExit(f"--shrink: PX must be at least 8, got {args.shrink}")
             rows = shrunk_rows(rows, args.shrink)
             extra["shrink"] = args.shrink
         pad = args.reading_pad
