@@ -58,12 +58,18 @@ plates are painted over unless ``--keep-plates``) about 3.2 x 2.4 plate widths (
 near the centre, random offset) and read end to end by ``SceneReader`` twice, with the rectifier (``rectified``)
 and without (``off``): the same scenes, so the gain is the rectifier's. The cells are the union of a roll sweep
 (yaw 0), a yaw sweep (roll 0) and the roll x yaw grid, all at ``--grid-width`` px, and a frontal width sweep
-(``--widths``). Sample ``i`` uses the same crop, background and offset in every cell.
+(``--widths``). Sample ``i`` uses the same crop, background and offset in every cell. With ``--on-cars`` the
+scenes are real car photos instead: the images of ``--backgrounds`` that a ``labels.csv`` gives a plate box (the
+OpenALPR US and EU photos), their plate painted over, each scaled so that its own plate was as wide as the cell's
+and cut to at most 1280 x 720 around it, the posed Thai plate centred where the photo's plate was; the vehicle
+detector then finds the car and the cascade searches it, as on a camera (a floating plate without a car is only
+found by the whole-frame search, which needs it large in its input).
 
 A sample is exact when the read of the best-scoring detection that overlaps the plate (IoU >= 0.2 with the box
 of its corners) equals the label; a plate not found is wrong. Per cell: ``detected`` (plate found),
 ``best_is_plate`` (it was the scene's best detection), ``exact`` and ``char_accuracy`` per mode,
-``rectifier_applied`` (share of the plates found that the rectifier warped rather than passed through) and
+``rectifier_applied`` (share of the plates the ``rectified`` mode found that the rectifier warped rather than passed
+through; ``detected`` is the ``off`` mode's, which has no turned look of plates read unsure) and
 ``exact_true_box`` per mode: the same scene's plate read from the reading crop of its true box, as if the
 detector had found it exactly (this separates the rectifier's and reader's share from the detector's). Printed: a table per cell and the
 roll x yaw grid; ``--json`` writes ``cells``, ``sweeps`` (cell indices per sweep) and ``summary`` (frontal,
@@ -79,6 +85,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +117,8 @@ MODES = ("rectified", "off")  # sweep: with the rectifier, without
 SCENE_SCALE = (3.2, 2.4)  # scene width and height in plate widths
 SCENE_MIN = (200, 150)  # smallest scene, width x height
 SCENE_OFFSET = 0.12  # plate centre offset from the scene centre, at most this share of the scene size
+CAR_FRAME = (1280, 720)  # --on-cars: the largest frame (width, height) cut from a scaled car photo
+CAR_OFFSET = 0.25  # --on-cars: the plate's centre off the frame's by at most this share of the frame size
 MATCH_IOU = 0.2  # a detection at least this IoU with the plate's box is the plate (as plate_detection --fit)
 
 
@@ -415,30 +424,112 @@ def sweep_cells(rolls: list[float], yaws: list[float], widths: list[float], grid
     return cells, sweeps
 
 
-def make_scene(plate: np.ndarray, backgrounds: Backgrounds, cell: Cell, rng: np.random.Generator,
-               noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """``plate`` (tight upright crop) posed as ``cell`` in a background patch; returns the scene and the plate's
-    axis-aligned box (xyxy) in it. The random draws do not depend on the cell."""
-    from pipeline.plates.augment import photometric
-    from pipeline.plates.geometry import composite, plate_quad
+def posed_plate(plate: np.ndarray, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
+    """``plate`` (tight upright crop) and its corners posed as ``cell``, centred on (0, 0); the crop is first shrunk
+    with area averaging where the pose makes it smaller (the perspective warp alone would alias small plates)."""
+    from pipeline.plates.geometry import plate_quad
 
     ph, pw = plate.shape[:2]
     quad = plate_quad(cell.width, pw / ph, cell.roll, cell.yaw, cell.pitch)
     span = float(max(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3])))
-    if span < pw:  # shrink with area averaging first: the perspective warp alone would alias small plates
+    if span < pw:
         plate = cv2.resize(plate, (max(8, round(span)), max(4, round(span * ph / pw))), interpolation=cv2.INTER_AREA)
+    return plate, quad
+
+
+def _placed(frame: np.ndarray, plate: np.ndarray, quad: np.ndarray, rng: np.random.Generator,
+            noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """``plate`` composited onto ``frame`` at ``quad`` (frame pixels), noise added; the scene and the plate's
+    axis-aligned box (xyxy)."""
+    from pipeline.plates.augment import photometric
+    from pipeline.plates.geometry import composite
+
+    frame = composite(frame, plate, quad)
+    if noise > 0:
+        frame = photometric(frame, rng, noise)
+    return frame, np.concatenate([quad.min(axis=0), quad.max(axis=0)]).astype(np.float32)
+
+
+def make_scene(plate: np.ndarray, backgrounds: Backgrounds, cell: Cell, rng: np.random.Generator,
+               noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``plate`` (tight upright crop) posed as ``cell`` in a background patch; returns the scene and the plate's
+    axis-aligned box (xyxy) in it. The random draws do not depend on the cell."""
+    plate, quad = posed_plate(plate, cell)
     sw = max(SCENE_MIN[0], round(SCENE_SCALE[0] * cell.width))
     sh = max(SCENE_MIN[1], round(SCENE_SCALE[1] * cell.width))
     lo, hi = quad.min(axis=0), quad.max(axis=0)
     dx, dy = rng.uniform(-1.0, 1.0, 2) * SCENE_OFFSET
     cx = float(np.clip(sw / 2 + dx * sw, 2 - lo[0], sw - 2 - hi[0]))
     cy = float(np.clip(sh / 2 + dy * sh, 2 - lo[1], sh - 2 - hi[1]))
-    quad = quad + np.float32([cx, cy])
-    frame = composite(backgrounds.patch(rng, sh, sw), plate, quad)
-    if noise > 0:
-        frame = photometric(frame, rng, noise)
-    box = np.concatenate([quad.min(axis=0), quad.max(axis=0)]).astype(np.float32)
-    return frame, box
+    return _placed(backgrounds.patch(rng, sh, sw), plate, quad + np.float32([cx, cy]), rng, noise)
+
+
+@dataclass(frozen=True)
+class CarPhoto:
+    """A real photo of a car with its labelled plate painted over, and that plate's box (x, y, w, h, pixels)."""
+
+    image: np.ndarray
+    plate: tuple[float, float, float, float]
+
+
+def load_car_photos(image_dirs: list[Path], max_side: int = 1600) -> list[CarPhoto]:
+    """The photos of ``image_dirs`` that a ``labels.csv`` gives a plate box (:func:`labelled_plates`), scaled to at
+    most ``max_side`` pixels, every labelled plate painted over; SystemExit when there is none."""
+    photos: list[CarPhoto] = []
+    for path, boxes in sorted(labelled_plates(image_dirs).items()):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        s = min(1.0, max_side / max(img.shape[:2]))
+        if s < 1:
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        scaled = [[v * s for v in b] for b in boxes]
+        x, y, w, h = scaled[0]
+        photos.append(CarPhoto(hide_plates(img, scaled), (x, y, w, h)))
+    if not photos:
+        raise SystemExit(f"--on-cars: no photo with a labelled plate box in {[str(d) for d in image_dirs]}")
+    logger.info("on cars: %d photos with a labelled plate", len(photos))
+    return photos
+
+
+def car_frame(photo: CarPhoto, scale: float, centre: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """The region of ``photo`` scaled by ``scale`` whose top-left corner is ``centre`` minus half ``size`` (w, h),
+    in scaled pixels (area averaging when shrinking)."""
+    w, h = size
+    x0, y0 = centre[0] - w / 2, centre[1] - h / 2
+    if scale < 1:
+        small = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        m = np.float32([[1, 0, -x0], [0, 1, -y0]])
+        return cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = np.float32([[scale, 0, -x0], [0, scale, -y0]])
+    return cv2.warpAffine(photo.image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def make_car_scene(plate: np.ndarray, photos: list[CarPhoto], cell: Cell, rng: np.random.Generator,
+                   noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``plate`` posed as ``cell`` where the plate of a real car photo was: the photo scaled so that its own plate
+    was ``cell.width`` wide, a frame of at most :data:`CAR_FRAME` cut around the plate (its centre off the frame's
+    by up to :data:`CAR_OFFSET` of the frame), the posed plate centred where the photo's plate was. The car is
+    the photo's, so the vehicle detector and the cascade see what a camera would. Returns the scene and the
+    plate's box (xyxy); the random draws do not depend on the cell."""
+    photo = photos[int(rng.integers(len(photos)))]
+    dx, dy = rng.uniform(-1.0, 1.0, 2) * CAR_OFFSET
+    plate, quad = posed_plate(plate, cell)
+    x, y, w, h = photo.plate
+    scale = cell.width / w
+    ih, iw = photo.image.shape[:2]
+    fw = max(int(np.ceil(np.ptp(quad[:, 0]))) + 8, min(CAR_FRAME[0], round(iw * scale)))
+    fh = max(int(np.ceil(np.ptp(quad[:, 1]))) + 8, min(CAR_FRAME[1], round(ih * scale)))
+    px, py = (x + w / 2) * scale, (y + h / 2) * scale  # the plate's centre in the scaled photo
+    lo, hi = quad.min(axis=0), quad.max(axis=0)
+    # frame centre: off the plate by the draw, inside the scaled photo, and the posed plate inside the frame
+    cx = float(np.clip(np.clip(px + dx * fw, fw / 2, max(fw / 2, iw * scale - fw / 2)),
+                       px + hi[0] + 2 - fw / 2, px + lo[0] - 2 + fw / 2))
+    cy = float(np.clip(np.clip(py + dy * fh, fh / 2, max(fh / 2, ih * scale - fh / 2)),
+                       py + hi[1] + 2 - fh / 2, py + lo[1] - 2 + fh / 2))
+    frame = car_frame(photo, scale, (cx, cy), (fw, fh))
+    offset = np.float32([px - cx + fw / 2, py - cy + fh / 2])
+    return _placed(frame, plate, quad + offset, rng, noise)
 
 
 def plate_at(found: list[ScenePlate], box: np.ndarray) -> ScenePlate | None:
@@ -461,6 +552,7 @@ class CellTally:
     detected: int = 0
     best: int = 0
     applied: int = 0
+    found_rectified: int = 0
     chars: int = 0
     exact: dict[str, int] = field(default_factory=dict)
     char_errors: dict[str, int] = field(default_factory=dict)
@@ -475,6 +567,7 @@ class CellTally:
         self.detected += found["off"] is not None
         self.best += best
         rect = found.get("rectified")
+        self.found_rectified += rect is not None
         self.applied += bool(rect is not None and rect.rectified is not None and rect.rectified.applied)
         for mode, plate in found.items():
             pred = normalise_plate(plate.read.text) if plate is not None else ""
@@ -491,7 +584,7 @@ class CellTally:
                 "char_accuracy": {m: (1 - self.char_errors.get(m, 0) / max(self.chars, 1) if m in self.modes
                                       else None) for m in MODES},
                 "exact_true_box": {m: (self.exact_box.get(m, 0) / n if m in self.modes else None) for m in MODES},
-                "rectifier_applied": self.applied / max(self.detected, 1)}
+                "rectifier_applied": self.applied / max(self.found_rectified, 1)}
 
 
 def sweep_samples(rows: list[dict[str, str]], n: int, seed: int) -> list[tuple[np.ndarray, str]]:
@@ -501,10 +594,15 @@ def sweep_samples(rows: list[dict[str, str]], n: int, seed: int) -> list[tuple[n
     return [(load_image(rows[i]["path"]), rows[i]["label"]) for i in idx]
 
 
-def run_sweep(samples: list[tuple[np.ndarray, str]], cells: list[Cell], backgrounds: Backgrounds,
-              readers: dict[str, SceneReader], seed: int, noise: float = 0.0) -> list[dict[str, Any]]:
-    """Every sample in every cell, each scene read once per mode end to end and once from the plate's true box
-    (the reading crop of its corners' box, as if the detector had found it exactly); returns the cells' figures."""
+SceneMaker = Callable[[np.ndarray, Cell, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""Poses a plate crop as a cell in a scene: (crop, cell, draws) -> (scene, plate box xyxy)."""
+
+
+def run_sweep(samples: list[tuple[np.ndarray, str]], cells: list[Cell], make: SceneMaker,
+              readers: dict[str, SceneReader], seed: int) -> list[dict[str, Any]]:
+    """Every sample in every cell (posed by ``make``), each scene read once per mode end to end and once from the
+    plate's true box (the reading crop of its corners' box, as if the detector had found it exactly); returns the
+    cells' figures."""
     from tqdm import tqdm
 
     from pipeline.plates.scene_reader import reading_crop
@@ -514,7 +612,7 @@ def run_sweep(samples: list[tuple[np.ndarray, str]], cells: list[Cell], backgrou
         for cell in cells:
             tally = CellTally(tuple(readers))
             for i, (plate, label) in enumerate(samples):
-                frame, box = make_scene(plate, backgrounds, cell, np.random.default_rng([seed, i]), noise)
+                frame, box = make(plate, cell, np.random.default_rng([seed, i]))
                 found = {mode: sr.read(frame) for mode, sr in readers.items()}
                 matched = {mode: plate_at(plates, box) for mode, plates in found.items()}
                 boxed = {mode: sr.read_crops([reading_crop(frame, box)])[0] for mode, sr in readers.items()}
@@ -677,6 +775,16 @@ def load_backgrounds(videos: list[Path], image_dirs: list[Path], frames_per_vide
     return Backgrounds(images)
 
 
+def scene_maker(args: argparse.Namespace) -> SceneMaker:
+    """The sweep's scenes: on the labelled car photos of ``--backgrounds`` (``--on-cars``), else in patches of
+    the videos' frames and the folders' images."""
+    if args.on_cars:
+        photos = load_car_photos(args.backgrounds)
+        return lambda plate, cell, rng: make_car_scene(plate, photos, cell, rng, args.noise)
+    backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
+    return lambda plate, cell, rng: make_scene(plate, backgrounds, cell, rng, args.noise)
+
+
 def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: PlateReader) -> dict[str, Any]:
     """The angle sweep: returns the JSON document (also printed, written and plotted)."""
     from pipeline.plates.rectifier import load_plate_rectifier
@@ -684,7 +792,7 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
     rectifier = None if args.no_rectify else load_plate_rectifier(args.rectifier_dir, args.device)
     _, readers = build_scene_readers(reader, rectifier, args.device, not args.no_second_read,
                                      args.runtime, args.detector_upscale, args.engine_set, not args.no_regrow)
-    backgrounds = load_backgrounds(_videos(args.videos), args.backgrounds, args.video_frames, args.keep_plates)
+    make = scene_maker(args)
     cells, sweeps = sweep_cells(_floats(args.rolls), _floats(args.yaws), _floats(args.widths), args.grid_width,
                                 args.pitch)
     samples = sweep_samples(rows, args.sweep_n, args.seed)
@@ -693,9 +801,9 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
 
         samples = [(restyle(img, args.restyle, np.random.default_rng([args.seed, k])), label)
                    for k, (img, label) in enumerate(samples)]
-    results = run_sweep(samples, cells, backgrounds, readers, args.seed, args.noise)
+    results = run_sweep(samples, cells, make, readers, args.seed)
     doc = {"labels": str(args.labels), "n_per_cell": len(samples), "seed": args.seed, "pitch": args.pitch,
-           "restyle": args.restyle,
+           "restyle": args.restyle, "on_cars": args.on_cars,
            "grid_width": args.grid_width, "noise": args.noise, "backend": args.backend, "regrow": not args.no_regrow,
            "modes": list(readers), "cells": results, "sweeps": sweeps,
            "summary": summarise(results, args.grid_width)}
@@ -768,6 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--video-frames", type=int, default=40, help="background frames taken from each video")
     sweep.add_argument("--backgrounds", type=Path, nargs="*", default=DEFAULT_BACKGROUNDS,
                        help="folders of background images")
+    sweep.add_argument("--on-cars", action="store_true",
+                       help="pose each plate where the labelled plate of a car photo of --backgrounds was (the "
+                            "photo scaled to the cell's width, a frame of at most 1280 x 720 around it), instead "
+                            "of floating it in a background patch")
     sweep.add_argument("--keep-plates", action="store_true",
                        help="keep the labelled plates of the background images (default: painted over)")
     sweep.add_argument("--plot", type=Path, default=None, help="PNG of the sweep (default: next to --json)")
