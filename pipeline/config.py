@@ -289,20 +289,22 @@ def load_config(path: str | Path) -> Config:
     return parse_config(text, source=str(path))
 
 
+MAX_YAML_VALUES = 100_000
+"""Most values a config file may hold once its aliases are expanded (a real one holds a few thousand): a file of a
+few hundred bytes can otherwise name billions through nested anchors."""
+
+
 def parse_config(text: str, source: str = "<string>") -> Config:
     """Validate YAML text; raise :class:`ConfigError` listing every problem with key path and line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [ConfigIssue("", line, f"invalid YAML: {problem}")]) from None
+    root = _compose(text, source)
     if root is None:
         raise ConfigError(source, [ConfigIssue("", 1, "file is empty; expected a mapping with a 'cameras' list")])
+    _check_aliases(root, source)
     lines: dict[tuple[Any, ...], int] = {}
     issues = list(_index_lines(root, (), lines))
-    data = yaml.safe_load(text)
+    if any(i.message.startswith("keys must be") for i in issues):
+        raise ConfigError(source, issues)
+    data = _construct(root, source)
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", root.start_mark.line + 1, "top level must be a mapping")])
     issues += _duplicate_camera_ids(data.get("cameras"), lines)
@@ -318,22 +320,133 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return config
 
 
-def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Iterator[ConfigIssue]:
-    """Record the line of every key path; yield issues for duplicate mapping keys."""
+def _yaml_line(exc: yaml.YAMLError, text: str | None = None) -> int | None:
+    """The line an error of the YAML library points at (its problem mark, or a reader error's position)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return mark.line + 1
+    position = getattr(exc, "position", None)
+    if text is not None and isinstance(position, int):
+        return text.count("\n", 0, position) + 1
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What the YAML library found wrong, without the snippet of the file it quotes (a camera URL's password)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        if isinstance(exc.character, bytes):
+            return f"a byte is not valid {exc.encoding}"
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return f"character #x{code:04x} is not allowed in YAML"
+    problem = getattr(exc, "problem", None)
+    return problem if isinstance(problem, str) and problem else type(exc).__name__
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node tree of ``text`` (aliases shared, not expanded); ConfigError where it is not YAML."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("", _yaml_line(exc, text), f"invalid YAML: {_yaml_problem(exc)}")]) \
+            from None
+
+
+def _construct(root: yaml.Node, source: str) -> Any:
+    """Python values of the composed tree (the safe loader's types); ConfigError naming the line of a tag it does
+    not know or a value it cannot convert, never the value itself."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("", _yaml_line(exc), f"invalid YAML: {_yaml_problem(exc)}")]) \
+            from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of thousands of digits, a date out of range
+        message = str(exc).split(":")[0]
+        raise ConfigError(source, [ConfigIssue("", _unreadable_scalar_line(root), f"a value cannot be read: "
+                                                                                   f"{message}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _unreadable_scalar_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar of the tree that the safe loader cannot convert, or None."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(node)
+            except (ValueError, OverflowError, yaml.YAMLError):
+                return node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            stack += [n for pair in reversed(node.value) for n in reversed(pair)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += list(reversed(node.value))
+    return None
+
+
+def _check_aliases(root: yaml.Node, source: str) -> None:
+    """ConfigError when an alias refers to a node that holds it (a loop) or when the aliases expand the file to
+    more than :data:`MAX_YAML_VALUES` values."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(source, [ConfigIssue("", node.start_mark.line + 1,
+                                                   "an alias refers to a node that contains it (a loop)")])
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise ConfigError(source, [ConfigIssue("", child.start_mark.line + 1,
+                                                       f"the file's aliases expand it to more than "
+                                                       f"{MAX_YAML_VALUES} values")])
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+                 seen_nodes: set[int] | None = None) -> Iterator[ConfigIssue]:
+    """Record the line of every key path; yield issues for duplicate mapping keys and for keys that are not plain
+    scalars. A node reached again through an alias is not walked again (its lines are those of its anchor)."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
     lines[path] = node.start_mark.line + 1
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                yield ConfigIssue(_format_path(path), key_node.start_mark.line + 1,
+                                  "keys must be plain scalars, not a list or a mapping")
+                continue
             key = key_node.value
             if key in seen:
                 yield ConfigIssue(_format_path((*path, key)), key_node.start_mark.line + 1, "duplicate key")
             seen.add(key)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            yield from _index_lines(value_node, (*path, key), lines)
+            yield from _index_lines(value_node, (*path, key), lines, seen_nodes)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            yield from _index_lines(item, (*path, i), lines)
+            yield from _index_lines(item, (*path, i), lines, seen_nodes)
 
 
 def _format_path(loc: tuple[Any, ...]) -> str:

@@ -80,3 +80,49 @@ def test_invalid_yaml_reports_its_line() -> None:
     issues = issues_of(GOOD.replace("    name: Silom", "    name: [Silom"))
     assert len(issues) == 1 and "invalid YAML" in issues[0]
     assert issues[0].startswith("line 12:")
+
+
+def test_alias_bomb_is_refused_quickly_with_its_line() -> None:
+    """A file of a few hundred bytes whose nested anchors name a billion values (the "billion laughs")."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, 9)]
+    text = "version: 1\nbomb:\n" + "".join(f"  {line}\n" for line in levels) + "cameras: *a8\n"
+    assert len(text) < 1000
+    issues = issues_of(text)
+    assert len(issues) == 1 and "aliases expand it to more than 100000 values" in issues[0], issues
+    assert issues[0].startswith("line ")
+
+
+def test_alias_loop_and_non_scalar_keys_are_issues_not_crashes() -> None:
+    assert issues_of("version: 1\ncameras: &a\n  - *a\n") == [
+        "line 2: <root>: an alias refers to a node that contains it (a loop)"]
+    issues = issues_of(GOOD.replace("    analysis_fps: 5", "    ? [a, b]\n    : c"))
+    assert issues == ["line 9: cameras[0]: keys must be plain scalars, not a list or a mapping"]
+    assert issues_of("{[1, 2]: x}: 3\n") == ["line 1: <root>: keys must be plain scalars, not a list or a mapping"]
+
+
+def test_anchors_and_merge_keys_still_work() -> None:
+    text = GOOD.replace("location: {lat", "location: &loc {lat").replace(
+        "    sub_stream: rtsp://10.0.0.4/sub", "    sub_stream: rtsp://10.0.0.4/sub\n    location: {<<: *loc, lat: 13.8}")
+    config = parse_config(text)
+    first, second = (c.location for c in config.cameras)
+    assert (second.lat, second.lon) == (13.8, first.lon)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("    url: !env rtsp://admin:Sup3rS3cret@10.0.0.9/s", "line 12: <root>: invalid YAML: could not determine a "
+                                                          "constructor for the tag '!env'"),
+    ("    url: !!binary Sup3rS3cretAAAAAAAAAAAAAAAAAAAAAAAAAA=", "line 12: <root>: invalid YAML: failed to decode base64"),
+    ("    url: !!python/object/apply:os.system ['echo Sup3rS3cret']", "line 12: <root>: invalid YAML: could not "
+                                                                        "determine a constructor"),
+    ("    analysis_fps: " + "9" * 5000, "line 12: <root>: a value cannot be read: Exceeds the limit"),
+    ("    name: Silom\x07Sup3rS3cret", "line 11: <root>: invalid YAML: character #x0007 is not allowed"),
+])
+def test_values_yaml_cannot_build_name_the_line_and_never_echo_the_file(line: str, expected: str) -> None:
+    text = GOOD.replace("    url: rtsp://10.0.0.4/main", line) if "url:" in line or "fps" in line else \
+        GOOD.replace("    name: Silom", line)
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="cams.yaml")
+    issues = [str(issue) for issue in err.value.issues]
+    assert len(issues) == 1 and issues[0].startswith(expected), issues
+    assert "Sup3rS3cret" not in str(err.value) and "999999" not in str(err.value)
