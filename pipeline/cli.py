@@ -163,6 +163,17 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """A TCP port number (1-65535) for argparse, which reports anything else as a usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 1 and 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the command-line entry."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
@@ -172,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="start the whole service")
     p.add_argument("--config", default=str(PROJECT_ROOT / "cameras.yaml"))
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--no-api", action="store_true", help="run workers only")
     p.add_argument("--role", choices=["all", "worker", "api"], default="all",
                    help="all: the whole service on this machine (default); worker: capture, recording and analysis "
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve-cameras", help="serve footage as looping RTSP cameras on loopback")
     p.add_argument("--videos", help="folder of videos (default: CCTV_VIDEOS_DIR)")
-    p.add_argument("--port", type=int, default=8554)
+    p.add_argument("--port", type=_port, default=8554)
     p.set_defaults(func=_serve_cameras)
 
     p = sub.add_parser("export-clip", help="cut an evidence clip")
@@ -238,4 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args) or 0)
+    from pipeline.store.connection import RedisUrlError, SentinelConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except (RedisUrlError, SentinelConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -69,7 +69,7 @@ def _event(client: redis.Redis, kind: str, event_id: str) -> PlateEvent | FaceEv
     parts = raw.decode().split("\t")
     sid = parts[-1].split("|")[0]
     entries = client.xrange(stream, sid, sid)
-    return codec.decode(model, entries[0][1]) if entries else None
+    return codec.decode_or_none(model, entries[0][1], sid) if entries else None
 
 
 def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:

@@ -48,7 +48,7 @@ async def search_faces(
         pipe.xrange(keys.FACE_STREAM, hit.stream_id, hit.stream_id)
     out = []
     for hit, entries in zip(hits, pipe.execute(), strict=True):
-        event = codec.decode(FaceEvent, entries[0][1]) if entries else None
+        event = codec.decode_or_none(FaceEvent, entries[0][1], hit.stream_id) if entries else None
         out.append(FaceHitOut(event_id=hit.event_id, similarity=round(hit.similarity, 4), camera_id=hit.camera_id,
                               frame_time=hit.frame_time, quality=event.quality if event else None,
                               crop_url=media_url(event.crop_path) if event else None,

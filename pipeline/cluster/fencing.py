@@ -42,7 +42,7 @@ from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import alert_id_for
 from pipeline.events import Alert, PlateEvent
 from pipeline.store import keys
-from pipeline.store.codec import decode
+from pipeline.store.codec import decode_or_none
 from pipeline.store.events import EventStore
 from pipeline.store.plates import normalise_plate
 
@@ -368,8 +368,8 @@ class HandoverMerger:
             found = self.client.xrange(keys.PLATE_STREAM, sid, sid)
             if not found:
                 continue
-            old = decode(PlateEvent, found[0][1])
-            if old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.gap_s:
+            old = decode_or_none(PlateEvent, found[0][1], sid)
+            if old is not None and old.camera_id == event.camera_id and old.ended_at >= event.started_at - self.gap_s:
                 return old
         return None
 

@@ -209,12 +209,20 @@ def _run_cut(
         os.replace(part, target)
 
 
+MAX_EPOCH_S = 253_402_300_800.0  # 10000-01-01T00:00:00Z
+
+
 def parse_time(text: str) -> float:
-    """Epoch seconds from ``1700000000.5`` or ISO-8601 (``2024-11-20T10:00:00Z``; naive = UTC)."""
+    """Epoch seconds from ``1700000000.5`` or ISO-8601 (``2024-11-20T10:00:00Z``; naive = UTC), between 1970 and
+    9999."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not 0 <= seconds < MAX_EPOCH_S:  # nan and inf fail this too
+            raise ExportError(f"not a time: {text!r} (epoch seconds must lie between 1970 and 9999)")
+        return seconds
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -459,13 +459,14 @@ class PlateSearcher:
                                  has_more=len(hits) > offset + limit)
 
     def events(self, hits: list[PlateHit]) -> list[PlateEvent | None]:
-        """The stored records of ``hits`` (None where the stream has been trimmed past them)."""
+        """The stored records of ``hits`` (None where the stream has been trimmed past them, or a record cannot be
+        decoded)."""
         pipe = self.client.pipeline(transaction=False)
         for hit in hits:
             pipe.xrange(keys.PLATE_STREAM, hit.stream_id, hit.stream_id)
         out: list[PlateEvent | None] = []
         for entries in pipe.execute():
-            out.append(codec.decode(PlateEvent, entries[0][1]) if entries else None)
+            out.append(codec.decode_or_none(PlateEvent, entries[0][1], entries[0][0]) if entries else None)
         return out
 
 

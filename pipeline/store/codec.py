@@ -8,6 +8,7 @@ listpack node, so this is both readable and compact.
 from __future__ import annotations
 
 import json
+import logging
 import types
 import typing
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from pipeline.events import FaceEvent, PlateEvent
 
 M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger(__name__)
 EMBEDDING_FIELD = "embedding"
 
 
@@ -102,6 +104,17 @@ def decode(model: type[M], fields: dict[Any, Any]) -> M:
     return model.model_validate(data)
 
 
+def decode_or_none(model: type[M], fields: dict[Any, Any], record_id: Any = "?") -> M | None:
+    """:func:`decode`, or None (with a warning naming ``record_id``) for a record that cannot be decoded: one
+    malformed record must not fail a search, a case or the publisher over every good one around it."""
+    try:
+        return decode(model, fields)
+    except ValueError as exc:  # bad JSON, bad UTF-8, a field the model refuses, an embedding of odd length
+        rid = record_id.decode() if isinstance(record_id, bytes) else record_id
+        logger.warning("skipping an unreadable %s record %s: %s", model.__name__, rid, type(exc).__name__)
+        return None
+
+
 def _parse_json(text: str) -> Any:
     """JSON of one field; plain numbers (most fields) without going through the json module."""
     if text and (text[0].isdigit() or text[0] == "-"):
@@ -116,6 +129,11 @@ def _parse_json(text: str) -> Any:
 
 
 def embedding_from_fields(fields: dict[Any, Any]) -> np.ndarray:
-    """The float32 embedding of raw face-stream fields, without decoding the whole event."""
+    """The float32 embedding of raw face-stream fields, without decoding the whole event (empty where the record
+    has none or a malformed one)."""
     raw = fields.get(EMBEDDING_FIELD.encode(), fields.get(EMBEDDING_FIELD))
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1", errors="replace")
+    if not isinstance(raw, bytes) or len(raw) % 4:
+        return np.zeros(0, dtype="<f4")  # missing or malformed: matches no query
     return np.frombuffer(raw, dtype="<f4")

@@ -76,6 +76,35 @@ def sentinel_setup(settings: Settings | None = None) -> SentinelSetup | None:
                          settings.redis_sentinel_username, settings.redis_sentinel_password)
 
 
+class RedisUrlError(ValueError):
+    """``CCTV_REDIS_URL`` (or the admin URL) is not a Redis URL; the message shows it with its password masked."""
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_ENCODE_HINT = "a password holding '/', '?', '#', '@' or ':' must be percent-encoded (%2F, %3F, %23, %40, %3A)"
+
+
+def check_redis_url(url: str) -> None:
+    """RedisUrlError unless ``url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL with a numeric port and
+    database; its message quotes the URL with the password masked, never a part the parser cut out of it (a
+    password written unencoded would otherwise show in "port 'S3c' is not a number")."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise RedisUrlError(f"Redis URL {shown}: the scheme must be one of {', '.join(REDIS_SCHEMES)}")
+    if parts.scheme == "unix":
+        return
+    try:
+        parts.port  # noqa: B018 - the property parses the port
+    except ValueError:
+        raise RedisUrlError(f"Redis URL {shown}: its port is not a number ({_ENCODE_HINT})") from None
+    if not parts.hostname:
+        raise RedisUrlError(f"Redis URL {shown}: it names no host")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise RedisUrlError(f"Redis URL {shown}: its database is not a number ({_ENCODE_HINT})")
+
+
 def _url_auth(url: str) -> dict[str, Any]:
     """User name, password and database of a ``redis://`` URL (its host and port are not used with Sentinel)."""
     parts = urlsplit(url)
@@ -86,8 +115,7 @@ def _url_auth(url: str) -> dict[str, Any]:
         out["password"] = unquote(parts.password)
     db = parts.path.lstrip("/")
     if db:
-        if not db.isdigit():
-            raise ValueError(f"Redis URL {redact_url(url)}: database {db!r} is not a number")
+        check_redis_url(url)
         out["db"] = int(db)
     return out
 
@@ -108,6 +136,7 @@ def redis_client(url: str | None = None, settings: Settings | None = None, **kwa
     (timeouts, ``health_check_interval``, ``decode_responses``)."""
     settings = settings or get_settings()
     url = url or settings.redis_url
+    check_redis_url(url)
     setup = sentinel_setup(settings)
     if setup is None:
         return redis.Redis.from_url(url, **kwargs)
@@ -120,6 +149,7 @@ def async_redis_client(url: str | None = None, settings: Settings | None = None,
     """The asyncio twin of :func:`redis_client` (``max_connections`` and other pool options in ``kwargs``)."""
     settings = settings or get_settings()
     url = url or settings.redis_url
+    check_redis_url(url)
     setup = sentinel_setup(settings)
     if setup is None:
         return aioredis.Redis(connection_pool=aioredis.ConnectionPool.from_url(url, **kwargs))

@@ -88,3 +88,24 @@ def test_variable_holding_any_character_needs_no_warning(tmp_path: Path) -> None
 def test_missing_file(tmp_path: Path) -> None:
     result = check_config(tmp_path / "nope.yaml")
     assert result.returncode == 1 and "cannot read file" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["serve-cameras", "--port", "99999"], ["run", "--port", "-1"],
+                                  ["run", "--port", "http"]])
+def test_a_bad_port_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("when", ["nan", "inf", "-inf", "-5", "1e300"])
+def test_export_times_out_of_range_are_refused(when: str) -> None:
+    from pipeline.recording.export import ExportError, parse_time
+
+    with pytest.raises(ExportError, match="epoch seconds must lie between 1970 and 9999"):
+        parse_time(when)
+    assert parse_time("1700000000.5") == 1700000000.5 and parse_time("2024-11-20T10:00:00Z") == 1732096800.0

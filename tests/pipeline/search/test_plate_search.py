@@ -185,3 +185,22 @@ def test_motorcycle_exact_fuzzy_and_history(client: redis.Redis, motorcycles: li
     assert plate_distance(lookalike, plate) == pytest.approx(0.4)
     r = searcher.search(lookalike, mode="fuzzy", max_distance=0.5)
     assert plate in {h.plate for h in r.hits}
+
+
+def test_one_malformed_record_does_not_fail_the_others(client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A record this version cannot decode (truncated JSON in one field) comes back as None, with a warning, and
+    the good records beside it are still returned."""
+    from pipeline.search.plates import PlateHit
+    from pipeline.store import codec
+
+    good = PlateEvent(camera_id="c1", track_id=1, started_at=1, ended_at=2, frame_time=1.5, plate_text="1กข1234",
+                      confidence=0.9)
+    EventStore(client).publish_plate_event(good)
+    good_sid = client.xrange(keys.PLATE_STREAM)[0][0].decode()
+    fields = codec.encode(good.model_copy(update={"event_id": "bad"}))
+    fields["vehicle_box"] = "[1,2"
+    bad_sid = client.xadd(keys.PLATE_STREAM, fields).decode()
+    hits = [PlateHit(sid, "1กข1234", 1.5, "c1", 0.9, "car", "") for sid in (good_sid, bad_sid, good_sid)]
+    events = PlateSearcher(client).events(hits)
+    assert [e.plate_text if e else None for e in events] == ["1กข1234", None, "1กข1234"]
+    assert f"unreadable PlateEvent record {bad_sid}" in caplog.text

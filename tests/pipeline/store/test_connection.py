@@ -161,3 +161,37 @@ def test_a_primary_without_its_replicas_refuses_and_the_event_stays_spooled(own_
         assert client.hexists(keys.PLATE_EVENTS, "ack-501") and not client.hexists(keys.PLATE_EVENTS, "ack-500")
     finally:
         client.config_set("min-replicas-to-write", 0)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis://admin:S3c/retPW@127.0.0.1:6399/0", "its port is not a number"),  # '/' in the password, unencoded
+    ("redis://admin:S3c#retPW@127.0.0.1:6399/0", "its port is not a number"),
+    ("redis://:pw@127.0.0.1:6399/x", "its database is not a number"),
+    ("redis://127.0.0.1:badport/0", "its port is not a number"),
+    ("foo://127.0.0.1:6379/0", "the scheme must be one of redis, rediss, unix"),
+])
+def test_a_bad_redis_url_is_named_with_its_password_masked(url: str, problem: str) -> None:
+    from pipeline.store.connection import RedisUrlError
+
+    for settings in (Settings(redis_url=url), Settings(redis_url=url, redis_sentinels="127.0.0.1:1")):
+        with pytest.raises(RedisUrlError) as err:
+            redis_client(settings=settings)
+        assert problem in str(err.value) and "retPW" not in str(err.value) and "S3c" not in str(err.value)
+        with pytest.raises(RedisUrlError):
+            async_redis_client(settings=settings)
+
+
+def test_the_cli_reports_a_bad_redis_url_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("CCTV_REDIS_URL", "redis://admin:S3c/retPW@127.0.0.1:6399/0")
+    get_settings.cache_clear()
+    try:
+        assert main(["backup", str(tmp_path / "bk")]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith("error: Redis URL redis://admin:***@127.0.0.1:6399/0: its port is not a number")
+    assert "retPW" not in err and "S3c" not in err and "Traceback" not in err

@@ -221,3 +221,17 @@ def test_alert_is_streamed_published_and_idempotent(client: redis.Redis) -> None
     assert client.xrange(keys.ALERT_STREAM)[0][0].decode() == body["id"]
     assert pubsub.get_message(timeout=0.2) is None
     pubsub.close()
+
+
+def test_malformed_face_records_decode_to_nothing_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+
+    from pipeline.events import FaceEvent
+    from pipeline.store import codec
+
+    assert codec.embedding_from_fields({}).size == 0  # no embedding field
+    assert codec.embedding_from_fields({b"embedding": b"\x00" * 5}).size == 0  # not whole float32 values
+    good = np.arange(4, dtype="<f4")
+    assert np.array_equal(codec.embedding_from_fields({b"embedding": good.tobytes()}), good)
+    assert codec.decode_or_none(FaceEvent, {b"camera_id": b"c", b"embedding": b"\x00" * 5}, b"7-0") is None
+    assert "unreadable FaceEvent record 7-0" in caplog.text
