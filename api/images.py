@@ -57,8 +57,8 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
     if width <= 0 or height <= 0 or width * height > max_pixels:
         raise HTTPException(422,
                             f"{field}: image is {width}x{height}; at most {max_pixels} pixels are accepted")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.shape[0] != height or image.shape[1] != width:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # turned upright by its EXIF orientation
+    if image is None or image.shape[:2] not in ((height, width), (width, height)):  # a portrait phone photo: swapped
         raise HTTPException(422, f"{field}: the {kind} image data is corrupt")
     return image
 

@@ -8,19 +8,23 @@
 3. counts the bytes as the app reads them and stops a body without (or lying about) ``Content-Length``
    (chunked) as soon as it passes the limit (413).
 
-The limit is ``max_upload_bytes * max_photos`` plus 64 KiB of form overhead for ``multipart/form-data`` (image
-uploads; each file is also checked against ``max_upload_bytes`` by :func:`api.images.read_upload`) and
-``max_body_bytes`` for every other body (JSON).
+The limit is ``max_upload_bytes * max_photos`` plus 64 KiB of form overhead for ``multipart/form-data`` sent to a
+route that takes file uploads (image uploads; each file is also checked against ``max_upload_bytes`` by
+:func:`api.images.read_upload`) and ``max_body_bytes`` for every other body (JSON, and a form sent anywhere else).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import redis
+from fastapi import params
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.settings import ApiSettings
@@ -45,11 +49,42 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body is larger than {limit} bytes")
 
 
-def body_limit(settings: ApiSettings, content_type: str) -> int:
-    """The largest body accepted for a request of this content type."""
-    if content_type.lower().startswith("multipart/form-data"):
+def body_limit(settings: ApiSettings, content_type: str, takes_files: bool = True) -> int:
+    """The largest body accepted for a request of this content type to a route that takes file uploads
+    (``takes_files``) or not: the upload limit only for a form sent to an upload route, whatever a client declares
+    elsewhere (a "multipart" login would otherwise be read whole up to the upload limit)."""
+    if takes_files and content_type.lower().startswith("multipart/form-data"):
         return settings.max_upload_bytes * settings.max_photos + FORM_OVERHEAD
     return settings.max_body_bytes
+
+
+def _takes_files(route: BaseRoute) -> bool:
+    """Whether a FastAPI route has a file upload among its body parameters."""
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and any(isinstance(f.field_info, params.File) for f in dependant.body_params)
+
+
+def _endpoints(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every endpoint route, through included routers (FastAPI keeps an included router whole) and mounts."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None) or getattr(route, "routes", None)
+        if inner:
+            yield from _endpoints(inner)
+        else:
+            yield route
+
+
+def upload_routes(app: Starlette) -> list[BaseRoute]:
+    """The app's routes that take file uploads (computed once per app)."""
+    cached = getattr(app.state, "upload_routes", None)
+    if cached is None:
+        cached = app.state.upload_routes = [route for route in _endpoints(app.routes) if _takes_files(route)]
+    return cached
+
+
+def is_upload_request(app: Starlette, scope: Scope) -> bool:
+    """Whether the request goes to a route that takes file uploads (method and path both match)."""
+    return any(route.matches(scope)[0] == Match.FULL for route in upload_routes(app))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -83,7 +118,7 @@ class BodyGuard:
             await _reply(send, 401, "not authenticated: send 'Authorization: Bearer <token>' or 'X-API-Key' "
                                     "(checked before the body is read)", {"WWW-Authenticate": "Bearer"})
             return
-        limit = body_limit(settings, _header(scope, b"content-type") or "")
+        limit = body_limit(settings, _header(scope, b"content-type") or "", is_upload_request(app, scope))
         if length_header is not None:
             try:
                 declared = int(length_header)

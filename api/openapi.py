@@ -64,15 +64,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses = operation["responses"]
             responses["422"] = _error("The request's fields did not validate.", "ValidationErrorOut")
             responses.setdefault("503", _error(_ERRORS["503"]))
+            if "requestBody" in operation:  # the body guard answers every body route, public ones included
+                responses.setdefault("413", _error("The body is larger than the limit of this request."))
+                if "multipart/form-data" in operation["requestBody"].get("content", {}):
+                    responses.setdefault("415", _error("An upload is not a JPEG, PNG, WebP or BMP image."))
             if (method, path) in PUBLIC_OPERATIONS:
                 operation["security"] = []
                 continue
             for code in ("401", "403", "404"):
                 responses.setdefault(code, _error(_ERRORS[code]))
-            if "requestBody" in operation:
-                responses.setdefault("413", _error("The body is larger than the limit of this request."))
-                if "multipart/form-data" in operation["requestBody"].get("content", {}):
-                    responses.setdefault("415", _error("An upload is not a JPEG, PNG, WebP or BMP image."))
     app.openapi_schema = schema
     return schema
 

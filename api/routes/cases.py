@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
+from api.ids import CaseId
 from api.routes.exports import get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
@@ -103,7 +104,7 @@ def list_cases(user: Investigator, client: RedisDep) -> list[CaseOut]:
 
 
 @router.get("/{case_id}", response_model=CaseOut, summary="One case")
-def get_case(case_id: str, user: Investigator, client: RedisDep) -> CaseOut:
+def get_case(user: Investigator, case_id: CaseId, client: RedisDep) -> CaseOut:
     return _out(_case(client, case_id, user))
 
 
@@ -112,7 +113,7 @@ def get_case(case_id: str, user: Investigator, client: RedisDep) -> CaseOut:
                          "clip its files and recording) is kept from every retention until the case is closed.",
              responses={404: {"model": ErrorOut, "description": "No such case, clip or event (or not yours)."},
                         409: {"model": ErrorOut, "description": "The case is closed."}})
-def add_item(case_id: str, body: CaseItemCreate, user: Investigator, client: RedisDep, store: ApiStoreDep,
+def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
              settings: SettingsDep) -> CaseOut:
     case = _case(client, case_id, user)
     if case.get("status") == "closed":
@@ -164,7 +165,7 @@ def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
              description="From now on retention may delete the case's items again (unless another open case holds "
                          "them). Closing a closed case changes nothing.",
              responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
-def close_case(case_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
+def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     case = _case(client, case_id, user)
     if case.get("status") != "closed":
         client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
@@ -176,7 +177,7 @@ def close_case(case_id: str, user: Investigator, client: RedisDep, store: ApiSto
 
 
 @router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest")
-def package_case(case_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
+def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
     case = _case(client, case_id, user)
     files: list[tuple[str, Path | bytes]] = []

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
+from api.ids import ExportId
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import ExportCreate, ExportOut
 
@@ -172,7 +173,7 @@ def list_exports(request: Request, user: Investigator, client: RedisDep) -> list
 
 
 @router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export")
-def get_export(request: Request, job_id: str, user: Investigator, client: RedisDep) -> ExportOut:
+def get_export(request: Request, user: Investigator, job_id: ExportId, client: RedisDep) -> ExportOut:
     return _out(get_job(client, job_id, user), request)
 
 
@@ -186,8 +187,11 @@ def _file(job: dict[str, str], field: str, settings) -> Path:
     return path
 
 
-@router.get("/{job_id}/download", summary="Download the MP4 of a finished export")
-def download_export(job_id: str, user: Investigator, client: RedisDep, store: ApiStoreDep,
+_NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, running or failed: no file yet."}}
+
+
+@router.get("/{job_id}/download", summary="Download the MP4 of a finished export", responses=_NOT_READY)
+def download_export(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                     settings: SettingsDep) -> FileResponse:
     job = get_job(client, job_id, user)
     path = _file(job, "path", settings)
@@ -195,7 +199,7 @@ def download_export(job_id: str, user: Investigator, client: RedisDep, store: Ap
     return FileResponse(path, media_type="video/mp4", filename=path.name)
 
 
-@router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export")
-def download_manifest(job_id: str, user: Investigator, client: RedisDep, settings: SettingsDep) -> FileResponse:
+@router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export", responses=_NOT_READY)
+def download_manifest(user: Investigator, job_id: ExportId, client: RedisDep, settings: SettingsDep) -> FileResponse:
     path = _file(get_job(client, job_id, user), "manifest_path", settings)
     return FileResponse(path, filename=path.name)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, s
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, SettingsDep
+from api.ids import PersonId
 from api.images import load_image
 from api.schemas.faces import PersonOut, PersonUpdate
 from pipeline.store import WatchlistStore
@@ -55,7 +56,7 @@ def list_persons(_: Investigator, client: RedisDep) -> list[PersonOut]:
 
 
 @router.get("/{person_id}", response_model=PersonOut, summary="One person")
-def get_person(person_id: str, _: Investigator, client: RedisDep) -> PersonOut:
+def get_person(_: Investigator, person_id: PersonId, client: RedisDep) -> PersonOut:
     person = WatchlistStore(client).get_person(person_id)
     if person is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
@@ -63,7 +64,7 @@ def get_person(person_id: str, _: Investigator, client: RedisDep) -> PersonOut:
 
 
 @router.patch("/{person_id}", response_model=PersonOut, summary="Rename or annotate a person")
-def update_person(person_id: str, body: PersonUpdate, admin: Admin, client: RedisDep,
+def update_person(body: PersonUpdate, admin: Admin, person_id: PersonId, client: RedisDep,
                   store: ApiStoreDep) -> PersonOut:
     person = WatchlistStore(client).update_person(person_id, name=body.name, notes=body.notes)
     if person is None:
@@ -73,7 +74,7 @@ def update_person(person_id: str, body: PersonUpdate, admin: Admin, client: Redi
 
 
 @router.put("/{person_id}/photos", response_model=PersonOut, summary="Replace a person's enrolment photos")
-async def replace_photos(request: Request, person_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep,
+async def replace_photos(request: Request, admin: Admin, person_id: PersonId, client: RedisDep, store: ApiStoreDep,
                          settings: SettingsDep, photos: Annotated[list[UploadFile], File()]) -> PersonOut:
     wl = WatchlistStore(client)
     if wl.get_person(person_id) is None:
@@ -84,7 +85,7 @@ async def replace_photos(request: Request, person_id: str, admin: Admin, client:
 
 
 @router.delete("/{person_id}", status_code=204, summary="Delete a person (and their watchlist entries)")
-def delete_person(person_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep) -> None:
+def delete_person(admin: Admin, person_id: PersonId, client: RedisDep, store: ApiStoreDep) -> None:
     if not WatchlistStore(client).delete_person(person_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
     store.audit(admin.username, "person_delete", {"person_id": person_id})

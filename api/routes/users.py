@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import Admin, ApiStoreDep
+from api.ids import Username
 from api.routes.cameras import check_camera_ids
 from api.schemas.auth import UserCreate, UserOut, UserUpdate
 from api.schemas.errors import ErrorOut
@@ -35,7 +36,7 @@ def create_user(body: UserCreate, request: Request, admin: Admin, store: ApiStor
 
 
 @router.get("/{username}", response_model=UserOut, summary="One user")
-def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
+def get_user(_: Admin, username: Username, store: ApiStoreDep) -> UserOut:
     record = store.get_user(username)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
@@ -48,7 +49,7 @@ def get_user(username: str, _: Admin, store: ApiStoreDep) -> UserOut:
                           "`all_cameras: true` removes the limit; omitted fields stay as they are. A new password, role or "
                           "camera limit revokes every token and API key of the user (they sign in again). The last "
                           "admin cannot be demoted.")
-def update_user(username: str, body: UserUpdate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
+def update_user(body: UserUpdate, request: Request, admin: Admin, username: Username, store: ApiStoreDep) -> UserOut:
     record = store.get_user(username)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {username!r} not found")
@@ -72,7 +73,7 @@ def _admins(store) -> list[str]:
 
 @router.delete("/{username}", status_code=204, summary="Delete a user (their tokens and API keys end at once)",
                responses={409: {"model": ErrorOut, "description": "You cannot delete yourself."}})
-def delete_user(username: str, admin: Admin, store: ApiStoreDep) -> None:
+def delete_user(admin: Admin, username: Username, store: ApiStoreDep) -> None:
     if username == admin.username:
         raise HTTPException(status.HTTP_409_CONFLICT, "you cannot delete yourself")
     if not store.delete_user(username):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep
+from api.ids import EntryId, WatchlistId
 from api.routes.cameras import check_camera_ids
 from api.schemas.watchlists import (
     EntryOut,
@@ -51,13 +52,13 @@ def create_watchlist(body: WatchlistCreate, admin: Admin, client: RedisDep, stor
 
 
 @router.get("/{watchlist_id}", response_model=WatchlistOut, summary="One watchlist")
-def get_watchlist(watchlist_id: str, _: Investigator, client: RedisDep) -> WatchlistOut:
+def get_watchlist(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> WatchlistOut:
     wl = WatchlistStore(client)
     return _out(_get(wl, watchlist_id), len(wl.list_entries(watchlist_id)))
 
 
 @router.patch("/{watchlist_id}", response_model=WatchlistOut, summary="Rename or describe a watchlist")
-def update_watchlist(watchlist_id: str, body: WatchlistUpdate, admin: Admin, client: RedisDep,
+def update_watchlist(body: WatchlistUpdate, admin: Admin, watchlist_id: WatchlistId, client: RedisDep,
                      store: ApiStoreDep) -> WatchlistOut:
     wl = WatchlistStore(client)
     _get(wl, watchlist_id)
@@ -67,22 +68,22 @@ def update_watchlist(watchlist_id: str, body: WatchlistUpdate, admin: Admin, cli
 
 
 @router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist and its entries")
-def delete_watchlist(watchlist_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep) -> None:
+def delete_watchlist(admin: Admin, watchlist_id: WatchlistId, client: RedisDep, store: ApiStoreDep) -> None:
     if not WatchlistStore(client).delete_watchlist(watchlist_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
     store.audit(admin.username, "watchlist_delete", {"watchlist_id": watchlist_id})
 
 
 @router.get("/{watchlist_id}/entries", response_model=list[EntryOut], summary="Entries of a watchlist")
-def list_entries(watchlist_id: str, _: Investigator, client: RedisDep) -> list[EntryOut]:
+def list_entries(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> list[EntryOut]:
     wl = WatchlistStore(client)
     _get(wl, watchlist_id)
     return [EntryOut(**e) for e in wl.list_entries(watchlist_id)]
 
 
 @router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry")
-def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, request: Request, admin: Admin, client: RedisDep,
-                    store: ApiStoreDep) -> EntryOut:
+def add_plate_entry(body: PlateEntryCreate, request: Request, admin: Admin, watchlist_id: WatchlistId,
+                    client: RedisDep, store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "plate":
         raise HTTPException(422, "watchlist_id: this is a face watchlist")
@@ -94,7 +95,7 @@ def add_plate_entry(watchlist_id: str, body: PlateEntryCreate, request: Request,
 
 
 @router.post("/{watchlist_id}/persons", response_model=EntryOut, status_code=201, summary="Add a person entry")
-def add_face_entry(watchlist_id: str, body: FaceEntryCreate, request: Request, admin: Admin, client: RedisDep,
+def add_face_entry(body: FaceEntryCreate, request: Request, admin: Admin, watchlist_id: WatchlistId, client: RedisDep,
                    store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "face":
@@ -121,7 +122,7 @@ def _check_plate(text: str) -> str:
                           "max_distance or (person entries) threshold in place: the entry keeps its id, so its past "
                           "alerts stay linked. A new plate text is normalised. Bumps the watchlist version so the "
                           "engine re-reads the entries; audited as `watchlist_entry_update`.")
-def update_entry(watchlist_id: str, entry_id: str, body: EntryUpdate, request: Request, admin: Admin,
+def update_entry(body: EntryUpdate, request: Request, admin: Admin, watchlist_id: WatchlistId, entry_id: EntryId,
                  client: RedisDep, store: ApiStoreDep) -> EntryOut:
     wl = WatchlistStore(client)
     kind = _get(wl, watchlist_id)["kind"]
@@ -146,7 +147,8 @@ def update_entry(watchlist_id: str, entry_id: str, body: EntryUpdate, request: R
 
 
 @router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry")
-def delete_entry(watchlist_id: str, entry_id: str, admin: Admin, client: RedisDep, store: ApiStoreDep) -> None:
+def delete_entry(admin: Admin, watchlist_id: WatchlistId, entry_id: EntryId, client: RedisDep,
+                 store: ApiStoreDep) -> None:
     wl = WatchlistStore(client)
     _get(wl, watchlist_id)
     if not wl.delete_entry(watchlist_id, entry_id):
