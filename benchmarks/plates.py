@@ -810,7 +810,8 @@ def main_sweep(args: argparse.Namespace, rows: list[dict[str, str]], reader: Pla
     print_sweep(results, sweeps)
     print("\nsummary: " + json.dumps(doc["summary"]))
     plot = args.plot or (args.json.with_suffix(".png") if args.json else DEFAULT_PLOT)
-    plot_sweep(results, sweeps, plot, f"{args.labels.name}: {len(samples)} plates per cell, pitch {args.pitch:g}")
+    plot_sweep(results, sweeps, plot, f"{args.labels.name}: {len(samples)} plates per cell, pitch {args.pitch:g}"
+               + (", posed on real car photos" if args.on_cars else ""))
     print(f"plot: {plot}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
