@@ -477,12 +477,9 @@ def load_car_photos(image_dirs: list[Path], max_side: int = 1600) -> list[CarPho
     most ``max_side`` pixels, every labelled plate painted over; SystemExit when there is none."""
     photos: list[CarPhoto] = []
     for path, boxes in sorted(labelled_plates(image_dirs).items()):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img, s = read_scaled(path, max_side)
         if img is None:
             continue
-        s = min(1.0, max_side / max(img.shape[:2]))
-        if s < 1:
-            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
         scaled = [[v * s for v in b] for b in boxes]
         x, y, w, h = scaled[0]
         photos.append(CarPhoto(hide_plates(img, scaled), (x, y, w, h)))
@@ -738,6 +735,18 @@ def labelled_plates(image_dirs: list[Path]) -> dict[Path, list[list[float]]]:
     return boxes
 
 
+def read_scaled(path: Path, max_side: int) -> tuple[np.ndarray | None, float]:
+    """The image at ``path`` shrunk (area averaging) to at most ``max_side`` pixels, and the scale applied; None
+    when it cannot be read."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, 1.0
+    s = min(1.0, max_side / max(img.shape[:2]))
+    if s < 1:
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return img, s
+
+
 def hide_plates(img: np.ndarray, boxes: list[list[float]], grow: float = 0.25) -> np.ndarray:
     """``img`` with the given plate boxes (grown by ``grow`` of their size) painted over from their surroundings,
     so that a warped plate is never put on top of, or next to, a real one the detector would merge it with."""
@@ -761,12 +770,9 @@ def load_backgrounds(videos: list[Path], image_dirs: list[Path], frames_per_vide
     files = sorted(p for d in image_dirs for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     hidden = 0
     for path in files[::max(1, len(files) // max_images)]:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img, s = read_scaled(path, max_side)
         if img is None:
             continue
-        s = min(1.0, max_side / max(img.shape[:2]))
-        if s < 1:
-            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
         if path.resolve() in boxes:
             img = hide_plates(img, [[v * s for v in b] for b in boxes[path.resolve()]])
             hidden += 1
