@@ -472,6 +472,8 @@ def _issue_from_pydantic(err: Any, lines: dict[tuple[Any, ...], int]) -> ConfigI
         message = "required key is missing"
     elif "input" in err and not isinstance(err["input"], dict | list):
         message = f"{message} (got {redact_text(repr(err['input']))[:80]})"
+        if err["type"] == "string_type" and isinstance(err["input"], bool | int | float):
+            message += "; YAML read it as a number or yes/no: write it in quotes"
     return ConfigIssue(_format_path(loc), _line_for(loc, lines), message)
 
 

@@ -126,3 +126,10 @@ def test_values_yaml_cannot_build_name_the_line_and_never_echo_the_file(line: st
     issues = [str(issue) for issue in err.value.issues]
     assert len(issues) == 1 and issues[0].startswith(expected), issues
     assert "Sup3rS3cret" not in str(err.value) and "999999" not in str(err.value)
+
+
+def test_an_id_yaml_reads_as_a_number_or_boolean_says_to_quote_it() -> None:
+    for value, shown in (("12345", "12345"), ("no", "False"), ("1.5", "1.5")):
+        issues = issues_of(GOOD.replace("id: cam-2", f"id: {value}"))
+        assert any(i.startswith("line 10: cameras[1].id: Input should be a valid string") and f"(got {shown})" in i
+                   and "write it in quotes" in i for i in issues), issues
