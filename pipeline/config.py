@@ -296,6 +296,13 @@ few hundred bytes can otherwise name billions through nested anchors."""
 
 def parse_config(text: str, source: str = "<string>") -> Config:
     """Validate YAML text; raise :class:`ConfigError` listing every problem with key path and line."""
+    try:
+        return _parse_config(text, source)
+    except RecursionError:  # the YAML library and the checks walk the tree recursively
+        raise ConfigError(source, [ConfigIssue("", None, "the YAML is nested too deeply")]) from None
+
+
+def _parse_config(text: str, source: str) -> Config:
     root = _compose(text, source)
     if root is None:
         raise ConfigError(source, [ConfigIssue("", 1, "file is empty; expected a mapping with a 'cameras' list")])

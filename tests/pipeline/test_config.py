@@ -133,3 +133,7 @@ def test_an_id_yaml_reads_as_a_number_or_boolean_says_to_quote_it() -> None:
         issues = issues_of(GOOD.replace("id: cam-2", f"id: {value}"))
         assert any(i.startswith("line 10: cameras[1].id: Input should be a valid string") and f"(got {shown})" in i
                    and "write it in quotes" in i for i in issues), issues
+
+
+def test_yaml_nested_too_deeply_is_an_issue_not_a_crash() -> None:
+    assert issues_of("a: " + "[" * 3000 + "]" * 3000 + "\n") == ["line ?: <root>: the YAML is nested too deeply"]
