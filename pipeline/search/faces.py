@@ -137,8 +137,12 @@ class FaceIndex:
         times = np.array(reply[4].split(b"\0"), dtype=np.float64)
         lens = np.array(reply[5].split(b","), dtype=np.int64)
         blob = reply[6]
-        if self._dim == 0:
-            self._dim = int(lens[0]) // 4
+        if self._dim == 0:  # the most common whole-float32 length: one malformed first record must not set it
+            usable = lens[(lens > 0) & (lens % 4 == 0)]
+            if not len(usable):
+                logger.warning("face entries up to %s hold no usable embedding; not indexed", sids[-1])
+                return sids[-1]
+            self._dim = int(np.bincount(usable // 4).argmax())
             self._matrix = np.zeros((0, self._dim), self.dtype)
         if np.all(lens == self._dim * 4):
             embs = np.frombuffer(blob, "<f4").reshape(count, self._dim)

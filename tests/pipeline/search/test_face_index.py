@@ -77,3 +77,17 @@ def test_bad_embedding_size_is_skipped_and_bad_dtype_refused(client: redis.Redis
         index.search(np.ones(64, np.float32))
     with pytest.raises(ValueError, match="dtype"):
         FaceIndex(client, dtype="int4")
+
+
+def test_a_malformed_first_embedding_does_not_set_the_dimension(client: redis.Redis) -> None:
+    """The index takes its dimension from the embeddings most records hold, not from the first record's (an odd
+    record first used to make every good one after it "the wrong size")."""
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(3, 128)).astype(np.float32)
+    odd, _ = faces(rng, centres, 1, dim=64)
+    good, emb = faces(rng, centres, 5, start=1)
+    EventStore(client).publish_face_events(odd + good)
+    index = FaceIndex(client)
+    assert index.refresh() == 6 and len(index) == 5
+    hits = index.search(emb[2], threshold=0.9, top_k=1)
+    assert [h.event_id for h in hits] == ["f3"]
