@@ -494,12 +494,11 @@ def car_frame(photo: CarPhoto, scale: float, centre: tuple[float, float], size: 
     in scaled pixels (area averaging when shrinking)."""
     w, h = size
     x0, y0 = centre[0] - w / 2, centre[1] - h / 2
-    if scale < 1:
-        small = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        m = np.float32([[1, 0, -x0], [0, 1, -y0]])
-        return cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    m = np.float32([[scale, 0, -x0], [0, scale, -y0]])
-    return cv2.warpAffine(photo.image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    source, s = photo.image, scale
+    if scale < 1:  # shrink by area averaging first; the warp then only moves the region
+        source, s = cv2.resize(photo.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), 1.0
+    m = np.float32([[s, 0, -x0], [0, s, -y0]])
+    return cv2.warpAffine(source, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def make_car_scene(plate: np.ndarray, photos: list[CarPhoto], cell: Cell, rng: np.random.Generator,

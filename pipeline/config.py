@@ -289,6 +289,7 @@ def load_config(path: str | Path) -> Config:
     return parse_config(text, source=str(path))
 
 
+NON_SCALAR_KEY = "keys must be plain scalars, not a list or a mapping"
 MAX_YAML_VALUES = 100_000
 """Most values a config file may hold once its aliases are expanded (a real one holds a few thousand): a file of a
 few hundred bytes can otherwise name billions through nested anchors."""
@@ -309,7 +310,7 @@ def _parse_config(text: str, source: str) -> Config:
     _check_aliases(root, source)
     lines: dict[tuple[Any, ...], int] = {}
     issues = list(_index_lines(root, (), lines))
-    if any(i.message.startswith("keys must be") for i in issues):
+    if any(i.message == NON_SCALAR_KEY for i in issues):  # the data cannot be built from such a tree
         raise ConfigError(source, issues)
     data = _construct(root, source)
     if not isinstance(data, dict):
@@ -441,8 +442,7 @@ def _index_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, 
         seen: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                yield ConfigIssue(_format_path(path), key_node.start_mark.line + 1,
-                                  "keys must be plain scalars, not a list or a mapping")
+                yield ConfigIssue(_format_path(path), key_node.start_mark.line + 1, NON_SCALAR_KEY)
                 continue
             key = key_node.value
             if key in seen:

@@ -115,8 +115,7 @@ def _url_auth(url: str) -> dict[str, Any]:
         out["password"] = unquote(parts.password)
     db = parts.path.lstrip("/")
     if db:
-        check_redis_url(url)
-        out["db"] = int(db)
+        out["db"] = int(db)  # a number: the client factories checked the URL (check_redis_url) first
     return out
 
 
