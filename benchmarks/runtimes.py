@@ -67,8 +67,9 @@ PLATES = SHARED / "data" / "plates_thai"
 YOLO11_OV = "yolo/yolo11n_int8_openvino_model/yolo11n.xml"
 ORT, OV, OV_BF16, ORT_OV = "onnxruntime", "openvino", "openvino-bf16", "ort-openvino"
 ORT_CUDA, ORT_TRT = "ort-cuda", "ort-tensorrt"  # ONNX Runtime's GPU providers, where this build has them
-RUNTIMES = (ORT, OV, OV_BF16, ORT_OV, ORT_CUDA, ORT_TRT)
-GPU_RUNTIMES = (ORT_CUDA, ORT_TRT)  # measured and reported, never what engine.runtime: auto takes on the CPU
+TORCH_CUDA, TORCH_CUDA_FP16 = "torch-cuda", "torch-cuda-fp16"  # the same ONNX files on PyTorch CUDA (onnx2torch)
+RUNTIMES = (ORT, OV, OV_BF16, ORT_OV, ORT_CUDA, ORT_TRT, TORCH_CUDA, TORCH_CUDA_FP16)
+GPU_RUNTIMES = (ORT_CUDA, ORT_TRT, TORCH_CUDA, TORCH_CUDA_FP16)  # measured and reported, never what auto takes
 GPU_PROVIDERS = {ORT_CUDA: "CUDAExecutionProvider", ORT_TRT: "TensorrtExecutionProvider"}
 ORT_PROVIDERS: dict[str, list[Any]] = {  # the provider list of each ONNX Runtime session other than the project's own
     ORT_OV: [("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32"}), "CPUExecutionProvider"],
@@ -179,11 +180,16 @@ def in_chunks(items: list[Any], size: int, fn: Callable[[list[Any]], list[Any]])
 
 def open_session(runtime: str, path: Path):  # noqa: ANN201
     """A session of ``runtime`` on ``path`` (``ort-openvino``: ONNX Runtime with its OpenVINO provider;
-    ``ort-cuda`` / ``ort-tensorrt``: its CUDA / TensorRT provider, the CPU behind them for unsupported nodes)."""
+    ``ort-cuda`` / ``ort-tensorrt``: its CUDA / TensorRT provider, the CPU behind them for unsupported nodes;
+    ``torch-cuda`` / ``torch-cuda-fp16``: :class:`~pipeline.models.torch_runtime.TorchSession` on the GPU)."""
     if runtime == ORT:
         return create_session(path, "cpu")
     if runtime in (OV, OV_BF16):
         return OpenVinoSession(path, precision="bf16" if runtime == OV_BF16 else "f32")
+    if runtime in (TORCH_CUDA, TORCH_CUDA_FP16):
+        from pipeline.models.torch_runtime import TorchSession
+
+        return TorchSession(path, device="cuda", precision="f16" if runtime == TORCH_CUDA_FP16 else "f32")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -217,6 +223,14 @@ def available_runtimes() -> tuple[list[str], dict[str, str]]:
             skipped[runtime] = (f"onnxruntime {ort.__version__} has no {provider} (providers: "
                                 f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu on a machine "
                                 "with an NVIDIA GPU)")
+    from pipeline.models.torch_runtime import torch_available, torch_cuda_available
+
+    torch_ok, torch_detail = torch_available()
+    for runtime in (TORCH_CUDA, TORCH_CUDA_FP16):
+        if torch_cuda_available():
+            have.append(runtime)
+        else:
+            skipped[runtime] = torch_detail if not torch_ok else f"{torch_detail} sees no CUDA device"
     return have, skipped
 
 

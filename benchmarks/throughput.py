@@ -314,7 +314,8 @@ def run_baseline_camera(config: Config, bus: Any, stop_event: Any, redis_url: st
     models = load_model_set(config.engine, device=config.engine.device)
     models.vehicles, models.plates, models.faces = (_PerItem(models.vehicles), _PerItem(models.plates),
                                                     _PerItem(models.faces))
-    reader = load_plate_reader_or_none(config.engine.plate_reader, device=config.engine.device)
+    reader = load_plate_reader_or_none(config.engine.plate_reader, device=config.engine.device,
+                                       runtime=config.engine.runtime)
     engine, publisher, client = build_engine(config, redis_url=redis_url, models=models,
                                              plate_reader=_PerItem(reader) if reader is not None else None,
                                              engine_id=engine_id, live=True)
@@ -754,8 +755,8 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
                              engine_overrides=args.engine_set)
         ec = config.engine
         models = load_model_set(ec)
-        reader = load_plate_reader_or_none(ec.plate_reader, device=ec.device)
-        rectifier = load_plate_rectifier_or_none(ec.device) if ec.plate_rectification else None
+        reader = load_plate_reader_or_none(ec.plate_reader, device=ec.device, runtime=ec.runtime)
+        rectifier = load_plate_rectifier_or_none(ec.device, ec.runtime) if ec.plate_rectification else None
         total = sum(len(c) for c in cameras)
         kept = f", every {args.keep_every}th analysed" if args.keep_every > 1 else ""
         print(f"file mode: {args.streams} cameras, {total} frames ({args.fps:g} fps x {args.seconds:g} s of video each"
@@ -792,6 +793,8 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
         for batch in interleave([iter(c[:2]) for c in cameras], ec.max_batch_size):
             warm.process_batch(batch)  # first calls (allocations, lazy initialisation) are paid by no run
         out: dict[str, Any] = {"frames": total, "plate_reader": reader is not None, "keep_every": args.keep_every}
+        if args.barrier:
+            out["barrier_wait_s"] = wait_at_barrier(args.barrier, args.barrier_count)
         out["engine"], engine = batched_run("engine", Engine, config)
         if not args.no_reference:
             ref_config = make_config(urls, args.fps, args.width, work / "spool", naive=False, precision=args.precision,
@@ -812,11 +815,29 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+BARRIER_TIMEOUT_S = 600.0
+
+
+def wait_at_barrier(folder: Path, count: int, timeout_s: float = BARRIER_TIMEOUT_S) -> float:
+    """Mark this process ready in ``folder`` and wait until ``count`` processes are (parallel file-mode engines
+    start their measured runs together, after each has loaded its models and decoded its frames); the seconds
+    waited. Raises ``TimeoutError`` after ``timeout_s``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"ready-{os.getpid()}").touch()
+    start = time.monotonic()
+    while len(list(folder.glob("ready-*"))) < count:
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{folder}: {len(list(folder.glob('ready-*')))} of {count} processes ready after "
+                               f"{timeout_s:.0f} s")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
 def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401
     """The reference run's models: ONNX Runtime in f32 for every model, the most exact runtime and precision, and
     the plate detector on its square input, so that the answer check also judges the runtime, the precision and
-    the plate canvas the engine took (``engine.runtime: auto`` picks OpenVINO on some CPUs, and ``openvino-bf16``
-    moves answers; ``engine.model_precision: auto`` runs the plate detector in static int8); the engine's own models
+    the plate canvas the engine took (``engine.runtime: auto`` picks OpenVINO on some CPUs, ``openvino-bf16`` and
+    ``torch-fp16`` move answers; the reference runs on the CPU, as ONNX Runtime's CUDA build may be missing; ``engine.model_precision: auto`` runs the plate detector in static int8); the engine's own models
     when they already run so."""
     from pipeline.models.registry import load_model_set
 
@@ -826,7 +847,7 @@ def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401
     print(f"  [reference] models on ONNX Runtime in fp32, plates on the square canvas (the engine runs "
           f"{models.runtimes}, {models.precisions}, plate canvas {engine_config.plate_canvas})", flush=True)
     return load_model_set(engine_config.model_copy(update={"plate_canvas": "square"}), runtime="onnxruntime",
-                          precision="fp32")
+                          precision="fp32", device="cpu")
 
 
 def run_naive_files(args: argparse.Namespace, cameras: list[list[Any]], urls: dict[str, str], models: Any,
@@ -900,7 +921,8 @@ def files_fields(files: dict[str, Any]) -> dict[str, Any]:
     """Flat JSON fields of a file-mode run (``files_`` prefixed, plus the answer check and models-only figures)."""
     n = files["frames"]
     out: dict[str, Any] = {"files_frames": n, "files_plate_reader": files.get("plate_reader"),
-                           "files_keep_every": files.get("keep_every", 1)}
+                           "files_keep_every": files.get("keep_every", 1),
+                           "files_barrier_wait_s": _round(files.get("barrier_wait_s"))}
     for phase in ("engine", "reference", "baseline"):
         p = files.get(phase)
         if not p:
@@ -1239,6 +1261,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="--mode files: analyse only every Nth decoded frame of each camera (its configured "
                              "analysis fps stays --fps): an engine that keeps up with a share of each camera's frames, "
                              "as at saturation, on frames that are the same for every run")
+    parser.add_argument("--barrier", type=Path, default=None, metavar="DIR",
+                        help="--mode files: once loaded and warm, wait in DIR for --barrier-count processes before "
+                             "the measured run (parallel engines, benchmarks.gpu)")
+    parser.add_argument("--barrier-count", type=int, default=1, metavar="N", help="processes meeting at --barrier")
     parser.add_argument("--json", type=Path, help="write the flat results here")
     parser.add_argument("--plot", type=Path, help="PNG plot (default: next to --json)")
     args = parser.parse_args(argv)
@@ -1251,6 +1277,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--settle must be 0 or more, not {args.settle}")
     if args.keep_every < 1:
         parser.error(f"--keep-every must be 1 or more, not {args.keep_every}")
+    if args.barrier_count < 1:
+        parser.error(f"--barrier-count must be 1 or more, not {args.barrier_count}")
+    if args.barrier and args.mode != "files":
+        parser.error("--barrier meets parallel file-mode engines (--mode files)")
     sweep = None
     if args.streams_sweep:
         try:

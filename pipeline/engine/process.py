@@ -23,6 +23,7 @@ from pipeline.engine.publisher import SpooledPublisher
 from pipeline.engine.snapshots import cleanup_snapshots
 from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import WatchlistMatcher
+from pipeline.models.onnx_utils import resolve_runtime
 from pipeline.settings import PROJECT_ROOT, get_settings
 from pipeline.store import holds
 from pipeline.store.connection import redis_client as make_client
@@ -34,26 +35,30 @@ CLEANUP_INTERVAL_S = 3600.0
 IDLE_TIMEOUT_S = 0.25
 
 
-def load_plate_reader_or_none(backend: str, model_dir: Path | None = None, device: str = "auto") -> Any | None:
-    """Load the plate reader; None (logged once, clearly) when its model file or module is missing."""
+def load_plate_reader_or_none(backend: str, model_dir: Path | None = None, device: str = "auto",
+                              runtime: str = "auto") -> Any | None:
+    """Load the plate reader on ``runtime`` (``engine.runtime``, resolved for the reader); None (logged once,
+    clearly) when its model file or module is missing."""
     try:
         from pipeline.plates.reader import load_plate_reader
     except ImportError as exc:
         logger.error("plate reader module unavailable (%s): plate events will carry no text", exc)
         return None
     try:
-        return load_plate_reader(backend, model_dir=model_dir, device=device)
+        return load_plate_reader(backend, model_dir=model_dir, device=device,
+                                 runtime=resolve_runtime(runtime, "plate_reader", device))
     except (FileNotFoundError, OSError) as exc:
         logger.error("plate reader model missing (%s): plate events will carry no text until it is installed", exc)
         return None
 
 
-def load_plate_rectifier_or_none(device: str = "auto") -> Any | None:
-    """Load the plate rectifier; None (logged once, clearly) when its model file is missing."""
+def load_plate_rectifier_or_none(device: str = "auto", runtime: str = "auto") -> Any | None:
+    """Load the plate rectifier on ``runtime`` (``engine.runtime``, resolved for the rectifier); None (logged once,
+    clearly) when its model file is missing."""
     from pipeline.plates.rectifier import load_plate_rectifier
 
     try:
-        return load_plate_rectifier(device=device)
+        return load_plate_rectifier(device=device, runtime=resolve_runtime(runtime, "plate_rectifier", device))
     except (FileNotFoundError, OSError) as exc:
         logger.error("plate rectifier model missing (%s): plates are read as the detector cuts them", exc)
         return None
@@ -91,9 +96,11 @@ def build_engine(
 
         models = load_model_set(config.engine, device=device)
     if isinstance(plate_reader, str) and plate_reader == "load":
-        plate_reader = load_plate_reader_or_none(config.engine.plate_reader, device=device)
+        plate_reader = load_plate_reader_or_none(config.engine.plate_reader, device=device,
+                                                 runtime=config.engine.runtime)
     if isinstance(plate_rectifier, str) and plate_rectifier == "load":
-        plate_rectifier = load_plate_rectifier_or_none(device) if config.engine.plate_rectification else None
+        plate_rectifier = (load_plate_rectifier_or_none(device, config.engine.runtime)
+                           if config.engine.plate_rectification else None)
     client = redis_client(redis_url or settings.redis_url)
     store = EventStore(client, config.engine.events_maxlen, wait_replicas=wait_replicas(settings),
                        wait_timeout_ms=settings.redis_wait_timeout_ms)

@@ -15,8 +15,9 @@ from pipeline.settings import get_settings
 logger = logging.getLogger(__name__)
 
 
-RUNTIMES = ("auto", "onnxruntime", "openvino", "openvino-bf16")
+RUNTIMES = ("auto", "onnxruntime", "openvino", "openvino-bf16", "torch", "torch-fp16")
 OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # runtime name -> OpenVINO inference precision
+TORCH_PRECISION = {"torch": "f32", "torch-fp16": "f16"}  # runtime name -> precision of the PyTorch module
 # The runtime ``auto`` takes per model (the engine's roles: vehicles, plates, face_detector, face_embedder) where
 # OpenVINO is installed, per kind of CPU (:func:`cpu_class`): the fastest with the same outputs, as measured by
 # ``python -m benchmarks.runtimes`` on that kind. A model not listed runs on ONNX Runtime.
@@ -99,8 +100,40 @@ def _openvino_session(path: Path, device: str, threads: int,
         return None
 
 
+def _torch_session(path: Path, device: str, precision: str):  # noqa: ANN202 (TorchSession | None)
+    """A :class:`~pipeline.models.torch_runtime.TorchSession` on ``path``, or ``None`` (reason logged as a warning)
+    when torch or onnx2torch is missing, CUDA was asked for and torch sees none, or the model does not convert."""
+    from pipeline.models.torch_runtime import TorchSession, torch_available, torch_cuda_available, torch_device
+
+    ok, detail = torch_available()
+    if not ok:
+        logger.warning("runtime torch: %s runs on ONNX Runtime instead (%s; pip install .[gpu])", path, detail)
+        return None
+    if device == "cuda" and not torch_cuda_available():
+        logger.warning("runtime torch: %s runs on ONNX Runtime instead (torch sees no CUDA device)", path)
+        return None
+    try:
+        return TorchSession(path, device=torch_device(device), precision=precision)
+    except Exception as exc:  # noqa: BLE001 (any conversion failure means: use ONNX Runtime)
+        logger.warning("runtime torch: %s runs on ONNX Runtime instead (onnx2torch could not convert it: %s: %s)",
+                       path, type(exc).__name__, exc)
+        return None
+
+
+def model_providers(device: str, runtime: str) -> list[str]:
+    """Where models of ``runtime`` run for ``device``: the torch runtime's ``TorchCUDA`` / ``TorchCPU`` when it is
+    installed, else ONNX Runtime's providers (:func:`~pipeline.models.base.select_providers`, which raises for
+    ``cuda`` without a CUDA build)."""
+    if runtime in TORCH_PRECISION:
+        from pipeline.models.torch_runtime import PROVIDERS, torch_available, torch_device
+
+        if torch_available()[0]:
+            return [PROVIDERS[torch_device(device)]]
+    return select_providers(device)
+
+
 def create_session(path: Path, device: str = "auto", threads: int = 0,
-                   runtime: str = "onnxruntime"):  # noqa: ANN201 (onnxruntime.InferenceSession | OpenVinoSession)
+                   runtime: str = "onnxruntime"):  # noqa: ANN201 (InferenceSession | OpenVinoSession | TorchSession)
     """Open an ONNX Runtime session on ``path`` with the providers of ``device``.
 
     Worker threads do not spin while idle: the engine shares the CPU with the ffmpeg decoders, and spinning
@@ -109,7 +142,9 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
     ``runtime`` ``openvino`` (or ``openvino-bf16``) returns an
     :class:`~pipeline.models.openvino_runtime.OpenVinoSession` (the same ``run``/``get_inputs``/``get_outputs``
     calls) on the CPU instead, falling back to ONNX Runtime with a logged reason where OpenVINO is missing or fails
-    (``auto`` is resolved per model by :func:`resolve_runtime` first).
+    (``auto`` is resolved per model by :func:`resolve_runtime` first). ``torch`` (or ``torch-fp16``) returns a
+    :class:`~pipeline.models.torch_runtime.TorchSession` on CUDA where torch sees a GPU (the CPU otherwise), falling
+    back to ONNX Runtime likewise.
     """
     if runtime not in RUNTIMES[1:]:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES[1:])} here (resolve auto first), "
@@ -120,6 +155,14 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
         if session is not None:
             return session
     import onnxruntime as ort
+
+    if runtime in TORCH_PRECISION:
+        session = _torch_session(Path(path), device, TORCH_PRECISION[runtime])
+        if session is not None:
+            return session
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            logger.warning("runtime torch: %s runs on ONNX Runtime on the CPU (this onnxruntime has no CUDA)", path)
+            device = "cpu"
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -135,11 +178,15 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
 
 
 def session_runtime(session) -> str:  # noqa: ANN001
-    """``openvino``, ``openvino-bf16`` or ``onnxruntime``: what a session from :func:`create_session` actually
-    runs on."""
+    """``openvino``, ``openvino-bf16``, ``torch``, ``torch-fp16`` or ``onnxruntime``: what a session from
+    :func:`create_session` actually runs on."""
     from pipeline.models.openvino_runtime import PROVIDER_NAME
+    from pipeline.models.torch_runtime import PROVIDERS as TORCH_PROVIDERS
 
-    if list(session.get_providers())[:1] != [PROVIDER_NAME]:
+    first = list(session.get_providers())[:1]
+    if first and first[0] in TORCH_PROVIDERS.values():
+        return "torch-fp16" if getattr(session, "precision", "f32") == "f16" else "torch"
+    if first != [PROVIDER_NAME]:
         return "onnxruntime"
     return "openvino-bf16" if getattr(session, "precision", "f32") == "bf16" else "openvino"
 

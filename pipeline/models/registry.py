@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import EngineConfig
-from pipeline.models.base import select_providers
 from pipeline.models.derive import PRECISIONS, batch_model_path
 from pipeline.models.faces import FaceAnalyzer, FaceEmbedder, ScrfdDetector
 from pipeline.models.models_files import face_pack_files
-from pipeline.models.onnx_utils import resolve_runtime, session_runtime
+from pipeline.models.onnx_utils import model_providers, resolve_runtime, session_runtime
 from pipeline.models.plate_detector import PlateDetector, load_plate_detector
 from pipeline.models.yolo import TRAFFIC_CLASSES, UltralyticsDetector, YoloOnnxDetector, load_yolo_detector
 from pipeline.models_manifest import resolve_model
@@ -86,12 +85,12 @@ def load_model_set(
     model_dir = Path(model_dir or settings.model_dir)
     derived_dir = Path(derived_dir or settings.derived_model_dir)
     device = device if device != "auto" else engine_config.device
-    providers = select_providers(device)
+    runtime = runtime or engine_config.runtime
+    providers = model_providers(device, runtime)
     det_rel, rec_rel = face_pack_files(engine_config.face_model_pack, model_dir)
     for rel in (engine_config.detector_model, engine_config.plate_detector_model, det_rel, rec_rel):
         resolve_model(rel, model_dir)  # fail fast, before deriving anything, on a missing or corrupt file
     files: dict[str, Path] = {}
-    runtime = runtime or engine_config.runtime
     wanted = {role: resolve_runtime(runtime, role, device)
               for role in ("vehicles", "plates", "face_detector", "face_embedder")}
     chosen = resolve_precision(precision or engine_config.model_precision, providers)

@@ -63,7 +63,7 @@ class CrnnPlateReader:
     """Batched Thai plate reader running the shipped ONNX model."""
 
     def __init__(self, model_dir: Path, device: str = "auto", batch_size: int = 64, beam: int = 8,
-                 top_k: int = 5, threads: int = 0) -> None:
+                 top_k: int = 5, threads: int = 0, runtime: str = "onnxruntime") -> None:
         model_dir = Path(model_dir)
         onnx_path = model_dir / ONNX_NAME
         meta_path = model_dir / META_NAME
@@ -78,7 +78,7 @@ class CrnnPlateReader:
             raise ValueError(f"{meta_path}: expected {len(PROVINCES)} provinces")
         self.no_province_class: int | None = meta.get("no_province_class")
         self.layouts = tuple(meta.get("layouts", {CAR: "as is"}))
-        self.session = create_session(onnx_path, device=device, threads=threads)
+        self.session = create_session(onnx_path, device=device, threads=threads, runtime=runtime)
         self.providers = self.session.get_providers()
         self.batch_size = batch_size
         self.beam = beam

@@ -33,7 +33,8 @@ def default_backend() -> str:
     return os.environ.get("CCTV_PLATE_READER_BACKEND", "crnn").strip().lower() or "crnn"
 
 
-def load_plate_reader(backend: str = "crnn", model_dir: Path | None = None, device: str = "auto") -> PlateReader:
+def load_plate_reader(backend: str = "crnn", model_dir: Path | None = None, device: str = "auto",
+                      runtime: str = "onnxruntime") -> PlateReader:
     """Create a plate reader.
 
     Args:
@@ -41,6 +42,7 @@ def load_plate_reader(backend: str = "crnn", model_dir: Path | None = None, devi
         model_dir: folder holding the backend's files; defaults to ``<project_model_dir>/plate_reader`` for
             ``crnn`` and ``<model_dir>/easyocr`` for ``easyocr`` (see :mod:`pipeline.settings`).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        runtime: what runs the ``crnn`` model (a resolved :data:`~pipeline.models.onnx_utils.RUNTIMES` name).
 
     Raises:
         FileNotFoundError: the backend's model files are missing (the message names the file).
@@ -54,7 +56,8 @@ def load_plate_reader(backend: str = "crnn", model_dir: Path | None = None, devi
     if backend == "crnn":
         from pipeline.plates.crnn_backend import CrnnPlateReader
 
-        return CrnnPlateReader(model_dir or get_settings().project_model_dir / "plate_reader", device=device)
+        return CrnnPlateReader(model_dir or get_settings().project_model_dir / "plate_reader", device=device,
+                               runtime=runtime)
     if backend == "easyocr":
         from pipeline.plates.easyocr_backend import EasyOcrPlateReader
 

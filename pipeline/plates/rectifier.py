@@ -53,10 +53,15 @@ class RectifiedPlate:
     warped_as: str = CAR  # the layout whose margins and size ``image`` was warped with (when ``applied``)
 
 
+def _cross2(a: np.ndarray, b: np.ndarray) -> float:
+    """The z of the cross product of two 2-D vectors (``np.cross`` refuses 2-D vectors from NumPy 2.5 on)."""
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
 def _plausible(quad: np.ndarray, w: int, h: int) -> bool:
     """Corners in reading order (convex, clockwise), not tiny, not mostly outside the crop."""
     q = np.asarray(quad, np.float64)
-    cross = [np.cross(q[(i + 1) % 4] - q[i], q[(i + 2) % 4] - q[(i + 1) % 4]) for i in range(4)]
+    cross = [_cross2(q[(i + 1) % 4] - q[i], q[(i + 2) % 4] - q[(i + 1) % 4]) for i in range(4)]
     if not all(c > 0 for c in cross):  # image y points down: clockwise turns have a positive cross product
         return False
     pw, ph = quad_size(q)
@@ -69,7 +74,8 @@ def _plausible(quad: np.ndarray, w: int, h: int) -> bool:
 class PlateRectifier:
     """Batched corner regressor (ONNX Runtime) + perspective warp."""
 
-    def __init__(self, model_dir: Path, device: str = "auto", threads: int = 0, refine: bool = True) -> None:
+    def __init__(self, model_dir: Path, device: str = "auto", threads: int = 0, refine: bool = True,
+                 runtime: str = "onnxruntime") -> None:
         model_dir = Path(model_dir)
         onnx_path, meta_path = model_dir / ONNX_NAME, model_dir / META_NAME
         for p in (onnx_path, meta_path):
@@ -79,7 +85,7 @@ class PlateRectifier:
         self.input_hw = (int(meta["input"]["height"]), int(meta["input"]["width"]))
         self.layouts = tuple(meta.get("layouts", LAYOUTS))
         self.refine = refine
-        self.session = create_session(onnx_path, device=device, threads=threads)
+        self.session = create_session(onnx_path, device=device, threads=threads, runtime=runtime)
         logger.info("plate rectifier %s on %s", onnx_path, self.session.get_providers())
 
     def locate(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +149,14 @@ def plate_margin(rectified: RectifiedPlate) -> tuple[float, float]:
     return LAYOUT_MARGIN[rectified.warped_as]
 
 
-def load_plate_rectifier(model_dir: Path | None = None, device: str = "auto") -> PlateRectifier:
-    """The shipped rectifier (``<project_model_dir>/plate_rectifier``)."""
+def load_plate_rectifier(model_dir: Path | None = None, device: str = "auto",
+                         runtime: str = "onnxruntime") -> PlateRectifier:
+    """The shipped rectifier (``<project_model_dir>/plate_rectifier``) on ``runtime`` (a resolved
+    :data:`~pipeline.models.onnx_utils.RUNTIMES` name)."""
     from pipeline.settings import get_settings
 
-    return PlateRectifier(model_dir or get_settings().project_model_dir / "plate_rectifier", device=device)
+    return PlateRectifier(model_dir or get_settings().project_model_dir / "plate_rectifier", device=device,
+                          runtime=runtime)
 
 
 __all__ = ["AUTO", "CAR", "MOTORCYCLE", "PlateRectifier", "RectifiedPlate", "load_plate_rectifier", "plate_margin",

@@ -48,3 +48,43 @@ def test_one_command_measures_and_reports_without_a_gpu(tmp_path: Path, capsys: 
     if not has_cuda:
         assert "no GPU" in printed and "no CUDAExecutionProvider" in printed
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_the_engine_runtime_taken_is_the_fastest_that_keeps_the_answers() -> None:
+    engines = {"torch": {"files_engine_fps": 74.0, "reference_recall": 1.0, "extra_event_rate": 0.0},
+               "torch-fp16": {"files_engine_fps": 90.0, "reference_recall": 0.974, "extra_event_rate": 0.095}}
+    assert gpu.fastest_keeping_answers(engines) == "torch"  # faster, but it moved plate reads
+    engines["torch-fp16"].update(reference_recall=0.99, extra_event_rate=0.01)
+    assert gpu.fastest_keeping_answers(engines) == "torch-fp16"
+    assert gpu.fastest_keeping_answers({"auto": {"files_engine_fps": 5.0}}) == "auto"  # no check: taken
+
+
+def test_device_report_takes_torch_where_onnxruntime_has_no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.models import torch_runtime
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(gpu.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(torch_runtime, "torch_available", lambda: (True, "torch 9.9"))
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda _index=0: "Test GPU")
+    report = gpu.device_report()
+    assert report["gpu"] is True and report["cuda"] is False and report["gpu_name"] == "Test GPU"
+    assert report["engine_runtimes"] == ["torch", "torch-fp16"]
+    assert "through torch" in report["reason"]
+
+
+@pytest.mark.timeout(600)
+def test_parallel_engines_meet_at_the_barrier_and_add_up(tmp_path: Path) -> None:
+    """Step 4 on the CPU: two real file-mode engine processes, started together, their frames summed."""
+    result = gpu.parallel_engines("cpu", "onnxruntime", 2, fps=1.0, streams=1, seconds=2.0, work=tmp_path)
+    assert "error" not in result, result
+    assert result["processes"] == 2 and result["frames"] >= 2 * 2 and len(result["per_process_fps"]) == 2
+    assert result["frames_per_s"] > 0 and result["wall_s"] > 0
+    assert len(list((tmp_path / "parallel-onnxruntime-2" / "barrier").glob("ready-*"))) == 2
+
+
+def test_processes_argument_is_checked() -> None:
+    with pytest.raises(SystemExit):
+        gpu.main(["--processes", "two"])
+    with pytest.raises(SystemExit):
+        gpu.main(["--processes", "0"])

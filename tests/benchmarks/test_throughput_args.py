@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,19 @@ def test_keep_every_below_one_is_refused_before_any_run(value: str, capsys: pyte
         throughput.main(["--mode", "files", "--keep-every", value])
     assert exc.value.code == 2
     assert "--keep-every" in capsys.readouterr().err
+
+
+def test_barrier_waits_for_every_process_and_times_out_with_the_count(tmp_path: Path) -> None:
+    from benchmarks.throughput import wait_at_barrier
+
+    (tmp_path / "ready-1").touch()  # another process is already there
+    assert wait_at_barrier(tmp_path, 2) >= 0.0
+    with pytest.raises(TimeoutError, match="2 of 3 processes ready"):
+        wait_at_barrier(tmp_path, 3, timeout_s=0.05)
+
+
+def test_barrier_is_refused_outside_file_mode() -> None:
+    with pytest.raises(SystemExit):
+        throughput.main(["--barrier", "/tmp/x", "--mode", "live"])
+    with pytest.raises(SystemExit):
+        throughput.main(["--barrier-count", "0", "--mode", "files"])

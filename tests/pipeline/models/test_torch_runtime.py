@@ -1,0 +1,167 @@
+"""The PyTorch runtime (the GPU path where ONNX Runtime has no CUDA build) behind the session interface: the same
+outputs as ONNX Runtime on the real models, run here on the CPU, and a clean fallback wherever it cannot run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import EngineConfig
+from pipeline.engine.tracking import iou_matrix
+from pipeline.models import torch_runtime
+from pipeline.models.faces import FaceEmbedder, ScrfdDetector
+from pipeline.models.onnx_utils import create_session, model_providers, resolve_runtime, session_runtime
+from pipeline.models.registry import load_model_set
+from pipeline.models.torch_runtime import TorchSession, torch_available
+from pipeline.models.yolo import TRAFFIC_CLASSES, YoloOnnxDetector
+from pipeline.plates.crnn_backend import CrnnPlateReader
+from pipeline.settings import PROJECT_ROOT
+
+HAVE_TORCH = torch_available()[0]
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch / onnx2torch are not installed (pip install .[gpu])")
+READER_DIR = PROJECT_ROOT / "models" / "plate_reader"
+
+
+def _derived_file(derived: tuple[Path, Path, list[Path]], name: str) -> Path:
+    return next(p for p in derived[2] if p.name == name)
+
+
+@pytest.fixture()
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine where torch sees no GPU (this one, usually; forced so that the test means the same everywhere)."""
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: False)
+
+
+def test_engine_config_takes_the_torch_runtimes() -> None:
+    assert EngineConfig(runtime="torch").runtime == "torch"
+    assert EngineConfig(runtime="torch-fp16").runtime == "torch-fp16"
+    assert resolve_runtime("torch", "vehicles", "cuda") == "torch"  # an explicit choice is kept, GPU or not
+
+
+@needs_torch
+def test_vehicle_detector_on_torch_finds_the_same_boxes_on_real_frames(
+        derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
+    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    reference = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu")
+    torch_det = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", runtime="torch")
+    assert session_runtime(torch_det.session) == "torch" and torch_det.providers == ["TorchCPU"]
+    assert torch_det.session.get_inputs()[0].shape == ["batch", 3, 640, 640]
+    assert torch_det.imgsz == reference.imgsz == 640 and torch_det.names == reference.names  # ONNX metadata read
+    found = 0
+    for ref, got in zip(reference.detect_batch(dashcam_frames), torch_det.detect_batch(dashcam_frames), strict=True):
+        assert len(ref) == len(got)
+        found += len(ref)
+        if len(ref):
+            order_ref, order_got = np.argsort(-ref.confidence), np.argsort(-got.confidence)
+            assert (np.diag(iou_matrix(ref.xyxy[order_ref], got.xyxy[order_got])) > 0.99).all()
+            assert (ref.class_id[order_ref] == got.class_id[order_got]).all()
+    assert found > 0
+
+
+@needs_torch
+def test_reshapes_and_splits_of_the_detector_keep_their_shapes_on_the_host(
+        derived: tuple[Path, Path, list[Path]]) -> None:
+    """The YOLO export's constant reshapes and splits become modules holding Python ints: onnx2torch's own read the
+    shape tensor on the device at every call (a GPU-to-CPU wait each, 71 reshapes in the vehicle detector)."""
+    from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.split import OnnxSplit13
+
+    session = TorchSession(_derived_file(derived, "yolov8n_int8.batch.fp32.onnx"), device="cpu")
+    kinds = {type(m).__name__ for m in session.module.modules()}
+    assert "ConstantReshape" in kinds and "OnnxSplit" in kinds
+    assert not any(isinstance(m, (OnnxReshape, OnnxSplit13)) for m in session.module.modules())
+
+
+@needs_torch
+def test_face_models_on_torch_give_the_same_faces_and_embeddings(
+        derived: tuple[Path, Path, list[Path]], model_dir: Path, shared_dir: Path) -> None:
+    import cv2
+
+    det_path = _derived_file(derived, "det_500m.batch.onnx")
+    emb_path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    source = model_dir / "insightface/models/buffalo_s/mobilefacenet.onnx"
+    photos = [cv2.imread(str(p)) for p in sorted((shared_dir / "data" / "videos" / "enroll").glob("*"))[:4]]
+    photos = [p for p in photos if p is not None]
+    ort_det, torch_det = ScrfdDetector(det_path, device="cpu"), ScrfdDetector(det_path, device="cpu", runtime="torch")
+    assert session_runtime(torch_det.session) == "torch"
+    faces = []
+    for img in photos:
+        ref, got = ort_det.detect_batch([img])[0], torch_det.detect_batch([img])[0]
+        assert len(ref) == len(got)
+        if len(ref):
+            assert (np.diag(iou_matrix(ref.xyxy, got.xyxy)) > 0.99).all()
+            faces.append((img, ref.data["landmarks"][0]))
+    assert faces
+    ort_emb = FaceEmbedder(emb_path, device="cpu", source_path=source)
+    torch_emb = FaceEmbedder(emb_path, device="cpu", source_path=source, runtime="torch")
+    aligned = [ort_emb.align(img, lm) for img, lm in faces]
+    cosine = np.sum(ort_emb.embed(aligned) * torch_emb.embed(aligned), axis=1)
+    assert (cosine > 0.999).all(), cosine
+
+
+@needs_torch
+def test_half_precision_session_hands_back_float32_close_to_the_reference(
+        derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
+    path = _derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
+    reference = create_session(path, "cpu")
+    half = create_session(path, "cpu", runtime="torch-fp16")
+    assert session_runtime(half) == "torch-fp16"
+    rng = np.random.default_rng(0)
+    blob = rng.uniform(0, 1, (2, 3, 320, 320)).astype(np.float32)
+    name = reference.get_inputs()[0].name
+    ref, got = reference.run(None, {name: blob})[0], half.run(None, {name: blob})[0]
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 0.01 * np.abs(ref).max()
+    with pytest.raises(ValueError, match="unknown torch precision"):
+        TorchSession(path, device="cpu", precision="int4")
+    with pytest.raises(ValueError, match="unknown torch device"):
+        TorchSession(path, device="tpu")
+
+
+@needs_torch
+def test_model_set_on_torch_reports_it_and_the_plate_reader_falls_back_to_onnxruntime(
+        derived: tuple[Path, Path, list[Path]], model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models = load_model_set(EngineConfig(runtime="torch"), model_dir=model_dir, device="cpu", derived_dir=derived[0])
+    assert models.runtimes == {"vehicles": "torch", "plates": "torch", "face_detector": "torch",
+                               "face_embedder": "torch"}
+    assert models.providers == ["TorchCPU"]
+    # The reader's GRU has no onnx2torch converter: it runs on ONNX Runtime, with the reason logged.
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
+        reader = CrnnPlateReader(READER_DIR, device="cpu", runtime="torch")
+    assert session_runtime(reader.session) == "onnxruntime"
+    assert any("could not convert" in r.getMessage() and "GRU" in r.getMessage() for r in caplog.records)
+
+
+def test_cuda_asked_where_torch_sees_no_gpu_runs_on_the_cpu_with_a_warning(
+        no_cuda: None, derived: tuple[Path, Path, list[Path]], caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the fallback runs there")
+    path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
+        session = create_session(path, "cuda", runtime="torch")
+    assert session_runtime(session) == "onnxruntime" and session.get_providers() == ["CPUExecutionProvider"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no CUDA device" in m for m in messages) and any("on the CPU" in m for m in messages), messages
+    if HAVE_TORCH:
+        with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
+            model_providers("cuda", "torch")
+    assert model_providers("cpu", "torch") == (["TorchCPU"] if HAVE_TORCH else ["CPUExecutionProvider"])
+
+
+def test_torch_asked_where_onnx2torch_is_missing_falls_back_to_onnxruntime(
+        monkeypatch: pytest.MonkeyPatch, derived: tuple[Path, Path, list[Path]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "onnx2torch", None)  # import fails as where the package is not installed
+    assert torch_available()[0] is False
+    path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
+        session = create_session(path, "cpu", runtime="torch")
+    assert session_runtime(session) == "onnxruntime"
+    assert any("runtime torch" in r.getMessage() and "pip install .[gpu]" in r.getMessage() for r in caplog.records)
+    assert model_providers("cpu", "torch") == ["CPUExecutionProvider"]
