@@ -412,8 +412,27 @@ def _online(client: Any, camera_id: str) -> bool:
 
 
 # -- 3. capacity ---------------------------------------------------------------------------------------------------
-def capacity(throughput: dict[str, Any], city: int, fps: float) -> dict[str, Any]:
-    """Servers a city needs, from measured per-frame costs (see the module docstring and the GPU assumptions)."""
+def measured_gpu_server(gpu: dict[str, Any], fps: float, other_cores_per_camera: float) -> dict[str, Any]:
+    """Cameras per GPU server from a ``benchmarks.gpu --json`` result measured on a GPU: the parallel engines'
+    analysed frames per second (engine CPU and GPU together, the models on the GPU) and their CPU per frame, plus
+    each camera's other CPU (decode, storage: ``other_cores_per_camera``, from the CPU throughput run) on the same
+    host's cores. The lower of the GPU engines' rate and the cores' budget, each at :data:`UTILISATION`."""
+    cores = int(gpu["models"]["host"]["cores"])
+    rate = float(gpu["engine_frames_per_s"])
+    best = max((p for p in gpu.get("parallel") or [] if "error" not in p), key=lambda p: p["frames_per_s"],
+               default=None)
+    engine_cpu_ms = float(best["engine_cpu_ms_per_frame"] if best else gpu["engine_cpu_ms_per_frame"])
+    by_rate = math.floor(rate * UTILISATION / fps)
+    by_cores = math.floor(cores * UTILISATION / (engine_cpu_ms / 1000.0 * fps + other_cores_per_camera))
+    return {"kind": f"{gpu['device']['gpu_name']} in a {cores}-core server (measured, {gpu['engine_runtime']})",
+            "cameras_per_server": max(1, min(by_rate, by_cores)),
+            "bound": "the engines' measured rate" if by_rate <= by_cores else "cpu (engine, decode, storage)",
+            "measured_frames_per_s": rate, "engine_cpu_ms_per_frame": engine_cpu_ms}
+
+
+def capacity(throughput: dict[str, Any], city: int, fps: float, gpu: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Servers a city needs, from measured per-frame costs (see the module docstring and the GPU assumptions);
+    ``gpu``, a ``benchmarks.gpu --json`` result measured on a GPU, replaces the assumed GPU row."""
     analysed = float(throughput["analysed_fps"])
     if analysed <= 0:
         raise ValueError("the throughput JSON analysed no frames")
@@ -433,6 +452,19 @@ def capacity(throughput: dict[str, Any], city: int, fps: float) -> dict[str, Any
     def servers(per_server: int) -> int:
         return math.ceil(city / per_server) + 1  # N+1: one server's cameras fit on the others after its loss
 
+    gpu_server: dict[str, Any] = {"kind": GPU_KIND, "cameras_per_server": cams_gpu_server,
+                                  "bound": "gpu" if cams_gpu_by_gpu <= cams_gpu_by_cpu else
+                                  "cpu (decode, tracking, storage)", "measured": False}
+    gpu_assumption = (f"GPU: models {GPU_MODEL_SPEEDUP:g}x faster per frame than this CPU (not measured here), "
+                      f"the rest of the per-frame work on {GPU_HOST_CORES} cores")
+    if gpu and gpu.get("gpu_measured"):
+        other_cores = max(cores_per_frame - engine_cpu_ms / 1000.0, 0.0) * fps  # decode, storage: per camera
+        gpu_server = {**measured_gpu_server(gpu, fps, other_cores), "measured": True}
+        gpu_assumption = (f"GPU: measured by benchmarks.gpu ({gpu_server['measured_frames_per_s']:g} analysed "
+                          f"frames/s, {gpu_server['engine_cpu_ms_per_frame']:g} engine CPU ms a frame), plus "
+                          f"{other_cores:.3f} cores a camera for decode and storage as measured on this CPU")
+    gpu_server["servers"] = servers(gpu_server["cameras_per_server"])
+
     return {
         "city_cameras": city, "fps_per_camera": fps,
         "measured_streams": throughput.get("streams"), "measured_analysed_fps": analysed,
@@ -444,14 +476,11 @@ def capacity(throughput: dict[str, Any], city: int, fps: float) -> dict[str, Any
         "gpu_ms_per_frame_assumed": round(gpu_ms, 2),
         "cpu_server": {"kind": f"{SERVER_CORES}-core server like this one", "cameras_per_server": cams_cpu_server,
                        "servers": servers(cams_cpu_server)},
-        "gpu_server": {"kind": GPU_KIND, "cameras_per_server": cams_gpu_server,
-                       "bound": "gpu" if cams_gpu_by_gpu <= cams_gpu_by_cpu else "cpu (decode, tracking, storage)",
-                       "servers": servers(cams_gpu_server)},
+        "gpu_server": gpu_server,
         "plus": "3 Redis nodes (primary, 2 replicas, a Sentinel each) and 2 API hosts in either case",
         "assumptions": [f"{UTILISATION:.0%} of each server planned for steady load",
                         "CPU per frame of the whole service as measured (decode + engine), at the measured load",
-                        f"GPU: models {GPU_MODEL_SPEEDUP:g}x faster per frame than this CPU (not measured here), "
-                        f"the rest of the per-frame work on {GPU_HOST_CORES} cores",
+                        gpu_assumption,
                         "N+1 servers (a lost server's cameras fit on the others)"],
     }
 
@@ -579,7 +608,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax = axes[2]
     cap = result.get("capacity")
     if cap:
-        labels = [f"{SERVER_CORES}-core CPU", "GPU (T4, assumed)"]
+        labels = [f"{SERVER_CORES}-core CPU", "GPU (measured)" if cap["gpu_server"].get("measured") else
+                  "GPU (T4, assumed)"]
         values = [cap["cpu_server"]["servers"], cap["gpu_server"]["servers"]]
         ax.bar(labels, values, color=["tab:gray", "tab:green"])
         for x, v in enumerate(values):
@@ -606,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plate-fps", type=float, default=2.0, help="analysed frames per second of a plate camera")
     parser.add_argument("--workers", type=int, default=3, help="worker processes")
     parser.add_argument("--throughput-json", type=Path, help="a benchmarks.throughput --json result (capacity)")
+    parser.add_argument("--gpu-json", type=Path,
+                        help="a benchmarks.gpu --json result measured on a GPU: the GPU row from it, not assumed")
     parser.add_argument("--city-cameras", type=int, default=500)
     parser.add_argument("--fps", type=float, default=1.0, help="analysed frames per second per camera (capacity)")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -614,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.throughput_json and not args.throughput_json.is_file():  # found out now, not after the long runs
         parser.error(f"--throughput-json {args.throughput_json}: no such file (python -m benchmarks.throughput "
                      "--streams 4 --fps 1 --json FILE makes one)")
+    if args.gpu_json and not args.gpu_json.is_file():
+        parser.error(f"--gpu-json {args.gpu_json}: no such file (python -m benchmarks.gpu --json FILE on a GPU "
+                     "machine makes one)")
     signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(143))  # unwind: namespaces and processes cleaned up
     os.environ.setdefault("CCTV_MODEL_DIR", str(REPO.parent / "shared" / "models"))
     if str(REPO) not in sys.path:
@@ -642,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     if handover is not None and not handover.get("plate_cameras"):
         notes["events"] += "; no plate cameras (--plate-cameras 0): the hand-over rounds made no events"
     if args.throughput_json:
-        cap = capacity(json.loads(args.throughput_json.read_text()), args.city_cameras, args.fps)
+        gpu = json.loads(args.gpu_json.read_text()) if args.gpu_json else None
+        cap = capacity(json.loads(args.throughput_json.read_text()), args.city_cameras, args.fps, gpu)
         notes["capacity"] = f"per-frame costs from {args.throughput_json}"
     else:
         notes["capacity"] = "no --throughput-json given (python -m benchmarks.throughput --streams 4 --fps 1 --json F)"

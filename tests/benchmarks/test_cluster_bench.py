@@ -24,6 +24,27 @@ def test_capacity_counts_servers_from_the_measured_cost_per_frame() -> None:
     assert capacity(THROUGHPUT, city=500, fps=2.0)["cpu_server"]["cameras_per_server"] == 3
 
 
+GPU = {"gpu_measured": True, "engine_runtime": "torch", "engine_frames_per_s": 357.6, "engine_cpu_ms_per_frame": 31.5,
+       "device": {"gpu_name": "NVIDIA H200"}, "models": {"host": {"cores": 16}},
+       "parallel": [{"processes": 4, "frames_per_s": 240.2, "engine_cpu_ms_per_frame": 32.9},
+                    {"processes": 8, "frames_per_s": 357.6, "engine_cpu_ms_per_frame": 35.0},
+                    {"processes": 12, "error": "process 3: exit 1"}]}
+
+
+def test_a_measured_gpu_run_replaces_the_assumed_gpu_row() -> None:
+    cap = capacity(THROUGHPUT, city=500, fps=1.0, gpu=GPU)
+    gpu = cap["gpu_server"]
+    # rate: 357.6 x 0.75 / 1 fps = 268 cameras; cores: decode etc. 0.25 - 0.2 = 0.05 core a camera, engine 35 ms:
+    # 16 x 0.75 / (0.035 + 0.05) = 141 cameras -> CPU-bound, 141 a server, 4 + 1 servers
+    assert gpu["measured"] is True and gpu["cameras_per_server"] == 141 and gpu["bound"].startswith("cpu")
+    assert gpu["servers"] == 5 and "NVIDIA H200 in a 16-core server" in gpu["kind"]
+    assert any("measured by benchmarks.gpu" in a for a in cap["assumptions"])
+    at_5 = capacity(THROUGHPUT, city=500, fps=5.0, gpu=GPU)["gpu_server"]
+    assert at_5["cameras_per_server"] == 28  # 12 / (0.175 + 0.25) cores a camera at 5 fps
+    unmeasured = capacity(THROUGHPUT, city=500, fps=1.0, gpu={**GPU, "gpu_measured": False})["gpu_server"]
+    assert unmeasured["measured"] is False and unmeasured["cameras_per_server"] == 125  # the assumption again
+
+
 def test_percentiles() -> None:
     assert percentile([], 95) is None
     assert percentile([4.0], 95) == 4.0
