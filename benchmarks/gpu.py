@@ -3,7 +3,7 @@ this onnxruntime has them, PyTorch CUDA through onnx2torch where torch sees a GP
 one GPU carries.
 
 Usage: ``python -m benchmarks.gpu [--json OUT] [--plot PNG] [--fps 5] [--streams 6] [--seconds 20]
-[--batches 1,8,16] [--repeat 10] [--processes 4,8]``
+[--batches 1,8,16] [--repeat 10] [--processes 4,8] [--engine-runtimes torch] [--cuda-sync auto,blocking]``
 
 1. **device**: the providers of this onnxruntime build, whether torch (with onnx2torch) sees a CUDA device and,
    where ``nvidia-smi`` runs, the GPU's name and memory.
@@ -16,7 +16,8 @@ Usage: ``python -m benchmarks.gpu [--json OUT] [--plot PNG] [--fps 5] [--streams
    the every-frame reference on the CPU, and the analysed frames per wall-second.
 4. **parallel engines** (GPU only, or ``--processes`` given): ``N`` engine processes of ``--streams`` cameras each on
    the one GPU, started together once all have loaded (``--barrier``), CPU threads per model split between them:
-   their analysed frames over the longest one's wall time. **Cameras at ``--fps`` per GPU** = the best rate of steps
+   their analysed frames over the longest one's wall time; once per ``--cuda-sync`` mode (how each process waits
+   for the GPU: spinning on a core, or sleeping and leaving it to the others). **Cameras at ``--fps`` per GPU** = the best rate of steps
    3-4 / ``--fps`` (the engine's limit on this host's CPUs + GPU; decoding the cameras is extra CPU:
    ``benchmarks.ingest`` gives its cores per camera).
 
@@ -110,13 +111,15 @@ def fastest_keeping_answers(engines: dict[str, dict[str, Any]]) -> str:
 
 
 def parallel_engines(device: str, runtime: str, processes: int, fps: float, streams: int, seconds: float,
-                     work: Path) -> dict[str, Any]:
+                     work: Path, cuda_sync: str = "auto") -> dict[str, Any]:
     """``processes`` file-mode engines of ``streams`` cameras each at once (no reference), started together at a
-    barrier once all are loaded; their analysed frames over the longest measured run."""
-    folder = work / f"parallel-{runtime}-{processes}"
+    barrier once all are loaded, waiting for the GPU the ``cuda_sync`` way (``CCTV_CUDA_SYNC``); their analysed
+    frames over the longest measured run."""
+    folder = work / f"parallel-{runtime}-{processes}-{cuda_sync}"
     folder.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // processes)
-    env = {**os.environ, "CCTV_MODEL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "CCTV_MODEL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "CCTV_CUDA_SYNC": cuda_sync}
     procs = []
     for k in range(processes):
         argv = [sys.executable, "-m", "benchmarks.throughput", "--mode", "files", "--streams", str(streams),
@@ -139,11 +142,12 @@ def parallel_engines(device: str, runtime: str, processes: int, fps: float, stre
             tail = (folder / f"p{k}.log").read_text(encoding="utf-8", errors="replace")[-600:]
             failed.append(f"process {k}: exit {rc}: {tail}")
     if failed:
-        return {"processes": processes, "runtime": runtime, "error": "; ".join(failed)}
+        return {"processes": processes, "runtime": runtime, "cuda_sync": cuda_sync, "error": "; ".join(failed)}
     runs = [json.loads((folder / f"p{k}.json").read_text(encoding="utf-8")) for k in range(processes)]
     frames = sum(r["files_frames"] for r in runs)
     wall = max(r["files_frames"] / r["files_engine_fps"] for r in runs)
-    return {"processes": processes, "runtime": runtime, "threads_per_model": threads, "frames": frames,
+    return {"processes": processes, "runtime": runtime, "cuda_sync": cuda_sync, "threads_per_model": threads,
+            "frames": frames,
             "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 2),
             "per_process_fps": [r["files_engine_fps"] for r in runs],
             "engine_cpu_ms_per_frame": round(sum(r["engine_ms_per_frame"] * r["files_frames"] for r in runs)
@@ -151,10 +155,11 @@ def parallel_engines(device: str, runtime: str, processes: int, fps: float, stre
 
 
 def measure(fps: float, streams: int, seconds: float, batches: list[int], repeat: int,
-            models: list[str] | None = None, plates: int = 100,
-            processes: list[int] | None = None) -> dict[str, Any]:
+            models: list[str] | None = None, plates: int = 100, processes: list[int] | None = None,
+            engine_runtimes: list[str] | None = None, cuda_syncs: list[str] | None = None) -> dict[str, Any]:
     """The steps of the module docstring; the JSON-ready results. ``processes`` (None: 4 and 8 where there is a GPU,
-    none on the CPU) are the parallel engine counts of step 4."""
+    none on the CPU) are the parallel engine counts of step 4, each run with every ``cuda_syncs`` mode (None:
+    ``auto``); ``engine_runtimes`` (None: all the GPU's) those of step 3."""
     device = device_report()
     print(f"device: onnxruntime {device['onnxruntime']}, providers {device['providers']}, {device['torch']} "
           f"(CUDA {'yes' if device['torch_cuda'] else 'no'}), GPU {device['gpu_name'] or 'none found'}", flush=True)
@@ -168,16 +173,19 @@ def measure(fps: float, streams: int, seconds: float, batches: list[int], repeat
     if processes is None:
         processes = [4, 8] if device["gpu"] else []
     with tempfile.TemporaryDirectory(prefix="cctv-gpu-bench-") as tmp:
-        for runtime in device["engine_runtimes"]:
+        for runtime in [rt for rt in device["engine_runtimes"] if not engine_runtimes or rt in engine_runtimes] or \
+                device["engine_runtimes"][:1]:
             print(f"step 3/4: the engine on {engine_device} ({runtime}), {streams} cameras' footage at {fps:g} fps",
                   flush=True)
             engines[runtime] = engine_run(engine_device, fps, streams, seconds, Path(tmp), runtime)
         best_runtime = fastest_keeping_answers(engines)
         for n in processes:
-            print(f"step 4/4: {n} engine processes on {engine_device} ({best_runtime}), {streams} cameras each",
-                  flush=True)
-            parallel.append(parallel_engines(engine_device, best_runtime, n, fps, streams, seconds, Path(tmp)))
-            print(f"  {parallel[-1]}", flush=True)
+            for sync in cuda_syncs or ["auto"]:
+                print(f"step 4/4: {n} engine processes on {engine_device} ({best_runtime}, CUDA sync {sync}), "
+                      f"{streams} cameras each", flush=True)
+                parallel.append(parallel_engines(engine_device, best_runtime, n, fps, streams, seconds, Path(tmp),
+                                                 sync))
+                print(f"  {parallel[-1]}", flush=True)
     engine = engines[best_runtime]
     single = engine.get("files_engine_fps") or 0.0
     frames_per_s = max([single, *[p.get("frames_per_s") or 0.0 for p in parallel]])
@@ -206,7 +214,7 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"{'1 process, ' + rt:34s}{e['files_engine_fps'] or 0:>10.1f}{e['files_engine_cpu_ms_per_frame'] or 0:>14.1f}"
               f"{_fmt(e['reference_recall']):>8s}{_fmt(e['extra_event_rate']):>8s}")
     for p in result["parallel"]:
-        label = f"{p['processes']} processes, {p['runtime']}"
+        label = f"{p['processes']} processes, {p['runtime']}, sync {p.get('cuda_sync', 'auto')}"
         if "error" in p:
             print(f"{label:34s}  failed: {p['error'][:200]}")
         else:
@@ -248,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plates", type=int, default=100, help="held-out plate crops for the reader's agreement")
     ap.add_argument("--processes", default=None,
                     help="parallel engine processes of step 4, comma list (default: 4,8 with a GPU, none without)")
+    ap.add_argument("--engine-runtimes", default="", help="only these runtimes in step 3, comma list (default: all)")
+    ap.add_argument("--cuda-sync", default="auto",
+                    help="CUDA sync modes of step 4, comma list of auto, blocking, spin, yield (CCTV_CUDA_SYNC)")
     args = ap.parse_args(argv)
+    from pipeline.models.torch_runtime import CUDA_SCHED_FLAGS
+
+    syncs = [m.strip() for m in args.cuda_sync.split(",") if m.strip()]
+    if not syncs or set(syncs) - set(CUDA_SCHED_FLAGS):
+        ap.error(f"--cuda-sync takes {', '.join(CUDA_SCHED_FLAGS)}, not {args.cuda_sync!r}")
     try:
         processes = None if args.processes is None else [int(n) for n in args.processes.split(",") if n.strip()]
     except ValueError:
@@ -257,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--processes must be 1 or more")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = measure(args.fps, args.streams, args.seconds, [int(b) for b in args.batches.split(",") if b.strip()],
-                     args.repeat, [m for m in args.models.split(",") if m.strip()] or None, args.plates, processes)
+                     args.repeat, [m for m in args.models.split(",") if m.strip()] or None, args.plates, processes,
+                     [r for r in args.engine_runtimes.split(",") if r.strip()] or None, syncs)
     print_report(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

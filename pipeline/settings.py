@@ -28,6 +28,9 @@ Every setting has an environment variable prefixed with ``CCTV_``:
 - ``CCTV_VIDEOS_DIR``: folder of sample footage served as loopback RTSP cameras by the demo.
 - ``CCTV_MODEL_THREADS``: CPU threads each model's inference may use (default 0: the runtime's own choice, every
   core); cap it where several worker processes share one host.
+- ``CCTV_CUDA_SYNC``: how a process waits for the GPU under ``engine.runtime: torch`` (``auto``: CUDA's own choice,
+  spinning while it has cores to spare; ``blocking``: sleeping, which leaves those cores to decoding and the other
+  engines; ``spin``, ``yield``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +106,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(default=0, ge=0, le=1024,
                                description="CPU threads each model's inference may use (0: the runtime's default, "
                                            "every core); cap it where several worker processes share one host.")
+    cuda_sync: Literal["auto", "blocking", "spin", "yield"] = Field(
+        default="auto", description="How a process waits for the GPU (engine.runtime torch): auto (CUDA's choice), "
+                                    "blocking (sleep: frees the CPU), spin or yield.")
 
 
 @lru_cache(maxsize=1)

@@ -77,7 +77,10 @@ def _register_converters() -> None:
       compares the shape tensor on the device, one GPU-to-CPU wait per reshape (71 in the vehicle detector).
     - ``Resize`` of opset 19 is opset 13's when it uses none of 19's additions (``antialias``, ``axes``,
       ``keep_aspect_ratio_policy``).
-    - ``Split`` (opset 13 and 18) with constant sizes keeps them as Python ints, for the same reason."""
+    - ``Split`` (opset 13 and 18) with constant sizes keeps them as Python ints, for the same reason.
+    - ``GRU`` (the plate reader's; onnx2torch has none) becomes ``torch.nn.GRU`` with the gates reordered (ONNX
+      z, r, h; PyTorch r, z, n), for ``linear_before_reset=1`` (PyTorch's formula), forward or bidirectional, no
+      ``sequence_lens``."""
     with _CONVERTERS_LOCK:
         if _CONVERTERS:
             return
@@ -131,13 +134,86 @@ def _register_converters() -> None:
                                             onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
                                                                      outputs=outputs))
 
+        class OnnxGru(torch.nn.Module):
+            """ONNX ``GRU`` as ``torch.nn.GRU``: outputs ``Y`` ``[seq, directions, batch, hidden]`` and ``Y_h``."""
+
+            def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, hidden: int) -> None:
+                super().__init__()
+                self.directions, self.hidden = int(w.shape[0]), hidden
+                self.gru = torch.nn.GRU(int(w.shape[2]), hidden, bidirectional=self.directions == 2)
+
+                def torch_order(t: torch.Tensor) -> torch.Tensor:
+                    z, r_gate, h = t.split(hidden, dim=0)
+                    return torch.cat([r_gate, z, h])
+
+                with torch.no_grad():
+                    for d in range(self.directions):
+                        suffix = "_reverse" if d else ""
+                        getattr(self.gru, f"weight_ih_l0{suffix}").copy_(torch_order(w[d]))
+                        getattr(self.gru, f"weight_hh_l0{suffix}").copy_(torch_order(r[d]))
+                        bias = b[d] if b is not None else torch.zeros(6 * hidden)
+                        getattr(self.gru, f"bias_ih_l0{suffix}").copy_(torch_order(bias[:3 * hidden]))
+                        getattr(self.gru, f"bias_hh_l0{suffix}").copy_(torch_order(bias[3 * hidden:]))
+
+            def forward(self, x: torch.Tensor, initial_h: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:  # noqa: D102
+                y, h = self.gru(x, initial_h)
+                seq, batch = y.shape[:2]
+                return y.view(seq, batch, self.directions, self.hidden).permute(0, 2, 1, 3), h
+
+        def gru(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
+            attrs, inputs = node.attributes, list(node.input_values) + [""] * 6
+            direction = attrs.get("direction", "forward")
+            direction = direction.decode() if isinstance(direction, bytes) else direction
+            if (attrs.get("linear_before_reset", 0) != 1 or direction not in ("forward", "bidirectional")
+                    or inputs[4] or attrs.get("layout", 0) != 0 or "activations" in attrs or "clip" in attrs):
+                raise NotImplementedError("GRU other than linear_before_reset=1, forward/bidirectional, no "
+                                          "sequence_lens, default layout and activations")
+            w, r = (get_const_value(inputs[k], graph) for k in (1, 2))
+            b = get_const_value(inputs[3], graph) if inputs[3] else None
+            module = OnnxGru(w.float(), r.float(), None if b is None else b.float(), int(attrs["hidden_size"]))
+            mapped = (inputs[0], inputs[5]) if inputs[5] else (inputs[0],)
+            return OperationConverterResult(torch_module=module,
+                                            onnx_mapping=OnnxMapping(inputs=mapped, outputs=node.output_values))
+
         table = registry._CONVERTER_REGISTRY  # noqa: SLF001 (onnx2torch has no API to replace a converter)
         for version in (5, 13, 14, 19):
             table[registry.OperationDescription(domain="", operation_type="Reshape", version=version)] = reshape
         table[registry.OperationDescription(domain="", operation_type="Resize", version=19)] = resize
         for version in (13, 18):
             table[registry.OperationDescription(domain="", operation_type="Split", version=version)] = split
+        for version in (7, 14):
+            table[registry.OperationDescription(domain="", operation_type="GRU", version=version)] = gru
         _CONVERTERS["done"] = True
+
+
+CUDA_SCHED_FLAGS = {"auto": 0, "spin": 1, "yield": 2, "blocking": 4}  # CU_CTX_SCHED_* of the CUDA driver API
+_SYNC_SET: dict[str, str] = {}
+
+
+def set_cuda_sync(mode: str) -> bool:
+    """Ask the CUDA driver to wait for the GPU the ``mode`` way (:data:`CUDA_SCHED_FLAGS`) in this process, before
+    torch creates its context (``cuDevicePrimaryCtxSetFlags`` on device 0, the one ``cuda`` means); once per process.
+    False (logged) where the driver library cannot be loaded or refuses."""
+    import ctypes
+
+    if mode not in CUDA_SCHED_FLAGS:
+        raise ValueError(f"unknown CUDA sync mode {mode!r}; expected one of {', '.join(CUDA_SCHED_FLAGS)}")
+    if _SYNC_SET.get("mode") == mode:
+        return True
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        device = ctypes.c_int()
+        for call, args in (("cuInit", (0,)), ("cuDeviceGet", (ctypes.byref(device), 0)),
+                           ("cuDevicePrimaryCtxSetFlags", (device, CUDA_SCHED_FLAGS[mode]))):
+            status = getattr(driver, call)(*args)
+            if status != 0:
+                raise OSError(f"{call} returned CUDA error {status}")
+    except (OSError, AttributeError) as exc:
+        logger.warning("CUDA sync mode %s not set (%s): CUDA's default", mode, exc)
+        return False
+    _SYNC_SET["mode"] = mode
+    logger.info("CUDA waits for the GPU the %s way in this process", mode)
+    return True
 
 
 def _value_info(values: Any, symbol: str) -> list[SimpleNamespace]:  # noqa: ANN401 (onnx ValueInfoProto list)
@@ -177,6 +253,10 @@ class TorchSession:
         self._meta = SimpleNamespace(custom_metadata_map={p.key: p.value for p in model.metadata_props})
         self._dtype = torch.float16 if precision == "f16" else torch.float32
         _register_converters()
+        if device == "cuda":
+            from pipeline.settings import get_settings
+
+            set_cuda_sync(get_settings().cuda_sync)
         module = convert(model).eval()
         self.module = module.to(device=device, dtype=self._dtype)
         self._lock = threading.Lock()

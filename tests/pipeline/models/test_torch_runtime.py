@@ -123,17 +123,79 @@ def test_half_precision_session_hands_back_float32_close_to_the_reference(
 
 
 @needs_torch
-def test_model_set_on_torch_reports_it_and_the_plate_reader_falls_back_to_onnxruntime(
-        derived: tuple[Path, Path, list[Path]], model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_model_set_and_plate_reader_on_torch_read_the_same_plates(
+        derived: tuple[Path, Path, list[Path]], model_dir: Path, shared_dir: Path) -> None:
+    import cv2
+
     models = load_model_set(EngineConfig(runtime="torch"), model_dir=model_dir, device="cpu", derived_dir=derived[0])
     assert models.runtimes == {"vehicles": "torch", "plates": "torch", "face_detector": "torch",
                                "face_embedder": "torch"}
     assert models.providers == ["TorchCPU"]
-    # The reader's GRU has no onnx2torch converter: it runs on ONNX Runtime, with the reason logged.
+    # The reader's bidirectional GRU (no onnx2torch converter of its own) as torch.nn.GRU, gates reordered.
+    reader = CrnnPlateReader(READER_DIR, device="cpu", runtime="torch")
+    reference = CrnnPlateReader(READER_DIR, device="cpu")
+    assert session_runtime(reader.session) == "torch"
+    folder = shared_dir / "data" / "plates_thai"
+    rows = (folder / "labels.csv").read_text(encoding="utf-8").splitlines()[1:41]
+    crops = [cv2.imread(str(folder / row.split(",")[0])) for row in rows]
+    crops = [c for c in crops if c is not None]
+    assert len(crops) >= 30
+    got, want = reader.read_batch(crops), reference.read_batch(crops)
+    assert [r.text for r in got] == [r.text for r in want]
+    assert [r.province for r in got] == [r.province for r in want]
+    assert max(abs(a.confidence - b.confidence) for a, b in zip(got, want, strict=True)) < 1e-3
+
+
+def _gru_model(path: Path, linear_before_reset: int) -> Path:
+    """A one-node ONNX GRU (hidden 2, input 4) that ONNX Runtime runs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+             for name, shape in (("W", (1, 6, 4)), ("R", (1, 6, 2)), ("B", (1, 12)))]
+    node = helper.make_node("GRU", ["X", "W", "R", "B"], ["Y", "Y_h"], hidden_size=2,
+                            linear_before_reset=linear_before_reset)
+    graph = helper.make_graph([node], "gru", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, "batch", 4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 1, "batch", 2]),
+                               helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "batch", 2])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), str(path))
+    return path
+
+
+@needs_torch
+def test_gru_converts_where_pytorch_computes_it_the_onnx_way_and_falls_back_where_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
+    same = _gru_model(tmp_path / "gru1.onnx", linear_before_reset=1)
+    ref, got = create_session(same, "cpu").run(None, {"X": x}), create_session(same, "cpu", runtime="torch")
+    assert session_runtime(got) == "torch"
+    for a, b in zip(ref, got.run(None, {"X": x}), strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+    other = _gru_model(tmp_path / "gru0.onnx", linear_before_reset=0)  # not PyTorch's formula: no conversion
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
-        reader = CrnnPlateReader(READER_DIR, device="cpu", runtime="torch")
-    assert session_runtime(reader.session) == "onnxruntime"
-    assert any("could not convert" in r.getMessage() and "GRU" in r.getMessage() for r in caplog.records)
+        session = create_session(other, "cpu", runtime="torch")
+    assert session_runtime(session) == "onnxruntime"
+    assert any("could not convert" in r.getMessage() and "linear_before_reset" in r.getMessage()
+               for r in caplog.records)
+
+
+@needs_torch
+def test_cuda_sync_mode_is_checked_and_a_missing_driver_is_a_warning(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import ctypes
+
+    with pytest.raises(ValueError, match="unknown CUDA sync mode"):
+        torch_runtime.set_cuda_sync("busy")
+
+    def no_driver(name: str) -> None:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_driver)
+    monkeypatch.setattr(torch_runtime, "_SYNC_SET", {})
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.torch_runtime"):
+        assert torch_runtime.set_cuda_sync("blocking") is False
+    assert any("libcuda.so.1" in r.getMessage() for r in caplog.records)
 
 
 def test_cuda_asked_where_torch_sees_no_gpu_runs_on_the_cpu_with_a_warning(
