@@ -37,7 +37,8 @@ def select_providers(device: str = "auto") -> list[str]:
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cuda" and not has_cuda:
         raise RuntimeError(
-            f"device 'cuda' requested but onnxruntime offers only {available}; install onnxruntime-gpu or use 'cpu'"
+            f"device 'cuda' requested but onnxruntime offers only {available}; install onnxruntime-gpu, or run the "
+            "models on PyTorch's CUDA (pip install .[gpu]: onnx2torch, with a CUDA build of torch), or use 'cpu'"
         )
     if device in ("auto", "cuda") and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]

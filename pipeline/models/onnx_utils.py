@@ -49,17 +49,39 @@ def cpu_class() -> str:
     return "bf16" if native_bf16() else "f32"
 
 
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present where an NVIDIA kernel driver is loaded
+
+
+def torch_gpu_path(device: str) -> bool:
+    """Whether models of ``device`` (``cuda``, or ``auto``) run on a GPU through PyTorch: an NVIDIA driver is
+    loaded, this onnxruntime has no CUDA provider, and torch with onnx2torch sees a CUDA device (``pip install
+    .[gpu]``). Cheap where there is no NVIDIA driver: torch is not imported."""
+    if device not in ("cuda", "auto") or not NVIDIA_DRIVER.exists():
+        return False
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return False
+    from pipeline.models.torch_runtime import torch_cuda_available
+
+    return torch_cuda_available()
+
+
 def resolve_runtime(runtime: str, model: str, device: str = "auto") -> str:
     """The runtime (one of :data:`RUNTIMES` but ``auto``) to run ``model`` (a :data:`FASTEST_RUNTIME` key) with.
 
-    ``auto`` takes the :data:`FASTEST_RUNTIME` entry of this CPU's :func:`cpu_class` when OpenVINO imports and the
-    model runs on the CPU, else ONNX Runtime; an explicit ``openvino``/``openvino-bf16`` is kept
+    ``auto`` takes ``torch`` where the model runs on a GPU (``device`` ``cuda``, or ``auto``) that only PyTorch
+    reaches (:func:`torch_gpu_path`); else the :data:`FASTEST_RUNTIME` entry of this CPU's :func:`cpu_class` when
+    OpenVINO imports and the model runs on the CPU, else ONNX Runtime; an explicit runtime is kept
     (:func:`create_session` falls back, with a warning, where it cannot run).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     if runtime != "auto":
         return runtime
+    if torch_gpu_path(device):
+        logger.info("runtime auto: %s on torch (CUDA; this onnxruntime has no CUDA provider)", model)
+        return "torch"
     from pipeline.models.openvino_runtime import openvino_available
 
     ok, detail = openvino_available()
@@ -121,10 +143,10 @@ def _torch_session(path: Path, device: str, precision: str):  # noqa: ANN202 (To
 
 
 def model_providers(device: str, runtime: str) -> list[str]:
-    """Where models of ``runtime`` run for ``device``: the torch runtime's ``TorchCUDA`` / ``TorchCPU`` when it is
-    installed, else ONNX Runtime's providers (:func:`~pipeline.models.base.select_providers`, which raises for
+    """Where models of ``runtime`` (as asked for: ``auto`` too) run for ``device``: the torch runtime's ``TorchCUDA`` /
+    ``TorchCPU`` when it is installed and taken, else ONNX Runtime's providers (:func:`~pipeline.models.base.select_providers`, which raises for
     ``cuda`` without a CUDA build)."""
-    if runtime in TORCH_PRECISION:
+    if runtime in TORCH_PRECISION or (runtime == "auto" and torch_gpu_path(device)):
         from pipeline.models.torch_runtime import PROVIDERS, torch_available, torch_device
 
         if torch_available()[0]:

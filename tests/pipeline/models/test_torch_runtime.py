@@ -227,3 +227,29 @@ def test_torch_asked_where_onnx2torch_is_missing_falls_back_to_onnxruntime(
     assert session_runtime(session) == "onnxruntime"
     assert any("runtime torch" in r.getMessage() and "pip install .[gpu]" in r.getMessage() for r in caplog.records)
     assert model_providers("cpu", "torch") == ["CPUExecutionProvider"]
+
+
+def test_auto_takes_torch_on_a_gpu_that_only_pytorch_reaches(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from pipeline.models import onnx_utils
+
+    driver = tmp_path / "version"
+    monkeypatch.setattr(onnx_utils, "NVIDIA_DRIVER", driver)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: True)
+    assert onnx_utils.torch_gpu_path("cuda") is False  # no NVIDIA driver loaded: torch is not even asked
+    driver.write_text("NVRM version: test\n", encoding="utf-8")
+    assert onnx_utils.torch_gpu_path("cuda") is True and onnx_utils.torch_gpu_path("cpu") is False
+    assert resolve_runtime("auto", "vehicles", "cuda") == "torch"
+    assert resolve_runtime("auto", "plate_reader", "auto") == "torch"
+    assert resolve_runtime("onnxruntime", "vehicles", "cuda") == "onnxruntime"  # an explicit choice is kept
+    if HAVE_TORCH:
+        assert model_providers("cuda", "auto") == ["TorchCUDA"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert onnx_utils.torch_gpu_path("cuda") is False  # ONNX Runtime's own CUDA build comes first
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"pip install \.\[gpu\]"):
+        model_providers("cuda", "auto")  # neither reaches a GPU: the error says both ways to get one
