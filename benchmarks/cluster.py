@@ -678,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         notes["events"] += "; no plate cameras (--plate-cameras 0): the hand-over rounds made no events"
     if args.throughput_json:
         gpu = json.loads(args.gpu_json.read_text()) if args.gpu_json else None
+        if gpu is not None and not gpu.get("gpu_measured"):
+            notes["gpu"] = f"{args.gpu_json} was not measured on a GPU (gpu_measured false): the GPU row is assumed"
         cap = capacity(json.loads(args.throughput_json.read_text()), args.city_cameras, args.fps, gpu)
         notes["capacity"] = f"per-frame costs from {args.throughput_json}"
     else:

@@ -110,14 +110,44 @@ def fastest_keeping_answers(engines: dict[str, dict[str, Any]]) -> str:
     return max(keeping, key=lambda rt: engines[rt].get("files_engine_fps") or 0.0)
 
 
+def host_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int | str]:
+    """Wait for every process; when one fails (or the time is up) the others are killed at once, as they would
+    wait at the barrier for it. Exit codes, ``"killed"`` for those stopped that way, ``"timeout"`` at the limit."""
+    deadline = time.monotonic() + timeout_s
+    codes: list[int | str | None] = [None] * len(procs)
+    while any(c is None for c in codes):
+        for k, proc in enumerate(procs):
+            if codes[k] is None:
+                codes[k] = proc.poll()
+        stop = "killed" if any(c not in (None, 0) for c in codes) else "timeout" if time.monotonic() > deadline \
+            else None
+        if stop:
+            for k, proc in enumerate(procs):
+                if codes[k] is None:
+                    proc.kill()
+                    proc.wait()
+                    codes[k] = stop
+        else:
+            time.sleep(0.1)
+    return [c if c is not None else "timeout" for c in codes]
+
+
 def parallel_engines(device: str, runtime: str, processes: int, fps: float, streams: int, seconds: float,
                      work: Path, cuda_sync: str = "auto") -> dict[str, Any]:
     """``processes`` file-mode engines of ``streams`` cameras each at once (no reference), started together at a
     barrier once all are loaded, waiting for the GPU the ``cuda_sync`` way (``CCTV_CUDA_SYNC``); their analysed
     frames over the longest measured run."""
-    folder = work / f"parallel-{runtime}-{processes}-{cuda_sync}"
-    folder.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    work.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"parallel-{runtime}-{processes}-{cuda_sync}-", dir=work))
+    threads = max(1, host_cores() // processes)
     env = {**os.environ, "CCTV_MODEL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "CCTV_CUDA_SYNC": cuda_sync}
     procs = []
@@ -129,14 +159,9 @@ def parallel_engines(device: str, runtime: str, processes: int, fps: float, stre
                 "--json", str(folder / f"p{k}.json"), "--plot", str(folder / f"p{k}.png")]
         log = (folder / f"p{k}.log").open("w", encoding="utf-8")
         procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-    deadline = time.monotonic() + PARALLEL_TIMEOUT_S
+    codes = wait_all([p for p, _ in procs], PARALLEL_TIMEOUT_S)
     failed = []
-    for k, (proc, log) in enumerate(procs):
-        try:
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = "timeout"
+    for k, ((_, log), rc) in enumerate(zip(procs, codes, strict=True)):
         log.close()
         if rc != 0:
             tail = (folder / f"p{k}.log").read_text(encoding="utf-8", errors="replace")[-600:]
@@ -262,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pipeline.models.torch_runtime import CUDA_SCHED_FLAGS
 
-    syncs = [m.strip() for m in args.cuda_sync.split(",") if m.strip()]
+    syncs = list(dict.fromkeys(m.strip() for m in args.cuda_sync.split(",") if m.strip()))
     if not syncs or set(syncs) - set(CUDA_SCHED_FLAGS):
         ap.error(f"--cuda-sync takes {', '.join(CUDA_SCHED_FLAGS)}, not {args.cuda_sync!r}")
     try:
-        processes = None if args.processes is None else [int(n) for n in args.processes.split(",") if n.strip()]
+        processes = None if args.processes is None else list(dict.fromkeys(
+            int(n) for n in args.processes.split(",") if n.strip()))
     except ValueError:
         ap.error(f"--processes must be a comma list of whole numbers, not {args.processes!r}")
     if processes and min(processes) < 1:

@@ -442,12 +442,20 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[st
     if ok:
         versions["openvino"] = detail
     return {
-        "host": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_before": [round(x, 2) for x in load],
+        "host": {"cpu": _cpu_name(), "cores": _cores(), "load_before": [round(x, 2) for x in load],
                  "load_after": [round(x, 2) for x in os.getloadavg()],
                  "python": platform.python_version(), **versions},
         "batches": batches, "repeat": repeat, "skipped": skipped, "rows": rows, "agreement": agreement,
         "fastest": fastest, "cpu_class": cpu_class(),
     }
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _cpu_name() -> str:

@@ -772,14 +772,14 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
                   flush=True)
             return {"wall_s": wall, "cpu_s": cpu, "models_cpu_s": clock.cpu_s, "models_wall_s": clock.wall_s}
 
-        def batched_run(label: str, engine_class: type, run_config: Config,
-                        run_models: Any = models) -> tuple[dict[str, Any], Any]:  # noqa: ANN401
+        def batched_run(label: str, engine_class: type, run_config: Config, run_models: Any = models,
+                        small: tuple[Any, Any] = (reader, rectifier)) -> tuple[dict[str, Any], Any]:  # noqa: ANN401
             clock = ModelClock()
             timed_models = type("TimedModels", (), {"vehicles": clock.wrap(run_models.vehicles),
                                                     "plates": clock.wrap(run_models.plates),
                                                     "faces": clock.wrap(run_models.faces)})()
-            engine = engine_class(run_config, timed_models, clock.wrap(reader), recordings_dir=work / "rec",
-                                  plate_rectifier=clock.wrap(rectifier))
+            engine = engine_class(run_config, timed_models, clock.wrap(small[0]), recordings_dir=work / "rec",
+                                  plate_rectifier=clock.wrap(small[1]))
 
             def body() -> None:
                 for batch in interleave([iter(c) for c in cameras], run_config.engine.max_batch_size):
@@ -803,7 +803,7 @@ def run_file_mode(args: argparse.Namespace) -> dict[str, Any]:
             interval, aggregate.PLATE_INTERVAL_S = aggregate.PLATE_INTERVAL_S, 0.0  # no retry back-off either
             try:
                 out["reference"], reference = batched_run("reference", reference_engine_class(), ref_config,
-                                                          ref_models)
+                                                          ref_models, reference_small_models(reader, rectifier, ec))
             finally:
                 aggregate.PLATE_INTERVAL_S = interval
             out["answer_check"] = answer_check(*event_keys(engine.events), *event_keys(reference.events),
@@ -831,6 +831,24 @@ def wait_at_barrier(folder: Path, count: int, timeout_s: float = BARRIER_TIMEOUT
                                f"{timeout_s:.0f} s")
         time.sleep(0.01)
     return time.monotonic() - start
+
+
+def reference_small_models(reader: Any, rectifier: Any, engine_config: Any) -> tuple[Any, Any]:  # noqa: ANN401
+    """The reference run's plate reader and rectifier: the engine's own where they run on ONNX Runtime, else fresh
+    ones on ONNX Runtime on the CPU (the torch runtime moves them to the GPU; the answer check judges that too)."""
+    from pipeline.engine.process import load_plate_reader_or_none, load_plate_rectifier_or_none
+    from pipeline.models.onnx_utils import session_runtime
+
+    def on_onnxruntime(model: Any) -> bool:  # noqa: ANN401
+        session = getattr(model, "session", None)
+        return session is None or (session_runtime(session) == "onnxruntime"
+                                   and list(session.get_providers())[:1] == ["CPUExecutionProvider"])
+
+    if reader is not None and not on_onnxruntime(reader):
+        reader = load_plate_reader_or_none(engine_config.plate_reader, device="cpu", runtime="onnxruntime")
+    if rectifier is not None and not on_onnxruntime(rectifier):
+        rectifier = load_plate_rectifier_or_none("cpu", "onnxruntime")
+    return reader, rectifier
 
 
 def reference_models(models: Any, engine_config: Any) -> Any:  # noqa: ANN401

@@ -23,7 +23,7 @@ from pipeline.engine.publisher import SpooledPublisher
 from pipeline.engine.snapshots import cleanup_snapshots
 from pipeline.engine.spool import EventSpool
 from pipeline.engine.watchmatch import WatchlistMatcher
-from pipeline.models.onnx_utils import resolve_runtime
+from pipeline.models.onnx_utils import small_model_runtime
 from pipeline.settings import PROJECT_ROOT, get_settings
 from pipeline.store import holds
 from pipeline.store.connection import redis_client as make_client
@@ -37,8 +37,8 @@ IDLE_TIMEOUT_S = 0.25
 
 def load_plate_reader_or_none(backend: str, model_dir: Path | None = None, device: str = "auto",
                               runtime: str = "auto") -> Any | None:
-    """Load the plate reader on ``runtime`` (``engine.runtime``, resolved for the reader); None (logged once,
-    clearly) when its model file or module is missing."""
+    """Load the plate reader on ``engine.runtime`` ``runtime`` (:func:`small_model_runtime`: torch on the GPU path,
+    else ONNX Runtime); None (logged once, clearly) when its model file or module is missing."""
     try:
         from pipeline.plates.reader import load_plate_reader
     except ImportError as exc:
@@ -46,19 +46,19 @@ def load_plate_reader_or_none(backend: str, model_dir: Path | None = None, devic
         return None
     try:
         return load_plate_reader(backend, model_dir=model_dir, device=device,
-                                 runtime=resolve_runtime(runtime, "plate_reader", device))
+                                 runtime=small_model_runtime(runtime, "plate_reader", device))
     except (FileNotFoundError, OSError) as exc:
         logger.error("plate reader model missing (%s): plate events will carry no text until it is installed", exc)
         return None
 
 
 def load_plate_rectifier_or_none(device: str = "auto", runtime: str = "auto") -> Any | None:
-    """Load the plate rectifier on ``runtime`` (``engine.runtime``, resolved for the rectifier); None (logged once,
+    """Load the plate rectifier on ``engine.runtime`` ``runtime`` (:func:`small_model_runtime`); None (logged once,
     clearly) when its model file is missing."""
     from pipeline.plates.rectifier import load_plate_rectifier
 
     try:
-        return load_plate_rectifier(device=device, runtime=resolve_runtime(runtime, "plate_rectifier", device))
+        return load_plate_rectifier(device=device, runtime=small_model_runtime(runtime, "plate_rectifier", device))
     except (FileNotFoundError, OSError) as exc:
         logger.error("plate rectifier model missing (%s): plates are read as the detector cuts them", exc)
         return None

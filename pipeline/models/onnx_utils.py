@@ -49,6 +49,13 @@ def cpu_class() -> str:
     return "bf16" if native_bf16() else "f32"
 
 
+def small_model_runtime(runtime: str, model: str, device: str = "auto") -> str:
+    """The runtime of a small network (the plate reader, the rectifier) under ``engine.runtime`` ``runtime``:
+    ``torch`` in f32 where it resolves to a torch runtime (the GPU path; in half precision the reader read none of 60
+    plates as in f32), else ONNX Runtime (OpenVINO was not faster on them)."""
+    return "torch" if resolve_runtime(runtime, model, device) in TORCH_PRECISION else "onnxruntime"
+
+
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present where an NVIDIA kernel driver is loaded
 
 

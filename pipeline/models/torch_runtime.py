@@ -116,21 +116,37 @@ def _register_converters() -> None:
                                                                      outputs=node.output_values))
 
         def resize(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
-            attrs = node.attributes
+            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in node.attributes.items()}
+            mode, transform = attrs.get("mode", "nearest"), attrs.get("coordinate_transformation_mode", "half_pixel")
             if attrs.get("antialias", 0) or "axes" in attrs or attrs.get("keep_aspect_ratio_policy",
                                                                           "stretch") != "stretch":
                 raise NotImplementedError("Resize-19 with antialias, axes or keep_aspect_ratio_policy")
+            if transform == "half_pixel_symmetric" or (mode == "nearest" and (
+                    transform != "asymmetric" or attrs.get("nearest_mode", "round_prefer_floor") != "floor")):
+                raise NotImplementedError(f"Resize-19 {mode} with {transform} (PyTorch's interpolate differs)")
             return resize_13(node, graph)
+
+        class CeilSplit(torch.nn.Module):
+            """``Split`` into ``n`` chunks of ``ceil(dim / n)``, the last smaller (opset 18's ``num_outputs``)."""
+
+            def __init__(self, n: int, axis: int) -> None:
+                super().__init__()
+                self.n, self.axis = n, axis
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: D102
+                return torch.split(x, -(-x.shape[self.axis] // self.n), dim=self.axis)
 
         def split(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
             axis, outputs = node.attributes.get("axis", 0), node.output_values
-            sizes = None
             if len(node.input_values) > 1 and node.input_values[1]:
                 try:
                     sizes = [int(d) for d in get_const_value(node.input_values[1], graph).tolist()]
                 except KeyError:
                     return dynamic_split(node, graph)
-            return OperationConverterResult(torch_module=OnnxSplit(num_splits=len(outputs), axis=axis, split=sizes),
+                module: torch.nn.Module = OnnxSplit(num_splits=len(outputs), axis=axis, split=sizes)
+            else:
+                module = CeilSplit(len(outputs), axis)  # opset 13 demands equal parts: the same split there
+            return OperationConverterResult(torch_module=module,
                                             onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
                                                                      outputs=outputs))
 
@@ -165,9 +181,10 @@ def _register_converters() -> None:
             direction = attrs.get("direction", "forward")
             direction = direction.decode() if isinstance(direction, bytes) else direction
             if (attrs.get("linear_before_reset", 0) != 1 or direction not in ("forward", "bidirectional")
-                    or inputs[4] or attrs.get("layout", 0) != 0 or "activations" in attrs or "clip" in attrs):
+                    or inputs[4] or attrs.get("layout", 0) != 0 or "activations" in attrs or "clip" in attrs
+                    or len(node.output_values) != 2 or not all(node.output_values)):
                 raise NotImplementedError("GRU other than linear_before_reset=1, forward/bidirectional, no "
-                                          "sequence_lens, default layout and activations")
+                                          "sequence_lens, default layout and activations, both outputs used")
             w, r = (get_const_value(inputs[k], graph) for k in (1, 2))
             b = get_const_value(inputs[3], graph) if inputs[3] else None
             module = OnnxGru(w.float(), r.float(), None if b is None else b.float(), int(attrs["hidden_size"]))

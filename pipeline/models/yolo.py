@@ -192,6 +192,12 @@ class YoloOnnxDetector:
                 self._sessions[hw] = self._canvas_session(hw)
             return hw if self._sessions[hw] is not None else None
 
+    def _session_device(self) -> str:
+        """The device the square session actually runs on: ``cpu`` where it fell back to the CPU (a model the torch
+        runtime could not convert, on a machine whose onnxruntime has no CUDA), else the detector's ``device``."""
+        return "cpu" if list(self.session.get_providers())[:1] in (["CPUExecutionProvider"], ["TorchCPU"]) \
+            else self.device
+
     def _canvas_session(self, hw: tuple[int, int]) -> Any:
         """A session of the network rewritten for ``hw`` (None: keep the square, with the reason logged)."""
         if len(self._sessions) > self.max_canvases:
@@ -200,7 +206,7 @@ class YoloOnnxDetector:
             return None
         try:
             with tempfile.TemporaryDirectory(prefix="cctv-canvas-") as folder:
-                session = create_session(write_canvas_model(self.path, *hw, Path(folder)), self.device,
+                session = create_session(write_canvas_model(self.path, *hw, Path(folder)), self._session_device(),
                                          runtime=session_runtime(self.session))  # the square's: warned once
         except (CanvasRewriteError, OSError) as exc:
             logger.warning("%s: no %dx%d input canvas (%s); frames of that shape run on the square input",

@@ -80,7 +80,23 @@ def test_parallel_engines_meet_at_the_barrier_and_add_up(tmp_path: Path) -> None
     assert "error" not in result, result
     assert result["processes"] == 2 and result["frames"] >= 2 * 2 and len(result["per_process_fps"]) == 2
     assert result["frames_per_s"] > 0 and result["wall_s"] > 0
-    assert len(list((tmp_path / "parallel-onnxruntime-2" / "barrier").glob("ready-*"))) == 2
+    assert len(list(tmp_path.glob("parallel-onnxruntime-2-auto-*/barrier/ready-*"))) == 2
+    again = gpu.parallel_engines("cpu", "onnxruntime", 2, fps=1.0, streams=1, seconds=1.0, work=tmp_path)
+    assert "error" not in again and len(list(tmp_path.glob("parallel-onnxruntime-2-auto-*"))) == 2  # fresh folder
+
+
+def test_one_failing_engine_process_stops_the_others_at_once() -> None:
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+             subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])]
+    assert gpu.wait_all(procs, timeout_s=120) == ["killed", 3]
+    assert time.monotonic() - start < 30  # not the sleeper's 60 s, nor the timeout
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert gpu.wait_all([sleeper], timeout_s=0.5) == ["timeout"]
 
 
 def test_processes_argument_is_checked() -> None:
@@ -88,3 +104,27 @@ def test_processes_argument_is_checked() -> None:
         gpu.main(["--processes", "two"])
     with pytest.raises(SystemExit):
         gpu.main(["--processes", "0"])
+
+
+def test_reference_run_reads_with_the_reader_and_rectifier_on_onnxruntime() -> None:
+    """The answer check judges the runtime of the small models too: a reader moved to torch is replaced by one on
+    ONNX Runtime in the reference run; one already there is kept."""
+    from pipeline.engine.process import load_plate_reader_or_none, load_plate_rectifier_or_none
+    from pipeline.models.onnx_utils import session_runtime
+    from pipeline.models.torch_runtime import torch_available
+
+    if not torch_available()[0]:
+        pytest.skip("torch / onnx2torch are not installed")
+    from benchmarks.throughput import reference_small_models
+    from pipeline.config import EngineConfig
+
+    reader = load_plate_reader_or_none("crnn", device="cpu", runtime="torch")
+    rectifier = load_plate_rectifier_or_none("cpu", "torch")
+    assert session_runtime(reader.session) == session_runtime(rectifier.session) == "torch"
+    ref_reader, ref_rectifier = reference_small_models(reader, rectifier, EngineConfig())
+    assert session_runtime(ref_reader.session) == session_runtime(ref_rectifier.session) == "onnxruntime"
+    kept = load_plate_reader_or_none("crnn", device="cpu")
+    assert reference_small_models(kept, None, EngineConfig()) == (kept, None)
+    # engine.runtime openvino keeps the small networks on ONNX Runtime (they were not faster there)
+    assert session_runtime(load_plate_reader_or_none("crnn", device="cpu", runtime="openvino").session) \
+        == "onnxruntime"

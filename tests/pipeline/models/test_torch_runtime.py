@@ -180,6 +180,71 @@ def test_gru_converts_where_pytorch_computes_it_the_onnx_way_and_falls_back_wher
                for r in caplog.records)
 
 
+def _one_node_model(path: Path, node: object, inputs: list, outputs: list, opset: int) -> Path:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([node], "one", inputs, outputs)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9), str(path))
+    return path
+
+
+@needs_torch
+def test_split_into_uneven_parts_and_resize_modes_pytorch_lacks(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    x = np.arange(2 * 7 * 3, dtype=np.float32).reshape(2, 7, 3)
+    split = _one_node_model(tmp_path / "split.onnx", helper.make_node("Split", ["X"], ["A", "B", "C"], axis=1,
+                                                                      num_outputs=3),
+                            [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 7, 3])],
+                            [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ABC"], 18)
+    ref, got = create_session(split, "cpu"), create_session(split, "cpu", runtime="torch")
+    assert session_runtime(got) == "torch"
+    for a, b in zip(ref.run(None, {"X": x}), got.run(None, {"X": x}), strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)  # 3, 3, 1 as ONNX says, not 2, 2, 2 (+1)
+    scales = helper.make_tensor("S", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    node = helper.make_node("Resize", ["X", "", "S"], ["Y"], mode="nearest",
+                            coordinate_transformation_mode="half_pixel")
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 3, 3])]
+    resize = _one_node_model(tmp_path / "resize.onnx", node, inputs,
+                             [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], 19)
+    import onnx
+
+    model = onnx.load(str(resize))
+    model.graph.initializer.append(scales)
+    onnx.save(model, str(resize))
+    session = create_session(resize, "cpu", runtime="torch")
+    assert session_runtime(session) == "onnxruntime"  # refused, not converted with PyTorch's other rounding
+
+
+@needs_torch
+def test_gru_whose_outputs_are_not_both_used_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    path = _gru_model(tmp_path / "gru.onnx", linear_before_reset=1)
+    model = onnx.load(str(path))
+    model.graph.node[0].output[1] = ""  # Y_h unused
+    del model.graph.output[1]
+    onnx.save(model, str(path))
+    assert session_runtime(create_session(path, "cpu", runtime="torch")) == "onnxruntime"
+
+
+@needs_torch
+def test_detector_that_fell_back_to_the_cpu_makes_its_canvases_there_too(
+        no_cuda: None, derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
+    """A model left on ONNX Runtime on the CPU (torch could not run it on the GPU asked for) must not ask ONNX
+    Runtime for CUDA when it makes the input canvas of a new frame shape."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    detector = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cuda", runtime="torch",
+                                canvas="fit")
+    assert detector.session.get_providers() == ["CPUExecutionProvider"]
+    assert len(detector.detect_batch(dashcam_frames[:2])) == 2
+
+
 @needs_torch
 def test_cuda_sync_mode_is_checked_and_a_missing_driver_is_a_warning(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
