@@ -110,14 +110,6 @@ def fastest_keeping_answers(engines: dict[str, dict[str, Any]]) -> str:
     return max(keeping, key=lambda rt: engines[rt].get("files_engine_fps") or 0.0)
 
 
-def host_cores() -> int:
-    """The cores this process may run on (a container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int | str]:
     """Wait for every process; when one fails (or the time is up) the others are killed at once, as they would
     wait at the barrier for it. Exit codes, ``"killed"`` for those stopped that way, ``"timeout"`` at the limit."""
@@ -147,7 +139,7 @@ def parallel_engines(device: str, runtime: str, processes: int, fps: float, stre
     frames over the longest measured run."""
     work.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"parallel-{runtime}-{processes}-{cuda_sync}-", dir=work))
-    threads = max(1, host_cores() // processes)
+    threads = max(1, runtimes_bench.host_cores() // processes)
     env = {**os.environ, "CCTV_MODEL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "CCTV_CUDA_SYNC": cuda_sync}
     procs = []

@@ -442,7 +442,7 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[st
     if ok:
         versions["openvino"] = detail
     return {
-        "host": {"cpu": _cpu_name(), "cores": _cores(), "load_before": [round(x, 2) for x in load],
+        "host": {"cpu": _cpu_name(), "cores": host_cores(), "load_before": [round(x, 2) for x in load],
                  "load_after": [round(x, 2) for x in os.getloadavg()],
                  "python": platform.python_version(), **versions},
         "batches": batches, "repeat": repeat, "skipped": skipped, "rows": rows, "agreement": agreement,
@@ -450,7 +450,7 @@ def run(batches: list[int], repeat: int, plate_limit: int = 300, models: list[st
     }
 
 
-def _cores() -> int:
+def host_cores() -> int:
     """The cores this process may run on (a container's share, not the host's count)."""
     try:
         return len(os.sched_getaffinity(0))
