@@ -135,6 +135,7 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
     for url in config.stream_urls():
         url_secrets(url)  # registered: redacted from every log line of the supervisor
     install_log_redaction()
+    check_model_device(config)
     check_redis_durable()
     stop_event = StopFlag()
     analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]
@@ -165,6 +166,22 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
             bus.unlink()
     logger.info("service stopped")
     return 0
+
+
+class ModelDeviceError(RuntimeError):
+    """``engine.device`` asks for a GPU that no installed runtime reaches on this machine."""
+
+
+def check_model_device(config: Config) -> None:
+    """Refuse to start when an analysed camera's models cannot run on ``engine.device`` here (a GPU asked for where
+    there is none): one clear error before any process starts, instead of an engine that fails and restarts."""
+    if not any(cam.enabled and camera_is_analysed(cam) for cam in config.cameras):
+        return
+    from pipeline.models.onnx_utils import gpu_unavailable
+
+    reason = gpu_unavailable(config.engine.device, config.engine.runtime)
+    if reason:
+        raise ModelDeviceError(reason)
 
 
 def check_redis_durable() -> None:

@@ -74,6 +74,31 @@ def torch_gpu_path(device: str) -> bool:
     return torch_cuda_available()
 
 
+def gpu_unavailable(device: str, runtime: str) -> str | None:
+    """Why models of ``engine.device`` ``device`` and ``engine.runtime`` ``runtime`` cannot run here, or None: only
+    ``cuda`` can fail (``auto`` and ``cpu`` always run, on the CPU at worst). The service checks it before starting
+    any process, so that a GPU asked for where there is none is one clear error, not an engine restarting."""
+    if device != "cuda":
+        return None
+    import onnxruntime as ort
+
+    ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if runtime in TORCH_PRECISION:
+        from pipeline.models.torch_runtime import torch_available, torch_cuda_available
+
+        ok, detail = torch_available()
+        if ok and torch_cuda_available():
+            return None
+        why = detail if not ok else f"{detail} sees no CUDA device"
+        return None if ort_cuda else f"engine.device cuda with engine.runtime {runtime}: {why}"
+    if ort_cuda or (runtime == "auto" and torch_gpu_path(device)):
+        return None
+    return (f"engine.device cuda, but this onnxruntime {ort.__version__} has no CUDA provider"
+            + ("" if runtime != "auto" else " and torch reaches no GPU here")
+            + ": install onnxruntime-gpu, or PyTorch with CUDA and pip install .[gpu] (engine.runtime auto or torch), "
+              "or set engine.device to auto or cpu")
+
+
 def resolve_runtime(runtime: str, model: str, device: str = "auto") -> str:
     """The runtime (one of :data:`RUNTIMES` but ``auto``) to run ``model`` (a :data:`FASTEST_RUNTIME` key) with.
 

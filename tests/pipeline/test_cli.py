@@ -109,3 +109,21 @@ def test_export_times_out_of_range_are_refused(when: str) -> None:
     with pytest.raises(ExportError, match="epoch seconds must lie between 1970 and 9999"):
         parse_time(when)
     assert parse_time("1700000000.5") == 1700000000.5 and parse_time("2024-11-20T10:00:00Z") == 1732096800.0
+
+
+def test_run_refuses_a_gpu_that_no_runtime_reaches_before_starting_anything(tmp_path: Path) -> None:
+    """`engine.device: cuda` on a machine where neither ONNX Runtime nor torch reaches a GPU: one line, exit 2,
+    before Redis or any child process (the engine used to fail in its child and restart)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() or Path("/proc/driver/nvidia/version").exists():
+        pytest.skip("this machine has a GPU runtime")
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD + "engine:\n  device: cuda\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCTV_REDIS")} | {
+        "CLI_TEST_CAM_PASSWORD": "x", "CCTV_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing there: never reached
+    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", str(path), "--no-api"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "error: engine.device cuda" in result.stderr and "pip install .[gpu]" in result.stderr
+    assert "Traceback" not in result.stderr and "Redis" not in result.stderr

@@ -318,3 +318,22 @@ def test_auto_takes_torch_on_a_gpu_that_only_pytorch_reaches(monkeypatch: pytest
     monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"pip install \.\[gpu\]"):
         model_providers("cuda", "auto")  # neither reaches a GPU: the error says both ways to get one
+
+
+def test_gpu_unavailable_says_why_only_for_cuda(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from pipeline.models import onnx_utils
+
+    monkeypatch.setattr(onnx_utils, "NVIDIA_DRIVER", tmp_path / "none")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: False)
+    assert onnx_utils.gpu_unavailable("auto", "auto") is None and onnx_utils.gpu_unavailable("cpu", "torch") is None
+    assert "no CUDA provider" in onnx_utils.gpu_unavailable("cuda", "auto")
+    assert "engine.runtime torch" in onnx_utils.gpu_unavailable("cuda", "torch")
+    monkeypatch.setattr(torch_runtime, "torch_cuda_available", lambda: True)
+    (tmp_path / "none").write_text("NVRM\n", encoding="utf-8")
+    if HAVE_TORCH:
+        assert onnx_utils.gpu_unavailable("cuda", "torch") is None
+        assert onnx_utils.gpu_unavailable("cuda", "auto") is None  # auto takes torch there
+    assert "no CUDA provider" in onnx_utils.gpu_unavailable("cuda", "onnxruntime")  # explicit ONNX Runtime: no
