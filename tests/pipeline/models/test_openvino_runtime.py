@@ -17,13 +17,11 @@ from pipeline.models.onnx_utils import create_session, resolve_runtime, session_
 from pipeline.models.openvino_runtime import openvino_available
 from pipeline.models.registry import load_model_set
 from pipeline.models.yolo import TRAFFIC_CLASSES, YoloOnnxDetector
+from tests.runtime_support import assert_vehicle_detector_on, derived_file
 
 HAVE_OPENVINO = openvino_available()[0]
 needs_openvino = pytest.mark.skipif(not HAVE_OPENVINO, reason="openvino is not installed (pip install .[openvino])")
 
-
-def _derived_file(derived: tuple[Path, Path, list[Path]], name: str) -> Path:
-    return next(p for p in derived[2] if p.name == name)
 
 
 @pytest.fixture()
@@ -52,7 +50,7 @@ def test_resolve_runtime_rejects_unknown_and_create_session_wants_a_resolved_one
 def test_openvino_requested_but_not_importable_falls_back_to_onnxruntime_with_a_warning(
         no_openvino: None, derived: tuple[Path, Path, list[Path]], model_dir: Path,
         dashcam_frames: list[np.ndarray], caplog: pytest.LogCaptureFixture) -> None:
-    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    path = derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
         detector = YoloOnnxDetector(path, classes=TRAFFIC_CLASSES, device="cpu", runtime="openvino")
     assert session_runtime(detector.session) == "onnxruntime"
@@ -106,7 +104,7 @@ def test_bf16_asked_on_a_cpu_without_native_bf16_runs_f32_with_a_warning(
     from pipeline.models import openvino_runtime
 
     monkeypatch.setattr(openvino_runtime, "native_bf16", lambda: False)
-    path = _derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
+    path = derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
         session = create_session(path, "cpu", runtime="openvino-bf16")
     assert session_runtime(session) == "openvino" and session.precision == "f32"
@@ -120,7 +118,7 @@ def test_bf16_asked_on_a_cpu_without_native_bf16_runs_f32_with_a_warning(
 def test_bf16_keeps_the_same_detections_on_real_frames(
         derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
     """What ``auto`` takes on AMX CPUs: every vehicle box ONNX Runtime finds, found again (IoU > 0.9, same class)."""
-    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    path = derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
     reference = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu")
     bf16 = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", runtime="openvino-bf16")
     assert session_runtime(bf16.session) == "openvino-bf16"
@@ -140,7 +138,7 @@ def test_a_model_openvino_cannot_compile_falls_back_with_the_reason(
         derived: tuple[Path, Path, list[Path]], caplog: pytest.LogCaptureFixture) -> None:
     # The per-sample dynamic quantisation of the derived int8 detector has a dynamic-rank node the CPU plugin
     # refuses (OpenVINO 2026.4): a real compile failure.
-    path = _derived_file(derived, "yolov8n_int8.batch.onnx")
+    path = derived_file(derived, "yolov8n_int8.batch.onnx")
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
         session = create_session(path, "cpu", runtime="openvino")
     if session_runtime(session) == "openvino":
@@ -160,23 +158,7 @@ def test_cuda_device_keeps_onnxruntime(model_dir: Path, caplog: pytest.LogCaptur
 @needs_openvino
 def test_openvino_session_interface_and_same_detections_on_a_real_frame(
         derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
-    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
-    reference = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu")
-    openvino = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", runtime="openvino")
-    assert session_runtime(openvino.session) == "openvino" and openvino.providers == ["OpenVINO"]
-    assert openvino.session.get_inputs()[0].shape == ["batch", 3, 640, 640]
-    assert openvino.imgsz == reference.imgsz == 640 and openvino.names == reference.names  # ONNX metadata read
-    found = 0
-    for ref, ov in zip(reference.detect_batch(dashcam_frames), openvino.detect_batch(dashcam_frames), strict=True):
-        assert len(ref) == len(ov)
-        found += len(ref)
-        if not len(ref):
-            continue
-        order_ref, order_ov = np.argsort(-ref.confidence), np.argsort(-ov.confidence)
-        ious = np.diag(iou_matrix(ref.xyxy[order_ref], ov.xyxy[order_ov]))
-        assert (ious > 0.9).all(), ious
-        assert (ref.class_id[order_ref] == ov.class_id[order_ov]).all()
-    assert found > 0
+    assert_vehicle_detector_on("openvino", "OpenVINO", derived, dashcam_frames, min_iou=0.9)
 
 
 @needs_openvino
@@ -184,8 +166,8 @@ def test_openvino_face_embeddings_match(derived: tuple[Path, Path, list[Path]], 
                                         shared_dir: Path) -> None:
     import cv2
 
-    det_path = _derived_file(derived, "det_500m.batch.onnx")
-    emb_path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    det_path = derived_file(derived, "det_500m.batch.onnx")
+    emb_path = derived_file(derived, "mobilefacenet.batch.onnx")
     source = model_dir / "insightface/models/buffalo_s/mobilefacenet.onnx"
     photos = [cv2.imread(str(p)) for p in sorted((shared_dir / "data" / "videos" / "enroll").glob("*"))[:4]]
     detector = ScrfdDetector(det_path, device="cpu")

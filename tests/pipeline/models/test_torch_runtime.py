@@ -20,14 +20,12 @@ from pipeline.models.torch_runtime import TorchSession, torch_available
 from pipeline.models.yolo import TRAFFIC_CLASSES, YoloOnnxDetector
 from pipeline.plates.crnn_backend import CrnnPlateReader
 from pipeline.settings import PROJECT_ROOT
+from tests.runtime_support import assert_vehicle_detector_on, derived_file
 
 HAVE_TORCH = torch_available()[0]
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch / onnx2torch are not installed (pip install .[gpu])")
 READER_DIR = PROJECT_ROOT / "models" / "plate_reader"
 
-
-def _derived_file(derived: tuple[Path, Path, list[Path]], name: str) -> Path:
-    return next(p for p in derived[2] if p.name == name)
 
 
 @pytest.fixture()
@@ -45,21 +43,7 @@ def test_engine_config_takes_the_torch_runtimes() -> None:
 @needs_torch
 def test_vehicle_detector_on_torch_finds_the_same_boxes_on_real_frames(
         derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
-    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
-    reference = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu")
-    torch_det = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cpu", runtime="torch")
-    assert session_runtime(torch_det.session) == "torch" and torch_det.providers == ["TorchCPU"]
-    assert torch_det.session.get_inputs()[0].shape == ["batch", 3, 640, 640]
-    assert torch_det.imgsz == reference.imgsz == 640 and torch_det.names == reference.names  # ONNX metadata read
-    found = 0
-    for ref, got in zip(reference.detect_batch(dashcam_frames), torch_det.detect_batch(dashcam_frames), strict=True):
-        assert len(ref) == len(got)
-        found += len(ref)
-        if len(ref):
-            order_ref, order_got = np.argsort(-ref.confidence), np.argsort(-got.confidence)
-            assert (np.diag(iou_matrix(ref.xyxy[order_ref], got.xyxy[order_got])) > 0.99).all()
-            assert (ref.class_id[order_ref] == got.class_id[order_got]).all()
-    assert found > 0
+    assert_vehicle_detector_on("torch", "TorchCPU", derived, dashcam_frames, min_iou=0.99)
 
 
 @needs_torch
@@ -70,7 +54,7 @@ def test_reshapes_and_splits_of_the_detector_keep_their_shapes_on_the_host(
     from onnx2torch.node_converters.reshape import OnnxReshape
     from onnx2torch.node_converters.split import OnnxSplit13
 
-    session = TorchSession(_derived_file(derived, "yolov8n_int8.batch.fp32.onnx"), device="cpu")
+    session = TorchSession(derived_file(derived, "yolov8n_int8.batch.fp32.onnx"), device="cpu")
     kinds = {type(m).__name__ for m in session.module.modules()}
     assert "ConstantReshape" in kinds and "OnnxSplit" in kinds
     assert not any(isinstance(m, (OnnxReshape, OnnxSplit13)) for m in session.module.modules())
@@ -81,8 +65,8 @@ def test_face_models_on_torch_give_the_same_faces_and_embeddings(
         derived: tuple[Path, Path, list[Path]], model_dir: Path, shared_dir: Path) -> None:
     import cv2
 
-    det_path = _derived_file(derived, "det_500m.batch.onnx")
-    emb_path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    det_path = derived_file(derived, "det_500m.batch.onnx")
+    emb_path = derived_file(derived, "mobilefacenet.batch.onnx")
     source = model_dir / "insightface/models/buffalo_s/mobilefacenet.onnx"
     photos = [cv2.imread(str(p)) for p in sorted((shared_dir / "data" / "videos" / "enroll").glob("*"))[:4]]
     photos = [p for p in photos if p is not None]
@@ -106,7 +90,7 @@ def test_face_models_on_torch_give_the_same_faces_and_embeddings(
 @needs_torch
 def test_half_precision_session_hands_back_float32_close_to_the_reference(
         derived: tuple[Path, Path, list[Path]], dashcam_frames: list[np.ndarray]) -> None:
-    path = _derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
+    path = derived_file(derived, "license_plate_detector_int8.batch.fp32.onnx")
     reference = create_session(path, "cpu")
     half = create_session(path, "cpu", runtime="torch-fp16")
     assert session_runtime(half) == "torch-fp16"
@@ -238,7 +222,7 @@ def test_detector_that_fell_back_to_the_cpu_makes_its_canvases_there_too(
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    path = _derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
+    path = derived_file(derived, "yolov8n_int8.batch.fp32.onnx")
     detector = YoloOnnxDetector(path, conf=0.3, classes=TRAFFIC_CLASSES, device="cuda", runtime="torch",
                                 canvas="fit")
     assert detector.session.get_providers() == ["CPUExecutionProvider"]
@@ -269,7 +253,7 @@ def test_cuda_asked_where_torch_sees_no_gpu_runs_on_the_cpu_with_a_warning(
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA: the fallback runs there")
-    path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    path = derived_file(derived, "mobilefacenet.batch.onnx")
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
         session = create_session(path, "cuda", runtime="torch")
     assert session_runtime(session) == "onnxruntime" and session.get_providers() == ["CPUExecutionProvider"]
@@ -286,7 +270,7 @@ def test_torch_asked_where_onnx2torch_is_missing_falls_back_to_onnxruntime(
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "onnx2torch", None)  # import fails as where the package is not installed
     assert torch_available()[0] is False
-    path = _derived_file(derived, "mobilefacenet.batch.onnx")
+    path = derived_file(derived, "mobilefacenet.batch.onnx")
     with caplog.at_level(logging.WARNING, logger="pipeline.models.onnx_utils"):
         session = create_session(path, "cpu", runtime="torch")
     assert session_runtime(session) == "onnxruntime"
