@@ -175,9 +175,9 @@ def _torch_session(path: Path, device: str, precision: str):  # noqa: ANN202 (To
 
 
 def model_providers(device: str, runtime: str) -> list[str]:
-    """Where models of ``runtime`` (as asked for: ``auto`` too) run for ``device``: the torch runtime's ``TorchCUDA`` /
-    ``TorchCPU`` when it is installed and taken, else ONNX Runtime's providers (:func:`~pipeline.models.base.select_providers`, which raises for
-    ``cuda`` without a CUDA build)."""
+    """Where models of ``runtime`` (as asked for: ``auto`` too) run for ``device``: the torch runtime's
+    ``TorchCUDA`` / ``TorchCPU`` when it is installed and taken, else ONNX Runtime's providers
+    (:func:`~pipeline.models.base.select_providers`, which raises for ``cuda`` without a CUDA build)."""
     if runtime in TORCH_PRECISION or (runtime == "auto" and torch_gpu_path(device)):
         from pipeline.models.torch_runtime import PROVIDERS, torch_available, torch_device
 
