@@ -545,6 +545,21 @@ def run_worker_role(worker_id: str | None, slots: int) -> int:
 
 
 # -- the engine child ----------------------------------------------------------------------------------------------
+def idle_without_device(config: Config, stop_event: Any) -> bool:
+    """When ``engine.device`` asks for a GPU that no runtime reaches on this worker host (the configuration comes
+    from Redis, written on another host): say so once and wait for the stop, so that the host still records its
+    cameras and the engine is not restarted in a loop; True then. False where the models can run here."""
+    from pipeline.models.onnx_utils import gpu_unavailable
+
+    reason = gpu_unavailable(config.engine.device, config.engine.runtime)
+    if not reason:
+        return False
+    logger.error("analytics off on this worker (cameras are still recorded): %s", reason)
+    while not stop_event.is_set():
+        stop_event.wait(1.0)
+    return True
+
+
 def run_cluster_engine(config: Config, bus: LaneBus, stop_event: Any, redis_url: str, poll_s: float) -> None:
     """The engine of a worker host: fenced publishing, camera settings following the configuration version."""
     from pipeline.cluster.fencing import FencedEventStore, FencedPublisher, HandoverMerger
@@ -553,6 +568,8 @@ def run_cluster_engine(config: Config, bus: LaneBus, stop_event: Any, redis_url:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if idle_without_device(config, stop_event):
+        return
     engine, plain, client = build_engine(config, redis_url=redis_url)
     old = plain.store
     extra = {name: getattr(old, name) for name in ("wait_replicas", "wait_timeout_ms") if hasattr(old, name)}

@@ -53,3 +53,30 @@ def test_a_lost_camera_frees_its_lane_before_the_next_camera_takes_it(
     assert f"camera {other} waits for a free frame bus lane" in caplog.text
     holders = LeaseStore(client).holders([first, other])
     assert holders[first] is not None and holders[first].worker_id == "thief" and holders[other] is None
+
+
+def test_worker_engine_without_the_gpu_asked_for_idles_once_instead_of_restarting(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`engine.device: cuda` in the configuration (written on another host) on a worker with no GPU runtime: one
+    error, then the engine child waits for the stop (capture and recording go on) instead of failing each start."""
+    import threading
+
+    import pipeline.engine.process as process
+    from pipeline.cluster import node
+    from pipeline.config import Config
+    from pipeline.ingest.framebus import StopFlag
+    from pipeline.models import onnx_utils
+
+    config = Config.model_validate({"cameras": [{"id": "cam-1", "name": "Cam 1", "url": "rtsp://127.0.0.1:1/x"}],
+                                    "engine": {"device": "cuda"}})
+    monkeypatch.setattr(onnx_utils, "gpu_unavailable", lambda device, runtime: f"no GPU for {device}/{runtime}")
+    monkeypatch.setattr(process, "build_engine", lambda *a, **k: pytest.fail("the engine must not be built"))
+    stop = StopFlag()
+    threading.Timer(0.3, stop.set).start()
+    with caplog.at_level(logging.ERROR, logger="pipeline.cluster.node"):
+        node.run_cluster_engine(config, bus=None, stop_event=stop, redis_url="redis://127.0.0.1:1/0", poll_s=1.0)
+    assert stop.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        "analytics off on this worker (cameras are still recorded): no GPU for cuda/auto"]
+    monkeypatch.setattr(onnx_utils, "gpu_unavailable", lambda device, runtime: None)
+    assert node.idle_without_device(config, stop) is False
