@@ -65,144 +65,6 @@ def torch_device(device: str) -> str:
     return "cpu"
 
 
-_CONVERTERS_LOCK = threading.Lock()
-_CONVERTERS: dict[str, bool] = {}
-
-
-def _register_converters() -> None:
-    """Teach onnx2torch what the engine's models need beyond its own converters, once per process.
-
-    - ``Reshape`` with a constant target shape (every reshape of the YOLO exports, opset 19/20 among them, which
-      onnx2torch 1.5 does not know) becomes a module holding the shape as Python ints: onnx2torch's own reshape
-      compares the shape tensor on the device, one GPU-to-CPU wait per reshape (71 in the vehicle detector).
-    - ``Resize`` of opset 19 is opset 13's when it uses none of 19's additions (``antialias``, ``axes``,
-      ``keep_aspect_ratio_policy``).
-    - ``Split`` (opset 13 and 18) with constant sizes keeps them as Python ints, for the same reason.
-    - ``GRU`` (the plate reader's; onnx2torch has none) becomes ``torch.nn.GRU`` with the gates reordered (ONNX
-      z, r, h; PyTorch r, z, n), for ``linear_before_reset=1`` (PyTorch's formula), forward or bidirectional, no
-      ``sequence_lens``."""
-    with _CONVERTERS_LOCK:
-        if _CONVERTERS:
-            return
-        import torch
-        from onnx2torch.node_converters import registry
-        from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
-
-        class ConstantReshape(torch.nn.Module):
-            """``Reshape`` to a shape known when the model was converted (0 copies the input's dimension)."""
-
-            def __init__(self, shape: tuple[int, ...]) -> None:
-                super().__init__()
-                self.shape = shape
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-                return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])
-
-        from onnx2torch.node_converters.split import OnnxSplit
-
-        dynamic_reshape = registry.get_converter("Reshape", 14)
-        resize_13 = registry.get_converter("Resize", 13)
-        dynamic_split = registry.get_converter("Split", 13)
-
-        def reshape(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
-            if node.attributes.get("allowzero", 0) == 1:
-                raise NotImplementedError("Reshape with allowzero=1 is not supported")
-            try:
-                shape = tuple(int(d) for d in get_const_value(node.input_values[1], graph).tolist())
-            except KeyError:
-                return dynamic_reshape(node, graph)
-            return OperationConverterResult(torch_module=ConstantReshape(shape),
-                                            onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
-                                                                     outputs=node.output_values))
-
-        def resize(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
-            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in node.attributes.items()}
-            mode, transform = attrs.get("mode", "nearest"), attrs.get("coordinate_transformation_mode", "half_pixel")
-            if attrs.get("antialias", 0) or "axes" in attrs or attrs.get("keep_aspect_ratio_policy",
-                                                                          "stretch") != "stretch":
-                raise NotImplementedError("Resize-19 with antialias, axes or keep_aspect_ratio_policy")
-            if transform == "half_pixel_symmetric" or (mode == "nearest" and (
-                    transform != "asymmetric" or attrs.get("nearest_mode", "round_prefer_floor") != "floor")):
-                raise NotImplementedError(f"Resize-19 {mode} with {transform} (PyTorch's interpolate differs)")
-            return resize_13(node, graph)
-
-        class CeilSplit(torch.nn.Module):
-            """``Split`` into ``n`` chunks of ``ceil(dim / n)``, the last smaller (opset 18's ``num_outputs``)."""
-
-            def __init__(self, n: int, axis: int) -> None:
-                super().__init__()
-                self.n, self.axis = n, axis
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: D102
-                return torch.split(x, -(-x.shape[self.axis] // self.n), dim=self.axis)
-
-        def split(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
-            axis, outputs = node.attributes.get("axis", 0), node.output_values
-            if len(node.input_values) > 1 and node.input_values[1]:
-                try:
-                    sizes = [int(d) for d in get_const_value(node.input_values[1], graph).tolist()]
-                except KeyError:
-                    return dynamic_split(node, graph)
-                module: torch.nn.Module = OnnxSplit(num_splits=len(outputs), axis=axis, split=sizes)
-            else:
-                module = CeilSplit(len(outputs), axis)  # opset 13 demands equal parts: the same split there
-            return OperationConverterResult(torch_module=module,
-                                            onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
-                                                                     outputs=outputs))
-
-        class OnnxGru(torch.nn.Module):
-            """ONNX ``GRU`` as ``torch.nn.GRU``: outputs ``Y`` ``[seq, directions, batch, hidden]`` and ``Y_h``."""
-
-            def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, hidden: int) -> None:
-                super().__init__()
-                self.directions, self.hidden = int(w.shape[0]), hidden
-                self.gru = torch.nn.GRU(int(w.shape[2]), hidden, bidirectional=self.directions == 2)
-
-                def torch_order(t: torch.Tensor) -> torch.Tensor:
-                    z, r_gate, h = t.split(hidden, dim=0)
-                    return torch.cat([r_gate, z, h])
-
-                with torch.no_grad():
-                    for d in range(self.directions):
-                        suffix = "_reverse" if d else ""
-                        getattr(self.gru, f"weight_ih_l0{suffix}").copy_(torch_order(w[d]))
-                        getattr(self.gru, f"weight_hh_l0{suffix}").copy_(torch_order(r[d]))
-                        bias = b[d] if b is not None else torch.zeros(6 * hidden)
-                        getattr(self.gru, f"bias_ih_l0{suffix}").copy_(torch_order(bias[:3 * hidden]))
-                        getattr(self.gru, f"bias_hh_l0{suffix}").copy_(torch_order(bias[3 * hidden:]))
-
-            def forward(self, x: torch.Tensor, initial_h: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:  # noqa: D102
-                y, h = self.gru(x, initial_h)
-                seq, batch = y.shape[:2]
-                return y.view(seq, batch, self.directions, self.hidden).permute(0, 2, 1, 3), h
-
-        def gru(node: Any, graph: Any) -> Any:  # noqa: ANN401 (onnx2torch OnnxNode, OnnxGraph)
-            attrs, inputs = node.attributes, list(node.input_values) + [""] * 6
-            direction = attrs.get("direction", "forward")
-            direction = direction.decode() if isinstance(direction, bytes) else direction
-            if (attrs.get("linear_before_reset", 0) != 1 or direction not in ("forward", "bidirectional")
-                    or inputs[4] or attrs.get("layout", 0) != 0 or "activations" in attrs or "clip" in attrs
-                    or len(node.output_values) != 2 or not all(node.output_values)):
-                raise NotImplementedError("GRU other than linear_before_reset=1, forward/bidirectional, no "
-                                          "sequence_lens, default layout and activations, both outputs used")
-            w, r = (get_const_value(inputs[k], graph) for k in (1, 2))
-            b = get_const_value(inputs[3], graph) if inputs[3] else None
-            module = OnnxGru(w.float(), r.float(), None if b is None else b.float(), int(attrs["hidden_size"]))
-            mapped = (inputs[0], inputs[5]) if inputs[5] else (inputs[0],)
-            return OperationConverterResult(torch_module=module,
-                                            onnx_mapping=OnnxMapping(inputs=mapped, outputs=node.output_values))
-
-        table = registry._CONVERTER_REGISTRY  # noqa: SLF001 (onnx2torch has no API to replace a converter)
-        for version in (5, 13, 14, 19):
-            table[registry.OperationDescription(domain="", operation_type="Reshape", version=version)] = reshape
-        table[registry.OperationDescription(domain="", operation_type="Resize", version=19)] = resize
-        for version in (13, 18):
-            table[registry.OperationDescription(domain="", operation_type="Split", version=version)] = split
-        for version in (7, 14):
-            table[registry.OperationDescription(domain="", operation_type="GRU", version=version)] = gru
-        _CONVERTERS["done"] = True
-
-
 CUDA_SCHED_FLAGS = {"auto": 0, "spin": 1, "yield": 2, "blocking": 4}  # CU_CTX_SCHED_* of the CUDA driver API
 _SYNC_SET: dict[str, str] = {}
 
@@ -269,7 +131,9 @@ class TorchSession:
         self._outputs = _value_info(model.graph.output, "dim")
         self._meta = SimpleNamespace(custom_metadata_map={p.key: p.value for p in model.metadata_props})
         self._dtype = torch.float16 if precision == "f16" else torch.float32
-        _register_converters()
+        from pipeline.models.torch_converters import register
+
+        register()
         if device == "cuda":
             from pipeline.settings import get_settings
 
