@@ -23,6 +23,13 @@ class BatchDetector(Protocol):
         ...
 
 
+def onnxruntime_has_cuda() -> bool:
+    """Whether this onnxruntime build offers the CUDA execution provider (``onnxruntime-gpu``)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def select_providers(device: str = "auto") -> list[str]:
     """Return the ONNX Runtime execution providers for ``device`` (``auto``, ``cpu`` or ``cuda``).
 
@@ -33,11 +40,10 @@ def select_providers(device: str = "auto") -> list[str]:
 
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    available = ort.get_available_providers()
-    has_cuda = "CUDAExecutionProvider" in available
+    has_cuda = onnxruntime_has_cuda()
     if device == "cuda" and not has_cuda:
         raise RuntimeError(
-            f"device 'cuda' requested but onnxruntime offers only {available}; install onnxruntime-gpu, or run the "
+            f"device 'cuda' requested but onnxruntime offers only {ort.get_available_providers()}; install onnxruntime-gpu, or run the "
             "models on PyTorch's CUDA (pip install .[gpu]: onnx2torch, with a CUDA build of torch), or use 'cpu'"
         )
     if device in ("auto", "cuda") and has_cuda:

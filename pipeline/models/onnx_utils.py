@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.models.base import select_providers
+from pipeline.models.base import onnxruntime_has_cuda, select_providers
 from pipeline.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,7 @@ def torch_gpu_path(device: str) -> bool:
     """Whether models of ``device`` (``cuda``, or ``auto``) run on a GPU through PyTorch: an NVIDIA driver is
     loaded, this onnxruntime has no CUDA provider, and torch with onnx2torch sees a CUDA device (``pip install
     .[gpu]``). Cheap where there is no NVIDIA driver: torch is not imported."""
-    if device not in ("cuda", "auto") or not NVIDIA_DRIVER.exists():
-        return False
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
+    if device not in ("cuda", "auto") or not NVIDIA_DRIVER.exists() or onnxruntime_has_cuda():
         return False
     from pipeline.models.torch_runtime import torch_cuda_available
 
@@ -82,7 +78,7 @@ def gpu_unavailable(device: str, runtime: str) -> str | None:
         return None
     import onnxruntime as ort
 
-    ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    ort_cuda = onnxruntime_has_cuda()
     if runtime in TORCH_PRECISION:
         from pipeline.models.torch_runtime import torch_available, torch_cuda_available
 
@@ -214,7 +210,7 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
         session = _torch_session(Path(path), device, TORCH_PRECISION[runtime])
         if session is not None:
             return session
-        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        if device == "cuda" and not onnxruntime_has_cuda():
             logger.warning("runtime torch: %s runs on ONNX Runtime on the CPU (this onnxruntime has no CUDA)", path)
             device = "cpu"
 

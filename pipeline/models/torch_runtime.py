@@ -130,6 +130,8 @@ class TorchSession:
         self._inputs = _value_info([v for v in model.graph.input if v.name not in initialisers], "batch")
         self._outputs = _value_info(model.graph.output, "dim")
         self._meta = SimpleNamespace(custom_metadata_map={p.key: p.value for p in model.metadata_props})
+        self._input_index = {p.name: i for i, p in enumerate(self._inputs)}
+        self._output_index = {p.name: i for i, p in enumerate(self._outputs)}
         self._dtype = torch.float16 if precision == "f16" else torch.float32
         from pipeline.models.torch_converters import register
 
@@ -172,15 +174,13 @@ class TorchSession:
         float32 numpy arrays (integer outputs keep their type)."""
         import torch
 
-        by_name = {p.name: i for i, p in enumerate(self._inputs)}
         ordered: list[Any] = [None] * len(self._inputs)
         for k, (name, value) in enumerate(feed.items()):
-            ordered[by_name.get(name, k)] = value
+            ordered[self._input_index.get(name, k)] = value
         with self._lock, torch.inference_mode():
             result = self.module(*[self._tensor(v) for v in ordered])
         outputs = list(result) if isinstance(result, (tuple, list)) else [result]
         arrays = [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outputs]
         if output_names is None:
             return arrays
-        index = {p.name: i for i, p in enumerate(self._outputs)}
-        return [arrays[index[name]] for name in output_names]
+        return [arrays[self._output_index[name]] for name in output_names]
