@@ -109,7 +109,8 @@ def decode_or_none(model: type[M], fields: dict[Any, Any], record_id: Any = "?")
     malformed record must not fail a search, a case or the publisher over every good one around it."""
     try:
         return decode(model, fields)
-    except ValueError as exc:  # bad JSON, bad UTF-8, a field the model refuses, an embedding of odd length
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, a field the model refuses, an embedding of
+        # odd length, JSON nested deeper than the parser's recursion limit
         rid = record_id.decode() if isinstance(record_id, bytes) else record_id
         logger.warning("skipping an unreadable %s record %s: %s", model.__name__, rid, type(exc).__name__)
         return None

@@ -71,6 +71,7 @@ end
 local function sid_less(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if not ams or not bms then return false end  -- not a stream id (a malformed entry): never taken as older
   ams, bms = tonumber(ams), tonumber(bms)
   if ams ~= bms then return ams < bms end
   return tonumber(aseq) < tonumber(bseq)
@@ -130,8 +131,11 @@ for e = 1, n do
   local cur = redis.call('HGET', KEYS[2], eid)
   local old_plate, old_member, stale = nil, nil, false
   if cur then
-    local v, p, m = string.match(cur, '^(%d+)\t([^\t]*)\t(.*)$')
-    if tonumber(v) >= version then stale = true else old_plate, old_member = p, m end
+    -- a malformed entry (no version, or no stream id to remove) is replaced without touching the stream: an error
+    -- here would fail the whole batch on every retry, and one after the XADD would keep that XADD (no rollback)
+    local v = string.match(cur, '^(%d+)\t')
+    local p, m = string.match(cur, '^%d+\t([^\t]*)\t(%d+%-%d+|.*)$')
+    if v and tonumber(v) >= version then stale = true else old_plate, old_member = p, m end
   end
   if stale then
     results[e] = 0
@@ -169,8 +173,10 @@ for e = 1, n do
   local cur = redis.call('HGET', KEYS[2], eid)
   local old_sid
   if cur then
-    local v, s = string.match(cur, '^(%d+)\t(.*)$')
-    if tonumber(v) >= version then results[e] = 0 else old_sid = s end
+    -- a malformed entry is replaced (see the plate writer): never an error, before or after the XADD
+    local v = string.match(cur, '^(%d+)\t')
+    local s = string.match(cur, '^%d+\t(%d+%-%d+)$')
+    if v and tonumber(v) >= version then results[e] = 0 else old_sid = s end
   end
   if results[e] == nil then
     local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, i - 1))

@@ -64,6 +64,23 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _json_object(raw: Any) -> dict | None:
+    """A stored JSON object, or None when ``raw`` is not one (bad JSON, bad UTF-8, another JSON type)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _number(raw: Any) -> float:
+    """A stored time as a float (0 when missing or not a number), for sorting."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def normalise_rows(embeddings: np.ndarray) -> np.ndarray:
     """L2-normalise the rows of a [k, d] matrix (float32)."""
     mat = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -84,13 +101,22 @@ class WatchlistStore:
         return int(raw) if raw else 0
 
     def _lists_with_entries(self, kind: str) -> list[tuple[dict[str, str], dict[str, dict]]]:
-        lists = [w for w in self.list_watchlists() if w["kind"] == kind]
+        """The watchlists of ``kind`` with their decoded entries; an entry that is not a JSON object is skipped
+        with a warning (one damaged record must not hide every other watchlist entry from the engine)."""
+        lists = [w for w in self.list_watchlists() if w.get("kind") == kind]
         pipe = self.client.pipeline(transaction=False)
         for w in lists:
             pipe.hgetall(keys.watchlist_entries(w["id"]))
         out = []
         for w, raw in zip(lists, pipe.execute(), strict=True):
-            out.append((w, {_s(k): json.loads(v) for k, v in raw.items()}))
+            entries: dict[str, dict] = {}
+            for k, v in raw.items():
+                entry = _json_object(v)
+                if entry is None:
+                    logger.warning("watchlist %s: entry %s is not a JSON object; skipping it", w["id"], _s(k))
+                    continue
+                entries[_s(k)] = entry
+            out.append((w, entries))
         return out
 
     def plate_entries(self, now: float | None = None) -> list[PlateWatchEntry]:
@@ -98,13 +124,17 @@ class WatchlistStore:
         now = time.time() if now is None else now
         entries = []
         for w, raw in self._lists_with_entries("plate"):
-            for entry in raw.values():
-                if entry.get("expires_at") is not None and entry["expires_at"] <= now:
-                    continue
-                entries.append(PlateWatchEntry(watchlist_id=w["id"], **{
-                    k: entry.get(k) for k in ("entry_id", "plate", "fuzzy", "max_distance", "reason", "severity",
-                                              "cameras", "expires_at")
-                }))
+            for entry_id, entry in raw.items():
+                try:
+                    if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                        continue
+                    entries.append(PlateWatchEntry(watchlist_id=w["id"], **{
+                        k: entry.get(k) for k in ("entry_id", "plate", "fuzzy", "max_distance", "reason", "severity",
+                                                  "cameras", "expires_at")
+                    }))
+                except (TypeError, ValueError) as exc:  # a field of the wrong type (ValidationError is a ValueError)
+                    logger.warning("watchlist %s: plate entry %s is malformed (%s); skipping it", w["id"], entry_id,
+                                   type(exc).__name__)
         return entries
 
     def face_entries(self, now: float | None = None) -> list[FaceWatchEntry]:
@@ -113,21 +143,25 @@ class WatchlistStore:
         entries = []
         persons: dict[str, dict | None] = {}
         for w, raw in self._lists_with_entries("face"):
-            for entry in raw.values():
-                if entry.get("expires_at") is not None and entry["expires_at"] <= now:
-                    continue
-                pid = entry["person_id"]
-                if pid not in persons:
-                    persons[pid] = self.get_person(pid, with_embeddings=True)
-                person = persons[pid]
-                if person is None or person["embeddings"].size == 0:
-                    continue
-                entries.append(FaceWatchEntry(
-                    watchlist_id=w["id"], person_id=pid, name=person["name"], threshold=entry["threshold"],
-                    embeddings=person["embeddings"], reason=entry.get("reason", ""),
-                    severity=entry.get("severity", "medium"), cameras=entry.get("cameras"),
-                    expires_at=entry.get("expires_at"),
-                ))
+            for entry_id, entry in raw.items():
+                try:
+                    if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                        continue
+                    pid = str(entry["person_id"])
+                    if pid not in persons:
+                        persons[pid] = self.get_person(pid, with_embeddings=True)
+                    person = persons[pid]
+                    if person is None or person["embeddings"].size == 0:
+                        continue
+                    entries.append(FaceWatchEntry(
+                        watchlist_id=w["id"], person_id=pid, name=person.get("name", ""), threshold=entry["threshold"],
+                        embeddings=person["embeddings"], reason=entry.get("reason", ""),
+                        severity=entry.get("severity", "medium"), cameras=entry.get("cameras"),
+                        expires_at=entry.get("expires_at"),
+                    ))
+                except (KeyError, TypeError, ValueError) as exc:
+                    logger.warning("watchlist %s: face entry %s is malformed (%s); skipping it", w["id"], entry_id,
+                                   type(exc).__name__)
         return entries
 
     # -- watchlists -------------------------------------------------------------------------------------------
@@ -137,8 +171,9 @@ class WatchlistStore:
         pipe = self.client.pipeline(transaction=False)
         for wid in ids:
             pipe.hgetall(keys.watchlist(wid))
-        lists = [{_s(k): _s(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
-        return sorted(lists, key=lambda w: (float(w.get("created_at", 0)), w["id"]))
+        lists = [{"id": wid, **{_s(k): _s(v) for k, v in raw.items()}}
+                 for wid, raw in zip(ids, pipe.execute(), strict=True) if raw]
+        return sorted(lists, key=lambda w: (_number(w.get("created_at")), w["id"]))
 
     def get_watchlist(self, watchlist_id: str) -> dict[str, str] | None:
         """Metadata of one watchlist, or None."""
@@ -283,10 +318,16 @@ class WatchlistStore:
         person: dict[str, Any] = {_s(k): v for k, v in raw.items()}
         emb = person.pop("embeddings", b"")
         person = {k: _s(v) for k, v in person.items()}
-        dim = int(person.get("dim", 0) or 0)
         if with_embeddings:
-            mat = np.frombuffer(emb, dtype="<f4")
-            person["embeddings"] = mat.reshape(-1, dim).copy() if dim else np.zeros((0, 0), np.float32)
+            dim = person.get("dim", "")
+            dim = int(dim) if dim.isdigit() else 0
+            if dim and isinstance(emb, bytes) and len(emb) % (4 * dim) == 0:
+                person["embeddings"] = np.frombuffer(emb, dtype="<f4").reshape(-1, dim).copy()
+            else:
+                if emb:
+                    logger.warning("person %s: stored embeddings (%d bytes) do not fit dim %r; ignoring them",
+                                   person_id, len(emb), person.get("dim"))
+                person["embeddings"] = np.zeros((0, dim), np.float32)
         return person
 
     def list_persons(self) -> list[dict]:
