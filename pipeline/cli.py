@@ -87,11 +87,11 @@ def _run(args: argparse.Namespace) -> int:
     for issue in config.warnings():
         logger.warning("%s:%s: %s: %s", args.config, issue.line or "?", issue.path, issue.message)
     from pipeline.service import ModelDeviceError
-    from pipeline.store.durability import VolatileRedisError
+    from pipeline.store.durability import RedisStartError
 
     try:
         return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api)
-    except (VolatileRedisError, ModelDeviceError) as exc:
+    except (RedisStartError, ModelDeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -45,7 +45,7 @@ def worker_slots(value: int | None) -> int:
 
 def run_role(args: argparse.Namespace) -> int:
     """``pipeline run --role worker|api``."""
-    from pipeline.store.durability import VolatileRedisError
+    from pipeline.store.durability import RedisStartError
 
     try:
         if args.role == "worker":
@@ -56,7 +56,7 @@ def run_role(args: argparse.Namespace) -> int:
             worker_id = check_worker_id(args.worker_id) if args.worker_id else None
             return run_worker_role(worker_id, slots)
         return run_api_role(Path(args.config), args.host, args.port)
-    except VolatileRedisError as exc:
+    except RedisStartError as exc:
         _say(f"error: {exc}", err=True)
         return 2
     except ValueError as exc:

@@ -30,8 +30,16 @@ FIX_HINT = (
 )
 
 
-class VolatileRedisError(RuntimeError):
+class RedisStartError(RuntimeError):
+    """The service must not start against this Redis; the message says why and how to fix it."""
+
+
+class VolatileRedisError(RedisStartError):
     """The Redis server keeps nothing on disk and no override allows that."""
+
+
+class RedisCredentialsError(RedisStartError):
+    """The Redis server refused the credentials in the Redis URL (wrong or missing password or user)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,8 @@ def read_persistence(client: redis.Redis) -> Persistence:
 
 
 def ensure_durable(client: redis.Redis, allow_volatile: bool, url: str = "") -> Persistence | None:
-    """Check that the server keeps its data on disk; raise :class:`VolatileRedisError` if not (unless allowed).
+    """Check that the server keeps its data on disk; raise :class:`VolatileRedisError` if not (unless allowed),
+    :class:`RedisCredentialsError` when it refuses the credentials.
 
     Returns the persistence found, or None when the server cannot be reached (the caller decides; the workers
     spool their events on disk meanwhile). ``url`` is only used in messages (its password is redacted).
@@ -88,6 +97,11 @@ def ensure_durable(client: redis.Redis, allow_volatile: bool, url: str = "") -> 
     where = redact_url(url) if url else "Redis"
     try:
         found = read_persistence(client)
+    except redis.AuthenticationError as exc:  # a ConnectionError too, but waiting will not fix it
+        raise RedisCredentialsError(
+            f"{where} refused the service's credentials ({type(exc).__name__}: {exc}): check the user and password "
+            "in the Redis URL (CCTV_REDIS_URL; the API's own CCTV_API_REDIS_URL when set), which README's set-up "
+            "writes to var/secrets/redis.env.") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         logger.warning("cannot check how %s persists its data (%s): not checked at this start (the engine spools "
                        "its events on disk until Redis answers)", where, exc)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RedisServer
+
 REPO = Path(__file__).resolve().parents[2]
 
 GOOD = """\
@@ -127,3 +129,18 @@ def test_run_refuses_a_gpu_that_no_runtime_reaches_before_starting_anything(tmp_
     assert result.returncode == 2, result.stderr
     assert "error: engine.device cuda" in result.stderr and "pip install .[gpu]" in result.stderr
     assert "Traceback" not in result.stderr and "Redis" not in result.stderr
+
+
+def test_run_stops_with_one_line_when_redis_refuses_the_password(tmp_path: Path, own_redis: RedisServer) -> None:
+    """A wrong Redis password stops `pipeline run` before any child starts: one line naming the cause, exit 2, no
+    traceback and no password (it used to pass as 'Redis unreachable' and start spooling)."""
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD)
+    wrong = f"wrong-{own_redis.password}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCTV_REDIS")} | {
+        "CLI_TEST_CAM_PASSWORD": "x", "CCTV_REDIS_URL": f"redis://:{wrong}@127.0.0.1:{own_redis.port}/0"}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", str(path), "--no-api"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "error: " in result.stderr and "refused the service's credentials" in result.stderr
+    assert "Traceback" not in result.stderr and wrong not in result.stderr + result.stdout

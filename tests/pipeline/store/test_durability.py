@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.store.durability import VolatileRedisError, ensure_durable, read_persistence
+from pipeline.store.durability import (
+    RedisCredentialsError,
+    RedisStartError,
+    VolatileRedisError,
+    ensure_durable,
+    read_persistence,
+)
 from pipeline.store.redis_setup import API_USER, WORKERS_USER, read_credentials, setup_redis
 from tests.conftest import RedisServer, free_port
 
@@ -109,3 +115,17 @@ def test_service_refuses_to_start_against_a_volatile_redis(volatile_redis: Redis
     assert "keeps nothing on disk" in run.stderr and "CCTV_REDIS_ALLOW_VOLATILE=1" in run.stderr
     assert volatile_redis.password not in run.stderr + run.stdout
     assert "started capture" not in run.stderr  # nothing was started
+
+
+def test_refused_credentials_stop_the_start_with_a_clear_error(own_redis: RedisServer) -> None:
+    """A wrong or missing password is not an unreachable Redis (which the workers ride out by spooling): it says so
+    and stops the start, without the password."""
+    wrong_url = f"redis://:not-the-{own_redis.password}@127.0.0.1:{own_redis.port}/0"
+    for url in (wrong_url, f"redis://127.0.0.1:{own_redis.port}/0"):
+        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        with pytest.raises(RedisCredentialsError) as err:
+            ensure_durable(client, allow_volatile=True, url=url)
+        text = str(err.value)
+        assert "refused the service's credentials" in text and "CCTV_REDIS_URL" in text
+        assert own_redis.password not in text
+    assert issubclass(RedisCredentialsError, RedisStartError) and issubclass(VolatileRedisError, RedisStartError)
