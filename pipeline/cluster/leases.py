@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,12 +195,74 @@ class LeaseStore:
             if raw is None:
                 dead.append(worker_id)
                 continue
-            try:
-                data = json.loads(_text(raw))
-                out[worker_id] = WorkerInfo(worker_id, str(data["host"]), int(data["pid"]), int(data["slots"]),
-                                            int(data["held"]), float(data["started_at"]))  # fmt: skip
-            except (ValueError, KeyError, TypeError):
+            info = parse_heartbeat(worker_id, raw)
+            if info is None:
                 logger.warning("worker %s has a malformed heartbeat; ignoring it", worker_id)
+            else:
+                out[worker_id] = info
         if dead:
             self.client.srem(WORKERS_KEY, *dead)
         return out
+
+    def heartbeat_of(self, worker_id: str) -> tuple[WorkerInfo | None, int]:
+        """One worker's heartbeat (None when absent or malformed) and its key's remaining life in ms (``PTTL``:
+        -2 when absent)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(worker_key(worker_id))
+        pipe.pttl(worker_key(worker_id))
+        raw, ttl = pipe.execute()
+        return (parse_heartbeat(worker_id, raw) if raw is not None else None), int(ttl)
+
+
+def parse_heartbeat(worker_id: str, raw: Any) -> WorkerInfo | None:
+    """A worker's heartbeat JSON as a :class:`WorkerInfo` (None when malformed)."""
+    try:
+        data = json.loads(_text(raw))
+        return WorkerInfo(worker_id, str(data["host"]), int(data["pid"]), int(data["slots"]), int(data["held"]),
+                          float(data["started_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class WorkerIdInUseError(ValueError):
+    """A configured worker id that another live worker process already uses."""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def check_worker_id_free(store: LeaseStore, worker_id: str, host: str, pid: int, ttl_s: float,
+                         poll_s: float = 0.2) -> None:
+    """Refuse to start a second live worker under ``worker_id`` (a configured id copied to two hosts or started
+    twice): both would adopt the same leases and pass the same fence, so every camera they share would be
+    analysed and recorded twice. A heartbeat left by a previous life of this worker is not a twin: on this host
+    when its pid is gone the start goes on at once (its cameras are adopted); otherwise the heartbeat is watched
+    for up to ``ttl_s`` (the heartbeat's TTL) plus a second: a live twin refreshes it, a dead one lets it expire.
+    Raises :class:`WorkerIdInUseError` naming the twin's host and pid."""
+    info, ttl = store.heartbeat_of(worker_id)
+    if info is None or (info.host == host and (info.pid == pid or not pid_alive(info.pid))):
+        return
+    deadline = time.monotonic() + ttl_s + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(poll_s)
+        now_info, now_ttl = store.heartbeat_of(worker_id)
+        if now_info is None:
+            return
+        if now_ttl > ttl or now_info != info:  # rewritten since the last look: its worker is alive
+            raise WorkerIdInUseError(
+                f"worker id {worker_id!r} is in use by a live worker on {now_info.host} (pid {now_info.pid}, "
+                f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now_info.started_at))}): give each "
+                "worker process its own --worker-id, or leave it out (host and pid then)")
+        ttl = now_ttl
+    logger.warning("worker id %r: the heartbeat of %s (pid %d) neither expired nor was renewed in %.1f s; "
+                   "starting anyway", worker_id, info.host, info.pid, ttl_s + 1.0)

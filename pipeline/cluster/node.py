@@ -21,6 +21,7 @@ started here is marked ``connecting`` at once, so the previous holder's ``online
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import time
@@ -33,7 +34,7 @@ from pipeline.cluster import cluster_redis_client
 from pipeline.cluster.agent import Agent, LeaseKeeper, StepResult
 from pipeline.cluster.configstore import StoredConfig, config_version, load_cluster_config
 from pipeline.cluster.lanebus import LaneBus
-from pipeline.cluster.leases import LeaseStore
+from pipeline.cluster.leases import LeaseStore, check_worker_id_free
 from pipeline.config import Camera, Config, ConfigError
 from pipeline.ingest.framebus import StopFlag
 from pipeline.ingest.health import write_camera_health
@@ -534,6 +535,9 @@ def run_worker_role(worker_id: str | None, slots: int) -> int:
             return 0
         for url in stored.config.stream_urls():
             url_secrets(url)
+        if worker_id:  # a configured id may be running elsewhere already (the default, host-pid, is unique)
+            check_worker_id_free(LeaseStore(client), worker_id, host_name(), os.getpid(),
+                                 stored.config.cluster.lease_ttl_s)
         node = WorkerNode(client, settings.redis_url, stored, worker_id or default_worker_id(host_name()), slots,
                           str(settings.recordings_dir), logging.getLogger().level)  # fmt: skip
         node.run(requested)

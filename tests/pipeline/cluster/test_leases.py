@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -9,7 +13,14 @@ import pytest
 import redis
 
 from pipeline.cluster.agent import Agent, LeaseKeeper
-from pipeline.cluster.leases import LeaseStore, WorkerInfo, check_worker_id, lease_key
+from pipeline.cluster.leases import (
+    LeaseStore,
+    WorkerIdInUseError,
+    WorkerInfo,
+    check_worker_id,
+    check_worker_id_free,
+    lease_key,
+)
 from pipeline.config import ClusterConfig
 from tests.conftest import RedisServer, wait_for
 
@@ -308,3 +319,42 @@ def test_a_lease_dropped_by_the_keeper_during_a_step_is_not_taken_again_before_t
     result = a.step(renew=False)
     assert result.lost == ["cam-1"]  # the supervisor hears of it (and stops the capture) ...
     assert result.acquired == [("cam-1", 1)]  # ... and it is adopted again in the same step: stopped, then restarted
+
+
+def test_a_worker_id_a_live_worker_uses_is_refused_and_a_dead_ones_is_not(client: redis.Redis) -> None:
+    """A configured worker id started a second time (copied to another host) is refused while its first worker
+    renews its heartbeat; a heartbeat left by a dead previous life (a crash) is not a twin."""
+    leases = LeaseStore(client)
+    twin = WorkerInfo("w-twin", "host-a", 4242, 4, 2, time.time())
+    stop = threading.Event()
+
+    def live_twin() -> None:  # renews its heartbeat like a LeaseKeeper (TTL 2 s, every 0.5 s)
+        while not stop.is_set():
+            leases.heartbeat(twin, 2000)
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=live_twin, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: leases.heartbeat_of("w-twin")[0] is not None, 10, "the twin's heartbeat")
+        started = time.monotonic()
+        with pytest.raises(WorkerIdInUseError, match=r"in use by a live worker on host-a \(pid 4242"):
+            check_worker_id_free(leases, "w-twin", "host-b", 777, ttl_s=2.0)
+        assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        thread.join(10)
+
+    # this host, a pid that is gone: the previous life of this worker; its cameras are adopted at once
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)
+    leases.heartbeat(WorkerInfo("w-crashed", socket.gethostname(), gone.pid, 4, 3, time.time()), 60_000)
+    started = time.monotonic()
+    check_worker_id_free(leases, "w-crashed", socket.gethostname(), os.getpid(), ttl_s=60.0)
+    assert time.monotonic() - started < 5
+
+    # another host's heartbeat that nobody renews: a dead worker; the start waits for it to run out, then goes on
+    leases.heartbeat(WorkerInfo("w-moved", "host-old", 99, 4, 1, time.time()), 1500)
+    check_worker_id_free(leases, "w-moved", "host-new", os.getpid(), ttl_s=1.5)
+    assert leases.heartbeat_of("w-moved") == (None, -2)
+    check_worker_id_free(leases, "w-new", "host-new", os.getpid(), ttl_s=5.0)  # never seen: free at once

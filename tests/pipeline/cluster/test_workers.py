@@ -6,7 +6,10 @@ analysed path (lane bus, fenced engine) is covered by test_lanebus.py and test_f
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from pipeline.cluster.measure import wait_handover
 from pipeline.ingest.health import read_camera_health
 from pipeline.testcams import TestCameraServer
 from tests.conftest import wait_for
-from tests.pipeline.cluster.conftest import CLIP, Workers
+from tests.pipeline.cluster.conftest import CLIP, REPO, Workers
 
 CLUSTER = "cluster: {lease_ttl_s: 5, renew_interval_s: 1, rebalance_interval_s: 2, orphan_grace_s: 1, config_poll_s: 1}\n"
 INGEST = "ingest: {stall_timeout_s: 5, backoff_initial_s: 0.5, backoff_max_s: 2, segment_seconds: 2}\n"
@@ -154,3 +157,24 @@ def test_an_analysed_camera_goes_through_the_lane_bus_and_stops_when_its_lease_i
     wait_for(lambda: read_camera_health(client, "an-1")[0].get("status") == "stopped", 30, "an-1's capture stopped")
     assert holders(client, ["an-1"]) == {"an-1": "thief"}  # w-a does not take it back while it is held
     client.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_second_worker_under_a_live_workers_id_stops_with_one_line(
+    h264_cameras: TestCameraServer, workers: Workers, redis_url: str, tmp_path: Path
+) -> None:
+    """The same --worker-id started twice (a unit file copied to a second host): the second process says which
+    worker holds the id and exits 1, and the first keeps its camera."""
+    client = redis.Redis.from_url(redis_url)
+    push_config(client, cameras_yaml(h264_cameras.url(CLIP), ["d-1"]))
+    workers.start("w-dup", 2)
+    wait_for(lambda: holders(client, ["d-1"])["d-1"] == "w-dup", 90, "the first w-dup to lease d-1")
+    env = {**os.environ, "CCTV_REDIS_URL": redis_url, "CCTV_RECORDINGS_DIR": str(tmp_path / "twin"),
+           "CCTV_HOST_NAME": "host-twin"}  # fmt: skip
+    env.pop("CCTV_REDIS_SENTINELS", None)
+    twin = subprocess.run([sys.executable, "-m", "pipeline", "run", "--role", "worker", "--worker-id", "w-dup"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert twin.returncode == 1, twin.stdout + twin.stderr
+    assert "error: worker id 'w-dup' is in use by a live worker on host-w-dup" in twin.stderr, twin.stderr
+    assert "Traceback" not in twin.stderr
+    assert workers.procs["w-dup"].poll() is None and holders(client, ["d-1"])["d-1"] == "w-dup"
