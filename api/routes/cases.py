@@ -26,7 +26,6 @@ from api.routes.exports import get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
-from pipeline.models_manifest import sha256_file
 from pipeline.store import codec, holds, keys
 
 logger = logging.getLogger(__name__)
@@ -176,12 +175,30 @@ def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: Api
     return _out(_case(client, case_id, user))
 
 
-@router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest")
+def _write_hashed(zf: zipfile.ZipFile, src: Path, name: str) -> str:
+    """Copy a file into the zip and return the SHA-256 of exactly the bytes written (one read: a file that changes
+    meanwhile cannot leave the manifest vouching for other bytes than the package holds)."""
+    digest = hashlib.sha256()
+    info = zipfile.ZipInfo.from_file(src, name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with src.open("rb") as fh, zf.open(info, "w", force_zip64=True) as out:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+@router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest",
+            description="The manifest lists each file with the SHA-256 of the bytes in the zip, what could not be "
+                        "included (`missing`, with the reason) and any clip whose bytes no longer match the SHA-256 "
+                        "recorded when it was exported (`altered`).",
+            responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
     case = _case(client, case_id, user)
     files: list[tuple[str, Path | bytes]] = []
     missing: list[dict[str, str]] = []
+    expected: dict[str, tuple[str, str]] = {}  # zip name of a clip -> (item, SHA-256 recorded when it was exported)
     root = settings.recordings_dir.resolve()
     for item in case["items"]:
         ref = f"{item['kind']}:{item['ref']}"
@@ -198,6 +215,8 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
                 path = Path(job[field]) if job.get(field) else None
                 if path is not None and path.is_file():
                     files.append((f"clips/{item['ref']}/{path.name}", path))
+                    if field == "path" and job.get("sha256"):
+                        expected[f"clips/{item['ref']}/{path.name}"] = (ref, job["sha256"])
                 else:
                     missing.append({"item": ref, "what": what, "reason": f"file not found: {job.get(field)}"})
             continue
@@ -219,16 +238,21 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
     tmp = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)
     manifest = {"case": {k: case[k] for k in ("id", "name", "description", "created_by", "created_at")},
                 "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": time.time(),
-                "files": [], "missing": missing}
+                "files": [], "missing": missing, "altered": []}
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, src in files:
             if isinstance(src, Path):
-                zf.write(src, name)
-                digest = sha256_file(src)
+                digest = _write_hashed(zf, src, name)
             else:
                 zf.writestr(name, src)
                 digest = hashlib.sha256(src).hexdigest()
             manifest["files"].append({"path": name, "sha256": digest})
+            if name in expected and expected[name][1] != digest:
+                item_ref, recorded = expected[name]
+                logger.warning("case %s: clip %s no longer has the SHA-256 recorded at export", case_id, item_ref)
+                manifest["altered"].append({"item": item_ref, "path": name, "export_sha256": recorded,
+                                            "sha256": digest, "reason": "the clip's bytes differ from those "
+                                                                         "hashed when it was exported"})
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
     tmp.close()
     store.audit(user.username, "case_package", {"case_id": case_id}, len(files))

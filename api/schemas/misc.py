@@ -19,6 +19,10 @@ class CameraOut(BaseModel):
     host: str | None = Field(default=None, description="Multi-host deployments: that worker's host name.")
 
 
+MAX_EPOCH_S = 253_402_300_800.0
+"""10000-01-01T00:00:00Z: no later time can be written in a clip's name or manifest."""
+
+
 class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     camera_id: str = Field(min_length=1, max_length=64)
@@ -27,6 +31,8 @@ class ExportCreate(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> ExportCreate:
+        if max(self.start, self.end) >= MAX_EPOCH_S:  # a clip's name and manifest could not write such a time
+            raise ValueError("epoch seconds must lie before the year 10000")
         if self.end <= self.start:
             raise ValueError("end must be after start")
         if self.end - self.start > 3600:

@@ -16,6 +16,7 @@ and SHA-256 of the MP4.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 EXPORTS_DIRNAME = "exports"
 _GAP_TOLERANCE_S = 0.5
+MAX_HELD_FILES = 2048
+"""Most segment files one export keeps open while it cuts (more are read by path; see :func:`hold_segments`)."""
 
 
 class ExportError(RuntimeError):
@@ -142,17 +145,58 @@ def export_clip(
         raise ExportError("window longer than 6 hours; export it in parts")
     recordings_dir = recordings_dir or get_settings().recordings_dir
     located = locate_segments(client, recordings_dir, camera_id, segments_between(client, camera_id, start, end))
-    segments = [seg for seg, _ in located]
+    with contextlib.ExitStack() as stack:
+        held = hold_segments(stack, camera_id, located)
+        return _export(held, camera_id, start, end, requester, out_dir or exports_dir(recordings_dir), progress,
+                       accurate)
+
+
+def hold_segments(stack: contextlib.ExitStack, camera_id: str,
+                  located: list[tuple[Segment, Path]]) -> list[tuple[Segment, Path, int | None]]:
+    """Open each located segment file now and keep it open (closed by ``stack``), so that retention (or the remote
+    cache's trimming) deleting it while the clip is cut cannot take its bytes away: ffmpeg reads the open file
+    (``/dev/fd/N``, Linux), not the path. A file already gone is left out, so the cut and the manifest treat it as
+    a gap, like a segment gone before the lookup. Beyond :data:`MAX_HELD_FILES` (or when the process's file limit
+    is near) files are read by path; a file deleted then fails the cut (``-xerror``) rather than shortening it."""
+    try:
+        import resource
+
+        budget = min(MAX_HELD_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 64)
+    except (ImportError, OSError, ValueError):
+        budget = 0
+    if not Path("/dev/fd").is_dir():
+        budget = 0
+    held: list[tuple[Segment, Path, int | None]] = []
+    opened = 0
+    for seg, path in located:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)) if opened < budget else None
+        except FileNotFoundError:
+            logger.warning("camera %s: segment %s was deleted before the export read it; left out (a gap)",
+                           camera_id, seg.path)
+            continue
+        except OSError:
+            fd = None  # ffmpeg tries the path and says what is wrong with it
+        if fd is not None:
+            stack.callback(os.close, fd)
+            opened += 1
+        held.append((seg, path, fd))
+    return held
+
+
+def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start: float, end: float, requester: str,
+            out_dir: Path, progress: Callable[[float], None] | None, accurate: bool) -> ExportResult:
+    """Cut the held segments and write the manifest (see :func:`export_clip`)."""
+    segments = [seg for seg, _, _ in held]
     if not segments:
         raise ExportError(f"no recording of camera {camera_id!r} covers {_iso(start)} .. {_iso(end)}")
     offset, duration, gaps = plan_cut(segments, start, end)
     covered = (max(start, segments[0].start), min(end, segments[-1].end))
-    out_dir = out_dir or exports_dir(recordings_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     created = time.time()
     base = f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}"
     mp4_path, manifest_path = out_dir / f"{base}.mp4", out_dir / f"{base}.json"
-    _run_cut(located, offset, duration, mp4_path, progress, accurate)
+    _run_cut(held, offset, duration, mp4_path, progress, accurate)
     actual = probe_duration(mp4_path) or 0.0
     digest, size = sha256_file(mp4_path), mp4_path.stat().st_size
     manifest = {
@@ -179,24 +223,30 @@ def export_clip(
 
 
 def _run_cut(
-    located: list[tuple[Segment, Path]], offset: float, duration: float, target: Path,
+    held: list[tuple[Segment, Path, int | None]], offset: float, duration: float, target: Path,
     progress: Callable[[float], None] | None, accurate: bool,
 ) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         listing = Path(tmp) / "segments.ffconcat"
         lines = ["ffconcat version 1.0"]
-        for seg, path in located:
-            escaped = str(path.resolve()).replace("'", "'\\''")
+        for seg, path, fd in held:
+            source = f"/dev/fd/{fd}" if fd is not None else str(path.resolve())
+            escaped = source.replace("'", "'\\''")
             lines += [f"file '{escaped}'", f"duration {seg.duration:.3f}"]
         listing.write_text("\n".join(lines) + "\n")
         part = target.with_suffix(".part.mp4")
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if accurate else ["-c", "copy"]
+        # -xerror: a segment that cannot be opened fails a stream-copy cut (ffmpeg would otherwise end the clip there
+        # and exit 0, and the manifest would list footage the clip does not hold); not when re-encoding, where it
+        # would also fail on a damaged frame the decoder conceals
+        exit_on_error = [] if accurate else ["-xerror"]
         cmd = [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *exit_on_error, "-y", "-f", "concat", "-safe", "0",
             "-ss", f"{offset:.3f}", "-i", str(listing), "-t", f"{duration:.3f}", "-map", "0:v:0", *codec,
             "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", str(part),
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                pass_fds=tuple(fd for _, _, fd in held if fd is not None))
         assert proc.stdout is not None
         for line in proc.stdout:
             key, _, value = line.strip().partition("=")

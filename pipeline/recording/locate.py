@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -33,6 +34,8 @@ REMOTE_CACHE = ".remote"
 CACHE_MAX_BYTES = 2 * 1024**3
 CACHE_KEEP_S = 3600.0
 FETCH_TIMEOUT_S = 10.0
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+"""What a host name in the index may be (``CCTV_HOST_NAME``'s own pattern): it names a folder of the cache."""
 
 
 class SegmentUnavailable(RuntimeError):
@@ -46,6 +49,11 @@ class SegmentUnavailable(RuntimeError):
 
 class SegmentMissing(FileNotFoundError):
     """Neither this host nor the holding host has the segment's file any more."""
+
+
+def plain_host(host: str | None) -> bool:
+    """True for a host name that is one plain folder name of the cache (never ``..``, a path, or a NUL)."""
+    return host is not None and _HOST_NAME.fullmatch(host) is not None and host not in (".", "..")
 
 
 def is_local(segment: Segment, settings: Settings | None = None) -> bool:
@@ -82,6 +90,8 @@ def open_segment(client: Any, recordings_dir: Path, segment: Segment, settings: 
         raise SegmentMissing(f"segment {segment.path} is not on this host any more")
     if not plain_segment_path(segment.path):  # a crafted index entry: never fetched, never written outside the cache
         raise SegmentMissing(f"segment path {segment.path!r} is not a plain relative path")
+    if not plain_host(segment.host):  # likewise: the host names the cache folder the copy is written to
+        raise SegmentMissing(f"segment host {str(segment.host)[:140]!r} is not a plain host name")
     cached = cached_copy(recordings_dir, segment)
     if cached is not None:
         os.utime(cached)  # used now: the last to leave the cache
@@ -113,7 +123,7 @@ def open_segment(client: Any, recordings_dir: Path, segment: Segment, settings: 
 
 def cached_copy(recordings_dir: Path, segment: Segment) -> Path | None:
     """The complete copy of a remote segment fetched earlier, if there is one."""
-    if not segment.host or not plain_segment_path(segment.path):
+    if not plain_host(segment.host) or not plain_segment_path(segment.path):
         return None
     path = resolve_segment(Path(recordings_dir) / REMOTE_CACHE / segment.host, segment.path)
     return path if path is not None and path.stat().st_size == segment.size else None

@@ -11,6 +11,7 @@ kept by every pass until the case is closed.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,11 +45,31 @@ def _is_protected(recordings_dir: Path, path: Path) -> bool:
     return resolved == exports or exports in resolved.parents
 
 
-def _delete(client: Any, recordings_dir: Path, camera_id: str, segment: Segment) -> int:
+def segment_file(recordings_dir: Path, camera_id: str, segment: Segment) -> Path | None:
+    """The file an index entry of ``camera_id`` names, or None unless it is a plain relative path inside
+    ``<recordings>/<camera>/`` whose folders (symlinks followed) stay there: a tampered or corrupted entry
+    (``..``, an absolute path, another camera's or the exports folder, a symlinked folder) names no segment."""
+    parts = segment.path.split("/")
+    if (len(parts) < 2 or parts[0] != camera_id or "\x00" in segment.path or "\\" in segment.path
+            or any(part in ("", ".", "..") for part in parts)):
+        return None
+    root = (recordings_dir / camera_id).resolve()
     path = recordings_dir / segment.path
-    if _is_protected(recordings_dir, path):
-        logger.error("refusing to delete %s: it is exported evidence", path)
-        return 0
+    if not Path(os.path.realpath(path.parent)).is_relative_to(root) or _is_protected(recordings_dir, path.parent):
+        return None
+    return path
+
+
+def _delete(client: Any, recordings_dir: Path, camera_id: str, segment: Segment) -> int | None:
+    """Delete a segment's file, then its index entry; the bytes freed. An entry naming no segment file of the
+    camera (:func:`segment_file`) leaves every file alone: only the entry is dropped (else each pass would meet it
+    again), and None is returned."""
+    path = segment_file(recordings_dir, camera_id, segment)
+    if path is None:
+        logger.error("camera %s: index entry %r names no segment file of the camera; entry dropped, no file deleted",
+                     camera_id, segment.path[:300])
+        remove_segment(client, camera_id, segment)
+        return None
     path.unlink(missing_ok=True)
     remove_segment(client, camera_id, segment)
     for folder in (path.parent, path.parent.parent):  # hour, then date folder, when empty
@@ -95,8 +116,10 @@ def apply_retention(
                     skip += 1
                     report.kept_on_hold += 1
                     continue
-                report.bytes_freed += _delete(client, recordings_dir, camera.id, segment)
-                report.deleted_by_age += 1
+                freed = _delete(client, recordings_dir, camera.id, segment)
+                if freed is not None:
+                    report.bytes_freed += freed
+                    report.deleted_by_age += 1
         _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir, _held_dates(held, camera.id))
     quota = int(config.ingest.recordings_quota_gb * 1e9) if quota_bytes is None else quota_bytes
     total = bytes_held_by(client, host)
@@ -108,9 +131,10 @@ def apply_retention(
             break
         segment, camera_id = min(candidates, key=lambda c: c[0].start)
         freed = _delete(client, recordings_dir, camera_id, segment)
-        total -= segment.size
-        report.bytes_freed += freed
-        report.deleted_by_quota += 1
+        total -= segment.size  # the entry left the index either way
+        if freed is not None:
+            report.bytes_freed += freed
+            report.deleted_by_quota += 1
     if report.deleted_by_age or report.deleted_by_quota:
         logger.info(
             "retention: %d segments past their age, %d over quota, %.1f MB freed, %d kept under legal hold",

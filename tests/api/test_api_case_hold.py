@@ -194,3 +194,33 @@ def test_open_cases_from_before_legal_hold_are_held_at_start(rclient: redis.Redi
     _retention(rclient, rec)
     assert _stored(rclient, old) and (rec / old.crop_path).is_file()
     assert not _stored(rclient, closed) and not (rec / closed.crop_path).exists()
+
+
+def test_a_package_flags_a_clip_whose_bytes_differ_from_its_export_hash(client: TestClient, tokens: dict,
+                                                                        rclient: redis.Redis,
+                                                                        api_settings: ApiSettings) -> None:
+    import hashlib
+
+    inv = tokens["inv"]
+    export_dir = api_settings.exports_root() / "job2"
+    export_dir.mkdir(parents=True)
+    clip = export_dir / "clip.mp4"
+    clip.write_bytes(b"the exported clip")
+    (export_dir / "clip.json").write_text("{}")
+    rclient.hset("export:job2", mapping={"id": "job2", "status": "done", "progress": "1", "camera_id": CAM,
+                                         "start": repr(T0), "end": repr(T0 + 30), "requester": "inv",
+                                         "created_at": repr(time.time()), "path": str(clip),
+                                         "manifest_path": str(export_dir / "clip.json"),
+                                         "sha256": hashlib.sha256(b"the exported clip").hexdigest()})
+    case = client.post("/api/cases", headers=inv, json={"name": "evidence"}).json()
+    assert client.post(f"/api/cases/{case['id']}/items", headers=inv, json={"kind": "clip", "ref": "job2"}).status_code == 201
+    manifest, _ = _package(client, inv, case["id"])
+    assert manifest["altered"] == []
+    clip.write_bytes(b"the exported clip, edited")  # changed on disk after the export
+    r = client.get(f"/api/cases/{case['id']}/package", headers=inv)
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        packaged = zf.read("clips/job2/clip.mp4")
+    entry = {f["path"]: f["sha256"] for f in manifest["files"]}["clips/job2/clip.mp4"]
+    assert entry == hashlib.sha256(packaged).hexdigest()  # the manifest vouches for the bytes in the zip
+    assert [(a["item"], a["export_sha256"] != a["sha256"]) for a in manifest["altered"]] == [("clip:job2", True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -178,3 +179,49 @@ def test_cut_plan_skips_gaps_and_reports_them() -> None:
     assert offset == 5.0 and duration == 20.0 and gaps == [(120.0, 130.0)]  # 5 s of a, all of b, 5 s of c
     offset, duration, gaps = plan_cut(segs, 125.0, 138.0)  # starts inside the gap
     assert offset == 20.0 and duration == 8.0 and gaps == [(125.0, 130.0)]
+
+
+@pytest.mark.parametrize("deleted", ["all by retention", "later ones"])
+def test_segments_deleted_while_the_clip_is_cut_stay_in_it(archive: Any, monkeypatch: pytest.MonkeyPatch,
+                                                           deleted: str) -> None:
+    """Retention (or anything else) deleting the window's segments after the export found them and before ffmpeg
+    read them: the clip still holds the whole window, as its manifest says."""
+    import pipeline.recording.export as export_module
+
+    rec_dir, segments, client = archive
+    config = parse_config(f'cameras:\n  - {{id: {CAM}, name: R, url: "rtsp://h/x", recording: {{retention_days: 1}}}}\n')
+    real_popen = subprocess.Popen
+    done: list[bool] = []
+
+    def retention_then_ffmpeg(*args: Any, **kwargs: Any) -> Any:
+        if done or "-f" not in args[0] or "concat" not in args[0]:  # only before the cut's ffmpeg starts
+            return real_popen(*args, **kwargs)
+        done.append(True)
+        if deleted == "all by retention":
+            report = apply_retention(client, config, rec_dir, now=segments[-1].end + 86400 * 30)
+            assert report.deleted_by_age == len(segments)
+        else:
+            for seg in segments[2:]:
+                os.unlink(rec_dir / seg.path)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(export_module.subprocess, "Popen", retention_then_ffmpeg)
+    start, end = segments[0].start + 0.5, segments[-1].end - 0.5
+    result = export_clip(client, CAM, start, end, "x", recordings_dir=rec_dir)
+    assert done and not (rec_dir / segments[-1].path).exists()  # really deleted during the export
+    manifest = json.loads(result.manifest_path.read_text())
+    assert manifest["segments"] == [s.path for s in segments] and manifest["gaps"] == []
+    assert abs(float(ffprobe(result.mp4_path)["format"]["duration"]) - (end - start)) <= 1.0
+    assert hashlib.sha256(result.mp4_path.read_bytes()).hexdigest() == manifest["sha256"]
+
+
+def test_a_segment_deleted_before_the_export_opens_it_is_a_gap_in_clip_and_manifest(archive: Any) -> None:
+    from pipeline.recording.export import hold_segments
+
+    rec_dir, segments, _ = archive
+    located = [(seg, rec_dir / seg.path) for seg in segments]
+    os.unlink(rec_dir / segments[1].path)
+    with contextlib.ExitStack() as stack:
+        held = hold_segments(stack, CAM, located)
+        assert [seg for seg, _, _ in held] == [segments[0], *segments[2:]]
+        assert all(fd is not None for _, _, fd in held)

@@ -237,3 +237,19 @@ def test_fetch_cache_drops_least_recently_used_copies_but_never_ones_in_use(tmp_
     assert [p.exists() for p in files] == [False, False, True]
     _trim_cache(root, keep=files[0], max_bytes=0)  # over the cap, but the copy left was used seconds ago
     assert files[2].exists()
+
+
+def test_a_crafted_host_in_the_index_is_never_fetched_nor_written_outside_the_cache(
+        worker2: SegmentServer, footage: tuple[Path, list[Segment]], redis_url: str, tmp_path: Path) -> None:
+    rec, segments = footage
+    client = redis.Redis.from_url(redis_url)
+    settings = api_settings(redis_url, tmp_path)
+    url = client.hget("cctv:segment-servers", "worker-2")
+    seg = segments[0]
+    for host in ("../../escaped", "..", ".", str(tmp_path / "absolute"), "a/../../b", "x\x00y", "h" * 300):
+        client.hset("cctv:segment-servers", host, url)  # the crafted host even "registered" a real server
+        with pytest.raises(SegmentMissing, match="not a plain host name"):
+            open_segment(client, settings.recordings_dir, Segment(seg.path, seg.start, seg.end, seg.size, host=host),
+                         settings)
+    fetched = [p for p in tmp_path.rglob("*.mkv") if not p.is_relative_to(rec)]
+    assert fetched == [], "nothing fetched for a crafted host"
