@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import redis
@@ -201,20 +202,39 @@ def _running(request: Request) -> dict[str, int]:
 
 
 async def _remux(plan: PlaybackPlan) -> tuple[asyncio.subprocess.Process, bytes]:
-    """Start ffmpeg on the plan and read its first bytes (the init segment); PlaybackError if it fails."""
+    """Start ffmpeg on the plan and read its first bytes (the init segment); PlaybackError if it fails. ffmpeg is
+    stopped if this is cancelled or fails (the player went away before the first bytes)."""
     proc = await asyncio.create_subprocess_exec(*ffmpeg_args(), stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(concat_script(plan).encode())
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        await proc.stdin.drain()
-    proc.stdin.close()
-    first = await proc.stdout.read(FIRST_CHUNK)
-    if not first:
-        err = (await proc.stderr.read()).decode(errors="replace").strip() if proc.stderr else ""
-        await proc.wait()
-        raise PlaybackError(f"the recording of camera {plan.camera_id!r} could not be read: {err[-200:]}")
+    try:
+        proc.stdin.write(concat_script(plan).encode())
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+        first = await proc.stdout.read(FIRST_CHUNK)
+        if not first:
+            err = (await proc.stderr.read()).decode(errors="replace").strip() if proc.stderr else ""
+            await proc.wait()
+            raise PlaybackError(f"the recording of camera {plan.camera_id!r} could not be read: {err[-200:]}")
+    except BaseException:
+        _kill(proc)
+        raise
     return proc, first
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Stop ffmpeg now if it still runs (the event loop reaps it)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """Stop ffmpeg and wait (at most 10 s) for it to exit."""
+    _kill(proc)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(proc.wait(), 10)
 
 
 async def _body(proc: asyncio.subprocess.Process, first: bytes, counter: dict[str, int]) -> AsyncIterator[bytes]:
@@ -226,11 +246,24 @@ async def _body(proc: asyncio.subprocess.Process, first: bytes, counter: dict[st
             yield chunk
     finally:
         counter["n"] -= 1
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 10)
+        await _stop(proc)
+
+
+async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: str, instant: float,
+                        max_s: float) -> tuple[PlaybackPlan, asyncio.subprocess.Process, bytes]:
+    """Plan the playback and start its ffmpeg; the route's errors (404, 503) as HTTPException."""
+    try:
+        plan = await run_in_threadpool(plan_playback, client, recordings_dir, camera_id, instant, max_s)
+    except PlaybackError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except SegmentUnavailable as exc:  # recorded on a worker host that is down: unavailable, not an error
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}) from None
+    try:
+        proc, first = await _remux(plan)
+    except PlaybackError as exc:
+        logger.warning("playback of %s at %.3f failed: %s", camera_id, instant, exc)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return plan, proc, first
 
 
 @router.get("/{camera_id}/stream", summary="Play a recording from an instant: fragmented MP4 (stream copy)",
@@ -268,25 +301,20 @@ async def stream(
     if counter["n"] >= MAX_STREAMS:
         return JSONResponse({"detail": f"{MAX_STREAMS} playback streams are running; retry in 5 s"},
                             status_code=429, headers={"Retry-After": "5"})
+    counter["n"] += 1  # taken before any await: concurrent requests cannot all pass the check above
     try:
-        plan = await run_in_threadpool(plan_playback, client, settings.recordings_dir, camera_id, instant, max_s)
-    except PlaybackError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except SegmentUnavailable as exc:  # recorded on a worker host that is down: unavailable, not an error
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}) from None
-    counter["n"] += 1
-    try:
-        proc, first = await _remux(plan)
-    except PlaybackError as exc:
-        counter["n"] -= 1
-        logger.warning("playback of %s at %.3f failed: %s", camera_id, instant, exc)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        plan, proc, first = await _start_stream(client, settings.recordings_dir, camera_id, instant, max_s)
     except BaseException:
         counter["n"] -= 1
         raise
-    await run_in_threadpool(store.audit, user.username, "playback",
-                            {"camera_id": camera_id, "t": instant, "from": plan.start, "to": plan.end,
-                             "session": session})
+    try:
+        await run_in_threadpool(store.audit, user.username, "playback",
+                                {"camera_id": camera_id, "t": instant, "from": plan.start, "to": plan.end,
+                                 "session": session})
+    except BaseException:  # no stream without its audit record; ffmpeg and the slot are given back
+        counter["n"] -= 1
+        _kill(proc)
+        raise
     headers = {"X-Playback-Start": f"{plan.start:.3f}", "X-Playback-End": f"{plan.end:.3f}",
                "Cache-Control": "no-store", "X-Playback-Codec": plan.info.codec or "unknown"}
     if plan.next_start is not None:

@@ -166,3 +166,35 @@ def test_access_limits_and_crafted_input(client, tokens, rclient, recorded, api_
     add_segment(rclient, CAM, Segment(path=f"{OTHER_CAM}/x.mkv", start=evil + 6, end=evil + 12, size=6))
     r = client.get(f"/api/recordings/{CAM}/stream", params={"t": evil + 1, "max_s": 30}, headers=tokens["op"])
     assert r.status_code == 404, r.text
+
+
+def test_concurrent_streams_cannot_pass_the_stream_limit_together(client, tokens, recorded, monkeypatch):
+    """The playback limit holds under concurrency: requests that arrive while others are still being planned see
+    those as running (the slot used to be counted only after planning, so a burst started any number of ffmpeg)."""
+    import threading
+
+    import api.routes.recordings as routes
+
+    real_plan = routes.plan_playback
+
+    def slow_plan(*args, **kwargs):
+        time.sleep(4.0)  # every request of the burst arrives while the first ones are still planning
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "MAX_STREAMS", 2)
+    monkeypatch.setattr(routes, "plan_playback", slow_plan)
+    t = recorded[0][1].start + 1.0
+    codes: list[int] = []
+
+    def play() -> None:
+        r = client.get(f"/api/recordings/{CAM}/stream", params={"t": t, "max_s": 10}, headers=tokens["op"])
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=play) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(codes) == [200, 200, 429, 429, 429], codes
+    r = client.get(f"/api/recordings/{CAM}/stream", params={"t": t, "max_s": 10}, headers=tokens["op"])
+    assert r.status_code == 200  # every slot was given back
