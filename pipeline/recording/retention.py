@@ -120,7 +120,8 @@ def apply_retention(
                 if freed is not None:
                     report.bytes_freed += freed
                     report.deleted_by_age += 1
-        _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir, _held_dates(held, camera.id))
+        if not held.camera_wholly(camera.id):
+            _remove_old_date_folders(recordings_dir / camera.id, cutoff, recordings_dir, _held_dates(held, camera.id))
     quota = int(config.ingest.recordings_quota_gb * 1e9) if quota_bytes is None else quota_bytes
     total = bytes_held_by(client, host)
     while total > quota:

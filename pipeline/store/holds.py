@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -35,6 +36,7 @@ CASES = "hold:cases"
 EVENTS = "hold:events"
 PATHS = "hold:paths"
 WINDOWS = "hold:windows"
+MAX_WINDOW_END = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the latest time a date folder can name
 VERSION = "hold:version"
 EVENT_MARGIN_S = 30.0
 """Recording kept either side of a held event."""
@@ -128,6 +130,8 @@ class Held:
     events: frozenset[str]
     paths: frozenset[str]
     windows: tuple[tuple[str, float, float], ...]
+    whole_cameras: frozenset[str] = frozenset()  # a damaged window of these cameras: all their recording is held
+    everything: bool = False  # a damaged window naming no camera: all recording is held
 
     def path(self, relative: str | PurePosixPath) -> bool:
         """Whether the file (relative to the recordings dir) is held."""
@@ -135,7 +139,13 @@ class Held:
 
     def segment(self, camera_id: str, start: float, end: float) -> bool:
         """Whether a recording segment of ``camera_id`` overlaps a held window."""
+        if self.everything or camera_id in self.whole_cameras:
+            return True
         return any(cam == camera_id and start < w_end and end > w_start for cam, w_start, w_end in self.windows)
+
+    def camera_wholly(self, camera_id: str) -> bool:
+        """Whether every recording of ``camera_id`` is held (a damaged window that may have been its)."""
+        return self.everything or camera_id in self.whole_cameras
 
     def dirs(self) -> frozenset[str]:
         """Every folder (relative, POSIX) that contains a held file."""
@@ -155,8 +165,38 @@ def held(client: redis.Redis) -> Held:
     pipe.smembers(PATHS)
     pipe.smembers(WINDOWS)
     events, paths, windows = pipe.execute()
-    parsed = []
+    parsed: list[tuple[str, float, float]] = []
+    whole: set[str] = set()
+    everything = False
     for raw in windows:
-        cam, start, end = json.loads(raw)
-        parsed.append((str(cam), float(start), float(end)))
-    return Held(frozenset(_s(e) for e in events), frozenset(_s(p) for p in paths), tuple(parsed))
+        window = _window(raw)
+        if isinstance(window, tuple):
+            parsed.append(window)
+            continue
+        # a damaged member (Redis edited by hand, a bad restore): what it held is unknown, so hold more, not less
+        logger.error("legal hold window %r is unreadable; holding %s until it is repaired", _s(raw)[:200],
+                     f"all recording of camera {window!r}" if window else "all recording")
+        if window:
+            whole.add(window)
+        else:
+            everything = True
+    return Held(frozenset(_s(e) for e in events), frozenset(_s(p) for p in paths), tuple(parsed),
+                frozenset(whole), everything)
+
+
+def _window(raw: Any) -> tuple[str, float, float] | str | None:
+    """A stored hold window ``[camera, start, end]``; when damaged, its camera id if that can be read, else None."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, list) or not value or not isinstance(value[0], str) or not value[0]:
+        return None
+    try:
+        cam, start, end = value
+        start, end = float(start), float(end)
+    except (TypeError, ValueError):
+        return value[0]
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end <= MAX_WINDOW_END):
+        return value[0]
+    return cam, start, end

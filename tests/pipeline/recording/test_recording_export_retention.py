@@ -21,6 +21,7 @@ from pipeline.ingest.worker import CaptureWorkerProcess
 from pipeline.recording.export import ExportError, export_clip
 from pipeline.recording.index import Segment, add_segment, index_key, indexed_bytes
 from pipeline.recording.retention import apply_retention
+from pipeline.store import holds
 from pipeline.testcams import TestCameraServer
 
 CLIP = "short_hamilton_clip"
@@ -225,3 +226,21 @@ def test_a_segment_deleted_before_the_export_opens_it_is_a_gap_in_clip_and_manif
         held = hold_segments(stack, CAM, located)
         assert [seg for seg, _, _ in held] == [segments[0], *segments[2:]]
         assert all(fd is not None for _, _, fd in held)
+
+
+def test_a_damaged_hold_window_holds_more_not_less(archive: Any) -> None:
+    """A legal-hold window that cannot be read (Redis edited by hand, a bad restore) no longer crashes every
+    retention pass (the disk filled up): it holds all of its camera's recording, or all recording when it names no
+    camera, and says so, until it is repaired."""
+    rec_dir, segments, client = archive
+    config = parse_config(f'cameras:\n  - {{id: {CAM}, name: R, url: "rtsp://h/x", recording: {{retention_days: 1}}}}\n')
+    now = segments[-1].end + 10 * 86400  # every segment is past retention
+    for damaged in (json.dumps([CAM, "soon", 5]), "not json"):
+        client.delete(holds.WINDOWS)
+        client.sadd(holds.WINDOWS, damaged, json.dumps(["another-cam", 1.0, 2.0]))
+        report = apply_retention(client, config, rec_dir, now=now, quota_bytes=0)
+        assert report.deleted_by_age == 0 and report.deleted_by_quota == 0, damaged
+        assert report.kept_on_hold == len(segments)
+        assert all((rec_dir / s.path).exists() for s in segments)
+    client.delete(holds.WINDOWS)  # repaired: retention goes on
+    assert apply_retention(client, config, rec_dir, now=now).deleted_by_age == len(segments)
