@@ -255,8 +255,18 @@ def _run_cut(
         stderr = proc.stderr.read() if proc.stderr else ""
         if proc.wait() != 0 or not part.exists():
             part.unlink(missing_ok=True)
-            raise ExportError(f"ffmpeg could not cut the clip: {stderr.strip()[-300:]}")
+            said = _server_paths_hidden(stderr.strip(), held, Path(tmp), part)
+            raise ExportError(f"ffmpeg could not cut the clip: {said[-300:]}")
         os.replace(part, target)
+
+
+def _server_paths_hidden(text: str, held: list[tuple[Segment, Path, int | None]], tmp: Path, part: Path) -> str:
+    """ffmpeg's message with the server's absolute paths replaced by what the reader may see: a segment's path
+    relative to the recordings folder, the clip's file name (the message reaches the API's client)."""
+    swaps = {str(path.resolve()): seg.path for seg, path, _ in held} | {str(part): part.name, str(tmp): "<tmp>"}
+    for absolute in sorted(swaps, key=len, reverse=True):
+        text = text.replace(absolute, swaps[absolute])
+    return text
 
 
 MAX_EPOCH_S = 253_402_300_800.0  # 10000-01-01T00:00:00Z

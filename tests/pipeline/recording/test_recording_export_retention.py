@@ -244,3 +244,17 @@ def test_a_damaged_hold_window_holds_more_not_less(archive: Any) -> None:
         assert all((rec_dir / s.path).exists() for s in segments)
     client.delete(holds.WINDOWS)  # repaired: retention goes on
     assert apply_retention(client, config, rec_dir, now=now).deleted_by_age == len(segments)
+
+
+def test_a_failed_cut_names_segments_without_the_servers_paths(archive: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffmpeg's message reaches the API's client in the job's error: the server's folders are not in it."""
+    import pipeline.recording.export as export
+
+    rec_dir, segments, client = archive
+    monkeypatch.setattr(export, "MAX_HELD_FILES", 0)  # segments read by path, as beyond the open-file budget
+    (rec_dir / segments[0].path).write_bytes(b"not a video at all" * 64)
+    with pytest.raises(ExportError, match="ffmpeg could not cut the clip") as err:
+        export_clip(client, CAM, segments[0].start + 0.2, segments[1].end - 0.2, "x", recordings_dir=rec_dir)
+    text = str(err.value)
+    assert str(rec_dir) not in text and str(rec_dir.resolve()) not in text, text
+    assert segments[0].path in text, text
