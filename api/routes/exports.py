@@ -125,7 +125,8 @@ INTERRUPTED = "interrupted: the server stopped while this export was queued or r
 
 def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
     """Jobs left ``queued`` or ``running`` by an API process that is gone are marked failed (nothing will ever
-    finish them) and the half-written clips they left (``*.part.mp4``, ``*.json.part`` in their folders) removed.
+    finish them) and the half-written clips they left (``*.part.mp4``, ``*.json.part``, empty ``*.json`` name claims in
+    their folders) removed.
 
     Run at start-up and every :data:`api.exportqueue.SWEEP_S` by every API process: with several API replicas a job
     belongs to the replica that queued it (``owner``) and is failed only once that replica's liveness key
@@ -148,7 +149,8 @@ def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
     for job_id in marked:
         folder = exports_root / job_id
         if folder.is_dir():
-            for part in [*folder.rglob("*.part.mp4"), *folder.rglob("*.json.part")]:
+            claims = [f for f in folder.rglob("*.json") if f.stat().st_size == 0]  # a name claimed, no manifest yet
+            for part in [*folder.rglob("*.part.mp4"), *folder.rglob("*.json.part"), *claims]:
                 part.unlink(missing_ok=True)
                 removed += 1
     if marked or removed:

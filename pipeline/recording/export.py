@@ -194,9 +194,12 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     covered = (max(start, segments[0].start), min(end, segments[-1].end))
     out_dir.mkdir(parents=True, exist_ok=True)
     created = time.time()
-    base = f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}"
-    mp4_path, manifest_path = out_dir / f"{base}.mp4", out_dir / f"{base}.json"
-    _run_cut(held, offset, duration, mp4_path, progress, accurate)
+    mp4_path, manifest_path = _claim_names(out_dir, f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}")
+    try:
+        _run_cut(held, offset, duration, mp4_path, progress, accurate)
+    except BaseException:
+        manifest_path.unlink(missing_ok=True)  # the claim (empty): no manifest without its clip
+        raise
     actual = probe_duration(mp4_path) or 0.0
     digest, size = sha256_file(mp4_path), mp4_path.stat().st_size
     manifest = {
@@ -220,6 +223,20 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
         progress(1.0)
     logger.info("exported %s (%.1fs, %d bytes, sha256 %s) for %s", mp4_path.name, actual, size, digest, requester)
     return ExportResult(mp4_path, manifest_path, digest, size, actual)
+
+
+def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:
+    """The clip's and manifest's paths for ``base``, claimed by creating the manifest's name exclusively (an empty
+    file until the manifest replaces it): two exports of the same window in the same second (the CLI, into one
+    folder) get ``base``, ``base-2``, ... instead of overwriting each other's clip and manifest."""
+    for k in range(1, 1000):
+        name = base if k == 1 else f"{base}-{k}"
+        try:
+            os.close(os.open(out_dir / f"{name}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            continue
+        return out_dir / f"{name}.mp4", out_dir / f"{name}.json"
+    raise ExportError(f"{out_dir} already holds 999 exports named {base}")
 
 
 def _run_cut(

@@ -258,3 +258,24 @@ def test_a_failed_cut_names_segments_without_the_servers_paths(archive: Any, mon
     text = str(err.value)
     assert str(rec_dir) not in text and str(rec_dir.resolve()) not in text, text
     assert segments[0].path in text, text
+
+
+def test_two_exports_of_one_window_in_one_second_keep_both_clips(archive: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """The names carry the second the export was made: two of the same window within it (the CLI, one folder)
+    used to share every file name, the second clip and manifest replacing the first's."""
+    import pipeline.recording.export as export
+
+    rec_dir, segments, client = archive
+    monkeypatch.setattr(export.time, "time", lambda: 1_800_000_000.25)
+    out = tmp_path / "evidence"
+    first = export_clip(client, CAM, segments[0].start + 0.2, segments[1].end - 0.2, "a", recordings_dir=rec_dir,
+                        out_dir=out)
+    second = export_clip(client, CAM, segments[0].start + 0.2, segments[1].end - 0.2, "b", recordings_dir=rec_dir,
+                         out_dir=out, accurate=True)
+    assert first.mp4_path != second.mp4_path and first.manifest_path != second.manifest_path
+    for result, who in ((first, "a"), (second, "b")):
+        manifest = json.loads(result.manifest_path.read_text())
+        assert manifest["requester"] == who and manifest["file"] == result.mp4_path.name
+        assert hashlib.sha256(result.mp4_path.read_bytes()).hexdigest() == manifest["sha256"] == result.sha256
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".json", ".mp4", ".mp4"]
