@@ -276,6 +276,7 @@ class CameraCapture:
         failures = 0
         if self.finalizer is not None:
             try:
+                self.finalizer.recover_unindexed()
                 self.finalizer.recover_incoming()
             except OSError as exc:
                 logger.warning("camera %s: cannot recover leftover segments: %s", self.camera.id, exc)

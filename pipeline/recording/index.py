@@ -36,6 +36,20 @@ def index_key(camera_id: str) -> str:
     return f"cctv:rec:{camera_id}"
 
 
+SEGMENT_SUFFIX = ".mkv"
+"""Recorded segments are Matroska files."""
+
+
+def plain_segment_path(relpath: str) -> bool:
+    """True for a plain relative ``<camera>/.../<file>.mkv``: no NUL, backslash, leading ``/``, empty, ``.``,
+    ``..`` or hidden (``.incoming``) part."""
+    if (not relpath or "\x00" in relpath or "\\" in relpath or relpath.startswith("/")
+            or not relpath.endswith(SEGMENT_SUFFIX)):
+        return False
+    parts = relpath.split("/")
+    return len(parts) >= 2 and not any(part in ("", ".", "..") or part.startswith(".") for part in parts)
+
+
 @dataclass(frozen=True)
 class Segment:
     """One recorded segment: ``path`` relative to the recordings folder, real start/end times, size in bytes, and

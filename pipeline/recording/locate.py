@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.recording.index import Segment, host_url
-from pipeline.recording.serve import HEALTH_ROUTE, SEGMENT_ROUTE, plain_segment_path, resolve_segment
+from pipeline.recording.index import Segment, host_url, plain_segment_path
+from pipeline.recording.serve import HEALTH_ROUTE, SEGMENT_ROUTE, resolve_segment
 from pipeline.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

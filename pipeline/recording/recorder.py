@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.recording.index import Segment, add_segment
+from pipeline.recording.index import SEGMENT_SUFFIX, Segment, add_segment, index_key, plain_segment_path
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ CLUSTER_MS = 1000
 """Longest Matroska cluster (ms): what a hard kill of ffmpeg can lose of the segment it is writing."""
 
 INCOMING = ".incoming"
-SEGMENT_SUFFIX = ".mkv"
+UNINDEXED_JOURNAL = ".unindexed.jsonl"
 
 
 def incoming_dir(recordings_dir: Path, camera_id: str) -> Path:
@@ -74,6 +74,7 @@ class SegmentFinalizer:
         self.camera_id = camera_id
         self.anchor: float | None = None
         self.pending: list[Segment] = []
+        self._recovered: set[str] = set()  # pending members from the journal: indexed only if not indexed yet
         self.last_end: float | None = None
         self.count = 0
         self._lock = threading.Lock()  # the capture thread and the worker's health thread both flush
@@ -107,10 +108,11 @@ class SegmentFinalizer:
             return None
         target = final_path(self.recordings_dir, self.camera_id, start)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
         segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size,
                           host=self.host)
         with self._lock:
+            self._journal(segment)  # before the move: a crash before the index is written cannot orphan the file
+            os.replace(source, target)
             self.pending.append(segment)
         self.flush()
         self.last_end = end
@@ -121,12 +123,67 @@ class SegmentFinalizer:
         """Index pending segments (retried later if Redis is down); safe to call from several threads."""
         with self._lock:
             while self.pending:
+                segment = self.pending[0]
                 try:
-                    add_segment(self.client, self.camera_id, self.pending[0])
+                    if segment.member() not in self._recovered or \
+                            self.client.zscore(index_key(self.camera_id), segment.member()) is None:
+                        add_segment(self.client, self.camera_id, segment)
                 except Exception as exc:  # noqa: BLE001 - Redis down: keep the segment pending, never lose it
                     logger.warning("camera %s: cannot index segment yet (%s); will retry", self.camera_id, exc)
                     return
                 self.pending.pop(0)
+                self._recovered.discard(segment.member())
+            self._clear_journal()
+
+    @property
+    def journal_path(self) -> Path:
+        """``<camera>/.unindexed.jsonl``: segments moved into place whose index entry may not be written yet (the
+        pending list lives in memory; this file outlives a crash of the worker, Redis down or not)."""
+        return self.recordings_dir / self.camera_id / UNINDEXED_JOURNAL
+
+    def _journal(self, segment: Segment) -> None:
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.journal_path.open("a", encoding="utf-8") as out:
+            out.write(segment.member() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def _clear_journal(self) -> None:
+        try:
+            if self.journal_path.stat().st_size:
+                os.truncate(self.journal_path, 0)
+        except FileNotFoundError:
+            pass
+
+    def recover_unindexed(self) -> int:
+        """Queue for indexing the segments a previous life of this camera's recorder moved into place but may not
+        have indexed when it stopped (crashed, or killed while Redis was down), read from :attr:`journal_path`;
+        entries whose file is gone are dropped, those already indexed are not indexed twice (checked when
+        flushed). Returns how many were queued."""
+        try:
+            lines = self.journal_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return 0
+        found: list[Segment] = []
+        for line in lines:
+            try:
+                segment = Segment.from_member(line)
+            except (ValueError, KeyError, TypeError):
+                logger.warning("camera %s: unreadable line in %s skipped", self.camera_id, UNINDEXED_JOURNAL)
+                continue
+            if plain_segment_path(segment.path) and segment.path.startswith(f"{self.camera_id}/") \
+                    and (self.recordings_dir / segment.path).is_file():
+                found.append(segment)
+        with self._lock:
+            known = {s.member() for s in self.pending}
+            found = [s for s in dict.fromkeys(found) if s.member() not in known]
+            self.pending[:0] = found
+            self._recovered.update(s.member() for s in found)
+        if found:
+            logger.info("camera %s: %d segment(s) of the last run checked against the index", self.camera_id,
+                        len(found))
+        self.flush()
+        return len(found)
 
     def recover_incoming(self) -> int:
         """Index segments left in ``.incoming`` by a crashed ffmpeg (end = file mtime, length from ffprobe)."""

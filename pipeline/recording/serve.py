@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.recording.index import register_host
-from pipeline.recording.recorder import SEGMENT_SUFFIX
+from pipeline.recording.index import plain_segment_path, register_host
 from pipeline.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -41,16 +40,6 @@ SEGMENT_ROUTE = "/internal/segments/"
 HEALTH_ROUTE = "/internal/health"
 REGISTER_EVERY_S = 30.0
 CHUNK = 1 << 20
-
-
-def plain_segment_path(relpath: str) -> bool:
-    """True for a plain relative ``<camera>/.../<file>.mkv``: no NUL, backslash, leading ``/``, empty, ``.``,
-    ``..`` or hidden (``.incoming``) part."""
-    if (not relpath or "\x00" in relpath or "\\" in relpath or relpath.startswith("/")
-            or not relpath.endswith(SEGMENT_SUFFIX)):
-        return False
-    parts = relpath.split("/")
-    return len(parts) >= 2 and not any(part in ("", ".", "..") or part.startswith(".") for part in parts)
 
 
 def resolve_segment(recordings_dir: Path, relpath: str) -> Path | None:
