@@ -90,6 +90,8 @@ def add_plate_entry(body: PlateEntryCreate, request: Request, admin: Admin, watc
     _check_plate(body.plate)
     check_camera_ids(request, body.cameras, "cameras")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "created_by": admin.username})
+    if entry is None:  # deleted between the check and the write
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
     return EntryOut(**entry)
 
@@ -105,6 +107,8 @@ def add_face_entry(body: FaceEntryCreate, request: Request, admin: Admin, watchl
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {body.person_id!r} not found")
     entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,
                                         "created_by": admin.username})
+    if entry is None:  # deleted between the check and the write
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
     return EntryOut(**entry)
 

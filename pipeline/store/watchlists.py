@@ -226,20 +226,33 @@ class WatchlistStore:
         raw = self.client.hget(keys.watchlist_entries(watchlist_id), entry_id)
         return json.loads(raw) if raw else None
 
-    def put_entry(self, watchlist_id: str, entry: dict) -> dict:
-        """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised)."""
+    def put_entry(self, watchlist_id: str, entry: dict) -> dict | None:
+        """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised); None when the
+        watchlist does not exist (deleted meanwhile: the write is made only while it exists, ``WATCH``, so that a
+        concurrent delete cannot leave a headless watchlist behind)."""
         entry = dict(entry)
         entry.setdefault("entry_id", entry.get("person_id") or new_id())
         entry.setdefault("created_at", time.time())
         entry["updated_at"] = time.time()
         if "plate" in entry:
             entry["plate"] = normalise_plate(entry["plate"])
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.watchlist_entries(watchlist_id), entry["entry_id"], json.dumps(entry, ensure_ascii=False))
-        pipe.hset(keys.watchlist(watchlist_id), "updated_at", repr(time.time()))
-        pipe.incr(keys.WATCHLIST_VERSION)
-        pipe.execute()
-        return entry
+        meta = keys.watchlist(watchlist_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(meta)
+                    if not pipe.exists(meta):
+                        pipe.reset()
+                        return None
+                    pipe.multi()
+                    pipe.hset(keys.watchlist_entries(watchlist_id), entry["entry_id"],
+                              json.dumps(entry, ensure_ascii=False))
+                    pipe.hset(meta, "updated_at", repr(time.time()))
+                    pipe.incr(keys.WATCHLIST_VERSION)
+                    pipe.execute()
+                    return entry
+                except redis.WatchError:
+                    continue
 
     def update_entry(self, watchlist_id: str, entry_id: str, changes: dict[str, Any]) -> tuple[dict, dict] | None:
         """Change fields of an existing entry in place (same ``entry_id``; a new plate text is normalised).

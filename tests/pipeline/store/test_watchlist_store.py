@@ -42,3 +42,17 @@ def test_face_entries_carry_normalised_embeddings(store: WatchlistStore) -> None
     assert store.delete_person(person["id"])
     assert store.face_entries() == [] and store.list_entries(wl["id"]) == []
     assert store.delete_watchlist(wl["id"]) and not store.delete_watchlist(wl["id"])
+
+
+def test_an_entry_for_a_deleted_watchlist_is_refused_and_leaves_no_keys(store: WatchlistStore) -> None:
+    """Deleted between the API's check and the write: the entry is refused (None, a 404) instead of recreating a
+    watchlist hash with nothing but ``updated_at`` and an entries hash no watchlist lists."""
+    from pipeline.store import keys
+
+    wl = store.create_watchlist("plate", "gone")
+    assert store.delete_watchlist(wl["id"])
+    assert store.put_entry(wl["id"], {"plate": "กข1234", "fuzzy": False, "max_distance": 0}) is None
+    assert not store.client.exists(keys.watchlist(wl["id"]), keys.watchlist_entries(wl["id"]))
+    kept = store.create_watchlist("plate", "kept")
+    entry = store.put_entry(kept["id"], {"plate": "กข 1234", "fuzzy": False, "max_distance": 0})
+    assert entry is not None and store.get_entry(kept["id"], entry["entry_id"])["plate"] == "กข1234"
