@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import CaseId
-from api.routes.exports import get_job
+from api.routes.exports import export_file, get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
@@ -212,13 +212,14 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
                 missing.append({"item": ref, "what": "clip", "reason": f"the export is {job.get('status')}"})
                 continue
             for field, what in (("path", "clip"), ("manifest_path", "clip manifest")):
-                path = Path(job[field]) if job.get(field) else None
-                if path is not None and path.is_file():
+                path = export_file(job, field, settings)  # only inside the exports or recordings folders
+                if path is not None:
                     files.append((f"clips/{item['ref']}/{path.name}", path))
                     if field == "path" and job.get("sha256"):
                         expected[f"clips/{item['ref']}/{path.name}"] = (ref, job["sha256"])
                 else:
-                    missing.append({"item": ref, "what": what, "reason": f"file not found: {job.get(field)}"})
+                    name = Path(job[field]).name if job.get(field) else "(none)"
+                    missing.append({"item": ref, "what": what, "reason": f"file not found: {name}"})
             continue
         event = _event(client, item["kind"], item["ref"]) or _kept_event(item)
         if event is None:

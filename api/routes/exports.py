@@ -179,12 +179,21 @@ def get_export(request: Request, user: Investigator, job_id: ExportId, client: R
     return _out(get_job(client, job_id, user), request)
 
 
-def _file(job: dict[str, str], field: str, settings) -> Path:
-    if job["status"] != "done" or not job.get(field):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"export is {job['status']}, not ready")
+def export_file(job: dict[str, str], field: str, settings) -> Path | None:  # noqa: ANN001 - ApiSettings
+    """The job's file ``field`` (``path``, ``manifest_path``) when it is a file inside the exports or recordings
+    folders; None otherwise (absent, or a job record pointing elsewhere is never served)."""
+    if not job.get(field):
+        return None
     path = Path(job[field]).resolve()
     roots = [settings.exports_root().resolve(), settings.recordings_dir.resolve()]
-    if not any(path.is_relative_to(r) for r in roots) or not path.is_file():
+    return path if any(path.is_relative_to(r) for r in roots) and path.is_file() else None
+
+
+def _file(job: dict[str, str], field: str, settings) -> Path:  # noqa: ANN001 - ApiSettings
+    if job["status"] != "done" or not job.get(field):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"export is {job['status']}, not ready")
+    path = export_file(job, field, settings)
+    if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "export file not found")
     return path
 

@@ -224,3 +224,28 @@ def test_a_package_flags_a_clip_whose_bytes_differ_from_its_export_hash(client: 
     entry = {f["path"]: f["sha256"] for f in manifest["files"]}["clips/job2/clip.mp4"]
     assert entry == hashlib.sha256(packaged).hexdigest()  # the manifest vouches for the bytes in the zip
     assert [(a["item"], a["export_sha256"] != a["sha256"]) for a in manifest["altered"]] == [("clip:job2", True)]
+
+
+def test_a_package_takes_no_file_from_outside_the_export_folders(client: TestClient, tokens: dict,
+                                                                 rclient: redis.Redis, api_settings: ApiSettings,
+                                                                 tmp_path: Path) -> None:
+    """An export job record pointing outside the exports and recordings folders (a tampered or restored Redis) is
+    not packaged, as its download is refused, and the manifest does not print the server's path."""
+    inv = tokens["inv"]
+    secret = tmp_path / "outside" / "server-secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("not evidence")
+    rclient.hset("export:job3", mapping={"id": "job3", "status": "done", "progress": "1", "camera_id": CAM,
+                                         "start": repr(T0), "end": repr(T0 + 30), "requester": "inv",
+                                         "created_at": repr(time.time()), "path": str(secret),
+                                         "manifest_path": str(secret), "sha256": "0" * 64})
+    case = client.post("/api/cases", headers=inv, json={"name": "tampered"}).json()
+    assert client.post(f"/api/cases/{case['id']}/items", headers=inv, json={"kind": "clip", "ref": "job3"}).status_code == 201
+    assert client.get("/api/exports/job3/download", headers=inv).status_code == 404
+    r = client.get(f"/api/cases/{case['id']}/package", headers=inv)
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert [n for n in zf.namelist() if n.startswith("clips/")] == []
+        manifest = json.loads(zf.read("manifest.json"))
+    assert {m["what"] for m in manifest["missing"] if m["item"] == "clip:job3"} == {"clip", "clip manifest"}
+    assert str(secret.parent) not in json.dumps(manifest)
