@@ -99,5 +99,5 @@ def plate_history(
     if result.plates_matched == 0:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"plate {plate!r} has never been read")
     return PlateSearchOut(query=plate, mode="exact", total=result.total, plates_matched=result.plates_matched,
-                          has_more=result.has_more, offset=offset, limit=limit, truncated=False, notes=[],
-                          hits=_hits(searcher, result))
+                          complete=result.complete, has_more=result.has_more, offset=offset, limit=limit,
+                          truncated=False, notes=result.notes, hits=_hits(searcher, result))

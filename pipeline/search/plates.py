@@ -17,6 +17,7 @@ read so far (a lower bound) and ``has_more`` says that further pages may exist.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -127,13 +128,17 @@ class PlateSearcher:
         strategy: partial/wildcard strategy: ``auto`` (by the gram set sizes), or always ``walk``/``intersect``.
         sample_size: ``auto``: members of the smallest gram set sampled to estimate how many plates match.
         first_sightings: sightings read per walked plate at first (all of a plate's are read if it reaches the page).
+        history_chunk: sightings one Redis read of a filtered plate history returns.
+        max_history_scan: most sightings a filtered plate history reads (then ``complete`` is False).
     """
 
     def __init__(self, client: redis.Redis, max_scan: int = 2_000_000, max_sightings_per_plate: int = 1000,
                  small_set: int = 64, walk_budget: int = 20_000, small_gram_set: int = 2000,
                  strategy: Literal["auto", "walk", "intersect"] = "auto", sample_size: int = 128,
-                 first_sightings: int = 4):
+                 first_sightings: int = 4, history_chunk: int = 5000, max_history_scan: int = 1_000_000):
         self.client = client
+        self.history_chunk = history_chunk
+        self.max_history_scan = max_history_scan
         self.small_set = small_set
         self.max_scan = max_scan
         self.max_candidates = max_scan
@@ -180,12 +185,12 @@ class PlateSearcher:
     # -- candidates -------------------------------------------------------------------------------------------
     def exact_candidates(self, plate: str) -> dict[str, float]:
         """{plate: 0} if the normalised plate has sightings."""
-        plate = normalise_plate(plate)
+        plate = normalise_plate(_compat(plate))
         return {plate: 0.0} if plate and self.client.zscore(keys.PLATE_LAST_SEEN, plate) is not None else {}
 
     def fuzzy_candidates(self, query: str, max_distance: float) -> dict[str, float]:
         """Plates within ``max_distance`` (weighted, < 2) of ``query``, with their distance."""
-        query = normalise_plate(query)
+        query = normalise_plate(_compat(query))
         if not query:
             return {}
         variants = sorted(deletion_variants(fold(query)))
@@ -263,10 +268,16 @@ class PlateSearcher:
         codes = self._codes(filters)
         per_plate = self._per_plate(codes, need)
         if len(plates) <= self.small_set:
-            hits = self._read_sightings(plates, list(plates), filters, codes, True, per_plate)
+            # without member filters every sighting read is a hit, so ``need`` per plate fills any page the API
+            # allows (a busy plate's deeper pages must not end at ``max_sightings_per_plate`` while total says more)
+            capped: dict[str, float] = {}
+            hits = self._read_sightings(plates, list(plates), filters, codes, True,
+                                        per_plate if codes.any else max(need, 1), capped)
             hits.sort(key=lambda h: (h.frame_time, h.stream_id), reverse=True)
             self._decode_names(hits)
-            return hits, len(hits) if codes.any else self._count(list(plates), filters)
+            if not codes.any:
+                return hits, self._count(list(plates), filters)
+            return hits, None if capped else len(hits)  # a plate had more than it was read: total unknown
         names = list(plates)
         last: list[tuple[float, str]] = []
         for i in range(0, len(names), 10_000):
@@ -452,11 +463,55 @@ class PlateSearcher:
 
     def history(self, plate: str, filters: PlateFilters | None = None, offset: int = 0, limit: int = 200
                 ) -> PlateSearchResult:
-        """Every sighting of one plate across cameras, oldest first."""
+        """Every sighting of one plate across cameras, oldest first, paged in Redis.
+
+        Without member filters (camera, class, province, confidence) the page is one ZRANGEBYSCORE ... LIMIT and the
+        total one ZCOUNT, however many sightings the plate has. With them the sightings in the time range are read
+        in chunks of ``history_chunk`` and filtered here, at most ``max_history_scan`` of them (beyond that
+        ``complete`` is False and ``total`` None).
+        """
+        filters = filters or PlateFilters()
         plates = self.exact_candidates(plate)
-        hits = self.sightings(plates, filters or PlateFilters(), newest_first=False)
-        return PlateSearchResult(hits=hits[offset:offset + limit], total=len(hits), plates_matched=len(plates),
-                                 has_more=len(hits) > offset + limit)
+        if not plates:
+            return PlateSearchResult(hits=[], total=0, plates_matched=0)
+        name = next(iter(plates))
+        key = keys.plate_sightings(name)
+        low = "-inf" if filters.start is None else repr(float(filters.start))
+        high = "+inf" if filters.end is None else repr(float(filters.end))
+        codes = self._codes(filters)
+        if codes.cameras == set() or _NO_CODE in (codes.vehicle_class, codes.province):
+            return PlateSearchResult(hits=[], total=0, plates_matched=1)
+        hits: list[PlateHit] = []
+        complete = True
+        if not codes.any:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcount(key, low, high)
+            pipe.zrangebyscore(key, low, high, start=offset, num=limit, withscores=True)
+            total, rows = pipe.execute()
+            hits = [_member_hit(name, member, score) for member, score in rows]
+            total = int(total)
+        else:
+            total, read = 0, 0
+            while True:
+                rows = self.client.zrangebyscore(key, low, high, start=read, num=self.history_chunk, withscores=True)
+                read += len(rows)
+                for member, score in rows:
+                    sid, camera, conf, vclass, province = member.decode().split("|", 4)
+                    if codes.accepts(camera, conf, vclass, province):
+                        if offset <= total < offset + limit:
+                            hits.append(PlateHit(sid, name, float(score), camera, float(conf), vclass, province))
+                        total += 1
+                if len(rows) < self.history_chunk:
+                    break
+                if read >= self.max_history_scan:
+                    logger.info("history of %s stopped after %s sightings", name, read)
+                    complete = False
+                    break
+        self._decode_names(hits)
+        notes = [] if complete else [f"the history stopped after {self.max_history_scan} sightings of the filtered "
+                                     "plate; narrow the time range"]
+        return PlateSearchResult(hits=hits, total=total if complete else None, plates_matched=1, notes=notes,
+                                 complete=complete, has_more=total > offset + limit or not complete)
 
     def events(self, hits: list[PlateHit]) -> list[PlateEvent | None]:
         """The stored records of ``hits`` (None where the stream has been trimmed past them, or a record cannot be
@@ -470,10 +525,22 @@ class PlateSearcher:
         return out
 
 
+def _compat(text: str) -> str:
+    """``text`` in Unicode compatibility form (NFKC): full-width digits and Latin (``１ＡＢ``, typed with East Asian
+    input methods), ligatures and circled digits become the ASCII the plate normaliser keeps instead of vanishing."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def _member_hit(plate: str, member: bytes, score: float) -> PlateHit:
+    """The (still encoded) hit of one ``plate:s:{plate}`` member."""
+    sid, camera, conf, vclass, province = member.decode().split("|", 4)
+    return PlateHit(sid, plate, float(score), camera, float(conf), vclass, province)
+
+
 def normalise_query(query: str) -> str:
-    """Normalise the literal runs of an operator query, keeping its ``?``/``*`` wildcards."""
+    """Normalise the literal runs of an operator query, keeping its ``?``/``*`` wildcards (full-width ones too)."""
     out, run = [], []
-    for ch in query:
+    for ch in _compat(query):
         if ch in "?*":
             out.append(normalise_plate("".join(run)) if run else "")
             out.append(ch)
