@@ -4,7 +4,8 @@ Canonical form (used everywhere for storage, search and watchlists): :func:`norm
 registration **without spaces and without hyphens**, Thai consonants plus Arabic digits, e.g. ``"1กข1234"``,
 ``"กข12"`` and, for a commercial ``70-1234`` plate, ``"701234"``. Steps:
 
-1. Unicode NFC; Thai digits ``๐``-``๙`` become ``0``-``9``; Latin letters are upper-cased.
+1. Unicode NFKC (full-width ``１ＡＢ``, typed with East Asian input methods, becomes ``1AB``); Thai digits
+   ``๐``-``๙`` become ``0``-``9``; Latin letters are upper-cased.
 2. Spaces, hyphens, dots and any other punctuation or Thai vowel/tone marks are dropped.
 3. If the text is Thai (contains a Thai consonant) or is digits apart from look-alike Latin letters, the
    look-alikes are mapped to digits (``O``/``Q``/``D``->0, ``I``/``L``/``|``->1, ``Z``->2, ``S``->5, ``G``->6,
@@ -63,7 +64,7 @@ def normalise_plate(text: str) -> str:
     """Return the canonical registration (see module docstring): no spaces/hyphens, Arabic digits."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFC", text).translate(_THAI_DIGIT_MAP).upper()
+    text = unicodedata.normalize("NFKC", text).translate(_THAI_DIGIT_MAP).upper()  # NFKC: full-width 1AB -> 1AB
     kept = [ch for ch in text if ch in _THAI_CONS_SET or ch.isascii() and (ch.isalnum() or ch in "|!")]
     has_thai = any(ch in _THAI_CONS_SET for ch in kept)
     core = [ch for ch in kept if ch not in "|!"]

@@ -296,3 +296,11 @@ def test_beam_scores_are_exact_ctc_probabilities() -> None:
     for r in res:
         assert r.score == pytest.approx(expected[r.text], rel=1e-9, abs=1e-15)
     assert [r.score for r in res] == sorted((r.score for r in res), reverse=True)
+
+
+def test_full_width_input_is_folded_not_dropped() -> None:
+    """A registration typed with an East Asian input method (full-width digits and Latin) is the same plate: it
+    used to lose every full-width character (a watchlist entry ``１กข１２３４`` became ``กข``)."""
+    assert normalise_plate("１กข １２３４") == "1กข1234"
+    assert normalise_plate("ＡＢ－１２３４") == "AB1234"
+    assert normalise_plate("๑กข๑๒๓๔") == "1กข1234"  # Thai digits as before
