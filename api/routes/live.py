@@ -89,6 +89,8 @@ def live_hub(app) -> LiveHub:
             connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
             stall_s=config.ingest.stall_timeout_s if config else 10.0))
         app.state.live_hub = hub
+    elif hub.config is not app.state.camera_config:  # a pushed configuration (api.clusterconfig) replaced it
+        hub.config = app.state.camera_config
     return hub
 
 
@@ -400,7 +402,12 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
         await websocket.close(code=4429, reason=refused.replace("live alert", "live video")[:120])
         return
     hub = live_hub(app)
-    viewer = hub.subscribe(camera_id, stream)
+    try:
+        viewer = hub.subscribe(camera_id, stream)
+    except KeyError:  # gone from the hub's configuration meanwhile: the slot must not stay taken
+        slots.release(user.username)
+        await websocket.close(code=4404, reason=f"camera {camera_id!r} not found")
+        return
     started = time.time()
     await _audit(app, user.username, "live_start", {"camera_id": camera_id, "stream": viewer.source.variant}, ip)
     reason = "client closed"

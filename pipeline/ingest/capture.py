@@ -86,6 +86,7 @@ _FORBIDDEN = re.compile(r"\b403 Forbidden\b", re.IGNORECASE)
 _TRANSPORT_REFUSED = re.compile(r"\b461 Unsupported transport\b", re.IGNORECASE)
 AUTH_FAILED_MESSAGE = "401 Unauthorized: check the camera's user and password"
 _MIN_PLAUSIBLE_GOP_S = 0.5  # decode auto: keyframes closer than this are not looked for
+_PTS_JUMP_S = 5.0  # a step between decoded frames' timestamps larger than this is a clock jump, not a pause
 _STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
                  "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
 
@@ -163,6 +164,16 @@ class CameraState:
             }
 
 
+def _close_fds(fds: list[int]) -> None:
+    """Close the file descriptors in ``fds`` and empty the list (closing twice is then harmless)."""
+    while fds:
+        fd = fds.pop()
+        try:
+            os.close(fd)
+        except OSError as exc:
+            logger.debug("closing fd %d: %s", fd, exc)
+
+
 def _die_with_parent() -> None:
     """In the ffmpeg child: get SIGTERM when the capture thread that started it dies (worker killed)."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -221,6 +232,17 @@ def ffmpeg_input_args(opened_url: str, script_fd: int | None, transport: str = "
         raise ValueError("the stream URL is too long")
     args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", _PROTOCOL_WHITELIST, "-i", f"pipe:{script_fd}"]
     return args, script
+
+
+def pts_jump_guard(max_step_s: float, step_s: float) -> str:
+    """A ``setpts`` filter that turns a jump of the stream's timestamps (either way) of more than ``max_step_s``
+    between two frames into a step of ``step_s``: later frames keep their spacing, shifted by the jump.
+
+    Expression state (``st``/``ld``): 0 the accumulated shift, 1 the previous input timestamp. A frame without a
+    timestamp passes as it is and leaves the state alone.
+    """
+    return (f"setpts='if(isnan(PTS),PTS,if(gt(N,0)*gt(abs(PTS-ld(1))*TB,{max_step_s:g}),"
+            f"st(0,ld(0)+PTS-ld(1)-{step_s:.6g}/TB));st(1,PTS);PTS-ld(0))'")
 
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
@@ -354,11 +376,15 @@ class CameraCapture:
             # keyframes: keep at most analysis_fps of them, never duplicate (fps= would repeat a keyframe)
             rate = (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.9 / fps:.4f})'" if keyframes
                     else f"fps={fps}")  # fmt: skip
+            # a camera clock that jumps (NTP sync, set by hand, a lying camera) must not make fps= fill the gap with
+            # copies of one picture (a ten-minute jump: ~3000 at 5 fps) nor, backwards, starve it until a stall
+            gap_s = max(_PTS_JUMP_S, 2 * (self.keyframe_interval_s or 0.0)) if keyframes else _PTS_JUMP_S
             # fit in a width square (portrait cameras too: the frame bus slot is max_width x max_width)
-            vf = (f"{rate},scale='min({width},iw)':'min({width},ih)'"
+            vf = (f"{pts_jump_guard(gap_s, 1.0 / fps)},{rate},scale='min({width},iw)':'min({width},ih)'"
                   ":force_original_aspect_ratio=decrease:force_divisible_by=2:flags=fast_bilinear")
-            # keyframes: pass the selected frames as they come (constant-rate output would repeat each one)
-            cmd += ["-map", "0:v:0", "-vf", vf, *(["-fps_mode", "passthrough"] if keyframes else []),
+            # pass the sampled frames as they come: the rawvideo muxer's default constant-rate sync would repeat
+            # frames itself (each selected keyframe; a gap across a filter graph re-initialised by a size change)
+            cmd += ["-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough",
                     "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]  # fmt: skip
         return cmd
 
@@ -479,33 +505,41 @@ class CameraCapture:
                     os.close(fd)
             self._fail(f"cannot open stream: {exc}")
             return False
-        if script_w is not None and script is not None:
-            os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
+        if script_w is not None:
+            if script is not None:
+                os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
             os.close(script_w)
-        progress_r, progress_w = os.pipe()
-        list_r, list_w = os.pipe() if self.finalizer is not None else (None, None)
-        cmd = self.build_command(input_args, progress_w, list_w)
-        pass_fds = tuple(fd for fd in (progress_w, list_w, script_r) if fd is not None)
-        if self.primary:
-            self.state.set_status("connecting" if self.state.reconnects == 0 else self.state.status)
-        if self.finalizer is not None:
-            self.finalizer.new_session()
+        # every fd made for this session is closed whatever fails before or after ffmpeg starts (a recordings
+        # folder that cannot be made, no ffmpeg to start): one leaked set per retry would exhaust the worker's fds
+        child_fds = [script_r] if script_r is not None else []  # ffmpeg's ends, closed here once it has them
+        own_fds: list[int] = []  # ours, closed when the session ends
         try:
-            self.process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.bus is not None else subprocess.DEVNULL,
-                stderr=subprocess.PIPE, pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"}, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        finally:
-            for fd in pass_fds:
-                os.close(fd)
-        try:
+            progress_r, progress_w = os.pipe()
+            own_fds.append(progress_r)
+            child_fds.append(progress_w)
+            list_r, list_w = None, None
+            if self.finalizer is not None:
+                list_r, list_w = os.pipe()
+                own_fds.append(list_r)
+                child_fds.append(list_w)
+            cmd = self.build_command(input_args, progress_w, list_w)
+            if self.primary:
+                self.state.set_status("connecting" if self.state.reconnects == 0 else self.state.status)
+            if self.finalizer is not None:
+                self.finalizer.new_session()
+            try:
+                self.process = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.bus is not None else subprocess.DEVNULL,
+                    stderr=subprocess.PIPE, pass_fds=tuple(child_fds), env={**child_environment(), "TZ": "UTC"},
+                    start_new_session=True, preexec_fn=_die_with_parent,
+                )  # fmt: skip
+            finally:
+                _close_fds(child_fds)
             return _SessionLoop(self, self.process, progress_r, list_r).run()
         finally:
+            _close_fds(child_fds)
             self._reap()
-            for fd in (progress_r, list_r):
-                if fd is not None:
-                    os.close(fd)
+            _close_fds(own_fds)
 
     def _reap(self) -> None:
         proc, self.process = self.process, None

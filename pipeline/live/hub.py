@@ -469,6 +469,10 @@ class LiveSource:
             input_args, script = ffmpeg_input_args(opened, script_r, "tcp", self.hub.settings.connect_timeout_s)
             if script_w is not None and script is not None:
                 os.write(script_w, script)  # a few hundred bytes: fits the pipe buffer before ffmpeg reads it
+        except BaseException:
+            if script_r is not None:  # no ffmpeg will read it: one leaked fd per retry otherwise
+                os.close(script_r)
+            raise
         finally:
             if script_w is not None:
                 os.close(script_w)

@@ -417,3 +417,27 @@ def test_the_preload_policy_orders_caps_and_follows_the_setting(rclient, tmp_pat
         finally:
             await hub.close()
     assert asyncio.run(capped()) == ["c2/main", "c1/main"]  # c4 unknown (disabled); c1 has no sub-stream: main
+
+
+def test_a_camera_added_by_a_pushed_configuration_plays_and_a_refused_viewer_leaves_no_slot(live_client, cams):
+    """The API follows a pushed camera configuration (``api.clusterconfig``) while its live hub already runs: a
+    camera added afterwards plays, and no viewer of it keeps a stream slot after leaving (a leaked slot per try
+    would lock the user out of live video with 4429 until the API restarts)."""
+    from pipeline.config import parse_config
+
+    client, tokens = live_client
+    app = client.app
+    assert client.get("/api/live/lobby/info", headers={"Authorization": f"Bearer {tokens['op']}"}).status_code == 200
+    assert getattr(app.state, "live_hub", None) is not None  # the hub exists before the configuration changes
+    app.state.camera_config = parse_config("cameras:\n"
+                                           f"  - {{id: lobby, name: Lobby, url: '{cams.url(CLIP)}'}}\n"
+                                           f"  - {{id: yard, name: Yard, url: '{cams.url('cam2')}'}}\n")
+    for _ in range(4):  # more tries than the user's 3 slots
+        with client.websocket_connect("/api/live/yard/ws") as ws:
+            ws.send_text(json.dumps({"token": tokens["op"]}))
+            got = watch(ws, 2)
+        assert got["texts"][0]["type"] == "hello" and got["texts"][0]["camera_id"] == "yard"
+        assert boxes(got["init"]) == [b"ftyp", b"moov"]
+    wait_for(lambda: app.state.live_slots.total == 0, 20, "every live slot given back")
+    # a camera the pushed configuration removed is no longer streamed to anyone
+    assert refused(client, "/api/live/gate/ws", json.dumps({"token": tokens["op"]}))[0] == 4404

@@ -5,6 +5,7 @@ authentication shown through its H.264 sub-stream with no password in any proces
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,5 +303,44 @@ def test_queued_fragments_are_taken_together_up_to_the_count_bytes_and_the_next_
         assert isinstance(viewer.pop(), StatusMessage)
         assert viewer.pop_fragments(1, 2**20) == frags[4:5]  # the count cap
         assert viewer.sent_fragments == 5 and viewer.queued_fragments == 1 and viewer.sent_bytes == 500
+
+    asyncio.run(run())
+
+
+def test_a_url_that_cannot_be_handed_to_ffmpeg_is_reported_and_leaks_no_descriptor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera URL whose secret holds a control character (a token read from a file with its newline) cannot go
+    into the ffconcat script: every retry says so, and the pipe made for the script is closed again (the API process
+    would otherwise lose one fd per retry for as long as anyone watches or preloads the camera)."""
+    monkeypatch.setenv("LIVE_FD_PASSWORD", "pw-Lv31-never-shown")
+    monkeypatch.setenv("LIVE_FD_TOKEN", "tok-9\n")
+    config = parse_config("cameras:\n  - {id: door, name: Door, "
+                          "url: 'rtsp://admin:${LIVE_FD_PASSWORD}@127.0.0.1:9/main?token=${LIVE_FD_TOKEN}'}\n")
+    attempts: list[int] = []
+    original = LiveSource._spawn
+
+    async def counted(self: LiveSource, plan):  # noqa: ANN001, ANN202 - the real method, counted
+        attempts.append(1)
+        return await original(self, plan)
+
+    monkeypatch.setattr(LiveSource, "_spawn", counted)
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def run() -> None:
+        hub = LiveHub(config, LiveSettings(linger_s=0.2, backoff_initial_s=0.05, backoff_max_s=0.1))
+        viewer = hub.subscribe("door")
+        offline = await next_of(viewer, StatusMessage, where=lambda m: m.status == "offline")
+        assert "control characters" in offline.reason and "pw-Lv31" not in offline.reason
+        before, tried = open_fds(), len(attempts)
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(attempts) < tried + 10 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        assert len(attempts) >= tried + 10, "the upstream was not retried"
+        leaked = open_fds() - before
+        hub.unsubscribe(viewer)
+        await hub.close()
+        assert leaked <= 1, f"{leaked} file descriptors leaked over {len(attempts) - tried} retries"
 
     asyncio.run(run())
