@@ -11,15 +11,9 @@ import redis
 
 from pipeline.events import FaceEvent, PlateEvent
 from pipeline.store import EventStore, WatchlistStore, keys
+from tests.pipeline.store.test_event_store import plate_event
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def plate_event(**kw) -> PlateEvent:
-    base = dict(camera_id="cam1", track_id=1, started_at=100.0, ended_at=101.0, frame_time=100.5,
-                plate_text="1กข1234", province="กรุงเทพมหานคร", confidence=0.9)
-    base.update(kw)
-    return PlateEvent(**base)
 
 
 def face_event(**kw) -> FaceEvent:
