@@ -124,7 +124,7 @@ def test_a_camera_whose_clock_jumps_neither_floods_the_bus_with_copies_nor_stall
     ``analysis_fps`` of wall-clock time across the jump, and the video must go on without a reconnection."""
     jump_rtp_clock(monkeypatch, jump_s)
     with TestCameraServer(shared_dir / "data" / "videos", 0, codec="h264", names=[CLIP], sub_streams=False) as cams:
-        config = parse_config("ingest: {stall_timeout_s: 5, connect_timeout_s: 5, max_width: 320}\ncameras:\n"
+        config = parse_config("ingest: {stall_timeout_s: 15, connect_timeout_s: 10, max_width: 320}\ncameras:\n"
                               f"  - {{id: cam, name: C, url: '{cams.url(CLIP)}', analysis_fps: 2, decode: all,"
                               " recording: {enabled: false}}\n")  # fmt: skip
         camera = config.cameras[0]
