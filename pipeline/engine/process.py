@@ -129,6 +129,9 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
     ec = config.engine
     metrics = engine.metrics
     metrics.serve_prometheus(ec.metrics_port)
+    reclaimed = frame_bus.reclaim_held() if hasattr(frame_bus, "reclaim_held") else 0
+    if reclaimed:  # a previous engine was killed holding them: its frames are lost, the slots must not be
+        logger.warning("engine: %d frame-bus slots held by a previous engine freed", reclaimed)
     batcher = DynamicBatcher(frame_bus.get_batch, ec.max_batch_size, ec.max_wait_ms / 1000.0)
     camera_ids = [cam.id for cam in config.cameras if cam.enabled]
     next_metrics = next_cleanup = 0.0

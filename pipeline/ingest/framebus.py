@@ -309,6 +309,16 @@ class FrameBus:
                 self._slots_meta["state"][item._cam, item._slot] = _FREE
         item._bus = None
 
+    def reclaim_held(self) -> int:
+        """Free every slot a consumer holds; returns how many. The bus has one consumer (the engine process): call
+        this when it starts, so that the frames a previous engine held when it was killed (it never released them)
+        do not keep those slots, and every frame of their cameras dropped, for the life of the bus."""
+        with self._lock:
+            held = self._slots_meta["state"] == _HELD
+            count = int(held.sum())
+            self._slots_meta["state"][held] = _FREE
+        return count
+
     # -- counters -------------------------------------------------------------------------------------
     def dropped(self, camera_id: str) -> int:
         """Frames of this camera dropped because its queue was full (or every slot was held)."""

@@ -143,3 +143,38 @@ def test_with_freshest_when_full_off_a_full_queue_is_still_taken_oldest_first() 
 def test_freshest_when_full_travels_with_the_bus_to_a_child() -> None:
     with FrameBus(["a"], queue_size=2, max_width=16, freshest_when_full=False) as bus:
         assert bus.__getstate__()["freshest_when_full"] is False  # what a spawned child re-attaches with
+
+
+def _take_and_die(bus: FrameBus, count: int) -> None:
+    """A consumer killed while it holds frames (the engine process SIGKILLed mid-batch): never releases them."""
+    import os
+    import signal
+
+    taken = 0
+    deadline = time.monotonic() + 30
+    while taken < count and time.monotonic() < deadline:
+        taken += len(bus.get_batch(count - taken, timeout_s=0.5))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_slots_a_killed_consumer_held_are_reclaimed_by_the_next() -> None:
+    """An engine killed holding every slot of a camera left the camera dropping every new frame for the life of
+    the bus; the next engine reclaims them when it starts."""
+    with FrameBus(["cam"], queue_size=2, max_width=32, hold_slots=2) as bus:
+        for i in range(2):
+            bus.publish("cam", np.full((4, 4, 3), i, np.uint8), float(i))
+        child = MP_CONTEXT.Process(target=_take_and_die, args=(bus, 4))
+        child.start()
+        while bus.depth("cam") and child.is_alive():  # it takes the first two, then two more
+            time.sleep(0.01)
+        for i in range(2, 4):
+            bus.publish("cam", np.full((4, 4, 3), i, np.uint8), float(i))
+        child.join(30)
+        assert child.exitcode == -9
+        bus.publish("cam", np.full((4, 4, 3), 9, np.uint8), 9.0)
+        assert bus.depth("cam") == 0 and bus.dropped("cam") == 1  # every slot held by the dead consumer
+        assert bus.reclaim_held() == 4
+        bus.publish("cam", np.full((4, 4, 3), 10, np.uint8), 10.0)
+        (item,) = bus.get_batch(1, 0.5, copy=True)
+        assert int(item.frame[0, 0, 0]) == 10 and bus.dropped("cam") == 1
