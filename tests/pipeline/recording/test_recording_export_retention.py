@@ -208,10 +208,13 @@ def test_segments_deleted_while_the_clip_is_cut_stay_in_it(archive: Any, monkeyp
 
     monkeypatch.setattr(export_module.subprocess, "Popen", retention_then_ffmpeg)
     start, end = segments[0].start + 0.5, segments[-1].end - 0.5
+    # the window's segments (the recording's last one may be shorter than the 0.5 s cut from the end: then not)
+    expected = [s.path for s in segments if s.end > start and s.start < end]
+    assert len(expected) >= 3
     result = export_clip(client, CAM, start, end, "x", recordings_dir=rec_dir)
-    assert done and not (rec_dir / segments[-1].path).exists()  # really deleted during the export
+    assert done and not (rec_dir / expected[-1]).exists()  # really deleted during the export
     manifest = json.loads(result.manifest_path.read_text())
-    assert manifest["segments"] == [s.path for s in segments] and manifest["gaps"] == []
+    assert manifest["segments"] == expected and manifest["gaps"] == []
     assert abs(float(ffprobe(result.mp4_path)["format"]["duration"]) - (end - start)) <= 1.0
     assert hashlib.sha256(result.mp4_path.read_bytes()).hexdigest() == manifest["sha256"]
 
