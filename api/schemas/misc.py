@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.recording.export import MAX_EPOCH_S  # 10000-01-01T00:00:00Z: no later time fits a clip's name
+
 
 class CameraOut(BaseModel):
     id: str
@@ -17,10 +19,6 @@ class CameraOut(BaseModel):
     worker: str | None = Field(default=None, description="Multi-host deployments: the worker holding the camera's "
                                                          "lease (from the health); null on one machine or when unknown.")
     host: str | None = Field(default=None, description="Multi-host deployments: that worker's host name.")
-
-
-MAX_EPOCH_S = 253_402_300_800.0
-"""10000-01-01T00:00:00Z: no later time can be written in a clip's name or manifest."""
 
 
 class ExportCreate(BaseModel):

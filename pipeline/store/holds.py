@@ -139,7 +139,7 @@ class Held:
 
     def segment(self, camera_id: str, start: float, end: float) -> bool:
         """Whether a recording segment of ``camera_id`` overlaps a held window."""
-        if self.everything or camera_id in self.whole_cameras:
+        if self.camera_wholly(camera_id):
             return True
         return any(cam == camera_id and start < w_end and end > w_start for cam, w_start, w_end in self.windows)
 
