@@ -106,6 +106,23 @@ def _face_out(sid: str, fields: dict) -> CameraFaceEventOut:
         snapshot_url=media_url(e.snapshot_path), quality=e.quality, det_score=e.det_score)
 
 
+class _CameraMatch:
+    """Predicate on raw event-stream fields: the event is of ``camera_id``. ``visible`` counts the events read on
+    cameras the user sees: all that a camera-limited user is told of the scan."""
+
+    def __init__(self, user: User, camera_id: str) -> None:
+        self.user = user
+        self.wanted = camera_id.encode()
+        self.visible = 0
+
+    def __call__(self, fields: dict) -> bool:
+        camera = fields.get(b"camera_id", b"")
+        if self.user.cameras is not None and not self.user.sees(camera.decode(errors="replace")):
+            return False
+        self.visible += 1
+        return camera == self.wanted
+
+
 @router.get("/{camera_id}/events", response_model=CameraEventsOut,
             summary="Recent plate or face events of one camera, newest first",
             description="A bounded newest-first scan of the event stream filtered to this camera (the streams have "
@@ -124,10 +141,9 @@ def camera_events(
                             f"'{user.role}'")
     if not any(c.id == camera_id for c in _cameras(request, user)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id!r} not found")
-    wanted = camera_id.encode()
     stream = keys.PLATE_STREAM if kind == "plate" else keys.FACE_STREAM
-    scan = scan_stream(client, stream, lambda f: f.get(b"camera_id") == wanted, limit, settings.camera_events_scan,
-                       start=before)
+    match = _CameraMatch(user, camera_id)
+    scan = scan_stream(client, stream, match, limit, settings.camera_events_scan, start=before)
     to_out = _plate_out if kind == "plate" else _face_out
     items = []
     for sid, fields in scan.entries:
@@ -136,7 +152,8 @@ def camera_events(
         except ValueError as exc:  # a record this version cannot read must not hide the others
             logger.warning("skipping unreadable %s event %s: %s", kind, sid, exc)
     return CameraEventsOut(camera_id=camera_id, kind=kind, items=items, next_before=scan.next_id,
-                           scanned=scan.scanned, scan_cap=settings.camera_events_scan, capped=scan.capped)
+                           scanned=scan.scanned if user.cameras is None else match.visible,
+                           scan_cap=settings.camera_events_scan, capped=scan.capped)
 
 
 __all__ = ["check_camera_ids", "media_url", "router"]

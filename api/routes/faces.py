@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.images import load_image
 from api.routes.media import media_url
 from api.routes.plates import REASON_DESCRIPTION
 from api.schemas.faces import FaceHitOut, FaceSearchOut
+from api.validation import check_window
 from pipeline.events import FaceEvent
 from pipeline.store import codec, keys
 
@@ -24,18 +25,17 @@ async def search_faces(
     reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
     threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
     cameras: Annotated[list[str] | None, Form()] = None,
-    start: Annotated[float | None, Form(ge=0)] = None,
-    end: Annotated[float | None, Form(ge=0)] = None,
+    start: Annotated[float | None, Form(ge=0, description="From this UTC epoch second.")] = None,
+    end: Annotated[float | None, Form(ge=0, description="Up to this UTC epoch second (not before `start`).")] = None,
     limit: Annotated[int, Form(ge=1, le=500)] = 50,
 ) -> FaceSearchOut:
     from starlette.concurrency import run_in_threadpool
 
+    check_window(start, end, "form")  # before the photo is read or a face is looked for
     photo = await load_image(image, "image", settings.max_upload_bytes, settings.max_image_pixels)
     service = request.app.state.faces
     query = await run_in_threadpool(service.one_face, photo, "image", False)
     threshold = settings.face_threshold if threshold is None else threshold
-    if start is not None and end is not None and end < start:
-        raise HTTPException(422, "end: must not be before start")
 
     def run() -> list:
         service.index.refresh()

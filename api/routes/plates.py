@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
 from api.routes.media import media_url
 from api.schemas.plates import PlateHitOut, PlateSearchOut
+from api.validation import check_window, field_error
 from pipeline.plates.grams import MAX_QUERY_LEN, QueryError
 from pipeline.plates.provinces import match_province
 from pipeline.search.plates import MAX_FUZZY_DISTANCE, PlateFilters, PlateSearcher, PlateSearchResult
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/plates", tags=["plates"])
 
 Cameras = Annotated[list[str] | None, Query(max_length=500, description="Only these cameras (repeat the field).")]
 Start = Annotated[float | None, Query(ge=0, description="From this UTC epoch second.")]
-End = Annotated[float | None, Query(ge=0, description="Up to this UTC epoch second.")]
+End = Annotated[float | None, Query(ge=0, description="Up to this UTC epoch second (not before `start`).")]
 REASON_DESCRIPTION = ("Why you search: a reason or case number (required; recorded in the audit trail and shown in "
                       "the audit view -- plate histories and face searches are personal data under the PDPA).")
 Reason = Annotated[str, Query(min_length=3, max_length=500, description=REASON_DESCRIPTION)]
@@ -26,16 +27,16 @@ Reason = Annotated[str, Query(min_length=3, max_length=500, description=REASON_D
 def _filters(user: User, cameras: list[str] | None, start: float | None, end: float | None,
              province: str | None = None, min_confidence: float | None = None,
              vehicle_class: str | None = None) -> PlateFilters:
-    if start is not None and end is not None and end < start:
-        raise HTTPException(422, "end: must not be before start")
+    check_window(start, end)
     thai = None
     if province:
         found = match_province(province, max_ratio=0.2)
         if found is None:
-            raise HTTPException(422, f"province: unknown province {province!r}")
+            raise field_error("province", f"unknown province {province!r}")
         thai = found.thai
     return PlateFilters(cameras=user.camera_filter(cameras), start=start, end=end, province=thai,
-                        min_confidence=min_confidence, vehicle_class=vehicle_class)
+                        min_confidence=min_confidence, vehicle_class=vehicle_class,
+                        scope=None if user.cameras is None else set(user.cameras))
 
 
 def _hits(searcher: PlateSearcher, result: PlateSearchResult) -> list[PlateHitOut]:
@@ -76,7 +77,7 @@ def search_plates(
         result = searcher.search(q, mode=mode, filters=filters, offset=offset, limit=limit,
                                  max_distance=max_distance, order=order)
     except QueryError as exc:
-        raise HTTPException(422, f"q: {exc}") from exc
+        raise field_error("q", str(exc)) from exc
     store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
                                                 "end": end, "province": province}, result.total)
     return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
@@ -90,10 +91,11 @@ def plate_history(
     cameras: Cameras = None, start: Start = None, end: End = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> PlateSearchOut:
+    filters = _filters(user, cameras, start, end)
     if not 1 <= len(plate) <= MAX_QUERY_LEN:
-        raise HTTPException(422, f"plate: 1 to {MAX_QUERY_LEN} characters")
+        raise field_error("plate", f"1 to {MAX_QUERY_LEN} characters", "path")
     searcher = PlateSearcher(client)
-    result = searcher.history(plate, _filters(user, cameras, start, end), offset=offset, limit=limit)
+    result = searcher.history(plate, filters, offset=offset, limit=limit)
     store.audit(user.username, "plate_history", {"plate": plate, "reason": reason, "cameras": cameras,
                                                  "start": start, "end": end}, result.total)
     if result.plates_matched == 0:

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User
 from api.schemas.errors import ErrorOut
 from api.schemas.recordings import MarkerOut, RangeOut, TimelineOut
+from api.validation import field_error
 from pipeline.recording.index import segments_between
 from pipeline.recording.locate import SegmentUnavailable
 from pipeline.recording.playback import (
@@ -80,11 +81,11 @@ def parse_instant(value: str, field: str) -> float:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise HTTPException(422, f"{field}: not a time: {value[:40]!r} ({TIME_HELP})") from None
+            raise field_error(field, f"not a time: {value[:40]!r} ({TIME_HELP})") from None
         when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     latest = time.time() + 86400
     if not math.isfinite(when) or not EARLIEST <= when <= latest:
-        raise HTTPException(422, f"{field}: {value[:40]!r} is outside 2000-01-01 .. now + 1 day ({TIME_HELP})")
+        raise field_error(field, f"{value[:40]!r} is outside 2000-01-01 .. now + 1 day ({TIME_HELP})")
     return when
 
 
@@ -100,28 +101,42 @@ def _sid(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _entry_camera(kind: str, fields: dict) -> str:
+    """The camera of a raw event or alert stream entry ("" when unreadable)."""
+    try:
+        if kind == "alert":
+            return str(json.loads(fields.get(b"alert", b"{}")).get("camera_id", ""))
+        return fields.get(b"camera_id", b"").decode()
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+
+
 def _scan_markers(client: redis.Redis, kind: str, stream: str, camera_id: str, start: float, end: float,
-                  cap: int) -> tuple[list[MarkerOut], int, bool]:
+                  cap: int, user: User) -> tuple[list[MarkerOut], int, bool]:
     """Markers of one kind: entries of ``stream`` stored in ``[start, end + slack]`` (stream ids are store times),
-    reading at most ``cap`` entries and keeping at most :data:`MAX_MARKERS`; (markers, scanned, capped)."""
+    reading at most ``cap`` entries and keeping at most :data:`MAX_MARKERS`; (markers, scanned, capped). For a
+    camera-limited user ``scanned`` counts only the entries of their cameras (never how busy the others were)."""
     wanted = camera_id.encode()
     lo, hi = f"{int(start * 1000)}-0", f"{int((end + MARKER_SLACK_S) * 1000)}"
     found: list[MarkerOut] = []
-    scanned = 0
+    scanned = visible = 0
     while scanned < cap:
         count = min(500, cap - scanned)
         batch = client.xrange(stream, min=lo, max=hi, count=count)
         for _, fields in batch:
             scanned += 1
+            if user.cameras is not None and not user.sees(_entry_camera(kind, fields)):
+                continue
+            visible += 1
             marker = _marker(kind, fields, wanted, start, end)
             if marker is not None:
                 found.append(marker)
                 if len(found) >= MAX_MARKERS:
-                    return found, scanned, True
+                    return found, scanned if user.cameras is None else visible, True
         if len(batch) < count:
-            return found, scanned, False
+            return found, scanned if user.cameras is None else visible, False
         lo = f"({_sid(batch[-1][0])}"
-    return found, scanned, True
+    return found, scanned if user.cameras is None else visible, True
 
 
 def _markers(client: redis.Redis, camera_id: str, start: float, end: float, user: User,
@@ -132,7 +147,7 @@ def _markers(client: redis.Redis, camera_id: str, start: float, end: float, user
     out: list[MarkerOut] = []
     scanned, capped = 0, False
     for kind, stream in kinds:
-        found, n, hit = _scan_markers(client, kind, stream, camera_id, start, end, cap)
+        found, n, hit = _scan_markers(client, kind, stream, camera_id, start, end, cap, user)
         out += found
         scanned += n
         capped = capped or hit
@@ -178,9 +193,9 @@ def timeline(
     check_camera(request, user, camera_id)
     lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
     if hi <= lo:
-        raise HTTPException(422, f"end: must be after start ({hi:.3f} <= {lo:.3f})")
+        raise field_error("end", f"must be after start ({hi:.3f} <= {lo:.3f})")
     if hi - lo > MAX_WINDOW_S:
-        raise HTTPException(422, f"end: the window is {hi - lo:.0f} s; at most {MAX_WINDOW_S} s (25 h) at a time")
+        raise field_error("end", f"the window is {hi - lo:.0f} s; at most {MAX_WINDOW_S} s (25 h) at a time")
     segments = segments_between(client, camera_id, lo, hi, max_segment_s=MAX_SEGMENT_S)
     ranges = recorded_ranges(segments)
     clipped = [RangeOut(start=max(r.start, lo), end=min(r.end, hi)) for r in ranges]

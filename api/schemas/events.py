@@ -46,7 +46,8 @@ class CameraEventsOut(BaseModel):
     items: list[CameraEventOut] = Field(description="Newest stored first (an updated event counts as new).")
     next_before: str | None = Field(description="Ask again with ?before= this to see older events; null when the "
                                     "oldest stored event was reached.")
-    scanned: int = Field(description="Stream entries read for this answer (every camera's events).")
+    scanned: int = Field(description="Stream entries read for this answer (every camera's events; for a caller "
+                                     "limited to some cameras, only the events of those cameras).")
     scan_cap: int = Field(description="Most entries one request reads (the stream has no per-camera index).")
     capped: bool = Field(description="True when the scan stopped at scan_cap before `limit` events of this camera "
                          "were found: older ones may still exist (continue with next_before).")

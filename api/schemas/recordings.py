@@ -41,6 +41,7 @@ class TimelineOut(BaseModel):
     recorded_s: float = Field(ge=0, description="Seconds of the window that are recorded.")
     markers: list[MarkerOut] = Field(description="Plate reads and alerts (operator), face events (investigator) "
                                                  "of this camera in the window, oldest first.")
-    markers_scanned: int = Field(ge=0, description="Stream entries read to find the markers.")
+    markers_scanned: int = Field(ge=0, description="Stream entries read to find the markers (for a caller limited "
+                                 "to some cameras, only the entries of those cameras).")
     markers_capped: bool = Field(description="True when the scan limit (CCTV_CAMERA_EVENTS_SCAN per stream) or the "
                                              "marker limit stopped before the window's end: more events may exist.")

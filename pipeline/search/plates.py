@@ -38,9 +38,16 @@ MAX_FUZZY_DISTANCE = 1.9
 
 @dataclass
 class PlateFilters:
-    """Filters applied to sightings (all optional)."""
+    """Filters applied to sightings (all optional).
+
+    ``scope`` is the set of cameras the caller may see (None: every camera). ``cameras`` already lies within it;
+    ``scope`` also bounds what the counts tell: with a scope, ``plates_matched`` counts only the plates with a
+    matching sighting on those cameras and a plate history finds only a plate read on one of them, so a
+    camera-limited caller learns nothing about reads on other cameras.
+    """
 
     cameras: set[str] | None = None
+    scope: set[str] | None = None
     start: float | None = None
     end: float | None = None
     province: str | None = None
@@ -154,6 +161,12 @@ class PlateSearcher:
         self._names: dict[str, str] = {}
 
     # -- member codes -----------------------------------------------------------------------------------------
+    def _camera_codes(self, cameras: set[str]) -> set[str]:
+        """The member codes of ``cameras`` (cameras without a code have no sighting and are left out)."""
+        fields = [("c" + c) for c in sorted(cameras)]
+        codes = self.client.hmget(keys.PLATE_CODES, fields) if fields else []
+        return {code.decode() for code in codes if code is not None}
+
     def _codes(self, filters: PlateFilters) -> _Codes:
         wanted = [("c" + c) for c in sorted(filters.cameras or ())]
         singles = [("v" + filters.vehicle_class) if filters.vehicle_class is not None else None,
@@ -434,7 +447,7 @@ class PlateSearcher:
             hits, total, matched, truncated = self.partial_sightings(normalise_query(query), filters, need + 1)
             if truncated:
                 notes.append(f"the search stopped after {self.max_scan} candidate plates; refine the query")
-            return self._page(hits, total, matched, truncated, notes, offset, limit)
+            return self._page(hits, total, _scoped_matched(filters, hits, matched), truncated, notes, offset, limit)
         if mode == "exact":
             plates = self.exact_candidates(query)
         else:
@@ -449,7 +462,7 @@ class PlateSearcher:
             total: int | None = len(hits)
         else:
             hits, total = self.newest_sightings(plates, filters, need + 1)
-        return self._page(hits, total, len(plates), truncated, notes, offset, limit)
+        return self._page(hits, total, _scoped_matched(filters, hits, len(plates)), truncated, notes, offset, limit)
 
     @staticmethod
     def _page(hits: list[PlateHit], total: int | None, matched: int, truncated: bool, notes: list[str],
@@ -479,6 +492,8 @@ class PlateSearcher:
         low = "-inf" if filters.start is None else repr(float(filters.start))
         high = "+inf" if filters.end is None else repr(float(filters.end))
         codes = self._codes(filters)
+        if not self._seen_in_scope(key, filters.scope):  # read only on other cameras: as if never read
+            return PlateSearchResult(hits=[], total=0, plates_matched=0)
         if codes.cameras == set() or _NO_CODE in (codes.vehicle_class, codes.province):
             return PlateSearchResult(hits=[], total=0, plates_matched=1)
         hits: list[PlateHit] = []
@@ -513,6 +528,22 @@ class PlateSearcher:
         return PlateSearchResult(hits=hits, total=total if complete else None, plates_matched=1, notes=notes,
                                  complete=complete, has_more=total > offset + limit or not complete)
 
+    def _seen_in_scope(self, key: str, scope: set[str] | None) -> bool:
+        """Whether the sightings ``key`` hold one on a camera of ``scope`` (always, without a scope): at most
+        ``max_history_scan`` sightings are read, newest first (a plate read only beyond that counts as unseen)."""
+        if scope is None:
+            return True
+        wanted = self._camera_codes(scope)
+        read = 0
+        while wanted and read < self.max_history_scan:
+            rows = self.client.zrevrange(key, read, read + self.history_chunk - 1)
+            read += len(rows)
+            if any(member.decode().split("|", 2)[1] in wanted for member in rows):
+                return True
+            if len(rows) < self.history_chunk:
+                break
+        return False
+
     def events(self, hits: list[PlateHit]) -> list[PlateEvent | None]:
         """The stored records of ``hits`` (None where the stream has been trimmed past them, or a record cannot be
         decoded)."""
@@ -523,6 +554,13 @@ class PlateSearcher:
         for entries in pipe.execute():
             out.append(codec.decode_or_none(PlateEvent, entries[0][1], entries[0][0]) if entries else None)
         return out
+
+
+def _scoped_matched(filters: PlateFilters, hits: list[PlateHit], matched: int) -> int:
+    """``plates_matched`` as the caller may see it: with a camera scope, the distinct plates among the (filtered)
+    hits, so that plates read only on other cameras are not counted (exact when every match was read, else a lower
+    bound like ``matched``); without one, ``matched``."""
+    return matched if filters.scope is None else len({h.plate for h in hits})
 
 
 def _compat(text: str) -> str:
