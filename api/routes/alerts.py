@@ -215,25 +215,30 @@ def _rechecker(store, token: str | None, api_key: str | None, every_s: float):
 
 async def _tail(client: aioredis.Redis, user: User, after: str | None, block_ms: int,
                 recheck) -> AsyncIterator[dict | None]:
-    """Alerts after ``after`` (or from now), then live ones; yields None on each idle poll (keep-alive).
+    """Alerts after ``after`` (or from now), then live ones; yields None every ``block_ms`` of wall-clock time
+    (keep-alive), whatever other cameras' alerts arrive meanwhile: a keep-alive sent only after an empty read would
+    come late or never while cameras the user cannot see raise alerts, and so tell a camera-limited user of them.
 
     ``recheck(user)`` runs before every read: it returns the (possibly updated) user or raises
     :class:`SessionEnded`."""
     last = after or "$"
+    interval = block_ms / 1000
+    due = time.monotonic() + interval
     while True:
         user = await recheck(user)
-        reply = await client.xread({keys.ALERT_STREAM: last}, count=100, block=block_ms)
-        if not reply:
-            if last == "$":
-                top = await client.xrevrange(keys.ALERT_STREAM, count=1)
-                last = top[0][0].decode() if top else "0-0"
-            yield None
-            continue
-        for sid, fields in reply[0][1]:
+        wait_ms = max(1, int((due - time.monotonic()) * 1000))
+        reply = await client.xread({keys.ALERT_STREAM: last}, count=100, block=wait_ms)
+        if not reply and last == "$":
+            top = await client.xrevrange(keys.ALERT_STREAM, count=1)
+            last = top[0][0].decode() if top else "0-0"
+        for sid, fields in reply[0][1] if reply else ():
             last = sid.decode()
             alert = _alert(sid, fields)
             if user.sees(alert["alert"]["camera_id"]):
                 yield alert
+        if time.monotonic() >= due:
+            due = time.monotonic() + interval
+            yield None
 
 
 def _check_after(after: str | None) -> None:

@@ -184,3 +184,56 @@ def test_timeline_window_errors_are_field_errors(client: TestClient, tokens: dic
     assert r.status_code == 422
     assert [e["field"] for e in r.json().get("errors", [])] == [field], r.json()
     assert r.json()["detail"].startswith(f"{field}: ")
+
+
+def test_alert_stream_keep_alives_keep_time_while_other_cameras_raise_alerts(redis_url: str,
+                                                                             rclient: redis.Redis) -> None:
+    """The live alert feed sends its keep-alive on a wall-clock interval: it used to send one only after a read
+    that returned nothing, so while cameras the user cannot see raised alerts the keep-alives stopped, which told
+    a camera-limited user of them. The user's own alerts still arrive."""
+    import asyncio
+    import threading
+    import time
+
+    from api.deps import User
+    from api.routes.alerts import _tail
+    from pipeline.store.connection import async_redis_client
+
+    user = User(username="limited", role="investigator", cameras=frozenset({MINE}), via="token")
+    stop = threading.Event()
+
+    def other_cameras() -> None:  # an alert somewhere else every 40 ms, one of the user's own half-way
+        started = time.monotonic()
+        mine_sent = False
+        while not stop.is_set():
+            publish_alert(rclient, OTHER)
+            if not mine_sent and time.monotonic() - started > 0.8:
+                publish_alert(rclient, MINE, entry="mine")
+                mine_sent = True
+            time.sleep(0.04)
+
+    async def collect() -> list:
+        async def same(u: User) -> User:
+            return u
+
+        client = async_redis_client(redis_url)
+        items: list = []
+        feed = _tail(client, user, None, 300, same)
+        deadline = time.monotonic() + 2.4
+        try:
+            while time.monotonic() < deadline:
+                items.append(await asyncio.wait_for(anext(feed), 5))
+        finally:
+            await feed.aclose()
+            await client.aclose()
+        return items
+
+    writer = threading.Thread(target=other_cameras, daemon=True)
+    writer.start()
+    try:
+        items = asyncio.run(collect())
+    finally:
+        stop.set()
+        writer.join(5)
+    assert sum(item is None for item in items) >= 3, items  # about 8 on an idle host
+    assert [i["alert"]["entry_id"] for i in items if i is not None] == ["mine"]
