@@ -103,11 +103,14 @@ def rebuild(client: redis.Redis) -> None:
                 paths: set[str] = set()
                 windows: set[str] = set()
                 for cid in pipe.smembers(CASES):
-                    for raw in pipe.hvals(case_key(_s(cid))):
-                        item = json.loads(raw)
-                        events.update(item["events"])
-                        paths.update(item["paths"])
-                        windows.update(json.dumps(list(w)) for w in item["windows"])
+                    for item_key, raw in pipe.hgetall(case_key(_s(cid))).items():
+                        item = _hold_item(raw, _s(cid), _s(item_key))
+                        if item is None:  # what it held is unknown: hold all recording until it is repaired
+                            windows.add(json.dumps({"damaged_hold_item": [_s(cid), _s(item_key)]}))
+                            continue
+                        events.update(item.events)
+                        paths.update(item.paths)
+                        windows.update(json.dumps(list(w)) for w in item.windows)
                 pipe.multi()
                 pipe.delete(EVENTS, PATHS, WINDOWS)
                 if events:
@@ -121,6 +124,49 @@ def rebuild(client: redis.Redis) -> None:
                 return
             except redis.WatchError:
                 continue
+
+
+def _hold_item(raw: Any, case_id: str, item_key: str) -> Hold | None:
+    """One stored case item's hold, or None (with a logged warning) when it is damaged.
+
+    A damaged item (malformed JSON, a missing or mistyped field) cannot stop every other case's hold from being
+    rebuilt (and so every release and retention pass); what it held is unknown, so :func:`rebuild` stores a window
+    that :func:`held` cannot read in its place, which holds all recording (hold more, not less) until it is repaired.
+    """
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        value = "unreadable JSON"
+    try:
+        if not isinstance(value, dict):
+            raise TypeError(value if value == "unreadable JSON" else "not a JSON object")
+        hold = Hold(events=_strings(value["events"]), paths=_strings(value["paths"]),
+                    windows=[_stored_window(w) for w in _sequence(value["windows"])])
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("legal hold item %r of case %r is damaged (%s); all recording is held until it is repaired: "
+                       "%r", item_key, case_id, exc, raw[:200])
+        return None
+    return hold
+
+
+def _sequence(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else TypeError."""
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    """A JSON array of strings, else TypeError."""
+    items = _sequence(value)
+    if not all(isinstance(v, str) for v in items):
+        raise TypeError("expected a list of strings")
+    return items
+
+
+def _stored_window(value: Any) -> Any:
+    """A window as stored (a JSON array; :func:`held` judges its contents), else TypeError."""
+    return tuple(_sequence(value))
 
 
 @dataclass(frozen=True)
