@@ -53,6 +53,12 @@ class ApiSettings(BaseSettings):
     ws_poll_s: float = Field(default=1.0, gt=0, le=30, description="Live-alert poll interval when idle.")
     max_body_bytes: int = Field(default=1 * 2**20, ge=1024,
                                 description="Largest JSON (non-upload) request body; uploads: max_upload_bytes.")
+    case_package_max_bytes: int = Field(
+        default=4 * 2**30, ge=2**20, le=2**40,
+        description="Largest case package (GET /api/cases/{id}/package): the bytes of the clips, pictures and event "
+                    "records it would hold, before compression. A larger case is refused (413) before any zip is "
+                    "written; split it into several cases or raise this limit (the zip is staged in the temp "
+                    "folder).")
     export_workers: int = Field(default=2, ge=1, le=32, description="Exports cut at the same time (ffmpeg each).")
     export_queue: int = Field(default=8, ge=0, le=1000,
                               description="Exports waiting for a worker; beyond that a new export gets 429.")

@@ -175,7 +175,42 @@ def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: Api
     return _out(_case(client, case_id, user))
 
 
-def _write_hashed(zf: zipfile.ZipFile, src: Path, name: str) -> str:
+class PackageTooLarge(Exception):
+    """The files of a case package hold more bytes than its limit (one grew while it was being copied)."""
+
+
+def _too_large(case_id: str, size: int | None, limit: int) -> HTTPException:
+    """The 413 refusal of a case package: what is too large, by how much, and the limit."""
+    held = f"{size} bytes" if size is not None else "more bytes than that (a file grew while it was packaged)"
+    logger.warning("case %s package refused: %s, over the limit of %d bytes", case_id, held, limit)
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"case {case_id!r} is too large to package: its files hold {held}, over the limit of "
+                         f"{limit} bytes (CCTV_CASE_PACKAGE_MAX_BYTES); split it into smaller cases")
+
+
+def _source_size(src: Path | bytes) -> int:
+    """The bytes a package entry would copy (a file that cannot be read counts 0: it fails when it is copied)."""
+    if isinstance(src, bytes):
+        return len(src)
+    try:
+        return src.stat().st_size
+    except OSError:
+        return 0
+
+
+class _Budget:
+    """The bytes a package may still take; :meth:`spend` raises :class:`PackageTooLarge` once they are spent."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise PackageTooLarge
+
+
+def _write_hashed(zf: zipfile.ZipFile, src: Path, name: str, budget: _Budget) -> str:
     """Copy a file into the zip and return the SHA-256 of exactly the bytes written (one read: a file that changes
     meanwhile cannot leave the manifest vouching for other bytes than the package holds)."""
     digest = hashlib.sha256()
@@ -183,16 +218,42 @@ def _write_hashed(zf: zipfile.ZipFile, src: Path, name: str) -> str:
     info.compress_type = zipfile.ZIP_DEFLATED
     with src.open("rb") as fh, zf.open(info, "w", force_zip64=True) as out:
         while chunk := fh.read(1 << 20):
+            budget.spend(len(chunk))
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
+
+
+def _write_package(path: Path, case_id: str, files: list[tuple[str, Path | bytes]], manifest: dict,
+                   expected: dict[str, tuple[str, str]], budget: _Budget) -> None:
+    """Write the zip of ``files`` and its manifest (which lists the SHA-256 of each and any clip altered since its
+    export) to ``path``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, src in files:
+            if isinstance(src, Path):
+                digest = _write_hashed(zf, src, name, budget)
+            else:
+                budget.spend(len(src))
+                zf.writestr(name, src)
+                digest = hashlib.sha256(src).hexdigest()
+            manifest["files"].append({"path": name, "sha256": digest})
+            if name in expected and expected[name][1] != digest:
+                item_ref, recorded = expected[name]
+                logger.warning("case %s: clip %s no longer has the SHA-256 recorded at export", case_id, item_ref)
+                manifest["altered"].append({"item": item_ref, "path": name, "export_sha256": recorded,
+                                            "sha256": digest, "reason": "the clip's bytes differ from those "
+                                                                         "hashed when it was exported"})
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 @router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest",
             description="The manifest lists each file with the SHA-256 of the bytes in the zip, what could not be "
                         "included (`missing`, with the reason) and any clip whose bytes no longer match the SHA-256 "
                         "recorded when it was exported (`altered`).",
-            responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
+            responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."},
+                       413: {"model": ErrorOut, "description": "The case's files hold more bytes than "
+                                                               "CCTV_CASE_PACKAGE_MAX_BYTES (default 4 GiB): "
+                                                               "nothing is packaged; split the case."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
     case = _case(client, case_id, user)
@@ -236,26 +297,23 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
                 files.append((f"media/{rel}", path))
             else:
                 missing.append({"item": ref, "what": what, "reason": f"file not found: {rel}"})
-    tmp = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)
+    limit = settings.case_package_max_bytes
+    size = sum(_source_size(src) for _, src in files)
+    if size > limit:
+        raise _too_large(case_id, size, limit)
     manifest = {"case": {k: case[k] for k in ("id", "name", "description", "created_by", "created_at")},
                 "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": time.time(),
                 "files": [], "missing": missing, "altered": []}
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, src in files:
-            if isinstance(src, Path):
-                digest = _write_hashed(zf, src, name)
-            else:
-                zf.writestr(name, src)
-                digest = hashlib.sha256(src).hexdigest()
-            manifest["files"].append({"path": name, "sha256": digest})
-            if name in expected and expected[name][1] != digest:
-                item_ref, recorded = expected[name]
-                logger.warning("case %s: clip %s no longer has the SHA-256 recorded at export", case_id, item_ref)
-                manifest["altered"].append({"item": item_ref, "path": name, "export_sha256": recorded,
-                                            "sha256": digest, "reason": "the clip's bytes differ from those "
-                                                                         "hashed when it was exported"})
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-    tmp.close()
+    with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as tmp:
+        pass
+    try:
+        _write_package(Path(tmp.name), case_id, files, manifest, expected, _Budget(limit))
+    except PackageTooLarge:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise _too_large(case_id, None, limit) from None
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
     store.audit(user.username, "case_package", {"case_id": case_id}, len(files))
     return FileResponse(tmp.name, media_type="application/zip", filename=f"case-{case_id}.zip",
                         background=BackgroundTask(Path(tmp.name).unlink, missing_ok=True))
