@@ -57,7 +57,8 @@ MP_CONTEXT = multiprocessing.get_context("spawn")
 
 _FREE, _READY, _HELD, _WRITING = 0, 1, 2, 3
 _SLOT_DTYPE = np.dtype(
-    [("state", "i4"), ("h", "i4"), ("w", "i4"), ("c", "i4"), ("frame_id", "i8"), ("capture_time", "f8")]
+    [("state", "i4"), ("h", "i4"), ("w", "i4"), ("c", "i4"), ("frame_id", "i8"), ("capture_time", "f8"),
+     ("writer_pid", "i8"), ("writer_start", "i8")]  # who holds a _WRITING slot (pid, its start time in ticks)
 )
 _CAM_DTYPE = np.dtype([("next_id", "i8"), ("dropped", "i8"), ("published", "i8")])
 _attach_lock = threading.Lock()
@@ -96,6 +97,59 @@ def _round_robin_quotas(order: list[int], waiting: dict[int, int], max_frames: i
         if not progressed:
             break
     return {cam: q for cam, q in quota.items() if q}
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of process ``pid``, or None when it does not exist or has died (a
+    zombie); 0 where ``/proc`` cannot tell (then only the pid identifies the process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0 if _pid_exists(pid) else None
+    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...; starttime is field 22
+    if not fields or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (without ``/proc``)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer_alive(pid: int, start: int) -> bool:
+    """Whether the process that reserved a slot (``pid``, started at ``start`` ticks; 0: unknown) still runs; a
+    pid reused by a newer process is not that writer."""
+    if pid <= 0:
+        return True  # no writer recorded: cannot tell, so never reclaimed
+    now = _process_start(pid)
+    if now is None:
+        return False
+    return start == 0 or now == 0 or now == start
+
+
+_own_identity: tuple[int, int] | None = None
+
+
+def _writer_identity() -> tuple[int, int]:
+    """This process's (pid, start ticks), recorded in each slot it writes."""
+    global _own_identity
+    pid = os.getpid()
+    if _own_identity is None or _own_identity[0] != pid:
+        _own_identity = (pid, _process_start(pid) or 0)
+    return _own_identity
 
 
 def _attach(name: str) -> SharedMemory:
@@ -211,17 +265,26 @@ class FrameBus:
                 meta["state"][oldest] = _FREE
                 self._cams_meta["dropped"][cam] += 1
             free = np.flatnonzero(meta["state"] == _FREE)
+            if len(free) == 0 and self._reclaim_dead_writers_locked(cam):
+                free = np.flatnonzero(meta["state"] == _FREE)
             if len(free) == 0:  # every slot held by the consumer: drop the new frame
                 self._cams_meta["dropped"][cam] += 1
                 return
             slot = int(free[0])
+            pid, start = _writer_identity()
+            meta["writer_pid"][slot], meta["writer_start"][slot] = pid, start
             meta["state"][slot] = _WRITING
-        self._data[cam, slot, : h * w * c] = frame.reshape(-1)
+        try:
+            self._data[cam, slot, : h * w * c] = frame.reshape(-1)
+        except BaseException:
+            with self._lock:
+                meta["state"][slot] = _FREE
+            raise
         with self._lock:
             frame_id = int(self._cams_meta["next_id"][cam])
             self._cams_meta["next_id"][cam] = frame_id + 1
             self._cams_meta["published"][cam] += 1
-            self._slots_meta[cam, slot] = (_READY, h, w, c, frame_id, capture_time)
+            self._slots_meta[cam, slot] = (_READY, h, w, c, frame_id, capture_time, 0, 0)
         try:
             self._doorbell.release()
         except ValueError:  # already rung
@@ -317,6 +380,26 @@ class FrameBus:
             held = self._slots_meta["state"] == _HELD
             count = int(held.sum())
             self._slots_meta["state"][held] = _FREE
+        return count
+
+    def reclaim_dead_writers(self) -> int:
+        """Free every slot a producer reserved (``_WRITING``) and died before it finished copying into (a capture
+        process killed mid-copy); returns how many. A slot whose writer still runs is never touched. A capture
+        worker calls this when it starts; :meth:`publish` also does it for its camera when it finds no free slot."""
+        with self._lock:
+            return sum(self._reclaim_dead_writers_locked(cam) for cam in range(len(self.camera_ids)))
+
+    def _reclaim_dead_writers_locked(self, cam: int) -> int:
+        """Free camera ``cam``'s ``_WRITING`` slots whose writer process is gone (call with the lock held)."""
+        meta = self._slots_meta[cam]
+        count = 0
+        for slot in np.flatnonzero(meta["state"] == _WRITING):
+            pid, start = int(meta["writer_pid"][slot]), int(meta["writer_start"][slot])
+            if not _writer_alive(pid, start):
+                meta["state"][slot] = _FREE
+                count += 1
+                logger.warning("frame bus: slot %d of camera %s freed: its writer (pid %d) died mid-copy", slot,
+                               self.camera_ids[cam], pid)
         return count
 
     # -- counters -------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ def run_capture_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
     client = redis_client(redis_url, socket_timeout=5, socket_connect_timeout=5)
     recordings_dir = Path(recordings_dir)
+    _reclaim_dead_writers(bus)
     states = {cam.id: CameraState(cam.id, cam.analysis_url if camera_is_analysed(cam) else cam.url) for cam in cameras}
     for cam in cameras:
         if not cam.recording.enabled:
@@ -110,6 +111,16 @@ def run_capture_worker(
         if bus is not None:
             bus.close()
         client.close()
+
+
+def _reclaim_dead_writers(bus: Any) -> None:
+    """Free the frame-bus slots a killed capture process left mid-copy (e.g. the one this worker replaces)."""
+    reclaim = getattr(bus, "reclaim_dead_writers", None)
+    if reclaim is None:
+        return
+    reclaimed = reclaim()
+    if reclaimed:
+        logger.warning("capture worker %d: %d frame-bus slots left by a dead writer freed", os.getpid(), reclaimed)
 
 
 def _wait_for_health(stop_event: Any, changed: threading.Event) -> None:
