@@ -53,4 +53,7 @@ async def camera_config_loop(app: Any, client: Any, poll_s: float = POLL_S) -> N
     """Follow the pushed configuration until cancelled."""
     while True:
         await asyncio.sleep(poll_s)
-        await run_in_threadpool(follow_camera_config, app, client)
+        if await run_in_threadpool(follow_camera_config, app, client):
+            from api.routes.live import follow_live_config
+
+            follow_live_config(app)  # live viewers follow a camera's new stream URL now, not at their next request

@@ -89,9 +89,33 @@ def live_hub(app) -> LiveHub:
             connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
             stall_s=config.ingest.stall_timeout_s if config else 10.0))
         app.state.live_hub = hub
-    elif hub.config is not app.state.camera_config:  # a pushed configuration (api.clusterconfig) replaced it
-        hub.config = app.state.camera_config
+    elif hub.applied is not app.state.camera_config:  # a pushed configuration (api.clusterconfig) replaced it
+        if _in_event_loop():
+            hub.set_config(app.state.camera_config)
+        else:  # a sync route (thread pool): camera lookups follow now, the sources from the event loop
+            hub.config = app.state.camera_config
     return hub
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread runs the event loop (the hub's sources and their tasks live there)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def follow_live_config(app) -> None:
+    """Hand a newly loaded camera configuration to the live hub, if there is one: viewers of a camera whose stream
+    URL changed move to the new stream; those of a removed camera are ended. Call in the event loop."""
+    hub = getattr(app.state, "live_hub", None)
+    if hub is not None and hub.applied is not app.state.camera_config:
+        hub.set_config(app.state.camera_config)
+
+
+class CameraGone(Exception):
+    """The camera a viewer watches left the configuration."""
 
 
 async def close_live_hub(app) -> None:
@@ -327,6 +351,8 @@ async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: s
     next_check = loop.time() + every
     try:
         while not closed.done():
+            if viewer.source.retired:
+                raise CameraGone(viewer.source.retired)
             if viewer.in_flight() >= window:  # the client is behind: what comes meanwhile queues (bounded) or drops
                 await viewer.wait_ack()
                 continue
@@ -423,6 +449,12 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
         with contextlib.suppress(Exception):
             await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
             await websocket.close(code=4401, reason=reason)
+    except CameraGone as exc:
+        reason = "camera removed"
+        logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
+            await websocket.close(code=4404, reason=reason)
     except (WebSocketDisconnect, RuntimeError, OSError):
         reason = "connection lost"
     finally:

@@ -187,6 +187,12 @@ class Viewer:
             if not self._items:
                 self._ready.clear()
 
+    def restart(self) -> None:
+        """The source moved to a new stream: drop what is queued of the old one and wait for its next init."""
+        self._drop_fragments(count=False)
+        self._items = collections.deque(i for i in self._items if not isinstance(i, InitSegment))
+        self.need_key = True
+
     def wake(self) -> None:
         """End a pending :meth:`wait` or :meth:`wait_ack` (the client left, or it is time for a periodic check)."""
         self._ready.set()
@@ -302,6 +308,11 @@ def _kill_started(starting: asyncio.Future) -> None:
     threading.Thread(target=popen.wait, name="live-reap", daemon=True).start()
 
 
+def _stream_of(camera: Camera) -> tuple[Any, ...]:
+    """What of a camera's configuration its live upstream depends on."""
+    return camera.url, camera.sub_stream
+
+
 @dataclass
 class _Session:
     url: str
@@ -335,6 +346,7 @@ class LiveSource:
     _transcoding: bool = False  # holds one of the hub's transcode places
     _end_reason: str = ""
     _long_probe: bool = False  # the short probe did not get the stream's parameters once: probe longer
+    retired: str = ""  # why the camera left the configuration (its viewers are ended); "" while it is in it
 
     @property
     def key(self) -> str:
@@ -363,6 +375,8 @@ class LiveSource:
         self._ensure_running()
 
     def _ensure_running(self) -> None:
+        if self.retired:
+            return
         task = self._task
         if task is None or task.done() or task.cancelling():
             # a task being cancelled (linger ended) is awaited by the new one before it starts its upstream
@@ -386,13 +400,46 @@ class LiveSource:
             self._linger_if_unused()
 
     def _linger_if_unused(self) -> None:
-        if not self.viewers and not self.preloaded and self._task is not None and self._linger is None:
+        if not self.retired and not self.viewers and not self.preloaded and self._task is not None and self._linger is None:
             self._linger = asyncio.get_running_loop().call_later(self.hub.settings.linger_s, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:
         self._linger = None
         if not self.viewers and not self.preloaded and self._task is not None:
             self._task.cancel()
+
+    def reconfigure(self, camera: Camera) -> bool:
+        """Follow a new configuration of this source's camera; True when its stream changed.
+
+        A changed stream (URL or sub-stream) restarts the upstream on the new one: what viewers have
+        queued of the old stream is dropped, they are told the source is connecting again and resume at the new
+        stream's init segment and first keyframe. Any other change (the name) is taken as is."""
+        old, self.camera = self.camera, camera
+        if _stream_of(old) == _stream_of(camera):
+            return False
+        logger.info("live %s: the camera's stream changed in the configuration; reconnecting", self.key)
+        self._fallback, self._long_probe = "", False
+        self.init, self.gop, self._gop_bytes = None, [], 0
+        for viewer in list(self.viewers):
+            viewer.restart()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the new task awaits it (its ffmpeg killed) before it opens the new URL
+            if self._wanted():
+                self._ensure_running()
+        self._set_status("connecting", "the camera's configuration changed")
+        return True
+
+    def retire(self, reason: str) -> None:
+        """The camera left the configuration (removed or disabled): stop the upstream and end every viewer."""
+        self.retired, self.preloaded = reason, False
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._task is not None:
+            self._task.cancel()
+        self._set_status("offline", reason)
+        for viewer in list(self.viewers):
+            viewer.wake()
 
     async def stop(self) -> None:
         """Stop the upstream now (hub shutdown)."""
@@ -608,6 +655,7 @@ class LiveHub:
 
     def __init__(self, config: Config | None, settings: LiveSettings | None = None) -> None:
         self.config = config
+        self.applied = config  # the configuration the sources were last reconciled with (set_config)
         self.settings = settings or LiveSettings()
         self.sources: dict[tuple[str, str], LiveSource] = {}
         self.transcodes = 0
@@ -640,6 +688,20 @@ class LiveHub:
     def unsubscribe(self, viewer: Viewer) -> None:
         """The viewer is gone; its upstream stops ``linger_s`` after the last one."""
         viewer.source.remove(viewer)
+
+    def set_config(self, config: Config | None) -> None:
+        """Follow a new camera configuration (a pushed one): sources whose camera's stream changed reconnect to the
+        new URL (:meth:`LiveSource.reconfigure`); those whose camera was removed or disabled stop, their viewers
+        ended (:meth:`LiveSource.retire`), and are dropped so that a later viewer gets a fresh source. Call in the
+        event loop."""
+        self.config = self.applied = config
+        for key, source in list(self.sources.items()):
+            camera = self.camera(key[0])
+            if camera is None:
+                del self.sources[key]
+                source.retire("the camera was removed from the configuration or disabled")
+            else:
+                source.reconfigure(camera)
 
     def info(self, camera_id: str, variant: str = "main") -> dict[str, Any]:
         """State of a camera stream (``idle`` when nobody watches)."""
