@@ -3,6 +3,10 @@
 Key layout (``cctv:cluster:`` prefix):
 
 - ``workers`` (set): ids of workers that have registered; an id whose heartbeat key is gone is removed on reading.
+- ``claim:<worker_id>`` (string ``<host>|<pid>|<nonce>``, ``PX`` lease TTL): which process runs under a worker id.
+  Taken atomically (``SET NX`` semantics, in a script) by :func:`check_worker_id_free` before the worker starts and
+  refreshed by its :class:`WorkerIdClaim` thread, so two processes started at once with one ``--worker-id`` cannot
+  both run; a dead holder's claim simply expires.
 - ``worker:<worker_id>`` (string, JSON, ``PX`` heartbeat TTL): ``host``, ``pid``, ``slots`` (camera capacity),
   ``held`` (cameras it holds now), ``started_at``; rewritten every renewal period by the live worker.
 - ``lease:<camera_id>`` (string ``<worker_id>|<token>``, ``PX`` lease TTL): who holds the camera. Taken with
@@ -25,9 +29,14 @@ import json
 import logging
 import os
 import re
+import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
+_CLAIM = """
+-- KEYS: claim; ARGV: value, ttl_ms, value it may replace ('' for none). 1 claimed, 0 held by another.
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] or (ARGV[3] ~= '' and current == ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 _RELEASE = """
 -- KEYS: lease; ARGV: holder value. 1 released, 0 not ours.
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -73,6 +92,11 @@ def fence_key(camera_id: str) -> str:
 def worker_key(worker_id: str) -> str:
     """Redis key of a worker's heartbeat."""
     return f"{PREFIX}worker:{worker_id}"
+
+
+def claim_key(worker_id: str) -> str:
+    """Redis key of the claim on a worker id (which process runs under it)."""
+    return f"{PREFIX}claim:{worker_id}"
 
 
 def check_worker_id(worker_id: str) -> str:
@@ -124,6 +148,7 @@ class LeaseStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._claim = client.register_script(_CLAIM)
 
     # -- leases ----------------------------------------------------------------------------------------------
     def acquire(self, camera_id: str, worker_id: str, ttl_ms: int) -> int | None:
@@ -166,6 +191,28 @@ class LeaseStore:
         for kind, name in names:
             pipe.pttl(lease_key(name) if kind == "lease" else worker_key(name))
         return {key: int(ttl) for key, ttl in zip(names, pipe.execute(), strict=True)}
+
+    # -- worker id claims ------------------------------------------------------------------------------------
+    def claim(self, worker_id: str, value: str, ttl_ms: int, replace: str = "") -> bool:
+        """Claim ``worker_id`` for ``value`` if unclaimed, already ``value``'s, or held by ``replace``
+        (atomically); False when another process holds it."""
+        return int(self._claim(keys=[claim_key(worker_id)], args=[value, int(ttl_ms), replace])) == 1
+
+    def renew_claim(self, worker_id: str, value: str, ttl_ms: int) -> bool:
+        """Extend our claim by ``ttl_ms``; False when it is no longer ours."""
+        return int(self._renew(keys=[claim_key(worker_id)], args=[value, int(ttl_ms)])) == 1
+
+    def release_claim(self, worker_id: str, value: str) -> bool:
+        """Give the worker id up (only if the claim is still ours)."""
+        return int(self._release(keys=[claim_key(worker_id)], args=[value])) == 1
+
+    def claim_of(self, worker_id: str) -> tuple[str | None, int]:
+        """The claim's value (None when unclaimed) and its remaining life in ms (``PTTL``)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(claim_key(worker_id))
+        pipe.pttl(claim_key(worker_id))
+        raw, ttl = pipe.execute()
+        return (_text(raw) if raw is not None else None), int(ttl)
 
     # -- workers ---------------------------------------------------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl_ms: int) -> None:
@@ -241,14 +288,132 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+class WorkerIdClaim:
+    """This process's claim on its worker id: refreshed by a daemon thread every third of its TTL until
+    :meth:`release`. Should it find the id claimed by another process (it could not reach Redis for longer than the
+    TTL, and a twin took the id), it calls ``on_lost`` once: the worker must stop."""
+
+    def __init__(self, store: LeaseStore, worker_id: str, value: str, ttl_ms: int) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.value = value
+        self.ttl_ms = int(ttl_ms)
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_lost: Callable[[], None] = lambda: None) -> WorkerIdClaim:
+        """Start refreshing the claim (once)."""
+        self._thread = threading.Thread(target=self._keep, args=(on_lost,), name="worker-id-claim", daemon=True)
+        self._thread.start()
+        return self
+
+    def refresh(self) -> bool:
+        """Extend the claim (or take it again if it vanished, e.g. a Redis failover); False when another process
+        holds it now. Redis errors propagate."""
+        return (self.store.renew_claim(self.worker_id, self.value, self.ttl_ms)
+                or self.store.claim(self.worker_id, self.value, self.ttl_ms))
+
+    def _keep(self, on_lost: Callable[[], None]) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000.0):
+            try:
+                if self.refresh():
+                    continue
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("worker %s: worker id claim not refreshed (%s); retrying", self.worker_id, exc)
+                continue
+            holder, _ = self.store.claim_of(self.worker_id)
+            logger.error("worker %s: the worker id is now claimed by another process (%s); stopping",
+                         self.worker_id, holder)
+            self.lost.set()
+            on_lost()
+            return
+
+    def release(self) -> None:
+        """Stop refreshing and give the id up (a clean stop: the next start need not wait for its expiry)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        try:
+            self.store.release_claim(self.worker_id, self.value)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("worker %s: worker id claim not released (%s); it expires by itself", self.worker_id, exc)
+
+
+def _in_use(worker_id: str, host: str, pid: int, started_at: float | None = None) -> WorkerIdInUseError:
+    started = f", started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started_at))}" if started_at else ""
+    return WorkerIdInUseError(
+        f"worker id {worker_id!r} is in use by a live worker on {host} (pid {pid}{started}): give each worker "
+        "process its own --worker-id, or leave it out (host and pid then)")
+
+
+def _claim_holder(value: str) -> tuple[str, int]:
+    """The host and pid of a claim value ``<host>|<pid>|<nonce>`` (pid 0 when malformed)."""
+    host, _, rest = value.partition("|")
+    pid = rest.partition("|")[0]
+    return host, int(pid) if pid.isdigit() else 0
+
+
+def claim_worker_id(store: LeaseStore, worker_id: str, host: str, pid: int, ttl_s: float,
+                    poll_s: float = 0.2) -> WorkerIdClaim:
+    """Claim ``worker_id`` for this process atomically (not yet refreshed: :meth:`WorkerIdClaim.start`).
+
+    A claim left by a previous life of this worker (this host, a pid that is gone) is taken over at once. A claim
+    of a live process on this host is refused at once; another host's claim is watched for up to ``ttl_s`` plus a
+    second: a live twin refreshes it (refused), a dead one lets it expire (then it is ours). Raises
+    :class:`WorkerIdInUseError` naming the holder's host and pid."""
+    ttl_ms = max(1, int(ttl_s * 1000))
+    value = f"{host}|{pid}|{secrets.token_hex(8)}"
+    deadline = time.monotonic() + ttl_s + 1.0
+    seen: tuple[str, int] | None = None
+    while True:
+        if store.claim(worker_id, value, ttl_ms):
+            return WorkerIdClaim(store, worker_id, value, ttl_ms)
+        current, ttl = store.claim_of(worker_id)
+        if current is None:
+            continue  # expired between the two calls
+        c_host, c_pid = _claim_holder(current)
+        if c_host == host and 0 < c_pid != pid and not pid_alive(c_pid):  # a crashed previous life of this worker
+            if store.claim(worker_id, value, ttl_ms, replace=current):
+                return WorkerIdClaim(store, worker_id, value, ttl_ms)
+            continue
+        if (c_host == host and c_pid > 0) or (seen is not None and (current != seen[0] or ttl > seen[1])):
+            raise _in_use(worker_id, c_host, c_pid)
+        if time.monotonic() > deadline:
+            logger.warning("worker id %r: the claim of %s (pid %d) neither expired nor was renewed in %.1f s; "
+                           "taking it over", worker_id, c_host, c_pid, ttl_s + 1.0)
+            if store.claim(worker_id, value, ttl_ms, replace=current):
+                return WorkerIdClaim(store, worker_id, value, ttl_ms)
+            continue
+        seen = (current, ttl)
+        time.sleep(poll_s)
+
+
 def check_worker_id_free(store: LeaseStore, worker_id: str, host: str, pid: int, ttl_s: float,
-                         poll_s: float = 0.2) -> None:
+                         poll_s: float = 0.2) -> WorkerIdClaim:
     """Refuse to start a second live worker under ``worker_id`` (a configured id copied to two hosts or started
     twice): both would adopt the same leases and pass the same fence, so every camera they share would be
-    analysed and recorded twice. A heartbeat left by a previous life of this worker is not a twin: on this host
-    when its pid is gone the start goes on at once (its cameras are adopted); otherwise the heartbeat is watched
-    for up to ``ttl_s`` (the heartbeat's TTL) plus a second: a live twin refreshes it, a dead one lets it expire.
-    Raises :class:`WorkerIdInUseError` naming the twin's host and pid."""
+    analysed and recorded twice.
+
+    The id is first claimed atomically (:func:`claim_worker_id`): of two processes started at the same moment
+    with one id, exactly one gets it. Then the heartbeat is checked as well (a twin from before claims existed):
+    a heartbeat left by a previous life of this worker is not a twin; on this host when its pid is gone the start
+    goes on at once (its cameras are adopted); otherwise the heartbeat is watched for up to ``ttl_s`` (the
+    heartbeat's TTL) plus a second: a live twin refreshes it, a dead one lets it expire. Raises
+    :class:`WorkerIdInUseError` naming the twin's host and pid. Returns the claim: :meth:`WorkerIdClaim.start` it
+    to keep it while the worker runs, and :meth:`WorkerIdClaim.release` it at the stop."""
+    claim = claim_worker_id(store, worker_id, host, pid, ttl_s, poll_s)
+    try:
+        _check_heartbeat_free(store, worker_id, host, pid, ttl_s, poll_s)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def _check_heartbeat_free(store: LeaseStore, worker_id: str, host: str, pid: int, ttl_s: float,
+                          poll_s: float) -> None:
+    """Raise :class:`WorkerIdInUseError` when another live worker renews ``worker_id``'s heartbeat."""
     info, ttl = store.heartbeat_of(worker_id)
     if info is None or (info.host == host and (info.pid == pid or not pid_alive(info.pid))):
         return
@@ -259,10 +424,7 @@ def check_worker_id_free(store: LeaseStore, worker_id: str, host: str, pid: int,
         if now_info is None:
             return
         if now_ttl > ttl or now_info != info:  # rewritten since the last look: its worker is alive
-            raise WorkerIdInUseError(
-                f"worker id {worker_id!r} is in use by a live worker on {now_info.host} (pid {now_info.pid}, "
-                f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now_info.started_at))}): give each "
-                "worker process its own --worker-id, or leave it out (host and pid then)")
+            raise _in_use(worker_id, now_info.host, now_info.pid, now_info.started_at)
         ttl = now_ttl
     logger.warning("worker id %r: the heartbeat of %s (pid %d) neither expired nor was renewed in %.1f s; "
                    "starting anyway", worker_id, info.host, info.pid, ttl_s + 1.0)

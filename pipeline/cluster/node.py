@@ -34,7 +34,7 @@ from pipeline.cluster import cluster_redis_client
 from pipeline.cluster.agent import Agent, LeaseKeeper, StepResult
 from pipeline.cluster.configstore import StoredConfig, config_version, load_cluster_config
 from pipeline.cluster.lanebus import LaneBus
-from pipeline.cluster.leases import LeaseStore, check_worker_id_free
+from pipeline.cluster.leases import LeaseStore, WorkerIdClaim, WorkerIdInUseError, check_worker_id_free
 from pipeline.config import Camera, Config, ConfigError
 from pipeline.ingest.framebus import StopFlag
 from pipeline.ingest.health import write_camera_health
@@ -529,6 +529,7 @@ def run_worker_role(worker_id: str | None, slots: int) -> int:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     client = cluster_redis_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    claim: WorkerIdClaim | None = None
     try:
         stored = wait_for_config(client, requested)
         if stored is None:
@@ -536,12 +537,18 @@ def run_worker_role(worker_id: str | None, slots: int) -> int:
         for url in stored.config.stream_urls():
             url_secrets(url)
         if worker_id:  # a configured id may be running elsewhere already (the default, host-pid, is unique)
-            check_worker_id_free(LeaseStore(client), worker_id, host_name(), os.getpid(),
-                                 stored.config.cluster.lease_ttl_s)
+            claim = check_worker_id_free(LeaseStore(client), worker_id, host_name(), os.getpid(),
+                                         stored.config.cluster.lease_ttl_s)
+            claim.start(on_lost=lambda: requested.append(0))  # another process took the id: stop
         node = WorkerNode(client, settings.redis_url, stored, worker_id or default_worker_id(host_name()), slots,
                           str(settings.recordings_dir), logging.getLogger().level)  # fmt: skip
         node.run(requested)
+        if claim is not None and claim.lost.is_set():
+            raise WorkerIdInUseError(f"worker id {worker_id!r} was claimed by another process while this worker "
+                                     "ran (Redis unreachable for longer than the lease TTL?); stopped")
     finally:
+        if claim is not None and not claim.lost.is_set():
+            claim.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         client.close()
