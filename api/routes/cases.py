@@ -38,8 +38,29 @@ def _case(client: redis.Redis, case_id: str, user: User) -> dict:
     if not case or (case["created_by"] != user.username and not user.may("admin")):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} not found")
     items = client.hgetall(f"case:{case_id}:items")
-    case["items"] = sorted((json.loads(v) for v in items.values()), key=lambda i: i["added_at"])
+    case["items"] = sorted((_case_item(case_id, k, v) for k, v in items.items()), key=lambda i: i["added_at"])
     return case
+
+
+DAMAGED = "damaged"
+"""The kind shown for a stored case item that cannot be read (the package lists it under ``missing``)."""
+
+
+def _case_item(case_id: str, key: bytes, raw: bytes) -> dict:
+    """One stored case item; a damaged one (bad JSON or UTF-8, a missing or mistyped field: Redis edited by hand, a
+    bad restore) becomes ``{"kind": "damaged", "ref": <its key>}`` with a logged warning, so that the case page and
+    package still show every other item and say which one is unreadable."""
+    try:
+        item = json.loads(raw)
+        if (isinstance(item, dict) and item.get("kind") in ("clip", "plate", "face")
+                and isinstance(item.get("ref"), str) and isinstance(item.get("added_at"), int | float)
+                and isinstance(item.get("event") or {}, dict)):
+            return item
+    except (ValueError, RecursionError):
+        pass
+    ref = key.decode(errors="replace")
+    logger.warning("case %s: stored item %r is unreadable; shown as damaged", case_id, ref[:100])
+    return {"kind": DAMAGED, "ref": ref, "added_at": 0.0}
 
 
 def _out(case: dict) -> CaseOut:
@@ -78,7 +99,11 @@ def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:
     if not data:
         return None
     model = PlateEvent if item["kind"] == "plate" else FaceEvent
-    return model.model_validate({**data, **({"embedding": []} if model is FaceEvent else {})})
+    try:
+        return model.model_validate({**data, **({"embedding": []} if model is FaceEvent else {})})
+    except ValueError:  # pydantic's ValidationError: a damaged kept copy counts as no copy
+        logger.warning("the kept copy of %s event %s is unreadable", item["kind"], item["ref"])
+        return None
 
 
 @router.post("", response_model=CaseOut, status_code=201, summary="Open a case")
@@ -144,7 +169,9 @@ def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
             continue
         placed = False
         for key, raw in client.hgetall(f"case:{case_id}:items").items():
-            item = json.loads(raw)
+            item = _case_item(case_id, key, raw)
+            if item["kind"] == DAMAGED:  # what it refers to is unknown: nothing to hold for it
+                continue
             if item["kind"] == "clip":
                 job = {k.decode(): v.decode() for k, v in client.hgetall(f"export:{item['ref']}").items()}
                 hold = _clip_hold(job, recordings_dir) if job else None
@@ -263,6 +290,9 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
     root = settings.recordings_dir.resolve()
     for item in case["items"]:
         ref = f"{item['kind']}:{item['ref']}"
+        if item["kind"] == DAMAGED:
+            missing.append({"item": ref, "what": "case item", "reason": "the stored case item is unreadable"})
+            continue
         if item["kind"] == "clip":
             try:
                 job = get_job(client, item["ref"], user)

@@ -249,3 +249,36 @@ def test_a_package_takes_no_file_from_outside_the_export_folders(client: TestCli
         manifest = json.loads(zf.read("manifest.json"))
     assert {m["what"] for m in manifest["missing"] if m["item"] == "clip:job3"} == {"clip", "clip manifest"}
     assert str(secret.parent) not in json.dumps(manifest)
+
+
+def test_a_damaged_case_item_is_shown_and_listed_missing_not_a_500(client: TestClient, tokens: dict,
+                                                                   rclient: redis.Redis,
+                                                                   api_settings: ApiSettings) -> None:
+    """One unreadable stored case item (Redis edited by hand, a bad restore) used to make the case page, its
+    package and the API's start (holds of old cases) fail; now it shows as ``damaged`` and the package lists it
+    under ``missing``, every other item as before."""
+    from api.main import create_app
+
+    rec = api_settings.recordings_dir
+    inv = tokens["inv"]
+    kept = _event(rclient, rec, "6กข3333", T0)
+    case = client.post("/api/cases", headers=inv, json={"name": "damaged item"}).json()
+    assert client.post(f"/api/cases/{case['id']}/items", headers=inv,
+                       json={"kind": "plate", "ref": kept.event_id}).status_code == 201
+    for key, raw in (("clip:bad", b"{not json"), ("plate:odd", json.dumps({"kind": "plate"})),
+                     ("face:bin", b"\xff\xfe"), ("plate:copy", json.dumps({"kind": "plate", "ref": "x", "added_at": 1,
+                                                                           "event": {"camera_id": 5}}))):
+        rclient.hset(f"case:{case['id']}:items", key, raw)
+    r = client.get(f"/api/cases/{case['id']}", headers=inv)
+    assert r.status_code == 200, r.text
+    assert sorted(i["ref"] for i in r.json()["items"] if i["kind"] == "damaged") == ["clip:bad", "face:bin",
+                                                                                      "plate:odd"]
+    manifest, names = _package(client, inv, case["id"])
+    assert f"events/plate-{kept.event_id}.json" in names
+    damaged = {m["item"] for m in manifest["missing"] if m["what"] == "case item"}
+    assert damaged == {"damaged:clip:bad", "damaged:face:bin", "damaged:plate:odd"}
+    assert any(m["item"] == "plate:x" and m["what"] == "event record" for m in manifest["missing"])
+    rclient.delete(holds.case_key(case["id"]))  # as a case from before legal holds: held again at start
+    with TestClient(create_app(api_settings)):
+        pass
+    assert holds.held(rclient).events
