@@ -39,6 +39,7 @@ from api.routes import (
     users,
     watchlists,
 )
+from api.security import SecurityHeaders
 from api.settings import ApiSettings
 from api.store import ApiStore
 from pipeline.config import ConfigError, load_config
@@ -153,6 +154,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
                            expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition"])
+    app.add_middleware(SecurityHeaders)  # outermost: CSP, no framing, no sniffing on every answer, refusals too
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
                    audit, media):
         app.include_router(module.router)
