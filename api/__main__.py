@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 
+from api.schemas.auth import PASSWORD_MIN
 from api.settings import ApiSettings
 from api.store import ROLES, ApiStore
 from pipeline.store.connection import redis_client
@@ -24,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ApiSettings()
     password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
-    if len(password) < 8:
-        print("error: the password needs at least 8 characters", file=sys.stderr)
+    if len(password) < PASSWORD_MIN:
+        print(f"error: the password needs at least {PASSWORD_MIN} characters", file=sys.stderr)
         return 1
     store = ApiStore(redis_client(settings.redis_url), settings.scrypt_n)
     cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None

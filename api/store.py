@@ -13,6 +13,7 @@ Keys
 ``user:{name}:apikeys``      HASH    key_id -> sha256(key).
 ``rl:login:{key}``           HASH    failures, until: failed logins of one (user, address) pair or one address, with
                                      the time before which further attempts are refused (exponential backoff).
+``rl:login:{key}:pending``   STRING  login attempts under that key still being checked (they count as failures).
 ``bootstrap:admin``          STRING  set once when the first-run admin was created (only one process creates it).
 ``audit``                    STREAM  append-only: user, action, ip, params (JSON), results, status, at.
 ``export:{job_id}``          HASH    job state: status, progress, camera_id, start, end, requester, path, sha256, error.
@@ -88,6 +89,35 @@ def needs_rehash(stored: str, n: int) -> bool:
 def token_hash(token: str) -> str:
     """SHA-256 of a token or API key (only hashes are stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+LOGIN_PENDING_TTL_S = 60
+"""A login turn that was never ended (a killed worker) is given back after this long."""
+
+# KEYS: n rate-limit hashes, then their n pending counters; ARGV: now, pending TTL, then n free-failure counts.
+# Returns "0" (go on: every pending counter was incremented), the seconds still to wait, or "-1" (busy: try in 1 s).
+_LOGIN_BEGIN = """
+local n = #KEYS / 2
+local now = tonumber(ARGV[1])
+for i = 1, n do
+  local wait = tonumber(redis.call('HGET', KEYS[i], 'until') or '0') - now
+  if wait > 0 then return tostring(wait) end
+  local failures = tonumber(redis.call('HGET', KEYS[i], 'failures') or '0')
+  local pending = tonumber(redis.call('GET', KEYS[n + i]) or '0')
+  if pending > 0 and failures + pending >= tonumber(ARGV[2 + i]) then return '-1' end
+end
+for i = 1, n do
+  redis.call('INCR', KEYS[n + i])
+  redis.call('EXPIRE', KEYS[n + i], tonumber(ARGV[2]))
+end
+return '0'
+"""
+_LOGIN_END = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('DECR', KEYS[i])) <= 0 then redis.call('DEL', KEYS[i]) end
+end
+return 0
+"""
 
 
 class ApiStore:
@@ -294,12 +324,20 @@ class ApiStore:
         return True
 
     # -- login backoff ----------------------------------------------------------------------------------------
-    def login_wait(self, keys: list[str]) -> int | None:
-        """Seconds before another login attempt under any of ``keys`` is accepted, or None."""
-        now = time.time()
-        untils = [float(_s(u)) for u in (self.client.hget(f"rl:login:{k}", "until") for k in keys) if u]
-        wait = max((u - now for u in untils), default=0.0)
-        return math.ceil(wait) if wait > 0 else None
+    def login_begin(self, limits: dict[str, int]) -> int | None:
+        """Take a turn for one login attempt under every key of ``limits`` (key -> free failures), atomically with
+        the wait check: None when the attempt may go on (then call :meth:`login_end` once it is counted), else the
+        seconds to wait. Attempts still being checked count as failures, so once a key has used its free failures
+        only one attempt at a time runs under it: a burst of parallel guesses cannot all slip past the wait while
+        the first ones are still hashing (each would otherwise be a free guess)."""
+        keys = [f"rl:login:{k}" for k in limits] + [f"rl:login:{k}:pending" for k in limits]
+        args = [repr(time.time()), LOGIN_PENDING_TTL_S, *limits.values()]
+        wait = float(_s(self.client.eval(_LOGIN_BEGIN, len(keys), *keys, *args)))
+        return None if wait == 0 else max(1, math.ceil(wait))
+
+    def login_end(self, keys: list[str]) -> None:
+        """End the turn :meth:`login_begin` gave (after the attempt's failure, if any, was counted)."""
+        self.client.eval(_LOGIN_END, len(keys), *[f"rl:login:{k}:pending" for k in keys])
 
     def login_failed(self, key: str, free: int, base_s: float, max_s: float, window_s: int) -> float:
         """Count one failed login under ``key``; from the ``free``-th failure on, further attempts wait

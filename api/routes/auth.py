@@ -18,6 +18,8 @@ from api.schemas.auth import (
     UserOut,
 )
 from api.schemas.errors import ErrorOut
+from api.settings import ApiSettings
+from api.store import ApiStore
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -34,27 +36,52 @@ def client_ip(request: Request) -> str:
              description="Failed logins are counted per (user name, client address) and per client address: past "
                          "CCTV_LOGIN_MAX_PER_USER (resp. _PER_IP) failures each further attempt from there waits "
                          "CCTV_LOGIN_BACKOFF_BASE_S, doubling per failure up to CCTV_LOGIN_BACKOFF_MAX_S (429 with "
-                         "Retry-After). A right password resets its pair; attempts from another address are not "
+                         "Retry-After). Attempts still being checked count as failures (a burst of parallel guesses "
+                         "gets 429). A right password resets its pair; attempts from another address are not "
                          "held up, so a flood from one address never locks the admin out.",
              responses={401: {"model": ErrorOut, "description": "Wrong user name or password."},
                         429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
     ip = client_ip(request)
-    pair, address = f"u:{body.username}|ip:{ip}", f"ip:{ip}"
-    wait = store.login_wait([pair, address])
+    limits = _password_limits(body.username, ip, settings)
+    _take_turn(store, limits, body.username, ip)
+    try:
+        return _check_login(body, ip, limits, store, settings)
+    finally:
+        store.login_end(list(limits))
+
+
+def _password_limits(username: str, ip: str, settings: ApiSettings) -> dict[str, int]:
+    """The backoff keys of a password check (key -> free failures): the (user, address) pair and the address."""
+    return {f"u:{username}|ip:{ip}": settings.login_max_per_user, f"ip:{ip}": settings.login_max_per_ip}
+
+
+def _take_turn(store: ApiStore, limits: dict[str, int], username: str, ip: str) -> None:
+    """Take a password-check turn under ``limits``, or answer 429 (audited) with Retry-After."""
+    wait = store.login_begin(limits)  # atomic with the count: parallel guesses cannot all slip past the wait
     if wait is not None:
-        store.audit(body.username, "login_refused", {"ip": ip, "retry_after": wait}, status=429)
+        store.audit(username, "login_refused", {"ip": ip, "retry_after": wait}, status=429)
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"too many failed logins; try again in {wait} s",
                             headers={"Retry-After": str(wait)})
+
+
+def _count_failure(limits: dict[str, int], store: ApiStore, settings: ApiSettings) -> None:
+    """Count one wrong password under every key of ``limits`` (the backoff grows past the free failures)."""
+    for key, free in limits.items():
+        delay = store.login_failed(key, free, settings.login_backoff_base_s, settings.login_backoff_max_s,
+                                   settings.login_window_s)
+        if delay:
+            logger.warning("failed password checks: %s waits %.0f s", key.split("|")[-1], delay)
+
+
+def _check_login(body: LoginRequest, ip: str, limits: dict[str, int], store: ApiStore,
+                 settings: ApiSettings) -> TokenOut:
+    """The password check of a login that got its turn: a token, or 401 with the failure counted on every key."""
     if not store.check_password(body.username, body.password):
-        for key, free in ((pair, settings.login_max_per_user), (address, settings.login_max_per_ip)):
-            delay = store.login_failed(key, free, settings.login_backoff_base_s, settings.login_backoff_max_s,
-                                       settings.login_window_s)
-            if delay:
-                logger.warning("failed logins: %s waits %.0f s", key.split("|")[-1], delay)
+        _count_failure(limits, store, settings)
         store.audit(body.username, "login_failed", {"ip": ip}, status=401)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    store.login_succeeded(pair)
+    store.login_succeeded(next(iter(limits)))  # the (user, address) pair
     user = store.get_user(body.username)
     token = store.new_token(body.username, settings.session_ttl_s)
     store.audit(body.username, "login", {"ip": ip}, status=200)
@@ -76,14 +103,28 @@ def me(user: CurrentUser) -> UserOut:
 
 
 @router.post("/password", response_model=TokenOut, summary="Change your own password (ends your other sessions)",
-             description="Needs the current password. Every token and API key of yours is revoked; the answer "
-                         "carries a fresh token for this session. The first-run admin must call this first.",
-             responses={**_401, 403: {"model": ErrorOut, "description": "Wrong current password, or an API key "
+             description="Needs the current password (wrong ones count towards the login backoff of your user "
+                         "name and address: 429 with Retry-After). Every token and API key of yours is revoked; "
+                         "the answer carries a fresh token for this session. The first-run admin must call this "
+                         "first.",
+             responses={**_401, 429: {"model": ErrorOut, "description": "Too many wrong passwords from here."},
+                        403: {"model": ErrorOut, "description": "Wrong current password, or an API key "
                                                                         "(only a signed-in person changes it)."}})
-def change_password(body: PasswordChange, user: CurrentUser, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
+def change_password(body: PasswordChange, request: Request, user: CurrentUser, store: ApiStoreDep,
+                    settings: SettingsDep) -> TokenOut:
     if user.via != "token":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in with your password to change it, not an API key")
-    if not store.check_password(user.username, body.current_password):
+    # a stolen token must not become a password oracle: wrong current passwords share the login backoff
+    ip = client_ip(request)
+    limits = _password_limits(user.username, ip, settings)
+    _take_turn(store, limits, user.username, ip)
+    try:
+        right = store.check_password(user.username, body.current_password)
+        if not right:
+            _count_failure(limits, store, settings)
+    finally:
+        store.login_end(list(limits))
+    if not right:
         store.audit(user.username, "password_change_refused", {}, status=403)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "current_password: wrong password")
     if body.new_password == body.current_password:

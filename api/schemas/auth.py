@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 Role = Literal["operator", "investigator", "admin"]
 USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 CAMERA_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+PASSWORD_MIN = 12
+"""Shortest password anyone may set: the user themselves, an admin for them, or the create-user command."""
 
 
 class LoginRequest(BaseModel):
@@ -36,20 +38,22 @@ class TokenOut(BaseModel):
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     current_password: str = Field(min_length=1, max_length=256)
-    new_password: str = Field(min_length=12, max_length=256, description="At least 12 characters.")
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=256, description=f"At least {PASSWORD_MIN} "
+                              "characters.")
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=USERNAME)
-    password: str = Field(min_length=8, max_length=256)
+    password: str = Field(min_length=PASSWORD_MIN, max_length=256, description=f"At least {PASSWORD_MIN} characters.")
     role: Role
     cameras: list[str] | None = Field(default=None, max_length=2000, description="Limit to these cameras.")
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    password: str | None = Field(default=None, min_length=8, max_length=256)
+    password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=256,
+                                 description=f"At least {PASSWORD_MIN} characters.")
     role: Role | None = None
     cameras: list[str] | None = Field(default=None, max_length=2000)
     all_cameras: bool = Field(default=False, description="Remove the camera limit.")

@@ -48,9 +48,9 @@ def test_bootstrap_admin_and_user_admin(client: TestClient, tokens: dict) -> Non
     r = client.post("/api/auth/login", json={"username": "root", "password": "bootstrap-pass"})
     assert r.status_code == 200 and r.json()["role"] == "admin"
     adm = tokens["adm"]
-    r = client.post("/api/users", headers=adm, json={"username": "new", "password": "abcdefgh1", "role": "operator"})
+    r = client.post("/api/users", headers=adm, json={"username": "new", "password": "abcdefgh1-long", "role": "operator"})
     assert r.status_code == 201
-    assert client.post("/api/users", headers=adm, json={"username": "new", "password": "abcdefgh1",
+    assert client.post("/api/users", headers=adm, json={"username": "new", "password": "abcdefgh1-long",
                                                          "role": "operator"}).status_code == 409
     assert client.patch("/api/users/new", headers=adm, json={"role": "investigator"}).json()["role"] == "investigator"
     assert client.get("/api/users/ghost", headers=adm).status_code == 404

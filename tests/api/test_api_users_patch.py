@@ -50,7 +50,7 @@ def test_user_patch_refusals(client: TestClient, tokens: dict) -> None:
                                                                 "must_change_password": False}
     assert client.patch("/api/users/ghost", headers=adm, json={"role": "admin"}).status_code == 404
     assert client.patch("/api/users/op", headers=tokens["inv"], json={"role": "admin"}).status_code == 403
-    r = client.post("/api/users", headers=adm, json={"username": "x1", "password": "abcdefgh1", "role": "operator",
+    r = client.post("/api/users", headers=adm, json={"username": "x1", "password": "abcdefgh1-long", "role": "operator",
                                                      "cameras": ["nowhere"]})
     assert r.status_code == 422 and r.json()["detail"].startswith("cameras[0]")
 

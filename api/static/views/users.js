@@ -86,7 +86,8 @@ export const usersView = {
     };
     const create = async () => {
       const username = h("input", { name: "username", required: true, autocomplete: "off" });
-      const password = h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" });
+      const password = h("input", { name: "password", type: "password", required: true, minlength: 12,
+        autocomplete: "new-password" });
       const access = accessFields(null, cameras);
       const ok = await dialog(t("users.new"), [field("login.username", username),
         field("login.password", password, t("users.password_hint")), ...access.fields], {
