@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, load_config
 from pipeline.secrets import install_log_redaction, url_secrets
-from pipeline.settings import PROJECT_ROOT, get_settings
+from pipeline.settings import PROJECT_ROOT, SettingsError, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (RedisUrlError, SentinelConfigError) as exc:
+    except (RedisUrlError, SentinelConfigError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

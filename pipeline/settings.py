@@ -38,18 +38,29 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.secrets import redact_text
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CCTV_"
+SECRET_SETTINGS = frozenset({"redis_url", "api_redis_url", "redis_admin_url", "redis_sentinel_username",
+                             "redis_sentinel_password", "internal_token"})
+"""Settings whose value is (or holds) a credential: an error about one never shows the value."""
+
+
+class SettingsError(ValueError):
+    """An environment variable ``CCTV_*`` holds a value the service cannot use; one line per variable, never the
+    value of a secret."""
 
 
 class Settings(BaseSettings):
     """Runtime settings; see the module docstring for the environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     model_dir: Path = Field(
         default=PROJECT_ROOT.parent / "shared" / "models",
@@ -111,7 +122,28 @@ class Settings(BaseSettings):
                                     "blocking (sleep: frees the CPU), spin or yield.")
 
 
+def _setting_problem(err: Any) -> str:
+    """One line for one pydantic error: the variable, what is wrong and, unless it is a secret, what it held."""
+    field = str(err["loc"][0]) if err["loc"] else ""
+    line = f"{ENV_PREFIX}{field.upper()}: {err['msg']}"
+    value = err.get("input")
+    if field not in SECRET_SETTINGS and isinstance(value, str):
+        shown = redact_text(value)
+        line += f" (got {shown[:80]!r}{'...' if len(shown) > 80 else ''})"
+    return line
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """The :class:`SettingsError` of a failed :class:`Settings` validation."""
+    problems = [_setting_problem(err) for err in exc.errors()]
+    return SettingsError("invalid environment setting(s):\n" + "\n".join(f"  {p}" for p in problems))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the settings, read once from the environment."""
-    return Settings()
+    """Return the settings, read once from the environment; :class:`SettingsError` names every variable that is
+    wrong (never the value of a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
