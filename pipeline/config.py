@@ -12,34 +12,65 @@ URL parsers would cut differently from what its author meant.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from pipeline.secrets import redact_text, url_warnings
+from pipeline.secrets import MASK, redact_text, redact_url, url_warnings
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RESERVED_CAMERA_IDS = frozenset({"exports", "snapshots", "cache"})  # folder names under the recordings dir
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+URL_FIELDS = frozenset({"url", "sub_stream"})
+# what URL parsers and ffmpeg take for a protocol: "name:", and ffmpeg's "subfile,options:" form
+_SCHEME_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(?::|,.*:)")
+
+
+def _is_number_field(annotation: Any) -> bool:
+    """Whether a field's type is a number (``int``, ``float`` or either of them or None)."""
+    return any(arg in (int, float) for arg in (get_args(annotation) or (annotation,)))
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors."""
+    """Base for every config section: unknown keys are errors, and so are values YAML built with a type no key
+    takes as it is (a yes/no where a number is expected: ``retention_days: yes`` is not one day; ``!!binary``)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_number_or_bytes(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bytes):
+            raise ValueError("a !!binary value is not text")
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _is_number_field(field.annotation):
+            raise ValueError("a number is expected, not a yes/no value")
+        return value
 
 
 def check_stream_url(url: str) -> str:
     """Validate a stream URL: rtsp(s), http(s), ``file://`` or a plain file path; host required for network ones."""
     if not url.strip():
         raise ValueError("stream URL is empty")
+    if any(ord(char) < 32 or ord(char) == 127 for char in url):
+        raise ValueError("the URL holds a control character (a line break, a tab): write it on one line")
     if "://" not in url:
-        return url  # a local file path (tests, replays)
+        return _check_file_path(url)
     parts = urlsplit(url)
     if parts.scheme not in STREAM_SCHEMES:
         raise ValueError(f"unsupported URL scheme {parts.scheme!r}; expected one of {', '.join(STREAM_SCHEMES)}")
@@ -52,6 +83,19 @@ def check_stream_url(url: str) -> str:
         raise ValueError("bad port in URL (a password holding '/', '?' or '#' must be written percent-encoded, "
                          "or put in an environment variable)") from None
     return url  # a password written in clear is a warning (Config.warnings): percent-encoded, it works
+
+
+def _check_file_path(path: str) -> str:
+    """A local file path (tests, replays); refused when it starts like a URL (``rtsp:/host``, ``concat:``,
+    ``pipe:``): ffmpeg would read that as a protocol, and a password in it would escape redaction."""
+    match = _SCHEME_PREFIX.match(path)
+    if match is None:
+        return path
+    scheme = match.group(1).lower()
+    if scheme in STREAM_SCHEMES:
+        raise ValueError(f"'{scheme}:' is not followed by '//': write {scheme}://host/...")
+    raise ValueError(f"unsupported URL scheme {scheme!r}; expected one of {', '.join(STREAM_SCHEMES)} "
+                     "(a local file named like this: write ./ before it)")
 
 
 StreamUrl = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -281,11 +325,17 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a cameras.yaml file; raise :class:`ConfigError` listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue("", None, f"cannot read file: {exc.strerror}")]) from None
+    _check_size(len(raw), str(path))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", None, f"not UTF-8 text: {exc.reason}")]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), [ConfigIssue("", line, f"not UTF-8 text: {exc.reason} (byte {exc.start + 1}; "
+                                                             "save the file as UTF-8)")]) from None
     return parse_config(text, source=str(path))
 
 
@@ -293,10 +343,21 @@ NON_SCALAR_KEY = "keys must be plain scalars, not a list or a mapping"
 MAX_YAML_VALUES = 100_000
 """Most values a config file may hold once its aliases are expanded (a real one holds a few thousand): a file of a
 few hundred bytes can otherwise name billions through nested anchors."""
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+"""Largest config file read (2000 cameras with zones take a few hundred KiB): the YAML library reads about 50 KiB a
+second of dense YAML, so a bigger file would hold the start-up for minutes before any check could refuse it."""
+
+
+def _check_size(size: int, source: str) -> None:
+    """ConfigError when a file of ``size`` bytes is over :data:`MAX_CONFIG_BYTES`."""
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [ConfigIssue("", None, f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB "
+                                                         "(a configuration is a few hundred KiB at most)")])
 
 
 def parse_config(text: str, source: str = "<string>") -> Config:
     """Validate YAML text; raise :class:`ConfigError` listing every problem with key path and line."""
+    _check_size(len(text), source)  # characters: a quick bound, checked before any encoding work
     try:
         return _parse_config(text, source)
     except RecursionError:  # the YAML library and the checks walk the tree recursively
@@ -350,13 +411,44 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return problem if isinstance(problem, str) and problem else type(exc).__name__
 
 
+class _CountingLoader(yaml.SafeLoader):
+    """A safe loader that stops composing once the file holds more than :data:`MAX_YAML_VALUES` nodes (a dense
+    file is refused after that many values, not after all of them)."""
+
+    nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:  # type: ignore[override]
+        """Compose one node, counting it."""
+        self.nodes += 1
+        if self.nodes > MAX_YAML_VALUES:
+            mark = self.peek_event().start_mark
+            raise _TooManyValues(mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _TooManyValues(Exception):
+    """Raised by :class:`_CountingLoader` with the line it stopped at."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def _compose(text: str, source: str) -> yaml.Node | None:
     """The YAML node tree of ``text`` (aliases shared, not expanded); ConfigError where it is not YAML."""
+    loader: _CountingLoader | None = None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _CountingLoader(text)  # the reader checks every character here
+        return loader.get_single_node()
+    except _TooManyValues as exc:
+        raise ConfigError(source, [ConfigIssue("", exc.line, f"the file holds more than {MAX_YAML_VALUES} values")]) \
+            from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [ConfigIssue("", _yaml_line(exc, text), f"invalid YAML: {_yaml_problem(exc)}")]) \
             from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _construct(root: yaml.Node, source: str) -> Any:
@@ -478,10 +570,23 @@ def _issue_from_pydantic(err: Any, lines: dict[tuple[Any, ...], int]) -> ConfigI
     elif err["type"] == "missing":
         message = "required key is missing"
     elif "input" in err and not isinstance(err["input"], dict | list):
-        message = f"{message} (got {redact_text(repr(err['input']))[:80]})"
+        message = f"{message} (got {_shown_input(err['input'], loc)[:80]})"
         if err["type"] == "string_type" and isinstance(err["input"], bool | int | float):
             message += "; YAML read it as a number or yes/no: write it in quotes"
     return ConfigIssue(_format_path(loc), _line_for(loc, lines), message)
+
+
+def _shown_input(value: Any, loc: tuple[Any, ...]) -> str:
+    """``repr`` of a value an error is about, without credentials: a URL field's user-info is masked even where the
+    URL lacks its ``//`` (``rtsp:/admin:pw@host``), which text redaction does not recognise."""
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    if loc and loc[-1] in URL_FIELDS and isinstance(value, str):
+        if "://" in value:
+            value = redact_url(value)
+        elif "@" in value:
+            value = MASK + value[value.rfind("@"):]
+    return redact_text(repr(value))
 
 
 def _duplicate_camera_ids(cameras: Any, lines: dict[tuple[Any, ...], int]) -> list[ConfigIssue]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
-from pipeline.config import ConfigError, parse_config
+from pipeline import config as config_module
+from pipeline.config import ConfigError, load_config, parse_config
 
 GOOD = """\
 version: 1
@@ -137,3 +141,67 @@ def test_an_id_yaml_reads_as_a_number_or_boolean_says_to_quote_it() -> None:
 
 def test_yaml_nested_too_deeply_is_an_issue_not_a_crash() -> None:
     assert issues_of("a: " + "[" * 3000 + "]" * 3000 + "\n") == ["line ?: <root>: the YAML is nested too deeply"]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("    recording: {retention_days: yes}", "line 14: cameras[1].recording.retention_days: a number is expected, "
+                                            "not a yes/no value (got True)"),
+    ("    analysis_fps: true", "line 14: cameras[1].analysis_fps: a number is expected, not a yes/no value"),
+    ("    location: {lat: no, lon: 100.5}", "line 14: cameras[1].location.lat: a number is expected"),
+    ("    name: !!binary U3VwM3JTM2NyZXQ=", "line 11: cameras[1].name: a !!binary value is not text (got 11 bytes)"),
+])
+def test_a_yes_no_for_a_number_or_binary_for_text_is_refused(line: str, expected: str) -> None:
+    """``retention_days: yes`` must not silently mean one day of recordings."""
+    text = (GOOD.replace("    name: Silom", line) if "binary" in line else GOOD + line + "\n")
+    issues = issues_of(text)
+    assert any(issue.startswith(expected) for issue in issues), issues
+    assert "Sup3rS3cret" not in " ".join(issues)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("rtsp:/admin:Sup3rS3cret@10.0.0.4/main", "'rtsp:' is not followed by '//'"),
+    ("concat:/etc/passwd|/etc/hosts", "unsupported URL scheme 'concat'"),
+    ("pipe:0", "unsupported URL scheme 'pipe'"),
+    ("subfile,,start,0,end,0,,:/etc/passwd", "unsupported URL scheme 'subfile'"),
+    ('"rtsp://admin:Sup3rS3cret@10.0.0.4/main\\nx"', "the URL holds a control character"),
+])
+def test_a_url_ffmpeg_would_take_for_another_protocol_is_refused_without_its_password(url: str,
+                                                                                       expected: str) -> None:
+    issues = issues_of(GOOD.replace("rtsp://10.0.0.4/main", url))
+    assert any(issue.startswith(f"line 12: cameras[1].url: {expected}") for issue in issues), issues
+    assert "Sup3rS3cret" not in " ".join(issues)
+
+
+def test_local_paths_still_work() -> None:
+    config = parse_config(GOOD.replace("rtsp://10.0.0.4/main", "./clips/rtsp:1.mp4").replace(
+        "rtsp://10.0.0.4/sub", "/srv/replays/cam 2.mp4"))
+    assert config.camera("cam-2").url == "./clips/rtsp:1.mp4"
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    limit = getattr(config_module, "MAX_CONFIG_BYTES", 2 * 1024 * 1024)
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD + "# padding\n" * (limit // 10))
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert time.monotonic() - started < 2
+    assert [str(i) for i in err.value.issues] == [
+        f"line ?: <root>: the file is larger than {limit // 1024} KiB (a configuration is a few hundred "
+        "KiB at most)"]
+
+
+def test_a_dense_file_stops_at_the_value_limit_while_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_module, "MAX_YAML_VALUES", 1000)
+    zones = ", ".join(["{name: z, points: [[0, 0], [1, 0], [1, 1]]}"] * 200)
+    issues = issues_of(GOOD + f"    zones: [{zones}]\n")
+    assert issues == ["line 14: <root>: the file holds more than 1000 values"]
+
+
+def test_a_file_not_in_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) -> None:
+    path = tmp_path / "cams.yaml"
+    path.write_bytes(GOOD.replace("Silom", "Sil\xf4m").encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value.issues[0]).startswith("line 11: <root>: not UTF-8 text"), err.value.issues
+    assert f"{path}:11: <root>: not UTF-8 text" in str(err.value)
