@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -49,6 +51,11 @@ MANIFEST = "manifest.json"
 RDB_FILE = "redis.rdb"
 MANIFESTS_DIR = "manifests"
 BATCH = 500
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+"""Largest ``manifest.json`` read (a real one lists one line per export manifest: a few hundred KiB)."""
+MAX_EXPORT_MANIFEST_BYTES = 16 * 1024 * 1024
+"""Largest export or case manifest put back (they are small JSON files; a bigger one is not ours)."""
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[str], None]
 
@@ -220,29 +227,113 @@ def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Prog
 
 
 # -- restore ----------------------------------------------------------------------------------------------------
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The backup's manifest after checking its format and every file's size and SHA-256."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise BackupError(f"{path} not found: {folder} is not a backup written by `python -m pipeline backup`")
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _load_manifest_json(path: Path, folder: Path) -> dict[str, Any]:
+    """The parsed ``manifest.json`` (a regular file of at most :data:`MAX_MANIFEST_BYTES`, a JSON object)."""
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BackupError(f"{path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-        raise BackupError(f"{path}: unknown backup format {manifest.get('format')!r} version "
-                          f"{manifest.get('version')!r} (expected {FORMAT!r} {FORMAT_VERSION})")
-    for entry in manifest.get("files", []):
-        file = Path(folder) / entry["path"]
-        if ".." in Path(entry["path"]).parts or Path(entry["path"]).is_absolute():
-            raise BackupError(f"{path}: file path {entry['path']!r} leaves the backup folder")
-        if not file.is_file():
-            raise BackupError(f"the backup is incomplete: {file} is missing")
-        if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
-            raise BackupError(f"the backup is damaged: {file} does not match its SHA-256 in {path}")
-    if not any(e["path"] == RDB_FILE for e in manifest.get("files", [])):
-        raise BackupError(f"{path} lists no {RDB_FILE}")
+        info = path.lstat()
+    except FileNotFoundError:
+        raise BackupError(f"{path} not found: {folder} is not a backup written by `python -m pipeline backup`") \
+            from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BackupError(f"{path} is not a regular file (a link or a folder): refused")
+    if info.st_size > MAX_MANIFEST_BYTES:
+        raise BackupError(f"{path} is {info.st_size} bytes, more than a backup manifest can be: refused")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackupError(f"{path} is not valid JSON ({exc}): the backup is damaged") from None
+    if not isinstance(manifest, dict):
+        raise BackupError(f"{path} is not a backup manifest (a JSON object is expected)")
     return manifest
+
+
+def _check_format(manifest: dict[str, Any], path: Path) -> None:
+    """BackupError for a foreign format, a newer version or malformed top-level fields."""
+    version = manifest.get("version")
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"{path}: unknown backup format {manifest.get('format')!r} (expected {FORMAT!r})")
+    if _is_count(version) and version > FORMAT_VERSION:
+        raise BackupError(f"{path}: the backup was written by a newer version of the software (backup format "
+                          f"version {version}; this one reads version {FORMAT_VERSION}): restore it with that "
+                          "version or newer")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise BackupError(f"{path}: unknown backup format version {version!r} (expected {FORMAT_VERSION})")
+    if not _is_count(manifest.get("db", 0)) or not isinstance(manifest.get("files"), list):
+        raise BackupError(f"{path}: malformed manifest ('db' must be a database number, 'files' a list)")
+
+
+def _member_path(entry: Any, index: int, path: Path) -> str:
+    """The checked relative path of one ``files`` entry: ``redis.rdb`` or ``manifests/...json``, nothing that
+    leaves the folder; BackupError for a malformed entry."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and _is_count(entry.get("bytes"))
+            and isinstance(entry.get("sha256"), str) and _SHA256.match(entry["sha256"])):
+        raise BackupError(f"{path}: files[{index}] is malformed (path, bytes and sha256 expected)")
+    name = entry["path"]
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise BackupError(f"{path}: file path {name!r} leaves the backup folder")
+    if name != RDB_FILE and not (parts[0] == MANIFESTS_DIR and len(parts) > 1 and name.endswith(".json")):
+        raise BackupError(f"{path}: file path {name!r} is neither {RDB_FILE} nor a manifest under {MANIFESTS_DIR}/")
+    return name
+
+
+def _check_member(folder: Path, name: str, entry: dict[str, Any], path: Path) -> None:
+    """BackupError unless ``folder/name`` is a regular file, reached through no link, of the listed size and
+    SHA-256 (an export manifest at most :data:`MAX_EXPORT_MANIFEST_BYTES`)."""
+    current = folder
+    for part in name.split("/"):
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            raise BackupError(f"the backup is incomplete: {folder / name} is missing") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise BackupError(f"the backup holds a symbolic link ({current}): refused, a backup holds plain files")
+    if not stat.S_ISREG(info.st_mode):
+        raise BackupError(f"the backup is damaged: {current} is not a regular file")
+    if name != RDB_FILE and info.st_size > MAX_EXPORT_MANIFEST_BYTES:
+        raise BackupError(f"the backup is damaged: {current} is {info.st_size} bytes, too big for a manifest")
+    if info.st_size != entry["bytes"] or sha256_file(current) != entry["sha256"]:
+        raise BackupError(f"the backup is damaged: {current} does not match its SHA-256 in {path}")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest after checking its format and every file's size and SHA-256; :class:`BackupError`
+    for a missing, malformed, foreign or newer manifest, a path leaving the folder, a link or a damaged file."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    manifest = _load_manifest_json(path, folder)
+    _check_format(manifest, path)
+    names = [_member_path(entry, i, path) for i, entry in enumerate(manifest["files"])]
+    if len(set(names)) != len(names):
+        raise BackupError(f"{path}: a file is listed twice")
+    if RDB_FILE not in names:
+        raise BackupError(f"{path} lists no {RDB_FILE}")
+    for name, entry in zip(names, manifest["files"], strict=True):
+        _check_member(folder, name, entry, path)
+    return manifest
+
+
+def _manifest_targets(manifest: dict[str, Any], exports_root: Path) -> list[tuple[dict[str, Any], Path]]:
+    """Every export manifest of the backup with where it goes back to; BackupError, before anything is written,
+    when one cannot go back (its place is a folder or a link, a folder on its way is a file)."""
+    out = []
+    for entry in manifest["files"]:
+        if not entry["path"].startswith(MANIFESTS_DIR + "/"):
+            continue
+        dest = exports_root / Path(entry["path"]).relative_to(MANIFESTS_DIR)
+        if dest.is_symlink() or (dest.exists() and not dest.is_file()):
+            raise BackupError(f"cannot put back {dest}: it is a link or a folder (nothing was restored)")
+        for parent in dest.relative_to(exports_root).parents:
+            if (exports_root / parent).exists() and not (exports_root / parent).is_dir():
+                raise BackupError(f"cannot put back {dest}: {exports_root / parent} is not a folder "
+                                  "(nothing was restored)")
+        out.append((entry, dest))
+    return out
 
 
 def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool = False,
@@ -252,49 +343,66 @@ def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool =
     folder = Path(folder)
     manifest = read_manifest(folder)
     progress(f"restore: {folder} checked ({len(manifest['files'])} files, SHA-256 ok)")
+    targets = _manifest_targets(manifest, Path(exports_root))
     present = int(client.dbsize())
     if present and not force:
         raise BackupError(f"the target Redis already holds {present} keys; restore only into an empty database, or "
                           "pass --force to replace keys of the same name (other keys are kept)")
-    restored = 0
+    restored, expired = 0, 0
     with snapshot_server(folder / RDB_FILE, int(manifest.get("db", 0))) as snap:
         total = int(snap.dbsize())
         for batch in _key_batches(snap):
-            read = snap.pipeline(transaction=False)
-            for key in batch:
-                read.pttl(key)
-                read.dump(key)
-            answers = read.execute()
-            write = client.pipeline(transaction=False)
-            for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True):
-                if payload is None:
-                    continue  # expired between SCAN and DUMP
-                write.restore(key, max(int(ttl), 0), payload, replace=force)
-            try:
-                write.execute()
-            except redis.ResponseError as exc:
-                raise BackupError(f"RESTORE refused after {restored} keys: {exc} (without --force an existing key "
-                                  "is never replaced; the admin URL is needed for RESTORE)") from None
-            restored += len(batch)
-            progress(f"restore: {restored}/{total} keys")
+            written, gone = _restore_batch(snap, client, batch, force, restored)
+            restored, expired = restored + written, expired + gone
+            progress(f"restore: {restored}/{total} keys" + (f" ({expired} expired meanwhile)" if expired else ""))
     counts = store_counts(client)
     progress("restore: the store now holds " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    put_back = 0
-    for entry in manifest["files"]:
-        if not entry["path"].startswith(MANIFESTS_DIR + "/"):
-            continue
-        source = folder / entry["path"]
-        dest = exports_root / Path(entry["path"]).relative_to(MANIFESTS_DIR)
-        if dest.exists() and sha256_file(dest) == entry["sha256"]:
-            continue
-        if dest.exists() and not force:
-            progress(f"restore: kept the existing, different {dest} (--force replaces it)")
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest)
-        put_back += 1
+    put_back = sum(_put_back(folder / entry["path"], dest, entry["sha256"], force, progress)
+                   for entry, dest in targets)  # fmt: skip
     progress(f"restore: put back {put_back} manifests; done")
     return BackupResult(folder, restored, counts, put_back)
+
+
+def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], force: bool,
+                   restored: int) -> tuple[int, int]:
+    """Copy one batch of keys from the snapshot to the target; ``(written, expired)``: a key that expired (or
+    is about to, PTTL 0) between SCAN and DUMP is not written and not counted as restored."""
+    read = snap.pipeline(transaction=False)
+    for key in batch:
+        read.pttl(key)
+        read.dump(key)
+    answers = read.execute()
+    write = client.pipeline(transaction=False)
+    written = 0
+    for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True):
+        if payload is None or int(ttl) == 0 or int(ttl) == -2:
+            continue  # gone; RESTORE with TTL 0 would even make it live for ever
+        write.restore(key, max(int(ttl), 0), payload, replace=force)
+        written += 1
+    try:
+        write.execute()
+    except redis.ResponseError as exc:
+        raise BackupError(f"RESTORE refused after {restored} keys: {exc} (without --force an existing key "
+                          "is never replaced; the admin URL is needed for RESTORE)") from None
+    return written, len(batch) - written
+
+
+def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Progress) -> int:
+    """Copy one export manifest back (through a temporary file, so that a full disk leaves no half file); 1 when
+    it was written."""
+    if dest.exists() and sha256_file(dest) == sha256:
+        return 0
+    if dest.exists() and not force:
+        progress(f"restore: kept the existing, different {dest} (--force replaces it)")
+        return 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.restore-tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return 1
 
 
 def _key_batches(client: redis.Redis) -> Iterator[list[bytes]]:
