@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+
+from pipeline.processes import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -273,19 +274,6 @@ def parse_heartbeat(worker_id: str, raw: Any) -> WorkerInfo | None:
 
 class WorkerIdInUseError(ValueError):
     """A configured worker id that another live worker process already uses."""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    except (OSError, OverflowError):
-        return False
-    return True
 
 
 class WorkerIdClaim:

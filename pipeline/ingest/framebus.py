@@ -50,6 +50,8 @@ from typing import Any, Self
 
 import numpy as np
 
+from pipeline.processes import pid_alive
+
 logger = logging.getLogger(__name__)
 
 MP_CONTEXT = multiprocessing.get_context("spawn")
@@ -108,7 +110,7 @@ def _process_start(pid: int) -> int | None:
     except FileNotFoundError:
         return None
     except OSError:
-        return 0 if _pid_exists(pid) else None
+        return 0 if pid_alive(pid) else None
     fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...; starttime is field 22
     if not fields or fields[0] in (b"Z", b"X", b"x"):
         return None
@@ -116,17 +118,6 @@ def _process_start(pid: int) -> int | None:
         return int(fields[19])
     except (IndexError, ValueError):
         return 0
-
-
-def _pid_exists(pid: int) -> bool:
-    """Whether a process ``pid`` exists (without ``/proc``)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _writer_alive(pid: int, start: int) -> bool:

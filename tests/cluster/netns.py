@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.processes import pid_alive
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "cctvt"
@@ -65,16 +67,6 @@ def netns_unavailable() -> str | None:
         _ip("netns", "del", probe, check=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_namespace(ns: str) -> None:
     """SIGKILL every process inside ``ns``, then delete it."""
     pids = _ip("netns", "pids", ns, check=False).stdout.split()
@@ -92,7 +84,7 @@ def sweep_leftovers() -> list[str]:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         match = re.match(rf"^{PREFIX}([0-9a-f]+)x", name)
-        if match and not _pid_alive(int(match.group(1), 16)):
+        if match and not pid_alive(int(match.group(1), 16)):
             _kill_namespace(name)
             removed.append(name)
     if removed:
