@@ -443,18 +443,12 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
         token, api_key = websocket.state.credentials
         await _stream(websocket, viewer, user, camera_id,
                       _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s))
-    except SessionEnded as exc:
-        reason = "session ended"
+    except (SessionEnded, CameraGone) as exc:
+        reason, code = ("session ended", 4401) if isinstance(exc, SessionEnded) else ("camera removed", 4404)
         logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
         with contextlib.suppress(Exception):
             await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
-            await websocket.close(code=4401, reason=reason)
-    except CameraGone as exc:
-        reason = "camera removed"
-        logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
-        with contextlib.suppress(Exception):
-            await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
-            await websocket.close(code=4404, reason=reason)
+            await websocket.close(code=code, reason=reason)
     except (WebSocketDisconnect, RuntimeError, OSError):
         reason = "connection lost"
     finally:
