@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,8 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
             finally:
                 for item in batch:
                     frame_bus.release(item)
-            engine.tick(lambda camera_id: _queued(frame_bus, camera_id) > 0)
-            publisher.flush()
+            _guarded(metrics, "tick_errors", engine.tick, lambda camera_id: _queued(frame_bus, camera_id) > 0)
+            _guarded(metrics, "flush_errors", publisher.flush)
             now = time.monotonic()
             if now >= next_metrics:
                 next_metrics = now + ec.metrics_interval_s
@@ -181,6 +182,15 @@ def run_loop(engine: Engine, publisher: SpooledPublisher, client: Any, config: C
         logger.info("engine %s stopped", metrics.engine_id)
 
 
+def _guarded(metrics: EngineMetrics, counter: str, step: Callable[..., Any], *args: Any) -> None:
+    """Run one housekeeping step of the loop; a failure is logged and counted, never ends the engine."""
+    try:
+        step(*args)
+    except Exception:
+        logger.exception("engine: %s failed; continuing", getattr(step, "__name__", step))
+        metrics.count(counter)
+
+
 def _queued(frame_bus: Any, camera_id: str) -> int:
     try:
         return int(frame_bus.depth(camera_id))
@@ -201,5 +211,7 @@ def _export_metrics(engine: Engine, publisher: SpooledPublisher, client: Any, fr
     metrics.set_queues(depth, dropped)
     metrics.set_gauge("spool_pending", publisher.pending)
     metrics.set_gauge("spool_dropped", publisher.spool.dropped)
+    metrics.set_gauge("spool_corrupt", publisher.spool.corrupt)
+    metrics.set_gauge("spool_invalid", publisher.invalid_skipped)
     metrics.set_gauge("redis_ok", 1.0 if publisher.redis_ok else 0.0)
     metrics.export_redis(client)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -62,13 +62,14 @@ class SpooledPublisher:
         self.redis_ok = True
         self.spooled_total = 0
         self.delivered_from_spool = 0
+        self.invalid_skipped = 0  # spooled records that are no valid event/alert any more: skipped, never retried
 
     def publish(self, kind: str, record: BaseModel) -> bool:
         """Deliver ``record`` now if possible (True), else append it to the spool (False)."""
         if len(self.spool) == 0 and self._deliver_model(kind, record):
             return True
-        self.spool.append(kind, record.model_dump(mode="json"))
-        self.spooled_total += 1
+        if self.spool.append(kind, record.model_dump(mode="json")):  # False: disk full, logged and counted
+            self.spooled_total += 1
         self.flush()
         return False
 
@@ -98,8 +99,16 @@ class SpooledPublisher:
         model_type = KINDS.get(kind)
         if model_type is None:
             logger.error("spool holds a record of unknown kind %r; skipping it", kind)
+            self.invalid_skipped += 1
             return True
-        return self._deliver_model(kind, model_type.model_validate(payload))
+        try:
+            record = model_type.model_validate(payload)
+        except ValidationError as exc:  # retrying can never make it valid: skip it, or it blocks every later record
+            logger.error("spool holds an invalid %s record (%d errors, first: %s); skipping it", kind,
+                         exc.error_count(), exc.errors()[0].get("msg", "?") if exc.errors() else "?")
+            self.invalid_skipped += 1
+            return True
+        return self._deliver_model(kind, record)
 
     def _deliver_model(self, kind: str, record: BaseModel) -> bool:
         try:

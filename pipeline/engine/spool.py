@@ -4,7 +4,13 @@ Records are appended as JSON lines to segment files ``spool-<seq>.jsonl`` in a f
 default). The delivery position (segment and byte offset) is committed to ``offset.json`` only *after* a record
 was stored in Redis, so a crash re-delivers at most the record in flight, which the idempotent store ignores:
 nothing is lost and nothing is stored twice. When the spool exceeds ``max_bytes`` the oldest segments are dropped
-and their undelivered records are counted in :attr:`EventSpool.dropped`.
+and their undelivered records are counted in :attr:`EventSpool.dropped` (so are records that could not be written:
+disk full). Segments are never larger than half the cap, so the cap holds with a single live segment too.
+
+Damage never blocks replay: a line that is not a complete record (torn by a crash or a full disk, bit rot, a line
+that is JSON but not ``{"kind": str, "payload": dict}``) is skipped with a warning and counted in
+:attr:`EventSpool.corrupt`. A record torn at the end of a segment is closed with a newline before the next append,
+so it cannot swallow the record written after it.
 """
 
 from __future__ import annotations
@@ -43,8 +49,11 @@ class EventSpool:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes or max(4096, min(max_bytes // 8, 8 * 1024 * 1024))
+        wanted = segment_bytes or max(4096, min(max_bytes // 8, 8 * 1024 * 1024))
+        self.segment_bytes = max(1, min(wanted, max_bytes // 2))  # two segments fit: dropping the oldest is enough
         self.dropped = 0
+        self.corrupt = 0
+        self._warned_corrupt: set[tuple[int, int]] = set()
         self._segment, self._offset = self._load_offset()
         self._pending = self._count_pending()
 
@@ -54,8 +63,12 @@ class EventSpool:
         """Number of records not yet delivered."""
         return self._pending
 
-    def append(self, kind: str, payload: dict[str, Any]) -> None:
-        """Append a record at the end; drops (and counts) the oldest segments if the size cap is exceeded."""
+    def append(self, kind: str, payload: dict[str, Any]) -> bool:
+        """Append a record at the end (fsynced); drops (and counts) the oldest segments if the size cap is exceeded.
+
+        Returns False, with the record counted in :attr:`dropped`, when it could not be written (disk full, I/O
+        error): the file is cut back to where it was, so no partial line is left behind.
+        """
         line = (json.dumps({"kind": kind, "payload": payload}, ensure_ascii=False, separators=(",", ":")) + "\n")
         data = line.encode("utf-8")
         segments = self._segments()
@@ -64,32 +77,76 @@ class EventSpool:
         if path.exists() and path.stat().st_size + len(data) > self.segment_bytes:
             seq += 1
             path = self._path(seq)
-        with path.open("ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        if not self._write_record(path, data):
+            self.dropped += 1
+            return False
         self._pending += 1
         self._enforce_cap()
+        return True
+
+    def _write_record(self, path: Path, data: bytes) -> bool:
+        """Append ``data`` to ``path`` and fsync; on failure cut the file back and return False."""
+        size = 0
+        try:
+            with path.open("ab+") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size and _last_byte(fh, size) != b"\n":  # a record torn by a crash: close it, skip it later
+                    logger.warning("spool %s: closing a torn record at byte %d", path, size)
+                    data = b"\n" + data
+                try:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError:
+                    fh.truncate(size)
+                    raise
+        except OSError as exc:
+            logger.error("spool %s: cannot write a record (%s); it is lost (%d lost in total)", path, exc,
+                         self.dropped + 1)
+            return False
+        if size == 0:
+            _fsync_dir(self.folder)  # a new segment: its directory entry must survive a power cut too
+        return True
 
     def records(self) -> Iterator[SpoolRecord]:
-        """Undelivered records in append order, starting at the committed position."""
+        """Undelivered records in append order, starting at the committed position; damaged lines are skipped."""
         for seq in self._segments():
             if seq < self._segment:
                 continue
             start = self._offset if seq == self._segment else 0
-            with self._path(seq).open("rb") as fh:
+            try:
+                fh = self._path(seq).open("rb")
+            except FileNotFoundError:  # dropped by the cap meanwhile
+                continue
+            with fh:
                 fh.seek(start)
                 while True:
                     line = fh.readline()
                     if not line or not line.endswith(b"\n"):
-                        break  # end, or a torn last line still being written
+                        break  # end, or a torn last line (closed by the next append, then skipped)
                     offset = fh.tell()
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError:
-                        logger.error("spool %s: skipping corrupt line at byte %d", self._path(seq), offset - len(line))
-                        continue
-                    yield SpoolRecord(obj["kind"], obj["payload"], seq, offset)
+                    record = self._parse(line, seq, offset)
+                    if record is not None:
+                        yield record
+
+    def _parse(self, line: bytes, seq: int, offset: int) -> SpoolRecord | None:
+        """The record of one complete line, or None (warned once, counted) when the line is damaged."""
+        if not line.strip():
+            return None  # an empty line: the newline that closed a torn record
+        try:
+            obj = json.loads(line)
+            kind, payload = obj["kind"], obj["payload"]
+            if not isinstance(kind, str) or not isinstance(payload, dict):
+                raise TypeError("kind must be text and payload an object")
+        except (ValueError, KeyError, TypeError) as exc:  # JSON, UTF-8 (ValueError) or shape errors
+            where = (seq, offset - len(line))
+            if where not in self._warned_corrupt:
+                self._warned_corrupt.add(where)
+                self.corrupt += 1
+                logger.warning("spool %s: skipping a damaged record at byte %d (%s: %s)", self._path(seq), where[1],
+                               type(exc).__name__, exc)
+            return None
+        return SpoolRecord(kind, payload, seq, offset)
 
     def commit(self, record: SpoolRecord) -> None:
         """Mark ``record`` (and all before it) delivered; removes fully delivered segments."""
@@ -155,7 +212,7 @@ class EventSpool:
             if len(live) <= 1 or self.size_bytes() <= self.max_bytes:
                 return
             oldest = live[0]
-            lost = sum(1 for r in self.records() if r.segment == oldest)
+            lost = self._records_in(oldest)
             self._path(oldest).unlink(missing_ok=True)
             self.dropped += lost
             self._pending = max(0, self._pending - lost)
@@ -164,9 +221,22 @@ class EventSpool:
             logger.warning("spool over %d bytes: dropped %d oldest undelivered records (%d in total)",
                            self.max_bytes, lost, self.dropped)
 
+    def _records_in(self, seq: int) -> int:
+        """Undelivered records in segment ``seq`` (the oldest live one); reads no further than that segment."""
+        count = 0
+        for record in self.records():
+            if record.segment != seq:
+                break
+            count += 1
+        return count
+
     def _write_offset(self) -> None:
+        """Write the delivery position atomically and durably (a power cut leaves the old or the new one)."""
         tmp = self.folder / (OFFSET_FILE + ".tmp")
-        tmp.write_text(json.dumps({"segment": self._segment, "offset": self._offset}))
+        with tmp.open("wb") as fh:
+            fh.write(json.dumps({"segment": self._segment, "offset": self._offset}).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.folder / OFFSET_FILE)
 
     def _reset_if_empty(self) -> None:
@@ -177,3 +247,25 @@ class EventSpool:
                 next_seq = seq + 1
                 self._segment, self._offset = next_seq, 0
         self._write_offset()
+
+
+def _last_byte(fh: Any, size: int) -> bytes:
+    """The last byte of the open file ``fh`` of ``size`` bytes (the position is left at the end)."""
+    fh.seek(size - 1)
+    last = fh.read(1)
+    fh.seek(0, os.SEEK_END)
+    return bytes(last)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """fsync a directory so that a file created in it survives a power cut (best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        logger.debug("fsync of %s: %s", folder, exc)
+    finally:
+        os.close(fd)
