@@ -17,7 +17,7 @@ from api.schemas.watchlists import (
     WatchlistUpdate,
 )
 from pipeline.store import WatchlistStore
-from pipeline.store.plates import normalise_plate
+from pipeline.store.watchlists import split_plate_province
 
 router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
 
@@ -113,12 +113,19 @@ def add_face_entry(body: FaceEntryCreate, request: Request, admin: Admin, watchl
     return EntryOut(**entry)
 
 
-def _check_plate(text: str) -> str:
-    """The normalised plate, or 422 when normalisation leaves nothing."""
-    plate = normalise_plate(text)
+REGISTRATION_MAX = 16
+"""Longest normalised registration (Thai plates have at most 7 characters; foreign ones a few more)."""
+
+
+def _check_plate(text: str) -> tuple[str, str | None]:
+    """``(normalised registration, province or None)`` of a plate as typed (:func:`split_plate_province`), or 422
+    when the registration is empty or too long."""
+    plate, province = split_plate_province(text)
     if not plate:
         raise HTTPException(422, f"plate: nothing left of {text!r} after normalisation")
-    return plate
+    if len(plate) > REGISTRATION_MAX:
+        raise HTTPException(422, f"plate: the registration {plate!r} is longer than {REGISTRATION_MAX} characters")
+    return plate, province
 
 
 @router.patch("/{watchlist_id}/entries/{entry_id}", response_model=EntryOut, summary="Edit a watchlist entry",
@@ -138,7 +145,9 @@ def update_entry(body: EntryUpdate, request: Request, admin: Admin, watchlist_id
         if name in changes:
             raise HTTPException(422, f"{name}: {kind} watchlist entries have no {name}")
     if "plate" in changes:
-        changes["plate"] = _check_plate(changes["plate"])
+        changes["plate"], province = _check_plate(changes["plate"])
+        if province is not None:  # else the store clears the old plate's province
+            changes["province"] = province
     check_camera_ids(request, changes.get("cameras"), "cameras")
     result = wl.update_entry(watchlist_id, entry_id, changes)
     if result is None:  # removed between the check and the write

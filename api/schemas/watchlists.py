@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Severity = Literal["low", "medium", "high", "critical"]
+
+PLATE_TEXT_MAX = 64
+"""Longest plate text accepted as typed: a registration plus a province name (``1กข 1234 พระนครศรีอยุธยา``); the
+registration left after normalisation is checked separately (at most 16 characters)."""
+
+PLATE_TEXT_DOC = ("Plate as typed: spaces, hyphens, Thai or full-width digits are normalised away; a province typed "
+                  "with it (Thai, Latin or alias; before, after, or between series and number as on a motorcycle "
+                  "plate) is split off into `province`. Matching is on the registration only.")
+FUZZY_DOC = ("Also alert on near misses: reads whose weighted edit distance to the plate is at most `max_distance` "
+             "(a look-alike substitution such as ข/ช or 8/B costs 0.4, any other edit 1). Off by default: an exact "
+             "entry never alerts on a near miss.")
+MAX_DISTANCE_DOC = "Fuzzy entries: largest distance alerted (0-1.9: at most one arbitrary edit). Ignored when exact."
+
+Expiry = Annotated[float, Field(ge=0, allow_inf_nan=False, description="UTC epoch seconds; null = never expires.")]
+"""A finite expiry time (NaN would never expire, and cannot be written back as JSON)."""
+
+Cameras = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                    Field(min_length=1, max_length=2000,
+                          description="Cameras the entry alerts on; null = every camera (an empty list is refused, "
+                                      "as it would silently mean every camera).")]
 
 
 class WatchlistCreate(BaseModel):
@@ -35,29 +55,31 @@ class WatchlistOut(BaseModel):
 
 class PlateEntryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plate: str = Field(min_length=1, max_length=16)
-    fuzzy: bool = False
-    max_distance: float = Field(default=1.0, ge=0, le=1.9)
+    plate: str = Field(min_length=1, max_length=PLATE_TEXT_MAX, description=PLATE_TEXT_DOC)
+    fuzzy: bool = Field(default=False, description=FUZZY_DOC)
+    max_distance: float = Field(default=1.0, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
     reason: str = Field(default="", max_length=500)
     severity: Severity = "medium"
-    expires_at: float | None = Field(default=None, description="UTC epoch seconds; None = never.")
-    cameras: list[str] | None = Field(default=None, max_length=2000)
+    expires_at: Expiry | None = None
+    cameras: Cameras | None = None
 
 
 class FaceEntryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     person_id: str = Field(min_length=1, max_length=64)
-    threshold: float = Field(default=0.45, ge=0, le=1)
+    threshold: float = Field(default=0.45, ge=0, le=1, allow_inf_nan=False)
     reason: str = Field(default="", max_length=500)
     severity: Severity = "medium"
-    expires_at: float | None = None
-    cameras: list[str] | None = Field(default=None, max_length=2000)
+    expires_at: Expiry | None = None
+    cameras: Cameras | None = None
 
 
 class EntryOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     entry_id: str
     plate: str | None = Field(default=None, description="Plate entries: normalised plate text.")
+    province: str | None = Field(default=None, description="Plate entries: province typed with the plate (Thai), "
+                                                            "shown to operators; not matched on.")
     person_id: str | None = Field(default=None, description="Person entries: the enrolled person.")
     fuzzy: bool | None = None
     max_distance: float | None = None
@@ -83,14 +105,16 @@ class EntryUpdate(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    plate: str | None = Field(default=None, min_length=1, max_length=16, description="New plate text (normalised).")
-    fuzzy: bool | None = None
-    max_distance: float | None = Field(default=None, ge=0, le=1.9)
-    threshold: float | None = Field(default=None, ge=0, le=1, description="Person entries: similarity threshold.")
+    plate: str | None = Field(default=None, min_length=1, max_length=PLATE_TEXT_MAX,
+                              description="New plate text. " + PLATE_TEXT_DOC)
+    fuzzy: bool | None = Field(default=None, description=FUZZY_DOC)
+    max_distance: float | None = Field(default=None, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
+                                    description="Person entries: similarity threshold.")
     reason: str | None = Field(default=None, max_length=500)
     severity: Severity | None = None
-    expires_at: float | None = Field(default=None, ge=0, description="UTC epoch seconds; null = never expires.")
-    cameras: list[str] | None = Field(default=None, max_length=2000, description="null = every camera.")
+    expires_at: Expiry | None = None
+    cameras: Cameras | None = None
 
     @field_validator(*NOT_NULLABLE_ENTRY_FIELDS, mode="before")
     @classmethod

@@ -4,7 +4,13 @@ Plates match exactly or, for fuzzy entries, when :func:`pipeline.plates.fuzzy.pl
 ``max_distance``. Faces match when the cosine similarity between the event embedding and any of the person's
 enrolled embeddings is at or above the watchlist threshold. Entry camera restrictions are honoured (an empty list
 means every camera). Lists are read from Redis through :class:`pipeline.store.WatchlistStore` and cached until
-its ``version()`` changes; while Redis is unreachable the last loaded lists keep being used.
+its ``version()`` changes (checked at most every ``refresh_interval_s``, 1 s by default: a deleted entry or
+watchlist stops alerting within that); while Redis is unreachable the last loaded lists keep being used. An entry's
+``expires_at`` is checked at every match, so it stops alerting at its expiry although no list changed.
+
+Fuzzy plate entries: :func:`~pipeline.plates.fuzzy.plate_distance` costs 0.4 for a look-alike substitution (ข/ช,
+ค/ด/ต, 8/B ...) and 1 for any other edit; ``max_distance`` is at most 1.9 (API), so a fuzzy entry tolerates at most
+one arbitrary edit, or up to four look-alike substitutions. Exact entries (the default) never alert on a near miss.
 
 Each (event, entry) pair alerts once: an event's later versions do not raise the same alert again, and the alert
 id is derived from the pair so that a re-delivered alert is deduplicated by the store.
@@ -98,6 +104,12 @@ class WatchlistMatcher:
         self._face_owner = np.asarray(owners, dtype=np.int64)
 
     @staticmethod
+    def _active(entry: Any, now: float) -> bool:
+        """Whether the entry has not expired at ``now`` (the cached lists are loaded at a version change only)."""
+        expires_at = getattr(entry, "expires_at", None)
+        return expires_at is None or float(expires_at) > now
+
+    @staticmethod
     def _camera_allowed(entry: Any, camera_id: str) -> bool:
         cameras = getattr(entry, "cameras", None)
         return not cameras or camera_id in cameras
@@ -117,9 +129,10 @@ class WatchlistMatcher:
         if not event.plate_text:
             return []
         text = _normalise(event.plate_text)
+        now = time.time()
         alerts = []
         for entry in self._plates:
-            if not self._camera_allowed(entry, event.camera_id):
+            if not self._active(entry, now) or not self._camera_allowed(entry, event.camera_id):
                 continue
             target = _normalise(entry.plate)
             if getattr(entry, "fuzzy", False):
@@ -156,10 +169,12 @@ class WatchlistMatcher:
         best: dict[int, float] = {}
         for owner, sim in zip(self._face_owner.tolist(), sims.tolist(), strict=True):
             best[owner] = max(best.get(owner, -1.0), sim)
+        now = time.time()
         alerts = []
         for owner, sim in sorted(best.items(), key=lambda kv: -kv[1]):
             entry = self._faces[owner]
-            if sim < float(entry.threshold) or not self._camera_allowed(entry, event.camera_id):
+            if (sim < float(entry.threshold) or not self._active(entry, now)
+                    or not self._camera_allowed(entry, event.camera_id)):
                 continue
             alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.person_id)
             if not self._first_time(alert_id):

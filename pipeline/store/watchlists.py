@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import unicodedata
 import uuid
 from typing import Any, Literal
 
@@ -17,6 +19,8 @@ import numpy as np
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.plates.grammar import is_valid_plate
+from pipeline.plates.provinces import province_by_name
 from pipeline.store import keys
 from pipeline.store.plates import normalise_plate
 
@@ -31,6 +35,7 @@ class PlateWatchEntry(BaseModel):
     watchlist_id: str
     entry_id: str
     plate: str = Field(description="Normalised plate text.")
+    province: str | None = Field(default=None, description="Province (Thai) typed with the plate; not matched on.")
     fuzzy: bool = False
     max_distance: float = 0.0
     reason: str = ""
@@ -81,6 +86,57 @@ def _number(raw: Any) -> float:
         return 0.0
 
 
+_MAX_PROVINCE_TOKENS = 3
+"""Most whitespace-separated words a province name is typed in (``Prachuap Khiri Khan``)."""
+
+_GLUED_PROVINCE = re.compile(r"^(.*[0-9\u0e50-\u0e59])([^0-9\u0e50-\u0e59]+)$")
+"""A token whose registration number runs straight into the province name (``1234กรุงเทพมหานคร``)."""
+
+
+def _province_span(tokens: list[str]) -> tuple[int, int, str] | None:
+    """The longest run of tokens ``tokens[i:j]`` that names a province, as ``(i, j, thai name)``, or None."""
+    for size in range(min(_MAX_PROVINCE_TOKENS, len(tokens)), 0, -1):
+        for i in range(len(tokens) - size + 1):
+            province = province_by_name(" ".join(tokens[i:i + size]))
+            if province is not None:
+                return i, i + size, province.thai
+    return None
+
+
+def split_plate_province(text: str) -> tuple[str, str | None]:
+    """``(normalised registration, Thai province name or None)`` of a plate as an operator types it.
+
+    The province may be typed before, after or (motorcycle plates, in their line order ``1กช ภูเก็ต 4986``) between
+    the series and the number, in Thai, Latin or a common alias (``กทม``, ``Bangkok``), or glued to the number
+    (``1กข1234กรุงเทพมหานคร``). It is split off only when what remains is a valid Thai registration, so a foreign
+    plate that happens to spell a province alias keeps its text. Without this, the province's consonants (and its
+    Latin letters, read as digit look-alikes) would be kept in the registration and the entry would never match.
+    """
+    tokens = unicodedata.normalize("NFKC", text or "").split()
+    span = _province_span(tokens)
+    if span is not None:
+        i, j, thai = span
+        rest = "".join(tokens[:i] + tokens[j:])
+        if is_valid_plate(rest):
+            return normalise_plate(rest), thai
+    if tokens:
+        glued = _GLUED_PROVINCE.match(tokens[-1])
+        if glued is not None:
+            province = province_by_name(glued.group(2))
+            rest = "".join(tokens[:-1]) + glued.group(1)
+            if province is not None and is_valid_plate(rest):
+                return normalise_plate(rest), province.thai
+    return normalise_plate(text or ""), None
+
+
+def _with_plate(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with a ``plate`` text replaced by its normalised registration and ``province`` set from it."""
+    if "plate" not in fields:
+        return fields
+    plate, province = split_plate_province(fields["plate"])
+    return {**fields, "plate": plate, "province": province or fields.get("province")}
+
+
 def normalise_rows(embeddings: np.ndarray) -> np.ndarray:
     """L2-normalise the rows of a [k, d] matrix (float32)."""
     mat = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -129,8 +185,9 @@ class WatchlistStore:
                     if entry.get("expires_at") is not None and entry["expires_at"] <= now:
                         continue
                     entries.append(PlateWatchEntry(watchlist_id=w["id"], **{
-                        k: entry.get(k) for k in ("entry_id", "plate", "fuzzy", "max_distance", "reason", "severity",
-                                                  "cameras", "expires_at")
+                        k: entry[k] for k in ("entry_id", "plate", "province", "fuzzy", "max_distance", "reason",
+                                              "severity", "cameras", "expires_at")
+                        if entry.get(k) is not None  # a field missing (older entry) or null takes its default
                     }))
                 except (TypeError, ValueError) as exc:  # a field of the wrong type (ValidationError is a ValueError)
                     logger.warning("watchlist %s: plate entry %s is malformed (%s); skipping it", w["id"], entry_id,
@@ -155,8 +212,8 @@ class WatchlistStore:
                         continue
                     entries.append(FaceWatchEntry(
                         watchlist_id=w["id"], person_id=pid, name=person.get("name", ""), threshold=entry["threshold"],
-                        embeddings=person["embeddings"], reason=entry.get("reason", ""),
-                        severity=entry.get("severity", "medium"), cameras=entry.get("cameras"),
+                        embeddings=person["embeddings"], reason=entry.get("reason") or "",
+                        severity=entry.get("severity") or "medium", cameras=entry.get("cameras"),
                         expires_at=entry.get("expires_at"),
                     ))
                 except (KeyError, TypeError, ValueError) as exc:
@@ -227,15 +284,14 @@ class WatchlistStore:
         return json.loads(raw) if raw else None
 
     def put_entry(self, watchlist_id: str, entry: dict) -> dict | None:
-        """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised); None when the
+        """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised, a province typed
+        with them is moved to ``province``: :func:`split_plate_province`); None when the
         watchlist does not exist (deleted meanwhile: the write is made only while it exists, ``WATCH``, so that a
         concurrent delete cannot leave a headless watchlist behind)."""
-        entry = dict(entry)
+        entry = _with_plate(dict(entry))
         entry.setdefault("entry_id", entry.get("person_id") or new_id())
         entry.setdefault("created_at", time.time())
         entry["updated_at"] = time.time()
-        if "plate" in entry:
-            entry["plate"] = normalise_plate(entry["plate"])
         meta = keys.watchlist(watchlist_id)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
@@ -263,9 +319,7 @@ class WatchlistStore:
         the entry does not exist.
         """
         fixed = {"entry_id", "person_id", "created_at", "created_by"}
-        changes = {k: v for k, v in changes.items() if k not in fixed}
-        if "plate" in changes:
-            changes["plate"] = normalise_plate(changes["plate"])
+        changes = _with_plate({k: v for k, v in changes.items() if k not in fixed})
         key = keys.watchlist_entries(watchlist_id)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
