@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,10 @@ from pipeline.events import PlateEvent
 from pipeline.search.plates import PlateSearcher
 from pipeline.store import EventStore, WatchlistStore
 from pipeline.store.backup import MANIFEST, RDB_FILE, store_counts
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 
 REPO = Path(__file__).resolve().parents[3]
 PLATES = ["1กข1234", "1กข1235", "2ขค999", "3กก4321", "9ฮฮ9999"]
-
-
-@pytest.fixture()
-def target_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A second, empty, durable server to restore into."""
-    server = RedisServer(port=free_port(), workdir=tmp_path / "target-redis")
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def populate(client: redis.Redis, exports: Path) -> dict[str, Any]:

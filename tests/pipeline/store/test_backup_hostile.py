@@ -18,19 +18,9 @@ import redis
 from pipeline.models_manifest import sha256_file
 from pipeline.store import backup as backup_module
 from pipeline.store.backup import MANIFEST, RDB_FILE, BackupError, backup, restore
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture()
-def target_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A second, durable server to restore into."""
-    server = RedisServer(port=free_port(), workdir=tmp_path / "target-redis")
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()
