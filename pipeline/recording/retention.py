@@ -191,7 +191,7 @@ EVENT_PRUNE_INTERVAL_S = 3600.0
 
 
 def prune_events(client: Any, config: Config, now: float | None = None) -> dict[str, int]:
-    """Drop index entries of events the streams' ``events_maxlen`` cap trimmed, and every event older than
+    """Drop index entries of events (and alerts) the streams' caps trimmed, and every event older than
     ``engine.events_retention_days`` (when set). Returns the counts removed."""
     from pipeline.store.events import EventStore
 
@@ -201,6 +201,7 @@ def prune_events(client: Any, config: Config, now: float | None = None) -> dict[
     if days:
         aged = store.prune_before((time.time() if now is None else now) - days * 86400.0)
         stats = {key: count + aged[key] for key, count in stats.items()}
+    stats["alerts_unindexed"] = store.prune_trimmed_alerts()
     if any(stats.values()):
         logger.info("event retention: %s", stats)
     return stats

@@ -70,6 +70,7 @@ class EventStore:
         self._face_script = client.register_script(lua.FACE_WRITE)
         self._plate_prune = client.register_script(lua.PLATE_PRUNE)
         self._face_prune = client.register_script(lua.FACE_PRUNE)
+        self._alert_prune = client.register_script(lua.ALERT_PRUNE)
         self._age_trim = client.register_script(lua.STREAM_AGE_TRIM)
         self._series_rebuild = client.register_script(lua.SERIES_REBUILD)
         self._alert_script = client.register_script(_ALERT_LUA)
@@ -149,6 +150,16 @@ class EventStore:
     def prune_trimmed(self, count: int = 1000) -> dict[str, int]:
         """Remove the index entries of events whose records the streams' ``MAXLEN`` cap has already trimmed."""
         return self._prune(self._first_id(keys.PLATE_STREAM), self._first_id(keys.FACE_STREAM), count)
+
+    def prune_trimmed_alerts(self, count: int = 1000) -> int:
+        """Remove the de-duplication index (``alerts:idx``) and acknowledgement entries of alerts whose records the
+        alert stream's ``MAXLEN`` cap has trimmed (they grew without bound); returns how many alerts left them."""
+        cutoff, cursor, removed = self._first_id(keys.ALERT_STREAM), "0", 0
+        while True:
+            cursor, gone = self._alert_prune(keys=[keys.ALERT_INDEX, keys.ALERT_ACKS], args=[cursor, count, cutoff])
+            removed += int(gone)
+            if int(cursor) == 0:
+                return removed
 
     def rebuild_series_index(self, count: int = 2000) -> None:
         """(Re)build the ``plates:gz:*`` series sets from ``plates:last`` in small atomic steps (a store written

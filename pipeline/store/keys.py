@@ -38,7 +38,8 @@ Events (written by the engine through :class:`pipeline.store.EventStore`, read b
 Alerts
 ------
 ``alerts``                   STREAM  every alert (the backlog the control room replays from a given id).
-``alerts:idx``               HASH    alert_id -> stream id (idempotency, acknowledgement lookup).
+``alerts:idx``               HASH    alert_id -> stream id (idempotency, acknowledgement lookup); entries of alerts the
+                                     stream's cap trimmed are dropped by :meth:`EventStore.prune_trimmed_alerts`.
 ``alerts:acks``              HASH    alert_id -> JSON {by, note, at}.
 ``alerts:live``              PUBSUB  channel; message = JSON {"id": stream_id, "alert": Alert}.
 

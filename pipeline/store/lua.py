@@ -224,6 +224,20 @@ end
 return {scan[1], removed}
 """)
 
+ALERT_PRUNE = _render(r"""
+-- KEYS: alert index hash, acknowledgement hash; ARGV: HSCAN cursor, count, cutoff stream id. Alerts whose stream
+-- entry is older than the cutoff (trimmed by the stream's cap) leave the index and the acknowledgements.
+-- Returns {next cursor, alerts removed}.
+local scan = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local fields, removed = scan[2], 0
+for j = 1, #fields, 2 do
+  if sid_less(fields[j + 1], ARGV[3]) then
+    redis.call('HDEL', KEYS[1], fields[j]); redis.call('HDEL', KEYS[2], fields[j]); removed = removed + 1
+  end
+end
+return {scan[1], removed}
+""")
+
 STREAM_AGE_TRIM = r"""
 -- KEYS: event stream, legal-hold set; ARGV: start id ('-' or '(' exclusive), cutoff id (exclusive), count, kind.
 -- Deletes up to `count` entries older than the cutoff whose event ('<kind>:<event_id>') is not held.
