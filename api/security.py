@@ -42,9 +42,17 @@ def csp_for(path: str) -> str:
     return PAGE_CSP
 
 
+API_CACHE = "no-store"
+"""API answers hold personal data (plates, faces, sightings, audit): no browser or proxy keeps a copy on disk (a
+shared control-room workstation, a proxy's cache). A route that sets its own ``Cache-Control`` keeps it."""
+
+
 def security_headers(path: str) -> dict[str, str]:
     """Every security header of a response to ``path`` (lower-case names)."""
-    return {**COMMON_HEADERS, "content-security-policy": csp_for(path)}
+    headers = {**COMMON_HEADERS, "content-security-policy": csp_for(path)}
+    if path.startswith("/api/"):
+        headers["cache-control"] = API_CACHE
+    return headers
 
 
 class SecurityHeaders:

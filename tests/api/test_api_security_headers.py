@@ -45,6 +45,7 @@ def test_api_answers_and_refusals_carry_a_locked_down_policy(client: TestClient,
     assert r.headers.get("x-content-type-options") == "nosniff"
     csp = _directives(r.headers.get("content-security-policy", ""))
     assert csp.get("default-src") == "default-src 'none'" and csp.get("frame-ancestors") == "frame-ancestors 'none'"
+    assert r.headers.get("cache-control") == "no-store"  # personal data: no copy in a browser's or proxy's cache
 
 
 def test_docs_stay_usable_but_unframeable(client: TestClient) -> None:
