@@ -10,14 +10,17 @@ disk full). Segments are never larger than half the cap, so the cap holds with a
 Damage never blocks replay: a line that is not a complete record (torn by a crash or a full disk, bit rot, a line
 that is JSON but not ``{"kind": str, "payload": dict}``) is skipped with a warning and counted in
 :attr:`EventSpool.corrupt`. A record torn at the end of a segment is closed with a newline before the next append,
-so it cannot swallow the record written after it.
+so it cannot swallow the record written after it. An unreadable ``offset.json`` (kept aside as
+``offset.json.corrupt-<time>``) replays every spooled record from the oldest segment: the store ignores repeats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,15 +196,22 @@ class EventSpool:
         return sorted(seqs)
 
     def _load_offset(self) -> tuple[int, int]:
+        """The delivery position; from the oldest segment when there is none or it is unreadable (a power cut
+        during its replacement, a disk error): every spooled record is then delivered again, which the idempotent
+        store ignores for those already stored, so nothing is lost and the engine still starts."""
         path = self.folder / OFFSET_FILE
-        if not path.exists():
-            segments = self._segments()
-            return (segments[0] if segments else 1), 0
-        try:
-            obj = json.loads(path.read_text())
-            return int(obj["segment"]), int(obj["offset"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"spool offset file {path} is corrupt: {exc}; fix or delete it") from None
+        if path.exists():
+            try:
+                obj = json.loads(path.read_bytes())
+                return int(obj["segment"]), int(obj["offset"])
+            except (ValueError, KeyError, TypeError, RecursionError, OSError) as exc:
+                kept = path.with_name(f"{OFFSET_FILE}.corrupt-{int(time.time())}")
+                with contextlib.suppress(OSError):
+                    path.replace(kept)
+                logger.error("spool offset file %s is unreadable (%s; kept as %s): replaying every spooled record "
+                             "from the oldest (the store ignores those already stored)", path, exc, kept.name)
+        segments = self._segments()
+        return (segments[0] if segments else 1), 0
 
     def _count_pending(self) -> int:
         return sum(1 for _ in self.records())

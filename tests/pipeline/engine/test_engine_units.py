@@ -276,10 +276,22 @@ def test_spool_cap_drops_and_counts_the_oldest(tmp_path: Path) -> None:
     assert len(spool) == len(remaining)
 
 
-def test_spool_rejects_a_corrupt_offset_file(tmp_path: Path) -> None:
+def test_a_corrupt_offset_file_replays_every_record_instead_of_stopping_the_engine(tmp_path: Path) -> None:
+    """An unreadable delivery position (a power cut while it was replaced) used to stop the engine from starting
+    until someone fixed the file; now every spooled record is delivered again (the store ignores repeats) and the
+    bad file is kept aside."""
+    spool = EventSpool(tmp_path, max_bytes=100_000)
+    for i in range(5):
+        spool.append("alert", {"i": i})
+    for record in list(spool.records())[:3]:
+        spool.commit(record)
+    assert [r.payload["i"] for r in EventSpool(tmp_path, max_bytes=100_000).records()] == [3, 4]
     (tmp_path / "offset.json").write_text("{not json")
-    with pytest.raises(ValueError, match="offset.json"):
-        EventSpool(tmp_path, max_bytes=1000)
+    again = EventSpool(tmp_path, max_bytes=100_000)
+    assert [r.payload["i"] for r in again.records()] == [0, 1, 2, 3, 4] and len(again) == 5
+    assert [p.name.startswith("offset.json.corrupt-") for p in tmp_path.glob("offset.json.*")] == [True]
+    again.commit(list(again.records())[-1])
+    assert list(EventSpool(tmp_path, max_bytes=100_000).records()) == []
 
 
 # -- snapshots -----------------------------------------------------------------------------------------------
