@@ -1,4 +1,5 @@
-"""Whether a process still runs, by pid: the one check the frame bus, worker-id claims and the tests share."""
+"""Whether a process still runs, by pid (and when it started, so that a reused pid is told apart): the checks the
+frame bus, worker-id claims and the tests share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists on this host (a zombie counts as existing, and a reused pid as the
-    process; the frame bus also compares the process's start time)."""
+    process: :func:`process_start` tells those apart)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -17,3 +18,22 @@ def pid_alive(pid: int) -> bool:
     except (OSError, OverflowError):
         return False
     return True
+
+
+def process_start(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of process ``pid``, or None when it does not exist or has died (a
+    zombie); 0 where ``/proc`` cannot tell (then only the pid identifies the process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0 if pid_alive(pid) else None
+    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...; starttime is field 22
+    if not fields or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return 0

@@ -55,8 +55,9 @@ class _AlertMatch:
     """Predicate on raw alert-stream fields: the alert is of this entry/watchlist and on a camera the user sees.
 
     The ids are plain tokens (:data:`REF_ID`), so a quoted id in the JSON payload is a cheap, encoding-agnostic
-    pre-filter before the payload is parsed. ``visible`` counts the alerts read on cameras the user sees, which is
-    what a camera-limited user is told of the scan (never how many alerts other cameras had)."""
+    pre-filter before the payload is parsed. ``visible`` counts the alerts read on cameras the user sees (every
+    alert read, for a user without a camera limit): what the user is told of the scan, never how many alerts other
+    cameras had."""
 
     def __init__(self, user: User, entry_id: str | None, watchlist_id: str | None) -> None:
         self.user = user
@@ -112,7 +113,7 @@ def list_alerts(user: Operator, client: RedisDep, settings: SettingsDep, respons
         match = _AlertMatch(user, entry_id, watchlist_id)
         scan = scan_stream(client, keys.ALERT_STREAM, match, limit, settings.alert_filter_scan, start=after,
                            newest_first=after is None)
-        response.headers["X-Alerts-Scanned"] = str(scan.scanned if user.cameras is None else match.visible)
+        response.headers["X-Alerts-Scanned"] = str(match.visible)
         response.headers["X-Alerts-Scan-Complete"] = "false" if scan.capped else "true"
         entries = scan.entries if after is not None else list(reversed(scan.entries))
         return _with_acks(client, user, entries)

@@ -43,17 +43,39 @@ def client_ip(request: Request) -> str:
                         429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
     ip = client_ip(request)
-    limits = _password_limits(body.username, ip, settings)
-    _take_turn(store, limits, body.username, ip)
-    try:
-        return _check_login(body, ip, limits, store, settings)
-    finally:
-        store.login_end(list(limits))
+    if not _password_checked(store, settings, body.username, body.password, ip):
+        store.audit(body.username, "login_failed", {"ip": ip}, status=401)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    store.login_succeeded(_pair_key(body.username, ip))
+    user = store.get_user(body.username)
+    token = store.new_token(body.username, settings.session_ttl_s)
+    store.audit(body.username, "login", {"ip": ip}, status=200)
+    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=user["role"],
+                    must_change_password=user["must_change"])
+
+
+def _pair_key(username: str, ip: str) -> str:
+    """The backoff key of one (user name, client address) pair."""
+    return f"u:{username}|ip:{ip}"
 
 
 def _password_limits(username: str, ip: str, settings: ApiSettings) -> dict[str, int]:
     """The backoff keys of a password check (key -> free failures): the (user, address) pair and the address."""
-    return {f"u:{username}|ip:{ip}": settings.login_max_per_user, f"ip:{ip}": settings.login_max_per_ip}
+    return {_pair_key(username, ip): settings.login_max_per_user, f"ip:{ip}": settings.login_max_per_ip}
+
+
+def _password_checked(store: ApiStore, settings: ApiSettings, username: str, password: str, ip: str) -> bool:
+    """Whether ``password`` is ``username``'s, checked under the login backoff: 429 (audited, Retry-After) while
+    the pair or the address must wait; a wrong password is counted on both keys before the turn is ended."""
+    limits = _password_limits(username, ip, settings)
+    _take_turn(store, limits, username, ip)
+    try:
+        right = store.check_password(username, password)
+        if not right:
+            _count_failure(limits, store, settings)
+    finally:
+        store.login_end(list(limits))
+    return right
 
 
 def _take_turn(store: ApiStore, limits: dict[str, int], username: str, ip: str) -> None:
@@ -72,21 +94,6 @@ def _count_failure(limits: dict[str, int], store: ApiStore, settings: ApiSetting
                                    settings.login_window_s)
         if delay:
             logger.warning("failed password checks: %s waits %.0f s", key.split("|")[-1], delay)
-
-
-def _check_login(body: LoginRequest, ip: str, limits: dict[str, int], store: ApiStore,
-                 settings: ApiSettings) -> TokenOut:
-    """The password check of a login that got its turn: a token, or 401 with the failure counted on every key."""
-    if not store.check_password(body.username, body.password):
-        _count_failure(limits, store, settings)
-        store.audit(body.username, "login_failed", {"ip": ip}, status=401)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    store.login_succeeded(next(iter(limits)))  # the (user, address) pair
-    user = store.get_user(body.username)
-    token = store.new_token(body.username, settings.session_ttl_s)
-    store.audit(body.username, "login", {"ip": ip}, status=200)
-    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=user["role"],
-                    must_change_password=user["must_change"])
 
 
 @router.post("/logout", status_code=204, summary="Revoke the current bearer token", responses=_401)
@@ -115,16 +122,7 @@ def change_password(body: PasswordChange, request: Request, user: CurrentUser, s
     if user.via != "token":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in with your password to change it, not an API key")
     # a stolen token must not become a password oracle: wrong current passwords share the login backoff
-    ip = client_ip(request)
-    limits = _password_limits(user.username, ip, settings)
-    _take_turn(store, limits, user.username, ip)
-    try:
-        right = store.check_password(user.username, body.current_password)
-        if not right:
-            _count_failure(limits, store, settings)
-    finally:
-        store.login_end(list(limits))
-    if not right:
+    if not _password_checked(store, settings, user.username, body.current_password, client_ip(request)):
         store.audit(user.username, "password_change_refused", {}, status=403)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "current_password: wrong password")
     if body.new_password == body.current_password:

@@ -108,7 +108,7 @@ def _face_out(sid: str, fields: dict) -> CameraFaceEventOut:
 
 class _CameraMatch:
     """Predicate on raw event-stream fields: the event is of ``camera_id``. ``visible`` counts the events read on
-    cameras the user sees: all that a camera-limited user is told of the scan."""
+    cameras the user sees (every event read, without a camera limit): all that the user is told of the scan."""
 
     def __init__(self, user: User, camera_id: str) -> None:
         self.user = user
@@ -152,7 +152,7 @@ def camera_events(
         except ValueError as exc:  # a record this version cannot read must not hide the others
             logger.warning("skipping unreadable %s event %s: %s", kind, sid, exc)
     return CameraEventsOut(camera_id=camera_id, kind=kind, items=items, next_before=scan.next_id,
-                           scanned=scan.scanned if user.cameras is None else match.visible,
+                           scanned=match.visible,
                            scan_cap=settings.camera_events_scan, capped=scan.capped)
 
 

@@ -338,11 +338,10 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
         pass
     try:
         _write_package(Path(tmp.name), case_id, files, manifest, expected, _Budget(limit))
-    except PackageTooLarge:
+    except BaseException as exc:  # no partial zip is left behind
         Path(tmp.name).unlink(missing_ok=True)
-        raise _too_large(case_id, None, limit) from None
-    except BaseException:
-        Path(tmp.name).unlink(missing_ok=True)
+        if isinstance(exc, PackageTooLarge):
+            raise _too_large(case_id, None, limit) from None
         raise
     store.audit(user.username, "case_package", {"case_id": case_id}, len(files))
     return FileResponse(tmp.name, media_type="application/zip", filename=f"case-{case_id}.zip",

@@ -114,8 +114,9 @@ def _entry_camera(kind: str, fields: dict) -> str:
 def _scan_markers(client: redis.Redis, kind: str, stream: str, camera_id: str, start: float, end: float,
                   cap: int, user: User) -> tuple[list[MarkerOut], int, bool]:
     """Markers of one kind: entries of ``stream`` stored in ``[start, end + slack]`` (stream ids are store times),
-    reading at most ``cap`` entries and keeping at most :data:`MAX_MARKERS`; (markers, scanned, capped). For a
-    camera-limited user ``scanned`` counts only the entries of their cameras (never how busy the others were)."""
+    reading at most ``cap`` entries and keeping at most :data:`MAX_MARKERS`; (markers, scanned, capped), where
+    ``scanned`` counts the entries read on cameras the user sees (all of them without a camera limit: never how busy
+    the others were)."""
     wanted = camera_id.encode()
     lo, hi = f"{int(start * 1000)}-0", f"{int((end + MARKER_SLACK_S) * 1000)}"
     found: list[MarkerOut] = []
@@ -132,11 +133,11 @@ def _scan_markers(client: redis.Redis, kind: str, stream: str, camera_id: str, s
             if marker is not None:
                 found.append(marker)
                 if len(found) >= MAX_MARKERS:
-                    return found, scanned if user.cameras is None else visible, True
+                    return found, visible, True
         if len(batch) < count:
-            return found, scanned if user.cameras is None else visible, False
+            return found, visible, False
         lo = f"({_sid(batch[-1][0])}"
-    return found, scanned if user.cameras is None else visible, True
+    return found, visible, True
 
 
 def _markers(client: redis.Redis, camera_id: str, start: float, end: float, user: User,

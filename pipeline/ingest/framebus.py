@@ -50,7 +50,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from pipeline.processes import pid_alive
+from pipeline.processes import process_start
 
 logger = logging.getLogger(__name__)
 
@@ -101,31 +101,12 @@ def _round_robin_quotas(order: list[int], waiting: dict[int, int], max_frames: i
     return {cam: q for cam, q in quota.items() if q}
 
 
-def _process_start(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of process ``pid``, or None when it does not exist or has died (a
-    zombie); 0 where ``/proc`` cannot tell (then only the pid identifies the process)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return 0 if pid_alive(pid) else None
-    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...; starttime is field 22
-    if not fields or fields[0] in (b"Z", b"X", b"x"):
-        return None
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return 0
-
-
 def _writer_alive(pid: int, start: int) -> bool:
     """Whether the process that reserved a slot (``pid``, started at ``start`` ticks; 0: unknown) still runs; a
     pid reused by a newer process is not that writer."""
     if pid <= 0:
         return True  # no writer recorded: cannot tell, so never reclaimed
-    now = _process_start(pid)
+    now = process_start(pid)
     if now is None:
         return False
     return start == 0 or now == 0 or now == start
@@ -139,7 +120,7 @@ def _writer_identity() -> tuple[int, int]:
     global _own_identity
     pid = os.getpid()
     if _own_identity is None or _own_identity[0] != pid:
-        _own_identity = (pid, _process_start(pid) or 0)
+        _own_identity = (pid, process_start(pid) or 0)
     return _own_identity
 
 

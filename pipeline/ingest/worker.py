@@ -115,10 +115,9 @@ def run_capture_worker(
 
 def _reclaim_dead_writers(bus: Any) -> None:
     """Free the frame-bus slots a killed capture process left mid-copy (e.g. the one this worker replaces)."""
-    reclaim = getattr(bus, "reclaim_dead_writers", None)
-    if reclaim is None:
+    if bus is None:  # record-only: no frame bus
         return
-    reclaimed = reclaim()
+    reclaimed = bus.reclaim_dead_writers()
     if reclaimed:
         logger.warning("capture worker %d: %d frame-bus slots left by a dead writer freed", os.getpid(), reclaimed)
 

@@ -135,14 +135,11 @@ def _hold_item(raw: Any, case_id: str, item_key: str) -> Hold | None:
     """
     try:
         value = json.loads(raw)
-    except (ValueError, RecursionError):
-        value = "unreadable JSON"
-    try:
         if not isinstance(value, dict):
-            raise TypeError(value if value == "unreadable JSON" else "not a JSON object")
+            raise TypeError("not a JSON object")
         hold = Hold(events=_strings(value["events"]), paths=_strings(value["paths"]),
                     windows=[_stored_window(w) for w in _sequence(value["windows"])])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
         logger.warning("legal hold item %r of case %r is damaged (%s); all recording is held until it is repaired: "
                        "%r", item_key, case_id, exc, raw[:200])
         return None
