@@ -1,4 +1,8 @@
-"""``python -m api create-user NAME --role admin`` (password from --password-env or a prompt)."""
+"""``python -m api create-user NAME --role admin`` (password from --password-env or a prompt).
+
+The operator at the console sets a password that works at once (bootstrap, or recovering a lost admin password);
+``--must-change`` makes it a one-time password, as when an admin sets one through the API, for a password handed to
+someone else."""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", choices=ROLES, default="admin")
     p.add_argument("--password-env", help="read the password from this environment variable")
     p.add_argument("--cameras", help="comma-separated camera ids the user is limited to")
+    p.add_argument("--must-change", action="store_true",
+                   help="the user must set their own password at the next login (for a password handed to them)")
     args = parser.parse_args(argv)
     settings = ApiSettings()
     password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
@@ -30,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     store = ApiStore(redis_client(settings.redis_url), settings.scrypt_n)
     cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None
-    store.put_user(args.username, args.role, password, cameras, must_change=False)  # revokes old sessions
-    print(f"user {args.username} ({args.role}) saved; their earlier sessions and API keys are revoked")
+    store.put_user(args.username, args.role, password, cameras, must_change=args.must_change)  # revokes sessions
+    print(f"user {args.username} ({args.role}) saved; their earlier sessions and API keys are revoked"
+          + ("; they must change the password at the next login" if args.must_change else ""))
     return 0
 
 

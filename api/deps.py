@@ -14,6 +14,8 @@ from api.store import ROLES, ApiStore
 
 # the routes a user who must change their password may still call
 PASSWORD_CHANGE_PATHS = frozenset({"/api/auth/me", "/api/auth/password", "/api/auth/logout"})
+# the request methods a read-only API key may use
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class User:
     role: str
     cameras: frozenset[str] | None  # None = every camera
     via: str  # "token" or "api_key"
-    must_change: bool = False  # first-run admin: every route but the password change answers 403
+    must_change: bool = False  # first-run admin or admin-set password: every route but the password change is 403
+    read_only: bool = False  # an API key of scope "read": only GET and HEAD requests
 
     def may(self, role: str) -> bool:
         """Whether the user's role is at least ``role`` (never while a first-login password change is due, so
@@ -64,23 +67,26 @@ _UNAUTHORISED = HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: 
 
 def resolve_user(store: ApiStore, token: str | None, api_key: str | None) -> User | None:
     """The user behind a bearer token or an API key, or None."""
-    username, via = None, ""
+    username, via, read_only = None, "", False
     if token:
         username, via = store.token_user(token), "token"
     elif api_key:
-        username, via = store.api_key_user(api_key), "api_key"
+        meta = store.api_key_meta(api_key)
+        if meta is not None:
+            username, via, read_only = meta["username"], "api_key", meta["scope"] == "read"
     record = store.get_user(username) if username else None
     if record is None:
         return None
     cams = record.get("cameras")
     return User(record["username"], record["role"], frozenset(cams) if cams is not None else None, via,
-                bool(record.get("must_change")))
+                bool(record.get("must_change")), read_only)
 
 
 def get_current_user(request: Request, store: ApiStoreDep, authorization: Annotated[str | None, Header()] = None,
                      x_api_key: Annotated[str | None, Header()] = None) -> User:
     """The caller, checked on every request against the live user record (a revoked token, a deleted user or a
-    changed role shows at once); 401 without valid credentials, 403 while a first-login password change is due."""
+    changed role shows at once); 401 without valid credentials, 403 while a first-login password change is due
+    and for anything but GET and HEAD with a read-only API key."""
     token = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -94,6 +100,9 @@ def get_current_user(request: Request, store: ApiStoreDep, authorization: Annota
     if user.must_change and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "password change required: set your own password with "
                             "POST /api/auth/password before using the service")
+    if user.read_only and request.method not in READ_METHODS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is read-only (scope 'read'): only GET and "
+                            "HEAD requests")
     return user
 
 

@@ -20,7 +20,15 @@ class ApiSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
     recordings_dir: Path = Field(default=PROJECT_ROOT / "recordings", description="Media root served by /api/media.")
     config_path: Path = Field(default=PROJECT_ROOT / "cameras.yaml", description="cameras.yaml with the cameras.")
-    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400, description="Bearer token lifetime.")
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400,
+                               description="Bearer token lifetime (absolute: activity does not extend it).")
+    session_idle_s: int = Field(default=30 * 60, ge=60, le=86400,
+                                description="A bearer token unused this long ends before its lifetime is over "
+                                            "(an open live-alert or video stream counts as use). Applies to "
+                                            "tokens issued after a change.")
+    api_key_max_days: int = Field(default=365, ge=1, le=3650,
+                                  description="Longest lifetime of a new API key, admins' included (every key "
+                                              "expires); non-admins are held to at most 90 days below this.")
     scrypt_n: int = Field(default=2**17, ge=2, le=2**20,
                           description="scrypt cost N (power of two; OWASP: 2^17 with r=8, p=1). Stored hashes with "
                                       "a smaller N are re-hashed at the user's next login.")

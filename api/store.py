@@ -6,10 +6,14 @@ Keys
 ``user:{name}``              HASH    username, password (scrypt hash), role, cameras (JSON list or ""), created_at,
                                      gen (session generation: random, replaced whenever the user's sessions are
                                      revoked), must_change ("1" until the user has set their own password).
-``token:{sha256(token)}``    STRING  JSON {u: user name, g: gen}; EX = session TTL (opaque bearer tokens, only hashes
+``token:{sha256(token)}``    STRING  JSON {u: user name, g: gen, s: last seen (epoch s), i: idle timeout (s)};
+                                     EX = session TTL, the absolute lifetime (opaque bearer tokens, only hashes
                                      stored). A token is valid only while ``g`` equals the user's current gen, so a
-                                     revocation (or deleting and re-creating the name) ends every older token at once.
-``apikey:{sha256(key)}``     STRING  JSON {key_id, username, name, created_at, expires_at, gen}; EX = expiry if any.
+                                     revocation (or deleting and re-creating the name) ends every older token at once,
+                                     and only while it was used within ``i`` seconds (``s`` is rewritten, KEEPTTL, at
+                                     most every :data:`SEEN_REFRESH_S`).
+``apikey:{sha256(key)}``     STRING  JSON {key_id, username, name, created_at, expires_at, gen, scope}; EX = expiry
+                                     (keys made before lifetimes were bounded may have none).
 ``user:{name}:apikeys``      HASH    key_id -> sha256(key).
 ``rl:login:{key}``           HASH    failures, until: failed logins of one (user, address) pair or one address, with
                                      the time before which further attempts are refused (exponential backoff).
@@ -42,7 +46,16 @@ from api.auditing import current_context
 logger = logging.getLogger(__name__)
 
 ROLES = ("operator", "investigator", "admin")
+API_KEY_SCOPES = ("full", "read")
+"""What an API key may do: everything its owner may ("full"), or only reading requests (GET, HEAD; "read")."""
 AUDIT_STREAM = "audit"
+
+
+SESSION_IDLE_DEFAULT_S = 1800
+"""Idle timeout of a token whose record does not carry one (issued before idle timeouts existed)."""
+SEEN_REFRESH_S = 60.0
+"""A token's last-seen time is rewritten at most this often (at most a quarter of its idle timeout): one Redis write
+a minute per active session, not one per request."""
 
 
 def _s(v: Any) -> str:
@@ -237,35 +250,56 @@ class ApiStore:
             return None if not self.client.exists(f"user:{username}") else ""
         return _s(raw)
 
-    def new_token(self, username: str, ttl_s: int) -> str:
-        """Issue an opaque bearer token (stored hashed with a TTL) bound to the user's session generation."""
+    def new_token(self, username: str, ttl_s: int, idle_s: int = SESSION_IDLE_DEFAULT_S) -> str:
+        """Issue an opaque bearer token (stored hashed) bound to the user's session generation: it ends ``ttl_s``
+        after issue (absolute lifetime) or once unused for ``idle_s`` seconds, whichever comes first."""
         token = secrets.token_urlsafe(32)
-        record = json.dumps({"u": username, "g": self._gen(username) or ""})
+        record = json.dumps({"u": username, "g": self._gen(username) or "", "s": time.time(), "i": idle_s})
         self.client.set(f"token:{token_hash(token)}", record, ex=ttl_s)
         return token
 
     def token_user(self, token: str) -> str | None:
-        """The user name of a live token whose session generation is still the user's, or None."""
-        raw = self.client.get(f"token:{token_hash(token)}")
+        """The user name of a live token whose session generation is still the user's and that was used within its
+        idle timeout, or None. A use refreshes the last-seen time (written at most every :data:`SEEN_REFRESH_S`)."""
+        key = f"token:{token_hash(token)}"
+        raw = self.client.get(key)
         try:
             record = json.loads(raw) if raw else None
         except ValueError:
             return None
         if not isinstance(record, dict) or record.get("g") != self._gen(str(record.get("u"))):
             return None  # revoked, user deleted (or re-created), or a token of an older format
+        now = time.time()
+        try:
+            seen = float(record.get("s", now))
+            idle = float(record.get("i", SESSION_IDLE_DEFAULT_S))
+        except (TypeError, ValueError):
+            return None
+        if now - seen > idle:
+            self.client.delete(key)
+            logger.info("session of %s ended after %.0f s idle", record["u"], now - seen)
+            return None
+        if "s" not in record or now - seen >= min(SEEN_REFRESH_S, idle / 4):
+            # XX: a token revoked meanwhile (logout) is not brought back; KEEPTTL: the absolute lifetime stays
+            self.client.set(key, json.dumps(record | {"s": now}), xx=True, keepttl=True)
         return record["u"]
 
     def revoke_token(self, token: str) -> None:
         """Invalidate a bearer token."""
         self.client.delete(f"token:{token_hash(token)}")
 
-    def new_api_key(self, username: str, name: str, expires_in_s: int | None = None) -> tuple[str, dict[str, Any]]:
-        """Create an API key for an integrator (optionally expiring); the key is returned once and stored only
-        hashed, bound to the user's session generation."""
+    def new_api_key(self, username: str, name: str, expires_in_s: int | None = None,
+                    scope: str = "full") -> tuple[str, dict[str, Any]]:
+        """Create an API key for an integrator (the routes always give an expiry; ``scope`` "read" limits it to
+        reading requests); the key is returned once and stored only hashed, bound to the user's session
+        generation."""
+        if scope not in API_KEY_SCOPES:
+            raise ValueError(f"unknown API key scope {scope!r}")
         key = "cctv_" + secrets.token_urlsafe(32)
         now = time.time()
         meta = {"key_id": secrets.token_hex(8), "username": username, "name": name, "created_at": now,
-                "expires_at": now + expires_in_s if expires_in_s else None, "gen": self._gen(username) or ""}
+                "expires_at": now + expires_in_s if expires_in_s else None, "gen": self._gen(username) or "",
+                "scope": scope}
         digest = token_hash(key)
         pipe = self.client.pipeline(transaction=True)
         pipe.set(f"apikey:{digest}", json.dumps(meta), ex=expires_in_s or None)
@@ -273,8 +307,9 @@ class ApiStore:
         pipe.execute()
         return key, meta
 
-    def api_key_user(self, key: str) -> str | None:
-        """The user name an API key belongs to, or None (unknown, expired or revoked)."""
+    def api_key_meta(self, key: str) -> dict[str, Any] | None:
+        """The metadata of a live API key (``scope`` filled in: "full" for keys made before scopes), or None
+        (unknown, expired or revoked)."""
         raw = self.client.get(f"apikey:{token_hash(key)}")
         if not raw:
             return None
@@ -283,7 +318,13 @@ class ApiStore:
             return None
         if meta.get("gen", "") != self._gen(meta["username"]):
             return None
-        return meta["username"]
+        meta.setdefault("scope", "full")
+        return meta
+
+    def api_key_user(self, key: str) -> str | None:
+        """The user name an API key belongs to, or None (unknown, expired or revoked)."""
+        meta = self.api_key_meta(key)
+        return meta["username"] if meta else None
 
     def list_api_keys(self, username: str) -> list[dict[str, Any]]:
         """Metadata of a user's live API keys (expired ones are dropped from the user's list)."""
@@ -296,6 +337,7 @@ class ApiStore:
                 continue
             meta = json.loads(raw)
             meta.setdefault("expires_at", None)
+            meta.setdefault("scope", "full")
             meta.pop("gen", None)
             out.append(meta)
         return sorted(out, key=lambda m: m["created_at"])

@@ -20,6 +20,7 @@ from api.schemas.auth import (
 from api.schemas.errors import ErrorOut
 from api.settings import ApiSettings
 from api.store import ApiStore
+from api.validation import field_error
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -48,10 +49,10 @@ def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: Se
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     store.login_succeeded(_pair_key(body.username, ip))
     user = store.get_user(body.username)
-    token = store.new_token(body.username, settings.session_ttl_s)
+    token = store.new_token(body.username, settings.session_ttl_s, settings.session_idle_s)
     store.audit(body.username, "login", {"ip": ip}, status=200)
-    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=user["role"],
-                    must_change_password=user["must_change"])
+    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, idle_timeout=settings.session_idle_s,
+                    role=user["role"], must_change_password=user["must_change"])
 
 
 def _pair_key(username: str, ip: str) -> str:
@@ -112,8 +113,8 @@ def me(user: CurrentUser) -> UserOut:
 @router.post("/password", response_model=TokenOut, summary="Change your own password (ends your other sessions)",
              description="Needs the current password (wrong ones count towards the login backoff of your user "
                          "name and address: 429 with Retry-After). Every token and API key of yours is revoked; "
-                         "the answer carries a fresh token for this session. The first-run admin must call this "
-                         "first.",
+                         "the answer carries a fresh token for this session. The first-run admin, and a user whose "
+                         "password an admin set, must call this first.",
              responses={**_401, 429: {"model": ErrorOut, "description": "Too many wrong passwords from here."},
                         403: {"model": ErrorOut, "description": "Wrong current password, or an API key "
                                                                         "(only a signed-in person changes it)."}})
@@ -129,33 +130,49 @@ def change_password(body: PasswordChange, request: Request, user: CurrentUser, s
         raise HTTPException(422, "new_password: must differ from the current password")
     record = store.put_user(user.username, user.role, body.new_password, keep_cameras=True, must_change=False)
     store.audit(user.username, "password_change", {}, status=200)
-    token = store.new_token(user.username, settings.session_ttl_s)
-    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, role=record["role"])
+    token = store.new_token(user.username, settings.session_ttl_s, settings.session_idle_s)
+    return TokenOut(access_token=token, expires_in=settings.session_ttl_s, idle_timeout=settings.session_idle_s,
+                    role=record["role"])
 
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201, summary="Create an API key (shown once)",
-             description=f"Non-admins create keys only for themselves, expiring within {USER_KEY_MAX_DAYS} days "
-                         f"(default {USER_KEY_DEFAULT_DAYS}). Admins may create keys for anyone, without expiry "
-                         "unless `expires_in_days` is given. A key acts with its owner's live role and cameras and "
-                         "is revoked with the owner's sessions (password, role or camera change, deletion).",
+             description=f"Every key expires: after `expires_in_days` (default {USER_KEY_DEFAULT_DAYS}), at most "
+                         "CCTV_API_KEY_MAX_DAYS (default 365; more, or null for a key that never expires, is 422). "
+                         f"Non-admins create keys only for themselves, expiring within {USER_KEY_MAX_DAYS} days; "
+                         "admins may create keys for anyone. `scope: read` limits a key to GET and HEAD requests. "
+                         "A key acts with its owner's live role and cameras and is revoked with the owner's sessions "
+                         "(password, role or camera change, deletion).",
              responses={**_401, 403: {"model": ErrorOut, "description": "Not allowed for this user or expiry."},
                         404: {"model": ErrorOut, "description": "No such user."}})
-def create_api_key(body: ApiKeyCreate, user: CurrentUser, store: ApiStoreDep) -> ApiKeyOut:
+def create_api_key(body: ApiKeyCreate, user: CurrentUser, store: ApiStoreDep, settings: SettingsDep) -> ApiKeyOut:
     owner = body.username or user.username
-    days = body.expires_in_days
+    days = _key_days(body, settings)
     if not user.may("admin"):
         if owner != user.username:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins create API keys for other users")
-        days = USER_KEY_DEFAULT_DAYS if days is None else days
         if days > USER_KEY_MAX_DAYS:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"expires_in_days: at most {USER_KEY_MAX_DAYS} days "
                                 "for your own keys; ask an admin for a longer-lived key")
     if store.get_user(owner) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {owner!r} not found")
-    key, meta = store.new_api_key(owner, body.name, days * 86400 if days else None)
+    key, meta = store.new_api_key(owner, body.name, days * 86400, body.scope)
     store.audit(user.username, "api_key_create", {"owner": owner, "name": body.name, "key_id": meta["key_id"],
-                                                  "expires_at": meta["expires_at"]})
+                                                  "expires_at": meta["expires_at"], "scope": body.scope})
     return ApiKeyOut(**{k: v for k, v in meta.items() if k != "gen"}, key=key)
+
+
+def _key_days(body: ApiKeyCreate, settings: ApiSettings) -> int:
+    """The lifetime in days of a new API key: the default when omitted; 422 for an explicit null (a key that never
+    expires) and for more than CCTV_API_KEY_MAX_DAYS."""
+    if body.expires_in_days is None:
+        if "expires_in_days" in body.model_fields_set:
+            raise field_error("expires_in_days", "API keys must expire: give 1 to "
+                              f"{settings.api_key_max_days} days, or omit it for {USER_KEY_DEFAULT_DAYS}", "body")
+        return min(USER_KEY_DEFAULT_DAYS, settings.api_key_max_days)
+    if body.expires_in_days > settings.api_key_max_days:
+        raise field_error("expires_in_days", f"at most {settings.api_key_max_days} days (CCTV_API_KEY_MAX_DAYS)",
+                          "body")
+    return body.expires_in_days
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], summary="Your API keys (without the keys)",

@@ -1,4 +1,5 @@
-"""User administration (admin only)."""
+"""User administration (admin only). A password an admin sets for someone else is a one-time password: its user
+must set their own at the next login (every route but the password change answers 403 until then)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ def list_users(_: Admin, store: ApiStoreDep) -> list[UserOut]:
 
 
 @router.post("", response_model=UserOut, status_code=201, summary="Create a user",
+             description="The password is a one-time password: the user must set their own at first login.",
              responses={409: {"model": ErrorOut, "description": "The user exists already."}})
 def create_user(body: UserCreate, request: Request, admin: Admin, store: ApiStoreDep) -> UserOut:
     if store.get_user(body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists")
     check_camera_ids(request, body.cameras, "cameras")
-    record = store.put_user(body.username, body.role, body.password, body.cameras)
+    record = store.put_user(body.username, body.role, body.password, body.cameras, must_change=True)
     store.audit(admin.username, "user_create", {"username": body.username, "role": body.role,
                                                 "cameras": body.cameras})
     return _out(record)
@@ -47,7 +49,8 @@ def get_user(_: Admin, username: Username, store: ApiStoreDep) -> UserOut:
               responses={409: {"model": ErrorOut, "description": "That would leave no admin."}},
               description="`cameras` limits the user to those cameras (ids from cameras.yaml; [] = none), "
                           "`all_cameras: true` removes the limit; omitted fields stay as they are. A new password, role or "
-                          "camera limit revokes every token and API key of the user (they sign in again). The last "
+                          "camera limit revokes every token and API key of the user (they sign in again). A "
+                          "password set for another user must be changed by them at their next login. The last "
                           "admin cannot be demoted.")
 def update_user(body: UserUpdate, request: Request, admin: Admin, username: Username, store: ApiStoreDep) -> UserOut:
     record = store.get_user(username)
@@ -60,7 +63,9 @@ def update_user(body: UserUpdate, request: Request, admin: Admin, username: User
     if record["role"] == "admin" and role != "admin" and _admins(store) == [username]:
         raise HTTPException(status.HTTP_409_CONFLICT, f"role: {username!r} is the last admin; make another admin first")
     cameras = None if body.all_cameras else (body.cameras if body.cameras is not None else record.get("cameras"))
-    record = store.put_user(username, role, body.password, cameras)
+    # an admin-set password is known to the admin: its user must replace it (not when admins set their own)
+    must_change = True if body.password is not None and username != admin.username else None
+    record = store.put_user(username, role, body.password, cameras, must_change=must_change)
     store.audit(admin.username, "user_update", {"username": username, "role": record["role"],
                                                 "cameras": record.get("cameras"),
                                                 "password_changed": body.password is not None})
