@@ -13,6 +13,7 @@ URL parsers would cut differently from what its author meant.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,17 @@ def _check_file_path(path: str) -> str:
         raise ValueError(f"'{scheme}:' is not followed by '//': write {scheme}://host/...")
     raise ValueError(f"unsupported URL scheme {scheme!r}; expected one of {', '.join(STREAM_SCHEMES)} "
                      "(a local file named like this: write ./ before it)")
+
+
+def check_path_text(path: str) -> str:
+    """A file or folder path of the config (a model, the spool): refused when it holds a NUL or another control
+    character (no model file is named so; a NUL would cut the path short, a line break would forge log lines).
+    Where it points stays the operator's choice."""
+    bad = next((char for char in path if unicodedata.category(char) == "Cc"), None)
+    if bad is not None:
+        name = "a NUL" if bad == "\0" else f"a control character (U+{ord(bad):04X})"
+        raise ValueError(f"the path holds {name}: write the file's real name on one line")
+    return path
 
 
 StreamUrl = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -239,6 +251,12 @@ class EngineConfig(StrictModel):
     spool_dir: str = Field(default="var/spool", min_length=1, max_length=1024, description="Folder of the local event spool (relative to the project root unless absolute).")
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus endpoint port on 127.0.0.1 (0 disables it).")
     metrics_interval_s: float = Field(default=2.0, ge=0.5, le=60, description="How often engine metrics are written to Redis.")
+
+    @field_validator("detector_model", "plate_detector_model", "face_model_pack", "spool_dir")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        """Model and spool paths hold no NUL nor control character (see :func:`check_path_text`)."""
+        return check_path_text(value)
 
     @field_validator("plates_whole_frame", mode="before")
     @classmethod

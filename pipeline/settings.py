@@ -26,6 +26,8 @@ Every setting has an environment variable prefixed with ``CCTV_``:
   advertised base URL of the worker's internal segment server (:mod:`pipeline.recording.serve`).
 - ``CCTV_RECORDINGS_DIR``: root of recordings, snapshots and exported evidence.
 - ``CCTV_VIDEOS_DIR``: folder of sample footage served as loopback RTSP cameras by the demo.
+- ``CCTV_DEVICE``: inference device of the models loaded outside the engine's config (the plate reader's
+  ``auto``): ``auto``, ``cpu`` or ``cuda``, as ``engine.device``.
 - ``CCTV_MODEL_THREADS``: CPU threads each model's inference may use (default 0: the runtime's own choice, every
   core); cap it where several worker processes share one host.
 - ``CCTV_CUDA_SYNC``: how a process waits for the GPU under ``engine.runtime: torch`` (``auto``: CUDA's own choice,
@@ -113,7 +115,8 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT.parent / "shared" / "data" / "videos",
         description="Folder of sample footage that the demo serves as loopback RTSP cameras.",
     )
-    device: str = Field(default="auto", description="Inference device: auto, cpu or cuda.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Inference device: auto, cpu or cuda "
+                                                   "(the values of engine.device).")
     model_threads: int = Field(default=0, ge=0, le=1024,
                                description="CPU threads each model's inference may use (0: the runtime's default, "
                                            "every core); cap it where several worker processes share one host.")

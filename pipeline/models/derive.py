@@ -29,14 +29,16 @@ check figures) used to validate it on load; ``derive_all`` also writes ``models/
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import yaml
@@ -51,6 +53,11 @@ DERIVED_SUFFIX = ".batch.onnx"
 PRECISIONS = ("int8", "fp32", "int8-static")
 _SUFFIXES = {"int8": DERIVED_SUFFIX, "fp32": ".batch.fp32.onnx", "int8-static": ".batch.int8-static.onnx"}
 TRANSFORMATION_VERSION = 2
+EXTERNAL_DIR = "_external"
+"""Folder of the derived folder that holds the files derived from a model outside the model dir (an absolute path
+or one with ``..``): each named from a sanitised form of its source path and a hash of it."""
+_PLAIN_PART = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 RELATIVE_TOLERANCE = 1e-4
 SCORED = 0.01
 ON_LOAD_CHECK_IMAGES = 2
@@ -542,8 +549,24 @@ def derived_path(relative_path: str, out_dir: Path, precision: str = "int8") -> 
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-    rel = Path(relative_path)
+    rel = _derived_relative(relative_path)
     return Path(out_dir) / rel.parent / (rel.stem + _SUFFIXES[precision])
+
+
+def _derived_relative(relative_path: str) -> PurePosixPath:
+    """The source path the derived files of ``relative_path`` are named after, relative to the derived folder:
+    the path itself when it stays under the model dir (``yolo/yolov8n_int8.onnx``); for any other source (an
+    absolute path, one with ``..``, a control character, one named like :data:`EXTERNAL_DIR`), one sanitised
+    name in :data:`EXTERNAL_DIR` with a hash of the whole path (two sources never share a derived file). Never
+    leaves the derived folder, wherever the source is."""
+    path = PurePosixPath(relative_path)
+    parts = path.parts
+    if (parts and not path.is_absolute() and parts[0] != EXTERNAL_DIR
+            and all(part not in (".", "..") and _PLAIN_PART.match(part) for part in parts)):
+        return path
+    digest = hashlib.sha256(relative_path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    stem = _UNSAFE_CHARS.sub("_", relative_path.removesuffix(".onnx")).strip("._-")[-80:].lstrip("._-")
+    return PurePosixPath(EXTERNAL_DIR) / f"{stem or 'model'}-{digest}.onnx"
 
 
 def _sidecar(path: Path) -> Path:

@@ -8,7 +8,8 @@
        machine with the admin user, ``CCTV_REDIS_ADMIN_URL``) into ``DIR/redis.rdb``;
     3. load the copy into a private, throw-away ``redis-server`` (unix socket only) to prove it reads and to count
        what it holds;
-    4. copy the export and case manifests (``*.json`` under the exports folder) into ``DIR/manifests/``;
+    4. copy the export and case manifests (``*.json`` under the exports folder) into ``DIR/manifests/``: regular
+       files only, reached through no symbolic link (a link, e.g. to ``/etc/passwd``, is left out and reported);
     5. write ``DIR/manifest.json`` with the SHA-256 and size of every file and the counts (mode 0600 throughout: the
        backup holds password hashes and session tokens).
 
@@ -17,7 +18,13 @@
     ``--force`` (then keys of the same name are replaced, other keys are kept), loads ``redis.rdb`` into a private
     ``redis-server`` and copies every key of the backed-up database into the target with ``DUMP``/``RESTORE`` (the
     remaining TTL kept; keys that expired meanwhile, e.g. old sessions, stay gone), then puts back the manifests
-    that are missing (an existing different file is kept and reported unless ``--force``).
+    that are missing (an existing different file is kept and reported unless ``--force``), with the mode the
+    service writes them with (:data:`EXPORT_MANIFEST_MODE`).
+
+    The Redis part is all or nothing: before a batch is written, the target's current value and TTL of each of
+    its keys is saved (``DUMP``/``PTTL``) into a private, unnamed temporary file; when any batch fails, the keys
+    the restore created are deleted and the replaced ones are put back with their remaining TTL (one whose TTL ran
+    out meanwhile stays gone), then the error is raised. (A restore killed outright cannot roll back.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -56,6 +64,10 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_EXPORT_MANIFEST_BYTES = 16 * 1024 * 1024
 """Largest export or case manifest put back (they are small JSON files; a bigger one is not ours)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+EXPORT_MANIFEST_MODE = 0o644
+"""Mode of a restored export or case manifest: the one :mod:`pipeline.recording.export` creates them with (its
+``_claim_names``), set explicitly so that the restoring process's umask does not widen or narrow it."""
+_ROLLBACK_HEADER = struct.Struct(">IqQ")  # key length, TTL deadline (monotonic ms, -1: none), payload length
 
 Progress = Callable[[str], None]
 
@@ -173,10 +185,43 @@ def _bgsave(client: redis.Redis, progress: Progress, timeout_s: float = 3600) ->
         time.sleep(0.1)
 
 
-def _manifest_files(exports_root: Path) -> list[Path]:
+def _manifest_files(exports_root: Path, progress: Progress = print) -> list[Path]:
+    """The ``*.json`` regular files under ``exports_root``, found without following any symbolic link (a linked
+    file or folder is left out and reported: a backup never holds what a link points at)."""
     if not exports_root.is_dir():
         return []
-    return sorted(p for p in exports_root.rglob("*.json") if p.is_file())
+    found: list[Path] = []
+    for top, folders, names in os.walk(exports_root, followlinks=False):
+        for name in sorted(folders + names):
+            path = Path(top) / name
+            if path.is_symlink() and (name.endswith(".json") or name in folders):
+                progress(f"backup: left out the symbolic link {path} (a backup holds no link nor its target)")
+        found += [Path(top) / n for n in names if n.endswith(".json") and _is_plain_file(Path(top) / n)]
+    return sorted(found)
+
+
+def _is_plain_file(path: Path) -> bool:
+    """True for a regular file that is not a symbolic link."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _copy_plain_file(path: Path, dest: Path) -> bool:
+    """Copy ``path`` to a new ``dest`` (mode 0600) only when it is still a regular file, opened without following
+    a link (``O_NOFOLLOW``: one swapped in since the listing is refused); False when it was not copied."""
+    try:
+        src_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(src_fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            return False
+        dest_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(dest_fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return True
 
 
 def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Progress = print) -> BackupResult:
@@ -208,12 +253,13 @@ def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Prog
     progress("backup: the snapshot loads; it holds " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     files = [{"path": RDB_FILE, "bytes": target.stat().st_size, "sha256": sha256_file(target)}]
     copied = 0
-    for path in _manifest_files(exports_root):
+    for path in _manifest_files(exports_root, progress):
         rel = Path(MANIFESTS_DIR) / path.relative_to(exports_root)
         dest = folder / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dest)
-        os.chmod(dest, 0o600)
+        if not _copy_plain_file(path, dest):
+            progress(f"backup: left out {path}: no longer a regular file")
+            continue
         files.append({"path": str(rel), "bytes": dest.stat().st_size, "sha256": sha256_file(dest)})
         copied += 1
     progress(f"backup: copied {copied} export/case manifests")
@@ -348,13 +394,12 @@ def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool =
     if present and not force:
         raise BackupError(f"the target Redis already holds {present} keys; restore only into an empty database, or "
                           "pass --force to replace keys of the same name (other keys are kept)")
-    restored, expired = 0, 0
-    with snapshot_server(folder / RDB_FILE, int(manifest.get("db", 0))) as snap:
-        total = int(snap.dbsize())
-        for batch in _key_batches(snap):
-            written, gone = _restore_batch(snap, client, batch, force, restored)
-            restored, expired = restored + written, expired + gone
-            progress(f"restore: {restored}/{total} keys" + (f" ({expired} expired meanwhile)" if expired else ""))
+    with snapshot_server(folder / RDB_FILE, int(manifest.get("db", 0))) as snap, _Rollback(client) as rollback:
+        try:
+            restored = _copy_keys(snap, client, force, rollback, progress)
+        except BaseException as exc:
+            rollback.undo(exc, progress)
+            raise
     counts = store_counts(client)
     progress("restore: the store now holds " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     put_back = sum(_put_back(folder / entry["path"], dest, entry["sha256"], force, progress)
@@ -363,28 +408,130 @@ def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool =
     return BackupResult(folder, restored, counts, put_back)
 
 
+def _copy_keys(snap: redis.Redis, client: redis.Redis, force: bool, rollback: _Rollback,
+               progress: Progress) -> int:
+    """Copy every key of the snapshot to the target, batch by batch, each saved in ``rollback`` first; the number
+    of keys written (a key that SCAN names twice is copied once)."""
+    restored, expired = 0, 0
+    total = int(snap.dbsize())
+    seen: set[bytes] = set()
+    for scanned in _key_batches(snap):
+        batch = [key for key in dict.fromkeys(scanned) if key not in seen]
+        seen.update(batch)
+        written, gone = _restore_batch(snap, client, batch, force, restored, rollback)
+        restored, expired = restored + written, expired + gone
+        progress(f"restore: {restored}/{total} keys" + (f" ({expired} expired meanwhile)" if expired else ""))
+    return restored
+
+
+class _Rollback:
+    """The target's keys as they were before a restore wrote them: replaced values (``DUMP`` payload and the
+    monotonic time their TTL ends) in a private, unnamed temporary file, created keys in memory; :meth:`undo`
+    puts the target back."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._file: Any = None
+        self._created: list[bytes] = []
+        self._saved = 0
+        self._unchanged: set[bytes] = set()
+
+    def __enter__(self) -> _Rollback:
+        self._file = tempfile.TemporaryFile(prefix="cctv-restore-rollback-")  # mode 0600, unlinked already
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def save(self, batch: list[bytes]) -> None:
+        """Record the current value and TTL of every key of ``batch`` in the target, before it is written."""
+        if not batch:
+            return
+        read = self._client.pipeline(transaction=True)  # PTTL and DUMP of a key seen at one instant
+        for key in batch:
+            read.pttl(key)
+            read.dump(key)
+        answers = read.execute()
+        now_ms = int(time.monotonic() * 1000)
+        for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True):
+            if payload is None:
+                self._created.append(key)
+                continue
+            deadline = now_ms + int(ttl) if int(ttl) >= 0 else -1
+            self._file.write(_ROLLBACK_HEADER.pack(len(key), deadline, len(payload)) + key + payload)
+            self._saved += 1
+
+    def forget(self, keys: list[bytes]) -> None:
+        """``keys`` were saved but the target refused to write them: they are as they were, the rollback leaves
+        them alone (it may not even have the right to write them)."""
+        self._unchanged.update(keys)
+
+    def undo(self, cause: BaseException, progress: Progress) -> None:
+        """Delete the keys the restore created and put back those it replaced; BackupError naming ``cause`` when
+        the target cannot be put back."""
+        created = [key for key in self._created if key not in self._unchanged]
+        logger.warning("restore failed (%s); rolling back %d created and %d replaced keys", cause, len(created),
+                       self._saved)
+        try:
+            for start in range(0, len(created), BATCH):  # first: frees memory for what follows
+                self._client.delete(*created[start:start + BATCH])
+            self._put_back_saved()
+        except Exception as exc:  # noqa: BLE001 (reported with the cause; the target is then partly restored)
+            raise BackupError(f"the restore failed ({cause}) and so did putting the target back ({exc}): the "
+                              "target Redis now holds part of the backup; restore it again") from exc
+        progress(f"restore: failed; the target is as it was ({len(created)} created keys deleted, "
+                 f"{self._saved} replaced keys put back)")
+
+    def _put_back_saved(self) -> None:
+        self._file.flush()
+        self._file.seek(0)
+        write = self._client.pipeline(transaction=False)
+        for count, (key, deadline, payload) in enumerate(self._records(), 1):
+            if key in self._unchanged:
+                continue
+            remaining = deadline - int(time.monotonic() * 1000)
+            if deadline >= 0 and remaining <= 0:
+                write.delete(key)  # its TTL ran out meanwhile: it would be gone by now
+            else:
+                write.restore(key, remaining if deadline >= 0 else 0, payload, replace=True)
+            if count % BATCH == 0:
+                write.execute()
+        write.execute()
+
+    def _records(self) -> Iterator[tuple[bytes, int, bytes]]:
+        while header := self._file.read(_ROLLBACK_HEADER.size):
+            key_len, deadline, payload_len = _ROLLBACK_HEADER.unpack(header)
+            key = self._file.read(key_len)
+            yield key, deadline, self._file.read(payload_len)
+
+
 def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], force: bool,
-                   restored: int) -> tuple[int, int]:
-    """Copy one batch of keys from the snapshot to the target; ``(written, expired)``: a key that expired (or
-    is about to, PTTL 0) between SCAN and DUMP is not written and not counted as restored."""
+                   restored: int, rollback: _Rollback) -> tuple[int, int]:
+    """Copy one batch of keys from the snapshot to the target, saving what they replace in ``rollback`` first;
+    ``(written, expired)``: a key that expired (or is about to, PTTL 0) between SCAN and DUMP is not written and
+    not counted as restored. BackupError when the target refuses a key (the refused keys are unchanged: the
+    rollback leaves them alone; the message never shows a payload)."""
     read = snap.pipeline(transaction=False)
     for key in batch:
         read.pttl(key)
         read.dump(key)
     answers = read.execute()
+    live = [(key, int(ttl), payload) for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True)
+            if payload is not None and int(ttl) not in (0, -2)]  # gone; RESTORE with TTL 0 would make it immortal
+    rollback.save([key for key, _, _ in live])
     write = client.pipeline(transaction=False)
-    written = 0
-    for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True):
-        if payload is None or int(ttl) == 0 or int(ttl) == -2:
-            continue  # gone; RESTORE with TTL 0 would even make it live for ever
-        write.restore(key, max(int(ttl), 0), payload, replace=force)
-        written += 1
-    try:
-        write.execute()
-    except redis.ResponseError as exc:
-        raise BackupError(f"RESTORE refused after {restored} keys: {exc} (without --force an existing key "
-                          "is never replaced; the admin URL is needed for RESTORE)") from None
-    return written, len(batch) - written
+    for key, ttl, payload in live:
+        write.restore(key, max(ttl, 0), payload, replace=force)
+    results = write.execute(raise_on_error=False) if live else []
+    refused = [(key, result) for (key, _, _), result in zip(live, results, strict=True)
+               if isinstance(result, Exception)]
+    if refused:
+        rollback.forget([key for key, _ in refused])
+        key, error = refused[0]
+        raise BackupError(f"RESTORE refused after {restored} keys: {len(refused)} key(s) of the next batch, first "
+                          f"{key!r}: {error} (without --force an existing key is never replaced; the admin URL is "
+                          "needed for RESTORE)")
+    return len(live), len(batch) - len(live)
 
 
 def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Progress) -> int:
@@ -397,8 +544,12 @@ def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Prog
         return 0
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.restore-tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of an interrupted restore (or a link planted there)
     try:
-        shutil.copyfile(source, tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, EXPORT_MANIFEST_MODE)
+        with os.fdopen(fd, "wb") as dst, source.open("rb") as src:
+            os.fchmod(dst.fileno(), EXPORT_MANIFEST_MODE)  # not narrowed (nor widened) by the umask
+            shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
