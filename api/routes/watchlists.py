@@ -41,7 +41,9 @@ def _get(wl: WatchlistStore, watchlist_id: str) -> dict:
 @router.get("", response_model=list[WatchlistOut], summary="List watchlists")
 def list_watchlists(_: Investigator, client: RedisDep) -> list[WatchlistOut]:
     wl = WatchlistStore(client)
-    return [_out(w, len(wl.list_entries(w["id"]))) for w in wl.list_watchlists()]
+    lists = wl.list_watchlists()
+    counts = wl.entry_counts([w["id"] for w in lists])  # HLEN each: no entry is read to count them
+    return [_out(w, counts[w["id"]]) for w in lists]
 
 
 @router.post("", response_model=WatchlistOut, status_code=201, summary="Create a watchlist")
@@ -54,7 +56,7 @@ def create_watchlist(body: WatchlistCreate, admin: Admin, client: RedisDep, stor
 @router.get("/{watchlist_id}", response_model=WatchlistOut, summary="One watchlist")
 def get_watchlist(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> WatchlistOut:
     wl = WatchlistStore(client)
-    return _out(_get(wl, watchlist_id), len(wl.list_entries(watchlist_id)))
+    return _out(_get(wl, watchlist_id), wl.entry_counts([watchlist_id])[watchlist_id])
 
 
 @router.patch("/{watchlist_id}", response_model=WatchlistOut, summary="Rename or describe a watchlist")
@@ -64,7 +66,7 @@ def update_watchlist(body: WatchlistUpdate, admin: Admin, watchlist_id: Watchlis
     _get(wl, watchlist_id)
     w = wl.update_watchlist(watchlist_id, **body.model_dump(exclude_none=True))
     store.audit(admin.username, "watchlist_update", {"watchlist_id": watchlist_id, **body.model_dump()})
-    return _out(w, len(wl.list_entries(watchlist_id)))
+    return _out(w, wl.entry_counts([watchlist_id])[watchlist_id])
 
 
 @router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist and its entries")
@@ -129,7 +131,8 @@ def _check_plate(text: str) -> tuple[str, str | None]:
 
 
 @router.patch("/{watchlist_id}/entries/{entry_id}", response_model=EntryOut, summary="Edit a watchlist entry",
-              description="Changes reason, severity, expiry, cameras and (plate entries) plate text, fuzzy and "
+              description="Changes reason, severity, expiry, cameras, enabled (false pauses the entry: kept "
+                          "and listed, never alerts; true resumes it) and (plate entries) plate text, fuzzy and "
                           "max_distance or (person entries) threshold in place: the entry keeps its id, so its past "
                           "alerts stay linked. A new plate text is normalised. Bumps the watchlist version so the "
                           "engine re-reads the entries; audited as `watchlist_entry_update`.")

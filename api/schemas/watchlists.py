@@ -19,6 +19,8 @@ FUZZY_DOC = ("Also alert on near misses: reads whose weighted edit distance to t
              "(a look-alike substitution such as ข/ช or 8/B costs 0.4, any other edit 1). Off by default: an exact "
              "entry never alerts on a near miss.")
 MAX_DISTANCE_DOC = "Fuzzy entries: largest distance alerted (0-1.9: at most one arbitrary edit). Ignored when exact."
+ENABLED_DOC = ("Whether the entry alerts. A disabled (paused) entry is kept and listed but never matches; entries "
+               "stored before this field existed are enabled.")
 
 Expiry = Annotated[float, Field(ge=0, allow_inf_nan=False, description="UTC epoch seconds; null = never expires.")]
 """A finite expiry time (NaN would never expire, and cannot be written back as JSON)."""
@@ -62,6 +64,7 @@ class PlateEntryCreate(BaseModel):
     severity: Severity = "medium"
     expires_at: Expiry | None = None
     cameras: Cameras | None = None
+    enabled: bool = Field(default=True, description=ENABLED_DOC)
 
 
 class FaceEntryCreate(BaseModel):
@@ -72,6 +75,7 @@ class FaceEntryCreate(BaseModel):
     severity: Severity = "medium"
     expires_at: Expiry | None = None
     cameras: Cameras | None = None
+    enabled: bool = Field(default=True, description=ENABLED_DOC)
 
 
 class EntryOut(BaseModel):
@@ -91,9 +95,16 @@ class EntryOut(BaseModel):
     severity: Severity = "medium"
     expires_at: float | None = None
     cameras: list[str] | None = None
+    enabled: bool = Field(default=True, description=ENABLED_DOC)
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled_unless_false(cls, value: object) -> object:
+        """An entry stored without the field (or with null) is enabled."""
+        return True if value is None else value
 
 
-NOT_NULLABLE_ENTRY_FIELDS = ("plate", "fuzzy", "max_distance", "reason", "severity", "threshold")
+NOT_NULLABLE_ENTRY_FIELDS = ("plate", "fuzzy", "max_distance", "reason", "severity", "threshold", "enabled")
 
 
 class EntryUpdate(BaseModel):
@@ -101,7 +112,7 @@ class EntryUpdate(BaseModel):
 
     ``expires_at: null`` removes the expiry and ``cameras: null`` makes the entry apply to every camera; the other
     fields cannot be null. ``plate``, ``fuzzy`` and ``max_distance`` apply to plate entries, ``threshold`` to person
-    entries.
+    entries. ``enabled: false`` pauses the entry (kept, listed, never alerts); ``enabled: true`` resumes it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -115,6 +126,7 @@ class EntryUpdate(BaseModel):
     severity: Severity | None = None
     expires_at: Expiry | None = None
     cameras: Cameras | None = None
+    enabled: bool | None = Field(default=None, description="False pauses the entry, true resumes it.")
 
     @field_validator(*NOT_NULLABLE_ENTRY_FIELDS, mode="before")
     @classmethod

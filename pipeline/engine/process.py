@@ -108,7 +108,7 @@ def build_engine(
     spool = EventSpool(spool_dir or spool_folder(config), int(config.engine.spool_max_mb * 1024 * 1024))
     metrics = EngineMetrics(engine_id or f"{socket.gethostname()}-{os.getpid()}")
     publisher = SpooledPublisher(store, spool)
-    matcher = WatchlistMatcher(WatchlistStore(client))
+    matcher = WatchlistMatcher(WatchlistStore(client), alert_cooldown_s=config.engine.watchlist_alert_cooldown_s)
     engine = Engine(config, models, plate_reader, publisher=publisher, matcher=matcher,
                     recordings_dir=recordings_dir or settings.recordings_dir, metrics=metrics, live=live,
                     plate_rectifier=plate_rectifier)

@@ -14,6 +14,14 @@ one arbitrary edit, or up to four look-alike substitutions. Exact entries (the d
 
 Each (event, entry) pair alerts once: an event's later versions do not raise the same alert again, and the alert
 id is derived from the pair so that a re-delivered alert is deduplicated by the store.
+
+Plate alerts also have a cooldown (``alert_cooldown_s``, :data:`DEFAULT_ALERT_COOLDOWN_S` = 5 minutes by default):
+a vehicle whose track is lost and found again gets a new event, but the same entry matched by the same (normalised)
+plate read on the same camera alerts once per window. Another camera, another read of a fuzzy entry, or the
+same plate after the window alerts again. The window is kept in Redis (:meth:`WatchlistStore.claim_alert`, ``SET NX``
+with a TTL) so it survives an engine restart; the alert that opened a window may always be raised again (a restart
+between claiming and publishing does not lose it, the store drops the duplicate id). While Redis is unreachable
+the windows are kept in memory. Face alerts have no cooldown.
 """
 
 from __future__ import annotations
@@ -25,15 +33,23 @@ from typing import Any
 
 import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.plates.fuzzy import plate_distance
 from pipeline.store.plates import normalise_plate
+from pipeline.store.watchlists import cooldown_key
 
 logger = logging.getLogger(__name__)
 
 SEVERITIES = ("low", "medium", "high", "critical")
+
+DEFAULT_ALERT_COOLDOWN_S = 300.0
+"""Default plate alert cooldown: one alert per (entry, camera, plate) every 5 minutes."""
+
+MAX_ALERT_COOLDOWN_S = 86_400.0
+"""Longest cooldown accepted (a day): a longer one would silence a wanted vehicle for too long."""
 
 
 def _normalise(text: str) -> str:
@@ -50,9 +66,15 @@ def alert_id_for(event_id: str, watchlist_id: str, entry_id: str) -> str:
 class WatchlistMatcher:
     """Matches plate and face events against the watchlists stored in Redis."""
 
-    def __init__(self, store: Any, refresh_interval_s: float = 1.0) -> None:
+    def __init__(self, store: Any, refresh_interval_s: float = 1.0,
+                 alert_cooldown_s: float = DEFAULT_ALERT_COOLDOWN_S) -> None:
+        """``alert_cooldown_s``: plate alert window per (entry, camera, plate), 0 to 1 day; 0 turns it off."""
+        if not 0.0 <= alert_cooldown_s <= MAX_ALERT_COOLDOWN_S:
+            raise ValueError(f"alert_cooldown_s must be within 0..{MAX_ALERT_COOLDOWN_S:g}, not {alert_cooldown_s!r}")
         self.store = store
         self.refresh_interval_s = refresh_interval_s
+        self.alert_cooldown_s = alert_cooldown_s
+        self._cooldowns: dict[str, tuple[str, float]] = {}
         self._version: Any = object()
         self._checked_at = 0.0
         self._plates: list[Any] = []
@@ -123,8 +145,39 @@ class WatchlistMatcher:
                 del self._alerted[key]
         return True
 
+    def _claim_locally(self, key: str, alert_id: str) -> bool:
+        """In-memory cooldown (Redis unreachable, or a store without :meth:`claim_alert`); same rules."""
+        now = time.monotonic()
+        holder = self._cooldowns.get(key)
+        if holder is not None and holder[1] > now and holder[0] != alert_id:
+            return False
+        if holder is None or holder[1] <= now:
+            self._cooldowns[key] = (alert_id, now + self.alert_cooldown_s)
+        if len(self._cooldowns) > 100_000:  # bounded memory: drop the closed windows
+            self._cooldowns = {k: v for k, v in self._cooldowns.items() if v[1] > now}
+        return True
+
+    def _cooldown_allows(self, entry: Any, camera_id: str, plate: str, alert_id: str) -> bool:
+        """Whether the (entry, camera, plate) cooldown lets ``alert_id`` through (see the module docstring)."""
+        if self.alert_cooldown_s <= 0:
+            return True
+        key = cooldown_key(entry.watchlist_id, entry.entry_id, camera_id, plate)
+        claim = getattr(self.store, "claim_alert", None)
+        if claim is None:
+            return self._claim_locally(key, alert_id)
+        try:
+            allowed = bool(claim(key, alert_id, self.alert_cooldown_s))
+        except RedisError as exc:  # Redis down or read-only (fail-over): never lose the alert for it
+            logger.debug("alert cooldown kept in memory: %s", exc)
+            return self._claim_locally(key, alert_id)
+        if not allowed:
+            logger.debug("alert %s held back: entry %s already alerted on %s for %s within %ss", alert_id,
+                         entry.entry_id, camera_id, plate, self.alert_cooldown_s)
+        return allowed
+
     def match_plate(self, event: PlateEvent) -> list[Alert]:
-        """Alerts raised by a plate event (at most one per watchlist entry and event)."""
+        """Alerts raised by a plate event (at most one per watchlist entry and event, and one per entry, camera and
+        plate read within the cooldown)."""
         self.refresh()
         if not event.plate_text:
             return []
@@ -144,8 +197,9 @@ class WatchlistMatcher:
                     continue
                 distance = 0.0
             alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.entry_id)
-            if not self._first_time(alert_id):
+            if alert_id in self._alerted or not self._cooldown_allows(entry, event.camera_id, text, alert_id):
                 continue
+            self._first_time(alert_id)
             alerts.append(Alert(
                 alert_id=alert_id, kind="plate", watchlist_id=entry.watchlist_id, entry_id=entry.entry_id,
                 event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",

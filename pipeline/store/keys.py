@@ -50,6 +50,8 @@ Watchlists and persons (written by the API, read by the engine through :class:`p
 ``wl:{id}:entries``          HASH    entry_id -> JSON entry (plate entries; face entries reference a person_id).
 ``person:ids``               SET     person ids.
 ``person:{id}``              HASH    name, notes, created_at, updated_at, dim, embeddings (k x d float32 bytes).
+``wl:cooldown:{sha1}``       STRING  id of the plate alert that opened a watchlist alert window for one (watchlist, entry,
+                                     camera, plate); PX = ``engine.watchlist_alert_cooldown_s``.
 ``wl:version``               STRING  INCR on every watchlist/person change (engine caches entries per version).
 
 API-side keys (owned by ``api/``): ``user:*``, ``users``, ``token:*``, ``apikey:*``, ``rl:*``, ``audit``,

@@ -3,10 +3,17 @@
 The API writes through the ``create_*``/``put_*``/``delete_*`` methods; the engine reads the active entries with
 :meth:`WatchlistStore.plate_entries` / :meth:`WatchlistStore.face_entries` and re-reads only when
 :meth:`WatchlistStore.version` changed. Every change runs in one MULTI/EXEC together with ``INCR wl:version``.
+
+An entry's ``enabled`` flag pauses it without deleting it: a disabled entry is never handed to the engine. Entries
+stored before the flag existed (no ``enabled`` field, or null) count as enabled.
+
+:meth:`WatchlistStore.claim_alert` keeps the engine's per-(entry, camera, plate) alert cooldown in Redis
+(``wl:cooldown:<digest>``, a string with a TTL), so that it survives an engine restart and is shared by engines.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -76,6 +83,29 @@ def _json_object(raw: Any) -> dict | None:
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     return value if isinstance(value, dict) else None
+
+
+def _created_at(entry: dict) -> float:
+    """An entry's creation time for sorting (0 when missing or not a number)."""
+    value = entry.get("created_at", 0)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def is_enabled(entry: dict) -> bool:
+    """Whether a stored entry is enabled: only an explicit ``enabled: false`` pauses it (older entries lack the
+    field and count as enabled)."""
+    return entry.get("enabled") is not False
+
+
+COOLDOWN_PREFIX = "wl:cooldown:"
+"""Prefix of the alert cooldown keys (STRING holding the alert id that opened the window, with a TTL)."""
+
+
+def cooldown_key(watchlist_id: str, entry_id: str, camera_id: str, plate: str) -> str:
+    """Redis key of the alert cooldown of one (entry, camera, plate): a digest, so that ids holding ``:`` or long
+    camera names cannot collide with or bloat other keys."""
+    digest = hashlib.sha1(json.dumps([watchlist_id, entry_id, camera_id, plate]).encode()).hexdigest()
+    return f"{COOLDOWN_PREFIX}{digest}"
 
 
 def _number(raw: Any) -> float:
@@ -176,13 +206,13 @@ class WatchlistStore:
         return out
 
     def plate_entries(self, now: float | None = None) -> list[PlateWatchEntry]:
-        """Active (unexpired) plate entries of every plate watchlist."""
+        """Active (enabled and unexpired) plate entries of every plate watchlist."""
         now = time.time() if now is None else now
         entries = []
         for w, raw in self._lists_with_entries("plate"):
             for entry_id, entry in raw.items():
                 try:
-                    if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                    if not is_enabled(entry) or (entry.get("expires_at") is not None and entry["expires_at"] <= now):
                         continue
                     entries.append(PlateWatchEntry(watchlist_id=w["id"], **{
                         k: entry[k] for k in ("entry_id", "plate", "province", "fuzzy", "max_distance", "reason",
@@ -195,14 +225,15 @@ class WatchlistStore:
         return entries
 
     def face_entries(self, now: float | None = None) -> list[FaceWatchEntry]:
-        """Active face entries (persons on face watchlists) with their L2-normalised embeddings."""
+        """Active (enabled and unexpired) face entries (persons on face watchlists) with their L2-normalised
+        embeddings."""
         now = time.time() if now is None else now
         entries = []
         persons: dict[str, dict | None] = {}
         for w, raw in self._lists_with_entries("face"):
             for entry_id, entry in raw.items():
                 try:
-                    if entry.get("expires_at") is not None and entry["expires_at"] <= now:
+                    if not is_enabled(entry) or (entry.get("expires_at") is not None and entry["expires_at"] <= now):
                         continue
                     pid = str(entry["person_id"])
                     if pid not in persons:
@@ -272,16 +303,33 @@ class WatchlistStore:
         return bool(removed)
 
     # -- entries ----------------------------------------------------------------------------------------------
+    def entry_counts(self, watchlist_ids: list[str]) -> dict[str, int]:
+        """Number of entries of each watchlist (expired and disabled ones included), one ``HLEN`` each in a single
+        round trip: no entry is read or decoded."""
+        pipe = self.client.pipeline(transaction=False)
+        for wid in watchlist_ids:
+            pipe.hlen(keys.watchlist_entries(wid))
+        return {wid: int(n) for wid, n in zip(watchlist_ids, pipe.execute(), strict=True)}
+
     def list_entries(self, watchlist_id: str) -> list[dict]:
         """Raw entries of a watchlist (expired ones included), sorted by creation time."""
         raw = self.client.hgetall(keys.watchlist_entries(watchlist_id))
-        entries = [json.loads(v) for v in raw.values()]
-        return sorted(entries, key=lambda e: (e.get("created_at", 0), e["entry_id"]))
+        entries = []
+        for k, v in raw.items():
+            entry = _json_object(v)
+            if entry is None or not isinstance(entry.get("entry_id"), str):
+                logger.warning("watchlist %s: entry %s is damaged; not listed", watchlist_id, _s(k))
+                continue
+            entries.append(entry)
+        return sorted(entries, key=lambda e: (_created_at(e), e["entry_id"]))
 
     def get_entry(self, watchlist_id: str, entry_id: str) -> dict | None:
         """One raw entry, or None."""
         raw = self.client.hget(keys.watchlist_entries(watchlist_id), entry_id)
-        return json.loads(raw) if raw else None
+        entry = _json_object(raw) if raw else None
+        if raw and entry is None:
+            logger.warning("watchlist %s: entry %s is damaged; treated as missing", watchlist_id, entry_id)
+        return entry
 
     def put_entry(self, watchlist_id: str, entry: dict) -> dict | None:
         """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised, a province typed
@@ -347,6 +395,23 @@ class WatchlistStore:
         pipe.incr(keys.WATCHLIST_VERSION)
         removed, _ = pipe.execute()
         return bool(removed)
+
+    # -- alert cooldown (engine) ------------------------------------------------------------------------------
+    def claim_alert(self, key: str, alert_id: str, ttl_s: float) -> bool:
+        """Whether ``alert_id`` may be raised under the cooldown ``key`` (:func:`cooldown_key`).
+
+        The first alert opens the window (``SET key alert_id NX PX ttl``); another alert id is refused until the key
+        expires. The alert that holds the window is always allowed again, so an alert re-raised after an engine
+        restart (crashed between claiming and publishing) is not lost: its deterministic id lets the event store drop
+        the duplicate. Redis errors propagate (the caller decides how to degrade).
+        """
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if self.client.set(key, alert_id, nx=True, px=ttl_ms):
+            return True
+        holder = self.client.get(key)
+        if holder is None:  # expired between SET and GET: take the new window
+            return bool(self.client.set(key, alert_id, nx=True, px=ttl_ms)) or _s(self.client.get(key)) == alert_id
+        return _s(holder) == alert_id
 
     # -- persons ----------------------------------------------------------------------------------------------
     def create_person(self, name: str, embeddings: np.ndarray, notes: str = "", created_by: str = "") -> dict:

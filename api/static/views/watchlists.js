@@ -126,6 +126,9 @@ async function showMatches(list, entry, label) {
   await pending;
 }
 
+/** Entries stored before the flag existed have no `enabled`: they are active. */
+const isEnabled = (entry) => entry.enabled !== false;
+
 function expiryText(entry) {
   if (!entry.expires_at) return t("watchlists.never");
   return entry.expires_at * 1000 < Date.now() ? `${t("watchlists.expired")} ${fmtTime(entry.expires_at)}`
@@ -172,6 +175,12 @@ export const watchlistsView = {
           : () => personDialog(list, null, persons, cameras).then(async (ok) => ok && (toast(t("ok.saved"), "ok", 3000), await loadPersons(), paintMain()));
         const edit = (entry) => (list.kind === "plate" ? plateDialog(list, entry, cameras) : personDialog(list, entry, persons, cameras))
           .then(async (ok) => { if (ok) { toast(t("ok.saved"), "ok", 3000); await loadPersons(); paintMain(); } });
+        // Pause (kept and listed, never alerts) or resume an entry in place.
+        const toggle = async (entry) => {
+          const done = await attempt(() => api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PATCH",
+            body: { enabled: !isEnabled(entry) } }).then(() => true), { okMessage: t("ok.saved") });
+          if (done) paintMain();
+        };
         const remove = async (entry) => {
           if (!window.confirm(t("common.confirm_delete", { name: entryLabel(entry, persons) }))) return;
           const done = await attempt(() => api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "DELETE" }).then(() => true),
@@ -191,14 +200,18 @@ export const watchlistsView = {
           list.description ? h("p", { class: "muted" }, list.description) : null,
           entries.length ? h("div", { class: "table-wrap" }, h("table", { id: "wl-entries" },
             h("thead", {}, h("tr", {}, [t("watchlists.entries"), t("common.reason"), t("common.severity"),
-              t("watchlists.expires"), t("common.cameras"), ""].map((c) => h("th", {}, c)))),
-            h("tbody", {}, entries.map((entry) => h("tr", { dataset: { entryId: entry.entry_id } },
+              t("watchlists.expires"), t("common.cameras"), t("watchlists.state"), ""].map((c) => h("th", {}, c)))),
+            h("tbody", {}, entries.map((entry) => h("tr", { dataset: { entryId: entry.entry_id, enabled: String(isEnabled(entry)) },
+              class: isEnabled(entry) ? "" : "muted" },
               h("td", { class: list.kind === "plate" ? "plate-text" : "" }, entryLabel(entry, persons),
                 entry.fuzzy ? h("span", { class: "muted" }, " ≈") : null),
               h("td", { class: "entry-reason" }, entry.reason || "–"), h("td", {}, severityBadge(entry.severity)),
               h("td", { class: "entry-expires" }, expiryText(entry)),
               h("td", { class: "entry-cameras" }, entry.cameras ? entry.cameras.map(cameraName).join(", ") : t("common.all_cameras")),
+              h("td", { class: "entry-state" }, isEnabled(entry) ? t("watchlists.active") : t("watchlists.paused")),
               h("td", { class: "row" },
+                h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "toggle" },
+                  onclick: () => toggle(entry) }, isEnabled(entry) ? t("watchlists.pause") : t("watchlists.resume")),
                 h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "matches" },
                   onclick: () => showMatches(list, entry, entryLabel(entry, persons)) }, t("watchlists.matches")),
                 h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "edit" },

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import redis
 
+from pipeline.store import WatchlistStore
 from tests.api.web.serving import served
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -595,7 +596,6 @@ def test_watchlists_as_admin(browser, server, web_data):
     assert "1กอ5181" in row.text and "Critical" in row.text and "Bangkok night traffic B" in row.text
     assert len(css(browser, "#wl-entries tbody tr")) == 1
     wid = css(browser, "#watchlist-list button.active")[0].get_attribute("data-watchlist-id")
-    from pipeline.store import WatchlistStore
 
     [stored] = WatchlistStore(server.client).list_entries(wid)
     assert (stored["entry_id"], stored["plate"], stored["severity"], stored["cameras"]) == (
@@ -619,6 +619,28 @@ def test_watchlists_as_admin(browser, server, web_data):
     wait_until(browser, lambda d: image_loaded(d, "#wl-matches img"), message="match crop did not load")
     shot(browser, "11c_watchlist_matches")
     css(browser, 'dialog [data-role="submit"]')[0].click()
+
+
+def test_watchlist_entry_paused_and_resumed(browser, server):
+    store = WatchlistStore(server.client)
+    w = store.create_watchlist("plate", "Pause test")
+    entry = store.put_entry(w["id"], {"plate": "1กอ 5180", "reason": "stolen", "severity": "high"})
+    login(browser, server, "boss")
+    wait(browser, "#nav a")
+    browser.get(server.url + f"/#/watchlists/{w['id']}")
+    sel = f'#wl-entries tr[data-entry-id="{entry["entry_id"]}"]'
+    row = wait(browser, sel)
+    assert row.get_attribute("data-enabled") == "true" and "Active" in row.text
+    row.find_element("css selector", '[data-action="toggle"]').click()
+    wait_until(browser, lambda d: d.find_element("css selector", sel).get_attribute("data-enabled") == "false",
+               message="the entry was not shown paused")
+    row = css(browser, sel)[0]
+    assert "Paused" in row.text and "Resume" in row.text
+    assert store.get_entry(w["id"], entry["entry_id"])["enabled"] is False and store.plate_entries() == []
+    row.find_element("css selector", '[data-action="toggle"]').click()
+    wait_until(browser, lambda d: d.find_element("css selector", sel).get_attribute("data-enabled") == "true",
+               message="the entry was not shown resumed")
+    assert store.get_entry(w["id"], entry["entry_id"])["enabled"] is True
 
 
 def test_admin_edits_role_and_cameras_of_a_user(browser, server):
