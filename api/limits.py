@@ -11,10 +11,15 @@
 The limit is ``max_upload_bytes * max_photos`` plus 64 KiB of form overhead for ``multipart/form-data`` sent to a
 route that takes file uploads (image uploads; each file is also checked against ``max_upload_bytes`` by
 :func:`api.images.read_upload`) and ``max_body_bytes`` for every other body (JSON, and a form sent anywhere else).
+
+The login limits (:func:`login_address`, :func:`account_free_failures` and the ``LOGIN_*`` constants below) are here
+too: failed password checks are counted per (user, address group), per address group and per account; see
+:func:`api.routes.auth.login`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import Iterator
@@ -35,6 +40,48 @@ PUBLIC_BODY_PATHS = frozenset({"/api/auth/login"})
 """Paths that take a body from anonymous callers."""
 FORM_OVERHEAD = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# -- login limits ------------------------------------------------------------------------------------------------
+# An attacker with many addresses (a botnet, the 2^64 addresses of one IPv6 /64) gets CCTV_LOGIN_MAX_PER_USER free
+# guesses per address at one account, and each new address starts at no backoff. The per-account limit counts the
+# failures of one account from every address together; its waits are capped low (LOGIN_ACCOUNT_BACKOFF_MAX_S) so
+# that an attacker cannot keep the real user out for long, and it never applies at an address group where the
+# user signed in successfully lately (LOGIN_KNOWN_ADDRESS_*): a control-room operator at the usual desk is never
+# held up by someone else's guessing, whatever its rate.
+LOGIN_ACCOUNT_FREE_FACTOR = 4
+"""Failed logins of one account, from all addresses together, before each further attempt at it waits: this many
+times CCTV_LOGIN_MAX_PER_USER (20 with the default 5: a user mistyping at a few desks is never slowed down)."""
+LOGIN_ACCOUNT_BACKOFF_MAX_S = 300.0
+"""Longest per-account wait (5 minutes, or CCTV_LOGIN_BACKOFF_MAX_S if that is less). The wait starts at
+CCTV_LOGIN_BACKOFF_BASE_S and doubles per failure, so a sustained attack gets about one guess at an account per 5
+minutes (288 a day) however many addresses it has."""
+LOGIN_KNOWN_ADDRESS_S = 30 * 86400
+"""An address group where a user signed in successfully stays exempt from that user's account limit this long
+after the last success there (the per-(user, address) and per-address limits still apply)."""
+LOGIN_KNOWN_ADDRESS_MAX = 16
+"""At most this many known address groups are kept per user (the most recently used)."""
+LOGIN_IPV6_PREFIX = 64
+"""IPv6 addresses are counted per /64 (one site or host usually has a whole /64 to rotate through); IPv4 and
+IPv4-mapped IPv6 addresses are counted one by one."""
+
+
+def login_address(ip: str) -> str:
+    """The address group a login from ``ip`` is counted under: the IPv6 /64 network (``2001:db8::/64``), or the
+    address itself (IPv4, an IPv4-mapped IPv6 address as IPv4, anything that is not an address as it is)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])  # a zone id (fe80::1%eth0) names no other host
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, LOGIN_IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def account_free_failures(login_max_per_user: int) -> int:
+    """The free failed logins of one account from all addresses together (see :data:`LOGIN_ACCOUNT_FREE_FACTOR`)."""
+    return LOGIN_ACCOUNT_FREE_FACTOR * login_max_per_user
 
 
 class _StoreDown(Exception):

@@ -15,9 +15,13 @@ Keys
 ``apikey:{sha256(key)}``     STRING  JSON {key_id, username, name, created_at, expires_at, gen, scope}; EX = expiry
                                      (keys made before lifetimes were bounded may have none).
 ``user:{name}:apikeys``      HASH    key_id -> sha256(key).
-``rl:login:{key}``           HASH    failures, until: failed logins of one (user, address) pair or one address, with
-                                     the time before which further attempts are refused (exponential backoff).
+``rl:login:{key}``           HASH    failures, until: failed logins of one (user, address group) pair
+                                     (``u:{name}|ip:{group}``), one address group (``ip:{group}``) or one account
+                                     from every address (``acct:{name}``), with the time before which further
+                                     attempts are refused (exponential backoff; groups: :func:`api.limits.login_address`).
 ``rl:login:{key}:pending``   STRING  login attempts under that key still being checked (they count as failures).
+``rl:known:{name}``          ZSET    address groups where the user signed in successfully -> last success (epoch s);
+                                     attempts from these skip the per-account limit.
 ``bootstrap:admin``          STRING  set once when the first-run admin was created (only one process creates it).
 ``audit``                    STREAM  append-only: user, action, ip, params (JSON), results, status, at.
 ``export:{job_id}``          HASH    job state: status, progress, camera_id, start, end, requester, path, sha256, error.
@@ -108,13 +112,18 @@ LOGIN_PENDING_TTL_S = 60
 """A login turn that was never ended (a killed worker) is given back after this long."""
 
 # KEYS: n rate-limit hashes, then their n pending counters; ARGV: now, pending TTL, then n free-failure counts.
-# Returns "0" (go on: every pending counter was incremented), the seconds still to wait, or "-1" (busy: try in 1 s).
+# Returns "0" (go on: every pending counter was incremented), the longest wait still to run under any key (seconds),
+# or "-1" (busy: try in 1 s).
 _LOGIN_BEGIN = """
 local n = #KEYS / 2
 local now = tonumber(ARGV[1])
+local longest = 0
 for i = 1, n do
   local wait = tonumber(redis.call('HGET', KEYS[i], 'until') or '0') - now
-  if wait > 0 then return tostring(wait) end
+  if wait > longest then longest = wait end
+end
+if longest > 0 then return tostring(longest) end
+for i = 1, n do
   local failures = tonumber(redis.call('HGET', KEYS[i], 'failures') or '0')
   local pending = tonumber(redis.call('GET', KEYS[n + i]) or '0')
   if pending > 0 and failures + pending >= tonumber(ARGV[2 + i]) then return '-1' end
@@ -398,6 +407,22 @@ class ApiStore:
     def login_succeeded(self, key: str) -> None:
         """Forget the failures under ``key`` (a right password from that user and address)."""
         self.client.delete(f"rl:login:{key}")
+
+    def login_known(self, username: str, group: str, keep_s: float) -> bool:
+        """Whether ``username`` signed in successfully from address group ``group`` within the last ``keep_s``."""
+        last = self.client.zscore(f"rl:known:{username}", group)
+        return last is not None and float(last) > time.time() - keep_s
+
+    def login_remember(self, username: str, group: str, keep_s: int, keep_n: int) -> None:
+        """Remember a successful sign-in of ``username`` from ``group`` (kept ``keep_s`` seconds after the last, at
+        most the ``keep_n`` most recent groups per user)."""
+        key, now = f"rl:known:{username}", time.time()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {group: now})
+        pipe.zremrangebyscore(key, "-inf", now - keep_s)
+        pipe.zremrangebyrank(key, 0, -keep_n - 1)
+        pipe.expire(key, keep_s)
+        pipe.execute()
 
     # -- audit ------------------------------------------------------------------------------------------------
     def audit(self, user: str, action: str, params: dict[str, Any], results: int | None = None,

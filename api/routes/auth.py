@@ -1,4 +1,4 @@
-"""Login (with growing delays per user and client address), logout, who-am-I, own password and own API keys."""
+"""Login (with growing delays per user and client address, per address and per account), logout, who-am-I, own password and own API keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import logging
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
 from api.deps import ApiStoreDep, CurrentUser, SettingsDep
+from api.limits import (
+    LOGIN_ACCOUNT_BACKOFF_MAX_S,
+    LOGIN_KNOWN_ADDRESS_MAX,
+    LOGIN_KNOWN_ADDRESS_S,
+    account_free_failures,
+    login_address,
+)
 from api.schemas.auth import (
     USER_KEY_DEFAULT_DAYS,
     USER_KEY_MAX_DAYS,
@@ -34,12 +41,16 @@ def client_ip(request: Request) -> str:
 
 
 @router.post("/login", response_model=TokenOut, summary="Exchange a user name and password for a bearer token",
-             description="Failed logins are counted per (user name, client address) and per client address: past "
-                         "CCTV_LOGIN_MAX_PER_USER (resp. _PER_IP) failures each further attempt from there waits "
-                         "CCTV_LOGIN_BACKOFF_BASE_S, doubling per failure up to CCTV_LOGIN_BACKOFF_MAX_S (429 with "
-                         "Retry-After). Attempts still being checked count as failures (a burst of parallel guesses "
-                         "gets 429). A right password resets its pair; attempts from another address are not "
-                         "held up, so a flood from one address never locks the admin out.",
+             description="Failed logins are counted per (user name, client address) and per client address (an "
+                         "IPv6 address counts as its /64): past CCTV_LOGIN_MAX_PER_USER (resp. _PER_IP) failures "
+                         "each further attempt from there waits CCTV_LOGIN_BACKOFF_BASE_S, doubling per failure up "
+                         "to CCTV_LOGIN_BACKOFF_MAX_S (429 with Retry-After). They are also counted per user name "
+                         "from all addresses together: past 4 x CCTV_LOGIN_MAX_PER_USER failures each further "
+                         "attempt at that account waits the same way, but at most 5 minutes, and never at an "
+                         "address where the user signed in within 30 days. Attempts still being checked count as "
+                         "failures (a burst of parallel guesses gets 429). A right password resets its pair (not the "
+                         "account); a flood from one address never holds up a login from another, and guessing from "
+                         "many addresses never holds up the user at a known address.",
              responses={401: {"model": ErrorOut, "description": "Wrong user name or password."},
                         429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
@@ -47,7 +58,7 @@ def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: Se
     if not _password_checked(store, settings, body.username, body.password, ip):
         store.audit(body.username, "login_failed", {"ip": ip}, status=401)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    store.login_succeeded(_pair_key(body.username, ip))
+    _login_succeeded(store, body.username, ip)
     user = store.get_user(body.username)
     token = store.new_token(body.username, settings.session_ttl_s, settings.session_idle_s)
     store.audit(body.username, "login", {"ip": ip}, status=200)
@@ -56,19 +67,37 @@ def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: Se
 
 
 def _pair_key(username: str, ip: str) -> str:
-    """The backoff key of one (user name, client address) pair."""
-    return f"u:{username}|ip:{ip}"
+    """The backoff key of one (user name, client address group) pair."""
+    return f"u:{username}|ip:{login_address(ip)}"
 
 
-def _password_limits(username: str, ip: str, settings: ApiSettings) -> dict[str, int]:
-    """The backoff keys of a password check (key -> free failures): the (user, address) pair and the address."""
-    return {_pair_key(username, ip): settings.login_max_per_user, f"ip:{ip}": settings.login_max_per_ip}
+def _account_key(username: str) -> str:
+    """The backoff key of one user name from every address."""
+    return f"acct:{username}"
+
+
+def _login_succeeded(store: ApiStore, username: str, ip: str) -> None:
+    """A right password: forget the failures of the pair and remember the address group (the account limit no
+    longer applies there). The account's failures are not forgotten: an attacker would get its free failures back
+    at every sign-in of the user, who needs no reset (known addresses skip the account limit)."""
+    store.login_succeeded(_pair_key(username, ip))
+    store.login_remember(username, login_address(ip), LOGIN_KNOWN_ADDRESS_S, LOGIN_KNOWN_ADDRESS_MAX)
+
+
+def _password_limits(store: ApiStore, username: str, ip: str, settings: ApiSettings) -> dict[str, int]:
+    """The backoff keys of a password check (key -> free failures): the (user, address group) pair, the address
+    group and, unless the user signed in from that group lately, the account from every address."""
+    group = login_address(ip)
+    limits = {_pair_key(username, ip): settings.login_max_per_user, f"ip:{group}": settings.login_max_per_ip}
+    if not store.login_known(username, group, LOGIN_KNOWN_ADDRESS_S):
+        limits[_account_key(username)] = account_free_failures(settings.login_max_per_user)
+    return limits
 
 
 def _password_checked(store: ApiStore, settings: ApiSettings, username: str, password: str, ip: str) -> bool:
     """Whether ``password`` is ``username``'s, checked under the login backoff: 429 (audited, Retry-After) while
     the pair or the address must wait; a wrong password is counted on both keys before the turn is ended."""
-    limits = _password_limits(username, ip, settings)
+    limits = _password_limits(store, username, ip, settings)
     _take_turn(store, limits, username, ip)
     try:
         right = store.check_password(username, password)
@@ -89,12 +118,21 @@ def _take_turn(store: ApiStore, limits: dict[str, int], username: str, ip: str) 
 
 
 def _count_failure(limits: dict[str, int], store: ApiStore, settings: ApiSettings) -> None:
-    """Count one wrong password under every key of ``limits`` (the backoff grows past the free failures)."""
+    """Count one wrong password under every key of ``limits`` (the backoff grows past the free failures; the
+    account's is capped at :data:`api.limits.LOGIN_ACCOUNT_BACKOFF_MAX_S`)."""
     for key, free in limits.items():
-        delay = store.login_failed(key, free, settings.login_backoff_base_s, settings.login_backoff_max_s,
+        delay = store.login_failed(key, free, settings.login_backoff_base_s, _backoff_cap(key, settings),
                                    settings.login_window_s)
         if delay:
             logger.warning("failed password checks: %s waits %.0f s", key.split("|")[-1], delay)
+
+
+def _backoff_cap(key: str, settings: ApiSettings) -> float:
+    """The longest wait under a backoff key: low for an account (an attacker must not keep its user out for long),
+    CCTV_LOGIN_BACKOFF_MAX_S for a pair or an address."""
+    if key.startswith("acct:"):
+        return min(settings.login_backoff_max_s, LOGIN_ACCOUNT_BACKOFF_MAX_S)
+    return settings.login_backoff_max_s
 
 
 @router.post("/logout", status_code=204, summary="Revoke the current bearer token", responses=_401)

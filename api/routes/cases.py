@@ -161,7 +161,7 @@ def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: 
 def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
     """Place the legal hold of every open case that has none yet (cases made before holds existed); returns the
     number of cases held now. Items whose event or export job is already gone cannot be held (the package lists
-    them as missing)."""
+    them as missing); a damaged item holds all recording (see :func:`_damaged_item_hold`)."""
     held = 0
     for raw_id in client.zrange("cases", 0, -1):
         case_id = raw_id.decode()
@@ -169,22 +169,59 @@ def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
             continue
         placed = False
         for key, raw in client.hgetall(f"case:{case_id}:items").items():
-            item = _case_item(case_id, key, raw)
-            if item["kind"] == DAMAGED:  # what it refers to is unknown: nothing to hold for it
-                continue
-            if item["kind"] == "clip":
-                job = {k.decode(): v.decode() for k, v in client.hgetall(f"export:{item['ref']}").items()}
-                hold = _clip_hold(job, recordings_dir) if job else None
-            else:
-                event = _event(client, item["kind"], item["ref"])
-                hold = holds.event_hold(item["kind"], event) if event is not None else None
+            item_key = key.decode(errors="replace")
+            hold = _item_hold(client, case_id, item_key, _case_item(case_id, key, raw), recordings_dir)
             if hold is not None:
-                holds.place(client, case_id, key.decode(), hold)
+                holds.place(client, case_id, item_key, hold)
                 placed = True
         held += placed
     if held:
         logger.info("legal hold placed on %d open cases that had none", held)
     return held
+
+
+def _item_hold(client: redis.Redis, case_id: str, item_key: str, item: dict,
+               recordings_dir: Path) -> holds.Hold | None:
+    """The hold of one stored item of an old case: None when what it refers to is gone; all recording when the item
+    or its export job is damaged (what it refers to is unknown: hold more, not less)."""
+    if item["kind"] == DAMAGED:
+        return _damaged_item_hold(client, case_id, item_key, recordings_dir)
+    try:
+        return _referenced_hold(client, item["kind"], item["ref"], recordings_dir)
+    except (KeyError, ValueError) as exc:  # an export job hash with a missing or unreadable field
+        logger.warning("case %s: export job of item %r is damaged (%s); holding all recording until the case is "
+                       "closed", case_id, item_key[:100], exc)
+        return holds.unknown_hold(case_id, item_key)
+
+
+def _referenced_hold(client: redis.Redis, kind: str, ref: str, recordings_dir: Path) -> holds.Hold | None:
+    """The hold of the clip (export job) or plate/face event ``ref``; None when it is gone. KeyError or ValueError
+    when its export job is damaged."""
+    if kind == "clip":
+        job = {k.decode(): v.decode() for k, v in client.hgetall(f"export:{ref}").items()}
+        return _clip_hold(job, recordings_dir) if job else None
+    event = _event(client, kind, ref)
+    return holds.event_hold(kind, event) if event is not None else None
+
+
+def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordings_dir: Path) -> holds.Hold:
+    """The hold of a damaged case item: all recording of every camera (:func:`pipeline.store.holds.unknown_hold`),
+    plus the events and files of the clip or event its key (``kind:ref``, stored apart from the damaged record)
+    names, if that still exists (all recording does not cover events, snapshots and crops)."""
+    logger.warning("case %s: item %r is damaged; holding all recording until it is repaired or the case is closed",
+                   case_id, item_key[:100])
+    hold = holds.unknown_hold(case_id, item_key)
+    kind, _, ref = item_key.partition(":")
+    if kind not in ("clip", "plate", "face") or not ref:
+        return hold
+    try:
+        named = _referenced_hold(client, kind, ref, recordings_dir)
+    except (KeyError, ValueError, redis.ResponseError) as exc:  # damaged too: all recording is held anyway
+        logger.warning("case %s: what damaged item %r names is unreadable too (%s)", case_id, item_key[:100], exc)
+        return hold
+    if named is None:
+        return hold
+    return holds.Hold(events=named.events, paths=named.paths, windows=[*named.windows, *hold.windows])
 
 
 @router.post("/{case_id}/close", response_model=CaseOut, summary="Close a case (lifts its legal hold)",

@@ -71,6 +71,20 @@ def event_hold(kind: str, event: Any) -> Hold:
                 windows=[(event.camera_id, t - EVENT_MARGIN_S, t + EVENT_MARGIN_S)])
 
 
+UNKNOWN_ITEM = "unknown case item"
+"""The second element of the window :func:`unknown_hold` stores (it says why that window holds all recording)."""
+
+
+def unknown_hold(case_id: str, item_key: str) -> Hold:
+    """The hold of a case item whose record is damaged, so that what it refers to is unknown: all recording of every
+    camera (hold more, not less, as :func:`rebuild` does for a damaged hold item) until the case is closed, or until
+    the item is repaired and the case's hold (``hold:case:{case_id}``) is deleted so that the API places it anew at
+    its next start. It is stored as the window ``["", "unknown case item", case_id, item_key]``, which names no
+    camera: :func:`held` reads it as all recording (with an error logged at each read, so that it gets repaired)
+    and :func:`rebuild` keeps it like any other window."""
+    return Hold(windows=[("", UNKNOWN_ITEM, case_id, item_key)])  # type: ignore[list-item]  # a marker, see above
+
+
 def place(client: redis.Redis, case_id: str, item_key: str, hold: Hold) -> None:
     """Hold ``hold`` for ``case_id``'s item ``item_key`` (idempotent)."""
     pipe = client.pipeline(transaction=True)
