@@ -908,6 +908,7 @@ class Engine:
         capture-to-Redis latency metric); None when the event is due for another reason (shutdown, silence).
         """
         version = state.version + 1
+        snapshot_failures = self.snapshots.total_failures
         frame_rel = self.snapshots.save(state.camera_id, state.best_time, state.event_id, "frame", state.best_frame) \
             if state.best_frame is not None else None
         if isinstance(state, VehicleState):
@@ -931,6 +932,7 @@ class Engine:
             self._emit("alert", alert)
         self.metrics.count(f"{kind}_events")
         self.metrics.count("alerts", len(alerts))
+        self.metrics.count("event_snapshot_errors", self.snapshots.total_failures - snapshot_failures)
 
     def _emit(self, kind: str, record: Any) -> None:
         if self.publisher is None:

@@ -28,11 +28,29 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class SnapshotWriter:
-    """Writes event JPEGs under ``recordings_dir/snapshots``."""
+    """Writes event JPEGs under ``recordings_dir/snapshots``; counts failed writes per camera (:meth:`health`)."""
 
     def __init__(self, recordings_dir: str | Path, jpeg_quality: int = 90) -> None:
         self.recordings_dir = Path(recordings_dir)
         self.jpeg_quality = jpeg_quality
+        self.failures: dict[str, int] = {}
+        self.last_error: dict[str, tuple[str, float]] = {}  # camera id -> (message without absolute path, time)
+
+    @property
+    def total_failures(self) -> int:
+        """Failed writes over every camera since start."""
+        return sum(self.failures.values())
+
+    def health(self, camera_id: str) -> dict[str, object]:
+        """Health fields of a camera's event snapshots: ``event_snapshot_errors`` (failed writes),
+        ``event_snapshot_error`` (the last: relative path and cause) and ``event_snapshot_error_time``."""
+        message, when = self.last_error.get(camera_id, ("", 0.0))
+        return {"event_snapshot_errors": self.failures.get(camera_id, 0), "event_snapshot_error": message,
+                "event_snapshot_error_time": f"{when:.3f}"}  # fmt: skip
+
+    def _failed(self, camera_id: str, message: str) -> None:
+        self.failures[camera_id] = self.failures.get(camera_id, 0) + 1
+        self.last_error[camera_id] = (message[:300], time.time())
 
     def save(self, camera_id: str, capture_time: float, event_id: str, kind: str, image: np.ndarray) -> str | None:
         """Encode ``image`` (BGR) as JPEG; return its path relative to the recordings dir, or None on failure."""
@@ -44,6 +62,7 @@ class SnapshotWriter:
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             logger.error("could not encode %s snapshot of event %s", kind, event_id)
+            self._failed(camera_id, f"could not encode the {kind} snapshot of event {event_id}")
             return None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +71,8 @@ class SnapshotWriter:
             os.replace(tmp, target)
         except OSError as exc:
             logger.error("could not write snapshot %s: %s", target, exc)
+            cause = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+            self._failed(camera_id, f"cannot write {relative.as_posix()}: {cause}")
             return None
         return relative.as_posix()
 

@@ -59,7 +59,14 @@ import cv2
 import numpy as np
 
 from pipeline.config import Camera, IngestConfig
-from pipeline.recording.recorder import SegmentFinalizer, segment_output_args
+from pipeline.recording.recorder import (
+    SegmentFinalizer,
+    incoming_dir,
+    os_error_reason,
+    probe_writable,
+    recording_write_error,
+    segment_output_args,
+)
 from pipeline.secrets import (
     MissingSecretError,
     child_environment,
@@ -74,6 +81,8 @@ from pipeline.secrets import (
 logger = logging.getLogger(__name__)
 
 _RAWVIDEO_SIZE = re.compile(r"Video: rawvideo.*?, (\d{2,5})x(\d{2,5})")
+_INPUT_VIDEO_SIZE = re.compile(r"^Stream #\d+:\d+.*?: Video: .*?, (\d{1,5})x(\d{1,5})\b")
+MIN_ANALYSIS_SIDE = 16  # a stream smaller than this (either side) has nothing to analyse: reported, not decoded
 _FAILURES_BEFORE_OFFLINE = 3
 SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOTS_DIRNAME = "snapshots"
@@ -86,6 +95,8 @@ _FORBIDDEN = re.compile(r"\b403 Forbidden\b", re.IGNORECASE)
 _TRANSPORT_REFUSED = re.compile(r"\b461 Unsupported transport\b", re.IGNORECASE)
 AUTH_FAILED_MESSAGE = "401 Unauthorized: check the camera's user and password"
 _MIN_PLAUSIBLE_GOP_S = 0.5  # decode auto: keyframes closer than this are not looked for
+RECORDING_RETRY_INITIAL_S = 30.0  # a failed recording (disk full) is tried again after this, doubling each time
+RECORDING_RETRY_MAX_S = 600.0
 _PTS_JUMP_S = 5.0  # a step between decoded frames' timestamps larger than this is a clock jump, not a pause
 _STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
                  "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
@@ -104,11 +115,16 @@ class CameraState:
     last_error: str = ""
     last_error_time: float = 0.0
     recording: str = "off"
+    recording_error: str = ""
+    recording_error_time: float = 0.0
     last_segment_end: float = 0.0
     input_fps: float = 0.0
     published: int = 0
     snapshot_path: str = ""
     snapshot_time: float = 0.0
+    snapshot_errors: int = 0
+    snapshot_error: str = ""
+    snapshot_error_time: float = 0.0
     decode: str = ""
     decode_reason: str = ""
     keyframe_interval_s: float | None = None
@@ -132,6 +148,27 @@ class CameraState:
             self.last_error = redact_text(message, secrets)[:500]
             self.last_error_time = time.time()
 
+    def set_recording_failed(self, reason: str) -> None:
+        """Recording cannot write (``reason``: path-free, e.g. ``disk full (No space left on device)``)."""
+        with self.lock:
+            self.recording = "failed"
+            self.recording_error = reason[:300]
+            self.recording_error_time = time.time()
+
+    def set_segment_indexed(self, end: float) -> None:
+        """A segment ending at ``end`` was indexed: recording works (an earlier recording error is cleared)."""
+        with self.lock:
+            self.recording = "on"
+            self.recording_error = ""
+            self.last_segment_end = end
+
+    def add_snapshot_error(self, message: str) -> None:
+        """Count a failed write of the camera's latest snapshot (``message``: no path beyond the camera's own)."""
+        with self.lock:
+            self.snapshot_errors += 1
+            self.snapshot_error = message[:300]
+            self.snapshot_error_time = time.time()
+
     def analysed_fps(self, window_s: float = 5.0) -> float:
         """Frames published per second over the last ``window_s`` seconds."""
         now = time.time()
@@ -154,8 +191,13 @@ class CameraState:
                 "last_error": self.last_error,
                 "last_error_time": f"{self.last_error_time:.3f}",
                 "recording": self.recording,
+                "recording_error": self.recording_error,
+                "recording_error_time": f"{self.recording_error_time:.3f}",
                 "last_segment_end": f"{self.last_segment_end:.3f}",
                 "snapshot_path": self.snapshot_path,
+                "snapshot_errors": self.snapshot_errors,
+                "snapshot_error": self.snapshot_error,
+                "snapshot_error_time": f"{self.snapshot_error_time:.3f}",
                 "decode": self.decode,
                 "decode_reason": self.decode_reason,
                 "keyframe_interval_s": "" if self.keyframe_interval_s is None else f"{self.keyframe_interval_s:.3f}",
@@ -286,6 +328,15 @@ class CameraCapture:
         self.process: subprocess.Popen[bytes] | None = None
         self.decode_mode = "all"  # "keyframes": the analysis decode gets -skip_frame nokey (see choose_decode)
         self.keyframe_interval_s: float | None = None  # measured once per capture (again after a failed probe)
+        self.recording_suspended = False  # analysis-only sessions after a recording write failure (disk full)
+        self.recording_failures = 0  # recording failures in a row (the backoff of the recording retries)
+        self.recording_retry_at = 0.0  # monotonic time of the next recording retry while suspended
+        self.restart_now = False  # the session ended to switch recording off or on: start the next one at once
+
+    @property
+    def records_now(self) -> bool:
+        """Whether the next session writes segments (recording configured and not suspended)."""
+        return self.finalizer is not None and self.recordings_dir is not None and not self.recording_suspended
 
     @property
     def analysis_width(self) -> int:
@@ -296,12 +347,7 @@ class CameraCapture:
     def run(self) -> None:
         """Capture until stopped; never raises."""
         failures = 0
-        if self.finalizer is not None:
-            try:
-                self.finalizer.recover_unindexed()
-                self.finalizer.recover_incoming()
-            except OSError as exc:
-                logger.warning("camera %s: cannot recover leftover segments: %s", self.camera.id, exc)
+        self._recover_leftovers()
         while not self.stop_event.is_set():
             try:
                 got_frames = self._session()
@@ -311,6 +357,11 @@ class CameraCapture:
                 logger.exception("camera %s: unexpected capture error", self.camera.id)
             if self.stop_event.is_set():
                 break
+            if self.restart_now:
+                self._restart_at_once()
+                failures = 0
+                continue
+            self.restart_now = False
             failures = 1 if got_frames else failures + 1
             with self.state.lock:
                 self.state.reconnects += 1
@@ -325,6 +376,54 @@ class CameraCapture:
         if self.primary:
             self.state.set_status("stopped")
         self.state.recording = "off"
+
+    def _recover_leftovers(self) -> None:
+        """Index what an earlier ffmpeg left unindexed (a crash, or a recording that failed mid-segment)."""
+        if self.finalizer is None:
+            return
+        try:
+            self.finalizer.recover_unindexed()
+            self.finalizer.recover_incoming()
+        except OSError as exc:
+            logger.warning("camera %s: cannot recover leftover segments: %s", self.camera.id, os_error_reason(exc))
+
+    def _restart_at_once(self) -> None:
+        """The session ended to switch recording off (it failed) or on again (retry): no backoff, status kept."""
+        self.restart_now = False
+        with self.state.lock:
+            self.state.reconnects += 1
+        if self.records_now:
+            self._recover_leftovers()
+        logger.info("camera %s: restarting the capture %s recording", self.camera.id,
+                    "with" if self.records_now else "without")  # fmt: skip
+
+    def recording_failed(self, reason: str) -> None:
+        """Recording cannot write (``reason``): the health says so; an analysed camera goes on analysis-only and
+        tries recording again after :data:`RECORDING_RETRY_INITIAL_S` (doubling up to :data:`RECORDING_RETRY_MAX_S`).
+        A record-only capture just retries its sessions (nothing else to keep running)."""
+        self.recording_failures += 1
+        delay = backoff_delay(self.recording_failures, RECORDING_RETRY_INITIAL_S, RECORDING_RETRY_MAX_S)
+        self.recording_retry_at = time.monotonic() + delay
+        self.state.set_recording_failed(reason)
+        if self.bus is None:
+            logger.warning("camera %s: recording failed: %s", self.camera.id, reason)
+            return
+        self.recording_suspended = True
+        logger.warning("camera %s: recording failed: %s; analysis goes on, recording tried again in %.0fs",
+                       self.camera.id, reason, delay)  # fmt: skip
+
+    def _prepare_recording(self) -> None:
+        """Make the segment folder of a recording session; when it cannot be made an analysed camera records
+        nothing this session (:meth:`recording_failed`), a record-only one fails (raises ``OSError``)."""
+        if not self.records_now:
+            return
+        assert self.recordings_dir is not None
+        try:
+            incoming_dir(self.recordings_dir, self.camera.id).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.recording_failed(os_error_reason(exc))
+            if self.bus is None:
+                raise
 
     def _fail(self, message: str) -> None:
         self.state.set_error(message, self.secrets)
@@ -514,18 +613,19 @@ class CameraCapture:
         child_fds = [script_r] if script_r is not None else []  # ffmpeg's ends, closed here once it has them
         own_fds: list[int] = []  # ours, closed when the session ends
         try:
+            self._prepare_recording()
             progress_r, progress_w = os.pipe()
             own_fds.append(progress_r)
             child_fds.append(progress_w)
             list_r, list_w = None, None
-            if self.finalizer is not None:
+            if self.records_now:
                 list_r, list_w = os.pipe()
                 own_fds.append(list_r)
                 child_fds.append(list_w)
             cmd = self.build_command(input_args, progress_w, list_w)
             if self.primary:
                 self.state.set_status("connecting" if self.state.reconnects == 0 else self.state.status)
-            if self.finalizer is not None:
+            if list_r is not None and self.finalizer is not None:
                 self.finalizer.new_session()
             try:
                 self.process = subprocess.Popen(
@@ -573,6 +673,9 @@ class _SessionLoop:
         self.progress_frames: int | None = None
         self.progress_time = time.monotonic()
         self.stopping_since: float | None = None
+        self.recording = list_fd is not None  # this ffmpeg writes segments
+        self.recording_error: str | None = None  # ffmpeg reported a failing segment write (why)
+        self.stderr_section = ""  # "Input #" or "Output #": which part of ffmpeg's stream listing stderr is in
         # a very low analysis fps must not look like a stall: allow two frame periods on top of the timeout
         frame_period = 1.0 / owner.camera.analysis_fps if owner.bus is not None else 0.0
         if owner.bus is not None and owner.decode_mode == "keyframes":
@@ -593,6 +696,8 @@ class _SessionLoop:
                 if now - self.stopping_since > 8:
                     self.proc.kill()
                 continue
+            if self.o.recording_suspended and now >= self.o.recording_retry_at:
+                self._retry_recording()
             limit = self.stall_limit + (0 if self.delivered else ingest.connect_timeout_s)
             if now - self.last_activity > limit:
                 what = "no frame" if self.delivered else "no video after connecting"
@@ -601,8 +706,47 @@ class _SessionLoop:
                 self.stopping_since = now
         code = self.proc.wait(timeout=10)
         if self.stopping_since is None and not self.o.stop_event.is_set():
-            self.o._fail(self.o.ended_with(list(self.stderr_tail), code))
+            reason = self._recording_failure(code)
+            if reason is not None and self.o.bus is not None:
+                self.o._fail(f"recording failed: {reason}; analysis goes on without recording")
+            else:
+                self.o._fail(self.o.ended_with(list(self.stderr_tail), code))
         return self.delivered
+
+    def _recording_failure(self, code: int | None) -> str | None:
+        """Why this recording ffmpeg ended, if its segment output failed (reported on stderr, or a recordings
+        folder that cannot be written now); the capture then records nothing until a retry (see
+        :meth:`CameraCapture.recording_failed`). ``None`` for any other ending (the camera, the network)."""
+        if not self.recording:
+            return None
+        reason = self.recording_error
+        if reason is None and code != 0 and self.o.recordings_dir is not None:
+            reason = probe_writable(incoming_dir(self.o.recordings_dir, self.o.camera.id))
+        if reason is None:
+            return None
+        self.o.recording_failed(reason)
+        self.o.restart_now = self.o.bus is not None
+        return reason
+
+    def _recording_broke(self, reason: str) -> None:
+        """A segment could not be put in place (disk full): an analysed camera restarts without recording now."""
+        self.o.recording_failed(reason)
+        if self.o.bus is not None:
+            self.o.restart_now = True
+            self._stop_gracefully()
+
+    def _retry_recording(self) -> None:
+        """While recording is suspended: when a probe write succeeds, restart the capture with recording; else
+        the next try comes later (backoff)."""
+        assert self.o.recordings_dir is not None
+        reason = probe_writable(incoming_dir(self.o.recordings_dir, self.o.camera.id))
+        if reason is not None:
+            self.o.recording_failed(reason)
+            return
+        logger.info("camera %s: the recordings folder is writable again; restarting with recording", self.o.camera.id)
+        self.o.recording_suspended = False
+        self.o.restart_now = True
+        self._stop_gracefully()
 
     def _stop_gracefully(self) -> None:
         """SIGINT lets ffmpeg close the current segment and list it; keep reading so it never blocks."""
@@ -632,6 +776,12 @@ class _SessionLoop:
                     getattr(self, f"_on_{name}")(line)
 
     def _on_stderr(self, line: str) -> None:
+        if self.recording and self.recording_error is None:
+            self.recording_error = recording_write_error(line)
+        if line.startswith(("Input #", "Output #")):
+            self.stderr_section = line[:len("Input #")]
+        elif self.stderr_section == "Input #" and self.o.bus is not None and self.frame_shape is None:
+            self._check_input_size(line)
         if self.frame_shape is None:
             match = _RAWVIDEO_SIZE.search(line)
             if match:
@@ -640,6 +790,19 @@ class _SessionLoop:
                     self._frames(self.buffers["frames"])
         if not line.startswith(_STDERR_NOISE) and "period set to" not in line:
             self.stderr_tail.append(redact_text(line, self.o.secrets)[:200])
+
+    def _check_input_size(self, line: str) -> None:
+        """Refuse (with a clear error, instead of a stall) an input video too small to analyse (1x1, 2x2)."""
+        match = _INPUT_VIDEO_SIZE.search(line)
+        if match is None or self.stopping_since is not None:
+            return
+        width, height = int(match.group(1)), int(match.group(2))
+        if min(width, height) >= MIN_ANALYSIS_SIDE:
+            return
+        self.o._fail(f"the stream's resolution {width}x{height} is too small to analyse (at least "
+                     f"{MIN_ANALYSIS_SIDE}x{MIN_ANALYSIS_SIDE} pixels needed): {redact_url(self.o.url)}")  # fmt: skip
+        self.proc.kill()
+        self.stopping_since = time.monotonic()
 
     def _on_progress(self, line: str) -> None:
         key, _, value = line.partition("=")
@@ -660,18 +823,27 @@ class _SessionLoop:
         finalizer = self.o.finalizer
         if finalizer is None:
             return
-        segment = finalizer.on_list_line(line)
-        if segment is not None:
-            self.o.state.recording = "on"
-            self.o.state.last_segment_end = segment.end
+        try:
+            segment = finalizer.on_list_line(line)
+        except OSError as exc:  # the journal or the move failed: the file stays in .incoming for a later recovery
+            self._recording_broke(os_error_reason(exc))
+            return
+        if segment is not None and self.recording_error is not None:  # the last one, cut short by the failure
+            with self.o.state.lock:
+                self.o.state.last_segment_end = segment.end
+        elif segment is not None:
+            self.o.recording_failures = 0
+            self.o.state.set_segment_indexed(segment.end)
             logger.debug("camera %s: segment %s indexed", self.o.camera.id, segment.path)
 
     def _alive(self, now: float) -> None:
         self.last_activity = now
         if not self.delivered:
             self.delivered = True
-            if self.o.finalizer is not None:
-                self.o.state.recording = "on"
+            if self.recording:
+                with self.o.state.lock:  # after a failure recording is "on" again once a segment is indexed
+                    if self.o.state.recording != "failed":
+                        self.o.state.recording = "on"
         if self.o.primary:
             self.o.state.set_status("online")
 
@@ -692,7 +864,9 @@ class _SessionLoop:
             tmp.write_bytes(jpeg.tobytes())
             tmp.replace(target)
         except OSError as exc:
-            logger.warning("camera %s: cannot write snapshot %s: %s", self.o.camera.id, target, exc)
+            message = f"cannot write {relative.as_posix()}: {os_error_reason(exc)}"
+            state.add_snapshot_error(message)
+            logger.warning("camera %s: %s", self.o.camera.id, message)
             return
         with state.lock:
             state.snapshot_path = relative.as_posix()

@@ -16,8 +16,16 @@ Key layout (all values are strings; times are UTC epoch seconds):
   ``reconnects``            reconnection attempts since the worker started
   ``last_error``            last error, credentials redacted (``rtsp://user:***@host``), '' if none
   ``last_error_time``       when ``last_error`` happened
-  ``recording``             ``on`` while segments are being written, else ``off`` (or ``disabled``)
+  ``recording``             ``on`` while segments are being written, ``failed`` while they cannot be (a full
+                            disk: analysis goes on without recording, recording is retried with backoff), else
+                            ``off`` (or ``disabled``)
+  ``recording_error``       why recording failed, no path (``disk full (No space left on device)``); cleared
+                            when a segment is indexed again
+  ``recording_error_time``  when recording last failed (0 if never)
   ``last_segment_end``      end time of the last recording segment indexed
+  ``snapshot_errors``       failed writes of the camera's latest snapshot (``snapshots/<camera>/latest.jpg``)
+  ``snapshot_error``        the last one: that relative path and the cause, '' if none
+  ``snapshot_error_time``   when it happened (0 if never)
   ``url``                   the analysis URL, credentials redacted
   ``decode``                analysis decode: ``keyframes`` (keyframes only) or ``all`` (every frame)
   ``decode_reason``         why: the measured keyframe interval against ``analysis_fps`` (or the setting)
@@ -48,9 +56,10 @@ logger = logging.getLogger(__name__)
 CAMERAS_KEY = "cctv:health:cameras"
 STALE_AFTER_S = 15.0
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
-                 "last_segment_end", "updated_at", "keyframe_interval_s")  # fmt: skip
-_INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid", "lease_token")
-_TEXT_FIELDS = ("last_error", "url")
+                 "last_segment_end", "updated_at", "keyframe_interval_s", "recording_error_time",
+                 "snapshot_error_time")  # fmt: skip
+_INT_FIELDS = ("dropped_frames", "published_frames", "reconnects", "worker_pid", "lease_token", "snapshot_errors")
+_TEXT_FIELDS = ("last_error", "url", "recording_error", "snapshot_error")
 
 
 def health_key(camera_id: str) -> str:

@@ -14,9 +14,11 @@ a segment cut short by a crash stays playable; :func:`recover_incoming` indexes 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -33,6 +35,26 @@ CLUSTER_MS = 1000
 
 INCOMING = ".incoming"
 UNINDEXED_JOURNAL = ".unindexed.jsonl"
+PROBE_NAME = ".write-probe"
+PROBE_BYTES = 256 * 1024
+"""What :func:`probe_writable` writes: room for a moment of video, so a disk that is just full fails the probe."""
+
+# ffmpeg's stderr lines about the segment (recording) output: its own messages and the write errors that end it
+_SEGMENT_LINE = re.compile(r"\[segment @|av_interleaved_write_frame\(\)|Error writing trailer of|/\.incoming/")
+_WRITE_ERRORS = (
+    ("No space left on device", "disk full"),
+    ("Disk quota exceeded", "disk quota exceeded"),
+    ("File too large", "file size limit reached"),
+    ("Read-only file system", "read-only file system"),
+    ("Permission denied", "permission denied"),
+    ("Not a directory", "recordings folder gone"),
+    ("No such file or directory", "recordings folder gone"),
+    ("Input/output error", "disk I/O error"),
+)
+_ERRNO_LABELS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached",
+                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied", errno.ENOTDIR: "recordings folder gone",
+                 errno.ENOENT: "recordings folder gone", errno.EIO: "disk I/O error"}  # fmt: skip
 
 
 def incoming_dir(recordings_dir: Path, camera_id: str) -> Path:
@@ -53,6 +75,49 @@ def segment_output_args(recordings_dir: Path, camera_id: str, segment_seconds: i
         "-segment_list", f"pipe:{list_fd}", "-segment_list_type", "csv",
         str(folder / f"{camera_id}_%Y%m%dT%H%M%SZ{SEGMENT_SUFFIX}"),
     ]  # fmt: skip
+
+
+def recording_write_error(line: str) -> str | None:
+    """The reason a recording failed when ``line`` (ffmpeg stderr) reports a failing segment write, else ``None``.
+
+    Only lines about the segment output count (a broken analysis pipe is no recording failure); the reason names the
+    cause (``disk full (No space left on device)``), never a path.
+    """
+    if not _SEGMENT_LINE.search(line):
+        return None
+    for text, label in _WRITE_ERRORS:
+        if text in line:
+            return f"{label} ({text})"
+    if "Failed to open segment" in line:
+        return "cannot create a segment file"
+    return None
+
+
+def os_error_reason(exc: OSError) -> str:
+    """A path-free reason for a failed file operation (``disk full (No space left on device)``)."""
+    text = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    label = _ERRNO_LABELS.get(exc.errno or 0)
+    return f"{label} ({text})" if label else text
+
+
+def probe_writable(folder: Path, size: int = PROBE_BYTES) -> str | None:
+    """Whether a segment could be written in ``folder`` now: ``None`` if ``size`` bytes could be written (and synced)
+    there, else the reason (:func:`os_error_reason`). The probe file is removed either way."""
+    probe = folder / PROBE_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as out:
+            out.write(b"\0" * size)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        return os_error_reason(exc)
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.debug("cannot remove %s: %s", PROBE_NAME, exc)
+    return None
 
 
 def final_path(recordings_dir: Path, camera_id: str, start: float) -> Path:

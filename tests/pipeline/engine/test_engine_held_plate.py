@@ -123,3 +123,17 @@ def test_latencies_of_versions_never_delivered_are_forgotten_oldest_first(tmp_pa
     assert len(engine._trigger_times) == cap
     assert ("ev0", 1) not in engine._trigger_times and (f"ev{cap + 3}", 1) in engine._trigger_times
     assert len(engine.metrics.event_latency_s) == 1  # the delivered one was measured
+
+
+def test_event_snapshots_that_cannot_be_written_are_counted_in_the_engine_metrics(tmp_path: Any) -> None:
+    """A camera whose snapshot folder cannot be written still publishes its events; the failed writes show in the
+    engine's metrics (``event_snapshot_errors``)."""
+    (tmp_path / "snapshots").mkdir()
+    (tmp_path / "snapshots" / "cam").write_text("not a folder")
+    _, _, engine = _run(True, tmp_path)
+    for k in range(1, 6):
+        engine.process_batch([_Frame(float(k))])
+    engine.finish()
+    assert engine.metrics.counters.get("plate_events", 0) >= 1
+    assert engine.metrics.counters.get("event_snapshot_errors", 0) >= 2  # the frame and the plate crop
+    assert engine.snapshots.health("cam")["event_snapshot_errors"] == engine.metrics.counters["event_snapshot_errors"]
