@@ -26,6 +26,7 @@ export function health(cam) {
     lastFrame: hl.last_frame_time || null,
     lastError: hl.last_error || "",
     recording: hl.recording || "",
+    recordingError: hl.recording_error || "",
   };
 }
 
@@ -63,7 +64,24 @@ function cameraBody(cam, hl) {
       h("span", { dataset: { stat: "fps" } }, `${t("cameras.fps")}: ${num(hl.fps)}`),
       h("span", { dataset: { stat: "drops" } }, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
       h("span", {}, `${t("cameras.last_frame")}: ${fmtAgo(hl.lastFrame)}`),
-      where ? h("span", { dataset: { stat: "host" } }, `${t("cameras.host")}: ${where}`) : null));
+      where ? h("span", { dataset: { stat: "host" } }, `${t("cameras.host")}: ${where}`) : null,
+      recordingFailed(hl)));
+}
+
+/** A warning that the camera is analysed but not recorded (disk full, folder gone), with the reason; else null. */
+function recordingFailed(hl) {
+  if (hl.recording !== "failed") return null;
+  return h("span", { class: "badge status-offline", dataset: { stat: "recording" }, title: hl.recordingError },
+    hl.recordingError ? `${t("cameras.recording_failed")}: ${hl.recordingError}` : t("cameras.recording_failed"));
+}
+
+function recordingLine(hl) {
+  if (!hl.recording) return null;
+  const state = ["on", "off", "failed"].includes(hl.recording) ? t(`cameras.recording_state.${hl.recording}`)
+    : hl.recording;
+  const line = h("p", { dataset: { stat: "recording" } }, `${t("cameras.recording")}: ${state}`);
+  return hl.recording === "failed"
+    ? h("div", { class: "error-box" }, line, hl.recordingError ? h("p", {}, hl.recordingError) : null) : line;
 }
 
 /** Create or update (in place, so the wall does not flicker) the card of one camera. */
@@ -209,7 +227,7 @@ async function renderDetail(container, ctx, cameraId) {
       h("p", {}, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
       h("p", {}, `${t("cameras.reconnects")}: ${hl.reconnects ?? "–"}`),
       h("p", {}, `${t("cameras.last_frame")}: ${fmtTime(hl.lastFrame)}`),
-      hl.recording ? h("p", {}, `${t("cameras.recording")}: ${hl.recording}`) : null,
+      recordingLine(hl),
       hl.lastError ? h("div", { class: "error-box" }, `${t("cameras.last_error")}: ${hl.lastError}`) : null);
   };
   clear(container,

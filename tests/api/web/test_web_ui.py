@@ -702,13 +702,20 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     write_camera_health(server.client, PLATE_CAMS[1], {"status": "reconnecting", "analysed_fps": 0.0,
                                                        "dropped_frames": 0, "last_frame_time": now - 40,
                                                        "reconnects": 4, "last_error": "connection refused"})
+    write_camera_health(server.client, FACE_CAM, {"status": "online", "analysed_fps": 2.0, "recording": "failed",
+                                                  "recording_error": "disk full (No space left on device)"})
     login(browser, server, "op")
     wait(browser, "#nav a")
     browser.get(server.url + "/#/cameras")
     wait(browser, "#camera-grid .camera-card")
     status = fresh(browser, lambda d: {c.get_attribute("data-camera-id"): c.get_attribute("data-status")
                                        for c in css(d, "#camera-grid .camera-card")})
-    assert status == {PLATE_CAMS[0]: "online", PLATE_CAMS[1]: "reconnecting", FACE_CAM: "unknown"}
+    assert status == {PLATE_CAMS[0]: "online", PLATE_CAMS[1]: "reconnecting", FACE_CAM: "online"}
+    # a camera analysed but not recorded (disk full) says so on its card
+    unrecorded = css(browser, f'.camera-card[data-camera-id="{FACE_CAM}"]')[0]
+    assert fresh(browser, lambda d: unrecorded.find_element("css selector", '[data-stat="recording"]').text) == \
+        "Not recording: disk full (No space left on device)"
+    assert not css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"] [data-stat="recording"]')
     first = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"]')[0]
     card_text, drops = fresh(browser, lambda d: (first.text, first.find_element("css selector", '[data-stat="drops"]').text))
     assert "5.0" in card_text and "3" in drops
