@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.store.durability import RedisStartError
 
     try:
-        return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api)
+        return run_service(config, api_host=args.host, api_port=args.port, with_api=not args.no_api,
+                           config_path=Path(args.config))
     except (RedisStartError, ModelDeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

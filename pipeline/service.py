@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Camera, Config
@@ -79,13 +80,25 @@ def _engine_child(config: Config, frame_bus: Any, stop_event: Any) -> None:
 API_SERVER_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
 
 
-def _api_child(host: str, port: int, log_level: int, redis_url: str | None = None) -> None:
+def proxy_options(forwarded_allow_ips: str) -> dict[str, Any]:
+    """uvicorn's proxy options: ``X-Forwarded-*`` believed only from the proxies named in
+    ``CCTV_FORWARDED_ALLOW_IPS``; none by default (uvicorn's own default believes 127.0.0.1, so anything on the
+    API's host could choose the client address that the login limits and the audit trail see)."""
+    ips = ",".join(part.strip() for part in forwarded_allow_ips.split(",") if part.strip())
+    return {"proxy_headers": True, "forwarded_allow_ips": ips} if ips else {"proxy_headers": False}
+
+
+def _api_child(host: str, port: int, log_level: int, redis_url: str | None = None,
+               config_path: str | None = None) -> None:
     import uvicorn
 
     if redis_url:  # the API's own ACL user (CCTV_API_REDIS_URL); api.settings reads CCTV_REDIS_URL
         os.environ["CCTV_REDIS_URL"] = redis_url
+    if config_path:  # the cameras.yaml the workers run (``pipeline run --config``); api.settings reads it here
+        os.environ["CCTV_CONFIG_PATH"] = config_path
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info", **API_SERVER_OPTIONS)
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info", **API_SERVER_OPTIONS,
+                **proxy_options(get_settings().forwarded_allow_ips))
 
 
 def _module_available(name: str) -> bool:
@@ -96,8 +109,9 @@ def _module_available(name: str) -> bool:
 
 
 def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_host: str, api_port: int,
-                   with_api: bool) -> list[ChildSpec]:  # fmt: skip
-    """The child processes for this configuration."""
+                   with_api: bool, config_path: Path | None = None) -> list[ChildSpec]:  # fmt: skip
+    """The child processes for this configuration (``config_path``: the file it was read from, which the API
+    serves too)."""
     settings = get_settings()
     level = logging.getLogger().level
     cameras = [cam for cam in config.cameras if cam.enabled]
@@ -119,15 +133,18 @@ def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_ho
             logger.warning("analytics engine not available (pipeline.engine.process not found): ingest and recording only")
     if with_api:
         if _module_available("api.main"):
-            children.append(ChildSpec("api", _api_child, (api_host, api_port, level, settings.api_redis_url),
+            where = str(Path(config_path).resolve()) if config_path is not None else None
+            children.append(ChildSpec("api", _api_child, (api_host, api_port, level, settings.api_redis_url, where),
                                       graceful_signal=signal.SIGTERM))
         else:
             logger.warning("API not available (api.main not found): running without it")
     return children
 
 
-def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 8000, with_api: bool = True) -> int:
-    """Run the whole service until SIGINT/SIGTERM; return the process exit code.
+def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 8000, with_api: bool = True,
+                config_path: Path | None = None) -> int:
+    """Run the whole service until SIGINT/SIGTERM; return the process exit code. ``config_path``: the file
+    ``config`` was read from (the API lists that file's cameras).
 
     Raises :class:`~pipeline.store.durability.VolatileRedisError` before starting anything when Redis keeps
     nothing on disk (unless ``CCTV_REDIS_ALLOW_VOLATILE`` is set).
@@ -140,7 +157,7 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
     stop_event = StopFlag()
     analysed = [cam.id for cam in config.cameras if cam.enabled and camera_is_analysed(cam)]
     bus = FrameBus(analysed, **config.ingest.bus_options()) if analysed else None
-    children = build_children(config, bus, stop_event, api_host, api_port, with_api)
+    children = build_children(config, bus, stop_event, api_host, api_port, with_api, config_path)
 
     requested: list[int] = []
 

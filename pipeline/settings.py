@@ -30,6 +30,9 @@ Every setting has an environment variable prefixed with ``CCTV_``:
   ``auto``): ``auto``, ``cpu`` or ``cuda``, as ``engine.device``.
 - ``CCTV_MODEL_THREADS``: CPU threads each model's inference may use (default 0: the runtime's own choice, every
   core); cap it where several worker processes share one host.
+- ``CCTV_FORWARDED_ALLOW_IPS``: comma-separated addresses of reverse proxies whose ``X-Forwarded-For`` /
+  ``X-Forwarded-Proto`` the API believes (``*``: any). Unset: none, and the client address is the TCP peer's
+  (otherwise anyone on the API's host could pick the address the login limits and the audit trail see).
 - ``CCTV_CUDA_SYNC``: how a process waits for the GPU under ``engine.runtime: torch`` (``auto``: CUDA's own choice,
   spinning while it has cores to spare; ``blocking``: sleeping, which leaves those cores to decoding and the other
   engines; ``spin``, ``yield``).
@@ -120,6 +123,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(default=0, ge=0, le=1024,
                                description="CPU threads each model's inference may use (0: the runtime's default, "
                                            "every core); cap it where several worker processes share one host.")
+    forwarded_allow_ips: str = Field(default="", max_length=2000, pattern=r"^[0-9A-Fa-f:.,/* ]*$",
+                                     description="Reverse proxies whose X-Forwarded-* headers the API trusts "
+                                                 "(comma-separated addresses or networks, * for any; empty: none).")
     cuda_sync: Literal["auto", "blocking", "spin", "yield"] = Field(
         default="auto", description="How a process waits for the GPU (engine.runtime torch): auto (CUDA's choice), "
                                     "blocking (sleep: frees the CPU), spin or yield.")
