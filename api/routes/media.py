@@ -22,8 +22,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/media", tags=["media"])
 
 MEDIA_KINDS = frozenset({"snapshots", "crops", "faces", "plates"})
-FACE_ROLE = "investigator"
-"""Face crops (``faces/...``, ``*_face.jpg``) are served to this role and above, as face events are."""
 _NOT_FOUND = "file not found"
 
 
@@ -45,12 +43,6 @@ def safe_path(root: Path, relpath: str) -> Path:
     return path
 
 
-def is_face_image(root: Path, path: Path) -> bool:
-    """Whether a resolved event image is a face crop (the face folder, or an event's ``_face.jpg``)."""
-    parts = PurePosixPath(path.relative_to(root.resolve()).as_posix()).parts
-    return bool(parts) and (parts[0] == "faces" or path.name.endswith("_face.jpg"))
-
-
 def media_camera(root: Path, path: Path) -> str | None:
     """The camera of a resolved event image (``<kind>/<camera_id>/...`` under ``root``), else None."""
     parts = PurePosixPath(path.relative_to(root.resolve()).as_posix()).parts
@@ -63,19 +55,17 @@ def media_camera(root: Path, path: Path) -> str | None:
             response_class=FileResponse,
             responses={200: {"content": {"image/jpeg": {}}, "description": "The image."},
                        401: {"description": "Not authenticated."},
-                       404: {"description": "No such file, or not one you may see (another camera's, a face crop "
-                                            "without the investigator role, a recording segment, an export, or a "
-                                            "path that leaves the media folders)."}},
+                       404: {"description": "No such file, or not one you may see (another camera's, a recording "
+                                            "segment, an export, or a path that leaves the media folders)."}},
             description="The path is resolved first (symlinks followed, `..`, backslashes, absolute paths and NUL "
                         "refused) and then authorised: it must lie in an event-image folder of a camera you may "
-                        "see, and face crops need the investigator role (as face events do). Recordings and exports "
-                        "are served only by their own routes.")
+                        "see. Recordings and exports are served only by their own routes.")
 def media(relpath: str, user: CurrentUser, settings: SettingsDep, store: ApiStoreDep) -> FileResponse:
     root = settings.recordings_dir
     path = safe_path(root, relpath)
     camera_id = media_camera(root, path)
     resolved = path.relative_to(root.resolve()).as_posix()
-    if camera_id is None or not user.sees(camera_id) or (is_face_image(root, path) and not user.may(FACE_ROLE)):
+    if camera_id is None or not user.sees(camera_id):
         store.audit(user.username, "media_refused", {"path": relpath, "resolved": resolved}, status=404)
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     store.audit(user.username, "media", {"path": relpath, "resolved": resolved, "camera_id": camera_id}, 1,
