@@ -115,14 +115,22 @@ def _export_clip(args: argparse.Namespace) -> int:
     return export_clip_cli(args)
 
 
+def redis_log_file(data_dir: Path) -> Path:
+    """The log of the Redis whose data lives in ``data_dir``: ``var/log/redis.log`` for the project's own
+    (``var/redis``), beside the data of any other (``CCTV_REDIS_DATA_DIR``), so two servers never share a log."""
+    if data_dir.resolve() == (PROJECT_ROOT / "var" / "redis").resolve():
+        return PROJECT_ROOT / "var" / "log" / "redis.log"
+    return data_dir / "redis.log"
+
+
 def _redis_setup(args: argparse.Namespace) -> int:
     from pipeline.store.redis_setup import setup_redis
 
     settings = get_settings()
+    log_file = redis_log_file(settings.redis_data_dir)
     done = setup_redis(settings.redis_secrets_file, settings.redis_conf_file, settings.redis_data_dir,
-                       settings.redis_port, log_file=PROJECT_ROOT / "var" / "log" / "redis.log",
-                       pid_file=settings.redis_data_dir / "redis.pid")
-    (PROJECT_ROOT / "var" / "log").mkdir(parents=True, exist_ok=True)
+                       settings.redis_port, log_file=log_file, pid_file=settings.redis_data_dir / "redis.pid")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     state = "generated" if done.created_credentials else "kept"
     print(f"redis credentials {state}: {done.env_file} (mode 0600)")
     print(f"redis config written: {done.conf_file} (mode 0600; AOF everysec + RDB in {done.data_dir}, "

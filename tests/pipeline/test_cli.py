@@ -144,3 +144,13 @@ def test_run_stops_with_one_line_when_redis_refuses_the_password(tmp_path: Path,
     assert result.returncode == 2, result.stderr
     assert "error: " in result.stderr and "refused the service's credentials" in result.stderr
     assert "Traceback" not in result.stderr and wrong not in result.stderr + result.stdout
+
+
+def test_a_second_redis_gets_its_own_log(tmp_path) -> None:
+    """``redis-setup`` with ``CCTV_REDIS_DATA_DIR`` elsewhere: its log lies beside that data, not in the project
+    Redis's ``var/log/redis.log`` (before, every server set up here wrote that one file)."""
+    from pipeline.cli import redis_log_file
+    from pipeline.settings import PROJECT_ROOT
+
+    assert redis_log_file(PROJECT_ROOT / "var" / "redis") == PROJECT_ROOT / "var" / "log" / "redis.log"
+    assert redis_log_file(tmp_path / "redis2") == tmp_path / "redis2" / "redis.log"
