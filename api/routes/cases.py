@@ -13,10 +13,13 @@ import tempfile
 import time
 import uuid
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
 import redis
 from fastapi import APIRouter, HTTPException, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
@@ -25,6 +28,7 @@ from api.ids import CaseId
 from api.routes.exports import export_file, get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
+from api.store import ApiStore
 from pipeline.events import FaceEvent, PlateEvent
 from pipeline.store import codec, holds, keys
 
@@ -32,10 +36,46 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 
-def _case(client: redis.Redis, case_id: str, user: User) -> dict:
+OWNER_STAMP = "owner_created_at"
+"""The case field holding ``created_at`` of the user record that opened the case: a user deleted and re-created
+under the same name gets a new one, so the new holder of the name does not inherit the old one's cases."""
+
+
+def _owner_stamp(store: ApiStore, user: User) -> str:
+    """``created_at`` of the current record of ``user``'s name ('' for a record from before it was kept: such a
+    record was never deleted and re-created since, as re-creating one always stamps it)."""
+    record = store.get_user(user.username)
+    return str(record.get("created_at") or "") if record else ""
+
+
+def _owns(case: dict, user: User, stamp: str) -> bool:
+    """Whether ``user`` (whose record has ``stamp``) opened ``case``: the same name and the same user record."""
+    if case.get("created_by") != user.username:
+        return False
+    if OWNER_STAMP in case:
+        return case[OWNER_STAMP] == stamp
+    return _legacy_owner(case, stamp)
+
+
+def _legacy_owner(case: dict, stamp: str) -> bool:
+    """Ownership of a case opened before owners were stamped: the current holder of the name owns it only if their
+    user record existed when the case was opened (an older case was opened by a deleted user of that name).
+    Unreadable times refuse (an admin still sees the case)."""
+    if not stamp:
+        return True
+    try:
+        return float(case["created_at"]) >= float(stamp)
+    except (KeyError, ValueError):
+        logger.warning("case %s: owner %r cannot be confirmed (unreadable created_at); only admins see it",
+                       case.get("id"), case.get("created_by"))
+        return False
+
+
+def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
+    """The case with its items if ``user`` may see it (its owner, or an admin), else 404."""
     raw = client.hgetall(f"case:{case_id}")
     case = {k.decode(): v.decode() for k, v in raw.items()}
-    if not case or (case["created_by"] != user.username and not user.may("admin")):
+    if not case or not (user.may("admin") or _owns(case, user, stamp)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} not found")
     items = client.hgetall(f"case:{case_id}:items")
     case["items"] = sorted((_case_item(case_id, k, v) for k, v in items.items()), key=lambda i: i["added_at"])
@@ -109,41 +149,48 @@ def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:
 @router.post("", response_model=CaseOut, status_code=201, summary="Open a case")
 def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     case_id = uuid.uuid4().hex[:16]
+    stamp = _owner_stamp(store, user)
     client.hset(f"case:{case_id}", mapping={"id": case_id, "name": body.name, "description": body.description,
-                                            "created_by": user.username, "created_at": repr(time.time())})
+                                            "created_by": user.username, "created_at": repr(time.time()),
+                                            OWNER_STAMP: stamp})
     client.zadd("cases", {case_id: time.time()})
     store.audit(user.username, "case_create", {"case_id": case_id, "name": body.name})
-    return _out(_case(client, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 @router.get("", response_model=list[CaseOut], summary="Your cases, newest first")
-def list_cases(user: Investigator, client: RedisDep) -> list[CaseOut]:
+def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[CaseOut]:
     out = []
+    stamp = _owner_stamp(store, user)
     for cid in client.zrevrange("cases", 0, 499):
         try:
-            out.append(_out(_case(client, cid.decode(), user)))
+            out.append(_out(_case(client, cid.decode(), user, stamp)))
         except HTTPException:
             continue
     return out
 
 
 @router.get("/{case_id}", response_model=CaseOut, summary="One case")
-def get_case(user: Investigator, case_id: CaseId, client: RedisDep) -> CaseOut:
-    return _out(_case(client, case_id, user))
+def get_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
+    stamp = _owner_stamp(store, user)
+    return _out(_case(client, case_id, user, stamp))
 
 
 @router.post("/{case_id}/items", response_model=CaseOut, status_code=201, summary="Add a clip or an event",
              description="The item (and for an event its snapshot, crop and the recording 30 s either side; for a "
                          "clip its files and recording) is kept from every retention until the case is closed.",
              responses={404: {"model": ErrorOut, "description": "No such case, clip or event (or not yours)."},
-                        409: {"model": ErrorOut, "description": "The case is closed."}})
+                        409: {"model": ErrorOut, "description": "The case is closed, or the export failed (or "
+                                                                "its job record is unreadable): export the window "
+                                                                "again. A queued or running export may be added."}})
 def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
              settings: SettingsDep) -> CaseOut:
-    case = _case(client, case_id, user)
+    stamp = _owner_stamp(store, user)
+    case = _case(client, case_id, user, stamp)
     if case.get("status") == "closed":
         raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
     if body.kind == "clip":
-        hold = _clip_hold(get_job(client, body.ref, user), settings.recordings_dir)
+        hold = _addable_clip_hold(get_job(client, body.ref, user), body.ref, settings.recordings_dir)
     else:
         event = _event(client, body.kind, body.ref)
         if event is None or not user.sees(event.camera_id):
@@ -155,7 +202,59 @@ def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: 
     client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
     holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
-    return _out(_case(client, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
+
+
+ADDABLE_EXPORTS = ("queued", "running", "done")
+"""Export states a case accepts: a queued or running export is expected to finish (the recording of its window is
+held meanwhile, and the exports folder is never touched by retention)."""
+
+
+def _addable_clip_hold(job: dict[str, str], ref: str, recordings_dir: Path) -> holds.Hold:
+    """The hold of an export that may be added to a case; 409 naming why for a failed export, one in an unknown
+    state or one whose job record is unreadable (a package could only list it as missing)."""
+    state = job.get("status")
+    if state == "failed":
+        reason = job.get("error") or "no reason recorded"
+        raise HTTPException(status.HTTP_409_CONFLICT, f"export {ref!r} failed ({reason}); a failed export cannot "
+                                                      f"be added to a case: export the window again")
+    if state not in ADDABLE_EXPORTS:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"export {ref!r} is in an unknown state ({state!r}); it "
+                                                      f"cannot be added to a case")
+    try:
+        return _clip_hold(job, recordings_dir)
+    except (KeyError, ValueError) as exc:
+        logger.warning("export job %s is damaged (%s); not added to a case", ref, exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the job record of export {ref!r} is unreadable; it cannot "
+                                                      f"be added to a case") from None
+
+
+ItemKind = Annotated[Literal["clip", "plate", "face", "damaged"],
+                     PathParam(description="The item's kind, as listed in the case ('damaged' for an unreadable "
+                                           "item).")]
+ItemRef = Annotated[str, PathParam(min_length=1, max_length=200,
+                                   description="The item's ref, as listed in the case.")]
+
+
+@router.delete("/{case_id}/items/{kind}/{ref}", response_model=CaseOut, summary="Remove an item from an open case",
+               description="The item's legal hold is lifted, except for what another item or another open case "
+                           "still holds.",
+               responses={404: {"model": ErrorOut, "description": "No such case or item (or not yours)."},
+                          409: {"model": ErrorOut, "description": "The case is closed."}})
+def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRef, client: RedisDep,
+                store: ApiStoreDep) -> CaseOut:
+    stamp = _owner_stamp(store, user)
+    case = _case(client, case_id, user, stamp)
+    if case.get("status") == "closed":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+    if not any(i["kind"] == kind and i["ref"] == ref for i in case["items"]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} has no {kind} item {ref!r}")
+    item_key = ref if kind == DAMAGED else f"{kind}:{ref}"  # a damaged item's ref is its stored key
+    client.hdel(f"case:{case_id}:items", item_key)
+    holds.drop(client, case_id, item_key)  # after the item: a failure in between leaves more held, not less
+    logger.info("case %s: %s removed item %s", case_id, user.username, item_key[:100])
+    store.audit(user.username, "case_remove", {"case_id": case_id, "kind": kind, "ref": ref})
+    return _out(_case(client, case_id, user, stamp))
 
 
 def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
@@ -229,14 +328,15 @@ def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordi
                          "them). Closing a closed case changes nothing.",
              responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
 def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
-    case = _case(client, case_id, user)
+    stamp = _owner_stamp(store, user)
+    case = _case(client, case_id, user, stamp)
     if case.get("status") != "closed":
         client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
                                                 "closed_by": user.username})
         holds.release(client, case_id)
         logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
         store.audit(user.username, "case_close", {"case_id": case_id})
-    return _out(_case(client, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 class PackageTooLarge(Exception):
@@ -310,6 +410,22 @@ def _write_package(path: Path, case_id: str, files: list[tuple[str, Path | bytes
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
+def _iso(epoch: float) -> str:
+    """``epoch`` as ISO 8601 UTC."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _manifest(case: dict, user: User, missing: list[dict[str, str]]) -> dict:
+    """The package manifest before its files are listed: times as epoch seconds (numbers, as the API gives them)
+    each with its ISO 8601 UTC form next to it."""
+    created = float(case["created_at"])
+    packaged = time.time()
+    return {"case": {**{k: case[k] for k in ("id", "name", "description", "created_by")}, "created_at": created,
+                     "created_at_iso": _iso(created)},
+            "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": packaged,
+            "packaged_at_iso": _iso(packaged), "files": [], "missing": missing, "altered": []}
+
+
 @router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest",
             description="The manifest lists each file with the SHA-256 of the bytes in the zip, what could not be "
                         "included (`missing`, with the reason) and any clip whose bytes no longer match the SHA-256 "
@@ -320,7 +436,8 @@ def _write_package(path: Path, case_id: str, files: list[tuple[str, Path | bytes
                                                                "nothing is packaged; split the case."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
-    case = _case(client, case_id, user)
+    stamp = _owner_stamp(store, user)
+    case = _case(client, case_id, user, stamp)
     files: list[tuple[str, Path | bytes]] = []
     missing: list[dict[str, str]] = []
     expected: dict[str, tuple[str, str]] = {}  # zip name of a clip -> (item, SHA-256 recorded when it was exported)
@@ -368,9 +485,7 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
     size = sum(_source_size(src) for _, src in files)
     if size > limit:
         raise _too_large(case_id, size, limit)
-    manifest = {"case": {k: case[k] for k in ("id", "name", "description", "created_by", "created_at")},
-                "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": time.time(),
-                "files": [], "missing": missing, "altered": []}
+    manifest = _manifest(case, user, missing)
     with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as tmp:
         pass
     try:

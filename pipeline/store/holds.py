@@ -16,7 +16,8 @@ Keys
 ``hold:version``          STRING  bumped on every change (closing rebuilds the three sets under WATCH of it).
 
 The three sets are the union over the cases: adding an item only adds to them; closing a case drops its hash and
-rebuilds the sets from the remaining cases (so an item two cases hold stays held while either is open).
+rebuilds the sets from the remaining cases (so an item two cases hold stays held while either is open); removing an
+item from an open case drops its field and rebuilds them likewise.
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ def release(client: redis.Redis, case_id: str) -> None:
     """Lift every hold of ``case_id`` (the case was closed); items other open cases hold stay held."""
     client.delete(case_key(case_id))
     client.srem(CASES, case_id)
+    rebuild(client)
+
+
+def drop(client: redis.Redis, case_id: str, item_key: str) -> None:
+    """Lift the hold of ``case_id``'s item ``item_key`` (removed from the open case): :func:`rebuild` keeps whatever
+    another item of this case or another open case still holds. The case stays in ``hold:cases`` (an empty hold
+    holds nothing; taking it out could race with an item added meanwhile)."""
+    client.hdel(case_key(case_id), item_key)
     rebuild(client)
 
 

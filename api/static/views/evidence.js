@@ -97,6 +97,26 @@ function itemPlace(item, jobs) {
   return j && j.camera_id ? { camera: j.camera_id, time: Number(j.start) + 5 } : null;
 }
 
+/** "4 items · Clip × 2, Plate read × 2": the count of a case's items, per kind when there are several kinds. */
+function itemCount(items) {
+  const total = items.length === 1 ? t("evidence.item_count_one") : t("evidence.item_count", { n: items.length });
+  const kinds = new Map();
+  items.forEach((it) => kinds.set(it.kind, (kinds.get(it.kind) || 0) + 1));
+  if (kinds.size < 2) return kinds.size ? `${total} · ${t(`evidence.kind.${[...kinds.keys()][0]}`)}` : total;
+  return `${total} · ${[...kinds].map(([kind, n]) => `${t(`evidence.kind.${kind}`)} × ${n}`).join(", ")}`;
+}
+
+/** One case item: its kind, camera and time (with a play button) where the page knows them, else its kind alone
+ * (the raw id stays in the tooltip and data-ref, not in the text). */
+function caseItem(item, jobs) {
+  const place = itemPlace(item, jobs);
+  const label = t(`evidence.kind.${item.kind}`);
+  const attrs = { class: "case-item", title: item.ref, dataset: { ref: item.ref, kind: item.kind } };
+  if (!place) return h("span", attrs, label);
+  return h("span", attrs, `${label} · ${cameraName(place.camera)} · ${fmtTime(place.time)} `,
+    playButton(place.camera, place.time));
+}
+
 export const evidenceView = {
   id: "evidence",
   feature: "evidence",
@@ -133,14 +153,8 @@ export const evidenceView = {
             return h("li", { dataset: { caseId: c.id, items: items.length } }, h("div", { class: "export-item" },
               h("strong", {}, c.name || c.id),
               c.description ? h("div", { class: "muted" }, c.description) : null,
-              h("div", { class: "muted" }, t("evidence.case_items", { n: items.length }),
-                items.length ? ` · ${items.map((it) => it.ref || it.id).join(", ")}` : ""),
-              h("div", { class: "row case-items" }, items.map((it) => {
-                const place = itemPlace(it, jobs);
-                return place ? h("span", { class: "case-item", dataset: { ref: it.ref, kind: it.kind } },
-                  `${t(`evidence.kind.${it.kind}`)} · ${cameraName(place.camera)} `, playButton(place.camera, place.time))
-                  : null;
-              })),
+              h("div", { class: "muted case-count" }, itemCount(items)),
+              h("div", { class: "row case-items" }, items.map((it) => caseItem(it, jobs))),
               items.length ? h("button", { class: "btn btn-secondary btn-small case-package", type: "button",
                 onclick: () => attempt(() => downloadFile(ROUTES.casePackage(c.id), `case_${c.id}.zip`)) },
               `↓ ${t("evidence.package")}`) : null));
