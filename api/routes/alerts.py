@@ -11,7 +11,8 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect, status
@@ -19,9 +20,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User, resolve_user
-from api.schemas.alerts import AckOut, AckRequest, AlertOut
+from api.schemas.alerts import (
+    MAX_FOLLOW_UP_NOTES,
+    NOTE_MAX_CHARS,
+    AckConflictOut,
+    AckOut,
+    AckRequest,
+    AlertOut,
+    NoteRequest,
+)
 from api.schemas.errors import ErrorOut
 from api.streamscan import scan_stream
+from api.validation import check_window, field_error
 from pipeline.store import keys
 from pipeline.store.connection import async_redis_client
 
@@ -32,38 +42,80 @@ STREAM_ID = r"^\d{1,19}-\d{1,19}$"  # 19 digits stay below 2**64 (Redis refuses 
 REF_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
-def _alert(sid: bytes | str, fields: dict, acks: dict | None = None) -> dict:
+def _alert(sid: bytes | str, fields: dict) -> dict:
     sid = sid.decode() if isinstance(sid, bytes) else sid
     alert = json.loads(fields[b"alert"])
-    ack = (acks or {}).get(alert["alert_id"])
-    return {"id": sid, "alert": alert, "ack": ack}
+    return {"id": sid, "alert": alert, "ack": None}
+
+
+def _watchlist_names(client, watchlist_ids: set[str]) -> dict[str, str | None]:
+    """Name of each watchlist (None for one that was deleted), one round trip."""
+    ordered = sorted(watchlist_ids)
+    pipe = client.pipeline(transaction=False)
+    for wid in ordered:
+        pipe.hget(keys.watchlist(wid), "name")
+    return {wid: (raw.decode() if isinstance(raw, bytes) else raw)
+            for wid, raw in zip(ordered, pipe.execute() if ordered else [], strict=True)}
 
 
 def _with_acks(client, user: User, entries: list) -> list[AlertOut]:
-    """AlertOut of the stream entries the user may see, each with its acknowledgement (who, note, when) or None."""
+    """AlertOut of the stream entries the user may see, each with its acknowledgement (who, note, when, follow-up
+    notes) or None, and the name of the watchlist that matched."""
     alerts = [a for a in (_alert(sid, f) for sid, f in entries) if user.sees(a["alert"]["camera_id"])]
     ids = [a["alert"]["alert_id"] for a in alerts]
     raw_acks = client.hmget(keys.ALERT_ACKS, ids) if ids else []
+    names = _watchlist_names(client, {a["alert"]["watchlist_id"] for a in alerts})
     out = []
     for a, raw in zip(alerts, raw_acks, strict=True):
         a["ack"] = json.loads(raw) if raw else None
-        out.append(AlertOut(**a))
+        out.append(AlertOut(**a, watchlist_name=names.get(a["alert"]["watchlist_id"])))
     return out
 
 
+@dataclass(frozen=True)
+class AlertFilter:
+    """What a listing keeps: every field None (or empty) keeps everything."""
+
+    entry_id: str | None = None
+    watchlist_id: str | None = None
+    camera_id: str | None = None
+    severities: frozenset[str] = frozenset()
+    start: float | None = None
+    end: float | None = None
+    acked: bool | None = None
+
+    def needles(self) -> list[bytes]:
+        """Quoted ids every matching raw payload contains (a cheap pre-filter before parsing)."""
+        return [f'"{v}"'.encode() for v in (self.entry_id, self.watchlist_id, self.camera_id) if v]
+
+    def keeps(self, alert: dict) -> bool:
+        """Whether the parsed alert passes every field filter but the acknowledgement state."""
+        created = float(alert.get("created_at") or 0)
+        return ((self.entry_id is None or alert.get("entry_id") == self.entry_id)
+                and (self.watchlist_id is None or alert.get("watchlist_id") == self.watchlist_id)
+                and (self.camera_id is None or alert.get("camera_id") == self.camera_id)
+                and (not self.severities or alert.get("severity", "medium") in self.severities)
+                and (self.start is None or created >= self.start)
+                and (self.end is None or created <= self.end))
+
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return self != AlertFilter()
+
+
 class _AlertMatch:
-    """Predicate on raw alert-stream fields: the alert is of this entry/watchlist and on a camera the user sees.
+    """Predicate on raw alert-stream fields: the alert passes the filter and is on a camera the user sees.
 
     The ids are plain tokens (:data:`REF_ID`), so a quoted id in the JSON payload is a cheap, encoding-agnostic
     pre-filter before the payload is parsed. ``visible`` counts the alerts read on cameras the user sees (every
     alert read, for a user without a camera limit): what the user is told of the scan, never how many alerts other
-    cameras had."""
+    cameras had. The acknowledgement state is looked up (one HEXISTS) only for alerts that passed the rest."""
 
-    def __init__(self, user: User, entry_id: str | None, watchlist_id: str | None) -> None:
+    def __init__(self, user: User, flt: AlertFilter, client=None) -> None:
         self.user = user
-        self.entry_id = entry_id
-        self.watchlist_id = watchlist_id
-        self.needles = [f'"{v}"'.encode() for v in (entry_id, watchlist_id) if v]
+        self.flt = flt
+        self.client = client
+        self.needles = flt.needles()
         self.visible = 0
 
     def __call__(self, fields: dict) -> bool:
@@ -78,8 +130,11 @@ class _AlertMatch:
             if not self.user.sees(alert.get("camera_id", "")):
                 return False
             self.visible += 1
-        return ((self.entry_id is None or alert.get("entry_id") == self.entry_id)
-                and (self.watchlist_id is None or alert.get("watchlist_id") == self.watchlist_id))
+        if not self.flt.keeps(alert):
+            return False
+        if self.flt.acked is None:
+            return True
+        return bool(self.client.hexists(keys.ALERT_ACKS, alert.get("alert_id", ""))) == self.flt.acked
 
 
 _SCAN_HEADERS = {200: {"headers": {
@@ -88,51 +143,161 @@ _SCAN_HEADERS = {200: {"headers": {
     "X-Alerts-Scan-Complete": {"description": "Filtered requests: false when the scan cap stopped the scan before "
                                "`limit` matches were found.", "schema": {"type": "boolean"}}}}}
 
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+def _alert_filter(entry_id: str | None, watchlist_id: str | None, camera_id: str | None,
+                  severity: list[Severity] | None, start: float | None, end: float | None,
+                  acked: bool | None) -> AlertFilter:
+    """The listing's filter; 422 on an inverted time window."""
+    check_window(start, end)
+    return AlertFilter(entry_id=entry_id, watchlist_id=watchlist_id, camera_id=camera_id,
+                       severities=frozenset(severity or ()), start=start, end=end, acked=acked)
+
+
+def _page(client, settings, user: User, flt: AlertFilter, response: Response, after: str | None,
+          before: str | None, limit: int) -> list:
+    """The stream entries of one page, oldest first: after ``after``, before ``before``, or the newest."""
+    if not flt.active() and user.cameras is None and before is None:
+        if after is None:
+            return list(reversed(client.xrevrange(keys.ALERT_STREAM, count=limit)))
+        return client.xrange(keys.ALERT_STREAM, f"({after}", "+", count=limit)
+    # a camera-limited user's page is filled with their own alerts (a page cut before filtering would show
+    # how many alerts other cameras had, and leave holes in the pages of the user's own)
+    match = _AlertMatch(user, flt, client)
+    scan = scan_stream(client, keys.ALERT_STREAM, match, limit, settings.alert_filter_scan,
+                       start=after if after is not None else before, newest_first=after is None)
+    response.headers["X-Alerts-Scanned"] = str(match.visible)
+    response.headers["X-Alerts-Scan-Complete"] = "false" if scan.capped else "true"
+    return scan.entries if after is not None else list(reversed(scan.entries))
+
 
 @router.get("", response_model=list[AlertOut], summary="Alerts after a stream id (backlog), oldest first",
             responses=_SCAN_HEADERS,
-            description="Each alert comes with its acknowledgement (`ack`: who, note, when) or null. With `entry_id` "
-                        "and/or `watchlist_id` only that entry's / watchlist's alerts are returned: the stream has no "
-                        "per-entry index, so at most CCTV_ALERT_FILTER_SCAN alerts (default 20000) are read, the "
-                        "newest ones (or the first ones after `after`); the headers `X-Alerts-Scanned` and "
+            description="Each alert comes with its acknowledgement (`ack`: who, note, when, follow-up notes) or null "
+                        "and the name of the watchlist that matched. Without `after` the newest alerts are "
+                        "returned; `before` pages further back (the alerts just before that stream id). With a "
+                        "filter (`entry_id`, `watchlist_id`, `camera_id`, `severity`, `start`/`end` on the alert's "
+                        "`created_at`, `acked`) only matching alerts are returned: the stream has no such index, so "
+                        "at most CCTV_ALERT_FILTER_SCAN alerts (default 20000) are read, the newest ones (or those "
+                        "before `before`, or the first ones after `after`); the headers `X-Alerts-Scanned` and "
                         "`X-Alerts-Scan-Complete` (false when the cap stopped the scan before `limit` matches) say "
                         "how far it looked. For a caller limited to some cameras every request is such a scan: "
                         "alerts of other cameras are skipped without being counted, so `limit` alerts of the "
-                        "caller's cameras are returned when the scan finds them.")
+                        "caller's cameras are returned when the scan finds them (a camera the caller may not see "
+                        "has no alerts for them).")
 def list_alerts(user: Operator, client: RedisDep, settings: SettingsDep, response: Response,
                 after: Annotated[str | None, Query(pattern=STREAM_ID)] = None,
+                before: Annotated[str | None, Query(pattern=STREAM_ID, description="Older alerts: those before "
+                                                    "this stream id (not with `after`).")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 entry_id: Annotated[str | None, Query(pattern=REF_ID, description="Only this watchlist entry's "
                                                       "alerts (person entries: the person id).")] = None,
                 watchlist_id: Annotated[str | None, Query(pattern=REF_ID,
                                                           description="Only this watchlist's alerts.")] = None,
+                camera_id: Annotated[str | None, Query(pattern=REF_ID,
+                                                       description="Only this camera's alerts.")] = None,
+                severity: Annotated[list[Severity] | None, Query(
+                    max_length=4, description="Only these severities (repeat the field).")] = None,
+                start: Annotated[float | None, Query(ge=0, description="Raised at or after this UTC epoch "
+                                                     "second.")] = None,
+                end: Annotated[float | None, Query(ge=0, description="Raised at or before this UTC epoch second "
+                                                   "(not before `start`).")] = None,
+                acked: Annotated[bool | None, Query(description="true: only acknowledged alerts; false: only "
+                                                    "open ones.")] = None,
                 ) -> list[AlertOut]:
-    if entry_id or watchlist_id or user.cameras is not None:
-        # a camera-limited user's page is filled with their own alerts (a page cut before filtering would show
-        # how many alerts other cameras had, and leave holes in the pages of the user's own)
-        match = _AlertMatch(user, entry_id, watchlist_id)
-        scan = scan_stream(client, keys.ALERT_STREAM, match, limit, settings.alert_filter_scan, start=after,
-                           newest_first=after is None)
-        response.headers["X-Alerts-Scanned"] = str(match.visible)
-        response.headers["X-Alerts-Scan-Complete"] = "false" if scan.capped else "true"
-        entries = scan.entries if after is not None else list(reversed(scan.entries))
-        return _with_acks(client, user, entries)
-    if after is None:
-        entries = list(reversed(client.xrevrange(keys.ALERT_STREAM, count=limit)))
-    else:
-        entries = client.xrange(keys.ALERT_STREAM, f"({after}", "+", count=limit)
+    flt = _alert_filter(entry_id, watchlist_id, camera_id, severity, start, end, acked)
+    if after is not None and before is not None:
+        raise field_error("before", "give either after or before, not both")
+    entries = _page(client, settings, user, flt, response, after, before, limit)
     return _with_acks(client, user, entries)
 
 
-@router.post("/{alert_id}/ack", response_model=AckOut, summary="Acknowledge an alert with a note")
-def ack_alert(alert_id: str, body: AckRequest, user: Operator, client: RedisDep, store: ApiStoreDep) -> AckOut:
+def _visible_alert(client, user: User, alert_id: str) -> dict:
+    """The alert (``_alert`` dict) if it exists and the user sees its camera; else 404 (the same either way)."""
     sid = client.hget(keys.ALERT_INDEX, alert_id)
     entries = client.xrange(keys.ALERT_STREAM, sid, sid) if sid else []
-    if not entries or not user.sees(_alert(*entries[0])["alert"]["camera_id"]):
+    alert = _alert(*entries[0]) if entries else None
+    if alert is None or not user.sees(alert["alert"]["camera_id"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id!r} not found")
-    ack = {"by": user.username, "note": body.note, "at": time.time()}
-    client.hset(keys.ALERT_ACKS, alert_id, json.dumps(ack, ensure_ascii=False))
+    return alert
+
+
+def _conflict(alert_id: str, existing: dict) -> JSONResponse:
+    """409 with the acknowledgement that stands."""
+    ack = AckOut(**existing)
+    body = AckConflictOut(detail=f"alert {alert_id!r} was already acknowledged by {ack.by}; add a follow-up note "
+                                 "instead", ack=ack)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_409_CONFLICT)
+
+
+_ACK_RESPONSES = {404: {"model": ErrorOut, "description": "No such alert (or on a camera you may not see)."},
+                  409: {"model": AckConflictOut, "description": "Already acknowledged: the first acknowledgement "
+                                                                "stands and is returned as `ack`."}}
+
+
+@router.post("/{alert_id}/ack", response_model=AckOut, summary="Acknowledge an alert with a note (once)",
+             responses=_ACK_RESPONSES,
+             description="The first acknowledgement (who, when, note) is kept: a later one, or the loser of two at "
+                         "once, is answered 409 with the acknowledgement that stands. Add to it with "
+                         "`POST /api/alerts/{alert_id}/notes`.")
+def ack_alert(alert_id: str, body: AckRequest, user: Operator, client: RedisDep,
+              store: ApiStoreDep) -> AckOut | JSONResponse:
+    _visible_alert(client, user, alert_id)
+    ack = {"by": user.username, "note": body.note, "at": time.time(), "notes": []}
+    if not client.hsetnx(keys.ALERT_ACKS, alert_id, json.dumps(ack, ensure_ascii=False)):
+        existing = client.hget(keys.ALERT_ACKS, alert_id)
+        if existing is None:  # pruned in between: the alert left the stream
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id!r} not found")
+        logger.info("acknowledgement of alert %s by %s refused: already acknowledged", alert_id, user.username)
+        return _conflict(alert_id, json.loads(existing))
     store.audit(user.username, "alert_ack", {"alert_id": alert_id, "note": body.note})
+    return AckOut(**ack)
+
+
+def _append_note(client, alert_id: str, note: dict) -> tuple[str, dict | None]:
+    """Append ``note`` to the alert's acknowledgement atomically (WATCH/MULTI, retried on a concurrent write).
+
+    Returns ("ok", ack), ("unacked", None) or ("full", ack)."""
+    result: list[tuple[str, dict | None]] = []
+
+    def step(pipe) -> None:
+        raw = pipe.hget(keys.ALERT_ACKS, alert_id)
+        result.clear()
+        if raw is None:
+            result.append(("unacked", None))
+            return
+        ack = json.loads(raw)
+        notes = ack.setdefault("notes", [])
+        if len(notes) >= MAX_FOLLOW_UP_NOTES:
+            result.append(("full", ack))
+            return
+        notes.append(note)
+        pipe.multi()
+        pipe.hset(keys.ALERT_ACKS, alert_id, json.dumps(ack, ensure_ascii=False))
+        result.append(("ok", ack))
+
+    client.transaction(step, keys.ALERT_ACKS)
+    return result[0]
+
+
+@router.post("/{alert_id}/notes", response_model=AckOut, summary="Add a follow-up note to an acknowledged alert",
+             responses={404: _ACK_RESPONSES[404],
+                        409: {"model": ErrorOut, "description": "The alert is not acknowledged yet (acknowledge it "
+                                                                f"first), or has {MAX_FOLLOW_UP_NOTES} notes."}},
+             description=f"Appends `{{by, at, note}}` to the acknowledgement's `notes` (at most "
+                         f"{MAX_FOLLOW_UP_NOTES} per alert, {NOTE_MAX_CHARS} characters each); returns the "
+                         "acknowledgement with every note.")
+def add_alert_note(alert_id: str, body: NoteRequest, user: Operator, client: RedisDep,
+                   store: ApiStoreDep) -> AckOut:
+    _visible_alert(client, user, alert_id)
+    outcome, ack = _append_note(client, alert_id, {"by": user.username, "at": time.time(), "note": body.note})
+    if outcome == "unacked":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id!r} is not acknowledged yet; acknowledge "
+                                                      "it first")
+    if outcome == "full":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id!r} already has {MAX_FOLLOW_UP_NOTES} notes")
+    store.audit(user.username, "alert_note", {"alert_id": alert_id, "note": body.note})
     return AckOut(**ack)
 
 

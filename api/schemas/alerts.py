@@ -1,4 +1,4 @@
-"""Alert models."""
+"""Alert models: requests (acknowledge, follow-up note) and responses (alert with its acknowledgement)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,55 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.events import Alert
 
+NOTE_MAX_CHARS = 2000
+"""Longest acknowledgement or follow-up note."""
+
+MAX_FOLLOW_UP_NOTES = 50
+"""Follow-up notes kept per acknowledged alert (a further note is refused with 409)."""
+
 
 class AckRequest(BaseModel):
+    """Acknowledge an alert, optionally saying what was done."""
+
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(default="", max_length=2000)
+    note: str = Field(default="", max_length=NOTE_MAX_CHARS)
+
+
+class NoteRequest(BaseModel):
+    """A follow-up note on an acknowledged alert."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=NOTE_MAX_CHARS, pattern=r"\S")
+
+
+class AlertNoteOut(BaseModel):
+    """One follow-up note: who wrote it, when, and what."""
+
+    by: str
+    at: float
+    note: str
 
 
 class AckOut(BaseModel):
+    """The (first and only) acknowledgement of an alert, with the follow-up notes added since."""
+
     by: str
     note: str
     at: float
+    notes: list[AlertNoteOut] = Field(default_factory=list,
+                                      description=f"Follow-up notes, oldest first (at most {MAX_FOLLOW_UP_NOTES}).")
+
+
+class AckConflictOut(BaseModel):
+    """409 of an acknowledgement: the alert was already acknowledged; ``ack`` is that acknowledgement."""
+
+    detail: str
+    ack: AckOut
 
 
 class AlertOut(BaseModel):
     id: str = Field(description="Stream id; pass it as ?after= to replay what came later.")
     alert: Alert
     ack: AckOut | None = None
+    watchlist_name: str | None = Field(default=None, description="Name of the watchlist that matched (null when "
+                                                                 "the watchlist was deleted).")

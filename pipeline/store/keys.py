@@ -40,7 +40,8 @@ Alerts
 ``alerts``                   STREAM  every alert (the backlog the control room replays from a given id).
 ``alerts:idx``               HASH    alert_id -> stream id (idempotency, acknowledgement lookup); entries of alerts the
                                      stream's cap trimmed are dropped by :meth:`EventStore.prune_trimmed_alerts`.
-``alerts:acks``              HASH    alert_id -> JSON {by, note, at}.
+``alerts:acks``              HASH    alert_id -> JSON {by, note, at, notes: [{by, at, note}]}: the first acknowledgement
+                                     (HSETNX: never overwritten); follow-up notes appended (WATCH/MULTI).
 ``alerts:live``              PUBSUB  channel; message = JSON {"id": stream_id, "alert": Alert}.
 
 Watchlists and persons (written by the API, read by the engine through :class:`pipeline.store.WatchlistStore`)

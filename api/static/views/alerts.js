@@ -1,6 +1,7 @@
-// Alert wall: live watchlist hits (crop, camera, time, reason, severity), highlight + beep, acknowledge with a note.
+// Alert wall: live watchlist hits (crop, camera, watchlist, time, reason, severity), highlight + beep, acknowledge
+// once with a note, follow-up notes, older alerts page by page.
 
-import { ROUTES, api } from "../api.js";
+import { ApiError, ROUTES, api } from "../api.js";
 import { clear, dialog, errorBox, field, fmtAgo, fmtTime, h, pct, severityBadge, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { beep } from "../live.js";
@@ -25,17 +26,50 @@ function alertCard(item, ctx, fresh) {
       h("time", { datetime: new Date(a.created_at * 1000).toISOString(), title: fmtAgo(a.created_at) },
         fmtTime(a.created_at)),
       a.score !== undefined && a.score !== null ? h("span", {}, t("alerts.score", { p: pct(a.score).replace("%", "") })) : null),
+    h("div", { class: "alert-watchlist" }, `${t("alerts.watchlist")}: ${item.watchlist_name || a.watchlist_id}`),
     a.reason ? h("p", { class: "alert-reason" }, `${t("common.reason")}: ${a.reason}`) : null,
     ctx.can("playback") ? h("div", { class: "row" }, playButton(a.camera_id, a.created_at)) : null,
-    item.ack
-      ? h("div", { class: "alert-ack", dataset: { ackBy: item.ack.by || "", ackAt: item.ack.at || "" } },
-        h("span", {}, `✔ ${t("alerts.acked", { by: item.ack.by || "" })}`),
-        item.ack.at ? h("time", { class: "ack-time", datetime: new Date(item.ack.at * 1000).toISOString() },
-          ` · ${fmtTime(item.ack.at)}`) : null,
-        item.ack.note ? h("p", { class: "ack-note" }, `${t("alerts.ack_note_label")}: ${item.ack.note}`) : null)
+    item.ack ? ackBlock(item, ctx)
       : h("button", { class: "btn btn-primary btn-small", type: "button", dataset: { action: "ack" },
         onclick: () => acknowledge(item, ctx) }, t("alerts.ack"))));
   return card;
+}
+
+/** The acknowledgement (who, when, note) and its follow-up notes, with a button to add one. */
+function ackBlock(item, ctx) {
+  const ack = item.ack;
+  const notes = Array.isArray(ack.notes) ? ack.notes : [];
+  return h("div", { class: "alert-ack", dataset: { ackBy: ack.by || "", ackAt: ack.at || "" } },
+    h("span", {}, `✔ ${t("alerts.acked", { by: ack.by || "" })}`),
+    ack.at ? h("time", { class: "ack-time", datetime: new Date(ack.at * 1000).toISOString() },
+      ` · ${fmtTime(ack.at)}`) : null,
+    ack.note ? h("p", { class: "ack-note" }, `${t("alerts.ack_note_label")}: ${ack.note}`) : null,
+    notes.length ? h("ul", { class: "ack-notes" }, notes.map((n) => h("li", { class: "ack-follow-up" },
+      `${n.by} · ${fmtTime(n.at)}: ${n.note}`))) : null,
+    h("button", { class: "btn btn-secondary btn-small", type: "button", dataset: { action: "note" },
+      onclick: () => addNote(item, ctx) }, t("alerts.add_note")));
+}
+
+/** The alert as the server has it now (with the acknowledgement that stands), or null. */
+async function fetchAlert(item) {
+  const a = item.alert;
+  const rows = await api(ROUTES.alerts, {
+    query: { camera_id: a.camera_id, start: a.created_at, end: a.created_at, limit: 50 },
+  });
+  return (Array.isArray(rows) ? rows : []).find((row) => row.alert.alert_id === a.alert_id) || null;
+}
+
+async function addNote(item, ctx) {
+  const note = h("textarea", { name: "note", rows: 3, maxlength: 2000, required: true });
+  const result = await dialog(t("alerts.note_title"), [
+    h("p", {}, `${item.alert.label} · ${cameraName(item.alert.camera_id)} · ${fmtTime(item.alert.created_at)}`),
+    field("alerts.ack_note", note),
+  ], {
+    submitLabel: t("alerts.add_note"),
+    onSubmit: async () => api(`${ROUTES.alerts}/${encodeURIComponent(item.alert.alert_id)}/notes`,
+      { method: "POST", body: { note: note.value.trim() } }),
+  });
+  if (result && result.by) ctx.updateAlert(item.alert.alert_id, { ack: result });
 }
 
 async function acknowledge(item, ctx) {
@@ -45,12 +79,53 @@ async function acknowledge(item, ctx) {
     field("alerts.ack_note", note),
   ], {
     submitLabel: t("alerts.ack"),
-    onSubmit: async () => api(ROUTES.alertAck(item.alert.alert_id), { method: "POST", body: { note: note.value.trim() } }),
+    onSubmit: async () => {
+      try {
+        return await api(ROUTES.alertAck(item.alert.alert_id), { method: "POST", body: { note: note.value.trim() } });
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 409) throw err;
+        // someone else acknowledged it first: show theirs (the first acknowledgement stands)
+        const current = await fetchAlert(item).catch(() => null);
+        toast(err.message, "info", 6000);
+        return { conflict: true, ack: current && current.ack ? current.ack : null };
+      }
+    },
   });
   if (!result) return;
+  if (result.conflict) {
+    if (result.ack) ctx.updateAlert(item.alert.alert_id, { ack: result.ack });
+    return;
+  }
   const ack = result && result.by ? result : { by: ctx.user.username, note: note.value.trim(), at: Date.now() / 1000 };
   ctx.updateAlert(item.alert.alert_id, { ack });
   toast(t("ok.acked"), "ok", 3000);
+}
+
+/** What a card shows that can change (watchlist name, acknowledgement, follow-up notes): rebuilt when it does. */
+function ackSignature(item) {
+  return `${item.watchlist_name || ""}|${item.ack ? `${item.ack.by}|${(item.ack.notes || []).length}` : ""}`;
+}
+
+/** Stream ids ("ms-seq") in stream order. */
+function streamOrder(a, b) {
+  const [am, as] = String(a).split("-").map(Number);
+  const [bm, bs] = String(b).split("-").map(Number);
+  return am - bm || as - bs;
+}
+
+/** Page size of the "older alerts" button. */
+const OLDER_PAGE = 300;
+
+/** Load the alerts just before the oldest one shown; false when there are no more. */
+async function loadOlder(ctx) {
+  const shown = ctx.alerts().map((item) => item.id).filter(Boolean).sort(streamOrder);
+  if (!shown.length) return false;
+  const rows = await api(ROUTES.alerts, { query: { before: shown[0], limit: OLDER_PAGE } });
+  const items = (Array.isArray(rows) ? rows : []).map((row) => ({ ...row, ack: row.ack || null }));
+  ctx.addAlerts(items);
+  const oldest = ctx.alerts().map((item) => item.id).filter(Boolean).sort(streamOrder)[0];
+  // the wall keeps a bounded number of alerts: when the page did not get older, there is nothing more to show
+  return items.length === OLDER_PAGE && oldest !== shown[0];
 }
 
 export const alertsView = {
@@ -93,12 +168,12 @@ export const alertsView = {
       for (const item of items) {
         const id = item.alert.alert_id;
         let entry = cards.get(id);
-        if (!entry || Boolean(entry.acked) !== Boolean(item.ack)) {
+        if (!entry || entry.sig !== ackSignature(item)) {
           const fresh = !seen.has(id);
           seen.add(id);
           const el = alertCard(item, ctx, fresh);
           if (entry) entry.el.replaceWith(el);
-          entry = { el, acked: Boolean(item.ack) };
+          entry = { el, sig: ackSignature(item) };
           cards.set(id, entry);
         }
         const expectedNext = previous ? previous.nextElementSibling : list.firstElementChild;
@@ -110,11 +185,23 @@ export const alertsView = {
       }
     };
     onlyOpen.addEventListener("change", paint);
+    const olderBtn = h("button", { class: "btn btn-secondary", type: "button", id: "alerts-older" }, t("alerts.older"));
+    olderBtn.addEventListener("click", async () => {
+      olderBtn.disabled = true;
+      try {
+        const more = await loadOlder(ctx);
+        olderBtn.disabled = !more;
+        if (!more) olderBtn.textContent = t("alerts.no_older");
+      } catch (err) {
+        olderBtn.disabled = false;
+        clear(problem, errorBox(err));
+      }
+    });
 
     clear(container,
       h("div", { class: "view-head" }, h("h1", {}, t("alerts.title")),
         h("label", { class: "check" }, onlyOpen, t("alerts.unacked_only")), soundBtn),
-      problem, list);
+      problem, list, h("div", { class: "row alerts-more" }, olderBtn));
     paint();
     const off = ctx.onAlerts(paint);
     try {
