@@ -110,9 +110,55 @@ def _serve_cameras(args: argparse.Namespace) -> int:
 
 
 def _export_clip(args: argparse.Namespace) -> int:
+    """``export-clip``: the audit record first (as the API audits every export), then the cut; no clip is cut when
+    the record cannot be written."""
     from pipeline.recording.export import export_clip_cli
 
+    if not audit_export_clip(args):
+        return 1
     return export_clip_cli(args)
+
+
+def audit_export_clip(args: argparse.Namespace) -> bool:
+    """Append an ``export`` record to the API's audit stream (:meth:`api.store.ApiStore.audit`, the writer of the
+    API's own records, so that the audit view lists it): user = the requester, params = camera, window (epoch s),
+    ``via: "cli"``, the operating-system account and host that ran the command, and the output folder. False (with
+    a line on stderr) when Redis refused the record. Arguments the export itself refuses (a malformed time, an empty
+    requester) are left to it: no clip is cut for them, so no record is written."""
+    import socket
+
+    import redis
+
+    from api.store import ApiStore
+    from pipeline.recording.export import ExportError, parse_time
+    from pipeline.store.connection import redis_client
+
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+    except ExportError:
+        return True
+    if not args.requester.strip():
+        return True
+    params = {"camera_id": args.camera, "start": start, "end": end, "via": "cli", "os_user": _os_user(),
+              "host": socket.gethostname(), "out": args.out}
+    try:
+        ApiStore(redis_client(get_settings().redis_url, socket_connect_timeout=5)).audit(
+            args.requester, "export", params, ip="cli")
+    except redis.RedisError as exc:
+        sys.stderr.write(f"export-clip: cannot write the audit record (no clip is cut without it): {exc}\n")
+        return False
+    logger.info("export-clip of %s by %s audited", args.camera, args.requester)
+    return True
+
+
+def _os_user() -> str:
+    """The account running the command ("?" when the system cannot say)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
 
 
 def redis_log_file(data_dir: Path) -> Path:
@@ -230,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("camera")
     p.add_argument("start", help="ISO-8601 UTC time or epoch seconds")
     p.add_argument("end", help="ISO-8601 UTC time or epoch seconds")
-    p.add_argument("--requester", required=True, help="who asked for it (recorded in the manifest)")
+    p.add_argument("--requester", required=True, help="who asked for it (recorded in the manifest and, as the user, "
+                                                      "in the API's audit trail with this account and host)")
     p.add_argument("--out", help="output folder (default: recordings/exports)")
     p.set_defaults(func=_export_clip)
 

@@ -15,6 +15,7 @@ from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import ExportId
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import ExportCreate, ExportOut
+from api.validation import check_cameras, field_error
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/exports", tags=["exports"])
@@ -27,6 +28,34 @@ def _job(client: redis.Redis, job_id: str) -> dict[str, str] | None:
 
 RETRY_AFTER_S = 30
 """Retry-After of a refused export (the queue was full, or a host holding the footage is down)."""
+CLOCK_SKEW_S = 120
+"""How far in the future an export may start (the caller's clock running ahead of the server's)."""
+
+
+def check_export_camera(request: Request, user: User, camera_id: str) -> None:
+    """422 on ``camera_id`` unless the camera is in cameras.yaml and one of the caller's (the same answer for an
+    unknown camera and for one outside the caller's cameras). A camera removed from cameras.yaml is not exported."""
+    config = request.app.state.camera_config
+    configured = set() if config is None else {c.id for c in config.cameras}
+    check_cameras([camera_id], configured, user.cameras, "camera_id", "body")
+
+
+def check_export_window(client: redis.Redis, camera_id: str, start: float, end: float) -> None:
+    """422 on ``start`` for a window entirely in the future (beyond :data:`CLOCK_SKEW_S`); 404 when no indexed
+    recording of the camera overlaps the window (one index read: the job would only fail later)."""
+    from pipeline.recording.index import segments_between
+
+    now = time.time()
+    if start > now + CLOCK_SKEW_S:
+        raise field_error("start", f"the window starts {start - now:.0f} s in the future: nothing is recorded yet",
+                          "body")
+    if not any(seg.end > start and seg.start < end for seg in segments_between(client, camera_id, start, end)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no recording of camera {camera_id!r} covers "
+                                                       f"{_iso(start)} .. {_iso(end)}")
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def unavailable_footage(client: redis.Redis, camera_id: str, start: float, end: float,
@@ -80,8 +109,12 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
              description="The clip is cut by a bounded pool of workers (CCTV_EXPORT_WORKERS, default 2) with a "
                          "bounded waiting line (CCTV_EXPORT_QUEUE, default 8): a job waits as `queued` with its "
                          "`queue_position`, and when the line is full the request is refused with 429 and "
-                         "`Retry-After`.",
-             responses={404: {"model": ErrorOut, "description": "Unknown camera or not one of yours."},
+                         "`Retry-After`. Refused at once: a malformed time, `end` not after `start` or more than "
+                         f"3600 s later, a window starting more than {CLOCK_SKEW_S} s in the future, or an unknown "
+                         "camera (or one not yours: the same answer) with 422; a window no indexed recording of the "
+                         "camera overlaps with 404.",
+             responses={404: {"model": ErrorOut, "description": "No recording of the camera covers any of the "
+                                                               "window."},
                         429: {"model": ErrorOut, "description": "The export queue is full; retry later.",
                               "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
                         503: {"model": ErrorOut, "description": "Part of the window is recorded on a worker host "
@@ -89,9 +122,8 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                               "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 def create_export(body: ExportCreate, request: Request, user: Investigator, client: RedisDep,
                   store: ApiStoreDep, settings: SettingsDep) -> ExportOut | JSONResponse:
-    config = request.app.state.camera_config
-    if config is None or not any(c.id == body.camera_id for c in config.cameras) or not user.sees(body.camera_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {body.camera_id!r} not found")
+    check_export_camera(request, user, body.camera_id)
+    check_export_window(client, body.camera_id, body.start, body.end)
     queue = request.app.state.export_queue
     running, waiting = queue.load()
     if running + waiting >= queue.capacity:

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+import redis
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
 from api.routes.media import media_url
 from api.schemas.plates import PlateHitOut, PlateSearchOut
-from api.validation import check_window, field_error
+from api.validation import TIME_HELP, Instant, check_cameras, check_window, field_error
 from pipeline.plates.grams import MAX_QUERY_LEN, QueryError
 from pipeline.plates.provinces import match_province
 from pipeline.search.plates import MAX_FUZZY_DISTANCE, PlateFilters, PlateSearcher, PlateSearchResult
 
 router = APIRouter(prefix="/api/plates", tags=["plates"])
 
-Cameras = Annotated[list[str] | None, Query(max_length=500, description="Only these cameras (repeat the field).")]
-Start = Annotated[float | None, Query(ge=0, description="From this UTC epoch second.")]
-End = Annotated[float | None, Query(ge=0, description="Up to this UTC epoch second (not before `start`).")]
+Cameras = Annotated[list[str] | None, Query(max_length=500, description=(
+    "Only these cameras (repeat the field). An id that is neither configured nor holds stored plate reads or "
+    "recordings (a camera removed from cameras.yaml stays searchable), or is not one of yours, is a 422 naming it."))]
+Start = Annotated[Instant | None, Query(description=f"From this instant. {TIME_HELP}")]
+End = Annotated[Instant | None, Query(description=f"Up to this instant (not before `start`). {TIME_HELP}")]
 REASON_DESCRIPTION = ("Why you search: a reason or case number (required; recorded in the audit trail and shown in "
                       "the audit view -- plate histories and face searches are personal data under the PDPA).")
 Reason = Annotated[str, Query(min_length=3, max_length=500, description=REASON_DESCRIPTION)]
 
 
+def _check_cameras(request: Request, client: redis.Redis, user: User, cameras: list[str] | None) -> None:
+    """422 on ``cameras`` naming the ids the caller cannot search: unknown ones (neither configured nor with stored
+    data) and, answered the same way, those outside the caller's cameras."""
+    config = request.app.state.camera_config
+    configured = None if config is None else {c.id for c in config.cameras}
+    check_cameras(cameras, configured, user.cameras, "cameras", client=client)
+
+
 def _filters(user: User, cameras: list[str] | None, start: float | None, end: float | None,
              province: str | None = None, min_confidence: float | None = None,
              vehicle_class: str | None = None) -> PlateFilters:
+    """The search filters of the request (422 on an inverted window or an unknown province)."""
     check_window(start, end)
     thai = None
     if province:
@@ -56,7 +68,7 @@ def _hits(searcher: PlateSearcher, result: PlateSearchResult) -> list[PlateHitOu
 
 @router.get("/search", response_model=PlateSearchOut, summary="Search plate reads")
 def search_plates(
-    user: Operator, client: RedisDep, store: ApiStoreDep,
+    request: Request, user: Operator, client: RedisDep, store: ApiStoreDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_LEN,
                             description="Plate, part of it, or a pattern with ? (one char) and * (any run).")],
     mode: Annotated[Literal["auto", "exact", "partial", "fuzzy"], Query()] = "auto",
@@ -72,6 +84,7 @@ def search_plates(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PlateSearchOut:
     filters = _filters(user, cameras, start, end, province, min_confidence, vehicle_class)
+    _check_cameras(request, client, user, cameras)
     searcher = PlateSearcher(client)
     try:
         result = searcher.search(q, mode=mode, filters=filters, offset=offset, limit=limit,
@@ -87,11 +100,12 @@ def search_plates(
 
 @router.get("/{plate}/history", response_model=PlateSearchOut, summary="Every sighting of a plate, oldest first")
 def plate_history(
-    plate: str, user: Investigator, client: RedisDep, store: ApiStoreDep, reason: Reason,
+    plate: str, request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, reason: Reason,
     cameras: Cameras = None, start: Start = None, end: End = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> PlateSearchOut:
     filters = _filters(user, cameras, start, end)
+    _check_cameras(request, client, user, cameras)
     if not 1 <= len(plate) <= MAX_QUERY_LEN:
         raise field_error("plate", f"1 to {MAX_QUERY_LEN} characters", "path")
     searcher = PlateSearcher(client)

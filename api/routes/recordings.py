@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User
 from api.schemas.errors import ErrorOut
 from api.schemas.recordings import MarkerOut, RangeOut, TimelineOut
-from api.validation import field_error
+from api.validation import TIME_HELP, field_error, read_instant
 from pipeline.recording.index import segments_between
 from pipeline.recording.locate import SegmentUnavailable
 from pipeline.recording.playback import (
@@ -59,7 +59,6 @@ MARKER_SLACK_S = 600
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 FIRST_CHUNK = 64 * 1024
 CHUNK = 256 * 1024
-TIME_HELP = "UTC epoch seconds (1733050000.5) or ISO-8601 (2026-12-01T14:32:00Z, +07:00; without a zone: UTC)."
 SESSION_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 PLAYBACK_HEADERS = {
@@ -73,16 +72,12 @@ PLAYBACK_HEADERS = {
 
 
 def parse_instant(value: str, field: str) -> float:
-    """Epoch seconds from epoch text or ISO-8601; 422 naming ``field`` when it is not a time or out of range."""
-    text = value.strip()
+    """Epoch seconds from epoch text or ISO-8601 (:func:`api.validation.read_instant`, the parser of every route);
+    422 naming ``field`` when it is not a time or lies outside 2000-01-01 .. now + 1 day."""
     try:
-        when = float(text)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise field_error(field, f"not a time: {value[:40]!r} ({TIME_HELP})") from None
-        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        when = read_instant(value)
+    except ValueError as exc:
+        raise field_error(field, str(exc)) from None
     latest = time.time() + 86400
     if not math.isfinite(when) or not EARLIEST <= when <= latest:
         raise field_error(field, f"{value[:40]!r} is outside 2000-01-01 .. now + 1 day ({TIME_HELP})")

@@ -137,6 +137,10 @@ def test_exports_run_in_a_bounded_queue(small_app, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(exports, "run_export", lambda *args: release.wait(30))
     headers = {"Authorization": f"Bearer {tokens['inv']}"}
     body = {"camera_id": "bkk-night-01", "start": 1000.0, "end": 1010.0}
+    from pipeline.recording.index import Segment, add_segment  # an export of a window never recorded is a 404
+
+    add_segment(client.app.state.redis, "bkk-night-01",
+                Segment("bkk-night-01/1970-01-01/00/bkk-night-01_19700101T001640.000Z.mkv", 1000.0, 1060.0, 1000))
     first = client.post("/api/exports", headers=headers, json=body)
     second = client.post("/api/exports", headers=headers, json=body)
     assert first.status_code == 202 and second.status_code == 202, (first.text, second.text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,73 @@ def test_a_second_redis_gets_its_own_log(tmp_path) -> None:
 
     assert redis_log_file(PROJECT_ROOT / "var" / "redis") == PROJECT_ROOT / "var" / "log" / "redis.log"
     assert redis_log_file(tmp_path / "redis2") == tmp_path / "redis2" / "redis.log"
+
+
+@pytest.fixture()
+def cli_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The CLI's settings pointed at the test Redis (the settings cache cleared before and after)."""
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("CCTV_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    yield redis_url
+    get_settings.cache_clear()
+
+
+def _fake_cut(cuts: list[tuple]) -> Callable[..., object]:
+    """Stands in for ``export_clip``: records the call and writes an empty clip and manifest."""
+    from pipeline.recording.export import ExportResult
+
+    def cut(client: object, camera_id: str, start: float, end: float, requester: str, out_dir: Path | None = None,
+            **_: object) -> ExportResult:
+        assert out_dir is not None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "c.mp4").write_bytes(b"")
+        (out_dir / "c.json").write_text("{}")
+        cuts.append((camera_id, start, end, requester))
+        return ExportResult(out_dir / "c.mp4", out_dir / "c.json", "0" * 64, 0, 1.0)
+
+    return cut
+
+
+def test_export_clip_writes_an_audit_record_like_the_api(cli_redis: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export-clip --requester X` leaves an ``export`` record in the API's audit trail (it left none)."""
+    import json
+
+    import redis
+
+    from pipeline.cli import main
+
+    cuts: list[tuple] = []
+    monkeypatch.setattr("pipeline.recording.export.export_clip", _fake_cut(cuts))
+    argv = ["export-clip", "walkway-01", "2026-12-01T03:00:00Z", "1796094060", "--requester", "Desk 3",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert cuts == [("walkway-01", 1796094000.0, 1796094060.0, "Desk 3")]
+    records = redis.Redis.from_url(cli_redis).xrange("audit")
+    assert len(records) == 1
+    fields = {k.decode(): v.decode() for k, v in records[0][1].items()}
+    assert (fields["user"], fields["action"], fields["ip"]) == ("Desk 3", "export", "cli")
+    params = json.loads(fields["params"])
+    assert params["camera_id"] == "walkway-01" and (params["start"], params["end"]) == (1796094000.0, 1796094060.0)
+    assert params["via"] == "cli" and params["os_user"] and params["host"]
+
+
+def test_export_clip_cuts_nothing_when_the_audit_record_cannot_be_written(cli_redis: str, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    from pipeline.cli import main
+
+    def refuse(*_: object, **__: object) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    cuts: list[tuple] = []
+    monkeypatch.setattr("pipeline.recording.export.export_clip", _fake_cut(cuts))
+    monkeypatch.setattr("api.store.ApiStore.audit", refuse)
+    argv = ["export-clip", "walkway-01", "1796094000", "1796094060", "--requester", "Desk 3",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 1
+    assert cuts == [] and "cannot write the audit record" in capsys.readouterr().err
