@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep
 from api.ids import EntryId, WatchlistId
 from api.routes.cameras import check_camera_ids
 from api.schemas.watchlists import (
+    DuplicateEntryOut,
     EntryOut,
     EntryUpdate,
     FaceEntryCreate,
@@ -16,12 +20,16 @@ from api.schemas.watchlists import (
     WatchlistOut,
     WatchlistUpdate,
 )
+from api.validation import field_error
+from pipeline.plates.provinces import match_province
 from pipeline.store import WatchlistStore
-from pipeline.store.watchlists import split_plate_province
+from pipeline.store.watchlists import DuplicateEntryError, split_plate_province
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/watchlists", tags=["watchlists"])
 
-ONLY_FOR = {"plate": ("plate", "fuzzy", "max_distance"), "face": ("threshold",)}
+ONLY_FOR = {"plate": ("plate", "province", "fuzzy", "max_distance"), "face": ("threshold",)}
 """Entry fields that only one kind of watchlist has."""
 
 
@@ -83,15 +91,34 @@ def list_entries(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -
     return [EntryOut(**e) for e in wl.list_entries(watchlist_id)]
 
 
-@router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry")
+DUPLICATE = {409: {"model": DuplicateEntryOut, "description": "The watchlist already has an entry with this plate "
+                                                              "and province (`entry_id` names it)."}}
+"""The 409 of plate entry writes that would duplicate an entry."""
+
+
+def _duplicate(exc: DuplicateEntryError) -> JSONResponse:
+    """The 409 answer naming the existing entry."""
+    logger.info("refused a duplicate plate entry: %s", exc)
+    body = DuplicateEntryOut(detail=f"plate: already in this watchlist as entry {exc.existing_id!r}",
+                             entry_id=exc.existing_id)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_409_CONFLICT)
+
+
+@router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry",
+             responses=DUPLICATE)
 def add_plate_entry(body: PlateEntryCreate, request: Request, admin: Admin, watchlist_id: WatchlistId,
-                    client: RedisDep, store: ApiStoreDep) -> EntryOut:
+                    client: RedisDep, store: ApiStoreDep) -> EntryOut | JSONResponse:
     wl = WatchlistStore(client)
     if _get(wl, watchlist_id)["kind"] != "plate":
         raise HTTPException(422, "watchlist_id: this is a face watchlist")
-    _check_plate(body.plate)
+    plate, typed = _check_plate(body.plate)
+    province = _check_province(body.province, typed)
     check_camera_ids(request, body.cameras, "cameras")
-    entry = wl.put_entry(watchlist_id, {**body.model_dump(), "created_by": admin.username})
+    try:
+        entry = wl.put_entry(watchlist_id, {**body.model_dump(), "plate": plate, "province": province,
+                                            "created_by": admin.username})
+    except DuplicateEntryError as exc:
+        return _duplicate(exc)
     if entry is None:  # deleted between the check and the write
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
     store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
@@ -130,14 +157,30 @@ def _check_plate(text: str) -> tuple[str, str | None]:
     return plate, province
 
 
+def _check_province(given: str | None, typed: str | None) -> str | None:
+    """The Thai name of the province of a plate entry: ``given`` (Thai, Latin or alias, validated like the search
+    filter) or else the one ``typed`` with the plate; 422 on ``province`` when unknown or not the typed one."""
+    if given is None:
+        return typed
+    found = match_province(given, max_ratio=0.2)
+    if found is None:
+        raise field_error("province", f"unknown province {given!r}", "body")
+    if typed is not None and typed != found.thai:
+        raise field_error("province", f"{found.thai!r} is not the province typed with the plate ({typed!r})", "body")
+    return found.thai
+
+
 @router.patch("/{watchlist_id}/entries/{entry_id}", response_model=EntryOut, summary="Edit a watchlist entry",
               description="Changes reason, severity, expiry, cameras, enabled (false pauses the entry: kept "
-                          "and listed, never alerts; true resumes it) and (plate entries) plate text, fuzzy and "
-                          "max_distance or (person entries) threshold in place: the entry keeps its id, so its past "
-                          "alerts stay linked. A new plate text is normalised. Bumps the watchlist version so the "
-                          "engine re-reads the entries; audited as `watchlist_entry_update`.")
+                          "and listed, never alerts; true resumes it) and (plate entries) plate text, province, fuzzy "
+                          "and max_distance or (person entries) threshold in place: the entry keeps its id, so its "
+                          "past alerts stay linked. A new plate text is normalised (and unties the entry from its "
+                          "province unless one is typed with it or given). A change that would duplicate another "
+                          "entry's plate and province is refused (409). Bumps the watchlist version so the engine "
+                          "re-reads the entries; audited as `watchlist_entry_update`.",
+              responses=DUPLICATE)
 def update_entry(body: EntryUpdate, request: Request, admin: Admin, watchlist_id: WatchlistId, entry_id: EntryId,
-                 client: RedisDep, store: ApiStoreDep) -> EntryOut:
+                 client: RedisDep, store: ApiStoreDep) -> EntryOut | JSONResponse:
     wl = WatchlistStore(client)
     kind = _get(wl, watchlist_id)["kind"]
     if wl.get_entry(watchlist_id, entry_id) is None:
@@ -147,12 +190,12 @@ def update_entry(body: EntryUpdate, request: Request, admin: Admin, watchlist_id
     for name in ONLY_FOR[other]:
         if name in changes:
             raise HTTPException(422, f"{name}: {kind} watchlist entries have no {name}")
-    if "plate" in changes:
-        changes["plate"], province = _check_plate(changes["plate"])
-        if province is not None:  # else the store clears the old plate's province
-            changes["province"] = province
+    _plate_changes(changes)
     check_camera_ids(request, changes.get("cameras"), "cameras")
-    result = wl.update_entry(watchlist_id, entry_id, changes)
+    try:
+        result = wl.update_entry(watchlist_id, entry_id, changes)
+    except DuplicateEntryError as exc:
+        return _duplicate(exc)
     if result is None:  # removed between the check and the write
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"entry {entry_id!r} not found in watchlist {watchlist_id!r}")
     before, after = result
@@ -160,6 +203,16 @@ def update_entry(body: EntryUpdate, request: Request, admin: Admin, watchlist_id
         "watchlist_id": watchlist_id, "entry_id": entry_id, "changes": changes,
         "before": {name: before.get(name) for name in changes}})
     return EntryOut(**after)
+
+
+def _plate_changes(changes: dict) -> None:
+    """Normalise the plate and province of a PATCH in place (422 on a bad one). A new plate without a typed or given
+    province unties the entry from its province (the store clears it)."""
+    typed = None
+    if "plate" in changes:
+        changes["plate"], typed = _check_plate(changes["plate"])
+    if changes.get("province") is not None or typed is not None:
+        changes["province"] = _check_province(changes.get("province"), typed)
 
 
 @router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry")

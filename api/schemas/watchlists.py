@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Severity = Literal["low", "medium", "high", "critical"]
 
@@ -14,7 +15,11 @@ registration left after normalisation is checked separately (at most 16 characte
 
 PLATE_TEXT_DOC = ("Plate as typed: spaces, hyphens, Thai or full-width digits are normalised away; a province typed "
                   "with it (Thai, Latin or alias; before, after, or between series and number as on a motorcycle "
-                  "plate) is split off into `province`. Matching is on the registration only.")
+                  "plate) is split off into `province`.")
+PROVINCE_DOC = ("Province the registration belongs to (Thai, Latin or a common alias; stored in Thai). The same "
+                "registration exists in every province: an entry with a province matches only reads of that province "
+                "(and reads whose province was not read); null = any province. Must agree with a province typed in "
+                "`plate`.")
 FUZZY_DOC = ("Also alert on near misses: reads whose weighted edit distance to the plate is at most `max_distance` "
              "(a look-alike substitution such as ข/ช or 8/B costs 0.4, any other edit 1). Off by default: an exact "
              "entry never alerts on a near miss.")
@@ -22,8 +27,21 @@ MAX_DISTANCE_DOC = "Fuzzy entries: largest distance alerted (0-1.9: at most one 
 ENABLED_DOC = ("Whether the entry alerts. A disabled (paused) entry is kept and listed but never matches; entries "
                "stored before this field existed are enabled.")
 
-Expiry = Annotated[float, Field(ge=0, allow_inf_nan=False, description="UTC epoch seconds; null = never expires.")]
-"""A finite expiry time (NaN would never expire, and cannot be written back as JSON)."""
+EXPIRY_SKEW_S = 60.0
+"""How far in the past an expiry may be (clock skew between the operator's machine and the server)."""
+
+
+def _not_past(value: float) -> float:
+    """Refuse an expiry already in the past (beyond :data:`EXPIRY_SKEW_S`): the entry would never alert."""
+    if value < time.time() - EXPIRY_SKEW_S:
+        raise ValueError("is in the past: the entry would never alert (give a future time, or null for no expiry)")
+    return value
+
+
+Expiry = Annotated[float, Field(ge=0, allow_inf_nan=False,
+                                description="UTC epoch seconds, in the future; null = never expires."),
+                   AfterValidator(_not_past)]
+"""A finite expiry time (NaN would never expire, and cannot be written back as JSON), not in the past."""
 
 Cameras = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
                     Field(min_length=1, max_length=2000,
@@ -58,6 +76,7 @@ class WatchlistOut(BaseModel):
 class PlateEntryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plate: str = Field(min_length=1, max_length=PLATE_TEXT_MAX, description=PLATE_TEXT_DOC)
+    province: str | None = Field(default=None, min_length=1, max_length=64, description=PROVINCE_DOC)
     fuzzy: bool = Field(default=False, description=FUZZY_DOC)
     max_distance: float = Field(default=1.0, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
     reason: str = Field(default="", max_length=500)
@@ -78,12 +97,19 @@ class FaceEntryCreate(BaseModel):
     enabled: bool = Field(default=True, description=ENABLED_DOC)
 
 
+class DuplicateEntryOut(BaseModel):
+    """409: the watchlist already has an entry with the same plate and province."""
+
+    detail: str
+    entry_id: str = Field(description="Id of the existing entry (edit it instead).")
+
+
 class EntryOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     entry_id: str
     plate: str | None = Field(default=None, description="Plate entries: normalised plate text.")
-    province: str | None = Field(default=None, description="Plate entries: province typed with the plate (Thai), "
-                                                            "shown to operators; not matched on.")
+    province: str | None = Field(default=None, description="Plate entries: province (Thai) the entry is tied to; "
+                                                            "null = any province.")
     person_id: str | None = Field(default=None, description="Person entries: the enrolled person.")
     fuzzy: bool | None = None
     max_distance: float | None = None
@@ -110,14 +136,18 @@ NOT_NULLABLE_ENTRY_FIELDS = ("plate", "fuzzy", "max_distance", "reason", "severi
 class EntryUpdate(BaseModel):
     """Fields to change on a watchlist entry; omitted fields stay as they are.
 
-    ``expires_at: null`` removes the expiry and ``cameras: null`` makes the entry apply to every camera; the other
-    fields cannot be null. ``plate``, ``fuzzy`` and ``max_distance`` apply to plate entries, ``threshold`` to person
+    ``expires_at: null`` removes the expiry, ``cameras: null`` makes the entry apply to every camera and
+    ``province: null`` to every province; the other fields cannot be null. ``plate``, ``province``, ``fuzzy`` and
+    ``max_distance`` apply to plate entries, ``threshold`` to person
     entries. ``enabled: false`` pauses the entry (kept, listed, never alerts); ``enabled: true`` resumes it.
     """
 
     model_config = ConfigDict(extra="forbid")
     plate: str | None = Field(default=None, min_length=1, max_length=PLATE_TEXT_MAX,
                               description="New plate text. " + PLATE_TEXT_DOC)
+    province: str | None = Field(default=None, min_length=1, max_length=64,
+                                 description=PROVINCE_DOC + " Null unties the entry from its province; a new `plate` "
+                                                            "without a province also unties it.")
     fuzzy: bool | None = Field(default=None, description=FUZZY_DOC)
     max_distance: float | None = Field(default=None, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,

@@ -12,8 +12,16 @@ Fuzzy plate entries: :func:`~pipeline.plates.fuzzy.plate_distance` costs 0.4 for
 ค/ด/ต, 8/B ...) and 1 for any other edit; ``max_distance`` is at most 1.9 (API), so a fuzzy entry tolerates at most
 one arbitrary edit, or up to four look-alike substitutions. Exact entries (the default) never alert on a near miss.
 
-Each (event, entry) pair alerts once: an event's later versions do not raise the same alert again, and the alert
-id is derived from the pair so that a re-delivered alert is deduplicated by the store.
+Province: an entry tied to a province (``province`` set) matches only reads of that province. A read without a
+province (a cut or dirty plate whose province line was not read) still matches: missing a wanted vehicle costs more
+than an operator checking one alert; the :class:`~pipeline.events.Alert` record has no field to mark the province as
+unconfirmed, so such an alert is only logged as such. An entry without a province matches every province.
+
+Each (event, watchlist) pair alerts at most once: when several entries of one watchlist match an event (duplicates
+stored before the API refused them, or an exact and a fuzzy entry), only the best one alerts (smallest distance,
+then an entry of the read's province, then the highest severity, then the smallest entry id). An event's later versions do not
+raise the same alert again, and the alert id is derived from the (event, watchlist, entry) so that a re-delivered
+alert is deduplicated by the store.
 
 Plate alerts also have a cooldown (``alert_cooldown_s``, :data:`DEFAULT_ALERT_COOLDOWN_S` = 5 minutes by default):
 a vehicle whose track is lost and found again gets a new event, but the same entry matched by the same (normalised)
@@ -38,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.events import Alert, FaceEvent, PlateEvent
 from pipeline.plates.fuzzy import plate_distance
+from pipeline.plates.provinces import province_by_name
 from pipeline.store.plates import normalise_plate
 from pipeline.store.watchlists import cooldown_key
 
@@ -55,6 +64,14 @@ MAX_ALERT_COOLDOWN_S = 86_400.0
 def _normalise(text: str) -> str:
     """The store's canonical plate form (entries are stored normalised; events are normalised on publish)."""
     return normalise_plate(text)
+
+
+def _province(text: str | None) -> str | None:
+    """A province as its Thai name (Latin names and aliases mapped), None when empty; an unknown name is kept."""
+    if not text or not text.strip():
+        return None
+    found = province_by_name(text)
+    return found.thai if found is not None else text.strip()
 
 
 def alert_id_for(event_id: str, watchlist_id: str, entry_id: str) -> str:
@@ -175,36 +192,62 @@ class WatchlistMatcher:
                          entry.entry_id, camera_id, plate, self.alert_cooldown_s)
         return allowed
 
+    def _plate_distance(self, entry: Any, text: str) -> float | None:
+        """Distance of the read ``text`` to the entry's plate, or None when the entry does not match it."""
+        target = _normalise(entry.plate)
+        if getattr(entry, "fuzzy", False):
+            distance = plate_distance(text, target)
+            return distance if distance <= float(entry.max_distance) else None
+        return 0.0 if text == target else None
+
+    def _plate_candidates(self, event: PlateEvent, text: str, now: float) -> dict[str, list[tuple[tuple, Any, float]]]:
+        """Matching active entries per watchlist, each as ``(rank key, entry, distance)`` sorted best first."""
+        read_province = _province(event.province)
+        by_list: dict[str, list[tuple[tuple, Any, float]]] = {}
+        for entry in self._plates:
+            if not self._active(entry, now) or not self._camera_allowed(entry, event.camera_id):
+                continue
+            province = _province(getattr(entry, "province", None))
+            if province is not None and read_province is not None and province != read_province:
+                continue
+            distance = self._plate_distance(entry, text)
+            if distance is None:
+                continue
+            same_province = province is not None and read_province is not None  # (and equal, checked above)
+            rank = (distance, not same_province, -SEVERITIES.index(_severity(entry)), entry.entry_id)
+            by_list.setdefault(entry.watchlist_id, []).append((rank, entry, distance))
+        for candidates in by_list.values():
+            candidates.sort(key=lambda c: c[0])
+        return by_list
+
     def match_plate(self, event: PlateEvent) -> list[Alert]:
-        """Alerts raised by a plate event (at most one per watchlist entry and event, and one per entry, camera and
-        plate read within the cooldown)."""
+        """Alerts raised by a plate event: at most one per watchlist (its best matching entry, see the module
+        docstring) and event, and one per entry, camera and plate read within the cooldown."""
         self.refresh()
         if not event.plate_text:
             return []
         text = _normalise(event.plate_text)
-        now = time.time()
         alerts = []
-        for entry in self._plates:
-            if not self._active(entry, now) or not self._camera_allowed(entry, event.camera_id):
-                continue
-            target = _normalise(entry.plate)
-            if getattr(entry, "fuzzy", False):
-                distance = plate_distance(text, target)
-                if distance > float(entry.max_distance):
-                    continue
-            else:
-                if text != target:
-                    continue
-                distance = 0.0
+        for watchlist_id, candidates in self._plate_candidates(event, text, time.time()).items():
+            _, entry, distance = candidates[0]
+            if len(candidates) > 1:
+                logger.debug("event %s matches %d entries of watchlist %s; alerting on %s only", event.event_id,
+                             len(candidates), watchlist_id, entry.entry_id)
             alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.entry_id)
-            if alert_id in self._alerted or not self._cooldown_allows(entry, event.camera_id, text, alert_id):
+            event_list = f"{event.event_id}|{watchlist_id}"  # a later version matching another entry of the list
+            if (alert_id in self._alerted or event_list in self._alerted
+                    or not self._cooldown_allows(entry, event.camera_id, text, alert_id)):
                 continue
             self._first_time(alert_id)
+            self._first_time(event_list)
+            if getattr(entry, "province", None) and not _province(event.province):
+                logger.info("alert %s: entry %s is tied to %s but the read has no province (unconfirmed)",
+                            alert_id, entry.entry_id, entry.province)
             alerts.append(Alert(
                 alert_id=alert_id, kind="plate", watchlist_id=entry.watchlist_id, entry_id=entry.entry_id,
                 event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
                 severity=_severity(entry), label=event.plate_text,
-                score=max(0.0, 1.0 - distance / max(len(target), 1)), crop_path=event.crop_path,
+                score=max(0.0, 1.0 - distance / max(len(_normalise(entry.plate)), 1)), crop_path=event.crop_path,
             ))
         return alerts
 

@@ -42,7 +42,8 @@ class PlateWatchEntry(BaseModel):
     watchlist_id: str
     entry_id: str
     plate: str = Field(description="Normalised plate text.")
-    province: str | None = Field(default=None, description="Province (Thai) typed with the plate; not matched on.")
+    province: str | None = Field(default=None, description="Province (Thai) the entry is tied to; None = any province. "
+                                                            "A read of another province does not match.")
     fuzzy: bool = False
     max_distance: float = 0.0
     reason: str = ""
@@ -165,6 +166,40 @@ def _with_plate(fields: dict[str, Any]) -> dict[str, Any]:
         return fields
     plate, province = split_plate_province(fields["plate"])
     return {**fields, "plate": plate, "province": province or fields.get("province")}
+
+
+class DuplicateEntryError(Exception):
+    """A plate entry would duplicate another entry of the same watchlist (same registration, same province)."""
+
+    def __init__(self, watchlist_id: str, existing_id: str) -> None:
+        super().__init__(f"watchlist {watchlist_id!r} already has this plate as entry {existing_id!r}")
+        self.watchlist_id = watchlist_id
+        self.existing_id = existing_id
+
+
+def plate_identity(entry: dict) -> tuple[str, str | None] | None:
+    """``(normalised registration, province or None)`` that makes a plate entry unique in its watchlist, or None for
+    an entry without a plate (person entries)."""
+    plate = entry.get("plate")
+    if not isinstance(plate, str) or not plate:
+        return None
+    province = entry.get("province")
+    return normalise_plate(plate), province if isinstance(province, str) and province else None
+
+
+def find_duplicate(entries: dict[str, Any], entry: dict) -> str | None:
+    """Id of a stored entry (``entries``: entry id -> raw JSON) with the same :func:`plate_identity` as ``entry``
+    (``entry`` itself, by ``entry_id``, excluded), or None."""
+    identity = plate_identity(entry)
+    if identity is None:
+        return None
+    for key, raw in entries.items():
+        other = _json_object(raw)
+        if other is None or _s(key) == entry.get("entry_id"):
+            continue
+        if plate_identity(other) == identity:
+            return _s(key)
+    return None
 
 
 def normalise_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -335,21 +370,25 @@ class WatchlistStore:
         """Insert or replace an entry (``entry_id`` is created if absent; plates are normalised, a province typed
         with them is moved to ``province``: :func:`split_plate_province`); None when the
         watchlist does not exist (deleted meanwhile: the write is made only while it exists, ``WATCH``, so that a
-        concurrent delete cannot leave a headless watchlist behind)."""
+        concurrent delete cannot leave a headless watchlist behind).
+
+        Raises :class:`DuplicateEntryError` when another entry of the watchlist has the same plate and province
+        (checked inside the same ``WATCH``, so two concurrent adds cannot both get in)."""
         entry = _with_plate(dict(entry))
         entry.setdefault("entry_id", entry.get("person_id") or new_id())
         entry.setdefault("created_at", time.time())
         entry["updated_at"] = time.time()
-        meta = keys.watchlist(watchlist_id)
+        meta, entries_key = keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(meta)
+                    pipe.watch(meta, entries_key)
                     if not pipe.exists(meta):
                         pipe.reset()
                         return None
+                    self._refuse_duplicate(pipe, watchlist_id, entry)
                     pipe.multi()
-                    pipe.hset(keys.watchlist_entries(watchlist_id), entry["entry_id"],
+                    pipe.hset(entries_key, entry["entry_id"],
                               json.dumps(entry, ensure_ascii=False))
                     pipe.hset(meta, "updated_at", repr(time.time()))
                     pipe.incr(keys.WATCHLIST_VERSION)
@@ -362,7 +401,8 @@ class WatchlistStore:
         """Change fields of an existing entry in place (same ``entry_id``; a new plate text is normalised).
 
         The read-modify-write is optimistic (``WATCH`` on the entries hash, retried on a concurrent change) and
-        bumps ``wl:version`` in the same transaction, so the engine re-reads the entry. ``entry_id``,
+        bumps ``wl:version`` in the same transaction, so the engine re-reads the entry. A change of plate or province
+        that would duplicate another entry raises :class:`DuplicateEntryError`. ``entry_id``,
         ``person_id``, ``created_at`` and ``created_by`` are never changed. Returns ``(before, after)`` or None if
         the entry does not exist.
         """
@@ -379,6 +419,8 @@ class WatchlistStore:
                         return None
                     before = json.loads(raw)
                     after = {**before, **changes, "updated_at": time.time()}
+                    if "plate" in changes or "province" in changes:
+                        self._refuse_duplicate(pipe, watchlist_id, after)
                     pipe.multi()
                     pipe.hset(key, entry_id, json.dumps(after, ensure_ascii=False))
                     pipe.hset(keys.watchlist(watchlist_id), "updated_at", repr(time.time()))
@@ -387,6 +429,17 @@ class WatchlistStore:
                     return before, after
                 except redis.WatchError:
                     logger.debug("entry %s of watchlist %s changed concurrently; retrying", entry_id, watchlist_id)
+
+    @staticmethod
+    def _refuse_duplicate(pipe: Any, watchlist_id: str, entry: dict) -> None:
+        """Raise :class:`DuplicateEntryError` (after resetting the watching ``pipe``) when ``entry`` duplicates
+        another entry of the watchlist."""
+        if plate_identity(entry) is None:
+            return
+        existing = find_duplicate(pipe.hgetall(keys.watchlist_entries(watchlist_id)), entry)
+        if existing is not None:
+            pipe.reset()
+            raise DuplicateEntryError(watchlist_id, existing)
 
     def delete_entry(self, watchlist_id: str, entry_id: str) -> bool:
         """Remove one entry; False if it did not exist."""

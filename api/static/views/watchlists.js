@@ -44,22 +44,26 @@ function changed(entry, body) {
 
 async function plateDialog(list, entry, cameras) {
   const plate = h("input", { name: "plate", required: true, value: entry?.plate || "", class: "plate-text", id: "wl-plate" });
+  const province = h("input", { name: "province", value: entry?.province || "", id: "wl-province", maxlength: 64 });
   const fuzzy = h("input", { type: "checkbox", name: "fuzzy", checked: Boolean(entry?.fuzzy), id: "wl-fuzzy" });
   const distance = h("input", { type: "number", name: "max_distance", min: 0, max: 1.9, step: 0.1, id: "wl-distance",
     value: entry?.max_distance ?? 1.0 });
   const common = entryFields(entry, cameras);
   return dialog(entry ? t("watchlists.edit_plate") : t("watchlists.add_plate"), [
-    field("watchlists.plate", plate), h("label", { class: "check field" }, fuzzy, t("watchlists.fuzzy")),
+    field("watchlists.plate", plate), field("watchlists.province", province, t("watchlists.province_hint")),
+    h("label", { class: "check field" }, fuzzy, t("watchlists.fuzzy")),
     field("watchlists.max_distance", distance), ...common.fields], {
     onSubmit: async () => {
-      const body = { plate: plate.value.trim(), fuzzy: fuzzy.checked, max_distance: Number(distance.value),
-        ...common.values() };
+      const body = { plate: plate.value.trim(), province: province.value.trim() || null, fuzzy: fuzzy.checked,
+        max_distance: Number(distance.value), ...common.values() };
       if (!entry) return api(ROUTES.watchlistPlates(list.id), { method: "POST", body });
       // The entry is changed in place (same id, so its past matches stay linked to it).
       const patch = changed(entry, body);
       // the expiry input has whole seconds: an unchanged expiry with a fraction is not a change
       if (entry.expires_at && body.expires_at && Math.abs(entry.expires_at - body.expires_at) < 1) delete patch.expires_at;
       if (patch.plate && patch.plate.replace(/\s/g, "") === entry.plate) delete patch.plate;
+      // a new plate text without a province unties the entry from its province: send the one still shown
+      if (patch.plate && body.province && !("province" in patch)) patch.province = body.province;
       if (!Object.keys(patch).length) return entry;
       return api(ROUTES.watchlistEntry(list.id, entry.entry_id), { method: "PATCH", body: patch });
     },
@@ -204,6 +208,7 @@ export const watchlistsView = {
             h("tbody", {}, entries.map((entry) => h("tr", { dataset: { entryId: entry.entry_id, enabled: String(isEnabled(entry)) },
               class: isEnabled(entry) ? "" : "muted" },
               h("td", { class: list.kind === "plate" ? "plate-text" : "" }, entryLabel(entry, persons),
+                entry.province ? h("span", { class: "muted entry-province" }, ` ${entry.province}`) : null,
                 entry.fuzzy ? h("span", { class: "muted" }, " ≈") : null),
               h("td", { class: "entry-reason" }, entry.reason || "–"), h("td", {}, severityBadge(entry.severity)),
               h("td", { class: "entry-expires" }, expiryText(entry)),
