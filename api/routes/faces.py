@@ -2,47 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.images import load_image
 from api.routes.media import media_url
 from api.routes.plates import REASON_DESCRIPTION
-from api.schemas.faces import FaceHitOut, FaceSearchOut
+from api.schemas.faces import FaceHitOut, FaceSearchOut, SearchedFaceOut
 from api.validation import check_window
 from pipeline.events import FaceEvent
+from pipeline.search.faces import FaceHit
 from pipeline.store import codec, keys
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/faces", tags=["faces"])
 
+MAX_FACE_INDEX = 63  # a crowd photo rarely has more usable faces; the field stays bounded
+MAX_OFFSET = 5000  # each page re-ranks offset + limit candidates, so deep pages are refused
 
-@router.post("/search", response_model=FaceSearchOut, summary="Find stored faces similar to the face in a photo")
-async def search_faces(
-    request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
-    image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
-    reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
-    threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
-    cameras: Annotated[list[str] | None, Form()] = None,
-    start: Annotated[float | None, Form(ge=0, description="From this UTC epoch second.")] = None,
-    end: Annotated[float | None, Form(ge=0, description="Up to this UTC epoch second (not before `start`).")] = None,
-    limit: Annotated[int, Form(ge=1, le=500)] = 50,
-) -> FaceSearchOut:
-    from starlette.concurrency import run_in_threadpool
 
-    check_window(start, end, "form")  # before the photo is read or a face is looked for
-    photo = await load_image(image, "image", settings.max_upload_bytes, settings.max_image_pixels)
-    service = request.app.state.faces
-    query = await run_in_threadpool(service.one_face, photo, "image", False)
-    threshold = settings.face_threshold if threshold is None else threshold
-
-    def run() -> list:
-        service.index.refresh()
-        return service.index.search(query, threshold=threshold, top_k=limit,
-                                    cameras=user.camera_filter(cameras), start=start, end=end)
-
-    hits = await run_in_threadpool(run)
+def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
+    """The hits with the quality and media of their stored events (None where an event is gone or unreadable)."""
     pipe = client.pipeline(transaction=False)
     for hit in hits:
         pipe.xrange(keys.FACE_STREAM, hit.stream_id, hit.stream_id)
@@ -53,7 +39,50 @@ async def search_faces(
                               frame_time=hit.frame_time, quality=event.quality if event else None,
                               crop_url=media_url(event.crop_path) if event else None,
                               snapshot_url=media_url(event.snapshot_path) if event else None))
+    return out
+
+
+@router.post("/search", response_model=FaceSearchOut, summary="Find stored faces similar to a face in a photo",
+             description="Searches with one usable face of the photo: the largest by default, or the one "
+                         "`face_index` names (0 = largest; the response says which face was searched, with its box, "
+                         "and how many the photo holds). Hits are ranked by similarity and paged with `offset` and "
+                         "`limit`; `has_more` says whether more matching faces rank after the page.",
+             responses={422: {"description": "A field is invalid, the photo has no usable face, or `face_index` is "
+                                             "past the photo's last usable face."}})
+async def search_faces(
+    request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
+    image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
+    reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
+    threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
+    cameras: Annotated[list[str] | None, Form()] = None,
+    start: Annotated[float | None, Form(ge=0, description="From this UTC epoch second.")] = None,
+    end: Annotated[float | None, Form(ge=0, description="Up to this UTC epoch second (not before `start`).")] = None,
+    limit: Annotated[int, Form(ge=1, le=500, description="Most hits in the page.")] = 50,
+    offset: Annotated[int, Form(ge=0, le=MAX_OFFSET, description="Hits to skip (the rank of the page's first "
+                                                                 "hit).")] = 0,
+    face_index: Annotated[int, Form(ge=0, le=MAX_FACE_INDEX, description="Which usable face of the photo to search "
+                                                                         "for, largest first (0 = largest).")] = 0,
+) -> FaceSearchOut:
+    check_window(start, end, "form")  # before the photo is read or a face is looked for
+    photo = await load_image(image, "image", settings.max_upload_bytes, settings.max_image_pixels)
+    service = request.app.state.faces
+    face, found = await run_in_threadpool(service.pick_face, photo, "image", face_index, "face_index")
+    threshold = settings.face_threshold if threshold is None else threshold
+
+    def run() -> tuple[list[FaceHit], bool]:
+        service.index.refresh()
+        return service.index.search_page(face.embedding, threshold=threshold, offset=offset, limit=limit,
+                                         cameras=user.camera_filter(cameras), start=start, end=end)
+
+    hits, has_more = await run_in_threadpool(run)
+    out = _hits_out(client, hits)
     store.audit(user.username, "face_search", {"reason": reason, "threshold": threshold, "cameras": cameras,
-                                               "start": start,
-                                               "end": end, "image_bytes": image.size}, len(out))
-    return FaceSearchOut(threshold=threshold, total=len(out), hits=out)
+                                               "start": start, "end": end, "image_bytes": image.size,
+                                               "face_index": face_index, "faces_found": found, "offset": offset},
+                len(out))
+    logger.debug("face search: face %s of %s, %s hits from %s", face_index + 1, found, len(out), offset)
+    return FaceSearchOut(threshold=threshold, total=len(out), offset=offset, limit=limit, has_more=has_more,
+                         next_offset=offset + len(out) if has_more else None, faces_found=found,
+                         face=SearchedFaceOut(index=face_index, box=[round(v, 1) for v in face.box],
+                                              det_score=round(face.score, 4)),
+                         hits=out)

@@ -15,9 +15,26 @@ class FaceHitOut(BaseModel):
     snapshot_url: str | None = None
 
 
+class SearchedFaceOut(BaseModel):
+    """The face of the uploaded photo that was searched for."""
+
+    index: int = Field(ge=0, description="Its place among the photo's usable faces, largest first (0 = largest); "
+                                         "send it as `face_index` to search this face again.")
+    box: list[float] = Field(min_length=4, max_length=4,
+                             description="Its box in the photo's pixels: [x1, y1, x2, y2].")
+    det_score: float = Field(description="The face detector's confidence.")
+
+
 class FaceSearchOut(BaseModel):
     threshold: float
-    total: int
+    total: int = Field(description="Hits in this page (not the number of all matches: see `has_more`).")
+    offset: int = Field(ge=0, description="Rank of the first hit of this page (0 = best).")
+    limit: int = Field(ge=1, description="Most hits a page holds.")
+    has_more: bool = Field(description="More matching faces rank after this page: ask again with "
+                                                      "`offset` = `next_offset`.")
+    next_offset: int | None = Field(default=None, description="The `offset` of the next page; null when none.")
+    faces_found: int = Field(ge=1, description="Usable faces found in the photo.")
+    face: SearchedFaceOut = Field(description="The face searched for.")
     hits: list[FaceHitOut]
 
 

@@ -252,3 +252,14 @@ class FaceIndex:
             return [FaceHit(f"{self._sid_ms[r]}-{self._sid_seq[r]}", self._event_ids[r],
                             self._camera_names[self._cams[r]], float(self._times[r]), float(s))
                     for r, s in zip(rows[order], row_sims[order], strict=True)]
+
+    def search_page(self, query: np.ndarray, threshold: float = 0.4, offset: int = 0, limit: int = 50,
+                    cameras: set[str] | None = None, start: float | None = None,
+                    end: float | None = None) -> tuple[list[FaceHit], bool]:
+        """One page of :meth:`search`: the hits ranked ``offset`` to ``offset + limit - 1`` and whether any
+        matching face ranks after them (found by asking for one hit more than the page)."""
+        if offset < 0 or limit < 1:
+            raise ValueError(f"offset must be >= 0 and limit >= 1 (got {offset}, {limit})")
+        hits = self.search(query, threshold=threshold, top_k=offset + limit + 1, cameras=cameras, start=start,
+                           end=end)
+        return hits[offset:offset + limit], len(hits) > offset + limit

@@ -19,6 +19,7 @@ const MAX_CAMERAS = 4;
 const GAP_S = 1.5;
 const EVENT_LEAD_S = 5; // events open this long before they happened
 const SYNC_MS = 400;
+const DEFAULT_BACK_S = 300; // with no time asked, open this long before now (or at the newest recording)
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
@@ -604,7 +605,9 @@ class Review {
 
   paintButtons() {
     if (!this.playBtn) return;
-    this.playBtn.textContent = this.playing ? `⏸ ${t("playback.pause")}` : `▶ ${t("playback.play")}`;
+    // CSS-drawn icons: the pause sign (U+23F8) is missing from the page's fonts and showed as an empty box
+    const icon = h("span", { class: `pb-icon pb-icon-${this.playing ? "pause" : "play"}`, "aria-hidden": "true" });
+    this.playBtn.replaceChildren(icon, " ", t(this.playing ? "playback.pause" : "playback.play"));
     this.playBtn.dataset.playing = String(this.playing);
   }
 
@@ -642,6 +645,22 @@ class Review {
   }
 }
 
+/**
+ * Where to open when no time was asked: `now - DEFAULT_BACK_S` when a chosen camera recorded then; else the last
+ * DEFAULT_BACK_S seconds of the newest recording of the chosen cameras in the last day (from their timelines), so a
+ * camera recording for less than that, or stopped, opens on footage instead of "no recording"; else the default.
+ */
+async function defaultInstant(chosen, now) {
+  const wanted = now - DEFAULT_BACK_S;
+  const lists = await Promise.all(chosen.map((id) => api(ROUTES.recordingTimeline(id),
+    { query: { start: (now - DAY_S).toFixed(3), end: (now + 60).toFixed(3) } })
+    .then((data) => data.ranges || [], () => [])));
+  const ranges = lists.flat();
+  if (ranges.some((r) => r.start <= wanted && wanted < r.end)) return wanted;
+  const newest = ranges.reduce((best, r) => (!best || r.end > best.end ? r : best), null);
+  return newest ? Math.max(newest.start, newest.end - DEFAULT_BACK_S) : wanted;
+}
+
 export const playbackView = {
   id: "playback",
   feature: "playback",
@@ -653,7 +672,7 @@ export const playbackView = {
     let chosen = asked.filter((id) => cameras.some((c) => c.id === id)).slice(0, MAX_CAMERAS);
     if (!chosen.length && !refused.length && cameras.length) chosen = [cameras[0].id];
     const now = Date.now() / 1000;
-    const at = Number(params.get("t")) || now - 300;
+    const at = Number(params.get("t")) || await defaultInstant(chosen, now);
     const review = new Review(ctx, cameras, chosen, at, params.get("play") !== "0");
     window.__cctvPlayback = review;
 

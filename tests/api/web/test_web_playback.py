@@ -347,3 +347,36 @@ def test_export_dialog_opens_with_the_in_and_out_points(browser, server, pb_data
     assert job["camera_id"] == CAM and job["requester"] == "inv"
     assert float(job["start"]) == pytest.approx(start, abs=0.01)
     assert float(job["end"]) == pytest.approx(start + 10, abs=0.01)
+
+
+def test_playback_without_a_time_opens_on_the_newest_recording(browser, server, pb_data):
+    """Opened with no time, when nothing was recorded five minutes ago (the recordings end over five minutes
+    back), the page starts at the newest recording of the camera, not on a black "no recording" tile."""
+    assert pb_data.second[-1].end < time.time() - 300  # the old default instant has no recording
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(f"{server.url}/#/playback?camera={CAM}&play=0")
+    wait(browser, tile(CAM))
+    until(browser, lambda d: settled(d, CAM), 60, "the player never showed a frame")
+    assert css(browser, tile(CAM))[0].get_attribute("data-state") != "none"
+    assert position(browser, CAM) == pytest.approx(pb_data.second[0].start, abs=0.05)
+    assert capture(browser, CAM) is not None  # a real, non-blank frame
+    full_shot(browser, "playback_default_newest")
+    assert not page_errors(browser)
+
+
+def test_play_button_pause_icon_is_drawn_not_a_missing_glyph(browser, server, pb_data):
+    """The play button shows a CSS-drawn pause icon while playing (the pause sign U+23F8 is not in the page's
+    fonts) and a play icon while paused."""
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(f"{server.url}/#/playback?camera={CAM}&t={pb_data.first[0].start + 1:.3f}")
+    button = wait(browser, "#pb-play[data-playing='true']")
+    assert "⏸" not in button.text and "Pause" in button.text
+    size = browser.execute_script("const r = document.querySelector('#pb-play .pb-icon-pause').getBoundingClientRect();"
+                                  "return [r.width, r.height];")
+    assert size[0] > 4 and size[1] > 4, size
+    shot(browser, "playback_pause_icon")
+    button.click()
+    button = wait(browser, "#pb-play[data-playing='false']")
+    assert css(browser, "#pb-play .pb-icon-play") and "Play" in button.text
