@@ -54,8 +54,11 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
    - **binary** messages: one or more whole `moof`+`mdat` fragments each (a viewer that fell a little behind
      gets what queued meanwhile in one message; Media Source Extensions take the concatenation in one
      `appendBuffer`), the first one after an init a keyframe;
-   - `{"type": "status", "status": "connecting|live|offline", "reason", "mode"}` on every change: an offline camera
-     keeps the socket open and is retried by the server (the stream resumes with a new init);
+   - `{"type": "status", "status": "connecting|live|offline", "reason", "reason_code", "mode"}` on every change: an
+     offline camera keeps the socket open and is retried by the server (the stream resumes with a new init);
+     `reason` is English text, `reason_code` the same as a stable code for translation (`refused`, `timeout`,
+     `unauthorized`, `forbidden`, `not_found`, `unreachable`, `no_video`, `bad_stream`, `open_failed`,
+     `transcode_limit`, `removed`, `config_changed`, `ended`; "" when none);
    - `{"type": "end", "reason"}` before the server closes.
 3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, i.e. the `moof`
    boxes of the binary messages after their init segments, init segments not counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
@@ -315,7 +318,7 @@ async def _send(websocket: WebSocket, item: InitSegment | list[Fragment] | Statu
         await websocket.send_bytes(item.data)
         return len(item.data)
     await websocket.send_text(json.dumps({"type": "status", "status": item.status, "reason": item.reason,
-                                          "mode": mode}))
+                                          "reason_code": item.code, "mode": mode}))
     return 0
 
 

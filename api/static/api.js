@@ -71,14 +71,25 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-/** An API failure with a message a person understands (`message`) and the raw facts for logs. */
+/**
+ * An API failure with a message a person understands (`message`) and the raw facts for logs; `retryAfter` is the
+ * Retry-After header in seconds (429, 503) so that a page can say how long to wait in its own words, else null.
+ */
 export class ApiError extends Error {
-  constructor(status, message, detail) {
+  constructor(status, message, detail, retryAfter = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.detail = detail;
+    this.retryAfter = retryAfter;
   }
+}
+
+/** Retry-After in whole seconds (the delta form; an HTTP date is turned into seconds from now), or null. */
+export function retryAfterSeconds(value) {
+  if (!value) return null;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.max(0, Math.ceil(seconds)) : null;
 }
 
 /** Turn FastAPI's `detail` (a string, or a list of validation errors) into one readable line. */
@@ -148,7 +159,8 @@ export async function api(path, { method = "GET", body, query, signal, raw = fal
       detail = response.statusText;
     }
     if (response.status === 401 && token) onUnauthorized();
-    throw new ApiError(response.status, messageFor(response.status, detail), detail);
+    throw new ApiError(response.status, messageFor(response.status, detail), detail,
+      retryAfterSeconds(response.headers.get("Retry-After")));
   }
   if (raw) return response;
   if (response.status === 204) return null;

@@ -4,6 +4,9 @@ Kept in memory (totals plus a sliding window of recent samples) and exported two
 
 - a Redis hash ``metrics:engine:<engine_id>`` refreshed every ~2 s (flat string fields, expires if not refreshed);
 - a Prometheus endpoint (``prometheus_client.start_http_server`` bound to 127.0.0.1), own registry per engine.
+  Once the engine has a Redis client (its first :meth:`EngineMetrics.export_redis`) the endpoint also shows every
+  camera's health, read from Redis at each scrape (:class:`CameraHealthCollector`): ``cctv_camera_up{camera}``
+  (1 online in a fresh report, else 0) and ``cctv_camera_last_frame_age_seconds{camera}``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pipeline.ingest.health import read_camera_health
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class EngineMetrics:
                                    registry=self.registry)
         self._prom_gauge = Gauge("cctv_engine_gauge", "Engine gauges", ["what"], registry=self.registry)
         self._server: Any = None
+        self._camera_health: CameraHealthCollector | None = None
 
     # -- recording --------------------------------------------------------------------------------------------
 
@@ -164,8 +172,18 @@ class EngineMetrics:
         with self._lock:
             return list(self.event_latency_s)
 
+    def watch_cameras(self, client: Any) -> None:
+        """Show the cameras' health (read from Redis through ``client`` at each scrape) on the endpoint; once."""
+        if self._camera_health is None:
+            self._camera_health = CameraHealthCollector(client)
+            self.registry.register(self._camera_health)
+
     def export_redis(self, client: Any, ttl_s: int = 300) -> bool:
-        """Write :meth:`snapshot` to ``metrics:engine:<id>``; False (logged at debug) if Redis is unreachable."""
+        """Write :meth:`snapshot` to ``metrics:engine:<id>``; False (logged at debug) if Redis is unreachable.
+
+        The first call also registers the camera health of the Prometheus endpoint (:meth:`watch_cameras`).
+        """
+        self.watch_cameras(client)
         data = {k: str(v) for k, v in self.snapshot().items()}
         key = metrics_key(self.engine_id)
         try:
@@ -200,6 +218,41 @@ class EngineMetrics:
         if isinstance(server, tuple):
             server[0].shutdown()
             server[0].server_close()
+
+
+class CameraHealthCollector(Collector):
+    """Per-camera up (0/1) and seconds since the last analysed frame, read from the health hashes at each scrape.
+
+    Up is 1 only for a fresh report (not stale) saying ``online``. The frame age is absent for a camera that never
+    delivered a frame. Nothing is exported while Redis is unreachable (logged at debug).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The two gauge families, one sample per camera that reported health."""
+        try:
+            records = read_camera_health(self.client)
+        except Exception as exc:  # noqa: BLE001 - a scrape must never fail on Redis
+            logger.debug("camera health not read for Prometheus: %s", exc)
+            return []
+        up = GaugeMetricFamily("cctv_camera_up", "1 when the camera is online in a fresh health report, else 0",
+                               labels=["camera"])
+        age = GaugeMetricFamily("cctv_camera_last_frame_age_seconds",
+                                "Seconds since the camera's last analysed frame", labels=["camera"])
+        now = time.time()
+        for record in records:
+            camera = str(record["camera_id"])
+            online = not record.get("stale") and str(record.get("status") or "").lower() == "online"
+            up.add_metric([camera], 1.0 if online else 0.0)
+            if record.get("last_frame_time"):
+                age.add_metric([camera], max(0.0, now - float(record["last_frame_time"])))
+        return [up, age]
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """Nothing up front: describing would read Redis at registration."""
+        return []
 
 
 def percentile(values: Iterable[float], q: float) -> float:

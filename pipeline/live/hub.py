@@ -55,24 +55,41 @@ VARIANTS: tuple[str, ...] = ("main", "sub")
 _MOVFLAGS = "frag_keyframe+frag_every_frame+empty_moov+default_base_moof"
 
 
+# Why an upstream ended: (pattern in ffmpeg's stderr, stable code, English text). The code goes to viewers with the
+# text (``StatusMessage.code``) so that a page shows the reason in its own language; the codes are API: never rename.
 _EXPLAINED = (
-    (re.compile(r"401 Unauthorized|authorization failed", re.I), "the camera refused the login (401): check its user "
-                                                                 "and password"),
-    (re.compile(r"403 Forbidden", re.I), "the camera refused this user (403)"),
-    (re.compile(r"404 Not Found", re.I), "the camera has no such stream (404)"),
-    (re.compile(r"Connection refused", re.I), "the camera refused the connection (is it on, and is the port right?)"),
-    (re.compile(r"timed out|Operation timed out|Connection timed out", re.I), "the camera did not answer in time"),
-    (re.compile(r"No route to host|Network is unreachable", re.I), "the camera's network is unreachable"),
+    (re.compile(r"401 Unauthorized|authorization failed", re.I), "unauthorized",
+     "the camera refused the login (401): check its user and password"),
+    (re.compile(r"403 Forbidden", re.I), "forbidden", "the camera refused this user (403)"),
+    (re.compile(r"404 Not Found", re.I), "not_found", "the camera has no such stream (404)"),
+    (re.compile(r"Connection refused", re.I), "refused",
+     "the camera refused the connection (is it on, and is the port right?)"),
+    (re.compile(r"timed out|Operation timed out|Connection timed out", re.I), "timeout",
+     "the camera did not answer in time"),
+    (re.compile(r"No route to host|Network is unreachable", re.I), "unreachable", "the camera's network is unreachable"),
 )
+# Codes of the other reasons a stream is offline or shown differently (see LiveSource).
+CODE_ENDED = "ended"  # the stream ended for a reason not recognised above (the text has ffmpeg's words)
+CODE_NO_VIDEO = "no_video"  # connected, but no video for stall_s
+CODE_BAD_STREAM = "bad_stream"  # ffmpeg's output could not be read as fragmented MP4
+CODE_OPEN_FAILED = "open_failed"  # the URL could not be opened (a missing secret, a malformed URL)
+CODE_TRANSCODE_LIMIT = "transcode_limit"  # an H.265 camera and no free transcode place
+CODE_REMOVED = "removed"  # the camera left the configuration or was disabled
+CODE_CONFIG_CHANGED = "config_changed"  # reconnecting after the camera's configuration changed
+
+
+def explain_code(stderr: str) -> tuple[str, str]:
+    """(stable code, person-readable English reason) of an ended upstream, from ffmpeg's last (redacted) lines."""
+    for pattern, code, text in _EXPLAINED:
+        if pattern.search(stderr):
+            return code, text
+    cleaned = re.sub(r"\[[a-z0-9_]+ @ 0x[0-9a-f]+\] ?", "", stderr).strip()
+    return CODE_ENDED, f"the camera stream ended: {cleaned[:240]}" if cleaned else "the camera stream ended"
 
 
 def explain(stderr: str) -> str:
     """A person-readable reason for an ended upstream, from ffmpeg's last (already redacted) error lines."""
-    for pattern, text in _EXPLAINED:
-        if pattern.search(stderr):
-            return text
-    cleaned = re.sub(r"\[[a-z0-9_]+ @ 0x[0-9a-f]+\] ?", "", stderr).strip()
-    return f"the camera stream ended: {cleaned[:240]}" if cleaned else "the camera stream ended"
+    return explain_code(stderr)[1]
 
 
 @dataclass(frozen=True)
@@ -95,10 +112,15 @@ class LiveSettings:
 
 @dataclass
 class StatusMessage:
-    """A change of the source's state for viewers (connecting, live, offline with the reason)."""
+    """A change of the source's state for viewers (connecting, live, offline with the reason).
+
+    ``code`` is the reason as a stable machine code (see ``_EXPLAINED`` and the ``CODE_*`` constants; "" for none,
+    and for ``live`` whose reason is the display mode) that a page translates; ``reason`` is the English text.
+    """
 
     status: str
     reason: str = ""
+    code: str = ""
 
 
 class Viewer:
@@ -329,6 +351,7 @@ class LiveSource:
     viewers: set[Viewer] = field(default_factory=set)
     status: str = "idle"  # idle | connecting | live | offline
     reason: str = ""
+    reason_code: str = ""  # the reason as a stable code (StatusMessage.code)
     mode: str = "remux"
     init: InitSegment | None = None
     gop: list[Fragment] = field(default_factory=list)
@@ -345,6 +368,7 @@ class LiveSource:
     _fallback: str = ""  # the stream was H.265: "sub" (the camera's sub-stream) or "transcode"
     _transcoding: bool = False  # holds one of the hub's transcode places
     _end_reason: str = ""
+    _end_code: str = ""  # _end_reason as a stable code
     _long_probe: bool = False  # the short probe did not get the stream's parameters once: probe longer
     retired: str = ""  # why the camera left the configuration (its viewers are ended); "" while it is in it
 
@@ -355,7 +379,7 @@ class LiveSource:
     def info(self) -> dict[str, Any]:
         """What the info route shows."""
         init = self.init
-        return {"status": self.status, "reason": self.reason, "mode": self.mode, "viewers": len(self.viewers),
+        return {"status": self.status, "reason": self.reason, "reason_code": self.reason_code, "mode": self.mode, "viewers": len(self.viewers),
                 "preloaded": self.preloaded, "startup": dict(self.startup) or None,
                 "codec": init.codec if init else None, "mime": init.mime if init else None,
                 "width": init.width if init else None, "height": init.height if init else None,
@@ -371,7 +395,7 @@ class LiveSource:
             viewer.offer_init(self.init)
             for fragment in self.gop:
                 viewer.offer(fragment)
-        viewer.offer_status(StatusMessage(self.status, self.reason))
+        viewer.offer_status(StatusMessage(self.status, self.reason, self.reason_code))
         self._ensure_running()
 
     def _ensure_running(self) -> None:
@@ -426,7 +450,7 @@ class LiveSource:
             self._task.cancel()  # the new task awaits it (its ffmpeg killed) before it opens the new URL
             if self._wanted():
                 self._ensure_running()
-        self._set_status("connecting", "the camera's configuration changed")
+        self._set_status("connecting", "the camera's configuration changed", CODE_CONFIG_CHANGED)
         return True
 
     def retire(self, reason: str) -> None:
@@ -437,7 +461,7 @@ class LiveSource:
             self._linger = None
         if self._task is not None:
             self._task.cancel()
-        self._set_status("offline", reason)
+        self._set_status("offline", reason, CODE_REMOVED)
         for viewer in list(self.viewers):
             viewer.wake()
 
@@ -452,12 +476,16 @@ class LiveSource:
                 await self._task
         self._task = None
 
-    def _set_status(self, status: str, reason: str = "") -> None:
-        if (status, reason) == (self.status, self.reason):
+    def _set_status(self, status: str, reason: str = "", code: str = "") -> None:
+        if (status, reason, code) == (self.status, self.reason, self.reason_code):
             return
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.reason_code = status, reason, code
         for viewer in list(self.viewers):
-            viewer.offer_status(StatusMessage(status, reason))
+            viewer.offer_status(StatusMessage(status, reason, code))
+
+    def _end(self, code: str, reason: str) -> None:
+        """Say why the current session ended (shown once the upstream is found offline)."""
+        self._end_code, self._end_reason = code, reason
 
     # -- upstream --------------------------------------------------------------------------------------------
     def _session_plan(self) -> _Session:
@@ -483,14 +511,17 @@ class LiveSource:
                     continue
                 failures = 1 if got else failures + 1
                 delay = backoff_delay(failures, self.hub.settings.backoff_initial_s, self.hub.settings.backoff_max_s)
-                self._set_status("offline", self._end_reason or "the camera stream ended")
+                if self._end_reason:
+                    self._set_status("offline", self._end_reason, self._end_code or CODE_ENDED)
+                else:
+                    self._set_status("offline", "the camera stream ended", CODE_ENDED)
                 logger.info("live %s: upstream ended (%s); retrying in %.1fs", self.key, self.reason, delay)
                 await asyncio.sleep(delay)
         finally:
             if self._transcoding:
                 self.hub.transcodes -= 1
                 self._transcoding = False
-            self.status, self.reason, self.pid = "idle", "", None
+            self.status, self.reason, self.reason_code, self.pid = "idle", "", "", None
             self.init, self.gop, self._gop_bytes = None, [], 0
 
     def _command(self, input_args: list[str], plan: _Session) -> list[str]:
@@ -536,20 +567,20 @@ class LiveSource:
         """One ffmpeg process; True when it delivered fragments, "switch" to restart on the H.265 fallback."""
         if plan.mode == "transcode" and not self._transcoding:
             if self.hub.transcodes >= self.hub.settings.max_transcodes:
-                self._end_reason = ("H.265 camera without an H.264 stream, and the live transcode limit "
-                                    f"({self.hub.settings.max_transcodes}) is reached")
+                self._end(CODE_TRANSCODE_LIMIT, "H.265 camera without an H.264 stream, and the live transcode "
+                          f"limit ({self.hub.settings.max_transcodes}) is reached")
                 return False
             self.hub.transcodes += 1
             self._transcoding = True
         if self.status == "idle":
             self._set_status("connecting")
-        self._end_reason = ""
+        self._end("", "")
         self._session_t0 = time.monotonic()
         self.startup = {"spawn_s": None, "init_s": None, "first_fragment_s": None}
         try:
             proc, secrets = await self._spawn(plan)
         except (MissingSecretError, ValueError, OSError) as exc:
-            self._end_reason = f"cannot open the stream: {redact_text(str(exc))}"
+            self._end(CODE_OPEN_FAILED, f"cannot open the stream: {redact_text(str(exc))}")
             return False
         self.pid, self.sessions = proc.pid, self.sessions + 1
         self._mark("spawn_s")
@@ -560,7 +591,7 @@ class LiveSource:
         try:
             delivered = await self._pump(proc, splitter, plan)
         except Fmp4Error as exc:
-            self._end_reason = f"unreadable stream from ffmpeg: {exc}"
+            self._end(CODE_BAD_STREAM, f"unreadable stream from ffmpeg: {exc}")
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -574,7 +605,7 @@ class LiveSource:
         if not delivered and not self._long_probe:
             self._long_probe = True
         if delivered != "switch" and not self._end_reason:
-            self._end_reason = explain(redact_text(" | ".join(stderr_tail), secrets))
+            self._end(*explain_code(redact_text(" | ".join(stderr_tail), secrets)))
         return delivered
 
     async def _pump(self, proc: Upstream, splitter: Fmp4Splitter, plan: _Session) -> bool | str:
@@ -587,7 +618,7 @@ class LiveSource:
                 async with asyncio.timeout(stall):
                     chunk = await proc.stdout.read(256 * 1024)
             except TimeoutError:
-                self._end_reason = f"no video from the camera for {stall:.0f} s"
+                self._end(CODE_NO_VIDEO, f"no video from the camera for {stall:.0f} s")
                 return delivered
             if not chunk:
                 return delivered

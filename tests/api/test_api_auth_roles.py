@@ -26,7 +26,8 @@ NEED = {"operator": 0, "investigator": 1, "admin": 2}
 
 
 def test_health_needs_no_auth_and_everything_else_does(client: TestClient) -> None:
-    assert client.get("/api/health").json() == {"status": "ok", "redis": True}
+    health = client.get("/api/health").json()  # no capture worker runs here: cameras unknown, so "degraded"
+    assert health["redis"] is True and health["status"] == "degraded" and health["cameras"]["unknown"] >= 1
     for method, path, _ in ROUTES:
         assert client.request(method, path).status_code == 401, path
     assert client.get("/api/plates/search?q=1234", headers={"Authorization": "Bearer nope"}).status_code == 401

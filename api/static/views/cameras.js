@@ -30,6 +30,40 @@ export function health(cam) {
   };
 }
 
+/**
+ * Classes of the capture's last error (pipeline.ingest.capture: ffmpeg's words, redacted), first match wins; the
+ * class names are the live hub's reason codes, so one set of `cameras.error.*` strings serves both pages.
+ */
+const ERROR_CLASSES = [
+  ["unauthorized", /\b401\b|unauthori[sz]ed|authorization failed/i],
+  ["forbidden", /\b403\b|forbidden/i],
+  ["not_found", /\b404\b|not found/i],
+  ["transport", /\b461\b|unsupported transport/i],
+  ["refused", /connection refused/i],
+  ["timeout", /timed out/i], // not "timeout": ffmpeg's URLs carry "?timeout=…"
+  ["unreachable", /no route to host|network is unreachable/i],
+  ["no_video", /no video|no frame|stalled/i],
+  ["connect", /connection to \S+ failed|failed to connect/i],
+];
+
+/** The class of a raw capture error (see ERROR_CLASSES), "other" when none matches, "" for no error. */
+export function errorClass(text) {
+  if (!text) return "";
+  const hit = ERROR_CLASSES.find(([, pattern]) => pattern.test(text));
+  return hit ? hit[0] : "other";
+}
+
+/**
+ * The last error as a translated summary; ffmpeg's raw text only in a details element (and the title). `open`
+ * keeps the details unfolded across the page's refreshes once the user opened them.
+ */
+function lastErrorBox(text, open = false) {
+  const summary = t(`cameras.error.${errorClass(text)}`);
+  return h("div", { class: "error-box", dataset: { stat: "last-error", errorClass: errorClass(text) }, title: text },
+    h("p", {}, `${t("cameras.last_error")}: ${summary}`),
+    h("details", { open }, h("summary", {}, t("cameras.error.details")), h("code", { class: "raw-error" }, text)));
+}
+
 function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, dataset: { status } }, t(`cameras.status.${status}`));
 }
@@ -222,13 +256,14 @@ async function renderDetail(container, ctx, cameraId) {
   const faces = ctx.can("faces") ? eventList(cameraId, "face") : null;
   const paintHealth = (c) => {
     const hl = health(c);
+    const open = Boolean(stats.querySelector('[data-stat="last-error"] details')?.open);
     clear(stats, h("div", { class: "row" }, h("h2", {}, c.name), statusBadge(hl.status)),
       h("p", {}, `${t("cameras.fps")}: ${num(hl.fps)} (${t("cameras.input_fps")}: ${num(hl.inputFps)})`),
       h("p", {}, `${t("cameras.drops")}: ${hl.drops ?? "–"}`),
       h("p", {}, `${t("cameras.reconnects")}: ${hl.reconnects ?? "–"}`),
       h("p", {}, `${t("cameras.last_frame")}: ${fmtTime(hl.lastFrame)}`),
       recordingLine(hl),
-      hl.lastError ? h("div", { class: "error-box" }, `${t("cameras.last_error")}: ${hl.lastError}`) : null);
+      hl.lastError ? lastErrorBox(hl.lastError, open) : null);
   };
   clear(container,
     h("div", { class: "view-head" }, h("a", { class: "btn btn-secondary", href: "#/cameras" }, `← ${t("common.back")}`),

@@ -140,7 +140,8 @@ export class LivePlayer {
       }
     } else if (msg.type === "status") {
       this.mode = msg.mode || this.mode;
-      this.onState(msg.status === "live" ? "live" : msg.status, { reason: msg.reason, mode: this.mode });
+      this.onState(msg.status === "live" ? "live" : msg.status,
+        { reason: msg.reason, code: msg.reason_code || "", mode: this.mode });
       if (msg.status === "live") this.attempt = 0;
     } else if (msg.type === "end") {
       this.onState("offline", { reason: msg.reason });
@@ -248,9 +249,16 @@ export class LivePlayer {
   }
 }
 
+/** The server's reason in the page's language: a known `code` (sent with each live status) is translated, an
+ * unknown or missing one falls back to the server's English text. */
+export function reasonText(info) {
+  const key = info.code ? `cameras.error.${info.code}` : "";
+  return key && t(key) !== key ? t(key) : info.reason || "";
+}
+
 function statusText(state, info) {
   if (state === "live") return info.mode && info.mode !== "remux" ? t(`wall.mode.${info.mode}`) : "";
-  if (state === "offline" || state === "denied") return info.reason || "";
+  if (state === "offline" || state === "denied") return reasonText(info);
   return "";
 }
 
@@ -277,6 +285,7 @@ function makeTile(index, cameras, wall) {
     badge.hidden = state === "empty";
     const text = statusText(state, info);
     note.textContent = text;
+    note.title = text && info.reason && info.reason !== text ? info.reason : ""; // the server's own words
     note.hidden = !text;
     note.classList.toggle("wall-note-error", state === "offline" || state === "denied");
   };

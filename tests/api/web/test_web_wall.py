@@ -210,3 +210,27 @@ def test_camera_limited_user_gets_no_other_camera(browser, wall_server):  # noqa
     wait_until(browser, lambda d: playing(d, "lobby", 0.5), 60, "the limited user's own camera did not play")
     assert "1กอ5180" in wait(browser, '.wall-overlay[data-kind="plate"]', timeout=20).text
     shot(browser, "wall_limited")
+
+
+def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa: F811
+    """The Thai wall shows a dead camera's reason in Thai (from the server's reason code), the English text only as
+    the note's title; an unknown code falls back to the server's text."""
+    sign_in(browser, wall_server, "op")
+    browser.execute_script("localStorage.setItem('cctv.lang', 'th');")
+    browser.refresh()
+    dead = wait(browser, f'{TILE.format("dead")}[data-state="offline"] .wall-note', timeout=60)
+    wait_until(browser, lambda d: dead.text == "กล้องปฏิเสธการเชื่อมต่อ (กล้องเปิดอยู่หรือไม่ และพอร์ตถูกต้องหรือไม่)",
+               20, f"the dead camera's reason is not in Thai: {dead.text!r}")
+    assert "refused" not in dead.text and "refused the connection" in dead.get_attribute("title")
+    Path("/tmp/h10").mkdir(exist_ok=True)
+    browser.save_screenshot("/tmp/h10/wall_th.png")
+    shot(browser, "wall_th")
+    texts = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/views/wall.js').then((m) => done([
+          m.reasonText({code: 'no_video', reason: 'no video from the camera for 10 s'}),
+          m.reasonText({code: 'some_future_code', reason: 'a reason this page does not know'}),
+          m.reasonText({reason: 'old server without codes'})]));
+    """)
+    assert texts == ["ไม่มีภาพจากกล้อง", "a reason this page does not know", "old server without codes"]
+    assert not page_errors(browser)
