@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.validation import TIME_HELP, Instant
 from pipeline.recording.export import MAX_EPOCH_S  # 10000-01-01T00:00:00Z: no later time fits a clip's name
 
 
@@ -21,11 +22,33 @@ class CameraOut(BaseModel):
     host: str | None = Field(default=None, description="Multi-host deployments: that worker's host name.")
 
 
+class CameraCountsOut(BaseModel):
+    """How many enabled cameras are in each state (counts only: the health route needs no sign-in)."""
+
+    total: int = Field(ge=0, description="Enabled cameras of cameras.yaml (the cameras that reported health when "
+                                         "the configuration is not loaded).")
+    online: int = Field(ge=0, description="Reporting `online` in a fresh health report.")
+    offline: int = Field(ge=0, description="Fresh report, but not online (connecting, reconnecting, offline, "
+                                           "stopped).")
+    stale: int = Field(ge=0, description="Last health report older than 15 s: the capture worker is gone or hung.")
+    unknown: int = Field(ge=0, description="No health report at all (no capture worker has started the camera).")
+
+
+class HealthOut(BaseModel):
+    """Service health, for load balancers and monitoring."""
+
+    status: Literal["ok", "degraded", "down"] = Field(
+        description="ok: Redis answers and every enabled camera is online; degraded (still HTTP 200): Redis answers "
+                    "but a camera is not online (offline, stale or unknown); down (HTTP 503): Redis is unreachable.")
+    redis: bool = Field(description="Whether Redis answered a ping.")
+    cameras: CameraCountsOut | None = Field(default=None, description="Camera counts; null when Redis is down.")
+
+
 class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     camera_id: str = Field(min_length=1, max_length=64)
-    start: float = Field(ge=0, description="UTC epoch seconds.")
-    end: float = Field(ge=0, description="UTC epoch seconds.")
+    start: Instant = Field(description=f"Start of the clip. {TIME_HELP}")
+    end: Instant = Field(description=f"End of the clip (after `start`, at most 3600 s later). {TIME_HELP}")
 
     @model_validator(mode="after")
     def _window(self) -> ExportCreate:

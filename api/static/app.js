@@ -61,9 +61,16 @@ const ctx = {
 };
 window.__cctv = ctx;
 
+/** Watchlist names learned from the REST backlog, for live alerts (the feed carries only the watchlist id). */
+const watchlistNames = new Map();
+
 function mergeAlert(item) {
   const existing = state.alerts.get(item.alert.alert_id);
-  state.alerts.set(item.alert.alert_id, existing ? { ...existing, ...item, ack: item.ack || existing.ack } : item);
+  if (item.watchlist_name) watchlistNames.set(item.alert.watchlist_id, item.watchlist_name);
+  const name = item.watchlist_name || (existing && existing.watchlist_name) || watchlistNames.get(item.alert.watchlist_id);
+  const merged = existing ? { ...existing, ...item, ack: item.ack || existing.ack } : { ...item };
+  if (name) merged.watchlist_name = name;
+  state.alerts.set(item.alert.alert_id, merged);
   if (state.alerts.size > 1000) {
     const oldest = ctx.alerts().slice(1000);
     oldest.forEach((old) => state.alerts.delete(old.alert.alert_id));
@@ -99,22 +106,31 @@ function setConn(status, info = {}) {
 /** The latest alerts from the REST backlog (with acknowledgements); returns the newest stream id seen. */
 async function loadBacklog() {
   const data = await api(ROUTES.alerts, { query: { limit: 300 } });
-  const items = (Array.isArray(data) ? data : []).map((row) => ({ id: row.id, alert: row.alert, ack: row.ack || null }));
+  const items = (Array.isArray(data) ? data : []).map((row) => ({
+    id: row.id, alert: row.alert, ack: row.ack || null, watchlist_name: row.watchlist_name || null,
+  }));
   ctx.addAlerts(items);
   return items.length ? items[items.length - 1].id : "";
 }
 
 /**
- * Acknowledgements of the alerts already shown, from the REST backlog (who, when, note): the live feed only
- * carries new alerts, so an acknowledgement made on another screen reaches this wall this way. New alerts are left
- * to the live feed (so they still flash and beep).
+ * Acknowledgements (who, when, note, follow-up notes) and watchlist names of the alerts already shown, from the
+ * REST backlog: the live feed only carries new alerts, so an acknowledgement made on another screen reaches this
+ * wall this way. New alerts are left to the live feed (so they still flash and beep).
  */
 async function refreshAcks() {
   const data = await api(ROUTES.alerts, { query: { limit: 300 } });
   let changed = false;
   (Array.isArray(data) ? data : []).forEach((row) => {
     const known = state.alerts.get(row.alert.alert_id);
-    if (known && row.ack && !known.ack) { known.ack = row.ack; changed = true; }
+    if (!known) return;
+    const notes = (ack) => (ack && Array.isArray(ack.notes) ? ack.notes.length : 0);
+    if (row.ack && (!known.ack || notes(row.ack) > notes(known.ack))) { known.ack = row.ack; changed = true; }
+    if (row.watchlist_name && !known.watchlist_name) {
+      known.watchlist_name = row.watchlist_name;
+      watchlistNames.set(row.alert.watchlist_id, row.watchlist_name);
+      changed = true;
+    }
   });
   if (changed) notifyAlerts();
 }
@@ -262,7 +278,10 @@ async function login(event) {
     await showLoggedIn(user);
   } catch (err) {
     box.hidden = false;
-    box.textContent = err.status === 401 || err.status === 400 ? t("login.failed") : err.message;
+    if (err.status === 401 || err.status === 400) box.textContent = t("login.failed");
+    // the server's English detail is not shown: the wait comes from Retry-After, in the page's language
+    else if (err.status === 429) box.textContent = err.retryAfter != null ? t("login.too_many", { s: err.retryAfter }) : t("err.429");
+    else box.textContent = err.message;
   } finally {
     button.disabled = false;
     button.textContent = t("login.submit");

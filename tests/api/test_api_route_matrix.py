@@ -109,6 +109,8 @@ ROWS = [
         "admin", 404),
     Row("GET", "/api/alerts", "/api/alerts", "operator", 200),
     Row("POST", "/api/alerts/{alert_id}/ack", "/api/alerts/nope/ack", "operator", 404, kwargs={"json": {"note": "x"}}),
+    Row("POST", "/api/alerts/{alert_id}/notes", "/api/alerts/nope/notes", "operator", 404,
+        kwargs={"json": {"note": "x"}}),
     Row("GET", "/api/alerts/stream", "/api/alerts/stream?after=DROP", "operator", 422,
         note="a valid stream never ends; the bad cursor shows the caller got past authorisation"),
     Row("GET", "/api/cameras", "/api/cameras", "operator", 200),
@@ -140,6 +142,8 @@ ROWS = [
     Row("POST", "/api/cases/{case_id}/items", f"/api/cases/{CASE}/items", "investigator", 404,
         kwargs={"json": {"kind": "plate", "ref": "nope"}}, note="unknown event"),
     Row("GET", "/api/cases/{case_id}/package", f"/api/cases/{CASE}/package", "investigator", 200, who=OWNER_ONLY),
+    Row("DELETE", "/api/cases/{case_id}/items/{kind}/{ref}", f"/api/cases/{CASE}/items/clip/{JOB}", "investigator",
+        404, note="the seeded case has no items (owner: no such item; others: no such case)"),
     Row("POST", "/api/cases/{case_id}/close", "/api/cases/nope/close", "investigator", 404,
         note="unknown case (closing the seeded one would change the rows after it)"),
     Row("GET", "/api/audit", "/api/audit", "admin", 200),
@@ -232,7 +236,6 @@ def _request(client: TestClient, row: Row, headers: dict) -> int:
 
 
 def test_route_matrix(client: TestClient, rclient: redis.Redis, api_settings) -> None:
-    _seed(api_settings.recordings_dir, rclient, api_settings.exports_root())
     store = ApiStore(rclient, scrypt_n=16)
     headers: dict[str, dict] = {"anonymous": {}}
     for name in PRINCIPALS[1:]:
@@ -240,6 +243,8 @@ def test_route_matrix(client: TestClient, rclient: redis.Redis, api_settings) ->
         r = client.post("/api/auth/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
         headers[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    # after the users: a case older than its owner's user record was opened by an earlier user of that name
+    _seed(api_settings.recordings_dir, rclient, api_settings.exports_root())
 
     operations = {(m.upper(), p) for p, ops in client.app.openapi()["paths"].items() for m in ops}
     covered = {(r.method, r.template) for r in ROWS}

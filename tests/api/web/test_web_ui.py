@@ -402,6 +402,45 @@ def test_live_alert_appears_beeps_and_is_acknowledged(browser, server, web_data)
     shot(browser, "03_alert_acknowledged")
 
 
+def test_alert_cards_show_watchlist_notes_and_the_ack_that_stands(browser, server, web_data):
+    """Cards name the watchlist and show the acknowledgement note with its follow-up notes; acknowledging an alert
+    someone else acknowledged first shows theirs (409), not the operator's; older alerts load by a button."""
+    from pipeline.events import Alert
+    from pipeline.store import EventStore
+
+    wl = WatchlistStore(server.client).create_watchlist("plate", "Stolen cars 2567")
+    hilux = web_data.plate_events[2]
+    acked, raced = (Alert(kind="plate", watchlist_id=wl["id"], entry_id="entry-1", event_id=hilux.event_id,
+                          camera_id=hilux.camera_id, reason="Stolen", severity="medium", label=hilux.plate_text,
+                          crop_path=hilux.crop_path) for _ in range(2))
+    store = EventStore(server.client)
+    assert store.publish_alert(acked) and store.publish_alert(raced)
+    server.client.hset("alerts:acks", acked.alert_id, json.dumps({
+        "by": "boss", "note": "Patrol 7 sent", "at": time.time(),
+        "notes": [{"by": "op", "at": time.time(), "note": "Vehicle stopped at gate 2"}]}))
+
+    login(browser, server, "op")
+    card = wait(browser, f'.alert-card[data-alert-id="{acked.alert_id}"]')
+    assert "Watchlist: Stolen cars 2567" in card.text
+    assert "Patrol 7 sent" in card.text and "Vehicle stopped at gate 2" in card.text
+    other = f'.alert-card[data-alert-id="{raced.alert_id}"]'
+    css(browser, other + ' [data-action="ack"]')[0].click()
+    wait(browser, "dialog textarea[name=note]").send_keys("me too")
+    server.client.hsetnx("alerts:acks", raced.alert_id, json.dumps({"by": "boss", "note": "first", "at": time.time()}))
+    css(browser, 'dialog [data-role="submit"]')[0].click()
+    wait_until(browser, lambda d: "Acknowledged by boss" in (css(d, other + " .alert-ack") or [None])[0].text
+               if css(d, other + " .alert-ack") else False, message="the ack that stands was not shown")
+    assert json.loads(server.client.hget("alerts:acks", raced.alert_id))["note"] == "first"
+    older = wait(browser, "#alerts-older")
+    browser.execute_script("arguments[0].scrollIntoView()", card)
+    shot(browser, "04_alert_cards_watchlist_notes")
+    browser.save_screenshot("/tmp/h8/alerts.png")
+    older.click()
+    wait_until(browser, lambda d: css(d, "#alerts-older")[0].text == "No older alerts",
+               message="the older button did not say there are no more")
+    assert not page_errors(browser)
+
+
 def test_alert_feed_reconnects_and_replays_missed_alerts(browser, server, web_data):
     """When the WebSocket drops, the page reconnects with backoff and replays alerts raised meanwhile."""
     from pipeline.events import Alert
@@ -543,7 +582,10 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
     wait_until(browser, lambda d: Select(d.find_element("css selector", case_select))
                .select_by_visible_text("Police request 2567/77") or True, message="could not choose the case")
     wait(browser, '#case-list li[data-items="1"]')
-    assert job_id in css(browser, "#case-list li")[0].text
+    text = css(browser, "#case-list li")[0].text
+    assert "1 item" in text and "clips" not in text, text  # counted as items, never "1 clips"
+    assert job_id not in text, text  # the clip is named by kind, camera and time, not by its raw id
+    assert css(browser, f'#case-list li .case-item[data-kind="clip"][data-ref="{job_id}"]')
     shot(browser, "10_evidence_case")
 
 
@@ -572,10 +614,11 @@ def test_watchlists_as_admin(browser, server, web_data):
     css(browser, 'dialog [data-role="submit"]')[0].click()
     wait(browser, "#wl-add").click()
     wait(browser, "#wl-plate").send_keys("1กอ 5180")
+    css(browser, "#wl-province")[0].send_keys("Bangkok")
     css(browser, "#wl-reason")[0].send_keys("Stolen 2567/118")
     css(browser, 'dialog [data-role="submit"]')[0].click()
     row = wait(browser, "#wl-entries tbody tr")
-    assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text
+    assert "1กอ5180" in row.text and "Stolen 2567/118" in row.text and "กรุงเทพมหานคร" in row.text
     shot(browser, "11_watchlists")
     entry_id = row.get_attribute("data-entry-id")
 
@@ -600,6 +643,7 @@ def test_watchlists_as_admin(browser, server, web_data):
     [stored] = WatchlistStore(server.client).list_entries(wid)
     assert (stored["entry_id"], stored["plate"], stored["severity"], stored["cameras"]) == (
         entry_id, "1กอ5181", "critical", [PLATE_CAMS[1]])
+    assert stored["province"] == "กรุงเทพมหานคร"  # a corrected plate keeps the province still shown
     shot(browser, "11b_watchlist_entry_edited")
 
     # the entry's matches come from the alert list filtered to it
@@ -783,4 +827,110 @@ def test_thai_language_switch(browser, server):
         "import('/i18n.js').then((m) => { const d = m.dictionaries();"
         "done([Object.keys(d.en).sort(), Object.keys(d.th).sort()]); });")
     assert keys[0] == keys[1]
+    assert not page_errors(browser)
+
+
+def tall_shot(driver, name: str) -> None:
+    """A screenshot tall enough for the query photo, the face picker and the first results."""
+    driver.set_window_size(1600, 1500)
+    try:
+        driver.execute_script("window.scrollTo(0, 0);")
+        time.sleep(0.5)  # the layout settles (no condition to poll for a resize)
+        shot(driver, name)
+    finally:
+        driver.set_window_size(1600, 1000)
+
+
+def largest_face_embedding(photo: Path) -> list[float]:
+    """The engine's embedding of the largest face of a photo (the face the search uses by default)."""
+    from pipeline.models.registry import load_face_analyzer
+
+    dets = load_face_analyzer(device="cpu").detect_batch([cv2.imread(str(photo))])[0]
+    areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in dets.xyxy]
+    return [float(v) for v in dets.data["embedding"][int(np.argmax(areas))]]
+
+
+def test_face_search_group_photo_shows_the_face_lets_pick_another_and_pages(browser, server, web_data, shared_dir):
+    """A group photo: the page boxes the face searched ("face 1 of N"), another face can be picked; the default
+    minimum similarity is the API's (45 %); 55 sightings of the face come as 50 and a "more" button for the rest."""
+    from pipeline.events import FaceEvent
+    from pipeline.store import EventStore
+
+    photo = shared_dir / "data" / "faces_multi" / "images" / "deepface_selfie-many-people.jpg"
+    emb = np.asarray(largest_face_embedding(photo), np.float32)
+    rng = np.random.default_rng(11)
+    now = time.time()
+    events = []
+    for i in range(55):
+        e = emb + rng.normal(scale=0.01, size=emb.size).astype(np.float32)
+        events.append(FaceEvent(camera_id=FACE_CAM, track_id=900 + i, started_at=now - 9000 - i,
+                                ended_at=now - 9000 - i, frame_time=now - 9000 - i,
+                                embedding=(e / np.linalg.norm(e)).tolist(), quality=0.8, det_score=0.9))
+    EventStore(server.client).publish_face_events(events)
+    login(browser, server, "inv")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/faces")
+    wait(browser, "#face-drop")
+    assert css(browser, "#face-threshold")[0].get_attribute("value") == "0.45"
+    css(browser, "#face-reason")[0].send_keys("case 2026/91 group photo")
+    css(browser, "#face-file")[0].send_keys(str(photo))
+    which = wait(browser, "#face-which", timeout=60)
+    found = int(which.text.rsplit(" of ", 1)[1].split()[0])
+    assert which.text.startswith("Searched face 1 of") and found > 1, which.text
+    assert wait(browser, "#face-query-box").get_attribute("data-index") == "0"
+    wait_until(browser, lambda d: len(css(d, "#face-results .face-card")) == 50, 60, "the first page never came")
+    assert {c.get_attribute("data-event-id") for c in css(browser, "#face-results .face-card")} <= \
+        {e.event_id for e in events}
+    tall_shot(browser, "16_face_search_group")
+    more = css(browser, "#face-more")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", more)
+    more.click()
+    wait_until(browser, lambda d: len(css(d, "#face-results .face-card")) == 55, 60, "the more button added nothing")
+    assert not css(browser, "#face-more")
+    assert "55" in css(browser, "#face-status")[0].text
+    cards = {c.get_attribute("data-event-id") for c in css(browser, "#face-results .face-card")}
+    assert cards == {e.event_id for e in events}
+    # another face of the photo
+    second = css(browser, "#face-pick button[data-face-index='1']")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", second)
+    second.click()
+    wait_until(browser, lambda d: css(d, "#face-which") and css(d, "#face-which")[0].text.startswith(
+        "Searched face 2 of"), 60, "picking the second face did not search it")
+    assert wait(browser, "#face-query-box").get_attribute("data-index") == "1"
+    tall_shot(browser, "17_face_search_second_face")
+    assert not page_errors(browser)
+
+
+def test_thai_camera_page_summarises_the_raw_capture_error(browser, server):
+    """A Thai camera page shows the capture's last error as a translated summary; ffmpeg's raw words only in a
+    details element (and the title)."""
+    from pipeline.ingest.health import write_camera_health
+
+    raw = "[tcp @ 0x55d0c0a1b2c0] Connection to tcp://10.1.2.3:554?timeout=10000000 failed: Connection refused"
+    write_camera_health(server.client, PLATE_CAMS[1], {"status": "reconnecting", "reconnects": 7, "last_error": raw})
+    login(browser, server, "op", lang="th")
+    wait(browser, "#nav a")
+    browser.get(f"{server.url}/#/cameras/{PLATE_CAMS[1]}")
+    box = wait(browser, '#camera-health [data-stat="last-error"]')
+    summary = box.find_element("css selector", "p").text
+    assert summary == "ข้อผิดพลาดล่าสุด: กล้องปฏิเสธการเชื่อมต่อ (กล้องเปิดอยู่หรือไม่ และพอร์ตถูกต้องหรือไม่)"
+    assert box.get_attribute("data-error-class") == "refused" and box.get_attribute("title") == raw
+    assert "0x55" not in box.text and "tcp://" not in box.text  # the raw text is folded away
+    assert box.find_element("css selector", "details code").get_attribute("textContent") == raw
+    Path("/tmp/h10").mkdir(exist_ok=True)
+    browser.save_screenshot("/tmp/h10/camera_th.png")
+    shot(browser, "12d_camera_page_th_error")
+    box.find_element("css selector", "details summary").click()
+    time.sleep(3.5)  # the page repaints the health every 3 s: unfolded details stay unfolded
+    assert browser.execute_script(
+        "return document.querySelector('#camera-health [data-stat=\"last-error\"] details').open")
+    classes = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/views/cameras.js').then((m) => done([
+          '401 Unauthorized: check the camera\\'s user and password', 'method DESCRIBE failed: 404 Not Found',
+          'Connection to tcp://10.0.0.9:554 failed: Connection timed out',
+          'stalled: no video after connecting for 20s from rtsp://cam/x',
+          '[tcp @ 0x55] Connection to tcp://10.0.0.9:554?timeout=5 failed', 'something new', ''].map(m.errorClass)));
+    """)
+    assert classes == ["unauthorized", "not_found", "timeout", "no_video", "connect", "other", ""]
     assert not page_errors(browser)
