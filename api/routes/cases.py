@@ -82,6 +82,19 @@ def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
     return case
 
 
+def _callers_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
+    """:func:`_case` for the caller's own owner stamp."""
+    return _case(client, case_id, user, _owner_stamp(store, user))
+
+
+def _open_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
+    """:func:`_callers_case`, refused with 409 when the case is closed (nothing is added or removed then)."""
+    case = _callers_case(client, store, case_id, user)
+    if case.get("status") == "closed":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+    return case
+
+
 DAMAGED = "damaged"
 """The kind shown for a stored case item that cannot be read (the package lists it under ``missing``)."""
 
@@ -155,7 +168,7 @@ def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: A
                                             OWNER_STAMP: stamp})
     client.zadd("cases", {case_id: time.time()})
     store.audit(user.username, "case_create", {"case_id": case_id, "name": body.name})
-    return _out(_case(client, case_id, user, stamp))
+    return _out(_callers_case(client, store, case_id, user))
 
 
 @router.get("", response_model=list[CaseOut], summary="Your cases, newest first")
@@ -172,8 +185,7 @@ def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list
 
 @router.get("/{case_id}", response_model=CaseOut, summary="One case")
 def get_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
-    stamp = _owner_stamp(store, user)
-    return _out(_case(client, case_id, user, stamp))
+    return _out(_callers_case(client, store, case_id, user))
 
 
 @router.post("/{case_id}/items", response_model=CaseOut, status_code=201, summary="Add a clip or an event",
@@ -185,10 +197,7 @@ def get_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiSt
                                                                 "again. A queued or running export may be added."}})
 def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
              settings: SettingsDep) -> CaseOut:
-    stamp = _owner_stamp(store, user)
-    case = _case(client, case_id, user, stamp)
-    if case.get("status") == "closed":
-        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+    _open_case(client, store, case_id, user)
     if body.kind == "clip":
         hold = _addable_clip_hold(get_job(client, body.ref, user), body.ref, settings.recordings_dir)
     else:
@@ -202,7 +211,7 @@ def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: 
     client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
     holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
-    return _out(_case(client, case_id, user, stamp))
+    return _out(_callers_case(client, store, case_id, user))
 
 
 ADDABLE_EXPORTS = ("queued", "running", "done")
@@ -243,10 +252,7 @@ ItemRef = Annotated[str, PathParam(min_length=1, max_length=200,
                           409: {"model": ErrorOut, "description": "The case is closed."}})
 def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRef, client: RedisDep,
                 store: ApiStoreDep) -> CaseOut:
-    stamp = _owner_stamp(store, user)
-    case = _case(client, case_id, user, stamp)
-    if case.get("status") == "closed":
-        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+    case = _open_case(client, store, case_id, user)
     if not any(i["kind"] == kind and i["ref"] == ref for i in case["items"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} has no {kind} item {ref!r}")
     item_key = ref if kind == DAMAGED else f"{kind}:{ref}"  # a damaged item's ref is its stored key
@@ -254,7 +260,7 @@ def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRe
     holds.drop(client, case_id, item_key)  # after the item: a failure in between leaves more held, not less
     logger.info("case %s: %s removed item %s", case_id, user.username, item_key[:100])
     store.audit(user.username, "case_remove", {"case_id": case_id, "kind": kind, "ref": ref})
-    return _out(_case(client, case_id, user, stamp))
+    return _out(_callers_case(client, store, case_id, user))
 
 
 def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
@@ -328,15 +334,14 @@ def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordi
                          "them). Closing a closed case changes nothing.",
              responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
 def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
-    stamp = _owner_stamp(store, user)
-    case = _case(client, case_id, user, stamp)
+    case = _callers_case(client, store, case_id, user)
     if case.get("status") != "closed":
         client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
                                                 "closed_by": user.username})
         holds.release(client, case_id)
         logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
         store.audit(user.username, "case_close", {"case_id": case_id})
-    return _out(_case(client, case_id, user, stamp))
+    return _out(_callers_case(client, store, case_id, user))
 
 
 class PackageTooLarge(Exception):
@@ -436,8 +441,7 @@ def _manifest(case: dict, user: User, missing: list[dict[str, str]]) -> dict:
                                                                "nothing is packaged; split the case."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
-    stamp = _owner_stamp(store, user)
-    case = _case(client, case_id, user, stamp)
+    case = _callers_case(client, store, case_id, user)
     files: list[tuple[str, Path | bytes]] = []
     missing: list[dict[str, str]] = []
     expected: dict[str, tuple[str, str]] = {}  # zip name of a clip -> (item, SHA-256 recorded when it was exported)
