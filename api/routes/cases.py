@@ -25,6 +25,7 @@ from starlette.background import BackgroundTask
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import CaseId
+from api.ownership import OWNER_STAMP, owner_stamp, owns
 from api.routes.exports import export_file, get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
@@ -36,46 +37,11 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 
-OWNER_STAMP = "owner_created_at"
-"""The case field holding ``created_at`` of the user record that opened the case: a user deleted and re-created
-under the same name gets a new one, so the new holder of the name does not inherit the old one's cases."""
-
-
-def _owner_stamp(store: ApiStore, user: User) -> str:
-    """``created_at`` of the current record of ``user``'s name ('' for a record from before it was kept: such a
-    record was never deleted and re-created since, as re-creating one always stamps it)."""
-    record = store.get_user(user.username)
-    return str(record.get("created_at") or "") if record else ""
-
-
-def _owns(case: dict, user: User, stamp: str) -> bool:
-    """Whether ``user`` (whose record has ``stamp``) opened ``case``: the same name and the same user record."""
-    if case.get("created_by") != user.username:
-        return False
-    if OWNER_STAMP in case:
-        return case[OWNER_STAMP] == stamp
-    return _legacy_owner(case, stamp)
-
-
-def _legacy_owner(case: dict, stamp: str) -> bool:
-    """Ownership of a case opened before owners were stamped: the current holder of the name owns it only if their
-    user record existed when the case was opened (an older case was opened by a deleted user of that name).
-    Unreadable times refuse (an admin still sees the case)."""
-    if not stamp:
-        return True
-    try:
-        return float(case["created_at"]) >= float(stamp)
-    except (KeyError, ValueError):
-        logger.warning("case %s: owner %r cannot be confirmed (unreadable created_at); only admins see it",
-                       case.get("id"), case.get("created_by"))
-        return False
-
-
 def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
     """The case with its items if ``user`` may see it (its owner, or an admin), else 404."""
     raw = client.hgetall(f"case:{case_id}")
     case = {k.decode(): v.decode() for k, v in raw.items()}
-    if not case or not (user.may("admin") or _owns(case, user, stamp)):
+    if not case or not (user.may("admin") or owns(case, "created_by", user.username, stamp, "case")):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} not found")
     items = client.hgetall(f"case:{case_id}:items")
     case["items"] = sorted((_case_item(case_id, k, v) for k, v in items.items()), key=lambda i: i["added_at"])
@@ -84,7 +50,7 @@ def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
 
 def _callers_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
     """:func:`_case` for the caller's own owner stamp."""
-    return _case(client, case_id, user, _owner_stamp(store, user))
+    return _case(client, case_id, user, owner_stamp(store, user.username))
 
 
 def _open_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
@@ -162,7 +128,7 @@ def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:
 @router.post("", response_model=CaseOut, status_code=201, summary="Open a case")
 def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     case_id = uuid.uuid4().hex[:16]
-    stamp = _owner_stamp(store, user)
+    stamp = owner_stamp(store, user.username)
     client.hset(f"case:{case_id}", mapping={"id": case_id, "name": body.name, "description": body.description,
                                             "created_by": user.username, "created_at": repr(time.time()),
                                             OWNER_STAMP: stamp})
@@ -174,7 +140,7 @@ def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: A
 @router.get("", response_model=list[CaseOut], summary="Your cases, newest first")
 def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[CaseOut]:
     out = []
-    stamp = _owner_stamp(store, user)
+    stamp = owner_stamp(store, user.username)
     for cid in client.zrevrange("cases", 0, 499):
         try:
             out.append(_out(_case(client, cid.decode(), user, stamp)))

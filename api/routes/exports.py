@@ -13,8 +13,10 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import ExportId
+from api.ownership import OWNER_STAMP, owner_stamp, owns
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import ExportCreate, ExportOut
+from api.store import ApiStore
 from api.validation import check_cameras, field_error
 
 logger = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
     job_id = uuid.uuid4().hex[:16]
     job = {"id": job_id, "status": "queued", "progress": "0", "camera_id": body.camera_id, "start": repr(body.start),
            "end": repr(body.end), "requester": user.username, "created_at": repr(time.time()),
-           "owner": queue.instance}
+           "owner": queue.instance, OWNER_STAMP: owner_stamp(store, user.username)}
     client.hset(f"export:{job_id}", mapping=job)
     client.zadd("exports", {job_id: time.time()})
     store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
@@ -191,24 +193,35 @@ def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
     return len(marked)
 
 
-def get_job(client: redis.Redis, job_id: str, user: User) -> dict[str, str]:
-    """The job if it exists and the user may see it (own job, or admin), else 404."""
+def _may_see(job: dict[str, str], user: User, stamp: str) -> bool:
+    """Whether ``user`` (whose user record has ``stamp``) may see ``job``: an admin, or the user record that asked
+    for it (not a later user re-created under the same name: :mod:`api.ownership`)."""
+    return user.may("admin") or owns(job, "requester", user.username, stamp, "export")
+
+
+def get_job(client: redis.Redis, job_id: str, user: User, stamp: str | None = None) -> dict[str, str]:
+    """The job if it exists and the user may see it (own job, or admin), else 404. ``stamp``: the user's
+    :func:`api.ownership.owner_stamp` (read from ``client`` when not given)."""
     job = _job(client, job_id)
-    if job is None or (job["requester"] != user.username and not user.may("admin")):
+    if stamp is None and job is not None and not user.may("admin"):
+        stamp = owner_stamp(ApiStore(client), user.username)
+    if job is None or not _may_see(job, user, stamp or ""):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"export {job_id!r} not found")
     return job
 
 
 @router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first")
-def list_exports(request: Request, user: Investigator, client: RedisDep) -> list[ExportOut]:
+def list_exports(request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[ExportOut]:
+    stamp = owner_stamp(store, user.username)
     ids = [i.decode() for i in client.zrevrange("exports", 0, 199)]
     jobs = [_job(client, i) for i in ids]
-    return [_out(j, request) for j in jobs if j and (j["requester"] == user.username or user.may("admin"))]
+    return [_out(j, request) for j in jobs if j and _may_see(j, user, stamp)]
 
 
 @router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export")
-def get_export(request: Request, user: Investigator, job_id: ExportId, client: RedisDep) -> ExportOut:
-    return _out(get_job(client, job_id, user), request)
+def get_export(request: Request, user: Investigator, job_id: ExportId, client: RedisDep,
+               store: ApiStoreDep) -> ExportOut:
+    return _out(get_job(client, job_id, user, owner_stamp(store, user.username)), request)
 
 
 def export_file(job: dict[str, str], field: str, settings) -> Path | None:  # noqa: ANN001 - ApiSettings
@@ -236,13 +249,14 @@ _NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, run
 @router.get("/{job_id}/download", summary="Download the MP4 of a finished export", responses=_NOT_READY)
 def download_export(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                     settings: SettingsDep) -> FileResponse:
-    job = get_job(client, job_id, user)
+    job = get_job(client, job_id, user, owner_stamp(store, user.username))
     path = _file(job, "path", settings)
     store.audit(user.username, "export_download", {"job_id": job_id})
     return FileResponse(path, media_type="video/mp4", filename=path.name)
 
 
 @router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export", responses=_NOT_READY)
-def download_manifest(user: Investigator, job_id: ExportId, client: RedisDep, settings: SettingsDep) -> FileResponse:
-    path = _file(get_job(client, job_id, user), "manifest_path", settings)
+def download_manifest(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
+                      settings: SettingsDep) -> FileResponse:
+    path = _file(get_job(client, job_id, user, owner_stamp(store, user.username)), "manifest_path", settings)
     return FileResponse(path, filename=path.name)

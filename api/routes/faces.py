@@ -9,12 +9,12 @@ import redis
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep
+from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.images import load_image
 from api.routes.media import media_url
 from api.routes.plates import REASON_DESCRIPTION
 from api.schemas.faces import FaceHitOut, FaceSearchOut, SearchedFaceOut
-from api.validation import check_window
+from api.validation import TIME_HELP, Instant, check_cameras, check_window
 from pipeline.events import FaceEvent
 from pipeline.search.faces import FaceHit
 from pipeline.store import codec, keys
@@ -25,6 +25,22 @@ router = APIRouter(prefix="/api/faces", tags=["faces"])
 
 MAX_FACE_INDEX = 63  # a crowd photo rarely has more usable faces; the field stays bounded
 MAX_OFFSET = 5000  # each page re-ranks offset + limit candidates, so deep pages are refused
+MAX_CAMERAS = 500  # as many as a plate search may name
+
+Cameras = Annotated[list[str] | None, Form(max_length=MAX_CAMERAS, description=(
+    "Only these cameras (repeat the field). An id that is neither configured nor holds stored plate reads or "
+    "recordings (a camera removed from cameras.yaml stays searchable), or is not one of yours, is a 422 naming "
+    "it."))]
+Start = Annotated[Instant | None, Form(description=f"From this instant. {TIME_HELP}")]
+End = Annotated[Instant | None, Form(description=f"Up to this instant (not before `start`). {TIME_HELP}")]
+
+
+def _check_cameras(request: Request, client: redis.Redis, user: User, cameras: list[str] | None) -> None:
+    """422 on ``cameras`` naming the ids the caller cannot search: unknown ones (neither configured nor with stored
+    data) and, answered the same way, those outside the caller's cameras (the error never lists other cameras)."""
+    config = request.app.state.camera_config
+    configured = None if config is None else {c.id for c in config.cameras}
+    check_cameras(cameras, configured, user.cameras, "cameras", "form", client)
 
 
 def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
@@ -47,16 +63,15 @@ def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
                          "`face_index` names (0 = largest; the response says which face was searched, with its box, "
                          "and how many the photo holds). Hits are ranked by similarity and paged with `offset` and "
                          "`limit`; `has_more` says whether more matching faces rank after the page.",
-             responses={422: {"description": "A field is invalid, the photo has no usable face, or `face_index` is "
-                                             "past the photo's last usable face."}})
+             responses={422: {"description": "A field is invalid (a malformed time, `end` before `start`, or an "
+                                             "unknown camera or one not yours: the same answer), the photo has no "
+                                             "usable face, or `face_index` is past the photo's last usable face."}})
 async def search_faces(
     request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
     image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
     reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
     threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
-    cameras: Annotated[list[str] | None, Form()] = None,
-    start: Annotated[float | None, Form(ge=0, description="From this UTC epoch second.")] = None,
-    end: Annotated[float | None, Form(ge=0, description="Up to this UTC epoch second (not before `start`).")] = None,
+    cameras: Cameras = None, start: Start = None, end: End = None,
     limit: Annotated[int, Form(ge=1, le=500, description="Most hits in the page.")] = 50,
     offset: Annotated[int, Form(ge=0, le=MAX_OFFSET, description="Hits to skip (the rank of the page's first "
                                                                  "hit).")] = 0,
@@ -64,6 +79,7 @@ async def search_faces(
                                                                          "for, largest first (0 = largest).")] = 0,
 ) -> FaceSearchOut:
     check_window(start, end, "form")  # before the photo is read or a face is looked for
+    _check_cameras(request, client, user, cameras)
     photo = await load_image(image, "image", settings.max_upload_bytes, settings.max_image_pixels)
     service = request.app.state.faces
     face, found = await run_in_threadpool(service.pick_face, photo, "image", face_index, "face_index")
