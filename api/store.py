@@ -24,9 +24,10 @@ Keys
                                      attempts from these skip the per-account limit.
 ``bootstrap:admin``          STRING  set once when the first-run admin was created (only one process creates it).
 ``audit``                    STREAM  append-only: user, action, ip, params (JSON), results, status, at.
-``export:{job_id}``          HASH    job state: status, progress, camera_id, start, end, requester, path, sha256, error.
+``export:{job_id}``          HASH    job state: status, progress, camera_id, start, end, requester, owner_created_at (the
+                                     requester's user-record created_at, :mod:`api.ownership`), path, sha256, error.
 ``exports``                  ZSET    job ids by creation time.
-``case:{id}``                HASH    id, name, description, created_by, created_at.
+``case:{id}``                HASH    id, name, description, created_by, owner_created_at (as for exports), created_at.
 ``case:{id}:items``          HASH    item id -> JSON {kind: clip|plate|face, ref}.
 ``cases``                    ZSET    case ids by creation time.
 """
