@@ -33,11 +33,12 @@ from api.schemas.errors import ErrorOut
 from api.schemas.live import LiveInfoOut, WallLayoutIn, WallLayoutOut
 from pipeline.config import CAMERA_ID_PATTERN, Config
 from pipeline.live.fmp4 import Fragment, InitSegment
-from pipeline.live.hub import LiveHub, LiveSettings, StatusMessage, Viewer
+from pipeline.live.hub import CODE_REMOVED, LiveHub, LiveSettings, StatusMessage, Viewer
 
 logger = logging.getLogger(__name__)
 
 LAYOUT_KEY = "wall:layout:{username}"
+END_SESSION_ENDED = "session_ended"  # reason_code of the "end" message when the user's session or camera access ended
 GRID_TILES = {"1": 1, "2x2": 4, "3x3": 9, "4x4": 16}
 
 WS_PROTOCOL = """\
@@ -59,7 +60,9 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
      `reason` is English text, `reason_code` the same as a stable code for translation (`refused`, `timeout`,
      `unauthorized`, `forbidden`, `not_found`, `unreachable`, `no_video`, `bad_stream`, `open_failed`,
      `transcode_limit`, `removed`, `config_changed`, `ended`; "" when none);
-   - `{"type": "end", "reason"}` before the server closes.
+   - `{"type": "end", "reason", "reason_code"}` before the server closes: `reason_code` `removed` (the camera left
+     the configuration; close 4404) or `session_ended` (the session ended or the camera is no longer permitted;
+     close 4401), `reason` the same in English.
 3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, i.e. the `moof`
    boxes of the binary messages after their init segments, init segments not counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
    that cannot keep up (slow network or decoder) loses the queued fragments and resumes at the next keyframe, so
@@ -447,10 +450,11 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
         await _stream(websocket, viewer, user, camera_id,
                       _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s))
     except (SessionEnded, CameraGone) as exc:
-        reason, code = ("session ended", 4401) if isinstance(exc, SessionEnded) else ("camera removed", 4404)
+        reason, reason_code, code = (("session ended", END_SESSION_ENDED, 4401) if isinstance(exc, SessionEnded)
+                                     else ("camera removed", CODE_REMOVED, 4404))
         logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
         with contextlib.suppress(Exception):
-            await websocket.send_text(json.dumps({"type": "end", "reason": reason}))
+            await websocket.send_text(json.dumps({"type": "end", "reason": reason, "reason_code": reason_code}))
             await websocket.close(code=code, reason=reason)
     except (WebSocketDisconnect, RuntimeError, OSError):
         reason = "connection lost"

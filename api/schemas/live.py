@@ -24,6 +24,11 @@ class LiveInfoOut(BaseModel):
     status: Literal["idle", "connecting", "live", "offline"] = Field(
         description="idle: nobody watches (no upstream); connecting; live; offline (see reason; retried by itself).")
     reason: str = Field(description="Why it is offline, or how it is shown (sub-stream / transcode of H.265).")
+    reason_code: str = Field(
+        default="", description="The reason as a stable code for translation (as the WebSocket's status message: "
+                                "refused, timeout, unauthorized, forbidden, not_found, unreachable, no_video, "
+                                "bad_stream, open_failed, transcode_limit, removed, config_changed, ended); \"\" "
+                                "when none, and while live (the reason is then the display mode).")
     mode: Literal["remux", "sub-stream", "transcode"] = Field(
         description="remux: the camera's H.264 as it comes (no re-encoding); sub-stream: the H.265 main stream "
                     "replaced by the H.264 sub-stream; transcode: an H.265 camera encoded to H.264 (bounded).")

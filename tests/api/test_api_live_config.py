@@ -40,5 +40,5 @@ def test_a_viewer_of_a_camera_removed_by_a_push_is_ended_with_4404(live_client, 
         except WebSocketDisconnect as exc:
             code = exc.code
     assert code == 4404
-    assert {"type": "end", "reason": "camera removed"} in texts
+    assert {"type": "end", "reason": "camera removed", "reason_code": "removed"} in texts
     assert not app.state.live_hub.upstream_pids()

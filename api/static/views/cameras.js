@@ -102,11 +102,42 @@ function cameraBody(cam, hl) {
       recordingFailed(hl)));
 }
 
+/**
+ * Classes of the capture's recording error by its leading phrase (pipeline.recording.recorder: os_error_reason and
+ * recording_write_error give "disk full (No space left on device)" and the like, in English), first match wins.
+ */
+const RECORDING_ERRORS = [
+  ["disk full", "disk_full"],
+  ["disk quota exceeded", "quota"],
+  ["file size limit reached", "file_too_large"],
+  ["read-only file system", "read_only"],
+  ["permission denied", "permission"],
+  ["recordings folder gone", "folder_gone"],
+  ["disk i/o error", "io_error"],
+  ["cannot create a segment file", "segment_create"],
+];
+
+/** The class of a raw recording error (see RECORDING_ERRORS), "other" when none matches, "" for no error. */
+export function recordingErrorClass(text) {
+  if (!text) return "";
+  const lower = String(text).trim().toLowerCase();
+  const hit = RECORDING_ERRORS.find(([phrase]) => lower.startsWith(phrase));
+  return hit ? hit[1] : "other";
+}
+
+/** The recording error in the page's language; an unknown one as the capture wrote it. */
+export function recordingErrorText(text) {
+  const cls = recordingErrorClass(text);
+  return cls && cls !== "other" ? t(`cameras.recording_error.${cls}`) : text || "";
+}
+
 /** A warning that the camera is analysed but not recorded (disk full, folder gone), with the reason; else null. */
 function recordingFailed(hl) {
   if (hl.recording !== "failed") return null;
-  return h("span", { class: "badge status-offline", dataset: { stat: "recording" }, title: hl.recordingError },
-    hl.recordingError ? `${t("cameras.recording_failed")}: ${hl.recordingError}` : t("cameras.recording_failed"));
+  const reason = recordingErrorText(hl.recordingError);
+  return h("span", { class: "badge status-offline", title: hl.recordingError,
+    dataset: { stat: "recording", errorClass: recordingErrorClass(hl.recordingError) } },
+  reason ? `${t("cameras.recording_failed")}: ${reason}` : t("cameras.recording_failed"));
 }
 
 function recordingLine(hl) {
@@ -115,7 +146,9 @@ function recordingLine(hl) {
     : hl.recording;
   const line = h("p", { dataset: { stat: "recording" } }, `${t("cameras.recording")}: ${state}`);
   return hl.recording === "failed"
-    ? h("div", { class: "error-box" }, line, hl.recordingError ? h("p", {}, hl.recordingError) : null) : line;
+    ? h("div", { class: "error-box" }, line, hl.recordingError ? h("p", { title: hl.recordingError, dataset:
+      { stat: "recording-error", errorClass: recordingErrorClass(hl.recordingError) } },
+    recordingErrorText(hl.recordingError)) : null) : line;
 }
 
 /** Create or update (in place, so the wall does not flicker) the card of one camera. */

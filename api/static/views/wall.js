@@ -99,6 +99,7 @@ export class LivePlayer {
     this.ws = ws;
     this.received = 0;
     this.acked = 0;
+    this.endCode = ""; // the reason_code of the server's "end" message, which comes just before its close
     ws.addEventListener("open", () => ws.send(JSON.stringify({ token: getToken() })));
     ws.addEventListener("message", (event) => {
       if (this.ws !== ws) return;
@@ -109,21 +110,22 @@ export class LivePlayer {
       if (this.ws !== ws) return;
       this.ws = null;
       this.resetMedia();
-      if (event.code === 4401) { this.stopped = true; this.onState("denied", { reason: event.reason }); this.onUnauthorized(); return; }
+      const code = this.endCode || CLOSE_CODES[event.code] || "";
+      if (event.code === 4401) { this.stopped = true; this.onState("denied", { reason: event.reason, code }); this.onUnauthorized(); return; }
       if ([4403, 4404, 4422].includes(event.code)) {
         this.stopped = true;
-        this.onState("denied", { reason: event.reason || t("wall.denied") });
+        this.onState("denied", { reason: event.reason || t("wall.denied"), code });
         return;
       }
-      this.retry(event.reason);
+      this.retry(event.reason, code);
     });
   }
 
-  retry(reason) {
+  retry(reason, code = "") {
     if (this.stopped) return;
     const delay = Math.min(15, 2 ** this.attempt) * 1000;
     this.attempt += 1;
-    this.onState("offline", { reason: reason || t("wall.connection_lost") });
+    this.onState("offline", { reason: reason || t("wall.connection_lost"), code: reason ? code : "" });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
   }
@@ -144,7 +146,8 @@ export class LivePlayer {
         { reason: msg.reason, code: msg.reason_code || "", mode: this.mode });
       if (msg.status === "live") this.attempt = 0;
     } else if (msg.type === "end") {
-      this.onState("offline", { reason: msg.reason });
+      this.endCode = msg.reason_code || "";
+      this.onState("offline", { reason: msg.reason, code: this.endCode });
     }
   }
 
@@ -248,6 +251,10 @@ export class LivePlayer {
     this.trim();
   }
 }
+
+/** Reason codes (for reasonText) of the live WebSocket's close codes, whose close reason is English text. */
+const CLOSE_CODES = { 4401: "session_ended", 4403: "not_permitted", 4404: "no_camera", 4422: "bad_request",
+  4429: "too_many_streams" };
 
 /** The server's reason in the page's language: a known `code` (sent with each live status) is translated, an
  * unknown or missing one falls back to the server's English text. */

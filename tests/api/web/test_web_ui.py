@@ -758,7 +758,9 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     # a camera analysed but not recorded (disk full) says so on its card
     unrecorded = css(browser, f'.camera-card[data-camera-id="{FACE_CAM}"]')[0]
     assert fresh(browser, lambda d: unrecorded.find_element("css selector", '[data-stat="recording"]').text) == \
-        "Not recording: disk full (No space left on device)"
+        "Not recording: disk full"  # translated by its class; the capture's own words in the title
+    assert fresh(browser, lambda d: unrecorded.find_element("css selector", '[data-stat="recording"]')
+                 .get_attribute("title")) == "disk full (No space left on device)"
     assert not css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"] [data-stat="recording"]')
     first = css(browser, f'.camera-card[data-camera-id="{PLATE_CAMS[0]}"]')[0]
     card_text, drops = fresh(browser, lambda d: (first.text, first.find_element("css selector", '[data-stat="drops"]').text))
@@ -783,6 +785,48 @@ def test_camera_grid_health_refreshes_live(browser, server, web_data):
     assert not css(browser, "#camera-recent-faces")
     browser.execute_script("document.getElementById('camera-recent-plates').scrollIntoView()")
     shot(browser, "12c_camera_recent_plates")
+
+
+def test_thai_camera_grid_and_page_translate_the_recording_error(browser, server):
+    """The capture's recording error (English, from pipeline.recording.recorder) is shown in Thai on the grid and on
+    the camera's page by its leading phrase; the raw text stays in the title; an unknown one is shown as it is."""
+    from pipeline.ingest.health import write_camera_health
+
+    raw = "disk full (No space left on device)"
+    write_camera_health(server.client, FACE_CAM, {"status": "online", "analysed_fps": 2.0, "recording": "failed",
+                                                  "recording_error": raw})
+    login(browser, server, "op", lang="th")
+    wait(browser, "#nav a")
+    browser.get(server.url + "/#/cameras")
+    badge = wait(browser, f'.camera-card[data-camera-id="{FACE_CAM}"] [data-stat="recording"]')
+    assert fresh(browser, lambda d: css(d, f'.camera-card[data-camera-id="{FACE_CAM}"] [data-stat="recording"]')[0]
+                 .text) == "ไม่ได้บันทึกภาพ: ดิสก์เต็ม"
+    badge = css(browser, f'.camera-card[data-camera-id="{FACE_CAM}"] [data-stat="recording"]')[0]
+    assert badge.get_attribute("title") == raw and badge.get_attribute("data-error-class") == "disk_full"
+    Path("/tmp/h14").mkdir(exist_ok=True)
+    browser.save_screenshot("/tmp/h14/cameras_grid_th_recording.png")
+    browser.get(f"{server.url}/#/cameras/{FACE_CAM}")
+    line = wait(browser, '#camera-health [data-stat="recording-error"]')
+    assert fresh(browser, lambda d: css(d, '#camera-health [data-stat="recording-error"]')[0].text) == "ดิสก์เต็ม"
+    line = css(browser, '#camera-health [data-stat="recording-error"]')[0]
+    assert line.get_attribute("title") == raw and "No space" not in wait(browser, "#camera-health").text
+    browser.save_screenshot("/tmp/h14/camera_page_th_recording.png")
+    shot(browser, "12e_camera_page_th_recording_error")
+    texts = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/views/cameras.js').then((m) => done([
+          'disk full (No space left on device)', 'disk quota exceeded (Disk quota exceeded)',
+          'file size limit reached (File too large)', 'read-only file system (Read-only file system)',
+          'permission denied (Operation not permitted)', 'recordings folder gone (No such file or directory)',
+          'disk I/O error (Input/output error)', 'cannot create a segment file', 'Too many open files', '',
+        ].map((x) => [m.recordingErrorClass(x), m.recordingErrorText(x)])));
+    """)
+    assert texts == [
+        ["disk_full", "ดิสก์เต็ม"], ["quota", "เกินโควตาพื้นที่ดิสก์"], ["file_too_large", "ไฟล์ใหญ่เกินขีดจำกัด"],
+        ["read_only", "ดิสก์บันทึกภาพเป็นแบบอ่านอย่างเดียว"], ["permission", "ไม่มีสิทธิ์เขียนโฟลเดอร์บันทึกภาพ"],
+        ["folder_gone", "ไม่พบโฟลเดอร์บันทึกภาพ"], ["io_error", "ดิสก์อ่าน/เขียนผิดพลาด"],
+        ["segment_create", "สร้างไฟล์บันทึกภาพไม่ได้"], ["other", "Too many open files"], ["", ""]]
+    assert not page_errors(browser)
 
 
 def test_camera_page_recent_faces_for_investigator(browser, server, web_data):

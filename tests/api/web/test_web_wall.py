@@ -234,3 +234,68 @@ def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa:
     """)
     assert texts == ["ไม่มีภาพจากกล้อง", "a reason this page does not know", "old server without codes"]
     assert not page_errors(browser)
+
+
+FAKE_CLOSE = """
+const [endMsg, closeCode, closeReason, done] = arguments;
+import('/views/wall.js').then((m) => {
+  const Real = window.WebSocket;
+  class Fake extends EventTarget {  // a server that ends the stream at once: (end message,) then close
+    constructor() { super(); this.readyState = 0;
+      setTimeout(() => { this.dispatchEvent(new Event('open'));
+        if (endMsg) this.dispatchEvent(new MessageEvent('message', {data: JSON.stringify(endMsg)}));
+        const e = new Event('close'); e.code = closeCode; e.reason = closeReason; this.dispatchEvent(e); }, 0); }
+    send() {}
+    close() {}
+  }
+  window.WebSocket = Fake;
+  const states = [];
+  const player = new m.LivePlayer(document.createElement('video'), 'gate', 'main', {
+    onState: (s, info) => { if (s !== 'connecting' && s !== 'paused') states.push([s, m.reasonText(info), info.reason || '']); } });
+  player.start();  // connects at once: to the fake
+  window.WebSocket = Real;
+  setTimeout(() => { player.destroy(); done(states); }, 300);
+});
+"""
+
+
+def test_thai_wall_translates_the_end_and_close_reasons(browser, wall_server):  # noqa: F811
+    """The server's "end" message and its close codes come with English text only: the Thai wall shows them in Thai
+    (by the end message's reason_code, else the close code), the English text only as the note's title. A camera
+    removed from the configuration while watched ends its tile in Thai. (Last in the module: it removes a camera.)"""
+    from api.routes.live import _wake_preload
+
+    sign_in(browser, wall_server, "op")
+    browser.execute_script("localStorage.setItem('cctv.lang', 'th');")
+    browser.refresh()
+    wait(browser, f'{TILE.format("dead")}[data-state="offline"]', timeout=60)
+    app = wall_server.app
+    before = app.state.camera_config
+    try:  # the dead camera leaves the configuration while the wall watches it
+        app.state.camera_config = before.model_copy(update={"cameras": [c for c in before.cameras if c.id != "dead"]})
+        _wake_preload(app)  # the preload loop hands the new configuration to the hub (as a pushed one)
+        note = wait(browser, f'{TILE.format("dead")}[data-state="denied"] .wall-note', timeout=30)
+        wait_until(browser, lambda d: note.text == "กล้องถูกนำออกจากการตั้งค่าหรือถูกปิดใช้งาน", 20,
+                   f"the removed camera's reason is not in Thai: {note.text!r}")
+        assert note.get_attribute("title") == "camera removed"
+        Path("/tmp/h14").mkdir(exist_ok=True)
+        browser.save_screenshot("/tmp/h14/wall_th_removed.png")
+        shot(browser, "wall_th_removed")
+    finally:
+        app.state.camera_config = before
+        _wake_preload(app)
+    cases = [
+        ({"type": "end", "reason": "session ended", "reason_code": "session_ended"}, 4401, "session ended"),
+        (None, 4403, "live video needs the operator role"),
+        (None, 4404, "camera 'gate' not found"),
+        (None, 4422, "malformed camera id or stream (main or sub)"),
+        (None, 4429, "too many live video streams"),
+    ]
+    got = [browser.execute_async_script(FAKE_CLOSE, *case) for case in cases]
+    assert got[0] == [["offline", "เซสชันของคุณสิ้นสุดแล้ว หรือคุณไม่มีสิทธิ์ดูกล้องนี้อีกต่อไป", "session ended"],
+                      ["denied", "เซสชันของคุณสิ้นสุดแล้ว หรือคุณไม่มีสิทธิ์ดูกล้องนี้อีกต่อไป", "session ended"]]
+    assert all(len(states) == 1 for states in got[1:]), got
+    assert [states[-1][:2] for states in got[1:]] == [
+        ["denied", "บทบาทของคุณไม่มีสิทธิ์ดูวิดีโอสด"], ["denied", "ไม่พบกล้องนี้ หรือคุณไม่มีสิทธิ์ดูกล้องนี้"],
+        ["denied", "กล้องหรือสตรีมไม่ถูกต้อง"], ["offline", "เปิดวิดีโอสดมากเกินไป กรุณาปิดบางรายการแล้วลองใหม่"]]
+    assert [states[-1][2] for states in got[1:]] == [reason for _end, _code, reason in cases[1:]]
