@@ -470,8 +470,11 @@ async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
                 await websocket.send_json(item)
     except SessionEnded as exc:
         logger.info("alert websocket of %s closed: %s", user.username, exc)
-        await websocket.close(code=4401, reason="session ended")
-    except (WebSocketDisconnect, RuntimeError):
+        try:
+            await websocket.close(code=4401, reason="session ended")
+        except (WebSocketDisconnect, RuntimeError, OSError) as gone:  # the client had already gone: nothing to tell
+            logger.debug("alert websocket of %s: client gone before the close (%r)", user.username, gone)
+    except (WebSocketDisconnect, RuntimeError, OSError):  # OSError: uvicorn's ClientDisconnected on a send
         logger.debug("alert websocket of %s closed", user.username)
     finally:
         slots.release(user.username)

@@ -71,14 +71,51 @@ def unavailable_footage(client: redis.Redis, camera_id: str, start: float, end: 
     return str(FootageUnavailable(camera_id, hosts)) if hosts else None
 
 
-def _out(job: dict[str, str], request: Request | None = None) -> ExportOut:
+STATUSES = ("queued", "running", "done", "failed")
+DAMAGED = "the export record is damaged (unreadable: {})"
+
+
+def _number(job: dict[str, str], field: str, default: float, damaged: list[str]) -> float:
+    """The job's numeric ``field``; ``default`` (and ``field`` added to ``damaged``) when absent or unreadable."""
+    try:
+        value = float(job[field])
+    except (KeyError, TypeError, ValueError):
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):  # NaN/inf are not JSON either
+        damaged.append(field)
+        return default
+    return value
+
+
+def _out(job: dict[str, str], request: Request | None = None, job_id: str | None = None) -> ExportOut:
+    """The job as answered. A damaged record (a field unreadable or missing) is answered with what can be read: the
+    unreadable numbers as 0, a missing text as "", an unknown status as ``failed``, and ``error`` saying which fields
+    are damaged (with the job's own error, if any), never a 500."""
+    damaged: list[str] = []
+    job_id = job.get("id") or job_id or ""
+    status_ = job.get("status")
+    if status_ not in STATUSES:
+        damaged.append("status")
+        status_ = "failed"
+    progress = _number(job, "progress", 0.0, damaged) if "progress" in job else 0.0
+    start, end = _number(job, "start", 0.0, damaged), _number(job, "end", 0.0, damaged)
+    created_at = _number(job, "created_at", 0.0, damaged)
+    texts = {}
+    for field in ("camera_id", "requester"):
+        texts[field] = job.get(field)
+        if not isinstance(texts[field], str):
+            damaged.append(field)
+            texts[field] = ""
+    error = job.get("error") or None
+    if damaged:
+        logger.warning("export %s: damaged record (unreadable: %s)", job_id, ", ".join(damaged))
+        error = "; ".join(filter(None, [DAMAGED.format(", ".join(damaged)), error]))
     queue = getattr(request.app.state, "export_queue", None) if request is not None else None
-    position = queue.position(job["id"]) if queue is not None and job["status"] == "queued" else None
-    return ExportOut(queue_position=position, id=job["id"], status=job["status"], progress=float(job.get("progress", 0)),
-                     camera_id=job["camera_id"], start=float(job["start"]), end=float(job["end"]),
-                     requester=job["requester"], created_at=float(job["created_at"]),
-                     sha256=job.get("sha256") or None, error=job.get("error") or None,
-                     download_url=f"/api/exports/{job['id']}/download" if job["status"] == "done" else None)
+    position = queue.position(job_id) if queue is not None and status_ == "queued" else None
+    return ExportOut(queue_position=position, id=job_id, status=status_, progress=progress,
+                     camera_id=texts["camera_id"], start=start, end=end, requester=texts["requester"],
+                     created_at=created_at, sha256=job.get("sha256") or None, error=error,
+                     download_url=f"/api/exports/{job_id}/download" if status_ == "done" else None)
 
 
 def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, end: float, requester: str,
@@ -210,18 +247,23 @@ def get_job(client: redis.Redis, job_id: str, user: User, stamp: str | None = No
     return job
 
 
-@router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first")
+_DAMAGED_NOTE = ("A damaged job record is answered with the fields that can be read: an unreadable `created_at`, "
+                 "`start`, `end` or `progress` as 0, a missing `camera_id` or `requester` as \"\", an unknown "
+                 "`status` as `failed`, and `error` saying which fields are damaged.")
+
+
+@router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first", description=_DAMAGED_NOTE)
 def list_exports(request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[ExportOut]:
     stamp = owner_stamp(store, user.username)
     ids = [i.decode() for i in client.zrevrange("exports", 0, 199)]
-    jobs = [_job(client, i) for i in ids]
-    return [_out(j, request) for j in jobs if j and _may_see(j, user, stamp)]
+    jobs = [(i, _job(client, i)) for i in ids]
+    return [_out(j, request, i) for i, j in jobs if j and _may_see(j, user, stamp)]
 
 
-@router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export")
+@router.get("/{job_id}", response_model=ExportOut, summary="Progress of an export", description=_DAMAGED_NOTE)
 def get_export(request: Request, user: Investigator, job_id: ExportId, client: RedisDep,
                store: ApiStoreDep) -> ExportOut:
-    return _out(get_job(client, job_id, user, owner_stamp(store, user.username)), request)
+    return _out(get_job(client, job_id, user, owner_stamp(store, user.username)), request, job_id)
 
 
 def export_file(job: dict[str, str], field: str, settings) -> Path | None:  # noqa: ANN001 - ApiSettings

@@ -38,7 +38,8 @@ from pipeline.live.hub import CODE_REMOVED, LiveHub, LiveSettings, StatusMessage
 logger = logging.getLogger(__name__)
 
 LAYOUT_KEY = "wall:layout:{username}"
-END_SESSION_ENDED = "session_ended"  # reason_code of the "end" message when the user's session or camera access ended
+END_SESSION_ENDED = "session_ended"  # reason_code of the "end" message when the user's session ended
+END_CAMERA_REVOKED = "camera_revoked"  # reason_code of the "end" message when the camera is no longer permitted
 GRID_TILES = {"1": 1, "2x2": 4, "3x3": 9, "4x4": 16}
 
 WS_PROTOCOL = """\
@@ -61,8 +62,9 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
      `unauthorized`, `forbidden`, `not_found`, `unreachable`, `no_video`, `bad_stream`, `open_failed`,
      `transcode_limit`, `removed`, `config_changed`, `ended`; "" when none);
    - `{"type": "end", "reason", "reason_code"}` before the server closes: `reason_code` `removed` (the camera left
-     the configuration; close 4404) or `session_ended` (the session ended or the camera is no longer permitted;
-     close 4401), `reason` the same in English.
+     the configuration; close 4404), `session_ended` (the session ended: signed out, revoked, the user deleted
+     or below the operator role; close 4401) or `camera_revoked` (the session goes on but the user's camera
+     limits no longer include this camera; close 4403: only this stream ends), `reason` the same in English.
 3. Flow control: a client should send `{"ack": N}` (N = fragments received on this socket, i.e. the `moof`
    boxes of the binary messages after their init segments, init segments not counted) every few fragments. Once it does, at most CCTV_LIVE_ACK_WINDOW fragments are in flight; a viewer
    that cannot keep up (slow network or decoder) loses the queued fragments and resumes at the next keyframe, so
@@ -70,7 +72,8 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
    client that never acknowledges is only bounded by that queue and its socket buffers.
 
 Close codes: 4401 not authenticated or the session ended (user and token re-checked every CCTV_STREAM_RECHECK_S),
-4403 the role does not allow live video, 4404 no such camera or not one the user may see (camera limits),
+4403 the role does not allow live video, or (with the `end` message `camera_revoked`) the camera is no longer
+one the user may see, 4404 no such camera or not one the user may see (camera limits),
 4422 a malformed camera id or stream, 4429 too many live streams (CCTV_LIVE_STREAMS_PER_USER per user,
 CCTV_LIVE_STREAMS_TOTAL in all). Every live session is audited (`live_start`, `live_stop` with its duration,
 bytes and dropped fragments).
@@ -122,6 +125,10 @@ def follow_live_config(app) -> None:
 
 class CameraGone(Exception):
     """The camera a viewer watches left the configuration."""
+
+
+class CameraRevoked(Exception):
+    """The viewer's session goes on, but their camera limits no longer include the camera they watch."""
 
 
 async def close_live_hub(app) -> None:
@@ -375,7 +382,7 @@ async def _stream(websocket: WebSocket, viewer: Viewer, user: User, camera_id: s
                 next_check = loop.time() + every
                 user = await recheck(user)
                 if not user.sees(camera_id):
-                    raise SessionEnded("camera no longer permitted")
+                    raise CameraRevoked("camera no longer permitted")
     finally:
         ticker.cancel()
         closed.cancel()
@@ -449,9 +456,11 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
         token, api_key = websocket.state.credentials
         await _stream(websocket, viewer, user, camera_id,
                       _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s))
-    except (SessionEnded, CameraGone) as exc:
-        reason, reason_code, code = (("session ended", END_SESSION_ENDED, 4401) if isinstance(exc, SessionEnded)
-                                     else ("camera removed", CODE_REMOVED, 4404))
+    except (SessionEnded, CameraGone, CameraRevoked) as exc:
+        reason, reason_code, code = (
+            ("session ended", END_SESSION_ENDED, 4401) if isinstance(exc, SessionEnded)
+            else ("camera no longer permitted", END_CAMERA_REVOKED, 4403) if isinstance(exc, CameraRevoked)
+            else ("camera removed", CODE_REMOVED, 4404))
         logger.info("live video of %s for %s closed: %s", camera_id, user.username, exc)
         with contextlib.suppress(Exception):
             await websocket.send_text(json.dumps({"type": "end", "reason": reason, "reason_code": reason_code}))
