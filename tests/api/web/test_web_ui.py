@@ -612,7 +612,11 @@ def test_watchlists_as_admin(browser, server, web_data):
     wait(browser, "#wl-new").click()
     wait(browser, "#wl-name").send_keys("Stolen vehicles")
     css(browser, 'dialog [data-role="submit"]')[0].click()
-    wait(browser, "#wl-add").click()
+    # the view re-renders on the new list (other tests' lists may show first): click its own "add" once it is shown
+    wait_until(browser, lambda d: any("Stolen vehicles" in h.text for h in d.find_elements("css selector", "#view h2")),
+               message="the new watchlist was not shown")
+    wait_until(browser, lambda d: d.find_element("css selector", "#wl-add").click() or True,
+               message="could not click the add-plate button")
     wait(browser, "#wl-plate").send_keys("1กอ 5180")
     css(browser, "#wl-province")[0].send_keys("Bangkok")
     css(browser, "#wl-reason")[0].send_keys("Stolen 2567/118")
