@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -66,7 +65,5 @@ def test_thai_login_backoff_says_the_wait_in_thai(browser, backoff_url):  # noqa
     assert re.fullmatch(r"เข้าสู่ระบบผิดหลายครั้งเกินไป กรุณาลองใหม่ใน (\d+) วินาที", text), text
     assert 50 <= int(re.search(r"\d+", text).group()) <= 60
     assert not re.search(r"[A-Za-z]", text)  # no English server text in the Thai page
-    Path("/tmp/h10").mkdir(exist_ok=True)
-    browser.save_screenshot("/tmp/h10/login_backoff_th.png")
     shot(browser, "login_backoff_th")
     assert not page_errors(browser)

@@ -434,7 +434,6 @@ def test_alert_cards_show_watchlist_notes_and_the_ack_that_stands(browser, serve
     older = wait(browser, "#alerts-older")
     browser.execute_script("arguments[0].scrollIntoView()", card)
     shot(browser, "04_alert_cards_watchlist_notes")
-    browser.save_screenshot("/tmp/h8/alerts.png")
     older.click()
     wait_until(browser, lambda d: css(d, "#alerts-older")[0].text == "No older alerts",
                message="the older button did not say there are no more")
@@ -807,14 +806,12 @@ def test_thai_camera_grid_and_page_translate_the_recording_error(browser, server
                  .text) == "ไม่ได้บันทึกภาพ: ดิสก์เต็ม"
     badge = css(browser, f'.camera-card[data-camera-id="{FACE_CAM}"] [data-stat="recording"]')[0]
     assert badge.get_attribute("title") == raw and badge.get_attribute("data-error-class") == "disk_full"
-    Path("/tmp/h14").mkdir(exist_ok=True)
-    browser.save_screenshot("/tmp/h14/cameras_grid_th_recording.png")
+    shot(browser, "12f_cameras_grid_th_recording_error")
     browser.get(f"{server.url}/#/cameras/{FACE_CAM}")
     line = wait(browser, '#camera-health [data-stat="recording-error"]')
     assert fresh(browser, lambda d: css(d, '#camera-health [data-stat="recording-error"]')[0].text) == "ดิสก์เต็ม"
     line = css(browser, '#camera-health [data-stat="recording-error"]')[0]
     assert line.get_attribute("title") == raw and "No space" not in wait(browser, "#camera-health").text
-    browser.save_screenshot("/tmp/h14/camera_page_th_recording.png")
     shot(browser, "12e_camera_page_th_recording_error")
     texts = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
@@ -965,8 +962,6 @@ def test_thai_camera_page_summarises_the_raw_capture_error(browser, server):
     assert box.get_attribute("data-error-class") == "refused" and box.get_attribute("title") == raw
     assert "0x55" not in box.text and "tcp://" not in box.text  # the raw text is folded away
     assert box.find_element("css selector", "details code").get_attribute("textContent") == raw
-    Path("/tmp/h10").mkdir(exist_ok=True)
-    browser.save_screenshot("/tmp/h10/camera_th.png")
     shot(browser, "12d_camera_page_th_error")
     box.find_element("css selector", "details summary").click()
     time.sleep(3.5)  # the page repaints the health every 3 s: unfolded details stay unfolded

@@ -222,8 +222,6 @@ def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa:
     wait_until(browser, lambda d: dead.text == "กล้องปฏิเสธการเชื่อมต่อ (กล้องเปิดอยู่หรือไม่ และพอร์ตถูกต้องหรือไม่)",
                20, f"the dead camera's reason is not in Thai: {dead.text!r}")
     assert "refused" not in dead.text and "refused the connection" in dead.get_attribute("title")
-    Path("/tmp/h10").mkdir(exist_ok=True)
-    browser.save_screenshot("/tmp/h10/wall_th.png")
     shot(browser, "wall_th")
     texts = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
@@ -237,6 +235,7 @@ def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa:
 
 
 FAKE_CLOSE = """
+// (states: the tile's states, signedOut: onUnauthorized calls, stopped: no retry planned)
 const [endMsg, closeCode, closeReason, done] = arguments;
 import('/views/wall.js').then((m) => {
   const Real = window.WebSocket;
@@ -250,11 +249,13 @@ import('/views/wall.js').then((m) => {
   }
   window.WebSocket = Fake;
   const states = [];
+  let signedOut = 0;
   const player = new m.LivePlayer(document.createElement('video'), 'gate', 'main', {
-    onState: (s, info) => { if (s !== 'connecting' && s !== 'paused') states.push([s, m.reasonText(info), info.reason || '']); } });
-  player.start();  // connects at once: to the fake
+    onState: (s, info) => { if (s !== 'connecting' && s !== 'paused') states.push([s, m.reasonText(info), info.reason || '']); },
+    onUnauthorized: () => { signedOut += 1; } });
+  player.start();
   window.WebSocket = Real;
-  setTimeout(() => { player.destroy(); done(states); }, 300);
+  setTimeout(() => { const stopped = player.stopped; player.destroy(); done({states, signedOut, stopped}); }, 300);
 });
 """
 
@@ -278,8 +279,6 @@ def test_thai_wall_translates_the_end_and_close_reasons(browser, wall_server):  
         wait_until(browser, lambda d: note.text == "กล้องถูกนำออกจากการตั้งค่าหรือถูกปิดใช้งาน", 20,
                    f"the removed camera's reason is not in Thai: {note.text!r}")
         assert note.get_attribute("title") == "camera removed"
-        Path("/tmp/h14").mkdir(exist_ok=True)
-        browser.save_screenshot("/tmp/h14/wall_th_removed.png")
         shot(browser, "wall_th_removed")
     finally:
         app.state.camera_config = before
@@ -291,7 +290,7 @@ def test_thai_wall_translates_the_end_and_close_reasons(browser, wall_server):  
         (None, 4422, "malformed camera id or stream (main or sub)"),
         (None, 4429, "too many live video streams"),
     ]
-    got = [browser.execute_async_script(FAKE_CLOSE, *case) for case in cases]
+    got = [browser.execute_async_script(FAKE_CLOSE, *case)["states"] for case in cases]
     assert got[0] == [["offline", "เซสชันของคุณสิ้นสุดแล้ว หรือคุณไม่มีสิทธิ์ดูกล้องนี้อีกต่อไป", "session ended"],
                       ["denied", "เซสชันของคุณสิ้นสุดแล้ว หรือคุณไม่มีสิทธิ์ดูกล้องนี้อีกต่อไป", "session ended"]]
     assert all(len(states) == 1 for states in got[1:]), got

@@ -2,8 +2,8 @@
 camera is no longer permitted (``end`` reason_code ``camera_revoked``, close 4403) stops only that tile, with the
 message in the page's language, and does not sign the user out; a real end of session (4401) still does.
 
-The server side is faked in the page (a WebSocket that sends the end message and closes), as test_web_wall's
-FAKE_CLOSE does; the API's side of it is tests/api/test_api_live_camera_revoked.py."""
+The server side is faked in the page (a WebSocket that sends the end message and closes), with test_web_wall's
+FAKE_CLOSE; the API's side of it is tests/api/test_api_live_camera_revoked.py."""
 
 from __future__ import annotations
 
@@ -15,35 +15,13 @@ import pytest
 from tests.api.web.serving import served
 from tests.api.web.test_web_ui import CHROMEDRIVER, CHROMIUM
 from tests.api.web.test_web_ui import browser as browser  # noqa: F401 - the same Chromium fixture
+from tests.api.web.test_web_wall import FAKE_CLOSE
 
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="Debian chromium/chromedriver absent"),
 ]
 
-FAKE_END = """
-const [endMsg, closeCode, closeReason, done] = arguments;
-import('/views/wall.js').then((m) => {
-  const Real = window.WebSocket;
-  class Fake extends EventTarget {  // a server that ends the stream at once: (end message,) then close
-    constructor() { super(); this.readyState = 0;
-      setTimeout(() => { this.dispatchEvent(new Event('open'));
-        if (endMsg) this.dispatchEvent(new MessageEvent('message', {data: JSON.stringify(endMsg)}));
-        const e = new Event('close'); e.code = closeCode; e.reason = closeReason; this.dispatchEvent(e); }, 0); }
-    send() {}
-    close() {}
-  }
-  window.WebSocket = Fake;
-  const states = [];
-  let signedOut = 0;
-  const player = new m.LivePlayer(document.createElement('video'), 'gate', 'main', {
-    onState: (s, info) => { if (s !== 'connecting' && s !== 'paused') states.push([s, m.reasonText(info), info.reason || '']); },
-    onUnauthorized: () => { signedOut += 1; } });
-  player.start();
-  window.WebSocket = Real;
-  setTimeout(() => { const stopped = player.stopped; player.destroy(); done({states, signedOut, stopped}); }, 300);
-});
-"""
 
 REVOKED = ({"type": "end", "reason": "camera no longer permitted", "reason_code": "camera_revoked"}, 4403,
            "camera no longer permitted")
@@ -67,7 +45,7 @@ def page(browser, redis_url: str, tmp_path: Path) -> Iterator[object]:  # noqa: 
 def _run(driver, lang: str, case: tuple) -> dict:
     driver.execute_script(f"localStorage.setItem('cctv.lang', '{lang}');")
     driver.refresh()
-    return driver.execute_async_script(FAKE_END, *case)
+    return driver.execute_async_script(FAKE_CLOSE, *case)
 
 
 def test_a_revoked_camera_stops_its_tile_without_signing_out(page) -> None:
