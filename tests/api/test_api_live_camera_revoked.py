@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import ApiSettings
 from api.store import ApiStore
-from tests.api.test_api_live_end_code import _hello, _until_closed
+from tests.api.live_ws import hello, until_closed
 
 PASSWORD = "correct horse battery"
 CAMERAS = ("cameras:\n  - {id: dead, name: Dead, url: 'rtsp://127.0.0.1:9/none'}\n"
@@ -44,10 +44,10 @@ def limited(redis_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, str, r
 def test_a_camera_no_longer_permitted_ends_only_its_stream_with_4403(limited) -> None:
     client, token, rclient = limited
     with client.websocket_connect("/api/live/dead/ws") as ws:
-        _hello(ws, token)
+        hello(ws, token)
         # the user's camera limits lose "dead" while the session stays valid (no new session generation)
         rclient.hset("user:op", "cameras", json.dumps(["other"]))
-        texts, code = _until_closed(ws)
+        texts, code = until_closed(ws)
     assert code == 4403, (code, texts)
     ends = [m for m in texts if m["type"] == "end"]
     assert ends == [{"type": "end", "reason": "camera no longer permitted", "reason_code": "camera_revoked"}], texts
@@ -55,19 +55,7 @@ def test_a_camera_no_longer_permitted_ends_only_its_stream_with_4403(limited) ->
     me = client.get("/api/live/layout", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200, me.text
     with client.websocket_connect("/api/live/other/ws") as ws:
-        _hello(ws, token)
-
-
-def test_a_real_end_of_session_still_closes_4401(limited) -> None:
-    client, token, _rclient = limited
-    with client.websocket_connect("/api/live/dead/ws") as ws:
-        _hello(ws, token)
-        r = client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 204, r.text
-        texts, code = _until_closed(ws)
-    assert code == 4401
-    assert [m for m in texts if m["type"] == "end"] == [
-        {"type": "end", "reason": "session ended", "reason_code": "session_ended"}], texts
+        hello(ws, token)
 
 
 def test_the_protocol_documents_the_close_code(limited) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from starlette.websockets import WebSocketDisconnect
 
 from pipeline.config import parse_config
+from tests.api.live_ws import until_closed
 from tests.api.test_api_live import CLIP, cams, live_client, watch  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(240)
@@ -29,16 +29,7 @@ def test_a_viewer_of_a_camera_removed_by_a_push_is_ended_with_4404(live_client, 
         watch(ws, 2)
         app.state.camera_config = parse_config(f"cameras:\n  - {{id: lobby, name: Lobby, url: '{cams.url(CLIP)}'}}\n")
         client.portal.call(_follow, app)
-        texts, code = [], None
-        try:
-            while code is None:
-                message = ws.receive()
-                if message["type"] == "websocket.close":
-                    code = message["code"]
-                elif message.get("text") is not None:
-                    texts.append(json.loads(message["text"]))
-        except WebSocketDisconnect as exc:
-            code = exc.code
+        texts, code = until_closed(ws)
     assert code == 4404
     assert {"type": "end", "reason": "camera removed", "reason_code": "removed"} in texts
     assert not app.state.live_hub.upstream_pids()

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
 from api.settings import ApiSettings
 from api.store import ApiStore
 from pipeline.config import parse_config
+from tests.api.live_ws import hello, until_closed
 
 PASSWORD = "correct horse battery"
 DEAD = "cameras:\n  - {id: dead, name: Dead, url: 'rtsp://127.0.0.1:9/none'}\n"
@@ -38,25 +38,6 @@ def dead_client(redis_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, st
         yield client, r.json()["access_token"]
 
 
-def _until_closed(ws) -> tuple[list[dict], int | None]:
-    texts, code = [], None
-    try:
-        while code is None:
-            message = ws.receive()
-            if message["type"] == "websocket.close":
-                code = message["code"]
-            elif message.get("text") is not None:
-                texts.append(json.loads(message["text"]))
-    except WebSocketDisconnect as exc:
-        code = exc.code
-    return texts, code
-
-
-def _hello(ws, token: str) -> None:
-    ws.send_text(json.dumps({"token": token}))
-    assert json.loads(ws.receive_text())["type"] == "hello"
-
-
 async def _follow(app) -> None:
     from api.routes.live import follow_live_config
 
@@ -67,10 +48,10 @@ def test_end_message_of_a_removed_camera_has_reason_code_removed(dead_client) ->
     client, token = dead_client
     app = client.app
     with client.websocket_connect("/api/live/dead/ws") as ws:
-        _hello(ws, token)
+        hello(ws, token)
         app.state.camera_config = parse_config(OTHER)
         client.portal.call(_follow, app)
-        texts, code = _until_closed(ws)
+        texts, code = until_closed(ws)
     assert code == 4404
     ends = [m for m in texts if m["type"] == "end"]
     assert ends == [{"type": "end", "reason": "camera removed", "reason_code": "removed"}], texts
@@ -79,10 +60,10 @@ def test_end_message_of_a_removed_camera_has_reason_code_removed(dead_client) ->
 def test_end_message_of_an_ended_session_has_reason_code_session_ended(dead_client) -> None:
     client, token = dead_client
     with client.websocket_connect("/api/live/dead/ws") as ws:
-        _hello(ws, token)
+        hello(ws, token)
         r = client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 204, r.text
-        texts, code = _until_closed(ws)
+        texts, code = until_closed(ws)
     assert code == 4401
     ends = [m for m in texts if m["type"] == "end"]
     assert ends == [{"type": "end", "reason": "session ended", "reason_code": "session_ended"}], texts
@@ -95,7 +76,7 @@ def test_info_route_has_the_hubs_reason_code(dead_client) -> None:
     assert info.status_code == 200, info.text
     assert info.json()["reason_code"] == ""  # idle: no reason
     with client.websocket_connect("/api/live/dead/ws") as ws:
-        _hello(ws, token)
+        hello(ws, token)
         while True:
             message = json.loads(ws.receive_text())
             if message["type"] == "status" and message["status"] == "offline":
