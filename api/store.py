@@ -47,13 +47,13 @@ from typing import Any
 import redis
 
 from api.auditing import current_context
+from pipeline.store.audit import AUDIT_STREAM, append_audit
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("operator", "investigator", "admin")
 API_KEY_SCOPES = ("full", "read")
 """What an API key may do: everything its owner may ("full"), or only reading requests (GET, HEAD; "read")."""
-AUDIT_STREAM = "audit"
 
 
 SESSION_IDLE_DEFAULT_S = 1800
@@ -434,11 +434,7 @@ class ApiStore:
         if ctx is not None:
             ctx.audited = True
             ip = ip or ctx.ip
-        self.client.xadd(AUDIT_STREAM, {
-            "user": user, "action": action, "at": repr(time.time()), "ip": ip or "",
-            "params": json.dumps(params, ensure_ascii=False, default=str),
-            "results": "" if results is None else str(results), "status": "" if status is None else str(status),
-        })
+        append_audit(self.client, user, action, params, results, status, ip or "")
 
     def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None,
                    newest_first: bool = False) -> list[dict[str, Any]]:

@@ -120,7 +120,7 @@ def _export_clip(args: argparse.Namespace) -> int:
 
 
 def audit_export_clip(args: argparse.Namespace) -> bool:
-    """Append an ``export`` record to the API's audit stream (:meth:`api.store.ApiStore.audit`, the writer of the
+    """Append an ``export`` record to the audit stream (:func:`pipeline.store.audit.append_audit`, the writer of the
     API's own records, so that the audit view lists it): user = the requester, params = camera, window (epoch s),
     ``via: "cli"``, the operating-system account and host that ran the command, and the output folder. False (with
     a line on stderr) when Redis refused the record. Arguments the export itself refuses (a malformed time, an empty
@@ -129,8 +129,8 @@ def audit_export_clip(args: argparse.Namespace) -> bool:
 
     import redis
 
-    from api.store import ApiStore
     from pipeline.recording.export import ExportError, parse_time
+    from pipeline.store.audit import append_audit
     from pipeline.store.connection import redis_client
 
     try:
@@ -142,8 +142,8 @@ def audit_export_clip(args: argparse.Namespace) -> bool:
     params = {"camera_id": args.camera, "start": start, "end": end, "via": "cli", "os_user": _os_user(),
               "host": socket.gethostname(), "out": args.out}
     try:
-        ApiStore(redis_client(get_settings().redis_url, socket_connect_timeout=5)).audit(
-            args.requester, "export", params, ip="cli")
+        append_audit(redis_client(get_settings().redis_url, socket_connect_timeout=5), args.requester, "export",
+                     params, ip="cli")
     except redis.RedisError as exc:
         sys.stderr.write(f"export-clip: cannot write the audit record (no clip is cut without it): {exc}\n")
         return False

@@ -220,7 +220,7 @@ def test_export_clip_cuts_nothing_when_the_audit_record_cannot_be_written(cli_re
 
     cuts: list[tuple] = []
     monkeypatch.setattr("pipeline.recording.export.export_clip", _fake_cut(cuts))
-    monkeypatch.setattr("api.store.ApiStore.audit", refuse)
+    monkeypatch.setattr("pipeline.store.audit.append_audit", refuse)
     argv = ["export-clip", "walkway-01", "1796094000", "1796094060", "--requester", "Desk 3",
             "--out", str(tmp_path / "out")]
     assert main(argv) == 1
