@@ -238,7 +238,7 @@ class EngineConfig(StrictModel):
     track_lost_s: float = Field(default=2.0, ge=0.1, le=60, description="A track unseen this long has ended.")
     publish_after_s: float = Field(default=10.0, ge=0.5, le=600, description="Publish a long track after this, then update it.")
     snapshot_retention_days: int = Field(default=30, ge=1, le=3650, description="Days snapshots and crops are kept.")
-    watchlist_alert_cooldown_s: float = Field(default=300.0, ge=0.0, le=86_400.0, description="A watchlist plate entry alerts once per this many seconds for the same plate read on the same camera (a vehicle whose track is lost and found again does not alert twice); another camera alerts at once; 0 alerts on every event.")
+    watchlist_alert_cooldown_s: float = Field(default=300.0, ge=0.0, le=86_400.0, description="A watchlist plate entry alerts once per this many seconds for the same plate read on the same camera, a face entry once per person and camera (a vehicle whose track is lost and found again does not alert twice); another camera alerts at once; 0 alerts on every event.")
     events_maxlen: int = Field(default=1_000_000, ge=1000, le=100_000_000, description="Approximate max entries per event stream.")
     events_retention_days: int = Field(default=0, ge=0, le=3650, description="Delete plate and face events (records and every search index entry) older than this many days, hourly; 0 keeps them until events_maxlen trims the streams.")
     spool_max_mb: float = Field(default=256.0, gt=0, le=100_000, description="Local spool size while Redis is unreachable.")

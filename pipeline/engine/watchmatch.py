@@ -29,7 +29,8 @@ plate read on the same camera alerts once per window. Another camera, another re
 same plate after the window alerts again. The window is kept in Redis (:meth:`WatchlistStore.claim_alert`, ``SET NX``
 with a TTL) so it survives an engine restart; the alert that opened a window may always be raised again (a restart
 between claiming and publishing does not lose it, the store drops the duplicate id). While Redis is unreachable
-the windows are kept in memory. Face alerts have no cooldown.
+the windows are kept in memory. Face alerts have the same cooldown per (person, camera): a person who walks out of
+view and back in alerts once per window on that camera.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class WatchlistMatcher:
 
     def __init__(self, store: Any, refresh_interval_s: float = 1.0,
                  alert_cooldown_s: float = DEFAULT_ALERT_COOLDOWN_S) -> None:
-        """``alert_cooldown_s``: plate alert window per (entry, camera, plate), 0 to 1 day; 0 turns it off."""
+        """``alert_cooldown_s``: alert window per (entry, camera, plate) and per (person, camera), 0 to 1 day; 0 turns
+        it off."""
         if not 0.0 <= alert_cooldown_s <= MAX_ALERT_COOLDOWN_S:
             raise ValueError(f"alert_cooldown_s must be within 0..{MAX_ALERT_COOLDOWN_S:g}, not {alert_cooldown_s!r}")
         self.store = store
@@ -174,11 +176,12 @@ class WatchlistMatcher:
             self._cooldowns = {k: v for k, v in self._cooldowns.items() if v[1] > now}
         return True
 
-    def _cooldown_allows(self, entry: Any, camera_id: str, plate: str, alert_id: str) -> bool:
-        """Whether the (entry, camera, plate) cooldown lets ``alert_id`` through (see the module docstring)."""
+    def _cooldown_allows(self, watchlist_id: str, entry_id: str, camera_id: str, subject: str, alert_id: str) -> bool:
+        """Whether the (entry, camera, subject) cooldown lets ``alert_id`` through (see the module docstring); the
+        subject is the plate read, or ``face`` for a person."""
         if self.alert_cooldown_s <= 0:
             return True
-        key = cooldown_key(entry.watchlist_id, entry.entry_id, camera_id, plate)
+        key = cooldown_key(watchlist_id, entry_id, camera_id, subject)
         claim = getattr(self.store, "claim_alert", None)
         if claim is None:
             return self._claim_locally(key, alert_id)
@@ -189,7 +192,7 @@ class WatchlistMatcher:
             return self._claim_locally(key, alert_id)
         if not allowed:
             logger.debug("alert %s held back: entry %s already alerted on %s for %s within %ss", alert_id,
-                         entry.entry_id, camera_id, plate, self.alert_cooldown_s)
+                         entry_id, camera_id, subject, self.alert_cooldown_s)
         return allowed
 
     def _plate_distance(self, entry: Any, text: str) -> float | None:
@@ -236,7 +239,7 @@ class WatchlistMatcher:
             alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.entry_id)
             event_list = f"{event.event_id}|{watchlist_id}"  # a later version matching another entry of the list
             if (alert_id in self._alerted or event_list in self._alerted
-                    or not self._cooldown_allows(entry, event.camera_id, text, alert_id)):
+                    or not self._cooldown_allows(entry.watchlist_id, entry.entry_id, event.camera_id, text, alert_id)):
                 continue
             self._first_time(alert_id)
             self._first_time(event_list)
@@ -274,7 +277,8 @@ class WatchlistMatcher:
                     or not self._camera_allowed(entry, event.camera_id)):
                 continue
             alert_id = alert_id_for(event.event_id, entry.watchlist_id, entry.person_id)
-            if not self._first_time(alert_id):
+            if (not self._first_time(alert_id)
+                    or not self._cooldown_allows(entry.watchlist_id, entry.person_id, event.camera_id, "face", alert_id)):
                 continue
             alerts.append(Alert(
                 alert_id=alert_id, kind="face", watchlist_id=entry.watchlist_id, entry_id=entry.person_id,

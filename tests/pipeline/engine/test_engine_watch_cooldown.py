@@ -90,3 +90,29 @@ def test_cooldown_is_bounded_and_defaults_to_five_minutes(redis_url: str) -> Non
     lists.put_entry(wanted["id"], {"plate": "9กข9999"})
     assert len(off.match_plate(_event("9กข9999", event_id="ev-1"))) == 1
     assert len(off.match_plate(_event("9กข9999", event_id="ev-2"))) == 1
+
+
+def test_a_person_walking_out_and_back_alerts_once_per_window_per_camera(redis_url: str) -> None:
+    """Face entries have the plates' cooldown per (person, camera): before, every new face track of a person who
+    walked out of view and back in raised another alert on the same camera."""
+    import numpy as np
+
+    from pipeline.events import FaceEvent
+
+    lists = WatchlistStore(redis.Redis.from_url(redis_url))
+    vec = np.zeros(8, np.float32)
+    vec[0] = 1.0
+    person = lists.create_person("P", vec[None, :])
+    faces = lists.create_watchlist("face", "vip")
+    lists.put_entry(faces["id"], {"person_id": person["id"], "threshold": 0.5})
+    matcher = WatchlistMatcher(lists, alert_cooldown_s=0.5)
+
+    def face(event_id: str, camera: str = "cam-1") -> FaceEvent:
+        return FaceEvent(camera_id=camera, track_id=1, started_at=0, ended_at=1, frame_time=0.5, event_id=event_id,
+                         embedding=vec.tolist(), quality=0.8, det_score=0.9)
+
+    assert [a.entry_id for a in matcher.match_face(face("f-1"))] == [person["id"]]
+    assert matcher.match_face(face("f-2")) == []  # the same person back in view on the same camera
+    assert len(matcher.match_face(face("f-3", camera="cam-2"))) == 1  # another camera alerts at once
+    time.sleep(0.6)
+    assert len(matcher.match_face(face("f-4"))) == 1  # after the window
