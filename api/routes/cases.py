@@ -29,7 +29,6 @@ from api.ownership import OWNER_STAMP, owner_stamp, owns
 from api.routes.exports import export_file, get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
-from api.store import ApiStore
 from pipeline.events import FaceEvent, PlateEvent
 from pipeline.store import codec, holds, keys
 
@@ -48,14 +47,9 @@ def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
     return case
 
 
-def _callers_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
-    """:func:`_case` for the caller's own owner stamp."""
-    return _case(client, case_id, user, owner_stamp(store, user.username))
-
-
-def _open_case(client: redis.Redis, store: ApiStore, case_id: str, user: User) -> dict:
-    """:func:`_callers_case`, refused with 409 when the case is closed (nothing is added or removed then)."""
-    case = _callers_case(client, store, case_id, user)
+def _open_case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
+    """:func:`_case`, refused with 409 when the case is closed (nothing is added or removed then)."""
+    case = _case(client, case_id, user, stamp)
     if case.get("status") == "closed":
         raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
     return case
@@ -134,7 +128,7 @@ def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: A
                                             OWNER_STAMP: stamp})
     client.zadd("cases", {case_id: time.time()})
     store.audit(user.username, "case_create", {"case_id": case_id, "name": body.name})
-    return _out(_callers_case(client, store, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 @router.get("", response_model=list[CaseOut], summary="Your cases, newest first")
@@ -151,7 +145,7 @@ def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list
 
 @router.get("/{case_id}", response_model=CaseOut, summary="One case")
 def get_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
-    return _out(_callers_case(client, store, case_id, user))
+    return _out(_case(client, case_id, user, owner_stamp(store, user.username)))
 
 
 @router.post("/{case_id}/items", response_model=CaseOut, status_code=201, summary="Add a clip or an event",
@@ -163,9 +157,10 @@ def get_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiSt
                                                                 "again. A queued or running export may be added."}})
 def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
              settings: SettingsDep) -> CaseOut:
-    _open_case(client, store, case_id, user)
+    stamp = owner_stamp(store, user.username)
+    _open_case(client, case_id, user, stamp)
     if body.kind == "clip":
-        hold = _addable_clip_hold(get_job(client, body.ref, user), body.ref, settings.recordings_dir)
+        hold = _addable_clip_hold(get_job(client, body.ref, user, stamp), body.ref, settings.recordings_dir)
     else:
         event = _event(client, body.kind, body.ref)
         if event is None or not user.sees(event.camera_id):
@@ -177,7 +172,7 @@ def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: 
     client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
     holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
-    return _out(_callers_case(client, store, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 ADDABLE_EXPORTS = ("queued", "running", "done")
@@ -218,7 +213,8 @@ ItemRef = Annotated[str, PathParam(min_length=1, max_length=200,
                           409: {"model": ErrorOut, "description": "The case is closed."}})
 def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRef, client: RedisDep,
                 store: ApiStoreDep) -> CaseOut:
-    case = _open_case(client, store, case_id, user)
+    stamp = owner_stamp(store, user.username)
+    case = _open_case(client, case_id, user, stamp)
     if not any(i["kind"] == kind and i["ref"] == ref for i in case["items"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} has no {kind} item {ref!r}")
     item_key = ref if kind == DAMAGED else f"{kind}:{ref}"  # a damaged item's ref is its stored key
@@ -226,7 +222,7 @@ def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRe
     holds.drop(client, case_id, item_key)  # after the item: a failure in between leaves more held, not less
     logger.info("case %s: %s removed item %s", case_id, user.username, item_key[:100])
     store.audit(user.username, "case_remove", {"case_id": case_id, "kind": kind, "ref": ref})
-    return _out(_callers_case(client, store, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
@@ -300,14 +296,15 @@ def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordi
                          "them). Closing a closed case changes nothing.",
              responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
 def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
-    case = _callers_case(client, store, case_id, user)
+    stamp = owner_stamp(store, user.username)
+    case = _case(client, case_id, user, stamp)
     if case.get("status") != "closed":
         client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
                                                 "closed_by": user.username})
         holds.release(client, case_id)
         logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
         store.audit(user.username, "case_close", {"case_id": case_id})
-    return _out(_callers_case(client, store, case_id, user))
+    return _out(_case(client, case_id, user, stamp))
 
 
 class PackageTooLarge(Exception):
@@ -407,7 +404,8 @@ def _manifest(case: dict, user: User, missing: list[dict[str, str]]) -> dict:
                                                                "nothing is packaged; split the case."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
-    case = _callers_case(client, store, case_id, user)
+    stamp = owner_stamp(store, user.username)
+    case = _case(client, case_id, user, stamp)
     files: list[tuple[str, Path | bytes]] = []
     missing: list[dict[str, str]] = []
     expected: dict[str, tuple[str, str]] = {}  # zip name of a clip -> (item, SHA-256 recorded when it was exported)
@@ -419,7 +417,7 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
             continue
         if item["kind"] == "clip":
             try:
-                job = get_job(client, item["ref"], user)
+                job = get_job(client, item["ref"], user, stamp)
             except HTTPException:
                 missing.append({"item": ref, "what": "export job", "reason": "the export job is gone"})
                 continue
