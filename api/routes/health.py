@@ -4,7 +4,8 @@ The answer is for load balancers and monitoring, so it names no camera (ids and 
 the internal Prometheus endpoint). HTTP status:
 
 - **200** ``ok``: Redis answers and every enabled camera is online.
-- **200** ``degraded``: Redis answers but a camera is not online (``cameras`` says how many are offline, stale or
+- **200** ``degraded``: Redis answers but a camera is not online (:func:`pipeline.ingest.health.camera_state`: a
+  camera reconnecting for less than ``RECONNECT_GRACE_S`` still counts as online) (``cameras`` says how many are offline, stale or
   unknown). Deliberately not 503: the API itself serves, and a load balancer must not take it out of rotation
   because a camera on a pole went dark.
 - **503** ``down``: Redis is unreachable (nothing works without it).
@@ -13,7 +14,6 @@ the internal Prometheus endpoint). HTTP status:
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 from fastapi import APIRouter, Request
@@ -22,18 +22,10 @@ from fastapi.responses import JSONResponse
 from api.deps import RedisDep
 from api.routes.cameras import read_health
 from api.schemas.misc import CameraCountsOut, HealthOut
+from pipeline.ingest.health import camera_state
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/health", tags=["health"])
-
-
-def camera_state(record: dict[str, Any] | None) -> str:
-    """State of one camera for the counts: ``online``, ``offline``, ``stale`` or ``unknown`` (never reported)."""
-    if record is None:
-        return "unknown"
-    if record.get("stale"):
-        return "stale"
-    return "online" if str(record.get("status") or "").lower() == "online" else "offline"
 
 
 def camera_counts(request: Request, client: redis.Redis) -> CameraCountsOut:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.ingest.health import read_camera_health
+from pipeline.ingest.health import camera_state, read_camera_health
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ class EngineMetrics:
 class CameraHealthCollector(Collector):
     """Per-camera up (0/1) and seconds since the last analysed frame, read from the health hashes at each scrape.
 
-    Up is 1 only for a fresh report (not stale) saying ``online``. The frame age is absent for a camera that never
+    Up is 1 when :func:`pipeline.ingest.health.camera_state` says ``online`` (a fresh report saying ``online``, or
+    a reconnect shorter than its grace), the same rule as ``GET /api/health``. The frame age is absent for a camera that never
     delivered a frame. Nothing is exported while Redis is unreachable (logged at debug).
     """
 
@@ -244,8 +245,7 @@ class CameraHealthCollector(Collector):
         now = time.time()
         for record in records:
             camera = str(record["camera_id"])
-            online = not record.get("stale") and str(record.get("status") or "").lower() == "online"
-            up.add_metric([camera], 1.0 if online else 0.0)
+            up.add_metric([camera], 1.0 if camera_state(record, now) == "online" else 0.0)
             if record.get("last_frame_time"):
                 age.add_metric([camera], max(0.0, now - float(record["last_frame_time"])))
         return [up, age]

@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 CAMERAS_KEY = "cctv:health:cameras"
 STALE_AFTER_S = 15.0
+RECONNECT_GRACE_S = 20.0
+"""A camera ``reconnecting`` for less than this (seconds since ``status_since``) still counts as online in
+:func:`camera_state`: a stream that drops and comes back within one or two back-off steps is not an outage."""
+CAMERA_STATES = ("online", "offline", "stale", "unknown")
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
                  "last_segment_end", "updated_at", "keyframe_interval_s", "recording_error_time",
                  "snapshot_error_time")  # fmt: skip
@@ -121,3 +125,21 @@ def _to_number(value: str | None, kind: type) -> float | int | None:
         return kind(float(value)) if kind is int else kind(value)
     except ValueError:
         return None
+
+
+def camera_state(record: dict[str, Any] | None, now: float | None = None) -> str:
+    """The one rule for whether a camera is up, shared by the health route and the Prometheus gauge: ``unknown``
+    (never reported), ``stale`` (its worker stopped writing), ``online`` (``online``, or ``reconnecting`` for less
+    than :data:`RECONNECT_GRACE_S`) or ``offline`` (any other status)."""
+    if record is None:
+        return "unknown"
+    if record.get("stale"):
+        return "stale"
+    status = str(record.get("status") or "").lower()
+    if status == "online":
+        return "online"
+    since = record.get("status_since")
+    if status == "reconnecting" and isinstance(since, (int, float)) and \
+            (time.time() if now is None else now) - since < RECONNECT_GRACE_S:
+        return "online"
+    return "offline"

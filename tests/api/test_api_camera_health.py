@@ -77,3 +77,21 @@ def test_prometheus_shows_camera_up_and_last_frame_age(rclient: redis.Redis) -> 
             if line.startswith("cctv_camera_last_frame_age_seconds{")}
     assert 0.5 < ages["bkk-night-01"] < 30 and 690 < ages["walkway-01"] < 760 and ages["stage-01"] > 600
     metrics.export_redis(rclient)  # registered once: a second export must not raise a duplicate registration
+
+
+def test_a_brief_reconnect_is_not_an_outage_on_either_surface(client: TestClient, rclient: redis.Redis) -> None:
+    """One rule for both: a camera reconnecting for a few seconds counts as online in /api/health and is up in
+    Prometheus; past the grace it is offline in both."""
+    from pipeline.ingest.health import RECONNECT_GRACE_S
+
+    for camera in CAMERAS:
+        report(rclient, camera, "online")
+    rclient.hset(health_key("walkway-01"), mapping={"status": "reconnecting", "status_since": f"{time.time() - 2:.3f}"})
+    metrics = EngineMetrics("engine-test")
+    metrics.export_redis(rclient)
+    assert client.get("/api/health").json()["status"] == "ok"
+    assert 'cctv_camera_up{camera="walkway-01"} 1.0' in generate_latest(metrics.registry).decode()
+    rclient.hset(health_key("walkway-01"), "status_since", f"{time.time() - RECONNECT_GRACE_S - 5:.3f}")
+    body = client.get("/api/health").json()
+    assert body["status"] == "degraded" and body["cameras"]["offline"] == 1
+    assert 'cctv_camera_up{camera="walkway-01"} 0.0' in generate_latest(metrics.registry).decode()
