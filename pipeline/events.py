@@ -95,3 +95,9 @@ class Alert(BaseModel):
     label: str = Field(default="", description="Plate text or person name that matched.")
     score: float = Field(default=1.0, description="Similarity (faces) or 1 - normalised distance (plates).")
     crop_path: str | None = Field(default=None, description="Crop of the event, relative to recordings dir.")
+    province: str | None = Field(default=None,
+                                 description="Plates: the province read on the plate (null when it was not read).")
+    entry_province: str | None = Field(default=None,
+                                       description="Plates: the province the matched entry is tied to (null: any).")
+    province_unconfirmed: bool = Field(default=False, description="Plates: the entry is tied to a province but the "
+                                       "read has none (a cut or dirty province line): check the plate by eye.")

@@ -14,8 +14,9 @@ one arbitrary edit, or up to four look-alike substitutions. Exact entries (the d
 
 Province: an entry tied to a province (``province`` set) matches only reads of that province. A read without a
 province (a cut or dirty plate whose province line was not read) still matches: missing a wanted vehicle costs more
-than an operator checking one alert; the :class:`~pipeline.events.Alert` record has no field to mark the province as
-unconfirmed, so such an alert is only logged as such. An entry without a province matches every province.
+than an operator checking one alert; such an alert says so (:attr:`~pipeline.events.Alert.province_unconfirmed`,
+with the entry's province beside it) and the alert wall asks the operator to check the plate. An entry without a
+province matches every province.
 
 Each (event, watchlist) pair alerts at most once: when several entries of one watchlist match an event (duplicates
 stored before the API refused them, or an exact and a fuzzy entry), only the best one alerts (smallest distance,
@@ -243,14 +244,17 @@ class WatchlistMatcher:
                 continue
             self._first_time(alert_id)
             self._first_time(event_list)
-            if getattr(entry, "province", None) and not _province(event.province):
+            entry_province = _province(getattr(entry, "province", None))
+            unconfirmed = entry_province is not None and not _province(event.province)
+            if unconfirmed:
                 logger.info("alert %s: entry %s is tied to %s but the read has no province (unconfirmed)",
-                            alert_id, entry.entry_id, entry.province)
+                            alert_id, entry.entry_id, entry_province)
             alerts.append(Alert(
                 alert_id=alert_id, kind="plate", watchlist_id=entry.watchlist_id, entry_id=entry.entry_id,
                 event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
                 severity=_severity(entry), label=event.plate_text,
                 score=max(0.0, 1.0 - distance / max(len(_normalise(entry.plate)), 1)), crop_path=event.crop_path,
+                province=_province(event.province), entry_province=entry_province, province_unconfirmed=unconfirmed,
             ))
         return alerts
 

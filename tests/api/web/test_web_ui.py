@@ -413,6 +413,8 @@ def test_alert_cards_show_watchlist_notes_and_the_ack_that_stands(browser, serve
     acked, raced = (Alert(kind="plate", watchlist_id=wl["id"], entry_id="entry-1", event_id=hilux.event_id,
                           camera_id=hilux.camera_id, reason="Stolen", severity="medium", label=hilux.plate_text,
                           crop_path=hilux.crop_path) for _ in range(2))
+    # the hit on a read whose province line was not read asks for a check by eye
+    acked = acked.model_copy(update={"province_unconfirmed": True, "entry_province": "กรุงเทพมหานคร"})
     store = EventStore(server.client)
     assert store.publish_alert(acked) and store.publish_alert(raced)
     server.client.hset("alerts:acks", acked.alert_id, json.dumps({
@@ -423,7 +425,9 @@ def test_alert_cards_show_watchlist_notes_and_the_ack_that_stands(browser, serve
     card = wait(browser, f'.alert-card[data-alert-id="{acked.alert_id}"]')
     assert "Watchlist: Stolen cars 2567" in card.text
     assert "Patrol 7 sent" in card.text and "Vehicle stopped at gate 2" in card.text
+    assert "Province not read on the plate: the entry is for กรุงเทพมหานคร" in card.text
     other = f'.alert-card[data-alert-id="{raced.alert_id}"]'
+    assert "Province not read" not in css(browser, other)[0].text
     css(browser, other + ' [data-action="ack"]')[0].click()
     wait(browser, "dialog textarea[name=note]").send_keys("me too")
     server.client.hsetnx("alerts:acks", raced.alert_id, json.dumps({"by": "boss", "note": "first", "at": time.time()}))

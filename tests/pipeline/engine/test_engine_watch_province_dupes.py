@@ -76,3 +76,19 @@ def test_a_confirmed_province_entry_is_preferred_among_matches_of_one_watchlist(
     _store_raw(client, wanted["id"], "bkk", "1กข1234", "กรุงเทพมหานคร")
     alerts = WatchlistMatcher(lists, alert_cooldown_s=0).match_plate(_read("1กข1234", "กรุงเทพมหานคร"))
     assert [a.entry_id for a in alerts] == ["bkk"]
+
+
+def test_an_alert_on_a_read_without_province_says_the_province_is_unconfirmed(redis_url: str) -> None:
+    lists = WatchlistStore(redis.Redis.from_url(redis_url))
+    wanted = lists.create_watchlist("plate", "wanted")
+    lists.put_entry(wanted["id"], {"plate": "1กข1234", "province": "Bangkok"})
+    anywhere = lists.create_watchlist("plate", "anywhere")
+    lists.put_entry(anywhere["id"], {"plate": "2กข5678"})
+    matcher = WatchlistMatcher(lists, alert_cooldown_s=0)
+    [cut] = matcher.match_plate(_read("1กข1234", None))
+    assert (cut.province_unconfirmed, cut.entry_province, cut.province) == (True, "กรุงเทพมหานคร", None)
+    [read] = matcher.match_plate(_read("1กข1234", "Bangkok"))
+    assert (read.province_unconfirmed, read.entry_province, read.province) == (False, "กรุงเทพมหานคร",
+                                                                             "กรุงเทพมหานคร")
+    [free] = matcher.match_plate(_read("2กข5678", None))  # an entry for any province has nothing to confirm
+    assert (free.province_unconfirmed, free.entry_province) == (False, None)
