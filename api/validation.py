@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -101,6 +102,20 @@ def has_stored_data(client: redis.Redis, camera_id: str) -> bool:
     from pipeline.store.keys import PLATE_CODES  # its ``c{camera}`` fields: every camera that stored a plate read
 
     return bool(client.hexists(PLATE_CODES, f"c{camera_id}")) or bool(client.exists(index_key(camera_id)))
+
+
+def has_recordings(client: redis.Redis, camera_id: str) -> bool:
+    """Whether ``camera_id`` is a well-formed camera id (:data:`pipeline.config.CAMERA_ID_PATTERN`: no ``/``,
+    ``..``, NUL or key separator) whose recording index still holds segments: a camera removed from cameras.yaml
+    whose recordings retention has not deleted yet. The index's own bookkeeping keys (``cctv:rec:bytes``...) are
+    hashes, never a camera's index."""
+    from pipeline.config import CAMERA_ID_PATTERN
+    from pipeline.recording.index import index_key
+
+    if not isinstance(camera_id, str) or not re.fullmatch(CAMERA_ID_PATTERN, camera_id):
+        return False
+    key = index_key(camera_id)
+    return client.type(key) in (b"zset", "zset") and client.zcard(key) > 0
 
 
 def unknown_cameras(requested: Iterable[str], configured: set[str] | None, visible: frozenset[str] | None,

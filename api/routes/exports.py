@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -17,15 +19,37 @@ from api.ownership import OWNER_STAMP, owner_stamp, owns
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import ExportCreate, ExportOut
 from api.store import ApiStore
-from api.validation import check_cameras, field_error
+from api.validation import check_cameras, field_error, has_recordings
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/exports", tags=["exports"])
 
 
-def _job(client: redis.Redis, job_id: str) -> dict[str, str] | None:
-    raw = client.hgetall(f"export:{job_id}")
-    return {k.decode(): v.decode() for k, v in raw.items()} or None
+class JobRecord(dict[str, str]):
+    """An export job record as read from Redis; ``unreadable`` names the fields whose stored bytes are not UTF-8
+    (left out of the record: a damaged record, edited by hand or restored badly)."""
+
+    unreadable: tuple[str, ...] = ()
+
+
+def read_job(raw: dict[bytes, bytes]) -> JobRecord:
+    """The decoded fields of a raw job hash; a field whose name or value is not UTF-8 is left out and named in
+    :attr:`JobRecord.unreadable` (its name with undecodable bytes replaced), never raised as an error."""
+    job, unreadable = JobRecord(), []
+    for key, value in raw.items():
+        try:
+            job[key.decode()] = value.decode()
+        except UnicodeDecodeError:
+            unreadable.append(key.decode(errors="replace")[:64])
+    job.unreadable = tuple(sorted(unreadable))
+    return job
+
+
+def _job(client: redis.Redis, job_id: str) -> JobRecord | None:
+    job = read_job(client.hgetall(f"export:{job_id}"))
+    if job.unreadable:
+        logger.warning("export %s: fields %s of its record are not UTF-8", job_id, ", ".join(job.unreadable))
+    return job if job or job.unreadable else None
 
 
 RETRY_AFTER_S = 30
@@ -34,12 +58,30 @@ CLOCK_SKEW_S = 120
 """How far in the future an export may start (the caller's clock running ahead of the server's)."""
 
 
-def check_export_camera(request: Request, user: User, camera_id: str) -> None:
-    """422 on ``camera_id`` unless the camera is in cameras.yaml and one of the caller's (the same answer for an
-    unknown camera and for one outside the caller's cameras). A camera removed from cameras.yaml is not exported."""
+REMOVED_NOTE = ("the camera is no longer in the camera configuration (removed or renamed); its name is unknown and "
+                "the clip was cut from its retained recordings")
+NO_CONFIG_NOTE = ("the camera configuration was not loaded when this clip was asked for; the camera's name is unknown "
+                  "and the clip was cut from its retained recordings")
+
+
+def check_export_camera(request: Request, client: redis.Redis, user: User, camera_id: str) -> dict[str, object]:
+    """The camera as the evidence manifest describes it (id, name, whether it is configured); 422 on ``camera_id``
+    (the same answer for an unknown camera and for one the caller may not use) unless the camera is
+
+    - in cameras.yaml and one of the caller's cameras, or
+    - no longer configured (removed, renamed) but with retained recordings (:func:`api.validation.has_recordings`),
+      for an admin or a caller whose cameras include it (no camera limit: every camera)."""
     config = request.app.state.camera_config
-    configured = set() if config is None else {c.id for c in config.cameras}
-    check_cameras([camera_id], configured, user.cameras, "camera_id", "body")
+    names = {} if config is None else {c.id: c.name for c in config.cameras}
+    if camera_id in names:
+        check_cameras([camera_id], set(names), user.cameras, "camera_id", "body")
+        return {"id": camera_id, "name": names[camera_id], "configured": True}
+    if not ((user.may("admin") or user.sees(camera_id)) and has_recordings(client, camera_id)):
+        raise field_error("camera_id", f"unknown camera {camera_id[:64]!r}", "body")
+    logger.info("export of camera %s asked by %s: no longer configured, retained recordings used", camera_id,
+                user.username)
+    return {"id": camera_id, "name": None, "configured": False,
+            "note": REMOVED_NOTE if config is not None else NO_CONFIG_NOTE}
 
 
 def check_export_window(client: redis.Redis, camera_id: str, start: float, end: float) -> None:
@@ -71,6 +113,16 @@ def unavailable_footage(client: redis.Redis, camera_id: str, start: float, end: 
     return str(FootageUnavailable(camera_id, hosts)) if hosts else None
 
 
+def describe_camera(manifest_path: Path, camera: dict[str, object]) -> None:
+    """Add the camera's description (``camera``: id, name, configured, a note for a removed camera) to an export's
+    manifest, replacing it atomically (the manifest names the clip's SHA-256; the clip is left as it is)."""
+    manifest = json.loads(manifest_path.read_text())
+    manifest["camera"] = camera
+    tmp = manifest_path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.replace(tmp, manifest_path)
+
+
 STATUSES = ("queued", "running", "done", "failed")
 DAMAGED = "the export record is damaged (unreadable: {})"
 
@@ -91,11 +143,12 @@ def _out(job: dict[str, str], request: Request | None = None, job_id: str | None
     """The job as answered. A damaged record (a field unreadable or missing) is answered with what can be read: the
     unreadable numbers as 0, a missing text as "", an unknown status as ``failed``, and ``error`` saying which fields
     are damaged (with the job's own error, if any), never a 500."""
-    damaged: list[str] = []
+    damaged: list[str] = list(getattr(job, "unreadable", ()))
     job_id = job.get("id") or job_id or ""
     status_ = job.get("status")
     if status_ not in STATUSES:
-        damaged.append("status")
+        if "status" not in damaged:
+            damaged.append("status")
         status_ = "failed"
     progress = _number(job, "progress", 0.0, damaged) if "progress" in job else 0.0
     start, end = _number(job, "start", 0.0, damaged), _number(job, "end", 0.0, damaged)
@@ -104,7 +157,8 @@ def _out(job: dict[str, str], request: Request | None = None, job_id: str | None
     for field in ("camera_id", "requester"):
         texts[field] = job.get(field)
         if not isinstance(texts[field], str):
-            damaged.append(field)
+            if field not in damaged:
+                damaged.append(field)
             texts[field] = ""
     error = job.get("error") or None
     if damaged:
@@ -119,8 +173,9 @@ def _out(job: dict[str, str], request: Request | None = None, job_id: str | None
 
 
 def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, end: float, requester: str,
-               out_dir: Path, recordings_dir: Path) -> None:
-    """The job body (runs in a thread): calls ``pipeline.recording.export.export_clip`` and records the result."""
+               out_dir: Path, recordings_dir: Path, camera: dict[str, object] | None = None) -> None:
+    """The job body (runs in a thread): calls ``pipeline.recording.export.export_clip``, adds ``camera`` (see
+    :func:`check_export_camera`) to the manifest, and records the result."""
     key = f"export:{job_id}"
     client.hset(key, mapping={"status": "running", "progress": "0"})
     try:
@@ -132,6 +187,7 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
         result = export_clip(client, camera_id, start, end, requester, out_dir=out_dir,
                              progress=lambda f: client.hset(key, "progress", repr(float(f))),
                              recordings_dir=recordings_dir)
+        describe_camera(result.manifest_path, camera or {"id": camera_id})
     except ExportError as exc:
         client.hset(key, mapping={"status": "failed", "error": str(exc)})
         return
@@ -151,7 +207,9 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                          "`Retry-After`. Refused at once: a malformed time, `end` not after `start` or more than "
                          f"3600 s later, a window starting more than {CLOCK_SKEW_S} s in the future, or an unknown "
                          "camera (or one not yours: the same answer) with 422; a window no indexed recording of the "
-                         "camera overlaps with 404.",
+                         "camera overlaps with 404. A camera no longer in cameras.yaml (removed, renamed) whose "
+                         "recordings are retained is exported for an admin or a user whose cameras include it; its "
+                         "manifest's `camera` says it is no longer configured (name unknown).",
              responses={404: {"model": ErrorOut, "description": "No recording of the camera covers any of the "
                                                                "window."},
                         429: {"model": ErrorOut, "description": "The export queue is full; retry later.",
@@ -161,7 +219,7 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                               "headers": {"Retry-After": {"schema": {"type": "integer"}}}}})
 def create_export(body: ExportCreate, request: Request, user: Investigator, client: RedisDep,
                   store: ApiStoreDep, settings: SettingsDep) -> ExportOut | JSONResponse:
-    check_export_camera(request, user, body.camera_id)
+    camera = check_export_camera(request, client, user, body.camera_id)
     check_export_window(client, body.camera_id, body.start, body.end)
     queue = request.app.state.export_queue
     running, waiting = queue.load()
@@ -181,14 +239,28 @@ def create_export(body: ExportCreate, request: Request, user: Investigator, clie
            "owner": queue.instance, OWNER_STAMP: owner_stamp(store, user.username)}
     client.hset(f"export:{job_id}", mapping=job)
     client.zadd("exports", {job_id: time.time()})
-    store.audit(user.username, "export", body.model_dump() | {"job_id": job_id})
+    store.audit(user.username, "export", body.model_dump() | {"job_id": job_id}
+                | ({} if camera["configured"] else {"camera_configured": False}))
     out_dir = settings.exports_root() / job_id
     if not queue.submit(job_id, run_export, client, job_id, body.camera_id, body.start, body.end, user.username,
-                        out_dir, settings.recordings_dir):  # filled up between the check and now
+                        out_dir, settings.recordings_dir, camera):  # filled up between the check and now
         client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the export queue was full"})
         return JSONResponse({"detail": f"the export queue is full; retry in {RETRY_AFTER_S} s"}, status_code=429,
                             headers={"Retry-After": str(RETRY_AFTER_S)})
     return _out(job, request)
+
+
+def job_ids(client: redis.Redis, key: str, start: int, stop: int, newest_first: bool = False) -> list[str]:
+    """The export job ids in the sorted set ``key`` (ranks ``start`` .. ``stop``); an id that is not UTF-8 (a
+    damaged member: no route can name it) is skipped with a warning and left where it is."""
+    raw = client.zrevrange(key, start, stop) if newest_first else client.zrange(key, start, stop)
+    out = []
+    for member in raw:
+        try:
+            out.append(member.decode())
+        except UnicodeDecodeError:
+            logger.warning("export list %s holds a job id that is not UTF-8 (%r); skipped", key, member[:64])
+    return out
 
 
 INTERRUPTED = "interrupted: the server stopped while this export was queued or running; ask again"
@@ -206,14 +278,13 @@ def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
     from api.exportqueue import alive_key
 
     marked: list[str] = []
-    for raw in client.zrange("exports", 0, -1):
-        job_id = raw.decode()
+    for job_id in job_ids(client, "exports", 0, -1):
         key = f"export:{job_id}"
         status_, owner = client.hmget(key, ["status", "owner"])
         if status_ not in (b"queued", b"running"):
             continue
-        if owner and client.exists(alive_key(owner.decode())):
-            continue  # its API process is alive and will finish it
+        if owner and client.exists(alive_key(owner.decode(errors="replace"))):
+            continue  # its API process is alive and will finish it (an unreadable owner is no live one)
         client.hset(key, mapping={"status": "failed", "error": INTERRUPTED})
         marked.append(job_id)
     removed = 0
@@ -232,8 +303,13 @@ def fail_interrupted_exports(client: redis.Redis, exports_root: Path) -> int:
 
 def _may_see(job: dict[str, str], user: User, stamp: str) -> bool:
     """Whether ``user`` (whose user record has ``stamp``) may see ``job``: an admin, or the user record that asked
-    for it (not a later user re-created under the same name: :mod:`api.ownership`)."""
-    return user.may("admin") or owns(job, "requester", user.username, stamp, "export")
+    for it (not a later user re-created under the same name: :mod:`api.ownership`). A record whose requester or
+    owner stamp is unreadable (not UTF-8) is an admin's only: its owner cannot be confirmed."""
+    if user.may("admin"):
+        return True
+    if {"requester", OWNER_STAMP} & set(getattr(job, "unreadable", ())):
+        return False
+    return owns(job, "requester", user.username, stamp, "export")
 
 
 def get_job(client: redis.Redis, job_id: str, user: User, stamp: str | None = None) -> dict[str, str]:
@@ -249,13 +325,14 @@ def get_job(client: redis.Redis, job_id: str, user: User, stamp: str | None = No
 
 _DAMAGED_NOTE = ("A damaged job record is answered with the fields that can be read: an unreadable `created_at`, "
                  "`start`, `end` or `progress` as 0, a missing `camera_id` or `requester` as \"\", an unknown "
-                 "`status` as `failed`, and `error` saying which fields are damaged.")
+                 "`status` as `failed`, and `error` saying which fields are damaged (a field whose stored bytes "
+                 "are not UTF-8 counts as unreadable; nothing stored is changed).")
 
 
 @router.get("", response_model=list[ExportOut], summary="Your export jobs, newest first", description=_DAMAGED_NOTE)
 def list_exports(request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[ExportOut]:
     stamp = owner_stamp(store, user.username)
-    ids = [i.decode() for i in client.zrevrange("exports", 0, 199)]
+    ids = job_ids(client, "exports", 0, 199, newest_first=True)
     jobs = [(i, _job(client, i)) for i in ids]
     return [_out(j, request, i) for i, j in jobs if j and _may_see(j, user, stamp)]
 
@@ -277,15 +354,22 @@ def export_file(job: dict[str, str], field: str, settings) -> Path | None:  # no
 
 
 def _file(job: dict[str, str], field: str, settings) -> Path:  # noqa: ANN001 - ApiSettings
-    if job["status"] != "done" or not job.get(field):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"export is {job['status']}, not ready")
+    unreadable = [f for f in getattr(job, "unreadable", ()) if f in ("status", field)]
+    if unreadable:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{DAMAGED.format(', '.join(unreadable))}: its file cannot "
+                                                      f"be served; export the window again")
+    if job.get("status") != "done" or not job.get(field):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"export is {job.get('status') or 'in no known state'}, "
+                                                      f"not ready")
     path = export_file(job, field, settings)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "export file not found")
     return path
 
 
-_NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, running or failed: no file yet."}}
+_NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, running or failed: no file yet; or "
+                                                     "its job record is damaged (the fields named in `detail` are "
+                                                     "unreadable): export the window again."}}
 
 
 @router.get("/{job_id}/download", summary="Download the MP4 of a finished export", responses=_NOT_READY)

@@ -4,6 +4,9 @@ instant, remuxed from the recorded segments by stream copy (:mod:`pipeline.recor
 The stream authenticates like every route (``Authorization: Bearer`` or ``X-API-Key`` headers, never a token in
 the URL): a browser reads it with ``fetch()`` and appends it to a Media Source Extensions buffer. Every stream is
 audited (who, camera, the time range it covers, the player's session id).
+
+A camera removed from cameras.yaml (decommissioned, renamed) stays reviewable while retention keeps its recordings:
+for an admin, or a user whose cameras include its id (:func:`check_camera`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User
 from api.schemas.errors import ErrorOut
 from api.schemas.recordings import MarkerOut, RangeOut, TimelineOut
-from api.validation import TIME_HELP, field_error, read_instant
+from api.validation import TIME_HELP, field_error, has_recordings, read_instant
 from pipeline.recording.index import segments_between
 from pipeline.recording.locate import SegmentUnavailable
 from pipeline.recording.playback import (
@@ -84,10 +87,19 @@ def parse_instant(value: str, field: str) -> float:
     return when
 
 
-def check_camera(request: Request, user: User, camera_id: str) -> None:
-    """404 unless the camera is configured and the caller may see it (the same answer either way)."""
+def check_camera(request: Request, client: redis.Redis, user: User, camera_id: str) -> None:
+    """404 (the same answer for an unknown camera and for one the caller may not see) unless the camera is
+
+    - configured and one of the caller's cameras, or
+    - no longer configured (removed from cameras.yaml, renamed) but with retained recordings
+      (:func:`api.validation.has_recordings`: a well-formed id whose index holds segments), for an admin or a
+      caller whose cameras include it (no camera limit: every camera)."""
     config = request.app.state.camera_config
-    if config is None or not any(c.id == camera_id for c in config.cameras) or not user.sees(camera_id):
+    if config is not None and any(c.id == camera_id for c in config.cameras):
+        allowed = user.sees(camera_id)
+    else:
+        allowed = (user.may("admin") or user.sees(camera_id)) and has_recordings(client, camera_id)
+    if not allowed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"camera {camera_id[:64]!r} not found")
 
 
@@ -178,7 +190,8 @@ def _marker(kind: str, fields: dict, wanted: bytes, start: float, end: float) ->
                         f"longer than {GAP_S} s between segments is a gap. Markers: plate reads and alerts of this "
                         "camera (operator), face events (investigator), found by a bounded scan of the event streams "
                         "by store time (`markers_capped` says when it stopped early).",
-            responses={404: {"model": ErrorOut, "description": "Unknown camera, or not one of yours."},
+            responses={404: {"model": ErrorOut, "description": "Unknown camera (neither configured nor with "
+                                                               "retained recordings), or not one of yours."},
                        422: {"description": "A time is malformed or out of range, `end` is not after `start`, or "
                                             "the window is longer than 25 hours."}})
 def timeline(
@@ -186,7 +199,7 @@ def timeline(
     start: Annotated[str, Query(max_length=40, description=f"Window start. {TIME_HELP}")],
     end: Annotated[str, Query(max_length=40, description=f"Window end. {TIME_HELP}")],
 ) -> TimelineOut:
-    check_camera(request, user, camera_id)
+    check_camera(request, client, user, camera_id)
     lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
     if hi <= lo:
         raise field_error("end", f"must be after start ({hi:.3f} <= {lo:.3f})")
@@ -290,7 +303,8 @@ async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: st
                              "description": "The stream.",
                              "headers": {k: {"description": v, "schema": {"type": "string"}}
                                          for k, v in PLAYBACK_HEADERS.items()}},
-                       404: {"model": ErrorOut, "description": "Unknown camera or not one of yours; or no recording "
+                       404: {"model": ErrorOut, "description": "Unknown camera (neither configured nor with "
+                                                               "retained recordings) or not one of yours; or no recording "
                                                                "at `t` nor within `max_s` after it (the detail says "
                                                                "when the next recording starts)."},
                        422: {"description": "`t` is malformed or out of range, or `max_s` is out of bounds."},
@@ -306,7 +320,7 @@ async def stream(
     session: Annotated[str | None, Query(pattern=SESSION_ID, description="The player's session id (recorded in the "
                                                                           "audit trail to group its requests).")] = None,
 ):
-    check_camera(request, user, camera_id)
+    check_camera(request, client, user, camera_id)
     instant = parse_instant(t, "t")
     counter = _running(request)
     if counter["n"] >= MAX_STREAMS:
