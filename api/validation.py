@@ -96,12 +96,21 @@ Instant = Annotated[float, BeforeValidator(_instant), WithJsonSchema(INSTANT_SCH
 
 # ---- cameras -------------------------------------------------------------------------------------------------
 def has_stored_data(client: redis.Redis, camera_id: str) -> bool:
-    """Whether a camera left plate reads or indexed recordings behind (a camera removed from cameras.yaml whose
-    history is still searched)."""
-    from pipeline.recording.index import index_key
+    """Whether a well-formed camera id (:func:`well_formed_camera_id`) left plate reads or indexed recordings
+    behind (a camera removed from cameras.yaml whose history is still searched)."""
     from pipeline.store.keys import PLATE_CODES  # its ``c{camera}`` fields: every camera that stored a plate read
 
-    return bool(client.hexists(PLATE_CODES, f"c{camera_id}")) or bool(client.exists(index_key(camera_id)))
+    if not well_formed_camera_id(camera_id):
+        return False
+    return bool(client.hexists(PLATE_CODES, f"c{camera_id}")) or has_recordings(client, camera_id)
+
+
+def well_formed_camera_id(camera_id: object) -> bool:
+    """Whether ``camera_id`` matches :data:`pipeline.config.CAMERA_ID_PATTERN` (no ``/``, ``..``, NUL or key
+    separator): the only ids a lookup of a removed camera's stored data may name."""
+    from pipeline.config import CAMERA_ID_PATTERN
+
+    return isinstance(camera_id, str) and re.fullmatch(CAMERA_ID_PATTERN, camera_id) is not None
 
 
 def has_recordings(client: redis.Redis, camera_id: str) -> bool:
@@ -109,10 +118,9 @@ def has_recordings(client: redis.Redis, camera_id: str) -> bool:
     ``..``, NUL or key separator) whose recording index still holds segments: a camera removed from cameras.yaml
     whose recordings retention has not deleted yet. The index's own bookkeeping keys (``cctv:rec:bytes``...) are
     hashes, never a camera's index."""
-    from pipeline.config import CAMERA_ID_PATTERN
     from pipeline.recording.index import index_key
 
-    if not isinstance(camera_id, str) or not re.fullmatch(CAMERA_ID_PATTERN, camera_id):
+    if not well_formed_camera_id(camera_id):
         return False
     key = index_key(camera_id)
     return client.type(key) in (b"zset", "zset") and client.zcard(key) > 0
