@@ -38,8 +38,7 @@ router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
     """The case with its items if ``user`` may see it (its owner, or an admin), else 404."""
-    raw = client.hgetall(f"case:{case_id}")
-    case = {k.decode(): v.decode() for k, v in raw.items()}
+    case = _decoded_case(case_id, client.hgetall(f"case:{case_id}"))
     if not case or not (user.may("admin") or owns(case, "created_by", user.username, stamp, "case")):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} not found")
     items = client.hgetall(f"case:{case_id}:items")
@@ -76,11 +75,39 @@ def _case_item(case_id: str, key: bytes, raw: bytes) -> dict:
     return {"kind": DAMAGED, "ref": ref, "added_at": 0.0}
 
 
+def _decoded_case(case_id: str, raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A stored case record as text. A field that is not UTF-8 (Redis edited by hand, a bad restore) keeps its
+    readable part (undecodable bytes replaced) and is logged, so that one damaged case never takes the case list
+    down; its owner field then matches no user name, so only admins see such a case."""
+    case, damaged = {}, []
+    for key, value in raw.items():
+        name = key.decode(errors="replace")
+        try:
+            case[name] = value.decode()
+        except UnicodeDecodeError:
+            case[name] = value.decode(errors="replace")
+            damaged.append(name)
+    if damaged:
+        logger.warning("case %s: stored fields %s are not UTF-8; shown with the unreadable bytes replaced",
+                       case_id[:64], sorted(damaged))
+    return case
+
+
+def _number(case: dict, field: str, default: float | None) -> float | None:
+    """A stored time of the case, ``default`` when missing or unreadable (logged)."""
+    try:
+        return float(case[field]) if case.get(field) else default
+    except ValueError:
+        logger.warning("case %s: stored %s %r is not a number", str(case.get("id"))[:64], field, case[field][:40])
+        return default
+
+
 def _out(case: dict) -> CaseOut:
-    return CaseOut(id=case["id"], name=case["name"], description=case["description"],
-                   created_by=case["created_by"], created_at=float(case["created_at"]), items=case["items"],
-                   status=case.get("status") or "open",
-                   closed_at=float(case["closed_at"]) if case.get("closed_at") else None)
+    status_ = case.get("status") or "open"
+    return CaseOut(id=case.get("id", ""), name=case.get("name", ""), description=case.get("description", ""),
+                   created_by=case.get("created_by", ""), created_at=_number(case, "created_at", 0.0),
+                   items=case["items"], status=status_ if status_ in ("open", "closed") else "open",
+                   closed_at=_number(case, "closed_at", None))
 
 
 def _clip_hold(job: dict[str, str], recordings_dir: Path) -> holds.Hold:
@@ -138,6 +165,8 @@ def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list
     for cid in client.zrevrange("cases", 0, 499):
         try:
             out.append(_out(_case(client, cid.decode(), user, stamp)))
+        except UnicodeDecodeError:
+            logger.warning("case list: a stored case id is not UTF-8 (%r); skipped", cid[:64])
         except HTTPException:
             continue
     return out
@@ -231,7 +260,11 @@ def hold_open_cases(client: redis.Redis, recordings_dir: Path) -> int:
     them as missing); a damaged item holds all recording (see :func:`_damaged_item_hold`)."""
     held = 0
     for raw_id in client.zrange("cases", 0, -1):
-        case_id = raw_id.decode()
+        try:
+            case_id = raw_id.decode()
+        except UnicodeDecodeError:
+            logger.warning("legal holds: a stored case id is not UTF-8 (%r); skipped", raw_id[:64])
+            continue
         if client.hget(f"case:{case_id}", "status") == b"closed" or client.exists(holds.case_key(case_id)):
             continue
         placed = False
