@@ -13,6 +13,7 @@ Commands:
     redis-setup                           generate the project's Redis credentials and redis.conf (AOF + RDB)
     backup DIR                            back up the Redis store and the export manifests (not the video)
     restore DIR [--force]                 restore a backup into an empty Redis (--force: a non-empty one)
+    restore --rollback                    undo a restore that was killed (from its journal in var/restore)
 """
 
 from __future__ import annotations
@@ -206,13 +207,22 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    """``restore DIR`` (an unfinished earlier restore is rolled back first) or ``restore --rollback``."""
     import redis
 
-    from pipeline.store.backup import BackupError, restore
+    from pipeline.store.backup import BackupError, default_journal_dir, restore, rollback
 
+    if (args.dir is None) == (not args.rollback):
+        print("restore: give either the backup folder DIR or --rollback", file=sys.stderr)
+        return 2
     exports_root = Path(args.exports) if args.exports else get_settings().recordings_dir / "exports"
+    journal_dir = Path(args.journal_dir) if args.journal_dir else default_journal_dir()
     try:
-        restore(_admin_client(), Path(args.dir), exports_root, force=args.force)
+        if args.rollback:
+            if not rollback(_admin_client(), journal_dir):
+                print("restore: no unfinished restore of this Redis; nothing to roll back")
+        else:
+            restore(_admin_client(), Path(args.dir), exports_root, force=args.force, journal_dir=journal_dir)
     except (BackupError, redis.RedisError, OSError) as exc:
         print(f"restore failed: {exc}", file=sys.stderr)
         return 1
@@ -289,8 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exports", help="exports folder whose manifests are copied (default: recordings/exports)")
     p.set_defaults(func=_backup)
 
-    p = sub.add_parser("restore", help="restore a backup written by `backup`")
-    p.add_argument("dir", help="the backup folder")
+    p = sub.add_parser("restore", help="restore a backup written by `backup`, or roll back one that was killed")
+    p.add_argument("dir", nargs="?", help="the backup folder")
+    p.add_argument("--rollback", action="store_true",
+                   help="undo a restore into this Redis that was killed before it finished (from its journal)")
+    p.add_argument("--journal-dir", help="folder of the restore's undo journal (default: var/restore)")
     p.add_argument("--exports", help="exports folder the manifests go back to (default: recordings/exports)")
     p.add_argument("--force", action="store_true",
                    help="restore into a non-empty Redis, replacing keys of the same name (others are kept)")

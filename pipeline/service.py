@@ -202,13 +202,24 @@ def check_model_device(config: Config) -> None:
 
 
 def check_redis_durable() -> None:
-    """Refuse to start against a Redis that keeps nothing on disk (see :mod:`pipeline.store.durability`)."""
-    from pipeline.store.durability import ensure_durable
+    """Refuse to start against a Redis that keeps nothing on disk (see :mod:`pipeline.store.durability`) or that a
+    killed restore left half restored (:func:`pipeline.store.backup.unfinished_restore`)."""
+    from pipeline.store.durability import UnfinishedRestoreError, ensure_durable
 
     settings = get_settings()
     client = redis_client(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     try:
-        ensure_durable(client, settings.redis_allow_volatile, settings.redis_url)
+        if ensure_durable(client, settings.redis_allow_volatile, settings.redis_url) is None:
+            return  # unreachable: not checked at this start (the workers spool meanwhile)
+        from pipeline.store.backup import BackupError, unfinished_restore, unfinished_restore_message
+
+        try:
+            marker = unfinished_restore(client)
+        except BackupError as exc:  # a damaged marker: a person must look
+            raise UnfinishedRestoreError(str(exc)) from None
+        if marker is not None:
+            raise UnfinishedRestoreError(f"{unfinished_restore_message(marker)}; the service will not start "
+                                         "against it until then")
     finally:
         client.close()
 

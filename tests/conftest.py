@@ -20,6 +20,13 @@ SHARED_DIR = Path(os.environ.get("CCTV_SHARED_DIR", REPO_ROOT.parent / "shared")
 os.environ.setdefault("CCTV_MODEL_DIR", str(SHARED_DIR / "models"))
 
 
+@pytest.fixture(autouse=True)
+def _private_restore_journals(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restores in tests (and the CLI processes they start) keep their undo journals in a folder of their own,
+    never in the checkout's ``var/restore``, where a journal of an earlier, killed run could be taken for theirs."""
+    monkeypatch.setenv("CCTV_RESTORE_JOURNAL_DIR", str(tmp_path_factory.mktemp("restore-journals")))
+
+
 def free_port() -> int:
     """Return a TCP port that is free on loopback right now."""
     with socket.socket() as sock:

@@ -21,10 +21,19 @@
     that are missing (an existing different file is kept and reported unless ``--force``), with the mode the
     service writes them with (:data:`EXPORT_MANIFEST_MODE`).
 
-    The Redis part is all or nothing: before a batch is written, the target's current value and TTL of each of
-    its keys is saved (``DUMP``/``PTTL``) into a private, unnamed temporary file; when any batch fails, the keys
-    the restore created are deleted and the replaced ones are put back with their remaining TTL (one whose TTL ran
-    out meanwhile stays gone), then the error is raised. (A restore killed outright cannot roll back.)
+    The restore is all or nothing, and stays so when it is killed outright (SIGKILL, power loss): before a
+    batch of keys is written, the target's current value and TTL of each of its keys (``DUMP``/``PTTL``, the
+    deadline in the target's own clock) or the fact that it is new is appended to a named undo journal, a private
+    file (0600, in a 0700 folder: ``var/restore`` by default, ``--journal-dir`` otherwise; local, durable state
+    beside ``var/redis``, never ``/tmp``), and fsynced; so is each manifest file and folder before it is created
+    or replaced. While it runs, the key :data:`pipeline.store.keys.RESTORE_MARKER` of the target names the
+    journal, the backup id (the SHA-256 of ``redis.rdb``) and the host. When anything fails, the keys the restore
+    created are deleted, the replaced ones are put back with ``RESTORE ... ABSTTL`` (one whose TTL ran out
+    meanwhile stays gone) and the manifests are undone, then the error is raised; after success, or after the
+    undo, the marker is deleted and the journal removed. A restore killed outright leaves both:
+    ``python -m pipeline restore --rollback`` (on the same host) undoes it from the journal, as does the next
+    ``restore DIR`` before it starts; ``backup`` refuses a store with the marker. (The service itself does not
+    look at the marker: run the rollback before starting it.)
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import socket
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +60,7 @@ from typing import Any
 import redis
 
 from pipeline.models_manifest import sha256_file
+from pipeline.settings import PROJECT_ROOT
 from pipeline.store import keys
 from pipeline.store.redis_setup import write_private
 
@@ -67,7 +80,15 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 EXPORT_MANIFEST_MODE = 0o644
 """Mode of a restored export or case manifest: the one :mod:`pipeline.recording.export` creates them with (its
 ``_claim_names``), set explicitly so that the restoring process's umask does not widen or narrow it."""
-_ROLLBACK_HEADER = struct.Struct(">IqQ")  # key length, TTL deadline (monotonic ms, -1: none), payload length
+JOURNAL_SUFFIX = ".journal"
+_JOURNAL_MAGIC = b"cctv-restore-journal 1\n"
+_JOURNAL_RECORD = struct.Struct(">cIqQ")  # kind, name length, number (TTL deadline in ms of the target's clock,
+# -1: none; or a file mode), payload length; then the name (a key or a path) and the payload (DUMP or file bytes)
+_HEADER, _NO_MARKER, _DONE = b"H", b"N", b"Z"  # the restore (JSON); its user may not write the marker; finished
+_CREATED, _REPLACED, _UNCHANGED = b"C", b"K", b"U"  # a key created; replaced (DUMP payload); refused, so unchanged
+_FILE_CREATED, _FILE_REPLACED, _DIR_CREATED = b"F", b"R", b"D"  # manifest files and folders
+PAUSE_ENV = "CCTV_RESTORE_TEST_PAUSE"
+"""Test hook: ``batch:N`` or ``manifest:N`` makes a restore wait after that step (see :func:`_test_pause`)."""
 
 Progress = Callable[[str], None]
 
@@ -229,6 +250,9 @@ def backup(client: redis.Redis, folder: Path, exports_root: Path, progress: Prog
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise BackupError(f"{folder} is not empty; give a new folder for the backup")
+    marker = unfinished_restore(client)
+    if marker is not None:  # a backup of a half-restored store would keep the damage
+        raise BackupError(unfinished_restore_message(marker))
     try:
         config = {_text(k): _text(v) for k, v in client.config_get("dir").items()}
         config.update({_text(k): _text(v) for k, v in client.config_get("dbfilename").items()})
@@ -382,132 +406,456 @@ def _manifest_targets(manifest: dict[str, Any], exports_root: Path) -> list[tupl
     return out
 
 
+JOURNAL_DIR_ENV = "CCTV_RESTORE_JOURNAL_DIR"
+"""Environment variable naming the folder of restore journals (default ``var/restore``; the tests point it at a
+temporary folder so that no test run finds another's journal)."""
+
+
+def default_journal_dir() -> Path:
+    """Where a restore keeps its undo journal unless told otherwise: :data:`JOURNAL_DIR_ENV` when set, else
+    ``var/restore`` of the project (the local, durable state folder beside ``var/redis`` and ``var/secrets``; never
+    ``/tmp``, which a reboot may empty)."""
+    configured = os.environ.get(JOURNAL_DIR_ENV, "").strip()
+    return Path(configured) if configured else PROJECT_ROOT / "var" / "restore"
+
+
 def restore(client: redis.Redis, folder: Path, exports_root: Path, force: bool = False,
-            progress: Progress = print) -> BackupResult:
+            progress: Progress = print, journal_dir: Path | None = None) -> BackupResult:
     """Restore a backup written by :func:`backup` into the Redis behind ``client`` (admin rights) and the
-    manifests into ``exports_root``."""
+    manifests into ``exports_root``, all or nothing, with its undo journal in ``journal_dir`` (default
+    :func:`default_journal_dir`); an unfinished earlier restore of that target is rolled back first."""
     folder = Path(folder)
+    journal_dir = Path(journal_dir) if journal_dir is not None else default_journal_dir()
     manifest = read_manifest(folder)
     progress(f"restore: {folder} checked ({len(manifest['files'])} files, SHA-256 ok)")
     targets = _manifest_targets(manifest, Path(exports_root))
+    if rollback(client, journal_dir, progress):
+        progress("restore: the unfinished restore was rolled back; now restoring " + str(folder))
     present = int(client.dbsize())
     if present and not force:
         raise BackupError(f"the target Redis already holds {present} keys; restore only into an empty database, or "
                           "pass --force to replace keys of the same name (other keys are kept)")
-    with snapshot_server(folder / RDB_FILE, int(manifest.get("db", 0))) as snap, _Rollback(client) as rollback:
+    header = {"backup": str(folder.resolve()), "backup_id": _backup_id(manifest), "exports": str(exports_root),
+              "target": _target_id(client), "host": socket.gethostname(), "pid": os.getpid(),
+              "started_at": time.time()}
+    with snapshot_server(folder / RDB_FILE, int(manifest.get("db", 0))) as snap, \
+            _RestoreScope(client, journal_dir, header, progress) as scope:
         try:
-            restored = _copy_keys(snap, client, force, rollback, progress)
+            restored = _copy_keys(snap, client, force, scope, progress)
+            put_back = 0
+            for entry, dest in targets:
+                put_back += _put_back(folder / entry["path"], dest, entry["sha256"], force, progress, scope)
+                _test_pause("manifest", put_back)
         except BaseException as exc:
-            rollback.undo(exc, progress)
+            scope.undo(exc, progress)
             raise
+        scope.finish()
     counts = store_counts(client)
     progress("restore: the store now holds " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    put_back = sum(_put_back(folder / entry["path"], dest, entry["sha256"], force, progress)
-                   for entry, dest in targets)  # fmt: skip
     progress(f"restore: put back {put_back} manifests; done")
     return BackupResult(folder, restored, counts, put_back)
 
 
-def _copy_keys(snap: redis.Redis, client: redis.Redis, force: bool, rollback: _Rollback,
+def _backup_id(manifest: dict[str, Any]) -> str:
+    """What names a backup in the marker: the SHA-256 of its ``redis.rdb``."""
+    return next(str(e["sha256"]) for e in manifest["files"] if e["path"] == RDB_FILE)
+
+
+def _target_id(client: redis.Redis) -> str:
+    """The target Redis as ``host:port/db`` (or ``socket/db``), to tell journals of different targets apart."""
+    kwargs = client.connection_pool.connection_kwargs
+    place = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+    return f"{place}/{int(kwargs.get('db', 0) or 0)}"
+
+
+def _test_pause(stage: str, count: int) -> None:
+    """Test hook: with ``CCTV_RESTORE_TEST_PAUSE=<stage>:<count>`` (e.g. ``batch:2``) the restore says so on
+    stderr and waits, so that a test can kill it at a known point without racing it."""
+    if os.environ.get(PAUSE_ENV) != f"{stage}:{count}":
+        return
+    sys.stderr.write(f"restore: paused after {stage} {count} ({PAUSE_ENV})\n")
+    sys.stderr.flush()
+    while True:
+        time.sleep(3600)
+
+
+def _copy_keys(snap: redis.Redis, client: redis.Redis, force: bool, scope: _RestoreScope,
                progress: Progress) -> int:
-    """Copy every key of the snapshot to the target, batch by batch, each saved in ``rollback`` first; the number
-    of keys written (a key that SCAN names twice is copied once)."""
+    """Copy every key of the snapshot to the target, batch by batch, each journaled in ``scope`` first; the
+    number of keys written (a key that SCAN names twice is copied once; a restore marker is never copied)."""
     restored, expired = 0, 0
     total = int(snap.dbsize())
-    seen: set[bytes] = set()
-    for scanned in _key_batches(snap):
+    seen: set[bytes] = {keys.RESTORE_MARKER.encode()}
+    for number, scanned in enumerate(_key_batches(snap), 1):
         batch = [key for key in dict.fromkeys(scanned) if key not in seen]
         seen.update(batch)
-        written, gone = _restore_batch(snap, client, batch, force, restored, rollback)
+        written, gone = _restore_batch(snap, client, batch, force, restored, scope)
         restored, expired = restored + written, expired + gone
         progress(f"restore: {restored}/{total} keys" + (f" ({expired} expired meanwhile)" if expired else ""))
+        _test_pause("batch", number)
     return restored
 
 
-class _Rollback:
-    """The target's keys as they were before a restore wrote them: replaced values (``DUMP`` payload and the
-    monotonic time their TTL ends) in a private, unnamed temporary file, created keys in memory; :meth:`undo`
-    puts the target back."""
+# -- the undo journal -------------------------------------------------------------------------------------------
+class _Journal:
+    """A restore's undo journal: a named, private file (0600, in a 0700 folder) of records
+    ``kind, name, number, payload`` (:data:`_JOURNAL_RECORD`), fsynced before what it protects is written, so
+    that a torn last record only ever describes something that was never written."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, path: Path, file: Any) -> None:
+        self.path = path
+        self._file = file
+
+    @classmethod
+    def create(cls, folder: Path, header: dict[str, Any]) -> _Journal:
+        """A new journal in ``folder`` (created 0700 when missing) holding ``header``, durable on return."""
+        _private_folder(folder)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = folder / f"restore-{stamp}-{os.getpid()}-{secrets.token_hex(4)}{JOURNAL_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        journal = cls(path, os.fdopen(fd, "wb"))
+        journal._file.write(_JOURNAL_MAGIC)
+        journal.add(_HEADER, b"", 0, json.dumps(header).encode())
+        journal.sync()
+        _fsync_folder(folder)  # the name survives a crash too
+        return journal
+
+    def add(self, kind: bytes, name: bytes, number: int = 0, payload: bytes = b"") -> None:
+        """Append one record (durable only after :meth:`sync`)."""
+        self._file.write(_JOURNAL_RECORD.pack(kind, len(name), number, len(payload)) + name + payload)
+
+    def sync(self) -> None:
+        """Make every record appended so far durable."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _private_folder(folder: Path) -> None:
+    """Create ``folder`` (mode 0700) or check it: a real folder, not a link, of this user; mode forced to 0700."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise BackupError(f"the restore journal folder {folder} is a link, not a folder or not this user's: "
+                          "refused (give another one with --journal-dir)")
+    os.chmod(folder, 0o700)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _journal_records(path: Path) -> Iterator[tuple[bytes, bytes, int, bytes]]:
+    """Every complete record of the journal at ``path`` (the header first); a torn last record is left out (it
+    was never synced, so nothing it describes was written). BackupError for a file that is not a journal."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise BackupError(f"{path} is not a private regular file of this user: it is not read as a journal")
+    with path.open("rb") as file:
+        if file.read(len(_JOURNAL_MAGIC)) != _JOURNAL_MAGIC:
+            raise BackupError(f"{path} is not a restore journal")
+        while len(head := file.read(_JOURNAL_RECORD.size)) == _JOURNAL_RECORD.size:
+            kind, name_len, number, payload_len = _JOURNAL_RECORD.unpack(head)
+            name, payload = file.read(name_len), file.read(payload_len)
+            if len(name) != name_len or len(payload) != payload_len:
+                return
+            yield kind, name, number, payload
+
+
+def _journal_header(path: Path) -> dict[str, Any]:
+    for kind, _, _, payload in _journal_records(path):
+        if kind == _HEADER:
+            return dict(json.loads(payload))
+        break
+    raise BackupError(f"{path} has no header: not a restore journal")
+
+
+class _RestoreScope:
+    """The all-or-nothing scope of one restore: the journal (what each batch of keys replaces or creates, which
+    manifest files and folders it creates or replaces) and the marker key in the target that points at it.
+    :meth:`undo` puts everything back; :meth:`finish` ends the scope after success."""
+
+    def __init__(self, client: redis.Redis, folder: Path, header: dict[str, Any], progress: Progress) -> None:
         self._client = client
-        self._file: Any = None
-        self._created: list[bytes] = []
-        self._saved = 0
-        self._unchanged: set[bytes] = set()
+        self._folder = folder
+        self._header = header
+        self._progress = progress
+        self._journal: _Journal | None = None
+        self._marked = False
 
-    def __enter__(self) -> _Rollback:
-        self._file = tempfile.TemporaryFile(prefix="cctv-restore-rollback-")  # mode 0600, unlinked already
+    def __enter__(self) -> _RestoreScope:
+        self._journal = _Journal.create(self._folder, self._header)
+        marker = {**self._header, "journal": str(self._journal.path)}
+        try:
+            self._client.set(keys.RESTORE_MARKER, json.dumps(marker))
+            self._marked = True
+        except redis.exceptions.NoPermissionError as exc:  # only keys of some names: go on, journal only
+            self._journal.add(_NO_MARKER, b"")
+            self._journal.sync()
+            self._progress(f"restore: warning: the Redis user may not write {keys.RESTORE_MARKER} ({exc}); if "
+                           f"this restore is killed, run `python -m pipeline restore --rollback` here")
+        except BaseException:  # nothing was written: the journal has nothing to undo
+            self._journal.close()
+            _remove_journal(self._journal.path)
+            raise
+        logger.info("restore journal %s", self._journal.path)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._file.close()
+        if self._journal is not None:
+            self._journal.close()
+
+    @property
+    def journal(self) -> _Journal:
+        assert self._journal is not None, "used outside its with block"
+        return self._journal
 
     def save(self, batch: list[bytes]) -> None:
-        """Record the current value and TTL of every key of ``batch`` in the target, before it is written."""
+        """Journal the current value and TTL of every key of ``batch`` in the target (a missing one as created),
+        durably, before the batch is written."""
         if not batch:
             return
-        read = self._client.pipeline(transaction=True)  # PTTL and DUMP of a key seen at one instant
+        read = self._client.pipeline(transaction=True)  # TIME, PTTL and DUMP seen at one instant
+        read.time()
         for key in batch:
             read.pttl(key)
             read.dump(key)
         answers = read.execute()
-        now_ms = int(time.monotonic() * 1000)
-        for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True):
+        seconds, micros = answers[0]
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        for key, ttl, payload in zip(batch, answers[1::2], answers[2::2], strict=True):
             if payload is None:
-                self._created.append(key)
-                continue
-            deadline = now_ms + int(ttl) if int(ttl) >= 0 else -1
-            self._file.write(_ROLLBACK_HEADER.pack(len(key), deadline, len(payload)) + key + payload)
-            self._saved += 1
+                self.journal.add(_CREATED, key)
+            else:  # the deadline in the target's own clock: RESTORE ... ABSTTL puts it back as it was
+                self.journal.add(_REPLACED, key, now_ms + int(ttl) if int(ttl) >= 0 else -1, payload)
+        self.journal.sync()
 
-    def forget(self, keys: list[bytes]) -> None:
-        """``keys`` were saved but the target refused to write them: they are as they were, the rollback leaves
-        them alone (it may not even have the right to write them)."""
-        self._unchanged.update(keys)
+    def forget(self, names: list[bytes]) -> None:
+        """``names`` were journaled but the target refused to write them: the rollback leaves them alone (it may
+        not even have the right to write them)."""
+        for key in names:
+            self.journal.add(_UNCHANGED, key)
+        self.journal.sync()
+
+    def file_written(self, dest: Path) -> None:
+        """Journal ``dest`` (its folders that do not exist yet, its current bytes and mode or that it is new),
+        durably, before it is written."""
+        missing = [p for p in reversed(dest.parents) if not p.exists()]
+        for folder in missing:
+            self.journal.add(_DIR_CREATED, os.fsencode(folder))
+        if dest.exists():
+            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as file:
+                mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+                self.journal.add(_FILE_REPLACED, os.fsencode(dest), mode, file.read())
+        else:
+            self.journal.add(_FILE_CREATED, os.fsencode(dest))
+        self.journal.sync()
 
     def undo(self, cause: BaseException, progress: Progress) -> None:
-        """Delete the keys the restore created and put back those it replaced; BackupError naming ``cause`` when
-        the target cannot be put back."""
-        created = [key for key in self._created if key not in self._unchanged]
-        logger.warning("restore failed (%s); rolling back %d created and %d replaced keys", cause, len(created),
-                       self._saved)
+        """Put the target and the manifests back as they were, then end the scope; BackupError naming ``cause``
+        (the marker and the journal kept, for ``restore --rollback``) when they cannot be put back."""
+        logger.warning("restore failed (%s); rolling back from %s", cause, self.journal.path)
         try:
-            for start in range(0, len(created), BATCH):  # first: frees memory for what follows
-                self._client.delete(*created[start:start + BATCH])
-            self._put_back_saved()
-        except Exception as exc:  # noqa: BLE001 (reported with the cause; the target is then partly restored)
+            self.journal.sync()
+            created, replaced, files = _roll_back(self._client, self.journal.path)
+        except Exception as exc:  # noqa: BLE001 (reported with the cause; the journal stays for a later rollback)
             raise BackupError(f"the restore failed ({cause}) and so did putting the target back ({exc}): the "
-                              "target Redis now holds part of the backup; restore it again") from exc
-        progress(f"restore: failed; the target is as it was ({len(created)} created keys deleted, "
-                 f"{self._saved} replaced keys put back)")
+                              "target Redis holds part of the backup; run `python -m pipeline restore --rollback` "
+                              f"(journal {self.journal.path})") from exc
+        self._end()
+        progress(f"restore: failed; the target is as it was ({created} created keys deleted, {replaced} replaced "
+                 f"keys put back, {files} manifest files undone)")
 
-    def _put_back_saved(self) -> None:
-        self._file.flush()
-        self._file.seek(0)
-        write = self._client.pipeline(transaction=False)
-        for count, (key, deadline, payload) in enumerate(self._records(), 1):
-            if key in self._unchanged:
-                continue
-            remaining = deadline - int(time.monotonic() * 1000)
-            if deadline >= 0 and remaining <= 0:
-                write.delete(key)  # its TTL ran out meanwhile: it would be gone by now
-            else:
-                write.restore(key, remaining if deadline >= 0 else 0, payload, replace=True)
-            if count % BATCH == 0:
-                write.execute()
-        write.execute()
+    def finish(self) -> None:
+        """The restore is complete: mark the journal done, then clear the marker and remove the journal."""
+        self.journal.add(_DONE, b"")
+        self.journal.sync()
+        self._end()
 
-    def _records(self) -> Iterator[tuple[bytes, int, bytes]]:
-        while header := self._file.read(_ROLLBACK_HEADER.size):
-            key_len, deadline, payload_len = _ROLLBACK_HEADER.unpack(header)
-            key = self._file.read(key_len)
-            yield key, deadline, self._file.read(payload_len)
+    def _end(self) -> None:
+        if self._marked:
+            self._client.delete(keys.RESTORE_MARKER)
+        _remove_journal(self.journal.path)
+
+
+def _remove_journal(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+
+
+def _roll_back(client: redis.Redis, path: Path) -> tuple[int, int, int]:
+    """Undo what the journal at ``path`` records (a finished restore is left as it is): delete the keys it
+    created, put back those it replaced with their TTL (one whose TTL ran out meanwhile stays gone), remove the
+    manifests it created and put back those it replaced; ``(created, replaced, files)``. Running it again
+    gives the same result (a rollback killed in turn is simply run again)."""
+    unchanged, created, files, done = set(), [], [], False
+    for kind, name, number, payload in _journal_records(path):
+        if kind == _UNCHANGED:
+            unchanged.add(name)
+        elif kind == _CREATED:
+            created.append(name)
+        elif kind in (_FILE_CREATED, _FILE_REPLACED, _DIR_CREATED):
+            files.append((kind, name, number, payload))
+        done = done or kind == _DONE
+    if done:
+        return 0, 0, 0
+    for (kind, name, number, payload) in reversed(files):  # the manifests first: they are few
+        _undo_file(kind, os.fsdecode(name), number, payload)
+    created = [key for key in created if key not in unchanged]
+    for start in range(0, len(created), BATCH):  # first: frees memory for what follows
+        client.delete(*created[start:start + BATCH])
+    return len(created), _put_back_replaced(client, path, unchanged), sum(k != _DIR_CREATED for k, *_ in files)
+
+
+def _put_back_replaced(client: redis.Redis, path: Path, unchanged: set[bytes]) -> int:
+    """RESTORE every replaced key of the journal with its absolute TTL deadline; the number put back."""
+    write = client.pipeline(transaction=False)
+    count = 0
+    for kind, key, deadline, payload in _journal_records(path):
+        if kind != _REPLACED or key in unchanged:
+            continue
+        if deadline >= 0:  # a deadline already past: Redis deletes the key (REPLACE) and stores nothing
+            write.restore(key, deadline, payload, replace=True, absttl=True)
+        else:
+            write.restore(key, 0, payload, replace=True)
+        count += 1
+        if count % BATCH == 0:
+            write.execute()
+    write.execute()
+    return count
+
+
+def _undo_file(kind: bytes, path: str, mode: int, payload: bytes) -> None:
+    """Undo one journaled manifest change: remove a created file or folder (a folder only when empty), put a
+    replaced file's bytes and mode back."""
+    dest = Path(path)
+    if kind == _FILE_CREATED:
+        dest.unlink(missing_ok=True)
+    elif kind == _DIR_CREATED:
+        try:
+            dest.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # not empty: something else was put there meanwhile
+            logger.warning("rollback keeps the folder %s: %s", dest, exc)
+    else:
+        tmp = dest.with_name(f".{dest.name}.rollback-tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, dest)
+
+
+def unfinished_restore(client: redis.Redis) -> dict[str, Any] | None:
+    """The marker of a restore into this target that has not finished (killed, or its rollback failed), as a
+    dict (``journal``, ``backup_id``, ``backup``, ``host``, ``pid``, ``started_at``); None when there is none."""
+    try:
+        raw = client.get(keys.RESTORE_MARKER)
+    except redis.exceptions.NoPermissionError as exc:  # a user limited to some keys: it cannot have set one
+        logger.warning("cannot read the restore marker %s (%s): an unfinished restore is not detected",
+                       keys.RESTORE_MARKER, exc)
+        return None
+    if raw is None:
+        return None
+    try:
+        marker = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        marker = None
+    if not isinstance(marker, dict) or not isinstance(marker.get("journal"), str):
+        raise BackupError(f"the key {keys.RESTORE_MARKER} of the target is not a restore marker: check it and "
+                          "delete it by hand")
+    return marker
+
+
+def unfinished_restore_message(marker: dict[str, Any]) -> str:
+    """One line for an operator about an unfinished restore, naming the command that rolls it back."""
+    return (f"an unfinished restore of backup {marker.get('backup', '?')} (id {marker.get('backup_id', '?')}, "
+            f"started on {marker.get('host', '?')}) left the target Redis half restored: run `python -m pipeline "
+            f"restore --rollback` on {marker.get('host', '?')} (journal {marker['journal']})")
+
+
+def rollback(client: redis.Redis, journal_dir: Path | None = None, progress: Progress = print) -> int:
+    """Roll back an unfinished restore of this target from its journal in ``journal_dir`` (default
+    :func:`default_journal_dir`): the one the marker names, and any left by a restore whose user could not
+    write the marker; then clear the marker and remove the journal. The number of restores rolled back."""
+    journal_dir = Path(journal_dir) if journal_dir is not None else default_journal_dir()
+    marker = unfinished_restore(client)
+    journals = [_marker_journal(marker, journal_dir)] if marker is not None else []
+    journals += [path for path in _unmarked_journals(journal_dir, _target_id(client)) if path not in journals]
+    for path in journals:
+        progress(f"restore: rolling back the unfinished restore of {_journal_header(path).get('backup', '?')} "
+                 f"(journal {path})")
+        created, replaced, files = _roll_back(client, path)
+        if marker is not None and path == journals[0]:
+            client.delete(keys.RESTORE_MARKER)
+        _remove_journal(path)
+        progress(f"restore: rolled back ({created} created keys deleted, {replaced} replaced keys put back, "
+                 f"{files} manifest files undone)")
+    return len(journals)
+
+
+def _marker_journal(marker: dict[str, Any], journal_dir: Path) -> Path:
+    """The journal the marker names, when this process may roll it back; BackupError saying what to do."""
+    path = Path(marker["journal"])
+    if marker.get("host") != socket.gethostname():
+        raise BackupError(unfinished_restore_message(marker))
+    if _process_alive(marker.get("pid")):
+        raise BackupError(f"a restore (process {marker.get('pid')}) is still running into this Redis; wait for it "
+                          "(or stop it, then run `python -m pipeline restore --rollback`)")
+    if path.parent.resolve() != journal_dir.resolve():
+        raise BackupError(f"the unfinished restore's journal is {path}: run `python -m pipeline restore --rollback "
+                          f"--journal-dir {path.parent}`")
+    if not path.exists():
+        raise BackupError(f"the journal {path} of an unfinished restore of backup {marker.get('backup', '?')} is "
+                          "gone: the target may hold part of that backup and cannot be rolled back; restore a "
+                          f"backup again with --force, then delete the key {keys.RESTORE_MARKER}")
+    return path
+
+
+def _process_alive(pid: Any) -> bool:
+    """True when ``pid`` (of this host) names a running process other than this one."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) runs no more
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _unmarked_journals(journal_dir: Path, target: str) -> list[Path]:
+    """Journals of restores into ``target`` whose user could not write the marker, and that did not finish."""
+    if not journal_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(journal_dir.glob(f"restore-*{JOURNAL_SUFFIX}")):
+        kinds = {kind for kind, *_ in _journal_records(path)}
+        if _NO_MARKER in kinds and _DONE not in kinds and _journal_header(path).get("target") == target \
+                and not _process_alive(_journal_header(path).get("pid")):
+            found.append(path)
+    return found
 
 
 def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], force: bool,
-                   restored: int, rollback: _Rollback) -> tuple[int, int]:
-    """Copy one batch of keys from the snapshot to the target, saving what they replace in ``rollback`` first;
+                   restored: int, scope: _RestoreScope) -> tuple[int, int]:
+    """Copy one batch of keys from the snapshot to the target, journaling what they replace in ``scope`` first;
     ``(written, expired)``: a key that expired (or is about to, PTTL 0) between SCAN and DUMP is not written and
     not counted as restored. BackupError when the target refuses a key (the refused keys are unchanged: the
     rollback leaves them alone; the message never shows a payload)."""
@@ -518,7 +866,7 @@ def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], f
     answers = read.execute()
     live = [(key, int(ttl), payload) for key, ttl, payload in zip(batch, answers[0::2], answers[1::2], strict=True)
             if payload is not None and int(ttl) not in (0, -2)]  # gone; RESTORE with TTL 0 would make it immortal
-    rollback.save([key for key, _, _ in live])
+    scope.save([key for key, _, _ in live])
     write = client.pipeline(transaction=False)
     for key, ttl, payload in live:
         write.restore(key, max(ttl, 0), payload, replace=force)
@@ -526,7 +874,7 @@ def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], f
     refused = [(key, result) for (key, _, _), result in zip(live, results, strict=True)
                if isinstance(result, Exception)]
     if refused:
-        rollback.forget([key for key, _ in refused])
+        scope.forget([key for key, _ in refused])
         key, error = refused[0]
         raise BackupError(f"RESTORE refused after {restored} keys: {len(refused)} key(s) of the next batch, first "
                           f"{key!r}: {error} (without --force an existing key is never replaced; the admin URL is "
@@ -534,14 +882,16 @@ def _restore_batch(snap: redis.Redis, client: redis.Redis, batch: list[bytes], f
     return len(live), len(batch) - len(live)
 
 
-def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Progress) -> int:
-    """Copy one export manifest back (through a temporary file, so that a full disk leaves no half file); 1 when
-    it was written."""
+def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Progress,
+              scope: _RestoreScope) -> int:
+    """Copy one export manifest back (through a temporary file, so that a full disk leaves no half file), journaled
+    in ``scope`` first; 1 when it was written."""
     if dest.exists() and sha256_file(dest) == sha256:
         return 0
     if dest.exists() and not force:
         progress(f"restore: kept the existing, different {dest} (--force replaces it)")
         return 0
+    scope.file_written(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.restore-tmp")
     tmp.unlink(missing_ok=True)  # a leftover of an interrupted restore (or a link planted there)
@@ -550,6 +900,8 @@ def _put_back(source: Path, dest: Path, sha256: str, force: bool, progress: Prog
         with os.fdopen(fd, "wb") as dst, source.open("rb") as src:
             os.fchmod(dst.fileno(), EXPORT_MANIFEST_MODE)  # not narrowed (nor widened) by the umask
             shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -42,6 +42,11 @@ class RedisCredentialsError(RedisStartError):
     """The Redis server refused the credentials in the Redis URL (wrong or missing password or user)."""
 
 
+class UnfinishedRestoreError(RedisStartError):
+    """A restore into this Redis was killed half-way (:func:`pipeline.store.backup.unfinished_restore`): serving it
+    would mix restored and older records; the message names the rollback command."""
+
+
 @dataclass(frozen=True)
 class Persistence:
     """How a Redis server persists its data.

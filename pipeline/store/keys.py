@@ -81,6 +81,9 @@ ALERT_CHANNEL = "alerts:live"
 WATCHLIST_IDS = "wl:ids"
 WATCHLIST_VERSION = "wl:version"
 PERSON_IDS = "person:ids"
+RESTORE_MARKER = "restore:unfinished"
+"""STRING (JSON) set while ``python -m pipeline restore`` writes: its journal, backup id and host
+(:mod:`pipeline.store.backup`); present after a restore was killed, until ``restore --rollback``."""
 
 
 def plate_sightings(plate: str) -> str:

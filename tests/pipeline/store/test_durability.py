@@ -129,3 +129,24 @@ def test_refused_credentials_stop_the_start_with_a_clear_error(own_redis: RedisS
         assert "refused the service's credentials" in text and "CCTV_REDIS_URL" in text
         assert own_redis.password not in text
     assert issubclass(RedisCredentialsError, RedisStartError) and issubclass(VolatileRedisError, RedisStartError)
+
+
+def test_service_refuses_to_start_on_a_half_restored_redis(own_redis: RedisServer, tmp_path: Path) -> None:
+    """A restore killed half-way leaves its marker: the service says so and names the rollback instead of serving a
+    mix of restored and older records; a damaged marker stops it too."""
+    from pipeline.store import keys
+
+    config = tmp_path / "cameras.yaml"
+    config.write_text("cameras:\n  - {id: v-cam, name: V, url: 'rtsp://127.0.0.1:9/x', "
+                      "analytics: {plates: false, faces: false}}\n")
+    env = {**os.environ, "CCTV_REDIS_URL": own_redis.url, "CCTV_RECORDINGS_DIR": str(tmp_path / "rec")}
+    client = redis.Redis.from_url(own_redis.url)
+    client.set(keys.RESTORE_MARKER, '{"journal": "/srv/cctv/var/restore/restore-1.journal", "backup": "/backups/'
+               'monday", "backup_id": "ab12", "host": "nvr-1", "pid": 1, "started_at": 1.0}')
+    for expected in ("restore --rollback", "not a restore marker"):
+        run = subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", str(config), "--no-api"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert expected in run.stderr and "started capture" not in run.stderr
+        assert own_redis.password not in run.stderr + run.stdout
+        client.set(keys.RESTORE_MARKER, b"\xffnot json")
