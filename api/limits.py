@@ -217,7 +217,8 @@ class BodyGuard:
         if not token and not api_key:
             return False
         try:
-            user = await run_in_threadpool(resolve_user, app.state.api_store, token or None, api_key)
+            user = await run_in_threadpool(resolve_user, app.state.api_store, token or None, api_key,
+                                          app.state.settings)
         except redis.RedisError as exc:
             logger.error("Redis error while authenticating a body request: %s", exc)
             raise _StoreDown from exc

@@ -24,11 +24,13 @@ class ApiSettings(BaseSettings):
                                description="Bearer token lifetime (absolute: activity does not extend it).")
     session_idle_s: int = Field(default=30 * 60, ge=60, le=86400,
                                 description="A bearer token unused this long ends before its lifetime is over "
-                                            "(an open live-alert or video stream counts as use). Applies to "
-                                            "tokens issued after a change.")
+                                            "(an open live-alert or video stream counts as use). A change "
+                                            "applies at once, to tokens already issued too.")
     api_key_max_days: int = Field(default=365, ge=1, le=3650,
                                   description="Longest lifetime of a new API key, admins' included (every key "
-                                              "expires); non-admins are held to at most 90 days below this.")
+                                              "expires); non-admins are held to at most 90 days below this. A key "
+                                              "made before every key had to expire ends this long after its "
+                                              "creation (one without a creation time is refused as expired).")
     scrypt_n: int = Field(default=2**17, ge=2, le=2**20,
                           description="scrypt cost N (power of two; OWASP: 2^17 with r=8, p=1). Stored hashes with "
                                       "a smaller N are re-hashed at the user's next login.")

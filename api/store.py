@@ -348,6 +348,8 @@ class ApiStore:
             meta = json.loads(raw)
             meta.setdefault("expires_at", None)
             meta.setdefault("scope", "full")
+            if not isinstance(meta.get("created_at"), (int, float)):
+                meta["created_at"] = 0.0  # a damaged record: listed as made at the epoch (so shown expired), never a 500
             meta.pop("gen", None)
             out.append(meta)
         return sorted(out, key=lambda m: m["created_at"])

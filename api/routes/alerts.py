@@ -359,9 +359,11 @@ class SessionEnded(Exception):
     """The stream's user was deleted, disabled, lost the role, or their token/key was revoked."""
 
 
-def _rechecker(store, token: str | None, api_key: str | None, every_s: float):
-    """An async callable that re-validates the stream's credentials at most every ``every_s`` seconds: the user
-    (with current role and camera limits) or :class:`SessionEnded`."""
+def _rechecker(store, token: str | None, api_key: str | None, settings):
+    """An async callable that re-validates the stream's credentials at most every CCTV_STREAM_RECHECK_S seconds
+    (``settings``, which also give the current session idle timeout and key lifetime): the user (with current role
+    and camera limits) or :class:`SessionEnded`."""
+    every_s = settings.stream_recheck_s
     next_check = time.monotonic() + every_s
     current: list[User | None] = [None]
 
@@ -370,7 +372,7 @@ def _rechecker(store, token: str | None, api_key: str | None, every_s: float):
         if time.monotonic() < next_check:
             return current[0] or user
         next_check = time.monotonic() + every_s
-        fresh = await run_in_threadpool(resolve_user, store, token, api_key)
+        fresh = await run_in_threadpool(resolve_user, store, token, api_key, settings)
         if fresh is None or not fresh.may("operator"):
             raise SessionEnded("the session ended (signed out, revoked, or the user changed)")
         current[0] = fresh
@@ -448,7 +450,7 @@ async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
         token, api_key = await _ws_credentials(websocket, settings.ws_auth_timeout_s)
     except WebSocketDisconnect:
         return
-    user = await run_in_threadpool(resolve_user, store, token, api_key) if token or api_key else None
+    user = await run_in_threadpool(resolve_user, store, token, api_key, settings) if token or api_key else None
     if user is None or not user.may("operator"):
         await websocket.close(code=4401, reason="not authenticated")
         return
@@ -464,7 +466,7 @@ async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
         if last is None:  # start from "now", fixed before anything is sent so no alert falls in a gap
             top = await client.xrevrange(keys.ALERT_STREAM, count=1)
             last = top[0][0].decode() if top else "0-0"
-        recheck = _rechecker(store, token, api_key, settings.stream_recheck_s)
+        recheck = _rechecker(store, token, api_key, settings)
         async for item in _tail(client, user, last, int(settings.ws_poll_s * 1000), recheck):
             if item is not None:
                 await websocket.send_json(item)
@@ -509,7 +511,7 @@ async def alerts_sse(request: Request, user: Operator,
         logger.info("alert stream of %s refused: %s", user.username, refused)
         return JSONResponse({"detail": refused}, status_code=429, headers={"Retry-After": "30"})
     token, api_key = _credentials(request)
-    recheck = _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s)
+    recheck = _rechecker(app.state.api_store, token, api_key, settings)
 
     async def events() -> AsyncIterator[str]:
         try:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import Admin, ApiStoreDep
+from api.deps import Admin, ApiStoreDep, SettingsDep, key_expiry
 from api.schemas.auth import USERNAME, ApiKeyOut
 from api.schemas.errors import ErrorOut
 
@@ -16,13 +16,15 @@ _ERRORS = {401: {"model": ErrorOut, "description": "Not authenticated."},
 
 
 @router.get("", response_model=list[ApiKeyOut], summary="Every user's API keys (without the keys)",
+            description="`expires_at` is when a key ends: for a key made before every key had to expire, its "
+                        "creation plus CCTV_API_KEY_MAX_DAYS.",
             responses=_ERRORS)
-def list_all_api_keys(admin: Admin, store: ApiStoreDep,
+def list_all_api_keys(admin: Admin, store: ApiStoreDep, settings: SettingsDep,
                       username: Annotated[str | None, Query(pattern=USERNAME, description="Only this user's.")] = None,
                       ) -> list[ApiKeyOut]:
     keys = store.list_all_api_keys(username)
     store.audit(admin.username, "api_key_list", {"username": username}, len(keys))
-    return [ApiKeyOut(**m) for m in keys]
+    return [ApiKeyOut(**m | {"expires_at": key_expiry(m, settings.api_key_max_days)}) for m in keys]
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke anyone's API key",

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
-from api.deps import ApiStoreDep, CurrentUser, SettingsDep
+from api.deps import ApiStoreDep, CurrentUser, SettingsDep, key_expiry
 from api.limits import (
     LOGIN_ACCOUNT_BACKOFF_MAX_S,
     LOGIN_KNOWN_ADDRESS_MAX,
@@ -177,7 +177,8 @@ def change_password(body: PasswordChange, request: Request, user: CurrentUser, s
              description=f"Every key expires: after `expires_in_days` (default {USER_KEY_DEFAULT_DAYS}), at most "
                          "CCTV_API_KEY_MAX_DAYS (default 365; more, or null for a key that never expires, is 422). "
                          f"Non-admins create keys only for themselves, expiring within {USER_KEY_MAX_DAYS} days; "
-                         "admins may create keys for anyone. `scope: read` limits a key to GET and HEAD requests. "
+                         "admins may create keys for anyone. `scope: read` limits a key to GET and HEAD requests and "
+                         "searches sent as POST (the face search). "
                          "A key acts with its owner's live role and cameras and is revoked with the owner's sessions "
                          "(password, role or camera change, deletion).",
              responses={**_401, 403: {"model": ErrorOut, "description": "Not allowed for this user or expiry."},
@@ -214,9 +215,12 @@ def _key_days(body: ApiKeyCreate, settings: ApiSettings) -> int:
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], summary="Your API keys (without the keys)",
+            description="`expires_at` is when a key ends: for a key made before every key had to expire, its "
+                        "creation plus CCTV_API_KEY_MAX_DAYS.",
             responses=_401)
-def list_api_keys(user: CurrentUser, store: ApiStoreDep) -> list[ApiKeyOut]:
-    return [ApiKeyOut(**m) for m in store.list_api_keys(user.username)]
+def list_api_keys(user: CurrentUser, store: ApiStoreDep, settings: SettingsDep) -> list[ApiKeyOut]:
+    return [ApiKeyOut(**m | {"expires_at": key_expiry(m, settings.api_key_max_days)})
+            for m in store.list_api_keys(user.username)]
 
 
 @router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke one of your API keys",

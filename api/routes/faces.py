@@ -9,7 +9,7 @@ import redis
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
+from api.deps import ApiStoreDep, ReadingInvestigator, RedisDep, SettingsDep, User
 from api.images import load_image
 from api.routes.media import media_url
 from api.routes.plates import REASON_DESCRIPTION
@@ -62,12 +62,13 @@ def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
              description="Searches with one usable face of the photo: the largest by default, or the one "
                          "`face_index` names (0 = largest; the response says which face was searched, with its box, "
                          "and how many the photo holds). Hits are ranked by similarity and paged with `offset` and "
-                         "`limit`; `has_more` says whether more matching faces rank after the page.",
+                         "`limit`; `has_more` says whether more matching faces rank after the page. A search only "
+                         "reads (a POST for the photo): a read-only API key (`scope: read`) may run it.",
              responses={422: {"description": "A field is invalid (a malformed time, `end` before `start`, or an "
                                              "unknown camera or one not yours: the same answer), the photo has no "
                                              "usable face, or `face_index` is past the photo's last usable face."}})
 async def search_faces(
-    request: Request, user: Investigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
+    request: Request, user: ReadingInvestigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
     image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
     reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
     threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,

@@ -311,7 +311,8 @@ async def _authenticate(websocket: WebSocket) -> User | None:
         return None
     if not (token or api_key):
         return None
-    user = await run_in_threadpool(resolve_user, websocket.app.state.api_store, token, api_key)
+    user = await run_in_threadpool(resolve_user, websocket.app.state.api_store, token, api_key,
+                                     settings)
     websocket.state.credentials = (token, api_key)
     return user
 
@@ -455,7 +456,7 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
                                               "stream": viewer.source.variant}))
         token, api_key = websocket.state.credentials
         await _stream(websocket, viewer, user, camera_id,
-                      _rechecker(app.state.api_store, token, api_key, settings.stream_recheck_s))
+                      _rechecker(app.state.api_store, token, api_key, settings))
     except (SessionEnded, CameraGone, CameraRevoked) as exc:
         reason, reason_code, code = (
             ("session ended", END_SESSION_ENDED, 4401) if isinstance(exc, SessionEnded)

@@ -89,7 +89,8 @@ class ApiKeyCreate(BaseModel):
         description=f"Lifetime in days (default {USER_KEY_DEFAULT_DAYS}); every key expires. At most "
                     f"CCTV_API_KEY_MAX_DAYS (default 365); non-admins: at most {USER_KEY_MAX_DAYS}.")
     scope: ApiKeyScope = Field(default="full", description="full: whatever the owner may do; read: only GET and "
-                                                           "HEAD requests (403 otherwise).")
+                                                           "HEAD requests and searches sent as POST (the face "
+                                                           "search); 403 otherwise.")
 
 
 class ApiKeyOut(BaseModel):
@@ -97,7 +98,9 @@ class ApiKeyOut(BaseModel):
     username: str
     name: str
     created_at: float
-    expires_at: float | None = Field(default=None, description="UTC epoch seconds; null only for a key made "
-                                                                "before every key had to expire.")
+    expires_at: float | None = Field(default=None, description="UTC epoch seconds when the key ends; for a key "
+                                                                "made before every key had to expire, its creation plus "
+                                                                "CCTV_API_KEY_MAX_DAYS (null: its creation time is "
+                                                                "unknown and it is refused).")
     scope: ApiKeyScope = "full"
     key: str | None = Field(default=None, description="The key itself; shown only once, at creation.")
