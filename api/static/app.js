@@ -2,7 +2,7 @@
 
 import { ROUTES, api, setToken, getToken, setUnauthorizedHandler } from "./api.js";
 import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
-import { clear, errorBox, h, toast } from "./dom.js";
+import { clear, errorBox, h, toast, zoneLabel } from "./dom.js";
 import { AlertFeed, beep, unlockAudio } from "./live.js";
 import { alertsView } from "./views/alerts.js";
 import { camerasView } from "./views/cameras.js";
@@ -231,10 +231,18 @@ async function showLoggedIn(user) {
   who.hidden = false;
   who.dataset.role = user.role;
   who.textContent = `${user.display_name || user.username} · ${t(`role.${user.role}`)}`;
+  showZone();
   document.body.dataset.role = user.role;
   renderNav();
   await startFeed();
   await route();
+}
+
+/** The header says which time zone every time on the page is in (this computer's clock). */
+function showZone() {
+  const tz = document.getElementById("tz");
+  tz.textContent = t("common.times_in", { zone: zoneLabel() });
+  tz.hidden = false;
 }
 
 function showLogin(message) {
@@ -249,6 +257,7 @@ function showLogin(message) {
   delete document.body.dataset.role;
   document.getElementById("nav").hidden = true;
   document.getElementById("who").hidden = true;
+  document.getElementById("tz").hidden = true;
   document.getElementById("logout").hidden = true;
   document.getElementById("conn").hidden = true;
   document.getElementById("view").hidden = true;
@@ -291,7 +300,7 @@ async function login(event) {
 /** First sign-in with a generated password: only the change-password form until the user has chosen their own. */
 function showPasswordChange() {
   state.user = null;
-  ["nav", "who", "conn", "view", "login-view"].forEach((id) => { document.getElementById(id).hidden = true; });
+  ["nav", "who", "tz", "conn", "view", "login-view"].forEach((id) => { document.getElementById(id).hidden = true; });
   document.getElementById("logout").hidden = false;
   document.getElementById("password-view").hidden = false;
   document.getElementById("password-error").hidden = true;
@@ -345,6 +354,7 @@ async function boot() {
     renderNav();
     const who = document.getElementById("who");
     who.textContent = `${state.user.display_name || state.user.username} · ${t(`role.${state.user.role}`)}`;
+    showZone();
     const conn = document.getElementById("conn");
     if (conn.dataset.state) setConn(conn.dataset.state, {});
     route();

@@ -34,12 +34,23 @@ export function clear(el, ...children) {
 }
 
 /** Epoch seconds -> local date and time in the page language. */
-export function fmtTime(epoch, { seconds = true, date = true } = {}) {
+export function fmtTime(epoch, { seconds = true, date = true, zone = date } = {}) {
   if (epoch === undefined || epoch === null || Number.isNaN(Number(epoch))) return "–";
   const options = { hour: "2-digit", minute: "2-digit", hour12: false };
   if (seconds) options.second = "2-digit";
   if (date) Object.assign(options, { day: "numeric", month: "short", year: "numeric" });
+  if (zone) options.timeZoneName = "short"; // a full time says its zone ("GMT+7", "UTC"): evidence is unambiguous
   return new Intl.DateTimeFormat(locale(), options).format(new Date(Number(epoch) * 1000));
+}
+
+/** The time zone the page shows times in (this computer's), e.g. "Asia/Bangkok, GMT+7". */
+export function zoneLabel() {
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  const part = new Intl.DateTimeFormat("en-GB", { timeZoneName: "shortOffset" }).formatToParts(new Date())
+    .find((p) => p.type === "timeZoneName");
+  const offset = part ? part.value : "";
+  if (/^(Etc\/)?(UTC|GMT)$/.test(name) || !offset) return name || offset;
+  return name ? `${name}, ${offset}` : offset;
 }
 
 /** Seconds ago as "12 s", "5 min", "3 h". */

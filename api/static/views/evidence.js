@@ -94,7 +94,7 @@ export async function exportDialog(ctx, { cameras, camera, start, end }) {
 function itemPlace(item, jobs) {
   if (item.event && item.event.camera_id) return { camera: item.event.camera_id, time: item.event.frame_time };
   const j = item.kind === "clip" ? jobs.get(item.ref) : null;
-  return j && j.camera_id ? { camera: j.camera_id, time: Number(j.start) + 5 } : null;
+  return j && j.camera_id ? { camera: j.camera_id, time: Number(j.start), end: Number(j.end) } : null;
 }
 
 /** "4 items · Clip × 2, Plate read × 2": the count of a case's items, per kind when there are several kinds. */
@@ -113,7 +113,8 @@ function caseItem(item, jobs) {
   const label = t(`evidence.kind.${item.kind}`);
   const attrs = { class: "case-item", title: item.ref, dataset: { ref: item.ref, kind: item.kind } };
   if (!place) return h("span", attrs, label);
-  return h("span", attrs, `${label} · ${cameraName(place.camera)} · ${fmtTime(place.time)} `,
+  const when = place.end ? `${fmtTime(place.time)} – ${fmtTime(place.end, { date: false })}` : fmtTime(place.time);
+  return h("span", attrs, `${label} · ${cameraName(place.camera)} · ${when} `,
     playButton(place.camera, place.time));
 }
 

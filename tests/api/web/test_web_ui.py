@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -426,6 +427,10 @@ def test_alert_cards_show_watchlist_notes_and_the_ack_that_stands(browser, serve
     assert "Watchlist: Stolen cars 2567" in card.text
     assert "Patrol 7 sent" in card.text and "Vehicle stopped at gate 2" in card.text
     assert "Province not read on the plate: the entry is for กรุงเทพมหานคร" in card.text
+    # every full time says its zone, and the header says which zone the page shows
+    stamp = card.find_element("css selector", "time").text
+    assert re.search(r"\d{2}:\d{2}:\d{2}\s+(UTC|GMT[+-]?[\d:]*)$", stamp), stamp
+    assert css(browser, "#tz")[0].text.startswith("Times: ")
     other = f'.alert-card[data-alert-id="{raced.alert_id}"]'
     assert "Province not read" not in css(browser, other)[0].text
     css(browser, other + ' [data-action="ack"]')[0].click()
@@ -588,7 +593,8 @@ def test_evidence_export_progress_sha_and_case(browser, server, web_data):
     text = css(browser, "#case-list li")[0].text
     assert "1 item" in text and "clips" not in text, text  # counted as items, never "1 clips"
     assert job_id not in text, text  # the clip is named by kind, camera and time, not by its raw id
-    assert css(browser, f'#case-list li .case-item[data-kind="clip"][data-ref="{job_id}"]')
+    item = css(browser, f'#case-list li .case-item[data-kind="clip"][data-ref="{job_id}"]')
+    assert item and " – " in item[0].text, item and item[0].text  # the clip's window, from its start to its end
     shot(browser, "10_evidence_case")
 
 
