@@ -49,9 +49,24 @@ def check_window(start: float | None, end: float | None, location: Location = "q
 
 
 # ---- times ---------------------------------------------------------------------------------------------------
+BUDDHIST_ERA_OFFSET = 543
+"""Thai Buddhist-era years run 543 ahead of the Gregorian ones (2569 BE = 2026 CE)."""
+BUDDHIST_ERA_FROM = 2400
+"""An ISO year this late is a Buddhist-era year typed by mistake (a Thai user's habit), never a wanted time."""
+
+
+class BuddhistEraYearError(ValueError):
+    """An ISO-8601 time whose year is a Thai Buddhist-era year: the message says the Gregorian one."""
+
+
 def _iso_seconds(text: str) -> float:
-    """Epoch seconds of an ISO-8601 text (``Z`` or an offset; none: UTC); ValueError when it is not one."""
+    """Epoch seconds of an ISO-8601 text (``Z`` or an offset; none: UTC); ValueError when it is not one,
+    :class:`BuddhistEraYearError` when its year is a Buddhist-era one (it would silently match nothing)."""
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.year >= BUDDHIST_ERA_FROM:
+        raise BuddhistEraYearError(
+            f"{text[:40]!r}: the year {parsed.year} looks like a Buddhist-era year; times are in Gregorian years "
+            f"(write {parsed.year - BUDDHIST_ERA_OFFSET})")
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
@@ -69,6 +84,8 @@ def read_instant(value: str | float) -> float:
         pass
     try:
         return _iso_seconds(text)
+    except BuddhistEraYearError:
+        raise
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"not a time: {text[:40]!r} ({TIME_HELP})") from None
 

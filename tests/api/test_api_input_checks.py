@@ -151,3 +151,15 @@ def test_an_export_of_a_window_without_recording_is_refused_at_once(client: Test
     assert rclient.zcard("exports") == 0
     r = client.post("/api/exports", headers=tokens["inv"], json={"camera_id": MINE, "start": T - 30, "end": T + 5})
     assert r.status_code == 202, r.text  # a window that overlaps the recording is queued
+
+
+def test_a_buddhist_era_year_is_refused_with_the_gregorian_one(client: TestClient, tokens: dict) -> None:
+    """A Thai user typing 2569 (2026 CE) would otherwise search a window 543 years away and find nothing."""
+    r = client.get("/api/plates/search", params={"q": "1234", "start": "2569-12-01T00:00:00+07:00"},
+                   headers=tokens["inv"])
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["errors"]
+    assert error["field"] == "start" and "Buddhist-era" in error["message"] and "2026" in error["message"]
+    r = client.post("/api/exports", headers=tokens["inv"], json={"camera_id": MINE, "start": "2569-12-01T03:00:00Z",
+                                                                 "end": T})
+    assert r.status_code == 422 and "Buddhist-era" in r.text, r.text
