@@ -10,10 +10,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import anyio
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -430,13 +431,61 @@ async def _ws_credentials(websocket: WebSocket, timeout_s: float) -> tuple[str |
     return (token if isinstance(token, str) and token else None), None
 
 
+async def _send_alerts(websocket: WebSocket, alerts: AsyncIterator[dict | None]) -> None:
+    """Send every alert of ``alerts`` as a JSON message (its keep-alives, None, are not sent: the client's
+    disconnect is noticed by :func:`_client_leaves`, a dead peer by the server's protocol pings)."""
+    async for item in alerts:
+        if item is not None:
+            await websocket.send_json(item)
+
+
+async def _client_leaves(websocket: WebSocket) -> None:
+    """Returns once the connection ends: the client closed it, it dropped, or the server is shutting down (uvicorn
+    then closes the socket with 1012 and hands the handler a disconnect). The client's other messages are
+    ignored."""
+    while True:
+        message = await websocket.receive()
+        if message.get("type") == "websocket.disconnect":
+            return
+
+
+async def _until_either(sender: Callable[[], Awaitable[None]],
+                        watcher: Callable[[], Awaitable[None]]) -> Literal["sender", "client"]:
+    """Run the sender and the client watcher together until either ends, then cancel the other and wait for it
+    (the Redis tail is stopped before the stream's slot is released). Returns which ended first; an exception of
+    the sender (:class:`SessionEnded`, a failed send) is raised.
+
+    An anyio task group, not bare asyncio tasks: a cancellation from outside (a test client leaving, the server
+    giving up on the handler) then stays the caller's, and is neither lost nor mistaken for the handler's own."""
+    ended: dict[str, BaseException | None] = {}
+
+    async def run(name: str, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+            ended.setdefault(name, None)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller below (the sender's) or ends the stream
+            ended.setdefault(name, exc)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "sender", sender)
+        tg.start_soon(run, "client", watcher)
+    first = next(iter(ended))  # one of them ended (a cancellation from outside was re-raised by the task group)
+    if first == "client" and ended["client"] is not None:
+        logger.debug("alert websocket: reading from the client failed (%r)", ended["client"])
+    if first == "sender" and ended["sender"] is not None:
+        raise ended["sender"]
+    return first  # type: ignore[return-value]
+
+
 @router.websocket("/ws")
 async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
     """Live alerts as JSON messages ``{"id", "alert"}``.
 
     Authenticate with the ``X-API-Key`` header, or send ``{"token": "<bearer token>"}`` as the first message within
     CCTV_WS_AUTH_TIMEOUT_S (default 5 s). Close codes: 4401 not authenticated or the session ended (the user and
-    token are re-checked every CCTV_STREAM_RECHECK_S, at most 30 s), 4422 bad ``after``, 4429 too many streams."""
+    token are re-checked every CCTV_STREAM_RECHECK_S, at most 30 s), 4422 bad ``after``, 4429 too many streams.
+    Later client messages are ignored; the stream, and its slot, end as soon as the client goes."""
     app = websocket.app
     settings = app.state.settings
     store = app.state.api_store
@@ -467,9 +516,9 @@ async def alerts_ws(websocket: WebSocket, after: str | None = None) -> None:
             top = await client.xrevrange(keys.ALERT_STREAM, count=1)
             last = top[0][0].decode() if top else "0-0"
         recheck = _rechecker(store, token, api_key, settings)
-        async for item in _tail(client, user, last, int(settings.ws_poll_s * 1000), recheck):
-            if item is not None:
-                await websocket.send_json(item)
+        alerts = _tail(client, user, last, int(settings.ws_poll_s * 1000), recheck)
+        if await _until_either(lambda: _send_alerts(websocket, alerts), lambda: _client_leaves(websocket)) == "client":
+            logger.debug("alert websocket of %s: the client left", user.username)
     except SessionEnded as exc:
         logger.info("alert websocket of %s closed: %s", user.username, exc)
         try:
