@@ -202,6 +202,7 @@ class IngestConfig(StrictModel):
     max_width: int = Field(default=1280, ge=160, le=7680, description="Analysis frames are downscaled to this width.")
     segment_seconds: int = Field(default=10, ge=2, le=60, description="Length of a recording segment.")
     recordings_quota_gb: float = Field(default=100.0, gt=0, le=100_000, description="Disk quota for recordings.")
+    recordings_min_free_gb: float = Field(default=1.0, ge=0, le=100_000, description="Free space kept on the recordings filesystem: when less is free (other files, a disk smaller than the quota), retention deletes this host's oldest segments not under legal hold until this much is free again, whatever the quota; 0: the quota only.")
     cameras_per_worker: int = Field(default=8, ge=1, le=64, description="Cameras handled by one capture process.")
     keyframe_tolerance: float = Field(default=1.2, ge=1.0, le=4.0, description="Keyframe-only decode is used when the measured keyframe interval is at most this times 1/analysis_fps (a little fewer frames than asked).")
     keyframe_probe_s: float = Field(default=5.0, ge=1.0, le=30.0, description="Longest time spent measuring a stream's keyframe interval before its keyframe-only decode starts.")

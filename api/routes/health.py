@@ -3,11 +3,12 @@
 The answer is for load balancers and monitoring, so it names no camera (ids and names stay behind sign-in, and on
 the internal Prometheus endpoint). HTTP status:
 
-- **200** ``ok``: Redis answers and every enabled camera is online.
+- **200** ``ok``: Redis answers, every enabled camera is online and every recorded one records.
 - **200** ``degraded``: Redis answers but a camera is not online (:func:`pipeline.ingest.health.camera_state`: a
-  camera reconnecting for less than ``RECONNECT_GRACE_S`` still counts as online) (``cameras`` says how many are offline, stale or
-  unknown). Deliberately not 503: the API itself serves, and a load balancer must not take it out of rotation
-  because a camera on a pole went dark.
+  camera whose last frame is less than ``RECONNECT_GRACE_S`` old still counts as online) or a recorded camera's
+  recording failed (:func:`pipeline.ingest.health.recording_state`: a full disk) (``cameras`` says how many are
+  offline, stale, unknown or not recording). Deliberately not 503: the API itself serves, and a load balancer must
+  not take it out of rotation because a camera on a pole went dark or its disk filled up.
 - **503** ``down``: Redis is unreachable (nothing works without it).
 """
 
@@ -22,28 +23,36 @@ from fastapi.responses import JSONResponse
 from api.deps import RedisDep
 from api.routes.cameras import read_health
 from api.schemas.misc import CameraCountsOut, HealthOut
-from pipeline.ingest.health import camera_state
+from pipeline.ingest.health import camera_state, recording_state
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/health", tags=["health"])
 
 
 def camera_counts(request: Request, client: redis.Redis) -> CameraCountsOut:
-    """Counts of the enabled cameras of the configuration by state (the reporting cameras without one)."""
+    """Counts of the enabled cameras of the configuration by state (the reporting cameras without one), and of the
+    recorded ones whose recording failed."""
     health = {h.get("camera_id"): h for h in read_health(client, None)}
     config = request.app.state.camera_config
-    ids = [c.id for c in config.cameras if c.enabled] if config is not None else sorted(health)
+    if config is not None:
+        recorded = {c.id: c.recording.enabled for c in config.cameras if c.enabled}
+    else:
+        recorded = dict.fromkeys(sorted(health), True)  # the hash itself says when recording is disabled
     counts = {"online": 0, "offline": 0, "stale": 0, "unknown": 0}
-    for camera_id in ids:
-        counts[camera_state(health.get(camera_id))] += 1
-    return CameraCountsOut(total=len(ids), **counts)
+    failed = 0
+    for camera_id, enabled in recorded.items():
+        record = health.get(camera_id)
+        counts[camera_state(record)] += 1
+        failed += recording_state(record, enabled) == "failed"
+    return CameraCountsOut(total=len(recorded), recording_failed=failed, **counts)
 
 
 @router.get("", summary="Service health", response_model=HealthOut,
-            description="No sign-in needed. 200 `ok`; 200 `degraded` when a camera is not online (counts only, no "
+            description="No sign-in needed. 200 `ok`; 200 `degraded` when a camera is not online or a recorded "
+                        "camera's recording failed (a full disk: `cameras.recording_failed`) (counts only, no "
                         "camera names: per-camera state is on the internal Prometheus endpoint as "
-                        "`cctv_camera_up` and `cctv_camera_last_frame_age_seconds`); 503 `down` when Redis is "
-                        "unreachable.",
+                        "`cctv_camera_up`, `cctv_camera_recording` and `cctv_camera_last_frame_age_seconds`); 503 "
+                        "`down` when Redis is unreachable.",
             responses={503: {"model": HealthOut, "description": "Redis is unreachable."}})
 def health(request: Request, client: RedisDep) -> JSONResponse:
     try:
@@ -52,5 +61,5 @@ def health(request: Request, client: RedisDep) -> JSONResponse:
     except redis.RedisError as exc:
         logger.warning("health: Redis unreachable: %s", exc)
         return JSONResponse(HealthOut(status="down", redis=False).model_dump(), status_code=503)
-    status = "ok" if cameras.online == cameras.total else "degraded"
+    status = "ok" if cameras.online == cameras.total and not cameras.recording_failed else "degraded"
     return JSONResponse(HealthOut(status=status, redis=True, cameras=cameras).model_dump())

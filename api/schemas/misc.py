@@ -32,14 +32,19 @@ class CameraCountsOut(BaseModel):
                                            "stopped).")
     stale: int = Field(ge=0, description="Last health report older than 15 s: the capture worker is gone or hung.")
     unknown: int = Field(ge=0, description="No health report at all (no capture worker has started the camera).")
+    recording_failed: int = Field(ge=0, description="Recorded cameras (recording enabled) whose fresh health report "
+                                                    "says recording failed: segments cannot be written (a full "
+                                                    "disk), analysis may go on. Counted besides their state above "
+                                                    "(a camera online but not recording is in both).")
 
 
 class HealthOut(BaseModel):
     """Service health, for load balancers and monitoring."""
 
     status: Literal["ok", "degraded", "down"] = Field(
-        description="ok: Redis answers and every enabled camera is online; degraded (still HTTP 200): Redis answers "
-                    "but a camera is not online (offline, stale or unknown); down (HTTP 503): Redis is unreachable.")
+        description="ok: Redis answers, every enabled camera is online and every recorded one records; degraded "
+                    "(still HTTP 200): Redis answers but a camera is not online (offline, stale or unknown) or its "
+                    "recording failed (recording_failed); down (HTTP 503): Redis is unreachable.")
     redis: bool = Field(description="Whether Redis answered a ping.")
     cameras: CameraCountsOut | None = Field(default=None, description="Camera counts; null when Redis is down.")
 
@@ -74,6 +79,14 @@ class ExportOut(BaseModel):
     error: str | None = None
     download_url: str | None = None
     queue_position: int | None = Field(default=None, description="Place in the export queue while `queued`.")
+    manifest_sha256: str | None = Field(default=None, description="SHA-256 of the clip's manifest file as written "
+                                        "(none for exports made before manifests were hashed).")
+    complete: bool | None = Field(default=None, description="Whether the finished clip covers the whole window; "
+                                  "false: part of it is not recorded (a gap, or the recording starting after "
+                                  "`start` or ending before `end`; listed in the manifest's `gaps`): a partial "
+                                  "clip. None while not done, and for exports made before this was recorded.")
+    covered_start: float | None = Field(default=None, description="Start of the recorded part of the window.")
+    covered_end: float | None = Field(default=None, description="End of the recorded part of the window.")
 
 
 class CaseCreate(BaseModel):

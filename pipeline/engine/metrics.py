@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.ingest.health import camera_state, read_camera_health
+from pipeline.ingest.health import camera_state, read_camera_health, recording_state
 
 logger = logging.getLogger(__name__)
 
@@ -221,18 +221,22 @@ class EngineMetrics:
 
 
 class CameraHealthCollector(Collector):
-    """Per-camera up (0/1) and seconds since the last analysed frame, read from the health hashes at each scrape.
+    """Per-camera up (0/1), recording (0/1) and seconds since the last analysed frame, read from the health hashes
+    at each scrape.
 
     Up is 1 when :func:`pipeline.ingest.health.camera_state` says ``online`` (a fresh report saying ``online``, or
-    a reconnect shorter than its grace), the same rule as ``GET /api/health``. The frame age is absent for a camera that never
-    delivered a frame. Nothing is exported while Redis is unreachable (logged at debug).
+    a camera whose last frame is younger than its reconnect grace), the same rule as ``GET /api/health``. Recording
+    is :func:`pipeline.ingest.health.recording_state`, the rule of the health route's ``recording_failed``: 1
+    recording, 0 failed (segments cannot be written: a full disk), absent when recording is disabled or unknown
+    (stale report). The frame age is absent for a camera that never delivered a frame. Nothing is exported while
+    Redis is unreachable (logged at debug).
     """
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        """The two gauge families, one sample per camera that reported health."""
+        """The three gauge families, one sample per camera that reported health (recording: per recorded one)."""
         try:
             records = read_camera_health(self.client)
         except Exception as exc:  # noqa: BLE001 - a scrape must never fail on Redis
@@ -240,15 +244,21 @@ class CameraHealthCollector(Collector):
             return []
         up = GaugeMetricFamily("cctv_camera_up", "1 when the camera is online in a fresh health report, else 0",
                                labels=["camera"])
+        recording = GaugeMetricFamily("cctv_camera_recording",
+                                      "1 while the camera's recording works, 0 while it fails (a full disk); absent "
+                                      "when recording is disabled", labels=["camera"])
         age = GaugeMetricFamily("cctv_camera_last_frame_age_seconds",
                                 "Seconds since the camera's last analysed frame", labels=["camera"])
         now = time.time()
         for record in records:
             camera = str(record["camera_id"])
             up.add_metric([camera], 1.0 if camera_state(record, now) == "online" else 0.0)
+            state = recording_state(record)
+            if state in ("recording", "failed"):
+                recording.add_metric([camera], 1.0 if state == "recording" else 0.0)
             if record.get("last_frame_time"):
                 age.add_metric([camera], max(0.0, now - float(record["last_frame_time"])))
-        return [up, age]
+        return [up, recording, age]
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         """Nothing up front: describing would read Redis at registration."""

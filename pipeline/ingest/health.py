@@ -46,6 +46,7 @@ written by an older worker cannot put a credential in an API response.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -56,9 +57,17 @@ logger = logging.getLogger(__name__)
 CAMERAS_KEY = "cctv:health:cameras"
 STALE_AFTER_S = 15.0
 RECONNECT_GRACE_S = 20.0
-"""A camera ``reconnecting`` for less than this (seconds since ``status_since``) still counts as online in
-:func:`camera_state`: a stream that drops and comes back within one or two back-off steps is not an outage."""
+"""A camera whose last frame is less than this old (seconds since ``last_frame_time``, or ``last_segment_end`` when
+later: a record-only camera decodes no frame) still counts as online in
+:func:`camera_state` whatever its status says (``reconnecting``, ``offline`` after three refused connections,
+``connecting``), unless the camera refused the login: a stream that drops and comes back within a few back-off
+steps is not an outage."""
 CAMERA_STATES = ("online", "offline", "stale", "unknown")
+GRACED_STATUSES = frozenset({"reconnecting", "offline", "connecting"})
+"""Statuses :data:`RECONNECT_GRACE_S` applies to (not ``stopped`` or ``disabled``: nobody is trying to reconnect)."""
+RECORDING_STATES = ("recording", "failed", "disabled", "unknown")
+# what the capture worker writes as ``last_error`` when the camera refused the login (AUTH_FAILED_MESSAGE, 403)
+_AUTH_ERROR = re.compile(r"^(401 Unauthorized|403 Forbidden)\b")
 _FLOAT_FIELDS = ("status_since", "last_frame_time", "input_fps", "analysed_fps", "last_error_time",
                  "last_segment_end", "updated_at", "keyframe_interval_s", "recording_error_time",
                  "snapshot_error_time")  # fmt: skip
@@ -129,8 +138,11 @@ def _to_number(value: str | None, kind: type) -> float | int | None:
 
 def camera_state(record: dict[str, Any] | None, now: float | None = None) -> str:
     """The one rule for whether a camera is up, shared by the health route and the Prometheus gauge: ``unknown``
-    (never reported), ``stale`` (its worker stopped writing), ``online`` (``online``, or ``reconnecting`` for less
-    than :data:`RECONNECT_GRACE_S`) or ``offline`` (any other status)."""
+    (never reported), ``stale`` (its worker stopped writing), ``online`` (status ``online``, or a camera trying to
+    get its stream back, status ``reconnecting``, ``offline`` or ``connecting``, whose last frame, or the end of its
+    last recorded segment for a record-only camera, is less than :data:`RECONNECT_GRACE_S` old, unless the camera
+    refused the login) or ``offline`` (anything else: a camera
+    never online, down for longer than the grace, refusing the login, ``stopped``)."""
     if record is None:
         return "unknown"
     if record.get("stale"):
@@ -138,8 +150,45 @@ def camera_state(record: dict[str, Any] | None, now: float | None = None) -> str
     status = str(record.get("status") or "").lower()
     if status == "online":
         return "online"
-    since = record.get("status_since")
-    if status == "reconnecting" and isinstance(since, (int, float)) and \
-            (time.time() if now is None else now) - since < RECONNECT_GRACE_S:
+    if status in GRACED_STATUSES and _frame_within_grace(record, now) and not _login_refused(record):
         return "online"
     return "offline"
+
+
+def _last_alive(record: dict[str, Any]) -> float:
+    """When the stream last delivered: its last analysis frame, or the end of its last indexed segment (a
+    record-only camera decodes no frame); 0 if never."""
+    times = [t for t in (record.get("last_frame_time"), record.get("last_segment_end")) if isinstance(t, (int, float))]
+    return max(times, default=0.0)
+
+
+def _frame_within_grace(record: dict[str, Any], now: float | None) -> bool:
+    """Whether the camera delivered less than :data:`RECONNECT_GRACE_S` ago (never: False)."""
+    last_alive = _last_alive(record)
+    return last_alive > 0 and (time.time() if now is None else now) - last_alive < RECONNECT_GRACE_S
+
+
+def _login_refused(record: dict[str, Any]) -> bool:
+    """Whether the camera's latest error, after it last delivered, is a refused login (401 / 403): no outage to wait
+    out, its credentials are wrong or its account is locked."""
+    if not _AUTH_ERROR.match(str(record.get("last_error") or "")):
+        return False
+    error_time = record.get("last_error_time")
+    return not isinstance(error_time, (int, float)) or error_time >= _last_alive(record)
+
+
+def recording_state(record: dict[str, Any] | None, enabled: bool = True) -> str:
+    """The one rule for whether a camera records, shared by the health route and the Prometheus gauge:
+    ``disabled`` (recording off in the configuration, ``enabled`` False, or the hash says ``disabled``),
+    ``unknown`` (no report, a stale one, or no ``recording`` field), ``failed`` (the worker cannot write segments,
+    a full disk: ``recording_error`` says why) or ``recording`` (``on``, or ``off`` before the first segment)."""
+    if not enabled:
+        return "disabled"
+    if record is None or record.get("stale"):
+        return "unknown"
+    recording = str(record.get("recording") or "").lower()
+    if recording == "disabled":
+        return "disabled"
+    if not recording:
+        return "unknown"
+    return "failed" if recording == "failed" else "recording"

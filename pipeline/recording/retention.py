@@ -1,11 +1,14 @@
-"""Recording retention: by age per camera (``recording.retention_days``) and by the disk quota
-(``ingest.recordings_quota_gb``, oldest segments first across cameras). The same loop keeps the event store's
-search indexes in step with its streams once an hour (:func:`prune_events`).
+"""Recording retention: by age per camera (``recording.retention_days``), by the disk quota
+(``ingest.recordings_quota_gb``, oldest segments first across cameras) and by the free space of the recordings
+filesystem (``ingest.recordings_min_free_gb``: the disk as it really is, whatever fills it; oldest segments first
+across cameras until that much is free again). The same loop keeps the event store's search indexes in step with
+its streams once an hour (:func:`prune_events`).
 
 Only indexed segments (and, for age, leftover date folders of cameras) are deleted; anything under
 ``<recordings>/exports`` (evidence) is never touched. Each index entry is removed with its file, after the file.
 Segments, events, snapshots and crops under legal hold (attached to an open case, :mod:`pipeline.store.holds`) are
-kept by every pass until the case is closed.
+kept by every pass until the case is closed. The segment being written is never deleted: it is indexed only once
+it is complete.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ class RetentionReport:
     deleted_by_quota: int = 0
     bytes_freed: int = 0
     kept_on_hold: int = 0
+    deleted_for_free_space: int = 0
+    free_space_deleted: list[str] = field(default_factory=list)  # paths deleted for free space, oldest first
 
 
 def _is_protected(recordings_dir: Path, path: Path) -> bool:
@@ -80,6 +86,11 @@ def _delete(client: Any, recordings_dir: Path, camera_id: str, segment: Segment)
     return segment.size
 
 
+def free_bytes_of(path: Path) -> int:
+    """Bytes an unprivileged process may still write on the filesystem holding ``path``."""
+    return shutil.disk_usage(path).free
+
+
 def apply_retention(
     client: Any,
     config: Config,
@@ -87,15 +98,19 @@ def apply_retention(
     now: float | None = None,
     quota_bytes: int | None = None,
     host: str | None = None,
+    min_free_bytes: int | None = None,
+    free_bytes: Callable[[Path], int] = free_bytes_of,
 ) -> RetentionReport:
-    """One retention pass: age limits per camera, then the quota (oldest first across cameras).
+    """One retention pass: age limits per camera, then the quota, then the minimum free space of the recordings
+    filesystem (``min_free_bytes``, default ``ingest.recordings_min_free_gb``, measured by ``free_bytes``), each
+    deleting the oldest segments first across cameras.
 
     Only segments this host holds (``host``, default ``CCTV_HOST_NAME``; index entries without a host count as
     this host's) are deleted, and the quota is this host's disk: other hosts' segments are theirs to delete.
 
     Segments under legal hold (their camera's recording overlaps a window an open case holds,
-    :mod:`pipeline.store.holds`) are never deleted, by age or by quota; when only held segments are left over
-    the quota, the pass says so in the log and stops."""
+    :mod:`pipeline.store.holds`) are never deleted, by age, by quota or for free space; when only held segments
+    are left over the quota or the disk is still short of free space, the pass says so in the log and stops."""
     now = time.time() if now is None else now
     host = host or get_settings().host_name
     report = RetentionReport()
@@ -136,12 +151,61 @@ def apply_retention(
         if freed is not None:
             report.bytes_freed += freed
             report.deleted_by_quota += 1
-    if report.deleted_by_age or report.deleted_by_quota:
+    min_free = int(config.ingest.recordings_min_free_gb * 1e9) if min_free_bytes is None else min_free_bytes
+    _keep_free_space(client, recordings_dir, held, host, min_free, free_bytes, report)
+    if report.deleted_by_age or report.deleted_by_quota or report.deleted_for_free_space:
         logger.info(
-            "retention: %d segments past their age, %d over quota, %.1f MB freed, %d kept under legal hold",
-            report.deleted_by_age, report.deleted_by_quota, report.bytes_freed / 1e6, report.kept_on_hold,
+            "retention: %d segments past their age, %d over quota, %d for free space, %.1f MB freed, "
+            "%d kept under legal hold",
+            report.deleted_by_age, report.deleted_by_quota, report.deleted_for_free_space, report.bytes_freed / 1e6,
+            report.kept_on_hold,
         )  # fmt: skip
     return report
+
+
+def _measure_free(recordings_dir: Path, free_bytes: Callable[[Path], int]) -> int | None:
+    """Free bytes of the recordings filesystem, or None (logged) when it cannot be measured (no folder yet: nothing
+    recorded to delete, quietly)."""
+    if not recordings_dir.is_dir():
+        return None
+    try:
+        return int(free_bytes(recordings_dir))
+    except OSError as exc:
+        logger.warning("retention: free space of the recordings folder not measured: %s", exc)
+        return None
+
+
+def _keep_free_space(client: Any, recordings_dir: Path, held: holds.Held, host: str, min_free: int,
+                     free_bytes: Callable[[Path], int], report: RetentionReport) -> None:
+    """Delete this host's oldest unheld segments (across cameras) while the recordings filesystem has less than
+    ``min_free`` bytes free, measuring it again after each deletion; logs what it deleted and why."""
+    if min_free <= 0 or (free := _measure_free(recordings_dir, free_bytes)) is None or free >= min_free:
+        return
+    logger.warning("retention: %.1f MB free on the recordings filesystem, below the minimum of %.1f MB "
+                   "(ingest.recordings_min_free_gb): deleting the oldest segments not under legal hold",
+                   free / 1e6, min_free / 1e6)  # fmt: skip
+    start = len(report.free_space_deleted)
+    while free < min_free:
+        candidates = [(seg, cam) for cam in indexed_bytes(client) if (seg := _oldest_unheld(client, cam, held, host))]
+        if not candidates:
+            logger.warning("retention: still %.1f MB short of the minimum free space, but every remaining segment of "
+                           "this host is under legal hold (or none is left)", (min_free - free) / 1e6)
+            break
+        segment, camera_id = min(candidates, key=lambda c: c[0].start)
+        freed = _delete(client, recordings_dir, camera_id, segment)
+        if freed is not None:
+            report.bytes_freed += freed
+            report.deleted_for_free_space += 1
+            report.free_space_deleted.append(segment.path)
+            logger.info("retention: deleted %s (%.1f MB, recorded %s) for free space", segment.path, freed / 1e6,
+                        datetime.fromtimestamp(segment.start, UTC).isoformat(timespec="seconds"))
+        if (measured := _measure_free(recordings_dir, free_bytes)) is None:
+            break
+        free = measured
+    deleted = report.free_space_deleted[start:]
+    if deleted:
+        logger.warning("retention: %d segments deleted for free space (oldest %s, newest %s); %.1f MB free now",
+                       len(deleted), deleted[0], deleted[-1], free / 1e6)
 
 
 def _oldest_unheld(client: Any, camera_id: str, held: holds.Held, host: str, scan: int = 200) -> Segment | None:
