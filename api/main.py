@@ -29,6 +29,7 @@ from api.routes import (
     auth,
     cameras,
     cases,
+    evidence,
     exports,
     faces,
     health,
@@ -153,10 +154,10 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-                           expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition"])
+                           expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition", "X-Content-SHA256"])
     app.add_middleware(SecurityHeaders)  # outermost: CSP, no framing, no sniffing on every answer, refusals too
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
-                   audit, media):
+                   audit, media, evidence):
         app.include_router(module.router)
     app.include_router(live.router)  # live video (WebSocket) and the video wall layout
     from api.routes import recordings  # recorded playback: timeline and fMP4 stream

@@ -14,6 +14,8 @@ Commands:
     backup DIR                            back up the Redis store and the export manifests (not the video)
     restore DIR [--force]                 restore a backup into an empty Redis (--force: a non-empty one)
     restore --rollback                    undo a restore that was killed (from its journal in var/restore)
+    evidence-key [--public-out FILE]      make the case-package signing key if absent; print its public fingerprint
+    verify-package ZIP [--public-key K]   check a case package offline: signature, every file's SHA-256, extras
 """
 
 from __future__ import annotations
@@ -229,6 +231,56 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_key(args: argparse.Namespace) -> int:
+    """``evidence-key``: the signing key of case packages, made when absent; prints only its public half."""
+    from pipeline.evidence.signing import EvidenceKeyError, EvidenceKeySettings, load_signing_key
+
+    settings = EvidenceKeySettings()
+    try:
+        key, created = load_signing_key(create=True, settings=settings)
+    except EvidenceKeyError as exc:
+        print(f"evidence-key: {exc}", file=sys.stderr)
+        return 1
+    where = "CCTV_EVIDENCE_SIGNING_KEY" if settings.evidence_signing_key else f"{settings.evidence_key_file} (mode 0600)"
+    print(f"evidence signing key {'generated' if created else 'kept'}: {where}")
+    print(f"public key fingerprint (publish it): {key.fingerprint}")
+    if args.public_out:
+        Path(args.public_out).write_text(key.public_pem)
+        print(f"public key written: {args.public_out}")
+    else:
+        print(key.public_pem, end="")
+    return 0
+
+
+def _verify_package(args: argparse.Namespace) -> int:
+    """``verify-package``: exit 0 only when the package is intact and signed by the pinned key (one line per
+    problem otherwise); 3 when it is intact but no key was pinned (self-consistent, not authenticated: anyone can
+    re-sign a forged package with a key of their own)."""
+    from pipeline.evidence.verify import pinned_key, verify_package
+
+    try:
+        pin = pinned_key(args.public_key) if args.public_key else None
+    except ValueError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
+    verdict = verify_package(Path(args.zip), pin)
+    for note in verdict.notes:
+        print(f"note: {note}")
+    if not verdict.ok:
+        for problem in verdict.problems:
+            print(f"FAILED: {problem}")
+        print(f"{args.zip}: NOT INTACT ({len(verdict.problems)} problem(s))")
+        return 1
+    print(f"{args.zip}: INTACT: signature valid (Ed25519, key {verdict.key_fingerprint}), "
+          f"{verdict.files_checked} file(s) match the signed manifest, no extra files")
+    if not verdict.pinned:
+        print(f"NOT AUTHENTICATED: no --public-key given; the package is consistent with its own key "
+              f"{verdict.key_fingerprint}, which a forger could have made: verify again with the fingerprint your "
+              f"agency published (--public-key)")
+        return 3
+    return 0
+
+
 def _port(text: str) -> int:
     """A TCP port number (1-65535) for argparse, which reports anything else as a usage error."""
     try:
@@ -308,6 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="restore into a non-empty Redis, replacing keys of the same name (others are kept)")
     p.set_defaults(func=_restore)
+
+    p = sub.add_parser("evidence-key", help="make the case-package signing key if absent; print its public key")
+    p.add_argument("--public-out", help="also write the public key (PEM) to this file, to publish")
+    p.set_defaults(func=_evidence_key)
+
+    p = sub.add_parser("verify-package", help="check a case package offline (signature, SHA-256s, extra files)")
+    p.add_argument("zip", help="the case package (.zip)")
+    p.add_argument("--public-key", help="the published public key: a PEM file or its fingerprint (sha256:...)")
+    p.set_defaults(func=_verify_package)
     return parser
 
 

@@ -27,6 +27,15 @@ def _private_restore_journals(tmp_path_factory: pytest.TempPathFactory, monkeypa
     monkeypatch.setenv("CCTV_RESTORE_JOURNAL_DIR", str(tmp_path_factory.mktemp("restore-journals")))
 
 
+@pytest.fixture(autouse=True)
+def _private_evidence_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case packages built in tests are signed with a key made in a folder of the test's own (mode 0700), never the
+    checkout's ``var/secrets/evidence-signing.key``; a test that sets its own key overrides this."""
+    folder = tmp_path_factory.mktemp("evidence-key")
+    folder.chmod(0o700)
+    monkeypatch.setenv("CCTV_EVIDENCE_KEY_FILE", str(folder / "evidence-signing.key"))
+
+
 def free_port() -> int:
     """Return a TCP port that is free on loopback right now."""
     with socket.socket() as sock:

@@ -2,7 +2,13 @@
 
 Everything attached to an open case is under legal hold (:mod:`pipeline.store.holds`): event, snapshot/crop and
 recording retention leave it alone until the case is closed (``POST /api/cases/{id}/close``). A package lists in
-its manifest (``missing``) whatever it could not include, with the reason, instead of leaving it out silently."""
+its manifest (``missing``) whatever it could not include, with the reason, instead of leaving it out silently.
+
+A package's ``manifest.json`` carries the case's chain of custody (who opened, added to and closed it, each clip's
+export requester and window, an extract of the audit trail) and is signed with the service's Ed25519 evidence key
+(:mod:`pipeline.evidence.signing`): the zip holds the detached signature ``manifest.sig``, the public key and its
+fingerprint, and the packaging's audit record holds the manifest's SHA-256, so that a package can be checked
+offline (``python -m pipeline verify-package``) and the server can attest which package it issued."""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import tempfile
 import time
 import uuid
 import zipfile
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -30,7 +38,10 @@ from api.routes.exports import export_file, get_job
 from api.schemas.errors import ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
+from pipeline.evidence import verify as package_files
+from pipeline.evidence.signing import ALGORITHM, EvidenceKeyError, SigningKey, encode_signature, load_signing_key
 from pipeline.store import codec, holds, keys
+from pipeline.store.audit import AUDIT_STREAM
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/cases", tags=["cases"])
@@ -389,10 +400,29 @@ def _write_hashed(zf: zipfile.ZipFile, src: Path, name: str, budget: _Budget) ->
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a packaged file must hash to: the SHA-256 recorded when its clip was exported."""
+
+    item: str
+    sha256: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The signed manifest of a written package: its SHA-256, its signature's SHA-256 and the key's fingerprint."""
+
+    manifest_sha256: str
+    signature_sha256: str
+    key_fingerprint: str
+
+
 def _write_package(path: Path, case_id: str, files: list[tuple[str, Path | bytes]], manifest: dict,
-                   expected: dict[str, tuple[str, str]], budget: _Budget) -> None:
-    """Write the zip of ``files`` and its manifest (which lists the SHA-256 of each and any clip altered since its
-    export) to ``path``."""
+                   expected: dict[str, Expected], budget: _Budget, key: SigningKey) -> Seal:
+    """Write the zip of ``files`` and its manifest (which lists the SHA-256 of each and any clip or clip manifest
+    altered since its export) to ``path``, with the manifest's detached signature, the public key and its
+    fingerprint."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, src in files:
             if isinstance(src, Path):
@@ -402,46 +432,174 @@ def _write_package(path: Path, case_id: str, files: list[tuple[str, Path | bytes
                 zf.writestr(name, src)
                 digest = hashlib.sha256(src).hexdigest()
             manifest["files"].append({"path": name, "sha256": digest})
-            if name in expected and expected[name][1] != digest:
-                item_ref, recorded = expected[name]
-                logger.warning("case %s: clip %s no longer has the SHA-256 recorded at export", case_id, item_ref)
-                manifest["altered"].append({"item": item_ref, "path": name, "export_sha256": recorded,
-                                            "sha256": digest, "reason": "the clip's bytes differ from those "
-                                                                         "hashed when it was exported"})
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+            if name in expected and expected[name].sha256 != digest:
+                known = expected[name]
+                logger.warning("case %s: %s of %s no longer has the SHA-256 recorded at export", case_id,
+                               Path(name).name, known.item)
+                manifest["altered"].append({"item": known.item, "path": name, "export_sha256": known.sha256,
+                                            "sha256": digest, "reason": known.reason})
+        body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+        signature = key.sign(body)
+        zf.writestr(package_files.MANIFEST, body)
+        zf.writestr(package_files.SIGNATURE, encode_signature(signature))
+        zf.writestr(package_files.PUBLIC_KEY, key.public_pem)
+        zf.writestr(package_files.FINGERPRINT, key.fingerprint + "\n")
+    return Seal(hashlib.sha256(body).hexdigest(), hashlib.sha256(signature).hexdigest(), key.fingerprint)
 
 
 def _iso(epoch: float) -> str:
-    """``epoch`` as ISO 8601 UTC."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
+    """``epoch`` as ISO 8601 UTC with ``Z`` (milliseconds), as the export manifests write times."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _manifest(case: dict, user: User, missing: list[dict[str, str]]) -> dict:
-    """The package manifest before its files are listed: times as epoch seconds (numbers, as the API gives them)
-    each with its ISO 8601 UTC form next to it."""
-    created = float(case["created_at"])
+def _timed(name: str, epoch: float | None) -> dict[str, float | str | None]:
+    """``{name: epoch, name_iso: its ISO form}``: every time of the manifest, as a number (as the API gives it) with
+    its ISO 8601 UTC form next to it (both None when unknown)."""
+    return {name: epoch, f"{name}_iso": _iso(epoch) if epoch is not None else None}
+
+
+def _epoch(text: str | None) -> float | None:
+    """A stored epoch time, None when missing or unreadable."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _case_custody(case: dict) -> dict:
+    """Who opened the case and when; who closed it and when, once closed."""
+    status_ = case.get("status") or "open"
+    out = {**{k: case.get(k, "") for k in ("id", "name", "description", "created_by")},
+           **_timed("created_at", _number(case, "created_at", 0.0)), "status": status_}
+    if status_ == "closed":
+        out["closed_by"] = case.get("closed_by") or None  # cases closed before it was recorded: None
+        out.update(_timed("closed_at", _number(case, "closed_at", None)))
+    return out
+
+
+def _export_custody(job: dict[str, str]) -> dict:
+    """A clip's export as its job recorded it on the server: requester, creation time, camera, window, hashes."""
+    out = {"job_id": job.get("id", ""), "status": job.get("status", ""), "requester": job.get("requester", ""),
+           "camera_id": job.get("camera_id", ""), **_timed("created_at", _epoch(job.get("created_at"))),
+           "window": {**_timed("start", _epoch(job.get("start"))), **_timed("end", _epoch(job.get("end")))}}
+    for field in ("sha256", "manifest_sha256"):
+        if job.get(field):
+            out[f"export_{field}"] = job[field]
+    return out
+
+
+def _custody_item(item: dict, export: dict | None) -> dict:
+    """One case item: kind, ref, who added it and when (and for a clip, its export)."""
+    damaged = item["kind"] == DAMAGED
+    added_by = item.get("added_by")
+    out = {"kind": item["kind"], "ref": item["ref"], "added_by": added_by if isinstance(added_by, str) else None,
+           **_timed("added_at", None if damaged else float(item["added_at"]))}
+    if export is not None:
+        out["export"] = export
+    return out
+
+
+AUDIT_EXTRACT_MAX = 1000
+"""Most audit records a package's extract holds: the first and last half of those that mention the case."""
+AUDIT_SCAN_MAX = 200_000
+"""Most audit records read for one extract (from the earliest time of the case and its exports on)."""
+AUDIT_PARAMS_MAX = 2000
+"""Longest parameters (JSON text) of one audit record in the extract; longer ones are cut."""
+
+
+def _audit_record(sid: bytes, fields: dict[bytes, bytes]) -> dict:
+    """One audit record for the extract."""
+    text = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+    raw = text.get("params", "")
+    try:
+        params = json.loads(raw) if len(raw) <= AUDIT_PARAMS_MAX else {"truncated": raw[:AUDIT_PARAMS_MAX]}
+    except (ValueError, RecursionError):
+        params = {"unreadable": raw[:AUDIT_PARAMS_MAX]}
+    return {"id": sid.decode(errors="replace"), **_timed("at", _epoch(text.get("at"))), "user": text.get("user", ""),
+            "action": text.get("action", ""), "ip": text.get("ip", ""), "params": params,
+            "results": text.get("results") or None, "status": text.get("status") or None}
+
+
+def _audit_extract(client: redis.Redis, case_id: str, refs: list[str], since: float) -> dict:
+    """The audit records that mention the case or one of its exports (who searched, viewed, exported, added,
+    packaged, when), oldest first from ``since``: at most :data:`AUDIT_EXTRACT_MAX` (the first and the last half
+    when more match; ``omitted`` says how many are left out) out of at most :data:`AUDIT_SCAN_MAX` read
+    (``complete`` false when the scan stopped there)."""
+    needles = [n.encode() for n in dict.fromkeys([case_id, *refs]) if n]
+    half = AUDIT_EXTRACT_MAX // 2
+    head: list[dict] = []
+    tail: deque[dict] = deque(maxlen=AUDIT_EXTRACT_MAX - half)
+    matched = scanned = 0
+    start, complete = f"{max(0, int(since * 1000) - 60_000)}-0", False
+    while scanned < AUDIT_SCAN_MAX:
+        entries = client.xrange(AUDIT_STREAM, start, "+", count=min(1000, AUDIT_SCAN_MAX - scanned))
+        if not entries:
+            complete = True
+            break
+        for sid, fields in entries:
+            if any(n in fields.get(b"params", b"") for n in needles):
+                matched += 1
+                (head if len(head) < half else tail).append(_audit_record(sid, fields))
+        scanned += len(entries)
+        start = "(" + entries[-1][0].decode()
+    if not complete:
+        logger.warning("case %s: audit extract stopped after %d records", case_id, scanned)
+    return {"since_iso": _iso(max(0.0, since - 60)), "records": head + list(tail), "matched": matched,
+            "omitted": matched - len(head) - len(tail), "complete": complete}
+
+
+def _manifest(case: dict, user: User, missing: list[dict[str, str]], exports: dict[str, dict], audit: dict,
+              key: SigningKey) -> dict:
+    """The package manifest before its files are listed: the case, its items with their chain of custody, the
+    audit extract and the signing key's fingerprint; times as epoch seconds (numbers, as the API gives them) each
+    with its ISO 8601 UTC form next to it."""
     packaged = time.time()
-    return {"case": {**{k: case[k] for k in ("id", "name", "description", "created_by")}, "created_at": created,
-                     "created_at_iso": _iso(created)},
-            "status": case.get("status") or "open", "packaged_by": user.username, "packaged_at": packaged,
-            "packaged_at_iso": _iso(packaged), "files": [], "missing": missing, "altered": []}
+    return {"format": "cctv-case-package/2", "package_id": uuid.uuid4().hex, "case": _case_custody(case),
+            "status": case.get("status") or "open", "packaged_by": user.username, **_timed("packaged_at", packaged),
+            "signing": {"algorithm": ALGORITHM, "public_key_fingerprint": key.fingerprint,
+                        "signature_file": package_files.SIGNATURE, "public_key_file": package_files.PUBLIC_KEY},
+            "items": [_custody_item(i, exports.get(i["ref"]) if i["kind"] == "clip" else None)
+                      for i in case["items"]],
+            "audit": audit, "files": [], "missing": missing, "altered": []}
+
+
+def _signing_key() -> SigningKey:
+    """The evidence signing key; 503 (nothing packaged) when it cannot be had."""
+    try:
+        return load_signing_key()[0]
+    except EvidenceKeyError as exc:
+        logger.error("case package refused: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the evidence signing key is unavailable; "
+                                                                 "nothing was packaged (see the server log)") from None
+
+
+CLIP_FILES = (("path", "clip", "sha256", "the clip's bytes differ from those hashed when it was exported"),
+              ("manifest_path", "clip manifest", "manifest_sha256",
+               "the clip manifest's bytes differ from those written when it was exported"))
+"""A clip's files: job field of the path, what it is, job field of its SHA-256 at export, why a mismatch matters."""
 
 
 @router.get("/{case_id}/package", summary="Download the case as a zip with a SHA-256 manifest",
             description="The manifest lists each file with the SHA-256 of the bytes in the zip, what could not be "
-                        "included (`missing`, with the reason) and any clip whose bytes no longer match the SHA-256 "
-                        "recorded when it was exported (`altered`).",
+                        "included (`missing`, with the reason), any clip or clip manifest whose bytes no longer "
+                        "match the SHA-256 recorded when it was exported (`altered`), each item's chain of custody "
+                        "and an extract of the audit trail. It is signed (Ed25519, `manifest.sig`, with "
+                        "`public-key.pem` and its fingerprint in the zip; the key also at "
+                        "`/api/evidence/public-key`): check it with `python -m pipeline verify-package`.",
             responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."},
                        413: {"model": ErrorOut, "description": "The case's files hold more bytes than "
                                                                "CCTV_CASE_PACKAGE_MAX_BYTES (default 4 GiB): "
-                                                               "nothing is packaged; split the case."}})
+                                                               "nothing is packaged; split the case."},
+                       503: {"model": ErrorOut, "description": "The evidence signing key is unavailable: nothing "
+                                                               "is packaged."}})
 def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep,
                  settings: SettingsDep) -> FileResponse:
     stamp = owner_stamp(store, user.username)
     case = _case(client, case_id, user, stamp)
     files: list[tuple[str, Path | bytes]] = []
     missing: list[dict[str, str]] = []
-    expected: dict[str, tuple[str, str]] = {}  # zip name of a clip -> (item, SHA-256 recorded when it was exported)
+    expected: dict[str, Expected] = {}  # zip name of a clip or its manifest -> the SHA-256 recorded at export
+    exports: dict[str, dict] = {}  # clip ref -> its export's chain of custody
     root = settings.recordings_dir.resolve()
     for item in case["items"]:
         ref = f"{item['kind']}:{item['ref']}"
@@ -454,15 +612,16 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
             except HTTPException:
                 missing.append({"item": ref, "what": "export job", "reason": "the export job is gone"})
                 continue
+            exports[item["ref"]] = _export_custody(job)
             if job.get("status") != "done":
                 missing.append({"item": ref, "what": "clip", "reason": f"the export is {job.get('status')}"})
                 continue
-            for field, what in (("path", "clip"), ("manifest_path", "clip manifest")):
+            for field, what, hashed, why in CLIP_FILES:
                 path = export_file(job, field, settings)  # only inside the exports or recordings folders
                 if path is not None:
                     files.append((f"clips/{item['ref']}/{path.name}", path))
-                    if field == "path" and job.get("sha256"):
-                        expected[f"clips/{item['ref']}/{path.name}"] = (ref, job["sha256"])
+                    if job.get(hashed):  # jobs from before the manifest's hash was recorded: not compared
+                        expected[f"clips/{item['ref']}/{path.name}"] = Expected(ref, job[hashed], why)
                 else:
                     name = Path(job[field]).name if job.get(field) else "(none)"
                     missing.append({"item": ref, "what": what, "reason": f"file not found: {name}"})
@@ -486,16 +645,25 @@ def package_case(user: Investigator, case_id: CaseId, client: RedisDep, store: A
     size = sum(_source_size(src) for _, src in files)
     if size > limit:
         raise _too_large(case_id, size, limit)
-    manifest = _manifest(case, user, missing)
+    key = _signing_key()
+    since = min([_number(case, "created_at", 0.0) or 0.0,
+                 *(e["created_at"] for e in exports.values() if e["created_at"] is not None)])
+    audit = _audit_extract(client, case_id, list(exports), since)
+    manifest = _manifest(case, user, missing, exports, audit, key)
     with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as tmp:
         pass
     try:
-        _write_package(Path(tmp.name), case_id, files, manifest, expected, _Budget(limit))
+        seal = _write_package(Path(tmp.name), case_id, files, manifest, expected, _Budget(limit), key)
     except BaseException as exc:  # no partial zip is left behind
         Path(tmp.name).unlink(missing_ok=True)
         if isinstance(exc, PackageTooLarge):
             raise _too_large(case_id, None, limit) from None
         raise
-    store.audit(user.username, "case_package", {"case_id": case_id}, len(files))
+    store.audit(user.username, "case_package", {"case_id": case_id, "package_id": manifest["package_id"],
+                                                "manifest_sha256": seal.manifest_sha256,
+                                                "signature_sha256": seal.signature_sha256,
+                                                "key_fingerprint": seal.key_fingerprint}, len(files))
+    logger.info("case %s packaged by %s: manifest sha256 %s signed by %s", case_id, user.username,
+                seal.manifest_sha256, seal.key_fingerprint)
     return FileResponse(tmp.name, media_type="application/zip", filename=f"case-{case_id}.zip",
                         background=BackgroundTask(Path(tmp.name).unlink, missing_ok=True))

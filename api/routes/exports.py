@@ -1,12 +1,19 @@
-"""Evidence export: a background job cuts the clip with its SHA-256 manifest; progress and download."""
+"""Evidence export: a background job cuts the clip with its SHA-256 manifest; progress and download.
+
+The job records the SHA-256 of the clip (``sha256``) and of its final manifest file (``manifest_sha256``); the
+download and manifest routes hash the file on disk before serving it and refuse (409, audited) a file that no
+longer matches (:func:`verified_file`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import redis
@@ -56,6 +63,9 @@ RETRY_AFTER_S = 30
 """Retry-After of a refused export (the queue was full, or a host holding the footage is down)."""
 CLOCK_SKEW_S = 120
 """How far in the future an export may start (the caller's clock running ahead of the server's)."""
+FUTURE_END_S = 30
+"""How far in the future an export may end (a few seconds of clock difference); a window ending later is refused:
+its end is not recorded yet, and the clip, cut at once, would miss it."""
 
 
 REMOVED_NOTE = ("the camera is no longer in the camera configuration (removed or renamed); its name is unknown and "
@@ -85,7 +95,8 @@ def check_export_camera(request: Request, client: redis.Redis, user: User, camer
 
 
 def check_export_window(client: redis.Redis, camera_id: str, start: float, end: float) -> None:
-    """422 on ``start`` for a window entirely in the future (beyond :data:`CLOCK_SKEW_S`); 404 when no indexed
+    """422 on ``start`` for a window entirely in the future (beyond :data:`CLOCK_SKEW_S`), on ``end`` for a window
+    ending in the future (beyond :data:`FUTURE_END_S`); 404 when no indexed
     recording of the camera overlaps the window (one index read: the job would only fail later)."""
     from pipeline.recording.index import segments_between
 
@@ -93,6 +104,9 @@ def check_export_window(client: redis.Redis, camera_id: str, start: float, end: 
     if start > now + CLOCK_SKEW_S:
         raise field_error("start", f"the window starts {start - now:.0f} s in the future: nothing is recorded yet",
                           "body")
+    if end > now + FUTURE_END_S:
+        raise field_error("end", f"the window ends {end - now:.0f} s in the future: that part is not recorded yet; "
+                                 "end the window now at the latest, or ask again once it has been recorded", "body")
     if not any(seg.end > start and seg.start < end for seg in segments_between(client, camera_id, start, end)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no recording of camera {camera_id!r} covers "
                                                        f"{_iso(start)} .. {_iso(end)}")
@@ -113,14 +127,17 @@ def unavailable_footage(client: redis.Redis, camera_id: str, start: float, end: 
     return str(FootageUnavailable(camera_id, hosts)) if hosts else None
 
 
-def describe_camera(manifest_path: Path, camera: dict[str, object]) -> None:
+def describe_camera(manifest_path: Path, camera: dict[str, object]) -> str:
     """Add the camera's description (``camera``: id, name, configured, a note for a removed camera) to an export's
-    manifest, replacing it atomically (the manifest names the clip's SHA-256; the clip is left as it is)."""
+    manifest, replacing it atomically (the manifest names the clip's SHA-256; the clip is left as it is). Returns
+    the SHA-256 of the manifest file as written (the job's ``manifest_sha256``)."""
     manifest = json.loads(manifest_path.read_text())
     manifest["camera"] = camera
+    data = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
     tmp = manifest_path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    tmp.write_bytes(data)
     os.replace(tmp, manifest_path)
+    return hashlib.sha256(data).hexdigest()
 
 
 STATUSES = ("queued", "running", "done", "failed")
@@ -161,6 +178,7 @@ def _out(job: dict[str, str], request: Request | None = None, job_id: str | None
                 damaged.append(field)
             texts[field] = ""
     error = job.get("error") or None
+    complete = {"1": True, "0": False}.get(job.get("complete", ""))
     if damaged:
         logger.warning("export %s: damaged record (unreadable: %s)", job_id, ", ".join(damaged))
         error = "; ".join(filter(None, [DAMAGED.format(", ".join(damaged)), error]))
@@ -169,13 +187,26 @@ def _out(job: dict[str, str], request: Request | None = None, job_id: str | None
     return ExportOut(queue_position=position, id=job_id, status=status_, progress=progress,
                      camera_id=texts["camera_id"], start=start, end=end, requester=texts["requester"],
                      created_at=created_at, sha256=job.get("sha256") or None, error=error,
-                     download_url=f"/api/exports/{job_id}/download" if status_ == "done" else None)
+                     download_url=f"/api/exports/{job_id}/download" if status_ == "done" else None,
+                     manifest_sha256=job.get("manifest_sha256") or None, complete=complete,
+                     covered_start=_optional_number(job, "covered_start"),
+                     covered_end=_optional_number(job, "covered_end"))
+
+
+def _optional_number(job: dict[str, str], field: str) -> float | None:
+    """The job's numeric ``field`` when present and finite; None otherwise (jobs written before it existed)."""
+    try:
+        value = float(job[field])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, end: float, requester: str,
                out_dir: Path, recordings_dir: Path, camera: dict[str, object] | None = None) -> None:
     """The job body (runs in a thread): calls ``pipeline.recording.export.export_clip``, adds ``camera`` (see
-    :func:`check_export_camera`) to the manifest, and records the result."""
+    :func:`check_export_camera`) to the manifest, and records the result: the clip's ``sha256``, the final
+    manifest's ``manifest_sha256``, and whether the clip covers the whole window (``complete``, ``covered_*``)."""
     key = f"export:{job_id}"
     client.hset(key, mapping={"status": "running", "progress": "0"})
     try:
@@ -187,7 +218,7 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
         result = export_clip(client, camera_id, start, end, requester, out_dir=out_dir,
                              progress=lambda f: client.hset(key, "progress", repr(float(f))),
                              recordings_dir=recordings_dir)
-        describe_camera(result.manifest_path, camera or {"id": camera_id})
+        manifest_digest = describe_camera(result.manifest_path, camera or {"id": camera_id})
     except ExportError as exc:
         client.hset(key, mapping={"status": "failed", "error": str(exc)})
         return
@@ -197,7 +228,14 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
         return
     client.hset(key, mapping={"status": "done", "progress": "1", "path": str(result.mp4_path),
                               "manifest_path": str(result.manifest_path), "sha256": result.sha256,
-                              "size": str(result.size), "duration": repr(result.duration)})
+                              "size": str(result.size), "duration": repr(result.duration),
+                              "manifest_sha256": manifest_digest, "complete": "1" if result.complete else "0",
+                              **_covered_fields(result.covered)})
+
+
+def _covered_fields(covered: tuple[float, float] | None) -> dict[str, str]:
+    """The job fields of the recorded part of the window (none when unknown)."""
+    return {} if covered is None else {"covered_start": repr(covered[0]), "covered_end": repr(covered[1])}
 
 
 @router.post("", response_model=ExportOut, status_code=202, summary="Ask for a clip (runs in the background)",
@@ -205,11 +243,17 @@ def run_export(client: redis.Redis, job_id: str, camera_id: str, start: float, e
                          "bounded waiting line (CCTV_EXPORT_QUEUE, default 8): a job waits as `queued` with its "
                          "`queue_position`, and when the line is full the request is refused with 429 and "
                          "`Retry-After`. Refused at once: a malformed time, `end` not after `start` or more than "
-                         f"3600 s later, a window starting more than {CLOCK_SKEW_S} s in the future, or an unknown "
+                         f"3600 s later, a window starting more than {CLOCK_SKEW_S} s in the future, a window ending "
+                         f"more than {FUTURE_END_S} s in the future (422 on `end`: that part is not recorded yet; "
+                         "end the window now at the latest, or ask again later), or an unknown "
                          "camera (or one not yours: the same answer) with 422; a window no indexed recording of the "
                          "camera overlaps with 404. A camera no longer in cameras.yaml (removed, renamed) whose "
                          "recordings are retained is exported for an admin or a user whose cameras include it; its "
-                         "manifest's `camera` says it is no longer configured (name unknown).",
+                         "manifest's `camera` says it is no longer configured (name unknown). A window only partly "
+                         "recorded (a gap, or the recording starting after `start` or ending before `end`) is "
+                         "exported with what is recorded: the job and the manifest say `complete: false`, the "
+                         "manifest's `gaps` list every uncovered part (head and tail included) and its `covered` "
+                         "window the recorded part of the `requested` one.",
              responses={404: {"model": ErrorOut, "description": "No recording of the camera covers any of the "
                                                                "window."},
                         429: {"model": ErrorOut, "description": "The export queue is full; retry later.",
@@ -367,22 +411,104 @@ def _file(job: dict[str, str], field: str, settings) -> Path:  # noqa: ANN001 - 
     return path
 
 
+SHA256_HEADER = "X-Content-SHA256"
+"""Response header of a served export file: the SHA-256 recorded at export, which the served bytes match."""
+_HASH_CHUNK = 1 << 20
+_DIGEST_CACHE_MAX = 256
+_digests: OrderedDict[tuple[str, int, int, int, int, int], str] = OrderedDict()
+_digests_lock = threading.Lock()
+
+ALTERED = ("the {what} on disk no longer matches the hash recorded at export: it was altered or damaged; it is not "
+           "served. Export the window again while its recordings are retained, and report this (the refusal is in "
+           "the audit log)")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, hashed in chunks. The result is cached per (path, device, inode, size,
+    mtime, ctime) as read from the open file before and after hashing, so a large clip downloaded again is not
+    hashed again, while any write to it (which changes its mtime and ctime, even when the mtime is set back) is."""
+    with path.open("rb") as fh:
+        key = _stat_key(path, os.fstat(fh.fileno()))
+        with _digests_lock:
+            cached = _digests.get(key)
+            if cached is not None:
+                _digests.move_to_end(key)
+                return cached
+        digest = hashlib.sha256()
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+        hexdigest = digest.hexdigest()
+        if _stat_key(path, os.fstat(fh.fileno())) == key:  # not changed while it was read: the digest holds
+            with _digests_lock:
+                _digests[key] = hexdigest
+                while len(_digests) > _DIGEST_CACHE_MAX:
+                    _digests.popitem(last=False)
+    return hexdigest
+
+
+def _stat_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def verified_file(job: dict[str, str], field: str, settings, store: ApiStore, user: User,  # noqa: ANN001
+                  job_id: str) -> tuple[Path, str | None]:
+    """The job's file ``field`` (see :func:`_file`) with the SHA-256 recorded for it (``sha256`` for the clip,
+    ``manifest_sha256`` for the manifest; None for a job written before that was recorded: served unchecked), after
+    checking that the file on disk still has that hash; 409 (audited as ``export_altered``) when it does not."""
+    path = _file(job, field, settings)
+    recorded_field, what = ("sha256", "clip") if field == "path" else ("manifest_sha256", "clip manifest")
+    recorded = job.get(recorded_field) or None
+    if recorded is None:
+        return path, None
+    actual = file_sha256(path)
+    if actual != recorded.lower():
+        logger.warning("export %s: the %s %s on disk has SHA-256 %s, %s was recorded at export; not served", job_id,
+                       what, path.name, actual, recorded)
+        store.audit(user.username, "export_altered", {"job_id": job_id, "file": what, "name": path.name,
+                                                      "recorded_sha256": recorded, "sha256": actual}, status=409)
+        raise HTTPException(status.HTTP_409_CONFLICT, ALTERED.format(what=what))
+    return path, recorded
+
+
 _NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, running or failed: no file yet; or "
                                                      "its job record is damaged (the fields named in `detail` are "
-                                                     "unreadable): export the window again."}}
+                                                     "unreadable): export the window again; or the file on disk no "
+                                                     "longer matches the SHA-256 recorded at export (altered or "
+                                                     "damaged: not served, and the refusal is audited)."}}
+_SHA256_DOC = {SHA256_HEADER: {"description": "The SHA-256 (hex) recorded at export, which the served file was "
+                                              "checked against; absent for a manifest exported before manifests "
+                                              "were hashed.", "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/{job_id}/download", summary="Download the MP4 of a finished export", responses=_NOT_READY)
+@router.get("/{job_id}/download", summary="Download the MP4 of a finished export", response_class=FileResponse,
+            description="The clip is hashed (SHA-256) before it is served and compared with the hash recorded at "
+                        "export; a clip altered or damaged on disk is refused with 409 (and the refusal audited), "
+                        f"never served. The recorded hash is sent as `{SHA256_HEADER}`.",
+            responses={200: {"description": "The MP4.", "content": {"video/mp4": _BINARY}, "headers": _SHA256_DOC},
+                       **_NOT_READY})
 def download_export(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                     settings: SettingsDep) -> FileResponse:
     job = get_job(client, job_id, user, owner_stamp(store, user.username))
-    path = _file(job, "path", settings)
+    path, recorded = verified_file(job, "path", settings, store, user, job_id)
     store.audit(user.username, "export_download", {"job_id": job_id})
-    return FileResponse(path, media_type="video/mp4", filename=path.name)
+    return FileResponse(path, media_type="video/mp4", filename=path.name, headers=_sha256_header(recorded))
 
 
-@router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export", responses=_NOT_READY)
+@router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export",
+            response_class=FileResponse,
+            description="The manifest is hashed before it is served and compared with the hash recorded at export "
+                        "(`manifest_sha256`); a manifest altered on disk is refused with 409 (and the refusal "
+                        f"audited). The recorded hash is sent as `{SHA256_HEADER}`. A manifest of an export made "
+                        "before manifests were hashed is served as it is, without the header.",
+            responses={200: {"description": "The manifest (JSON).", "content": {"application/json": {}},
+                             "headers": _SHA256_DOC}, **_NOT_READY})
 def download_manifest(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                       settings: SettingsDep) -> FileResponse:
-    path = _file(get_job(client, job_id, user, owner_stamp(store, user.username)), "manifest_path", settings)
-    return FileResponse(path, filename=path.name)
+    job = get_job(client, job_id, user, owner_stamp(store, user.username))
+    path, recorded = verified_file(job, "manifest_path", settings, store, user, job_id)
+    return FileResponse(path, media_type="application/json", filename=path.name, headers=_sha256_header(recorded))
+
+
+def _sha256_header(recorded: str | None) -> dict[str, str]:
+    return {SHA256_HEADER: recorded.lower()} if recorded else {}

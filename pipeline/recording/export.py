@@ -6,11 +6,14 @@ re-encoded; segments held by another worker host are fetched from it, :mod:`pipe
 host that cannot be reached fails the export with :class:`FootageUnavailable` naming it): the clip starts at the keyframe at or before the window start and an MP4 edit list hides the frames
 before it, so players and ffprobe show the window itself (within the GOP of the camera; the test cameras use a
 1 s GOP). ``accurate=True`` re-encodes (libx264) for a frame-exact cut instead. Gaps in the recording (camera
-offline) are skipped and listed in the manifest.
+offline) are skipped and listed in the manifest, and so are an uncovered head (the window starting before the first
+recorded segment) and tail (ending after the last one): such a clip's manifest says ``"complete": false`` and holds
+``requested`` and ``covered`` windows, so nobody takes it for the whole window. The MP4's ``creation_time`` is the
+start of the covered window (UTC), so a player shows when the first picture was recorded.
 
 Files go to ``<recordings>/exports/`` (never deleted by retention): ``<camera>_<start>_<end>_<created>.mp4`` and
-``.json`` manifest with camera, window, covered window, gaps, creation time, requester, segments used, file size
-and SHA-256 of the MP4.
+``.json`` manifest with camera, window (requested), covered window, gaps, ``complete``, creation time, requester,
+segments used, file size and SHA-256 of the MP4.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ class ExportResult:
     sha256: str
     size: int
     duration: float
+    covered: tuple[float, float] | None = None
+    """The recorded part of the window (real times): start of the first picture, end of the last."""
+    complete: bool = True
+    """Whether the clip holds the whole requested window (no gap, head or tail uncovered)."""
 
 
 def exports_dir(recordings_dir: Path | None = None) -> Path:
@@ -102,14 +109,18 @@ def _stamp(ts: float) -> str:
 
 
 def plan_cut(segments: list[Segment], start: float, end: float) -> tuple[float, float, list[tuple[float, float]]]:
-    """Offset and duration of the window in the concatenation of ``segments``, and the gaps (real times)."""
+    """Offset and duration of the window in the concatenation of ``segments``, and the gaps (real times): between
+    segments, and an uncovered head (the window starting before the first segment) or tail (ending after the
+    last), each longer than :data:`_GAP_TOLERANCE_S`."""
     offset = 0.0
     position = 0.0
     duration = 0.0
     gaps: list[tuple[float, float]] = []
     previous_end: float | None = None
     for seg in segments:
-        if previous_end is not None and seg.start - previous_end > _GAP_TOLERANCE_S:
+        if previous_end is None and seg.start - start > _GAP_TOLERANCE_S:
+            gaps.append((start, min(seg.start, end)))  # uncovered head
+        elif previous_end is not None and seg.start - previous_end > _GAP_TOLERANCE_S:
             gaps.append((max(previous_end, start), min(seg.start, end)))
         if seg.start <= start < seg.end:
             offset = position + (start - seg.start)
@@ -118,7 +129,9 @@ def plan_cut(segments: list[Segment], start: float, end: float) -> tuple[float, 
         duration += max(0.0, min(seg.end, end) - max(seg.start, start))
         position += seg.duration
         previous_end = seg.end
-    return offset, duration, gaps
+    if previous_end is not None and end - previous_end > _GAP_TOLERANCE_S:
+        gaps.append((max(previous_end, start), end))  # uncovered tail
+    return offset, duration, [(a, b) for a, b in gaps if b > a]
 
 
 def export_clip(
@@ -196,7 +209,7 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     created = time.time()
     mp4_path, manifest_path = _claim_names(out_dir, f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}")
     try:
-        _run_cut(held, offset, duration, mp4_path, progress, accurate)
+        _run_cut(held, offset, duration, mp4_path, progress, accurate, recorded_at=covered[0])
     except BaseException:
         manifest_path.unlink(missing_ok=True)  # the claim (empty): no manifest without its clip
         raise
@@ -205,8 +218,12 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     manifest = {
         "camera_id": camera_id,
         "window": {"start": _iso(start), "end": _iso(end), "start_epoch": start, "end_epoch": end},
-        "covered": {"start": _iso(covered[0]), "end": _iso(covered[1])},
+        "requested": {"start": _iso(start), "end": _iso(end)},
+        "covered": {"start": _iso(covered[0]), "end": _iso(covered[1]), "start_epoch": covered[0],
+                    "end_epoch": covered[1]},
         "gaps": [{"start": _iso(a), "end": _iso(b)} for a, b in gaps],
+        "complete": not gaps,
+        "creation_time": _iso(covered[0]),
         "created": _iso(created),
         "requester": requester,
         "file": mp4_path.name,
@@ -221,8 +238,9 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     os.replace(tmp, manifest_path)
     if progress is not None:
         progress(1.0)
-    logger.info("exported %s (%.1fs, %d bytes, sha256 %s) for %s", mp4_path.name, actual, size, digest, requester)
-    return ExportResult(mp4_path, manifest_path, digest, size, actual)
+    logger.info("exported %s (%.1fs, %d bytes, sha256 %s, complete %s) for %s", mp4_path.name, actual, size, digest,
+                not gaps, requester)
+    return ExportResult(mp4_path, manifest_path, digest, size, actual, covered, not gaps)
 
 
 def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:
@@ -241,8 +259,11 @@ def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:
 
 def _run_cut(
     held: list[tuple[Segment, Path, int | None]], offset: float, duration: float, target: Path,
-    progress: Callable[[float], None] | None, accurate: bool,
+    progress: Callable[[float], None] | None, accurate: bool, recorded_at: float | None = None,
 ) -> None:  # fmt: skip
+    """Cut ``duration`` s from ``offset`` of the held segments' concatenation into ``target``; ``recorded_at`` (real
+    time of the clip's first picture) is written as the MP4's ``creation_time``."""
+    stamp = ["-metadata", f"creation_time={_iso(recorded_at)}"] if recorded_at is not None else []
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         listing = Path(tmp) / "segments.ffconcat"
         lines = ["ffconcat version 1.0"]
@@ -259,7 +280,7 @@ def _run_cut(
         exit_on_error = [] if accurate else ["-xerror"]
         cmd = [
             "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *exit_on_error, "-y", "-f", "concat", "-safe", "0",
-            "-ss", f"{offset:.3f}", "-i", str(listing), "-t", f"{duration:.3f}", "-map", "0:v:0", *codec,
+            "-ss", f"{offset:.3f}", "-i", str(listing), "-t", f"{duration:.3f}", "-map", "0:v:0", *codec, *stamp,
             "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", str(part),
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -8,6 +8,7 @@ symlinks to another camera and out of the media root, recording segments and exp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
+CLIP_BYTES = b"\x00\x00\x00\x18ftypmp42clip"  # the seeded export clip (its recorded SHA-256 is its real one)
 MINE, OTHER = "walkway-01", "bkk-night-01"  # the limited users see only MINE
 PRINCIPALS = ("anonymous", "op", "op_lim", "inv", "inv_lim", "adm", "adm_lim")
 RANK = {"operator": 0, "investigator": 1, "admin": 2}
@@ -147,6 +149,8 @@ ROWS = [
     Row("POST", "/api/cases/{case_id}/close", "/api/cases/nope/close", "investigator", 404,
         note="unknown case (closing the seeded one would change the rows after it)"),
     Row("GET", "/api/audit", "/api/audit", "admin", 200),
+    Row("GET", "/api/evidence/public-key", "/api/evidence/public-key", "operator", 200,
+        note="any signed-in user: the public half only"),
     Row("GET", "/api/recordings/{camera_id}/timeline",
         f"/api/recordings/{MINE}/timeline?start=1733050000&end=1733053600", "operator", 200),
     Row("GET", "/api/recordings/{camera_id}/timeline",
@@ -197,13 +201,13 @@ def _seed(root: Path, rclient: redis.Redis, export_root: Path) -> None:
     (root / "secret.txt").write_text("secret")
     job_dir = export_root / JOB
     job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42clip")
+    (job_dir / "clip.mp4").write_bytes(CLIP_BYTES)
     (job_dir / "clip.json").write_text("{}")
     now = time.time()
     rclient.hset(f"export:{JOB}", mapping={
         "id": JOB, "status": "done", "progress": "1", "camera_id": OTHER, "start": "1.0", "end": "2.0",
         "requester": "inv", "created_at": repr(now), "path": str(job_dir / "clip.mp4"),
-        "manifest_path": str(job_dir / "clip.json"), "sha256": "0" * 64, "size": "20", "duration": "1.0"})
+        "manifest_path": str(job_dir / "clip.json"), "sha256": hashlib.sha256(CLIP_BYTES).hexdigest(), "size": "20", "duration": "1.0"})
     rclient.zadd("exports", {JOB: now})
     rclient.hset(f"case:{CASE}", mapping={"id": CASE, "name": "c", "description": "", "created_by": "inv",
                                           "created_at": repr(now)})

@@ -33,6 +33,13 @@ function exportRow(data, ctx, cases, refreshCases) {
       h("span", {}, `${fmtTime(j.start)} → ${fmtTime(j.end, { date: false })}`), state));
   if (j.status === "done") {
     state.textContent = t("evidence.status.done");
+    if (j.complete === false) { // part of the window is not recorded: say so, never plain "Ready"
+      state.textContent += ` · ${t("evidence.status.partial")}`;
+      state.dataset.complete = "false";
+      if (j.covered_start != null && j.covered_end != null) {
+        state.title = `${fmtTime(j.covered_start)} → ${fmtTime(j.covered_end, { date: false })}`;
+      }
+    }
     const filename = j.filename || `${j.camera_id}_${Math.floor(j.start)}_${Math.floor(j.end)}.mp4`;
     const caseSel = h("select", { class: "case-select" }, h("option", { value: "" }, t("evidence.add_to_case")),
       cases.map((c) => h("option", { value: c.id }, c.name || c.id)));
