@@ -25,6 +25,7 @@ from pipeline.store import backup as backup_module
 from pipeline.store import keys
 from pipeline.store.backup import RDB_FILE, BackupError, backup, restore
 from tests.conftest import RedisServer
+from tests.pipeline.store.test_backup_rollback import assert_as_before
 
 REPO = Path(__file__).resolve().parents[3]
 SOURCE_KEYS = 1600  # 4 batches of backup.BATCH (500)
@@ -70,16 +71,6 @@ def _files(exports: Path) -> dict[str, Any]:
     """Every file (bytes, mode) and folder under ``exports``."""
     return {str(p.relative_to(exports)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) if p.is_file() else "dir"
             for p in sorted(exports.rglob("*"))}
-
-
-def _assert_as_before(before: dict[bytes, tuple[bytes, int]], after: dict[bytes, tuple[bytes, int]]) -> None:
-    assert set(after) == set(before)
-    for key, (payload, ttl) in before.items():
-        assert after[key][0] == payload, key
-        if ttl < 0:
-            assert after[key][1] == ttl, key
-        else:
-            assert ttl - 60_000 < after[key][1] <= ttl, key  # the remaining TTL, not a fresh one nor none
 
 
 def _env(url: str, **extra: str) -> dict[str, str]:
@@ -146,7 +137,7 @@ def test_a_killed_restore_is_rolled_back_exactly(made_backup: Path, target_redis
     run = _cli(["restore", "--rollback", "--journal-dir", str(journals)], target_redis.url)
     assert run.returncode == 0, run.stderr
     assert "rolled back (" in run.stdout
-    _assert_as_before(keys_before, _keys(target))
+    assert_as_before(keys_before, _keys(target))
     assert _files(exports) == files_before
     assert not target.exists(keys.RESTORE_MARKER) and list(journals.iterdir()) == []
 
@@ -199,7 +190,7 @@ def test_a_restore_failing_on_a_manifest_undoes_the_keys_and_the_manifests(
     monkeypatch.setattr(backup_module, "_put_back", _failing_put_back(backup_module._put_back))
     with pytest.raises(OSError, match="No space left"):
         restore(target, made_backup, exports, force=True, progress=lambda _: None, journal_dir=journals)
-    _assert_as_before(keys_before, _keys(target))
+    assert_as_before(keys_before, _keys(target))
     assert _files(exports) == files_before
     assert not target.exists(keys.RESTORE_MARKER) and list(journals.iterdir()) == []
 
@@ -227,7 +218,7 @@ def test_an_undo_that_fails_keeps_the_journal_for_a_later_rollback(
     monkeypatch.setattr(backup_module, "_put_back_replaced", real_put_back_replaced)
     said: list[str] = []
     assert backup_module.rollback(target, journals, progress=said.append) == 1
-    _assert_as_before(keys_before, _keys(target))
+    assert_as_before(keys_before, _keys(target))
     assert _files(exports) == files_before
     assert not target.exists(keys.RESTORE_MARKER) and list(journals.iterdir()) == []
 

@@ -70,14 +70,7 @@ def test_a_restore_failing_in_a_later_batch_leaves_the_target_as_it_was(
     with pytest.raises(BackupError, match="RESTORE refused"):
         restore(_limited_user(admin, target_redis), folder, tmp_path / "exports", force=force, progress=said.append)
     assert any(line.startswith("restore: 6/") for line in said), said  # earlier batches were written
-    after = _snapshot(admin)
-    assert set(after) == set(before)
-    for key, (payload, ttl) in before.items():
-        assert after[key][0] == payload, key
-        if ttl < 0:
-            assert after[key][1] == ttl, key
-        else:
-            assert ttl - 60_000 < after[key][1] <= ttl, key  # the remaining TTL, not a fresh one nor none
+    assert_as_before(before, _snapshot(admin))
 
 
 @pytest.mark.timeout(300)
@@ -138,3 +131,14 @@ def test_restored_manifests_get_the_service_mode_whatever_the_umask(
     assert result.manifests == 2
     for name in ("cam-0_clip.json", "case-c1/manifest.json"):
         assert stat.S_IMODE((restored / name).stat().st_mode) == SERVICE_MANIFEST_MODE, name
+
+
+def assert_as_before(before: dict[bytes, tuple[bytes, int]], after: dict[bytes, tuple[bytes, int]]) -> None:
+    """The same keys with the same values, and each TTL the remaining one (not a fresh one, nor none)."""
+    assert set(after) == set(before)
+    for key, (payload, ttl) in before.items():
+        assert after[key][0] == payload, key
+        if ttl < 0:
+            assert after[key][1] == ttl, key
+        else:
+            assert ttl - 60_000 < after[key][1] <= ttl, key
