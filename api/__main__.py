@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 
-from api.schemas.auth import PASSWORD_MIN
+from api.schemas.auth import PASSWORD_MIN, password_problem
 from api.settings import ApiSettings
 from api.store import ROLES, ApiStore
 from pipeline.store.connection import redis_client
@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ApiSettings()
     password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
-    if len(password) < PASSWORD_MIN:
-        print(f"error: the password needs at least {PASSWORD_MIN} characters", file=sys.stderr)
+    problem = f"needs at least {PASSWORD_MIN} characters" if len(password) < PASSWORD_MIN else \
+        password_problem(password, args.username)
+    if problem:
+        print(f"error: the password {problem}", file=sys.stderr)
         return 1
     store = ApiStore(redis_client(settings.redis_url), settings.scrypt_n)
     cameras = [c for c in args.cameras.split(",") if c] if args.cameras else None

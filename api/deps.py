@@ -128,8 +128,8 @@ def resolve_user(store: ApiStore, token: str | None, api_key: str | None, settin
         if meta is not None:
             username, via, read_only = meta["username"], "api_key", meta["scope"] == "read"
     record = store.get_user(username) if username else None
-    if record is None:
-        return None
+    if record is None or record.get("disabled"):
+        return None  # a disabled user is no user (their sessions were revoked too; this holds for a race)
     cams = record.get("cameras")
     return User(record["username"], record["role"], frozenset(cams) if cams is not None else None, via,
                 bool(record.get("must_change")), read_only)

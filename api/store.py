@@ -5,7 +5,8 @@ Keys
 ``users``                    SET     user names.
 ``user:{name}``              HASH    username, password (scrypt hash), role, cameras (JSON list or ""), created_at,
                                      gen (session generation: random, replaced whenever the user's sessions are
-                                     revoked), must_change ("1" until the user has set their own password).
+                                     revoked), must_change ("1" until the user has set their own password),
+                                     disabled ("1": cannot sign in, no token or key of theirs works).
 ``token:{sha256(token)}``    STRING  JSON {u: user name, g: gen, s: last seen (epoch s), i: idle timeout (s)};
                                      EX = session TTL, the absolute lifetime (opaque bearer tokens, only hashes
                                      stored). A token is valid only while ``g`` equals the user's current gen, so a
@@ -161,8 +162,22 @@ class ApiStore:
         user.pop("password", None)
         user["cameras"] = json.loads(user["cameras"]) if user.get("cameras") else None
         user["must_change"] = user.get("must_change") == "1"
+        user["disabled"] = user.get("disabled") == "1"
         user.setdefault("gen", "")
         return user
+
+    def find_user_casefold(self, username: str) -> str | None:
+        """The name of an existing user that equals ``username`` but for case (itself included), or None."""
+        wanted = username.casefold()
+        return next((n for n in sorted(_s(m) for m in self.client.smembers("users")) if n.casefold() == wanted), None)
+
+    def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable a user (every token and API key of theirs ends at once: :meth:`revoke_sessions`) or enable them
+        again (they sign in with their password)."""
+        self.client.hset(f"user:{username}", "disabled", "1" if disabled else "")
+        if disabled:
+            self.revoke_sessions(username)
+        logger.info("%s user %s", "disabled" if disabled else "enabled", username)
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every user, sorted by name."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.secrets import MASK, redact_text, redact_url, url_warnings
+from pipeline.secrets import MASK, redact_text, redact_url, referenced_variables, url_warnings
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RESERVED_CAMERA_IDS = frozenset({"exports", "snapshots", "cache"})  # folder names under the recordings dir
@@ -84,6 +84,20 @@ def check_stream_url(url: str) -> str:
         raise ValueError("bad port in URL (a password holding '/', '?' or '#' must be written percent-encoded, "
                          "or put in an environment variable)") from None
     return url  # a password written in clear is a warning (Config.warnings): percent-encoded, it works
+
+
+def stream_path_warning(url: str) -> str | None:
+    """What ``check-config`` says about a stream that is a local file (a plain path or a ``file://`` URL) that does
+    not exist (relative paths from the current directory, as the service opens them): most often a mistyped network
+    URL (``htp//host``, ``rtsp:host``) taken for a file name. Never echoes the text (it may hold a password); a
+    path built from environment variables is not judged."""
+    if "://" in url and not url.lower().startswith("file://"):
+        return None
+    path = unquote(urlsplit(url).path) if "://" in url else url
+    if referenced_variables(url) or Path(path).exists():
+        return None
+    return (f"no file of this name exists (relative to the current directory): a stream is a URL starting with "
+            f"{', '.join(s + '://' for s in STREAM_SCHEMES)} or an existing file; a mistyped URL?")
 
 
 def _check_file_path(path: str) -> str:
@@ -306,15 +320,16 @@ class Config(StrictModel):
 
     def warnings(self, environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
         """Problems that do not stop the service, with key path and line: credentials (see
-        :func:`pipeline.secrets.url_warnings`), judged against ``environ`` (default: the process environment)."""
+        :func:`pipeline.secrets.url_warnings`) and stream files that do not exist (:func:`stream_path_warning`), judged against ``environ`` (default: the process environment)."""
         out: list[ConfigIssue] = []
         for i, cam in enumerate(self.cameras):
             for key in ("url", "sub_stream"):
                 url = getattr(cam, key)
                 if url:
                     loc = ("cameras", i, key)
+                    messages = [*url_warnings(url, environ), stream_path_warning(url)]
                     out += [ConfigIssue(_format_path(loc), _line_for(loc, self._lines), message)
-                            for message in url_warnings(url, environ)]  # fmt: skip
+                            for message in messages if message]  # fmt: skip
         return out
 
 

@@ -23,6 +23,7 @@ from api.schemas.auth import (
     PasswordChange,
     TokenOut,
     UserOut,
+    password_problem,
 )
 from api.schemas.errors import ErrorOut
 from api.settings import ApiSettings
@@ -51,15 +52,19 @@ def client_ip(request: Request) -> str:
                          "failures (a burst of parallel guesses gets 429). A right password resets its pair (not the "
                          "account); a flood from one address never holds up a login from another, and guessing from "
                          "many addresses never holds up the user at a known address.",
-             responses={401: {"model": ErrorOut, "description": "Wrong user name or password."},
+             responses={401: {"model": ErrorOut, "description": "Wrong user name or password, or a disabled user."},
                         429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
     ip = client_ip(request)
     if not _password_checked(store, settings, body.username, body.password, ip):
         store.audit(body.username, "login_failed", {"ip": ip}, status=401)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-    _login_succeeded(store, body.username, ip)
     user = store.get_user(body.username)
+    if user is None or user["disabled"]:
+        # the same answer as a wrong password: a disabled account is not revealed to whoever holds its password
+        store.audit(body.username, "login_failed", {"ip": ip, "disabled": True}, status=401)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    _login_succeeded(store, body.username, ip)
     token = store.new_token(body.username, settings.session_ttl_s, settings.session_idle_s)
     store.audit(body.username, "login", {"ip": ip}, status=200)
     return TokenOut(access_token=token, expires_in=settings.session_ttl_s, idle_timeout=settings.session_idle_s,
@@ -166,6 +171,9 @@ def change_password(body: PasswordChange, request: Request, user: CurrentUser, s
         raise HTTPException(status.HTTP_403_FORBIDDEN, "current_password: wrong password")
     if body.new_password == body.current_password:
         raise HTTPException(422, "new_password: must differ from the current password")
+    problem = password_problem(body.new_password, user.username)
+    if problem is not None:
+        raise field_error("new_password", problem, "body")
     record = store.put_user(user.username, user.role, body.new_password, keep_cameras=True, must_change=False)
     store.audit(user.username, "password_change", {}, status=200)
     token = store.new_token(user.username, settings.session_ttl_s, settings.session_idle_s)

@@ -60,9 +60,9 @@ def test_a_password_an_admin_resets_must_be_changed_but_not_the_admins_own(clien
     assert client.get("/api/auth/me", headers=h).json()["must_change_password"] is True
     assert client.get("/api/persons", headers=h).status_code == 403
     # an admin setting their own password chose it: nothing to force
-    r = client.patch("/api/users/adm", headers=adm, json={"password": "the admin's own new"})
+    r = client.patch("/api/users/adm", headers=adm, json={"password": "my own new secret phrase"})
     assert r.status_code == 200 and r.json()["must_change_password"] is False
-    h = _bearer(_login(client, "adm", "the admin's own new"))
+    h = _bearer(_login(client, "adm", "my own new secret phrase"))
     assert client.get("/api/users", headers=h).status_code == 200
 
 
@@ -176,5 +176,5 @@ def test_a_read_only_api_key_only_reads(client: TestClient, tokens: dict) -> Non
     full = client.post("/api/auth/api-keys", headers=tokens["adm"], json={"name": "vms"}).json()
     assert full["scope"] == "full"
     r = client.post("/api/users", headers={"X-API-Key": full["key"]},
-                    json={"username": "viakey", "password": "x" * 12, "role": "operator"})
+                    json={"username": "viakey", "password": "Tangerine-Kiln-47", "role": "operator"})
     assert r.status_code == 201
