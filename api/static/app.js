@@ -96,11 +96,23 @@ function updateNavCount() {
 function setConn(status, info = {}) {
   const el = document.getElementById("conn");
   el.hidden = false;
-  el.className = `conn conn-${status}`;
+  el.className = `conn conn-${status}${status === "limited" ? " conn-offline" : ""}`; // limited: red as offline
   el.dataset.state = status;
   el.textContent = status === "live" ? t("conn.live")
     : status === "waiting" ? t("conn.reconnecting", { s: info.seconds })
-      : status === "connecting" ? t("conn.connecting") : t("conn.offline");
+      : status === "limited" ? t("conn.limited", { s: info.seconds })
+        : status === "connecting" ? t("conn.connecting") : t("conn.offline");
+  // too many live alert streams open (server close code 4429): why, and what to do, as the title and once as a toast
+  const why = status === "limited" ? limitText(info) : "";
+  el.title = why;
+  if (why && info.first) toast(why, "error", 15000);
+}
+
+function limitText(info) {
+  if (info.scope === "user") {
+    return info.limit ? t("conn.limited_user", { n: info.limit }) : t("conn.limited_user_unknown");
+  }
+  return t("conn.limited_total");
 }
 
 /** The latest alerts from the REST backlog (with acknowledgements); returns the newest stream id seen. */

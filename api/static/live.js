@@ -2,11 +2,19 @@
 
 import { ROUTES, getToken } from "./api.js";
 
+/** Seconds between tries while the server refuses the stream with 4429 (too many open), with ±20 % jitter. */
+export const LIMIT_RETRY_S = 45;
+/** A socket refused for the limit is closed right after it opens: it only counts as live after this long. */
+const LIMIT_CLEAR_MS = 2500;
+
 /**
  * Keeps one WebSocket to the alert feed open. Calls `onAlert(item, {replayed})` for each alert
  * (item = {id, alert, ack?}) and `onState(state, info)` with "connecting", "live" or "waiting" (info.seconds).
  * After a drop it reconnects with backoff (1 s doubling to 30 s, with jitter) and asks for everything after the
- * last stream id it saw, so nothing is missed.
+ * last stream id it saw, so nothing is missed. When the server refuses the stream because too many are open (close
+ * code 4429: CCTV_ALERT_STREAMS_PER_USER per user or CCTV_ALERT_STREAMS_TOTAL in all) it reports "limited"
+ * (info: seconds, scope "user" or "total", limit, reason, first) and tries again only every LIMIT_RETRY_S, so it
+ * connects once another tab closes its stream, without hammering the server.
  */
 export class AlertFeed {
   constructor({ onAlert, onState, onReplayDone, onUnauthorized }) {
@@ -22,6 +30,8 @@ export class AlertFeed {
     this.stopped = true;
     this.replaying = false;
     this.replayCount = 0;
+    this.limited = null; // {scope, limit, reason} while the server refuses the stream for its limit
+    this.limitRetryS = LIMIT_RETRY_S;
   }
 
   /** Open the feed (idempotent). */
@@ -34,6 +44,7 @@ export class AlertFeed {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.limitTimer);
     clearInterval(this.countdown);
     if (this.ws) {
       const ws = this.ws;
@@ -59,7 +70,7 @@ export class AlertFeed {
 
   connect() {
     if (this.stopped) return;
-    this.onState("connecting", {});
+    if (!this.limited) this.onState("connecting", {});
     let ws;
     try {
       ws = new WebSocket(this.url());
@@ -74,7 +85,12 @@ export class AlertFeed {
       ws.send(JSON.stringify({ token: getToken() }));
       this.attempt = 0;
       this.openedAt = Date.now() / 1000;
-      this.onState("live", {});
+      if (this.limited) { // the server still may refuse it (4429 comes right after the token): live only if it stays
+        clearTimeout(this.limitTimer);
+        this.limitTimer = setTimeout(() => { if (this.ws === ws) this.clearLimit(); }, LIMIT_CLEAR_MS);
+      } else {
+        this.onState("live", {});
+      }
       clearTimeout(this.replayTimer);
       this.replayTimer = setTimeout(() => this.finishReplay(), 1500);
     });
@@ -88,6 +104,11 @@ export class AlertFeed {
         this.onUnauthorized();
         return;
       }
+      if (event.code === 4429) {
+        this.scheduleLimitRetry(event.reason || "");
+        return;
+      }
+      this.limited = null;
       if (event.code === 4422) this.lastId = "";
       this.scheduleReconnect();
     });
@@ -101,6 +122,7 @@ export class AlertFeed {
     } catch {
       return;
     }
+    if (this.limited) this.clearLimit();
     if (message.type === "ping") return;
     if (message.type === "replay_done" || message.type === "live") {
       this.finishReplay();
@@ -121,6 +143,40 @@ export class AlertFeed {
     if (this.replaying) this.onReplayDone(this.replayCount);
     this.replaying = false;
     this.replayCount = 0;
+  }
+
+  /** The stream was accepted after a refusal for the limit: live again. */
+  clearLimit() {
+    clearTimeout(this.limitTimer);
+    if (!this.limited) return;
+    this.limited = null;
+    this.onState("live", {});
+  }
+
+  /** Refused with 4429 (too many streams open): say so and try again slowly (a closed tab frees a slot). */
+  scheduleLimitRetry(reason) {
+    if (this.stopped) return;
+    clearTimeout(this.limitTimer);
+    const first = !this.limited;
+    // the server's reason: "you already have N live alert streams open; ..." (per user) or
+    // "too many live alert streams are open (N); ..." (all users together)
+    const scope = /^you already have/i.test(reason) ? "user" : "total";
+    const match = reason.match(/\d+/);
+    this.limited = { scope, limit: match ? Number(match[0]) : null, reason };
+    const delay = this.limitRetryS * (0.8 + Math.random() * 0.4);
+    let left = Math.ceil(delay);
+    const report = (isFirst) => this.onState("limited", { ...this.limited, seconds: left, first: isFirst });
+    report(first);
+    clearInterval(this.countdown);
+    this.countdown = setInterval(() => {
+      left -= 1;
+      if (left > 0) report(false);
+    }, 1000);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      clearInterval(this.countdown);
+      this.connect();
+    }, delay * 1000);
   }
 
   scheduleReconnect() {

@@ -1,6 +1,7 @@
 // Video wall: live cameras in 1 / 2x2 / 3x3 / 4x4 tiles (fragmented MP4 over WebSocket into Media Source
 // Extensions, nothing re-encoded), the layout saved per user on the server, the newest plate read or alert of each
-// camera over its tile, click to enlarge. Only tiles on screen in a visible tab stream.
+// camera over its tile, click to enlarge. Only tiles on screen in a visible tab stream. Keyboard: Tab to a tile,
+// Enter or Space enlarges it (again, or Escape, returns to the wall), F or the button shows the wall full screen.
 
 import { ROUTES, api, getToken } from "../api.js";
 import { clear, errorBox, fmtTime, h, toast } from "../dom.js";
@@ -280,7 +281,8 @@ function makeTile(index, cameras, wall) {
   const select = h("select", { class: "wall-select", "aria-label": t("wall.choose_camera") },
     h("option", { value: "" }, t("wall.empty_tile")),
     ...cameras.map((c) => h("option", { value: c.id }, c.name)));
-  const el = h("div", { class: "wall-tile", dataset: { index: String(index), state: "empty" } },
+  const el = h("div", { class: "wall-tile", tabindex: "0", role: "group",
+    dataset: { index: String(index), state: "empty" } },
     h("div", { class: "wall-head" }, name, badge, select), video, overlay, note);
   const tile = { el, video, player: null, cameraId: "", visible: false, state: "empty", info: {}, overlay, note };
   tile.paint = (state, info = {}) => {
@@ -303,6 +305,7 @@ function makeTile(index, cameras, wall) {
     select.value = tile.cameraId;
     const cam = cameras.find((c) => c.id === cameraId);
     name.textContent = cam ? cam.name : "";
+    tile.label();
     overlay.hidden = true;
     if (!cam) { tile.paint("empty"); return; }
     tile.player = new LivePlayer(video, cam.id, wall.streamFor(tile), {
@@ -313,9 +316,22 @@ function makeTile(index, cameras, wall) {
     if (wall.newest.has(cam.id)) showEvent(tile, wall.newest.get(cam.id));
     wall.updateStreaming(tile);
   };
+  tile.label = () => {
+    const camName = name.textContent;
+    el.setAttribute("aria-label", !camName ? t("wall.tile_label_empty", { n: index + 1 })
+      : t(wall.enlarged === tile ? "wall.tile_label_enlarged" : "wall.tile_label", { name: camName }));
+  };
   select.addEventListener("change", () => { tile.assign(select.value); wall.markDirty(); });
+  select.addEventListener("keydown", (event) => event.stopPropagation()); // Enter/Space/Escape/F belong to the list
   select.addEventListener("click", (event) => event.stopPropagation());
   el.addEventListener("click", () => { if (tile.cameraId) wall.toggleEnlarge(tile); });
+  el.addEventListener("keydown", (event) => {
+    if (event.target !== el || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault(); // no page scroll on Space
+      if (tile.cameraId) wall.toggleEnlarge(tile);
+    }
+  });
   return tile;
 }
 
@@ -334,6 +350,39 @@ async function render(container, ctx) {
   try { layout = await api(ROUTES.liveLayout); } catch (err) { layout = { grid: "2x2", tiles: [], stream: "auto" }; toast(err.message, "error"); }
   const grid = h("div", { class: "wall-grid", id: "wall-grid" });
   const saveButton = h("button", { class: "btn btn-secondary", id: "wall-save", type: "button" }, t("wall.save"));
+  const fullButton = h("button", { class: "btn btn-secondary", id: "wall-fullscreen", type: "button",
+    title: t("wall.fullscreen_hint"), "aria-pressed": "false", onclick: () => toggleFullscreen() }, t("wall.fullscreen"));
+  /** The wall (the grid of tiles) full screen, or back; a browser that refuses (headless, no user gesture,
+   * iframe) leaves the page as it is, quietly. */
+  const toggleFullscreen = () => {
+    try {
+      const done = document.fullscreenElement ? document.exitFullscreen()
+        : grid.requestFullscreen ? grid.requestFullscreen() : null;
+      if (done && done.catch) done.catch(() => { /* refused: the wall stays in the page */ });
+    } catch { /* no Fullscreen API */ }
+  };
+  const onFullscreen = () => {
+    const on = document.fullscreenElement === grid;
+    grid.classList.toggle("wall-fullscreen", on);
+    fullButton.setAttribute("aria-pressed", String(on));
+  };
+  document.addEventListener("fullscreenchange", onFullscreen);
+  const onKey = (event) => {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName))) return;
+    if (!grid.isConnected) return;
+    if (event.key === "Escape" && wall.enlarged) {
+      const tile = wall.enlarged;
+      event.preventDefault();
+      wall.toggleEnlarge(tile);
+      tile.el.focus();
+    } else if ((event.key === "f" || event.key === "F") && !event.repeat) {
+      event.preventDefault();
+      toggleFullscreen();
+    }
+  };
+  document.addEventListener("keydown", onKey);
   const gridButtons = Object.keys(GRIDS).map((g) => h("button", {
     class: "btn btn-secondary wall-grid-btn", type: "button", dataset: { grid: g }, onclick: () => wall.setGrid(g, true),
   }, g === "1" ? t("wall.single") : g));
@@ -375,6 +424,7 @@ async function render(container, ctx) {
       grid.classList.toggle("wall-has-enlarged", Boolean(this.enlarged));
       this.tiles.forEach((other) => {
         other.el.classList.toggle("wall-enlarged", other === this.enlarged);
+        if (other.label) other.label();
         const wanted = this.streamFor(other);
         if (other.player && other.player.stream !== wanted) other.assign(other.cameraId);
         this.updateStreaming(other);
@@ -410,7 +460,7 @@ async function render(container, ctx) {
 
   clear(container,
     h("div", { class: "view-head" }, h("h1", {}, t("wall.title")),
-      h("div", { class: "wall-toolbar", role: "toolbar" }, ...gridButtons, saveButton)),
+      h("div", { class: "wall-toolbar", role: "toolbar" }, ...gridButtons, saveButton, fullButton)),
     cameras.length ? grid : errorBox({ message: t("wall.no_cameras") }));
   const initial = (layout.tiles || []).slice(0, GRIDS[layout.grid]);
   wall.tiles = initial.map((cameraId) => ({ cameraId }));
@@ -453,6 +503,9 @@ async function render(container, ctx) {
     clearTimeout(soon);
     stopAlerts();
     document.removeEventListener("visibilitychange", onVisibility);
+    document.removeEventListener("keydown", onKey);
+    document.removeEventListener("fullscreenchange", onFullscreen);
+    if (document.fullscreenElement === grid) document.exitFullscreen().catch(() => { /* already left */ });
     observer.disconnect();
     wall.tiles.forEach((tile) => { if (tile.player) tile.player.destroy(); });
     delete window.__wall;

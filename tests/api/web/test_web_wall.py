@@ -234,6 +234,60 @@ def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa:
     assert not page_errors(browser)
 
 
+def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
+    """Tab reaches a tile (named after its camera), Enter enlarges it, Escape returns to the wall with the focus
+    kept, Space does as Enter; F and the full-screen button ask for full screen (a headless refusal stays quiet)."""
+    from selenium.webdriver.common.keys import Keys
+
+    sign_in(browser, wall_server, "op")
+    wait(browser, f"#wall-grid {TILE.format('lobby')}")
+    active_tile = "const a = document.activeElement; return a && a.classList.contains('wall-tile') ? a.dataset.cameraId : null;"
+    browser.execute_script("document.getElementById('wall-save').focus();")
+    for _ in range(3):  # past the toolbar's last buttons to the first tile
+        if browser.execute_script(active_tile):
+            break
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert browser.execute_script(active_tile) == "lobby", "Tab does not reach the first tile"
+    tile = browser.switch_to.active_element
+    assert "Lobby entrance" in (tile.get_attribute("aria-label") or "")
+    tile.send_keys(Keys.ENTER)
+    wait(browser, f".wall-enlarged{TILE.format('lobby')}", timeout=20)
+    assert "Escape" in tile.get_attribute("aria-label")
+    shot(browser, "wall_keyboard_enlarged")
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait_until(browser, lambda d: not css(d, ".wall-enlarged") and not css(d, ".wall-has-enlarged"), 20,
+               "Escape did not return to the wall")
+    assert browser.execute_script(active_tile) == "lobby", "the focus left the tile"
+    browser.switch_to.active_element.send_keys(Keys.SPACE)
+    wait(browser, f".wall-enlarged{TILE.format('lobby')}", timeout=20)
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait_until(browser, lambda d: not css(d, ".wall-enlarged"), 20, "Escape did not return to the wall")
+    shot(browser, "wall_keyboard_focus")
+    # full screen: the button and the F key (headless Chromium may refuse; the page must not break)
+    assert css(browser, "#wall-fullscreen")[0].text == "Full screen"
+    full = "return document.fullscreenElement ? document.fullscreenElement.id : '';"
+    browser.switch_to.active_element.send_keys("f")
+    wait_until(browser, lambda d: d.execute_script(full) == "wall-grid", 20, "F did not show the wall full screen")
+    assert css(browser, "#wall-grid.wall-fullscreen")
+    browser.switch_to.active_element.send_keys("f")
+    wait_until(browser, lambda d: d.execute_script(full) == "", 20, "F did not leave full screen")
+    css(browser, "#wall-fullscreen")[0].click()
+    wait_until(browser, lambda d: d.execute_script(full) == "wall-grid", 20, "the button did not show full screen")
+    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "true"
+    browser.switch_to.active_element.send_keys("f")  # the button is under the full-screen wall: F leaves
+    wait_until(browser, lambda d: d.execute_script(full) == "", 20, "F did not leave full screen")
+    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "false"
+    browser.execute_script("localStorage.setItem('cctv.lang', 'th');")
+    browser.refresh()
+    wait(browser, f"#wall-grid {TILE.format('lobby')}")
+    assert css(browser, "#wall-fullscreen")[0].text == "เต็มจอ"
+    label = css(browser, TILE.format("lobby"))[0].get_attribute("aria-label")
+    assert label == "Lobby entrance: กด Enter เพื่อขยาย", label
+    browser.execute_script("document.querySelector(arguments[0]).focus();", TILE.format("lobby"))
+    shot(browser, "wall_keyboard_th")
+    assert not page_errors(browser)
+
+
 FAKE_CLOSE = """
 // (states: the tile's states, signedOut: onUnauthorized calls, stopped: no retry planned)
 const [endMsg, closeCode, closeReason, done] = arguments;
