@@ -1,4 +1,4 @@
-// Users (admin): list, create and remove accounts; change a user's role and the cameras they may see; the audit
+// Users (admin): list, create, disable and remove accounts; change a user's role and the cameras they may see; the audit
 // trail (newest first), with the reason or case number given for plate histories and face searches.
 
 import { ROUTES, api } from "../api.js";
@@ -67,13 +67,20 @@ export const usersView = {
         if (!users.length) { clear(box, h("div", { class: "empty" }, t("users.empty"))); return; }
         clear(box, h("div", { class: "table-wrap" }, h("table", {},
           h("thead", {}, h("tr", {}, [t("login.username"), t("users.role"), t("common.cameras"), ""].map((c) => h("th", {}, c)))),
-          h("tbody", {}, users.map((u) => h("tr", { dataset: { username: u.username } },
-            h("td", {}, u.username), h("td", {}, t(`role.${u.role}`)),
+          h("tbody", {}, users.map((u) => h("tr", { dataset: { username: u.username, disabled: u.disabled ? "1" : "0" } },
+            h("td", {}, u.username, u.disabled ? h("span", { class: "badge user-disabled" }, t("users.disabled")) : null),
+            h("td", {}, t(`role.${u.role}`)),
             h("td", { class: "user-cameras" }, u.cameras
               ? (u.cameras.length ? u.cameras.map(cameraName).join(", ") : t("users.no_cameras")) : t("common.all_cameras")),
             h("td", { class: "row" },
               h("button", { class: "btn btn-small btn-secondary", type: "button", dataset: { action: "edit" },
                 onclick: () => edit(u) }, t("common.edit")),
+              u.username === ctx.user.username ? null : h("button", { class: "btn btn-small btn-secondary", type: "button",
+                dataset: { action: u.disabled ? "enable" : "disable" },
+                onclick: async () => {
+                  if (await attempt(() => api(ROUTES.user(u.username), { method: "PATCH", body: { disabled: !u.disabled } })
+                    .then(() => true), { okMessage: t("ok.saved") })) load();
+                } }, t(u.disabled ? "users.enable" : "users.disable")),
               u.username === ctx.user.username ? null : h("button", { class: "btn btn-small btn-danger", type: "button",
                 onclick: async () => {
                   if (!window.confirm(t("common.confirm_delete", { name: u.username }))) return;

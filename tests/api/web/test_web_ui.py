@@ -720,7 +720,14 @@ def test_admin_edits_role_and_cameras_of_a_user(browser, server):
     assert "Investigator" in css(browser, '#user-list tr[data-username="guard"]')[0].text
     record = ApiStore(server.client).get_user("guard")
     assert (record["role"], record["cameras"]) == ("investigator", [FACE_CAM])
+    # disabling keeps the account (and what it did) but stops its sign-in; enabling lets it in again
+    css(browser, '#user-list tr[data-username="guard"] [data-action="disable"]')[0].click()
+    wait(browser, '#user-list tr[data-username="guard"][data-disabled="1"] .user-disabled')
+    assert ApiStore(server.client).get_user("guard").get("disabled") is True
     shot(browser, "11d_user_edited")
+    css(browser, '#user-list tr[data-username="guard"] [data-action="enable"]')[0].click()
+    wait(browser, '#user-list tr[data-username="guard"][data-disabled="0"]')
+    assert not ApiStore(server.client).get_user("guard").get("disabled")
 
 
 def test_first_login_asks_for_a_new_password_and_audit_shows_reasons(browser, server):
