@@ -41,6 +41,39 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP"}
+"""Pillow's format name of each sniffed kind."""
+
+
+def _bomb_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """The header dimensions of an image Pillow refused to open as a decompression bomb, read with the format's
+    own header parser (which makes no bomb check and decodes no pixel), or None when that fails too."""
+    Image.init()
+    opener = Image.OPEN.get(_PIL_FORMAT[kind])
+    if opener is None:
+        return None
+    try:
+        with opener[0](io.BytesIO(data), None) as header:
+            return header.size
+    except Exception:  # noqa: BLE001 - a header that fails here is answered as too large anyway
+        logger.debug("could not read the size of a %s that Pillow calls a decompression bomb", kind, exc_info=True)
+        return None
+
+
+def _header_size(data: bytes, field: str, kind: str, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` from the image header (no pixel decoded); 422 when unreadable or, for a decompression
+    bomb (more pixels than Pillow itself opens), the size answer every too-large image gets."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            return header.size
+    except Image.DecompressionBombError as exc:
+        size = _bomb_size(data, kind)
+        shown = f"{size[0]}x{size[1]}" if size else "larger than Pillow opens"
+        raise HTTPException(422, f"{field}: image is {shown}; at most {max_pixels} pixels are accepted") from exc
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the client's bad file
+        raise HTTPException(422, f"{field}: unreadable {kind} header") from exc
+
+
 def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
     """Decode a sniffed image to BGR after checking its header dimensions (never decodes a bomb)."""
     if not data:
@@ -49,11 +82,7 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
     if kind is None:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"{field}: not a JPEG, PNG, WebP or BMP image (content checked, not the file name)")
-    try:
-        with Image.open(io.BytesIO(data)) as header:  # reads the header only
-            width, height = header.size
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the client's bad file
-        raise HTTPException(422, f"{field}: unreadable {kind} header") from exc
+    width, height = _header_size(data, field, kind, max_pixels)
     if width <= 0 or height <= 0 or width * height > max_pixels:
         raise HTTPException(422,
                             f"{field}: image is {width}x{height}; at most {max_pixels} pixels are accepted")

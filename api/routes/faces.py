@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated
 
+import numpy as np
 import redis
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ApiStoreDep, ReadingInvestigator, RedisDep, SettingsDep, User
-from api.images import load_image
+from api.images import decode_image, read_upload
 from api.routes.media import media_url
-from api.routes.plates import REASON_DESCRIPTION
+from api.routes.plates import REASON_DESCRIPTION, ReasonText
 from api.schemas.faces import FaceHitOut, FaceSearchOut, SearchedFaceOut
 from api.validation import TIME_HELP, Instant, check_cameras, check_window
 from pipeline.events import FaceEvent
@@ -26,6 +28,7 @@ router = APIRouter(prefix="/api/faces", tags=["faces"])
 MAX_FACE_INDEX = 63  # a crowd photo rarely has more usable faces; the field stays bounded
 MAX_OFFSET = 5000  # each page re-ranks offset + limit candidates, so deep pages are refused
 MAX_CAMERAS = 500  # as many as a plate search may name
+AUDIT_HIT_IDS = 500  # hit event ids kept in the audit record: a whole page (``limit`` is at most 500)
 
 Cameras = Annotated[list[str] | None, Form(max_length=MAX_CAMERAS, description=(
     "Only these cameras (repeat the field). An id that is neither configured nor holds stored plate reads or "
@@ -41,6 +44,14 @@ def _check_cameras(request: Request, client: redis.Redis, user: User, cameras: l
     config = request.app.state.camera_config
     configured = None if config is None else {c.id for c in config.cameras}
     check_cameras(cameras, configured, user.cameras, "cameras", "form", client)
+
+
+async def _read_photo(upload: UploadFile, max_bytes: int, max_pixels: int) -> tuple[np.ndarray, str]:
+    """The decoded photo (every upload check, decoding in the thread pool) and the SHA-256 (hex) of its bytes, which
+    the audit record keeps to tell which photo was searched."""
+    data = await read_upload(upload, "image", max_bytes)
+    image = await run_in_threadpool(decode_image, data, "image", max_pixels)
+    return image, hashlib.sha256(data).hexdigest()
 
 
 def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
@@ -70,7 +81,7 @@ def _hits_out(client: redis.Redis, hits: list[FaceHit]) -> list[FaceHitOut]:
 async def search_faces(
     request: Request, user: ReadingInvestigator, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
     image: Annotated[UploadFile, File(description="JPEG/PNG/WebP photo with a face.")],
-    reason: Annotated[str, Form(min_length=3, max_length=500, description=REASON_DESCRIPTION)],
+    reason: Annotated[ReasonText, Form(description=REASON_DESCRIPTION)],
     threshold: Annotated[float | None, Form(ge=-1, le=1)] = None,
     cameras: Cameras = None, start: Start = None, end: End = None,
     limit: Annotated[int, Form(ge=1, le=500, description="Most hits in the page.")] = 50,
@@ -81,7 +92,7 @@ async def search_faces(
 ) -> FaceSearchOut:
     check_window(start, end, "form")  # before the photo is read or a face is looked for
     _check_cameras(request, client, user, cameras)
-    photo = await load_image(image, "image", settings.max_upload_bytes, settings.max_image_pixels)
+    photo, digest = await _read_photo(image, settings.max_upload_bytes, settings.max_image_pixels)
     service = request.app.state.faces
     face, found = await run_in_threadpool(service.pick_face, photo, "image", face_index, "face_index")
     threshold = settings.face_threshold if threshold is None else threshold
@@ -95,7 +106,9 @@ async def search_faces(
     out = _hits_out(client, hits)
     store.audit(user.username, "face_search", {"reason": reason, "threshold": threshold, "cameras": cameras,
                                                "start": start, "end": end, "image_bytes": image.size,
-                                               "face_index": face_index, "faces_found": found, "offset": offset},
+                                               "image_sha256": digest, "face_index": face_index,
+                                               "faces_found": found, "offset": offset, "limit": limit,
+                                               "hit_event_ids": [h.event_id for h in out[:AUDIT_HIT_IDS]]},
                 len(out))
     logger.debug("face search: face %s of %s, %s hits from %s", face_index + 1, found, len(out), offset)
     return FaceSearchOut(threshold=threshold, total=len(out), offset=offset, limit=limit, has_more=has_more,

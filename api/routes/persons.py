@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.ids import PersonId
 from api.images import load_image
-from api.schemas.faces import PersonOut, PersonUpdate
+from api.schemas.faces import PersonName, PersonOut, PersonUpdate
 from pipeline.store import WatchlistStore
 
 router = APIRouter(prefix="/api/persons", tags=["persons"])
@@ -40,7 +40,7 @@ async def _embed_photos(request: Request, photos: list[UploadFile], settings) ->
 @router.post("", response_model=PersonOut, status_code=201, summary="Enrol a person from one or more photos")
 async def enrol_person(
     request: Request, admin: Admin, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
-    name: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[PersonName, Form()],
     photos: Annotated[list[UploadFile], File(description="Photos each showing exactly one face.")],
     notes: Annotated[str, Form(max_length=2000)] = "",
 ) -> PersonOut:
@@ -86,6 +86,8 @@ async def replace_photos(request: Request, admin: Admin, person_id: PersonId, cl
 
 @router.delete("/{person_id}", status_code=204, summary="Delete a person (and their watchlist entries)")
 def delete_person(admin: Admin, person_id: PersonId, client: RedisDep, store: ApiStoreDep) -> None:
-    if not WatchlistStore(client).delete_person(person_id):
+    wl = WatchlistStore(client)
+    person = wl.get_person(person_id)  # read first: the audit record keeps who was deleted
+    if person is None or not wl.delete_person(person_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
-    store.audit(admin.username, "person_delete", {"person_id": person_id})
+    store.audit(admin.username, "person_delete", {"person_id": person_id, "name": person.get("name", "")})

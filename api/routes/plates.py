@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import redis
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import StringConstraints
 
 from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
 from api.routes.media import media_url
@@ -24,7 +25,11 @@ Start = Annotated[Instant | None, Query(description=f"From this instant. {TIME_H
 End = Annotated[Instant | None, Query(description=f"Up to this instant (not before `start`). {TIME_HELP}")]
 REASON_DESCRIPTION = ("Why you search: a reason or case number (required; recorded in the audit trail and shown in "
                       "the audit view -- plate histories and face searches are personal data under the PDPA).")
-Reason = Annotated[str, Query(min_length=3, max_length=500, description=REASON_DESCRIPTION)]
+REASON_MIN, REASON_MAX = 3, 500
+ReasonText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=REASON_MIN, max_length=REASON_MAX)]
+"""A mandatory reason: surrounding whitespace stripped, then at least :data:`REASON_MIN` characters (spaces alone
+are no reason)."""
+Reason = Annotated[ReasonText, Query(description=REASON_DESCRIPTION)]
 
 
 def _check_cameras(request: Request, client: redis.Redis, user: User, cameras: list[str] | None) -> None:

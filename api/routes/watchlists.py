@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from api.deps import Admin, ApiStoreDep, Investigator, RedisDep
+from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, User
 from api.ids import EntryId, WatchlistId
 from api.routes.cameras import check_camera_ids
 from api.schemas.watchlists import (
@@ -46,11 +46,41 @@ def _get(wl: WatchlistStore, watchlist_id: str) -> dict:
     return w
 
 
-@router.get("", response_model=list[WatchlistOut], summary="List watchlists")
-def list_watchlists(_: Investigator, client: RedisDep) -> list[WatchlistOut]:
+def visible_entry(user: User, entry: dict) -> dict | None:
+    """The entry as ``user`` may see it: as stored for a user of every camera and for an entry of every camera
+    (``cameras`` null); for a camera-limited user, with ``cameras`` cut to the user's own, or None when it names none
+    of them (nor anything readable), so that nothing of other cameras is told."""
+    cameras = entry.get("cameras")
+    if user.cameras is None or cameras is None:
+        return entry
+    if not isinstance(cameras, list):
+        logger.warning("watchlist entry %s has unreadable cameras; hidden from camera-limited users",
+                       entry.get("entry_id"))
+        return None
+    mine = [c for c in cameras if isinstance(c, str) and user.sees(c)]
+    return {**entry, "cameras": mine} if mine else None
+
+
+def visible_entries(user: User, entries: list[dict]) -> list[dict]:
+    """The entries ``user`` may see (:func:`visible_entry`), in their order."""
+    return [seen for seen in (visible_entry(user, e) for e in entries) if seen is not None]
+
+
+def _counts(wl: WatchlistStore, user: User, watchlist_ids: list[str]) -> dict[str, int]:
+    """Entries of each watchlist that ``user`` may see: HLEN each for a user of every camera (no entry read), the
+    visible ones counted for a camera-limited user."""
+    if user.cameras is None:
+        return wl.entry_counts(watchlist_ids)
+    return {wid: len(visible_entries(user, wl.list_entries(wid))) for wid in watchlist_ids}
+
+
+@router.get("", response_model=list[WatchlistOut], summary="List watchlists",
+            description="Each with its number of entries: for a user limited to some cameras, only the entries they "
+                        "may see (those for every camera or for one of theirs).")
+def list_watchlists(user: Investigator, client: RedisDep) -> list[WatchlistOut]:
     wl = WatchlistStore(client)
     lists = wl.list_watchlists()
-    counts = wl.entry_counts([w["id"] for w in lists])  # HLEN each: no entry is read to count them
+    counts = _counts(wl, user, [w["id"] for w in lists])
     return [_out(w, counts[w["id"]]) for w in lists]
 
 
@@ -62,9 +92,9 @@ def create_watchlist(body: WatchlistCreate, admin: Admin, client: RedisDep, stor
 
 
 @router.get("/{watchlist_id}", response_model=WatchlistOut, summary="One watchlist")
-def get_watchlist(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> WatchlistOut:
+def get_watchlist(user: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> WatchlistOut:
     wl = WatchlistStore(client)
-    return _out(_get(wl, watchlist_id), wl.entry_counts([watchlist_id])[watchlist_id])
+    return _out(_get(wl, watchlist_id), _counts(wl, user, [watchlist_id])[watchlist_id])
 
 
 @router.patch("/{watchlist_id}", response_model=WatchlistOut, summary="Rename or describe a watchlist")
@@ -84,11 +114,13 @@ def delete_watchlist(admin: Admin, watchlist_id: WatchlistId, client: RedisDep, 
     store.audit(admin.username, "watchlist_delete", {"watchlist_id": watchlist_id})
 
 
-@router.get("/{watchlist_id}/entries", response_model=list[EntryOut], summary="Entries of a watchlist")
-def list_entries(_: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> list[EntryOut]:
+@router.get("/{watchlist_id}/entries", response_model=list[EntryOut], summary="Entries of a watchlist",
+            description="A user limited to some cameras sees only the entries for every camera (`cameras` null) "
+                        "and those naming one of theirs, with `cameras` cut to their own.")
+def list_entries(user: Investigator, watchlist_id: WatchlistId, client: RedisDep) -> list[EntryOut]:
     wl = WatchlistStore(client)
     _get(wl, watchlist_id)
-    return [EntryOut(**e) for e in wl.list_entries(watchlist_id)]
+    return [EntryOut(**e) for e in visible_entries(user, wl.list_entries(watchlist_id))]
 
 
 DUPLICATE = {409: {"model": DuplicateEntryOut, "description": "The watchlist already has an entry with this plate "

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+"""A person's name: surrounding whitespace stripped, then not empty."""
 
 
 class FaceHitOut(BaseModel):
@@ -49,5 +54,5 @@ class PersonOut(BaseModel):
 
 class PersonUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: PersonName | None = None
     notes: str | None = Field(default=None, max_length=2000)
