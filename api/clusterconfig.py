@@ -3,13 +3,21 @@
 Where a ``cameras.yaml`` was pushed (``python -m pipeline cluster push-config`` or an API host started with
 ``--role api --config``), every API replica serves that one and picks up a new version within
 :data:`POLL_S`, so cameras added or removed on one host show on all of them without a restart. Where nothing was
-pushed (one machine, ``--role all``) the API keeps the file it loaded at start.
+pushed the API keeps the file it loaded at start.
+
+A single-host ``pipeline run --role all`` service (``CCTV_CAMERA_CONFIG_SOURCE=file``, set by its supervisor) never
+follows pushes: its workers run the ``--config`` file, so its API serves that file too, warns once per pushed
+version that differs from it, and marks itself in Redis (:data:`~pipeline.cluster.configstore.SINGLE_HOST_KEY`) so
+that ``cluster push-config`` can tell the user the push will not apply there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -21,6 +29,10 @@ from pipeline.secrets import url_secrets
 logger = logging.getLogger(__name__)
 
 POLL_S = 5.0
+MARK_TTL_S = 6 * POLL_S
+IGNORED_WARNING = ("a configuration pushed with `cluster push-config` is ignored by a single-host `--role all` "
+                   "service: restart with the file, or run --role api/worker (Redis holds version %d, this "
+                   "service serves %s)")
 
 
 def follow_camera_config(app: Any, client: Any) -> bool:
@@ -49,11 +61,53 @@ def follow_camera_config(app: Any, client: Any) -> bool:
     return True
 
 
+def serves_file(app: Any) -> bool:
+    """True where the API serves its ``config_path`` only (``CCTV_CAMERA_CONFIG_SOURCE=file``, ``--role all``)."""
+    return getattr(app.state.settings, "camera_config_source", "cluster") == "file"
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def check_ignored_config(app: Any, client: Any) -> bool:
+    """``--role all``: mark this service in Redis and warn (once per version) when Redis holds a pushed
+    configuration other than the file this service serves; True if it warned. Never changes the camera list."""
+    from pipeline.cluster.configstore import CONFIG_KEY, mark_single_host
+
+    path = Path(app.state.settings.config_path)
+    try:
+        mark_single_host(client, f"{socket.gethostname()}:{path}", MARK_TTL_S)
+        version, sha = client.hmget(CONFIG_KEY, ["version", "sha256"])
+    except (redis.RedisError, OSError) as exc:
+        logger.debug("pushed camera configuration not checked: %s", exc)
+        return False
+    if version is None or int(version) == getattr(app.state, "ignored_config_version", 0):
+        return False
+    app.state.ignored_config_version = int(version)
+    stored_sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+    if stored_sha == _file_sha256(path):
+        return False
+    logger.warning(IGNORED_WARNING, int(version), path)
+    return True
+
+
+def sync_camera_config(app: Any, client: Any) -> bool:
+    """One step of following the configuration: True if the camera list changed (never for ``--role all``)."""
+    if serves_file(app):
+        check_ignored_config(app, client)
+        return False
+    return follow_camera_config(app, client)
+
+
 async def camera_config_loop(app: Any, client: Any, poll_s: float = POLL_S) -> None:
-    """Follow the pushed configuration until cancelled."""
+    """Follow the pushed configuration until cancelled (``--role all``: only check for ignored pushes)."""
     while True:
         await asyncio.sleep(poll_s)
-        if await run_in_threadpool(follow_camera_config, app, client):
+        if await run_in_threadpool(sync_camera_config, app, client):
             from api.routes.live import follow_live_config
 
             follow_live_config(app)  # live viewers follow a camera's new stream URL now, not at their next request

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import openapi as api_openapi
 from api.auditing import AuditMiddleware
-from api.clusterconfig import camera_config_loop, follow_camera_config
+from api.clusterconfig import camera_config_loop, sync_camera_config
 from api.exportqueue import ALIVE_TTL_S, ExportQueue, alive_key
 from api.faces import FaceService
 from api.limits import BodyGuard
@@ -113,7 +113,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         # several API replicas: this one stays alive for its own jobs and fails those of replicas that are gone
         app.state.export_queue.keep_alive(client, lambda: exports.fail_interrupted_exports(client,
                                                                                            settings.exports_root()))
-        follow_camera_config(app, client)  # multi-host: the cameras.yaml pushed to Redis, if any
+        sync_camera_config(app, client)  # multi-host: the cameras.yaml pushed to Redis, if any (not --role all)
         config_task = asyncio.create_task(camera_config_loop(app, client))
         try:  # open cases from before legal hold existed get their hold now
             await run_in_threadpool(cases.hold_open_cases, client, settings.recordings_dir)

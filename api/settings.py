@@ -20,6 +20,12 @@ class ApiSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
     recordings_dir: Path = Field(default=PROJECT_ROOT / "recordings", description="Media root served by /api/media.")
     config_path: Path = Field(default=PROJECT_ROOT / "cameras.yaml", description="cameras.yaml with the cameras.")
+    camera_config_source: Literal["cluster", "file"] = Field(
+        default="cluster",
+        description="Where the camera list comes from: ``cluster`` follows the configuration pushed to Redis "
+                    "(``pipeline run --role api``; config_path until one is pushed), ``file`` serves config_path "
+                    "only and ignores pushes (the single-host ``pipeline run --role all`` sets it: its workers "
+                    "run that file).")
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400,
                                description="Bearer token lifetime (absolute: activity does not extend it).")
     session_idle_s: int = Field(default=30 * 60, ge=60, le=86400,

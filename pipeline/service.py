@@ -89,16 +89,25 @@ def proxy_options(forwarded_allow_ips: str) -> dict[str, Any]:
 
 
 def _api_child(host: str, port: int, log_level: int, redis_url: str | None = None,
-               config_path: str | None = None) -> None:
+               config_path: str | None = None, config_source: str | None = None) -> None:
     import uvicorn
 
     if redis_url:  # the API's own ACL user (CCTV_API_REDIS_URL); api.settings reads CCTV_REDIS_URL
         os.environ["CCTV_REDIS_URL"] = redis_url
     if config_path:  # the cameras.yaml the workers run (``pipeline run --config``); api.settings reads it here
         os.environ["CCTV_CONFIG_PATH"] = config_path
+    before = os.environ.get("CCTV_CAMERA_CONFIG_SOURCE")
+    if config_source:  # "file": the workers of ``--role all`` never follow pushes, so neither does their API
+        os.environ["CCTV_CAMERA_CONFIG_SOURCE"] = config_source
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info", **API_SERVER_OPTIONS,
-                **proxy_options(get_settings().forwarded_allow_ips))
+    try:
+        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info",
+                    **API_SERVER_OPTIONS, **proxy_options(get_settings().forwarded_allow_ips))
+    finally:  # as it was (a caller in this process, e.g. a test, keeps its own environment)
+        if before is None:
+            os.environ.pop("CCTV_CAMERA_CONFIG_SOURCE", None)
+        else:
+            os.environ["CCTV_CAMERA_CONFIG_SOURCE"] = before
 
 
 def _module_available(name: str) -> bool:
@@ -134,7 +143,8 @@ def build_children(config: Config, bus: FrameBus | None, stop_event: Any, api_ho
     if with_api:
         if _module_available("api.main"):
             where = str(Path(config_path).resolve()) if config_path is not None else None
-            children.append(ChildSpec("api", _api_child, (api_host, api_port, level, settings.api_redis_url, where),
+            children.append(ChildSpec("api", _api_child, (api_host, api_port, level, settings.api_redis_url, where,
+                                                          "file"),
                                       graceful_signal=signal.SIGTERM))
         else:
             logger.warning("API not available (api.main not found): running without it")

@@ -18,6 +18,9 @@ from typing import Any
 from pipeline.config import Config, parse_config
 
 CONFIG_KEY = "cctv:cluster:config"
+SINGLE_HOST_KEY = "cctv:cluster:single-host"
+"""Set (with a TTL, refreshed) by the API of a single-host ``pipeline run --role all`` service: ``<host>:<file>``.
+That service ignores pushed configurations, so ``cluster push-config`` says so."""
 
 _PUSH = """
 -- KEYS: config hash; ARGV: yaml, sha256, pushed_at, source. Returns {version, changed (0/1)}.
@@ -78,3 +81,16 @@ def load_cluster_config(client: Any) -> StoredConfig | None:
     text = raw[1].decode("utf-8") if isinstance(raw[1], bytes) else raw[1]
     sha = raw[2].decode() if isinstance(raw[2], bytes) else str(raw[2])
     return StoredConfig(int(raw[0]), parse_config(text, source=f"redis:{CONFIG_KEY}"), sha)
+
+
+def mark_single_host(client: Any, where: str, ttl_s: float) -> None:
+    """Say for ``ttl_s`` that a single-host ``--role all`` service, serving ``where``, uses this Redis."""
+    client.set(SINGLE_HOST_KEY, where[:512], px=int(ttl_s * 1000))
+
+
+def single_host_service(client: Any) -> str | None:
+    """``<host>:<file>`` of a live single-host ``--role all`` service on this Redis, else None."""
+    value = client.get(SINGLE_HOST_KEY)
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -187,6 +187,16 @@ def cluster_status(client: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _warn_single_host(client: Any) -> None:
+    """Tell the user when a single-host ``--role all`` service uses this Redis: it ignores pushes."""
+    from pipeline.cluster.configstore import single_host_service
+
+    where = single_host_service(client)
+    if where:
+        _say(f"warning: a single-host `--role all` service ({where}) uses this Redis and ignores pushed "
+             "configurations: edit its file and restart it, or run --role api/worker hosts", err=True)
+
+
 def cluster_command(args: argparse.Namespace) -> int:
     """``pipeline cluster push-config PATH`` / ``pipeline cluster status [--json]``."""
     import redis
@@ -209,6 +219,7 @@ def cluster_command(args: argparse.Namespace) -> int:
                 _say(f"{args.path}:{issue.line or '?'}: {issue.path}: warning: {issue.message}", err=True)
             state = "stored as" if result.changed else "unchanged, still"
             _say(f"{args.path}: {result.cameras} cameras, {state} version {result.version}")
+            _warn_single_host(client)
             return 0
         status = cluster_status(client)
     except redis.RedisError as exc:
