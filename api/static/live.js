@@ -164,19 +164,8 @@ export class AlertFeed {
     const match = reason.match(/\d+/);
     this.limited = { scope, limit: match ? Number(match[0]) : null, reason };
     const delay = this.limitRetryS * (0.8 + Math.random() * 0.4);
-    let left = Math.ceil(delay);
-    const report = (isFirst) => this.onState("limited", { ...this.limited, seconds: left, first: isFirst });
-    report(first);
-    clearInterval(this.countdown);
-    this.countdown = setInterval(() => {
-      left -= 1;
-      if (left > 0) report(false);
-    }, 1000);
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      clearInterval(this.countdown);
-      this.connect();
-    }, delay * 1000);
+    this.reconnectAfter(delay, (left, isFirst) => this.onState("limited",
+      { ...this.limited, seconds: left, first: isFirst && first }));
   }
 
   scheduleReconnect() {
@@ -184,12 +173,17 @@ export class AlertFeed {
     const base = Math.min(30, 2 ** this.attempt);
     const delay = base * (0.75 + Math.random() * 0.5);
     this.attempt += 1;
+    this.reconnectAfter(delay, (left) => this.onState("waiting", { seconds: left }));
+  }
+
+  /** Connect again after `delay` seconds, calling `report(secondsLeft, isFirst)` now and every second meanwhile. */
+  reconnectAfter(delay, report) {
     let left = Math.ceil(delay);
-    this.onState("waiting", { seconds: left });
+    report(left, true);
     clearInterval(this.countdown);
     this.countdown = setInterval(() => {
       left -= 1;
-      if (left > 0) this.onState("waiting", { seconds: left });
+      if (left > 0) report(left, false);
     }, 1000);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {

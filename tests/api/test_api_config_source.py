@@ -24,24 +24,13 @@ import pipeline.service as service
 from api.clusterconfig import camera_config_loop
 from api.main import create_app
 from api.settings import ApiSettings
-from api.store import ApiStore
 from pipeline.cluster.configstore import push_config
 from pipeline.config import parse_config
+from tests.api.test_api_replicas import _login, _yaml
 
 pytestmark = pytest.mark.timeout(120)
 PASSWORD = "correct horse battery"
 IGNORED = "a configuration pushed with `cluster push-config` is ignored by a single-host `--role all` service"
-
-
-def _yaml(*ids: str) -> str:
-    return "cameras:\n" + "".join(f"  - {{id: {i}, name: {i.upper()}, url: 'rtsp://10.1.1.1/{i}'}}\n" for i in ids)
-
-
-def _login(tc: TestClient, rclient: redis.Redis) -> dict[str, str]:
-    ApiStore(rclient, scrypt_n=16).put_user("adm", "admin", PASSWORD, None)
-    r = tc.post("/api/auth/login", json={"username": "adm", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 def _cameras(tc: TestClient, auth: dict[str, str]) -> set[str]:
