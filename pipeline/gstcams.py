@@ -19,18 +19,17 @@ time. :func:`gst_rtsp_server_missing` says why the server cannot run here (for a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import select
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Self
 
+from pipeline.processes import die_with_parent
 from pipeline.testcams import DEFAULT_CACHE_DIR, cached_transcode, ffmpeg_into, find_videos
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,6 @@ missing = [e for e in ("filesrc", "qtdemux", "h264parse", "h265parse", "rtph264p
            if Gst.ElementFactory.find(e) is None]
 assert not missing, "GStreamer elements missing: " + ", ".join(missing)
 """
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
 
 
 def gst_rtsp_server_missing(python: str = SYSTEM_PYTHON) -> str | None:
@@ -85,10 +82,6 @@ def _server_env(config: dict[str, object]) -> dict[str, str]:
     if config:
         env["GSTCAMS_CONFIG"] = json.dumps(config)
     return env
-
-
-def _die_with_parent() -> None:
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class GstCameraServer:
@@ -145,7 +138,7 @@ class GstCameraServer:
             with self._log.open("ab") as log:
                 self.process = subprocess.Popen(
                     [self.python, str(SERVER_SCRIPT)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                    env=_server_env(config), preexec_fn=_die_with_parent,
+                    env=_server_env(config), preexec_fn=die_with_parent,
                 )  # fmt: skip
             port = self._wait_ready(deadline)
             if port is not None:

@@ -1,9 +1,21 @@
 """Whether a process still runs, by pid (and when it started, so that a reused pid is told apart): the checks the
-frame bus, worker-id claims and the tests share."""
+frame bus, worker-id claims and the tests share; and :func:`die_with_parent`, for helper processes that must not
+outlive the process that started them."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a child process (ffmpeg, gst-rtsp-server, a restore's snapshot server): the kernel sends it
+    SIGTERM when the thread that started it dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pid_alive(pid: int) -> bool:

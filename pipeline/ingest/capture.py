@@ -42,7 +42,6 @@ list pipe with ``select`` in one thread, watches for stalls and retries with cap
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
 import os
 import re
@@ -59,6 +58,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import Camera, IngestConfig
+from pipeline.processes import die_with_parent
 from pipeline.recording.recorder import (
     SegmentFinalizer,
     incoming_dir,
@@ -86,8 +86,6 @@ MIN_ANALYSIS_SIDE = 16  # a stream smaller than this (either side) has nothing t
 _FAILURES_BEFORE_OFFLINE = 3
 SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOTS_DIRNAME = "snapshots"
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
 # every protocol an RTSP/HTTP camera may need once the URL is read from the concat script (pipe)
 _PROTOCOL_WHITELIST = "pipe,file,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
 _AUTH_FAILED = re.compile(r"\b401 Unauthorized\b|authorization failed", re.IGNORECASE)
@@ -214,11 +212,6 @@ def _close_fds(fds: list[int]) -> None:
             os.close(fd)
         except OSError as exc:
             logger.debug("closing fd %d: %s", fd, exc)
-
-
-def _die_with_parent() -> None:
-    """In the ffmpeg child: get SIGTERM when the capture thread that started it dies (worker killed)."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def choose_decode(setting: str, analysis_fps: float, keyframe_interval_s: float | None, tolerance: float,
@@ -523,7 +516,7 @@ class CameraCapture:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                     pass_fds=pass_fds, env={**child_environment(), "TZ": "UTC"},
-                                    start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+                                    start_new_session=True, preexec_fn=die_with_parent)  # fmt: skip
         finally:
             for fd in pass_fds:
                 os.close(fd)
@@ -631,7 +624,7 @@ class CameraCapture:
                 self.process = subprocess.Popen(
                     cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.bus is not None else subprocess.DEVNULL,
                     stderr=subprocess.PIPE, pass_fds=tuple(child_fds), env={**child_environment(), "TZ": "UTC"},
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    start_new_session=True, preexec_fn=die_with_parent,
                 )  # fmt: skip
             finally:
                 _close_fds(child_fds)

@@ -60,6 +60,7 @@ from typing import Any
 import redis
 
 from pipeline.models_manifest import sha256_file
+from pipeline.processes import die_with_parent
 from pipeline.settings import PROJECT_ROOT
 from pipeline.store import keys
 from pipeline.store.redis_setup import write_private
@@ -150,7 +151,9 @@ def snapshot_server(rdb: Path, db: int = 0) -> Iterator[redis.Redis]:
             "port 0", f'unixsocket "{sock}"', "unixsocketperm 700", f'dir "{work}"', 'dbfilename "dump.rdb"',
             "appendonly no", 'save ""', f'logfile "{work / "redis.log"}"', "",
         ]))
-        proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the server holds the whole backup (password hashes, tokens): it must not outlive a restore killed outright
+        proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
         client = redis.Redis(unix_socket_path=str(sock), db=db, socket_timeout=60)
         try:
             deadline = time.monotonic() + 600

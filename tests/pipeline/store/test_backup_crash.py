@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
@@ -102,10 +103,14 @@ def _killed_restore(args: list[str], url: str, pause: str, log: Path) -> Iterato
                         f"{log.read_text()[-2000:]}")
         yield
     finally:
+        helpers = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         if proc.stderr is not None:
             proc.stderr.close()
+        # its throw-away snapshot server (the whole backup in memory) dies with it, never an orphan
+        _, alive = psutil.wait_procs(helpers, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
 
 
 @pytest.mark.timeout(300)
