@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 
 from api.auditing import set_user
 from api.settings import ApiSettings
-from api.store import ROLES, ApiStore, token_hash
+from api.store import ROLES, ApiStore
 
 logger = logging.getLogger(__name__)
 
@@ -101,28 +100,13 @@ def _live_api_key(store: ApiStore, api_key: str, max_days: int) -> dict[str, Any
     return meta
 
 
-def _apply_idle_timeout(store: ApiStore, token: str, idle_s: int) -> None:
-    """Make a token's stored idle timeout ``idle_s`` (CCTV_SESSION_IDLE_S now), so that :meth:`ApiStore.token_user`
-    checks it, and refreshes the last-seen time, under the value in force rather than the one at issue. XX and
-    KEEPTTL: a token revoked meanwhile is not brought back and its absolute lifetime stays."""
-    key = f"token:{token_hash(token)}"
-    raw = store.client.get(key)
-    try:
-        record = json.loads(raw) if raw else None
-    except ValueError:
-        return
-    if isinstance(record, dict) and record.get("i") != idle_s:
-        store.client.set(key, json.dumps(record | {"i": idle_s}), xx=True, keepttl=True)
-
-
 def resolve_user(store: ApiStore, token: str | None, api_key: str | None, settings: ApiSettings) -> User | None:
     """The user behind a bearer token or an API key, or None: on every path (routes, WebSockets, their re-checks,
     the body-size pre-check) a token's idle timeout is CCTV_SESSION_IDLE_S as it is now (not as when the token was
     issued) and a key made without an expiry ends CCTV_API_KEY_MAX_DAYS after its creation."""
     username, via, read_only = None, "", False
     if token:
-        _apply_idle_timeout(store, token, settings.session_idle_s)
-        username, via = store.token_user(token), "token"
+        username, via = store.token_user(token, settings.session_idle_s), "token"
     elif api_key:
         meta = _live_api_key(store, api_key, settings.api_key_max_days)
         if meta is not None:

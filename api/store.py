@@ -283,9 +283,11 @@ class ApiStore:
         self.client.set(f"token:{token_hash(token)}", record, ex=ttl_s)
         return token
 
-    def token_user(self, token: str) -> str | None:
+    def token_user(self, token: str, idle_s: float | None = None) -> str | None:
         """The user name of a live token whose session generation is still the user's and that was used within its
-        idle timeout, or None. A use refreshes the last-seen time (written at most every :data:`SEEN_REFRESH_S`)."""
+        idle timeout, or None. ``idle_s`` is the timeout in force (CCTV_SESSION_IDLE_S now, applied to tokens issued
+        before a change too); None: the one stored when the token was issued. A use refreshes the last-seen time
+        (written at most every :data:`SEEN_REFRESH_S`)."""
         key = f"token:{token_hash(token)}"
         raw = self.client.get(key)
         try:
@@ -297,7 +299,7 @@ class ApiStore:
         now = time.time()
         try:
             seen = float(record.get("s", now))
-            idle = float(record.get("i", SESSION_IDLE_DEFAULT_S))
+            idle = float(idle_s if idle_s is not None else record.get("i", SESSION_IDLE_DEFAULT_S))
         except (TypeError, ValueError):
             return None
         if now - seen > idle:
