@@ -30,10 +30,11 @@ from pipeline.store.plates import normalise_plate
 logger = logging.getLogger(__name__)
 
 _ALERT_LUA = """
--- KEYS: stream, index hash; ARGV: alert_id, maxlen, channel, json
+-- KEYS: stream, index hash, face-alert media hash; ARGV: alert_id, maxlen, channel, json, media path ('' none)
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'alert', ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[1], sid)
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], ARGV[5], sid) end
 redis.call('PUBLISH', ARGV[3], '{"id":"' .. sid .. '","alert":' .. ARGV[4] .. '}')
 return 1
 """
@@ -43,6 +44,11 @@ REPLICATION_MARK = "cctv:repl:mark"
 
 BATCH = 500
 """Events per writer-script call (one atomic step; a few milliseconds of Redis time)."""
+
+
+def face_alert_media(alert: Alert) -> str | None:
+    """The media path a face alert makes visible to every role that sees face alerts (its crop), else None."""
+    return alert.crop_path if alert.kind == "face" and alert.crop_path else None
 
 
 class NotReplicatedError(redis.RedisError):
@@ -71,6 +77,7 @@ class EventStore:
         self._plate_prune = client.register_script(lua.PLATE_PRUNE)
         self._face_prune = client.register_script(lua.FACE_PRUNE)
         self._alert_prune = client.register_script(lua.ALERT_PRUNE)
+        self._alert_media_prune = client.register_script(lua.ALERT_MEDIA_PRUNE)
         self._age_trim = client.register_script(lua.STREAM_AGE_TRIM)
         self._series_rebuild = client.register_script(lua.SERIES_REBUILD)
         self._alert_script = client.register_script(_ALERT_LUA)
@@ -152,11 +159,25 @@ class EventStore:
         return self._prune(self._first_id(keys.PLATE_STREAM), self._first_id(keys.FACE_STREAM), count)
 
     def prune_trimmed_alerts(self, count: int = 1000) -> int:
-        """Remove the de-duplication index (``alerts:idx``) and acknowledgement entries of alerts whose records the
-        alert stream's ``MAXLEN`` cap has trimmed (they grew without bound); returns how many alerts left them."""
+        """Remove the de-duplication index (``alerts:idx``), acknowledgement and face-alert media
+        (``alerts:face_media``) entries of alerts whose records the alert stream's ``MAXLEN`` cap has trimmed (they
+        grew without bound); returns how many alerts left the de-duplication index."""
         cutoff, cursor, removed = self._first_id(keys.ALERT_STREAM), "0", 0
         while True:
             cursor, gone = self._alert_prune(keys=[keys.ALERT_INDEX, keys.ALERT_ACKS], args=[cursor, count, cutoff])
+            removed += int(gone)
+            if int(cursor) == 0:
+                break
+        media = self._prune_alert_media(cutoff, count)
+        if media:
+            logger.info("%s face-alert media entries left the index with their trimmed alerts", media)
+        return removed
+
+    def _prune_alert_media(self, cutoff: str, count: int) -> int:
+        """Drop the ``alerts:face_media`` entries whose newest alert is older than ``cutoff``; returns how many."""
+        cursor, removed = "0", 0
+        while True:
+            cursor, gone = self._alert_media_prune(keys=[keys.FACE_ALERT_MEDIA], args=[cursor, count, cutoff])
             removed += int(gone)
             if int(cursor) == 0:
                 return removed
@@ -222,13 +243,16 @@ class EventStore:
 
     # -- alerts -----------------------------------------------------------------------------------------------
     def publish_alert(self, alert: Alert) -> bool:
-        """Append an alert to the ``alerts`` stream (the replay backlog) and PUBLISH it on ``alerts:live``.
+        """Append an alert to the ``alerts`` stream (the replay backlog) and PUBLISH it on ``alerts:live``; a face
+        alert's crop enters ``alerts:face_media`` in the same step (what lets the API show it to the roles that may
+        see face alerts but not face events).
 
         Returns False (and publishes nothing) if an alert with this alert_id was already stored.
         """
         payload = json.dumps(alert.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
-        result = self._write(self._alert_script, [keys.ALERT_STREAM, keys.ALERT_INDEX],
-                             [alert.alert_id, self.alerts_maxlen, keys.ALERT_CHANNEL, payload])
+        result = self._write(self._alert_script, [keys.ALERT_STREAM, keys.ALERT_INDEX, keys.FACE_ALERT_MEDIA],
+                             [alert.alert_id, self.alerts_maxlen, keys.ALERT_CHANNEL, payload,
+                              face_alert_media(alert) or ""])
         return int(result) == 1
 
     # -- replicated writes ------------------------------------------------------------------------------------

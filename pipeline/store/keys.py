@@ -42,6 +42,11 @@ Alerts
                                      stream's cap trimmed are dropped by :meth:`EventStore.prune_trimmed_alerts`.
 ``alerts:acks``              HASH    alert_id -> JSON {by, note, at, notes: [{by, at, note}]}: the first acknowledgement
                                      (HSETNX: never overwritten); follow-up notes appended (WATCH/MULTI).
+``alerts:face_media``        HASH    media path (relative to the recordings dir) of a face alert's crop -> stream id of the
+                                     newest face alert referencing it, written in the alert's own script: the API serves
+                                     a face crop to a role that may not list face events only when it is here and that
+                                     alert is still in the stream on a camera the caller sees. Entries whose alert the
+                                     stream's cap trimmed are dropped by :meth:`EventStore.prune_trimmed_alerts`.
 ``alerts:live``              PUBSUB  channel; message = JSON {"id": stream_id, "alert": Alert}.
 
 Watchlists and persons (written by the API, read by the engine through :class:`pipeline.store.WatchlistStore`)
@@ -77,6 +82,7 @@ FACE_EVENTS = "faces:ev"
 ALERT_STREAM = "alerts"
 ALERT_INDEX = "alerts:idx"
 ALERT_ACKS = "alerts:acks"
+FACE_ALERT_MEDIA = "alerts:face_media"
 ALERT_CHANNEL = "alerts:live"
 WATCHLIST_IDS = "wl:ids"
 WATCHLIST_VERSION = "wl:version"

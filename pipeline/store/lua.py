@@ -238,6 +238,17 @@ end
 return {scan[1], removed}
 """)
 
+ALERT_MEDIA_PRUNE = _render(r"""
+-- KEYS: face-alert media hash; ARGV: HSCAN cursor, count, cutoff stream id. Media whose newest alert is older than
+-- the cutoff (trimmed by the stream's cap) leave the hash. Returns {next cursor, entries removed}.
+local scan = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local fields, removed = scan[2], 0
+for j = 1, #fields, 2 do
+  if sid_less(fields[j + 1], ARGV[3]) then redis.call('HDEL', KEYS[1], fields[j]); removed = removed + 1 end
+end
+return {scan[1], removed}
+""")
+
 STREAM_AGE_TRIM = r"""
 -- KEYS: event stream, legal-hold set; ARGV: start id ('-' or '(' exclusive), cutoff id (exclusive), count, kind.
 -- Deletes up to `count` entries older than the cutoff whose event ('<kind>:<event_id>') is not held.
