@@ -1,8 +1,9 @@
 """Evidence export: a background job cuts the clip with its SHA-256 manifest; progress and download.
 
 The job records the SHA-256 of the clip (``sha256``) and of its final manifest file (``manifest_sha256``); the
-download and manifest routes hash the file on disk before serving it and refuse (409, audited) a file that no
-longer matches (:func:`verified_file`)."""
+download and manifest routes open the file once, hash it through that open file and refuse (409, audited) a file
+that no longer matches (:func:`open_verified`), then serve the bytes of that same open file (:class:`HeldFileResponse`),
+so a file swapped at its path after the check is never what is sent."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
+import anyio
 import redis
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import ExportId
@@ -424,25 +431,33 @@ ALTERED = ("the {what} on disk no longer matches the hash recorded at export: it
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of the file at ``path``, hashed in chunks. The result is cached per (path, device, inode, size,
-    mtime, ctime) as read from the open file before and after hashing, so a large clip downloaded again is not
-    hashed again, while any write to it (which changes its mtime and ctime, even when the mtime is set back) is."""
+    """The SHA-256 of the file at ``path`` (see :func:`handle_sha256`)."""
     with path.open("rb") as fh:
-        key = _stat_key(path, os.fstat(fh.fileno()))
+        return handle_sha256(fh, path)
+
+
+def handle_sha256(fh: BinaryIO, path: Path) -> str:
+    """The SHA-256 of the open file ``fh`` (named ``path``), hashed in chunks from its start without moving its
+    position. The result is cached per (path, device, inode, size, mtime, ctime) as read from the open file before
+    and after hashing, so a large clip downloaded again is not hashed again, while any write to it (which changes its
+    mtime and ctime, even when the mtime is set back) is."""
+    fd = fh.fileno()
+    key = _stat_key(path, os.fstat(fd))
+    with _digests_lock:
+        cached = _digests.get(key)
+        if cached is not None:
+            _digests.move_to_end(key)
+            return cached
+    digest, position = hashlib.sha256(), 0
+    while chunk := os.pread(fd, _HASH_CHUNK, position):
+        digest.update(chunk)
+        position += len(chunk)
+    hexdigest = digest.hexdigest()
+    if _stat_key(path, os.fstat(fd)) == key:  # not changed while it was read: the digest holds
         with _digests_lock:
-            cached = _digests.get(key)
-            if cached is not None:
-                _digests.move_to_end(key)
-                return cached
-        digest = hashlib.sha256()
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-        hexdigest = digest.hexdigest()
-        if _stat_key(path, os.fstat(fh.fileno())) == key:  # not changed while it was read: the digest holds
-            with _digests_lock:
-                _digests[key] = hexdigest
-                while len(_digests) > _DIGEST_CACHE_MAX:
-                    _digests.popitem(last=False)
+            _digests[key] = hexdigest
+            while len(_digests) > _DIGEST_CACHE_MAX:
+                _digests.popitem(last=False)
     return hexdigest
 
 
@@ -450,24 +465,147 @@ def _stat_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, 
     return str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def verified_file(job: dict[str, str], field: str, settings, store: ApiStore, user: User,  # noqa: ANN001
-                  job_id: str) -> tuple[Path, str | None]:
-    """The job's file ``field`` (see :func:`_file`) with the SHA-256 recorded for it (``sha256`` for the clip,
-    ``manifest_sha256`` for the manifest; None for a job written before that was recorded: served unchecked), after
-    checking that the file on disk still has that hash; 409 (audited as ``export_altered``) when it does not."""
+@dataclass
+class HeldFile:
+    """An export file opened once and checked through that open file: what is served is read from ``fh``, never
+    from ``path`` again. ``stat`` is the open file's as it was checked; ``recorded`` the SHA-256 it matched (None:
+    a file exported before its hash was recorded, served unchecked)."""
+
+    fh: BinaryIO
+    path: Path
+    stat: os.stat_result
+    recorded: str | None
+
+
+def open_verified(job: dict[str, str], field: str, settings, store: ApiStore, user: User,  # noqa: ANN001
+                  job_id: str) -> HeldFile:
+    """The job's file ``field`` (see :func:`_file`), opened, with the SHA-256 recorded for it (``sha256`` for the
+    clip, ``manifest_sha256`` for the manifest), after checking through the open file that it still has that hash;
+    409 (audited as ``export_altered``) when it does not. The caller closes the file (:class:`HeldFileResponse`
+    does once it has sent it)."""
     path = _file(job, field, settings)
-    recorded_field, what = ("sha256", "clip") if field == "path" else ("manifest_sha256", "clip manifest")
-    recorded = job.get(recorded_field) or None
-    if recorded is None:
-        return path, None
-    actual = file_sha256(path)
-    if actual != recorded.lower():
-        logger.warning("export %s: the %s %s on disk has SHA-256 %s, %s was recorded at export; not served", job_id,
-                       what, path.name, actual, recorded)
-        store.audit(user.username, "export_altered", {"job_id": job_id, "file": what, "name": path.name,
-                                                      "recorded_sha256": recorded, "sha256": actual}, status=409)
-        raise HTTPException(status.HTTP_409_CONFLICT, ALTERED.format(what=what))
-    return path, recorded
+    recorded_field, what = _recorded_field(field)
+    recorded = (job.get(recorded_field) or "").lower() or None
+    fh = path.open("rb")
+    try:
+        held = HeldFile(fh, path, os.fstat(fh.fileno()), recorded)
+        if recorded is not None:
+            actual = handle_sha256(fh, path)
+            if actual != recorded:
+                _refuse_altered(store, user, job_id, what, path, recorded, actual)
+    except BaseException:
+        fh.close()
+        raise
+    return held
+
+
+def _recorded_field(field: str) -> tuple[str, str]:
+    """The job field holding the hash recorded for the file ``field``, and what the file is called."""
+    return ("sha256", "clip") if field == "path" else ("manifest_sha256", "clip manifest")
+
+
+def _refuse_altered(store: ApiStore, user: User, job_id: str, what: str, path: Path, recorded: str,
+                    actual: str) -> NoReturn:
+    """Log and audit (``export_altered``) a file whose hash is not the recorded one, and refuse it with 409."""
+    _audit_altered(store, user, job_id, what, path, recorded, actual)
+    raise HTTPException(status.HTTP_409_CONFLICT, ALTERED.format(what=what))
+
+
+def _audit_altered(store: ApiStore, user: User, job_id: str, what: str, path: Path, recorded: str,
+                   actual: str | None, sending: bool = False) -> None:
+    """Log and audit (``export_altered``) a file found altered: before it is served (``actual``: its SHA-256), or
+    while it is sent (``sending``; ``actual`` None when it changed on disk before it was all read)."""
+    logger.warning("export %s: the %s %s has SHA-256 %s, %s was recorded at export; %s", job_id, what, path.name,
+                   actual or "(changed while read)", recorded, "response cut off" if sending else "not served")
+    params = {"job_id": job_id, "file": what, "name": path.name, "recorded_sha256": recorded, "sha256": actual}
+    if sending:
+        params["while_sending"] = True
+    store.audit(user.username, "export_altered", params, status=409)
+
+
+class FileChanged(RuntimeError):
+    """The file being served changed after it was checked (written in place): the response is cut off."""
+
+
+class _HeldReader:
+    """Reads of a :class:`HeldFile` for :class:`HeldFileResponse`: ``os.pread`` on its open descriptor (the checked
+    file, whatever is at its path now). A chunk is sent only if the open file is, after reading it, still as it was
+    checked (fstat identity: any write changes its mtime and ctime, even when the mtime is set back). When it is not
+    (written in place, or only its ctime moved: another file renamed over its path), the open file is hashed again
+    and the chunk read again; a file no longer matching its recorded hash raises :class:`FileChanged` (after
+    ``on_changed`` with its SHA-256, or None when it keeps changing), which cuts the response off short of its
+    Content-Length."""
+
+    def __init__(self, held: HeldFile, on_changed: Callable[[str | None], None]) -> None:
+        self._held, self._on_changed = held, on_changed
+        self._key = _stat_key(held.path, held.stat)
+        self._position = 0
+
+    async def seek(self, offset: int) -> None:
+        self._position = offset
+
+    async def read(self, size: int) -> bytes:
+        return await anyio.to_thread.run_sync(self._read, size)
+
+    def _read(self, size: int) -> bytes:
+        fd = self._held.fh.fileno()
+        for _ in range(3):
+            chunk = os.pread(fd, size, self._position)
+            if self._held.recorded is None or self._fstat_key() == self._key:
+                self._position += len(chunk)
+                return chunk
+            self._check_again()
+        self._changed(None)
+
+    def _fstat_key(self) -> tuple[str, int, int, int, int, int]:
+        return _stat_key(self._held.path, os.fstat(self._held.fh.fileno()))
+
+    def _check_again(self) -> None:
+        """Hash the open file again: it must still match its recorded hash; it is then the new checked state."""
+        before = self._fstat_key()
+        actual = handle_sha256(self._held.fh, self._held.path)
+        if actual != self._held.recorded:
+            self._changed(actual)
+        self._key = before
+
+    def _changed(self, actual: str | None) -> NoReturn:
+        self._on_changed(actual)
+        raise FileChanged(f"{self._held.path.name} changed after it was checked; response cut off")
+
+
+class HeldFileResponse(FileResponse):
+    """A :class:`~starlette.responses.FileResponse` (Content-Length, ETag, Range and multi-range requests) of a
+    :class:`HeldFile`: the bytes come from the file opened and checked before, never from its path (no
+    ``pathsend``), and the file is closed once the response is sent. ``on_changed`` is told when the file turns out
+    to have changed while it was sent (see :class:`_HeldReader`)."""
+
+    def __init__(self, held: HeldFile, media_type: str, on_changed: Callable[[str | None], None]) -> None:
+        super().__init__(held.path, media_type=media_type, filename=held.path.name, stat_result=held.stat,
+                         headers=_sha256_header(held.recorded))
+        self.held = held
+        self._on_changed = on_changed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            self.held.fh.close()
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[_HeldReader]:  # type: ignore[override]
+        yield _HeldReader(self.held, self._on_changed)
+
+
+def _serve(held: HeldFile, media_type: str, store: ApiStore, user: User, job_id: str,
+           field: str) -> HeldFileResponse:
+    """The response sending ``held``; a change found while sending it is logged and audited (``export_altered``)."""
+    what = _recorded_field(field)[1]
+
+    def changed(actual: str | None) -> None:
+        _audit_altered(store, user, job_id, what, held.path, held.recorded or "", actual, sending=True)
+
+    return HeldFileResponse(held, media_type, changed)
 
 
 _NOT_READY = {409: {"model": ErrorOut, "description": "The export is queued, running or failed: no file yet; or "
@@ -482,17 +620,24 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.get("/{job_id}/download", summary="Download the MP4 of a finished export", response_class=FileResponse,
-            description="The clip is hashed (SHA-256) before it is served and compared with the hash recorded at "
-                        "export; a clip altered or damaged on disk is refused with 409 (and the refusal audited), "
-                        f"never served. The recorded hash is sent as `{SHA256_HEADER}`.",
+            description="The clip is opened once, hashed (SHA-256) through that open file and compared with the "
+                        "hash recorded at export; a clip altered or damaged on disk is refused with 409 (and the "
+                        "refusal audited), never served. What is sent (Range requests included) is read from that "
+                        "same open file, so a file swapped at the path after the check is not sent, and a clip "
+                        "written in place while it is sent is cut off short of its Content-Length (and audited). "
+                        f"The recorded hash is sent as `{SHA256_HEADER}`.",
             responses={200: {"description": "The MP4.", "content": {"video/mp4": _BINARY}, "headers": _SHA256_DOC},
                        **_NOT_READY})
 def download_export(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                     settings: SettingsDep) -> FileResponse:
     job = get_job(client, job_id, user, owner_stamp(store, user.username))
-    path, recorded = verified_file(job, "path", settings, store, user, job_id)
-    store.audit(user.username, "export_download", {"job_id": job_id})
-    return FileResponse(path, media_type="video/mp4", filename=path.name, headers=_sha256_header(recorded))
+    held = open_verified(job, "path", settings, store, user, job_id)
+    try:
+        store.audit(user.username, "export_download", {"job_id": job_id})
+    except BaseException:
+        held.fh.close()
+        raise
+    return _serve(held, "video/mp4", store, user, job_id, "path")
 
 
 @router.get("/{job_id}/manifest", summary="Download the SHA-256 manifest of a finished export",
@@ -506,8 +651,8 @@ def download_export(user: Investigator, job_id: ExportId, client: RedisDep, stor
 def download_manifest(user: Investigator, job_id: ExportId, client: RedisDep, store: ApiStoreDep,
                       settings: SettingsDep) -> FileResponse:
     job = get_job(client, job_id, user, owner_stamp(store, user.username))
-    path, recorded = verified_file(job, "manifest_path", settings, store, user, job_id)
-    return FileResponse(path, media_type="application/json", filename=path.name, headers=_sha256_header(recorded))
+    held = open_verified(job, "manifest_path", settings, store, user, job_id)
+    return _serve(held, "application/json", store, user, job_id, "manifest_path")
 
 
 def _sha256_header(recorded: str | None) -> dict[str, str]:

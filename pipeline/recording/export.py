@@ -5,11 +5,13 @@ with ffmpeg's concat demuxer and cut by STREAM COPY (the pictures are the camera
 re-encoded; segments held by another worker host are fetched from it, :mod:`pipeline.recording.locate`, and a
 host that cannot be reached fails the export with :class:`FootageUnavailable` naming it): the clip starts at the keyframe at or before the window start and an MP4 edit list hides the frames
 before it, so players and ffprobe show the window itself (within the GOP of the camera; the test cameras use a
-1 s GOP). ``accurate=True`` re-encodes (libx264) for a frame-exact cut instead. Gaps in the recording (camera
-offline) are skipped and listed in the manifest, and so are an uncovered head (the window starting before the first
-recorded segment) and tail (ending after the last one): such a clip's manifest says ``"complete": false`` and holds
-``requested`` and ``covered`` windows, so nobody takes it for the whole window. The MP4's ``creation_time`` is the
-start of the covered window (UTC), so a player shows when the first picture was recorded.
+1 s GOP). ``accurate=True`` re-encodes (libx264) for a frame-exact cut instead. The clip keeps wall time: every
+segment is placed at its real start (:func:`place_segments`), so a gap in the recording (camera offline) stays in the
+clip as a hole in the timestamps (a player holds the last picture before it) and a picture's time in the player
+plus the MP4's ``creation_time`` (the start of the covered window, UTC) is when it was recorded. Gaps are also listed
+in the manifest, and so are an uncovered head (the window starting before the first recorded segment) and tail
+(ending after the last one), which are not in the clip: such a clip's manifest says ``"complete": false`` and holds
+``requested`` and ``covered`` windows, so nobody takes it for the whole window.
 
 Files go to ``<recordings>/exports/`` (never deleted by retention): ``<camera>_<start>_<end>_<created>.mp4`` and
 ``.json`` manifest with camera, window (requested), covered window, gaps, ``complete``, creation time, requester,
@@ -134,6 +136,30 @@ def plan_cut(segments: list[Segment], start: float, end: float) -> tuple[float, 
     return offset, duration, [(a, b) for a, b in gaps if b > a]
 
 
+def place_segments(segments: list[Segment]) -> list[float]:
+    """Where each segment starts on the clip's time line (seconds from the first segment's start): at its real start
+    (a gap stays a gap), never before the end of the segment before it (segments indexed as overlapping a little
+    are laid end to end)."""
+    places: list[float] = []
+    previous: Segment | None = None
+    for seg in segments:
+        real = seg.start - segments[0].start
+        places.append(real if previous is None else max(real, places[-1] + previous.duration))
+        previous = seg
+    return places
+
+
+def wall_time_cut(segments: list[Segment], places: list[float], start: float, end: float) -> tuple[float, float]:
+    """Offset and length on the time line of :func:`place_segments` of the covered part of ``[start, end]``: from the
+    first recorded picture at or after ``start`` to the last one before ``end``, gaps between included."""
+    first, last = max(start, segments[0].start), min(end, segments[-1].end)
+    offset = next((place + max(0.0, first - seg.start) for seg, place in zip(segments, places, strict=True)
+                   if seg.end > first), places[-1])
+    stop = max((place + min(seg.duration, last - seg.start) for seg, place in zip(segments, places, strict=True)
+                if seg.start < last), default=offset)
+    return offset, max(0.0, stop - offset)
+
+
 def export_clip(
     client: Any,
     camera_id: str,
@@ -203,13 +229,15 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     segments = [seg for seg, _, _ in held]
     if not segments:
         raise ExportError(f"no recording of camera {camera_id!r} covers {_iso(start)} .. {_iso(end)}")
-    offset, duration, gaps = plan_cut(segments, start, end)
+    gaps = plan_cut(segments, start, end)[2]
+    places = place_segments(segments)
+    offset, duration = wall_time_cut(segments, places, start, end)
     covered = (max(start, segments[0].start), min(end, segments[-1].end))
     out_dir.mkdir(parents=True, exist_ok=True)
     created = time.time()
     mp4_path, manifest_path = _claim_names(out_dir, f"{camera_id}_{_stamp(start)}_{_stamp(end)}_{_stamp(created)}")
     try:
-        _run_cut(held, offset, duration, mp4_path, progress, accurate, recorded_at=covered[0])
+        _run_cut(held, places, offset, duration, mp4_path, progress, accurate, recorded_at=covered[0])
     except BaseException:
         manifest_path.unlink(missing_ok=True)  # the claim (empty): no manifest without its clip
         raise
@@ -231,6 +259,8 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
         "sha256": digest,
         "duration_s": round(actual, 3),
         "cut": "re-encoded (libx264)" if accurate else "stream copy (original bits), MP4 edit list at window start",
+        "timeline": "wall time: a picture at clip time t was recorded at creation_time + t; gaps are held as the "
+                    "last picture before them",
         "segments": [s.path for s in segments],
     }
     tmp = manifest_path.with_suffix(".json.part")
@@ -258,20 +288,15 @@ def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:
 
 
 def _run_cut(
-    held: list[tuple[Segment, Path, int | None]], offset: float, duration: float, target: Path,
+    held: list[tuple[Segment, Path, int | None]], places: list[float], offset: float, duration: float, target: Path,
     progress: Callable[[float], None] | None, accurate: bool, recorded_at: float | None = None,
 ) -> None:  # fmt: skip
-    """Cut ``duration`` s from ``offset`` of the held segments' concatenation into ``target``; ``recorded_at`` (real
-    time of the clip's first picture) is written as the MP4's ``creation_time``."""
+    """Cut ``duration`` s from ``offset`` of the held segments laid out at ``places`` (:func:`place_segments`) into
+    ``target``; ``recorded_at`` (real time of the clip's first picture) is written as the MP4's ``creation_time``."""
     stamp = ["-metadata", f"creation_time={_iso(recorded_at)}"] if recorded_at is not None else []
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         listing = Path(tmp) / "segments.ffconcat"
-        lines = ["ffconcat version 1.0"]
-        for seg, path, fd in held:
-            source = f"/dev/fd/{fd}" if fd is not None else str(path.resolve())
-            escaped = source.replace("'", "'\\''")
-            lines += [f"file '{escaped}'", f"duration {seg.duration:.3f}"]
-        listing.write_text("\n".join(lines) + "\n")
+        listing.write_text(_concat_listing(held, places))
         part = target.with_suffix(".part.mp4")
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if accurate else ["-c", "copy"]
         # -xerror: a segment that cannot be opened fails a stream-copy cut (ffmpeg would otherwise end the clip there
@@ -296,6 +321,24 @@ def _run_cut(
             said = _server_paths_hidden(stderr.strip(), held, Path(tmp), part)
             raise ExportError(f"ffmpeg could not cut the clip: {said[-300:]}")
         os.replace(part, target)
+
+
+def _concat_listing(held: list[tuple[Segment, Path, int | None]], places: list[float]) -> str:
+    """The ffconcat listing of the held segments. Each file's ``duration`` reaches to the next one's place, so that
+    the concat demuxer starts every segment at its place on the wall-time line: a gap in the recording becomes a
+    hole in the clip's timestamps. Not filled with a generated "no recording" still: checked with ffmpeg 5.1 and
+    Chromium, an MP4 with such a hole (stored as the last picture before the gap lasting the whole gap) plays from
+    its keyframe at 0, seeks into the gap (showing that held picture) and past it to the right wall time, and
+    ffprobe gives every packet its wall-time offset; and the clip stays the camera's own bits, with no filler that
+    would have to be encoded to the camera's exact stream parameters to be joined by stream copy."""
+    lines = ["ffconcat version 1.0"]
+    for k, (seg, path, fd) in enumerate(held):
+        source = f"/dev/fd/{fd}" if fd is not None else str(path.resolve())
+        escaped = source.replace("'", "'\\''")
+        # rounded places, not rounded lengths: thousands of segments must not add up their rounding errors
+        length = round(places[k + 1], 3) - round(places[k], 3) if k + 1 < len(held) else seg.duration
+        lines += [f"file '{escaped}'", f"duration {length:.3f}"]
+    return "\n".join(lines) + "\n"
 
 
 def _server_paths_hidden(text: str, held: list[tuple[Segment, Path, int | None]], tmp: Path, part: Path) -> str:
