@@ -49,6 +49,7 @@ from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
 from pipeline.store.connection import redis_client
 from pipeline.store.durability import ensure_durable
+from pipeline.store.migrations import backfill_face_alert_media
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -119,6 +120,10 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
             await run_in_threadpool(cases.hold_open_cases, client, settings.recordings_dir)
         except redis.RedisError as exc:
             logger.warning("could not check the legal hold of open cases (Redis: %s)", exc)
+        try:  # face alerts from before alerts:face_media existed: their crops enter it (once per store)
+            await run_in_threadpool(backfill_face_alert_media, client)
+        except redis.RedisError as exc:
+            logger.warning("could not index the crops of older face alerts (Redis: %s)", exc)
         yield
         config_task.cancel()
         for job_id in app.state.export_queue.shutdown():

@@ -20,11 +20,14 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from pipeline.config import Camera, Config
 from pipeline.ingest.capture import backoff_delay
@@ -110,6 +113,38 @@ def _api_child(host: str, port: int, log_level: int, redis_url: str | None = Non
             os.environ["CCTV_CAMERA_CONFIG_SOURCE"] = before
 
 
+@dataclass
+class SingleHostMark:
+    """Keeps :data:`~pipeline.cluster.configstore.SINGLE_HOST_KEY` set while a ``--role all`` supervisor runs, API
+    or not (``--no-api``), so that ``cluster push-config`` warns that this service ignores pushes: refreshed every
+    ``SINGLE_HOST_REFRESH_S`` with a ``SINGLE_HOST_TTL_S`` lifetime, like the API's own mark. Redis errors are logged
+    and retried at the next refresh (the service never stops for them)."""
+
+    client: Any
+    where: str
+    next_at: float = 0.0
+
+    def refresh(self, now: float | None = None) -> bool:
+        """Write the mark when its refresh is due; True if it was written now."""
+        from pipeline.cluster.configstore import SINGLE_HOST_REFRESH_S, SINGLE_HOST_TTL_S, mark_single_host
+
+        now = time.monotonic() if now is None else now
+        if now < self.next_at:
+            return False
+        self.next_at = now + SINGLE_HOST_REFRESH_S
+        try:
+            mark_single_host(self.client, self.where, SINGLE_HOST_TTL_S)
+        except (redis.RedisError, OSError) as exc:
+            logger.debug("single-host mark not written: %s", exc)
+            return False
+        return True
+
+
+def single_host_where(config_path: Path | None) -> str:
+    """``<host>:<file>`` of this service, as its API writes it (the resolved ``--config`` file)."""
+    return f"{socket.gethostname()}:{Path(config_path).resolve() if config_path is not None else '-'}"
+
+
 def _module_available(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -177,10 +212,13 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
         requested.append(signum)
 
     _mark_disabled_cameras(config)
+    mark_client = redis_client(get_settings().redis_url, socket_connect_timeout=2, socket_timeout=2)
+    mark = SingleHostMark(mark_client, single_host_where(config_path))
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     logger.info("service starting: %d cameras, children: %s", len(config.cameras), ", ".join(c.name for c in children))
     try:
         while not requested:
+            mark.refresh()
             _supervise(children)
             time.sleep(0.5)
         logger.info("received %s: stopping every child", signal.Signals(requested[0]).name)
@@ -188,6 +226,7 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
         _stop_all(children, stop_event)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        mark_client.close()
         if bus is not None:
             bus.close()
             bus.unlink()

@@ -150,7 +150,7 @@ def logout(user: CurrentUser, store: ApiStoreDep, authorization: str | None = He
 def me(user: CurrentUser) -> UserOut:
     return UserOut(username=user.username, role=user.role,
                    cameras=sorted(user.cameras) if user.cameras is not None else None,
-                   must_change_password=user.must_change)
+                   must_change_password=user.must_change, disabled=False)  # a disabled user is never signed in
 
 
 @router.post("/password", response_model=TokenOut, summary="Change your own password (ends your other sessions)",

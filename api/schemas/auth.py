@@ -116,10 +116,8 @@ class UserOut(BaseModel):
     role: Role
     cameras: list[str] | None
     must_change_password: bool = False
-    # left out for enabled users (the body stays as it was before users could be disabled)
-    disabled: bool = Field(default=False, exclude_if=lambda value: not value,
-                           description="Present (true) only for a disabled user, who cannot sign in (see PATCH "
-                                       "/api/users/{username}); omitted otherwise.")
+    disabled: bool = Field(description="Always present: true for a disabled user, who cannot sign in (see PATCH "
+                                       "/api/users/{username}), false otherwise.")
 
 
 def _no_default(schema: dict[str, Any]) -> None:

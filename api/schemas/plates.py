@@ -26,9 +26,11 @@ class PlateSearchOut(BaseModel):
     query: str
     mode: str
     total: int | None = Field(description="Exact number of matching sightings when `complete`, else null.")
-    plates_matched: int = Field(description="Distinct plates matched: exact when `complete`, else a lower bound. "
-                                "For a caller limited to some cameras: the plates with a matching read on those "
-                                "cameras (reads on other cameras are never counted).")
+    plates_matched: int = Field(description="Distinct plates with a read that matches the query and the filters "
+                                "(time window, cameras, class, province, confidence): exact when `complete`, else "
+                                "a lower bound. For a caller limited to some cameras: the plates with such a read on "
+                                "those cameras (reads on other cameras are never counted). A plate history says 1 "
+                                "when the plate was read on a camera you see, whatever the window.")
     complete: bool = Field(default=True, description="False when the page was answered from the newest matches "
                            "without reading every match (broad partial queries).")
     has_more: bool = Field(default=False, description="More hits may follow this page (ask with a larger offset).")

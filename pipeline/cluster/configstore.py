@@ -19,8 +19,13 @@ from pipeline.config import Config, parse_config
 
 CONFIG_KEY = "cctv:cluster:config"
 SINGLE_HOST_KEY = "cctv:cluster:single-host"
-"""Set (with a TTL, refreshed) by the API of a single-host ``pipeline run --role all`` service: ``<host>:<file>``.
-That service ignores pushed configurations, so ``cluster push-config`` says so."""
+"""Set (with a TTL, refreshed) by a single-host ``pipeline run --role all`` service, its supervisor (with or without
+``--no-api``) and its API: ``<host>:<file>``. That service ignores pushed configurations, so ``cluster push-config``
+says so."""
+SINGLE_HOST_REFRESH_S = 5.0
+"""How often a running ``--role all`` service refreshes :data:`SINGLE_HOST_KEY` (as its API's poll)."""
+SINGLE_HOST_TTL_S = 6 * SINGLE_HOST_REFRESH_S
+"""Lifetime of one refresh: the mark is gone this long after the service stopped (as its API's mark)."""
 
 _PUSH = """
 -- KEYS: config hash; ARGV: yaml, sha256, pushed_at, source. Returns {version, changed (0/1)}.

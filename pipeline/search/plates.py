@@ -10,8 +10,10 @@ read the few matches newest first the same way. Exact search reads one sorted se
 symmetric-delete buckets and the weighted distance.
 Only the page's records are read from the stream. Every step is bounded, so no query can stall Redis.
 
-When a page is answered early, ``complete`` is False: ``total`` is None, ``plates_matched`` counts only the plates
-read so far (a lower bound) and ``has_more`` says that further pages may exist.
+``plates_matched`` counts the distinct plates with a sighting that passes the filters (time window, cameras, camera
+scope, class, province, confidence), never a plate whose text matches but which was read only outside them. When a
+page is answered early, ``complete`` is False: ``total`` is None, ``plates_matched`` counts only the plates among the
+hits read so far (a lower bound) and ``has_more`` says that further pages may exist.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ class PlateFilters:
     """Filters applied to sightings (all optional).
 
     ``scope`` is the set of cameras the caller may see (None: every camera). ``cameras`` already lies within it;
-    ``scope`` also bounds what the counts tell: with a scope, ``plates_matched`` counts only the plates with a
-    matching sighting on those cameras and a plate history finds only a plate read on one of them, so a
-    camera-limited caller learns nothing about reads on other cameras.
+    ``scope`` also bounds what the counts tell: a search's ``plates_matched`` counts only the plates with a
+    matching sighting (in the time window) on those cameras and a plate history finds only a plate read on one of
+    them, so a camera-limited caller learns nothing about reads on other cameras.
     """
 
     cameras: set[str] | None = None
@@ -444,10 +446,10 @@ class PlateSearcher:
         notes: list[str] = []
         need = offset + limit
         if mode in ("auto", "partial"):
-            hits, total, matched, truncated = self.partial_sightings(normalise_query(query), filters, need + 1)
+            hits, total, _, truncated = self.partial_sightings(normalise_query(query), filters, need + 1)
             if truncated:
                 notes.append(f"the search stopped after {self.max_scan} candidate plates; refine the query")
-            return self._page(hits, total, _scoped_matched(filters, hits, matched), truncated, notes, offset, limit)
+            return self._page(hits, total, _matched_plates(hits), truncated, notes, offset, limit)
         if mode == "exact":
             plates = self.exact_candidates(query)
         else:
@@ -462,7 +464,7 @@ class PlateSearcher:
             total: int | None = len(hits)
         else:
             hits, total = self.newest_sightings(plates, filters, need + 1)
-        return self._page(hits, total, _scoped_matched(filters, hits, len(plates)), truncated, notes, offset, limit)
+        return self._page(hits, total, _matched_plates(hits), truncated, notes, offset, limit)
 
     @staticmethod
     def _page(hits: list[PlateHit], total: int | None, matched: int, truncated: bool, notes: list[str],
@@ -556,11 +558,12 @@ class PlateSearcher:
         return out
 
 
-def _scoped_matched(filters: PlateFilters, hits: list[PlateHit], matched: int) -> int:
-    """``plates_matched`` as the caller may see it: with a camera scope, the distinct plates among the (filtered)
-    hits, so that plates read only on other cameras are not counted (exact when every match was read, else a lower
-    bound like ``matched``); without one, ``matched``."""
-    return matched if filters.scope is None else len({h.plate for h in hits})
+def _matched_plates(hits: list[PlateHit]) -> int:
+    """``plates_matched`` of a search: the distinct plates among its filtered hits (every hit read, before paging),
+    so a plate whose reads all lie outside the time window, the cameras or the caller's scope is not counted. Exact
+    when every match was read (each plate with a passing sighting contributes at least one hit), else a lower
+    bound."""
+    return len({h.plate for h in hits})
 
 
 def _compat(text: str) -> str:

@@ -47,6 +47,10 @@ Alerts
                                      a face crop to a role that may not list face events only when it is here and that
                                      alert is still in the stream on a camera the caller sees. Entries whose alert the
                                      stream's cap trimmed are dropped by :meth:`EventStore.prune_trimmed_alerts`.
+``alerts:face_media:backfill`` HASH  the one-time indexing of face alerts stored before ``alerts:face_media`` existed
+                                     (:mod:`pipeline.store.migrations`): ``cursor`` (last stream id indexed) and
+                                     ``done`` (UTC time it finished; from then on start-up skips it). A STRING
+                                     ``alerts:face_media:backfill:lock`` (PX) lets one starting process do it at a time.
 ``alerts:live``              PUBSUB  channel; message = JSON {"id": stream_id, "alert": Alert}.
 
 Watchlists and persons (written by the API, read by the engine through :class:`pipeline.store.WatchlistStore`)
@@ -83,6 +87,8 @@ ALERT_STREAM = "alerts"
 ALERT_INDEX = "alerts:idx"
 ALERT_ACKS = "alerts:acks"
 FACE_ALERT_MEDIA = "alerts:face_media"
+FACE_ALERT_MEDIA_BACKFILL = "alerts:face_media:backfill"
+FACE_ALERT_MEDIA_BACKFILL_LOCK = "alerts:face_media:backfill:lock"
 ALERT_CHANNEL = "alerts:live"
 WATCHLIST_IDS = "wl:ids"
 WATCHLIST_VERSION = "wl:version"

@@ -249,6 +249,20 @@ end
 return {scan[1], removed}
 """)
 
+ALERT_MEDIA_BACKFILL = _render(r"""
+-- KEYS: face-alert media hash; ARGV: media path, stream id pairs (from the alert stream, oldest first). Each path
+-- takes the stream id unless the hash already names a newer alert for it (one the publisher wrote meanwhile), so
+-- runs that overlap, and the publisher, leave the newest alert of every crop. Returns the entries written.
+local written = 0
+for j = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[j])
+  if not cur or not string.match(cur, '^%d+-%d+$') or sid_less(cur, ARGV[j + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]); written = written + 1
+  end
+end
+return written
+""")
+
 STREAM_AGE_TRIM = r"""
 -- KEYS: event stream, legal-hold set; ARGV: start id ('-' or '(' exclusive), cutoff id (exclusive), count, kind.
 -- Deletes up to `count` entries older than the cutoff whose event ('<kind>:<event_id>') is not held.

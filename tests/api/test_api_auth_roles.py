@@ -58,7 +58,7 @@ def test_bootstrap_admin_and_user_admin(client: TestClient, tokens: dict) -> Non
     assert client.delete("/api/users/new", headers=adm).status_code == 204
     me = client.get("/api/auth/me", headers=tokens["limited"]).json()
     assert me == {"username": "limited", "role": "investigator", "cameras": ["walkway-01"],
-                  "must_change_password": False}
+                  "must_change_password": False, "disabled": False}
 
 
 def test_logout_revokes_token(client: TestClient, tokens: dict) -> None:

@@ -53,6 +53,21 @@ def test_openapi_states_the_password_rules(client: TestClient) -> None:
     assert "disabled" in schemas["UserUpdate"]["properties"] and "disabled" in schemas["UserOut"]["properties"]
 
 
+def test_disabled_is_always_a_boolean(client: TestClient, tokens: dict) -> None:
+    """Every user response (list, one, create, update) and the OpenAPI schema carry ``disabled`` as a boolean, also
+    for enabled users (it was left out unless true)."""
+    adm = tokens["adm"]
+    created = client.post("/api/users", headers=adm, json={"username": "newop", "password": GOOD, "role": "operator"})
+    assert created.status_code == 201 and created.json()["disabled"] is False, created.text
+    listed = client.get("/api/users", headers=adm).json()
+    assert listed and all(u["disabled"] is False for u in listed), listed
+    assert client.get("/api/users/op", headers=adm).json()["disabled"] is False
+    assert client.patch("/api/users/op", headers=adm, json={"role": "investigator"}).json()["disabled"] is False
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    out = schema.get("UserOut") or schema["UserOut-Output"]
+    assert out["properties"]["disabled"]["type"] == "boolean" and "disabled" in out["required"]
+
+
 def test_user_names_unique_ignoring_case(client: TestClient, tokens: dict, rclient: redis.Redis) -> None:
     r = client.post("/api/users", headers=tokens["adm"], json={"username": "ADM", "password": GOOD, "role": "admin"})
     assert r.status_code == 409 and "'adm'" in r.json()["detail"], r.text
@@ -68,14 +83,14 @@ def test_disabled_user_is_locked_out_then_enabled(client: TestClient, tokens: di
     r = client.patch("/api/users/inv", headers=tokens["adm"], json={"disabled": True})
     assert r.status_code == 200 and r.json()["disabled"] is True, r.text
     listed = {u["username"]: u for u in client.get("/api/users", headers=tokens["adm"]).json()}
-    assert listed["inv"]["disabled"] is True and "disabled" not in listed["op"]
+    assert listed["inv"]["disabled"] is True and listed["op"]["disabled"] is False
     assert client.get("/api/auth/me", headers=tokens["inv"]).status_code == 401
     assert client.get("/api/auth/me", headers={"X-API-Key": key}).status_code == 401
     r = client.post("/api/auth/login", json={"username": "inv", "password": PASSWORD})
     assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
     audit = [e for e in store.read_audit(None, 100, "inv", "login_failed")]
     assert audit and audit[-1]["status"] == 401
-    assert client.patch("/api/users/inv", headers=tokens["adm"], json={"disabled": False}).json().get("disabled") is None
+    assert client.patch("/api/users/inv", headers=tokens["adm"], json={"disabled": False}).json()["disabled"] is False
     assert _login(client, "inv") == 200
     assert store.get_user("inv")["role"] == "investigator"
 

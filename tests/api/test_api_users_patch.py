@@ -23,7 +23,7 @@ def test_role_and_cameras_changes_end_sessions_and_apply_at_next_login(client: T
                                                                                   "stage-01"}
     r = client.patch("/api/users/op", headers=adm, json={"role": "investigator", "cameras": ["walkway-01"]})
     assert r.status_code == 200 and r.json() == {"username": "op", "role": "investigator", "cameras": ["walkway-01"],
-                                                 "must_change_password": False}
+                                                 "must_change_password": False, "disabled": False}
     # the old token is revoked; a new sign-in has the new role and limit
     assert client.get("/api/cameras", headers=op).status_code == 401
     op = _login(client, "op")
@@ -47,7 +47,7 @@ def test_user_patch_refusals(client: TestClient, tokens: dict) -> None:
         r = client.patch("/api/users/op", headers=adm, json=body)
         assert r.status_code == 422 and r.json()["detail"].startswith(name), (body, r.text)
     assert client.get("/api/users/op", headers=adm).json() == {"username": "op", "role": "operator", "cameras": None,
-                                                                "must_change_password": False}
+                                                                "must_change_password": False, "disabled": False}
     assert client.patch("/api/users/ghost", headers=adm, json={"role": "admin"}).status_code == 404
     assert client.patch("/api/users/op", headers=tokens["inv"], json={"role": "admin"}).status_code == 403
     r = client.post("/api/users", headers=adm, json={"username": "x1", "password": "abcdefgh1-long", "role": "operator",

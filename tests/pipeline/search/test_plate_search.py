@@ -70,15 +70,44 @@ def test_walk_and_intersection_equal_brute_force(client: redis.Redis, filled: li
                     r = searcher.search(q, filters=f, offset=offset, limit=limit)
                     assert [(h.frame_time, h.plate) for h in r.hits] == truth[offset:offset + limit], (q, f)
                     assert all(h.province == "กรุงเทพมหานคร" and h.camera_id.startswith("cam") for h in r.hits)
+                    read = len({p for _, p in truth})  # plates with a read passing the filters
                     if r.complete:
-                        assert r.total == len(truth) and r.plates_matched <= matching
-                        assert r.plates_matched in (matching, 0) or f.start is not None  # the walk stops at start
+                        assert r.total == len(truth) and r.plates_matched == read <= matching, (q, f)
                         assert r.has_more == (len(truth) > offset + limit)
                     else:
                         early += 1
                         assert r.total is None and r.has_more
-                        assert r.plates_matched <= matching
+                        assert r.plates_matched <= read
     assert early > 0  # broad queries really were answered without reading every match
+
+
+@pytest.mark.parametrize("mode", ["exact", "partial", "auto", "fuzzy"])
+def test_plates_read_only_outside_the_window_are_not_counted(client: redis.Redis, mode: str) -> None:
+    """A search whose window holds no read of a matching plate says 0 plates (not the plates read at other times);
+    one read in the window counts its plate once; the camera filter bounds the count the same way."""
+    events = [PlateEvent(camera_id=cam, track_id=i, started_at=t - 1, ended_at=t, frame_time=t, plate_text=plate,
+                         confidence=0.9)
+              for i, (plate, cam, t) in enumerate([("1กข1234", "cam0", 1000.0), ("1กข1234", "cam1", 5000.0),
+                                                   ("2กข1234", "cam0", 1010.0)])]
+    EventStore(client).publish_plate_events(events)
+    searchers = (PlateSearcher(client), PlateSearcher(client, strategy="walk", walk_budget=1, first_sightings=1),
+                 PlateSearcher(client, strategy="intersect", small_set=0))
+    def count_with(searcher: PlateSearcher, order: str):
+        def count(**window: float | set[str]) -> tuple[int | None, int]:
+            r = searcher.search("1กข1234", mode=mode, filters=PlateFilters(**window), order=order)
+            assert r.complete
+            return r.total, r.plates_matched
+        return count
+
+    for searcher in searchers:
+        for order in ("time", "distance"):
+            count = count_with(searcher, order)
+            assert count(start=2000.0, end=3000.0) == (0, 0), (searcher.strategy, order)
+            assert count(start=4000.0) == (1, 1)
+            assert count(end=1005.0) == (1, 1)
+            assert count(start=2000.0, cameras={"cam0"}) == (0, 0)
+            assert count(cameras={"cam1"}) == (1, 1)
+            assert count()[1] == (2 if mode == "fuzzy" else 1)  # fuzzy: 2กข1234 is one edit away
 
 
 def test_server_pattern_matches_like_python(client: redis.Redis, filled: list) -> None:
