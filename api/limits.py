@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auditing import mark_store_unavailable
 from api.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class BodyGuard:
             anonymous = (has_body and scope["path"] not in PUBLIC_BODY_PATHS
                          and not await self._authenticated(app, scope))
         except _StoreDown:
+            mark_store_unavailable()  # audited (spooled until Redis is back) with what is known without Redis
             await _reply(send, 503, "the event store is unavailable; try again")
             return
         if anonymous:

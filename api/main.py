@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import openapi as api_openapi
-from api.auditing import AuditMiddleware
+from api.auditing import AuditMiddleware, audit_replay_loop, mark_store_unavailable, replay_spool
 from api.clusterconfig import camera_config_loop, sync_camera_config
 from api.exportqueue import ALIVE_TTL_S, ExportQueue, alive_key
 from api.faces import FaceService
@@ -47,6 +47,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.search.faces import FaceIndex
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
+from pipeline.store.audit_spool import AuditSpool
 from pipeline.store.connection import redis_client
 from pipeline.store.durability import ensure_durable
 from pipeline.store.migrations import backfill_face_alert_media
@@ -100,6 +101,9 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     async def lifespan(app: FastAPI):
         # refuse to serve from a Redis that keeps nothing on disk (CCTV_REDIS_ALLOW_VOLATILE=1 overrides)
         ensure_durable(client, get_settings().redis_allow_volatile, settings.redis_url)
+        # audit records spooled during an outage (this process's or a dead one's) go first, in order, once
+        await run_in_threadpool(replay_spool, audit_spool, client)
+        replay_task = asyncio.create_task(audit_replay_loop(audit_spool, client, settings.audit_spool_retry_s))
         try:
             bootstrap_admin(app.state.api_store, settings)
             # the dummy hash of unknown user names, made now so that no login pays for it (equal login cost)
@@ -126,18 +130,22 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
             logger.warning("could not index the crops of older face alerts (Redis: %s)", exc)
         yield
         config_task.cancel()
+        replay_task.cancel()
         for job_id in app.state.export_queue.shutdown():
             client.hset(f"export:{job_id}", mapping={"status": "failed", "error": "the server stopped before the "
                                                                                   "export ran; ask again"})
         await alerts.close_stream_pool(app)
         await live.close_live_hub(app)
+        await run_in_threadpool(replay_spool, audit_spool, client)  # a last try; what is left waits on disk
+        audit_spool.close()
         client.close()
 
     app = FastAPI(title="CCTV control-room API", version="1.0", lifespan=lifespan,
                   description="Plate and face search, watchlists, live alerts, cameras and evidence export.")
     app.state.settings = settings
     app.state.redis = client
-    app.state.api_store = ApiStore(client, settings.scrypt_n)
+    audit_spool = AuditSpool(settings.audit_spool_dir, settings.audit_spool_max_bytes)
+    app.state.api_store = ApiStore(client, settings.scrypt_n, audit_spool=audit_spool)
     app.state.faces = FaceService(FaceIndex(client), settings)
     app.state.export_queue = ExportQueue(settings.export_workers, settings.export_queue)
     try:
@@ -175,6 +183,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
 
 def _redis_down(_: Request, exc: Exception) -> JSONResponse:
     logger.error("Redis error: %s", exc)
+    mark_store_unavailable()  # audited as store_unavailable (spooled on disk until Redis is back)
     return JSONResponse({"detail": "the event store is unavailable; try again"}, status_code=503)
 
 

@@ -62,6 +62,15 @@ class ApiSettings(BaseSettings):
     admin_user: str | None = Field(default=None, description="Bootstrap admin user name (CCTV_ADMIN_USER).")
     admin_password: str | None = Field(default=None, description="Bootstrap admin password (CCTV_ADMIN_PASSWORD).")
     export_dir: Path | None = Field(default=None, description="Where exports/cases go (default recordings/exports).")
+    audit_spool_dir: Path = Field(default=PROJECT_ROOT / "var" / "audit-spool",
+                                  description="Where audit records wait (files 0600) while Redis is down; they are "
+                                              "appended to the audit trail, in order and once, when it is back.")
+    audit_spool_max_bytes: int = Field(default=64 * 2**20, ge=8192, le=2**40,
+                                       description="Largest audit spool per API process; beyond it the oldest "
+                                                   "records are dropped (logged, and counted in an "
+                                                   "'audit_records_lost' record once Redis is back).")
+    audit_spool_retry_s: float = Field(default=5.0, gt=0, le=300,
+                                       description="How often spooled audit records are offered to Redis again.")
     camera_events_scan: int = Field(default=5000, ge=100, le=1_000_000,
                                     description="Most stream entries one recent-events-of-a-camera request reads.")
     alert_filter_scan: int = Field(default=20_000, ge=100, le=10_000_000,

@@ -48,7 +48,8 @@ from typing import Any
 import redis
 
 from api.auditing import current_context
-from pipeline.store.audit import AUDIT_STREAM, append_audit
+from pipeline.store.audit import AUDIT_STREAM, append_audit, audit_record
+from pipeline.store.audit_spool import AuditSpool
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,10 @@ return 0
 class ApiStore:
     """Users, sessions, API keys, rate limits and the audit trail in Redis."""
 
-    def __init__(self, client: redis.Redis, scrypt_n: int = 2**17):
+    def __init__(self, client: redis.Redis, scrypt_n: int = 2**17, audit_spool: AuditSpool | None = None):
         self.client = client
         self.scrypt_n = scrypt_n
+        self.audit_spool = audit_spool  # the API's: audit records survive a Redis outage (None: Redis errors raise)
         self._dummy: str | None = None
 
     # -- users ------------------------------------------------------------------------------------------------
@@ -448,12 +450,16 @@ class ApiStore:
     def audit(self, user: str, action: str, params: dict[str, Any], results: int | None = None,
               status: int | None = None, ip: str | None = None) -> None:
         """Append one record to the audit stream (never trimmed); the client address comes from the request's
-        audit context (see :mod:`api.auditing`) unless given, and the request is marked as audited."""
+        audit context (see :mod:`api.auditing`) unless given, and the request is marked as audited. With an
+        :attr:`audit_spool`, a record Redis refuses waits on disk and is appended, with its time, once it is back."""
         ctx = current_context()
         if ctx is not None:
             ctx.audited = True
             ip = ip or ctx.ip
-        append_audit(self.client, user, action, params, results, status, ip or "")
+        if self.audit_spool is None:
+            append_audit(self.client, user, action, params, results, status, ip or "")
+            return
+        self.audit_spool.write(self.client, audit_record(user, action, params, results, status, ip or ""))
 
     def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None,
                    newest_first: bool = False) -> list[dict[str, Any]]:

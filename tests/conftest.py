@@ -36,6 +36,14 @@ def _private_evidence_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     monkeypatch.setenv("CCTV_EVIDENCE_KEY_FILE", str(folder / "evidence-signing.key"))
 
 
+@pytest.fixture(autouse=True)
+def _private_audit_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """API apps in tests (and the API processes they start) spool audit records of a Redis outage in a folder of
+    the test's own, never the checkout's ``var/audit-spool``, whose records would be replayed into another test's
+    Redis."""
+    monkeypatch.setenv("CCTV_AUDIT_SPOOL_DIR", str(tmp_path_factory.mktemp("audit-spool")))
+
+
 def free_port() -> int:
     """Return a TCP port that is free on loopback right now."""
     with socket.socket() as sock:

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
+from api.auditing import set_claimed_user
 from api.deps import ApiStoreDep, CurrentUser, SettingsDep, key_expiry
 from api.limits import (
     LOGIN_ACCOUNT_BACKOFF_MAX_S,
@@ -55,6 +56,7 @@ def client_ip(request: Request) -> str:
              responses={401: {"model": ErrorOut, "description": "Wrong user name or password, or a disabled user."},
                         429: {"model": ErrorOut, "description": "Too many failures from here; see Retry-After."}})
 def login(body: LoginRequest, request: Request, store: ApiStoreDep, settings: SettingsDep) -> TokenOut:
+    set_claimed_user(body.username)  # named in the audit of an attempt that fails before the check (Redis down)
     ip = client_ip(request)
     if not _password_checked(store, settings, body.username, body.password, ip):
         store.audit(body.username, "login_failed", {"ip": ip}, status=401)

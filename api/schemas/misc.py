@@ -117,7 +117,8 @@ class AuditOut(BaseModel):
     id: str
     user: str = Field(description="User name, or '-' for a request without valid credentials.")
     action: str = Field(description="What was done; 'refused'/'failed' for answers >= 400 that no route recorded, "
-                                    "'query' for a query a route did not record itself.")
+                                    "'query' for a query a route did not record itself, 'store_unavailable' for a "
+                                    "request refused (503) while Redis was down (recorded once it was back).")
     at: float
     ip: str | None = Field(default=None, description="Client address.")
     params: dict[str, Any]

@@ -12,6 +12,9 @@ that is JSON but not ``{"kind": str, "payload": dict}``) is skipped with a warni
 :attr:`EventSpool.corrupt`. A record torn at the end of a segment is closed with a newline before the next append,
 so it cannot swallow the record written after it. An unreadable ``offset.json`` (kept aside as
 ``offset.json.corrupt-<time>``) replays every spooled record from the oldest segment: the store ignores repeats.
+
+``file_mode`` (e.g. ``0o600``: the API's audit spool holds user names and reasons) creates the segments and the
+offset file with that mode, whatever the umask, and sets it on segments left by an earlier run.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ class SpoolRecord:
 class EventSpool:
     """Append-only, size-capped, ordered spool of JSON records."""
 
-    def __init__(self, folder: str | Path, max_bytes: int, segment_bytes: int | None = None) -> None:
+    def __init__(self, folder: str | Path, max_bytes: int, segment_bytes: int | None = None,
+                 file_mode: int | None = None) -> None:
         if max_bytes <= 0:
             raise ValueError(f"spool max_bytes must be positive (got {max_bytes})")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.file_mode = file_mode
         wanted = segment_bytes or max(4096, min(max_bytes // 8, 8 * 1024 * 1024))
         self.segment_bytes = max(1, min(wanted, max_bytes // 2))  # two segments fit: dropping the oldest is enough
         self.dropped = 0
@@ -91,7 +96,7 @@ class EventSpool:
         """Append ``data`` to ``path`` and fsync; on failure cut the file back and return False."""
         size = 0
         try:
-            with path.open("ab+") as fh:
+            with self._open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, "ab+") as fh:
                 size = fh.seek(0, os.SEEK_END)
                 if size and _last_byte(fh, size) != b"\n":  # a record torn by a crash: close it, skip it later
                     logger.warning("spool %s: closing a torn record at byte %d", path, size)
@@ -183,6 +188,18 @@ class EventSpool:
 
     # -- internals --------------------------------------------------------------------------------------------
 
+    def _open(self, path: Path, flags: int, mode: str) -> Any:
+        """Open ``path`` in binary ``mode`` (``flags`` are its ``os.open`` flags), with :attr:`file_mode` if set."""
+        if self.file_mode is None:
+            return path.open(mode)
+        fd = os.open(path, flags, self.file_mode)
+        try:
+            os.fchmod(fd, self.file_mode)  # the umask may have taken bits away; a file from an earlier run too
+        except OSError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, mode)
+
     def _path(self, seq: int) -> Path:
         return self.folder / f"{SEGMENT_PREFIX}{seq:010d}{SEGMENT_SUFFIX}"
 
@@ -243,7 +260,7 @@ class EventSpool:
     def _write_offset(self) -> None:
         """Write the delivery position atomically and durably (a power cut leaves the old or the new one)."""
         tmp = self.folder / (OFFSET_FILE + ".tmp")
-        with tmp.open("wb") as fh:
+        with self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb") as fh:
             fh.write(json.dumps({"segment": self._segment, "offset": self._offset}).encode())
             fh.flush()
             os.fsync(fh.fileno())
