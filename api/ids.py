@@ -7,7 +7,7 @@ service makes is 16 hex digits (:func:`pipeline.store.watchlists.new_id`, case a
 follow :data:`api.schemas.auth.USERNAME`; an id of letters, digits, ``_`` and ``-`` other than those words is let
 through to the store (which answers 404 when it holds no such record), anything else cannot name a record and is
 answered like an unknown one (404) before the store is touched, after the caller is authenticated (an anonymous
-request still gets 401 first).
+request still gets 401 first). Ids given in a request body are checked the same way (:func:`known_person_id`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def _known_shape(kind: str, pattern: re.Pattern[str], value: str, reserved: froz
     if not pattern.fullmatch(value) or value in reserved:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} {value!r} not found")
     return value
+
+
+def known_person_id(person_id: str) -> str:
+    """A person id given in a request body (a face watchlist entry's ``person_id``), checked like a path id: 404,
+    as for an unknown person, when it cannot name one (a key separator, or ``ids``: the persons' index set, which
+    answered WRONGTYPE and a 503)."""
+    return _known_shape("person", SAFE_ID, person_id)
 
 
 def _watchlist_id(watchlist_id: Annotated[str, Path(description="A watchlist's id.")],

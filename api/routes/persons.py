@@ -12,9 +12,15 @@ from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, SettingsDep
 from api.ids import PersonId
 from api.images import load_image
 from api.schemas.faces import PersonName, PersonOut, PersonUpdate
+from api.schemas.text import FreeText
 from pipeline.store import WatchlistStore
 
 router = APIRouter(prefix="/api/persons", tags=["persons"])
+
+
+def _not_found(person_id: str) -> HTTPException:
+    """The 404 of an unknown (or concurrently deleted) person."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
 
 
 def _out(p: dict) -> PersonOut:
@@ -42,7 +48,7 @@ async def enrol_person(
     request: Request, admin: Admin, client: RedisDep, store: ApiStoreDep, settings: SettingsDep,
     name: Annotated[PersonName, Form()],
     photos: Annotated[list[UploadFile], File(description="Photos each showing exactly one face.")],
-    notes: Annotated[str, Form(max_length=2000)] = "",
+    notes: Annotated[FreeText, Form(max_length=2000)] = "",
 ) -> PersonOut:
     embeddings = await _embed_photos(request, photos, settings)
     person = WatchlistStore(client).create_person(name, embeddings, notes=notes, created_by=admin.username)
@@ -59,7 +65,7 @@ def list_persons(_: Investigator, client: RedisDep) -> list[PersonOut]:
 def get_person(_: Investigator, person_id: PersonId, client: RedisDep) -> PersonOut:
     person = WatchlistStore(client).get_person(person_id)
     if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
+        raise _not_found(person_id)
     return _out(person)
 
 
@@ -67,8 +73,8 @@ def get_person(_: Investigator, person_id: PersonId, client: RedisDep) -> Person
 def update_person(body: PersonUpdate, admin: Admin, person_id: PersonId, client: RedisDep,
                   store: ApiStoreDep) -> PersonOut:
     person = WatchlistStore(client).update_person(person_id, name=body.name, notes=body.notes)
-    if person is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
+    if person is None:  # unknown, or deleted concurrently: the update is never written (no nameless ghost)
+        raise _not_found(person_id)
     store.audit(admin.username, "person_update", {"person_id": person_id, **body.model_dump(exclude_none=True)})
     return _out(person)
 
@@ -77,9 +83,12 @@ def update_person(body: PersonUpdate, admin: Admin, person_id: PersonId, client:
 async def replace_photos(request: Request, admin: Admin, person_id: PersonId, client: RedisDep, store: ApiStoreDep,
                          settings: SettingsDep, photos: Annotated[list[UploadFile], File()]) -> PersonOut:
     wl = WatchlistStore(client)
-    if wl.get_person(person_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
-    person = wl.update_person(person_id, embeddings=await _embed_photos(request, photos, settings))
+    if wl.get_person(person_id) is None:  # before the costly embedding
+        raise _not_found(person_id)
+    embeddings = await _embed_photos(request, photos, settings)
+    person = await run_in_threadpool(wl.update_person, person_id, embeddings=embeddings)
+    if person is None:  # deleted while the photos were embedded: their embeddings are not written back
+        raise _not_found(person_id)
     store.audit(admin.username, "person_photos", {"person_id": person_id, "photos": len(photos)})
     return _out(person)
 
@@ -89,5 +98,5 @@ def delete_person(admin: Admin, person_id: PersonId, client: RedisDep, store: Ap
     wl = WatchlistStore(client)
     person = wl.get_person(person_id)  # read first: the audit record keeps who was deleted
     if person is None or not wl.delete_person(person_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {person_id!r} not found")
+        raise _not_found(person_id)
     store.audit(admin.username, "person_delete", {"person_id": person_id, "name": person.get("name", "")})

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, User
-from api.ids import EntryId, WatchlistId
+from api.ids import EntryId, WatchlistId, known_person_id
 from api.routes.cameras import check_camera_ids
 from api.schemas.watchlists import (
     DuplicateEntryOut,
@@ -107,11 +107,42 @@ def update_watchlist(body: WatchlistUpdate, admin: Admin, watchlist_id: Watchlis
     return _out(w, wl.entry_counts([watchlist_id])[watchlist_id])
 
 
-@router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist and its entries")
+AUDIT_ENTRY_FIELDS = ("entry_id", "plate", "province", "person_id", "reason", "severity", "fuzzy", "max_distance",
+                      "threshold", "cameras", "expires_at", "enabled", "created_by", "created_at")
+"""Fields of a watchlist entry kept in the audit records of its addition and removal."""
+
+
+def audit_entry(entry: dict, person_names: dict[str, str] | None = None) -> dict:
+    """What the audit trail keeps of an entry: the :data:`AUDIT_ENTRY_FIELDS` it has and, for a person entry, the
+    person's name (``person_name``, from ``person_names``), so a reviewer can tell which plate or person it was."""
+    out = {name: entry[name] for name in AUDIT_ENTRY_FIELDS if name in entry}
+    person_id = entry.get("person_id")
+    if isinstance(person_id, str) and person_names is not None:
+        out["person_name"] = person_names.get(person_id)
+    return out
+
+
+def _names_of(wl: WatchlistStore, entries: list[dict]) -> dict[str, str]:
+    """Names of the persons of ``entries`` (person entries only; one round trip)."""
+    ids = sorted({e["person_id"] for e in entries if isinstance(e.get("person_id"), str)})
+    return wl.person_names(ids) if ids else {}
+
+
+@router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist and its entries",
+               description="Audited as `watchlist_delete` with the watchlist's name, kind and description and every "
+                           "entry deleted with it (id, plate and province or person id and name, reason, severity, "
+                           "who added it and when).")
 def delete_watchlist(admin: Admin, watchlist_id: WatchlistId, client: RedisDep, store: ApiStoreDep) -> None:
-    if not WatchlistStore(client).delete_watchlist(watchlist_id):
+    wl = WatchlistStore(client)
+    deleted = wl.delete_watchlist(watchlist_id)
+    if deleted is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
-    store.audit(admin.username, "watchlist_delete", {"watchlist_id": watchlist_id})
+    names = _names_of(wl, deleted["entries"])
+    store.audit(admin.username, "watchlist_delete", {
+        "watchlist_id": watchlist_id, "name": deleted.get("name"), "kind": deleted.get("kind"),
+        "description": deleted.get("description"), "created_by": deleted.get("created_by"),
+        "entries_deleted": len(deleted["entries"]),
+        "entries": [audit_entry(e, names) for e in deleted["entries"]]})
 
 
 @router.get("/{watchlist_id}/entries", response_model=list[EntryOut], summary="Entries of a watchlist",
@@ -126,14 +157,26 @@ def list_entries(user: Investigator, watchlist_id: WatchlistId, client: RedisDep
 DUPLICATE = {409: {"model": DuplicateEntryOut, "description": "The watchlist already has an entry with this plate "
                                                               "and province (`entry_id` names it)."}}
 """The 409 of plate entry writes that would duplicate an entry."""
+PERSON_DUPLICATE = {409: {"model": DuplicateEntryOut, "description": "The person is already on this watchlist "
+                                                                     "(`entry_id` names the entry: edit it instead)."}}
+"""The 409 of a person entry for a person already on the watchlist."""
 
 
 def _duplicate(exc: DuplicateEntryError) -> JSONResponse:
-    """The 409 answer naming the existing entry."""
-    logger.info("refused a duplicate plate entry: %s", exc)
-    body = DuplicateEntryOut(detail=f"plate: already in this watchlist as entry {exc.existing_id!r}",
+    """The 409 answer naming the existing entry (``detail`` starts with the duplicated field)."""
+    logger.info("refused a duplicate watchlist entry: %s", exc)
+    body = DuplicateEntryOut(detail=f"{exc.field}: already in this watchlist as entry {exc.existing_id!r}",
                              entry_id=exc.existing_id)
     return JSONResponse(body.model_dump(), status_code=status.HTTP_409_CONFLICT)
+
+
+def _audit_add(store: ApiStoreDep, admin: Admin, watchlist: dict, entry: dict, typed: dict,
+               person_names: dict[str, str] | None = None) -> None:
+    """Audit ``watchlist_entry_add``: the request body as typed and the entry as stored (its id, normalised plate
+    and province, or person id and name)."""
+    store.audit(admin.username, "watchlist_entry_add", {
+        **typed, "watchlist_id": watchlist["id"], "watchlist_name": watchlist.get("name"),
+        **audit_entry(entry, person_names)})
 
 
 @router.post("/{watchlist_id}/plates", response_model=EntryOut, status_code=201, summary="Add a plate entry",
@@ -141,7 +184,8 @@ def _duplicate(exc: DuplicateEntryError) -> JSONResponse:
 def add_plate_entry(body: PlateEntryCreate, request: Request, admin: Admin, watchlist_id: WatchlistId,
                     client: RedisDep, store: ApiStoreDep) -> EntryOut | JSONResponse:
     wl = WatchlistStore(client)
-    if _get(wl, watchlist_id)["kind"] != "plate":
+    watchlist = _get(wl, watchlist_id)
+    if watchlist["kind"] != "plate":
         raise HTTPException(422, "watchlist_id: this is a face watchlist")
     plate, typed = _check_plate(body.plate)
     province = _check_province(body.province, typed)
@@ -153,24 +197,36 @@ def add_plate_entry(body: PlateEntryCreate, request: Request, admin: Admin, watc
         return _duplicate(exc)
     if entry is None:  # deleted between the check and the write
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
-    store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
+    _audit_add(store, admin, watchlist, entry, {"typed_plate": body.plate})
     return EntryOut(**entry)
 
 
-@router.post("/{watchlist_id}/persons", response_model=EntryOut, status_code=201, summary="Add a person entry")
+@router.post("/{watchlist_id}/persons", response_model=EntryOut, status_code=201, summary="Add a person entry",
+             description="A person is on a watchlist once: adding one already on it is refused (409, `entry_id` "
+                         "names their entry; edit it with PATCH instead), and of two concurrent adds only one gets "
+                         "in. A `person_id` that cannot name a person (a character other than letters, digits, `_` "
+                         "and `-`, or a word of the store's own keys such as `ids`) is answered 404 like an unknown "
+                         "person, as in a path. Audited as `watchlist_entry_add` with the entry id and the person's "
+                         "name.",
+             responses=PERSON_DUPLICATE)
 def add_face_entry(body: FaceEntryCreate, request: Request, admin: Admin, watchlist_id: WatchlistId, client: RedisDep,
-                   store: ApiStoreDep) -> EntryOut:
+                   store: ApiStoreDep) -> EntryOut | JSONResponse:
     wl = WatchlistStore(client)
-    if _get(wl, watchlist_id)["kind"] != "face":
+    watchlist = _get(wl, watchlist_id)
+    if watchlist["kind"] != "face":
         raise HTTPException(422, "watchlist_id: this is a plate watchlist")
     check_camera_ids(request, body.cameras, "cameras")
-    if wl.get_person(body.person_id) is None:
+    person = wl.get_person(known_person_id(body.person_id))
+    if person is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"person {body.person_id!r} not found")
-    entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,
-                                        "created_by": admin.username})
+    try:
+        entry = wl.put_entry(watchlist_id, {**body.model_dump(), "entry_id": body.person_id,
+                                            "created_by": admin.username})
+    except DuplicateEntryError as exc:
+        return _duplicate(exc)
     if entry is None:  # deleted between the check and the write
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
-    store.audit(admin.username, "watchlist_entry_add", {"watchlist_id": watchlist_id, **body.model_dump()})
+    _audit_add(store, admin, watchlist, entry, {}, {body.person_id: person.get("name", "")})
     return EntryOut(**entry)
 
 
@@ -247,11 +303,16 @@ def _plate_changes(changes: dict) -> None:
         changes["province"] = _check_province(changes.get("province"), typed)
 
 
-@router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry")
+@router.delete("/{watchlist_id}/entries/{entry_id}", status_code=204, summary="Remove an entry",
+               description="Audited as `watchlist_entry_delete` with the watchlist's name and the entry as it was "
+                           "(plate and province or person id and name, reason, severity, who added it and when).")
 def delete_entry(admin: Admin, watchlist_id: WatchlistId, entry_id: EntryId, client: RedisDep,
                  store: ApiStoreDep) -> None:
     wl = WatchlistStore(client)
-    _get(wl, watchlist_id)
-    if not wl.delete_entry(watchlist_id, entry_id):
+    watchlist = _get(wl, watchlist_id)
+    removed = wl.delete_entry(watchlist_id, entry_id)
+    if removed is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"entry {entry_id!r} not found")
-    store.audit(admin.username, "watchlist_entry_delete", {"watchlist_id": watchlist_id, "entry_id": entry_id})
+    store.audit(admin.username, "watchlist_entry_delete", {
+        "watchlist_id": watchlist_id, "watchlist_name": watchlist.get("name"),
+        **audit_entry(removed, _names_of(wl, [removed]))})

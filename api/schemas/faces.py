@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-"""A person's name: surrounding whitespace stripped, then not empty."""
+from api.schemas.text import FreeText, one_line
+
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                       AfterValidator(one_line)]
+"""A person's name: surrounding whitespace stripped, then not empty; no control or bidi-override character (a line
+break or U+202E would fake or reverse the name on alert cards: 422)."""
 
 
 class FaceHitOut(BaseModel):
@@ -55,4 +59,4 @@ class PersonOut(BaseModel):
 class PersonUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: PersonName | None = None
-    notes: str | None = Field(default=None, max_length=2000)
+    notes: FreeText | None = Field(default=None, max_length=2000)

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.text import FreeText, OneLine
+
 Severity = Literal["low", "medium", "high", "critical"]
 
 PLATE_TEXT_MAX = 64
@@ -52,14 +54,14 @@ Cameras = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
 class WatchlistCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["plate", "face"]
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2000)
+    name: OneLine = Field(min_length=1, max_length=200)
+    description: FreeText = Field(default="", max_length=2000)
 
 
 class WatchlistUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: OneLine | None = Field(default=None, min_length=1, max_length=200)
+    description: FreeText | None = Field(default=None, max_length=2000)
 
 
 class WatchlistOut(BaseModel):
@@ -79,7 +81,7 @@ class PlateEntryCreate(BaseModel):
     province: str | None = Field(default=None, min_length=1, max_length=64, description=PROVINCE_DOC)
     fuzzy: bool = Field(default=False, description=FUZZY_DOC)
     max_distance: float = Field(default=1.0, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
-    reason: str = Field(default="", max_length=500)
+    reason: OneLine = Field(default="", max_length=500)
     severity: Severity = "medium"
     expires_at: Expiry | None = None
     cameras: Cameras | None = None
@@ -88,9 +90,12 @@ class PlateEntryCreate(BaseModel):
 
 class FaceEntryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    person_id: str = Field(min_length=1, max_length=64)
+    person_id: str = Field(min_length=1, max_length=64,
+                           description="An enrolled person's id. An id that cannot name a person (a character other "
+                                       "than letters, digits, `_` and `-`, or a word of the store's own keys such "
+                                       "as `ids`) is answered 404 like an unknown person, as in a path.")
     threshold: float = Field(default=0.45, ge=0, le=1, allow_inf_nan=False)
-    reason: str = Field(default="", max_length=500)
+    reason: OneLine = Field(default="", max_length=500)
     severity: Severity = "medium"
     expires_at: Expiry | None = None
     cameras: Cameras | None = None
@@ -152,7 +157,7 @@ class EntryUpdate(BaseModel):
     max_distance: float | None = Field(default=None, ge=0, le=1.9, allow_inf_nan=False, description=MAX_DISTANCE_DOC)
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
                                     description="Person entries: similarity threshold.")
-    reason: str | None = Field(default=None, max_length=500)
+    reason: OneLine | None = Field(default=None, max_length=500)
     severity: Severity | None = None
     expires_at: Expiry | None = None
     cameras: Cameras | None = None

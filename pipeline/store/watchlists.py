@@ -169,12 +169,15 @@ def _with_plate(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class DuplicateEntryError(Exception):
-    """A plate entry would duplicate another entry of the same watchlist (same registration, same province)."""
+    """An entry would duplicate another entry of the same watchlist: a plate entry with the same registration and
+    province, or a person entry for a person already on the list (``field`` names what is duplicated:
+    ``plate`` or ``person_id``)."""
 
-    def __init__(self, watchlist_id: str, existing_id: str) -> None:
-        super().__init__(f"watchlist {watchlist_id!r} already has this plate as entry {existing_id!r}")
+    def __init__(self, watchlist_id: str, existing_id: str, field: str = "plate") -> None:
+        super().__init__(f"watchlist {watchlist_id!r} already has this {field} as entry {existing_id!r}")
         self.watchlist_id = watchlist_id
         self.existing_id = existing_id
+        self.field = field
 
 
 def plate_identity(entry: dict) -> tuple[str, str | None] | None:
@@ -198,6 +201,18 @@ def find_duplicate(entries: dict[str, Any], entry: dict) -> str | None:
         if other is None or _s(key) == entry.get("entry_id"):
             continue
         if plate_identity(other) == identity:
+            return _s(key)
+    return None
+
+
+def find_person_entry(entries: dict[str, Any], person_id: str) -> str | None:
+    """Id of a stored entry (``entries``: entry id -> raw JSON) for ``person_id``, or None: a person entry's id is
+    the person id, and an entry written with another id but the same ``person_id`` counts too."""
+    if person_id in {_s(key) for key in entries}:
+        return person_id
+    for key, raw in entries.items():
+        other = _json_object(raw)
+        if other is not None and other.get("person_id") == person_id:
             return _s(key)
     return None
 
@@ -328,14 +343,25 @@ class WatchlistStore:
         pipe.execute()
         return self.get_watchlist(watchlist_id)
 
-    def delete_watchlist(self, watchlist_id: str) -> bool:
-        """Delete a watchlist and its entries; False if it did not exist."""
+    def delete_watchlist(self, watchlist_id: str) -> dict | None:
+        """Delete a watchlist and its entries; returns its metadata as it was with ``entries``, the entries deleted
+        with it (read in the same transaction as the deletion, for the audit trail), or None if it did not exist."""
+        meta_key, entries_key = keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id)
         pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(meta_key)
+        pipe.hgetall(entries_key)
         pipe.srem(keys.WATCHLIST_IDS, watchlist_id)
-        pipe.delete(keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id))
+        pipe.delete(meta_key, entries_key)
         pipe.incr(keys.WATCHLIST_VERSION)
-        removed, _, _ = pipe.execute()
-        return bool(removed)
+        meta, raw_entries, removed, _, _ = pipe.execute()
+        if not removed:
+            return None
+        entries = []
+        for key, raw in raw_entries.items():
+            entry = _json_object(raw)
+            entries.append({**(entry or {}), "entry_id": _s(key)})
+        entries.sort(key=lambda e: (_created_at(e), e["entry_id"]))
+        return {"id": watchlist_id, **{_s(k): _s(v) for k, v in meta.items()}, "entries": entries}
 
     # -- entries ----------------------------------------------------------------------------------------------
     def entry_counts(self, watchlist_ids: list[str]) -> dict[str, int]:
@@ -372,8 +398,9 @@ class WatchlistStore:
         watchlist does not exist (deleted meanwhile: the write is made only while it exists, ``WATCH``, so that a
         concurrent delete cannot leave a headless watchlist behind).
 
-        Raises :class:`DuplicateEntryError` when another entry of the watchlist has the same plate and province
-        (checked inside the same ``WATCH``, so two concurrent adds cannot both get in)."""
+        Raises :class:`DuplicateEntryError` when another entry of the watchlist has the same plate and province, or
+        when the entry is for a person already on the watchlist (a person entry is added once and edited with
+        :meth:`update_entry`; both checked inside the same ``WATCH``, so two concurrent adds cannot both get in)."""
         entry = _with_plate(dict(entry))
         entry.setdefault("entry_id", entry.get("person_id") or new_id())
         entry.setdefault("created_at", time.time())
@@ -387,6 +414,7 @@ class WatchlistStore:
                         pipe.reset()
                         return None
                     self._refuse_duplicate(pipe, watchlist_id, entry)
+                    self._refuse_person_again(pipe, watchlist_id, entry)
                     pipe.multi()
                     pipe.hset(entries_key, entry["entry_id"],
                               json.dumps(entry, ensure_ascii=False))
@@ -441,13 +469,34 @@ class WatchlistStore:
             pipe.reset()
             raise DuplicateEntryError(watchlist_id, existing)
 
-    def delete_entry(self, watchlist_id: str, entry_id: str) -> bool:
-        """Remove one entry; False if it did not exist."""
+    @staticmethod
+    def _refuse_person_again(pipe: Any, watchlist_id: str, entry: dict) -> None:
+        """Raise :class:`DuplicateEntryError` (after resetting the watching ``pipe``) when ``entry`` is for a person
+        who already has an entry in the watchlist."""
+        person_id = entry.get("person_id")
+        if not isinstance(person_id, str) or not person_id:
+            return
+        existing = find_person_entry(pipe.hgetall(keys.watchlist_entries(watchlist_id)), person_id)
+        if existing is not None:
+            pipe.reset()
+            raise DuplicateEntryError(watchlist_id, existing, field="person_id")
+
+    def delete_entry(self, watchlist_id: str, entry_id: str) -> dict | None:
+        """Remove one entry and return it as it was (read in the same transaction as the removal, for the audit
+        trail; ``{"entry_id": ...}`` alone for a damaged entry); None if it did not exist."""
+        key = keys.watchlist_entries(watchlist_id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(keys.watchlist_entries(watchlist_id), entry_id)
+        pipe.hget(key, entry_id)
+        pipe.hdel(key, entry_id)
         pipe.incr(keys.WATCHLIST_VERSION)
-        removed, _ = pipe.execute()
-        return bool(removed)
+        raw, removed, _ = pipe.execute()
+        if not removed:
+            return None
+        entry = _json_object(raw)
+        if entry is None:
+            logger.warning("watchlist %s: removed entry %s was damaged", watchlist_id, entry_id)
+            return {"entry_id": entry_id}
+        return {**entry, "entry_id": entry_id}
 
     # -- alert cooldown (engine) ------------------------------------------------------------------------------
     def claim_alert(self, key: str, alert_id: str, ttl_s: float) -> bool:
@@ -474,12 +523,19 @@ class WatchlistStore:
                                        "created_at": repr(time.time())}, embeddings)
         return self.get_person(person_id)  # type: ignore[return-value]
 
-    def _write_person(self, person_id: str, fields: dict[str, str], embeddings: np.ndarray | None) -> None:
+    @staticmethod
+    def _person_mapping(person_id: str, fields: dict[str, str], embeddings: np.ndarray | None) -> dict[str, Any]:
+        """The hash fields written for a person: ``fields``, ``updated_at`` and the embeddings if given."""
         mapping: dict[str, Any] = {"id": person_id, **fields, "updated_at": repr(time.time())}
         if embeddings is not None:
             mat = normalise_rows(embeddings)
             mapping.update({"embeddings": mat.astype("<f4").tobytes(), "dim": str(mat.shape[1]),
                             "count": str(mat.shape[0])})
+        return mapping
+
+    def _write_person(self, person_id: str, fields: dict[str, str], embeddings: np.ndarray | None) -> None:
+        """Write a new person (the hash, the index entry and a version bump in one transaction)."""
+        mapping = self._person_mapping(person_id, fields, embeddings)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.person(person_id), mapping=mapping)
         pipe.sadd(keys.PERSON_IDS, person_id)
@@ -488,16 +544,44 @@ class WatchlistStore:
 
     def update_person(self, person_id: str, name: str | None = None, notes: str | None = None,
                       embeddings: np.ndarray | None = None) -> dict | None:
-        """Change a person's name/notes or replace their embeddings; None if unknown."""
-        if not self.client.exists(keys.person(person_id)):
-            return None
+        """Change a person's name/notes or replace their embeddings; None if unknown.
+
+        The write is made only while the person exists (``WATCH`` on the person's hash, retried on a concurrent
+        change): a person deleted meanwhile (:meth:`delete_person`) gets None, never a nameless record or their
+        embeddings written back."""
         fields = {k: v for k, v in (("name", name), ("notes", notes)) if v is not None}
-        self._write_person(person_id, fields, embeddings)
-        return self.get_person(person_id)
+        mapping = self._person_mapping(person_id, fields, embeddings)
+        key = keys.person(person_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if not pipe.exists(key):
+                        pipe.reset()
+                        return None
+                    pipe.multi()
+                    pipe.hset(key, mapping=mapping)
+                    pipe.hgetall(key)
+                    pipe.incr(keys.WATCHLIST_VERSION)
+                    _, raw, _ = pipe.execute()
+                    return self._decode_person(person_id, raw, with_embeddings=False)
+                except redis.WatchError:
+                    logger.debug("person %s changed concurrently; retrying the update", person_id)
 
     def get_person(self, person_id: str, with_embeddings: bool = False) -> dict | None:
         """A person's fields (``embeddings`` as a [k, d] array if asked), or None."""
-        raw = self.client.hgetall(keys.person(person_id))
+        return self._decode_person(person_id, self.client.hgetall(keys.person(person_id)), with_embeddings)
+
+    def person_names(self, person_ids: list[str]) -> dict[str, str]:
+        """The names of the persons ``person_ids`` that exist (one round trip), for audit records."""
+        pipe = self.client.pipeline(transaction=False)
+        for pid in person_ids:
+            pipe.hget(keys.person(pid), "name")
+        return {pid: _s(name) for pid, name in zip(person_ids, pipe.execute(), strict=True) if name is not None}
+
+    @staticmethod
+    def _decode_person(person_id: str, raw: dict, with_embeddings: bool) -> dict | None:
+        """A person's fields from their stored hash (:meth:`get_person`), or None when it is empty."""
         if not raw:
             return None
         person: dict[str, Any] = {_s(k): v for k, v in raw.items()}
