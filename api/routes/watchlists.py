@@ -23,7 +23,7 @@ from api.schemas.watchlists import (
 from api.validation import field_error
 from pipeline.plates.provinces import match_province
 from pipeline.store import WatchlistStore
-from pipeline.store.watchlists import DuplicateEntryError, split_plate_province
+from pipeline.store.watchlists import DuplicateEntryError, UnknownPersonError, split_plate_province
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,8 @@ def add_face_entry(body: FaceEntryCreate, request: Request, admin: Admin, watchl
                                             "created_by": admin.username})
     except DuplicateEntryError as exc:
         return _duplicate(exc)
+    except UnknownPersonError as exc:  # deleted between the check and the write
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     if entry is None:  # deleted between the check and the write
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
     _audit_add(store, admin, watchlist, entry, {}, {body.person_id: person.get("name", "")})

@@ -180,6 +180,14 @@ class DuplicateEntryError(Exception):
         self.field = field
 
 
+class UnknownPersonError(Exception):
+    """A person entry names a person who does not exist (never enrolled, or deleted meanwhile)."""
+
+    def __init__(self, person_id: str) -> None:
+        super().__init__(f"person {person_id!r} not found")
+        self.person_id = person_id
+
+
 def plate_identity(entry: dict) -> tuple[str, str | None] | None:
     """``(normalised registration, province or None)`` that makes a plate entry unique in its watchlist, or None for
     an entry without a plate (person entries)."""
@@ -398,7 +406,9 @@ class WatchlistStore:
         watchlist does not exist (deleted meanwhile: the write is made only while it exists, ``WATCH``, so that a
         concurrent delete cannot leave a headless watchlist behind).
 
-        Raises :class:`DuplicateEntryError` when another entry of the watchlist has the same plate and province, or
+        Raises :class:`UnknownPersonError` for a person entry whose person does not exist (deleted meanwhile: the
+        person's record is watched too, so an entry never outlives a concurrent :meth:`delete_person`), and
+        :class:`DuplicateEntryError` when another entry of the watchlist has the same plate and province, or
         when the entry is for a person already on the watchlist (a person entry is added once and edited with
         :meth:`update_entry`; both checked inside the same ``WATCH``, so two concurrent adds cannot both get in)."""
         entry = _with_plate(dict(entry))
@@ -406,13 +416,18 @@ class WatchlistStore:
         entry.setdefault("created_at", time.time())
         entry["updated_at"] = time.time()
         meta, entries_key = keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id)
+        person_key = keys.person(entry["person_id"]) if entry.get("person_id") else None
+        watched = (meta, entries_key) if person_key is None else (meta, entries_key, person_key)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(meta, entries_key)
+                    pipe.watch(*watched)
                     if not pipe.exists(meta):
                         pipe.reset()
                         return None
+                    if person_key is not None and not pipe.exists(person_key):
+                        pipe.reset()
+                        raise UnknownPersonError(entry["person_id"])
                     self._refuse_duplicate(pipe, watchlist_id, entry)
                     self._refuse_person_again(pipe, watchlist_id, entry)
                     pipe.multi()
@@ -605,13 +620,22 @@ class WatchlistStore:
         return sorted((p for p in persons if p), key=lambda p: (p.get("name", ""), p["id"]))
 
     def delete_person(self, person_id: str) -> bool:
-        """Delete a person and remove them from every face watchlist; False if unknown."""
-        lists = [w["id"] for w in self.list_watchlists() if w["kind"] == "face"]
-        pipe = self.client.pipeline(transaction=True)
-        pipe.srem(keys.PERSON_IDS, person_id)
-        pipe.delete(keys.person(person_id))
-        for wid in lists:
-            pipe.hdel(keys.watchlist_entries(wid), person_id)
-        pipe.incr(keys.WATCHLIST_VERSION)
-        removed = pipe.execute()[0]
-        return bool(removed)
+        """Delete a person and remove them from every face watchlist; False if unknown.
+
+        The set of watchlists and the person's record are watched while the lists are read, so a watchlist created
+        meanwhile is not missed and an entry added meanwhile (:meth:`put_entry` watches the person) is either
+        removed here or refused there: no entry outlives its person."""
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.WATCHLIST_IDS, keys.person(person_id))
+                    lists = [w["id"] for w in self.list_watchlists() if w["kind"] == "face"]
+                    pipe.multi()
+                    pipe.srem(keys.PERSON_IDS, person_id)
+                    pipe.delete(keys.person(person_id))
+                    for wid in lists:
+                        pipe.hdel(keys.watchlist_entries(wid), person_id)
+                    pipe.incr(keys.WATCHLIST_VERSION)
+                    return bool(pipe.execute()[0])
+                except redis.WatchError:
+                    continue

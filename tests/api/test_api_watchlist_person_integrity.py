@@ -14,6 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from pipeline.store import WatchlistStore
+from pipeline.store.watchlists import UnknownPersonError
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -183,6 +184,34 @@ def test_store_update_racing_delete_never_writes_back(rclient: redis.Redis) -> N
             results = [f.result() for f in futures]
         assert results[2] is True
         assert not rclient.exists(f"person:{pid}") and not rclient.sismember("person:ids", pid), round_no
+
+
+def test_entry_added_while_its_person_is_deleted_never_outlives_them(rclient: redis.Redis) -> None:
+    """A person entry put on a face watchlist (created just before: the delete may not know it yet) while the
+    person is deleted: either the delete removes the entry or the add is refused; no entry of a deleted person."""
+    wl = WatchlistStore(rclient)
+    for round_no in range(60):
+        pid = _person(rclient, f"E{round_no}", seed=round_no)["id"]
+        barrier = threading.Barrier(2)
+
+        def add(pid: str = pid, barrier: threading.Barrier = barrier, round_no: int = round_no) -> str:
+            barrier.wait()
+            wid = wl.create_watchlist("face", f"late {round_no}")["id"]
+            try:
+                wl.put_entry(wid, {"person_id": pid, "entry_id": pid, "reason": "case 1"})
+            except UnknownPersonError:
+                pass
+            return wid
+
+        def delete(pid: str = pid, barrier: threading.Barrier = barrier) -> bool:
+            barrier.wait()
+            return wl.delete_person(pid)
+
+        with ThreadPoolExecutor(2) as pool:
+            added, deleted = pool.submit(add), pool.submit(delete)
+            wid = added.result()
+            assert deleted.result() is True
+        assert not rclient.hexists(f"wl:{wid}:entries", pid), round_no
 
 
 def test_photos_racing_delete_answer_404_never_500(client: TestClient, tokens: dict, rclient: redis.Redis,
