@@ -91,6 +91,14 @@ class ApiSettings(BaseSettings):
                                         description="Open live-alert streams (WebSocket + SSE) per user.")
     alert_streams_total: int = Field(default=200, ge=1, le=10_000,
                                      description="Open live-alert streams in total (one shared Redis pool).")
+    playback_streams_per_user: int = Field(default=8, ge=1, le=32,
+                                           description="Recorded-playback streams (ffmpeg remuxers) one user runs "
+                                                       "at once (4 cameras side by side need 4; more tabs more); "
+                                                       "32 run at most in all per API process.")
+    playback_stall_s: float = Field(default=60.0, ge=1, le=3600,
+                                    description="A playback stream whose player reads nothing for this long (send "
+                                                "blocked) is ended and its slot given back; the page asks for the "
+                                                "rest when it needs it.")
     stream_recheck_s: float = Field(default=30.0, gt=0, le=30,
                                     description="How often an open alert stream re-checks its user and token.")
     ws_auth_timeout_s: float = Field(default=5.0, gt=0, le=60,

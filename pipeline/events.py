@@ -90,6 +90,10 @@ class Alert(BaseModel):
     event_id: str = Field(description="The plate or face event that matched.")
     camera_id: str = Field(description="Camera of the event.")
     created_at: float = Field(default_factory=time.time, description="UTC epoch seconds.")
+    frame_time: float | None = Field(default=None, ge=0,
+                                     description="Capture time of the event's frame that matched (UTC epoch s; "
+                                                 "null on alerts raised before it was recorded): where playback "
+                                                 "and the timeline marker put the alert.")
     reason: str = Field(default="", description="Why the entry is on the list.")
     severity: Literal["low", "medium", "high", "critical"] = Field(default="medium", description="Severity.")
     label: str = Field(default="", description="Plate text or person name that matched.")

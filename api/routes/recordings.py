@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ import redis
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import ApiStoreDep, Operator, RedisDep, SettingsDep, User
 from api.schemas.errors import ErrorOut
@@ -56,7 +58,8 @@ MAX_STREAM_S = 600
 MAX_MARKERS = 2000
 """Most markers of one kind in a timeline answer."""
 MAX_STREAMS = 32
-"""Playback streams (ffmpeg remuxers) running at once in this API process; more are refused with 429."""
+"""Playback streams (ffmpeg remuxers) running at once in this API process; more are refused with 429 (and more
+than ``CCTV_PLAYBACK_STREAMS_PER_USER`` of one user)."""
 MARKER_SLACK_S = 600
 """Events are stored when their track ends: the stream is read up to this long after the window's end."""
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
@@ -169,7 +172,7 @@ def _marker(kind: str, fields: dict, wanted: bytes, start: float, end: float) ->
             alert = json.loads(fields.get(b"alert", b"{}"))
             if alert.get("camera_id", "").encode() != wanted:
                 return None
-            when = float(alert["created_at"])
+            when = float(alert.get("frame_time") or alert["created_at"])  # the event's frame; older: raised
             marker = MarkerOut(kind="alert", time=when, event_id=str(alert.get("event_id", "")),
                                label=str(alert.get("label", ""))[:200], alert_id=str(alert.get("alert_id", "")),
                                severity=str(alert.get("severity", "")) or None)
@@ -218,18 +221,112 @@ def timeline(
 
 
 # ---- stream --------------------------------------------------------------------------------------------------
-def _running(request: Request) -> dict[str, int]:
-    state = request.app.state
-    if not hasattr(state, "playback_streams"):
-        state.playback_streams = {"n": 0}
+class PlaybackSlots:
+    """Playback streams running in this API process, in all and per user (the 429 limits)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_user: dict[str, int] = {}
+
+    def acquire(self, username: str, per_user: int, total: int) -> str | None:
+        """Take a slot for ``username``; None when taken, else why not (the 429's detail). Synchronous: concurrent
+        requests cannot all pass the check."""
+        if self.total >= total:
+            return f"{total} playback streams are running; retry in 5 s"
+        if self.per_user.get(username, 0) >= per_user:
+            return (f"you already have {per_user} playback streams running (CCTV_PLAYBACK_STREAMS_PER_USER); "
+                    "close a player or retry in 5 s")
+        self.total += 1
+        self.per_user[username] = self.per_user.get(username, 0) + 1
+        return None
+
+    def release(self, username: str) -> None:
+        """Give back one slot of ``username``."""
+        self.total = max(0, self.total - 1)
+        left = self.per_user.get(username, 0) - 1
+        if left > 0:
+            self.per_user[username] = left
+        else:
+            self.per_user.pop(username, None)
+
+
+def _slots(app: object) -> PlaybackSlots:
+    """The app's playback slots (made on first use)."""
+    state = app.state  # type: ignore[attr-defined]
+    if not isinstance(getattr(state, "playback_streams", None), PlaybackSlots):
+        state.playback_streams = PlaybackSlots()
     return state.playback_streams
 
 
-async def _remux(plan: PlaybackPlan) -> tuple[asyncio.subprocess.Process, bytes]:
-    """Start ffmpeg on the plan and read its first bytes (the init segment); PlaybackError if it fails. ffmpeg is
-    stopped if this is cancelled or fails (the player went away before the first bytes)."""
+class PlaybackLease:
+    """One stream's slot and its ffmpeg: given back once, by whichever path ends the stream first (the response
+    finishing, failing or cancelled before its first byte, a stalled reader, a failed start or audit, or the
+    response being dropped unsent)."""
+
+    def __init__(self, slots: PlaybackSlots, username: str) -> None:
+        self.slots = slots
+        self.username = username
+        self.proc: asyncio.subprocess.Process | None = None
+        self.released = False
+
+    def release(self) -> None:
+        """Stop ffmpeg and give the slot back; idempotent. The process's pipes are drained and it is waited for in
+        the background (their transport stays open until its output is read to the end)."""
+        if self.released:
+            return
+        self.released = True
+        self.slots.release(self.username)
+        if self.proc is not None:
+            _kill(self.proc)
+            with contextlib.suppress(RuntimeError):  # no running loop (a dropped response collected late)
+                task = asyncio.get_running_loop().create_task(_reap(self.proc))
+                _REAPING.add(task)
+                task.add_done_callback(_REAPING.discard)
+
+
+class PlaybackStalled(Exception):
+    """The player read nothing for the stall limit: the stream is ended to give its slot back."""
+
+
+class PlaybackResponse(StreamingResponse):
+    """The stream's response: owns its :class:`PlaybackLease` and releases it however the response ends, also when
+    Starlette cancels it before the body is first iterated (the client went away early), which a ``finally`` in
+    the body generator never sees. A send that cannot complete within ``stall_s`` (the client stopped reading)
+    ends the stream."""
+
+    def __init__(self, lease: PlaybackLease, first: bytes, stall_s: float, headers: dict[str, str]) -> None:
+        assert lease.proc is not None
+        super().__init__(_body(lease.proc, first), media_type="video/mp4", headers=headers)
+        self.lease = lease
+        self.stall_s = stall_s
+        weakref.finalize(self, lease.release)  # a response dropped without being sent still gives back
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, self._guarded(send))
+        except PlaybackStalled:
+            logger.warning("playback stream of %s for %s ended: the player read nothing for %.1f s",
+                           scope.get("path", "?"), self.lease.username, self.stall_s)
+        finally:
+            self.lease.release()
+
+    def _guarded(self, send: Send) -> Send:
+        """``send`` bounded by the stall limit."""
+        async def guarded(message: Message) -> None:
+            try:
+                async with asyncio.timeout(self.stall_s):
+                    await send(message)
+            except TimeoutError:
+                raise PlaybackStalled from None
+        return guarded
+
+
+async def _remux(plan: PlaybackPlan, lease: PlaybackLease) -> bytes:
+    """Start ffmpeg on the plan (owned by ``lease`` from its start) and read its first bytes (the init segment);
+    PlaybackError if it fails. ffmpeg is stopped if this is cancelled or fails."""
     proc = await asyncio.create_subprocess_exec(*ffmpeg_args(), stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    lease.proc = proc
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(concat_script(plan).encode())
@@ -244,7 +341,7 @@ async def _remux(plan: PlaybackPlan) -> tuple[asyncio.subprocess.Process, bytes]
     except BaseException:
         _kill(proc)
         raise
-    return proc, first
+    return first
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -254,28 +351,36 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
             proc.kill()
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """Stop ffmpeg and wait (at most 10 s) for it to exit."""
-    _kill(proc)
+_REAPING: set[asyncio.Task] = set()
+"""Background waits for stopped ffmpeg processes (held here so that they are not collected while they run)."""
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Read a stopped ffmpeg's pipes to their end and wait for it (at most 10 s), so nothing of it is left open."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(proc.wait(), 10)
+        async with asyncio.timeout(10):
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    while await pipe.read(CHUNK):
+                        pass
+            await proc.wait()
 
 
-async def _body(proc: asyncio.subprocess.Process, first: bytes, counter: dict[str, int]) -> AsyncIterator[bytes]:
-    """The stream's bytes; ffmpeg is stopped when the player goes away (cancellation) or the stream ends."""
+async def _body(proc: asyncio.subprocess.Process, first: bytes) -> AsyncIterator[bytes]:
+    """The stream's bytes (ffmpeg and the slot are given back by the :class:`PlaybackResponse`)."""
     assert proc.stdout is not None
     try:
         yield first
         while chunk := await proc.stdout.read(CHUNK):
             yield chunk
     finally:
-        counter["n"] -= 1
-        await _stop(proc)
+        _kill(proc)
 
 
-async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: str, instant: float,
-                        max_s: float) -> tuple[PlaybackPlan, asyncio.subprocess.Process, bytes]:
-    """Plan the playback and start its ffmpeg; the route's errors (404, 503) as HTTPException."""
+async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: str, instant: float, max_s: float,
+                        lease: PlaybackLease) -> tuple[PlaybackPlan, bytes]:
+    """Plan the playback and start its ffmpeg (owned by ``lease``); the route's errors (404, 503) as
+    HTTPException."""
     try:
         plan = await run_in_threadpool(plan_playback, client, recordings_dir, camera_id, instant, max_s)
     except PlaybackError as exc:
@@ -283,11 +388,11 @@ async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: st
     except SegmentUnavailable as exc:  # recorded on a worker host that is down: unavailable, not an error
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "30"}) from None
     try:
-        proc, first = await _remux(plan)
+        first = await _remux(plan, lease)
     except PlaybackError as exc:
         logger.warning("playback of %s at %.3f failed: %s", camera_id, instant, exc)
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return plan, proc, first
+    return plan, first
 
 
 @router.get("/{camera_id}/stream", summary="Play a recording from an instant: fragmented MP4 (stream copy)",
@@ -308,7 +413,9 @@ async def _start_stream(client: redis.Redis, recordings_dir: Path, camera_id: st
                                                                "at `t` nor within `max_s` after it (the detail says "
                                                                "when the next recording starts)."},
                        422: {"description": "`t` is malformed or out of range, or `max_s` is out of bounds."},
-                       429: {"model": ErrorOut, "description": f"{MAX_STREAMS} playback streams are running; retry.",
+                       429: {"model": ErrorOut, "description": f"{MAX_STREAMS} playback streams are running, or "
+                                                               "the caller already runs "
+                                                               "CCTV_PLAYBACK_STREAMS_PER_USER; retry.",
                              "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
                        503: {"model": ErrorOut, "description": "The recording at `t` is held by a worker host that "
                                                                "cannot be reached now (named in `detail`).",
@@ -322,23 +429,19 @@ async def stream(
 ):
     check_camera(request, client, user, camera_id)
     instant = parse_instant(t, "t")
-    counter = _running(request)
-    if counter["n"] >= MAX_STREAMS:
-        return JSONResponse({"detail": f"{MAX_STREAMS} playback streams are running; retry in 5 s"},
-                            status_code=429, headers={"Retry-After": "5"})
-    counter["n"] += 1  # taken before any await: concurrent requests cannot all pass the check above
+    slots = _slots(request.app)
+    refused = slots.acquire(user.username, settings.playback_streams_per_user, MAX_STREAMS)
+    if refused is not None:
+        return JSONResponse({"detail": refused}, status_code=429, headers={"Retry-After": "5"})
+    lease = PlaybackLease(slots, user.username)  # taken before any await; given back on every path below
     try:
-        plan, proc, first = await _start_stream(client, settings.recordings_dir, camera_id, instant, max_s)
-    except BaseException:
-        counter["n"] -= 1
-        raise
-    try:
+        plan, first = await _start_stream(client, settings.recordings_dir, camera_id, instant, max_s, lease)
+        # no stream without its audit record
         await run_in_threadpool(store.audit, user.username, "playback",
                                 {"camera_id": camera_id, "t": instant, "from": plan.start, "to": plan.end,
                                  "session": session})
-    except BaseException:  # no stream without its audit record; ffmpeg and the slot are given back
-        counter["n"] -= 1
-        _kill(proc)
+    except BaseException:
+        lease.release()
         raise
     headers = {"X-Playback-Start": f"{plan.start:.3f}", "X-Playback-End": f"{plan.end:.3f}",
                "Cache-Control": "no-store", "X-Playback-Codec": plan.info.codec or "unknown"}
@@ -346,4 +449,4 @@ async def stream(
         headers["X-Playback-Next"] = f"{plan.next_start:.3f}"
     if plan.info.frame_rate:
         headers["X-Playback-Frame-Rate"] = f"{plan.info.frame_rate:.3f}"
-    return StreamingResponse(_body(proc, first, counter), media_type="video/mp4", headers=headers)
+    return PlaybackResponse(lease, first, settings.playback_stall_s, headers)

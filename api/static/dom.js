@@ -34,10 +34,11 @@ export function clear(el, ...children) {
 }
 
 /** Epoch seconds -> local date and time in the page language. */
-export function fmtTime(epoch, { seconds = true, date = true, zone = date } = {}) {
+export function fmtTime(epoch, { seconds = true, date = true, zone = date, ms = false } = {}) {
   if (epoch === undefined || epoch === null || Number.isNaN(Number(epoch))) return "–";
   const options = { hour: "2-digit", minute: "2-digit", hour12: false };
-  if (seconds) options.second = "2-digit";
+  if (seconds || ms) options.second = "2-digit";
+  if (ms) options.fractionalSecondDigits = 3; // after the seconds, before the zone: "00:00:15.792 GMT+7"
   if (date) Object.assign(options, { day: "numeric", month: "short", year: "numeric" });
   if (zone) options.timeZoneName = "short"; // a full time says its zone ("GMT+7", "UTC"): evidence is unambiguous
   return new Intl.DateTimeFormat(locale(), options).format(new Date(Number(epoch) * 1000));

@@ -252,7 +252,7 @@ class WatchlistMatcher:
             alerts.append(Alert(
                 alert_id=alert_id, kind="plate", watchlist_id=entry.watchlist_id, entry_id=entry.entry_id,
                 event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
-                severity=_severity(entry), label=event.plate_text,
+                frame_time=event.frame_time, severity=_severity(entry), label=event.plate_text,
                 score=max(0.0, 1.0 - distance / max(len(_normalise(entry.plate)), 1)), crop_path=event.crop_path,
                 province=_province(event.province), entry_province=entry_province, province_unconfirmed=unconfirmed,
             ))
@@ -287,7 +287,8 @@ class WatchlistMatcher:
             alerts.append(Alert(
                 alert_id=alert_id, kind="face", watchlist_id=entry.watchlist_id, entry_id=entry.person_id,
                 event_id=event.event_id, camera_id=event.camera_id, reason=getattr(entry, "reason", "") or "",
-                severity=_severity(entry), label=getattr(entry, "name", "") or entry.person_id,
+                frame_time=event.frame_time, severity=_severity(entry),
+                label=getattr(entry, "name", "") or entry.person_id,
                 score=float(sim), crop_path=event.crop_path,
             ))
         return alerts

@@ -31,7 +31,7 @@ function alertCard(item, ctx, fresh) {
       `⚠ ${t("alerts.province_unconfirmed", { p: a.entry_province || "" })}`) : null,
     h("div", { class: "alert-watchlist" }, `${t("alerts.watchlist")}: ${item.watchlist_name || a.watchlist_id}`),
     a.reason ? h("p", { class: "alert-reason" }, `${t("common.reason")}: ${a.reason}`) : null,
-    ctx.can("playback") ? h("div", { class: "row" }, playButton(a.camera_id, a.created_at)) : null,
+    ctx.can("playback") ? h("div", { class: "row" }, playButton(a.camera_id, a.frame_time ?? a.created_at)) : null,
     item.ack ? ackBlock(item, ctx)
       : h("button", { class: "btn btn-primary btn-small", type: "button", dataset: { action: "ack" },
         onclick: () => acknowledge(item, ctx) }, t("alerts.ack"))));

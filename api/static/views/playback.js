@@ -20,6 +20,8 @@ const GAP_S = 1.5;
 const EVENT_LEAD_S = 5; // events open this long before they happened
 const SYNC_MS = 400;
 const DEFAULT_BACK_S = 300; // with no time asked, open this long before now (or at the newest recording)
+const EDGE_FIRST_S = 2; // at the live edge, ask again for what follows after this long ...
+const EDGE_MAX_S = 15; // ... doubling up to this while nothing newer is recorded
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
@@ -35,10 +37,9 @@ function dayValue(epoch) {
   return toLocalInput(epoch).slice(0, 10);
 }
 
-/** Wall-clock time with milliseconds, in the page language. */
-function clockText(epoch) {
-  const ms = String(Math.floor((epoch * 1000) % 1000)).padStart(3, "0");
-  return `${fmtTime(epoch)}.${ms}`;
+/** Wall-clock time with milliseconds (before the time zone: "00:00:15.792 GMT+7"), in the page language. */
+export function clockText(epoch) {
+  return fmtTime(epoch, { ms: true });
 }
 
 /** The MIME type for MSE from the first bytes of a fragmented MP4 (the avcC/hvcC box of the init segment). */
@@ -85,14 +86,17 @@ class Player {
     this.trace = []; // the last steps, for failure reports (window.__cctvPlayback.players.get(id).trace)
     this.stalls = 0; // playback ran out of data (a gap jumped over is not one, nor a decoder behind at 8x)
     this.video.addEventListener("waiting", () => {
+      const atEdge = Boolean(this.session && this.session.next === null && this.session.edge !== null);
       if (!this.crossGap() && !this.pending && !this.video.seeking && this.el.dataset.state === "playing"
-          && this.ahead() < 0.1) {
+          && this.ahead() < 0.1 && !atEdge) {
         this.stalls += 1;
         this.note("stall");
       }
     });
     this.video.addEventListener("playing", () => this.setState("playing"));
-    this.video.addEventListener("pause", () => { if (this.el.dataset.state === "playing") this.setState("paused"); });
+    this.video.addEventListener("pause", () => {
+      if (["playing", "edge"].includes(this.el.dataset.state)) this.setState("paused");
+    });
   }
 
   get sb() { return this.session ? this.session.sb : null; }
@@ -131,7 +135,8 @@ class Player {
   /** Close the current session (its requests aborted) and open a new one on a fresh MediaSource. */
   async open() {
     this.close();
-    const session = { ms: new MediaSource(), sb: null, loading: false, next: null, controller: null };
+    const session = { ms: new MediaSource(), sb: null, loading: false, next: null, controller: null,
+      edge: null, edgeWait: EDGE_FIRST_S, edgeAt: 0 };
     this.session = session;
     this.objectUrl = URL.createObjectURL(session.ms);
     this.video.src = this.objectUrl;
@@ -212,6 +217,7 @@ class Player {
       let resolved = false;
       const done = (value) => { if (!resolved) { resolved = true; resolve(value); } };
       (async () => {
+        let started = false;
         try {
           const response = await api(ROUTES.recordingStream(this.camera.id), {
             query: { t: real.toFixed(3), max_s: CHUNK_S, session: this.review.session }, raw: true,
@@ -221,13 +227,15 @@ class Player {
           const end = Number(response.headers.get("X-Playback-End"));
           const upcoming = Number(response.headers.get("X-Playback-Next")) || null;
           this.fps = Number(response.headers.get("X-Playback-Frame-Rate")) || this.fps;
-          // the continuation: from the end of this stream, or from the next recording after a gap
-          session.next = upcoming && upcoming - end > GAP_S ? upcoming : (upcoming ? end : null);
+          this.continueAfter(session, end, upcoming);
           if (!this.el.dataset.start) this.el.dataset.start = String(start);
+          started = true;
           await this.pump(session, response, start, codecOf(response), done);
         } catch (err) {
           if (session !== this.session || err.name === "AbortError") return;
-          if (err.status === 404) {
+          if (started && session.sb) {
+            this.resumeAfterCut(session); // the server ended the stream early (e.g. it was not read for a while)
+          } else if (err.status === 404) {
             if (!session.sb) this.setState("none", t("playback.no_recording"));
           } else {
             this.setState("error", err.message);
@@ -278,10 +286,35 @@ class Player {
         while (!stale() && this.ahead() > 3 * AHEAD_S) await sleep(250); // back-pressure: the request waits
       }
     } catch (err) {
-      if (err.name !== "AbortError" && !stale()) this.setState("error", err.message);
+      if (err.name === "AbortError" || stale()) return;
+      if (session.sb && this.video.buffered.length) throw err; // cut off midway: load() asks for the rest
+      this.setState("error", err.message);
     } finally {
       reader.cancel().catch(() => {});
     }
+  }
+
+  /** Where to ask next after a stream ending at real time `end`: the end itself, the next recording after a gap,
+   *  or, with no newer recording indexed yet (the live edge), `end` again later (keepFed polls with backoff). */
+  continueAfter(session, end, upcoming) {
+    if (upcoming) {
+      session.next = upcoming - end > GAP_S ? upcoming : end;
+      session.edge = null;
+      return;
+    }
+    session.next = null;
+    if (session.edge === null || end > session.edge + 0.05) session.edgeWait = EDGE_FIRST_S; // it moved on
+    session.edge = end;
+    session.edgeAt = performance.now() + session.edgeWait * 1000;
+  }
+
+  /** A stream broke off before its end: continue from the last instant buffered. */
+  resumeAfterCut(session) {
+    const b = this.video.buffered;
+    const last = this.review.origin + b.end(b.length - 1);
+    this.note(`cut, resume at ${last.toFixed(3)}`);
+    session.edge = null;
+    session.next = last;
   }
 
   async append(session, data) {
@@ -328,10 +361,29 @@ class Player {
   /** Fetch the continuation in time; called by the review's clock. */
   keepFed() {
     const session = this.session;
-    if (!session || !session.sb || this.pending || session.loading || session.next === null) return;
+    if (!session || !session.sb || this.pending || session.loading) return;
+    if (session.next === null) {
+      this.watchEdge(session);
+      return;
+    }
     if (this.ahead() > AHEAD_S) return;
     const from = session.next;
     session.next = null;
+    this.load(session, from);
+  }
+
+  /** At the live edge (nothing indexed after what is buffered yet): say so once the playhead gets there, and ask
+   *  again for what follows, from the end of the last stream, waiting longer each time nothing came. */
+  watchEdge(session) {
+    if (session.edge === null || this.ahead() > AHEAD_S) return;
+    if (this.ahead() < 0.25 && ["playing", "edge"].includes(this.el.dataset.state) && this.review.playing) {
+      this.setState("edge", t("playback.live_edge"));
+    }
+    if (performance.now() < session.edgeAt) return;
+    const from = session.edge;
+    session.edgeWait = Math.min(EDGE_MAX_S, session.edgeWait * 2);
+    session.edgeAt = performance.now() + session.edgeWait * 1000; // a 404 (nothing yet) waits this long
+    this.note(`edge poll ${from.toFixed(3)} next in ${session.edgeWait}s`);
     this.load(session, from);
   }
 
@@ -398,7 +450,7 @@ class Review {
 
   lead() {
     for (const player of this.players.values()) {
-      if (!player.pending && player.position() !== null && ["playing", "paused"].includes(player.el.dataset.state)) {
+      if (!player.pending && player.position() !== null && ["playing", "paused", "edge"].includes(player.el.dataset.state)) {
         return player;
       }
     }
@@ -452,6 +504,7 @@ class Review {
   sync() {
     const lead = this.lead();
     if (lead) this.master = lead.position();
+    if (this.followDay()) return;
     for (const p of this.players.values()) {
       p.keepFed();
       if (!p.video.paused && !p.pending && p.sb && p.ahead() < 0.15) p.crossGap(); // the next stretch came late
@@ -464,6 +517,16 @@ class Review {
       else if (recorded && p.el.dataset.state !== "loading") p.seek(this.master, { play: this.playing });
     }
     this.paintTimeline();
+  }
+
+  /** Playback went past the shown day (midnight): move the day field, the timeline and the players' clock origin
+   *  to the day now played (the players reopen at the instant played); true while that is under way. */
+  followDay() {
+    if (this.rolling) return true;
+    if (this.master >= this.origin && this.master < this.origin + DAY_S) return false;
+    this.rolling = true;
+    this.seekAll(this.master).finally(() => { this.rolling = false; });
+    return true;
   }
 
   async loadTimelines() {

@@ -44,6 +44,7 @@ def test_plate_watchlist_entry_raises_an_alert_for_a_matching_plate_event(redis_
     # the exact and the fuzzy entry both match, but one watchlist raises one alert: the exact (best) entry's
     assert [a.entry_id for a in alerts] == [exact["entry_id"]]
     assert alerts[0].score == 1.0 and alerts[0].severity == "critical"
+    assert alerts[0].frame_time == event.frame_time  # playback opens at the event's frame, not when it was raised
     near = matcher.match_plate(_plate_event("1กอ5189"))  # one edit from the fuzzy entry only
     assert [a.entry_id for a in near] == [fuzzy["entry_id"]] and 0 < near[0].score < 1.0
     stored = [Alert.model_validate_json(f[b"alert"]) for _, f in client.xrange(keys.ALERT_STREAM)]
@@ -79,6 +80,7 @@ def test_face_match_takes_the_best_of_the_persons_embeddings_and_honours_thresho
     near_b = b + 0.3 * c
     alerts = matcher.match_face(face(near_b / np.linalg.norm(near_b)))
     assert [x.entry_id for x in alerts] == [person["id"]] and alerts[0].score > 0.9 and alerts[0].label == "P"
+    assert alerts[0].frame_time == 0.5
     assert matcher.match_face(face(c)) == []
     assert matcher.match_face(face(np.ones(64) / 8.0)) == []  # wrong embedding size: no crash, no match
 
