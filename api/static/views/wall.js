@@ -1,7 +1,8 @@
 // Video wall: live cameras in 1 / 2x2 / 3x3 / 4x4 tiles (fragmented MP4 over WebSocket into Media Source
 // Extensions, nothing re-encoded), the layout saved per user on the server, the newest plate read or alert of each
 // camera over its tile, click to enlarge. Only tiles on screen in a visible tab stream. Keyboard: Tab to a tile,
-// Enter or Space enlarges it (again, or Escape, returns to the wall), F or the button shows the wall full screen.
+// Enter or Space enlarges it (again, or Escape, returns to the wall), F or the button shows the wall full screen;
+// there a small corner button (shown on entering, on mouse move and on keyboard focus) leaves it again, as F does.
 
 import { ROUTES, api, getToken } from "../api.js";
 import { clear, errorBox, fmtTime, h, toast } from "../dom.js";
@@ -17,6 +18,7 @@ const CATCH_UP_S = 0.4; // further behind than this: play 10 % faster until back
 const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the stream is restarted
 const EVENTS_MS = 5000;
 const ACK_EVERY = 5; // fragments between acknowledgements (the server allows CCTV_LIVE_ACK_WINDOW in flight)
+const CONTROLS_MS = 3000; // full screen: the exit button stays shown this long after entering or a mouse move
 
 /** Fragments (`moof` boxes) in a binary message of one or more whole `moof`+`mdat` fragments. */
 export function countFragments(buffer) {
@@ -349,22 +351,50 @@ async function render(container, ctx) {
   let layout;
   try { layout = await api(ROUTES.liveLayout); } catch (err) { layout = { grid: "2x2", tiles: [], stream: "auto" }; toast(err.message, "error"); }
   const grid = h("div", { class: "wall-grid", id: "wall-grid" });
+  // full screen shows the stage: the grid and, over its corner, a button back (the toolbar stays in the page)
+  const exitButton = h("button", { class: "btn wall-exit-fullscreen", id: "wall-exit-fullscreen", type: "button",
+    title: t("wall.exit_fullscreen_hint"), onclick: () => toggleFullscreen() },
+  h("span", { "aria-hidden": "true" }, "✕ "), t("wall.exit_fullscreen"));
+  const stage = h("div", { class: "wall-stage", id: "wall-stage" }, exitButton, grid);
   const saveButton = h("button", { class: "btn btn-secondary", id: "wall-save", type: "button" }, t("wall.save"));
   const fullButton = h("button", { class: "btn btn-secondary", id: "wall-fullscreen", type: "button",
     title: t("wall.fullscreen_hint"), "aria-pressed": "false", onclick: () => toggleFullscreen() }, t("wall.fullscreen"));
-  /** The wall (the grid of tiles) full screen, or back; a browser that refuses (headless, no user gesture,
-   * iframe) leaves the page as it is, quietly. */
+  /** The wall (the stage: grid and exit button) full screen, or back; a browser that refuses (headless, no user
+   * gesture, iframe) leaves the page as it is, quietly. */
   const toggleFullscreen = () => {
     try {
       const done = document.fullscreenElement ? document.exitFullscreen()
-        : grid.requestFullscreen ? grid.requestFullscreen() : null;
+        : stage.requestFullscreen ? stage.requestFullscreen() : null;
       if (done && done.catch) done.catch(() => { /* refused: the wall stays in the page */ });
     } catch { /* no Fullscreen API */ }
   };
+  let controlsTimer = null;
+  /** Show the exit button for a while (CSS keeps it shown while hovered or focused by keyboard). */
+  const showControls = () => {
+    if (!stage.classList.contains("wall-fullscreen")) return;
+    stage.classList.add("wall-controls-shown");
+    clearTimeout(controlsTimer);
+    controlsTimer = setTimeout(() => stage.classList.remove("wall-controls-shown"), CONTROLS_MS);
+  };
+  let pointerAt = "";
+  stage.addEventListener("pointermove", (event) => { // a real move (not one the browser makes up after a layout change)
+    const at = `${event.screenX},${event.screenY}`;
+    if (at !== pointerAt) { pointerAt = at; showControls(); }
+  });
+  stage.addEventListener("pointerdown", showControls);
   const onFullscreen = () => {
-    const on = document.fullscreenElement === grid;
-    grid.classList.toggle("wall-fullscreen", on);
+    const on = document.fullscreenElement === stage;
+    stage.classList.toggle("wall-fullscreen", on);
     fullButton.setAttribute("aria-pressed", String(on));
+    if (on) {
+      showControls();
+      // the focus was on the toolbar (now behind the full-screen wall): to the exit button, the first stop inside
+      if (!stage.contains(document.activeElement)) exitButton.focus({ preventScroll: true });
+    } else {
+      clearTimeout(controlsTimer);
+      stage.classList.remove("wall-controls-shown");
+      if (document.activeElement === exitButton) fullButton.focus({ preventScroll: true }); // the button is gone
+    }
   };
   document.addEventListener("fullscreenchange", onFullscreen);
   const onKey = (event) => {
@@ -404,7 +434,9 @@ async function render(container, ctx) {
       this.tiles.forEach((tile) => { if (tile.player) tile.player.destroy(); if (tile.el) observer.unobserve(tile.el); });
       this.grid = g;
       this.enlarged = null;
-      grid.className = `wall-grid wall-grid-${g.replace("x", "-")}`;
+      // classList, not className: other classes of the grid stay
+      Object.keys(GRIDS).forEach((k) => grid.classList.toggle(`wall-grid-${k.replace("x", "-")}`, k === g));
+      grid.classList.remove("wall-has-enlarged");
       grid.dataset.grid = g;
       gridButtons.forEach((b) => b.classList.toggle("active", b.dataset.grid === g));
       this.tiles = Array.from({ length: GRIDS[g] }, (_, i) => makeTile(i, cameras, this));
@@ -461,7 +493,7 @@ async function render(container, ctx) {
   clear(container,
     h("div", { class: "view-head" }, h("h1", {}, t("wall.title")),
       h("div", { class: "wall-toolbar", role: "toolbar" }, ...gridButtons, saveButton, fullButton)),
-    cameras.length ? grid : errorBox({ message: t("wall.no_cameras") }));
+    cameras.length ? stage : errorBox({ message: t("wall.no_cameras") }));
   const initial = (layout.tiles || []).slice(0, GRIDS[layout.grid]);
   wall.tiles = initial.map((cameraId) => ({ cameraId }));
   wall.setGrid(layout.grid, false);
@@ -505,7 +537,8 @@ async function render(container, ctx) {
     document.removeEventListener("visibilitychange", onVisibility);
     document.removeEventListener("keydown", onKey);
     document.removeEventListener("fullscreenchange", onFullscreen);
-    if (document.fullscreenElement === grid) document.exitFullscreen().catch(() => { /* already left */ });
+    clearTimeout(controlsTimer);
+    if (document.fullscreenElement === stage) document.exitFullscreen().catch(() => { /* already left */ });
     observer.disconnect();
     wall.tiles.forEach((tile) => { if (tile.player) tile.player.destroy(); });
     delete window.__wall;

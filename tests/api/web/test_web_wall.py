@@ -88,6 +88,14 @@ def sign_in(driver, server: WallServer, username: str) -> None:
 
 
 TILE = '.wall-tile[data-camera-id="{}"]'
+# what is full screen: "grid+exit" (the wall with its exit button), "grid" (the wall alone), "other" or "" (none)
+FULL = """
+const f = document.fullscreenElement, grid = document.getElementById('wall-grid');
+const exit = document.getElementById('wall-exit-fullscreen');
+if (!f) return '';
+if (!grid || !f.contains(grid)) return 'other';
+return exit && f.contains(exit) ? 'grid+exit' : 'grid';
+"""
 PLAYING = """
 const v = document.querySelector(arguments[0] + ' video');
 if (!v || !v.videoWidth || v.readyState < 2) return null;
@@ -236,7 +244,10 @@ def test_thai_wall_translates_the_offline_reason(browser, wall_server):  # noqa:
 
 def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
     """Tab reaches a tile (named after its camera), Enter enlarges it, Escape returns to the wall with the focus
-    kept, Space does as Enter; F and the full-screen button ask for full screen (a headless refusal stays quiet)."""
+    kept, Space does as Enter; F and the full-screen button show the wall full screen, with an exit button in its
+    corner (reached by Shift+Tab from the first tile, shown on a mouse move, hidden again after a while) that leaves
+    it; the full-screen look survives a layout change."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     sign_in(browser, wall_server, "op")
@@ -263,20 +274,60 @@ def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
     browser.switch_to.active_element.send_keys(Keys.ESCAPE)
     wait_until(browser, lambda d: not css(d, ".wall-enlarged"), 20, "Escape did not return to the wall")
     shot(browser, "wall_keyboard_focus")
-    # full screen: the button and the F key (headless Chromium may refuse; the page must not break)
+    # full screen by F: the full-screen element holds the grid and an exit button (a mouse user's way out)
     assert css(browser, "#wall-fullscreen")[0].text == "Full screen"
-    full = "return document.fullscreenElement ? document.fullscreenElement.id : '';"
+    exit_shown = lambda d: bool(css(d, "#wall-exit-fullscreen")) and css(d, "#wall-exit-fullscreen")[0].is_displayed()  # noqa: E731
+    assert not exit_shown(browser), "the exit button shows outside full screen"
     browser.switch_to.active_element.send_keys("f")
-    wait_until(browser, lambda d: d.execute_script(full) == "wall-grid", 20, "F did not show the wall full screen")
-    assert css(browser, "#wall-grid.wall-fullscreen")
-    browser.switch_to.active_element.send_keys("f")
-    wait_until(browser, lambda d: d.execute_script(full) == "", 20, "F did not leave full screen")
-    css(browser, "#wall-fullscreen")[0].click()
-    wait_until(browser, lambda d: d.execute_script(full) == "wall-grid", 20, "the button did not show full screen")
-    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "true"
-    browser.switch_to.active_element.send_keys("f")  # the button is under the full-screen wall: F leaves
-    wait_until(browser, lambda d: d.execute_script(full) == "", 20, "F did not leave full screen")
+    wait_until(browser, lambda d: d.execute_script(FULL) == "grid+exit", 20,
+               "F did not show the wall full screen with its exit button")
+    wait(browser, ".wall-fullscreen #wall-grid")
+    # keyboard: Shift+Tab from the first tile reaches the exit button, shown while focused; Enter leaves
+    browser.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB)
+    wait_until(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "wall-exit-fullscreen", 20,
+               "Shift+Tab from the first tile does not reach the exit button")
+    exit_button = css(browser, "#wall-exit-fullscreen")[0]
+    assert exit_button.text.endswith("Exit full screen") and exit_button.get_attribute("title")
+    wait_until(browser, exit_shown, 20, "the focused exit button is not shown")
+    shot(browser, "wall_fullscreen_focus")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_until(browser, lambda d: d.execute_script(FULL) == "", 20, "the exit button (Enter) did not leave full screen")
+    wait_until(browser, lambda d: not exit_shown(d), 20, "the exit button shows after leaving full screen")
+    assert browser.switch_to.active_element.get_attribute("id") == "wall-fullscreen", "the focus was lost"
     assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "false"
+    # mouse: the toolbar button (after a click on the title: no keyboard focus left, which would keep the exit
+    # button shown while focused); a layout change in full screen keeps the full-screen look
+    css(browser, ".view-head h1")[0].click()
+    css(browser, "#wall-fullscreen")[0].click()
+    wait_until(browser, lambda d: d.execute_script(FULL) == "grid+exit", 20, "the button did not show full screen")
+    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "true"
+    before = browser.execute_script("return document.getElementById('wall-grid').dataset.grid")
+    other = "4x4" if before != "4x4" else "3x3"
+    browser.execute_script("document.querySelector(`.wall-grid-btn[data-grid='${arguments[0]}']`).click()", other)
+    wait(browser, f"#wall-grid[data-grid='{other}']")
+    classes = browser.execute_script("return [...document.getElementById('wall-grid').classList]")
+    assert f"wall-grid-{other.replace('x', '-')}" in classes and f"wall-grid-{before.replace('x', '-')}" not in classes
+    assert browser.execute_script(FULL) == "grid+exit" and css(browser, ".wall-fullscreen #wall-grid")
+    fills = "const r = document.getElementById('wall-grid').getBoundingClientRect(); return [r.width, r.height, innerWidth, innerHeight];"
+    width, height, inner_w, inner_h = browser.execute_script(fills)
+    assert width > inner_w - 40 and height > inner_h - 40, (width, height, inner_w, inner_h)  # the grid fills the screen
+    # untouched, the exit button fades out (not over the video); a mouse move shows it, a click on it leaves
+    wait_until(browser, lambda d: not exit_shown(d), 20, "the exit button stays over the video without a mouse move")
+    shot(browser, "wall_fullscreen_idle")
+    browser.execute_script("""window.__exitShown = false; const stage = document.querySelector('.wall-fullscreen');
+        new MutationObserver(() => { if (stage.classList.contains('wall-controls-shown')) window.__exitShown = true; })
+          .observe(stage, {attributes: true, attributeFilter: ['class']});""")  # shown for seconds: seen at once
+    ActionChains(browser).move_to_element(css(browser, "#wall-grid .wall-tile")[0]).perform()
+    wait_until(browser, lambda d: d.execute_script("return window.__exitShown"), 20,
+               "a mouse move over the wall does not show the exit button")
+    ActionChains(browser).move_to_element(css(browser, "#wall-exit-fullscreen")[0]).perform()
+    wait_until(browser, exit_shown, 20, "the hovered exit button is not shown")
+    shot(browser, "wall_fullscreen_mouse")
+    css(browser, "#wall-exit-fullscreen")[0].click()
+    wait_until(browser, lambda d: d.execute_script(FULL) == "", 20, "a click on the exit button did not leave full screen")
+    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "false"
+    assert not css(browser, ".wall-fullscreen") and not exit_shown(browser)
+    shot(browser, "wall_fullscreen_left")
     browser.execute_script("localStorage.setItem('cctv.lang', 'th');")
     browser.refresh()
     wait(browser, f"#wall-grid {TILE.format('lobby')}")
@@ -285,6 +336,14 @@ def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
     assert label == "Lobby entrance: กด Enter เพื่อขยาย", label
     browser.execute_script("document.querySelector(arguments[0]).focus();", TILE.format("lobby"))
     shot(browser, "wall_keyboard_th")
+    browser.switch_to.active_element.send_keys("f")
+    wait_until(browser, lambda d: d.execute_script(FULL) == "grid+exit", 20, "F did not show the Thai wall full screen")
+    ActionChains(browser).move_to_element(css(browser, "#wall-exit-fullscreen")[0]).perform()
+    wait_until(browser, exit_shown, 20, "the hovered exit button is not shown")
+    assert css(browser, "#wall-exit-fullscreen")[0].text.endswith("ออกจากเต็มจอ")
+    shot(browser, "wall_fullscreen_th")
+    css(browser, "#wall-exit-fullscreen")[0].click()
+    wait_until(browser, lambda d: d.execute_script(FULL) == "", 20, "a click on the exit button did not leave full screen")
     assert not page_errors(browser)
 
 
