@@ -78,6 +78,8 @@ def _models(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.service import run_service
 
+    if args.config is None and args.role != "worker":
+        args.config = str(PROJECT_ROOT / "cameras.yaml")
     if args.role != "all":
         from pipeline.cluster.roles import run_role
 
@@ -299,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="start the whole service")
-    p.add_argument("--config", default=str(PROJECT_ROOT / "cameras.yaml"))
+    p.add_argument("--config", default=None,
+                   help="cameras.yaml (default: cameras.yaml of the project); role api: pushed to Redis at start only "
+                        "when Redis has none; role worker: not used (workers run the configuration in Redis; a "
+                        "file that differs from it is warned about)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--no-api", action="store_true", help="run workers only")

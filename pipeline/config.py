@@ -289,6 +289,9 @@ class ClusterConfig(StrictModel):
     rebalance_interval_s: float = Field(default=10.0, ge=1, le=3600, description="A worker holding more than its fair share gives up at most one camera this often (bounded churn).")
     orphan_grace_s: float = Field(default=2.0, ge=0, le=120, description="A free camera no worker under its fair share took within this long is taken by any worker with a free slot.")
     config_poll_s: float = Field(default=2.0, ge=0.2, le=300, description="How often workers look for a new configuration version in Redis.")
+    clock_warn_s: float = Field(default=2.0, gt=0, le=3600, description="A worker whose clock is further than this off the Redis server's (checked at start and every clock_check_s) logs an ERROR and shows in cluster status and /api/health (degraded).")
+    clock_refuse_s: float = Field(default=30.0, gt=0, le=86400, description="A worker whose clock is further than this off the Redis server's takes no camera lease until it is right (a healthy host records the camera instead).")
+    clock_check_s: float = Field(default=30.0, ge=1, le=3600, description="How often a worker checks its clock against Redis TIME.")
 
     @model_validator(mode="after")
     def _renew_often_enough(self) -> ClusterConfig:

@@ -8,7 +8,9 @@ the internal Prometheus endpoint). HTTP status:
   camera whose last frame is less than ``RECONNECT_GRACE_S`` old still counts as online) or a recorded camera's
   recording failed (:func:`pipeline.ingest.health.recording_state`: a full disk) (``cameras`` says how many are
   offline, stale, unknown or not recording). Deliberately not 503: the API itself serves, and a load balancer must
-  not take it out of rotation because a camera on a pole went dark or its disk filled up.
+  not take it out of rotation because a camera on a pole went dark or its disk filled up. A worker host whose clock
+  is off the Redis server's (:mod:`pipeline.cluster.clock`) makes it ``degraded`` too, counted in
+  ``clock_skewed_hosts`` (``cluster status`` names them).
 - **503** ``down``: Redis is unreachable (nothing works without it).
 """
 
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse
 from api.deps import RedisDep
 from api.routes.cameras import read_health
 from api.schemas.misc import CameraCountsOut, HealthOut
+from pipeline.cluster.clock import clock_problems
 from pipeline.ingest.health import camera_state, recording_state
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,8 @@ def camera_counts(request: Request, client: redis.Redis) -> CameraCountsOut:
 
 @router.get("", summary="Service health", response_model=HealthOut,
             description="No sign-in needed. 200 `ok`; 200 `degraded` when a camera is not online or a recorded "
-                        "camera's recording failed (a full disk: `cameras.recording_failed`) (counts only, no "
+                        "camera's recording failed (a full disk: `cameras.recording_failed`) or a worker host's clock is off "
+                        "the Redis server's (`clock_skewed_hosts`) (counts only, no host or "
                         "camera names: per-camera state is on the internal Prometheus endpoint as "
                         "`cctv_camera_up`, `cctv_camera_recording` and `cctv_camera_last_frame_age_seconds`); 503 "
                         "`down` when Redis is unreachable.",
@@ -58,8 +62,10 @@ def health(request: Request, client: RedisDep) -> JSONResponse:
     try:
         client.ping()
         cameras = camera_counts(request, client)
+        skewed = len(clock_problems(client))
     except redis.RedisError as exc:
         logger.warning("health: Redis unreachable: %s", exc)
         return JSONResponse(HealthOut(status="down", redis=False).model_dump(), status_code=503)
-    status = "ok" if cameras.online == cameras.total and not cameras.recording_failed else "degraded"
-    return JSONResponse(HealthOut(status=status, redis=True, cameras=cameras).model_dump())
+    healthy = cameras.online == cameras.total and not cameras.recording_failed and not skewed
+    return JSONResponse(HealthOut(status="ok" if healthy else "degraded", redis=True, cameras=cameras,
+                                  clock_skewed_hosts=skewed).model_dump())

@@ -44,9 +44,14 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded", "down"] = Field(
         description="ok: Redis answers, every enabled camera is online and every recorded one records; degraded "
                     "(still HTTP 200): Redis answers but a camera is not online (offline, stale or unknown) or its "
-                    "recording failed (recording_failed); down (HTTP 503): Redis is unreachable.")
+                    "recording failed (recording_failed), or a worker host's clock is off (clock_skewed_hosts); down (HTTP "
+                    "503): Redis is unreachable.")
     redis: bool = Field(description="Whether Redis answered a ping.")
     cameras: CameraCountsOut | None = Field(default=None, description="Camera counts; null when Redis is down.")
+    clock_skewed_hosts: int = Field(
+        default=0, ge=0, description="How many worker hosts have a clock off the Redis server's (any makes the "
+                                     "status degraded: their recordings would be misplaced on the timeline); a count "
+                                     "only, as for cameras: `python -m pipeline cluster status` names them.")
 
 
 class ExportCreate(BaseModel):

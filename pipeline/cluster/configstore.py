@@ -2,8 +2,14 @@
 
 Key ``cctv:cluster:config`` (hash): ``version`` (integer, +1 for every pushed change), ``yaml`` (the file's text as
 written: camera passwords stay ``${VARIABLES}`` that each host expands from its own environment), ``sha256`` of the
-text, ``pushed_at`` (epoch seconds) and ``source`` (where it was pushed from). Pushing the same text again keeps the
-version, so every API replica may push the file it was started with.
+text, ``pushed_at`` (epoch seconds), ``source`` (``<host>:<file>`` it was pushed from) and ``pushed_by`` (who:
+``<user>@<host>`` of ``cluster push-config``, ``api@<host>`` of an API host's start). Pushing the same text again keeps
+the version. Key ``cctv:cluster:config:history`` (hash): ``<sha256>`` = the version that text was stored as, so a
+file's own version can be named when it is older than the one in Redis.
+
+Two kinds of push: ``cluster push-config`` replaces whatever is stored (``replace=True``); an API host's start-up
+push (``replace=False``) stores its file only when Redis has no configuration yet, and otherwise never replaces one:
+a replica restarted with an older ``cameras.yaml`` must not roll the whole cluster back (:attr:`PushResult.kept`).
 
 Workers poll :func:`config_version` (one ``HGET``) and reload with :func:`load_cluster_config` when it moved.
 """
@@ -27,14 +33,22 @@ SINGLE_HOST_REFRESH_S = 5.0
 SINGLE_HOST_TTL_S = 6 * SINGLE_HOST_REFRESH_S
 """Lifetime of one refresh: the mark is gone this long after the service stopped (as its API's mark)."""
 
+HISTORY_KEY = CONFIG_KEY + ":history"
+
 _PUSH = """
--- KEYS: config hash; ARGV: yaml, sha256, pushed_at, source. Returns {version, changed (0/1)}.
+-- KEYS: config hash, history hash; ARGV: yaml, sha256, pushed_at, source, pushed_by, replace ('1'/'0').
+-- Returns {version, changed (0/1), kept (1: not replace and another configuration is stored: left as it is)}.
 if redis.call('HGET', KEYS[1], 'sha256') == ARGV[2] then
-  return {tonumber(redis.call('HGET', KEYS[1], 'version')), 0}
+  return {tonumber(redis.call('HGET', KEYS[1], 'version')), 0, 0}
+end
+if ARGV[6] ~= '1' and redis.call('HEXISTS', KEYS[1], 'yaml') == 1 then
+  return {tonumber(redis.call('HGET', KEYS[1], 'version') or '0'), 0, 1}
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'yaml', ARGV[1], 'sha256', ARGV[2], 'pushed_at', ARGV[3], 'source', ARGV[4])
-return {version, 1}
+redis.call('HSET', KEYS[1], 'yaml', ARGV[1], 'sha256', ARGV[2], 'pushed_at', ARGV[3], 'source', ARGV[4],
+           'pushed_by', ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[2], version)
+return {version, 1, 0}
 """
 
 
@@ -45,6 +59,27 @@ class PushResult:
     version: int
     changed: bool
     cameras: int
+    kept: bool = False
+    """A start-up push (``replace=False``) left a different configuration in Redis as it was."""
+
+
+@dataclass(frozen=True)
+class ConfigOrigin:
+    """Where the configuration in Redis came from, and which version a given text was stored as before."""
+
+    version: int
+    source: str
+    pushed_by: str
+    pushed_at: float
+    sha256: str
+    text_version: int | None
+    """The version the compared text was stored as earlier; None: never pushed."""
+
+    def describe(self) -> str:
+        """``version N (pushed by X from Y at T)``, for log lines and messages."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.pushed_at)) if self.pushed_at else "?"
+        return (f"version {self.version} (pushed by {self.pushed_by or '?'} from {self.source or '?'} at {when}, "
+                f"sha256 {self.sha256[:12]})")
 
 
 @dataclass(frozen=True)
@@ -56,16 +91,41 @@ class StoredConfig:
     sha256: str
 
 
-def push_config(client: Any, text: str, source: str = "") -> PushResult:
+def text_sha256(text: str) -> str:
+    """The digest a configuration text is stored and compared under."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def push_config(client: Any, text: str, source: str = "", pushed_by: str = "", replace: bool = True) -> PushResult:
     """Validate ``text`` (raises :class:`~pipeline.config.ConfigError` listing every problem) and store it.
 
-    Returns the version now in Redis and whether this push changed it.
+    ``replace=False`` (an API host's start-up push) stores it only when Redis has no configuration yet; a different
+    one already there is kept (``kept``). Returns the version now in Redis and whether this push changed it.
     """
     config = parse_config(text, source=source or "<pushed config>")
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     script = client.register_script(_PUSH)
-    version, changed = script(keys=[CONFIG_KEY], args=[text, digest, f"{time.time():.3f}", source[:512]])
-    return PushResult(int(version), int(changed) == 1, len(config.cameras))
+    version, changed, kept = script(keys=[CONFIG_KEY, HISTORY_KEY],
+                                    args=[text, text_sha256(text), f"{time.time():.3f}", source[:512],
+                                          pushed_by[:256], "1" if replace else "0"])  # fmt: skip
+    return PushResult(int(version), int(changed) == 1, len(config.cameras), kept=int(kept) == 1)
+
+
+def config_origin(client: Any, text: str | None = None) -> ConfigOrigin | None:
+    """Where the configuration in Redis came from (None when nothing was pushed yet), and the version ``text``
+    was stored as before, if it ever was."""
+    raw = client.hmget(CONFIG_KEY, ["version", "source", "pushed_by", "pushed_at", "sha256"])
+    if raw[0] is None:
+        return None
+    version, source, pushed_by, pushed_at, sha = (_str(v) for v in raw)
+    earlier = client.hget(HISTORY_KEY, text_sha256(text)) if text is not None else None
+    return ConfigOrigin(int(version), source, pushed_by, float(pushed_at or 0), sha,
+                        int(earlier) if earlier is not None else None)  # fmt: skip
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def config_version(client: Any) -> int:

@@ -80,6 +80,18 @@ return 0
 """
 
 
+AcquireGuard = Callable[[], str | None]
+_acquire_guard: AcquireGuard | None = None
+
+
+def set_acquire_guard(guard: AcquireGuard | None) -> None:
+    """Make ``guard`` this process's check before every lease acquisition: while it returns a reason, no camera is
+    taken (:meth:`LeaseStore.acquire` answers None, as for a camera held by another). ``None`` removes it. Set by a
+    worker's clock check (:class:`pipeline.cluster.clock.ClockWatch`)."""
+    global _acquire_guard
+    _acquire_guard = guard
+
+
 def lease_key(camera_id: str) -> str:
     """Redis key of a camera's lease."""
     return f"{PREFIX}lease:{camera_id}"
@@ -144,8 +156,10 @@ def parse_holder(value: Any) -> Holder | None:
 class LeaseStore:
     """The lease and registry operations on one Redis client (``decode_responses`` either way)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, guard: AcquireGuard | None = None) -> None:
         self.client = client
+        self.guard = guard
+        """Checked before each acquisition (else the process's, :func:`set_acquire_guard`)."""
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -153,7 +167,13 @@ class LeaseStore:
 
     # -- leases ----------------------------------------------------------------------------------------------
     def acquire(self, camera_id: str, worker_id: str, ttl_ms: int) -> int | None:
-        """Take the camera if nobody holds it; return the new fencing token, or None when it is held."""
+        """Take the camera if nobody holds it; return the new fencing token, or None when it is held (or this
+        process's acquire guard refuses: a worker whose clock is wrong takes no camera)."""
+        guard = self.guard or _acquire_guard
+        refusal = guard() if guard is not None else None
+        if refusal:
+            logger.debug("camera %s not taken: %s", camera_id, refusal)
+            return None
         token = int(self._acquire(keys=[lease_key(camera_id), fence_key(camera_id)], args=[worker_id, int(ttl_ms)]))
         return token or None
 

@@ -3,8 +3,13 @@
 - ``worker``: :func:`pipeline.cluster.node.run_worker_role` (capture, recording, analysis of leased cameras);
 - ``api``: the control-room API only, stateless (several replicas may run behind a load balancer: users, sessions,
   alerts, exports and audit live in Redis; live alerts come from the ``alerts`` stream and ``alerts:live``
-  channel that the workers' engines publish to). It pushes ``--config`` to Redis at start when the file is there
-  (the same text again keeps the version) and marks the configuration's disabled cameras in the health.
+  channel that the workers' engines publish to). At start it pushes ``--config`` to Redis only when Redis has no
+  configuration yet; a different configuration already there (pushed since, or by another host) is kept, with a
+  WARNING naming both versions (:func:`startup_push`): only ``cluster push-config`` replaces one. It marks the
+  served configuration's disabled cameras in the health.
+
+``--config`` given to a worker is not run (workers run the configuration in Redis): a WARNING names both when the
+file differs from it (:func:`check_worker_config_file`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ def run_role(args: argparse.Namespace) -> int:
 
             slots = worker_slots(args.slots)
             worker_id = check_worker_id(args.worker_id) if args.worker_id else None
+            if getattr(args, "config", None):
+                check_worker_config_file(Path(args.config))
+            start_worker_clock_watch()
             return run_worker_role(worker_id, slots)
         return run_api_role(Path(args.config), args.host, args.port)
     except RedisStartError as exc:
@@ -75,12 +83,86 @@ def _client() -> Any:
     return cluster_redis_client(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def push_config_file(client: Any, path: Path) -> Any:
-    """Validate and push a cameras.yaml; returns :class:`~pipeline.cluster.configstore.PushResult`."""
+def push_config_file(client: Any, path: Path, replace: bool = True, pushed_by: str = "") -> Any:
+    """Validate and push a cameras.yaml; returns :class:`~pipeline.cluster.configstore.PushResult`.
+
+    ``replace=False``: an API host's start-up push, which never replaces a configuration already in Redis."""
     from pipeline.cluster.configstore import push_config
 
     load_config(path)  # errors with the file's own name and lines
-    return push_config(client, path.read_text(encoding="utf-8"), source=f"{_host()}:{path.resolve()}")
+    return push_config(client, path.read_text(encoding="utf-8"), source=f"{_host()}:{path.resolve()}",
+                       pushed_by=pushed_by or _pusher(), replace=replace)  # fmt: skip
+
+
+def _pusher() -> str:
+    """``<user>@<host>`` of whoever runs this command."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "?"
+    return f"{user}@{_host()}"
+
+
+def startup_push(client: Any, path: Path) -> Any:
+    """An API host's start-up push of ``path``: stored only when Redis has no configuration yet (or it is this
+    very text); a different one in Redis is kept and a WARNING names both. Returns the
+    :class:`~pipeline.cluster.configstore.StoredConfig` the API serves (None: nothing readable in Redis)."""
+    from pipeline.cluster.configstore import config_origin, load_cluster_config
+
+    result = push_config_file(client, path, replace=False, pushed_by=f"api@{_host()}")
+    if not result.kept:
+        logger.info("configuration %s: version %d in Redis (%s)", path, result.version,
+                    "pushed" if result.changed else "unchanged")  # fmt: skip
+        return load_cluster_config(client)
+    origin = config_origin(client, path.read_text(encoding="utf-8"))
+    mine = (f"was version {origin.text_version}" if origin is not None and origin.text_version is not None
+            else "was never pushed")  # fmt: skip
+    logger.warning("configuration %s differs from the one in Redis and was NOT pushed (this file %s; Redis has %s): "
+                   "the API serves and the workers run Redis's; to make this file the cluster's configuration, run "
+                   "`python -m pipeline cluster push-config %s`", path, mine,
+                   origin.describe() if origin is not None else f"version {result.version}", path)  # fmt: skip
+    return load_cluster_config(client)
+
+
+def check_worker_config_file(path: Path) -> None:
+    """``--config`` given to a worker: workers run the configuration in Redis, never a file. Say so, and WARN naming
+    both when the file differs from Redis's (or is missing, or Redis has none yet)."""
+    import redis
+
+    from pipeline.cluster.configstore import config_origin, text_sha256
+
+    if not path.is_file():
+        logger.warning("--config %s: no such file; workers run the configuration in Redis anyway", path)
+        return
+    text = path.read_text(encoding="utf-8")
+    client = _client()
+    try:
+        origin = config_origin(client, text)
+    except redis.RedisError as exc:
+        logger.warning("--config %s is not used by a worker (it runs the configuration in Redis, unreadable now: "
+                       "%s)", path, exc)  # fmt: skip
+        return
+    finally:
+        client.close()
+    if origin is not None and origin.sha256 == text_sha256(text):
+        logger.info("--config %s is the configuration in Redis (version %d); workers run Redis's", path,
+                    origin.version)  # fmt: skip
+        return
+    mine = (f"was version {origin.text_version}" if origin is not None and origin.text_version is not None
+            else "was never pushed")  # fmt: skip
+    logger.warning("--config %s is IGNORED by a worker: workers run the configuration in Redis (%s), and this file "
+                   "differs from it (it %s); to run it, push it with `python -m pipeline cluster push-config %s`",
+                   path, origin.describe() if origin is not None else "none pushed yet", mine, path)  # fmt: skip
+
+
+def start_worker_clock_watch() -> Any:
+    """The worker's clock check against Redis ``TIME`` (:mod:`pipeline.cluster.clock`): once now, then in a
+    thread; while beyond ``cluster.clock_refuse_s`` this process takes no camera lease."""
+    from pipeline.cluster.clock import ClockWatch
+
+    return ClockWatch(_client(), _host()).start()
 
 
 def push_warnings(config: Any) -> list[Any]:
@@ -113,6 +195,12 @@ def _host() -> str:
     return host_name()
 
 
+def _file_sha(path: Path) -> str:
+    from pipeline.cluster.configstore import text_sha256
+
+    return text_sha256(path.read_text(encoding="utf-8"))
+
+
 def run_api_role(config_path: Path, host: str, port: int) -> int:
     """The API alone, supervised (restarted when it dies) until SIGINT/SIGTERM."""
     from pipeline.secrets import install_log_redaction
@@ -137,13 +225,14 @@ def run_api_role(config_path: Path, host: str, port: int) -> int:
             url_secrets(url)
         client = _client()
         try:
-            result = push_config_file(client, config_path)
+            stored = startup_push(client, config_path)
         finally:
             client.close()
-        logger.info("configuration %s: version %d in Redis (%s)", config_path, result.version,
-                    "pushed" if result.changed else "unchanged")  # fmt: skip
-        for issue in push_warnings(config):
-            logger.warning("%s:%s: %s: %s", config_path, issue.line or "?", issue.path, issue.message)
+        if stored is not None and stored.sha256 != _file_sha(config_path):
+            config = stored.config  # Redis's was kept: its warnings are its pusher's business
+        else:
+            for issue in push_warnings(config):
+                logger.warning("%s:%s: %s: %s", config_path, issue.line or "?", issue.path, issue.message)
         _mark_disabled_cameras(config)
     else:
         logger.info("no %s here: the API serves the configuration already in Redis", config_path)
@@ -168,7 +257,9 @@ def run_api_role(config_path: Path, host: str, port: int) -> int:
 
 
 def cluster_status(client: Any) -> dict[str, Any]:
-    """Workers alive, the configuration version and the holder of every enabled camera."""
+    """Workers alive (with their host's last clock check: ``clock_offset_s``, ``clock``), the configuration version
+    and the holder of every enabled camera."""
+    from pipeline.cluster.clock import read_clock_reports
     from pipeline.cluster.configstore import load_cluster_config
     from pipeline.cluster.leases import LeaseStore
 
@@ -177,14 +268,25 @@ def cluster_status(client: Any) -> dict[str, Any]:
     cameras = [cam.id for cam in stored.config.cameras if cam.enabled] if stored else []
     holders = leases.holders(cameras)
     workers = leases.live_workers()
+    clocks = read_clock_reports(client, [w.host for w in workers.values()])
     return {
         "config_version": stored.version if stored else 0,
-        "workers": [{"worker": w.worker_id, "host": w.host, "pid": w.pid, "slots": w.slots, "held": w.held}
+        "workers": [{"worker": w.worker_id, "host": w.host, "pid": w.pid, "slots": w.slots, "held": w.held,
+                     "clock_offset_s": clocks.get(w.host, {}).get("offset_s"),
+                     "clock": clocks.get(w.host, {}).get("state", "unknown")}
                     for w in workers.values()],
         "cameras": [{"camera": cam, "worker": h.worker_id if h else None, "token": h.token if h else None,
                      "host": workers[h.worker_id].host if h and h.worker_id in workers else None}
                     for cam, h in holders.items()],
     }  # fmt: skip
+
+
+def _clock_note(worker: dict[str, Any]) -> str:
+    """`` clock +120.0 s off Redis (refusing leases)`` for a worker whose host's clock is off, else ``""``."""
+    if worker.get("clock") not in ("skewed", "refusing"):
+        return ""
+    what = "refusing leases" if worker["clock"] == "refusing" else "fix NTP"
+    return f"  CLOCK {worker['clock_offset_s']:+.1f} s off Redis ({what})"
 
 
 def _warn_single_host(client: Any) -> None:
@@ -234,7 +336,8 @@ def cluster_command(args: argparse.Namespace) -> int:
     _say(f"configuration version {status['config_version']}; {len(status['workers'])} workers; "
          f"{len(status['cameras']) - free} cameras held, {free} without a worker")
     for w in status["workers"]:
-        _say(f"  worker {w['worker']:<32} host {w['host']:<20} slots {w['slots']:>4} holds {w['held']:>4}")
+        _say(f"  worker {w['worker']:<32} host {w['host']:<20} slots {w['slots']:>4} holds {w['held']:>4}"
+             f"{_clock_note(w)}")
     for c in status["cameras"]:
         _say(f"  camera {c['camera']:<32} {c['worker'] or '(free)':<32} {c['host'] or ''}")
     return 0
