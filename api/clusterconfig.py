@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from pipeline.secrets import url_secrets
 logger = logging.getLogger(__name__)
 
 POLL_S = 5.0
-MARK_TTL_S = 6 * POLL_S
 IGNORED_WARNING = ("a configuration pushed with `cluster push-config` is ignored by a single-host `--role all` "
                    "service: restart with the file, or run --role api/worker (Redis holds version %d, this "
                    "service serves %s)")
@@ -76,11 +74,11 @@ def _file_sha256(path: Path) -> str | None:
 def check_ignored_config(app: Any, client: Any) -> bool:
     """``--role all``: mark this service in Redis and warn (once per version) when Redis holds a pushed
     configuration other than the file this service serves; True if it warned. Never changes the camera list."""
-    from pipeline.cluster.configstore import CONFIG_KEY, mark_single_host
+    from pipeline.cluster.configstore import CONFIG_KEY, SINGLE_HOST_TTL_S, mark_single_host, single_host_where
 
     path = Path(app.state.settings.config_path)
     try:
-        mark_single_host(client, f"{socket.gethostname()}:{path}", MARK_TTL_S)
+        mark_single_host(client, single_host_where(path), SINGLE_HOST_TTL_S)
         version, sha = client.hmget(CONFIG_KEY, ["version", "sha256"])
     except (redis.RedisError, OSError) as exc:
         logger.debug("pushed camera configuration not checked: %s", exc)

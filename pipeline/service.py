@@ -20,7 +20,6 @@ import importlib.util
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,11 +139,6 @@ class SingleHostMark:
         return True
 
 
-def single_host_where(config_path: Path | None) -> str:
-    """``<host>:<file>`` of this service, as its API writes it (the resolved ``--config`` file)."""
-    return f"{socket.gethostname()}:{Path(config_path).resolve() if config_path is not None else '-'}"
-
-
 def _module_available(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -213,6 +207,8 @@ def run_service(config: Config, api_host: str = "127.0.0.1", api_port: int = 800
 
     _mark_disabled_cameras(config)
     mark_client = redis_client(get_settings().redis_url, socket_connect_timeout=2, socket_timeout=2)
+    from pipeline.cluster.configstore import single_host_where
+
     mark = SingleHostMark(mark_client, single_host_where(config_path))
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     logger.info("service starting: %d cameras, children: %s", len(config.cameras), ", ".join(c.name for c in children))

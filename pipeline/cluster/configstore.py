@@ -17,8 +17,10 @@ Workers poll :func:`config_version` (one ``HGET``) and reload with :func:`load_c
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, parse_config
@@ -32,6 +34,12 @@ SINGLE_HOST_REFRESH_S = 5.0
 """How often a running ``--role all`` service refreshes :data:`SINGLE_HOST_KEY` (as its API's poll)."""
 SINGLE_HOST_TTL_S = 6 * SINGLE_HOST_REFRESH_S
 """Lifetime of one refresh: the mark is gone this long after the service stopped (as its API's mark)."""
+
+
+def single_host_where(config_path: str | Path | None) -> str:
+    """The value of :data:`SINGLE_HOST_KEY` for a service on this host serving ``config_path``: ``<host>:<file>``
+    (the file resolved; ``-`` without one)."""
+    return f"{socket.gethostname()}:{Path(config_path).resolve() if config_path is not None else '-'}"
 
 HISTORY_KEY = CONFIG_KEY + ":history"
 
