@@ -40,6 +40,8 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 URL_FIELDS = frozenset({"url", "sub_stream"})
 # what URL parsers and ffmpeg take for a protocol: "name:", and ffmpeg's "subfile,options:" form
 _SCHEME_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(?::|,.*:)")
+# a URL whose ":" is missing (``rtsp//host``; ``rtsp:/host`` is refused by the config's validation already)
+_MISTYPED_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{1,15})//")
 
 
 def _is_number_field(annotation: Any) -> bool:
@@ -94,7 +96,15 @@ def stream_path_warning(url: str) -> str | None:
     if "://" in url and not url.lower().startswith("file://"):
         return None
     path = unquote(urlsplit(url).path) if "://" in url else url
-    if referenced_variables(url) or Path(path).exists():
+    if referenced_variables(url):  # the rest is unknown here, but the text before the first variable is not
+        if "://" not in url and (match := _MISTYPED_SCHEME.match(url.split("${", 1)[0])) is not None:
+            known = match.group(1).lower()
+            what = f"'{known}'" if known in STREAM_SCHEMES else "a URL scheme"
+            return (f"the stream starts with {what} and '//' but no ':' (a mistyped URL?): "
+                    "it would be opened as a local file; write " + (f"{known}://" if known in STREAM_SCHEMES else
+                    " or ".join(s + "://" for s in STREAM_SCHEMES)))  # fmt: skip
+        return None
+    if Path(path).exists():
         return None
     return (f"no file of this name exists (relative to the current directory): a stream is a URL starting with "
             f"{', '.join(s + '://' for s in STREAM_SCHEMES)} or an existing file; a mistyped URL?")
