@@ -99,6 +99,7 @@ class Agent:
         self.lock = threading.RLock()  # held, _previously, _lost_pending: shared with the keeper's threads (no Redis call under it)
         self._lost_pending: list[str] = []  # lost in the keeper's threads, not yet handed to the supervisor
         self.wake_at: float | None = None  # step again then: a suspect peer's leases and heartbeat run out
+        self.on_renewed: Callable[[str, HeldLease], None] | None = None  # after each good renewal (any thread)
 
     # -- configuration ---------------------------------------------------------------------------------------
     def set_cameras(self, camera_ids: list[str]) -> None:
@@ -218,7 +219,18 @@ class Agent:
                 else:
                     logger.warning("camera %s: lease (token %d) lost; stopping it", cam, lease.token)
                     self._drop(cam, result)
+            if ok:
+                self._renewed(cam, lease)
         return reachable
+
+    def _renewed(self, cam: str, lease: HeldLease) -> None:
+        """Tell :attr:`on_renewed` (the supervisor hands the new deadline to the camera's capture child)."""
+        if self.on_renewed is None:
+            return
+        try:
+            self.on_renewed(cam, lease)
+        except Exception:  # noqa: BLE001 - renewals of the other leases must go on
+            logger.exception("camera %s: passing on its renewed lease failed", cam)
 
     def check_deadlines(self) -> list[str]:
         """Cameras whose lease deadline passed without a renewal (call between steps; they are dropped)."""

@@ -31,12 +31,12 @@ from typing import Any
 import redis
 
 from pipeline.cluster import cluster_redis_client
-from pipeline.cluster.agent import Agent, LeaseKeeper, StepResult
+from pipeline.cluster.agent import Agent, HeldLease, LeaseKeeper, StepResult
 from pipeline.cluster.configstore import StoredConfig, config_version, load_cluster_config
 from pipeline.cluster.lanebus import LaneBus
 from pipeline.cluster.leases import LeaseStore, WorkerIdClaim, WorkerIdInUseError, check_worker_id_free
 from pipeline.config import Camera, Config, ConfigError
-from pipeline.ingest.framebus import StopFlag
+from pipeline.ingest.framebus import LeaseFlag, StopFlag
 from pipeline.ingest.health import write_camera_health
 from pipeline.ingest.worker import CaptureWorkerProcess, camera_is_analysed
 from pipeline.secrets import install_log_redaction, url_secrets
@@ -129,6 +129,7 @@ class WorkerNode:
         self.host = host_name()
         self.agent = Agent(LeaseStore(client), worker_id, self.host, slots, self.config.cluster)
         self.agent.set_cameras(self._enabled_ids())
+        self.agent.on_renewed = self._lease_renewed  # each capture child fences itself on its lease's deadline
         self.stop_event = StopFlag()  # the engine and retention children
         self.bus = LaneBus(slots, **self.config.ingest.bus_options())
         self.cameras: dict[str, CameraChild] = {}
@@ -225,6 +226,23 @@ class WorkerNode:
         self._supervise_cameras()
         _supervise(self.children)
 
+    def _lease_renewed(self, camera_id: str, lease: HeldLease) -> None:
+        """A lease was renewed (keeper thread): its capture child gets the new deadline (see :meth:`_arm`)."""
+        child = self.cameras.get(camera_id)
+        if child is not None and child.token == lease.token:
+            self._arm(child.worker.stop_event, camera_id, lease.token)
+
+    def _arm(self, stop_event: Any, camera_id: str, token: int) -> None:
+        """Give a capture's :class:`~pipeline.ingest.framebus.LeaseFlag` its lease: the child stops ffmpeg by
+        itself once this deadline passes without a renewal (a frozen supervisor cannot keep it recording)."""
+        if not isinstance(stop_event, LeaseFlag):
+            return
+        lease = self.agent.held.get(camera_id)
+        if lease is None or lease.token != token:  # not (or no longer) ours: it stops at once
+            stop_event.renew(token, time.monotonic())
+        elif self.agent.clock is time.monotonic:  # a test's fake agent clock is no deadline for the child
+            stop_event.renew(token, lease.deadline)
+
     def fence_camera(self, camera_id: str) -> None:
         """The camera's lease is lost (called from the keeper's thread): its capture stops sending frames now; the
         loop does the rest (:meth:`_stop_camera`) at its next pass."""
@@ -249,6 +267,7 @@ class WorkerNode:
         if running is not None:  # taken again while its capture runs (or was fenced): never two captures
             if not running.worker.stop_event.is_set() and running.worker.process.is_alive():
                 running.token = token
+                self._arm(running.worker.stop_event, camera_id, token)
                 if running.analysed:
                     self.bus.assign(camera_id, token)
                 self._write_holder(camera_id, token)
@@ -279,21 +298,24 @@ class WorkerNode:
         for url in (camera.url, camera.sub_stream):
             if url:
                 url_secrets(url)
-        worker = self._take_standby(camera, analysed)
+        worker = self._take_standby(camera, analysed, token)
         if worker is None:
             worker = CaptureWorkerProcess([camera], self.config.ingest, self.bus if analysed else None,
-                                          self.redis_url, self.recordings_dir, stop_event=StopFlag(),
-                                          name=f"capture-{camera_id}").start()  # fmt: skip
+                                          self.redis_url, self.recordings_dir, stop_event=LeaseFlag(),
+                                          name=f"capture-{camera_id}")  # fmt: skip
+            self._arm(worker.stop_event, camera_id, token)
+            worker.start()
         self.cameras[camera_id] = CameraChild(camera, token, worker, analysed)
         self._note(camera_id, "started")
         self._write_holder(camera_id, token, starting=True)
         logger.info("camera %s started on %s (token %d, pid %s)", camera_id, self.worker_id, token, worker.process.pid)
 
-    def _take_standby(self, camera: Camera, analysed: bool) -> StandbyCapture | None:
+    def _take_standby(self, camera: Camera, analysed: bool, token: int) -> StandbyCapture | None:
         while self.standbys:
             standby = self.standbys.pop(0)
             if not standby.process.is_alive():
                 continue
+            self._arm(standby.stop_event, camera.id, token)
             try:
                 standby.conn.send((camera, analysed))
             except (OSError, ValueError):
@@ -310,7 +332,7 @@ class WorkerNode:
         self._retired = [s for s in self._retired if s.process.is_alive()]  # is_alive() reaps the exited ones
         while len(self.standbys) < min(STANDBY_CAPTURES, self.agent.slots):
             parent, child = MP_CONTEXT.Pipe()
-            stop = StopFlag()
+            stop = LeaseFlag()
             process = MP_CONTEXT.Process(target=run_standby_capture, name="capture-standby",
                                          args=(child, self.config.ingest, self.bus, stop, self.redis_url,
                                                self.recordings_dir, self.log_level))  # fmt: skip

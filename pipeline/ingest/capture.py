@@ -23,8 +23,15 @@ The ffmpeg command has up to two outputs:
 1. recording: stream copy into segments (see :mod:`pipeline.recording.recorder`); when the camera is not recorded
    (or is recorded by a separate main-stream session) a stream-copy ``null`` output takes its place, so that
    ffmpeg's ``-progress`` ``frame=`` counts input frames (measured input fps);
-2. analysis: ``fps=N,scale`` then ``rawvideo bgr24`` on stdout; the width is the camera's ``analysis_width``
-   (default ``ingest.max_width``).
+2. analysis: a ``select`` that keeps at most N frames a second (and, unlike ``fps=N``, never repeats the frames of
+   a camera slower than N), ``scale``, then ``rawvideo bgr24`` on stdout; the width is the camera's
+   ``analysis_width`` (default ``ingest.max_width``). ``-autoscale 0`` and a ``showinfo`` filter logging each
+   frame's size on stderr (written before the frame itself) let the frames follow a resolution change mid-stream
+   (a camera switching profiles) with no restart and no gap in the recording: without them ffmpeg 5 scales every
+   later frame to the first frame's size (stretching a 4:3 picture, or analysing a low-resolution start for good).
+
+Inputs without timestamps (MJPEG over HTTP, raw streams: ffmpeg assumes 25 fps) are timed by the wall clock
+(``-use_wallclock_as_timestamps``): the first session that lists such an input restarts at once with it.
 
 Keyframe-only decode (camera ``decode: auto|keyframes``): before a session the stream's keyframe interval is
 measured from packet flags (``ffprobe``, no decoding, same credential hiding, at most ``ingest.keyframe_probe_s``).
@@ -80,12 +87,26 @@ from pipeline.secrets import (
 
 logger = logging.getLogger(__name__)
 
-_RAWVIDEO_SIZE = re.compile(r"Video: rawvideo.*?, (\d{2,5})x(\d{2,5})")
+# the size of each analysis frame, logged by the showinfo filter at the end of the chain just before ffmpeg writes
+# the frame to stdout (the source's resolution may change mid-stream: see CameraCapture.build_command)
+_SHOWINFO_SIZE = re.compile(r"^\[Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+ .*?\bs:(\d{1,5})x(\d{1,5})\b")
+_SHOWINFO = re.compile(r"^\[Parsed_showinfo_\d+ @ ")
+_INPUT_FORMAT = re.compile(r"^Input #\d+, (.+?), from ")
+_INPUT_VIDEO_CODEC = re.compile(r"^Stream #\d+:\d+.*?: Video: (\w+)")
+_NO_VIDEO = re.compile(r"Stream map '0:v(:0)?' matches no streams")
+# demuxers whose packets carry no timestamps (ffmpeg then assumes 25 fps whatever the camera sends): MJPEG over HTTP
+# (multipart), raw JPEG/H.264/H.265 streams; such inputs are timed by the wall clock (-use_wallclock_as_timestamps)
+_UNTIMED_FORMATS = frozenset({"mpjpeg", "mjpeg", "jpeg_pipe", "h264", "hevc", "mjpeg_2000"})
+# codecs whose every frame is a keyframe: keyframe-only decode saves nothing
+INTRA_CODECS = frozenset({"mjpeg", "jpeg2000", "jpegls", "ljpeg", "png", "rawvideo", "prores", "dnxhd", "mjpegb"})
 _INPUT_VIDEO_SIZE = re.compile(r"^Stream #\d+:\d+.*?: Video: .*?, (\d{1,5})x(\d{1,5})\b")
 MIN_ANALYSIS_SIDE = 16  # a stream smaller than this (either side) has nothing to analyse: reported, not decoded
 _FAILURES_BEFORE_OFFLINE = 3
 SNAPSHOT_INTERVAL_S = 5.0
 SNAPSHOTS_DIRNAME = "snapshots"
+FFMPEG_STOP_GRACE_S = 5.0
+"""A stopping ffmpeg gets one SIGINT (:meth:`CameraCapture.interrupt_ffmpeg`: a second signal would abort the
+trailer of its last segment) and this long to write that trailer and the segment list's last line; then SIGKILL."""
 # every protocol an RTSP/HTTP camera may need once the URL is read from the concat script (pipe)
 _PROTOCOL_WHITELIST = "pipe,file,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http,https,httpproxy,crypto,data"
 _AUTH_FAILED = re.compile(r"\b401 Unauthorized\b|authorization failed", re.IGNORECASE)
@@ -96,7 +117,7 @@ _MIN_PLAUSIBLE_GOP_S = 0.5  # decode auto: keyframes closer than this are not lo
 RECORDING_RETRY_INITIAL_S = 30.0  # a failed recording (disk full) is tried again after this, doubling each time
 RECORDING_RETRY_MAX_S = 600.0
 _PTS_JUMP_S = 5.0  # a step between decoded frames' timestamps larger than this is a clock jump, not a pause
-_STDERR_NOISE = ("Input #", "Output #", "Stream", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
+_STDERR_NOISE = ("Input #", "Output #", "Stream #", "Stream mapping", "Metadata", "[segment", "encoder", "title", "Duration", "Press",
                  "frame=", "video:", "Exiting normally", "Side data", "cpb:")  # fmt: skip
 
 
@@ -126,6 +147,8 @@ class CameraState:
     decode: str = ""
     decode_reason: str = ""
     keyframe_interval_s: float | None = None
+    analysis_size: str = ""  # "WxH" of the latest analysis frame (follows the stream's resolution)
+    configured_fps: float = 0.0  # the camera's analysis_fps (0: not analysed)
     frame_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     changed: threading.Event | None = field(default=None, repr=False)  # set on a status change (health written now)
@@ -175,6 +198,13 @@ class CameraState:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
 
+    def rate_note(self) -> str:
+        """Why fewer frames than ``analysis_fps`` are analysed, when the camera itself sends fewer ('' otherwise)."""
+        if self.configured_fps <= 0 or self.input_fps <= 0 or self.input_fps >= 0.9 * self.configured_fps:
+            return ""
+        return (f"the camera sends {self.input_fps:.2f} fps, fewer than analysis_fps {self.configured_fps:g}: "
+                "every frame is analysed once (none repeated)")
+
     def health_fields(self) -> dict[str, Any]:
         """The Redis health hash fields (see :mod:`pipeline.ingest.health`)."""
         with self.lock:
@@ -199,6 +229,8 @@ class CameraState:
                 "decode": self.decode,
                 "decode_reason": self.decode_reason,
                 "keyframe_interval_s": "" if self.keyframe_interval_s is None else f"{self.keyframe_interval_s:.3f}",
+                "analysis_size": self.analysis_size,
+                "analysis_rate_note": self.rate_note(),
                 "url": redact_url(self.url),
                 "worker_pid": os.getpid(),
             }
@@ -215,15 +247,19 @@ def _close_fds(fds: list[int]) -> None:
 
 
 def choose_decode(setting: str, analysis_fps: float, keyframe_interval_s: float | None, tolerance: float,
-                  measured: bool = True) -> tuple[str, str]:
+                  measured: bool = True, codec: str | None = None) -> tuple[str, str]:
     """Pick ``keyframes`` or ``all`` for a camera's analysis decode; return ``(mode, reason)``.
 
     ``setting`` is the camera's ``decode``; ``keyframe_interval_s`` the measured interval between keyframes
-    (``None``: not measured, or fewer than two keyframes seen); ``measured`` False when no measurement was tried.
+    (``None``: not measured, or fewer than two keyframes seen); ``measured`` False when no measurement was tried;
+    ``codec`` the stream's video codec when known (an all-intra codec such as MJPEG: never ``keyframes``).
     """
     needed = tolerance / analysis_fps  # the longest keyframe interval that still gives (about) analysis_fps
     if setting == "all":
         return "all", "decode: all (configured)"
+    if codec in INTRA_CODECS:
+        return "all", (f"every frame of a {codec} stream is a keyframe: keyframe-only decode saves nothing; "
+                       "every frame decoded")  # fmt: skip
     if not measured:
         return "all", (f"analysis_fps {analysis_fps:g} needs a keyframe every {needed:.2f} s or less, closer than "
                        f"cameras send them: every frame decoded (decode: auto, not measured)")  # fmt: skip
@@ -244,16 +280,19 @@ def keyframe_interval(keyframe_times: list[float]) -> float | None:
 
 
 def ffmpeg_input_args(opened_url: str, script_fd: int | None, transport: str = "tcp",
-                      connect_timeout_s: float = 10.0) -> tuple[list[str], bytes | None]:
+                      connect_timeout_s: float = 10.0, wallclock: bool = False) -> tuple[list[str], bytes | None]:
     """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL.
 
     With a script the URL (and its credentials) is read from the pipe ``script_fd``; ffmpeg's command line
     then reads ``-f concat -safe 0 -i pipe:N``, and the RTSP options move into the script as ``option`` lines.
+    ``wallclock``: the input's packets carry no timestamps (MJPEG over HTTP): time them by their arrival.
     Raises ``ValueError`` for a URL that cannot be put in the script (control characters, too long).
     """
     options: list[tuple[str, str]] = []
     if opened_url.startswith(("rtsp://", "rtsps://")):
         options = [("rtsp_transport", transport), ("timeout", str(int(connect_timeout_s * 1_000_000)))]
+    if wallclock:
+        options.append(("use_wallclock_as_timestamps", "1"))
     if script_fd is None:
         return [arg for key, value in options for arg in (f"-{key}", value)] + ["-i", opened_url], None
     if any(ord(char) < 32 or ord(char) == 127 for char in opened_url):
@@ -267,6 +306,24 @@ def ffmpeg_input_args(opened_url: str, script_fd: int | None, transport: str = "
         raise ValueError("the stream URL is too long")
     args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", _PROTOCOL_WHITELIST, "-i", f"pipe:{script_fd}"]
     return args, script
+
+
+def untimed_input(input_format: str, codec: str, url: str) -> bool:
+    """Whether an input (ffmpeg's ``Input #0, <format>`` and its first video codec) has no timestamps of its own:
+    a timestamp-less demuxer (MJPEG over HTTP is ``mpjpeg``), or, behind the ``concat`` script that hides the URL
+    (the demuxer is not shown then), MJPEG from anything but RTSP (whose RTP packets carry timestamps)."""
+    formats = set(input_format.split(","))
+    if formats & _UNTIMED_FORMATS:
+        return True
+    return "concat" in formats and codec == "mjpeg" and not url.lower().startswith(("rtsp://", "rtsps://", "rtp://"))
+
+
+def analysis_rate_filter(fps: float) -> str:
+    """A ``select`` filter that keeps the first frame of each ``1/fps`` slot of the frames' timestamps: at most
+    ``fps`` frames a second, and never a repeated frame (``fps=N`` repeats frames of a camera slower than N).
+    A clock that steps back selects at once (no starvation until it catches up)."""
+    return (f"select='isnan(prev_selected_t)+gt(floor(t*{fps:g}),floor(prev_selected_t*{fps:g}))"
+            "+lt(t,prev_selected_t)'")
 
 
 def pts_jump_guard(max_step_s: float, step_s: float) -> str:
@@ -319,12 +376,19 @@ class CameraCapture:
         self.transport = "tcp"  # RTSP lower transport; switched to udp (and back) when the camera answers 461
         self.auth_failed = False  # the last session ended with the camera refusing the login
         self.process: subprocess.Popen[bytes] | None = None
+        self._interrupted: tuple[subprocess.Popen[bytes], float] | None = None  # the ffmpeg sent SIGINT, and when
+        self._stop_lock = threading.Lock()  # the capture thread and the worker's ffmpeg-stop thread both stop it
         self.decode_mode = "all"  # "keyframes": the analysis decode gets -skip_frame nokey (see choose_decode)
         self.keyframe_interval_s: float | None = None  # measured once per capture (again after a failed probe)
         self.recording_suspended = False  # analysis-only sessions after a recording write failure (disk full)
         self.recording_failures = 0  # recording failures in a row (the backoff of the recording retries)
         self.recording_retry_at = 0.0  # monotonic time of the next recording retry while suspended
         self.restart_now = False  # the session ended to switch recording off or on: start the next one at once
+        self.restart_reason = ""  # why, when not recording (logged)
+        self.wallclock = False  # the input has no timestamps: time its packets by arrival (learnt from a session)
+        self.video_codec: str | None = None  # the stream's video codec, from the last session's stream listing
+        if bus is not None:  # (a record-only session of the same camera leaves it alone)
+            state.configured_fps = camera.analysis_fps
 
     @property
     def records_now(self) -> bool:
@@ -387,8 +451,25 @@ class CameraCapture:
             self.state.reconnects += 1
         if self.records_now:
             self._recover_leftovers()
-        logger.info("camera %s: restarting the capture %s recording", self.camera.id,
-                    "with" if self.records_now else "without")  # fmt: skip
+        reason, self.restart_reason = self.restart_reason, ""
+        logger.info("camera %s: restarting the capture %s", self.camera.id,
+                    reason or f"{'with' if self.records_now else 'without'} recording")  # fmt: skip
+
+    def learn_input(self, input_format: str, codec: str) -> bool:
+        """A session listed its input (ffmpeg's format and first video codec): remember the codec (an all-intra one
+        is never decoded keyframes-only) and whether the input needs wall-clock timestamps; True when the session
+        must restart for that (once per capture: the next sessions start with it)."""
+        self.video_codec = codec
+        if codec in INTRA_CODECS and self.bus is not None and (self.decode_mode != "all" or self.keyframe_interval_s):
+            self.keyframe_interval_s = None  # measured from guessed timestamps: meaningless
+            self._choose_decode("")  # no measurement for an intra codec
+        if self.wallclock or not untimed_input(input_format, codec, self.url):
+            return False
+        self.wallclock = True
+        logger.warning("camera %s: the stream (%s, %s) carries no timestamps (ffmpeg would assume 25 fps): "
+                       "restarting it timed by the wall clock", self.camera.id, input_format, codec)  # fmt: skip
+        self.restart_reason = "timed by the wall clock (the stream has no timestamps)"
+        return True
 
     def recording_failed(self, reason: str) -> None:
         """Recording cannot write (``reason``): the health says so; an analysed camera goes on analysis-only and
@@ -443,13 +524,15 @@ class CameraCapture:
             logger.info("camera %s: the camera refuses RTSP over %s; trying %s", self.camera.id, refused, self.transport)
             return (f"461 Unsupported transport: the camera refused RTSP over {refused.upper()}; "
                     f"next try over {self.transport.upper()} ({where})")  # fmt: skip
+        if _NO_VIDEO.search(text):
+            return f"no video track in the stream (audio or data only?): {where}"
         return f"stream ended: {text or f'ffmpeg exited with code {code}'}"
 
     # -- one ffmpeg process ------------------------------------------------------------------------------------
     def input_args(self, opened_url: str, script_fd: int | None) -> tuple[list[str], bytes | None]:
         """ffmpeg's input options and, when ``script_fd`` is given, the ``ffconcat`` script that names the URL
         (see :func:`ffmpeg_input_args`)."""
-        return ffmpeg_input_args(opened_url, script_fd, self.transport, self.ingest.connect_timeout_s)
+        return ffmpeg_input_args(opened_url, script_fd, self.transport, self.ingest.connect_timeout_s, self.wallclock)
 
     def build_command(self, input_args: list[str], progress_fd: int, list_fd: int | None) -> list[str]:
         """The ffmpeg command line around ``input_args`` (see :meth:`input_args`)."""
@@ -466,17 +549,22 @@ class CameraCapture:
             width = self.analysis_width
             fps = self.camera.analysis_fps
             # keyframes: keep at most analysis_fps of them, never duplicate (fps= would repeat a keyframe)
+            # drop only, never repeat: a camera slower than analysis_fps has each of its frames analysed once
+            # (fps=N would repeat each of them up to N times a second)
             rate = (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.9 / fps:.4f})'" if keyframes
-                    else f"fps={fps}")  # fmt: skip
-            # a camera clock that jumps (NTP sync, set by hand, a lying camera) must not make fps= fill the gap with
-            # copies of one picture (a ten-minute jump: ~3000 at 5 fps) nor, backwards, starve it until a stall
+                    else analysis_rate_filter(fps))  # fmt: skip
+            # a camera clock that jumps (NTP sync, set by hand, a lying camera) must not starve the sampling
+            # (backwards) nor leave a gap in the frames' timestamps (forwards)
             gap_s = max(_PTS_JUMP_S, 2 * (self.keyframe_interval_s or 0.0)) if keyframes else _PTS_JUMP_S
-            # fit in a width square (portrait cameras too: the frame bus slot is max_width x max_width)
+            # fit in a width square (portrait cameras too: the frame bus slot is max_width x max_width); showinfo
+            # logs each analysis frame's size just before it is written (-autoscale 0: when the stream's resolution
+            # changes mid-stream the frames follow it, instead of being stretched to the first frame's size)
             vf = (f"{pts_jump_guard(gap_s, 1.0 / fps)},{rate},scale='min({width},iw)':'min({width},ih)'"
-                  ":force_original_aspect_ratio=decrease:force_divisible_by=2:flags=fast_bilinear")
+                  ":force_original_aspect_ratio=decrease:force_divisible_by=2:flags=fast_bilinear,"
+                  "format=bgr24,showinfo=checksum=0")
             # pass the sampled frames as they come: the rawvideo muxer's default constant-rate sync would repeat
             # frames itself (each selected keyframe; a gap across a filter graph re-initialised by a size change)
-            cmd += ["-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough",
+            cmd += ["-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-autoscale", "0",
                     "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1"]  # fmt: skip
         return cmd
 
@@ -565,11 +653,12 @@ class CameraCapture:
         measured = camera.decode == "keyframes" or (
             camera.decode == "auto" and ingest.keyframe_tolerance / camera.analysis_fps >= _MIN_PLAUSIBLE_GOP_S
         )
-        if camera.decode != "all" and measured and self.keyframe_interval_s is None and not login_refused:
+        intra = self.video_codec in INTRA_CODECS
+        if camera.decode != "all" and measured and self.keyframe_interval_s is None and not login_refused and not intra:
             self.keyframe_interval_s = self.probe_keyframe_interval(opened_url)
         mode, reason = choose_decode(camera.decode, camera.analysis_fps, self.keyframe_interval_s,
-                                     ingest.keyframe_tolerance, measured=measured)  # fmt: skip
-        if login_refused and measured and self.keyframe_interval_s is None and camera.decode != "all":
+                                     ingest.keyframe_tolerance, measured=measured, codec=self.video_codec)  # fmt: skip
+        if login_refused and measured and self.keyframe_interval_s is None and camera.decode != "all" and not intra:
             reason = "keyframe interval not measured after a refused login (measured at the next connection)"
         if (mode, reason) != (self.decode_mode, self.state.decode_reason):
             refused = camera.decode == "keyframes" and mode != "keyframes"
@@ -634,6 +723,29 @@ class CameraCapture:
             self._reap()
             _close_fds(own_fds)
 
+    def interrupt_ffmpeg(self, proc: subprocess.Popen[bytes]) -> float:
+        """The one graceful stop of ``proc`` (any thread): SIGINT, sent once per ffmpeg process whoever asks (the
+        session loop, the worker's ffmpeg-stop thread), since ffmpeg aborts its trailer on a second signal ("Immediate
+        exit requested": the last segment unfinished, never listed); returns when it was sent (monotonic)."""
+        with self._stop_lock:
+            if self._interrupted is None or self._interrupted[0] is not proc:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                self._interrupted = (proc, time.monotonic())
+            return self._interrupted[1]
+
+    def stop_ffmpeg(self, grace_s: float = FFMPEG_STOP_GRACE_S) -> None:
+        """Stop the running ffmpeg from another thread (:func:`pipeline.ingest.worker.stop_ffmpeg_on_stop`, called
+        repeatedly): its one SIGINT (:meth:`interrupt_ffmpeg`, shared with the session loop's own stop), then
+        SIGKILL once ``grace_s`` passed without it exiting."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        since = self.interrupt_ffmpeg(proc)
+        if time.monotonic() - since >= grace_s and proc.poll() is None:
+            logger.warning("camera %s: ffmpeg did not stop %.1fs after SIGINT; killing it", self.camera.id, grace_s)
+            proc.kill()
+
     def _reap(self) -> None:
         proc, self.process = self.process, None
         if proc is None:
@@ -659,7 +771,10 @@ class _SessionLoop:
             self.fds[list_fd] = "segments"
         self.buffers: dict[str, bytearray] = {name: bytearray() for name in self.fds.values()}
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
-        self.frame_shape: tuple[int, int] | None = None
+        self.frame_shape: tuple[int, int] | None = None  # (h, w) of the last analysis frame
+        self.pending_shapes: collections.deque[tuple[int, int]] = collections.deque()  # logged, not yet read
+        self.input_format = ""  # ffmpeg's "Input #0, <format>, from" (the listing of the input)
+        self.input_checked = False  # its first video stream was seen (codec, size)
         self.started = time.monotonic()
         self.last_activity = self.started
         self.delivered = False
@@ -686,12 +801,14 @@ class _SessionLoop:
                 self._read(fd)
             now = time.monotonic()
             if self.stopping_since is not None:
-                if now - self.stopping_since > 8:
+                if now - self.stopping_since > FFMPEG_STOP_GRACE_S:
                     self.proc.kill()
                 continue
             if self.o.recording_suspended and now >= self.o.recording_retry_at:
                 self._retry_recording()
             limit = self.stall_limit + (0 if self.delivered else ingest.connect_timeout_s)
+            if self.o.state.input_fps > 0:  # a camera slower than analysis_fps: two of its frame gaps too
+                limit = max(limit, ingest.stall_timeout_s + 2 / self.o.state.input_fps)
             if now - self.last_activity > limit:
                 what = "no frame" if self.delivered else "no video after connecting"
                 self.o._fail(f"stalled: {what} for {now - self.last_activity:.0f}s from {redact_url(self.o.url)}")
@@ -742,10 +859,9 @@ class _SessionLoop:
         self._stop_gracefully()
 
     def _stop_gracefully(self) -> None:
-        """SIGINT lets ffmpeg close the current segment and list it; keep reading so it never blocks."""
-        self.stopping_since = time.monotonic()
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)
+        """SIGINT lets ffmpeg close the current segment and list it; keep reading so it never blocks. The signal is
+        sent once (:meth:`CameraCapture.interrupt_ffmpeg`: the worker's ffmpeg-stop thread may have sent it)."""
+        self.stopping_since = self.o.interrupt_ffmpeg(self.proc)
 
     def _read(self, fd: int) -> None:
         name = self.fds[fd]
@@ -771,18 +887,35 @@ class _SessionLoop:
     def _on_stderr(self, line: str) -> None:
         if self.recording and self.recording_error is None:
             self.recording_error = recording_write_error(line)
-        if line.startswith(("Input #", "Output #")):
-            self.stderr_section = line[:len("Input #")]
-        elif self.stderr_section == "Input #" and self.o.bus is not None and self.frame_shape is None:
-            self._check_input_size(line)
-        if self.frame_shape is None:
-            match = _RAWVIDEO_SIZE.search(line)
-            if match:
-                self.frame_shape = (int(match.group(2)), int(match.group(1)))
+        if _SHOWINFO.match(line):  # an analysis frame's size (or the filter's own set-up lines): never an error
+            match = _SHOWINFO_SIZE.match(line)
+            if match and self.o.bus is not None:
+                self.pending_shapes.append((int(match.group(2)), int(match.group(1))))
                 if "frames" in self.buffers:
                     self._frames(self.buffers["frames"])
+            return
+        if line.startswith(("Input #", "Output #")):
+            self.stderr_section = line[:len("Input #")]
+            match = _INPUT_FORMAT.match(line)
+            if match and not self.input_format:
+                self.input_format = match.group(1)
+        elif self.stderr_section == "Input #" and not self.input_checked and _INPUT_VIDEO_CODEC.match(line):
+            self.input_checked = True
+            self._check_input(line)
         if not line.startswith(_STDERR_NOISE) and "period set to" not in line:
             self.stderr_tail.append(redact_text(line, self.o.secrets)[:200])
+
+    def _check_input(self, line: str) -> None:
+        """The input's first video stream is listed: its codec and timestamps (see :meth:`CameraCapture.learn_input`),
+        then its size."""
+        match = _INPUT_VIDEO_CODEC.match(line)
+        assert match is not None
+        if self.stopping_since is None and self.o.learn_input(self.input_format, match.group(1)):
+            self.o.restart_now = True
+            self._stop_gracefully()
+            return
+        if self.o.bus is not None:
+            self._check_input_size(line)
 
     def _check_input_size(self, line: str) -> None:
         """Refuse (with a clear error, instead of a stall) an input video too small to analyse (1x1, 2x2)."""
@@ -810,7 +943,8 @@ class _SessionLoop:
             self.o.state.input_fps = (frames - self.progress_frames) / max(now - self.progress_time, 1e-3)
         if self.o.bus is None and frames > (self.progress_frames or 0):  # record-only: input packets are the
             self._alive(now)  # liveness signal (online from the first report that counts any)
-        self.progress_frames, self.progress_time = frames, now
+        if self.progress_frames is None or frames != self.progress_frames:  # a camera slower than the reports
+            self.progress_frames, self.progress_time = frames, now  # (0.5 s): frames over the time they took
 
     def _on_segments(self, line: str) -> None:
         finalizer = self.o.finalizer
@@ -864,14 +998,29 @@ class _SessionLoop:
         with state.lock:
             state.snapshot_path = relative.as_posix()
 
+    def _new_shape(self, shape: tuple[int, int]) -> None:
+        """The analysis frames' size is known, or changed (the stream's resolution changed mid-stream)."""
+        h, w = shape
+        if self.frame_shape is not None:
+            logger.info("camera %s: the stream's resolution changed: analysis frames now %dx%d (were %dx%d)",
+                        self.o.camera.id, w, h, self.frame_shape[1], self.frame_shape[0])  # fmt: skip
+        self.frame_shape = shape
+        with self.o.state.lock:
+            self.o.state.analysis_size = f"{w}x{h}"
+
     def _frames(self, buf: bytearray) -> None:
-        if self.frame_shape is None:
-            if len(buf) > 64 << 20:
-                raise RuntimeError("frame size unknown and 64 MiB of video buffered")
-            return
-        h, w = self.frame_shape
-        size = h * w * 3
-        while len(buf) >= size:
+        """Publish the complete frames in ``buf``, each with the size showinfo logged for it (on stderr, which ffmpeg
+        writes before the frame itself and which :meth:`run` reads first)."""
+        if not self.pending_shapes and len(buf) > 64 << 20:
+            raise RuntimeError("frame size unknown and 64 MiB of video buffered")
+        while self.pending_shapes:
+            h, w = self.pending_shapes[0]
+            size = h * w * 3
+            if len(buf) < size:
+                return
+            self.pending_shapes.popleft()
+            if (h, w) != self.frame_shape:
+                self._new_shape((h, w))
             frame = np.frombuffer(memoryview(buf)[:size], np.uint8).reshape(h, w, 3)
             now = time.time()
             self.o.bus.publish(self.o.camera.id, frame, now)

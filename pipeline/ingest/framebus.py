@@ -458,3 +458,50 @@ class StopFlag:
                 break
             time.sleep(remaining)
         return self.is_set()
+
+
+class LeaseFlag(StopFlag):
+    """The stop flag of a capture on a camera lease (worker hosts): also set by itself once the lease's deadline
+    has passed without a renewal, so that the capture fences itself even when its supervisor is frozen.
+
+    The supervisor (its lease keeper) calls :meth:`renew` with the lease's fencing token and its local deadline
+    (``time.monotonic()``: CLOCK_MONOTONIC, one clock for every process of the host) after every good renewal; both
+    are plain shared values the capture child reads. A deadline of 0 means no lease (never expires by itself).
+    """
+
+    def __init__(self, ctx: Any = None, poll_s: float = 0.1) -> None:
+        super().__init__(ctx, poll_s)
+        self._token = (ctx or MP_CONTEXT).RawValue("q", 0)
+        self._deadline = (ctx or MP_CONTEXT).RawValue("d", 0.0)
+
+    def renew(self, token: int, deadline: float) -> None:
+        """The lease (``token``) is held until ``deadline`` (local monotonic time)."""
+        self._token.value = int(token)
+        self._deadline.value = float(deadline)
+
+    @property
+    def token(self) -> int:
+        """The fencing token of the lease (0: none given yet)."""
+        return int(self._token.value)
+
+    @property
+    def deadline(self) -> float:
+        """The lease's local monotonic deadline (0: none)."""
+        return float(self._deadline.value)
+
+    def expired(self) -> bool:
+        """Whether the lease's deadline passed without a renewal."""
+        deadline = self._deadline.value
+        return bool(deadline) and time.monotonic() >= deadline
+
+    def is_set(self) -> bool:
+        """Whether stop was requested, the creating process died, or the lease's deadline passed (latched)."""
+        if super().is_set():
+            return True
+        if self.expired():
+            if not self._value.value:
+                logger.warning("process %d: lease (token %d) deadline passed without a renewal; stopping",
+                               os.getpid(), self.token)  # fmt: skip
+            self._value.value = 1
+            return True
+        return False

@@ -30,6 +30,10 @@ Key layout (all values are strings; times are UTC epoch seconds):
   ``decode``                analysis decode: ``keyframes`` (keyframes only) or ``all`` (every frame)
   ``decode_reason``         why: the measured keyframe interval against ``analysis_fps`` (or the setting)
   ``keyframe_interval_s``   seconds between the stream's keyframes, measured at connection ('' if not measured)
+  ``analysis_size``         ``WxH`` of the latest analysis frame: follows the stream's resolution when it changes
+                            mid-stream (fitted into ``ingest.max_width``, aspect ratio kept); '' before the first
+  ``analysis_rate_note``    '' unless the camera sends fewer frames than ``analysis_fps`` (each frame is then analysed
+                            once, none repeated: ``analysed_fps`` is the camera's rate)
   ``worker_pid``            process id of the capture worker
   ``worker``                multi-host (``--role worker``): id of the worker holding the camera's lease
   ``host``                  multi-host: host name of that worker

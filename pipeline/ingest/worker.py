@@ -11,6 +11,15 @@ Which sessions a camera gets:
 - no ``sub_stream``: one ffmpeg on ``url`` both records (stream copy) and decodes for analysis;
 - ``sub_stream``: one ffmpeg decodes the sub-stream for analysis, another records the main stream;
 - analytics off (``plates`` and ``faces`` false): recording only; recording disabled: analysis only.
+
+On a worker host the stop event is a :class:`~pipeline.ingest.framebus.LeaseFlag`: it holds the camera lease's
+token and deadline (renewed by the supervisor's lease keeper) and counts as set once the deadline passes, so the
+capture fences itself even when its supervisor is frozen or cut off. Once stopped, a watchdog thread
+(:func:`stop_ffmpeg_on_stop`) ends every ffmpeg within :data:`~pipeline.ingest.capture.FFMPEG_STOP_GRACE_S` (its one
+SIGINT, shared with the capture's own graceful stop, so that it writes its last segment's trailer; SIGKILL only if it
+has not exited by then), whatever the capture threads are blocked on; health is not written any more once the lease
+has passed, and while it holds,
+health and segment index writes carry its token, so Redis refuses them after a hand-over.
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ from typing import Any
 import redis
 
 from pipeline.config import Camera, IngestConfig
-from pipeline.ingest.capture import CameraCapture, CameraState
-from pipeline.ingest.health import read_camera_health, write_camera_health
+from pipeline.ingest.capture import FFMPEG_STOP_GRACE_S, CameraCapture, CameraState
+from pipeline.ingest.framebus import LeaseFlag
+from pipeline.ingest.health import CAMERAS_KEY, health_key, read_camera_health, write_camera_health
+from pipeline.recording.index import is_fenced
 from pipeline.recording.recorder import SegmentFinalizer
 from pipeline.secrets import install_log_redaction, redact_url
 from pipeline.store.connection import redis_client
@@ -35,6 +46,12 @@ from pipeline.store.connection import redis_client
 logger = logging.getLogger(__name__)
 
 HEALTH_PERIOD_S = 1.0
+_FENCED_HEALTH = """
+-- KEYS: cameras set, health hash, fence; ARGV: camera, field, value, ..., token, capture time
+redis.call('SADD', KEYS[1], ARGV[1])
+for i = 2, #ARGV - 2, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 
 
 def camera_is_analysed(camera: Camera) -> bool:
@@ -54,7 +71,8 @@ def build_captures(
     """The capture sessions of one camera (see the module docstring)."""
     analysed = camera_is_analysed(camera) and bus is not None
     recorded = camera.recording.enabled
-    finalizer = SegmentFinalizer(client, recordings_dir, camera.id) if recorded else None
+    lease = stop_event if isinstance(stop_event, LeaseFlag) else None
+    finalizer = SegmentFinalizer(client, recordings_dir, camera.id, lease=lease) if recorded else None
     common = {"camera": camera, "ingest": ingest, "state": state, "stop_event": stop_event}
     if camera.sub_stream and analysed and recorded:
         return [
@@ -96,21 +114,37 @@ def run_capture_worker(
     threads = [threading.Thread(target=c.run, name=f"capture-{c.camera.id}", daemon=True) for c in captures]
     for thread in threads:
         thread.start()
+    threading.Thread(target=stop_ffmpeg_on_stop, args=(stop_event, captures, threads), name="ffmpeg-stop",
+                     daemon=True).start()  # fmt: skip
     logger.info("capture worker %d: %d cameras, %d streams", os.getpid(), len(cameras), len(captures))
     try:
         while not stop_event.is_set():
             try:
-                _write_health(client, states, bus, captures)
+                _write_health(client, states, bus, captures, stop_event)
             except Exception:  # the health thread must never take the cameras down with it
                 logger.exception("health update failed")
             _wait_for_health(stop_event, changed)
     finally:
         for thread in threads:
             thread.join(timeout=15)
-        _write_health(client, states, bus, captures)
+        _write_health(client, states, bus, captures, stop_event)
         if bus is not None:
             bus.close()
         client.close()
+
+
+def stop_ffmpeg_on_stop(stop_event: Any, captures: list[CameraCapture], threads: list[threading.Thread],
+                        grace_s: float = FFMPEG_STOP_GRACE_S) -> None:  # fmt: skip
+    """Thread: once ``stop_event`` is set (a stop, or the lease's deadline), stop every capture's ffmpeg the graceful
+    way (:meth:`~pipeline.ingest.capture.CameraCapture.stop_ffmpeg`: one SIGINT, it closes and lists its segment)
+    and SIGKILL it ``grace_s`` later if it is still running, until the capture threads have ended; independent of
+    the capture threads, which may be blocked on an unreachable Redis."""
+    while not stop_event.wait(0.1):
+        pass
+    while any(thread.is_alive() for thread in threads):
+        for capture in captures:
+            capture.stop_ffmpeg(grace_s)
+        time.sleep(0.1)
 
 
 def _reclaim_dead_writers(bus: Any) -> None:
@@ -148,19 +182,42 @@ def _reuse_keyframe_intervals(client: Any, captures: list[CameraCapture]) -> Non
                         capture.keyframe_interval_s)  # fmt: skip
 
 
-def _write_health(client: Any, states: dict[str, CameraState], bus: Any, captures: list[CameraCapture]) -> None:
+def _write_health(client: Any, states: dict[str, CameraState], bus: Any, captures: list[CameraCapture],
+                  stop_event: Any = None) -> None:  # fmt: skip
     for capture in captures:
         if capture.finalizer is not None and capture.finalizer.pending:
             capture.finalizer.flush()
+    lease = stop_event if isinstance(stop_event, LeaseFlag) else None
+    if lease is not None and lease.expired():  # the camera may be another worker's by now: its health is theirs
+        return
     for camera_id, state in states.items():
         fields = state.health_fields()
         if bus is not None and camera_id in bus.camera_ids:
             fields["dropped_frames"] = bus.dropped(camera_id)
         try:
-            write_camera_health(client, camera_id, fields)
+            if lease is not None and lease.token:
+                write_fenced_health(client, camera_id, fields, lease.token)
+            else:
+                write_camera_health(client, camera_id, fields)
         except redis.RedisError as exc:
+            if is_fenced(exc):
+                logger.info("health of %s not written: the lease was handed over (%s)", camera_id, exc)
+                continue
             logger.warning("cannot write health of %s to Redis: %s", camera_id, exc)
             return
+
+
+def write_fenced_health(client: Any, camera_id: str, fields: dict[str, Any], token: int) -> None:
+    """:func:`~pipeline.ingest.health.write_camera_health` under the lease ``token``: Redis refuses it (a
+    ``FENCED`` error) once another lease of the camera was handed out (the fence of :mod:`pipeline.cluster.fencing`)."""
+    from pipeline.cluster.fencing import fenced_source
+    from pipeline.cluster.leases import fence_key
+
+    now = time.time()
+    mapping = {k: ("" if v is None else str(v)) for k, v in fields.items()} | {"updated_at": f"{now:.3f}"}
+    args: list[Any] = [camera_id, *(item for pair in mapping.items() for item in pair), int(token), repr(now)]
+    script = client.register_script(fenced_source(_FENCED_HEALTH))
+    script(keys=[CAMERAS_KEY, health_key(camera_id), fence_key(camera_id)], args=args)
 
 
 class CaptureWorkerProcess:

@@ -11,7 +11,10 @@ clip as a hole in the timestamps (a player holds the last picture before it) and
 plus the MP4's ``creation_time`` (the start of the covered window, UTC) is when it was recorded. Gaps are also listed
 in the manifest, and so are an uncovered head (the window starting before the first recorded segment) and tail
 (ending after the last one), which are not in the clip: such a clip's manifest says ``"complete": false`` and holds
-``requested`` and ``covered`` windows, so nobody takes it for the whole window.
+``requested`` and ``covered`` windows, so nobody takes it for the whole window. Two hosts' segments of the same
+time (index entries written before the fencing of segment index writes, or any that slipped through) are never
+interleaved: the one of the lower lease token, or one wholly covered by the other host's, is left out
+(:func:`~pipeline.recording.index.resolve_overlaps`) and listed in the manifest's ``dropped_segments``.
 
 Files go to ``<recordings>/exports/`` (never deleted by retention): ``<camera>_<start>_<end>_<created>.mp4`` and
 ``.json`` manifest with camera, window (requested), covered window, gaps, ``complete``, creation time, requester,
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.models_manifest import sha256_file
-from pipeline.recording.index import Segment, segments_between
+from pipeline.recording.index import Segment, resolve_overlaps, segments_between
 from pipeline.recording.locate import SegmentMissing, SegmentUnavailable, open_segment
 from pipeline.recording.recorder import probe_duration
 from pipeline.settings import get_settings
@@ -183,11 +186,16 @@ def export_clip(
     if end - start > 6 * 3600:
         raise ExportError("window longer than 6 hours; export it in parts")
     recordings_dir = recordings_dir or get_settings().recordings_dir
-    located = locate_segments(client, recordings_dir, camera_id, segments_between(client, camera_id, start, end))
+    segments, dropped = resolve_overlaps(segments_between(client, camera_id, start, end))
+    for seg, winner in dropped:
+        logger.warning("camera %s: segment %s of host %s (token %s) overlaps %s of host %s (token %s); left out of "
+                       "the export", camera_id, seg.path, seg.host, seg.token, winner.path, winner.host,
+                       winner.token)  # fmt: skip
+    located = locate_segments(client, recordings_dir, camera_id, segments)
     with contextlib.ExitStack() as stack:
         held = hold_segments(stack, camera_id, located)
         return _export(held, camera_id, start, end, requester, out_dir or exports_dir(recordings_dir), progress,
-                       accurate)
+                       accurate, dropped=dropped)
 
 
 def hold_segments(stack: contextlib.ExitStack, camera_id: str,
@@ -224,8 +232,10 @@ def hold_segments(stack: contextlib.ExitStack, camera_id: str,
 
 
 def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start: float, end: float, requester: str,
-            out_dir: Path, progress: Callable[[float], None] | None, accurate: bool) -> ExportResult:
-    """Cut the held segments and write the manifest (see :func:`export_clip`)."""
+            out_dir: Path, progress: Callable[[float], None] | None, accurate: bool,
+            dropped: list[tuple[Segment, Segment]] | None = None) -> ExportResult:  # fmt: skip
+    """Cut the held segments and write the manifest (see :func:`export_clip`; ``dropped``: segments left out for
+    overlapping another host's, each with the one it gave way to)."""
     segments = [seg for seg, _, _ in held]
     if not segments:
         raise ExportError(f"no recording of camera {camera_id!r} covers {_iso(start)} .. {_iso(end)}")
@@ -262,6 +272,7 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
         "timeline": "wall time: a picture at clip time t was recorded at creation_time + t; gaps are held as the "
                     "last picture before them",
         "segments": [s.path for s in segments],
+        "dropped_segments": [_dropped_entry(seg, winner) for seg, winner in dropped or []],
     }
     tmp = manifest_path.with_suffix(".json.part")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -271,6 +282,14 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     logger.info("exported %s (%.1fs, %d bytes, sha256 %s, complete %s) for %s", mp4_path.name, actual, size, digest,
                 not gaps, requester)
     return ExportResult(mp4_path, manifest_path, digest, size, actual, covered, not gaps)
+
+
+def _dropped_entry(seg: Segment, winner: Segment) -> dict[str, Any]:
+    """The manifest's record of a segment left out for overlapping another host's (``winner``)."""
+    why = ("lower lease token" if seg.token is not None and winner.token is not None and seg.token < winner.token
+           else "wholly covered by another host's segment")  # fmt: skip
+    return {"path": seg.path, "host": seg.host, "token": seg.token, "start": _iso(seg.start), "end": _iso(seg.end),
+            "reason": f"overlaps {winner.path} (host {winner.host}, token {winner.token}): {why}"}
 
 
 def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:

@@ -10,7 +10,8 @@ STREAM COPY (nothing is decoded or re-encoded) with ffmpeg's concat demuxer into
 a fragment per keyframe at most ``FRAGMENT_US`` long) on stdout, which a browser appends to a Media Source
 Extensions buffer. Time 0 of that stream is the real time :attr:`PlaybackPlan.start` (the keyframe's), so the
 player shows wall-clock time and seeks exactly to ``t``; the stream ends at a gap or after ``max_s``, and
-:attr:`PlaybackPlan.end` is where the player asks for the continuation.
+:attr:`PlaybackPlan.end` is where the player asks for the continuation. Two hosts' segments of the same time are
+never played one after the other: the one :func:`~pipeline.recording.index.resolve_overlaps` drops is skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.recording.index import Segment, index_key, segments_between
+from pipeline.recording.index import Segment, index_key, resolve_overlaps, segments_between
 from pipeline.recording.locate import SegmentMissing, is_local, open_segment
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,11 @@ def plan_playback(client: Any, recordings_dir: Path, camera_id: str, t: float, m
     Raises :class:`PlaybackError` when no playable segment holds ``t`` or starts within ``max_s`` after it, and
     :class:`pipeline.recording.locate.SegmentUnavailable` when one is held by a worker host that cannot be reached.
     """
-    candidates = segments_between(client, camera_id, t, t + max_s, max_segment_s=MAX_SEGMENT_S)
+    # two hosts' segments of the same time are never streamed one after the other (see resolve_overlaps)
+    candidates, dropped = resolve_overlaps(segments_between(client, camera_id, t, t + max_s, max_segment_s=MAX_SEGMENT_S))
+    for seg, winner in dropped:
+        logger.info("camera %s: segment %s of host %s overlaps %s of host %s; not played", camera_id, seg.path,
+                    seg.host, winner.path, winner.host)  # fmt: skip
     chosen: list[tuple[Segment, Path]] = []
     for seg in candidates:
         path = safe_segment_path(recordings_dir, camera_id, seg)

@@ -10,6 +10,11 @@ Real times: ffmpeg reports a segment's end the moment the first packet of the ne
 ``anchor = arrival_time - end`` is the wall-clock time of stream time 0 plus a positive delay; the smallest
 anchor seen in a session is the best estimate, and ``start = anchor + start_stream``. Matroska is used because
 a segment cut short by a crash stays playable; :func:`recover_incoming` indexes such leftovers at the next start.
+
+On a worker host the finalizer is given the capture's lease (:class:`~pipeline.ingest.framebus.LeaseFlag`): each
+segment carries its fencing token and Redis refuses its index entry when another worker took the camera before the
+segment ended (:func:`~pipeline.recording.index.add_segment`); such a segment's file is deleted (its time is the
+new holder's footage).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -26,7 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.recording.index import SEGMENT_SUFFIX, Segment, add_segment, index_key, plain_segment_path
+from pipeline.recording.index import (
+    SEGMENT_SUFFIX,
+    Segment,
+    SegmentFencedError,
+    add_segment,
+    index_key,
+    plain_segment_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +143,16 @@ def final_path(recordings_dir: Path, camera_id: str, start: float) -> Path:
 class SegmentFinalizer:
     """Moves finished segments into place and indexes them; keeps them pending while Redis is unreachable."""
 
-    def __init__(self, client: Any, recordings_dir: Path, camera_id: str, host: str | None = None) -> None:
+    def __init__(self, client: Any, recordings_dir: Path, camera_id: str, host: str | None = None,
+                 lease: Any = None) -> None:  # fmt: skip
         from pipeline.settings import get_settings
 
         self.client = client
         self.host = host or get_settings().host_name  # recorded in the index: the host holding the files
         self.recordings_dir = recordings_dir
         self.camera_id = camera_id
+        self.lease = lease  # a LeaseFlag (its .token fences the index writes), or None: no lease (single host)
+        self.fenced = 0  # segments whose index entry Redis refused (lease superseded)
         self.anchor: float | None = None
         self.pending: list[Segment] = []
         self._recovered: set[str] = set()  # pending members from the journal: indexed only if not indexed yet
@@ -173,8 +189,12 @@ class SegmentFinalizer:
             return None
         target = final_path(self.recordings_dir, self.camera_id, start)
         target.parent.mkdir(parents=True, exist_ok=True)
-        segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), round(end, 3), size,
-                          host=self.host)
+        token = int(self.lease.token) if self.lease is not None and self.lease.token else None
+        # the end is rounded up to the millisecond, never down: it is the capture time of the segment's fenced index
+        # write, and a segment ending a fraction of a millisecond after a hand-over must not pass for an earlier one
+        end = round(math.ceil(round(end * 1000, 6)) / 1000, 3)
+        segment = Segment(str(target.relative_to(self.recordings_dir)), round(start, 3), end, size,
+                          host=self.host, token=token)
         with self._lock:
             self._journal(segment)  # before the move: a crash before the index is written cannot orphan the file
             os.replace(source, target)
@@ -193,12 +213,24 @@ class SegmentFinalizer:
                     if segment.member() not in self._recovered or \
                             self.client.zscore(index_key(self.camera_id), segment.member()) is None:
                         add_segment(self.client, self.camera_id, segment)
+                except SegmentFencedError as exc:
+                    self._drop_fenced(segment, exc)
                 except Exception as exc:  # noqa: BLE001 - Redis down: keep the segment pending, never lose it
                     logger.warning("camera %s: cannot index segment yet (%s); will retry", self.camera_id, exc)
                     return
                 self.pending.pop(0)
                 self._recovered.discard(segment.member())
             self._clear_journal()
+
+    def _drop_fenced(self, segment: Segment, exc: Exception) -> None:
+        """Redis refused the segment (another worker took the camera before it ended): its file goes."""
+        self.fenced += 1
+        logger.warning("camera %s: segment %s (%.3f-%.3f) not indexed, the lease was handed over before it ended "
+                       "(%s); file removed", self.camera_id, segment.path, segment.start, segment.end, exc)  # fmt: skip
+        try:
+            (self.recordings_dir / segment.path).unlink(missing_ok=True)
+        except OSError as err:
+            logger.warning("camera %s: cannot remove the refused segment: %s", self.camera_id, os_error_reason(err))
 
     @property
     def journal_path(self) -> Path:

@@ -56,7 +56,8 @@ def test_keyframe_command_skips_non_keyframes_on_the_analysis_decode_only(tmp_pa
                         "rtsp://10.0.0.9/main", bus=object(), recordings_dir=tmp_path)  # fmt: skip
     input_args, _ = cap.input_args("rtsp://10.0.0.9/main", None)
     everything = cap.build_command(input_args, 5, 6)
-    assert "-skip_frame" not in everything and any(",fps=1" in a for a in everything)
+    all_vf = everything[everything.index("-vf") + 1]
+    assert "-skip_frame" not in everything and ",select=" in all_vf and "floor(t*1)" in all_vf  # every frame: 1 fps
     cap.decode_mode = "keyframes"
     cmd = cap.build_command(input_args, 5, 6)
     assert cmd.index("-skip_frame") < cmd.index("-i") and cmd[cmd.index("-skip_frame") + 1] == "nokey"
