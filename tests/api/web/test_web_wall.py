@@ -300,7 +300,8 @@ def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
     css(browser, ".view-head h1")[0].click()
     css(browser, "#wall-fullscreen")[0].click()
     wait_until(browser, lambda d: d.execute_script(FULL) == "grid+exit", 20, "the button did not show full screen")
-    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "true"
+    wait_until(browser, lambda d: css(d, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "true"
+               and css(d, ".wall-fullscreen #wall-grid"), 20, "the page does not follow into full screen")
     before = browser.execute_script("return document.getElementById('wall-grid').dataset.grid")
     other = "4x4" if before != "4x4" else "3x3"
     browser.execute_script("document.querySelector(`.wall-grid-btn[data-grid='${arguments[0]}']`).click()", other)
@@ -325,8 +326,10 @@ def test_wall_tiles_work_by_keyboard(browser, wall_server):  # noqa: F811
     shot(browser, "wall_fullscreen_mouse")
     css(browser, "#wall-exit-fullscreen")[0].click()
     wait_until(browser, lambda d: d.execute_script(FULL) == "", 20, "a click on the exit button did not leave full screen")
-    assert css(browser, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "false"
-    assert not css(browser, ".wall-fullscreen") and not exit_shown(browser)
+    # the page follows on the fullscreenchange event, dispatched after fullscreenElement is already null
+    wait_until(browser, lambda d: css(d, "#wall-fullscreen")[0].get_attribute("aria-pressed") == "false"
+               and not css(d, ".wall-fullscreen") and not exit_shown(d), 20,
+               "the page still shows full screen after leaving it")
     shot(browser, "wall_fullscreen_left")
     browser.execute_script("localStorage.setItem('cctv.lang', 'th');")
     browser.refresh()
