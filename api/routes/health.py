@@ -11,15 +11,19 @@ the internal Prometheus endpoint). HTTP status:
   not take it out of rotation because a camera on a pole went dark or its disk filled up. A worker host whose clock
   is off the Redis server's (:mod:`pipeline.cluster.clock`) makes it ``degraded`` too, counted in
   ``clock_skewed_hosts`` (``cluster status`` names them).
-- **503** ``down``: Redis is unreachable (nothing works without it).
+- **503** ``down``: Redis is unreachable (nothing works without it), or does not answer within
+  :data:`HEALTH_REDIS_TIMEOUT_S` per command: a primary that hangs (with Sentinel, until a replica is promoted)
+  gives ``down`` within about a second instead of a request that hangs with it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Annotated
 
 import redis
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import RedisDep
@@ -27,9 +31,32 @@ from api.routes.cameras import read_health
 from api.schemas.misc import CameraCountsOut, HealthOut
 from pipeline.cluster.clock import clock_problems
 from pipeline.ingest.health import camera_state, recording_state
+from pipeline.store.connection import bounded_copy
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/health", tags=["health"])
+
+HEALTH_REDIS_TIMEOUT_S = 1.0
+"""The longest one Redis command (or connection) of ``/api/health`` may wait; never retried inside redis-py."""
+_copy_lock = threading.Lock()
+
+
+def health_client(request: Request, client: RedisDep) -> redis.Redis:
+    """The app's Redis client as a :func:`~pipeline.store.connection.bounded_copy` (made once per app client and
+    kept in ``app.state``); a stand-in without a connection pool (a test's) as it is."""
+    if not isinstance(getattr(client, "connection_pool", None), redis.ConnectionPool):
+        return client
+    with _copy_lock:
+        made = getattr(request.app.state, "health_redis", None)
+        if made is None or made[0] is not client:
+            if made is not None:
+                made[1].close()
+            made = (client, bounded_copy(client, HEALTH_REDIS_TIMEOUT_S))
+            request.app.state.health_redis = made
+    return made[1]
+
+
+HealthRedisDep = Annotated[redis.Redis, Depends(health_client)]
 
 
 def camera_counts(request: Request, client: redis.Redis) -> CameraCountsOut:
@@ -58,7 +85,7 @@ def camera_counts(request: Request, client: redis.Redis) -> CameraCountsOut:
                         "`cctv_camera_up`, `cctv_camera_recording` and `cctv_camera_last_frame_age_seconds`); 503 "
                         "`down` when Redis is unreachable.",
             responses={503: {"model": HealthOut, "description": "Redis is unreachable."}})
-def health(request: Request, client: RedisDep) -> JSONResponse:
+def health(request: Request, client: HealthRedisDep) -> JSONResponse:
     try:
         client.ping()
         cameras = camera_counts(request, client)

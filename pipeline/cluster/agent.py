@@ -23,6 +23,15 @@ lost because Redis was unreachable are taken back first when Redis is back, and 
 ``orphan_grace_s`` meanwhile: after a failover longer than the TTL (every lease and heartbeat expired) each worker
 takes its own cameras back instead of the first one back taking everything.
 
+Redis failing over (Sentinel): renewals go through their own client (:func:`lease_client`) whose connections and
+commands wait at most :func:`renew_timeout_s` (a tenth of the TTL, 0.25-1 s) and are never retried inside redis-py,
+so a primary that hangs instead of dying costs one short timeout, and the next attempt asks the Sentinels again. A
+renewal that failed (timeout, connection refused, no primary known yet, ``NOREPLICAS`` or ``READONLY`` while the new
+primary waits for its replicas) is tried again after a bounded backoff (:attr:`LeaseKeeper.RETRY_FIRST_S`, doubling
+up to :attr:`LeaseKeeper.RETRY_MAX_S` or ``renew_interval_s``), not at the next period and never in a tight loop;
+the lease stays held until its deadline, which only a good renewal moves. A failover that completes within the
+TTL therefore keeps every camera where it is; one that does not stops them at their deadlines, as before.
+
 Reacting to a dead peer: each step also reads how long the other workers' leases and heartbeats have left
 (``PTTL``). One that missed a renewal (less left than ``lease_ttl_s - renew_interval_s - 1 s``) is *suspect*:
 :attr:`Agent.wake_at` is then the moment its last lease and heartbeat run out (plus 50 ms), and the supervisor
@@ -46,6 +55,21 @@ from pipeline.cluster.leases import Holder, LeaseStore, WorkerInfo, check_worker
 from pipeline.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
+
+
+def renew_timeout_s(settings: ClusterConfig) -> float:
+    """How long one renewal (connection, command) may wait: a tenth of the lease TTL, between 0.25 s and 1 s, so
+    that a hung primary costs a few timeouts at most before the lease's deadline (TTL less up to 1 s)."""
+    return min(1.0, max(0.25, settings.lease_ttl_s / 10.0))
+
+
+def lease_client(redis_url: str, settings: ClusterConfig) -> redis.Redis:
+    """The Redis client of a worker's lease renewals (Sentinel-aware): :func:`renew_timeout_s` per connection and
+    command, no retries inside redis-py (:class:`LeaseKeeper` retries with its own bounded backoff)."""
+    from pipeline.cluster import cluster_redis_client
+    from pipeline.store.connection import fail_fast
+
+    return cluster_redis_client(redis_url, **fail_fast(renew_timeout_s(settings)))
 
 
 @dataclass
@@ -125,6 +149,7 @@ class Agent:
         docstring); never raises for Redis errors. Cameras the keeper lost since the last step are in ``lost``."""
         result = StepResult(lost=self.take_lost())
         if renew and not self.renew(result):
+            self.wake_at = None
             logger.warning("worker %s: Redis unreachable; keeping %d cameras until their leases run out",
                            self.worker_id, len(self.held))  # fmt: skip
             return result
@@ -133,6 +158,7 @@ class Agent:
             holders = self.leases.holders(self.cameras)
             self.wake_at = self._suspect_expiry(workers, holders)
         except (redis.RedisError, OSError) as exc:
+            self.wake_at = None  # a past wake-up would step again at every pass of the caller's loop (10/s)
             logger.warning("worker %s: Redis unreachable (%s); keeping %d cameras until their leases run out",
                            self.worker_id, exc, len(self.held))  # fmt: skip
             return result
@@ -393,12 +419,18 @@ class LeaseKeeper:
     """
 
     FENCE_CHECK_S = 0.05
+    RETRY_FIRST_S = 0.2
+    """Wait after a failed renewal before the next try (then doubled at each failure)."""
+    RETRY_MAX_S = 1.0
+    """Longest wait between tries while renewals fail (or ``renew_interval_s`` if shorter)."""
 
     def __init__(self, agent: Agent, on_lost: Callable[[str], None]) -> None:
         self.agent = agent
         self.on_lost = on_lost
         self.stop_event = threading.Event()
         self.renewals = 0
+        self.failures = 0
+        """Renewal rounds that could not reach Redis (each retried after :meth:`retry_wait_s`)."""
         self._threads = [threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True),
                          threading.Thread(target=self._fence_loop, name="lease-fence", daemon=True)]
 
@@ -425,17 +457,31 @@ class LeaseKeeper:
             except Exception:  # noqa: BLE001 - the keeper must go on renewing the other leases
                 logger.exception("camera %s: stopping it after its lease was lost failed", cam)
 
+    def retry_wait_s(self, failures: int) -> float:
+        """Wait before the next try after ``failures`` failed renewal rounds in a row (0: the regular period)."""
+        interval = self.agent.settings.renew_interval_s
+        if failures <= 0:
+            return interval
+        return min(self.RETRY_FIRST_S * 2 ** (failures - 1), self.RETRY_MAX_S, interval)
+
     def _renew_loop(self) -> None:
+        failures = 0
         while not self.stop_event.is_set():
             started = time.monotonic()
             result = StepResult()
+            reached = False
             try:
-                self.agent.renew(result)
+                reached = self.agent.renew(result)
                 self.renewals += 1
             except Exception:  # noqa: BLE001 - a bug here must not stop renewals for good
                 logger.exception("worker %s: lease renewal failed", self.agent.worker_id)
             self._lost(result.lost)
-            self.stop_event.wait(max(0.0, self.agent.settings.renew_interval_s - (time.monotonic() - started)))
+            failures = 0 if reached else failures + 1
+            self.failures += not reached
+            if failures:  # Redis failing over: try again soon, with a bounded backoff (no tight loop)
+                self.stop_event.wait(self.retry_wait_s(failures))
+            else:
+                self.stop_event.wait(max(0.0, self.retry_wait_s(0) - (time.monotonic() - started)))
 
     def _fence_loop(self) -> None:
         while not self.stop_event.wait(self.FENCE_CHECK_S):

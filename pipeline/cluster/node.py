@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from pipeline.cluster import cluster_redis_client
-from pipeline.cluster.agent import Agent, HeldLease, LeaseKeeper, StepResult
+from pipeline.cluster.agent import Agent, HeldLease, LeaseKeeper, StepResult, lease_client
 from pipeline.cluster.configstore import StoredConfig, config_version, load_cluster_config
 from pipeline.cluster.lanebus import LaneBus
 from pipeline.cluster.leases import LeaseStore, WorkerIdClaim, WorkerIdInUseError, check_worker_id_free
@@ -127,7 +127,9 @@ class WorkerNode:
         self.recordings_dir = recordings_dir
         self.log_level = log_level
         self.host = host_name()
-        self.agent = Agent(LeaseStore(client), worker_id, self.host, slots, self.config.cluster)
+        # renewals on a client of their own: short timeouts, retried by the keeper (a hung primary is left quickly)
+        self.lease_client = lease_client(redis_url, self.config.cluster)
+        self.agent = Agent(LeaseStore(self.lease_client), worker_id, self.host, slots, self.config.cluster)
         self.agent.set_cameras(self._enabled_ids())
         self.agent.on_renewed = self._lease_renewed  # each capture child fences itself on its lease's deadline
         self.stop_event = StopFlag()  # the engine and retention children
@@ -514,6 +516,7 @@ class WorkerNode:
         _stop_all(self.children, self.stop_event)
         self.bus.close()
         self.bus.unlink()
+        self.lease_client.close()
         logger.info("worker %s stopped", self.worker_id)
 
 

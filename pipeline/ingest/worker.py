@@ -41,11 +41,13 @@ from pipeline.ingest.health import CAMERAS_KEY, health_key, read_camera_health, 
 from pipeline.recording.index import is_fenced
 from pipeline.recording.recorder import SegmentFinalizer
 from pipeline.secrets import install_log_redaction, redact_url
-from pipeline.store.connection import redis_client
+from pipeline.store.connection import fail_fast, redis_client
 
 logger = logging.getLogger(__name__)
 
 HEALTH_PERIOD_S = 1.0
+CAPTURE_REDIS_TIMEOUT_S = 1.0
+"""The longest a capture process's Redis call (health, segment index) may wait."""
 _FENCED_HEALTH = """
 -- KEYS: cameras set, health hash, fence; ARGV: camera, field, value, ..., token, capture time
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -98,7 +100,9 @@ def run_capture_worker(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
-    client = redis_client(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    # short timeouts, no retries inside redis-py: a segment's index write runs on the capture's reading path, and a
+    # primary that hangs must cost it a second (the segment stays pending, indexed later), never a stall restart
+    client = redis_client(redis_url, **fail_fast(CAPTURE_REDIS_TIMEOUT_S))
     recordings_dir = Path(recordings_dir)
     _reclaim_dead_writers(bus)
     states = {cam.id: CameraState(cam.id, cam.analysis_url if camera_is_analysed(cam) else cam.url) for cam in cameras}

@@ -23,7 +23,9 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from pipeline.secrets import redact_url
 from pipeline.settings import Settings, get_settings
@@ -154,6 +156,29 @@ def async_redis_client(url: str | None = None, settings: Settings | None = None,
         return aioredis.Redis(connection_pool=aioredis.ConnectionPool.from_url(url, **kwargs))
     sentinel = AsyncSentinel(list(setup.addresses), sentinel_kwargs=_sentinel_kwargs(setup))
     return sentinel.master_for(setup.master, redis_class=aioredis.Redis, **(_url_auth(url) | kwargs))
+
+
+def fail_fast(timeout_s: float) -> dict[str, Any]:
+    """Client options (for :func:`redis_client`) of a caller that retries by itself: connecting and each command
+    wait at most ``timeout_s``, and redis-py does not retry a failed command (its default retries, ten with
+    backoff, would multiply the wait on a primary that hangs). With Sentinel the next command of such a client
+    asks the Sentinels again, so a hung primary is left for the one they name next."""
+    return {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "retry": Retry(NoBackoff(), 0)}
+
+
+def bounded_copy(client: redis.Redis, timeout_s: float) -> redis.Redis:
+    """A client on the same server (or the same Sentinel group, through the same Sentinels) as ``client``, with the
+    same user, password and database, but :func:`fail_fast` options: for the answers that must come back within a
+    bound whatever the server does (``/api/health``). Its own connections: close it when done with it."""
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"} | fail_fast(timeout_s)
+    if isinstance(pool, SentinelConnectionPool):
+        kwargs.pop("connection_class", None)  # the pool picks its Sentinel-managed class itself
+        copy: redis.ConnectionPool = SentinelConnectionPool(pool.service_name, pool.sentinel_manager,
+                                                            is_master=pool.is_master, **kwargs)
+    else:
+        copy = redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=copy)
 
 
 def wait_replicas(settings: Settings | None = None) -> int:
