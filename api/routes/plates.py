@@ -11,12 +11,24 @@ from pydantic import StringConstraints
 from api.deps import ApiStoreDep, Investigator, Operator, RedisDep, User
 from api.routes.media import media_url
 from api.schemas.plates import PlateHitOut, PlateSearchOut
+from api.schemas.text import OneLine
 from api.validation import TIME_HELP, Instant, check_cameras, check_window, field_error
 from pipeline.plates.grams import MAX_QUERY_LEN, QueryError
 from pipeline.plates.provinces import match_province
-from pipeline.search.plates import MAX_FUZZY_DISTANCE, PlateFilters, PlateSearcher, PlateSearchResult
+from pipeline.search.plates import (
+    MAX_FUZZY_DISTANCE,
+    Cursor,
+    PlateFilters,
+    PlateSearcher,
+    PlateSearchResult,
+    cursor_of,
+    parse_cursor,
+    split_province,
+)
 
 router = APIRouter(prefix="/api/plates", tags=["plates"])
+MAX_QUERY_WITH_PROVINCE = MAX_QUERY_LEN + 48
+"""Longest ``q``: a plate query and a province name after it (the longest, กรุงเทพมหานคร, has 13 characters)."""
 
 Cameras = Annotated[list[str] | None, Query(max_length=500, description=(
     "Only these cameras (repeat the field). An id that is neither configured nor holds stored plate reads or "
@@ -74,8 +86,10 @@ def _hits(searcher: PlateSearcher, result: PlateSearchResult) -> list[PlateHitOu
 @router.get("/search", response_model=PlateSearchOut, summary="Search plate reads")
 def search_plates(
     request: Request, user: Operator, client: RedisDep, store: ApiStoreDep,
-    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_LEN,
-                            description="Plate, part of it, or a pattern with ? (one char) and * (any run).")],
+    q: Annotated[OneLine, Query(min_length=1, max_length=MAX_QUERY_WITH_PROVINCE, description=(
+        f"Plate, part of it, or a pattern with ? (one char) and * (any run); at most {MAX_QUERY_LEN} characters, "
+        "optionally followed by a province name (`1กข 1234 กรุงเทพมหานคร`, `1กข1234 Tak`), which then filters "
+        "like `province`. No control or bidirectional-override characters."))],
     mode: Annotated[Literal["auto", "exact", "partial", "fuzzy"], Query()] = "auto",
     max_distance: Annotated[float, Query(ge=0, le=MAX_FUZZY_DISTANCE, description="Fuzzy: largest distance.")] = 1.0,
     cameras: Cameras = None, start: Start = None, end: End = None,
@@ -87,20 +101,53 @@ def search_plates(
     order: Annotated[Literal["time", "distance"], Query()] = "time",
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64, description=(
+        "The `next_cursor` of the previous page (order=time): this page holds the hits older than that page's "
+        "last one, so new reads arriving between pages never repeat or skip a row. total and plates_matched then "
+        "count from the cursor on."))] = None,
 ) -> PlateSearchOut:
+    plate, province = _plate_and_province(q, province)
     filters = _filters(user, cameras, start, end, province, min_confidence, vehicle_class)
     _check_cameras(request, client, user, cameras)
+    before = _cursor(cursor, order)
     searcher = PlateSearcher(client)
     try:
-        result = searcher.search(q, mode=mode, filters=filters, offset=offset, limit=limit,
-                                 max_distance=max_distance, order=order)
+        result = searcher.search(plate, mode=mode, filters=filters, offset=offset, limit=limit,
+                                 max_distance=max_distance, order=order, before=before)
     except QueryError as exc:
         raise field_error("q", str(exc)) from exc
     store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
                                                 "end": end, "province": province}, result.total)
+    next_cursor = cursor_of(result.hits[-1]) if order == "time" and result.has_more and result.hits else None
     return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
                           complete=result.complete, has_more=result.has_more, offset=offset, limit=limit,
-                          truncated=result.truncated, notes=result.notes, hits=_hits(searcher, result))
+                          truncated=result.truncated, notes=result.notes, hits=_hits(searcher, result),
+                          next_cursor=next_cursor)
+
+
+def _plate_and_province(q: str, province: str | None) -> tuple[str, str | None]:
+    """The plate part of ``q`` and the province to filter by: one named at the end of ``q`` (422 when it differs
+    from ``province``), else ``province``; 422 when the plate part is longer than :data:`MAX_QUERY_LEN`."""
+    plate, named = split_province(q)
+    if named is not None and province:
+        given = match_province(province, max_ratio=0.2)
+        if given is not None and given.thai != named:
+            raise field_error("province", f"{province!r} differs from the province {named!r} named in q")
+    if len(plate) > MAX_QUERY_LEN:
+        raise field_error("q", f"the plate is longer than {MAX_QUERY_LEN} characters")
+    return plate, named if named is not None else province
+
+
+def _cursor(cursor: str | None, order: str) -> Cursor | None:
+    """The parsed ``cursor`` parameter (422 when it is not a next_cursor, or is given with order=distance)."""
+    if cursor is None:
+        return None
+    if order != "time":
+        raise field_error("cursor", "pages only order=time (newest first)")
+    try:
+        return parse_cursor(cursor)
+    except QueryError as exc:
+        raise field_error("cursor", str(exc)) from exc
 
 
 @router.get("/{plate}/history", response_model=PlateSearchOut, summary="Every sighting of a plate, oldest first")

@@ -39,3 +39,6 @@ class PlateSearchOut(BaseModel):
     truncated: bool
     notes: list[str]
     hits: list[PlateHitOut]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` (same query and filters) for the "
+                                    "next page, stable while new reads arrive; null on the last page and for "
+                                    "order=distance.")

@@ -19,15 +19,17 @@ hits read so far (a lower bound) and ``has_more`` says that further pages may ex
 from __future__ import annotations
 
 import logging
+import math
+import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import redis
 
 from pipeline.events import PlateEvent
 from pipeline.plates.fuzzy import deletion_variants, fold, plate_distance
-from pipeline.plates.grams import PlatePattern, compile_query
+from pipeline.plates.grams import PlatePattern, QueryError, compile_query
 from pipeline.store import codec, keys, lua
 from pipeline.store.plates import is_series_bigram, normalise_plate
 
@@ -122,6 +124,11 @@ class _Codes:
 
 
 _NO_CODE = "\x00none"
+Cursor = tuple[float, str]
+"""A keyset cursor: the (frame_time, stream_id) of the last hit shown (see :func:`cursor_of`)."""
+MAX_CURSOR_TIES = 8 * 4 ** 4
+"""Most hits at the cursor's very time a cursor page reads past (more hits sharing one frame time are not stored)."""
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 class PlateSearcher:
@@ -435,13 +442,21 @@ class PlateSearcher:
         return hits
 
     def search(self, query: str, mode: Mode = "auto", filters: PlateFilters | None = None, offset: int = 0,
-               limit: int = 50, max_distance: float = 1.0, order: Literal["time", "distance"] = "time"
-               ) -> PlateSearchResult:
+               limit: int = 50, max_distance: float = 1.0, order: Literal["time", "distance"] = "time",
+               before: Cursor | None = None) -> PlateSearchResult:
         """Search plates; ``mode`` auto = wildcard if the query has ``?``/``*``, else partial (substring).
 
         ``total`` is None (and ``complete`` False) when the page could be answered without reading every match.
+        ``before`` (newest-first order only) pages by keyset: only hits older than that one (the previous page's
+        last hit, :func:`cursor_of`) are answered, ``offset`` counting from there; a page read this way neither
+        repeats nor skips a hit when new reads arrive between pages (offsets alone shift by every new read).
+        Its ``total`` and ``plates_matched`` count the hits from the cursor on.
         """
         filters = filters or PlateFilters()
+        if mode in ("exact", "fuzzy") and not normalise_plate(_compat(query)):
+            raise QueryError("query holds no plate character (Thai consonant, digit or Latin letter)")
+        if before is not None:
+            return self._search_before(query, mode, filters, offset, limit, max_distance, before)
         truncated = False
         notes: list[str] = []
         need = offset + limit
@@ -465,6 +480,30 @@ class PlateSearcher:
         else:
             hits, total = self.newest_sightings(plates, filters, need + 1)
         return self._page(hits, total, _matched_plates(hits), truncated, notes, offset, limit)
+
+    def _search_before(self, query: str, mode: Mode, filters: PlateFilters, offset: int, limit: int,
+                       max_distance: float, before: Cursor) -> PlateSearchResult:
+        """:meth:`search` newest first from ``before`` on: the window ends at the cursor's time and the hits at
+        that very time that are not older than the cursor (already shown) are dropped, reading more while a
+        whole batch of them was dropped."""
+        when, sid = before
+        bounded = replace(filters, end=when if filters.end is None else min(filters.end, when))
+        extra = 8
+        while True:
+            result = self.search(query, mode, bounded, offset=0, limit=offset + limit + extra,
+                                 max_distance=max_distance)
+            kept = [h for h in result.hits if (h.frame_time, h.stream_id) < (when, sid)]
+            dropped = len(result.hits) - len(kept)
+            if dropped < extra or not result.has_more or extra >= MAX_CURSOR_TIES:
+                break
+            extra *= 4
+        total = None if result.total is None else result.total - dropped
+        page = kept[offset:offset + limit]
+        # plates seen only at the cursor's time, on hits already shown (the rare case of several hits at one time)
+        shown_only = {h.plate for h in result.hits[:dropped]} - {h.plate for h in kept}
+        return PlateSearchResult(hits=page, total=total, plates_matched=result.plates_matched - len(shown_only),
+                                 truncated=result.truncated, notes=result.notes, complete=result.complete,
+                                 has_more=len(kept) > offset + limit or result.has_more)
 
     @staticmethod
     def _page(hits: list[PlateHit], total: int | None, matched: int, truncated: bool, notes: list[str],
@@ -556,6 +595,43 @@ class PlateSearcher:
         for entries in pipe.execute():
             out.append(codec.decode_or_none(PlateEvent, entries[0][1], entries[0][0]) if entries else None)
         return out
+
+
+def cursor_of(hit: PlateHit) -> str:
+    """The keyset cursor of ``hit`` (``<frame_time>_<stream_id>``): pass it as ``before`` for the next page."""
+    return f"{hit.frame_time!r}_{hit.stream_id}"
+
+
+def parse_cursor(text: str) -> Cursor:
+    """The (frame_time, stream_id) of a :func:`cursor_of` text; QueryError when it is not one."""
+    when, _, sid = text.partition("_")
+    try:
+        seconds = float(when)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or not _STREAM_ID.fullmatch(sid):
+        raise QueryError("not a cursor of this search (pass the next_cursor of the previous page unchanged)")
+    return seconds, sid
+
+
+def split_province(query: str) -> tuple[str, str | None]:
+    """(plate part, Thai province name) of a query that ends in a province name, as operators copy a plate from a
+    report (``1กข 1234 กรุงเทพมหานคร``, ``1กข1234 Tak``); (query, None) when it does not.
+
+    Only whole words after the first are tried, and only words without digits or wildcards, so a plate such as
+    ``กข 12`` or ``1กข *`` is never mistaken for a province.
+    """
+    from pipeline.plates.provinces import match_province
+
+    words = query.split()
+    for k in range(1, len(words)):
+        tail = " ".join(words[k:])
+        if any(ch.isdigit() or ch in "?*？＊" for ch in tail):
+            continue
+        found = match_province(tail, max_ratio=0.2)
+        if found is not None:
+            return " ".join(words[:k]), found.thai
+    return query, None
 
 
 def _matched_plates(hits: list[PlateHit]) -> int:

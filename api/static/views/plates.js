@@ -3,11 +3,14 @@
 import { ROUTES, api } from "../api.js";
 import { clear, errorBox, field, fmtTime, fromLocalInput, h, pct, toLocalInput } from "../dom.js";
 import { t } from "../i18n.js";
-import { authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf } from "./common.js";
+import {
+  authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf, snapshotUrl,
+} from "./common.js";
 import { playButton } from "./playback.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE = 50;
+const HISTORY = 500; // sightings a timeline shows: the newest ones
 
 function svg(tag, attrs = {}, text) {
   const el = document.createElementNS(SVG, tag);
@@ -94,6 +97,8 @@ export const platesView = {
     const results = h("div", { id: "plate-results" });
     const detail = h("div", { id: "plate-detail" });
     let offset = 0;
+    let cursor = null; // next_cursor of the last page: "More" reads on from there, unmoved by new reads
+    let firstTotal = null;
     let lastQuery = null;
     let controller = null;
 
@@ -115,16 +120,39 @@ export const platesView = {
       }
       clear(detail, h("p", { class: "muted" }, t("common.loading")));
       try {
-        const data = await api(ROUTES.plateHistory(plate), { query: { limit: 500, reason: reason.value.trim() } });
-        clear(detail, h("div", { class: "panel" }, timeline(plate, itemsOf(data, "sightings"))));
+        const why = reason.value.trim();
+        let data = await api(ROUTES.plateHistory(plate), { query: { limit: HISTORY, reason: why } });
+        if (data.total != null && data.total > HISTORY) { // oldest first: a busy plate's newest sightings matter most
+          data = await api(ROUTES.plateHistory(plate), { query: { limit: HISTORY, offset: data.total - HISTORY, reason: why } });
+        }
+        const chart = timeline(plate, itemsOf(data, "sightings"));
+        if (data.total != null && data.total > HISTORY) { // said under the title, not after 500 rows
+          chart.querySelector("h2").after(h("p", { class: "muted", id: "plate-timeline-partial" },
+            t("plates.timeline_newest", { n: HISTORY, total: data.total })));
+        }
+        clear(detail, h("div", { class: "panel" }, chart));
         detail.scrollIntoView({ behavior: "smooth", block: "start" });
       } catch (err) {
         clear(detail, errorBox(err));
       }
     };
 
+    const showFrame = (e) => {
+      const panel = h("div", { class: "panel", id: "plate-frame-panel" },
+        h("h2", {}, `${e.plate_text} · ${cameraName(e.camera_id)} · ${fmtTime(e.frame_time)}`),
+        h("div", { class: "snapshot-box", style: { maxWidth: "64rem" } },
+          authImg(snapshotUrl(e), { id: "plate-frame", alt: e.plate_text })),
+        ctx.can("playback") ? h("p", {}, playButton(e.camera_id, e.frame_time)) : null);
+      clear(detail, panel);
+      detail.scrollIntoView({ behavior: "smooth", block: "start" });
+    };
+
     const row = (hit) => {
       const e = eventOf(hit);
+      const frame = snapshotUrl(e)
+        ? h("button", { class: "btn btn-small btn-secondary frame-link", type: "button",
+          onclick: (ev) => { ev.stopPropagation(); showFrame(e); } }, t("plates.frame"))
+        : null;
       const tr = h("tr", { class: ctx.can("plate_history") ? "clickable" : "", dataset: { plate: e.plate_text, eventId: e.event_id } },
         h("td", {}, authImg(cropUrl(e), { class: "crop-thumb", alt: e.plate_text })),
         h("td", {}, h("span", { class: "plate-text" }, e.plate_text),
@@ -133,7 +161,7 @@ export const platesView = {
         h("td", {}, cameraName(e.camera_id)),
         h("td", {}, fmtTime(e.frame_time)),
         h("td", {}, pct(e.confidence)),
-        h("td", {}, ctx.can("playback") ? playButton(e.camera_id, e.frame_time) : null, " ",
+        h("td", {}, frame, " ", ctx.can("playback") ? playButton(e.camera_id, e.frame_time) : null, " ",
           ctx.can("evidence")
             ? h("a", { class: "btn btn-small btn-secondary", href: exportLink(e), onclick: (ev) => ev.stopPropagation() },
               t("common.export_clip"))
@@ -154,7 +182,8 @@ export const platesView = {
         status.textContent = t("plates.need_query");
         return;
       }
-      if (!append) { offset = 0; clear(detail); }
+      if (!append) { offset = 0; cursor = null; clear(detail); }
+      if (append && lastQuery) Object.assign(p, lastQuery); // "More" pages the search shown, not the edited form
       lastQuery = p;
       if (controller) controller.abort();
       controller = new AbortController();
@@ -164,10 +193,11 @@ export const platesView = {
           signal: controller.signal,
           query: { q: p.q, mode: p.mode, cameras: p.cameras.length ? p.cameras : undefined,
             start: p.start ?? undefined, end: p.end ?? undefined, province: p.province || undefined,
-            offset, limit: PAGE },
+            cursor: append && cursor ? cursor : undefined, limit: PAGE },
         });
         const hits = itemsOf(data);
-        const total = data.total ?? hits.length + offset;
+        if (!append) firstTotal = data.total ?? null; // a cursor page counts from its cursor on: keep the first
+        const total = firstTotal ?? hits.length + offset;
         const notes = Array.isArray(data.notes) && data.notes.length ? ` · ${data.notes.join("; ")}` : "";
         status.textContent = `${t("common.results", { n: total })}${data.truncated ? "+" : ""}${notes}`;
         let tbody = results.querySelector("tbody");
@@ -181,7 +211,8 @@ export const platesView = {
         hits.forEach((hit) => tbody.append(row(hit)));
         results.querySelector(".more")?.remove();
         offset += hits.length;
-        if (hits.length && (data.total != null ? offset < data.total : hits.length === PAGE)) {
+        cursor = data.next_cursor ?? null;
+        if (hits.length && cursor && data.has_more !== false) {
           results.append(h("button", { class: "btn btn-secondary more", type: "button", onclick: () => run(true) }, t("common.more")));
         }
       } catch (err) {
