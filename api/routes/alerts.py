@@ -142,7 +142,11 @@ _SCAN_HEADERS = {200: {"headers": {
     "X-Alerts-Scanned": {"description": "Filtered requests: alerts read (camera-limited callers: alerts read on "
                          "their cameras).", "schema": {"type": "integer"}},
     "X-Alerts-Scan-Complete": {"description": "Filtered requests: false when the scan cap stopped the scan before "
-                               "`limit` matches were found.", "schema": {"type": "boolean"}}}}}
+                               "`limit` matches were found.", "schema": {"type": "boolean"}},
+    "X-Alerts-Scan-Next": {"description": "Filtered requests stopped by the scan cap: the stream id the scan stopped "
+                           "at; pass it as `before` (a request without `after`) or as `after` (a request with "
+                           "`after`) to scan on from there, even when this page found no match.",
+                           "schema": {"type": "string"}}}}}
 
 Severity = Literal["low", "medium", "high", "critical"]
 
@@ -170,6 +174,8 @@ def _page(client, settings, user: User, flt: AlertFilter, response: Response, af
                        start=after if after is not None else before, newest_first=after is None)
     response.headers["X-Alerts-Scanned"] = str(match.visible)
     response.headers["X-Alerts-Scan-Complete"] = "false" if scan.capped else "true"
+    if scan.capped and scan.next_id:  # where to go on: the last page's ids cannot say when it found nothing
+        response.headers["X-Alerts-Scan-Next"] = scan.next_id
     return scan.entries if after is not None else list(reversed(scan.entries))
 
 
@@ -183,7 +189,8 @@ def _page(client, settings, user: User, flt: AlertFilter, response: Response, af
                         "at most CCTV_ALERT_FILTER_SCAN alerts (default 20000) are read, the newest ones (or those "
                         "before `before`, or the first ones after `after`); the headers `X-Alerts-Scanned` and "
                         "`X-Alerts-Scan-Complete` (false when the cap stopped the scan before `limit` matches) say "
-                        "how far it looked. For a caller limited to some cameras every request is such a scan: "
+                        "how far it looked, and `X-Alerts-Scan-Next` where to go on (as `before`, or as `after` "
+                        "with `after`). For a caller limited to some cameras every request is such a scan: "
                         "alerts of other cameras are skipped without being counted, so `limit` alerts of the "
                         "caller's cameras are returned when the scan finds them (a camera the caller may not see "
                         "has no alerts for them).")

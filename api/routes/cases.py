@@ -20,6 +20,7 @@ import time
 import uuid
 import zipfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +51,18 @@ router = APIRouter(prefix="/api/cases", tags=["cases"])
 def _case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dict:
     """The case with its items if ``user`` may see it (its owner, or an admin), else 404."""
     case = _decoded_case(case_id, client.hgetall(f"case:{case_id}"))
-    if not case or not (user.may("admin") or owns(case, "created_by", user.username, stamp, "case")):
+    if not _sees_case(case, user, stamp):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} not found")
+    return _with_items(client, case_id, case)
+
+
+def _sees_case(case: dict[str, str], user: User, stamp: str) -> bool:
+    """Whether the stored case (empty: none) is ``user``'s (its owner, or an admin)."""
+    return bool(case) and (user.may("admin") or owns(case, "created_by", user.username, stamp, "case"))
+
+
+def _with_items(client: redis.Redis, case_id: str, case: dict) -> dict:
+    """``case`` with its items (``items``), oldest first."""
     items = client.hgetall(f"case:{case_id}:items")
     case["items"] = sorted((_case_item(case_id, k, v) for k, v in items.items()), key=lambda i: i["added_at"])
     return case
@@ -63,6 +74,20 @@ def _open_case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dic
     if case.get("status") == "closed":
         raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
     return case
+
+
+def _while_open(client: redis.Redis, case_id: str, write: Callable[[redis.client.Pipeline], None]) -> None:
+    """Queue ``write``'s commands in one MULTI that runs only while the case is still open (WATCH of the case
+    record, retried when it changed): a close that lands between the caller's checks and its write is answered 409,
+    and nothing is added to or removed from a closed case (its chain of custody, its lifted hold)."""
+
+    def step(pipe: redis.client.Pipeline) -> None:
+        if pipe.hget(f"case:{case_id}", "status") == b"closed":
+            raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+        pipe.multi()
+        write(pipe)
+
+    client.transaction(step, f"case:{case_id}")
 
 
 DAMAGED = "damaged"
@@ -169,17 +194,36 @@ def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: A
     return _out(_case(client, case_id, user, stamp))
 
 
-@router.get("", response_model=list[CaseOut], summary="Your cases, newest first")
+CASE_LIST_MAX = 500
+"""Most cases one listing returns: the caller's newest."""
+CASE_LIST_CHUNK = 500
+"""Case ids read per step while a listing looks for the caller's cases among everyone's."""
+
+
+@router.get("", response_model=list[CaseOut], summary="Your cases, newest first",
+            description=f"Your newest {CASE_LIST_MAX} cases (an admin: everyone's), however many cases other users "
+                        "opened since.")
 def list_cases(user: Investigator, client: RedisDep, store: ApiStoreDep) -> list[CaseOut]:
-    out = []
     stamp = owner_stamp(store, user.username)
-    for cid in client.zrevrange("cases", 0, 499):
-        try:
-            out.append(_out(_case(client, cid.decode(), user, stamp)))
-        except UnicodeDecodeError:
-            logger.warning("case list: a stored case id is not UTF-8 (%r); skipped", cid[:64])
-        except HTTPException:
-            continue
+    out: list[CaseOut] = []
+    offset = 0
+    while len(out) < CASE_LIST_MAX:  # every user's cases share one index: read on until the caller's are found
+        ids = client.zrevrange("cases", offset, offset + CASE_LIST_CHUNK - 1)
+        if not ids:
+            break
+        offset += len(ids)
+        pipe = client.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hgetall(b"case:" + cid)
+        for cid, raw in zip(ids, pipe.execute(), strict=True):
+            try:
+                case_id = cid.decode()
+            except UnicodeDecodeError:
+                logger.warning("case list: a stored case id is not UTF-8 (%r); skipped", cid[:64])
+                continue
+            case = _decoded_case(case_id, raw)
+            if _sees_case(case, user, stamp) and len(out) < CASE_LIST_MAX:
+                out.append(_out(_with_items(client, case_id, case)))
     return out
 
 
@@ -209,8 +253,13 @@ def add_item(body: CaseItemCreate, user: Investigator, case_id: CaseId, client: 
     item = {"kind": body.kind, "ref": body.ref, "added_by": user.username, "added_at": time.time()}
     if body.kind != "clip":  # the record itself, kept with the case: size-capped event streams may trim it later
         item["event"] = event.model_dump(mode="json", exclude={"embedding"})
-    client.hset(f"case:{case_id}:items", f"{body.kind}:{body.ref}", json.dumps(item))
-    holds.place(client, case_id, f"{body.kind}:{body.ref}", hold)
+    item_key = f"{body.kind}:{body.ref}"
+
+    def write(pipe: redis.client.Pipeline) -> None:  # the item and its hold in one step, only into an open case
+        pipe.hset(f"case:{case_id}:items", item_key, json.dumps(item))
+        holds.queue_place(pipe, case_id, item_key, hold)
+
+    _while_open(client, case_id, write)
     store.audit(user.username, "case_add", {"case_id": case_id, **body.model_dump()})
     return _out(_case(client, case_id, user, stamp))
 
@@ -258,8 +307,13 @@ def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRe
     if not any(i["kind"] == kind and i["ref"] == ref for i in case["items"]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"case {case_id!r} has no {kind} item {ref!r}")
     item_key = ref if kind == DAMAGED else f"{kind}:{ref}"  # a damaged item's ref is its stored key
-    client.hdel(f"case:{case_id}:items", item_key)
-    holds.drop(client, case_id, item_key)  # after the item: a failure in between leaves more held, not less
+
+    def write(pipe: redis.client.Pipeline) -> None:  # the item and its hold entry in one step, only from an open case
+        pipe.hdel(f"case:{case_id}:items", item_key)
+        pipe.hdel(holds.case_key(case_id), item_key)
+
+    _while_open(client, case_id, write)
+    holds.rebuild(client)  # after the item and its hold hash entry: a failure in between leaves more held, not less
     logger.info("case %s: %s removed item %s", case_id, user.username, item_key[:100])
     store.audit(user.username, "case_remove", {"case_id": case_id, "kind": kind, "ref": ref})
     return _out(_case(client, case_id, user, stamp))
@@ -341,14 +395,27 @@ def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordi
              responses={404: {"model": ErrorOut, "description": "No such case (or not yours)."}})
 def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     stamp = owner_stamp(store, user.username)
-    case = _case(client, case_id, user, stamp)
-    if case.get("status") != "closed":
-        client.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
-                                                "closed_by": user.username})
+    _case(client, case_id, user, stamp)
+    if _mark_closed(client, case_id, user.username):
         holds.release(client, case_id)
         logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
         store.audit(user.username, "case_close", {"case_id": case_id})
     return _out(_case(client, case_id, user, stamp))
+
+
+def _mark_closed(client: redis.Redis, case_id: str, username: str) -> bool:
+    """Mark the case closed (by whom, when) unless it already is, in one WATCHed step: of two closes at once only
+    one records itself (the other finds it closed); False when it was closed already."""
+
+    def step(pipe: redis.client.Pipeline) -> bool:
+        if pipe.hget(f"case:{case_id}", "status") == b"closed":
+            return False
+        pipe.multi()
+        pipe.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
+                                              "closed_by": username})
+        return True
+
+    return client.transaction(step, f"case:{case_id}", value_from_callable=True)
 
 
 class PackageTooLarge(Exception):

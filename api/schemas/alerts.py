@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.text import FreeText
 from pipeline.events import Alert
 
 NOTE_MAX_CHARS = 2000
@@ -17,14 +18,18 @@ class AckRequest(BaseModel):
     """Acknowledge an alert, optionally saying what was done."""
 
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(default="", max_length=NOTE_MAX_CHARS)
+    note: FreeText = Field(default="", max_length=NOTE_MAX_CHARS,
+                           description="Line breaks and tabs allowed; other control characters and bidi overrides "
+                                       "are refused (422).")
 
 
 class NoteRequest(BaseModel):
     """A follow-up note on an acknowledged alert."""
 
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(min_length=1, max_length=NOTE_MAX_CHARS, pattern=r"\S")
+    note: FreeText = Field(min_length=1, max_length=NOTE_MAX_CHARS, pattern=r"\S",
+                           description="Line breaks and tabs allowed; other control characters and bidi overrides "
+                                       "are refused (422).")
 
 
 class AlertNoteOut(BaseModel):

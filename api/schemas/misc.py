@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.text import FreeText, OneLine
 from api.validation import TIME_HELP, Instant
 from pipeline.recording.export import MAX_EPOCH_S  # 10000-01-01T00:00:00Z: no later time fits a clip's name
 
@@ -96,8 +97,10 @@ class ExportOut(BaseModel):
 
 class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
+    name: OneLine = Field(min_length=1, max_length=200, pattern=r"\S",
+                          description="No control characters or bidi overrides (422).")
+    description: FreeText = Field(default="", max_length=5000, description="Line breaks and tabs allowed; other "
+                                  "control characters and bidi overrides are refused (422).")
 
 
 class CaseItemCreate(BaseModel):

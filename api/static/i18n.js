@@ -359,6 +359,11 @@ const STRINGS = {
     "evidence.kind.damaged": "Unreadable item",
     "evidence.item_count": "{n} items",
     "evidence.item_count_one": "1 item",
+    "evidence.case_open": "Open · legal hold",
+    "evidence.case_closed": "Closed {when}",
+    "evidence.case_close": "Close case",
+    "evidence.case_close_confirm": "Close case “{name}”? Its legal hold is lifted and nothing can be added to or removed from it afterwards.",
+    "evidence.case_closed_ok": "Case closed.",
   },
   th: {
     "app.title": "ห้องควบคุมกล้องวงจรปิด",
@@ -717,6 +722,11 @@ const STRINGS = {
     "evidence.kind.damaged": "รายการที่อ่านไม่ได้",
     "evidence.item_count": "{n} รายการ",
     "evidence.item_count_one": "1 รายการ",
+    "evidence.case_open": "เปิดอยู่ · ระงับการลบหลักฐาน",
+    "evidence.case_closed": "ปิดคดีแล้ว {when}",
+    "evidence.case_close": "ปิดคดี",
+    "evidence.case_close_confirm": "ปิดคดี “{name}” หรือไม่? การระงับการลบหลักฐานจะสิ้นสุด และจะเพิ่มหรือนำรายการออกจากคดีนี้ไม่ได้อีก",
+    "evidence.case_closed_ok": "ปิดคดีแล้ว",
   },
 };
 

@@ -89,6 +89,13 @@ def unknown_hold(case_id: str, item_key: str) -> Hold:
 def place(client: redis.Redis, case_id: str, item_key: str, hold: Hold) -> None:
     """Hold ``hold`` for ``case_id``'s item ``item_key`` (idempotent)."""
     pipe = client.pipeline(transaction=True)
+    queue_place(pipe, case_id, item_key, hold)
+    pipe.execute()
+
+
+def queue_place(pipe: redis.client.Pipeline, case_id: str, item_key: str, hold: Hold) -> None:
+    """Queue the commands of :func:`place` on ``pipe`` (a MULTI the caller executes: the hold then enters Redis in
+    the same step as the caller's other writes, e.g. the case item it belongs to)."""
     pipe.hset(case_key(case_id), item_key, hold.to_json())
     pipe.sadd(CASES, case_id)
     if hold.events:
@@ -98,7 +105,6 @@ def place(client: redis.Redis, case_id: str, item_key: str, hold: Hold) -> None:
     if hold.windows:
         pipe.sadd(WINDOWS, *[json.dumps(list(w)) for w in hold.windows])
     pipe.incr(VERSION)
-    pipe.execute()
 
 
 def release(client: redis.Redis, case_id: str) -> None:

@@ -8,6 +8,9 @@ import { beep } from "../live.js";
 import { authImg, cameraName, cropUrl, listCameras } from "./common.js";
 import { playButton } from "./playback.js";
 
+/** Longest acknowledgement or follow-up note the API takes (api.schemas.alerts.NOTE_MAX_CHARS). */
+const NOTE_MAX_CHARS = 2000;
+
 function alertCard(item, ctx, fresh) {
   const a = item.alert;
   const sev = a.severity || "medium";
@@ -63,7 +66,7 @@ async function fetchAlert(item) {
 }
 
 async function addNote(item, ctx) {
-  const note = h("textarea", { name: "note", rows: 3, maxlength: 2000, required: true });
+  const note = h("textarea", { name: "note", rows: 3, maxlength: NOTE_MAX_CHARS, required: true });
   const result = await dialog(t("alerts.note_title"), [
     h("p", {}, `${item.alert.label} · ${cameraName(item.alert.camera_id)} · ${fmtTime(item.alert.created_at)}`),
     field("alerts.ack_note", note),
@@ -76,7 +79,7 @@ async function addNote(item, ctx) {
 }
 
 async function acknowledge(item, ctx) {
-  const note = h("textarea", { name: "note", rows: 3, maxlength: 500 });
+  const note = h("textarea", { name: "note", rows: 3, maxlength: NOTE_MAX_CHARS });
   const result = await dialog(t("alerts.ack_title"), [
     h("p", {}, `${item.alert.label} · ${cameraName(item.alert.camera_id)} · ${fmtTime(item.alert.created_at)}`),
     field("alerts.ack_note", note),
@@ -119,13 +122,21 @@ function streamOrder(a, b) {
 /** Page size of the "older alerts" button. */
 const OLDER_PAGE = 300;
 
-/** Load the alerts just before the oldest one shown; false when there are no more. */
-async function loadOlder(ctx) {
+/**
+ * Load the alerts just before the oldest one shown (or before where the last scan stopped, when that is older);
+ * false when there are no more. A camera-limited user's listing is a scan of at most CCTV_ALERT_FILTER_SCAN alerts:
+ * when it stops at that cap (`X-Alerts-Scan-Next`), even with no alert of the user's cameras found, the next page
+ * goes on from there (`paging.scanNext`), so alerts behind many of other cameras are still reached.
+ */
+async function loadOlder(ctx, paging) {
   const shown = ctx.alerts().map((item) => item.id).filter(Boolean).sort(streamOrder);
-  if (!shown.length) return false;
-  const rows = await api(ROUTES.alerts, { query: { before: shown[0], limit: OLDER_PAGE } });
+  const from = [paging.scanNext, shown[0]].filter(Boolean).sort(streamOrder)[0];
+  const response = await api(ROUTES.alerts, { query: { before: from, limit: OLDER_PAGE }, raw: true });
+  const rows = await response.json();
+  paging.scanNext = response.headers.get("X-Alerts-Scan-Next") || null;
   const items = (Array.isArray(rows) ? rows : []).map((row) => ({ ...row, ack: row.ack || null }));
   ctx.addAlerts(items);
+  if (paging.scanNext) return true; // the scan stopped at its cap: older alerts may lie beyond
   const oldest = ctx.alerts().map((item) => item.id).filter(Boolean).sort(streamOrder)[0];
   // the wall keeps a bounded number of alerts: when the page did not get older, there is nothing more to show
   return items.length === OLDER_PAGE && oldest !== shown[0];
@@ -171,12 +182,13 @@ export const alertsView = {
       for (const item of items) {
         const id = item.alert.alert_id;
         let entry = cards.get(id);
-        if (!entry || entry.sig !== ackSignature(item)) {
+        const sig = `${ackSignature(item)}|${cameraName(item.alert.camera_id)}`; // the name once cameras are known
+        if (!entry || entry.sig !== sig) {
           const fresh = !seen.has(id);
           seen.add(id);
           const el = alertCard(item, ctx, fresh);
           if (entry) entry.el.replaceWith(el);
-          entry = { el, sig: ackSignature(item) };
+          entry = { el, sig };
           cards.set(id, entry);
         }
         const expectedNext = previous ? previous.nextElementSibling : list.firstElementChild;
@@ -188,11 +200,12 @@ export const alertsView = {
       }
     };
     onlyOpen.addEventListener("change", paint);
+    const paging = { scanNext: null }; // where the last capped scan of "Older alerts" stopped
     const olderBtn = h("button", { class: "btn btn-secondary", type: "button", id: "alerts-older" }, t("alerts.older"));
     olderBtn.addEventListener("click", async () => {
       olderBtn.disabled = true;
       try {
-        const more = await loadOlder(ctx);
+        const more = await loadOlder(ctx, paging);
         olderBtn.disabled = !more;
         if (!more) olderBtn.textContent = t("alerts.no_older");
       } catch (err) {

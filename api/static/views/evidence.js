@@ -41,8 +41,9 @@ function exportRow(data, ctx, cases, refreshCases) {
       }
     }
     const filename = j.filename || `${j.camera_id}_${Math.floor(j.start)}_${Math.floor(j.end)}.mp4`;
+    // only open cases take items (a closed case's contents are final; the server answers 409)
     const caseSel = h("select", { class: "case-select" }, h("option", { value: "" }, t("evidence.add_to_case")),
-      cases.map((c) => h("option", { value: c.id }, c.name || c.id)));
+      cases.filter((c) => c.status !== "closed").map((c) => h("option", { value: c.id }, c.name || c.id)));
     caseSel.addEventListener("change", async () => {
       if (!caseSel.value) return;
       await attempt(() => api(ROUTES.caseItems(caseSel.value), { method: "POST", body: { kind: "clip", ref: j.id } }),
@@ -125,6 +126,20 @@ function caseItem(item, jobs) {
     playButton(place.camera, place.time));
 }
 
+/** Open (its items under legal hold) or closed (when), as a badge. */
+function caseState(c) {
+  const closed = c.status === "closed";
+  return h("span", { class: `badge case-state ${closed ? "case-closed" : "case-open"}`, dataset: { status: closed ? "closed" : "open" } },
+    closed ? t("evidence.case_closed", { when: c.closed_at ? fmtTime(c.closed_at, { seconds: false }) : "" }).trim() : t("evidence.case_open"));
+}
+
+/** Close a case after the user confirmed it (closing lifts its legal hold and is final). */
+async function closeCase(c, refreshCases) {
+  if (!window.confirm(t("evidence.case_close_confirm", { name: c.name || c.id }))) return;
+  await attempt(() => api(`${ROUTES.case(c.id)}/close`, { method: "POST" }), { okMessage: t("evidence.case_closed_ok") });
+  refreshCases();
+}
+
 export const evidenceView = {
   id: "evidence",
   feature: "evidence",
@@ -158,14 +173,17 @@ export const evidenceView = {
         else {
           clear(casesBox, h("ul", { class: "list-nav" }, cases.map((c) => {
             const items = c.items || [];
-            return h("li", { dataset: { caseId: c.id, items: items.length } }, h("div", { class: "export-item" },
-              h("strong", {}, c.name || c.id),
+            return h("li", { dataset: { caseId: c.id, items: items.length, status: c.status || "open" } },
+              h("div", { class: "export-item" },
+              h("div", { class: "row" }, h("strong", {}, c.name || c.id), caseState(c)),
               c.description ? h("div", { class: "muted" }, c.description) : null,
               h("div", { class: "muted case-count" }, itemCount(items)),
               h("div", { class: "row case-items" }, items.map((it) => caseItem(it, jobs))),
               items.length ? h("button", { class: "btn btn-secondary btn-small case-package", type: "button",
                 onclick: () => attempt(() => downloadFile(ROUTES.casePackage(c.id), `case_${c.id}.zip`)) },
-              `↓ ${t("evidence.package")}`) : null));
+              `↓ ${t("evidence.package")}`) : null,
+              c.status !== "closed" ? h("button", { class: "btn btn-secondary btn-small case-close", type: "button",
+                onclick: () => closeCase(c, refreshCases) }, t("evidence.case_close")) : null));
           })));
         }
         paintExports();
