@@ -19,6 +19,14 @@ const MAX_PENDING = 120; // fragments waiting for the SourceBuffer before the st
 const EVENTS_MS = 5000;
 const ACK_EVERY = 5; // fragments between acknowledgements (the server allows CCTV_LIVE_ACK_WINDOW in flight)
 const CONTROLS_MS = 3000; // full screen: the exit button stays shown this long after entering or a mouse move
+/** A stream the server says is live that brings no fragment for this long is shown offline ("no video"), its last
+ * frame dimmed, until fragments flow again: the server only notices a stalled camera after its stall timeout
+ * (ingest.stall_timeout_s, 10 s by default), and meanwhile a frozen frame must not pass for live video. */
+export const STALL_MS = 4000;
+/** Still no fragment this long after the server said live: the connection itself may be dead (a half-open TCP
+ * connection after a network cut never closes on its own): a new one is opened. A stalled camera the server
+ * noticed is reported offline by it well before (its stall timeout), which ends this watch. */
+export const RECONNECT_STALLED_MS = 30000;
 
 /** Fragments (`moof` boxes) in a binary message of one or more whole `moof`+`mdat` fragments. */
 export function countFragments(buffer) {
@@ -52,7 +60,12 @@ export class LivePlayer {
     this.mime = "";
     this.mode = "remux";
     this.stats = { fragments: 0, bytes: 0, presented: 0, firstFrameAt: null, openedAt: null, frames: [] };
-    this.tick = setInterval(() => this.keepLive(), 500);
+    this.serverStatus = ""; // the server's newest status of the stream ("live", "offline", ...)
+    this.stalled = false; // the server says live, but no fragment came for STALL_MS
+    this.lastFragmentAt = 0;
+    this.stallMs = STALL_MS;
+    this.reconnectMs = RECONNECT_STALLED_MS;
+    this.tick = setInterval(() => { this.watchStall(); this.keepLive(); }, 500);
     if (video.requestVideoFrameCallback) {
       const onFrame = (now, meta) => {
         if (this.dead) return;
@@ -102,6 +115,8 @@ export class LivePlayer {
     this.ws = ws;
     this.received = 0;
     this.acked = 0;
+    this.serverStatus = "";
+    this.stalled = false;
     this.endCode = ""; // the reason_code of the server's "end" message, which comes just before its close
     ws.addEventListener("open", () => ws.send(JSON.stringify({ token: getToken() })));
     ws.addEventListener("message", (event) => {
@@ -145,6 +160,9 @@ export class LivePlayer {
       }
     } else if (msg.type === "status") {
       this.mode = msg.mode || this.mode;
+      this.serverStatus = msg.status;
+      this.stalled = false;
+      this.lastFragmentAt = Date.now(); // the stall clock starts again from the server's word
       this.onState(msg.status === "live" ? "live" : msg.status,
         { reason: msg.reason, code: msg.reason_code || "", mode: this.mode });
       if (msg.status === "live") this.attempt = 0;
@@ -164,6 +182,11 @@ export class LivePlayer {
     // several fragments (sent together when this viewer fell a little behind): each one counts
     const fragments = countFragments(buffer);
     this.received += fragments;
+    this.lastFragmentAt = Date.now();
+    if (this.stalled) { // video flows again: live once more
+      this.stalled = false;
+      this.onState("live", { mode: this.mode });
+    }
     if (this.received - this.acked >= ACK_EVERY && this.ws) {
       this.acked = this.received;
       this.ws.send(JSON.stringify({ ack: this.received }));
@@ -240,6 +263,25 @@ export class LivePlayer {
     if (cut - start > 1) {
       try { sb.remove(start, cut); } catch { /* removed on the next tick */ }
     }
+  }
+
+  /** A stream the server calls live that brought no fragment for STALL_MS: say so (offline, "no video") instead of
+   * leaving its frozen last frame under a live badge; the next fragment makes it live again. */
+  watchStall() {
+    if (this.stopped || !this.ws || this.serverStatus !== "live") return;
+    const quiet = Date.now() - this.lastFragmentAt;
+    const reason = `no video from the camera for ${Math.round(quiet / 1000)} s`;
+    if (this.stalled && quiet >= this.reconnectMs) { // silent for long: a new connection (see RECONNECT_STALLED_MS)
+      const ws = this.ws;
+      this.ws = null;
+      ws.close(4000, "stalled");
+      this.resetMedia();
+      this.retry(reason, "no_video");
+      return;
+    }
+    if (this.stalled || quiet < this.stallMs) return;
+    this.stalled = true;
+    this.onState("offline", { reason, code: "no_video", mode: this.mode });
   }
 
   /** Jump to the live edge when the playhead fell behind (tab throttled, slow decode); trim the buffer. */
