@@ -14,6 +14,7 @@ import sys
 from api.schemas.auth import PASSWORD_MIN, password_problem
 from api.settings import ApiSettings
 from api.store import ROLES, ApiStore
+from pipeline.settings import load_project_redis_credentials
 from pipeline.store.connection import redis_client
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--must-change", action="store_true",
                    help="the user must set their own password at the next login (for a password handed to them)")
     args = parser.parse_args(argv)
+    secrets_file = load_project_redis_credentials()
+    if secrets_file is not None:
+        print(f"using the project's Redis of {secrets_file} (no CCTV_REDIS_URL in the environment)", file=sys.stderr)
     settings = ApiSettings()
     password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
     problem = f"needs at least {PASSWORD_MIN} characters" if len(password) < PASSWORD_MIN else \

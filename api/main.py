@@ -40,6 +40,7 @@ from api.routes import (
     users,
     watchlists,
 )
+from api.schemas.auth import PASSWORD_MIN, password_problem
 from api.security import SecurityHeaders
 from api.settings import ApiSettings
 from api.store import ApiStore
@@ -56,15 +57,31 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
+def bootstrap_password_problem(password: str, username: str) -> str | None:
+    """Why CCTV_ADMIN_PASSWORD may not be the password of ``username`` (the rules of every password), or None."""
+    if len(password) < PASSWORD_MIN:
+        return f"needs at least {PASSWORD_MIN} characters"
+    return password_problem(password, username)
+
+
 def bootstrap_admin(store: ApiStore, settings: ApiSettings) -> None:
     """Create the first admin from CCTV_ADMIN_USER / CCTV_ADMIN_PASSWORD if that user does not exist; else, when
     no user exists at all (first run), create ``CCTV_FIRST_ADMIN_USER`` with a generated password, printed once to
     the console (stderr; never to a logger or log file) and to be changed at first login."""
     if settings.admin_user and settings.admin_password:
-        if store.get_user(settings.admin_user) is None:
+        if store.get_user(settings.admin_user) is not None:
+            return
+        problem = bootstrap_password_problem(settings.admin_password, settings.admin_user)
+        if problem is None:
             store.put_user(settings.admin_user, "admin", settings.admin_password)
             logger.info("created admin user %s from the environment", settings.admin_user)
-        return
+            return
+        logger.error("CCTV_ADMIN_PASSWORD %s (the rules of every password, README: Security): admin user %s not "
+                     "created", problem, settings.admin_user)
+    elif settings.admin_user or settings.admin_password:
+        logger.warning("%s is set but %s is not: no admin user created from the environment",
+                       *(("CCTV_ADMIN_USER", "CCTV_ADMIN_PASSWORD") if settings.admin_user
+                         else ("CCTV_ADMIN_PASSWORD", "CCTV_ADMIN_USER")))
     password = store.create_first_admin(settings.first_admin_user)
     if password is None:
         return

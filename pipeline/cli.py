@@ -75,11 +75,50 @@ def _models(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def api_address_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port`` now (one line naming the address and the fix), or None.
+
+    Checked before anything starts: uvicorn would otherwise fail in the API child, which the supervisor restarts
+    over and over while the rest of the service runs without a control room. The probe binds as uvicorn does
+    (``SO_REUSEADDR``), so a port left in TIME_WAIT by a service just stopped is not taken for a busy one."""
+    import errno
+    import socket
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot serve the API on {where}: the host name does not resolve ({exc}); pass --host with an " \
+               "address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"cannot serve the API on {where}: the port is already in use by another program (see " \
+                       f"`ss -ltnp 'sport = :{port}'`); stop it or choose another port with --port"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot serve the API on {where}: this machine has no such address; pass --host with one " \
+                       "of its addresses (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+            if exc.errno == errno.EACCES:
+                return f"cannot serve the API on {where}: ports below 1024 need root; choose another port with " \
+                       "--port (or put a reverse proxy in front)"
+            return f"cannot serve the API on {where}: {exc.strerror or exc}"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from pipeline.service import run_service
 
     if args.config is None and args.role != "worker":
         args.config = str(PROJECT_ROOT / "cameras.yaml")
+    if args.role == "api" or (args.role == "all" and not args.no_api):
+        problem = api_address_problem(args.host, args.port)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     if args.role != "all":
         from pipeline.cluster.roles import run_role
 
@@ -190,8 +229,15 @@ def _redis_setup(args: argparse.Namespace) -> int:
 
 
 def _admin_client() -> object:
+    """A client of the Redis to back up or restore: ``CCTV_REDIS_ADMIN_URL`` (else ``CCTV_REDIS_URL``); in a shell
+    where neither is set, the project's own Redis from its secrets file, never the machine's 6379 by default."""
+    from pipeline.settings import load_project_redis_credentials
     from pipeline.store.connection import redis_client
 
+    secrets_file = load_project_redis_credentials()
+    if secrets_file is not None:
+        print(f"using the project's Redis of {secrets_file} (no CCTV_REDIS_ADMIN_URL in the environment)",
+              file=sys.stderr)
     settings = get_settings()
     return redis_client(settings.redis_admin_url or settings.redis_url, socket_connect_timeout=5, socket_timeout=120)
 
@@ -305,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cameras.yaml (default: cameras.yaml of the project); role api: pushed to Redis at start only "
                         "when Redis has none; role worker: not used (workers run the configuration in Redis; a "
                         "file that differs from it is warned about)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the API listens on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=_port, default=8000,
+                   help="port of the API (default 8000); one another program holds is refused before anything starts")
     p.add_argument("--no-api", action="store_true", help="run workers only")
     p.add_argument("--role", choices=["all", "worker", "api"], default="all",
                    help="all: the whole service on this machine (default); worker: capture, recording and analysis "

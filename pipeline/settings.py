@@ -40,7 +40,9 @@ Every setting has an environment variable prefixed with ``CCTV_``:
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import MutableMapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -156,3 +158,33 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise settings_error(exc) from None
+
+
+REDIS_LOCATION_VARIABLES = ("CCTV_REDIS_URL", "CCTV_API_REDIS_URL", "CCTV_REDIS_ADMIN_URL", "CCTV_REDIS_SENTINELS")
+"""Variables that name the Redis to use; with none of them set every URL falls back to the machine's 6379."""
+
+
+def load_project_redis_credentials(environ: MutableMapping[str, str] | None = None) -> Path | None:
+    """For console commands run in a plain shell (``python -m api create-user``, ``backup``, ``restore``): when
+    the environment names no Redis at all, take the URLs of the project's own Redis from its secrets file
+    (``CCTV_REDIS_SECRETS_FILE``, default ``var/secrets/redis.env``, written by ``redis-setup``) instead of falling
+    back to ``redis://127.0.0.1:6379/0``, the machine's Redis, which the service does not use. Returns the file
+    read, or None (a Redis already named, or no readable secrets file); the settings are read again afterwards."""
+    env = os.environ if environ is None else environ
+    if any(env.get(name) for name in REDIS_LOCATION_VARIABLES):
+        return None
+    path = Path(env.get(f"{ENV_PREFIX}REDIS_SECRETS_FILE") or PROJECT_ROOT / "var" / "secrets" / "redis.env")
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() in REDIS_LOCATION_VARIABLES[:3] and value.strip():
+            found[name.strip()] = value.strip()
+    if not found:
+        return None
+    env.update(found)
+    get_settings.cache_clear()
+    return path

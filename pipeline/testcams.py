@@ -23,6 +23,7 @@ replies) to test broken cameras.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -599,7 +600,9 @@ def serve_forever(videos_dir: Path, port: int = 8554, codec: str = "h264") -> in
     try:
         server = TestCameraServer(videos_dir, port, codec=codec).start()
     except (OSError, RuntimeError) as exc:
-        logger.error("cannot serve test cameras: %s", exc)
+        hint = " (another program listens there: stop it or choose another --port)" \
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE else ""
+        logger.error("cannot serve test cameras on 127.0.0.1:%d from %s: %s%s", port, videos_dir, exc, hint)
         return 1
     for name in sorted(server.streams):
         logger.info("serving %s (sub-stream %s)", server.url(name), server.sub_url(name))

@@ -62,10 +62,20 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; th
     exit 1
   fi
   echo "[install] starting the project's redis-server on 127.0.0.1:$REDIS_PORT (data: ${CCTV_REDIS_DATA_DIR:-var/redis})"
-  redis-server "${CCTV_REDIS_CONF_FILE:-var/secrets/redis.conf}" --daemonize yes
-  for _ in $(seq 100); do
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+  redis-server "${CCTV_REDIS_CONF_FILE:-var/secrets/redis.conf}" --daemonize yes || true
+  up=0  # CCTV_REDIS_START_WAIT_S: how long to wait for its first PONG (default 30 s)
+  for _ in $(seq $((${CCTV_REDIS_START_WAIT_S:-30} * 10))); do
+    if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then up=1; break; fi
     sleep 0.1
   done
+  if [ "$up" != 1 ]; then
+    # never "ready" without a Redis: the service would start and only log connection errors
+    conf=${CCTV_REDIS_CONF_FILE:-var/secrets/redis.conf}
+    log=$(sed -n 's/^logfile "\(.*\)"$/\1/p' "$conf")
+    echo "[install] the project's redis-server did not answer on 127.0.0.1:$REDIS_PORT within ${CCTV_REDIS_START_WAIT_S:-30} s;" \
+      "see its log ${log:-(none)} (config: $conf)" >&2
+    if [ -n "$log" ] && [ -f "$log" ]; then tail -n 5 "$log" >&2; fi
+    exit 1
+  fi
 fi
 echo "[install] ready (Redis credentials: var/secrets/redis.env; load them with: set -a; . var/secrets/redis.env; set +a)"

@@ -18,10 +18,33 @@ if ! $PY -m pipeline models verify >/dev/null 2>&1; then
 fi
 $PY -m pipeline check-config cameras.yaml
 
+# The demo's fixed ports: the RTSP cameras of cameras.yaml (8554) and the control room (8000). Another program on
+# one of them is named now, not after minutes of transcoding (or, for 8554, never: ffmpeg would reach that program).
+for port in 8554 8000; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "[run] 127.0.0.1:$port is already in use by another program (see: ss -ltnp 'sport = :$port');" \
+      "the demo needs it (8554: the RTSP cameras of cameras.yaml, 8000: the control room): stop that program" >&2
+    exit 1
+  fi
+done
+
 mkdir -p var/log
 $PY -m pipeline serve-cameras --videos "$CCTV_VIDEOS_DIR" --port 8554 >var/log/cameras.log 2>&1 &
 CAMS=$!
 trap 'kill $CAMS 2>/dev/null || true' EXIT
+# The first run transcodes the footage once (a minute or more) before the cameras listen: wait for them, so that the
+# service does not start against cameras that refuse, and stop with the server's own error if it exits.
+echo "[run] starting the RTSP test cameras (first run: the footage is transcoded once; log: var/log/cameras.log)"
+waited=0
+until (exec 3<>/dev/tcp/127.0.0.1/8554) 2>/dev/null; do
+  if ! kill -0 "$CAMS" 2>/dev/null || [ "$waited" -ge 1200 ]; then
+    echo "[run] the RTSP test cameras did not start on 127.0.0.1:8554 (var/log/cameras.log):" >&2
+    tail -n 5 var/log/cameras.log >&2
+    exit 1
+  fi
+  sleep 0.5
+  waited=$((waited + 1))
+done
 echo
 echo "  RTSP cameras : rtsp://127.0.0.1:8554/<video name>   (log: var/log/cameras.log)"
 echo "  Control room : http://127.0.0.1:8000/               (API docs: http://127.0.0.1:8000/docs)"

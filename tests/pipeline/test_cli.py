@@ -225,3 +225,66 @@ def test_export_clip_cuts_nothing_when_the_audit_record_cannot_be_written(cli_re
             "--out", str(tmp_path / "out")]
     assert main(argv) == 1
     assert cuts == [] and "cannot write the audit record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role", ["all", "api"])
+def test_run_refuses_an_api_port_in_use_before_starting_anything(tmp_path: Path, role: str) -> None:
+    """The API's port already taken (README's fixed 8000, another program there): one line naming the address and
+    `--port`, exit 2, before Redis or any child (the API child used to crash-loop on uvicorn's bind error while the
+    rest of the service ran without a control room)."""
+    import socket
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(GOOD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCTV_REDIS")} | {
+        "CLI_TEST_CAM_PASSWORD": "x", "CCTV_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing there: never reached
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--role", role, "--config", str(path),
+                                 "--host", "127.0.0.1", "--port", str(port)],
+                                capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"error: cannot serve the API on 127.0.0.1:{port}: the port is already in use" in result.stderr
+    assert "--port" in result.stderr and "Traceback" not in result.stderr and "Redis" not in result.stderr
+
+
+def test_api_address_problem_names_a_foreign_address_and_passes_a_free_port() -> None:
+    """An address this machine does not have names --host; a free port is no problem."""
+    import socket
+
+    from pipeline.cli import api_address_problem
+
+    problem = api_address_problem("192.0.2.1", 8000)  # TEST-NET-1: never a local address
+    assert problem is not None and "192.0.2.1:8000" in problem and "--host" in problem
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert api_address_problem("127.0.0.1", free) is None
+
+
+def test_backup_in_a_plain_shell_uses_the_projects_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`backup` / `restore` without the credentials loaded take the project's Redis from its secrets file (saying
+    so), not redis://127.0.0.1:6379/0: a backup of the machine's Redis would have looked like a good one."""
+    import pipeline.store.connection as connection
+    from pipeline.cli import _admin_client
+    from pipeline.settings import get_settings
+
+    secrets_file = tmp_path / "redis.env"
+    secrets_file.write_text("CCTV_REDIS_URL=redis://cctv-workers:w@127.0.0.1:6390/0\n"
+                            "CCTV_REDIS_ADMIN_URL=redis://default:adm@127.0.0.1:6390/0\n")
+    for name in ("CCTV_REDIS_URL", "CCTV_API_REDIS_URL", "CCTV_REDIS_ADMIN_URL", "CCTV_REDIS_SENTINELS"):
+        monkeypatch.setenv(name, "")  # set then removed: monkeypatch also removes what the command loads
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CCTV_REDIS_SECRETS_FILE", str(secrets_file))
+    urls: list[str] = []
+    monkeypatch.setattr(connection, "redis_client", lambda url, **_: urls.append(url))  # connects nowhere
+    get_settings.cache_clear()
+    try:
+        _admin_client()
+    finally:
+        get_settings.cache_clear()
+    assert urls == ["redis://default:adm@127.0.0.1:6390/0"]
+    assert f"using the project's Redis of {secrets_file}" in capsys.readouterr().err

@@ -48,3 +48,19 @@ def test_cli_reports_a_bad_setting_in_one_line_without_traceback() -> None:
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "CCTV_REDIS_PORT" in run.stderr and "CCTV_INTERNAL_TOKEN" in run.stderr
     assert TOKEN not in run.stderr + run.stdout
+
+
+def test_console_commands_take_the_projects_redis_only_when_none_is_named(tmp_path: Path) -> None:
+    """No Redis variable set: the URLs come from the secrets file; any one set (or no file): nothing changes."""
+    from pipeline.settings import load_project_redis_credentials
+
+    secrets_file = tmp_path / "redis.env"
+    secrets_file.write_text("# comment\nCCTV_REDIS_URL=redis://w:pw@127.0.0.1:6390/0\n"
+                            "CCTV_REDIS_ADMIN_URL=redis://default:adm@127.0.0.1:6390/0\nREDISCLI_AUTH=adm\n")
+    env = {"CCTV_REDIS_SECRETS_FILE": str(secrets_file)}
+    assert load_project_redis_credentials(env) == secrets_file
+    assert env["CCTV_REDIS_URL"] == "redis://w:pw@127.0.0.1:6390/0" and "REDISCLI_AUTH" not in env
+    named = {"CCTV_REDIS_SECRETS_FILE": str(secrets_file), "CCTV_REDIS_SENTINELS": "10.0.0.1:26379"}
+    assert load_project_redis_credentials(named) is None and "CCTV_REDIS_URL" not in named
+    missing = {"CCTV_REDIS_SECRETS_FILE": str(tmp_path / "absent.env")}
+    assert load_project_redis_credentials(missing) is None and "CCTV_REDIS_URL" not in missing
