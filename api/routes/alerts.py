@@ -27,6 +27,7 @@ from api.schemas.alerts import (
     AckConflictOut,
     AckOut,
     AckRequest,
+    AlertIdsRequest,
     AlertOut,
     NoteRequest,
 )
@@ -219,6 +220,28 @@ def list_alerts(user: Operator, client: RedisDep, settings: SettingsDep, respons
         raise field_error("before", "give either after or before, not both")
     entries = _page(client, settings, user, flt, response, after, before, limit)
     return _with_acks(client, user, entries)
+
+
+@router.post("/acks", response_model=list[AlertOut], summary="The current state of the given alerts",
+             description="Each alert asked for, with its acknowledgement (`ack`: who, note, when, follow-up notes) "
+                         "or null and the name of the watchlist that matched, oldest first: how a screen learns "
+                         "of acknowledgements made on another one for every alert it shows, however old. Alerts "
+                         "that do not exist (any more) or are on a camera the caller may not see are left out. At most 1000 ids (ALERT_IDS_MAX) per request; more, none or a malformed id is "
+                         "answered 422.")
+def alert_acks(body: AlertIdsRequest, user: Operator, client: RedisDep) -> list[AlertOut]:
+    ids = list(dict.fromkeys(body.alert_ids))
+    sids = sorted({sid for sid in client.hmget(keys.ALERT_INDEX, ids) if sid}, key=_stream_order)
+    pipe = client.pipeline(transaction=False)
+    for sid in sids:
+        pipe.xrange(keys.ALERT_STREAM, sid, sid)
+    entries = [found[0] for found in (pipe.execute() if sids else []) if found]
+    return _with_acks(client, user, entries)
+
+
+def _stream_order(sid: bytes) -> tuple[int, int]:
+    """Sort key of a stream id (``ms-seq``)."""
+    ms, _, seq = sid.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def _visible_alert(client, user: User, alert_id: str) -> dict:

@@ -186,10 +186,13 @@ def _kept_event(item: dict) -> PlateEvent | FaceEvent | None:
 def create_case(body: CaseCreate, user: Investigator, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     case_id = uuid.uuid4().hex[:16]
     stamp = owner_stamp(store, user.username)
-    client.hset(f"case:{case_id}", mapping={"id": case_id, "name": body.name, "description": body.description,
-                                            "created_by": user.username, "created_at": repr(time.time()),
-                                            OWNER_STAMP: stamp})
-    client.zadd("cases", {case_id: time.time()})
+    now = time.time()
+    pipe = client.pipeline(transaction=True)  # record and index in one MULTI/EXEC: no case nobody can list
+    pipe.hset(f"case:{case_id}", mapping={"id": case_id, "name": body.name, "description": body.description,
+                                          "created_by": user.username, "created_at": repr(now),
+                                          OWNER_STAMP: stamp})
+    pipe.zadd("cases", {case_id: now})
+    pipe.execute()
     store.audit(user.username, "case_create", {"case_id": case_id, "name": body.name})
     return _out(_case(client, case_id, user, stamp))
 
@@ -396,16 +399,19 @@ def _damaged_item_hold(client: redis.Redis, case_id: str, item_key: str, recordi
 def close_case(user: Investigator, case_id: CaseId, client: RedisDep, store: ApiStoreDep) -> CaseOut:
     stamp = owner_stamp(store, user.username)
     _case(client, case_id, user, stamp)
-    if _mark_closed(client, case_id, user.username):
-        holds.release(client, case_id)
+    closed_now = _mark_closed(client, case_id, user.username)
+    holds.rebuild(client)  # after the close removed the case's hold (again on a retry): a failure holds more
+    if closed_now:
         logger.info("case %s closed by %s: legal hold lifted", case_id, user.username)
         store.audit(user.username, "case_close", {"case_id": case_id})
     return _out(_case(client, case_id, user, stamp))
 
 
 def _mark_closed(client: redis.Redis, case_id: str, username: str) -> bool:
-    """Mark the case closed (by whom, when) unless it already is, in one WATCHed step: of two closes at once only
-    one records itself (the other finds it closed); False when it was closed already."""
+    """Mark the case closed (by whom, when) and remove its legal hold entries unless it already is, in one WATCHed
+    step: of two closes at once only one records itself (the other finds it closed), and no closed case is left
+    with a hold that nothing would ever lift; False when it was closed already. The held sets are recomputed after
+    (:func:`pipeline.store.holds.rebuild`)."""
 
     def step(pipe: redis.client.Pipeline) -> bool:
         if pipe.hget(f"case:{case_id}", "status") == b"closed":
@@ -413,6 +419,8 @@ def _mark_closed(client: redis.Redis, case_id: str, username: str) -> bool:
         pipe.multi()
         pipe.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
                                               "closed_by": username})
+        pipe.delete(holds.case_key(case_id))
+        pipe.srem(holds.CASES, case_id)
         return True
 
     return client.transaction(step, f"case:{case_id}", value_from_callable=True)

@@ -119,10 +119,13 @@ def search_plates(
     store.audit(user.username, "plate_search", {"q": q, "mode": mode, "cameras": cameras, "start": start,
                                                 "end": end, "province": province}, result.total)
     next_cursor = cursor_of(result.hits[-1]) if order == "time" and result.has_more and result.hits else None
+    suggestion = None
+    if not result.hits and offset == 0 and before is None:  # nothing found: was it typed on the English layout?
+        suggestion = searcher.layout_suggestion(plate, mode=mode, filters=filters, max_distance=max_distance)
     return PlateSearchOut(query=q, mode=mode, total=result.total, plates_matched=result.plates_matched,
                           complete=result.complete, has_more=result.has_more, offset=offset, limit=limit,
                           truncated=result.truncated, notes=result.notes, hits=_hits(searcher, result),
-                          next_cursor=next_cursor)
+                          next_cursor=next_cursor, did_you_mean=suggestion)
 
 
 def _plate_and_province(q: str, province: str | None) -> tuple[str, str | None]:

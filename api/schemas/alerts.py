@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.text import FreeText
@@ -11,6 +13,10 @@ NOTE_MAX_CHARS = 2000
 """Longest acknowledgement or follow-up note."""
 
 MAX_FOLLOW_UP_NOTES = 50
+"""Follow-up notes kept per acknowledged alert (a further note is refused with 409)."""
+
+ALERT_IDS_MAX = 1000
+"""Most alert ids one acknowledgement lookup takes (the alerts page keeps at most this many alerts)."""
 """Follow-up notes kept per acknowledged alert (a further note is refused with 409)."""
 
 
@@ -30,6 +36,14 @@ class NoteRequest(BaseModel):
     note: FreeText = Field(min_length=1, max_length=NOTE_MAX_CHARS, pattern=r"\S",
                            description="Line breaks and tabs allowed; other control characters and bidi overrides "
                                        "are refused (422).")
+
+
+class AlertIdsRequest(BaseModel):
+    """The alerts whose current state (acknowledgement, watchlist name) is asked for, by alert id."""
+
+    model_config = ConfigDict(extra="forbid")
+    alert_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(
+        min_length=1, max_length=ALERT_IDS_MAX, description=f"Alert ids (`alert.alert_id`), at most {ALERT_IDS_MAX}.")
 
 
 class AlertNoteOut(BaseModel):

@@ -42,3 +42,8 @@ class PlateSearchOut(BaseModel):
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` (same query and filters) for the "
                                     "next page, stable while new reads arrive; null on the last page and for "
                                     "order=distance.")
+    did_you_mean: str | None = Field(default=None, description="When the query has Latin letters and found nothing, "
+                                     "the Thai plate query it reads as on the Thai Kedmanee keyboard layout "
+                                     "(`1d-1234`: `1กข1234`, typed with the English layout still on) if that query "
+                                     "has hits with the same filters; else null. The query itself is never "
+                                     "rewritten (Latin letters may be a foreign plate).")

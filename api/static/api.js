@@ -11,6 +11,7 @@ export const ROUTES = {
   audit: "/api/audit",
   alerts: "/api/alerts",
   alertAck: (id) => `/api/alerts/${enc(id)}/ack`,
+  alertAcks: "/api/alerts/acks",
   alertsWs: "/api/alerts/ws",
   liveWs: (id) => `/api/live/${enc(id)}/ws`,
   liveInfo: (id) => `/api/live/${enc(id)}/info`,

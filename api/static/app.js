@@ -125,26 +125,37 @@ async function loadBacklog() {
   return items.length ? items[items.length - 1].id : "";
 }
 
+/** Most alert ids one acknowledgement lookup takes (api.schemas.alerts.ALERT_IDS_MAX). */
+const ALERT_IDS_MAX = 1000;
+
 /**
- * Acknowledgements (who, when, note, follow-up notes) and watchlist names of the alerts already shown, from the
- * REST backlog: the live feed only carries new alerts, so an acknowledgement made on another screen reaches this
- * wall this way. New alerts are left to the live feed (so they still flash and beep).
+ * Acknowledgements (who, when, note, follow-up notes) and watchlist names of every alert shown, however old, asked
+ * for by id: the live feed only carries new alerts, so an acknowledgement made on another screen reaches this wall
+ * this way. New alerts are left to the live feed (so they still flash and beep).
  */
 async function refreshAcks() {
-  const data = await api(ROUTES.alerts, { query: { limit: 300 } });
+  const ids = [...state.alerts.keys()];
   let changed = false;
-  (Array.isArray(data) ? data : []).forEach((row) => {
-    const known = state.alerts.get(row.alert.alert_id);
-    if (!known) return;
-    const notes = (ack) => (ack && Array.isArray(ack.notes) ? ack.notes.length : 0);
-    if (row.ack && (!known.ack || notes(row.ack) > notes(known.ack))) { known.ack = row.ack; changed = true; }
-    if (row.watchlist_name && !known.watchlist_name) {
-      known.watchlist_name = row.watchlist_name;
-      watchlistNames.set(row.alert.watchlist_id, row.watchlist_name);
-      changed = true;
-    }
-  });
+  for (let i = 0; i < ids.length; i += ALERT_IDS_MAX) {
+    const data = await api(ROUTES.alertAcks, { method: "POST", body: { alert_ids: ids.slice(i, i + ALERT_IDS_MAX) } });
+    (Array.isArray(data) ? data : []).forEach((row) => { changed = refreshAck(row) || changed; });
+  }
   if (changed) notifyAlerts();
+}
+
+/** Take a shown alert's acknowledgement and watchlist name from the server's ``row``; whether anything changed. */
+function refreshAck(row) {
+  const known = state.alerts.get(row.alert.alert_id);
+  if (!known) return false;
+  let changed = false;
+  const notes = (ack) => (ack && Array.isArray(ack.notes) ? ack.notes.length : 0);
+  if (row.ack && (!known.ack || notes(row.ack) > notes(known.ack))) { known.ack = row.ack; changed = true; }
+  if (row.watchlist_name && !known.watchlist_name) {
+    known.watchlist_name = row.watchlist_name;
+    watchlistNames.set(row.alert.watchlist_id, row.watchlist_name);
+    changed = true;
+  }
+  return changed;
 }
 
 async function startFeed() {

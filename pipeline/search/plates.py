@@ -30,6 +30,7 @@ import redis
 from pipeline.events import PlateEvent
 from pipeline.plates.fuzzy import deletion_variants, fold, plate_distance
 from pipeline.plates.grams import PlatePattern, QueryError, compile_query
+from pipeline.plates.keyboard import thai_plate_query
 from pipeline.store import codec, keys, lua
 from pipeline.store.plates import is_series_bigram, normalise_plate
 
@@ -480,6 +481,21 @@ class PlateSearcher:
         else:
             hits, total = self.newest_sightings(plates, filters, need + 1)
         return self._page(hits, total, _matched_plates(hits), truncated, notes, offset, limit)
+
+    def layout_suggestion(self, query: str, mode: Mode = "auto", filters: PlateFilters | None = None,
+                          max_distance: float = 1.0) -> str | None:
+        """The Thai plate query ``query`` was meant to be when it was typed with the English keyboard layout on
+        (:func:`pipeline.plates.keyboard.thai_plate_query`, ``1d-1234`` for ``1กข1234``) and that query has hits
+        (with the same mode and filters); else None. Call it only for a query that found nothing: a query with
+        Latin letters may be a foreign plate, so it is never rewritten, only answered with this suggestion."""
+        thai = thai_plate_query(query)
+        if thai is None:
+            return None
+        try:
+            found = self.search(thai, mode=mode, filters=filters, limit=1, max_distance=max_distance)
+        except QueryError:
+            return None
+        return thai if found.hits else None
 
     def _search_before(self, query: str, mode: Mode, filters: PlateFilters, offset: int, limit: int,
                        max_distance: float, before: Cursor) -> PlateSearchResult:

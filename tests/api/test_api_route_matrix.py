@@ -110,6 +110,7 @@ ROWS = [
     Row("DELETE", "/api/watchlists/{watchlist_id}/entries/{entry_id}", "/api/watchlists/nope/entries/nope",
         "admin", 404),
     Row("GET", "/api/alerts", "/api/alerts", "operator", 200),
+    Row("POST", "/api/alerts/acks", "/api/alerts/acks", "operator", 422, kwargs={"json": {}}),
     Row("POST", "/api/alerts/{alert_id}/ack", "/api/alerts/nope/ack", "operator", 404, kwargs={"json": {"note": "x"}}),
     Row("POST", "/api/alerts/{alert_id}/notes", "/api/alerts/nope/notes", "operator", 404,
         kwargs={"json": {"note": "x"}}),

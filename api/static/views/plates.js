@@ -176,6 +176,18 @@ export const platesView = {
       return tr;
     };
 
+    /** "Did you mean 1กข1234?" (a query typed with the English layout on), its plate a link that searches it. */
+    const didYouMean = (data) => {
+      if (!data.did_you_mean) return null;
+      const link = h("a", { href: "#", id: "plate-did-you-mean", class: "plate-text", onclick: (ev) => {
+        ev.preventDefault();
+        q.value = data.did_you_mean;
+        run();
+      } }, data.did_you_mean);
+      const [before, after = ""] = t("plates.did_you_mean").split("{plate}");
+      return h("p", { class: "did-you-mean" }, before, link, after);
+    };
+
     const run = async (append = false) => {
       const p = query();
       if (!p.q) {
@@ -202,7 +214,7 @@ export const platesView = {
         status.textContent = `${t("common.results", { n: total })}${data.truncated ? "+" : ""}${notes}`;
         let tbody = results.querySelector("tbody");
         if (!append || !tbody) {
-          if (!hits.length) { clear(results, h("div", { class: "empty" }, t("plates.empty"))); return; }
+          if (!hits.length) { clear(results, h("div", { class: "empty" }, t("plates.empty")), didYouMean(data)); return; }
           tbody = h("tbody");
           clear(results, h("div", { class: "table-wrap" }, h("table", { id: "plate-table" },
             h("thead", {}, h("tr", {}, [t("plates.col.crop"), t("plates.col.plate"), t("common.province"), t("common.camera"),
