@@ -114,6 +114,13 @@ class ApiSettings(BaseSettings):
     live_queue_age_s: float = Field(default=1.0, gt=0, le=30,
                                     description="A viewer whose oldest queued live fragment waited longer than this "
                                                 "is behind: its queue is dropped and it resumes at the next keyframe.")
+    live_stale_s: float = Field(default=3.0, gt=0, le=60,
+                                description="A live camera stream whose newest frame is older than this (the "
+                                            "camera's connection is open but no video comes) is reported offline "
+                                            "(reason_code no_video) to its viewers, and a viewer joining then "
+                                            "gets no cached old frames; live again with the next frame. Keep it a "
+                                            "few frame intervals above the slowest camera's (3 s suits 1 fps and "
+                                            "up), and below the page's own 4 s check.")
     live_streams_per_user: int = Field(default=32, ge=1, le=256,
                                        description="Open live video WebSockets per user (a 4x4 wall needs 16).")
     live_streams_total: int = Field(default=400, ge=1, le=10_000,

@@ -58,6 +58,10 @@ H.264, remuxed (not re-encoded) into fragmented MP4 for Media Source Extensions,
      `appendBuffer`), the first one after an init a keyframe;
    - `{"type": "status", "status": "connecting|live|offline", "reason", "reason_code", "mode"}` on every change: an
      offline camera keeps the socket open and is retried by the server (the stream resumes with a new init);
+     a camera that stays connected but sends no frame for CCTV_LIVE_STALE_S (3 s) is `offline` with `no_video`
+     ("no video from the camera for N s") and `live` again with its next fragment (no new init: the stream goes
+     on); a viewer joining such a frozen camera gets the init segment and that `offline` status, never the cached
+     old frames, and its video starts at the next keyframe;
      `reason` is English text, `reason_code` the same as a stable code for translation (`refused`, `timeout`,
      `unauthorized`, `forbidden`, `not_found`, `unreachable`, `no_video`, `bad_stream`, `open_failed`,
      `transcode_limit`, `removed`, `config_changed`, `ended`; "" when none);
@@ -93,7 +97,7 @@ def live_hub(app) -> LiveHub:
         config = app.state.camera_config
         hub = LiveHub(config, LiveSettings(
             linger_s=settings.live_linger_s, queue_fragments=settings.live_queue_fragments,
-            queue_bytes=settings.live_queue_bytes, queue_age_s=settings.live_queue_age_s,
+            queue_bytes=settings.live_queue_bytes, queue_age_s=settings.live_queue_age_s, stale_s=settings.live_stale_s,
             max_transcodes=settings.live_max_transcodes, preload_max=settings.live_preload_max,
             connect_timeout_s=config.ingest.connect_timeout_s if config else 10.0,
             stall_s=config.ingest.stall_timeout_s if config else 10.0))

@@ -14,6 +14,10 @@ bytes; the browser side is Media Source Extensions, which every current browser 
   at the next keyframe fragment (``dropped`` counts the fragments it never got); memory never grows with lag.
 - **Fast start.** The fragments since the last keyframe (the current GOP, at most ``gop_cache_bytes``) are kept,
   so a new viewer starts decoding at once instead of waiting up to a keyframe interval.
+- **Frozen cameras.** A camera whose RTSP connection stays open but brings no video is ended by ffmpeg's read
+  timeout only after ``stall_s``. Meanwhile, once no fragment came for ``stale_s``, the source says ``offline``
+  (``no_video``, how long no frame came) to its viewers and ``live`` again with the next fragment; a viewer that
+  joins then gets that status and the init segment, never the cached GOP (old frames under a live badge).
 - **Preload** (go2rtc's ``preload``): :meth:`LiveHub.set_preload` keeps chosen camera streams running with no
   viewer (at most ``preload_max``), so that the first viewer of one is served at once from the GOP cache instead
   of waiting for ffmpeg, the RTSP set-up and the camera's next keyframe. A preloaded upstream is retried after
@@ -70,7 +74,7 @@ _EXPLAINED = (
 )
 # Codes of the other reasons a stream is offline or shown differently (see LiveSource).
 CODE_ENDED = "ended"  # the stream ended for a reason not recognised above (the text has ffmpeg's words)
-CODE_NO_VIDEO = "no_video"  # connected, but no video for stall_s
+CODE_NO_VIDEO = "no_video"  # connected, but no video for stale_s (the upstream restarted after stall_s)
 CODE_BAD_STREAM = "bad_stream"  # ffmpeg's output could not be read as fragmented MP4
 CODE_OPEN_FAILED = "open_failed"  # the URL could not be opened (a missing secret, a malformed URL)
 CODE_TRANSCODE_LIMIT = "transcode_limit"  # an H.265 camera and no free transcode place
@@ -102,6 +106,7 @@ class LiveSettings:
     queue_age_s: float = 1.0  # a viewer whose oldest queued fragment waited longer is behind: next keyframe
     gop_cache_bytes: int = 8 * 2**20  # fragments since the last keyframe kept for new viewers
     stall_s: float = 10.0  # no byte from ffmpeg this long: the upstream is restarted
+    stale_s: float = 3.0  # no fragment this long: viewers are told offline (no_video) until the next one
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 15.0
     connect_timeout_s: float = 10.0
@@ -362,6 +367,7 @@ class LiveSource:
     _session_t0: float = 0.0
     fragments: int = 0
     last_fragment_at: float = 0.0
+    _last_fragment_mono: float = 0.0  # time.monotonic() of the newest fragment (staleness, immune to clock steps)
     _gop_bytes: int = 0
     _task: asyncio.Task | None = None
     _linger: asyncio.TimerHandle | None = None
@@ -391,12 +397,34 @@ class LiveSource:
             self._linger.cancel()
             self._linger = None
         self.viewers.add(viewer)
+        self.check_stale()
         if self.init is not None:
-            viewer.offer_init(self.init)
-            for fragment in self.gop:
-                viewer.offer(fragment)
-        viewer.offer_status(StatusMessage(self.status, self.reason, self.reason_code))
+            viewer.offer_init(self.init)  # needed for the fragments still to come of this session
+            if self.status == "live":  # the cached GOP only while fresh: never old frames under a live badge
+                for fragment in self.gop:
+                    viewer.offer(fragment)
+        reason = self.reason
+        if self.status == "offline" and self.reason_code == CODE_NO_VIDEO and self.pid is not None and self.quiet_s():
+            reason = self._quiet_reason()  # frozen in this session: how long until now
+        viewer.offer_status(StatusMessage(self.status, reason, self.reason_code))
         self._ensure_running()
+
+    def quiet_s(self) -> float:
+        """Seconds since the newest fragment of this source (0 before the first one)."""
+        return time.monotonic() - self._last_fragment_mono if self._last_fragment_mono else 0.0
+
+    def check_stale(self) -> bool:
+        """A live source whose newest fragment is older than ``stale_s`` becomes offline (``no_video``), its viewers
+        told so; True when it is (now) stale. The next fragment makes it live again (:meth:`_fragment`)."""
+        quiet = self.quiet_s()
+        if self.status != "live" or quiet < self.hub.settings.stale_s:
+            return False
+        logger.info("live %s: no video for %.1fs; viewers told offline", self.key, quiet)
+        self._set_status("offline", self._quiet_reason(), CODE_NO_VIDEO)
+        return True
+
+    def _quiet_reason(self) -> str:
+        return f"no video from the camera for {self.quiet_s():.0f} s"
 
     def _ensure_running(self) -> None:
         if self.retired:
@@ -523,6 +551,7 @@ class LiveSource:
                 self._transcoding = False
             self.status, self.reason, self.reason_code, self.pid = "idle", "", "", None
             self.init, self.gop, self._gop_bytes = None, [], 0
+            self._last_fragment_mono = 0.0
 
     def _command(self, input_args: list[str], plan: _Session) -> list[str]:
         # a short probe (the SDP's parameter sets usually say all): ~1 s less to the first frame; a stream that
@@ -611,15 +640,21 @@ class LiveSource:
     async def _pump(self, proc: Upstream, splitter: Fmp4Splitter, plan: _Session) -> bool | str:
         delivered = False
         stall = self.hub.settings.stall_s + (self.hub.settings.connect_timeout_s if not delivered else 0)
+        read_since = time.monotonic()
         while self._wanted():
             try:
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (the linger's stop) that
-                # comes as the read completes, and this upstream then ran on with nobody watching
-                async with asyncio.timeout(stall):
+                # comes as the read completes, and this upstream then ran on with nobody watching. A read cut
+                # short to notice a stale stream loses nothing: the data stays in the reader.
+                async with asyncio.timeout(self._read_timeout(stall - (time.monotonic() - read_since))):
                     chunk = await proc.stdout.read(256 * 1024)
             except TimeoutError:
+                if time.monotonic() - read_since < stall:
+                    self.check_stale()
+                    continue
                 self._end(CODE_NO_VIDEO, f"no video from the camera for {stall:.0f} s")
                 return delivered
+            read_since = time.monotonic()
             if not chunk:
                 return delivered
             for piece in splitter.feed(chunk):
@@ -637,9 +672,18 @@ class LiveSource:
                         self._mark("first_fragment_s")
                         delivered = True
                         stall = self.hub.settings.stall_s
+                    if self.status != "live":  # the first fragment, or video again after a stale spell
                         self._set_status("live", self._mode_note())
                     self._fragment(piece)
         return delivered
+
+    def _read_timeout(self, stall_left: float) -> float:
+        """How long the next read of ffmpeg's output may wait: what is left of the stall timeout, shorter while the
+        source is live, so that it is found stale (``stale_s`` after its newest fragment) in time."""
+        if self.status == "live" and self._last_fragment_mono:
+            stale_left = self.hub.settings.stale_s - self.quiet_s()
+            return max(0.0, min(stall_left, stale_left + 0.05))
+        return max(0.0, stall_left)
 
     def _wanted(self) -> bool:
         """Whether the upstream should run: viewers, the preload set, or a linger timer."""
@@ -662,6 +706,7 @@ class LiveSource:
     def _fragment(self, fragment: Fragment) -> None:
         self.fragments += 1
         self.last_fragment_at = time.time()
+        self._last_fragment_mono = time.monotonic()
         if fragment.key:
             self.gop, self._gop_bytes = [], 0
         if self._gop_bytes + len(fragment.data) <= self.hub.settings.gop_cache_bytes:

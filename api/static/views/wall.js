@@ -27,6 +27,10 @@ export const STALL_MS = 4000;
  * connection after a network cut never closes on its own): a new one is opened. A stalled camera the server
  * noticed is reported offline by it well before (its stall timeout), which ends this watch. */
 export const RECONNECT_STALLED_MS = 30000;
+/** A camera the server refuses or ends (4403: no longer permitted, 4404: removed, disabled or unknown) may come back
+ * (re-enabled, camera limits restored): its tile asks again this often, quietly (it stays "No access" meanwhile),
+ * and whenever it comes on screen again; it plays as soon as the server takes it. */
+export const DENIED_RETRY_MS = 30000;
 
 /** Fragments (`moof` boxes) in a binary message of one or more whole `moof`+`mdat` fragments. */
 export function countFragments(buffer) {
@@ -44,7 +48,8 @@ export function countFragments(buffer) {
 /**
  * One live stream in a <video>: WebSocket (token as the first message), MediaSource fed with the init segment and
  * then the fragments (one per frame; one message may carry several, appended together), buffer trimmed, playhead kept near the live edge. Reconnects by itself (1 s doubling
- * to 15 s) except when the server refuses the camera (4403/4404/4422) or the session (4401).
+ * to 15 s); a camera the server refuses (4403/4404) is asked for again every DENIED_RETRY_MS; never again after a
+ * malformed request (4422) or an ended session (4401).
  */
 export class LivePlayer {
   constructor(video, cameraId, stream, { onState = () => {}, onUnauthorized = () => {} } = {}) {
@@ -65,6 +70,8 @@ export class LivePlayer {
     this.lastFragmentAt = 0;
     this.stallMs = STALL_MS;
     this.reconnectMs = RECONNECT_STALLED_MS;
+    this.deniedRetryMs = DENIED_RETRY_MS;
+    this.denied = false; // refused by the server (4403/4404): stopped, asked again after deniedRetryMs
     this.tick = setInterval(() => { this.watchStall(); this.keepLive(); }, 500);
     if (video.requestVideoFrameCallback) {
       const onFrame = (now, meta) => {
@@ -93,6 +100,7 @@ export class LivePlayer {
 
   stop(state = "paused") {
     this.stopped = true;
+    this.denied = false;
     clearTimeout(this.timer);
     if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000, "bye"); }
     this.resetMedia();
@@ -105,9 +113,12 @@ export class LivePlayer {
     clearInterval(this.tick);
   }
 
-  connect() {
+  /** Open the stream's WebSocket; `quiet`: the tile keeps its state until the server says something (a refused
+   * camera asked again). */
+  connect(quiet = false) {
     if (this.stopped) return;
-    this.onState("connecting", {});
+    this.denied = false;
+    if (!quiet) this.onState("connecting", {});
     this.stats.openedAt = Date.now();
     this.stats.firstFrameAt = null;
     const ws = new WebSocket(this.url());
@@ -133,10 +144,22 @@ export class LivePlayer {
       if ([4403, 4404, 4422].includes(event.code)) {
         this.stopped = true;
         this.onState("denied", { reason: event.reason || t("wall.denied"), code });
+        if (event.code !== 4422) this.askAgainLater();
         return;
       }
       this.retry(event.reason, code);
     });
+  }
+
+  /** A refused camera may be enabled or permitted again: ask once more after deniedRetryMs (stop() cancels). */
+  askAgainLater() {
+    this.denied = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (!this.denied || this.dead) return;
+      this.stopped = false;
+      this.connect(true);
+    }, this.deniedRetryMs);
   }
 
   retry(reason, code = "") {
@@ -491,7 +514,7 @@ async function render(container, ctx) {
       const on = tile.visible && document.visibilityState === "visible"
         && (!this.enlarged || this.enlarged === tile);
       if (on) tile.player.start();
-      else if (!tile.player.stopped) tile.player.stop("paused");
+      else if (!tile.player.stopped || tile.player.denied) tile.player.stop("paused"); // a refused one too: no retry
     },
     toggleEnlarge(tile) {
       this.enlarged = this.enlarged === tile ? null : tile;

@@ -50,7 +50,7 @@ def stall_server(shared_dir: Path, redis_url: str, tmp_path: Path) -> Iterator[S
         ApiStore(client, scrypt_n=2**10).put_user("op", "operator", PASSWORD)
         settings = ApiSettings(redis_url=redis_url, recordings_dir=tmp_path / "rec", config_path=config,
                                scrypt_n=2**10, login_max_per_user=50, login_max_per_ip=200, live_linger_s=1.0,
-                               live_preload="none")
+                               live_preload="none", live_stale_s=60)  # the page's own check, not the server's
         app = create_app(settings)
         try:
             with served(app, "uvicorn-wall-stall") as url:
