@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import redis
-from fastapi import FastAPI, HTTPException, Request
+import redis.asyncio as aioredis
+from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
 
 from api import openapi as api_openapi
 from api.auditing import AuditMiddleware, audit_replay_loop, mark_store_unavailable, replay_spool
@@ -49,7 +51,7 @@ from pipeline.search.faces import FaceIndex
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
 from pipeline.store.audit_spool import AuditSpool
-from pipeline.store.connection import redis_client
+from pipeline.store.connection import bounded_copy, interactive_async_client, interactive_client
 from pipeline.store.durability import ensure_durable
 from pipeline.store.migrations import backfill_face_alert_media
 
@@ -112,15 +114,22 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 def create_app(settings: ApiSettings | None = None, client: redis.Redis | None = None) -> FastAPI:
     """Build the API (settings from the environment unless given)."""
     settings = settings or ApiSettings()
-    client = client or redis_client(settings.redis_url, health_check_interval=30)
+    # a bounded wait per command (CCTV_API_REDIS_TIMEOUT_S) and one quick retry: a primary that hangs gives a 503
+    # within seconds instead of requests that pile up in the worker threads
+    client = client or interactive_client(settings.redis_url, health_check_interval=30)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # the alert streams' client, made in the serving loop (as alerts.stream_client would) with the same bounds
+        app.state.stream_redis = (asyncio.get_running_loop(), stream_redis_client(settings))
         # refuse to serve from a Redis that keeps nothing on disk (CCTV_REDIS_ALLOW_VOLATILE=1 overrides)
         ensure_durable(client, get_settings().redis_allow_volatile, settings.redis_url)
         # audit records spooled during an outage (this process's or a dead one's) go first, in order, once
         await run_in_threadpool(replay_spool, audit_spool, client)
-        replay_task = asyncio.create_task(audit_replay_loop(audit_spool, client, settings.audit_spool_retry_s))
+        # the background replay holds the spool while it tries Redis: a short wait, so that the audit records of
+        # requests refused meanwhile are not held up for a whole command timeout on a primary that hangs
+        replay_client = quick_copy(client, AUDIT_REPLAY_TIMEOUT_S)
+        replay_task = asyncio.create_task(audit_replay_loop(audit_spool, replay_client, settings.audit_spool_retry_s))
         try:
             bootstrap_admin(app.state.api_store, settings)
             # the dummy hash of unknown user names, made now so that no login pays for it (equal login cost)
@@ -155,6 +164,8 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
         await live.close_live_hub(app)
         await run_in_threadpool(replay_spool, audit_spool, client)  # a last try; what is left waits on disk
         audit_spool.close()
+        if replay_client is not client:
+            replay_client.close()
         client.close()
 
     app = FastAPI(title="CCTV control-room API", version="1.0", lifespan=lifespan,
@@ -198,10 +209,52 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     return app
 
 
-def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    logger.error("Redis error: %s", exc)
+def stream_redis_client(settings: ApiSettings) -> aioredis.Redis:
+    """The asyncio client every live alert stream shares (one pool, sized to the stream cap): the API's bounds,
+    plus the longest ``XREAD BLOCK`` of a stream (CCTV_WS_POLL_S) on each command: the one place the API waits
+    longer on Redis, because that wait is the stream's idle poll."""
+    return interactive_async_client(settings.redis_url, read_extra_s=settings.ws_poll_s,
+                                    max_connections=settings.alert_streams_total + 4)
+
+
+AUDIT_REPLAY_TIMEOUT_S = 0.5
+"""The longest wait of one Redis command of the background audit spool replay (it retries every
+CCTV_AUDIT_SPOOL_RETRY_S)."""
+
+
+def quick_copy(client: redis.Redis, timeout_s: float) -> redis.Redis:
+    """A :func:`~pipeline.store.connection.bounded_copy` of ``client`` (close it after use); a stand-in without a
+    connection pool (a test's) as it is."""
+    if not isinstance(getattr(client, "connection_pool", None), redis.ConnectionPool):
+        return client
+    return bounded_copy(client, timeout_s)
+
+
+STORE_DOWN = "the event store is unavailable; try again"
+WS_TRY_AGAIN_LATER = 1013
+"""WebSocket close code of a stream whose Redis failed (RFC 6455 "Try Again Later"): the page reconnects."""
+
+
+async def _redis_down(conn: Request | WebSocket, exc: Exception) -> JSONResponse | None:
+    """Any Redis error (connection refused or lost, a timeout on a primary that hangs, no primary known to the
+    Sentinels): 503 for a request, audited as ``store_unavailable``; a WebSocket is closed with 1013 instead (an
+    HTTP answer cannot be sent on it). Async: the answer never waits for a worker thread."""
+    logger.error("Redis error on %s: %s", conn.url.path, exc)
+    if conn.scope["type"] == "websocket":
+        await _close_websocket(conn)  # type: ignore[arg-type]
+        return None
     mark_store_unavailable()  # audited as store_unavailable (spooled on disk until Redis is back)
-    return JSONResponse({"detail": "the event store is unavailable; try again"}, status_code=503)
+    return JSONResponse({"detail": STORE_DOWN}, status_code=503)
+
+
+async def _close_websocket(websocket: WebSocket) -> None:
+    """Close ``websocket`` with 1013 unless it is closed already (refused before its handshake if not accepted)."""
+    if WebSocketState.DISCONNECTED in (websocket.application_state, websocket.client_state):
+        return
+    try:
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=STORE_DOWN)
+    except (RuntimeError, OSError) as gone:  # the client went meanwhile
+        logger.debug("websocket %s gone before its close (%r)", websocket.url.path, gone)
 
 
 __all__ = ["HTTPException", "create_app"]

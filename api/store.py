@@ -145,6 +145,20 @@ return 0
 """
 
 
+class _StoreFailed:
+    """A stand-in Redis client whose every command fails at once with :class:`redis.ConnectionError` (see
+    :meth:`ApiStore.audit`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*_args: Any, **_kwargs: Any) -> Any:
+            raise redis.ConnectionError(f"{name}: not tried, the event store just failed this request")
+
+        return refuse
+
+
+STORE_FAILED = _StoreFailed()
+
+
 class ApiStore:
     """Users, sessions, API keys, rate limits and the audit trail in Redis."""
 
@@ -451,7 +465,10 @@ class ApiStore:
               status: int | None = None, ip: str | None = None) -> None:
         """Append one record to the audit stream (never trimmed); the client address comes from the request's
         audit context (see :mod:`api.auditing`) unless given, and the request is marked as audited. With an
-        :attr:`audit_spool`, a record Redis refuses waits on disk and is appended, with its time, once it is back."""
+        :attr:`audit_spool`, a record Redis refuses waits on disk and is appended, with its time, once it is back.
+        The record of a request that Redis just failed (refused 503, ``store_unavailable``) goes to the spool
+        without asking Redis again: on a primary that hangs that would make the refusal wait a second command
+        timeout (the spool's replay appends it once Redis answers)."""
         ctx = current_context()
         if ctx is not None:
             ctx.audited = True
@@ -459,7 +476,8 @@ class ApiStore:
         if self.audit_spool is None:
             append_audit(self.client, user, action, params, results, status, ip or "")
             return
-        self.audit_spool.write(self.client, audit_record(user, action, params, results, status, ip or ""))
+        client = STORE_FAILED if ctx is not None and ctx.store_unavailable else self.client
+        self.audit_spool.write(client, audit_record(user, action, params, results, status, ip or ""))
 
     def read_audit(self, after: str | None, limit: int, user: str | None, action: str | None,
                    newest_first: bool = False) -> list[dict[str, Any]]:

@@ -21,6 +21,11 @@ Every setting has an environment variable prefixed with ``CCTV_``:
   (:mod:`pipeline.store.connection`); the Redis URLs then give only user, password and database.
 - ``CCTV_REDIS_WAIT_REPLICAS``, ``CCTV_REDIS_WAIT_TIMEOUT_MS``: replicas that must confirm each event (``WAIT``)
   before it leaves the engine's spool (unset: 1 with Sentinel, 0 without), and how long to wait for them.
+- ``CCTV_API_REDIS_TIMEOUT_S`` (default 2), ``CCTV_API_REDIS_RETRIES`` (default 1): the longest one Redis command
+  (or connection) of an API request may wait, and how many times a command that lost its connection is tried
+  again at once (asking the Sentinels again; a command that timed out only when the Sentinels meanwhile name
+  another primary): a primary that hangs costs a request at most about that long, then ``503`` (see
+  :func:`pipeline.store.connection.interactive_client`).
 - ``CCTV_HOST_NAME``: this host's name in the recording index (default: the machine's host name).
 - ``CCTV_INTERNAL_TOKEN``, ``CCTV_INTERNAL_LISTEN``, ``CCTV_INTERNAL_URL``: the shared secret, listen address and
   advertised base URL of the worker's internal segment server (:mod:`pipeline.recording.serve`).
@@ -104,6 +109,10 @@ class Settings(BaseSettings):
                                             description="Replicas that must confirm each event (WAIT).")
     redis_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000,
                                        description="How long an event write waits for its replicas (ms).")
+    api_redis_timeout_s: float = Field(default=2.0, gt=0, le=60,
+                                       description="Longest wait of one Redis command or connection of the API.")
+    api_redis_retries: int = Field(default=1, ge=0, le=3,
+                                   description="Quick retries of an API Redis command whose connection failed.")
     host_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
                            pattern=r"^[A-Za-z0-9_.-]+$", description="This host's name in the recording index.")
     internal_token: str | None = Field(default=None, min_length=16, max_length=1024,

@@ -22,10 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from pipeline.secrets import redact_url
 from pipeline.settings import Settings, get_settings
@@ -179,6 +181,92 @@ def bounded_copy(client: redis.Redis, timeout_s: float) -> redis.Redis:
     else:
         copy = redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     return redis.Redis(connection_pool=copy)
+
+
+
+class FailoverAwareConnection(SentinelManagedConnection):
+    """A connection to the primary the Sentinels name whose read that times out becomes a
+    :class:`redis.ConnectionError` (a retryable error for :func:`interactive_options`) when the Sentinels now name
+    another primary: a failover completed while the command waited, so the one retry goes to the new primary at
+    once (and the pool's idle connections to the old one are dropped). A timeout on the primary they still name
+    stays a :class:`redis.TimeoutError`, not retried: asking that server again would only wait as long again."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.TimeoutError as exc:
+            if not _moved(self, _current_primary(self.connection_pool)):
+                raise
+            self.disconnect()
+            raise redis.ConnectionError(f"Redis at {self.host}:{self.port} timed out and the Sentinels now name "
+                                        "another primary") from exc
+
+
+class AsyncFailoverAwareConnection(AsyncSentinelManagedConnection):
+    """The asyncio twin of :class:`FailoverAwareConnection`."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except redis.TimeoutError as exc:
+            try:
+                primary = await self.connection_pool.get_master_address()
+            except (redis.RedisError, OSError):
+                primary = None
+            if not _moved(self, primary):
+                raise
+            await self.disconnect()
+            raise redis.ConnectionError(f"Redis at {self.host}:{self.port} timed out and the Sentinels now name "
+                                        "another primary") from exc
+
+
+def _current_primary(pool: Any) -> tuple[str, int] | None:
+    """The primary the Sentinels name now (None when none answers)."""
+    try:
+        return pool.get_master_address()
+    except (redis.RedisError, OSError):
+        return None
+
+
+def _moved(connection: Any, primary: tuple[str, int] | None) -> bool:
+    """Whether ``primary`` is known and is not the server ``connection`` talks to."""
+    return primary is not None and tuple(primary) != (connection.host, connection.port)
+
+
+def interactive_options(timeout_s: float, retries: int = 1, read_extra_s: float = 0.0,
+                        asyncio: bool = False) -> dict[str, Any]:
+    """Client options of a caller that answers people (the API): connecting waits at most ``timeout_s``, each
+    command ``timeout_s + read_extra_s`` (``read_extra_s``: the longest ``BLOCK`` its commands ask for), and a
+    command whose connection failed (refused, reset, closed by the server, ``READONLY`` from a demoted primary) is
+    tried again at most ``retries`` times at once, on a new connection (with Sentinel: to the primary they name
+    then). A timeout is not retried (but see :class:`FailoverAwareConnection`); redis-py's defaults (5 s, ten
+    retries with backoff) made one command on a primary that hangs wait from 5 s to a minute."""
+    retry_class = AsyncRetry if asyncio else Retry
+    return {"socket_timeout": timeout_s + read_extra_s, "socket_connect_timeout": timeout_s,
+            "retry": retry_class(NoBackoff(), retries, supported_errors=(redis.ConnectionError,))}
+
+
+def interactive_client(url: str | None = None, settings: Settings | None = None, **kwargs: Any) -> redis.Redis:
+    """:func:`redis_client` with :func:`interactive_options` from ``CCTV_API_REDIS_TIMEOUT_S`` and
+    ``CCTV_API_REDIS_RETRIES`` (the API's client; ``kwargs`` override them), on :class:`FailoverAwareConnection`
+    connections with Sentinel."""
+    settings = settings or get_settings()
+    options = interactive_options(settings.api_redis_timeout_s, settings.api_redis_retries)
+    if sentinel_setup(settings) is not None:
+        options["connection_class"] = FailoverAwareConnection
+    return redis_client(url, settings, **(options | kwargs))
+
+
+def interactive_async_client(url: str | None = None, settings: Settings | None = None, read_extra_s: float = 0.0,
+                             **kwargs: Any) -> aioredis.Redis:
+    """The asyncio twin of :func:`interactive_client`; ``read_extra_s``: the longest ``BLOCK`` of its commands
+    (an alert stream's ``XREAD``), added to the wait of a command."""
+    settings = settings or get_settings()
+    options = interactive_options(settings.api_redis_timeout_s, settings.api_redis_retries, read_extra_s,
+                                  asyncio=True)
+    if sentinel_setup(settings) is not None:
+        options["connection_class"] = AsyncFailoverAwareConnection
+    return async_redis_client(url, settings, **(options | kwargs))
 
 
 def wait_replicas(settings: Settings | None = None) -> int:
