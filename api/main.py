@@ -195,7 +195,8 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-                           expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition", "X-Content-SHA256"])
+                           expose_headers=[*PLAYBACK_HEADERS, "Content-Disposition", "X-Content-SHA256", "X-Alerts-Scanned",
+                                           "X-Alerts-Scan-Complete", "X-Alerts-Scan-Next"])
     app.add_middleware(SecurityHeaders)  # outermost: CSP, no framing, no sniffing on every answer, refusals too
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
                    audit, media, evidence):

@@ -71,7 +71,7 @@ from pipeline.testcams import TestCameraServer
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 VIDEO = "thai_bangkok_night_dashcam_bus"  # 1280x720
-PASSWORD = "bench-password-1"
+PASSWORD = "video-wall-pass-1"  # the password rules: no user name in it
 RTP_CLOCK = 90_000
 
 

@@ -26,6 +26,8 @@ def test_allowed_origin_may_read_playback_headers(cors_client: TestClient) -> No
     assert r.headers.get("access-control-allow-origin") == ORIGIN
     exposed = {h.strip().lower() for h in r.headers.get("access-control-expose-headers", "").split(",")}
     assert {h.lower() for h in PLAYBACK_HEADERS} | {"content-disposition"} <= exposed
+    # a cross-origin alert console pages filtered alert lists by these (GET /api/alerts)
+    assert {"x-alerts-scanned", "x-alerts-scan-complete", "x-alerts-scan-next"} <= exposed
 
 
 def test_preflight_from_allowed_origin_allows_the_token_header(cors_client: TestClient) -> None:
