@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,25 +26,33 @@ STARTER = """
 import os, sys, time
 import redis
 from pipeline.cluster.leases import LeaseStore, WorkerIdInUseError, check_worker_id_free
-worker_id, host, at, hold = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-store = LeaseStore(redis.Redis.from_url(os.environ["TEST_REDIS_URL"]))
-while time.time() < at:  # both start at this instant
+worker_id, host, at, hold, run = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+client = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+store = LeaseStore(client)
+decided = f"test:twins:{run}:decided"  # this pair's own counter
+while time.time() < at:  # both start at this instant (when both interpreters were up in time)
     pass
 try:
     claim = check_worker_id_free(store, worker_id, host, os.getpid(), ttl_s=2.0, poll_s=0.05)
 except WorkerIdInUseError as exc:
     print(f"refused: {exc}", flush=True)
+    client.incr(decided)
     sys.exit(3)
 if claim is not None:
     claim.start()  # refreshed as the worker runs
 print("running", flush=True)
-time.sleep(hold)  # the worker runs on while its twin decides
+client.incr(decided)
+# the worker runs on until its twin has decided (however late a loaded machine started it), at most `hold` s
+deadline = time.monotonic() + hold
+while int(client.get(decided) or 0) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
 """
 
 
 def _start_twins(redis_url: str, worker_id: str, hosts: tuple[str, str]) -> list[subprocess.CompletedProcess]:
-    at = time.time() + 3.0  # both interpreters are up by then
-    procs = [subprocess.Popen([sys.executable, "-c", STARTER, worker_id, host, repr(at), "5"], cwd=REPO,
+    at = time.time() + 3.0  # both interpreters are up by then (on a quiet machine)
+    run = uuid.uuid4().hex
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, worker_id, host, repr(at), "45", run], cwd=REPO,
                               env={**os.environ, "TEST_REDIS_URL": redis_url}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for host in hosts]
     outs = [p.communicate(timeout=60) for p in procs]
