@@ -11,11 +11,12 @@ from pathlib import Path
 import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketState
 
 from api import openapi as api_openapi
@@ -45,8 +46,10 @@ from api.routes import (
 from api.schemas.auth import PASSWORD_MIN, password_problem
 from api.security import SecurityHeaders
 from api.settings import ApiSettings
+from api.staticmem import MemoryStaticFiles
 from api.store import ApiStore
 from pipeline.config import ConfigError, load_config
+from pipeline.fileperms import apply_service_umask
 from pipeline.search.faces import FaceIndex
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
@@ -111,8 +114,21 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": text, "errors": errors}, status_code=422)
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's answer to an ``HTTPException``, with the machine ``code`` of a :class:`CodedHTTPException` added
+    to its body (``detail`` unchanged)."""
+    response = await http_exception_handler(request, exc)
+    code = getattr(exc, "code", None)
+    if code and isinstance(response, JSONResponse):
+        return JSONResponse({"detail": exc.detail, "code": code}, status_code=exc.status_code, headers=exc.headers)
+    return response
+
+
 def create_app(settings: ApiSettings | None = None, client: redis.Redis | None = None) -> FastAPI:
-    """Build the API (settings from the environment unless given)."""
+    """Build the API (settings from the environment unless given). Sets the service's umask
+    (:func:`pipeline.fileperms.apply_service_umask`): exports, crops and the audit spool it writes stay private to
+    its user and group, also when uvicorn serves this factory directly."""
+    apply_service_umask()
     settings = settings or ApiSettings()
     # a bounded wait per command (CCTV_API_REDIS_TIMEOUT_S) and one quick retry: a primary that hangs gives a 503
     # within seconds instead of requests that pile up in the worker threads
@@ -185,6 +201,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     for url in app.state.camera_config.stream_urls() if app.state.camera_config else []:
         url_secrets(url)  # registered: camera health read from Redis and every log line are redacted by value too
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(redis.RedisError, _redis_down)
     app.add_middleware(BodyGuard)  # anonymous and oversized bodies refused before they are read
     api_openapi.install(app)  # security schemes and the error bodies every route really sends
@@ -206,7 +223,8 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
 
     app.include_router(recordings.router)
     STATIC_DIR.mkdir(exist_ok=True)
-    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    # from memory: the page loads even while every worker thread waits on Redis (a hung primary)
+    app.mount("/", MemoryStaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
 
 
@@ -245,7 +263,7 @@ async def _redis_down(conn: Request | WebSocket, exc: Exception) -> JSONResponse
         await _close_websocket(conn)  # type: ignore[arg-type]
         return None
     mark_store_unavailable()  # audited as store_unavailable (spooled on disk until Redis is back)
-    return JSONResponse({"detail": STORE_DOWN}, status_code=503)
+    return JSONResponse({"detail": STORE_DOWN, "code": "store_unavailable"}, status_code=503)
 
 
 async def _close_websocket(websocket: WebSocket) -> None:

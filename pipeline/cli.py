@@ -425,9 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PRIVATE_WRITERS = frozenset({"run", "export-clip", "backup", "restore", "serve-cameras", "redis-setup"})
+"""Commands that write recordings, exports, spools, logs or caches: they run under the service's umask
+(:mod:`pipeline.fileperms`), so that nothing they create is readable by other local accounts."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.command in PRIVATE_WRITERS:
+        from pipeline.fileperms import apply_service_umask
+
+        apply_service_umask()  # before any thread or child: they inherit it
     install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -2,6 +2,8 @@
 # One command for the main job: installs everything, starts Redis, serves the sample footage as looping RTSP
 # cameras on loopback, then runs the workers and the API until Ctrl-C.
 set -euo pipefail
+# recordings (faces, plates), exports, var/log, var/spool, var/cache: private to this user and group (0750/0640)
+umask 027
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 set -a; . "${CCTV_REDIS_SECRETS_FILE:-var/secrets/redis.env}"; set +a  # Redis URLs of the workers and the API

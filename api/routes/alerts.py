@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import anyio
+import redis
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -40,6 +41,11 @@ from pipeline.store.connection import async_redis_client
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
+SSE_RETRY_MS = 5000
+"""How long a browser's EventSource waits before it reconnects to a stream that ended on a Redis failure."""
+SSE_STORE_DOWN = (f"retry: {SSE_RETRY_MS}\nevent: unavailable\n"
+                  f"data: {json.dumps({'reason': 'the event store is unavailable; try again'})}\n\n")
+"""The last event of an alert stream whose Redis failed after it began (the 503 cannot be sent any more)."""
 STREAM_ID = r"^\d{1,19}-\d{1,19}$"  # 19 digits stay below 2**64 (Redis refuses larger ids)
 REF_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -572,7 +578,9 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
             response_class=StreamingResponse,
             description="Each alert is an `alert` event whose data is `{\"id\", \"alert\"}`; idle comments keep the "
                         "connection open. The user and token are re-checked every CCTV_STREAM_RECHECK_S (at most "
-                        "30 s): when the session ended the stream sends an `end` event and closes. At most "
+                        "30 s): when the session ended the stream sends an `end` event and closes. When Redis "
+                        "fails after the stream began, it sends an `unavailable` event (with `retry: 5000`) and "
+                        "closes: an EventSource reconnects by itself. At most "
                         "CCTV_ALERT_STREAMS_PER_USER streams per user and CCTV_ALERT_STREAMS_TOTAL in all (429).",
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
                        429: {"model": ErrorOut, "description": "Too many open alert streams.",
@@ -609,6 +617,9 @@ async def alerts_sse(request: Request, user: Operator,
         except SessionEnded as exc:
             logger.info("alert stream of %s closed: %s", user.username, exc)
             yield 'event: end\ndata: {"reason": "session ended"}\n\n'
+        except redis.RedisError as exc:  # the answer has started: no 503 now, a last event and a clean close
+            logger.warning("alert stream of %s ended: the event store is unavailable (%s)", user.username, exc)
+            yield SSE_STORE_DOWN
         finally:
             slots.release(user.username)
 

@@ -36,7 +36,7 @@ from api.deps import ApiStoreDep, Investigator, RedisDep, SettingsDep, User
 from api.ids import CaseId
 from api.ownership import OWNER_STAMP, owner_stamp, owns
 from api.routes.exports import export_file, get_job
-from api.schemas.errors import ErrorOut
+from api.schemas.errors import CodedHTTPException, ErrorOut
 from api.schemas.misc import CaseCreate, CaseItemCreate, CaseOut
 from pipeline.events import FaceEvent, PlateEvent
 from pipeline.evidence import verify as package_files
@@ -72,7 +72,7 @@ def _open_case(client: redis.Redis, case_id: str, user: User, stamp: str) -> dic
     """:func:`_case`, refused with 409 when the case is closed (nothing is added or removed then)."""
     case = _case(client, case_id, user, stamp)
     if case.get("status") == "closed":
-        raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+        raise CodedHTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed", "case_closed")
     return case
 
 
@@ -83,7 +83,7 @@ def _while_open(client: redis.Redis, case_id: str, write: Callable[[redis.client
 
     def step(pipe: redis.client.Pipeline) -> None:
         if pipe.hget(f"case:{case_id}", "status") == b"closed":
-            raise HTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed")
+            raise CodedHTTPException(status.HTTP_409_CONFLICT, f"case {case_id!r} is closed", "case_closed")
         pipe.multi()
         write(pipe)
 

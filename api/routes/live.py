@@ -246,6 +246,61 @@ def _slots(app) -> StreamSlots:
     return app.state.live_slots
 
 
+REFUSAL_WINDOW_S = 600.0
+"""A refusal of the same user, camera and reason within this long of its last audit record is counted, not recorded."""
+REFUSAL_KEYS_MAX = 10_000
+"""Beyond this many remembered refusals, those with nothing left to record are forgotten."""
+
+
+class RefusalThrottle:
+    """Keeps a wall tile that keeps asking for a camera its user may not see (it retries every 30 s) from writing an
+    audit record each time: the first refusal of a user, camera and reason is recorded; the same refusal again
+    within ``window_s`` of that record is only counted, and the next record of it, once the window is over, carries
+    that count as ``repeats``, so the trail still says how often it happened."""
+
+    def __init__(self, window_s: float = REFUSAL_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}  # key -> (last record, refusals counted since)
+
+    def note(self, user: str, camera_id: str, reason: str) -> int | None:
+        """Count one refusal: None when it is only counted, else the refusals counted since the last record (0 the
+        first time) to write with a new record now."""
+        key, now = (user, camera_id, reason), self.clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return None
+        self._forget_old(now)
+        self._seen[key] = (now, 0)
+        return last[1] if last else 0
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._seen) < REFUSAL_KEYS_MAX:
+            return
+        for key, (at, count) in list(self._seen.items()):
+            if not count and now - at >= self.window_s:
+                del self._seen[key]
+
+
+def _refusals(app) -> RefusalThrottle:
+    if getattr(app.state, "live_refusals", None) is None:
+        app.state.live_refusals = RefusalThrottle()
+    return app.state.live_refusals
+
+
+async def _audit_refusal(app, user: str, camera_id: str, reason: str, ip: str) -> None:
+    """Audit ``live_refused`` unless the same refusal was recorded within the window (then it is counted)."""
+    repeats = _refusals(app).note(user, camera_id, reason)
+    if repeats is None:
+        logger.debug("live refusal of %s for %s (%s) counted, not recorded again yet", user, camera_id, reason)
+        return
+    params: dict = {"camera_id": camera_id, "reason": reason}
+    if repeats:
+        params["repeats"] = repeats
+    await _audit(app, user, "live_refused", params, ip)
+
+
 def _visible_camera(request_app, user: User, camera_id: str):
     config = request_app.state.camera_config
     camera = next((c for c in (config.cameras if config else []) if c.id == camera_id and c.enabled), None)
@@ -436,8 +491,7 @@ async def live_ws(websocket: WebSocket, camera_id: str, stream: str = "main") ->
     camera = _visible_camera(app, user, camera_id)
     ip = websocket.client.host if websocket.client else ""
     if camera is None:
-        await _audit(app, user.username, "live_refused", {"camera_id": camera_id, "reason": "not found or not "
-                                                                                            "permitted"}, ip)
+        await _audit_refusal(app, user.username, camera_id, "not found or not permitted", ip)
         await websocket.close(code=4404, reason=f"camera {camera_id!r} not found")
         return
     slots = _slots(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,7 @@ class AckConflictOut(BaseModel):
 
     detail: str
     ack: AckOut
+    code: Literal["already_acknowledged"] = "already_acknowledged"
 
 
 class AlertOut(BaseModel):

@@ -107,6 +107,7 @@ class DuplicateEntryOut(BaseModel):
 
     detail: str
     entry_id: str = Field(description="Id of the existing entry (edit it instead).")
+    code: Literal["already_listed"] = "already_listed"
 
 
 class EntryOut(BaseModel):

@@ -1,7 +1,7 @@
 // Thin client of the control-room API: bearer token, JSON, uploads, images and errors in plain words.
 // Every route the page uses is named in ROUTES, so the contract with /openapi.json lives in one place.
 
-import { t } from "./i18n.js";
+import { hasKey, t } from "./i18n.js";
 
 export const ROUTES = {
   login: "/api/auth/login",
@@ -73,16 +73,20 @@ export function setUnauthorizedHandler(fn) {
 }
 
 /**
- * An API failure with a message a person understands (`message`) and the raw facts for logs; `retryAfter` is the
- * Retry-After header in seconds (429, 503) so that a page can say how long to wait in its own words, else null.
+ * An API failure with a message a person understands in the page's language (`message`) and the raw facts for logs;
+ * `retryAfter` is the Retry-After header in seconds (429, 503) so that a page can say how long to wait in its own
+ * words, else null; `code` the error body's machine code (api/schemas/errors.py ERROR_CODES) or ""; `serverText`
+ * the server's own (English) words, shown in small print under the message.
  */
 export class ApiError extends Error {
-  constructor(status, message, detail, retryAfter = null) {
+  constructor(status, message, detail, retryAfter = null, { code = "", serverText = "" } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.detail = detail;
     this.retryAfter = retryAfter;
+    this.code = code;
+    this.serverText = serverText;
   }
 }
 
@@ -108,17 +112,43 @@ export function describeDetail(detail) {
   return String(detail);
 }
 
-/** The person-readable message for an HTTP status and the server's detail. */
-export function messageFor(status, detail) {
-  const text = describeDetail(detail);
+/** The names of the fields a 422/400 body names: its `errors[].field`, else FastAPI's `detail[].loc`. */
+export function invalidFields(body, detail) {
+  const skip = new Set(["body", "query", "path", "form", "header"]);
+  const fromErrors = Array.isArray(body && body.errors) ? body.errors.map((e) => e && e.field) : [];
+  const fromLoc = Array.isArray(detail)
+    ? detail.map((d) => (d && Array.isArray(d.loc) ? d.loc.filter((p) => !skip.has(p)).join(".") : "")) : [];
+  return [...new Set((fromErrors.length ? fromErrors : fromLoc).filter((f) => typeof f === "string" && f))];
+}
+
+/** "<field label> is not valid" in the page's language (the label of `field.<name>`, else the name itself). */
+function invalidMessage(fields) {
+  if (!fields.length) return t("err.422");
+  const labels = fields.map((name) => (hasKey(`field.${name}`) ? t(`field.${name}`) : name));
+  return t("err.field_invalid", { field: labels.join(", ") });
+}
+
+/**
+ * The person-readable message, in the page's language, for an HTTP status and the error body (`body`: its machine
+ * `code`, the fields of a 422); the server's own words are left to `serverTextFor` (small print).
+ */
+export function messageFor(status, detail, body = null, retryAfter = null) {
+  const code = body && typeof body.code === "string" ? body.code : "";
   if (status === 0) return t("err.network");
-  if (status === 422 || status === 400) return t("err.422", { detail: text || status });
-  if ([401, 403, 404, 409, 413, 415, 429].includes(status)) {
-    const base = t(`err.${status}`);
-    return text && status !== 401 ? `${base} (${text})` : base;
+  if (code && hasKey(`err.code.${code}`)) {
+    return t(`err.code.${code}`, { by: (body.ack && body.ack.by) || "?" });
   }
+  if (status === 422 || status === 400) return invalidMessage(invalidFields(body, detail));
+  if (status === 429 && retryAfter != null) return t("err.429_wait", { s: retryAfter });
+  if ([401, 403, 404, 409, 413, 415, 429, 503].includes(status)) return t(`err.${status}`);
   if (status >= 500) return t("err.5xx", { status });
-  return t("err.generic", { detail: text || status });
+  return t("err.generic", { detail: describeDetail(detail) || status });
+}
+
+/** The server's own words for the small print under a translated message ("" for 401 and for 5xx failures). */
+export function serverTextFor(status, detail) {
+  if (status === 401 || (status >= 500 && status !== 503)) return "";
+  return describeDetail(detail);
 }
 
 /**
@@ -153,15 +183,19 @@ export async function api(path, { method = "GET", body, query, signal, raw = fal
   }
   if (!response.ok) {
     let detail = null;
+    let data = null;
     try {
-      const data = await response.json();
+      data = await response.json();
       detail = data.detail ?? data.error ?? data.message ?? data;
     } catch {
       detail = response.statusText;
     }
     if (response.status === 401 && token) onUnauthorized();
-    throw new ApiError(response.status, messageFor(response.status, detail), detail,
-      retryAfterSeconds(response.headers.get("Retry-After")));
+    const body = data && typeof data === "object" && !Array.isArray(data) ? data : null;
+    const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"));
+    throw new ApiError(response.status, messageFor(response.status, detail, body, retryAfter), detail, retryAfter,
+      { code: (body && typeof body.code === "string" && body.code) || "",
+        serverText: serverTextFor(response.status, detail) });
   }
   if (raw) return response;
   if (response.status === 204) return null;

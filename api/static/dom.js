@@ -108,10 +108,16 @@ export function toast(message, kind = "info", ms = 6000) {
   setTimeout(() => el.remove(), ms);
 }
 
+/** An error's message in the page's language, and the server's own words (if any) in small print under it. */
+export function errorContent(err) {
+  const message = err && err.message ? err.message : String(err);
+  const server = err && err.serverText && err.serverText !== message ? err.serverText : "";
+  return [message, server ? h("small", { class: "err-server", lang: "en" }, server) : null];
+}
+
 /** A visible error box (used inside views, so a failure never leaves a blank area). */
 export function errorBox(err) {
-  const message = err && err.message ? err.message : String(err);
-  return h("div", { class: "error-box", role: "alert" }, message);
+  return h("div", { class: "error-box", role: "alert" }, errorContent(err));
 }
 
 /** Run an async action, showing its error as a toast; returns the result or undefined. */
@@ -122,7 +128,7 @@ export async function attempt(fn, { okMessage } = {}) {
     return result;
   } catch (err) {
     if (err && err.name === "AbortError") return undefined;
-    toast(err && err.message ? err.message : String(err), "error");
+    toast(errorContent(err), "error");
     return undefined;
   }
 }
@@ -153,7 +159,7 @@ export function dialog(title, content, { submitLabel, onSubmit } = {}) {
         const value = onSubmit ? await onSubmit(form) : true;
         finish(value ?? true);
       } catch (err) {
-        clear(errorArea, err && err.message ? err.message : String(err));
+        clear(errorArea, errorContent(err));
         submit.disabled = false;
       }
     });

@@ -201,8 +201,28 @@ def _file_sha(path: Path) -> str:
     return text_sha256(path.read_text(encoding="utf-8"))
 
 
+def redis_unreachable(exc: Exception) -> str:
+    """One line for a Redis that refused the API host's start: its URL (password masked), the error, what to
+    check."""
+    from pipeline.secrets import redact_text, redact_url
+
+    settings = get_settings()
+    where = redact_url(settings.redis_url)
+    if settings.redis_sentinels:
+        where += f" (primary {settings.redis_sentinel_master!r} of the Sentinels {settings.redis_sentinels})"
+        names = "CCTV_REDIS_URL, CCTV_REDIS_SENTINELS and CCTV_REDIS_SENTINEL_PASSWORD"
+    else:
+        names = "CCTV_REDIS_URL"
+    return redact_text(f"cannot start: Redis at {where} did not answer ({exc}); check that Redis runs and is "
+                       f"reachable from this host (address, port, firewall) and that {names} give the right address "
+                       "and password")
+
+
 def run_api_role(config_path: Path, host: str, port: int) -> int:
-    """The API alone, supervised (restarted when it dies) until SIGINT/SIGTERM."""
+    """The API alone, supervised (restarted when it dies) until SIGINT/SIGTERM; 2 without starting when Redis does
+    not answer the start-up configuration push."""
+    import redis
+
     from pipeline.secrets import install_log_redaction
     from pipeline.service import (
         ChildSpec,
@@ -226,6 +246,9 @@ def run_api_role(config_path: Path, host: str, port: int) -> int:
         client = _client()
         try:
             stored = startup_push(client, config_path)
+        except redis.RedisError as exc:
+            _say(f"error: {redis_unreachable(exc)}", err=True)
+            return 2
         finally:
             client.close()
         if stored is not None and stored.sha256 != _file_sha(config_path):

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.fileperms import EXPORT_MANIFEST_MODE
 from pipeline.models_manifest import sha256_file
 from pipeline.recording.index import Segment, resolve_overlaps, segments_between
 from pipeline.recording.locate import SegmentMissing, SegmentUnavailable, open_segment
@@ -276,6 +277,7 @@ def _export(held: list[tuple[Segment, Path, int | None]], camera_id: str, start:
     }
     tmp = manifest_path.with_suffix(".json.part")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.chmod(tmp, EXPORT_MANIFEST_MODE)  # neither widened nor narrowed by the umask
     os.replace(tmp, manifest_path)
     if progress is not None:
         progress(1.0)
@@ -299,7 +301,7 @@ def _claim_names(out_dir: Path, base: str) -> tuple[Path, Path]:
     for k in range(1, 1000):
         name = base if k == 1 else f"{base}-{k}"
         try:
-            os.close(os.open(out_dir / f"{name}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(out_dir / f"{name}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, EXPORT_MANIFEST_MODE))
         except FileExistsError:
             continue
         return out_dir / f"{name}.mp4", out_dir / f"{name}.json"

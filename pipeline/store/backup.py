@@ -59,6 +59,7 @@ from typing import Any
 
 import redis
 
+from pipeline.fileperms import EXPORT_MANIFEST_MODE as SERVICE_EXPORT_MANIFEST_MODE
 from pipeline.models_manifest import sha256_file
 from pipeline.processes import die_with_parent
 from pipeline.settings import PROJECT_ROOT
@@ -78,9 +79,10 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_EXPORT_MANIFEST_BYTES = 16 * 1024 * 1024
 """Largest export or case manifest put back (they are small JSON files; a bigger one is not ours)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-EXPORT_MANIFEST_MODE = 0o644
-"""Mode of a restored export or case manifest: the one :mod:`pipeline.recording.export` creates them with (its
-``_claim_names``), set explicitly so that the restoring process's umask does not widen or narrow it."""
+EXPORT_MANIFEST_MODE = SERVICE_EXPORT_MANIFEST_MODE
+"""Mode of a restored export or case manifest (0o640): the one :mod:`pipeline.recording.export` writes them with
+(:data:`pipeline.fileperms.EXPORT_MANIFEST_MODE`), set explicitly so that the restoring process's umask does not
+widen or narrow it."""
 JOURNAL_SUFFIX = ".journal"
 _JOURNAL_MAGIC = b"cctv-restore-journal 1\n"
 _JOURNAL_RECORD = struct.Struct(">cIqQ")  # kind, name length, number (TTL deadline in ms of the target's clock,

@@ -59,7 +59,8 @@ def test_a_redis_timeout_is_a_503_audited_as_store_unavailable(own_redis: RedisS
     with hung(own_redis):
         answer = tc.get("/api/plates/search", params={"q": "1AB1234", "reason": "case 7"}, headers=headers)
         assert answer.status_code == 503, answer.text
-        assert answer.json() == {"detail": "the event store is unavailable; try again"}
+        assert answer.json() == {"detail": "the event store is unavailable; try again",
+                                 "code": "store_unavailable"}
         assert spool.pending >= 1  # on disk while Redis hangs
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # appended by the replay once Redis answers

@@ -37,6 +37,58 @@ export async function listCameras(force = false) {
   return cameraCache;
 }
 
+/** How often an open page asks for the camera list again (a camera added or enabled meanwhile appears). */
+export const CAMERA_REFRESH_MS = 60_000;
+
+/** What of a camera list the page shows (ids, names, enabled): health changes are no change of the list. */
+function cameraSignature(cameras) {
+  return JSON.stringify(cameras.map((c) => [c.id, c.name, c.enabled !== false]));
+}
+
+/**
+ * Call `onChange(cameras)` when the camera list changes while a view is open: asked for every CAMERA_REFRESH_MS and
+ * at once when the tab is shown again (a hidden tab asks nothing). Returns the function that stops watching.
+ */
+export function watchCameras(onChange, { everyMs = CAMERA_REFRESH_MS } = {}) {
+  let last = cameraSignature(cameraCache || []);
+  let busy = false;
+  let stopped = false;
+  const check = async () => {
+    if (busy || stopped || document.visibilityState === "hidden") return;
+    busy = true;
+    try {
+      const fresh = await listCameras(true);
+      const signature = cameraSignature(fresh);
+      if (!stopped && signature !== last) {
+        last = signature;
+        onChange(fresh);
+      }
+    } catch { /* the next check tries again; the page keeps the list it has */ } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(check, everyMs);
+  const onVisibility = () => { if (document.visibilityState === "visible") check(); };
+  document.addEventListener("visibilitychange", onVisibility);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", onVisibility);
+  };
+}
+
+/** Give a camera <select> (from `cameraSelect`) the options of `cameras`, keeping what is selected (a chosen camera
+ * no longer listed stays chosen, named by its id) and any leading "all cameras" option. */
+export function refreshCameraSelect(select, cameras) {
+  const chosen = [...select.selectedOptions].map((o) => o.value).filter(Boolean);
+  const lead = select.options.length && select.options[0].value === "" ? [select.options[0]] : [];
+  const gone = chosen.filter((id) => !cameras.some((c) => c.id === id));
+  select.replaceChildren(...lead,
+    ...cameras.map((c) => h("option", { value: c.id, selected: chosen.includes(c.id) }, c.name)),
+    ...gone.map((id) => h("option", { value: id, selected: true }, id)));
+  if (!chosen.length && lead.length) select.value = "";
+}
+
 /** Display name of a camera id (falls back to the id). */
 export function cameraName(id) {
   const cam = (cameraCache || []).find((c) => c.id === id);

@@ -3,7 +3,7 @@
 import { ROUTES, api, downloadFile } from "../api.js";
 import { attempt, clear, dialog, errorBox, field, fmtTime, fromLocalInput, h, toLocalInput, toast } from "../dom.js";
 import { t } from "../i18n.js";
-import { cameraName, cameraSelect, itemsOf, listCameras } from "./common.js";
+import { cameraName, cameraSelect, itemsOf, listCameras, refreshCameraSelect, watchCameras } from "./common.js";
 import { playButton } from "./playback.js";
 
 const POLL_MS = 1000;
@@ -260,6 +260,7 @@ export const evidenceView = {
       clear(exportsBox, errorBox(err));
     }
     await refreshCases();
-    return () => timers.forEach((timer) => clearTimeout(timer));
+    const stopCameras = watchCameras((fresh) => refreshCameraSelect(camera, fresh));
+    return () => { stopCameras(); timers.forEach((timer) => clearTimeout(timer)); };
   },
 };

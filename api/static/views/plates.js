@@ -4,7 +4,8 @@ import { ROUTES, api } from "../api.js";
 import { clear, errorBox, field, fmtTime, fromLocalInput, h, pct, toLocalInput } from "../dom.js";
 import { t } from "../i18n.js";
 import {
-  authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf, snapshotUrl,
+  authImg, cameraName, cameraSelect, cropUrl, itemsOf, listCameras, plateEventOf as eventOf, refreshCameraSelect,
+  snapshotUrl, watchCameras,
 } from "./common.js";
 import { playButton } from "./playback.js";
 
@@ -249,6 +250,7 @@ export const platesView = {
     if (q.value) await run();
     if (params.get("history") && ctx.can("plate_history")) showHistory(params.get("history"));
     q.focus();
-    return () => { if (controller) controller.abort(); void lastQuery; };
+    const stopCameras = watchCameras((fresh) => refreshCameraSelect(camSel, fresh));
+    return () => { stopCameras(); if (controller) controller.abort(); void lastQuery; };
   },
 };

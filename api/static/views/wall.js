@@ -7,7 +7,7 @@
 import { ROUTES, api, getToken } from "../api.js";
 import { clear, errorBox, fmtTime, h, toast } from "../dom.js";
 import { t } from "../i18n.js";
-import { listCameras } from "./common.js";
+import { listCameras, watchCameras } from "./common.js";
 
 const GRIDS = { "1": 1, "2x2": 4, "3x3": 9, "4x4": 16 };
 const KEEP_BEHIND_S = 6; // buffered video kept behind the playhead
@@ -383,6 +383,16 @@ function makeTile(index, cameras, wall) {
     if (wall.newest.has(cam.id)) showEvent(tile, wall.newest.get(cam.id));
     wall.updateStreaming(tile);
   };
+  /** The chooser's options from the (refreshed) camera list; the playing video is not touched. */
+  tile.refreshOptions = () => {
+    const known = cameras.some((c) => c.id === tile.cameraId);
+    select.replaceChildren(h("option", { value: "" }, t("wall.empty_tile")),
+      ...cameras.map((c) => h("option", { value: c.id }, c.name)),
+      tile.cameraId && !known ? h("option", { value: tile.cameraId }, tile.cameraId) : null);
+    select.value = tile.cameraId;
+    const cam = cameras.find((c) => c.id === tile.cameraId);
+    if (cam && name.textContent !== cam.name) { name.textContent = cam.name; tile.label(); }
+  };
   tile.label = () => {
     const camName = name.textContent;
     el.setAttribute("aria-label", !camName ? t("wall.tile_label_empty", { n: index + 1 })
@@ -594,11 +604,17 @@ async function render(container, ctx) {
   pollPlates();
   const stopAlerts = ctx.onAlerts(fromAlerts);
   const eventsTimer = setInterval(pollPlates, EVENTS_MS);
+  // a camera added or enabled while the wall is open: offered by every tile's chooser (the same array, updated)
+  const stopCameras = watchCameras((fresh) => {
+    cameras.splice(0, cameras.length, ...fresh);
+    wall.tiles.forEach((tile) => tile.refreshOptions());
+  });
   window.__wall = wall;
   return () => {
     clearInterval(eventsTimer);
     clearTimeout(soon);
     stopAlerts();
+    stopCameras();
     document.removeEventListener("visibilitychange", onVisibility);
     document.removeEventListener("keydown", onKey);
     document.removeEventListener("fullscreenchange", onFullscreen);

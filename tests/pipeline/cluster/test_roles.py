@@ -65,3 +65,23 @@ def test_the_worker_role_refuses_bad_arguments(args: list[str], message: str, re
     done = subprocess.run([sys.executable, "-m", "pipeline", "run", "--role", "worker", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 1 and message in done.stderr
+
+
+def test_the_api_role_names_an_unreachable_redis_in_one_line(tmp_path: Path) -> None:
+    """Redis refusing the start-up push: one line naming the URL (password masked) and what to check, exit 2, no
+    traceback."""
+    config = tmp_path / "cameras.yaml"
+    config.write_text(YAML)
+    closed = free_port()  # nothing listens there
+    env = {**os.environ, "CCTV_REDIS_URL": f"redis://api:s3cret-pw@127.0.0.1:{closed}/0",
+           "CCTV_RECORDINGS_DIR": str(tmp_path / "rec")}  # fmt: skip
+    env.pop("CCTV_REDIS_SENTINELS", None)
+    done = subprocess.run([sys.executable, "-m", "pipeline", "run", "--role", "api", "--config", str(config),
+                           "--port", str(free_port())], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Traceback" not in output and "s3cret-pw" not in output
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    assert f"redis://api:***@127.0.0.1:{closed}/0" in errors[0] and "CCTV_REDIS_URL" in errors[0]

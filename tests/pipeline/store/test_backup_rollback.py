@@ -18,7 +18,7 @@ from pipeline.store.backup import MANIFEST, BackupError, backup, restore
 from tests.conftest import RedisServer
 
 DENIED = "zzz:denied"  # sorted last: written in the last batch, where the target refuses it
-SERVICE_MANIFEST_MODE = 0o644  # pipeline.recording.export creates export manifests with this mode
+SERVICE_MANIFEST_MODE = 0o640  # pipeline.recording.export writes export manifests with this mode (private)
 
 
 def _sorted_small_batches(client: redis.Redis) -> Iterator[list[bytes]]:
