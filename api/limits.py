@@ -10,7 +10,8 @@
 
 The limit is ``max_upload_bytes * max_photos`` plus 64 KiB of form overhead for ``multipart/form-data`` sent to a
 route that takes file uploads (image uploads; each file is also checked against ``max_upload_bytes`` by
-:func:`api.images.read_upload`) and ``max_body_bytes`` for every other body (JSON, and a form sent anywhere else).
+:func:`api.images.read_upload`; a route may declare a smaller limit of its own, :func:`own_upload_limit`, as the
+watchlist CSV import does) and ``max_body_bytes`` for every other body (JSON, and a form sent anywhere else).
 
 The login limits (:func:`login_address`, :func:`account_free_failures` and the ``LOGIN_*`` constants below) are here
 too: failed password checks are counted per (user, address group), per address group and per account; see
@@ -130,9 +131,30 @@ def upload_routes(app: Starlette) -> list[BaseRoute]:
     return cached
 
 
+def upload_route(app: Starlette, scope: Scope) -> BaseRoute | None:
+    """The route that takes file uploads that the request goes to (method and path both match), or None."""
+    return next((route for route in upload_routes(app) if route.matches(scope)[0] == Match.FULL), None)
+
+
 def is_upload_request(app: Starlette, scope: Scope) -> bool:
     """Whether the request goes to a route that takes file uploads (method and path both match)."""
-    return any(route.matches(scope)[0] == Match.FULL for route in upload_routes(app))
+    return upload_route(app, scope) is not None
+
+
+def own_upload_limit(route: BaseRoute | None) -> int | None:
+    """The upload limit an upload route declares for itself (``max_upload_bytes`` set on its endpoint, e.g. the
+    5 MiB CSV import of a watchlist), or None to use the image upload limit."""
+    limit = getattr(getattr(route, "endpoint", None), "max_upload_bytes", None)
+    return limit if isinstance(limit, int) else None
+
+
+def request_limit(settings: ApiSettings, content_type: str, route: BaseRoute | None) -> int:
+    """The body limit of a request to ``route`` (an upload route, or None): :func:`body_limit`, except that a form
+    sent to an upload route with its own limit (:func:`own_upload_limit`) gets that limit plus the form overhead."""
+    own = own_upload_limit(route)
+    if own is not None and content_type.lower().startswith("multipart/form-data"):
+        return own + FORM_OVERHEAD
+    return body_limit(settings, content_type, route is not None)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -167,7 +189,7 @@ class BodyGuard:
             await _reply(send, 401, "not authenticated: send 'Authorization: Bearer <token>' or 'X-API-Key' "
                                     "(checked before the body is read)", {"WWW-Authenticate": "Bearer"})
             return
-        limit = body_limit(settings, _header(scope, b"content-type") or "", is_upload_request(app, scope))
+        limit = request_limit(settings, _header(scope, b"content-type") or "", upload_route(app, scope))
         if length_header is not None:
             try:
                 declared = int(length_header)

@@ -38,6 +38,7 @@ from api.routes import (
     health,
     live,
     media,
+    notifications,
     persons,
     plates,
     users,
@@ -50,11 +51,12 @@ from api.staticmem import MemoryStaticFiles
 from api.store import ApiStore
 from pipeline.config import ConfigError, load_config
 from pipeline.fileperms import apply_service_umask
+from pipeline.notify.webhooks import Notifier
 from pipeline.search.faces import FaceIndex
 from pipeline.secrets import install_log_redaction, url_secrets
 from pipeline.settings import get_settings
 from pipeline.store.audit_spool import AuditSpool
-from pipeline.store.connection import bounded_copy, interactive_async_client, interactive_client
+from pipeline.store.connection import bounded_copy, interactive_async_client, interactive_client, redis_client
 from pipeline.store.durability import ensure_durable
 from pipeline.store.migrations import backfill_face_alert_media
 
@@ -170,7 +172,10 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
             await run_in_threadpool(backfill_face_alert_media, client)
         except redis.RedisError as exc:
             logger.warning("could not index the crops of older face alerts (Redis: %s)", exc)
+        notifier = start_notifier(app, settings)  # alert webhooks (pipeline.notify.webhooks)
         yield
+        if notifier is not None:
+            await run_in_threadpool(notifier.stop)
         config_task.cancel()
         replay_task.cancel()
         for job_id in app.state.export_queue.shutdown():
@@ -216,7 +221,7 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
                                            "X-Alerts-Scan-Complete", "X-Alerts-Scan-Next"])
     app.add_middleware(SecurityHeaders)  # outermost: CSP, no framing, no sniffing on every answer, refusals too
     for module in (health, auth, apikeys, users, plates, faces, persons, watchlists, alerts, cameras, exports, cases,
-                   audit, media, evidence):
+                   audit, media, evidence, notifications):
         app.include_router(module.router)
     app.include_router(live.router)  # live video (WebSocket) and the video wall layout
     from api.routes import recordings  # recorded playback: timeline and fMP4 stream
@@ -226,6 +231,19 @@ def create_app(settings: ApiSettings | None = None, client: redis.Redis | None =
     # from memory: the page loads even while every worker thread waits on Redis (a hung primary)
     app.mount("/", MemoryStaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def start_notifier(app: FastAPI, settings: ApiSettings) -> Notifier | None:
+    """Start the alert webhook workers of the loaded cameras.yaml (None when it has none): each on its own Redis
+    client, whose reads wait longer than their XREADGROUP BLOCK."""
+    config = app.state.camera_config
+    hooks = list(config.notifications.webhooks) if config is not None else []
+    if not any(h.enabled for h in hooks):
+        return None
+    notifier = Notifier(redis_client(settings.redis_url, socket_timeout=30, socket_connect_timeout=5,
+                                     health_check_interval=30), hooks)
+    notifier.start()
+    return notifier
 
 
 def stream_redis_client(settings: ApiSettings) -> aioredis.Redis:

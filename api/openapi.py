@@ -35,6 +35,12 @@ def _error(description: str, model: str = "ErrorOut") -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}}
 
 
+def _own_422(response: dict[str, Any] | None) -> bool:
+    """Whether a route documents a 422 body of its own (not FastAPI's default ``HTTPValidationError``)."""
+    ref = ((response or {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", ""))
+    return bool(ref) and not ref.endswith("/HTTPValidationError")
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document with security schemes and the shared error responses (cached on the app)."""
     if app.openapi_schema:
@@ -62,7 +68,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if not operation["parameters"]:
                 del operation["parameters"]
             responses = operation["responses"]
-            responses["422"] = _error("The request's fields did not validate.", "ValidationErrorOut")
+            if not _own_422(responses.get("422")):  # a route's own 422 body (a CSV import's) is kept
+                responses["422"] = _error("The request's fields did not validate.", "ValidationErrorOut")
             responses.setdefault("503", _error(_ERRORS["503"]))
             if "requestBody" in operation:  # the body guard answers every body route, public ones included
                 responses.setdefault("413", _error("The body is larger than the limit of this request."))

@@ -310,6 +310,74 @@ class ClusterConfig(StrictModel):
         return self
 
 
+WEBHOOK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class Webhook(StrictModel):
+    """One outbound alert webhook (see :mod:`pipeline.notify.webhooks`): every alert that passes the filters is
+    POSTed once, signed with the secret read from the environment variable ``secret_env``."""
+
+    name: str = Field(pattern=WEBHOOK_NAME_PATTERN, description="Unique name (lower case, digits, _ and -): the "
+                      "delivery state and the admin routes use it.")
+    url: str = Field(min_length=8, max_length=2048, description="Where alerts are POSTed: https; http only with "
+                     "allow_http, to a loopback or private address. A token in the query string is redacted in logs.")
+    secret_env: str = Field(pattern=ENV_NAME_PATTERN, description="NAME of the environment variable holding the "
+                            "signing secret (never the secret itself).")
+    enabled: bool = Field(default=True, description="Deliver to this webhook.")
+    min_severity: Literal["low", "medium", "high", "critical"] = Field(
+        default="low", description="Only alerts of this severity or higher.")
+    watchlists: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=1000, description="Only alerts of these watchlist ids (empty: any).")
+    cameras: list[Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]] = Field(
+        default_factory=list, max_length=2000, description="Only alerts of these cameras (empty: any).")
+    timeout_s: float = Field(default=10.0, ge=0.5, le=60, description="Longest wait of one delivery attempt.")
+    max_attempts: int = Field(default=20, ge=1, le=1000, description="Attempts before the alert is a dead letter.")
+    max_age_s: float = Field(default=86400.0, ge=10, le=7 * 86400, description="An alert not delivered within this "
+                             "long of its first attempt is a dead letter.")
+    backoff_initial_s: float = Field(default=5.0, ge=0.05, le=3600, description="Wait before the first retry; "
+                                     "doubled after each failure.")
+    backoff_max_s: float = Field(default=3600.0, ge=0.05, le=86400, description="Longest wait between attempts "
+                                 "(a longer Retry-After is cut to it).")
+    allow_http: bool = Field(default=False, description="Allow http:// to loopback and private addresses only.")
+    allow_link_local: bool = Field(default=False, description="Allow addresses in 169.254.0.0/16, fe80::/10 and "
+                                   "cloud metadata addresses (refused by default).")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if any(ord(c) < 33 or ord(c) == 127 for c in url):
+            raise ValueError("the URL holds a space or a control character")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// (or, with allow_http, http://) URL with a host")
+        if "@" in parts.netloc:
+            raise ValueError("credentials in the URL are refused: the secret goes in secret_env")
+        return url
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> Webhook:
+        if urlsplit(self.url).scheme == "http" and not self.allow_http:
+            raise ValueError("http:// needs allow_http: true (and then only loopback or private addresses)")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        return self
+
+
+class NotificationsConfig(StrictModel):
+    """Outbound alert notifications."""
+
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=50, description="Alert webhooks.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotificationsConfig:
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError(f"webhook names must be unique: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+
 class Config(StrictModel):
     """The whole cameras.yaml."""
 
@@ -317,6 +385,8 @@ class Config(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Stream ingest and recording.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Analytics engine.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Camera leases across worker hosts.")
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig,
+                                               description="Outbound alert webhooks.")
     cameras: list[Camera] = Field(min_length=1, max_length=2000, description="The cameras.")
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 

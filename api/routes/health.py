@@ -31,6 +31,7 @@ from api.routes.cameras import read_health
 from api.schemas.misc import CameraCountsOut, HealthOut
 from pipeline.cluster.clock import clock_problems
 from pipeline.ingest.health import camera_state, recording_state
+from pipeline.notify.webhooks import dead_letter_total
 from pipeline.store.connection import bounded_copy
 
 logger = logging.getLogger(__name__)
@@ -90,9 +91,11 @@ def health(request: Request, client: HealthRedisDep) -> JSONResponse:
         client.ping()
         cameras = camera_counts(request, client)
         skewed = len(clock_problems(client))
+        config = request.app.state.camera_config
+        dead = dead_letter_total(client, list(config.notifications.webhooks) if config is not None else [])
     except redis.RedisError as exc:
         logger.warning("health: Redis unreachable: %s", exc)
         return JSONResponse(HealthOut(status="down", redis=False).model_dump(), status_code=503)
     healthy = cameras.online == cameras.total and not cameras.recording_failed and not skewed
     return JSONResponse(HealthOut(status="ok" if healthy else "degraded", redis=True, cameras=cameras,
-                                  clock_skewed_hosts=skewed).model_dump())
+                                  clock_skewed_hosts=skewed, webhook_dead_letters=dead).model_dump())

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from api.deps import Admin, ApiStoreDep, Investigator, RedisDep, User
 from api.ids import EntryId, WatchlistId, known_person_id
+from api.limits import FORM_OVERHEAD
+from api.plate_csv import BANGKOK, MAX_IMPORT_BYTES, MAX_IMPORT_ROWS, CsvRefused, CsvRows, read_rows, write_csv
 from api.routes.cameras import check_camera_ids
+from api.schemas.errors import ErrorOut, FieldErrorOut
 from api.schemas.watchlists import (
     DuplicateEntryOut,
     EntryOut,
     EntryUpdate,
     FaceEntryCreate,
+    ImportOut,
+    ImportRefusedOut,
+    ImportRowErrorOut,
     PlateEntryCreate,
     WatchlistCreate,
     WatchlistOut,
@@ -318,3 +329,189 @@ def delete_entry(admin: Admin, watchlist_id: WatchlistId, entry_id: EntryId, cli
     store.audit(admin.username, "watchlist_entry_delete", {
         "watchlist_id": watchlist_id, "watchlist_name": watchlist.get("name"),
         **audit_entry(removed, _names_of(wl, [removed]))})
+
+
+# -- CSV import and export ------------------------------------------------------------------------------------------
+IMPORT_ERRORS_SHOWN = 100
+"""Row errors listed in an import's answer (all are counted)."""
+IMPORT_COLUMN = {"plate": "plate", "province": "province", "reason": "reason", "severity": "severity",
+                 "expires_at": "expires"}
+"""The CSV column of each entry field."""
+
+IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": f"The request is over {MAX_IMPORT_BYTES + FORM_OVERHEAD} bytes (refused "
+                                            f"before it is read), the file over {MAX_IMPORT_BYTES} bytes, or it "
+                                            f"has more than {MAX_IMPORT_ROWS} rows."},
+    415: {"model": ErrorOut, "description": "The file is not UTF-8 or Windows-874/TIS-620 text (UTF-16, a NUL byte, "
+                                            "binary): `detail` names the line and column."},
+    422: {"model": ImportRefusedOut, "description": "The file is not a usable CSV (no header, unknown or repeated "
+                                                    "column, unreadable line: `detail` names the line), or rows are "
+                                                    "invalid and `invalid=refuse`: nothing was written, `result` "
+                                                    "holds the counts and the first row errors."},
+}
+
+
+def _bangkok_expiry(text: str) -> float | None:
+    """The ``expires`` cell as epoch seconds: empty -> None; an ISO date alone means the end of that day, an ISO time
+    without a zone is Bangkok time. ValueError says what is wrong."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not an ISO date or time (2026-12-31 or 2026-12-31T18:00)") from None
+    if when.year > 2400:
+        raise ValueError(f"{text[:40]!r} looks like a Buddhist-era year; give the Common Era year (minus 543)")
+    if len(text) == 10:  # a date alone: valid through that day
+        when = when.replace(hour=23, minute=59, second=59)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=BANGKOK)
+    return when.timestamp()
+
+
+def _pydantic_errors(exc: ValidationError) -> list[tuple[str | None, str]]:
+    return [(IMPORT_COLUMN.get(str(err["loc"][0])) if err["loc"] else None, err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()]
+
+
+def import_row(cells: dict[str, str]) -> tuple[dict | None, list[tuple[str | None, str]]]:
+    """One CSV row as a plate entry checked exactly as ``POST /plates`` checks one (:class:`PlateEntryCreate`,
+    :func:`_check_plate`, :func:`_check_province`), or ``(None, [(column, reason), ...])``."""
+    try:
+        expires_at = _bangkok_expiry(cells.get("expires", ""))
+    except ValueError as exc:
+        return None, [("expires", str(exc))]
+    fields = {"plate": cells.get("plate", ""), "province": cells.get("province") or None,
+              "reason": cells.get("reason", ""), "severity": cells.get("severity") or "medium",
+              "expires_at": expires_at}
+    try:
+        body = PlateEntryCreate.model_validate(fields)
+        plate, typed = _check_plate(body.plate)
+        province = _check_province(body.province, typed)
+    except ValidationError as exc:
+        return None, _pydantic_errors(exc)
+    except HTTPException as exc:
+        return None, [("plate", str(exc.detail).removeprefix("plate: "))]
+    except RequestValidationError as exc:
+        return None, [("province", str(exc.errors()[0]["msg"]))]
+    return {**body.model_dump(), "plate": plate, "province": province}, []
+
+
+def _check_rows(read: CsvRows) -> tuple[list[dict], list[ImportRowErrorOut], int]:
+    """The valid entries of an import, its row errors (in file order) and the number of invalid rows; a plate and
+    province given twice is refused on its later line."""
+    errors = [ImportRowErrorOut(line=line, column=column, reason=reason) for line, column, reason in read.errors]
+    invalid = {line for line, _, _ in read.errors}
+    entries: list[dict] = []
+    seen: dict[tuple[str, str | None], int] = {}
+    for line, cells in read.rows:
+        entry, problems = import_row(cells)
+        if entry is not None:
+            identity = (entry["plate"], entry["province"])
+            if identity in seen:
+                problems = [("plate", f"same plate and province as line {seen[identity]}")]
+            else:
+                seen[identity] = line
+                entries.append(entry)
+        for column, reason in problems:
+            invalid.add(line)
+            errors.append(ImportRowErrorOut(line=line, column=column, reason=reason))
+    errors.sort(key=lambda e: e.line)
+    return entries, errors, len(invalid)
+
+
+def _read_upload(file: UploadFile) -> bytes:
+    """The uploaded file's bytes, 413 past :data:`MAX_IMPORT_BYTES` (the body guard already bounds the request)."""
+    data = file.file.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"file: larger than {MAX_IMPORT_BYTES} bytes")
+    return data
+
+
+@router.post("/{watchlist_id}/plates/import", response_model=ImportOut, summary="Import plate entries from CSV",
+             description=f"A `multipart/form-data` upload (field `file`) of a CSV file of at most {MAX_IMPORT_BYTES} "
+                         f"bytes and {MAX_IMPORT_ROWS} rows, in UTF-8 (with or without a byte-order mark) or "
+                         "Windows-874/TIS-620 (Thai Excel). The first line names the columns: `plate` (required), "
+                         "`province`, `reason`, `severity` (low, medium, high, critical; empty = medium), `expires` "
+                         "(ISO date or time; no zone = Asia/Bangkok; a date alone = the end of that day; empty = "
+                         "never). Each row is checked as `POST /plates` checks one entry; imported entries alert on "
+                         "every camera. A plate and province already on the list is skipped or (`on_duplicate="
+                         "update`) has its reason, severity and expiry replaced; the same plate and province twice "
+                         "in the file is an invalid row. With `invalid=refuse` (the default) any invalid row refuses "
+                         "the whole file (422, nothing written); `invalid=skip` writes the valid rows. `dry_run=true` "
+                         "answers the same counts and errors without writing. The write is one transaction (the "
+                         "engine sees every row or none) and is audited once as `watchlist_import` with the file "
+                         "name, its SHA-256 and the counts.",
+             responses=IMPORT_RESPONSES)
+def import_plates(admin: Admin, watchlist_id: WatchlistId, client: RedisDep, store: ApiStoreDep,
+                  file: Annotated[UploadFile, File(description="The CSV file.")],
+                  dry_run: Annotated[bool, Query(description="Only count and check; write nothing.")] = False,
+                  on_duplicate: Annotated[Literal["skip", "update"], Query(
+                      description="What to do with a plate already on the list.")] = "skip",
+                  invalid: Annotated[Literal["refuse", "skip"], Query(
+                      description="refuse: any invalid row refuses the file; skip: write the valid rows.")] = "refuse",
+                  ) -> ImportOut | JSONResponse:
+    wl = WatchlistStore(client)
+    if _get(wl, watchlist_id)["kind"] != "plate":
+        raise HTTPException(422, "watchlist_id: this is a face watchlist")
+    data = _read_upload(file)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        read = read_rows(data)
+    except CsvRefused as exc:
+        logger.info("refused the CSV import %r into watchlist %s: %s", file.filename, watchlist_id, exc.message)
+        raise HTTPException(exc.status, exc.message) from None
+    entries, errors, bad = _check_rows(read)
+    result = ImportOut(dry_run=dry_run, rows=len(read.rows) + len(read.errors), added=0, updated=0, skipped=0,
+                       invalid=bad, errors=errors[:IMPORT_ERRORS_SHOWN],
+                       errors_truncated=len(errors) > IMPORT_ERRORS_SHOWN, sha256=digest)
+    if bad and invalid == "refuse":
+        return _refused_import(result)
+    counts = wl.import_plate_entries(watchlist_id, entries, on_duplicate, admin.username, dry_run=dry_run)
+    if counts is None:  # deleted meanwhile
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"watchlist {watchlist_id!r} not found")
+    result = result.model_copy(update=counts)
+    if not dry_run:
+        store.audit(admin.username, "watchlist_import", {
+            "watchlist_id": watchlist_id, "file_name": (file.filename or "")[:200], "sha256": digest,
+            "encoding": read.encoding, "on_duplicate": on_duplicate, "invalid_rows": invalid, "rows": result.rows,
+            **counts, "invalid": bad})
+    return result
+
+
+def _refused_import(result: ImportOut) -> JSONResponse:
+    """The 422 of an all-or-nothing import with invalid rows (nothing written)."""
+    first = result.errors[0]
+    body = ImportRefusedOut(
+        detail=f"{result.invalid} invalid row(s), the first at line {first.line}"
+               f"{f' ({first.column})' if first.column else ''}: {first.reason}; nothing was written "
+               f"(fix them, or import with invalid=skip)",
+        errors=[FieldErrorOut(field=f"line {e.line}" + (f": {e.column}" if e.column else ""), message=e.reason)
+                for e in result.errors],
+        result=result)
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+@router.get("/{watchlist_id}/plates/export", summary="Export plate entries as CSV",
+            description="The plate entries as a CSV file (columns plate, province, reason, severity, expires in "
+                        "Bangkok time), UTF-8 with a byte-order mark so that Excel shows Thai; cells that a "
+                        "spreadsheet would run as a formula (= + - @, tab, CR first) are prefixed with a single "
+                        "quote (an import takes it off again). A user limited to some cameras gets only the entries "
+                        "they may see. Audited as `watchlist_export`.",
+            response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "The CSV."}})
+def export_plates(user: Investigator, watchlist_id: WatchlistId, client: RedisDep, store: ApiStoreDep) -> Response:
+    wl = WatchlistStore(client)
+    watchlist = _get(wl, watchlist_id)
+    if watchlist["kind"] != "plate":
+        raise HTTPException(422, "watchlist_id: this is a face watchlist")
+    entries = visible_entries(user, wl.list_entries(watchlist_id))
+    body = write_csv(entries)
+    store.audit(user.username, "watchlist_export", {"watchlist_id": watchlist_id,
+                                                    "watchlist_name": watchlist.get("name"), "entries": len(entries),
+                                                    "sha256": hashlib.sha256(body).hexdigest()})
+    return Response(body, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="watchlist-{watchlist_id}.csv"'})
+
+
+import_plates.max_upload_bytes = MAX_IMPORT_BYTES  # type: ignore[attr-defined]  # the body guard's limit (api.limits)

@@ -53,6 +53,10 @@ class HealthOut(BaseModel):
         default=0, ge=0, description="How many worker hosts have a clock off the Redis server's (any makes the "
                                      "status degraded: their recordings would be misplaced on the timeline); a count "
                                      "only, as for cameras: `python -m pipeline cluster status` names them.")
+    webhook_dead_letters: int = Field(
+        default=0, ge=0, description="Alerts the webhooks of notifications.webhooks gave up on (dead letters, "
+                                     "counted since the start; GET /api/notifications says which). Not a reason "
+                                     "for degraded.")
 
 
 class ExportCreate(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.errors import FieldErrorOut
 from api.schemas.text import FreeText, OneLine
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -180,3 +181,38 @@ class EntryUpdate(BaseModel):
     def changes(self) -> dict:
         """The fields the request sets (explicit nulls of nullable fields included)."""
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ImportRowErrorOut(BaseModel):
+    """One refused row (or cell) of a CSV import."""
+
+    line: int = Field(description="Line of the file (1 = the header; a quoted field over several lines counts "
+                                  "each line).")
+    column: str | None = Field(default=None, description="Column the problem is in (`plate`, `province`, `reason`, "
+                                                          "`severity`, `expires`), or null for the whole row.")
+    reason: str
+
+
+class ImportOut(BaseModel):
+    """What a CSV import did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool
+    rows: int = Field(description="Data rows read (blank rows not counted).")
+    added: int = Field(description="New entries.")
+    updated: int = Field(description="Entries already on the list whose reason, severity and expiry were replaced "
+                                     "(`on_duplicate=update`).")
+    skipped: int = Field(description="Rows whose plate and province are already on the list (`on_duplicate=skip`).")
+    invalid: int = Field(description="Rows refused (written only with `invalid=skip`, never otherwise).")
+    errors: list[ImportRowErrorOut] = Field(default=[], description="The first row errors, in file order.")
+    errors_truncated: bool = Field(default=False, description="More rows were invalid than `errors` lists.")
+    sha256: str = Field(description="SHA-256 of the file as uploaded (also in the audit record).")
+
+
+class ImportRefusedOut(BaseModel):
+    """422 of a CSV import: ``detail`` says what is wrong; for invalid rows (all-or-nothing, the default) nothing
+    was written and ``result`` holds the counts and the first row errors. Ordinary request validation errors (a bad
+    query parameter) have ``errors`` only."""
+
+    detail: str
+    errors: list[FieldErrorOut] = Field(default=[], description="The first row errors as `line N: column` fields.")
+    result: ImportOut | None = None

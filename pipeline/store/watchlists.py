@@ -473,6 +473,67 @@ class WatchlistStore:
                 except redis.WatchError:
                     logger.debug("entry %s of watchlist %s changed concurrently; retrying", entry_id, watchlist_id)
 
+    def import_plate_entries(self, watchlist_id: str, rows: list[dict], on_duplicate: Literal["skip", "update"],
+                             created_by: str = "", dry_run: bool = False) -> dict[str, int] | None:
+        """Add many plate entries at once (a hot-list import); ``rows`` are entries with a normalised ``plate`` and
+        ``province`` (no two with the same :func:`plate_identity`: the caller refuses such rows).
+
+        A row whose plate and province are already on the watchlist is skipped (``on_duplicate="skip"``) or
+        updates that entry in place (``"update"``: its reason, severity and expiry; id, creation and cameras kept).
+        The entries are read and written under ``WATCH`` and the write is one MULTI/EXEC with the ``wl:version``
+        bump, so the engine sees all rows or none, and a concurrent add of one of the plates cannot make a duplicate.
+        ``dry_run`` counts without writing. Returns ``{"added", "updated", "skipped"}``, or None when the watchlist
+        does not exist."""
+        meta, entries_key = keys.watchlist(watchlist_id), keys.watchlist_entries(watchlist_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(meta, entries_key)
+                    if not pipe.exists(meta):
+                        pipe.reset()
+                        return None
+                    writes, counts = self._plan_import(pipe.hgetall(entries_key), rows, on_duplicate, created_by)
+                    if dry_run or not writes:
+                        pipe.reset()
+                        return counts
+                    pipe.multi()
+                    pipe.hset(entries_key, mapping={eid: json.dumps(e, ensure_ascii=False)
+                                                    for eid, e in writes.items()})
+                    pipe.hset(meta, "updated_at", repr(time.time()))
+                    pipe.incr(keys.WATCHLIST_VERSION)
+                    pipe.execute()
+                    return counts
+                except redis.WatchError:
+                    logger.debug("watchlist %s changed during an import; retrying", watchlist_id)
+
+    @staticmethod
+    def _plan_import(stored: dict[Any, Any], rows: list[dict], on_duplicate: str,
+                     created_by: str) -> tuple[dict[str, dict], dict[str, int]]:
+        """The entries an import writes (entry id -> entry) and its counts, given the stored entries."""
+        existing: dict[tuple[str, str | None], dict] = {}
+        for key, raw in stored.items():
+            entry = _json_object(raw)
+            identity = plate_identity(entry) if entry is not None else None
+            if identity is not None:
+                existing.setdefault(identity, {**entry, "entry_id": _s(key)})
+        now = time.time()
+        writes: dict[str, dict] = {}
+        counts = {"added": 0, "updated": 0, "skipped": 0}
+        for row in rows:
+            old = existing.get(plate_identity(row))  # type: ignore[arg-type]
+            if old is None:
+                entry = {**row, "entry_id": new_id(), "created_by": created_by, "created_at": now,
+                         "updated_at": now}
+                writes[entry["entry_id"]] = entry
+                counts["added"] += 1
+            elif on_duplicate == "update":
+                changes = {k: row.get(k) for k in ("reason", "severity", "expires_at")}
+                writes[old["entry_id"]] = {**old, **changes, "updated_at": now}
+                counts["updated"] += 1
+            else:
+                counts["skipped"] += 1
+        return writes, counts
+
     @staticmethod
     def _refuse_duplicate(pipe: Any, watchlist_id: str, entry: dict) -> None:
         """Raise :class:`DuplicateEntryError` (after resetting the watching ``pipe``) when ``entry`` duplicates

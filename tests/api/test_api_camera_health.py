@@ -34,7 +34,7 @@ def test_health_counts_cameras_and_says_degraded_without_names(client: TestClien
     body = r.json()
     assert body == {"status": "degraded", "redis": True,
                     "cameras": {"total": 3, "online": 1, "offline": 1, "stale": 1, "unknown": 0,
-                                "recording_failed": 0}, "clock_skewed_hosts": 0}
+                                "recording_failed": 0}, "clock_skewed_hosts": 0, "webhook_dead_letters": 0}
     assert not any(camera in r.text for camera in CAMERAS)  # unauthenticated: counts only
 
 
@@ -48,7 +48,7 @@ def test_health_ok_when_every_camera_is_online_and_unknown_counts(client: TestCl
     body = client.get("/api/health").json()
     assert body == {"status": "ok", "redis": True,
                     "cameras": {"total": 3, "online": 3, "offline": 0, "stale": 0, "unknown": 0,
-                                "recording_failed": 0}, "clock_skewed_hosts": 0}
+                                "recording_failed": 0}, "clock_skewed_hosts": 0, "webhook_dead_letters": 0}
 
 
 def test_health_without_redis_is_503_down(client: TestClient) -> None:
@@ -62,7 +62,7 @@ def test_health_without_redis_is_503_down(client: TestClient) -> None:
     finally:
         client.app.dependency_overrides.clear()
     assert r.status_code == 503
-    assert r.json() == {"status": "down", "redis": False, "cameras": None, "clock_skewed_hosts": 0}
+    assert r.json() == {"status": "down", "redis": False, "cameras": None, "clock_skewed_hosts": 0, "webhook_dead_letters": 0}
 
 
 def test_prometheus_shows_camera_up_and_last_frame_age(rclient: redis.Redis) -> None:
@@ -124,7 +124,7 @@ def test_a_camera_whose_recording_failed_degrades_health_and_shows_in_prometheus
     assert r.status_code == 200
     assert r.json() == {"status": "degraded", "redis": True,
                         "cameras": {"total": 3, "online": 3, "offline": 0, "stale": 0, "unknown": 0,
-                                    "recording_failed": 1}, "clock_skewed_hosts": 0}
+                                    "recording_failed": 1}, "clock_skewed_hosts": 0, "webhook_dead_letters": 0}
     assert not any(camera in r.text for camera in CAMERAS)
     metrics = EngineMetrics("engine-test")
     metrics.export_redis(rclient)

@@ -130,6 +130,61 @@ async function showMatches(list, entry, label) {
   await pending;
 }
 
+/** Where a plate list's CSV import and export live. */
+const importUrl = (list) => `${ROUTES.watchlistPlates(list.id)}/import`;
+const exportUrl = (list) => `${ROUTES.watchlistPlates(list.id)}/export`;
+
+/** The counts and first row errors of an import (or its dry run). */
+function importSummary(result, key) {
+  const rows = (result.errors || []).map((e) => h("tr", {}, h("td", {}, String(e.line)), h("td", {}, e.column || "–"),
+    h("td", {}, e.reason)));
+  return h("div", { id: "wl-import-summary" },
+    h("p", { id: "wl-import-counts" }, t(key, result)),
+    rows.length ? h("div", { class: "table-wrap" }, h("table", { id: "wl-import-errors" },
+      h("thead", {}, h("tr", {}, [t("watchlists.import_line"), t("watchlists.import_column"), t("watchlists.import_problem")]
+        .map((c) => h("th", {}, c)))), h("tbody", {}, rows))) : null,
+    result.errors_truncated ? h("p", { class: "muted" }, t("watchlists.import_more")) : null);
+}
+
+/** Import a CSV hot list: pick the file and the modes, preview (a dry run) and confirm. Resolves truthy once
+ * something was written. */
+async function importDialog(list) {
+  const file = h("input", { type: "file", name: "file", accept: ".csv,text/csv", required: true, id: "wl-import-file" });
+  const duplicate = h("select", { name: "on_duplicate", id: "wl-import-duplicate" },
+    ["skip", "update"].map((m) => h("option", { value: m }, t(`watchlists.on_duplicate.${m}`))));
+  const skipInvalid = h("input", { type: "checkbox", name: "skip_invalid", id: "wl-import-skip-invalid" });
+  const send = (dryRun, skip) => {
+    const form = new FormData();
+    form.append("file", file.files[0], file.files[0].name);
+    // the preview always counts every row (invalid ones skipped), so that it can show them all
+    return api(importUrl(list), { method: "POST", body: form, query: { dry_run: dryRun, on_duplicate: duplicate.value,
+      invalid: skip ? "skip" : "refuse" } });
+  };
+  const preview = await dialog(t("watchlists.import"), [field("watchlists.import_file", file, t("watchlists.import_hint")),
+    field("watchlists.on_duplicate", duplicate), h("label", { class: "check field" }, skipInvalid, t("watchlists.skip_invalid"))],
+  { submitLabel: t("watchlists.preview"), onSubmit: () => send(true, true) });
+  if (!preview) return null;
+  const warning = preview.invalid && !skipInvalid.checked
+    ? h("p", { class: "dialog-error", id: "wl-import-warning" }, t("watchlists.import_refused")) : null;
+  const done = await dialog(t("watchlists.import_preview", { name: file.files[0].name }),
+    [importSummary(preview, "watchlists.import_counts"), warning],
+    { submitLabel: t("watchlists.import_confirm"), onSubmit: () => send(false, skipInvalid.checked) });
+  if (done) toast(t("watchlists.import_done", done), "ok", 6000);
+  return done;
+}
+
+/** Download the plate list as CSV (fetched with the session's credentials, then saved). */
+async function exportCsv(list) {
+  await attempt(async () => {
+    const blob = await (await api(exportUrl(list), { raw: true })).blob();
+    const link = h("a", { href: URL.createObjectURL(blob), download: `watchlist-${list.name || list.id}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  });
+}
+
 /** Entries stored before the flag existed have no `enabled`: they are active. */
 const isEnabled = (entry) => entry.enabled !== false;
 
@@ -195,6 +250,10 @@ export const watchlistsView = {
           h("div", { class: "row" }, h("h2", {}, list.name), h("span", { class: "muted" }, t(`watchlists.kind.${list.kind}`)),
             h("button", { class: "btn btn-primary btn-small", type: "button", id: "wl-add", onclick: add },
               `+ ${list.kind === "plate" ? t("watchlists.add_plate") : t("watchlists.add_person")}`),
+            list.kind === "plate" ? h("button", { class: "btn btn-secondary btn-small", type: "button", id: "wl-import",
+              onclick: () => importDialog(list).then((ok) => ok && paintMain()) }, t("watchlists.import")) : null,
+            list.kind === "plate" ? h("a", { class: "btn btn-secondary btn-small", href: exportUrl(list), id: "wl-export",
+              onclick: (event) => { event.preventDefault(); exportCsv(list); } }, t("watchlists.export")) : null,
             h("button", { class: "btn btn-danger btn-small", type: "button", id: "wl-delete", onclick: async () => {
               if (!window.confirm(t("common.confirm_delete", { name: list.name }))) return;
               const done = await attempt(() => api(ROUTES.watchlist(list.id), { method: "DELETE" }).then(() => true),
