@@ -19,18 +19,10 @@ from tests.api.web.test_web_ui import browser as browser  # noqa: F401 - the sam
 from tests.api.web.test_web_wall import PASSWORD, WallServer, playing, sign_in
 from tests.api.web.test_web_wall_recover import recover_server as recover_server  # noqa: F401 - its fixture
 
-AUDIT_DIR = Path("/tmp/audit_j")
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="Debian chromium/chromedriver absent"),
 ]
-
-
-def audit_shot(driver, name: str) -> None:
-    """A screenshot for the test artefacts, and one under /tmp/audit_j/ for review."""
-    shot(driver, name)
-    AUDIT_DIR.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(AUDIT_DIR / f"{name}.png"))
 
 
 @pytest.fixture()
@@ -96,7 +88,7 @@ def test_thai_page_says_api_refusals_in_thai(browser, page_server):  # noqa: F81
     assert "is closed" in got["closed"]["server"], got
     assert got["missing"]["status"] == 404 and got["missing"]["message"] == "ไม่พบข้อมูล อาจถูกลบไปแล้ว", got
     wait_until(browser, lambda d: len(css(d, "#toasts .toast-error .err-server")) >= 2, 15, "no error toasts")
-    audit_shot(browser, "thai_errors")
+    shot(browser, "thai_errors")
 
 
 def test_a_camera_added_while_the_wall_is_open_is_offered_without_a_reload(browser, recover_server):  # noqa: F811
@@ -124,4 +116,4 @@ def test_a_camera_added_while_the_wall_is_open_is_offered_without_a_reload(brows
     labels = browser.execute_script(
         "return [...document.querySelectorAll('.wall-tile .wall-select')[0].options].map((o) => o.textContent);")
     assert "Gate" in labels
-    audit_shot(browser, "wall_new_camera")
+    shot(browser, "wall_new_camera")

@@ -2,11 +2,10 @@
 Chromium: pick the file, preview the counts and the first invalid rows (a dry run: nothing written), confirm, and see
 the entries listed; the page offers an "Export CSV" link. English and Thai.
 
-Screenshots go to ``test-artifacts/web/`` and, for review, ``/tmp/audit_k/``."""
+Screenshots go to ``test-artifacts/web/``."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +34,6 @@ pytestmark = [
     pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="Debian chromium/chromedriver absent"),
 ]
 
-AUDIT = Path("/tmp/audit_k")
 CAMERAS_YAML = """\
 version: 1
 cameras:
@@ -103,12 +101,9 @@ def test_import_a_thai_excel_hot_list_with_preview(browser, server, tmp_path: Pa
     lines = [tr.text.split()[0] for tr in css(browser, "#wl-import-errors tbody tr")]
     assert lines == ["4", "5"]
     assert wl.list_entries(listed["id"]) == []  # a preview writes nothing
-    shot_path = shot(browser, f"watchlist_import_preview_{lang}")
-    AUDIT.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot_path, AUDIT / shot_path.name)
+    shot(browser, f"watchlist_import_preview_{lang}")
     css(browser, "dialog [data-role=submit]")[0].click()
     wait_until(browser, lambda d: _entries(d) == 2, message="the imported entries were not listed")
     assert sorted(e["plate"] for e in wl.list_entries(listed["id"])) == ["1กข1234", "1กช4986"]
-    shot_path = shot(browser, f"watchlist_import_done_{lang}")
-    shutil.copy(shot_path, AUDIT / shot_path.name)
+    shot(browser, f"watchlist_import_done_{lang}")
     assert not page_errors(browser)
