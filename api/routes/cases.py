@@ -313,7 +313,7 @@ def remove_item(user: Investigator, case_id: CaseId, kind: ItemKind, ref: ItemRe
 
     def write(pipe: redis.client.Pipeline) -> None:  # the item and its hold entry in one step, only from an open case
         pipe.hdel(f"case:{case_id}:items", item_key)
-        pipe.hdel(holds.case_key(case_id), item_key)
+        holds.queue_drop(pipe, case_id, item_key)
 
     _while_open(client, case_id, write)
     holds.rebuild(client)  # after the item and its hold hash entry: a failure in between leaves more held, not less
@@ -419,8 +419,7 @@ def _mark_closed(client: redis.Redis, case_id: str, username: str) -> bool:
         pipe.multi()
         pipe.hset(f"case:{case_id}", mapping={"status": "closed", "closed_at": repr(time.time()),
                                               "closed_by": username})
-        pipe.delete(holds.case_key(case_id))
-        pipe.srem(holds.CASES, case_id)
+        holds.queue_release(pipe, case_id)
         return True
 
     return client.transaction(step, f"case:{case_id}", value_from_callable=True)

@@ -109,17 +109,33 @@ def queue_place(pipe: redis.client.Pipeline, case_id: str, item_key: str, hold: 
 
 def release(client: redis.Redis, case_id: str) -> None:
     """Lift every hold of ``case_id`` (the case was closed); items other open cases hold stay held."""
-    client.delete(case_key(case_id))
-    client.srem(CASES, case_id)
+    pipe = client.pipeline(transaction=True)
+    queue_release(pipe, case_id)
+    pipe.execute()
     rebuild(client)
+
+
+def queue_release(pipe: redis.client.Pipeline, case_id: str) -> None:
+    """Queue the removal of ``case_id``'s holds on ``pipe`` (a MULTI the caller executes, e.g. with the case's close);
+    the caller then runs :func:`rebuild`, so a failure in between holds more, never less."""
+    pipe.delete(case_key(case_id))
+    pipe.srem(CASES, case_id)
 
 
 def drop(client: redis.Redis, case_id: str, item_key: str) -> None:
     """Lift the hold of ``case_id``'s item ``item_key`` (removed from the open case): :func:`rebuild` keeps whatever
     another item of this case or another open case still holds. The case stays in ``hold:cases`` (an empty hold
     holds nothing; taking it out could race with an item added meanwhile)."""
-    client.hdel(case_key(case_id), item_key)
+    pipe = client.pipeline(transaction=True)
+    queue_drop(pipe, case_id, item_key)
+    pipe.execute()
     rebuild(client)
+
+
+def queue_drop(pipe: redis.client.Pipeline, case_id: str, item_key: str) -> None:
+    """Queue the removal of the hold of ``case_id``'s item ``item_key`` on ``pipe`` (a MULTI the caller executes, e.g.
+    with the item's removal); the caller then runs :func:`rebuild`."""
+    pipe.hdel(case_key(case_id), item_key)
 
 
 def rebuild(client: redis.Redis) -> None:
